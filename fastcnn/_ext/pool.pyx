@@ -1,0 +1,126 @@
+"""Max and average pooling over NHWC images, forward and backward side by side.
+
+Windows are described by pool size, stride and ``pad_top``/``pad_left``; the output's shape
+fixes the rest. Cells outside the input never take part: max pooling never picks them and
+average pooling does not count them (TensorFlow's rule for "same" padding).
+"""
+from cython.parallel cimport prange
+from libc.string cimport memset
+
+ctypedef fused floating:
+    float
+    double
+
+
+def maxpool2d_forward(const floating[:, :, :, ::1] x__nhwc,   # IN
+                      floating[:, :, :, ::1] out__nhwc,       # OUT
+                      int[:, :, :, ::1] argmax__nhwc,         # OUT
+                      int pool_h, int pool_w, int stride_h, int stride_w,
+                      int pad_top, int pad_left, int n_threads):
+    """Max over each window; argmax stores ``(h * W + w) * C + c`` within the image.
+
+    Ties keep the first maximum in row-major window order, as PyTorch does.
+    """
+    cdef Py_ssize_t n = x__nhwc.shape[0], h = x__nhwc.shape[1], w = x__nhwc.shape[2]
+    cdef Py_ssize_t c = x__nhwc.shape[3]
+    cdef Py_ssize_t oh = out__nhwc.shape[1], ow = out__nhwc.shape[2]
+    cdef Py_ssize_t row, b, i, j, k, r, s, r0, r1, s0, s1
+    cdef bint first
+    cdef floating v
+    for row in prange(n * oh, nogil=True, schedule="static", num_threads=n_threads):
+        b = row // oh
+        i = row % oh
+        r0 = max(i * stride_h - pad_top, 0)
+        r1 = min(i * stride_h - pad_top + pool_h, h)
+        for j in range(ow):
+            s0 = max(j * stride_w - pad_left, 0)
+            s1 = min(j * stride_w - pad_left + pool_w, w)
+            first = True
+            for r in range(r0, r1):
+                for s in range(s0, s1):
+                    if first:
+                        for k in range(c):
+                            out__nhwc[b, i, j, k] = x__nhwc[b, r, s, k]
+                            argmax__nhwc[b, i, j, k] = <int>((r * w + s) * c + k)
+                        first = False
+                    else:
+                        for k in range(c):
+                            v = x__nhwc[b, r, s, k]
+                            if v > out__nhwc[b, i, j, k]:
+                                out__nhwc[b, i, j, k] = v
+                                argmax__nhwc[b, i, j, k] = <int>((r * w + s) * c + k)
+
+
+def maxpool2d_backward(const floating[:, :, :, ::1] dy__nhwc,   # IN
+                       const int[:, :, :, ::1] argmax__nhwc,    # IN
+                       floating[:, :, :, ::1] dx__nhwc,         # OUT
+                       int n_threads):
+    """Scatter each output gradient to the cell its window chose; images never share cells."""
+    cdef Py_ssize_t n = dx__nhwc.shape[0]
+    cdef Py_ssize_t image = dx__nhwc.shape[1] * dx__nhwc.shape[2] * dx__nhwc.shape[3]
+    cdef Py_ssize_t outs = dy__nhwc.shape[1] * dy__nhwc.shape[2] * dy__nhwc.shape[3]
+    cdef Py_ssize_t b, t
+    cdef floating* dx
+    cdef const floating* dy
+    cdef const int* where
+    for b in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+        dx = &dx__nhwc[b, 0, 0, 0]
+        dy = &dy__nhwc[b, 0, 0, 0]
+        where = &argmax__nhwc[b, 0, 0, 0]
+        memset(dx, 0, image * sizeof(floating))
+        for t in range(outs):
+            dx[where[t]] += dy[t]
+
+
+def avgpool2d_forward(const floating[:, :, :, ::1] x__nhwc,   # IN
+                      floating[:, :, :, ::1] out__nhwc,       # OUT
+                      int pool_h, int pool_w, int stride_h, int stride_w,
+                      int pad_top, int pad_left, int n_threads):
+    """Mean over the cells of each window that lie inside the input."""
+    cdef Py_ssize_t n = x__nhwc.shape[0], h = x__nhwc.shape[1], w = x__nhwc.shape[2]
+    cdef Py_ssize_t c = x__nhwc.shape[3]
+    cdef Py_ssize_t oh = out__nhwc.shape[1], ow = out__nhwc.shape[2]
+    cdef Py_ssize_t row, b, i, j, k, r, s, r0, r1, s0, s1
+    cdef floating inv
+    for row in prange(n * oh, nogil=True, schedule="static", num_threads=n_threads):
+        b = row // oh
+        i = row % oh
+        r0 = max(i * stride_h - pad_top, 0)
+        r1 = min(i * stride_h - pad_top + pool_h, h)
+        for j in range(ow):
+            s0 = max(j * stride_w - pad_left, 0)
+            s1 = min(j * stride_w - pad_left + pool_w, w)
+            for k in range(c):
+                out__nhwc[b, i, j, k] = 0
+            for r in range(r0, r1):
+                for s in range(s0, s1):
+                    for k in range(c):
+                        out__nhwc[b, i, j, k] += x__nhwc[b, r, s, k]
+            inv = 1.0 / ((r1 - r0) * (s1 - s0))
+            for k in range(c):
+                out__nhwc[b, i, j, k] *= inv
+
+
+def avgpool2d_backward(const floating[:, :, :, ::1] dy__nhwc,   # IN
+                       floating[:, :, :, ::1] dx__nhwc,         # OUT
+                       int pool_h, int pool_w, int stride_h, int stride_w,
+                       int pad_top, int pad_left, int n_threads):
+    """Spread each output gradient evenly over the input cells its window averaged."""
+    cdef Py_ssize_t n = dx__nhwc.shape[0], h = dx__nhwc.shape[1], w = dx__nhwc.shape[2]
+    cdef Py_ssize_t c = dx__nhwc.shape[3]
+    cdef Py_ssize_t oh = dy__nhwc.shape[1], ow = dy__nhwc.shape[2]
+    cdef Py_ssize_t b, i, j, k, r, s, r0, r1, s0, s1
+    cdef floating inv
+    for b in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+        memset(&dx__nhwc[b, 0, 0, 0], 0, h * w * c * sizeof(floating))
+        for i in range(oh):
+            r0 = max(i * stride_h - pad_top, 0)
+            r1 = min(i * stride_h - pad_top + pool_h, h)
+            for j in range(ow):
+                s0 = max(j * stride_w - pad_left, 0)
+                s1 = min(j * stride_w - pad_left + pool_w, w)
+                inv = 1.0 / ((r1 - r0) * (s1 - s0))
+                for r in range(r0, r1):
+                    for s in range(s0, s1):
+                        for k in range(c):
+                            dx__nhwc[b, r, s, k] += dy__nhwc[b, i, j, k] * inv

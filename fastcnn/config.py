@@ -1,0 +1,59 @@
+"""Thread count and build facts, exposed once for every kernel call."""
+import os
+
+from ._ext import runtime
+
+_num_threads = None
+
+
+def physical_cores():
+    """Physical cores this process may run on: hyper-threads share a core's FMA units."""
+    try:
+        cpus = os.sched_getaffinity(0)
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+    cores = set()
+    for cpu in cpus:
+        try:
+            with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list") as f:
+                cores.add(f.read().strip())
+        except OSError:
+            cores.add(str(cpu))
+    return max(len(cores), 1)
+
+
+def _default_threads():
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return physical_cores()
+
+
+def get_num_threads():
+    """Threads every kernel uses: set_num_threads, else OMP_NUM_THREADS, else physical cores."""
+    if not runtime.openmp_enabled():
+        return 1
+    return _num_threads or _default_threads()
+
+
+def set_num_threads(n):
+    """Use n threads in every kernel; n=None restores the default, n<0 means all but |n|-1."""
+    global _num_threads
+    if n is None:
+        _num_threads = None
+        return
+    if isinstance(n, bool) or not isinstance(n, int) or n == 0:
+        raise ValueError(f"Expected n_threads to be a non-zero int or None, received n_threads={n!r}")
+    _num_threads = n if n > 0 else max(physical_cores() + 1 + n, 1)
+
+
+def simd_path():
+    from ._ext import conv
+    return conv.simd_path()
+
+
+def show_config():
+    """Print how the kernels were built and what they will use here."""
+    print(f"fastcnn kernels: OpenMP {'enabled' if runtime.openmp_enabled() else 'DISABLED (serial build)'}")
+    print(f"SIMD path:       {simd_path()}")
+    print(f"threads:         {get_num_threads()} (physical cores: {physical_cores()})")

@@ -1,0 +1,172 @@
+"""The Layer contract shared by every layer, and the Input placeholder."""
+import itertools
+import re
+from collections import defaultdict
+
+import numpy as np
+
+from .. import ops
+
+_name_counters = defaultdict(itertools.count)
+
+
+def _snake_case(name):
+    """Keras's default layer names: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def normalize_tuple(value, name, allow_zero=False):
+    """An int or a pair of ints -> a pair of positive ints, or a ValueError naming ``name``."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
+    try:
+        pair = tuple(pair)
+    except TypeError:
+        pair = None
+    lowest = 0 if allow_zero else 1
+    if (pair is None or len(pair) != 2
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair)
+            or min(pair) < lowest):
+        raise ValueError(f"Expected {name} to be an int or a pair of ints >= {lowest}, "
+                         f"received {name}={value!r}")
+    return tuple(int(v) for v in pair)
+
+
+def normalize_padding(padding):
+    value = padding.lower() if isinstance(padding, str) else padding
+    if value not in ("valid", "same"):
+        raise ValueError(f'Expected padding "valid" or "same", received padding={padding!r}')
+    return value
+
+
+class Layer:
+    """Base of all layers.
+
+    Subclasses create weights in ``build(input_shape)`` with ``add_weight``, and implement
+    ``compute_output_shape``, ``forward(x, training)`` and ``backward(dy, need_dx)``. Shapes
+    exclude the batch axis. ``forward`` may return a buffer that the next call overwrites, and
+    ``backward`` fills ``self.grads`` (one array per weight, in ``self.weights`` order).
+    """
+
+    def __init__(self, name=None, trainable=True, dtype="float32"):
+        if name is None:
+            base = _snake_case(type(self).__name__)
+            index = next(_name_counters[base])
+            name = base if index == 0 else f"{base}_{index}"
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"Expected name to be a non-empty string, received name={name!r}")
+        if np.dtype(dtype) != np.float32:
+            raise ValueError(f'Expected dtype "float32", received dtype={dtype!r}')
+        self.name = name
+        self.trainable = bool(trainable)
+        self.built = False
+        self.input_shape = None
+        self.output_shape = None
+        self.weights = []
+        self.grads = []
+        self._weight_names = []
+        self.workspace = ops.Workspace()
+
+    # -- building --------------------------------------------------------------------------
+    def build(self, input_shape):
+        self.input_shape = tuple(int(d) for d in input_shape)
+        output_shape = tuple(self.compute_output_shape(self.input_shape))
+        if any(d < 1 for d in output_shape):
+            raise ValueError(f"Layer {self.name!r} maps input shape {self.input_shape} to "
+                             f"{output_shape}: the feature map shrinks below one pixel")
+        self.output_shape = output_shape
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def add_weight(self, name, shape, initializer):
+        from .. import initializers
+        value = initializers.initialize(initializer, shape)
+        self.weights.append(value)
+        self.grads.append(np.zeros_like(value))
+        self._weight_names.append(name)
+        return value
+
+    # -- running ---------------------------------------------------------------------------
+    def forward(self, x, training=False):
+        raise NotImplementedError
+
+    def backward(self, dy, need_dx=True):
+        raise NotImplementedError
+
+    def __call__(self, x, training=False):
+        """Run the layer eagerly on a batch (building it on first use) and return a new array."""
+        x = ops.as_kernel_array(x, "x", dtype=np.float32)
+        if not self.built:
+            self.build(x.shape[1:])
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(f"Layer {self.name!r} expects inputs of shape (batch, *{self.input_shape}), "
+                             f"received {x.shape}")
+        return np.array(self.forward(x, training=training))
+
+    # -- Keras contract --------------------------------------------------------------------
+    @property
+    def trainable_weights(self):
+        return list(self.weights) if self.trainable else []
+
+    @property
+    def non_trainable_weights(self):
+        return [] if self.trainable else list(self.weights)
+
+    def count_params(self):
+        return int(sum(w.size for w in self.weights))
+
+    def get_weights(self):
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        if len(weights) != len(self.weights):
+            raise ValueError(f"Layer {self.name!r} expects {len(self.weights)} weight arrays, "
+                             f"received {len(weights)}")
+        arrays = []
+        for name, current, new in zip(self._weight_names, self.weights, weights):
+            new = np.asarray(new)
+            if new.shape != current.shape:
+                raise ValueError(f"Layer {self.name!r} weight {name!r} expects shape {current.shape}, "
+                                 f"received {new.shape}")
+            if new.dtype.kind not in "fiu":
+                raise TypeError(f"Layer {self.name!r} weight {name!r} expects real numbers, "
+                                f"received dtype {new.dtype}")
+            arrays.append(new)
+        for current, new in zip(self.weights, arrays):
+            current[...] = new
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+class InputLayer(Layer):
+    """Declares the input shape of a Sequential model; it has no weights and is not listed."""
+
+    def __init__(self, shape=None, batch_size=None, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        if shape is None:
+            raise ValueError("Expected shape, a tuple of positive ints, received shape=None")
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        if not shape or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0
+                                for d in shape):
+            raise ValueError(f"Expected shape to be a tuple of positive ints, received shape={shape!r}")
+        self.shape = tuple(int(d) for d in shape)
+        self.batch_size = batch_size
+
+    def get_config(self):
+        return {**super().get_config(), "shape": self.shape, "batch_size": self.batch_size}
+
+
+def Input(shape=None, batch_size=None, name=None):
+    """Keras's ``Input``: in fastcnn, the input declaration that starts a Sequential model."""
+    return InputLayer(shape=shape, batch_size=batch_size, name=name)

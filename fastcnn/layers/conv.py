@@ -1,0 +1,56 @@
+"""Conv2D: NHWC inputs, HWIO kernel, bias and relu fused into the forward kernel."""
+from .. import initializers, ops
+from .activation import ActivationMixin, normalize_activation
+from .base import Layer, normalize_padding, normalize_tuple
+
+
+class Conv2D(ActivationMixin, Layer):
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
+            raise ValueError(f"Expected filters > 0, received filters={filters!r}")
+        self.filters = filters
+        self.kernel_size = normalize_tuple(kernel_size, "kernel_size")
+        self.strides = normalize_tuple(strides, "strides")
+        self.padding = normalize_padding(padding)
+        self.activation = normalize_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.validate(kernel_initializer)
+        self.bias_initializer = initializers.validate(bias_initializer)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"Conv2D {self.name!r} expects inputs of shape (height, width, channels), "
+                             f"received {input_shape}")
+        (oh, ow), _ = ops.window_output_shape(input_shape[:2], self.kernel_size, self.strides, self.padding)
+        return (oh, ow, self.filters)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.kernel = self.add_weight("kernel", (*self.kernel_size, self.input_shape[2], self.filters),
+                                      self.kernel_initializer)
+        self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer) if self.use_bias else None
+
+    def forward(self, x, training=False):
+        self._x = x
+        z = ops.conv2d_forward(x, self.kernel, self.bias, self.strides, self.padding,
+                               relu=self._pending_activation() == "relu",
+                               out=self.workspace.get("z", (x.shape[0], *self.output_shape)))
+        return self._activate(z, relu_fused=True)
+
+    def backward(self, dy, need_dx=True):
+        dz = self._deactivate(dy)
+        ops.conv2d_backward_weight(self._x, dz, self.kernel.shape, self.strides, self.padding,
+                                   dw=self.grads[0], db=self.grads[1] if self.use_bias else None)
+        if not need_dx:
+            return None
+        return ops.conv2d_backward_input(dz, self.kernel, self._x.shape, self.strides, self.padding,
+                                         out=self.workspace.get("dx", self._x.shape))
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding, "activation": self.activation,
+                "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
+                "bias_initializer": self.bias_initializer}

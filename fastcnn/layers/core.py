@@ -1,0 +1,96 @@
+"""Dense, Flatten and Dropout."""
+import numpy as np
+
+from .. import initializers, ops
+from .activation import ActivationMixin, normalize_activation
+from .base import Layer
+
+
+class Dense(ActivationMixin, Layer):
+    """``activation(x @ kernel + bias)`` with kernel of shape (in, units)."""
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+            raise ValueError(f"Expected units > 0, received units={units!r}")
+        self.units = units
+        self.activation = normalize_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.validate(kernel_initializer)
+        self.bias_initializer = initializers.validate(bias_initializer)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(f"Dense {self.name!r} expects flat inputs of shape (features,), received "
+                             f"{input_shape}; add a Flatten layer before it")
+        return (self.units,)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.kernel = self.add_weight("kernel", (self.input_shape[0], self.units), self.kernel_initializer)
+        self.bias = self.add_weight("bias", (self.units,), self.bias_initializer) if self.use_bias else None
+
+    def forward(self, x, training=False):
+        self._x = x
+        z = ops.dense_forward(x, self.kernel, self.bias, relu=self._pending_activation() == "relu",
+                              out=self.workspace.get("z", (x.shape[0], self.units)))
+        return self._activate(z, relu_fused=True)
+
+    def backward(self, dy, need_dx=True):
+        dz = self._deactivate(dy)
+        ops.dense_backward_weight(self._x, dz, dw=self.grads[0], db=self.grads[1] if self.use_bias else None)
+        if not need_dx:
+            return None
+        return ops.dense_backward_input(dz, self.kernel, out=self.workspace.get("dx", self._x.shape))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": self.activation,
+                "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
+                "bias_initializer": self.bias_initializer}
+
+
+class Flatten(Layer):
+    """Reshape (batch, ...) to (batch, features) in NHWC order, exactly as Keras does: a view."""
+
+    def compute_output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x, training=False):
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy, need_dx=True):
+        return dy.reshape(dy.shape[0], *self.input_shape) if need_dx else None
+
+
+class Dropout(Layer):
+    """Zero a fraction ``rate`` of the inputs during training and scale the rest by 1/(1-rate).
+
+    At inference it is the identity. The model hands each layer the RNG of the current epoch,
+    so a seeded fit, and a resumed one, draws the same masks.
+    """
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"Expected rate in [0, 1), received rate={rate!r}")
+        self.rate = float(rate)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def forward(self, x, training=False):
+        self._active = training and self.rate > 0
+        if not self._active:
+            return x
+        self._uniform = self.rng.random(dtype=np.float32, out=self.workspace.get("uniform", x.shape))
+        return ops.dropout_forward(x, self._uniform, self.rate, out=self.workspace.get("y", x.shape))
+
+    def backward(self, dy, need_dx=True):
+        if not need_dx:
+            return None
+        if not self._active:
+            return dy
+        return ops.dropout_backward(dy, self._uniform, self.rate, out=self.workspace.get("dx", dy.shape))
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}

@@ -1,0 +1,107 @@
+"""Losses. Each gives per-sample losses and the gradient of the batch mean in one call.
+
+Cross-entropy after a softmax layer is computed from that layer's logits by the fused kernel
+(the model arranges this), which is both faster and stable where log(softmax) would underflow.
+"""
+import numpy as np
+
+from . import ops
+
+EPSILON = 1e-7  # Keras's clip for probabilities given to cross-entropy
+
+
+class Loss:
+    name = None
+    sparse_targets = False
+
+    def __init__(self, from_logits=False, name=None):
+        self.from_logits = bool(from_logits)
+        if name is not None:
+            self.name = name
+
+    def check_targets(self, y, n_outputs):
+        """y as the array the loss consumes, or a ValueError naming the expected shape."""
+        raise NotImplementedError
+
+    def forward_backward(self, y_pred, y_true, logits, grad, loss):
+        """Fill ``loss`` (N,) and ``grad`` = d mean(loss) / d y_pred; ``logits`` says whether
+        y_pred are pre-softmax scores."""
+        raise NotImplementedError
+
+    def __call__(self, y_true, y_pred):
+        """The mean loss, as Keras's ``loss(y_true, y_pred)``."""
+        y_pred = ops.as_kernel_array(y_pred, "y_pred", 2, np.float32)
+        y_true = self.check_targets(y_true, y_pred.shape[1])
+        loss = np.empty(len(y_pred), np.float32)
+        self.forward_backward(y_pred, y_true, self.from_logits, np.empty_like(y_pred), loss)
+        return float(loss.mean(dtype=np.float64))
+
+    def get_config(self):
+        return {"name": self.name, "from_logits": self.from_logits}
+
+
+class CategoricalCrossentropy(Loss):
+    name = "categorical_crossentropy"
+
+    def check_targets(self, y, n_outputs):
+        y = np.asarray(y)
+        if y.ndim != 2 or y.shape[1] != n_outputs:
+            raise ValueError(f"Expected one-hot targets y of shape (samples, {n_outputs}) for "
+                             f"{self.name}, received shape {y.shape}; use "
+                             "sparse_categorical_crossentropy for integer labels")
+        return ops.as_kernel_array(y, "y", 2, np.float32)
+
+    def forward_backward(self, y_pred, y_true, logits, grad, loss):
+        if logits or self.from_logits:
+            ops.softmax_cross_entropy(y_pred, y_true, 1.0 / len(y_pred), grad=grad, loss=loss)
+            return
+        # Probabilities from a layer the loss cannot fuse with: Keras's clipped formula.
+        p = y_pred / y_pred.sum(axis=1, keepdims=True)
+        clipped = np.clip(p, EPSILON, 1 - EPSILON)
+        loss[...] = -(y_true * np.log(clipped)).sum(axis=1)
+        inside = (p > EPSILON) & (p < 1 - EPSILON)
+        dp = np.where(inside, -y_true / clipped, 0) / len(y_pred)
+        # through the normalisation p = y / sum(y)
+        s = y_pred.sum(axis=1, keepdims=True)
+        grad[...] = (dp - (dp * p).sum(axis=1, keepdims=True)) / s
+
+
+class SparseCategoricalCrossentropy(Loss):
+    name = "sparse_categorical_crossentropy"
+    sparse_targets = True
+
+    def check_targets(self, y, n_outputs):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise ValueError(f"Expected integer labels y of shape (samples,) or (samples, 1) for "
+                             f"{self.name}, received shape {y.shape}")
+        if y.dtype.kind == "f":
+            if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+                raise ValueError(f"Expected integer class labels in y, received non-integral values")
+        elif y.dtype.kind not in "iu":
+            raise TypeError(f"Expected integer class labels in y, received dtype {y.dtype}")
+        if y.size and (y.min() < 0 or y.max() >= n_outputs):
+            raise ValueError(f"Expected labels in [0, {n_outputs}), received values from "
+                             f"{y.min()} to {y.max()}")
+        return np.ascontiguousarray(y, dtype=np.int64)
+
+    def forward_backward(self, y_pred, y_true, logits, grad, loss):
+        if logits or self.from_logits:
+            ops.sparse_softmax_cross_entropy(y_pred, y_true, 1.0 / len(y_pred), grad=grad, loss=loss)
+            return
+        onehot = np.zeros(y_pred.shape, np.float32)
+        onehot[np.arange(len(y_true)), y_true] = 1
+        CategoricalCrossentropy.forward_backward(self, y_pred, onehot, False, grad, loss)
+
+
+LOSSES = {cls.name: cls for cls in (CategoricalCrossentropy, SparseCategoricalCrossentropy)}
+
+
+def get(identifier):
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, str) and identifier in LOSSES:
+        return LOSSES[identifier]()
+    raise ValueError(f"Unknown loss {identifier!r}; expected one of {sorted(LOSSES)} or a Loss")

@@ -1,0 +1,371 @@
+"""Sequential: builds a stack of layers and trains it (compile, fit, evaluate, predict)."""
+import numbers
+import time
+
+import numpy as np
+
+from . import layers as layers_module
+from . import losses as losses_module
+from . import ops
+from . import optimizers as optimizers_module
+from . import random as fc_random
+from .callbacks import CallbackList, History, ProgbarLogger
+from .layers.base import InputLayer, Layer
+from .progbar import Progbar
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"Expected {name} to be a positive int, received {name}={value!r}")
+    return int(value)
+
+
+def _check_verbose(verbose):
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2):
+        raise ValueError(f'Expected verbose in (0, 1, 2, "auto"), received verbose={verbose!r}')
+    return verbose
+
+
+class Sequential:
+    """A linear stack of layers, with Keras's construction, training and Keras-shaped weights."""
+
+    def __init__(self, layers=None, name=None):
+        self.name = name or "sequential"
+        self.layers = []
+        self.input_shape = None
+        self.built = False
+        self.optimizer = None
+        self.loss = None
+        self.metrics = []
+        self.stop_training = False
+        self.history = None
+        self.seed = fc_random.draw_seed()  # epoch e shuffles and drops out from RNG (seed, e)
+        self._fused_softmax = False
+        self._batch = ops.Workspace()
+        for layer in layers or []:
+            self.add(layer)
+
+    # -- construction ----------------------------------------------------------------------
+    def add(self, layer):
+        if isinstance(layer, InputLayer):
+            if self.layers:
+                raise ValueError("An Input can only start a Sequential model")
+            self.input_shape = layer.shape
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Expected a fastcnn layer, received {layer!r}")
+        if any(existing.name == layer.name for existing in self.layers):
+            raise ValueError(f"Layer names must be unique; {layer.name!r} is already in the model")
+        self.layers.append(layer)
+        self.built = False
+        if self.input_shape is not None:
+            self.build((None, *self.input_shape))
+
+    def build(self, input_shape):
+        """Build every layer for inputs of ``input_shape`` (leading batch axis included)."""
+        shape = tuple(input_shape)[1:]
+        self.input_shape = shape
+        for layer in self.layers:
+            if not layer.built:
+                layer.build(shape)
+            elif layer.input_shape != shape:
+                raise ValueError(f"Layer {layer.name!r} was built for inputs {layer.input_shape}, "
+                                 f"but the model feeds it {shape}")
+            shape = layer.output_shape
+        self.built = True
+
+    @property
+    def output_shape(self):
+        return (None, *(self.layers[-1].output_shape if self.layers else self.input_shape))
+
+    @property
+    def weights(self):
+        return [w for layer in self.layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self):
+        return [w for layer in self.layers for w in layer.trainable_weights]
+
+    def count_params(self):
+        return int(sum(layer.count_params() for layer in self.layers))
+
+    def get_weights(self):
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        expected = sum(len(layer.weights) for layer in self.layers)
+        if len(weights) != expected:
+            raise ValueError(f"Expected {expected} weight arrays, received {len(weights)}")
+        start = 0
+        for layer in self.layers:
+            layer.set_weights(weights[start:start + len(layer.weights)])
+            start += len(layer.weights)
+
+    def get_layer(self, name=None, index=None):
+        if index is not None:
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No layer named {name!r}")
+
+    def get_config(self):
+        return {"name": self.name, "input_shape": self.input_shape,
+                "layers": [{"class_name": type(l).__name__, "config": l.get_config()}
+                           for l in self.layers]}
+
+    @classmethod
+    def from_config(cls, config):
+        model = cls(name=config.get("name"))
+        if config.get("input_shape") is not None:
+            model.add(layers_module.Input(shape=tuple(config["input_shape"])))
+        for entry in config["layers"]:
+            model.add(layers_module.get(entry["class_name"]).from_config(entry["config"]))
+        return model
+
+    def summary(self, print_fn=print):
+        rows = [(f"{l.name} ({type(l).__name__})",
+                 str((None, *l.output_shape)) if l.built else "?", f"{l.count_params():,}")
+                for l in self.layers]
+        widths = [max([len(h)] + [len(r[i]) for r in rows]) + 2
+                  for i, h in enumerate(("Layer (type)", "Output Shape", "Param #"))]
+        rule = "─" * (sum(widths) + 2)
+        total = self.count_params()
+        trainable = sum(l.count_params() for l in self.layers if l.trainable)
+        lines = [f'Model: "{self.name}"', rule,
+                 f"{'Layer (type)':<{widths[0]}}{'Output Shape':<{widths[1]}}{'Param #':>{widths[2]}}",
+                 rule]
+        lines += [f"{a:<{widths[0]}}{b:<{widths[1]}}{c:>{widths[2]}}" for a, b, c in rows]
+        lines += [rule, f" Total params: {total:,} ({total * 4 / 1024:.2f} KB)",
+                  f" Trainable params: {trainable:,} ({trainable * 4 / 1024:.2f} KB)",
+                  f" Non-trainable params: {total - trainable:,} ({(total - trainable) * 4 / 1024:.2f} KB)"]
+        print_fn("\n".join(lines))
+
+    # -- compile ---------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+        self.optimizer = optimizers_module.get(optimizer)
+        self.loss = losses_module.get(loss)
+        metrics = list(metrics or [])
+        for m in metrics:
+            if m not in ("accuracy", "acc"):
+                raise ValueError(f'Unknown metric {m!r}; expected "accuracy"')
+        self.metrics = ["accuracy"] if metrics else []
+        self._configure_fusion()
+
+    def _configure_fusion(self):
+        """Let cross-entropy consume the logits of a final softmax, in one stable kernel."""
+        for layer in self.layers:
+            layer.emit_logits = False
+        last = self.layers[-1] if self.layers else None
+        self._fused_softmax = bool(
+            last is not None and getattr(last, "activation", None) == "softmax"
+            and isinstance(self.loss, (losses_module.CategoricalCrossentropy,
+                                       losses_module.SparseCategoricalCrossentropy))
+            and not self.loss.from_logits)
+        if self._fused_softmax:
+            last.emit_logits = True
+
+    # -- input checks ----------------------------------------------------------------------
+    def _check_x(self, x, name="x"):
+        if x is None:
+            raise ValueError(f"Expected {name} to be an array, received None")
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"Expected {name} to hold real numbers, received dtype {x.dtype}")
+        if x.size == 0:
+            raise ValueError(f"Expected a non-empty {name}, received shape {x.shape}")
+        if not self.built:
+            if self.input_shape is None:
+                if x.ndim < 2:
+                    raise ValueError(f"Expected {name} with a batch axis, received shape {x.shape}")
+                self.build(x.shape)
+            else:
+                self.build((None, *self.input_shape))
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(f"Expected {name} of shape (samples, *{self.input_shape}), "
+                             f"received {x.shape}")
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def _check_xy(self, x, y, x_name="x", y_name="y"):
+        x = self._check_x(x, x_name)
+        if y is None:
+            raise ValueError(f"Expected {y_name} to be an array, received None")
+        y = self.loss.check_targets(y, self.layers[-1].output_shape[-1])
+        if len(y) != len(x):
+            raise ValueError(f"Expected {x_name} and {y_name} of the same length, received "
+                             f"{len(x)} and {len(y)}")
+        return x, y
+
+    def _check_compiled(self):
+        if self.loss is None:
+            raise RuntimeError("The model must be compiled before training or evaluation: "
+                               "call model.compile(optimizer, loss, metrics)")
+        if not self.layers:
+            raise ValueError("The model has no layers")
+
+    # -- one batch -------------------------------------------------------------------------
+    def _forward(self, x, training):
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    def _loss_and_grad(self, out, y):
+        n = len(out)
+        grad = self._batch.get("grad", out.shape)
+        loss = self._batch.get("loss", (n,))
+        self.loss.forward_backward(out, y, self._fused_softmax, grad, loss)
+        return loss, grad
+
+    def _correct(self, out, y):
+        predicted = out.argmax(axis=1)
+        truth = y if y.ndim == 1 else y.argmax(axis=1)
+        return int(np.count_nonzero(predicted == truth))
+
+    def _train_step(self, x, y):
+        out = self._forward(x, training=True)
+        loss, grad = self._loss_and_grad(out, y)
+        for i in range(len(self.layers) - 1, -1, -1):
+            grad = self.layers[i].backward(grad, need_dx=i > 0)
+        weights, grads = [], []
+        for layer in self.layers:
+            if layer.trainable:
+                weights += layer.weights
+                grads += layer.grads
+        self.optimizer.apply(weights, grads)
+        return float(loss.sum(dtype=np.float64)), self._correct(out, y) if self.metrics else 0
+
+    def _gather(self, name, source, index):
+        buf = self._batch.get(name, (len(index), *source.shape[1:]), source.dtype)
+        return np.take(source, index, axis=0, out=buf)
+
+    def _logs(self, loss_sum, correct, seen, prefix=""):
+        logs = {}
+        if self.metrics:
+            logs[prefix + "accuracy"] = correct / seen
+        logs[prefix + "loss"] = loss_sum / seen
+        return logs
+
+    # -- fit / evaluate / predict ----------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
+        self._check_compiled()
+        batch_size = _positive_int(batch_size, "batch_size")
+        epochs = _positive_int(epochs, "epochs")
+        verbose = _check_verbose(verbose)
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) \
+                or initial_epoch < 0:
+            raise ValueError(f"Expected initial_epoch >= 0, received initial_epoch={initial_epoch!r}")
+        if not isinstance(validation_split, numbers.Real) or not 0 <= validation_split < 1:
+            raise ValueError(f"Expected validation_split in [0, 1), received "
+                             f"validation_split={validation_split!r}")
+        x, y = self._check_xy(x, y)
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("Expected validation_data to be a tuple (x_val, y_val)")
+            x_val, y_val = self._check_xy(*validation_data, "x_val", "y_val")
+        elif validation_split > 0:
+            # Keras takes the validation samples from the end, before any shuffling.
+            split = int(len(x) * (1 - validation_split))
+            if split < 1 or split == len(x):
+                raise ValueError(f"validation_split={validation_split} leaves no samples for "
+                                 f"training or validation out of {len(x)}")
+            x, x_val, y, y_val = x[:split], x[split:], y[:split], y[split:]
+        else:
+            x_val = None
+
+        n = len(x)
+        steps = -(-n // batch_size)
+        history = History()
+        extra = [ProgbarLogger(verbose)] if verbose else []
+        cbs = CallbackList(list(callbacks or []) + extra + [history], self,
+                           {"epochs": epochs, "steps": steps, "verbose": verbose})
+        self.stop_training = False
+        cbs.on_train_begin()
+        logs = {}
+        for epoch in range(initial_epoch, epochs):
+            rng = np.random.default_rng([self.seed, epoch])
+            for i, layer in enumerate(self.layers):
+                if hasattr(layer, "rng"):
+                    layer.rng = np.random.default_rng([self.seed, epoch, i + 1])
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            cbs.on_epoch_begin(epoch)
+            loss_sum, correct, seen = 0.0, 0, 0
+            for step in range(steps):
+                index = order[step * batch_size:(step + 1) * batch_size]
+                cbs.on_train_batch_begin(step)
+                batch_loss, batch_correct = self._train_step(self._gather("x", x, index),
+                                                             self._gather("y", y, index))
+                loss_sum += batch_loss
+                correct += batch_correct
+                seen += len(index)
+                logs = self._logs(loss_sum, correct, seen)
+                cbs.on_train_batch_end(step, logs)
+                if self.stop_training:
+                    break
+            if x_val is not None:
+                val_loss, val_correct = self._evaluate_arrays(x_val, y_val, batch_size)
+                logs.update(self._logs(val_loss, val_correct, len(x_val), prefix="val_"))
+            cbs.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end(logs)
+        self.history = history
+        return history
+
+    def _evaluate_arrays(self, x, y, batch_size, bar=None):
+        loss_sum, correct = 0.0, 0
+        steps = -(-len(x) // batch_size)
+        for step in range(steps):
+            sl = slice(step * batch_size, (step + 1) * batch_size)
+            out = self._forward(x[sl], training=False)
+            loss, _ = self._loss_and_grad(out, y[sl])
+            loss_sum += float(loss.sum(dtype=np.float64))
+            correct += self._correct(out, y[sl]) if self.metrics else 0
+            if bar:
+                seen = min((step + 1) * batch_size, len(x))
+                bar.update(step + 1, self._logs(loss_sum, correct, seen))
+        return loss_sum, correct
+
+    def evaluate(self, x=None, y=None, batch_size=32, verbose="auto", return_dict=False):
+        """[loss, accuracy] (or the loss alone when compiled without metrics)."""
+        self._check_compiled()
+        batch_size = _positive_int(batch_size, "batch_size")
+        verbose = _check_verbose(verbose)
+        x, y = self._check_xy(x, y)
+        bar = Progbar(-(-len(x) // batch_size)) if verbose else None
+        loss_sum, correct = self._evaluate_arrays(x, y, batch_size, bar)
+        logs = self._logs(loss_sum, correct, len(x))
+        if bar:
+            bar.finish(logs)
+        if return_dict:
+            return logs
+        return [logs["loss"], logs["accuracy"]] if self.metrics else logs["loss"]
+
+    def predict(self, x, batch_size=32, verbose="auto"):
+        """The model's outputs for x (probabilities after a softmax), batch by batch."""
+        batch_size = _positive_int(batch_size, "batch_size")
+        verbose = _check_verbose(verbose)
+        if not self.layers:
+            raise ValueError("The model has no layers")
+        x = self._check_x(x)
+        result = np.empty((len(x), *self.layers[-1].output_shape), np.float32)
+        steps = -(-len(x) // batch_size)
+        bar = Progbar(steps) if verbose else None
+        for step in range(steps):
+            sl = slice(step * batch_size, (step + 1) * batch_size)
+            out = self._forward(x[sl], training=False)
+            if self._fused_softmax:
+                ops.activation_forward("softmax", out, out=result[sl])
+            else:
+                result[sl] = out
+            if bar:
+                bar.update(step + 1, {})
+        if bar:
+            bar.finish({})
+        return result
+
+    def __call__(self, x, training=False):
+        return self.predict(x, batch_size=max(len(np.asarray(x)), 1), verbose=0)

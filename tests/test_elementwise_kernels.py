@@ -1,0 +1,175 @@
+"""Activations, softmax, dropout, the fused loss and the optimizer updates against their twins."""
+import numpy as np
+import pytest
+
+from fastcnn import _reference as ref
+from fastcnn._ext import elementwise, loss, optim
+from conftest import numeric_grad
+
+POINTWISE = ["relu", "sigmoid", "tanh"]
+TOL = {np.float32: 2e-6, np.float64: 1e-13}
+
+
+@pytest.mark.parametrize("name", POINTWISE)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [1, 7, 100_003])
+def test_pointwise_match_reference(name, dtype, size, rng):
+    x = (rng.standard_normal(size) * 4).astype(dtype)
+    forward, backward = getattr(elementwise, f"{name}_forward"), getattr(elementwise, f"{name}_backward")
+    y, ref_y = np.empty_like(x), np.empty_like(x)
+    forward(x, y, 2)
+    getattr(ref, f"{name}_forward")(x, ref_y, 2)
+    np.testing.assert_allclose(y, ref_y, rtol=TOL[dtype], atol=TOL[dtype])
+    dy = rng.standard_normal(size).astype(dtype)
+    dx, ref_dx = np.empty_like(x), np.empty_like(x)
+    backward(y, dy, dx, 2)
+    getattr(ref, f"{name}_backward")(y, dy, ref_dx, 2)
+    np.testing.assert_allclose(dx, ref_dx, rtol=TOL[dtype], atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("name", POINTWISE)
+def test_pointwise_gradient_finite_differences(name, rng):
+    x = rng.standard_normal(50) * 2
+    x[np.abs(x) < 1e-3] = 0.5  # keep relu away from its kink
+    probe = rng.standard_normal(50)
+    forward, backward = getattr(elementwise, f"{name}_forward"), getattr(elementwise, f"{name}_backward")
+
+    def f():
+        y = np.empty_like(x)
+        forward(x, y, 1)
+        return float((y * probe).sum())
+
+    y = np.empty_like(x)
+    forward(x, y, 1)
+    dx = np.empty_like(x)
+    backward(y, probe, dx, 1)
+    np.testing.assert_allclose(dx, numeric_grad(f, x), rtol=1e-6, atol=1e-8)
+
+
+def test_sigmoid_extremes_are_finite():
+    x = np.array([-1e4, -100, 0, 100, 1e4], np.float32)
+    y = np.empty_like(x)
+    elementwise.sigmoid_forward(x, y, 1)
+    assert np.all(np.isfinite(y)) and y[0] == 0 and y[-1] == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_forward_backward(dtype, rng):
+    x = (rng.standard_normal((9, 10)) * 30).astype(dtype)
+    y, ref_y = np.empty_like(x), np.empty_like(x)
+    elementwise.softmax_forward(x, y, 2)
+    ref.softmax_forward(x, ref_y, 2)
+    np.testing.assert_allclose(y, ref_y, rtol=TOL[dtype] * 10, atol=TOL[dtype])
+    np.testing.assert_allclose(y.sum(axis=1), 1, rtol=1e-6)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    dx, ref_dx = np.empty_like(x), np.empty_like(x)
+    elementwise.softmax_backward(y, dy, dx, 2)
+    ref.softmax_backward(y, dy, ref_dx, 2)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-5, atol=1e-6)
+
+
+def test_softmax_gradient_finite_differences(rng):
+    x = rng.standard_normal((3, 5))
+    probe = rng.standard_normal((3, 5))
+
+    def f():
+        y = np.empty_like(x)
+        elementwise.softmax_forward(x, y, 1)
+        return float((y * probe).sum())
+
+    y = np.empty_like(x)
+    elementwise.softmax_forward(x, y, 1)
+    dx = np.empty_like(x)
+    elementwise.softmax_backward(y, probe, dx, 1)
+    np.testing.assert_allclose(dx, numeric_grad(f, x), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.5, 0.9])
+def test_dropout_matches_reference(rate, rng):
+    x = rng.standard_normal(1000).astype(np.float32)
+    u = rng.random(1000, dtype=np.float32)
+    out, ref_out = np.empty_like(x), np.empty_like(x)
+    elementwise.dropout_forward(x, u, rate, out, 2)
+    ref.dropout_forward(x, u, rate, ref_out, 2)
+    np.testing.assert_allclose(out, ref_out, rtol=1e-6)
+    assert np.count_nonzero(out == 0) == np.count_nonzero(u < rate)
+    dx, ref_dx = np.empty_like(x), np.empty_like(x)
+    elementwise.dropout_backward(x, u, rate, dx, 2)
+    ref.dropout_backward(x, u, rate, ref_dx, 2)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-6)
+
+
+# ---- fused softmax + cross-entropy -------------------------------------------------------
+
+def _ce(kind, logits, target, dtype, threads=2):
+    grad = np.empty_like(logits)
+    rows = np.empty(len(logits), dtype)
+    getattr(loss, kind)(logits, target, grad, rows, 1 / len(logits), threads)
+    return rows, grad
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["softmax_cross_entropy", "sparse_softmax_cross_entropy"])
+def test_fused_loss_matches_reference(kind, dtype, rng):
+    logits = (rng.standard_normal((33, 10)) * 5).astype(dtype)
+    labels = rng.integers(0, 10, 33)
+    target = labels if kind.startswith("sparse") else np.eye(10, dtype=dtype)[labels]
+    rows, grad = _ce(kind, logits, target, dtype)
+    ref_rows, ref_grad = np.empty_like(rows), np.empty_like(grad)
+    getattr(ref, kind)(logits, target, ref_grad, ref_rows, 1 / 33, 2)
+    np.testing.assert_allclose(rows, ref_rows, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(grad.sum(axis=1), 0, atol=1e-6)  # each gradient row sums to 0
+
+
+def test_fused_loss_is_stable_for_huge_logits():
+    logits = np.array([[1e4, -1e4, 0], [-3e38, 3e38, 0]], np.float32)
+    rows, grad = _ce("sparse_softmax_cross_entropy", logits, np.array([1, 1]), np.float32)
+    assert np.all(np.isfinite(rows)) and np.all(np.isfinite(grad))
+    assert rows[0] == pytest.approx(2e4) and rows[1] == 0
+
+
+@pytest.mark.parametrize("kind", ["softmax_cross_entropy", "sparse_softmax_cross_entropy"])
+def test_fused_loss_gradient_finite_differences(kind, rng):
+    logits = rng.standard_normal((4, 6))
+    labels = rng.integers(0, 6, 4)
+    target = labels if kind.startswith("sparse") else np.eye(6)[labels]
+    _, grad = _ce(kind, logits, target, np.float64)
+    mean = lambda: float(_ce(kind, logits, target, np.float64)[0].mean())
+    np.testing.assert_allclose(grad, numeric_grad(mean, logits), rtol=1e-6, atol=1e-9)
+
+
+def test_fused_loss_threads_agree(rng):
+    logits = rng.standard_normal((5000, 10)).astype(np.float32)
+    labels = rng.integers(0, 10, 5000)
+    one = _ce("sparse_softmax_cross_entropy", logits, labels, np.float32, threads=1)
+    two = _ce("sparse_softmax_cross_entropy", logits, labels, np.float32, threads=2)
+    assert all(np.array_equal(a, b) for a, b in zip(one, two))
+
+
+# ---- optimizer updates -------------------------------------------------------------------
+
+@pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+def test_sgd_update_matches_formula(momentum, nesterov, rng):
+    p, g, v = (rng.standard_normal(100) for _ in range(3))
+    expected = [p.copy(), v.copy()]
+    ref.sgd_update(expected[0], g, expected[1], 0.1, momentum, nesterov, 1)
+    optim.sgd_update(p, g, v, 0.1, momentum, nesterov, 2)
+    np.testing.assert_allclose(p, expected[0], rtol=1e-14)
+    if momentum:
+        np.testing.assert_allclose(v, expected[1], rtol=1e-14)
+        # Keras: v = mu v - lr g
+        assert np.allclose(v, expected[1])
+
+
+def test_adam_update_matches_formula(rng):
+    p, g = rng.standard_normal(100), rng.standard_normal(100)
+    m, v = rng.standard_normal(100) * 0.1, rng.random(100) * 0.1
+    p0, m0, v0 = p.copy(), m.copy(), v.copy()
+    optim.adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-7, 3, 2)
+    m_new = 0.9 * m0 + 0.1 * g
+    v_new = 0.999 * v0 + 0.001 * g * g
+    alpha = 1e-3 * np.sqrt(1 - 0.999 ** 3) / (1 - 0.9 ** 3)
+    np.testing.assert_allclose(m, m_new, rtol=1e-12)
+    np.testing.assert_allclose(v, v_new, rtol=1e-12)
+    np.testing.assert_allclose(p, p0 - alpha * m_new / (np.sqrt(v_new) + 1e-7), rtol=1e-12)

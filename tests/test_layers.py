@@ -1,0 +1,96 @@
+"""Every layer through one helper: output shape, parameter count, one training step, config."""
+import numpy as np
+import pytest
+
+import fastcnn
+from fastcnn import layers
+
+
+def check_layer(make_layer, input_shape, output_shape, n_params):
+    """The shared contract every layer must meet."""
+    layer = make_layer()
+    layer.build(input_shape)
+    assert layer.output_shape == output_shape
+    assert layer.count_params() == n_params
+    assert sum(w.size for w in layer.get_weights()) == n_params
+
+    # get_config -> from_config rebuilds an equal layer
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    clone.build(input_shape)
+    clone.set_weights(layer.get_weights())
+    x = np.random.default_rng(0).standard_normal((4, *input_shape)).astype(np.float32)
+    np.testing.assert_array_equal(clone(x), layer(x))
+
+    # one training step on a tiny batch lowers the loss
+    fastcnn.utils.set_random_seed(3)
+    head = [layers.Flatten()] if len(output_shape) > 1 else []
+    model = fastcnn.Sequential([fastcnn.Input(shape=input_shape), make_layer(), *head,
+                                layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=fastcnn.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
+    y = np.array([0, 1, 2, 1])
+    before = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    assert model.evaluate(x, y, verbose=0) < before
+
+
+LAYER_CASES = {
+    "conv_valid": (lambda: layers.Conv2D(4, 3, activation="relu"), (7, 6, 2), (5, 4, 4), 3 * 3 * 2 * 4 + 4),
+    "conv_same_strided": (lambda: layers.Conv2D(5, (2, 3), strides=2, padding="same"), (7, 6, 3), (4, 3, 5), 2 * 3 * 3 * 5 + 5),
+    "conv_tanh_nobias": (lambda: layers.Conv2D(3, 1, activation="tanh", use_bias=False), (4, 4, 2), (4, 4, 3), 6),
+    "maxpool": (lambda: layers.MaxPooling2D(), (6, 5, 2), (3, 2, 2), 0),
+    "maxpool_same": (lambda: layers.MaxPooling2D(3, strides=2, padding="same"), (7, 7, 2), (4, 4, 2), 0),
+    "avgpool": (lambda: layers.AveragePooling2D(2, padding="same"), (5, 5, 3), (3, 3, 3), 0),
+    "dense_relu": (lambda: layers.Dense(6, activation="relu"), (5,), (6,), 36),
+    "dense_sigmoid": (lambda: layers.Dense(4, activation="sigmoid"), (5,), (4,), 24),
+    "flatten": (lambda: layers.Flatten(), (3, 2, 2), (12,), 0),
+    "dropout": (lambda: layers.Dropout(0.25), (8,), (8,), 0),
+    "activation_tanh": (lambda: layers.Activation("tanh"), (6,), (6,), 0),
+    "activation_softmax": (lambda: layers.Activation("softmax"), (6,), (6,), 0),
+    "relu": (lambda: layers.ReLU(), (3, 3, 2), (3, 3, 2), 0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYER_CASES))
+def test_layer_contract(name):
+    check_layer(*LAYER_CASES[name])
+
+
+def test_keras_weight_shapes():
+    conv, dense = layers.Conv2D(32, (3, 5)), layers.Dense(10)
+    conv.build((28, 28, 3))
+    dense.build((1600,))
+    assert [w.shape for w in conv.get_weights()] == [(3, 5, 3, 32), (32,)]
+    assert [w.shape for w in dense.get_weights()] == [(1600, 10), (10,)]
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: layers.Conv2D(-3, 3), "filters=-3"),
+    (lambda: layers.Conv2D(8, 0), "kernel_size=0"),
+    (lambda: layers.Conv2D(8, 3, strides=(1, -1)), "strides=(1, -1)"),
+    (lambda: layers.Conv2D(8, 3, padding="full"), "padding='full'"),
+    (lambda: layers.Conv2D(8, 3, activation="swishy"), "swishy"),
+    (lambda: layers.MaxPooling2D(pool_size=0), "pool_size=0"),
+    (lambda: layers.Dense(0), "units=0"),
+    (lambda: layers.Dropout(1.0), "rate=1.0"),
+])
+def test_bad_arguments_name_the_value(make, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        make()
+
+
+def test_feature_map_below_one_pixel_raises():
+    with pytest.raises(ValueError, match="below one pixel"):
+        fastcnn.Sequential([fastcnn.Input(shape=(6, 6, 1)), layers.Conv2D(4, 3),
+                            layers.MaxPooling2D(2), layers.Conv2D(4, 3)])
+
+
+def test_layer_forward_matches_reference_through_ops():
+    """A Conv2D with relu equals the reference conv followed by max(0, .)."""
+    from fastcnn import _reference as ref
+    layer = layers.Conv2D(7, 3, padding="same", activation="relu")
+    x = np.random.default_rng(1).standard_normal((2, 9, 8, 3)).astype(np.float32)
+    y = layer(x)
+    expected = np.zeros(y.shape, np.float32)
+    ref.conv2d_forward(x, layer.kernel, layer.bias, expected, 1, 1, 1, 1, True, 1)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,118 @@
+"""Pooling kernels against their NumPy twins, gradient checks, and thread independence."""
+import numpy as np
+import pytest
+
+from fastcnn import _reference as ref
+from fastcnn import ops
+from fastcnn._ext import pool
+from conftest import numeric_grad
+
+CASES = [  # (N, H, W, C, pool, strides, padding)
+    (2, 6, 6, 3, (2, 2), (2, 2), "valid"),
+    (1, 7, 5, 1, (2, 2), (2, 2), "valid"),
+    (1, 7, 5, 1, (2, 2), (2, 2), "same"),
+    (3, 9, 8, 4, (3, 3), (1, 1), "valid"),
+    (2, 9, 8, 4, (3, 3), (2, 2), "same"),
+    (1, 11, 7, 2, (2, 3), (3, 2), "same"),
+    (1, 5, 5, 3, (5, 5), (3, 3), "same"),
+    (2, 6, 7, 5, (1, 1), (3, 3), "valid"),
+]
+
+
+def geometry(shape, pool_size, strides, padding):
+    (oh, ow), (top, left) = ops.window_output_shape(shape[1:3], pool_size, strides, padding)
+    return (shape[0], oh, ow, shape[3]), top, left
+
+
+def run_max(module, x, pool_size, strides, padding, threads=2):
+    out_shape, top, left = geometry(x.shape, pool_size, strides, padding)
+    out = np.zeros(out_shape, x.dtype)
+    argmax = np.zeros(out_shape, np.int32)
+    module.maxpool2d_forward(x, out, argmax, *pool_size, *strides, top, left, threads)
+    return out, argmax
+
+
+def run_avg(module, x, pool_size, strides, padding, threads=2):
+    out_shape, top, left = geometry(x.shape, pool_size, strides, padding)
+    out = np.zeros(out_shape, x.dtype)
+    module.avgpool2d_forward(x, out, *pool_size, *strides, top, left, threads)
+    return out
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_maxpool_matches_reference(case, dtype, rng):
+    n, h, w, c, pool_size, strides, padding = case
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    out, argmax = run_max(pool, x, pool_size, strides, padding)
+    ref_out, ref_argmax = run_max(ref, x, pool_size, strides, padding)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(argmax, ref_argmax)
+    # the argmax points at the maximum it reports
+    np.testing.assert_array_equal(x.reshape(n, -1)[np.arange(n)[:, None], argmax.reshape(n, -1)],
+                                  out.reshape(n, -1))
+
+    dy = rng.standard_normal(out.shape).astype(dtype)
+    dx, ref_dx = np.zeros_like(x), np.zeros_like(x)
+    pool.maxpool2d_backward(dy, argmax, dx, 2)
+    ref.maxpool2d_backward(dy, argmax, ref_dx, 2)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-6, atol=1e-6)
+
+
+def test_maxpool_ties_keep_first():
+    x = np.ones((1, 2, 2, 1), np.float32)
+    _, argmax = run_max(pool, x, (2, 2), (2, 2), "valid")
+    assert argmax.ravel().tolist() == [0]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_avgpool_matches_reference(case, dtype, rng):
+    n, h, w, c, pool_size, strides, padding = case
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    tol = 1e-6 if dtype == np.float32 else 1e-12
+    out = run_avg(pool, x, pool_size, strides, padding)
+    np.testing.assert_allclose(out, run_avg(ref, x, pool_size, strides, padding), rtol=tol, atol=tol)
+    _, top, left = geometry(x.shape, pool_size, strides, padding)
+    dy = rng.standard_normal(out.shape).astype(dtype)
+    dx, ref_dx = np.zeros_like(x), np.zeros_like(x)
+    pool.avgpool2d_backward(dy, dx, *pool_size, *strides, top, left, 2)
+    ref.avgpool2d_backward(dy, ref_dx, *pool_size, *strides, top, left, 2)
+    np.testing.assert_allclose(dx, ref_dx, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("case", [CASES[2], CASES[4], CASES[5]])
+def test_pool_gradient_finite_differences(kind, case, rng):
+    n, h, w, c, pool_size, strides, padding = case
+    x = rng.standard_normal((n, h, w, c))
+    out_shape, top, left = geometry(x.shape, pool_size, strides, padding)
+    probe = rng.standard_normal(out_shape)
+    if kind == "max":
+        loss = lambda: float((run_max(pool, x, pool_size, strides, padding)[0] * probe).sum())
+        _, argmax = run_max(pool, x, pool_size, strides, padding)
+        dx = np.zeros_like(x)
+        pool.maxpool2d_backward(probe, argmax, dx, 2)
+    else:
+        loss = lambda: float((run_avg(pool, x, pool_size, strides, padding) * probe).sum())
+        dx = np.zeros_like(x)
+        pool.avgpool2d_backward(probe, dx, *pool_size, *strides, top, left, 2)
+    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
+
+
+def test_pool_threads_agree(rng):
+    x = rng.standard_normal((16, 13, 13, 32)).astype(np.float32)
+    one, a1 = run_max(pool, x, (2, 2), (2, 2), "valid", threads=1)
+    two, a2 = run_max(pool, x, (2, 2), (2, 2), "valid", threads=2)
+    assert np.array_equal(one, two) and np.array_equal(a1, a2)
+    assert np.array_equal(run_avg(pool, x, (3, 3), (2, 2), "same", 1),
+                          run_avg(pool, x, (3, 3), (2, 2), "same", 2))
+
+
+def test_ops_accept_readonly_and_strided(rng):
+    from conftest import variants
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    expected, _ = ops.maxpool2d_forward(x, (2, 2), (2, 2), "valid")
+    for name, v in variants(x).items():
+        got, _ = ops.maxpool2d_forward(v, (2, 2), (2, 2), "valid")
+        np.testing.assert_array_equal(got, expected, err_msg=name)
