@@ -1,0 +1,214 @@
+"""Find, download and verify the published dataset files; decode the IDX format.
+
+Where a dataset's files are looked for, file by file:
+
+1. ``$FASTCNN_DATA/<dataset>/`` when the environment variable ``FASTCNN_DATA`` is set. These files
+   belong to the user: a file there that fails its checksum raises ``ChecksumError`` and is left
+   alone.
+2. The cache, ``<cache_dir>/<dataset>/``. ``cache_dir`` is the loader's argument, else
+   ``$FASTCNN_HOME/datasets``, else ``~/.fastcnn/datasets``. A cached file that fails its checksum
+   is deleted and downloaded once more.
+3. Otherwise the file is downloaded into the cache from the loader's ``mirror=`` argument (the
+   dataset's own base URL), else from ``$FASTCNN_DATASETS_MIRROR/<dataset>/`` (a root laid out
+   like ``FASTCNN_DATA``, so a static server of such a folder is a mirror), else from the
+   dataset's published location.
+
+Every file's size and sha256 are checked against the published values before a single byte of
+it is parsed, and the bytes that were checked are the bytes handed to the parser: nothing is
+read twice from disk.
+"""
+import gzip
+import hashlib
+import math
+import os
+import struct
+import sys
+import tempfile
+import zlib
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+# Seconds a single connect or read may stall; urllib applies it per socket operation.
+TIMEOUT = 60
+
+IDX_IMAGES = 2051  # 0x00000803: unsigned bytes, 3 dimensions
+IDX_LABELS = 2049  # 0x00000801: unsigned bytes, 1 dimension
+
+
+class FileSpec(NamedTuple):
+    """A published file: its size in bytes and its sha256 hex digest."""
+
+    size: int
+    sha256: str
+
+
+class DatasetUnavailableError(OSError):
+    """A dataset file is neither on disk nor downloadable (offline, mirror down, cache unwritable).
+
+    The message names the missing files and the folders they can be put in.
+    """
+
+
+class ChecksumError(ValueError):
+    """A dataset file's bytes differ from the published ones; they are never parsed."""
+
+
+def fetch(dataset, files, default_mirror, *, cache_dir=None, mirror=None):
+    """Return ``{file name: verified bytes}`` for every file in ``files`` (name -> FileSpec)."""
+    user_dir = _user_data_dir(dataset)
+    cache = _cache_root(cache_dir) / dataset
+    base_url = _base_url(dataset, default_mirror, mirror)
+    blobs = {}
+    for name, spec in files.items():
+        if user_dir is not None and (user_dir / name).is_file():
+            data = _read_verified(user_dir / name, spec)
+            if data is None:
+                raise ChecksumError(
+                    f"{user_dir / name} is not the published file ({spec.size} bytes, "
+                    f"sha256 {spec.sha256}); replace it or remove it to download a fresh copy")
+            blobs[name] = data
+            continue
+        path = cache / name
+        if path.is_file():
+            data = _read_verified(path, spec)
+            if data is not None:
+                blobs[name] = data
+                continue
+            path.unlink()  # truncated or corrupt: download it once more, below
+        url = base_url + name
+        try:
+            data = _download(url, spec)
+            _atomic_write(path, data)
+        except OSError as err:
+            raise DatasetUnavailableError(
+                _unavailable_message(dataset, files, default_mirror, url, err, user_dir, cache)
+            ) from err
+        blobs[name] = data
+    return blobs
+
+
+def load_idx_dataset(dataset, files, default_mirror, *, cache_dir=None, mirror=None):
+    """Fetch the four MNIST-layout IDX files; return ``((x_train, y_train), (x_test, y_test))``."""
+    blobs = fetch(dataset, files, default_mirror, cache_dir=cache_dir, mirror=mirror)
+    splits = []
+    for prefix in ("train", "t10k"):
+        images, labels = f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz"
+        x = read_idx(blobs[images], IDX_IMAGES, images)
+        y = read_idx(blobs[labels], IDX_LABELS, labels)
+        if x.shape[1:] != (28, 28) or len(x) != len(y):
+            raise ValueError(f"{dataset}: {images} holds images of shape {x.shape} but {labels} "
+                             f"holds {len(y)} labels; expected (N, 28, 28) images and N labels")
+        if y.size and y.max() > 9:
+            raise ValueError(f"{dataset}: {labels} holds label {y.max()}; expected 0 to 9")
+        splits.append((x, y))
+    return tuple(splits)
+
+
+def read_idx(data, magic, source):
+    """Decode a gzipped IDX file of unsigned bytes into a writable uint8 array.
+
+    ``magic`` is IDX_IMAGES or IDX_LABELS; its low byte is the number of dimensions. Raises
+    ValueError when the magic, the header or the payload length is not what the header promises.
+    """
+    try:
+        raw = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as err:
+        raise ValueError(f"{source}: not a valid gzip stream ({err})") from err
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{source}: {len(raw)} bytes is shorter than an IDX header")
+    (found,) = struct.unpack_from(">I", raw)
+    if found != magic:
+        raise ValueError(f"{source}: IDX magic {found}, expected {magic}")
+    shape = struct.unpack_from(f">{ndim}I", raw, 4)
+    expected = header + math.prod(shape)
+    if len(raw) != expected:
+        raise ValueError(f"{source}: {len(raw)} bytes, but an IDX header of shape {shape} "
+                         f"needs {expected}")
+    # Copy: frombuffer over bytes is read-only, and Keras hands out writable arrays.
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape).copy()
+
+
+def _user_data_dir(dataset):
+    root = os.environ.get("FASTCNN_DATA")
+    return Path(root).expanduser() / dataset if root else None
+
+
+def _cache_root(cache_dir):
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    home = os.environ.get("FASTCNN_HOME") or "~/.fastcnn"
+    return Path(home).expanduser() / "datasets"
+
+
+def _base_url(dataset, default_mirror, mirror):
+    if mirror is None:
+        root = os.environ.get("FASTCNN_DATASETS_MIRROR")
+        mirror = f"{root.rstrip('/')}/{dataset}/" if root else default_mirror
+    return mirror if mirror.endswith("/") else mirror + "/"
+
+
+def _read_verified(path, spec):
+    """The file's bytes if they are the published ones, else None."""
+    # The size test first, so a wrong multi-gigabyte file is never read into memory.
+    if path.stat().st_size != spec.size:
+        return None
+    data = path.read_bytes()
+    return data if _matches(data, spec) else None
+
+
+def _matches(data, spec):
+    return len(data) == spec.size and hashlib.sha256(data).hexdigest() == spec.sha256
+
+
+def _download(url, spec):
+    """The verified bytes at ``url``; raises ChecksumError, or OSError when the fetch fails."""
+    # Imported here: urllib.request pulls in ssl and email, too slow for `import fastcnn`.
+    import http.client
+    import urllib.request
+
+    print(f"Downloading data from {url}", file=sys.stderr)
+    request = urllib.request.Request(url, headers={"User-Agent": "fastcnn"})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            # One byte more than published reveals an oversized body without reading all of it.
+            data = response.read(spec.size + 1)
+    except http.client.HTTPException as err:  # a dropped or garbled response, not an OSError
+        raise OSError(f"bad HTTP response ({err!r})") from err
+    if not _matches(data, spec):
+        raise ChecksumError(f"{url} did not send the published file ({spec.size} bytes, "
+                            f"sha256 {spec.sha256}); nothing was saved")
+    return data
+
+
+def _atomic_write(path, data):
+    """Write through a temporary file in the same folder, so readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _unavailable_message(dataset, files, default_mirror, url, err, user_dir, cache):
+    places = [d for d in (user_dir, cache) if d is not None]
+    missing = [n for n in files if not any((d / n).is_file() for d in places)]
+    listing = "\n".join(f"    {n}" for n in missing)
+    if user_dir is None:
+        user_hint = (f"or into <folder>/{dataset}/ and set the environment variable FASTCNN_DATA "
+                     f"to <folder>")
+    else:
+        user_hint = f"or into {user_dir} (from the environment variable FASTCNN_DATA)"
+    return (f"Could not download {url}: {err}\n"
+            f"To load {dataset} without network access, put these files (published at "
+            f"{default_mirror}):\n{listing}\n"
+            f"into {cache}\n{user_hint}.")

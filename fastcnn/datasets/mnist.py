@@ -1,0 +1,41 @@
+"""MNIST handwritten digits (LeCun, Cortes, Burges), read from the four published IDX files.
+
+See ``fastcnn.datasets._files`` for where the files are looked for and how they are checked.
+"""
+from ._files import FileSpec, load_idx_dataset
+
+# Mirror used by torchvision; it serves the original IDX .gz files byte for byte.
+DEFAULT_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+
+# Published sizes and sha256 digests (/work/shared/datasets/README.md; the md5 values there are
+# the ones torchvision checks).
+FILES = {
+    "train-images-idx3-ubyte.gz": FileSpec(
+        9912422, "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+    "train-labels-idx1-ubyte.gz": FileSpec(
+        28881, "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+    "t10k-images-idx3-ubyte.gz": FileSpec(
+        1648877, "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+    "t10k-labels-idx1-ubyte.gz": FileSpec(
+        4542, "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+}
+
+
+def load_data(*, cache_dir=None, mirror=None):
+    """Load MNIST as Keras does: ``((x_train, y_train), (x_test, y_test))``.
+
+    x_train is uint8 of shape (60000, 28, 28), y_train uint8 of shape (60000,) with values 0-9;
+    the test split has 10000 images.
+
+    Args:
+        cache_dir: folder that holds the ``mnist/`` cache; default ``$FASTCNN_HOME/datasets`` or
+            ``~/.fastcnn/datasets``.
+        mirror: base URL the four files are downloaded from; default
+            ``$FASTCNN_DATASETS_MIRROR/mnist/`` or the published mirror.
+
+    Raises:
+        DatasetUnavailableError (an OSError): a file is missing and cannot be downloaded.
+        ChecksumError (a ValueError): a file is not the published one.
+        ValueError: a file is not well-formed IDX.
+    """
+    return load_idx_dataset("mnist", FILES, DEFAULT_MIRROR, cache_dir=cache_dir, mirror=mirror)
