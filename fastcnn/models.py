@@ -134,7 +134,7 @@ class Sequential:
                   for i, h in enumerate(("Layer (type)", "Output Shape", "Param #"))]
         rule = "─" * (sum(widths) + 2)
         total = self.count_params()
-        trainable = sum(l.count_params() for l in self.layers if l.trainable)
+        trainable = sum(w.size for w in self.trainable_weights)
         lines = [f'Model: "{self.name}"', rule,
                  f"{'Layer (type)':<{widths[0]}}{'Output Shape':<{widths[1]}}{'Param #':>{widths[2]}}",
                  rule]
@@ -229,12 +229,8 @@ class Sequential:
         loss, grad = self._loss_and_grad(out, y)
         for i in range(len(self.layers) - 1, -1, -1):
             grad = self.layers[i].backward(grad, need_dx=i > 0)
-        weights, grads = [], []
-        for layer in self.layers:
-            if layer.trainable:
-                weights += layer.weights
-                grads += layer.grads
-        self.optimizer.apply(weights, grads)
+        self.optimizer.apply(self.trainable_weights,
+                             [g for layer in self.layers for g in layer.trainable_grads])
         return float(loss.sum(dtype=np.float64)), self._correct(out, y) if self.metrics else 0
 
     def _gather(self, name, source, index):

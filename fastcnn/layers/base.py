@@ -63,8 +63,9 @@ class Layer:
         self.input_shape = None
         self.output_shape = None
         self.weights = []
-        self.grads = []
+        self.grads = []  # aligned with weights; non-trainable weights keep a zero gradient
         self._weight_names = []
+        self._weight_trainable = []
         self.workspace = ops.Workspace()
 
     # -- building --------------------------------------------------------------------------
@@ -80,12 +81,13 @@ class Layer:
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def add_weight(self, name, shape, initializer):
+    def add_weight(self, name, shape, initializer, trainable=True):
         from .. import initializers
         value = initializers.initialize(initializer, shape)
         self.weights.append(value)
         self.grads.append(np.zeros_like(value))
         self._weight_names.append(name)
+        self._weight_trainable.append(trainable)
         return value
 
     # -- running ---------------------------------------------------------------------------
@@ -108,11 +110,16 @@ class Layer:
     # -- Keras contract --------------------------------------------------------------------
     @property
     def trainable_weights(self):
-        return list(self.weights) if self.trainable else []
+        return [w for w, t in zip(self.weights, self._weight_trainable) if t and self.trainable]
+
+    @property
+    def trainable_grads(self):
+        """The gradients of ``trainable_weights``, in the same order."""
+        return [g for g, t in zip(self.grads, self._weight_trainable) if t and self.trainable]
 
     @property
     def non_trainable_weights(self):
-        return [] if self.trainable else list(self.weights)
+        return [w for w, t in zip(self.weights, self._weight_trainable) if not (t and self.trainable)]
 
     def count_params(self):
         return int(sum(w.size for w in self.weights))
