@@ -3,13 +3,15 @@
     import fastcnn as keras
     model = keras.Sequential([keras.Input(shape=(28, 28, 1)), keras.layers.Conv2D(32, 3), ...])
 """
-from . import callbacks, datasets, layers, losses, optimizers, utils
+from . import callbacks, datasets, layers, losses, optimizers, regularizers, utils
 from .config import get_num_threads, set_num_threads, show_config
 from .layers import Input
 from .models import Sequential
 from . import models
+from . import neighbors, plot, zoo  # light: plot imports matplotlib only when it draws
 
 __version__ = "0.1.0"
 
 __all__ = ["Input", "Sequential", "callbacks", "datasets", "get_num_threads", "layers", "losses",
-           "models", "optimizers", "set_num_threads", "show_config", "utils"]
+           "models", "neighbors", "optimizers", "plot", "regularizers", "set_num_threads",
+           "show_config", "utils", "zoo"]

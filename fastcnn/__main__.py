@@ -1,51 +1,97 @@
-"""python -m fastcnn: train the Keras MNIST convnet and print its test accuracy."""
+"""python -m fastcnn: train a model on a dataset and print its test accuracy.
+
+With no options it trains Keras's MNIST convnet for 12 epochs with Adam.
+"""
 import argparse
 import time
 
+import fastcnn
+from fastcnn import optimizers, zoo
 
-def mnist_convnet():
-    from fastcnn import Input, Sequential, layers
-    return Sequential([
-        Input(shape=(28, 28, 1)),
-        layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)),
-        layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)),
-        layers.Flatten(),
-        layers.Dropout(0.5),
-        layers.Dense(10, activation="softmax"),
-    ])
+DATASETS = ("mnist", "fashion_mnist", "cifar10")
+
+
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, received {text}")
+    return value
+
+
+def _positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, received {text}")
+    return value
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m fastcnn", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=DATASETS, default="mnist", help="default: mnist")
+    parser.add_argument("--model", choices=sorted(zoo.MODELS), default="convnet",
+                        help="convnet: Keras's MNIST convnet; lenet5: LeNet-5; mlp: the "
+                             "784-16-16-10 sigmoid network (default: convnet)")
+    parser.add_argument("--epochs", type=_positive, default=12, help="default: 12")
+    parser.add_argument("--batch-size", type=_positive, default=128, help="default: 128")
+    parser.add_argument("--optimizer", choices=sorted(optimizers.OPTIMIZERS), default="adam",
+                        help="default: adam")
+    parser.add_argument("--learning-rate", type=_positive_float, default=None,
+                        help="default: the optimizer's own (Keras's defaults)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="kernel threads (default: physical cores, or OMP_NUM_THREADS)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seeds weights, shuffling and dropout, for a repeatable run")
+    parser.add_argument("--save", metavar="PATH", help="save the trained model (model.save)")
+    parser.add_argument("--plot", metavar="PATH",
+                        help="draw the learning curves to PATH (needs matplotlib)")
+    # For the tests: train and test on the first N samples of each split only.
+    parser.add_argument("--limit", type=_positive, default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def load(dataset, limit=None):
+    """((x, y), (x_test, y_test)): float32 images in [0, 1] with a channel axis, one-hot labels."""
+    splits = getattr(fastcnn.datasets, dataset).load_data()
+    prepared = []
+    for x, y in splits:
+        x, y = x[:limit], y[:limit]
+        x = x.astype("float32") / 255
+        if x.ndim == 3:
+            x = x[..., None]
+        prepared.append((x, fastcnn.utils.to_categorical(y, 10)))
+    return tuple(prepared)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m fastcnn", description=__doc__)
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="kernel threads (default: physical cores, or OMP_NUM_THREADS)")
-    parser.add_argument("--seed", type=int, default=None)
-    args = parser.parse_args(argv)
-
-    import fastcnn
+    args = parse_args(argv)
     if args.threads is not None:
         fastcnn.set_num_threads(args.threads)
     if args.seed is not None:
         fastcnn.utils.set_random_seed(args.seed)
     fastcnn.show_config()
-    (x, y), (xt, yt) = fastcnn.datasets.mnist.load_data()
-    x, xt = [(a.astype("float32") / 255)[..., None] for a in (x, xt)]
-    y, yt = fastcnn.utils.to_categorical(y, 10), fastcnn.utils.to_categorical(yt, 10)
+    (x, y), (xt, yt) = load(args.dataset, args.limit)
 
-    model = mnist_convnet()
+    model = zoo.MODELS[args.model](input_shape=x.shape[1:], num_classes=10)
     model.summary()
-    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    optimizer = optimizers.OPTIMIZERS[args.optimizer]
+    optimizer = optimizer() if args.learning_rate is None else optimizer(args.learning_rate)
+    model.compile(loss="categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"])
     start = time.perf_counter()
-    model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, validation_split=0.1)
+    history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs,
+                        validation_split=0.1)
     elapsed = time.perf_counter() - start
     loss, accuracy = model.evaluate(xt, yt, verbose=0)
-    print(f"Trained {args.epochs} epochs in {elapsed:.1f} s ({elapsed / args.epochs:.2f} s/epoch)")
+    print(f"Trained {args.model} on {args.dataset} for {args.epochs} epochs in {elapsed:.1f} s "
+          f"({elapsed / args.epochs:.2f} s/epoch)")
     print(f"Test loss: {loss:.4f}")
     print(f"Test accuracy: {accuracy:.4f}")
+    if args.save:
+        model.save(args.save)
+        print(f"Saved the model to {args.save}")
+    if args.plot:
+        fastcnn.plot.history(history, args.plot)
+        print(f"Drew the learning curves to {args.plot}")
 
 
 if __name__ == "__main__":

@@ -129,28 +129,108 @@ def _window_counts(h, w, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pa
                for i in range(pool_h) for j in range(pool_w))
 
 
+def _window_sums(x__nhwc, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    xp = _canvas(x__nhwc, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    return sum(_windows(xp, i, j, oh, ow, stride_h, stride_w)
+               for i in range(pool_h) for j in range(pool_w))
+
+
+def _spread(share, dx__nhwc, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    """dx = the sum, over windows, of each window's ``share`` added to every cell it covers."""
+    h, w = dx__nhwc.shape[1:3]
+    oh, ow = share.shape[1:3]
+    dxp = _canvas(np.zeros(dx__nhwc.shape), oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    for i in range(pool_h):
+        for j in range(pool_w):
+            _windows(dxp, i, j, oh, ow, stride_h, stride_w)[...] += share
+    dx__nhwc[...] = dxp[:, pad_top:pad_top + h, pad_left:pad_left + w]
+
+
 def avgpool2d_forward(x__nhwc, out__nhwc, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
                       n_threads):
     """Average over the cells of each window that lie inside the input (padding not counted)."""
     h, w = x__nhwc.shape[1:3]
     oh, ow = out__nhwc.shape[1:3]
-    xp = _canvas(x__nhwc, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
-    total = sum(_windows(xp, i, j, oh, ow, stride_h, stride_w)
-                for i in range(pool_h) for j in range(pool_w))
-    out__nhwc[...] = total / _window_counts(h, w, oh, ow, pool_h, pool_w, stride_h, stride_w,
-                                            pad_top, pad_left)
+    geometry = (pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    out__nhwc[...] = _window_sums(x__nhwc, oh, ow, *geometry) / _window_counts(h, w, oh, ow, *geometry)
 
 
 def avgpool2d_backward(dy__nhwc, dx__nhwc, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
                        n_threads):
     h, w = dx__nhwc.shape[1:3]
     oh, ow = dy__nhwc.shape[1:3]
-    share = dy__nhwc / _window_counts(h, w, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
-    dxp = _canvas(np.zeros(dx__nhwc.shape), oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
-    for i in range(pool_h):
-        for j in range(pool_w):
-            _windows(dxp, i, j, oh, ow, stride_h, stride_w)[...] += share
-    dx__nhwc[...] = dxp[:, pad_top:pad_top + h, pad_left:pad_left + w]
+    geometry = (pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    _spread(dy__nhwc / _window_counts(h, w, oh, ow, *geometry), dx__nhwc, *geometry)
+
+
+def sumpool2d_forward(x__nhwc, out__nhwc, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
+                      n_threads):
+    """Sum over the cells of each window that lie inside the input."""
+    oh, ow = out__nhwc.shape[1:3]
+    out__nhwc[...] = _window_sums(x__nhwc, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+
+
+def sumpool2d_backward(dy__nhwc, dx__nhwc, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
+                       n_threads):
+    _spread(np.asarray(dy__nhwc, np.float64), dx__nhwc, pool_h, pool_w, stride_h, stride_w,
+            pad_top, pad_left)
+
+
+# ---- batch normalisation (columns of an (M, C) matrix) -----------------------------------------
+
+def batchnorm_forward_training(x__mc, gamma, beta, moving_mean, moving_var, y__mc, mean, inv_std,
+                               partial__k2c, momentum, epsilon, n_threads):
+    """Batch statistics (biased variance) normalise x and move the moving ones; ``partial`` is
+    the kernel's scratch and is left alone here."""
+    x = np.asarray(x__mc, np.float64)
+    mu = x.mean(axis=0)
+    var = ((x - mu) ** 2).mean(axis=0)
+    mean[...] = mu
+    inv_std[...] = 1 / np.sqrt(var + epsilon)
+    moving_mean[...] = moving_mean * momentum + mu * (1 - momentum)
+    moving_var[...] = moving_var * momentum + var * (1 - momentum)
+    y__mc[...] = (x - mu) / np.sqrt(var + epsilon) * gamma + beta
+
+
+def batchnorm_forward_inference(x__mc, gamma, beta, moving_mean, moving_var, y__mc, inv_std,
+                                epsilon, n_threads):
+    s = 1 / np.sqrt(np.asarray(moving_var, np.float64) + epsilon)
+    inv_std[...] = s
+    y__mc[...] = (np.asarray(x__mc, np.float64) - moving_mean) * s * gamma + beta
+
+
+def batchnorm_backward(x__mc, dy__mc, gamma, mean, inv_std, dx__mc, dgamma, dbeta, partial__k2c,
+                       batch_stats, n_threads):
+    xhat = (np.asarray(x__mc, np.float64) - mean) * inv_std
+    dy = np.asarray(dy__mc, np.float64)
+    dbeta[...] = dy.sum(axis=0)
+    dgamma[...] = (dy * xhat).sum(axis=0)
+    if dx__mc is None:
+        return
+    if batch_stats:
+        dy = dy - dy.mean(axis=0) - xhat * (dy * xhat).mean(axis=0)
+    dx__mc[...] = gamma * np.asarray(inv_std, np.float64) * dy
+
+
+# ---- per-image index maps (flips, translations, padding) -------------------------------------
+
+def remap2d_forward(x__nhwc, rows, cols, fill_value, out__nhwc, n_threads):
+    """out[b, i, j] = x[b, rows[b, i], cols[b, j]], or fill_value where an index is -1."""
+    b = np.arange(len(x__nhwc))[:, None, None]
+    r, s = np.asarray(rows)[:, :, None], np.asarray(cols)[:, None, :]
+    gathered = np.asarray(x__nhwc)[b, np.maximum(r, 0), np.maximum(s, 0)]
+    out__nhwc[...] = np.where(((r >= 0) & (s >= 0))[..., None], gathered, fill_value)
+
+
+def remap2d_backward(dy__nhwc, rows, cols, dx__nhwc, n_threads):
+    """dx[b, rows[b, i], cols[b, j]] += dy[b, i, j] wherever neither index is -1."""
+    b = np.arange(len(dy__nhwc))[:, None, None]
+    r, s = np.asarray(rows)[:, :, None], np.asarray(cols)[:, None, :]
+    b, r, s = np.broadcast_arrays(b, r, s)
+    keep = (r >= 0) & (s >= 0)
+    acc = np.zeros(dx__nhwc.shape)
+    np.add.at(acc, (b[keep], r[keep], s[keep]), np.asarray(dy__nhwc, np.float64)[keep])
+    dx__nhwc[...] = acc
 
 
 # ---- activations and dropout (flat arrays) ---------------------------------------------------
@@ -225,6 +305,60 @@ def sparse_softmax_cross_entropy(logits__nk, labels__n, grad__nk, loss__n, grad_
     grad__nk[...] = grad_scale * g
 
 
+# ---- other losses: per-row loss, gradient scaled by grad_scale -------------------------------
+
+def mean_squared_error(y_pred__nk, target__nk, grad__nk, loss__n, grad_scale, n_threads):
+    d = np.asarray(y_pred__nk, np.float64) - target__nk
+    loss__n[...] = (d * d).mean(axis=1)
+    grad__nk[...] = grad_scale * 2 * d / d.shape[1]
+
+
+def binary_crossentropy(y_pred__nk, target__nk, grad__nk, loss__n, grad_scale, n_threads):
+    """Probabilities clipped to [1e-7, 1 - 1e-7] in their own precision; no gradient where
+    clipped."""
+    dtype = y_pred__nk.dtype.type
+    low, high = dtype(1e-7), dtype(1 - 1e-7)
+    p = np.clip(np.asarray(y_pred__nk, np.float64), low, high)
+    t = np.asarray(target__nk, np.float64)
+    loss__n[...] = -(t * np.log(p) + (1 - t) * np.log(1 - p)).mean(axis=1)
+    inside = (y_pred__nk >= low) & (y_pred__nk <= high)
+    grad__nk[...] = np.where(inside, grad_scale * (p - t) / (p * (1 - p)) / p.shape[1], 0)
+
+
+def sigmoid_binary_crossentropy(logits__nk, target__nk, grad__nk, loss__n, grad_scale, n_threads):
+    z = np.asarray(logits__nk, np.float64)
+    t = np.asarray(target__nk, np.float64)
+    e = np.exp(-np.abs(z))
+    loss__n[...] = (np.maximum(z, 0) - z * t + np.log1p(e)).mean(axis=1)
+    grad__nk[...] = grad_scale * (np.where(z >= 0, 1, e) / (1 + e) - t) / z.shape[1]
+
+
+def categorical_hinge(y_pred__nk, target__nk, grad__nk, loss__n, grad_scale, n_threads):
+    p = np.asarray(y_pred__nk, np.float64)
+    t = np.asarray(target__nk, np.float64)
+    pos = (t * p).sum(axis=1)
+    others = (1 - t) * p
+    top = others.argmax(axis=1)  # the first maximum
+    margin = others.max(axis=1) - pos + 1
+    loss__n[...] = np.maximum(margin, 0)
+    g = -t
+    rows = np.arange(len(p))
+    g[rows, top] += 1 - t[rows, top]
+    grad__nk[...] = grad_scale * np.where(margin[:, None] > 0, g, 0)
+
+
+def multiclass_hinge(scores__nk, labels__n, grad__nk, loss__n, grad_scale, n_threads):
+    s = np.asarray(scores__nk, np.float64)
+    rows = np.arange(len(s))
+    margins = s - s[rows, labels__n][:, None] + 1
+    margins[rows, labels__n] = 0
+    violated = margins > 0
+    loss__n[...] = np.where(violated, margins, 0).sum(axis=1)
+    g = violated.astype(np.float64)
+    g[rows, labels__n] = -violated.sum(axis=1)
+    grad__nk[...] = grad_scale * g
+
+
 # ---- optimizer updates (Keras 3 rules, in place) ---------------------------------------------
 
 def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov, n_threads):
@@ -244,3 +378,44 @@ def adam_update(param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step,
     m += (1 - beta_1) * (grad - m)
     v += (1 - beta_2) * (grad * grad - v)
     param -= alpha * m / (np.sqrt(v) + epsilon)
+
+
+def rmsprop_update(param, grad, mean_square, momentum_buffer, mean_grad, learning_rate, rho,
+                   momentum, epsilon, centered, n_threads):
+    """Keras's rule: epsilon goes inside the square root."""
+    mean_square[...] = rho * mean_square + (1 - rho) * grad * grad
+    if centered:
+        mean_grad[...] = rho * mean_grad + (1 - rho) * grad
+        step = learning_rate * grad / np.sqrt(mean_square - mean_grad * mean_grad + epsilon)
+    else:
+        step = learning_rate * grad / np.sqrt(mean_square + epsilon)
+    if momentum > 0:
+        momentum_buffer[...] = momentum * momentum_buffer + step
+        param -= momentum_buffer
+    else:
+        param -= step
+
+
+def axpy(x, y, alpha, n_threads):
+    y += alpha * x
+
+
+def sum_of_squares(x, partial, n_threads):
+    """partial[c] = sum of x^2 over the c-th of len(partial) equal runs of x (the last shorter)."""
+    size = -(-len(x) // len(partial))
+    for c in range(len(partial)):
+        run = np.asarray(x[c * size:(c + 1) * size], np.float64)
+        partial[c] = (run * run).sum()
+
+
+# ---- distances -------------------------------------------------------------------------------
+
+def pairwise_distances(x__nd, yt__dm, out__nm, l1, n_threads):
+    diff = x__nd[:, :, None].astype(np.float64) - yt__dm[None]
+    out__nm[...] = (np.abs(diff) if l1 else diff * diff).sum(axis=1)
+
+
+def k_smallest(dist__nm, index__nk, dist__nk, n_threads):
+    order = np.argsort(dist__nm, axis=1, kind="stable")[:, :index__nk.shape[1]]
+    index__nk[...] = order
+    dist__nk[...] = np.take_along_axis(dist__nm, order, axis=1)

@@ -9,6 +9,7 @@ from . import losses as losses_module
 from . import ops
 from . import optimizers as optimizers_module
 from . import random as fc_random
+from . import saving
 from .callbacks import CallbackList, History, ProgbarLogger
 from .layers.base import InputLayer, Layer
 from .progbar import Progbar
@@ -65,8 +66,15 @@ class Sequential:
 
     def build(self, input_shape):
         """Build every layer for inputs of ``input_shape`` (leading batch axis included)."""
-        shape = tuple(input_shape)[1:]
-        self.input_shape = shape
+        try:
+            shape = tuple(input_shape)[1:]
+        except TypeError:
+            shape = ()
+        if not shape or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool)
+                                and d > 0 for d in shape):
+            raise ValueError(f"Expected input_shape to be (batch, *positive ints), received "
+                             f"input_shape={input_shape!r}")
+        model_input = shape = tuple(int(d) for d in shape)
         for layer in self.layers:
             if not layer.built:
                 layer.build(shape)
@@ -74,6 +82,8 @@ class Sequential:
                 raise ValueError(f"Layer {layer.name!r} was built for inputs {layer.input_shape}, "
                                  f"but the model feeds it {shape}")
             shape = layer.output_shape
+        # Recorded only once every layer accepts it, so one bad x does not stick to the model.
+        self.input_shape = model_input
         self.built = True
 
     @property
@@ -144,10 +154,27 @@ class Sequential:
                   f" Non-trainable params: {total - trainable:,} ({(total - trainable) * 4 / 1024:.2f} KB)"]
         print_fn("\n".join(lines))
 
+    # -- saving ----------------------------------------------------------------------------
+    def save(self, filepath, overwrite=True):
+        """Write architecture, weights, seed and compiled state to one zip file, atomically;
+        ``load_model(filepath)`` restores it to predict bitwise alike and to resume training."""
+        saving.save_model(self, filepath, overwrite)
+
+    def save_weights(self, filepath, overwrite=True):
+        """Write the weights alone to ``filepath`` (a zip of .npy arrays), atomically."""
+        saving.save_weights(self, filepath, overwrite)
+
+    def load_weights(self, filepath):
+        """Set the weights from a file written by save_weights or save for this architecture."""
+        saving.load_weights(self, filepath)
+
     # -- compile ---------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None):
         self.optimizer = optimizers_module.get(optimizer)
         self.loss = losses_module.get(loss)
+        if isinstance(metrics, str):
+            raise ValueError(f"Expected metrics to be a list such as ['accuracy'], received "
+                             f"metrics={metrics!r}")
         metrics = list(metrics or [])
         for m in metrics:
             if m not in ("accuracy", "acc"):
@@ -220,18 +247,38 @@ class Sequential:
         return loss, grad
 
     def _correct(self, out, y):
+        if out.shape[1] == 1:
+            # Keras's binary accuracy for one output unit. On logits the threshold is 0, where
+            # the sigmoid crosses 0.5; Keras would compare the logits with 0.5.
+            threshold = 0.0 if self.loss.from_logits else 0.5
+            truth = y.reshape(len(y), -1)[:, 0]
+            return int(np.count_nonzero((out[:, 0] > threshold) == truth))
         predicted = out.argmax(axis=1)
         truth = y if y.ndim == 1 else y.argmax(axis=1)
         return int(np.count_nonzero(predicted == truth))
 
+    def _regularized_kernels(self):
+        """(regularizer, kernel, kernel gradient) of each trainable layer with a kernel_regularizer;
+        the layers that take one create their kernel first, so its gradient is grads[0]."""
+        return [(layer.kernel_regularizer, layer.kernel, layer.grads[0]) for layer in self.layers
+                if getattr(layer, "kernel_regularizer", None) is not None and layer.trainable]
+
+    def _regularization_loss(self):
+        """The penalties that Keras adds to every batch's mean loss, in training and evaluation."""
+        return sum(reg(kernel) for reg, kernel, _ in self._regularized_kernels())
+
     def _train_step(self, x, y):
         out = self._forward(x, training=True)
         loss, grad = self._loss_and_grad(out, y)
+        penalty = self._regularization_loss()
         for i in range(len(self.layers) - 1, -1, -1):
             grad = self.layers[i].backward(grad, need_dx=i > 0)
+        for reg, kernel, dkernel in self._regularized_kernels():
+            reg.add_gradient(kernel, dkernel)
         self.optimizer.apply(self.trainable_weights,
                              [g for layer in self.layers for g in layer.trainable_grads])
-        return float(loss.sum(dtype=np.float64)), self._correct(out, y) if self.metrics else 0
+        return (float(loss.sum(dtype=np.float64)) + penalty * len(x),
+                self._correct(out, y) if self.metrics else 0)
 
     def _gather(self, name, source, index):
         buf = self._batch.get(name, (len(index), *source.shape[1:]), source.dtype)
@@ -313,12 +360,13 @@ class Sequential:
 
     def _evaluate_arrays(self, x, y, batch_size, bar=None):
         loss_sum, correct = 0.0, 0
+        penalty = self._regularization_loss()
         steps = -(-len(x) // batch_size)
         for step in range(steps):
             sl = slice(step * batch_size, (step + 1) * batch_size)
             out = self._forward(x[sl], training=False)
             loss, _ = self._loss_and_grad(out, y[sl])
-            loss_sum += float(loss.sum(dtype=np.float64))
+            loss_sum += float(loss.sum(dtype=np.float64)) + penalty * len(out)
             correct += self._correct(out, y[sl]) if self.metrics else 0
             if bar:
                 seen = min((step + 1) * batch_size, len(x))
@@ -364,4 +412,10 @@ class Sequential:
         return result
 
     def __call__(self, x, training=False):
-        return self.predict(x, batch_size=max(len(np.asarray(x)), 1), verbose=0)
+        x = np.asarray(x)
+        return self.predict(x, batch_size=max(len(x), 1) if x.ndim else 1, verbose=0)
+
+
+def load_model(filepath, compile=True):
+    """The model that ``model.save(filepath)`` wrote; see ``fastcnn.saving.load_model``."""
+    return saving.load_model(filepath, compile)

@@ -1,7 +1,14 @@
 """Optimizers with Keras's defaults and update rules; each update runs in a kernel."""
+import numbers
+import sys
+
 import numpy as np
 
-from . import ops
+from . import ops, schedules
+
+# Keras scripts write ``from keras.optimizers.schedules import ExponentialDecay``; registering
+# the module under that dotted name makes the import work though optimizers is not a package.
+sys.modules[__name__ + ".schedules"] = schedules
 
 
 class Optimizer:
@@ -10,18 +17,34 @@ class Optimizer:
     slot_names = ()
 
     def __init__(self, learning_rate, name=None):
-        if not callable(learning_rate):
-            if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
-                    or not learning_rate > 0:
-                raise ValueError(f"Expected learning_rate > 0, received learning_rate={learning_rate!r}")
-            learning_rate = float(learning_rate)
+        self._learning_rate = None
         self.learning_rate = learning_rate
         self.name = name or type(self).__name__.lower()
         self.iterations = 0
         self.slots = None  # one list of arrays per slot name, aligned with the weights
 
+    @property
+    def learning_rate(self):
+        """The rate, or the schedule (any callable of the update count) the optimizer follows.
+
+        Callbacks set a new rate here. As in Keras, a schedule cannot be replaced by a number.
+        """
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        if not callable(value):
+            if callable(self._learning_rate):
+                raise TypeError(f"Expected to set learning_rate of an optimizer created with a "
+                                f"number, but it follows the schedule {self._learning_rate!r}")
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+                raise ValueError(f"Expected learning_rate > 0, received learning_rate={value!r}")
+            value = float(value)
+        self._learning_rate = value
+
     def current_learning_rate(self):
-        """The rate for the next step: a schedule or callable is given the step count."""
+        """The rate for the next update. A schedule gets the number of updates done so far,
+        0 for the first, as in Keras."""
         if callable(self.learning_rate):
             return float(self.learning_rate(self.iterations))
         return self.learning_rate
@@ -29,8 +52,8 @@ class Optimizer:
     def apply(self, weights, grads):
         if self.slots is None:
             self.slots = [[np.zeros_like(w) for w in weights] for _ in self.slot_names]
-        self.iterations += 1
         lr = self.current_learning_rate()
+        self.iterations += 1
         for i, (w, g) in enumerate(zip(weights, grads)):
             self._update(w, g, [slot[i] for slot in self.slots], lr)
 
@@ -39,10 +62,16 @@ class Optimizer:
 
     def get_config(self):
         lr = self.learning_rate
-        return {"name": self.name, "learning_rate": lr if not callable(lr) else None}
+        if isinstance(lr, schedules.LearningRateSchedule):
+            lr = schedules.serialize(lr)
+        elif callable(lr):
+            lr = None
+        return {"name": self.name, "learning_rate": lr}
 
     @classmethod
     def from_config(cls, config):
+        if isinstance(config.get("learning_rate"), dict):
+            config = {**config, "learning_rate": schedules.deserialize(config["learning_rate"])}
         return cls(**config)
 
 
@@ -84,7 +113,56 @@ class Adam(Optimizer):
                 "epsilon": self.epsilon}
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+class AdamW(Adam):
+    """Adam with Keras 3's decoupled weight decay: before each Adam step every trainable weight,
+    biases included as in Keras, shrinks by w -= learning_rate * weight_decay * w."""
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7, name=None):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, name)
+        if isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real) \
+                or not weight_decay >= 0:
+            raise ValueError(f"Expected weight_decay >= 0, received weight_decay={weight_decay!r}")
+        self.weight_decay = float(weight_decay)
+
+    def _update(self, weight, grad, slots, learning_rate):
+        ops.axpy(-learning_rate * self.weight_decay, weight, weight)
+        super()._update(weight, grad, slots, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "weight_decay": self.weight_decay}
+
+
+class RMSprop(Optimizer):
+    """Keras 3's RMSprop: epsilon inside the square root, optional momentum and centering."""
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
+                 name=None):
+        super().__init__(learning_rate, name)
+        if not 0 <= rho < 1:
+            raise ValueError(f"Expected rho in [0, 1), received rho={rho!r}")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"Expected momentum in [0, 1), received momentum={momentum!r}")
+        if not epsilon > 0:
+            raise ValueError(f"Expected epsilon > 0, received epsilon={epsilon!r}")
+        self.rho, self.momentum, self.epsilon = float(rho), float(momentum), float(epsilon)
+        self.centered = bool(centered)
+        # Like Keras, keep the momentum and mean-gradient slots only when they are used.
+        self.slot_names = (("mean_square",) + (("momentum_buffer",) if self.momentum else ())
+                           + (("mean_grad",) if self.centered else ()))
+
+    def _update(self, weight, grad, slots, learning_rate):
+        slots = dict(zip(self.slot_names, slots))
+        ops.rmsprop_update(weight, grad, slots["mean_square"], slots.get("momentum_buffer"),
+                           slots.get("mean_grad"), learning_rate, self.rho, self.momentum,
+                           self.epsilon, self.centered)
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
+                "epsilon": self.epsilon, "centered": self.centered}
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
 
 
 def get(identifier):

@@ -48,6 +48,17 @@ LAYER_CASES = {
     "activation_tanh": (lambda: layers.Activation("tanh"), (6,), (6,), 0),
     "activation_softmax": (lambda: layers.Activation("softmax"), (6,), (6,), 0),
     "relu": (lambda: layers.ReLU(), (3, 3, 2), (3, 3, 2), 0),
+    "activation_sigmoid": (lambda: layers.Activation("sigmoid"), (6,), (6,), 0),
+    "activation_relu": (lambda: layers.Activation("relu"), (3, 3, 2), (3, 3, 2), 0),
+    "activation_linear": (lambda: layers.Activation("linear"), (6,), (6,), 0),
+    "sumpool": (lambda: layers.SumPooling2D((2, 3), strides=(1, 2), padding="same"), (5, 6, 2), (5, 3, 2), 0),
+    "global_avgpool": (lambda: layers.GlobalAveragePooling2D(), (4, 5, 3), (3,), 0),
+    "global_maxpool_keepdims": (lambda: layers.GlobalMaxPooling2D(keepdims=True), (4, 5, 3), (1, 1, 3), 0),
+    "batchnorm_nhwc": (lambda: layers.BatchNormalization(momentum=0.5), (4, 4, 3), (4, 4, 3), 4 * 3),
+    "batchnorm_dense_noscale": (lambda: layers.BatchNormalization(scale=False), (5,), (5,), 3 * 5),
+    "zeropad": (lambda: layers.ZeroPadding2D(((1, 0), (2, 1))), (3, 4, 2), (4, 7, 2), 0),
+    "random_flip": (lambda: layers.RandomFlip("horizontal", seed=1), (4, 4, 2), (4, 4, 2), 0),
+    "random_translation": (lambda: layers.RandomTranslation(0.25, (-0.25, 0.5), fill_mode="nearest"), (4, 4, 2), (4, 4, 2), 0),
 }
 
 

@@ -1,11 +1,11 @@
-"""Fused softmax + cross-entropy: loss and gradient from the logits in one pass per row.
+"""Losses: each kernel writes the per-row loss and the scaled gradient in one pass per row.
 
-Working from the logits with a log-sum-exp never forms log(softmax) and stays finite for any
-finite input. Per-row losses are written out; the caller sums them in a fixed order so that the
-total does not depend on the thread count.
+Cross-entropy works from the logits with a log-sum-exp, which never forms log(softmax) and stays
+finite for any finite input. Per-row losses are written out; the caller sums them in a fixed
+order so that the total does not depend on the thread count.
 """
 from cython.parallel cimport prange
-from libc.math cimport exp, log
+from libc.math cimport exp, fabs, log, log1p
 from libc.stdint cimport int64_t
 
 ctypedef fused floating:
@@ -62,3 +62,127 @@ def sparse_softmax_cross_entropy(const floating[:, ::1] logits__nk,   # IN
         for j in range(k):
             grad__nk[i, j] = grad_scale * exp(logits__nk[i, j] - lse)
         grad__nk[i, labels__n[i]] -= grad_scale
+
+
+EPSILON = 1e-7  # Keras's clip for probabilities given to cross-entropy
+
+
+def mean_squared_error(const floating[:, ::1] y_pred__nk,   # IN
+                       const floating[:, ::1] target__nk,   # IN
+                       floating[:, ::1] grad__nk,           # OUT d loss / d y_pred
+                       floating[::1] loss__n,               # OUT per-row loss
+                       double grad_scale, int n_threads):
+    """loss_i = mean_k (p_ik - t_ik)^2; grad = grad_scale * 2 (p_i - t_i) / K."""
+    cdef Py_ssize_t n = y_pred__nk.shape[0], k = y_pred__nk.shape[1], i, j
+    cdef double d, total, scale = 2 * grad_scale / k
+    for i in prange(n, nogil=True, schedule="static",
+                    num_threads=threads_for(n * k, n_threads)):
+        total = 0
+        for j in range(k):
+            d = <double>y_pred__nk[i, j] - target__nk[i, j]
+            total = total + d * d
+            grad__nk[i, j] = scale * d
+        loss__n[i] = total / k
+
+
+def binary_crossentropy(const floating[:, ::1] y_pred__nk,   # IN  probabilities
+                        const floating[:, ::1] target__nk,   # IN
+                        floating[:, ::1] grad__nk,           # OUT
+                        floating[::1] loss__n,               # OUT
+                        double grad_scale, int n_threads):
+    """Keras's formula on probabilities clipped to [EPSILON, 1 - EPSILON]:
+    loss_i = -mean_k (t log p + (1 - t) log(1 - p)). As through TensorFlow's clip, the gradient
+    is zero where the clip bites."""
+    cdef Py_ssize_t n = y_pred__nk.shape[0], k = y_pred__nk.shape[1], i, j
+    cdef floating low = EPSILON, high = 1 - EPSILON  # rounded to the working precision, as in Keras
+    cdef double p, t, total, scale = grad_scale / k
+    for i in prange(n, nogil=True, schedule="static",
+                    num_threads=threads_for(n * k, n_threads)):
+        total = 0
+        for j in range(k):
+            p = y_pred__nk[i, j]
+            t = target__nk[i, j]
+            if p < low or p > high:
+                p = low if p < low else high
+                grad__nk[i, j] = 0
+            else:
+                grad__nk[i, j] = scale * (p - t) / (p * (1 - p))
+            total = total - t * log(p) - (1 - t) * log(1 - p)
+        loss__n[i] = total / k
+
+
+def sigmoid_binary_crossentropy(const floating[:, ::1] logits__nk,   # IN
+                                const floating[:, ::1] target__nk,   # IN
+                                floating[:, ::1] grad__nk,           # OUT d loss / d logits
+                                floating[::1] loss__n,               # OUT
+                                double grad_scale, int n_threads):
+    """Binary cross-entropy of sigmoid(z), from the logits z in TensorFlow's stable form
+    max(z, 0) - z t + log1p(exp(-|z|)), averaged over the row;
+    grad = grad_scale (sigmoid(z) - t) / K."""
+    cdef Py_ssize_t n = logits__nk.shape[0], k = logits__nk.shape[1], i, j
+    cdef double z, t, e, total, scale = grad_scale / k
+    for i in prange(n, nogil=True, schedule="static",
+                    num_threads=threads_for(n * k, n_threads)):
+        total = 0
+        for j in range(k):
+            z = logits__nk[i, j]
+            t = target__nk[i, j]
+            e = exp(-fabs(z))  # never overflows; sigmoid(z) is 1/(1+e) or e/(1+e) by sign
+            total = total + (z if z > 0 else 0) - z * t + log1p(e)
+            grad__nk[i, j] = scale * ((1 / (1 + e) if z >= 0 else e / (1 + e)) - t)
+        loss__n[i] = total / k
+
+
+def categorical_hinge(const floating[:, ::1] y_pred__nk,   # IN
+                      const floating[:, ::1] target__nk,   # IN  one-hot
+                      floating[:, ::1] grad__nk,           # OUT
+                      floating[::1] loss__n,               # OUT
+                      double grad_scale, int n_threads):
+    """Keras's categorical hinge: loss_i = max(0, neg - pos + 1) with pos = sum_k t_k p_k and
+    neg = max_k (1 - t_k) p_k. The gradient is taken where the loss is positive and goes to the
+    first index attaining neg."""
+    cdef Py_ssize_t n = y_pred__nk.shape[0], k = y_pred__nk.shape[1], i, j, top
+    cdef double pos, neg, other, margin
+    for i in prange(n, nogil=True, schedule="static",
+                    num_threads=threads_for(n * k, n_threads)):
+        pos = 0
+        top = 0
+        neg = (1 - <double>target__nk[i, 0]) * y_pred__nk[i, 0]
+        for j in range(k):
+            pos = pos + <double>target__nk[i, j] * y_pred__nk[i, j]
+            other = (1 - <double>target__nk[i, j]) * y_pred__nk[i, j]
+            if other > neg:
+                neg = other
+                top = j
+        margin = neg - pos + 1
+        loss__n[i] = margin if margin > 0 else 0
+        for j in range(k):
+            grad__nk[i, j] = -grad_scale * target__nk[i, j] if margin > 0 else 0
+        if margin > 0:
+            grad__nk[i, top] += grad_scale * (1 - target__nk[i, top])
+
+
+def multiclass_hinge(const floating[:, ::1] scores__nk,   # IN
+                     const int64_t[::1] labels__n,        # IN  class indices, in range
+                     floating[:, ::1] grad__nk,           # OUT
+                     floating[::1] loss__n,               # OUT
+                     double grad_scale, int n_threads):
+    """The multiclass SVM loss: loss_i = sum_{j != y_i} max(0, s_ij - s_iy + 1). A margin of
+    exactly zero contributes no gradient."""
+    cdef Py_ssize_t n = scores__nk.shape[0], k = scores__nk.shape[1], i, j, y, violated
+    cdef double margin, total
+    for i in prange(n, nogil=True, schedule="static",
+                    num_threads=threads_for(n * k, n_threads)):
+        y = labels__n[i]
+        total = 0
+        violated = 0
+        for j in range(k):
+            margin = <double>scores__nk[i, j] - scores__nk[i, y] + 1
+            if j != y and margin > 0:
+                total = total + margin
+                violated = violated + 1
+                grad__nk[i, j] = grad_scale
+            else:
+                grad__nk[i, j] = 0
+        grad__nk[i, y] = -grad_scale * violated
+        loss__n[i] = total

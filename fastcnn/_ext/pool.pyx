@@ -1,8 +1,9 @@
-"""Max and average pooling over NHWC images, forward and backward side by side.
+"""Max, average and sum pooling over NHWC images, forward and backward side by side.
 
 Windows are described by pool size, stride and ``pad_top``/``pad_left``; the output's shape
-fixes the rest. Cells outside the input never take part: max pooling never picks them and
-average pooling does not count them (TensorFlow's rule for "same" padding).
+fixes the rest. Cells outside the input never take part: max pooling never picks them, average
+pooling does not count them (TensorFlow's rule for "same" padding) and sum pooling adds only the
+cells inside. Average and sum pooling share one loop nest, which divides by the count or not.
 """
 from cython.parallel cimport prange
 from libc.string cimport memset
@@ -77,12 +78,31 @@ def avgpool2d_forward(const floating[:, :, :, ::1] x__nhwc,   # IN
                       int pool_h, int pool_w, int stride_h, int stride_w,
                       int pad_top, int pad_left, int n_threads):
     """Mean over the cells of each window that lie inside the input."""
+    with nogil:
+        _window_sum_forward(x__nhwc, out__nhwc, pool_h, pool_w, stride_h, stride_w, pad_top,
+                            pad_left, True, n_threads)
+
+
+def sumpool2d_forward(const floating[:, :, :, ::1] x__nhwc,   # IN
+                      floating[:, :, :, ::1] out__nhwc,       # OUT
+                      int pool_h, int pool_w, int stride_h, int stride_w,
+                      int pad_top, int pad_left, int n_threads):
+    """Sum over the cells of each window that lie inside the input."""
+    with nogil:
+        _window_sum_forward(x__nhwc, out__nhwc, pool_h, pool_w, stride_h, stride_w, pad_top,
+                            pad_left, False, n_threads)
+
+
+cdef void _window_sum_forward(const floating[:, :, :, ::1] x__nhwc,
+                              floating[:, :, :, ::1] out__nhwc,
+                              int pool_h, int pool_w, int stride_h, int stride_w,
+                              int pad_top, int pad_left, bint mean, int n_threads) noexcept nogil:
     cdef Py_ssize_t n = x__nhwc.shape[0], h = x__nhwc.shape[1], w = x__nhwc.shape[2]
     cdef Py_ssize_t c = x__nhwc.shape[3]
     cdef Py_ssize_t oh = out__nhwc.shape[1], ow = out__nhwc.shape[2]
     cdef Py_ssize_t row, b, i, j, k, r, s, r0, r1, s0, s1
     cdef floating inv
-    for row in prange(n * oh, nogil=True, schedule="static", num_threads=n_threads):
+    for row in prange(n * oh, schedule="static", num_threads=n_threads):
         b = row // oh
         i = row % oh
         r0 = max(i * stride_h - pad_top, 0)
@@ -96,9 +116,10 @@ def avgpool2d_forward(const floating[:, :, :, ::1] x__nhwc,   # IN
                 for s in range(s0, s1):
                     for k in range(c):
                         out__nhwc[b, i, j, k] += x__nhwc[b, r, s, k]
-            inv = 1.0 / ((r1 - r0) * (s1 - s0))
-            for k in range(c):
-                out__nhwc[b, i, j, k] *= inv
+            if mean:
+                inv = 1.0 / ((r1 - r0) * (s1 - s0))
+                for k in range(c):
+                    out__nhwc[b, i, j, k] *= inv
 
 
 def avgpool2d_backward(const floating[:, :, :, ::1] dy__nhwc,   # IN
@@ -106,12 +127,31 @@ def avgpool2d_backward(const floating[:, :, :, ::1] dy__nhwc,   # IN
                        int pool_h, int pool_w, int stride_h, int stride_w,
                        int pad_top, int pad_left, int n_threads):
     """Spread each output gradient evenly over the input cells its window averaged."""
+    with nogil:
+        _window_sum_backward(dy__nhwc, dx__nhwc, pool_h, pool_w, stride_h, stride_w, pad_top,
+                             pad_left, True, n_threads)
+
+
+def sumpool2d_backward(const floating[:, :, :, ::1] dy__nhwc,   # IN
+                       floating[:, :, :, ::1] dx__nhwc,         # OUT
+                       int pool_h, int pool_w, int stride_h, int stride_w,
+                       int pad_top, int pad_left, int n_threads):
+    """Give each output gradient in full to every input cell its window summed."""
+    with nogil:
+        _window_sum_backward(dy__nhwc, dx__nhwc, pool_h, pool_w, stride_h, stride_w, pad_top,
+                             pad_left, False, n_threads)
+
+
+cdef void _window_sum_backward(const floating[:, :, :, ::1] dy__nhwc,
+                               floating[:, :, :, ::1] dx__nhwc,
+                               int pool_h, int pool_w, int stride_h, int stride_w,
+                               int pad_top, int pad_left, bint mean, int n_threads) noexcept nogil:
     cdef Py_ssize_t n = dx__nhwc.shape[0], h = dx__nhwc.shape[1], w = dx__nhwc.shape[2]
     cdef Py_ssize_t c = dx__nhwc.shape[3]
     cdef Py_ssize_t oh = dy__nhwc.shape[1], ow = dy__nhwc.shape[2]
     cdef Py_ssize_t b, i, j, k, r, s, r0, r1, s0, s1
     cdef floating inv
-    for b in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+    for b in prange(n, schedule="static", num_threads=n_threads):
         memset(&dx__nhwc[b, 0, 0, 0], 0, h * w * c * sizeof(floating))
         for i in range(oh):
             r0 = max(i * stride_h - pad_top, 0)
@@ -119,7 +159,7 @@ def avgpool2d_backward(const floating[:, :, :, ::1] dy__nhwc,   # IN
             for j in range(ow):
                 s0 = max(j * stride_w - pad_left, 0)
                 s1 = min(j * stride_w - pad_left + pool_w, w)
-                inv = 1.0 / ((r1 - r0) * (s1 - s0))
+                inv = 1.0 / ((r1 - r0) * (s1 - s0)) if mean else 1.0
                 for r in range(r0, r1):
                     for s in range(s0, s1):
                         for k in range(c):

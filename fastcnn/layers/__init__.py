@@ -3,14 +3,23 @@ from .activation import Activation, ReLU
 from .base import Input, InputLayer, Layer
 from .conv import Conv2D
 from .core import Dense, Dropout, Flatten
-from .pooling import AveragePooling2D, MaxPooling2D
+from .normalization import BatchNormalization
+from .pooling import (AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D,
+                      SumPooling2D)
+from .preprocessing import RandomFlip, RandomTranslation
+from .reshaping import ZeroPadding2D
 
 Convolution2D = Conv2D
 MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
+GlobalAvgPool2D = GlobalAveragePooling2D
+GlobalMaxPool2D = GlobalMaxPooling2D
 
-__all__ = ["Activation", "AveragePooling2D", "AvgPool2D", "Conv2D", "Convolution2D", "Dense",
-           "Dropout", "Flatten", "Input", "InputLayer", "Layer", "MaxPool2D", "MaxPooling2D", "ReLU"]
+__all__ = ["Activation", "AveragePooling2D", "AvgPool2D", "BatchNormalization", "Conv2D",
+           "Convolution2D", "Dense", "Dropout", "Flatten", "GlobalAveragePooling2D",
+           "GlobalAvgPool2D", "GlobalMaxPool2D", "GlobalMaxPooling2D", "Input", "InputLayer",
+           "Layer", "MaxPool2D", "MaxPooling2D", "RandomFlip", "RandomTranslation", "ReLU",
+           "SumPooling2D", "ZeroPadding2D"]
 
 
 def get(class_name):

@@ -75,6 +75,10 @@ class Layer:
         if any(d < 1 for d in output_shape):
             raise ValueError(f"Layer {self.name!r} maps input shape {self.input_shape} to "
                              f"{output_shape}: the feature map shrinks below one pixel")
+        # Refused here, before any array of these shapes exists: the kernels index one sample
+        # with 32-bit ints.
+        ops.check_index_range((None, *self.input_shape), f"layer {self.name!r} input")
+        ops.check_index_range((None, *output_shape), f"layer {self.name!r} output")
         self.output_shape = output_shape
         self.built = True
 
@@ -99,12 +103,16 @@ class Layer:
 
     def __call__(self, x, training=False):
         """Run the layer eagerly on a batch (building it on first use) and return a new array."""
-        x = ops.as_kernel_array(x, "x", dtype=np.float32)
+        x = ops.check_array(x, "x")
+        if x.ndim < 2 or x.size == 0:
+            raise ValueError(f"Expected x with a batch axis and at least one value, received "
+                             f"shape {x.shape}")
         if not self.built:
             self.build(x.shape[1:])
         if x.shape[1:] != self.input_shape:
-            raise ValueError(f"Layer {self.name!r} expects inputs of shape (batch, *{self.input_shape}), "
-                             f"received {x.shape}")
+            raise ValueError(f"Expected x of shape (batch, *{self.input_shape}) for layer "
+                             f"{self.name!r}, received {x.shape}")
+        x = ops.as_kernel_array(x, "x", dtype=np.float32)
         return np.array(self.forward(x, training=training))
 
     # -- Keras contract --------------------------------------------------------------------

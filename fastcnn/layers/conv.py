@@ -1,5 +1,5 @@
 """Conv2D: NHWC inputs, HWIO kernel, bias and relu fused into the forward kernel."""
-from .. import initializers, ops
+from .. import initializers, ops, regularizers
 from .activation import ActivationMixin, normalize_activation
 from .base import Layer, normalize_padding, normalize_tuple
 
@@ -7,7 +7,7 @@ from .base import Layer, normalize_padding, normalize_tuple
 class Conv2D(ActivationMixin, Layer):
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 **kwargs):
+                 kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
             raise ValueError(f"Expected filters > 0, received filters={filters!r}")
@@ -19,12 +19,14 @@ class Conv2D(ActivationMixin, Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.validate(kernel_initializer)
         self.bias_initializer = initializers.validate(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
             raise ValueError(f"Conv2D {self.name!r} expects inputs of shape (height, width, channels), "
                              f"received {input_shape}")
-        (oh, ow), _ = ops.window_output_shape(input_shape[:2], self.kernel_size, self.strides, self.padding)
+        (oh, ow), _ = ops.window_output_shape(input_shape[:2], self.kernel_size, self.strides,
+                                              self.padding, "kernel_size")
         return (oh, ow, self.filters)
 
     def build(self, input_shape):
@@ -53,4 +55,5 @@ class Conv2D(ActivationMixin, Layer):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "strides": self.strides, "padding": self.padding, "activation": self.activation,
                 "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
-                "bias_initializer": self.bias_initializer}
+                "bias_initializer": self.bias_initializer,
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer)}

@@ -1,7 +1,7 @@
 """Dense, Flatten and Dropout."""
 import numpy as np
 
-from .. import initializers, ops
+from .. import initializers, ops, regularizers
 from .activation import ActivationMixin, normalize_activation
 from .base import Layer
 
@@ -10,7 +10,7 @@ class Dense(ActivationMixin, Layer):
     """``activation(x @ kernel + bias)`` with kernel of shape (in, units)."""
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, int) or units < 1:
             raise ValueError(f"Expected units > 0, received units={units!r}")
@@ -19,6 +19,7 @@ class Dense(ActivationMixin, Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.validate(kernel_initializer)
         self.bias_initializer = initializers.validate(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 1:
@@ -47,7 +48,8 @@ class Dense(ActivationMixin, Layer):
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
                 "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
-                "bias_initializer": self.bias_initializer}
+                "bias_initializer": self.bias_initializer,
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer)}
 
 
 class Flatten(Layer):

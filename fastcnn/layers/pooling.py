@@ -1,4 +1,5 @@
-"""Max and average pooling; max pooling keeps the argmax of each window for its backward pass."""
+"""Max, average and sum pooling, windowed and global; max pooling keeps the argmax of each
+window for its backward pass."""
 from .. import ops
 from .base import Layer, normalize_padding, normalize_tuple
 
@@ -14,7 +15,8 @@ class _Pooling2D(Layer):
         if len(input_shape) != 3:
             raise ValueError(f"{type(self).__name__} {self.name!r} expects inputs of shape "
                              f"(height, width, channels), received {input_shape}")
-        (oh, ow), _ = ops.window_output_shape(input_shape[:2], self.pool_size, self.strides, self.padding)
+        (oh, ow), _ = ops.window_output_shape(input_shape[:2], self.pool_size, self.strides,
+                                              self.padding, "pool_size")
         return (oh, ow, input_shape[2])
 
     def get_config(self):
@@ -38,14 +40,85 @@ class MaxPooling2D(_Pooling2D):
                                       out=self.workspace.get("dx", self._x_shape))
 
 
-class AveragePooling2D(_Pooling2D):
+class _WindowSumPooling2D(_Pooling2D):
+    """Pooling by a sum over each window's cells inside the input, then (or not) a division."""
+
+    _forward_op = _backward_op = None
+
     def forward(self, x, training=False):
         self._x_shape = x.shape
-        return ops.avgpool2d_forward(x, self.pool_size, self.strides, self.padding,
-                                     out=self.workspace.get("y", (x.shape[0], *self.output_shape)))
+        return self._forward_op(x, self.pool_size, self.strides, self.padding,
+                                out=self.workspace.get("y", (x.shape[0], *self.output_shape)))
 
     def backward(self, dy, need_dx=True):
         if not need_dx:
             return None
-        return ops.avgpool2d_backward(dy, self._x_shape, self.pool_size, self.strides, self.padding,
-                                      out=self.workspace.get("dx", self._x_shape))
+        return self._backward_op(dy, self._x_shape, self.pool_size, self.strides, self.padding,
+                                 out=self.workspace.get("dx", self._x_shape))
+
+
+class AveragePooling2D(_WindowSumPooling2D):
+    _forward_op = staticmethod(ops.avgpool2d_forward)
+    _backward_op = staticmethod(ops.avgpool2d_backward)
+
+
+class SumPooling2D(_WindowSumPooling2D):
+    """The sum of each window's cells inside the input; backward gives every cell of a window
+    that window's full gradient. Not in Keras: it is average pooling without the division."""
+
+    _forward_op = staticmethod(ops.sumpool2d_forward)
+    _backward_op = staticmethod(ops.sumpool2d_backward)
+
+
+class _GlobalPooling2D(Layer):
+    """Pool each channel over the whole image: (batch, channels), or (batch, 1, 1, channels)
+    with ``keepdims``."""
+
+    def __init__(self, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(keepdims, bool):
+            raise ValueError(f"Expected keepdims to be True or False, received keepdims={keepdims!r}")
+        self.keepdims = keepdims
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{type(self).__name__} {self.name!r} expects inputs of shape "
+                             f"(height, width, channels), received {input_shape}")
+        return (1, 1, input_shape[2]) if self.keepdims else (input_shape[2],)
+
+    def _pooled(self, x):
+        return self.workspace.get("y", (x.shape[0], x.shape[3]))
+
+    def get_config(self):
+        return {**super().get_config(), "keepdims": self.keepdims}
+
+
+class GlobalAveragePooling2D(_GlobalPooling2D):
+    def forward(self, x, training=False):
+        self._x_shape = x.shape
+        out = ops.global_avgpool2d_forward(x, out=self._pooled(x))
+        return out.reshape(x.shape[0], *self.output_shape)
+
+    def backward(self, dy, need_dx=True):
+        if not need_dx:
+            return None
+        return ops.global_avgpool2d_backward(dy.reshape(dy.shape[0], -1), self._x_shape,
+                                             out=self.workspace.get("dx", self._x_shape))
+
+
+class GlobalMaxPooling2D(_GlobalPooling2D):
+    """Ties send the gradient to the first maximum in row-major order, as MaxPooling2D does."""
+
+    def forward(self, x, training=False):
+        self._x_shape = x.shape
+        out, self._argmax = ops.global_maxpool2d_forward(
+            x, out=self._pooled(x),
+            argmax=self.workspace.get("argmax", (x.shape[0], x.shape[3]), "int32"))
+        return out.reshape(x.shape[0], *self.output_shape)
+
+    def backward(self, dy, need_dx=True):
+        if not need_dx:
+            return None
+        return ops.global_maxpool2d_backward(dy.reshape(dy.shape[0], -1), self._argmax,
+                                             self._x_shape,
+                                             out=self.workspace.get("dx", self._x_shape))

@@ -1,0 +1,313 @@
+"""2-D convolution kernels: forward, dX and dW side by side.
+
+Layouts: activations NHWC, weights HWIO ``(kh, kw, c_in, c_out)``. ``pad_top``/``pad_left`` are
+given; the output's spatial shape fixes the rest, and cells a window reaches outside the input
+count as zeros. Every ``# OUT`` buffer is overwritten in place; nothing is returned.
+
+float32 runs the register-tiled SIMD kernels of ``conv_simd.h`` (AVX-512, AVX2 or the baseline
+ISA, chosen at import). float64 runs plain loops; it exists for finite-difference gradient checks.
+
+Results do not depend on ``n_threads``: images are independent in forward and dX, and dW sums
+fixed chunks of ``DW_CHUNK`` images separately, then adds the chunk sums in chunk order.
+"""
+from cython cimport floating
+from cython.parallel cimport parallel, prange, threadid
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
+
+cdef extern from "conv_simd.h" nogil:
+    ctypedef struct fcnn_geom:
+        int h, w, ci, kh, kw, co, oh, ow, sh, sw, pt, pl
+    int fcnn_simd_init()
+    int fcnn_simd_level()
+    int fcnn_simd_set(int level)
+    int fcnn_block(int level)
+    int fcnn_round16(int n)
+    size_t fcnn_packed_size(int rows, int cols, int cb)
+    void fcnn_pack_cols(const float *m, int rows, int cols, int rs, int cs, int cb, float *dst)
+    size_t fcnn_canvas_size(const fcnn_geom *g)
+    void fcnn_forward_image(int level, const fcnn_geom *g, const float *wp, const float *bp,
+                            int relu, const float *x, float *out, float *canvas)
+    size_t fcnn_dx_packed_size(const fcnn_geom *g, int cb)
+    void fcnn_pack_dx(const float *w, const fcnn_geom *g, int cb, float *dst)
+    size_t fcnn_dx_scratch_size(const fcnn_geom *g)
+    void fcnn_dx_image(int level, const fcnn_geom *g, const float *wt, const float *dy,
+                       float *dx, float *scratch)
+    size_t fcnn_dw_scratch_size(const fcnn_geom *g)
+    void fcnn_dw_image(int level, const fcnn_geom *g, const float *x, const float *dy,
+                       float *dw, float *db, float *scratch)
+    void fcnn_sum_parts(const float *parts, int nparts, size_t step, int n, float *out)
+
+# Images per dW partial sum. Fixed, so that the summation order never depends on n_threads.
+cdef enum:
+    DW_CHUNK = 8
+
+_PATHS = ("scalar", "avx2", "avx512")
+
+fcnn_simd_init()
+
+
+def simd_path():
+    """The float32 code path in use: "avx512", "avx2" or "scalar"."""
+    return _PATHS[fcnn_simd_level()]
+
+
+def _set_simd_path(name):
+    """Caps the float32 path (for tests of the lower paths); returns the path now in use."""
+    fcnn_simd_set(_PATHS.index(name))
+    return simd_path()
+
+
+cdef fcnn_geom _geom(const Py_ssize_t *xs, const Py_ssize_t *ws, const Py_ssize_t *os,
+                     int stride_h, int stride_w, int pad_top, int pad_left) except *:
+    """The geometry from the input, weight and output shapes; raises if they disagree."""
+    cdef fcnn_geom g
+    g.h, g.w, g.ci = xs[1], xs[2], xs[3]
+    g.kh, g.kw, g.co = ws[0], ws[1], ws[3]
+    g.oh, g.ow = os[1], os[2]
+    g.sh, g.sw, g.pt, g.pl = stride_h, stride_w, pad_top, pad_left
+    if (xs[0] != os[0] or ws[2] != g.ci or os[3] != g.co or stride_h < 1 or stride_w < 1
+            or pad_top < 0 or pad_left < 0 or g.kh < 1 or g.kw < 1):
+        raise ValueError(
+            f"inconsistent convolution: input {[xs[k] for k in range(4)]}, weights "
+            f"{[ws[k] for k in range(4)]}, output {[os[k] for k in range(4)]}, strides "
+            f"{(stride_h, stride_w)}, pads {(pad_top, pad_left)}")
+    return g
+
+
+cdef float *_alloc(size_t n) except NULL:
+    cdef float *p = <float *>malloc((n if n > 0 else 1) * sizeof(float))
+    if p == NULL:
+        raise MemoryError()
+    return p
+
+
+def conv2d_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c_in)
+                   const floating[:, :, :, ::1] w__hwio,  # IN  (kh, kw, c_in, c_out)
+                   const floating[::1] bias,              # IN  (c_out,) or None
+                   floating[:, :, :, ::1] out__nhwc,      # OUT (n, oh, ow, c_out)
+                   int stride_h, int stride_w, int pad_top, int pad_left,
+                   bint relu, int n_threads):
+    """out = relu?(conv(x, w) + bias), all NHWC:
+    out[n, y, x, o] = bias[o] + sum_{i, j, c} x[n, y*stride_h + i - pad_top, x*stride_w + j - pad_left, c]
+    * w[i, j, c, o], with cells outside x counted as zeros."""
+    cdef fcnn_geom g = _geom(x__nhwc.shape, w__hwio.shape, out__nhwc.shape,
+                             stride_h, stride_w, pad_top, pad_left)
+    if bias is not None and bias.shape[0] != g.co:
+        raise ValueError(f"bias has {bias.shape[0]} entries, expected {g.co}")
+    if out__nhwc.size == 0:
+        return
+    if floating is float:
+        _forward_f32(x__nhwc, w__hwio, bias, out__nhwc, &g, relu, max(1, n_threads))
+    else:
+        _forward_f64(x__nhwc, w__hwio, bias, out__nhwc, &g, relu, max(1, n_threads))
+
+
+def conv2d_backward_input(const floating[:, :, :, ::1] dy__nhwc,  # IN  (n, oh, ow, c_out)
+                          const floating[:, :, :, ::1] w__hwio,   # IN  (kh, kw, c_in, c_out)
+                          floating[:, :, :, ::1] dx__nhwc,        # OUT (n, h, w, c_in)
+                          int stride_h, int stride_w, int pad_top, int pad_left, int n_threads):
+    """dx = d(sum(dy * conv(x, w))) / dx: the transposed convolution of dy, all NHWC."""
+    cdef fcnn_geom g = _geom(dx__nhwc.shape, w__hwio.shape, dy__nhwc.shape,
+                             stride_h, stride_w, pad_top, pad_left)
+    if dx__nhwc.size == 0:
+        return
+    if dy__nhwc.size == 0:
+        dx__nhwc[...] = 0
+        return
+    if floating is float:
+        _backward_input_f32(dy__nhwc, w__hwio, dx__nhwc, &g, max(1, n_threads))
+    else:
+        _backward_input_f64(dy__nhwc, w__hwio, dx__nhwc, &g, max(1, n_threads))
+
+
+def conv2d_backward_weight(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in)
+                           const floating[:, :, :, ::1] dy__nhwc,  # IN  (n, oh, ow, c_out)
+                           floating[:, :, :, ::1] dw__hwio,        # OUT (kh, kw, c_in, c_out)
+                           floating[::1] db,                       # OUT (c_out,) or None
+                           int stride_h, int stride_w, int pad_top, int pad_left, int n_threads):
+    """dw[i, j, c, o] = sum_{n, y, x} x[n, y*stride_h + i - pad_top, x*stride_w + j - pad_left, c]
+    * dy[n, y, x, o] and db[o] = sum_{n, y, x} dy[n, y, x, o]; both overwritten, not accumulated."""
+    cdef fcnn_geom g = _geom(x__nhwc.shape, dw__hwio.shape, dy__nhwc.shape,
+                             stride_h, stride_w, pad_top, pad_left)
+    if db is not None and db.shape[0] != g.co:
+        raise ValueError(f"db has {db.shape[0]} entries, expected {g.co}")
+    if dy__nhwc.size == 0:
+        dw__hwio[...] = 0
+        if db is not None:
+            db[...] = 0
+        return
+    if floating is float:
+        _backward_weight_f32(x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads))
+    else:
+        _backward_weight_f64(x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads))
+
+
+# ---- float32: packed weights, then one image (or one chunk of images) per prange step --------
+
+cdef int _forward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w,
+                      const float[::1] bias, float[:, :, :, ::1] out, const fcnn_geom *g,
+                      bint relu, int n_threads) except -1:
+    cdef int level = fcnn_simd_level(), cb = fcnn_block(level), kk = g.kh * g.kw * g.ci
+    cdef size_t nw = fcnn_packed_size(kk, g.co, cb), nb = fcnn_packed_size(1, g.co, cb)
+    cdef size_t per = fcnn_canvas_size(g), sx = x[0].size, so = out[0].size
+    cdef float *buf = _alloc(nw + nb + n_threads * per)
+    cdef float *bp = NULL
+    cdef float *canvas = NULL
+    cdef const float *px = &x[0, 0, 0, 0]
+    cdef float *po = &out[0, 0, 0, 0]
+    cdef Py_ssize_t i
+    fcnn_pack_cols(&w[0, 0, 0, 0], kk, g.co, g.co, 1, cb, buf)
+    if bias is not None:
+        bp = buf + nw
+        fcnn_pack_cols(&bias[0], 1, g.co, 0, 1, cb, bp)
+    with nogil, parallel(num_threads=n_threads):
+        canvas = buf + nw + nb + threadid() * per
+        for i in prange(x.shape[0], schedule="static"):
+            fcnn_forward_image(level, g, buf, bp, relu, px + i * sx, po + i * so, canvas)
+    free(buf)
+    return 0
+
+
+cdef int _backward_input_f32(const float[:, :, :, ::1] dy, const float[:, :, :, ::1] w,
+                             float[:, :, :, ::1] dx, const fcnn_geom *g, int n_threads) except -1:
+    cdef int level = fcnn_simd_level(), cb = fcnn_block(level)
+    cdef size_t nw = fcnn_dx_packed_size(g, cb), per = fcnn_dx_scratch_size(g)
+    cdef size_t sdy = dy[0].size, sdx = dx[0].size
+    cdef float *buf = _alloc(nw + n_threads * per)
+    cdef float *scratch = NULL
+    cdef const float *pdy = &dy[0, 0, 0, 0]
+    cdef float *pdx = &dx[0, 0, 0, 0]
+    cdef Py_ssize_t i
+    fcnn_pack_dx(&w[0, 0, 0, 0], g, cb, buf)
+    with nogil, parallel(num_threads=n_threads):
+        scratch = buf + nw + threadid() * per
+        for i in prange(dx.shape[0], schedule="static"):
+            fcnn_dx_image(level, g, buf, pdy + i * sdy, pdx + i * sdx, scratch)
+    free(buf)
+    return 0
+
+
+cdef int _backward_weight_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] dy,
+                              float[:, :, :, ::1] dw, float[::1] db, const fcnn_geom *g,
+                              int n_threads) except -1:
+    # Partial sums: per chunk, dw rows padded to c16 channels, then one db row.
+    cdef int level = fcnn_simd_level(), kk = g.kh * g.kw * g.ci, c16 = fcnn_round16(g.co)
+    cdef Py_ssize_t n = x.shape[0], nchunks = (n + DW_CHUNK - 1) // DW_CHUNK, c, i, k
+    cdef size_t step = (<size_t>kk + 1) * c16, per = fcnn_dw_scratch_size(g)
+    cdef size_t sx = x[0].size, sdy = dy[0].size
+    cdef float *buf = _alloc(nchunks * step + n_threads * per)
+    cdef float *scratch = NULL
+    cdef float *part
+    cdef const float *px = &x[0, 0, 0, 0]
+    cdef const float *pdy = &dy[0, 0, 0, 0]
+    cdef float *pdw = &dw[0, 0, 0, 0]
+    cdef bint has_db = db is not None
+    with nogil, parallel(num_threads=n_threads):
+        scratch = buf + nchunks * step + threadid() * per
+        for c in prange(nchunks, schedule="static"):
+            part = buf + c * step
+            memset(part, 0, step * sizeof(float))
+            for i in range(c * DW_CHUNK, min(n, (c + 1) * DW_CHUNK)):
+                fcnn_dw_image(level, g, px + i * sx, pdy + i * sdy, part,
+                              part + kk * c16 if has_db else NULL, scratch)
+    for k in prange(kk, nogil=True, schedule="static", num_threads=n_threads):
+        fcnn_sum_parts(buf + k * c16, nchunks, step, g.co, pdw + k * g.co)
+    if has_db:
+        fcnn_sum_parts(buf + kk * c16, nchunks, step, g.co, &db[0])
+    free(buf)
+    return 0
+
+
+# ---- float64: plain loops, for gradient checks -----------------------------------------------
+
+cdef int _forward_f64(const double[:, :, :, ::1] x, const double[:, :, :, ::1] w,
+                      const double[::1] bias, double[:, :, :, ::1] out, const fcnn_geom *g,
+                      bint relu, int n_threads) except -1:
+    cdef Py_ssize_t i, y, xo, a, b, c, o, iy, ix
+    cdef double xv
+    cdef bint has_bias = bias is not None
+    for i in prange(x.shape[0], nogil=True, schedule="static", num_threads=n_threads):
+        for y in range(g.oh):
+            for xo in range(g.ow):
+                for o in range(g.co):
+                    out[i, y, xo, o] = bias[o] if has_bias else 0.0
+                for a in range(g.kh):
+                    iy = y * g.sh + a - g.pt
+                    if iy < 0 or iy >= g.h:
+                        continue
+                    for b in range(g.kw):
+                        ix = xo * g.sw + b - g.pl
+                        if ix < 0 or ix >= g.w:
+                            continue
+                        for c in range(g.ci):
+                            xv = x[i, iy, ix, c]
+                            for o in range(g.co):
+                                out[i, y, xo, o] += xv * w[a, b, c, o]
+                if relu:
+                    for o in range(g.co):
+                        if out[i, y, xo, o] < 0:
+                            out[i, y, xo, o] = 0.0
+    return 0
+
+
+cdef int _backward_input_f64(const double[:, :, :, ::1] dy, const double[:, :, :, ::1] w,
+                             double[:, :, :, ::1] dx, const fcnn_geom *g, int n_threads) except -1:
+    cdef Py_ssize_t i, y, xo, a, b, c, o, iy, ix
+    cdef double s
+    for i in prange(dx.shape[0], nogil=True, schedule="static", num_threads=n_threads):
+        for iy in range(g.h):
+            for ix in range(g.w):
+                for c in range(g.ci):
+                    dx[i, iy, ix, c] = 0.0
+        for y in range(g.oh):
+            for xo in range(g.ow):
+                for a in range(g.kh):
+                    iy = y * g.sh + a - g.pt
+                    if iy < 0 or iy >= g.h:
+                        continue
+                    for b in range(g.kw):
+                        ix = xo * g.sw + b - g.pl
+                        if ix < 0 or ix >= g.w:
+                            continue
+                        for c in range(g.ci):
+                            s = 0.0
+                            for o in range(g.co):
+                                s = s + dy[i, y, xo, o] * w[a, b, c, o]
+                            dx[i, iy, ix, c] += s
+    return 0
+
+
+cdef int _backward_weight_f64(const double[:, :, :, ::1] x, const double[:, :, :, ::1] dy,
+                              double[:, :, :, ::1] dw, double[::1] db, const fcnn_geom *g,
+                              int n_threads) except -1:
+    # One kernel tap per prange step: each dw element is summed by one thread, in image order.
+    cdef Py_ssize_t t, i, y, xo, a, b, c, o, iy, ix
+    cdef double xv
+    for t in prange(g.kh * g.kw, nogil=True, schedule="static", num_threads=n_threads):
+        a = t // g.kw
+        b = t % g.kw
+        for c in range(g.ci):
+            for o in range(g.co):
+                dw[a, b, c, o] = 0.0
+        for i in range(x.shape[0]):
+            for y in range(g.oh):
+                iy = y * g.sh + a - g.pt
+                if iy < 0 or iy >= g.h:
+                    continue
+                for xo in range(g.ow):
+                    ix = xo * g.sw + b - g.pl
+                    if ix < 0 or ix >= g.w:
+                        continue
+                    for c in range(g.ci):
+                        xv = x[i, iy, ix, c]
+                        for o in range(g.co):
+                            dw[a, b, c, o] += xv * dy[i, y, xo, o]
+    if db is not None:
+        db[:] = 0.0
+        for i in range(dy.shape[0]):
+            for y in range(g.oh):
+                for xo in range(g.ow):
+                    for o in range(g.co):
+                        db[o] += dy[i, y, xo, o]
+    return 0

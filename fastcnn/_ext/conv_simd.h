@@ -1,0 +1,527 @@
+/* Single-precision convolution micro-kernels with run-time SIMD dispatch.
+ *
+ * The wheel is built without -march, so every kernel body below is written once with GCC vector
+ * extensions (16-float vectors) and compiled three times: for AVX-512, for AVX2+FMA, and for the
+ * baseline ISA ("scalar": the compiler lowers the vectors to whatever the base target has, SSE2
+ * on x86-64). fcnn_simd_init() picks the best one with __builtin_cpu_supports.
+ *
+ * One register tile shape serves all three passes: P rows x NV 16-float vectors of accumulators,
+ * each step broadcasting one scalar per row against NV vectors loaded from a packed panel.
+ *   forward  rows = output pixels,       panel = weights (kh*kw*ci, co),       epilogue = bias/ReLU store
+ *   dX       rows = dY pixels,           panel = W_a^T (co, kw*ci) per kernel row a,
+ *                                        epilogue = scatter-add into the (padded) dX image (col2im
+ *                                        fused; see fcnn_dx_image for narrow first layers)
+ *   dW       rows = (kh, kw, ci) taps,   panel = dY pixels (co),               reduction over pixels
+ * dX this way does no multiplications by the zeros a "full" convolution of padded dY would.
+ */
+#ifndef FASTCNN_CONV_SIMD_H
+#define FASTCNN_CONV_SIMD_H
+
+#include <stddef.h>
+#include <string.h>
+
+enum { FCNN_SCALAR = 0, FCNN_AVX2 = 1, FCNN_AVX512 = 2 };
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define FCNN_X86 1
+#else
+#define FCNN_X86 0
+#endif
+
+static int fcnn_detected = FCNN_SCALAR;
+static int fcnn_level = FCNN_SCALAR;
+
+/* Called once at module import, before any parallel region reads fcnn_level. */
+static int fcnn_simd_init(void)
+{
+#if FCNN_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
+        fcnn_detected = FCNN_AVX512;
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        fcnn_detected = FCNN_AVX2;
+#endif
+    fcnn_level = fcnn_detected;
+    return fcnn_level;
+}
+
+static int fcnn_simd_level(void) { return fcnn_level; }
+
+/* Lets tests run the lower paths; never goes above what the CPU supports. */
+static int fcnn_simd_set(int level)
+{
+    fcnn_level = level < fcnn_detected ? level : fcnn_detected;
+    return fcnn_level;
+}
+
+/* Output channels per packed panel block: the widest tile's NV * 16. */
+static int fcnn_block(int level) { return level == FCNN_AVX512 ? 64 : 16; }
+
+static int fcnn_min(int a, int b) { return a < b ? a : b; }
+static int fcnn_round16(int n) { return (n + 15) & ~15; }
+
+/* ---- data movement (plain C, not hot) ------------------------------------------------------ */
+
+/* Packs the (rows, cols) matrix m[r*rs + c*cs] into column blocks of width cb, zero-padded:
+ * dst[(blk*rows + r)*cb + j] = m[r, blk*cb + j]. Each block is one contiguous panel. */
+static void fcnn_pack_cols(const float *m, int rows, int cols, int rs, int cs, int cb, float *dst)
+{
+    for (int b0 = 0; b0 < cols; b0 += cb)
+        for (int r = 0; r < rows; r++, dst += cb)
+            for (int j = 0; j < cb; j++)
+                dst[j] = b0 + j < cols ? m[(size_t)r * rs + (size_t)(b0 + j) * cs] : 0.0f;
+}
+
+static size_t fcnn_packed_size(int rows, int cols, int cb)
+{
+    return (size_t)((cols + cb - 1) / cb) * rows * cb;
+}
+
+/* Zeroes cv (hc, wc, c) and puts src pixel (y, x) of (h, w, c) at (oy + y*dy, ox + x*dx) wherever
+ * that lies inside cv. Padding is (1, 1, pad_top, pad_left); dilating dY is (sh, sw, ...);
+ * cropping a canvas back is (1, 1, -pad_top, -pad_left). */
+static void fcnn_place(const float *src, int h, int w, int c, int dy, int dx, int oy, int ox,
+                       float *cv, int hc, int wc)
+{
+    memset(cv, 0, (size_t)hc * wc * c * sizeof(float));
+    for (int y = 0; y < h; y++) {
+        const int py = oy + y * dy;
+        if (py < 0 || py >= hc)
+            continue;
+        if (dx == 1) {
+            const int x0 = ox < 0 ? -ox : 0, x1 = fcnn_min(w, wc - ox);
+            if (x1 > x0)
+                memcpy(cv + ((size_t)py * wc + ox + x0) * c, src + ((size_t)y * w + x0) * c,
+                       (size_t)(x1 - x0) * c * sizeof(float));
+            continue;
+        }
+        for (int x = 0; x < w; x++) {
+            const int px = ox + x * dx;
+            if (px >= 0 && px < wc)
+                memcpy(cv + ((size_t)py * wc + px) * c, src + ((size_t)y * w + x) * c,
+                       (size_t)c * sizeof(float));
+        }
+    }
+}
+
+/* out[j] = parts[0][j] + parts[1][j] + ... in that order, whatever thread produced each part:
+ * this fixed order is what makes dW independent of the thread count. */
+static void fcnn_sum_parts(const float *parts, int nparts, size_t step, int n, float *out)
+{
+    memcpy(out, parts, (size_t)n * sizeof(float));
+    for (int k = 1; k < nparts; k++)
+        for (int j = 0; j < n; j++)
+            out[j] += parts[k * step + j];
+}
+
+/* ---- register-tiled micro-kernels ---------------------------------------------------------- */
+
+typedef float fcnn_v16 __attribute__((vector_size(64)));
+typedef int fcnn_vi16 __attribute__((vector_size(64)));
+typedef float fcnn_v16u __attribute__((vector_size(64), aligned(4), may_alias));
+#define FCNN_LD(p) ((fcnn_v16)(*(const fcnn_v16u *)(p)))
+#define FCNN_ST(p, v) (*(fcnn_v16u *)(p) = (v))
+#define FCNN_INLINE static inline __attribute__((always_inline))
+#define FCNN_PMAX 8 /* the tallest tile */
+
+/* `acc += w * s` below relies on GNU C's default -ffp-contract=fast to become one FMA (checked in
+ * the disassembly: the AVX-512 inner loop is 4 panel loads, P broadcasts and 4*P vfmadd231ps, no
+ * spills). A strict -std=c99 build would still be correct, only slower. */
+
+/* One sweep of the tile loop. Pixel (y, x) reads its window at x + y*px_row + x*px_col: kh runs of
+ * kwci contiguous floats, k_row apart. It writes channel c at out + y*out_row + x*out_col + c. */
+typedef struct {
+    const float *x;
+    int px_row, px_col, k_row, kh, kwci;
+    const float *w, *bias; /* fcnn_pack_cols panels of the (kh*kwci, co) matrix; bias padded or NULL */
+    int co;
+    float *out;
+    int out_row, out_col, oh, ow;
+    int relu, accumulate; /* accumulate: out += tile (the dX scatter-add) instead of out = tile */
+} fcnn_tile_job;
+
+/* acc[p] = sum_{r<kh, j<kwci} x_p[r*k_row + j] * w[(r*kwci + j)*cb + (0 .. 16*NV)] for P pixels;
+ * then bias, ReLU and a store (or an add) of the nco real channels for the np real pixels. */
+FCNN_INLINE void fcnn_tile(const int P, const int NV, const int ACC, const float *x,
+                           const int *xoff, int k_row, int kh, int kwci, const float *w, int cb,
+                           const float *bias, int relu, float *out, const int *ooff, int np, int nco)
+{
+    fcnn_v16 acc[FCNN_PMAX][4];
+    const float *xp[FCNN_PMAX];
+#pragma GCC unroll 8
+    for (int p = 0; p < P; p++) {
+        xp[p] = x + xoff[p];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[p][v] = (fcnn_v16){0};
+    }
+    for (int r = 0; r < kh; r++) {
+        const float *wr = w + (size_t)r * kwci * cb;
+        for (int j = 0; j < kwci; j++, wr += cb) {
+            fcnn_v16 wv[4];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                wv[v] = FCNN_LD(wr + 16 * v);
+#pragma GCC unroll 8
+            for (int p = 0; p < P; p++) {
+                const float s = xp[p][j];
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++)
+                    acc[p][v] += wv[v] * s;
+            }
+        }
+#pragma GCC unroll 8
+        for (int p = 0; p < P; p++)
+            xp[p] += k_row;
+    }
+    const fcnn_v16 zero = {0};
+    const int full = nco == 16 * NV;
+#pragma GCC unroll 8
+    for (int p = 0; p < P; p++) {
+        if (p >= np)
+            break;
+        float *o = out + ooff[p];
+        float tail[64];
+        float *dst = o;
+        if (!full) { /* a channel tail goes through a buffer so no access passes the row's end */
+            dst = tail;
+            memset(tail, 0, sizeof tail);
+            if (ACC)
+                memcpy(tail, o, (size_t)nco * sizeof(float));
+        }
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            fcnn_v16 a = acc[p][v];
+            if (ACC)
+                a = FCNN_LD(dst + 16 * v) + a;
+            if (bias)
+                a += FCNN_LD(bias + 16 * v);
+            if (relu) /* max(a, 0) that keeps NaN, as np.maximum does */
+                a = (fcnn_v16)((fcnn_vi16)a & ~(a < zero));
+            FCNN_ST(dst + 16 * v, a);
+        }
+        if (!full)
+            memcpy(o, tail, (size_t)nco * sizeof(float));
+    }
+}
+
+/* All pixels against one panel block, P at a time. The last tile repeats its final pixel in the
+ * unused rows (cheaper than a second tile shape) and writes only the np real ones. */
+FCNN_INLINE void fcnn_tile_block(const int P, const int NV, const int ACC, const int CB,
+                                 const fcnn_tile_job *jb, const float *w, const float *bias,
+                                 float *out, int nco)
+{
+    const int px_row = jb->px_row, px_col = jb->px_col, out_row = jb->out_row;
+    const int out_col = jb->out_col, ow = jb->ow, npix = jb->oh * jb->ow;
+    int xoff[FCNN_PMAX], ooff[FCNN_PMAX];
+    for (int p0 = 0; p0 < npix; p0 += P) {
+        const int np = fcnn_min(P, npix - p0);
+        for (int p = 0; p < P; p++) {
+            const int q = p0 + fcnn_min(p, np - 1), y = q / ow, xq = q - y * ow;
+            xoff[p] = y * px_row + xq * px_col;
+            ooff[p] = y * out_row + xq * out_col;
+        }
+        fcnn_tile(P, NV, ACC, jb->x, xoff, jb->k_row, jb->kh, jb->kwci, w, CB, bias, jb->relu,
+                  out, ooff, np, nco);
+    }
+}
+
+/* Pn: the pixel-tile height used with n accumulator vectors per pixel. */
+#define FCNN_TILE_CASES(ACC)                                                                      \
+    switch (nv) {                                                                                 \
+    case 1: fcnn_tile_block(P1, 1, ACC, CB, jb, w, bias, out, nco); break;                        \
+    case 2: if (CB >= 32) fcnn_tile_block(P2, 2, ACC, CB, jb, w, bias, out, nco); break;          \
+    case 3: if (CB >= 48) fcnn_tile_block(P3, 3, ACC, CB, jb, w, bias, out, nco); break;          \
+    default: if (CB >= 64) fcnn_tile_block(P4, 4, ACC, CB, jb, w, bias, out, nco); break;         \
+    }
+
+FCNN_INLINE void fcnn_tile_core(const int CB, const int P1, const int P2, const int P3,
+                                const int P4, const fcnn_tile_job *jb)
+{
+    const size_t panel = (size_t)jb->kh * jb->kwci * CB;
+    for (int b0 = 0, blk = 0; b0 < jb->co; b0 += CB, blk++) {
+        const int nco = fcnn_min(CB, jb->co - b0), nv = (nco + 15) / 16;
+        const float *w = jb->w + blk * panel, *bias = jb->bias ? jb->bias + b0 : NULL;
+        float *out = jb->out + b0;
+        if (jb->accumulate)
+            FCNN_TILE_CASES(1)
+        else
+            FCNN_TILE_CASES(0)
+    }
+}
+
+/* dW job: dw (kh*kwci, dw_row) += windows(x)^T . dY over all oh*ow pixels, windows as in
+ * fcnn_tile_job; dY pixel q at dy + q*dy_px with round16(co) floats readable. */
+typedef struct {
+    const float *x;
+    int px_row, px_col, k_row, kh, kwci;
+    const float *dy;
+    int dy_px, oh, ow, co;
+    float *dw;
+    int dw_row;
+} fcnn_dw_job;
+
+/* R window taps x 16*NV output channels: broadcast one tap value per FMA against the dY row. */
+FCNN_INLINE void fcnn_dw_tile(const int R, const int NV, const fcnn_dw_job *jb, const int *koff,
+                              int nr, const float *dy, float *dw)
+{
+    const int px_row = jb->px_row, px_col = jb->px_col, dy_px = jb->dy_px, oh = jb->oh;
+    const int ow = jb->ow, dw_row = jb->dw_row;
+    fcnn_v16 acc[FCNN_PMAX][4];
+    int o[FCNN_PMAX];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        o[r] = koff[r];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[r][v] = r < nr ? FCNN_LD(dw + (size_t)r * dw_row + 16 * v) : (fcnn_v16){0};
+    }
+    for (int y = 0; y < oh; y++) {
+        const float *xr = jb->x + (size_t)y * px_row;
+        for (int xq = 0; xq < ow; xq++, xr += px_col, dy += dy_px) {
+            fcnn_v16 d[4];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                d[v] = FCNN_LD(dy + 16 * v);
+#pragma GCC unroll 8
+            for (int r = 0; r < R; r++) {
+                const float s = xr[o[r]];
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++)
+                    acc[r][v] += d[v] * s;
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        if (r >= nr)
+            break;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            FCNN_ST(dw + (size_t)r * dw_row + 16 * v, acc[r][v]);
+    }
+}
+
+/* All taps for the channel block at b0, R at a time; the last tile repeats its final tap. */
+FCNN_INLINE void fcnn_dw_block(const int R, const int NV, const fcnn_dw_job *jb, int b0)
+{
+    const int kwci = jb->kwci, kk = jb->kh * kwci;
+    int koff[FCNN_PMAX];
+    for (int k0 = 0; k0 < kk; k0 += R) {
+        const int nr = fcnn_min(R, kk - k0);
+        for (int r = 0; r < R; r++) {
+            const int k = k0 + fcnn_min(r, nr - 1), a = k / kwci;
+            koff[r] = a * jb->k_row + (k - a * kwci);
+        }
+        fcnn_dw_tile(R, NV, jb, koff, nr, jb->dy + b0, jb->dw + (size_t)k0 * jb->dw_row + b0);
+    }
+}
+
+FCNN_INLINE void fcnn_dw_core(const int CB, const int R1, const int R2, const int R3,
+                              const int R4, const fcnn_dw_job *jb)
+{
+    for (int b0 = 0; b0 < jb->co; b0 += CB) {
+        switch ((fcnn_min(CB, jb->co - b0) + 15) / 16) {
+        case 1: fcnn_dw_block(R1, 1, jb, b0); break;
+        case 2: if (CB >= 32) fcnn_dw_block(R2, 2, jb, b0); break;
+        case 3: if (CB >= 48) fcnn_dw_block(R3, 3, jb, b0); break;
+        default: if (CB >= 64) fcnn_dw_block(R4, 4, jb, b0); break;
+        }
+    }
+}
+
+/* The three compilations. Tile heights keep P*NV accumulators + NV panel vectors + a broadcast
+ * within the register file (32 zmm, 16 ymm, 16 xmm with each 16-float vector taking 4). */
+#if FCNN_X86
+__attribute__((target("avx512f,avx512dq,fma"))) static void fcnn_tiles_avx512(const fcnn_tile_job *jb)
+{
+    fcnn_tile_core(64, 8, 8, 8, 6, jb);
+}
+__attribute__((target("avx512f,avx512dq,fma"))) static void fcnn_dw_avx512(const fcnn_dw_job *jb)
+{
+    fcnn_dw_core(64, 8, 8, 8, 6, jb);
+}
+__attribute__((target("avx2,fma"))) static void fcnn_tiles_avx2(const fcnn_tile_job *jb)
+{
+    fcnn_tile_core(16, 6, 1, 1, 1, jb);
+}
+__attribute__((target("avx2,fma"))) static void fcnn_dw_avx2(const fcnn_dw_job *jb)
+{
+    fcnn_dw_core(16, 6, 1, 1, 1, jb);
+}
+#endif
+static void fcnn_tiles_scalar(const fcnn_tile_job *jb) { fcnn_tile_core(16, 3, 1, 1, 1, jb); }
+static void fcnn_dw_scalar(const fcnn_dw_job *jb) { fcnn_dw_core(16, 3, 1, 1, 1, jb); }
+
+static void fcnn_tiles(int level, const fcnn_tile_job *jb)
+{
+#if FCNN_X86
+    if (level == FCNN_AVX512) { fcnn_tiles_avx512(jb); return; }
+    if (level == FCNN_AVX2) { fcnn_tiles_avx2(jb); return; }
+#endif
+    (void)level;
+    fcnn_tiles_scalar(jb);
+}
+
+static void fcnn_dw(int level, const fcnn_dw_job *jb)
+{
+#if FCNN_X86
+    if (level == FCNN_AVX512) { fcnn_dw_avx512(jb); return; }
+    if (level == FCNN_AVX2) { fcnn_dw_avx2(jb); return; }
+#endif
+    (void)level;
+    fcnn_dw_scalar(jb);
+}
+
+/* ---- per-image passes ---------------------------------------------------------------------- */
+
+/* A convolution: input (h, w, ci), weights (kh, kw, ci, co), output (oh, ow, co) per image. */
+typedef struct {
+    int h, w, ci, kh, kw, co, oh, ow, sh, sw, pt, pl;
+} fcnn_geom;
+
+/* The canvas every forward window fits in: the input padded, and cut where no window reaches. */
+static int fcnn_canvas_h(const fcnn_geom *g) { return (g->oh - 1) * g->sh + g->kh; }
+static int fcnn_canvas_w(const fcnn_geom *g) { return (g->ow - 1) * g->sw + g->kw; }
+
+static int fcnn_needs_canvas(const fcnn_geom *g)
+{
+    return g->pt > 0 || g->pl > 0 || fcnn_canvas_h(g) > g->h || fcnn_canvas_w(g) > g->w;
+}
+
+/* Per-thread scratch floats for fcnn_forward_image. */
+static size_t fcnn_canvas_size(const fcnn_geom *g)
+{
+    return fcnn_needs_canvas(g) ? (size_t)fcnn_canvas_h(g) * fcnn_canvas_w(g) * g->ci : 0;
+}
+
+/* The source the windows read: x itself, or x padded into canvas. Returns the row stride. */
+static int fcnn_source(const fcnn_geom *g, const float *x, float *canvas, const float **src)
+{
+    if (!fcnn_needs_canvas(g)) {
+        *src = x;
+        return g->w * g->ci;
+    }
+    fcnn_place(x, g->h, g->w, g->ci, 1, 1, g->pt, g->pl, canvas, fcnn_canvas_h(g), fcnn_canvas_w(g));
+    *src = canvas;
+    return fcnn_canvas_w(g) * g->ci;
+}
+
+/* out (oh, ow, co) = relu?(conv(x (h, w, ci)) + bias). wp: fcnn_pack_cols of the HWIO weights as
+ * a (kh*kw*ci, co) matrix; bp: the bias packed as (1, co), or NULL. */
+static void fcnn_forward_image(int level, const fcnn_geom *g, const float *wp, const float *bp,
+                               int relu, const float *x, float *out, float *canvas)
+{
+    const float *src;
+    const int row = fcnn_source(g, x, canvas, &src);
+    const fcnn_tile_job jb = {src, g->sh * row, g->sw * g->ci, row, g->kh, g->kw * g->ci, wp, bp,
+                              g->co, out, g->ow * g->co, g->co, g->oh, g->ow, relu, 0};
+    fcnn_tiles(level, &jb);
+}
+
+/* dX works one of two ways. Usually (kw*ci >= 16) the tile computes, for each kernel row a, the
+ * dY pixel's column-matrix row dY . W_a^T and adds it straight into the window it came from:
+ * col2im fused into the epilogue. When kw*ci < 16 (first layers) those rows would fill a fraction
+ * of a vector, so instead the whole column-matrix row dY . W^T (kh*kw*ci wide) is stored to
+ * scratch and then added into the window by plain loops. */
+static int fcnn_dx_narrow(const fcnn_geom *g) { return g->kw * g->ci < 16; }
+
+/* Packed weights for fcnn_dx_image: W^T (co, kh*kw*ci) when narrow, else W_a^T (co, kw*ci) for
+ * each kernel row a, by fcnn_pack_cols. */
+static size_t fcnn_dx_packed_size(const fcnn_geom *g, int cb)
+{
+    const int kwci = g->kw * g->ci;
+    if (fcnn_dx_narrow(g))
+        return fcnn_packed_size(g->co, g->kh * kwci, cb);
+    return (size_t)g->kh * fcnn_packed_size(g->co, kwci, cb);
+}
+
+static void fcnn_pack_dx(const float *w, const fcnn_geom *g, int cb, float *dst)
+{
+    const int kwci = g->kw * g->ci;
+    if (fcnn_dx_narrow(g)) {
+        fcnn_pack_cols(w, g->co, g->kh * kwci, 1, g->co, cb, dst);
+        return;
+    }
+    for (int a = 0; a < g->kh; a++)
+        fcnn_pack_cols(w + (size_t)a * kwci * g->co, g->co, kwci, 1, g->co, cb,
+                       dst + a * fcnn_packed_size(g->co, kwci, cb));
+}
+
+/* Per-thread scratch floats for fcnn_dx_image: the canvas, then the narrow case's column rows. */
+static size_t fcnn_dx_scratch_size(const fcnn_geom *g)
+{
+    const size_t cols = (size_t)g->oh * g->ow * fcnn_round16(g->kh * g->kw * g->ci);
+    return fcnn_canvas_size(g) + (fcnn_dx_narrow(g) ? cols : 0);
+}
+
+/* dx (h, w, ci) = conv^T(dy (oh, ow, co)), the gradient of the forward pass with respect to x. */
+static void fcnn_dx_image(int level, const fcnn_geom *g, const float *wt, const float *dy,
+                          float *dx, float *scratch)
+{
+    const int canvas_used = fcnn_needs_canvas(g);
+    float *dst = canvas_used ? scratch : dx;
+    const int hd = canvas_used ? fcnn_canvas_h(g) : g->h, wd = canvas_used ? fcnn_canvas_w(g) : g->w;
+    const int row = wd * g->ci, kwci = g->kw * g->ci;
+    memset(dst, 0, (size_t)hd * row * sizeof(float));
+    if (fcnn_dx_narrow(g)) {
+        /* rows padded to 16 so the tile stores whole vectors; the panel's padding is zeros */
+        const int k16 = fcnn_round16(g->kh * kwci);
+        float *cols = scratch + fcnn_canvas_size(g);
+        const fcnn_tile_job jb = {dy, g->ow * g->co, g->co, 0, 1, g->co, wt, NULL, k16,
+                                  cols, g->ow * k16, k16, g->oh, g->ow, 0, 0};
+        fcnn_tiles(level, &jb);
+        for (int y = 0; y < g->oh; y++)
+            for (int x = 0; x < g->ow; x++, cols += k16)
+                for (int a = 0; a < g->kh; a++) {
+                    float *d = dst + (size_t)(y * g->sh + a) * row + x * g->sw * g->ci;
+                    for (int j = 0; j < kwci; j++)
+                        d[j] += cols[a * kwci + j];
+                }
+    } else {
+        const size_t per_a = fcnn_packed_size(g->co, kwci, fcnn_block(level));
+        for (int a = 0; a < g->kh; a++) {
+            const fcnn_tile_job jb = {dy, g->ow * g->co, g->co, 0, 1, g->co, wt + a * per_a, NULL,
+                                      kwci, dst + (size_t)a * row, g->sh * row, g->sw * g->ci,
+                                      g->oh, g->ow, 0, 1};
+            fcnn_tiles(level, &jb);
+        }
+    }
+    if (canvas_used)
+        fcnn_place(scratch, hd, wd, g->ci, 1, 1, -g->pt, -g->pl, dx, g->h, g->w);
+}
+
+/* Per-thread scratch floats for fcnn_dw_image: the canvas, and dY with rows padded to 16. */
+static size_t fcnn_dw_scratch_size(const fcnn_geom *g)
+{
+    return fcnn_canvas_size(g) + (g->co % 16 ? (size_t)g->oh * g->ow * fcnn_round16(g->co) : 0);
+}
+
+/* dw (kh*kw*ci, round16(co)) += windows(x)^T . dy for one image, and db (co) += the column sums of
+ * dy unless db is NULL; pixels in row-major order. */
+static void fcnn_dw_image(int level, const fcnn_geom *g, const float *x, const float *dy,
+                          float *dw, float *db, float *scratch)
+{
+    const float *src, *d = dy;
+    const int row = fcnn_source(g, x, scratch, &src), co = g->co, c16 = fcnn_round16(co);
+    const int npix = g->oh * g->ow;
+    int dy_px = co;
+    if (co % 16) {
+        float *pad = scratch + fcnn_canvas_size(g);
+        for (int q = 0; q < npix; q++) {
+            memcpy(pad + (size_t)q * c16, dy + (size_t)q * co, (size_t)co * sizeof(float));
+            memset(pad + (size_t)q * c16 + co, 0, (size_t)(c16 - co) * sizeof(float));
+        }
+        d = pad;
+        dy_px = c16;
+    }
+    const fcnn_dw_job jb = {src, g->sh * row, g->sw * g->ci, row, g->kh, g->kw * g->ci,
+                            d, dy_px, g->oh, g->ow, co, dw, c16};
+    fcnn_dw(level, &jb);
+    if (db)
+        for (int q = 0; q < npix; q++)
+            for (int c = 0; c < co; c++)
+                db[c] += dy[(size_t)q * co + c];
+}
+
+#endif /* FASTCNN_CONV_SIMD_H */

@@ -1,0 +1,99 @@
+"""BatchNormalization over the channel (last) axis, with Keras's weights and semantics."""
+import numbers
+
+import numpy as np
+
+from .. import initializers, ops
+from .base import Layer
+
+
+class BatchNormalization(Layer):
+    """Normalise each channel: ``(x - mean) / sqrt(var + epsilon) * gamma + beta``.
+
+    Training (``training=True`` and the layer trainable) uses the batch's mean and biased
+    variance over every axis but the channel axis, and moves the moving statistics:
+    ``moving = moving * momentum + batch * (1 - momentum)``. Otherwise, as in Keras 3, the
+    moving statistics are used and stay put. Weights, in Keras's order: gamma (if ``scale``),
+    beta (if ``center``), then the non-trainable moving_mean and moving_variance.
+    """
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+            raise ValueError(f"Expected axis to be an int, received axis={axis!r}")
+        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1:
+            raise ValueError(f"Expected momentum in [0, 1], received momentum={momentum!r}")
+        if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon > 0:
+            raise ValueError(f"Expected epsilon > 0, received epsilon={epsilon!r}")
+        self.axis = int(axis)
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.beta_initializer = initializers.validate(beta_initializer)
+        self.gamma_initializer = initializers.validate(gamma_initializer)
+        self.moving_mean_initializer = initializers.validate(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.validate(moving_variance_initializer)
+
+    def compute_output_shape(self, input_shape):
+        rank = len(input_shape) + 1  # Keras counts the batch axis
+        if self.axis not in (-1, rank - 1):
+            raise ValueError(f"BatchNormalization {self.name!r} normalises the last (channel) axis: "
+                             f"expected axis=-1 or axis={rank - 1} for inputs of rank {rank}, "
+                             f"received axis={self.axis}")
+        return input_shape
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        c = self.input_shape[-1]
+        # Without scale or center the kernels get constant ones or zeros in their place.
+        self.gamma = (self.add_weight("gamma", (c,), self.gamma_initializer) if self.scale
+                      else np.ones(c, np.float32))
+        self.beta = (self.add_weight("beta", (c,), self.beta_initializer) if self.center
+                     else np.zeros(c, np.float32))
+        self.moving_mean = self.add_weight("moving_mean", (c,), self.moving_mean_initializer,
+                                           trainable=False)
+        self.moving_variance = self.add_weight("moving_variance", (c,),
+                                               self.moving_variance_initializer, trainable=False)
+
+    def _param_grad(self, present, index, name):
+        """The gradient buffer of gamma or beta, or scratch when the layer has no such weight."""
+        return self.grads[index] if present else self.workspace.get(name, (self.input_shape[-1],))
+
+    def forward(self, x, training=False):
+        self._x = x
+        self._batch_stats = bool(training and self.trainable)
+        out = self.workspace.get("y", x.shape)
+        inv_std = self.workspace.get("inv_std", (x.shape[-1],))
+        if self._batch_stats:
+            y, self._mean, self._inv_std = ops.batchnorm_forward_training(
+                x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.momentum,
+                self.epsilon, out=out, mean=self.workspace.get("mean", (x.shape[-1],)),
+                inv_std=inv_std, partial=self._partial(x.shape))
+        else:
+            y, self._inv_std = ops.batchnorm_forward_inference(
+                x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.epsilon,
+                out=out, inv_std=inv_std)
+            self._mean = self.moving_mean
+        return y
+
+    def backward(self, dy, need_dx=True):
+        return ops.batchnorm_backward(
+            self._x, dy, self.gamma, self._mean, self._inv_std, self._batch_stats,
+            dgamma=self._param_grad(self.scale, 0, "dgamma"),
+            dbeta=self._param_grad(self.center, int(self.scale), "dbeta"),
+            need_dx=need_dx, out=self.workspace.get("dx", self._x.shape) if need_dx else None,
+            partial=self._partial(self._x.shape))
+
+    def _partial(self, x_shape):
+        return self.workspace.get("partial", ops.batchnorm_partial_shape(x_shape), np.float64)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
+                "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
+                "beta_initializer": self.beta_initializer,
+                "gamma_initializer": self.gamma_initializer,
+                "moving_mean_initializer": self.moving_mean_initializer,
+                "moving_variance_initializer": self.moving_variance_initializer}

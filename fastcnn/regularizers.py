@@ -1,0 +1,73 @@
+"""Weight regularisers with Keras's names: a penalty added to the loss, and its gradient.
+
+    layers.Dense(64, kernel_regularizer=regularizers.l2(1e-4))
+
+The model adds each penalty to every batch's loss (and to evaluate's), as Keras does, and adds
+its gradient to the weight's before the optimizer step.
+"""
+import math
+import numbers
+
+from . import ops
+
+
+class Regularizer:
+    """Base class: ``penalty = regularizer(weight)``; ``add_gradient`` accumulates its gradient."""
+
+    def __call__(self, weight):
+        raise NotImplementedError
+
+    def add_gradient(self, weight, grad):
+        """grad += d penalty / d weight, in place."""
+        raise NotImplementedError
+
+    def get_config(self):
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+class L2(Regularizer):
+    """penalty = l2 * sum(weight ** 2)."""
+
+    def __init__(self, l2=0.01):
+        if isinstance(l2, bool) or not isinstance(l2, numbers.Real) or not math.isfinite(l2) \
+                or l2 < 0:
+            raise ValueError(f"Expected l2 to be a finite number >= 0, received l2={l2!r}")
+        self.l2 = float(l2)
+
+    def __call__(self, weight):
+        return self.l2 * ops.sum_of_squares(weight)
+
+    def add_gradient(self, weight, grad):
+        ops.axpy(2 * self.l2, weight, grad)
+
+    def get_config(self):
+        return {"l2": self.l2}
+
+
+l2 = L2  # Keras's lower-case alias: regularizers.l2(0.01)
+
+REGULARIZERS = {"L2": L2, "l2": L2}
+
+
+def serialize(regularizer):
+    """A JSON-friendly config: None, or {"class_name": ..., "config": {...}}."""
+    if regularizer is None:
+        return None
+    return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
+
+
+def get(identifier):
+    """A Regularizer from None, an instance, a name ("l2", with Keras's default factor) or a
+    ``serialize`` config."""
+    if identifier is None or isinstance(identifier, Regularizer):
+        return identifier
+    if isinstance(identifier, str) and identifier in REGULARIZERS:
+        return REGULARIZERS[identifier]()
+    if isinstance(identifier, dict) and identifier.get("class_name") in REGULARIZERS:
+        return REGULARIZERS[identifier["class_name"]].from_config(identifier.get("config", {}))
+    raise ValueError(f"Unknown regularizer {identifier!r}; expected None, a Regularizer, one of "
+                     f"{sorted(REGULARIZERS)} or a config dict")

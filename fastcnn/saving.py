@@ -1,0 +1,354 @@
+"""Saving and loading: one zip of JSON and .npy members, written atomically and read without pickle.
+
+A model file (Keras names it ``.keras``; any name works) holds::
+
+    metadata.json              {"format": "fastcnn", "kind": "model", "format_version": 1}
+    config.json                the architecture (get_config), the model's seed, the compiled state
+    weights/0000.npy ...       model.weights, in order
+    optimizer/<slot>/0000.npy  the optimizer's slots, aligned with model.trainable_weights
+
+A weights file holds metadata.json (kind "weights") and weights/ only, which also makes it an
+``.npz`` that ``np.load`` opens. Loading checks every member's name, and every array's shape and
+dtype against the model, before it changes anything; whatever it refuses raises
+``InvalidSaveFileError``, a ValueError.
+"""
+import contextlib
+import io
+import json
+import os
+import re
+import secrets
+import zipfile
+import zlib
+
+import numpy as np
+
+from . import losses, models, optimizers
+
+FORMAT = "fastcnn"
+FORMAT_VERSION = 1
+# Every member name a fastcnn file may hold. Anything else (a pickle, "../x", "/etc/x", a
+# backslash, a second copy) is refused, so no name is ever trusted further than this pattern.
+_MEMBER_NAME = re.compile(r"(metadata|config)\.json|weights/[0-9]{4,}\.npy"
+                          r"|optimizer/[A-Za-z0-9_]+/[0-9]{4,}\.npy")
+_JSON_LIMIT = 16 * 2**20
+_NPY_HEADER_LIMIT = 16 * 2**10  # numpy refuses .npy headers beyond 10000 bytes anyway
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}
+_ZIP64_THRESHOLD = 2**30  # a zip member written as a stream must announce zip64 before 2 GiB
+# What zipfile and zlib raise on a truncated or damaged archive, found by flipping every byte:
+# OSError from a seek to a negative offset, NotImplementedError from a garbled version field.
+_CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError)
+
+
+class InvalidSaveFileError(ValueError):
+    """A file load_model or load_weights refuses: not a fastcnn file, truncated or corrupt,
+    unsafe (a pickle, an object array, an unexpected member name), or not matching the model."""
+
+
+# -- writing -------------------------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_write(filepath):
+    """Yield a binary file that, once the block ends without error, replaces ``filepath``.
+
+    The data goes to a hidden temporary file in the same directory (``.<name>.<random>.tmp``),
+    is fsynced, renamed over ``filepath`` with ``os.replace``, and the directory is fsynced. A
+    crash at any moment leaves either the previous file or the complete new one, never a part.
+    """
+    filepath = os.fspath(filepath)
+    directory = os.path.dirname(os.path.abspath(filepath))
+    while True:
+        temp = os.path.join(directory, f".{os.path.basename(filepath)[:200]}.{secrets.token_hex(4)}.tmp")
+        try:
+            # os.open rather than tempfile: the mode then follows the umask like any new file.
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with open(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, filepath)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory):
+    """Make the rename durable: it is an entry in the directory, which has its own buffers."""
+    if os.name != "posix":  # Windows cannot open a directory; its rename is durable on return
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _weight_member(k):
+    return f"weights/{k:04d}.npy"
+
+
+def _slot_member(slot, k):
+    return f"optimizer/{slot}/{k:04d}.npy"
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"Expected a config of JSON values, received {value!r} of type "
+                    f"{type(value).__name__}")
+
+
+def _zip_info(name):
+    # A fixed timestamp: saving the same state twice gives the same bytes.
+    return zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+
+
+def _write(filepath, kind, config, arrays, overwrite):
+    filepath = os.fspath(filepath)
+    if not overwrite and os.path.exists(filepath):
+        raise FileExistsError(f"Expected a filepath that does not exist with overwrite=False, "
+                              f"received filepath={filepath!r}")
+    documents = {"metadata.json": {"format": FORMAT, "kind": kind, "format_version": FORMAT_VERSION}}
+    if config is not None:
+        documents["config.json"] = config
+    with atomic_write(filepath) as f, zipfile.ZipFile(f, "w") as zf:
+        for name, document in documents.items():
+            zf.writestr(_zip_info(name), json.dumps(document, indent=1, default=_json_default))
+        for name, array in arrays.items():
+            with zf.open(_zip_info(name), "w", force_zip64=array.nbytes > _ZIP64_THRESHOLD) as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
+
+
+def _compile_config(model):
+    """The compiled state as JSON, or None for a model that was never compiled."""
+    if model.loss is None:
+        return None
+    optimizer = model.optimizer
+    if callable(optimizer.learning_rate):
+        raise ValueError(f"Expected a number as the optimizer's learning_rate to save the model, "
+                         f"received learning_rate={optimizer.learning_rate!r}; save_weights "
+                         "saves the weights alone")
+    return {"optimizer": {"class_name": type(optimizer).__name__, "config": optimizer.get_config(),
+                          "iterations": int(optimizer.iterations),
+                          "has_slots": optimizer.slots is not None},
+            "loss": {"class_name": type(model.loss).__name__, "config": model.loss.get_config()},
+            "metrics": list(model.metrics)}
+
+
+def save_model(model, filepath, overwrite=True):
+    """Write the model's architecture, weights and compiled state (optimizer slots and step
+    count, loss, metrics) and its seed to ``filepath``, atomically."""
+    config = {"class_name": type(model).__name__, "config": model.get_config(),
+              "seed": int(model.seed), "compile_config": _compile_config(model)}
+    arrays = {_weight_member(k): w for k, w in enumerate(model.weights)}
+    optimizer = model.optimizer
+    if config["compile_config"] is not None and optimizer.slots is not None:
+        for slot, values in zip(optimizer.slot_names, optimizer.slots):
+            arrays.update({_slot_member(slot, k): v for k, v in enumerate(values)})
+    _write(filepath, "model", config, arrays, overwrite)
+
+
+def save_weights(model, filepath, overwrite=True):
+    """Write ``model.weights`` to ``filepath``, atomically."""
+    _write(filepath, "weights", None, {_weight_member(k): w for k, w in enumerate(model.weights)},
+           overwrite)
+
+
+# -- reading -------------------------------------------------------------------------------
+class _Archive:
+    """A saved file opened for reading, its member names and metadata already checked."""
+
+    def __init__(self, filepath, zf):
+        self.filepath = filepath
+        self.zf = zf
+        infos = zf.infolist()
+        names = [info.filename for info in infos]
+        odd = [name for name in names if not _MEMBER_NAME.fullmatch(name)]
+        if odd:
+            self.fail("Expected only the members metadata.json, config.json, weights/NNNN.npy "
+                      f"and optimizer/<slot>/NNNN.npy, received {odd[:5]!r}")
+        if len(set(names)) != len(names):
+            self.fail(f"Expected each member once, received duplicates of "
+                      f"{sorted({n for n in names if names.count(n) > 1})!r}")
+        for info in infos:
+            if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                self.fail(f"Expected member {info.filename!r} stored or deflated without "
+                          f"encryption, received compression {info.compress_type}, flags "
+                          f"{info.flag_bits:#x}")
+        self.members = {info.filename: info for info in infos}
+        metadata = self.json("metadata.json")
+        received = (metadata.get("format"), metadata.get("format_version"))
+        if received != (FORMAT, FORMAT_VERSION) or metadata.get("kind") not in ("model", "weights"):
+            self.fail(f"Expected a fastcnn file of format version {FORMAT_VERSION}, received "
+                      f"metadata {metadata!r}")
+        self.kind = metadata["kind"]
+
+    def fail(self, message):
+        raise InvalidSaveFileError(f"Cannot load {self.filepath!r}: {message}")
+
+    def _read(self, name, limit):
+        info = self.members.get(name)
+        if info is None:
+            self.fail(f"Expected a member {name!r}, received none")
+        if info.file_size > limit:
+            self.fail(f"Expected member {name!r} of at most {limit} bytes, received {info.file_size}")
+        try:
+            return self.zf.read(info)
+        except _CORRUPT as error:
+            self.fail(f"member {name!r} is damaged ({type(error).__name__}: {error})")
+
+    def json(self, name):
+        try:
+            document = json.loads(self._read(name, _JSON_LIMIT).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            self.fail(f"Expected JSON in member {name!r}: {error}")
+        if not isinstance(document, dict):
+            self.fail(f"Expected a JSON object in member {name!r}, received {type(document).__name__}")
+        return document
+
+    def array(self, name, like, what):
+        """Member ``name`` as a float32 array shaped like ``like`` (``what`` names it in errors).
+
+        The header is checked before any data is read, so an object array's pickle is never
+        touched and a forged shape allocates nothing."""
+        data = self._read(name, like.nbytes + _NPY_HEADER_LIMIT)
+        stream = io.BytesIO(data)
+        try:
+            version = np.lib.format.read_magic(stream)
+            if version not in _NPY_HEADERS:
+                self.fail(f"Expected member {name!r} ({what}) in .npy format 1.0 or 2.0, "
+                          f"received version {version}")
+            shape, _, dtype = _NPY_HEADERS[version](stream)
+            if shape != like.shape or dtype.kind != "f" or dtype.itemsize != 4:
+                self.fail(f"Expected member {name!r} ({what}) of shape {like.shape} and dtype "
+                          f"float32, received shape {shape} and dtype {dtype}")
+            stream.seek(0)
+            return np.lib.format.read_array(stream, allow_pickle=False)
+        except InvalidSaveFileError:
+            raise
+        except ValueError as error:  # not .npy, a malformed header, too few bytes
+            self.fail(f"Expected member {name!r} ({what}) to be a .npy array: {error}")
+
+    def check_members(self, expected):
+        received = set(self.members)
+        if received != set(expected):
+            self.fail(f"Expected the members {sorted(expected)}, but {sorted(set(expected) - received)} "
+                      f"are missing and {sorted(received - set(expected))} are unexpected")
+
+
+@contextlib.contextmanager
+def _open(filepath):
+    filepath = os.fspath(filepath)
+    with open(filepath, "rb") as f:
+        try:
+            zf = zipfile.ZipFile(f)
+        except _CORRUPT as error:
+            raise InvalidSaveFileError(f"Cannot load {filepath!r}: expected a fastcnn zip file, "
+                                       f"received a truncated or foreign file "
+                                       f"({type(error).__name__}: {error})") from None
+        with zf:
+            yield _Archive(filepath, zf)
+
+
+def _weight_descriptions(model):
+    return [f"weight {j} of layer {layer.name!r}" for layer in model.layers
+            for j in range(len(layer.weights))]
+
+
+def _read_weights(archive, model):
+    return [archive.array(_weight_member(k), w, what)
+            for k, (w, what) in enumerate(zip(model.weights, _weight_descriptions(model)))]
+
+
+def _mapping(value, name, archive):
+    if not isinstance(value, dict):
+        archive.fail(f"Expected {name} to be a JSON object, received {value!r}")
+    return value
+
+
+def _named(registry, entry, name, archive):
+    """The class in ``registry`` that ``entry["class_name"]`` names, built from ``entry["config"]``."""
+    classes = {cls.__name__: cls for cls in registry.values()}
+    entry = _mapping(entry, name, archive)
+    cls = classes.get(entry.get("class_name"))
+    if cls is None:
+        archive.fail(f"Expected the {name} class_name to be one of {sorted(classes)}, received "
+                     f"class_name={entry.get('class_name')!r}")
+    return cls(**_mapping(entry.get("config"), f"the {name} config", archive))
+
+
+def _check_int(value, name, archive, upper=2**64):
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < upper:
+        archive.fail(f"Expected {name} to be an int in [0, {upper}), received {name}={value!r}")
+    return value
+
+
+def load_model(filepath, compile=True):
+    """The model saved at ``filepath`` with its weights, seed and (when ``compile``) its
+    compiled state, ready to predict bitwise as before or to resume training."""
+    with _open(filepath) as archive:
+        if archive.kind != "model":
+            archive.fail("Expected a model file, received a weights file; build the model and "
+                         "call model.load_weights(filepath)")
+        document = archive.json("config.json")
+        if document.get("class_name") != "Sequential":
+            archive.fail(f"Expected class_name 'Sequential', received {document.get('class_name')!r}")
+        seed = _check_int(document.get("seed"), "seed", archive)
+        state = document.get("compile_config")
+        slot_names = ()
+        try:
+            model = models.Sequential.from_config(_mapping(document.get("config"), "config", archive))
+            if state is not None:
+                entry = _mapping(_mapping(state, "compile_config", archive).get("optimizer"),
+                                 "optimizer", archive)
+                optimizer = _named(optimizers.OPTIMIZERS, entry, "optimizer", archive)
+                iterations = _check_int(entry.get("iterations"), "iterations", archive)
+                if entry.get("has_slots") not in (True, False):
+                    archive.fail(f"Expected has_slots to be true or false, received "
+                                 f"{entry.get('has_slots')!r}")
+                slot_names = optimizer.slot_names if entry["has_slots"] else ()
+                loss = _named(losses.LOSSES, state.get("loss"), "loss", archive)
+                if compile:
+                    model.compile(optimizer=optimizer, loss=loss, metrics=state.get("metrics"))
+        except InvalidSaveFileError:
+            raise
+        except (KeyError, TypeError, ValueError) as error:
+            archive.fail(f"Expected a valid model config in 'config.json', received one that "
+                         f"fails with {type(error).__name__}: {error}")
+        trainable = model.trainable_weights
+        archive.check_members(
+            ["metadata.json", "config.json"] + [_weight_member(k) for k in range(len(model.weights))]
+            + [_slot_member(s, k) for s in slot_names for k in range(len(trainable))])
+        weights = _read_weights(archive, model)
+        slots = [[archive.array(_slot_member(s, k), w, f"optimizer slot {s!r} of trainable weight {k}")
+                  for k, w in enumerate(trainable)] for s in slot_names]
+    model.set_weights(weights)
+    model.seed = seed
+    if compile and state is not None:
+        optimizer.iterations = iterations
+        # copies: the kernels update slots in place and need them C-contiguous
+        optimizer.slots = [[np.array(v, np.float32, order="C") for v in values]
+                           for values in slots] or None
+    return model
+
+
+def load_weights(model, filepath):
+    """Set ``model.weights`` from a weights file or a model file saved from the same
+    architecture; nothing is changed unless every array matches."""
+    if not model.built:
+        raise ValueError("Expected a built model to load weights into, received an unbuilt one; "
+                         "declare an Input or call model.build(input_shape) first")
+    with _open(filepath) as archive:
+        stored = sorted(name for name in archive.members if name.startswith("weights/"))
+        expected = [_weight_member(k) for k in range(len(model.weights))]
+        if stored != expected:
+            archive.fail(f"Expected {len(expected)} weight arrays {expected[0]}..{expected[-1]}, "
+                         f"received {len(stored)}: {stored[:3]}{'...' if len(stored) > 3 else ''}")
+        weights = _read_weights(archive, model)
+    model.set_weights(weights)

@@ -1,0 +1,204 @@
+"""The convolution kernels against their NumPy twins, across geometry, dtype, SIMD path and
+thread count, plus float64 finite-difference gradient checks of the kernels themselves."""
+import inspect
+import itertools
+import zlib
+
+import numpy as np
+import pytest
+
+from fastcnn import _reference as ref
+from fastcnn._ext import conv
+
+PATHS = ("scalar", "avx2", "avx512")
+AVAILABLE = PATHS[:PATHS.index(conv.simd_path()) + 1]
+
+
+def out_and_pad(n, k, s, padding):
+    """Output length and padding before, by TensorFlow's rules."""
+    if padding == "valid":
+        return (n - k) // s + 1, 0
+    out = -(-n // s)
+    return out, max((out - 1) * s + k - n, 0) // 2
+
+
+def make_case(rng, dtype, n, h, w, ci, co, kernel, strides, padding):
+    (kh, kw), (sh, sw) = kernel, strides
+    oh, pt = out_and_pad(h, kh, sh, padding)
+    ow, pl = out_and_pad(w, kw, sw, padding)
+    x = rng.standard_normal((n, h, w, ci)).astype(dtype)
+    wt = rng.standard_normal((kh, kw, ci, co)).astype(dtype)
+    bias = rng.standard_normal(co).astype(dtype)
+    dy = rng.standard_normal((n, oh, ow, co)).astype(dtype)
+    return x, wt, bias, dy, (sh, sw, pt, pl)
+
+
+def assert_close(got, want, dtype):
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(1.0, np.abs(want).max()))
+
+
+def run_all(module, x, wt, bias, dy, geo, relu, n_threads):
+    """Forward, dX and (dW, db) from one implementation."""
+    out = np.empty(dy.shape, x.dtype)
+    module.conv2d_forward(x, wt, bias, out, *geo, relu, n_threads)
+    dx = np.empty_like(x)
+    module.conv2d_backward_input(dy, wt, dx, *geo, n_threads)
+    dw = np.empty_like(wt)
+    db = None if bias is None else np.empty_like(bias)
+    module.conv2d_backward_weight(x, dy, dw, db, *geo, n_threads)
+    return out, dx, dw, db
+
+
+
+@pytest.mark.parametrize("name", ['conv2d_forward', 'conv2d_backward_input', 'conv2d_backward_weight'])
+def test_signature_matches_reference(name):
+    params = inspect.signature(getattr(conv, name)).parameters
+    assert list(params) == list(inspect.signature(getattr(ref, name)).parameters)
+
+@pytest.fixture(params=AVAILABLE)
+def simd_path(request):
+    previous = conv.simd_path()
+    assert conv._set_simd_path(request.param) == request.param
+    yield request.param
+    conv._set_simd_path(previous)
+
+
+KERNELS = [(1, 1), (3, 3), (5, 5), (2, 3)]
+STRIDES = [(1, 1), (2, 2), (3, 3), (2, 1)]
+# c_in 1 and 3 (first layers), c_out off the 16-lane grid and past one 64-channel block
+CHANNELS = [(1, 5), (3, 16), (8, 37), (5, 70)]
+GRID = [(k, s, p, CHANNELS[i % len(CHANNELS)])
+        for i, (k, s, p) in enumerate(itertools.product(KERNELS, STRIDES, ["valid", "same"]))]
+
+
+def grid_id(case):
+    (kh, kw), (sh, sw), padding, (ci, co) = case
+    return f"k{kh}x{kw}-s{sh}x{sw}-{padding}-c{ci}to{co}"
+
+
+def check_grid_case(case, dtype):
+    kernel, strides, padding, (ci, co) = case
+    rng = np.random.default_rng(zlib.crc32(grid_id(case).encode()))
+    x, wt, bias, dy, geo = make_case(rng, dtype, 2, 9, 7, ci, co, kernel, strides, padding)
+    got = run_all(conv, x, wt, bias, dy, geo, True, 2)
+    want = run_all(ref, x, wt, bias, dy, geo, True, 2)
+    for g, w in zip(got, want):
+        assert_close(g, w, dtype)
+
+
+@pytest.mark.parametrize("case", GRID, ids=grid_id)
+def test_float32_matches_reference(case, simd_path):
+    check_grid_case(case, np.float32)
+
+
+@pytest.mark.parametrize("case", GRID, ids=grid_id)
+def test_float64_matches_reference(case):
+    check_grid_case(case, np.float64)
+
+
+@pytest.mark.parametrize("use_bias, relu", [(False, False), (False, True), (True, False)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bias_and_relu_options(use_bias, relu, dtype):
+    rng = np.random.default_rng(1)
+    x, wt, bias, dy, geo = make_case(rng, dtype, 1, 6, 5, 4, 20, (3, 3), (1, 1), "same")
+    bias = bias if use_bias else None
+    got = run_all(conv, x, wt, bias, dy, geo, relu, 1)
+    want = run_all(ref, x, wt, bias, dy, geo, relu, 1)
+    for g, w in zip(got, want):
+        if w is None:
+            assert g is None
+        else:
+            assert_close(g, w, dtype)
+
+
+def test_valid_windows_stop_short_of_the_input():
+    # stride 2 over an even-sized input: the last row and column are never read
+    rng = np.random.default_rng(2)
+    x, wt, bias, dy, geo = make_case(rng, np.float32, 2, 8, 10, 3, 7, (3, 3), (2, 2), "valid")
+    assert dy.shape[1:3] == (3, 4)
+    for g, w in zip(run_all(conv, x, wt, bias, dy, geo, False, 2),
+                    run_all(ref, x, wt, bias, dy, geo, False, 2)):
+        assert_close(g, w, np.float32)
+
+
+def test_mnist_conv2_shape(simd_path):
+    rng = np.random.default_rng(3)
+    x, wt, bias, dy, geo = make_case(rng, np.float32, 3, 13, 13, 32, 64, (3, 3), (1, 1), "valid")
+    for g, w in zip(run_all(conv, x, wt, bias, dy, geo, True, 2),
+                    run_all(ref, x, wt, bias, dy, geo, True, 2)):
+        assert_close(g, w, np.float32)
+
+
+def test_read_only_inputs():
+    rng = np.random.default_rng(4)
+    x, wt, bias, dy, geo = make_case(rng, np.float32, 2, 5, 5, 3, 8, (3, 3), (1, 1), "same")
+    for a in (x, wt, bias, dy):
+        a.setflags(write=False)
+    for g, w in zip(run_all(conv, x, wt, bias, dy, geo, True, 2),
+                    run_all(ref, x, wt, bias, dy, geo, True, 2)):
+        assert_close(g, w, np.float32)
+
+
+def test_weight_gradients_are_overwritten():
+    rng = np.random.default_rng(5)
+    x, wt, bias, dy, geo = make_case(rng, np.float32, 2, 5, 5, 3, 8, (3, 3), (1, 1), "same")
+    dw, db = np.full_like(wt, np.nan), np.full_like(bias, np.nan)
+    conv.conv2d_backward_weight(x, dy, dw, db, *geo, 2)
+    assert np.isfinite(dw).all() and np.isfinite(db).all()
+
+
+def test_inconsistent_shapes_raise():
+    x = np.zeros((2, 5, 5, 3), np.float32)
+    with pytest.raises(ValueError, match="inconsistent convolution"):
+        conv.conv2d_forward(x, np.zeros((3, 3, 4, 8), np.float32), None,
+                            np.zeros((2, 3, 3, 8), np.float32), 1, 1, 0, 0, False, 1)
+
+
+@pytest.mark.parametrize("case", [
+    ((3, 3), (1, 1), "valid", (32, 64)),
+    ((3, 3), (1, 1), "same", (3, 37)),
+    ((2, 3), (2, 1), "same", (5, 70)),
+], ids=grid_id)
+def test_thread_count_does_not_change_results(case, simd_path):
+    # 19 images span three dW chunks of 8, so partial sums really are split across threads
+    kernel, strides, padding, (ci, co) = case
+    rng = np.random.default_rng(6)
+    x, wt, bias, dy, geo = make_case(rng, np.float32, 19, 9, 8, ci, co, kernel, strides, padding)
+    one = run_all(conv, x, wt, bias, dy, geo, True, 1)
+    for n_threads in (2, 3):
+        for a, b in zip(one, run_all(conv, x, wt, bias, dy, geo, True, n_threads)):
+            assert np.array_equal(a, b)
+
+
+def numerical_grad(f, a, eps=1e-6):
+    g = np.empty_like(a)
+    for i in np.ndindex(a.shape):
+        keep = a[i]
+        a[i] = keep + eps
+        up = f()
+        a[i] = keep - eps
+        down = f()
+        a[i] = keep
+        g[i] = (up - down) / (2 * eps)
+    return g
+
+
+@pytest.mark.parametrize("kernel, strides, padding", [
+    ((3, 2), (2, 1), "same"),
+    ((3, 3), (2, 2), "valid"),
+])
+def test_gradients_by_central_differences(kernel, strides, padding):
+    rng = np.random.default_rng(7)
+    x, wt, bias, g_out, geo = make_case(rng, np.float64, 2, 5, 6, 3, 4, kernel, strides, padding)
+
+    def loss():
+        out = np.empty(g_out.shape)
+        conv.conv2d_forward(x, wt, bias, out, *geo, False, 1)
+        return float((out * g_out).sum())
+
+    dx, dw, db = np.empty_like(x), np.empty_like(wt), np.empty_like(bias)
+    conv.conv2d_backward_input(g_out, wt, dx, *geo, 1)
+    conv.conv2d_backward_weight(x, g_out, dw, db, *geo, 1)
+    for analytic, param in ((dx, x), (dw, wt), (db, bias)):
+        np.testing.assert_allclose(analytic, numerical_grad(loss, param), rtol=1e-6, atol=1e-7)

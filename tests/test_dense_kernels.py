@@ -1,0 +1,139 @@
+"""The dense kernels against their NumPy twins, across shape, dtype, SIMD path and thread count,
+plus float64 finite-difference gradient checks of the kernels themselves."""
+import inspect
+import numpy as np
+import pytest
+
+from fastcnn import _reference as ref
+from fastcnn._ext import dense
+
+PATHS = ("scalar", "avx2", "avx512")
+AVAILABLE = PATHS[:PATHS.index(dense.simd_path()) + 1]
+
+
+def make_case(rng, dtype, n, k, o):
+    x = rng.standard_normal((n, k)).astype(dtype)
+    w = rng.standard_normal((k, o)).astype(dtype)
+    bias = rng.standard_normal(o).astype(dtype)
+    dy = rng.standard_normal((n, o)).astype(dtype)
+    return x, w, bias, dy
+
+
+def run_all(module, x, w, bias, dy, relu, n_threads):
+    """Forward, dX and (dW, db) from one implementation."""
+    out = np.empty(dy.shape, x.dtype)
+    module.dense_forward(x, w, bias, out, relu, n_threads)
+    dx = np.empty_like(x)
+    module.dense_backward_input(dy, w, dx, n_threads)
+    dw = np.empty_like(w)
+    db = None if bias is None else np.empty_like(bias)
+    module.dense_backward_weight(x, dy, dw, db, n_threads)
+    return out, dx, dw, db
+
+
+def assert_close(got, want, dtype):
+    if want is None:
+        assert got is None
+        return
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(1.0, np.abs(want).max()))
+
+
+
+@pytest.mark.parametrize("name", ['dense_forward', 'dense_backward_input', 'dense_backward_weight'])
+def test_signature_matches_reference(name):
+    params = inspect.signature(getattr(dense, name)).parameters
+    assert list(params) == list(inspect.signature(getattr(ref, name)).parameters)
+
+@pytest.fixture(params=AVAILABLE)
+def simd_path(request):
+    previous = dense.simd_path()
+    assert dense._set_simd_path(request.param) == request.param
+    yield request.param
+    dense._set_simd_path(previous)
+
+
+# (n, in, out): single rows and columns, out off the 16-lane grid, past one 64-wide block,
+# rows past one dW chunk, and the MNIST head
+SHAPES = [(1, 1, 1), (5, 3, 17), (37, 70, 10), (100, 33, 130), (128, 1600, 10)]
+
+
+def check_shape(shape, dtype):
+    rng = np.random.default_rng(sum(shape))
+    x, w, bias, dy = make_case(rng, dtype, *shape)
+    for g, want in zip(run_all(dense, x, w, bias, dy, True, 2), run_all(ref, x, w, bias, dy, True, 2)):
+        assert_close(g, want, dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_float32_matches_reference(shape, simd_path):
+    check_shape(shape, np.float32)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_float64_matches_reference(shape):
+    check_shape(shape, np.float64)
+
+
+@pytest.mark.parametrize("use_bias, relu", [(False, False), (False, True), (True, False)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bias_and_relu_options(use_bias, relu, dtype):
+    rng = np.random.default_rng(1)
+    x, w, bias, dy = make_case(rng, dtype, 9, 20, 21)
+    bias = bias if use_bias else None
+    for g, want in zip(run_all(dense, x, w, bias, dy, relu, 1), run_all(ref, x, w, bias, dy, relu, 1)):
+        assert_close(g, want, dtype)
+
+
+def test_read_only_inputs():
+    rng = np.random.default_rng(2)
+    x, w, bias, dy = make_case(rng, np.float32, 7, 12, 9)
+    for a in (x, w, bias, dy):
+        a.setflags(write=False)
+    for g, want in zip(run_all(dense, x, w, bias, dy, True, 2), run_all(ref, x, w, bias, dy, True, 2)):
+        assert_close(g, want, np.float32)
+
+
+def test_inconsistent_shapes_raise():
+    with pytest.raises(ValueError, match="out has shape"):
+        dense.dense_forward(np.zeros((4, 3), np.float32), np.zeros((3, 5), np.float32), None,
+                            np.zeros((4, 6), np.float32), False, 1)
+
+
+@pytest.mark.parametrize("shape", [(100, 33, 130), (128, 1600, 10)], ids=str)
+def test_thread_count_does_not_change_results(shape, simd_path):
+    rng = np.random.default_rng(3)
+    x, w, bias, dy = make_case(rng, np.float32, *shape)
+    one = run_all(dense, x, w, bias, dy, True, 1)
+    for n_threads in (2, 3):
+        for a, b in zip(one, run_all(dense, x, w, bias, dy, True, n_threads)):
+            assert np.array_equal(a, b)
+
+
+def numerical_grad(f, a, eps=1e-6):
+    g = np.empty_like(a)
+    for i in np.ndindex(a.shape):
+        keep = a[i]
+        a[i] = keep + eps
+        up = f()
+        a[i] = keep - eps
+        down = f()
+        a[i] = keep
+        g[i] = (up - down) / (2 * eps)
+    return g
+
+
+def test_gradients_by_central_differences():
+    rng = np.random.default_rng(4)
+    x, w, bias, g_out = make_case(rng, np.float64, 4, 6, 5)
+
+    def loss():
+        out = np.empty(g_out.shape)
+        dense.dense_forward(x, w, bias, out, False, 1)
+        return float((out * g_out).sum())
+
+    dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty_like(bias)
+    dense.dense_backward_input(g_out, w, dx, 1)
+    dense.dense_backward_weight(x, g_out, dw, db, 1)
+    for analytic, param in ((dx, x), (dw, w), (db, bias)):
+        np.testing.assert_allclose(analytic, numerical_grad(loss, param), rtol=1e-6, atol=1e-7)

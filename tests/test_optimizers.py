@@ -1,0 +1,219 @@
+"""Optimizers: one step of each against Keras's formulas, RMSprop's kernel against its twin,
+learning-rate schedules and their step convention, the settable learning rate, configs."""
+import inspect
+
+import numpy as np
+import pytest
+
+import fastcnn
+from fastcnn import _reference as ref
+from fastcnn import optimizers
+from fastcnn._ext import optim
+from fastcnn.optimizers import schedules
+
+
+def _step(optimizer, w, g, steps=1):
+    """Apply ``steps`` updates with gradient g to a float64 copy of w; return the new weight."""
+    w = np.array(w, np.float64)
+    for _ in range(steps):
+        optimizer.apply([w], [g])
+    return w
+
+
+@pytest.fixture
+def wg(rng):
+    return rng.standard_normal(50), rng.standard_normal(50)
+
+
+@pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+def test_sgd_two_steps(momentum, nesterov, wg):
+    w, g = wg
+    v = -0.1 * g
+    if momentum == 0:
+        expected = w - 0.2 * g
+    elif nesterov:  # Keras: w += momentum * v - lr * g, after v = momentum * v - lr * g
+        expected = w + momentum * v - 0.1 * g
+        v = momentum * v - 0.1 * g
+        expected += momentum * v - 0.1 * g
+    else:
+        expected = w + v + (momentum * v - 0.1 * g)
+    new = _step(optimizers.SGD(0.1, momentum=momentum, nesterov=nesterov), w, g, steps=2)
+    np.testing.assert_allclose(new, expected, rtol=1e-13)
+
+
+def test_adam_one_step(wg):
+    w, g = wg
+    m, v = 0.1 * g, 0.001 * g * g
+    alpha = 0.01 * np.sqrt(1 - 0.999) / (1 - 0.9)
+    expected = w - alpha * m / (np.sqrt(v) + 1e-7)
+    np.testing.assert_allclose(_step(optimizers.Adam(0.01), w, g), expected, rtol=1e-13)
+
+
+def test_adamw_decays_before_the_adam_step(wg):
+    w, g = wg
+    opt = optimizers.AdamW(0.01, weight_decay=0.5)
+    decayed = w - 0.01 * 0.5 * w
+    m, v = 0.1 * g, 0.001 * g * g
+    alpha = 0.01 * np.sqrt(1 - 0.999) / (1 - 0.9)
+    first = decayed - alpha * m / (np.sqrt(v) + 1e-7)
+    np.testing.assert_allclose(_step(opt, w, g), first, rtol=1e-13)
+    # the second step: moments continue, the bias corrections use step 2
+    m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+    alpha = 0.01 * np.sqrt(1 - 0.999 ** 2) / (1 - 0.9 ** 2)
+    second = first * (1 - 0.005) - alpha * m / (np.sqrt(v) + 1e-7)
+    np.testing.assert_allclose(_step(optimizers.AdamW(0.01, weight_decay=0.5), w, g, steps=2),
+                               second, rtol=1e-12)
+
+
+def test_adamw_keras_defaults():
+    opt = optimizers.AdamW()
+    assert (opt.learning_rate, opt.weight_decay, opt.beta_1, opt.beta_2, opt.epsilon) == \
+        (0.001, 0.004, 0.9, 0.999, 1e-7)
+    assert optimizers.get("adamw").name == "adamw"
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.8])
+@pytest.mark.parametrize("centered", [False, True])
+def test_rmsprop_two_steps(momentum, centered, wg):
+    w, g = wg
+    lr, rho, eps = 0.01, 0.9, 1e-7
+    ms, mg, buf, expected = np.zeros_like(w), np.zeros_like(w), np.zeros_like(w), w.copy()
+    for _ in range(2):  # Keras 3's update_step, written out
+        ms = rho * ms + (1 - rho) * g ** 2
+        if centered:
+            mg = rho * mg + (1 - rho) * g
+            step = lr * g / np.sqrt(ms - mg ** 2 + eps)
+        else:
+            step = lr * g / np.sqrt(ms + eps)
+        if momentum:
+            buf = momentum * buf + step
+            expected -= buf
+        else:
+            expected -= step
+    opt = optimizers.RMSprop(lr, rho=rho, momentum=momentum, centered=centered)
+    np.testing.assert_allclose(_step(opt, w, g, steps=2), expected, rtol=1e-12)
+    assert len(opt.slots) == 1 + bool(momentum) + centered
+
+
+def test_rmsprop_keras_defaults():
+    opt = optimizers.get("rmsprop")
+    assert isinstance(opt, optimizers.RMSprop)
+    assert (opt.learning_rate, opt.rho, opt.momentum, opt.epsilon, opt.centered) == \
+        (0.001, 0.9, 0.0, 1e-7, False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("centered", [False, True])
+def test_rmsprop_kernel_matches_reference(dtype, momentum, centered, rng):
+    n = 40_000  # past the threading threshold
+    p, g = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    ms = (rng.random(n) + 1).astype(dtype)  # above mean_grad^2, as it stays in training
+    buf = rng.standard_normal(n).astype(dtype) if momentum else None
+    mg = (rng.standard_normal(n) * 0.1).astype(dtype) if centered else None
+    state = [p, ms, buf, mg]
+    expected = [None if a is None else a.copy() for a in state]
+    ref.rmsprop_update(expected[0], g, expected[1], expected[2], expected[3], 0.01, 0.9,
+                       momentum, 1e-7, centered, 2)
+    optim.rmsprop_update(p, g, ms, buf, mg, 0.01, 0.9, momentum, 1e-7, centered, 2)
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    for a, b in zip(state, expected):
+        if a is not None:
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_rmsprop_signature_matches_reference():
+    params = inspect.signature(optim.rmsprop_update).parameters
+    assert list(params) == list(inspect.signature(ref.rmsprop_update).parameters)
+
+
+def test_rmsprop_kernel_refuses_missing_slots():
+    a = np.zeros(4)
+    with pytest.raises(ValueError, match="momentum_buffer"):
+        optim.rmsprop_update(a, a, a.copy(), None, None, 0.1, 0.9, 0.5, 1e-7, False, 1)
+
+
+def test_exponential_decay_values_and_config():
+    schedule = schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
+    assert schedule(0) == 0.1
+    assert schedule(5) == pytest.approx(0.1 * 0.5 ** 0.5)
+    assert schedule(20) == pytest.approx(0.025)
+    stairs = schedules.ExponentialDecay(0.1, 10, 0.5, staircase=True)
+    assert [stairs(s) for s in (0, 9, 10, 19, 20)] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
+    clone = schedules.ExponentialDecay.from_config(stairs.get_config())
+    assert clone.get_config() == stairs.get_config()
+    assert isinstance(schedule, schedules.LearningRateSchedule)
+    with pytest.raises(ValueError, match="Expected decay_steps > 0, received decay_steps=0"):
+        schedules.ExponentialDecay(0.1, 0, 0.5)
+
+
+def test_schedules_importable_by_keras_path():
+    from fastcnn.optimizers.schedules import ExponentialDecay
+    assert ExponentialDecay is fastcnn.optimizers.schedules.ExponentialDecay
+
+
+def test_schedule_gets_the_number_of_updates_done(wg):
+    """As in Keras, the first update uses schedule(0)."""
+    seen = []
+
+    def schedule(step):
+        seen.append(step)
+        return 0.1
+
+    opt = optimizers.SGD(schedule)
+    _step(opt, *wg, steps=3)
+    assert seen == [0, 1, 2] and opt.iterations == 3
+    w, g = wg
+    decay = schedules.ExponentialDecay(0.1, decay_steps=1, decay_rate=0.5)
+    np.testing.assert_allclose(_step(optimizers.SGD(decay), w, g, steps=2), w - 0.15 * g,
+                               rtol=1e-13)
+
+
+def test_learning_rate_is_settable():
+    opt = optimizers.Adam(0.01)
+    opt.learning_rate = np.float32(0.5)
+    assert opt.learning_rate == 0.5 and opt.current_learning_rate() == 0.5
+    with pytest.raises(ValueError, match=r"Expected learning_rate > 0, received learning_rate=-1"):
+        opt.learning_rate = -1
+    with pytest.raises(ValueError, match="learning_rate"):
+        optimizers.RMSprop(learning_rate="fast")
+    scheduled = optimizers.SGD(schedules.ExponentialDecay(0.1, 10, 0.5))
+    with pytest.raises(TypeError, match="schedule"):
+        scheduled.learning_rate = 0.1
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"rho": 1.0}, r"Expected rho in \[0, 1\), received rho=1.0"),
+    ({"momentum": -0.1}, r"Expected momentum in \[0, 1\), received momentum=-0.1"),
+    ({"epsilon": 0}, r"Expected epsilon > 0, received epsilon=0"),
+])
+def test_rmsprop_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        optimizers.RMSprop(**kwargs)
+
+
+def test_adamw_rejects_negative_weight_decay():
+    with pytest.raises(ValueError, match=r"Expected weight_decay >= 0, received weight_decay=-1"):
+        optimizers.AdamW(weight_decay=-1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: optimizers.RMSprop(0.01, rho=0.8, momentum=0.5, centered=True),
+    lambda: optimizers.AdamW(0.02, weight_decay=0.1),
+    lambda: optimizers.Adam(schedules.ExponentialDecay(0.1, 100, 0.96, staircase=True)),
+])
+def test_config_round_trip(make):
+    opt = make()
+    clone = type(opt).from_config(opt.get_config())
+    assert clone.get_config() == opt.get_config()
+
+
+def test_compile_default_optimizer_trains():
+    fastcnn.utils.set_random_seed(0)
+    model = fastcnn.Sequential([fastcnn.Input(shape=(3,)), fastcnn.layers.Dense(2)])
+    model.compile(loss="mse")  # Keras's default optimizer is rmsprop
+    x = np.random.default_rng(0).standard_normal((32, 3)).astype(np.float32)
+    y = x[:, :2] * 2
+    history = model.fit(x, y, batch_size=8, epochs=5, verbose=0)
+    assert isinstance(model.optimizer, optimizers.RMSprop)
+    assert history.history["loss"][-1] < history.history["loss"][0]

@@ -1,0 +1,182 @@
+"""L2 regularisation: its kernels, the layer argument and config, and its place in the loss."""
+import inspect
+
+import numpy as np
+import pytest
+
+import fastcnn
+from fastcnn import _reference as ref
+from fastcnn import layers, ops, regularizers
+from fastcnn._ext import optim
+from conftest import numeric_grad
+
+
+@pytest.mark.parametrize("name", ["axpy", "sum_of_squares"])
+def test_signature_matches_reference(name):
+    params = inspect.signature(getattr(optim, name)).parameters
+    assert list(params) == list(inspect.signature(getattr(ref, name)).parameters)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size,chunks", [(1, 1), (10, 3), (100_003, 7)])
+def test_sum_of_squares_matches_reference(dtype, size, chunks, rng):
+    x = rng.standard_normal(size).astype(dtype)
+    partial, ref_partial = np.empty(chunks), np.empty(chunks)
+    optim.sum_of_squares(x, partial, 2)
+    ref.sum_of_squares(x, ref_partial, 2)
+    np.testing.assert_allclose(partial, ref_partial, rtol=1e-12)
+
+
+def test_sum_of_squares_is_the_same_for_any_thread_count(rng):
+    x = rng.standard_normal(300_001).astype(np.float32)
+    totals = set()
+    for n in (1, 2):
+        fastcnn.set_num_threads(n)
+        try:
+            totals.add(ops.sum_of_squares(x))
+        finally:
+            fastcnn.set_num_threads(None)
+    assert len(totals) == 1
+    assert totals.pop() == pytest.approx(np.sum(x.astype(np.float64) ** 2), rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_axpy_matches_reference(dtype, rng):
+    x, y = rng.standard_normal(70_000).astype(dtype), rng.standard_normal(70_000).astype(dtype)
+    expected = y.copy()
+    ref.axpy(x, expected, 0.3, 2)
+    optim.axpy(x, y, 0.3, 2)
+    np.testing.assert_allclose(y, expected, rtol=1e-6 if dtype == np.float32 else 1e-15)
+    optim.axpy(y, y, -0.5, 2)  # x may be y: a rescaling
+    np.testing.assert_allclose(y, expected * 0.5, rtol=1e-6 if dtype == np.float32 else 1e-15)
+
+
+def test_axpy_refuses_an_output_it_cannot_write_in_place():
+    y = np.zeros((4, 6))[:, ::2]
+    with pytest.raises(ValueError, match="C-contiguous"):
+        ops.axpy(1.0, np.ones((4, 3)), y)
+
+
+def test_l2_penalty_and_gradient(rng):
+    w = rng.standard_normal((5, 4))
+    reg = regularizers.l2(0.03)
+    assert isinstance(reg, regularizers.L2)
+    assert reg(w) == pytest.approx(0.03 * np.sum(w ** 2), rel=1e-13)
+    grad = np.zeros_like(w)
+    reg.add_gradient(w, grad)
+    np.testing.assert_allclose(grad, numeric_grad(lambda: reg(w), w), rtol=1e-7, atol=1e-10)
+
+
+def test_l2_config_and_get():
+    assert regularizers.L2().l2 == 0.01  # Keras's default
+    reg = regularizers.get({"class_name": "L2", "config": {"l2": 0.5}})
+    assert reg.get_config() == {"l2": 0.5}
+    assert regularizers.serialize(reg) == {"class_name": "L2", "config": {"l2": 0.5}}
+    assert regularizers.get("l2").l2 == 0.01
+    assert regularizers.get(None) is None and regularizers.get(reg) is reg
+    with pytest.raises(ValueError, match=r"Expected l2 to be a finite number >= 0, received l2=-1"):
+        regularizers.L2(-1)
+    with pytest.raises(ValueError, match="Unknown regularizer 'l3'"):
+        regularizers.get("l3")
+
+
+@pytest.mark.parametrize("make", [
+    lambda reg: layers.Dense(3, kernel_regularizer=reg),
+    lambda reg: layers.Conv2D(2, (2, 3), kernel_regularizer=reg),
+])
+def test_layer_config_round_trip(make):
+    layer = make(regularizers.l2(0.25))
+    config = layer.get_config()
+    assert config["kernel_regularizer"] == {"class_name": "L2", "config": {"l2": 0.25}}
+    clone = type(layer).from_config(config)
+    assert clone.kernel_regularizer.l2 == 0.25 and clone.get_config() == config
+    assert make(None).get_config()["kernel_regularizer"] is None
+    assert make("l2").kernel_regularizer.l2 == 0.01
+    with pytest.raises(ValueError, match="Unknown regularizer"):
+        make(42)
+
+
+def _model(l2, conv=False, seed=0):
+    fastcnn.utils.set_random_seed(seed)
+    body = ([fastcnn.Input(shape=(4, 4, 1)), layers.Conv2D(2, 3, kernel_regularizer=l2),
+             layers.Flatten()] if conv else [fastcnn.Input(shape=(4,))])
+    model = fastcnn.Sequential(body + [layers.Dense(3, kernel_regularizer=l2)])
+    model.compile(optimizer=fastcnn.optimizers.SGD(1.0), loss="mse")
+    return model
+
+
+def _penalty(model, l2):
+    return sum(l2 * np.sum(layer.kernel.astype(np.float64) ** 2) for layer in model.layers
+               if hasattr(layer, "kernel"))
+
+
+def _data(conv, n=8, seed=1):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 4, 4, 1) if conv else (n, 4)).astype(np.float32)
+    return x, rng.standard_normal((n, 3)).astype(np.float32)
+
+
+def test_reported_loss_is_data_loss_plus_penalty():
+    x, y = _data(conv=True)
+    model = _model(regularizers.l2(0.1), conv=True)
+    plain = _model(None, conv=True)
+    plain.set_weights(model.get_weights())
+    data_loss = plain.evaluate(x, y, verbose=0)
+    penalty = _penalty(model, 0.1)
+    assert penalty > 0.1 * data_loss
+    evaluated = model.evaluate(x, y, batch_size=3, verbose=0)
+    assert evaluated == pytest.approx(data_loss + penalty, rel=1e-6)
+    history = model.fit(x, y, batch_size=len(x), epochs=1, verbose=0, shuffle=False)
+    assert history.history["loss"][0] == pytest.approx(data_loss + penalty, rel=1e-6)
+
+
+def test_training_gradient_includes_the_penalty():
+    """One SGD step with learning rate 1 moves each weight by minus its gradient; the gradient
+    must be that of evaluate's loss, penalty included. Linear layers and MSE make the loss
+    quadratic in the weights, so central differences are exact but for float32 rounding."""
+    x, y = _data(conv=False)
+    model = _model(regularizers.l2(0.2))
+    kernel, bias = model.layers[0].kernel, model.layers[0].bias
+    before = [kernel.copy(), bias.copy()]
+
+    def total():
+        return model.evaluate(x, y, batch_size=len(x), verbose=0)
+
+    numeric = [numeric_grad(total, w, eps=1e-2) for w in (kernel, bias)]
+    model.fit(x, y, batch_size=len(x), epochs=1, verbose=0, shuffle=False)
+    for w0, w1, g in zip(before, (kernel, bias), numeric):
+        np.testing.assert_allclose(w0 - w1, g, rtol=1e-3, atol=1e-5)
+    assert np.abs(numeric[0] - 2 * 0.2 * before[0]).max() > 0.01  # the penalty's part matters
+
+
+def test_ops_level_gradient_in_float64(rng):
+    """d/dW [mean_i mse(x W) + l2 sum(W^2)] from the kernels, against central differences."""
+    x, y, w = rng.standard_normal((5, 4)), rng.standard_normal((5, 3)), rng.standard_normal((4, 3))
+    reg = regularizers.l2(0.3)
+
+    def total():
+        out = ops.dense_forward(x, w, None)
+        rows, _ = ops.mean_squared_error(out, y, 1 / len(x))
+        return float(rows.mean()) + reg(w)
+
+    out = ops.dense_forward(x, w, None)
+    _, dout = ops.mean_squared_error(out, y, 1 / len(x))
+    grad = ops.dense_backward_weight(x, dout)
+    reg.add_gradient(w, grad)
+    np.testing.assert_allclose(grad, numeric_grad(total, w), rtol=1e-7, atol=1e-10)
+
+
+def test_frozen_layers_add_no_penalty():
+    x, y = _data(conv=False)
+    model = _model(regularizers.l2(0.1))
+    plain = _model(None)
+    plain.set_weights(model.get_weights())
+    model.layers[0].trainable = False
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(plain.evaluate(x, y, verbose=0))
+
+
+def test_model_config_round_trip_keeps_the_regularizer():
+    model = _model(regularizers.l2(0.05), conv=True)
+    clone = fastcnn.Sequential.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    assert clone.layers[0].kernel_regularizer.l2 == 0.05

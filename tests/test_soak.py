@@ -1,0 +1,19 @@
+"""A short soak: 8 epochs of the MNIST convnet on synthetic images, with a checkpoint every epoch,
+must keep RSS flat after epoch 2 (scripts/soak.py runs the long version on MNIST)."""
+import os
+import re
+import subprocess
+import sys
+
+from test_checkpoint import child_env
+
+SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "soak.py")
+
+
+def test_rss_stays_flat_over_eight_epochs():
+    result = subprocess.run([sys.executable, SCRIPT, "--synthetic", "--samples", "320",
+                             "--batch-size", "64", "--epochs", "8", "--tolerance-mb", "2"],
+                            env=child_env(), capture_output=True, text=True, timeout=120)
+    rss = [float(mib) for mib in re.findall(r"RSS +([\d.]+) MiB", result.stdout)]
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(rss) == 8 and max(rss[2:]) - rss[1] <= 2, result.stdout
