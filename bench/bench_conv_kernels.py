@@ -99,7 +99,8 @@ def test_conv_kernel(benchmark, name, kind, n_threads):
                                 omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
                                 mflop=flops(name) / 1e6)
     benchmark.pedantic(call, rounds=20, warmup_rounds=2)
-    benchmark.extra_info["gflops"] = flops(name) / benchmark.stats.stats.min / 1e9
+    if benchmark.stats:  # None under --benchmark-disable
+        benchmark.extra_info["gflops"] = flops(name) / benchmark.stats.stats.min / 1e9
 
 
 def best_time(call, min_seconds=0.5, min_rounds=10):

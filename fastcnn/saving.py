@@ -345,10 +345,10 @@ def load_weights(model, filepath):
         raise ValueError("Expected a built model to load weights into, received an unbuilt one; "
                          "declare an Input or call model.build(input_shape) first")
     with _open(filepath) as archive:
-        stored = sorted(name for name in archive.members if name.startswith("weights/"))
-        expected = [_weight_member(k) for k in range(len(model.weights))]
+        stored = {name for name in archive.members if name.startswith("weights/")}
+        expected = {_weight_member(k) for k in range(len(model.weights))}
         if stored != expected:
-            archive.fail(f"Expected {len(expected)} weight arrays {expected[0]}..{expected[-1]}, "
-                         f"received {len(stored)}: {stored[:3]}{'...' if len(stored) > 3 else ''}")
+            archive.fail(f"Expected {len(expected)} weight arrays for this model, received "
+                         f"{len(stored)}: {sorted(stored)[:3]}{'...' if len(stored) > 3 else ''}")
         weights = _read_weights(archive, model)
     model.set_weights(weights)
