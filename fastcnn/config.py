@@ -1,4 +1,5 @@
 """Thread count and build facts, exposed once for every kernel call."""
+import functools
 import os
 
 from ._ext import runtime
@@ -6,6 +7,7 @@ from ._ext import runtime
 _num_threads = None
 
 
+@functools.lru_cache(maxsize=None)
 def physical_cores():
     """Physical cores this process may run on: hyper-threads share a core's FMA units."""
     try:

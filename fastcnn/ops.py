@@ -397,7 +397,7 @@ def batchnorm_partial_shape(x_shape):
     """The scratch the batchnorm kernels sum into, for inputs of ``x_shape`` (channels last)."""
     c = x_shape[-1]
     rows = int(np.prod(x_shape[:-1], dtype=np.int64))
-    return (max(1, -(-rows // max(1, BATCHNORM_CHUNK // c))), 2, c)
+    return (max(1, -(-rows // max(1, BATCHNORM_CHUNK // max(c, 1)))), 2, c)
 
 
 def _batchnorm_operands(x, **per_channel):

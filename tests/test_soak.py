@@ -11,8 +11,8 @@ SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 
 
 def test_rss_stays_flat_over_eight_epochs():
-    result = subprocess.run([sys.executable, SCRIPT, "--synthetic", "--samples", "320",
-                             "--batch-size", "64", "--epochs", "8", "--tolerance-mb", "2"],
+    result = subprocess.run([sys.executable, SCRIPT, "--synthetic", "--samples", "160",
+                             "--batch-size", "32", "--epochs", "8", "--tolerance-mb", "2"],
                             env=child_env(), capture_output=True, text=True, timeout=120)
     rss = [float(mib) for mib in re.findall(r"RSS +([\d.]+) MiB", result.stdout)]
     assert result.returncode == 0, result.stdout + result.stderr

@@ -21,9 +21,13 @@ def relu_forward(const floating[::1] x, floating[::1] out, int n_threads):  # IN
 
 def relu_backward(const floating[::1] y, const floating[::1] dy, floating[::1] dx,
                   int n_threads):  # IN y, dy; OUT dx
+    # Both operands are loaded before the select so that it compiles without a branch: the
+    # sign of y is as good as random, and a mispredicted branch per element costs 10x the loop.
     cdef Py_ssize_t i, n = y.shape[0]
+    cdef floating g
     for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
-        dx[i] = dy[i] if y[i] > 0 else 0
+        g = dy[i]
+        dx[i] = g if y[i] > 0 else 0
 
 
 def sigmoid_forward(const floating[::1] x, floating[::1] out, int n_threads):  # IN x, OUT out
@@ -77,16 +81,20 @@ def dropout_forward(const floating[::1] x, const floating[::1] uniform, double r
     """Keep x where uniform >= rate, scaled by 1 / (1 - rate) so the expectation is unchanged."""
     cdef Py_ssize_t i, n = x.shape[0]
     cdef floating scale = 1.0 / (1.0 - rate)
+    cdef floating kept
     for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
-        out[i] = x[i] * scale if uniform[i] >= rate else 0
+        kept = x[i] * scale  # computed unconditionally so the select needs no branch
+        out[i] = kept if uniform[i] >= rate else 0
 
 
 def dropout_backward(const floating[::1] dy, const floating[::1] uniform, double rate,
                      floating[::1] dx, int n_threads):  # IN dy, uniform; OUT dx
     cdef Py_ssize_t i, n = dy.shape[0]
     cdef floating scale = 1.0 / (1.0 - rate)
+    cdef floating kept
     for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
-        dx[i] = dy[i] * scale if uniform[i] >= rate else 0
+        kept = dy[i] * scale
+        dx[i] = kept if uniform[i] >= rate else 0
 
 
 def softmax_backward(const floating[:, ::1] y__nk, const floating[:, ::1] dy__nk,

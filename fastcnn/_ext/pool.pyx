@@ -26,8 +26,8 @@ def maxpool2d_forward(const floating[:, :, :, ::1] x__nhwc,   # IN
     cdef Py_ssize_t c = x__nhwc.shape[3]
     cdef Py_ssize_t oh = out__nhwc.shape[1], ow = out__nhwc.shape[2]
     cdef Py_ssize_t row, b, i, j, k, r, s, r0, r1, s0, s1
-    cdef bint first
-    cdef floating v
+    cdef floating* best
+    cdef int* where
     for row in prange(n * oh, nogil=True, schedule="static", num_threads=n_threads):
         b = row // oh
         i = row % oh
@@ -36,20 +36,29 @@ def maxpool2d_forward(const floating[:, :, :, ::1] x__nhwc,   # IN
         for j in range(ow):
             s0 = max(j * stride_w - pad_left, 0)
             s1 = min(j * stride_w - pad_left + pool_w, w)
-            first = True
+            best = &out__nhwc[b, i, j, 0]
+            where = &argmax__nhwc[b, i, j, 0]
+            for k in range(c):
+                best[k] = x__nhwc[b, r0, s0, k]
+                where[k] = <int>((r0 * w + s0) * c + k)
             for r in range(r0, r1):
                 for s in range(s0, s1):
-                    if first:
-                        for k in range(c):
-                            out__nhwc[b, i, j, k] = x__nhwc[b, r, s, k]
-                            argmax__nhwc[b, i, j, k] = <int>((r * w + s) * c + k)
-                        first = False
-                    else:
-                        for k in range(c):
-                            v = x__nhwc[b, r, s, k]
-                            if v > out__nhwc[b, i, j, k]:
-                                out__nhwc[b, i, j, k] = v
-                                argmax__nhwc[b, i, j, k] = <int>((r * w + s) * c + k)
+                    fold_window_cell(&x__nhwc[b, r, s, 0], best, where, <int>((r * w + s) * c), c)
+
+
+cdef inline void fold_window_cell(const floating* cell, floating* best, int* where, int base,
+                                  Py_ssize_t c) noexcept nogil:
+    """Fold one window cell into the running maxima; only a strictly greater value wins, so ties
+    keep the first. Selects rather than branches: the comparison is unpredictable."""
+    cdef Py_ssize_t k
+    cdef floating v, old
+    cdef bint better
+    for k in range(c):
+        v = cell[k]
+        old = best[k]
+        better = v > old
+        best[k] = v if better else old
+        where[k] = base + <int>k if better else where[k]
 
 
 def maxpool2d_backward(const floating[:, :, :, ::1] dy__nhwc,   # IN

@@ -178,6 +178,10 @@ class InputLayer(Layer):
         self.shape = tuple(int(d) for d in shape)
         self.batch_size = batch_size
 
+    def __call__(self, x, training=False):
+        raise TypeError(f"InputLayer {self.name!r} declares a model's input and cannot be called "
+                        "on data; start a Sequential model with it")
+
     def get_config(self):
         return {**super().get_config(), "shape": self.shape, "batch_size": self.batch_size}
 
