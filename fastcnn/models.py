@@ -1,6 +1,5 @@
 """Sequential: builds a stack of layers and trains it (compile, fit, evaluate, predict)."""
 import numbers
-import time
 
 import numpy as np
 
@@ -11,7 +10,7 @@ from . import optimizers as optimizers_module
 from . import random as fc_random
 from . import saving
 from .callbacks import CallbackList, History, ProgbarLogger
-from .layers.base import InputLayer, Layer
+from .layers.base import InputLayer, Layer, normalize_shape
 from .progbar import Progbar
 
 
@@ -67,14 +66,11 @@ class Sequential:
     def build(self, input_shape):
         """Build every layer for inputs of ``input_shape`` (leading batch axis included)."""
         try:
-            shape = tuple(input_shape)[1:]
-        except TypeError:
-            shape = ()
-        if not shape or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool)
-                                and d > 0 for d in shape):
+            shape = normalize_shape(tuple(input_shape)[1:], "input_shape")
+        except (TypeError, ValueError):
             raise ValueError(f"Expected input_shape to be (batch, *positive ints), received "
-                             f"input_shape={input_shape!r}")
-        model_input = shape = tuple(int(d) for d in shape)
+                             f"input_shape={input_shape!r}") from None
+        model_input = shape
         for layer in self.layers:
             if not layer.built:
                 layer.build(shape)
@@ -220,11 +216,11 @@ class Sequential:
         x = self._check_x(x, x_name)
         if y is None:
             raise ValueError(f"Expected {y_name} to be an array, received None")
-        y = self.loss.check_targets(y, self.layers[-1].output_shape[-1])
-        if len(y) != len(x):
+        y = np.asarray(y)
+        if y.ndim and len(y) != len(x):  # before check_targets, which may copy y
             raise ValueError(f"Expected {x_name} and {y_name} of the same length, received "
                              f"{len(x)} and {len(y)}")
-        return x, y
+        return x, self.loss.check_targets(y, self.layers[-1].output_shape[-1])
 
     def _check_compiled(self):
         if self.loss is None:

@@ -131,7 +131,7 @@ def _bias(bias, n, dtype):
     return None if bias is None else as_kernel_array(bias, "bias", dtype=dtype, shape=(n,))
 
 
-def window_geometry(size, window, stride, padding):
+def _window_geometry(size, window, stride, padding):
     """(output size, padding before) on one axis, with TensorFlow's rule for "same"."""
     if padding == "valid":
         return (size - window) // stride + 1, 0
@@ -155,7 +155,7 @@ def window_output_shape(input_hw, window, strides, padding, name="window"):
     _check_pair(strides, "strides")
     if padding not in ("valid", "same"):
         raise ValueError(f'Expected padding "valid" or "same", received padding={padding!r}')
-    (oh, top), (ow, left) = (window_geometry(n, k, s, padding)
+    (oh, top), (ow, left) = (_window_geometry(n, k, s, padding)
                              for n, k, s in zip(input_hw, window, strides))
     if oh < 1 or ow < 1:
         raise ValueError(f"Expected {name} no larger than the input with padding={padding!r}, "
@@ -473,6 +473,8 @@ def source_index(coords, size, fill_mode):
     repeats the edge (a a | a b c d | d d), "reflect" mirrors across it (b a | a b c d | d c)
     and "wrap" tiles (c d | a b c d | a b)."""
     coords = np.asarray(coords)
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not 1 <= size <= INDEX_LIMIT:
+        raise ValueError(f"Expected size in [1, {INDEX_LIMIT}], received size={size!r}")
     if fill_mode == "constant":
         index = np.where((coords >= 0) & (coords < size), coords, -1)
     elif fill_mode == "nearest":
@@ -487,21 +489,35 @@ def source_index(coords, size, fill_mode):
     return index.astype(np.int32)
 
 
+def _index_map(index, name):
+    """A (batch, positions) int32 index map; a broadcast view stays a view. The kernels check
+    each index against the image before using it."""
+    index = np.asarray(index)
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"Expected {name} to hold integers, received dtype {index.dtype}")
+    if index.ndim != 2:
+        raise ValueError(f"Expected {name} of rank 2 (batch, positions), received shape {index.shape}")
+    return index.astype(np.int32, copy=False)
+
+
 def remap2d_forward(x, rows, cols, fill_value=0.0, out=None):
     """out[b, i, j] = x[b, rows[b, i], cols[b, j]] for NHWC x, or fill_value where an index is
     -1. The (N, OH) and (N, OW) int32 index maps may be broadcast views."""
     x = as_kernel_array(x, "x", 4)
-    rows, cols = np.asarray(rows, np.int32), np.asarray(cols, np.int32)
-    out = _out(out, (x.shape[0], rows.shape[1], cols.shape[1], x.shape[3]), x.dtype, "out")
+    rows, cols = _index_map(rows, "rows"), _index_map(cols, "cols")
+    shape = (x.shape[0], rows.shape[1], cols.shape[1], x.shape[3])
+    check_index_range(shape, "out")
+    out = _out(out, shape, x.dtype, "out")
     _remap.remap2d_forward(x, rows, cols, fill_value, out, get_num_threads())
     return out
 
 
 def remap2d_backward(dy, rows, cols, input_shape, out=None):
     """The adjoint of remap2d_forward: each gradient goes back to the pixel it was read from."""
+    input_shape = _input_shape(input_shape)
     dy = as_kernel_array(dy, "dy", 4)
-    rows, cols = np.asarray(rows, np.int32), np.asarray(cols, np.int32)
-    dx = _out(out, input_shape, dy.dtype, "dx")
+    rows, cols = _index_map(rows, "rows"), _index_map(cols, "cols")
+    dx = _out(out, input_shape, dy.dtype, "out")
     _remap.remap2d_backward(dy, rows, cols, dx, get_num_threads())
     return dx
 

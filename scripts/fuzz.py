@@ -61,7 +61,7 @@ class Gen:
 
     def array(self, shape, dtype=np.float32, scale=1.0):
         a = (self.rng.standard_normal(shape) * scale).astype(dtype)
-        if self.chance(0.05) and a.size:
+        if self.chance(0.05) and a.size and a.dtype.kind == "f":
             a.flat[self.int(0, a.size - 1)] = self.choice([np.nan, np.inf, -np.inf, 1e38])
         return self.odd_layout(a) if self.chance(0.15) else a
 
@@ -328,10 +328,10 @@ def op_call(g):
               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     args = {p.name: op_argument(g, name, p.name, geo) for p in params
             if p.default is p.empty or g.chance(0.5)}
-    for _ in range(g.choice([0, 0, 1, 1, 2])):
-        if args:
-            key = g.choice(sorted(args))
-            args[key] = g.mutate(args[key])
+    keys = sorted(args)
+    for _ in range(min(len(keys), g.choice([0, 0, 1, 1, 2]))):
+        key = keys.pop(g.int(0, len(keys) - 1))
+        args[key] = g.mutate(args[key])
     return call_text(f"ops.{name}", kwargs=args), lambda: fn(**args)
 
 

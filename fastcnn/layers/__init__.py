@@ -24,7 +24,8 @@ __all__ = ["Activation", "AveragePooling2D", "AvgPool2D", "BatchNormalization", 
 
 def get(class_name):
     """The layer class called ``class_name``; used to rebuild models from their config."""
-    cls = globals().get(class_name)
-    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+    cls = globals().get(class_name) if class_name in __all__ else None
+    # Layer and InputLayer are exported but are not layers a model config can contain.
+    if not (isinstance(cls, type) and issubclass(cls, Layer)) or cls in (Layer, InputLayer):
         raise ValueError(f"Unknown layer class {class_name!r}")
     return cls

@@ -1,5 +1,6 @@
 """The Layer contract shared by every layer, and the Input placeholder."""
 import itertools
+import numbers
 import re
 from collections import defaultdict
 
@@ -30,6 +31,19 @@ def normalize_tuple(value, name, allow_zero=False):
         raise ValueError(f"Expected {name} to be an int or a pair of ints >= {lowest}, "
                          f"received {name}={value!r}")
     return tuple(int(v) for v in pair)
+
+
+def normalize_shape(shape, name):
+    """A non-empty tuple of positive ints (an int is a 1-tuple), or a ValueError naming ``name``."""
+    dims = (shape,) if isinstance(shape, numbers.Integral) else shape
+    try:
+        dims = tuple(dims)
+    except TypeError:
+        dims = ()
+    if not dims or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0
+                           for d in dims):
+        raise ValueError(f"Expected {name} to be a tuple of positive ints, received {name}={shape!r}")
+    return tuple(int(d) for d in dims)
 
 
 def normalize_padding(padding):
@@ -70,7 +84,7 @@ class Layer:
 
     # -- building --------------------------------------------------------------------------
     def build(self, input_shape):
-        self.input_shape = tuple(int(d) for d in input_shape)
+        self.input_shape = normalize_shape(input_shape, "input_shape")
         output_shape = tuple(self.compute_output_shape(self.input_shape))
         if any(d < 1 for d in output_shape):
             raise ValueError(f"Layer {self.name!r} maps input shape {self.input_shape} to "
@@ -169,13 +183,7 @@ class InputLayer(Layer):
 
     def __init__(self, shape=None, batch_size=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
-        if shape is None:
-            raise ValueError("Expected shape, a tuple of positive ints, received shape=None")
-        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-        if not shape or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0
-                                for d in shape):
-            raise ValueError(f"Expected shape to be a tuple of positive ints, received shape={shape!r}")
-        self.shape = tuple(int(d) for d in shape)
+        self.shape = normalize_shape(shape, "shape")
         self.batch_size = batch_size
 
     def __call__(self, x, training=False):
