@@ -123,6 +123,11 @@ def maxpool2d_backward(dy__nhwc, argmax__nhwc, dx__nhwc, n_threads):
     dx__nhwc[...] = flat.reshape(dx__nhwc.shape)
 
 
+def maxpool2d_relu_backward(dy__nhwc, out__nhwc, argmax__nhwc, dx__nhwc, n_threads):
+    """maxpool2d_backward of dy masked where the pooled relu output is not positive."""
+    maxpool2d_backward(np.where(out__nhwc > 0, dy__nhwc, 0), argmax__nhwc, dx__nhwc, n_threads)
+
+
 def _window_counts(h, w, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
     ones = _canvas(np.ones((1, h, w, 1)), oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
     return sum(_windows(ones, i, j, oh, ow, stride_h, stride_w)

@@ -60,6 +60,7 @@ class Sequential:
             raise ValueError(f"Layer names must be unique; {layer.name!r} is already in the model")
         self.layers.append(layer)
         self.built = False
+        self._configure_fusion()
         if self.input_shape is not None:
             self.build((None, *self.input_shape))
 
@@ -179,9 +180,17 @@ class Sequential:
         self._configure_fusion()
 
     def _configure_fusion(self):
-        """Let cross-entropy consume the logits of a final softmax, in one stable kernel."""
+        """Let cross-entropy consume the logits of a final softmax, in one stable kernel, and a
+        max pooling apply the backward of the relu before it in its own pass."""
         for layer in self.layers:
             layer.emit_logits = False
+        for before, after in zip(self.layers, self.layers[1:] + [None]):
+            fuse = (isinstance(after, layers_module.MaxPooling2D)
+                    and getattr(before, "activation", None) == "relu")
+            if hasattr(before, "relu_grad_applied_by_next"):
+                before.relu_grad_applied_by_next = fuse
+            if after is not None and hasattr(after, "applies_input_relu_grad"):
+                after.applies_input_relu_grad = fuse
         last = self.layers[-1] if self.layers else None
         self._fused_softmax = bool(
             last is not None and getattr(last, "activation", None) == "softmax"

@@ -303,7 +303,9 @@ def _input_shape(input_shape):
     return input_shape
 
 
-def maxpool2d_backward(dy, argmax, input_shape, out=None):
+def maxpool2d_backward(dy, argmax, input_shape, out=None, relu_output=None):
+    """Scatter dy to the window maxima; with ``relu_output`` (the pooled values of a relu's
+    output) also apply that relu's backward, in the same pass."""
     input_shape = _input_shape(input_shape)
     dy = as_kernel_array(dy, "dy", 4)
     if dy.shape[0] != input_shape[0] or dy.shape[3] != input_shape[3]:
@@ -311,7 +313,13 @@ def maxpool2d_backward(dy, argmax, input_shape, out=None):
                          f"{input_shape}, received shape {dy.shape}")
     argmax = _argmax(argmax, dy.shape, math.prod(input_shape[1:]))
     dx = _out(out, input_shape, dy.dtype, "out")
-    _pool.maxpool2d_backward(dy, argmax, dx, get_num_threads())
+    if relu_output is None:
+        _pool.maxpool2d_backward(dy, argmax, dx, get_num_threads())
+    else:
+        pooled = as_kernel_array(relu_output, "relu_output", 4, dy.dtype)
+        if pooled.shape != dy.shape:
+            raise ValueError(f"Expected relu_output of shape {dy.shape}, received {pooled.shape}")
+        _pool.maxpool2d_relu_backward(dy, pooled, argmax, dx, get_num_threads())
     return dx
 
 
@@ -516,6 +524,9 @@ def remap2d_backward(dy, rows, cols, input_shape, out=None):
     """The adjoint of remap2d_forward: each gradient goes back to the pixel it was read from."""
     input_shape = _input_shape(input_shape)
     dy = as_kernel_array(dy, "dy", 4)
+    if dy.shape[0] != input_shape[0] or dy.shape[3] != input_shape[3]:
+        raise ValueError(f"Expected dy with the batch size and channels of input_shape "
+                         f"{input_shape}, received shape {dy.shape}")
     rows, cols = _index_map(rows, "rows"), _index_map(cols, "cols")
     dx = _out(out, input_shape, dy.dtype, "out")
     _remap.remap2d_backward(dy, rows, cols, dx, get_num_threads())

@@ -122,8 +122,8 @@ class Gen:
             return np.full(shape, "a") if dtype == "U1" else np.asarray(a).astype(dtype)
         if kind == "rank_up":
             return np.asarray(a)[..., None]
-        if kind == "rank_down":
-            return np.asarray(a).reshape(-1) if a.ndim != 1 else np.asarray(a)[0]
+        if kind == "rank_down":  # one axis fewer: flattened, or a 1-D array made 0-d
+            return a.reshape(-1) if a.ndim != 1 else (a[:1] if a.size else np.zeros(1, a.dtype)).reshape(())
         if kind in ("dim", "empty") and a.ndim:
             axis = self.int(0, a.ndim - 1)
             new = list(shape)
@@ -602,8 +602,8 @@ FASTCNN_DIR = os.path.join(ROOT, "fastcnn")
 def classify(exc):
     """(outcome, where): where is the innermost frame inside fastcnn (or the fuzzer's own)."""
     frames = traceback.extract_tb(exc.__traceback__)
-    # Cython frames name their .pyx relative to where it was compiled
-    inside = [f for f in frames if f.filename.startswith(FASTCNN_DIR) or f.filename.endswith(".pyx")]
+    # Cython frames name their .pyx relative to where it was compiled: fastcnn/_ext/conv.pyx
+    inside = [f for f in frames if f.filename.startswith((FASTCNN_DIR, "fastcnn/"))]
     kernel = bool(inside) and inside[-1].filename.endswith(".pyx")
     last = inside[-1] if inside else frames[-1]
     where = f"{os.path.relpath(last.filename, ROOT)}:{last.lineno}"

@@ -18,6 +18,7 @@ class ActivationMixin:
     """
 
     emit_logits = False
+    relu_grad_applied_by_next = False  # set by the model when a MaxPooling2D follows
 
     def _pending_activation(self):
         """The activation this layer must still apply after its linear part."""
@@ -33,7 +34,7 @@ class ActivationMixin:
 
     def _deactivate(self, dy):
         name = self._pending_activation()
-        if name == "linear":
+        if name == "linear" or (name == "relu" and self.relu_grad_applied_by_next):
             return dy
         return ops.activation_backward(name, self._y, dy, out=self.workspace.get("dz", dy.shape))
 

@@ -25,19 +25,24 @@ class _Pooling2D(Layer):
 
 
 class MaxPooling2D(_Pooling2D):
+    # Set by the model when the layer before ends in relu: this layer then applies that relu's
+    # backward as part of its own (see ops.maxpool2d_backward).
+    applies_input_relu_grad = False
+
     def forward(self, x, training=False):
         self._x_shape = x.shape
         shape = (x.shape[0], *self.output_shape)
-        out, self._argmax = ops.maxpool2d_forward(
+        self._y, self._argmax = ops.maxpool2d_forward(
             x, self.pool_size, self.strides, self.padding,
             out=self.workspace.get("y", shape), argmax=self.workspace.get("argmax", shape, "int32"))
-        return out
+        return self._y
 
     def backward(self, dy, need_dx=True):
         if not need_dx:
             return None
         return ops.maxpool2d_backward(dy, self._argmax, self._x_shape,
-                                      out=self.workspace.get("dx", self._x_shape))
+                                      out=self.workspace.get("dx", self._x_shape),
+                                      relu_output=self._y if self.applies_input_relu_grad else None)
 
 
 class _WindowSumPooling2D(_Pooling2D):

@@ -82,7 +82,7 @@ def _factor_range(factor, name):
     pair = tuple(factor) if isinstance(factor, (tuple, list)) else (-factor, factor)
     if (len(pair) != 2 or not all(isinstance(v, numbers.Real) and not isinstance(v, bool)
                                   for v in pair)
-            or pair[0] > pair[1] or min(pair) < -1 or max(pair) > 1):
+            or not -1 <= pair[0] <= pair[1] <= 1):  # written so that NaN fails too
         raise ValueError(f"Expected {name} to be a float f in [0, 1] or a pair (lo, hi) with "
                          f"-1 <= lo <= hi <= 1, received {name}={factor!r}")
     return float(pair[0]), float(pair[1])
