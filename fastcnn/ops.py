@@ -289,12 +289,14 @@ def _argmax(argmax, shape, image_size):
         raise TypeError(f"Expected argmax of dtype int32, received dtype {argmax.dtype}")
     if argmax.shape != tuple(shape):
         raise ValueError(f"Expected argmax of shape {tuple(shape)}, received {argmax.shape}")
-    argmax = np.ascontiguousarray(argmax)
-    # Seen as unsigned, a negative index is huge, so one max() bounds both ends.
-    if argmax.size and argmax.view(np.uint32).max() >= image_size:
+    return np.ascontiguousarray(argmax)
+
+
+def _check_scatter(skipped, argmax, image_size):
+    """The backward kernels skip argmax entries outside the image and count them."""
+    if skipped:
         raise ValueError(f"Expected argmax values in [0, {image_size}), received values from "
                          f"{argmax.min()} to {argmax.max()}")
-    return argmax
 
 
 def _input_shape(input_shape):
@@ -314,12 +316,13 @@ def maxpool2d_backward(dy, argmax, input_shape, out=None, relu_output=None):
     argmax = _argmax(argmax, dy.shape, math.prod(input_shape[1:]))
     dx = _out(out, input_shape, dy.dtype, "out")
     if relu_output is None:
-        _pool.maxpool2d_backward(dy, argmax, dx, get_num_threads())
+        skipped = _pool.maxpool2d_backward(dy, argmax, dx, get_num_threads())
     else:
         pooled = as_kernel_array(relu_output, "relu_output", 4, dy.dtype)
         if pooled.shape != dy.shape:
             raise ValueError(f"Expected relu_output of shape {dy.shape}, received {pooled.shape}")
-        _pool.maxpool2d_relu_backward(dy, pooled, argmax, dx, get_num_threads())
+        skipped = _pool.maxpool2d_relu_backward(dy, pooled, argmax, dx, get_num_threads())
+    _check_scatter(skipped, argmax, math.prod(input_shape[1:]))
     return dx
 
 

@@ -4,6 +4,8 @@ arguments in child processes.
 
     python scripts/fuzz.py --calls 10000 [--seed 0] [--per-child 1000]
     python scripts/fuzz.py --replay 1234 [--seed 0]     # rerun one call here, with a traceback
+    python scripts/fuzz.py --only op_call              # or layer_call, model_call, misc_call
+    python scripts/fuzz.py --only crash_call --calls 9  # check that crashes are caught
 
 Call i is drawn from the RNG (seed, i) alone, so any call can be replayed. A child logs each
 call's description, flushed, before making it, and its outcome after; when a child dies by a
@@ -21,6 +23,7 @@ Outcomes:
 import argparse
 import collections
 import contextlib
+import ctypes
 import inspect
 import json
 import math
@@ -163,6 +166,8 @@ def describe(value):
                 and not np.isfinite(value).all():
             flags.append("nonfinite")
         return f"array{value.shape}:{value.dtype}{'[' + ','.join(flags) + ']' if flags else ''}"
+    if isinstance(value, list) and value and all(isinstance(v, (list, float, int)) for v in value):
+        return f"list{np.shape(value) if len(value) < 1000 else (len(value), '...')}"
     if isinstance(value, (list, tuple)) and len(value) > 8:
         return f"{type(value).__name__}(len={len(value)})"
     if isinstance(value, (list, tuple)):
@@ -584,11 +589,22 @@ def misc_call(g):
     return f"set_random_seed({seed!r})", lambda: utils.set_random_seed(seed)
 
 
+def crash_call(g):
+    """The fuzzer's check of itself (--only crash_call): a third of these calls segfault."""
+    if g.int(0, 2) == 0:
+        return "ctypes.string_at(0)", lambda: ctypes.string_at(0)
+    return "int(1)", lambda: int(1)
+
+
 TARGETS = [(op_call, 0.45), (layer_call, 0.25), (model_call, 0.25), (misc_call, 0.05)]
+BUILDERS = {builder.__name__: builder for builder in (op_call, layer_call, model_call, misc_call,
+                                                      crash_call)}
 
 
-def make_call(seed, index, tmpdir):
+def make_call(seed, index, tmpdir, only=None):
     g = Gen(seed, index, tmpdir)
+    if only:
+        return BUILDERS[only](g)
     builders, weights = zip(*TARGETS)
     builder = builders[int(g.rng.choice(len(builders), p=np.array(weights) / sum(weights)))]
     return builder(g)
@@ -618,7 +634,7 @@ def classify(exc):
     return "internal", where
 
 
-def child(seed, start, stop, log_path):
+def child(seed, start, stop, log_path, only):
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     warnings.simplefilter("ignore")
     sys.path.insert(0, ROOT)
@@ -626,7 +642,7 @@ def child(seed, start, stop, log_path):
     with open(log_path, "a") as log, tempfile.TemporaryDirectory() as tmpdir:
         for i in range(start, stop):
             try:
-                text, run = make_call(seed, i, tmpdir)
+                text, run = make_call(seed, i, tmpdir, only)
             except Exception as exc:  # a bug in the fuzzer's own argument making
                 text, run = f"<making call {i}>", None
                 outcome, where, error = "fuzzer-bug", "scripts/fuzz.py", repr(exc)[:300]
@@ -658,8 +674,9 @@ def read_log(path):
     return calls, outcomes
 
 
-def run(calls, seed=0, per_child=1000, stream=None):
-    """Make ``calls`` fuzz calls in child processes; returns the report as a dict."""
+def run(calls, seed=0, per_child=1000, only=None, stream=None):
+    """Make ``calls`` fuzz calls in child processes (all kinds, or the ``only`` builder); returns
+    the report as a dict."""
     stream = stream or sys.stdout
     report = {"calls": 0, "seed": seed, "counts": collections.Counter(), "crashes": [],
               "findings": collections.defaultdict(list)}
@@ -672,6 +689,7 @@ def run(calls, seed=0, per_child=1000, stream=None):
             open(log_path, "w").close()
             command = [sys.executable, os.path.abspath(__file__), "--child", "--seed", str(seed),
                        "--start", str(next_call), "--stop", str(stop), "--log", log_path]
+            command += ["--only", only] if only else []
             with open(err_path, "wb") as err:  # a file, not a pipe: a chatty child never blocks
                 proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err,
                                         env={**os.environ, "PYTHONPATH": ROOT})
@@ -687,14 +705,18 @@ def run(calls, seed=0, per_child=1000, stream=None):
             unfinished = sorted(set(logged) - set(outcomes))
             if status != 0 or unfinished:
                 culprit = unfinished[0] if unfinished else None
-                report["crashes"].append({
-                    "i": culprit, "status": status,
-                    "call": logged[culprit]["call"] if culprit is not None else "<before any call>",
-                    "stderr": stderr[-2000:]})
+                if culprit is not None:
+                    call = logged[culprit]["call"]
+                elif outcomes:  # e.g. heap corruption from an earlier call, caught at exit
+                    call = f"<after call {max(outcomes)} returned: a delayed crash>"
+                else:
+                    call = "<before any call: the child did not start>"
+                report["crashes"].append({"i": culprit, "status": status, "call": call,
+                                          "stderr": stderr[-2000:]})
                 report["calls"] += culprit is not None
-                next_call = (culprit + 1) if culprit is not None else stop
-                if culprit is None and status != 0:  # died before making a call: do not spin
-                    break
+                if culprit is None and not outcomes:
+                    break  # restarting would only fail the same way
+                next_call = stop if culprit is None else culprit + 1
             else:
                 next_call = stop
             stream.write(f"  {report['calls']} calls, {len(report['crashes'])} crashes, "
@@ -747,10 +769,10 @@ def format_report(report):
     return "\n".join(lines)
 
 
-def replay(seed, index):
+def replay(seed, index, only):
     sys.path.insert(0, ROOT)
     with tempfile.TemporaryDirectory() as tmpdir:
-        text, call = make_call(seed, index, tmpdir)
+        text, call = make_call(seed, index, tmpdir, only)
         print(f"call {index}: {text}", flush=True)
         call()
         print("returned normally")
@@ -762,17 +784,18 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-child", type=int, default=1000)
     parser.add_argument("--replay", type=int)
+    parser.add_argument("--only", choices=sorted(BUILDERS))
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--start", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--stop", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--log", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.seed, args.start, args.stop, args.log)
+        child(args.seed, args.start, args.stop, args.log, args.only)
     elif args.replay is not None:
-        replay(args.seed, args.replay)
+        replay(args.seed, args.replay, args.only)
     else:
-        report = run(args.calls, args.seed, args.per_child)
+        report = run(args.calls, args.seed, args.per_child, args.only)
         print(format_report(report))
         sys.exit(1 if report["crashes"] or report["counts"]["internal"] else 0)
 

@@ -70,9 +70,14 @@ def maxpool2d_backward(const floating[:, :, :, ::1] dy__nhwc,   # IN
                        const int[:, :, :, ::1] argmax__nhwc,    # IN
                        floating[:, :, :, ::1] dx__nhwc,         # OUT
                        int n_threads):
-    """Scatter each output gradient to the cell its window chose; images never share cells."""
+    """Scatter each output gradient to the cell its window chose; images never share cells.
+
+    Returns how many argmax entries fell outside the image; those are skipped, never written.
+    """
+    cdef Py_ssize_t skipped
     with nogil:
-        scatter_to_argmax(dy__nhwc, dy__nhwc, argmax__nhwc, dx__nhwc, False, n_threads)
+        skipped = scatter_to_argmax(dy__nhwc, dy__nhwc, argmax__nhwc, dx__nhwc, False, n_threads)
+    return skipped
 
 
 def maxpool2d_relu_backward(const floating[:, :, :, ::1] dy__nhwc,    # IN
@@ -84,17 +89,22 @@ def maxpool2d_relu_backward(const floating[:, :, :, ::1] dy__nhwc,    # IN
 
     A window's maximum sits where its argmax points, so the relu passes its gradient exactly when
     the pooled value is positive: masking dy by ``out > 0`` before the scatter is the same sum,
-    without a separate pass over the (4x larger) input.
+    without a separate pass over the (4x larger) input. Returns the count of skipped
+    out-of-range argmax entries, as maxpool2d_backward does.
     """
+    cdef Py_ssize_t skipped
     with nogil:
-        scatter_to_argmax(dy__nhwc, out__nhwc, argmax__nhwc, dx__nhwc, True, n_threads)
+        skipped = scatter_to_argmax(dy__nhwc, out__nhwc, argmax__nhwc, dx__nhwc, True, n_threads)
+    return skipped
 
 
-cdef void scatter_to_argmax(const floating[:, :, :, ::1] dy__nhwc,
-                            const floating[:, :, :, ::1] out__nhwc,
-                            const int[:, :, :, ::1] argmax__nhwc,
-                            floating[:, :, :, ::1] dx__nhwc,
-                            bint positive_only, int n_threads) noexcept nogil:
+cdef Py_ssize_t scatter_to_argmax(const floating[:, :, :, ::1] dy__nhwc,
+                                  const floating[:, :, :, ::1] out__nhwc,
+                                  const int[:, :, :, ::1] argmax__nhwc,
+                                  floating[:, :, :, ::1] dx__nhwc,
+                                  bint positive_only, int n_threads) noexcept nogil:
+    # The bounds check rides along in the scatter loop (a branch never taken costs nothing),
+    # so no caller needs a separate pass over argmax to stay in bounds.
     cdef Py_ssize_t n = dx__nhwc.shape[0]
     cdef Py_ssize_t image = dx__nhwc.shape[1] * dx__nhwc.shape[2] * dx__nhwc.shape[3]
     cdef Py_ssize_t outs = dy__nhwc.shape[1] * dy__nhwc.shape[2] * dy__nhwc.shape[3]
@@ -104,19 +114,25 @@ cdef void scatter_to_argmax(const floating[:, :, :, ::1] dy__nhwc,
     cdef const floating* pooled
     cdef const int* where
     cdef floating g
+    cdef size_t cell
+    cdef Py_ssize_t bad = 0
     for b in prange(n, schedule="static", num_threads=n_threads):
         dx = &dx__nhwc[b, 0, 0, 0]
         dy = &dy__nhwc[b, 0, 0, 0]
         pooled = &out__nhwc[b, 0, 0, 0]
         where = &argmax__nhwc[b, 0, 0, 0]
         memset(dx, 0, image * sizeof(floating))
-        if positive_only:
-            for t in range(outs):
-                g = dy[t]
-                dx[where[t]] += g if pooled[t] > 0 else 0
-        else:
-            for t in range(outs):
-                dx[where[t]] += dy[t]
+        for t in range(outs):
+            cell = <size_t><unsigned int>where[t]  # a negative index becomes huge
+            if cell >= <size_t>image:
+                bad += 1
+                continue
+            g = dy[t]
+            if positive_only:
+                dx[cell] += g if pooled[t] > 0 else 0
+            else:
+                dx[cell] += g
+    return bad
 
 
 def avgpool2d_forward(const floating[:, :, :, ::1] x__nhwc,   # IN
