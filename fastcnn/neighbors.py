@@ -44,8 +44,9 @@ class KNeighborsClassifier:
                              f"n_neighbors={self.n_neighbors}")
         self.classes_, self._codes = np.unique(y, return_inverse=True)
         self._codes = self._codes.reshape(-1)
-        # Transposed once here so the kernel's inner loop runs along contiguous references.
-        self._references = np.ascontiguousarray(x.T)
+        # Transposed once here so the kernel's inner loop runs along contiguous references;
+        # converted in the same copy, so a uint8 training set never exists twice in float32.
+        self._references = np.ascontiguousarray(x.T, dtype=np.float32)
         self.n_features_in_ = x.shape[1]
         self.n_samples_fit_ = len(x)
         return self
@@ -109,7 +110,7 @@ class KNeighborsClassifier:
 
 
 def _samples(x, name):
-    """x as a C-contiguous float32 (samples, features) array, each sample flattened."""
+    """x as a (samples, features) array, each sample flattened; the dtype is left alone."""
     if x is None:
         raise ValueError(f"Expected {name} to be an array, received None")
     x = np.asarray(x)
@@ -118,7 +119,7 @@ def _samples(x, name):
     if x.ndim < 2 or x.shape[0] == 0 or x[0].size == 0:
         raise ValueError(f"Expected {name} of shape (samples, ...) with at least one sample and "
                          f"one value per sample, received shape {x.shape}")
-    return np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.float32)
+    return x.reshape(len(x), -1)
 
 
 def _labels(y, name, n):

@@ -282,8 +282,9 @@ def maxpool2d_forward(x, pool_size, strides, padding, out=None, argmax=None):
     return out, argmax
 
 
-def _argmax(argmax, shape, image_size):
-    """int32 indices in [0, image_size): the backward kernel adds to dx wherever they point."""
+def _argmax(argmax, shape):
+    """int32 indices, one per dy entry; the backward kernels skip (and count) any that fall
+    outside the image."""
     argmax = np.asarray(argmax)
     if argmax.dtype != np.int32:
         raise TypeError(f"Expected argmax of dtype int32, received dtype {argmax.dtype}")
@@ -313,7 +314,7 @@ def maxpool2d_backward(dy, argmax, input_shape, out=None, relu_output=None):
     if dy.shape[0] != input_shape[0] or dy.shape[3] != input_shape[3]:
         raise ValueError(f"Expected dy with the batch size and channels of input_shape "
                          f"{input_shape}, received shape {dy.shape}")
-    argmax = _argmax(argmax, dy.shape, math.prod(input_shape[1:]))
+    argmax = _argmax(argmax, dy.shape)
     dx = _out(out, input_shape, dy.dtype, "out")
     if relu_output is None:
         skipped = _pool.maxpool2d_backward(dy, argmax, dx, get_num_threads())
@@ -393,8 +394,8 @@ def global_maxpool2d_forward(x, out=None, argmax=None):
 
 
 def global_maxpool2d_backward(dy, argmax, input_shape, out=None):
-    n, h, w, c = _input_shape(input_shape)
-    argmax = _argmax(argmax, (n, c), h * w * c)
+    n, _, _, c = _input_shape(input_shape)
+    argmax = _argmax(argmax, (n, c))
     dy = as_kernel_array(dy, "dy", shape=(n, c))
     return maxpool2d_backward(dy.reshape(n, 1, 1, c), argmax.reshape(n, 1, 1, c), input_shape, out)
 

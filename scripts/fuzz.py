@@ -122,9 +122,9 @@ class Gen:
         shape = a.shape
         if kind == "dtype":
             dtype = self.choice(DTYPES_BAD)
-            return np.full(shape, "a") if dtype == "U1" else np.asarray(a).astype(dtype)
+            return np.full(shape, "a") if dtype == "U1" else a.astype(dtype)
         if kind == "rank_up":
-            return np.asarray(a)[..., None]
+            return a[..., None]
         if kind == "rank_down":  # one axis fewer: flattened, or a 1-D array made 0-d
             return a.reshape(-1) if a.ndim != 1 else (a[:1] if a.size else np.zeros(1, a.dtype)).reshape(())
         if kind in ("dim", "empty") and a.ndim:
@@ -388,38 +388,39 @@ def layer_call(g):
     shape = g.choice([(g.int(1, 3), g.int(1, 8), g.int(1, 8), g.int(1, 3)), (g.int(1, 3), g.int(1, 8))])
     x = g.array(shape) if g.chance(0.8) else g.bad_array(g.array(shape))
     training = g.chance(0.5)
+    build_shape = shape[1:] if g.chance(0.8) else g.mutate(shape[1:])
+    mutate_weight = g.chance(0.7)
 
     def run():
         layer = cls(**kwargs)
         if what == "config":
             type(layer).from_config(layer.get_config())
-            return
-        if what == "build":
-            layer.build(shape[1:] if g.chance(0.8) else g.mutate(shape[1:]))
-            return
-        layer(x, training=training)
+        elif what == "build":
+            layer.build(build_shape)
+        else:
+            layer(x, training=training)
         if what == "weights":
             weights = layer.get_weights()
-            if weights and g.chance(0.7):
+            if weights and mutate_weight:
                 i = g.int(0, len(weights) - 1)
                 weights[i] = g.mutate(weights[i])
             layer.set_weights(weights)
             layer(x)
 
-    return f"{text}.{what}(x={describe(x)}, training={training})", run
+    if what == "build":
+        return f"{text}.build({describe(build_shape)})", run
+    detail = ", then set_weights with one mutated" if what == "weights" and mutate_weight else ""
+    return f"{text}.{what}(x={describe(x)}, training={training}){detail}", run
 
 
 # ---- models --------------------------------------------------------------------------------
 
-def random_stack(g, input_shape):
-    """A mostly valid stack for 4-D inputs, ending in Dense(k)."""
+def random_stack(g):
+    """0 to 3 mostly valid layers for NHWC inputs (the model adds Flatten and a Dense head)."""
     from fastcnn import layers
     stack = []
-    spatial = True
     for _ in range(g.int(0, 3)):
-        options = ["conv", "pool", "dropout", "activation", "batchnorm", "other"] if spatial \
-            else ["dense", "dropout", "activation"]
-        kind = g.choice(options)
+        kind = g.choice(["conv", "pool", "dropout", "activation", "batchnorm", "other"])
         if kind == "conv":
             stack.append(layers.Conv2D(g.int(1, 4), g.int(1, 3), padding=g.choice(["valid", "same"]),
                                        activation=g.choice([None, "relu", "tanh"])))
@@ -430,41 +431,59 @@ def random_stack(g, input_shape):
             stack.append(layers.Dropout(float(g.rng.random() * 0.5)))
         elif kind == "activation":
             stack.append(layers.Activation(g.choice(["relu", "sigmoid", "tanh", "linear"])))
-        elif kind == "batchnorm" and hasattr(layers, "BatchNormalization"):
+        elif kind == "batchnorm":
             stack.append(layers.BatchNormalization())
-        elif kind == "dense":
-            stack.append(layers.Dense(g.int(1, 5), activation=g.choice([None, "relu"])))
-        elif kind == "other":
-            cls = g.choice(layer_classes())
+        else:
+            cls = g.choice([cls for cls in layer_classes() if cls.__name__ != "InputLayer"])
             with contextlib.suppress(ValueError, TypeError):
-                if cls.__name__ not in ("InputLayer",):
-                    stack.append(cls(**layer_kwargs(g, cls)))
+                stack.append(cls(**layer_kwargs(g, cls)))
     return stack
 
 
-LOSS_TARGETS = {"sparse": ("sparse_categorical_crossentropy", "multiclass_hinge")}
+SPARSE_LOSSES = ("sparse_categorical_crossentropy", "multiclass_hinge")
 
 
 def targets(g, loss, n, k):
-    if loss in LOSS_TARGETS["sparse"]:
+    if loss in SPARSE_LOSSES:
         return g.labels(n, k) if g.chance(0.9) else g.labels(n, k)[:, None]
-    if loss in ("binary_crossentropy",):
+    if loss == "binary_crossentropy":
         return (g.rng.random((n, k)) > 0.5).astype(np.float32)
     if loss in ("mean_squared_error", "mse"):
         return g.array((n, k))
     return np.eye(k, dtype=np.float32)[g.labels(n, k)]
 
 
+def fit_kwargs(g, x, y):
+    from fastcnn import callbacks
+    kwargs = {"verbose": 0, "batch_size": g.int(1, 8), "epochs": g.int(1, 2),
+              "shuffle": g.chance(0.5)}
+    if g.chance(0.3):
+        kwargs["validation_split"] = float(g.choice([0.0, 0.25, 0.5]))
+    if g.chance(0.2):
+        half = max(1, len(x) // 2)
+        kwargs["validation_data"] = (x[:half], y[:half])
+    if g.chance(0.3):
+        kwargs["callbacks"] = [g.choice([
+            lambda: callbacks.EarlyStopping(monitor="loss", patience=0),
+            lambda: callbacks.TerminateOnNaN(), lambda: callbacks.History(),
+            lambda: callbacks.ReduceLROnPlateau(monitor="loss", patience=0),
+            lambda: callbacks.CSVLogger(os.path.join(g.tmpdir, "log.csv"))])()]
+    return kwargs
+
+
 def model_call(g):
+    """One method of a small random Sequential model. Every random choice is drawn here, before
+    the description, so the description says everything the call does."""
     import fastcnn
-    from fastcnn import callbacks, layers, losses, optimizers
+    from fastcnn import layers, losses, optimizers
     n, k = g.int(1, 12), g.int(1, 4)
     input_shape = (g.int(4, 9), g.int(4, 9), g.int(1, 3))
     loss = g.choice(sorted(losses.LOSSES)) if g.chance(0.95) else g.choice(["bogus", None, 3])
-    if k == 1 and loss in ("categorical_crossentropy", "sparse_categorical_crossentropy",
-                           "categorical_hinge", "multiclass_hinge") and g.chance(0.8):
+    if k == 1 and loss in ("categorical_crossentropy", "categorical_hinge", *SPARSE_LOSSES) \
+            and g.chance(0.8):
         k = 2
     optimizer = g.choice(sorted(optimizers.OPTIMIZERS)) if g.chance(0.95) else "bogus"
+    metrics = ["accuracy"] if g.chance(0.6) else None if g.chance(0.7) else g.choice(["accuracy", ["bogus"]])
     head_activation = g.choice(["softmax", "sigmoid", None])
     declared = g.chance(0.8)
     method = g.choice(["fit", "fit", "fit", "evaluate", "predict", "call", "summary",
@@ -473,23 +492,11 @@ def model_call(g):
     y = targets(g, loss, n, k)
     kwargs = {"verbose": 0}
     if method == "fit":
-        kwargs.update(batch_size=g.int(1, 8), epochs=g.int(1, 2), shuffle=g.chance(0.5))
-        if g.chance(0.3):
-            kwargs["validation_split"] = float(g.choice([0.0, 0.25, 0.5]))
-        if g.chance(0.2):
-            kwargs["validation_data"] = (x[: max(1, n // 2)], y[: max(1, n // 2)])
-        if g.chance(0.3):
-            kwargs["callbacks"] = [g.choice([
-                lambda: callbacks.EarlyStopping(monitor="loss", patience=0),
-                lambda: callbacks.TerminateOnNaN(), lambda: callbacks.History(),
-                lambda: callbacks.ReduceLROnPlateau(monitor="loss", patience=0),
-                lambda: callbacks.CSVLogger(os.path.join(g.tmpdir, "log.csv")),
-            ] if hasattr(callbacks, "EarlyStopping") else [callbacks.History])()]
-    if method in ("evaluate", "predict"):
+        kwargs = fit_kwargs(g, x, y)
+    elif method in ("evaluate", "predict"):
         kwargs["batch_size"] = g.int(1, 8)
-    mutated = None
     if g.chance(0.5):
-        mutated = g.choice(["x", "y"] + [key for key in kwargs if key not in ("verbose",)])
+        mutated = g.choice(["x", "y"] + [key for key in kwargs if key != "verbose"])
         if mutated == "x":
             x = g.bad_array(x)
         elif mutated == "y":
@@ -498,20 +505,29 @@ def model_call(g):
             kwargs[mutated] = g.choice([0, -1, 1.5, "2", None, True, -2**63])
         else:
             kwargs[mutated] = g.mutate(kwargs[mutated])
-    stack = random_stack(g, input_shape)
+    clean_x = g.array((n, *input_shape))
+    variant = {"weights": lambda: g.choice(["mutate one", "drop the last", "as they are"]),
+               "config": lambda: g.choice(["as it is", "layers reversed"]),
+               "save": lambda: g.choice(["intact", "truncate", "garbage", "flip", "empty"]),
+               "build": lambda: g.choice([(None, *input_shape), (None, 0, 3, 1), (None, -1, 4), 5,
+                                          (None,), (None, 4, 4, 2**31)]),
+               "add": lambda: g.choice([layers.Dense(2), layers.Conv2D(2, 3), layers.Flatten(),
+                                        fastcnn.Input(shape=(3, 3, 1)), "not a layer", None]),
+               }.get(method, lambda: None)()
+    stack = random_stack(g)
     head = [layers.Flatten(), layers.Dense(k, activation=head_activation)]
     text = (f"Sequential(input={input_shape if declared else None}, "
             f"{[type(layer).__name__ for layer in stack]} + Flatten, Dense({k}, "
-            f"{head_activation!r})).compile({optimizer!r}, {loss!r}).{method}"
-            f"(x={describe(x)}, y={describe(y)}, {describe(kwargs)})")
+            f"{head_activation!r})).compile({optimizer!r}, {loss!r}, metrics={metrics!r}).{method}"
+            f"(x={describe(x)}, y={describe(y)}, {describe(kwargs)}, variant={describe(variant)})")
 
     def run():
         model = fastcnn.Sequential(([fastcnn.Input(shape=input_shape)] if declared else [])
                                    + stack + head)
-        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"] if g.chance(0.7) else None)
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
         if method == "fit":
             model.fit(x, y, **kwargs)
-            model.predict(x if mutated != "x" else g.array((n, *input_shape)), verbose=0)
+            model.predict(clean_x, verbose=0)
         elif method == "evaluate":
             model.evaluate(x, y, **kwargs)
         elif method == "predict":
@@ -523,38 +539,36 @@ def model_call(g):
         elif method == "weights":
             model.build((None, *input_shape))
             weights = model.get_weights()
-            if g.chance(0.7) and weights:
+            if variant == "mutate one" and weights:
                 i = g.int(0, len(weights) - 1)
                 weights[i] = g.mutate(weights[i])
-            elif g.chance(0.5):
+            elif variant == "drop the last":
                 weights = weights[:-1]
             model.set_weights(weights)
-            model.predict(g.array((n, *input_shape)), verbose=0)
+            model.predict(clean_x, verbose=0)
         elif method == "config":
             config = model.get_config()
-            if g.chance(0.3):
+            if variant == "layers reversed":
                 config = {**config, "layers": config["layers"][::-1]}
             type(model).from_config(config).predict(x, verbose=0)
         elif method == "save":
-            save_and_load(g, model, x, y)
+            save_and_load(g, model, x, y, variant)
         elif method == "build":
-            model.build(g.choice([(None, *input_shape), (None, 0, 3, 1), (None, -1, 4), 5,
-                                  (None,), (None, 4, 4, 2**31)]))
+            model.build(variant)
         elif method == "add":
-            model.add(g.choice([layers.Dense(2), layers.Conv2D(2, 3), layers.Flatten(),
-                                fastcnn.Input(shape=(3, 3, 1)), "not a layer", None]))
+            model.add(variant)
             model.predict(x, verbose=0)
 
     return text, run
 
 
-def save_and_load(g, model, x, y):
+def save_and_load(g, model, x, y, damage):
+    """Fit, save, damage the file as ``damage`` says, load it back and use it."""
     import fastcnn
     path = os.path.join(g.tmpdir, f"model{g.int(0, 10**9)}.keras")
     model.fit(x, y, epochs=1, verbose=0)
     model.save(path)
-    damage = g.choice([None, "truncate", "garbage", "flip", "empty"])
-    if damage:
+    if damage != "intact":
         data = bytearray(open(path, "rb").read())
         if damage == "truncate":
             data = data[: g.int(0, len(data) - 1)]
@@ -568,8 +582,7 @@ def save_and_load(g, model, x, y):
         open(path, "wb").write(bytes(data))
     loaded = fastcnn.models.load_model(path)
     loaded.predict(x, verbose=0)
-    if g.chance(0.5):
-        loaded.fit(x, y, epochs=1, verbose=0)
+    loaded.fit(x, y, epochs=1, verbose=0)
 
 
 def misc_call(g):
@@ -577,7 +590,7 @@ def misc_call(g):
     from fastcnn import utils
     what = g.choice(["threads", "to_categorical", "seed"])
     if what == "threads":
-        # |n| <= 64: a count in the tens of thousands crashes inside libgomp (see the report)
+        # |n| <= 64: libgomp itself segfaults starting a team of tens of thousands of threads
         n = g.choice([1, 2, -1, 0, 3.5, "2", True, None, g.int(-64, 64)])
         return f"set_num_threads({n!r})", lambda: fastcnn.set_num_threads(n)
     if what == "to_categorical":
@@ -635,7 +648,10 @@ def classify(exc):
 
 
 def child(seed, start, stop, log_path, only):
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    # Under AddressSanitizer (scripts/asan.sh) the shadow memory needs terabytes of address
+    # space, so the limit is left to ASan's own max_allocation_size_mb.
+    if "libasan" not in os.environ.get("LD_PRELOAD", ""):
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
     warnings.simplefilter("ignore")
     sys.path.insert(0, ROOT)
     import fastcnn  # noqa: F401  (imported before the first call is timed)

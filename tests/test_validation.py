@@ -2,6 +2,7 @@
 received; odd but valid arrays give exactly the result of a clean float32 array; NaN and Inf never
 crash. Each category is one parametrized test over (case id, call, exception, message fragments).
 """
+import json
 import math
 
 import numpy as np
@@ -254,6 +255,31 @@ def on_model(*stack):
 )
 def test_window_sizes(call, exc, fragments):
     check(call, exc, fragments)
+
+
+@cases(
+    ("filters float", lambda: layers.Conv2D(2.5, 3), ValueError, ["filters", "2.5"]),
+    ("units str", lambda: layers.Dense("3"), ValueError, ["units", "'3'"]),
+    ("rate 1", lambda: layers.Dropout(1.0), ValueError, ["rate", "1.0"]),
+    ("rate nan", lambda: layers.Dropout(math.nan), ValueError, ["rate", "nan"]),
+    ("seed negative", lambda: layers.Dropout(0.5, seed=-1), ValueError, ["seed", "-1"]),
+    ("seed str", lambda: layers.RandomFlip(seed="3"), ValueError, ["seed", "'3'"]),
+    ("factor nan", lambda: layers.RandomTranslation(math.nan, 0.1), ValueError, ["height_factor", "nan"]),
+    ("input shape", lambda: fastcnn.Input(shape=(6, 0)), ValueError, ["shape", "(6, 0)"]),
+    ("input shape None", lambda: fastcnn.Input(shape=None), ValueError, ["shape", "None"]),
+    ("input layer call", lambda: fastcnn.Input(shape=(6,))(LOGITS), TypeError, ["InputLayer", "called"]),
+)
+def test_layer_arguments(call, exc, fragments):
+    check(call, exc, fragments)
+
+
+def test_numpy_scalars_are_valid_layer_arguments():
+    conv = layers.Conv2D(np.int64(2), np.int32(3), strides=np.int64(1))
+    dense = layers.Dense(np.uint8(3))
+    dropout = layers.Dropout(np.float32(0.25), seed=np.int64(4))
+    for layer in (conv, dense, dropout):
+        json.dumps(layer.get_config())  # plain Python numbers, so a model can be saved
+    assert conv(X).shape == (8, 4, 4, 2) and dense(LOGITS).shape == (8, 3)
 
 
 @cases(

@@ -46,6 +46,14 @@ def normalize_shape(shape, name):
     return tuple(int(d) for d in dims)
 
 
+def normalize_seed(seed):
+    """None or a non-negative int, as numpy's generators take it."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                             or seed < 0):
+        raise ValueError(f"Expected seed to be None or a non-negative int, received seed={seed!r}")
+    return None if seed is None else int(seed)
+
+
 def normalize_padding(padding):
     value = padding.lower() if isinstance(padding, str) else padding
     if value not in ("valid", "same"):

@@ -1,4 +1,6 @@
 """Conv2D: NHWC inputs, HWIO kernel, bias and relu fused into the forward kernel."""
+import numbers
+
 from .. import initializers, ops, regularizers
 from .activation import ActivationMixin, normalize_activation
 from .base import Layer, normalize_padding, normalize_tuple
@@ -9,9 +11,9 @@ class Conv2D(ActivationMixin, Layer):
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"Expected filters > 0, received filters={filters!r}")
-        self.filters = filters
+        if isinstance(filters, bool) or not isinstance(filters, numbers.Integral) or filters < 1:
+            raise ValueError(f"Expected filters to be an int > 0, received filters={filters!r}")
+        self.filters = int(filters)
         self.kernel_size = normalize_tuple(kernel_size, "kernel_size")
         self.strides = normalize_tuple(strides, "strides")
         self.padding = normalize_padding(padding)

@@ -1,9 +1,11 @@
 """Dense, Flatten and Dropout."""
+import numbers
+
 import numpy as np
 
 from .. import initializers, ops, regularizers
 from .activation import ActivationMixin, normalize_activation
-from .base import Layer
+from .base import Layer, normalize_seed
 
 
 class Dense(ActivationMixin, Layer):
@@ -12,9 +14,9 @@ class Dense(ActivationMixin, Layer):
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-            raise ValueError(f"Expected units > 0, received units={units!r}")
-        self.units = units
+        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
+            raise ValueError(f"Expected units to be an int > 0, received units={units!r}")
+        self.units = int(units)
         self.activation = normalize_activation(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.validate(kernel_initializer)
@@ -74,11 +76,11 @@ class Dropout(Layer):
 
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
             raise ValueError(f"Expected rate in [0, 1), received rate={rate!r}")
         self.rate = float(rate)
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
+        self.seed = normalize_seed(seed)
+        self.rng = np.random.default_rng(self.seed)
 
     def forward(self, x, training=False):
         self._active = training and self.rate > 0

@@ -11,7 +11,7 @@ import numbers
 import numpy as np
 
 from .. import ops
-from .base import Layer
+from .base import Layer, normalize_seed
 
 
 class _RandomRemap(Layer):
@@ -19,8 +19,8 @@ class _RandomRemap(Layer):
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
+        self.seed = normalize_seed(seed)
+        self.rng = np.random.default_rng(self.seed)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
