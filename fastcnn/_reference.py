@@ -276,13 +276,23 @@ def softmax_backward(y__nk, dy__nk, dx__nk, n_threads):
     dx__nk[...] = y__nk * (dy__nk - dot)
 
 
-def dropout_forward(x, uniform, rate, out, n_threads):
-    """Keeps x where uniform >= rate, scaled by 1 / (1 - rate)."""
-    out[...] = np.where(uniform >= rate, x / (1 - rate), 0)
+def dropout_uniform(seed, n):
+    """The kernels' counter-based draws: splitmix64 of (seed, i) for i < n, top 24 bits."""
+    with np.errstate(over="ignore"):  # the hash relies on uint64 wrap-around
+        z = np.uint64(seed) + np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return (z >> np.uint64(40)).astype(np.float64) / 2**24
 
 
-def dropout_backward(dy, uniform, rate, dx, n_threads):
-    dx[...] = np.where(uniform >= rate, dy / (1 - rate), 0)
+def dropout_forward(x, seed, rate, out, n_threads):
+    """Keeps x[i] where dropout_uniform(seed)[i] >= rate, scaled by 1 / (1 - rate)."""
+    out[...] = np.where(dropout_uniform(seed, x.size) >= rate, x / (1 - rate), 0)
+
+
+def dropout_backward(dy, seed, rate, dx, n_threads):
+    dx[...] = np.where(dropout_uniform(seed, dy.size) >= rate, dy / (1 - rate), 0)
 
 
 # ---- fused softmax + cross-entropy -----------------------------------------------------------

@@ -587,23 +587,26 @@ def activation_backward(name, y, dy, out=None):
     return dx
 
 
-def _dropout_operands(x, name, uniform, rate, out):
+def _dropout_operands(x, name, seed, rate, out):
     x = as_kernel_array(x, name)
-    uniform = as_kernel_array(uniform, "uniform", dtype=x.dtype, shape=x.shape)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
+        raise ValueError(f"Expected seed to be an int in [0, 2**64), received seed={seed!r}")
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
         raise ValueError(f"Expected rate in [0, 1), received rate={rate!r}")
-    return x.reshape(-1), uniform.reshape(-1), _out(out, x.shape, x.dtype, "out")
+    return x.reshape(-1), int(seed), _out(out, x.shape, x.dtype, "out")
 
 
-def dropout_forward(x, uniform, rate, out=None):
-    x, uniform, out = _dropout_operands(x, "x", uniform, rate, out)
-    _elementwise.dropout_forward(x, uniform, rate, out.reshape(-1), get_num_threads())
+def dropout_forward(x, seed, rate, out=None):
+    """Zero each value with probability ``rate`` (a mask drawn from ``seed``), scale the rest."""
+    x, seed, out = _dropout_operands(x, "x", seed, rate, out)
+    _elementwise.dropout_forward(x, seed, rate, out.reshape(-1), get_num_threads())
     return out
 
 
-def dropout_backward(dy, uniform, rate, out=None):
-    dy, uniform, dx = _dropout_operands(dy, "dy", uniform, rate, out)
-    _elementwise.dropout_backward(dy, uniform, rate, dx.reshape(-1), get_num_threads())
+def dropout_backward(dy, seed, rate, out=None):
+    """The gradient through dropout_forward with the same seed and rate."""
+    dy, seed, dx = _dropout_operands(dy, "dy", seed, rate, out)
+    _elementwise.dropout_backward(dy, seed, rate, dx.reshape(-1), get_num_threads())
     return dx
 
 

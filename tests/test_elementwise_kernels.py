@@ -85,18 +85,30 @@ def test_softmax_gradient_finite_differences(rng):
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.5, 0.9])
-def test_dropout_matches_reference(rate, rng):
-    x = rng.standard_normal(1000).astype(np.float32)
-    u = rng.random(1000, dtype=np.float32)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_matches_reference(rate, dtype, rng):
+    x = rng.standard_normal(100_000).astype(dtype)
+    seed = 2**63 + 12345  # the full uint64 range is valid
     out, ref_out = np.empty_like(x), np.empty_like(x)
-    elementwise.dropout_forward(x, u, rate, out, 2)
-    ref.dropout_forward(x, u, rate, ref_out, 2)
+    elementwise.dropout_forward(x, seed, rate, out, 2)
+    ref.dropout_forward(x, seed, rate, ref_out, 2)
     np.testing.assert_allclose(out, ref_out, rtol=1e-6)
-    assert np.count_nonzero(out == 0) == np.count_nonzero(u < rate)
+    dropped = np.count_nonzero(out == 0) / x.size
+    assert abs(dropped - rate) < 0.01  # the draws are uniform
     dx, ref_dx = np.empty_like(x), np.empty_like(x)
-    elementwise.dropout_backward(x, u, rate, dx, 2)
-    ref.dropout_backward(x, u, rate, ref_dx, 2)
+    elementwise.dropout_backward(x, seed, rate, dx, 2)
+    ref.dropout_backward(x, seed, rate, ref_dx, 2)
     np.testing.assert_allclose(dx, ref_dx, rtol=1e-6)
+    assert np.array_equal(dx == 0, out == 0)  # backward recomputes the forward's mask
+
+
+def test_dropout_masks_depend_on_seed_not_threads(rng):
+    x = rng.standard_normal(100_000).astype(np.float32)
+    one, two, other = (np.empty_like(x) for _ in range(3))
+    elementwise.dropout_forward(x, 7, 0.5, one, 1)
+    elementwise.dropout_forward(x, 7, 0.5, two, 2)
+    elementwise.dropout_forward(x, 8, 0.5, other, 2)
+    assert np.array_equal(one, two) and not np.array_equal(one, other)
 
 
 # ---- fused softmax + cross-entropy -------------------------------------------------------

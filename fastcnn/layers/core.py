@@ -86,15 +86,15 @@ class Dropout(Layer):
         self._active = training and self.rate > 0
         if not self._active:
             return x
-        self._uniform = self.rng.random(dtype=np.float32, out=self.workspace.get("uniform", x.shape))
-        return ops.dropout_forward(x, self._uniform, self.rate, out=self.workspace.get("y", x.shape))
+        self._mask_seed = int(self.rng.integers(2**64, dtype=np.uint64))
+        return ops.dropout_forward(x, self._mask_seed, self.rate, out=self.workspace.get("y", x.shape))
 
     def backward(self, dy, need_dx=True):
         if not need_dx:
             return None
         if not self._active:
             return dy
-        return ops.dropout_backward(dy, self._uniform, self.rate, out=self.workspace.get("dx", dy.shape))
+        return ops.dropout_backward(dy, self._mask_seed, self.rate, out=self.workspace.get("dx", dy.shape))
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
