@@ -276,23 +276,24 @@ def softmax_backward(y__nk, dy__nk, dx__nk, n_threads):
     dx__nk[...] = y__nk * (dy__nk - dot)
 
 
-def dropout_uniform(seed, n):
-    """The kernels' counter-based draws: splitmix64 of (seed, i) for i < n, top 24 bits."""
+def dropout_keep(seed, n, rate):
+    """The kernels' mask: element i is kept when the top 24 bits of splitmix64(seed, i) reach
+    ceil(rate * 2**24), i.e. when that 24-bit uniform draw is >= rate."""
     with np.errstate(over="ignore"):  # the hash relies on uint64 wrap-around
         z = np.uint64(seed) + np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z ^= z >> np.uint64(31)
-    return (z >> np.uint64(40)).astype(np.float64) / 2**24
+    z = (z ^ (z >> np.uint64(31))) >> np.uint64(40)
+    return z >= np.uint64(np.ceil(rate * 2**24))
 
 
 def dropout_forward(x, seed, rate, out, n_threads):
-    """Keeps x[i] where dropout_uniform(seed)[i] >= rate, scaled by 1 / (1 - rate)."""
-    out[...] = np.where(dropout_uniform(seed, x.size) >= rate, x / (1 - rate), 0)
+    """Keeps x[i] where dropout_keep(seed, ...)[i], scaled by 1 / (1 - rate); the rest are 0."""
+    out[...] = np.where(dropout_keep(seed, x.size, rate).reshape(x.shape), x / (1 - rate), 0)
 
 
 def dropout_backward(dy, seed, rate, dx, n_threads):
-    dx[...] = np.where(dropout_uniform(seed, dy.size) >= rate, dy / (1 - rate), 0)
+    dx[...] = np.where(dropout_keep(seed, dy.size, rate).reshape(dy.shape), dy / (1 - rate), 0)
 
 
 # ---- fused softmax + cross-entropy -----------------------------------------------------------

@@ -77,40 +77,38 @@ def softmax_forward(const floating[:, ::1] x__nk, floating[:, ::1] out__nk,
             out__nk[i, j] = out__nk[i, j] / total
 
 
-cdef inline double dropout_uniform(uint64_t seed, uint64_t i) noexcept nogil:
-    """Element i's uniform draw in [0, 1): splitmix64 of (seed, i), top 24 bits.
+cdef extern from "dropout.h" nogil:
+    uint64_t fc_dropout_threshold(double rate)
+    float fc_dropout_f32(float v, uint64_t seed, uint64_t i, uint64_t threshold)
+    double fc_dropout_f64(double v, uint64_t seed, uint64_t i, uint64_t threshold)
 
-    A counter-based draw needs no buffer of random numbers, runs in parallel, and gives the same
-    mask for any thread count; backward recomputes the forward's mask from the same seed.
-    """
-    cdef uint64_t z = seed + (i + 1) * <uint64_t>0x9E3779B97F4A7C15ULL
-    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9ULL
-    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EBULL
-    z = z ^ (z >> 31)
-    return <double>(z >> 40) * (1.0 / 16777216.0)
+
+cdef void dropout_apply(const floating[::1] x, uint64_t seed, double rate, floating[::1] out,
+                        int n_threads) noexcept nogil:
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef floating scale = 1.0 / (1.0 - rate)
+    cdef uint64_t threshold = fc_dropout_threshold(rate)
+    for i in prange(n, schedule="static", num_threads=threads_for(n, n_threads)):
+        if floating is float:
+            out[i] = fc_dropout_f32(x[i] * scale, seed, i, threshold)
+        else:
+            out[i] = fc_dropout_f64(x[i] * scale, seed, i, threshold)
 
 
 def dropout_forward(const floating[::1] x, uint64_t seed, double rate, floating[::1] out,
                     int n_threads):  # IN x; OUT out
-    """Keep x[i] where dropout_uniform(seed, i) >= rate, scaled by 1 / (1 - rate) so that the
-    expectation is unchanged."""
-    cdef Py_ssize_t i, n = x.shape[0]
-    cdef floating scale = 1.0 / (1.0 - rate)
-    cdef floating kept
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
-        kept = x[i] * scale  # computed unconditionally so the select needs no branch
-        out[i] = kept if dropout_uniform(seed, i) >= rate else 0
+    """Keep each x[i] with probability 1 - rate, scaled by 1 / (1 - rate) so that the
+    expectation is unchanged; the rest become 0. The mask is a function of (seed, i) only (see
+    dropout.h), so the same seed gives the same mask for any thread count."""
+    with nogil:
+        dropout_apply(x, seed, rate, out, n_threads)
 
 
 def dropout_backward(const floating[::1] dy, uint64_t seed, double rate, floating[::1] dx,
                      int n_threads):  # IN dy; OUT dx
-    """The gradient through dropout_forward with the same seed and rate."""
-    cdef Py_ssize_t i, n = dy.shape[0]
-    cdef floating scale = 1.0 / (1.0 - rate)
-    cdef floating kept
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
-        kept = dy[i] * scale
-        dx[i] = kept if dropout_uniform(seed, i) >= rate else 0
+    """The gradient through dropout_forward with the same seed and rate: the same mask."""
+    with nogil:
+        dropout_apply(dy, seed, rate, dx, n_threads)
 
 
 def softmax_backward(const floating[:, ::1] y__nk, const floating[:, ::1] dy__nk,
