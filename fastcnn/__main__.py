@@ -1,6 +1,6 @@
 """python -m fastcnn: train a model on a dataset and print its test accuracy.
 
-With no options it trains Keras's MNIST convnet for 12 epochs with Adam.
+With no options it trains Keras's MNIST convnet for 15 epochs with Adam, as Keras's example does.
 """
 import argparse
 import time
@@ -32,7 +32,7 @@ def parse_args(argv=None):
     parser.add_argument("--model", choices=sorted(zoo.MODELS), default="convnet",
                         help="convnet: Keras's MNIST convnet; lenet5: LeNet-5; mlp: the "
                              "784-16-16-10 sigmoid network (default: convnet)")
-    parser.add_argument("--epochs", type=_positive, default=12, help="default: 12")
+    parser.add_argument("--epochs", type=_positive, default=15, help="default: 15")
     parser.add_argument("--batch-size", type=_positive, default=128, help="default: 128")
     parser.add_argument("--optimizer", choices=sorted(optimizers.OPTIMIZERS), default="adam",
                         help="default: adam")

@@ -19,7 +19,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 def test_defaults_train_the_mnist_convnet():
     args = parse_args([])
     assert (args.dataset, args.model, args.epochs, args.batch_size, args.optimizer) == \
-        ("mnist", "convnet", 12, 128, "adam")
+        ("mnist", "convnet", 15, 128, "adam")
     assert args.learning_rate is args.threads is args.seed is args.save is args.plot is None
     assert args.limit is None
 
