@@ -5,6 +5,8 @@ import os
 from ._ext import runtime
 
 _num_threads = None
+# libgomp crashes creating teams of ~100k threads; no CPU fastcnn targets has anywhere near this.
+MAX_THREADS = 1024
 
 
 @functools.lru_cache(maxsize=None)
@@ -27,7 +29,7 @@ def physical_cores():
 def _default_threads():
     env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if env.isdigit() and int(env) > 0:
-        return int(env)
+        return min(int(env), MAX_THREADS)
     return physical_cores()
 
 
@@ -44,8 +46,9 @@ def set_num_threads(n):
     if n is None:
         _num_threads = None
         return
-    if isinstance(n, bool) or not isinstance(n, int) or n == 0:
-        raise ValueError(f"Expected n_threads to be a non-zero int or None, received n_threads={n!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n == 0 or abs(n) > MAX_THREADS:
+        raise ValueError(f"Expected n_threads to be a non-zero int in [-{MAX_THREADS}, {MAX_THREADS}] "
+                         f"or None, received n_threads={n!r}")
     _num_threads = n if n > 0 else max(physical_cores() + 1 + n, 1)
 
 

@@ -271,3 +271,11 @@ def test_relu_pool_fusion_gives_the_unfused_gradients():
         model.fit(x, y, batch_size=20, epochs=2, verbose=0, shuffle=False)
         runs.append(model.get_weights())
     assert all(np.array_equal(a, b) for a, b in zip(*runs))
+
+
+def test_thread_count_is_bounded(monkeypatch):
+    from fastcnn import config
+    with pytest.raises(ValueError, match="n_threads=100000"):
+        fastcnn.set_num_threads(100_000)
+    monkeypatch.setenv("OMP_NUM_THREADS", "100000")
+    assert fastcnn.get_num_threads() == config.MAX_THREADS
