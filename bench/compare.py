@@ -2,7 +2,8 @@
 
     python bench/compare.py --rounds 3 --epochs 3 --threads 2 [--keras-python PATH] [--torch-python PATH]
 
-Each framework runs in its own process (bench/workloads.py), so peak RSS is per framework. A
+Each framework runs in its own process, so peak RSS is per framework: bench/workloads.py, except
+Keras and PyTorch on MNIST, which run the shared anchor scripts (../shared/anchors). A
 framework whose interpreter cannot import it is left out. The rounds alternate the frameworks so
 that slow phases of a shared machine hit all of them alike. Ends with fastcnn's conv GFLOP/s on
 conv2 of the MNIST net and the same-shape GEMM as a yardstick.
@@ -18,6 +19,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODULES = {"fastcnn": "fastcnn", "keras": "tensorflow", "torch": "torch"}
+# On MNIST the other frameworks run the shared anchor scripts themselves, unchanged.
+ANCHORS = os.path.join(HERE, "..", "..", "shared", "anchors")
+ANCHOR_SCRIPTS = {"keras": "keras_convnet.py", "torch": "torch_convnet.py"}
 
 
 def available(python, module):
@@ -26,8 +30,11 @@ def available(python, module):
 
 def run(python, framework, workload, epochs, threads):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS="1")
-    out = subprocess.run([python, os.path.join(HERE, "workloads.py"), "--framework", framework,
-                          "--workload", workload, "--epochs", str(epochs), "--threads", str(threads)],
+    if workload == "mnist" and framework in ANCHOR_SCRIPTS:
+        command = [os.path.join(ANCHORS, ANCHOR_SCRIPTS[framework])]
+    else:
+        command = [os.path.join(HERE, "workloads.py"), "--framework", framework, "--workload", workload]
+    out = subprocess.run([python, *command, "--epochs", str(epochs), "--threads", str(threads)],
                          capture_output=True, text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
