@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 import fastcnn
-from fastcnn import callbacks, layers
+from fastcnn import callbacks
 
 
 def rss_bytes():
@@ -71,16 +71,7 @@ def main(argv=None):
 
     fastcnn.utils.set_random_seed(0)
     x, y = load_data(args.samples, args.synthetic)
-    model = fastcnn.Sequential([
-        fastcnn.Input(shape=(28, 28, 1)),
-        layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)),
-        layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)),
-        layers.Flatten(),
-        layers.Dropout(0.5),
-        layers.Dense(10, activation="softmax"),
-    ])
+    model = fastcnn.zoo.convnet()
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     print(f"{args.epochs} epochs on {len(x)} {'synthetic' if args.synthetic else 'MNIST'} images, "
           f"{fastcnn.get_num_threads()} threads; RSS before training {rss_bytes() / 2**20:.2f} MiB")

@@ -8,19 +8,6 @@ import fastcnn
 from fastcnn import callbacks, layers
 
 
-def convnet():
-    return fastcnn.Sequential([
-        fastcnn.Input(shape=(28, 28, 1)),
-        layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)),
-        layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)),
-        layers.Flatten(),
-        layers.Dropout(0.5),
-        layers.Dense(10, activation="softmax"),
-    ])
-
-
 def small_model(seed=0):
     fastcnn.utils.set_random_seed(seed)
     model = fastcnn.Sequential()
@@ -43,7 +30,7 @@ def toy_data(n=60, seed=0):
 
 
 def test_convnet_parameter_count_and_summary(capsys):
-    model = convnet()
+    model = fastcnn.zoo.convnet()
     assert model.count_params() == 34_826
     model.summary()
     text = capsys.readouterr().out

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastcnn
-from fastcnn import layers, losses, ops, optimizers
+from fastcnn import layers, losses, ops
 
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((8, 6, 6, 1)).astype(np.float32)
