@@ -34,15 +34,12 @@ class Workspace:
     def __init__(self):
         self._buffers = {}
 
-    def get(self, name, shape, dtype=np.float32, zero=False):
+    def get(self, name, shape, dtype=np.float32):
         buf = self._buffers.get(name)
         if buf is None or buf.dtype != dtype or buf.shape[1:] != tuple(shape[1:]) or buf.shape[0] < shape[0]:
-            buf = np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+            buf = np.empty(shape, dtype)
             self._buffers[name] = buf
         return buf[: shape[0]]
-
-    def clear(self):
-        self._buffers.clear()
 
 
 def check_array(a, name, ndim=None):

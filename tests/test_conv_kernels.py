@@ -7,6 +7,7 @@ import zlib
 import numpy as np
 import pytest
 
+from conftest import numeric_grad
 from fastcnn import _reference as ref
 from fastcnn._ext import conv
 
@@ -171,19 +172,6 @@ def test_thread_count_does_not_change_results(case, simd_path):
             assert np.array_equal(a, b)
 
 
-def numerical_grad(f, a, eps=1e-6):
-    g = np.empty_like(a)
-    for i in np.ndindex(a.shape):
-        keep = a[i]
-        a[i] = keep + eps
-        up = f()
-        a[i] = keep - eps
-        down = f()
-        a[i] = keep
-        g[i] = (up - down) / (2 * eps)
-    return g
-
-
 @pytest.mark.parametrize("kernel, strides, padding", [
     ((3, 2), (2, 1), "same"),
     ((3, 3), (2, 2), "valid"),
@@ -201,4 +189,4 @@ def test_gradients_by_central_differences(kernel, strides, padding):
     conv.conv2d_backward_input(g_out, wt, dx, *geo, 1)
     conv.conv2d_backward_weight(x, g_out, dw, db, *geo, 1)
     for analytic, param in ((dx, x), (dw, wt), (db, bias)):
-        np.testing.assert_allclose(analytic, numerical_grad(loss, param), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(analytic, numeric_grad(loss, param), rtol=1e-6, atol=1e-7)

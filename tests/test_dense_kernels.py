@@ -4,6 +4,7 @@ import inspect
 import numpy as np
 import pytest
 
+from conftest import numeric_grad
 from fastcnn import _reference as ref
 from fastcnn._ext import dense
 
@@ -110,19 +111,6 @@ def test_thread_count_does_not_change_results(shape, simd_path):
             assert np.array_equal(a, b)
 
 
-def numerical_grad(f, a, eps=1e-6):
-    g = np.empty_like(a)
-    for i in np.ndindex(a.shape):
-        keep = a[i]
-        a[i] = keep + eps
-        up = f()
-        a[i] = keep - eps
-        down = f()
-        a[i] = keep
-        g[i] = (up - down) / (2 * eps)
-    return g
-
-
 def test_gradients_by_central_differences():
     rng = np.random.default_rng(4)
     x, w, bias, g_out = make_case(rng, np.float64, 4, 6, 5)
@@ -136,4 +124,4 @@ def test_gradients_by_central_differences():
     dense.dense_backward_input(g_out, w, dx, 1)
     dense.dense_backward_weight(x, g_out, dw, db, 1)
     for analytic, param in ((dx, x), (dw, w), (db, bias)):
-        np.testing.assert_allclose(analytic, numerical_grad(loss, param), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(analytic, numeric_grad(loss, param), rtol=1e-6, atol=1e-7)
