@@ -71,6 +71,43 @@ def conv2d_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, stride_w, 
 
 # ---- dense -----------------------------------------------------------------------------------
 
+def _unpooled_shape(pooled_shape, pool_h, pool_w, pool_stride_h, pool_stride_w):
+    """The part of a conv output that max pooling windows read."""
+    n, ph, pw, c = pooled_shape
+    return n, (ph - 1) * pool_stride_h + pool_h, (pw - 1) * pool_stride_w + pool_w, c
+
+
+def conv2d_maxpool_forward(x__nhwc, w__hwio, bias, out__nhwc, argmax__nhwc, stride_h, stride_w,
+                           pad_top, pad_left, relu, pool_h, pool_w, pool_stride_h, pool_stride_w,
+                           n_threads):
+    """conv2d_forward of the conv output that windows read, then maxpool2d_forward of that."""
+    z = np.empty(_unpooled_shape(out__nhwc.shape, pool_h, pool_w, pool_stride_h, pool_stride_w),
+                 out__nhwc.dtype)
+    conv2d_forward(x__nhwc, w__hwio, bias, z, stride_h, stride_w, pad_top, pad_left, relu,
+                   n_threads)
+    where = np.empty(out__nhwc.shape, np.int32) if argmax__nhwc is None else argmax__nhwc
+    maxpool2d_forward(z, out__nhwc, where, pool_h, pool_w, pool_stride_h, pool_stride_w, 0, 0,
+                      n_threads)
+
+
+def conv2d_maxpool_backward(x__nhwc, dy__nhwc, out__nhwc, argmax__nhwc, w__hwio, dw__hwio, db,
+                            dx__nhwc, stride_h, stride_w, pad_top, pad_left, relu, pool_h, pool_w,
+                            pool_stride_h, pool_stride_w, n_threads):
+    """The pooling's backward (and the relu's), then conv2d_backward_weight and _input."""
+    dz = np.empty(_unpooled_shape(dy__nhwc.shape, pool_h, pool_w, pool_stride_h, pool_stride_w),
+                  dy__nhwc.dtype)
+    if relu:
+        maxpool2d_relu_backward(dy__nhwc, out__nhwc, argmax__nhwc, dz, n_threads)
+    else:
+        maxpool2d_backward(dy__nhwc, argmax__nhwc, dz, n_threads)
+    conv2d_backward_weight(x__nhwc, dz, dw__hwio, db, stride_h, stride_w, pad_top, pad_left,
+                           n_threads)
+    if dx__nhwc is not None:
+        conv2d_backward_input(dz, w__hwio, dx__nhwc, stride_h, stride_w, pad_top, pad_left,
+                              n_threads)
+    return 0
+
+
 def dense_forward(x__nk, w__ko, bias, out__no, relu, n_threads):
     acc = np.asarray(x__nk, np.float64) @ np.asarray(w__ko, np.float64)
     if bias is not None:

@@ -10,6 +10,7 @@ from . import optimizers as optimizers_module
 from . import random as fc_random
 from . import saving
 from .callbacks import CallbackList, History, ProgbarLogger
+from .layers import fused
 from .layers.base import InputLayer, Layer, normalize_shape
 from .progbar import Progbar
 
@@ -43,6 +44,7 @@ class Sequential:
         self.history = None
         self.seed = fc_random.draw_seed()  # epoch e shuffles and drops out from RNG (seed, e)
         self._fused_softmax = False
+        self._steps = []  # what runs the layers: see _configure_fusion
         self._batch = ops.Workspace()
         for layer in layers or []:
             self.add(layer)
@@ -180,8 +182,10 @@ class Sequential:
         self._configure_fusion()
 
     def _configure_fusion(self):
-        """Let cross-entropy consume the logits of a final softmax, in one stable kernel, and a
-        max pooling apply the backward of the relu before it in its own pass."""
+        """Let cross-entropy consume the logits of a final softmax, in one stable kernel, a max
+        pooling apply the backward of the relu before it in its own pass, and a Conv2D and the
+        max pooling after it run as one step (fused.Conv2DMaxPooling2D)."""
+        self._steps = fused.plan(self.layers)
         for layer in self.layers:
             layer.emit_logits = False
         for before, after in zip(self.layers, self.layers[1:] + [None]):
@@ -240,8 +244,8 @@ class Sequential:
 
     # -- one batch -------------------------------------------------------------------------
     def _forward(self, x, training):
-        for layer in self.layers:
-            x = layer.forward(x, training=training)
+        for step in self._steps:
+            x = step.forward(x, training=training)
         return x
 
     def _loss_and_grad(self, out, y):
@@ -276,8 +280,8 @@ class Sequential:
         out = self._forward(x, training=True)
         loss, grad = self._loss_and_grad(out, y)
         penalty = self._regularization_loss()
-        for i in range(len(self.layers) - 1, -1, -1):
-            grad = self.layers[i].backward(grad, need_dx=i > 0)
+        for i in range(len(self._steps) - 1, -1, -1):
+            grad = self._steps[i].backward(grad, need_dx=i > 0)
         for reg, kernel, dkernel in self._regularized_kernels():
             reg.add_gradient(kernel, dkernel)
         self.optimizer.apply(self.trainable_weights,

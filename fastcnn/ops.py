@@ -216,6 +216,57 @@ def conv2d_backward_weight(x, dy, kernel_shape, strides, padding, dw=None, db=No
     return dw
 
 
+def _conv_pool_geometry(x_shape, kernel_shape, strides, padding, pool_size, pool_strides,
+                        x_name="x"):
+    """(pooled shape, pad_top, pad_left) of a convolution followed by "valid" max pooling."""
+    shape, top, left = _conv_geometry(x_shape, kernel_shape, strides, padding, x_name)
+    (ph, pw), _ = window_output_shape(shape[1:3], pool_size, pool_strides, "valid", "pool_size")
+    return (shape[0], ph, pw, shape[3]), top, left
+
+
+def conv2d_maxpool_forward(x, kernel, bias, strides, padding, pool_size, pool_strides, relu=False,
+                           out=None, argmax=None):
+    """maxpool(relu?(conv(x, kernel) + bias)) with "valid" pooling, in one float32 pass that
+    computes only the conv outputs some window reads. Returns (pooled, argmax); argmax indexes
+    that part of the conv output, of shape (n, (ph-1)*stride+pool, (pw-1)*stride+pool, c_out)."""
+    kernel = _weights(kernel, "kernel", 4).astype(np.float32, copy=False)
+    shape, top, left = _conv_pool_geometry(check_array(x, "x", 4).shape, kernel.shape, strides,
+                                           padding, pool_size, pool_strides)
+    x = as_kernel_array(x, "x", 4, np.float32)
+    bias = _bias(bias, kernel.shape[3], np.float32)
+    out = _out(out, shape, np.float32, "out")
+    argmax = _out(argmax, shape, np.int32, "argmax")
+    _conv.conv2d_maxpool_forward(x, kernel, bias, out, argmax, strides[0], strides[1], top, left,
+                                 relu, *pool_size, *pool_strides, get_num_threads())
+    return out, argmax
+
+
+def conv2d_maxpool_backward(x, dy, pooled, argmax, kernel, strides, padding, pool_size,
+                            pool_strides, relu=False, dw=None, db=None, dx=None, need_dx=True):
+    """The gradients of conv2d_maxpool_forward from dy, its output's gradient: returns (dw, dx),
+    dx None unless need_dx, and fills db when given. ``pooled`` (its output) is needed with relu."""
+    kernel = _weights(kernel, "kernel", 4).astype(np.float32, copy=False)
+    shape, top, left = _conv_pool_geometry(check_array(x, "x", 4).shape, kernel.shape, strides,
+                                           padding, pool_size, pool_strides)
+    x = as_kernel_array(x, "x", 4, np.float32)
+    dy = as_kernel_array(dy, "dy", dtype=np.float32, shape=shape)
+    argmax = _argmax(argmax, shape)
+    if relu:
+        pooled = as_kernel_array(pooled, "pooled", dtype=np.float32, shape=shape)
+    else:
+        pooled = None
+    dw = _out(dw, kernel.shape, np.float32, "dw")
+    db = None if db is None else _out(db, kernel.shape[3:], np.float32, "db")
+    dx = _out(dx, x.shape, np.float32, "dx") if need_dx else None
+    skipped = _conv.conv2d_maxpool_backward(x, dy, pooled, argmax, kernel, dw, db, dx,
+                                            strides[0], strides[1], top, left, relu, *pool_size,
+                                            *pool_strides, get_num_threads())
+    conv_rows = (shape[1] - 1) * pool_strides[0] + pool_size[0]
+    conv_cols = (shape[2] - 1) * pool_strides[1] + pool_size[1]
+    _check_scatter(skipped, argmax, conv_rows * conv_cols * shape[3])
+    return dw, dx
+
+
 # ---- dense -----------------------------------------------------------------------------------
 
 def _dense_operand(a, name, n=None, axis=1, what="features"):

@@ -37,6 +37,14 @@ cdef extern from "conv_simd.h" nogil:
     void fcnn_dw_image(int level, const fcnn_geom *g, const float *x, const float *dy,
                        float *dw, float *db, float *scratch)
     void fcnn_sum_parts(const float *parts, int nparts, size_t step, int n, float *out)
+    ctypedef struct fcnn_pool_geom:
+        int ph, pw, kh, kw, sh, sw
+    int fcnn_pooled_rows(const fcnn_pool_geom *p)
+    int fcnn_pooled_cols(const fcnn_pool_geom *p)
+    void fcnn_maxpool_image(int level, const fcnn_pool_geom *p, const float *z, int zw, int co,
+                            float *out, int *argmax)
+    int fcnn_unpool_image(int level, const fcnn_pool_geom *p, const float *dy, const float *pooled,
+                          const int *argmax, int zw, int co, int relu, float *dz)
 
 # Images per dW partial sum. Fixed, so that the summation order never depends on n_threads.
 cdef enum:
@@ -143,17 +151,126 @@ def conv2d_backward_weight(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, 
         _backward_weight_f64(x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads))
 
 
+# ---- a convolution fused with the max pooling after it (float32) --------------------------------
+
+cdef fcnn_geom _conv_pool_geom(const Py_ssize_t *xs, const Py_ssize_t *ws, const Py_ssize_t *ps,
+                               int stride_h, int stride_w, int pad_top, int pad_left,
+                               int pool_h, int pool_w, int pool_stride_h, int pool_stride_w,
+                               fcnn_pool_geom *pool) except *:
+    """The convolution's geometry, cut to the rows and columns the pooling reads, and the
+    pooling's, from the input, weight and pooled-output shapes."""
+    if pool_h < 1 or pool_w < 1 or pool_stride_h < 1 or pool_stride_w < 1 or ps[1] < 1 or ps[2] < 1:
+        raise ValueError(f"invalid pooling: window {(pool_h, pool_w)}, strides "
+                         f"{(pool_stride_h, pool_stride_w)}, pooled output {[ps[k] for k in range(4)]}")
+    pool.ph, pool.pw, pool.kh, pool.kw = ps[1], ps[2], pool_h, pool_w
+    pool.sh, pool.sw = pool_stride_h, pool_stride_w
+    cdef Py_ssize_t zs[4]
+    zs[0], zs[1], zs[2], zs[3] = ps[0], fcnn_pooled_rows(pool), fcnn_pooled_cols(pool), ps[3]
+    return _geom(xs, ws, zs, stride_h, stride_w, pad_top, pad_left)
+
+
+cdef bint _same_shape(const Py_ssize_t *a, const Py_ssize_t *b):
+    return a[0] == b[0] and a[1] == b[1] and a[2] == b[2] and a[3] == b[3]
+
+
+def conv2d_maxpool_forward(const float[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in)
+                           const float[:, :, :, ::1] w__hwio,   # IN  (kh, kw, c_in, c_out)
+                           const float[::1] bias,               # IN  (c_out,) or None
+                           float[:, :, :, ::1] out__nhwc,       # OUT (n, ph, pw, c_out)
+                           int[:, :, :, ::1] argmax__nhwc,      # OUT (n, ph, pw, c_out) or None
+                           int stride_h, int stride_w, int pad_top, int pad_left, bint relu,
+                           int pool_h, int pool_w, int pool_stride_h, int pool_stride_w,
+                           int n_threads):
+    """out = maxpool(relu?(conv(x, w) + bias)): conv2d_forward, then max pooling without padding.
+
+    Only the conv output z that windows read is computed, (n, zh, zw, c_out) with
+    zh = (ph - 1) * pool_stride_h + pool_h and zw likewise, and it never leaves the cache. argmax
+    gets each maximum's index (r * zw + s) * c_out + c in z; ties keep the first maximum.
+    """
+    cdef fcnn_pool_geom pool
+    cdef fcnn_geom g = _conv_pool_geom(x__nhwc.shape, w__hwio.shape, out__nhwc.shape, stride_h,
+                                       stride_w, pad_top, pad_left, pool_h, pool_w,
+                                       pool_stride_h, pool_stride_w, &pool)
+    if bias is not None and bias.shape[0] != g.co:
+        raise ValueError(f"bias has {bias.shape[0]} entries, expected {g.co}")
+    if argmax__nhwc is not None and not _same_shape(argmax__nhwc.shape, out__nhwc.shape):
+        raise ValueError("argmax must have the shape of out")
+    if out__nhwc.size == 0:
+        return
+    _forward_f32(x__nhwc, w__hwio, bias, out__nhwc, &g, relu, max(1, n_threads), &pool,
+                 NULL if argmax__nhwc is None else &argmax__nhwc[0, 0, 0, 0])
+
+
+def conv2d_maxpool_backward(const float[:, :, :, ::1] x__nhwc,     # IN  (n, h, w, c_in)
+                            const float[:, :, :, ::1] dy__nhwc,    # IN  (n, ph, pw, c_out)
+                            const float[:, :, :, ::1] out__nhwc,   # IN  (n, ph, pw, c_out) or None
+                            const int[:, :, :, ::1] argmax__nhwc,  # IN  (n, ph, pw, c_out)
+                            const float[:, :, :, ::1] w__hwio,     # IN  (kh, kw, c_in, c_out)
+                            float[:, :, :, ::1] dw__hwio,          # OUT (kh, kw, c_in, c_out)
+                            float[::1] db,                         # OUT (c_out,) or None
+                            float[:, :, :, ::1] dx__nhwc,          # OUT (n, h, w, c_in) or None
+                            int stride_h, int stride_w, int pad_top, int pad_left, bint relu,
+                            int pool_h, int pool_w, int pool_stride_h, int pool_stride_w,
+                            int n_threads):
+    """dw, db and (unless None) dx of conv2d_maxpool_forward, from dy, the gradient of its output.
+
+    dy goes to the argmax cells of z, and with relu only where the pooled output out is positive
+    (out may be None without relu); from there this is conv2d_backward_weight and
+    conv2d_backward_input. Returns how many argmax entries fell outside z: those are skipped.
+    """
+    cdef fcnn_pool_geom pool
+    cdef fcnn_geom g = _conv_pool_geom(x__nhwc.shape, w__hwio.shape, dy__nhwc.shape, stride_h,
+                                       stride_w, pad_top, pad_left, pool_h, pool_w,
+                                       pool_stride_h, pool_stride_w, &pool)
+    cdef int level = fcnn_simd_level()
+    cdef float *wt = NULL
+    cdef const float *pooled = NULL
+    cdef Py_ssize_t skipped
+    if (not _same_shape(argmax__nhwc.shape, dy__nhwc.shape) or (relu and out__nhwc is None)
+            or (out__nhwc is not None and not _same_shape(out__nhwc.shape, dy__nhwc.shape))
+            or not _same_shape(dw__hwio.shape, w__hwio.shape)
+            or (dx__nhwc is not None and not _same_shape(dx__nhwc.shape, x__nhwc.shape))):
+        raise ValueError("argmax and out must have the shape of dy, dw that of w and dx that of x")
+    if db is not None and db.shape[0] != g.co:
+        raise ValueError(f"db has {db.shape[0]} entries, expected {g.co}")
+    if dy__nhwc.size == 0:
+        dw__hwio[...] = 0
+        if db is not None:
+            db[...] = 0
+        if dx__nhwc is not None:
+            dx__nhwc[...] = 0
+        return 0
+    if out__nhwc is not None:
+        pooled = &out__nhwc[0, 0, 0, 0]
+    if dx__nhwc is not None:
+        wt = _alloc(fcnn_dx_packed_size(&g, fcnn_block(level)))
+        fcnn_pack_dx(&w__hwio[0, 0, 0, 0], &g, fcnn_block(level), wt)
+    try:
+        skipped = _backward_weight_f32(
+            x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads), wt,
+            NULL if dx__nhwc is None else &dx__nhwc[0, 0, 0, 0], &pool, pooled,
+            &argmax__nhwc[0, 0, 0, 0], relu)
+    finally:
+        free(wt)
+    return skipped
+
+
 # ---- float32: packed weights, then one image (or one chunk of images) per prange step --------
 
 cdef int _forward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w,
                       const float[::1] bias, float[:, :, :, ::1] out, const fcnn_geom *g,
-                      bint relu, int n_threads) except -1:
+                      bint relu, int n_threads, const fcnn_pool_geom *pool=NULL,
+                      int *argmax=NULL) except -1:
+    # With pool, each image's conv output goes to per-thread scratch (it stays in cache) and
+    # out receives its max pooling instead.
     cdef int level = fcnn_simd_level(), cb = fcnn_block(level), kk = g.kh * g.kw * g.ci
     cdef size_t nw = fcnn_packed_size(kk, g.co, cb), nb = fcnn_packed_size(1, g.co, cb)
-    cdef size_t per = fcnn_canvas_size(g), sx = x[0].size, so = out[0].size
+    cdef size_t nc = fcnn_canvas_size(g), nz = <size_t>g.oh * g.ow * g.co if pool else 0
+    cdef size_t sx = x[0].size, so = out[0].size, per = nc + nz
     cdef float *buf = _alloc(nw + nb + n_threads * per)
     cdef float *bp = NULL
     cdef float *canvas = NULL
+    cdef float *z = NULL
     cdef const float *px = &x[0, 0, 0, 0]
     cdef float *po = &out[0, 0, 0, 0]
     cdef Py_ssize_t i
@@ -163,8 +280,14 @@ cdef int _forward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w,
         fcnn_pack_cols(&bias[0], 1, g.co, 0, 1, cb, bp)
     with nogil, parallel(num_threads=n_threads):
         canvas = buf + nw + nb + threadid() * per
+        z = canvas + nc
         for i in prange(x.shape[0], schedule="static"):
-            fcnn_forward_image(level, g, buf, bp, relu, px + i * sx, po + i * so, canvas)
+            if pool == NULL:
+                fcnn_forward_image(level, g, buf, bp, relu, px + i * sx, po + i * so, canvas)
+            else:
+                fcnn_forward_image(level, g, buf, bp, relu, px + i * sx, z, canvas)
+                fcnn_maxpool_image(level, pool, z, g.ow, g.co, po + i * so,
+                                   NULL if argmax == NULL else argmax + i * so)
     free(buf)
     return 0
 
@@ -188,35 +311,56 @@ cdef int _backward_input_f32(const float[:, :, :, ::1] dy, const float[:, :, :, 
     return 0
 
 
-cdef int _backward_weight_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] dy,
-                              float[:, :, :, ::1] dw, float[::1] db, const fcnn_geom *g,
-                              int n_threads) except -1:
+cdef Py_ssize_t _backward_weight_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] dy,
+                                     float[:, :, :, ::1] dw, float[::1] db, const fcnn_geom *g,
+                                     int n_threads, const float *wt=NULL, float *dx=NULL,
+                                     const fcnn_pool_geom *pool=NULL, const float *pooled=NULL,
+                                     const int *argmax=NULL, bint relu=False) except -1:
+    """dW and db, and with pool the backward of the max pooling (and relu) first: each image's
+    dY is then the scatter of the pooled gradient dy, made in per-thread scratch. With dx (and
+    wt, the fcnn_pack_dx weights), also dX from the same hot dY. Returns the skipped argmax count."""
     # Partial sums: per chunk, dw rows padded to c16 channels, then one db row.
     cdef int level = fcnn_simd_level(), kk = g.kh * g.kw * g.ci, c16 = fcnn_round16(g.co)
     cdef Py_ssize_t n = x.shape[0], nchunks = (n + DW_CHUNK - 1) // DW_CHUNK, c, i, k
-    cdef size_t step = (<size_t>kk + 1) * c16, per = fcnn_dw_scratch_size(g)
+    cdef size_t step = (<size_t>kk + 1) * c16, nd = <size_t>g.oh * g.ow * g.co if pool else 0
+    cdef size_t per = nd + max(fcnn_dw_scratch_size(g), fcnn_dx_scratch_size(g) if dx else 0)
     cdef size_t sx = x[0].size, sdy = dy[0].size
     cdef float *buf = _alloc(nchunks * step + n_threads * per)
     cdef float *scratch = NULL
+    cdef float *dz = NULL
+    cdef const float *d
+    cdef const float *pi
     cdef float *part
     cdef const float *px = &x[0, 0, 0, 0]
     cdef const float *pdy = &dy[0, 0, 0, 0]
     cdef float *pdw = &dw[0, 0, 0, 0]
     cdef bint has_db = db is not None
+    cdef Py_ssize_t bad = 0
     with nogil, parallel(num_threads=n_threads):
-        scratch = buf + nchunks * step + threadid() * per
+        dz = buf + nchunks * step + threadid() * per
+        scratch = dz + nd
         for c in prange(nchunks, schedule="static"):
             part = buf + c * step
             memset(part, 0, step * sizeof(float))
             for i in range(c * DW_CHUNK, min(n, (c + 1) * DW_CHUNK)):
-                fcnn_dw_image(level, g, px + i * sx, pdy + i * sdy, part,
+                d = pdy + i * sdy
+                if pool != NULL:
+                    pi = pooled
+                    if pooled != NULL:
+                        pi = pooled + i * sdy
+                    bad += fcnn_unpool_image(level, pool, d, pi, argmax + i * sdy, g.ow, g.co,
+                                             relu, dz)
+                    d = dz
+                fcnn_dw_image(level, g, px + i * sx, d, part,
                               part + kk * c16 if has_db else NULL, scratch)
+                if dx != NULL:
+                    fcnn_dx_image(level, g, wt, d, dx + i * sx, scratch)
     for k in prange(kk, nogil=True, schedule="static", num_threads=n_threads):
         fcnn_sum_parts(buf + k * c16, nchunks, step, g.co, pdw + k * g.co)
     if has_db:
         fcnn_sum_parts(buf + kk * c16, nchunks, step, g.co, &db[0])
     free(buf)
-    return 0
+    return bad
 
 
 # ---- float64: plain loops, for gradient checks -----------------------------------------------

@@ -524,4 +524,157 @@ static void fcnn_dw_image(int level, const fcnn_geom *g, const float *x, const f
                 db[c] += dy[(size_t)q * co + c];
 }
 
+/* ---- a convolution followed by max pooling, per image ---------------------------------------- */
+
+/* Max pooling without padding: pooled output (ph, pw), windows (kh, kw) every (sh, sw). The
+ * convolution computes only the (ph-1)*sh + kh rows and (pw-1)*sw + kw columns that windows read. */
+typedef struct {
+    int ph, pw, kh, kw, sh, sw;
+} fcnn_pool_geom;
+
+static int fcnn_pooled_rows(const fcnn_pool_geom *p) { return (p->ph - 1) * p->sh + p->kh; }
+static int fcnn_pooled_cols(const fcnn_pool_geom *p) { return (p->pw - 1) * p->sw + p->kw; }
+
+/* Windows tile z exactly when they neither overlap nor leave gaps. */
+static int fcnn_pool_tiles(const fcnn_pool_geom *p) { return p->sh == p->kh && p->sw == p->kw; }
+
+#define FCNN_IOTA ((fcnn_vi16){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
+#define FCNN_LDI(p) ((fcnn_vi16)FCNN_LD(p))
+#define FCNN_STI(p, v) FCNN_ST(p, (fcnn_v16)(v))
+#define FCNN_SELECT(m, a, b) ((fcnn_v16)(((m) & (fcnn_vi16)(a)) | (~(m) & (fcnn_vi16)(b))))
+
+/* out (ph, pw, co) = the window maxima of z (rows, zw, co), and argmax (unless NULL) the index
+ * (r*zw + s)*co + c of each in z. Ties keep the first maximum in row-major window order, as
+ * maxpool2d_forward does. Sixteen channels at a time, then a scalar tail. */
+FCNN_INLINE void fcnn_maxpool_core(const fcnn_pool_geom *p, const float *z, int zw, int co,
+                                   float *out, int *argmax)
+{
+    const int c16 = co & ~15;
+    for (int i = 0; i < p->ph; i++)
+        for (int j = 0; j < p->pw; j++) {
+            const size_t o = ((size_t)i * p->pw + j) * co;
+            const int first = ((i * p->sh) * zw + j * p->sw) * co;
+            for (int c = 0; c < co; c += c < c16 ? 16 : 1) {
+                const int vec = c < c16;
+                fcnn_v16 best = vec ? FCNN_LD(z + first + c) : (fcnn_v16){z[first + c]};
+                fcnn_vi16 where = first + c + FCNN_IOTA;
+                for (int a = 0; a < p->kh; a++)
+                    for (int b = a == 0; b < p->kw; b++) {
+                        const int base = ((i * p->sh + a) * zw + j * p->sw + b) * co + c;
+                        const fcnn_v16 v = vec ? FCNN_LD(z + base) : (fcnn_v16){z[base]};
+                        const fcnn_vi16 gt = v > best;
+                        best = FCNN_SELECT(gt, v, best);
+                        where = (gt & (base + FCNN_IOTA)) | (~gt & where);
+                    }
+                if (vec) {
+                    FCNN_ST(out + o + c, best);
+                    if (argmax)
+                        FCNN_STI(argmax + o + c, where);
+                } else {
+                    out[o + c] = best[0];
+                    if (argmax)
+                        argmax[o + c] = where[0];
+                }
+            }
+        }
+}
+
+/* dz (rows, zw, co) = dy (ph, pw, co) placed at its argmax cells, zero elsewhere: the backward of
+ * fcnn_maxpool_core. With relu, dy passes only where the pooled value is positive, which is the
+ * backward of a relu before the pooling. Argmax entries outside their own window are skipped and
+ * counted. Windows that tile z are written whole, sixteen channels at a time, with no scatter. */
+FCNN_INLINE int fcnn_unpool_core(const fcnn_pool_geom *p, const float *dy, const float *pooled,
+                                 const int *argmax, int zw, int co, int relu, float *dz)
+{
+    const int c16 = fcnn_pool_tiles(p) ? co & ~15 : 0, zrow = zw * co;
+    const fcnn_v16 zero = {0};
+    fcnn_vi16 misses = {0}; /* -1 per lane per vector whose argmax missed its window */
+    int bad = 0;
+    if (!fcnn_pool_tiles(p))
+        memset(dz, 0, (size_t)fcnn_pooled_rows(p) * zrow * sizeof(float));
+    for (int i = 0; i < p->ph; i++)
+        for (int j = 0; j < p->pw; j++) {
+            const size_t o = ((size_t)i * p->pw + j) * co;
+            for (int c = 0; c < c16; c += 16) {
+                fcnn_v16 g = FCNN_LD(dy + o + c);
+                if (relu)
+                    g = FCNN_SELECT(FCNN_LD(pooled + o + c) > zero, g, zero);
+                const fcnn_vi16 at = FCNN_LDI(argmax + o + c);
+                fcnn_vi16 hit = {0};
+                for (int a = 0; a < p->kh; a++)
+                    for (int b = 0; b < p->kw; b++) {
+                        const int base = ((i * p->sh + a) * zw + j * p->sw + b) * co + c;
+                        const fcnn_vi16 eq = at == base + FCNN_IOTA;
+                        hit |= eq;
+                        FCNN_STI(dz + base, eq & (fcnn_vi16)g);
+                    }
+                misses += hit == 0;
+            }
+            for (int c = c16; c < co; c++) { /* channel tails, and every channel otherwise */
+                const int at = argmax[o + c], cell = at / co, r = cell / zw, q = cell - r * zw;
+                if (fcnn_pool_tiles(p))
+                    for (int a = 0; a < p->kh; a++)
+                        for (int b = 0; b < p->kw; b++)
+                            dz[((i * p->sh + a) * zw + j * p->sw + b) * co + c] = 0.0f;
+                if (at < 0 || at - cell * co != c || r < i * p->sh || r >= i * p->sh + p->kh
+                    || q < j * p->sw || q >= j * p->sw + p->kw) {
+                    bad++;
+                    continue;
+                }
+                dz[at] += relu && !(pooled[o + c] > 0) ? 0.0f : dy[o + c];
+            }
+        }
+    for (int l = 0; l < 16; l++)
+        bad -= misses[l];
+    return bad;
+}
+
+#if FCNN_X86
+__attribute__((target("avx512f,avx512dq,fma"))) static void
+fcnn_maxpool_avx512(const fcnn_pool_geom *p, const float *z, int zw, int co, float *out, int *am)
+{
+    fcnn_maxpool_core(p, z, zw, co, out, am);
+}
+__attribute__((target("avx2,fma"))) static void
+fcnn_maxpool_avx2(const fcnn_pool_geom *p, const float *z, int zw, int co, float *out, int *am)
+{
+    fcnn_maxpool_core(p, z, zw, co, out, am);
+}
+__attribute__((target("avx512f,avx512dq,fma"))) static int
+fcnn_unpool_avx512(const fcnn_pool_geom *p, const float *dy, const float *pooled, const int *am,
+                   int zw, int co, int relu, float *dz)
+{
+    return fcnn_unpool_core(p, dy, pooled, am, zw, co, relu, dz);
+}
+__attribute__((target("avx2,fma"))) static int
+fcnn_unpool_avx2(const fcnn_pool_geom *p, const float *dy, const float *pooled, const int *am,
+                 int zw, int co, int relu, float *dz)
+{
+    return fcnn_unpool_core(p, dy, pooled, am, zw, co, relu, dz);
+}
+#endif
+
+static void fcnn_maxpool_image(int level, const fcnn_pool_geom *p, const float *z, int zw, int co,
+                               float *out, int *argmax)
+{
+#if FCNN_X86
+    if (level == FCNN_AVX512) { fcnn_maxpool_avx512(p, z, zw, co, out, argmax); return; }
+    if (level == FCNN_AVX2) { fcnn_maxpool_avx2(p, z, zw, co, out, argmax); return; }
+#endif
+    (void)level;
+    fcnn_maxpool_core(p, z, zw, co, out, argmax);
+}
+
+static int fcnn_unpool_image(int level, const fcnn_pool_geom *p, const float *dy,
+                             const float *pooled, const int *argmax, int zw, int co, int relu,
+                             float *dz)
+{
+#if FCNN_X86
+    if (level == FCNN_AVX512) return fcnn_unpool_avx512(p, dy, pooled, argmax, zw, co, relu, dz);
+    if (level == FCNN_AVX2) return fcnn_unpool_avx2(p, dy, pooled, argmax, zw, co, relu, dz);
+#endif
+    (void)level;
+    return fcnn_unpool_core(p, dy, pooled, argmax, zw, co, relu, dz);
+}
+
 #endif /* FASTCNN_CONV_SIMD_H */

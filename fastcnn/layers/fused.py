@@ -1,0 +1,61 @@
+"""Steps that run two adjacent layers of a model as one, through fused kernels.
+
+The model builds these when it compiles; the layers themselves keep their own behaviour (and
+their weights and gradients), so calling a layer on its own never sees a fusion.
+"""
+from .. import ops
+from .conv import Conv2D
+from .pooling import MaxPooling2D
+
+
+class Conv2DMaxPooling2D:
+    """A Conv2D (linear or relu) and the "valid" MaxPooling2D after it.
+
+    Each image's conv output stays in per-thread scratch and only its pooling is stored, and the
+    conv rows and columns that no window reads are never computed (conv2 of the MNIST net: 10x10
+    of its 11x11 outputs). Backward rebuilds each image's conv gradient in scratch from the
+    argmax, then runs dW and dX on it while it is still in cache.
+    """
+
+    def __init__(self, conv, pool):
+        self.conv, self.pool = conv, pool
+        self.workspace = ops.Workspace()
+
+    @staticmethod
+    def applies(conv, pool):
+        return (type(conv) is Conv2D and type(pool) is MaxPooling2D
+                and conv.activation in ("relu", "linear") and pool.padding == "valid")
+
+    def _args(self):
+        conv, pool = self.conv, self.pool
+        return dict(strides=conv.strides, padding=conv.padding, pool_size=pool.pool_size,
+                    pool_strides=pool.strides, relu=conv.activation == "relu")
+
+    def forward(self, x, training=False):
+        self._x = x
+        shape = (x.shape[0], *self.pool.output_shape)
+        self._y, self._argmax = ops.conv2d_maxpool_forward(
+            x, self.conv.kernel, self.conv.bias, **self._args(),
+            out=self.workspace.get("y", shape), argmax=self.workspace.get("argmax", shape, "int32"))
+        return self._y
+
+    def backward(self, dy, need_dx=True):
+        conv = self.conv
+        _, dx = ops.conv2d_maxpool_backward(
+            self._x, dy, self._y, self._argmax, conv.kernel, **self._args(), dw=conv.grads[0],
+            db=conv.grads[1] if conv.use_bias else None,
+            dx=self.workspace.get("dx", self._x.shape) if need_dx else None, need_dx=need_dx)
+        return dx
+
+
+def plan(layers):
+    """The steps that run ``layers`` in order: each layer, or a fused step for a pair."""
+    steps, i = [], 0
+    while i < len(layers):
+        if i + 1 < len(layers) and Conv2DMaxPooling2D.applies(layers[i], layers[i + 1]):
+            steps.append(Conv2DMaxPooling2D(layers[i], layers[i + 1]))
+            i += 2
+        else:
+            steps.append(layers[i])
+            i += 1
+    return steps

@@ -1,0 +1,191 @@
+"""The fused convolution + max pooling kernels (float32) against their NumPy twin and against
+the separate kernels, and the model step that uses them."""
+import inspect
+import itertools
+import zlib
+
+import numpy as np
+import pytest
+
+import fastcnn
+from fastcnn import _reference as ref
+from fastcnn import layers, ops
+from fastcnn._ext import conv
+from fastcnn.layers import fused
+from test_conv_kernels import assert_close, out_and_pad
+
+PATHS = ("scalar", "avx2", "avx512")
+AVAILABLE = PATHS[:PATHS.index(conv.simd_path()) + 1]
+
+
+@pytest.fixture(params=AVAILABLE)
+def simd_path(request):
+    previous = conv.simd_path()
+    assert conv._set_simd_path(request.param) == request.param
+    yield request.param
+    conv._set_simd_path(previous)
+
+
+@pytest.mark.parametrize("name", ["conv2d_maxpool_forward", "conv2d_maxpool_backward"])
+def test_signature_matches_reference(name):
+    params = inspect.signature(getattr(conv, name)).parameters
+    assert list(params) == list(inspect.signature(getattr(ref, name)).parameters)
+
+
+def make_case(rng, n, h, w, ci, co, kernel, strides, padding, pool, pool_strides):
+    (kh, kw), (sh, sw) = kernel, strides
+    oh, pt = out_and_pad(h, kh, sh, padding)
+    ow, pl = out_and_pad(w, kw, sw, padding)
+    ph, pw = (oh - pool[0]) // pool_strides[0] + 1, (ow - pool[1]) // pool_strides[1] + 1
+    x = rng.standard_normal((n, h, w, ci)).astype(np.float32)
+    wt = rng.standard_normal((kh, kw, ci, co)).astype(np.float32)
+    bias = rng.standard_normal(co).astype(np.float32)
+    dy = rng.standard_normal((n, ph, pw, co)).astype(np.float32)
+    return x, wt, bias, dy, (sh, sw, pt, pl)
+
+
+def run_all(module, x, wt, bias, dy, geo, relu, pool, pool_strides, n_threads, need_dx=True):
+    """Forward (pooled output and argmax), then dW, db and dX, from one implementation."""
+    out = np.empty(dy.shape, np.float32)
+    argmax = np.empty(dy.shape, np.int32)
+    module.conv2d_maxpool_forward(x, wt, bias, out, argmax, *geo, relu, *pool, *pool_strides,
+                                  n_threads)
+    dw, db = np.empty_like(wt), np.empty_like(bias)
+    dx = np.empty_like(x) if need_dx else None
+    skipped = module.conv2d_maxpool_backward(x, dy, out, argmax, wt, dw, db, dx, *geo, relu,
+                                             *pool, *pool_strides, n_threads)
+    assert skipped == 0
+    return out, argmax, dw, db, dx
+
+
+# Pools that tile the conv output (the vector unpooling) and ones that overlap or leave gaps
+# (the scatter); channel counts on and off the 16-lane grid.
+POOLS = [((2, 2), (2, 2)), ((3, 3), (2, 2)), ((2, 2), (1, 1)), ((3, 2), (3, 2)), ((2, 2), (3, 3))]
+CONVS = [((3, 3), (1, 1), "valid", (1, 32)), ((3, 3), (1, 1), "same", (3, 37)),
+         ((2, 3), (2, 1), "same", (5, 70)), ((1, 1), (1, 1), "valid", (4, 16))]
+GRID = list(itertools.product(CONVS, POOLS))
+
+
+def grid_id(case):
+    ((kh, kw), (sh, sw), padding, (ci, co)), ((ph, pw), (psh, psw)) = case
+    return f"k{kh}x{kw}-s{sh}x{sw}-{padding}-c{ci}to{co}-pool{ph}x{pw}s{psh}x{psw}"
+
+
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("case", GRID, ids=grid_id)
+def test_matches_reference(case, relu, simd_path):
+    (kernel, strides, padding, (ci, co)), (pool, pool_strides) = case
+    rng = np.random.default_rng(zlib.crc32(grid_id(case).encode()))
+    x, wt, bias, dy, geo = make_case(rng, 3, 11, 10, ci, co, kernel, strides, padding, pool,
+                                     pool_strides)
+    got = run_all(conv, x, wt, bias, dy, geo, relu, pool, pool_strides, 2)
+    want = run_all(ref, x, wt, bias, dy, geo, relu, pool, pool_strides, 2)
+    np.testing.assert_array_equal(got[1], want[1])  # the argmax, exactly
+    for g, w in zip(got[:1] + got[2:], want[:1] + want[2:]):
+        assert_close(g, w, np.float32)
+
+
+def test_equals_the_separate_kernels_on_mnist_conv2(simd_path):
+    """Cutting the 11x11 conv output to the 10x10 the pooling reads changes no result."""
+    rng = np.random.default_rng(1)
+    x, wt, bias, dy, geo = make_case(rng, 9, 13, 13, 32, 64, (3, 3), (1, 1), "valid", (2, 2),
+                                     (2, 2))
+    out, argmax, dw, db, dx = run_all(conv, x, wt, bias, dy, geo, True, (2, 2), (2, 2), 2)
+    z = ops.conv2d_forward(x, wt, bias, (1, 1), "valid", relu=True)
+    pooled, _ = ops.maxpool2d_forward(z, (2, 2), (2, 2), "valid")
+    np.testing.assert_array_equal(out, pooled)
+    # the separate backward: the pooling's (argmax indexes the 10x10 part), then dW and dX over
+    # the whole 11x11 output, whose last row and column get no gradient
+    dz = np.zeros_like(z)
+    dz[:, :10, :10] = ops.maxpool2d_backward(dy, argmax, (9, 10, 10, 64), relu_output=out)
+    sep_db = np.empty_like(db)
+    sep_dw = ops.conv2d_backward_weight(x, dz, wt.shape, (1, 1), "valid", db=sep_db)
+    sep_dx = ops.conv2d_backward_input(dz, wt, x.shape, (1, 1), "valid")
+    for a, b in ((dw, sep_dw), (db, sep_db), (dx, sep_dx)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("case", [GRID[0], GRID[6], GRID[12]], ids=grid_id)
+def test_thread_count_does_not_change_results(case, simd_path):
+    (kernel, strides, padding, (ci, co)), (pool, pool_strides) = case
+    rng = np.random.default_rng(2)
+    # 19 images span three dW chunks of 8, so partial sums really are split across threads
+    x, wt, bias, dy, geo = make_case(rng, 19, 9, 10, ci, co, kernel, strides, padding, pool,
+                                     pool_strides)
+    one = run_all(conv, x, wt, bias, dy, geo, True, pool, pool_strides, 1)
+    for n_threads in (2, 3):
+        for a, b in zip(one, run_all(conv, x, wt, bias, dy, geo, True, pool, pool_strides,
+                                     n_threads)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_without_dx_still_gives_dw():
+    rng = np.random.default_rng(3)
+    x, wt, bias, dy, geo = make_case(rng, 4, 28, 28, 1, 32, (3, 3), (1, 1), "valid", (2, 2),
+                                     (2, 2))
+    full = run_all(conv, x, wt, bias, dy, geo, True, (2, 2), (2, 2), 2)
+    no_dx = run_all(conv, x, wt, bias, dy, geo, True, (2, 2), (2, 2), 2, need_dx=False)
+    for a, b in zip(full[:4], no_dx[:4]):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("pool, pool_strides", [((2, 2), (2, 2)), ((3, 3), (2, 2))])
+@pytest.mark.parametrize("co", [32, 5])
+def test_argmax_outside_its_window_is_an_error(pool, pool_strides, co):
+    rng = np.random.default_rng(4)
+    x, wt, bias, dy, _ = make_case(rng, 2, 8, 8, 3, co, (3, 3), (1, 1), "valid", pool,
+                                   pool_strides)
+    out, argmax = ops.conv2d_maxpool_forward(x, wt, bias, (1, 1), "valid", pool, pool_strides)
+    for bad in (-1, int(argmax[0, -1, -1, 0]), 10**6):  # the last window's cell is not the first's
+        corrupt = argmax.copy()
+        corrupt[0, 0, 0, 0] = bad
+        with pytest.raises(ValueError, match="argmax"):
+            ops.conv2d_maxpool_backward(x, dy, out, corrupt, wt, (1, 1), "valid", pool,
+                                        pool_strides)
+
+
+def test_ops_check_shapes():
+    x = np.zeros((2, 6, 6, 3), np.float32)
+    wt = np.zeros((3, 3, 3, 4), np.float32)
+    with pytest.raises(ValueError, match="pool_size"):
+        ops.conv2d_maxpool_forward(x, wt, None, (1, 1), "valid", (5, 5), (5, 5))
+    out, argmax = ops.conv2d_maxpool_forward(x, wt, None, (1, 1), "valid", (2, 2), (2, 2))
+    with pytest.raises(ValueError, match="dy"):
+        ops.conv2d_maxpool_backward(x, np.zeros((2, 3, 3, 4)), out, argmax, wt, (1, 1), "valid",
+                                    (2, 2), (2, 2))
+
+
+def convnet(seed):
+    fastcnn.utils.set_random_seed(seed)
+    return fastcnn.Sequential([
+        layers.Input((12, 12, 2)),
+        layers.Conv2D(8, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(16, 3, padding="same"), layers.MaxPooling2D(2, strides=1),
+        layers.Flatten(), layers.Dense(3, activation="softmax")])
+
+
+def test_model_runs_conv_and_pool_as_one_step():
+    model = convnet(0)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    assert [type(s).__name__ for s in model._steps] == [
+        "Conv2DMaxPooling2D", "Conv2DMaxPooling2D", "Flatten", "Dense"]
+    # a layer called on its own is still just that layer
+    x = np.random.default_rng(5).random((2, 12, 12, 2), dtype=np.float32)
+    assert model.layers[0](x).shape == (2, 10, 10, 8)
+
+
+def test_fused_training_equals_unfused(monkeypatch):
+    rng = np.random.default_rng(6)
+    x = rng.random((40, 12, 12, 2), dtype=np.float32)
+    y = rng.integers(0, 3, 40)
+    results = []
+    for fuse in (True, False):
+        if not fuse:
+            monkeypatch.setattr(fused.Conv2DMaxPooling2D, "applies", staticmethod(lambda a, b: False))
+        model = convnet(1)
+        model.compile("adam", "sparse_categorical_crossentropy")
+        assert any(isinstance(s, fused.Conv2DMaxPooling2D) for s in model._steps) == fuse
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+        results.append((model.get_weights(), model.predict(x, verbose=0)))
+    for a, b in zip(results[0][0] + [results[0][1]], results[1][0] + [results[1][1]]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
