@@ -21,15 +21,15 @@ cdef extern from "conv_simd.h" nogil:
     int fcnn_simd_init()
     int fcnn_simd_level()
     int fcnn_simd_set(int level)
-    int fcnn_block(int level)
+    int fcnn_block(int level, int cols)
     int fcnn_round16(int n)
     size_t fcnn_packed_size(int rows, int cols, int cb)
     void fcnn_pack_cols(const float *m, int rows, int cols, int rs, int cs, int cb, float *dst)
     size_t fcnn_canvas_size(const fcnn_geom *g)
     void fcnn_forward_image(int level, const fcnn_geom *g, const float *wp, const float *bp,
                             int relu, const float *x, float *out, float *canvas)
-    size_t fcnn_dx_packed_size(const fcnn_geom *g, int cb)
-    void fcnn_pack_dx(const float *w, const fcnn_geom *g, int cb, float *dst)
+    size_t fcnn_dx_packed_size(int level, const fcnn_geom *g)
+    void fcnn_pack_dx(int level, const float *w, const fcnn_geom *g, float *dst)
     size_t fcnn_dx_scratch_size(const fcnn_geom *g)
     void fcnn_dx_image(int level, const fcnn_geom *g, const float *wt, const float *dy,
                        float *dx, float *scratch)
@@ -243,8 +243,8 @@ def conv2d_maxpool_backward(const float[:, :, :, ::1] x__nhwc,     # IN  (n, h, 
     if out__nhwc is not None:
         pooled = &out__nhwc[0, 0, 0, 0]
     if dx__nhwc is not None:
-        wt = _alloc(fcnn_dx_packed_size(&g, fcnn_block(level)))
-        fcnn_pack_dx(&w__hwio[0, 0, 0, 0], &g, fcnn_block(level), wt)
+        wt = _alloc(fcnn_dx_packed_size(level, &g))
+        fcnn_pack_dx(level, &w__hwio[0, 0, 0, 0], &g, wt)
     try:
         skipped = _backward_weight_f32(
             x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads), wt,
@@ -263,7 +263,7 @@ cdef int _forward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w,
                       int *argmax=NULL) except -1:
     # With pool, each image's conv output goes to per-thread scratch (it stays in cache) and
     # out receives its max pooling instead.
-    cdef int level = fcnn_simd_level(), cb = fcnn_block(level), kk = g.kh * g.kw * g.ci
+    cdef int level = fcnn_simd_level(), cb = fcnn_block(level, g.co), kk = g.kh * g.kw * g.ci
     cdef size_t nw = fcnn_packed_size(kk, g.co, cb), nb = fcnn_packed_size(1, g.co, cb)
     cdef size_t nc = fcnn_canvas_size(g), nz = <size_t>g.oh * g.ow * g.co if pool else 0
     cdef size_t sx = x[0].size, so = out[0].size, per = nc + nz
@@ -294,15 +294,15 @@ cdef int _forward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w,
 
 cdef int _backward_input_f32(const float[:, :, :, ::1] dy, const float[:, :, :, ::1] w,
                              float[:, :, :, ::1] dx, const fcnn_geom *g, int n_threads) except -1:
-    cdef int level = fcnn_simd_level(), cb = fcnn_block(level)
-    cdef size_t nw = fcnn_dx_packed_size(g, cb), per = fcnn_dx_scratch_size(g)
+    cdef int level = fcnn_simd_level()
+    cdef size_t nw = fcnn_dx_packed_size(level, g), per = fcnn_dx_scratch_size(g)
     cdef size_t sdy = dy[0].size, sdx = dx[0].size
     cdef float *buf = _alloc(nw + n_threads * per)
     cdef float *scratch = NULL
     cdef const float *pdy = &dy[0, 0, 0, 0]
     cdef float *pdx = &dx[0, 0, 0, 0]
     cdef Py_ssize_t i
-    fcnn_pack_dx(&w[0, 0, 0, 0], g, cb, buf)
+    fcnn_pack_dx(level, &w[0, 0, 0, 0], g, buf)
     with nogil, parallel(num_threads=n_threads):
         scratch = buf + nw + threadid() * per
         for i in prange(dx.shape[0], schedule="static"):

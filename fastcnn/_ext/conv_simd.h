@@ -54,8 +54,10 @@ static int fcnn_simd_set(int level)
     return fcnn_level;
 }
 
-/* Output channels per packed panel block: the widest tile's NV * 16. */
-static int fcnn_block(int level) { return level == FCNN_AVX512 ? 64 : 16; }
+/* Output channels per packed panel block for a matrix with cols columns: the widest tile's
+ * NV * 16, or 16 when that is all cols needs (a 10-class dense layer would pack 54 zero columns
+ * of 64, and the packing, serial, then costs more than the product). */
+static int fcnn_block(int level, int cols) { return level == FCNN_AVX512 && cols > 16 ? 64 : 16; }
 
 static int fcnn_min(int a, int b) { return a < b ? a : b; }
 static int fcnn_round16(int n) { return (n + 15) & ~15; }
@@ -337,6 +339,11 @@ __attribute__((target("avx512f,avx512dq,fma"))) static void fcnn_tiles_avx512(co
 {
     fcnn_tile_core(64, 8, 8, 8, 6, jb);
 }
+__attribute__((target("avx512f,avx512dq,fma"))) static void
+fcnn_tiles_avx512_narrow(const fcnn_tile_job *jb)
+{
+    fcnn_tile_core(16, 8, 1, 1, 1, jb);
+}
 __attribute__((target("avx512f,avx512dq,fma"))) static void fcnn_dw_avx512(const fcnn_dw_job *jb)
 {
     fcnn_dw_core(64, 8, 8, 8, 6, jb);
@@ -356,7 +363,13 @@ static void fcnn_dw_scalar(const fcnn_dw_job *jb) { fcnn_dw_core(16, 3, 1, 1, 1,
 static void fcnn_tiles(int level, const fcnn_tile_job *jb)
 {
 #if FCNN_X86
-    if (level == FCNN_AVX512) { fcnn_tiles_avx512(jb); return; }
+    if (level == FCNN_AVX512) { /* see fcnn_block for the panel width */
+        if (jb->co > 16)
+            fcnn_tiles_avx512(jb);
+        else
+            fcnn_tiles_avx512_narrow(jb);
+        return;
+    }
     if (level == FCNN_AVX2) { fcnn_tiles_avx2(jb); return; }
 #endif
     (void)level;
@@ -428,17 +441,18 @@ static int fcnn_dx_narrow(const fcnn_geom *g) { return g->kw * g->ci < 16; }
 
 /* Packed weights for fcnn_dx_image: W^T (co, kh*kw*ci) when narrow, else W_a^T (co, kw*ci) for
  * each kernel row a, by fcnn_pack_cols. */
-static size_t fcnn_dx_packed_size(const fcnn_geom *g, int cb)
+static size_t fcnn_dx_packed_size(int level, const fcnn_geom *g)
 {
     const int kwci = g->kw * g->ci;
     if (fcnn_dx_narrow(g))
-        return fcnn_packed_size(g->co, g->kh * kwci, cb);
-    return (size_t)g->kh * fcnn_packed_size(g->co, kwci, cb);
+        return fcnn_packed_size(g->co, g->kh * kwci, fcnn_block(level, g->kh * kwci));
+    return (size_t)g->kh * fcnn_packed_size(g->co, kwci, fcnn_block(level, kwci));
 }
 
-static void fcnn_pack_dx(const float *w, const fcnn_geom *g, int cb, float *dst)
+static void fcnn_pack_dx(int level, const float *w, const fcnn_geom *g, float *dst)
 {
     const int kwci = g->kw * g->ci;
+    const int cb = fcnn_block(level, fcnn_dx_narrow(g) ? g->kh * kwci : kwci);
     if (fcnn_dx_narrow(g)) {
         fcnn_pack_cols(w, g->co, g->kh * kwci, 1, g->co, cb, dst);
         return;
@@ -479,7 +493,7 @@ static void fcnn_dx_image(int level, const fcnn_geom *g, const float *wt, const 
                         d[j] += cols[a * kwci + j];
                 }
     } else {
-        const size_t per_a = fcnn_packed_size(g->co, kwci, fcnn_block(level));
+        const size_t per_a = fcnn_packed_size(g->co, kwci, fcnn_block(level, kwci));
         for (int a = 0; a < g->kh; a++) {
             const fcnn_tile_job jb = {dy, g->ow * g->co, g->co, 0, 1, g->co, wt + a * per_a, NULL,
                                       kwci, dst + (size_t)a * row, g->sh * row, g->sw * g->ci,

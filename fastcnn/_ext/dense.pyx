@@ -18,7 +18,7 @@ cdef extern from "conv_simd.h" nogil:
     int fcnn_simd_init()
     int fcnn_simd_level()
     int fcnn_simd_set(int level)
-    int fcnn_block(int level)
+    int fcnn_block(int level, int cols)
     int fcnn_round16(int n)
     size_t fcnn_packed_size(int rows, int cols, int cb)
     void fcnn_pack_cols(const float *m, int rows, int cols, int rs, int cs, int cb, float *dst)
@@ -141,8 +141,8 @@ def dense_backward_weight(const floating[:, ::1] x__nk,   # IN  (n, in)
 
 cdef int _forward_f32(const float[:, ::1] x, const float[:, ::1] w, const float[::1] bias,
                       float[:, ::1] out, bint relu, int n_threads) except -1:
-    cdef int level = fcnn_simd_level(), cb = fcnn_block(level)
     cdef int n = x.shape[0], k = x.shape[1], o = w.shape[1]
+    cdef int level = fcnn_simd_level(), cb = fcnn_block(level, o)
     cdef size_t nw = fcnn_packed_size(k, o, cb), nb = fcnn_packed_size(1, o, cb)
     cdef Py_ssize_t rows = _block_rows(n, n_threads), blk, r0
     cdef float *buf = _alloc(nw + nb)
@@ -167,8 +167,8 @@ cdef int _forward_f32(const float[:, ::1] x, const float[:, ::1] w, const float[
 cdef int _backward_input_f32(const float[:, ::1] dy, const float[:, ::1] w, float[:, ::1] dx,
                              int n_threads) except -1:
     # dx = dy . w^T: the forward kernel with w^T (out, in) packed as the weights.
-    cdef int level = fcnn_simd_level(), cb = fcnn_block(level)
     cdef int n = dy.shape[0], k = w.shape[0], o = w.shape[1]
+    cdef int level = fcnn_simd_level(), cb = fcnn_block(level, k)
     cdef Py_ssize_t rows = _block_rows(n, n_threads), blk, r0
     cdef float *buf = _alloc(fcnn_packed_size(o, k, cb))
     cdef const float *pdy = &dy[0, 0]

@@ -79,20 +79,28 @@ def softmax_forward(const floating[:, ::1] x__nk, floating[:, ::1] out__nk,
 
 cdef extern from "dropout.h" nogil:
     uint64_t fc_dropout_threshold(double rate)
-    float fc_dropout_f32(float v, uint64_t seed, uint64_t i, uint64_t threshold)
-    double fc_dropout_f64(double v, uint64_t seed, uint64_t i, uint64_t threshold)
+    void fc_dropout_array_f32(const float *x, float *out, Py_ssize_t n, uint64_t first,
+                              uint64_t seed, uint64_t threshold, float scale)
+    void fc_dropout_array_f64(const double *x, double *out, Py_ssize_t n, uint64_t first,
+                              uint64_t seed, uint64_t threshold, double scale)
+
+cdef enum:
+    DROPOUT_CHUNK = 4096  # elements per parallel step
 
 
 cdef void dropout_apply(const floating[::1] x, uint64_t seed, double rate, floating[::1] out,
                         int n_threads) noexcept nogil:
-    cdef Py_ssize_t i, n = x.shape[0]
+    cdef Py_ssize_t c, i, n = x.shape[0], chunks = (n + DROPOUT_CHUNK - 1) // DROPOUT_CHUNK
     cdef floating scale = 1.0 / (1.0 - rate)
     cdef uint64_t threshold = fc_dropout_threshold(rate)
-    for i in prange(n, schedule="static", num_threads=threads_for(n, n_threads)):
+    for c in prange(chunks, schedule="static", num_threads=threads_for(n, n_threads)):
+        i = c * DROPOUT_CHUNK
         if floating is float:
-            out[i] = fc_dropout_f32(x[i] * scale, seed, i, threshold)
+            fc_dropout_array_f32(&x[i], &out[i], min(DROPOUT_CHUNK, n - i), i, seed, threshold,
+                                 scale)
         else:
-            out[i] = fc_dropout_f64(x[i] * scale, seed, i, threshold)
+            fc_dropout_array_f64(&x[i], &out[i], min(DROPOUT_CHUNK, n - i), i, seed, threshold,
+                                 scale)
 
 
 def dropout_forward(const floating[::1] x, uint64_t seed, double rate, floating[::1] out,
