@@ -130,7 +130,7 @@ typedef float fcnn_v16u __attribute__((vector_size(64), aligned(4), may_alias));
 #define FCNN_LD(p) ((fcnn_v16)(*(const fcnn_v16u *)(p)))
 #define FCNN_ST(p, v) (*(fcnn_v16u *)(p) = (v))
 #define FCNN_INLINE static inline __attribute__((always_inline))
-#define FCNN_PMAX 8 /* the tallest tile */
+#define FCNN_PMAX 12 /* the tallest tile */
 
 /* `acc += w * s` below relies on GNU C's default -ffp-contract=fast to become one FMA (checked in
  * the disassembly: the AVX-512 inner loop is 4 panel loads, P broadcasts and 4*P vfmadd231ps, no
@@ -156,7 +156,7 @@ FCNN_INLINE void fcnn_tile(const int P, const int NV, const int ACC, const float
 {
     fcnn_v16 acc[FCNN_PMAX][4];
     const float *xp[FCNN_PMAX];
-#pragma GCC unroll 8
+#pragma GCC unroll 12
     for (int p = 0; p < P; p++) {
         xp[p] = x + xoff[p];
 #pragma GCC unroll 4
@@ -170,7 +170,7 @@ FCNN_INLINE void fcnn_tile(const int P, const int NV, const int ACC, const float
 #pragma GCC unroll 4
             for (int v = 0; v < NV; v++)
                 wv[v] = FCNN_LD(wr + 16 * v);
-#pragma GCC unroll 8
+#pragma GCC unroll 12
             for (int p = 0; p < P; p++) {
                 const float s = xp[p][j];
 #pragma GCC unroll 4
@@ -178,13 +178,13 @@ FCNN_INLINE void fcnn_tile(const int P, const int NV, const int ACC, const float
                     acc[p][v] += wv[v] * s;
             }
         }
-#pragma GCC unroll 8
+#pragma GCC unroll 12
         for (int p = 0; p < P; p++)
             xp[p] += k_row;
     }
     const fcnn_v16 zero = {0};
     const int full = nco == 16 * NV;
-#pragma GCC unroll 8
+#pragma GCC unroll 12
     for (int p = 0; p < P; p++) {
         if (p >= np)
             break;
@@ -222,12 +222,21 @@ FCNN_INLINE void fcnn_tile_block(const int P, const int NV, const int ACC, const
     const int px_row = jb->px_row, px_col = jb->px_col, out_row = jb->out_row;
     const int out_col = jb->out_col, ow = jb->ow, npix = jb->oh * jb->ow;
     int xoff[FCNN_PMAX], ooff[FCNN_PMAX];
+    int y = 0, xq = 0; /* the next pixel's coordinates, stepped rather than divided for */
     for (int p0 = 0; p0 < npix; p0 += P) {
         const int np = fcnn_min(P, npix - p0);
         for (int p = 0; p < P; p++) {
-            const int q = p0 + fcnn_min(p, np - 1), y = q / ow, xq = q - y * ow;
-            xoff[p] = y * px_row + xq * px_col;
-            ooff[p] = y * out_row + xq * out_col;
+            if (p < np) {
+                xoff[p] = y * px_row + xq * px_col;
+                ooff[p] = y * out_row + xq * out_col;
+                if (++xq == ow) {
+                    xq = 0;
+                    y++;
+                }
+            } else {
+                xoff[p] = xoff[p - 1];
+                ooff[p] = ooff[p - 1];
+            }
         }
         fcnn_tile(P, NV, ACC, jb->x, xoff, jb->k_row, jb->kh, jb->kwci, w, cb, bias, jb->relu,
                   out, ooff, np, nco);
@@ -279,7 +288,7 @@ FCNN_INLINE void fcnn_dw_tile(const int R, const int NV, const fcnn_dw_job *jb, 
     const int ow = jb->ow, dw_row = jb->dw_row;
     fcnn_v16 acc[FCNN_PMAX][4];
     int o[FCNN_PMAX];
-#pragma GCC unroll 8
+#pragma GCC unroll 12
     for (int r = 0; r < R; r++) {
         o[r] = koff[r];
 #pragma GCC unroll 4
@@ -293,7 +302,7 @@ FCNN_INLINE void fcnn_dw_tile(const int R, const int NV, const fcnn_dw_job *jb, 
 #pragma GCC unroll 4
             for (int v = 0; v < NV; v++)
                 d[v] = FCNN_LD(dy + 16 * v);
-#pragma GCC unroll 8
+#pragma GCC unroll 12
             for (int r = 0; r < R; r++) {
                 const float s = xr[o[r]];
 #pragma GCC unroll 4
@@ -302,7 +311,7 @@ FCNN_INLINE void fcnn_dw_tile(const int R, const int NV, const fcnn_dw_job *jb, 
             }
         }
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 12
     for (int r = 0; r < R; r++) {
         if (r >= nr)
             break;
@@ -345,11 +354,11 @@ FCNN_INLINE void fcnn_dw_core(const int CB, const int R1, const int R2, const in
 #if FCNN_X86
 __attribute__((target("avx512f,avx512dq,fma"))) static void fcnn_tiles_avx512(const fcnn_tile_job *jb)
 {
-    fcnn_tile_core(64, 8, 8, 8, 6, jb);
+    fcnn_tile_core(64, 8, 12, 8, 6, jb);
 }
 __attribute__((target("avx512f,avx512dq,fma"))) static void fcnn_dw_avx512(const fcnn_dw_job *jb)
 {
-    fcnn_dw_core(64, 8, 8, 8, 6, jb);
+    fcnn_dw_core(64, 8, 12, 8, 6, jb);
 }
 __attribute__((target("avx2,fma"))) static void fcnn_tiles_avx2(const fcnn_tile_job *jb)
 {
