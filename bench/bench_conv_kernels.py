@@ -1,4 +1,5 @@
-"""float32 convolution kernels: forward, dX and dW on the MNIST-convnet and CIFAR-VGG shapes.
+"""float32 convolution kernels: forward, dX and dW on the MNIST-convnet and CIFAR-VGG shapes,
+and the fused conv + max pooling kernels on the shapes that feed a pooling.
 
     pytest bench/bench_conv_kernels.py            # pytest-benchmark, each paired with a check
     python bench/bench_conv_kernels.py [names]    # GFLOP/s table at 1 and 2 threads, with the
@@ -101,6 +102,72 @@ def test_conv_kernel(benchmark, name, kind, n_threads):
     benchmark.pedantic(call, rounds=20, warmup_rounds=2)
     if benchmark.stats:  # None under --benchmark-disable
         benchmark.extra_info["gflops"] = flops(name) / benchmark.stats.stats.min / 1e9
+
+
+# The shapes whose conv output goes straight into 2x2 max pooling in their net; there the model
+# runs conv2d_maxpool_forward/_backward, which compute only the conv outputs the windows read.
+POOLED = ("mnist-conv1", "mnist-conv2", "vgg-32x32x32-32", "vgg-16x16x64-64", "vgg-8x8x64-128")
+FIRST_LAYERS = ("mnist-conv1",)  # no dX, as in the model
+
+
+def pooled_flops(name, kind):
+    n, h, w, ci, co, k, pad, oh, ow = geometry(name)
+    return (1 if kind == "forward" else 2) * 2.0 * n * (oh // 2 * 2) * (ow // 2 * 2) * k * k * ci * co
+
+
+def make_pooled_call(module, name, kind, n_threads, batch=None, forward_outputs=None):
+    """(call, outputs) for the fused relu conv + 2x2 max pooling; backward needs the forward's
+    pooled output and argmax, by default this module's own."""
+    n, h, w, ci, co, k, pad, oh, ow = geometry(name)
+    x, wt, bias, dy = (a[:batch] if a.ndim == 4 and batch else a for a in arrays(name))
+    geo, pool = (1, 1, pad, pad), (2, 2, 2, 2)
+    out = np.empty((x.shape[0], oh // 2, ow // 2, co), np.float32)
+    argmax = np.empty(out.shape, np.int32)
+
+    def forward():
+        module.conv2d_maxpool_forward(x, wt, bias, out, argmax, *geo, True, *pool, n_threads)
+    if kind == "forward":
+        return forward, (out, argmax)
+    if forward_outputs is None:
+        forward()
+    else:
+        out, argmax = forward_outputs
+    dy = np.ascontiguousarray(dy[:, :out.shape[1], :out.shape[2]])
+    dw, db = np.empty_like(wt), np.empty_like(bias)
+    dx = None if name in FIRST_LAYERS else np.empty_like(x)
+    return (lambda: module.conv2d_maxpool_backward(x, dy, out, argmax, wt, dw, db, dx, *geo, True,
+                                                   *pool, n_threads)), (dw, db, dx)
+
+
+def check_pooled(name, kind, outs, forward_outputs=None):
+    """The fused kernel's outputs against the NumPy twin; backward from the same forward outputs,
+    so that a near-tie resolved differently in float32 cannot move a gradient."""
+    batch = CHECK_IMAGES if kind == "forward" else None
+    call, want = make_pooled_call(ref, name, kind, 1, batch, forward_outputs)
+    call()
+    for got, w in zip(outs, want):
+        if w is None:  # no dX
+            continue
+        got = got[:CHECK_IMAGES] if kind == "forward" else got
+        np.testing.assert_allclose(got, w, rtol=1e-3, atol=1e-3 * np.abs(w).max())
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("kind", ["forward", "backward"])
+@pytest.mark.parametrize("name", POOLED)
+def test_conv_maxpool_kernel(benchmark, name, kind, n_threads):
+    forward_outputs = None
+    if kind == "backward":
+        forward, forward_outputs = make_pooled_call(conv, name, "forward", n_threads)
+        forward()
+    call, outs = make_pooled_call(conv, name, kind, n_threads, forward_outputs=forward_outputs)
+    call()
+    check_pooled(name, kind, outs, forward_outputs)
+    benchmark.extra_info.update(simd=conv.simd_path(), n_threads=n_threads,
+                                mflop=pooled_flops(name, kind) / 1e6)
+    benchmark.pedantic(call, rounds=20, warmup_rounds=2)
+    if benchmark.stats:
+        benchmark.extra_info["gflops"] = pooled_flops(name, kind) / benchmark.stats.stats.min / 1e9
 
 
 def best_time(call, min_seconds=0.5, min_rounds=10):
