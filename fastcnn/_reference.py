@@ -92,8 +92,9 @@ def conv2d_maxpool_forward(x__nhwc, w__hwio, bias, out__nhwc, argmax__nhwc, stri
 
 def conv2d_maxpool_backward(x__nhwc, dy__nhwc, out__nhwc, argmax__nhwc, w__hwio, dw__hwio, db,
                             dx__nhwc, stride_h, stride_w, pad_top, pad_left, relu, pool_h, pool_w,
-                            pool_stride_h, pool_stride_w, n_threads):
-    """The pooling's backward (and the relu's), then conv2d_backward_weight and _input."""
+                            pool_stride_h, pool_stride_w, input_relu, n_threads):
+    """The pooling's backward (and the relu's), then conv2d_backward_weight and _input, and
+    with input_relu the backward of a relu whose output was x."""
     dz = np.empty(_unpooled_shape(dy__nhwc.shape, pool_h, pool_w, pool_stride_h, pool_stride_w),
                   dy__nhwc.dtype)
     if relu:
@@ -105,6 +106,8 @@ def conv2d_maxpool_backward(x__nhwc, dy__nhwc, out__nhwc, argmax__nhwc, w__hwio,
     if dx__nhwc is not None:
         conv2d_backward_input(dz, w__hwio, dx__nhwc, stride_h, stride_w, pad_top, pad_left,
                               n_threads)
+        if input_relu:
+            dx__nhwc[...] = np.where(x__nhwc > 0, dx__nhwc, 0)
     return 0
 
 

@@ -182,19 +182,28 @@ class Sequential:
         self._configure_fusion()
 
     def _configure_fusion(self):
-        """Let cross-entropy consume the logits of a final softmax, in one stable kernel, a max
-        pooling apply the backward of the relu before it in its own pass, and a Conv2D and the
-        max pooling after it run as one step (fused.Conv2DMaxPooling2D)."""
+        """Let cross-entropy consume the logits of a final softmax, in one stable kernel, run a
+        Conv2D and the max pooling after it as one step (fused.Conv2DMaxPooling2D), and have the
+        step after a relu apply that relu's backward in its own pass where it can: a max pooling
+        or a fused step."""
         self._steps = fused.plan(self.layers)
         for layer in self.layers:
             layer.emit_logits = False
-        for before, after in zip(self.layers, self.layers[1:] + [None]):
-            fuse = (isinstance(after, layers_module.MaxPooling2D)
-                    and getattr(before, "activation", None) == "relu")
-            if hasattr(before, "relu_grad_applied_by_next"):
-                before.relu_grad_applied_by_next = fuse
-            if after is not None and hasattr(after, "applies_input_relu_grad"):
-                after.applies_input_relu_grad = fuse
+            if hasattr(layer, "relu_grad_applied_by_next"):
+                layer.relu_grad_applied_by_next = False
+            if hasattr(layer, "applies_input_relu_grad"):
+                layer.applies_input_relu_grad = False
+        for before, after in zip(self._steps, self._steps[1:]):
+            if not (getattr(before, "activation", None) == "relu"
+                    and hasattr(before, "relu_grad_applied_by_next")):
+                continue
+            if isinstance(after, layers_module.MaxPooling2D):
+                after.applies_input_relu_grad = True
+            elif isinstance(after, fused.Conv2DMaxPooling2D):
+                after.input_relu = True
+            else:
+                continue
+            before.relu_grad_applied_by_next = True
         last = self.layers[-1] if self.layers else None
         self._fused_softmax = bool(
             last is not None and getattr(last, "activation", None) == "softmax"

@@ -242,9 +242,11 @@ def conv2d_maxpool_forward(x, kernel, bias, strides, padding, pool_size, pool_st
 
 
 def conv2d_maxpool_backward(x, dy, pooled, argmax, kernel, strides, padding, pool_size,
-                            pool_strides, relu=False, dw=None, db=None, dx=None, need_dx=True):
+                            pool_strides, relu=False, dw=None, db=None, dx=None, need_dx=True,
+                            input_relu=False):
     """The gradients of conv2d_maxpool_forward from dy, its output's gradient: returns (dw, dx),
-    dx None unless need_dx, and fills db when given. ``pooled`` (its output) is needed with relu."""
+    dx None unless need_dx, and fills db when given. ``pooled`` (its output) is needed with relu.
+    ``input_relu``: x is a relu's output, and dx also gets that relu's backward (zero where x <= 0)."""
     kernel = _weights(kernel, "kernel", 4).astype(np.float32, copy=False)
     shape, top, left = _conv_pool_geometry(check_array(x, "x", 4).shape, kernel.shape, strides,
                                            padding, pool_size, pool_strides)
@@ -260,7 +262,7 @@ def conv2d_maxpool_backward(x, dy, pooled, argmax, kernel, strides, padding, poo
     dx = _out(dx, x.shape, np.float32, "dx") if need_dx else None
     skipped = _conv.conv2d_maxpool_backward(x, dy, pooled, argmax, kernel, dw, db, dx,
                                             strides[0], strides[1], top, left, relu, *pool_size,
-                                            *pool_strides, get_num_threads())
+                                            *pool_strides, input_relu, get_num_threads())
     conv_rows = (shape[1] - 1) * pool_strides[0] + pool_size[0]
     conv_cols = (shape[2] - 1) * pool_strides[1] + pool_size[1]
     _check_scatter(skipped, argmax, conv_rows * conv_cols * shape[3])

@@ -44,7 +44,8 @@ def make_case(rng, n, h, w, ci, co, kernel, strides, padding, pool, pool_strides
     return x, wt, bias, dy, (sh, sw, pt, pl)
 
 
-def run_all(module, x, wt, bias, dy, geo, relu, pool, pool_strides, n_threads, need_dx=True):
+def run_all(module, x, wt, bias, dy, geo, relu, pool, pool_strides, n_threads, need_dx=True,
+            input_relu=False):
     """Forward (pooled output and argmax), then dW, db and dX, from one implementation."""
     out = np.empty(dy.shape, np.float32)
     argmax = np.empty(dy.shape, np.int32)
@@ -53,7 +54,7 @@ def run_all(module, x, wt, bias, dy, geo, relu, pool, pool_strides, n_threads, n
     dw, db = np.empty_like(wt), np.empty_like(bias)
     dx = np.empty_like(x) if need_dx else None
     skipped = module.conv2d_maxpool_backward(x, dy, out, argmax, wt, dw, db, dx, *geo, relu,
-                                             *pool, *pool_strides, n_threads)
+                                             *pool, *pool_strides, input_relu, n_threads)
     assert skipped == 0
     return out, argmax, dw, db, dx
 
@@ -119,6 +120,20 @@ def test_thread_count_does_not_change_results(case, simd_path):
             np.testing.assert_array_equal(a, b)
 
 
+def test_input_relu_masks_dx_where_the_input_is_not_positive(simd_path):
+    rng = np.random.default_rng(7)
+    x, wt, bias, dy, geo = make_case(rng, 3, 12, 12, 16, 32, (3, 3), (1, 1), "same", (2, 2), (2, 2))
+    x = np.maximum(x, 0)  # a relu's output: about half exact zeros
+    plain = run_all(conv, x, wt, bias, dy, geo, True, (2, 2), (2, 2), 2)
+    masked = run_all(conv, x, wt, bias, dy, geo, True, (2, 2), (2, 2), 2, input_relu=True)
+    want = run_all(ref, x, wt, bias, dy, geo, True, (2, 2), (2, 2), 2, input_relu=True)
+    for a, b in zip(plain[:4], masked[:4]):  # forward, dW and db are unchanged
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(masked[4], np.where(x > 0, plain[4], 0))
+    assert_close(masked[4], want[4], np.float32)
+    assert (plain[4][x == 0] != 0).any()  # so the mask did something
+
+
 def test_without_dx_still_gives_dw():
     rng = np.random.default_rng(3)
     x, wt, bias, dy, geo = make_case(rng, 4, 28, 28, 1, 32, (3, 3), (1, 1), "valid", (2, 2),
@@ -159,6 +174,7 @@ def convnet(seed):
     fastcnn.utils.set_random_seed(seed)
     return fastcnn.Sequential([
         layers.Input((12, 12, 2)),
+        layers.Conv2D(4, 3, activation="relu", padding="same"),
         layers.Conv2D(8, 3, activation="relu"), layers.MaxPooling2D(2),
         layers.Conv2D(16, 3, padding="same"), layers.MaxPooling2D(2, strides=1),
         layers.Flatten(), layers.Dense(3, activation="softmax")])
@@ -168,10 +184,14 @@ def test_model_runs_conv_and_pool_as_one_step():
     model = convnet(0)
     model.compile("adam", "sparse_categorical_crossentropy")
     assert [type(s).__name__ for s in model._steps] == [
-        "Conv2DMaxPooling2D", "Conv2DMaxPooling2D", "Flatten", "Dense"]
+        "Conv2D", "Conv2DMaxPooling2D", "Conv2DMaxPooling2D", "Flatten", "Dense"]
+    # the first conv's relu backward is left to the fused step after it; the second fused step's
+    # input is a pooling's, whose relu the first fused step already handles
+    assert model.layers[0].relu_grad_applied_by_next
+    assert [s.input_relu for s in model._steps[1:3]] == [True, False]
     # a layer called on its own is still just that layer
     x = np.random.default_rng(5).random((2, 12, 12, 2), dtype=np.float32)
-    assert model.layers[0](x).shape == (2, 10, 10, 8)
+    assert model.layers[1](model.layers[0](x)).shape == (2, 10, 10, 8)
 
 
 def test_fused_training_equals_unfused(monkeypatch):

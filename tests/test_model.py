@@ -242,11 +242,12 @@ def test_show_config(capsys):
 
 
 def test_relu_pool_fusion_gives_the_unfused_gradients():
-    """Conv(relu) -> MaxPool, where the pool applies the relu's backward, trains bitwise like a
-    stack where a rate-0 Dropout between them keeps the relu's backward a separate pass."""
+    """Activation(relu) -> MaxPool, where the pool applies the relu's backward, and Conv(relu) ->
+    MaxPool, which runs as one fused step, train bitwise like a stack where a rate-0 Dropout keeps
+    the relu's backward a separate pass."""
     x, y = toy_data()
     runs = []
-    for middle in ([], [layers.Activation("relu"), layers.Dropout(0.0)]):
+    for middle in ([layers.Activation("relu")], [], [layers.Activation("relu"), layers.Dropout(0.0)]):
         fastcnn.utils.set_random_seed(8)
         model = fastcnn.Sequential([
             fastcnn.Input(shape=(8, 8, 1)),
@@ -254,10 +255,12 @@ def test_relu_pool_fusion_gives_the_unfused_gradients():
             layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(3, activation="softmax")])
         model.compile(optimizer="adam", loss="categorical_crossentropy")
         pool = model.layers[-3]
-        assert pool.applies_input_relu_grad == (not middle)
+        assert pool.applies_input_relu_grad == (len(middle) == 1)
+        assert (type(model._steps[0]).__name__ == "Conv2DMaxPooling2D") == (not middle)
         model.fit(x, y, batch_size=20, epochs=2, verbose=0, shuffle=False)
         runs.append(model.get_weights())
-    assert all(np.array_equal(a, b) for a, b in zip(*runs))
+    for run in runs[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(runs[0], run))
 
 
 def test_thread_count_is_bounded(monkeypatch):

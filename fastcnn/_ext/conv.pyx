@@ -43,6 +43,7 @@ cdef extern from "conv_simd.h" nogil:
     int fcnn_pooled_cols(const fcnn_pool_geom *p)
     void fcnn_maxpool_image(int level, const fcnn_pool_geom *p, const float *z, int zw, int co,
                             float *out, int *argmax)
+    void fcnn_relu_mask(const float *y, float *dx, size_t n)
     int fcnn_unpool_image(int level, const fcnn_pool_geom *p, const float *dy, const float *pooled,
                           const int *argmax, int zw, int co, int relu, float *dz)
 
@@ -211,12 +212,14 @@ def conv2d_maxpool_backward(const float[:, :, :, ::1] x__nhwc,     # IN  (n, h, 
                             float[:, :, :, ::1] dx__nhwc,          # OUT (n, h, w, c_in) or None
                             int stride_h, int stride_w, int pad_top, int pad_left, bint relu,
                             int pool_h, int pool_w, int pool_stride_h, int pool_stride_w,
-                            int n_threads):
+                            bint input_relu, int n_threads):
     """dw, db and (unless None) dx of conv2d_maxpool_forward, from dy, the gradient of its output.
 
     dy goes to the argmax cells of z, and with relu only where the pooled output out is positive
     (out may be None without relu); from there this is conv2d_backward_weight and
-    conv2d_backward_input. Returns how many argmax entries fell outside z: those are skipped.
+    conv2d_backward_input. With input_relu, x is the output of a relu, and dx also goes through
+    that relu's backward: it is zeroed where x is not positive. Returns how many argmax entries
+    fell outside z: those are skipped.
     """
     cdef fcnn_pool_geom pool
     cdef fcnn_geom g = _conv_pool_geom(x__nhwc.shape, w__hwio.shape, dy__nhwc.shape, stride_h,
@@ -249,7 +252,7 @@ def conv2d_maxpool_backward(const float[:, :, :, ::1] x__nhwc,     # IN  (n, h, 
         skipped = _backward_weight_f32(
             x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads), wt,
             NULL if dx__nhwc is None else &dx__nhwc[0, 0, 0, 0], &pool, pooled,
-            &argmax__nhwc[0, 0, 0, 0], relu)
+            &argmax__nhwc[0, 0, 0, 0], relu, input_relu)
     finally:
         free(wt)
     return skipped
@@ -315,10 +318,12 @@ cdef Py_ssize_t _backward_weight_f32(const float[:, :, :, ::1] x, const float[:,
                                      float[:, :, :, ::1] dw, float[::1] db, const fcnn_geom *g,
                                      int n_threads, const float *wt=NULL, float *dx=NULL,
                                      const fcnn_pool_geom *pool=NULL, const float *pooled=NULL,
-                                     const int *argmax=NULL, bint relu=False) except -1:
+                                     const int *argmax=NULL, bint relu=False,
+                                     bint input_relu=False) except -1:
     """dW and db, and with pool the backward of the max pooling (and relu) first: each image's
     dY is then the scatter of the pooled gradient dy, made in per-thread scratch. With dx (and
-    wt, the fcnn_pack_dx weights), also dX from the same hot dY. Returns the skipped argmax count."""
+    wt, the fcnn_pack_dx weights), also dX from the same hot dY, masked where x <= 0 with
+    input_relu. Returns the skipped argmax count."""
     # Partial sums: per chunk, dw rows padded to c16 channels, then one db row.
     cdef int level = fcnn_simd_level(), kk = g.kh * g.kw * g.ci, c16 = fcnn_round16(g.co)
     cdef Py_ssize_t n = x.shape[0], nchunks = (n + DW_CHUNK - 1) // DW_CHUNK, c, i, k
@@ -355,6 +360,8 @@ cdef Py_ssize_t _backward_weight_f32(const float[:, :, :, ::1] x, const float[:,
                               part + kk * c16 if has_db else NULL, scratch)
                 if dx != NULL:
                     fcnn_dx_image(level, g, wt, d, dx + i * sx, scratch)
+                    if input_relu:
+                        fcnn_relu_mask(px + i * sx, dx + i * sx, sx)
     for k in prange(kk, nogil=True, schedule="static", num_threads=n_threads):
         fcnn_sum_parts(buf + k * c16, nchunks, step, g.co, pdw + k * g.co)
     if has_db:

@@ -697,4 +697,12 @@ static int fcnn_unpool_image(int level, const fcnn_pool_geom *p, const float *dy
     return fcnn_unpool_core(p, dy, pooled, argmax, zw, co, relu, dz);
 }
 
+/* dx[i] = 0 where y[i] <= 0: the backward of the relu whose output y was this conv's input. The
+ * select, not a branch, lets GCC vectorise it (the sign of y is as good as random). */
+static void fcnn_relu_mask(const float *y, float *dx, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dx[i] = y[i] > 0 ? dx[i] : 0.0f;
+}
+
 #endif /* FASTCNN_CONV_SIMD_H */

@@ -15,7 +15,12 @@ class Conv2DMaxPooling2D:
     conv rows and columns that no window reads are never computed (conv2 of the MNIST net: 10x10
     of its 11x11 outputs). Backward rebuilds each image's conv gradient in scratch from the
     argmax, then runs dW and dX on it while it is still in cache.
+
+    ``input_relu`` is set by the model when the layer before ends in relu: dX then also gets that
+    relu's backward, in the same pass (the layer's own input is the relu's output).
     """
+
+    input_relu = False
 
     def __init__(self, conv, pool):
         self.conv, self.pool = conv, pool
@@ -44,7 +49,8 @@ class Conv2DMaxPooling2D:
         _, dx = ops.conv2d_maxpool_backward(
             self._x, dy, self._y, self._argmax, conv.kernel, **self._args(), dw=conv.grads[0],
             db=conv.grads[1] if conv.use_bias else None,
-            dx=self.workspace.get("dx", self._x.shape) if need_dx else None, need_dx=need_dx)
+            dx=self.workspace.get("dx", self._x.shape) if need_dx else None, need_dx=need_dx,
+            input_relu=self.input_relu)
         return dx
 
 
