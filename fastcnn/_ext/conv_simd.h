@@ -558,43 +558,59 @@ static int fcnn_pooled_cols(const fcnn_pool_geom *p) { return (p->pw - 1) * p->s
 /* Windows tile z exactly when they neither overlap nor leave gaps. */
 static int fcnn_pool_tiles(const fcnn_pool_geom *p) { return p->sh == p->kh && p->sw == p->kw; }
 
-#define FCNN_IOTA ((fcnn_vi16){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
-#define FCNN_LDI(p) ((fcnn_vi16)FCNN_LD(p))
-#define FCNN_STI(p, v) FCNN_ST(p, (fcnn_v16)(v))
-#define FCNN_SELECT(m, a, b) ((fcnn_v16)(((m) & (fcnn_vi16)(a)) | (~(m) & (fcnn_vi16)(b))))
+/* Pooling compares, and GCC turns a compare of 16-float vectors into 16 scalar ones unless the
+ * target has 512-bit mask registers (and sometimes even then, after inlining), so these loops use
+ * 8-float vectors, which every build compares natively (AVX-512 and AVX2 in one instruction). */
+typedef float fcnn_v8 __attribute__((vector_size(32)));
+typedef int fcnn_vi8 __attribute__((vector_size(32)));
+typedef float fcnn_v8u __attribute__((vector_size(32), aligned(4), may_alias));
+typedef int fcnn_vi8u __attribute__((vector_size(32), aligned(4), may_alias));
+#define FCNN_LD8(p) ((fcnn_v8)(*(const fcnn_v8u *)(p)))
+#define FCNN_LDI8(p) ((fcnn_vi8)(*(const fcnn_vi8u *)(p)))
+#define FCNN_ST8(p, v) (*(fcnn_v8u *)(p) = (v))
+#define FCNN_STI8(p, v) (*(fcnn_vi8u *)(p) = (v))
+#define FCNN_IOTA8 ((fcnn_vi8){0, 1, 2, 3, 4, 5, 6, 7})
 
 /* out (ph, pw, co) = the window maxima of z (rows, zw, co), and argmax (unless NULL) the index
  * (r*zw + s)*co + c of each in z. Ties keep the first maximum in row-major window order, as
- * maxpool2d_forward does. Sixteen channels at a time, then a scalar tail. */
+ * maxpool2d_forward does. Eight channels at a time, then a scalar tail. */
 FCNN_INLINE void fcnn_maxpool_core(const fcnn_pool_geom *p, const float *z, int zw, int co,
                                    float *out, int *argmax)
 {
-    const int c16 = co & ~15;
+    const int c8 = co & ~7;
     for (int i = 0; i < p->ph; i++)
         for (int j = 0; j < p->pw; j++) {
             const size_t o = ((size_t)i * p->pw + j) * co;
             const int first = ((i * p->sh) * zw + j * p->sw) * co;
-            for (int c = 0; c < co; c += c < c16 ? 16 : 1) {
-                const int vec = c < c16;
-                fcnn_v16 best = vec ? FCNN_LD(z + first + c) : (fcnn_v16){z[first + c]};
-                fcnn_vi16 where = first + c + FCNN_IOTA;
+            for (int c = 0; c < c8; c += 8) {
+                fcnn_v8 best = FCNN_LD8(z + first + c);
+                fcnn_vi8 where = first + c + FCNN_IOTA8;
                 for (int a = 0; a < p->kh; a++)
                     for (int b = a == 0; b < p->kw; b++) {
                         const int base = ((i * p->sh + a) * zw + j * p->sw + b) * co + c;
-                        const fcnn_v16 v = vec ? FCNN_LD(z + base) : (fcnn_v16){z[base]};
-                        const fcnn_vi16 gt = v > best;
-                        best = FCNN_SELECT(gt, v, best);
-                        where = (gt & (base + FCNN_IOTA)) | (~gt & where);
+                        const fcnn_v8 v = FCNN_LD8(z + base);
+                        const fcnn_vi8 gt = v > best;
+                        best = (fcnn_v8)((gt & (fcnn_vi8)v) | (~gt & (fcnn_vi8)best));
+                        where = (gt & (base + FCNN_IOTA8)) | (~gt & where);
                     }
-                if (vec) {
-                    FCNN_ST(out + o + c, best);
-                    if (argmax)
-                        FCNN_STI(argmax + o + c, where);
-                } else {
-                    out[o + c] = best[0];
-                    if (argmax)
-                        argmax[o + c] = where[0];
-                }
+                FCNN_ST8(out + o + c, best);
+                if (argmax)
+                    FCNN_STI8(argmax + o + c, where);
+            }
+            for (int c = c8; c < co; c++) {
+                float best = z[first + c];
+                int where = first + c;
+                for (int a = 0; a < p->kh; a++)
+                    for (int b = a == 0; b < p->kw; b++) {
+                        const int base = ((i * p->sh + a) * zw + j * p->sw + b) * co + c;
+                        if (z[base] > best) {
+                            best = z[base];
+                            where = base;
+                        }
+                    }
+                out[o + c] = best;
+                if (argmax)
+                    argmax[o + c] = where;
             }
         }
 }
@@ -602,35 +618,35 @@ FCNN_INLINE void fcnn_maxpool_core(const fcnn_pool_geom *p, const float *z, int 
 /* dz (rows, zw, co) = dy (ph, pw, co) placed at its argmax cells, zero elsewhere: the backward of
  * fcnn_maxpool_core. With relu, dy passes only where the pooled value is positive, which is the
  * backward of a relu before the pooling. Argmax entries outside their own window are skipped and
- * counted. Windows that tile z are written whole, sixteen channels at a time, with no scatter. */
+ * counted. Windows that tile z are written whole, eight channels at a time, with no scatter. */
 FCNN_INLINE int fcnn_unpool_core(const fcnn_pool_geom *p, const float *dy, const float *pooled,
                                  const int *argmax, int zw, int co, int relu, float *dz)
 {
-    const int c16 = fcnn_pool_tiles(p) ? co & ~15 : 0, zrow = zw * co;
-    const fcnn_v16 zero = {0};
-    fcnn_vi16 misses = {0}; /* -1 per lane per vector whose argmax missed its window */
+    const int c8 = fcnn_pool_tiles(p) ? co & ~7 : 0;
+    const fcnn_v8 zero = {0};
+    fcnn_vi8 misses = {0}; /* -1 per lane per vector whose argmax missed its window */
     int bad = 0;
     if (!fcnn_pool_tiles(p))
-        memset(dz, 0, (size_t)fcnn_pooled_rows(p) * zrow * sizeof(float));
+        memset(dz, 0, (size_t)fcnn_pooled_rows(p) * zw * co * sizeof(float));
     for (int i = 0; i < p->ph; i++)
         for (int j = 0; j < p->pw; j++) {
             const size_t o = ((size_t)i * p->pw + j) * co;
-            for (int c = 0; c < c16; c += 16) {
-                fcnn_v16 g = FCNN_LD(dy + o + c);
+            for (int c = 0; c < c8; c += 8) {
+                fcnn_vi8 g = (fcnn_vi8)FCNN_LD8(dy + o + c);
                 if (relu)
-                    g = FCNN_SELECT(FCNN_LD(pooled + o + c) > zero, g, zero);
-                const fcnn_vi16 at = FCNN_LDI(argmax + o + c);
-                fcnn_vi16 hit = {0};
+                    g &= FCNN_LD8(pooled + o + c) > zero;
+                const fcnn_vi8 at = FCNN_LDI8(argmax + o + c);
+                fcnn_vi8 hit = {0};
                 for (int a = 0; a < p->kh; a++)
                     for (int b = 0; b < p->kw; b++) {
                         const int base = ((i * p->sh + a) * zw + j * p->sw + b) * co + c;
-                        const fcnn_vi16 eq = at == base + FCNN_IOTA;
+                        const fcnn_vi8 eq = at == base + FCNN_IOTA8;
                         hit |= eq;
-                        FCNN_STI(dz + base, eq & (fcnn_vi16)g);
+                        FCNN_STI8(dz + base, eq & g);
                     }
                 misses += hit == 0;
             }
-            for (int c = c16; c < co; c++) { /* channel tails, and every channel otherwise */
+            for (int c = c8; c < co; c++) { /* channel tails, and every channel otherwise */
                 const int at = argmax[o + c], cell = at / co, r = cell / zw, q = cell - r * zw;
                 if (fcnn_pool_tiles(p))
                     for (int a = 0; a < p->kh; a++)
@@ -644,7 +660,7 @@ FCNN_INLINE int fcnn_unpool_core(const fcnn_pool_geom *p, const float *dy, const
                 dz[at] += relu && !(pooled[o + c] > 0) ? 0.0f : dy[o + c];
             }
         }
-    for (int l = 0; l < 16; l++)
+    for (int l = 0; l < 8; l++)
         bad -= misses[l];
     return bad;
 }
