@@ -124,11 +124,17 @@ static void fcnn_sum_parts(const float *parts, int nparts, size_t step, int n, f
 
 /* ---- register-tiled micro-kernels ---------------------------------------------------------- */
 
+/* Vectors of 16, 8 and 4 floats: the registers of AVX-512, AVX2 and SSE2. */
 typedef float fcnn_v16 __attribute__((vector_size(64)));
 typedef int fcnn_vi16 __attribute__((vector_size(64)));
 typedef float fcnn_v16u __attribute__((vector_size(64), aligned(4), may_alias));
-#define FCNN_LD(p) ((fcnn_v16)(*(const fcnn_v16u *)(p)))
-#define FCNN_ST(p, v) (*(fcnn_v16u *)(p) = (v))
+typedef float fcnn_v8 __attribute__((vector_size(32)));
+typedef int fcnn_vi8 __attribute__((vector_size(32)));
+typedef float fcnn_v8u __attribute__((vector_size(32), aligned(4), may_alias));
+typedef int fcnn_vi8u __attribute__((vector_size(32), aligned(4), may_alias));
+typedef float fcnn_v4 __attribute__((vector_size(16)));
+typedef int fcnn_vi4 __attribute__((vector_size(16)));
+typedef float fcnn_v4u __attribute__((vector_size(16), aligned(4), may_alias));
 #define FCNN_INLINE static inline __attribute__((always_inline))
 #define FCNN_PMAX 12 /* the tallest tile */
 
@@ -148,127 +154,6 @@ typedef struct {
     int relu, accumulate; /* accumulate: out += tile (the dX scatter-add) instead of out = tile */
 } fcnn_tile_job;
 
-/* acc[p] = sum_{r<kh, j<kwci} x_p[r*k_row + j] * w[(r*kwci + j)*cb + (0 .. 16*NV)] for P pixels;
- * then bias, ReLU and a store (or an add) of the nco real channels for the np real pixels. */
-FCNN_INLINE void fcnn_tile(const int P, const int NV, const int ACC, const float *x,
-                           const int *xoff, int k_row, int kh, int kwci, const float *w, int cb,
-                           const float *bias, int relu, float *out, const int *ooff, int np, int nco)
-{
-    fcnn_v16 acc[FCNN_PMAX][4];
-    const float *xp[FCNN_PMAX];
-#pragma GCC unroll 12
-    for (int p = 0; p < P; p++) {
-        xp[p] = x + xoff[p];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++)
-            acc[p][v] = (fcnn_v16){0};
-    }
-    for (int r = 0; r < kh; r++) {
-        const float *wr = w + (size_t)r * kwci * cb;
-        for (int j = 0; j < kwci; j++, wr += cb) {
-            fcnn_v16 wv[4];
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; v++)
-                wv[v] = FCNN_LD(wr + 16 * v);
-#pragma GCC unroll 12
-            for (int p = 0; p < P; p++) {
-                const float s = xp[p][j];
-#pragma GCC unroll 4
-                for (int v = 0; v < NV; v++)
-                    acc[p][v] += wv[v] * s;
-            }
-        }
-#pragma GCC unroll 12
-        for (int p = 0; p < P; p++)
-            xp[p] += k_row;
-    }
-    const fcnn_v16 zero = {0};
-    const int full = nco == 16 * NV;
-#pragma GCC unroll 12
-    for (int p = 0; p < P; p++) {
-        if (p >= np)
-            break;
-        float *o = out + ooff[p];
-        float tail[64];
-        float *dst = o;
-        if (!full) { /* a channel tail goes through a buffer so no access passes the row's end */
-            dst = tail;
-            memset(tail, 0, sizeof tail);
-            if (ACC)
-                memcpy(tail, o, (size_t)nco * sizeof(float));
-        }
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) {
-            fcnn_v16 a = acc[p][v];
-            if (ACC)
-                a = FCNN_LD(dst + 16 * v) + a;
-            if (bias)
-                a += FCNN_LD(bias + 16 * v);
-            if (relu) /* max(a, 0) that keeps NaN, as np.maximum does */
-                a = (fcnn_v16)((fcnn_vi16)a & ~(a < zero));
-            FCNN_ST(dst + 16 * v, a);
-        }
-        if (!full)
-            memcpy(o, tail, (size_t)nco * sizeof(float));
-    }
-}
-
-/* All pixels against one panel block, P at a time. The last tile repeats its final pixel in the
- * unused rows (cheaper than a second tile shape) and writes only the np real ones. */
-FCNN_INLINE void fcnn_tile_block(const int P, const int NV, const int ACC, const int cb,
-                                 const fcnn_tile_job *jb, const float *w, const float *bias,
-                                 float *out, int nco)
-{
-    const int px_row = jb->px_row, px_col = jb->px_col, out_row = jb->out_row;
-    const int out_col = jb->out_col, ow = jb->ow, npix = jb->oh * jb->ow;
-    int xoff[FCNN_PMAX], ooff[FCNN_PMAX];
-    int y = 0, xq = 0; /* the next pixel's coordinates, stepped rather than divided for */
-    for (int p0 = 0; p0 < npix; p0 += P) {
-        const int np = fcnn_min(P, npix - p0);
-        for (int p = 0; p < P; p++) {
-            if (p < np) {
-                xoff[p] = y * px_row + xq * px_col;
-                ooff[p] = y * out_row + xq * out_col;
-                if (++xq == ow) {
-                    xq = 0;
-                    y++;
-                }
-            } else {
-                xoff[p] = xoff[p - 1];
-                ooff[p] = ooff[p - 1];
-            }
-        }
-        fcnn_tile(P, NV, ACC, jb->x, xoff, jb->k_row, jb->kh, jb->kwci, w, cb, bias, jb->relu,
-                  out, ooff, np, nco);
-    }
-}
-
-/* Pn: the pixel-tile height used with n accumulator vectors per pixel; CBMAX: fcnn_block_max of
- * the build, so that no build has tiles wider than its registers hold. */
-#define FCNN_TILE_CASES(ACC)                                                                      \
-    switch (nv) {                                                                                 \
-    case 1: fcnn_tile_block(P1, 1, ACC, cb, jb, w, bias, out, nco); break;                        \
-    case 2: if (CBMAX >= 32) fcnn_tile_block(P2, 2, ACC, cb, jb, w, bias, out, nco); break;       \
-    case 3: if (CBMAX >= 48) fcnn_tile_block(P3, 3, ACC, cb, jb, w, bias, out, nco); break;       \
-    default: if (CBMAX >= 64) fcnn_tile_block(P4, 4, ACC, cb, jb, w, bias, out, nco); break;      \
-    }
-
-FCNN_INLINE void fcnn_tile_core(const int CBMAX, const int P1, const int P2, const int P3,
-                                const int P4, const fcnn_tile_job *jb)
-{
-    const int c16 = fcnn_round16(jb->co), cb = c16 < CBMAX ? c16 : CBMAX; /* = fcnn_block */
-    const size_t panel = (size_t)jb->kh * jb->kwci * cb;
-    for (int b0 = 0, blk = 0; b0 < jb->co; b0 += cb, blk++) {
-        const int nco = fcnn_min(cb, jb->co - b0), nv = (nco + 15) / 16;
-        const float *w = jb->w + blk * panel, *bias = jb->bias ? jb->bias + b0 : NULL;
-        float *out = jb->out + b0;
-        if (jb->accumulate)
-            FCNN_TILE_CASES(1)
-        else
-            FCNN_TILE_CASES(0)
-    }
-}
-
 /* dW job: dw (kh*kwci, dw_row) += windows(x)^T . dY over all oh*ow pixels, windows as in
  * fcnn_tile_job; dY pixel q at dy + q*dy_px with round16(co) floats readable. */
 typedef struct {
@@ -280,97 +165,74 @@ typedef struct {
     int dw_row;
 } fcnn_dw_job;
 
-/* R window taps x 16*NV output channels: broadcast one tap value per FMA against the dY row. */
-FCNN_INLINE void fcnn_dw_tile(const int R, const int NV, const fcnn_dw_job *jb, const int *koff,
-                              int nr, const float *dy, float *dw)
-{
-    const int px_row = jb->px_row, px_col = jb->px_col, dy_px = jb->dy_px, oh = jb->oh;
-    const int ow = jb->ow, dw_row = jb->dw_row;
-    fcnn_v16 acc[FCNN_PMAX][4];
-    int o[FCNN_PMAX];
-#pragma GCC unroll 12
-    for (int r = 0; r < R; r++) {
-        o[r] = koff[r];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++)
-            acc[r][v] = r < nr ? FCNN_LD(dw + (size_t)r * dw_row + 16 * v) : (fcnn_v16){0};
-    }
-    for (int y = 0; y < oh; y++) {
-        const float *xr = jb->x + (size_t)y * px_row;
-        for (int xq = 0; xq < ow; xq++, xr += px_col, dy += dy_px) {
-            fcnn_v16 d[4];
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; v++)
-                d[v] = FCNN_LD(dy + 16 * v);
-#pragma GCC unroll 12
-            for (int r = 0; r < R; r++) {
-                const float s = xr[o[r]];
-#pragma GCC unroll 4
-                for (int v = 0; v < NV; v++)
-                    acc[r][v] += d[v] * s;
-            }
-        }
-    }
-#pragma GCC unroll 12
-    for (int r = 0; r < R; r++) {
-        if (r >= nr)
-            break;
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++)
-            FCNN_ST(dw + (size_t)r * dw_row + 16 * v, acc[r][v]);
-    }
-}
+/* The micro-kernels themselves, once per vector width (see conv_tiles.h). */
+#define FCNN_CAT(a, b) a##b
+#define FCNN_XCAT(a, b) FCNN_CAT(a, b)
 
-/* All taps for the channel block at b0, R at a time; the last tile repeats its final tap. */
-FCNN_INLINE void fcnn_dw_block(const int R, const int NV, const fcnn_dw_job *jb, int b0)
-{
-    const int kwci = jb->kwci, kk = jb->kh * kwci;
-    int koff[FCNN_PMAX];
-    for (int k0 = 0; k0 < kk; k0 += R) {
-        const int nr = fcnn_min(R, kk - k0);
-        for (int r = 0; r < R; r++) {
-            const int k = k0 + fcnn_min(r, nr - 1), a = k / kwci;
-            koff[r] = a * jb->k_row + (k - a * kwci);
-        }
-        fcnn_dw_tile(R, NV, jb, koff, nr, jb->dy + b0, jb->dw + (size_t)k0 * jb->dw_row + b0);
-    }
-}
+#define FCNN_W 16
+#define FCNN_VT fcnn_v16
+#define FCNN_VIT fcnn_vi16
+#define FCNN_LDW(p) ((fcnn_v16)(*(const fcnn_v16u *)(p)))
+#define FCNN_STW(p, v) (*(fcnn_v16u *)(p) = (v))
+#define FCNN_NAME(f) FCNN_XCAT(f, _w16)
+#include "conv_tiles.h"
+#undef FCNN_W
+#undef FCNN_VT
+#undef FCNN_VIT
+#undef FCNN_LDW
+#undef FCNN_STW
+#undef FCNN_NAME
 
-FCNN_INLINE void fcnn_dw_core(const int CB, const int R1, const int R2, const int R3,
-                              const int R4, const fcnn_dw_job *jb)
-{
-    for (int b0 = 0; b0 < jb->co; b0 += CB) {
-        switch ((fcnn_min(CB, jb->co - b0) + 15) / 16) {
-        case 1: fcnn_dw_block(R1, 1, jb, b0); break;
-        case 2: if (CB >= 32) fcnn_dw_block(R2, 2, jb, b0); break;
-        case 3: if (CB >= 48) fcnn_dw_block(R3, 3, jb, b0); break;
-        default: if (CB >= 64) fcnn_dw_block(R4, 4, jb, b0); break;
-        }
-    }
-}
+#define FCNN_W 8
+#define FCNN_VT fcnn_v8
+#define FCNN_VIT fcnn_vi8
+#define FCNN_LDW(p) ((fcnn_v8)(*(const fcnn_v8u *)(p)))
+#define FCNN_STW(p, v) (*(fcnn_v8u *)(p) = (v))
+#define FCNN_NAME(f) FCNN_XCAT(f, _w8)
+#include "conv_tiles.h"
+#undef FCNN_W
+#undef FCNN_VT
+#undef FCNN_VIT
+#undef FCNN_LDW
+#undef FCNN_STW
+#undef FCNN_NAME
+
+#define FCNN_W 4
+#define FCNN_VT fcnn_v4
+#define FCNN_VIT fcnn_vi4
+#define FCNN_LDW(p) ((fcnn_v4)(*(const fcnn_v4u *)(p)))
+#define FCNN_STW(p, v) (*(fcnn_v4u *)(p) = (v))
+#define FCNN_NAME(f) FCNN_XCAT(f, _w4)
+#include "conv_tiles.h"
+#undef FCNN_W
+#undef FCNN_VT
+#undef FCNN_VIT
+#undef FCNN_LDW
+#undef FCNN_STW
+#undef FCNN_NAME
 
 /* The three compilations. Tile heights keep P*NV accumulators + NV panel vectors + a broadcast
- * within the register file (32 zmm, 16 ymm, 16 xmm with each 16-float vector taking 4). */
+ * within the register file: 32 zmm of 16 floats, 16 ymm of 8, 16 xmm of 4. */
 #if FCNN_X86
 __attribute__((target("avx512f,avx512dq,fma"))) static void fcnn_tiles_avx512(const fcnn_tile_job *jb)
 {
-    fcnn_tile_core(64, 8, 12, 8, 6, jb);
+    fcnn_tile_core_w16(64, 8, 12, 8, 6, jb);
 }
 __attribute__((target("avx512f,avx512dq,fma"))) static void fcnn_dw_avx512(const fcnn_dw_job *jb)
 {
-    fcnn_dw_core(64, 8, 12, 8, 6, jb);
+    fcnn_dw_core_w16(64, 8, 12, 8, 6, jb);
 }
 __attribute__((target("avx2,fma"))) static void fcnn_tiles_avx2(const fcnn_tile_job *jb)
 {
-    fcnn_tile_core(16, 6, 1, 1, 1, jb);
+    fcnn_tile_core_w8(16, 12, 6, 1, 1, jb);
 }
 __attribute__((target("avx2,fma"))) static void fcnn_dw_avx2(const fcnn_dw_job *jb)
 {
-    fcnn_dw_core(16, 6, 1, 1, 1, jb);
+    fcnn_dw_core_w8(16, 12, 6, 1, 1, jb);
 }
 #endif
-static void fcnn_tiles_scalar(const fcnn_tile_job *jb) { fcnn_tile_core(16, 3, 1, 1, 1, jb); }
-static void fcnn_dw_scalar(const fcnn_dw_job *jb) { fcnn_dw_core(16, 3, 1, 1, 1, jb); }
+static void fcnn_tiles_scalar(const fcnn_tile_job *jb) { fcnn_tile_core_w4(16, 12, 6, 4, 2, jb); }
+static void fcnn_dw_scalar(const fcnn_dw_job *jb) { fcnn_dw_core_w4(16, 12, 6, 4, 2, jb); }
 
 static void fcnn_tiles(int level, const fcnn_tile_job *jb)
 {
@@ -561,10 +423,6 @@ static int fcnn_pool_tiles(const fcnn_pool_geom *p) { return p->sh == p->kh && p
 /* Pooling compares, and GCC turns a compare of 16-float vectors into 16 scalar ones unless the
  * target has 512-bit mask registers (and sometimes even then, after inlining), so these loops use
  * 8-float vectors, which every build compares natively (AVX-512 and AVX2 in one instruction). */
-typedef float fcnn_v8 __attribute__((vector_size(32)));
-typedef int fcnn_vi8 __attribute__((vector_size(32)));
-typedef float fcnn_v8u __attribute__((vector_size(32), aligned(4), may_alias));
-typedef int fcnn_vi8u __attribute__((vector_size(32), aligned(4), may_alias));
 #define FCNN_LD8(p) ((fcnn_v8)(*(const fcnn_v8u *)(p)))
 #define FCNN_LDI8(p) ((fcnn_vi8)(*(const fcnn_vi8u *)(p)))
 #define FCNN_ST8(p, v) (*(fcnn_v8u *)(p) = (v))

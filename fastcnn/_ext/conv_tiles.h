@@ -1,0 +1,198 @@
+/* The register-tiled micro-kernels, included by conv_simd.h once per vector width: FCNN_W floats
+ * per vector of type FCNN_VT (FCNN_VIT for its int twin), with FCNN_NAME suffixing every name. One
+ * width per instruction set keeps the accumulators in registers: GCC lowers a vector wider than the
+ * target's registers through memory (16-float vectors under AVX2 spilled 93 times per 12 FMAs).
+ * Deliberately no include guard. */
+
+/* acc[p] = sum_{r<kh, j<kwci} x_p[r*k_row + j] * w[(r*kwci + j)*cb + (0 .. FCNN_W*NV)] for P pixels;
+ * then bias, ReLU and a store (or an add) of the nco real channels for the np real pixels. */
+FCNN_INLINE void FCNN_NAME(fcnn_tile)(const int P, const int NV, const int ACC, const float *x,
+                           const int *xoff, int k_row, int kh, int kwci, const float *w, int cb,
+                           const float *bias, int relu, float *out, const int *ooff, int np, int nco)
+{
+    FCNN_VT acc[FCNN_PMAX][4];
+    const float *xp[FCNN_PMAX];
+#pragma GCC unroll 12
+    for (int p = 0; p < P; p++) {
+        xp[p] = x + xoff[p];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[p][v] = (FCNN_VT){0};
+    }
+    for (int r = 0; r < kh; r++) {
+        const float *wr = w + (size_t)r * kwci * cb;
+        for (int j = 0; j < kwci; j++, wr += cb) {
+            FCNN_VT wv[4];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                wv[v] = FCNN_LDW(wr + FCNN_W * v);
+#pragma GCC unroll 12
+            for (int p = 0; p < P; p++) {
+                const float s = xp[p][j];
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++)
+                    acc[p][v] += wv[v] * s;
+            }
+        }
+#pragma GCC unroll 12
+        for (int p = 0; p < P; p++)
+            xp[p] += k_row;
+    }
+    const FCNN_VT zero = {0};
+    const int full = nco == FCNN_W * NV;
+#pragma GCC unroll 12
+    for (int p = 0; p < P; p++) {
+        if (p >= np)
+            break;
+        float *o = out + ooff[p];
+        float tail[64];
+        float *dst = o;
+        if (!full) { /* a channel tail goes through a buffer so no access passes the row's end */
+            dst = tail;
+            memset(tail, 0, sizeof tail);
+            if (ACC)
+                memcpy(tail, o, (size_t)nco * sizeof(float));
+        }
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            FCNN_VT a = acc[p][v];
+            if (ACC)
+                a = FCNN_LDW(dst + FCNN_W * v) + a;
+            if (bias)
+                a += FCNN_LDW(bias + FCNN_W * v);
+            if (relu) /* max(a, 0) that keeps NaN, as np.maximum does */
+                a = (FCNN_VT)((FCNN_VIT)a & ~(a < zero));
+            FCNN_STW(dst + FCNN_W * v, a);
+        }
+        if (!full)
+            memcpy(o, tail, (size_t)nco * sizeof(float));
+    }
+}
+
+/* All pixels against one panel block, P at a time. The last tile repeats its final pixel in the
+ * unused rows (cheaper than a second tile shape) and writes only the np real ones. */
+FCNN_INLINE void FCNN_NAME(fcnn_tile_block)(const int P, const int NV, const int ACC, const int cb,
+                                 const fcnn_tile_job *jb, const float *w, const float *bias,
+                                 float *out, int nco)
+{
+    const int px_row = jb->px_row, px_col = jb->px_col, out_row = jb->out_row;
+    const int out_col = jb->out_col, ow = jb->ow, npix = jb->oh * jb->ow;
+    int xoff[FCNN_PMAX], ooff[FCNN_PMAX];
+    int y = 0, xq = 0; /* the next pixel's coordinates, stepped rather than divided for */
+    for (int p0 = 0; p0 < npix; p0 += P) {
+        const int np = fcnn_min(P, npix - p0);
+        for (int p = 0; p < P; p++) {
+            if (p < np) {
+                xoff[p] = y * px_row + xq * px_col;
+                ooff[p] = y * out_row + xq * out_col;
+                if (++xq == ow) {
+                    xq = 0;
+                    y++;
+                }
+            } else {
+                xoff[p] = xoff[p - 1];
+                ooff[p] = ooff[p - 1];
+            }
+        }
+        FCNN_NAME(fcnn_tile)(P, NV, ACC, jb->x, xoff, jb->k_row, jb->kh, jb->kwci, w, cb, bias, jb->relu,
+                  out, ooff, np, nco);
+    }
+}
+
+/* Pn: the pixel-tile height used with n accumulator vectors per pixel; CBMAX: fcnn_block_max of
+ * the build, so that no build has tiles wider than its registers hold. */
+#define FCNN_TILE_CASES(ACC)                                                                      \
+    switch (nv) {                                                                                 \
+    case 1: FCNN_NAME(fcnn_tile_block)(P1, 1, ACC, cb, jb, w, bias, out, nco); break;                        \
+    case 2: if (CBMAX >= 2 * FCNN_W) FCNN_NAME(fcnn_tile_block)(P2, 2, ACC, cb, jb, w, bias, out, nco); break;       \
+    case 3: if (CBMAX >= 3 * FCNN_W) FCNN_NAME(fcnn_tile_block)(P3, 3, ACC, cb, jb, w, bias, out, nco); break;       \
+    default: if (CBMAX >= 4 * FCNN_W) FCNN_NAME(fcnn_tile_block)(P4, 4, ACC, cb, jb, w, bias, out, nco); break;      \
+    }
+
+FCNN_INLINE void FCNN_NAME(fcnn_tile_core)(const int CBMAX, const int P1, const int P2, const int P3,
+                                const int P4, const fcnn_tile_job *jb)
+{
+    const int c16 = fcnn_round16(jb->co), cb = c16 < CBMAX ? c16 : CBMAX; /* = fcnn_block */
+    const size_t panel = (size_t)jb->kh * jb->kwci * cb;
+    for (int b0 = 0, blk = 0; b0 < jb->co; b0 += cb, blk++) {
+        const int nco = fcnn_min(cb, jb->co - b0), nv = (nco + FCNN_W - 1) / FCNN_W;
+        const float *w = jb->w + blk * panel, *bias = jb->bias ? jb->bias + b0 : NULL;
+        float *out = jb->out + b0;
+        if (jb->accumulate)
+            FCNN_TILE_CASES(1)
+        else
+            FCNN_TILE_CASES(0)
+    }
+}
+
+
+/* R window taps x FCNN_W*NV output channels: broadcast one tap value per FMA against the dY row. */
+FCNN_INLINE void FCNN_NAME(fcnn_dw_tile)(const int R, const int NV, const fcnn_dw_job *jb, const int *koff,
+                              int nr, const float *dy, float *dw)
+{
+    const int px_row = jb->px_row, px_col = jb->px_col, dy_px = jb->dy_px, oh = jb->oh;
+    const int ow = jb->ow, dw_row = jb->dw_row;
+    FCNN_VT acc[FCNN_PMAX][4];
+    int o[FCNN_PMAX];
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++) {
+        o[r] = koff[r];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[r][v] = r < nr ? FCNN_LDW(dw + (size_t)r * dw_row + FCNN_W * v) : (FCNN_VT){0};
+    }
+    for (int y = 0; y < oh; y++) {
+        const float *xr = jb->x + (size_t)y * px_row;
+        for (int xq = 0; xq < ow; xq++, xr += px_col, dy += dy_px) {
+            FCNN_VT d[4];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                d[v] = FCNN_LDW(dy + FCNN_W * v);
+#pragma GCC unroll 12
+            for (int r = 0; r < R; r++) {
+                const float s = xr[o[r]];
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++)
+                    acc[r][v] += d[v] * s;
+            }
+        }
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++) {
+        if (r >= nr)
+            break;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            FCNN_STW(dw + (size_t)r * dw_row + FCNN_W * v, acc[r][v]);
+    }
+}
+
+/* All taps for the channel block at b0, R at a time; the last tile repeats its final tap. */
+FCNN_INLINE void FCNN_NAME(fcnn_dw_block)(const int R, const int NV, const fcnn_dw_job *jb, int b0)
+{
+    const int kwci = jb->kwci, kk = jb->kh * kwci;
+    int koff[FCNN_PMAX];
+    for (int k0 = 0; k0 < kk; k0 += R) {
+        const int nr = fcnn_min(R, kk - k0);
+        for (int r = 0; r < R; r++) {
+            const int k = k0 + fcnn_min(r, nr - 1), a = k / kwci;
+            koff[r] = a * jb->k_row + (k - a * kwci);
+        }
+        FCNN_NAME(fcnn_dw_tile)(R, NV, jb, koff, nr, jb->dy + b0, jb->dw + (size_t)k0 * jb->dw_row + b0);
+    }
+}
+
+FCNN_INLINE void FCNN_NAME(fcnn_dw_core)(const int CB, const int R1, const int R2, const int R3,
+                              const int R4, const fcnn_dw_job *jb)
+{
+    for (int b0 = 0; b0 < jb->co; b0 += CB) {
+        switch ((fcnn_min(CB, jb->co - b0) + FCNN_W - 1) / FCNN_W) {
+        case 1: FCNN_NAME(fcnn_dw_block)(R1, 1, jb, b0); break;
+        case 2: if (CB >= 2 * FCNN_W) FCNN_NAME(fcnn_dw_block)(R2, 2, jb, b0); break;
+        case 3: if (CB >= 3 * FCNN_W) FCNN_NAME(fcnn_dw_block)(R3, 3, jb, b0); break;
+        default: if (CB >= 4 * FCNN_W) FCNN_NAME(fcnn_dw_block)(R4, 4, jb, b0); break;
+        }
+    }
+}
+
+#undef FCNN_TILE_CASES
