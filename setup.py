@@ -5,6 +5,7 @@ and a warning says so. SIMD code paths (AVX-512, AVX2, scalar) are chosen at run
 C headers, so the distributed binary never needs -march=native. FASTCNN_NATIVE=1 opts a local
 build in to -march=native; FASTCNN_DEBUG=1 turns Cython's bounds checks back on.
 """
+import glob
 import os
 import subprocess
 import sys
@@ -68,9 +69,10 @@ def extensions():
     from Cython.Build import cythonize
 
     debug = os.environ.get("FASTCNN_DEBUG") == "1"
+    headers = sorted(glob.glob(os.path.join(EXT_DIR, "*.h")))  # so that editing one rebuilds
     exts = [
         Extension(f"fastcnn._ext.{name}", [os.path.join(EXT_DIR, f"{name}.pyx")],
-                  include_dirs=[EXT_DIR])
+                  include_dirs=[EXT_DIR], depends=headers)
         for name in MODULES
     ]
     return cythonize(
