@@ -12,18 +12,7 @@ from fastcnn import _reference as ref
 from fastcnn import layers, ops
 from fastcnn._ext import conv
 from fastcnn.layers import fused
-from test_conv_kernels import assert_close, out_and_pad
-
-PATHS = ("scalar", "avx2", "avx512")
-AVAILABLE = PATHS[:PATHS.index(conv.simd_path()) + 1]
-
-
-@pytest.fixture(params=AVAILABLE)
-def simd_path(request):
-    previous = conv.simd_path()
-    assert conv._set_simd_path(request.param) == request.param
-    yield request.param
-    conv._set_simd_path(previous)
+from test_conv_kernels import assert_close, out_and_pad, simd_path  # noqa: F401 (a fixture)
 
 
 @pytest.mark.parametrize("name", ["conv2d_maxpool_forward", "conv2d_maxpool_backward"])

@@ -84,6 +84,13 @@ cdef fcnn_geom _geom(const Py_ssize_t *xs, const Py_ssize_t *ws, const Py_ssize_
     return g
 
 
+def _zero_gradients(*gradients):
+    """The gradients of an empty batch; None stands for one not asked for."""
+    for g in gradients:
+        if g is not None:
+            g[...] = 0
+
+
 cdef float *_alloc(size_t n) except NULL:
     cdef float *p = <float *>malloc((n if n > 0 else 1) * sizeof(float))
     if p == NULL:
@@ -142,9 +149,7 @@ def conv2d_backward_weight(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, 
     if db is not None and db.shape[0] != g.co:
         raise ValueError(f"db has {db.shape[0]} entries, expected {g.co}")
     if dy__nhwc.size == 0:
-        dw__hwio[...] = 0
-        if db is not None:
-            db[...] = 0
+        _zero_gradients(dw__hwio, db)
         return
     if floating is float:
         _backward_weight_f32(x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads))
@@ -237,11 +242,7 @@ def conv2d_maxpool_backward(const float[:, :, :, ::1] x__nhwc,     # IN  (n, h, 
     if db is not None and db.shape[0] != g.co:
         raise ValueError(f"db has {db.shape[0]} entries, expected {g.co}")
     if dy__nhwc.size == 0:
-        dw__hwio[...] = 0
-        if db is not None:
-            db[...] = 0
-        if dx__nhwc is not None:
-            dx__nhwc[...] = 0
+        _zero_gradients(dw__hwio, db, dx__nhwc)
         return 0
     if out__nhwc is not None:
         pooled = &out__nhwc[0, 0, 0, 0]

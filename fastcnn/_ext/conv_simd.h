@@ -170,46 +170,11 @@ typedef struct {
 #define FCNN_XCAT(a, b) FCNN_CAT(a, b)
 
 #define FCNN_W 16
-#define FCNN_VT fcnn_v16
-#define FCNN_VIT fcnn_vi16
-#define FCNN_LDW(p) ((fcnn_v16)(*(const fcnn_v16u *)(p)))
-#define FCNN_STW(p, v) (*(fcnn_v16u *)(p) = (v))
-#define FCNN_NAME(f) FCNN_XCAT(f, _w16)
 #include "conv_tiles.h"
-#undef FCNN_W
-#undef FCNN_VT
-#undef FCNN_VIT
-#undef FCNN_LDW
-#undef FCNN_STW
-#undef FCNN_NAME
-
 #define FCNN_W 8
-#define FCNN_VT fcnn_v8
-#define FCNN_VIT fcnn_vi8
-#define FCNN_LDW(p) ((fcnn_v8)(*(const fcnn_v8u *)(p)))
-#define FCNN_STW(p, v) (*(fcnn_v8u *)(p) = (v))
-#define FCNN_NAME(f) FCNN_XCAT(f, _w8)
 #include "conv_tiles.h"
-#undef FCNN_W
-#undef FCNN_VT
-#undef FCNN_VIT
-#undef FCNN_LDW
-#undef FCNN_STW
-#undef FCNN_NAME
-
 #define FCNN_W 4
-#define FCNN_VT fcnn_v4
-#define FCNN_VIT fcnn_vi4
-#define FCNN_LDW(p) ((fcnn_v4)(*(const fcnn_v4u *)(p)))
-#define FCNN_STW(p, v) (*(fcnn_v4u *)(p) = (v))
-#define FCNN_NAME(f) FCNN_XCAT(f, _w4)
 #include "conv_tiles.h"
-#undef FCNN_W
-#undef FCNN_VT
-#undef FCNN_VIT
-#undef FCNN_LDW
-#undef FCNN_STW
-#undef FCNN_NAME
 
 /* The three compilations. Tile heights keep P*NV accumulators + NV panel vectors + a broadcast
  * within the register file: 32 zmm of 16 floats, 16 ymm of 8, 16 xmm of 4. */
