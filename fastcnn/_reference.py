@@ -69,7 +69,7 @@ def conv2d_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, stride_w, 
         db[...] = dy.sum(axis=(0, 1, 2))
 
 
-# ---- dense -----------------------------------------------------------------------------------
+# ---- convolution + max pooling ----------------------------------------------------------------
 
 def _unpooled_shape(pooled_shape, pool_h, pool_w, pool_stride_h, pool_stride_w):
     """The part of a conv output that max pooling windows read."""
@@ -110,6 +110,8 @@ def conv2d_maxpool_backward(x__nhwc, dy__nhwc, out__nhwc, argmax__nhwc, w__hwio,
             dx__nhwc[...] = np.where(x__nhwc > 0, dx__nhwc, 0)
     return 0
 
+
+# ---- dense -----------------------------------------------------------------------------------
 
 def dense_forward(x__nk, w__ko, bias, out__no, relu, n_threads):
     acc = np.asarray(x__nk, np.float64) @ np.asarray(w__ko, np.float64)

@@ -12,7 +12,8 @@ from fastcnn import _reference as ref
 from fastcnn import layers, ops
 from fastcnn._ext import conv
 from fastcnn.layers import fused
-from test_conv_kernels import assert_close, out_and_pad, simd_path  # noqa: F401 (a fixture)
+from test_conv_kernels import assert_close, simd_path  # noqa: F401 (a fixture)
+from test_conv_kernels import make_case as conv_case
 
 
 @pytest.mark.parametrize("name", ["conv2d_maxpool_forward", "conv2d_maxpool_backward"])
@@ -22,15 +23,11 @@ def test_signature_matches_reference(name):
 
 
 def make_case(rng, n, h, w, ci, co, kernel, strides, padding, pool, pool_strides):
-    (kh, kw), (sh, sw) = kernel, strides
-    oh, pt = out_and_pad(h, kh, sh, padding)
-    ow, pl = out_and_pad(w, kw, sw, padding)
-    ph, pw = (oh - pool[0]) // pool_strides[0] + 1, (ow - pool[1]) // pool_strides[1] + 1
-    x = rng.standard_normal((n, h, w, ci)).astype(np.float32)
-    wt = rng.standard_normal((kh, kw, ci, co)).astype(np.float32)
-    bias = rng.standard_normal(co).astype(np.float32)
-    dy = rng.standard_normal((n, ph, pw, co)).astype(np.float32)
-    return x, wt, bias, dy, (sh, sw, pt, pl)
+    """The conv case of test_conv_kernels, with dy the gradient of the pooled output."""
+    x, wt, bias, dz, geo = conv_case(rng, np.float32, n, h, w, ci, co, kernel, strides, padding)
+    (oh, ow), (ph, pw), (psh, psw) = dz.shape[1:3], pool, pool_strides
+    dy = rng.standard_normal((n, (oh - ph) // psh + 1, (ow - pw) // psw + 1, co)).astype(np.float32)
+    return x, wt, bias, dy, geo
 
 
 def run_all(module, x, wt, bias, dy, geo, relu, pool, pool_strides, n_threads, need_dx=True,

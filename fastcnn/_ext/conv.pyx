@@ -12,15 +12,12 @@ fixed chunks of ``DW_CHUNK`` images separately, then adds the chunk sums in chun
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free
 from libc.string cimport memset
 
 cdef extern from "conv_simd.h" nogil:
     ctypedef struct fcnn_geom:
         int h, w, ci, kh, kw, co, oh, ow, sh, sw, pt, pl
-    int fcnn_simd_init()
-    int fcnn_simd_level()
-    int fcnn_simd_set(int level)
     int fcnn_block(int level, int cols)
     int fcnn_round16(int n)
     size_t fcnn_packed_size(int rows, int cols, int cb)
@@ -51,20 +48,7 @@ cdef extern from "conv_simd.h" nogil:
 cdef enum:
     DW_CHUNK = 8
 
-_PATHS = ("scalar", "avx2", "avx512")
-
-fcnn_simd_init()
-
-
-def simd_path():
-    """The float32 code path in use: "avx512", "avx2" or "scalar"."""
-    return _PATHS[fcnn_simd_level()]
-
-
-def _set_simd_path(name):
-    """Caps the float32 path (for tests of the lower paths); returns the path now in use."""
-    fcnn_simd_set(_PATHS.index(name))
-    return simd_path()
+include "_simd.pxi"
 
 
 cdef fcnn_geom _geom(const Py_ssize_t *xs, const Py_ssize_t *ws, const Py_ssize_t *os,
@@ -89,13 +73,6 @@ def _zero_gradients(*gradients):
     for g in gradients:
         if g is not None:
             g[...] = 0
-
-
-cdef float *_alloc(size_t n) except NULL:
-    cdef float *p = <float *>malloc((n if n > 0 else 1) * sizeof(float))
-    if p == NULL:
-        raise MemoryError()
-    return p
 
 
 def conv2d_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c_in)
@@ -152,7 +129,7 @@ def conv2d_backward_weight(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, 
         _zero_gradients(dw__hwio, db)
         return
     if floating is float:
-        _backward_weight_f32(x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads))
+        _backward_f32(x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads))
     else:
         _backward_weight_f64(x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads))
 
@@ -250,7 +227,7 @@ def conv2d_maxpool_backward(const float[:, :, :, ::1] x__nhwc,     # IN  (n, h, 
         wt = _alloc(fcnn_dx_packed_size(level, &g))
         fcnn_pack_dx(level, &w__hwio[0, 0, 0, 0], &g, wt)
     try:
-        skipped = _backward_weight_f32(
+        skipped = _backward_f32(
             x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads), wt,
             NULL if dx__nhwc is None else &dx__nhwc[0, 0, 0, 0], &pool, pooled,
             &argmax__nhwc[0, 0, 0, 0], relu, input_relu)
@@ -315,7 +292,7 @@ cdef int _backward_input_f32(const float[:, :, :, ::1] dy, const float[:, :, :, 
     return 0
 
 
-cdef Py_ssize_t _backward_weight_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] dy,
+cdef Py_ssize_t _backward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] dy,
                                      float[:, :, :, ::1] dw, float[::1] db, const fcnn_geom *g,
                                      int n_threads, const float *wt=NULL, float *dx=NULL,
                                      const fcnn_pool_geom *pool=NULL, const float *pooled=NULL,

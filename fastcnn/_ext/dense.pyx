@@ -9,15 +9,12 @@ chunks of ``DW_CHUNK`` rows separately, then adds the chunk sums in chunk order.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free
 from libc.string cimport memset
 
 cdef extern from "conv_simd.h" nogil:
     ctypedef struct fcnn_geom:
         int h, w, ci, kh, kw, co, oh, ow, sh, sw, pt, pl
-    int fcnn_simd_init()
-    int fcnn_simd_level()
-    int fcnn_simd_set(int level)
     int fcnn_block(int level, int cols)
     int fcnn_round16(int n)
     size_t fcnn_packed_size(int rows, int cols, int cb)
@@ -39,20 +36,7 @@ cdef enum:
     ROW_QUANTUM = 24
     MAX_BLOCK_ROWS = 4080
 
-_PATHS = ("scalar", "avx2", "avx512")
-
-fcnn_simd_init()
-
-
-def simd_path():
-    """The float32 code path in use: "avx512", "avx2" or "scalar"."""
-    return _PATHS[fcnn_simd_level()]
-
-
-def _set_simd_path(name):
-    """Caps the float32 path (for tests of the lower paths); returns the path now in use."""
-    fcnn_simd_set(_PATHS.index(name))
-    return simd_path()
+include "_simd.pxi"
 
 
 cdef inline fcnn_geom _rows(int rows, int k, int o) noexcept nogil:
@@ -67,13 +51,6 @@ cdef Py_ssize_t _block_rows(Py_ssize_t n, int n_threads) noexcept:
     cdef Py_ssize_t per = (n + n_threads - 1) // n_threads
     return min(MAX_BLOCK_ROWS,
                max(ROW_QUANTUM, (per + ROW_QUANTUM - 1) // ROW_QUANTUM * ROW_QUANTUM))
-
-
-cdef float *_alloc(size_t n) except NULL:
-    cdef float *p = <float *>malloc((n if n > 0 else 1) * sizeof(float))
-    if p == NULL:
-        raise MemoryError()
-    return p
 
 
 def _check(str name, tuple got, tuple want):
