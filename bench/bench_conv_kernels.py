@@ -136,7 +136,7 @@ def make_pooled_call(module, name, kind, n_threads, batch=None, forward_outputs=
     dw, db = np.empty_like(wt), np.empty_like(bias)
     dx = None if name in FIRST_LAYERS else np.empty_like(x)
     return (lambda: module.conv2d_maxpool_backward(x, dy, out, argmax, wt, dw, db, dx, *geo, True,
-                                                   *pool, n_threads)), (dw, db, dx)
+                                                   *pool, False, n_threads)), (dw, db, dx)
 
 
 def check_pooled(name, kind, outs, forward_outputs=None):
