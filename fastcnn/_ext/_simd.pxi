@@ -1,12 +1,24 @@
-# Included by the modules that run conv_simd.h's kernels (conv, dense). The header's state is
-# static, so each module holds its own copy: each detects the SIMD path at import, and tests cap
-# each module's path on its own.
+# Included by the modules that run conv_simd.h's kernels (conv, dense): the declarations they
+# share, the SIMD path and scratch allocation. The header's state is static, so each module holds
+# its own copy: each detects the SIMD path at import, and tests cap each module's path on its own.
 from libc.stdlib cimport malloc
 
 cdef extern from "conv_simd.h" nogil:
     int fcnn_simd_init()
     int fcnn_simd_level()
     int fcnn_simd_set(int level)
+    ctypedef struct fcnn_geom:
+        int h, w, ci, kh, kw, co, oh, ow, sh, sw, pt, pl
+    int fcnn_block(int level, int cols)
+    int fcnn_round16(int n)
+    size_t fcnn_packed_size(int rows, int cols, int cb)
+    void fcnn_pack_cols(const float *m, int rows, int cols, int rs, int cs, int cb, float *dst)
+    void fcnn_forward_image(int level, const fcnn_geom *g, const float *wp, const float *bp,
+                            int relu, const float *x, float *out, float *canvas)
+    size_t fcnn_dw_scratch_size(const fcnn_geom *g)
+    void fcnn_dw_image(int level, const fcnn_geom *g, const float *x, const float *dy,
+                       float *dw, float *db, float *scratch)
+    void fcnn_sum_parts(const float *parts, int nparts, size_t step, int n, float *out)
 
 _PATHS = ("scalar", "avx2", "avx512")
 

@@ -15,25 +15,15 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.stdlib cimport free
 from libc.string cimport memset
 
+include "_simd.pxi"
+
 cdef extern from "conv_simd.h" nogil:
-    ctypedef struct fcnn_geom:
-        int h, w, ci, kh, kw, co, oh, ow, sh, sw, pt, pl
-    int fcnn_block(int level, int cols)
-    int fcnn_round16(int n)
-    size_t fcnn_packed_size(int rows, int cols, int cb)
-    void fcnn_pack_cols(const float *m, int rows, int cols, int rs, int cs, int cb, float *dst)
     size_t fcnn_canvas_size(const fcnn_geom *g)
-    void fcnn_forward_image(int level, const fcnn_geom *g, const float *wp, const float *bp,
-                            int relu, const float *x, float *out, float *canvas)
     size_t fcnn_dx_packed_size(int level, const fcnn_geom *g)
     void fcnn_pack_dx(int level, const float *w, const fcnn_geom *g, float *dst)
     size_t fcnn_dx_scratch_size(const fcnn_geom *g)
     void fcnn_dx_image(int level, const fcnn_geom *g, const float *wt, const float *dy,
                        float *dx, float *scratch)
-    size_t fcnn_dw_scratch_size(const fcnn_geom *g)
-    void fcnn_dw_image(int level, const fcnn_geom *g, const float *x, const float *dy,
-                       float *dw, float *db, float *scratch)
-    void fcnn_sum_parts(const float *parts, int nparts, size_t step, int n, float *out)
     ctypedef struct fcnn_pool_geom:
         int ph, pw, kh, kw, sh, sw
     int fcnn_pooled_rows(const fcnn_pool_geom *p)
@@ -48,7 +38,6 @@ cdef extern from "conv_simd.h" nogil:
 cdef enum:
     DW_CHUNK = 8
 
-include "_simd.pxi"
 
 
 cdef fcnn_geom _geom(const Py_ssize_t *xs, const Py_ssize_t *ws, const Py_ssize_t *os,

@@ -12,19 +12,7 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.stdlib cimport free
 from libc.string cimport memset
 
-cdef extern from "conv_simd.h" nogil:
-    ctypedef struct fcnn_geom:
-        int h, w, ci, kh, kw, co, oh, ow, sh, sw, pt, pl
-    int fcnn_block(int level, int cols)
-    int fcnn_round16(int n)
-    size_t fcnn_packed_size(int rows, int cols, int cb)
-    void fcnn_pack_cols(const float *m, int rows, int cols, int rs, int cs, int cb, float *dst)
-    void fcnn_forward_image(int level, const fcnn_geom *g, const float *wp, const float *bp,
-                            int relu, const float *x, float *out, float *canvas)
-    size_t fcnn_dw_scratch_size(const fcnn_geom *g)
-    void fcnn_dw_image(int level, const fcnn_geom *g, const float *x, const float *dy,
-                       float *dw, float *db, float *scratch)
-    void fcnn_sum_parts(const float *parts, int nparts, size_t step, int n, float *out)
+include "_simd.pxi"
 
 # Rows per dW partial sum. Fixed, so that the summation order never depends on n_threads.
 cdef enum:
@@ -36,7 +24,6 @@ cdef enum:
     ROW_QUANTUM = 24
     MAX_BLOCK_ROWS = 4080
 
-include "_simd.pxi"
 
 
 cdef inline fcnn_geom _rows(int rows, int k, int o) noexcept nogil:
