@@ -4,6 +4,7 @@ Every function here has a kernel in ``fastcnn._ext`` and a twin in ``fastcnn._re
 API layers call only these functions. Arrays reaching a kernel are C-contiguous and share one
 floating dtype; anything else is copied once here, never silently reinterpreted.
 """
+import functools
 import math
 import numbers
 
@@ -128,6 +129,30 @@ def _bias(bias, n, dtype):
     return None if bias is None else as_kernel_array(bias, "bias", dtype=dtype, shape=(n,))
 
 
+def _memoized(geometry):
+    """Shape arithmetic that every batch repeats with the same arguments is worked out (and
+    validated) once per distinct arguments. The key holds the types of the arguments and of
+    their tuples' items too, because 2.0 == 2 and True == 1 must not pass as a cached int.
+    Unhashable arguments are worked out afresh; errors are never remembered."""
+    memo = {}
+
+    @functools.wraps(geometry)
+    def remembered(*args, **kwargs):
+        if kwargs:
+            return geometry(*args, **kwargs)
+        key = (args, tuple(type(v) for a in args for v in (a if type(a) is tuple else (a,))))
+        try:
+            return memo[key]
+        except KeyError:
+            if len(memo) >= 4096:  # a bound for a caller that cycles through endless shapes
+                memo.clear()
+            result = memo[key] = geometry(*args)
+            return result
+        except TypeError:  # an unhashable argument
+            return geometry(*args)
+    return remembered
+
+
 def _window_geometry(size, window, stride, padding):
     """(output size, padding before) on one axis, with TensorFlow's rule for "same"."""
     if padding == "valid":
@@ -145,6 +170,7 @@ def _check_pair(value, name):
                          f"{name}={value!r}")
 
 
+@_memoized
 def window_output_shape(input_hw, window, strides, padding, name="window"):
     """((oh, ow), (pad_top, pad_left)) of a sliding window; refuses a window (called ``name`` in
     the message), strides or padding that the kernels cannot run."""
@@ -163,6 +189,7 @@ def window_output_shape(input_hw, window, strides, padding, name="window"):
 
 # ---- convolution -----------------------------------------------------------------------------
 
+@_memoized
 def _conv_geometry(x_shape, kernel_shape, strides, padding, x_name="x"):
     """(output shape, pad_top, pad_left), once every per-image size the kernels index with 32-bit
     ints fits: the input, the output, and the padded input they copy windows from."""
@@ -216,6 +243,7 @@ def conv2d_backward_weight(x, dy, kernel_shape, strides, padding, dw=None, db=No
     return dw
 
 
+@_memoized
 def _conv_pool_geometry(x_shape, kernel_shape, strides, padding, pool_size, pool_strides,
                         x_name="x"):
     """(pooled shape, pad_top, pad_left) of a convolution followed by "valid" max pooling."""

@@ -533,3 +533,17 @@ def test_nan_weights_give_nan_predictions_not_a_crash():
     m.set_weights([np.full_like(w, 1e30) for w in m.get_weights()])
     assert m.predict(X, verbose=0).shape == (8, 3)
     m.fit(X, Y, verbose=0)
+
+
+def test_remembered_geometry_still_refuses_equal_but_invalid_arguments():
+    """ops works out each conv and pooling geometry once per distinct arguments; arguments that
+    compare equal to remembered ones (2.0 == 2, True == 1) must still be refused."""
+    good = ops._conv_pool_geometry((8, 6, 6, 1), (3, 3, 1, 2), (1, 1), "valid", (2, 2), (2, 2))
+    assert good == ((8, 2, 2, 2), 0, 0)
+    assert ops._conv_pool_geometry((8, 6, 6, 1), (3, 3, 1, 2), (1, 1), "valid", (2, 2), (2, 2)) is good
+    for strides in [(1.0, 1.0), (True, True)]:
+        with pytest.raises(ValueError, match="strides"):
+            ops._conv_pool_geometry((8, 6, 6, 1), (3, 3, 1, 2), strides, "valid", (2, 2), (2, 2))
+        with pytest.raises(ValueError, match="strides"):
+            ops.maxpool2d_forward(X, (2, 2), strides, "valid")
+    assert ops._conv_pool_geometry((8, 6, 6, 1), (3, 3, 1, 2), [1, 1], "valid", (2, 2), (2, 2)) == good

@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "clones.h"
+
 static inline uint64_t fc_dropout_bits(uint64_t seed, uint64_t i)
 {
     uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ULL;
@@ -48,14 +50,9 @@ static inline double fc_dropout_f64(double v, uint64_t seed, uint64_t i, uint64_
 
 /* out[i] = the scaled x[i] if element first + i is kept, else 0, for i < n. The 64-bit multiplies
  * of the hash vectorise only with AVX-512DQ (vpmullq) or as AVX2 emulation, so the loop is built
- * for those too and the loader picks one (GCC target_clones): 3.7x the baseline build on AVX-512. */
-#if defined(__GNUC__) && __GNUC__ >= 11 && !defined(__clang__) && defined(__x86_64__)
-#define FC_DROPOUT_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
-#else
-#define FC_DROPOUT_CLONES
-#endif
+ * for those too (FC_CLONES): 3.7x the baseline build on AVX-512. */
 #define FC_DROPOUT_ARRAY(name, type, fn)                                                          \
-    FC_DROPOUT_CLONES static void name(                                                         \
+    FC_CLONES static void name(                                                         \
         const type *x, type *out, ptrdiff_t n, uint64_t first, uint64_t seed, uint64_t threshold, \
         type scale)                                                                             \
     {                                                                                           \

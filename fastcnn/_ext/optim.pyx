@@ -9,23 +9,43 @@ ctypedef fused floating:
 include "_threads.pxi"
 
 
+cdef extern from "optim.h" nogil:
+    void fc_sgd_f32(float *p, const float *g, float *vel, Py_ssize_t n, float lr, float mu,
+                    int nesterov)
+    void fc_sgd_f64(double *p, const double *g, double *vel, Py_ssize_t n, double lr, double mu,
+                    int nesterov)
+    void fc_adam_f32(float *p, const float *g, float *m, float *v, Py_ssize_t n, float alpha,
+                     float b1, float b2, float eps)
+    void fc_adam_f64(double *p, const double *g, double *m, double *v, Py_ssize_t n,
+                     double alpha, double b1, double b2, double eps)
+    void fc_rmsprop_f32(float *p, const float *g, float *ms, float *buf, float *mg,
+                        Py_ssize_t n, float lr, float r, float b, float mu, float eps)
+    void fc_rmsprop_f64(double *p, const double *g, double *ms, double *buf, double *mg,
+                        Py_ssize_t n, double lr, double r, double b, double mu, double eps)
+
+cdef enum:
+    UPDATE_CHUNK = 4096  # elements per parallel step
+
+
+cdef inline floating *_at(floating[::1] a, Py_ssize_t i) noexcept nogil:
+    """&a[i], or NULL for a missing (None) slot."""
+    return NULL if a is None else &a[i]
+
+
 def sgd_update(floating[::1] param,            # IN/OUT
                const floating[::1] grad,       # IN
                floating[::1] velocity,         # IN/OUT (unused when momentum == 0)
                double learning_rate, double momentum, bint nesterov, int n_threads):
     """v = momentum v - lr g; p += v, or p += momentum v - lr g with Nesterov."""
-    cdef Py_ssize_t i, n = param.shape[0]
-    cdef floating lr = learning_rate, mu = momentum
-    if momentum == 0:
-        for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
-            param[i] -= lr * grad[i]
-        return
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
-        velocity[i] = mu * velocity[i] - lr * grad[i]
-        if nesterov:
-            param[i] += mu * velocity[i] - lr * grad[i]
+    cdef Py_ssize_t c, i, n = param.shape[0], chunks = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK
+    for c in prange(chunks, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
+        i = c * UPDATE_CHUNK
+        if floating is float:
+            fc_sgd_f32(&param[i], &grad[i], _at(velocity, i), min(UPDATE_CHUNK, n - i),
+                       learning_rate, momentum, nesterov)
         else:
-            param[i] += velocity[i]
+            fc_sgd_f64(&param[i], &grad[i], _at(velocity, i), min(UPDATE_CHUNK, n - i),
+                       learning_rate, momentum, nesterov)
 
 
 def adam_update(floating[::1] param,           # IN/OUT
@@ -35,13 +55,16 @@ def adam_update(floating[::1] param,           # IN/OUT
                 double learning_rate, double beta_1, double beta_2, double epsilon,
                 long step, int n_threads):
     """Adam with the bias corrections folded into the step size, as Keras does; step counts from 1."""
-    cdef Py_ssize_t i, n = param.shape[0]
-    cdef floating alpha = learning_rate * sqrt(1 - beta_2 ** step) / (1 - beta_1 ** step)
-    cdef floating b1 = 1 - beta_1, b2 = 1 - beta_2, eps = epsilon
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
-        m[i] += b1 * (grad[i] - m[i])
-        v[i] += b2 * (grad[i] * grad[i] - v[i])
-        param[i] -= alpha * m[i] / (sqrt(v[i]) + eps)
+    cdef Py_ssize_t c, i, n = param.shape[0], chunks = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK
+    cdef double alpha = learning_rate * sqrt(1 - beta_2 ** step) / (1 - beta_1 ** step)
+    for c in prange(chunks, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
+        i = c * UPDATE_CHUNK
+        if floating is float:
+            fc_adam_f32(&param[i], &grad[i], &m[i], &v[i], min(UPDATE_CHUNK, n - i), alpha,
+                        1 - beta_1, 1 - beta_2, epsilon)
+        else:
+            fc_adam_f64(&param[i], &grad[i], &m[i], &v[i], min(UPDATE_CHUNK, n - i), alpha,
+                        1 - beta_1, 1 - beta_2, epsilon)
 
 
 def rmsprop_update(floating[::1] param,             # IN/OUT
@@ -57,24 +80,21 @@ def rmsprop_update(floating[::1] param,             # IN/OUT
     if momentum > 0 and momentum_buffer is None or centered and mean_grad is None:
         raise ValueError("rmsprop_update needs momentum_buffer when momentum > 0 and mean_grad "
                          "when centered")
-    cdef Py_ssize_t i, n = param.shape[0]
-    cdef bint use_momentum = momentum > 0
-    cdef floating lr = learning_rate, r = rho, b = 1 - rho, mu = momentum, eps = epsilon
-    cdef floating g, denominator, step
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
-        g = grad[i]
-        mean_square[i] = r * mean_square[i] + b * (g * g)
-        if centered:
-            mean_grad[i] = r * mean_grad[i] + b * g
-            denominator = mean_square[i] - mean_grad[i] * mean_grad[i] + eps
+    if not momentum > 0:
+        momentum_buffer = None
+    if not centered:
+        mean_grad = None
+    cdef Py_ssize_t c, i, n = param.shape[0], chunks = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK
+    for c in prange(chunks, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
+        i = c * UPDATE_CHUNK
+        if floating is float:
+            fc_rmsprop_f32(&param[i], &grad[i], &mean_square[i], _at(momentum_buffer, i),
+                           _at(mean_grad, i), min(UPDATE_CHUNK, n - i), learning_rate, rho,
+                           1 - rho, momentum, epsilon)
         else:
-            denominator = mean_square[i] + eps
-        step = lr * g / sqrt(denominator)
-        if use_momentum:
-            momentum_buffer[i] = mu * momentum_buffer[i] + step
-            param[i] -= momentum_buffer[i]
-        else:
-            param[i] -= step
+            fc_rmsprop_f64(&param[i], &grad[i], &mean_square[i], _at(momentum_buffer, i),
+                           _at(mean_grad, i), min(UPDATE_CHUNK, n - i), learning_rate, rho,
+                           1 - rho, momentum, epsilon)
 
 
 def axpy(const floating[::1] x,   # IN (may be y itself)

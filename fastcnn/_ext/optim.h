@@ -1,0 +1,75 @@
+/* The optimizer updates over one run of n elements of a flat parameter array and its state,
+ * with Keras 3's rules. As C loops they vectorise, square root and division included (the
+ * Cython loops stayed scalar: 2.6 ns per Adam element on AVX-512), and FC_CLONES builds them
+ * for AVX-512 and AVX2 as well as the baseline. No restrict: GCC checks for overlap at run time
+ * and keeps a scalar loop for arrays that alias. Built once per float type by FC_OPTIM_RULES. */
+#ifndef FASTCNN_OPTIM_H
+#define FASTCNN_OPTIM_H
+
+#include <math.h>
+#include <stddef.h>
+
+#include "clones.h"
+
+#define FC_OPTIM_RULES(T, SUFFIX, SQRT)                                                          \
+    /* v = mu v - lr g; p += v, or p += mu v - lr g with Nesterov; p -= lr g without momentum. */ \
+    FC_CLONES static void fc_sgd_##SUFFIX(T *p, const T *g, T *vel, ptrdiff_t n, T lr, T mu,    \
+                                          int nesterov)                                           \
+    {                                                                                             \
+        if (mu == 0) {                                                                            \
+            for (ptrdiff_t i = 0; i < n; i++)                                                     \
+                p[i] -= lr * g[i];                                                                \
+        } else if (nesterov) {                                                                    \
+            for (ptrdiff_t i = 0; i < n; i++) {                                                   \
+                vel[i] = mu * vel[i] - lr * g[i];                                                 \
+                p[i] += mu * vel[i] - lr * g[i];                                                  \
+            }                                                                                     \
+        } else {                                                                                  \
+            for (ptrdiff_t i = 0; i < n; i++) {                                                   \
+                vel[i] = mu * vel[i] - lr * g[i];                                                 \
+                p[i] += vel[i];                                                                   \
+            }                                                                                     \
+        }                                                                                         \
+    }                                                                                             \
+                                                                                                  \
+    /* m += b1 (g - m); v += b2 (g^2 - v); p -= alpha m / (sqrt(v) + eps), where b1 = 1 - beta_1, \
+     * b2 = 1 - beta_2 and alpha folds in the bias corrections. */                                \
+    FC_CLONES static void fc_adam_##SUFFIX(T *p, const T *g, T *m, T *v, ptrdiff_t n, T alpha,   \
+                                           T b1, T b2, T eps)                                     \
+    {                                                                                             \
+        for (ptrdiff_t i = 0; i < n; i++) {                                                       \
+            m[i] += b1 * (g[i] - m[i]);                                                           \
+            v[i] += b2 * (g[i] * g[i] - v[i]);                                                    \
+            p[i] -= alpha * m[i] / (SQRT(v[i]) + eps);                                            \
+        }                                                                                         \
+    }                                                                                             \
+                                                                                                  \
+    /* ms = r ms + b g^2 (b = 1 - r); step = lr g / sqrt(ms + eps), where centered (mg non-NULL) \
+     * subtracts mg^2 (mg = r mg + b g); with buf (momentum), buf = mu buf + step, p -= buf;    \
+     * else p -= step. */                                                                         \
+    FC_CLONES static void fc_rmsprop_##SUFFIX(T *p, const T *g, T *ms, T *buf, T *mg,           \
+                                              ptrdiff_t n, T lr, T r, T b, T mu, T eps)           \
+    {                                                                                             \
+        for (ptrdiff_t i = 0; i < n; i++) {                                                       \
+            T gi = g[i], denominator, step;                                                       \
+            ms[i] = r * ms[i] + b * (gi * gi);                                                    \
+            if (mg) {                                                                             \
+                mg[i] = r * mg[i] + b * gi;                                                       \
+                denominator = ms[i] - mg[i] * mg[i] + eps;                                        \
+            } else {                                                                              \
+                denominator = ms[i] + eps;                                                        \
+            }                                                                                     \
+            step = lr * gi / SQRT(denominator);                                                   \
+            if (buf) {                                                                            \
+                buf[i] = mu * buf[i] + step;                                                      \
+                p[i] -= buf[i];                                                                   \
+            } else {                                                                              \
+                p[i] -= step;                                                                     \
+            }                                                                                     \
+        }                                                                                         \
+    }
+
+FC_OPTIM_RULES(float, f32, sqrtf)
+FC_OPTIM_RULES(double, f64, sqrt)
+
+#endif
