@@ -285,16 +285,18 @@ class Sequential:
         """The penalties that Keras adds to every batch's mean loss, in training and evaluation."""
         return sum(reg(kernel) for reg, kernel, _ in self._regularized_kernels())
 
-    def _train_step(self, x, y):
+    def _train_step(self, x, y, trained):
+        """One batch; ``trained`` is (weights, their gradients, _regularized_kernels()), listed
+        once per fit: like Keras, a change of ``trainable`` takes effect at the next fit."""
+        weights, grads, regularized = trained
         out = self._forward(x, training=True)
         loss, grad = self._loss_and_grad(out, y)
-        penalty = self._regularization_loss()
+        penalty = sum(reg(kernel) for reg, kernel, _ in regularized)
         for i in range(len(self._steps) - 1, -1, -1):
             grad = self._steps[i].backward(grad, need_dx=i > 0)
-        for reg, kernel, dkernel in self._regularized_kernels():
+        for reg, kernel, dkernel in regularized:
             reg.add_gradient(kernel, dkernel)
-        self.optimizer.apply(self.trainable_weights,
-                             [g for layer in self.layers for g in layer.trainable_grads])
+        self.optimizer.apply(weights, grads)
         return (float(loss.sum(dtype=np.float64)) + penalty * len(x),
                 self._correct(out, y) if self.metrics else 0)
 
@@ -345,6 +347,9 @@ class Sequential:
         cbs = CallbackList(list(callbacks or []) + extra + [history], self,
                            {"epochs": epochs, "steps": steps, "verbose": verbose})
         self.stop_training = False
+        trained = (self.trainable_weights,
+                   [g for layer in self.layers for g in layer.trainable_grads],
+                   self._regularized_kernels())
         cbs.on_train_begin()
         logs = {}
         for epoch in range(initial_epoch, epochs):
@@ -359,7 +364,7 @@ class Sequential:
                 index = order[step * batch_size:(step + 1) * batch_size]
                 cbs.on_train_batch_begin(step)
                 batch_loss, batch_correct = self._train_step(self._gather("x", x, index),
-                                                             self._gather("y", y, index))
+                                                             self._gather("y", y, index), trained)
                 loss_sum += batch_loss
                 correct += batch_correct
                 seen += len(index)
