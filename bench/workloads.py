@@ -69,11 +69,10 @@ def run_keras_api(keras, layers, workload, data, epochs, batch):
     return times, infer, acc
 
 
-def run_torch(workload, data, epochs, batch, threads):
+def torch_net(workload):
+    """The workload's net and its Adam optimizer (Keras's epsilon), in PyTorch, channels-last."""
     import torch
     from torch import nn
-    torch.set_num_threads(threads)
-    x, y, xt, yt = data
     if workload == "mnist":
         net = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3),
                             nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.5), nn.Linear(1600, 10))
@@ -83,10 +82,29 @@ def run_torch(workload, data, epochs, batch, threads):
                             nn.MaxPool2d(2), *conv(64, 128), nn.MaxPool2d(2), nn.Flatten(),
                             nn.Linear(128 * 16, 10))
     net = net.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
-    tx = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).contiguous(memory_format=torch.channels_last)
-    ty = torch.from_numpy(y)
-    txt = torch.from_numpy(np.ascontiguousarray(xt.transpose(0, 3, 1, 2))).contiguous(memory_format=torch.channels_last)
+    return net, torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-7)
+
+
+def torch_images(x):
+    """NHWC float32 images as a channels-last NCHW tensor."""
+    import torch
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).contiguous(
+        memory_format=torch.channels_last)
+
+
+def torch_step(net, opt, x, y):
+    from torch import nn
+    opt.zero_grad()
+    nn.functional.cross_entropy(net(x), y).backward()
+    opt.step()
+
+
+def run_torch(workload, data, epochs, batch, threads):
+    import torch
+    torch.set_num_threads(threads)
+    x, y, xt, yt = data
+    net, opt = torch_net(workload)
+    tx, ty, txt = torch_images(x), torch.from_numpy(y), torch_images(xt)
     times = []
     for _ in range(epochs):
         start = time.perf_counter()
@@ -94,10 +112,7 @@ def run_torch(workload, data, epochs, batch, threads):
         order = torch.randperm(len(tx))
         for i in range(0, len(tx), batch):
             idx = order[i:i + batch]
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(net(tx[idx]), ty[idx])
-            loss.backward()
-            opt.step()
+            torch_step(net, opt, tx[idx], ty[idx])
         times.append(time.perf_counter() - start)
     net.eval()
     with torch.no_grad():
