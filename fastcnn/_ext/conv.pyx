@@ -11,8 +11,8 @@ Results do not depend on ``n_threads``: images are independent in forward and dX
 fixed chunks of ``DW_CHUNK`` images separately, then adds the chunk sums in chunk order.
 
 Threads take images (and chunks) one at a time ("dynamic"), not in fixed halves: on a shared
-host one core often runs 20-35% slower than the other for seconds at a time, and fixed halves
-leave the faster core waiting. In a training step at 2 threads this was 5.5% faster.
+host one core often runs slower than the other for seconds at a time (bench/scaling.py's probe),
+and fixed halves leave the faster core waiting. A training step at 2 threads ran 5.5% faster.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
