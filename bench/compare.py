@@ -45,7 +45,7 @@ def conv_gflops(threads, repeats=30):
     the best of `repeats` runs, checked against the NumPy twin, and OpenBLAS's sgemm of the same
     matrix shapes (best of runs, in a subprocess: OpenMP threads that have just finished a
     kernel keep spinning a while, and in the same process they slowed the GEMM 2-3x)."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, HERE)
     import bench_conv_kernels as kernels
     name = "mnist-conv2"
     flops = kernels.flops(name) / 1e9

@@ -281,9 +281,11 @@ class Sequential:
         return [(layer.kernel_regularizer, layer.kernel, layer.grads[0]) for layer in self.layers
                 if getattr(layer, "kernel_regularizer", None) is not None and layer.trainable]
 
-    def _regularization_loss(self):
-        """The penalties that Keras adds to every batch's mean loss, in training and evaluation."""
-        return sum(reg(kernel) for reg, kernel, _ in self._regularized_kernels())
+    @staticmethod
+    def _regularization_loss(regularized):
+        """The penalties that Keras adds to every batch's mean loss, in training and evaluation,
+        from _regularized_kernels()."""
+        return sum(reg(kernel) for reg, kernel, _ in regularized)
 
     def _train_step(self, x, y, trained):
         """One batch; ``trained`` is (weights, their gradients, _regularized_kernels()), listed
@@ -291,7 +293,7 @@ class Sequential:
         weights, grads, regularized = trained
         out = self._forward(x, training=True)
         loss, grad = self._loss_and_grad(out, y)
-        penalty = sum(reg(kernel) for reg, kernel, _ in regularized)
+        penalty = self._regularization_loss(regularized)
         for i in range(len(self._steps) - 1, -1, -1):
             grad = self._steps[i].backward(grad, need_dx=i > 0)
         for reg, kernel, dkernel in regularized:
@@ -384,7 +386,7 @@ class Sequential:
 
     def _evaluate_arrays(self, x, y, batch_size, bar=None):
         loss_sum, correct = 0.0, 0
-        penalty = self._regularization_loss()
+        penalty = self._regularization_loss(self._regularized_kernels())
         steps = -(-len(x) // batch_size)
         for step in range(steps):
             sl = slice(step * batch_size, (step + 1) * batch_size)

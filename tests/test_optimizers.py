@@ -133,6 +133,21 @@ def test_rmsprop_kernel_refuses_missing_slots():
         optim.rmsprop_update(a, a, a.copy(), None, None, 0.1, 0.9, 0.5, 1e-7, False, 1)
 
 
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda a: optim.adam_update(a, a, None, a.copy(), 1e-3, 0.9, 0.999, 1e-7, 1, 1), TypeError, "'m'"),
+    (lambda a: optim.adam_update(a, a[:3], a.copy(), a.copy(), 1e-3, 0.9, 0.999, 1e-7, 1, 1),
+     ValueError, "4 elements"),
+    (lambda a: optim.sgd_update(a, a, None, 0.1, 0.9, False, 1), ValueError, "velocity"),
+    (lambda a: optim.sgd_update(a, a, np.zeros(2), 0.1, 0.9, False, 1), ValueError, "4 elements"),
+    (lambda a: optim.rmsprop_update(a, a, a[:2].copy(), None, None, 0.1, 0.9, 0.0, 1e-7, False, 1),
+     ValueError, "4 elements"),
+])
+def test_update_kernels_refuse_missing_or_short_operands(call, exc, match):
+    """The C loops index every operand alike: a missing or short one is refused, not read past."""
+    with pytest.raises(exc, match=match):
+        call(np.zeros(4))
+
+
 def test_exponential_decay_values_and_config():
     schedule = schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
     assert schedule(0) == 0.1

@@ -1,6 +1,7 @@
 # Included by the modules that run conv_simd.h's kernels (conv, dense): the declarations they
-# share, the SIMD path and scratch allocation. The header's state is static, so each module holds
-# its own copy: each detects the SIMD path at import, and tests cap each module's path on its own.
+# share, the SIMD path, scratch allocation and the zero gradients of an empty batch. The header's
+# state is static, so each module holds its own copy: each detects the SIMD path at import, and
+# tests cap each module's path on its own.
 from libc.stdlib cimport malloc
 
 cdef extern from "conv_simd.h" nogil:
@@ -34,6 +35,13 @@ def _set_simd_path(name):
     """Caps the float32 path (for tests of the lower paths); returns the path now in use."""
     fcnn_simd_set(_PATHS.index(name))
     return simd_path()
+
+
+def _zero_gradients(*gradients):
+    """The gradients of an empty batch; None stands for one not asked for."""
+    for g in gradients:
+        if g is not None:
+            g[...] = 0
 
 
 cdef float *_alloc(size_t n) except NULL:

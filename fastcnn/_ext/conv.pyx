@@ -43,7 +43,6 @@ cdef enum:
     DW_CHUNK = 8
 
 
-
 cdef fcnn_geom _geom(const Py_ssize_t *xs, const Py_ssize_t *ws, const Py_ssize_t *os,
                      int stride_h, int stride_w, int pad_top, int pad_left) except *:
     """The geometry from the input, weight and output shapes; raises if they disagree."""
@@ -59,13 +58,6 @@ cdef fcnn_geom _geom(const Py_ssize_t *xs, const Py_ssize_t *ws, const Py_ssize_
             f"{[ws[k] for k in range(4)]}, output {[os[k] for k in range(4)]}, strides "
             f"{(stride_h, stride_w)}, pads {(pad_top, pad_left)}")
     return g
-
-
-def _zero_gradients(*gradients):
-    """The gradients of an empty batch; None stands for one not asked for."""
-    for g in gradients:
-        if g is not None:
-            g[...] = 0
 
 
 def conv2d_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c_in)
@@ -321,9 +313,7 @@ cdef Py_ssize_t _backward_f32(const float[:, :, :, ::1] x, const float[:, :, :, 
             for i in range(c * DW_CHUNK, min(n, (c + 1) * DW_CHUNK)):
                 d = pdy + i * sdy
                 if pool != NULL:
-                    pi = pooled
-                    if pooled != NULL:
-                        pi = pooled + i * sdy
+                    pi = pooled + i * sdy if pooled != NULL else NULL
                     bad += fcnn_unpool_image(level, pool, d, pi, argmax + i * sdy, g.ow, g.co,
                                              relu, dz)
                     d = dz

@@ -25,7 +25,6 @@ cdef enum:
     MAX_BLOCK_ROWS = 4080
 
 
-
 cdef inline fcnn_geom _rows(int rows, int k, int o) noexcept nogil:
     """rows x k as a 1 x rows image with k channels under a 1x1 kernel giving o channels."""
     cdef fcnn_geom g
@@ -89,9 +88,7 @@ def dense_backward_weight(const floating[:, ::1] x__nk,   # IN  (n, in)
     if db is not None:
         _check("db", (db.shape[0],), (dy__no.shape[1],))
     if x__nk.shape[0] == 0:
-        dw__ko[...] = 0
-        if db is not None:
-            db[...] = 0
+        _zero_gradients(dw__ko, db)
         return
     if dw__ko.size == 0 and (db is None or db.shape[0] == 0):
         return

@@ -27,16 +27,27 @@ cdef enum:
     UPDATE_CHUNK = 4096  # elements per parallel step
 
 
+def _check_lengths(Py_ssize_t n, *arrays):
+    """The loops index param, grad and every slot in use (None: one not in use) alike."""
+    for a in arrays:
+        if a is not None and a.shape[0] != n:
+            raise ValueError(f"Expected grad and every slot in use to have param's {n} elements, "
+                             f"received {a.shape[0]}")
+
+
 cdef inline floating *_at(floating[::1] a, Py_ssize_t i) noexcept nogil:
     """&a[i], or NULL for a missing (None) slot."""
     return NULL if a is None else &a[i]
 
 
-def sgd_update(floating[::1] param,            # IN/OUT
-               const floating[::1] grad,       # IN
+def sgd_update(floating[::1] param not None,     # IN/OUT
+               const floating[::1] grad not None,  # IN
                floating[::1] velocity,         # IN/OUT (unused when momentum == 0)
                double learning_rate, double momentum, bint nesterov, int n_threads):
     """v = momentum v - lr g; p += v, or p += momentum v - lr g with Nesterov."""
+    if momentum != 0 and velocity is None:
+        raise ValueError("sgd_update needs velocity when momentum != 0")
+    _check_lengths(param.shape[0], grad, velocity if momentum != 0 else None)
     cdef Py_ssize_t c, i, n = param.shape[0], chunks = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK
     for c in prange(chunks, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
         i = c * UPDATE_CHUNK
@@ -48,13 +59,14 @@ def sgd_update(floating[::1] param,            # IN/OUT
                        learning_rate, momentum, nesterov)
 
 
-def adam_update(floating[::1] param,           # IN/OUT
-                const floating[::1] grad,      # IN
-                floating[::1] m,               # IN/OUT first moment
-                floating[::1] v,               # IN/OUT second moment
+def adam_update(floating[::1] param not None,       # IN/OUT
+                const floating[::1] grad not None,  # IN
+                floating[::1] m not None,           # IN/OUT first moment
+                floating[::1] v not None,           # IN/OUT second moment
                 double learning_rate, double beta_1, double beta_2, double epsilon,
                 long step, int n_threads):
     """Adam with the bias corrections folded into the step size, as Keras does; step counts from 1."""
+    _check_lengths(param.shape[0], grad, m, v)
     cdef Py_ssize_t c, i, n = param.shape[0], chunks = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK
     cdef double alpha = learning_rate * sqrt(1 - beta_2 ** step) / (1 - beta_1 ** step)
     for c in prange(chunks, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
@@ -67,9 +79,9 @@ def adam_update(floating[::1] param,           # IN/OUT
                         1 - beta_1, 1 - beta_2, epsilon)
 
 
-def rmsprop_update(floating[::1] param,             # IN/OUT
-                   const floating[::1] grad,        # IN
-                   floating[::1] mean_square,       # IN/OUT running mean of grad^2
+def rmsprop_update(floating[::1] param not None,         # IN/OUT
+                   const floating[::1] grad not None,    # IN
+                   floating[::1] mean_square not None,   # IN/OUT running mean of grad^2
                    floating[::1] momentum_buffer,   # IN/OUT, or None when momentum == 0
                    floating[::1] mean_grad,         # IN/OUT, or None unless centered
                    double learning_rate, double rho, double momentum, double epsilon,
@@ -84,6 +96,7 @@ def rmsprop_update(floating[::1] param,             # IN/OUT
         momentum_buffer = None
     if not centered:
         mean_grad = None
+    _check_lengths(param.shape[0], grad, mean_square, momentum_buffer, mean_grad)
     cdef Py_ssize_t c, i, n = param.shape[0], chunks = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK
     for c in prange(chunks, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
         i = c * UPDATE_CHUNK
