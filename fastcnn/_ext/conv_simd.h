@@ -27,6 +27,9 @@ enum { FCNN_SCALAR = 0, FCNN_AVX2 = 1, FCNN_AVX512 = 2 };
 #else
 #define FCNN_X86 0
 #endif
+#if FCNN_X86
+#include <immintrin.h>
+#endif
 
 static int fcnn_detected = FCNN_SCALAR;
 static int fcnn_level = FCNN_SCALAR;
@@ -155,7 +158,8 @@ typedef struct {
 } fcnn_tile_job;
 
 /* dW job: dw (kh*kwci, dw_row) += windows(x)^T . dY over all oh*ow pixels, windows as in
- * fcnn_tile_job; dY pixel q at dy + q*dy_px with round16(co) floats readable. */
+ * fcnn_tile_job; dY pixel q at dy + q*dy_px with round16(co) floats readable. Unless db is NULL,
+ * also db (round16(co)) += the sums of dY over the pixels. */
 typedef struct {
     const float *x;
     int px_row, px_col, k_row, kh, kwci;
@@ -163,6 +167,7 @@ typedef struct {
     int dy_px, oh, ow, co;
     float *dw;
     int dw_row;
+    float *db;
 } fcnn_dw_job;
 
 /* The micro-kernels themselves, once per vector width (see conv_tiles.h). */
@@ -363,12 +368,8 @@ static void fcnn_dw_image(int level, const fcnn_geom *g, const float *x, const f
         dy_px = c16;
     }
     const fcnn_dw_job jb = {src, g->sh * row, g->sw * g->ci, row, g->kh, g->kw * g->ci,
-                            d, dy_px, g->oh, g->ow, co, dw, c16};
+                            d, dy_px, g->oh, g->ow, co, dw, c16, db};
     fcnn_dw(level, &jb);
-    if (db)
-        for (int q = 0; q < npix; q++)
-            for (int c = 0; c < co; c++)
-                db[c] += dy[(size_t)q * co + c];
 }
 
 /* ---- a convolution followed by max pooling, per image ---------------------------------------- */
@@ -509,21 +510,119 @@ FCNN_INLINE int fcnn_unpool_core(const fcnn_pool_geom *p, const float *dy, const
 }
 
 #if FCNN_X86
+/* AVX-512 has compares into mask registers and masked loads and stores, so these do sixteen
+ * channels a step, channel tails included, and choose with one masked move instead of and/or
+ * blends. On conv1 of the MNIST net (26x26x32 -> 13x13x32, 128 images, 1 thread) the fused conv
+ * and pooling went from 16.7 to 11.5 us an image forward, and 14.8 to 9.2 backward. Same results
+ * as fcnn_maxpool_core and fcnn_unpool_core: strict > keeps the first maximum of a tie (and a NaN
+ * never replaces it). */
+__attribute__((target("avx512f,avx512dq,fma"))) static inline __mmask16 fcnn_lanes16(int left)
+{
+    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+}
+
+/* The window's cells sit at fixed offsets from its first one, so the loops keep each cell's
+ * offset broadcast in a register and track which offset won, not its absolute index. */
+__attribute__((target("avx512f,avx512dq,fma"))) FCNN_INLINE void
+fcnn_maxpool_win16(const int KH, const int KW, const fcnn_pool_geom *p, const float *z, int zw,
+                   int co, float *out, int *am)
+{
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const int ph = p->ph, pw = p->pw, sh = p->sh, sw = p->sw;
+    int off[KH * KW];
+    __m512i voff[KH * KW];
+    for (int k = 0; k < KH * KW; k++) {
+        off[k] = (k / KW * zw + k % KW) * co;
+        voff[k] = _mm512_set1_epi32(off[k]);
+    }
+    for (int i = 0; i < ph; i++)
+        for (int j = 0; j < pw; j++) {
+            const int first = ((i * sh) * zw + j * sw) * co;
+            float *o = out + ((size_t)i * pw + j) * co;
+            int *ao = am ? am + ((size_t)i * pw + j) * co : NULL;
+            for (int c = 0; c < co; c += 16) {
+                const __mmask16 m = fcnn_lanes16(co - c);
+                const float *win = z + first + c;
+                __m512 best = _mm512_maskz_loadu_ps(m, win);
+                __m512i won = _mm512_setzero_si512();
+                for (int k = 1; k < KH * KW; k++) {
+                    const __m512 v = _mm512_maskz_loadu_ps(m, win + off[k]);
+                    const __mmask16 gt = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
+                    best = _mm512_mask_mov_ps(best, gt, v);
+                    won = _mm512_mask_mov_epi32(won, gt, voff[k]);
+                }
+                _mm512_mask_storeu_ps(o + c, m, best);
+                if (ao)
+                    _mm512_mask_storeu_epi32(
+                        ao + c, m, _mm512_add_epi32(won, _mm512_add_epi32(_mm512_set1_epi32(first + c), iota)));
+            }
+        }
+}
+
 __attribute__((target("avx512f,avx512dq,fma"))) static void
 fcnn_maxpool_avx512(const fcnn_pool_geom *p, const float *z, int zw, int co, float *out, int *am)
 {
-    fcnn_maxpool_core(p, z, zw, co, out, am);
+    if (p->kh == 2 && p->kw == 2)
+        fcnn_maxpool_win16(2, 2, p, z, zw, co, out, am);
+    else
+        fcnn_maxpool_win16(p->kh, p->kw, p, z, zw, co, out, am);
 }
-__attribute__((target("avx2,fma"))) static void
-fcnn_maxpool_avx2(const fcnn_pool_geom *p, const float *z, int zw, int co, float *out, int *am)
+
+/* Windows that tile z only; the others (overlapping or gapped) take fcnn_unpool_core's scatter. */
+__attribute__((target("avx512f,avx512dq,fma"))) FCNN_INLINE int
+fcnn_unpool_win16(const int KH, const int KW, const fcnn_pool_geom *p, const float *dy,
+                  const float *pooled, const int *am, int zw, int co, int relu, float *dz)
 {
-    fcnn_maxpool_core(p, z, zw, co, out, am);
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const int ph = p->ph, pw = p->pw, sh = p->sh, sw = p->sw;
+    int off[KH * KW], bad = 0;
+    __m512i voff[KH * KW];
+    for (int k = 0; k < KH * KW; k++) {
+        off[k] = (k / KW * zw + k % KW) * co;
+        voff[k] = _mm512_set1_epi32(off[k]);
+    }
+    for (int i = 0; i < ph; i++)
+        for (int j = 0; j < pw; j++) {
+            const int first = ((i * sh) * zw + j * sw) * co;
+            const size_t o = ((size_t)i * pw + j) * co;
+            for (int c = 0; c < co; c += 16) {
+                const __mmask16 m = fcnn_lanes16(co - c);
+                const __m512 g = _mm512_maskz_loadu_ps(m, dy + o + c);
+                /* the argmax as an offset from the window's first cell, in this lane's channel */
+                const __m512i at = _mm512_sub_epi32(
+                    _mm512_maskz_loadu_epi32(m, am + o + c),
+                    _mm512_add_epi32(_mm512_set1_epi32(first + c), iota));
+                __mmask16 pass = m, hit = 0;
+                if (relu)
+                    pass = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, pooled + o + c),
+                                                   _mm512_setzero_ps(), _CMP_GT_OQ);
+                float *win = dz + first + c;
+                for (int k = 0; k < KH * KW; k++) {
+                    const __mmask16 eq = _mm512_cmpeq_epi32_mask(at, voff[k]);
+                    hit |= eq;
+                    _mm512_mask_storeu_ps(win + off[k], m, _mm512_maskz_mov_ps(eq & pass, g));
+                }
+                bad += __builtin_popcount(m & ~hit & 0xFFFF);
+            }
+        }
+    return bad;
 }
+
 __attribute__((target("avx512f,avx512dq,fma"))) static int
 fcnn_unpool_avx512(const fcnn_pool_geom *p, const float *dy, const float *pooled, const int *am,
                    int zw, int co, int relu, float *dz)
 {
-    return fcnn_unpool_core(p, dy, pooled, am, zw, co, relu, dz);
+    if (!fcnn_pool_tiles(p))
+        return fcnn_unpool_core(p, dy, pooled, am, zw, co, relu, dz);
+    if (p->kh == 2 && p->kw == 2)
+        return fcnn_unpool_win16(2, 2, p, dy, pooled, am, zw, co, relu, dz);
+    return fcnn_unpool_win16(p->kh, p->kw, p, dy, pooled, am, zw, co, relu, dz);
+}
+
+__attribute__((target("avx2,fma"))) static void
+fcnn_maxpool_avx2(const fcnn_pool_geom *p, const float *z, int zw, int co, float *out, int *am)
+{
+    fcnn_maxpool_core(p, z, zw, co, out, am);
 }
 __attribute__((target("avx2,fma"))) static int
 fcnn_unpool_avx2(const fcnn_pool_geom *p, const float *dy, const float *pooled, const int *am,

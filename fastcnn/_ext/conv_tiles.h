@@ -133,21 +133,28 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile_core)(const int CBMAX, const int P1, const 
 }
 
 
-/* R window taps x FCNN_W*NV output channels: broadcast one tap value per FMA against the dY row. */
-FCNN_INLINE void FCNN_NAME(fcnn_dw_tile)(const int R, const int NV, const fcnn_dw_job *jb, const int *koff,
-                              int nr, const float *dy, float *dw)
+/* R rows x FCNN_W*NV output channels: broadcast one tap value per FMA against the dY row. With DB
+ * the last row sums dY itself, into db, in place of a tap: the same registers, and no second pass
+ * over dY (it had cost as much as the product on conv1 of the MNIST net, whose 9 taps leave 3 of
+ * the 12 rows spare anyway). */
+FCNN_INLINE void FCNN_NAME(fcnn_dw_tile)(const int R, const int NV, const int DB, const fcnn_dw_job *jb,
+                              const int *koff, int nr, const float *dy, float *dw, float *db)
 {
     const int px_row = jb->px_row, px_col = jb->px_col, dy_px = jb->dy_px, oh = jb->oh;
     const int ow = jb->ow, dw_row = jb->dw_row;
     FCNN_VT acc[FCNN_PMAX][4];
     int o[FCNN_PMAX];
 #pragma GCC unroll 12
-    for (int r = 0; r < R; r++) {
+    for (int r = 0; r < R - DB; r++) {
         o[r] = koff[r];
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++)
             acc[r][v] = r < nr ? FCNN_LDW(dw + (size_t)r * dw_row + FCNN_W * v) : (FCNN_VT){0};
     }
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++)
+        if (DB)
+            acc[R - 1][v] = FCNN_LDW(db + FCNN_W * v);
     for (int y = 0; y < oh; y++) {
         const float *xr = jb->x + (size_t)y * px_row;
         for (int xq = 0; xq < ow; xq++, xr += px_col, dy += dy_px) {
@@ -156,37 +163,58 @@ FCNN_INLINE void FCNN_NAME(fcnn_dw_tile)(const int R, const int NV, const fcnn_d
             for (int v = 0; v < NV; v++)
                 d[v] = FCNN_LDW(dy + FCNN_W * v);
 #pragma GCC unroll 12
-            for (int r = 0; r < R; r++) {
+            for (int r = 0; r < R - DB; r++) {
                 const float s = xr[o[r]];
 #pragma GCC unroll 4
                 for (int v = 0; v < NV; v++)
                     acc[r][v] += d[v] * s;
             }
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                if (DB)
+                    acc[R - 1][v] += d[v];
         }
     }
 #pragma GCC unroll 12
-    for (int r = 0; r < R; r++) {
+    for (int r = 0; r < R - DB; r++) {
         if (r >= nr)
             break;
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++)
             FCNN_STW(dw + (size_t)r * dw_row + FCNN_W * v, acc[r][v]);
     }
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++)
+        if (DB)
+            FCNN_STW(db + FCNN_W * v, acc[R - 1][v]);
 }
 
-/* All taps for the channel block at b0, R at a time; the last tile repeats its final tap. */
+/* The rows of taps k0 .. k0+nr-1 (with DB, one row fewer), and their products with dY; rows past
+ * the last tap repeat it, and are not stored. */
+FCNN_INLINE void FCNN_NAME(fcnn_dw_taps)(const int R, const int NV, const int DB, const fcnn_dw_job *jb,
+                              int b0, int k0)
+{
+    const int kwci = jb->kwci, nr = fcnn_min(R - DB, jb->kh * kwci - k0);
+    int koff[FCNN_PMAX];
+    for (int r = 0; r < R - DB; r++) {
+        const int k = k0 + fcnn_min(r, nr - 1), a = k / kwci;
+        koff[r] = a * jb->k_row + (k - a * kwci);
+    }
+    FCNN_NAME(fcnn_dw_tile)(R, NV, DB, jb, koff, nr, jb->dy + b0,
+                            jb->dw + (size_t)k0 * jb->dw_row + b0, DB ? jb->db + b0 : NULL);
+}
+
+/* All taps for the channel block at b0, R at a time, the first tile also summing db. */
 FCNN_INLINE void FCNN_NAME(fcnn_dw_block)(const int R, const int NV, const fcnn_dw_job *jb, int b0)
 {
-    const int kwci = jb->kwci, kk = jb->kh * kwci;
-    int koff[FCNN_PMAX];
-    for (int k0 = 0; k0 < kk; k0 += R) {
-        const int nr = fcnn_min(R, kk - k0);
-        for (int r = 0; r < R; r++) {
-            const int k = k0 + fcnn_min(r, nr - 1), a = k / kwci;
-            koff[r] = a * jb->k_row + (k - a * kwci);
-        }
-        FCNN_NAME(fcnn_dw_tile)(R, NV, jb, koff, nr, jb->dy + b0, jb->dw + (size_t)k0 * jb->dw_row + b0);
+    const int kk = jb->kh * jb->kwci;
+    int k0 = 0;
+    if (jb->db) {
+        FCNN_NAME(fcnn_dw_taps)(R, NV, 1, jb, b0, 0);
+        k0 = R - 1;
     }
+    for (; k0 < kk; k0 += R)
+        FCNN_NAME(fcnn_dw_taps)(R, NV, 0, jb, b0, k0);
 }
 
 FCNN_INLINE void FCNN_NAME(fcnn_dw_core)(const int CB, const int R1, const int R2, const int R3,
