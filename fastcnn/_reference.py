@@ -318,15 +318,27 @@ def softmax_backward(y__nk, dy__nk, dx__nk, n_threads):
     dx__nk[...] = y__nk * (dy__nk - dot)
 
 
+def _mix32(x):
+    """lowbias32 on uint32 arrays (wrap-around multiplies)."""
+    x = (x ^ (x >> np.uint32(16))) * np.uint32(0x7FEB352D)
+    x = (x ^ (x >> np.uint32(15))) * np.uint32(0x846CA68B)
+    return x ^ (x >> np.uint32(16))
+
+
 def dropout_keep(seed, n, rate):
-    """The kernels' mask: element i is kept when the top 24 bits of splitmix64(seed, i) reach
-    ceil(rate * 2**24), i.e. when that 24-bit uniform draw is >= rate."""
-    with np.errstate(over="ignore"):  # the hash relies on uint64 wrap-around
-        z = np.uint64(seed) + np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    """The kernels' mask: element j is kept when the top 24 bits of
+    mix32(mix32(lo ^ k1) + k2) reach ceil(rate * 2**24), i.e. when that 24-bit uniform draw is
+    >= rate; lo is the low half of j, and (k1, k2) the halves of splitmix64(seed, high half)."""
+    j = np.arange(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):  # the hashes rely on wrap-around
+        z = np.uint64(seed) + ((j >> np.uint64(32)) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = (z ^ (z >> np.uint64(31))) >> np.uint64(40)
-    return z >= np.uint64(np.ceil(rate * 2**24))
+        key = z ^ (z >> np.uint64(31))
+        k1 = (key & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        k2 = (key >> np.uint64(32)).astype(np.uint32)
+        bits = _mix32(_mix32(j.astype(np.uint32) ^ k1) + k2) >> np.uint32(8)
+    return bits >= np.uint32(np.ceil(rate * 2**24))
 
 
 def dropout_forward(x, seed, rate, out, n_threads):

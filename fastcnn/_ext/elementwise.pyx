@@ -5,7 +5,7 @@ forward *output* ``y``, which is all relu, sigmoid and tanh need, so inputs need
 """
 from cython.parallel cimport prange
 from libc.math cimport exp, tanh
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint32_t, uint64_t
 
 ctypedef fused floating:
     float
@@ -78,11 +78,11 @@ def softmax_forward(const floating[:, ::1] x__nk, floating[:, ::1] out__nk,
 
 
 cdef extern from "dropout.h" nogil:
-    uint64_t fc_dropout_threshold(double rate)
+    uint32_t fc_dropout_threshold(double rate)
     void fc_dropout_array_f32(const float *x, float *out, Py_ssize_t n, uint64_t first,
-                              uint64_t seed, uint64_t threshold, float scale)
+                              uint64_t seed, uint32_t threshold, float scale)
     void fc_dropout_array_f64(const double *x, double *out, Py_ssize_t n, uint64_t first,
-                              uint64_t seed, uint64_t threshold, double scale)
+                              uint64_t seed, uint32_t threshold, double scale)
 
 cdef enum:
     DROPOUT_CHUNK = 4096  # elements per parallel step
@@ -92,7 +92,7 @@ cdef void dropout_apply(const floating[::1] x, uint64_t seed, double rate, float
                         int n_threads) noexcept nogil:
     cdef Py_ssize_t c, i, n = x.shape[0], chunks = (n + DROPOUT_CHUNK - 1) // DROPOUT_CHUNK
     cdef floating scale = 1.0 / (1.0 - rate)
-    cdef uint64_t threshold = fc_dropout_threshold(rate)
+    cdef uint32_t threshold = fc_dropout_threshold(rate)
     for c in prange(chunks, schedule="static", num_threads=threads_for(n, n_threads)):
         i = c * DROPOUT_CHUNK
         if floating is float:
