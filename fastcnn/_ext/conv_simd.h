@@ -552,9 +552,10 @@ fcnn_maxpool_win16(const int KH, const int KW, const fcnn_pool_geom *p, const fl
                     won = _mm512_mask_mov_epi32(won, gt, voff[k]);
                 }
                 _mm512_mask_storeu_ps(o + c, m, best);
-                if (ao)
-                    _mm512_mask_storeu_epi32(
-                        ao + c, m, _mm512_add_epi32(won, _mm512_add_epi32(_mm512_set1_epi32(first + c), iota)));
+                if (ao) {
+                    const __m512i at = _mm512_add_epi32(_mm512_set1_epi32(first + c), iota);
+                    _mm512_mask_storeu_epi32(ao + c, m, _mm512_add_epi32(won, at));
+                }
             }
         }
 }
