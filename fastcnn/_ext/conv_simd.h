@@ -521,8 +521,17 @@ __attribute__((target("avx512f,avx512dq,fma"))) static inline __mmask16 fcnn_lan
     return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
 }
 
-/* The window's cells sit at fixed offsets from its first one, so the loops keep each cell's
+/* The window's cells sit at fixed offsets from its first one in z, so the loops keep each cell's
  * offset broadcast in a register and track which offset won, not its absolute index. */
+__attribute__((target("avx512f,avx512dq,fma"))) FCNN_INLINE void
+fcnn_cell_offsets16(const int KH, const int KW, int zw, int co, int *off, __m512i *voff)
+{
+    for (int k = 0; k < KH * KW; k++) {
+        off[k] = (k / KW * zw + k % KW) * co;
+        voff[k] = _mm512_set1_epi32(off[k]);
+    }
+}
+
 __attribute__((target("avx512f,avx512dq,fma"))) FCNN_INLINE void
 fcnn_maxpool_win16(const int KH, const int KW, const fcnn_pool_geom *p, const float *z, int zw,
                    int co, float *out, int *am)
@@ -531,10 +540,7 @@ fcnn_maxpool_win16(const int KH, const int KW, const fcnn_pool_geom *p, const fl
     const int ph = p->ph, pw = p->pw, sh = p->sh, sw = p->sw;
     int off[KH * KW];
     __m512i voff[KH * KW];
-    for (int k = 0; k < KH * KW; k++) {
-        off[k] = (k / KW * zw + k % KW) * co;
-        voff[k] = _mm512_set1_epi32(off[k]);
-    }
+    fcnn_cell_offsets16(KH, KW, zw, co, off, voff);
     for (int i = 0; i < ph; i++)
         for (int j = 0; j < pw; j++) {
             const int first = ((i * sh) * zw + j * sw) * co;
@@ -578,10 +584,7 @@ fcnn_unpool_win16(const int KH, const int KW, const fcnn_pool_geom *p, const flo
     const int ph = p->ph, pw = p->pw, sh = p->sh, sw = p->sw;
     int off[KH * KW], bad = 0;
     __m512i voff[KH * KW];
-    for (int k = 0; k < KH * KW; k++) {
-        off[k] = (k / KW * zw + k % KW) * co;
-        voff[k] = _mm512_set1_epi32(off[k]);
-    }
+    fcnn_cell_offsets16(KH, KW, zw, co, off, voff);
     for (int i = 0; i < ph; i++)
         for (int j = 0; j < pw; j++) {
             const int first = ((i * sh) * zw + j * sw) * co;
