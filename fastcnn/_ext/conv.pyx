@@ -278,11 +278,11 @@ cdef int _backward_input_f32(const float[:, :, :, ::1] dy, const float[:, :, :, 
 
 
 cdef Py_ssize_t _backward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] dy,
-                                     float[:, :, :, ::1] dw, float[::1] db, const fcnn_geom *g,
-                                     int n_threads, const float *wt=NULL, float *dx=NULL,
-                                     const fcnn_pool_geom *pool=NULL, const float *pooled=NULL,
-                                     const int *argmax=NULL, bint relu=False,
-                                     bint input_relu=False) except -1:
+                              float[:, :, :, ::1] dw, float[::1] db, const fcnn_geom *g,
+                              int n_threads, const float *wt=NULL, float *dx=NULL,
+                              const fcnn_pool_geom *pool=NULL, const float *pooled=NULL,
+                              const int *argmax=NULL, bint relu=False,
+                              bint input_relu=False) except -1:
     """dW and db, and with pool the backward of the max pooling (and relu) first: each image's
     dY is then the scatter of the pooled gradient dy, made in per-thread scratch. With dx (and
     wt, the fcnn_pack_dx weights), also dX from the same hot dY, masked where x <= 0 with

@@ -61,15 +61,13 @@ static int fcnn_simd_set(int level)
  * widest tile's NV * 16 = 64, but no wider than cols needs. A padded panel would only add zeros to
  * multiply and push the panel out of L1 (conv 32 -> 32: 74 KB instead of 37 KB), and for a
  * 10-class dense layer its serial packing would cost more than the product. */
+static int fcnn_min(int a, int b) { return a < b ? a : b; }
+static int fcnn_round16(int n) { return (n + 15) & ~15; }
 static int fcnn_block_max(int level) { return level == FCNN_AVX512 ? 64 : 16; }
 static int fcnn_block(int level, int cols)
 {
-    const int c16 = (cols + 15) & ~15;
-    return c16 < fcnn_block_max(level) ? c16 : fcnn_block_max(level);
+    return fcnn_min(fcnn_round16(cols), fcnn_block_max(level));
 }
-
-static int fcnn_min(int a, int b) { return a < b ? a : b; }
-static int fcnn_round16(int n) { return (n + 15) & ~15; }
 
 /* ---- data movement (plain C, not hot) ------------------------------------------------------ */
 
@@ -387,8 +385,9 @@ static int fcnn_pooled_cols(const fcnn_pool_geom *p) { return (p->pw - 1) * p->s
 static int fcnn_pool_tiles(const fcnn_pool_geom *p) { return p->sh == p->kh && p->sw == p->kw; }
 
 /* Pooling compares, and GCC turns a compare of 16-float vectors into 16 scalar ones unless the
- * target has 512-bit mask registers (and sometimes even then, after inlining), so these loops use
- * 8-float vectors, which every build compares natively (AVX-512 and AVX2 in one instruction). */
+ * target has 512-bit mask registers (and sometimes even then, after inlining), so the portable
+ * loops below use 8-float vectors, which the AVX2 and baseline builds compare natively; the
+ * AVX-512 build has its own loops with mask intrinsics further down. */
 #define FCNN_LD8(p) ((fcnn_v8)(*(const fcnn_v8u *)(p)))
 #define FCNN_LDI8(p) ((fcnn_vi8)(*(const fcnn_vi8u *)(p)))
 #define FCNN_ST8(p, v) (*(fcnn_v8u *)(p) = (v))

@@ -119,7 +119,7 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile_block)(const int P, const int NV, const int
 FCNN_INLINE void FCNN_NAME(fcnn_tile_core)(const int CBMAX, const int P1, const int P2, const int P3,
                                 const int P4, const fcnn_tile_job *jb)
 {
-    const int c16 = fcnn_round16(jb->co), cb = c16 < CBMAX ? c16 : CBMAX; /* = fcnn_block */
+    const int cb = fcnn_min(fcnn_round16(jb->co), CBMAX); /* fcnn_block of this build */
     const size_t panel = (size_t)jb->kh * jb->kwci * cb;
     for (int b0 = 0, blk = 0; b0 < jb->co; b0 += cb, blk++) {
         const int nco = fcnn_min(cb, jb->co - b0), nv = (nco + FCNN_W - 1) / FCNN_W;

@@ -84,23 +84,18 @@ cdef extern from "dropout.h" nogil:
     void fc_dropout_array_f64(const double *x, double *out, Py_ssize_t n, uint64_t first,
                               uint64_t seed, uint32_t threshold, double scale)
 
-cdef enum:
-    DROPOUT_CHUNK = 4096  # elements per parallel step
-
 
 cdef void dropout_apply(const floating[::1] x, uint64_t seed, double rate, floating[::1] out,
                         int n_threads) noexcept nogil:
-    cdef Py_ssize_t c, i, n = x.shape[0], chunks = (n + DROPOUT_CHUNK - 1) // DROPOUT_CHUNK
+    cdef Py_ssize_t c, i, n = x.shape[0]
     cdef floating scale = 1.0 / (1.0 - rate)
     cdef uint32_t threshold = fc_dropout_threshold(rate)
-    for c in prange(chunks, schedule="static", num_threads=threads_for(n, n_threads)):
-        i = c * DROPOUT_CHUNK
+    for c in prange(runs_of(n), schedule="static", num_threads=threads_for(n, n_threads)):
+        i = c * RUN
         if floating is float:
-            fc_dropout_array_f32(&x[i], &out[i], min(DROPOUT_CHUNK, n - i), i, seed, threshold,
-                                 scale)
+            fc_dropout_array_f32(&x[i], &out[i], min(RUN, n - i), i, seed, threshold, scale)
         else:
-            fc_dropout_array_f64(&x[i], &out[i], min(DROPOUT_CHUNK, n - i), i, seed, threshold,
-                                 scale)
+            fc_dropout_array_f64(&x[i], &out[i], min(RUN, n - i), i, seed, threshold, scale)
 
 
 def dropout_forward(const floating[::1] x, uint64_t seed, double rate, floating[::1] out,

@@ -23,10 +23,6 @@ cdef extern from "optim.h" nogil:
     void fc_rmsprop_f64(double *p, const double *g, double *ms, double *buf, double *mg,
                         Py_ssize_t n, double lr, double r, double b, double mu, double eps)
 
-cdef enum:
-    UPDATE_CHUNK = 4096  # elements per parallel step
-
-
 def _check_lengths(Py_ssize_t n, *arrays):
     """The loops index param, grad and every slot in use (None: one not in use) alike."""
     for a in arrays:
@@ -45,17 +41,20 @@ def sgd_update(floating[::1] param not None,     # IN/OUT
                floating[::1] velocity,         # IN/OUT (unused when momentum == 0)
                double learning_rate, double momentum, bint nesterov, int n_threads):
     """v = momentum v - lr g; p += v, or p += momentum v - lr g with Nesterov."""
-    if momentum != 0 and velocity is None:
+    if momentum == 0:
+        velocity = None
+    elif velocity is None:
         raise ValueError("sgd_update needs velocity when momentum != 0")
-    _check_lengths(param.shape[0], grad, velocity if momentum != 0 else None)
-    cdef Py_ssize_t c, i, n = param.shape[0], chunks = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
-        i = c * UPDATE_CHUNK
+    _check_lengths(param.shape[0], grad, velocity)
+    cdef Py_ssize_t c, i, n = param.shape[0]
+    for c in prange(runs_of(n), nogil=True, schedule="static",
+                    num_threads=threads_for(n, n_threads)):
+        i = c * RUN
         if floating is float:
-            fc_sgd_f32(&param[i], &grad[i], _at(velocity, i), min(UPDATE_CHUNK, n - i),
+            fc_sgd_f32(&param[i], &grad[i], _at(velocity, i), min(RUN, n - i),
                        learning_rate, momentum, nesterov)
         else:
-            fc_sgd_f64(&param[i], &grad[i], _at(velocity, i), min(UPDATE_CHUNK, n - i),
+            fc_sgd_f64(&param[i], &grad[i], _at(velocity, i), min(RUN, n - i),
                        learning_rate, momentum, nesterov)
 
 
@@ -67,15 +66,16 @@ def adam_update(floating[::1] param not None,       # IN/OUT
                 long step, int n_threads):
     """Adam with the bias corrections folded into the step size, as Keras does; step counts from 1."""
     _check_lengths(param.shape[0], grad, m, v)
-    cdef Py_ssize_t c, i, n = param.shape[0], chunks = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK
+    cdef Py_ssize_t c, i, n = param.shape[0]
     cdef double alpha = learning_rate * sqrt(1 - beta_2 ** step) / (1 - beta_1 ** step)
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
-        i = c * UPDATE_CHUNK
+    for c in prange(runs_of(n), nogil=True, schedule="static",
+                    num_threads=threads_for(n, n_threads)):
+        i = c * RUN
         if floating is float:
-            fc_adam_f32(&param[i], &grad[i], &m[i], &v[i], min(UPDATE_CHUNK, n - i), alpha,
+            fc_adam_f32(&param[i], &grad[i], &m[i], &v[i], min(RUN, n - i), alpha,
                         1 - beta_1, 1 - beta_2, epsilon)
         else:
-            fc_adam_f64(&param[i], &grad[i], &m[i], &v[i], min(UPDATE_CHUNK, n - i), alpha,
+            fc_adam_f64(&param[i], &grad[i], &m[i], &v[i], min(RUN, n - i), alpha,
                         1 - beta_1, 1 - beta_2, epsilon)
 
 
@@ -97,16 +97,17 @@ def rmsprop_update(floating[::1] param not None,         # IN/OUT
     if not centered:
         mean_grad = None
     _check_lengths(param.shape[0], grad, mean_square, momentum_buffer, mean_grad)
-    cdef Py_ssize_t c, i, n = param.shape[0], chunks = (n + UPDATE_CHUNK - 1) // UPDATE_CHUNK
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
-        i = c * UPDATE_CHUNK
+    cdef Py_ssize_t c, i, n = param.shape[0]
+    for c in prange(runs_of(n), nogil=True, schedule="static",
+                    num_threads=threads_for(n, n_threads)):
+        i = c * RUN
         if floating is float:
             fc_rmsprop_f32(&param[i], &grad[i], &mean_square[i], _at(momentum_buffer, i),
-                           _at(mean_grad, i), min(UPDATE_CHUNK, n - i), learning_rate, rho,
+                           _at(mean_grad, i), min(RUN, n - i), learning_rate, rho,
                            1 - rho, momentum, epsilon)
         else:
             fc_rmsprop_f64(&param[i], &grad[i], &mean_square[i], _at(momentum_buffer, i),
-                           _at(mean_grad, i), min(UPDATE_CHUNK, n - i), learning_rate, rho,
+                           _at(mean_grad, i), min(RUN, n - i), learning_rate, rho,
                            1 - rho, momentum, epsilon)
 
 
