@@ -131,6 +131,28 @@ def test_mnist_conv2_shape(simd_path):
         assert_close(g, w, np.float32)
 
 
+@pytest.fixture(params=[4, 300, 3000, 20000])
+def panel_bytes(request):
+    """The forward tiles' K slice bound, from one tap per slice up to several kernel rows."""
+    previous = conv._set_panel_bytes(request.param)
+    yield request.param
+    conv._set_panel_bytes(previous)
+
+
+@pytest.mark.parametrize("case", [((3, 3), (1, 1), "valid", (32, 64)), ((3, 3), (2, 2), "same", (5, 70)),
+                                  ((2, 3), (1, 2), "same", (24, 20))], ids=str)
+@pytest.mark.parametrize("relu", [True, False])
+def test_forward_in_k_slices_matches_reference(case, relu, panel_bytes, simd_path):
+    # bias only in the first slice and ReLU only after the last, whatever the slicing
+    kernel, strides, padding, (ci, co) = case
+    rng = np.random.default_rng(ci * co)
+    x, wt, bias, dy, geo = make_case(rng, np.float32, 2, 9, 8, ci, co, kernel, strides, padding)
+    got, want = np.empty(dy.shape, np.float32), np.empty(dy.shape, np.float32)
+    conv.conv2d_forward(x, wt, bias, got, *geo, relu, 2)
+    ref.conv2d_forward(x, wt, bias, want, *geo, relu, 2)
+    assert_close(got, want, np.float32)
+
+
 def test_read_only_inputs():
     rng = np.random.default_rng(4)
     x, wt, bias, dy, geo = make_case(rng, np.float32, 2, 5, 5, 3, 8, (3, 3), (1, 1), "same")

@@ -12,7 +12,7 @@ from fastcnn import _reference as ref
 from fastcnn import layers, ops
 from fastcnn._ext import conv
 from fastcnn.layers import fused
-from test_conv_kernels import assert_close, simd_path  # noqa: F401 (a fixture)
+from test_conv_kernels import assert_close, panel_bytes, simd_path  # noqa: F401 (fixtures)
 from test_conv_kernels import make_case as conv_case
 
 
@@ -70,6 +70,14 @@ def test_matches_reference(case, relu, simd_path):
     np.testing.assert_array_equal(got[1], want[1])  # the argmax, exactly
     for g, w in zip(got[:1] + got[2:], want[:1] + want[2:]):
         assert_close(g, w, np.float32)
+
+
+def test_forward_in_k_slices_matches_reference(panel_bytes):
+    rng = np.random.default_rng(2)
+    x, wt, bias, dy, geo = make_case(rng, 2, 13, 13, 32, 64, (3, 3), (1, 1), "valid", (2, 2), (2, 2))
+    got = run_all(conv, x, wt, bias, dy, geo, True, (2, 2), (2, 2), 2)
+    want = run_all(ref, x, wt, bias, dy, geo, True, (2, 2), (2, 2), 2)
+    assert_close(got[0], want[0], np.float32)
 
 
 def test_equals_the_separate_kernels_on_mnist_conv2(simd_path):

@@ -8,6 +8,7 @@ cdef extern from "conv_simd.h" nogil:
     int fcnn_simd_init()
     int fcnn_simd_level()
     int fcnn_simd_set(int level)
+    int fcnn_panel_bytes_set(int bytes)
     ctypedef struct fcnn_geom:
         int h, w, ci, kh, kw, co, oh, ow, sh, sw, pt, pl
     int fcnn_block(int level, int cols)
@@ -35,6 +36,12 @@ def _set_simd_path(name):
     """Caps the float32 path (for tests of the lower paths); returns the path now in use."""
     fcnn_simd_set(_PATHS.index(name))
     return simd_path()
+
+
+def _set_panel_bytes(n):
+    """Bounds the weight-panel bytes of one forward sweep (for tests of the K slicing); returns
+    the bound it replaces."""
+    return fcnn_panel_bytes_set(n)
 
 
 def _zero_gradients(*gradients):

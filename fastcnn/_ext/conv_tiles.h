@@ -116,22 +116,52 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile_block)(const int P, const int NV, const int
     default: if (CBMAX >= 4 * FCNN_W) FCNN_NAME(fcnn_tile_block)(P4, 4, ACC, cb, jb, w, bias, out, nco); break;      \
     }
 
+/* One panel block's columns for all pixels, over the taps of jb (a whole job or one K chunk). */
+FCNN_INLINE void FCNN_NAME(fcnn_tile_pass)(const int CBMAX, const int P1, const int P2, const int P3,
+                                const int P4, const int cb, const fcnn_tile_job *jb, const float *w,
+                                const float *bias, float *out, int nco)
+{
+    const int nv = (nco + FCNN_W - 1) / FCNN_W;
+    if (jb->accumulate)
+        FCNN_TILE_CASES(1)
+    else
+        FCNN_TILE_CASES(0)
+}
+
 FCNN_INLINE void FCNN_NAME(fcnn_tile_core)(const int CBMAX, const int P1, const int P2, const int P3,
                                 const int P4, const fcnn_tile_job *jb)
 {
     const int cb = fcnn_min(fcnn_round16(jb->co), CBMAX); /* fcnn_block of this build */
-    const size_t panel = (size_t)jb->kh * jb->kwci * cb;
+    const int kh = jb->kh, kwci = jb->kwci;
+    const size_t panel = (size_t)kh * kwci * cb;
+    /* K in slices of at most kc taps (fcnn_panel_bytes of panel): rpc whole kernel rows at a
+     * time, or pieces of one row when a row is longer. The first slice adds the bias, the later
+     * ones add into the output, and only the last applies the ReLU. */
+    const int kc = fcnn_imax(1, fcnn_panel_bytes / (cb * (int)sizeof(float)));
+    const int rpc = kwci <= kc ? kc / kwci : 1, piece = fcnn_min(kwci, kc);
     for (int b0 = 0, blk = 0; b0 < jb->co; b0 += cb, blk++) {
-        const int nco = fcnn_min(cb, jb->co - b0), nv = (nco + FCNN_W - 1) / FCNN_W;
+        const int nco = fcnn_min(cb, jb->co - b0);
         const float *w = jb->w + blk * panel, *bias = jb->bias ? jb->bias + b0 : NULL;
         float *out = jb->out + b0;
-        if (jb->accumulate)
-            FCNN_TILE_CASES(1)
-        else
-            FCNN_TILE_CASES(0)
+        if (rpc >= kh) {
+            FCNN_NAME(fcnn_tile_pass)(CBMAX, P1, P2, P3, P4, cb, jb, w, bias, out, nco);
+            continue;
+        }
+        for (int r = 0; r < kh; r += rpc)
+            for (int j0 = 0; j0 < kwci; j0 += piece) {
+                fcnn_tile_job part = *jb;
+                const int first = r == 0 && j0 == 0;
+                part.x = jb->x + (size_t)r * jb->k_row + j0;
+                part.kh = fcnn_min(rpc, kh - r);
+                part.kwci = fcnn_min(piece, kwci - j0);
+                part.relu = jb->relu && r + part.kh == kh && j0 + part.kwci == kwci;
+                part.accumulate = jb->accumulate || !first;
+                FCNN_NAME(fcnn_tile_pass)(CBMAX, P1, P2, P3, P4, cb, &part,
+                                          w + ((size_t)r * kwci + j0) * cb, first ? bias : NULL,
+                                          out, nco);
+            }
     }
 }
-
 
 /* R rows x FCNN_W*NV output channels: broadcast one tap value per FMA against the dY row. With DB
  * the last row sums dY itself, into db, in place of a tap: the same registers, and no second pass
