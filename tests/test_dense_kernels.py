@@ -76,19 +76,22 @@ def test_float64_matches_reference(shape):
     check_shape(shape, np.float64)
 
 
-@pytest.mark.parametrize("panel_bytes", [4, 1000, 20000])
+@pytest.fixture(params=[4, 1000, 20000])
+def panel_bytes(request):
+    """The forward tiles' K slice bound: one tap per slice, pieces of the 1600 inputs, and more."""
+    previous = dense._set_panel_bytes(request.param)
+    yield request.param
+    dense._set_panel_bytes(previous)
+
+
 @pytest.mark.parametrize("shape", [(37, 70, 10), (100, 33, 130), (128, 1600, 10)], ids=str)
 def test_forward_in_k_slices_matches_reference(shape, panel_bytes, simd_path):
-    previous = dense._set_panel_bytes(panel_bytes)
-    try:
-        rng = np.random.default_rng(sum(shape))
-        x, w, bias, dy = make_case(rng, np.float32, *shape)
-        got, want = np.empty(dy.shape, np.float32), np.empty(dy.shape, np.float32)
-        dense.dense_forward(x, w, bias, got, True, 2)
-        ref.dense_forward(x, w, bias, want, True, 2)
-        assert_close(got, want, np.float32)
-    finally:
-        dense._set_panel_bytes(previous)
+    rng = np.random.default_rng(sum(shape))
+    x, w, bias, dy = make_case(rng, np.float32, *shape)
+    got, want = np.empty(dy.shape, np.float32), np.empty(dy.shape, np.float32)
+    dense.dense_forward(x, w, bias, got, True, 2)
+    ref.dense_forward(x, w, bias, want, True, 2)
+    assert_close(got, want, np.float32)
 
 
 @pytest.mark.parametrize("use_bias, relu", [(False, False), (False, True), (True, False)])

@@ -418,6 +418,12 @@ static int fcnn_pool_tiles(const fcnn_pool_geom *p) { return p->sh == p->kh && p
 #define FCNN_STI8(p, v) (*(fcnn_vi8u *)(p) = (v))
 #define FCNN_IOTA8 ((fcnn_vi8){0, 1, 2, 3, 4, 5, 6, 7})
 
+/* f(KH, KW, p, ...), with the window size as constants for 2x2 pools, nearly every net's: GCC
+ * then unrolls the window loops, whose setup per 8 channels otherwise cost more than the compares
+ * (7 us an image, not 2). */
+#define FCNN_BY_WINDOW(f, p, ...)                                                                  \
+    ((p)->kh == 2 && (p)->kw == 2 ? f(2, 2, (p), __VA_ARGS__) : f((p)->kh, (p)->kw, (p), __VA_ARGS__))
+
 /* out (ph, pw, co) = the window maxima of z (rows, zw, co), and argmax (unless NULL) the index
  * (r*zw + s)*co + c of each in z. Ties keep the first maximum in row-major window order, as
  * maxpool2d_forward does. Eight channels at a time, then a scalar tail. */
@@ -462,15 +468,10 @@ FCNN_INLINE void fcnn_maxpool_win(const int KH, const int KW, const fcnn_pool_ge
         }
 }
 
-/* Constant window sizes let GCC unroll the window loops; 2x2 is nearly every net's pooling, and
- * the loops' setup per 8 channels otherwise cost more than the compares (7 us an image, not 2). */
 FCNN_INLINE void fcnn_maxpool_core(const fcnn_pool_geom *p, const float *z, int zw, int co,
                                    float *out, int *argmax)
 {
-    if (p->kh == 2 && p->kw == 2)
-        fcnn_maxpool_win(2, 2, p, z, zw, co, out, argmax);
-    else
-        fcnn_maxpool_win(p->kh, p->kw, p, z, zw, co, out, argmax);
+    FCNN_BY_WINDOW(fcnn_maxpool_win, p, z, zw, co, out, argmax);
 }
 
 /* dz (rows, zw, co) = dy (ph, pw, co) placed at its argmax cells, zero elsewhere: the backward of
@@ -527,9 +528,7 @@ FCNN_INLINE int fcnn_unpool_win(const int KH, const int KW, const fcnn_pool_geom
 FCNN_INLINE int fcnn_unpool_core(const fcnn_pool_geom *p, const float *dy, const float *pooled,
                                  const int *argmax, int zw, int co, int relu, float *dz)
 {
-    if (p->kh == 2 && p->kw == 2)
-        return fcnn_unpool_win(2, 2, p, dy, pooled, argmax, zw, co, relu, dz);
-    return fcnn_unpool_win(p->kh, p->kw, p, dy, pooled, argmax, zw, co, relu, dz);
+    return FCNN_BY_WINDOW(fcnn_unpool_win, p, dy, pooled, argmax, zw, co, relu, dz);
 }
 
 #if FCNN_X86
@@ -592,10 +591,7 @@ fcnn_maxpool_win16(const int KH, const int KW, const fcnn_pool_geom *p, const fl
 __attribute__((target("avx512f,avx512dq,fma"))) static void
 fcnn_maxpool_avx512(const fcnn_pool_geom *p, const float *z, int zw, int co, float *out, int *am)
 {
-    if (p->kh == 2 && p->kw == 2)
-        fcnn_maxpool_win16(2, 2, p, z, zw, co, out, am);
-    else
-        fcnn_maxpool_win16(p->kh, p->kw, p, z, zw, co, out, am);
+    FCNN_BY_WINDOW(fcnn_maxpool_win16, p, z, zw, co, out, am);
 }
 
 /* Windows that tile z only; the others (overlapping or gapped) take fcnn_unpool_core's scatter. */
@@ -641,9 +637,7 @@ fcnn_unpool_avx512(const fcnn_pool_geom *p, const float *dy, const float *pooled
 {
     if (!fcnn_pool_tiles(p))
         return fcnn_unpool_core(p, dy, pooled, am, zw, co, relu, dz);
-    if (p->kh == 2 && p->kw == 2)
-        return fcnn_unpool_win16(2, 2, p, dy, pooled, am, zw, co, relu, dz);
-    return fcnn_unpool_win16(p->kh, p->kw, p, dy, pooled, am, zw, co, relu, dz);
+    return FCNN_BY_WINDOW(fcnn_unpool_win16, p, dy, pooled, am, zw, co, relu, dz);
 }
 
 __attribute__((target("avx2,fma"))) static void

@@ -116,7 +116,7 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile_block)(const int P, const int NV, const int
     default: if (CBMAX >= 4 * FCNN_W) FCNN_NAME(fcnn_tile_block)(P4, 4, ACC, cb, jb, w, bias, out, nco); break;      \
     }
 
-/* One panel block's columns for all pixels, over the taps of jb (a whole job or one K chunk). */
+/* One panel block's columns for all pixels, over the taps of jb (one K slice). */
 FCNN_INLINE void FCNN_NAME(fcnn_tile_pass)(const int CBMAX, const int P1, const int P2, const int P3,
                                 const int P4, const int cb, const fcnn_tile_job *jb, const float *w,
                                 const float *bias, float *out, int nco)
@@ -135,18 +135,15 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile_core)(const int CBMAX, const int P1, const 
     const int kh = jb->kh, kwci = jb->kwci;
     const size_t panel = (size_t)kh * kwci * cb;
     /* K in slices of at most kc taps (fcnn_panel_bytes of panel): rpc whole kernel rows at a
-     * time, or pieces of one row when a row is longer. The first slice adds the bias, the later
-     * ones add into the output, and only the last applies the ReLU. */
+     * time, or pieces of one row when a row is longer (one slice when the panel fits). The first
+     * slice adds the bias, the later ones add into the output, and only the last applies the
+     * ReLU. */
     const int kc = fcnn_imax(1, fcnn_panel_bytes / (cb * (int)sizeof(float)));
     const int rpc = kwci <= kc ? kc / kwci : 1, piece = fcnn_min(kwci, kc);
     for (int b0 = 0, blk = 0; b0 < jb->co; b0 += cb, blk++) {
         const int nco = fcnn_min(cb, jb->co - b0);
         const float *w = jb->w + blk * panel, *bias = jb->bias ? jb->bias + b0 : NULL;
         float *out = jb->out + b0;
-        if (rpc >= kh) {
-            FCNN_NAME(fcnn_tile_pass)(CBMAX, P1, P2, P3, P4, cb, jb, w, bias, out, nco);
-            continue;
-        }
         for (int r = 0; r < kh; r += rpc)
             for (int j0 = 0; j0 < kwci; j0 += piece) {
                 fcnn_tile_job part = *jb;
