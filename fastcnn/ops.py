@@ -774,37 +774,61 @@ def multiclass_hinge(scores, labels, grad_scale, grad=None, loss=None):
 
 # ---- optimizer updates -----------------------------------------------------------------------
 
-def _update_operands(param, grad, **slots):
-    """Flat views of param, grad and the named slots (None stays None): param and its slots are
-    updated in place, so they must be the exact buffers, all of param's shape and dtype."""
-    param = _in_place(param, "param")
-    grad = as_kernel_array(grad, "grad", dtype=param.dtype, shape=param.shape)
-    return [param.reshape(-1), grad.reshape(-1)] + [
-        None if slot is None else _out(slot, param.shape, param.dtype, name).reshape(-1)
-        for name, slot in slots.items()]
+_last_operands = (None, None)  # (the ids of the arrays, their checked flat views)
 
 
-def sgd_update(param, grad, velocity, learning_rate, momentum, nesterov):
-    if velocity is None:
-        raise TypeError("Expected velocity to be an array like param, received None")
-    _optim.sgd_update(*_update_operands(param, grad, velocity=velocity), learning_rate, momentum,
-                      nesterov, get_num_threads())
+def _update_operands(params, grads, **slots):
+    """Flat views of each param, its grad and its named slots (a list per slot name, or None for
+    a slot not in use): params and slots are updated in place, so they must be the exact buffers,
+    each of its param's shape and dtype.
+
+    A training loop passes the same arrays at every step, so the views of the last call are kept
+    and reused for the same arrays: checking 24 arrays took 120 us of a 14 ms MNIST step, all of it
+    serial. The kept views hold their arrays, so no id is reused while they are kept."""
+    global _last_operands
+    params, grads = list(params), list(grads)
+    key = (tuple(map(id, params)), tuple(map(id, grads)),
+           tuple((name, None if v is None else tuple(map(id, v))) for name, v in slots.items()))
+    if key == _last_operands[0]:
+        return _last_operands[1]
+    if len(grads) != len(params):
+        raise ValueError(f"Expected one gradient per param ({len(params)}), received {len(grads)}")
+    flat, copied = [[], []] + [[] for _ in slots], False
+    for t, (param, grad) in enumerate(zip(params, grads)):
+        param = _in_place(param, f"params[{t}]")
+        if not (type(grad) is np.ndarray and grad.dtype == param.dtype
+                and grad.shape == param.shape and grad.flags.c_contiguous):
+            grad = as_kernel_array(grad, f"grads[{t}]", dtype=param.dtype, shape=param.shape)
+            copied = True  # a copy of a list could go stale: nothing to keep
+        flat[0].append(param.reshape(-1))
+        flat[1].append(grad.reshape(-1))
+        for k, (name, values) in enumerate(slots.items(), 2):
+            slot = None if values is None else values[t]
+            flat[k].append(None if slot is None else
+                           _out(slot, param.shape, param.dtype, f"{name}[{t}]").reshape(-1))
+    _last_operands = (None, None) if copied else (key, flat)
+    return flat
 
 
-def adam_update(param, grad, m, v, learning_rate, beta_1, beta_2, epsilon, step):
-    if m is None or v is None:
-        raise TypeError("Expected m and v to be arrays like param, received None")
+def sgd_update(params, grads, velocities, learning_rate, momentum, nesterov):
+    """One SGD step of every param (lists of arrays, velocities updated in place)."""
+    _optim.sgd_update(*_update_operands(params, grads, velocities=velocities), learning_rate,
+                      momentum, nesterov, get_num_threads())
+
+
+def adam_update(params, grads, m, v, learning_rate, beta_1, beta_2, epsilon, step,
+                weight_decay=0.0):
+    """One Adam step (AdamW's with weight_decay) of every param; m and v updated in place."""
     if isinstance(step, bool) or not isinstance(step, numbers.Integral) or not 1 <= step < 2**63:
         raise ValueError(f"Expected step to be an int >= 1, received step={step!r}")
-    _optim.adam_update(*_update_operands(param, grad, m=m, v=v), learning_rate, beta_1, beta_2,
-                       epsilon, step, get_num_threads())
+    _optim.adam_update(*_update_operands(params, grads, m=m, v=v), learning_rate, beta_1, beta_2,
+                       epsilon, step, weight_decay, get_num_threads())
 
 
-def rmsprop_update(param, grad, mean_square, momentum_buffer, mean_grad, learning_rate, rho,
+def rmsprop_update(params, grads, mean_square, momentum_buffer, mean_grad, learning_rate, rho,
                    momentum, epsilon, centered):
-    if mean_square is None:
-        raise TypeError("Expected mean_square to be an array like param, received None")
-    _optim.rmsprop_update(*_update_operands(param, grad, mean_square=mean_square,
+    """One RMSprop step of every param; the slots in use updated in place."""
+    _optim.rmsprop_update(*_update_operands(params, grads, mean_square=mean_square,
                                             momentum_buffer=momentum_buffer, mean_grad=mean_grad),
                           learning_rate, rho, momentum, epsilon, centered, get_num_threads())
 

@@ -21,7 +21,11 @@ class Optimizer:
         self.learning_rate = learning_rate
         self.name = name or type(self).__name__.lower()
         self.iterations = 0
-        self.slots = None  # one list of arrays per slot name, aligned with the weights
+        # id(weight) -> (weight, its slots): keyed by the array, as PyTorch keys state by the
+        # parameter, so that a change of the trainable set between fits (a layer frozen or
+        # unfrozen) leaves every weight with its own state. The entry holds the weight, so its
+        # id is not reused.
+        self._state = {}
 
     @property
     def learning_rate(self):
@@ -49,15 +53,42 @@ class Optimizer:
             return float(self.learning_rate(self.iterations))
         return self.learning_rate
 
+    def _slots_of(self, weight):
+        """The weight's slots, one per slot name, created as zeros on its first update."""
+        entry = self._state.get(id(weight))
+        if entry is None:
+            entry = self._state[id(weight)] = (weight, [np.zeros_like(weight)
+                                                        for _ in self.slot_names])
+        return entry[1]
+
+    def has_slots(self, weights):
+        """Whether any of weights has been updated (has state) by this optimizer."""
+        return any(id(w) in self._state for w in weights)
+
+    def slots_for(self, weights):
+        """The slots of weights: one list per slot name, aligned with weights (zeros for a
+        weight not yet updated)."""
+        slots = [self._slots_of(w) for w in weights]
+        return [[s[k] for s in slots] for k in range(len(self.slot_names))]
+
+    def set_slots(self, weights, slots):
+        """Gives weights the state slots_for(weights) returned (copies, C-contiguous: the kernels
+        update them in place)."""
+        for k, weight in enumerate(weights):
+            self._state[id(weight)] = (weight, [np.array(values[k], weight.dtype, order="C")
+                                                for values in slots])
+
     def apply(self, weights, grads):
-        if self.slots is None:
-            self.slots = [[np.zeros_like(w) for w in weights] for _ in self.slot_names]
+        """One update of every weight, in one kernel call."""
+        weights = list(weights)
+        if len({id(w) for w in weights}) != len(weights):
+            raise ValueError("Expected every weight once, received one listed twice")
+        slots = self.slots_for(weights)
         lr = self.current_learning_rate()
         self.iterations += 1
-        for i, (w, g) in enumerate(zip(weights, grads)):
-            self._update(w, g, [slot[i] for slot in self.slots], lr)
+        self._update(weights, grads, slots, lr)
 
-    def _update(self, weight, grad, slots, learning_rate):
+    def _update(self, weights, grads, slots, learning_rate):
         raise NotImplementedError
 
     def get_config(self):
@@ -85,8 +116,8 @@ class SGD(Optimizer):
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
 
-    def _update(self, weight, grad, slots, learning_rate):
-        ops.sgd_update(weight, grad, slots[0], learning_rate, self.momentum, self.nesterov)
+    def _update(self, weights, grads, slots, learning_rate):
+        ops.sgd_update(weights, grads, slots[0], learning_rate, self.momentum, self.nesterov)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -104,9 +135,11 @@ class Adam(Optimizer):
             raise ValueError(f"Expected epsilon > 0, received epsilon={epsilon!r}")
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
-    def _update(self, weight, grad, slots, learning_rate):
-        ops.adam_update(weight, grad, slots[0], slots[1], learning_rate, self.beta_1, self.beta_2,
-                        self.epsilon, self.iterations)
+    weight_decay = 0.0  # AdamW's
+
+    def _update(self, weights, grads, slots, learning_rate):
+        ops.adam_update(weights, grads, slots[0], slots[1], learning_rate, self.beta_1,
+                        self.beta_2, self.epsilon, self.iterations, self.weight_decay)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -124,10 +157,6 @@ class AdamW(Adam):
                 or not weight_decay >= 0:
             raise ValueError(f"Expected weight_decay >= 0, received weight_decay={weight_decay!r}")
         self.weight_decay = float(weight_decay)
-
-    def _update(self, weight, grad, slots, learning_rate):
-        ops.axpy(-learning_rate * self.weight_decay, weight, weight)
-        super()._update(weight, grad, slots, learning_rate)
 
     def get_config(self):
         return {**super().get_config(), "weight_decay": self.weight_decay}
@@ -151,9 +180,9 @@ class RMSprop(Optimizer):
         self.slot_names = (("mean_square",) + (("momentum_buffer",) if self.momentum else ())
                            + (("mean_grad",) if self.centered else ()))
 
-    def _update(self, weight, grad, slots, learning_rate):
+    def _update(self, weights, grads, slots, learning_rate):
         slots = dict(zip(self.slot_names, slots))
-        ops.rmsprop_update(weight, grad, slots["mean_square"], slots.get("momentum_buffer"),
+        ops.rmsprop_update(weights, grads, slots["mean_square"], slots.get("momentum_buffer"),
                            slots.get("mean_grad"), learning_rate, self.rho, self.momentum,
                            self.epsilon, self.centered)
 

@@ -136,7 +136,7 @@ def _compile_config(model):
                          "saves the weights alone")
     return {"optimizer": {"class_name": type(optimizer).__name__, "config": optimizer.get_config(),
                           "iterations": int(optimizer.iterations),
-                          "has_slots": optimizer.slots is not None},
+                          "has_slots": optimizer.has_slots(model.trainable_weights)},
             "loss": {"class_name": type(model.loss).__name__, "config": model.loss.get_config()},
             "metrics": list(model.metrics)}
 
@@ -148,8 +148,8 @@ def save_model(model, filepath, overwrite=True):
               "seed": int(model.seed), "compile_config": _compile_config(model)}
     arrays = {_weight_member(k): w for k, w in enumerate(model.weights)}
     optimizer = model.optimizer
-    if config["compile_config"] is not None and optimizer.slots is not None:
-        for slot, values in zip(optimizer.slot_names, optimizer.slots):
+    if config["compile_config"] is not None and config["compile_config"]["optimizer"]["has_slots"]:
+        for slot, values in zip(optimizer.slot_names, optimizer.slots_for(model.trainable_weights)):
             arrays.update({_slot_member(slot, k): v for k, v in enumerate(values)})
     _write(filepath, "model", config, arrays, overwrite)
 
@@ -332,9 +332,8 @@ def load_model(filepath, compile=True):
     model.seed = seed
     if compile and state is not None:
         optimizer.iterations = iterations
-        # copies: the kernels update slots in place and need them C-contiguous
-        optimizer.slots = [[np.array(v, np.float32, order="C") for v in values]
-                           for values in slots] or None
+        if slots:
+            optimizer.set_slots(trainable, slots)
     return model
 
 

@@ -176,8 +176,8 @@ def test_fused_loss_threads_agree(rng):
 def test_sgd_update_matches_formula(momentum, nesterov, rng):
     p, g, v = (rng.standard_normal(100) for _ in range(3))
     expected = [p.copy(), v.copy()]
-    ref.sgd_update(expected[0], g, expected[1], 0.1, momentum, nesterov, 1)
-    optim.sgd_update(p, g, v, 0.1, momentum, nesterov, 2)
+    ref.sgd_update([expected[0]], [g], [expected[1]], 0.1, momentum, nesterov, 1)
+    optim.sgd_update([p], [g], [v], 0.1, momentum, nesterov, 2)
     np.testing.assert_allclose(p, expected[0], rtol=1e-14)
     if momentum:
         np.testing.assert_allclose(v, expected[1], rtol=1e-14)
@@ -193,13 +193,13 @@ def test_updates_match_reference_at_any_thread_count(rule, dtype, size, rng):
     p, g = rng.standard_normal(size).astype(dtype), rng.standard_normal(size).astype(dtype)
     slots = [(rng.standard_normal(size) * 0.1).astype(dtype), (rng.random(size) * 0.1).astype(dtype)]
     if rule == "adam":
-        run = lambda module, a, threads: module.adam_update(a[0], g, a[1], a[2], 1e-3, 0.9, 0.999,
-                                                             1e-7, 3, threads)
+        run = lambda module, a, threads: module.adam_update([a[0]], [g], [a[1]], [a[2]], 1e-3, 0.9,
+                                                             0.999, 1e-7, 3, 0.0, threads)
     else:
         momentum, nesterov = {"sgd": (0.0, False), "sgd_momentum": (0.9, False),
                               "sgd_nesterov": (0.9, True)}[rule]
-        run = lambda module, a, threads: module.sgd_update(a[0], g, a[1], 0.1, momentum, nesterov,
-                                                            threads)
+        run = lambda module, a, threads: module.sgd_update([a[0]], [g], [a[1]], 0.1, momentum,
+                                                            nesterov, threads)
     expected = [p.copy()] + [s.copy() for s in slots]
     run(ref, expected, 1)
     results = []
@@ -212,11 +212,48 @@ def test_updates_match_reference_at_any_thread_count(rule, dtype, size, rng):
     assert all(np.array_equal(a, b) for a, b in zip(*results))
 
 
+UPDATE_RULES = {  # each kernel's call after (module, params, grads, slots, threads)
+    "sgd_nesterov": (2, lambda mod, p, g, s, t: mod.sgd_update(p, g, s[0], 0.1, 0.9, True, t)),
+    "adam": (2, lambda mod, p, g, s, t: mod.adam_update(p, g, s[0], s[1], 1e-3, 0.9, 0.999, 1e-7,
+                                                        3, 0.0, t)),
+    "adamw": (2, lambda mod, p, g, s, t: mod.adam_update(p, g, s[0], s[1], 1e-2, 0.9, 0.999, 1e-7,
+                                                         3, 0.05, t)),
+    "rmsprop_centered_momentum": (3, lambda mod, p, g, s, t: mod.rmsprop_update(
+        p, g, s[0], s[1], s[2], 0.01, 0.9, 0.5, 1e-7, True, t)),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rule", sorted(UPDATE_RULES))
+def test_one_update_call_for_many_tensors_matches_each_on_its_own(rule, dtype, rng):
+    """A model's weights go to the kernel in one call, cut into runs of any of them: tensors of
+    no element, of one, across run boundaries and past the threading threshold, each against the
+    NumPy twin of its own update, at any thread count."""
+    n_slots, run = UPDATE_RULES[rule]
+    sizes = [4097, 0, 1, 40_001, 10, 4096]
+    params = [rng.standard_normal(n).astype(dtype) for n in sizes]
+    grads = [rng.standard_normal(n).astype(dtype) for n in sizes]
+    slots = [[(rng.random(n) * 0.1).astype(dtype) for n in sizes] for _ in range(n_slots)]
+    if rule.startswith("rmsprop"):  # mean_square above mean_grad^2, as it stays in training
+        slots[0] = [a + 1 for a in slots[0]]
+    expected = ([p.copy() for p in params], [[a.copy() for a in s] for s in slots])
+    for t in range(len(sizes)):  # one tensor at a time through the reference
+        run(ref, [expected[0][t]], [grads[t]], [[s[t]] for s in expected[1]], 1)
+    results = []
+    for threads in (1, 2):
+        state = ([p.copy() for p in params], [[a.copy() for a in s] for s in slots])
+        run(optim, state[0], grads, state[1], threads)
+        for got, want in zip(state[0] + sum(state[1], []), expected[0] + sum(expected[1], [])):
+            np.testing.assert_allclose(got, want, rtol=TOL[dtype], atol=TOL[dtype])
+        results.append(state[0] + sum(state[1], []))
+    assert all(np.array_equal(a, b) for a, b in zip(*results))
+
+
 def test_adam_update_matches_formula(rng):
     p, g = rng.standard_normal(100), rng.standard_normal(100)
     m, v = rng.standard_normal(100) * 0.1, rng.random(100) * 0.1
     p0, m0, v0 = p.copy(), m.copy(), v.copy()
-    optim.adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-7, 3, 2)
+    optim.adam_update([p], [g], [m], [v], 1e-3, 0.9, 0.999, 1e-7, 3, 0.0, 2)
     m_new = 0.9 * m0 + 0.1 * g
     v_new = 0.999 * v0 + 0.001 * g * g
     alpha = 1e-3 * np.sqrt(1 - 0.999 ** 3) / (1 - 0.9 ** 3)

@@ -65,6 +65,88 @@ def test_adamw_decays_before_the_adam_step(wg):
                                second, rtol=1e-12)
 
 
+def test_each_weight_keeps_its_own_state_when_the_updated_set_changes(rng):
+    """State belongs to the weight, not to its place in the list: a weight left out of an update
+    (a frozen layer) keeps its moments, and one that joins later starts from zeros; the step
+    count is the optimizer's, as in Keras."""
+    a, b = rng.standard_normal(5), rng.standard_normal(3)
+    ga, gb = [rng.standard_normal(5) for _ in range(3)], [rng.standard_normal(3) for _ in range(3)]
+    opt = optimizers.Adam(0.01)
+    want_a, want_b = a.copy(), b.copy()
+    state_a, state_b = [np.zeros(5), np.zeros(5)], [np.zeros(3), np.zeros(3)]
+    opt.apply([b], [gb[0]])                  # step 1: b alone
+    opt.apply([a, b], [ga[1], gb[1]])        # step 2: a joins
+    opt.apply([a], [ga[2]])                  # step 3: b frozen
+    ref.adam_update([want_b], [gb[0]], [state_b[0]], [state_b[1]], 0.01, 0.9, 0.999, 1e-7, 1, 0.0, 1)
+    ref.adam_update([want_a, want_b], [ga[1], gb[1]], [state_a[0], state_b[0]],
+                    [state_a[1], state_b[1]], 0.01, 0.9, 0.999, 1e-7, 2, 0.0, 1)
+    ref.adam_update([want_a], [ga[2]], [state_a[0]], [state_a[1]], 0.01, 0.9, 0.999, 1e-7, 3, 0.0, 1)
+    np.testing.assert_allclose(a, want_a, rtol=1e-13)
+    np.testing.assert_allclose(b, want_b, rtol=1e-13)
+    for got, want in zip(opt.slots_for([a, b]), zip(state_a, state_b)):
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-13)
+
+
+def test_a_weight_listed_twice_is_refused():
+    w = np.zeros(4)
+    with pytest.raises(ValueError, match="once"):
+        optimizers.SGD(0.1).apply([w, w], [np.ones(4), np.ones(4)])
+    assert not np.any(w)
+
+
+def test_freezing_a_layer_between_fits_keeps_every_weight_with_its_own_state(rng):
+    """Slots kept by position went to the wrong weight once a layer was frozen after a fit (the
+    first trainable weight became the second layer's kernel). The frozen model must train on as
+    a twin whose optimizer only ever knew the second layer, given that layer's state."""
+    x, y = rng.standard_normal((32, 6)).astype(np.float32), rng.integers(0, 3, 32)
+
+    def make(first_trainable):
+        fastcnn.utils.set_random_seed(3)
+        model = fastcnn.Sequential([fastcnn.Input(shape=(6,)), fastcnn.layers.Dense(5),
+                                    fastcnn.layers.Dense(3)])
+        model.layers[0].trainable = first_trainable
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        return model
+
+    model = make(True)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    first_state = [a.copy() for s in model.optimizer.slots_for(model.layers[0].weights) for a in s]
+    twin = make(False)
+    twin.set_weights(model.get_weights())
+    twin.optimizer.set_slots(twin.trainable_weights,
+                             model.optimizer.slots_for(model.layers[1].weights))
+    twin.optimizer.iterations = model.optimizer.iterations
+    model.layers[0].trainable = False
+    for m in (model, twin):
+        m.fit(x, y, batch_size=8, epochs=2, initial_epoch=1, verbose=0)
+    for got, want in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(model.optimizer.slots_for(model.layers[1].weights),
+                         twin.optimizer.slots_for(twin.layers[1].weights)):
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+    # the frozen layer's moments wait, unchanged, for it to be unfrozen
+    for got, want in zip([a for s in model.optimizer.slots_for(model.layers[0].weights) for a in s],
+                         first_state):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_updates_see_every_change_of_their_operands_between_calls():
+    """ops keeps the checked views of the last call's arrays for the next step; new values in the
+    same arrays, and a list's new contents, must still be read."""
+    p, v, g = np.zeros(3, np.float32), np.zeros(3, np.float32), np.ones(3, np.float32)
+    fastcnn.ops.sgd_update([p], [g], [v], 1.0, 0.0, False)
+    g[:] = 2
+    fastcnn.ops.sgd_update([p], [g], [v], 1.0, 0.0, False)
+    np.testing.assert_array_equal(p, [-3, -3, -3])
+    grad = [1.0, 1.0, 1.0]
+    fastcnn.ops.sgd_update([p], [grad], [v], 1.0, 0.0, False)
+    grad[0] = 5.0
+    fastcnn.ops.sgd_update([p], [grad], [v], 1.0, 0.0, False)
+    np.testing.assert_array_equal(p, [-9, -5, -5])
+
+
 def test_adamw_keras_defaults():
     opt = optimizers.AdamW()
     assert (opt.learning_rate, opt.weight_decay, opt.beta_1, opt.beta_2, opt.epsilon) == \
@@ -92,7 +174,7 @@ def test_rmsprop_two_steps(momentum, centered, wg):
             expected -= step
     opt = optimizers.RMSprop(lr, rho=rho, momentum=momentum, centered=centered)
     np.testing.assert_allclose(_step(opt, w, g, steps=2), expected, rtol=1e-12)
-    assert len(opt.slots) == 1 + bool(momentum) + centered
+    assert len(opt.slot_names) == 1 + bool(momentum) + centered
 
 
 def test_rmsprop_keras_defaults():
@@ -113,9 +195,9 @@ def test_rmsprop_kernel_matches_reference(dtype, momentum, centered, rng):
     mg = (rng.standard_normal(n) * 0.1).astype(dtype) if centered else None
     state = [p, ms, buf, mg]
     expected = [None if a is None else a.copy() for a in state]
-    ref.rmsprop_update(expected[0], g, expected[1], expected[2], expected[3], 0.01, 0.9,
+    ref.rmsprop_update([expected[0]], [g], [expected[1]], [expected[2]], [expected[3]], 0.01, 0.9,
                        momentum, 1e-7, centered, 2)
-    optim.rmsprop_update(p, g, ms, buf, mg, 0.01, 0.9, momentum, 1e-7, centered, 2)
+    optim.rmsprop_update([p], [g], [ms], [buf], [mg], 0.01, 0.9, momentum, 1e-7, centered, 2)
     tol = 1e-5 if dtype == np.float32 else 1e-13
     for a, b in zip(state, expected):
         if a is not None:
@@ -130,17 +212,20 @@ def test_rmsprop_signature_matches_reference():
 def test_rmsprop_kernel_refuses_missing_slots():
     a = np.zeros(4)
     with pytest.raises(ValueError, match="momentum_buffer"):
-        optim.rmsprop_update(a, a, a.copy(), None, None, 0.1, 0.9, 0.5, 1e-7, False, 1)
+        optim.rmsprop_update([a], [a], [a.copy()], [None], [None], 0.1, 0.9, 0.5, 1e-7, False, 1)
 
 
 @pytest.mark.parametrize("call,exc,match", [
-    (lambda a: optim.adam_update(a, a, None, a.copy(), 1e-3, 0.9, 0.999, 1e-7, 1, 1), TypeError, "'m'"),
-    (lambda a: optim.adam_update(a, a[:3], a.copy(), a.copy(), 1e-3, 0.9, 0.999, 1e-7, 1, 1),
-     ValueError, "4 elements"),
-    (lambda a: optim.sgd_update(a, a, None, 0.1, 0.9, False, 1), ValueError, "velocity"),
-    (lambda a: optim.sgd_update(a, a, np.zeros(2), 0.1, 0.9, False, 1), ValueError, "4 elements"),
-    (lambda a: optim.rmsprop_update(a, a, a[:2].copy(), None, None, 0.1, 0.9, 0.0, 1e-7, False, 1),
-     ValueError, "4 elements"),
+    (lambda a: optim.adam_update([a], [a], [None], [a.copy()], 1e-3, 0.9, 0.999, 1e-7, 1, 0.0, 1),
+     TypeError, "m and v"),
+    (lambda a: optim.adam_update([a], [a[:3]], [a.copy()], [a.copy()], 1e-3, 0.9, 0.999, 1e-7, 1,
+                                 0.0, 1), ValueError, "4 elements"),
+    (lambda a: optim.adam_update([a, a.copy()], [a], [a.copy()] * 2, [a.copy()] * 2, 1e-3, 0.9,
+                                 0.999, 1e-7, 1, 0.0, 1), ValueError, "2 arrays"),
+    (lambda a: optim.sgd_update([a], [a], [None], 0.1, 0.9, False, 1), ValueError, "velocity"),
+    (lambda a: optim.sgd_update([a], [a], [np.zeros(2)], 0.1, 0.9, False, 1), ValueError, "4 elements"),
+    (lambda a: optim.rmsprop_update([a], [a], [a[:2].copy()], [None], [None], 0.1, 0.9, 0.0, 1e-7,
+                                    False, 1), ValueError, "4 elements"),
 ])
 def test_update_kernels_refuse_missing_or_short_operands(call, exc, match):
     """The C loops index every operand alike: a missing or short one is refused, not read past."""

@@ -101,7 +101,8 @@ def test_round_trip_predicts_bitwise_and_resumes_training(tmp_path, optimizer):
     assert clone.metrics == ["accuracy"] and type(clone.loss) is type(model.loss)
     assert clone.optimizer.get_config() == model.optimizer.get_config()
     assert clone.optimizer.iterations == model.optimizer.iterations == 6
-    for mine, theirs in zip(model.optimizer.slots, clone.optimizer.slots):
+    for mine, theirs in zip(model.optimizer.slots_for(model.trainable_weights),
+                            clone.optimizer.slots_for(clone.trainable_weights)):
         assert_same_weights(mine, theirs)
     for m in (model, clone):
         m.fit(x, y, batch_size=16, epochs=3, initial_epoch=2, verbose=0)
@@ -119,7 +120,8 @@ def test_uncompiled_unbuilt_and_untrained_models_round_trip(tmp_path):
     fresh = make_model()  # compiled, never trained: no optimizer slots yet
     fresh.save(tmp_path / "fresh.keras")
     clone = load_model(tmp_path / "fresh.keras")
-    assert clone.optimizer.slots is None and clone.optimizer.iterations == 0
+    assert not clone.optimizer.has_slots(clone.trainable_weights)
+    assert clone.optimizer.iterations == 0
     assert_same_weights(clone.get_weights(), fresh.get_weights())
 
     plain = fastcnn.Sequential([fastcnn.Input(shape=(4,)), layers.Dense(2)])

@@ -33,11 +33,14 @@
     }                                                                                             \
                                                                                                   \
     /* m += b1 (g - m); v += b2 (g^2 - v); p -= alpha m / (sqrt(v) + eps), where b1 = 1 - beta_1, \
-     * b2 = 1 - beta_2 and alpha folds in the bias corrections. */                                \
+     * b2 = 1 - beta_2 and alpha folds in the bias corrections; first p += decay p (AdamW's       \
+     * decoupled decay, decay = -lr * weight_decay) unless decay is 0, for an inf p stays inf. */  \
     FC_CLONES static void fc_adam_##SUFFIX(T *p, const T *g, T *m, T *v, ptrdiff_t n, T alpha,   \
-                                           T b1, T b2, T eps)                                     \
+                                           T b1, T b2, T eps, T decay)                            \
     {                                                                                             \
         for (ptrdiff_t i = 0; i < n; i++) {                                                       \
+            if (decay != 0)                                                                       \
+                p[i] += decay * p[i];                                                             \
             m[i] += b1 * (g[i] - m[i]);                                                           \
             v[i] += b2 * (g[i] * g[i] - v[i]);                                                    \
             p[i] -= alpha * m[i] / (SQRT(v[i]) + eps);                                            \

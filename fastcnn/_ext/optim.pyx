@@ -1,6 +1,7 @@
 """Optimizer updates applied in place to flat parameter arrays, with Keras 3's update rules."""
 from cython.parallel cimport prange
 from libc.math cimport sqrt
+from libc.stdlib cimport calloc, free, malloc
 
 ctypedef fused floating:
     float
@@ -15,100 +16,171 @@ cdef extern from "optim.h" nogil:
     void fc_sgd_f64(double *p, const double *g, double *vel, Py_ssize_t n, double lr, double mu,
                     int nesterov)
     void fc_adam_f32(float *p, const float *g, float *m, float *v, Py_ssize_t n, float alpha,
-                     float b1, float b2, float eps)
+                     float b1, float b2, float eps, float decay)
     void fc_adam_f64(double *p, const double *g, double *m, double *v, Py_ssize_t n,
-                     double alpha, double b1, double b2, double eps)
+                     double alpha, double b1, double b2, double eps, double decay)
     void fc_rmsprop_f32(float *p, const float *g, float *ms, float *buf, float *mg,
                         Py_ssize_t n, float lr, float r, float b, float mu, float eps)
     void fc_rmsprop_f64(double *p, const double *g, double *ms, double *buf, double *mg,
                         Py_ssize_t n, double lr, double r, double b, double mu, double eps)
 
-def _check_lengths(Py_ssize_t n, *arrays):
-    """The loops index param, grad and every slot in use (None: one not in use) alike."""
-    for a in arrays:
-        if a is not None and a.shape[0] != n:
-            raise ValueError(f"Expected grad and every slot in use to have param's {n} elements, "
-                             f"received {a.shape[0]}")
+cdef enum:
+    SGD = 0
+    ADAM = 1
+    RMSPROP = 2
+    MAX_OPERANDS = 5  # param, grad and up to three slots
 
 
-cdef inline floating *_at(floating[::1] a, Py_ssize_t i) noexcept nogil:
-    """&a[i], or NULL for a missing (None) slot."""
-    return NULL if a is None else &a[i]
+cdef inline floating *_at(floating *a, Py_ssize_t i) noexcept nogil:
+    """a + i, or NULL for a slot not in use."""
+    return NULL if a == NULL else a + i
 
 
-def sgd_update(floating[::1] param not None,     # IN/OUT
-               const floating[::1] grad not None,  # IN
-               floating[::1] velocity,         # IN/OUT (unused when momentum == 0)
-               double learning_rate, double momentum, bint nesterov, int n_threads):
-    """v = momentum v - lr g; p += v, or p += momentum v - lr g with Nesterov."""
+cdef inline void _rule(int kind, const double *h, floating **op, Py_ssize_t i,
+                       Py_ssize_t n) noexcept nogil:
+    """One run of n elements from i of one tensor, whose operands are op[0 .. MAX_OPERANDS)."""
+    if floating is float:
+        if kind == SGD:
+            fc_sgd_f32(op[0] + i, op[1] + i, _at(op[2], i), n, h[0], h[1], <int>h[2])
+        elif kind == ADAM:
+            fc_adam_f32(op[0] + i, op[1] + i, op[2] + i, op[3] + i, n, h[0], h[1], h[2], h[3], h[4])
+        else:
+            fc_rmsprop_f32(op[0] + i, op[1] + i, op[2] + i, _at(op[3], i), _at(op[4], i), n,
+                           h[0], h[1], h[2], h[3], h[4])
+    else:
+        if kind == SGD:
+            fc_sgd_f64(op[0] + i, op[1] + i, _at(op[2], i), n, h[0], h[1], <int>h[2])
+        elif kind == ADAM:
+            fc_adam_f64(op[0] + i, op[1] + i, op[2] + i, op[3] + i, n, h[0], h[1], h[2], h[3], h[4])
+        else:
+            fc_rmsprop_f64(op[0] + i, op[1] + i, op[2] + i, _at(op[3], i), _at(op[4], i), n,
+                           h[0], h[1], h[2], h[3], h[4])
+
+
+cdef inline Py_ssize_t _tensor_of(const Py_ssize_t *first, Py_ssize_t nt,
+                                  Py_ssize_t c) noexcept nogil:
+    """The tensor t whose runs first[t] <= c < first[t + 1] include run c."""
+    cdef Py_ssize_t lo = 0, hi = nt - 1, mid
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if first[mid] <= c:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+cdef int _update_all(int kind, const double *h, list operands, int n_threads,
+                     floating *dtype) except -1:
+    """Runs rule `kind` over every tensor t: operands[k][t] is operand k (param, grad, then the
+    slots; None for a slot not in use) of tensor t. One parallel loop takes RUN elements of any
+    tensor per step: a model's weights in one call, in place of one call (and one fork/join) per
+    weight, which had cost 50 us per weight and was serial time in every training step."""
+    cdef Py_ssize_t nt = len(operands[0]), nk = len(operands), t, k, c, i, n, total = 0
+    cdef floating[::1] view
+    cdef const floating[::1] grad
+    cdef floating **op = <floating **>calloc(max(nt, 1) * MAX_OPERANDS, sizeof(floating *))
+    cdef Py_ssize_t *first = <Py_ssize_t *>malloc((nt + 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t *size = <Py_ssize_t *>malloc(max(nt, 1) * sizeof(Py_ssize_t))
+    keep = []  # the views, so that no buffer goes away while the loop runs without the GIL
+    try:
+        if op == NULL or first == NULL or size == NULL:
+            raise MemoryError()
+        for k in range(1, nk):
+            if len(operands[k]) != nt:
+                raise ValueError(f"Expected {nt} arrays of every operand, received {len(operands[k])}")
+        for t in range(nt):
+            view = operands[0][t]
+            n = size[t] = view.shape[0]
+            keep.append(view)
+            if n:
+                op[t * MAX_OPERANDS] = &view[0]
+            grad = operands[1][t]
+            keep.append(grad)
+            if grad.shape[0] != n:
+                raise ValueError(f"Expected grad and every slot in use to have param's {n} "
+                                 f"elements, received {grad.shape[0]}")
+            if n:
+                op[t * MAX_OPERANDS + 1] = <floating *>&grad[0]
+            for k in range(2, nk):
+                if operands[k][t] is None:
+                    continue
+                view = operands[k][t]
+                keep.append(view)
+                if view.shape[0] != n:
+                    raise ValueError(f"Expected grad and every slot in use to have param's {n} "
+                                     f"elements, received {view.shape[0]}")
+                if n:
+                    op[t * MAX_OPERANDS + k] = &view[0]
+            first[t] = total
+            total += runs_of(n)
+        first[nt] = total
+        with nogil:
+            for c in prange(total, schedule="static",
+                            num_threads=threads_for(total * RUN, n_threads)):
+                t = _tensor_of(first, nt, c)
+                i = (c - first[t]) * RUN
+                _rule(kind, h, op + t * MAX_OPERANDS, i, min(RUN, size[t] - i))
+    finally:
+        free(op)
+        free(first)
+        free(size)
+    return 0
+
+
+cdef int _dispatch(int kind, const double *h, list operands, int n_threads) except -1:
+    """_update_all for the float type of the first param (float32 when there is none)."""
+    if operands[0] and getattr(operands[0][0], "dtype", None) == "float64":
+        return _update_all[double](kind, h, operands, n_threads, NULL)
+    return _update_all[float](kind, h, operands, n_threads, NULL)
+
+
+def sgd_update(list params, list grads, list velocities, double learning_rate, double momentum,
+               bint nesterov, int n_threads):
+    """For each flat param p with gradient g and velocity v (IN/OUT; unused when momentum == 0):
+    v = momentum v - lr g; p += v, or p += momentum v - lr g with Nesterov."""
     if momentum == 0:
-        velocity = None
-    elif velocity is None:
+        velocities = [None] * len(params)
+    elif any(v is None for v in velocities):
         raise ValueError("sgd_update needs velocity when momentum != 0")
-    _check_lengths(param.shape[0], grad, velocity)
-    cdef Py_ssize_t c, i, n = param.shape[0]
-    for c in prange(runs_of(n), nogil=True, schedule="static",
-                    num_threads=threads_for(n, n_threads)):
-        i = c * RUN
-        if floating is float:
-            fc_sgd_f32(&param[i], &grad[i], _at(velocity, i), min(RUN, n - i),
-                       learning_rate, momentum, nesterov)
-        else:
-            fc_sgd_f64(&param[i], &grad[i], _at(velocity, i), min(RUN, n - i),
-                       learning_rate, momentum, nesterov)
+    cdef double h[3]
+    h[0], h[1], h[2] = learning_rate, momentum, nesterov
+    _dispatch(SGD, h, [params, grads, velocities], n_threads)
 
 
-def adam_update(floating[::1] param not None,       # IN/OUT
-                const floating[::1] grad not None,  # IN
-                floating[::1] m not None,           # IN/OUT first moment
-                floating[::1] v not None,           # IN/OUT second moment
-                double learning_rate, double beta_1, double beta_2, double epsilon,
-                long step, int n_threads):
-    """Adam with the bias corrections folded into the step size, as Keras does; step counts from 1."""
-    _check_lengths(param.shape[0], grad, m, v)
-    cdef Py_ssize_t c, i, n = param.shape[0]
-    cdef double alpha = learning_rate * sqrt(1 - beta_2 ** step) / (1 - beta_1 ** step)
-    for c in prange(runs_of(n), nogil=True, schedule="static",
-                    num_threads=threads_for(n, n_threads)):
-        i = c * RUN
-        if floating is float:
-            fc_adam_f32(&param[i], &grad[i], &m[i], &v[i], min(RUN, n - i), alpha,
-                        1 - beta_1, 1 - beta_2, epsilon)
-        else:
-            fc_adam_f64(&param[i], &grad[i], &m[i], &v[i], min(RUN, n - i), alpha,
-                        1 - beta_1, 1 - beta_2, epsilon)
+def adam_update(list params, list grads, list m, list v, double learning_rate, double beta_1,
+                double beta_2, double epsilon, long step, double weight_decay, int n_threads):
+    """Adam on each flat param with its gradient and moments m, v (IN/OUT), the bias corrections
+    folded into the step size as Keras does; step counts from 1. weight_decay > 0 first shrinks
+    each param by lr * weight_decay * param (AdamW's decoupled decay)."""
+    if any(a is None for a in m) or any(a is None for a in v):
+        raise TypeError("Expected m and v to be arrays like param, received None")
+    cdef double h[5]
+    h[0] = learning_rate * sqrt(1 - beta_2 ** step) / (1 - beta_1 ** step)
+    h[1], h[2], h[3], h[4] = 1 - beta_1, 1 - beta_2, epsilon, -learning_rate * weight_decay
+    _dispatch(ADAM, h, [params, grads, m, v], n_threads)
 
 
-def rmsprop_update(floating[::1] param not None,         # IN/OUT
-                   const floating[::1] grad not None,    # IN
-                   floating[::1] mean_square not None,   # IN/OUT running mean of grad^2
-                   floating[::1] momentum_buffer,   # IN/OUT, or None when momentum == 0
-                   floating[::1] mean_grad,         # IN/OUT, or None unless centered
-                   double learning_rate, double rho, double momentum, double epsilon,
-                   bint centered, int n_threads):
-    """Keras's RMSprop: ms = rho ms + (1 - rho) g^2; step = lr g / sqrt(ms + eps), where
-    centered subtracts mg^2 (mg = rho mg + (1 - rho) g); with momentum, b = momentum b + step
-    and p -= b, else p -= step."""
-    if momentum > 0 and momentum_buffer is None or centered and mean_grad is None:
+def rmsprop_update(list params, list grads, list mean_square, list momentum_buffer,
+                   list mean_grad, double learning_rate, double rho, double momentum,
+                   double epsilon, bint centered, int n_threads):
+    """Keras's RMSprop on each flat param: ms = rho ms + (1 - rho) g^2; step = lr g /
+    sqrt(ms + eps), where centered subtracts mg^2 (mg = rho mg + (1 - rho) g); with momentum,
+    b = momentum b + step and p -= b, else p -= step. The slots are IN/OUT; momentum_buffer
+    is unused (may hold None) unless momentum > 0, mean_grad unless centered."""
+    if any(a is None for a in mean_square):
+        raise ValueError("rmsprop_update needs mean_square")
+    if (momentum > 0 and any(a is None for a in momentum_buffer)
+            or centered and any(a is None for a in mean_grad)):
         raise ValueError("rmsprop_update needs momentum_buffer when momentum > 0 and mean_grad "
                          "when centered")
     if not momentum > 0:
-        momentum_buffer = None
+        momentum_buffer = [None] * len(params)
     if not centered:
-        mean_grad = None
-    _check_lengths(param.shape[0], grad, mean_square, momentum_buffer, mean_grad)
-    cdef Py_ssize_t c, i, n = param.shape[0]
-    for c in prange(runs_of(n), nogil=True, schedule="static",
-                    num_threads=threads_for(n, n_threads)):
-        i = c * RUN
-        if floating is float:
-            fc_rmsprop_f32(&param[i], &grad[i], &mean_square[i], _at(momentum_buffer, i),
-                           _at(mean_grad, i), min(RUN, n - i), learning_rate, rho,
-                           1 - rho, momentum, epsilon)
-        else:
-            fc_rmsprop_f64(&param[i], &grad[i], &mean_square[i], _at(momentum_buffer, i),
-                           _at(mean_grad, i), min(RUN, n - i), learning_rate, rho,
-                           1 - rho, momentum, epsilon)
+        mean_grad = [None] * len(params)
+    cdef double h[5]
+    h[0], h[1], h[2], h[3], h[4] = learning_rate, rho, 1 - rho, momentum, epsilon
+    _dispatch(RMSPROP, h, [params, grads, mean_square, momentum_buffer, mean_grad], n_threads)
 
 
 def axpy(const floating[::1] x,   # IN (may be y itself)
