@@ -70,7 +70,28 @@
                 p[i] -= step;                                                                     \
             }                                                                                     \
         }                                                                                         \
+    }                                                                                             \
+                                                                                                  \
+    /* Rule `kind` (FC_SGD, FC_ADAM, FC_RMSPROP) on elements i .. i+n of one tensor whose        \
+     * operands are op[0] (param), op[1] (grad) and the slots after (NULL where not in use), with \
+     * the rule's hyper-parameters h in the order of its function's arguments. */                 \
+    static void fc_update_run_##SUFFIX(int kind, const double *h, T **op, ptrdiff_t i,           \
+                                       ptrdiff_t n)                                               \
+    {                                                                                             \
+        T *at[5];                                                                                 \
+        for (int k = 0; k < 5; k++)                                                               \
+            at[k] = op[k] ? op[k] + i : NULL;                                                     \
+        if (kind == FC_SGD)                                                                       \
+            fc_sgd_##SUFFIX(at[0], at[1], at[2], n, (T)h[0], (T)h[1], (int)h[2]);                 \
+        else if (kind == FC_ADAM)                                                                 \
+            fc_adam_##SUFFIX(at[0], at[1], at[2], at[3], n, (T)h[0], (T)h[1], (T)h[2], (T)h[3],   \
+                             (T)h[4]);                                                            \
+        else                                                                                      \
+            fc_rmsprop_##SUFFIX(at[0], at[1], at[2], at[3], at[4], n, (T)h[0], (T)h[1], (T)h[2],  \
+                                (T)h[3], (T)h[4]);                                                \
     }
+
+enum { FC_SGD = 0, FC_ADAM = 1, FC_RMSPROP = 2, FC_MAX_OPERANDS = 5 };
 
 FC_OPTIM_RULES(float, f32, sqrtf)
 FC_OPTIM_RULES(double, f64, sqrt)

@@ -11,50 +11,13 @@ include "_threads.pxi"
 
 
 cdef extern from "optim.h" nogil:
-    void fc_sgd_f32(float *p, const float *g, float *vel, Py_ssize_t n, float lr, float mu,
-                    int nesterov)
-    void fc_sgd_f64(double *p, const double *g, double *vel, Py_ssize_t n, double lr, double mu,
-                    int nesterov)
-    void fc_adam_f32(float *p, const float *g, float *m, float *v, Py_ssize_t n, float alpha,
-                     float b1, float b2, float eps, float decay)
-    void fc_adam_f64(double *p, const double *g, double *m, double *v, Py_ssize_t n,
-                     double alpha, double b1, double b2, double eps, double decay)
-    void fc_rmsprop_f32(float *p, const float *g, float *ms, float *buf, float *mg,
-                        Py_ssize_t n, float lr, float r, float b, float mu, float eps)
-    void fc_rmsprop_f64(double *p, const double *g, double *ms, double *buf, double *mg,
-                        Py_ssize_t n, double lr, double r, double b, double mu, double eps)
-
-cdef enum:
-    SGD = 0
-    ADAM = 1
-    RMSPROP = 2
-    MAX_OPERANDS = 5  # param, grad and up to three slots
-
-
-cdef inline floating *_at(floating *a, Py_ssize_t i) noexcept nogil:
-    """a + i, or NULL for a slot not in use."""
-    return NULL if a == NULL else a + i
-
-
-cdef inline void _rule(int kind, const double *h, floating **op, Py_ssize_t i,
-                       Py_ssize_t n) noexcept nogil:
-    """One run of n elements from i of one tensor, whose operands are op[0 .. MAX_OPERANDS)."""
-    if floating is float:
-        if kind == SGD:
-            fc_sgd_f32(op[0] + i, op[1] + i, _at(op[2], i), n, h[0], h[1], <int>h[2])
-        elif kind == ADAM:
-            fc_adam_f32(op[0] + i, op[1] + i, op[2] + i, op[3] + i, n, h[0], h[1], h[2], h[3], h[4])
-        else:
-            fc_rmsprop_f32(op[0] + i, op[1] + i, op[2] + i, _at(op[3], i), _at(op[4], i), n,
-                           h[0], h[1], h[2], h[3], h[4])
-    else:
-        if kind == SGD:
-            fc_sgd_f64(op[0] + i, op[1] + i, _at(op[2], i), n, h[0], h[1], <int>h[2])
-        elif kind == ADAM:
-            fc_adam_f64(op[0] + i, op[1] + i, op[2] + i, op[3] + i, n, h[0], h[1], h[2], h[3], h[4])
-        else:
-            fc_rmsprop_f64(op[0] + i, op[1] + i, op[2] + i, _at(op[3], i), _at(op[4], i), n,
-                           h[0], h[1], h[2], h[3], h[4])
+    enum:
+        FC_SGD
+        FC_ADAM
+        FC_RMSPROP
+        FC_MAX_OPERANDS  # param, grad and up to three slots
+    void fc_update_run_f32(int kind, const double *h, float **op, Py_ssize_t i, Py_ssize_t n)
+    void fc_update_run_f64(int kind, const double *h, double **op, Py_ssize_t i, Py_ssize_t n)
 
 
 cdef inline Py_ssize_t _tensor_of(const Py_ssize_t *first, Py_ssize_t nt,
@@ -79,7 +42,7 @@ cdef int _update_all(int kind, const double *h, list operands, int n_threads,
     cdef Py_ssize_t nt = len(operands[0]), nk = len(operands), t, k, c, i, n, total = 0
     cdef floating[::1] view
     cdef const floating[::1] grad
-    cdef floating **op = <floating **>calloc(max(nt, 1) * MAX_OPERANDS, sizeof(floating *))
+    cdef floating **op = <floating **>calloc(max(nt, 1) * FC_MAX_OPERANDS, sizeof(floating *))
     cdef Py_ssize_t *first = <Py_ssize_t *>malloc((nt + 1) * sizeof(Py_ssize_t))
     cdef Py_ssize_t *size = <Py_ssize_t *>malloc(max(nt, 1) * sizeof(Py_ssize_t))
     keep = []  # the views, so that no buffer goes away while the loop runs without the GIL
@@ -94,14 +57,14 @@ cdef int _update_all(int kind, const double *h, list operands, int n_threads,
             n = size[t] = view.shape[0]
             keep.append(view)
             if n:
-                op[t * MAX_OPERANDS] = &view[0]
+                op[t * FC_MAX_OPERANDS] = &view[0]
             grad = operands[1][t]
             keep.append(grad)
             if grad.shape[0] != n:
                 raise ValueError(f"Expected grad and every slot in use to have param's {n} "
                                  f"elements, received {grad.shape[0]}")
             if n:
-                op[t * MAX_OPERANDS + 1] = <floating *>&grad[0]
+                op[t * FC_MAX_OPERANDS + 1] = <floating *>&grad[0]
             for k in range(2, nk):
                 if operands[k][t] is None:
                     continue
@@ -111,7 +74,7 @@ cdef int _update_all(int kind, const double *h, list operands, int n_threads,
                     raise ValueError(f"Expected grad and every slot in use to have param's {n} "
                                      f"elements, received {view.shape[0]}")
                 if n:
-                    op[t * MAX_OPERANDS + k] = &view[0]
+                    op[t * FC_MAX_OPERANDS + k] = &view[0]
             first[t] = total
             total += runs_of(n)
         first[nt] = total
@@ -120,7 +83,10 @@ cdef int _update_all(int kind, const double *h, list operands, int n_threads,
                             num_threads=threads_for(total * RUN, n_threads)):
                 t = _tensor_of(first, nt, c)
                 i = (c - first[t]) * RUN
-                _rule(kind, h, op + t * MAX_OPERANDS, i, min(RUN, size[t] - i))
+                if floating is float:
+                    fc_update_run_f32(kind, h, op + t * FC_MAX_OPERANDS, i, min(RUN, size[t] - i))
+                else:
+                    fc_update_run_f64(kind, h, op + t * FC_MAX_OPERANDS, i, min(RUN, size[t] - i))
     finally:
         free(op)
         free(first)
@@ -145,7 +111,7 @@ def sgd_update(list params, list grads, list velocities, double learning_rate, d
         raise ValueError("sgd_update needs velocity when momentum != 0")
     cdef double h[3]
     h[0], h[1], h[2] = learning_rate, momentum, nesterov
-    _dispatch(SGD, h, [params, grads, velocities], n_threads)
+    _dispatch(FC_SGD, h, [params, grads, velocities], n_threads)
 
 
 def adam_update(list params, list grads, list m, list v, double learning_rate, double beta_1,
@@ -158,7 +124,7 @@ def adam_update(list params, list grads, list m, list v, double learning_rate, d
     cdef double h[5]
     h[0] = learning_rate * sqrt(1 - beta_2 ** step) / (1 - beta_1 ** step)
     h[1], h[2], h[3], h[4] = 1 - beta_1, 1 - beta_2, epsilon, -learning_rate * weight_decay
-    _dispatch(ADAM, h, [params, grads, m, v], n_threads)
+    _dispatch(FC_ADAM, h, [params, grads, m, v], n_threads)
 
 
 def rmsprop_update(list params, list grads, list mean_square, list momentum_buffer,
@@ -180,7 +146,7 @@ def rmsprop_update(list params, list grads, list mean_square, list momentum_buff
         mean_grad = [None] * len(params)
     cdef double h[5]
     h[0], h[1], h[2], h[3], h[4] = learning_rate, rho, 1 - rho, momentum, epsilon
-    _dispatch(RMSPROP, h, [params, grads, mean_square, momentum_buffer, mean_grad], n_threads)
+    _dispatch(FC_RMSPROP, h, [params, grads, mean_square, momentum_buffer, mean_grad], n_threads)
 
 
 def axpy(const floating[::1] x,   # IN (may be y itself)
