@@ -66,8 +66,8 @@ class Optimizer:
         return any(id(w) in self._state for w in weights)
 
     def slots_for(self, weights):
-        """The slots of weights: one list per slot name, aligned with weights (zeros for a
-        weight not yet updated)."""
+        """The slots of weights: one list per slot name, aligned with weights (a weight not yet
+        updated gets its zeros now)."""
         slots = [self._slots_of(w) for w in weights]
         return [[s[k] for s in slots] for k in range(len(self.slot_names))]
 

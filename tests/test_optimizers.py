@@ -223,6 +223,8 @@ def test_rmsprop_kernel_refuses_missing_slots():
     (lambda a: optim.adam_update([a, a.copy()], [a], [a.copy()] * 2, [a.copy()] * 2, 1e-3, 0.9,
                                  0.999, 1e-7, 1, 0.0, 1), ValueError, "2 arrays"),
     (lambda a: optim.sgd_update([a], [a], [None], 0.1, 0.9, False, 1), ValueError, "velocity"),
+    (lambda a: optim.sgd_update([None], [a], [a.copy()], 0.1, 0.9, False, 1), TypeError, "param 0"),
+    (lambda a: optim.sgd_update([a], [None], [a.copy()], 0.1, 0.9, False, 1), TypeError, "grad 0"),
     (lambda a: optim.sgd_update([a], [a], [np.zeros(2)], 0.1, 0.9, False, 1), ValueError, "4 elements"),
     (lambda a: optim.rmsprop_update([a], [a], [a[:2].copy()], [None], [None], 0.1, 0.9, 0.0, 1e-7,
                                     False, 1), ValueError, "4 elements"),

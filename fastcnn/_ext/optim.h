@@ -78,8 +78,8 @@
     static void fc_update_run_##SUFFIX(int kind, const double *h, T **op, ptrdiff_t i,           \
                                        ptrdiff_t n)                                               \
     {                                                                                             \
-        T *at[5];                                                                                 \
-        for (int k = 0; k < 5; k++)                                                               \
+        T *at[FC_MAX_OPERANDS];                                                                   \
+        for (int k = 0; k < FC_MAX_OPERANDS; k++)                                                 \
             at[k] = op[k] ? op[k] + i : NULL;                                                     \
         if (kind == FC_SGD)                                                                       \
             fc_sgd_##SUFFIX(at[0], at[1], at[2], n, (T)h[0], (T)h[1], (int)h[2]);                 \

@@ -39,7 +39,8 @@ cdef int _update_all(int kind, const double *h, list operands, int n_threads,
     slots; None for a slot not in use) of tensor t. One parallel loop takes RUN elements of any
     tensor per step: a model's weights in one call, in place of one call (and one fork/join) per
     weight, which had cost 50 us per weight and was serial time in every training step."""
-    cdef Py_ssize_t nt = len(operands[0]), nk = len(operands), t, k, c, i, n, total = 0
+    cdef Py_ssize_t nt = len(operands[0]), nk = len(operands), t, k, c, i, n = 0, m, total = 0
+    cdef floating *p
     cdef floating[::1] view
     cdef const floating[::1] grad
     cdef floating **op = <floating **>calloc(max(nt, 1) * FC_MAX_OPERANDS, sizeof(floating *))
@@ -53,28 +54,29 @@ cdef int _update_all(int kind, const double *h, list operands, int n_threads,
             if len(operands[k]) != nt:
                 raise ValueError(f"Expected {nt} arrays of every operand, received {len(operands[k])}")
         for t in range(nt):
-            view = operands[0][t]
-            n = size[t] = view.shape[0]
-            keep.append(view)
-            if n:
-                op[t * FC_MAX_OPERANDS] = &view[0]
-            grad = operands[1][t]
-            keep.append(grad)
-            if grad.shape[0] != n:
-                raise ValueError(f"Expected grad and every slot in use to have param's {n} "
-                                 f"elements, received {grad.shape[0]}")
-            if n:
-                op[t * FC_MAX_OPERANDS + 1] = <floating *>&grad[0]
-            for k in range(2, nk):
-                if operands[k][t] is None:
+            for k in range(nk):
+                a = operands[k][t]
+                if a is None:
+                    if k < 2:
+                        raise TypeError(f"Expected {'param' if k == 0 else 'grad'} {t} to be an "
+                                        "array, received None")
                     continue
-                view = operands[k][t]
-                keep.append(view)
-                if view.shape[0] != n:
+                if k == 1:  # read only; the others are written
+                    grad = a
+                    keep.append(grad)
+                    m = grad.shape[0]
+                    p = <floating *>&grad[0] if m else NULL
+                else:
+                    view = a
+                    keep.append(view)
+                    m = view.shape[0]
+                    p = &view[0] if m else NULL
+                if k == 0:
+                    n = size[t] = m
+                elif m != n:
                     raise ValueError(f"Expected grad and every slot in use to have param's {n} "
-                                     f"elements, received {view.shape[0]}")
-                if n:
-                    op[t * FC_MAX_OPERANDS + k] = &view[0]
+                                     f"elements, received {m}")
+                op[t * FC_MAX_OPERANDS + k] = p
             first[t] = total
             total += runs_of(n)
         first[nt] = total
