@@ -55,8 +55,12 @@ def simd_path(request):
 
 
 # (n, in, out): single rows and columns, out off the 16-lane grid, past one 64-wide block,
-# rows past one dW chunk, and the MNIST head
-SHAPES = [(1, 1, 1), (5, 3, 17), (37, 70, 10), (100, 33, 130), (128, 1600, 10)]
+# rows past one dW chunk, and the MNIST head. Outputs up to 14 take the narrow kernels
+# (dense_narrow.h): there, inputs fewer than one vector, an odd output count, rows past one
+# 16-row block with a lone last row, inputs over several L1 spans with a tail, and the widest
+# narrow layer beside the first that is not.
+SHAPES = [(1, 1, 1), (5, 3, 17), (37, 70, 10), (100, 33, 130), (128, 1600, 10), (3, 8, 2),
+          (19, 1000, 13), (33, 900, 14), (9, 40, 15)]
 
 
 def check_shape(shape, dtype):
@@ -119,7 +123,7 @@ def test_inconsistent_shapes_raise():
                             np.zeros((4, 6), np.float32), False, 1)
 
 
-@pytest.mark.parametrize("shape", [(100, 33, 130), (128, 1600, 10)], ids=str)
+@pytest.mark.parametrize("shape", [(100, 33, 130), (128, 1600, 10), (19, 1000, 13)], ids=str)
 def test_thread_count_does_not_change_results(shape, simd_path):
     rng = np.random.default_rng(3)
     x, w, bias, dy = make_case(rng, np.float32, *shape)
@@ -127,6 +131,21 @@ def test_thread_count_does_not_change_results(shape, simd_path):
     for n_threads in (2, 3):
         for a, b in zip(one, run_all(dense, x, w, bias, dy, True, n_threads)):
             assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape", [(37, 70, 10), (6, 40, 3), (9, 40, 20)], ids=str)
+def test_non_finite_inputs_propagate_as_in_the_reference(shape, simd_path):
+    """An inf in the last row (a lone one when rows go in pairs) reaches exactly the outputs and
+    gradients it reaches in the reference, and a NaN likewise, nothing more."""
+    rng = np.random.default_rng(5)
+    x, w, bias, dy = make_case(rng, np.float32, *shape)
+    x[-1, 3], x[0, 1] = np.inf, np.nan
+    for g, want in zip(run_all(dense, x, w, bias, dy, False, 2),
+                       run_all(ref, x, w, bias, dy, False, 2)):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(want))
+        np.testing.assert_array_equal(np.where(np.isinf(g), g, 0), np.where(np.isinf(want), want, 0))
+        assert_close(np.where(np.isfinite(g), g, 0), np.where(np.isfinite(want), want, 0),
+                     np.float32)
 
 
 def test_gradients_by_central_differences():

@@ -14,6 +14,28 @@ from libc.string cimport memset
 
 include "_simd.pxi"
 
+cdef extern from "dense_narrow.h" nogil:
+    ctypedef struct fcnn_narrow_job:
+        const float *x
+        const float *wt
+        const float *bias
+        const float *dy
+        float *out
+        float *dx
+        float *dwt
+        int n, k, kp, o, relu
+    enum:
+        FCNN_NARROW_FWD
+        FCNN_NARROW_DX
+    int fcnn_narrow(int o)
+    int fcnn_narrow_rows(int o)
+    int fcnn_narrow_kp(int k)
+    void fcnn_narrow_pass(int level, int which, const fcnn_narrow_job *jb, int a, int b)
+    void fcnn_narrow_pack(const float *w, int k, int o, int kp, int i0, int i1, float *wt)
+    int fcnn_narrow_dw_range(int kp, int o, int n_threads)
+    void fcnn_narrow_dw(int level, const fcnn_narrow_job *jb, float *dw, int a, int b)
+    void fcnn_narrow_db(const float *dy, int n, int o, float *db)
+
 # Rows per dW partial sum. Fixed, so that the summation order never depends on n_threads.
 cdef enum:
     DW_CHUNK = 32
@@ -103,6 +125,8 @@ def dense_backward_weight(const floating[:, ::1] x__nk,   # IN  (n, in)
 cdef int _forward_f32(const float[:, ::1] x, const float[:, ::1] w, const float[::1] bias,
                       float[:, ::1] out, bint relu, int n_threads) except -1:
     cdef int n = x.shape[0], k = x.shape[1], o = w.shape[1]
+    if fcnn_narrow(o):
+        return _narrow_f32(FCNN_NARROW_FWD, x, w, bias, out, relu, n_threads)
     cdef int level = fcnn_simd_level(), cb = fcnn_block(level, o)
     cdef size_t nw = fcnn_packed_size(k, o, cb), nb = fcnn_packed_size(1, o, cb)
     cdef Py_ssize_t rows = _block_rows(n, n_threads), blk, r0
@@ -129,6 +153,8 @@ cdef int _backward_input_f32(const float[:, ::1] dy, const float[:, ::1] w, floa
                              int n_threads) except -1:
     # dx = dy . w^T: the forward kernel with w^T (out, in) packed as the weights.
     cdef int n = dy.shape[0], k = w.shape[0], o = w.shape[1]
+    if fcnn_narrow(o):
+        return _narrow_f32(FCNN_NARROW_DX, dy, w, None, dx, False, n_threads)
     cdef int level = fcnn_simd_level(), cb = fcnn_block(level, k)
     cdef Py_ssize_t rows = _block_rows(n, n_threads), blk, r0
     cdef float *buf = _alloc(fcnn_packed_size(o, k, cb))
@@ -149,6 +175,8 @@ cdef int _backward_weight_f32(const float[:, ::1] x, const float[:, ::1] dy, flo
                               float[::1] db, int n_threads) except -1:
     # Partial sums: per chunk, dw rows padded to c16 channels, then one db row.
     cdef int level = fcnn_simd_level(), n = x.shape[0], k = x.shape[1], o = dy.shape[1]
+    if fcnn_narrow(o):
+        return _narrow_backward_weight_f32(x, dy, dw, db, n_threads)
     cdef int c16 = fcnn_round16(o)
     cdef Py_ssize_t nchunks = (n + DW_CHUNK - 1) // DW_CHUNK, c, r0, j
     cdef fcnn_geom g = _rows(DW_CHUNK, k, o)
@@ -174,6 +202,54 @@ cdef int _backward_weight_f32(const float[:, ::1] x, const float[:, ::1] dy, flo
     if has_db:
         fcnn_sum_parts(buf + k * c16, nchunks, step, o, &db[0])
     free(buf)
+    return 0
+
+
+cdef int _narrow_f32(int which, const float[:, ::1] a, const float[:, ::1] w,
+                     const float[::1] bias, float[:, ::1] out, bint relu,
+                     int n_threads) except -1:
+    # forward: a = x (n, k), out (n, o); dX: a = dy (n, o), out = dx (n, k). w is (k, o).
+    cdef int n = a.shape[0], k = w.shape[0], o = w.shape[1]
+    cdef int level = fcnn_simd_level(), kp = fcnn_narrow_kp(k)
+    cdef Py_ssize_t per = (n + n_threads - 1) // n_threads, cols = kp // n_threads + 1, c, blk
+    cdef float *wt = _alloc(<size_t>fcnn_narrow_rows(o) * kp)
+    cdef const float *pw = &w[0, 0]
+    cdef fcnn_narrow_job jb
+    memset(&jb, 0, sizeof(jb))
+    jb.wt, jb.n, jb.k, jb.kp, jb.o, jb.relu = wt, n, k, kp, o, relu
+    if which == FCNN_NARROW_FWD:
+        jb.x, jb.out = &a[0, 0], &out[0, 0]
+        jb.bias = &bias[0] if bias is not None else NULL
+    else:
+        jb.dy, jb.dx = &a[0, 0], &out[0, 0]
+    per += per % 2  # whole row pairs per thread
+    with nogil, parallel(num_threads=n_threads):
+        for c in prange(n_threads, schedule="static"):
+            fcnn_narrow_pack(pw, k, o, kp, c * cols, min(kp, c * cols + cols), wt)
+        for blk in prange((n + per - 1) // per, schedule="static"):
+            fcnn_narrow_pass(level, which, &jb, blk * per, min(n, blk * per + per))
+    free(wt)
+    return 0
+
+
+cdef int _narrow_backward_weight_f32(const float[:, ::1] x, const float[:, ::1] dy,
+                                     float[:, ::1] dw, float[::1] db, int n_threads) except -1:
+    cdef int n = x.shape[0], k = x.shape[1], o = dy.shape[1]
+    cdef int level = fcnn_simd_level(), kp = fcnn_narrow_kp(k)
+    cdef int span = fcnn_narrow_dw_range(kp, o, n_threads)
+    cdef Py_ssize_t i
+    cdef float *dwt = _alloc(<size_t>fcnn_narrow_rows(o) * kp)
+    cdef float *pdw = &dw[0, 0]
+    cdef fcnn_narrow_job jb
+    memset(&jb, 0, sizeof(jb))
+    jb.x, jb.dy, jb.dwt = &x[0, 0], &dy[0, 0], dwt
+    jb.n, jb.k, jb.kp, jb.o = n, k, kp, o
+    for i in prange((kp + span - 1) // span, nogil=True, schedule="static",
+                    num_threads=n_threads):
+        fcnn_narrow_dw(level, &jb, pdw, i * span, min(kp, i * span + span))
+    if db is not None:
+        fcnn_narrow_db(&dy[0, 0], n, o, &db[0])
+    free(dwt)
     return 0
 
 
