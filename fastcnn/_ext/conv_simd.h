@@ -192,9 +192,17 @@ typedef struct {
     float *db;
 } fcnn_dw_job;
 
-/* The micro-kernels themselves, once per vector width (see conv_tiles.h). */
+/* The micro-kernels themselves, once per vector width (see conv_tiles.h). The templates use
+ * these names for the vectors of the width FCNN_W they are included with; macros expand where
+ * they are used, so each inclusion gets its own width. */
 #define FCNN_CAT(a, b) a##b
 #define FCNN_XCAT(a, b) FCNN_CAT(a, b)
+#define FCNN_VT FCNN_XCAT(fcnn_v, FCNN_W)
+#define FCNN_VIT FCNN_XCAT(fcnn_vi, FCNN_W)
+#define FCNN_VTU FCNN_XCAT(FCNN_XCAT(fcnn_v, FCNN_W), u)
+#define FCNN_LDW(p) ((FCNN_VT)(*(const FCNN_VTU *)(p)))
+#define FCNN_STW(p, v) (*(FCNN_VTU *)(p) = (v))
+#define FCNN_NAME(f) FCNN_XCAT(FCNN_XCAT(f, _w), FCNN_W)
 
 #define FCNN_W 16
 #include "conv_tiles.h"

@@ -2,14 +2,8 @@
  * (16, 8 or 4 floats, vectors fcnn_v<W>) before each inclusion; every name gets the suffix _w<W>.
  * One width per instruction set keeps the accumulators in registers: GCC lowers a vector wider
  * than the target's registers through memory (16-float vectors under AVX2 spilled 93 times per
- * 12 FMAs). Deliberately no include guard. */
-
-#define FCNN_VT FCNN_XCAT(fcnn_v, FCNN_W)
-#define FCNN_VIT FCNN_XCAT(fcnn_vi, FCNN_W)
-#define FCNN_VTU FCNN_XCAT(FCNN_XCAT(fcnn_v, FCNN_W), u)
-#define FCNN_LDW(p) ((FCNN_VT)(*(const FCNN_VTU *)(p)))
-#define FCNN_STW(p, v) (*(FCNN_VTU *)(p) = (v))
-#define FCNN_NAME(f) FCNN_XCAT(FCNN_XCAT(f, _w), FCNN_W)
+ * 12 FMAs). The width macros (FCNN_VT, FCNN_LDW, FCNN_NAME...) are conv_simd.h's. Deliberately
+ * no include guard. */
 
 /* acc[p] = sum_{r<kh, j<kwci} x_p[r*k_row + j] * w[(r*kwci + j)*cb + (0 .. FCNN_W*NV)] for P pixels;
  * then bias, ReLU and a store (or an add) of the nco real channels for the np real pixels. */
@@ -258,10 +252,4 @@ FCNN_INLINE void FCNN_NAME(fcnn_dw_core)(const int CB, const int R1, const int R
 }
 
 #undef FCNN_TILE_CASES
-#undef FCNN_VT
-#undef FCNN_VIT
-#undef FCNN_VTU
-#undef FCNN_LDW
-#undef FCNN_STW
-#undef FCNN_NAME
 #undef FCNN_W

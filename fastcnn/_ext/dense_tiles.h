@@ -1,13 +1,8 @@
 /* The narrow dense micro-kernels, included by dense_narrow.h once per vector width: define FCNN_W
  * (16, 8 or 4 floats) before each inclusion; every name gets the suffix _w<W>. O, the output
  * count rounded up to even, is a compile-time constant in every caller, so the O accumulators or
- * broadcasts of a row stay in registers. Deliberately no include guard. */
-
-#define FCNN_VT FCNN_XCAT(fcnn_v, FCNN_W)
-#define FCNN_VTU FCNN_XCAT(FCNN_XCAT(fcnn_v, FCNN_W), u)
-#define FCNN_LDW(p) ((FCNN_VT)(*(const FCNN_VTU *)(p)))
-#define FCNN_STW(p, v) (*(FCNN_VTU *)(p) = (v))
-#define FCNN_NAME(f) FCNN_XCAT(FCNN_XCAT(f, _w), FCNN_W)
+ * broadcasts of a row stay in registers. The width macros (FCNN_VT, FCNN_LDW, FCNN_NAME...) are
+ * conv_simd.h's. Deliberately no include guard. */
 
 /* p, or where fewer than FCNN_W floats are left in the row (n), buf holding them zero-filled:
  * a row's tail is read without passing its end. */
@@ -198,9 +193,4 @@ FCNN_INLINE void FCNN_NAME(fcnn_narrow_dw)(const int O, const int R, const fcnn_
         FCNN_NAME(fcnn_narrow_dw_rows)(O, 1, jb, r, j0, j1);
 }
 
-#undef FCNN_VT
-#undef FCNN_VTU
-#undef FCNN_LDW
-#undef FCNN_STW
-#undef FCNN_NAME
 #undef FCNN_W
