@@ -184,7 +184,8 @@ def test_inconsistent_shapes_raise():
     ((2, 3), (2, 1), "same", (5, 70)),
 ], ids=grid_id)
 def test_thread_count_does_not_change_results(case, simd_path):
-    # 19 images span three dW chunks of 8, so partial sums really are split across threads
+    # 19 images make eight dW chunks (6, 4, 3, 2, 1, 1, 1, 1), so partial sums really are split
+    # across threads
     kernel, strides, padding, (ci, co) = case
     rng = np.random.default_rng(6)
     x, wt, bias, dy, geo = make_case(rng, np.float32, 19, 9, 8, ci, co, kernel, strides, padding)

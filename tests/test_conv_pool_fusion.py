@@ -104,7 +104,8 @@ def test_equals_the_separate_kernels_on_mnist_conv2(simd_path):
 def test_thread_count_does_not_change_results(case, simd_path):
     (kernel, strides, padding, (ci, co)), (pool, pool_strides) = case
     rng = np.random.default_rng(2)
-    # 19 images span three dW chunks of 8, so partial sums really are split across threads
+    # 19 images make eight dW chunks (6, 4, 3, 2, 1, 1, 1, 1), so partial sums really are split
+    # across threads
     x, wt, bias, dy, geo = make_case(rng, 19, 9, 10, ci, co, kernel, strides, padding, pool,
                                      pool_strides)
     one = run_all(conv, x, wt, bias, dy, geo, True, pool, pool_strides, 1)

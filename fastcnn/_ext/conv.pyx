@@ -8,7 +8,7 @@ float32 runs the register-tiled SIMD kernels of ``conv_simd.h`` (AVX-512, AVX2 o
 ISA, chosen at import). float64 runs plain loops; it exists for finite-difference gradient checks.
 
 Results do not depend on ``n_threads``: images are independent in forward and dX, and dW sums
-fixed chunks of ``DW_CHUNK`` images separately, then adds the chunk sums in chunk order.
+fixed chunks of images separately (``_dw_chunks``), then adds the chunk sums in chunk order.
 
 Threads take images (and chunks) one at a time ("dynamic"), not in fixed halves: on a shared
 host one core often runs slower than the other for seconds at a time (bench/scaling.py's probe),
@@ -16,7 +16,7 @@ and fixed halves leave the faster core waiting. A training step at 2 threads ran
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
-from libc.stdlib cimport free
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
 include "_simd.pxi"
@@ -38,9 +38,28 @@ cdef extern from "conv_simd.h" nogil:
     int fcnn_unpool_image(int level, const fcnn_pool_geom *p, const float *dy, const float *pooled,
                           const int *argmax, int zw, int co, int relu, float *dz)
 
-# Images per dW partial sum. Fixed, so that the summation order never depends on n_threads.
+# Images per dW partial sum, at most. Fixed, so that the summation order never depends on n_threads.
 cdef enum:
     DW_CHUNK = 8
+
+
+cdef Py_ssize_t _dw_chunks(Py_ssize_t n, Py_ssize_t *starts) noexcept nogil:
+    """Splits n images into the chunks of dW's partial sums and returns their count; with starts,
+    chunk c is images [starts[c], starts[c + 1]).
+
+    Chunks hold DW_CHUNK images, then shrink to a third of the images left, down to one. Threads
+    take them in order, so the last ones taken are small and the threads finish close together:
+    with 16 equal chunks of conv2 (0.75 ms each at 2 threads), a core running behind left the
+    other one waiting up to a whole chunk. The split depends on n alone."""
+    cdef Py_ssize_t c = 0, i = 0
+    while i < n:
+        if starts != NULL:
+            starts[c] = i
+        i += min(<Py_ssize_t>DW_CHUNK, max(<Py_ssize_t>1, (n - i) // 3))
+        c += 1
+    if starts != NULL:
+        starts[c] = n
+    return c
 
 
 cdef fcnn_geom _geom(const Py_ssize_t *xs, const Py_ssize_t *ws, const Py_ssize_t *os,
@@ -289,11 +308,12 @@ cdef Py_ssize_t _backward_f32(const float[:, :, :, ::1] x, const float[:, :, :, 
     input_relu. Returns the skipped argmax count."""
     # Partial sums: per chunk, dw rows padded to c16 channels, then one db row.
     cdef int level = fcnn_simd_level(), kk = g.kh * g.kw * g.ci, c16 = fcnn_round16(g.co)
-    cdef Py_ssize_t n = x.shape[0], nchunks = (n + DW_CHUNK - 1) // DW_CHUNK, c, i, k
+    cdef Py_ssize_t n = x.shape[0], nchunks = _dw_chunks(n, NULL), c, i, k
     cdef size_t step = (<size_t>kk + 1) * c16, nd = <size_t>g.oh * g.ow * g.co if pool else 0
     cdef size_t per = nd + max(fcnn_dw_scratch_size(g), fcnn_dx_scratch_size(g) if dx else 0)
     cdef size_t sx = x[0].size, sdy = dy[0].size
     cdef float *buf = _alloc(nchunks * step + n_threads * per)
+    cdef Py_ssize_t *starts = <Py_ssize_t *>malloc((nchunks + 1) * sizeof(Py_ssize_t))
     cdef float *scratch = NULL
     cdef float *dz = NULL
     cdef const float *d
@@ -304,13 +324,17 @@ cdef Py_ssize_t _backward_f32(const float[:, :, :, ::1] x, const float[:, :, :, 
     cdef float *pdw = &dw[0, 0, 0, 0]
     cdef bint has_db = db is not None
     cdef Py_ssize_t bad = 0
+    if starts == NULL:
+        free(buf)
+        raise MemoryError()
+    _dw_chunks(n, starts)
     with nogil, parallel(num_threads=n_threads):
         dz = buf + nchunks * step + threadid() * per
         scratch = dz + nd
         for c in prange(nchunks, schedule="dynamic"):
             part = buf + c * step
             memset(part, 0, step * sizeof(float))
-            for i in range(c * DW_CHUNK, min(n, (c + 1) * DW_CHUNK)):
+            for i in range(starts[c], starts[c + 1]):
                 d = pdy + i * sdy
                 if pool != NULL:
                     pi = pooled + i * sdy if pooled != NULL else NULL
@@ -327,6 +351,7 @@ cdef Py_ssize_t _backward_f32(const float[:, :, :, ::1] x, const float[:, :, :, 
         fcnn_sum_parts(buf + k * c16, nchunks, step, g.co, pdw + k * g.co)
     if has_db:
         fcnn_sum_parts(buf + kk * c16, nchunks, step, g.co, &db[0])
+    free(starts)
     free(buf)
     return bad
 
