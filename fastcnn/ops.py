@@ -253,10 +253,11 @@ def _conv_pool_geometry(x_shape, kernel_shape, strides, padding, pool_size, pool
 
 
 def conv2d_maxpool_forward(x, kernel, bias, strides, padding, pool_size, pool_strides, relu=False,
-                           out=None, argmax=None):
+                           out=None, argmax=None, dropout=None):
     """maxpool(relu?(conv(x, kernel) + bias)) with "valid" pooling, in one float32 pass that
     computes only the conv outputs some window reads. Returns (pooled, argmax); argmax indexes
-    that part of the conv output, of shape (n, (ph-1)*stride+pool, (pw-1)*stride+pool, c_out)."""
+    that part of the conv output, of shape (n, (ph-1)*stride+pool, (pw-1)*stride+pool, c_out).
+    ``dropout=(seed, rate)`` also applies dropout_forward(pooled, seed, rate) in the same pass."""
     kernel = _weights(kernel, "kernel", 4).astype(np.float32, copy=False)
     shape, top, left = _conv_pool_geometry(check_array(x, "x", 4).shape, kernel.shape, strides,
                                            padding, pool_size, pool_strides)
@@ -265,16 +266,18 @@ def conv2d_maxpool_forward(x, kernel, bias, strides, padding, pool_size, pool_st
     out = _out(out, shape, np.float32, "out")
     argmax = _out(argmax, shape, np.int32, "argmax")
     _conv.conv2d_maxpool_forward(x, kernel, bias, out, argmax, strides[0], strides[1], top, left,
-                                 relu, *pool_size, *pool_strides, get_num_threads())
+                                 relu, *pool_size, *pool_strides, get_num_threads(),
+                                 *_dropout_args(dropout))
     return out, argmax
 
 
 def conv2d_maxpool_backward(x, dy, pooled, argmax, kernel, strides, padding, pool_size,
                             pool_strides, relu=False, dw=None, db=None, dx=None, need_dx=True,
-                            input_relu=False):
+                            input_relu=False, dropout=None):
     """The gradients of conv2d_maxpool_forward from dy, its output's gradient: returns (dw, dx),
     dx None unless need_dx, and fills db when given. ``pooled`` (its output) is needed with relu.
-    ``input_relu``: x is a relu's output, and dx also gets that relu's backward (zero where x <= 0)."""
+    ``input_relu``: x is a relu's output, and dx also gets that relu's backward (zero where x <= 0).
+    ``dropout``: the forward's."""
     kernel = _weights(kernel, "kernel", 4).astype(np.float32, copy=False)
     shape, top, left = _conv_pool_geometry(check_array(x, "x", 4).shape, kernel.shape, strides,
                                            padding, pool_size, pool_strides)
@@ -290,7 +293,8 @@ def conv2d_maxpool_backward(x, dy, pooled, argmax, kernel, strides, padding, poo
     dx = _out(dx, x.shape, np.float32, "dx") if need_dx else None
     skipped = _conv.conv2d_maxpool_backward(x, dy, pooled, argmax, kernel, dw, db, dx,
                                             strides[0], strides[1], top, left, relu, *pool_size,
-                                            *pool_strides, input_relu, get_num_threads())
+                                            *pool_strides, input_relu, get_num_threads(),
+                                            *_dropout_args(dropout))
     if skipped:
         raise ValueError(f"Expected every argmax entry to point into its own pooling window, as "
                          f"conv2d_maxpool_forward's do; {skipped} did not")
@@ -665,13 +669,22 @@ def activation_backward(name, y, dy, out=None):
     return dx
 
 
-def _dropout_operands(x, name, seed, rate, out):
-    x = as_kernel_array(x, name)
+def _dropout_args(dropout):
+    """(seed, rate) checked, from a (seed, rate) pair or None (no dropout: rate 0)."""
+    if dropout is None:
+        return 0, 0.0
+    seed, rate = dropout
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
         raise ValueError(f"Expected seed to be an int in [0, 2**64), received seed={seed!r}")
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
         raise ValueError(f"Expected rate in [0, 1), received rate={rate!r}")
-    return x.reshape(-1), int(seed), _out(out, x.shape, x.dtype, "out")
+    return int(seed), float(rate)
+
+
+def _dropout_operands(x, name, seed, rate, out):
+    x = as_kernel_array(x, name)
+    seed, rate = _dropout_args((seed, rate))
+    return x.reshape(-1), seed, _out(out, x.shape, x.dtype, "out")
 
 
 def dropout_forward(x, seed, rate, out=None):

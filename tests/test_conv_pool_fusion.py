@@ -31,16 +31,18 @@ def make_case(rng, n, h, w, ci, co, kernel, strides, padding, pool, pool_strides
 
 
 def run_all(module, x, wt, bias, dy, geo, relu, pool, pool_strides, n_threads, need_dx=True,
-            input_relu=False):
-    """Forward (pooled output and argmax), then dW, db and dX, from one implementation."""
+            input_relu=False, dropout=(0, 0.0)):
+    """Forward (pooled output and argmax), then dW, db and dX, from one implementation;
+    dropout is (seed, rate)."""
     out = np.empty(dy.shape, np.float32)
     argmax = np.empty(dy.shape, np.int32)
     module.conv2d_maxpool_forward(x, wt, bias, out, argmax, *geo, relu, *pool, *pool_strides,
-                                  n_threads)
+                                  n_threads, *dropout)
     dw, db = np.empty_like(wt), np.empty_like(bias)
     dx = np.empty_like(x) if need_dx else None
     skipped = module.conv2d_maxpool_backward(x, dy, out, argmax, wt, dw, db, dx, *geo, relu,
-                                             *pool, *pool_strides, input_relu, n_threads)
+                                             *pool, *pool_strides, input_relu, n_threads,
+                                             *dropout)
     assert skipped == 0
     return out, argmax, dw, db, dx
 
@@ -129,6 +131,59 @@ def test_input_relu_masks_dx_where_the_input_is_not_positive(simd_path):
     assert (plain[4][x == 0] != 0).any()  # so the mask did something
 
 
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("case", [GRID[0], GRID[6], GRID[13]], ids=grid_id)
+def test_dropout_matches_reference(case, relu, simd_path):
+    (kernel, strides, padding, (ci, co)), (pool, pool_strides) = case
+    rng = np.random.default_rng(8)
+    # 19 images: the backward's dW chunks put images of one mask on both threads
+    x, wt, bias, dy, geo = make_case(rng, 19, 11, 10, ci, co, kernel, strides, padding, pool,
+                                     pool_strides)
+    dropout = (2**64 - 5, 0.3)  # a seed past 2**63 reaches the kernel unchanged
+    got = run_all(conv, x, wt, bias, dy, geo, relu, pool, pool_strides, 2, dropout=dropout)
+    want = run_all(ref, x, wt, bias, dy, geo, relu, pool, pool_strides, 2, dropout=dropout)
+    np.testing.assert_array_equal(got[1], want[1])
+    for g, w in zip(got[:1] + got[2:], want[:1] + want[2:]):
+        assert_close(g, w, np.float32)
+    plain = run_all(conv, x, wt, bias, dy, geo, relu, pool, pool_strides, 2)[0]
+    assert 0.2 < np.mean(got[0][plain != 0] == 0) < 0.4  # the rate, where the pooling gave > 0
+    for n_threads in (1, 3):
+        for a, b in zip(got, run_all(conv, x, wt, bias, dy, geo, relu, pool, pool_strides,
+                                     n_threads, dropout=dropout)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_dropout_equals_the_dropout_kernel_after_the_fused_step(simd_path):
+    """Same mask, same values: the forward is the fused step, then dropout_forward of its
+    output; the backward is dropout_backward of dy, then the fused step's backward."""
+    rng = np.random.default_rng(9)
+    x, wt, bias, dy, geo = make_case(rng, 5, 13, 13, 32, 64, (3, 3), (1, 1), "valid", (2, 2),
+                                     (2, 2))
+    seed, rate = 12345, 0.5
+    plain = run_all(conv, x, wt, bias, dy, geo, True, (2, 2), (2, 2), 2)
+    dropped = ops.dropout_forward(plain[0], seed, rate)
+    dy_masked = ops.dropout_backward(dy, seed, rate)
+    # the relu's backward reads the output after the dropout: positive where it was and is kept
+    _, dx = ops.conv2d_maxpool_backward(x, dy_masked, plain[0], plain[1], wt, (1, 1), "valid",
+                                        (2, 2), (2, 2), relu=True, dw=plain[2], db=plain[3])
+    fused_run = run_all(conv, x, wt, bias, dy, geo, True, (2, 2), (2, 2), 2, dropout=(seed, rate))
+    np.testing.assert_array_equal(fused_run[0], dropped)
+    np.testing.assert_array_equal(fused_run[1], plain[1])
+    for a, b in zip(fused_run[2:], (plain[2], plain[3], dx)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dropout_rate_is_checked():
+    rng = np.random.default_rng(3)
+    x, wt, bias, dy, geo = make_case(rng, 2, 8, 8, 3, 4, (3, 3), (1, 1), "valid", (2, 2), (2, 2))
+    for rate in (1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="rate"):
+            ops.conv2d_maxpool_forward(x, wt, bias, (1, 1), "valid", (2, 2), (2, 2),
+                                       dropout=(1, rate))
+        with pytest.raises(ValueError, match="rate"):
+            run_all(conv, x, wt, bias, dy, geo, True, (2, 2), (2, 2), 2, dropout=(1, rate))
+
+
 def test_without_dx_still_gives_dw():
     rng = np.random.default_rng(3)
     x, wt, bias, dy, geo = make_case(rng, 4, 28, 28, 1, 32, (3, 3), (1, 1), "valid", (2, 2),
@@ -204,3 +259,48 @@ def test_fused_training_equals_unfused(monkeypatch):
         results.append((model.get_weights(), model.predict(x, verbose=0)))
     for a, b in zip(results[0][0] + [results[0][1]], results[1][0] + [results[1][1]]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def dropout_net(seed, flatten):
+    fastcnn.utils.set_random_seed(seed)
+    return fastcnn.Sequential([
+        layers.Input((12, 12, 2)),
+        layers.Conv2D(8, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(16, 3, activation="relu", padding="same"), layers.MaxPooling2D(2),
+        *([layers.Flatten()] if flatten else []), layers.Dropout(0.4),
+        *([] if flatten else [layers.Flatten()]), layers.Dense(3, activation="softmax")])
+
+
+@pytest.mark.parametrize("flatten", [True, False], ids=["flatten-dropout", "dropout-flatten"])
+def test_dropout_after_the_fused_step_runs_inside_it(flatten, monkeypatch):
+    """The fused step takes a Dropout after the pooling (and Flatten, which moves after it), and
+    trains bitwise as the Dropout layer would on its own, with the same masks."""
+    rng = np.random.default_rng(7)
+    x = rng.random((40, 12, 12, 2), dtype=np.float32)
+    y = rng.integers(0, 3, 40)
+    results = []
+    for take in (True, False):
+        if not take:
+            monkeypatch.setattr(fused.Conv2DMaxPooling2D, "takes", staticmethod(lambda d: False))
+        model = dropout_net(2, flatten)
+        model.compile("adam", "sparse_categorical_crossentropy")
+        names = [type(s).__name__ for s in model._steps]
+        assert names == (["Conv2DMaxPooling2D"] * 2 + ["Flatten", "Dense"] if take else
+                         ["Conv2DMaxPooling2D"] * 2 + ["Flatten", "Dropout"][::1 if flatten else -1]
+                         + ["Dense"])
+        assert (model._steps[1].dropout is model.layers[5 if flatten else 4]) == take
+        history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+        results.append((model.get_weights(), model.predict(x, verbose=0), history.history["loss"]))
+    for a, b in zip(results[0][0] + [results[0][1]], results[1][0] + [results[1][1]]):
+        np.testing.assert_array_equal(a, b)
+    assert results[0][2] == results[1][2]
+
+
+def test_a_dropout_not_right_after_the_fused_step_stays_a_layer():
+    model = fastcnn.Sequential([
+        layers.Input((12, 12, 2)), layers.Conv2D(4, 3), layers.MaxPooling2D(2), layers.Flatten(),
+        layers.Dense(8), layers.Dropout(0.5), layers.Dense(3)])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    assert [type(s).__name__ for s in model._steps] == [
+        "Conv2DMaxPooling2D", "Flatten", "Dense", "Dropout", "Dense"]
+    assert model._steps[0].dropout is None

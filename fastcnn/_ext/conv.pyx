@@ -16,6 +16,7 @@ and fixed halves leave the faster core waiting. A training step at 2 threads ran
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
+from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
@@ -37,6 +38,28 @@ cdef extern from "conv_simd.h" nogil:
     void fcnn_relu_mask(const float *y, float *dx, size_t n)
     int fcnn_unpool_image(int level, const fcnn_pool_geom *p, const float *dy, const float *pooled,
                           const int *argmax, int zw, int co, int relu, float *dz)
+
+cdef extern from "dropout.h" nogil:
+    uint32_t fc_dropout_threshold(double rate)
+    void fc_dropout_array_f32(const float *x, float *out, Py_ssize_t n, uint64_t first,
+                              uint64_t seed, uint32_t threshold, float scale)
+
+
+cdef struct _dropout:
+    # A Dropout after the pooling, applied to each image's pooled output (forward) and to its
+    # gradient (backward) while they are in cache. The mask indexes the batch's pooled output
+    # row-major, as the Dropout layer's own kernel does, so the masks are the same.
+    uint64_t seed
+    uint32_t threshold  # 0: no dropout
+    float scale
+
+
+cdef _dropout _dropout_of(uint64_t seed, double rate) except *:
+    cdef _dropout d
+    if not 0 <= rate < 1:
+        raise ValueError(f"dropout rate must be in [0, 1), received {rate}")
+    d.seed, d.threshold, d.scale = seed, fc_dropout_threshold(rate), 1.0 / (1.0 - rate)
+    return d
 
 # Images per dW partial sum, at most. Fixed, so that the summation order never depends on n_threads.
 cdef enum:
@@ -167,8 +190,9 @@ def conv2d_maxpool_forward(const float[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, 
                            int[:, :, :, ::1] argmax__nhwc,      # OUT (n, ph, pw, c_out) or None
                            int stride_h, int stride_w, int pad_top, int pad_left, bint relu,
                            int pool_h, int pool_w, int pool_stride_h, int pool_stride_w,
-                           int n_threads):
-    """out = maxpool(relu?(conv(x, w) + bias)): conv2d_forward, then max pooling without padding.
+                           int n_threads, uint64_t dropout_seed=0, double dropout_rate=0):
+    """out = maxpool(relu?(conv(x, w) + bias)): conv2d_forward, then max pooling without padding,
+    then, with dropout_rate > 0, elementwise.dropout_forward of out (flat) with dropout_seed.
 
     Only the conv output z that windows read is computed, (n, zh, zw, c_out) with
     zh = (ph - 1) * pool_stride_h + pool_h and zw likewise, and it never leaves the cache. argmax
@@ -184,8 +208,9 @@ def conv2d_maxpool_forward(const float[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, 
         raise ValueError("argmax must have the shape of out")
     if out__nhwc.size == 0:
         return
+    cdef _dropout drop = _dropout_of(dropout_seed, dropout_rate)
     _forward_f32(x__nhwc, w__hwio, bias, out__nhwc, &g, relu, max(1, n_threads), &pool,
-                 NULL if argmax__nhwc is None else &argmax__nhwc[0, 0, 0, 0])
+                 NULL if argmax__nhwc is None else &argmax__nhwc[0, 0, 0, 0], &drop)
 
 
 def conv2d_maxpool_backward(const float[:, :, :, ::1] x__nhwc,     # IN  (n, h, w, c_in)
@@ -198,11 +223,14 @@ def conv2d_maxpool_backward(const float[:, :, :, ::1] x__nhwc,     # IN  (n, h, 
                             float[:, :, :, ::1] dx__nhwc,          # OUT (n, h, w, c_in) or None
                             int stride_h, int stride_w, int pad_top, int pad_left, bint relu,
                             int pool_h, int pool_w, int pool_stride_h, int pool_stride_w,
-                            bint input_relu, int n_threads):
-    """dw, db and (unless None) dx of conv2d_maxpool_forward, from dy, the gradient of its output.
+                            bint input_relu, int n_threads, uint64_t dropout_seed=0,
+                            double dropout_rate=0):
+    """dw, db and (unless None) dx of conv2d_maxpool_forward, from dy, the gradient of its output
+    (with dropout, of the output after the dropout, which then passes dy through the same mask).
 
     dy goes to the argmax cells of z, and with relu only where the pooled output out is positive
-    (out may be None without relu); from there this is conv2d_backward_weight and
+    (out may be None without relu; with dropout it is the output after the dropout, positive where
+    the pooled output was and kept); from there this is conv2d_backward_weight and
     conv2d_backward_input. With input_relu, x is the output of a relu, and dx also goes through
     that relu's backward: it is zeroed where x is not positive. Returns how many argmax entries
     fell outside z: those are skipped.
@@ -215,6 +243,7 @@ def conv2d_maxpool_backward(const float[:, :, :, ::1] x__nhwc,     # IN  (n, h, 
     cdef float *wt = NULL
     cdef const float *pooled = NULL
     cdef Py_ssize_t skipped
+    cdef _dropout drop = _dropout_of(dropout_seed, dropout_rate)
     if (not _same_shape(argmax__nhwc.shape, dy__nhwc.shape) or (relu and out__nhwc is None)
             or (out__nhwc is not None and not _same_shape(out__nhwc.shape, dy__nhwc.shape))
             or not _same_shape(dw__hwio.shape, w__hwio.shape)
@@ -234,7 +263,7 @@ def conv2d_maxpool_backward(const float[:, :, :, ::1] x__nhwc,     # IN  (n, h, 
         skipped = _backward_f32(
             x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads), wt,
             NULL if dx__nhwc is None else &dx__nhwc[0, 0, 0, 0], &pool, pooled,
-            &argmax__nhwc[0, 0, 0, 0], relu, input_relu)
+            &argmax__nhwc[0, 0, 0, 0], relu, input_relu, &drop)
     finally:
         free(wt)
     return skipped
@@ -245,9 +274,9 @@ def conv2d_maxpool_backward(const float[:, :, :, ::1] x__nhwc,     # IN  (n, h, 
 cdef int _forward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w,
                       const float[::1] bias, float[:, :, :, ::1] out, const fcnn_geom *g,
                       bint relu, int n_threads, const fcnn_pool_geom *pool=NULL,
-                      int *argmax=NULL) except -1:
+                      int *argmax=NULL, const _dropout *drop=NULL) except -1:
     # With pool, each image's conv output goes to per-thread scratch (it stays in cache) and
-    # out receives its max pooling instead.
+    # out receives its max pooling instead, then the dropout if any.
     cdef int level = fcnn_simd_level(), cb = fcnn_block(level, g.co), kk = g.kh * g.kw * g.ci
     cdef size_t nw = fcnn_packed_size(kk, g.co, cb), nb = fcnn_packed_size(1, g.co, cb)
     cdef size_t nc = fcnn_canvas_size(g), nz = <size_t>g.oh * g.ow * g.co if pool else 0
@@ -273,6 +302,9 @@ cdef int _forward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w,
                 fcnn_forward_image(level, g, buf, bp, relu, px + i * sx, z, canvas)
                 fcnn_maxpool_image(level, pool, z, g.ow, g.co, po + i * so,
                                    NULL if argmax == NULL else argmax + i * so)
+                if drop != NULL and drop.threshold != 0:
+                    fc_dropout_array_f32(po + i * so, po + i * so, so, i * so, drop.seed,
+                                         drop.threshold, drop.scale)
     free(buf)
     return 0
 
@@ -301,21 +333,25 @@ cdef Py_ssize_t _backward_f32(const float[:, :, :, ::1] x, const float[:, :, :, 
                               int n_threads, const float *wt=NULL, float *dx=NULL,
                               const fcnn_pool_geom *pool=NULL, const float *pooled=NULL,
                               const int *argmax=NULL, bint relu=False,
-                              bint input_relu=False) except -1:
+                              bint input_relu=False, const _dropout *drop=NULL) except -1:
     """dW and db, and with pool the backward of the max pooling (and relu) first: each image's
-    dY is then the scatter of the pooled gradient dy, made in per-thread scratch. With dx (and
+    dY is then the scatter of the pooled gradient dy (through the dropout's mask first, with
+    drop), made in per-thread scratch. With dx (and
     wt, the fcnn_pack_dx weights), also dX from the same hot dY, masked where x <= 0 with
     input_relu. Returns the skipped argmax count."""
     # Partial sums: per chunk, dw rows padded to c16 channels, then one db row.
     cdef int level = fcnn_simd_level(), kk = g.kh * g.kw * g.ci, c16 = fcnn_round16(g.co)
     cdef Py_ssize_t n = x.shape[0], nchunks = _dw_chunks(n, NULL), c, i, k
-    cdef size_t step = (<size_t>kk + 1) * c16, nd = <size_t>g.oh * g.ow * g.co if pool else 0
-    cdef size_t per = nd + max(fcnn_dw_scratch_size(g), fcnn_dx_scratch_size(g) if dx else 0)
     cdef size_t sx = x[0].size, sdy = dy[0].size
+    cdef bint masked = drop != NULL and drop.threshold != 0
+    cdef size_t step = (<size_t>kk + 1) * c16, nd = <size_t>g.oh * g.ow * g.co if pool else 0
+    cdef size_t nm = fcnn_round16(sdy) if masked else 0
+    cdef size_t per = nd + nm + max(fcnn_dw_scratch_size(g), fcnn_dx_scratch_size(g) if dx else 0)
     cdef float *buf = _alloc(nchunks * step + n_threads * per)
     cdef Py_ssize_t *starts = <Py_ssize_t *>malloc((nchunks + 1) * sizeof(Py_ssize_t))
     cdef float *scratch = NULL
     cdef float *dz = NULL
+    cdef float *dm = NULL
     cdef const float *d
     cdef const float *pi
     cdef float *part
@@ -330,12 +366,17 @@ cdef Py_ssize_t _backward_f32(const float[:, :, :, ::1] x, const float[:, :, :, 
     _dw_chunks(n, starts)
     with nogil, parallel(num_threads=n_threads):
         dz = buf + nchunks * step + threadid() * per
-        scratch = dz + nd
+        dm = dz + nd
+        scratch = dm + nm
         for c in prange(nchunks, schedule="dynamic"):
             part = buf + c * step
             memset(part, 0, step * sizeof(float))
             for i in range(starts[c], starts[c + 1]):
                 d = pdy + i * sdy
+                if masked:
+                    fc_dropout_array_f32(d, dm, sdy, i * sdy, drop.seed, drop.threshold,
+                                         drop.scale)
+                    d = dm
                 if pool != NULL:
                     pi = pooled + i * sdy if pooled != NULL else NULL
                     bad += fcnn_unpool_image(level, pool, d, pi, argmax + i * sdy, g.ow, g.co,

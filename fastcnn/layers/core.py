@@ -82,11 +82,22 @@ class Dropout(Layer):
         self.seed = normalize_seed(seed)
         self.rng = np.random.default_rng(self.seed)
 
-    def forward(self, x, training=False):
+    def draw_mask(self, training):
+        """Starts a forward pass: the (seed, rate) of its mask, or None when it passes x through.
+        A fused step that applies this dropout draws here too, so its masks are the layer's."""
         self._active = training and self.rate > 0
         if not self._active:
-            return x
+            return None
         self._mask_seed = int(self.rng.integers(2**64, dtype=np.uint64))
+        return self.mask()
+
+    def mask(self):
+        """The (seed, rate) of the last forward pass's mask, or None."""
+        return (self._mask_seed, self.rate) if self._active else None
+
+    def forward(self, x, training=False):
+        if self.draw_mask(training) is None:
+            return x
         return ops.dropout_forward(x, self._mask_seed, self.rate, out=self.workspace.get("y", x.shape))
 
     def backward(self, dy, need_dx=True):

@@ -5,6 +5,7 @@ their weights and gradients), so calling a layer on its own never sees a fusion.
 """
 from .. import ops
 from .conv import Conv2D
+from .core import Dropout, Flatten
 from .pooling import MaxPooling2D
 
 
@@ -18,18 +19,28 @@ class Conv2DMaxPooling2D:
 
     ``input_relu`` is set by the model when the layer before ends in relu: dX then also gets that
     relu's backward, in the same pass (the layer's own input is the relu's output).
+
+    ``dropout``, a Dropout layer after the pooling, is applied to each image's pooled output and
+    its gradient in the same passes; it draws its masks itself, so they are the ones it would
+    apply on its own. (In the MNIST net this saves a pass over 800 KB each way and a Python call,
+    and the dropout's work lands where the image was pooled, in that core's cache.)
     """
 
     input_relu = False
 
-    def __init__(self, conv, pool):
-        self.conv, self.pool = conv, pool
+    def __init__(self, conv, pool, dropout=None):
+        self.conv, self.pool, self.dropout = conv, pool, dropout
         self.workspace = ops.Workspace()
 
     @staticmethod
     def applies(conv, pool):
         return (type(conv) is Conv2D and type(pool) is MaxPooling2D
                 and conv.activation in ("relu", "linear") and pool.padding == "valid")
+
+    @staticmethod
+    def takes(dropout):
+        """Whether this step can apply ``dropout``, a layer after its pooling, itself."""
+        return type(dropout) is Dropout
 
     def _args(self):
         conv, pool = self.conv, self.pool
@@ -41,7 +52,8 @@ class Conv2DMaxPooling2D:
         shape = (x.shape[0], *self.pool.output_shape)
         self._y, self._argmax = ops.conv2d_maxpool_forward(
             x, self.conv.kernel, self.conv.bias, **self._args(),
-            out=self.workspace.get("y", shape), argmax=self.workspace.get("argmax", shape, "int32"))
+            out=self.workspace.get("y", shape), argmax=self.workspace.get("argmax", shape, "int32"),
+            dropout=self.dropout.draw_mask(training) if self.dropout else None)
         return self._y
 
     def backward(self, dy, need_dx=True):
@@ -50,17 +62,25 @@ class Conv2DMaxPooling2D:
             self._x, dy, self._y, self._argmax, conv.kernel, **self._args(), dw=conv.grads[0],
             db=conv.grads[1] if conv.use_bias else None,
             dx=self.workspace.get("dx", self._x.shape) if need_dx else None, need_dx=need_dx,
-            input_relu=self.input_relu)
+            input_relu=self.input_relu, dropout=self.dropout.mask() if self.dropout else None)
         return dx
 
 
 def plan(layers):
-    """The steps that run ``layers`` in order: each layer, or a fused step for a pair."""
+    """The steps that run ``layers`` in order: each layer, or a fused step for a pair, which also
+    takes a Dropout right after it, or after a Flatten after it. The Flatten then runs after the
+    dropout: both keep each image's values in the same row-major order, so they commute."""
     steps, i = [], 0
     while i < len(layers):
         if i + 1 < len(layers) and Conv2DMaxPooling2D.applies(layers[i], layers[i + 1]):
-            steps.append(Conv2DMaxPooling2D(layers[i], layers[i + 1]))
-            i += 2
+            after = layers[i + 2:i + 4]
+            flatten = after[:1] if after and type(after[0]) is Flatten else []
+            dropout = after[len(flatten):len(flatten) + 1]
+            if not (dropout and Conv2DMaxPooling2D.takes(dropout[0])):
+                flatten, dropout = [], []
+            steps.append(Conv2DMaxPooling2D(layers[i], layers[i + 1], *dropout))
+            steps.extend(flatten)
+            i += 2 + len(flatten) + len(dropout)
         else:
             steps.append(layers[i])
             i += 1
