@@ -738,15 +738,15 @@ def sparse_softmax_cross_entropy(logits, labels, grad_scale, grad=None, loss=Non
 
 
 def _class_labels(labels, scores_shape):
-    """One int64 label per row of scores, in [0, K): the kernels index each row with it."""
+    """One int64 label per row of scores. The kernels index each row with it and check that it
+    is in [0, K) as they go."""
     labels = np.asarray(labels)
     if labels.dtype.kind not in "iu":
         raise TypeError(f"Expected integer labels, received dtype {labels.dtype}")
     if labels.shape != scores_shape[:1]:
         raise ValueError(f"Expected labels of shape {scores_shape[:1]}, received {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= scores_shape[1]):
-        raise ValueError(f"Expected labels in [0, {scores_shape[1]}), received values from "
-                         f"{labels.min()} to {labels.max()}")
+    if labels.dtype == np.uint64 and labels.size and labels.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"Expected labels in [0, {scores_shape[1]}), received {labels.max()}")
     return np.ascontiguousarray(labels, dtype=np.int64)
 
 

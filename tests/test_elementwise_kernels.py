@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from fastcnn import _reference as ref
+from fastcnn import ops
 from fastcnn._ext import elementwise, loss, optim
 from conftest import numeric_grad
 
@@ -160,6 +161,31 @@ def test_fused_loss_gradient_finite_differences(kind, rng):
     _, grad = _ce(kind, logits, target, np.float64)
     mean = lambda: float(_ce(kind, logits, target, np.float64)[0].mean())
     np.testing.assert_allclose(grad, numeric_grad(mean, logits), rtol=1e-6, atol=1e-9)
+
+
+def test_soft_targets_match_reference(rng):
+    logits = (rng.standard_normal((40, 7)) * 3).astype(np.float32)
+    target = (rng.dirichlet(np.ones(7), 40) * rng.uniform(0.5, 2, (40, 1))).astype(np.float32)
+    rows, grad = _ce("softmax_cross_entropy", logits, target, np.float32)
+    ref_rows, ref_grad = np.empty_like(rows), np.empty_like(grad)
+    ref.softmax_cross_entropy(logits, target, ref_grad, ref_rows, 1 / 40, 2)
+    np.testing.assert_allclose(rows, ref_rows, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["sparse_softmax_cross_entropy", "multiclass_hinge"])
+@pytest.mark.parametrize("bad", [-1, 10, -2**63])
+def test_labels_out_of_range_are_refused_by_the_kernels(kind, bad, rng):
+    logits = rng.standard_normal((5000, 10)).astype(np.float32)
+    labels = rng.integers(0, 10, 5000)
+    labels[3999] = bad  # on the second thread's half
+    with pytest.raises(ValueError, match=rf"labels in \[0, 10\), received values from .*{bad}\b"):
+        _ce(kind, logits, labels, np.float32)
+    with pytest.raises(ValueError, match=r"labels in \[0, 10\)"):
+        getattr(ops, kind)(logits, labels, 1.0)
+    huge = np.full(5000, 2**63 + 1, np.uint64)  # negative once cast to the kernels' int64
+    with pytest.raises(ValueError, match=rf"labels in \[0, 10\), received {2**63 + 1}"):
+        getattr(ops, kind)(logits, huge, 1.0)
 
 
 def test_fused_loss_threads_agree(rng):
