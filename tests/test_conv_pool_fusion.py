@@ -244,20 +244,33 @@ def test_model_runs_conv_and_pool_as_one_step():
     assert model.layers[1](model.layers[0](x)).shape == (2, 10, 10, 8)
 
 
-def test_fused_training_equals_unfused(monkeypatch):
+def train_with_and_without(monkeypatch, attr, off, build, check):
+    """Trains build() twice, the second time with Conv2DMaxPooling2D.<attr> replaced by off;
+    check(model, first) runs after each compile. Returns (weights and predictions, losses) of
+    each."""
     rng = np.random.default_rng(6)
     x = rng.random((40, 12, 12, 2), dtype=np.float32)
     y = rng.integers(0, 3, 40)
     results = []
-    for fuse in (True, False):
-        if not fuse:
-            monkeypatch.setattr(fused.Conv2DMaxPooling2D, "applies", staticmethod(lambda a, b: False))
-        model = convnet(1)
+    for first in (True, False):
+        if not first:
+            monkeypatch.setattr(fused.Conv2DMaxPooling2D, attr, staticmethod(off))
+        model = build()
         model.compile("adam", "sparse_categorical_crossentropy")
+        check(model, first)
+        history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+        results.append((model.get_weights() + [model.predict(x, verbose=0)],
+                        history.history["loss"]))
+    return results
+
+
+def test_fused_training_equals_unfused(monkeypatch):
+    def check(model, fuse):
         assert any(isinstance(s, fused.Conv2DMaxPooling2D) for s in model._steps) == fuse
-        model.fit(x, y, batch_size=8, epochs=2, verbose=0)
-        results.append((model.get_weights(), model.predict(x, verbose=0)))
-    for a, b in zip(results[0][0] + [results[0][1]], results[1][0] + [results[1][1]]):
+
+    (fused_run, _), (plain_run, _) = train_with_and_without(
+        monkeypatch, "applies", lambda a, b: False, lambda: convnet(1), check)
+    for a, b in zip(fused_run, plain_run):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -275,25 +288,18 @@ def dropout_net(seed, flatten):
 def test_dropout_after_the_fused_step_runs_inside_it(flatten, monkeypatch):
     """The fused step takes a Dropout after the pooling (and Flatten, which moves after it), and
     trains bitwise as the Dropout layer would on its own, with the same masks."""
-    rng = np.random.default_rng(7)
-    x = rng.random((40, 12, 12, 2), dtype=np.float32)
-    y = rng.integers(0, 3, 40)
-    results = []
-    for take in (True, False):
-        if not take:
-            monkeypatch.setattr(fused.Conv2DMaxPooling2D, "takes", staticmethod(lambda d: False))
-        model = dropout_net(2, flatten)
-        model.compile("adam", "sparse_categorical_crossentropy")
+    def check(model, take):
         names = [type(s).__name__ for s in model._steps]
         assert names == (["Conv2DMaxPooling2D"] * 2 + ["Flatten", "Dense"] if take else
                          ["Conv2DMaxPooling2D"] * 2 + ["Flatten", "Dropout"][::1 if flatten else -1]
                          + ["Dense"])
         assert (model._steps[1].dropout is model.layers[5 if flatten else 4]) == take
-        history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
-        results.append((model.get_weights(), model.predict(x, verbose=0), history.history["loss"]))
-    for a, b in zip(results[0][0] + [results[0][1]], results[1][0] + [results[1][1]]):
+
+    (inside, inside_loss), (apart, apart_loss) = train_with_and_without(
+        monkeypatch, "takes", lambda d: False, lambda: dropout_net(2, flatten), check)
+    for a, b in zip(inside, apart):
         np.testing.assert_array_equal(a, b)
-    assert results[0][2] == results[1][2]
+    assert inside_loss == apart_loss
 
 
 def test_a_dropout_not_right_after_the_fused_step_stays_a_layer():
