@@ -334,19 +334,22 @@ def _mix32(x):
 
 
 def dropout_keep(seed, n, rate):
-    """The kernels' mask: element j is kept when the top 24 bits of
-    mix32(mix32(lo ^ k1) + k2) reach ceil(rate * 2**24), i.e. when that 24-bit uniform draw is
-    >= rate; lo is the low half of j, and (k1, k2) the halves of splitmix64(seed, high half)."""
+    """The kernels' mask: element j is kept when its 16-bit draw reaches ceil(rate * 2**16). The
+    draw is the low half of h(m) for j % 32 < 16, else its high half, with m = (j // 32) * 16 +
+    j % 16 and h(m) = mix32(mix32(lo ^ k1) + k2); lo is the low half of m, and (k1, k2) the
+    halves of splitmix64(seed, high half of m)."""
     j = np.arange(n, dtype=np.uint64)
+    m = ((j >> np.uint64(5)) << np.uint64(4)) | (j & np.uint64(15))
     with np.errstate(over="ignore"):  # the hashes rely on wrap-around
-        z = np.uint64(seed) + ((j >> np.uint64(32)) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+        z = np.uint64(seed) + ((m >> np.uint64(32)) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         key = z ^ (z >> np.uint64(31))
         k1 = (key & np.uint64(0xFFFFFFFF)).astype(np.uint32)
         k2 = (key >> np.uint64(32)).astype(np.uint32)
-        bits = _mix32(_mix32(j.astype(np.uint32) ^ k1) + k2) >> np.uint32(8)
-    return bits >= np.uint32(np.ceil(rate * 2**24))
+        h = _mix32(_mix32(m.astype(np.uint32) ^ k1) + k2)
+    draw = np.where(j & np.uint64(16), h >> np.uint32(16), h & np.uint32(0xFFFF))
+    return draw >= np.uint32(np.ceil(rate * 2**16))
 
 
 def dropout_forward(x, seed, rate, out, n_threads):

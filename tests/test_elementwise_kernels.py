@@ -121,6 +121,20 @@ def test_dropout_masks_of_neighbouring_seeds_are_independent(seed):
     a, b = ref.dropout_keep(seed, n, 0.5), ref.dropout_keep(seed + 1, n, 0.5)
     assert abs(np.count_nonzero(a & b) / n - 0.25) < 0.01
     assert abs(np.count_nonzero(a[1:] & a[:-1]) / n - 0.25) < 0.01  # and neighbouring elements
+    # elements j and j + 16 of a block of 32 take the two halves of one hash
+    first, second = a.reshape(-1, 2, 16)[:, 0], a.reshape(-1, 2, 16)[:, 1]
+    assert abs(np.count_nonzero(first & second) / first.size - 0.25) < 0.01
+
+
+@pytest.mark.parametrize("n", [1, 31, 32, 33, 1000, 4096 * 3 + 17])
+def test_dropout_in_place_and_ragged_lengths(n, rng):
+    """Lengths around the blocks of 32 that share hashes, and out being x itself, as in the
+    fused conv step."""
+    x = rng.standard_normal(n).astype(np.float32)
+    want = np.empty_like(x)
+    ref.dropout_forward(x, 99, 0.3, want, 2)
+    elementwise.dropout_forward(x, 99, 0.3, x, 2)
+    np.testing.assert_allclose(x, want, rtol=1e-6)
 
 
 # ---- fused softmax + cross-entropy -------------------------------------------------------
