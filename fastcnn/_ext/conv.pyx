@@ -61,6 +61,7 @@ cdef _dropout _dropout_of(uint64_t seed, double rate) except *:
     d.seed, d.threshold, d.scale = seed, fc_dropout_threshold(rate), 1.0 / (1.0 - rate)
     return d
 
+
 # Images per dW partial sum, at most. Fixed, so that the summation order never depends on n_threads.
 cdef enum:
     DW_CHUNK = 8

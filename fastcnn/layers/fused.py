@@ -22,8 +22,8 @@ class Conv2DMaxPooling2D:
 
     ``dropout``, a Dropout layer after the pooling, is applied to each image's pooled output and
     its gradient in the same passes; it draws its masks itself, so they are the ones it would
-    apply on its own. (In the MNIST net this saves a pass over 800 KB each way and a Python call,
-    and the dropout's work lands where the image was pooled, in that core's cache.)
+    apply on its own. This saves a pass over the pooled output each way and the layer's calls: in
+    MNIST training steps, 0.15 ms of 11.4 at 2 threads and 0.55 ms of 20.2 at 1.
     """
 
     input_relu = False
