@@ -683,20 +683,19 @@ def _dropout_args(dropout):
 
 def _dropout_operands(x, name, seed, rate, out):
     x = as_kernel_array(x, name)
-    seed, rate = _dropout_args((seed, rate))
-    return x.reshape(-1), seed, _out(out, x.shape, x.dtype, "out")
+    return (x.reshape(-1), *_dropout_args((seed, rate)), _out(out, x.shape, x.dtype, "out"))
 
 
 def dropout_forward(x, seed, rate, out=None):
     """Zero each value with probability ``rate`` (a mask drawn from ``seed``), scale the rest."""
-    x, seed, out = _dropout_operands(x, "x", seed, rate, out)
+    x, seed, rate, out = _dropout_operands(x, "x", seed, rate, out)
     _elementwise.dropout_forward(x, seed, rate, out.reshape(-1), get_num_threads())
     return out
 
 
 def dropout_backward(dy, seed, rate, out=None):
     """The gradient through dropout_forward with the same seed and rate."""
-    dy, seed, dx = _dropout_operands(dy, "dy", seed, rate, out)
+    dy, seed, rate, dx = _dropout_operands(dy, "dy", seed, rate, out)
     _elementwise.dropout_backward(dy, seed, rate, dx.reshape(-1), get_num_threads())
     return dx
 

@@ -68,8 +68,8 @@ cdef enum:
 
 
 cdef Py_ssize_t _dw_chunks(Py_ssize_t n, Py_ssize_t *starts) noexcept nogil:
-    """Splits n images into the chunks of dW's partial sums and returns their count; with starts,
-    chunk c is images [starts[c], starts[c + 1]).
+    """Splits n images into the chunks of dW's partial sums and returns their count: chunk c is
+    images [starts[c], starts[c + 1]). starts holds n + 1 entries, enough for any split.
 
     Chunks hold DW_CHUNK images, then shrink to a third of the images left, down to one. Threads
     take them in order, so the last ones taken are small and the threads finish close together:
@@ -77,12 +77,10 @@ cdef Py_ssize_t _dw_chunks(Py_ssize_t n, Py_ssize_t *starts) noexcept nogil:
     other one waiting up to a whole chunk. The split depends on n alone."""
     cdef Py_ssize_t c = 0, i = 0
     while i < n:
-        if starts != NULL:
-            starts[c] = i
+        starts[c] = i
         i += min(<Py_ssize_t>DW_CHUNK, max(<Py_ssize_t>1, (n - i) // 3))
         c += 1
-    if starts != NULL:
-        starts[c] = n
+    starts[c] = n
     return c
 
 
@@ -337,19 +335,18 @@ cdef Py_ssize_t _backward_f32(const float[:, :, :, ::1] x, const float[:, :, :, 
                               bint input_relu=False, const _dropout *drop=NULL) except -1:
     """dW and db, and with pool the backward of the max pooling (and relu) first: each image's
     dY is then the scatter of the pooled gradient dy (through the dropout's mask first, with
-    drop), made in per-thread scratch. With dx (and
-    wt, the fcnn_pack_dx weights), also dX from the same hot dY, masked where x <= 0 with
-    input_relu. Returns the skipped argmax count."""
+    drop), made in per-thread scratch. With dx (and wt, the fcnn_pack_dx weights), also dX from
+    the same hot dY, masked where x <= 0 with input_relu. Returns the skipped argmax count."""
     # Partial sums: per chunk, dw rows padded to c16 channels, then one db row.
     cdef int level = fcnn_simd_level(), kk = g.kh * g.kw * g.ci, c16 = fcnn_round16(g.co)
-    cdef Py_ssize_t n = x.shape[0], nchunks = _dw_chunks(n, NULL), c, i, k
+    cdef Py_ssize_t n = x.shape[0], nchunks, c, i, k
     cdef size_t sx = x[0].size, sdy = dy[0].size
     cdef bint masked = drop != NULL and drop.threshold != 0
     cdef size_t step = (<size_t>kk + 1) * c16, nd = <size_t>g.oh * g.ow * g.co if pool else 0
     cdef size_t nm = fcnn_round16(sdy) if masked else 0
     cdef size_t per = nd + nm + max(fcnn_dw_scratch_size(g), fcnn_dx_scratch_size(g) if dx else 0)
-    cdef float *buf = _alloc(nchunks * step + n_threads * per)
-    cdef Py_ssize_t *starts = <Py_ssize_t *>malloc((nchunks + 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t *starts = <Py_ssize_t *>malloc((n + 1) * sizeof(Py_ssize_t))
+    cdef float *buf = NULL
     cdef float *scratch = NULL
     cdef float *dz = NULL
     cdef float *dm = NULL
@@ -362,39 +359,41 @@ cdef Py_ssize_t _backward_f32(const float[:, :, :, ::1] x, const float[:, :, :, 
     cdef bint has_db = db is not None
     cdef Py_ssize_t bad = 0
     if starts == NULL:
-        free(buf)
         raise MemoryError()
-    _dw_chunks(n, starts)
-    with nogil, parallel(num_threads=n_threads):
-        dz = buf + nchunks * step + threadid() * per
-        dm = dz + nd
-        scratch = dm + nm
-        for c in prange(nchunks, schedule="dynamic"):
-            part = buf + c * step
-            memset(part, 0, step * sizeof(float))
-            for i in range(starts[c], starts[c + 1]):
-                d = pdy + i * sdy
-                if masked:
-                    fc_dropout_array_f32(d, dm, sdy, i * sdy, drop.seed, drop.threshold,
-                                         drop.scale)
-                    d = dm
-                if pool != NULL:
-                    pi = pooled + i * sdy if pooled != NULL else NULL
-                    bad += fcnn_unpool_image(level, pool, d, pi, argmax + i * sdy, g.ow, g.co,
-                                             relu, dz)
-                    d = dz
-                fcnn_dw_image(level, g, px + i * sx, d, part,
-                              part + kk * c16 if has_db else NULL, scratch)
-                if dx != NULL:
-                    fcnn_dx_image(level, g, wt, d, dx + i * sx, scratch)
-                    if input_relu:
-                        fcnn_relu_mask(px + i * sx, dx + i * sx, sx)
-    for k in prange(kk, nogil=True, schedule="static", num_threads=n_threads):
-        fcnn_sum_parts(buf + k * c16, nchunks, step, g.co, pdw + k * g.co)
-    if has_db:
-        fcnn_sum_parts(buf + kk * c16, nchunks, step, g.co, &db[0])
-    free(starts)
-    free(buf)
+    try:
+        nchunks = _dw_chunks(n, starts)
+        buf = _alloc(nchunks * step + n_threads * per)
+        with nogil, parallel(num_threads=n_threads):
+            dz = buf + nchunks * step + threadid() * per
+            dm = dz + nd
+            scratch = dm + nm
+            for c in prange(nchunks, schedule="dynamic"):
+                part = buf + c * step
+                memset(part, 0, step * sizeof(float))
+                for i in range(starts[c], starts[c + 1]):
+                    d = pdy + i * sdy
+                    if masked:
+                        fc_dropout_array_f32(d, dm, sdy, i * sdy, drop.seed, drop.threshold,
+                                             drop.scale)
+                        d = dm
+                    if pool != NULL:
+                        pi = pooled + i * sdy if pooled != NULL else NULL
+                        bad += fcnn_unpool_image(level, pool, d, pi, argmax + i * sdy, g.ow, g.co,
+                                                 relu, dz)
+                        d = dz
+                    fcnn_dw_image(level, g, px + i * sx, d, part,
+                                  part + kk * c16 if has_db else NULL, scratch)
+                    if dx != NULL:
+                        fcnn_dx_image(level, g, wt, d, dx + i * sx, scratch)
+                        if input_relu:
+                            fcnn_relu_mask(px + i * sx, dx + i * sx, sx)
+        for k in prange(kk, nogil=True, schedule="static", num_threads=n_threads):
+            fcnn_sum_parts(buf + k * c16, nchunks, step, g.co, pdw + k * g.co)
+        if has_db:
+            fcnn_sum_parts(buf + kk * c16, nchunks, step, g.co, &db[0])
+    finally:
+        free(starts)
+        free(buf)
     return bad
 
 
