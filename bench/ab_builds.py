@@ -1,0 +1,55 @@
+"""Two builds of fastcnn on the bench/workloads.py nets, run alternately: medians and their ratio.
+
+    FASTCNN_DATA=../shared/datasets python bench/ab_builds.py OLD_CHECKOUT NEW_CHECKOUT \
+        --workloads mnist vgg --rounds 3 --epochs 3 --threads 2
+
+Each checkout must have its kernels built in place (python setup.py build_ext --inplace); each run
+is its own process with that checkout first on PYTHONPATH. The rounds alternate the two builds
+(old, new, new, old, ...) so that a slow phase of a shared machine hits both alike.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run(checkout, workload, epochs, threads):
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(checkout))
+    command = [sys.executable, os.path.join(HERE, "workloads.py"), "--framework", "fastcnn",
+               "--workload", workload, "--epochs", str(epochs), "--threads", str(threads)]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("old")
+    p.add_argument("new")
+    p.add_argument("--workloads", nargs="+", choices=["mnist", "vgg"], default=["mnist", "vgg"])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    for workload in a.workloads:
+        epochs = {"old": [], "new": []}
+        infer = {"old": [], "new": []}
+        for r in range(a.rounds):
+            order = ("old", "new") if r % 2 == 0 else ("new", "old")
+            for build in order:
+                result = run(getattr(a, build), workload, a.epochs, a.threads)
+                epochs[build].append(result["epoch_s"])
+                infer[build].append(result["infer_img_s"])
+                print(f"{workload} round {r + 1} {build}: {result['epoch_s']:.3f} s/epoch, "
+                      f"{result['infer_img_s']} infer img/s", flush=True)
+        old, new = statistics.median(epochs["old"]), statistics.median(epochs["new"])
+        print(f"{workload}: median s/epoch old {old:.3f}, new {new:.3f}, new/old {new / old:.3f}; "
+              f"infer img/s old {statistics.median(infer['old']):.0f}, "
+              f"new {statistics.median(infer['new']):.0f}")
+
+
+if __name__ == "__main__":
+    main()
