@@ -3,10 +3,11 @@
     python bench/compare.py --rounds 3 --epochs 3 --threads 2 [--keras-python PATH] [--torch-python PATH]
 
 Each framework runs in its own process, so peak RSS is per framework: bench/workloads.py, except
-Keras and PyTorch on MNIST, which run the shared anchor scripts (../shared/anchors). A
-framework whose interpreter cannot import it is left out. The rounds alternate the frameworks so
-that slow phases of a shared machine hit all of them alike. Ends with fastcnn's conv GFLOP/s on
-conv2 of the MNIST net and the same-shape GEMM as a yardstick.
+Keras and PyTorch on MNIST, which run the shared anchor scripts (../shared/anchors). Keras or
+PyTorch, where its interpreter cannot import it, is left out, and the script says why; without
+fastcnn it refuses to run. The rounds alternate the frameworks so that slow phases of a shared
+machine hit all of them alike. Ends with fastcnn's conv GFLOP/s on conv2 of the MNIST net and
+the same-shape GEMM as a yardstick.
 """
 import argparse
 import json
@@ -24,13 +25,26 @@ ANCHORS = os.path.join(HERE, "..", "..", "shared", "anchors")
 ANCHOR_SCRIPTS = {"keras": "keras_convnet.py", "torch": "torch_convnet.py"}
 
 
-def available(python, module):
-    return subprocess.run([python, "-c", f"import {module}"], capture_output=True).returncode == 0
+def import_failures(pythons):
+    """{framework: why} for each framework its interpreter cannot import, why being the last line
+    of the error. The import runs with this folder first on sys.path, as bench/workloads.py's does."""
+    failures = {}
+    for framework, module in MODULES.items():
+        code = f"import sys; sys.path[0] = {HERE!r}; import {module}"
+        try:
+            out = subprocess.run([pythons[framework], "-c", code], capture_output=True, text=True)
+        except OSError as error:
+            failures[framework] = f"{type(error).__name__}: {error}"
+            continue
+        if out.returncode != 0:
+            lines = out.stderr.strip().splitlines()
+            failures[framework] = lines[-1] if lines else f"exit status {out.returncode}"
+    return failures
 
 
 def run(python, framework, workload, epochs, threads):
     # Each framework gets the thread count through its own setting (--threads), and the
-    # environment as it is: an OMP_NUM_THREADS override slowed TensorFlow's oneDNN by half here.
+    # environment as it is: an OMP_NUM_THREADS override slows TensorFlow's oneDNN.
     if workload == "mnist" and framework in ANCHOR_SCRIPTS:
         command = [os.path.join(ANCHORS, ANCHOR_SCRIPTS[framework])]
     else:
@@ -44,7 +58,7 @@ def conv_gflops(threads, repeats=30):
     """fastcnn's conv2 of the MNIST net: forward and backward (dX + dW) GFLOP/s as the median and
     the best of `repeats` runs, checked against the NumPy twin, and OpenBLAS's sgemm of the same
     matrix shapes (best of runs, in a subprocess: OpenMP threads that have just finished a
-    kernel keep spinning a while, and in the same process they slowed the GEMM 2-3x)."""
+    kernel keep spinning a while, and in the same process they slow the GEMM)."""
     sys.path.insert(0, HERE)
     import bench_conv_kernels as kernels
     name = "mnist-conv2"
@@ -81,8 +95,14 @@ def main():
     p.add_argument("--torch-python", default=sys.executable)
     a = p.parse_args()
     pythons = {"fastcnn": sys.executable, "keras": a.keras_python, "torch": a.torch_python}
-    frameworks = [f for f in MODULES if available(pythons[f], MODULES[f])]
-    missing = sorted(set(MODULES) - set(frameworks))
+    failures = import_failures(pythons)
+    for framework, why in failures.items():
+        print(f"compare.py: {pythons[framework]} cannot import {MODULES[framework]}: {why}",
+              file=sys.stderr)
+    if "fastcnn" in failures:
+        sys.exit("compare.py: fastcnn does not import, so there is nothing to compare; "
+                 "see README.md to set it up")
+    frameworks = [f for f in MODULES if f not in failures]
     results = {}
     for round_ in range(a.rounds):
         for workload in a.workloads.split(","):
@@ -93,33 +113,29 @@ def main():
 
     print(f"\n{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, {a.threads} threads, {a.rounds} alternating rounds x "
-          f"{a.epochs} epochs (medians)" + (f"; not installed: {', '.join(missing)}" if missing else ""))
+          f"{a.epochs} epochs (medians)" + (f"; left out: {', '.join(failures)}" if failures else ""))
     print("| workload | framework | s/epoch | train img/s | infer img/s | peak RSS MB | test acc "
           "| fastcnn train speed-up | fastcnn infer speed-up |")
     print("|---|---|---|---|---|---|---|---|---|")
     for workload in a.workloads.split(","):
-        ours = results.get((workload, "fastcnn"))
+        ours = results[(workload, "fastcnn")]
         for framework in frameworks:
             rs = results[(workload, framework)]
             med = {k: statistics.median(r[k] for r in rs)
                    for k in ("epoch_s", "train_img_s", "infer_img_s", "peak_rss_mb", "test_acc")}
-            if ours:
-                train_ratio = statistics.median(r["train_img_s"] for r in ours) / med["train_img_s"]
-                infer_ratio = statistics.median(r["infer_img_s"] for r in ours) / med["infer_img_s"]
-                ratios = f"{train_ratio:.2f}x | {infer_ratio:.2f}x"
-            else:
-                ratios = "- | -"
+            train_ratio = statistics.median(r["train_img_s"] for r in ours) / med["train_img_s"]
+            infer_ratio = statistics.median(r["infer_img_s"] for r in ours) / med["infer_img_s"]
             print(f"| {workload} | {framework} | {med['epoch_s']:.2f} | {med['train_img_s']:,.0f} | "
-                  f"{med['infer_img_s']:,.0f} | {med['peak_rss_mb']:.0f} | {med['test_acc']:.4f} | {ratios} |")
-    if "fastcnn" in frameworks:
-        g = conv_gflops(a.threads)
-        med, best, gemm = g["median"], g["min"], g["gemm"]
-        print(f"\nfastcnn conv2 (128x13x13x32 -> 64, 3x3), {a.threads} threads, GFLOP/s median (best): "
-              f"forward {med['forward']:.0f} ({best['forward']:.0f}), backward dX+dW "
-              f"{med['backward']:.0f} ({best['backward']:.0f}); as a fraction of OpenBLAS sgemm of the "
-              f"same shapes ({gemm['forward']:.0f} and {gemm['backward']:.0f}): "
-              f"{med['forward'] / gemm['forward']:.2f} ({best['forward'] / gemm['forward']:.2f}) and "
-              f"{med['backward'] / gemm['backward']:.2f} ({best['backward'] / gemm['backward']:.2f})")
+                  f"{med['infer_img_s']:,.0f} | {med['peak_rss_mb']:.0f} | {med['test_acc']:.4f} | "
+                  f"{train_ratio:.2f}x | {infer_ratio:.2f}x |")
+    g = conv_gflops(a.threads)
+    med, best, gemm = g["median"], g["min"], g["gemm"]
+    print(f"\nfastcnn conv2 (128x13x13x32 -> 64, 3x3), {a.threads} threads, GFLOP/s median (best): "
+          f"forward {med['forward']:.0f} ({best['forward']:.0f}), backward dX+dW "
+          f"{med['backward']:.0f} ({best['backward']:.0f}); as a fraction of OpenBLAS sgemm of the "
+          f"same shapes ({gemm['forward']:.0f} and {gemm['backward']:.0f}): "
+          f"{med['forward'] / gemm['forward']:.2f} ({best['forward'] / gemm['forward']:.2f}) and "
+          f"{med['backward'] / gemm['backward']:.2f} ({best['backward'] / gemm['backward']:.2f})")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,7 @@ from ._files import FileSpec, load_idx_dataset
 # Mirror used by torchvision; it serves the original IDX .gz files byte for byte.
 DEFAULT_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 
-# Published sizes and sha256 digests (/work/shared/datasets/README.md; the md5 values there are
-# the ones torchvision checks).
+# Sizes and sha256 digests of the published files (torchvision checks the same files by md5).
 FILES = {
     "train-images-idx3-ubyte.gz": FileSpec(
         9912422, "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
