@@ -5,7 +5,8 @@ import numpy as np
 
 from . import layers as layers_module
 from . import losses as losses_module
-from . import ops
+from ._ops import activation
+from ._ops.workspace import Workspace
 from . import optimizers as optimizers_module
 from . import random as fc_random
 from . import saving
@@ -45,7 +46,7 @@ class Sequential:
         self.seed = fc_random.draw_seed()  # epoch e shuffles and drops out from RNG (seed, e)
         self._fused_softmax = False
         self._steps = []  # what runs the layers: see _configure_fusion
-        self._batch = ops.Workspace()
+        self._batch = Workspace()
         for layer in layers or []:
             self.add(layer)
 
@@ -428,7 +429,7 @@ class Sequential:
             sl = slice(step * batch_size, (step + 1) * batch_size)
             out = self._forward(x[sl], training=False)
             if self._fused_softmax:
-                ops.activation_forward("softmax", out, out=result[sl])
+                activation.activation_forward("softmax", out, out=result[sl])
             else:
                 result[sl] = out
             if bar:

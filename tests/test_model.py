@@ -220,7 +220,7 @@ def test_to_categorical_matches_keras():
 
 
 def test_thread_settings(monkeypatch):
-    from fastcnn import config
+    from fastcnn._ops import threads
     try:
         fastcnn.set_num_threads(1)
         assert fastcnn.get_num_threads() == 1
@@ -228,7 +228,7 @@ def test_thread_settings(monkeypatch):
         monkeypatch.setenv("OMP_NUM_THREADS", "3")
         assert fastcnn.get_num_threads() == 3
         monkeypatch.delenv("OMP_NUM_THREADS")
-        assert fastcnn.get_num_threads() == config.physical_cores()
+        assert fastcnn.get_num_threads() == threads.physical_cores()
         with pytest.raises(ValueError):
             fastcnn.set_num_threads(0)
     finally:
@@ -264,8 +264,8 @@ def test_relu_pool_fusion_gives_the_unfused_gradients():
 
 
 def test_thread_count_is_bounded(monkeypatch):
-    from fastcnn import config
+    from fastcnn._ops import threads
     with pytest.raises(ValueError, match="n_threads=100000"):
         fastcnn.set_num_threads(100_000)
     monkeypatch.setenv("OMP_NUM_THREADS", "100000")
-    assert fastcnn.get_num_threads() == config.MAX_THREADS
+    assert fastcnn.get_num_threads() == threads.MAX_THREADS
