@@ -182,7 +182,7 @@ class Trainer:
 
     def _gather(self, name, source, index):
         buf = self._batch.get(name, (len(index), *source.shape[1:]), source.dtype)
-        # The indices are a permutation's, all in range; mode "raise" would buffer out (2.5x slower).
+        # The indices are a permutation's, all in range; mode "raise" would buffer the output.
         return np.take(source, index, axis=0, out=buf, mode="wrap")
 
     def _logs(self, loss_sum, correct, seen, prefix=""):

@@ -779,7 +779,7 @@ def format_report(report):
     lines = [f"fuzz: {report['calls']} calls (seed {report['seed']}) in {report['seconds']:.0f} s",
              f"  crashes (killed by a signal, or hung): {len(report['crashes'])}",
              f"  internal errors: {counts['internal']}",
-             f"  kernel-level rejections (the facade let them through): {counts['kernel-level']}",
+             f"  kernel-level rejections (the ops room let them through): {counts['kernel-level']}",
              f"  memory errors: {counts['memory']}",
              f"  fuzzer bugs: {counts['fuzzer-bug']}",
              f"  clean results: {counts['ok']}, refused with ValueError/TypeError: "

@@ -545,8 +545,8 @@ def test_nan_weights_give_nan_predictions_not_a_crash():
 
 
 def test_remembered_geometry_still_refuses_equal_but_invalid_arguments():
-    """ops works out each conv and pooling geometry once per distinct arguments; arguments that
-    compare equal to remembered ones (2.0 == 2, True == 1) must still be refused."""
+    """The ops room works out each conv and pooling geometry once per distinct arguments;
+    arguments that compare equal to remembered ones (2.0 == 2, True == 1) must still be refused."""
     good = conv_ops._conv_pool_geometry((8, 6, 6, 1), (3, 3, 1, 2), (1, 1), "valid", (2, 2), (2, 2))
     assert good == ((8, 2, 2, 2), 0, 0)
     assert conv_ops._conv_pool_geometry((8, 6, 6, 1), (3, 3, 1, 2), (1, 1), "valid", (2, 2), (2, 2)) is good

@@ -23,8 +23,7 @@ class Conv2DMaxPooling2D:
 
     ``dropout``, a Dropout layer after the pooling, is applied to each image's pooled output and
     its gradient in the same passes; it draws its masks itself, so they are the ones it would
-    apply on its own. This saves a pass over the pooled output each way and the layer's calls: in
-    MNIST training steps, 0.15 ms of 11.4 at 2 threads and 0.55 ms of 20.2 at 1.
+    apply on its own. This saves a pass over the pooled output each way and the layer's calls.
     """
 
     input_relu = False
