@@ -6,7 +6,8 @@ from .base import Layer
 def normalize_activation(activation):
     name = "linear" if activation is None else activation
     if not isinstance(name, str) or name.lower() not in activation_ops.ACTIVATIONS:
-        raise ValueError(f"Unknown activation {activation!r}; expected one of {activation_ops.ACTIVATIONS} or None")
+        raise ValueError(f"Unknown activation {activation!r}; expected one of "
+                         f"{activation_ops.ACTIVATIONS} or None")
     return name.lower()
 
 

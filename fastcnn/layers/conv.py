@@ -42,18 +42,18 @@ class Conv2D(ActivationMixin, Layer):
     def forward(self, x, training=False):
         self._x = x
         z = conv.conv2d_forward(x, self.kernel, self.bias, self.strides, self.padding,
-                               relu=self._pending_activation() == "relu",
-                               out=self.workspace.get("z", (x.shape[0], *self.output_shape)))
+                                relu=self._pending_activation() == "relu",
+                                out=self.workspace.get("z", (x.shape[0], *self.output_shape)))
         return self._activate(z, relu_fused=True)
 
     def backward(self, dy, need_dx=True):
         dz = self._deactivate(dy)
         conv.conv2d_backward_weight(self._x, dz, self.kernel.shape, self.strides, self.padding,
-                                   dw=self.grads[0], db=self.grads[1] if self.use_bias else None)
+                                    dw=self.grads[0], db=self.grads[1] if self.use_bias else None)
         if not need_dx:
             return None
         return conv.conv2d_backward_input(dz, self.kernel, self._x.shape, self.strides, self.padding,
-                                         out=self.workspace.get("dx", self._x.shape))
+                                          out=self.workspace.get("dx", self._x.shape))
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,

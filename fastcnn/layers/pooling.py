@@ -42,8 +42,8 @@ class MaxPooling2D(_Pooling2D):
         if not need_dx:
             return None
         return pool.maxpool2d_backward(dy, self._argmax, self._x_shape,
-                                      out=self.workspace.get("dx", self._x_shape),
-                                      relu_output=self._y if self.applies_input_relu_grad else None)
+                                       out=self.workspace.get("dx", self._x_shape),
+                                       relu_output=self._y if self.applies_input_relu_grad else None)
 
 
 class _WindowSumPooling2D(_Pooling2D):
@@ -109,7 +109,7 @@ class GlobalAveragePooling2D(_GlobalPooling2D):
         if not need_dx:
             return None
         return pool.global_avgpool2d_backward(dy.reshape(dy.shape[0], -1), self._x_shape,
-                                             out=self.workspace.get("dx", self._x_shape))
+                                              out=self.workspace.get("dx", self._x_shape))
 
 
 class GlobalMaxPooling2D(_GlobalPooling2D):
@@ -126,5 +126,5 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
         if not need_dx:
             return None
         return pool.global_maxpool2d_backward(dy.reshape(dy.shape[0], -1), self._argmax,
-                                             self._x_shape,
-                                             out=self.workspace.get("dx", self._x_shape))
+                                              self._x_shape,
+                                              out=self.workspace.get("dx", self._x_shape))

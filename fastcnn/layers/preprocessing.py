@@ -65,7 +65,7 @@ class _RandomRemap(Layer):
         n, h, w, _ = x.shape
         self._rows, self._cols = self._draw_maps(n, h, w)
         return remap.remap2d_forward(x, self._rows, self._cols, self.fill_value,
-                                   out=self.workspace.get("y", x.shape))
+                                     out=self.workspace.get("y", x.shape))
 
     def backward(self, dy, need_dx=True):
         if not need_dx:
@@ -73,7 +73,7 @@ class _RandomRemap(Layer):
         if not self._active:
             return dy
         return remap.remap2d_backward(dy, self._rows, self._cols, dy.shape,
-                                    out=self.workspace.get("dx", dy.shape))
+                                      out=self.workspace.get("dx", dy.shape))
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}

@@ -49,13 +49,13 @@ class ZeroPadding2D(Layer):
     def forward(self, x, training=False):
         self._x_shape = x.shape
         return remap.remap2d_forward(x, *self._maps(x.shape[0]), 0.0,
-                                   out=self.workspace.get("y", (x.shape[0], *self.output_shape)))
+                                     out=self.workspace.get("y", (x.shape[0], *self.output_shape)))
 
     def backward(self, dy, need_dx=True):
         if not need_dx:
             return None
         return remap.remap2d_backward(dy, *self._maps(dy.shape[0]), self._x_shape,
-                                    out=self.workspace.get("dx", self._x_shape))
+                                      out=self.workspace.get("dx", self._x_shape))
 
     def get_config(self):
         return {**super().get_config(), "padding": self.padding}
