@@ -187,9 +187,11 @@ def call_text(name, args=(), kwargs=None):
 
 # ---- ops: arguments by parameter name, from one coherent geometry ------------------------------
 
-# The modules of fastcnn._ops whose public functions op_call fuzzes (not threads: it sets state).
-OPS_MODULES = ("checks", "conv", "dense", "pool", "activation", "dropout", "loss",
-               "normalization", "optim", "regularization", "remap", "distance")
+# What op_call fuzzes: every public function of the wrapper modules of fastcnn._ops, and the
+# checks that the API layers call themselves (the other checks are the wrappers' helpers).
+OPS_MODULES = ("conv", "dense", "pool", "activation", "dropout", "loss", "normalization", "optim",
+               "regularization", "remap", "distance")
+API_CHECKS = ("as_kernel_array", "check_array", "check_index_range", "window_output_shape")
 
 
 def geometry(g):
@@ -333,17 +335,21 @@ def op_argument(g, fn_name, param, geo):
 
 def op_call(g):
     import importlib
+    from fastcnn._ops import checks
     modules = [importlib.import_module(f"fastcnn._ops.{m}") for m in OPS_MODULES]
-    functions = sorted((name, fn) for module in modules for name, fn in vars(module).items()
-                       if inspect.isfunction(fn) and not name.startswith("_")
-                       and fn.__module__ == module.__name__)
+    functions = sorted([(name, fn) for module in modules for name, fn in vars(module).items()
+                        if inspect.isfunction(fn) and not name.startswith("_")
+                        and fn.__module__ == module.__name__]
+                       + [(name, getattr(checks, name)) for name in API_CHECKS])
     name, fn = g.choice(functions)
     geo = geometry(g)
     params = [p for p in inspect.signature(fn).parameters.values()
               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     args = {p.name: op_argument(g, name, p.name, geo) for p in params
             if p.default is p.empty or g.chance(0.5)}
-    keys = sorted(args)
+    # n_threads stays valid: every count up to MAX_THREADS is accepted (as by set_num_threads),
+    # and libgomp aborts when the child's memory limit cannot hold that many thread stacks.
+    keys = sorted(k for k in args if k != "n_threads")
     for _ in range(min(len(keys), g.choice([0, 0, 1, 1, 2]))):
         key = keys.pop(g.int(0, len(keys) - 1))
         args[key] = g.mutate(args[key])

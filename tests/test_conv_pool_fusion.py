@@ -168,7 +168,7 @@ def test_dropout_equals_the_dropout_kernel_after_the_fused_step(simd_path):
     dy_masked = dropout_ops.dropout_backward(dy, seed, rate)
     # the relu's backward reads the output after the dropout: positive where it was and is kept
     _, dx = conv_ops.conv2d_maxpool_backward(x, dy_masked, plain[0], plain[1], wt, (1, 1), "valid",
-                                        (2, 2), (2, 2), relu=True, dw=plain[2], db=plain[3])
+                                             (2, 2), (2, 2), relu=True, dw=plain[2], db=plain[3])
     fused_run = run_all(conv, x, wt, bias, dy, geo, True, (2, 2), (2, 2), 2, dropout=(seed, rate))
     np.testing.assert_array_equal(fused_run[0], dropped)
     np.testing.assert_array_equal(fused_run[1], plain[1])
@@ -182,7 +182,7 @@ def test_dropout_rate_is_checked():
     for rate in (1.0, -0.1, float("nan")):
         with pytest.raises(ValueError, match="rate"):
             conv_ops.conv2d_maxpool_forward(x, wt, bias, (1, 1), "valid", (2, 2), (2, 2),
-                                       dropout=(1, rate))
+                                            dropout=(1, rate))
         with pytest.raises(ValueError, match="rate"):
             run_all(conv, x, wt, bias, dy, geo, True, (2, 2), (2, 2), 2, dropout=(1, rate))
 
@@ -209,7 +209,7 @@ def test_argmax_outside_its_window_is_an_error(pool, pool_strides, co):
         corrupt[0, 0, 0, 0] = bad
         with pytest.raises(ValueError, match="argmax"):
             conv_ops.conv2d_maxpool_backward(x, dy, out, corrupt, wt, (1, 1), "valid", pool,
-                                        pool_strides)
+                                             pool_strides)
 
 
 def test_ops_check_shapes():
@@ -220,7 +220,7 @@ def test_ops_check_shapes():
     out, argmax = conv_ops.conv2d_maxpool_forward(x, wt, None, (1, 1), "valid", (2, 2), (2, 2))
     with pytest.raises(ValueError, match="dy"):
         conv_ops.conv2d_maxpool_backward(x, np.zeros((2, 3, 3, 4)), out, argmax, wt, (1, 1), "valid",
-                                    (2, 2), (2, 2))
+                                         (2, 2), (2, 2))
 
 
 def convnet(seed):

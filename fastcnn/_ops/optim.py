@@ -16,6 +16,10 @@ def _check_operands(params, grads, slots):
     param's shape and dtype."""
     if len(grads) != len(params):
         raise ValueError(f"Expected one gradient per param ({len(params)}), received {len(grads)}")
+    for name, values in slots.items():
+        if values is not None and len(values) != len(params):
+            raise ValueError(f"Expected one {name} entry per param ({len(params)}), received "
+                             f"{len(values)}")
     flat, copied = [[], []] + [[] for _ in slots], False
     for t, (param, grad) in enumerate(zip(params, grads)):
         param = in_place(param, f"params[{t}]")
