@@ -5,8 +5,8 @@ import pytest
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    import fastcnn
-    machine_info["fastcnn_simd"] = fastcnn.config.simd_path()
+    from fastcnn._ops import threads
+    machine_info["fastcnn_simd"] = threads.simd_path()
     machine_info["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS")
 
 

@@ -92,11 +92,11 @@ def core_probe(rounds=100):
     if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
         return None
     import fastcnn
-    from fastcnn import ops
+    from fastcnn._ops import conv
     rng = np.random.default_rng(0)
     x = rng.random((128, 13, 13, 32), dtype=np.float32)
     kernel = rng.standard_normal((3, 3, 32, 64), dtype=np.float32)
-    out, argmax = ops.conv2d_maxpool_forward(x, kernel, None, (1, 1), "valid", (2, 2), (2, 2), True)
+    out, argmax = conv.conv2d_maxpool_forward(x, kernel, None, (1, 1), "valid", (2, 2), (2, 2), True)
     cores, allowed = sorted(os.sched_getaffinity(0))[:2], os.sched_getaffinity(0)
     times = {c: [] for c in cores}
     fastcnn.set_num_threads(1)
@@ -105,8 +105,8 @@ def core_probe(rounds=100):
             for c in cores:
                 os.sched_setaffinity(0, {c})
                 start = time.perf_counter()
-                ops.conv2d_maxpool_forward(x, kernel, None, (1, 1), "valid", (2, 2), (2, 2), True,
-                                           out, argmax)
+                conv.conv2d_maxpool_forward(x, kernel, None, (1, 1), "valid", (2, 2), (2, 2), True,
+                                            out, argmax)
                 times[c].append(time.perf_counter() - start)
     finally:
         os.sched_setaffinity(0, allowed)

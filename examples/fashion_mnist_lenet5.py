@@ -7,7 +7,8 @@ Writes the learning curves, the first layer's filters and its feature maps for o
 ``pip install "fastcnn[plot]"``).
 """
 import fastcnn
-from fastcnn import plot, zoo
+from fastcnn import zoo
+from fastcnn.extras import plot
 
 LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
           "Bag", "Ankle boot"]

@@ -4,14 +4,13 @@
     model = keras.Sequential([keras.Input(shape=(28, 28, 1)), keras.layers.Conv2D(32, 3), ...])
 """
 from . import callbacks, datasets, layers, losses, optimizers, regularizers, utils
-from .config import get_num_threads, set_num_threads, show_config
+from ._ops.threads import get_num_threads, set_num_threads, show_config
 from .layers import Input
 from .models import Sequential
 from . import models
-from . import neighbors, plot, zoo  # light: plot imports matplotlib only when it draws
+from . import zoo
 
 __version__ = "0.1.0"
 
 __all__ = ["Input", "Sequential", "callbacks", "datasets", "get_num_threads", "layers", "losses",
-           "models", "neighbors", "optimizers", "plot", "regularizers", "set_num_threads",
-           "show_config", "utils", "zoo"]
+           "models", "optimizers", "regularizers", "set_num_threads", "show_config", "utils", "zoo"]

@@ -7,6 +7,7 @@ import time
 
 import fastcnn
 from fastcnn import optimizers, zoo
+from fastcnn.extras import plot
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 
@@ -91,7 +92,7 @@ def main(argv=None):
         model.save(args.save)
         print(f"Saved the model to {args.save}")
     if args.plot:
-        fastcnn.plot.history(history, args.plot)
+        plot.history(history, args.plot)
         print(f"Drew the learning curves to {args.plot}")
 
 

@@ -5,14 +5,14 @@ Cross-entropy after a softmax layer is computed from that layer's logits by the 
 """
 import numpy as np
 
-from . import ops
+from ._ops import loss as loss_ops
+from ._ops.checks import as_kernel_array
 
 EPSILON = 1e-7  # Keras's clip for probabilities given to cross-entropy
 
 
 class Loss:
     name = None
-    sparse_targets = False
 
     def __init__(self, from_logits=False, name=None):
         self.from_logits = bool(from_logits)
@@ -30,7 +30,7 @@ class Loss:
 
     def __call__(self, y_true, y_pred):
         """The mean loss, as Keras's ``loss(y_true, y_pred)``."""
-        y_pred = ops.as_kernel_array(y_pred, "y_pred", 2, np.float32)
+        y_pred = as_kernel_array(y_pred, "y_pred", 2, np.float32)
         y_true = self.check_targets(y_true, y_pred.shape[1])
         if len(y_true) != len(y_pred):
             raise ValueError(f"Expected y_true and y_pred of the same length, received "
@@ -52,11 +52,11 @@ class CategoricalCrossentropy(Loss):
             raise ValueError(f"Expected one-hot targets y of shape (samples, {n_outputs}) for "
                              f"{self.name}, received shape {y.shape}; use "
                              "sparse_categorical_crossentropy for integer labels")
-        return ops.as_kernel_array(y, "y", 2, np.float32)
+        return as_kernel_array(y, "y", 2, np.float32)
 
     def forward_backward(self, y_pred, y_true, logits, grad, loss):
         if logits or self.from_logits:
-            ops.softmax_cross_entropy(y_pred, y_true, 1.0 / len(y_pred), grad=grad, loss=loss)
+            loss_ops.softmax_cross_entropy(y_pred, y_true, 1.0 / len(y_pred), grad=grad, loss=loss)
             return
         # Probabilities from a layer the loss cannot fuse with: Keras's clipped formula.
         p = y_pred / y_pred.sum(axis=1, keepdims=True)
@@ -71,14 +71,13 @@ class CategoricalCrossentropy(Loss):
 
 class SparseCategoricalCrossentropy(Loss):
     name = "sparse_categorical_crossentropy"
-    sparse_targets = True
 
     def check_targets(self, y, n_outputs):
         return _class_labels(y, n_outputs, self.name)
 
     def forward_backward(self, y_pred, y_true, logits, grad, loss):
         if logits or self.from_logits:
-            ops.sparse_softmax_cross_entropy(y_pred, y_true, 1.0 / len(y_pred), grad=grad, loss=loss)
+            loss_ops.sparse_softmax_cross_entropy(y_pred, y_true, 1.0 / len(y_pred), grad=grad, loss=loss)
             return
         onehot = np.zeros(y_pred.shape, np.float32)
         onehot[np.arange(len(y_true)), y_true] = 1
@@ -113,7 +112,7 @@ def _targets_like_outputs(y, n_outputs, loss_name):
     if y.ndim != 2 or y.shape[1] != n_outputs:
         raise ValueError(f"Expected targets y of shape (samples, {n_outputs}) for {loss_name}, "
                          f"received shape {y.shape}")
-    return ops.as_kernel_array(y, "y", 2, np.float32)
+    return as_kernel_array(y, "y", 2, np.float32)
 
 
 class BinaryCrossentropy(Loss):
@@ -130,8 +129,8 @@ class BinaryCrossentropy(Loss):
         return _targets_like_outputs(y, n_outputs, self.name)
 
     def forward_backward(self, y_pred, y_true, logits, grad, loss):
-        ops.binary_crossentropy(y_pred, y_true, 1.0 / len(y_pred),
-                                from_logits=logits or self.from_logits, grad=grad, loss=loss)
+        loss_ops.binary_crossentropy(y_pred, y_true, 1.0 / len(y_pred),
+                                     from_logits=logits or self.from_logits, grad=grad, loss=loss)
 
 
 class _RawOutputLoss(Loss):
@@ -153,7 +152,7 @@ class MeanSquaredError(_RawOutputLoss):
     name = "mean_squared_error"
 
     def forward_backward(self, y_pred, y_true, logits, grad, loss):
-        ops.mean_squared_error(y_pred, y_true, 1.0 / len(y_pred), grad=grad, loss=loss)
+        loss_ops.mean_squared_error(y_pred, y_true, 1.0 / len(y_pred), grad=grad, loss=loss)
 
 
 class CategoricalHinge(_RawOutputLoss):
@@ -162,7 +161,7 @@ class CategoricalHinge(_RawOutputLoss):
     name = "categorical_hinge"
 
     def forward_backward(self, y_pred, y_true, logits, grad, loss):
-        ops.categorical_hinge(y_pred, y_true, 1.0 / len(y_pred), grad=grad, loss=loss)
+        loss_ops.categorical_hinge(y_pred, y_true, 1.0 / len(y_pred), grad=grad, loss=loss)
 
 
 class MulticlassHinge(_RawOutputLoss):
@@ -172,7 +171,6 @@ class MulticlassHinge(_RawOutputLoss):
     """
 
     name = "multiclass_hinge"
-    sparse_targets = True
 
     def check_targets(self, y, n_outputs):
         y = np.asarray(y)
@@ -184,7 +182,7 @@ class MulticlassHinge(_RawOutputLoss):
         return _class_labels(y, n_outputs, self.name)
 
     def forward_backward(self, y_pred, y_true, logits, grad, loss):
-        ops.multiclass_hinge(y_pred, y_true, 1.0 / len(y_pred), grad=grad, loss=loss)
+        loss_ops.multiclass_hinge(y_pred, y_true, 1.0 / len(y_pred), grad=grad, loss=loss)
 
 
 LOSSES = {cls.name: cls for cls in (CategoricalCrossentropy, SparseCategoricalCrossentropy,

@@ -4,7 +4,8 @@ import sys
 
 import numpy as np
 
-from . import ops, schedules
+from . import schedules
+from ._ops import optim
 
 # Keras scripts write ``from keras.optimizers.schedules import ExponentialDecay``; registering
 # the module under that dotted name makes the import work though optimizers is not a package.
@@ -26,6 +27,8 @@ class Optimizer:
         # unfrozen) leaves every weight with its own state. The entry holds the weight, so its
         # id is not reused.
         self._state = {}
+        # The checked operands of the last update, reused while the arrays are the same ones.
+        self._operands = optim.UpdateOperands()
 
     @property
     def learning_rate(self):
@@ -117,7 +120,8 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
 
     def _update(self, weights, grads, slots, learning_rate):
-        ops.sgd_update(weights, grads, slots[0], learning_rate, self.momentum, self.nesterov)
+        optim.sgd_update(weights, grads, slots[0], learning_rate, self.momentum, self.nesterov,
+                         operands=self._operands)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -138,8 +142,9 @@ class Adam(Optimizer):
     weight_decay = 0.0  # AdamW's
 
     def _update(self, weights, grads, slots, learning_rate):
-        ops.adam_update(weights, grads, slots[0], slots[1], learning_rate, self.beta_1,
-                        self.beta_2, self.epsilon, self.iterations, self.weight_decay)
+        optim.adam_update(weights, grads, slots[0], slots[1], learning_rate, self.beta_1,
+                          self.beta_2, self.epsilon, self.iterations, self.weight_decay,
+                          operands=self._operands)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -182,9 +187,9 @@ class RMSprop(Optimizer):
 
     def _update(self, weights, grads, slots, learning_rate):
         slots = dict(zip(self.slot_names, slots))
-        ops.rmsprop_update(weights, grads, slots["mean_square"], slots.get("momentum_buffer"),
-                           slots.get("mean_grad"), learning_rate, self.rho, self.momentum,
-                           self.epsilon, self.centered)
+        optim.rmsprop_update(weights, grads, slots["mean_square"], slots.get("momentum_buffer"),
+                             slots.get("mean_grad"), learning_rate, self.rho, self.momentum,
+                             self.epsilon, self.centered, operands=self._operands)
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,

@@ -8,7 +8,7 @@ its gradient to the weight's before the optimizer step.
 import math
 import numbers
 
-from . import ops
+from ._ops import regularization
 
 
 class Regularizer:
@@ -39,10 +39,10 @@ class L2(Regularizer):
         self.l2 = float(l2)
 
     def __call__(self, weight):
-        return self.l2 * ops.sum_of_squares(weight)
+        return self.l2 * regularization.sum_of_squares(weight)
 
     def add_gradient(self, weight, grad):
-        ops.axpy(2 * self.l2, weight, grad)
+        regularization.axpy(2 * self.l2, weight, grad)
 
     def get_config(self):
         return {"l2": self.l2}

@@ -23,7 +23,7 @@ import zlib
 
 import numpy as np
 
-from . import losses, models, optimizers
+from . import losses, optimizers
 
 FORMAT = "fastcnn"
 FORMAT_VERSION = 1
@@ -39,6 +39,18 @@ _ZIP64_THRESHOLD = 2**30  # a zip member written as a stream must announce zip64
 # What zipfile and zlib raise on a truncated or damaged archive, found by flipping every byte:
 # OSError from a seek to a negative offset, NotImplementedError from a garbled version field.
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError)
+
+
+# The model classes load_model rebuilds, by class name. The models register themselves (see
+# register_model), so that saving, which models.py imports for Model.save, imports no module above
+# it.
+MODELS = {}
+
+
+def register_model(cls):
+    """Class decorator: let load_model rebuild models of ``cls`` from their config."""
+    MODELS[cls.__name__] = cls
+    return cls
 
 
 class InvalidSaveFileError(ValueError):
@@ -297,13 +309,16 @@ def load_model(filepath, compile=True):
             archive.fail("Expected a model file, received a weights file; build the model and "
                          "call model.load_weights(filepath)")
         document = archive.json("config.json")
-        if document.get("class_name") != "Sequential":
-            archive.fail(f"Expected class_name 'Sequential', received {document.get('class_name')!r}")
+        class_name = document.get("class_name")
+        model_class = MODELS.get(class_name) if isinstance(class_name, str) else None
+        if model_class is None:
+            archive.fail(f"Expected class_name {' or '.join(map(repr, sorted(MODELS)))}, received "
+                         f"{class_name!r}")
         seed = _check_int(document.get("seed"), "seed", archive)
         state = document.get("compile_config")
         slot_names = ()
         try:
-            model = models.Sequential.from_config(_mapping(document.get("config"), "config", archive))
+            model = model_class.from_config(_mapping(document.get("config"), "config", archive))
             if state is not None:
                 entry = _mapping(_mapping(state, "compile_config", archive).get("optimizer"),
                                  "optimizer", archive)

@@ -16,7 +16,8 @@ Outcomes:
 - internal: an exception raised inside fastcnn other than ValueError, TypeError, OSError or a
   RuntimeError with a message (IndexError, AttributeError, KeyError, ZeroDivisionError, ...).
 - kernel-level: a ValueError/TypeError that only the Cython kernel caught (Cython's own buffer
-  checks, say), which means the ops facade let it through. Safe, but worth a facade check.
+  checks, say), which means the ops room (fastcnn._ops) let it through. Safe, but worth a check
+  there.
 - memory: MemoryError under the child's address-space limit (a vast shape that was not refused
   before an allocation).
 """
@@ -186,16 +187,23 @@ def call_text(name, args=(), kwargs=None):
 
 # ---- ops: arguments by parameter name, from one coherent geometry ------------------------------
 
+# What op_call fuzzes: every public function of the wrapper modules of fastcnn._ops, and the
+# checks that the API layers call themselves (the other checks are the wrappers' helpers).
+OPS_MODULES = ("conv", "dense", "pool", "activation", "dropout", "loss", "normalization", "optim",
+               "regularization", "remap", "distance")
+API_CHECKS = ("as_kernel_array", "check_array", "check_index_range", "window_output_shape")
+
+
 def geometry(g):
     """Shapes for one op call that agree with each other (when valid)."""
-    from fastcnn import ops
+    from fastcnn._ops import checks
     geo = dict(n=g.int(1, 4), h=g.int(1, 9), w=g.int(1, 9), c=g.int(1, 5), co=g.int(1, 20),
                kh=g.int(1, 4), kw=g.int(1, 4), sh=g.int(1, 3), sw=g.int(1, 3),
                padding=g.choice(["valid", "same"]), k=g.int(1, 6), f=g.int(1, 12),
                dtype=np.float32 if g.chance(0.8) else np.float64)
     try:
-        (oh, ow), _ = ops.window_output_shape((geo["h"], geo["w"]), (geo["kh"], geo["kw"]),
-                                              (geo["sh"], geo["sw"]), geo["padding"])
+        (oh, ow), _ = checks.window_output_shape((geo["h"], geo["w"]), (geo["kh"], geo["kw"]),
+                                                 (geo["sh"], geo["sw"]), geo["padding"])
     except ValueError:  # a window larger than the input: the call should refuse it
         oh, ow = 1, 1
     geo.update(oh=oh, ow=ow)
@@ -203,8 +211,9 @@ def geometry(g):
 
 
 def op_argument(g, fn_name, param, geo):
-    """A valid value for ``param`` of ops.``fn_name`` (or a plausible guess for new ones)."""
-    from fastcnn import ops
+    """A valid value for ``param`` of the ops function ``fn_name`` (or a plausible guess for new
+    ones)."""
+    from fastcnn._ops import activation, normalization, pool
     n, h, w, c, co, k, f, dt = (geo[key] for key in "n h w c co k f dtype".split())
     image, conv_out, pool_out = (n, h, w, c), (n, geo["oh"], geo["ow"], co), (n, geo["oh"], geo["ow"], c)
     dense = fn_name.startswith("dense")
@@ -244,8 +253,8 @@ def op_argument(g, fn_name, param, geo):
         if is_global:
             return g.rng.integers(0, h * w * c, (n, c)).astype(np.int32)
         try:
-            return ops.maxpool2d_forward(g.array(image, dt), (geo["kh"], geo["kw"]),
-                                         (geo["sh"], geo["sw"]), geo["padding"])[1]
+            return pool.maxpool2d_forward(g.array(image, dt), (geo["kh"], geo["kw"]),
+                                          (geo["sh"], geo["sw"]), geo["padding"])[1]
         except ValueError:
             return g.rng.integers(0, h * w * c, pool_out).astype(np.int32)
     if param in ("input_shape",):
@@ -265,7 +274,7 @@ def op_argument(g, fn_name, param, geo):
         shapes = {"dw": (f, co) if dense else (geo["kh"], geo["kw"], c, co), "db": (co,),
                   "grad": (n, k), "loss": (n,), "index": (n, min(k, 2)), "mean": (c,),
                   "inv_std": (c,), "dgamma": (c,), "dbeta": (c,),
-                  "partial": ops.batchnorm_partial_shape(image) if batchnorm else (1,)}
+                  "partial": normalization.batchnorm_partial_shape(image) if batchnorm else (1,)}
         dtype = {"index": np.intp, "partial": np.float64}.get(param, dt)
         return np.zeros(shapes.get(param, out_shape), dtype)
     if param in ("logits", "y_pred", "scores", "dist"):
@@ -292,8 +301,10 @@ def op_argument(g, fn_name, param, geo):
         return g.int(1, k)
     if param == "step":
         return g.int(1, 100)
+    if param == "n_threads":
+        return g.int(1, 3)
     if param == "name":
-        return g.choice(ops.ACTIVATIONS) if fn_name.startswith("activation") else "kernel_size"
+        return g.choice(activation.ACTIVATIONS) if fn_name.startswith("activation") else "kernel_size"
     if param == "metric":
         return g.choice(["l1", "l2"])
     if param == "fill_mode":
@@ -323,21 +334,26 @@ def op_argument(g, fn_name, param, geo):
 
 
 def op_call(g):
-    from fastcnn import ops
-    functions = sorted(name for name, fn in vars(ops).items() if inspect.isfunction(fn)
-                       and not name.startswith("_") and fn.__module__ == ops.__name__)
-    name = g.choice(functions)
-    fn = getattr(ops, name)
+    import importlib
+    from fastcnn._ops import checks
+    modules = [importlib.import_module(f"fastcnn._ops.{m}") for m in OPS_MODULES]
+    functions = sorted([(name, fn) for module in modules for name, fn in vars(module).items()
+                        if inspect.isfunction(fn) and not name.startswith("_")
+                        and fn.__module__ == module.__name__]
+                       + [(name, getattr(checks, name)) for name in API_CHECKS])
+    name, fn = g.choice(functions)
     geo = geometry(g)
     params = [p for p in inspect.signature(fn).parameters.values()
               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     args = {p.name: op_argument(g, name, p.name, geo) for p in params
             if p.default is p.empty or g.chance(0.5)}
-    keys = sorted(args)
+    # n_threads stays valid: every count up to MAX_THREADS is accepted (as by set_num_threads),
+    # and libgomp aborts when the child's memory limit cannot hold that many thread stacks.
+    keys = sorted(k for k in args if k != "n_threads")
     for _ in range(min(len(keys), g.choice([0, 0, 1, 1, 2]))):
         key = keys.pop(g.int(0, len(keys) - 1))
         args[key] = g.mutate(args[key])
-    return call_text(f"ops.{name}", kwargs=args), lambda: fn(**args)
+    return call_text(f"{fn.__module__}.{name}", kwargs=args), lambda: fn(**args)
 
 
 # ---- layers --------------------------------------------------------------------------------
@@ -352,13 +368,13 @@ def layer_classes():
 
 def layer_kwargs(g, cls, valid=True):
     """Constructor arguments: required ones guessed by name, optional ones sometimes set."""
-    from fastcnn import ops
+    from fastcnn._ops import activation
     guesses = {"filters": lambda: g.int(1, 6), "units": lambda: g.int(1, 6),
                "kernel_size": lambda: g.choice([g.int(1, 3), (g.int(1, 3), g.int(1, 3))]),
                "pool_size": lambda: g.choice([2, (g.int(1, 3), g.int(1, 3))]),
                "strides": lambda: g.choice([None, 1, 2, (g.int(1, 2), g.int(1, 2))]),
                "rate": lambda: float(g.rng.random() * 0.9), "activation": lambda: g.choice(
-                   [None, *ops.ACTIVATIONS]), "padding": lambda: g.choice(["valid", "same"]),
+                   [None, *activation.ACTIVATIONS]), "padding": lambda: g.choice(["valid", "same"]),
                "height_factor": lambda: float(g.rng.random() * 0.5),
                "width_factor": lambda: float(g.rng.random() * 0.5), "shape": lambda: (6, 6, 2),
                "mode": lambda: g.choice(["horizontal", "vertical", "horizontal_and_vertical"]),
@@ -769,7 +785,7 @@ def format_report(report):
     lines = [f"fuzz: {report['calls']} calls (seed {report['seed']}) in {report['seconds']:.0f} s",
              f"  crashes (killed by a signal, or hung): {len(report['crashes'])}",
              f"  internal errors: {counts['internal']}",
-             f"  kernel-level rejections (the facade let them through): {counts['kernel-level']}",
+             f"  kernel-level rejections (the ops room let them through): {counts['kernel-level']}",
              f"  memory errors: {counts['memory']}",
              f"  fuzzer bugs: {counts['fuzzer-bug']}",
              f"  clean results: {counts['ok']}, refused with ValueError/TypeError: "

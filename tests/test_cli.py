@@ -103,11 +103,15 @@ def test_end_to_end_with_save_and_plot(tmp_path, capsys):
         assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_end_to_end_lenet5(capsys):
+def test_end_to_end_lenet5_learns(capsys):
+    """Four epochs on 460 MNIST images take LeNet-5 well past chance (0.1 accuracy, and a loss of
+    log(10) = 2.30 for a uniform guess): about 0.5-0.6 and 1.6 over seeds 0-3; seed 0 gives 0.59."""
     data_dir()
-    main(["--model", "lenet5", "--epochs", "1", "--limit", "256", "--seed", "0"])
+    main(["--model", "lenet5", "--epochs", "4", "--limit", "512", "--seed", "0"])
     out = capsys.readouterr().out
-    assert 0.0 <= float(out.split("Test accuracy: ")[1].split()[0]) <= 1.0
+    loss = float(out.split("Test loss: ")[1].split()[0])
+    accuracy = float(out.split("Test accuracy: ")[1].split()[0])
+    assert accuracy > 0.35 and loss < 2.0, out
 
 
 @pytest.mark.parametrize("script,dataset,shape,label_shape", [

@@ -9,7 +9,10 @@ import pytest
 
 import fastcnn
 from fastcnn import _reference as ref
-from fastcnn import layers, ops
+from fastcnn import layers
+from fastcnn._ops import conv as conv_ops
+from fastcnn._ops import dropout as dropout_ops
+from fastcnn._ops import pool as pool_ops
 from fastcnn._ext import conv
 from fastcnn.layers import fused
 from test_conv_kernels import assert_close, panel_bytes, simd_path  # noqa: F401 (fixtures)
@@ -88,16 +91,16 @@ def test_equals_the_separate_kernels_on_mnist_conv2(simd_path):
     x, wt, bias, dy, geo = make_case(rng, 9, 13, 13, 32, 64, (3, 3), (1, 1), "valid", (2, 2),
                                      (2, 2))
     out, argmax, dw, db, dx = run_all(conv, x, wt, bias, dy, geo, True, (2, 2), (2, 2), 2)
-    z = ops.conv2d_forward(x, wt, bias, (1, 1), "valid", relu=True)
-    pooled, _ = ops.maxpool2d_forward(z, (2, 2), (2, 2), "valid")
+    z = conv_ops.conv2d_forward(x, wt, bias, (1, 1), "valid", relu=True)
+    pooled, _ = pool_ops.maxpool2d_forward(z, (2, 2), (2, 2), "valid")
     np.testing.assert_array_equal(out, pooled)
     # the separate backward: the pooling's (argmax indexes the 10x10 part), then dW and dX over
     # the whole 11x11 output, whose last row and column get no gradient
     dz = np.zeros_like(z)
-    dz[:, :10, :10] = ops.maxpool2d_backward(dy, argmax, (9, 10, 10, 64), relu_output=out)
+    dz[:, :10, :10] = pool_ops.maxpool2d_backward(dy, argmax, (9, 10, 10, 64), relu_output=out)
     sep_db = np.empty_like(db)
-    sep_dw = ops.conv2d_backward_weight(x, dz, wt.shape, (1, 1), "valid", db=sep_db)
-    sep_dx = ops.conv2d_backward_input(dz, wt, x.shape, (1, 1), "valid")
+    sep_dw = conv_ops.conv2d_backward_weight(x, dz, wt.shape, (1, 1), "valid", db=sep_db)
+    sep_dx = conv_ops.conv2d_backward_input(dz, wt, x.shape, (1, 1), "valid")
     for a, b in ((dw, sep_dw), (db, sep_db), (dx, sep_dx)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * np.abs(b).max())
 
@@ -161,11 +164,11 @@ def test_dropout_equals_the_dropout_kernel_after_the_fused_step(simd_path):
                                      (2, 2))
     seed, rate = 12345, 0.5
     plain = run_all(conv, x, wt, bias, dy, geo, True, (2, 2), (2, 2), 2)
-    dropped = ops.dropout_forward(plain[0], seed, rate)
-    dy_masked = ops.dropout_backward(dy, seed, rate)
+    dropped = dropout_ops.dropout_forward(plain[0], seed, rate)
+    dy_masked = dropout_ops.dropout_backward(dy, seed, rate)
     # the relu's backward reads the output after the dropout: positive where it was and is kept
-    _, dx = ops.conv2d_maxpool_backward(x, dy_masked, plain[0], plain[1], wt, (1, 1), "valid",
-                                        (2, 2), (2, 2), relu=True, dw=plain[2], db=plain[3])
+    _, dx = conv_ops.conv2d_maxpool_backward(x, dy_masked, plain[0], plain[1], wt, (1, 1), "valid",
+                                             (2, 2), (2, 2), relu=True, dw=plain[2], db=plain[3])
     fused_run = run_all(conv, x, wt, bias, dy, geo, True, (2, 2), (2, 2), 2, dropout=(seed, rate))
     np.testing.assert_array_equal(fused_run[0], dropped)
     np.testing.assert_array_equal(fused_run[1], plain[1])
@@ -178,8 +181,8 @@ def test_dropout_rate_is_checked():
     x, wt, bias, dy, geo = make_case(rng, 2, 8, 8, 3, 4, (3, 3), (1, 1), "valid", (2, 2), (2, 2))
     for rate in (1.0, -0.1, float("nan")):
         with pytest.raises(ValueError, match="rate"):
-            ops.conv2d_maxpool_forward(x, wt, bias, (1, 1), "valid", (2, 2), (2, 2),
-                                       dropout=(1, rate))
+            conv_ops.conv2d_maxpool_forward(x, wt, bias, (1, 1), "valid", (2, 2), (2, 2),
+                                            dropout=(1, rate))
         with pytest.raises(ValueError, match="rate"):
             run_all(conv, x, wt, bias, dy, geo, True, (2, 2), (2, 2), 2, dropout=(1, rate))
 
@@ -200,24 +203,24 @@ def test_argmax_outside_its_window_is_an_error(pool, pool_strides, co):
     rng = np.random.default_rng(4)
     x, wt, bias, dy, _ = make_case(rng, 2, 8, 8, 3, co, (3, 3), (1, 1), "valid", pool,
                                    pool_strides)
-    out, argmax = ops.conv2d_maxpool_forward(x, wt, bias, (1, 1), "valid", pool, pool_strides)
+    out, argmax = conv_ops.conv2d_maxpool_forward(x, wt, bias, (1, 1), "valid", pool, pool_strides)
     for bad in (-1, int(argmax[0, -1, -1, 0]), 10**6):  # the last window's cell is not the first's
         corrupt = argmax.copy()
         corrupt[0, 0, 0, 0] = bad
         with pytest.raises(ValueError, match="argmax"):
-            ops.conv2d_maxpool_backward(x, dy, out, corrupt, wt, (1, 1), "valid", pool,
-                                        pool_strides)
+            conv_ops.conv2d_maxpool_backward(x, dy, out, corrupt, wt, (1, 1), "valid", pool,
+                                             pool_strides)
 
 
 def test_ops_check_shapes():
     x = np.zeros((2, 6, 6, 3), np.float32)
     wt = np.zeros((3, 3, 3, 4), np.float32)
     with pytest.raises(ValueError, match="pool_size"):
-        ops.conv2d_maxpool_forward(x, wt, None, (1, 1), "valid", (5, 5), (5, 5))
-    out, argmax = ops.conv2d_maxpool_forward(x, wt, None, (1, 1), "valid", (2, 2), (2, 2))
+        conv_ops.conv2d_maxpool_forward(x, wt, None, (1, 1), "valid", (5, 5), (5, 5))
+    out, argmax = conv_ops.conv2d_maxpool_forward(x, wt, None, (1, 1), "valid", (2, 2), (2, 2))
     with pytest.raises(ValueError, match="dy"):
-        ops.conv2d_maxpool_backward(x, np.zeros((2, 3, 3, 4)), out, argmax, wt, (1, 1), "valid",
-                                    (2, 2), (2, 2))
+        conv_ops.conv2d_maxpool_backward(x, np.zeros((2, 3, 3, 4)), out, argmax, wt, (1, 1), "valid",
+                                         (2, 2), (2, 2))
 
 
 def convnet(seed):

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from fastcnn import _reference as ref
-from fastcnn import ops
 from fastcnn._ext import elementwise, loss, optim
+from fastcnn._ops import loss as loss_ops
 from conftest import numeric_grad
 
 POINTWISE = ["relu", "sigmoid", "tanh"]
@@ -196,10 +196,10 @@ def test_labels_out_of_range_are_refused_by_the_kernels(kind, bad, rng):
     with pytest.raises(ValueError, match=rf"labels in \[0, 10\), received values from .*{bad}\b"):
         _ce(kind, logits, labels, np.float32)
     with pytest.raises(ValueError, match=r"labels in \[0, 10\)"):
-        getattr(ops, kind)(logits, labels, 1.0)
+        getattr(loss_ops, kind)(logits, labels, 1.0)
     huge = np.full(5000, 2**63 + 1, np.uint64)  # negative once cast to the kernels' int64
     with pytest.raises(ValueError, match=rf"labels in \[0, 10\), received {2**63 + 1}"):
-        getattr(ops, kind)(logits, huge, 1.0)
+        getattr(loss_ops, kind)(logits, huge, 1.0)
 
 
 def test_fused_loss_threads_agree(rng):

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 from fastcnn import _reference as ref
-from fastcnn import config, ops
+from fastcnn._ops import normalization as normalization_ops
+from fastcnn._ops import pool as pool_ops
+from fastcnn.layers import preprocessing
+from fastcnn._ops import remap as remap_ops
 from fastcnn._ext import normalization, pool, remap
 from conftest import numeric_grad
 from test_pool_kernels import CASES, geometry
@@ -71,8 +74,8 @@ def test_sumpool_threads_agree(rng):
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 5, 4, 6), (2, 7, 1, 3)])
 def test_global_pooling_matches_numpy(shape, rng):
     x = rng.standard_normal(shape)
-    np.testing.assert_allclose(ops.global_avgpool2d_forward(x), x.mean(axis=(1, 2)), rtol=1e-14)
-    out, argmax = ops.global_maxpool2d_forward(x)
+    np.testing.assert_allclose(pool_ops.global_avgpool2d_forward(x), x.mean(axis=(1, 2)), rtol=1e-14)
+    out, argmax = pool_ops.global_maxpool2d_forward(x)
     np.testing.assert_array_equal(out, x.max(axis=(1, 2)))
     n, c = out.shape
     flat = x.reshape(n, -1, c).argmax(axis=1)  # numpy keeps the first maximum too
@@ -81,9 +84,9 @@ def test_global_pooling_matches_numpy(shape, rng):
     dy = rng.standard_normal((n, c))
     expected = np.zeros_like(x).reshape(n, -1, c)
     expected[np.arange(n)[:, None], flat, np.arange(c)] = dy
-    np.testing.assert_array_equal(ops.global_maxpool2d_backward(dy, argmax, x.shape),
+    np.testing.assert_array_equal(pool_ops.global_maxpool2d_backward(dy, argmax, x.shape),
                                   expected.reshape(x.shape))
-    np.testing.assert_allclose(ops.global_avgpool2d_backward(dy, x.shape),
+    np.testing.assert_allclose(pool_ops.global_avgpool2d_backward(dy, x.shape),
                                np.broadcast_to(dy[:, None, None, :] / (shape[1] * shape[2]), shape),
                                rtol=1e-14)
 
@@ -93,11 +96,11 @@ def test_global_pooling_gradient_finite_differences(kind, rng):
     x = rng.standard_normal((2, 3, 4, 3))
     probe = rng.standard_normal((2, 3))
     if kind == "avg":
-        loss = lambda: float((ops.global_avgpool2d_forward(x) * probe).sum())
-        dx = ops.global_avgpool2d_backward(probe, x.shape)
+        loss = lambda: float((pool_ops.global_avgpool2d_forward(x) * probe).sum())
+        dx = pool_ops.global_avgpool2d_backward(probe, x.shape)
     else:
-        loss = lambda: float((ops.global_maxpool2d_forward(x)[0] * probe).sum())
-        dx = ops.global_maxpool2d_backward(probe, ops.global_maxpool2d_forward(x)[1], x.shape)
+        loss = lambda: float((pool_ops.global_maxpool2d_forward(x)[0] * probe).sum())
+        dx = pool_ops.global_maxpool2d_backward(probe, pool_ops.global_maxpool2d_forward(x)[1], x.shape)
     np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
 
 
@@ -214,19 +217,17 @@ def test_batchnorm_threads_bitwise_equal(rng):
 
 
 def test_batchnorm_ops_ignore_thread_count(rng):
-    """Through the facade, whose chunking depends on the shape only."""
+    """Through the ops room, whose chunking depends on the shape only."""
     x = rng.standard_normal((64, 9, 9, 8)).astype(np.float32)
     results = []
     for threads in (1, 2):
-        config.set_num_threads(threads)
-        try:
-            gamma, beta, mm, mv = bn_params(np.random.default_rng(0), 8, np.float32)
-            y, mean, inv_std = ops.batchnorm_forward_training(x, gamma, beta, mm, mv, 0.99, 1e-3)
-            dgamma, dbeta = np.empty(8, np.float32), np.empty(8, np.float32)
-            dx = ops.batchnorm_backward(x, y, gamma, mean, inv_std, True, dgamma, dbeta)
-            results.append((y, mm, mv, dx, dgamma, dbeta))
-        finally:
-            config.set_num_threads(None)
+        gamma, beta, mm, mv = bn_params(np.random.default_rng(0), 8, np.float32)
+        y, mean, inv_std = normalization_ops.batchnorm_forward_training(
+            x, gamma, beta, mm, mv, 0.99, 1e-3, n_threads=threads)
+        dgamma, dbeta = np.empty(8, np.float32), np.empty(8, np.float32)
+        dx = normalization_ops.batchnorm_backward(x, y, gamma, mean, inv_std, True, dgamma, dbeta,
+                                                  n_threads=threads)
+        results.append((y, mm, mv, dx, dgamma, dbeta))
     for a, b in zip(*results):
         assert np.array_equal(a, b)
 
@@ -243,9 +244,9 @@ def test_batchnorm_kernel_rejects_inconsistent_shapes(rng):
                                                   np.empty(3), 1e-3, 1)
     x32, gamma, beta, mm, mv = (a.astype(np.float32) for a in (x, gamma, beta, mm, mv))
     with pytest.raises(ValueError, match=r"gamma to be a contiguous float32 array of shape \(3,\)"):
-        ops.batchnorm_forward_training(x32, gamma[:2], beta, mm, mv, 0.9, 1e-3)
+        normalization_ops.batchnorm_forward_training(x32, gamma[:2], beta, mm, mv, 0.9, 1e-3)
     with pytest.raises(ValueError, match="moving_var .* float64"):  # updated in place: no copies
-        ops.batchnorm_forward_training(x32, gamma, beta, mm, mv.astype(np.float64), 0.9, 1e-3)
+        normalization_ops.batchnorm_forward_training(x32, gamma, beta, mm, mv.astype(np.float64), 0.9, 1e-3)
 
 
 # ---- index maps ------------------------------------------------------------------------------
@@ -325,9 +326,9 @@ def test_remap_rejects_indices_outside_the_image(bad, message):
     rows = np.zeros((2, 3), np.int32)
     rows[1, 2] = bad
     with pytest.raises(ValueError, match=message):
-        ops.remap2d_forward(x, rows, np.zeros((2, 3), np.int32))
+        remap_ops.remap2d_forward(x, rows, np.zeros((2, 3), np.int32))
     with pytest.raises(ValueError, match=message):
-        ops.remap2d_backward(x, rows, np.zeros((2, 3), np.int32), x.shape)
+        remap_ops.remap2d_backward(x, rows, np.zeros((2, 3), np.int32), x.shape)
 
 
 def test_source_index_fill_modes():
@@ -339,7 +340,7 @@ def test_source_index_fill_modes():
         "wrap": [3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0],     # (a b c d | a b c d | a b c d)
     }
     for mode, index in expected.items():
-        got = ops.source_index(coords, 4, mode)
+        got = preprocessing.source_index(coords, 4, mode)
         assert got.dtype == np.int32 and got.tolist() == index, mode
     with pytest.raises(ValueError, match="fill_mode='mirror'"):
-        ops.source_index(coords, 4, "mirror")
+        preprocessing.source_index(coords, 4, "mirror")

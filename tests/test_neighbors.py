@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from fastcnn import _reference as ref
-from fastcnn import neighbors, ops
+from fastcnn._ops import distance as distance_ops
 from fastcnn._ext import distance
-from fastcnn.neighbors import KNeighborsClassifier
+from fastcnn.extras import neighbors
+from fastcnn.extras.neighbors import KNeighborsClassifier
 from conftest import data_dir
 
 # (n, d, m): spans the 64 x 256 x 256 tiles, the 4-row groups, odd depths and single samples.
@@ -60,7 +61,7 @@ def test_kernels_reject_mismatched_shapes():
         distance.k_smallest(np.zeros((2, 5), np.float32), np.zeros((2, 6), np.intp),
                             np.zeros((2, 6), np.float32), 1)
     with pytest.raises(ValueError, match="metric"):
-        ops.pairwise_distances(x, np.zeros((3, 5)), "cosine")
+        distance_ops.pairwise_distances(x, np.zeros((3, 5)), "cosine")
 
 
 def brute_force_predict(x_train, y_train, x_test, k, metric):

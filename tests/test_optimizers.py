@@ -9,6 +9,7 @@ import fastcnn
 from fastcnn import _reference as ref
 from fastcnn import optimizers
 from fastcnn._ext import optim
+from fastcnn._ops import optim as optim_ops
 from fastcnn.optimizers import schedules
 
 
@@ -133,18 +134,39 @@ def test_freezing_a_layer_between_fits_keeps_every_weight_with_its_own_state(rng
 
 
 def test_updates_see_every_change_of_their_operands_between_calls():
-    """ops keeps the checked views of the last call's arrays for the next step; new values in the
-    same arrays, and a list's new contents, must still be read."""
+    """UpdateOperands keeps the checked views of the last call's arrays for the next step; new
+    values in the same arrays, and a list's new contents, must still be read."""
     p, v, g = np.zeros(3, np.float32), np.zeros(3, np.float32), np.ones(3, np.float32)
-    fastcnn.ops.sgd_update([p], [g], [v], 1.0, 0.0, False)
+    kept = optim_ops.UpdateOperands()
+    optim_ops.sgd_update([p], [g], [v], 1.0, 0.0, False, operands=kept)
     g[:] = 2
-    fastcnn.ops.sgd_update([p], [g], [v], 1.0, 0.0, False)
+    optim_ops.sgd_update([p], [g], [v], 1.0, 0.0, False, operands=kept)
     np.testing.assert_array_equal(p, [-3, -3, -3])
     grad = [1.0, 1.0, 1.0]
-    fastcnn.ops.sgd_update([p], [grad], [v], 1.0, 0.0, False)
+    optim_ops.sgd_update([p], [grad], [v], 1.0, 0.0, False, operands=kept)
     grad[0] = 5.0
-    fastcnn.ops.sgd_update([p], [grad], [v], 1.0, 0.0, False)
+    optim_ops.sgd_update([p], [grad], [v], 1.0, 0.0, False, operands=kept)
     np.testing.assert_array_equal(p, [-9, -5, -5])
+
+
+def test_each_optimizer_keeps_its_own_operands():
+    """Two optimizers stepping in turn (say, two models trained together) each reuse their own
+    checked operands, and a copy of the kept operands updates the arrays it is given, not copies
+    of them."""
+    import copy
+    first, second = optimizers.SGD(1.0), optimizers.SGD(1.0)
+    a, b = np.zeros(3, np.float32), np.zeros(3, np.float32)
+    grad = np.ones(3, np.float32)
+    for _ in range(2):
+        first.apply([a], [grad])
+        second.apply([b], [grad])
+    assert first._operands is not second._operands
+    np.testing.assert_array_equal(a, [-2, -2, -2])
+    np.testing.assert_array_equal(b, [-2, -2, -2])
+    velocity = first.slots_for([a])[0]
+    for copied in (copy.copy(first._operands), copy.deepcopy(first._operands)):
+        optim_ops.sgd_update([a], [grad], velocity, 1.0, 0.0, False, operands=copied)
+    np.testing.assert_array_equal(a, [-4, -4, -4])
 
 
 def test_adamw_keras_defaults():

@@ -1,4 +1,4 @@
-"""fastcnn.plot writes real PNGs of the expected size, and needs matplotlib only when called."""
+"""fastcnn.extras.plot writes real PNGs of the expected size, and needs matplotlib only when called."""
 import subprocess
 import sys
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import fastcnn
-from fastcnn import layers, plot
+from fastcnn import layers
+from fastcnn.extras import plot
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -95,5 +96,5 @@ def test_missing_matplotlib_names_the_extra(tmp_path, monkeypatch):
 
 
 def test_import_fastcnn_does_not_import_matplotlib():
-    code = "import sys, fastcnn, fastcnn.plot; sys.exit('matplotlib' in sys.modules)"
+    code = "import sys, fastcnn, fastcnn.extras.plot; sys.exit('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

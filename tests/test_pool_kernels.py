@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from fastcnn import _reference as ref
-from fastcnn import ops
+from fastcnn._ops import checks
+from fastcnn._ops import pool as pool_ops
 from fastcnn._ext import pool
 from conftest import numeric_grad
 
@@ -20,7 +21,7 @@ CASES = [  # (N, H, W, C, pool, strides, padding)
 
 
 def geometry(shape, pool_size, strides, padding):
-    (oh, ow), (top, left) = ops.window_output_shape(shape[1:3], pool_size, strides, padding)
+    (oh, ow), (top, left) = checks.window_output_shape(shape[1:3], pool_size, strides, padding)
     return (shape[0], oh, ow, shape[3]), top, left
 
 
@@ -112,9 +113,9 @@ def test_pool_threads_agree(rng):
 def test_ops_accept_readonly_and_strided(rng):
     from conftest import variants
     x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
-    expected, _ = ops.maxpool2d_forward(x, (2, 2), (2, 2), "valid")
+    expected, _ = pool_ops.maxpool2d_forward(x, (2, 2), (2, 2), "valid")
     for name, v in variants(x).items():
-        got, _ = ops.maxpool2d_forward(v, (2, 2), (2, 2), "valid")
+        got, _ = pool_ops.maxpool2d_forward(v, (2, 2), (2, 2), "valid")
         np.testing.assert_array_equal(got, expected, err_msg=name)
 
 

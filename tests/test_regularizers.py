@@ -6,7 +6,10 @@ import pytest
 
 import fastcnn
 from fastcnn import _reference as ref
-from fastcnn import layers, ops, regularizers
+from fastcnn import layers, regularizers
+from fastcnn._ops import dense as dense_ops
+from fastcnn._ops import loss as loss_ops
+from fastcnn._ops import regularization as regularization_ops
 from fastcnn._ext import optim
 from conftest import numeric_grad
 
@@ -33,7 +36,7 @@ def test_sum_of_squares_is_the_same_for_any_thread_count(rng):
     for n in (1, 2):
         fastcnn.set_num_threads(n)
         try:
-            totals.add(ops.sum_of_squares(x))
+            totals.add(regularization_ops.sum_of_squares(x))
         finally:
             fastcnn.set_num_threads(None)
     assert len(totals) == 1
@@ -54,7 +57,7 @@ def test_axpy_matches_reference(dtype, rng):
 def test_axpy_refuses_an_output_it_cannot_write_in_place():
     y = np.zeros((4, 6))[:, ::2]
     with pytest.raises(ValueError, match="C-contiguous"):
-        ops.axpy(1.0, np.ones((4, 3)), y)
+        regularization_ops.axpy(1.0, np.ones((4, 3)), y)
 
 
 def test_l2_penalty_and_gradient(rng):
@@ -155,13 +158,13 @@ def test_ops_level_gradient_in_float64(rng):
     reg = regularizers.l2(0.3)
 
     def total():
-        out = ops.dense_forward(x, w, None)
-        rows, _ = ops.mean_squared_error(out, y, 1 / len(x))
+        out = dense_ops.dense_forward(x, w, None)
+        rows, _ = loss_ops.mean_squared_error(out, y, 1 / len(x))
         return float(rows.mean()) + reg(w)
 
-    out = ops.dense_forward(x, w, None)
-    _, dout = ops.mean_squared_error(out, y, 1 / len(x))
-    grad = ops.dense_backward_weight(x, dout)
+    out = dense_ops.dense_forward(x, w, None)
+    _, dout = loss_ops.mean_squared_error(out, y, 1 / len(x))
+    grad = dense_ops.dense_backward_weight(x, dout)
     reg.add_gradient(w, grad)
     np.testing.assert_allclose(grad, numeric_grad(total, w), rtol=1e-7, atol=1e-10)
 

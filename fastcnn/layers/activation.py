@@ -1,12 +1,13 @@
 """Activation handling shared by layers that end in one, and the Activation/ReLU layers."""
-from .. import ops
+from .._ops import activation as activation_ops
 from .base import Layer
 
 
 def normalize_activation(activation):
     name = "linear" if activation is None else activation
-    if not isinstance(name, str) or name.lower() not in ops.ACTIVATIONS:
-        raise ValueError(f"Unknown activation {activation!r}; expected one of {ops.ACTIVATIONS} or None")
+    if not isinstance(name, str) or name.lower() not in activation_ops.ACTIVATIONS:
+        raise ValueError(f"Unknown activation {activation!r}; expected one of "
+                         f"{activation_ops.ACTIVATIONS} or None")
     return name.lower()
 
 
@@ -29,14 +30,14 @@ class ActivationMixin:
         if name == "linear" or (relu_fused and name == "relu"):
             self._y = z
         else:
-            self._y = ops.activation_forward(name, z, out=self.workspace.get("y", z.shape))
+            self._y = activation_ops.activation_forward(name, z, out=self.workspace.get("y", z.shape))
         return self._y
 
     def _deactivate(self, dy):
         name = self._pending_activation()
         if name == "linear" or (name == "relu" and self.relu_grad_applied_by_next):
             return dy
-        return ops.activation_backward(name, self._y, dy, out=self.workspace.get("dz", dy.shape))
+        return activation_ops.activation_backward(name, self._y, dy, out=self.workspace.get("dz", dy.shape))
 
 
 class Activation(ActivationMixin, Layer):

@@ -6,7 +6,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from .. import ops
+from .._ops.checks import as_kernel_array, check_array, check_index_range
+from .._ops.workspace import Workspace
 
 _name_counters = defaultdict(itertools.count)
 
@@ -88,7 +89,7 @@ class Layer:
         self.grads = []  # aligned with weights; non-trainable weights keep a zero gradient
         self._weight_names = []
         self._weight_trainable = []
-        self.workspace = ops.Workspace()
+        self.workspace = Workspace()
 
     # -- building --------------------------------------------------------------------------
     def build(self, input_shape):
@@ -99,8 +100,8 @@ class Layer:
                              f"{output_shape}: the feature map shrinks below one pixel")
         # Refused here, before any array of these shapes exists: the kernels index one sample
         # with 32-bit ints.
-        ops.check_index_range((None, *self.input_shape), f"layer {self.name!r} input")
-        ops.check_index_range((None, *output_shape), f"layer {self.name!r} output")
+        check_index_range((None, *self.input_shape), f"layer {self.name!r} input")
+        check_index_range((None, *output_shape), f"layer {self.name!r} output")
         self.output_shape = output_shape
         self.built = True
 
@@ -125,7 +126,7 @@ class Layer:
 
     def __call__(self, x, training=False):
         """Run the layer eagerly on a batch (building it on first use) and return a new array."""
-        x = ops.check_array(x, "x")
+        x = check_array(x, "x")
         if x.ndim < 2 or x.size == 0:
             raise ValueError(f"Expected x with a batch axis and at least one value, received "
                              f"shape {x.shape}")
@@ -134,7 +135,7 @@ class Layer:
         if x.shape[1:] != self.input_shape:
             raise ValueError(f"Expected x of shape (batch, *{self.input_shape}) for layer "
                              f"{self.name!r}, received {x.shape}")
-        x = ops.as_kernel_array(x, "x", dtype=np.float32)
+        x = as_kernel_array(x, "x", dtype=np.float32)
         return np.array(self.forward(x, training=training))
 
     # -- Keras contract --------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Conv2D: NHWC inputs, HWIO kernel, bias and relu fused into the forward kernel."""
 import numbers
 
-from .. import initializers, ops, regularizers
+from .. import initializers, regularizers
+from .._ops import conv
+from .._ops.checks import window_output_shape
 from .activation import ActivationMixin, normalize_activation
 from .base import Layer, normalize_padding, normalize_tuple
 
@@ -27,7 +29,7 @@ class Conv2D(ActivationMixin, Layer):
         if len(input_shape) != 3:
             raise ValueError(f"Conv2D {self.name!r} expects inputs of shape (height, width, channels), "
                              f"received {input_shape}")
-        (oh, ow), _ = ops.window_output_shape(input_shape[:2], self.kernel_size, self.strides,
+        (oh, ow), _ = window_output_shape(input_shape[:2], self.kernel_size, self.strides,
                                               self.padding, "kernel_size")
         return (oh, ow, self.filters)
 
@@ -39,19 +41,19 @@ class Conv2D(ActivationMixin, Layer):
 
     def forward(self, x, training=False):
         self._x = x
-        z = ops.conv2d_forward(x, self.kernel, self.bias, self.strides, self.padding,
-                               relu=self._pending_activation() == "relu",
-                               out=self.workspace.get("z", (x.shape[0], *self.output_shape)))
+        z = conv.conv2d_forward(x, self.kernel, self.bias, self.strides, self.padding,
+                                relu=self._pending_activation() == "relu",
+                                out=self.workspace.get("z", (x.shape[0], *self.output_shape)))
         return self._activate(z, relu_fused=True)
 
     def backward(self, dy, need_dx=True):
         dz = self._deactivate(dy)
-        ops.conv2d_backward_weight(self._x, dz, self.kernel.shape, self.strides, self.padding,
-                                   dw=self.grads[0], db=self.grads[1] if self.use_bias else None)
+        conv.conv2d_backward_weight(self._x, dz, self.kernel.shape, self.strides, self.padding,
+                                    dw=self.grads[0], db=self.grads[1] if self.use_bias else None)
         if not need_dx:
             return None
-        return ops.conv2d_backward_input(dz, self.kernel, self._x.shape, self.strides, self.padding,
-                                         out=self.workspace.get("dx", self._x.shape))
+        return conv.conv2d_backward_input(dz, self.kernel, self._x.shape, self.strides, self.padding,
+                                          out=self.workspace.get("dx", self._x.shape))
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,

@@ -3,7 +3,8 @@ import numbers
 
 import numpy as np
 
-from .. import initializers, ops, regularizers
+from .. import initializers, regularizers
+from .._ops import dense, dropout
 from .activation import ActivationMixin, normalize_activation
 from .base import Layer, normalize_seed
 
@@ -36,16 +37,17 @@ class Dense(ActivationMixin, Layer):
 
     def forward(self, x, training=False):
         self._x = x
-        z = ops.dense_forward(x, self.kernel, self.bias, relu=self._pending_activation() == "relu",
-                              out=self.workspace.get("z", (x.shape[0], self.units)))
+        z = dense.dense_forward(x, self.kernel, self.bias, relu=self._pending_activation() == "relu",
+                                out=self.workspace.get("z", (x.shape[0], self.units)))
         return self._activate(z, relu_fused=True)
 
     def backward(self, dy, need_dx=True):
         dz = self._deactivate(dy)
-        ops.dense_backward_weight(self._x, dz, dw=self.grads[0], db=self.grads[1] if self.use_bias else None)
+        dense.dense_backward_weight(self._x, dz, dw=self.grads[0],
+                                    db=self.grads[1] if self.use_bias else None)
         if not need_dx:
             return None
-        return ops.dense_backward_input(dz, self.kernel, out=self.workspace.get("dx", self._x.shape))
+        return dense.dense_backward_input(dz, self.kernel, out=self.workspace.get("dx", self._x.shape))
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
@@ -98,14 +100,16 @@ class Dropout(Layer):
     def forward(self, x, training=False):
         if self.draw_mask(training) is None:
             return x
-        return ops.dropout_forward(x, self._mask_seed, self.rate, out=self.workspace.get("y", x.shape))
+        return dropout.dropout_forward(x, self._mask_seed, self.rate,
+                                       out=self.workspace.get("y", x.shape))
 
     def backward(self, dy, need_dx=True):
         if not need_dx:
             return None
         if not self._active:
             return dy
-        return ops.dropout_backward(dy, self._mask_seed, self.rate, out=self.workspace.get("dx", dy.shape))
+        return dropout.dropout_backward(dy, self._mask_seed, self.rate,
+                                        out=self.workspace.get("dx", dy.shape))
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}

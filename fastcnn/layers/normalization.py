@@ -3,7 +3,8 @@ import numbers
 
 import numpy as np
 
-from .. import initializers, ops
+from .. import initializers
+from .._ops import normalization
 from .base import Layer
 
 
@@ -68,19 +69,19 @@ class BatchNormalization(Layer):
         out = self.workspace.get("y", x.shape)
         inv_std = self.workspace.get("inv_std", (x.shape[-1],))
         if self._batch_stats:
-            y, self._mean, self._inv_std = ops.batchnorm_forward_training(
+            y, self._mean, self._inv_std = normalization.batchnorm_forward_training(
                 x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.momentum,
                 self.epsilon, out=out, mean=self.workspace.get("mean", (x.shape[-1],)),
                 inv_std=inv_std, partial=self._partial(x.shape))
         else:
-            y, self._inv_std = ops.batchnorm_forward_inference(
+            y, self._inv_std = normalization.batchnorm_forward_inference(
                 x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.epsilon,
                 out=out, inv_std=inv_std)
             self._mean = self.moving_mean
         return y
 
     def backward(self, dy, need_dx=True):
-        return ops.batchnorm_backward(
+        return normalization.batchnorm_backward(
             self._x, dy, self.gamma, self._mean, self._inv_std, self._batch_stats,
             dgamma=self._param_grad(self.scale, 0, "dgamma"),
             dbeta=self._param_grad(self.center, int(self.scale), "dbeta"),
@@ -88,7 +89,7 @@ class BatchNormalization(Layer):
             partial=self._partial(self._x.shape))
 
     def _partial(self, x_shape):
-        return self.workspace.get("partial", ops.batchnorm_partial_shape(x_shape), np.float64)
+        return self.workspace.get("partial", normalization.batchnorm_partial_shape(x_shape), np.float64)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,

@@ -1,6 +1,7 @@
 """Max, average and sum pooling, windowed and global; max pooling keeps the argmax of each
 window for its backward pass."""
-from .. import ops
+from .._ops import pool
+from .._ops.checks import window_output_shape
 from .base import Layer, normalize_padding, normalize_tuple
 
 
@@ -15,7 +16,7 @@ class _Pooling2D(Layer):
         if len(input_shape) != 3:
             raise ValueError(f"{type(self).__name__} {self.name!r} expects inputs of shape "
                              f"(height, width, channels), received {input_shape}")
-        (oh, ow), _ = ops.window_output_shape(input_shape[:2], self.pool_size, self.strides,
+        (oh, ow), _ = window_output_shape(input_shape[:2], self.pool_size, self.strides,
                                               self.padding, "pool_size")
         return (oh, ow, input_shape[2])
 
@@ -26,13 +27,13 @@ class _Pooling2D(Layer):
 
 class MaxPooling2D(_Pooling2D):
     # Set by the model when the layer before ends in relu: this layer then applies that relu's
-    # backward as part of its own (see ops.maxpool2d_backward).
+    # backward as part of its own (see _ops.pool.maxpool2d_backward).
     applies_input_relu_grad = False
 
     def forward(self, x, training=False):
         self._x_shape = x.shape
         shape = (x.shape[0], *self.output_shape)
-        self._y, self._argmax = ops.maxpool2d_forward(
+        self._y, self._argmax = pool.maxpool2d_forward(
             x, self.pool_size, self.strides, self.padding,
             out=self.workspace.get("y", shape), argmax=self.workspace.get("argmax", shape, "int32"))
         return self._y
@@ -40,9 +41,9 @@ class MaxPooling2D(_Pooling2D):
     def backward(self, dy, need_dx=True):
         if not need_dx:
             return None
-        return ops.maxpool2d_backward(dy, self._argmax, self._x_shape,
-                                      out=self.workspace.get("dx", self._x_shape),
-                                      relu_output=self._y if self.applies_input_relu_grad else None)
+        return pool.maxpool2d_backward(dy, self._argmax, self._x_shape,
+                                       out=self.workspace.get("dx", self._x_shape),
+                                       relu_output=self._y if self.applies_input_relu_grad else None)
 
 
 class _WindowSumPooling2D(_Pooling2D):
@@ -63,16 +64,16 @@ class _WindowSumPooling2D(_Pooling2D):
 
 
 class AveragePooling2D(_WindowSumPooling2D):
-    _forward_op = staticmethod(ops.avgpool2d_forward)
-    _backward_op = staticmethod(ops.avgpool2d_backward)
+    _forward_op = staticmethod(pool.avgpool2d_forward)
+    _backward_op = staticmethod(pool.avgpool2d_backward)
 
 
 class SumPooling2D(_WindowSumPooling2D):
     """The sum of each window's cells inside the input; backward gives every cell of a window
     that window's full gradient. Not in Keras: it is average pooling without the division."""
 
-    _forward_op = staticmethod(ops.sumpool2d_forward)
-    _backward_op = staticmethod(ops.sumpool2d_backward)
+    _forward_op = staticmethod(pool.sumpool2d_forward)
+    _backward_op = staticmethod(pool.sumpool2d_backward)
 
 
 class _GlobalPooling2D(Layer):
@@ -101,14 +102,14 @@ class _GlobalPooling2D(Layer):
 class GlobalAveragePooling2D(_GlobalPooling2D):
     def forward(self, x, training=False):
         self._x_shape = x.shape
-        out = ops.global_avgpool2d_forward(x, out=self._pooled(x))
+        out = pool.global_avgpool2d_forward(x, out=self._pooled(x))
         return out.reshape(x.shape[0], *self.output_shape)
 
     def backward(self, dy, need_dx=True):
         if not need_dx:
             return None
-        return ops.global_avgpool2d_backward(dy.reshape(dy.shape[0], -1), self._x_shape,
-                                             out=self.workspace.get("dx", self._x_shape))
+        return pool.global_avgpool2d_backward(dy.reshape(dy.shape[0], -1), self._x_shape,
+                                              out=self.workspace.get("dx", self._x_shape))
 
 
 class GlobalMaxPooling2D(_GlobalPooling2D):
@@ -116,7 +117,7 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
 
     def forward(self, x, training=False):
         self._x_shape = x.shape
-        out, self._argmax = ops.global_maxpool2d_forward(
+        out, self._argmax = pool.global_maxpool2d_forward(
             x, out=self._pooled(x),
             argmax=self.workspace.get("argmax", (x.shape[0], x.shape[3]), "int32"))
         return out.reshape(x.shape[0], *self.output_shape)
@@ -124,6 +125,6 @@ class GlobalMaxPooling2D(_GlobalPooling2D):
     def backward(self, dy, need_dx=True):
         if not need_dx:
             return None
-        return ops.global_maxpool2d_backward(dy.reshape(dy.shape[0], -1), self._argmax,
-                                             self._x_shape,
-                                             out=self.workspace.get("dx", self._x_shape))
+        return pool.global_maxpool2d_backward(dy.reshape(dy.shape[0], -1), self._argmax,
+                                              self._x_shape,
+                                              out=self.workspace.get("dx", self._x_shape))

@@ -10,8 +10,34 @@ import numbers
 
 import numpy as np
 
-from .. import ops
+from .._ops import remap
+from .._ops.checks import INDEX_LIMIT
 from .base import Layer, normalize_seed
+
+
+FILL_MODES = ("constant", "nearest", "reflect", "wrap")
+
+
+def source_index(coords, size, fill_mode):
+    """The input index along an axis of ``size`` cells that each output coordinate reads, for
+    Keras's fill modes; -1 marks the cells that "constant" fills. Beyond the edges "nearest"
+    repeats the edge (a a | a b c d | d d), "reflect" mirrors across it (b a | a b c d | d c)
+    and "wrap" tiles (c d | a b c d | a b). The remap kernel reads the result as an index map."""
+    coords = np.asarray(coords)
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not 1 <= size <= INDEX_LIMIT:
+        raise ValueError(f"Expected size in [1, {INDEX_LIMIT}], received size={size!r}")
+    if fill_mode == "constant":
+        index = np.where((coords >= 0) & (coords < size), coords, -1)
+    elif fill_mode == "nearest":
+        index = np.clip(coords, 0, size - 1)
+    elif fill_mode == "reflect":
+        folded = np.mod(coords, 2 * size)
+        index = np.where(folded < size, folded, 2 * size - 1 - folded)
+    elif fill_mode == "wrap":
+        index = np.mod(coords, size)
+    else:
+        raise ValueError(f"Expected fill_mode in {FILL_MODES}, received fill_mode={fill_mode!r}")
+    return index.astype(np.int32)
 
 
 class _RandomRemap(Layer):
@@ -38,16 +64,16 @@ class _RandomRemap(Layer):
             return x
         n, h, w, _ = x.shape
         self._rows, self._cols = self._draw_maps(n, h, w)
-        return ops.remap2d_forward(x, self._rows, self._cols, self.fill_value,
-                                   out=self.workspace.get("y", x.shape))
+        return remap.remap2d_forward(x, self._rows, self._cols, self.fill_value,
+                                     out=self.workspace.get("y", x.shape))
 
     def backward(self, dy, need_dx=True):
         if not need_dx:
             return None
         if not self._active:
             return dy
-        return ops.remap2d_backward(dy, self._rows, self._cols, dy.shape,
-                                    out=self.workspace.get("dx", dy.shape))
+        return remap.remap2d_backward(dy, self._rows, self._cols, dy.shape,
+                                      out=self.workspace.get("dx", dy.shape))
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}
@@ -107,8 +133,8 @@ class RandomTranslation(_RandomRemap):
                              f"received interpolation={interpolation!r}")
         self._height_range = _factor_range(height_factor, "height_factor")
         self._width_range = _factor_range(width_factor, "width_factor")
-        if fill_mode not in ops.FILL_MODES:
-            raise ValueError(f"Expected fill_mode in {ops.FILL_MODES}, received fill_mode={fill_mode!r}")
+        if fill_mode not in FILL_MODES:
+            raise ValueError(f"Expected fill_mode in {FILL_MODES}, received fill_mode={fill_mode!r}")
         if isinstance(fill_value, bool) or not isinstance(fill_value, numbers.Real):
             raise ValueError(f"Expected fill_value to be a number, received fill_value={fill_value!r}")
         self.height_factor = height_factor
@@ -120,7 +146,7 @@ class RandomTranslation(_RandomRemap):
         maps = []
         for (lo, hi), size in ((self._height_range, h), (self._width_range, w)):
             shift = np.rint(self.rng.uniform(lo, hi, n) * size).astype(np.int64)
-            maps.append(ops.source_index(np.arange(size) - shift[:, None], size, self.fill_mode))
+            maps.append(source_index(np.arange(size) - shift[:, None], size, self.fill_mode))
         return tuple(maps)
 
     def get_config(self):

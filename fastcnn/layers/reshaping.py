@@ -1,8 +1,9 @@
 """ZeroPadding2D: zeros around each image, through the same index-map kernel as augmentation."""
 import numpy as np
 
-from .. import ops
+from .._ops import remap
 from .base import Layer, normalize_tuple
+from .preprocessing import source_index
 
 
 def normalize_padding2d(padding):
@@ -38,8 +39,8 @@ class ZeroPadding2D(Layer):
         (top, _), (left, _) = self.padding
         (oh, ow), (h, w) = self.output_shape[:2], self.input_shape[:2]
         # One map for every image: each batch passes a broadcast view of it.
-        self._rows = ops.source_index(np.arange(oh) - top, h, "constant")[None]
-        self._cols = ops.source_index(np.arange(ow) - left, w, "constant")[None]
+        self._rows = source_index(np.arange(oh) - top, h, "constant")[None]
+        self._cols = source_index(np.arange(ow) - left, w, "constant")[None]
 
     def _maps(self, n):
         return (np.broadcast_to(self._rows, (n, self._rows.shape[1])),
@@ -47,14 +48,14 @@ class ZeroPadding2D(Layer):
 
     def forward(self, x, training=False):
         self._x_shape = x.shape
-        return ops.remap2d_forward(x, *self._maps(x.shape[0]), 0.0,
-                                   out=self.workspace.get("y", (x.shape[0], *self.output_shape)))
+        return remap.remap2d_forward(x, *self._maps(x.shape[0]), 0.0,
+                                     out=self.workspace.get("y", (x.shape[0], *self.output_shape)))
 
     def backward(self, dy, need_dx=True):
         if not need_dx:
             return None
-        return ops.remap2d_backward(dy, *self._maps(dy.shape[0]), self._x_shape,
-                                    out=self.workspace.get("dx", self._x_shape))
+        return remap.remap2d_backward(dy, *self._maps(dy.shape[0]), self._x_shape,
+                                      out=self.workspace.get("dx", self._x_shape))
 
     def get_config(self):
         return {**super().get_config(), "padding": self.padding}

@@ -1,6 +1,6 @@
 """k-nearest-neighbour classification, with scikit-learn's ``fit``/``predict``/``score``.
 
-    from fastcnn.neighbors import KNeighborsClassifier
+    from fastcnn.extras.neighbors import KNeighborsClassifier
     knn = KNeighborsClassifier(n_neighbors=5, metric="l1").fit(x_train, y_train)
     accuracy = knn.score(x_test, y_test)
 
@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from . import ops
+from .._ops import distance
 
 # Distances held at once: 32 MB in float32, e.g. 139 MNIST queries against 60000 references.
 CHUNK_VALUES = 2**23
@@ -30,7 +30,7 @@ class KNeighborsClassifier:
                 or n_neighbors < 1):
             raise ValueError(f"Expected n_neighbors to be a positive int, received "
                              f"n_neighbors={n_neighbors!r}")
-        if metric not in ops.DISTANCE_METRICS:
+        if metric not in distance.DISTANCE_METRICS:
             raise ValueError(f'Expected metric "l1" or "l2", received metric={metric!r}')
         self.n_neighbors = int(n_neighbors)
         self.metric = metric
@@ -73,10 +73,10 @@ class KNeighborsClassifier:
         distances = np.empty((len(x), k), np.float32)
         for start in range(0, len(x), rows):
             chunk = x[start:start + rows]
-            dist = ops.pairwise_distances(chunk, self._references, self.metric,
-                                          out=buffer[:len(chunk)])
-            ops.k_smallest(dist, k, index=indices[start:start + rows],
-                           out=distances[start:start + rows])
+            dist = distance.pairwise_distances(chunk, self._references, self.metric,
+                                               out=buffer[:len(chunk)])
+            distance.k_smallest(dist, k, index=indices[start:start + rows],
+                                out=distances[start:start + rows])
         if not return_distance:
             return indices
         if self.metric == "l2":

@@ -1,8 +1,9 @@
 """Pictures of a network: learning curves, convolution filters and feature maps.
 
-    fastcnn.plot.history(model.fit(...), "curves.png")
-    fastcnn.plot.filters(model.get_layer("conv2d"), "filters.png")
-    fastcnn.plot.feature_maps(model, x_test[0], "conv2d", "maps.png")
+    from fastcnn.extras import plot
+    plot.history(model.fit(...), "curves.png")
+    plot.filters(model.get_layer("conv2d"), "filters.png")
+    plot.feature_maps(model, x_test[0], "conv2d", "maps.png")
 
 matplotlib is an optional extra (``pip install "fastcnn[plot]"``), imported on the first call, so
 ``import fastcnn`` never pays for it. Figures are drawn on matplotlib's Agg canvas directly,
@@ -14,7 +15,7 @@ import numbers
 
 import numpy as np
 
-from .layers.base import Layer
+from ..layers.base import Layer
 
 
 def history(history, path, dpi=100):
@@ -112,7 +113,7 @@ def _matplotlib():
     try:
         import matplotlib
     except ImportError as err:
-        raise ImportError('fastcnn.plot needs matplotlib, an optional extra: '
+        raise ImportError('fastcnn.extras.plot needs matplotlib, an optional extra: '
                           'pip install "fastcnn[plot]"') from err
     return matplotlib
 

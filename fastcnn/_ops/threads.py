@@ -1,8 +1,13 @@
-"""Thread count and build facts, exposed once for every kernel call."""
+"""The kernels' thread count, and the one place a call resolves it.
+
+``set_num_threads``, ``get_num_threads`` and ``show_config`` are public as ``fastcnn.*``. Every
+public function of the wrapper modules takes ``n_threads=None`` and turns it into the int the
+kernel gets with ``effective_n_threads``, once, at the top of the call.
+"""
 import functools
 import os
 
-from ._ext import runtime
+from .._ext import runtime
 
 _num_threads = None
 # libgomp crashes creating teams of ~100k threads; no CPU fastcnn targets has anywhere near this.
@@ -32,11 +37,19 @@ def _default_threads():
 
 @functools.lru_cache(maxsize=8)
 def _threads_for_env(value):
-    # Cached: every kernel call asks, and parsing (with the core count) cost ~0.2 ms per step.
+    # Cached: every kernel call asks, and the parsing (with the core count) is not free.
     env = value.split(",")[0].strip()
     if env.isdigit() and int(env) > 0:
         return min(int(env), MAX_THREADS)
     return physical_cores()
+
+
+def _checked_count(n):
+    """A positive thread count from ``n``: n > 0 itself, n < 0 all physical cores but |n| - 1."""
+    if isinstance(n, bool) or not isinstance(n, int) or n == 0 or abs(n) > MAX_THREADS:
+        raise ValueError(f"Expected n_threads to be a non-zero int in [-{MAX_THREADS}, {MAX_THREADS}] "
+                         f"or None, received n_threads={n!r}")
+    return n if n > 0 else max(physical_cores() + 1 + n, 1)
 
 
 def get_num_threads():
@@ -49,17 +62,20 @@ def get_num_threads():
 def set_num_threads(n):
     """Use n threads in every kernel; n=None restores the default, n<0 means all but |n|-1."""
     global _num_threads
-    if n is None:
-        _num_threads = None
-        return
-    if isinstance(n, bool) or not isinstance(n, int) or n == 0 or abs(n) > MAX_THREADS:
-        raise ValueError(f"Expected n_threads to be a non-zero int in [-{MAX_THREADS}, {MAX_THREADS}] "
-                         f"or None, received n_threads={n!r}")
-    _num_threads = n if n > 0 else max(physical_cores() + 1 + n, 1)
+    _num_threads = None if n is None else _checked_count(n)
+
+
+def effective_n_threads(n_threads=None):
+    """The thread count a kernel call gets: ``n_threads`` when given (as for set_num_threads),
+    else get_num_threads(). A serial build runs one thread whatever is asked."""
+    if n_threads is None:
+        return get_num_threads()
+    n_threads = _checked_count(n_threads)
+    return n_threads if runtime.openmp_enabled() else 1
 
 
 def simd_path():
-    from ._ext import conv
+    from .._ext import conv
     return conv.simd_path()
 
 

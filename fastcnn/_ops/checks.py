@@ -1,0 +1,177 @@
+"""Argument checks shared by the wrapper modules, and the memo cache of the shape arithmetic.
+
+The kernels index each image (and the dense kernels a whole batch) with 32-bit ints, read every
+array as C-contiguous in one floating dtype and write into exact buffers: these functions refuse
+or convert, before any kernel runs, whatever would break that.
+"""
+import functools
+import math
+import numbers
+
+import numpy as np
+
+FLOATS = (np.float32, np.float64)
+INDEX_LIMIT = 2**31 - 1  # kernels index one image, and the argmax, with 32-bit ints
+
+
+def check_array(a, name, ndim=None):
+    """``a`` as an array (not copied) of real numbers and rank ``ndim`` whose samples fit the
+    kernels' 32-bit indices. Checking before any copy matters: a broadcast view can be vast."""
+    a = np.asarray(a)
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"Expected {name} of rank {ndim}, received shape {a.shape}")
+    if a.dtype.kind not in "fiub":
+        raise TypeError(f"Expected {name} to hold real numbers, received dtype {a.dtype}")
+    check_index_range(a.shape, name)
+    return a
+
+
+def as_kernel_array(a, name, ndim=None, dtype=None, shape=None):
+    """``a`` as a C-contiguous float array of rank ``ndim``, or of exactly ``shape`` (copying
+    only when needed)."""
+    a = check_array(a, name, ndim if shape is None else len(shape))
+    if shape is not None and a.shape != tuple(shape):
+        raise ValueError(f"Expected {name} of shape {tuple(shape)}, received {a.shape}")
+    if dtype is None:
+        dtype = a.dtype if a.dtype in FLOATS else np.float32
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def out_buffer(out, shape, dtype, name):
+    """``out``, or a new buffer when it is None. The kernel writes into it, so it is never
+    copied: anything but the exact buffer is refused."""
+    if out is None:
+        return np.empty(shape, dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"Expected {name} to be a numpy array or None, received {type(out).__name__}")
+    if (out.shape != tuple(shape) or out.dtype != dtype or not out.flags.c_contiguous
+            or not out.flags.writeable):
+        raise ValueError(f"Expected {name} to be a writeable C-contiguous array of shape "
+                         f"{tuple(shape)} and dtype {np.dtype(dtype)}, received shape {out.shape}, "
+                         f"dtype {out.dtype}, C-contiguous={out.flags.c_contiguous}, "
+                         f"writeable={out.flags.writeable}")
+    return out
+
+
+def in_place(a, name):
+    """An array a kernel updates in place (a parameter and its optimizer state)."""
+    if not isinstance(a, np.ndarray) or a.dtype not in FLOATS:
+        raise TypeError(f"Expected {name} to be a float32 or float64 array, received "
+                        f"{getattr(a, 'dtype', type(a).__name__)}")
+    return out_buffer(a, a.shape, a.dtype, name)
+
+
+def check_index_range(shape, name, batch_axis=True):
+    """Refuse a shape beyond the kernels' 32-bit indices: each sample (the axes after the first)
+    must fit, or with ``batch_axis=False`` the whole array (the dense kernels index a batch)."""
+    if math.prod(shape[1:] if batch_axis else shape) > INDEX_LIMIT:
+        scope = "per sample" if batch_axis else "in all"
+        raise ValueError(f"Expected {name} with at most {INDEX_LIMIT} values {scope}, the limit "
+                         f"of the kernels' 32-bit indices; received shape {tuple(shape)}")
+
+
+def shape_arg(shape, name, ndim):
+    """``shape`` as a tuple of ``ndim`` non-negative ints."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise TypeError(f"Expected {name} to be a tuple of {ndim} ints, received {name}={shape!r}") from None
+    if len(dims) != ndim or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool)
+                                    and d >= 0 for d in dims):
+        raise ValueError(f"Expected {name} to be {ndim} non-negative ints, received {name}={shape!r}")
+    return tuple(int(d) for d in dims)
+
+
+def input_shape_arg(input_shape):
+    """The NHWC shape of the input a backward pass writes the gradient of."""
+    input_shape = shape_arg(input_shape, "input_shape", 4)
+    check_index_range(input_shape, "input_shape")
+    return input_shape
+
+
+def check_weight_shape(shape, name):
+    # dW is summed in panels of (rows + 1) x (outputs rounded up to 16) floats, int32-indexed.
+    rows, outputs = math.prod(shape[:-1]), shape[-1]
+    if 0 in shape or (rows + 1) * (-(-outputs // 16) * 16) > INDEX_LIMIT:
+        raise ValueError(f"Expected {name} with non-empty axes and at most {INDEX_LIMIT} values "
+                         f"once its last axis is padded to 16, received shape {tuple(shape)}")
+
+
+def weights_array(w, name, ndim):
+    """A conv or dense kernel (the weights) as a kernel array."""
+    w = check_array(w, name, ndim)
+    check_weight_shape(w.shape, name)
+    return as_kernel_array(w, name, ndim)
+
+
+def bias_array(bias, n, dtype):
+    return None if bias is None else as_kernel_array(bias, "bias", dtype=dtype, shape=(n,))
+
+
+def argmax_array(argmax, shape):
+    """int32 indices, one per dy entry; the backward kernels skip (and count) any that fall
+    outside the image."""
+    argmax = np.asarray(argmax)
+    if argmax.dtype != np.int32:
+        raise TypeError(f"Expected argmax of dtype int32, received dtype {argmax.dtype}")
+    if argmax.shape != tuple(shape):
+        raise ValueError(f"Expected argmax of shape {tuple(shape)}, received {argmax.shape}")
+    return np.ascontiguousarray(argmax)
+
+
+def memoized(geometry):
+    """Shape arithmetic that every batch repeats with the same arguments is worked out (and
+    validated) once per distinct arguments. The key holds the types of the arguments and of
+    their tuples' items too, because 2.0 == 2 and True == 1 must not pass as a cached int.
+    Unhashable arguments are worked out afresh; errors are never remembered."""
+    memo = {}
+
+    @functools.wraps(geometry)
+    def remembered(*args, **kwargs):
+        if kwargs:
+            return geometry(*args, **kwargs)
+        key = (args, tuple(type(v) for a in args for v in (a if type(a) is tuple else (a,))))
+        try:
+            return memo[key]
+        except KeyError:
+            if len(memo) >= 4096:  # a bound for a caller that cycles through endless shapes
+                memo.clear()
+            result = memo[key] = geometry(*args)
+            return result
+        except TypeError:  # an unhashable argument
+            return geometry(*args)
+    return remembered
+
+
+def _window_geometry(size, window, stride, padding):
+    """(output size, padding before) on one axis, with TensorFlow's rule for "same"."""
+    if padding == "valid":
+        return (size - window) // stride + 1, 0
+    out = -(-size // stride)
+    total = max((out - 1) * stride + window - size, 0)
+    return out, total // 2
+
+
+def _check_pair(value, name):
+    if not (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                    and 1 <= v <= INDEX_LIMIT for v in value)):
+        raise ValueError(f"Expected {name} to be a pair of ints in [1, {INDEX_LIMIT}], received "
+                         f"{name}={value!r}")
+
+
+@memoized
+def window_output_shape(input_hw, window, strides, padding, name="window"):
+    """((oh, ow), (pad_top, pad_left)) of a sliding window; refuses a window (called ``name`` in
+    the message), strides or padding that the kernels cannot run."""
+    _check_pair(window, name)
+    _check_pair(strides, "strides")
+    if padding not in ("valid", "same"):
+        raise ValueError(f'Expected padding "valid" or "same", received padding={padding!r}')
+    (oh, top), (ow, left) = (_window_geometry(n, k, s, padding)
+                             for n, k, s in zip(input_hw, window, strides))
+    if oh < 1 or ow < 1:
+        raise ValueError(f"Expected {name} no larger than the input with padding={padding!r}, "
+                         f"received {name}={tuple(window)} for an input of {tuple(input_hw)}: "
+                         "the feature map would shrink below one pixel")
+    return (oh, ow), (top, left)

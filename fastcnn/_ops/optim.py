@@ -1,0 +1,100 @@
+"""Optimizer updates, one kernel call per step for every weight: checked calls of ``_ext.optim``,
+and ``UpdateOperands``, the checked operands an optimizer keeps from one step to the next."""
+import numbers
+
+import numpy as np
+
+from .._ext import optim as _optim
+from .checks import as_kernel_array, in_place, out_buffer
+from .threads import effective_n_threads
+
+
+def _check_operands(params, grads, slots):
+    """(flat views of each param, its grad and its named slots, whether a grad was copied).
+    ``slots`` maps a slot name to a list aligned with params, or to None for a slot not in use.
+    Params and slots are updated in place, so they must be the exact buffers, each of its
+    param's shape and dtype."""
+    if len(grads) != len(params):
+        raise ValueError(f"Expected one gradient per param ({len(params)}), received {len(grads)}")
+    for name, values in slots.items():
+        if values is not None and len(values) != len(params):
+            raise ValueError(f"Expected one {name} entry per param ({len(params)}), received "
+                             f"{len(values)}")
+    flat, copied = [[], []] + [[] for _ in slots], False
+    for t, (param, grad) in enumerate(zip(params, grads)):
+        param = in_place(param, f"params[{t}]")
+        if not (type(grad) is np.ndarray and grad.dtype == param.dtype
+                and grad.shape == param.shape and grad.flags.c_contiguous):
+            grad = as_kernel_array(grad, f"grads[{t}]", dtype=param.dtype, shape=param.shape)
+            copied = True
+        flat[0].append(param.reshape(-1))
+        flat[1].append(grad.reshape(-1))
+        for k, (name, values) in enumerate(slots.items(), 2):
+            slot = None if values is None else values[t]
+            flat[k].append(None if slot is None else
+                           out_buffer(slot, param.shape, param.dtype, f"{name}[{t}]").reshape(-1))
+    return flat, copied
+
+
+class UpdateOperands:
+    """The checked flat views of the last step's arrays, for one owner (an optimizer).
+
+    A training loop passes the same arrays at every step, so the views are kept and reused while
+    the arrays are the same ones: checking every array is serial work repeated each step. The
+    kept views hold their arrays, so no id is reused while they are kept. A copied grad (one
+    that was not a matching C-contiguous array) is never kept: the copy of a list goes stale.
+    A copy of the owner starts with nothing kept, since kept views would point at the original's
+    arrays.
+    """
+
+    def __init__(self):
+        self._last = (None, None)  # (the ids of the arrays, their checked flat views)
+
+    def __call__(self, params, grads, **slots):
+        params, grads = list(params), list(grads)
+        key = (tuple(map(id, params)), tuple(map(id, grads)),
+               tuple((name, None if v is None else tuple(map(id, v))) for name, v in slots.items()))
+        last_key, last_flat = self._last  # one read: the views always belong to their key
+        if key == last_key:
+            return last_flat
+        flat, copied = _check_operands(params, grads, slots)
+        self._last = (None, None) if copied else (key, flat)
+        return flat
+
+    def __reduce__(self):  # copy, deepcopy and pickle: start with nothing kept
+        return UpdateOperands, ()
+
+
+def _operands(operands, params, grads, **slots):
+    """The flat operands, from ``operands`` (an UpdateOperands) or checked afresh when None."""
+    if operands is None:
+        return _check_operands(list(params), list(grads), slots)[0]
+    return operands(params, grads, **slots)
+
+
+def sgd_update(params, grads, velocities, learning_rate, momentum, nesterov, operands=None,
+               n_threads=None):
+    """One SGD step of every param (lists of arrays, velocities updated in place). ``operands``:
+    the caller's UpdateOperands, to reuse the checks of its last step."""
+    n_threads = effective_n_threads(n_threads)
+    _optim.sgd_update(*_operands(operands, params, grads, velocities=velocities), learning_rate,
+                      momentum, nesterov, n_threads)
+
+
+def adam_update(params, grads, m, v, learning_rate, beta_1, beta_2, epsilon, step,
+                weight_decay=0.0, operands=None, n_threads=None):
+    """One Adam step (AdamW's with weight_decay) of every param; m and v updated in place."""
+    n_threads = effective_n_threads(n_threads)
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or not 1 <= step < 2**63:
+        raise ValueError(f"Expected step to be an int >= 1, received step={step!r}")
+    _optim.adam_update(*_operands(operands, params, grads, m=m, v=v), learning_rate, beta_1,
+                       beta_2, epsilon, step, weight_decay, n_threads)
+
+
+def rmsprop_update(params, grads, mean_square, momentum_buffer, mean_grad, learning_rate, rho,
+                   momentum, epsilon, centered, operands=None, n_threads=None):
+    """One RMSprop step of every param; the slots in use updated in place."""
+    n_threads = effective_n_threads(n_threads)
+    _optim.rmsprop_update(*_operands(operands, params, grads, mean_square=mean_square,
+                                     momentum_buffer=momentum_buffer, mean_grad=mean_grad),
+                          learning_rate, rho, momentum, epsilon, centered, n_threads)

@@ -1,0 +1,25 @@
+"""Weight penalties: checked calls of the axpy and sum_of_squares kernels."""
+import numpy as np
+
+from .._ext import optim as _regularization
+from .checks import as_kernel_array, in_place
+from .threads import effective_n_threads
+
+SUM_CHUNK = 16384  # elements per partial sum in sum_of_squares
+
+
+def axpy(alpha, x, y, n_threads=None):
+    """y += alpha * x in place; x may be y itself."""
+    n_threads = effective_n_threads(n_threads)
+    y = in_place(y, "y")
+    x = as_kernel_array(x, "x", dtype=y.dtype, shape=y.shape)
+    _regularization.axpy(x.reshape(-1), y.reshape(-1), alpha, n_threads)
+
+
+def sum_of_squares(x, n_threads=None):
+    """sum(x**2), accumulated in float64 and the same for any thread count."""
+    n_threads = effective_n_threads(n_threads)
+    x = as_kernel_array(x, "x").reshape(-1)
+    partial = np.empty(max(1, -(-x.size // SUM_CHUNK)))
+    _regularization.sum_of_squares(x, partial, n_threads)
+    return float(partial.sum())

@@ -1,0 +1,10 @@
+"""Callbacks with Keras's hooks: History, the progress bar, and the base class for your own;
+checkpoints, early stopping, learning-rate schedules and CSV logs."""
+from .base import Callback, CallbackList, History, LambdaCallback, ProgbarLogger
+from .checkpoint import ModelCheckpoint
+from .csv_logger import CSVLogger
+from .monitor import EarlyStopping, LearningRateScheduler, ReduceLROnPlateau, TerminateOnNaN
+
+__all__ = ["CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History", "LambdaCallback",
+           "LearningRateScheduler", "ModelCheckpoint", "ProgbarLogger", "ReduceLROnPlateau",
+           "TerminateOnNaN"]
