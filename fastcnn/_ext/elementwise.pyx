@@ -3,13 +3,10 @@
 Activation kernels work on flat arrays (callers pass ``a.reshape(-1)``). Backward passes take the
 forward *output* ``y``, which is all relu, sigmoid and tanh need, so inputs need not be kept.
 """
+from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, tanh
 from libc.stdint cimport uint32_t, uint64_t
-
-ctypedef fused floating:
-    float
-    double
 
 include "_threads.pxi"
 

@@ -4,13 +4,10 @@ Cross-entropy works from the logits with a log-sum-exp, which never forms log(so
 finite for any finite input. Per-row losses are written out; the caller sums them in a fixed
 order so that the total does not depend on the thread count.
 """
+from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, fabs, log, log1p
 from libc.stdint cimport int64_t
-
-ctypedef fused floating:
-    float
-    double
 
 include "_threads.pxi"
 

@@ -9,12 +9,9 @@ which the caller derives from the shape, but never on ``n_threads``. Sums accumu
 
 ``inv_std`` is 1 / sqrt(variance + epsilon); the variance is the biased one, as in Keras.
 """
+from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
-
-ctypedef fused floating:
-    float
-    double
 
 include "_threads.pxi"
 

@@ -1,11 +1,8 @@
 """Optimizer updates applied in place to flat parameter arrays, with Keras 3's update rules."""
+from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
 from libc.stdlib cimport calloc, free, malloc
-
-ctypedef fused floating:
-    float
-    double
 
 include "_threads.pxi"
 
