@@ -10,10 +10,11 @@ import numbers
 
 import numpy as np
 
+from ._ext import activation as _activation
 from ._ext import conv as _conv
 from ._ext import dense as _dense
 from ._ext import distance as _distance
-from ._ext import elementwise as _elementwise
+from ._ext import dropout as _dropout
 from ._ext import loss as _loss
 from ._ext import normalization as _normalization
 from ._ext import optim as _optim
@@ -623,9 +624,9 @@ def remap2d_backward(dy, rows, cols, input_shape, out=None):
 
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
 _POINTWISE = {
-    "relu": (_elementwise.relu_forward, _elementwise.relu_backward),
-    "sigmoid": (_elementwise.sigmoid_forward, _elementwise.sigmoid_backward),
-    "tanh": (_elementwise.tanh_forward, _elementwise.tanh_backward),
+    "relu": (_activation.relu_forward, _activation.relu_backward),
+    "sigmoid": (_activation.sigmoid_forward, _activation.sigmoid_backward),
+    "tanh": (_activation.tanh_forward, _activation.tanh_backward),
 }
 
 
@@ -645,8 +646,8 @@ def activation_forward(name, x, out=None):
     if name == "linear":
         out[...] = x
     elif name == "softmax":
-        _elementwise.softmax_forward(x.reshape(-1, x.shape[-1]), out.reshape(-1, x.shape[-1]),
-                                     get_num_threads())
+        _activation.softmax_forward(x.reshape(-1, x.shape[-1]), out.reshape(-1, x.shape[-1]),
+                                    get_num_threads())
     else:
         _POINTWISE[name][0](x.reshape(-1), out.reshape(-1), get_num_threads())
     return out
@@ -662,8 +663,8 @@ def activation_backward(name, y, dy, out=None):
         dx[...] = dy
     elif name == "softmax":
         k = y.shape[-1]
-        _elementwise.softmax_backward(y.reshape(-1, k), dy.reshape(-1, k), dx.reshape(-1, k),
-                                      get_num_threads())
+        _activation.softmax_backward(y.reshape(-1, k), dy.reshape(-1, k), dx.reshape(-1, k),
+                                     get_num_threads())
     else:
         _POINTWISE[name][1](y.reshape(-1), dy.reshape(-1), dx.reshape(-1), get_num_threads())
     return dx
@@ -689,14 +690,14 @@ def _dropout_operands(x, name, seed, rate, out):
 def dropout_forward(x, seed, rate, out=None):
     """Zero each value with probability ``rate`` (a mask drawn from ``seed``), scale the rest."""
     x, seed, rate, out = _dropout_operands(x, "x", seed, rate, out)
-    _elementwise.dropout_forward(x, seed, rate, out.reshape(-1), get_num_threads())
+    _dropout.dropout_forward(x, seed, rate, out.reshape(-1), get_num_threads())
     return out
 
 
 def dropout_backward(dy, seed, rate, out=None):
     """The gradient through dropout_forward with the same seed and rate."""
     dy, seed, rate, dx = _dropout_operands(dy, "dy", seed, rate, out)
-    _elementwise.dropout_backward(dy, seed, rate, dx.reshape(-1), get_num_threads())
+    _dropout.dropout_backward(dy, seed, rate, dx.reshape(-1), get_num_threads())
     return dx
 
 

@@ -1,6 +1,4 @@
 """L2 regularisation: its kernels, the layer argument and config, and its place in the loss."""
-import inspect
-
 import numpy as np
 import pytest
 
@@ -9,12 +7,6 @@ from fastcnn import _reference as ref
 from fastcnn import layers, ops, regularizers
 from fastcnn._ext import optim
 from conftest import numeric_grad
-
-
-@pytest.mark.parametrize("name", ["axpy", "sum_of_squares"])
-def test_signature_matches_reference(name):
-    params = inspect.signature(getattr(optim, name)).parameters
-    assert list(params) == list(inspect.signature(getattr(ref, name)).parameters)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

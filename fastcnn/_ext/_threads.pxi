@@ -1,5 +1,6 @@
-# Included by the elementwise kernels: one rule for when threading pays off, and the run length
-# of the loops that hand a C function one run of elements per parallel step.
+# Included by the kernel modules whose loops run over elements or rows: one rule for when
+# threading pays off, and the run length of the loops that hand a C function one run of elements
+# per parallel step.
 
 cdef inline int threads_for(Py_ssize_t work, int n_threads) noexcept nogil:
     """Below ~32k elements an OpenMP fork/join costs more than the loop itself."""
