@@ -19,6 +19,7 @@ from ._ext import loss as _loss
 from ._ext import normalization as _normalization
 from ._ext import optim as _optim
 from ._ext import pool as _pool
+from ._ext import regularization as _regularization
 from ._ext import remap as _remap
 from .config import get_num_threads
 
@@ -855,14 +856,14 @@ def axpy(alpha, x, y):
     """y += alpha * x in place; x may be y itself."""
     y = _in_place(y, "y")
     x = as_kernel_array(x, "x", dtype=y.dtype, shape=y.shape)
-    _optim.axpy(x.reshape(-1), y.reshape(-1), alpha, get_num_threads())
+    _regularization.axpy(x.reshape(-1), y.reshape(-1), alpha, get_num_threads())
 
 
 def sum_of_squares(x):
     """sum(x**2), accumulated in float64 and the same for any thread count."""
     x = as_kernel_array(x, "x").reshape(-1)
     partial = np.empty(max(1, -(-x.size // SUM_CHUNK)))
-    _optim.sum_of_squares(x, partial, get_num_threads())
+    _regularization.sum_of_squares(x, partial, get_num_threads())
     return float(partial.sum())
 
 

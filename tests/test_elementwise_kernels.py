@@ -6,12 +6,12 @@ import pytest
 
 from fastcnn import _reference as ref
 from fastcnn import ops
-from fastcnn._ext import activation, dropout, loss, normalization, optim, remap
+from fastcnn._ext import activation, dropout, loss, normalization, optim, regularization, remap
 from conftest import numeric_grad
 
 POINTWISE = ["relu", "sigmoid", "tanh"]
 TOL = {np.float32: 2e-6, np.float64: 1e-13}
-TWINNED = [activation, dropout, loss, normalization, optim, remap]
+TWINNED = [activation, dropout, loss, normalization, optim, regularization, remap]
 
 
 def _kernels(module):
@@ -34,7 +34,8 @@ def test_every_kernel_has_a_twin_with_its_signature(module):
 @pytest.mark.parametrize("size", [1, 7, 100_003])
 def test_pointwise_match_reference(name, dtype, size, rng):
     x = (rng.standard_normal(size) * 4).astype(dtype)
-    forward, backward = getattr(activation, f"{name}_forward"), getattr(activation, f"{name}_backward")
+    forward = getattr(activation, f"{name}_forward")
+    backward = getattr(activation, f"{name}_backward")
     y, ref_y = np.empty_like(x), np.empty_like(x)
     forward(x, y, 2)
     getattr(ref, f"{name}_forward")(x, ref_y, 2)
@@ -51,7 +52,8 @@ def test_pointwise_gradient_finite_differences(name, rng):
     x = rng.standard_normal(50) * 2
     x[np.abs(x) < 1e-3] = 0.5  # keep relu away from its kink
     probe = rng.standard_normal(50)
-    forward, backward = getattr(activation, f"{name}_forward"), getattr(activation, f"{name}_backward")
+    forward = getattr(activation, f"{name}_forward")
+    backward = getattr(activation, f"{name}_backward")
 
     def f():
         y = np.empty_like(x)

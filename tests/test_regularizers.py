@@ -5,7 +5,7 @@ import pytest
 import fastcnn
 from fastcnn import _reference as ref
 from fastcnn import layers, ops, regularizers
-from fastcnn._ext import optim
+from fastcnn._ext import regularization
 from conftest import numeric_grad
 
 
@@ -14,7 +14,7 @@ from conftest import numeric_grad
 def test_sum_of_squares_matches_reference(dtype, size, chunks, rng):
     x = rng.standard_normal(size).astype(dtype)
     partial, ref_partial = np.empty(chunks), np.empty(chunks)
-    optim.sum_of_squares(x, partial, 2)
+    regularization.sum_of_squares(x, partial, 2)
     ref.sum_of_squares(x, ref_partial, 2)
     np.testing.assert_allclose(partial, ref_partial, rtol=1e-12)
 
@@ -37,9 +37,9 @@ def test_axpy_matches_reference(dtype, rng):
     x, y = rng.standard_normal(70_000).astype(dtype), rng.standard_normal(70_000).astype(dtype)
     expected = y.copy()
     ref.axpy(x, expected, 0.3, 2)
-    optim.axpy(x, y, 0.3, 2)
+    regularization.axpy(x, y, 0.3, 2)
     np.testing.assert_allclose(y, expected, rtol=1e-6 if dtype == np.float32 else 1e-15)
-    optim.axpy(y, y, -0.5, 2)  # x may be y: a rescaling
+    regularization.axpy(y, y, -0.5, 2)  # x may be y: a rescaling
     np.testing.assert_allclose(y, expected * 0.5, rtol=1e-6 if dtype == np.float32 else 1e-15)
 
 

@@ -35,7 +35,7 @@ cdef int _update_all(int kind, const double *h, list operands, int n_threads,
     """Runs rule `kind` over every tensor t: operands[k][t] is operand k (param, grad, then the
     slots; None for a slot not in use) of tensor t. One parallel loop takes RUN elements of any
     tensor per step: a model's weights in one call, in place of one call (and one fork/join) per
-    weight, which had cost 50 us per weight and was serial time in every training step."""
+    weight, whose overhead would be serial time in every training step."""
     cdef Py_ssize_t nt = len(operands[0]), nk = len(operands), t, k, c, i, n = 0, m, total = 0
     cdef floating *p
     cdef floating[::1] view
@@ -146,29 +146,3 @@ def rmsprop_update(list params, list grads, list mean_square, list momentum_buff
     cdef double h[5]
     h[0], h[1], h[2], h[3], h[4] = learning_rate, rho, 1 - rho, momentum, epsilon
     _dispatch(FC_RMSPROP, h, [params, grads, mean_square, momentum_buffer, mean_grad], n_threads)
-
-
-def axpy(const floating[::1] x,   # IN (may be y itself)
-         floating[::1] y,         # IN/OUT
-         double alpha, int n_threads):
-    """y += alpha x: the L2 penalty's gradient, and decoupled weight decay when x is y."""
-    cdef Py_ssize_t i, n = y.shape[0]
-    cdef floating a = alpha
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
-        y[i] += a * x[i]
-
-
-def sum_of_squares(const floating[::1] x,   # IN
-                   double[::1] partial,     # OUT one sum per chunk
-                   int n_threads):
-    """partial[c] = sum of x_i^2 over chunk c, x being cut into len(partial) runs of equal
-    length (the last may be shorter). Summing partial in order gives a total that does not
-    depend on the thread count, unlike an OpenMP reduction."""
-    cdef Py_ssize_t c, i, n = x.shape[0], chunks = partial.shape[0]
-    cdef Py_ssize_t size = (n + chunks - 1) // chunks
-    cdef double total
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
-        total = 0
-        for i in range(c * size, min(n, (c + 1) * size)):
-            total = total + <double>x[i] * x[i]
-        partial[c] = total
