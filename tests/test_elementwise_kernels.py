@@ -180,6 +180,19 @@ def test_fused_loss_matches_reference(kind, dtype, rng):
     np.testing.assert_allclose(grad.sum(axis=1), 0, atol=1e-6)  # each gradient row sums to 0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_is_the_one_the_fused_loss_uses(dtype, rng):
+    """Off the label, sparse cross-entropy's gradient at grad_scale 1 is the softmax itself."""
+    logits = (rng.standard_normal((50, 10)) * 5).astype(dtype)
+    labels = rng.integers(0, 10, 50)
+    grad, rows = np.empty_like(logits), np.empty(50, dtype)
+    loss.sparse_softmax_cross_entropy(logits, labels, grad, rows, 1.0, 1)
+    y = np.empty_like(logits)
+    activation.softmax_forward(logits, y, 1)
+    off_label = np.arange(10) != labels[:, None]
+    np.testing.assert_array_equal(y[off_label], grad[off_label])
+
+
 def test_fused_loss_is_stable_for_huge_logits():
     logits = np.array([[1e4, -1e4, 0], [-3e38, 3e38, 0]], np.float32)
     rows, grad = _ce("sparse_softmax_cross_entropy", logits, np.array([1, 1]), np.float32)

@@ -74,24 +74,14 @@ def tanh_backward(const floating[::1] y,    # IN  (n,) tanh's output
         dx[i] = dy[i] * (1 - y[i] * y[i])
 
 
-def softmax_forward(const floating[:, ::1] x__nk,   # IN  (N, K)
-                    floating[:, ::1] out__nk,       # OUT (N, K)
+def softmax_forward(const floating[:, ::1] x__nk,   # IN  (N, K), K >= 1
+                    floating[:, ::1] out__nk,       # OUT (N, K), may be x itself
                     int n_threads):
-    """Row-wise softmax, shifted by the row max so that exp never overflows."""
-    cdef Py_ssize_t n = x__nk.shape[0], k = x__nk.shape[1], i, j
-    cdef double top, total
+    """Row-wise softmax by row_softmax (activation.pxd), the one the cross-entropy kernels use."""
+    cdef Py_ssize_t n = x__nk.shape[0], k = x__nk.shape[1], i
     for i in prange(n, nogil=True, schedule="static",
                     num_threads=threads_for(n * k, n_threads)):
-        top = x__nk[i, 0]
-        for j in range(1, k):
-            if x__nk[i, j] > top:
-                top = x__nk[i, j]
-        total = 0
-        for j in range(k):
-            out__nk[i, j] = exp(x__nk[i, j] - top)
-            total = total + out__nk[i, j]
-        for j in range(k):
-            out__nk[i, j] = out__nk[i, j] / total
+        row_softmax(&x__nk[i, 0], &out__nk[i, 0], k)
 
 
 def softmax_backward(const floating[:, ::1] y__nk,    # IN  (N, K) softmax's output

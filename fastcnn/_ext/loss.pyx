@@ -9,25 +9,9 @@ from cython.parallel cimport prange
 from libc.math cimport exp, fabs, log, log1p
 from libc.stdint cimport int64_t
 
+from .activation cimport row_softmax
+
 include "_threads.pxi"
-
-
-cdef inline double row_softmax(const floating* z, floating* p, Py_ssize_t k) noexcept nogil:
-    """p = softmax(z) (p may be z); returns log(sum(exp(z))). One exp per entry: taking the
-    softmax as exp(z - logsumexp) had cost a second one, half the kernels' time."""
-    cdef double top = z[0], total = 0, v
-    cdef Py_ssize_t j
-    for j in range(1, k):
-        if z[j] > top:
-            top = z[j]
-    for j in range(k):
-        v = exp(z[j] - top)
-        p[j] = v
-        total += v
-    v = 1 / total
-    for j in range(k):
-        p[j] = p[j] * v
-    return top + log(total)
 
 
 cdef int _labels_in_range(Py_ssize_t bad, const int64_t[::1] labels, Py_ssize_t k) except -1:
