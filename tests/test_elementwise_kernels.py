@@ -67,6 +67,24 @@ def test_pointwise_gradient_finite_differences(name, rng):
     np.testing.assert_allclose(dx, numeric_grad(f, x), rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("name", POINTWISE + ["softmax"])
+def test_activations_threads_agree(name, rng):
+    """Past the threading threshold, 1 and 2 threads give bitwise the same forward and backward."""
+    x = (rng.standard_normal((5000, 10)) * 4).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    forward = getattr(activation, f"{name}_forward")
+    backward = getattr(activation, f"{name}_backward")
+    if name != "softmax":
+        x, dy = x.reshape(-1), dy.reshape(-1)
+    results = []
+    for threads in (1, 2):
+        y, dx = np.empty_like(x), np.empty_like(x)
+        forward(x, y, threads)
+        backward(y, dy, dx, threads)
+        results.append((y, dx))
+    assert all(np.array_equal(a, b) for a, b in zip(*results))
+
+
 def test_sigmoid_extremes_are_finite():
     x = np.array([-1e4, -100, 0, 100, 1e4], np.float32)
     y = np.empty_like(x)
@@ -244,11 +262,13 @@ def test_labels_out_of_range_are_refused_by_the_kernels(kind, bad, rng):
         getattr(ops, kind)(logits, huge, 1.0)
 
 
-def test_fused_loss_threads_agree(rng):
+@pytest.mark.parametrize("kind", ["softmax_cross_entropy", "sparse_softmax_cross_entropy"])
+def test_fused_loss_threads_agree(kind, rng):
     logits = rng.standard_normal((5000, 10)).astype(np.float32)
     labels = rng.integers(0, 10, 5000)
-    one = _ce("sparse_softmax_cross_entropy", logits, labels, np.float32, threads=1)
-    two = _ce("sparse_softmax_cross_entropy", logits, labels, np.float32, threads=2)
+    target = labels if kind.startswith("sparse") else np.eye(10, dtype=np.float32)[labels]
+    one = _ce(kind, logits, target, np.float32, threads=1)
+    two = _ce(kind, logits, target, np.float32, threads=2)
     assert all(np.array_equal(a, b) for a, b in zip(one, two))
 
 

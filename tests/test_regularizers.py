@@ -43,6 +43,14 @@ def test_axpy_matches_reference(dtype, rng):
     np.testing.assert_allclose(y, expected * 0.5, rtol=1e-6 if dtype == np.float32 else 1e-15)
 
 
+def test_axpy_threads_agree(rng):
+    x, y = (rng.standard_normal(70_000).astype(np.float32) for _ in range(2))
+    one, two = y.copy(), y.copy()
+    regularization.axpy(x, one, 0.3, 1)
+    regularization.axpy(x, two, 0.3, 2)
+    assert np.array_equal(one, two)
+
+
 def test_axpy_refuses_an_output_it_cannot_write_in_place():
     y = np.zeros((4, 6))[:, ::2]
     with pytest.raises(ValueError, match="C-contiguous"):

@@ -49,7 +49,8 @@ cdef int _update_all(int kind, const double *h, list operands, int n_threads,
             raise MemoryError()
         for k in range(1, nk):
             if len(operands[k]) != nt:
-                raise ValueError(f"Expected {nt} arrays of every operand, received {len(operands[k])}")
+                raise ValueError(f"Expected {nt} arrays of every operand, received "
+                                 f"{len(operands[k])}")
         for t in range(nt):
             for k in range(nk):
                 a = operands[k][t]
@@ -100,10 +101,12 @@ cdef int _dispatch(int kind, const double *h, list operands, int n_threads) exce
     return _update_all[float](kind, h, operands, n_threads, NULL)
 
 
-def sgd_update(list params, list grads, list velocities, double learning_rate, double momentum,
-               bint nesterov, int n_threads):
-    """For each flat param p with gradient g and velocity v (IN/OUT; unused when momentum == 0):
-    v = momentum v - lr g; p += v, or p += momentum v - lr g with Nesterov."""
+def sgd_update(list params,       # IN/OUT flat arrays, each (n_t,)
+               list grads,        # IN     one (n_t,) per param
+               list velocities,   # IN/OUT one (n_t,) per param; unused when momentum == 0
+               double learning_rate, double momentum, bint nesterov, int n_threads):
+    """For each param p with gradient g and velocity v: v = momentum v - lr g; p += v, or
+    p += momentum v - lr g with Nesterov (p -= lr g without momentum)."""
     if momentum == 0:
         velocities = [None] * len(params)
     elif any(v is None for v in velocities):
@@ -113,11 +116,15 @@ def sgd_update(list params, list grads, list velocities, double learning_rate, d
     _dispatch(FC_SGD, h, [params, grads, velocities], n_threads)
 
 
-def adam_update(list params, list grads, list m, list v, double learning_rate, double beta_1,
-                double beta_2, double epsilon, long step, double weight_decay, int n_threads):
-    """Adam on each flat param with its gradient and moments m, v (IN/OUT), the bias corrections
-    folded into the step size as Keras does; step counts from 1. weight_decay > 0 first shrinks
-    each param by lr * weight_decay * param (AdamW's decoupled decay)."""
+def adam_update(list params,   # IN/OUT flat arrays, each (n_t,)
+                list grads,    # IN     one (n_t,) per param
+                list m,        # IN/OUT one (n_t,) per param: the first moment
+                list v,        # IN/OUT one (n_t,) per param: the second moment
+                double learning_rate, double beta_1, double beta_2, double epsilon, long step,
+                double weight_decay, int n_threads):
+    """Adam on each param, the bias corrections folded into the step size as Keras does; step
+    counts from 1. weight_decay > 0 first shrinks each param by lr * weight_decay * param
+    (AdamW's decoupled decay)."""
     if any(a is None for a in m) or any(a is None for a in v):
         raise TypeError("Expected m and v to be arrays like param, received None")
     cdef double h[5]
@@ -126,13 +133,17 @@ def adam_update(list params, list grads, list m, list v, double learning_rate, d
     _dispatch(FC_ADAM, h, [params, grads, m, v], n_threads)
 
 
-def rmsprop_update(list params, list grads, list mean_square, list momentum_buffer,
-                   list mean_grad, double learning_rate, double rho, double momentum,
-                   double epsilon, bint centered, int n_threads):
-    """Keras's RMSprop on each flat param: ms = rho ms + (1 - rho) g^2; step = lr g /
+def rmsprop_update(list params,            # IN/OUT flat arrays, each (n_t,)
+                   list grads,             # IN     one (n_t,) per param
+                   list mean_square,       # IN/OUT one (n_t,) per param
+                   list momentum_buffer,   # IN/OUT one (n_t,) per param, or None entries
+                   list mean_grad,         # IN/OUT one (n_t,) per param, or None entries
+                   double learning_rate, double rho, double momentum, double epsilon,
+                   bint centered, int n_threads):
+    """Keras's RMSprop on each param: ms = rho ms + (1 - rho) g^2; step = lr g /
     sqrt(ms + eps), where centered subtracts mg^2 (mg = rho mg + (1 - rho) g); with momentum,
-    b = momentum b + step and p -= b, else p -= step. The slots are IN/OUT; momentum_buffer
-    is unused (may hold None) unless momentum > 0, mean_grad unless centered."""
+    b = momentum b + step and p -= b, else p -= step. momentum_buffer is unused (may hold None)
+    unless momentum > 0, mean_grad unless centered."""
     if any(a is None for a in mean_square):
         raise ValueError("rmsprop_update needs mean_square")
     if (momentum > 0 and any(a is None for a in momentum_buffer)
