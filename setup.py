@@ -16,7 +16,8 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 EXT_DIR = os.path.join("fastcnn", "_ext")
-MODULES = ["conv", "dense", "distance", "pool", "elementwise", "loss", "optim", "runtime", "normalization", "remap"]
+MODULES = ["conv", "dense", "distance", "pool", "activation", "dropout", "loss", "optim",
+           "regularization", "runtime", "normalization", "remap"]
 OPENMP_PROBE = r"""
 #include <omp.h>
 #include <stdio.h>

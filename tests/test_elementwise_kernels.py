@@ -1,14 +1,32 @@
 """Activations, softmax, dropout, the fused loss and the optimizer updates against their twins."""
+import inspect
+
 import numpy as np
 import pytest
 
 from fastcnn import _reference as ref
-from fastcnn._ext import elementwise, loss, optim
+from fastcnn._ext import activation, dropout, loss, normalization, optim, regularization, remap
 from fastcnn._ops import loss as loss_ops
 from conftest import numeric_grad
 
 POINTWISE = ["relu", "sigmoid", "tanh"]
 TOL = {np.float32: 2e-6, np.float64: 1e-13}
+TWINNED = [activation, dropout, loss, normalization, optim, regularization, remap]
+
+
+def _kernels(module):
+    return [name for name in dir(module)
+            if not name.startswith("_") and callable(getattr(module, name))]
+
+
+@pytest.mark.parametrize("module", TWINNED, ids=lambda m: m.__name__.rsplit(".", 1)[1])
+def test_every_kernel_has_a_twin_with_its_signature(module):
+    """Each function of the module has a twin of the same name and parameters in _reference."""
+    assert _kernels(module)
+    for name in _kernels(module):
+        assert hasattr(ref, name), f"{module.__name__}.{name} has no twin"
+        assert (list(inspect.signature(getattr(module, name)).parameters)
+                == list(inspect.signature(getattr(ref, name)).parameters)), name
 
 
 @pytest.mark.parametrize("name", POINTWISE)
@@ -16,7 +34,8 @@ TOL = {np.float32: 2e-6, np.float64: 1e-13}
 @pytest.mark.parametrize("size", [1, 7, 100_003])
 def test_pointwise_match_reference(name, dtype, size, rng):
     x = (rng.standard_normal(size) * 4).astype(dtype)
-    forward, backward = getattr(elementwise, f"{name}_forward"), getattr(elementwise, f"{name}_backward")
+    forward = getattr(activation, f"{name}_forward")
+    backward = getattr(activation, f"{name}_backward")
     y, ref_y = np.empty_like(x), np.empty_like(x)
     forward(x, y, 2)
     getattr(ref, f"{name}_forward")(x, ref_y, 2)
@@ -33,7 +52,8 @@ def test_pointwise_gradient_finite_differences(name, rng):
     x = rng.standard_normal(50) * 2
     x[np.abs(x) < 1e-3] = 0.5  # keep relu away from its kink
     probe = rng.standard_normal(50)
-    forward, backward = getattr(elementwise, f"{name}_forward"), getattr(elementwise, f"{name}_backward")
+    forward = getattr(activation, f"{name}_forward")
+    backward = getattr(activation, f"{name}_backward")
 
     def f():
         y = np.empty_like(x)
@@ -47,10 +67,28 @@ def test_pointwise_gradient_finite_differences(name, rng):
     np.testing.assert_allclose(dx, numeric_grad(f, x), rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("name", POINTWISE + ["softmax"])
+def test_activations_threads_agree(name, rng):
+    """Past the threading threshold, 1 and 2 threads give bitwise the same forward and backward."""
+    x = (rng.standard_normal((5000, 10)) * 4).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    forward = getattr(activation, f"{name}_forward")
+    backward = getattr(activation, f"{name}_backward")
+    if name != "softmax":
+        x, dy = x.reshape(-1), dy.reshape(-1)
+    results = []
+    for threads in (1, 2):
+        y, dx = np.empty_like(x), np.empty_like(x)
+        forward(x, y, threads)
+        backward(y, dy, dx, threads)
+        results.append((y, dx))
+    assert all(np.array_equal(a, b) for a, b in zip(*results))
+
+
 def test_sigmoid_extremes_are_finite():
     x = np.array([-1e4, -100, 0, 100, 1e4], np.float32)
     y = np.empty_like(x)
-    elementwise.sigmoid_forward(x, y, 1)
+    activation.sigmoid_forward(x, y, 1)
     assert np.all(np.isfinite(y)) and y[0] == 0 and y[-1] == 1
 
 
@@ -58,15 +96,24 @@ def test_sigmoid_extremes_are_finite():
 def test_softmax_forward_backward(dtype, rng):
     x = (rng.standard_normal((9, 10)) * 30).astype(dtype)
     y, ref_y = np.empty_like(x), np.empty_like(x)
-    elementwise.softmax_forward(x, y, 2)
+    activation.softmax_forward(x, y, 2)
     ref.softmax_forward(x, ref_y, 2)
-    np.testing.assert_allclose(y, ref_y, rtol=TOL[dtype] * 10, atol=TOL[dtype])
+    # Both compute in double: the exps differ by an ulp each, the sums of K (in other orders) by
+    # (K - 1) eps, 1 / s * e against e / s by 1.5; float32 rounds 1.5 eps32 (or half subnormals).
+    k, eps, eps64 = x.shape[1], np.finfo(dtype).eps, np.finfo(np.float64).eps
+    rtol = (k + 3) * eps64 + (1.5 * eps if dtype == np.float32 else 0)
+    np.testing.assert_allclose(y, ref_y, rtol=rtol, atol=np.finfo(dtype).smallest_subnormal)
     np.testing.assert_allclose(y.sum(axis=1), 1, rtol=1e-6)
     dy = rng.standard_normal(x.shape).astype(dtype)
     dx, ref_dx = np.empty_like(x), np.empty_like(x)
-    elementwise.softmax_backward(y, dy, dx, 2)
+    activation.softmax_backward(y, dy, dx, 2)
     ref.softmax_backward(y, dy, ref_dx, 2)
-    np.testing.assert_allclose(dx, ref_dx, rtol=1e-5, atol=1e-6)
+    # dot's K products and sums, dy - dot and the product by y each round at worst in the dtype,
+    # relative to what they combine; the results round once more (half a subnormal at least).
+    y64, dy64 = y.astype(np.float64), np.abs(dy.astype(np.float64))
+    size = y64 * (dy64 + (dy64 * y64).sum(axis=1, keepdims=True))
+    bound = (k + 2) * eps * size + eps * np.abs(ref_dx) + np.finfo(dtype).smallest_subnormal
+    assert np.all(np.abs(dx - ref_dx.astype(np.float64)) <= bound)
 
 
 def test_softmax_gradient_finite_differences(rng):
@@ -75,13 +122,13 @@ def test_softmax_gradient_finite_differences(rng):
 
     def f():
         y = np.empty_like(x)
-        elementwise.softmax_forward(x, y, 1)
+        activation.softmax_forward(x, y, 1)
         return float((y * probe).sum())
 
     y = np.empty_like(x)
-    elementwise.softmax_forward(x, y, 1)
+    activation.softmax_forward(x, y, 1)
     dx = np.empty_like(x)
-    elementwise.softmax_backward(y, probe, dx, 1)
+    activation.softmax_backward(y, probe, dx, 1)
     np.testing.assert_allclose(dx, numeric_grad(f, x), rtol=1e-6, atol=1e-9)
 
 
@@ -91,13 +138,13 @@ def test_dropout_matches_reference(rate, dtype, rng):
     x = rng.standard_normal(100_000).astype(dtype)
     seed = 2**63 + 12345  # the full uint64 range is valid
     out, ref_out = np.empty_like(x), np.empty_like(x)
-    elementwise.dropout_forward(x, seed, rate, out, 2)
+    dropout.dropout_forward(x, seed, rate, out, 2)
     ref.dropout_forward(x, seed, rate, ref_out, 2)
     np.testing.assert_allclose(out, ref_out, rtol=1e-6)
     dropped = np.count_nonzero(out == 0) / x.size
     assert abs(dropped - rate) < 0.01  # the draws are uniform
     dx, ref_dx = np.empty_like(x), np.empty_like(x)
-    elementwise.dropout_backward(x, seed, rate, dx, 2)
+    dropout.dropout_backward(x, seed, rate, dx, 2)
     ref.dropout_backward(x, seed, rate, ref_dx, 2)
     np.testing.assert_allclose(dx, ref_dx, rtol=1e-6)
     assert np.array_equal(dx == 0, out == 0)  # backward recomputes the forward's mask
@@ -106,9 +153,9 @@ def test_dropout_matches_reference(rate, dtype, rng):
 def test_dropout_masks_depend_on_seed_not_threads(rng):
     x = rng.standard_normal(100_000).astype(np.float32)
     one, two, other = (np.empty_like(x) for _ in range(3))
-    elementwise.dropout_forward(x, 7, 0.5, one, 1)
-    elementwise.dropout_forward(x, 7, 0.5, two, 2)
-    elementwise.dropout_forward(x, 8, 0.5, other, 2)
+    dropout.dropout_forward(x, 7, 0.5, one, 1)
+    dropout.dropout_forward(x, 7, 0.5, two, 2)
+    dropout.dropout_forward(x, 8, 0.5, other, 2)
     assert np.array_equal(one, two) and not np.array_equal(one, other)
 
 
@@ -133,7 +180,7 @@ def test_dropout_in_place_and_ragged_lengths(n, rng):
     x = rng.standard_normal(n).astype(np.float32)
     want = np.empty_like(x)
     ref.dropout_forward(x, 99, 0.3, want, 2)
-    elementwise.dropout_forward(x, 99, 0.3, x, 2)
+    dropout.dropout_forward(x, 99, 0.3, x, 2)
     np.testing.assert_allclose(x, want, rtol=1e-6)
 
 
@@ -158,6 +205,19 @@ def test_fused_loss_matches_reference(kind, dtype, rng):
     np.testing.assert_allclose(rows, ref_rows, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(grad.sum(axis=1), 0, atol=1e-6)  # each gradient row sums to 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_is_the_one_the_fused_loss_uses(dtype, rng):
+    """Off the label, sparse cross-entropy's gradient at grad_scale 1 is the softmax itself."""
+    logits = (rng.standard_normal((50, 10)) * 5).astype(dtype)
+    labels = rng.integers(0, 10, 50)
+    grad, rows = np.empty_like(logits), np.empty(50, dtype)
+    loss.sparse_softmax_cross_entropy(logits, labels, grad, rows, 1.0, 1)
+    y = np.empty_like(logits)
+    activation.softmax_forward(logits, y, 1)
+    off_label = np.arange(10) != labels[:, None]
+    np.testing.assert_array_equal(y[off_label], grad[off_label])
 
 
 def test_fused_loss_is_stable_for_huge_logits():
@@ -202,11 +262,13 @@ def test_labels_out_of_range_are_refused_by_the_kernels(kind, bad, rng):
         getattr(loss_ops, kind)(logits, huge, 1.0)
 
 
-def test_fused_loss_threads_agree(rng):
+@pytest.mark.parametrize("kind", ["softmax_cross_entropy", "sparse_softmax_cross_entropy"])
+def test_fused_loss_threads_agree(kind, rng):
     logits = rng.standard_normal((5000, 10)).astype(np.float32)
     labels = rng.integers(0, 10, 5000)
-    one = _ce("sparse_softmax_cross_entropy", logits, labels, np.float32, threads=1)
-    two = _ce("sparse_softmax_cross_entropy", logits, labels, np.float32, threads=2)
+    target = labels if kind.startswith("sparse") else np.eye(10, dtype=np.float32)[labels]
+    one = _ce(kind, logits, target, np.float32, threads=1)
+    two = _ce(kind, logits, target, np.float32, threads=2)
     assert all(np.array_equal(a, b) for a, b in zip(one, two))
 
 

@@ -122,7 +122,7 @@ def test_ops_accept_readonly_and_strided(rng):
 @pytest.mark.parametrize("case", CASES)
 def test_maxpool_relu_backward_equals_pool_then_relu_backward(case, rng):
     """The fused kernel is bitwise the two-pass result: relu backward after the scatter."""
-    from fastcnn._ext import elementwise
+    from fastcnn._ext import activation
     n, h, w, c, pool_size, strides, padding = case
     y = np.maximum(rng.standard_normal((n, h, w, c)), 0).astype(np.float32)  # a relu's output
     out, argmax = run_max(pool, y, pool_size, strides, padding)
@@ -131,6 +131,6 @@ def test_maxpool_relu_backward_equals_pool_then_relu_backward(case, rng):
     pool.maxpool2d_relu_backward(dy, out, argmax, fused, 2)
     ref.maxpool2d_relu_backward(dy, out, argmax, ref_fused, 2)
     pool.maxpool2d_backward(dy, argmax, two_pass, 2)
-    elementwise.relu_backward(y.reshape(-1), two_pass.reshape(-1), two_pass.reshape(-1), 1)
+    activation.relu_backward(y.reshape(-1), two_pass.reshape(-1), two_pass.reshape(-1), 1)
     np.testing.assert_array_equal(fused, two_pass)
     np.testing.assert_allclose(fused, ref_fused, rtol=1e-6, atol=1e-6)  # the twin sums in float64

@@ -4,33 +4,14 @@ Cross-entropy works from the logits with a log-sum-exp, which never forms log(so
 finite for any finite input. Per-row losses are written out; the caller sums them in a fixed
 order so that the total does not depend on the thread count.
 """
+from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport exp, fabs, log, log1p
 from libc.stdint cimport int64_t
 
-ctypedef fused floating:
-    float
-    double
+from .activation cimport row_softmax
 
 include "_threads.pxi"
-
-
-cdef inline double row_softmax(const floating* z, floating* p, Py_ssize_t k) noexcept nogil:
-    """p = softmax(z) (p may be z); returns log(sum(exp(z))). One exp per entry: taking the
-    softmax as exp(z - logsumexp) had cost a second one, half the kernels' time."""
-    cdef double top = z[0], total = 0, v
-    cdef Py_ssize_t j
-    for j in range(1, k):
-        if z[j] > top:
-            top = z[j]
-    for j in range(k):
-        v = exp(z[j] - top)
-        p[j] = v
-        total += v
-    v = 1 / total
-    for j in range(k):
-        p[j] = p[j] * v
-    return top + log(total)
 
 
 cdef int _labels_in_range(Py_ssize_t bad, const int64_t[::1] labels, Py_ssize_t k) except -1:
@@ -42,12 +23,13 @@ cdef int _labels_in_range(Py_ssize_t bad, const int64_t[::1] labels, Py_ssize_t 
     return 0
 
 
-def softmax_cross_entropy(const floating[:, ::1] logits__nk,   # IN
-                          const floating[:, ::1] target__nk,   # IN  one-hot or soft targets
-                          floating[:, ::1] grad__nk,           # OUT d loss / d logits
-                          floating[::1] loss__n,               # OUT per-row loss
+def softmax_cross_entropy(const floating[:, ::1] logits__nk,   # IN  (N, K)
+                          const floating[:, ::1] target__nk,   # IN  (N, K) one-hot or soft targets
+                          floating[:, ::1] grad__nk,           # OUT (N, K) d loss / d logits
+                          floating[::1] loss__n,               # OUT (N,) per-row loss
                           double grad_scale, int n_threads):
-    """loss_i = -sum_k t_ik log softmax(z_i)_k; grad = grad_scale * (softmax(z_i) sum_k t_ik - t_i)."""
+    """loss_i = -sum_k t_ik log softmax(z_i)_k;
+    grad = grad_scale * (softmax(z_i) sum_k t_ik - t_i)."""
     cdef Py_ssize_t n = logits__nk.shape[0], k = logits__nk.shape[1], i, j
     cdef double lse, mass, dot
     for i in prange(n, nogil=True, schedule="static",
@@ -63,10 +45,10 @@ def softmax_cross_entropy(const floating[:, ::1] logits__nk,   # IN
             grad__nk[i, j] = grad_scale * (grad__nk[i, j] * mass - target__nk[i, j])
 
 
-def sparse_softmax_cross_entropy(const floating[:, ::1] logits__nk,   # IN
-                                 const int64_t[::1] labels__n,        # IN  class indices
-                                 floating[:, ::1] grad__nk,           # OUT
-                                 floating[::1] loss__n,               # OUT
+def sparse_softmax_cross_entropy(const floating[:, ::1] logits__nk,   # IN  (N, K)
+                                 const int64_t[::1] labels__n,        # IN  (N,) class indices
+                                 floating[:, ::1] grad__nk,           # OUT (N, K)
+                                 floating[::1] loss__n,               # OUT (N,)
                                  double grad_scale, int n_threads):
     """As softmax_cross_entropy with one-hot targets given by index; raises (leaving the outputs
     unfinished) unless every label is in [0, K)."""
@@ -89,10 +71,10 @@ def sparse_softmax_cross_entropy(const floating[:, ::1] logits__nk,   # IN
 EPSILON = 1e-7  # Keras's clip for probabilities given to cross-entropy
 
 
-def mean_squared_error(const floating[:, ::1] y_pred__nk,   # IN
-                       const floating[:, ::1] target__nk,   # IN
-                       floating[:, ::1] grad__nk,           # OUT d loss / d y_pred
-                       floating[::1] loss__n,               # OUT per-row loss
+def mean_squared_error(const floating[:, ::1] y_pred__nk,   # IN  (N, K)
+                       const floating[:, ::1] target__nk,   # IN  (N, K)
+                       floating[:, ::1] grad__nk,           # OUT (N, K) d loss / d y_pred
+                       floating[::1] loss__n,               # OUT (N,) per-row loss
                        double grad_scale, int n_threads):
     """loss_i = mean_k (p_ik - t_ik)^2; grad = grad_scale * 2 (p_i - t_i) / K."""
     cdef Py_ssize_t n = y_pred__nk.shape[0], k = y_pred__nk.shape[1], i, j
@@ -107,10 +89,10 @@ def mean_squared_error(const floating[:, ::1] y_pred__nk,   # IN
         loss__n[i] = total / k
 
 
-def binary_crossentropy(const floating[:, ::1] y_pred__nk,   # IN  probabilities
-                        const floating[:, ::1] target__nk,   # IN
-                        floating[:, ::1] grad__nk,           # OUT
-                        floating[::1] loss__n,               # OUT
+def binary_crossentropy(const floating[:, ::1] y_pred__nk,   # IN  (N, K) probabilities
+                        const floating[:, ::1] target__nk,   # IN  (N, K)
+                        floating[:, ::1] grad__nk,           # OUT (N, K)
+                        floating[::1] loss__n,               # OUT (N,)
                         double grad_scale, int n_threads):
     """Keras's formula on probabilities clipped to [EPSILON, 1 - EPSILON]:
     loss_i = -mean_k (t log p + (1 - t) log(1 - p)). As through TensorFlow's clip, the gradient
@@ -133,10 +115,10 @@ def binary_crossentropy(const floating[:, ::1] y_pred__nk,   # IN  probabilities
         loss__n[i] = total / k
 
 
-def sigmoid_binary_crossentropy(const floating[:, ::1] logits__nk,   # IN
-                                const floating[:, ::1] target__nk,   # IN
-                                floating[:, ::1] grad__nk,           # OUT d loss / d logits
-                                floating[::1] loss__n,               # OUT
+def sigmoid_binary_crossentropy(const floating[:, ::1] logits__nk,   # IN  (N, K)
+                                const floating[:, ::1] target__nk,   # IN  (N, K)
+                                floating[:, ::1] grad__nk,           # OUT (N, K) d loss / d logits
+                                floating[::1] loss__n,               # OUT (N,)
                                 double grad_scale, int n_threads):
     """Binary cross-entropy of sigmoid(z), from the logits z in TensorFlow's stable form
     max(z, 0) - z t + log1p(exp(-|z|)), averaged over the row;
@@ -155,10 +137,10 @@ def sigmoid_binary_crossentropy(const floating[:, ::1] logits__nk,   # IN
         loss__n[i] = total / k
 
 
-def categorical_hinge(const floating[:, ::1] y_pred__nk,   # IN
-                      const floating[:, ::1] target__nk,   # IN  one-hot
-                      floating[:, ::1] grad__nk,           # OUT
-                      floating[::1] loss__n,               # OUT
+def categorical_hinge(const floating[:, ::1] y_pred__nk,   # IN  (N, K)
+                      const floating[:, ::1] target__nk,   # IN  (N, K) one-hot
+                      floating[:, ::1] grad__nk,           # OUT (N, K)
+                      floating[::1] loss__n,               # OUT (N,)
                       double grad_scale, int n_threads):
     """Keras's categorical hinge: loss_i = max(0, neg - pos + 1) with pos = sum_k t_k p_k and
     neg = max_k (1 - t_k) p_k. The gradient is taken where the loss is positive and goes to the
@@ -184,10 +166,10 @@ def categorical_hinge(const floating[:, ::1] y_pred__nk,   # IN
             grad__nk[i, top] += grad_scale * (1 - target__nk[i, top])
 
 
-def multiclass_hinge(const floating[:, ::1] scores__nk,   # IN
-                     const int64_t[::1] labels__n,        # IN  class indices
-                     floating[:, ::1] grad__nk,           # OUT
-                     floating[::1] loss__n,               # OUT
+def multiclass_hinge(const floating[:, ::1] scores__nk,   # IN  (N, K)
+                     const int64_t[::1] labels__n,        # IN  (N,) class indices
+                     floating[:, ::1] grad__nk,           # OUT (N, K)
+                     floating[::1] loss__n,               # OUT (N,)
                      double grad_scale, int n_threads):
     """The multiclass SVM loss: loss_i = sum_{j != y_i} max(0, s_ij - s_iy + 1). A margin of
     exactly zero contributes no gradient. Raises as sparse_softmax_cross_entropy does."""

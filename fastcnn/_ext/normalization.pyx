@@ -9,12 +9,9 @@ which the caller derives from the shape, but never on ``n_threads``. Sums accumu
 
 ``inv_std`` is 1 / sqrt(variance + epsilon); the variance is the biased one, as in Keras.
 """
+from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
-
-ctypedef fused floating:
-    float
-    double
 
 include "_threads.pxi"
 
@@ -43,19 +40,20 @@ cdef double _fold(double[:, :, ::1] partial__k2c, int slot, Py_ssize_t channel) 
 
 cdef void _normalize(const floating[:, ::1] x__mc, const floating[::1] center,
                      const floating[::1] inv_std, const floating[::1] gamma,
-                     const floating[::1] beta, floating[:, ::1] y__mc, int n_threads) noexcept nogil:
+                     const floating[::1] beta, floating[:, ::1] y__mc,
+                     int n_threads) noexcept nogil:
     cdef Py_ssize_t m = x__mc.shape[0], c = x__mc.shape[1], r, j
     for r in prange(m, schedule="static", num_threads=threads_for(m * c, n_threads)):
         for j in range(c):
             y__mc[r, j] = (x__mc[r, j] - center[j]) * inv_std[j] * gamma[j] + beta[j]
 
 
-def batchnorm_forward_training(const floating[:, ::1] x__mc,        # IN
+def batchnorm_forward_training(const floating[:, ::1] x__mc,        # IN  (M, C)
                                const floating[::1] gamma,           # IN  (C,)
                                const floating[::1] beta,            # IN  (C,)
                                floating[::1] moving_mean,           # IN/OUT (C,)
                                floating[::1] moving_var,            # IN/OUT (C,)
-                               floating[:, ::1] y__mc,              # OUT
+                               floating[:, ::1] y__mc,              # OUT (M, C)
                                floating[::1] mean,                  # OUT (C,) batch mean
                                floating[::1] inv_std,               # OUT (C,)
                                double[:, :, ::1] partial__k2c,      # OUT scratch (K, 2, C)
@@ -100,12 +98,12 @@ def batchnorm_forward_training(const floating[:, ::1] x__mc,        # IN
         _normalize(x__mc, mean, inv_std, gamma, beta, y__mc, n_threads)
 
 
-def batchnorm_forward_inference(const floating[:, ::1] x__mc,        # IN
+def batchnorm_forward_inference(const floating[:, ::1] x__mc,        # IN  (M, C)
                                 const floating[::1] gamma,           # IN  (C,)
                                 const floating[::1] beta,            # IN  (C,)
                                 const floating[::1] moving_mean,     # IN  (C,)
                                 const floating[::1] moving_var,      # IN  (C,)
-                                floating[:, ::1] y__mc,              # OUT
+                                floating[:, ::1] y__mc,              # OUT (M, C)
                                 floating[::1] inv_std,               # OUT (C,)
                                 double epsilon, int n_threads):
     """y = (x - moving_mean) * inv_std * gamma + beta, inv_std from the moving variance."""
@@ -118,12 +116,12 @@ def batchnorm_forward_inference(const floating[:, ::1] x__mc,        # IN
         _normalize(x__mc, moving_mean, inv_std, gamma, beta, y__mc, n_threads)
 
 
-def batchnorm_backward(const floating[:, ::1] x__mc,        # IN
-                       const floating[:, ::1] dy__mc,       # IN
+def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
+                       const floating[:, ::1] dy__mc,       # IN  (M, C)
                        const floating[::1] gamma,           # IN  (C,)
                        const floating[::1] mean,            # IN  (C,) the forward's centre
                        const floating[::1] inv_std,         # IN  (C,) the forward's inv_std
-                       floating[:, ::1] dx__mc,             # OUT, or None to skip it
+                       floating[:, ::1] dx__mc,             # OUT (M, C), or None to skip it
                        floating[::1] dgamma,                # OUT (C,)
                        floating[::1] dbeta,                 # OUT (C,)
                        double[:, :, ::1] partial__k2c,      # OUT scratch (K, 2, C)

@@ -1,11 +1,8 @@
 """Optimizer updates applied in place to flat parameter arrays, with Keras 3's update rules."""
+from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
 from libc.stdlib cimport calloc, free, malloc
-
-ctypedef fused floating:
-    float
-    double
 
 include "_threads.pxi"
 
@@ -38,7 +35,7 @@ cdef int _update_all(int kind, const double *h, list operands, int n_threads,
     """Runs rule `kind` over every tensor t: operands[k][t] is operand k (param, grad, then the
     slots; None for a slot not in use) of tensor t. One parallel loop takes RUN elements of any
     tensor per step: a model's weights in one call, in place of one call (and one fork/join) per
-    weight, which had cost 50 us per weight and was serial time in every training step."""
+    weight, whose overhead would be serial time in every training step."""
     cdef Py_ssize_t nt = len(operands[0]), nk = len(operands), t, k, c, i, n = 0, m, total = 0
     cdef floating *p
     cdef floating[::1] view
@@ -52,7 +49,8 @@ cdef int _update_all(int kind, const double *h, list operands, int n_threads,
             raise MemoryError()
         for k in range(1, nk):
             if len(operands[k]) != nt:
-                raise ValueError(f"Expected {nt} arrays of every operand, received {len(operands[k])}")
+                raise ValueError(f"Expected {nt} arrays of every operand, received "
+                                 f"{len(operands[k])}")
         for t in range(nt):
             for k in range(nk):
                 a = operands[k][t]
@@ -103,10 +101,12 @@ cdef int _dispatch(int kind, const double *h, list operands, int n_threads) exce
     return _update_all[float](kind, h, operands, n_threads, NULL)
 
 
-def sgd_update(list params, list grads, list velocities, double learning_rate, double momentum,
-               bint nesterov, int n_threads):
-    """For each flat param p with gradient g and velocity v (IN/OUT; unused when momentum == 0):
-    v = momentum v - lr g; p += v, or p += momentum v - lr g with Nesterov."""
+def sgd_update(list params,       # IN/OUT flat arrays, each (n_t,)
+               list grads,        # IN     one (n_t,) per param
+               list velocities,   # IN/OUT one (n_t,) per param; unused when momentum == 0
+               double learning_rate, double momentum, bint nesterov, int n_threads):
+    """For each param p with gradient g and velocity v: v = momentum v - lr g; p += v, or
+    p += momentum v - lr g with Nesterov (p -= lr g without momentum)."""
     if momentum == 0:
         velocities = [None] * len(params)
     elif any(v is None for v in velocities):
@@ -116,11 +116,15 @@ def sgd_update(list params, list grads, list velocities, double learning_rate, d
     _dispatch(FC_SGD, h, [params, grads, velocities], n_threads)
 
 
-def adam_update(list params, list grads, list m, list v, double learning_rate, double beta_1,
-                double beta_2, double epsilon, long step, double weight_decay, int n_threads):
-    """Adam on each flat param with its gradient and moments m, v (IN/OUT), the bias corrections
-    folded into the step size as Keras does; step counts from 1. weight_decay > 0 first shrinks
-    each param by lr * weight_decay * param (AdamW's decoupled decay)."""
+def adam_update(list params,   # IN/OUT flat arrays, each (n_t,)
+                list grads,    # IN     one (n_t,) per param
+                list m,        # IN/OUT one (n_t,) per param: the first moment
+                list v,        # IN/OUT one (n_t,) per param: the second moment
+                double learning_rate, double beta_1, double beta_2, double epsilon, long step,
+                double weight_decay, int n_threads):
+    """Adam on each param, the bias corrections folded into the step size as Keras does; step
+    counts from 1. weight_decay > 0 first shrinks each param by lr * weight_decay * param
+    (AdamW's decoupled decay)."""
     if any(a is None for a in m) or any(a is None for a in v):
         raise TypeError("Expected m and v to be arrays like param, received None")
     cdef double h[5]
@@ -129,13 +133,17 @@ def adam_update(list params, list grads, list m, list v, double learning_rate, d
     _dispatch(FC_ADAM, h, [params, grads, m, v], n_threads)
 
 
-def rmsprop_update(list params, list grads, list mean_square, list momentum_buffer,
-                   list mean_grad, double learning_rate, double rho, double momentum,
-                   double epsilon, bint centered, int n_threads):
-    """Keras's RMSprop on each flat param: ms = rho ms + (1 - rho) g^2; step = lr g /
+def rmsprop_update(list params,            # IN/OUT flat arrays, each (n_t,)
+                   list grads,             # IN     one (n_t,) per param
+                   list mean_square,       # IN/OUT one (n_t,) per param
+                   list momentum_buffer,   # IN/OUT one (n_t,) per param, or None entries
+                   list mean_grad,         # IN/OUT one (n_t,) per param, or None entries
+                   double learning_rate, double rho, double momentum, double epsilon,
+                   bint centered, int n_threads):
+    """Keras's RMSprop on each param: ms = rho ms + (1 - rho) g^2; step = lr g /
     sqrt(ms + eps), where centered subtracts mg^2 (mg = rho mg + (1 - rho) g); with momentum,
-    b = momentum b + step and p -= b, else p -= step. The slots are IN/OUT; momentum_buffer
-    is unused (may hold None) unless momentum > 0, mean_grad unless centered."""
+    b = momentum b + step and p -= b, else p -= step. momentum_buffer is unused (may hold None)
+    unless momentum > 0, mean_grad unless centered."""
     if any(a is None for a in mean_square):
         raise ValueError("rmsprop_update needs mean_square")
     if (momentum > 0 and any(a is None for a in momentum_buffer)
@@ -149,29 +157,3 @@ def rmsprop_update(list params, list grads, list mean_square, list momentum_buff
     cdef double h[5]
     h[0], h[1], h[2], h[3], h[4] = learning_rate, rho, 1 - rho, momentum, epsilon
     _dispatch(FC_RMSPROP, h, [params, grads, mean_square, momentum_buffer, mean_grad], n_threads)
-
-
-def axpy(const floating[::1] x,   # IN (may be y itself)
-         floating[::1] y,         # IN/OUT
-         double alpha, int n_threads):
-    """y += alpha x: the L2 penalty's gradient, and decoupled weight decay when x is y."""
-    cdef Py_ssize_t i, n = y.shape[0]
-    cdef floating a = alpha
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
-        y[i] += a * x[i]
-
-
-def sum_of_squares(const floating[::1] x,   # IN
-                   double[::1] partial,     # OUT one sum per chunk
-                   int n_threads):
-    """partial[c] = sum of x_i^2 over chunk c, x being cut into len(partial) runs of equal
-    length (the last may be shorter). Summing partial in order gives a total that does not
-    depend on the thread count, unlike an OpenMP reduction."""
-    cdef Py_ssize_t c, i, n = x.shape[0], chunks = partial.shape[0]
-    cdef Py_ssize_t size = (n + chunks - 1) // chunks
-    cdef double total
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
-        total = 0
-        for i in range(c * size, min(n, (c + 1) * size)):
-            total = total + <double>x[i] * x[i]
-        partial[c] = total

@@ -8,12 +8,9 @@ images, so no two threads write one element and results do not depend on ``n_thr
 
 The index maps may be strided, so a map shared by every image can be a broadcast view.
 """
+from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memset
-
-ctypedef fused floating:
-    float
-    double
 
 include "_threads.pxi"
 

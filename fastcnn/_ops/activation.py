@@ -1,6 +1,6 @@
 """Activations, forward beside backward: checked calls of the relu, sigmoid, tanh and softmax
 kernels."""
-from .._ext import elementwise as _activation
+from .._ext import activation as _activation
 from .checks import as_kernel_array, out_buffer
 from .threads import effective_n_threads
 

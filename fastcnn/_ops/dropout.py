@@ -2,7 +2,7 @@
 the fused conv + pool step takes too."""
 import numbers
 
-from .._ext import elementwise as _dropout
+from .._ext import dropout as _dropout
 from .checks import as_kernel_array, out_buffer
 from .threads import effective_n_threads
 

@@ -1,7 +1,7 @@
 """Weight penalties: checked calls of the axpy and sum_of_squares kernels."""
 import numpy as np
 
-from .._ext import optim as _regularization
+from .._ext import regularization as _regularization
 from .checks import as_kernel_array, in_place
 from .threads import effective_n_threads
 

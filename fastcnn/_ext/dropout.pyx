@@ -1,0 +1,51 @@
+"""Dropout, forward beside backward, over the C core in dropout.h.
+
+The mask is a function of (seed, element index) only, so the same seed gives the same mask for
+any thread count, and the backward pass recomputes the forward's mask rather than storing it.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdint cimport uint32_t, uint64_t
+
+include "_threads.pxi"
+
+
+cdef extern from "dropout.h" nogil:
+    uint32_t fc_dropout_threshold(double rate)
+    void fc_dropout_array_f32(const float *x, float *out, Py_ssize_t n, uint64_t first,
+                              uint64_t seed, uint32_t threshold, float scale)
+    void fc_dropout_array_f64(const double *x, double *out, Py_ssize_t n, uint64_t first,
+                              uint64_t seed, uint32_t threshold, double scale)
+
+
+cdef void dropout_apply(const floating[::1] x, uint64_t seed, double rate, floating[::1] out,
+                        int n_threads) noexcept nogil:
+    """out = x kept or zeroed by the mask of (seed, rate), RUN elements per parallel step."""
+    cdef Py_ssize_t c, i, n = x.shape[0]
+    cdef floating scale = 1.0 / (1.0 - rate)
+    cdef uint32_t threshold = fc_dropout_threshold(rate)
+    for c in prange(runs_of(n), schedule="static", num_threads=threads_for(n, n_threads)):
+        i = c * RUN
+        if floating is float:
+            fc_dropout_array_f32(&x[i], &out[i], min(RUN, n - i), i, seed, threshold, scale)
+        else:
+            fc_dropout_array_f64(&x[i], &out[i], min(RUN, n - i), i, seed, threshold, scale)
+
+
+def dropout_forward(const floating[::1] x,   # IN  (n,)
+                    uint64_t seed, double rate,
+                    floating[::1] out,       # OUT (n,), may be x itself
+                    int n_threads):
+    """Keep each x[i] with probability 1 - rate, scaled by 1 / (1 - rate) so that the
+    expectation is unchanged; the rest become 0."""
+    with nogil:
+        dropout_apply(x, seed, rate, out, n_threads)
+
+
+def dropout_backward(const floating[::1] dy,   # IN  (n,)
+                     uint64_t seed, double rate,
+                     floating[::1] dx,         # OUT (n,), may be dy itself
+                     int n_threads):
+    """The gradient through dropout_forward with the same seed and rate: the same mask."""
+    with nogil:
+        dropout_apply(dy, seed, rate, dx, n_threads)

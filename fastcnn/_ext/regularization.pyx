@@ -1,0 +1,32 @@
+"""The L2 regulariser's kernels on flat arrays: the penalty's gradient (and decoupled weight decay)
+as y += alpha x, and the penalty itself as chunked sums of squares."""
+from cython cimport floating
+from cython.parallel cimport prange
+
+include "_threads.pxi"
+
+
+def axpy(const floating[::1] x,   # IN  (n,), may be y itself
+         floating[::1] y,         # IN/OUT (n,)
+         double alpha, int n_threads):
+    """y += alpha x: the L2 penalty's gradient, and decoupled weight decay when x is y."""
+    cdef Py_ssize_t i, n = y.shape[0]
+    cdef floating a = alpha
+    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
+        y[i] += a * x[i]
+
+
+def sum_of_squares(const floating[::1] x,   # IN  (n,)
+                   double[::1] partial,     # OUT (chunks,) one sum per chunk
+                   int n_threads):
+    """partial[c] = sum of x_i^2 over chunk c, x being cut into len(partial) runs of equal
+    length (the last may be shorter). Summing partial in order gives a total that does not
+    depend on the thread count, unlike an OpenMP reduction."""
+    cdef Py_ssize_t c, i, n = x.shape[0], chunks = partial.shape[0]
+    cdef Py_ssize_t size = (n + chunks - 1) // chunks
+    cdef double total
+    for c in prange(chunks, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
+        total = 0
+        for i in range(c * size, min(n, (c + 1) * size)):
+            total = total + <double>x[i] * x[i]
+        partial[c] = total
