@@ -6,7 +6,9 @@ and returns the learning rate for the next one, as in Keras.
 import math
 import numbers
 
-from .serialization import Configurable, serialize  # serialize: Keras's schedules.serialize
+from .serialization import Configurable, serialize
+
+__all__ = ["LearningRateSchedule", "ExponentialDecay", "serialize", "deserialize"]
 
 
 class LearningRateSchedule(Configurable):

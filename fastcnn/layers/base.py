@@ -109,6 +109,12 @@ class Layer(Configurable):
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    def _check_image_input(self, input_shape):
+        """Refuse inputs that are not one image, (height, width, channels), per sample."""
+        if len(input_shape) != 3:
+            raise ValueError(f"{type(self).__name__} {self.name!r} expects inputs of shape "
+                             f"(height, width, channels), received {input_shape}")
+
     def add_weight(self, name, shape, initializer, trainable=True):
         from .. import initializers
         value = initializers.initialize(initializer, shape)

@@ -1,8 +1,6 @@
 """Conv2D: NHWC inputs, HWIO kernel, bias and relu fused into the forward kernel."""
-import numbers
-
 from .._ops import conv
-from .._ops.checks import window_output_shape
+from .._ops.checks import positive_int, window_output_shape
 from .base import normalize_padding, normalize_tuple
 from .kernel import KernelLayer
 
@@ -12,9 +10,7 @@ class Conv2D(KernelLayer):
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(filters, bool) or not isinstance(filters, numbers.Integral) or filters < 1:
-            raise ValueError(f"Expected filters to be an int > 0, received filters={filters!r}")
-        self.filters = int(filters)
+        self.filters = positive_int(filters, "filters")
         self.kernel_size = normalize_tuple(kernel_size, "kernel_size")
         self.strides = normalize_tuple(strides, "strides")
         self.padding = normalize_padding(padding)
@@ -22,9 +18,7 @@ class Conv2D(KernelLayer):
                                kernel_regularizer)
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"Conv2D {self.name!r} expects inputs of shape (height, width, channels), "
-                             f"received {input_shape}")
+        self._check_image_input(input_shape)
         (oh, ow), _ = window_output_shape(input_shape[:2], self.kernel_size, self.strides,
                                               self.padding, "kernel_size")
         return (oh, ow, self.filters)

@@ -4,6 +4,7 @@ import numbers
 import numpy as np
 
 from .._ops import dense, dropout
+from .._ops.checks import positive_int
 from .base import Layer, RandomTransformLayer
 from .kernel import KernelLayer
 
@@ -14,9 +15,7 @@ class Dense(KernelLayer):
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
-            raise ValueError(f"Expected units to be an int > 0, received units={units!r}")
-        self.units = int(units)
+        self.units = positive_int(units, "units")
         self._init_kernel_args(activation, use_bias, kernel_initializer, bias_initializer,
                                kernel_regularizer)
 

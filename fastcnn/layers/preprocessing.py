@@ -44,9 +44,7 @@ class _RandomRemap(RandomTransformLayer):
     fill_value = 0.0  # what pixels that the map leaves uncovered get; flips cover every pixel
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"{type(self).__name__} {self.name!r} expects inputs of shape "
-                             f"(height, width, channels), received {input_shape}")
+        self._check_image_input(input_shape)
         return input_shape
 
     def _draw_maps(self, n, h, w):
