@@ -1,14 +1,11 @@
 # Included by the modules that run conv_simd.h's kernels (conv, dense): the declarations they
-# share, the SIMD path, scratch allocation and the zero gradients of an empty batch. The header's
-# state is static, so each module holds its own copy: each detects the SIMD path at import, and
-# tests cap each module's path on its own.
+# share, the SIMD path (cpu.pxi), scratch allocation and the zero gradients of an empty batch.
 cdef extern from "stdlib.h" nogil:
     int posix_memalign(void **memptr, size_t alignment, size_t size)
 
+include "cpu.pxi"
+
 cdef extern from "conv_simd.h" nogil:
-    int fcnn_simd_init()
-    int fcnn_simd_level()
-    int fcnn_simd_set(int level)
     int fcnn_panel_bytes_set(int bytes)
     ctypedef struct fcnn_geom:
         int h, w, ci, kh, kw, co, oh, ow, sh, sw, pt, pl
@@ -22,22 +19,6 @@ cdef extern from "conv_simd.h" nogil:
     void fcnn_dw_image(int level, const fcnn_geom *g, const float *x, const float *dy,
                        float *dw, float *db, float *scratch)
     void fcnn_sum_parts(const float *parts, int nparts, size_t step, int n, float *out)
-
-_PATHS = ("scalar", "avx2", "avx512")
-
-fcnn_simd_init()
-
-
-def simd_path():
-    """The float32 code path in use: "avx512", "avx2" or "scalar"."""
-    return _PATHS[fcnn_simd_level()]
-
-
-def _set_simd_path(name):
-    """Caps the float32 path (for tests of the lower paths); returns the path now in use."""
-    fcnn_simd_set(_PATHS.index(name))
-    return simd_path()
-
 
 def _set_panel_bytes(n):
     """Bounds the weight-panel bytes of one forward sweep (for tests of the K slicing); returns

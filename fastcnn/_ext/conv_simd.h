@@ -23,50 +23,26 @@
 #include <unistd.h>
 #endif
 
-enum { FCNN_SCALAR = 0, FCNN_AVX2 = 1, FCNN_AVX512 = 2 };
-
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define FCNN_X86 1
-#else
-#define FCNN_X86 0
-#endif
-#if FCNN_X86
-#include <immintrin.h>
-#endif
+#include "cpu.h"
 
 static int fcnn_min(int a, int b) { return a < b ? a : b; }
 static int fcnn_round16(int n) { return (n + 15) & ~15; }
 static int fcnn_imax(int a, int b) { return a > b ? a : b; }
 
-static int fcnn_detected = FCNN_SCALAR;
-static int fcnn_level = FCNN_SCALAR;
-
 /* The most weight-panel bytes one sweep of the forward tiles reads: half the L1 data cache, so the
  * panel slice stays there beside the windows and outputs. A whole panel (conv 32 -> 32: 37 KB of
- * a 48 KB L1) was evicted by them tile after tile and streamed from L2 instead: splitting K into
- * slices of half the L1 ran the MNIST and VGG convolutions 1.2-1.5x faster on a busy host. */
+ * a 48 KB L1) was evicted by them tile after tile and streamed from L2 instead. Set at load from
+ * the C library's L1 size where it knows it. */
 static int fcnn_panel_bytes = 16384;
 
-/* Called once at module import, before any parallel region reads fcnn_level. */
-static int fcnn_simd_init(void)
+__attribute__((constructor)) static void fcnn_panel_init(void)
 {
-#if FCNN_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
-        fcnn_detected = FCNN_AVX512;
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        fcnn_detected = FCNN_AVX2;
-#endif
-    fcnn_level = fcnn_detected;
 #ifdef _SC_LEVEL1_DCACHE_SIZE
     const long l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE); /* glibc; 0 or -1 where unknown */
     if (l1 >= 8192 && l1 <= (1L << 24))
         fcnn_panel_bytes = (int)(l1 / 2);
 #endif
-    return fcnn_level;
 }
-
-static int fcnn_simd_level(void) { return fcnn_level; }
 
 /* Lets tests cut K into slices of any size; returns the previous bound. */
 static int fcnn_panel_bytes_set(int bytes)
@@ -74,13 +50,6 @@ static int fcnn_panel_bytes_set(int bytes)
     const int old = fcnn_panel_bytes;
     fcnn_panel_bytes = fcnn_imax(bytes, 1);
     return old;
-}
-
-/* Lets tests run the lower paths; never goes above what the CPU supports. */
-static int fcnn_simd_set(int level)
-{
-    fcnn_level = level < fcnn_detected ? level : fcnn_detected;
-    return fcnn_level;
 }
 
 /* Output channels per packed panel block for a matrix with cols columns: on AVX-512 up to the
@@ -214,19 +183,19 @@ typedef struct {
 /* The three compilations. Tile heights keep P*NV accumulators + NV panel vectors + a broadcast
  * within the register file: 32 zmm of 16 floats, 16 ymm of 8, 16 xmm of 4. */
 #if FCNN_X86
-__attribute__((target("avx512f,avx512dq,fma"))) static void fcnn_tiles_avx512(const fcnn_tile_job *jb)
+FCNN_TARGET_AVX512 static void fcnn_tiles_avx512(const fcnn_tile_job *jb)
 {
     fcnn_tile_core_w16(64, 8, 12, 8, 6, jb);
 }
-__attribute__((target("avx512f,avx512dq,fma"))) static void fcnn_dw_avx512(const fcnn_dw_job *jb)
+FCNN_TARGET_AVX512 static void fcnn_dw_avx512(const fcnn_dw_job *jb)
 {
     fcnn_dw_core_w16(64, 8, 12, 8, 6, jb);
 }
-__attribute__((target("avx2,fma"))) static void fcnn_tiles_avx2(const fcnn_tile_job *jb)
+FCNN_TARGET_AVX2 static void fcnn_tiles_avx2(const fcnn_tile_job *jb)
 {
     fcnn_tile_core_w8(16, 12, 6, 1, 1, jb);
 }
-__attribute__((target("avx2,fma"))) static void fcnn_dw_avx2(const fcnn_dw_job *jb)
+FCNN_TARGET_AVX2 static void fcnn_dw_avx2(const fcnn_dw_job *jb)
 {
     fcnn_dw_core_w8(16, 12, 6, 1, 1, jb);
 }
@@ -234,25 +203,9 @@ __attribute__((target("avx2,fma"))) static void fcnn_dw_avx2(const fcnn_dw_job *
 static void fcnn_tiles_scalar(const fcnn_tile_job *jb) { fcnn_tile_core_w4(16, 12, 6, 4, 2, jb); }
 static void fcnn_dw_scalar(const fcnn_dw_job *jb) { fcnn_dw_core_w4(16, 12, 6, 4, 2, jb); }
 
-static void fcnn_tiles(int level, const fcnn_tile_job *jb)
-{
-#if FCNN_X86
-    if (level == FCNN_AVX512) { fcnn_tiles_avx512(jb); return; }
-    if (level == FCNN_AVX2) { fcnn_tiles_avx2(jb); return; }
-#endif
-    (void)level;
-    fcnn_tiles_scalar(jb);
-}
+static void fcnn_tiles(int level, const fcnn_tile_job *jb) { FCNN_DISPATCH(level, fcnn_tiles, jb); }
 
-static void fcnn_dw(int level, const fcnn_dw_job *jb)
-{
-#if FCNN_X86
-    if (level == FCNN_AVX512) { fcnn_dw_avx512(jb); return; }
-    if (level == FCNN_AVX2) { fcnn_dw_avx2(jb); return; }
-#endif
-    (void)level;
-    fcnn_dw_scalar(jb);
-}
+static void fcnn_dw(int level, const fcnn_dw_job *jb) { FCNN_DISPATCH(level, fcnn_dw, jb); }
 
 /* ---- per-image passes ---------------------------------------------------------------------- */
 
@@ -546,14 +499,14 @@ FCNN_INLINE int fcnn_unpool_core(const fcnn_pool_geom *p, const float *dy, const
  * and pooling went from 16.7 to 11.5 us an image forward, and 14.8 to 9.2 backward. Same results
  * as fcnn_maxpool_core and fcnn_unpool_core: strict > keeps the first maximum of a tie (and a NaN
  * never replaces it). */
-__attribute__((target("avx512f,avx512dq,fma"))) static inline __mmask16 fcnn_lanes16(int left)
+FCNN_TARGET_AVX512 static inline __mmask16 fcnn_lanes16(int left)
 {
     return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
 }
 
 /* The window's cells sit at fixed offsets from its first one in z, so the loops keep each cell's
  * offset broadcast in a register and track which offset won, not its absolute index. */
-__attribute__((target("avx512f,avx512dq,fma"))) FCNN_INLINE void
+FCNN_TARGET_AVX512 FCNN_INLINE void
 fcnn_cell_offsets16(const int KH, const int KW, int zw, int co, int *off, __m512i *voff)
 {
     for (int k = 0; k < KH * KW; k++) {
@@ -562,7 +515,7 @@ fcnn_cell_offsets16(const int KH, const int KW, int zw, int co, int *off, __m512
     }
 }
 
-__attribute__((target("avx512f,avx512dq,fma"))) FCNN_INLINE void
+FCNN_TARGET_AVX512 FCNN_INLINE void
 fcnn_maxpool_win16(const int KH, const int KW, const fcnn_pool_geom *p, const float *z, int zw,
                    int co, float *out, int *am)
 {
@@ -596,14 +549,14 @@ fcnn_maxpool_win16(const int KH, const int KW, const fcnn_pool_geom *p, const fl
         }
 }
 
-__attribute__((target("avx512f,avx512dq,fma"))) static void
+FCNN_TARGET_AVX512 static void
 fcnn_maxpool_avx512(const fcnn_pool_geom *p, const float *z, int zw, int co, float *out, int *am)
 {
     FCNN_BY_WINDOW(fcnn_maxpool_win16, p, z, zw, co, out, am);
 }
 
 /* Windows that tile z only; the others (overlapping or gapped) take fcnn_unpool_core's scatter. */
-__attribute__((target("avx512f,avx512dq,fma"))) FCNN_INLINE int
+FCNN_TARGET_AVX512 FCNN_INLINE int
 fcnn_unpool_win16(const int KH, const int KW, const fcnn_pool_geom *p, const float *dy,
                   const float *pooled, const int *am, int zw, int co, int relu, float *dz)
 {
@@ -639,7 +592,7 @@ fcnn_unpool_win16(const int KH, const int KW, const fcnn_pool_geom *p, const flo
     return bad;
 }
 
-__attribute__((target("avx512f,avx512dq,fma"))) static int
+FCNN_TARGET_AVX512 static int
 fcnn_unpool_avx512(const fcnn_pool_geom *p, const float *dy, const float *pooled, const int *am,
                    int zw, int co, int relu, float *dz)
 {
@@ -648,12 +601,12 @@ fcnn_unpool_avx512(const fcnn_pool_geom *p, const float *dy, const float *pooled
     return FCNN_BY_WINDOW(fcnn_unpool_win16, p, dy, pooled, am, zw, co, relu, dz);
 }
 
-__attribute__((target("avx2,fma"))) static void
+FCNN_TARGET_AVX2 static void
 fcnn_maxpool_avx2(const fcnn_pool_geom *p, const float *z, int zw, int co, float *out, int *am)
 {
     fcnn_maxpool_core(p, z, zw, co, out, am);
 }
-__attribute__((target("avx2,fma"))) static int
+FCNN_TARGET_AVX2 static int
 fcnn_unpool_avx2(const fcnn_pool_geom *p, const float *dy, const float *pooled, const int *am,
                  int zw, int co, int relu, float *dz)
 {
@@ -661,27 +614,28 @@ fcnn_unpool_avx2(const fcnn_pool_geom *p, const float *dy, const float *pooled, 
 }
 #endif
 
+static void fcnn_maxpool_scalar(const fcnn_pool_geom *p, const float *z, int zw, int co,
+                                float *out, int *am)
+{
+    fcnn_maxpool_core(p, z, zw, co, out, am);
+}
+static int fcnn_unpool_scalar(const fcnn_pool_geom *p, const float *dy, const float *pooled,
+                              const int *am, int zw, int co, int relu, float *dz)
+{
+    return fcnn_unpool_core(p, dy, pooled, am, zw, co, relu, dz);
+}
+
 static void fcnn_maxpool_image(int level, const fcnn_pool_geom *p, const float *z, int zw, int co,
                                float *out, int *argmax)
 {
-#if FCNN_X86
-    if (level == FCNN_AVX512) { fcnn_maxpool_avx512(p, z, zw, co, out, argmax); return; }
-    if (level == FCNN_AVX2) { fcnn_maxpool_avx2(p, z, zw, co, out, argmax); return; }
-#endif
-    (void)level;
-    fcnn_maxpool_core(p, z, zw, co, out, argmax);
+    FCNN_DISPATCH(level, fcnn_maxpool, p, z, zw, co, out, argmax);
 }
 
 static int fcnn_unpool_image(int level, const fcnn_pool_geom *p, const float *dy,
                              const float *pooled, const int *argmax, int zw, int co, int relu,
                              float *dz)
 {
-#if FCNN_X86
-    if (level == FCNN_AVX512) return fcnn_unpool_avx512(p, dy, pooled, argmax, zw, co, relu, dz);
-    if (level == FCNN_AVX2) return fcnn_unpool_avx2(p, dy, pooled, argmax, zw, co, relu, dz);
-#endif
-    (void)level;
-    return fcnn_unpool_core(p, dy, pooled, argmax, zw, co, relu, dz);
+    return FCNN_DISPATCH(level, fcnn_unpool, p, dy, pooled, argmax, zw, co, relu, dz);
 }
 
 /* dx[i] = 0 where y[i] <= 0: the backward of the relu whose output y was this conv's input. The

@@ -68,14 +68,14 @@ enum { FCNN_NARROW_FWD, FCNN_NARROW_DX, FCNN_NARROW_DW };
 
 /* One pass over rows [a, b) (forward, dX) or over inputs [a, b), multiples of 16 (dW). */
 #if FCNN_X86
-__attribute__((target("avx512f,avx512dq,fma"))) static void
+FCNN_TARGET_AVX512 static void
 fcnn_narrow_avx512(int pass, const fcnn_narrow_job *jb, int a, int b)
 {
     if (pass == FCNN_NARROW_FWD) FCNN_NARROW_CASES(jb->o, FCNN_FWD16)
     else if (pass == FCNN_NARROW_DX) FCNN_NARROW_CASES(jb->o, FCNN_DX16)
     else FCNN_NARROW_CASES(jb->o, FCNN_DW16)
 }
-__attribute__((target("avx2,fma"))) static void
+FCNN_TARGET_AVX2 static void
 fcnn_narrow_avx2(int pass, const fcnn_narrow_job *jb, int a, int b)
 {
     if (pass == FCNN_NARROW_FWD) FCNN_NARROW_CASES(jb->o, FCNN_FWD8)
@@ -92,12 +92,7 @@ static void fcnn_narrow_scalar(int pass, const fcnn_narrow_job *jb, int a, int b
 
 static void fcnn_narrow_pass(int level, int pass, const fcnn_narrow_job *jb, int a, int b)
 {
-#if FCNN_X86
-    if (level == FCNN_AVX512) { fcnn_narrow_avx512(pass, jb, a, b); return; }
-    if (level == FCNN_AVX2) { fcnn_narrow_avx2(pass, jb, a, b); return; }
-#endif
-    (void)level;
-    fcnn_narrow_scalar(pass, jb, a, b);
+    FCNN_DISPATCH(level, fcnn_narrow, pass, jb, a, b);
 }
 
 /* Columns [i0, i1) of wt (O, kp): wt[c, i] = w[i, c] (w is (k, o)), zero past k and for c >= o.
