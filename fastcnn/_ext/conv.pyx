@@ -4,7 +4,7 @@ Layouts: activations NHWC, weights HWIO ``(kh, kw, c_in, c_out)``. ``pad_top``/`
 given; the output's spatial shape fixes the rest, and cells a window reaches outside the input
 count as zeros. Every ``# OUT`` buffer is overwritten in place; nothing is returned.
 
-float32 runs the register-tiled SIMD kernels of ``conv_simd.h`` (AVX-512, AVX2 or the baseline
+float32 runs the register-tiled SIMD kernels of ``conv_passes.h`` (AVX-512, AVX2 or the baseline
 ISA, chosen at import). float64 runs plain loops; it exists for finite-difference gradient checks.
 
 Results do not depend on ``n_threads``: images are independent in forward and dX, and dW sums
@@ -20,22 +20,26 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
-include "_simd.pxi"
+include "cpu.pxi"
+include "scratch.pxi"
+include "conv_passes.pxi"
 
-cdef extern from "conv_simd.h" nogil:
+cdef extern from "conv_passes.h" nogil:
     size_t fcnn_canvas_size(const fcnn_geom *g)
     size_t fcnn_dx_packed_size(int level, const fcnn_geom *g)
     void fcnn_pack_dx(int level, const float *w, const fcnn_geom *g, float *dst)
     size_t fcnn_dx_scratch_size(const fcnn_geom *g)
     void fcnn_dx_image(int level, const fcnn_geom *g, const float *wt, const float *dy,
                        float *dx, float *scratch)
+    void fcnn_relu_mask(const float *y, float *dx, size_t n)
+
+cdef extern from "maxpool.h" nogil:
     ctypedef struct fcnn_pool_geom:
         int ph, pw, kh, kw, sh, sw
     int fcnn_pooled_rows(const fcnn_pool_geom *p)
     int fcnn_pooled_cols(const fcnn_pool_geom *p)
     void fcnn_maxpool_image(int level, const fcnn_pool_geom *p, const float *z, int zw, int co,
                             float *out, int *argmax)
-    void fcnn_relu_mask(const float *y, float *dx, size_t n)
     int fcnn_unpool_image(int level, const fcnn_pool_geom *p, const float *dy, const float *pooled,
                           const int *argmax, int zw, int co, int relu, float *dz)
 

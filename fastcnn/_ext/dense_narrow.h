@@ -14,7 +14,9 @@
 #ifndef FASTCNN_DENSE_NARROW_H
 #define FASTCNN_DENSE_NARROW_H
 
-#include "conv_simd.h"
+#include "cpu.h"
+#include "pack.h"
+#include "vectors.h"
 
 /* At 15-16 outputs the general kernels fill their 16 lanes, and two rows' accumulators here would
  * no longer fit 32 registers: measured slower (forward 1.6x, dW 1.5x). */
