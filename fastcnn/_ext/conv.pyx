@@ -12,7 +12,7 @@ fixed chunks of images separately (``_dw_chunks``), then adds the chunk sums in 
 
 Threads take images (and chunks) one at a time ("dynamic"), not in fixed halves: on a shared
 host one core often runs slower than the other for seconds at a time (bench/scaling.py's probe),
-and fixed halves leave the faster core waiting. A training step at 2 threads ran 5.5% faster.
+and fixed halves leave the faster core waiting.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
@@ -77,8 +77,7 @@ cdef Py_ssize_t _dw_chunks(Py_ssize_t n, Py_ssize_t *starts) noexcept nogil:
 
     Chunks hold DW_CHUNK images, then shrink to a third of the images left, down to one. Threads
     take them in order, so the last ones taken are small and the threads finish close together:
-    with 16 equal chunks of conv2 (0.75 ms each at 2 threads), a core running behind left the
-    other one waiting up to a whole chunk. The split depends on n alone."""
+    with equal chunks, a core running behind left the other one waiting up to a whole chunk. The split depends on n alone."""
     cdef Py_ssize_t c = 0, i = 0
     while i < n:
         starts[c] = i

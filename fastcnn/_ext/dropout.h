@@ -1,19 +1,18 @@
 /* Dropout's keep-or-zero step, without a branch or an int-to-float conversion per element.
  *
- * Element j of a mask is kept when a 16-bit draw reaches ceil(rate * 2^16). The draws come from
- * a counter-based hash, which needs no buffer of random numbers, parallelises freely and gives
- * the same mask for any thread count. Each 32-bit hash serves two elements: in each block of 32
- * elements, hash m = (j / 32) * 16 + j % 16 gives its low half to element j and its high half
- * to element j + 16, so sixteen hashes in one AVX-512 register cover 32 elements. (One hash per
- * element, with a 24-bit draw, was most of the cost of a dropout fused into a conv step: 0.3 ms
- * of an MNIST training step at 2 threads.) 16 bits put the keep probability within 2^-16 of
- * 1 - rate. The hash is two rounds of a 32-bit integer mixer over the low half of m, keyed by
- * splitmix64(seed, high half of m): 32-bit multiplies vectorise sixteen to an AVX-512 register,
- * where a 64-bit hash (vpmullq, eight to a register and three times the cost) took 1.1 ns an
- * element. The keep flag is a random bit, so a branch on it mispredicts half the time, and
- * converting it to a float multiplier costs a partial-register stall per element; and-ing the
- * bits of the scaled value with an all-ones/all-zeros mask costs neither. Dropped values are
- * exactly 0.
+ * Element j of a mask is kept when a 16-bit draw reaches ceil(rate * 2^16). The draws come from a
+ * counter-based hash, which needs no buffer of random numbers, parallelises freely and gives the
+ * same mask for any thread count. Each 32-bit hash serves two elements: in each block of 32
+ * elements, hash m = (j / 32) * 16 + j % 16 gives its low half to element j and its high half to
+ * element j + 16, so sixteen hashes in one AVX-512 register cover 32 elements. (A hash per
+ * element, with a 24-bit draw, would be most of the cost of a dropout fused into a conv step.) 16
+ * bits put the keep probability within 2^-16 of 1 - rate. The hash is two rounds of a 32-bit
+ * integer mixer over the low half of m, keyed by splitmix64(seed, high half of m): 32-bit
+ * multiplies vectorise sixteen to an AVX-512 register, where a 64-bit hash needs vpmullq, eight to
+ * a register and three times the cost. The keep flag is a random bit, so a branch on it
+ * mispredicts half the time, and converting it to a float multiplier costs a partial-register
+ * stall per element; and-ing the bits of the scaled value with an all-ones/all-zeros mask costs
+ * neither. Dropped values are exactly 0.
  */
 #ifndef FASTCNN_DROPOUT_H
 #define FASTCNN_DROPOUT_H

@@ -32,8 +32,8 @@ static int fcnn_pool_tiles(const fcnn_pool_geom *p) { return p->sh == p->kh && p
 #define FCNN_IOTA8 ((fcnn_vi8){0, 1, 2, 3, 4, 5, 6, 7})
 
 /* f(KH, KW, p, ...), with the window size as constants for 2x2 pools, nearly every net's: GCC
- * then unrolls the window loops, whose setup per 8 channels otherwise cost more than the compares
- * (7 us an image, not 2). */
+ * then unrolls the window loops, whose setup per 8 channels otherwise costs more than the
+ * compares. */
 #define FCNN_BY_WINDOW(f, p, ...)                                                                  \
     ((p)->kh == 2 && (p)->kw == 2 ? f(2, 2, (p), __VA_ARGS__) : f((p)->kh, (p)->kw, (p), __VA_ARGS__))
 
@@ -147,8 +147,7 @@ FCNN_INLINE int fcnn_unpool_core(const fcnn_pool_geom *p, const float *dy, const
 #if FCNN_X86
 /* AVX-512 has compares into mask registers and masked loads and stores, so these do sixteen
  * channels a step, channel tails included, and choose with one masked move instead of and/or
- * blends. On conv1 of the MNIST net (26x26x32 -> 13x13x32, 128 images, 1 thread) the fused conv
- * and pooling went from 16.7 to 11.5 us an image forward, and 14.8 to 9.2 backward. Same results
+ * blends. Same results
  * as fcnn_maxpool_core and fcnn_unpool_core: strict > keeps the first maximum of a tie (and a NaN
  * never replaces it). */
 FCNN_TARGET_AVX512 static inline __mmask16 fcnn_lanes16(int left)

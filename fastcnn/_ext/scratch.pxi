@@ -14,7 +14,7 @@ def _zero_gradients(*gradients):
 cdef float *_alloc(size_t n) except NULL:
     """Scratch for a kernel call, taken outside its parallel region; the caller frees it (free).
     Aligned to a cache line: malloc's 16-byte alignment split every 64-byte vector load of the
-    packed weights across two lines, which cost up to 1.5x in the dense and conv loops."""
+    packed weights across two lines."""
     cdef void *p = NULL
     if posix_memalign(&p, 64, (n if n > 0 else 1) * sizeof(float)) != 0:
         raise MemoryError()
