@@ -35,11 +35,11 @@ cdef extern from "conv_passes.h" nogil:
 
 cdef extern from "maxpool.h" nogil:
     ctypedef struct fcnn_pool_geom:
-        int ph, pw, kh, kw, sh, sw
+        int ph, pw, kh, kw, sh, sw, h, pt, pl
     int fcnn_pooled_rows(const fcnn_pool_geom *p)
     int fcnn_pooled_cols(const fcnn_pool_geom *p)
-    void fcnn_maxpool_image(int level, const fcnn_pool_geom *p, const float *z, int zw, int co,
-                            float *out, int *argmax)
+    void fcnn_maxpool_rows_f32(int level, const fcnn_pool_geom *p, const float *z, int zw, int co,
+                               int i0, int i1, float *out, int *argmax)
     int fcnn_unpool_image(int level, const fcnn_pool_geom *p, const float *dy, const float *pooled,
                           const int *argmax, int zw, int co, int relu, float *dz)
 
@@ -175,7 +175,8 @@ cdef fcnn_geom _conv_pool_geom(const Py_ssize_t *xs, const Py_ssize_t *ws, const
         raise ValueError(f"invalid pooling: window {(pool_h, pool_w)}, strides "
                          f"{(pool_stride_h, pool_stride_w)}, pooled output {[ps[k] for k in range(4)]}")
     pool.ph, pool.pw, pool.kh, pool.kw = ps[1], ps[2], pool_h, pool_w
-    pool.sh, pool.sw = pool_stride_h, pool_stride_w
+    pool.sh, pool.sw, pool.pt, pool.pl = pool_stride_h, pool_stride_w, 0, 0
+    pool.h = fcnn_pooled_rows(pool)
     cdef Py_ssize_t zs[4]
     zs[0], zs[1], zs[2], zs[3] = ps[0], fcnn_pooled_rows(pool), fcnn_pooled_cols(pool), ps[3]
     return _geom(xs, ws, zs, stride_h, stride_w, pad_top, pad_left)
@@ -302,8 +303,8 @@ cdef int _forward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w,
                 fcnn_forward_image(level, g, buf, bp, relu, px + i * sx, po + i * so, canvas)
             else:
                 fcnn_forward_image(level, g, buf, bp, relu, px + i * sx, z, canvas)
-                fcnn_maxpool_image(level, pool, z, g.ow, g.co, po + i * so,
-                                   NULL if argmax == NULL else argmax + i * so)
+                fcnn_maxpool_rows_f32(level, pool, z, g.ow, g.co, 0, pool.ph, po + i * so,
+                                      NULL if argmax == NULL else argmax + i * so)
                 if drop != NULL and drop.threshold != 0:
                     fc_dropout_array_f32(po + i * so, po + i * so, so, i * so, drop.seed,
                                          drop.threshold, drop.scale)
