@@ -97,7 +97,7 @@ enum { FCNN_DROPOUT_SPAN = 256 };
  * SIMD level (ATTR its target) as name_<level>. */
 #define FCNN_DROPOUT_ARRAY(ATTR, name, type, fn)                                                  \
     ATTR static void name(const type *x, type *out, ptrdiff_t n, uint64_t first,                  \
-                               uint64_t seed, uint32_t threshold, type scale)                     \
+                          uint64_t seed, uint32_t threshold, type scale)                          \
     {                                                                                             \
         uint32_t draw[FCNN_DROPOUT_SPAN];                                                         \
         for (ptrdiff_t i = 0; i < n;) {                                                           \

@@ -14,7 +14,7 @@
 #define FCNN_OPTIM_RULES(ATTR, T, SUFFIX, SQRT)                                                   \
     /* v = mu v - lr g; p += v, or p += mu v - lr g with Nesterov; p -= lr g without momentum. */ \
     ATTR static void fcnn_sgd_##SUFFIX(T *p, const T *g, T *vel, ptrdiff_t n, T lr, T mu,         \
-                                          int nesterov)                                           \
+                                       int nesterov)                                              \
     {                                                                                             \
         if (mu == 0) {                                                                            \
             for (ptrdiff_t i = 0; i < n; i++)                                                     \
@@ -36,7 +36,7 @@
      * b2 = 1 - beta_2 and alpha folds in the bias corrections; first p += decay p (AdamW's       \
      * decoupled decay, decay = -lr * weight_decay) unless decay is 0, for an inf p stays inf. */  \
     ATTR static void fcnn_adam_##SUFFIX(T *p, const T *g, T *m, T *v, ptrdiff_t n, T alpha,       \
-                                           T b1, T b2, T eps, T decay)                            \
+                                        T b1, T b2, T eps, T decay)                               \
     {                                                                                             \
         for (ptrdiff_t i = 0; i < n; i++) {                                                       \
             if (decay != 0)                                                                       \
@@ -51,7 +51,7 @@
      * subtracts mg^2 (mg = r mg + b g); with buf (momentum), buf = mu buf + step, p -= buf;    \
      * else p -= step. */                                                                         \
     ATTR static void fcnn_rmsprop_##SUFFIX(T *p, const T *g, T *ms, T *buf, T *mg,                \
-                                              ptrdiff_t n, T lr, T r, T b, T mu, T eps)           \
+                                           ptrdiff_t n, T lr, T r, T b, T mu, T eps)              \
     {                                                                                             \
         for (ptrdiff_t i = 0; i < n; i++) {                                                       \
             T gi = g[i], denominator, step;                                                       \
@@ -76,7 +76,7 @@
      * operands are op[0] (param), op[1] (grad) and the slots after (NULL where not in use), with \
      * the rule's hyper-parameters h in the order of its function's arguments. */                 \
     ATTR static void fcnn_update_run_##SUFFIX(int kind, const double *h, T **op, ptrdiff_t i,     \
-                                       ptrdiff_t n)                                               \
+                                              ptrdiff_t n)                                        \
     {                                                                                             \
         T *at[FC_MAX_OPERANDS];                                                                   \
         for (int k = 0; k < FC_MAX_OPERANDS; k++)                                                 \
@@ -85,10 +85,10 @@
             fcnn_sgd_##SUFFIX(at[0], at[1], at[2], n, (T)h[0], (T)h[1], (int)h[2]);               \
         else if (kind == FC_ADAM)                                                                 \
             fcnn_adam_##SUFFIX(at[0], at[1], at[2], at[3], n, (T)h[0], (T)h[1], (T)h[2], (T)h[3], \
-                             (T)h[4]);                                                            \
+                               (T)h[4]);                                                          \
         else                                                                                      \
             fcnn_rmsprop_##SUFFIX(at[0], at[1], at[2], at[3], at[4], n, (T)h[0], (T)h[1], (T)h[2], \
-                                (T)h[3], (T)h[4]);                                                \
+                                  (T)h[3], (T)h[4]);                                              \
     }
 
 enum { FC_SGD = 0, FC_ADAM = 1, FC_RMSPROP = 2, FC_MAX_OPERANDS = 5 };
