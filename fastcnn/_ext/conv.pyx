@@ -44,9 +44,9 @@ cdef extern from "maxpool.h" nogil:
                           const int *argmax, int zw, int co, int relu, float *dz)
 
 cdef extern from "dropout.h" nogil:
-    uint32_t fc_dropout_threshold(double rate)
-    void fc_dropout_array_f32(const float *x, float *out, Py_ssize_t n, uint64_t first,
-                              uint64_t seed, uint32_t threshold, float scale)
+    uint32_t fcnn_dropout_threshold(double rate)
+    void fcnn_dropout_array_f32(const float *x, float *out, Py_ssize_t n, uint64_t first,
+                                uint64_t seed, uint32_t threshold, float scale)
 
 
 cdef struct _dropout:
@@ -62,7 +62,7 @@ cdef _dropout _dropout_of(uint64_t seed, double rate) except *:
     cdef _dropout d
     if not 0 <= rate < 1:
         raise ValueError(f"dropout rate must be in [0, 1), received {rate}")
-    d.seed, d.threshold, d.scale = seed, fc_dropout_threshold(rate), 1.0 / (1.0 - rate)
+    d.seed, d.threshold, d.scale = seed, fcnn_dropout_threshold(rate), 1.0 / (1.0 - rate)
     return d
 
 
@@ -306,8 +306,8 @@ cdef int _forward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w,
                 fcnn_maxpool_rows_f32(level, pool, z, g.ow, g.co, 0, pool.ph, po + i * so,
                                       NULL if argmax == NULL else argmax + i * so)
                 if drop != NULL and drop.threshold != 0:
-                    fc_dropout_array_f32(po + i * so, po + i * so, so, i * so, drop.seed,
-                                         drop.threshold, drop.scale)
+                    fcnn_dropout_array_f32(po + i * so, po + i * so, so, i * so, drop.seed,
+                                           drop.threshold, drop.scale)
     free(buf)
     return 0
 
@@ -377,8 +377,8 @@ cdef Py_ssize_t _backward_f32(const float[:, :, :, ::1] x, const float[:, :, :, 
                 for i in range(starts[c], starts[c + 1]):
                     d = pdy + i * sdy
                     if masked:
-                        fc_dropout_array_f32(d, dm, sdy, i * sdy, drop.seed, drop.threshold,
-                                             drop.scale)
+                        fcnn_dropout_array_f32(d, dm, sdy, i * sdy, drop.seed, drop.threshold,
+                                               drop.scale)
                         d = dm
                     if pool != NULL:
                         pi = pooled + i * sdy if pooled != NULL else NULL

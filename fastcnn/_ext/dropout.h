@@ -57,7 +57,7 @@ static inline uint32_t fcnn_dropout_half(uint32_t h, uint64_t j)
     return j & 16 ? h >> 16 : h & 0xFFFF;
 }
 
-static inline uint32_t fc_dropout_threshold(double rate)
+static inline uint32_t fcnn_dropout_threshold(double rate)
 {
     return (uint32_t)ceil(rate * 65536.0);
 }
@@ -138,14 +138,14 @@ FCNN_DROPOUT_LEVEL(FCNN_TARGET_V4, avx512)
 FCNN_DROPOUT_LEVEL(FCNN_TARGET_AVX2_NOFMA, avx2)
 #endif
 
-static void fc_dropout_array_f32(const float *x, float *out, ptrdiff_t n, uint64_t first,
-                                 uint64_t seed, uint32_t threshold, float scale)
+static void fcnn_dropout_array_f32(const float *x, float *out, ptrdiff_t n, uint64_t first,
+                                   uint64_t seed, uint32_t threshold, float scale)
 {
     FCNN_DISPATCH(fcnn_level, fcnn_dropout_array_f32, x, out, n, first, seed, threshold, scale);
 }
 
-static void fc_dropout_array_f64(const double *x, double *out, ptrdiff_t n, uint64_t first,
-                                 uint64_t seed, uint32_t threshold, double scale)
+static void fcnn_dropout_array_f64(const double *x, double *out, ptrdiff_t n, uint64_t first,
+                                   uint64_t seed, uint32_t threshold, double scale)
 {
     FCNN_DISPATCH(fcnn_level, fcnn_dropout_array_f64, x, out, n, first, seed, threshold, scale);
 }

@@ -8,14 +8,15 @@ from cython.parallel cimport prange
 from libc.stdint cimport uint32_t, uint64_t
 
 include "_threads.pxi"
+include "cpu.pxi"
 
 
 cdef extern from "dropout.h" nogil:
-    uint32_t fc_dropout_threshold(double rate)
-    void fc_dropout_array_f32(const float *x, float *out, Py_ssize_t n, uint64_t first,
-                              uint64_t seed, uint32_t threshold, float scale)
-    void fc_dropout_array_f64(const double *x, double *out, Py_ssize_t n, uint64_t first,
-                              uint64_t seed, uint32_t threshold, double scale)
+    uint32_t fcnn_dropout_threshold(double rate)
+    void fcnn_dropout_array_f32(const float *x, float *out, Py_ssize_t n, uint64_t first,
+                                uint64_t seed, uint32_t threshold, float scale)
+    void fcnn_dropout_array_f64(const double *x, double *out, Py_ssize_t n, uint64_t first,
+                                uint64_t seed, uint32_t threshold, double scale)
 
 
 cdef void dropout_apply(const floating[::1] x, uint64_t seed, double rate, floating[::1] out,
@@ -23,13 +24,13 @@ cdef void dropout_apply(const floating[::1] x, uint64_t seed, double rate, float
     """out = x kept or zeroed by the mask of (seed, rate), RUN elements per parallel step."""
     cdef Py_ssize_t c, i, n = x.shape[0]
     cdef floating scale = 1.0 / (1.0 - rate)
-    cdef uint32_t threshold = fc_dropout_threshold(rate)
+    cdef uint32_t threshold = fcnn_dropout_threshold(rate)
     for c in prange(runs_of(n), schedule="static", num_threads=threads_for(n, n_threads)):
         i = c * RUN
         if floating is float:
-            fc_dropout_array_f32(&x[i], &out[i], min(RUN, n - i), i, seed, threshold, scale)
+            fcnn_dropout_array_f32(&x[i], &out[i], min(RUN, n - i), i, seed, threshold, scale)
         else:
-            fc_dropout_array_f64(&x[i], &out[i], min(RUN, n - i), i, seed, threshold, scale)
+            fcnn_dropout_array_f64(&x[i], &out[i], min(RUN, n - i), i, seed, threshold, scale)
 
 
 def dropout_forward(const floating[::1] x,   # IN  (n,)

@@ -34,7 +34,7 @@
                                                                                                   \
     /* m += b1 (g - m); v += b2 (g^2 - v); p -= alpha m / (sqrt(v) + eps), where b1 = 1 - beta_1, \
      * b2 = 1 - beta_2 and alpha folds in the bias corrections; first p += decay p (AdamW's       \
-     * decoupled decay, decay = -lr * weight_decay) unless decay is 0, for an inf p stays inf. */  \
+     * decoupled decay, decay = -lr * weight_decay) unless decay is 0, for an inf p stays inf. */ \
     ATTR static void fcnn_adam_##SUFFIX(T *p, const T *g, T *m, T *v, ptrdiff_t n, T alpha,       \
                                         T b1, T b2, T eps, T decay)                               \
     {                                                                                             \
@@ -48,7 +48,7 @@
     }                                                                                             \
                                                                                                   \
     /* ms = r ms + b g^2 (b = 1 - r); step = lr g / sqrt(ms + eps), where centered (mg non-NULL)  \
-     * subtracts mg^2 (mg = r mg + b g); with buf (momentum), buf = mu buf + step, p -= buf;    \
+     * subtracts mg^2 (mg = r mg + b g); with buf (momentum), buf = mu buf + step, p -= buf;      \
      * else p -= step. */                                                                         \
     ATTR static void fcnn_rmsprop_##SUFFIX(T *p, const T *g, T *ms, T *buf, T *mg,                \
                                            ptrdiff_t n, T lr, T r, T b, T mu, T eps)              \
@@ -72,18 +72,18 @@
         }                                                                                         \
     }                                                                                             \
                                                                                                   \
-    /* Rule `kind` (FC_SGD, FC_ADAM, FC_RMSPROP) on elements i .. i+n of one tensor whose         \
+    /* Rule `kind` (FCNN_SGD, FCNN_ADAM, FCNN_RMSPROP) on elements i .. i+n of one tensor whose   \
      * operands are op[0] (param), op[1] (grad) and the slots after (NULL where not in use), with \
      * the rule's hyper-parameters h in the order of its function's arguments. */                 \
     ATTR static void fcnn_update_run_##SUFFIX(int kind, const double *h, T **op, ptrdiff_t i,     \
                                               ptrdiff_t n)                                        \
     {                                                                                             \
-        T *at[FC_MAX_OPERANDS];                                                                   \
-        for (int k = 0; k < FC_MAX_OPERANDS; k++)                                                 \
+        T *at[FCNN_MAX_OPERANDS];                                                                 \
+        for (int k = 0; k < FCNN_MAX_OPERANDS; k++)                                               \
             at[k] = op[k] ? op[k] + i : NULL;                                                     \
-        if (kind == FC_SGD)                                                                       \
+        if (kind == FCNN_SGD)                                                                     \
             fcnn_sgd_##SUFFIX(at[0], at[1], at[2], n, (T)h[0], (T)h[1], (int)h[2]);               \
-        else if (kind == FC_ADAM)                                                                 \
+        else if (kind == FCNN_ADAM)                                                               \
             fcnn_adam_##SUFFIX(at[0], at[1], at[2], at[3], n, (T)h[0], (T)h[1], (T)h[2], (T)h[3], \
                                (T)h[4]);                                                          \
         else                                                                                      \
@@ -91,7 +91,7 @@
                                   (T)h[3], (T)h[4]);                                              \
     }
 
-enum { FC_SGD = 0, FC_ADAM = 1, FC_RMSPROP = 2, FC_MAX_OPERANDS = 5 };
+enum { FCNN_SGD = 0, FCNN_ADAM = 1, FCNN_RMSPROP = 2, FCNN_MAX_OPERANDS = 5 };
 
 #define FCNN_OPTIM_LEVEL(ATTR, LEVEL)                                                             \
     FCNN_OPTIM_RULES(ATTR, float, f32_##LEVEL, sqrtf)                                             \
@@ -103,12 +103,12 @@ FCNN_OPTIM_LEVEL(FCNN_TARGET_V4, avx512)
 FCNN_OPTIM_LEVEL(FCNN_TARGET_AVX2_NOFMA, avx2)
 #endif
 
-static void fc_update_run_f32(int kind, const double *h, float **op, ptrdiff_t i, ptrdiff_t n)
+static void fcnn_update_run_f32(int kind, const double *h, float **op, ptrdiff_t i, ptrdiff_t n)
 {
     FCNN_DISPATCH(fcnn_level, fcnn_update_run_f32, kind, h, op, i, n);
 }
 
-static void fc_update_run_f64(int kind, const double *h, double **op, ptrdiff_t i, ptrdiff_t n)
+static void fcnn_update_run_f64(int kind, const double *h, double **op, ptrdiff_t i, ptrdiff_t n)
 {
     FCNN_DISPATCH(fcnn_level, fcnn_update_run_f64, kind, h, op, i, n);
 }

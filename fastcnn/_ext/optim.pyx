@@ -5,16 +5,17 @@ from libc.math cimport sqrt
 from libc.stdlib cimport calloc, free, malloc
 
 include "_threads.pxi"
+include "cpu.pxi"
 
 
 cdef extern from "optim.h" nogil:
     enum:
-        FC_SGD
-        FC_ADAM
-        FC_RMSPROP
-        FC_MAX_OPERANDS  # param, grad and up to three slots
-    void fc_update_run_f32(int kind, const double *h, float **op, Py_ssize_t i, Py_ssize_t n)
-    void fc_update_run_f64(int kind, const double *h, double **op, Py_ssize_t i, Py_ssize_t n)
+        FCNN_SGD
+        FCNN_ADAM
+        FCNN_RMSPROP
+        FCNN_MAX_OPERANDS  # param, grad and up to three slots
+    void fcnn_update_run_f32(int kind, const double *h, float **op, Py_ssize_t i, Py_ssize_t n)
+    void fcnn_update_run_f64(int kind, const double *h, double **op, Py_ssize_t i, Py_ssize_t n)
 
 
 cdef inline Py_ssize_t _tensor_of(const Py_ssize_t *first, Py_ssize_t nt,
@@ -40,7 +41,7 @@ cdef int _update_all(int kind, const double *h, list operands, int n_threads,
     cdef floating *p
     cdef floating[::1] view
     cdef const floating[::1] grad
-    cdef floating **op = <floating **>calloc(max(nt, 1) * FC_MAX_OPERANDS, sizeof(floating *))
+    cdef floating **op = <floating **>calloc(max(nt, 1) * FCNN_MAX_OPERANDS, sizeof(floating *))
     cdef Py_ssize_t *first = <Py_ssize_t *>malloc((nt + 1) * sizeof(Py_ssize_t))
     cdef Py_ssize_t *size = <Py_ssize_t *>malloc(max(nt, 1) * sizeof(Py_ssize_t))
     keep = []  # the views, so that no buffer goes away while the loop runs without the GIL
@@ -74,7 +75,7 @@ cdef int _update_all(int kind, const double *h, list operands, int n_threads,
                 elif m != n:
                     raise ValueError(f"Expected grad and every slot in use to have param's {n} "
                                      f"elements, received {m}")
-                op[t * FC_MAX_OPERANDS + k] = p
+                op[t * FCNN_MAX_OPERANDS + k] = p
             first[t] = total
             total += runs_of(n)
         first[nt] = total
@@ -84,9 +85,9 @@ cdef int _update_all(int kind, const double *h, list operands, int n_threads,
                 t = _tensor_of(first, nt, c)
                 i = (c - first[t]) * RUN
                 if floating is float:
-                    fc_update_run_f32(kind, h, op + t * FC_MAX_OPERANDS, i, min(RUN, size[t] - i))
+                    fcnn_update_run_f32(kind, h, op + t * FCNN_MAX_OPERANDS, i, min(RUN, size[t] - i))
                 else:
-                    fc_update_run_f64(kind, h, op + t * FC_MAX_OPERANDS, i, min(RUN, size[t] - i))
+                    fcnn_update_run_f64(kind, h, op + t * FCNN_MAX_OPERANDS, i, min(RUN, size[t] - i))
     finally:
         free(op)
         free(first)
@@ -113,7 +114,7 @@ def sgd_update(list params,       # IN/OUT flat arrays, each (n_t,)
         raise ValueError("sgd_update needs velocity when momentum != 0")
     cdef double h[3]
     h[0], h[1], h[2] = learning_rate, momentum, nesterov
-    _dispatch(FC_SGD, h, [params, grads, velocities], n_threads)
+    _dispatch(FCNN_SGD, h, [params, grads, velocities], n_threads)
 
 
 def adam_update(list params,   # IN/OUT flat arrays, each (n_t,)
@@ -130,7 +131,7 @@ def adam_update(list params,   # IN/OUT flat arrays, each (n_t,)
     cdef double h[5]
     h[0] = learning_rate * sqrt(1 - beta_2 ** step) / (1 - beta_1 ** step)
     h[1], h[2], h[3], h[4] = 1 - beta_1, 1 - beta_2, epsilon, -learning_rate * weight_decay
-    _dispatch(FC_ADAM, h, [params, grads, m, v], n_threads)
+    _dispatch(FCNN_ADAM, h, [params, grads, m, v], n_threads)
 
 
 def rmsprop_update(list params,            # IN/OUT flat arrays, each (n_t,)
@@ -156,4 +157,4 @@ def rmsprop_update(list params,            # IN/OUT flat arrays, each (n_t,)
         mean_grad = [None] * len(params)
     cdef double h[5]
     h[0], h[1], h[2], h[3], h[4] = learning_rate, rho, 1 - rho, momentum, epsilon
-    _dispatch(FC_RMSPROP, h, [params, grads, mean_square, momentum_buffer, mean_grad], n_threads)
+    _dispatch(FCNN_RMSPROP, h, [params, grads, mean_square, momentum_buffer, mean_grad], n_threads)
