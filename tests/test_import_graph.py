@@ -43,7 +43,7 @@ def _graph():
 
 
 def _room(module):
-    if module.startswith("fastcnn._ext") or module == "fastcnn._reference":
+    if module.startswith(("fastcnn._ext", "fastcnn._reference")):
         return 0
     return 1 if module.startswith("fastcnn._ops") else 2
 

@@ -1,0 +1,34 @@
+"""NumPy twins of ``fastcnn._ext.dropout``."""
+import numpy as np
+
+
+def _mix32(x):
+    """lowbias32 on uint32 arrays (wrap-around multiplies)."""
+    x = (x ^ (x >> np.uint32(16))) * np.uint32(0x7FEB352D)
+    x = (x ^ (x >> np.uint32(15))) * np.uint32(0x846CA68B)
+    return x ^ (x >> np.uint32(16))
+
+def dropout_keep(seed, n, rate):
+    """The kernels' mask: element j is kept when its 16-bit draw reaches ceil(rate * 2**16). The
+    draw is the low half of h(m) for j % 32 < 16, else its high half, with m = (j // 32) * 16 +
+    j % 16 and h(m) = mix32(mix32(lo ^ k1) + k2); lo is the low half of m, and (k1, k2) the
+    halves of splitmix64(seed, high half of m)."""
+    j = np.arange(n, dtype=np.uint64)
+    m = ((j >> np.uint64(5)) << np.uint64(4)) | (j & np.uint64(15))
+    with np.errstate(over="ignore"):  # the hashes rely on wrap-around
+        z = np.uint64(seed) + ((m >> np.uint64(32)) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        key = z ^ (z >> np.uint64(31))
+        k1 = (key & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        k2 = (key >> np.uint64(32)).astype(np.uint32)
+        h = _mix32(_mix32(m.astype(np.uint32) ^ k1) + k2)
+    draw = np.where(j & np.uint64(16), h >> np.uint32(16), h & np.uint32(0xFFFF))
+    return draw >= np.uint32(np.ceil(rate * 2**16))
+
+def dropout_forward(x, seed, rate, out, n_threads):
+    """Keeps x[i] where dropout_keep(seed, ...)[i], scaled by 1 / (1 - rate); the rest are 0."""
+    out[...] = np.where(dropout_keep(seed, x.size, rate).reshape(x.shape), x / (1 - rate), 0)
+
+def dropout_backward(dy, seed, rate, dx, n_threads):
+    dx[...] = np.where(dropout_keep(seed, dy.size, rate).reshape(dy.shape), dy / (1 - rate), 0)
