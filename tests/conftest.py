@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,3 +42,39 @@ def data_dir():
     if os.environ.get("CI") == "true":
         pytest.fail("FASTCNN_DATA must point at the datasets under CI")
     pytest.skip("FASTCNN_DATA not set")
+
+
+# ---- shared by tests/api and tests/ops --------------------------------------------------------
+# (fastcnn is imported inside the helpers: conftest itself loads without built kernels.)
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+
+
+def child_env(*folders):
+    """The environment for a Python child that imports this fastcnn, conftest and the modules in
+    ``folders``."""
+    import fastcnn
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastcnn.__file__)))
+    path = [root, str(TESTS), *map(str, folders), os.environ.get("PYTHONPATH")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
+
+
+def toy_data(n, seed=0):
+    """n 8x8x1 images of 3 classes, each with a bright pixel where its label says: learnable."""
+    import fastcnn
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    x = rng.standard_normal((n, 8, 8, 1)).astype(np.float32) * 0.3
+    x[np.arange(n), labels * 2 + 1, labels * 2 + 1, 0] += 3
+    return x, fastcnn.utils.to_categorical(labels, 3)
+
+
+class CodeOnUnpickle:
+    """Unpickling this calls func(arg): with os.mkdir, proof that a loader ran code from a file."""
+
+    def __init__(self, func, arg):
+        self.func, self.arg = func, arg
+
+    def __reduce__(self):
+        return self.func, (self.arg,)

@@ -6,6 +6,7 @@ import pytest
 
 import fastcnn
 from fastcnn import callbacks, layers
+from conftest import toy_data
 
 
 def small_model(seed=0):
@@ -21,14 +22,6 @@ def small_model(seed=0):
     return model
 
 
-def toy_data(n=60, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, n)
-    x = rng.standard_normal((n, 8, 8, 1)).astype(np.float32) * 0.3
-    x[np.arange(n), labels * 2 + 1, labels * 2 + 1, 0] += 3  # a learnable signal
-    return x, fastcnn.utils.to_categorical(labels, 3)
-
-
 def test_convnet_parameter_count_and_summary(capsys):
     model = fastcnn.zoo.convnet()
     assert model.count_params() == 34_826
@@ -39,7 +32,7 @@ def test_convnet_parameter_count_and_summary(capsys):
 
 def test_fit_returns_history_with_keras_keys():
     model = small_model()
-    x, y = toy_data()
+    x, y = toy_data(60)
     history = model.fit(x, y, batch_size=16, epochs=3, validation_split=0.25, verbose=0)
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert all(len(v) == 3 for v in history.history.values())
@@ -54,7 +47,7 @@ def test_evaluate_and_predict():
     model = small_model()
     model.compile(optimizer=fastcnn.optimizers.Adam(0.02), loss="categorical_crossentropy",
                   metrics=["accuracy"])
-    x, y = toy_data()
+    x, y = toy_data(60)
     model.fit(x, y, batch_size=8, epochs=5, verbose=0)
     loss, acc = model.evaluate(x, y, batch_size=7, verbose=0)
     probs = model.predict(x, batch_size=11, verbose=0)
@@ -69,7 +62,7 @@ def test_evaluate_and_predict():
 
 
 def test_sparse_labels_match_one_hot():
-    x, y = toy_data()
+    x, y = toy_data(60)
     dense_model, sparse_model = small_model(5), small_model(5)
     sparse_model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     dense_model.fit(x, y, batch_size=10, epochs=2, verbose=0)
@@ -107,13 +100,13 @@ def test_callbacks_hooks_and_stop_training():
 
 def test_initial_epoch_runs_the_remaining_epochs():
     model = small_model()
-    x, y = toy_data()
+    x, y = toy_data(60)
     history = model.fit(x, y, epochs=4, initial_epoch=2, verbose=0)
     assert history.epoch == [2, 3]
 
 
 def test_seeded_fits_are_bitwise_identical():
-    x, y = toy_data()
+    x, y = toy_data(60)
     runs = []
     for _ in range(2):
         model = small_model(seed=11)
@@ -123,7 +116,7 @@ def test_seeded_fits_are_bitwise_identical():
 
 
 def test_one_and_two_threads_train_identically():
-    x, y = toy_data()
+    x, y = toy_data(60)
     runs = []
     try:
         for threads in (1, 2):
@@ -138,7 +131,7 @@ def test_one_and_two_threads_train_identically():
 
 def test_weights_and_config_round_trip():
     model = small_model()
-    x, y = toy_data()
+    x, y = toy_data(60)
     model.fit(x, y, epochs=1, verbose=0)
     clone = fastcnn.Sequential.from_config(model.get_config())
     clone.set_weights(model.get_weights())
@@ -153,7 +146,7 @@ def test_weights_and_config_round_trip():
 
 def test_progress_bar_per_epoch_when_not_a_terminal(capsys):
     model = small_model()
-    x, y = toy_data()
+    x, y = toy_data(60)
     model.fit(x, y, batch_size=16, epochs=2, verbose=1)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "Epoch 1/2" and lines[2] == "Epoch 2/2" and len(lines) == 4
@@ -197,14 +190,14 @@ def test_compile_rejects_unknown_names():
 ])
 def test_fit_rejects_bad_arguments(kwargs, message):
     model = small_model()
-    x, y = toy_data()
+    x, y = toy_data(60)
     with pytest.raises(ValueError, match=message):
         model.fit(x, y, verbose=0, **kwargs)
 
 
 def test_fit_rejects_bad_arrays():
     model = small_model()
-    x, y = toy_data()
+    x, y = toy_data(60)
     with pytest.raises(ValueError, match="same length"):
         model.fit(x, y[:-1], verbose=0)
     with pytest.raises(ValueError, match=r"shape \(samples, \*\(8, 8, 1\)\)"):
@@ -245,7 +238,7 @@ def test_relu_pool_fusion_gives_the_unfused_gradients():
     """Activation(relu) -> MaxPool, where the pool applies the relu's backward, and Conv(relu) ->
     MaxPool, which runs as one fused step, train bitwise like a stack where a rate-0 Dropout keeps
     the relu's backward a separate pass."""
-    x, y = toy_data()
+    x, y = toy_data(60)
     runs = []
     for middle in ([layers.Activation("relu")], [], [layers.Activation("relu"), layers.Dropout(0.0)]):
         fastcnn.utils.set_random_seed(8)
