@@ -212,28 +212,6 @@ def test_to_categorical_matches_keras():
     assert fastcnn.utils.to_categorical(np.array([[1], [0]])).shape == (2, 2)
 
 
-def test_thread_settings(monkeypatch):
-    from fastcnn._ops import threads
-    try:
-        fastcnn.set_num_threads(1)
-        assert fastcnn.get_num_threads() == 1
-        fastcnn.set_num_threads(None)
-        monkeypatch.setenv("OMP_NUM_THREADS", "3")
-        assert fastcnn.get_num_threads() == 3
-        monkeypatch.delenv("OMP_NUM_THREADS")
-        assert fastcnn.get_num_threads() == threads.physical_cores()
-        with pytest.raises(ValueError):
-            fastcnn.set_num_threads(0)
-    finally:
-        fastcnn.set_num_threads(None)
-
-
-def test_show_config(capsys):
-    fastcnn.show_config()
-    out = capsys.readouterr().out
-    assert "OpenMP" in out and "SIMD path" in out and "threads" in out
-
-
 def test_relu_pool_fusion_gives_the_unfused_gradients():
     """Activation(relu) -> MaxPool, where the pool applies the relu's backward, and Conv(relu) ->
     MaxPool, which runs as one fused step, train bitwise like a stack where a rate-0 Dropout keeps
@@ -254,29 +232,3 @@ def test_relu_pool_fusion_gives_the_unfused_gradients():
         runs.append(model.get_weights())
     for run in runs[1:]:
         assert all(np.array_equal(a, b) for a, b in zip(runs[0], run))
-
-
-def test_thread_count_is_bounded(monkeypatch):
-    from fastcnn._ops import threads
-    with pytest.raises(ValueError, match="n_threads=100000"):
-        fastcnn.set_num_threads(100_000)
-    monkeypatch.setenv("OMP_NUM_THREADS", "100000")
-    assert fastcnn.get_num_threads() == threads.MAX_THREADS
-
-
-def test_ops_take_an_explicit_thread_count():
-    """Every public ops function takes n_threads (None: get_num_threads()), resolved once by
-    effective_n_threads with set_num_threads's rules; the results do not depend on it."""
-    from fastcnn._ops import conv, threads
-    assert threads.effective_n_threads() == fastcnn.get_num_threads()
-    assert threads.effective_n_threads(3) == (3 if fastcnn._ext.runtime.openmp_enabled() else 1)
-    for bad in (0, 1.5, True, 100_000):
-        with pytest.raises(ValueError, match="n_threads"):
-            threads.effective_n_threads(bad)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((64, 12, 12, 3)).astype(np.float32)
-    kernel = rng.standard_normal((3, 3, 3, 8)).astype(np.float32)
-    outs = [conv.conv2d_forward(x, kernel, None, (1, 1), "same", n_threads=n) for n in (1, 2, None)]
-    assert all(np.array_equal(outs[0], out) for out in outs[1:])
-    with pytest.raises(ValueError, match="n_threads=0"):
-        conv.conv2d_forward(x, kernel, None, (1, 1), "same", n_threads=0)
