@@ -51,9 +51,10 @@ assert conv.__file__.startswith('$WORK/'), conv.__file__
 assert 'libasan' in open('/proc/self/maps').read()
 " || { echo "the ASan build does not load"; exit 2; }
 
-TESTS=(tests/test_*kernels*.py tests/test_properties.py tests/test_validation.py)
+TESTS=(tests/test_*kernels*.py tests/ops/test_properties_ops.py tests/ops/test_checks_ops.py
+       tests/api/test_validation.py)
 if python -c "import torch" > /dev/null 2>&1; then
-    TESTS+=(tests/test_torch_oracle.py)
+    TESTS+=(tests/ops/test_torch_oracle_ops.py)
 fi
 
 declare -a SUMMARY
@@ -100,7 +101,7 @@ if [ "$FUZZ_CALLS" -gt 0 ]; then
     echo "== $FUZZ_CALLS fuzzed calls (ops, layers, models) under ASan"
     # Children inherit LD_PRELOAD and ASAN_OPTIONS; an ASan abort is reported as a crash.
     run_step "fuzz" "$LOGS/fuzz.log" "calls \(seed|crashes|internal errors" \
-        python scripts/fuzz.py --calls "$FUZZ_CALLS" --seed 7
+        python tests/api/fuzz.py --calls "$FUZZ_CALLS" --seed 7
 fi
 
 echo

@@ -22,8 +22,8 @@ import pytest
 
 from fastcnn.datasets import (ChecksumError, DatasetUnavailableError, _files, cifar10,
                               fashion_mnist, mnist)
+from conftest import REPO, CodeOnUnpickle
 
-REPO = Path(__file__).resolve().parents[1]
 # Read before the autouse fixture below clears it for every test.
 SHARED_DATA = os.environ.get("FASTCNN_DATA")
 MNIST_FILES = list(mnist.FILES)
@@ -436,14 +436,6 @@ def test_cifar10_refuses_a_link_that_shadows_a_batch(tmp_path, monkeypatch):
         cifar10.load_data()
 
 
-class Evil:
-    def __init__(self, func, arg):
-        self.func, self.arg = func, arg
-
-    def __reduce__(self):
-        return self.func, (self.arg,)
-
-
 @pytest.mark.parametrize("writer", ["python2", "python3"])
 @pytest.mark.parametrize("func", ["mkdir", "system"])
 def test_cifar10_refuses_pickled_code_without_running_it(tmp_path, monkeypatch, writer, func):
@@ -452,7 +444,7 @@ def test_cifar10_refuses_pickled_code_without_running_it(tmp_path, monkeypatch, 
     if writer == "python2":
         evil = py2_pickle({b"data": Reduce(Global("os", func), (arg.encode(),)), b"labels": []})
     else:
-        evil = PY3_PROTOCOL_2({b"data": Evil(getattr(os, func), arg), b"labels": []})
+        evil = PY3_PROTOCOL_2({b"data": CodeOnUnpickle(getattr(os, func), arg), b"labels": []})
     payloads = {name: py2_pickle(b) for name, b in cifar_batches().items()}
     payloads["data_batch_2"] = evil
     publish_cifar(tmp_path, monkeypatch, cifar_archive(payloads))

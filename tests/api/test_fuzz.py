@@ -1,24 +1,12 @@
-"""A short run of the crash fuzzer (scripts/fuzz.py): random valid and invalid calls of every
+"""A short run of the crash fuzzer (tests/api/fuzz.py): random valid and invalid calls of every
 public op, layer and model method, in child processes. No call may kill its process, and none may
 fail with an internal error (IndexError, AttributeError, ZeroDivisionError, ...)."""
-import importlib.util
 import io
-import os
 
-import pytest
-
-SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "fuzz.py")
+import fuzz
 
 
-@pytest.fixture(scope="module")
-def fuzz():
-    spec = importlib.util.spec_from_file_location("fastcnn_fuzz", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_short_fuzz_run_never_crashes(fuzz):
+def test_short_fuzz_run_never_crashes():
     report = fuzz.run(calls=500, seed=20240601, stream=io.StringIO())
     text = fuzz.format_report(report)
     assert report["calls"] == 500, text
@@ -27,7 +15,7 @@ def test_short_fuzz_run_never_crashes(fuzz):
     assert report["counts"]["fuzzer-bug"] == 0, text
 
 
-def test_a_crashing_call_is_reported_with_its_arguments(fuzz):
+def test_a_crashing_call_is_reported_with_its_arguments():
     """The parent names the call a child died in, and carries on after it."""
     report = fuzz.run(calls=12, seed=1, only="crash_call", stream=io.StringIO())
     assert report["calls"] == 12

@@ -2,10 +2,10 @@
 """Crash fuzzer: every public layer, op and model method, called with random valid and invalid
 arguments in child processes.
 
-    python scripts/fuzz.py --calls 10000 [--seed 0] [--per-child 1000]
-    python scripts/fuzz.py --replay 1234 [--seed 0]     # rerun one call here, with a traceback
-    python scripts/fuzz.py --only op_call              # or layer_call, model_call, misc_call
-    python scripts/fuzz.py --only crash_call --calls 9  # check that crashes are caught
+    python tests/api/fuzz.py --calls 10000 [--seed 0] [--per-child 1000]
+    python tests/api/fuzz.py --replay 1234 [--seed 0]     # rerun one call here, with a traceback
+    python tests/api/fuzz.py --only op_call              # or layer_call, model_call, misc_call
+    python tests/api/fuzz.py --only crash_call --calls 9  # check that crashes are caught
 
 Call i is drawn from the RNG (seed, i) alone, so any call can be replayed. A child logs each
 call's description, flushed, before making it, and its outcome after; when a child dies by a
@@ -39,7 +39,7 @@ import warnings
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MEMORY_LIMIT = 6 * 2**30  # per child: an allocation beyond this is a MemoryError, not an OOM kill
 SECONDS_PER_CALL = 20  # a child that makes no progress for this long is a hang
 
@@ -677,7 +677,7 @@ def child(seed, start, stop, log_path, only):
                 text, run = make_call(seed, i, tmpdir, only)
             except Exception as exc:  # a bug in the fuzzer's own argument making
                 text, run = f"<making call {i}>", None
-                outcome, where, error = "fuzzer-bug", "scripts/fuzz.py", repr(exc)[:300]
+                outcome, where, error = "fuzzer-bug", os.path.relpath(__file__, ROOT), repr(exc)[:300]
             log.write(json.dumps({"i": i, "call": text}) + "\n")
             log.flush()
             if run is not None:

@@ -15,6 +15,7 @@ import fastcnn
 from fastcnn import callbacks, layers
 from fastcnn.models import load_model
 from fastcnn.saving import InvalidSaveFileError
+from conftest import child_env
 
 
 def make_model(seed=0):
@@ -25,7 +26,7 @@ def make_model(seed=0):
     return model
 
 
-def toy_data(n=30, seed=0):
+def noise_data(n=30, seed=0):
     rng = np.random.default_rng(seed)
     return (rng.standard_normal((n, 6, 6, 1)).astype(np.float32),
             fastcnn.utils.to_categorical(rng.integers(0, 3, n), 3))
@@ -53,17 +54,10 @@ def run_epochs(checkpoint, logs_per_epoch):
     return model.saved
 
 
-def child_env():
-    """The environment for a Python child that imports this fastcnn and the tests' modules."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(fastcnn.__file__)))
-    path = [root, os.path.dirname(os.path.abspath(__file__)), os.environ.get("PYTHONPATH")]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
-
-
 # -- ModelCheckpoint -----------------------------------------------------------------------
 def test_formats_filepath_with_one_based_epoch_and_logs(tmp_path):
     model = make_model()
-    x, y = toy_data()
+    x, y = noise_data()
     pattern = str(tmp_path / "new_dir" / "ckpt-{epoch:02d}-{val_loss:.3f}.keras")
     history = model.fit(x, y, batch_size=8, epochs=3, validation_split=0.2, verbose=0,
                         callbacks=[callbacks.ModelCheckpoint(pattern)])
@@ -77,7 +71,7 @@ def test_formats_filepath_with_one_based_epoch_and_logs(tmp_path):
 
 def test_save_weights_only_writes_weights_files(tmp_path):
     model = make_model()
-    x, y = toy_data()
+    x, y = noise_data()
     path = tmp_path / "last.weights.npz"
     model.fit(x, y, batch_size=8, epochs=2, verbose=0,
               callbacks=[callbacks.ModelCheckpoint(path, save_weights_only=True)])
@@ -90,7 +84,7 @@ def test_save_weights_only_writes_weights_files(tmp_path):
 
 def test_save_freq_counts_batches_across_epochs(tmp_path):
     model = make_model()
-    x, y = toy_data(24)
+    x, y = noise_data(24)
     model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[
         callbacks.ModelCheckpoint(str(tmp_path / "e{epoch}-b{batch}.keras"), save_freq=2)])
     assert sorted(os.listdir(tmp_path)) == ["e1-b2.keras", "e2-b1.keras", "e2-b3.keras"]
@@ -144,7 +138,7 @@ def test_unknown_filepath_field_names_the_available_ones():
 # -- TerminateOnNaN ------------------------------------------------------------------------
 def test_terminate_on_nan_stops_a_fit_on_nan_data_cleanly(capsys):
     model = make_model()
-    x, y = toy_data(32)
+    x, y = noise_data(32)
     x[20] = np.nan  # in the third batch of 8
     history = model.fit(x, y, batch_size=8, epochs=5, shuffle=False, verbose=0,
                         callbacks=[callbacks.TerminateOnNaN()])

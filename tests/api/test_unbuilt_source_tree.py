@@ -3,9 +3,10 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "fastcnn"
+from conftest import REPO
+
+PACKAGE = REPO / "fastcnn"
 COMPILED = ("*.so", "*.pyd", "*.c", "__pycache__")
 
 

@@ -3,7 +3,6 @@ import importlib.util
 import runpy
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +10,9 @@ import pytest
 import fastcnn
 from fastcnn import zoo
 from fastcnn.__main__ import load, main, parse_args
-from conftest import data_dir
+from conftest import REPO, data_dir
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = REPO / "examples"
 
 
 def test_defaults_train_the_mnist_convnet():

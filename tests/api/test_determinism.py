@@ -4,6 +4,7 @@ exactly as if it had never stopped."""
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import pytest
 import fastcnn
 from fastcnn import layers, optimizers
 from fastcnn.models import load_model
-from test_checkpoint import child_env
+from conftest import child_env
 
 OPTIMIZERS = {"adam": lambda: optimizers.Adam(0.01),
               "sgd-momentum": lambda: optimizers.SGD(0.05, momentum=0.9)}
@@ -103,7 +104,7 @@ def test_resuming_from_a_saved_file_matches_an_uninterrupted_fit(optimizer, tmp_
         model.save(sys.argv[2])
     """)
     result = subprocess.run([sys.executable, "-c", child, str(path), str(tmp_path / "full.keras")],
-                            env=child_env(), capture_output=True, text=True)
+                            env=child_env(Path(__file__).parent), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert identical(state(load_model(tmp_path / "full.keras")), state(straight))
 

@@ -1,17 +1,17 @@
 """A short soak: 8 epochs of the MNIST convnet on synthetic images, with a checkpoint every epoch,
-must keep RSS flat after epoch 2 (scripts/soak.py runs the long version on MNIST)."""
-import os
+must keep RSS flat after epoch 2 (tests/api/soak.py runs the long version on MNIST)."""
 import re
 import subprocess
 import sys
+from pathlib import Path
 
-from test_checkpoint import child_env
+from conftest import child_env
 
-SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "soak.py")
+SCRIPT = Path(__file__).resolve().parent / "soak.py"
 
 
 def test_rss_stays_flat_over_eight_epochs():
-    result = subprocess.run([sys.executable, SCRIPT, "--synthetic", "--samples", "160",
+    result = subprocess.run([sys.executable, str(SCRIPT), "--synthetic", "--samples", "160",
                              "--batch-size", "32", "--epochs", "8", "--tolerance-mb", "2"],
                             env=child_env(), capture_output=True, text=True, timeout=120)
     rss = [float(mib) for mib in re.findall(r"RSS +([\d.]+) MiB", result.stdout)]

@@ -6,6 +6,7 @@ import pytest
 
 import fastcnn
 from fastcnn import callbacks, layers
+from conftest import toy_data
 
 
 def small_model(seed=0):
@@ -21,14 +22,6 @@ def small_model(seed=0):
     return model
 
 
-def toy_data(n=60, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, n)
-    x = rng.standard_normal((n, 8, 8, 1)).astype(np.float32) * 0.3
-    x[np.arange(n), labels * 2 + 1, labels * 2 + 1, 0] += 3  # a learnable signal
-    return x, fastcnn.utils.to_categorical(labels, 3)
-
-
 def test_convnet_parameter_count_and_summary(capsys):
     model = fastcnn.zoo.convnet()
     assert model.count_params() == 34_826
@@ -39,7 +32,7 @@ def test_convnet_parameter_count_and_summary(capsys):
 
 def test_fit_returns_history_with_keras_keys():
     model = small_model()
-    x, y = toy_data()
+    x, y = toy_data(60)
     history = model.fit(x, y, batch_size=16, epochs=3, validation_split=0.25, verbose=0)
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert all(len(v) == 3 for v in history.history.values())
@@ -54,7 +47,7 @@ def test_evaluate_and_predict():
     model = small_model()
     model.compile(optimizer=fastcnn.optimizers.Adam(0.02), loss="categorical_crossentropy",
                   metrics=["accuracy"])
-    x, y = toy_data()
+    x, y = toy_data(60)
     model.fit(x, y, batch_size=8, epochs=5, verbose=0)
     loss, acc = model.evaluate(x, y, batch_size=7, verbose=0)
     probs = model.predict(x, batch_size=11, verbose=0)
@@ -69,7 +62,7 @@ def test_evaluate_and_predict():
 
 
 def test_sparse_labels_match_one_hot():
-    x, y = toy_data()
+    x, y = toy_data(60)
     dense_model, sparse_model = small_model(5), small_model(5)
     sparse_model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     dense_model.fit(x, y, batch_size=10, epochs=2, verbose=0)
@@ -107,13 +100,13 @@ def test_callbacks_hooks_and_stop_training():
 
 def test_initial_epoch_runs_the_remaining_epochs():
     model = small_model()
-    x, y = toy_data()
+    x, y = toy_data(60)
     history = model.fit(x, y, epochs=4, initial_epoch=2, verbose=0)
     assert history.epoch == [2, 3]
 
 
 def test_seeded_fits_are_bitwise_identical():
-    x, y = toy_data()
+    x, y = toy_data(60)
     runs = []
     for _ in range(2):
         model = small_model(seed=11)
@@ -123,7 +116,7 @@ def test_seeded_fits_are_bitwise_identical():
 
 
 def test_one_and_two_threads_train_identically():
-    x, y = toy_data()
+    x, y = toy_data(60)
     runs = []
     try:
         for threads in (1, 2):
@@ -138,7 +131,7 @@ def test_one_and_two_threads_train_identically():
 
 def test_weights_and_config_round_trip():
     model = small_model()
-    x, y = toy_data()
+    x, y = toy_data(60)
     model.fit(x, y, epochs=1, verbose=0)
     clone = fastcnn.Sequential.from_config(model.get_config())
     clone.set_weights(model.get_weights())
@@ -153,7 +146,7 @@ def test_weights_and_config_round_trip():
 
 def test_progress_bar_per_epoch_when_not_a_terminal(capsys):
     model = small_model()
-    x, y = toy_data()
+    x, y = toy_data(60)
     model.fit(x, y, batch_size=16, epochs=2, verbose=1)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "Epoch 1/2" and lines[2] == "Epoch 2/2" and len(lines) == 4
@@ -197,14 +190,14 @@ def test_compile_rejects_unknown_names():
 ])
 def test_fit_rejects_bad_arguments(kwargs, message):
     model = small_model()
-    x, y = toy_data()
+    x, y = toy_data(60)
     with pytest.raises(ValueError, match=message):
         model.fit(x, y, verbose=0, **kwargs)
 
 
 def test_fit_rejects_bad_arrays():
     model = small_model()
-    x, y = toy_data()
+    x, y = toy_data(60)
     with pytest.raises(ValueError, match="same length"):
         model.fit(x, y[:-1], verbose=0)
     with pytest.raises(ValueError, match=r"shape \(samples, \*\(8, 8, 1\)\)"):
@@ -219,33 +212,11 @@ def test_to_categorical_matches_keras():
     assert fastcnn.utils.to_categorical(np.array([[1], [0]])).shape == (2, 2)
 
 
-def test_thread_settings(monkeypatch):
-    from fastcnn._ops import threads
-    try:
-        fastcnn.set_num_threads(1)
-        assert fastcnn.get_num_threads() == 1
-        fastcnn.set_num_threads(None)
-        monkeypatch.setenv("OMP_NUM_THREADS", "3")
-        assert fastcnn.get_num_threads() == 3
-        monkeypatch.delenv("OMP_NUM_THREADS")
-        assert fastcnn.get_num_threads() == threads.physical_cores()
-        with pytest.raises(ValueError):
-            fastcnn.set_num_threads(0)
-    finally:
-        fastcnn.set_num_threads(None)
-
-
-def test_show_config(capsys):
-    fastcnn.show_config()
-    out = capsys.readouterr().out
-    assert "OpenMP" in out and "SIMD path" in out and "threads" in out
-
-
 def test_relu_pool_fusion_gives_the_unfused_gradients():
     """Activation(relu) -> MaxPool, where the pool applies the relu's backward, and Conv(relu) ->
     MaxPool, which runs as one fused step, train bitwise like a stack where a rate-0 Dropout keeps
     the relu's backward a separate pass."""
-    x, y = toy_data()
+    x, y = toy_data(60)
     runs = []
     for middle in ([layers.Activation("relu")], [], [layers.Activation("relu"), layers.Dropout(0.0)]):
         fastcnn.utils.set_random_seed(8)
@@ -261,29 +232,3 @@ def test_relu_pool_fusion_gives_the_unfused_gradients():
         runs.append(model.get_weights())
     for run in runs[1:]:
         assert all(np.array_equal(a, b) for a, b in zip(runs[0], run))
-
-
-def test_thread_count_is_bounded(monkeypatch):
-    from fastcnn._ops import threads
-    with pytest.raises(ValueError, match="n_threads=100000"):
-        fastcnn.set_num_threads(100_000)
-    monkeypatch.setenv("OMP_NUM_THREADS", "100000")
-    assert fastcnn.get_num_threads() == threads.MAX_THREADS
-
-
-def test_ops_take_an_explicit_thread_count():
-    """Every public ops function takes n_threads (None: get_num_threads()), resolved once by
-    effective_n_threads with set_num_threads's rules; the results do not depend on it."""
-    from fastcnn._ops import conv, threads
-    assert threads.effective_n_threads() == fastcnn.get_num_threads()
-    assert threads.effective_n_threads(3) == (3 if fastcnn._ext.runtime.openmp_enabled() else 1)
-    for bad in (0, 1.5, True, 100_000):
-        with pytest.raises(ValueError, match="n_threads"):
-            threads.effective_n_threads(bad)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((64, 12, 12, 3)).astype(np.float32)
-    kernel = rng.standard_normal((3, 3, 3, 8)).astype(np.float32)
-    outs = [conv.conv2d_forward(x, kernel, None, (1, 1), "same", n_threads=n) for n in (1, 2, None)]
-    assert all(np.array_equal(outs[0], out) for out in outs[1:])
-    with pytest.raises(ValueError, match="n_threads=0"):
-        conv.conv2d_forward(x, kernel, None, (1, 1), "same", n_threads=0)

@@ -3,9 +3,10 @@ fastcnn. Stand-in packages on PYTHONPATH decide what imports, so no benchmark ev
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-COMPARE = Path(__file__).resolve().parent.parent / "bench" / "compare.py"
+from conftest import REPO
+
+COMPARE = REPO / "bench" / "compare.py"
 
 
 def stand_in(root, name, body):

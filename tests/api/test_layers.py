@@ -1,4 +1,5 @@
-"""Every layer through one helper: output shape, parameter count, one training step, config."""
+"""Every layer through one helper: output shape, parameter count, one training step, config;
+the layer registry and its aliases."""
 import numpy as np
 import pytest
 
@@ -105,3 +106,26 @@ def test_layer_forward_matches_reference_through_ops():
     expected = np.zeros(y.shape, np.float32)
     ref.conv2d_forward(x, layer.kernel, layer.bias, expected, 1, 1, 1, 1, True, 1)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+LAYERS_BEYOND_THE_CORE = ["BatchNormalization", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
+                          "RandomFlip", "RandomTranslation", "SumPooling2D", "ZeroPadding2D"]
+
+
+def test_layers_beyond_the_core_are_exported_and_rebuild_from_config():
+    assert set(LAYERS_BEYOND_THE_CORE) <= set(layers.__all__)
+    assert layers.GlobalAvgPool2D is layers.GlobalAveragePooling2D
+    assert layers.GlobalMaxPool2D is layers.GlobalMaxPooling2D
+    model = fastcnn.Sequential([
+        fastcnn.Input(shape=(8, 8, 3)), layers.RandomFlip("horizontal", seed=1),
+        layers.RandomTranslation((-0.1, 0.2), 0.1, fill_mode="wrap"),
+        layers.ZeroPadding2D(((1, 0), (0, 1))), layers.Conv2D(4, 3),
+        layers.BatchNormalization(momentum=0.9, center=False), layers.SumPooling2D(2),
+        layers.GlobalMaxPooling2D(keepdims=True), layers.GlobalAveragePooling2D()])
+    config = model.get_config()
+    clone = fastcnn.Sequential.from_config(config)
+    assert clone.get_config() == config
+    assert [type(l).__name__ for l in clone.layers][1:] == [
+        "RandomTranslation", "ZeroPadding2D", "Conv2D", "BatchNormalization", "SumPooling2D",
+        "GlobalMaxPooling2D", "GlobalAveragePooling2D"]
+    assert all(layers.get(name).__name__ == name for name in LAYERS_BEYOND_THE_CORE)

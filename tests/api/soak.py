@@ -1,7 +1,7 @@
 """Soak test: train the MNIST convnet for many epochs and check that memory stays flat.
 
-    FASTCNN_DATA=/path/to/datasets python scripts/soak.py [--epochs 20] [--samples 6000]
-    python scripts/soak.py --synthetic --samples 512 --epochs 8      # no data needed
+    FASTCNN_DATA=/path/to/datasets python tests/api/soak.py [--epochs 20] [--samples 6000]
+    python tests/api/soak.py --synthetic --samples 512 --epochs 8      # no data needed
 
 Each epoch also writes a checkpoint (ModelCheckpoint), so saving is soaked too. Prints the
 resident set size (RSS) after every epoch and exits with status 1 when RSS after any epoch past

@@ -15,6 +15,7 @@ import fastcnn
 from fastcnn import layers, saving
 from fastcnn.models import load_model
 from fastcnn.saving import InvalidSaveFileError
+from conftest import CodeOnUnpickle, toy_data
 
 
 def make_model(optimizer="adam", seed=0):
@@ -31,18 +32,10 @@ def make_model(optimizer="adam", seed=0):
     return model
 
 
-def toy_data(n=48, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, n)
-    x = rng.standard_normal((n, 8, 8, 1)).astype(np.float32) * 0.3
-    x[np.arange(n), labels * 2 + 1, labels * 2 + 1, 0] += 3
-    return x, fastcnn.utils.to_categorical(labels, 3)
-
-
 @pytest.fixture(scope="module")
 def trained_once():
     model = make_model()
-    x, y = toy_data()
+    x, y = toy_data(48)
     model.fit(x, y, batch_size=16, epochs=2, verbose=0)
     return model
 
@@ -89,7 +82,7 @@ def edit_config(path, change):
                          ids=["adam", "sgd-momentum"])
 def test_round_trip_predicts_bitwise_and_resumes_training(tmp_path, optimizer):
     model = make_model(optimizer)
-    x, y = toy_data()
+    x, y = toy_data(48)
     model.fit(x, y, batch_size=16, epochs=2, verbose=0)
     path = tmp_path / "model.keras"
     model.save(path)
@@ -223,20 +216,10 @@ def test_a_failed_save_keeps_the_previous_file_and_leaves_no_temp(trained, monke
 
 
 # -- files the loader refuses --------------------------------------------------------------
-class Marker:
-    """Unpickling this creates a directory: proof that a loader ran code from a file."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return os.mkdir, (self.path,)
-
-
 def test_refuses_a_pickle_without_running_it(tmp_path):
     marker = str(tmp_path / "pwned")
     path = tmp_path / "model.keras"
-    path.write_bytes(pickle.dumps({"weights": Marker(marker)}))
+    path.write_bytes(pickle.dumps({"weights": CodeOnUnpickle(os.mkdir, marker)}))
     with pytest.raises(InvalidSaveFileError, match="expected a fastcnn zip file"):
         load_model(path)
     with pytest.raises(InvalidSaveFileError):
@@ -247,11 +230,11 @@ def test_refuses_a_pickle_without_running_it(tmp_path):
 def test_refuses_object_arrays_and_pickled_members_without_running_them(trained, tmp_path):
     _, path = trained
     marker = str(tmp_path / "pwned")
-    payload = npy_bytes(np.array([Marker(marker), 1], dtype=object), allow_pickle=True)
+    payload = npy_bytes(np.array([CodeOnUnpickle(os.mkdir, marker), 1], dtype=object), allow_pickle=True)
     original = path.read_bytes()
     for replace, message in [({"weights/0000.npy": payload}, "dtype object"),
                              ({"optimizer/m/0001.npy": payload}, "dtype object"),
-                             ({"weights/0001.npy": pickle.dumps(Marker(marker))}, "to be a .npy array")]:
+                             ({"weights/0001.npy": pickle.dumps(CodeOnUnpickle(os.mkdir, marker))}, "to be a .npy array")]:
         path.write_bytes(original)
         rewrite(path, replace=replace)
         with pytest.raises(InvalidSaveFileError, match=message):
@@ -260,7 +243,7 @@ def test_refuses_object_arrays_and_pickled_members_without_running_them(trained,
             with pytest.raises(InvalidSaveFileError, match=message):
                 make_model().load_weights(path)
     path.write_bytes(original)
-    rewrite(path, add={"model.pkl": pickle.dumps(Marker(marker))})
+    rewrite(path, add={"model.pkl": pickle.dumps(CodeOnUnpickle(os.mkdir, marker))})
     with pytest.raises(InvalidSaveFileError, match="model.pkl"):
         load_model(path)
     assert not os.path.exists(marker)
