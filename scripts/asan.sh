@@ -82,9 +82,9 @@ echo "== canary: an out-of-bounds read straight into a kernel (no facade) must b
 # (abort_on_error=0: ASan exits with an error status instead of a signal the shell would report)
 ASAN_OPTIONS="$ASAN_OPTIONS:abort_on_error=0" python -c "
 import numpy as np
-from fastcnn._ext import elementwise
+from fastcnn._ext import activation
 y, dy, dx = np.ones(8192, np.float32), np.ones(4096, np.float32), np.empty(8192, np.float32)
-elementwise.relu_backward(y, dy, dx, 1)  # reads dy past its end
+activation.relu_backward(y, dy, dx, 1)  # reads dy past its end
 " > "$LOGS/canary.log" 2>&1
 if grep -q "ERROR: AddressSanitizer: heap-buffer-overflow" "$LOGS/canary.log"; then
     SUMMARY+=("ok    canary: the deliberate overflow was reported, so ASan is live")
