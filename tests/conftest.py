@@ -41,3 +41,25 @@ def data_dir():
     if os.environ.get("CI") == "true":
         pytest.fail("FASTCNN_DATA must point at the datasets under CI")
     pytest.skip("FASTCNN_DATA not set")
+
+
+# ---- kernel tests (tests/kernels) --------------------------------------------------------------
+
+def out_and_pad(n, k, s, padding):
+    """Output length and padding before of a window of k at stride s over n, by TensorFlow's
+    rules."""
+    if padding == "valid":
+        return (n - k) // s + 1, 0
+    out = -(-n // s)
+    return out, max((out - 1) * s + k - n, 0) // 2
+
+
+def assert_close(got, want, dtype, err_msg=""):
+    """A kernel's result against its float64 twin's: 1e-4 (float32) or 1e-10 (float64), relative,
+    and absolute on the scale of the largest entry; None where the twin gives None."""
+    if want is None:
+        assert got is None, err_msg
+        return
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    scale = max(1.0, float(np.nanmax(np.abs(want), initial=0)))
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale, err_msg=err_msg)
