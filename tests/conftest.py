@@ -63,3 +63,32 @@ def assert_close(got, want, dtype, err_msg=""):
     tol = 1e-4 if dtype == np.float32 else 1e-10
     scale = max(1.0, float(np.nanmax(np.abs(want), initial=0)))
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale, err_msg=err_msg)
+
+
+def bn_params(rng, c, dtype):
+    """gamma, beta, moving_mean and moving_var of c channels."""
+    gamma = (1 + 0.3 * rng.standard_normal(c)).astype(dtype)
+    beta = rng.standard_normal(c).astype(dtype)
+    moving_mean = rng.standard_normal(c).astype(dtype)
+    moving_var = rng.uniform(0.5, 2, c).astype(dtype)
+    return gamma, beta, moving_mean, moving_var
+
+
+def random_maps(rng, n, out_size, size, fill_fraction=0.3):
+    """n remap index maps of out_size entries into an axis of size, fill_fraction of them -1."""
+    index = rng.integers(0, size, (n, out_size)).astype(np.int32)
+    index[rng.random((n, out_size)) < fill_fraction] = -1
+    return index
+
+
+@pytest.fixture(params=[(kind, bad) for bad in (-1, 10, -2**63)
+                        for kind in ("multiclass_hinge", "sparse_softmax_cross_entropy")],
+                ids=lambda p: f"{p[1]}-{p[0]}")
+def out_of_range_labels(request, rng):
+    """(loss kind, bad label, logits (5000, 10), labels with one bad label on the second thread's
+    half)."""
+    kind, bad = request.param
+    logits = rng.standard_normal((5000, 10)).astype(np.float32)
+    labels = rng.integers(0, 10, 5000)
+    labels[3999] = bad
+    return kind, bad, logits, labels

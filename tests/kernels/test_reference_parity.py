@@ -14,7 +14,7 @@ import pytest
 
 from fastcnn import _ext
 from fastcnn import _reference as ref
-from conftest import assert_close, out_and_pad
+from conftest import assert_close, bn_params, out_and_pad, random_maps
 
 # Public functions of _ext that compute on no arrays, so have no twin.
 EXEMPT = {
@@ -48,14 +48,16 @@ def exported_kernels():
 KERNELS = exported_kernels()
 
 
+def parameters(function):
+    return [(p.name, p.default) for p in inspect.signature(function).parameters.values()]
+
+
 def test_every_kernel_has_a_twin_with_its_signature():
     kernels = exported_kernels()  # again, to see names added after collection
     missing = sorted(name for name in kernels if not callable(getattr(ref, name, None)))
     assert not missing, f"kernels without a twin in fastcnn._reference: {missing}"
     for name, kernel in kernels.items():
-        got = [(p.name, p.default) for p in inspect.signature(kernel).parameters.values()]
-        want = [(p.name, p.default) for p in inspect.signature(getattr(ref, name)).parameters.values()]
-        assert got == want, name
+        assert parameters(kernel) == parameters(getattr(ref, name)), name
 
 
 def test_every_case_and_exemption_names_a_kernel():
@@ -131,11 +133,6 @@ def loss_case(predictions, target):
 BN_SHAPES = [(1, 3), (7, 5), (300, 17)]  # (M, C)
 
 
-def bn_params(rng, c, dtype):
-    return (normal(rng, c, dtype, 0.3) + 1, normal(rng, c, dtype), normal(rng, c, dtype),
-            rng.uniform(0.5, 2, c).astype(dtype))
-
-
 def batchnorm_forward_training(rng, dtype):
     for m, c in BN_SHAPES:
         yield (normal(rng, (m, c), dtype, 2) + 3, *bn_params(rng, c, dtype), unset((m, c), dtype),
@@ -200,22 +197,16 @@ def sum_of_squares(rng, dtype):
 REMAPS = [((2, 5, 6, 3), (7, 4)), ((1, 1, 1, 1), (3, 2))]  # (N, H, W, C), (OH, OW)
 
 
-def index_map(rng, n, out_size, size):
-    index = rng.integers(0, size, (n, out_size)).astype(np.int32)
-    index[rng.random((n, out_size)) < 0.3] = -1
-    return index
-
-
 def remap2d_forward(rng, dtype):
     for (n, h, w, c), (oh, ow) in REMAPS:
-        yield (normal(rng, (n, h, w, c), dtype), index_map(rng, n, oh, h), index_map(rng, n, ow, w),
-               1.5, unset((n, oh, ow, c), dtype), THREADS)
+        yield (normal(rng, (n, h, w, c), dtype), random_maps(rng, n, oh, h),
+               random_maps(rng, n, ow, w), 1.5, unset((n, oh, ow, c), dtype), THREADS)
 
 
 def remap2d_backward(rng, dtype):
     for (n, h, w, c), (oh, ow) in REMAPS:
-        yield (normal(rng, (n, oh, ow, c), dtype), index_map(rng, n, oh, h),
-               index_map(rng, n, ow, w), unset((n, h, w, c), dtype), THREADS)
+        yield (normal(rng, (n, oh, ow, c), dtype), random_maps(rng, n, oh, h),
+               random_maps(rng, n, ow, w), unset((n, h, w, c), dtype), THREADS)
 
 
 POOLS = [((2, 6, 6, 3), (2, 2), (2, 2), "valid"), ((1, 7, 5, 1), (2, 2), (2, 2), "same"),
@@ -241,8 +232,8 @@ def max_pooled(x, window):
 def maxpool2d_forward(rng, dtype):
     for x_shape, *window in POOLS:
         out_shape, geometry = pool_geometry(x_shape, *window)
-        yield (normal(rng, x_shape, dtype), unset(out_shape, dtype), np.full(out_shape, -7, np.int32),
-               *geometry, THREADS)
+        yield (normal(rng, x_shape, dtype), unset(out_shape, dtype),
+               np.full(out_shape, -7, np.int32), *geometry, THREADS)
 
 
 def maxpool_backward(relu):
