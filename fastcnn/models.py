@@ -4,6 +4,7 @@ from . import layers as layers_module
 from . import random as fc_random
 from . import saving
 from .layers.base import InputLayer, Layer, normalize_shape
+from .serialization import serialize
 from .trainer import Trainer
 
 
@@ -95,8 +96,7 @@ class Sequential(Trainer):
 
     def get_config(self):
         return {"name": self.name, "input_shape": self.input_shape,
-                "layers": [{"class_name": type(l).__name__, "config": l.get_config()}
-                           for l in self.layers]}
+                "layers": [serialize(layer) for layer in self.layers]}
 
     @classmethod
     def from_config(cls, config):

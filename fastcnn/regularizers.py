@@ -8,10 +8,12 @@ its gradient to the weight's before the optimizer step.
 import math
 import numbers
 
+from . import serialization
 from ._ops import regularization
+from .serialization import Configurable
 
 
-class Regularizer:
+class Regularizer(Configurable):
     """Base class: ``penalty = regularizer(weight)``; ``add_gradient`` accumulates its gradient."""
 
     def __call__(self, weight):
@@ -20,13 +22,6 @@ class Regularizer:
     def add_gradient(self, weight, grad):
         """grad += d penalty / d weight, in place."""
         raise NotImplementedError
-
-    def get_config(self):
-        raise NotImplementedError
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 class L2(Regularizer):
@@ -55,9 +50,7 @@ REGULARIZERS = {"L2": L2, "l2": L2}
 
 def serialize(regularizer):
     """A JSON-friendly config: None, or {"class_name": ..., "config": {...}}."""
-    if regularizer is None:
-        return None
-    return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
+    return None if regularizer is None else serialization.serialize(regularizer)
 
 
 def get(identifier):

@@ -24,6 +24,7 @@ import zlib
 import numpy as np
 
 from . import losses, optimizers
+from .serialization import serialize
 
 FORMAT = "fastcnn"
 FORMAT_VERSION = 1
@@ -146,18 +147,16 @@ def _compile_config(model):
         raise ValueError(f"Expected a number as the optimizer's learning_rate to save the model, "
                          f"received learning_rate={optimizer.learning_rate!r}; save_weights "
                          "saves the weights alone")
-    return {"optimizer": {"class_name": type(optimizer).__name__, "config": optimizer.get_config(),
-                          "iterations": int(optimizer.iterations),
+    return {"optimizer": {**serialize(optimizer), "iterations": int(optimizer.iterations),
                           "has_slots": optimizer.has_slots(model.trainable_weights)},
-            "loss": {"class_name": type(model.loss).__name__, "config": model.loss.get_config()},
+            "loss": serialize(model.loss),
             "metrics": list(model.metrics)}
 
 
 def save_model(model, filepath, overwrite=True):
     """Write the model's architecture, weights and compiled state (optimizer slots and step
     count, loss, metrics) and its seed to ``filepath``, atomically."""
-    config = {"class_name": type(model).__name__, "config": model.get_config(),
-              "seed": int(model.seed), "compile_config": _compile_config(model)}
+    config = {**serialize(model), "seed": int(model.seed), "compile_config": _compile_config(model)}
     arrays = {_weight_member(k): w for k, w in enumerate(model.weights)}
     optimizer = model.optimizer
     if config["compile_config"] is not None and config["compile_config"]["optimizer"]["has_slots"]:

@@ -6,19 +6,16 @@ and returns the learning rate for the next one, as in Keras.
 import math
 import numbers
 
+from .serialization import Configurable, serialize
 
-class LearningRateSchedule:
+__all__ = ["LearningRateSchedule", "ExponentialDecay", "serialize", "deserialize"]
+
+
+class LearningRateSchedule(Configurable):
     """Base class: subclasses implement ``__call__(step)`` and ``get_config``."""
 
     def __call__(self, step):
         raise NotImplementedError
-
-    def get_config(self):
-        raise NotImplementedError
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 class ExponentialDecay(LearningRateSchedule):
@@ -51,10 +48,6 @@ class ExponentialDecay(LearningRateSchedule):
 
 
 SCHEDULES = {"ExponentialDecay": ExponentialDecay}
-
-
-def serialize(schedule):
-    return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
 
 
 def deserialize(config):

@@ -11,16 +11,11 @@ import numpy as np
 from . import losses as losses_module
 from . import optimizers as optimizers_module
 from ._ops import activation
+from ._ops.checks import positive_int
 from ._ops.workspace import Workspace
 from .callbacks import CallbackList, History, ProgbarLogger
 from .layers import MaxPooling2D, fused
 from .progbar import Progbar
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"Expected {name} to be a positive int, received {name}={value!r}")
-    return int(value)
 
 
 def _check_verbose(verbose):
@@ -196,8 +191,8 @@ class Trainer:
     def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
         self._check_compiled()
-        batch_size = _positive_int(batch_size, "batch_size")
-        epochs = _positive_int(epochs, "epochs")
+        batch_size = positive_int(batch_size, "batch_size")
+        epochs = positive_int(epochs, "epochs")
         verbose = _check_verbose(verbose)
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) \
                 or initial_epoch < 0:
@@ -280,7 +275,7 @@ class Trainer:
     def evaluate(self, x=None, y=None, batch_size=32, verbose="auto", return_dict=False):
         """[loss, accuracy] (or the loss alone when compiled without metrics)."""
         self._check_compiled()
-        batch_size = _positive_int(batch_size, "batch_size")
+        batch_size = positive_int(batch_size, "batch_size")
         verbose = _check_verbose(verbose)
         x, y = self._check_xy(x, y)
         bar = Progbar(-(-len(x) // batch_size)) if verbose else None
@@ -294,7 +289,7 @@ class Trainer:
 
     def predict(self, x, batch_size=32, verbose="auto"):
         """The model's outputs for x (probabilities after a softmax), batch by batch."""
-        batch_size = _positive_int(batch_size, "batch_size")
+        batch_size = positive_int(batch_size, "batch_size")
         verbose = _check_verbose(verbose)
         if not self.layers:
             raise ValueError("The model has no layers")

@@ -98,6 +98,20 @@ def test_float64_matches_reference(case):
     check_grid_case(case, np.float64)
 
 
+@pytest.mark.parametrize("case", GRID, ids=grid_id)
+def test_float32_matches_the_float64_kernels(case, simd_path):
+    """float64 runs plain loops, not the SIMD tiles, so its gradient checks do not cover the
+    float32 code; this ties the two: the float32 kernels of every path against the float64
+    kernels on the same inputs, at float32 tolerances."""
+    kernel, strides, padding, (ci, co) = case
+    rng = np.random.default_rng(zlib.crc32(grid_id(case).encode()))
+    x, wt, bias, dy, geo = make_case(rng, np.float32, 2, 9, 7, ci, co, kernel, strides, padding)
+    got = run_all(conv, x, wt, bias, dy, geo, True, 2)
+    want = run_all(conv, *(a.astype(np.float64) for a in (x, wt, bias, dy)), geo, True, 2)
+    for g, w in zip(got, want):
+        assert_close(g, w, np.float32)
+
+
 @pytest.mark.parametrize("use_bias, relu", [(False, False), (False, True), (True, False)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_bias_and_relu_options(use_bias, relu, dtype):

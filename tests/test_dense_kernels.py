@@ -80,6 +80,18 @@ def test_float64_matches_reference(shape):
     check_shape(shape, np.float64)
 
 
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_float32_matches_the_float64_kernels(shape, simd_path):
+    """float64 runs plain loops, not the SIMD kernels, so its gradient checks do not cover the
+    float32 code; this ties the two: the float32 kernels of every path against the float64
+    kernels on the same inputs, at float32 tolerances."""
+    rng = np.random.default_rng(sum(shape))
+    x, w, bias, dy = make_case(rng, np.float32, *shape)
+    want = run_all(dense, *(a.astype(np.float64) for a in (x, w, bias, dy)), True, 2)
+    for g, wanted in zip(run_all(dense, x, w, bias, dy, True, 2), want):
+        assert_close(g, wanted, np.float32)
+
+
 @pytest.fixture(params=[4, 1000, 20000])
 def panel_bytes(request):
     """The forward tiles' K slice bound: one tap per slice, pieces of the 1600 inputs, and more.

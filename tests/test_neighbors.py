@@ -21,10 +21,21 @@ def test_signature_matches_reference(name):
     assert list(params) == list(inspect.signature(getattr(ref, name)).parameters)
 
 
+PATHS = ("scalar", "avx2", "avx512")
+
+
+@pytest.fixture(params=PATHS[:PATHS.index(distance.simd_path()) + 1])
+def simd_path(request):
+    previous = distance.simd_path()
+    assert distance._set_simd_path(request.param) == request.param
+    yield request.param
+    distance._set_simd_path(previous)
+
+
 @pytest.mark.parametrize("n,d,m", SHAPES)
 @pytest.mark.parametrize("l1", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_pairwise_distances_match_reference(n, d, m, l1, dtype, rng):
+def test_pairwise_distances_match_reference(n, d, m, l1, dtype, simd_path, rng):
     x = rng.standard_normal((n, d)).astype(dtype)
     yt = rng.standard_normal((d, m)).astype(dtype)
     out, expected = np.full((n, m), np.nan, dtype), np.zeros((n, m), dtype)

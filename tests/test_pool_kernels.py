@@ -134,3 +134,52 @@ def test_maxpool_relu_backward_equals_pool_then_relu_backward(case, rng):
     activation.relu_backward(y.reshape(-1), two_pass.reshape(-1), two_pass.reshape(-1), 1)
     np.testing.assert_array_equal(fused, two_pass)
     np.testing.assert_allclose(fused, ref_fused, rtol=1e-6, atol=1e-6)  # the twin sums in float64
+
+
+PATHS = ("scalar", "avx2", "avx512")
+
+
+@pytest.fixture(params=PATHS[:PATHS.index(pool.simd_path()) + 1])
+def pool_simd_path(request):
+    previous = pool.simd_path()
+    assert pool._set_simd_path(request.param) == request.param
+    yield request.param
+    pool._set_simd_path(previous)
+
+
+def first_strict_maximum(x, pool_size, strides, top, left, out_shape):
+    """Max pooling cell by cell: a window's first cell inside the image, then each later cell
+    that is strictly greater. So ties keep the first, a NaN never wins over the running maximum,
+    and a NaN that comes first stays."""
+    n, h, w, c = x.shape
+    out = np.zeros(out_shape, x.dtype)
+    argmax = np.zeros(out_shape, np.int32)
+    for b, i, j, k in np.ndindex(*out_shape):
+        cells = [(r, s) for r in range(i * strides[0] - top, i * strides[0] - top + pool_size[0])
+                 for s in range(j * strides[1] - left, j * strides[1] - left + pool_size[1])
+                 if 0 <= r < h and 0 <= s < w]
+        best, where = x[b, cells[0][0], cells[0][1], k], cells[0]
+        for r, s in cells[1:]:
+            if x[b, r, s, k] > best:
+                best, where = x[b, r, s, k], (r, s)
+        out[b, i, j, k] = best
+        argmax[b, i, j, k] = (where[0] * w + where[1]) * c + k
+    return out, argmax
+
+
+@pytest.mark.parametrize("channels", [3, 8, 16, 19, 37])
+@pytest.mark.parametrize("case", [((2, 2), (2, 2), "valid"), ((2, 2), (2, 2), "same"),
+                                  ((3, 3), (2, 2), "same"), ((3, 2), (1, 2), "valid")])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_maxpool_every_simd_path_keeps_the_first_strict_maximum(channels, case, dtype,
+                                                                pool_simd_path, rng):
+    """Every code path of the max-pool core, channel tails included, with padding, ties (values
+    on a coarse grid) and NaN."""
+    pool_size, strides, padding = case
+    x = rng.integers(-3, 4, (2, 7, 6, channels)).astype(dtype)
+    x[rng.random(x.shape) < 0.1] = np.nan
+    out_shape, top, left = geometry(x.shape, pool_size, strides, padding)
+    out, argmax = run_max(pool, x, pool_size, strides, padding)
+    want_out, want_argmax = first_strict_maximum(x, pool_size, strides, top, left, out_shape)
+    np.testing.assert_array_equal(out, want_out)
+    np.testing.assert_array_equal(argmax, want_argmax)

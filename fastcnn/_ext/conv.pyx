@@ -4,7 +4,7 @@ Layouts: activations NHWC, weights HWIO ``(kh, kw, c_in, c_out)``. ``pad_top``/`
 given; the output's spatial shape fixes the rest, and cells a window reaches outside the input
 count as zeros. Every ``# OUT`` buffer is overwritten in place; nothing is returned.
 
-float32 runs the register-tiled SIMD kernels of ``conv_simd.h`` (AVX-512, AVX2 or the baseline
+float32 runs the register-tiled SIMD kernels of ``conv_passes.h`` (AVX-512, AVX2 or the baseline
 ISA, chosen at import). float64 runs plain loops; it exists for finite-difference gradient checks.
 
 Results do not depend on ``n_threads``: images are independent in forward and dX, and dW sums
@@ -12,7 +12,7 @@ fixed chunks of images separately (``_dw_chunks``), then adds the chunk sums in 
 
 Threads take images (and chunks) one at a time ("dynamic"), not in fixed halves: on a shared
 host one core often runs slower than the other for seconds at a time (bench/scaling.py's probe),
-and fixed halves leave the faster core waiting. A training step at 2 threads ran 5.5% faster.
+and fixed halves leave the faster core waiting.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
@@ -20,22 +20,26 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
-include "_simd.pxi"
+include "cpu.pxi"
+include "scratch.pxi"
+include "conv_passes.pxi"
 
-cdef extern from "conv_simd.h" nogil:
+cdef extern from "conv_passes.h" nogil:
     size_t fcnn_canvas_size(const fcnn_geom *g)
     size_t fcnn_dx_packed_size(int level, const fcnn_geom *g)
     void fcnn_pack_dx(int level, const float *w, const fcnn_geom *g, float *dst)
     size_t fcnn_dx_scratch_size(const fcnn_geom *g)
     void fcnn_dx_image(int level, const fcnn_geom *g, const float *wt, const float *dy,
                        float *dx, float *scratch)
+    void fcnn_relu_mask(const float *y, float *dx, size_t n)
+
+cdef extern from "maxpool.h" nogil:
     ctypedef struct fcnn_pool_geom:
-        int ph, pw, kh, kw, sh, sw
+        int ph, pw, kh, kw, sh, sw, h, pt, pl
     int fcnn_pooled_rows(const fcnn_pool_geom *p)
     int fcnn_pooled_cols(const fcnn_pool_geom *p)
-    void fcnn_maxpool_image(int level, const fcnn_pool_geom *p, const float *z, int zw, int co,
-                            float *out, int *argmax)
-    void fcnn_relu_mask(const float *y, float *dx, size_t n)
+    void fcnn_maxpool_rows_f32(int level, const fcnn_pool_geom *p, const float *z, int zw, int co,
+                               int i0, int i1, float *out, int *argmax)
     int fcnn_unpool_image(int level, const fcnn_pool_geom *p, const float *dy, const float *pooled,
                           const int *argmax, int zw, int co, int relu, float *dz)
 
@@ -73,8 +77,7 @@ cdef Py_ssize_t _dw_chunks(Py_ssize_t n, Py_ssize_t *starts) noexcept nogil:
 
     Chunks hold DW_CHUNK images, then shrink to a third of the images left, down to one. Threads
     take them in order, so the last ones taken are small and the threads finish close together:
-    with 16 equal chunks of conv2 (0.75 ms each at 2 threads), a core running behind left the
-    other one waiting up to a whole chunk. The split depends on n alone."""
+    with equal chunks, a core running behind left the other one waiting up to a whole chunk. The split depends on n alone."""
     cdef Py_ssize_t c = 0, i = 0
     while i < n:
         starts[c] = i
@@ -172,7 +175,8 @@ cdef fcnn_geom _conv_pool_geom(const Py_ssize_t *xs, const Py_ssize_t *ws, const
         raise ValueError(f"invalid pooling: window {(pool_h, pool_w)}, strides "
                          f"{(pool_stride_h, pool_stride_w)}, pooled output {[ps[k] for k in range(4)]}")
     pool.ph, pool.pw, pool.kh, pool.kw = ps[1], ps[2], pool_h, pool_w
-    pool.sh, pool.sw = pool_stride_h, pool_stride_w
+    pool.sh, pool.sw, pool.pt, pool.pl = pool_stride_h, pool_stride_w, 0, 0
+    pool.h = fcnn_pooled_rows(pool)
     cdef Py_ssize_t zs[4]
     zs[0], zs[1], zs[2], zs[3] = ps[0], fcnn_pooled_rows(pool), fcnn_pooled_cols(pool), ps[3]
     return _geom(xs, ws, zs, stride_h, stride_w, pad_top, pad_left)
@@ -299,8 +303,8 @@ cdef int _forward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w,
                 fcnn_forward_image(level, g, buf, bp, relu, px + i * sx, po + i * so, canvas)
             else:
                 fcnn_forward_image(level, g, buf, bp, relu, px + i * sx, z, canvas)
-                fcnn_maxpool_image(level, pool, z, g.ow, g.co, po + i * so,
-                                   NULL if argmax == NULL else argmax + i * so)
+                fcnn_maxpool_rows_f32(level, pool, z, g.ow, g.co, 0, pool.ph, po + i * so,
+                                      NULL if argmax == NULL else argmax + i * so)
                 if drop != NULL and drop.threshold != 0:
                     fc_dropout_array_f32(po + i * so, po + i * so, so, i * so, drop.seed,
                                          drop.threshold, drop.scale)

@@ -1,8 +1,8 @@
-/* The register-tiled micro-kernels, included by conv_simd.h once per vector width: define FCNN_W
+/* The register-tiled micro-kernels, included by tile_kernels.h once per vector width: define FCNN_W
  * (16, 8 or 4 floats, vectors fcnn_v<W>) before each inclusion; every name gets the suffix _w<W>.
  * One width per instruction set keeps the accumulators in registers: GCC lowers a vector wider
  * than the target's registers through memory (16-float vectors under AVX2 spilled 93 times per
- * 12 FMAs). The width macros (FCNN_VT, FCNN_LDW, FCNN_NAME...) are conv_simd.h's. Deliberately
+ * 12 FMAs). The width macros (FCNN_VT, FCNN_LDW, FCNN_NAME...) are vectors.h's. Deliberately
  * no include guard. */
 
 /* acc[p] = sum_{r<kh, j<kwci} x_p[r*k_row + j] * w[(r*kwci + j)*cb + (0 .. FCNN_W*NV)] for P pixels;

@@ -2,7 +2,7 @@
 
 Layouts: x (n, in), weights (in, out), y (n, out). Every ``# OUT`` buffer is overwritten in place.
 
-float32 reuses the convolution micro-kernels of ``conv_simd.h``: n rows of x are a 1 x n image
+float32 reuses the convolution passes of ``conv_passes.h``: n rows of x are a 1 x n image
 with ``in`` channels under a 1x1 kernel. float64 runs plain loops, for gradient checks.
 Results do not depend on ``n_threads``: rows are independent in forward and dX, and dW sums fixed
 chunks of ``DW_CHUNK`` rows separately, then adds the chunk sums in chunk order.
@@ -12,7 +12,9 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.stdlib cimport free
 from libc.string cimport memset
 
-include "_simd.pxi"
+include "cpu.pxi"
+include "scratch.pxi"
+include "conv_passes.pxi"
 
 cdef extern from "dense_narrow.h" nogil:
     ctypedef struct fcnn_narrow_job:

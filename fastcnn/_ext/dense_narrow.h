@@ -3,9 +3,7 @@
  * The general kernels treat a dense layer as a 1x1 convolution and vectorise along the outputs,
  * which pads 10 classes to 16 lanes, and their tiles walk 8-12 rows of x at once. Here the
  * vectors run along the inputs instead, so no lane is padding, and each row of x, dx or dy is read
- * or written front to back. For the MNIST net's 128 x 1600 -> 10 layer (AVX-512, inside training
- * steps, where x and dx come from L3) the three passes went from 1.07 to 0.50 ms on 1 thread and
- * from 0.66 to 0.30 ms on 2.
+ * or written front to back.
  *
  * All three passes use wt, the weights transposed to (O, kp): O = outputs rounded up to even and
  * kp = inputs rounded up to 16, zero-padded. dW is accumulated as dwt (O, kp) and transposed back
@@ -14,10 +12,12 @@
 #ifndef FASTCNN_DENSE_NARROW_H
 #define FASTCNN_DENSE_NARROW_H
 
-#include "conv_simd.h"
+#include "cpu.h"
+#include "pack.h"
+#include "vectors.h"
 
 /* At 15-16 outputs the general kernels fill their 16 lanes, and two rows' accumulators here would
- * no longer fit 32 registers: measured slower (forward 1.6x, dW 1.5x). */
+ * no longer fit 32 registers. */
 enum { FCNN_NARROW_MAX = 14 };
 
 typedef struct {
@@ -68,14 +68,14 @@ enum { FCNN_NARROW_FWD, FCNN_NARROW_DX, FCNN_NARROW_DW };
 
 /* One pass over rows [a, b) (forward, dX) or over inputs [a, b), multiples of 16 (dW). */
 #if FCNN_X86
-__attribute__((target("avx512f,avx512dq,fma"))) static void
+FCNN_TARGET_AVX512 static void
 fcnn_narrow_avx512(int pass, const fcnn_narrow_job *jb, int a, int b)
 {
     if (pass == FCNN_NARROW_FWD) FCNN_NARROW_CASES(jb->o, FCNN_FWD16)
     else if (pass == FCNN_NARROW_DX) FCNN_NARROW_CASES(jb->o, FCNN_DX16)
     else FCNN_NARROW_CASES(jb->o, FCNN_DW16)
 }
-__attribute__((target("avx2,fma"))) static void
+FCNN_TARGET_AVX2 static void
 fcnn_narrow_avx2(int pass, const fcnn_narrow_job *jb, int a, int b)
 {
     if (pass == FCNN_NARROW_FWD) FCNN_NARROW_CASES(jb->o, FCNN_FWD8)
@@ -92,12 +92,7 @@ static void fcnn_narrow_scalar(int pass, const fcnn_narrow_job *jb, int a, int b
 
 static void fcnn_narrow_pass(int level, int pass, const fcnn_narrow_job *jb, int a, int b)
 {
-#if FCNN_X86
-    if (level == FCNN_AVX512) { fcnn_narrow_avx512(pass, jb, a, b); return; }
-    if (level == FCNN_AVX2) { fcnn_narrow_avx2(pass, jb, a, b); return; }
-#endif
-    (void)level;
-    fcnn_narrow_scalar(pass, jb, a, b);
+    FCNN_DISPATCH(level, fcnn_narrow, pass, jb, a, b);
 }
 
 /* Columns [i0, i1) of wt (O, kp): wt[c, i] = w[i, c] (w is (k, o)), zero past k and for c >= o.

@@ -2,7 +2,7 @@
  * (16, 8 or 4 floats) before each inclusion; every name gets the suffix _w<W>. O, the output
  * count rounded up to even, is a compile-time constant in every caller, so the O accumulators or
  * broadcasts of a row stay in registers. The width macros (FCNN_VT, FCNN_LDW, FCNN_NAME...) are
- * conv_simd.h's. Deliberately no include guard. */
+ * vectors.h's. Deliberately no include guard. */
 
 /* p, or where fewer than FCNN_W floats are left in the row (n), buf holding them zero-filled:
  * a row's tail is read without passing its end. */

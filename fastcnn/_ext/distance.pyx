@@ -6,8 +6,8 @@ steps are independent (no sum to reassociate, which the compiler may not do with
 work is split into tiles of ``TILE_N`` queries x ``TILE_M`` references x ``TILE_D`` features
 so that a tile's slab of references stays in L2 while its queries stream past.
 
-The tile body is plain C compiled three times, for AVX-512, AVX2+FMA and the baseline ISA; the
-best one the CPU supports is chosen at import. With FMA a step may round once instead of twice,
+The tile body is plain C compiled three times, for AVX-512, AVX2+FMA and the baseline ISA, and
+dispatched on cpu.h's SIMD level. With FMA a step may round once instead of twice,
 so the paths can differ in the last bit.
 
 Every output element is written by one thread, so results do not depend on ``n_threads``.
@@ -20,9 +20,11 @@ cdef extern from *:
     #include <math.h>
     #include <stddef.h>
 
+    #include "cpu.h"
+
     /* out[r, j] += sum over k in [k0, k1) of TERM(x[r, k] - yt[k, j]), in k order, for four rows
      * and two k at a time: each pass over an output row then loads and stores it half as often. */
-    #define FC_DIST_BODY(T, NAME, TERM)                                                         \
+    #define FCNN_DIST_BODY(T, NAME, TERM)                                                         \
     static inline __attribute__((always_inline)) void NAME##_body(                             \
         const T *x, ptrdiff_t ldx, ptrdiff_t rows, const T *yt, ptrdiff_t ldy, ptrdiff_t cols, \
         ptrdiff_t k0, ptrdiff_t k1, T *out, ptrdiff_t ldo)                                     \
@@ -70,64 +72,49 @@ cdef extern from *:
         }                                                                                      \
     }
 
-    #define FC_ABS32(t) fabsf(t)
-    #define FC_ABS64(t) fabs(t)
-    #define FC_SQUARE(t) ((t) * (t))
-    FC_DIST_BODY(float, fc_l1_f32, FC_ABS32)
-    FC_DIST_BODY(float, fc_l2_f32, FC_SQUARE)
-    FC_DIST_BODY(double, fc_l1_f64, FC_ABS64)
-    FC_DIST_BODY(double, fc_l2_f64, FC_SQUARE)
+    #define FCNN_ABS32(t) fabsf(t)
+    #define FCNN_ABS64(t) fabs(t)
+    #define FCNN_SQUARE(t) ((t) * (t))
+    FCNN_DIST_BODY(float, fcnn_l1_f32, FCNN_ABS32)
+    FCNN_DIST_BODY(float, fcnn_l2_f32, FCNN_SQUARE)
+    FCNN_DIST_BODY(double, fcnn_l1_f64, FCNN_ABS64)
+    FCNN_DIST_BODY(double, fcnn_l2_f64, FCNN_SQUARE)
 
-    #define FC_DIST_ARGS(T) const T *x, ptrdiff_t ldx, ptrdiff_t rows, const T *yt,            \
+    #define FCNN_DIST_ARGS(T) const T *x, ptrdiff_t ldx, ptrdiff_t rows, const T *yt,            \
         ptrdiff_t ldy, ptrdiff_t cols, ptrdiff_t k0, ptrdiff_t k1, T *out, ptrdiff_t ldo
-    #define FC_DIST_PASS x, ldx, rows, yt, ldy, cols, k0, k1, out, ldo
-    #define FC_DIST_ISA(ATTR, SUFFIX)                                                          \
-    ATTR static void fc_l1_f32_##SUFFIX(FC_DIST_ARGS(float)) { fc_l1_f32_body(FC_DIST_PASS); } \
-    ATTR static void fc_l2_f32_##SUFFIX(FC_DIST_ARGS(float)) { fc_l2_f32_body(FC_DIST_PASS); } \
-    ATTR static void fc_l1_f64_##SUFFIX(FC_DIST_ARGS(double)) { fc_l1_f64_body(FC_DIST_PASS); }\
-    ATTR static void fc_l2_f64_##SUFFIX(FC_DIST_ARGS(double)) { fc_l2_f64_body(FC_DIST_PASS); }
+    #define FCNN_DIST_PASS x, ldx, rows, yt, ldy, cols, k0, k1, out, ldo
+    #define FCNN_DIST_COPY(ATTR, T, NAME, LEVEL)                                               \
+    ATTR static void NAME##_##LEVEL(FCNN_DIST_ARGS(T)) { NAME##_body(FCNN_DIST_PASS); }
+    #define FCNN_DIST_LEVEL(ATTR, LEVEL)                                                       \
+    FCNN_DIST_COPY(ATTR, float, fcnn_l1_f32, LEVEL) FCNN_DIST_COPY(ATTR, float, fcnn_l2_f32, LEVEL) \
+    FCNN_DIST_COPY(ATTR, double, fcnn_l1_f64, LEVEL) FCNN_DIST_COPY(ATTR, double, fcnn_l2_f64, LEVEL)
 
-    typedef void (*fc_dist_f32)(FC_DIST_ARGS(float));
-    typedef void (*fc_dist_f64)(FC_DIST_ARGS(double));
-    static fc_dist_f32 fc_l1_f32, fc_l2_f32;
-    static fc_dist_f64 fc_l1_f64, fc_l2_f64;
-    static const char *fc_dist_path = "scalar";
-
-    FC_DIST_ISA(, scalar)
-    #if defined(__GNUC__) && defined(__x86_64__)
-    FC_DIST_ISA(__attribute__((target("avx512f"))), avx512)
-    FC_DIST_ISA(__attribute__((target("avx2,fma"))), avx2)
+    FCNN_DIST_LEVEL(, scalar)
+    #if FCNN_X86
+    FCNN_DIST_LEVEL(FCNN_TARGET_AVX512_NOFMA, avx512)
+    FCNN_DIST_LEVEL(FCNN_TARGET_AVX2, avx2)
     #endif
 
-    #define FC_DIST_USE(SUFFIX) fc_l1_f32 = fc_l1_f32_##SUFFIX; fc_l2_f32 = fc_l2_f32_##SUFFIX; \
-        fc_l1_f64 = fc_l1_f64_##SUFFIX; fc_l2_f64 = fc_l2_f64_##SUFFIX; fc_dist_path = #SUFFIX;
-
-    /* Called once at import, before any parallel region reads the pointers. */
-    static void fc_dist_init(void)
-    {
-        FC_DIST_USE(scalar)
-    #if defined(__GNUC__) && defined(__x86_64__)
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f")) { FC_DIST_USE(avx512) }
-        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-            { FC_DIST_USE(avx2) }
-    #endif
-    }
+    /* One function per kernel, running the copy of the module's SIMD level. */
+    #define FCNN_DIST_DISPATCH(T, NAME)                                                        \
+    static void NAME(FCNN_DIST_ARGS(T)) { FCNN_DISPATCH(fcnn_level, NAME, FCNN_DIST_PASS); }
+    FCNN_DIST_DISPATCH(float, fcnn_l1_f32)
+    FCNN_DIST_DISPATCH(float, fcnn_l2_f32)
+    FCNN_DIST_DISPATCH(double, fcnn_l1_f64)
+    FCNN_DIST_DISPATCH(double, fcnn_l2_f64)
     """
-    void fc_dist_init()
-    const char *fc_dist_path
-    void fc_l1_f32(const float *x, Py_ssize_t ldx, Py_ssize_t rows, const float *yt,
-                   Py_ssize_t ldy, Py_ssize_t cols, Py_ssize_t k0, Py_ssize_t k1, float *out,
-                   Py_ssize_t ldo) noexcept nogil
-    void fc_l2_f32(const float *x, Py_ssize_t ldx, Py_ssize_t rows, const float *yt,
-                   Py_ssize_t ldy, Py_ssize_t cols, Py_ssize_t k0, Py_ssize_t k1, float *out,
-                   Py_ssize_t ldo) noexcept nogil
-    void fc_l1_f64(const double *x, Py_ssize_t ldx, Py_ssize_t rows, const double *yt,
-                   Py_ssize_t ldy, Py_ssize_t cols, Py_ssize_t k0, Py_ssize_t k1, double *out,
-                   Py_ssize_t ldo) noexcept nogil
-    void fc_l2_f64(const double *x, Py_ssize_t ldx, Py_ssize_t rows, const double *yt,
-                   Py_ssize_t ldy, Py_ssize_t cols, Py_ssize_t k0, Py_ssize_t k1, double *out,
-                   Py_ssize_t ldo) noexcept nogil
+    void fcnn_l1_f32(const float *x, Py_ssize_t ldx, Py_ssize_t rows, const float *yt,
+                     Py_ssize_t ldy, Py_ssize_t cols, Py_ssize_t k0, Py_ssize_t k1, float *out,
+                     Py_ssize_t ldo) noexcept nogil
+    void fcnn_l2_f32(const float *x, Py_ssize_t ldx, Py_ssize_t rows, const float *yt,
+                     Py_ssize_t ldy, Py_ssize_t cols, Py_ssize_t k0, Py_ssize_t k1, float *out,
+                     Py_ssize_t ldo) noexcept nogil
+    void fcnn_l1_f64(const double *x, Py_ssize_t ldx, Py_ssize_t rows, const double *yt,
+                     Py_ssize_t ldy, Py_ssize_t cols, Py_ssize_t k0, Py_ssize_t k1, double *out,
+                     Py_ssize_t ldo) noexcept nogil
+    void fcnn_l2_f64(const double *x, Py_ssize_t ldx, Py_ssize_t rows, const double *yt,
+                     Py_ssize_t ldy, Py_ssize_t cols, Py_ssize_t k0, Py_ssize_t k1, double *out,
+                     Py_ssize_t ldo) noexcept nogil
 
 # 64 queries x 256 references keeps a tile's output (64 KB in float32) and a 256-feature slab
 # of references (256 KB) in L2.
@@ -136,12 +123,7 @@ cdef enum:
     TILE_M = 256
     TILE_D = 256
 
-fc_dist_init()
-
-
-def simd_path():
-    """The code path of the distance tiles: "avx512", "avx2" or "scalar"."""
-    return fc_dist_path.decode()
+include "cpu.pxi"
 
 
 cdef inline void _tile(bint l1, const floating *x, Py_ssize_t ldx, Py_ssize_t rows,
@@ -149,14 +131,14 @@ cdef inline void _tile(bint l1, const floating *x, Py_ssize_t ldx, Py_ssize_t ro
                        Py_ssize_t k1, floating *out, Py_ssize_t ldo) noexcept nogil:
     if floating is float:
         if l1:
-            fc_l1_f32(x, ldx, rows, yt, ldy, cols, k0, k1, out, ldo)
+            fcnn_l1_f32(x, ldx, rows, yt, ldy, cols, k0, k1, out, ldo)
         else:
-            fc_l2_f32(x, ldx, rows, yt, ldy, cols, k0, k1, out, ldo)
+            fcnn_l2_f32(x, ldx, rows, yt, ldy, cols, k0, k1, out, ldo)
     else:
         if l1:
-            fc_l1_f64(x, ldx, rows, yt, ldy, cols, k0, k1, out, ldo)
+            fcnn_l1_f64(x, ldx, rows, yt, ldy, cols, k0, k1, out, ldo)
         else:
-            fc_l2_f64(x, ldx, rows, yt, ldy, cols, k0, k1, out, ldo)
+            fcnn_l2_f64(x, ldx, rows, yt, ldy, cols, k0, k1, out, ldo)
 
 
 def pairwise_distances(const floating[:, ::1] x__nd,     # IN  queries, one per row

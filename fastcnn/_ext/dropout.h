@@ -1,19 +1,18 @@
 /* Dropout's keep-or-zero step, without a branch or an int-to-float conversion per element.
  *
- * Element j of a mask is kept when a 16-bit draw reaches ceil(rate * 2^16). The draws come from
- * a counter-based hash, which needs no buffer of random numbers, parallelises freely and gives
- * the same mask for any thread count. Each 32-bit hash serves two elements: in each block of 32
- * elements, hash m = (j / 32) * 16 + j % 16 gives its low half to element j and its high half
- * to element j + 16, so sixteen hashes in one AVX-512 register cover 32 elements. (One hash per
- * element, with a 24-bit draw, was most of the cost of a dropout fused into a conv step: 0.3 ms
- * of an MNIST training step at 2 threads.) 16 bits put the keep probability within 2^-16 of
- * 1 - rate. The hash is two rounds of a 32-bit integer mixer over the low half of m, keyed by
- * splitmix64(seed, high half of m): 32-bit multiplies vectorise sixteen to an AVX-512 register,
- * where a 64-bit hash (vpmullq, eight to a register and three times the cost) took 1.1 ns an
- * element. The keep flag is a random bit, so a branch on it mispredicts half the time, and
- * converting it to a float multiplier costs a partial-register stall per element; and-ing the
- * bits of the scaled value with an all-ones/all-zeros mask costs neither. Dropped values are
- * exactly 0.
+ * Element j of a mask is kept when a 16-bit draw reaches ceil(rate * 2^16). The draws come from a
+ * counter-based hash, which needs no buffer of random numbers, parallelises freely and gives the
+ * same mask for any thread count. Each 32-bit hash serves two elements: in each block of 32
+ * elements, hash m = (j / 32) * 16 + j % 16 gives its low half to element j and its high half to
+ * element j + 16, so sixteen hashes in one AVX-512 register cover 32 elements. (A hash per
+ * element, with a 24-bit draw, would be most of the cost of a dropout fused into a conv step.) 16
+ * bits put the keep probability within 2^-16 of 1 - rate. The hash is two rounds of a 32-bit
+ * integer mixer over the low half of m, keyed by splitmix64(seed, high half of m): 32-bit
+ * multiplies vectorise sixteen to an AVX-512 register, where a 64-bit hash needs vpmullq, eight to
+ * a register and three times the cost. The keep flag is a random bit, so a branch on it
+ * mispredicts half the time, and converting it to a float multiplier costs a partial-register
+ * stall per element; and-ing the bits of the scaled value with an all-ones/all-zeros mask costs
+ * neither. Dropped values are exactly 0.
  */
 #ifndef FASTCNN_DROPOUT_H
 #define FASTCNN_DROPOUT_H
@@ -23,9 +22,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "clones.h"
+#include "cpu.h"
 
-static inline uint64_t fc_splitmix64(uint64_t seed, uint64_t i)
+static inline uint64_t fcnn_splitmix64(uint64_t seed, uint64_t i)
 {
     uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ULL;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -34,7 +33,7 @@ static inline uint64_t fc_splitmix64(uint64_t seed, uint64_t i)
 }
 
 /* A bijective 32-bit mixer ("lowbias32", by Chris Wellons' hash-prospector). */
-static inline uint32_t fc_mix32(uint32_t x)
+static inline uint32_t fcnn_mix32(uint32_t x)
 {
     x = (x ^ (x >> 16)) * 0x7FEB352DU;
     x = (x ^ (x >> 15)) * 0x846CA68BU;
@@ -42,18 +41,18 @@ static inline uint32_t fc_mix32(uint32_t x)
 }
 
 /* The hash of m's low half lo under the key (k1, k2) of m's high half. */
-static inline uint32_t fc_dropout_hash(uint32_t lo, uint32_t k1, uint32_t k2)
+static inline uint32_t fcnn_dropout_hash(uint32_t lo, uint32_t k1, uint32_t k2)
 {
-    return fc_mix32(fc_mix32(lo ^ k1) + k2);
+    return fcnn_mix32(fcnn_mix32(lo ^ k1) + k2);
 }
 
 /* The hash index of element j, and which half of that hash is j's draw. */
-static inline uint64_t fc_dropout_slot(uint64_t j)
+static inline uint64_t fcnn_dropout_slot(uint64_t j)
 {
     return (j >> 5 << 4) | (j & 15);
 }
 
-static inline uint32_t fc_dropout_half(uint32_t h, uint64_t j)
+static inline uint32_t fcnn_dropout_half(uint32_t h, uint64_t j)
 {
     return j & 16 ? h >> 16 : h & 0xFFFF;
 }
@@ -63,7 +62,7 @@ static inline uint32_t fc_dropout_threshold(double rate)
     return (uint32_t)ceil(rate * 65536.0);
 }
 
-static inline float fc_dropout_f32(float v, uint32_t draw, uint32_t threshold)
+static inline float fcnn_dropout_keep_f32(float v, uint32_t draw, uint32_t threshold)
 {
     uint32_t keep = (uint32_t)0 - (uint32_t)(draw >= threshold), bits;
     memcpy(&bits, &v, sizeof bits);
@@ -72,7 +71,7 @@ static inline float fc_dropout_f32(float v, uint32_t draw, uint32_t threshold)
     return v;
 }
 
-static inline double fc_dropout_f64(double v, uint32_t draw, uint32_t threshold)
+static inline double fcnn_dropout_keep_f64(double v, uint32_t draw, uint32_t threshold)
 {
     uint64_t keep = (uint64_t)0 - (uint64_t)(draw >= threshold), bits;
     memcpy(&bits, &v, sizeof bits);
@@ -83,43 +82,43 @@ static inline double fc_dropout_f64(double v, uint32_t draw, uint32_t threshold)
 
 /* The draw of element j alone: for the elements before the first block boundary and after the
  * last whole block. */
-static inline uint32_t fc_dropout_draw(uint64_t j, uint64_t seed)
+static inline uint32_t fcnn_dropout_draw(uint64_t j, uint64_t seed)
 {
-    const uint64_t m = fc_dropout_slot(j), key = fc_splitmix64(seed, m >> 32);
-    return fc_dropout_half(fc_dropout_hash((uint32_t)m, (uint32_t)key, (uint32_t)(key >> 32)), j);
+    const uint64_t m = fcnn_dropout_slot(j), key = fcnn_splitmix64(seed, m >> 32);
+    return fcnn_dropout_half(fcnn_dropout_hash((uint32_t)m, (uint32_t)key, (uint32_t)(key >> 32)), j);
 }
 
-/* Whole blocks go through a buffer of draws, FC_DROPOUT_SPAN elements at a time: the hash loop
+/* Whole blocks go through a buffer of draws, FCNN_DROPOUT_SPAN elements at a time: the hash loop
  * and the keep loop then each vectorise. With both in one loop the compiler vectorised only the
  * hashes, since out may be x itself (the fused conv step drops its output in place). */
-enum { FC_DROPOUT_SPAN = 256 };
+enum { FCNN_DROPOUT_SPAN = 256 };
 
-/* out[i] = the scaled x[i] if element first + i is kept, else 0, for i < n. Built for AVX-512
- * and AVX2 too (FC_CLONES). */
-#define FC_DROPOUT_ARRAY(name, type, fn)                                                          \
-    FC_CLONES static void name(const type *x, type *out, ptrdiff_t n, uint64_t first,            \
-                               uint64_t seed, uint32_t threshold, type scale)                    \
+/* out[i] = the scaled x[i] if element first + i is kept, else 0, for i < n; compiled once per
+ * SIMD level (ATTR its target) as name_<level>. */
+#define FCNN_DROPOUT_ARRAY(ATTR, name, type, fn)                                                  \
+    ATTR static void name(const type *x, type *out, ptrdiff_t n, uint64_t first,                  \
+                          uint64_t seed, uint32_t threshold, type scale)                          \
     {                                                                                             \
-        uint32_t draw[FC_DROPOUT_SPAN];                                                           \
+        uint32_t draw[FCNN_DROPOUT_SPAN];                                                         \
         for (ptrdiff_t i = 0; i < n;) {                                                           \
             const uint64_t j = first + (uint64_t)i;                                               \
             if ((j & 31) || n - i < 32) {                                                         \
-                out[i] = fn(x[i] * scale, fc_dropout_draw(j, seed), threshold);                   \
+                out[i] = fn(x[i] * scale, fcnn_dropout_draw(j, seed), threshold);                 \
                 i++;                                                                              \
                 continue;                                                                         \
             }                                                                                     \
             /* blocks that fit the buffer and share m's key; m is a multiple of 16 here */        \
-            const uint64_t m = fc_dropout_slot(j), key = fc_splitmix64(seed, m >> 32);            \
+            const uint64_t m = fcnn_dropout_slot(j), key = fcnn_splitmix64(seed, m >> 32);        \
             const uint32_t k1 = (uint32_t)key, k2 = (uint32_t)(key >> 32), lo = (uint32_t)m;      \
             const uint64_t to_key_end = (((uint64_t)1 << 32) - lo) / 16;                          \
             ptrdiff_t blocks = (n - i) / 32;                                                      \
-            if (blocks > FC_DROPOUT_SPAN / 32)                                                    \
-                blocks = FC_DROPOUT_SPAN / 32;                                                    \
+            if (blocks > FCNN_DROPOUT_SPAN / 32)                                                  \
+                blocks = FCNN_DROPOUT_SPAN / 32;                                                  \
             if ((uint64_t)blocks > to_key_end)                                                    \
                 blocks = (ptrdiff_t)to_key_end;                                                   \
             for (ptrdiff_t b = 0; b < blocks; b++)                                                \
                 for (int t = 0; t < 16; t++) {                                                    \
-                    const uint32_t h = fc_dropout_hash(lo + (uint32_t)(16 * b + t), k1, k2);      \
+                    const uint32_t h = fcnn_dropout_hash(lo + (uint32_t)(16 * b + t), k1, k2);    \
                     draw[32 * b + t] = h & 0xFFFF;                                                \
                     draw[32 * b + 16 + t] = h >> 16;                                              \
                 }                                                                                 \
@@ -129,7 +128,26 @@ enum { FC_DROPOUT_SPAN = 256 };
         }                                                                                         \
     }
 
-FC_DROPOUT_ARRAY(fc_dropout_array_f32, float, fc_dropout_f32)
-FC_DROPOUT_ARRAY(fc_dropout_array_f64, double, fc_dropout_f64)
+#define FCNN_DROPOUT_LEVEL(ATTR, LEVEL)                                                           \
+    FCNN_DROPOUT_ARRAY(ATTR, fcnn_dropout_array_f32_##LEVEL, float, fcnn_dropout_keep_f32)        \
+    FCNN_DROPOUT_ARRAY(ATTR, fcnn_dropout_array_f64_##LEVEL, double, fcnn_dropout_keep_f64)
+
+FCNN_DROPOUT_LEVEL(, scalar)
+#if FCNN_X86
+FCNN_DROPOUT_LEVEL(FCNN_TARGET_V4, avx512)
+FCNN_DROPOUT_LEVEL(FCNN_TARGET_AVX2_NOFMA, avx2)
+#endif
+
+static void fc_dropout_array_f32(const float *x, float *out, ptrdiff_t n, uint64_t first,
+                                 uint64_t seed, uint32_t threshold, float scale)
+{
+    FCNN_DISPATCH(fcnn_level, fcnn_dropout_array_f32, x, out, n, first, seed, threshold, scale);
+}
+
+static void fc_dropout_array_f64(const double *x, double *out, ptrdiff_t n, uint64_t first,
+                                 uint64_t seed, uint32_t threshold, double scale)
+{
+    FCNN_DISPATCH(fcnn_level, fcnn_dropout_array_f64, x, out, n, first, seed, threshold, scale);
+}
 
 #endif

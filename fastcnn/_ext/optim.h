@@ -1,20 +1,20 @@
 /* The optimizer updates over one run of n elements of a flat parameter array and its state,
  * with Keras 3's rules. As C loops they vectorise, square root and division included (the
- * Cython loops stayed scalar: 2.6 ns per Adam element on AVX-512), and FC_CLONES builds them
- * for AVX-512 and AVX2 as well as the baseline. No restrict: GCC checks for overlap at run time
- * and keeps a scalar loop for arrays that alias. Built once per float type by FC_OPTIM_RULES. */
+ * Cython loops stayed scalar), and they are compiled once per SIMD level of cpu.h. No restrict:
+ * GCC checks for overlap at run time and keeps a scalar loop for arrays that alias. Built once
+ * per float type and level by FCNN_OPTIM_RULES. */
 #ifndef FASTCNN_OPTIM_H
 #define FASTCNN_OPTIM_H
 
 #include <math.h>
 #include <stddef.h>
 
-#include "clones.h"
+#include "cpu.h"
 
-#define FC_OPTIM_RULES(T, SUFFIX, SQRT)                                                          \
+#define FCNN_OPTIM_RULES(ATTR, T, SUFFIX, SQRT)                                                   \
     /* v = mu v - lr g; p += v, or p += mu v - lr g with Nesterov; p -= lr g without momentum. */ \
-    FC_CLONES static void fc_sgd_##SUFFIX(T *p, const T *g, T *vel, ptrdiff_t n, T lr, T mu,    \
-                                          int nesterov)                                           \
+    ATTR static void fcnn_sgd_##SUFFIX(T *p, const T *g, T *vel, ptrdiff_t n, T lr, T mu,         \
+                                       int nesterov)                                              \
     {                                                                                             \
         if (mu == 0) {                                                                            \
             for (ptrdiff_t i = 0; i < n; i++)                                                     \
@@ -35,8 +35,8 @@
     /* m += b1 (g - m); v += b2 (g^2 - v); p -= alpha m / (sqrt(v) + eps), where b1 = 1 - beta_1, \
      * b2 = 1 - beta_2 and alpha folds in the bias corrections; first p += decay p (AdamW's       \
      * decoupled decay, decay = -lr * weight_decay) unless decay is 0, for an inf p stays inf. */  \
-    FC_CLONES static void fc_adam_##SUFFIX(T *p, const T *g, T *m, T *v, ptrdiff_t n, T alpha,   \
-                                           T b1, T b2, T eps, T decay)                            \
+    ATTR static void fcnn_adam_##SUFFIX(T *p, const T *g, T *m, T *v, ptrdiff_t n, T alpha,       \
+                                        T b1, T b2, T eps, T decay)                               \
     {                                                                                             \
         for (ptrdiff_t i = 0; i < n; i++) {                                                       \
             if (decay != 0)                                                                       \
@@ -47,11 +47,11 @@
         }                                                                                         \
     }                                                                                             \
                                                                                                   \
-    /* ms = r ms + b g^2 (b = 1 - r); step = lr g / sqrt(ms + eps), where centered (mg non-NULL) \
+    /* ms = r ms + b g^2 (b = 1 - r); step = lr g / sqrt(ms + eps), where centered (mg non-NULL)  \
      * subtracts mg^2 (mg = r mg + b g); with buf (momentum), buf = mu buf + step, p -= buf;    \
      * else p -= step. */                                                                         \
-    FC_CLONES static void fc_rmsprop_##SUFFIX(T *p, const T *g, T *ms, T *buf, T *mg,           \
-                                              ptrdiff_t n, T lr, T r, T b, T mu, T eps)           \
+    ATTR static void fcnn_rmsprop_##SUFFIX(T *p, const T *g, T *ms, T *buf, T *mg,                \
+                                           ptrdiff_t n, T lr, T r, T b, T mu, T eps)              \
     {                                                                                             \
         for (ptrdiff_t i = 0; i < n; i++) {                                                       \
             T gi = g[i], denominator, step;                                                       \
@@ -72,28 +72,45 @@
         }                                                                                         \
     }                                                                                             \
                                                                                                   \
-    /* Rule `kind` (FC_SGD, FC_ADAM, FC_RMSPROP) on elements i .. i+n of one tensor whose        \
+    /* Rule `kind` (FC_SGD, FC_ADAM, FC_RMSPROP) on elements i .. i+n of one tensor whose         \
      * operands are op[0] (param), op[1] (grad) and the slots after (NULL where not in use), with \
      * the rule's hyper-parameters h in the order of its function's arguments. */                 \
-    static void fc_update_run_##SUFFIX(int kind, const double *h, T **op, ptrdiff_t i,           \
-                                       ptrdiff_t n)                                               \
+    ATTR static void fcnn_update_run_##SUFFIX(int kind, const double *h, T **op, ptrdiff_t i,     \
+                                              ptrdiff_t n)                                        \
     {                                                                                             \
         T *at[FC_MAX_OPERANDS];                                                                   \
         for (int k = 0; k < FC_MAX_OPERANDS; k++)                                                 \
             at[k] = op[k] ? op[k] + i : NULL;                                                     \
         if (kind == FC_SGD)                                                                       \
-            fc_sgd_##SUFFIX(at[0], at[1], at[2], n, (T)h[0], (T)h[1], (int)h[2]);                 \
+            fcnn_sgd_##SUFFIX(at[0], at[1], at[2], n, (T)h[0], (T)h[1], (int)h[2]);               \
         else if (kind == FC_ADAM)                                                                 \
-            fc_adam_##SUFFIX(at[0], at[1], at[2], at[3], n, (T)h[0], (T)h[1], (T)h[2], (T)h[3],   \
-                             (T)h[4]);                                                            \
+            fcnn_adam_##SUFFIX(at[0], at[1], at[2], at[3], n, (T)h[0], (T)h[1], (T)h[2], (T)h[3], \
+                               (T)h[4]);                                                          \
         else                                                                                      \
-            fc_rmsprop_##SUFFIX(at[0], at[1], at[2], at[3], at[4], n, (T)h[0], (T)h[1], (T)h[2],  \
-                                (T)h[3], (T)h[4]);                                                \
+            fcnn_rmsprop_##SUFFIX(at[0], at[1], at[2], at[3], at[4], n, (T)h[0], (T)h[1], (T)h[2], \
+                                  (T)h[3], (T)h[4]);                                              \
     }
 
 enum { FC_SGD = 0, FC_ADAM = 1, FC_RMSPROP = 2, FC_MAX_OPERANDS = 5 };
 
-FC_OPTIM_RULES(float, f32, sqrtf)
-FC_OPTIM_RULES(double, f64, sqrt)
+#define FCNN_OPTIM_LEVEL(ATTR, LEVEL)                                                             \
+    FCNN_OPTIM_RULES(ATTR, float, f32_##LEVEL, sqrtf)                                             \
+    FCNN_OPTIM_RULES(ATTR, double, f64_##LEVEL, sqrt)
+
+FCNN_OPTIM_LEVEL(, scalar)
+#if FCNN_X86
+FCNN_OPTIM_LEVEL(FCNN_TARGET_V4, avx512)
+FCNN_OPTIM_LEVEL(FCNN_TARGET_AVX2_NOFMA, avx2)
+#endif
+
+static void fc_update_run_f32(int kind, const double *h, float **op, ptrdiff_t i, ptrdiff_t n)
+{
+    FCNN_DISPATCH(fcnn_level, fcnn_update_run_f32, kind, h, op, i, n);
+}
+
+static void fc_update_run_f64(int kind, const double *h, double **op, ptrdiff_t i, ptrdiff_t n)
+{
+    FCNN_DISPATCH(fcnn_level, fcnn_update_run_f64, kind, h, op, i, n);
+}
 
 #endif

@@ -5,12 +5,23 @@ fixes the rest. Cells outside the input never take part: max pooling never picks
 pooling does not count them (TensorFlow's rule for "same" padding) and sum pooling adds only the
 cells inside. Average and sum pooling share one loop nest, which divides by the count or not.
 """
+from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memset
 
-ctypedef fused floating:
-    float
-    double
+include "cpu.pxi"
+
+cdef extern from "maxpool.h" nogil:
+    ctypedef struct fcnn_pool_geom:
+        int ph, pw, kh, kw, sh, sw, h, pt, pl
+    void fcnn_maxpool_rows_f32(int level, const fcnn_pool_geom *p, const float *z, int zw, int co,
+                               int i0, int i1, float *out, int *argmax)
+    void fcnn_maxpool_rows_f64(const fcnn_pool_geom *p, const double *z, int zw, int co, int i0,
+                               int i1, double *out, int *argmax)
+    Py_ssize_t fcnn_maxpool_scatter_f32(const float *dy, const float *pooled, const int *argmax,
+                                        size_t nout, size_t image, int relu, float *dx)
+    Py_ssize_t fcnn_maxpool_scatter_f64(const double *dy, const double *pooled, const int *argmax,
+                                        size_t nout, size_t image, int relu, double *dx)
 
 
 def maxpool2d_forward(const floating[:, :, :, ::1] x__nhwc,   # IN
@@ -20,50 +31,28 @@ def maxpool2d_forward(const floating[:, :, :, ::1] x__nhwc,   # IN
                       int pad_top, int pad_left, int n_threads):
     """Max over each window; argmax stores ``(h * W + w) * C + c`` within the image.
 
-    Ties keep the first maximum in row-major window order, as PyTorch does.
+    Ties keep the first maximum in row-major window order, as PyTorch does. The max-pool core of
+    maxpool.h, which conv.conv2d_maxpool_forward's pooling runs too; one output row per step.
     """
     cdef Py_ssize_t n = x__nhwc.shape[0], h = x__nhwc.shape[1], w = x__nhwc.shape[2]
     cdef Py_ssize_t c = x__nhwc.shape[3]
     cdef Py_ssize_t oh = out__nhwc.shape[1], ow = out__nhwc.shape[2]
-    cdef Py_ssize_t row, b, i, j, k, r, s, r0, r1, s0, s1
-    cdef floating* best
-    cdef int* where
+    cdef Py_ssize_t row, b, i
+    cdef int level = fcnn_simd_level()
+    cdef fcnn_pool_geom p
+    p.ph, p.pw, p.kh, p.kw, p.sh, p.sw = oh, ow, pool_h, pool_w, stride_h, stride_w
+    p.h, p.pt, p.pl = h, pad_top, pad_left
+    if n == 0 or oh == 0 or ow == 0 or c == 0:
+        return
     for row in prange(n * oh, nogil=True, schedule="static", num_threads=n_threads):
         b = row // oh
         i = row % oh
-        r0 = max(i * stride_h - pad_top, 0)
-        r1 = min(i * stride_h - pad_top + pool_h, h)
-        for j in range(ow):
-            s0 = max(j * stride_w - pad_left, 0)
-            s1 = min(j * stride_w - pad_left + pool_w, w)
-            best = &out__nhwc[b, i, j, 0]
-            where = &argmax__nhwc[b, i, j, 0]
-            for k in range(c):
-                best[k] = x__nhwc[b, r0, s0, k]
-                where[k] = <int>((r0 * w + s0) * c + k)
-            for r in range(r0, r1):
-                for s in range(s0, s1):
-                    fold_window_cell(&x__nhwc[b, r, s, 0], best, where, <int>((r * w + s) * c), c)
-
-
-cdef inline void fold_window_cell(const floating* cell, floating* best, int* where, int base,
-                                  Py_ssize_t c) noexcept nogil:
-    """Fold one window cell into the running maxima; only a strictly greater value wins, so ties
-    keep the first.
-
-    The comparison is as good as random, so this selects with a bit mask instead of branching;
-    GCC vectorises the mask form but not a conditional (a mispredicted branch per element costs
-    more than the whole loop).
-    """
-    cdef Py_ssize_t k
-    cdef floating v, old
-    cdef int mask
-    for k in range(c):
-        v = cell[k]
-        old = best[k]
-        mask = -<int>(v > old)
-        best[k] = v if v > old else old
-        where[k] = (mask & (base + <int>k)) | (~mask & where[k])
+        if floating is float:
+            fcnn_maxpool_rows_f32(level, &p, &x__nhwc[b, 0, 0, 0], w, c, i, i + 1,
+                                  &out__nhwc[b, 0, 0, 0], &argmax__nhwc[b, 0, 0, 0])
+        else:
+            fcnn_maxpool_rows_f64(&p, &x__nhwc[b, 0, 0, 0], w, c, i, i + 1,
+                                  &out__nhwc[b, 0, 0, 0], &argmax__nhwc[b, 0, 0, 0])
 
 
 def maxpool2d_backward(const floating[:, :, :, ::1] dy__nhwc,   # IN
@@ -103,35 +92,20 @@ cdef Py_ssize_t scatter_to_argmax(const floating[:, :, :, ::1] dy__nhwc,
                                   const int[:, :, :, ::1] argmax__nhwc,
                                   floating[:, :, :, ::1] dx__nhwc,
                                   bint positive_only, int n_threads) noexcept nogil:
-    # The bounds check rides along in the scatter loop (a branch never taken costs nothing),
-    # so no caller needs a separate pass over argmax to stay in bounds.
     cdef Py_ssize_t n = dx__nhwc.shape[0]
     cdef Py_ssize_t image = dx__nhwc.shape[1] * dx__nhwc.shape[2] * dx__nhwc.shape[3]
     cdef Py_ssize_t outs = dy__nhwc.shape[1] * dy__nhwc.shape[2] * dy__nhwc.shape[3]
-    cdef Py_ssize_t b, t
-    cdef floating* dx
-    cdef const floating* dy
-    cdef const floating* pooled
-    cdef const int* where
-    cdef floating g
-    cdef size_t cell
+    cdef Py_ssize_t b
     cdef Py_ssize_t bad = 0
     for b in prange(n, schedule="static", num_threads=n_threads):
-        dx = &dx__nhwc[b, 0, 0, 0]
-        dy = &dy__nhwc[b, 0, 0, 0]
-        pooled = &out__nhwc[b, 0, 0, 0]
-        where = &argmax__nhwc[b, 0, 0, 0]
-        memset(dx, 0, image * sizeof(floating))
-        for t in range(outs):
-            cell = <size_t><unsigned int>where[t]  # a negative index becomes huge
-            if cell >= <size_t>image:
-                bad += 1
-                continue
-            g = dy[t]
-            if positive_only:
-                dx[cell] += g if pooled[t] > 0 else 0
-            else:
-                dx[cell] += g
+        if floating is float:
+            bad += fcnn_maxpool_scatter_f32(&dy__nhwc[b, 0, 0, 0], &out__nhwc[b, 0, 0, 0],
+                                            &argmax__nhwc[b, 0, 0, 0], outs, image,
+                                            positive_only, &dx__nhwc[b, 0, 0, 0])
+        else:
+            bad += fcnn_maxpool_scatter_f64(&dy__nhwc[b, 0, 0, 0], &out__nhwc[b, 0, 0, 0],
+                                            &argmax__nhwc[b, 0, 0, 0], outs, image,
+                                            positive_only, &dx__nhwc[b, 0, 0, 0])
     return bad
 
 

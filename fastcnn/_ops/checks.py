@@ -70,6 +70,13 @@ def check_index_range(shape, name, batch_axis=True):
                          f"of the kernels' 32-bit indices; received shape {tuple(shape)}")
 
 
+def positive_int(value, name):
+    """``value`` as an int >= 1 (not a bool), or a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"Expected {name} to be a positive int, received {name}={value!r}")
+    return int(value)
+
+
 def shape_arg(shape, name, ndim):
     """``shape`` as a tuple of ``ndim`` non-negative ints."""
     try:
@@ -87,6 +94,18 @@ def input_shape_arg(input_shape):
     input_shape = shape_arg(input_shape, "input_shape", 4)
     check_index_range(input_shape, "input_shape")
     return input_shape
+
+
+def scatter_backward_args(dy, input_shape):
+    """The checked ``input_shape`` and ``dy`` of a backward pass that scatters each gradient to
+    an input pixel (pooling by argmax, remap): dy is NHWC with the input's batch size and
+    channels, and the height and width of the forward pass's output."""
+    input_shape = input_shape_arg(input_shape)
+    dy = as_kernel_array(dy, "dy", 4)
+    if dy.shape[0] != input_shape[0] or dy.shape[3] != input_shape[3]:
+        raise ValueError(f"Expected dy with the batch size and channels of input_shape "
+                         f"{input_shape}, received shape {dy.shape}")
+    return input_shape, dy
 
 
 def check_weight_shape(shape, name):

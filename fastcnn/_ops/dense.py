@@ -15,13 +15,19 @@ def _dense_operand(a, name, n=None, axis=1, what="features"):
     return a
 
 
+def _times_kernel(a, name, kernel, kernel_axis):
+    """The checked kernel, ``a`` and product shape of ``a @ kernel`` (``kernel_axis`` 0, the
+    forward pass) or ``a @ kernel.T`` (``kernel_axis`` 1, the input gradient)."""
+    kernel = weights_array(kernel, "kernel", 2)
+    a = _dense_operand(a, name, kernel.shape[kernel_axis])
+    shape = (a.shape[0], kernel.shape[1 - kernel_axis])
+    check_index_range(shape, "out", batch_axis=False)
+    return kernel, as_kernel_array(a, name, 2, kernel.dtype), shape
+
+
 def dense_forward(x, kernel, bias, relu=False, out=None, n_threads=None):
     n_threads = effective_n_threads(n_threads)
-    kernel = weights_array(kernel, "kernel", 2)
-    x = _dense_operand(x, "x", kernel.shape[0])
-    shape = (x.shape[0], kernel.shape[1])
-    check_index_range(shape, "out", batch_axis=False)
-    x = as_kernel_array(x, "x", 2, kernel.dtype)
+    kernel, x, shape = _times_kernel(x, "x", kernel, 0)
     bias = bias_array(bias, kernel.shape[1], kernel.dtype)
     out = out_buffer(out, shape, kernel.dtype, "out")
     _dense.dense_forward(x, kernel, bias, out, relu, n_threads)
@@ -30,11 +36,7 @@ def dense_forward(x, kernel, bias, relu=False, out=None, n_threads=None):
 
 def dense_backward_input(dy, kernel, out=None, n_threads=None):
     n_threads = effective_n_threads(n_threads)
-    kernel = weights_array(kernel, "kernel", 2)
-    dy = _dense_operand(dy, "dy", kernel.shape[1])
-    shape = (dy.shape[0], kernel.shape[0])
-    check_index_range(shape, "out", batch_axis=False)
-    dy = as_kernel_array(dy, "dy", 2, kernel.dtype)
+    kernel, dy, shape = _times_kernel(dy, "dy", kernel, 1)
     dx = out_buffer(out, shape, kernel.dtype, "out")
     _dense.dense_backward_input(dy, kernel, dx, n_threads)
     return dx

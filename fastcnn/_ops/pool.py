@@ -5,7 +5,7 @@ import numpy as np
 
 from .._ext import pool as _pool
 from .checks import (argmax_array, as_kernel_array, check_array, input_shape_arg, out_buffer,
-                     window_output_shape)
+                     scatter_backward_args, window_output_shape)
 from .threads import effective_n_threads
 
 
@@ -34,11 +34,7 @@ def maxpool2d_backward(dy, argmax, input_shape, out=None, relu_output=None, n_th
     """Scatter dy to the window maxima; with ``relu_output`` (the pooled values of a relu's
     output) also apply that relu's backward, in the same pass."""
     n_threads = effective_n_threads(n_threads)
-    input_shape = input_shape_arg(input_shape)
-    dy = as_kernel_array(dy, "dy", 4)
-    if dy.shape[0] != input_shape[0] or dy.shape[3] != input_shape[3]:
-        raise ValueError(f"Expected dy with the batch size and channels of input_shape "
-                         f"{input_shape}, received shape {dy.shape}")
+    input_shape, dy = scatter_backward_args(dy, input_shape)
     argmax = argmax_array(argmax, dy.shape)
     dx = out_buffer(out, input_shape, dy.dtype, "out")
     if relu_output is None:

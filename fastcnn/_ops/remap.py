@@ -2,7 +2,7 @@
 import numpy as np
 
 from .._ext import remap as _remap
-from .checks import as_kernel_array, check_index_range, input_shape_arg, out_buffer
+from .checks import as_kernel_array, check_index_range, out_buffer, scatter_backward_args
 from .threads import effective_n_threads
 
 
@@ -33,11 +33,7 @@ def remap2d_forward(x, rows, cols, fill_value=0.0, out=None, n_threads=None):
 def remap2d_backward(dy, rows, cols, input_shape, out=None, n_threads=None):
     """The adjoint of remap2d_forward: each gradient goes back to the pixel it was read from."""
     n_threads = effective_n_threads(n_threads)
-    input_shape = input_shape_arg(input_shape)
-    dy = as_kernel_array(dy, "dy", 4)
-    if dy.shape[0] != input_shape[0] or dy.shape[3] != input_shape[3]:
-        raise ValueError(f"Expected dy with the batch size and channels of input_shape "
-                         f"{input_shape}, received shape {dy.shape}")
+    input_shape, dy = scatter_backward_args(dy, input_shape)
     rows, cols = _index_map(rows, "rows"), _index_map(cols, "cols")
     dx = out_buffer(out, input_shape, dy.dtype, "out")
     _remap.remap2d_backward(dy, rows, cols, dx, n_threads)

@@ -89,12 +89,26 @@ def fetch(dataset, files, default_mirror, *, cache_dir=None, mirror=None):
     return blobs
 
 
+IDX_SPLITS = ("train", "t10k")
+
+
+def idx_file_names(split):
+    """The images and the labels file of a split ("train" or "t10k") in the MNIST layout."""
+    return f"{split}-images-idx3-ubyte.gz", f"{split}-labels-idx1-ubyte.gz"
+
+
+def idx_files(train_images, train_labels, test_images, test_labels):
+    """The ``files`` table (name -> FileSpec) of a dataset in the MNIST layout."""
+    names = [name for split in IDX_SPLITS for name in idx_file_names(split)]
+    return dict(zip(names, (train_images, train_labels, test_images, test_labels)))
+
+
 def load_idx_dataset(dataset, files, default_mirror, *, cache_dir=None, mirror=None):
     """Fetch the four MNIST-layout IDX files; return ``((x_train, y_train), (x_test, y_test))``."""
     blobs = fetch(dataset, files, default_mirror, cache_dir=cache_dir, mirror=mirror)
     splits = []
-    for prefix in ("train", "t10k"):
-        images, labels = f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz"
+    for split in IDX_SPLITS:
+        images, labels = idx_file_names(split)
         x = read_idx(blobs[images], IDX_IMAGES, images)
         y = read_idx(blobs[labels], IDX_LABELS, labels)
         if x.shape[1:] != (28, 28) or len(x) != len(y):

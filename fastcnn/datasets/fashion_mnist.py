@@ -3,7 +3,7 @@
 Same layout and file names as MNIST. See ``fastcnn.datasets._files`` for where the files are
 looked for and how they are checked.
 """
-from ._files import FileSpec, load_idx_dataset
+from ._files import FileSpec, idx_files, load_idx_dataset
 
 DEFAULT_MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 
@@ -11,34 +11,19 @@ DEFAULT_MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 # Datasets pins for the same URLs (tensorflow_datasets/url_checksums/fashion_mnist.txt), and
 # other projects list them beside Zalando's md5 values (train-images 8d4fb7e6..., train-labels
 # 25c81989..., t10k-images bef4ecab..., t10k-labels bb300cfd...).
-FILES = {
-    "train-images-idx3-ubyte.gz": FileSpec(
-        26421880, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
-    "train-labels-idx1-ubyte.gz": FileSpec(
-        29515, "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
-    "t10k-images-idx3-ubyte.gz": FileSpec(
-        4422102, "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
-    "t10k-labels-idx1-ubyte.gz": FileSpec(
-        5148, "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
-}
+FILES = idx_files(
+    train_images=FileSpec(26421880, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
+    train_labels=FileSpec(29515, "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
+    test_images=FileSpec(4422102, "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
+    test_labels=FileSpec(5148, "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
+)
 
 
 def load_data(*, cache_dir=None, mirror=None):
     """Load Fashion-MNIST as Keras does: ``((x_train, y_train), (x_test, y_test))``.
 
-    x_train is uint8 of shape (60000, 28, 28), y_train uint8 of shape (60000,) with values 0-9;
-    the test split has 10000 images.
-
-    Args:
-        cache_dir: folder that holds the ``fashion_mnist/`` cache; default
-            ``$FASTCNN_HOME/datasets`` or ``~/.fastcnn/datasets``.
-        mirror: base URL the four files are downloaded from; default
-            ``$FASTCNN_DATASETS_MIRROR/fashion_mnist/`` or Zalando's published location.
-
-    Raises:
-        DatasetUnavailableError (an OSError): a file is missing and cannot be downloaded.
-        ChecksumError (a ValueError): a file is not the published one.
-        ValueError: a file is not well-formed IDX.
+    Shapes, dtypes, arguments and errors are those of ``fastcnn.datasets.mnist.load_data``; the
+    cache folder is ``fashion_mnist/``, the default mirror Zalando's published location.
     """
     return load_idx_dataset("fashion_mnist", FILES, DEFAULT_MIRROR,
                             cache_dir=cache_dir, mirror=mirror)

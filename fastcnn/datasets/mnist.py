@@ -2,22 +2,18 @@
 
 See ``fastcnn.datasets._files`` for where the files are looked for and how they are checked.
 """
-from ._files import FileSpec, load_idx_dataset
+from ._files import FileSpec, idx_files, load_idx_dataset
 
 # Mirror used by torchvision; it serves the original IDX .gz files byte for byte.
 DEFAULT_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 
 # Sizes and sha256 digests of the published files (torchvision checks the same files by md5).
-FILES = {
-    "train-images-idx3-ubyte.gz": FileSpec(
-        9912422, "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
-    "train-labels-idx1-ubyte.gz": FileSpec(
-        28881, "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
-    "t10k-images-idx3-ubyte.gz": FileSpec(
-        1648877, "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
-    "t10k-labels-idx1-ubyte.gz": FileSpec(
-        4542, "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
-}
+FILES = idx_files(
+    train_images=FileSpec(9912422, "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+    train_labels=FileSpec(28881, "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+    test_images=FileSpec(1648877, "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+    test_labels=FileSpec(4542, "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+)
 
 
 def load_data(*, cache_dir=None, mirror=None):

@@ -13,6 +13,7 @@ import numbers
 import numpy as np
 
 from .._ops import distance
+from .._ops.checks import positive_int
 
 # Distances held at once: 32 MB in float32, e.g. 139 MNIST queries against 60000 references.
 CHUNK_VALUES = 2**23
@@ -26,13 +27,9 @@ class KNeighborsClassifier:
     """
 
     def __init__(self, n_neighbors=5, metric="l2"):
-        if (isinstance(n_neighbors, bool) or not isinstance(n_neighbors, numbers.Integral)
-                or n_neighbors < 1):
-            raise ValueError(f"Expected n_neighbors to be a positive int, received "
-                             f"n_neighbors={n_neighbors!r}")
+        self.n_neighbors = positive_int(n_neighbors, "n_neighbors")
         if metric not in distance.DISTANCE_METRICS:
             raise ValueError(f'Expected metric "l1" or "l2", received metric={metric!r}')
-        self.n_neighbors = int(n_neighbors)
         self.metric = metric
 
     def fit(self, x, y):

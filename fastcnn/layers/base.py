@@ -8,6 +8,7 @@ import numpy as np
 
 from .._ops.checks import as_kernel_array, check_array, check_index_range
 from .._ops.workspace import Workspace
+from ..serialization import Configurable
 
 _name_counters = defaultdict(itertools.count)
 
@@ -62,7 +63,7 @@ def normalize_padding(padding):
     return value
 
 
-class Layer:
+class Layer(Configurable):
     """Base of all layers.
 
     Subclasses create weights in ``build(input_shape)`` with ``add_weight``, and implement
@@ -107,6 +108,12 @@ class Layer:
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def _check_image_input(self, input_shape):
+        """Refuse inputs that are not one image, (height, width, channels), per sample."""
+        if len(input_shape) != 3:
+            raise ValueError(f"{type(self).__name__} {self.name!r} expects inputs of shape "
+                             f"(height, width, channels), received {input_shape}")
 
     def add_weight(self, name, shape, initializer, trainable=True):
         from .. import initializers
@@ -179,12 +186,33 @@ class Layer:
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+class RandomTransformLayer(Layer):
+    """Base of the layers that transform their input at random during training and are the
+    identity otherwise (Dropout, RandomFlip, RandomTranslation).
+
+    Each draws from ``self.rng``, which the model replaces at every epoch start, so a seeded fit,
+    and a resumed one, draws the same transforms. ``forward`` sets ``_active`` to whether it
+    transformed its input; ``_transform_backward(dy)`` is the gradient through that transform.
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = normalize_seed(seed)
+        self.rng = np.random.default_rng(self.seed)
+
+    def _transform_backward(self, dy):
+        raise NotImplementedError
+
+    def backward(self, dy, need_dx=True):
+        if not need_dx:
+            return None
+        if not self._active:
+            return dy
+        return self._transform_backward(dy)
 
 
 class InputLayer(Layer):

@@ -1,43 +1,31 @@
 """Conv2D: NHWC inputs, HWIO kernel, bias and relu fused into the forward kernel."""
-import numbers
-
-from .. import initializers, regularizers
 from .._ops import conv
-from .._ops.checks import window_output_shape
-from .activation import ActivationMixin, normalize_activation
-from .base import Layer, normalize_padding, normalize_tuple
+from .._ops.checks import positive_int, window_output_shape
+from .base import normalize_padding, normalize_tuple
+from .kernel import KernelLayer
 
 
-class Conv2D(ActivationMixin, Layer):
+class Conv2D(KernelLayer):
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(filters, bool) or not isinstance(filters, numbers.Integral) or filters < 1:
-            raise ValueError(f"Expected filters to be an int > 0, received filters={filters!r}")
-        self.filters = int(filters)
+        self.filters = positive_int(filters, "filters")
         self.kernel_size = normalize_tuple(kernel_size, "kernel_size")
         self.strides = normalize_tuple(strides, "strides")
         self.padding = normalize_padding(padding)
-        self.activation = normalize_activation(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.validate(kernel_initializer)
-        self.bias_initializer = initializers.validate(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self._init_kernel_args(activation, use_bias, kernel_initializer, bias_initializer,
+                               kernel_regularizer)
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"Conv2D {self.name!r} expects inputs of shape (height, width, channels), "
-                             f"received {input_shape}")
+        self._check_image_input(input_shape)
         (oh, ow), _ = window_output_shape(input_shape[:2], self.kernel_size, self.strides,
                                               self.padding, "kernel_size")
         return (oh, ow, self.filters)
 
     def build(self, input_shape):
         super().build(input_shape)
-        self.kernel = self.add_weight("kernel", (*self.kernel_size, self.input_shape[2], self.filters),
-                                      self.kernel_initializer)
-        self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer) if self.use_bias else None
+        self._add_kernel_and_bias((*self.kernel_size, self.input_shape[2], self.filters))
 
     def forward(self, x, training=False):
         self._x = x
@@ -57,7 +45,4 @@ class Conv2D(ActivationMixin, Layer):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
-                "strides": self.strides, "padding": self.padding, "activation": self.activation,
-                "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
-                "bias_initializer": self.bias_initializer,
-                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer)}
+                "strides": self.strides, "padding": self.padding, **self._kernel_config()}

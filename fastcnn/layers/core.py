@@ -3,26 +3,21 @@ import numbers
 
 import numpy as np
 
-from .. import initializers, regularizers
 from .._ops import dense, dropout
-from .activation import ActivationMixin, normalize_activation
-from .base import Layer, normalize_seed
+from .._ops.checks import positive_int
+from .base import Layer, RandomTransformLayer
+from .kernel import KernelLayer
 
 
-class Dense(ActivationMixin, Layer):
+class Dense(KernelLayer):
     """``activation(x @ kernel + bias)`` with kernel of shape (in, units)."""
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
-            raise ValueError(f"Expected units to be an int > 0, received units={units!r}")
-        self.units = int(units)
-        self.activation = normalize_activation(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.validate(kernel_initializer)
-        self.bias_initializer = initializers.validate(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.units = positive_int(units, "units")
+        self._init_kernel_args(activation, use_bias, kernel_initializer, bias_initializer,
+                               kernel_regularizer)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 1:
@@ -32,8 +27,7 @@ class Dense(ActivationMixin, Layer):
 
     def build(self, input_shape):
         super().build(input_shape)
-        self.kernel = self.add_weight("kernel", (self.input_shape[0], self.units), self.kernel_initializer)
-        self.bias = self.add_weight("bias", (self.units,), self.bias_initializer) if self.use_bias else None
+        self._add_kernel_and_bias((self.input_shape[0], self.units))
 
     def forward(self, x, training=False):
         self._x = x
@@ -50,10 +44,7 @@ class Dense(ActivationMixin, Layer):
         return dense.dense_backward_input(dz, self.kernel, out=self.workspace.get("dx", self._x.shape))
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "activation": self.activation,
-                "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
-                "bias_initializer": self.bias_initializer,
-                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer)}
+        return {**super().get_config(), "units": self.units, **self._kernel_config()}
 
 
 class Flatten(Layer):
@@ -69,20 +60,15 @@ class Flatten(Layer):
         return dy.reshape(dy.shape[0], *self.input_shape) if need_dx else None
 
 
-class Dropout(Layer):
-    """Zero a fraction ``rate`` of the inputs during training and scale the rest by 1/(1-rate).
-
-    At inference it is the identity. The model hands each layer the RNG of the current epoch,
-    so a seeded fit, and a resumed one, draws the same masks.
-    """
+class Dropout(RandomTransformLayer):
+    """Zero a fraction ``rate`` of the inputs during training and scale the rest by 1/(1-rate);
+    at inference it is the identity."""
 
     def __init__(self, rate, seed=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
             raise ValueError(f"Expected rate in [0, 1), received rate={rate!r}")
         self.rate = float(rate)
-        self.seed = normalize_seed(seed)
-        self.rng = np.random.default_rng(self.seed)
 
     def draw_mask(self, training):
         """Starts a forward pass: the (seed, rate) of its mask, or None when it passes x through.
@@ -103,11 +89,7 @@ class Dropout(Layer):
         return dropout.dropout_forward(x, self._mask_seed, self.rate,
                                        out=self.workspace.get("y", x.shape))
 
-    def backward(self, dy, need_dx=True):
-        if not need_dx:
-            return None
-        if not self._active:
-            return dy
+    def _transform_backward(self, dy):
         return dropout.dropout_backward(dy, self._mask_seed, self.rate,
                                         out=self.workspace.get("dx", dy.shape))
 

@@ -13,9 +13,7 @@ class _Pooling2D(Layer):
         self.padding = normalize_padding(padding)
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"{type(self).__name__} {self.name!r} expects inputs of shape "
-                             f"(height, width, channels), received {input_shape}")
+        self._check_image_input(input_shape)
         (oh, ow), _ = window_output_shape(input_shape[:2], self.pool_size, self.strides,
                                               self.padding, "pool_size")
         return (oh, ow, input_shape[2])
@@ -87,9 +85,7 @@ class _GlobalPooling2D(Layer):
         self.keepdims = keepdims
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"{type(self).__name__} {self.name!r} expects inputs of shape "
-                             f"(height, width, channels), received {input_shape}")
+        self._check_image_input(input_shape)
         return (1, 1, input_shape[2]) if self.keepdims else (input_shape[2],)
 
     def _pooled(self, x):

@@ -12,7 +12,7 @@ import numpy as np
 
 from .._ops import remap
 from .._ops.checks import INDEX_LIMIT
-from .base import Layer, normalize_seed
+from .base import RandomTransformLayer
 
 
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
@@ -40,18 +40,11 @@ def source_index(coords, size, fill_mode):
     return index.astype(np.int32)
 
 
-class _RandomRemap(Layer):
+class _RandomRemap(RandomTransformLayer):
     fill_value = 0.0  # what pixels that the map leaves uncovered get; flips cover every pixel
 
-    def __init__(self, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self.seed = normalize_seed(seed)
-        self.rng = np.random.default_rng(self.seed)
-
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"{type(self).__name__} {self.name!r} expects inputs of shape "
-                             f"(height, width, channels), received {input_shape}")
+        self._check_image_input(input_shape)
         return input_shape
 
     def _draw_maps(self, n, h, w):
@@ -67,11 +60,7 @@ class _RandomRemap(Layer):
         return remap.remap2d_forward(x, self._rows, self._cols, self.fill_value,
                                      out=self.workspace.get("y", x.shape))
 
-    def backward(self, dy, need_dx=True):
-        if not need_dx:
-            return None
-        if not self._active:
-            return dy
+    def _transform_backward(self, dy):
         return remap.remap2d_backward(dy, self._rows, self._cols, dy.shape,
                                       out=self.workspace.get("dx", dy.shape))
 

@@ -27,9 +27,7 @@ class ZeroPadding2D(Layer):
         self.padding = normalize_padding2d(padding)
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"ZeroPadding2D {self.name!r} expects inputs of shape "
-                             f"(height, width, channels), received {input_shape}")
+        self._check_image_input(input_shape)
         (top, bottom), (left, right) = self.padding
         h, w, c = input_shape
         return (h + top + bottom, w + left + right, c)

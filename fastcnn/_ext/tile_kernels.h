@@ -1,0 +1,117 @@
+/* The register-tiled micro-kernels of the convolutions and the wide dense layers, compiled once
+ * per SIMD level, and their dispatch.
+ *
+ * The kernel bodies (conv_tiles.h) are written once with GCC vector extensions and included once
+ * per vector width: 16 floats for AVX-512, 8 for AVX2+FMA, and 4 for the baseline ISA (the
+ * compiler lowers them to whatever the base target has, SSE2 on x86-64).
+ *
+ * One register tile shape serves all three passes: P rows x NV vectors of accumulators, each
+ * step broadcasting one scalar per row against NV vectors loaded from a packed panel.
+ *   forward  rows = output pixels,       panel = weights (kh*kw*ci, co),       epilogue = bias/ReLU store
+ *   dX       rows = dY pixels,           panel = W_a^T (co, kw*ci) per kernel row a,
+ *                                        epilogue = scatter-add into the (padded) dX image (col2im
+ *                                        fused; see fcnn_dx_image for narrow first layers)
+ *   dW       rows = (kh, kw, ci) taps,   panel = dY pixels (co),               reduction over pixels
+ * dX this way does no multiplications by the zeros a "full" convolution of padded dY would.
+ */
+#ifndef FASTCNN_TILE_KERNELS_H
+#define FASTCNN_TILE_KERNELS_H
+
+#include <stddef.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
+#include "cpu.h"
+#include "pack.h"
+#include "vectors.h"
+
+#define FCNN_PMAX 12 /* the tallest tile */
+
+/* The most weight-panel bytes one sweep of the forward tiles reads: half the L1 data cache, so the
+ * panel slice stays there beside the windows and outputs. A whole panel (conv 32 -> 32: 37 KB of
+ * a 48 KB L1) was evicted by them tile after tile and streamed from L2 instead. Set at load from
+ * the C library's L1 size where it knows it. */
+static int fcnn_panel_bytes = 16384;
+
+__attribute__((constructor)) static void fcnn_panel_init(void)
+{
+#ifdef _SC_LEVEL1_DCACHE_SIZE
+    const long l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE); /* glibc; 0 or -1 where unknown */
+    if (l1 >= 8192 && l1 <= (1L << 24))
+        fcnn_panel_bytes = (int)(l1 / 2);
+#endif
+}
+
+/* Lets tests cut K into slices of any size; returns the previous bound. */
+static int fcnn_panel_bytes_set(int bytes)
+{
+    const int old = fcnn_panel_bytes;
+    fcnn_panel_bytes = fcnn_imax(bytes, 1);
+    return old;
+}
+
+/* `acc += w * s` below relies on GNU C's default -ffp-contract=fast to become one FMA (checked in
+ * the disassembly: the AVX-512 inner loop is 4 panel loads, P broadcasts and 4*P vfmadd231ps, no
+ * spills). A strict -std=c99 build would still be correct, only slower. */
+
+/* One sweep of the tile loop. Pixel (y, x) reads its window at x + y*px_row + x*px_col: kh runs of
+ * kwci contiguous floats, k_row apart. It writes channel c at out + y*out_row + x*out_col + c. */
+typedef struct {
+    const float *x;
+    int px_row, px_col, k_row, kh, kwci;
+    const float *w, *bias; /* fcnn_pack_cols panels of the (kh*kwci, co) matrix; bias padded or NULL */
+    int co;
+    float *out;
+    int out_row, out_col, oh, ow;
+    int relu, accumulate; /* accumulate: out += tile (the dX scatter-add) instead of out = tile */
+} fcnn_tile_job;
+
+/* dW job: dw (kh*kwci, dw_row) += windows(x)^T . dY over all oh*ow pixels, windows as in
+ * fcnn_tile_job; dY pixel q at dy + q*dy_px with round16(co) floats readable. Unless db is NULL,
+ * also db (round16(co)) += the sums of dY over the pixels. */
+typedef struct {
+    const float *x;
+    int px_row, px_col, k_row, kh, kwci;
+    const float *dy;
+    int dy_px, oh, ow, co;
+    float *dw;
+    int dw_row;
+    float *db;
+} fcnn_dw_job;
+
+#define FCNN_W 16
+#include "conv_tiles.h"
+#define FCNN_W 8
+#include "conv_tiles.h"
+#define FCNN_W 4
+#include "conv_tiles.h"
+
+/* The three compilations. Tile heights keep P*NV accumulators + NV panel vectors + a broadcast
+ * within the register file: 32 zmm of 16 floats, 16 ymm of 8, 16 xmm of 4. */
+#if FCNN_X86
+FCNN_TARGET_AVX512 static void fcnn_tiles_avx512(const fcnn_tile_job *jb)
+{
+    fcnn_tile_core_w16(64, 8, 12, 8, 6, jb);
+}
+FCNN_TARGET_AVX512 static void fcnn_dw_avx512(const fcnn_dw_job *jb)
+{
+    fcnn_dw_core_w16(64, 8, 12, 8, 6, jb);
+}
+FCNN_TARGET_AVX2 static void fcnn_tiles_avx2(const fcnn_tile_job *jb)
+{
+    fcnn_tile_core_w8(16, 12, 6, 1, 1, jb);
+}
+FCNN_TARGET_AVX2 static void fcnn_dw_avx2(const fcnn_dw_job *jb)
+{
+    fcnn_dw_core_w8(16, 12, 6, 1, 1, jb);
+}
+#endif
+static void fcnn_tiles_scalar(const fcnn_tile_job *jb) { fcnn_tile_core_w4(16, 12, 6, 4, 2, jb); }
+static void fcnn_dw_scalar(const fcnn_dw_job *jb) { fcnn_dw_core_w4(16, 12, 6, 4, 2, jb); }
+
+static void fcnn_tiles(int level, const fcnn_tile_job *jb) { FCNN_DISPATCH(level, fcnn_tiles, jb); }
+
+static void fcnn_dw(int level, const fcnn_dw_job *jb) { FCNN_DISPATCH(level, fcnn_dw, jb); }
+
+#endif /* FASTCNN_TILE_KERNELS_H */
