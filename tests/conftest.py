@@ -1,7 +1,11 @@
+import importlib
 import os
+import pkgutil
 
 import numpy as np
 import pytest
+
+from fastcnn import _ext
 
 
 def numeric_grad(f, x, eps=1e-6):
@@ -52,6 +56,61 @@ def out_and_pad(n, k, s, padding):
         return (n - k) // s + 1, 0
     out = -(-n // s)
     return out, max((out - 1) * s + k - n, 0) // 2
+
+
+SIMD_PATHS = ("scalar", "avx2", "avx512")
+SIMD_MODULES = [module for module in (importlib.import_module(f"{_ext.__name__}.{info.name}")
+                                      for info in pkgutil.iter_modules(_ext.__path__))
+                if hasattr(module, "_set_simd_path")]
+
+
+@pytest.fixture(params=SIMD_PATHS[:SIMD_PATHS.index(SIMD_MODULES[0].simd_path()) + 1])
+def simd_path(request):
+    """Each SIMD path this machine has, in turn, set on every module that dispatches on one."""
+    previous = [module.simd_path() for module in SIMD_MODULES]
+    for module in SIMD_MODULES:
+        assert module._set_simd_path(request.param) == request.param
+    yield request.param
+    for module, path in zip(SIMD_MODULES, previous):
+        module._set_simd_path(path)
+
+
+def panel_bytes_fixture(name, module, sizes):
+    """A fixture, name, that sets module's bound on the forward tiles' K slices to each of sizes
+    in turn."""
+    @pytest.fixture(params=sizes, name=name)
+    def panel_bytes(request):
+        previous = module._set_panel_bytes(request.param)
+        yield request.param
+        module._set_panel_bytes(previous)
+    return panel_bytes
+
+
+# from one tap per slice up to several kernel rows
+conv_panel_bytes = panel_bytes_fixture("conv_panel_bytes", _ext.conv, [4, 300, 3000, 20000])
+# one tap per slice, pieces of 1600 inputs, and more (layers of at most 14 outputs take the
+# narrow kernels, which do not slice by it)
+dense_panel_bytes = panel_bytes_fixture("dense_panel_bytes", _ext.dense, [4, 1000, 20000])
+
+
+def conv_case(rng, dtype, n, h, w, ci, co, kernel, strides, padding):
+    """x, w, bias, dy and the geometry (stride_h, stride_w, pad_top, pad_left) of a conv."""
+    (kh, kw), (sh, sw) = kernel, strides
+    oh, pt = out_and_pad(h, kh, sh, padding)
+    ow, pl = out_and_pad(w, kw, sw, padding)
+    x = rng.standard_normal((n, h, w, ci)).astype(dtype)
+    wt = rng.standard_normal((kh, kw, ci, co)).astype(dtype)
+    bias = rng.standard_normal(co).astype(dtype)
+    dy = rng.standard_normal((n, oh, ow, co)).astype(dtype)
+    return x, wt, bias, dy, (sh, sw, pt, pl)
+
+
+def conv_maxpool_case(rng, n, h, w, ci, co, kernel, strides, padding, pool, pool_strides):
+    """The float32 conv case, with dy the gradient of the pooled output."""
+    x, wt, bias, dz, geo = conv_case(rng, np.float32, n, h, w, ci, co, kernel, strides, padding)
+    (oh, ow), (ph, pw), (psh, psw) = dz.shape[1:3], pool, pool_strides
+    dy = rng.standard_normal((n, (oh - ph) // psh + 1, (ow - pw) // psw + 1, co)).astype(np.float32)
+    return x, wt, bias, dy, geo
 
 
 def assert_close(got, want, dtype, err_msg=""):

@@ -19,8 +19,7 @@ from conftest import assert_close, bn_params, out_and_pad, random_maps
 # Public functions of _ext that compute on no arrays, so have no twin.
 EXEMPT = {
     "openmp_enabled": "reports whether the build has OpenMP",
-    "omp_max_threads": "reports OpenMP's thread limit",
-    "simd_path": "reports the SIMD code path the tiles dispatch to",
+    "simd_path": "reports the SIMD code path of a module's kernels",
 }
 # Arguments the kernel uses as scratch and the twin leaves alone.
 SCRATCH = {"partial__k2c": "batch normalisation's per-chunk column sums"}

@@ -1,9 +1,10 @@
-"""The pooling wrappers: global pooling against NumPy and central differences."""
+"""The pooling wrappers: global pooling against NumPy and central differences, and inputs
+read-only or strided."""
 import numpy as np
 import pytest
 
 from fastcnn._ops import pool as pool_ops
-from conftest import numeric_grad
+from conftest import numeric_grad, variants
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 5, 4, 6), (2, 7, 1, 3)])
@@ -37,3 +38,11 @@ def test_global_pooling_gradient_finite_differences(kind, rng):
         loss = lambda: float((pool_ops.global_maxpool2d_forward(x)[0] * probe).sum())
         dx = pool_ops.global_maxpool2d_backward(probe, pool_ops.global_maxpool2d_forward(x)[1], x.shape)
     np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
+
+
+def test_ops_accept_readonly_and_strided(rng):
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    expected, _ = pool_ops.maxpool2d_forward(x, (2, 2), (2, 2), "valid")
+    for name, v in variants(x).items():
+        got, _ = pool_ops.maxpool2d_forward(v, (2, 2), (2, 2), "valid")
+        np.testing.assert_array_equal(got, expected, err_msg=name)
