@@ -51,7 +51,7 @@ assert conv.__file__.startswith('$WORK/'), conv.__file__
 assert 'libasan' in open('/proc/self/maps').read()
 " || { echo "the ASan build does not load"; exit 2; }
 
-TESTS=(tests/test_*kernels*.py tests/ops/test_properties_ops.py tests/ops/test_checks_ops.py
+TESTS=(tests/kernels/*.py tests/ops/test_properties_ops.py tests/ops/test_checks_ops.py
        tests/api/test_validation.py)
 if python -c "import torch" > /dev/null 2>&1; then
     TESTS+=(tests/ops/test_torch_oracle_ops.py)

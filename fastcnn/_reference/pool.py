@@ -26,15 +26,19 @@ def maxpool2d_forward(x__nhwc, out__nhwc, argmax__nhwc, pool_h, pool_w, stride_h
     argmax__nhwc[...] = where
 
 def maxpool2d_backward(dy__nhwc, argmax__nhwc, dx__nhwc, n_threads):
+    """Returns how many argmax entries fell outside the image; those are skipped."""
     n = dx__nhwc.shape[0]
     flat = np.zeros((n, dx__nhwc[0].size))
+    inside = (argmax__nhwc >= 0) & (argmax__nhwc < flat.shape[1])
     for b in range(n):
-        np.add.at(flat[b], argmax__nhwc[b].ravel(), dy__nhwc[b].ravel())
+        np.add.at(flat[b], argmax__nhwc[b][inside[b]], np.asarray(dy__nhwc[b])[inside[b]])
     dx__nhwc[...] = flat.reshape(dx__nhwc.shape)
+    return int(np.count_nonzero(~inside))
 
 def maxpool2d_relu_backward(dy__nhwc, out__nhwc, argmax__nhwc, dx__nhwc, n_threads):
     """maxpool2d_backward of dy masked where the pooled relu output is not positive."""
-    maxpool2d_backward(np.where(out__nhwc > 0, dy__nhwc, 0), argmax__nhwc, dx__nhwc, n_threads)
+    return maxpool2d_backward(np.where(out__nhwc > 0, dy__nhwc, 0), argmax__nhwc, dx__nhwc,
+                              n_threads)
 
 def _window_counts(h, w, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
     ones = _canvas(np.ones((1, h, w, 1)), oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)

@@ -1,63 +1,12 @@
-"""L2 regularisation: its kernels, the layer argument and config, and its place in the loss."""
+"""L2 regularisation: the regularizer, the layer argument and config, and its place in the loss."""
 import numpy as np
 import pytest
 
 import fastcnn
-from fastcnn import _reference as ref
 from fastcnn import layers, regularizers
 from fastcnn._ops import dense as dense_ops
 from fastcnn._ops import loss as loss_ops
-from fastcnn._ops import regularization as regularization_ops
-from fastcnn._ext import regularization
 from conftest import numeric_grad
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("size,chunks", [(1, 1), (10, 3), (100_003, 7)])
-def test_sum_of_squares_matches_reference(dtype, size, chunks, rng):
-    x = rng.standard_normal(size).astype(dtype)
-    partial, ref_partial = np.empty(chunks), np.empty(chunks)
-    regularization.sum_of_squares(x, partial, 2)
-    ref.sum_of_squares(x, ref_partial, 2)
-    np.testing.assert_allclose(partial, ref_partial, rtol=1e-12)
-
-
-def test_sum_of_squares_is_the_same_for_any_thread_count(rng):
-    x = rng.standard_normal(300_001).astype(np.float32)
-    totals = set()
-    for n in (1, 2):
-        fastcnn.set_num_threads(n)
-        try:
-            totals.add(regularization_ops.sum_of_squares(x))
-        finally:
-            fastcnn.set_num_threads(None)
-    assert len(totals) == 1
-    assert totals.pop() == pytest.approx(np.sum(x.astype(np.float64) ** 2), rel=1e-12)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_axpy_matches_reference(dtype, rng):
-    x, y = rng.standard_normal(70_000).astype(dtype), rng.standard_normal(70_000).astype(dtype)
-    expected = y.copy()
-    ref.axpy(x, expected, 0.3, 2)
-    regularization.axpy(x, y, 0.3, 2)
-    np.testing.assert_allclose(y, expected, rtol=1e-6 if dtype == np.float32 else 1e-15)
-    regularization.axpy(y, y, -0.5, 2)  # x may be y: a rescaling
-    np.testing.assert_allclose(y, expected * 0.5, rtol=1e-6 if dtype == np.float32 else 1e-15)
-
-
-def test_axpy_threads_agree(rng):
-    x, y = (rng.standard_normal(70_000).astype(np.float32) for _ in range(2))
-    one, two = y.copy(), y.copy()
-    regularization.axpy(x, one, 0.3, 1)
-    regularization.axpy(x, two, 0.3, 2)
-    assert np.array_equal(one, two)
-
-
-def test_axpy_refuses_an_output_it_cannot_write_in_place():
-    y = np.zeros((4, 6))[:, ::2]
-    with pytest.raises(ValueError, match="C-contiguous"):
-        regularization_ops.axpy(1.0, np.ones((4, 3)), y)
 
 
 def test_l2_penalty_and_gradient(rng):

@@ -1,59 +1,11 @@
-"""MSE, binary cross-entropy, categorical and multiclass hinge: kernels against their twins,
-float64 gradient checks, Keras's formulas, a PyTorch oracle, and accuracy in the model."""
+"""The losses (MSE, binary cross-entropy, categorical and multiclass hinge): float64 gradient
+checks, Keras's formulas, a PyTorch oracle, and accuracy in the model."""
 import numpy as np
 import pytest
 
 import fastcnn
-from fastcnn import _reference as ref
 from fastcnn import layers, losses
-from fastcnn._ext import loss as kernels
 from conftest import numeric_grad
-
-DENSE_TARGET_KERNELS = ["mean_squared_error", "binary_crossentropy",
-                        "sigmoid_binary_crossentropy", "categorical_hinge"]
-
-
-def _inputs(kind, shape, dtype, rng):
-    """Predictions and targets that suit the kernel: probabilities for binary_crossentropy
-    (some beyond the clip), one-hot rows for the hinges, labels for multiclass_hinge."""
-    n, k = shape
-    y_pred = (rng.standard_normal(shape) * 2).astype(dtype)
-    if kind == "binary_crossentropy":
-        y_pred = rng.random(shape).astype(dtype)
-        y_pred.flat[::7] = 0  # clipped
-        y_pred.flat[3::11] = 1
-    labels = rng.integers(0, k, n)
-    if kind == "multiclass_hinge":
-        return y_pred, labels
-    if kind == "categorical_hinge":
-        return y_pred, np.eye(k, dtype=dtype)[labels]
-    return y_pred, rng.random(shape).astype(dtype)
-
-
-def _run(kernel, y_pred, target, threads=2):
-    grad, rows = np.empty_like(y_pred), np.empty(len(y_pred), y_pred.dtype)
-    kernel(y_pred, target, grad, rows, 1 / len(y_pred), threads)
-    return rows, grad
-
-
-@pytest.mark.parametrize("kind", DENSE_TARGET_KERNELS + ["multiclass_hinge"])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(1, 1), (33, 10), (7, 1), (5, 3)])
-def test_kernels_match_reference(kind, dtype, shape, rng):
-    y_pred, target = _inputs(kind, shape, dtype, rng)
-    rows, grad = _run(getattr(kernels, kind), y_pred, target)
-    ref_rows, ref_grad = _run(getattr(ref, kind), y_pred, target)
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(rows, ref_rows, rtol=tol, atol=tol)
-    np.testing.assert_allclose(grad, ref_grad, rtol=tol, atol=tol)
-
-
-@pytest.mark.parametrize("kind", DENSE_TARGET_KERNELS + ["multiclass_hinge"])
-def test_kernels_threads_agree(kind, rng):
-    y_pred, target = _inputs(kind, (4000, 10), np.float32, rng)
-    one = _run(getattr(kernels, kind), y_pred, target, threads=1)
-    two = _run(getattr(kernels, kind), y_pred, target, threads=2)
-    assert all(np.array_equal(a, b) for a, b in zip(one, two))
 
 
 def _loss_and_grad(loss, y_pred, y_true):

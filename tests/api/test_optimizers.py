@@ -1,12 +1,11 @@
-"""Optimizers: one step of each against Keras's formulas, RMSprop's kernel against its twin,
-learning-rate schedules and their step convention, the settable learning rate, configs."""
+"""Optimizers: one step of each against Keras's formulas, each weight's own state, learning-rate
+schedules and their step convention, the settable learning rate, configs."""
 import numpy as np
 import pytest
 
 import fastcnn
 from fastcnn import _reference as ref
 from fastcnn import optimizers
-from fastcnn._ext import optim
 from fastcnn._ops import optim as optim_ops
 from fastcnn.optimizers import schedules
 
@@ -131,22 +130,6 @@ def test_freezing_a_layer_between_fits_keeps_every_weight_with_its_own_state(rng
         np.testing.assert_array_equal(got, want)
 
 
-def test_updates_see_every_change_of_their_operands_between_calls():
-    """UpdateOperands keeps the checked views of the last call's arrays for the next step; new
-    values in the same arrays, and a list's new contents, must still be read."""
-    p, v, g = np.zeros(3, np.float32), np.zeros(3, np.float32), np.ones(3, np.float32)
-    kept = optim_ops.UpdateOperands()
-    optim_ops.sgd_update([p], [g], [v], 1.0, 0.0, False, operands=kept)
-    g[:] = 2
-    optim_ops.sgd_update([p], [g], [v], 1.0, 0.0, False, operands=kept)
-    np.testing.assert_array_equal(p, [-3, -3, -3])
-    grad = [1.0, 1.0, 1.0]
-    optim_ops.sgd_update([p], [grad], [v], 1.0, 0.0, False, operands=kept)
-    grad[0] = 5.0
-    optim_ops.sgd_update([p], [grad], [v], 1.0, 0.0, False, operands=kept)
-    np.testing.assert_array_equal(p, [-9, -5, -5])
-
-
 def test_each_optimizer_keeps_its_own_operands():
     """Two optimizers stepping in turn (say, two models trained together) each reuse their own
     checked operands, and a copy of the kept operands updates the arrays it is given, not copies
@@ -202,52 +185,6 @@ def test_rmsprop_keras_defaults():
     assert isinstance(opt, optimizers.RMSprop)
     assert (opt.learning_rate, opt.rho, opt.momentum, opt.epsilon, opt.centered) == \
         (0.001, 0.9, 0.0, 1e-7, False)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
-@pytest.mark.parametrize("centered", [False, True])
-def test_rmsprop_kernel_matches_reference(dtype, momentum, centered, rng):
-    n = 40_000  # past the threading threshold
-    p, g = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
-    ms = (rng.random(n) + 1).astype(dtype)  # above mean_grad^2, as it stays in training
-    buf = rng.standard_normal(n).astype(dtype) if momentum else None
-    mg = (rng.standard_normal(n) * 0.1).astype(dtype) if centered else None
-    state = [p, ms, buf, mg]
-    expected = [None if a is None else a.copy() for a in state]
-    ref.rmsprop_update([expected[0]], [g], [expected[1]], [expected[2]], [expected[3]], 0.01, 0.9,
-                       momentum, 1e-7, centered, 2)
-    optim.rmsprop_update([p], [g], [ms], [buf], [mg], 0.01, 0.9, momentum, 1e-7, centered, 2)
-    tol = 1e-5 if dtype == np.float32 else 1e-13
-    for a, b in zip(state, expected):
-        if a is not None:
-            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
-
-
-def test_rmsprop_kernel_refuses_missing_slots():
-    a = np.zeros(4)
-    with pytest.raises(ValueError, match="momentum_buffer"):
-        optim.rmsprop_update([a], [a], [a.copy()], [None], [None], 0.1, 0.9, 0.5, 1e-7, False, 1)
-
-
-@pytest.mark.parametrize("call,exc,match", [
-    (lambda a: optim.adam_update([a], [a], [None], [a.copy()], 1e-3, 0.9, 0.999, 1e-7, 1, 0.0, 1),
-     TypeError, "m and v"),
-    (lambda a: optim.adam_update([a], [a[:3]], [a.copy()], [a.copy()], 1e-3, 0.9, 0.999, 1e-7, 1,
-                                 0.0, 1), ValueError, "4 elements"),
-    (lambda a: optim.adam_update([a, a.copy()], [a], [a.copy()] * 2, [a.copy()] * 2, 1e-3, 0.9,
-                                 0.999, 1e-7, 1, 0.0, 1), ValueError, "2 arrays"),
-    (lambda a: optim.sgd_update([a], [a], [None], 0.1, 0.9, False, 1), ValueError, "velocity"),
-    (lambda a: optim.sgd_update([None], [a], [a.copy()], 0.1, 0.9, False, 1), TypeError, "param 0"),
-    (lambda a: optim.sgd_update([a], [None], [a.copy()], 0.1, 0.9, False, 1), TypeError, "grad 0"),
-    (lambda a: optim.sgd_update([a], [a], [np.zeros(2)], 0.1, 0.9, False, 1), ValueError, "4 elements"),
-    (lambda a: optim.rmsprop_update([a], [a], [a[:2].copy()], [None], [None], 0.1, 0.9, 0.0, 1e-7,
-                                    False, 1), ValueError, "4 elements"),
-])
-def test_update_kernels_refuse_missing_or_short_operands(call, exc, match):
-    """The C loops index every operand alike: a missing or short one is refused, not read past."""
-    with pytest.raises(exc, match=match):
-        call(np.zeros(4))
 
 
 def test_exponential_decay_values_and_config():

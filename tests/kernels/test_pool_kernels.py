@@ -1,12 +1,13 @@
-"""Pooling kernels against their NumPy twins, gradient checks, and thread independence."""
+"""The pooling kernels (max, average, sum) against their NumPy twins, float64 gradient checks,
+thread independence, and every SIMD path of the max-pool core."""
 import numpy as np
 import pytest
 
 from fastcnn import _reference as ref
 from fastcnn._ops import checks
-from fastcnn._ops import pool as pool_ops
 from fastcnn._ext import pool
 from conftest import numeric_grad
+
 
 CASES = [  # (N, H, W, C, pool, strides, padding)
     (2, 6, 6, 3, (2, 2), (2, 2), "valid"),
@@ -33,11 +34,19 @@ def run_max(module, x, pool_size, strides, padding, threads=2):
     return out, argmax
 
 
-def run_avg(module, x, pool_size, strides, padding, threads=2):
+def run_window(module, kind, x, pool_size, strides, padding, threads=2):
+    """Average or sum (kind "avg" or "sum") pooling of x."""
     out_shape, top, left = geometry(x.shape, pool_size, strides, padding)
     out = np.zeros(out_shape, x.dtype)
-    module.avgpool2d_forward(x, out, *pool_size, *strides, top, left, threads)
+    getattr(module, f"{kind}pool2d_forward")(x, out, *pool_size, *strides, top, left, threads)
     return out
+
+
+def window_backward(module, kind, dy, x_shape, pool_size, strides, padding, threads=2):
+    _, top, left = geometry(x_shape, pool_size, strides, padding)
+    dx = np.full(x_shape, np.nan, dy.dtype)
+    getattr(module, f"{kind}pool2d_backward")(dy, dx, *pool_size, *strides, top, left, threads)
+    return dx
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -66,20 +75,20 @@ def test_maxpool_ties_keep_first():
     assert argmax.ravel().tolist() == [0]
 
 
+@pytest.mark.parametrize("kind", ["avg", "sum"])
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_avgpool_matches_reference(case, dtype, rng):
+def test_avg_and_sum_pool_match_reference(kind, case, dtype, rng):
     n, h, w, c, pool_size, strides, padding = case
     x = rng.standard_normal((n, h, w, c)).astype(dtype)
-    tol = 1e-6 if dtype == np.float32 else 1e-12
-    out = run_avg(pool, x, pool_size, strides, padding)
-    np.testing.assert_allclose(out, run_avg(ref, x, pool_size, strides, padding), rtol=tol, atol=tol)
-    _, top, left = geometry(x.shape, pool_size, strides, padding)
+    tol = 1e-12 if dtype == np.float64 else {"avg": 1e-6, "sum": 1e-5}[kind]  # sums grow
+    out = run_window(pool, kind, x, pool_size, strides, padding)
+    np.testing.assert_allclose(out, run_window(ref, kind, x, pool_size, strides, padding),
+                               rtol=tol, atol=tol)
     dy = rng.standard_normal(out.shape).astype(dtype)
-    dx, ref_dx = np.zeros_like(x), np.zeros_like(x)
-    pool.avgpool2d_backward(dy, dx, *pool_size, *strides, top, left, 2)
-    ref.avgpool2d_backward(dy, ref_dx, *pool_size, *strides, top, left, 2)
-    np.testing.assert_allclose(dx, ref_dx, rtol=tol, atol=tol)
+    np.testing.assert_allclose(window_backward(pool, kind, dy, x.shape, pool_size, strides, padding),
+                               window_backward(ref, kind, dy, x.shape, pool_size, strides, padding),
+                               rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
@@ -95,7 +104,7 @@ def test_pool_gradient_finite_differences(kind, case, rng):
         dx = np.zeros_like(x)
         pool.maxpool2d_backward(probe, argmax, dx, 2)
     else:
-        loss = lambda: float((run_avg(pool, x, pool_size, strides, padding) * probe).sum())
+        loss = lambda: float((run_window(pool, "avg", x, pool_size, strides, padding) * probe).sum())
         dx = np.zeros_like(x)
         pool.avgpool2d_backward(probe, dx, *pool_size, *strides, top, left, 2)
     np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
@@ -106,17 +115,8 @@ def test_pool_threads_agree(rng):
     one, a1 = run_max(pool, x, (2, 2), (2, 2), "valid", threads=1)
     two, a2 = run_max(pool, x, (2, 2), (2, 2), "valid", threads=2)
     assert np.array_equal(one, two) and np.array_equal(a1, a2)
-    assert np.array_equal(run_avg(pool, x, (3, 3), (2, 2), "same", 1),
-                          run_avg(pool, x, (3, 3), (2, 2), "same", 2))
-
-
-def test_ops_accept_readonly_and_strided(rng):
-    from conftest import variants
-    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
-    expected, _ = pool_ops.maxpool2d_forward(x, (2, 2), (2, 2), "valid")
-    for name, v in variants(x).items():
-        got, _ = pool_ops.maxpool2d_forward(v, (2, 2), (2, 2), "valid")
-        np.testing.assert_array_equal(got, expected, err_msg=name)
+    assert np.array_equal(run_window(pool, "avg", x, (3, 3), (2, 2), "same", 1),
+                          run_window(pool, "avg", x, (3, 3), (2, 2), "same", 2))
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -134,17 +134,6 @@ def test_maxpool_relu_backward_equals_pool_then_relu_backward(case, rng):
     activation.relu_backward(y.reshape(-1), two_pass.reshape(-1), two_pass.reshape(-1), 1)
     np.testing.assert_array_equal(fused, two_pass)
     np.testing.assert_allclose(fused, ref_fused, rtol=1e-6, atol=1e-6)  # the twin sums in float64
-
-
-PATHS = ("scalar", "avx2", "avx512")
-
-
-@pytest.fixture(params=PATHS[:PATHS.index(pool.simd_path()) + 1])
-def pool_simd_path(request):
-    previous = pool.simd_path()
-    assert pool._set_simd_path(request.param) == request.param
-    yield request.param
-    pool._set_simd_path(previous)
 
 
 def first_strict_maximum(x, pool_size, strides, top, left, out_shape):
@@ -172,7 +161,7 @@ def first_strict_maximum(x, pool_size, strides, top, left, out_shape):
                                   ((3, 3), (2, 2), "same"), ((3, 2), (1, 2), "valid")])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_maxpool_every_simd_path_keeps_the_first_strict_maximum(channels, case, dtype,
-                                                                pool_simd_path, rng):
+                                                                simd_path, rng):
     """Every code path of the max-pool core, channel tails included, with padding, ties (values
     on a coarse grid) and NaN."""
     pool_size, strides, padding = case
@@ -183,3 +172,27 @@ def test_maxpool_every_simd_path_keeps_the_first_strict_maximum(channels, case, 
     want_out, want_argmax = first_strict_maximum(x, pool_size, strides, top, left, out_shape)
     np.testing.assert_array_equal(out, want_out)
     np.testing.assert_array_equal(argmax, want_argmax)
+
+
+def test_sumpool_is_average_times_window_count(rng):
+    x = rng.standard_normal((2, 6, 6, 3))
+    avg = np.zeros((2, 3, 3, 3))
+    pool.avgpool2d_forward(x, avg, 2, 2, 2, 2, 0, 0, 1)
+    np.testing.assert_allclose(run_window(pool, "sum", x, (2, 2), (2, 2), "valid"), 4 * avg, rtol=1e-14)
+
+
+@pytest.mark.parametrize("case", [CASES[2], CASES[4], CASES[5]])
+def test_sumpool_gradient_finite_differences(case, rng):
+    n, h, w, c, pool_size, strides, padding = case
+    x = rng.standard_normal((n, h, w, c))
+    out_shape, _, _ = geometry(x.shape, pool_size, strides, padding)
+    probe = rng.standard_normal(out_shape)
+    loss = lambda: float((run_window(pool, "sum", x, pool_size, strides, padding) * probe).sum())
+    dx = window_backward(pool, "sum", probe, x.shape, pool_size, strides, padding)
+    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
+
+
+def test_sumpool_threads_agree(rng):
+    x = rng.standard_normal((16, 13, 13, 32)).astype(np.float32)
+    assert np.array_equal(run_window(pool, "sum", x, (3, 3), (2, 2), "same", 1),
+                          run_window(pool, "sum", x, (3, 3), (2, 2), "same", 2))

@@ -1,42 +1,14 @@
 """The convolution kernels against their NumPy twins, across geometry, dtype, SIMD path and
 thread count, plus float64 finite-difference gradient checks of the kernels themselves."""
-import inspect
 import itertools
 import zlib
 
 import numpy as np
 import pytest
 
-from conftest import numeric_grad
+from conftest import assert_close, conv_case, numeric_grad
 from fastcnn import _reference as ref
 from fastcnn._ext import conv
-
-PATHS = ("scalar", "avx2", "avx512")
-AVAILABLE = PATHS[:PATHS.index(conv.simd_path()) + 1]
-
-
-def out_and_pad(n, k, s, padding):
-    """Output length and padding before, by TensorFlow's rules."""
-    if padding == "valid":
-        return (n - k) // s + 1, 0
-    out = -(-n // s)
-    return out, max((out - 1) * s + k - n, 0) // 2
-
-
-def make_case(rng, dtype, n, h, w, ci, co, kernel, strides, padding):
-    (kh, kw), (sh, sw) = kernel, strides
-    oh, pt = out_and_pad(h, kh, sh, padding)
-    ow, pl = out_and_pad(w, kw, sw, padding)
-    x = rng.standard_normal((n, h, w, ci)).astype(dtype)
-    wt = rng.standard_normal((kh, kw, ci, co)).astype(dtype)
-    bias = rng.standard_normal(co).astype(dtype)
-    dy = rng.standard_normal((n, oh, ow, co)).astype(dtype)
-    return x, wt, bias, dy, (sh, sw, pt, pl)
-
-
-def assert_close(got, want, dtype):
-    tol = 1e-4 if dtype == np.float32 else 1e-10
-    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(1.0, np.abs(want).max()))
 
 
 def run_all(module, x, wt, bias, dy, geo, relu, n_threads):
@@ -49,20 +21,6 @@ def run_all(module, x, wt, bias, dy, geo, relu, n_threads):
     db = None if bias is None else np.empty_like(bias)
     module.conv2d_backward_weight(x, dy, dw, db, *geo, n_threads)
     return out, dx, dw, db
-
-
-
-@pytest.mark.parametrize("name", ['conv2d_forward', 'conv2d_backward_input', 'conv2d_backward_weight'])
-def test_signature_matches_reference(name):
-    params = inspect.signature(getattr(conv, name)).parameters
-    assert list(params) == list(inspect.signature(getattr(ref, name)).parameters)
-
-@pytest.fixture(params=AVAILABLE)
-def simd_path(request):
-    previous = conv.simd_path()
-    assert conv._set_simd_path(request.param) == request.param
-    yield request.param
-    conv._set_simd_path(previous)
 
 
 KERNELS = [(1, 1), (3, 3), (5, 5), (2, 3)]
@@ -81,7 +39,7 @@ def grid_id(case):
 def check_grid_case(case, dtype):
     kernel, strides, padding, (ci, co) = case
     rng = np.random.default_rng(zlib.crc32(grid_id(case).encode()))
-    x, wt, bias, dy, geo = make_case(rng, dtype, 2, 9, 7, ci, co, kernel, strides, padding)
+    x, wt, bias, dy, geo = conv_case(rng, dtype, 2, 9, 7, ci, co, kernel, strides, padding)
     got = run_all(conv, x, wt, bias, dy, geo, True, 2)
     want = run_all(ref, x, wt, bias, dy, geo, True, 2)
     for g, w in zip(got, want):
@@ -105,7 +63,7 @@ def test_float32_matches_the_float64_kernels(case, simd_path):
     kernels on the same inputs, at float32 tolerances."""
     kernel, strides, padding, (ci, co) = case
     rng = np.random.default_rng(zlib.crc32(grid_id(case).encode()))
-    x, wt, bias, dy, geo = make_case(rng, np.float32, 2, 9, 7, ci, co, kernel, strides, padding)
+    x, wt, bias, dy, geo = conv_case(rng, np.float32, 2, 9, 7, ci, co, kernel, strides, padding)
     got = run_all(conv, x, wt, bias, dy, geo, True, 2)
     want = run_all(conv, *(a.astype(np.float64) for a in (x, wt, bias, dy)), geo, True, 2)
     for g, w in zip(got, want):
@@ -116,7 +74,7 @@ def test_float32_matches_the_float64_kernels(case, simd_path):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_bias_and_relu_options(use_bias, relu, dtype):
     rng = np.random.default_rng(1)
-    x, wt, bias, dy, geo = make_case(rng, dtype, 1, 6, 5, 4, 20, (3, 3), (1, 1), "same")
+    x, wt, bias, dy, geo = conv_case(rng, dtype, 1, 6, 5, 4, 20, (3, 3), (1, 1), "same")
     bias = bias if use_bias else None
     got = run_all(conv, x, wt, bias, dy, geo, relu, 1)
     want = run_all(ref, x, wt, bias, dy, geo, relu, 1)
@@ -130,7 +88,7 @@ def test_bias_and_relu_options(use_bias, relu, dtype):
 def test_valid_windows_stop_short_of_the_input():
     # stride 2 over an even-sized input: the last row and column are never read
     rng = np.random.default_rng(2)
-    x, wt, bias, dy, geo = make_case(rng, np.float32, 2, 8, 10, 3, 7, (3, 3), (2, 2), "valid")
+    x, wt, bias, dy, geo = conv_case(rng, np.float32, 2, 8, 10, 3, 7, (3, 3), (2, 2), "valid")
     assert dy.shape[1:3] == (3, 4)
     for g, w in zip(run_all(conv, x, wt, bias, dy, geo, False, 2),
                     run_all(ref, x, wt, bias, dy, geo, False, 2)):
@@ -139,28 +97,20 @@ def test_valid_windows_stop_short_of_the_input():
 
 def test_mnist_conv2_shape(simd_path):
     rng = np.random.default_rng(3)
-    x, wt, bias, dy, geo = make_case(rng, np.float32, 3, 13, 13, 32, 64, (3, 3), (1, 1), "valid")
+    x, wt, bias, dy, geo = conv_case(rng, np.float32, 3, 13, 13, 32, 64, (3, 3), (1, 1), "valid")
     for g, w in zip(run_all(conv, x, wt, bias, dy, geo, True, 2),
                     run_all(ref, x, wt, bias, dy, geo, True, 2)):
         assert_close(g, w, np.float32)
 
 
-@pytest.fixture(params=[4, 300, 3000, 20000])
-def panel_bytes(request):
-    """The forward tiles' K slice bound, from one tap per slice up to several kernel rows."""
-    previous = conv._set_panel_bytes(request.param)
-    yield request.param
-    conv._set_panel_bytes(previous)
-
-
 @pytest.mark.parametrize("case", [((3, 3), (1, 1), "valid", (32, 64)), ((3, 3), (2, 2), "same", (5, 70)),
                                   ((2, 3), (1, 2), "same", (24, 20))], ids=str)
 @pytest.mark.parametrize("relu", [True, False])
-def test_forward_in_k_slices_matches_reference(case, relu, panel_bytes, simd_path):
+def test_forward_in_k_slices_matches_reference(case, relu, conv_panel_bytes, simd_path):
     # bias only in the first slice and ReLU only after the last, whatever the slicing
     kernel, strides, padding, (ci, co) = case
     rng = np.random.default_rng(ci * co)
-    x, wt, bias, dy, geo = make_case(rng, np.float32, 2, 9, 8, ci, co, kernel, strides, padding)
+    x, wt, bias, dy, geo = conv_case(rng, np.float32, 2, 9, 8, ci, co, kernel, strides, padding)
     got, want = np.empty(dy.shape, np.float32), np.empty(dy.shape, np.float32)
     conv.conv2d_forward(x, wt, bias, got, *geo, relu, 2)
     ref.conv2d_forward(x, wt, bias, want, *geo, relu, 2)
@@ -169,7 +119,7 @@ def test_forward_in_k_slices_matches_reference(case, relu, panel_bytes, simd_pat
 
 def test_read_only_inputs():
     rng = np.random.default_rng(4)
-    x, wt, bias, dy, geo = make_case(rng, np.float32, 2, 5, 5, 3, 8, (3, 3), (1, 1), "same")
+    x, wt, bias, dy, geo = conv_case(rng, np.float32, 2, 5, 5, 3, 8, (3, 3), (1, 1), "same")
     for a in (x, wt, bias, dy):
         a.setflags(write=False)
     for g, w in zip(run_all(conv, x, wt, bias, dy, geo, True, 2),
@@ -179,7 +129,7 @@ def test_read_only_inputs():
 
 def test_weight_gradients_are_overwritten():
     rng = np.random.default_rng(5)
-    x, wt, bias, dy, geo = make_case(rng, np.float32, 2, 5, 5, 3, 8, (3, 3), (1, 1), "same")
+    x, wt, bias, dy, geo = conv_case(rng, np.float32, 2, 5, 5, 3, 8, (3, 3), (1, 1), "same")
     dw, db = np.full_like(wt, np.nan), np.full_like(bias, np.nan)
     conv.conv2d_backward_weight(x, dy, dw, db, *geo, 2)
     assert np.isfinite(dw).all() and np.isfinite(db).all()
@@ -202,7 +152,7 @@ def test_thread_count_does_not_change_results(case, simd_path):
     # across threads
     kernel, strides, padding, (ci, co) = case
     rng = np.random.default_rng(6)
-    x, wt, bias, dy, geo = make_case(rng, np.float32, 19, 9, 8, ci, co, kernel, strides, padding)
+    x, wt, bias, dy, geo = conv_case(rng, np.float32, 19, 9, 8, ci, co, kernel, strides, padding)
     one = run_all(conv, x, wt, bias, dy, geo, True, 1)
     for n_threads in (2, 3):
         for a, b in zip(one, run_all(conv, x, wt, bias, dy, geo, True, n_threads)):
@@ -215,7 +165,7 @@ def test_thread_count_does_not_change_results(case, simd_path):
 ])
 def test_gradients_by_central_differences(kernel, strides, padding):
     rng = np.random.default_rng(7)
-    x, wt, bias, g_out, geo = make_case(rng, np.float64, 2, 5, 6, 3, 4, kernel, strides, padding)
+    x, wt, bias, g_out, geo = conv_case(rng, np.float64, 2, 5, 6, 3, 4, kernel, strides, padding)
 
     def loss():
         out = np.empty(g_out.shape)

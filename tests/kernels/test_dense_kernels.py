@@ -1,15 +1,11 @@
 """The dense kernels against their NumPy twins, across shape, dtype, SIMD path and thread count,
 plus float64 finite-difference gradient checks of the kernels themselves."""
-import inspect
 import numpy as np
 import pytest
 
-from conftest import numeric_grad
+from conftest import assert_close, numeric_grad
 from fastcnn import _reference as ref
 from fastcnn._ext import dense
-
-PATHS = ("scalar", "avx2", "avx512")
-AVAILABLE = PATHS[:PATHS.index(dense.simd_path()) + 1]
 
 
 def make_case(rng, dtype, n, k, o):
@@ -30,28 +26,6 @@ def run_all(module, x, w, bias, dy, relu, n_threads):
     db = None if bias is None else np.empty_like(bias)
     module.dense_backward_weight(x, dy, dw, db, n_threads)
     return out, dx, dw, db
-
-
-def assert_close(got, want, dtype):
-    if want is None:
-        assert got is None
-        return
-    tol = 1e-4 if dtype == np.float32 else 1e-10
-    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(1.0, np.abs(want).max()))
-
-
-
-@pytest.mark.parametrize("name", ['dense_forward', 'dense_backward_input', 'dense_backward_weight'])
-def test_signature_matches_reference(name):
-    params = inspect.signature(getattr(dense, name)).parameters
-    assert list(params) == list(inspect.signature(getattr(ref, name)).parameters)
-
-@pytest.fixture(params=AVAILABLE)
-def simd_path(request):
-    previous = dense.simd_path()
-    assert dense._set_simd_path(request.param) == request.param
-    yield request.param
-    dense._set_simd_path(previous)
 
 
 # (n, in, out): single rows and columns, out off the 16-lane grid, past one 64-wide block,
@@ -92,17 +66,8 @@ def test_float32_matches_the_float64_kernels(shape, simd_path):
         assert_close(g, wanted, np.float32)
 
 
-@pytest.fixture(params=[4, 1000, 20000])
-def panel_bytes(request):
-    """The forward tiles' K slice bound: one tap per slice, pieces of the 1600 inputs, and more.
-    (Layers of at most 14 outputs take the narrow kernels, which do not slice by it.)"""
-    previous = dense._set_panel_bytes(request.param)
-    yield request.param
-    dense._set_panel_bytes(previous)
-
-
 @pytest.mark.parametrize("shape", [(37, 70, 20), (100, 33, 130), (128, 1600, 16)], ids=str)
-def test_forward_in_k_slices_matches_reference(shape, panel_bytes, simd_path):
+def test_forward_in_k_slices_matches_reference(shape, dense_panel_bytes, simd_path):
     rng = np.random.default_rng(sum(shape))
     x, w, bias, dy = make_case(rng, np.float32, *shape)
     got, want = np.empty(dy.shape, np.float32), np.empty(dy.shape, np.float32)

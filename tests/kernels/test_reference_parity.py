@@ -1,0 +1,456 @@
+"""Every kernel that fastcnn._ext exports against its NumPy twin in fastcnn._reference: the same
+parameters, and the same results over a small grid of shapes, options and dtypes.
+
+The kernels are found, not listed: a new public function in an _ext module fails here until it
+has a twin of the same signature and a case below (or an entry in EXEMPT, with its reason).
+"""
+import importlib
+import inspect
+import pkgutil
+import zlib
+
+import numpy as np
+import pytest
+
+from fastcnn import _ext
+from fastcnn import _reference as ref
+from conftest import assert_close, bn_params, out_and_pad, random_maps
+
+# Public functions of _ext that compute on no arrays, so have no twin.
+EXEMPT = {
+    "openmp_enabled": "reports whether the build has OpenMP",
+    "simd_path": "reports the SIMD code path of a module's kernels",
+}
+# Arguments the kernel uses as scratch and the twin leaves alone.
+SCRATCH = {"partial__k2c": "batch normalisation's per-chunk column sums"}
+# Kernels without a float64 version.
+FLOAT32_ONLY = {
+    "conv2d_maxpool_forward": "the fused conv + pool step trains float32 models only",
+    "conv2d_maxpool_backward": "the fused conv + pool step trains float32 models only",
+}
+THREADS = 2
+
+
+def public_functions():
+    """{name: function} of every public function of every _ext module."""
+    functions = {}
+    for info in pkgutil.iter_modules(_ext.__path__):
+        module = importlib.import_module(f"{_ext.__name__}.{info.name}")
+        for name, obj in vars(module).items():
+            if not name.startswith("_") and callable(obj) and not inspect.isclass(obj):
+                assert name not in functions or name in EXEMPT, f"two _ext modules export {name}"
+                functions[name] = obj
+    return functions
+
+
+def exported_kernels():
+    return {name: f for name, f in public_functions().items() if name not in EXEMPT}
+
+
+KERNELS = exported_kernels()
+
+
+def parameters(function):
+    return [(p.name, p.default) for p in inspect.signature(function).parameters.values()]
+
+
+def test_every_kernel_has_a_twin_with_its_signature():
+    kernels = exported_kernels()  # again, to see names added after collection
+    missing = sorted(name for name in kernels if not callable(getattr(ref, name, None)))
+    assert not missing, f"kernels without a twin in fastcnn._reference: {missing}"
+    for name, kernel in kernels.items():
+        assert parameters(kernel) == parameters(getattr(ref, name)), name
+
+
+def test_every_case_and_exemption_names_a_function_of_ext():
+    exported = set(public_functions())
+    assert set(CASES) | set(FLOAT32_ONLY) | set(EXEMPT) <= exported
+
+
+# ---- case builders: each yields the argument tuples of a small grid, in signature order ------
+
+def normal(rng, shape, dtype, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def unset(shape, dtype):
+    """An output that the kernel must write wholly: NaN where it does not."""
+    return np.full(shape, np.nan, dtype)
+
+
+FLAT_SIZES = [1, 7, 1000]
+
+
+def pointwise_forward(rng, dtype):
+    for n in FLAT_SIZES:
+        yield normal(rng, n, dtype, 4), unset(n, dtype), THREADS
+
+
+def pointwise_backward(rng, dtype):
+    for n in FLAT_SIZES:
+        yield normal(rng, n, dtype), normal(rng, n, dtype), unset(n, dtype), THREADS
+
+
+ROWS = [(1, 1), (5, 3), (33, 10)]  # (N, K)
+
+
+def softmax_forward(rng, dtype):
+    for shape in ROWS:
+        yield normal(rng, shape, dtype, 30), unset(shape, dtype), THREADS
+
+
+def softmax_backward(rng, dtype):
+    for shape in ROWS:
+        y = np.exp(normal(rng, shape, np.float64))
+        y = (y / y.sum(axis=1, keepdims=True)).astype(dtype)
+        yield y, normal(rng, shape, dtype), unset(shape, dtype), THREADS
+
+
+def dropout_pass(rng, dtype):
+    for n in (1, 33, 1000):
+        for rate in (0.0, 0.5):
+            yield normal(rng, n, dtype), 2**63 + 12345, rate, unset(n, dtype), THREADS
+
+
+def loss_case(predictions, target):
+    """A loss kernel's grid: logits, or probabilities with some beyond the clip; targets of the
+    kind ``target`` names; the outputs."""
+    def build(rng, dtype):
+        for n, k in ROWS:
+            y_pred = normal(rng, (n, k), dtype, 3)
+            if predictions == "probabilities":
+                y_pred = rng.random((n, k)).astype(dtype)
+                y_pred.flat[::7], y_pred.flat[3::11] = 0, 1
+            labels = rng.integers(0, k, n)
+            targets = {"labels": lambda: labels, "one_hot": lambda: np.eye(k, dtype=dtype)[labels],
+                       "probabilities": lambda: rng.random((n, k)).astype(dtype),
+                       "any": lambda: normal(rng, (n, k), dtype)}
+            yield y_pred, targets[target](), unset((n, k), dtype), unset(n, dtype), 1 / n, THREADS
+    return build
+
+
+BN_SHAPES = [(1, 3), (7, 5), (300, 17)]  # (M, C)
+
+
+def batchnorm_forward_training(rng, dtype):
+    for m, c in BN_SHAPES:
+        yield (normal(rng, (m, c), dtype, 2) + 3, *bn_params(rng, c, dtype), unset((m, c), dtype),
+               unset(c, dtype), unset(c, dtype), np.empty((3, 2, c)), 0.9, 1e-3, THREADS)
+
+
+def batchnorm_forward_inference(rng, dtype):
+    for m, c in BN_SHAPES:
+        yield (normal(rng, (m, c), dtype, 2) + 3, *bn_params(rng, c, dtype), unset((m, c), dtype),
+               unset(c, dtype), 1e-3, THREADS)
+
+
+def batchnorm_backward(rng, dtype):
+    for (m, c), batch_stats, want_dx in zip(BN_SHAPES * 2, [True] * 3 + [False] * 3,
+                                            [True, False] * 3):
+        x = normal(rng, (m, c), dtype, 2) + 3
+        mean, inv_std = x.mean(axis=0), rng.uniform(0.5, 2, c).astype(dtype)
+        dx = unset((m, c), dtype) if want_dx else None
+        yield (x, normal(rng, (m, c), dtype), bn_params(rng, c, dtype)[0], mean, inv_std, dx,
+               unset(c, dtype), unset(c, dtype), np.empty((3, 2, c)), batch_stats, THREADS)
+
+
+UPDATE_SIZES = [4097, 0, 1, 10]  # a model's tensors, updated in one call
+
+
+def tensors(rng, dtype, scale=1.0, shift=0.0):
+    return [(rng.random(n) * scale + shift).astype(dtype) for n in UPDATE_SIZES]
+
+
+def sgd_update(rng, dtype):
+    for momentum, nesterov in ((0.0, False), (0.9, False), (0.9, True)):
+        yield (tensors(rng, dtype), tensors(rng, dtype), tensors(rng, dtype, 0.1), 0.1, momentum,
+               nesterov, THREADS)
+
+
+def adam_update(rng, dtype):
+    for weight_decay in (0.0, 0.05):
+        yield (tensors(rng, dtype), tensors(rng, dtype), tensors(rng, dtype, 0.1),
+               tensors(rng, dtype, 0.1), 1e-2, 0.9, 0.999, 1e-7, 3, weight_decay, THREADS)
+
+
+def rmsprop_update(rng, dtype):
+    none = [None] * len(UPDATE_SIZES)
+    for momentum, centered in ((0.0, False), (0.5, True)):
+        # mean_square above mean_grad^2, as it stays in training
+        yield (tensors(rng, dtype), tensors(rng, dtype), tensors(rng, dtype, 0.1, 1),
+               tensors(rng, dtype, 0.1) if momentum else none,
+               tensors(rng, dtype, 0.1) if centered else none,
+               0.01, 0.9, momentum, 1e-7, centered, THREADS)
+
+
+def axpy(rng, dtype):
+    for n in FLAT_SIZES:
+        yield normal(rng, n, dtype), normal(rng, n, dtype), 0.3, THREADS
+
+
+def sum_of_squares(rng, dtype):
+    for n, chunks in ((1, 1), (10, 3), (1000, 7)):
+        yield normal(rng, n, dtype), unset(chunks, np.float64), THREADS
+
+
+REMAPS = [((2, 5, 6, 3), (7, 4)), ((1, 1, 1, 1), (3, 2))]  # (N, H, W, C), (OH, OW)
+
+
+def remap2d_forward(rng, dtype):
+    for (n, h, w, c), (oh, ow) in REMAPS:
+        yield (normal(rng, (n, h, w, c), dtype), random_maps(rng, n, oh, h),
+               random_maps(rng, n, ow, w), 1.5, unset((n, oh, ow, c), dtype), THREADS)
+
+
+def remap2d_backward(rng, dtype):
+    for (n, h, w, c), (oh, ow) in REMAPS:
+        yield (normal(rng, (n, oh, ow, c), dtype), random_maps(rng, n, oh, h),
+               random_maps(rng, n, ow, w), unset((n, h, w, c), dtype), THREADS)
+
+
+POOLS = [((2, 6, 6, 3), (2, 2), (2, 2), "valid"), ((1, 7, 5, 1), (2, 2), (2, 2), "same"),
+         ((1, 11, 7, 2), (2, 3), (3, 2), "same")]  # x's shape, pool, strides, padding
+
+
+def pool_geometry(x_shape, pool, strides, padding):
+    """The pooled shape and the window arguments (pool_h, pool_w, stride_h, stride_w, pad_top,
+    pad_left)."""
+    (oh, top), (ow, left) = (out_and_pad(x_shape[1 + i], pool[i], strides[i], padding)
+                             for i in range(2))
+    return (x_shape[0], oh, ow, x_shape[3]), (*pool, *strides, top, left)
+
+
+def max_pooled(x, window):
+    """The pooled output and argmax of x, from the twin."""
+    out_shape = pool_geometry(x.shape, *window)[0]
+    out, argmax = np.empty(out_shape, x.dtype), np.empty(out_shape, np.int32)
+    ref.maxpool2d_forward(x, out, argmax, *pool_geometry(x.shape, *window)[1], 1)
+    return out, argmax
+
+
+def maxpool2d_forward(rng, dtype):
+    for x_shape, *window in POOLS:
+        out_shape, geometry = pool_geometry(x_shape, *window)
+        yield (normal(rng, x_shape, dtype), unset(out_shape, dtype),
+               np.full(out_shape, -7, np.int32), *geometry, THREADS)
+
+
+def maxpool_backward(relu):
+    def build(rng, dtype):
+        for x_shape, *window in POOLS:
+            x = np.maximum(normal(rng, x_shape, dtype), 0) if relu else normal(rng, x_shape, dtype)
+            out, argmax = max_pooled(x, window)
+            dy = normal(rng, out.shape, dtype)
+            yield (dy, out, argmax, unset(x_shape, dtype), THREADS) if relu else \
+                (dy, argmax, unset(x_shape, dtype), THREADS)
+    return build
+
+
+def window_forward(rng, dtype):
+    for x_shape, *window in POOLS:
+        out_shape, geometry = pool_geometry(x_shape, *window)
+        yield normal(rng, x_shape, dtype), unset(out_shape, dtype), *geometry, THREADS
+
+
+def window_backward(rng, dtype):
+    for x_shape, *window in POOLS:
+        out_shape, geometry = pool_geometry(x_shape, *window)
+        yield normal(rng, out_shape, dtype), unset(x_shape, dtype), *geometry, THREADS
+
+
+CONVS = [  # (n, h, w, c_in, c_out), kernel, strides, padding, bias, relu
+    ((2, 9, 7, 1, 5), (1, 1), (1, 1), "valid", True, False),
+    ((2, 9, 7, 3, 16), (3, 3), (2, 2), "same", True, True),
+    ((1, 6, 5, 8, 37), (2, 3), (2, 1), "same", False, True),
+    ((2, 8, 10, 5, 70), (3, 3), (2, 2), "valid", False, False),
+]
+
+
+def conv_operands(rng, dtype, case):
+    """x, w, bias (or None), dy, the geometry (stride_h, stride_w, pad_top, pad_left), relu."""
+    (n, h, w, ci, co), (kh, kw), (sh, sw), padding, bias, relu = case
+    (oh, pt), (ow, pl) = out_and_pad(h, kh, sh, padding), out_and_pad(w, kw, sw, padding)
+    return (normal(rng, (n, h, w, ci), dtype), normal(rng, (kh, kw, ci, co), dtype),
+            normal(rng, co, dtype) if bias else None, normal(rng, (n, oh, ow, co), dtype),
+            (sh, sw, pt, pl), relu)
+
+
+def conv2d_forward(rng, dtype):
+    for case in CONVS:
+        x, w, bias, dy, geometry, relu = conv_operands(rng, dtype, case)
+        yield x, w, bias, unset(dy.shape, dtype), *geometry, relu, THREADS
+
+
+def conv2d_backward_input(rng, dtype):
+    for case in CONVS:
+        x, w, _, dy, geometry, _ = conv_operands(rng, dtype, case)
+        yield dy, w, unset(x.shape, dtype), *geometry, THREADS
+
+
+def conv2d_backward_weight(rng, dtype):
+    for case in CONVS:
+        x, w, bias, dy, geometry, _ = conv_operands(rng, dtype, case)
+        db = None if bias is None else unset(bias.shape, dtype)
+        yield x, dy, unset(w.shape, dtype), db, *geometry, THREADS
+
+
+# conv case, pool, pool strides, dropout (seed, rate): pools that tile the conv output and ones
+# that overlap or leave gaps
+FUSED = [(CONVS[0], (2, 2), (2, 2), (0, 0.0)), (CONVS[1], (3, 3), (2, 2), (5, 0.5)),
+         (CONVS[3], (2, 2), (1, 1), (0, 0.0))]
+
+
+def fused_operands(rng, dtype, case):
+    """The conv operands with a bias, the pooled shape and the pool arguments."""
+    conv_case, pool, pool_strides, dropout = case
+    x, w, _, dz, geometry, relu = conv_operands(rng, dtype, conv_case)
+    (n, oh, ow, co), (ph, pw), (psh, psw) = dz.shape, pool, pool_strides
+    pooled = (n, (oh - ph) // psh + 1, (ow - pw) // psw + 1, co)
+    return x, w, normal(rng, co, dtype), pooled, geometry, relu, (*pool, *pool_strides), dropout
+
+
+def conv2d_maxpool_forward(rng, dtype):
+    for case in FUSED:
+        x, w, bias, pooled, geometry, relu, pool, dropout = fused_operands(rng, dtype, case)
+        yield (x, w, bias, unset(pooled, dtype), np.full(pooled, -7, np.int32), *geometry, relu,
+               *pool, THREADS, *dropout)
+
+
+def conv2d_maxpool_backward(rng, dtype):
+    for case, input_relu, need_dx in zip(FUSED, (False, True, False), (True, True, False)):
+        x, w, bias, pooled, geometry, relu, pool, dropout = fused_operands(rng, dtype, case)
+        out, argmax = np.empty(pooled, dtype), np.empty(pooled, np.int32)
+        ref.conv2d_maxpool_forward(x, w, bias, out, argmax, *geometry, relu, *pool, 1, *dropout)
+        dx = unset(x.shape, dtype) if need_dx else None
+        yield (x, normal(rng, pooled, dtype), out, argmax, w, unset(w.shape, dtype),
+               unset(bias.shape, dtype), dx, *geometry, relu, *pool, input_relu, THREADS,
+               *dropout)
+
+
+DENSE = [(1, 1, 1, True, False), (5, 3, 17, False, True), (9, 40, 15, True, True)]
+
+
+def dense_operands(rng, dtype, n, k, o, bias):
+    return (normal(rng, (n, k), dtype), normal(rng, (k, o), dtype),
+            normal(rng, o, dtype) if bias else None, normal(rng, (n, o), dtype))
+
+
+def dense_forward(rng, dtype):
+    for n, k, o, bias, relu in DENSE:
+        x, w, b, _ = dense_operands(rng, dtype, n, k, o, bias)
+        yield x, w, b, unset((n, o), dtype), relu, THREADS
+
+
+def dense_backward_input(rng, dtype):
+    for n, k, o, bias, _ in DENSE:
+        _, w, _, dy = dense_operands(rng, dtype, n, k, o, bias)
+        yield dy, w, unset((n, k), dtype), THREADS
+
+
+def dense_backward_weight(rng, dtype):
+    for n, k, o, bias, _ in DENSE:
+        x, _, _, dy = dense_operands(rng, dtype, n, k, o, bias)
+        yield x, dy, unset((k, o), dtype), unset(o, dtype) if bias else None, THREADS
+
+
+def pairwise_distances(rng, dtype):
+    for (n, d, m), l1 in zip([(1, 1, 1), (3, 5, 7), (5, 2, 300), (67, 300, 70)],
+                             [True, False] * 2):
+        yield normal(rng, (n, d), dtype), normal(rng, (d, m), dtype), unset((n, m), dtype), l1, \
+            THREADS
+
+
+def k_smallest(rng, dtype):
+    dist = rng.integers(0, 6, (37, 30)).astype(dtype)  # ties, and NaN sorting last
+    dist[3, ::7], dist[4] = np.nan, np.nan
+    for k in (1, 5, 30):
+        yield dist, np.full((37, k), -7, np.intp), unset((37, k), dtype), THREADS
+
+
+CASES = {
+    **{f"{name}_forward": pointwise_forward for name in ("relu", "sigmoid", "tanh")},
+    **{f"{name}_backward": pointwise_backward for name in ("relu", "sigmoid", "tanh")},
+    "softmax_forward": softmax_forward,
+    "softmax_backward": softmax_backward,
+    "dropout_forward": dropout_pass,
+    "dropout_backward": dropout_pass,
+    "softmax_cross_entropy": loss_case("logits", "probabilities"),
+    "sparse_softmax_cross_entropy": loss_case("logits", "labels"),
+    "mean_squared_error": loss_case("logits", "any"),
+    "binary_crossentropy": loss_case("probabilities", "probabilities"),
+    "sigmoid_binary_crossentropy": loss_case("logits", "probabilities"),
+    "categorical_hinge": loss_case("logits", "one_hot"),
+    "multiclass_hinge": loss_case("logits", "labels"),
+    "batchnorm_forward_training": batchnorm_forward_training,
+    "batchnorm_forward_inference": batchnorm_forward_inference,
+    "batchnorm_backward": batchnorm_backward,
+    "sgd_update": sgd_update,
+    "adam_update": adam_update,
+    "rmsprop_update": rmsprop_update,
+    "axpy": axpy,
+    "sum_of_squares": sum_of_squares,
+    "remap2d_forward": remap2d_forward,
+    "remap2d_backward": remap2d_backward,
+    "maxpool2d_forward": maxpool2d_forward,
+    "maxpool2d_backward": maxpool_backward(relu=False),
+    "maxpool2d_relu_backward": maxpool_backward(relu=True),
+    "avgpool2d_forward": window_forward,
+    "avgpool2d_backward": window_backward,
+    "sumpool2d_forward": window_forward,
+    "sumpool2d_backward": window_backward,
+    "conv2d_forward": conv2d_forward,
+    "conv2d_backward_input": conv2d_backward_input,
+    "conv2d_backward_weight": conv2d_backward_weight,
+    "conv2d_maxpool_forward": conv2d_maxpool_forward,
+    "conv2d_maxpool_backward": conv2d_maxpool_backward,
+    "dense_forward": dense_forward,
+    "dense_backward_input": dense_backward_input,
+    "dense_backward_weight": dense_backward_weight,
+    "pairwise_distances": pairwise_distances,
+    "k_smallest": k_smallest,
+}
+
+
+# ---- the comparison ------------------------------------------------------------------------
+
+def copied(value):
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, list):
+        return [copied(v) for v in value]
+    return value
+
+
+def assert_same(got, want, dtype, where):
+    if isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_same(g, w, dtype, f"{where}[{i}]")
+    elif isinstance(want, np.ndarray) and want.dtype.kind == "f":
+        assert_close(got, want, dtype, err_msg=where)
+    elif isinstance(want, np.ndarray):
+        np.testing.assert_array_equal(got, want, err_msg=where)
+    else:
+        assert got == want, where
+
+
+@pytest.mark.parametrize("name,dtype", [
+    (name, dtype) for name in sorted(KERNELS) for dtype in (np.float32, np.float64)
+    if not (dtype == np.float64 and name in FLOAT32_ONLY)],
+    ids=lambda v: v.__name__ if isinstance(v, type) else v)
+def test_kernel_matches_its_twin(name, dtype):
+    """Kernel and twin run on copies of the same arguments; afterwards every array argument but
+    scratch (the outputs, and the inputs) and the result agree."""
+    assert name in CASES, f"{name} has no case here: add one to CASES"
+    kernel, twin = KERNELS[name], getattr(ref, name)
+    calls = 0
+    for args in CASES[name](np.random.default_rng(zlib.crc32(name.encode())), dtype):
+        kernel_args, twin_args = copied(list(args)), copied(list(args))
+        got, want = kernel(*kernel_args), twin(*twin_args)
+        assert_same(got, want, dtype, f"{name} result")
+        bound = inspect.signature(twin).bind(*kernel_args).arguments
+        for (param, g), w in zip(bound.items(), twin_args):
+            if param not in SCRATCH:
+                assert_same(g, w, dtype, f"{name}({param}=...), case {calls}")
+        calls += 1
+    assert calls > 0
