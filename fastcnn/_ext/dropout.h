@@ -62,23 +62,19 @@ static inline uint32_t fcnn_dropout_threshold(double rate)
     return (uint32_t)ceil(rate * 65536.0);
 }
 
-static inline float fcnn_dropout_keep_f32(float v, uint32_t draw, uint32_t threshold)
-{
-    uint32_t keep = (uint32_t)0 - (uint32_t)(draw >= threshold), bits;
-    memcpy(&bits, &v, sizeof bits);
-    bits &= keep;
-    memcpy(&v, &bits, sizeof v);
-    return v;
-}
-
-static inline double fcnn_dropout_keep_f64(double v, uint32_t draw, uint32_t threshold)
-{
-    uint64_t keep = (uint64_t)0 - (uint64_t)(draw >= threshold), bits;
-    memcpy(&bits, &v, sizeof bits);
-    bits &= keep;
-    memcpy(&v, &bits, sizeof v);
-    return v;
-}
+/* v, or +0.0 where the draw falls below the threshold: an and of v's bits with an all-ones or
+ * all-zeros mask (U, the unsigned integer of T's width), without a branch. */
+#define FCNN_DROPOUT_KEEP(T, U, SUFFIX)                                                           \
+    static inline T fcnn_dropout_keep_##SUFFIX(T v, uint32_t draw, uint32_t threshold)            \
+    {                                                                                             \
+        U keep = (U)0 - (U)(draw >= threshold), bits;                                             \
+        memcpy(&bits, &v, sizeof bits);                                                           \
+        bits &= keep;                                                                             \
+        memcpy(&v, &bits, sizeof v);                                                              \
+        return v;                                                                                 \
+    }
+FCNN_DROPOUT_KEEP(float, uint32_t, f32)
+FCNN_DROPOUT_KEEP(double, uint64_t, f64)
 
 /* The draw of element j alone: for the elements before the first block boundary and after the
  * last whole block. */
