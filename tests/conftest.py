@@ -245,3 +245,34 @@ def out_of_range_labels(request, rng):
     labels = rng.integers(0, 10, 5000)
     labels[3999] = bad
     return kind, bad, logits, labels
+
+
+# ---- fastcnn.datasets (tests/api/test_datasets_*.py) -----------------------------------------
+
+def closed_port_url():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture
+def isolated_datasets(monkeypatch, tmp_path):
+    """No test reads the user's cache or reaches the network unless it says so."""
+    monkeypatch.setenv("FASTCNN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FASTCNN_DATASETS_MIRROR", closed_port_url())
+    monkeypatch.delenv("FASTCNN_DATA", raising=False)
+
+
+def publish(module, folder, blobs, monkeypatch):
+    """Write `blobs` into `folder` and make them the module's published files."""
+    import hashlib
+
+    from fastcnn.datasets import _files
+    folder.mkdir(parents=True)
+    table = {}
+    for name, data in blobs.items():
+        (folder / name).write_bytes(data)
+        table[name] = _files.FileSpec(len(data), hashlib.sha256(data).hexdigest())
+    monkeypatch.setattr(module, "FILES", table)
