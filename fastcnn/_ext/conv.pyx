@@ -350,10 +350,11 @@ cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :
                           const fcnn_pool_geom *pool=NULL, const floating *pooled=NULL,
                           const int *argmax=NULL, bint relu=False,
                           bint input_relu=False, const _dropout *drop=NULL) except -1:
-    """dW and db, and (float32 only) with pool the backward of the max pooling (and relu) first: each image's
-    dY is then the scatter of the pooled gradient dy (through the dropout's mask first, with
-    drop), made in per-thread scratch. With dx (and wt, the fcnn_pack_dx weights), also dX from
-    the same hot dY, masked where x <= 0 with input_relu. Returns the skipped argmax count."""
+    """dW and db, and (float32 only) with pool the backward of the max pooling (and relu) first:
+    each image's dY is then the scatter of the pooled gradient dy (through the dropout's mask
+    first, with drop), made in per-thread scratch. With dx (and wt, the fcnn_pack_dx weights),
+    also dX from the same hot dY, masked where x <= 0 with input_relu. Returns the skipped argmax
+    count."""
     # Partial sums: per chunk, dw rows padded to c16 channels, then one db row.
     cdef int level = fcnn_simd_level(), kk = g.kh * g.kw * g.ci, c16 = fcnn_round16(g.co)
     cdef Py_ssize_t n = x.shape[0], nchunks, c, i, k

@@ -76,26 +76,30 @@ static size_t fcnn_dw_scratch_size(const fcnn_geom *g)
 #else /* the part over FCNN_T */
 
 /* The source the windows read: x itself, or x padded into canvas. Returns the row stride. */
-static int FCNN_TN(fcnn_source)(const fcnn_geom *g, const FCNN_T *x, FCNN_T *canvas, const FCNN_T **src)
+static int FCNN_TN(fcnn_source)(const fcnn_geom *g, const FCNN_T *x, FCNN_T *canvas,
+                                const FCNN_T **src)
 {
     if (!fcnn_needs_canvas(g)) {
         *src = x;
         return g->w * g->ci;
     }
-    FCNN_TN(fcnn_place)(x, g->h, g->w, g->ci, 1, 1, g->pt, g->pl, canvas, fcnn_canvas_h(g), fcnn_canvas_w(g));
+    FCNN_TN(fcnn_place)(x, g->h, g->w, g->ci, 1, 1, g->pt, g->pl, canvas, fcnn_canvas_h(g),
+                        fcnn_canvas_w(g));
     *src = canvas;
     return fcnn_canvas_w(g) * g->ci;
 }
 
 /* out (oh, ow, co) = relu?(conv(x (h, w, ci)) + bias). wp: fcnn_pack_cols of the HWIO weights as
  * a (kh*kw*ci, co) matrix; bp: the bias packed as (1, co), or NULL. */
-static void FCNN_TN(fcnn_forward_image)(int level, const fcnn_geom *g, const FCNN_T *wp, const FCNN_T *bp,
-                               int relu, const FCNN_T *x, FCNN_T *out, FCNN_T *canvas)
+static void FCNN_TN(fcnn_forward_image)(int level, const fcnn_geom *g, const FCNN_T *wp,
+                                        const FCNN_T *bp, int relu, const FCNN_T *x, FCNN_T *out,
+                                        FCNN_T *canvas)
 {
     const FCNN_T *src;
     const int row = FCNN_TN(fcnn_source)(g, x, canvas, &src);
-    const FCNN_TN(fcnn_tile_job) jb = {src, g->sh * row, g->sw * g->ci, row, g->kh, g->kw * g->ci, wp, bp,
-                              g->co, out, g->ow * g->co, g->co, g->oh, g->ow, relu, 0};
+    const FCNN_TN(fcnn_tile_job) jb = {src, g->sh * row, g->sw * g->ci, row, g->kh, g->kw * g->ci,
+                                       wp, bp, g->co, out, g->ow * g->co, g->co, g->oh, g->ow,
+                                       relu, 0};
     FCNN_TN(fcnn_tiles)(level, &jb);
 }
 
@@ -109,12 +113,12 @@ static void FCNN_TN(fcnn_pack_dx)(int level, const FCNN_T *w, const fcnn_geom *g
     }
     for (int a = 0; a < g->kh; a++)
         FCNN_TN(fcnn_pack_cols)(w + (size_t)a * kwci * g->co, g->co, kwci, 1, g->co, cb,
-                       dst + a * fcnn_packed_size(g->co, kwci, cb));
+                                dst + a * fcnn_packed_size(g->co, kwci, cb));
 }
 
 /* dx (h, w, ci) = conv^T(dy (oh, ow, co)), the gradient of the forward pass with respect to x. */
-static void FCNN_TN(fcnn_dx_image)(int level, const fcnn_geom *g, const FCNN_T *wt, const FCNN_T *dy,
-                          FCNN_T *dx, FCNN_T *scratch)
+static void FCNN_TN(fcnn_dx_image)(int level, const fcnn_geom *g, const FCNN_T *wt,
+                                   const FCNN_T *dy, FCNN_T *dx, FCNN_T *scratch)
 {
     const int canvas_used = fcnn_needs_canvas(g);
     FCNN_T *dst = canvas_used ? scratch : dx;
@@ -126,7 +130,7 @@ static void FCNN_TN(fcnn_dx_image)(int level, const fcnn_geom *g, const FCNN_T *
         const int k16 = fcnn_round16(g->kh * kwci);
         FCNN_T *cols = scratch + fcnn_canvas_size(g);
         const FCNN_TN(fcnn_tile_job) jb = {dy, g->ow * g->co, g->co, 0, 1, g->co, wt, NULL, k16,
-                                  cols, g->ow * k16, k16, g->oh, g->ow, 0, 0};
+                                           cols, g->ow * k16, k16, g->oh, g->ow, 0, 0};
         FCNN_TN(fcnn_tiles)(level, &jb);
         for (int y = 0; y < g->oh; y++)
             for (int x = 0; x < g->ow; x++, cols += k16)
@@ -136,11 +140,12 @@ static void FCNN_TN(fcnn_dx_image)(int level, const fcnn_geom *g, const FCNN_T *
                         d[j] += cols[a * kwci + j];
                 }
     } else {
-        const size_t per_a = fcnn_packed_size(g->co, kwci, fcnn_dx_block(level, g, sizeof(FCNN_T)));
+        const int cb = fcnn_dx_block(level, g, sizeof(FCNN_T));
+        const size_t per_a = fcnn_packed_size(g->co, kwci, cb);
         for (int a = 0; a < g->kh; a++) {
-            const FCNN_TN(fcnn_tile_job) jb = {dy, g->ow * g->co, g->co, 0, 1, g->co, wt + a * per_a, NULL,
-                                      kwci, dst + (size_t)a * row, g->sh * row, g->sw * g->ci,
-                                      g->oh, g->ow, 0, 1};
+            const FCNN_TN(fcnn_tile_job) jb = {dy, g->ow * g->co, g->co, 0, 1, g->co,
+                                               wt + a * per_a, NULL, kwci, dst + (size_t)a * row,
+                                               g->sh * row, g->sw * g->ci, g->oh, g->ow, 0, 1};
             FCNN_TN(fcnn_tiles)(level, &jb);
         }
     }
@@ -150,8 +155,8 @@ static void FCNN_TN(fcnn_dx_image)(int level, const fcnn_geom *g, const FCNN_T *
 
 /* dw (kh*kw*ci, round16(co)) += windows(x)^T . dy for one image, and db (co) += the column sums of
  * dy unless db is NULL; pixels in row-major order. */
-static void FCNN_TN(fcnn_dw_image)(int level, const fcnn_geom *g, const FCNN_T *x, const FCNN_T *dy,
-                          FCNN_T *dw, FCNN_T *db, FCNN_T *scratch)
+static void FCNN_TN(fcnn_dw_image)(int level, const fcnn_geom *g, const FCNN_T *x,
+                                   const FCNN_T *dy, FCNN_T *dw, FCNN_T *db, FCNN_T *scratch)
 {
     const FCNN_T *src, *d = dy;
     const int row = FCNN_TN(fcnn_source)(g, x, scratch, &src), co = g->co, c16 = fcnn_round16(co);
@@ -167,7 +172,7 @@ static void FCNN_TN(fcnn_dw_image)(int level, const fcnn_geom *g, const FCNN_T *
         dy_px = c16;
     }
     const FCNN_TN(fcnn_dw_job) jb = {src, g->sh * row, g->sw * g->ci, row, g->kh, g->kw * g->ci,
-                            d, dy_px, g->oh, g->ow, co, dw, c16, db};
+                                     d, dy_px, g->oh, g->ow, co, dw, c16, db};
     FCNN_TN(fcnn_dw)(level, &jb);
 }
 

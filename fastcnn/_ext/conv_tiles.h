@@ -9,8 +9,9 @@
 /* acc[p] = sum_{r<kh, j<kwci} x_p[r*k_row + j] * w[(r*kwci + j)*cb + (0 .. FCNN_W*NV)] for P pixels;
  * then bias, ReLU and a store (or an add) of the nco real channels for the np real pixels. */
 FCNN_INLINE void FCNN_NAME(fcnn_tile)(const int P, const int NV, const int ACC, const FCNN_T *x,
-                           const int *xoff, int k_row, int kh, int kwci, const FCNN_T *w, int cb,
-                           const FCNN_T *bias, int relu, FCNN_T *out, const int *ooff, int np, int nco)
+                                      const int *xoff, int k_row, int kh, int kwci,
+                                      const FCNN_T *w, int cb, const FCNN_T *bias, int relu,
+                                      FCNN_T *out, const int *ooff, int np, int nco)
 {
     FCNN_VT acc[FCNN_PMAX][4];
     const FCNN_T *xp[FCNN_PMAX];
@@ -74,8 +75,8 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile)(const int P, const int NV, const int ACC, 
 /* All pixels against one panel block, P at a time. The last tile repeats its final pixel in the
  * unused rows (cheaper than a second tile shape) and writes only the np real ones. */
 FCNN_INLINE void FCNN_NAME(fcnn_tile_block)(const int P, const int NV, const int ACC, const int cb,
-                                 const FCNN_TN(fcnn_tile_job) *jb, const FCNN_T *w, const FCNN_T *bias,
-                                 FCNN_T *out, int nco)
+                                            const FCNN_TN(fcnn_tile_job) *jb, const FCNN_T *w,
+                                            const FCNN_T *bias, FCNN_T *out, int nco)
 {
     const int px_row = jb->px_row, px_col = jb->px_col, out_row = jb->out_row;
     const int out_col = jb->out_col, ow = jb->ow, npix = jb->oh * jb->ow;
@@ -113,8 +114,9 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile_block)(const int P, const int NV, const int
 
 /* One panel block's columns for all pixels, over the taps of jb (one K slice). */
 FCNN_INLINE void FCNN_NAME(fcnn_tile_pass)(const int CBMAX, const int P1, const int P2, const int P3,
-                                const int P4, const int cb, const FCNN_TN(fcnn_tile_job) *jb, const FCNN_T *w,
-                                const FCNN_T *bias, FCNN_T *out, int nco)
+                                           const int P4, const int cb,
+                                           const FCNN_TN(fcnn_tile_job) *jb, const FCNN_T *w,
+                                           const FCNN_T *bias, FCNN_T *out, int nco)
 {
     const int nv = (nco + FCNN_W - 1) / FCNN_W;
     if (jb->accumulate)
@@ -124,7 +126,7 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile_pass)(const int CBMAX, const int P1, const 
 }
 
 FCNN_INLINE void FCNN_NAME(fcnn_tile_core)(const int CBMAX, const int P1, const int P2, const int P3,
-                                const int P4, const FCNN_TN(fcnn_tile_job) *jb)
+                                           const int P4, const FCNN_TN(fcnn_tile_job) *jb)
 {
     const int cb = fcnn_min(fcnn_round16(jb->co), CBMAX); /* fcnn_block of this build */
     const int kh = jb->kh, kwci = jb->kwci;
@@ -159,8 +161,9 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile_core)(const int CBMAX, const int P1, const 
  * the last row sums dY itself, into db, in place of a tap: the same registers, and no second pass
  * over dY (it had cost as much as the product on conv1 of the MNIST net, whose 9 taps leave 3 of
  * the 12 rows spare anyway). */
-FCNN_INLINE void FCNN_NAME(fcnn_dw_tile)(const int R, const int NV, const int DB, const FCNN_TN(fcnn_dw_job) *jb,
-                              const int *koff, int nr, const FCNN_T *dy, FCNN_T *dw, FCNN_T *db)
+FCNN_INLINE void FCNN_NAME(fcnn_dw_tile)(const int R, const int NV, const int DB,
+                                         const FCNN_TN(fcnn_dw_job) *jb, const int *koff, int nr,
+                                         const FCNN_T *dy, FCNN_T *dw, FCNN_T *db)
 {
     const int px_row = jb->px_row, px_col = jb->px_col, dy_px = jb->dy_px, oh = jb->oh;
     const int ow = jb->ow, dw_row = jb->dw_row;
@@ -213,8 +216,8 @@ FCNN_INLINE void FCNN_NAME(fcnn_dw_tile)(const int R, const int NV, const int DB
 
 /* The rows of taps k0 .. k0+nr-1 (with DB, one row fewer), and their products with dY; rows past
  * the last tap repeat it, and are not stored. */
-FCNN_INLINE void FCNN_NAME(fcnn_dw_taps)(const int R, const int NV, const int DB, const FCNN_TN(fcnn_dw_job) *jb,
-                              int b0, int k0)
+FCNN_INLINE void FCNN_NAME(fcnn_dw_taps)(const int R, const int NV, const int DB,
+                                         const FCNN_TN(fcnn_dw_job) *jb, int b0, int k0)
 {
     const int kwci = jb->kwci, nr = fcnn_min(R - DB, jb->kh * kwci - k0);
     int koff[FCNN_PMAX];
@@ -227,7 +230,8 @@ FCNN_INLINE void FCNN_NAME(fcnn_dw_taps)(const int R, const int NV, const int DB
 }
 
 /* All taps for the channel block at b0, R at a time, the first tile also summing db. */
-FCNN_INLINE void FCNN_NAME(fcnn_dw_block)(const int R, const int NV, const FCNN_TN(fcnn_dw_job) *jb, int b0)
+FCNN_INLINE void FCNN_NAME(fcnn_dw_block)(const int R, const int NV,
+                                          const FCNN_TN(fcnn_dw_job) *jb, int b0)
 {
     const int kk = jb->kh * jb->kwci;
     int k0 = 0;
@@ -240,7 +244,7 @@ FCNN_INLINE void FCNN_NAME(fcnn_dw_block)(const int R, const int NV, const FCNN_
 }
 
 FCNN_INLINE void FCNN_NAME(fcnn_dw_core)(const int CB, const int R1, const int R2, const int R3,
-                              const int R4, const FCNN_TN(fcnn_dw_job) *jb)
+                                         const int R4, const FCNN_TN(fcnn_dw_job) *jb)
 {
     for (int b0 = 0; b0 < jb->co; b0 += CB) {
         switch ((fcnn_min(CB, jb->co - b0) + FCNN_W - 1) / FCNN_W) {

@@ -32,8 +32,8 @@ FCNN_INLINE FCNN_T FCNN_NAME(fcnn_narrow_hsum)(FCNN_T *buf)
  * take the inputs one span at a time, so that the span's slice of wt stays in L1 for all of them
  * (the whole of wt, 64 KB for 1600 -> 10, streamed from L2 for every row pair); the vector sums
  * wait in part between spans. R rows at a time; a lone last row is computed twice, written once. */
-FCNN_INLINE void FCNN_NAME(fcnn_narrow_fwd)(const int O, const int R, const FCNN_TN(fcnn_narrow_job) *jb,
-                                int r0, int r1)
+FCNN_INLINE void FCNN_NAME(fcnn_narrow_fwd)(const int O, const int R,
+                                            const FCNN_TN(fcnn_narrow_job) *jb, int r0, int r1)
 {
     enum { RB = 16 };
     const int k = jb->k, kp = jb->kp, o = jb->o, nv = (k + FCNN_W - 1) / FCNN_W;
@@ -96,8 +96,8 @@ FCNN_INLINE void FCNN_NAME(fcnn_narrow_fwd)(const int O, const int R, const FCNN
 /* dx[r, :] = sum_c dy[r, c] * wt[c, :] for rows [r0, r1): one span of inputs (its slice of wt in
  * L1) for all the rows, then the next. JV vectors of a row at a time: JV independent sums hide
  * the FMA latency of each sum's O steps. */
-FCNN_INLINE void FCNN_NAME(fcnn_narrow_dx)(const int O, const int JV, const FCNN_TN(fcnn_narrow_job) *jb,
-                               int r0, int r1)
+FCNN_INLINE void FCNN_NAME(fcnn_narrow_dx)(const int O, const int JV,
+                                           const FCNN_TN(fcnn_narrow_job) *jb, int r0, int r1)
 {
     const int k = jb->k, kp = jb->kp, o = jb->o, full = k / FCNN_W, tail = k % FCNN_W;
     const int nv = (k + FCNN_W - 1) / FCNN_W, span = fcnn_narrow_span(O) / FCNN_W;
@@ -145,8 +145,9 @@ FCNN_INLINE void FCNN_NAME(fcnn_narrow_dx)(const int O, const int JV, const FCNN
 
 /* dwt[c, j*W ..] += dy[r, c] * x[r, j*W ..] for rows r .. r+R-1, in order, the vectors j in
  * [j0, j1) and c < O (dy's padding columns count as zero). */
-FCNN_INLINE void FCNN_NAME(fcnn_narrow_dw_rows)(const int O, const int R, const FCNN_TN(fcnn_narrow_job) *jb,
-                                    int r, int j0, int j1)
+FCNN_INLINE void FCNN_NAME(fcnn_narrow_dw_rows)(const int O, const int R,
+                                                const FCNN_TN(fcnn_narrow_job) *jb, int r, int j0,
+                                                int j1)
 {
     const int k = jb->k, kp = jb->kp, o = jb->o;
     FCNN_T *const dwt = jb->dwt; /* a local copy: the stores below could alias jb->dwt */
@@ -180,8 +181,8 @@ FCNN_INLINE void FCNN_NAME(fcnn_narrow_dw_rows)(const int O, const int R, const 
 /* dwt[c, j*W ..] = the sum over all rows, in order, of dy[r, c] * x[r, j*W ..] for the vectors j
  * in [j0, j1): each row of x is read once along the range, and the range's rows of dwt stay in
  * L1. */
-FCNN_INLINE void FCNN_NAME(fcnn_narrow_dw)(const int O, const int R, const FCNN_TN(fcnn_narrow_job) *jb,
-                               int j0, int j1)
+FCNN_INLINE void FCNN_NAME(fcnn_narrow_dw)(const int O, const int R,
+                                           const FCNN_TN(fcnn_narrow_job) *jb, int j0, int j1)
 {
     int r = 0;
     for (int c = 0; c < O; c++)

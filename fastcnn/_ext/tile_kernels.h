@@ -72,7 +72,8 @@ static int fcnn_panel_bytes_set(int bytes)
 typedef struct {
     const FCNN_T *x;
     int px_row, px_col, k_row, kh, kwci;
-    const FCNN_T *w, *bias; /* fcnn_pack_cols panels of the (kh*kwci, co) matrix; bias padded or NULL */
+    const FCNN_T *w, *bias; /* fcnn_pack_cols panels of the (kh*kwci, co) matrix; bias padded or
+                             * NULL */
     int co;
     FCNN_T *out;
     int out_row, out_col, oh, ow;

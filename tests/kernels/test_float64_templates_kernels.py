@@ -9,7 +9,7 @@ from fastcnn import _reference as ref
 from fastcnn._ext import conv, dense
 
 PATHS = ("scalar", "avx2", "avx512")
-TOL = 1e-10
+TOL = 1e-12
 
 
 @pytest.fixture(params=PATHS[:PATHS.index(conv.simd_path()) + 1])
