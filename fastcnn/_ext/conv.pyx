@@ -4,8 +4,10 @@ Layouts: activations NHWC, weights HWIO ``(kh, kw, c_in, c_out)``. ``pad_top``/`
 given; the output's spatial shape fixes the rest, and cells a window reaches outside the input
 count as zeros. Every ``# OUT`` buffer is overwritten in place; nothing is returned.
 
-float32 runs the register-tiled SIMD kernels of ``conv_passes.h`` (AVX-512, AVX2 or the baseline
-ISA, chosen at import). float64 runs plain loops; it exists for finite-difference gradient checks.
+float32 and float64 run the same register-tiled SIMD kernels of ``conv_passes.h`` (AVX-512, AVX2
+or the baseline ISA, chosen at import), compiled once per element type: a finite-difference
+gradient check in float64 tests the code that trains in float32. The fused convolution and max
+pooling is float32 only.
 
 Results do not depend on ``n_threads``: images are independent in forward and dX, and dW sums
 fixed chunks of images separately (``_dw_chunks``), then adds the chunk sums in chunk order.
@@ -26,12 +28,15 @@ include "conv_passes.pxi"
 
 cdef extern from "conv_passes.h" nogil:
     size_t fcnn_canvas_size(const fcnn_geom *g)
-    size_t fcnn_dx_packed_size(int level, const fcnn_geom *g)
-    void fcnn_pack_dx(int level, const float *w, const fcnn_geom *g, float *dst)
+    size_t fcnn_dx_packed_size(int level, const fcnn_geom *g, int size)
+    void fcnn_pack_dx_f32(int level, const float *w, const fcnn_geom *g, float *dst)
+    void fcnn_pack_dx_f64(int level, const double *w, const fcnn_geom *g, double *dst)
     size_t fcnn_dx_scratch_size(const fcnn_geom *g)
-    void fcnn_dx_image(int level, const fcnn_geom *g, const float *wt, const float *dy,
-                       float *dx, float *scratch)
-    void fcnn_relu_mask(const float *y, float *dx, size_t n)
+    void fcnn_dx_image_f32(int level, const fcnn_geom *g, const float *wt, const float *dy,
+                           float *dx, float *scratch)
+    void fcnn_dx_image_f64(int level, const fcnn_geom *g, const double *wt, const double *dy,
+                           double *dx, double *scratch)
+    void fcnn_relu_mask_f32(const float *y, float *dx, size_t n)
 
 cdef extern from "maxpool.h" nogil:
     ctypedef struct fcnn_pool_geom:
@@ -47,6 +52,22 @@ cdef extern from "dropout.h" nogil:
     uint32_t fcnn_dropout_threshold(double rate)
     void fcnn_dropout_array_f32(const float *x, float *out, Py_ssize_t n, uint64_t first,
                                 uint64_t seed, uint32_t threshold, float scale)
+
+
+cdef inline void _pack_dx(int level, const floating *w, const fcnn_geom *g,
+                          floating *dst) noexcept nogil:
+    if floating is float:
+        fcnn_pack_dx_f32(level, w, g, dst)
+    else:
+        fcnn_pack_dx_f64(level, w, g, dst)
+
+
+cdef inline void _dx_image(int level, const fcnn_geom *g, const floating *wt, const floating *dy,
+                           floating *dx, floating *scratch) noexcept nogil:
+    if floating is float:
+        fcnn_dx_image_f32(level, g, wt, dy, dx, scratch)
+    else:
+        fcnn_dx_image_f64(level, g, wt, dy, dx, scratch)
 
 
 cdef struct _dropout:
@@ -119,10 +140,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c_in)
         raise ValueError(f"bias has {bias.shape[0]} entries, expected {g.co}")
     if out__nhwc.size == 0:
         return
-    if floating is float:
-        _forward_f32(x__nhwc, w__hwio, bias, out__nhwc, &g, relu, max(1, n_threads))
-    else:
-        _forward_f64(x__nhwc, w__hwio, bias, out__nhwc, &g, relu, max(1, n_threads))
+    _forward(x__nhwc, w__hwio, bias, out__nhwc, &g, relu, max(1, n_threads))
 
 
 def conv2d_backward_input(const floating[:, :, :, ::1] dy__nhwc,  # IN  (n, oh, ow, c_out)
@@ -137,10 +155,7 @@ def conv2d_backward_input(const floating[:, :, :, ::1] dy__nhwc,  # IN  (n, oh, 
     if dy__nhwc.size == 0:
         dx__nhwc[...] = 0
         return
-    if floating is float:
-        _backward_input_f32(dy__nhwc, w__hwio, dx__nhwc, &g, max(1, n_threads))
-    else:
-        _backward_input_f64(dy__nhwc, w__hwio, dx__nhwc, &g, max(1, n_threads))
+    _backward_input(dy__nhwc, w__hwio, dx__nhwc, &g, max(1, n_threads))
 
 
 def conv2d_backward_weight(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in)
@@ -157,13 +172,10 @@ def conv2d_backward_weight(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, 
     if dy__nhwc.size == 0:
         _zero_gradients(dw__hwio, db)
         return
-    if floating is float:
-        _backward_f32(x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads))
-    else:
-        _backward_weight_f64(x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads))
+    _backward(x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads))
 
 
-# ---- a convolution fused with the max pooling after it (float32) --------------------------------
+# ---- a convolution fused with the max pooling after it (float32) ------------------------
 
 cdef fcnn_geom _conv_pool_geom(const Py_ssize_t *xs, const Py_ssize_t *ws, const Py_ssize_t *ps,
                                int stride_h, int stride_w, int pad_top, int pad_left,
@@ -212,7 +224,7 @@ def conv2d_maxpool_forward(const float[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, 
     if out__nhwc.size == 0:
         return
     cdef _dropout drop = _dropout_of(dropout_seed, dropout_rate)
-    _forward_f32(x__nhwc, w__hwio, bias, out__nhwc, &g, relu, max(1, n_threads), &pool,
+    _forward(x__nhwc, w__hwio, bias, out__nhwc, &g, relu, max(1, n_threads), &pool,
                  NULL if argmax__nhwc is None else &argmax__nhwc[0, 0, 0, 0], &drop)
 
 
@@ -260,10 +272,10 @@ def conv2d_maxpool_backward(const float[:, :, :, ::1] x__nhwc,     # IN  (n, h, 
     if out__nhwc is not None:
         pooled = &out__nhwc[0, 0, 0, 0]
     if dx__nhwc is not None:
-        wt = _alloc(fcnn_dx_packed_size(level, &g))
-        fcnn_pack_dx(level, &w__hwio[0, 0, 0, 0], &g, wt)
+        wt = <float *>_alloc(fcnn_dx_packed_size(level, &g, sizeof(float)), sizeof(float))
+        fcnn_pack_dx_f32(level, &w__hwio[0, 0, 0, 0], &g, wt)
     try:
-        skipped = _backward_f32(
+        skipped = _backward(
             x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads), wt,
             NULL if dx__nhwc is None else &dx__nhwc[0, 0, 0, 0], &pool, pooled,
             &argmax__nhwc[0, 0, 0, 0], relu, input_relu, &drop)
@@ -272,37 +284,38 @@ def conv2d_maxpool_backward(const float[:, :, :, ::1] x__nhwc,     # IN  (n, h, 
     return skipped
 
 
-# ---- float32: packed weights, then one image (or one chunk of images) per prange step --------
+# ---- packed weights, then one image (or one chunk of images) per prange step ---------------
 
-cdef int _forward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w,
-                      const float[::1] bias, float[:, :, :, ::1] out, const fcnn_geom *g,
-                      bint relu, int n_threads, const fcnn_pool_geom *pool=NULL,
-                      int *argmax=NULL, const _dropout *drop=NULL) except -1:
-    # With pool, each image's conv output goes to per-thread scratch (it stays in cache) and
-    # out receives its max pooling instead, then the dropout if any.
-    cdef int level = fcnn_simd_level(), cb = fcnn_block(level, g.co), kk = g.kh * g.kw * g.ci
+cdef int _forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+                  const floating[::1] bias, floating[:, :, :, ::1] out, const fcnn_geom *g,
+                  bint relu, int n_threads, const fcnn_pool_geom *pool=NULL,
+                  int *argmax=NULL, const _dropout *drop=NULL) except -1:
+    # With pool (float32 only), each image's conv output goes to per-thread scratch (it stays in
+    # cache) and out receives its max pooling instead, then the dropout if any.
+    cdef int level = fcnn_simd_level(), kk = g.kh * g.kw * g.ci
+    cdef int cb = fcnn_block(level, g.co, sizeof(floating))
     cdef size_t nw = fcnn_packed_size(kk, g.co, cb), nb = fcnn_packed_size(1, g.co, cb)
     cdef size_t nc = fcnn_canvas_size(g), nz = <size_t>g.oh * g.ow * g.co if pool else 0
     cdef size_t sx = x[0].size, so = out[0].size, per = nc + nz
-    cdef float *buf = _alloc(nw + nb + n_threads * per)
-    cdef float *bp = NULL
-    cdef float *canvas = NULL
-    cdef float *z = NULL
-    cdef const float *px = &x[0, 0, 0, 0]
-    cdef float *po = &out[0, 0, 0, 0]
+    cdef floating *buf = <floating *>_alloc(nw + nb + n_threads * per, sizeof(floating))
+    cdef floating *bp = NULL
+    cdef floating *canvas = NULL
+    cdef floating *z = NULL
+    cdef const floating *px = &x[0, 0, 0, 0]
+    cdef floating *po = &out[0, 0, 0, 0]
     cdef Py_ssize_t i
-    fcnn_pack_cols(&w[0, 0, 0, 0], kk, g.co, g.co, 1, cb, buf)
+    _pack_cols(&w[0, 0, 0, 0], kk, g.co, g.co, 1, cb, buf)
     if bias is not None:
         bp = buf + nw
-        fcnn_pack_cols(&bias[0], 1, g.co, 0, 1, cb, bp)
+        _pack_cols(&bias[0], 1, g.co, 0, 1, cb, bp)
     with nogil, parallel(num_threads=n_threads):
         canvas = buf + nw + nb + threadid() * per
         z = canvas + nc
         for i in prange(x.shape[0], schedule="dynamic"):
             if pool == NULL:
-                fcnn_forward_image(level, g, buf, bp, relu, px + i * sx, po + i * so, canvas)
-            else:
-                fcnn_forward_image(level, g, buf, bp, relu, px + i * sx, z, canvas)
+                _forward_image(level, g, buf, bp, relu, px + i * sx, po + i * so, canvas)
+            elif floating is float:
+                _forward_image(level, g, buf, bp, relu, px + i * sx, z, canvas)
                 fcnn_maxpool_rows_f32(level, pool, z, g.ow, g.co, 0, pool.ph, po + i * so,
                                       NULL if argmax == NULL else argmax + i * so)
                 if drop != NULL and drop.threshold != 0:
@@ -312,35 +325,36 @@ cdef int _forward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w,
     return 0
 
 
-cdef int _backward_input_f32(const float[:, :, :, ::1] dy, const float[:, :, :, ::1] w,
-                             float[:, :, :, ::1] dx, const fcnn_geom *g, int n_threads) except -1:
+cdef int _backward_input(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] w,
+                         floating[:, :, :, ::1] dx, const fcnn_geom *g, int n_threads) except -1:
     cdef int level = fcnn_simd_level()
-    cdef size_t nw = fcnn_dx_packed_size(level, g), per = fcnn_dx_scratch_size(g)
-    cdef size_t sdy = dy[0].size, sdx = dx[0].size
-    cdef float *buf = _alloc(nw + n_threads * per)
-    cdef float *scratch = NULL
-    cdef const float *pdy = &dy[0, 0, 0, 0]
-    cdef float *pdx = &dx[0, 0, 0, 0]
+    cdef size_t nw = fcnn_dx_packed_size(level, g, sizeof(floating))
+    cdef size_t per = fcnn_dx_scratch_size(g), sdy = dy[0].size, sdx = dx[0].size
+    cdef floating *buf = <floating *>_alloc(nw + n_threads * per, sizeof(floating))
+    cdef floating *scratch = NULL
+    cdef const floating *pdy = &dy[0, 0, 0, 0]
+    cdef floating *pdx = &dx[0, 0, 0, 0]
     cdef Py_ssize_t i
-    fcnn_pack_dx(level, &w[0, 0, 0, 0], g, buf)
+    _pack_dx(level, &w[0, 0, 0, 0], g, buf)
     with nogil, parallel(num_threads=n_threads):
         scratch = buf + nw + threadid() * per
         for i in prange(dx.shape[0], schedule="dynamic"):
-            fcnn_dx_image(level, g, buf, pdy + i * sdy, pdx + i * sdx, scratch)
+            _dx_image(level, g, buf, pdy + i * sdy, pdx + i * sdx, scratch)
     free(buf)
     return 0
 
 
-cdef Py_ssize_t _backward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] dy,
-                              float[:, :, :, ::1] dw, float[::1] db, const fcnn_geom *g,
-                              int n_threads, const float *wt=NULL, float *dx=NULL,
-                              const fcnn_pool_geom *pool=NULL, const float *pooled=NULL,
-                              const int *argmax=NULL, bint relu=False,
-                              bint input_relu=False, const _dropout *drop=NULL) except -1:
-    """dW and db, and with pool the backward of the max pooling (and relu) first: each image's
-    dY is then the scatter of the pooled gradient dy (through the dropout's mask first, with
-    drop), made in per-thread scratch. With dx (and wt, the fcnn_pack_dx weights), also dX from
-    the same hot dY, masked where x <= 0 with input_relu. Returns the skipped argmax count."""
+cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
+                          floating[:, :, :, ::1] dw, floating[::1] db, const fcnn_geom *g,
+                          int n_threads, const floating *wt=NULL, floating *dx=NULL,
+                          const fcnn_pool_geom *pool=NULL, const floating *pooled=NULL,
+                          const int *argmax=NULL, bint relu=False,
+                          bint input_relu=False, const _dropout *drop=NULL) except -1:
+    """dW and db, and (float32 only) with pool the backward of the max pooling (and relu) first:
+    each image's dY is then the scatter of the pooled gradient dy (through the dropout's mask
+    first, with drop), made in per-thread scratch. With dx (and wt, the fcnn_pack_dx weights),
+    also dX from the same hot dY, masked where x <= 0 with input_relu. Returns the skipped argmax
+    count."""
     # Partial sums: per chunk, dw rows padded to c16 channels, then one db row.
     cdef int level = fcnn_simd_level(), kk = g.kh * g.kw * g.ci, c16 = fcnn_round16(g.co)
     cdef Py_ssize_t n = x.shape[0], nchunks, c, i, k
@@ -350,146 +364,54 @@ cdef Py_ssize_t _backward_f32(const float[:, :, :, ::1] x, const float[:, :, :, 
     cdef size_t nm = fcnn_round16(sdy) if masked else 0
     cdef size_t per = nd + nm + max(fcnn_dw_scratch_size(g), fcnn_dx_scratch_size(g) if dx else 0)
     cdef Py_ssize_t *starts = <Py_ssize_t *>malloc((n + 1) * sizeof(Py_ssize_t))
-    cdef float *buf = NULL
-    cdef float *scratch = NULL
-    cdef float *dz = NULL
-    cdef float *dm = NULL
-    cdef const float *d
-    cdef const float *pi
-    cdef float *part
-    cdef const float *px = &x[0, 0, 0, 0]
-    cdef const float *pdy = &dy[0, 0, 0, 0]
-    cdef float *pdw = &dw[0, 0, 0, 0]
+    cdef floating *buf = NULL
+    cdef floating *scratch = NULL
+    cdef floating *dz = NULL
+    cdef floating *dm = NULL
+    cdef const floating *d
+    cdef const floating *pi
+    cdef floating *part
+    cdef const floating *px = &x[0, 0, 0, 0]
+    cdef const floating *pdy = &dy[0, 0, 0, 0]
+    cdef floating *pdw = &dw[0, 0, 0, 0]
     cdef bint has_db = db is not None
     cdef Py_ssize_t bad = 0
     if starts == NULL:
         raise MemoryError()
     try:
         nchunks = _dw_chunks(n, starts)
-        buf = _alloc(nchunks * step + n_threads * per)
+        buf = <floating *>_alloc(nchunks * step + n_threads * per, sizeof(floating))
         with nogil, parallel(num_threads=n_threads):
             dz = buf + nchunks * step + threadid() * per
             dm = dz + nd
             scratch = dm + nm
             for c in prange(nchunks, schedule="dynamic"):
                 part = buf + c * step
-                memset(part, 0, step * sizeof(float))
+                memset(part, 0, step * sizeof(floating))
                 for i in range(starts[c], starts[c + 1]):
                     d = pdy + i * sdy
-                    if masked:
-                        fcnn_dropout_array_f32(d, dm, sdy, i * sdy, drop.seed, drop.threshold,
-                                               drop.scale)
-                        d = dm
-                    if pool != NULL:
-                        pi = pooled + i * sdy if pooled != NULL else NULL
-                        bad += fcnn_unpool_image(level, pool, d, pi, argmax + i * sdy, g.ow, g.co,
-                                                 relu, dz)
-                        d = dz
-                    fcnn_dw_image(level, g, px + i * sx, d, part,
-                                  part + kk * c16 if has_db else NULL, scratch)
+                    if floating is float:
+                        if masked:
+                            fcnn_dropout_array_f32(d, dm, sdy, i * sdy, drop.seed,
+                                                   drop.threshold, drop.scale)
+                            d = dm
+                        if pool != NULL:
+                            pi = pooled + i * sdy if pooled != NULL else NULL
+                            bad += fcnn_unpool_image(level, pool, d, pi, argmax + i * sdy, g.ow,
+                                                     g.co, relu, dz)
+                            d = dz
+                    _dw_image(level, g, px + i * sx, d, part,
+                              part + kk * c16 if has_db else NULL, scratch)
                     if dx != NULL:
-                        fcnn_dx_image(level, g, wt, d, dx + i * sx, scratch)
-                        if input_relu:
-                            fcnn_relu_mask(px + i * sx, dx + i * sx, sx)
+                        _dx_image(level, g, wt, d, dx + i * sx, scratch)
+                        if floating is float:
+                            if input_relu:
+                                fcnn_relu_mask_f32(px + i * sx, dx + i * sx, sx)
         for k in prange(kk, nogil=True, schedule="static", num_threads=n_threads):
-            fcnn_sum_parts(buf + k * c16, nchunks, step, g.co, pdw + k * g.co)
+            _sum_parts(buf + k * c16, nchunks, step, g.co, pdw + k * g.co)
         if has_db:
-            fcnn_sum_parts(buf + kk * c16, nchunks, step, g.co, &db[0])
+            _sum_parts(buf + kk * c16, nchunks, step, g.co, &db[0])
     finally:
         free(starts)
         free(buf)
     return bad
-
-
-# ---- float64: plain loops, for gradient checks -----------------------------------------------
-
-cdef int _forward_f64(const double[:, :, :, ::1] x, const double[:, :, :, ::1] w,
-                      const double[::1] bias, double[:, :, :, ::1] out, const fcnn_geom *g,
-                      bint relu, int n_threads) except -1:
-    cdef Py_ssize_t i, y, xo, a, b, c, o, iy, ix
-    cdef double xv
-    cdef bint has_bias = bias is not None
-    for i in prange(x.shape[0], nogil=True, schedule="static", num_threads=n_threads):
-        for y in range(g.oh):
-            for xo in range(g.ow):
-                for o in range(g.co):
-                    out[i, y, xo, o] = bias[o] if has_bias else 0.0
-                for a in range(g.kh):
-                    iy = y * g.sh + a - g.pt
-                    if iy < 0 or iy >= g.h:
-                        continue
-                    for b in range(g.kw):
-                        ix = xo * g.sw + b - g.pl
-                        if ix < 0 or ix >= g.w:
-                            continue
-                        for c in range(g.ci):
-                            xv = x[i, iy, ix, c]
-                            for o in range(g.co):
-                                out[i, y, xo, o] += xv * w[a, b, c, o]
-                if relu:
-                    for o in range(g.co):
-                        if out[i, y, xo, o] < 0:
-                            out[i, y, xo, o] = 0.0
-    return 0
-
-
-cdef int _backward_input_f64(const double[:, :, :, ::1] dy, const double[:, :, :, ::1] w,
-                             double[:, :, :, ::1] dx, const fcnn_geom *g, int n_threads) except -1:
-    cdef Py_ssize_t i, y, xo, a, b, c, o, iy, ix
-    cdef double s
-    for i in prange(dx.shape[0], nogil=True, schedule="static", num_threads=n_threads):
-        for iy in range(g.h):
-            for ix in range(g.w):
-                for c in range(g.ci):
-                    dx[i, iy, ix, c] = 0.0
-        for y in range(g.oh):
-            for xo in range(g.ow):
-                for a in range(g.kh):
-                    iy = y * g.sh + a - g.pt
-                    if iy < 0 or iy >= g.h:
-                        continue
-                    for b in range(g.kw):
-                        ix = xo * g.sw + b - g.pl
-                        if ix < 0 or ix >= g.w:
-                            continue
-                        for c in range(g.ci):
-                            s = 0.0
-                            for o in range(g.co):
-                                s = s + dy[i, y, xo, o] * w[a, b, c, o]
-                            dx[i, iy, ix, c] += s
-    return 0
-
-
-cdef int _backward_weight_f64(const double[:, :, :, ::1] x, const double[:, :, :, ::1] dy,
-                              double[:, :, :, ::1] dw, double[::1] db, const fcnn_geom *g,
-                              int n_threads) except -1:
-    # One kernel tap per prange step: each dw element is summed by one thread, in image order.
-    cdef Py_ssize_t t, i, y, xo, a, b, c, o, iy, ix
-    cdef double xv
-    for t in prange(g.kh * g.kw, nogil=True, schedule="static", num_threads=n_threads):
-        a = t // g.kw
-        b = t % g.kw
-        for c in range(g.ci):
-            for o in range(g.co):
-                dw[a, b, c, o] = 0.0
-        for i in range(x.shape[0]):
-            for y in range(g.oh):
-                iy = y * g.sh + a - g.pt
-                if iy < 0 or iy >= g.h:
-                    continue
-                for xo in range(g.ow):
-                    ix = xo * g.sw + b - g.pl
-                    if ix < 0 or ix >= g.w:
-                        continue
-                    for c in range(g.ci):
-                        xv = x[i, iy, ix, c]
-                        for o in range(g.co):
-                            dw[a, b, c, o] += xv * dy[i, y, xo, o]
-    if db is not None:
-        db[:] = 0.0
-        for i in range(dy.shape[0]):
-            for y in range(g.oh):
-                for xo in range(g.ow):
-                    for o in range(g.co):
-                        db[o] += dy[i, y, xo, o]
-    return 0

@@ -1,5 +1,6 @@
-/* The register-tiled micro-kernels, included by tile_kernels.h once per vector width: define FCNN_W
- * (16, 8 or 4 floats, vectors fcnn_v<W>) before each inclusion; every name gets the suffix _w<W>.
+/* The register-tiled micro-kernels, included by tile_kernels.h once per element type FCNN_T and
+ * vector width: define FCNN_W (16, 8 or 4 floats; 8, 4 or 2 doubles) before each inclusion; every
+ * name gets the suffix _w<W>_f32 or _w<W>_f64.
  * One width per instruction set keeps the accumulators in registers: GCC lowers a vector wider
  * than the target's registers through memory (16-float vectors under AVX2 spilled 93 times per
  * 12 FMAs). The width macros (FCNN_VT, FCNN_LDW, FCNN_NAME...) are vectors.h's. Deliberately
@@ -7,12 +8,13 @@
 
 /* acc[p] = sum_{r<kh, j<kwci} x_p[r*k_row + j] * w[(r*kwci + j)*cb + (0 .. FCNN_W*NV)] for P pixels;
  * then bias, ReLU and a store (or an add) of the nco real channels for the np real pixels. */
-FCNN_INLINE void FCNN_NAME(fcnn_tile)(const int P, const int NV, const int ACC, const float *x,
-                           const int *xoff, int k_row, int kh, int kwci, const float *w, int cb,
-                           const float *bias, int relu, float *out, const int *ooff, int np, int nco)
+FCNN_INLINE void FCNN_NAME(fcnn_tile)(const int P, const int NV, const int ACC, const FCNN_T *x,
+                                      const int *xoff, int k_row, int kh, int kwci,
+                                      const FCNN_T *w, int cb, const FCNN_T *bias, int relu,
+                                      FCNN_T *out, const int *ooff, int np, int nco)
 {
     FCNN_VT acc[FCNN_PMAX][4];
-    const float *xp[FCNN_PMAX];
+    const FCNN_T *xp[FCNN_PMAX];
 #pragma GCC unroll 12
     for (int p = 0; p < P; p++) {
         xp[p] = x + xoff[p];
@@ -21,7 +23,7 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile)(const int P, const int NV, const int ACC, 
             acc[p][v] = (FCNN_VT){0};
     }
     for (int r = 0; r < kh; r++) {
-        const float *wr = w + (size_t)r * kwci * cb;
+        const FCNN_T *wr = w + (size_t)r * kwci * cb;
         for (int j = 0; j < kwci; j++, wr += cb) {
             FCNN_VT wv[4];
 #pragma GCC unroll 4
@@ -29,7 +31,7 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile)(const int P, const int NV, const int ACC, 
                 wv[v] = FCNN_LDW(wr + FCNN_W * v);
 #pragma GCC unroll 12
             for (int p = 0; p < P; p++) {
-                const float s = xp[p][j];
+                const FCNN_T s = xp[p][j];
 #pragma GCC unroll 4
                 for (int v = 0; v < NV; v++)
                     acc[p][v] += wv[v] * s;
@@ -45,14 +47,14 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile)(const int P, const int NV, const int ACC, 
     for (int p = 0; p < P; p++) {
         if (p >= np)
             break;
-        float *o = out + ooff[p];
-        float tail[64];
-        float *dst = o;
+        FCNN_T *o = out + ooff[p];
+        FCNN_T tail[256 / sizeof(FCNN_T)]; /* 4 vectors of AVX-512 */
+        FCNN_T *dst = o;
         if (!full) { /* a channel tail goes through a buffer so no access passes the row's end */
             dst = tail;
             memset(tail, 0, sizeof tail);
             if (ACC)
-                memcpy(tail, o, (size_t)nco * sizeof(float));
+                memcpy(tail, o, (size_t)nco * sizeof(FCNN_T));
         }
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) {
@@ -66,15 +68,15 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile)(const int P, const int NV, const int ACC, 
             FCNN_STW(dst + FCNN_W * v, a);
         }
         if (!full)
-            memcpy(o, tail, (size_t)nco * sizeof(float));
+            memcpy(o, tail, (size_t)nco * sizeof(FCNN_T));
     }
 }
 
 /* All pixels against one panel block, P at a time. The last tile repeats its final pixel in the
  * unused rows (cheaper than a second tile shape) and writes only the np real ones. */
 FCNN_INLINE void FCNN_NAME(fcnn_tile_block)(const int P, const int NV, const int ACC, const int cb,
-                                 const fcnn_tile_job *jb, const float *w, const float *bias,
-                                 float *out, int nco)
+                                            const FCNN_TN(fcnn_tile_job) *jb, const FCNN_T *w,
+                                            const FCNN_T *bias, FCNN_T *out, int nco)
 {
     const int px_row = jb->px_row, px_col = jb->px_col, out_row = jb->out_row;
     const int out_col = jb->out_col, ow = jb->ow, npix = jb->oh * jb->ow;
@@ -112,8 +114,9 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile_block)(const int P, const int NV, const int
 
 /* One panel block's columns for all pixels, over the taps of jb (one K slice). */
 FCNN_INLINE void FCNN_NAME(fcnn_tile_pass)(const int CBMAX, const int P1, const int P2, const int P3,
-                                const int P4, const int cb, const fcnn_tile_job *jb, const float *w,
-                                const float *bias, float *out, int nco)
+                                           const int P4, const int cb,
+                                           const FCNN_TN(fcnn_tile_job) *jb, const FCNN_T *w,
+                                           const FCNN_T *bias, FCNN_T *out, int nco)
 {
     const int nv = (nco + FCNN_W - 1) / FCNN_W;
     if (jb->accumulate)
@@ -123,7 +126,7 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile_pass)(const int CBMAX, const int P1, const 
 }
 
 FCNN_INLINE void FCNN_NAME(fcnn_tile_core)(const int CBMAX, const int P1, const int P2, const int P3,
-                                const int P4, const fcnn_tile_job *jb)
+                                           const int P4, const FCNN_TN(fcnn_tile_job) *jb)
 {
     const int cb = fcnn_min(fcnn_round16(jb->co), CBMAX); /* fcnn_block of this build */
     const int kh = jb->kh, kwci = jb->kwci;
@@ -132,15 +135,15 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile_core)(const int CBMAX, const int P1, const 
      * time, or pieces of one row when a row is longer (one slice when the panel fits). The first
      * slice adds the bias, the later ones add into the output, and only the last applies the
      * ReLU. */
-    const int kc = fcnn_imax(1, fcnn_panel_bytes / (cb * (int)sizeof(float)));
+    const int kc = fcnn_imax(1, fcnn_panel_bytes / (cb * (int)sizeof(FCNN_T)));
     const int rpc = kwci <= kc ? kc / kwci : 1, piece = fcnn_min(kwci, kc);
     for (int b0 = 0, blk = 0; b0 < jb->co; b0 += cb, blk++) {
         const int nco = fcnn_min(cb, jb->co - b0);
-        const float *w = jb->w + blk * panel, *bias = jb->bias ? jb->bias + b0 : NULL;
-        float *out = jb->out + b0;
+        const FCNN_T *w = jb->w + blk * panel, *bias = jb->bias ? jb->bias + b0 : NULL;
+        FCNN_T *out = jb->out + b0;
         for (int r = 0; r < kh; r += rpc)
             for (int j0 = 0; j0 < kwci; j0 += piece) {
-                fcnn_tile_job part = *jb;
+                FCNN_TN(fcnn_tile_job) part = *jb;
                 const int first = r == 0 && j0 == 0;
                 part.x = jb->x + (size_t)r * jb->k_row + j0;
                 part.kh = fcnn_min(rpc, kh - r);
@@ -158,8 +161,9 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile_core)(const int CBMAX, const int P1, const 
  * the last row sums dY itself, into db, in place of a tap: the same registers, and no second pass
  * over dY (it had cost as much as the product on conv1 of the MNIST net, whose 9 taps leave 3 of
  * the 12 rows spare anyway). */
-FCNN_INLINE void FCNN_NAME(fcnn_dw_tile)(const int R, const int NV, const int DB, const fcnn_dw_job *jb,
-                              const int *koff, int nr, const float *dy, float *dw, float *db)
+FCNN_INLINE void FCNN_NAME(fcnn_dw_tile)(const int R, const int NV, const int DB,
+                                         const FCNN_TN(fcnn_dw_job) *jb, const int *koff, int nr,
+                                         const FCNN_T *dy, FCNN_T *dw, FCNN_T *db)
 {
     const int px_row = jb->px_row, px_col = jb->px_col, dy_px = jb->dy_px, oh = jb->oh;
     const int ow = jb->ow, dw_row = jb->dw_row;
@@ -177,7 +181,7 @@ FCNN_INLINE void FCNN_NAME(fcnn_dw_tile)(const int R, const int NV, const int DB
         if (DB)
             acc[R - 1][v] = FCNN_LDW(db + FCNN_W * v);
     for (int y = 0; y < oh; y++) {
-        const float *xr = jb->x + (size_t)y * px_row;
+        const FCNN_T *xr = jb->x + (size_t)y * px_row;
         for (int xq = 0; xq < ow; xq++, xr += px_col, dy += dy_px) {
             FCNN_VT d[4];
 #pragma GCC unroll 4
@@ -185,7 +189,7 @@ FCNN_INLINE void FCNN_NAME(fcnn_dw_tile)(const int R, const int NV, const int DB
                 d[v] = FCNN_LDW(dy + FCNN_W * v);
 #pragma GCC unroll 12
             for (int r = 0; r < R - DB; r++) {
-                const float s = xr[o[r]];
+                const FCNN_T s = xr[o[r]];
 #pragma GCC unroll 4
                 for (int v = 0; v < NV; v++)
                     acc[r][v] += d[v] * s;
@@ -212,8 +216,8 @@ FCNN_INLINE void FCNN_NAME(fcnn_dw_tile)(const int R, const int NV, const int DB
 
 /* The rows of taps k0 .. k0+nr-1 (with DB, one row fewer), and their products with dY; rows past
  * the last tap repeat it, and are not stored. */
-FCNN_INLINE void FCNN_NAME(fcnn_dw_taps)(const int R, const int NV, const int DB, const fcnn_dw_job *jb,
-                              int b0, int k0)
+FCNN_INLINE void FCNN_NAME(fcnn_dw_taps)(const int R, const int NV, const int DB,
+                                         const FCNN_TN(fcnn_dw_job) *jb, int b0, int k0)
 {
     const int kwci = jb->kwci, nr = fcnn_min(R - DB, jb->kh * kwci - k0);
     int koff[FCNN_PMAX];
@@ -226,7 +230,8 @@ FCNN_INLINE void FCNN_NAME(fcnn_dw_taps)(const int R, const int NV, const int DB
 }
 
 /* All taps for the channel block at b0, R at a time, the first tile also summing db. */
-FCNN_INLINE void FCNN_NAME(fcnn_dw_block)(const int R, const int NV, const fcnn_dw_job *jb, int b0)
+FCNN_INLINE void FCNN_NAME(fcnn_dw_block)(const int R, const int NV,
+                                          const FCNN_TN(fcnn_dw_job) *jb, int b0)
 {
     const int kk = jb->kh * jb->kwci;
     int k0 = 0;
@@ -239,7 +244,7 @@ FCNN_INLINE void FCNN_NAME(fcnn_dw_block)(const int R, const int NV, const fcnn_
 }
 
 FCNN_INLINE void FCNN_NAME(fcnn_dw_core)(const int CB, const int R1, const int R2, const int R3,
-                              const int R4, const fcnn_dw_job *jb)
+                                         const int R4, const FCNN_TN(fcnn_dw_job) *jb)
 {
     for (int b0 = 0; b0 < jb->co; b0 += CB) {
         switch ((fcnn_min(CB, jb->co - b0) + FCNN_W - 1) / FCNN_W) {

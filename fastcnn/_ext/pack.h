@@ -1,6 +1,8 @@
 /* Data movement around the SIMD kernels (plain C, not hot): packing a matrix into the column
  * panels the tiles read, placing an image into a padded or dilated canvas, and summing the
- * per-thread parts of a gradient in a fixed order. */
+ * per-thread parts of a gradient in a fixed order. For float (_f32) and double (_f64): see
+ * vectors.h for how this header compiles its typed part once per type. */
+#ifndef FCNN_F64
 #ifndef FASTCNN_PACK_H
 #define FASTCNN_PACK_H
 
@@ -8,29 +10,21 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "vectors.h"
 
 static int fcnn_min(int a, int b) { return a < b ? a : b; }
 static int fcnn_round16(int n) { return (n + 15) & ~15; }
 static int fcnn_imax(int a, int b) { return a > b ? a : b; }
 
-/* Output channels per packed panel block for a matrix with cols columns: on AVX-512 up to the
- * widest tile's NV * 16 = 64, but no wider than cols needs. A padded panel would only add zeros to
- * multiply and push the panel out of L1 (conv 32 -> 32: 74 KB instead of 37 KB), and for a
- * 10-class dense layer its serial packing would cost more than the product. */
-static int fcnn_block_max(int level) { return level == FCNN_AVX512 ? 64 : 16; }
-static int fcnn_block(int level, int cols)
+/* Output channels per packed panel block for a matrix with cols columns of size-byte elements:
+ * on AVX-512 up to the widest tile's 4 vectors (64 floats), else 64 bytes, but no wider than cols
+ * needs. A padded panel would only add zeros to multiply and push the panel out of L1 (conv
+ * 32 -> 32: 74 KB instead of 37 KB), and for a 10-class dense layer its serial packing would cost
+ * more than the product. */
+static int fcnn_block_max(int level, int size) { return (level == FCNN_AVX512 ? 256 : 64) / size; }
+static int fcnn_block(int level, int cols, int size)
 {
-    return fcnn_min(fcnn_round16(cols), fcnn_block_max(level));
-}
-
-/* Packs the (rows, cols) matrix m[r*rs + c*cs] into column blocks of width cb, zero-padded:
- * dst[(blk*rows + r)*cb + j] = m[r, blk*cb + j]. Each block is one contiguous panel. */
-static void fcnn_pack_cols(const float *m, int rows, int cols, int rs, int cs, int cb, float *dst)
-{
-    for (int b0 = 0; b0 < cols; b0 += cb)
-        for (int r = 0; r < rows; r++, dst += cb)
-            for (int j = 0; j < cb; j++)
-                dst[j] = b0 + j < cols ? m[(size_t)r * rs + (size_t)(b0 + j) * cs] : 0.0f;
+    return fcnn_min(fcnn_round16(cols), fcnn_block_max(level, size));
 }
 
 static size_t fcnn_packed_size(int rows, int cols, int cb)
@@ -38,13 +32,32 @@ static size_t fcnn_packed_size(int rows, int cols, int cb)
     return (size_t)((cols + cb - 1) / cb) * rows * cb;
 }
 
+#define FCNN_F64 0
+#include "pack.h"
+#define FCNN_F64 1
+#include "pack.h"
+
+#endif /* FASTCNN_PACK_H */
+#else /* the part over FCNN_T */
+
+/* Packs the (rows, cols) matrix m[r*rs + c*cs] into column blocks of width cb, zero-padded:
+ * dst[(blk*rows + r)*cb + j] = m[r, blk*cb + j]. Each block is one contiguous panel. */
+static void FCNN_TN(fcnn_pack_cols)(const FCNN_T *m, int rows, int cols, int rs, int cs, int cb,
+                                    FCNN_T *dst)
+{
+    for (int b0 = 0; b0 < cols; b0 += cb)
+        for (int r = 0; r < rows; r++, dst += cb)
+            for (int j = 0; j < cb; j++)
+                dst[j] = b0 + j < cols ? m[(size_t)r * rs + (size_t)(b0 + j) * cs] : (FCNN_T)0;
+}
+
 /* Zeroes cv (hc, wc, c) and puts src pixel (y, x) of (h, w, c) at (oy + y*dy, ox + x*dx) wherever
  * that lies inside cv. Padding is (1, 1, pad_top, pad_left); dilating dY is (sh, sw, ...);
  * cropping a canvas back is (1, 1, -pad_top, -pad_left). */
-static void fcnn_place(const float *src, int h, int w, int c, int dy, int dx, int oy, int ox,
-                       float *cv, int hc, int wc)
+static void FCNN_TN(fcnn_place)(const FCNN_T *src, int h, int w, int c, int dy, int dx, int oy,
+                                int ox, FCNN_T *cv, int hc, int wc)
 {
-    memset(cv, 0, (size_t)hc * wc * c * sizeof(float));
+    memset(cv, 0, (size_t)hc * wc * c * sizeof(FCNN_T));
     for (int y = 0; y < h; y++) {
         const int py = oy + y * dy;
         if (py < 0 || py >= hc)
@@ -53,26 +66,28 @@ static void fcnn_place(const float *src, int h, int w, int c, int dy, int dx, in
             const int x0 = ox < 0 ? -ox : 0, x1 = fcnn_min(w, wc - ox);
             if (x1 > x0)
                 memcpy(cv + ((size_t)py * wc + ox + x0) * c, src + ((size_t)y * w + x0) * c,
-                       (size_t)(x1 - x0) * c * sizeof(float));
+                       (size_t)(x1 - x0) * c * sizeof(FCNN_T));
             continue;
         }
         for (int x = 0; x < w; x++) {
             const int px = ox + x * dx;
             if (px >= 0 && px < wc)
                 memcpy(cv + ((size_t)py * wc + px) * c, src + ((size_t)y * w + x) * c,
-                       (size_t)c * sizeof(float));
+                       (size_t)c * sizeof(FCNN_T));
         }
     }
 }
 
 /* out[j] = parts[0][j] + parts[1][j] + ... in that order, whatever thread produced each part:
  * this fixed order is what makes dW independent of the thread count. */
-static void fcnn_sum_parts(const float *parts, int nparts, size_t step, int n, float *out)
+static void FCNN_TN(fcnn_sum_parts)(const FCNN_T *parts, int nparts, size_t step, int n,
+                                    FCNN_T *out)
 {
-    memcpy(out, parts, (size_t)n * sizeof(float));
+    memcpy(out, parts, (size_t)n * sizeof(FCNN_T));
     for (int k = 1; k < nparts; k++)
         for (int j = 0; j < n; j++)
             out[j] += parts[k * step + j];
 }
 
-#endif /* FASTCNN_PACK_H */
+#undef FCNN_F64
+#endif

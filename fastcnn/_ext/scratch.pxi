@@ -11,11 +11,11 @@ def _zero_gradients(*gradients):
             g[...] = 0
 
 
-cdef float *_alloc(size_t n) except NULL:
-    """Scratch for a kernel call, taken outside its parallel region; the caller frees it (free).
-    Aligned to a cache line: malloc's 16-byte alignment split every 64-byte vector load of the
-    packed weights across two lines."""
+cdef void *_alloc(size_t n, size_t size) except NULL:
+    """Scratch of n elements of size bytes for a kernel call, taken outside its parallel region;
+    the caller frees it (free). Aligned to a cache line: malloc's 16-byte alignment split every
+    64-byte vector load of the packed weights across two lines."""
     cdef void *p = NULL
-    if posix_memalign(&p, 64, (n if n > 0 else 1) * sizeof(float)) != 0:
+    if posix_memalign(&p, 64, (n if n > 0 else 1) * size) != 0:
         raise MemoryError()
-    return <float *>p
+    return p

@@ -2,8 +2,10 @@
  * per SIMD level, and their dispatch.
  *
  * The kernel bodies (conv_tiles.h) are written once with GCC vector extensions and included once
- * per vector width: 16 floats for AVX-512, 8 for AVX2+FMA, and 4 for the baseline ISA (the
- * compiler lowers them to whatever the base target has, SSE2 on x86-64).
+ * per element type and vector width: 16 floats or 8 doubles for AVX-512, 8 or 4 for AVX2+FMA, and
+ * 4 or 2 for the baseline ISA (the compiler lowers them to whatever the base target has, SSE2 on
+ * x86-64). float64 thus runs the very code float32 trains with, only in wider elements: a
+ * gradient check of float64 tests the tiles' indexing, slicing and epilogues.
  *
  * One register tile shape serves all three passes: P rows x NV vectors of accumulators, each
  * step broadcasting one scalar per row against NV vectors loaded from a packed panel.
@@ -14,10 +16,12 @@
  *   dW       rows = (kh, kw, ci) taps,   panel = dY pixels (co),               reduction over pixels
  * dX this way does no multiplications by the zeros a "full" convolution of padded dY would.
  */
+#ifndef FCNN_F64
 #ifndef FASTCNN_TILE_KERNELS_H
 #define FASTCNN_TILE_KERNELS_H
 
 #include <stddef.h>
+#include <string.h>
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
 #endif
@@ -55,63 +59,86 @@ static int fcnn_panel_bytes_set(int bytes)
  * the disassembly: the AVX-512 inner loop is 4 panel loads, P broadcasts and 4*P vfmadd231ps, no
  * spills). A strict -std=c99 build would still be correct, only slower. */
 
+#define FCNN_F64 0
+#include "tile_kernels.h"
+#define FCNN_F64 1
+#include "tile_kernels.h"
+
+#endif /* FASTCNN_TILE_KERNELS_H */
+#else /* the part over FCNN_T */
+
 /* One sweep of the tile loop. Pixel (y, x) reads its window at x + y*px_row + x*px_col: kh runs of
- * kwci contiguous floats, k_row apart. It writes channel c at out + y*out_row + x*out_col + c. */
+ * kwci contiguous elements, k_row apart. It writes channel c at out + y*out_row + x*out_col + c. */
 typedef struct {
-    const float *x;
+    const FCNN_T *x;
     int px_row, px_col, k_row, kh, kwci;
-    const float *w, *bias; /* fcnn_pack_cols panels of the (kh*kwci, co) matrix; bias padded or NULL */
+    const FCNN_T *w, *bias; /* fcnn_pack_cols panels of the (kh*kwci, co) matrix; bias padded or
+                             * NULL */
     int co;
-    float *out;
+    FCNN_T *out;
     int out_row, out_col, oh, ow;
     int relu, accumulate; /* accumulate: out += tile (the dX scatter-add) instead of out = tile */
-} fcnn_tile_job;
+} FCNN_TN(fcnn_tile_job);
 
 /* dW job: dw (kh*kwci, dw_row) += windows(x)^T . dY over all oh*ow pixels, windows as in
- * fcnn_tile_job; dY pixel q at dy + q*dy_px with round16(co) floats readable. Unless db is NULL,
+ * fcnn_tile_job; dY pixel q at dy + q*dy_px with round16(co) elements readable. Unless db is NULL,
  * also db (round16(co)) += the sums of dY over the pixels. */
 typedef struct {
-    const float *x;
+    const FCNN_T *x;
     int px_row, px_col, k_row, kh, kwci;
-    const float *dy;
+    const FCNN_T *dy;
     int dy_px, oh, ow, co;
-    float *dw;
+    FCNN_T *dw;
     int dw_row;
-    float *db;
-} fcnn_dw_job;
+    FCNN_T *db;
+} FCNN_TN(fcnn_dw_job);
 
-#define FCNN_W 16
+#define FCNN_W FCNN_W512
 #include "conv_tiles.h"
-#define FCNN_W 8
+#define FCNN_W FCNN_W256
 #include "conv_tiles.h"
-#define FCNN_W 4
+#define FCNN_W FCNN_W128
 #include "conv_tiles.h"
 
 /* The three compilations. Tile heights keep P*NV accumulators + NV panel vectors + a broadcast
- * within the register file: 32 zmm of 16 floats, 16 ymm of 8, 16 xmm of 4. */
+ * within the register file: 32 zmm, 16 ymm, 16 xmm. The widest tile, CBMAX = fcnn_block_max
+ * lanes, is 4, 2 and 4 vectors. */
 #if FCNN_X86
-FCNN_TARGET_AVX512 static void fcnn_tiles_avx512(const fcnn_tile_job *jb)
+FCNN_TARGET_AVX512 static void FCNN_TLEVEL(fcnn_tiles, _avx512)(const FCNN_TN(fcnn_tile_job) *jb)
 {
-    fcnn_tile_core_w16(64, 8, 12, 8, 6, jb);
+    FCNN_AT(fcnn_tile_core, FCNN_W512)(4 * FCNN_W512, 8, 12, 8, 6, jb);
 }
-FCNN_TARGET_AVX512 static void fcnn_dw_avx512(const fcnn_dw_job *jb)
+FCNN_TARGET_AVX512 static void FCNN_TLEVEL(fcnn_dw, _avx512)(const FCNN_TN(fcnn_dw_job) *jb)
 {
-    fcnn_dw_core_w16(64, 8, 12, 8, 6, jb);
+    FCNN_AT(fcnn_dw_core, FCNN_W512)(4 * FCNN_W512, 8, 12, 8, 6, jb);
 }
-FCNN_TARGET_AVX2 static void fcnn_tiles_avx2(const fcnn_tile_job *jb)
+FCNN_TARGET_AVX2 static void FCNN_TLEVEL(fcnn_tiles, _avx2)(const FCNN_TN(fcnn_tile_job) *jb)
 {
-    fcnn_tile_core_w8(16, 12, 6, 1, 1, jb);
+    FCNN_AT(fcnn_tile_core, FCNN_W256)(2 * FCNN_W256, 12, 6, 1, 1, jb);
 }
-FCNN_TARGET_AVX2 static void fcnn_dw_avx2(const fcnn_dw_job *jb)
+FCNN_TARGET_AVX2 static void FCNN_TLEVEL(fcnn_dw, _avx2)(const FCNN_TN(fcnn_dw_job) *jb)
 {
-    fcnn_dw_core_w8(16, 12, 6, 1, 1, jb);
+    FCNN_AT(fcnn_dw_core, FCNN_W256)(2 * FCNN_W256, 12, 6, 1, 1, jb);
 }
 #endif
-static void fcnn_tiles_scalar(const fcnn_tile_job *jb) { fcnn_tile_core_w4(16, 12, 6, 4, 2, jb); }
-static void fcnn_dw_scalar(const fcnn_dw_job *jb) { fcnn_dw_core_w4(16, 12, 6, 4, 2, jb); }
+static void FCNN_TLEVEL(fcnn_tiles, _scalar)(const FCNN_TN(fcnn_tile_job) *jb)
+{
+    FCNN_AT(fcnn_tile_core, FCNN_W128)(4 * FCNN_W128, 12, 6, 4, 2, jb);
+}
+static void FCNN_TLEVEL(fcnn_dw, _scalar)(const FCNN_TN(fcnn_dw_job) *jb)
+{
+    FCNN_AT(fcnn_dw_core, FCNN_W128)(4 * FCNN_W128, 12, 6, 4, 2, jb);
+}
 
-static void fcnn_tiles(int level, const fcnn_tile_job *jb) { FCNN_DISPATCH(level, fcnn_tiles, jb); }
+static void FCNN_TN(fcnn_tiles)(int level, const FCNN_TN(fcnn_tile_job) *jb)
+{
+    FCNN_TDISPATCH(level, fcnn_tiles, jb);
+}
 
-static void fcnn_dw(int level, const fcnn_dw_job *jb) { FCNN_DISPATCH(level, fcnn_dw, jb); }
+static void FCNN_TN(fcnn_dw)(int level, const FCNN_TN(fcnn_dw_job) *jb)
+{
+    FCNN_TDISPATCH(level, fcnn_dw, jb);
+}
 
-#endif /* FASTCNN_TILE_KERNELS_H */
+#undef FCNN_F64
+#endif
