@@ -58,9 +58,9 @@ def test_float64_matches_reference(case):
 
 @pytest.mark.parametrize("case", GRID, ids=grid_id)
 def test_float32_matches_the_float64_kernels(case, simd_path):
-    """float64 runs plain loops, not the SIMD tiles, so its gradient checks do not cover the
-    float32 code; this ties the two: the float32 kernels of every path against the float64
-    kernels on the same inputs, at float32 tolerances."""
+    """float32 and float64 are two compilations of the same templates, and the float64 one is
+    checked by finite differences; this ties the float32 one to it: every SIMD path's float32
+    kernels against the float64 kernels on the same inputs, at float32 tolerances."""
     kernel, strides, padding, (ci, co) = case
     rng = np.random.default_rng(zlib.crc32(grid_id(case).encode()))
     x, wt, bias, dy, geo = conv_case(rng, np.float32, 2, 9, 7, ci, co, kernel, strides, padding)

@@ -56,9 +56,9 @@ def test_float64_matches_reference(shape):
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_float32_matches_the_float64_kernels(shape, simd_path):
-    """float64 runs plain loops, not the SIMD kernels, so its gradient checks do not cover the
-    float32 code; this ties the two: the float32 kernels of every path against the float64
-    kernels on the same inputs, at float32 tolerances."""
+    """float32 and float64 are two compilations of the same templates, and the float64 one is
+    checked by finite differences; this ties the float32 one to it: every SIMD path's float32
+    kernels against the float64 kernels on the same inputs, at float32 tolerances."""
     rng = np.random.default_rng(sum(shape))
     x, w, bias, dy = make_case(rng, np.float32, *shape)
     want = run_all(dense, *(a.astype(np.float64) for a in (x, w, bias, dy)), True, 2)
