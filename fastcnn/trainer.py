@@ -26,7 +26,6 @@ def _check_verbose(verbose):
     return verbose
 
 
-
 class Trainer:
     """Keras's compile/fit/evaluate/predict for a stack of layers, run as fused steps."""
 

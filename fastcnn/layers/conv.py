@@ -20,7 +20,7 @@ class Conv2D(KernelLayer):
     def compute_output_shape(self, input_shape):
         self._check_image_input(input_shape)
         (oh, ow), _ = window_output_shape(input_shape[:2], self.kernel_size, self.strides,
-                                              self.padding, "kernel_size")
+                                          self.padding, "kernel_size")
         return (oh, ow, self.filters)
 
     def build(self, input_shape):

@@ -15,7 +15,7 @@ class _Pooling2D(Layer):
     def compute_output_shape(self, input_shape):
         self._check_image_input(input_shape)
         (oh, ow), _ = window_output_shape(input_shape[:2], self.pool_size, self.strides,
-                                              self.padding, "pool_size")
+                                          self.padding, "pool_size")
         return (oh, ow, input_shape[2])
 
     def get_config(self):
