@@ -199,6 +199,30 @@ def conv_case(rng, dtype, n, h, w, ci, co, kernel, strides, padding):
     return x, wt, bias, dy, (sh, sw, pt, pl)
 
 
+def run_conv_kernels(module, x, wt, bias, dy, geo, relu, n_threads):
+    """Forward, dX and (dW, db) of the conv kernels of ``module`` (``_ext.conv`` or its twins)."""
+    out = np.empty(dy.shape, x.dtype)
+    module.conv2d_forward(x, wt, bias, out, *geo, relu, n_threads)
+    dx = np.empty_like(x)
+    module.conv2d_backward_input(dy, wt, dx, *geo, n_threads)
+    dw = np.empty_like(wt)
+    db = None if bias is None else np.empty_like(bias)
+    module.conv2d_backward_weight(x, dy, dw, db, *geo, n_threads)
+    return out, dx, dw, db
+
+
+def run_dense_kernels(module, x, w, bias, dy, relu, n_threads):
+    """Forward, dX and (dW, db) of the dense kernels of ``module`` (``_ext.dense`` or its twins)."""
+    out = np.empty(dy.shape, x.dtype)
+    module.dense_forward(x, w, bias, out, relu, n_threads)
+    dx = np.empty_like(x)
+    module.dense_backward_input(dy, w, dx, n_threads)
+    dw = np.empty_like(w)
+    db = None if bias is None else np.empty_like(bias)
+    module.dense_backward_weight(x, dy, dw, db, n_threads)
+    return out, dx, dw, db
+
+
 def conv_maxpool_case(rng, n, h, w, ci, co, kernel, strides, padding, pool, pool_strides):
     """The float32 conv case, with dy the gradient of the pooled output."""
     x, wt, bias, dz, geo = conv_case(rng, np.float32, n, h, w, ci, co, kernel, strides, padding)

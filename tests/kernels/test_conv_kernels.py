@@ -6,21 +6,9 @@ import zlib
 import numpy as np
 import pytest
 
-from conftest import assert_close, conv_case, numeric_grad
+from conftest import assert_close, conv_case, numeric_grad, run_conv_kernels
 from fastcnn import _reference as ref
 from fastcnn._ext import conv
-
-
-def run_all(module, x, wt, bias, dy, geo, relu, n_threads):
-    """Forward, dX and (dW, db) from one implementation."""
-    out = np.empty(dy.shape, x.dtype)
-    module.conv2d_forward(x, wt, bias, out, *geo, relu, n_threads)
-    dx = np.empty_like(x)
-    module.conv2d_backward_input(dy, wt, dx, *geo, n_threads)
-    dw = np.empty_like(wt)
-    db = None if bias is None else np.empty_like(bias)
-    module.conv2d_backward_weight(x, dy, dw, db, *geo, n_threads)
-    return out, dx, dw, db
 
 
 KERNELS = [(1, 1), (3, 3), (5, 5), (2, 3)]
@@ -40,8 +28,8 @@ def check_grid_case(case, dtype):
     kernel, strides, padding, (ci, co) = case
     rng = np.random.default_rng(zlib.crc32(grid_id(case).encode()))
     x, wt, bias, dy, geo = conv_case(rng, dtype, 2, 9, 7, ci, co, kernel, strides, padding)
-    got = run_all(conv, x, wt, bias, dy, geo, True, 2)
-    want = run_all(ref, x, wt, bias, dy, geo, True, 2)
+    got = run_conv_kernels(conv, x, wt, bias, dy, geo, True, 2)
+    want = run_conv_kernels(ref, x, wt, bias, dy, geo, True, 2)
     for g, w in zip(got, want):
         assert_close(g, w, dtype)
 
@@ -64,8 +52,8 @@ def test_float32_matches_the_float64_kernels(case, simd_path):
     kernel, strides, padding, (ci, co) = case
     rng = np.random.default_rng(zlib.crc32(grid_id(case).encode()))
     x, wt, bias, dy, geo = conv_case(rng, np.float32, 2, 9, 7, ci, co, kernel, strides, padding)
-    got = run_all(conv, x, wt, bias, dy, geo, True, 2)
-    want = run_all(conv, *(a.astype(np.float64) for a in (x, wt, bias, dy)), geo, True, 2)
+    got = run_conv_kernels(conv, x, wt, bias, dy, geo, True, 2)
+    want = run_conv_kernels(conv, *(a.astype(np.float64) for a in (x, wt, bias, dy)), geo, True, 2)
     for g, w in zip(got, want):
         assert_close(g, w, np.float32)
 
@@ -76,8 +64,8 @@ def test_bias_and_relu_options(use_bias, relu, dtype):
     rng = np.random.default_rng(1)
     x, wt, bias, dy, geo = conv_case(rng, dtype, 1, 6, 5, 4, 20, (3, 3), (1, 1), "same")
     bias = bias if use_bias else None
-    got = run_all(conv, x, wt, bias, dy, geo, relu, 1)
-    want = run_all(ref, x, wt, bias, dy, geo, relu, 1)
+    got = run_conv_kernels(conv, x, wt, bias, dy, geo, relu, 1)
+    want = run_conv_kernels(ref, x, wt, bias, dy, geo, relu, 1)
     for g, w in zip(got, want):
         if w is None:
             assert g is None
@@ -90,16 +78,16 @@ def test_valid_windows_stop_short_of_the_input():
     rng = np.random.default_rng(2)
     x, wt, bias, dy, geo = conv_case(rng, np.float32, 2, 8, 10, 3, 7, (3, 3), (2, 2), "valid")
     assert dy.shape[1:3] == (3, 4)
-    for g, w in zip(run_all(conv, x, wt, bias, dy, geo, False, 2),
-                    run_all(ref, x, wt, bias, dy, geo, False, 2)):
+    for g, w in zip(run_conv_kernels(conv, x, wt, bias, dy, geo, False, 2),
+                    run_conv_kernels(ref, x, wt, bias, dy, geo, False, 2)):
         assert_close(g, w, np.float32)
 
 
 def test_mnist_conv2_shape(simd_path):
     rng = np.random.default_rng(3)
     x, wt, bias, dy, geo = conv_case(rng, np.float32, 3, 13, 13, 32, 64, (3, 3), (1, 1), "valid")
-    for g, w in zip(run_all(conv, x, wt, bias, dy, geo, True, 2),
-                    run_all(ref, x, wt, bias, dy, geo, True, 2)):
+    for g, w in zip(run_conv_kernels(conv, x, wt, bias, dy, geo, True, 2),
+                    run_conv_kernels(ref, x, wt, bias, dy, geo, True, 2)):
         assert_close(g, w, np.float32)
 
 
@@ -122,8 +110,8 @@ def test_read_only_inputs():
     x, wt, bias, dy, geo = conv_case(rng, np.float32, 2, 5, 5, 3, 8, (3, 3), (1, 1), "same")
     for a in (x, wt, bias, dy):
         a.setflags(write=False)
-    for g, w in zip(run_all(conv, x, wt, bias, dy, geo, True, 2),
-                    run_all(ref, x, wt, bias, dy, geo, True, 2)):
+    for g, w in zip(run_conv_kernels(conv, x, wt, bias, dy, geo, True, 2),
+                    run_conv_kernels(ref, x, wt, bias, dy, geo, True, 2)):
         assert_close(g, w, np.float32)
 
 
@@ -153,9 +141,9 @@ def test_thread_count_does_not_change_results(case, simd_path):
     kernel, strides, padding, (ci, co) = case
     rng = np.random.default_rng(6)
     x, wt, bias, dy, geo = conv_case(rng, np.float32, 19, 9, 8, ci, co, kernel, strides, padding)
-    one = run_all(conv, x, wt, bias, dy, geo, True, 1)
+    one = run_conv_kernels(conv, x, wt, bias, dy, geo, True, 1)
     for n_threads in (2, 3):
-        for a, b in zip(one, run_all(conv, x, wt, bias, dy, geo, True, n_threads)):
+        for a, b in zip(one, run_conv_kernels(conv, x, wt, bias, dy, geo, True, n_threads)):
             assert np.array_equal(a, b)
 
 

@@ -3,7 +3,7 @@ plus float64 finite-difference gradient checks of the kernels themselves."""
 import numpy as np
 import pytest
 
-from conftest import assert_close, numeric_grad
+from conftest import assert_close, numeric_grad, run_dense_kernels
 from fastcnn import _reference as ref
 from fastcnn._ext import dense
 
@@ -14,18 +14,6 @@ def make_case(rng, dtype, n, k, o):
     bias = rng.standard_normal(o).astype(dtype)
     dy = rng.standard_normal((n, o)).astype(dtype)
     return x, w, bias, dy
-
-
-def run_all(module, x, w, bias, dy, relu, n_threads):
-    """Forward, dX and (dW, db) from one implementation."""
-    out = np.empty(dy.shape, x.dtype)
-    module.dense_forward(x, w, bias, out, relu, n_threads)
-    dx = np.empty_like(x)
-    module.dense_backward_input(dy, w, dx, n_threads)
-    dw = np.empty_like(w)
-    db = None if bias is None else np.empty_like(bias)
-    module.dense_backward_weight(x, dy, dw, db, n_threads)
-    return out, dx, dw, db
 
 
 # (n, in, out): single rows and columns, out off the 16-lane grid, past one 64-wide block,
@@ -40,7 +28,8 @@ SHAPES = [(1, 1, 1), (5, 3, 17), (37, 70, 10), (100, 33, 130), (128, 1600, 10), 
 def check_shape(shape, dtype):
     rng = np.random.default_rng(sum(shape))
     x, w, bias, dy = make_case(rng, dtype, *shape)
-    for g, want in zip(run_all(dense, x, w, bias, dy, True, 2), run_all(ref, x, w, bias, dy, True, 2)):
+    for g, want in zip(run_dense_kernels(dense, x, w, bias, dy, True, 2),
+                       run_dense_kernels(ref, x, w, bias, dy, True, 2)):
         assert_close(g, want, dtype)
 
 
@@ -61,8 +50,8 @@ def test_float32_matches_the_float64_kernels(shape, simd_path):
     kernels against the float64 kernels on the same inputs, at float32 tolerances."""
     rng = np.random.default_rng(sum(shape))
     x, w, bias, dy = make_case(rng, np.float32, *shape)
-    want = run_all(dense, *(a.astype(np.float64) for a in (x, w, bias, dy)), True, 2)
-    for g, wanted in zip(run_all(dense, x, w, bias, dy, True, 2), want):
+    want = run_dense_kernels(dense, *(a.astype(np.float64) for a in (x, w, bias, dy)), True, 2)
+    for g, wanted in zip(run_dense_kernels(dense, x, w, bias, dy, True, 2), want):
         assert_close(g, wanted, np.float32)
 
 
@@ -82,7 +71,8 @@ def test_bias_and_relu_options(use_bias, relu, dtype):
     rng = np.random.default_rng(1)
     x, w, bias, dy = make_case(rng, dtype, 9, 20, 21)
     bias = bias if use_bias else None
-    for g, want in zip(run_all(dense, x, w, bias, dy, relu, 1), run_all(ref, x, w, bias, dy, relu, 1)):
+    for g, want in zip(run_dense_kernels(dense, x, w, bias, dy, relu, 1),
+                       run_dense_kernels(ref, x, w, bias, dy, relu, 1)):
         assert_close(g, want, dtype)
 
 
@@ -91,7 +81,8 @@ def test_read_only_inputs():
     x, w, bias, dy = make_case(rng, np.float32, 7, 12, 9)
     for a in (x, w, bias, dy):
         a.setflags(write=False)
-    for g, want in zip(run_all(dense, x, w, bias, dy, True, 2), run_all(ref, x, w, bias, dy, True, 2)):
+    for g, want in zip(run_dense_kernels(dense, x, w, bias, dy, True, 2),
+                       run_dense_kernels(ref, x, w, bias, dy, True, 2)):
         assert_close(g, want, np.float32)
 
 
@@ -105,9 +96,9 @@ def test_inconsistent_shapes_raise():
 def test_thread_count_does_not_change_results(shape, simd_path):
     rng = np.random.default_rng(3)
     x, w, bias, dy = make_case(rng, np.float32, *shape)
-    one = run_all(dense, x, w, bias, dy, True, 1)
+    one = run_dense_kernels(dense, x, w, bias, dy, True, 1)
     for n_threads in (2, 3):
-        for a, b in zip(one, run_all(dense, x, w, bias, dy, True, n_threads)):
+        for a, b in zip(one, run_dense_kernels(dense, x, w, bias, dy, True, n_threads)):
             assert np.array_equal(a, b)
 
 
@@ -118,8 +109,8 @@ def test_non_finite_inputs_propagate_as_in_the_reference(shape, simd_path):
     rng = np.random.default_rng(5)
     x, w, bias, dy = make_case(rng, np.float32, *shape)
     x[-1, 3], x[0, 1] = np.inf, np.nan
-    for g, want in zip(run_all(dense, x, w, bias, dy, False, 2),
-                       run_all(ref, x, w, bias, dy, False, 2)):
+    for g, want in zip(run_dense_kernels(dense, x, w, bias, dy, False, 2),
+                       run_dense_kernels(ref, x, w, bias, dy, False, 2)):
         np.testing.assert_array_equal(np.isnan(g), np.isnan(want))
         np.testing.assert_array_equal(np.where(np.isinf(g), g, 0), np.where(np.isinf(want), want, 0))
         assert_close(np.where(np.isfinite(g), g, 0), np.where(np.isfinite(want), want, 0),

@@ -4,7 +4,7 @@ against the NumPy twins, by central differences, and for thread-count invariance
 import numpy as np
 import pytest
 
-from conftest import numeric_grad
+from conftest import numeric_grad, run_conv_kernels, run_dense_kernels
 from fastcnn import _reference as ref
 from fastcnn._ext import conv, dense
 
@@ -35,24 +35,6 @@ def conv_case(rng, n, h, w, ci, co, kernel, strides, pads):
     return x, wt, rng.standard_normal(co), rng.standard_normal((n, oh, ow, co)), (sh, sw, pt, pl)
 
 
-def conv_all(module, x, wt, bias, dy, geo, relu, n_threads):
-    out = np.empty(dy.shape)
-    module.conv2d_forward(x, wt, bias, out, *geo, relu, n_threads)
-    dx, dw, db = np.empty_like(x), np.empty_like(wt), np.empty_like(bias)
-    module.conv2d_backward_input(dy, wt, dx, *geo, n_threads)
-    module.conv2d_backward_weight(x, dy, dw, db, *geo, n_threads)
-    return out, dx, dw, db
-
-
-def dense_all(module, x, w, bias, dy, relu, n_threads):
-    out = np.empty(dy.shape)
-    module.dense_forward(x, w, bias, out, relu, n_threads)
-    dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty_like(bias)
-    module.dense_backward_input(dy, w, dx, n_threads)
-    module.dense_backward_weight(x, dy, dw, db, n_threads)
-    return out, dx, dw, db
-
-
 # c_in 1 and 3 (the narrow dX), c_out off every vector grid, past one 32-double block and one
 # 64-float block; strides and padding that leave input rows unread
 CONV_CASES = [(1, 5, (3, 3), (1, 1), (1, 1)), (3, 16, (5, 5), (2, 2), (2, 2)),
@@ -64,7 +46,8 @@ CONV_CASES = [(1, 5, (3, 3), (1, 1), (1, 1)), (3, 16, (5, 5), (2, 2), (2, 2)),
 def test_conv_float64_matches_reference(ci, co, kernel, strides, pads, f64_path):
     rng = np.random.default_rng(ci * 100 + co)
     case = conv_case(rng, 2, 9, 7, ci, co, kernel, strides, pads)
-    for got, want in zip(conv_all(conv, *case, True, 2), conv_all(ref, *case, True, 2)):
+    for got, want in zip(run_conv_kernels(conv, *case, True, 2),
+                         run_conv_kernels(ref, *case, True, 2)):
         assert_f64_close(got, want)
 
 
@@ -94,23 +77,24 @@ def test_dense_float64_matches_reference(shape, f64_path):
     n, k, o = shape
     case = (rng.standard_normal((n, k)), rng.standard_normal((k, o)), rng.standard_normal(o),
             rng.standard_normal((n, o)))
-    for got, want in zip(dense_all(dense, *case, True, 2), dense_all(ref, *case, True, 2)):
+    for got, want in zip(run_dense_kernels(dense, *case, True, 2),
+                         run_dense_kernels(ref, *case, True, 2)):
         assert_f64_close(got, want)
 
 
 def test_float64_thread_count_does_not_change_results(f64_path):
     rng = np.random.default_rng(6)
     case = conv_case(rng, 19, 9, 8, 5, 37, (3, 3), (1, 1), (1, 1))
-    one = conv_all(conv, *case, True, 1)
+    one = run_conv_kernels(conv, *case, True, 1)
     for n_threads in (2, 3):
-        for a, b in zip(one, conv_all(conv, *case, True, n_threads)):
+        for a, b in zip(one, run_conv_kernels(conv, *case, True, n_threads)):
             assert np.array_equal(a, b)
     for n, k, o in [(70, 50, 40), (70, 300, 10)]:
         dcase = (rng.standard_normal((n, k)), rng.standard_normal((k, o)),
                  rng.standard_normal(o), rng.standard_normal((n, o)))
-        one = dense_all(dense, *dcase, True, 1)
+        one = run_dense_kernels(dense, *dcase, True, 1)
         for n_threads in (2, 3):
-            for a, b in zip(one, dense_all(dense, *dcase, True, n_threads)):
+            for a, b in zip(one, run_dense_kernels(dense, *dcase, True, n_threads)):
                 assert np.array_equal(a, b)
 
 
