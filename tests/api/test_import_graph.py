@@ -1,5 +1,6 @@
 """The package's import graph, read from the source: three rooms, kernels <- ops <- API, every
-import pointing down, and no import cycle (imports inside functions included)."""
+import pointing down, the API reaching the kernels only through ops, and no import cycle
+(imports inside functions included)."""
 import ast
 import os
 
@@ -52,6 +53,13 @@ def test_every_import_points_down_a_room():
     graph = _graph()
     upward = sorted((a, b) for a, deps in graph.items() for b in deps if _room(b) > _room(a))
     assert upward == []
+
+
+def test_api_reaches_the_kernels_only_through_ops():
+    graph = _graph()
+    skipped = sorted((a, b) for a, deps in graph.items() for b in deps
+                     if _room(a) == 2 and _room(b) == 0)
+    assert skipped == []
 
 
 def test_no_import_cycle():
