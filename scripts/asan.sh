@@ -78,7 +78,7 @@ run_step() {  # name, log, summary-line pattern, command...
     fi
 }
 
-echo "== canary: an out-of-bounds read straight into a kernel (no facade) must be caught"
+echo "== canary: an out-of-bounds read straight into a kernel (past the ops room's checks) must be caught"
 # (abort_on_error=0: ASan exits with an error status instead of a signal the shell would report)
 ASAN_OPTIONS="$ASAN_OPTIONS:abort_on_error=0" python -c "
 import numpy as np
