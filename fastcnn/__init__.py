@@ -7,8 +7,7 @@ from . import callbacks, datasets, layers, losses, optimizers, regularizers, uti
 from ._ops.threads import get_num_threads, set_num_threads, show_config
 from .layers import Input
 from .models import Sequential
-from . import models
-from . import zoo
+from . import models, zoo
 
 __version__ = "0.1.0"
 
