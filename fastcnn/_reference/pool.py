@@ -40,15 +40,15 @@ def maxpool2d_relu_backward(dy__nhwc, out__nhwc, argmax__nhwc, dx__nhwc, n_threa
     return maxpool2d_backward(np.where(out__nhwc > 0, dy__nhwc, 0), argmax__nhwc, dx__nhwc,
                               n_threads)
 
-def _window_counts(h, w, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
-    ones = _canvas(np.ones((1, h, w, 1)), oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
-    return sum(_windows(ones, i, j, oh, ow, stride_h, stride_w)
-               for i in range(pool_h) for j in range(pool_w))
-
 def _window_sums(x__nhwc, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
     xp = _canvas(x__nhwc, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
     return sum(_windows(xp, i, j, oh, ow, stride_h, stride_w)
                for i in range(pool_h) for j in range(pool_w))
+
+def _window_counts(h, w, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    """How many cells of the input each window covers."""
+    return _window_sums(np.ones((1, h, w, 1)), oh, ow, pool_h, pool_w, stride_h, stride_w,
+                        pad_top, pad_left)
 
 def _spread(share, dx__nhwc, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
     """dx = the sum, over windows, of each window's ``share`` added to every cell it covers."""
