@@ -42,7 +42,8 @@ def conv2d_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, stride_w, 
     dy = np.asarray(dy__nhwc, dtype=np.float64)
     for i in range(kh):
         for j in range(kw):
-            dw__hwio[i, j] = np.einsum("nhwc,nhwo->co", _windows(xp, i, j, oh, ow, stride_h, stride_w), dy)
+            window = _windows(xp, i, j, oh, ow, stride_h, stride_w)
+            dw__hwio[i, j] = np.einsum("nhwc,nhwo->co", window, dy)
     if db is not None:
         db[...] = dy.sum(axis=(0, 1, 2))
 

@@ -54,7 +54,8 @@ def _spread(share, dx__nhwc, pool_h, pool_w, stride_h, stride_w, pad_top, pad_le
     """dx = the sum, over windows, of each window's ``share`` added to every cell it covers."""
     h, w = dx__nhwc.shape[1:3]
     oh, ow = share.shape[1:3]
-    dxp = _canvas(np.zeros(dx__nhwc.shape), oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    dxp = _canvas(np.zeros(dx__nhwc.shape), oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top,
+                  pad_left)
     for i in range(pool_h):
         for j in range(pool_w):
             _windows(dxp, i, j, oh, ow, stride_h, stride_w)[...] += share
@@ -66,7 +67,8 @@ def avgpool2d_forward(x__nhwc, out__nhwc, pool_h, pool_w, stride_h, stride_w, pa
     h, w = x__nhwc.shape[1:3]
     oh, ow = out__nhwc.shape[1:3]
     geometry = (pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
-    out__nhwc[...] = _window_sums(x__nhwc, oh, ow, *geometry) / _window_counts(h, w, oh, ow, *geometry)
+    out__nhwc[...] = (_window_sums(x__nhwc, oh, ow, *geometry)
+                      / _window_counts(h, w, oh, ow, *geometry))
 
 def avgpool2d_backward(dy__nhwc, dx__nhwc, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
                        n_threads):
@@ -79,7 +81,8 @@ def sumpool2d_forward(x__nhwc, out__nhwc, pool_h, pool_w, stride_h, stride_w, pa
                       n_threads):
     """Sum over the cells of each window that lie inside the input."""
     oh, ow = out__nhwc.shape[1:3]
-    out__nhwc[...] = _window_sums(x__nhwc, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    out__nhwc[...] = _window_sums(x__nhwc, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top,
+                                  pad_left)
 
 def sumpool2d_backward(dy__nhwc, dx__nhwc, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
                        n_threads):
