@@ -98,7 +98,8 @@ cdef Py_ssize_t _dw_chunks(Py_ssize_t n, Py_ssize_t *starts) noexcept nogil:
 
     Chunks hold DW_CHUNK images, then shrink to a third of the images left, down to one. Threads
     take them in order, so the last ones taken are small and the threads finish close together:
-    with equal chunks, a core running behind left the other one waiting up to a whole chunk. The split depends on n alone."""
+    with equal chunks, a core running behind would leave the other one waiting up to a whole
+    chunk. The split depends on n alone."""
     cdef Py_ssize_t c = 0, i = 0
     while i < n:
         starts[c] = i
@@ -207,7 +208,7 @@ def conv2d_maxpool_forward(const float[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, 
                            int pool_h, int pool_w, int pool_stride_h, int pool_stride_w,
                            int n_threads, uint64_t dropout_seed=0, double dropout_rate=0):
     """out = maxpool(relu?(conv(x, w) + bias)): conv2d_forward, then max pooling without padding,
-    then, with dropout_rate > 0, elementwise.dropout_forward of out (flat) with dropout_seed.
+    then, with dropout_rate > 0, dropout.dropout_forward of out (flat) with dropout_seed.
 
     Only the conv output z that windows read is computed, (n, zh, zw, c_out) with
     zh = (ph - 1) * pool_stride_h + pool_h and zw likewise, and it never leaves the cache. argmax
@@ -225,7 +226,7 @@ def conv2d_maxpool_forward(const float[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, 
         return
     cdef _dropout drop = _dropout_of(dropout_seed, dropout_rate)
     _forward(x__nhwc, w__hwio, bias, out__nhwc, &g, relu, max(1, n_threads), &pool,
-                 NULL if argmax__nhwc is None else &argmax__nhwc[0, 0, 0, 0], &drop)
+             NULL if argmax__nhwc is None else &argmax__nhwc[0, 0, 0, 0], &drop)
 
 
 def conv2d_maxpool_backward(const float[:, :, :, ::1] x__nhwc,     # IN  (n, h, w, c_in)

@@ -1,6 +1,6 @@
 /* The optimizer updates over one run of n elements of a flat parameter array and its state,
  * with Keras 3's rules. As C loops they vectorise, square root and division included (the
- * Cython loops stayed scalar), and they are compiled once per SIMD level of cpu.h. No restrict:
+ * same loops in Cython do not), and they are compiled once per SIMD level of cpu.h. No restrict:
  * GCC checks for overlap at run time and keeps a scalar loop for arrays that alias. Built once
  * per float type and level by FCNN_OPTIM_RULES. */
 #ifndef FASTCNN_OPTIM_H

@@ -42,7 +42,8 @@ def conv2d_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, stride_w, 
     dy = np.asarray(dy__nhwc, dtype=np.float64)
     for i in range(kh):
         for j in range(kw):
-            dw__hwio[i, j] = np.einsum("nhwc,nhwo->co", _windows(xp, i, j, oh, ow, stride_h, stride_w), dy)
+            window = _windows(xp, i, j, oh, ow, stride_h, stride_w)
+            dw__hwio[i, j] = np.einsum("nhwc,nhwo->co", window, dy)
     if db is not None:
         db[...] = dy.sum(axis=(0, 1, 2))
 
@@ -71,7 +72,8 @@ def conv2d_maxpool_backward(x__nhwc, dy__nhwc, out__nhwc, argmax__nhwc, w__hwio,
                             pool_stride_h, pool_stride_w, input_relu, n_threads, dropout_seed=0,
                             dropout_rate=0):
     """The dropout's backward, the pooling's (and the relu's), then conv2d_backward_weight and
-    _input, and with input_relu the backward of a relu whose output was x."""
+    _input, and with input_relu the backward of a relu whose output was x. Returns how many
+    argmax entries fell outside z, as the kernel does."""
     if dropout_rate > 0:
         masked = np.empty_like(dy__nhwc)
         dropout_backward(dy__nhwc, dropout_seed, dropout_rate, masked, n_threads)
@@ -79,9 +81,9 @@ def conv2d_maxpool_backward(x__nhwc, dy__nhwc, out__nhwc, argmax__nhwc, w__hwio,
     dz = np.empty(_unpooled_shape(dy__nhwc.shape, pool_h, pool_w, pool_stride_h, pool_stride_w),
                   dy__nhwc.dtype)
     if relu:
-        maxpool2d_relu_backward(dy__nhwc, out__nhwc, argmax__nhwc, dz, n_threads)
+        skipped = maxpool2d_relu_backward(dy__nhwc, out__nhwc, argmax__nhwc, dz, n_threads)
     else:
-        maxpool2d_backward(dy__nhwc, argmax__nhwc, dz, n_threads)
+        skipped = maxpool2d_backward(dy__nhwc, argmax__nhwc, dz, n_threads)
     conv2d_backward_weight(x__nhwc, dz, dw__hwio, db, stride_h, stride_w, pad_top, pad_left,
                            n_threads)
     if dx__nhwc is not None:
@@ -89,4 +91,4 @@ def conv2d_maxpool_backward(x__nhwc, dy__nhwc, out__nhwc, argmax__nhwc, w__hwio,
                               n_threads)
         if input_relu:
             dx__nhwc[...] = np.where(x__nhwc > 0, dx__nhwc, 0)
-    return 0
+    return skipped

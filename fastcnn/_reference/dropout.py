@@ -31,4 +31,5 @@ def dropout_forward(x, seed, rate, out, n_threads):
     out[...] = np.where(dropout_keep(seed, x.size, rate).reshape(x.shape), x / (1 - rate), 0)
 
 def dropout_backward(dy, seed, rate, dx, n_threads):
-    dx[...] = np.where(dropout_keep(seed, dy.size, rate).reshape(dy.shape), dy / (1 - rate), 0)
+    """The gradient through dropout_forward with the same seed and rate: the same mask."""
+    dropout_forward(dy, seed, rate, dx, n_threads)

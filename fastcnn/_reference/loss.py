@@ -8,7 +8,8 @@ def _log_softmax(logits):
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 def softmax_cross_entropy(logits__nk, target__nk, grad__nk, loss__n, grad_scale, n_threads):
-    """loss_i = -sum_k t_ik log softmax(z_i)_k ; grad = grad_scale * (softmax(z) * sum_k t_ik - t)."""
+    """loss_i = -sum_k t_ik log softmax(z_i)_k;
+    grad = grad_scale * (softmax(z) * sum_k t_ik - t)."""
     logp = _log_softmax(logits__nk)
     t = np.asarray(target__nk, np.float64)
     loss__n[...] = -(t * logp).sum(axis=1)

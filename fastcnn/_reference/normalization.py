@@ -1,4 +1,5 @@
-"""NumPy twins of ``fastcnn._ext.normalization``: batch normalisation of the columns of an (M, C) matrix."""
+"""NumPy twins of ``fastcnn._ext.normalization``: batch normalisation of the columns of an (M, C)
+matrix."""
 import numpy as np
 
 

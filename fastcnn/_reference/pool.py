@@ -40,21 +40,22 @@ def maxpool2d_relu_backward(dy__nhwc, out__nhwc, argmax__nhwc, dx__nhwc, n_threa
     return maxpool2d_backward(np.where(out__nhwc > 0, dy__nhwc, 0), argmax__nhwc, dx__nhwc,
                               n_threads)
 
-def _window_counts(h, w, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
-    ones = _canvas(np.ones((1, h, w, 1)), oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
-    return sum(_windows(ones, i, j, oh, ow, stride_h, stride_w)
-               for i in range(pool_h) for j in range(pool_w))
-
 def _window_sums(x__nhwc, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
     xp = _canvas(x__nhwc, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
     return sum(_windows(xp, i, j, oh, ow, stride_h, stride_w)
                for i in range(pool_h) for j in range(pool_w))
 
+def _window_counts(h, w, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
+    """How many cells of the input each window covers."""
+    return _window_sums(np.ones((1, h, w, 1)), oh, ow, pool_h, pool_w, stride_h, stride_w,
+                        pad_top, pad_left)
+
 def _spread(share, dx__nhwc, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
     """dx = the sum, over windows, of each window's ``share`` added to every cell it covers."""
     h, w = dx__nhwc.shape[1:3]
     oh, ow = share.shape[1:3]
-    dxp = _canvas(np.zeros(dx__nhwc.shape), oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    dxp = _canvas(np.zeros(dx__nhwc.shape), oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top,
+                  pad_left)
     for i in range(pool_h):
         for j in range(pool_w):
             _windows(dxp, i, j, oh, ow, stride_h, stride_w)[...] += share
@@ -66,7 +67,8 @@ def avgpool2d_forward(x__nhwc, out__nhwc, pool_h, pool_w, stride_h, stride_w, pa
     h, w = x__nhwc.shape[1:3]
     oh, ow = out__nhwc.shape[1:3]
     geometry = (pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
-    out__nhwc[...] = _window_sums(x__nhwc, oh, ow, *geometry) / _window_counts(h, w, oh, ow, *geometry)
+    out__nhwc[...] = (_window_sums(x__nhwc, oh, ow, *geometry)
+                      / _window_counts(h, w, oh, ow, *geometry))
 
 def avgpool2d_backward(dy__nhwc, dx__nhwc, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
                        n_threads):
@@ -79,7 +81,8 @@ def sumpool2d_forward(x__nhwc, out__nhwc, pool_h, pool_w, stride_h, stride_w, pa
                       n_threads):
     """Sum over the cells of each window that lie inside the input."""
     oh, ow = out__nhwc.shape[1:3]
-    out__nhwc[...] = _window_sums(x__nhwc, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
+    out__nhwc[...] = _window_sums(x__nhwc, oh, ow, pool_h, pool_w, stride_h, stride_w, pad_top,
+                                  pad_left)
 
 def sumpool2d_backward(dy__nhwc, dx__nhwc, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
                        n_threads):

@@ -177,3 +177,25 @@ def test_without_dx_still_gives_dw():
     no_dx = run_all(conv, x, wt, bias, dy, geo, True, (2, 2), (2, 2), 2, need_dx=False)
     for a, b in zip(full[:4], no_dx[:4]):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("pool, pool_strides", [((2, 2), (2, 2)), ((3, 3), (2, 2))])
+def test_argmax_outside_z_is_skipped_and_counted_as_by_the_twin(pool, pool_strides, simd_path):
+    rng = np.random.default_rng(5)
+    x, wt, bias, dy, geo = conv_maxpool_case(rng, 2, 8, 8, 3, 32, (3, 3), (1, 1), "valid", pool,
+                                             pool_strides)
+    out = np.empty(dy.shape, np.float32)
+    argmax = np.empty(dy.shape, np.int32)
+    conv.conv2d_maxpool_forward(x, wt, bias, out, argmax, *geo, False, *pool, *pool_strides, 2)
+    argmax[0, 0, 0, :2] = -1
+    argmax[1, -1, -1, 5] = 10**6
+    results = []
+    for module in (conv, ref):
+        dw, db, dx = np.empty_like(wt), np.empty_like(bias), np.empty_like(x)
+        skipped = module.conv2d_maxpool_backward(x, dy, out, argmax, wt, dw, db, dx, *geo, False,
+                                                 *pool, *pool_strides, False, 2)
+        results.append((skipped, dw, db, dx))
+    (got, *got_grads), (want, *want_grads) = results
+    assert got == want == 3
+    for g, w in zip(got_grads, want_grads):
+        assert_close(g, w, np.float32)
