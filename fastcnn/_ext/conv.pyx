@@ -38,20 +38,8 @@ cdef extern from "conv_passes.h" nogil:
                            double *dx, double *scratch)
     void fcnn_relu_mask_f32(const float *y, float *dx, size_t n)
 
-cdef extern from "maxpool.h" nogil:
-    ctypedef struct fcnn_pool_geom:
-        int ph, pw, kh, kw, sh, sw, h, pt, pl
-    int fcnn_pooled_rows(const fcnn_pool_geom *p)
-    int fcnn_pooled_cols(const fcnn_pool_geom *p)
-    void fcnn_maxpool_rows_f32(int level, const fcnn_pool_geom *p, const float *z, int zw, int co,
-                               int i0, int i1, float *out, int *argmax)
-    int fcnn_unpool_image(int level, const fcnn_pool_geom *p, const float *dy, const float *pooled,
-                          const int *argmax, int zw, int co, int relu, float *dz)
-
-cdef extern from "dropout.h" nogil:
-    uint32_t fcnn_dropout_threshold(double rate)
-    void fcnn_dropout_array_f32(const float *x, float *out, Py_ssize_t n, uint64_t first,
-                                uint64_t seed, uint32_t threshold, float scale)
+include "maxpool.pxi"
+include "dropout.pxi"
 
 
 cdef inline void _pack_dx(int level, const floating *w, const fcnn_geom *g,

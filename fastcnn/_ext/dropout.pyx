@@ -9,14 +9,7 @@ from libc.stdint cimport uint32_t, uint64_t
 
 include "_threads.pxi"
 include "cpu.pxi"
-
-
-cdef extern from "dropout.h" nogil:
-    uint32_t fcnn_dropout_threshold(double rate)
-    void fcnn_dropout_array_f32(const float *x, float *out, Py_ssize_t n, uint64_t first,
-                                uint64_t seed, uint32_t threshold, float scale)
-    void fcnn_dropout_array_f64(const double *x, double *out, Py_ssize_t n, uint64_t first,
-                                uint64_t seed, uint32_t threshold, double scale)
+include "dropout.pxi"
 
 
 cdef void dropout_apply(const floating[::1] x, uint64_t seed, double rate, floating[::1] out,

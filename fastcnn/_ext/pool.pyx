@@ -10,18 +10,7 @@ from cython.parallel cimport prange
 from libc.string cimport memset
 
 include "cpu.pxi"
-
-cdef extern from "maxpool.h" nogil:
-    ctypedef struct fcnn_pool_geom:
-        int ph, pw, kh, kw, sh, sw, h, pt, pl
-    void fcnn_maxpool_rows_f32(int level, const fcnn_pool_geom *p, const float *z, int zw, int co,
-                               int i0, int i1, float *out, int *argmax)
-    void fcnn_maxpool_rows_f64(const fcnn_pool_geom *p, const double *z, int zw, int co, int i0,
-                               int i1, double *out, int *argmax)
-    Py_ssize_t fcnn_maxpool_scatter_f32(const float *dy, const float *pooled, const int *argmax,
-                                        size_t nout, size_t image, int relu, float *dx)
-    Py_ssize_t fcnn_maxpool_scatter_f64(const double *dy, const double *pooled, const int *argmax,
-                                        size_t nout, size_t image, int relu, double *dx)
+include "maxpool.pxi"
 
 
 def maxpool2d_forward(const floating[:, :, :, ::1] x__nhwc,   # IN
