@@ -14,6 +14,7 @@ from fastcnn._ops import conv as conv_ops
 from fastcnn._ops import dense as dense_ops
 from fastcnn._ops import loss as loss_ops
 from fastcnn._ops import pool as pool_ops
+from conftest import assert_close
 
 # Moderate example counts keep the whole module well under a minute on two cores; no example
 # database, so a run leaves no files behind.
@@ -37,11 +38,6 @@ def window_cases(draw, max_channels=20):
 
 def data(seed, shape, dtype=np.float32, scale=1.0):
     return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)
-
-
-def assert_close(got, want, dtype):
-    tol = 2e-4 if dtype == np.float32 else 1e-10
-    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(1.0, np.abs(want).max()))
 
 
 def with_threads(n, fn):
