@@ -18,19 +18,6 @@ cdef extern from "optim.h" nogil:
     void fcnn_update_run_f64(int kind, const double *h, double **op, Py_ssize_t i, Py_ssize_t n)
 
 
-cdef inline Py_ssize_t _tensor_of(const Py_ssize_t *first, Py_ssize_t nt,
-                                  Py_ssize_t c) noexcept nogil:
-    """The tensor t whose runs first[t] <= c < first[t + 1] include run c."""
-    cdef Py_ssize_t lo = 0, hi = nt - 1, mid
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if first[mid] <= c:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
 cdef int _update_all(int kind, const double *h, list operands, int n_threads,
                      floating *dtype) except -1:
     """Runs rule `kind` over every tensor t: operands[k][t] is operand k (param, grad, then the
@@ -82,7 +69,7 @@ cdef int _update_all(int kind, const double *h, list operands, int n_threads,
         with nogil:
             for c in prange(total, schedule="static",
                             num_threads=threads_for(total * RUN, n_threads)):
-                t = _tensor_of(first, nt, c)
+                t = tensor_of_run(first, nt, c)
                 i = (c - first[t]) * RUN
                 if floating is float:
                     fcnn_update_run_f32(kind, h, op + t * FCNN_MAX_OPERANDS, i, min(RUN, size[t] - i))

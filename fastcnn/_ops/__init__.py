@@ -1,13 +1,13 @@
 """The ops room: checked calls of the kernels in ``fastcnn._ext``.
 
 Each wrapper module here has the name of the ``_ext`` module it calls (conv, dense, pool,
-activation, dropout, loss, normalization, optim, regularization, remap, distance). A wrapper
+activation, dropout, loss, normalization, optim, regularization, remap, distance, merge). A wrapper
 checks its arguments (``checks``), makes every array a kernel reads C-contiguous in one floating
 dtype (copying once, never reinterpreting), allocates or checks the output buffers the kernel
 writes, resolves the thread count once (``threads``) and passes it to the kernel. Every wrapped
-kernel has a NumPy twin with the same signature in ``fastcnn._reference``. ``workspace`` holds
-the buffer pool the layers reuse across batches. Two helpers serve a kernel's operands without
-calling one: ``normalization.batchnorm_partial_shape`` (the scratch a batchnorm layer keeps) and
+kernel has a NumPy twin with the same signature in ``fastcnn._reference``. ``workspace`` holds the
+buffer pool the layers reuse across batches. Two helpers serve a kernel's operands without calling
+one: ``normalization.batchnorm_partial_shape`` (the scratch a batchnorm layer keeps) and
 ``optim.UpdateOperands`` (the checked operands an optimizer keeps from step to step).
 
 Private: the public name ``fastcnn.ops`` is kept for Keras's ``keras.ops`` API. The API modules
