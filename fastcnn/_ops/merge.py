@@ -87,9 +87,10 @@ def concatenate_backward(dy, sizes, axis=-1, outs=None, n_threads=None):
     """The gradients of concatenate_forward's inputs, whose sizes along ``axis`` were ``sizes``:
     dy split along ``axis``, a list of C-contiguous arrays (``outs`` when given)."""
     n_threads = effective_n_threads(n_threads)
-    dy = as_kernel_array(dy, "dy")
+    dy = check_array(dy, "dy")
     if dy.ndim < 1:
         raise ValueError(f"Expected dy of rank at least 1, received shape {dy.shape}")
+    dy = as_kernel_array(dy, "dy")
     axis = _axis_arg(axis, dy.ndim)
     if not isinstance(sizes, (list, tuple)) or not sizes:
         raise ValueError(f"Expected sizes to be a non-empty list of ints, received "

@@ -9,7 +9,8 @@ from fuzz_values import call_text
 # What op_call fuzzes: every public function of the wrapper modules of fastcnn._ops, and the
 # checks that the API layers call themselves (the other checks are the wrappers' helpers).
 OPS_MODULES = ("conv", "dense", "pool", "activation", "dropout", "loss", "normalization", "optim",
-               "regularization", "remap", "distance")
+               "regularization", "remap", "distance", "merge")
+MERGES = ("add_forward", "concatenate_forward", "concatenate_backward")
 API_CHECKS = ("as_kernel_array", "check_array", "check_index_range", "window_output_shape")
 
 
@@ -29,10 +30,37 @@ def geometry(g):
     return geo
 
 
+def merge_argument(g, fn_name, param, geo):
+    """A valid value for ``param`` of a merge op: k inputs of the image's shape, but for their
+    sizes along one axis (drawn once per call) when they are concatenated."""
+    if "axis" not in geo:
+        geo["axis"] = g.int(-4, 3)
+        geo["sizes"] = [g.int(0, 3) for _ in range(g.int(1, 3))]
+    image = (geo["n"], geo["h"], geo["w"], geo["c"])
+    axis, sizes, dt = geo["axis"], geo["sizes"], geo["dtype"]
+
+    def along(size):
+        return image if fn_name == "add_forward" else tuple(
+            size if i == axis % 4 else d for i, d in enumerate(image))
+    if param == "axis":
+        return axis
+    if param == "sizes":
+        return list(sizes)
+    if param == "inputs":
+        return [g.array(along(size), dt) for size in sizes]
+    if param == "dy":
+        return g.array(along(sum(sizes)), dt)
+    if param == "out":
+        return None if g.chance(0.6) else np.zeros(along(sum(sizes)), dt)
+    return None if g.chance(0.6) else [np.zeros(along(size), dt) for size in sizes]  # outs
+
+
 def op_argument(g, fn_name, param, geo):
     """A valid value for ``param`` of the ops function ``fn_name`` (or a plausible guess for new
     ones)."""
     from fastcnn._ops import activation, normalization, pool
+    if fn_name in MERGES and param != "n_threads":
+        return merge_argument(g, fn_name, param, geo)
     n, h, w, c, co, k, f, dt = (geo[key] for key in "n h w c co k f dtype".split())
     image, conv_out, pool_out = (n, h, w, c), (n, geo["oh"], geo["ow"], co), (n, geo["oh"], geo["ow"], c)
     dense = fn_name.startswith("dense")

@@ -75,6 +75,10 @@ class Gen:
             return self.choice([(0,) * len(value), tuple(-v if isinstance(v, int) else v for v in value),
                                 (2**40,) + value[1:], value[:-1], value + (1,), (1.5,) * len(value),
                                 "ab", None, list(value), value[0] if value else 0])
+        if isinstance(value, list) and value:  # one item made wrong, or one item fewer or more
+            i = self.int(0, len(value) - 1)
+            return self.choice([value[:i] + [self.mutate(value[i])] + value[i + 1:], value[:-1],
+                                value + [value[i]], tuple(value)])
         if value is None:
             return self.choice([self.array((2, 3)), 0, "x", []])
         return self.choice([None, 0, "x"])
@@ -130,8 +134,13 @@ def describe(value):
                 and not np.isfinite(value).all():
             flags.append("nonfinite")
         return f"array{value.shape}:{value.dtype}{'[' + ','.join(flags) + ']' if flags else ''}"
-    if isinstance(value, list) and value and all(isinstance(v, (list, float, int)) for v in value):
-        return f"list{np.shape(value) if len(value) < 1000 else (len(value), '...')}"
+    numbers = isinstance(value, list) and all(isinstance(v, (float, int)) for v in value)
+    if (isinstance(value, list) and value and all(isinstance(v, (list, float, int)) for v in value)
+            and not (numbers and len(value) <= 8)):  # short lists of numbers are written out
+        try:
+            return f"list{np.shape(value) if len(value) < 1000 else (len(value), '...')}"
+        except ValueError:  # ragged: described item by item below
+            pass
     if isinstance(value, (list, tuple)) and len(value) > 8:
         return f"{type(value).__name__}(len={len(value)})"
     if isinstance(value, (list, tuple)):

@@ -193,6 +193,27 @@ def sum_of_squares(rng, dtype):
         yield normal(rng, n, dtype), unset(chunks, np.float64), THREADS
 
 
+def add_forward(rng, dtype):
+    for n in FLAT_SIZES:
+        for k in (1, 3):
+            yield [normal(rng, n, dtype) for _ in range(k)], unset(n, dtype), THREADS
+
+
+COLUMNS = [(1, (1,)), (3, (2, 0, 5)), (40, (7, 64, 1))]  # outer, the parts' widths
+
+
+def concatenate_forward(rng, dtype):
+    for outer, widths in COLUMNS:
+        yield ([normal(rng, (outer, w), dtype) for w in widths],
+               unset((outer, sum(widths)), dtype), THREADS)
+
+
+def concatenate_backward(rng, dtype):
+    for outer, widths in COLUMNS:
+        yield (normal(rng, (outer, sum(widths)), dtype),
+               [unset((outer, w), dtype) for w in widths], THREADS)
+
+
 REMAPS = [((2, 5, 6, 3), (7, 4)), ((1, 1, 1, 1), (3, 2))]  # (N, H, W, C), (OH, OW)
 
 
@@ -389,6 +410,9 @@ CASES = {
     "rmsprop_update": rmsprop_update,
     "axpy": axpy,
     "sum_of_squares": sum_of_squares,
+    "add_forward": add_forward,
+    "concatenate_forward": concatenate_forward,
+    "concatenate_backward": concatenate_backward,
     "remap2d_forward": remap2d_forward,
     "remap2d_backward": remap2d_backward,
     "maxpool2d_forward": maxpool2d_forward,
