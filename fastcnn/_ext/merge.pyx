@@ -61,7 +61,8 @@ def add_forward(inputs,                # IN  k >= 1 arrays, each (n,); any may b
                                  f"in input {t}")
             src[t] = <floating *>&x[0] if n else NULL
         with nogil:
-            for c in prange(runs_of(n), schedule="static", num_threads=threads_for(n * k, n_threads)):
+            for c in prange(runs_of(n), schedule="static",
+                            num_threads=threads_for(n * k, n_threads)):
                 i = c * RUN
                 _add_run(src, k, dst, i, min(RUN, n - i))
     finally:
@@ -102,7 +103,8 @@ cdef int _copy_columns(floating *joined, Py_ssize_t outer, Py_ssize_t width, par
                 rows, m = part.shape[0], part.shape[1]
                 p = <floating *>&part[0, 0] if rows and m else NULL
             if rows != outer:
-                raise ValueError(f"Expected {outer} rows in every part, received {rows} in part {t}")
+                raise ValueError(f"Expected {outer} rows in every part, received {rows} in part "
+                                 f"{t}")
             ptr[t], widths[t], offsets[t], first[t] = p, m, offset, runs
             offset += m
             runs += runs_of(m)
