@@ -125,7 +125,8 @@ def _output_shape(output_shape):
         output_shape = (output_shape,)
     output_shape = tuple(int(d) for d in output_shape)
     if not output_shape:
-        raise ValueError("Expected an output shape with a last axis of outputs, received ()")
+        raise ValueError("Expected output_shape with a last axis of outputs, received "
+                         "output_shape=()")
     return output_shape
 
 
