@@ -1,10 +1,12 @@
-"""The losses (MSE, binary cross-entropy, categorical and multiclass hinge): float64 gradient
-checks, Keras's formulas, a PyTorch oracle, and accuracy in the model."""
+"""The losses (MSE, binary cross-entropy, categorical and multiclass hinge, and cross-entropy on
+outputs of any rank): float64 gradient checks, Keras's formulas, a PyTorch oracle, the kernels'
+rows, and accuracy in the model."""
 import numpy as np
 import pytest
 
 import fastcnn
 from fastcnn import layers, losses
+from fastcnn._ops import loss as loss_ops
 from conftest import numeric_grad
 
 
@@ -193,3 +195,201 @@ def test_multiclass_losses_train_with_argmax_accuracy(loss):
     _, accuracy = model.evaluate(x, y, verbose=0)
     assert accuracy == pytest.approx(np.mean(model.predict(x, verbose=0).argmax(axis=1) == labels))
     assert accuracy > 0.9
+
+
+# ---- outputs of any rank: per-position losses ------------------------------------------------
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _torch_value_and_grad(torch, fn, y_pred):
+    z = torch.tensor(y_pred, requires_grad=True)
+    value = fn(z)
+    value.backward()
+    return value.item(), z.grad.numpy()
+
+
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_per_pixel_cross_entropy_matches_torch(from_logits, rng):
+    """Sparse and categorical cross-entropy on (N, H, W, C): torch's cross_entropy over the class
+    axis, averaged over every pixel of every sample, for the value and the gradient; on
+    probabilities, torch's negative log-likelihood of them."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    z = rng.standard_normal((3, 4, 5, 6))
+    labels = rng.integers(0, 6, (3, 4, 5))
+    y_pred = z if from_logits else _softmax(z)
+    to_nchw = (0, 3, 1, 2)
+    if from_logits:
+        def torch_fn(t):
+            return F.cross_entropy(t.permute(to_nchw), torch.tensor(labels))
+    else:
+        def torch_fn(t):
+            return F.nll_loss(torch.log(t / t.sum(-1, keepdim=True)).permute(to_nchw).contiguous(),
+                              torch.tensor(labels))
+    torch_value, torch_grad = _torch_value_and_grad(torch, torch_fn, y_pred)
+    onehot = np.eye(6)[labels]
+    for loss, y_true in [(losses.SparseCategoricalCrossentropy(from_logits), labels),
+                         (losses.SparseCategoricalCrossentropy(from_logits), labels[..., None]),
+                         (losses.CategoricalCrossentropy(from_logits), onehot)]:
+        y = loss.check_targets(y_true, y_pred.shape[1:])
+        grad, per_sample = np.empty_like(y_pred), np.empty(3)
+        loss.forward_backward(y_pred, y, False, grad, per_sample)
+        assert per_sample.mean() == pytest.approx(torch_value, rel=1e-12), loss.name
+        np.testing.assert_allclose(grad, torch_grad, rtol=1e-10, atol=1e-15)
+        per_pixel = -np.log(np.take_along_axis(_softmax(z), labels[..., None], -1))
+        np.testing.assert_allclose(per_sample, per_pixel.mean(axis=(1, 2, 3)), rtol=1e-12)
+        assert loss(y_true, y_pred) == pytest.approx(torch_value, rel=1e-6)  # float32
+    # the fused path (logits from a softmax layer) is the from_logits path
+    if not from_logits:
+        loss = losses.SparseCategoricalCrossentropy()
+        grad, per_sample = np.empty_like(z), np.empty(3)
+        loss.forward_backward(z, labels, True, grad, per_sample)
+        value, expected = _torch_value_and_grad(
+            torch, lambda t: F.cross_entropy(t.permute(to_nchw), torch.tensor(labels)), z)
+        assert per_sample.mean() == pytest.approx(value, rel=1e-12)
+        np.testing.assert_allclose(grad, expected, rtol=1e-10, atol=1e-15)
+
+
+def _keras_bce(t, p, from_logits):
+    """Keras's binary cross-entropy per position: the mean over the last axis."""
+    if from_logits:
+        p = 1 / (1 + np.exp(-p))
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return -np.mean(t * np.log(p) + (1 - t) * np.log(1 - p), axis=-1)
+
+
+IMAGE_CASES = {
+    "mse": (losses.MeanSquaredError(),
+            lambda t, p: np.mean((p - t) ** 2, axis=-1)),
+    "bce": (losses.BinaryCrossentropy(), lambda t, p: _keras_bce(t, p, False)),
+    "bce_logits": (losses.BinaryCrossentropy(from_logits=True),
+                   lambda t, p: _keras_bce(t, p, True)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(IMAGE_CASES))
+@pytest.mark.parametrize("units", [1, 3])
+def test_image_losses_are_keras_formulas(case, units, rng):
+    """MSE and binary cross-entropy on (N, H, W, units): Keras's per-position formula, averaged
+    over the positions of a sample, then over the batch; the gradient by finite differences."""
+    loss, formula = IMAGE_CASES[case]
+    shape = (2, 3, 4, units)
+    y_pred = rng.uniform(0.05, 0.95, shape) if case == "bce" else rng.standard_normal(shape) * 2
+    y_true = rng.random(shape).astype(np.float32)  # the targets a loss consumes
+    expected = formula(y_true.astype(np.float64), y_pred)  # (N, H, W)
+    y = loss.check_targets(y_true, shape[1:])
+    grad, per_sample = np.empty_like(y_pred), np.empty(2)
+    loss.forward_backward(y_pred, y, False, grad, per_sample)
+    np.testing.assert_allclose(per_sample, expected.mean(axis=(1, 2)), rtol=1e-12)
+
+    def mean_loss():
+        out = np.empty(2)
+        loss.forward_backward(y_pred, y, False, np.empty_like(y_pred), out)
+        return out.mean()
+    # atol: central differences of losses of order 1 round at about 1e-16 / 1e-6
+    np.testing.assert_allclose(grad, numeric_grad(mean_loss, y_pred), rtol=1e-6, atol=1e-9)
+    assert loss(y_true, y_pred.astype(np.float32)) == pytest.approx(expected.mean(), rel=1e-5)
+    if units == 1:  # targets without the axis of one unit, as Keras squeezes them
+        assert loss(y_true[..., 0], y_pred) == loss(y_true, y_pred)
+
+
+LOSS_CLASSES = [losses.MeanSquaredError(), losses.BinaryCrossentropy(),
+                losses.BinaryCrossentropy(from_logits=True), losses.CategoricalCrossentropy(),
+                losses.CategoricalCrossentropy(from_logits=True),
+                losses.SparseCategoricalCrossentropy(),
+                losses.SparseCategoricalCrossentropy(from_logits=True),
+                losses.CategoricalHinge(), losses.MulticlassHinge()]
+
+
+def _targets_for(loss, labels, n_classes, rng):
+    if isinstance(loss, (losses.SparseCategoricalCrossentropy, losses.MulticlassHinge)):
+        return labels
+    if isinstance(loss, (losses.CategoricalCrossentropy, losses.CategoricalHinge)):
+        return np.eye(n_classes, dtype=np.float32)[labels]
+    return rng.random((*labels.shape, n_classes)).astype(np.float32)
+
+
+@pytest.mark.parametrize("loss", LOSS_CLASSES,
+                         ids=lambda loss: f"{loss.name}-from_logits={loss.from_logits}")
+def test_any_rank_is_the_rows_of_the_last_axis(loss, rng):
+    """(N, H, W, C) outputs give the same gradient as their (N*H*W, C) rows, bitwise, and each
+    sample's loss is the mean of its rows' losses."""
+    labels = rng.integers(0, 4, (3, 2, 5))
+    y_pred = rng.uniform(0.05, 0.95, (3, 2, 5, 4)).astype(np.float32)
+    y_true = _targets_for(loss, labels, 4, rng)
+    y = loss.check_targets(y_true, y_pred.shape[1:])
+    grad, per_sample = np.empty_like(y_pred), np.empty(3, np.float32)
+    loss.forward_backward(y_pred, y, False, grad, per_sample)
+    rows = y_pred.reshape(30, 4)
+    y_rows = loss.check_targets(y_true.reshape(30, *y_true.shape[3:]), 4)
+    row_grad, row_loss = np.empty_like(rows), np.empty(30, np.float32)
+    loss.forward_backward(rows, y_rows, False, row_grad, row_loss)
+    np.testing.assert_array_equal(grad.reshape(30, 4), row_grad)
+    np.testing.assert_allclose(per_sample, row_loss.reshape(3, 10).mean(axis=1), rtol=1e-6)
+    assert loss(y_true, y_pred) == pytest.approx(float(row_loss.mean(dtype=np.float64)), rel=1e-6)
+
+
+KERNEL_CALLS = {  # (loss, its from_logits): the _ops call it makes
+    (losses.CategoricalCrossentropy, True): loss_ops.softmax_cross_entropy,
+    (losses.SparseCategoricalCrossentropy, True): loss_ops.sparse_softmax_cross_entropy,
+    (losses.BinaryCrossentropy, False): loss_ops.binary_crossentropy,
+    (losses.BinaryCrossentropy, True):
+        lambda z, y, s: loss_ops.binary_crossentropy(z, y, s, from_logits=True),
+    (losses.MeanSquaredError, False): loss_ops.mean_squared_error,
+    (losses.CategoricalHinge, False): loss_ops.categorical_hinge,
+    (losses.MulticlassHinge, False): loss_ops.multiclass_hinge,
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", sorted(KERNEL_CALLS, key=str),
+                         ids=lambda case: f"{case[0].name}-from_logits={case[1]}")
+def test_rank_two_is_one_kernel_call(case, dtype, rng):
+    """(N, K) outputs are the kernels' rows with grad_scale 1/N: loss and gradient bitwise as
+    the kernel gives them, so training on them is unchanged."""
+    cls, from_logits = case
+    loss = cls(from_logits=True) if from_logits else cls()
+    labels = rng.integers(0, 5, 9)
+    y_pred = rng.uniform(0.05, 0.95, (9, 5)).astype(dtype)
+    y = loss.check_targets(_targets_for(loss, labels, 5, rng), (5,))
+    grad, per_sample = np.empty_like(y_pred), np.empty(9, dtype)
+    loss.forward_backward(y_pred, y, False, grad, per_sample)
+    expected_loss, expected_grad = KERNEL_CALLS[case](y_pred, y, 1.0 / 9)
+    np.testing.assert_array_equal(per_sample, expected_loss)
+    np.testing.assert_array_equal(grad, expected_grad)
+    if cls in (losses.CategoricalCrossentropy, losses.SparseCategoricalCrossentropy):
+        # the model's call after a softmax layer, on its logits: the same kernel
+        cls().forward_backward(y_pred, y, True, grad, per_sample)
+        np.testing.assert_array_equal(per_sample, expected_loss)
+        np.testing.assert_array_equal(grad, expected_grad)
+
+
+def test_targets_of_images_are_checked(rng):
+    y_pred = rng.random((2, 4, 5, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"labels y of shape \(samples, 4, 5\) or "
+                                         r"\(samples, 4, 5, 1\) for sparse_categorical"):
+        losses.get("sparse_categorical_crossentropy")(np.zeros((2, 4)), y_pred)
+    with pytest.raises(ValueError, match=r"labels in \[0, 3\)"):
+        losses.get("sparse_categorical_crossentropy")(np.full((2, 4, 5), 3), y_pred)
+    with pytest.raises(ValueError, match=r"one-hot targets y of shape \(samples, 4, 5, 3\)"):
+        losses.get("categorical_crossentropy")(np.zeros((2, 4, 5)), y_pred)
+    with pytest.raises(ValueError, match=r"shape \(samples, 4, 5, 3\) for mean_squared_error, "
+                                         r"received shape \(2, 5, 4, 3\)"):
+        losses.get("mse")(np.zeros((2, 5, 4, 3)), y_pred)
+    with pytest.raises(ValueError, match=r"shape \(samples, 4, 5, 1\) or \(samples, 4, 5\) "
+                                         "for binary_crossentropy"):
+        losses.get("binary_crossentropy")(np.zeros((2, 4, 5, 3)), y_pred[..., :1])
+    with pytest.raises(ValueError, match=r"labels y of shape \(samples,\) or \(samples, 1\)"):
+        losses.get("sparse_categorical_crossentropy")(np.zeros((2, 3)), y_pred[:, 0, 0])
+    with pytest.raises(ValueError, match=r"y_pred of shape \(samples, ..., outputs\)"):
+        losses.get("mse")(np.zeros(3), np.zeros(3))
+    with pytest.raises(ValueError, match=r"Expected y_true for y_pred of shape \(2, 4, 5, 3\)"):
+        losses.get("mse").forward_backward(y_pred, np.zeros((2, 5, 4, 3), np.float32), False,
+                                           np.empty_like(y_pred), np.empty(2, np.float32))
+    # a Dense output's shape may be given as its number of units
+    labels = np.array([0, 2])
+    loss = losses.get("sparse_categorical_crossentropy")
+    np.testing.assert_array_equal(loss.check_targets(labels, 3), loss.check_targets(labels, (3,)))
