@@ -3,6 +3,9 @@
     FASTCNN_DATA=../shared/datasets python bench/ab_builds.py OLD_CHECKOUT NEW_CHECKOUT \
         --workloads mnist vgg --rounds 3 --epochs 3 --threads 2
 
+With ``--new-graph`` the new checkout trains the same net as a functional Model (give the same
+checkout twice to compare a Sequential with its graph in one build).
+
 Each checkout must have its kernels built in place (python setup.py build_ext --inplace); each run
 is its own process with that checkout first on PYTHONPATH. The rounds alternate the two builds
 (old, new, new, old, ...) so that a slow phase of a shared machine hits both alike.
@@ -17,10 +20,11 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def run(checkout, workload, epochs, threads):
+def run(checkout, workload, epochs, threads, graph=False):
     env = dict(os.environ, PYTHONPATH=os.path.abspath(checkout))
     command = [sys.executable, os.path.join(HERE, "workloads.py"), "--framework", "fastcnn",
-               "--workload", workload, "--epochs", str(epochs), "--threads", str(threads)]
+               "--workload", workload, "--epochs", str(epochs), "--threads", str(threads),
+               *(["--graph"] if graph else [])]
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -33,6 +37,7 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--new-graph", action="store_true", help="the new build trains a functional Model")
     a = p.parse_args()
     for workload in a.workloads:
         epochs = {"old": [], "new": []}
@@ -40,7 +45,8 @@ def main():
         for r in range(a.rounds):
             order = ("old", "new") if r % 2 == 0 else ("new", "old")
             for build in order:
-                result = run(getattr(a, build), workload, a.epochs, a.threads)
+                result = run(getattr(a, build), workload, a.epochs, a.threads,
+                             a.new_graph and build == "new")
                 epochs[build].append(result["epoch_s"])
                 infer[build].append(result["infer_img_s"])
                 print(f"{workload} round {r + 1} {build}: {result['epoch_s']:.3f} s/epoch, "

@@ -21,6 +21,9 @@ def main():
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--train", type=int, default=None, help="first N training images only")
+    p.add_argument("--graph", action="store_true",
+                   help="train a functional Model of the same layers, from the Sequential's "
+                        "initial weights and seed: the digest must be the Sequential's")
     a = p.parse_args()
     import fastcnn
     fastcnn.set_num_threads(a.threads)
@@ -28,13 +31,19 @@ def main():
     x, y, _, _ = workloads.mnist_data() if a.workload == "mnist" else workloads.vgg_data()
     x, y = x[:a.train], y[:a.train]
     model = workloads.keras_style_model(fastcnn, fastcnn.layers, a.workload)
+    if a.graph:
+        graph = workloads.keras_style_model(fastcnn, fastcnn.layers, a.workload, graph=True)
+        graph.set_weights(model.get_weights())
+        graph.seed = model.seed
+        model = graph
     model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     history = model.fit(x, y, batch_size=128 if a.workload == "mnist" else 64, epochs=a.epochs,
                         verbose=0)
     digest = hashlib.sha256()
     for w in model.get_weights():
         digest.update(w.tobytes())
-    print(json.dumps({"workload": a.workload, "epochs": a.epochs, "threads": a.threads,
+    print(json.dumps({"workload": a.workload, "graph": a.graph, "epochs": a.epochs,
+                      "threads": a.threads,
                       "fastcnn": os.path.dirname(fastcnn.__file__),
                       "loss": [float(v) for v in history.history["loss"]],
                       "sha256": digest.hexdigest()}))

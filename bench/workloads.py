@@ -2,6 +2,8 @@
 
     python bench/workloads.py --framework fastcnn --workload mnist --epochs 3 --threads 2
 
+    python bench/workloads.py --workload mnist --graph   # the same net as a functional Model
+
 mnist: the Keras MNIST convnet on real MNIST ($FASTCNN_DATA), batch 128, as ../shared/anchors.
 vgg:   a CIFAR-10-shaped VGG-style net on synthetic data, "same" padding, ReLU, batch 64:
        Conv32 Conv32 Pool Conv64 Conv64 Pool Conv128 Pool Flatten Dense10-softmax.
@@ -37,8 +39,9 @@ def vgg_data():
     return x[:VGG_TRAIN], y[:VGG_TRAIN], x[VGG_TRAIN:], y[VGG_TRAIN:]
 
 
-def keras_style_model(keras, layers, workload):
-    """The same architecture through the Keras API, which fastcnn and Keras share."""
+def keras_style_model(keras, layers, workload, graph=False):
+    """The same architecture through the Keras API, which fastcnn and Keras share: a
+    Sequential, or with ``graph`` the functional Model of the same layers."""
     if workload == "mnist":
         stack = [keras.Input(shape=(28, 28, 1)),
                  layers.Conv2D(32, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)),
@@ -49,12 +52,17 @@ def keras_style_model(keras, layers, workload):
         stack = [keras.Input(shape=(32, 32, 3)), conv(32), conv(32), layers.MaxPooling2D((2, 2)),
                  conv(64), conv(64), layers.MaxPooling2D((2, 2)), conv(128),
                  layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dense(10, activation="softmax")]
-    return keras.Sequential(stack)
+    if not graph:
+        return keras.Sequential(stack)
+    x = stack[0]
+    for layer in stack[1:]:
+        x = layer(x)
+    return keras.Model(stack[0], x)
 
 
-def run_keras_api(keras, layers, workload, data, epochs, batch):
+def run_keras_api(keras, layers, workload, data, epochs, batch, graph=False):
     x, y, xt, yt = data
-    model = keras_style_model(keras, layers, workload)
+    model = keras_style_model(keras, layers, workload, graph)
     model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     times = []
     for _ in range(epochs):
@@ -129,6 +137,7 @@ def main():
     p.add_argument("--workload", choices=["mnist", "vgg"], default="mnist")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--graph", action="store_true", help="a functional Model, not a Sequential")
     a = p.parse_args()
     batch = 128 if a.workload == "mnist" else 64
     data = mnist_data() if a.workload == "mnist" else vgg_data()
@@ -136,7 +145,8 @@ def main():
         import fastcnn
         fastcnn.set_num_threads(a.threads)
         fastcnn.utils.set_random_seed(0)
-        times, infer, acc = run_keras_api(fastcnn, fastcnn.layers, a.workload, data, a.epochs, batch)
+        times, infer, acc = run_keras_api(fastcnn, fastcnn.layers, a.workload, data, a.epochs, batch,
+                                          a.graph)
     elif a.framework == "keras":
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         import tensorflow as tf
@@ -144,13 +154,15 @@ def main():
         tf.config.threading.set_inter_op_parallelism_threads(1)
         import keras
         keras.utils.set_random_seed(0)
-        times, infer, acc = run_keras_api(keras, keras.layers, a.workload, data, a.epochs, batch)
+        times, infer, acc = run_keras_api(keras, keras.layers, a.workload, data, a.epochs, batch,
+                                          a.graph)
     else:
         times, infer, acc = run_torch(a.workload, data, a.epochs, batch, a.threads)
     timed = sorted(times[1:] or times)
     epoch = timed[len(timed) // 2]
     n_train, n_test = len(data[0]), len(data[2])
-    print(json.dumps({"framework": a.framework, "workload": a.workload, "threads": a.threads,
+    print(json.dumps({"framework": a.framework, "workload": a.workload, "graph": a.graph,
+                      "threads": a.threads,
                       "epoch_s": round(epoch, 3), "train_img_s": round(n_train / epoch),
                       "infer_img_s": round(n_test / infer), "test_acc": round(float(acc), 4),
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))

@@ -3,13 +3,14 @@
     import fastcnn as keras
     model = keras.Sequential([keras.Input(shape=(28, 28, 1)), keras.layers.Conv2D(32, 3), ...])
 """
-from . import callbacks, datasets, layers, losses, optimizers, regularizers, utils
+from . import callbacks, datasets, layers, losses, metrics, optimizers, regularizers, saving, utils
 from ._ops.threads import get_num_threads, set_num_threads, show_config
 from .layers import Input
-from .models import Sequential
+from .models import Model, Sequential
 from . import models, zoo
 
 __version__ = "0.1.0"
 
-__all__ = ["Input", "Sequential", "callbacks", "datasets", "get_num_threads", "layers", "losses",
-           "models", "optimizers", "regularizers", "set_num_threads", "show_config", "utils", "zoo"]
+__all__ = ["Input", "Model", "Sequential", "callbacks", "datasets", "get_num_threads", "layers",
+           "losses", "metrics", "models", "optimizers", "regularizers", "saving", "set_num_threads",
+           "show_config", "utils", "zoo"]

@@ -3,7 +3,8 @@
 A model file (Keras names it ``.keras``; any name works) holds::
 
     metadata.json              {"format": "fastcnn", "kind": "model", "format_version": 1}
-    config.json                the architecture (get_config), the model's seed, the compiled state
+    config.json                the architecture (get_config), the input shapes it was built
+                               for, the model's seed, the compiled state
     weights/0000.npy ...       model.weights, in order
     optimizer/<slot>/0000.npy  the optimizer's slots, aligned with model.trainable_weights
 
@@ -24,7 +25,12 @@ import zlib
 import numpy as np
 
 from . import losses, optimizers
-from .serialization import serialize
+from .serialization import (
+    custom_object_scope,
+    get_class,
+    register_keras_serializable,
+    serialize,
+)
 
 FORMAT = "fastcnn"
 FORMAT_VERSION = 1
@@ -42,16 +48,7 @@ _ZIP64_THRESHOLD = 2**30  # a zip member written as a stream must announce zip64
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError)
 
 
-# The model classes load_model rebuilds, by class name. The models register themselves (see
-# register_model), so that saving, which models.py imports for Model.save, imports no module above
-# it.
-MODELS = {}
-
-
-def register_model(cls):
-    """Class decorator: let load_model rebuild models of ``cls`` from their config."""
-    MODELS[cls.__name__] = cls
-    return cls
+__all__ = ["InvalidSaveFileError", "load_model", "register_keras_serializable", "save_model"]
 
 
 class InvalidSaveFileError(ValueError):
@@ -122,12 +119,13 @@ def _zip_info(name):
     return zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
 
 
-def _write(filepath, kind, config, arrays, overwrite):
+def _write(filepath, kind, config, arrays, overwrite, build_config=None):
     filepath = os.fspath(filepath)
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"Expected a filepath that does not exist with overwrite=False, "
                               f"received filepath={filepath!r}")
-    documents = {"metadata.json": {"format": FORMAT, "kind": kind, "format_version": FORMAT_VERSION}}
+    documents = {"metadata.json": {"format": FORMAT, "kind": kind, "format_version": FORMAT_VERSION,
+                                   "build_config": build_config}}
     if config is not None:
         documents["config.json"] = config
     with atomic_write(filepath) as f, zipfile.ZipFile(f, "w") as zf:
@@ -138,9 +136,17 @@ def _write(filepath, kind, config, arrays, overwrite):
                 np.lib.format.write_array(member, array, allow_pickle=False)
 
 
+def _serialize_losses(loss):
+    if isinstance(loss, dict):
+        return {"dict": {k: _serialize_losses(v) for k, v in loss.items()}}
+    if isinstance(loss, (list, tuple)):
+        return [_serialize_losses(v) for v in loss]
+    return None if loss is None else serialize(loss)
+
+
 def _compile_config(model):
     """The compiled state as JSON, or None for a model that was never compiled."""
-    if model.loss is None:
+    if model.optimizer is None:
         return None
     optimizer = model.optimizer
     if callable(optimizer.learning_rate):
@@ -149,14 +155,23 @@ def _compile_config(model):
                          "saves the weights alone")
     return {"optimizer": {**serialize(optimizer), "iterations": int(optimizer.iterations),
                           "has_slots": optimizer.has_slots(model.trainable_weights)},
-            "loss": serialize(model.loss),
-            "metrics": list(model.metrics)}
+            "loss": _serialize_losses(model.loss),
+            "loss_weights": model.loss_weights,
+            "metrics": model.metrics,
+            "fuse": model.fuse}
+
+
+def _build_config(model):
+    """The input shapes a model built from its data (not from its config) was built for."""
+    shapes = getattr(model, "_build_input", None)
+    return None if shapes is None else {"input_shape": shapes}
 
 
 def save_model(model, filepath, overwrite=True):
     """Write the model's architecture, weights and compiled state (optimizer slots and step
     count, loss, metrics) and its seed to ``filepath``, atomically."""
-    config = {**serialize(model), "seed": int(model.seed), "compile_config": _compile_config(model)}
+    config = {**serialize(model), "build_config": _build_config(model), "seed": int(model.seed),
+              "compile_config": _compile_config(model)}
     arrays = {_weight_member(k): w for k, w in enumerate(model.weights)}
     optimizer = model.optimizer
     if config["compile_config"] is not None and config["compile_config"]["optimizer"]["has_slots"]:
@@ -166,9 +181,10 @@ def save_model(model, filepath, overwrite=True):
 
 
 def save_weights(model, filepath, overwrite=True):
-    """Write ``model.weights`` to ``filepath``, atomically."""
+    """Write ``model.weights`` to ``filepath``, atomically, with the input shapes the model was
+    built for, so that a new instance of a subclassed model can load them."""
     _write(filepath, "weights", None, {_weight_member(k): w for k, w in enumerate(model.weights)},
-           overwrite)
+           overwrite, build_config=_build_config(model))
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -268,8 +284,8 @@ def _open(filepath):
 
 
 def _weight_descriptions(model):
-    return [f"weight {j} of layer {layer.name!r}" for layer in model.layers
-            for j in range(len(layer.weights))]
+    return [f"weight {owner._weight_names[i]!r} of layer {owner.name!r}"
+            for owner, i in model._weight_owners()]
 
 
 def _read_weights(archive, model):
@@ -300,39 +316,78 @@ def _check_int(value, name, archive, upper=2**64):
     return value
 
 
-def load_model(filepath, compile=True):
+def _deserialize_losses(entry, archive):
+    if isinstance(entry, list):
+        return [_deserialize_losses(v, archive) for v in entry]
+    if isinstance(entry, dict) and set(entry) == {"dict"}:
+        return {k: _deserialize_losses(v, archive)
+                for k, v in _mapping(entry["dict"], "loss", archive).items()}
+    return None if entry is None else _named(losses.LOSSES, entry, "loss", archive)
+
+
+def _build_shapes(value, archive):
+    """A shape (a list of ints and None) as a tuple, inside lists and dicts of shapes."""
+    if isinstance(value, dict):
+        return {k: _build_shapes(v, archive) for k, v in value.items()}
+    if isinstance(value, list) and value and all(isinstance(v, list) or isinstance(v, dict)
+                                                 for v in value):
+        return [_build_shapes(v, archive) for v in value]
+    if isinstance(value, list) and all(v is None or (isinstance(v, int) and not isinstance(v, bool)
+                                                     and v > 0) for v in value):
+        return tuple(value)
+    archive.fail(f"Expected input shapes in build_config, received {value!r:.200}")
+
+
+def _build_from(model, build_config, archive):
+    """Build a model that its config leaves unbuilt (a subclassed one) for the saved shapes."""
+    if model.built or build_config is None:
+        return
+    shapes = _mapping(build_config, "build_config", archive).get("input_shape")
+    model.build(_build_shapes(shapes, archive))
+
+
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """The model saved at ``filepath`` with its weights, seed and (when ``compile``) its
-    compiled state, ready to predict bitwise as before or to resume training."""
-    with _open(filepath) as archive:
+    compiled state, ready to predict bitwise as before or to resume training.
+
+    Classes that are not fastcnn's are found in ``custom_objects`` ({name: class}) or among
+    those registered with ``register_keras_serializable``; any other name is refused. Nothing in
+    the file is executed, whatever ``safe_mode`` says."""
+    with _open(filepath) as archive, custom_object_scope(custom_objects):
         if archive.kind != "model":
             archive.fail("Expected a model file, received a weights file; build the model and "
                          "call model.load_weights(filepath)")
         document = archive.json("config.json")
-        class_name = document.get("class_name")
-        model_class = MODELS.get(class_name) if isinstance(class_name, str) else None
-        if model_class is None:
-            archive.fail(f"Expected class_name {' or '.join(map(repr, sorted(MODELS)))}, received "
-                         f"{class_name!r}")
+        try:
+            model_class = get_class(document.get("class_name"))
+        except ValueError as error:
+            archive.fail(str(error))
+        if not (hasattr(model_class, "fit") and hasattr(model_class, "get_weights")):
+            archive.fail(f"Expected the class_name of a model, received "
+                         f"{document.get('class_name')!r}")
         seed = _check_int(document.get("seed"), "seed", archive)
         state = document.get("compile_config")
         slot_names = ()
         try:
             model = model_class.from_config(_mapping(document.get("config"), "config", archive))
+            _build_from(model, document.get("build_config"), archive)
             if state is not None:
-                entry = _mapping(_mapping(state, "compile_config", archive).get("optimizer"),
-                                 "optimizer", archive)
+                state = _mapping(state, "compile_config", archive)
+                entry = _mapping(state.get("optimizer"), "optimizer", archive)
                 optimizer = _named(optimizers.OPTIMIZERS, entry, "optimizer", archive)
                 iterations = _check_int(entry.get("iterations"), "iterations", archive)
                 if entry.get("has_slots") not in (True, False):
                     archive.fail(f"Expected has_slots to be true or false, received "
                                  f"{entry.get('has_slots')!r}")
                 slot_names = optimizer.slot_names if entry["has_slots"] else ()
-                loss = _named(losses.LOSSES, state.get("loss"), "loss", archive)
+                loss = _deserialize_losses(state.get("loss"), archive)
                 if compile:
-                    model.compile(optimizer=optimizer, loss=loss, metrics=state.get("metrics"))
+                    model.compile(optimizer=optimizer, loss=loss,
+                                  loss_weights=state.get("loss_weights"),
+                                  metrics=state.get("metrics"), fuse=state.get("fuse", True))
         except InvalidSaveFileError:
             raise
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, NotImplementedError) as error:
             archive.fail(f"Expected a valid model config in 'config.json', received one that "
                          f"fails with {type(error).__name__}: {error}")
         trainable = model.trainable_weights
@@ -354,10 +409,12 @@ def load_model(filepath, compile=True):
 def load_weights(model, filepath):
     """Set ``model.weights`` from a weights file or a model file saved from the same
     architecture; nothing is changed unless every array matches."""
-    if not model.built:
-        raise ValueError("Expected a built model to load weights into, received an unbuilt one; "
-                         "declare an Input or call model.build(input_shape) first")
     with _open(filepath) as archive:
+        if not model.built:
+            _build_from(model, archive.json("metadata.json").get("build_config"), archive)
+        if not model.built:
+            raise ValueError("Expected a built model to load weights into, received an unbuilt "
+                             "one; declare an Input or call model.build(input_shape) first")
         stored = {name for name in archive.members if name.startswith("weights/")}
         expected = {_weight_member(k) for k in range(len(model.weights))}
         if stored != expected:

@@ -300,3 +300,75 @@ def publish(module, folder, blobs, monkeypatch):
         (folder / name).write_bytes(data)
         table[name] = _files.FileSpec(len(data), hashlib.sha256(data).hexdigest())
     monkeypatch.setattr(module, "FILES", table)
+
+
+def call_layer(layer, x, dy, training=True, rng=None):
+    """(y, dx, weight gradients) of one call of a leaf layer through the engine's contract,
+    forward(x, ctx, training) then backward(dy, ctx, need_dx=True), with a fresh context whose
+    gradient buffers cover the layer's trainable weights (None for the others)."""
+    from fastcnn.engine.execution import CallContext
+    ctx = CallContext(rng=rng if rng is not None else getattr(layer, "rng", None))
+    ctx.grads = [np.zeros_like(w) if t else None
+                 for w, t in zip(layer._weights, layer._weight_trainable)]
+    y = np.array(layer.forward(x, ctx, training))
+    dx = layer.backward(dy, ctx, True)
+    return y, (None if dx is None else np.array(dx)), ctx.grads
+
+
+def training_plan(model, fuse=True):
+    """The plan a fit of the compiled, built ``model`` runs."""
+    from fastcnn.engine.graph import FlatGraph
+    from fastcnn.engine.plan import make_plan
+    graph = model._built_graph()
+    outputs = model._outputs_for(graph, use_compiled=True)
+    return make_plan(FlatGraph(graph, True), fuse, loss_outputs=[True] * len(outputs),
+                     logits_ok=model._logits_ok(graph, outputs))
+
+
+def step_names(plan):
+    """Each step's layer class name, or the step's class name for a fused step."""
+    return [type(s.layer).__name__ if type(s).__name__ == "LayerStep" else type(s).__name__
+            for s in plan.steps]
+
+
+# ---- the Keras guides' patterns (tests/api/test_functional_api.py, test_subclassing.py,
+# test_transfer_learning.py) -------------------------------------------------------------------
+
+def reloaded(model, x, tmp_path, custom_objects=None):
+    """``model`` saved and loaded back, after checking that the copy predicts bitwise alike on x."""
+    import fastcnn
+    from fastcnn.engine.tensor import flatten
+    path = tmp_path / f"{model.name}.keras"
+    model.save(path)
+    copy = fastcnn.models.load_model(path, custom_objects=custom_objects)
+    for want, got in zip(flatten(model.predict(x, verbose=0)), flatten(copy.predict(x, verbose=0)),
+                         strict=True):
+        np.testing.assert_array_equal(got, want)
+    return copy
+
+
+def check_weight_gradients(model, xs, upstreams, weights, eps=1e-3):
+    """The engine's gradients of sum(output * upstream) over the outputs of ``model`` (in
+    inference mode) with respect to each of ``weights``, against central differences.
+
+    The outputs are float32, so a difference quotient with eps=1e-3 carries an error of about
+    1e-7 * |objective| / eps; the tolerance is set from that, not from the comparison."""
+    from fastcnn.engine.execution import Execution
+    from fastcnn.engine.graph import FlatGraph
+    from fastcnn.engine.plan import make_plan
+    graph = model._built_graph()
+    plan = make_plan(FlatGraph(graph, False), model.fuse, loss_outputs=[True] * len(upstreams))
+    execution = Execution(plan)
+    execution.forward(xs)
+    execution.backward(upstreams)
+    engine = {id(w): g for w, g in zip(plan.trained, execution.gradients)}
+
+    def objective():
+        outs = model(xs if len(xs) > 1 else xs[0])
+        outs = outs if isinstance(outs, list) else [outs]
+        return sum(float(np.sum(o.astype(np.float64) * u)) for o, u in zip(outs, upstreams))
+
+    scale = abs(objective()) + 1
+    for w in weights:
+        numeric = numeric_grad(objective, w, eps)
+        np.testing.assert_allclose(engine[id(w)], numeric, rtol=1e-2, atol=1e-6 * scale / eps)

@@ -15,7 +15,9 @@ import numbers
 
 import numpy as np
 
+from ..engine.tensor import KerasTensor
 from ..layers.base import Layer
+from ..models import Model
 
 
 def history(history, path, dpi=100):
@@ -84,16 +86,17 @@ def feature_maps(model, x, layer, path, dpi=100):
     x = np.asarray(x)
     if not model.built:
         model.build((None, *x.shape))
-    if x.shape != tuple(model.input_shape):
-        raise ValueError(f"Expected x to be one image of shape {tuple(model.input_shape)}, "
-                         f"received shape {x.shape}")
+    expected = tuple(model.inputs[0].shape[1:])
+    if len(model.inputs) != 1 or len(x.shape) != len(expected) or any(
+            e is not None and e != d for e, d in zip(expected, x.shape)):
+        raise ValueError(f"Expected x to be one image of shape {expected}, received shape "
+                         f"{x.shape}")
     target = model.layers[index]
-    if len(target.output_shape) != 3:
+    output = target.output
+    if not isinstance(output, KerasTensor) or len(output.shape) != 4:
         raise ValueError(f"Expected a layer that outputs (height, width, channels), received "
-                         f"{target.name!r} with output shape {target.output_shape}")
-    out = np.ascontiguousarray(x[None], dtype=np.float32)
-    for layer_ in model.layers[:index + 1]:
-        out = layer_.forward(out, training=False)
+                         f"{target.name!r} with output shape {getattr(output, 'shape', None)}")
+    out = Model(model.inputs, output).predict(x[None], verbose=0)
     maps = np.moveaxis(out[0], -1, 0).astype(np.float64)
     low = maps.min(axis=(1, 2), keepdims=True)
     span = maps.max(axis=(1, 2), keepdims=True) - low

@@ -14,44 +14,48 @@ def normalize_activation(activation):
 class ActivationMixin:
     """Applies ``self.activation`` after a layer's linear part, and undoes it in backward.
 
-    The conv and dense kernels fuse relu themselves. When the model fuses a final softmax into
-    the cross-entropy loss it sets ``emit_logits``, and the layer then returns its logits.
+    The conv and dense kernels fuse relu themselves. Two planner flags on the call's context
+    change what is left to do: ``emit_logits`` (a final softmax fused into the loss: return the
+    logits) and ``defer_relu_grad`` (the reader of the output applies the relu backward).
     """
 
-    emit_logits = False
-    relu_grad_applied_by_next = False  # set by the model when a MaxPooling2D follows
+    def _pending_activation(self, ctx):
+        """The activation this call must still apply after its linear part."""
+        return "linear" if ctx.emit_logits and self.activation == "softmax" else self.activation
 
-    def _pending_activation(self):
-        """The activation this layer must still apply after its linear part."""
-        return "linear" if self.emit_logits and self.activation == "softmax" else self.activation
-
-    def _activate(self, z, relu_fused=False):
-        name = self._pending_activation()
+    def _activate(self, z, ctx, relu_fused=False):
+        name = self._pending_activation(ctx)
         if name == "linear" or (relu_fused and name == "relu"):
-            self._y = z
+            ctx.y = z
         else:
-            self._y = activation_ops.activation_forward(name, z, out=self.workspace.get("y", z.shape))
-        return self._y
+            ctx.y = activation_ops.activation_forward(name, z, out=ctx.buffer("y", z.shape))
+        return ctx.y
 
-    def _deactivate(self, dy):
-        name = self._pending_activation()
-        if name == "linear" or (name == "relu" and self.relu_grad_applied_by_next):
+    def _deactivate(self, dy, ctx):
+        name = self._pending_activation(ctx)
+        if name == "linear" or (name == "relu" and ctx.defer_relu_grad):
             return dy
-        return activation_ops.activation_backward(name, self._y, dy, out=self.workspace.get("dz", dy.shape))
+        return activation_ops.activation_backward(name, ctx.y, dy,
+                                                  out=ctx.buffer("dz", dy.shape))
 
 
 class Activation(ActivationMixin, Layer):
     """Applies an activation function: "relu", "sigmoid", "tanh", "softmax" or "linear"."""
 
+    fusion = "activation"
+
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = normalize_activation(activation)
 
-    def forward(self, x, training=False):
-        return self._activate(x)
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
-    def backward(self, dy, need_dx=True):
-        return self._deactivate(dy)
+    def forward(self, x, ctx, training):
+        return self._activate(x, ctx)
+
+    def backward(self, dy, ctx, need_dx):
+        return self._deactivate(dy, ctx) if need_dx else None
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}

@@ -1,13 +1,44 @@
-"""The Layer contract shared by every layer, and the Input placeholder."""
+"""The Layer contract shared by every layer, and ``Input``.
+
+A layer holds its configuration and weights, nothing of any one call. Called on symbolic tensors
+it records a node of a graph; called on arrays it runs at once. Its math is either
+
+- **a leaf**: ``forward(x, ctx, training)`` and ``backward(dy, ctx, need_dx)``, where ``ctx`` (an
+  ``engine.execution.CallContext``) is private to one call site of one execution: forward keeps
+  on it what backward needs, and backward writes weight gradients into ``ctx.grads``; or
+- **a composite**: ``call(inputs, training=...)`` composed of other layers, which the engine
+  traces into a graph and differentiates through.
+"""
+import functools
+import inspect
 import itertools
 import numbers
 import re
+import threading
 from collections import defaultdict
 
 import numpy as np
 
-from .._ops.checks import as_kernel_array, check_array, check_index_range
-from .._ops.workspace import Workspace
+from .. import initializers
+from .._ops.checks import (
+    as_kernel_array,
+    check_array,
+    check_index_range,
+    window_output_shape,
+)
+from ..engine.execution import CallContext, ExecutionPool
+from ..engine.graph import FlatGraph, Graph
+from ..engine.operation import Operation
+from ..engine.plan import make_plan
+from ..engine.tensor import (
+    KerasTensor,
+    Node,
+    as_data_structure,
+    flatten,
+    is_symbolic,
+    normalize_batch_shape,
+    pack_like,
+)
 from ..serialization import Configurable
 
 _name_counters = defaultdict(itertools.count)
@@ -35,17 +66,28 @@ def normalize_tuple(value, name, allow_zero=False):
     return tuple(int(v) for v in pair)
 
 
-def normalize_shape(shape, name):
-    """A non-empty tuple of positive ints (an int is a 1-tuple), or a ValueError naming ``name``."""
+def normalize_shape(shape, name, allow_none=False):
+    """A non-empty tuple of positive ints (an int is a 1-tuple; None dims where ``allow_none``),
+    or a ValueError naming ``name``."""
     dims = (shape,) if isinstance(shape, numbers.Integral) else shape
     try:
         dims = tuple(dims)
     except TypeError:
         dims = ()
-    if not dims or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0
-                           for d in dims):
-        raise ValueError(f"Expected {name} to be a tuple of positive ints, received {name}={shape!r}")
-    return tuple(int(d) for d in dims)
+    if not dims or not all((d is None and allow_none) or (isinstance(d, numbers.Integral)
+                           and not isinstance(d, bool) and d > 0) for d in dims):
+        kind = "positive ints or None" if allow_none else "positive ints"
+        raise ValueError(f"Expected {name} to be a tuple of {kind}, received {name}={shape!r}")
+    return tuple(None if d is None else int(d) for d in dims)
+
+
+def window_output_hw(input_shape, window, strides, padding, name):
+    """(out_height, out_width) of a sliding window over NHWC ``input_shape``; None where the
+    input's size is unknown."""
+    sizes = input_shape[1:3]
+    known = tuple(n if n is not None else k for n, k in zip(sizes, window))
+    out, _ = window_output_shape(known, window, strides, padding, name)
+    return tuple(None if n is None else o for n, o in zip(sizes, out))
 
 
 def normalize_seed(seed):
@@ -63,101 +105,352 @@ def normalize_padding(padding):
     return value
 
 
-class Layer(Configurable):
-    """Base of all layers.
+def _atomic_build(build):
+    """Wrap a class's ``build`` so that a build that raises leaves the layer as it was (no
+    weights added, not built), and a successful one marks the layer built, as Keras does."""
+    @functools.wraps(build)
+    def wrapper(self, input_shape=None, *args, **kwargs):
+        if self._build_depth:  # a super().build() inside a build: the outermost one decides
+            return build(self, input_shape, *args, **kwargs)
+        self._build_depth += 1
+        count = len(self._weights)
+        try:
+            result = build(self, input_shape, *args, **kwargs)
+        except BaseException:
+            for entries in self._weight_lists():
+                del entries[count:]
+            raise
+        finally:
+            self._build_depth -= 1
+        self.built = True
+        self._build_shape = input_shape
+        return result
+    return wrapper
 
-    Subclasses create weights in ``build(input_shape)`` with ``add_weight``, and implement
-    ``compute_output_shape``, ``forward(x, training)`` and ``backward(dy, need_dx)``. Shapes
-    exclude the batch axis. ``forward`` may return a buffer that the next call overwrites, and
-    ``backward`` fills ``self.grads`` (one array per weight, in ``self.weights`` order).
+
+class Layer(Operation, Configurable):
+    """Base of all layers and models (see the module docstring for the two kinds of layer).
+
+    Shapes include the batch axis, as in Keras: ``build(input_shape)`` creates the weights with
+    ``add_weight``; ``compute_output_shape(input_shape)`` checks an input shape and returns the
+    output's. Sublayers and weights assigned as attributes (also in lists and dicts) are tracked.
     """
 
-    def __init__(self, name=None, trainable=True, dtype="float32"):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # A subclass with math of its own is not the layer the planner knows how to fuse.
+        if "fusion" not in cls.__dict__ and any(k in cls.__dict__
+                                                for k in ("forward", "backward", "call")):
+            cls.fusion = None
+        if "build" in cls.__dict__:
+            cls.build = _atomic_build(cls.__dict__["build"])
+
+    def __init__(self, trainable=True, dtype=None, name=None, input_shape=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments "
+                            f"{sorted(kwargs)}")
         if name is None:
             base = _snake_case(type(self).__name__)
             index = next(_name_counters[base])
             name = base if index == 0 else f"{base}_{index}"
         if not isinstance(name, str) or not name:
             raise ValueError(f"Expected name to be a non-empty string, received name={name!r}")
-        if np.dtype(dtype) != np.float32:
-            raise ValueError(f'Expected dtype "float32", received dtype={dtype!r}')
+        if dtype is not None and np.dtype(dtype) != np.float32:
+            raise ValueError(f'Expected dtype "float32" (or None), received dtype={dtype!r}')
+        Operation.__init__(self)
         self.name = name
-        self.trainable = bool(trainable)
+        self._trainable = bool(trainable)
         self.built = False
-        self.input_shape = None
-        self.output_shape = None
-        self.weights = []
-        self.grads = []  # aligned with weights; non-trainable weights keep a zero gradient
-        self._weight_names = []
-        self._weight_trainable = []
-        self.workspace = Workspace()
+        self._build_depth = 0
+        self._build_shape = None
+        self._weights, self._weight_names, self._weight_trainable = [], [], []
+        self._weight_regularizers, self._weight_constraints = [], []
+        self._traces = {}
+        self._runners = {}
+        self._lock = threading.RLock()
+        self._declared_input_shape = (None if input_shape is None else
+                                      (None, *normalize_shape(input_shape, "input_shape", True)))
+
+    def _weight_lists(self):
+        return (self._weights, self._weight_names, self._weight_trainable,
+                self._weight_regularizers, self._weight_constraints)
 
     # -- building --------------------------------------------------------------------------
-    def build(self, input_shape):
-        self.input_shape = normalize_shape(input_shape, "input_shape")
-        output_shape = tuple(self.compute_output_shape(self.input_shape))
-        if any(d < 1 for d in output_shape):
-            raise ValueError(f"Layer {self.name!r} maps input shape {self.input_shape} to "
-                             f"{output_shape}: the feature map shrinks below one pixel")
-        # Refused here, before any array of these shapes exists: the kernels index one sample
-        # with 32-bit ints.
-        check_index_range((None, *self.input_shape), f"layer {self.name!r} input")
-        check_index_range((None, *output_shape), f"layer {self.name!r} output")
-        self.output_shape = output_shape
-        self.built = True
+    def build(self, input_shape=None):
+        """Create the weights for inputs of ``input_shape`` (batch axis included)."""
 
     def compute_output_shape(self, input_shape):
-        return input_shape
+        """The output shape for ``input_shape``: a composite traces its ``call``; a leaf that
+        does not say runs ``forward`` once on one sample of zeros (its sizes must be known)."""
+        if self._is_composite():
+            graph = self._trace(_template(input_shape), _shapes_of(input_shape), False)
+            return _structure_shapes(graph)
+        shapes = _shapes_of(input_shape)
+        if any(d is None for s in shapes for d in s[1:]):
+            raise ValueError(f"{type(self).__name__} {self.name!r} defines no "
+                             f"compute_output_shape, so it needs inputs of known sizes, received "
+                             f"{input_shape}")
+        sample = pack_like(_template(input_shape), [np.zeros((1, *s[1:]), np.float32)
+                                                    for s in shapes])
+        out = self.forward(sample, CallContext(rng=np.random.default_rng(0)), False)
+        batch = shapes[0][0]
+        if isinstance(out, (list, tuple)):
+            return [(batch, *np.shape(o)[1:]) for o in out]
+        return (batch, *np.shape(out)[1:])
 
     def _check_image_input(self, input_shape):
-        """Refuse inputs that are not one image, (height, width, channels), per sample."""
-        if len(input_shape) != 3:
+        """Refuse inputs that are not images, (batch, height, width, channels)."""
+        if len(input_shape) != 4:
             raise ValueError(f"{type(self).__name__} {self.name!r} expects inputs of shape "
-                             f"(height, width, channels), received {input_shape}")
+                             f"(batch, height, width, channels), received {tuple(input_shape)}")
 
-    def add_weight(self, name, shape, initializer, trainable=True):
-        from .. import initializers
-        value = initializers.initialize(initializer, shape)
-        self.weights.append(value)
-        self.grads.append(np.zeros_like(value))
-        self._weight_names.append(name)
-        self._weight_trainable.append(trainable)
+    def _check_channels(self, input_shape, expected):
+        if self.built and input_shape[-1] != expected:
+            raise ValueError(f"{type(self).__name__} {self.name!r} was built for inputs of shape "
+                             f"{self._build_shape} ({expected} on the last axis), received "
+                             f"input shape {tuple(input_shape)}")
+
+    def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True,
+                   regularizer=None, constraint=None, name=None):
+        """A new weight (a float32 array the layer owns), in Keras 3's argument order.
+
+        ``initializer`` defaults to "glorot_uniform" as in Keras; ``regularizer`` adds its
+        penalty to the loss; ``constraint`` (a callable) maps the weight after each update."""
+        from .. import regularizers
+        shape = () if shape is None else tuple(int(d) for d in shape)
+        if dtype is not None and np.dtype(dtype) != np.float32:
+            raise ValueError(f'Expected dtype "float32" (or None), received dtype={dtype!r}')
+        if constraint is not None and not callable(constraint):
+            raise ValueError(f"Expected constraint to be None or a callable, received "
+                             f"constraint={constraint!r}")
+        regularizer = regularizers.get(regularizer)
+        value = initializers.initialize(initializers.validate(initializer or "glorot_uniform"), shape)
+        name = name or f"variable_{len(self._weights)}"
+        for entries, entry in zip(self._weight_lists(),
+                                  (value, name, bool(trainable), regularizer, constraint)):
+            entries.append(entry)
         return value
 
-    # -- running ---------------------------------------------------------------------------
-    def forward(self, x, training=False):
-        raise NotImplementedError
+    def _reset_build(self):
+        """Back to unbuilt: no weights, no traced graphs (used to undo a failed build)."""
+        for entries in self._weight_lists():
+            entries.clear()
+        self.built = False
+        self._traces.clear()
+        self._runners.clear()
 
-    def backward(self, dy, need_dx=True):
-        raise NotImplementedError
+    def _maybe_build(self, input_shape):
+        with self._lock:
+            if not self.built:
+                self.build(input_shape)
 
-    def __call__(self, x, training=False):
-        """Run the layer eagerly on a batch (building it on first use) and return a new array."""
-        x = check_array(x, "x")
-        if x.ndim < 2 or x.size == 0:
-            raise ValueError(f"Expected x with a batch axis and at least one value, received "
-                             f"shape {x.shape}")
-        if not self.built:
-            self.build(x.shape[1:])
-        if x.shape[1:] != self.input_shape:
-            raise ValueError(f"Expected x of shape (batch, *{self.input_shape}) for layer "
-                             f"{self.name!r}, received {x.shape}")
-        x = as_kernel_array(x, "x", dtype=np.float32)
-        return np.array(self.forward(x, training=training))
+    # -- calling ---------------------------------------------------------------------------
+    def _is_composite(self):
+        return callable(getattr(self, "call", None))
 
-    # -- Keras contract --------------------------------------------------------------------
+    def forward(self, x, ctx, training):
+        raise NotImplementedError(f"{type(self).__name__} defines neither forward nor call")
+
+    def __call__(self, *args, **kwargs):
+        if len(args) > 1:
+            raise TypeError(f"{type(self).__name__} {self.name!r} takes one input (a tensor, or "
+                            f"a list or dict of them), received {len(args)} positional arguments")
+        if args:
+            inputs = args[0]
+        elif "inputs" in kwargs:
+            inputs = kwargs.pop("inputs")
+        else:
+            raise TypeError(f"{type(self).__name__} {self.name!r} was called without inputs")
+        training = kwargs.pop("training", None)
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} {self.name!r} got unexpected keyword "
+                            f"arguments {sorted(kwargs)}")
+        if training is not None and not isinstance(training, (bool, np.bool_)):
+            raise TypeError(f"Expected training to be None, True or False, received "
+                            f"training={training!r}")
+        if is_symbolic(inputs):
+            return self._call_symbolic(inputs, training)
+        return self._call_eagerly(inputs, bool(training))
+
+    def _call_symbolic(self, inputs, training):
+        tensors = flatten(inputs)
+        if not all(isinstance(t, KerasTensor) for t in tensors):
+            raise TypeError(f"Expected layer {self.name!r} to be called on symbolic tensors only "
+                            "or on arrays only, received a mix")
+        shapes = _shape_structure(inputs)
+        graph = self._graph_for_inputs(inputs, [t.shape for t in tensors],
+                                       bool(training), build_shape=shapes)
+        if graph is not None:
+            out_shapes = _structure_shapes(graph)
+        else:
+            for shape in _shapes_of(shapes):
+                _check_sample_size(shape, f"layer {self.name!r} input")
+            self._maybe_build(shapes)
+            out_shapes = self.compute_output_shape(shapes)
+            for shape in _shapes_of(out_shapes):
+                _check_sample_size(shape, f"layer {self.name!r} output")
+        outputs = _tensors_for(out_shapes, self.name)
+        Node(self, inputs, outputs, None if training is None else bool(training))
+        return outputs
+
+    def _call_eagerly(self, inputs, training):
+        inputs = as_data_structure(inputs)
+        arrays = [check_array(a, "x") for a in flatten(inputs)]
+        for a in arrays:
+            if a.ndim < 2 or a.size == 0:
+                raise ValueError(f"Expected x with a batch axis and at least one value, "
+                                 f"received shape {a.shape}")
+        arrays = [as_kernel_array(a, "x", dtype=np.float32) for a in arrays]
+        packed = pack_like(inputs, arrays)
+        shapes = [a.shape for a in arrays]
+        graph = self._graph_for_inputs(packed, shapes, training,
+                                       build_shape=_shape_structure(packed))
+        if graph is None:
+            shape = _shape_structure(packed)
+            self._maybe_build(shape)
+            self.compute_output_shape(shape)
+            ctx = CallContext(rng=getattr(self, "rng", None))
+            return _copies(self.forward(packed, ctx, training))
+        return pack_like(graph.output_structure, self._run_graph(graph, arrays, training))
+
+    def _run_graph(self, graph, arrays, training, fuse=True):
+        """The outputs of ``graph`` (one of this layer's) on ``arrays``, as new arrays."""
+        pool = self._runner(graph, training, fuse)
+        execution = pool.acquire()
+        try:
+            return [np.array(v) for v in execution.forward(arrays)]
+        finally:
+            pool.release(execution)
+
+    def _runner(self, graph, training, fuse, logits_ok=None):
+        """The pool of executions of ``graph``'s forward plan in mode ``training``;
+        ``logits_ok`` (one bool per output) lets outputs hand their loss a softmax's logits."""
+        key = (id(graph), training, fuse, None if logits_ok is None else tuple(logits_ok))
+        with self._lock:
+            entry = self._runners.get(key)
+            if entry is None:
+                plan = make_plan(FlatGraph(graph, training), fuse, logits_ok=logits_ok)
+                entry = self._runners[key] = (graph, ExecutionPool(plan))
+        return entry[1]
+
+    # -- graphs ----------------------------------------------------------------------------
+    def _graph_for_inputs(self, inputs, shapes, training, build_shape=None):
+        """The graph this layer runs as on ``inputs`` (a structure of tensors or arrays of
+        ``shapes``), or None for a leaf layer. A composite layer is built on first use."""
+        if not self._is_composite():
+            return None
+        if build_shape is not None:
+            self._maybe_build(build_shape)
+        return self._trace(inputs, shapes, training)
+
+    def _graph_for(self, node, training):
+        return self._graph_for_inputs(node.inputs, [t.shape for t in node.input_tensors],
+                                      training)
+
+    def _trace(self, inputs, shapes, training):
+        """``call`` traced on symbolic inputs shaped like ``inputs`` (batch axis free), once per
+        input shape and mode: a ``training`` argument may change what ``call`` does."""
+        shapes = [(None, *s[1:]) for s in shapes]
+        key = (tuple(shapes), bool(training))
+        with self._lock:
+            graph = self._traces.get(key)
+            if graph is None:
+                symbolic = pack_like(inputs, [KerasTensor(s) for s in shapes])
+                kwargs = {"training": bool(training)} if _takes_training(self.call) else {}
+                graph = self._traces[key] = Graph(symbolic, self.call(symbolic, **kwargs))
+        return graph
+
+    # -- nodes -----------------------------------------------------------------------------
+    def _node_attribute(self, attribute):
+        if not self._inbound_nodes:
+            raise AttributeError(f"Layer {self.name!r} has never been called on symbolic tensors "
+                                 f"and so has no {attribute}")
+        node = self._inbound_nodes[0]
+        return getattr(node, "inputs" if attribute == "input" else "outputs")
+
+    @property
+    def input(self):
+        return self._node_attribute("input")
+
+    @property
+    def output(self):
+        return self._node_attribute("output")
+
+    # -- weights ---------------------------------------------------------------------------
+    def _sublayers(self):
+        """The layers assigned as attributes (also inside lists, tuples and dicts), in order."""
+        found, seen = [], set()
+
+        def visit(value):
+            if isinstance(value, Layer):
+                if id(value) not in seen:
+                    seen.add(id(value))
+                    found.append(value)
+            elif isinstance(value, (list, tuple)):
+                for item in value:
+                    visit(item)
+            elif isinstance(value, dict):
+                for item in value.values():
+                    visit(item)
+
+        for name, value in vars(self).items():
+            if name not in _UNTRACKED:
+                visit(value)
+        return found
+
+    @property
+    def layers(self):
+        return self._sublayers()
+
+    def _weight_owners(self):
+        """(layer, index) of every weight, own weights first, each weight once."""
+        owners, seen = [], set()
+        for layer in [self] + self._sublayers():
+            pairs = ([(layer, i) for i in range(len(layer._weights))] if layer is self
+                     else layer._weight_owners())
+            for owner, i in pairs:
+                if id(owner._weights[i]) not in seen:
+                    seen.add(id(owner._weights[i]))
+                    owners.append((owner, i))
+        return owners
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        """Freezing a layer freezes its sublayers too; unfreezing unfreezes them, as in Keras."""
+        self._trainable = bool(value)
+        for layer in self._sublayers():
+            layer.trainable = value
+
+    @property
+    def weights(self):
+        return [owner._weights[i] for owner, i in self._weight_owners()]
+
+    def _is_trained(self, owner, i):
+        """Whether weight i of ``owner`` (a layer inside this one) is among trainable_weights."""
+        return id(owner._weights[i]) in {id(w) for w in self.trainable_weights}
+
     @property
     def trainable_weights(self):
-        return [w for w, t in zip(self.weights, self._weight_trainable) if t and self.trainable]
-
-    @property
-    def trainable_grads(self):
-        """The gradients of ``trainable_weights``, in the same order."""
-        return [g for g, t in zip(self.grads, self._weight_trainable) if t and self.trainable]
+        """The trainable weights of this layer and its sublayers; none at all when the layer is
+        frozen, whatever its sublayers say (as in Keras 3)."""
+        if not self.trainable:
+            return []
+        own = [w for w, t in zip(self._weights, self._weight_trainable) if t]
+        seen, found = set(), []
+        for w in own + [w for layer in self._sublayers() for w in layer.trainable_weights]:
+            if id(w) not in seen:
+                seen.add(id(w))
+                found.append(w)
+        return found
 
     @property
     def non_trainable_weights(self):
-        return [w for w, t in zip(self.weights, self._weight_trainable) if not (t and self.trainable)]
+        trained = {id(w) for w in self.trainable_weights}
+        return [w for w in self.weights if id(w) not in trained]
 
     def count_params(self):
         return int(sum(w.size for w in self.weights))
@@ -166,22 +459,26 @@ class Layer(Configurable):
         return [w.copy() for w in self.weights]
 
     def set_weights(self, weights):
+        """Set every weight from ``weights``: each array is checked, and copied (it may be one
+        of the layer's own), before any weight changes."""
+        owners = self._weight_owners()
         weights = list(weights)
-        if len(weights) != len(self.weights):
-            raise ValueError(f"Layer {self.name!r} expects {len(self.weights)} weight arrays, "
+        if len(weights) != len(owners):
+            raise ValueError(f"Layer {self.name!r} expects {len(owners)} weight arrays, "
                              f"received {len(weights)}")
         arrays = []
-        for name, current, new in zip(self._weight_names, self.weights, weights):
+        for (owner, i), new in zip(owners, weights):
+            current, name = owner._weights[i], f"{owner.name}/{owner._weight_names[i]}"
             new = np.asarray(new)
-            if new.shape != current.shape:
-                raise ValueError(f"Layer {self.name!r} weight {name!r} expects shape {current.shape}, "
-                                 f"received {new.shape}")
             if new.dtype.kind not in "fiu":
-                raise TypeError(f"Layer {self.name!r} weight {name!r} expects real numbers, "
-                                f"received dtype {new.dtype}")
-            arrays.append(new)
-        for current, new in zip(self.weights, arrays):
-            current[...] = new
+                raise TypeError(f"Expected real numbers for weight {name!r}, received dtype "
+                                f"{new.dtype}")
+            if new.shape != current.shape:
+                raise ValueError(f"Expected shape {current.shape} for weight {name!r}, received "
+                                 f"{new.shape}")
+            arrays.append(np.array(new, dtype=current.dtype))
+        for (owner, i), new in zip(owners, arrays):
+            owner._weights[i][...] = new
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, "dtype": "float32"}
@@ -190,47 +487,150 @@ class Layer(Configurable):
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"
 
 
+# Attributes of Layer itself that hold layers or graphs but are not sublayers.
+_UNTRACKED = {"_inbound_nodes", "_traces", "_runners"}
+
+
+def _check_sample_size(shape, name):
+    """Refuse, when a layer is called, shapes beyond the kernels' 32-bit indices."""
+    if None not in shape[1:]:
+        check_index_range(shape, name)
+
+
+def _takes_training(call):
+    try:
+        return "training" in inspect.signature(call).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _shape_structure(structure):
+    """The shapes of a structure of tensors or arrays: one tuple for one, a list for a list."""
+    if isinstance(structure, dict):
+        return {k: _shape_structure(v) for k, v in structure.items()}
+    if isinstance(structure, (list, tuple)):
+        return [_shape_structure(v) for v in structure]
+    return tuple(structure.shape)
+
+
+def _shapes_of(shape_structure):
+    """The flat list of shapes in a structure built by _shape_structure."""
+    if isinstance(shape_structure, dict):
+        return [s for k in sorted(shape_structure) for s in _shapes_of(shape_structure[k])]
+    if isinstance(shape_structure, list):
+        return [s for item in shape_structure for s in _shapes_of(item)]
+    return [shape_structure]
+
+
+def _template(shape_structure):
+    """A structure like the inputs whose shapes ``shape_structure`` holds (leaves are None)."""
+    if isinstance(shape_structure, dict):
+        return {k: _template(v) for k, v in shape_structure.items()}
+    if isinstance(shape_structure, list):
+        return [_template(v) for v in shape_structure]
+    return None
+
+
+def _structure_shapes(graph):
+    return pack_like(graph.output_structure, [t.shape for t in graph.outputs])
+
+
+def _tensors_for(shapes, name):
+    """New symbolic outputs for ``shapes`` (a shape, or a list of shapes)."""
+    if isinstance(shapes, list):
+        return [KerasTensor(s, name=_tensor_name(name)) for s in shapes]
+    return KerasTensor(shapes, name=_tensor_name(name))
+
+
+def _tensor_name(layer_name):
+    from ..engine.tensor import unique_name
+    return unique_name(f"{layer_name}_output")
+
+
+def _copies(value):
+    return [np.array(v) for v in value] if isinstance(value, (list, tuple)) else np.array(value)
+
+
 class RandomTransformLayer(Layer):
     """Base of the layers that transform their input at random during training and are the
     identity otherwise (Dropout, RandomFlip, RandomTranslation).
 
-    Each draws from ``self.rng``, which the model replaces at every epoch start, so a seeded fit,
-    and a resumed one, draws the same transforms. ``forward`` sets ``_active`` to whether it
-    transformed its input; ``_transform_backward(dy)`` is the gradient through that transform.
+    Each draws from ``ctx.rng``: in fit, the engine gives each call site a generator per epoch
+    (so a seeded fit, and a resumed one, draws the same transforms); called on its own, the
+    layer's ``rng``, seeded by ``seed``. Forward sets ``ctx.active`` to whether it transformed
+    its input; ``_transform_backward(dy, ctx)`` is the gradient through that transform.
     """
+
+    draws_random = True
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.seed = normalize_seed(seed)
         self.rng = np.random.default_rng(self.seed)
 
-    def _transform_backward(self, dy):
+    def _transform_backward(self, dy, ctx):
         raise NotImplementedError
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, ctx, need_dx):
         if not need_dx:
             return None
-        if not self._active:
+        if not ctx.active:
             return dy
-        return self._transform_backward(dy)
+        return self._transform_backward(dy, ctx)
 
 
 class InputLayer(Layer):
-    """Declares the input shape of a Sequential model; it has no weights and is not listed."""
+    """The source of a model's input tensor; ``Input`` returns that tensor."""
 
-    def __init__(self, shape=None, batch_size=None, name=None, **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.shape = normalize_shape(shape, "shape")
-        self.batch_size = batch_size
+    is_input = True
 
-    def __call__(self, x, training=False):
-        raise TypeError(f"InputLayer {self.name!r} declares a model's input and cannot be called "
-                        "on data; start a Sequential model with it")
+    def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None, name=None,
+                 **kwargs):
+        super().__init__(name=name or _unique_input_name(), dtype=dtype, **kwargs)
+        if batch_shape is None:
+            if shape is None:
+                raise ValueError("Expected shape (or batch_shape) for an Input, received "
+                                 "shape=None")
+            shape = normalize_shape(shape, "shape", allow_none=True)
+            if batch_size is not None:
+                batch_size = normalize_shape(batch_size, "batch_size")[0]
+            batch_shape = (batch_size, *shape)
+        elif shape is not None or batch_size is not None:
+            raise ValueError("Expected either shape (and batch_size) or batch_shape, received both")
+        self.batch_shape = normalize_batch_shape(batch_shape, "batch_shape")
+        if len(self.batch_shape) < 2:
+            raise ValueError(f"Expected an input of at least one value per sample, received "
+                             f"batch_shape={batch_shape!r}")
+        self.built = True
+        Node(self, [], KerasTensor(self.batch_shape, name=self.name))
+
+    @property
+    def shape(self):
+        """The shape of one sample (batch axis excluded)."""
+        return self.batch_shape[1:]
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"InputLayer {self.name!r} is a model's input and cannot be called; use "
+                        "the tensor that keras.Input returns")
 
     def get_config(self):
-        return {**super().get_config(), "shape": self.shape, "batch_size": self.batch_size}
+        return {**super().get_config(), "batch_shape": self.batch_shape}
 
 
-def Input(shape=None, batch_size=None, name=None):
-    """Keras's ``Input``: in fastcnn, the input declaration that starts a Sequential model."""
-    return InputLayer(shape=shape, batch_size=batch_size, name=name)
+_input_counter = itertools.count()
+
+
+def _unique_input_name():
+    index = next(_input_counter)
+    return "input_layer" if index == 0 else f"input_layer_{index}"
+
+
+def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):
+    """A symbolic tensor for a model's input: ``shape`` excludes the batch axis (None for a
+    size that may vary), ``batch_shape`` includes it. Call layers on it, then pass it to
+    ``Model(inputs, outputs)`` or start a ``Sequential`` with it."""
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
+                      name=name).output
+
+
+Layer.build = _atomic_build(Layer.build)

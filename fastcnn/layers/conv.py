@@ -1,11 +1,13 @@
 """Conv2D: NHWC inputs, HWIO kernel, bias and relu fused into the forward kernel."""
 from .._ops import conv
-from .._ops.checks import positive_int, window_output_shape
-from .base import normalize_padding, normalize_tuple
+from .._ops.checks import positive_int
+from .base import normalize_padding, normalize_tuple, window_output_hw
 from .kernel import KernelLayer
 
 
 class Conv2D(KernelLayer):
+    fusion = "conv2d"
+
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, **kwargs):
@@ -19,29 +21,33 @@ class Conv2D(KernelLayer):
 
     def compute_output_shape(self, input_shape):
         self._check_image_input(input_shape)
-        (oh, ow), _ = window_output_shape(input_shape[:2], self.kernel_size, self.strides,
-                                          self.padding, "kernel_size")
-        return (oh, ow, self.filters)
+        if self.built:
+            self._check_channels(input_shape, self.kernel.shape[2])
+        oh, ow = window_output_hw(input_shape, self.kernel_size, self.strides, self.padding,
+                                  "kernel_size")
+        return (input_shape[0], oh, ow, self.filters)
 
     def build(self, input_shape):
-        super().build(input_shape)
-        self._add_kernel_and_bias((*self.kernel_size, self.input_shape[2], self.filters))
+        self._check_image_input(input_shape)
+        self._add_kernel_and_bias((*self.kernel_size, input_shape[-1], self.filters))
 
-    def forward(self, x, training=False):
-        self._x = x
+    def forward(self, x, ctx, training):
+        ctx.x = x
         z = conv.conv2d_forward(x, self.kernel, self.bias, self.strides, self.padding,
-                                relu=self._pending_activation() == "relu",
-                                out=self.workspace.get("z", (x.shape[0], *self.output_shape)))
-        return self._activate(z, relu_fused=True)
+                                relu=self._pending_activation(ctx) == "relu",
+                                out=ctx.buffer("z", self.compute_output_shape(x.shape)))
+        return self._activate(z, ctx, relu_fused=True)
 
-    def backward(self, dy, need_dx=True):
-        dz = self._deactivate(dy)
-        conv.conv2d_backward_weight(self._x, dz, self.kernel.shape, self.strides, self.padding,
-                                    dw=self.grads[0], db=self.grads[1] if self.use_bias else None)
+    def backward(self, dy, ctx, need_dx):
+        dz = self._deactivate(dy, ctx)
+        dw, db = self._weight_grads(ctx)
+        if dw is not None:
+            conv.conv2d_backward_weight(ctx.x, dz, self.kernel.shape, self.strides, self.padding,
+                                        dw=dw, db=db)
         if not need_dx:
             return None
-        return conv.conv2d_backward_input(dz, self.kernel, self._x.shape, self.strides, self.padding,
-                                          out=self.workspace.get("dx", self._x.shape))
+        return conv.conv2d_backward_input(dz, self.kernel, ctx.x.shape, self.strides,
+                                          self.padding, out=ctx.buffer("dx", ctx.x.shape))
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,

@@ -10,7 +10,10 @@ from .kernel import KernelLayer
 
 
 class Dense(KernelLayer):
-    """``activation(x @ kernel + bias)`` with kernel of shape (in, units)."""
+    """``activation(x @ kernel + bias)`` with kernel of shape (in, units), applied to the last
+    axis of inputs of any rank, as in Keras."""
+
+    fusion = "dense"
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, **kwargs):
@@ -20,28 +23,37 @@ class Dense(KernelLayer):
                                kernel_regularizer)
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 1:
-            raise ValueError(f"Dense {self.name!r} expects flat inputs of shape (features,), received "
-                             f"{input_shape}; add a Flatten layer before it")
-        return (self.units,)
+        if len(input_shape) < 2 or input_shape[-1] is None:
+            raise ValueError(f"Dense {self.name!r} expects inputs of shape (batch, ..., features) "
+                             f"with a known number of features, received {tuple(input_shape)}")
+        if self.built:
+            self._check_channels(input_shape, self.kernel.shape[0])
+        return (*input_shape[:-1], self.units)
 
     def build(self, input_shape):
-        super().build(input_shape)
-        self._add_kernel_and_bias((self.input_shape[0], self.units))
+        self.compute_output_shape(input_shape)
+        self._add_kernel_and_bias((input_shape[-1], self.units))
 
-    def forward(self, x, training=False):
-        self._x = x
-        z = dense.dense_forward(x, self.kernel, self.bias, relu=self._pending_activation() == "relu",
-                                out=self.workspace.get("z", (x.shape[0], self.units)))
-        return self._activate(z, relu_fused=True)
+    def forward(self, x, ctx, training):
+        # Higher ranks run as rows of the last axis: views, as the buffers are C-contiguous.
+        rows = x if x.ndim == 2 else x.reshape(-1, x.shape[-1])
+        ctx.x = rows
+        z = dense.dense_forward(rows, self.kernel, self.bias,
+                                relu=self._pending_activation(ctx) == "relu",
+                                out=ctx.buffer("z", (rows.shape[0], self.units)))
+        y = self._activate(z, ctx, relu_fused=True)
+        return y if x.ndim == 2 else y.reshape(*x.shape[:-1], self.units)
 
-    def backward(self, dy, need_dx=True):
-        dz = self._deactivate(dy)
-        dense.dense_backward_weight(self._x, dz, dw=self.grads[0],
-                                    db=self.grads[1] if self.use_bias else None)
+    def backward(self, dy, ctx, need_dx):
+        rows = dy if dy.ndim == 2 else dy.reshape(-1, self.units)
+        dz = self._deactivate(rows, ctx)
+        dw, db = self._weight_grads(ctx)
+        if dw is not None:
+            dense.dense_backward_weight(ctx.x, dz, dw=dw, db=db)
         if not need_dx:
             return None
-        return dense.dense_backward_input(dz, self.kernel, out=self.workspace.get("dx", self._x.shape))
+        dx = dense.dense_backward_input(dz, self.kernel, out=ctx.buffer("dx", ctx.x.shape))
+        return dx if dy.ndim == 2 else dx.reshape(*dy.shape[:-1], ctx.x.shape[1])
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, **self._kernel_config()}
@@ -50,19 +62,25 @@ class Dense(KernelLayer):
 class Flatten(Layer):
     """Reshape (batch, ...) to (batch, features) in NHWC order, exactly as Keras does: a view."""
 
-    def compute_output_shape(self, input_shape):
-        return (int(np.prod(input_shape)),)
+    fusion = "flatten"
 
-    def forward(self, x, training=False):
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        return (input_shape[0], None if None in rest else int(np.prod(rest)))
+
+    def forward(self, x, ctx, training):
+        ctx.x_shape = x.shape
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dy, need_dx=True):
-        return dy.reshape(dy.shape[0], *self.input_shape) if need_dx else None
+    def backward(self, dy, ctx, need_dx):
+        return dy.reshape(ctx.x_shape) if need_dx else None
 
 
 class Dropout(RandomTransformLayer):
     """Zero a fraction ``rate`` of the inputs during training and scale the rest by 1/(1-rate);
     at inference it is the identity."""
+
+    fusion = "dropout"
 
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
@@ -70,28 +88,25 @@ class Dropout(RandomTransformLayer):
             raise ValueError(f"Expected rate in [0, 1), received rate={rate!r}")
         self.rate = float(rate)
 
-    def draw_mask(self, training):
+    def draw_mask(self, ctx, training):
         """Starts a forward pass: the (seed, rate) of its mask, or None when it passes x through.
         A fused step that applies this dropout draws here too, so its masks are the layer's."""
-        self._active = training and self.rate > 0
-        if not self._active:
+        ctx.active = bool(training) and self.rate > 0
+        if not ctx.active:
             return None
-        self._mask_seed = int(self.rng.integers(2**64, dtype=np.uint64))
-        return self.mask()
+        ctx.mask = (int(ctx.rng.integers(2**64, dtype=np.uint64)), self.rate)
+        return ctx.mask
 
-    def mask(self):
-        """The (seed, rate) of the last forward pass's mask, or None."""
-        return (self._mask_seed, self.rate) if self._active else None
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
-    def forward(self, x, training=False):
-        if self.draw_mask(training) is None:
+    def forward(self, x, ctx, training):
+        if self.draw_mask(ctx, training) is None:
             return x
-        return dropout.dropout_forward(x, self._mask_seed, self.rate,
-                                       out=self.workspace.get("y", x.shape))
+        return dropout.dropout_forward(x, *ctx.mask, out=ctx.buffer("y", x.shape))
 
-    def _transform_backward(self, dy):
-        return dropout.dropout_backward(dy, self._mask_seed, self.rate,
-                                        out=self.workspace.get("dx", dy.shape))
+    def _transform_backward(self, dy, ctx):
+        return dropout.dropout_backward(dy, *ctx.mask, out=ctx.buffer("dx", dy.shape))
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}

@@ -19,9 +19,15 @@ class KernelLayer(ActivationMixin, Layer):
 
     def _add_kernel_and_bias(self, kernel_shape):
         """The kernel, then a bias with one entry per output channel (the kernel's last axis)."""
-        self.kernel = self.add_weight("kernel", kernel_shape, self.kernel_initializer)
-        self.bias = (self.add_weight("bias", kernel_shape[-1:], self.bias_initializer)
+        self.kernel = self.add_weight(kernel_shape, self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer, name="kernel")
+        self.bias = (self.add_weight(kernel_shape[-1:], self.bias_initializer, name="bias")
                      if self.use_bias else None)
+
+    def _weight_grads(self, ctx):
+        """(dkernel, dbias) buffers for backward: the engine's, or None when not trained."""
+        grads = ctx.grads or (None, None)
+        return grads[0], (grads[1] if self.use_bias else None)
 
     def _kernel_config(self):
         return {"activation": self.activation, "use_bias": self.use_bias,

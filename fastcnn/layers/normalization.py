@@ -39,57 +39,64 @@ class BatchNormalization(Layer):
         self.moving_variance_initializer = initializers.validate(moving_variance_initializer)
 
     def compute_output_shape(self, input_shape):
-        rank = len(input_shape) + 1  # Keras counts the batch axis
+        rank = len(input_shape)
         if self.axis not in (-1, rank - 1):
             raise ValueError(f"BatchNormalization {self.name!r} normalises the last (channel) axis: "
                              f"expected axis=-1 or axis={rank - 1} for inputs of rank {rank}, "
                              f"received axis={self.axis}")
+        if self.built:
+            self._check_channels(input_shape, self.moving_mean.shape[0])
         return input_shape
 
     def build(self, input_shape):
-        super().build(input_shape)
-        c = self.input_shape[-1]
+        self.compute_output_shape(input_shape)
+        c = input_shape[-1]
         # Without scale or center the kernels get constant ones or zeros in their place.
-        self.gamma = (self.add_weight("gamma", (c,), self.gamma_initializer) if self.scale
+        self.gamma = (self.add_weight((c,), self.gamma_initializer, name="gamma") if self.scale
                       else np.ones(c, np.float32))
-        self.beta = (self.add_weight("beta", (c,), self.beta_initializer) if self.center
+        self.beta = (self.add_weight((c,), self.beta_initializer, name="beta") if self.center
                      else np.zeros(c, np.float32))
-        self.moving_mean = self.add_weight("moving_mean", (c,), self.moving_mean_initializer,
-                                           trainable=False)
-        self.moving_variance = self.add_weight("moving_variance", (c,),
-                                               self.moving_variance_initializer, trainable=False)
+        self.moving_mean = self.add_weight((c,), self.moving_mean_initializer, trainable=False,
+                                           name="moving_mean")
+        self.moving_variance = self.add_weight((c,), self.moving_variance_initializer,
+                                               trainable=False, name="moving_variance")
 
-    def _param_grad(self, present, index, name):
-        """The gradient buffer of gamma or beta, or scratch when the layer has no such weight."""
-        return self.grads[index] if present else self.workspace.get(name, (self.input_shape[-1],))
+    def _param_grad(self, ctx, present, index, name):
+        """The gradient buffer of gamma or beta, or scratch when the layer has no such weight
+        or it is not trained."""
+        grad = ctx.grads[index] if present and ctx.grads is not None else None
+        return grad if grad is not None else ctx.buffer(name, self.moving_mean.shape)
 
-    def forward(self, x, training=False):
-        self._x = x
-        self._batch_stats = bool(training and self.trainable)
-        out = self.workspace.get("y", x.shape)
-        inv_std = self.workspace.get("inv_std", (x.shape[-1],))
-        if self._batch_stats:
-            y, self._mean, self._inv_std = normalization.batchnorm_forward_training(
+    def forward(self, x, ctx, training):
+        ctx.x = x
+        # A frozen layer normalises with its moving statistics, as in Keras 3.
+        ctx.batch_stats = bool(training and self.trainable)
+        out = ctx.buffer("y", x.shape)
+        inv_std = ctx.buffer("inv_std", (x.shape[-1],))
+        if ctx.batch_stats:
+            y, ctx.mean, ctx.inv_std = normalization.batchnorm_forward_training(
                 x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.momentum,
-                self.epsilon, out=out, mean=self.workspace.get("mean", (x.shape[-1],)),
-                inv_std=inv_std, partial=self._partial(x.shape))
+                self.epsilon, out=out, mean=ctx.buffer("mean", (x.shape[-1],)),
+                inv_std=inv_std, partial=self._partial(ctx, x.shape))
         else:
-            y, self._inv_std = normalization.batchnorm_forward_inference(
+            y, ctx.inv_std = normalization.batchnorm_forward_inference(
                 x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.epsilon,
                 out=out, inv_std=inv_std)
-            self._mean = self.moving_mean
+            ctx.mean = self.moving_mean
         return y
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, ctx, need_dx):
+        x = ctx.x
         return normalization.batchnorm_backward(
-            self._x, dy, self.gamma, self._mean, self._inv_std, self._batch_stats,
-            dgamma=self._param_grad(self.scale, 0, "dgamma"),
-            dbeta=self._param_grad(self.center, int(self.scale), "dbeta"),
-            need_dx=need_dx, out=self.workspace.get("dx", self._x.shape) if need_dx else None,
-            partial=self._partial(self._x.shape))
+            x, dy, self.gamma, ctx.mean, ctx.inv_std, ctx.batch_stats,
+            dgamma=self._param_grad(ctx, self.scale, 0, "dgamma"),
+            dbeta=self._param_grad(ctx, self.center, int(self.scale), "dbeta"),
+            need_dx=need_dx, out=ctx.buffer("dx", x.shape) if need_dx else None,
+            partial=self._partial(ctx, x.shape))
 
-    def _partial(self, x_shape):
-        return self.workspace.get("partial", normalization.batchnorm_partial_shape(x_shape), np.float64)
+    @staticmethod
+    def _partial(ctx, x_shape):
+        return ctx.buffer("partial", normalization.batchnorm_partial_shape(x_shape), np.float64)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,

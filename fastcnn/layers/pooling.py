@@ -1,8 +1,7 @@
 """Max, average and sum pooling, windowed and global; max pooling keeps the argmax of each
 window for its backward pass."""
 from .._ops import pool
-from .._ops.checks import window_output_shape
-from .base import Layer, normalize_padding, normalize_tuple
+from .base import Layer, normalize_padding, normalize_tuple, window_output_hw
 
 
 class _Pooling2D(Layer):
@@ -14,9 +13,9 @@ class _Pooling2D(Layer):
 
     def compute_output_shape(self, input_shape):
         self._check_image_input(input_shape)
-        (oh, ow), _ = window_output_shape(input_shape[:2], self.pool_size, self.strides,
-                                          self.padding, "pool_size")
-        return (oh, ow, input_shape[2])
+        oh, ow = window_output_hw(input_shape, self.pool_size, self.strides, self.padding,
+                                  "pool_size")
+        return (input_shape[0], oh, ow, input_shape[3])
 
     def get_config(self):
         return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides,
@@ -24,24 +23,25 @@ class _Pooling2D(Layer):
 
 
 class MaxPooling2D(_Pooling2D):
-    # Set by the model when the layer before ends in relu: this layer then applies that relu's
-    # backward as part of its own (see _ops.pool.maxpool2d_backward).
-    applies_input_relu_grad = False
+    """With the planner's ``apply_input_relu_grad`` flag (its input is a relu's output), the
+    backward pass also applies that relu's backward (see _ops.pool.maxpool2d_backward)."""
 
-    def forward(self, x, training=False):
-        self._x_shape = x.shape
-        shape = (x.shape[0], *self.output_shape)
-        self._y, self._argmax = pool.maxpool2d_forward(
+    fusion = "maxpool2d"
+
+    def forward(self, x, ctx, training):
+        ctx.x_shape = x.shape
+        shape = self.compute_output_shape(x.shape)
+        ctx.y, ctx.argmax = pool.maxpool2d_forward(
             x, self.pool_size, self.strides, self.padding,
-            out=self.workspace.get("y", shape), argmax=self.workspace.get("argmax", shape, "int32"))
-        return self._y
+            out=ctx.buffer("y", shape), argmax=ctx.buffer("argmax", shape, "int32"))
+        return ctx.y
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, ctx, need_dx):
         if not need_dx:
             return None
-        return pool.maxpool2d_backward(dy, self._argmax, self._x_shape,
-                                       out=self.workspace.get("dx", self._x_shape),
-                                       relu_output=self._y if self.applies_input_relu_grad else None)
+        return pool.maxpool2d_backward(dy, ctx.argmax, ctx.x_shape,
+                                       out=ctx.buffer("dx", ctx.x_shape),
+                                       relu_output=ctx.y if ctx.apply_input_relu_grad else None)
 
 
 class _WindowSumPooling2D(_Pooling2D):
@@ -49,16 +49,16 @@ class _WindowSumPooling2D(_Pooling2D):
 
     _forward_op = _backward_op = None
 
-    def forward(self, x, training=False):
-        self._x_shape = x.shape
+    def forward(self, x, ctx, training):
+        ctx.x_shape = x.shape
         return self._forward_op(x, self.pool_size, self.strides, self.padding,
-                                out=self.workspace.get("y", (x.shape[0], *self.output_shape)))
+                                out=ctx.buffer("y", self.compute_output_shape(x.shape)))
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, ctx, need_dx):
         if not need_dx:
             return None
-        return self._backward_op(dy, self._x_shape, self.pool_size, self.strides, self.padding,
-                                 out=self.workspace.get("dx", self._x_shape))
+        return self._backward_op(dy, ctx.x_shape, self.pool_size, self.strides, self.padding,
+                                 out=ctx.buffer("dx", ctx.x_shape))
 
 
 class AveragePooling2D(_WindowSumPooling2D):
@@ -86,41 +86,42 @@ class _GlobalPooling2D(Layer):
 
     def compute_output_shape(self, input_shape):
         self._check_image_input(input_shape)
-        return (1, 1, input_shape[2]) if self.keepdims else (input_shape[2],)
+        n, c = input_shape[0], input_shape[3]
+        return (n, 1, 1, c) if self.keepdims else (n, c)
 
-    def _pooled(self, x):
-        return self.workspace.get("y", (x.shape[0], x.shape[3]))
+    def _pooled(self, x, ctx):
+        ctx.x_shape = x.shape
+        return ctx.buffer("y", (x.shape[0], x.shape[3]))
+
+    def _shaped(self, out, x):
+        return out.reshape(self.compute_output_shape(x.shape))
 
     def get_config(self):
         return {**super().get_config(), "keepdims": self.keepdims}
 
 
 class GlobalAveragePooling2D(_GlobalPooling2D):
-    def forward(self, x, training=False):
-        self._x_shape = x.shape
-        out = pool.global_avgpool2d_forward(x, out=self._pooled(x))
-        return out.reshape(x.shape[0], *self.output_shape)
+    def forward(self, x, ctx, training):
+        return self._shaped(pool.global_avgpool2d_forward(x, out=self._pooled(x, ctx)), x)
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, ctx, need_dx):
         if not need_dx:
             return None
-        return pool.global_avgpool2d_backward(dy.reshape(dy.shape[0], -1), self._x_shape,
-                                              out=self.workspace.get("dx", self._x_shape))
+        return pool.global_avgpool2d_backward(dy.reshape(dy.shape[0], -1), ctx.x_shape,
+                                              out=ctx.buffer("dx", ctx.x_shape))
 
 
 class GlobalMaxPooling2D(_GlobalPooling2D):
     """Ties send the gradient to the first maximum in row-major order, as MaxPooling2D does."""
 
-    def forward(self, x, training=False):
-        self._x_shape = x.shape
-        out, self._argmax = pool.global_maxpool2d_forward(
-            x, out=self._pooled(x),
-            argmax=self.workspace.get("argmax", (x.shape[0], x.shape[3]), "int32"))
-        return out.reshape(x.shape[0], *self.output_shape)
+    def forward(self, x, ctx, training):
+        out, ctx.argmax = pool.global_maxpool2d_forward(
+            x, out=self._pooled(x, ctx),
+            argmax=ctx.buffer("argmax", (x.shape[0], x.shape[3]), "int32"))
+        return self._shaped(out, x)
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, ctx, need_dx):
         if not need_dx:
             return None
-        return pool.global_maxpool2d_backward(dy.reshape(dy.shape[0], -1), self._argmax,
-                                              self._x_shape,
-                                              out=self.workspace.get("dx", self._x_shape))
+        return pool.global_maxpool2d_backward(dy.reshape(dy.shape[0], -1), ctx.argmax,
+                                              ctx.x_shape, out=ctx.buffer("dx", ctx.x_shape))

@@ -4,7 +4,7 @@ Both draw a per-image index map (which input row and column each output pixel re
 it through the remap kernel. At inference they are the identity. Their backward pass is the
 adjoint of the transform they applied, so they may sit anywhere in a model, not only first.
 
-Like Dropout, each layer draws from ``self.rng``, which the model replaces at every epoch start.
+Like Dropout, each layer draws from its call's ``ctx.rng`` (see RandomTransformLayer).
 """
 import numbers
 
@@ -47,22 +47,22 @@ class _RandomRemap(RandomTransformLayer):
         self._check_image_input(input_shape)
         return input_shape
 
-    def _draw_maps(self, n, h, w):
+    def _draw_maps(self, rng, n, h, w):
         """The (n, h) row map and (n, w) column map of this batch's transforms."""
         raise NotImplementedError
 
-    def forward(self, x, training=False):
-        self._active = training
+    def forward(self, x, ctx, training):
+        ctx.active = bool(training)
         if not training:
             return x
         n, h, w, _ = x.shape
-        self._rows, self._cols = self._draw_maps(n, h, w)
-        return remap.remap2d_forward(x, self._rows, self._cols, self.fill_value,
-                                     out=self.workspace.get("y", x.shape))
+        ctx.rows, ctx.cols = self._draw_maps(ctx.rng, n, h, w)
+        return remap.remap2d_forward(x, ctx.rows, ctx.cols, self.fill_value,
+                                     out=ctx.buffer("y", x.shape))
 
-    def _transform_backward(self, dy):
-        return remap.remap2d_backward(dy, self._rows, self._cols, dy.shape,
-                                      out=self.workspace.get("dx", dy.shape))
+    def _transform_backward(self, dy, ctx):
+        return remap.remap2d_backward(dy, ctx.rows, ctx.cols, dy.shape,
+                                      out=ctx.buffer("dx", dy.shape))
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}
@@ -80,8 +80,8 @@ class RandomFlip(_RandomRemap):
             raise ValueError(f"Expected mode in {self.MODES}, received mode={mode!r}")
         self.mode = mode
 
-    def _draw_maps(self, n, h, w):
-        flip = self.rng.random((n, 2)) < 0.5
+    def _draw_maps(self, rng, n, h, w):
+        flip = rng.random((n, 2)) < 0.5
         flip[:, 0] &= self.mode != "horizontal"  # column 0: up-down, column 1: left-right
         flip[:, 1] &= self.mode != "vertical"
         rows, cols = np.arange(h, dtype=np.int32), np.arange(w, dtype=np.int32)
@@ -131,10 +131,10 @@ class RandomTranslation(_RandomRemap):
         self.fill_mode = fill_mode
         self.fill_value = float(fill_value)
 
-    def _draw_maps(self, n, h, w):
+    def _draw_maps(self, rng, n, h, w):
         maps = []
         for (lo, hi), size in ((self._height_range, h), (self._width_range, w)):
-            shift = np.rint(self.rng.uniform(lo, hi, n) * size).astype(np.int64)
+            shift = np.rint(rng.uniform(lo, hi, n) * size).astype(np.int64)
             maps.append(source_index(np.arange(size) - shift[:, None], size, self.fill_mode))
         return tuple(maps)
 

@@ -29,31 +29,30 @@ class ZeroPadding2D(Layer):
     def compute_output_shape(self, input_shape):
         self._check_image_input(input_shape)
         (top, bottom), (left, right) = self.padding
-        h, w, c = input_shape
-        return (h + top + bottom, w + left + right, c)
+        n, h, w, c = input_shape
+        return (n, None if h is None else h + top + bottom,
+                None if w is None else w + left + right, c)
 
-    def build(self, input_shape):
-        super().build(input_shape)
+    def _maps(self, x_shape):
+        """The row and column index maps, one for every image: each batch passes a broadcast
+        view of them."""
         (top, _), (left, _) = self.padding
-        (oh, ow), (h, w) = self.output_shape[:2], self.input_shape[:2]
-        # One map for every image: each batch passes a broadcast view of it.
-        self._rows = source_index(np.arange(oh) - top, h, "constant")[None]
-        self._cols = source_index(np.arange(ow) - left, w, "constant")[None]
+        n, h, w, _ = x_shape
+        _, oh, ow, _ = self.compute_output_shape(x_shape)
+        rows = source_index(np.arange(oh) - top, h, "constant")[None]
+        cols = source_index(np.arange(ow) - left, w, "constant")[None]
+        return np.broadcast_to(rows, (n, oh)), np.broadcast_to(cols, (n, ow))
 
-    def _maps(self, n):
-        return (np.broadcast_to(self._rows, (n, self._rows.shape[1])),
-                np.broadcast_to(self._cols, (n, self._cols.shape[1])))
+    def forward(self, x, ctx, training):
+        ctx.x_shape = x.shape
+        return remap.remap2d_forward(x, *self._maps(x.shape), 0.0,
+                                     out=ctx.buffer("y", self.compute_output_shape(x.shape)))
 
-    def forward(self, x, training=False):
-        self._x_shape = x.shape
-        return remap.remap2d_forward(x, *self._maps(x.shape[0]), 0.0,
-                                     out=self.workspace.get("y", (x.shape[0], *self.output_shape)))
-
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, ctx, need_dx):
         if not need_dx:
             return None
-        return remap.remap2d_backward(dy, *self._maps(dy.shape[0]), self._x_shape,
-                                      out=self.workspace.get("dx", self._x_shape))
+        return remap.remap2d_backward(dy, *self._maps(ctx.x_shape), ctx.x_shape,
+                                      out=ctx.buffer("dx", ctx.x_shape))
 
     def get_config(self):
         return {**super().get_config(), "padding": self.padding}

@@ -10,15 +10,17 @@ from fastcnn import layers
 def check_layer(make_layer, input_shape, output_shape, n_params):
     """The shared contract every layer must meet."""
     layer = make_layer()
-    layer.build(input_shape)
-    assert layer.output_shape == output_shape
+    layer.build((None, *input_shape))
+    assert layer.built
+    assert layer.compute_output_shape((None, *input_shape)) == (None, *output_shape)
+    assert make_layer()(fastcnn.Input(input_shape)).shape == (None, *output_shape)
     assert layer.count_params() == n_params
     assert sum(w.size for w in layer.get_weights()) == n_params
 
     # get_config -> from_config rebuilds an equal layer
     clone = type(layer).from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
-    clone.build(input_shape)
+    clone.build((None, *input_shape))
     clone.set_weights(layer.get_weights())
     x = np.random.default_rng(0).standard_normal((4, *input_shape)).astype(np.float32)
     np.testing.assert_array_equal(clone(x), layer(x))
@@ -70,8 +72,8 @@ def test_layer_contract(name):
 
 def test_keras_weight_shapes():
     conv, dense = layers.Conv2D(32, (3, 5)), layers.Dense(10)
-    conv.build((28, 28, 3))
-    dense.build((1600,))
+    conv.build((None, 28, 28, 3))
+    dense.build((None, 1600))
     assert [w.shape for w in conv.get_weights()] == [(3, 5, 3, 32), (32,)]
     assert [w.shape for w in dense.get_weights()] == [(1600, 10), (10,)]
 
@@ -128,4 +130,5 @@ def test_layers_beyond_the_core_are_exported_and_rebuild_from_config():
     assert [type(l).__name__ for l in clone.layers][1:] == [
         "RandomTranslation", "ZeroPadding2D", "Conv2D", "BatchNormalization", "SumPooling2D",
         "GlobalMaxPooling2D", "GlobalAveragePooling2D"]
-    assert all(layers.get(name).__name__ == name for name in LAYERS_BEYOND_THE_CORE)
+    assert all(fastcnn.serialization.get_class(name).__name__ == name
+               for name in LAYERS_BEYOND_THE_CORE)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fastcnn import layers
-from conftest import images
+from conftest import call_layer, images
 
 
 def test_sum_pooling_sums_windows(rng):
@@ -15,8 +15,8 @@ def test_sum_pooling_sums_windows(rng):
 
 def test_sum_pooling_backward_gives_each_cell_the_full_gradient():
     layer = layers.SumPooling2D(2, strides=1)
-    layer(np.zeros((1, 3, 3, 1), np.float32))
-    dx = layer.backward(np.ones((1, 2, 2, 1), np.float32))
+    _, dx, _ = call_layer(layer, np.zeros((1, 3, 3, 1), np.float32),
+                          np.ones((1, 2, 2, 1), np.float32))
     np.testing.assert_array_equal(dx[0, :, :, 0], [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
 
 
@@ -28,8 +28,9 @@ def test_global_pooling_layers(keepdims, rng):
     np.testing.assert_allclose(avg(x), x.mean(axis=(1, 2)).reshape(shape), rtol=1e-5)
     top = layers.GlobalMaxPooling2D(keepdims=keepdims)
     np.testing.assert_array_equal(top(x), x.max(axis=(1, 2)).reshape(shape))
-    dx = top.backward(np.ones(shape, np.float32))
+    _, dx, _ = call_layer(top, x, np.ones(shape, np.float32))
     np.testing.assert_array_equal(dx, (x == x.max(axis=(1, 2), keepdims=True)).astype(np.float32))
-    np.testing.assert_allclose(avg.backward(np.ones(shape, np.float32)), 1 / 30, rtol=1e-6)
+    np.testing.assert_allclose(call_layer(avg, x, np.ones(shape, np.float32))[1], 1 / 30,
+                               rtol=1e-6)
     with pytest.raises(ValueError, match="keepdims=1"):
         layers.GlobalAveragePooling2D(keepdims=1)

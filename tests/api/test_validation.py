@@ -43,11 +43,10 @@ def called(layer, x=X):
     ("x_val", lambda: model().fit(X, Y, validation_data=(X[:, :5], Y), verbose=0), ValueError,
      ["x_val", "(8, 5, 6, 1)"]),
     ("layer call built", lambda: called(layers.Conv2D(2, 3))(np.repeat(X, 2, 3)), ValueError,
-     ["x", "(8, 6, 6, 2)", "(6, 6, 1)"]),
-    ("layer call rank", lambda: layers.Conv2D(2, 3)(X[..., 0]), ValueError, ["input", "(6, 6)"]),
+     ["input", "(8, 6, 6, 2)", "6, 6, 1)"]),
+    ("layer call rank", lambda: layers.Conv2D(2, 3)(X[..., 0]), ValueError, ["input", "(8, 6, 6)"]),
     ("layer call no batch axis", lambda: layers.Flatten()(np.float32(2)), ValueError, ["x", "()"]),
-    ("dense on images", lambda: layers.Dense(3)(X), ValueError, ["input", "(6, 6, 1)", "Flatten"]),
-    ("pool on vectors", lambda: layers.MaxPooling2D()(LOGITS), ValueError, ["input", "(3,)"]),
+    ("pool on vectors", lambda: layers.MaxPooling2D()(LOGITS), ValueError, ["input", "(8, 3)"]),
     ("build shape", lambda: fastcnn.Sequential([layers.Flatten()]).build((None, 6, 0, 1)), ValueError,
      ["input_shape", "(None, 6, 0, 1)"]),
 )
@@ -191,7 +190,8 @@ def test_window_sizes(call, exc, fragments):
     ("factor nan", lambda: layers.RandomTranslation(math.nan, 0.1), ValueError, ["height_factor", "nan"]),
     ("input shape", lambda: fastcnn.Input(shape=(6, 0)), ValueError, ["shape", "(6, 0)"]),
     ("input shape None", lambda: fastcnn.Input(shape=None), ValueError, ["shape", "None"]),
-    ("input layer call", lambda: fastcnn.Input(shape=(6,))(LOGITS), TypeError, ["InputLayer", "called"]),
+    ("input tensor call", lambda: fastcnn.Input(shape=(6,))(LOGITS), TypeError,
+     ["symbolic tensor", "cannot be called"]),
 )
 def test_layer_arguments(call, exc, fragments):
     assert_refused(call, exc, fragments)

@@ -2,9 +2,9 @@
 arguments they refuse, and inputs in any layout or overlapping the output."""
 import numpy as np
 import pytest
+from conftest import assert_refused, readonly, refusal_cases
 
 from fastcnn._ops import merge as merge_ops
-from conftest import assert_refused, readonly, refusal_cases
 
 A = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
 B = np.ones((2, 5, 4), np.float32)

@@ -1,0 +1,9 @@
+"""The graph engine under the Keras API.
+
+- ``tensor``: symbolic tensors and the nodes that layer calls record on them.
+- ``graph``: a graph between input and output tensors, and its flattening into leaf calls
+  (nested models and composite layers inlined).
+- ``plan``: the planner, which turns a flat graph into steps and decides every fusion.
+- ``execution``: one run of a plan, owning every buffer and per-call context, so that calls from
+  several threads never share state.
+"""

@@ -1,0 +1,143 @@
+"""Running a plan: one ``Execution`` per concurrent call, owning every buffer and context.
+
+An execution keeps, for each step, a ``CallContext``: what that call's forward leaves for its
+backward, its reusable buffers, its random generator and where its weight gradients go. Nothing
+of a call is kept on the layer, so one layer may run at several places of a graph, in several
+models and from several threads at once; ``ExecutionPool`` hands each concurrent caller its own
+execution.
+"""
+import threading
+
+import numpy as np
+
+from .._ops import merge
+from .._ops.workspace import Workspace
+
+
+class CallContext:
+    """Per call and per execution: attributes a layer's forward sets for its backward, and:
+
+    - ``buffer(name, shape, dtype)``: a buffer reused from batch to batch;
+    - ``rng``: the generator a random layer draws from;
+    - ``grads``: None, or one array per weight of the layer (None for a weight not trained),
+      which backward overwrites with that weight's gradient;
+    - planner flags: ``emit_logits`` (return the logits of a final softmax), ``defer_relu_grad``
+      (leave the relu backward to the reader of the output), ``apply_input_relu_grad`` (the
+      input is a relu's output: apply its backward to dX).
+    """
+
+    emit_logits = False
+    defer_relu_grad = False
+    apply_input_relu_grad = False
+
+    def __init__(self, rng=None):
+        self.rng = rng
+        self.grads = None
+        self._workspace = Workspace()
+
+    def buffer(self, name, shape, dtype=np.float32):
+        return self._workspace.get(name, shape, dtype)
+
+
+class Execution:
+    """Buffers, contexts and (for training) weight gradients of one run of ``plan``.
+
+    ``gradients`` is aligned with ``plan.trained``: after ``backward`` it holds their gradients.
+    ``workspace`` holds the caller's own per-batch buffers (the batch, the loss and its
+    gradient), so that those are private to the execution too.
+    """
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.contexts = []
+        for step in plan.steps:
+            ctx = CallContext(rng=step.random_layer.rng if step.random_layer else None)
+            for flag, value in step.flags.items():
+                setattr(ctx, flag, value)
+            self.contexts.append(ctx)
+        self.values = [None] * plan.n_slots
+        self.workspace = Workspace()
+        self._sums = Workspace()
+        self.gradients = [np.zeros_like(w) for w in plan.trained]
+        store = {id(w): g for w, g in zip(plan.trained, self.gradients)}
+        self._additions = [[] for _ in plan.steps]  # (scratch, total) pairs added after a step
+        for index in plan.backward_steps:
+            step, ctx = plan.steps[index], self.contexts[index]
+            routes = plan.grad_routes[index]
+            if not any(routes):
+                continue
+            ctx.grads = []
+            for w, route in zip(step.layer._weights, routes):
+                if route == "add":
+                    ctx.grads.append(np.zeros_like(w))
+                    self._additions[index].append((ctx.grads[-1], store[id(w)]))
+                else:
+                    ctx.grads.append(store[id(w)] if route == "write" else None)
+
+    def seed_random(self, seed, epoch):
+        """Epoch ``epoch`` of a fit seeded with ``seed``: each random step draws from RNG
+        (seed, epoch, its index + 1), so a resumed fit draws what an uninterrupted one would."""
+        for step, ctx in zip(self.plan.steps, self.contexts):
+            if step.random_index is not None:
+                ctx.rng = np.random.default_rng([seed, epoch, step.random_index])
+
+    def forward(self, inputs):
+        """The outputs for ``inputs`` (one array per input slot); they live in this execution's
+        buffers until its next run."""
+        values = self.values
+        for slot, x in zip(self.plan.input_slots, inputs):
+            values[slot] = x
+        for step, ctx in zip(self.plan.steps, self.contexts):
+            step.forward(values, ctx)
+        return [values[s] for s in self.plan.output_slots]
+
+    def backward(self, output_grads):
+        """Back-propagate ``output_grads`` (one per output, None where it has no loss) and fill
+        ``gradients``. A value read at several places gets the sum of their gradients, added
+        in the fixed order of the steps (last first)."""
+        plan = self.plan
+        grads = [None] * plan.n_slots
+        for slot, g in zip(plan.output_slots, output_grads):
+            if g is not None:
+                self._add(grads, slot, g)
+        for index in plan.backward_steps:
+            step, ctx = plan.steps[index], self.contexts[index]
+            dys = [grads[s] if grads[s] is not None else self._zeros(s) for s in step.outputs]
+            dxs = step.backward(dys, ctx, plan.need_dx[index])
+            for slot, dx in zip(step.inputs, dxs):
+                if dx is not None and plan.needs_grad[slot]:
+                    self._add(grads, slot, dx)
+            for scratch, total in self._additions[index]:
+                merge.add_forward([total, scratch], out=total)
+
+    def _zeros(self, slot):
+        value = self.values[slot]
+        buf = self._sums.get(("zeros", slot), value.shape, value.dtype)
+        buf[...] = 0
+        return buf
+
+    def _add(self, grads, slot, g):
+        if grads[slot] is None:
+            grads[slot] = g
+            return
+        total = self._sums.get(slot, g.shape, g.dtype)
+        grads[slot] = merge.add_forward([grads[slot], g], out=total)
+
+
+class ExecutionPool:
+    """Executions of one plan, each lent to one caller at a time."""
+
+    def __init__(self, plan):
+        self.plan = plan
+        self._idle = []
+        self._lock = threading.Lock()
+
+    def acquire(self):
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return Execution(self.plan)
+
+    def release(self, execution):
+        with self._lock:
+            self._idle.append(execution)

@@ -1,0 +1,257 @@
+"""The planner: a flat graph becomes the steps that run it, and every fusion is decided here.
+
+- **conv -> max-pool (-> dropout)**: a Conv2D (linear or relu) whose output feeds nothing but a
+  "valid" MaxPooling2D runs with it as one kernel call (``ConvMaxPoolStep``). A Dropout after the
+  pooling, or after a Flatten after it, joins the step when it is the pooling's only reader; the
+  Flatten then runs after the step (both keep each image's values in row-major order, so they
+  commute). Each image's conv output then stays in per-thread scratch.
+- **relu-gradient handoff**: a layer ending in relu whose output feeds nothing but a max pooling
+  (or a fused step) leaves its relu backward to that reader, which applies it in its own pass.
+- **softmax + cross-entropy**: an output whose layer ends in softmax, with a cross-entropy loss on
+  probabilities, emits its logits, and the loss runs the fused, stable kernel on them.
+
+Layers say what they are to the planner through their ``fusion`` attribute; nothing else
+about fusion lives outside this module. ``fuse=False`` plans every layer as its own step, which
+gives the same results within float32 round-off.
+"""
+from collections import Counter
+
+from .._ops import conv as conv_ops
+
+ACTIVATION_KINDS = ("conv2d", "dense", "activation")  # layers whose activation the planner moves
+
+
+class LayerStep:
+    """One leaf call: ``layer.forward(x, ctx, training)`` and ``layer.backward(dy, ctx, need_dx)``."""
+
+    def __init__(self, call, index):
+        self.layer = call.layer
+        self.inputs, self.single_input, self.outputs = call.inputs, call.single_input, call.outputs
+        self.training, self.trainable = call.training, call.trainable
+        # Random layers draw from generator (seed, epoch, index + 1) in fit, as a Sequential's
+        # layer i always has.
+        self.random_index = index + 1 if getattr(call.layer, "draws_random", False) else None
+        self.random_layer = call.layer if self.random_index else None
+        self.flags = {}  # context flags set by the planner: see CallContext
+
+    def forward(self, values, ctx):
+        x = values[self.inputs[0]] if self.single_input else [values[s] for s in self.inputs]
+        y = self.layer.forward(x, ctx, self.training)
+        if len(self.outputs) == 1:
+            values[self.outputs[0]] = y
+            return
+        for slot, value in zip(self.outputs, y):
+            values[slot] = value
+
+    def backward(self, dys, ctx, need_dx):
+        dx = self.layer.backward(dys[0] if len(self.outputs) == 1 else dys, ctx, need_dx)
+        if self.single_input:
+            return [dx]
+        return list(dx) if dx is not None else [None] * len(self.inputs)
+
+
+class ConvMaxPoolStep:
+    """A Conv2D and the "valid" MaxPooling2D reading it (and a Dropout after), as one call of
+    the fused kernels. Backward rebuilds each image's conv gradient in scratch from the argmax
+    and runs dW and dX on it while it is in cache. ``input_relu``: the conv's input is a relu's
+    output whose backward this step applies to dX in the same pass."""
+
+    single_input = True
+
+    def __init__(self, conv_call, pool_call, dropout_call, output, dropout_index):
+        self.layer, self.pool = conv_call.layer, pool_call.layer
+        self.dropout = dropout_call.layer if dropout_call else None
+        self.dropout_training = dropout_call.training if dropout_call else False
+        self.inputs, self.outputs = conv_call.inputs, [output]
+        self.trainable = conv_call.trainable
+        self.random_index = dropout_index + 1 if dropout_call else None
+        self.random_layer = self.dropout
+        self.flags = {}
+        self.input_relu = False
+
+    def _args(self):
+        conv, pool = self.layer, self.pool
+        return dict(strides=conv.strides, padding=conv.padding, pool_size=pool.pool_size,
+                    pool_strides=pool.strides, relu=conv.activation == "relu")
+
+    def forward(self, values, ctx):
+        x = values[self.inputs[0]]
+        shape = self.pool.compute_output_shape(self.layer.compute_output_shape(x.shape))
+        ctx.x = x
+        ctx.dropout = self.dropout.draw_mask(ctx, self.dropout_training) if self.dropout else None
+        ctx.y, ctx.argmax = conv_ops.conv2d_maxpool_forward(
+            x, self.layer.kernel, self.layer.bias, **self._args(), out=ctx.buffer("y", shape),
+            argmax=ctx.buffer("argmax", shape, "int32"), dropout=ctx.dropout)
+        values[self.outputs[0]] = ctx.y
+
+    def backward(self, dys, ctx, need_dx):
+        conv, x = self.layer, ctx.x
+        grads = ctx.grads or [None, None]
+        dw = grads[0] if grads[0] is not None else ctx.buffer("dw", conv.kernel.shape)
+        db = None
+        if conv.use_bias:
+            db = grads[1] if grads[1] is not None else ctx.buffer("db", conv.bias.shape)
+        _, dx = conv_ops.conv2d_maxpool_backward(
+            x, dys[0], ctx.y, ctx.argmax, conv.kernel, **self._args(), dw=dw, db=db,
+            dx=ctx.buffer("dx", x.shape) if need_dx else None, need_dx=need_dx,
+            input_relu=self.input_relu, dropout=ctx.dropout)
+        return [dx]
+
+
+class Plan:
+    """The steps of a flat graph, and what its backward pass computes.
+
+    ``logits_outputs[k]``: output k holds the logits of a softmax fused into its loss.
+    ``trained``: the weights whose gradients backward computes, in first-use order.
+    ``backward_steps``: indices of the steps backward runs, last first.
+    """
+
+    def __init__(self, flat, steps, logits_outputs):
+        self.steps = steps
+        self.n_slots = flat.n_slots
+        self.input_slots, self.output_slots = flat.input_slots, flat.output_slots
+        self.logits_outputs = logits_outputs
+        self.trained, self.backward_steps, self.needs_grad = [], [], []
+        self.need_dx = [False] * len(steps)
+        self.grad_routes = [None] * len(steps)  # per step: per weight None/"write"/"add"
+
+
+def _kind(layer):
+    return getattr(layer, "fusion", None)
+
+
+def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None):
+    """The plan of ``flat``. ``loss_outputs`` (one bool per output: it has a loss) asks for a
+    backward pass; ``logits_ok`` (one bool per output) says which losses take softmax logits."""
+    calls = flat.calls
+    uses = Counter(s for c in calls for s in c.inputs) + Counter(flat.output_slots)
+    readers = {}
+    for i, c in enumerate(calls):
+        for s in c.inputs:
+            readers.setdefault(s, []).append(i)
+
+    def sole_reader(slot, kind):
+        """The index of the call of ``kind`` that is the only use of ``slot``, or None."""
+        found = readers.get(slot, [])
+        if uses[slot] == 1 and len(found) == 1 and _kind(calls[found[0]].layer) == kind:
+            return found[0]
+        return None
+
+    groups = {}  # index of the call a group runs at -> (conv, pool, flatten, dropout) indices
+    grouped = set()
+    for i, c in enumerate(calls):
+        layer = c.layer
+        if not (fuse and _kind(layer) == "conv2d" and layer.activation in ("relu", "linear")):
+            continue
+        j = sole_reader(c.outputs[0], "maxpool2d")
+        if j is None or calls[j].layer.padding != "valid":
+            continue
+        pool_out = calls[j].outputs[0]
+        flatten = sole_reader(pool_out, "flatten")
+        dropout = sole_reader(calls[flatten].outputs[0] if flatten is not None else pool_out,
+                              "dropout")
+        if dropout is None:
+            flatten = None
+        members = [i, j, flatten, dropout]
+        groups[max(m for m in members if m is not None)] = members
+        grouped.update(m for m in members if m is not None)
+
+    steps, step_of_call = [], {}
+    for i, c in enumerate(calls):
+        if i in groups:
+            conv, pool, flatten, dropout = groups[i]
+            out = calls[dropout if dropout is not None else pool].outputs[0]
+            if flatten is not None:  # the group ends at the pooling; the Flatten follows it
+                out = calls[pool].outputs[0]
+            step = ConvMaxPoolStep(calls[conv], calls[pool],
+                                   calls[dropout] if dropout is not None else None, out, dropout)
+            steps.append(step)
+            step_of_call[conv] = step
+            if flatten is not None:
+                flat_call = calls[flatten]
+                after = LayerStep(flat_call, flatten)
+                after.inputs, after.outputs = [out], calls[dropout].outputs
+                steps.append(after)
+        elif i not in grouped:
+            steps.append(LayerStep(c, i))
+            step_of_call[i] = steps[-1]
+
+    if fuse:
+        _hand_off_relu_gradients(calls, steps, step_of_call, sole_reader, readers)
+    logits_outputs = [False] * len(flat.output_slots)
+    for k, slot in enumerate(flat.output_slots):
+        producer = next((s for s in steps if slot in s.outputs), None)
+        if (fuse and logits_ok and logits_ok[k] and uses[slot] == 1
+                and isinstance(producer, LayerStep) and _kind(producer.layer) in ACTIVATION_KINDS
+                and producer.layer.activation == "softmax"):
+            producer.flags["emit_logits"] = True
+            logits_outputs[k] = True
+    plan = Plan(flat, steps, logits_outputs)
+    if loss_outputs is not None:
+        _plan_backward(plan, loss_outputs)
+    return plan
+
+
+def _hand_off_relu_gradients(calls, steps, step_of_call, sole_reader, readers):
+    for i, c in enumerate(calls):
+        step = step_of_call.get(i)
+        if not (isinstance(step, LayerStep) and _kind(c.layer) in ACTIVATION_KINDS
+                and c.layer.activation == "relu"):
+            continue
+        slot = c.outputs[0]
+        pool = sole_reader(slot, "maxpool2d")
+        conv = sole_reader(slot, "conv2d")
+        if pool is not None and isinstance(step_of_call.get(pool), LayerStep):
+            step_of_call[pool].flags["apply_input_relu_grad"] = True
+        elif conv is not None and isinstance(step_of_call.get(conv), ConvMaxPoolStep):
+            step_of_call[conv].input_relu = True
+        else:
+            continue
+        step.flags["defer_relu_grad"] = True
+
+
+def _trained_weights(step):
+    if not step.trainable:
+        return []
+    return [w for w, t in zip(step.layer._weights, step.layer._weight_trainable) if t]
+
+
+def _plan_backward(plan, loss_outputs):
+    """Which steps run backward, which of their inputs need dX, and where each weight's
+    gradient goes: the first step to reach a weight (backward runs last step first) writes its
+    gradient, every later one adds to it, in that fixed order."""
+    steps = plan.steps
+    needs_grad = [False] * plan.n_slots
+    for step in steps:
+        if _trained_weights(step) or any(needs_grad[s] for s in step.inputs):
+            for s in step.outputs:
+                needs_grad[s] = True
+    reached = [False] * plan.n_slots
+    for slot, has_loss in zip(plan.output_slots, loss_outputs):
+        reached[slot] = reached[slot] or bool(has_loss)
+    seen = set()
+    for index in range(len(steps) - 1, -1, -1):
+        step = steps[index]
+        if not any(reached[s] for s in step.outputs):
+            continue
+        trained = _trained_weights(step)
+        need_dx = any(needs_grad[s] for s in step.inputs)
+        if not (trained or need_dx):
+            continue
+        for s in step.inputs:
+            reached[s] = True
+        plan.backward_steps.append(index)
+        plan.need_dx[index] = need_dx
+        trained_ids = {id(w) for w in trained}
+        routes = []
+        for w in step.layer._weights:
+            if id(w) not in trained_ids:
+                routes.append(None)
+            elif id(w) in seen:
+                routes.append("add")
+            else:
+                seen.add(id(w))
+                plan.trained.append(w)
+                routes.append("write")
+        plan.grad_routes[index] = routes
+    plan.needs_grad = needs_grad

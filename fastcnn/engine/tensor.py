@@ -1,0 +1,130 @@
+"""Symbolic tensors, and the nodes that record calls on them.
+
+Calling a layer on a ``KerasTensor`` runs no arithmetic: it records a ``Node`` (the operation,
+its input tensors, its output tensors) and returns the outputs, whose ``node`` points back to it.
+A graph is what these back-pointers reach from a model's outputs. Any ``Operation`` can be a
+node's operation (see ``operation.Operation``): layers are, and so can be the ops that
+``fastcnn.ops`` adds, with ``x + y`` on symbolic tensors recording an op node.
+"""
+import itertools
+import numbers
+from collections import defaultdict
+
+import numpy as np
+
+_tensor_counters = defaultdict(itertools.count)
+
+
+def unique_name(base):
+    """``base``, then ``base_1``, ``base_2``...: Keras's default names."""
+    index = next(_tensor_counters[base])
+    return base if index == 0 else f"{base}_{index}"
+
+
+def normalize_batch_shape(shape, name):
+    """A full shape (batch axis first) of None or positive ints, as a tuple."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = None
+    if not dims or not all(d is None or (isinstance(d, numbers.Integral)
+                                         and not isinstance(d, bool) and d > 0) for d in dims):
+        raise ValueError(f"Expected {name} to be a tuple of positive ints or None, received "
+                         f"{name}={shape!r}")
+    return tuple(None if d is None else int(d) for d in dims)
+
+
+class KerasTensor:
+    """A placeholder with a shape (batch axis first; None where unknown) and a dtype."""
+
+    def __init__(self, shape, dtype="float32", name=None, node=None, index=0):
+        self.shape = normalize_batch_shape(shape, "shape")
+        self.dtype = np.dtype(dtype).name
+        self.name = name or unique_name("keras_tensor")
+        self.node = node  # the Node whose output this is
+        self.index = index  # which output of that node
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __repr__(self):
+        return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError(f"A symbolic tensor ({self.name}) has no values: it stands for a model's "
+                        "data while the model is defined. Call layers on it, not NumPy functions")
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"A symbolic tensor ({self.name}) cannot be called: call layers on it")
+
+    def __bool__(self):
+        raise TypeError(f"A symbolic tensor ({self.name}) has no truth value: Python control "
+                        "flow on tensor values cannot be traced")
+
+
+class Node:
+    """One call of ``operation`` on ``inputs`` (a tensor or a list of tensors), giving
+    ``outputs``. ``training`` is the call's explicit training argument, or None to follow the
+    model's mode."""
+
+    def __init__(self, operation, inputs, outputs, training=None):
+        self.operation = operation
+        self.inputs = inputs
+        self.input_tensors = flatten(inputs)
+        self.outputs = outputs
+        self.output_tensors = flatten(outputs)
+        self.training = training
+        for i, tensor in enumerate(self.output_tensors):
+            tensor.node, tensor.index = self, i
+        operation._inbound_nodes.append(self)
+
+    @property
+    def parents(self):
+        return [t.node for t in self.input_tensors]
+
+
+def flatten(structure):
+    """The tensors (or arrays) of a tensor, a list/tuple of them or a dict of them (by sorted
+    key, as Keras flattens), in order."""
+    if isinstance(structure, dict):
+        return [v for k in sorted(structure) for v in flatten(structure[k])]
+    if isinstance(structure, (list, tuple)):
+        return [v for item in structure for v in flatten(item)]
+    return [structure]
+
+
+def as_data_structure(data):
+    """``data`` with any list or tuple that is not a list of arrays (or of symbolic tensors,
+    or of such lists), such as nested lists of numbers, turned into one array."""
+    if isinstance(data, dict):
+        return {k: as_data_structure(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        if data and all(isinstance(v, (np.ndarray, KerasTensor, dict)) or (
+                isinstance(v, (list, tuple)) and _holds_arrays(v)) for v in data):
+            return type(data)(as_data_structure(v) for v in data)
+        return np.asarray(data)
+    return data
+
+
+def _holds_arrays(data):
+    return bool(data) and all(isinstance(v, (np.ndarray, KerasTensor)) for v in flatten(data))
+
+
+def pack_like(structure, flat):
+    """``flat`` (a list) put back into the shape of ``structure``."""
+    items = iter(flat)
+
+    def pack(s):
+        if isinstance(s, dict):
+            packed = {k: pack(s[k]) for k in sorted(s)}
+            return {k: packed[k] for k in s}
+        if isinstance(s, (list, tuple)):
+            return type(s)(pack(item) for item in s)
+        return next(items)
+
+    return pack(structure)
+
+
+def is_symbolic(structure):
+    return any(isinstance(t, KerasTensor) for t in flatten(structure))

@@ -1,0 +1,116 @@
+"""The planner (fastcnn/engine/plan.py): which layers it fuses into one step, the flags it hands
+to layers, that it fuses only where the graph allows, and that fused training equals unfused."""
+import numpy as np
+import pytest
+from conftest import step_names, training_plan
+
+import fastcnn
+from fastcnn import layers
+
+
+def convnet(seed):
+    fastcnn.utils.set_random_seed(seed)
+    return fastcnn.Sequential([
+        layers.Input((12, 12, 2)),
+        layers.Conv2D(4, 3, activation="relu", padding="same"),
+        layers.Conv2D(8, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(16, 3, padding="same"), layers.MaxPooling2D(2, strides=1),
+        layers.Flatten(), layers.Dense(3, activation="softmax")])
+
+
+def test_conv_and_pool_run_as_one_step():
+    model = convnet(0)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    plan = training_plan(model)
+    assert step_names(plan) == ["Conv2D", "ConvMaxPoolStep", "ConvMaxPoolStep", "Flatten", "Dense"]
+    # the first conv's relu backward is left to the fused step after it; the second fused step's
+    # input is a pooling's, whose relu the first fused step already handles
+    assert plan.steps[0].flags == {"defer_relu_grad": True}
+    assert [s.input_relu for s in plan.steps[1:3]] == [True, False]
+    assert plan.steps[-1].flags == {"emit_logits": True} and plan.logits_outputs == [True]
+    assert plan.need_dx == [False, True, True, True, True]  # the first layer computes no dX
+    unfused = training_plan(model, fuse=False)
+    assert step_names(unfused) == [type(l).__name__ for l in model.layers]
+    assert all(not s.flags for s in unfused.steps) and unfused.logits_outputs == [False]
+    # a layer called on its own is still just that layer
+    x = np.random.default_rng(5).random((2, 12, 12, 2), dtype=np.float32)
+    assert model.layers[1](model.layers[0](x)).shape == (2, 10, 10, 8)
+
+
+def test_a_conv_whose_output_is_read_twice_is_not_fused():
+    inputs = fastcnn.Input((8, 8, 2))
+    conv = layers.Conv2D(4, 3, activation="relu")(inputs)
+    pooled = layers.Flatten()(layers.MaxPooling2D(2)(conv))
+    other = layers.Flatten()(layers.AveragePooling2D(2)(conv))
+    model = fastcnn.Model(inputs, layers.Dense(2, activation="softmax")(
+        layers.Concatenate()([pooled, other])))
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    plan = training_plan(model)
+    assert "ConvMaxPoolStep" not in step_names(plan)
+    assert not plan.steps[0].flags  # two readers: no relu handoff either
+
+
+def test_a_softmax_output_read_by_another_layer_keeps_its_softmax():
+    inputs = fastcnn.Input((4,))
+    probs = layers.Dense(3, activation="softmax")(inputs)
+    model = fastcnn.Model(inputs, [probs, layers.Dense(1)(probs)])
+    model.compile("sgd", ["sparse_categorical_crossentropy", "mse"])
+    plan = training_plan(model)
+    assert plan.logits_outputs == [False, False]
+
+
+def train(build, fuse=True, epochs=2):
+    rng = np.random.default_rng(6)
+    x = rng.random((40, 12, 12, 2), dtype=np.float32)
+    y = rng.integers(0, 3, 40)
+    model = build()
+    model.compile("adam", "sparse_categorical_crossentropy", fuse=fuse)
+    history = model.fit(x, y, batch_size=8, epochs=epochs, verbose=0)
+    return model.get_weights() + [model.predict(x, verbose=0)], history.history["loss"]
+
+
+def test_fused_training_equals_unfused():
+    (fused_run, _), (plain_run, _) = train(lambda: convnet(1)), train(lambda: convnet(1), False)
+    for a, b in zip(fused_run, plain_run):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def dropout_net(seed, flatten):
+    fastcnn.utils.set_random_seed(seed)
+    return fastcnn.Sequential([
+        layers.Input((12, 12, 2)),
+        layers.Conv2D(8, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(16, 3, activation="relu", padding="same"), layers.MaxPooling2D(2),
+        *([layers.Flatten()] if flatten else []), layers.Dropout(0.4),
+        *([] if flatten else [layers.Flatten()]), layers.Dense(3, activation="softmax")])
+
+
+@pytest.mark.parametrize("flatten", [True, False], ids=["flatten-dropout", "dropout-flatten"])
+def test_dropout_after_the_fused_step_runs_inside_it(flatten, monkeypatch):
+    """The fused step takes a Dropout after the pooling (and a Flatten, which moves after it),
+    and trains bitwise as the Dropout layer would on its own, with the same masks."""
+    model = dropout_net(2, flatten)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    plan = training_plan(model)
+    assert step_names(plan) == ["ConvMaxPoolStep"] * 2 + ["Flatten", "Dense"]
+    assert plan.steps[1].dropout is model.layers[5 if flatten else 4]
+    assert plan.steps[2].outputs == plan.steps[3].inputs
+    inside, inside_loss = train(lambda: dropout_net(2, flatten))
+    monkeypatch.setattr(layers.Dropout, "fusion", None)  # the planner no longer takes it
+    apart_model = dropout_net(2, flatten)
+    apart_model.compile("adam", "sparse_categorical_crossentropy")
+    assert "Dropout" in step_names(training_plan(apart_model))
+    apart, apart_loss = train(lambda: dropout_net(2, flatten))
+    for a, b in zip(inside, apart):
+        np.testing.assert_array_equal(a, b)
+    assert inside_loss == apart_loss
+
+
+def test_a_dropout_not_right_after_the_fused_step_stays_a_layer():
+    model = fastcnn.Sequential([
+        layers.Input((12, 12, 2)), layers.Conv2D(4, 3), layers.MaxPooling2D(2), layers.Flatten(),
+        layers.Dense(8), layers.Dropout(0.5), layers.Dense(3)])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    plan = training_plan(model)
+    assert step_names(plan) == ["ConvMaxPoolStep", "Flatten", "Dense", "Dropout", "Dense"]
+    assert plan.steps[0].dropout is None
