@@ -229,7 +229,7 @@ class Trainer:
                 continue
             grad = work.get(("grad", k), out.shape)
             loss = work.get(("loss", k), (n,))
-            o.loss.forward_backward(out, y, execution.plan.logits_outputs[k], grad, loss)
+            o.loss.forward_backward(out, y, execution.logits_outputs[k], grad, loss)
             if need_grads and o.weight != 1.0:
                 np.multiply(grad, np.float32(o.weight), out=grad)
             value = float(loss.sum(dtype=np.float64))
@@ -391,7 +391,8 @@ class Trainer:
                 for o, t in zip(outputs, graph.outputs)]
 
     def _evaluate_arrays(self, graph, xs, ys, outputs, batch_size, bar=None):
-        pool = self._runner(graph, False, self.fuse, self._logits_ok(graph, outputs))
+        pool = self._runner(graph, False, self.fuse)
+        logits_ok = self._logits_ok(graph, outputs)
         execution = pool.acquire()
         try:
             sums = {"loss": 0.0}
@@ -399,7 +400,7 @@ class Trainer:
             n = len(xs[0])
             for step in range(-(-n // batch_size)):
                 sl = slice(step * batch_size, (step + 1) * batch_size)
-                outs = execution.forward([a[sl] for a in xs])
+                outs = execution.forward([a[sl] for a in xs], logits_ok)
                 self._batch_losses(execution, outs, [None if a is None else a[sl] for a in ys],
                                    outputs, sums, False, penalty)
                 if bar:

@@ -43,6 +43,7 @@ class Execution:
     """Buffers, contexts and (for training) weight gradients of one run of ``plan``.
 
     ``gradients`` is aligned with ``plan.trained``: after ``backward`` it holds their gradients.
+    ``logits_outputs`` says which outputs of the last run are a softmax's logits.
     ``workspace`` holds the caller's own per-batch buffers (the batch, the loss and its
     gradient), so that those are private to the execution too.
     """
@@ -56,6 +57,7 @@ class Execution:
                 setattr(ctx, flag, value)
             self.contexts.append(ctx)
         self.values = [None] * plan.n_slots
+        self.logits_outputs = list(plan.logits_outputs)
         self.workspace = Workspace()
         self._sums = Workspace()
         self.gradients = [np.zeros_like(w) for w in plan.trained]
@@ -81,15 +83,24 @@ class Execution:
             if step.random_index is not None:
                 ctx.rng = np.random.default_rng([seed, epoch, step.random_index])
 
-    def forward(self, inputs):
+    def forward(self, inputs, logits_ok=None):
         """The outputs for ``inputs`` (one array per input slot); they live in this execution's
-        buffers until its next run."""
+        buffers until its next run. ``logits_ok`` (one bool per output; default, the plan's
+        ``logits_outputs``) asks the outputs whose softmax the plan may leave out for their
+        logits instead."""
+        plan = self.plan
+        if plan.logits_steps:
+            wanted = plan.logits_outputs if logits_ok is None else logits_ok
+            for k, index in plan.logits_steps.items():
+                self.contexts[index].emit_logits = bool(wanted[k])
+            self.logits_outputs = [bool(wanted[k]) and k in plan.logits_steps
+                                   for k in range(len(plan.output_slots))]
         values = self.values
-        for slot, x in zip(self.plan.input_slots, inputs):
+        for slot, x in zip(plan.input_slots, inputs):
             values[slot] = x
-        for step, ctx in zip(self.plan.steps, self.contexts):
+        for step, ctx in zip(plan.steps, self.contexts):
             step.forward(values, ctx)
-        return [values[s] for s in self.plan.output_slots]
+        return [values[s] for s in plan.output_slots]
 
     def backward(self, output_grads):
         """Back-propagate ``output_grads`` (one per output, None where it has no loss) and fill

@@ -102,15 +102,18 @@ class Plan:
     """The steps of a flat graph, and what its backward pass computes.
 
     ``logits_outputs[k]``: output k holds the logits of a softmax fused into its loss.
+    ``logits_steps``: {output k: index of the step that may return logits for it}, for an
+    execution to switch per run (``Execution.forward(inputs, logits_ok)``), so that one plan
+    serves both evaluate (logits into the loss) and predict (probabilities).
     ``trained``: the weights whose gradients backward computes, in first-use order.
     ``backward_steps``: indices of the steps backward runs, last first.
     """
 
-    def __init__(self, flat, steps, logits_outputs):
+    def __init__(self, flat, steps, logits_outputs, logits_steps):
         self.steps = steps
         self.n_slots = flat.n_slots
         self.input_slots, self.output_slots = flat.input_slots, flat.output_slots
-        self.logits_outputs = logits_outputs
+        self.logits_outputs, self.logits_steps = logits_outputs, logits_steps
         self.trained, self.backward_steps, self.needs_grad = [], [], []
         self.need_dx = [False] * len(steps)
         self.grad_routes = [None] * len(steps)  # per step: per weight None/"write"/"add"
@@ -178,15 +181,18 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None):
 
     if fuse:
         _hand_off_relu_gradients(calls, steps, step_of_call, sole_reader, readers)
-    logits_outputs = [False] * len(flat.output_slots)
+    logits_outputs, logits_steps = [False] * len(flat.output_slots), {}
     for k, slot in enumerate(flat.output_slots):
-        producer = next((s for s in steps if slot in s.outputs), None)
-        if (fuse and logits_ok and logits_ok[k] and uses[slot] == 1
-                and isinstance(producer, LayerStep) and _kind(producer.layer) in ACTIVATION_KINDS
+        index = next((j for j, s in enumerate(steps) if slot in s.outputs), None)
+        producer = steps[index] if index is not None else None
+        if (fuse and uses[slot] == 1 and isinstance(producer, LayerStep)
+                and _kind(producer.layer) in ACTIVATION_KINDS
                 and producer.layer.activation == "softmax"):
-            producer.flags["emit_logits"] = True
-            logits_outputs[k] = True
-    plan = Plan(flat, steps, logits_outputs)
+            logits_steps[k] = index
+            if logits_ok and logits_ok[k]:
+                producer.flags["emit_logits"] = True
+                logits_outputs[k] = True
+    plan = Plan(flat, steps, logits_outputs, logits_steps)
     if loss_outputs is not None:
         _plan_backward(plan, loss_outputs)
     return plan

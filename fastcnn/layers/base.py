@@ -322,14 +322,14 @@ class Layer(Operation, Configurable):
         finally:
             pool.release(execution)
 
-    def _runner(self, graph, training, fuse, logits_ok=None):
-        """The pool of executions of ``graph``'s forward plan in mode ``training``;
-        ``logits_ok`` (one bool per output) lets outputs hand their loss a softmax's logits."""
-        key = (id(graph), training, fuse, None if logits_ok is None else tuple(logits_ok))
+    def _runner(self, graph, training, fuse):
+        """The pool of executions of ``graph``'s forward plan in mode ``training``, which
+        predict, evaluate and calls share."""
+        key = (id(graph), training, fuse)
         with self._lock:
             entry = self._runners.get(key)
             if entry is None:
-                plan = make_plan(FlatGraph(graph, training), fuse, logits_ok=logits_ok)
+                plan = make_plan(FlatGraph(graph, training), fuse)
                 entry = self._runners[key] = (graph, ExecutionPool(plan))
         return entry[1]
 

@@ -114,3 +114,23 @@ def test_a_dropout_not_right_after_the_fused_step_stays_a_layer():
     plan = training_plan(model)
     assert step_names(plan) == ["ConvMaxPoolStep", "Flatten", "Dense", "Dropout", "Dense"]
     assert plan.steps[0].dropout is None
+
+
+def test_evaluate_and_predict_share_one_execution_and_each_gets_its_outputs():
+    """evaluate runs the fused softmax + cross-entropy on logits and predict returns
+    probabilities, through the same pooled execution (the buffers of one)."""
+    fastcnn.utils.set_random_seed(3)
+    model = fastcnn.Sequential([fastcnn.Input((5,)), layers.Dense(4, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((6, 5)).astype(np.float32), rng.integers(0, 4, 6)
+    for _ in range(2):
+        probabilities = model.predict(x, verbose=0)
+        z = x @ model.weights[0] + model.weights[1]
+        want = np.exp(z - z.max(1, keepdims=True))
+        np.testing.assert_allclose(probabilities, want / want.sum(1, keepdims=True), rtol=1e-5)
+        loss = model.evaluate(x, y, verbose=0)
+        np.testing.assert_allclose(loss, -np.log(probabilities[np.arange(6), y]).mean(),
+                                   rtol=1e-5)
+    pools = [pool for _, pool in model._runners.values()]
+    assert len(pools) == 1 and len(pools[0]._idle) == 1
