@@ -1,4 +1,6 @@
-"""A Keras-style progress bar: redraws in place on a terminal, one line per epoch otherwise."""
+"""A Keras-style progress bar: redraws in place on a terminal, one line per epoch otherwise.
+
+Without a stream (``sys.stdout`` is None under pythonw and some services) the bar is silent."""
 import sys
 import time
 
@@ -23,7 +25,7 @@ class Progbar:
 
     def __init__(self, total, stream=None):
         self.total = total
-        self.stream = stream or sys.stdout
+        self.stream = stream if stream is not None else sys.stdout
         self.interactive = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.start = time.perf_counter()
         self._last_draw = 0.0
@@ -46,12 +48,16 @@ class Progbar:
             return
         self._last_draw = now
         line = self._line(step, values, done=False)
-        self.stream.write("\r" + line + " " * max(self._last_len - len(line), 0))
-        self.stream.flush()
+        self.write("\r" + line + " " * max(self._last_len - len(line), 0))
         self._last_len = len(line)
 
     def finish(self, values):
         line = self._line(self.total, values, done=True)
         prefix = "\r" if self.interactive else ""
-        self.stream.write(prefix + line + " " * max(self._last_len - len(line), 0) + "\n")
-        self.stream.flush()
+        self.write(prefix + line + " " * max(self._last_len - len(line), 0) + "\n")
+
+    def write(self, text):
+        """Write ``text`` to the stream, if there is one."""
+        if self.stream is not None:
+            self.stream.write(text)
+            self.stream.flush()

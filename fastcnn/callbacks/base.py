@@ -1,6 +1,5 @@
 """The callback contract and what every fit runs: Callback, CallbackList (calls the hooks),
 History, the progress bar, and LambdaCallback (hooks from plain functions)."""
-import sys
 
 from ..progbar import Progbar
 
@@ -81,12 +80,12 @@ class ProgbarLogger(Callback):
     def __init__(self, verbose=1, stream=None):
         super().__init__()
         self.verbose = verbose
-        self.stream = stream or sys.stdout
+        self.stream = stream
         self._bar = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.stream.write(f"Epoch {epoch + 1}/{self.params['epochs']}\n")
         self._bar = Progbar(self.params["steps"], self.stream)
+        self._bar.write(f"Epoch {epoch + 1}/{self.params['epochs']}\n")
         if self.verbose != 1:
             self._bar.interactive = False
 

@@ -247,3 +247,19 @@ def test_lambda_callback_rejects_unknown_hooks():
         callbacks.LambdaCallback(on_epoch_ending=print)
     with pytest.raises(TypeError, match="Expected on_epoch_end to be callable"):
         callbacks.LambdaCallback(on_epoch_end=3)
+
+
+# ---- the progress bar --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_progress_bar_is_silent_without_stdout(monkeypatch, verbose):
+    # pythonw and some services run with sys.stdout None; print() is then a no-op, and so is
+    # the bar, in fit, evaluate and predict alike.
+    x, y = tiny_data()
+    model = tiny_model()
+    monkeypatch.setattr("sys.stdout", None)
+    history = model.fit(x, y, epochs=2, batch_size=8, verbose=verbose, validation_split=0.25,
+                        callbacks=[callbacks.LearningRateScheduler(lambda e, lr: lr, verbose=1)])
+    assert len(history.history["loss"]) == 2
+    assert np.isfinite(model.evaluate(x, y, verbose=verbose)).all()
+    assert model.predict(x, verbose=verbose).shape == (24, 2)
