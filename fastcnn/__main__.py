@@ -3,10 +3,12 @@
 With no options it trains Keras's MNIST convnet for 15 epochs with Adam, as Keras's example does.
 """
 import argparse
+import os
 import time
 
 import fastcnn
 from fastcnn import optimizers, zoo
+from fastcnn._ops.threads import MAX_THREADS
 from fastcnn.extras import plot
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
@@ -17,6 +19,36 @@ def _positive(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive int, received {text}")
     return value
+
+
+def _thread_count(text):
+    value = int(text)
+    if value == 0 or abs(value) > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected a non-zero int in [-{MAX_THREADS}, "
+                                         f"{MAX_THREADS}] (n < 0: all cores but |n| - 1), "
+                                         f"received {text}")
+    return value
+
+
+def _non_negative(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, received {text}")
+    return value
+
+
+def _output_path(text):
+    """A file path whose folder exists and is writable, checked before any training."""
+    folder = os.path.dirname(os.path.abspath(text))
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"expected a file path, received the folder {text}")
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"expected a path in an existing folder, received {text} "
+                                         f"({folder} does not exist)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"expected a path in a writable folder, received {text} "
+                                         f"({folder} is not writable)")
+    return text
 
 
 def _positive_float(text):
@@ -39,12 +71,13 @@ def parse_args(argv=None):
                         help="default: adam")
     parser.add_argument("--learning-rate", type=_positive_float, default=None,
                         help="default: the optimizer's own (Keras's defaults)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=_thread_count, default=None,
                         help="kernel threads (default: physical cores, or OMP_NUM_THREADS)")
-    parser.add_argument("--seed", type=int, default=None,
+    parser.add_argument("--seed", type=_non_negative, default=None,
                         help="seeds weights, shuffling and dropout, for a repeatable run")
-    parser.add_argument("--save", metavar="PATH", help="save the trained model (model.save)")
-    parser.add_argument("--plot", metavar="PATH",
+    parser.add_argument("--save", metavar="PATH", type=_output_path,
+                        help="save the trained model (model.save)")
+    parser.add_argument("--plot", metavar="PATH", type=_output_path,
                         help="draw the learning curves to PATH (needs matplotlib)")
     # For the tests: train and test on the first N samples of each split only.
     parser.add_argument("--limit", type=_positive, default=None, help=argparse.SUPPRESS)

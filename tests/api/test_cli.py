@@ -35,12 +35,33 @@ def test_every_option_parses():
 
 @pytest.mark.parametrize("argv", [["--model", "resnet"], ["--dataset", "imagenet"],
                                   ["--epochs", "0"], ["--batch-size", "-1"],
-                                  ["--learning-rate", "0"], ["--limit", "x"]])
+                                  ["--learning-rate", "0"], ["--limit", "x"],
+                                  ["--threads", "0"], ["--threads", "100000"], ["--seed", "-1"],
+                                  ["--save", "no-such-folder/m.keras"],
+                                  ["--plot", "no-such-folder/c.png"], ["--save", "."]])
 def test_bad_options_exit_with_usage(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse_args(argv)
     assert exit_info.value.code == 2
     assert "usage: python -m fastcnn" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--threads", "0"], ["--seed", "-1"],
+                                  ["--save", "{missing}/m.keras"]])
+def test_bad_options_stop_before_training(argv, tmp_path, capsys):
+    # main exits with argparse's usage error before loading data or training: no traceback,
+    # and a path that cannot be written is found before the training it would waste.
+    argv = [a.format(missing=tmp_path / "missing") for a in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", "mlp", "--epochs", "1", "--limit", "64", *argv])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert "usage: python -m fastcnn" in captured.err and argv[0] in captured.err
+    assert "Epoch" not in captured.out
+
+
+def test_negative_threads_mean_all_cores_but_some():
+    assert parse_args(["--threads", "-1"]).threads == -1
 
 
 def test_help_lists_options_but_hides_limit():
