@@ -78,6 +78,24 @@ def get_class(class_name):
                      "with fastcnn.saving.register_keras_serializable")
 
 
+def checked_config(config, owner, required=(), lists=()):
+    """``config``, once it is a dict that holds every key of ``required`` and a list under each
+    key of ``lists``: what a from_config needs before it reads anything."""
+    if not isinstance(config, dict):
+        raise TypeError(f"Expected {owner}'s config to be a dict, received "
+                        f"{type(config).__name__}")
+    missing = [key for key in (*required, *lists) if key not in config]
+    if missing:
+        raise ValueError(f"Expected {owner}'s config to hold the keys "
+                         f"{sorted({*required, *lists})}, received {sorted(config)}: missing "
+                         f"{missing}")
+    for key in lists:
+        if not isinstance(config[key], list):
+            raise ValueError(f"Expected {owner}'s config to hold a list under {key!r}, received "
+                             f"{type(config[key]).__name__}")
+    return config
+
+
 def serialize(obj):
     """{"class_name": ..., "config": {...}} of an object with a ``get_config``."""
     return {"class_name": registered_name(type(obj)), "config": obj.get_config()}

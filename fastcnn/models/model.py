@@ -18,7 +18,7 @@ from .. import saving
 from ..engine.graph import Graph
 from ..engine.tensor import KerasTensor, flatten, pack_like, unique_name
 from ..layers.base import Input, Layer, _shape_structure, _shapes_of, _template
-from ..serialization import deserialize, register_builtin, serialize
+from ..serialization import checked_config, deserialize, register_builtin, serialize
 from ..trainer import Trainer
 
 
@@ -271,6 +271,7 @@ class Model(Trainer, Layer):
 
     @classmethod
     def from_config(cls, config):
+        checked_config(config, cls.__name__)
         if "nodes" in config and "layers" in config:
             return _functional_from_config(cls, config)
         return cls(**config)
@@ -318,6 +319,9 @@ def _decode(encoded, lookup):
     if isinstance(encoded, list):
         return [_decode(v, lookup) for v in encoded]
     if isinstance(encoded, dict) and set(encoded) == {"dict"}:
+        if not isinstance(encoded["dict"], dict):
+            raise ValueError(f"Expected a dict of tensor references under 'dict', received "
+                             f"{encoded['dict']!r:.100}")
         return {k: _decode(v, lookup) for k, v in encoded["dict"].items()}
     return lookup(encoded)
 
@@ -344,21 +348,37 @@ def _functional_config(model):
             "outputs": _encode(graph.output_structure, ref)}
 
 
+def _position(entry, key, items, what):
+    """``items[entry[key]]``, or a ValueError that names the valid range."""
+    index = entry[key]
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(items):
+        raise ValueError(f"Expected {key!r} of {what} to be an index in [0, {len(items)}), "
+                         f"received {index!r:.100}")
+    return items[index]
+
+
 def _functional_from_config(cls, config):
+    name = f"functional {cls.__name__}"
+    checked_config(config, name, ("input_structure", "outputs"), ("layers", "inputs", "nodes"))
     layers = [deserialize(entry) for entry in config["layers"]]
-    inputs = [Input(batch_shape=entry["batch_shape"], name=entry["name"])
+    inputs = [Input(batch_shape=checked_config(entry, f"{name}'s input", ("batch_shape", "name"))
+                    ["batch_shape"], name=entry["name"])
               for entry in config["inputs"]]
     produced = []
 
     def lookup(entry):
-        if not isinstance(entry, dict):
-            raise ValueError(f"Expected a tensor reference, received {entry!r:.100}")
+        if not isinstance(entry, dict) or not ({"input"} <= set(entry)
+                                               or {"node", "index"} <= set(entry)):
+            raise ValueError(f"Expected a tensor reference {{'input': k}} or {{'node': j, "
+                             f"'index': i}}, received {entry!r:.100}")
         if "input" in entry:
-            return inputs[entry["input"]]
-        return flatten(produced[entry["node"]])[entry["index"]]
+            return _position(entry, "input", inputs, "a tensor reference")
+        outputs = flatten(_position(entry, "node", produced, "a tensor reference"))
+        return _position(entry, "index", outputs, "a tensor reference")
 
     for node in config["nodes"]:
-        layer = layers[node["layer"]]
+        layer = _position(checked_config(node, f"{name}'s node", ("layer", "inputs")), "layer",
+                          layers, "a node")
         produced.append(layer(_decode(node["inputs"], lookup), training=node.get("training")))
     model = cls(inputs=_decode(config["input_structure"], lookup),
                 outputs=_decode(config["outputs"], lookup), name=config.get("name"))

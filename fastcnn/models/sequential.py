@@ -2,7 +2,7 @@
 them, so that it trains, nests and saves through the same engine."""
 from ..engine.tensor import KerasTensor
 from ..layers.base import Input, InputLayer, Layer, normalize_shape
-from ..serialization import deserialize, register_builtin, serialize
+from ..serialization import checked_config, deserialize, register_builtin, serialize
 from .model import Model
 
 
@@ -154,6 +154,7 @@ class Sequential(Model):
 
     @classmethod
     def from_config(cls, config):
+        checked_config(config, cls.__name__, lists=("layers",))
         model = cls(name=config.get("name"))
         if config.get("input_shape") is not None:
             model.add(Input(shape=tuple(config["input_shape"])))
