@@ -259,6 +259,14 @@ class Trainer:
                     logs[f"{prefix}{o.name}_loss"] = sums.get(("loss", k), 0.0) / seen
         return logs
 
+    def _log_names(self, outputs, validation):
+        """The names in the logs of fit's epochs, known before the first batch (for callbacks
+        to check their arguments at on_train_begin)."""
+        counted = {key: 0 for k, o in enumerate(outputs) if o.count is not None
+                   for key in (("correct", k), ("total", k))}
+        names = list(self._logs({"loss": 0.0, **counted}, 1, outputs))
+        return names + [f"val_{n}" for n in names] if validation else names
+
     def _trained_owners(self):
         trained = {id(w) for w in self.trainable_weights}
         return [(o, i) for o, i in self._weight_owners() if id(o._weights[i]) in trained]
@@ -349,8 +357,12 @@ class Trainer:
         steps = -(-n // batch_size)
         history = History()
         extra = [ProgbarLogger(verbose)] if verbose else []
-        cbs = CallbackList(list(callbacks or []) + extra + [history], self,
-                           {"epochs": epochs, "steps": steps, "verbose": verbose})
+        callbacks = list(callbacks or []) + extra + [history]
+        # As in Keras 2, params["metrics"] lists every name an epoch's logs may hold.
+        names = self._log_names(outputs, xs_val is not None) + [
+            n for cb in callbacks for n in getattr(cb, "logged_names", ())]
+        cbs = CallbackList(callbacks, self, {"epochs": epochs, "steps": steps,
+                                             "verbose": verbose, "metrics": names})
         self.stop_training = False
         cbs.on_train_begin()
         logs = {}

@@ -5,6 +5,9 @@ from ..progbar import Progbar
 
 
 class Callback:
+    # The names a callback adds to an epoch's logs; fit lists them in params["metrics"].
+    logged_names = ()
+
     def __init__(self):
         self.model = None
         self.params = {}

@@ -97,6 +97,8 @@ class LearningRateScheduler(Callback):
     """Set the learning rate at the start of each epoch to ``schedule(epoch, lr)`` (or
     ``schedule(epoch)``, Keras's older form), and log it as "learning_rate"."""
 
+    logged_names = ("learning_rate",)
+
     def __init__(self, schedule, verbose=0):
         super().__init__()
         if not callable(schedule):
@@ -126,6 +128,8 @@ class ReduceLROnPlateau(Callback):
     """Multiply the learning rate by ``factor`` (not below ``min_lr``) once ``monitor`` has not
     improved by more than ``min_delta`` for ``patience`` epochs, then wait ``cooldown`` epochs
     before counting again; logs "learning_rate", as Keras does."""
+
+    logged_names = ("learning_rate",)
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
                  min_delta=1e-4, cooldown=0, min_lr=0.0):

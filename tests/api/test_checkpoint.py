@@ -131,8 +131,71 @@ def test_rejects_bad_arguments(kwargs, message):
 
 def test_unknown_filepath_field_names_the_available_ones():
     checkpoint = callbacks.ModelCheckpoint("m-{val_acc:.2f}.keras")
-    with pytest.raises(KeyError, match=r"filepath='m-\{val_acc:.2f\}.keras'.*'epoch', 'loss'.*val_acc"):
+    with pytest.raises(ValueError,
+                       match=r"filepath='m-\{val_acc:.2f\}.keras'.*'epoch', 'loss'.*val_acc"):
         run_epochs(checkpoint, [{"loss": 0.1}])
+
+
+@pytest.mark.parametrize("filepath,message", [
+    ("m-{0}.keras", r"names such as \{epoch\}.*received \{0\}"),
+    ("m-{}.keras", r"names such as \{epoch\}.*received \{\}"),
+    ("m-{epoch.real}.keras", r"received \{epoch.real\}"),
+    ("m-{loss[0]}.keras", r"received \{loss\[0\]\}"),
+    ("m-{epoch.keras", "valid format template"),
+    ("m-epoch}.keras", "valid format template"),
+    ("m-{epoch:999999999d}.keras", "width of at most 255, received 999999999"),
+    ("m-{epoch:0999999999}.keras", "width of at most 255, received 999999999"),
+    ("m-{loss:.999999999f}.keras", "precision of at most 255, received 999999999"),
+    ("m-{loss:{epoch}}.keras", "valid format for the field 'loss'"),
+    ("m-{loss!x}.keras", "valid format for the field 'loss'"),
+    ("m-{loss:d}.keras", "suit an int epoch and batch and float logs"),
+])
+def test_filepath_syntax_is_checked_when_built(filepath, message):
+    with pytest.raises(ValueError, match=message):
+        callbacks.ModelCheckpoint(filepath)
+
+
+@pytest.mark.parametrize("filepath,kwargs,field", [
+    ("m-{val_acc:.2f}.keras", {}, "val_acc"),
+    ("m-{val_loss:.2f}.keras", {}, "val_loss"),                # no validation data
+    ("m-{epoch}-{batch}.keras", {}, "batch"),                  # batches only with an int save_freq
+    ("m-{learning_rate}.keras", {}, "learning_rate"),          # no callback logs it
+    ("m-{batch}-{val_loss}.keras", {"save_freq": 2}, "val_loss"),  # validation ends an epoch
+])
+def test_filepath_fields_are_checked_before_the_first_batch(tmp_path, filepath, kwargs, field):
+    model = make_model()
+    x, y = noise_data()
+    checkpoint = callbacks.ModelCheckpoint(str(tmp_path / filepath), **kwargs)
+    with pytest.raises(ValueError, match=rf"'epoch', 'loss'.*received the field '{field}'"):
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[checkpoint])
+    assert model.optimizer.iterations == 0 and os.listdir(tmp_path) == []
+
+
+def test_filepath_may_name_every_log_fit_writes(tmp_path):
+    model = make_model()
+    x, y = noise_data()
+    pattern = "{epoch}-{loss:.2f}-{accuracy:.2f}-{val_loss:.2f}-{val_accuracy:.2f}-{learning_rate}"
+    history = model.fit(x, y, batch_size=8, epochs=2, validation_split=0.2, verbose=0, callbacks=[
+        callbacks.ReduceLROnPlateau(), callbacks.ModelCheckpoint(str(tmp_path / pattern))])
+    logs = history.history
+    assert sorted(os.listdir(tmp_path)) == [
+        pattern.format(epoch=e + 1, **{k: v[e] for k, v in logs.items()}) for e in range(2)]
+
+
+def test_filepath_names_the_outputs_of_a_multi_output_model(tmp_path):
+    inputs = fastcnn.Input(shape=(3,))
+    model = fastcnn.Model(inputs, [layers.Dense(2, activation="softmax", name="a")(inputs),
+                                   layers.Dense(1, name="b")(inputs)])
+    model.compile(optimizer="sgd", loss=["categorical_crossentropy", "mse"],
+                  metrics=[["accuracy"], []])
+    x = np.ones((8, 3), np.float32)
+    y = [fastcnn.utils.to_categorical(np.arange(8) % 2, 2), np.zeros((8, 1), np.float32)]
+    fit = lambda pattern: model.fit(x, y, epochs=1, verbose=0, callbacks=[  # noqa: E731
+        callbacks.ModelCheckpoint(str(tmp_path / pattern), save_weights_only=True)])
+    fit("{a_loss:.2f}-{b_loss:.2f}-{a_accuracy:.2f}.weights.npz")
+    assert len(os.listdir(tmp_path)) == 1
+    with pytest.raises(ValueError, match="received the field 'b_accuracy'"):
+        fit("{b_accuracy}.weights.npz")
 
 
 # -- TerminateOnNaN ------------------------------------------------------------------------
