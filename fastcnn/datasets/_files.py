@@ -13,6 +13,13 @@ Where a dataset's files are looked for, file by file:
    like ``FASTCNN_DATA``, so a static server of such a folder is a mirror), else from the
    dataset's published location.
 
+A download has two limits: each connect or read may stall at most ``TIMEOUT`` seconds, and the
+files one ``load_data`` call downloads must all arrive within its ``timeout`` argument (default
+``DOWNLOAD_TIMEOUT``, five minutes; ``None`` for none), so a mirror that trickles bytes cannot
+keep it busy forever. The deadline is checked between socket reads, so a read that stalls right
+before it may end up to ``TIMEOUT`` seconds later. A download past the deadline raises
+``DatasetUnavailableError`` and leaves nothing in the cache.
+
 Every file's size and sha256 are checked against the published values before a single byte of
 it is parsed, and the bytes that were checked are the bytes handed to the parser: nothing is
 read twice from disk.
@@ -20,10 +27,12 @@ read twice from disk.
 import gzip
 import hashlib
 import math
+import numbers
 import os
 import struct
 import sys
 import tempfile
+import time
 import zlib
 from pathlib import Path
 from typing import NamedTuple
@@ -32,6 +41,10 @@ import numpy as np
 
 # Seconds a single connect or read may stall; urllib applies it per socket operation.
 TIMEOUT = 60
+# Seconds all the files of one load_data call may take to download: the default of its timeout=.
+DOWNLOAD_TIMEOUT = 300
+# Bytes asked of the socket at a time; the deadline is checked between reads.
+CHUNK = 1 << 16
 
 IDX_IMAGES = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 IDX_LABELS = 2049  # 0x00000801: unsigned bytes, 1 dimension
@@ -55,8 +68,15 @@ class ChecksumError(ValueError):
     """A dataset file's bytes differ from the published ones; they are never parsed."""
 
 
-def fetch(dataset, files, default_mirror, *, cache_dir=None, mirror=None):
-    """Return ``{file name: verified bytes}`` for every file in ``files`` (name -> FileSpec)."""
+def fetch(dataset, files, default_mirror, *, cache_dir=None, mirror=None,
+          timeout=DOWNLOAD_TIMEOUT):
+    """Return ``{file name: verified bytes}`` for every file in ``files`` (name -> FileSpec);
+    the downloads among them must end within ``timeout`` seconds (None: no overall limit)."""
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)
+                                or not 0 < timeout < math.inf):
+        raise ValueError(f"Expected timeout to be a positive number of seconds or None, "
+                         f"received timeout={timeout!r}")
+    deadline = None if timeout is None else time.monotonic() + timeout
     user_dir = _user_data_dir(dataset)
     cache = _cache_root(cache_dir) / dataset
     base_url = _base_url(dataset, default_mirror, mirror)
@@ -79,7 +99,7 @@ def fetch(dataset, files, default_mirror, *, cache_dir=None, mirror=None):
             path.unlink()  # truncated or corrupt: download it once more, below
         url = base_url + name
         try:
-            data = _download(url, spec)
+            data = _download(url, spec, deadline, timeout)
             _atomic_write(path, data)
         except OSError as err:
             raise DatasetUnavailableError(
@@ -103,9 +123,11 @@ def idx_files(train_images, train_labels, test_images, test_labels):
     return dict(zip(names, (train_images, train_labels, test_images, test_labels)))
 
 
-def load_idx_dataset(dataset, files, default_mirror, *, cache_dir=None, mirror=None):
+def load_idx_dataset(dataset, files, default_mirror, *, cache_dir=None, mirror=None,
+                     timeout=DOWNLOAD_TIMEOUT):
     """Fetch the four MNIST-layout IDX files; return ``((x_train, y_train), (x_test, y_test))``."""
-    blobs = fetch(dataset, files, default_mirror, cache_dir=cache_dir, mirror=mirror)
+    blobs = fetch(dataset, files, default_mirror, cache_dir=cache_dir, mirror=mirror,
+                  timeout=timeout)
     splits = []
     for split in IDX_SPLITS:
         images, labels = idx_file_names(split)
@@ -178,20 +200,43 @@ def _matches(data, spec):
     return len(data) == spec.size and hashlib.sha256(data).hexdigest() == spec.sha256
 
 
-def _download(url, spec):
-    """The verified bytes at ``url``; raises ChecksumError, or OSError when the fetch fails."""
+def _download(url, spec, deadline, timeout):
+    """The verified bytes at ``url``, complete before the time.monotonic() ``deadline`` (None:
+    none; ``timeout`` names it in the error); raises ChecksumError, or OSError when the fetch
+    fails or runs past the deadline."""
     # Imported here: urllib.request pulls in ssl and email, too slow for `import fastcnn`.
     import http.client
     import urllib.request
 
     print(f"Downloading data from {url}", file=sys.stderr)
     request = urllib.request.Request(url, headers={"User-Agent": "fastcnn"})
+
+    def remaining():
+        left = math.inf if deadline is None else deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"the download did not end within timeout={timeout} seconds")
+        return left
+
+    # One byte more than published reveals an oversized body without reading all of it.
+    data, received = bytearray(spec.size + 1), 0
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-            # One byte more than published reveals an oversized body without reading all of it.
-            data = response.read(spec.size + 1)
+        # The deadline is checked between reads; a read that stalls gives up after this
+        # socket timeout, so a download ends at most min(TIMEOUT, timeout) past its deadline.
+        with urllib.request.urlopen(request, timeout=min(TIMEOUT, remaining())) as response, \
+                memoryview(data) as view:
+            while received < len(data):
+                remaining()
+                # readinto1: what one socket read brings; read(n) would wait for all n bytes.
+                count = response.readinto1(view[received:received + CHUNK])
+                if not count:
+                    break
+                received += count
+    except TimeoutError:  # a stalled read: name the deadline when that is what it reached
+        remaining()
+        raise
     except http.client.HTTPException as err:  # a dropped or garbled response, not an OSError
         raise OSError(f"bad HTTP response ({err!r})") from err
+    del data[received:]  # in place: the published size is the buffer's size less one
     if not _matches(data, spec):
         raise ChecksumError(f"{url} did not send the published file ({spec.size} bytes, "
                             f"sha256 {spec.sha256}); nothing was saved")

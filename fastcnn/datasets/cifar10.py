@@ -14,7 +14,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
-from ._files import FileSpec, fetch
+from ._files import DOWNLOAD_TIMEOUT, FileSpec, fetch
 
 DEFAULT_MIRROR = "https://www.cs.toronto.edu/~kriz/"
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -32,7 +32,7 @@ _TEST_BATCH = f"{_FOLDER}/test_batch"
 _IMAGE_BYTES = 3 * 32 * 32
 
 
-def load_data(*, cache_dir=None, mirror=None):
+def load_data(*, cache_dir=None, mirror=None, timeout=DOWNLOAD_TIMEOUT):
     """Load CIFAR-10 as Keras does: ``((x_train, y_train), (x_test, y_test))``.
 
     x_train is uint8 of shape (50000, 32, 32, 3) (channels last), y_train uint8 of shape
@@ -43,13 +43,17 @@ def load_data(*, cache_dir=None, mirror=None):
             or ``~/.fastcnn/datasets``.
         mirror: base URL the archive is downloaded from; default
             ``$FASTCNN_DATASETS_MIRROR/cifar10/`` or the CIFAR page.
+        timeout: seconds the archive's download may take (default 300, five minutes; None for
+            no limit); each connect or read may also stall at most 60 s.
 
     Raises:
-        DatasetUnavailableError (an OSError): the archive is missing and cannot be downloaded.
+        DatasetUnavailableError (an OSError): the archive is missing and cannot be downloaded,
+            or its download runs past ``timeout``.
         ChecksumError (a ValueError): the archive is not the published one.
         ValueError: the archive or a batch in it is malformed or unsafe.
     """
-    archive = fetch("cifar10", FILES, DEFAULT_MIRROR, cache_dir=cache_dir, mirror=mirror)
+    archive = fetch("cifar10", FILES, DEFAULT_MIRROR, cache_dir=cache_dir, mirror=mirror,
+                    timeout=timeout)
     members = _read_members(archive[ARCHIVE], _TRAIN_BATCHES + [_TEST_BATCH])
     train = _stack([_parse_batch(name, members[name]) for name in _TRAIN_BATCHES])
     test = _stack([_parse_batch(_TEST_BATCH, members[_TEST_BATCH])])

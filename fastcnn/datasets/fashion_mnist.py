@@ -3,7 +3,7 @@
 Same layout and file names as MNIST. See ``fastcnn.datasets._files`` for where the files are
 looked for and how they are checked.
 """
-from ._files import FileSpec, idx_files, load_idx_dataset
+from ._files import DOWNLOAD_TIMEOUT, FileSpec, idx_files, load_idx_dataset
 
 DEFAULT_MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 
@@ -19,11 +19,11 @@ FILES = idx_files(
 )
 
 
-def load_data(*, cache_dir=None, mirror=None):
+def load_data(*, cache_dir=None, mirror=None, timeout=DOWNLOAD_TIMEOUT):
     """Load Fashion-MNIST as Keras does: ``((x_train, y_train), (x_test, y_test))``.
 
     Shapes, dtypes, arguments and errors are those of ``fastcnn.datasets.mnist.load_data``; the
     cache folder is ``fashion_mnist/``, the default mirror Zalando's published location.
     """
     return load_idx_dataset("fashion_mnist", FILES, DEFAULT_MIRROR,
-                            cache_dir=cache_dir, mirror=mirror)
+                            cache_dir=cache_dir, mirror=mirror, timeout=timeout)

@@ -2,7 +2,7 @@
 
 See ``fastcnn.datasets._files`` for where the files are looked for and how they are checked.
 """
-from ._files import FileSpec, idx_files, load_idx_dataset
+from ._files import DOWNLOAD_TIMEOUT, FileSpec, idx_files, load_idx_dataset
 
 # Mirror used by torchvision; it serves the original IDX .gz files byte for byte.
 DEFAULT_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
@@ -16,7 +16,7 @@ FILES = idx_files(
 )
 
 
-def load_data(*, cache_dir=None, mirror=None):
+def load_data(*, cache_dir=None, mirror=None, timeout=DOWNLOAD_TIMEOUT):
     """Load MNIST as Keras does: ``((x_train, y_train), (x_test, y_test))``.
 
     x_train is uint8 of shape (60000, 28, 28), y_train uint8 of shape (60000,) with values 0-9;
@@ -27,10 +27,14 @@ def load_data(*, cache_dir=None, mirror=None):
             ``~/.fastcnn/datasets``.
         mirror: base URL the four files are downloaded from; default
             ``$FASTCNN_DATASETS_MIRROR/mnist/`` or the published mirror.
+        timeout: seconds the download of the missing files may take in all (default 300, five
+            minutes; None for no limit); each connect or read may also stall at most 60 s.
 
     Raises:
-        DatasetUnavailableError (an OSError): a file is missing and cannot be downloaded.
+        DatasetUnavailableError (an OSError): a file is missing and cannot be downloaded, or
+            its download runs past ``timeout``.
         ChecksumError (a ValueError): a file is not the published one.
         ValueError: a file is not well-formed IDX.
     """
-    return load_idx_dataset("mnist", FILES, DEFAULT_MIRROR, cache_dir=cache_dir, mirror=mirror)
+    return load_idx_dataset("mnist", FILES, DEFAULT_MIRROR, cache_dir=cache_dir, mirror=mirror,
+                            timeout=timeout)

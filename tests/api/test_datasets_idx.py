@@ -1,12 +1,17 @@
 """fastcnn.datasets: Fashion-MNIST and the IDX reader, through tiny files written here in the
 published format."""
 import gzip
+import http.server
+import inspect
 import struct
+import threading
+import time
 
 import numpy as np
 import pytest
 
-from fastcnn.datasets import ChecksumError, _files, fashion_mnist
+from fastcnn.datasets import ChecksumError, DatasetUnavailableError, _files, cifar10, \
+    fashion_mnist, mnist
 from conftest import publish
 
 pytestmark = pytest.mark.usefixtures("isolated_datasets")
@@ -75,3 +80,87 @@ def test_images_and_labels_must_agree(tmp_path, monkeypatch):
 def test_read_idx_refuses_malformed_files(blob, magic):
     with pytest.raises(ValueError):
         _files.read_idx(blob, magic, "test.gz")
+
+
+# ---- the download deadline -------------------------------------------------------------------
+
+@pytest.fixture
+def slow_mirror(tmp_path, monkeypatch):
+    """A mirror on 127.0.0.1 of tiny Fashion-MNIST files that waits ``latency`` seconds before
+    each response, then sends the body one byte per ``pause`` seconds (None: the headers, then
+    nothing), until the test ends."""
+    blobs = {name: idx_gz(a) for name, a in fashion_arrays().items()}
+    publish(fashion_mnist, tmp_path / "published", blobs, monkeypatch)
+    stop, settings = threading.Event(), {"latency": 0, "pause": 0}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = blobs[self.path.rsplit("/", 1)[-1]]
+            if stop.wait(settings["latency"]):
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if settings["pause"] == 0:
+                self.wfile.write(body)
+                return
+            for byte in body:
+                if stop.wait(settings["pause"] or 60):
+                    return
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/", settings
+    finally:
+        stop.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize("pause", [0.2, None], ids=["trickle", "stall"])
+def test_a_slow_mirror_is_given_up_at_the_deadline(slow_mirror, tmp_path, pause):
+    # Every read brings a byte well within the socket timeout, so only an overall deadline
+    # ends the download; a mirror that stalls outright ends at the same deadline.
+    url, settings = slow_mirror
+    settings["pause"] = pause
+    start = time.monotonic()
+    with pytest.raises(DatasetUnavailableError, match=r"within timeout=1\.5 seconds"):
+        fashion_mnist.load_data(cache_dir=tmp_path / "cache", mirror=url, timeout=1.5)
+    assert 1.5 <= time.monotonic() - start < 6
+    cache = tmp_path / "cache" / "fashion_mnist"
+    assert not cache.exists() or list(cache.iterdir()) == []  # no partial file
+
+
+def test_the_deadline_covers_every_file_of_the_call(slow_mirror, tmp_path):
+    url, settings = slow_mirror
+    (x, _), _ = fashion_mnist.load_data(cache_dir=tmp_path / "fast", mirror=url, timeout=5)
+    assert x.shape == (7, 28, 28)
+    # Each file alone arrives in time; the four together do not. The files that arrived stay.
+    settings["latency"] = 0.4
+    with pytest.raises(DatasetUnavailableError, match="timeout=1.0 seconds") as info:
+        fashion_mnist.load_data(cache_dir=tmp_path / "slow", mirror=url, timeout=1.0)
+    first, *others = fashion_mnist.FILES
+    assert first not in str(info.value).splitlines()[0]
+    cached = sorted(p.name for p in (tmp_path / "slow" / "fashion_mnist").iterdir())
+    assert first in cached and len(cached) < 4 and set(cached) <= set(fashion_mnist.FILES)
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), "60", True])
+def test_load_data_refuses_a_bad_timeout(timeout, tmp_path):
+    with pytest.raises(ValueError, match="timeout"):
+        fashion_mnist.load_data(cache_dir=tmp_path, timeout=timeout)
+
+
+@pytest.mark.parametrize("module", [mnist, fashion_mnist, cifar10])
+def test_every_loader_has_a_download_deadline_of_a_few_minutes(module):
+    assert inspect.signature(module.load_data).parameters["timeout"].default == 300
