@@ -40,7 +40,7 @@ def _non_negative(text):
 def _output_path(text):
     """A file path whose folder exists and is writable, checked before any training."""
     folder = os.path.dirname(os.path.abspath(text))
-    if os.path.isdir(text):
+    if not text or os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"expected a file path, received the folder {text}")
     if not os.path.isdir(folder):
         raise argparse.ArgumentTypeError(f"expected a path in an existing folder, received {text} "

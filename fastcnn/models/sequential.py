@@ -157,7 +157,7 @@ class Sequential(Model):
         checked_config(config, cls.__name__, lists=("layers",))
         model = cls(name=config.get("name"))
         if config.get("input_shape") is not None:
-            model.add(Input(shape=tuple(config["input_shape"])))
+            model.add(Input(shape=config["input_shape"]))
         for entry in config["layers"]:
             model.add(deserialize(entry))
         if not config.get("trainable", True):

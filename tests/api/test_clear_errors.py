@@ -20,6 +20,8 @@ def test_sequential_from_config_names_the_missing_key():
         fastcnn.Sequential.from_config({"layers": 5})
     with pytest.raises(TypeError, match="Sequential's config to be a dict"):
         fastcnn.Sequential.from_config([])
+    with pytest.raises(ValueError, match="Expected shape"):
+        fastcnn.Sequential.from_config({"layers": [], "input_shape": 2.5})
 
 
 def test_sequential_from_config_still_rebuilds_the_model():

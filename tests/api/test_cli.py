@@ -38,7 +38,8 @@ def test_every_option_parses():
                                   ["--learning-rate", "0"], ["--limit", "x"],
                                   ["--threads", "0"], ["--threads", "100000"], ["--seed", "-1"],
                                   ["--save", "no-such-folder/m.keras"],
-                                  ["--plot", "no-such-folder/c.png"], ["--save", "."]])
+                                  ["--plot", "no-such-folder/c.png"], ["--save", "."],
+                                  ["--save", ""]])
 def test_bad_options_exit_with_usage(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse_args(argv)
