@@ -57,7 +57,8 @@ class ModelCheckpoint(Callback):
     int ``save_freq``) and the logs: ``"ckpt-{epoch:02d}-{val_loss:.2f}.keras"``. Its syntax is
     checked when the callback is built (named fields only, widths and precisions up to
     ``MAX_FIELD_WIDTH``), its names at the start of fit, against the names fit will log (its
-    ``params["metrics"]``). Each file is written atomically (``fastcnn.saving.atomic_write``),
+    ``params["metrics"]``; a callback that adds names to the logs lists them in its
+    ``logged_names``). Each file is written atomically (``fastcnn.saving.atomic_write``),
     so a crash at any moment leaves the previous checkpoint or the complete new one. With
     ``save_best_only`` a file is written only when ``monitor`` improves; mode "auto" maximises
     names containing "acc" and minimises others.

@@ -319,3 +319,17 @@ def test_sigkill_at_random_moments_always_leaves_a_loadable_checkpoint(tmp_path)
             server.wait(timeout=30)
     print(f"\n{trials} SIGKILL trials in {time.monotonic() - start:.1f} s; "
           f"{temps_left} were killed mid-write and left a temporary file")
+
+
+def test_filepath_may_name_what_a_callback_declares_it_logs(tmp_path):
+    class LogsWidth(callbacks.Callback):
+        logged_names = ("width",)
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs["width"] = 2.0 * (epoch + 1)
+
+    model = make_model()
+    x, y = noise_data()
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[
+        LogsWidth(), callbacks.ModelCheckpoint(str(tmp_path / "w{width:.0f}.keras"))])
+    assert sorted(os.listdir(tmp_path)) == ["w2.keras", "w4.keras"]
