@@ -12,6 +12,7 @@ import numpy as np
 
 FLOATS = (np.float32, np.float64)
 INDEX_LIMIT = 2**31 - 1  # kernels index one image, and the argmax, with 32-bit ints
+_TooHardError = getattr(np, "exceptions", np).TooHardError  # numpy < 1.25: np.TooHardError
 
 
 def check_array(a, name, ndim=None):
@@ -51,6 +52,39 @@ def out_buffer(out, shape, dtype, name):
                          f"dtype {out.dtype}, C-contiguous={out.flags.c_contiguous}, "
                          f"writeable={out.flags.writeable}")
     return out
+
+
+def check_apart(outputs, inputs, may_equal=()):
+    """Refuse overlapping buffers: each of ``outputs`` (name -> an array the kernel writes, or
+    None) must share no memory with any of ``inputs`` (name -> an array it reads, or None) or
+    with another output, since the kernel would read values it has already overwritten.
+    ``may_equal`` holds the (output, input) name pairs of a kernel that works in place: that
+    input may be that output itself, element for element (the same start and size of a
+    C-contiguous buffer), but may not overlap it otherwise."""
+    seen = [(name, a) for name, a in inputs.items() if a is not None]
+    for out_name, out in outputs.items():
+        if out is None:
+            continue
+        for name, a in seen:
+            # The bounds test is cheap and exact for contiguous arrays; shares_memory settles
+            # strided ones (a broadcast index map).
+            if not np.may_share_memory(out, a) or not _overlap(out, a):
+                continue
+            if ((out_name, name) in may_equal and a.size == out.size and a.dtype == out.dtype
+                    and a.__array_interface__["data"][0] == out.__array_interface__["data"][0]):
+                continue
+            same = " other than as the very same array" if (out_name, name) in may_equal else ""
+            raise ValueError(f"Expected {out_name} not to overlap {name}{same}: the kernel would "
+                             f"read values of {name} it has already overwritten; received arrays "
+                             f"that share memory")
+        seen.append((out_name, out))
+
+
+def _overlap(a, b):
+    try:
+        return np.shares_memory(a, b, max_work=10**6)
+    except _TooHardError:  # strides too intricate to tell: assume the worst
+        return True
 
 
 def in_place(a, name):
