@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from conftest import DY, LABELS, LOGITS, W, X, Y, K
 
-from fastcnn._ops import (activation, conv, dense, distance, dropout, loss, normalization, pool,
-                          regularization, remap)
+from fastcnn._ops import (activation, conv, dense, distance, dropout, loss, merge, normalization,
+                          pool, regularization, remap)
 
 RNG = np.random.default_rng(7)
 POOLED, ARGMAX = conv.conv2d_maxpool_forward(X, K, None, (1, 1), "valid", (2, 2), (2, 2))
@@ -146,6 +146,9 @@ def test_outputs_are_refused_when_they_overlap_each_other():
     dw, db = buf[:12].reshape(4, 3), buf[10:13]
     with pytest.raises(ValueError, match="Expected db not to overlap dw"):
         dense.dense_backward_weight(X.reshape(-1, 36)[:, :4], LOGITS, dw=dw, db=db)
+    part = np.zeros((8, 2), np.float32)
+    with pytest.raises(ValueError, match=r"Expected outs\[1\] not to overlap outs\[0\]"):
+        merge.concatenate_backward(LOGITS[:, :2].repeat(2, axis=1), [2, 2], outs=[part, part])
 
 
 def test_disjoint_views_of_one_buffer_are_accepted():
