@@ -7,6 +7,7 @@ shuffles and draws its random transforms with RNG (seed, e).
 Each fit plans the model's graph once (``engine.plan``) and runs it in one ``Execution``;
 evaluate and predict borrow executions from a pool, so several threads may call them at once.
 """
+import math
 import numbers
 import threading
 
@@ -15,7 +16,7 @@ import numpy as np
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
-from ._ops.checks import check_array, positive_int
+from ._ops.checks import check_array, check_memory, copy_bytes, positive_int
 from .callbacks import CallbackList, History, ProgbarLogger
 from .engine.execution import Execution
 from .engine.graph import FlatGraph, infer_shapes
@@ -150,10 +151,12 @@ class Trainer:
                 for n, lo, w, m in zip(names, losses, weights, per_output)]
 
     # -- data ------------------------------------------------------------------------------
-    def _model_inputs(self, x, name="x", training=False):
+    def _model_inputs(self, x, name="x", training=False, whole_outputs=False):
         """(graph, one float32 array per graph input) for the data ``x``: an array, a list (one
         per input) or a dict (by input name), and mode ``training`` (a subclassed model's
-        ``call`` may differ between modes). Builds an unbuilt model for x's shapes."""
+        ``call`` may differ between modes). Builds an unbuilt model for x's shapes. Refuses,
+        before converting anything, data whose float32 copy (and, with ``whole_outputs``, the
+        outputs for all of it, as predict returns) would not fit the available memory."""
         if x is None:
             raise ValueError(f"Expected {name} to be an array, received None")
         x = as_data_structure(x)
@@ -173,6 +176,11 @@ class Trainer:
                                                    for e, d in zip(expected, a.shape[1:])):
                 raise ValueError(f"Expected {name} of shape (samples, *{expected}), received "
                                  f"{a.shape}")
+        needs = [(f"a float32 copy of {name}", sum(copy_bytes(a, np.float32) for a in arrays))]
+        if whole_outputs:
+            shapes = infer_shapes(graph, [a.shape for a in arrays])
+            needs.append(("the float32 outputs", sum(math.prod(s) * 4 for s in shapes)))
+        check_memory(needs, name)
         return graph, [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
 
     @staticmethod
@@ -447,7 +455,7 @@ class Trainer:
         batch_size = positive_int(batch_size, "batch_size")
         verbose = _check_verbose(verbose)
         with self._build_rollback():
-            graph, xs = self._model_inputs(x)
+            graph, xs = self._model_inputs(x, whole_outputs=True)
         pool = self._runner(graph, False, self.fuse)
         n = len(xs[0])
         steps = -(-n // batch_size)

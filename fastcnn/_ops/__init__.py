@@ -4,7 +4,8 @@ Each wrapper module here has the name of the ``_ext`` module it calls (conv, den
 activation, dropout, loss, normalization, optim, regularization, remap, distance, merge). A wrapper
 checks its arguments (``checks``), makes every array a kernel reads C-contiguous in one floating
 dtype (copying once, never reinterpreting), allocates or checks the output buffers the kernel
-writes, resolves the thread count once (``threads``) and passes it to the kernel. Every wrapped
+writes (refusing one that overlaps an input, unless the kernel works in place: ``check_apart``),
+resolves the thread count once (``threads``) and passes it to the kernel. Every wrapped
 kernel has a NumPy twin with the same signature in ``fastcnn._reference``. ``workspace`` holds the
 buffer pool the layers reuse across batches. Two helpers serve a kernel's operands without calling
 one: ``normalization.batchnorm_partial_shape`` (the scratch a batchnorm layer keeps) and

@@ -1,7 +1,7 @@
 """Activations, forward beside backward: checked calls of the relu, sigmoid, tanh and softmax
 kernels."""
 from .._ext import activation as _activation
-from .checks import as_kernel_array, out_buffer
+from .checks import as_kernel_array, check_apart, out_buffer
 from .threads import effective_n_threads
 
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
@@ -21,11 +21,12 @@ def _check_activation(name, a, a_name):
 
 
 def activation_forward(name, x, out=None, n_threads=None):
-    """Apply the named activation; softmax runs over the last axis."""
+    """Apply the named activation; softmax runs over the last axis. out may be x itself."""
     n_threads = effective_n_threads(n_threads)
     x = as_kernel_array(x, "x")
     _check_activation(name, x, "x")
     out = out_buffer(out, x.shape, x.dtype, "out")
+    check_apart({"out": out}, {"x": x}, may_equal={("out", "x")})
     if name == "linear":
         out[...] = x
     elif name == "softmax":
@@ -37,12 +38,14 @@ def activation_forward(name, x, out=None, n_threads=None):
 
 
 def activation_backward(name, y, dy, out=None, n_threads=None):
-    """Gradient through the named activation, given its output ``y``."""
+    """Gradient through the named activation, given its output ``y``. out may be y or dy
+    itself: each row's kernel reads an element of both before it writes that element."""
     n_threads = effective_n_threads(n_threads)
     y = as_kernel_array(y, "y")
     _check_activation(name, y, "y")
     dy = as_kernel_array(dy, "dy", dtype=y.dtype, shape=y.shape)
     dx = out_buffer(out, y.shape, y.dtype, "out")
+    check_apart({"out": dx}, {"y": y, "dy": dy}, may_equal={("out", "y"), ("out", "dy")})
     if name == "linear":
         dx[...] = dy
     elif name == "softmax":

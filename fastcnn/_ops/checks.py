@@ -7,11 +7,16 @@ or convert, before any kernel runs, whatever would break that.
 import functools
 import math
 import numbers
+import os
 
 import numpy as np
 
 FLOATS = (np.float32, np.float64)
 INDEX_LIMIT = 2**31 - 1  # kernels index one image, and the argmax, with 32-bit ints
+_TooHardError = getattr(np, "exceptions", np).TooHardError  # numpy < 1.25: np.TooHardError
+# Allocations below this many bytes are not checked against the available memory: reading it
+# costs more than they do, and they cannot exhaust a machine fastcnn runs on.
+MEMORY_CHECK_BYTES = 1 << 26
 
 
 def check_array(a, name, ndim=None):
@@ -28,13 +33,58 @@ def check_array(a, name, ndim=None):
 
 def as_kernel_array(a, name, ndim=None, dtype=None, shape=None):
     """``a`` as a C-contiguous float array of rank ``ndim``, or of exactly ``shape`` (copying
-    only when needed)."""
+    only when needed, and refusing a copy larger than the available memory)."""
     a = check_array(a, name, ndim if shape is None else len(shape))
     if shape is not None and a.shape != tuple(shape):
         raise ValueError(f"Expected {name} of shape {tuple(shape)}, received {a.shape}")
     if dtype is None:
         dtype = a.dtype if a.dtype in FLOATS else np.float32
+    nbytes = copy_bytes(a, dtype)
+    if nbytes >= MEMORY_CHECK_BYTES:
+        check_memory([(f"a C-contiguous {np.dtype(dtype)} copy of {name}", nbytes)], name)
     return np.ascontiguousarray(a, dtype=dtype)
+
+
+def copy_bytes(a, dtype):
+    """The bytes np.ascontiguousarray(a, dtype) allocates: 0 when it returns ``a`` itself. A
+    broadcast view's copy holds every value it shows."""
+    if a.dtype == dtype and a.flags.c_contiguous:
+        return 0
+    return a.size * np.dtype(dtype).itemsize
+
+
+def available_memory():
+    """Bytes the machine can still give this process: MemAvailable plus free swap where Linux
+    reports them, else the physical memory; None when neither is known."""
+    try:
+        with open("/proc/meminfo") as f:
+            info = {key: value.split() for key, value in (line.split(":", 1) for line in f)}
+        return (int(info["MemAvailable"][0]) + int(info.get("SwapFree", ["0"])[0])) * 1024
+    except (OSError, KeyError, ValueError, IndexError):
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):
+            return None
+
+
+def _size_text(nbytes):
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if nbytes < 1024 or unit == "TiB":
+            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+
+
+def check_memory(needs, name):
+    """Refuse, before any of it is allocated, memory the machine does not have: ``needs`` lists
+    (what, bytes) of the allocations that data ``name`` calls for."""
+    total = sum(nbytes for _, nbytes in needs)
+    if total < MEMORY_CHECK_BYTES:
+        return
+    available = available_memory()
+    if available is not None and total > available:
+        parts = " and ".join(f"{what} ({_size_text(nbytes)})" for what, nbytes in needs if nbytes)
+        raise ValueError(f"Expected {name} to fit in memory: {parts} would need "
+                         f"{_size_text(total)}, more than the {_size_text(available)} available")
 
 
 def out_buffer(out, shape, dtype, name):
@@ -51,6 +101,39 @@ def out_buffer(out, shape, dtype, name):
                          f"dtype {out.dtype}, C-contiguous={out.flags.c_contiguous}, "
                          f"writeable={out.flags.writeable}")
     return out
+
+
+def check_apart(outputs, inputs, may_equal=()):
+    """Refuse overlapping buffers: each of ``outputs`` (name -> an array the kernel writes, or
+    None) must share no memory with any of ``inputs`` (name -> an array it reads, or None) or
+    with another output, since the kernel would read values it has already overwritten.
+    ``may_equal`` holds the (output, input) name pairs of a kernel that works in place: that
+    input may be that output itself, element for element (the same start and size of a
+    C-contiguous buffer), but may not overlap it otherwise."""
+    seen = [(name, a) for name, a in inputs.items() if a is not None]
+    for out_name, out in outputs.items():
+        if out is None:
+            continue
+        for name, a in seen:
+            # The bounds test is cheap and exact for contiguous arrays; shares_memory settles
+            # strided ones (a broadcast index map).
+            if not np.may_share_memory(out, a) or not _overlap(out, a):
+                continue
+            if ((out_name, name) in may_equal and a.size == out.size and a.dtype == out.dtype
+                    and a.__array_interface__["data"][0] == out.__array_interface__["data"][0]):
+                continue
+            same = " other than as the very same array" if (out_name, name) in may_equal else ""
+            raise ValueError(f"Expected {out_name} not to overlap {name}{same}: the kernel would "
+                             f"read values of {name} it has already overwritten; received arrays "
+                             f"that share memory")
+        seen.append((out_name, out))
+
+
+def _overlap(a, b):
+    try:
+        return np.shares_memory(a, b, max_work=10**6)
+    except _TooHardError:  # strides too intricate to tell: assume the worst
+        return True
 
 
 def in_place(a, name):

@@ -2,7 +2,8 @@
 import numpy as np
 
 from .._ext import conv as _conv
-from .checks import (argmax_array, as_kernel_array, bias_array, check_array, check_index_range,
+from .checks import (argmax_array, as_kernel_array, bias_array, check_apart, check_array,
+                     check_index_range,
                      check_weight_shape, memoized, out_buffer, shape_arg, weights_array,
                      window_output_shape)
 from .dropout import dropout_args
@@ -35,6 +36,7 @@ def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_th
     x = as_kernel_array(x, "x", 4, kernel.dtype)
     bias = bias_array(bias, kernel.shape[3], kernel.dtype)
     out = out_buffer(out, shape, kernel.dtype, "out")
+    check_apart({"out": out}, {"x": x, "kernel": kernel, "bias": bias})
     _conv.conv2d_forward(x, kernel, bias, out, strides[0], strides[1], top, left, relu, n_threads)
     return out
 
@@ -46,6 +48,7 @@ def conv2d_backward_input(dy, kernel, input_shape, strides, padding, out=None, n
     shape, top, left = _conv_geometry(input_shape, kernel.shape, strides, padding, "input_shape")
     dy = as_kernel_array(dy, "dy", dtype=kernel.dtype, shape=shape)
     dx = out_buffer(out, input_shape, kernel.dtype, "out")
+    check_apart({"out": dx}, {"dy": dy, "kernel": kernel})
     _conv.conv2d_backward_input(dy, kernel, dx, strides[0], strides[1], top, left, n_threads)
     return dx
 
@@ -60,6 +63,7 @@ def conv2d_backward_weight(x, dy, kernel_shape, strides, padding, dw=None, db=No
     dy = as_kernel_array(dy, "dy", dtype=x.dtype, shape=shape)
     dw = out_buffer(dw, kernel_shape, x.dtype, "dw")
     db = None if db is None else out_buffer(db, kernel_shape[3:], x.dtype, "db")
+    check_apart({"dw": dw, "db": db}, {"x": x, "dy": dy})
     _conv.conv2d_backward_weight(x, dy, dw, db, strides[0], strides[1], top, left, n_threads)
     return dw
 
@@ -87,6 +91,7 @@ def conv2d_maxpool_forward(x, kernel, bias, strides, padding, pool_size, pool_st
     bias = bias_array(bias, kernel.shape[3], np.float32)
     out = out_buffer(out, shape, np.float32, "out")
     argmax = out_buffer(argmax, shape, np.int32, "argmax")
+    check_apart({"out": out, "argmax": argmax}, {"x": x, "kernel": kernel, "bias": bias})
     _conv.conv2d_maxpool_forward(x, kernel, bias, out, argmax, strides[0], strides[1], top, left,
                                  relu, *pool_size, *pool_strides, n_threads,
                                  *dropout_args(dropout))
@@ -114,6 +119,8 @@ def conv2d_maxpool_backward(x, dy, pooled, argmax, kernel, strides, padding, poo
     dw = out_buffer(dw, kernel.shape, np.float32, "dw")
     db = None if db is None else out_buffer(db, kernel.shape[3:], np.float32, "db")
     dx = out_buffer(dx, x.shape, np.float32, "dx") if need_dx else None
+    check_apart({"dw": dw, "db": db, "dx": dx},
+                {"x": x, "dy": dy, "pooled": pooled, "argmax": argmax, "kernel": kernel})
     skipped = _conv.conv2d_maxpool_backward(x, dy, pooled, argmax, kernel, dw, db, dx,
                                             strides[0], strides[1], top, left, relu, *pool_size,
                                             *pool_strides, input_relu, n_threads,

@@ -1,6 +1,6 @@
 """Fully connected layers: checked calls of ``_ext.dense``."""
 from .._ext import dense as _dense
-from .checks import (as_kernel_array, bias_array, check_array, check_index_range,
+from .checks import (as_kernel_array, bias_array, check_apart, check_array, check_index_range,
                      check_weight_shape, out_buffer, weights_array)
 from .threads import effective_n_threads
 
@@ -30,6 +30,7 @@ def dense_forward(x, kernel, bias, relu=False, out=None, n_threads=None):
     kernel, x, shape = _times_kernel(x, "x", kernel, 0)
     bias = bias_array(bias, kernel.shape[1], kernel.dtype)
     out = out_buffer(out, shape, kernel.dtype, "out")
+    check_apart({"out": out}, {"x": x, "kernel": kernel, "bias": bias})
     _dense.dense_forward(x, kernel, bias, out, relu, n_threads)
     return out
 
@@ -38,6 +39,7 @@ def dense_backward_input(dy, kernel, out=None, n_threads=None):
     n_threads = effective_n_threads(n_threads)
     kernel, dy, shape = _times_kernel(dy, "dy", kernel, 1)
     dx = out_buffer(out, shape, kernel.dtype, "out")
+    check_apart({"out": dx}, {"dy": dy, "kernel": kernel})
     _dense.dense_backward_input(dy, kernel, dx, n_threads)
     return dx
 
@@ -52,5 +54,6 @@ def dense_backward_weight(x, dy, dw=None, db=None, n_threads=None):
     dy = as_kernel_array(dy, "dy", 2, x.dtype)
     dw = out_buffer(dw, kernel_shape, x.dtype, "dw")
     db = None if db is None else out_buffer(db, kernel_shape[1:], x.dtype, "db")
+    check_apart({"dw": dw, "db": db}, {"x": x, "dy": dy})
     _dense.dense_backward_weight(x, dy, dw, db, n_threads)
     return dw

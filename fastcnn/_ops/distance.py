@@ -3,7 +3,7 @@
 import numpy as np
 
 from .._ext import distance as _distance
-from .checks import as_kernel_array, out_buffer
+from .checks import as_kernel_array, check_apart, out_buffer
 from .threads import effective_n_threads
 
 DISTANCE_METRICS = ("l1", "l2")
@@ -20,6 +20,7 @@ def pairwise_distances(x, yt, metric, out=None, n_threads=None):
     if x.shape[1] != yt.shape[0]:
         raise ValueError(f"Expected x with {yt.shape[0]} features, received shape {x.shape}")
     out = out_buffer(out, (x.shape[0], yt.shape[1]), yt.dtype, "out")
+    check_apart({"out": out}, {"x": x, "yt": yt})
     _distance.pairwise_distances(x, yt, out, metric == "l1", n_threads)
     return out
 
@@ -33,5 +34,6 @@ def k_smallest(dist, k, index=None, out=None, n_threads=None):
         raise ValueError(f"Expected k in [1, {dist.shape[1]}], received k={k!r}")
     index = out_buffer(index, (dist.shape[0], k), np.intp, "index")
     out = out_buffer(out, (dist.shape[0], k), dist.dtype, "out")
+    check_apart({"index": index, "out": out}, {"dist": dist})
     _distance.k_smallest(dist, index, out, n_threads)
     return index, out

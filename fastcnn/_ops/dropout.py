@@ -3,7 +3,7 @@ the fused conv + pool step takes too."""
 import numbers
 
 from .._ext import dropout as _dropout
-from .checks import as_kernel_array, out_buffer
+from .checks import as_kernel_array, check_apart, out_buffer
 from .threads import effective_n_threads
 
 
@@ -20,8 +20,11 @@ def dropout_args(dropout):
 
 
 def _dropout_operands(x, name, seed, rate, out):
+    """The flat operands; out may be x itself (the kernels draw each mask bit from its index)."""
     x = as_kernel_array(x, name)
-    return (x.reshape(-1), *dropout_args((seed, rate)), out_buffer(out, x.shape, x.dtype, "out"))
+    out = out_buffer(out, x.shape, x.dtype, "out")
+    check_apart({"out": out}, {name: x}, may_equal={("out", name)})
+    return (x.reshape(-1), *dropout_args((seed, rate)), out)
 
 
 def dropout_forward(x, seed, rate, out=None, n_threads=None):

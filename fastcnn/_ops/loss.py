@@ -4,7 +4,7 @@ import numbers
 import numpy as np
 
 from .._ext import loss as _loss
-from .checks import as_kernel_array, out_buffer
+from .checks import as_kernel_array, check_apart, out_buffer
 from .threads import effective_n_threads
 
 
@@ -42,6 +42,7 @@ def _dense_target_loss(kernel, scores_name, scores, target, grad_scale, grad, lo
     scores = _scores(scores, scores_name)
     target = as_kernel_array(target, "target", dtype=scores.dtype, shape=scores.shape)
     grad, loss = _loss_outputs(scores, grad_scale, grad, loss)
+    check_apart({"grad": grad, "loss": loss}, {scores_name: scores, "target": target})
     kernel(scores, target, grad, loss, grad_scale, n_threads)
     return loss, grad
 
@@ -51,6 +52,7 @@ def _label_loss(kernel, scores_name, scores, labels, grad_scale, grad, loss, n_t
     scores = _scores(scores, scores_name)
     labels = _class_labels(labels, scores.shape)
     grad, loss = _loss_outputs(scores, grad_scale, grad, loss)
+    check_apart({"grad": grad, "loss": loss}, {scores_name: scores, "labels": labels})
     kernel(scores, labels, grad, loss, grad_scale, n_threads)
     return loss, grad
 

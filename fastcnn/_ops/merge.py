@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from .._ext import merge as _merge
-from .checks import as_kernel_array, check_array, out_buffer, shape_arg
+from .checks import as_kernel_array, check_apart, check_array, out_buffer, shape_arg
 from .threads import effective_n_threads
 
 
@@ -109,6 +109,7 @@ def concatenate_backward(dy, sizes, axis=-1, outs=None, n_threads=None):
         raise ValueError(f"Expected outs to hold {len(sizes)} arrays, one per size, received "
                          f"{len(outs)}")
     outs = [out_buffer(o, s, dy.dtype, f"outs[{i}]") for i, (o, s) in enumerate(zip(outs, shapes))]
+    check_apart({f"outs[{i}]": o for i, o in enumerate(outs)}, {})
     if any(np.may_share_memory(dy, o) for o in outs):
         dy = dy.copy()
     _merge.concatenate_backward(dy.reshape(_columns(dy.shape, axis)),

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .._ext import normalization as _normalization
-from .checks import as_kernel_array, out_buffer
+from .checks import as_kernel_array, check_apart, out_buffer
 from .threads import effective_n_threads
 
 BATCHNORM_CHUNK = 8192  # values per partial column sum; fixed, so sums ignore the thread count
@@ -44,6 +44,9 @@ def batchnorm_forward_training(x, gamma, beta, moving_mean, moving_var, momentum
     mean = out_buffer(mean, (c,), x.dtype, "mean")
     inv_std = out_buffer(inv_std, (c,), x.dtype, "inv_std")
     partial = out_buffer(partial, batchnorm_partial_shape(x.shape), np.float64, "partial")
+    check_apart({"out": out, "mean": mean, "inv_std": inv_std, "partial": partial,
+                 "moving_mean": moving_mean, "moving_var": moving_var},
+                {"x": x, "gamma": gamma, "beta": beta})
     _normalization.batchnorm_forward_training(
         x.reshape(-1, c), gamma, beta, moving_mean, moving_var, out.reshape(-1, c), mean, inv_std,
         partial, momentum, epsilon, n_threads)
@@ -58,6 +61,9 @@ def batchnorm_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon
                                moving_var=moving_var)
     out = out_buffer(out, x.shape, x.dtype, "out")
     inv_std = out_buffer(inv_std, (c,), x.dtype, "inv_std")
+    check_apart({"out": out, "inv_std": inv_std}, {"x": x, "gamma": gamma, "beta": beta,
+                                                   "moving_mean": moving_mean,
+                                                   "moving_var": moving_var})
     _normalization.batchnorm_forward_inference(x.reshape(-1, c), gamma, beta, moving_mean,
                                                moving_var, out.reshape(-1, c), inv_std, epsilon,
                                                n_threads)
@@ -76,6 +82,8 @@ def batchnorm_backward(x, dy, gamma, mean, inv_std, batch_stats, dgamma, dbeta, 
         raise ValueError(f"Expected dy of shape {x.shape}, received {dy.shape}")
     dx = out_buffer(out, x.shape, x.dtype, "dx") if need_dx else None
     partial = out_buffer(partial, batchnorm_partial_shape(x.shape), np.float64, "partial")
+    check_apart({"dx": dx, "dgamma": dgamma, "dbeta": dbeta, "partial": partial},
+                {"x": x, "dy": dy, "gamma": gamma, "mean": mean, "inv_std": inv_std})
     _normalization.batchnorm_backward(x.reshape(-1, c), dy.reshape(-1, c), gamma, mean, inv_std,
                                       None if dx is None else dx.reshape(-1, c), dgamma, dbeta,
                                       partial, batch_stats, n_threads)

@@ -4,7 +4,8 @@ import math
 import numpy as np
 
 from .._ext import pool as _pool
-from .checks import (argmax_array, as_kernel_array, check_array, input_shape_arg, out_buffer,
+from .checks import (argmax_array, as_kernel_array, check_apart, check_array, input_shape_arg,
+                     out_buffer,
                      scatter_backward_args, window_output_shape)
 from .threads import effective_n_threads
 
@@ -18,6 +19,7 @@ def maxpool2d_forward(x, pool_size, strides, padding, out=None, argmax=None, n_t
     shape = (x.shape[0], oh, ow, x.shape[3])
     out = out_buffer(out, shape, x.dtype, "out")
     argmax = out_buffer(argmax, shape, np.int32, "argmax")
+    check_apart({"out": out, "argmax": argmax}, {"x": x})
     _pool.maxpool2d_forward(x, out, argmax, pool_size[0], pool_size[1], strides[0], strides[1],
                             top, left, n_threads)
     return out, argmax
@@ -37,12 +39,14 @@ def maxpool2d_backward(dy, argmax, input_shape, out=None, relu_output=None, n_th
     input_shape, dy = scatter_backward_args(dy, input_shape)
     argmax = argmax_array(argmax, dy.shape)
     dx = out_buffer(out, input_shape, dy.dtype, "out")
-    if relu_output is None:
+    pooled = None if relu_output is None else as_kernel_array(relu_output, "relu_output", 4,
+                                                                 dy.dtype)
+    if pooled is not None and pooled.shape != dy.shape:
+        raise ValueError(f"Expected relu_output of shape {dy.shape}, received {pooled.shape}")
+    check_apart({"out": dx}, {"dy": dy, "argmax": argmax, "relu_output": pooled})
+    if pooled is None:
         skipped = _pool.maxpool2d_backward(dy, argmax, dx, n_threads)
     else:
-        pooled = as_kernel_array(relu_output, "relu_output", 4, dy.dtype)
-        if pooled.shape != dy.shape:
-            raise ValueError(f"Expected relu_output of shape {dy.shape}, received {pooled.shape}")
         skipped = _pool.maxpool2d_relu_backward(dy, pooled, argmax, dx, n_threads)
     _check_scatter(skipped, argmax, math.prod(input_shape[1:]))
     return dx
@@ -54,6 +58,7 @@ def _window_pool_forward(kernel, x, pool_size, strides, padding, out, n_threads)
                                                 "pool_size")
     x = as_kernel_array(x, "x", 4)
     out = out_buffer(out, (x.shape[0], oh, ow, x.shape[3]), x.dtype, "out")
+    check_apart({"out": out}, {"x": x})
     kernel(x, out, pool_size[0], pool_size[1], strides[0], strides[1], top, left, n_threads)
     return out
 
@@ -64,6 +69,7 @@ def _window_pool_backward(kernel, dy, input_shape, pool_size, strides, padding, 
                                                 "pool_size")
     dy = as_kernel_array(dy, "dy", shape=(input_shape[0], oh, ow, input_shape[3]))
     dx = out_buffer(out, input_shape, dy.dtype, "out")
+    check_apart({"out": dx}, {"dy": dy})
     kernel(dy, dx, pool_size[0], pool_size[1], strides[0], strides[1], top, left, n_threads)
     return dx
 

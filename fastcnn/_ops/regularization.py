@@ -2,7 +2,7 @@
 import numpy as np
 
 from .._ext import regularization as _regularization
-from .checks import as_kernel_array, in_place
+from .checks import as_kernel_array, check_apart, in_place
 from .threads import effective_n_threads
 
 SUM_CHUNK = 16384  # elements per partial sum in sum_of_squares
@@ -13,6 +13,7 @@ def axpy(alpha, x, y, n_threads=None):
     n_threads = effective_n_threads(n_threads)
     y = in_place(y, "y")
     x = as_kernel_array(x, "x", dtype=y.dtype, shape=y.shape)
+    check_apart({"y": y}, {"x": x}, may_equal={("y", "x")})
     _regularization.axpy(x.reshape(-1), y.reshape(-1), alpha, n_threads)
 
 

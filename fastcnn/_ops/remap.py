@@ -2,7 +2,8 @@
 import numpy as np
 
 from .._ext import remap as _remap
-from .checks import as_kernel_array, check_index_range, out_buffer, scatter_backward_args
+from .checks import (as_kernel_array, check_apart, check_index_range, out_buffer,
+                     scatter_backward_args)
 from .threads import effective_n_threads
 
 
@@ -26,6 +27,7 @@ def remap2d_forward(x, rows, cols, fill_value=0.0, out=None, n_threads=None):
     shape = (x.shape[0], rows.shape[1], cols.shape[1], x.shape[3])
     check_index_range(shape, "out")
     out = out_buffer(out, shape, x.dtype, "out")
+    check_apart({"out": out}, {"x": x, "rows": rows, "cols": cols})
     _remap.remap2d_forward(x, rows, cols, fill_value, out, n_threads)
     return out
 
@@ -36,5 +38,6 @@ def remap2d_backward(dy, rows, cols, input_shape, out=None, n_threads=None):
     input_shape, dy = scatter_backward_args(dy, input_shape)
     rows, cols = _index_map(rows, "rows"), _index_map(cols, "cols")
     dx = out_buffer(out, input_shape, dy.dtype, "out")
+    check_apart({"out": dx}, {"dy": dy, "rows": rows, "cols": cols})
     _remap.remap2d_backward(dy, rows, cols, dx, n_threads)
     return dx

@@ -6,12 +6,15 @@ kernel gets with ``effective_n_threads``, once, at the top of the call.
 """
 import functools
 import os
+import warnings
 
 from .._ext import runtime
 
 _num_threads = None
-# libgomp crashes creating teams of ~100k threads; no CPU fastcnn targets has anywhere near this.
-MAX_THREADS = 1024
+# libgomp exits the process, with no Python exception, when it cannot create a thread (its stack
+# does not fit an address-space limit, say); more threads than this many per logical CPU only
+# take turns on the cores, so larger counts are clamped to it.
+THREADS_PER_CPU = 4
 
 
 @functools.lru_cache(maxsize=None)
@@ -31,6 +34,27 @@ def physical_cores():
     return max(len(cores), 1)
 
 
+@functools.lru_cache(maxsize=None)
+def max_threads():
+    """The most threads a kernel call gets: THREADS_PER_CPU per logical CPU this process may
+    run on."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return THREADS_PER_CPU * max(cpus, 1)
+
+
+def _clamped(n, source):
+    """n, or max_threads() with a warning when n is larger."""
+    bound = max_threads()
+    if n > bound:
+        warnings.warn(f"{source} asks for {n} threads, more than {THREADS_PER_CPU} per logical "
+                      f"CPU; using {bound}", UserWarning, stacklevel=4)
+        return bound
+    return n
+
+
 def _default_threads():
     return _threads_for_env(os.environ.get("OMP_NUM_THREADS", ""))
 
@@ -40,16 +64,17 @@ def _threads_for_env(value):
     # Cached: every kernel call asks, and the parsing (with the core count) is not free.
     env = value.split(",")[0].strip()
     if env.isdigit() and int(env) > 0:
-        return min(int(env), MAX_THREADS)
+        return _clamped(int(env), f"OMP_NUM_THREADS={value!r}")
     return physical_cores()
 
 
 def _checked_count(n):
-    """A positive thread count from ``n``: n > 0 itself, n < 0 all physical cores but |n| - 1."""
-    if isinstance(n, bool) or not isinstance(n, int) or n == 0 or abs(n) > MAX_THREADS:
-        raise ValueError(f"Expected n_threads to be a non-zero int in [-{MAX_THREADS}, {MAX_THREADS}] "
-                         f"or None, received n_threads={n!r}")
-    return n if n > 0 else max(physical_cores() + 1 + n, 1)
+    """A positive thread count from ``n``: n > 0 itself (at most max_threads()), n < 0 all
+    physical cores but |n| - 1."""
+    if isinstance(n, bool) or not isinstance(n, int) or n == 0:
+        raise ValueError(f"Expected n_threads to be a non-zero int or None, received "
+                         f"n_threads={n!r}")
+    return _clamped(n, f"n_threads={n}") if n > 0 else max(physical_cores() + 1 + n, 1)
 
 
 def get_num_threads():
@@ -60,7 +85,9 @@ def get_num_threads():
 
 
 def set_num_threads(n):
-    """Use n threads in every kernel; n=None restores the default, n<0 means all but |n|-1."""
+    """Use n threads in every kernel; n=None restores the default, n<0 means all but |n|-1.
+    Counts above max_threads() (THREADS_PER_CPU per logical CPU) are clamped to it, with a
+    UserWarning."""
     global _num_threads
     _num_threads = None if n is None else _checked_count(n)
 
@@ -83,4 +110,5 @@ def show_config():
     """Print how the kernels were built and what they will use here."""
     print(f"fastcnn kernels: OpenMP {'enabled' if runtime.openmp_enabled() else 'DISABLED (serial build)'}")
     print(f"SIMD path:       {simd_path()}")
-    print(f"threads:         {get_num_threads()} (physical cores: {physical_cores()})")
+    print(f"threads:         {get_num_threads()} (physical cores: {physical_cores()}, "
+          f"at most {max_threads()})")

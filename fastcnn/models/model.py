@@ -208,7 +208,7 @@ class Model(Trainer, Layer):
     # -- calling on arrays -----------------------------------------------------------------
     def _call_eagerly(self, inputs, training):
         with self._build_rollback():
-            graph, arrays = self._model_inputs(inputs, "inputs", training)
+            graph, arrays = self._model_inputs(inputs, "inputs", training, whole_outputs=True)
         return pack_like(graph.output_structure,
                          self._run_graph(graph, arrays, training, self.fuse))
 

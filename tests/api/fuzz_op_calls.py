@@ -194,8 +194,8 @@ def op_call(g):
               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     args = {p.name: op_argument(g, name, p.name, geo) for p in params
             if p.default is p.empty or g.chance(0.5)}
-    # n_threads stays valid: every count up to MAX_THREADS is accepted (as by set_num_threads),
-    # and libgomp aborts when the child's memory limit cannot hold that many thread stacks.
+    # n_threads stays valid: a count above threads.max_threads() is clamped with a warning
+    # (tests/api/test_thread_limits.py), which would only repeat here.
     keys = sorted(k for k in args if k != "n_threads")
     for _ in range(min(len(keys), g.choice([0, 0, 1, 1, 2]))):
         key = keys.pop(g.int(0, len(keys) - 1))

@@ -1,5 +1,6 @@
-"""The thread count: fastcnn.set_num_threads, get_num_threads and OMP_NUM_THREADS, its bound, and
-show_config (tests/ops/test_threads_ops.py checks the ops room's n_threads argument)."""
+"""The thread count: fastcnn.set_num_threads, get_num_threads and OMP_NUM_THREADS, and
+show_config (tests/ops/test_threads_ops.py checks the ops room's n_threads argument,
+tests/api/test_thread_limits.py the clamp of large counts)."""
 import pytest
 
 import fastcnn
@@ -19,13 +20,6 @@ def test_thread_settings(monkeypatch):
             fastcnn.set_num_threads(0)
     finally:
         fastcnn.set_num_threads(None)
-
-
-def test_thread_count_is_bounded(monkeypatch):
-    with pytest.raises(ValueError, match="n_threads=100000"):
-        fastcnn.set_num_threads(100_000)
-    monkeypatch.setenv("OMP_NUM_THREADS", "100000")
-    assert fastcnn.get_num_threads() == threads.MAX_THREADS
 
 
 def test_show_config(capsys):
