@@ -8,7 +8,7 @@ import time
 
 import fastcnn
 from fastcnn import optimizers, zoo
-from fastcnn._ops.threads import MAX_THREADS
+from fastcnn._ops.threads import max_threads
 from fastcnn.extras import plot
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
@@ -22,11 +22,10 @@ def _positive(text):
 
 
 def _thread_count(text):
-    value = int(text)
-    if value == 0 or abs(value) > MAX_THREADS:
-        raise argparse.ArgumentTypeError(f"expected a non-zero int in [-{MAX_THREADS}, "
-                                         f"{MAX_THREADS}] (n < 0: all cores but |n| - 1), "
-                                         f"received {text}")
+    value, bound = int(text), max_threads()
+    if value == 0 or abs(value) > bound:
+        raise argparse.ArgumentTypeError(f"expected a non-zero int in [-{bound}, {bound}] "
+                                         f"(n < 0: all cores but |n| - 1), received {text}")
     return value
 
 
