@@ -35,6 +35,11 @@ import zlib
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 from . import losses, optimizers
 from .serialization import (
     custom_object_scope,
@@ -84,22 +89,20 @@ class InvalidSaveFileError(ValueError):
 def atomic_write(filepath):
     """Yield a binary file that, once the block ends without error, replaces ``filepath``.
 
-    The data goes to a hidden temporary file in the same directory (``.<name>.<random>.tmp``),
-    is fsynced, renamed over ``filepath`` with ``os.replace``, and the directory is fsynced. A
-    crash at any moment leaves either the previous file or the complete new one, never a part.
+    The data goes to a hidden temporary file in the same directory (``.<name>.<random>.tmp``,
+    the name cut to ``_TEMP_PREFIX_BYTES`` bytes at a character boundary), is fsynced, renamed
+    over ``filepath`` with ``os.replace``, and the directory is fsynced. A crash at any moment
+    leaves either the previous file or the complete new one, never a part; the temporary files
+    that crashed saves leave are removed by the next save to the same place.
     """
     filepath = os.fspath(filepath)
     directory = os.path.dirname(os.path.abspath(filepath))
-    while True:
-        temp = os.path.join(directory, f".{os.path.basename(filepath)[:200]}.{secrets.token_hex(4)}.tmp")
-        try:
-            # os.open rather than tempfile: the mode then follows the umask like any new file.
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-            break
-        except FileExistsError:
-            continue
+    prefix = "." + os.path.basename(filepath).encode("utf-8", "surrogatepass")[
+        :_TEMP_PREFIX_BYTES].decode("utf-8", "ignore") + "."
+    fd, temp = _create_temp(directory, prefix)
     try:
         with open(fd, "wb") as f:
+            _remove_orphans(directory, prefix, temp)
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -109,6 +112,50 @@ def atomic_write(filepath):
             os.unlink(temp)
         raise
     _fsync_directory(directory)
+
+
+_TEMP_PREFIX_BYTES = 200  # of 255 a name may have: room for the dot, random part and suffix
+_TEMP_NAME = re.compile(r"[0-9a-f]{8}\.tmp")
+
+
+def _create_temp(directory, prefix):
+    """A new temporary file, locked for as long as it is open so that another save can tell
+    it from an orphan: the lock dies with the process that holds it."""
+    while True:
+        temp = os.path.join(directory, f"{prefix}{secrets.token_hex(4)}.tmp")
+        try:
+            # os.open rather than tempfile: the mode then follows the umask like any new file.
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            continue
+        if fcntl is None:  # Windows: an open file cannot be removed, which protects it instead
+            return fd, temp
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # Another save may have taken the file for an orphan between its creation and the lock.
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(os.stat(temp), os.fstat(fd)):
+                return fd, temp
+        os.close(fd)
+
+
+def _remove_orphans(directory, prefix, own):
+    """Remove the temporary files of earlier saves to the same place whose process is gone
+    (nobody holds their lock); those of saves still running are left alone."""
+    orphans = []
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        orphans = [entry.path for entry in entries if entry.name.startswith(prefix)
+                   and _TEMP_NAME.fullmatch(entry.name[len(prefix):]) and entry.path != own]
+    for path in orphans:
+        with contextlib.suppress(OSError):  # held by a running save, or already gone
+            if fcntl is None:  # Windows refuses to remove a file that a running save holds open
+                os.unlink(path)
+                continue
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.unlink(path)
+            finally:
+                os.close(fd)
 
 
 def _fsync_directory(directory):
