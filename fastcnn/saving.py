@@ -516,7 +516,14 @@ def load_weights(model, filepath):
     architecture; nothing is changed unless every array matches."""
     with _open(filepath) as archive:
         if not model.built:
-            _build_from(model, archive.json("metadata.json").get("build_config"), archive)
+            try:
+                with weight_budget(archive.weight_bytes() // 4):
+                    _build_from(model, archive.json("metadata.json").get("build_config"), archive)
+            except InvalidSaveFileError:
+                raise
+            except ValueError as error:
+                archive.fail(f"Expected input shapes in build_config that the model builds "
+                             f"for, received ones that fail with {error}")
         if not model.built:
             raise ValueError("Expected a built model to load weights into, received an unbuilt "
                              "one; declare an Input or call model.build(input_shape) first")

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tracemalloc
 import warnings
 import zipfile
 
@@ -108,8 +109,17 @@ def test_a_refused_layer_adds_none_of_the_stack():
         {"class_name": "Flatten", "config": {}},
         {"class_name": "Dense", "config": {"units": 2}}]),
 ], ids=["dense-3e6-units", "zero-padding-5e8-rows"])
-def test_declared_weights_beyond_the_file_are_refused_before_allocation(saved, monkeypatch, change):
+def test_declared_weights_beyond_the_file_are_refused_before_allocation(saved, no_large_weights,
+                                                                        change):
     edit_config(saved, change)
+    with pytest.raises(InvalidSaveFileError, match="as many as the file holds, received a weight "
+                                                   "of shape"):
+        load_model(saved)
+
+
+@pytest.fixture
+def no_large_weights(monkeypatch):
+    """Fail a test that allocates a weight of more than a million values."""
     initialize = initializers.initialize
 
     def guarded(initializer, shape):
@@ -117,9 +127,52 @@ def test_declared_weights_beyond_the_file_are_refused_before_allocation(saved, m
         return initialize(initializer, shape)
 
     monkeypatch.setattr(initializers, "initialize", guarded)
-    with pytest.raises(InvalidSaveFileError, match="as many as the file holds, received a weight "
-                                                   "of shape"):
-        load_model(saved)
+
+
+def test_constant_scale_and_offset_are_made_after_the_weights_are_counted(saved):
+    """BatchNormalization without scale and center holds constant ones and zeros of the
+    channel count, made only once the moving statistics have been counted."""
+    edit_config(saved, lambda c: c["config"].update(input_shape=[10**8], layers=[
+        {"class_name": "BatchNormalization", "config": {"scale": False, "center": False}}]))
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidSaveFileError, match="as many as the file holds"):
+            load_model(saved)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20
+
+
+@saving.register_keras_serializable("test_hostile_files")
+class Wide(fastcnn.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = layers.Dense(1000)
+
+    def call(self, x, training=False):
+        return self.dense(x)
+
+
+def test_load_weights_builds_for_no_more_than_the_file_holds(tmp_path, no_large_weights):
+    model = Wide()
+    model.build((None, 4))
+    path = tmp_path / "wide.weights"
+    model.save_weights(path)
+    members = members_of(path)
+    metadata = json.loads(members["metadata.json"])
+    metadata["build_config"]["input_shape"] = [None, 10**6]
+    members["metadata.json"] = json.dumps(metadata).encode()
+    write_members(path, members.items())
+    fresh = Wide()
+    with pytest.raises(InvalidSaveFileError, match="as many as the file holds"):
+        fresh.load_weights(path)
+    assert not fresh.built
+    metadata["build_config"]["input_shape"] = [None, 4]
+    members["metadata.json"] = json.dumps(metadata).encode()
+    write_members(path, members.items())
+    fresh.load_weights(path)
+    assert all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), model.get_weights()))
 
 
 def test_the_weight_budget_is_that_of_the_stored_arrays(saved):
