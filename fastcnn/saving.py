@@ -130,7 +130,10 @@ def _create_temp(directory, prefix):
             continue
         if fcntl is None:  # Windows: an open file cannot be removed, which protects it instead
             return fd, temp
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks, where no save can lock an orphan either
+            return fd, temp
         # Another save may have taken the file for an orphan between its creation and the lock.
         with contextlib.suppress(FileNotFoundError):
             if os.path.samestat(os.stat(temp), os.fstat(fd)):
