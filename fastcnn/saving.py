@@ -12,7 +12,18 @@ A weights file holds metadata.json (kind "weights") and weights/ only, which als
 ``.npz`` that ``np.load`` opens. Loading checks every member's name, and every array's shape and
 dtype against the model, before it changes anything; whatever it refuses raises
 ``InvalidSaveFileError``, a ValueError.
+
+Loading takes time linear in the file's size and memory bounded by what the file holds. It
+refuses, before the work they would cause:
+
+- more than ``MEMBER_LIMIT`` (20,000) members;
+- a JSON member over ``JSON_LIMIT`` (4 MiB), nested deeper than ``JSON_DEPTH_LIMIT`` (100), or
+  with an integer of more than ``JSON_INT_DIGITS`` (30) digits;
+- a config whose layers would create more weight values than the file's weight members hold
+  (4 bytes each): the weights are counted as they are declared, before they are allocated;
+- an optimizer step count of ``ITERATIONS_LIMIT`` (2**62) or more, so that training can go on.
 """
+import collections
 import contextlib
 import io
 import json
@@ -24,12 +35,18 @@ import zlib
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 from . import losses, optimizers
 from .serialization import (
     custom_object_scope,
     get_class,
     register_keras_serializable,
     serialize,
+    weight_budget,
 )
 
 FORMAT = "fastcnn"
@@ -38,7 +55,18 @@ FORMAT_VERSION = 1
 # backslash, a second copy) is refused, so no name is ever trusted further than this pattern.
 _MEMBER_NAME = re.compile(r"(metadata|config)\.json|weights/[0-9]{4,}\.npy"
                           r"|optimizer/[A-Za-z0-9_]+/[0-9]{4,}\.npy")
-_JSON_LIMIT = 16 * 2**20
+MEMBER_LIMIT = 20_000
+JSON_LIMIT = 4 * 2**20
+JSON_DEPTH_LIMIT = 100
+JSON_INT_DIGITS = 30
+ITERATIONS_LIMIT = 2**62
+# A JSON string (escapes included), replaced by "" before counting brackets: those inside
+# strings do not nest.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_JSON_NESTING = np.zeros(256, np.int8)
+_JSON_NESTING[list(b"[{")] = 1
+_JSON_NESTING[list(b"]}")] = -1
+_DEFLATE_RATIO = 1032  # the most that deflate expands: a member's bytes per stored byte
 _NPY_HEADER_LIMIT = 16 * 2**10  # numpy refuses .npy headers beyond 10000 bytes anyway
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
                 (2, 0): np.lib.format.read_array_header_2_0}
@@ -61,22 +89,20 @@ class InvalidSaveFileError(ValueError):
 def atomic_write(filepath):
     """Yield a binary file that, once the block ends without error, replaces ``filepath``.
 
-    The data goes to a hidden temporary file in the same directory (``.<name>.<random>.tmp``),
-    is fsynced, renamed over ``filepath`` with ``os.replace``, and the directory is fsynced. A
-    crash at any moment leaves either the previous file or the complete new one, never a part.
+    The data goes to a hidden temporary file in the same directory (``.<name>.<random>.tmp``,
+    the name cut to ``_TEMP_PREFIX_BYTES`` bytes at a character boundary), is fsynced, renamed
+    over ``filepath`` with ``os.replace``, and the directory is fsynced. A crash at any moment
+    leaves either the previous file or the complete new one, never a part; the temporary files
+    that crashed saves leave are removed by the next save to the same place.
     """
     filepath = os.fspath(filepath)
     directory = os.path.dirname(os.path.abspath(filepath))
-    while True:
-        temp = os.path.join(directory, f".{os.path.basename(filepath)[:200]}.{secrets.token_hex(4)}.tmp")
-        try:
-            # os.open rather than tempfile: the mode then follows the umask like any new file.
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-            break
-        except FileExistsError:
-            continue
+    prefix = "." + os.path.basename(filepath).encode("utf-8", "surrogatepass")[
+        :_TEMP_PREFIX_BYTES].decode("utf-8", "ignore") + "."
+    fd, temp = _create_temp(directory, prefix)
     try:
         with open(fd, "wb") as f:
+            _remove_orphans(directory, prefix, temp)
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -86,6 +112,53 @@ def atomic_write(filepath):
             os.unlink(temp)
         raise
     _fsync_directory(directory)
+
+
+_TEMP_PREFIX_BYTES = 200  # of 255 a name may have: room for the dot, random part and suffix
+_TEMP_NAME = re.compile(r"[0-9a-f]{8}\.tmp")
+
+
+def _create_temp(directory, prefix):
+    """A new temporary file, locked for as long as it is open so that another save can tell
+    it from an orphan: the lock dies with the process that holds it."""
+    while True:
+        temp = os.path.join(directory, f"{prefix}{secrets.token_hex(4)}.tmp")
+        try:
+            # os.open rather than tempfile: the mode then follows the umask like any new file.
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            continue
+        if fcntl is None:  # Windows: an open file cannot be removed, which protects it instead
+            return fd, temp
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks, where no save can lock an orphan either
+            return fd, temp
+        # Another save may have taken the file for an orphan between its creation and the lock.
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(os.stat(temp), os.fstat(fd)):
+                return fd, temp
+        os.close(fd)
+
+
+def _remove_orphans(directory, prefix, own):
+    """Remove the temporary files of earlier saves to the same place whose process is gone
+    (nobody holds their lock); those of saves still running are left alone."""
+    orphans = []
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        orphans = [entry.path for entry in entries if entry.name.startswith(prefix)
+                   and _TEMP_NAME.fullmatch(entry.name[len(prefix):]) and entry.path != own]
+    for path in orphans:
+        with contextlib.suppress(OSError):  # held by a running save, or already gone
+            if fcntl is None:  # Windows refuses to remove a file that a running save holds open
+                os.unlink(path)
+                continue
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.unlink(path)
+            finally:
+                os.close(fd)
 
 
 def _fsync_directory(directory):
@@ -191,18 +264,22 @@ def save_weights(model, filepath, overwrite=True):
 class _Archive:
     """A saved file opened for reading, its member names and metadata already checked."""
 
-    def __init__(self, filepath, zf):
+    def __init__(self, filepath, zf, size):
         self.filepath = filepath
         self.zf = zf
+        self.size = size
         infos = zf.infolist()
+        if len(infos) > MEMBER_LIMIT:
+            self.fail(f"Expected at most {MEMBER_LIMIT} members, received {len(infos)}")
         names = [info.filename for info in infos]
         odd = [name for name in names if not _MEMBER_NAME.fullmatch(name)]
         if odd:
             self.fail("Expected only the members metadata.json, config.json, weights/NNNN.npy "
-                      f"and optimizer/<slot>/NNNN.npy, received {odd[:5]!r}")
-        if len(set(names)) != len(names):
+                      f"and optimizer/<slot>/NNNN.npy, received {_few(odd)}")
+        counts = collections.Counter(names)
+        if len(counts) != len(names):
             self.fail(f"Expected each member once, received duplicates of "
-                      f"{sorted({n for n in names if names.count(n) > 1})!r}")
+                      f"{_few(n for n, c in counts.items() if c > 1)}")
         for info in infos:
             if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
                 self.fail(f"Expected member {info.filename!r} stored or deflated without "
@@ -231,9 +308,16 @@ class _Archive:
             self.fail(f"member {name!r} is damaged ({type(error).__name__}: {error})")
 
     def json(self, name):
+        data = self._read(name, JSON_LIMIT)
+        # Counted before parsing, so that the parser never recurses deeper than the limit.
+        nesting = np.cumsum(_JSON_NESTING[np.frombuffer(_JSON_STRING.sub(b"", data), np.uint8)],
+                            dtype=np.int64)
+        if nesting.size and nesting.max() > JSON_DEPTH_LIMIT:
+            self.fail(f"Expected JSON nested at most {JSON_DEPTH_LIMIT} deep in member {name!r}, "
+                      f"received {nesting.max()} levels")
         try:
-            document = json.loads(self._read(name, _JSON_LIMIT).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            document = json.loads(data.decode("utf-8"), parse_int=_parse_int)
+        except (UnicodeDecodeError, ValueError) as error:  # ValueError: JSONDecodeError, _parse_int
             self.fail(f"Expected JSON in member {name!r}: {error}")
         if not isinstance(document, dict):
             self.fail(f"Expected a JSON object in member {name!r}, received {type(document).__name__}")
@@ -262,11 +346,33 @@ class _Archive:
         except ValueError as error:  # not .npy, a malformed header, too few bytes
             self.fail(f"Expected member {name!r} ({what}) to be a .npy array: {error}")
 
+    def weight_bytes(self):
+        """The most bytes the weight members can hold: as they declare, but no more than the
+        file's size allows (times deflate's largest ratio where any is deflated)."""
+        infos = [info for name, info in self.members.items() if name.startswith("weights/")]
+        ratio = (1 if all(info.compress_type == zipfile.ZIP_STORED for info in infos)
+                 else _DEFLATE_RATIO)
+        return min(sum(info.file_size for info in infos), self.size * ratio)
+
     def check_members(self, expected):
-        received = set(self.members)
-        if received != set(expected):
-            self.fail(f"Expected the members {sorted(expected)}, but {sorted(set(expected) - received)} "
-                      f"are missing and {sorted(received - set(expected))} are unexpected")
+        received, expected = set(self.members), set(expected)
+        if received != expected:
+            self.fail(f"Expected the members {_few(expected)}, but {_few(expected - received)} "
+                      f"are missing and {_few(received - expected)} are unexpected")
+
+
+def _few(names, shown=5):
+    """Up to ``shown`` of ``names``, sorted, for an error message that stays short."""
+    names = sorted(names)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{names[:shown]!r}{more}"
+
+
+def _parse_int(text):
+    if len(text) > JSON_INT_DIGITS:
+        raise ValueError(f"Expected integers of at most {JSON_INT_DIGITS} digits, received one "
+                         f"of {len(text)}")
+    return int(text)
 
 
 @contextlib.contextmanager
@@ -280,7 +386,7 @@ def _open(filepath):
                                        f"received a truncated or foreign file "
                                        f"({type(error).__name__}: {error})") from None
         with zf:
-            yield _Archive(filepath, zf)
+            yield _Archive(filepath, zf, os.fstat(f.fileno()).st_size)
 
 
 def _weight_descriptions(model):
@@ -369,13 +475,15 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         state = document.get("compile_config")
         slot_names = ()
         try:
-            model = model_class.from_config(_mapping(document.get("config"), "config", archive))
-            _build_from(model, document.get("build_config"), archive)
+            with weight_budget(archive.weight_bytes() // 4):
+                model = model_class.from_config(_mapping(document.get("config"), "config", archive))
+                _build_from(model, document.get("build_config"), archive)
             if state is not None:
                 state = _mapping(state, "compile_config", archive)
                 entry = _mapping(state.get("optimizer"), "optimizer", archive)
                 optimizer = _named(optimizers.OPTIMIZERS, entry, "optimizer", archive)
-                iterations = _check_int(entry.get("iterations"), "iterations", archive)
+                iterations = _check_int(entry.get("iterations"), "iterations", archive,
+                                        ITERATIONS_LIMIT)
                 if entry.get("has_slots") not in (True, False):
                     archive.fail(f"Expected has_slots to be true or false, received "
                                  f"{entry.get('has_slots')!r}")
@@ -411,7 +519,14 @@ def load_weights(model, filepath):
     architecture; nothing is changed unless every array matches."""
     with _open(filepath) as archive:
         if not model.built:
-            _build_from(model, archive.json("metadata.json").get("build_config"), archive)
+            try:
+                with weight_budget(archive.weight_bytes() // 4):
+                    _build_from(model, archive.json("metadata.json").get("build_config"), archive)
+            except InvalidSaveFileError:
+                raise
+            except ValueError as error:
+                archive.fail(f"Expected input shapes in build_config that the model builds "
+                             f"for, received ones that fail with {error}")
         if not model.built:
             raise ValueError("Expected a built model to load weights into, received an unbuilt "
                              "one; declare an Input or call model.build(input_shape) first")

@@ -7,6 +7,7 @@ user's classes through ``register_keras_serializable`` or the ``custom_objects``
 takes. A name found nowhere is refused; nothing in a config is ever imported or executed.
 """
 import contextlib
+import math
 import threading
 
 
@@ -22,6 +23,7 @@ class Configurable:
 _BUILTIN = {}  # name -> fastcnn class
 _REGISTERED = {}  # "package>name" -> a user's class
 _scope = threading.local()
+_budget = threading.local()
 
 
 def register_builtin(cls):
@@ -106,3 +108,27 @@ def deserialize(entry):
     if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
         raise ValueError(f"Expected {{'class_name': ..., 'config': {{...}}}}, received {entry!r:.200}")
     return get_class(entry.get("class_name")).from_config(entry["config"])
+
+
+@contextlib.contextmanager
+def weight_budget(values):
+    """Meanwhile, on this thread, refuse any weight that would bring the values created in the
+    block above ``values``: a model built from a file creates no more weights than it holds."""
+    previous = getattr(_budget, "left", None)
+    _budget.left = values
+    try:
+        yield
+    finally:
+        _budget.left = previous
+
+
+def claim_weight(shape):
+    """Count a weight of ``shape`` against the budget, before it is allocated."""
+    left = getattr(_budget, "left", None)
+    if left is None:
+        return
+    size = math.prod(shape)
+    if size > left:
+        raise ValueError(f"Expected weights of at most {left} more values, as many as the file "
+                         f"holds, received a weight of shape {shape}")
+    _budget.left = left - max(size, 0)

@@ -39,7 +39,7 @@ from ..engine.tensor import (
     normalize_batch_shape,
     pack_like,
 )
-from ..serialization import Configurable
+from ..serialization import Configurable, claim_weight
 
 _name_counters = defaultdict(itertools.count)
 
@@ -224,6 +224,7 @@ class Layer(Operation, Configurable):
             raise ValueError(f"Expected constraint to be None or a callable, received "
                              f"constraint={constraint!r}")
         regularizer = regularizers.get(regularizer)
+        claim_weight(shape)
         value = initializers.initialize(initializers.validate(initializer or "glorot_uniform"), shape)
         name = name or f"variable_{len(self._weights)}"
         for entries, entry in zip(self._weight_lists(),

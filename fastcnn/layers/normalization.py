@@ -51,15 +51,16 @@ class BatchNormalization(Layer):
     def build(self, input_shape):
         self.compute_output_shape(input_shape)
         c = input_shape[-1]
-        # Without scale or center the kernels get constant ones or zeros in their place.
-        self.gamma = (self.add_weight((c,), self.gamma_initializer, name="gamma") if self.scale
-                      else np.ones(c, np.float32))
-        self.beta = (self.add_weight((c,), self.beta_initializer, name="beta") if self.center
-                     else np.zeros(c, np.float32))
+        gamma = self.add_weight((c,), self.gamma_initializer, name="gamma") if self.scale else None
+        beta = self.add_weight((c,), self.beta_initializer, name="beta") if self.center else None
         self.moving_mean = self.add_weight((c,), self.moving_mean_initializer, trainable=False,
                                            name="moving_mean")
         self.moving_variance = self.add_weight((c,), self.moving_variance_initializer,
                                                trainable=False, name="moving_variance")
+        # Without scale or center the kernels get constant ones or zeros in their place, made
+        # after the weights so that loading a file counts c against what it holds first.
+        self.gamma = np.ones(c, np.float32) if gamma is None else gamma
+        self.beta = np.zeros(c, np.float32) if beta is None else beta
 
     def _param_grad(self, ctx, present, index, name):
         """The gradient buffer of gamma or beta, or scratch when the layer has no such weight

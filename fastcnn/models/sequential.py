@@ -20,13 +20,38 @@ class Sequential(Model):
         self._input_batch_shape = None
         self._declared_batch_shape = None  # from a leading Input or input_shape=, not from data
         self._nodes = []  # the nodes of the current graph, removed from the layers on a rebuild
-        for layer in layers or []:
-            self.add(layer)
+        self._extend(layers or [])
 
     # -- construction ----------------------------------------------------------------------
     def add(self, layer):
         """Append ``layer`` (or, first, an ``Input``). With a known input shape the stack is
         rebuilt at once, and a layer that does not fit is refused and not added."""
+        self._extend([layer])
+
+    def _extend(self, layers):
+        """``add`` each of ``layers``, with one rebuild at the end rather than one per layer, so
+        that constructing or loading a stack of n layers takes time linear in n. If any layer
+        is refused, none is added."""
+        count, shapes = len(self._layers), (self._input_batch_shape, self._declared_batch_shape)
+        names = {existing.name for existing in self._layers}
+        try:
+            for layer in layers:
+                self._append(layer, names)
+            if len(self._layers) == count:
+                return
+            if self._input_batch_shape is not None:
+                with self._build_rollback():
+                    self._rebuild()
+            else:
+                self._graph = None
+                self.built = False
+        except BaseException:
+            del self._layers[count:]
+            self._input_batch_shape, self._declared_batch_shape = shapes
+            raise
+
+    def _append(self, layer, names):
+        """Check and append one layer, or take the input shape from a leading ``Input``."""
         if isinstance(layer, KerasTensor) and layer.node is not None and layer.node.operation.is_input:
             layer = layer.node.operation
         if isinstance(layer, InputLayer):
@@ -36,24 +61,13 @@ class Sequential(Model):
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"Expected a fastcnn layer, received {layer!r}")
-        if any(existing.name == layer.name for existing in self._layers):
+        if layer.name in names:
             raise ValueError(f"Layer names must be unique; {layer.name!r} is already in the model")
-        shapes = self._input_batch_shape, self._declared_batch_shape
         declared = layer._declared_input_shape
         if not self._layers and self._input_batch_shape is None and declared is not None:
             self._input_batch_shape = self._declared_batch_shape = declared
         self._layers.append(layer)
-        if self._input_batch_shape is not None:
-            try:
-                with self._build_rollback():
-                    self._rebuild()
-            except BaseException:
-                self._layers.pop()
-                self._input_batch_shape, self._declared_batch_shape = shapes
-                raise
-        else:
-            self._graph = None
-            self.built = False
+        names.add(layer.name)
 
     def pop(self):
         """Remove the last layer."""
@@ -155,11 +169,10 @@ class Sequential(Model):
     @classmethod
     def from_config(cls, config):
         checked_config(config, cls.__name__, lists=("layers",))
-        model = cls(name=config.get("name"))
-        if config.get("input_shape") is not None:
-            model.add(Input(shape=config["input_shape"]))
-        for entry in config["layers"]:
-            model.add(deserialize(entry))
+        shape = config.get("input_shape")
+        leading = [] if shape is None else [Input(shape=shape)]
+        model = cls(leading + [deserialize(entry) for entry in config["layers"]],
+                    name=config.get("name"))
         if not config.get("trainable", True):
             model.trainable = False
         return model
