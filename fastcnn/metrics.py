@@ -64,6 +64,9 @@ def resolve_accuracy(loss, output_shape, target_shape):
     crosses 0.5 (Keras would compare the logits with 0.5).
     """
     output_shape, target_shape = tuple(output_shape), tuple(target_shape)
+    if not output_shape:
+        raise ValueError("Expected output_shape with at least one axis besides the batch axis, "
+                         f"received output_shape={output_shape}")
     if output_shape[-1] == 1 or isinstance(loss, BinaryCrossentropy):
         return functools.partial(binary_accuracy, threshold=0.0 if loss.from_logits else 0.5)
     if len(target_shape) < len(output_shape) or target_shape[-1] == 1:

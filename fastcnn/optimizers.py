@@ -1,11 +1,12 @@
 """Optimizers with Keras's defaults and update rules; each update runs in a kernel."""
-import numbers
 import sys
 
 import numpy as np
 
 from . import schedules
 from ._ops import optim
+from .arguments import finite_float
+from .serialization import check_config
 
 # Keras scripts write ``from keras.optimizers.schedules import ExponentialDecay``; registering
 # the module under that dotted name makes the import work though optimizers is not a package.
@@ -44,9 +45,10 @@ class Optimizer:
             if callable(self._learning_rate):
                 raise TypeError(f"Expected to set learning_rate of an optimizer created with a "
                                 f"number, but it follows the schedule {self._learning_rate!r}")
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+            number = finite_float(value)
+            if number is None or not number > 0:
                 raise ValueError(f"Expected learning_rate > 0, received learning_rate={value!r}")
-            value = float(value)
+            value = number
         self._learning_rate = value
 
     def current_learning_rate(self):
@@ -92,7 +94,8 @@ class Optimizer:
         self._update(weights, grads, slots, lr)
 
     def _update(self, weights, grads, slots, learning_rate):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} has no update rule: a subclass of "
+                                  "Optimizer defines _update")
 
     def get_config(self):
         lr = self.learning_rate
@@ -104,7 +107,7 @@ class Optimizer:
 
     @classmethod
     def from_config(cls, config):
-        if isinstance(config.get("learning_rate"), dict):
+        if isinstance(check_config(config, cls).get("learning_rate"), dict):
             config = {**config, "learning_rate": schedules.deserialize(config["learning_rate"])}
         return cls(**config)
 
@@ -135,7 +138,7 @@ class Adam(Optimizer):
         for key, value in (("beta_1", beta_1), ("beta_2", beta_2)):
             if not 0 <= value < 1:
                 raise ValueError(f"Expected {key} in [0, 1), received {key}={value!r}")
-        if not epsilon > 0:
+        if not (finite_float(epsilon) or 0) > 0:
             raise ValueError(f"Expected epsilon > 0, received epsilon={epsilon!r}")
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
@@ -158,8 +161,7 @@ class AdamW(Adam):
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-7, name=None):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, name)
-        if isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real) \
-                or not weight_decay >= 0:
+        if finite_float(weight_decay) is None or weight_decay < 0:
             raise ValueError(f"Expected weight_decay >= 0, received weight_decay={weight_decay!r}")
         self.weight_decay = float(weight_decay)
 
@@ -177,7 +179,7 @@ class RMSprop(Optimizer):
             raise ValueError(f"Expected rho in [0, 1), received rho={rho!r}")
         if not 0 <= momentum < 1:
             raise ValueError(f"Expected momentum in [0, 1), received momentum={momentum!r}")
-        if not epsilon > 0:
+        if not (finite_float(epsilon) or 0) > 0:
             raise ValueError(f"Expected epsilon > 0, received epsilon={epsilon!r}")
         self.rho, self.momentum, self.epsilon = float(rho), float(momentum), float(epsilon)
         self.centered = bool(centered)

@@ -12,11 +12,23 @@ import threading
 
 class Configurable:
     def get_config(self):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} has no config: a subclass of "
+                                  f"{Configurable.__name__} defines get_config")
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        return cls(**check_config(config, cls))
+
+
+def check_config(config, receiver):
+    """``config`` if it is a dict, as every from_config (the ``receiver``, a class or a
+    function) takes."""
+    if not isinstance(config, dict):
+        name = (f"{receiver.__name__}.from_config" if isinstance(receiver, type)
+                else receiver.__qualname__)
+        raise TypeError(f"Expected {name} to receive a config dict, received "
+                        f"{config!r:.200}")
+    return config
 
 
 _BUILTIN = {}  # name -> fastcnn class
@@ -80,6 +92,8 @@ def get_class(class_name):
 
 def serialize(obj):
     """{"class_name": ..., "config": {...}} of an object with a ``get_config``."""
+    if not callable(getattr(obj, "get_config", None)):
+        raise TypeError(f"Expected an object with a get_config method, received {obj!r:.200}")
     return {"class_name": registered_name(type(obj)), "config": obj.get_config()}
 
 

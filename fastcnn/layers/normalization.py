@@ -4,6 +4,7 @@ import numbers
 import numpy as np
 
 from .. import initializers
+from ..arguments import finite_float
 from .._ops import normalization
 from .base import Layer
 
@@ -26,7 +27,7 @@ class BatchNormalization(Layer):
             raise ValueError(f"Expected axis to be an int, received axis={axis!r}")
         if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1:
             raise ValueError(f"Expected momentum in [0, 1], received momentum={momentum!r}")
-        if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon > 0:
+        if not (finite_float(epsilon) or 0) > 0:
             raise ValueError(f"Expected epsilon > 0, received epsilon={epsilon!r}")
         self.axis = int(axis)
         self.momentum = float(momentum)

@@ -18,7 +18,7 @@ from .. import saving
 from ..engine.graph import Graph
 from ..engine.tensor import KerasTensor, flatten, pack_like, unique_name
 from ..layers.base import Input, Layer, _shape_structure, _shapes_of, _template
-from ..serialization import deserialize, register_builtin, serialize
+from ..serialization import check_config, deserialize, register_builtin, serialize
 from ..trainer import Trainer
 
 
@@ -271,7 +271,7 @@ class Model(Trainer, Layer):
 
     @classmethod
     def from_config(cls, config):
-        if "nodes" in config and "layers" in config:
+        if "nodes" in check_config(config, cls) and "layers" in config:
             return _functional_from_config(cls, config)
         return cls(**config)
 

@@ -2,7 +2,7 @@
 them, so that it trains, nests and saves through the same engine."""
 from ..engine.tensor import KerasTensor
 from ..layers.base import Input, InputLayer, Layer, normalize_shape
-from ..serialization import deserialize, register_builtin, serialize
+from ..serialization import check_config, deserialize, register_builtin, serialize
 from .model import Model
 
 
@@ -154,6 +154,9 @@ class Sequential(Model):
 
     @classmethod
     def from_config(cls, config):
+        if not isinstance(check_config(config, cls).get("layers"), list):
+            raise ValueError(f"Expected a Sequential config with a list of 'layers', received "
+                             f"'layers'={config.get('layers')!r:.200}")
         model = cls(name=config.get("name"))
         if config.get("input_shape") is not None:
             model.add(Input(shape=tuple(config["input_shape"])))
