@@ -68,12 +68,12 @@ class Optimizer:
 
     def has_slots(self, weights):
         """Whether any of weights has been updated (has state) by this optimizer."""
-        return any(id(w) in self._state for w in weights)
+        return any(id(w) in self._state for w in _weight_list(weights))
 
     def slots_for(self, weights):
         """The slots of weights: one list per slot name, aligned with weights (a weight not yet
         updated gets its zeros now)."""
-        slots = [self._slots_of(w) for w in weights]
+        slots = [self._slots_of(w) for w in _weight_list(weights)]
         return [[s[k] for s in slots] for k in range(len(self.slot_names))]
 
     def set_slots(self, weights, slots):
@@ -85,7 +85,7 @@ class Optimizer:
 
     def apply(self, weights, grads):
         """One update of every weight, in one kernel call."""
-        weights = list(weights)
+        weights = _weight_list(weights)
         if len({id(w) for w in weights}) != len(weights):
             raise ValueError("Expected every weight once, received one listed twice")
         slots = self.slots_for(weights)
@@ -110,6 +110,14 @@ class Optimizer:
         if isinstance(check_config(config, cls).get("learning_rate"), dict):
             config = {**config, "learning_rate": schedules.deserialize(config["learning_rate"])}
         return cls(**config)
+
+
+def _weight_list(weights):
+    """``weights`` as a list. An array is refused: iterated, it would be one weight per row."""
+    if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
+        raise TypeError(f"Expected weights to be a list of arrays, received "
+                        f"{type(weights).__name__}")
+    return list(weights)
 
 
 class SGD(Optimizer):

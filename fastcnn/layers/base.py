@@ -12,6 +12,7 @@ it records a node of a graph; called on arrays it runs at once. Its math is eith
 import functools
 import inspect
 import itertools
+import math
 import numbers
 import re
 import threading
@@ -21,6 +22,7 @@ import numpy as np
 
 from .. import initializers
 from .._ops.checks import (
+    INDEX_LIMIT,
     as_kernel_array,
     check_array,
     check_index_range,
@@ -218,6 +220,10 @@ class Layer(Operation, Configurable):
         penalty to the loss; ``constraint`` (a callable) maps the weight after each update."""
         from .. import regularizers
         shape = () if shape is None else tuple(int(d) for d in shape)
+        # A weight the kernels cannot index is refused before anything is drawn for it.
+        if any(d < 0 for d in shape) or math.prod(shape) > INDEX_LIMIT:
+            raise ValueError(f"Expected a weight shape of sizes >= 0 and at most {INDEX_LIMIT} "
+                             f"values, received shape={shape if len(str(shape)) < 200 else '...'}")
         if dtype is not None and np.dtype(dtype) != np.float32:
             raise ValueError(f'Expected dtype "float32" (or None), received dtype={dtype!r}')
         if constraint is not None and not callable(constraint):

@@ -40,7 +40,12 @@ class BatchNormalization(Layer):
         self.moving_variance_initializer = initializers.validate(moving_variance_initializer)
 
     def compute_output_shape(self, input_shape):
-        rank = len(input_shape)
+        shape = tuple(input_shape)
+        if len(shape) < 2 or not isinstance(shape[-1], numbers.Integral):
+            raise ValueError(f"BatchNormalization {self.name!r} expects inputs of shape "
+                             f"(batch, ..., channels) with a known number of channels, received "
+                             f"{shape}")
+        rank = len(shape)
         if self.axis not in (-1, rank - 1):
             raise ValueError(f"BatchNormalization {self.name!r} normalises the last (channel) axis: "
                              f"expected axis=-1 or axis={rank - 1} for inputs of rank {rank}, "
@@ -51,7 +56,7 @@ class BatchNormalization(Layer):
 
     def build(self, input_shape):
         self.compute_output_shape(input_shape)
-        c = input_shape[-1]
+        c = tuple(input_shape)[-1]
         # Without scale or center the kernels get constant ones or zeros in their place.
         self.gamma = (self.add_weight((c,), self.gamma_initializer, name="gamma") if self.scale
                       else np.ones(c, np.float32))

@@ -78,3 +78,33 @@ def test_add_weight_of_a_scalar_or_empty_shape_initializes_as_keras(shape):
 def test_resolve_accuracy_refuses_a_shape_without_axes():
     with pytest.raises(ValueError, match="output_shape"):
         metrics.resolve_accuracy(fastcnn.losses.get("mse"), (), (3,))
+
+
+@pytest.mark.parametrize("shape", [(10**400,), (2**31, 2), (-1, 3)])
+def test_add_weight_refuses_a_shape_no_kernel_can_index(shape):
+    with pytest.raises(ValueError, match="shape"):
+        layers.Dense(2).add_weight(shape=shape)
+
+
+def test_a_dense_layer_too_wide_for_a_float_count_is_refused_when_built():
+    with pytest.raises(ValueError, match="shape"):
+        fastcnn.zoo.convnet(num_classes=10**400)
+
+
+@pytest.mark.parametrize("shape", [[], (), (4,), {"class_name": "Dense", "config": {}},
+                                   (None, 3, None)])
+def test_batch_normalization_build_refuses_a_shape_without_channels(shape):
+    layer = layers.BatchNormalization()
+    with pytest.raises(ValueError, match="channels"):
+        layer.build(shape)
+    assert not layer.built and not layer.weights
+
+
+@pytest.mark.parametrize("method", ["apply", "slots_for", "has_slots"])
+def test_optimizer_methods_refuse_an_array_for_the_list_of_weights(method):
+    """An array is not a list of weights: iterating a broadcast view of 2**31 rows, one
+    weight per row, took minutes."""
+    huge = np.broadcast_to(np.float32(0), (2**31, 3))
+    args = (huge, huge) if method == "apply" else (huge,)
+    with pytest.raises(TypeError, match="weights"):
+        getattr(optimizers.AdamW(), method)(*args)
