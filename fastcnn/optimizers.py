@@ -79,7 +79,7 @@ class Optimizer:
     def set_slots(self, weights, slots):
         """Gives weights the state slots_for(weights) returned (copies, C-contiguous: the kernels
         update them in place)."""
-        for k, weight in enumerate(weights):
+        for k, weight in enumerate(_weight_list(weights)):
             self._state[id(weight)] = (weight, [np.array(values[k], weight.dtype, order="C")
                                                 for values in slots])
 
@@ -113,10 +113,14 @@ class Optimizer:
 
 
 def _weight_list(weights):
-    """``weights`` as a list. An array is refused: iterated, it would be one weight per row."""
-    if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
+    """``weights`` as a list of arrays. An array is refused: iterated, it would be one weight
+    per row."""
+    if not isinstance(weights, (list, tuple)):
         raise TypeError(f"Expected weights to be a list of arrays, received "
                         f"{type(weights).__name__}")
+    if not all(isinstance(w, np.ndarray) for w in weights):
+        raise TypeError(f"Expected weights to be a list of arrays, received a list of "
+                        f"{sorted({type(w).__name__ for w in weights})}")
     return list(weights)
 
 

@@ -94,17 +94,31 @@ def test_a_dense_layer_too_wide_for_a_float_count_is_refused_when_built():
 @pytest.mark.parametrize("shape", [[], (), (4,), {"class_name": "Dense", "config": {}},
                                    (None, 3, None)])
 def test_batch_normalization_build_refuses_a_shape_without_channels(shape):
+    """Once an IndexError ([]), a KeyError (a dict) or a build on the batch axis ((4,))."""
     layer = layers.BatchNormalization()
-    with pytest.raises(ValueError, match="channels"):
+    with pytest.raises((ValueError, TypeError), match="channels|input_shape"):
         layer.build(shape)
     assert not layer.built and not layer.weights
 
 
-@pytest.mark.parametrize("method", ["apply", "slots_for", "has_slots"])
-def test_optimizer_methods_refuse_an_array_for_the_list_of_weights(method):
+@pytest.mark.parametrize("method", ["apply", "slots_for", "has_slots", "set_slots"])
+@pytest.mark.parametrize("weights", [np.broadcast_to(np.float32(0), (2**31, 3)), [1, 2]],
+                         ids=["array", "ints"])
+def test_optimizer_methods_refuse_what_is_no_list_of_weights(method, weights):
     """An array is not a list of weights: iterating a broadcast view of 2**31 rows, one
-    weight per row, took minutes."""
-    huge = np.broadcast_to(np.float32(0), (2**31, 3))
-    args = (huge, huge) if method == "apply" else (huge,)
+    weight per row, took minutes; set_slots of ints raised AttributeError."""
+    args = (weights, [[]]) if method in ("apply", "set_slots") else (weights,)
     with pytest.raises(TypeError, match="weights"):
         getattr(optimizers.AdamW(), method)(*args)
+
+
+@pytest.mark.parametrize("make", [layers.Flatten, lambda: layers.Dense(2),
+                                  lambda: fastcnn.zoo.mlp(), fastcnn.Sequential])
+@pytest.mark.parametrize("shape", ["", np.array("a"), 5, [], np.broadcast_to(np.int64(1), (2**31, 3)),
+                                   [(None, 3), "ab"]], ids=["str", "0d", "int", "empty", "huge",
+                                                            "mixed"])
+def test_compute_output_shape_and_build_refuse_what_is_no_shape(make, shape):
+    """Once an IndexError (a string, a 0-d array) or minutes of iterating a broadcast view."""
+    for method in ("compute_output_shape", "build"):
+        with pytest.raises(TypeError, match="input_shape"):
+            getattr(make(), method)(shape)
