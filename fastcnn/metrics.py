@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 
-from .losses import BinaryCrossentropy
+from .losses import BinaryCrossentropy, Loss
 
 
 def binary_accuracy(y_true, y_pred, threshold=0.5):
@@ -63,6 +63,8 @@ def resolve_accuracy(loss, output_shape, target_shape):
     threshold is 0.5 on probabilities and 0 on logits (``loss.from_logits``), where the sigmoid
     crosses 0.5 (Keras would compare the logits with 0.5).
     """
+    if not isinstance(loss, Loss):
+        raise TypeError(f"Expected loss to be a fastcnn.losses.Loss, received {loss!r:.200}")
     output_shape, target_shape = tuple(output_shape), tuple(target_shape)
     if not output_shape:
         raise ValueError("Expected output_shape with at least one axis besides the batch axis, "

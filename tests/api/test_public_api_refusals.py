@@ -75,6 +75,12 @@ def test_add_weight_of_a_scalar_or_empty_shape_initializes_as_keras(shape):
     assert weight.shape == shape and np.all(np.abs(weight) <= np.sqrt(3.0))
 
 
+def test_resolve_accuracy_refuses_a_loss_name():
+    """The model's Loss object, not its name (an AttributeError once)."""
+    with pytest.raises(TypeError, match="loss"):
+        metrics.resolve_accuracy("categorical_hinge", (3,), (3,))
+
+
 def test_resolve_accuracy_refuses_a_shape_without_axes():
     with pytest.raises(ValueError, match="output_shape"):
         metrics.resolve_accuracy(fastcnn.losses.get("mse"), (), (3,))
