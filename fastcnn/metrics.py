@@ -12,6 +12,7 @@ import functools
 
 import numpy as np
 
+from .arguments import finite_float
 from .losses import BinaryCrossentropy, Loss
 
 
@@ -19,6 +20,9 @@ def binary_accuracy(y_true, y_pred, threshold=0.5):
     """Outputs above ``threshold`` that have a target of 1, and the others that have a target
     of 0, among all of y_pred's values; targets of y_pred's shape, or without its last axis where
     that holds a single unit."""
+    if finite_float(threshold) is None:
+        raise ValueError(f"Expected threshold to be a finite number, received "
+                         f"threshold={threshold!r:.200}")
     y_pred = np.asarray(y_pred)
     y_true = _targets(y_true, y_pred.shape, "binary_accuracy")
     return int(np.count_nonzero((y_pred > threshold) == y_true)), y_pred.size

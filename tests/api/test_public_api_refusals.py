@@ -75,6 +75,14 @@ def test_add_weight_of_a_scalar_or_empty_shape_initializes_as_keras(shape):
     assert weight.shape == shape and np.all(np.abs(weight) <= np.sqrt(3.0))
 
 
+@pytest.mark.parametrize("threshold", [VAST, float("nan"), "0.5"])
+def test_binary_accuracy_refuses_a_threshold_that_is_no_finite_number(threshold):
+    """A vast int raised OverflowError in the comparison."""
+    y = np.zeros((4, 3), np.float32)
+    with pytest.raises(ValueError, match="threshold"):
+        metrics.binary_accuracy(y, y, threshold=threshold)
+
+
 def test_resolve_accuracy_refuses_a_loss_name():
     """The model's Loss object, not its name (an AttributeError once)."""
     with pytest.raises(TypeError, match="loss"):
