@@ -83,6 +83,17 @@ def test_binary_accuracy_refuses_a_threshold_that_is_no_finite_number(threshold)
         metrics.binary_accuracy(y, y, threshold=threshold)
 
 
+def test_fit_refuses_no_targets_for_an_output_with_a_loss():
+    """An AttributeError on None once."""
+    inputs = fastcnn.Input((3,))
+    model = fastcnn.Model(inputs, [layers.Dense(2, name="p")(inputs),
+                                   layers.Dense(1, name="q")(inputs)])
+    model.compile("sgd", loss=["mse", "mse"])
+    x, y = np.zeros((4, 3), np.float32), np.zeros((4, 2), np.float32)
+    with pytest.raises(ValueError, match="'q'"):
+        model.fit(x, {"p": y, "q": None}, verbose=0)
+
+
 def test_resolve_accuracy_refuses_a_loss_name():
     """The model's Loss object, not its name (an AttributeError once)."""
     with pytest.raises(TypeError, match="loss"):
