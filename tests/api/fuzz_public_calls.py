@@ -177,10 +177,18 @@ def instance(g, qualname, cls):
     where the sweep knows them."""
     import fastcnn
     from fastcnn.layers.base import Layer
-    if issubclass(cls, fastcnn.Sequential):
-        return random_sequential(g)
     if issubclass(cls, fastcnn.Model):
-        return random_graph(g)[0]
+        if issubclass(cls, fastcnn.Sequential):
+            model, xs, ys = random_sequential(g), [g.array((3, 6, 6, 2))], [g.array((3, 3))]
+            losses = ["mse"]
+        else:
+            model, xs, ys, losses = random_graph(g)
+        stage = g.choice(["new", "compiled", "fitted"])  # methods meet a model in any state
+        if stage != "new":
+            model.compile(g.choice(["sgd", "adam"]), loss=losses, metrics=["accuracy"])
+        if stage == "fitted":
+            model.fit(xs if len(xs) > 1 else xs[0], ys if len(ys) > 1 else ys[0], verbose=0)
+        return model
     if issubclass(cls, Layer) and cls is not Layer:
         return cls(**layer_kwargs(g, cls))
     args, kwargs = arguments(g, cls, hostile_p=0.0)
@@ -236,7 +244,11 @@ def random_graph(g):
 def public_call(g):
     """One public function or class called, or one public method (or property) of an
     instance, with some arguments made hostile."""
-    qualname, target = g.choice(public_callables())
+    callables = public_callables()
+    if g.chance(0.3):  # the models have the most methods, and the deepest ones
+        callables = [(name, c) for name, c in callables if name in ("fastcnn.Model",
+                                                                    "fastcnn.Sequential")]
+    qualname, target = g.choice(callables)
     hostile_p = g.choice([0.0, 0.3, 1.0])
     if isinstance(target, type) and g.chance(0.6):
         methods = public_methods(target)
