@@ -6,7 +6,7 @@ arguments in child processes.
     python tests/api/fuzz.py --replay 1234 [--seed 0]     # rerun one call here, with a traceback
     python tests/api/fuzz.py --only op_call              # or layer_call, model_call, misc_call
     python tests/api/fuzz.py --only crash_call --calls 9  # check that crashes are caught
-    python tests/api/fuzz.py --calls 10000 --memory-limit 2   # children under 2 GiB of address space
+    python tests/api/fuzz.py --calls 10000 --memory-limit 2  # children under 2 GiB of memory
 
 Call i is drawn from the RNG (seed, i) alone, so any call can be replayed. A child logs each
 call's description, flushed, before making it, and its outcome after; when a child dies by a
@@ -91,7 +91,8 @@ def classify(exc):
     inside = [f for f in frames if f.filename.startswith((FASTCNN_DIR, "fastcnn/"))]
     kernel = bool(inside) and inside[-1].filename.endswith(".pyx")
     last = inside[-1] if inside else frames[-1]
-    where = f"{os.path.relpath(last.filename, ROOT)}:{last.lineno}"
+    name = os.path.relpath(last.filename, ROOT) if os.path.isabs(last.filename) else last.filename
+    where = f"{name}:{last.lineno}"
     if isinstance(exc, MemoryError):
         return "memory", where
     acceptable = isinstance(exc, (ValueError, TypeError, OSError, ImportError)) or (
@@ -114,6 +115,7 @@ def child(seed, start, stop, log_path, only, memory_limit):
     sys.path.insert(0, ROOT)
     import fastcnn  # noqa: F401  (imported before the first call is timed)
     with open(log_path, "a") as log, tempfile.TemporaryDirectory() as tmpdir:
+        os.chdir(tmpdir)  # a relative file name among the hostile arguments lands here
         for i in range(start, stop):
             try:
                 text, run = make_call(seed, i, tmpdir, only)

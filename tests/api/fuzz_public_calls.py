@@ -172,7 +172,7 @@ def arguments(g, function, hostile_p):
 
 # ---- instances ---------------------------------------------------------------------------------
 
-def instance(g, qualname, cls):
+def instance(g, cls):
     """An instance of ``cls`` for its methods to be called on, made with valid arguments
     where the sweep knows them."""
     import fastcnn
@@ -200,7 +200,8 @@ def random_sequential(g):
     from fastcnn import layers
     model = fastcnn.Sequential([fastcnn.Input((6, 6, 2))] if g.chance(0.7) else [])
     for _ in range(g.int(0, 3)):
-        model.add(g.choice([lambda: layers.Conv2D(2, 3, padding="same"), lambda: layers.Dropout(0.2),
+        model.add(g.choice([lambda: layers.Conv2D(2, 3, padding="same"),
+                            lambda: layers.Dropout(0.2),
                             lambda: layers.MaxPooling2D(2, padding="same"),
                             lambda: layers.BatchNormalization()])())
     if g.chance(0.8):
@@ -259,11 +260,11 @@ def public_call(g):
                 text = f"{qualname}(...).{method}"
 
                 def run():  # AttributeError from a property is Python's "no such attribute"
-                    getattr(instance(g, qualname, target), method, None)
+                    getattr(instance(g, target), method, None)
                 return text, run
             args, kwargs = arguments(g, getattr(target, method), hostile_p)
             text = call_text(f"{qualname}(...).{method}", args, kwargs)
-            return text, lambda: getattr(instance(g, qualname, target), method)(*args, **kwargs)
+            return text, lambda: getattr(instance(g, target), method)(*args, **kwargs)
     args, kwargs = arguments(g, target, hostile_p)
     return call_text(qualname, args, kwargs), lambda: target(*args, **kwargs)
 
@@ -336,7 +337,8 @@ def graph_call(g):
     if mutate == "x":
         x = g.mutate(x) if not isinstance(x, dict) else {**x, g.choice(sorted(x)): hostile(g)}
     elif mutate == "y":
-        y = g.mutate(y) if not isinstance(y, dict) else {**y, g.choice(sorted(y) + ["zz"]): hostile(g)}
+        y = (g.mutate(y) if not isinstance(y, dict)
+             else {**y, g.choice(sorted(y) + ["zz"]): hostile(g)})
     elif mutate == "loss":
         loss = g.mutate(loss) if g.chance(0.5) else hostile(g)
     elif mutate == "metrics":
@@ -346,8 +348,9 @@ def graph_call(g):
     elif mutate == "argument":
         batch_size = hostile(g)
     path = os.path.join(g.tmpdir, f"m{g.int(0, 10**9)}.{g.choice(['keras', 'weights.h5'])}")
-    text = (f"{kind} model (inputs {[np.shape(a) for a in xs]}, outputs {len(ys)}, dicts={as_dict}, "
-            f"get_config={with_config}).compile(loss={describe(loss)}, metrics={describe(metrics)}, "
+    text = (f"{kind} model (inputs {[np.shape(a) for a in xs]}, outputs {len(ys)}, "
+            f"dicts={as_dict}, get_config={with_config}).compile(loss={describe(loss)}, "
+            f"metrics={describe(metrics)}, "
             f"loss_weights={describe(loss_weights)}).{method}(x={describe(x)}, y={describe(y)}, "
             f"batch_size={describe(batch_size)}, index={index!r}, name={name!r}, "
             f"shape={describe(build_shape)}, trainable={trainable!r}, custom_objects={custom!r}, "

@@ -36,7 +36,8 @@ def test_the_sweep_finds_the_public_api_by_enumeration():
                      layers.Concatenate, saving.load_model, saving.register_keras_serializable,
                      fastcnn.metrics.binary_accuracy, fastcnn.losses.CategoricalCrossentropy,
                      fastcnn.utils.to_categorical, fastcnn.optimizers.get,
-                     fastcnn.callbacks.EarlyStopping, fastcnn.optimizers.schedules.ExponentialDecay):
+                     fastcnn.callbacks.EarlyStopping,
+                     fastcnn.optimizers.schedules.ExponentialDecay):
         assert id(expected) in found, expected
     methods = fuzz_public_calls.public_methods(fastcnn.Sequential)
     for expected in ("pop", "get_layer", "summary", "compile", "fit", "evaluate", "predict",

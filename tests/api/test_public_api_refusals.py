@@ -139,9 +139,9 @@ def test_optimizer_methods_refuse_what_is_no_list_of_weights(method, weights):
 
 @pytest.mark.parametrize("make", [layers.Flatten, lambda: layers.Dense(2),
                                   lambda: fastcnn.zoo.mlp(), fastcnn.Sequential])
-@pytest.mark.parametrize("shape", ["", np.array("a"), 5, [], np.broadcast_to(np.int64(1), (2**31, 3)),
-                                   [(None, 3), "ab"]], ids=["str", "0d", "int", "empty", "huge",
-                                                            "mixed"])
+@pytest.mark.parametrize("shape", ["", np.array("a"), 5, [],
+                                   np.broadcast_to(np.int64(1), (2**31, 3)), [(None, 3), "ab"]],
+                         ids=["str", "0d", "int", "empty", "huge", "mixed"])
 def test_compute_output_shape_and_build_refuse_what_is_no_shape(make, shape):
     """Once an IndexError (a string, a 0-d array) or minutes of iterating a broadcast view."""
     for method in ("compute_output_shape", "build"):
