@@ -5,29 +5,33 @@ from . import random as fc_random
 
 
 def _fans(shape):
-    """Keras's fan-in/fan-out: conv kernels (kh, kw, in, out) count the receptive field."""
-    if len(shape) < 2:
+    """Keras's fan-in/fan-out: conv kernels (kh, kw, in, out) count the receptive field; a
+    scalar counts 1. (The variance scaling below divides by at least 1, as Keras does, so that
+    an empty weight is no division by zero.)"""
+    if not shape:
+        return 1, 1
+    if len(shape) == 1:
         return shape[0], shape[0]
     receptive = int(np.prod(shape[:-2]))
     return shape[-2] * receptive, shape[-1] * receptive
 
 
 def glorot_uniform(shape, rng):
-    limit = np.sqrt(6.0 / sum(_fans(shape)))
+    limit = np.sqrt(6.0 / max(2, sum(_fans(shape))))
     return rng.uniform(-limit, limit, shape)
 
 
 def glorot_normal(shape, rng):
-    return _truncated_normal(shape, np.sqrt(2.0 / sum(_fans(shape))), rng)
+    return _truncated_normal(shape, np.sqrt(2.0 / max(2, sum(_fans(shape)))), rng)
 
 
 def he_uniform(shape, rng):
-    limit = np.sqrt(6.0 / _fans(shape)[0])
+    limit = np.sqrt(6.0 / max(1, _fans(shape)[0]))
     return rng.uniform(-limit, limit, shape)
 
 
 def he_normal(shape, rng):
-    return _truncated_normal(shape, np.sqrt(2.0 / _fans(shape)[0]), rng)
+    return _truncated_normal(shape, np.sqrt(2.0 / max(1, _fans(shape)[0])), rng)
 
 
 def random_normal(shape, rng):
@@ -72,4 +76,4 @@ def validate(name):
 
 
 def initialize(name, shape, dtype=np.float32):
-    return np.ascontiguousarray(get(name)(tuple(shape), fc_random.generator()), dtype=dtype)
+    return np.asarray(get(name)(tuple(shape), fc_random.generator()), dtype=dtype, order="C")

@@ -12,13 +12,17 @@ import functools
 
 import numpy as np
 
-from .losses import BinaryCrossentropy
+from .arguments import finite_float
+from .losses import BinaryCrossentropy, Loss
 
 
 def binary_accuracy(y_true, y_pred, threshold=0.5):
     """Outputs above ``threshold`` that have a target of 1, and the others that have a target
     of 0, among all of y_pred's values; targets of y_pred's shape, or without its last axis where
     that holds a single unit."""
+    if finite_float(threshold) is None:
+        raise ValueError(f"Expected threshold to be a finite number, received "
+                         f"threshold={threshold!r:.200}")
     y_pred = np.asarray(y_pred)
     y_true = _targets(y_true, y_pred.shape, "binary_accuracy")
     return int(np.count_nonzero((y_pred > threshold) == y_true)), y_pred.size
@@ -63,7 +67,12 @@ def resolve_accuracy(loss, output_shape, target_shape):
     threshold is 0.5 on probabilities and 0 on logits (``loss.from_logits``), where the sigmoid
     crosses 0.5 (Keras would compare the logits with 0.5).
     """
+    if not isinstance(loss, Loss):
+        raise TypeError(f"Expected loss to be a fastcnn.losses.Loss, received {loss!r:.200}")
     output_shape, target_shape = tuple(output_shape), tuple(target_shape)
+    if not output_shape:
+        raise ValueError("Expected output_shape with at least one axis besides the batch axis, "
+                         f"received output_shape={output_shape}")
     if output_shape[-1] == 1 or isinstance(loss, BinaryCrossentropy):
         return functools.partial(binary_accuracy, threshold=0.0 if loss.from_logits else 0.5)
     if len(target_shape) < len(output_shape) or target_shape[-1] == 1:

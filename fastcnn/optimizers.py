@@ -1,11 +1,12 @@
 """Optimizers with Keras's defaults and update rules; each update runs in a kernel."""
-import numbers
 import sys
 
 import numpy as np
 
 from . import schedules
 from ._ops import optim
+from .arguments import finite_float
+from .serialization import checked_config
 
 # Keras scripts write ``from keras.optimizers.schedules import ExponentialDecay``; registering
 # the module under that dotted name makes the import work though optimizers is not a package.
@@ -44,9 +45,10 @@ class Optimizer:
             if callable(self._learning_rate):
                 raise TypeError(f"Expected to set learning_rate of an optimizer created with a "
                                 f"number, but it follows the schedule {self._learning_rate!r}")
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+            number = finite_float(value)
+            if number is None or not number > 0:
                 raise ValueError(f"Expected learning_rate > 0, received learning_rate={value!r}")
-            value = float(value)
+            value = number
         self._learning_rate = value
 
     def current_learning_rate(self):
@@ -66,24 +68,24 @@ class Optimizer:
 
     def has_slots(self, weights):
         """Whether any of weights has been updated (has state) by this optimizer."""
-        return any(id(w) in self._state for w in weights)
+        return any(id(w) in self._state for w in _weight_list(weights))
 
     def slots_for(self, weights):
         """The slots of weights: one list per slot name, aligned with weights (a weight not yet
         updated gets its zeros now)."""
-        slots = [self._slots_of(w) for w in weights]
+        slots = [self._slots_of(w) for w in _weight_list(weights)]
         return [[s[k] for s in slots] for k in range(len(self.slot_names))]
 
     def set_slots(self, weights, slots):
         """Gives weights the state slots_for(weights) returned (copies, C-contiguous: the kernels
         update them in place)."""
-        for k, weight in enumerate(weights):
+        for k, weight in enumerate(_weight_list(weights)):
             self._state[id(weight)] = (weight, [np.array(values[k], weight.dtype, order="C")
                                                 for values in slots])
 
     def apply(self, weights, grads):
         """One update of every weight, in one kernel call."""
-        weights = list(weights)
+        weights = _weight_list(weights)
         if len({id(w) for w in weights}) != len(weights):
             raise ValueError("Expected every weight once, received one listed twice")
         slots = self.slots_for(weights)
@@ -92,7 +94,8 @@ class Optimizer:
         self._update(weights, grads, slots, lr)
 
     def _update(self, weights, grads, slots, learning_rate):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} has no update rule: a subclass of "
+                                  "Optimizer defines _update")
 
     def get_config(self):
         lr = self.learning_rate
@@ -104,9 +107,21 @@ class Optimizer:
 
     @classmethod
     def from_config(cls, config):
-        if isinstance(config.get("learning_rate"), dict):
+        if isinstance(checked_config(config, cls.__name__).get("learning_rate"), dict):
             config = {**config, "learning_rate": schedules.deserialize(config["learning_rate"])}
         return cls(**config)
+
+
+def _weight_list(weights):
+    """``weights`` as a list of arrays. An array is refused: iterated, it would be one weight
+    per row."""
+    if not isinstance(weights, (list, tuple)):
+        raise TypeError(f"Expected weights to be a list of arrays, received "
+                        f"{type(weights).__name__}")
+    if not all(isinstance(w, np.ndarray) for w in weights):
+        raise TypeError(f"Expected weights to be a list of arrays, received a list of "
+                        f"{sorted({type(w).__name__ for w in weights})}")
+    return list(weights)
 
 
 class SGD(Optimizer):
@@ -135,7 +150,7 @@ class Adam(Optimizer):
         for key, value in (("beta_1", beta_1), ("beta_2", beta_2)):
             if not 0 <= value < 1:
                 raise ValueError(f"Expected {key} in [0, 1), received {key}={value!r}")
-        if not epsilon > 0:
+        if not (finite_float(epsilon) or 0) > 0:
             raise ValueError(f"Expected epsilon > 0, received epsilon={epsilon!r}")
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
@@ -158,8 +173,7 @@ class AdamW(Adam):
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-7, name=None):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, name)
-        if isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real) \
-                or not weight_decay >= 0:
+        if finite_float(weight_decay) is None or weight_decay < 0:
             raise ValueError(f"Expected weight_decay >= 0, received weight_decay={weight_decay!r}")
         self.weight_decay = float(weight_decay)
 
@@ -177,7 +191,7 @@ class RMSprop(Optimizer):
             raise ValueError(f"Expected rho in [0, 1), received rho={rho!r}")
         if not 0 <= momentum < 1:
             raise ValueError(f"Expected momentum in [0, 1), received momentum={momentum!r}")
-        if not epsilon > 0:
+        if not (finite_float(epsilon) or 0) > 0:
             raise ValueError(f"Expected epsilon > 0, received epsilon={epsilon!r}")
         self.rho, self.momentum, self.epsilon = float(rho), float(momentum), float(epsilon)
         self.centered = bool(centered)

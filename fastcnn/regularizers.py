@@ -5,10 +5,9 @@
 The model adds each penalty to every batch's loss (and to evaluate's), as Keras does, and adds
 its gradient to the weight's before the optimizer step.
 """
-import math
-import numbers
 
 from . import serialization
+from .arguments import finite_float
 from ._ops import regularization
 from .serialization import Configurable
 
@@ -17,19 +16,18 @@ class Regularizer(Configurable):
     """Base class: ``penalty = regularizer(weight)``; ``add_gradient`` accumulates its gradient."""
 
     def __call__(self, weight):
-        raise NotImplementedError
+        raise NotImplementedError("A subclass of Regularizer defines __call__ (the penalty)")
 
     def add_gradient(self, weight, grad):
         """grad += d penalty / d weight, in place."""
-        raise NotImplementedError
+        raise NotImplementedError("A subclass of Regularizer defines add_gradient")
 
 
 class L2(Regularizer):
     """penalty = l2 * sum(weight ** 2)."""
 
     def __init__(self, l2=0.01):
-        if isinstance(l2, bool) or not isinstance(l2, numbers.Real) or not math.isfinite(l2) \
-                or l2 < 0:
+        if finite_float(l2) is None or l2 < 0:
             raise ValueError(f"Expected l2 to be a finite number >= 0, received l2={l2!r}")
         self.l2 = float(l2)
 

@@ -4,9 +4,9 @@ A schedule is called with the number of optimizer updates done so far (0 for the
 and returns the learning rate for the next one, as in Keras.
 """
 import math
-import numbers
 
-from .serialization import Configurable, serialize
+from .arguments import finite_float
+from .serialization import Configurable, checked_config, serialize
 
 __all__ = ["LearningRateSchedule", "ExponentialDecay", "serialize", "deserialize"]
 
@@ -26,8 +26,7 @@ class ExponentialDecay(LearningRateSchedule):
                  name="ExponentialDecay"):
         for key, value in (("initial_learning_rate", initial_learning_rate),
                            ("decay_steps", decay_steps), ("decay_rate", decay_rate)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-                    or not math.isfinite(value) or value <= 0:
+            if finite_float(value) is None or value <= 0:
                 raise ValueError(f"Expected {key} > 0, received {key}={value!r}")
         self.initial_learning_rate = float(initial_learning_rate)
         self.decay_steps = decay_steps
@@ -51,7 +50,7 @@ SCHEDULES = {"ExponentialDecay": ExponentialDecay}
 
 
 def deserialize(config):
-    cls = SCHEDULES.get(config.get("class_name"))
+    cls = SCHEDULES.get(checked_config(config, "schedules.deserialize").get("class_name"))
     if cls is None:
         raise ValueError(f"Unknown learning-rate schedule {config.get('class_name')!r}; "
                          f"expected one of {sorted(SCHEDULES)}")

@@ -13,11 +13,12 @@ import threading
 
 class Configurable:
     def get_config(self):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} has no config: a subclass of "
+                                  f"{Configurable.__name__} defines get_config")
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        return cls(**checked_config(config, cls.__name__))
 
 
 _BUILTIN = {}  # name -> fastcnn class
@@ -100,6 +101,8 @@ def checked_config(config, owner, required=(), lists=()):
 
 def serialize(obj):
     """{"class_name": ..., "config": {...}} of an object with a ``get_config``."""
+    if not callable(getattr(obj, "get_config", None)):
+        raise TypeError(f"Expected an object with a get_config method, received {obj!r:.200}")
     return {"class_name": registered_name(type(obj)), "config": obj.get_config()}
 
 

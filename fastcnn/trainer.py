@@ -211,6 +211,9 @@ class Trainer:
             if o.loss is None:
                 checked.append(None)
                 continue
+            if target is None:
+                raise ValueError(f"Expected {name} to hold targets for output {o.name!r}, which "
+                                 "has a loss, received None")
             if target.ndim and len(target) != len(xs[0]):
                 raise ValueError(f"Expected {x_name} and {name} of the same length, received "
                                  f"{len(xs[0])} and {len(target)}")

@@ -12,6 +12,7 @@ it records a node of a graph; called on arrays it runs at once. Its math is eith
 import functools
 import inspect
 import itertools
+import math
 import numbers
 import re
 import threading
@@ -21,6 +22,7 @@ import numpy as np
 
 from .. import initializers
 from .._ops.checks import (
+    INDEX_LIMIT,
     as_kernel_array,
     check_array,
     check_index_range,
@@ -105,11 +107,44 @@ def normalize_padding(padding):
     return value
 
 
+def _check_shape_argument(shape):
+    """Refuse, before a layer indexes or iterates it, what is neither a shape (a non-empty tuple
+    or list of ints or None, batch axis first) nor a list or dict of shapes: an array, a string
+    or a number given as ``input_shape``."""
+    if isinstance(shape, dict):
+        for value in shape.values():
+            _check_shape_argument(value)
+        return
+    if isinstance(shape, (tuple, list)) and shape:
+        if all(d is None or (isinstance(d, numbers.Integral) and not isinstance(d, bool))
+               for d in shape):
+            return
+        if all(isinstance(s, (tuple, list, dict)) for s in shape):
+            for value in shape:
+                _check_shape_argument(value)
+            return
+    raise TypeError(f"Expected input_shape to be a shape (a tuple of ints or None, batch axis "
+                    f"first) or a list or dict of shapes, received {shape!r:.200}")
+
+
+def _checked_shapes(compute_output_shape):
+    """Wrap a class's ``compute_output_shape`` with _check_shape_argument."""
+    @functools.wraps(compute_output_shape)
+    def wrapper(self, input_shape):
+        _check_shape_argument(input_shape)
+        return compute_output_shape(self, input_shape)
+    return wrapper
+
+
 def _atomic_build(build):
     """Wrap a class's ``build`` so that a build that raises leaves the layer as it was (no
-    weights added, not built), and a successful one marks the layer built, as Keras does."""
+    weights added, not built), and a successful one marks the layer built, as Keras does. A
+    build for no shape (None) is the layer's to accept or refuse; any other ``input_shape``
+    must be a shape or a structure of them."""
     @functools.wraps(build)
     def wrapper(self, input_shape=None, *args, **kwargs):
+        if input_shape is not None:
+            _check_shape_argument(input_shape)
         if self._build_depth:  # a super().build() inside a build: the outermost one decides
             return build(self, input_shape, *args, **kwargs)
         self._build_depth += 1
@@ -144,6 +179,8 @@ class Layer(Operation, Configurable):
             cls.fusion = None
         if "build" in cls.__dict__:
             cls.build = _atomic_build(cls.__dict__["build"])
+        if "compute_output_shape" in cls.__dict__:
+            cls.compute_output_shape = _checked_shapes(cls.__dict__["compute_output_shape"])
 
     def __init__(self, trainable=True, dtype=None, name=None, input_shape=None, **kwargs):
         if kwargs:
@@ -218,6 +255,10 @@ class Layer(Operation, Configurable):
         penalty to the loss; ``constraint`` (a callable) maps the weight after each update."""
         from .. import regularizers
         shape = () if shape is None else tuple(int(d) for d in shape)
+        # A weight the kernels cannot index is refused before anything is drawn for it.
+        if any(d < 0 for d in shape) or math.prod(shape) > INDEX_LIMIT:
+            raise ValueError(f"Expected a weight shape of sizes >= 0 and at most {INDEX_LIMIT} "
+                             f"values, received shape={shape if len(str(shape)) < 200 else '...'}")
         if dtype is not None and np.dtype(dtype) != np.float32:
             raise ValueError(f'Expected dtype "float32" (or None), received dtype={dtype!r}')
         if constraint is not None and not callable(constraint):
@@ -635,3 +676,4 @@ def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):
 
 
 Layer.build = _atomic_build(Layer.build)
+Layer.compute_output_shape = _checked_shapes(Layer.compute_output_shape)

@@ -4,6 +4,7 @@ import numbers
 import numpy as np
 
 from .. import initializers
+from ..arguments import finite_float
 from .._ops import normalization
 from .base import Layer
 
@@ -26,7 +27,7 @@ class BatchNormalization(Layer):
             raise ValueError(f"Expected axis to be an int, received axis={axis!r}")
         if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1:
             raise ValueError(f"Expected momentum in [0, 1], received momentum={momentum!r}")
-        if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon > 0:
+        if not (finite_float(epsilon) or 0) > 0:
             raise ValueError(f"Expected epsilon > 0, received epsilon={epsilon!r}")
         self.axis = int(axis)
         self.momentum = float(momentum)
@@ -39,7 +40,12 @@ class BatchNormalization(Layer):
         self.moving_variance_initializer = initializers.validate(moving_variance_initializer)
 
     def compute_output_shape(self, input_shape):
-        rank = len(input_shape)
+        shape = tuple(input_shape)
+        if len(shape) < 2 or not isinstance(shape[-1], numbers.Integral):
+            raise ValueError(f"BatchNormalization {self.name!r} expects inputs of shape "
+                             f"(batch, ..., channels) with a known number of channels, received "
+                             f"{shape}")
+        rank = len(shape)
         if self.axis not in (-1, rank - 1):
             raise ValueError(f"BatchNormalization {self.name!r} normalises the last (channel) axis: "
                              f"expected axis=-1 or axis={rank - 1} for inputs of rank {rank}, "
@@ -50,7 +56,7 @@ class BatchNormalization(Layer):
 
     def build(self, input_shape):
         self.compute_output_shape(input_shape)
-        c = input_shape[-1]
+        c = tuple(input_shape)[-1]
         gamma = self.add_weight((c,), self.gamma_initializer, name="gamma") if self.scale else None
         beta = self.add_weight((c,), self.beta_initializer, name="beta") if self.center else None
         self.moving_mean = self.add_weight((c,), self.moving_mean_initializer, trainable=False,

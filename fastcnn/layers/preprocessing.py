@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 from .._ops import remap
+from ..arguments import finite_float
 from .._ops.checks import INDEX_LIMIT
 from .base import RandomTransformLayer
 
@@ -124,7 +125,7 @@ class RandomTranslation(_RandomRemap):
         self._width_range = _factor_range(width_factor, "width_factor")
         if fill_mode not in FILL_MODES:
             raise ValueError(f"Expected fill_mode in {FILL_MODES}, received fill_mode={fill_mode!r}")
-        if isinstance(fill_value, bool) or not isinstance(fill_value, numbers.Real):
+        if finite_float(fill_value) is None:
             raise ValueError(f"Expected fill_value to be a number, received fill_value={fill_value!r}")
         self.height_factor = height_factor
         self.width_factor = width_factor

@@ -118,8 +118,18 @@ class Gen:
         return None
 
 
-def describe(value):
+def describe(value, depth=0):
     """A short, reproducible description of an argument (arrays by shape, dtype and layout)."""
+    if depth > 8:
+        return "..."
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"int({value.bit_length()} bits)"
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
+        levels, inner = 0, value  # a deeply nested list, by its depth
+        while isinstance(inner, list) and len(inner) == 1:
+            levels, inner = levels + 1, inner[0]
+        if levels > 8:
+            return f"[*{levels} {describe(inner, depth + 1)}]"
     if isinstance(value, np.ndarray):
         flags = []
         if value.size and 0 in value.strides and not isinstance(value, np.memmap):
@@ -144,10 +154,10 @@ def describe(value):
     if isinstance(value, (list, tuple)) and len(value) > 8:
         return f"{type(value).__name__}(len={len(value)})"
     if isinstance(value, (list, tuple)):
-        inner = ", ".join(describe(v) for v in value)
+        inner = ", ".join(describe(v, depth + 1) for v in value)
         return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}={describe(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{k}={describe(v, depth + 1)}" for k, v in value.items()) + "}"
     text = repr(value)
     return text if len(text) < 120 else text[:117] + "..."
 

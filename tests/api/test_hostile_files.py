@@ -102,13 +102,15 @@ def test_a_refused_layer_adds_none_of_the_stack():
 
 # -- memory bounded by the file ------------------------------------------------------------
 @pytest.mark.parametrize("change", [
-    lambda c: c["config"].update(input_shape=[1000], layers=[
+    # Both fit the kernels' 32-bit indices (add_weight refuses larger ones outright), so the
+    # refusal comes from the file's budget.
+    lambda c: c["config"].update(input_shape=[100], layers=[
         {"class_name": "Dense", "config": {"units": 3_000_000}}]),
     lambda c: c["config"].update(input_shape=[4, 4, 1], layers=[
-        {"class_name": "ZeroPadding2D", "config": {"padding": [[500_000_000, 0], [0, 0]]}},
+        {"class_name": "ZeroPadding2D", "config": {"padding": [[100_000_000, 0], [0, 0]]}},
         {"class_name": "Flatten", "config": {}},
         {"class_name": "Dense", "config": {"units": 2}}]),
-], ids=["dense-3e6-units", "zero-padding-5e8-rows"])
+], ids=["dense-3e6-units", "zero-padding-1e8-rows"])
 def test_declared_weights_beyond_the_file_are_refused_before_allocation(saved, no_large_weights,
                                                                         change):
     edit_config(saved, change)
