@@ -240,9 +240,16 @@ def _build_config(model):
     return None if shapes is None else {"input_shape": shapes}
 
 
+def _check_model(model):
+    if not (hasattr(model, "fit") and hasattr(model, "seed")):
+        raise TypeError(f"Expected a model (fastcnn.Model or Sequential), received "
+                        f"{type(model).__name__}")
+
+
 def save_model(model, filepath, overwrite=True):
     """Write the model's architecture, weights and compiled state (optimizer slots and step
     count, loss, metrics) and its seed to ``filepath``, atomically."""
+    _check_model(model)
     config = {**serialize(model), "build_config": _build_config(model), "seed": int(model.seed),
               "compile_config": _compile_config(model)}
     arrays = {_weight_member(k): w for k, w in enumerate(model.weights)}

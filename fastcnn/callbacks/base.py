@@ -119,3 +119,11 @@ class LambdaCallback(Callback):
                 raise TypeError(f"Expected {hook} to be callable, received {hook}={function!r}")
             if function is not None:
                 setattr(self, hook, function)
+
+
+def check_monitor(monitor):
+    """``monitor``, the name of a logged quantity such as "val_loss", or a TypeError."""
+    if not isinstance(monitor, str) or not monitor:
+        raise TypeError(f"Expected monitor to be the name of a logged quantity such as "
+                        f"'val_loss', received monitor={monitor!r:.200}")
+    return monitor

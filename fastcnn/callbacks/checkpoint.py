@@ -6,7 +6,7 @@ import re
 import string
 import warnings
 
-from .base import Callback
+from .base import Callback, check_monitor
 
 # Longest width or precision a filepath field may ask for: a file name holds at most 255 bytes
 # on common file systems, and "{epoch:999999999d}" would otherwise build a gigabyte string.
@@ -84,7 +84,7 @@ class ModelCheckpoint(Callback):
         except ValueError as error:
             raise ValueError(f"Expected filepath's formats to suit an int epoch and batch and "
                              f"float logs, received filepath={self.filepath!r}: {error}") from None
-        self.monitor = monitor
+        self.monitor = check_monitor(monitor)
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)

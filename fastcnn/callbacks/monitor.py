@@ -4,7 +4,7 @@ import math
 import numbers
 import warnings
 
-from .base import Callback
+from .base import Callback, check_monitor
 
 
 class TerminateOnNaN(Callback):
@@ -20,6 +20,7 @@ class TerminateOnNaN(Callback):
 def _monitor_op(mode, monitor, min_delta):
     """``better(current, best)``: whether current improves on best (None: nothing yet) by more
     than min_delta. Mode "auto" maximises names containing "acc" and minimises the rest."""
+    check_monitor(monitor)
     if mode not in ("auto", "min", "max"):  # Keras warns and falls back to "auto"
         raise ValueError(f'Expected mode "auto", "min" or "max", received mode={mode!r}')
     if mode == "max" or (mode == "auto" and "acc" in monitor):

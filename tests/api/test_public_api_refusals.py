@@ -147,3 +147,20 @@ def test_compute_output_shape_and_build_refuse_what_is_no_shape(make, shape):
     for method in ("compute_output_shape", "build"):
         with pytest.raises(TypeError, match="input_shape"):
             getattr(make(), method)(shape)
+
+
+@pytest.mark.parametrize("make", [
+    lambda m: fastcnn.callbacks.ModelCheckpoint("m.keras", monitor=m),
+    lambda m: fastcnn.callbacks.EarlyStopping(monitor=m),
+    lambda m: fastcnn.callbacks.ReduceLROnPlateau(monitor=m),
+])
+@pytest.mark.parametrize("monitor", [[], None, 3, ""])
+def test_callbacks_refuse_a_monitor_that_is_not_a_name(make, monitor):
+    with pytest.raises(TypeError, match="Expected monitor to be the name of a logged quantity"):
+        make(monitor)
+
+
+def test_save_model_refuses_what_is_not_a_model(tmp_path):
+    with pytest.raises(TypeError, match="Expected a model .* received Dense"):
+        fastcnn.saving.save_model(fastcnn.layers.Dense(2), tmp_path / "x.keras")
+    assert not list(tmp_path.iterdir())
