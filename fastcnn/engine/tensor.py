@@ -107,8 +107,15 @@ def as_data_structure(data):
     return data
 
 
-def _holds_arrays(data):
-    return bool(data) and all(isinstance(v, (np.ndarray, KerasTensor)) for v in flatten(data))
+MAX_NESTING = 32  # a structure of model inputs or targets is never nested deeper
+
+
+def _holds_arrays(data, depth=1):
+    """Whether ``data`` is a non-empty list (or tuple) of arrays or tensors, or of such lists,
+    nested at most MAX_NESTING deep: deeper lists are data, not structure."""
+    return bool(data) and depth <= MAX_NESTING and all(
+        isinstance(v, (np.ndarray, KerasTensor))
+        or (isinstance(v, (list, tuple)) and _holds_arrays(v, depth + 1)) for v in data)
 
 
 def pack_like(structure, flat):

@@ -164,3 +164,16 @@ def test_save_model_refuses_what_is_not_a_model(tmp_path):
     with pytest.raises(TypeError, match="Expected a model .* received Dense"):
         fastcnn.saving.save_model(fastcnn.layers.Dense(2), tmp_path / "x.keras")
     assert not list(tmp_path.iterdir())
+
+
+def test_deeply_nested_lists_as_targets_are_refused_cleanly():
+    """A list nested hundreds deep is data, not a structure of arrays: refused by its shape,
+    not by Python's recursion limit."""
+    inputs = fastcnn.Input((3,))
+    model = fastcnn.Model(inputs, layers.Dense(2)(inputs))
+    model.compile("sgd", "mse")
+    deep = []
+    for _ in range(495):
+        deep = [deep]
+    with pytest.raises((ValueError, TypeError)):
+        model.fit(np.zeros((1, 3), np.float32), deep, verbose=0)
