@@ -95,7 +95,7 @@ def atomic_write(filepath):
     leaves either the previous file or the complete new one, never a part; the temporary files
     that crashed saves leave are removed by the next save to the same place.
     """
-    filepath = os.fspath(filepath)
+    filepath = os.fsdecode(filepath)  # a str or bytes path, as Python's own calls take
     directory = os.path.dirname(os.path.abspath(filepath))
     prefix = "." + os.path.basename(filepath).encode("utf-8", "surrogatepass")[
         :_TEMP_PREFIX_BYTES].decode("utf-8", "ignore") + "."

@@ -177,3 +177,12 @@ def test_deeply_nested_lists_as_targets_are_refused_cleanly():
         deep = [deep]
     with pytest.raises((ValueError, TypeError)):
         model.fit(np.zeros((1, 3), np.float32), deep, verbose=0)
+
+
+def test_save_takes_a_bytes_path_and_refuses_a_null_byte(tmp_path):
+    model = fastcnn.Sequential([fastcnn.Input((3,)), layers.Dense(2)])
+    path = tmp_path / "model.keras"
+    model.save(bytes(path))
+    assert fastcnn.models.load_model(path).get_config() == model.get_config()
+    with pytest.raises(ValueError):
+        model.save(b"\x00")
