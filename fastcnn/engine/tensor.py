@@ -135,3 +135,35 @@ def pack_like(structure, flat):
 
 def is_symbolic(structure):
     return any(isinstance(t, KerasTensor) for t in flatten(structure))
+
+
+def shape_structure(structure):
+    """The shapes of a structure of tensors or arrays: one tuple for one, a list for a list."""
+    if isinstance(structure, dict):
+        return {k: shape_structure(v) for k, v in structure.items()}
+    if isinstance(structure, (list, tuple)):
+        return [shape_structure(v) for v in structure]
+    return tuple(structure.shape)
+
+
+def shapes_of(shape_structure):
+    """The flat list of shapes in a structure built by shape_structure."""
+    if isinstance(shape_structure, dict):
+        return [s for k in sorted(shape_structure) for s in shapes_of(shape_structure[k])]
+    if isinstance(shape_structure, list):
+        return [s for item in shape_structure for s in shapes_of(item)]
+    return [shape_structure]
+
+
+def template_of(shape_structure):
+    """A structure like the inputs whose shapes ``shape_structure`` holds (leaves are None)."""
+    if isinstance(shape_structure, dict):
+        return {k: template_of(v) for k, v in shape_structure.items()}
+    if isinstance(shape_structure, list):
+        return [template_of(v) for v in shape_structure]
+    return None
+
+
+def output_shapes(graph):
+    """The shapes of ``graph``'s outputs, in the structure of its outputs."""
+    return pack_like(graph.output_structure, [t.shape for t in graph.outputs])

@@ -1,7 +1,8 @@
 """Layers with Keras's names and constructor arguments."""
 from ..serialization import register_builtin
 from .activation import Activation, ReLU
-from .base import Input, InputLayer, Layer
+from .base import Layer
+from .input_layer import Input, InputLayer
 from .conv import Conv2D
 from .core import Dense, Dropout, Flatten
 from .normalization import BatchNormalization

@@ -26,7 +26,6 @@ from .._ops.checks import (
     as_kernel_array,
     check_array,
     check_index_range,
-    window_output_shape,
 )
 from ..engine.execution import CallContext, ExecutionPool
 from ..engine.graph import FlatGraph, Graph
@@ -38,10 +37,14 @@ from ..engine.tensor import (
     as_data_structure,
     flatten,
     is_symbolic,
-    normalize_batch_shape,
+    output_shapes,
     pack_like,
+    shape_structure,
+    shapes_of,
+    template_of,
 )
 from ..serialization import Configurable, claim_weight
+from .arguments import normalize_seed, normalize_shape
 
 _name_counters = defaultdict(itertools.count)
 
@@ -50,61 +53,6 @@ def _snake_case(name):
     """Keras's default layer names: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d."""
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-def normalize_tuple(value, name, allow_zero=False):
-    """An int or a pair of ints -> a pair of positive ints, or a ValueError naming ``name``."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
-    try:
-        pair = tuple(pair)
-    except TypeError:
-        pair = None
-    lowest = 0 if allow_zero else 1
-    if (pair is None or len(pair) != 2
-            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair)
-            or min(pair) < lowest):
-        raise ValueError(f"Expected {name} to be an int or a pair of ints >= {lowest}, "
-                         f"received {name}={value!r}")
-    return tuple(int(v) for v in pair)
-
-
-def normalize_shape(shape, name, allow_none=False):
-    """A non-empty tuple of positive ints (an int is a 1-tuple; None dims where ``allow_none``),
-    or a ValueError naming ``name``."""
-    dims = (shape,) if isinstance(shape, numbers.Integral) else shape
-    try:
-        dims = tuple(dims)
-    except TypeError:
-        dims = ()
-    if not dims or not all((d is None and allow_none) or (isinstance(d, numbers.Integral)
-                           and not isinstance(d, bool) and d > 0) for d in dims):
-        kind = "positive ints or None" if allow_none else "positive ints"
-        raise ValueError(f"Expected {name} to be a tuple of {kind}, received {name}={shape!r}")
-    return tuple(None if d is None else int(d) for d in dims)
-
-
-def window_output_hw(input_shape, window, strides, padding, name):
-    """(out_height, out_width) of a sliding window over NHWC ``input_shape``; None where the
-    input's size is unknown."""
-    sizes = input_shape[1:3]
-    known = tuple(n if n is not None else k for n, k in zip(sizes, window))
-    out, _ = window_output_shape(known, window, strides, padding, name)
-    return tuple(None if n is None else o for n, o in zip(sizes, out))
-
-
-def normalize_seed(seed):
-    """None or a non-negative int, as numpy's generators take it."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-                             or seed < 0):
-        raise ValueError(f"Expected seed to be None or a non-negative int, received seed={seed!r}")
-    return None if seed is None else int(seed)
-
-
-def normalize_padding(padding):
-    value = padding.lower() if isinstance(padding, str) else padding
-    if value not in ("valid", "same"):
-        raise ValueError(f'Expected padding "valid" or "same", received padding={padding!r}')
-    return value
 
 
 def _check_shape_argument(shape):
@@ -220,14 +168,14 @@ class Layer(Operation, Configurable):
         """The output shape for ``input_shape``: a composite traces its ``call``; a leaf that
         does not say runs ``forward`` once on one sample of zeros (its sizes must be known)."""
         if self._is_composite():
-            graph = self._trace(_template(input_shape), _shapes_of(input_shape), False)
-            return _structure_shapes(graph)
-        shapes = _shapes_of(input_shape)
+            graph = self._trace(template_of(input_shape), shapes_of(input_shape), False)
+            return output_shapes(graph)
+        shapes = shapes_of(input_shape)
         if any(d is None for s in shapes for d in s[1:]):
             raise ValueError(f"{type(self).__name__} {self.name!r} defines no "
                              f"compute_output_shape, so it needs inputs of known sizes, received "
                              f"{input_shape}")
-        sample = pack_like(_template(input_shape), [np.zeros((1, *s[1:]), np.float32)
+        sample = pack_like(template_of(input_shape), [np.zeros((1, *s[1:]), np.float32)
                                                     for s in shapes])
         out = self.forward(sample, CallContext(rng=np.random.default_rng(0)), False)
         batch = shapes[0][0]
@@ -319,17 +267,17 @@ class Layer(Operation, Configurable):
         if not all(isinstance(t, KerasTensor) for t in tensors):
             raise TypeError(f"Expected layer {self.name!r} to be called on symbolic tensors only "
                             "or on arrays only, received a mix")
-        shapes = _shape_structure(inputs)
+        shapes = shape_structure(inputs)
         graph = self._graph_for_inputs(inputs, [t.shape for t in tensors],
                                        bool(training), build_shape=shapes)
         if graph is not None:
-            out_shapes = _structure_shapes(graph)
+            out_shapes = output_shapes(graph)
         else:
-            for shape in _shapes_of(shapes):
+            for shape in shapes_of(shapes):
                 _check_sample_size(shape, f"layer {self.name!r} input")
             self._maybe_build(shapes)
             out_shapes = self.compute_output_shape(shapes)
-            for shape in _shapes_of(out_shapes):
+            for shape in shapes_of(out_shapes):
                 _check_sample_size(shape, f"layer {self.name!r} output")
         outputs = _tensors_for(out_shapes, self.name)
         Node(self, inputs, outputs, None if training is None else bool(training))
@@ -346,9 +294,9 @@ class Layer(Operation, Configurable):
         packed = pack_like(inputs, arrays)
         shapes = [a.shape for a in arrays]
         graph = self._graph_for_inputs(packed, shapes, training,
-                                       build_shape=_shape_structure(packed))
+                                       build_shape=shape_structure(packed))
         if graph is None:
-            shape = _shape_structure(packed)
+            shape = shape_structure(packed)
             self._maybe_build(shape)
             self.compute_output_shape(shape)
             ctx = CallContext(rng=getattr(self, "rng", None))
@@ -546,37 +494,6 @@ def _takes_training(call):
         return False
 
 
-def _shape_structure(structure):
-    """The shapes of a structure of tensors or arrays: one tuple for one, a list for a list."""
-    if isinstance(structure, dict):
-        return {k: _shape_structure(v) for k, v in structure.items()}
-    if isinstance(structure, (list, tuple)):
-        return [_shape_structure(v) for v in structure]
-    return tuple(structure.shape)
-
-
-def _shapes_of(shape_structure):
-    """The flat list of shapes in a structure built by _shape_structure."""
-    if isinstance(shape_structure, dict):
-        return [s for k in sorted(shape_structure) for s in _shapes_of(shape_structure[k])]
-    if isinstance(shape_structure, list):
-        return [s for item in shape_structure for s in _shapes_of(item)]
-    return [shape_structure]
-
-
-def _template(shape_structure):
-    """A structure like the inputs whose shapes ``shape_structure`` holds (leaves are None)."""
-    if isinstance(shape_structure, dict):
-        return {k: _template(v) for k, v in shape_structure.items()}
-    if isinstance(shape_structure, list):
-        return [_template(v) for v in shape_structure]
-    return None
-
-
-def _structure_shapes(graph):
-    return pack_like(graph.output_structure, [t.shape for t in graph.outputs])
-
-
 def _tensors_for(shapes, name):
     """New symbolic outputs for ``shapes`` (a shape, or a list of shapes)."""
     if isinstance(shapes, list):
@@ -619,60 +536,6 @@ class RandomTransformLayer(Layer):
         if not ctx.active:
             return dy
         return self._transform_backward(dy, ctx)
-
-
-class InputLayer(Layer):
-    """The source of a model's input tensor; ``Input`` returns that tensor."""
-
-    is_input = True
-
-    def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None, name=None,
-                 **kwargs):
-        super().__init__(name=name or _unique_input_name(), dtype=dtype, **kwargs)
-        if batch_shape is None:
-            if shape is None:
-                raise ValueError("Expected shape (or batch_shape) for an Input, received "
-                                 "shape=None")
-            shape = normalize_shape(shape, "shape", allow_none=True)
-            if batch_size is not None:
-                batch_size = normalize_shape(batch_size, "batch_size")[0]
-            batch_shape = (batch_size, *shape)
-        elif shape is not None or batch_size is not None:
-            raise ValueError("Expected either shape (and batch_size) or batch_shape, received both")
-        self.batch_shape = normalize_batch_shape(batch_shape, "batch_shape")
-        if len(self.batch_shape) < 2:
-            raise ValueError(f"Expected an input of at least one value per sample, received "
-                             f"batch_shape={batch_shape!r}")
-        self.built = True
-        Node(self, [], KerasTensor(self.batch_shape, name=self.name))
-
-    @property
-    def shape(self):
-        """The shape of one sample (batch axis excluded)."""
-        return self.batch_shape[1:]
-
-    def __call__(self, *args, **kwargs):
-        raise TypeError(f"InputLayer {self.name!r} is a model's input and cannot be called; use "
-                        "the tensor that keras.Input returns")
-
-    def get_config(self):
-        return {**super().get_config(), "batch_shape": self.batch_shape}
-
-
-_input_counter = itertools.count()
-
-
-def _unique_input_name():
-    index = next(_input_counter)
-    return "input_layer" if index == 0 else f"input_layer_{index}"
-
-
-def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):
-    """A symbolic tensor for a model's input: ``shape`` excludes the batch axis (None for a
-    size that may vary), ``batch_shape`` includes it. Call layers on it, then pass it to
-    ``Model(inputs, outputs)`` or start a ``Sequential`` with it."""
-    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
-                      name=name).output
 
 
 Layer.build = _atomic_build(Layer.build)

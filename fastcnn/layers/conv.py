@@ -1,7 +1,7 @@
 """Conv2D: NHWC inputs, HWIO kernel, bias and relu fused into the forward kernel."""
 from .._ops import conv
 from .._ops.checks import positive_int
-from .base import normalize_padding, normalize_tuple, window_output_hw
+from .arguments import normalize_padding, normalize_tuple, window_output_hw
 from .kernel import KernelLayer
 
 

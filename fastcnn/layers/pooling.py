@@ -1,7 +1,8 @@
 """Max, average and sum pooling, windowed and global; max pooling keeps the argmax of each
 window for its backward pass."""
 from .._ops import pool
-from .base import Layer, normalize_padding, normalize_tuple, window_output_hw
+from .arguments import normalize_padding, normalize_tuple, window_output_hw
+from .base import Layer
 
 
 class _Pooling2D(Layer):

@@ -2,7 +2,8 @@
 import numpy as np
 
 from .._ops import remap
-from .base import Layer, normalize_tuple
+from .arguments import normalize_tuple
+from .base import Layer
 from .preprocessing import source_index
 
 

@@ -16,8 +16,10 @@ import contextlib
 from .. import random as fc_random
 from .. import saving
 from ..engine.graph import Graph
-from ..engine.tensor import KerasTensor, flatten, pack_like, unique_name
-from ..layers.base import Input, Layer, _shape_structure, _shapes_of, _template
+from ..engine.tensor import (KerasTensor, flatten, pack_like, shape_structure, shapes_of,
+                             template_of, unique_name)
+from ..layers.base import Layer
+from ..layers.input_layer import Input
 from ..serialization import checked_config, deserialize, register_builtin, serialize
 from ..trainer import Trainer
 
@@ -61,9 +63,9 @@ class Model(Trainer, Layer):
                                           "or pass Model(inputs, outputs)")
             graph = Layer._graph_for_inputs(self, inputs, shapes, training, build_shape)
             if self._build_input is None:
-                structure = _shape_structure(inputs)
-                self._build_input = pack_like(_template(structure),
-                                              [(None, *s[1:]) for s in _shapes_of(structure)])
+                structure = shape_structure(inputs)
+                self._build_input = pack_like(template_of(structure),
+                                              [(None, *s[1:]) for s in shapes_of(structure)])
             self.built = True
             return graph
         if any(isinstance(t, KerasTensor) for t in flatten(inputs)):
@@ -85,17 +87,17 @@ class Model(Trainer, Layer):
             if self._is_functional():
                 return self._graph
             structure = self._build_input
-            return self._trace(_template(structure), _shapes_of(structure), training)
+            return self._trace(template_of(structure), shapes_of(structure), training)
         return self._graph_for_inputs(data, [a.shape for a in flatten(data)], training,
-                                      build_shape=_shape_structure(data))
+                                      build_shape=shape_structure(data))
 
     def build(self, input_shape=None):
         """Build for inputs of ``input_shape`` (batch axis included; a list or dict of shapes
         for several inputs): a subclassed model traces its ``call``."""
         if self._is_functional() or input_shape is None:
             return
-        template = _template(input_shape)
-        shapes = _shapes_of(input_shape)
+        template = template_of(input_shape)
+        shapes = shapes_of(input_shape)
         self._trace(template, shapes, False)
         self._build_input = pack_like(template, [(None, *tuple(s)[1:]) for s in shapes])
 

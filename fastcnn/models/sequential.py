@@ -1,7 +1,9 @@
 """Sequential: a linear stack of layers, kept as the graph a functional model would build from
 them, so that it trains, nests and saves through the same engine."""
 from ..engine.tensor import KerasTensor
-from ..layers.base import Input, InputLayer, Layer, normalize_shape
+from ..layers.arguments import normalize_shape
+from ..layers.base import Layer
+from ..layers.input_layer import Input, InputLayer
 from ..serialization import checked_config, deserialize, register_builtin, serialize
 from .model import Model
 

@@ -45,7 +45,7 @@ def test_set_num_threads_clamps_with_a_warning(default_threads):
 
 def test_omp_num_threads_is_clamped(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "100000")
-    with pytest.warns(UserWarning, match=rf"OMP_NUM_THREADS='100000' asks for 100000 threads"):
+    with pytest.warns(UserWarning, match=r"OMP_NUM_THREADS='100000' asks for 100000 threads"):
         threads._threads_for_env.cache_clear()
         count = fastcnn.get_num_threads()
     if fastcnn._ext.runtime.openmp_enabled():
