@@ -16,12 +16,13 @@ import numpy as np
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
+from .arguments import finite_float
 from ._ops.checks import check_array, check_memory, copy_bytes, positive_int
 from .callbacks import CallbackList, History, ProgbarLogger
 from .engine.execution import Execution
 from .engine.graph import FlatGraph, infer_shapes
 from .engine.plan import make_plan
-from .engine.tensor import as_data_structure, flatten, pack_like
+from .engine.tensor import as_data_structure, compatible_shapes, flatten, pack_like
 from .progbar import Progbar
 
 ACCURACY_NAMES = ("accuracy", "acc")
@@ -59,9 +60,17 @@ def _loss(identifier):
 def _loss_weight(weight):
     if weight is None:
         return 1.0
-    if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not np.isfinite(weight):
-        raise ValueError(f"Expected loss_weights of finite numbers, received {weight!r}")
-    return float(weight)
+    value = finite_float(weight)
+    if value is None:
+        raise ValueError(f"Expected loss_weights of finite numbers, received {weight!r:.200}")
+    return value
+
+
+def _metrics_per_output(metrics):
+    """Whether ``metrics`` gives each output its own list: a dict, or a list of lists."""
+    return isinstance(metrics, dict) or (isinstance(metrics, (list, tuple)) and bool(metrics)
+                                         and all(isinstance(m, (list, tuple)) or m is None
+                                                 for m in metrics))
 
 
 def _metric_names(metrics):
@@ -114,12 +123,8 @@ class Trainer:
             loss_weights = [loss_weights]
         for w in (loss_weights.values() if isinstance(loss_weights, dict) else loss_weights or []):
             _loss_weight(w)
-        if isinstance(metrics, dict):
-            for v in metrics.values():
-                _metric_names(v)
-        elif isinstance(metrics, (list, tuple)) and metrics and all(
-                isinstance(m, (list, tuple)) or m is None for m in metrics):
-            for v in metrics:
+        if _metrics_per_output(metrics):
+            for v in (metrics.values() if isinstance(metrics, dict) else metrics):
                 _metric_names(v)
         else:
             _metric_names(metrics)
@@ -137,11 +142,7 @@ class Trainer:
         names = self._output_names(graph)
         losses = _per_output(loss, names, "loss", lambda v: v)
         weights = _per_output(loss_weights, names, "loss_weights", _loss_weight)
-        if isinstance(metrics, dict) or (isinstance(metrics, (list, tuple)) and metrics and all(
-                isinstance(m, (list, tuple)) or m is None for m in metrics)):
-            if isinstance(metrics, (list, tuple)) and len(metrics) != len(names):
-                raise ValueError(f"Expected metrics to hold {len(names)} lists, one per output "
-                                 f"{names}, received {len(metrics)}")
+        if _metrics_per_output(metrics):
             per_output = _per_output(metrics, names, "metrics", _metric_names)
         else:
             per_output = [_metric_names(metrics)] * len(names)
@@ -171,10 +172,8 @@ class Trainer:
         graph = self._graph_for_data(pack_like(x, arrays), training)
         arrays = self._align(x, arrays, self._input_names(graph), name)
         for a, t in zip(arrays, graph.inputs):
-            expected = t.shape[1:]
-            if len(a.shape) != len(t.shape) or any(e is not None and e != d
-                                                   for e, d in zip(expected, a.shape[1:])):
-                raise ValueError(f"Expected {name} of shape (samples, *{expected}), received "
+            if not compatible_shapes(a.shape[1:], t.shape[1:]):
+                raise ValueError(f"Expected {name} of shape (samples, *{t.shape[1:]}), received "
                                  f"{a.shape}")
         needs = [(f"a float32 copy of {name}", sum(copy_bytes(a, np.float32) for a in arrays))]
         if whole_outputs:
@@ -218,7 +217,7 @@ class Trainer:
                 raise ValueError(f"Expected {x_name} and {name} of the same length, received "
                                  f"{len(xs[0])} and {len(target)}")
             checked.append(o.loss.check_targets(target, shape[1:]))
-            if o.loss is not None and o.metrics:
+            if o.metrics:
                 o.count = metrics_module.resolve_accuracy(o.loss, shape[1:], checked[-1].shape[1:])
         return checked
 

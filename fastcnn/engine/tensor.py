@@ -167,3 +167,14 @@ def template_of(shape_structure):
 def output_shapes(graph):
     """The shapes of ``graph``'s outputs, in the structure of its outputs."""
     return pack_like(graph.output_structure, [t.shape for t in graph.outputs])
+
+
+def compatible_shapes(a, b):
+    """Whether shapes ``a`` and ``b`` have one rank and agree wherever both sizes are known
+    (None: not known)."""
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+def free_batch(shapes):
+    """A structure of shapes (as shape_structure builds) with each batch axis made None."""
+    return pack_like(template_of(shapes), [(None, *tuple(s)[1:]) for s in shapes_of(shapes)])

@@ -1,4 +1,4 @@
-"""The Layer contract shared by every layer, and ``Input``.
+"""The Layer contract shared by every layer and model, and RandomTransformLayer.
 
 A layer holds its configuration and weights, nothing of any one call. Called on symbolic tensors
 it records a node of a graph; called on arrays it runs at once. Its math is either
@@ -292,11 +292,10 @@ class Layer(Operation, Configurable):
                                  f"received shape {a.shape}")
         arrays = [as_kernel_array(a, "x", dtype=np.float32) for a in arrays]
         packed = pack_like(inputs, arrays)
-        shapes = [a.shape for a in arrays]
-        graph = self._graph_for_inputs(packed, shapes, training,
-                                       build_shape=shape_structure(packed))
+        shape = shape_structure(packed)
+        graph = self._graph_for_inputs(packed, [a.shape for a in arrays], training,
+                                       build_shape=shape)
         if graph is None:
-            shape = shape_structure(packed)
             self._maybe_build(shape)
             self.compute_output_shape(shape)
             ctx = CallContext(rng=getattr(self, "rng", None))

@@ -2,6 +2,7 @@
 import numbers
 
 from .._ops import merge
+from ..engine.tensor import compatible_shapes
 from .base import Layer
 
 
@@ -14,10 +15,6 @@ class _Merge(Layer):
                              f"inputs, received {input_shape!r}")
 
 
-def _same_dims(a, b):
-    return all(x is None or y is None or x == y for x, y in zip(a, b)) and len(a) == len(b)
-
-
 class Add(_Merge):
     """The elementwise sum of its inputs, which share one shape."""
 
@@ -25,7 +22,7 @@ class Add(_Merge):
         self._check_inputs(input_shape)
         first = tuple(input_shape[0])
         for shape in input_shape[1:]:
-            if not _same_dims(first, shape):
+            if not compatible_shapes(first, tuple(shape)):
                 raise ValueError(f"Add {self.name!r} expects inputs of one shape, received "
                                  f"{[tuple(s) for s in input_shape]}")
         return tuple(next((d for d in dims if d is not None), None) for dims in zip(*input_shape))
@@ -58,7 +55,8 @@ class Concatenate(_Merge):
                              f"received axis={self.axis}")
         axis = self.axis % rank
         drop = [tuple(s[:axis]) + tuple(s[axis + 1:]) for s in input_shape]
-        if any(len(s) != rank or not _same_dims(drop[0], d) for s, d in zip(input_shape, drop)):
+        if any(len(s) != rank or not compatible_shapes(drop[0], d)
+               for s, d in zip(input_shape, drop)):
             raise ValueError(f"Concatenate {self.name!r} expects inputs whose shapes agree except "
                              f"on axis {self.axis}, received {[tuple(s) for s in input_shape]}")
         sizes = [s[axis] for s in input_shape]

@@ -16,8 +16,8 @@ import contextlib
 from .. import random as fc_random
 from .. import saving
 from ..engine.graph import Graph
-from ..engine.tensor import (KerasTensor, flatten, pack_like, shape_structure, shapes_of,
-                             template_of, unique_name)
+from ..engine.tensor import (KerasTensor, compatible_shapes, flatten, free_batch, pack_like,
+                             shape_structure, shapes_of, template_of, unique_name)
 from ..layers.base import Layer
 from ..layers.input_layer import Input
 from ..serialization import checked_config, deserialize, register_builtin, serialize
@@ -63,9 +63,7 @@ class Model(Trainer, Layer):
                                           "or pass Model(inputs, outputs)")
             graph = Layer._graph_for_inputs(self, inputs, shapes, training, build_shape)
             if self._build_input is None:
-                structure = shape_structure(inputs)
-                self._build_input = pack_like(template_of(structure),
-                                              [(None, *s[1:]) for s in shapes_of(structure)])
+                self._build_input = free_batch(shape_structure(inputs))
             self.built = True
             return graph
         if any(isinstance(t, KerasTensor) for t in flatten(inputs)):
@@ -74,10 +72,8 @@ class Model(Trainer, Layer):
 
     def _check_shapes(self, shapes, what):
         expected = [t.shape for t in self._graph.inputs]
-        if len(shapes) != len(expected) or any(
-                len(s) != len(e) or any(a is not None and b is not None and a != b
-                                        for a, b in zip(s[1:], e[1:]))
-                for s, e in zip(shapes, expected)):
+        if len(shapes) != len(expected) or not all(
+                compatible_shapes(tuple(s)[1:], e[1:]) for s, e in zip(shapes, expected)):
             raise ValueError(f"Model {self.name!r} expects {what} of shapes {expected}, received "
                              f"{[tuple(s) for s in shapes]}")
 
@@ -96,10 +92,8 @@ class Model(Trainer, Layer):
         for several inputs): a subclassed model traces its ``call``."""
         if self._is_functional() or input_shape is None:
             return
-        template = template_of(input_shape)
-        shapes = shapes_of(input_shape)
-        self._trace(template, shapes, False)
-        self._build_input = pack_like(template, [(None, *tuple(s)[1:]) for s in shapes])
+        self._trace(template_of(input_shape), shapes_of(input_shape), False)
+        self._build_input = free_batch(input_shape)
 
     @contextlib.contextmanager
     def _build_rollback(self):
