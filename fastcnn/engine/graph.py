@@ -44,7 +44,7 @@ class Graph:
         return ops
 
 
-def _producer(tensor, sources):
+def _producer(tensor):
     node = tensor.node
     if node is None or not node.input_tensors and getattr(node.operation, "is_input", False):
         raise ValueError(f"Graph disconnected: the outputs depend on the input {tensor.name!r}, "
@@ -58,7 +58,7 @@ def _topological(outputs, sources):
     for root in outputs:
         if id(root) in sources:
             continue
-        stack = [(_producer(root, sources), False)]
+        stack = [(_producer(root), False)]
         while stack:
             node, expanded = stack.pop()
             if id(node) in done:
@@ -70,7 +70,7 @@ def _topological(outputs, sources):
             stack.append((node, True))
             for t in reversed(node.input_tensors):
                 if id(t) not in sources:
-                    parent = _producer(t, sources)
+                    parent = _producer(t)
                     if id(parent) not in done:
                         stack.append((parent, False))
     return order

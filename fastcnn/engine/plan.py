@@ -180,7 +180,7 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None):
             step_of_call[i] = steps[-1]
 
     if fuse:
-        _hand_off_relu_gradients(calls, steps, step_of_call, sole_reader, readers)
+        _hand_off_relu_gradients(calls, step_of_call, sole_reader)
     logits_outputs, logits_steps = [False] * len(flat.output_slots), {}
     for k, slot in enumerate(flat.output_slots):
         index = next((j for j, s in enumerate(steps) if slot in s.outputs), None)
@@ -198,7 +198,7 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None):
     return plan
 
 
-def _hand_off_relu_gradients(calls, steps, step_of_call, sole_reader, readers):
+def _hand_off_relu_gradients(calls, step_of_call, sole_reader):
     for i, c in enumerate(calls):
         step = step_of_call.get(i)
         if not (isinstance(step, LayerStep) and _kind(c.layer) in ACTIVATION_KINDS
