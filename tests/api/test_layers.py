@@ -5,36 +5,7 @@ import pytest
 
 import fastcnn
 from fastcnn import layers
-
-
-def check_layer(make_layer, input_shape, output_shape, n_params):
-    """The shared contract every layer must meet."""
-    layer = make_layer()
-    layer.build((None, *input_shape))
-    assert layer.built
-    assert layer.compute_output_shape((None, *input_shape)) == (None, *output_shape)
-    assert make_layer()(fastcnn.Input(input_shape)).shape == (None, *output_shape)
-    assert layer.count_params() == n_params
-    assert sum(w.size for w in layer.get_weights()) == n_params
-
-    # get_config -> from_config rebuilds an equal layer
-    clone = type(layer).from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
-    clone.build((None, *input_shape))
-    clone.set_weights(layer.get_weights())
-    x = np.random.default_rng(0).standard_normal((4, *input_shape)).astype(np.float32)
-    np.testing.assert_array_equal(clone(x), layer(x))
-
-    # one training step on a tiny batch lowers the loss
-    fastcnn.utils.set_random_seed(3)
-    head = [layers.Flatten()] if len(output_shape) > 1 else []
-    model = fastcnn.Sequential([fastcnn.Input(shape=input_shape), make_layer(), *head,
-                                layers.Dense(3, activation="softmax")])
-    model.compile(optimizer=fastcnn.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
-    y = np.array([0, 1, 2, 1])
-    before = model.evaluate(x, y, verbose=0)
-    model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
-    assert model.evaluate(x, y, verbose=0) < before
+from conftest import check_layer
 
 
 LAYER_CASES = {
