@@ -7,7 +7,7 @@ Writes the learning curves, the first layer's filters and its feature maps for o
 ``pip install "fastcnn[plot]"``).
 """
 import fastcnn
-from fastcnn import zoo
+from fastcnn import applications
 from fastcnn.extras import plot
 
 LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -21,7 +21,7 @@ y_train = fastcnn.utils.to_categorical(y_train, 10)
 y_test = fastcnn.utils.to_categorical(y_test, 10)
 
 # Conv 6@5x5 (same) -> pool -> Conv 16@5x5 -> pool -> Dense 120 -> 84 -> 10 softmax
-model = zoo.lenet5(input_shape=(28, 28, 1), num_classes=10)
+model = applications.lenet5(input_shape=(28, 28, 1), classes=10)
 model.summary()
 model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
 history = model.fit(

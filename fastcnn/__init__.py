@@ -7,10 +7,10 @@ from . import callbacks, datasets, layers, losses, metrics, optimizers, regulari
 from ._ops.threads import get_num_threads, set_num_threads, show_config
 from .layers import Input
 from .models import Model, Sequential
-from . import models, zoo
+from . import applications, models
 
 __version__ = "0.1.0"
 
-__all__ = ["Input", "Model", "Sequential", "callbacks", "datasets", "get_num_threads", "layers",
-           "losses", "metrics", "models", "optimizers", "regularizers", "saving", "set_num_threads",
-           "show_config", "utils", "zoo"]
+__all__ = ["Input", "Model", "Sequential", "applications", "callbacks", "datasets",
+           "get_num_threads", "layers", "losses", "metrics", "models", "optimizers", "regularizers",
+           "saving", "set_num_threads", "show_config", "utils"]

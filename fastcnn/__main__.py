@@ -7,7 +7,7 @@ import os
 import time
 
 import fastcnn
-from fastcnn import optimizers, zoo
+from fastcnn import applications, optimizers
 from fastcnn._ops.threads import max_threads
 from fastcnn.extras import plot
 
@@ -61,7 +61,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastcnn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=DATASETS, default="mnist", help="default: mnist")
-    parser.add_argument("--model", choices=sorted(zoo.MODELS), default="convnet",
+    parser.add_argument("--model", choices=sorted(applications.MODELS), default="convnet",
                         help="convnet: Keras's MNIST convnet; lenet5: LeNet-5; mlp: the "
                              "784-16-16-10 sigmoid network (default: convnet)")
     parser.add_argument("--epochs", type=_positive, default=15, help="default: 15")
@@ -106,7 +106,7 @@ def main(argv=None):
     fastcnn.show_config()
     (x, y), (xt, yt) = load(args.dataset, args.limit)
 
-    model = zoo.MODELS[args.model](input_shape=x.shape[1:], num_classes=10)
+    model = applications.MODELS[args.model](input_shape=x.shape[1:], classes=10)
     model.summary()
     optimizer = optimizers.OPTIMIZERS[args.optimizer]
     optimizer = optimizer() if args.learning_rate is None else optimizer(args.learning_rate)

@@ -71,7 +71,7 @@ def main(argv=None):
 
     fastcnn.utils.set_random_seed(0)
     x, y = load_data(args.samples, args.synthetic)
-    model = fastcnn.zoo.convnet()
+    model = fastcnn.applications.convnet()
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     print(f"{args.epochs} epochs on {len(x)} {'synthetic' if args.synthetic else 'MNIST'} images, "
           f"{fastcnn.get_num_threads()} threads; RSS before training {rss_bytes() / 2**20:.2f} MiB")

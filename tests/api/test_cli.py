@@ -1,4 +1,4 @@
-"""python -m fastcnn: argument parsing, the model zoo, and tiny end-to-end runs; the examples."""
+"""python -m fastcnn: argument parsing, the applications it trains, and tiny end-to-end runs; the examples."""
 import importlib.util
 import runpy
 import subprocess
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastcnn
-from fastcnn import zoo
+from fastcnn import applications
 from fastcnn.__main__ import load, main, parse_args
 from conftest import REPO, data_dir
 
@@ -81,15 +81,15 @@ def test_help_lists_options_but_hides_limit():
     ("convnet", (32, 32, 3), 42442),
     ("lenet5", (32, 32, 3), 83126),
 ])
-def test_zoo_models(name, shape, params):
-    model = zoo.MODELS[name](input_shape=shape, num_classes=10)
+def test_classic_models(name, shape, params):
+    model = applications.MODELS[name](input_shape=shape, classes=10)
     assert model.count_params() == params
     assert model.output_shape == (None, 10)
     assert model.layers[-1].activation == "softmax"
 
 
-def test_zoo_convnet_with_batch_norm():
-    model = zoo.convnet(batch_norm=True)
+def test_convnet_with_batch_norm():
+    model = applications.convnet(batch_norm=True)
     names = [type(layer).__name__ for layer in model.layers]
     assert names[:5] == ["Conv2D", "BatchNormalization", "MaxPooling2D", "Conv2D",
                          "BatchNormalization"]

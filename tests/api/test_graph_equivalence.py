@@ -66,7 +66,7 @@ def test_a_graph_of_the_convnet_trains_bitwise_as_the_sequential(kind, batch_nor
     graph)). The subclassed model passes its training argument on, as Keras's guides do."""
     x, y = digits()
     fastcnn.utils.set_random_seed(20)
-    sequential = fastcnn.zoo.convnet(input_shape=(14, 14, 1), num_classes=3,
+    sequential = fastcnn.applications.convnet(input_shape=(14, 14, 1), classes=3,
                                      batch_norm=batch_norm)
     if kind == "functional":
         inputs = fastcnn.Input((14, 14, 1))
@@ -88,7 +88,7 @@ def test_a_subclassed_model_validates_in_inference_mode():
     the last epoch's val_loss is evaluate's loss on the held-out samples, bitwise."""
     x, y = digits(n=30)
     fastcnn.utils.set_random_seed(24)
-    model = Stack([clone(layer) for layer in fastcnn.zoo.convnet((14, 14, 1), 3).layers])
+    model = Stack([clone(layer) for layer in fastcnn.applications.convnet((14, 14, 1), 3).layers])
     model.compile("adam", "sparse_categorical_crossentropy")
     history = model.fit(x, y, batch_size=8, epochs=1, validation_split=0.2, verbose=0)
     assert history.history["val_loss"] == [model.evaluate(x[24:], y[24:], batch_size=8,
@@ -170,7 +170,7 @@ ROUND_OFF = {"rtol": 1e-6, "atol": 1e-7}
 
 
 @pytest.mark.parametrize("build, shape, fusions", [
-    (lambda: fastcnn.zoo.convnet(input_shape=(14, 14, 1), num_classes=3), (14, 14, 1),
+    (lambda: fastcnn.applications.convnet(input_shape=(14, 14, 1), classes=3), (14, 14, 1),
      {"ConvMaxPoolStep", "emit_logits"}),
     (branchy_convnet, (10, 10, 2), {"ConvMaxPoolStep", "emit_logits", "defer_relu_grad",
                                     "apply_input_relu_grad"}),

@@ -23,7 +23,7 @@ def small_model(seed=0):
 
 
 def test_convnet_parameter_count_and_summary(capsys):
-    model = fastcnn.zoo.convnet()
+    model = fastcnn.applications.convnet()
     assert model.count_params() == 34_826
     model.summary()
     text = capsys.readouterr().out

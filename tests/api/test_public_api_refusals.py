@@ -113,7 +113,7 @@ def test_add_weight_refuses_a_shape_no_kernel_can_index(shape):
 
 def test_a_dense_layer_too_wide_for_a_float_count_is_refused_when_built():
     with pytest.raises(ValueError, match="shape"):
-        fastcnn.zoo.convnet(num_classes=10**400)
+        fastcnn.applications.convnet(classes=10**400)
 
 
 @pytest.mark.parametrize("shape", [[], (), (4,), {"class_name": "Dense", "config": {}},
@@ -138,7 +138,7 @@ def test_optimizer_methods_refuse_what_is_no_list_of_weights(method, weights):
 
 
 @pytest.mark.parametrize("make", [layers.Flatten, lambda: layers.Dense(2),
-                                  lambda: fastcnn.zoo.mlp(), fastcnn.Sequential])
+                                  lambda: fastcnn.applications.mlp(), fastcnn.Sequential])
 @pytest.mark.parametrize("shape", ["", np.array("a"), 5, [],
                                    np.broadcast_to(np.int64(1), (2**31, 3)), [(None, 3), "ab"]],
                          ids=["str", "0d", "int", "empty", "huge", "mixed"])
