@@ -1,6 +1,8 @@
 """Spatial dropout and Gaussian noise: checked calls of ``_ext.noise``."""
+import numbers
+import sys
+
 from .._ext import noise as _noise
-from ..arguments import finite_float
 from .checks import as_kernel_array, check_apart, out_buffer
 from .dropout import dropout_args
 from .threads import effective_n_threads
@@ -45,12 +47,13 @@ def _noise_operands(x, name, seed, stddev, out):
     """The flat operands of a Gaussian kernel; out may be x itself."""
     x = as_kernel_array(x, name)
     seed, _ = dropout_args((seed, 0.0))
-    value = finite_float(stddev)
-    if value is None or value < 0:
+    # written so that NaN, the infinities and ints beyond a float fail
+    if (isinstance(stddev, bool) or not isinstance(stddev, numbers.Real)
+            or not 0 <= stddev <= sys.float_info.max):
         raise ValueError(f"Expected stddev to be a finite number >= 0, received stddev={stddev!r}")
     out = out_buffer(out, x.shape, x.dtype, "out")
     check_apart({"out": out}, {name: x}, may_equal={("out", name)})
-    return x.reshape(-1), seed, value, out
+    return x.reshape(-1), seed, float(stddev), out
 
 
 def gaussian_noise_forward(x, seed, stddev, out=None, n_threads=None):
