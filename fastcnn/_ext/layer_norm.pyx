@@ -45,6 +45,22 @@ cdef void _row_moments(const floating *x, Py_ssize_t k, double epsilon, floating
     inv_std[0] = 1 / sqrt(total / k + epsilon)
 
 
+cdef void _fold(double[:, :, ::1] partial, floating[::1] dgamma,
+                floating[::1] dbeta) noexcept nogil:
+    """dbeta[j] and dgamma[j]: the sums partial[p, 0, j] and partial[p, 1, j] added in the order
+    of p."""
+    cdef double total_dy, total_dy_xhat
+    cdef Py_ssize_t p, j
+    for j in range(partial.shape[2]):
+        total_dy = 0
+        total_dy_xhat = 0
+        for p in range(partial.shape[0]):
+            total_dy = total_dy + partial[p, 0, j]
+            total_dy_xhat = total_dy_xhat + partial[p, 1, j]
+        dbeta[j] = total_dy
+        dgamma[j] = total_dy_xhat
+
+
 def layernorm_forward(const floating[:, ::1] x__rk,     # IN  (R, K)
                       const floating[::1] gamma,        # IN  (K,)
                       const floating[::1] beta,         # IN  (K,)
@@ -95,7 +111,7 @@ def layernorm_backward(const floating[:, ::1] x__rk,        # IN  (R, K)
     cdef Py_ssize_t n_chunks = partial__k2c.shape[0], rows = (r + n_chunks - 1) // n_chunks
     cdef Py_ssize_t p, i, j
     cdef bint want_dx = dx__rk is not None
-    cdef double xhat, sum_g, sum_g_xhat, total_dy, total_dy_xhat
+    cdef double xhat, sum_g, sum_g_xhat
     with nogil:
         for p in prange(n_chunks, schedule="static", num_threads=threads_for(r * k, n_threads)):
             for j in range(k):
@@ -117,14 +133,7 @@ def layernorm_backward(const floating[:, ::1] x__rk,        # IN  (R, K)
                         xhat = (<double>x__rk[i, j] - mean[i]) * inv_std[i]
                         dx__rk[i, j] = inv_std[i] * (<double>dy__rk[i, j] * gamma[j] - sum_g
                                                      - xhat * sum_g_xhat)
-        for j in range(k):
-            total_dy = 0
-            total_dy_xhat = 0
-            for p in range(n_chunks):
-                total_dy = total_dy + partial__k2c[p, 0, j]
-                total_dy_xhat = total_dy_xhat + partial__k2c[p, 1, j]
-            dbeta[j] = total_dy
-            dgamma[j] = total_dy_xhat
+        _fold(partial__k2c, dgamma, dbeta)
 
 
 cdef int _check_groups(const Py_ssize_t *x_shape, const Py_ssize_t *other, Py_ssize_t groups,
@@ -221,7 +230,7 @@ def groupnorm_backward(const floating[:, :, ::1] x__nsc,     # IN  (N, S, C)
     cdef Py_ssize_t width = c // groups, b, q, g, j
     cdef int threads = threads_for(n * s * c, n_threads)
     cdef bint want_dx = dx__nsc is not None
-    cdef double xhat, sum_g, sum_g_xhat, total_dy, total_dy_xhat
+    cdef double xhat, sum_g, sum_g_xhat
     with nogil:
         for b in prange(n, schedule="static", num_threads=threads):
             for j in range(c):
@@ -233,14 +242,7 @@ def groupnorm_backward(const floating[:, :, ::1] x__nsc,     # IN  (N, S, C)
                         xhat = (<double>x__nsc[b, q, j] - mean__ng[b, g]) * inv_std__ng[b, g]
                         partial__n2c[b, 0, j] += dy__nsc[b, q, j]
                         partial__n2c[b, 1, j] += dy__nsc[b, q, j] * xhat
-        for j in range(c):
-            total_dy = 0
-            total_dy_xhat = 0
-            for b in range(n):
-                total_dy = total_dy + partial__n2c[b, 0, j]
-                total_dy_xhat = total_dy_xhat + partial__n2c[b, 1, j]
-            dbeta[j] = total_dy
-            dgamma[j] = total_dy_xhat
+        _fold(partial__n2c, dgamma, dbeta)
         for b in prange(n if want_dx else 0, schedule="static", num_threads=threads):
             # Group g's two means overwrite partial[b, :, g]: the channel sums at index g belong
             # to group g // width <= g, which has been read by then.

@@ -18,38 +18,38 @@ def norm_shape(shape, axes):
     return tuple(shape[a] for a in axes)
 
 
-def layernorm_objective(x, gamma, beta, axes, u):
-    def f():
-        return float(np.sum(layer_norm.layernorm_forward(x, gamma, beta, axes, EPS)[0] * u))
-    return f
-
-
-@pytest.mark.parametrize("shape,axes", LN_CASES)
-def test_layernorm_gradients_match_central_differences(shape, axes, rng):
-    x = rng.standard_normal(shape) * 2 + 1
-    gamma = 1 + 0.3 * rng.standard_normal(norm_shape(shape, axes))
-    beta = rng.standard_normal(gamma.shape)
-    u = rng.standard_normal(shape)
-    _, mean, inv_std = layer_norm.layernorm_forward(x, gamma, beta, axes, EPS)
+def layernorm_pass(x, gamma, beta, u, axes):
+    """(y, dx, dgamma, dbeta) of layer normalisation over ``axes`` with upstream gradient u."""
+    y, mean, inv_std = layer_norm.layernorm_forward(x, gamma, beta, axes, EPS)
     dgamma, dbeta = np.empty_like(gamma), np.empty_like(beta)
-    dx = layer_norm.layernorm_backward(x, u, gamma, mean, inv_std, axes, dgamma, dbeta)
-    f = layernorm_objective(x, gamma, beta, axes, u)
-    for analytic, wrt in ((dx, x), (dgamma, gamma), (dbeta, beta)):
-        np.testing.assert_allclose(analytic, numeric_grad(f, wrt), rtol=1e-6, atol=1e-7)
+    return y, layer_norm.layernorm_backward(x, u, gamma, mean, inv_std, axes, dgamma, dbeta), \
+        dgamma, dbeta
 
 
-@pytest.mark.parametrize("shape,groups", GN_CASES)
-def test_groupnorm_gradients_match_central_differences(shape, groups, rng):
-    x = rng.standard_normal(shape) * 2 + 1
-    gamma = 1 + 0.3 * rng.standard_normal(shape[-1])
-    beta = rng.standard_normal(shape[-1])
-    u = rng.standard_normal(shape)
-    _, mean, inv_std = layer_norm.groupnorm_forward(x, gamma, beta, groups, EPS)
+def groupnorm_pass(x, gamma, beta, u, groups):
+    """(y, dx, dgamma, dbeta) of group normalisation with upstream gradient u."""
+    y, mean, inv_std = layer_norm.groupnorm_forward(x, gamma, beta, groups, EPS)
     dgamma, dbeta = np.empty_like(gamma), np.empty_like(beta)
-    dx = layer_norm.groupnorm_backward(x, u, gamma, mean, inv_std, groups, dgamma, dbeta)
+    return y, layer_norm.groupnorm_backward(x, u, gamma, mean, inv_std, groups, dgamma, dbeta), \
+        dgamma, dbeta
+
+
+def operands(rng, shape, affine_shape):
+    """x (mean 1, spread 2), gamma near 1, beta and an upstream gradient u, in float64."""
+    return (rng.standard_normal(shape) * 2 + 1, 1 + 0.3 * rng.standard_normal(affine_shape),
+            rng.standard_normal(affine_shape), rng.standard_normal(shape))
+
+
+@pytest.mark.parametrize("run,shape,arg", [
+    *((layernorm_pass, shape, axes) for shape, axes in LN_CASES),
+    *((groupnorm_pass, shape, groups) for shape, groups in GN_CASES)])
+def test_gradients_match_central_differences(run, shape, arg, rng):
+    affine = norm_shape(shape, arg) if run is layernorm_pass else shape[-1]
+    x, gamma, beta, u = operands(rng, shape, affine)
+    _, dx, dgamma, dbeta = run(x, gamma, beta, u, arg)
 
     def f():
-        return float(np.sum(layer_norm.groupnorm_forward(x, gamma, beta, groups, EPS)[0] * u))
+        return float(np.sum(run(x, gamma, beta, u, arg)[0] * u))
     for analytic, wrt in ((dx, x), (dgamma, gamma), (dbeta, beta)):
         np.testing.assert_allclose(analytic, numeric_grad(f, wrt), rtol=1e-6, atol=1e-7)
 
@@ -120,53 +120,41 @@ def test_results_do_not_depend_on_the_thread_count(dtype, rng):
 # ---- torch as the oracle -------------------------------------------------------------------
 
 def torch_grads(fn, *arrays):
-    """fn's output and the gradients of sum(output * u) for each array, u the last array."""
+    """fn's output, then the gradients of sum(output * u) for each array, u the last array."""
     torch = pytest.importorskip("torch")
     *inputs, u = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in arrays]
     y = fn(*inputs)
     (y * u).sum().backward()
-    return y.detach().numpy(), [t.grad.numpy() for t in inputs]
+    return [y.detach().numpy(), *(t.grad.numpy() for t in inputs)]
 
 
 @pytest.mark.parametrize("shape,axes", [((3, 4, 5, 6), (-1,)), ((2, 3, 4, 5), (1, 2, 3)),
                                         ((2, 3, 4, 5), (1, 2))])
 def test_layernorm_matches_torch(shape, axes, rng):
     torch = pytest.importorskip("torch")
-    x = rng.standard_normal(shape) * 2 + 1
-    gamma = 1 + 0.3 * rng.standard_normal(norm_shape(shape, axes))
-    beta = rng.standard_normal(gamma.shape)
-    u = rng.standard_normal(shape)
+    x, gamma, beta, u = operands(rng, shape, norm_shape(shape, axes))
     moved = list(layer_norm.normalized_axes(axes, len(shape)))
     perm = [a for a in range(len(shape)) if a not in moved] + moved
 
     def fn(tx, tg, tb):  # torch normalises trailing axes: move them there and back
         y = torch.nn.functional.layer_norm(tx.permute(perm), tg.shape, tg, tb, EPS)
         return y.permute(list(np.argsort(perm)))
-    want, (want_dx, want_dgamma, want_dbeta) = torch_grads(fn, x, gamma, beta, u)
-    y, mean, inv_std = layer_norm.layernorm_forward(x, gamma, beta, axes, EPS)
-    dgamma, dbeta = np.empty_like(gamma), np.empty_like(beta)
-    dx = layer_norm.layernorm_backward(x, u, gamma, mean, inv_std, axes, dgamma, dbeta)
-    for got, expected in ((y, want), (dx, want_dx), (dgamma, want_dgamma), (dbeta, want_dbeta)):
-        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+    for got, want in zip(layernorm_pass(x, gamma, beta, u, axes),
+                         torch_grads(fn, x, gamma, beta, u), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("shape,groups", GN_CASES[:3])
 def test_groupnorm_matches_torch(shape, groups, rng):
     torch = pytest.importorskip("torch")
-    x = rng.standard_normal(shape) * 2 + 1
-    gamma = 1 + 0.3 * rng.standard_normal(shape[-1])
-    beta = rng.standard_normal(shape[-1])
-    u = rng.standard_normal(shape)
+    x, gamma, beta, u = operands(rng, shape, shape[-1])
 
     def fn(tx, tg, tb):  # torch is NCHW
         return torch.nn.functional.group_norm(tx.permute(0, 3, 1, 2), groups, tg, tb,
                                               EPS).permute(0, 2, 3, 1)
-    want, (want_dx, want_dgamma, want_dbeta) = torch_grads(fn, x, gamma, beta, u)
-    y, mean, inv_std = layer_norm.groupnorm_forward(x, gamma, beta, groups, EPS)
-    dgamma, dbeta = np.empty_like(gamma), np.empty_like(beta)
-    dx = layer_norm.groupnorm_backward(x, u, gamma, mean, inv_std, groups, dgamma, dbeta)
-    for got, expected in ((y, want), (dx, want_dx), (dgamma, want_dgamma), (dbeta, want_dbeta)):
-        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+    for got, want in zip(groupnorm_pass(x, gamma, beta, u, groups),
+                         torch_grads(fn, x, gamma, beta, u), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
 def test_float32_matches_torch_to_float32_round_off(rng):
