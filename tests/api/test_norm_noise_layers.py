@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import fastcnn
-from conftest import call_layer, check_layer, check_weight_gradients, reloaded
+from conftest import (call_layer, check_layer, check_weight_gradients, reloaded, step_names,
+                      training_plan)
 from fastcnn import layers
 
 CASES = {  # name: (make_layer, input_shape, output_shape, n_params)
@@ -77,6 +78,16 @@ def test_keras_defaults():
     assert gn._weight_names == ["gamma", "beta"]
 
 
+@pytest.mark.parametrize("cls", [layers.LayerNormalization, layers.GroupNormalization])
+def test_regularizers_round_trip_through_the_config(cls):
+    layer = cls(gamma_regularizer="l2", beta_regularizer={"class_name": "L2",
+                                                          "config": {"l2": 0.5}})
+    config = layer.get_config()
+    assert config["gamma_regularizer"] == {"class_name": "L2", "config": {"l2": 0.01}}
+    assert config["beta_regularizer"] == {"class_name": "L2", "config": {"l2": 0.5}}
+    assert cls.from_config(config).get_config() == config
+
+
 @pytest.mark.parametrize("make", [lambda: layers.LayerNormalization(axis=[1, 3]),
                                   lambda: layers.GroupNormalization(groups=3)])
 def test_weight_gradients_match_central_differences(make):
@@ -120,8 +131,19 @@ def test_noise_is_seeded(name):
     assert not np.array_equal(first, a(x, training=True))  # each call draws afresh
 
 
-@pytest.mark.parametrize("rate", [0.0, 0.5])
-def test_zero_rate_or_stddev_is_the_identity_in_training(rate):
+@pytest.mark.parametrize("name", ["spatial_dropout", "gaussian_dropout"])
+def test_dropout_variants_are_not_fused_as_dropout(name):
+    """They are Dropouts with other noise: the fused conv + pool step, which applies Dropout's
+    mask, must leave them as steps of their own."""
+    model = fastcnn.Sequential([fastcnn.Input((8, 8, 3)), layers.Conv2D(4, 3),
+                                layers.MaxPooling2D(), NOISE[name](0), layers.Flatten(),
+                                layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    assert step_names(training_plan(model)) == ["ConvMaxPoolStep", type(model.layers[2]).__name__,
+                                                "Flatten", "Dense"]
+
+
+def test_zero_rate_or_stddev_is_the_identity_in_training():
     x = images()
     for layer in (layers.SpatialDropout2D(0.0), layers.GaussianNoise(0.0),
                   layers.GaussianDropout(0.0)):
