@@ -14,8 +14,9 @@ from .._ext import layer_norm as _layer_norm
 from .checks import as_kernel_array, check_apart, out_buffer, positive_int
 from .threads import effective_n_threads
 
-# Values per chunk of the dgamma/dbeta column sums, and the most chunks: a few chunks per thread
-# at most, and scratch of at most 64 rows of doubles when the rows are long.
+# The dgamma/dbeta column sums run over chunks of whole rows: short rows are grouped up to about
+# LAYERNORM_CHUNK values a chunk, and long ones into at most LAYERNORM_MAX_CHUNKS chunks, which
+# bounds the float64 scratch at that many pairs of rows.
 LAYERNORM_CHUNK = 8192
 LAYERNORM_MAX_CHUNKS = 64
 
