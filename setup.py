@@ -17,7 +17,8 @@ from setuptools.command.build_ext import build_ext
 
 EXT_DIR = os.path.join("fastcnn", "_ext")
 MODULES = ["conv", "dense", "distance", "pool", "activation", "dropout", "loss", "optim",
-           "regularization", "runtime", "normalization", "remap", "merge"]
+           "regularization", "runtime", "normalization", "remap", "merge", "layer_norm",
+           "noise"]
 OPENMP_PROBE = r"""
 #include <omp.h>
 #include <stdio.h>

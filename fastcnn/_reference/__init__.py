@@ -15,8 +15,10 @@ from .conv import *  # noqa: F401,F403
 from .dense import *  # noqa: F401,F403
 from .distance import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
+from .layer_norm import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .merge import *  # noqa: F401,F403
+from .noise import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403

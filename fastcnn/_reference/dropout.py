@@ -8,6 +8,14 @@ def _mix32(x):
     x = (x ^ (x >> np.uint32(15))) * np.uint32(0x846CA68B)
     return x ^ (x >> np.uint32(16))
 
+def splitmix64(seed, i):
+    """dropout.h's fcnn_splitmix64 of a uint64 array of indices i."""
+    with np.errstate(over="ignore"):  # the hash relies on wrap-around
+        z = np.uint64(seed) + (i + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
 def dropout_keep(seed, n, rate):
     """The kernels' mask: element j is kept when its 16-bit draw reaches ceil(rate * 2**16). The
     draw is the low half of h(m) for j % 32 < 16, else its high half, with m = (j // 32) * 16 +
@@ -15,11 +23,8 @@ def dropout_keep(seed, n, rate):
     halves of splitmix64(seed, high half of m)."""
     j = np.arange(n, dtype=np.uint64)
     m = ((j >> np.uint64(5)) << np.uint64(4)) | (j & np.uint64(15))
+    key = splitmix64(seed, m >> np.uint64(32))
     with np.errstate(over="ignore"):  # the hashes rely on wrap-around
-        z = np.uint64(seed) + ((m >> np.uint64(32)) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        key = z ^ (z >> np.uint64(31))
         k1 = (key & np.uint64(0xFFFFFFFF)).astype(np.uint32)
         k2 = (key >> np.uint64(32)).astype(np.uint32)
         h = _mix32(_mix32(m.astype(np.uint32) ^ k1) + k2)

@@ -5,11 +5,13 @@ from .base import Layer
 from .input_layer import Input, InputLayer
 from .conv import Conv2D
 from .core import Dense, Dropout, Flatten
+from .layer_normalization import GroupNormalization, LayerNormalization
 from .normalization import BatchNormalization
 from .pooling import (AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D,
                       SumPooling2D)
 from .preprocessing import RandomFlip, RandomTranslation
 from .merge import Add, Concatenate
+from .noise import GaussianDropout, GaussianNoise, SpatialDropout2D
 from .reshaping import ZeroPadding2D
 
 Convolution2D = Conv2D
@@ -20,9 +22,12 @@ GlobalMaxPool2D = GlobalMaxPooling2D
 
 __all__ = ["Activation", "Add", "AveragePooling2D", "AvgPool2D", "BatchNormalization",
            "Concatenate", "Conv2D", "Convolution2D", "Dense", "Dropout", "Flatten",
+           "GaussianDropout", "GaussianNoise",
            "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "GlobalMaxPooling2D",
-           "Input", "InputLayer", "Layer", "MaxPool2D", "MaxPooling2D", "RandomFlip",
-           "RandomTranslation", "ReLU", "SumPooling2D", "ZeroPadding2D"]
+           "GroupNormalization",
+           "Input", "InputLayer", "Layer", "LayerNormalization",
+           "MaxPool2D", "MaxPooling2D", "RandomFlip",
+           "RandomTranslation", "ReLU", "SpatialDropout2D", "SumPooling2D", "ZeroPadding2D"]
 
 # Saved configs name these classes; the aliases (MaxPool2D...) save as the class they stand for.
 for _cls in {globals()[name] for name in __all__ if name != "Input"} - {Layer}:

@@ -22,7 +22,8 @@ EXEMPT = {
     "simd_path": "reports the SIMD code path of a module's kernels",
 }
 # Arguments the kernel uses as scratch and the twin leaves alone.
-SCRATCH = {"partial__k2c": "batch normalisation's per-chunk column sums"}
+SCRATCH = {"partial__k2c": "batch normalisation's per-chunk column sums",
+           "partial__n2c": "group normalisation's per-sample channel sums"}
 # Kernels without a float64 version.
 FLOAT32_ONLY = {
     "conv2d_maxpool_forward": "the fused conv + pool step trains float32 models only",
@@ -152,6 +153,67 @@ def batchnorm_backward(rng, dtype):
         dx = unset((m, c), dtype) if want_dx else None
         yield (x, normal(rng, (m, c), dtype), bn_params(rng, c, dtype)[0], mean, inv_std, dx,
                unset(c, dtype), unset(c, dtype), np.empty((3, 2, c)), batch_stats, THREADS)
+
+
+LN_SHAPES = [(1, 1), (7, 5), (300, 17)]  # (R, K)
+
+
+def layernorm_forward(rng, dtype):
+    for r, k in LN_SHAPES:
+        gamma, beta = bn_params(rng, k, dtype)[:2]
+        yield (normal(rng, (r, k), dtype, 2) + 3, gamma, beta, unset((r, k), dtype),
+               unset(r, dtype), unset(r, dtype), 1e-3, THREADS)
+
+
+def layernorm_backward(rng, dtype):
+    for (r, k), want_dx in zip(LN_SHAPES * 2, [True, False] * 3):
+        x = normal(rng, (r, k), dtype, 2) + 3
+        mean, inv_std = x.mean(axis=1), rng.uniform(0.5, 2, r).astype(dtype)
+        dx = unset((r, k), dtype) if want_dx else None
+        yield (x, normal(rng, (r, k), dtype), bn_params(rng, k, dtype)[0], mean, inv_std, dx,
+               unset(k, dtype), unset(k, dtype), np.empty((3, 2, k)), THREADS)
+
+
+GN_SHAPES = [((1, 1, 1), 1), ((2, 6, 4), 2), ((3, 20, 12), 4), ((2, 5, 6), 6)]  # (N, S, C), G
+
+
+def groupnorm_forward(rng, dtype):
+    for (n, s, c), g in GN_SHAPES:
+        gamma, beta = bn_params(rng, c, dtype)[:2]
+        yield (normal(rng, (n, s, c), dtype, 2) + 3, gamma, beta, unset((n, s, c), dtype),
+               unset((n, g), dtype), unset((n, g), dtype), np.empty((n, 2, c)), g, 1e-3, THREADS)
+
+
+def groupnorm_backward(rng, dtype):
+    for ((n, s, c), g), want_dx in zip(GN_SHAPES * 2, [True, False] * 4):
+        x = normal(rng, (n, s, c), dtype, 2) + 3
+        mean = x.reshape(n, s, g, c // g).mean(axis=(1, 3)).astype(dtype)
+        dx = unset((n, s, c), dtype) if want_dx else None
+        yield (x, normal(rng, (n, s, c), dtype), bn_params(rng, c, dtype)[0], mean,
+               rng.uniform(0.5, 2, (n, g)).astype(dtype), dx, unset(c, dtype), unset(c, dtype),
+               np.empty((n, 2, c)), g, THREADS)
+
+
+SPATIAL = [(1, 1, 1), (2, 5, 3), (4, 30, 33)]  # (N, S, C)
+
+
+def spatial_dropout_forward(rng, dtype):
+    for shape in SPATIAL:
+        for rate in (0.0, 0.5):
+            yield (normal(rng, shape, dtype), 2**63 + 99, rate, unset(shape, dtype),
+                   unset((shape[0], shape[2]), dtype), THREADS)
+
+
+def spatial_dropout_backward(rng, dtype):
+    for n, s, c in SPATIAL:
+        keep = np.where(rng.random((n, c)) < 0.5, 2.0, 0.0).astype(dtype)
+        yield normal(rng, (n, s, c), dtype), keep, unset((n, s, c), dtype), THREADS
+
+
+def gaussian_pass(rng, dtype):
+    for n in (1, 33, 5000):
+        for stddev in (0.0, 0.7):
+            yield normal(rng, n, dtype), 2**64 - 5, stddev, unset(n, dtype), THREADS
 
 
 UPDATE_SIZES = [4097, 0, 1, 10]  # a model's tensors, updated in one call
@@ -405,6 +467,15 @@ CASES = {
     "batchnorm_forward_training": batchnorm_forward_training,
     "batchnorm_forward_inference": batchnorm_forward_inference,
     "batchnorm_backward": batchnorm_backward,
+    "layernorm_forward": layernorm_forward,
+    "layernorm_backward": layernorm_backward,
+    "groupnorm_forward": groupnorm_forward,
+    "groupnorm_backward": groupnorm_backward,
+    "spatial_dropout_forward": spatial_dropout_forward,
+    "spatial_dropout_backward": spatial_dropout_backward,
+    "gaussian_noise_forward": gaussian_pass,
+    "gaussian_dropout_forward": gaussian_pass,
+    "gaussian_dropout_backward": gaussian_pass,
     "sgd_update": sgd_update,
     "adam_update": adam_update,
     "rmsprop_update": rmsprop_update,
