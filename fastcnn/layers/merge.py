@@ -86,7 +86,8 @@ class Subtract(_Elementwise):
     op = "subtract"
 
     def compute_output_shape(self, input_shape):
-        if isinstance(input_shape, list) and len(input_shape) != 2:
+        self._check_inputs(input_shape)
+        if len(input_shape) != 2:
             raise ValueError(f"Subtract {self.name!r} expects exactly two inputs, received "
                              f"{len(input_shape)}: input shapes {input_shape!r}")
         return super().compute_output_shape(input_shape)
