@@ -176,6 +176,9 @@ _OPS = {"copy": COPY, "add": ADD, "subtract": SUBTRACT, "multiply": MULTIPLY,
 
 cdef struct _Layout:
     Py_ssize_t k, r, inner
+    Py_ssize_t n               # output elements
+    int code                   # the op
+    int threads
     const Py_ssize_t *shape    # (r,)
     const Py_ssize_t *strides  # (k, r): strides[t * r + d]
 
@@ -324,12 +327,20 @@ cdef void _backward_unit(int op, const _Layout *lay, floating **src, Py_ssize_t 
         dx[base + (j0 + j) * step] = <floating>acc[j]
 
 
-cdef int _layout_of(inputs, const Py_ssize_t[::1] shape, const Py_ssize_t[:, ::1] strides,
-                    Py_ssize_t n, _Layout *lay, floating **src, list keep) except -1:
-    """Checks the layout against the inputs (each read stays inside its array) and fills lay and
-    src; keep holds the inputs' views while the loops run without the GIL."""
+cdef int _operands(str op, inputs, const Py_ssize_t[::1] shape,
+                   const Py_ssize_t[:, ::1] strides, int n_threads, _Layout *lay,
+                   floating ***src_out, Py_ssize_t **scratch_out, list keep) except -1:
+    """Checks op against the count of inputs and the layout against the inputs (each read stays
+    inside its array), fills lay, and allocates the inputs' pointers (*src_out) and each
+    thread's k offsets (*scratch_out), which the caller frees; keep holds the inputs' views
+    while the loops run without the GIL."""
     cdef const floating[::1] x
-    cdef Py_ssize_t k = len(inputs), r = shape.shape[0], t, d, reach
+    cdef Py_ssize_t k = len(inputs), r = shape.shape[0], t, d, reach, n = 1
+    if op not in _OPS:
+        raise ValueError(f"Expected op in {sorted(_OPS)}, received op={op!r}")
+    wanted = {"copy": "one input", "subtract": "two inputs"}.get(op, "at least one input")
+    if k < 1 or (op == "copy" and k != 1) or (op == "subtract" and k != 2):
+        raise ValueError(f"Expected {wanted} for op {op!r}, received {k}")
     if strides.shape[0] != k or strides.shape[1] != r or not 1 <= r <= MAX_RANK:
         raise ValueError(f"Expected strides of shape ({k}, rank) for {k} inputs and shape of "
                          f"rank 1 to {MAX_RANK}, received strides of shape "
@@ -337,6 +348,15 @@ cdef int _layout_of(inputs, const Py_ssize_t[::1] shape, const Py_ssize_t[:, ::1
     for d in range(r):
         if shape[d] < 0:
             raise ValueError(f"Expected a shape of sizes >= 0, received {list(shape)}")
+        n *= shape[d]
+    lay.k, lay.r, lay.inner, lay.n, lay.code = k, r, shape[r - 1], n, _OPS[op]
+    lay.threads = threads_for(n * k, n_threads)
+    lay.shape, lay.strides = &shape[0], &strides[0, 0]
+    cdef floating **src = <floating **>malloc(k * sizeof(floating *))
+    src_out[0] = src
+    scratch_out[0] = <Py_ssize_t *>malloc(k * lay.threads * sizeof(Py_ssize_t))
+    if src == NULL or scratch_out[0] == NULL:
+        raise MemoryError()
     for t in range(k):
         x = inputs[t]
         keep.append(x)
@@ -350,18 +370,7 @@ cdef int _layout_of(inputs, const Py_ssize_t[::1] shape, const Py_ssize_t[:, ::1
             raise ValueError(f"Expected input {t} to hold the {reach + 1} elements its strides "
                              f"reach, received {x.shape[0]}")
         src[t] = <floating *>&x[0] if x.shape[0] else NULL
-    lay.k, lay.r, lay.inner = k, r, shape[r - 1]
-    lay.shape, lay.strides = &shape[0], &strides[0, 0]
     return 0
-
-
-cdef int _op_code(str op, Py_ssize_t k) except -1:
-    if op not in _OPS:
-        raise ValueError(f"Expected op in {sorted(_OPS)}, received op={op!r}")
-    wanted = {"copy": "one input", "subtract": "two inputs"}.get(op, "at least one input")
-    if k < 1 or (op == "copy" and k != 1) or (op == "subtract" and k != 2):
-        raise ValueError(f"Expected {wanted} for op {op!r}, received {k}")
-    return _OPS[op]
 
 
 def elementwise_forward(str op,                            # "copy", "add", "subtract", "multiply", "average", "maximum" or "minimum"
@@ -372,31 +381,25 @@ def elementwise_forward(str op,                            # "copy", "add", "sub
                         int n_threads):
     """out = inputs[0] op inputs[1] op ... , folded left to right (average: the sum divided by
     k; copy: one input, so a strided copy), each input read through its strides."""
-    cdef Py_ssize_t k = len(inputs), n = 1, d, rpr, c, row, j0, i
-    cdef int code = _op_code(op, k)
-    for d in range(shape.shape[0]):
-        n *= shape[d]
-    if out.shape[0] != n:
-        raise ValueError(f"Expected out of {n} elements, received {out.shape[0]}")
     cdef _Layout lay
-    cdef int threads = threads_for(n * k, n_threads)
-    cdef floating **src = <floating **>malloc(k * sizeof(floating *))
-    cdef Py_ssize_t *scratch = <Py_ssize_t *>malloc(k * threads * sizeof(Py_ssize_t))
+    cdef floating **src = NULL
+    cdef Py_ssize_t *scratch = NULL
     cdef Py_ssize_t *off
+    cdef Py_ssize_t rpr, c, row, j0
     keep = []  # the views, so that no buffer goes away while the loop runs without the GIL
     try:
-        if src == NULL or scratch == NULL:
-            raise MemoryError()
-        _layout_of(inputs, shape, strides, n, &lay, src, keep)
-        if n == 0:
+        _operands(op, inputs, shape, strides, n_threads, &lay, &src, &scratch, keep)
+        if out.shape[0] != lay.n:
+            raise ValueError(f"Expected out of {lay.n} elements, received {out.shape[0]}")
+        if lay.n == 0:
             return
         rpr = runs_of(lay.inner)
-        with nogil, parallel(num_threads=threads):
-            off = scratch + k * threadid()
-            for c in prange(n // lay.inner * rpr, schedule="static"):
+        with nogil, parallel(num_threads=lay.threads):
+            off = scratch + lay.k * threadid()
+            for c in prange(lay.n // lay.inner * rpr, schedule="static"):
                 row = c // rpr
                 j0 = (c - row * rpr) * RUN
-                _forward_run(code, &lay, src, off, &out[0], row, j0, min(RUN, lay.inner - j0))
+                _forward_run(lay.code, &lay, src, off, &out[0], row, j0, min(RUN, lay.inner - j0))
     finally:
         free(src)
         free(scratch)
@@ -414,31 +417,24 @@ def elementwise_backward(str op,                            # as elementwise_for
     gradients of the output elements that read it (over the axes along which its stride is 0),
     in a fixed order. Its strides must reach each of its elements from exactly one position of
     the axes along which they are not 0, as a broadcast C-contiguous array's do."""
-    cdef Py_ssize_t k = len(inputs), n = 1, d, rows = 1, units, c, row, j0, n_kept = 0
-    cdef Py_ssize_t n_summed = 0, step, blocks
+    cdef _Layout lay
+    cdef floating **src = NULL
+    cdef Py_ssize_t *scratch = NULL
+    cdef Py_ssize_t *off
+    cdef Py_ssize_t d, rows = 1, units, c, row, j0, n_kept = 0, n_summed = 0, step, blocks
     cdef Py_ssize_t kept[MAX_RANK]
     cdef Py_ssize_t summed[MAX_RANK]
-    cdef int code = _op_code(op, k)
-    for d in range(shape.shape[0]):
-        n *= shape[d]
-    if dy.shape[0] != n:
-        raise ValueError(f"Expected dy of {n} elements, received {dy.shape[0]}")
-    if not 0 <= index < k:
-        raise ValueError(f"Expected index in [0, {k}), received index={index}")
-    if dx.shape[0] != len(inputs[index]):
-        raise ValueError(f"Expected dx of input {index}'s {len(inputs[index])} elements, "
-                         f"received {dx.shape[0]}")
-    cdef _Layout lay
-    cdef int threads = threads_for(n * k, n_threads)
-    cdef floating **src = <floating **>malloc(k * sizeof(floating *))
-    cdef Py_ssize_t *scratch = <Py_ssize_t *>malloc(k * threads * sizeof(Py_ssize_t))
-    cdef Py_ssize_t *off
     keep = []  # the views, so that no buffer goes away while the loop runs without the GIL
     try:
-        if src == NULL or scratch == NULL:
-            raise MemoryError()
-        _layout_of(inputs, shape, strides, n, &lay, src, keep)
-        if n == 0:
+        _operands(op, inputs, shape, strides, n_threads, &lay, &src, &scratch, keep)
+        if dy.shape[0] != lay.n:
+            raise ValueError(f"Expected dy of {lay.n} elements, received {dy.shape[0]}")
+        if not 0 <= index < lay.k:
+            raise ValueError(f"Expected index in [0, {lay.k}), received index={index}")
+        if dx.shape[0] != len(inputs[index]):
+            raise ValueError(f"Expected dx of input {index}'s {len(inputs[index])} elements, "
+                             f"received {dx.shape[0]}")
+        if lay.n == 0:
             if dx.shape[0]:
                 memset(&dx[0], 0, dx.shape[0] * sizeof(floating))
             return
@@ -454,16 +450,16 @@ def elementwise_backward(str op,                            # as elementwise_for
         step = strides[index, lay.r - 1]
         blocks = (lay.inner + BLOCK - 1) // BLOCK
         units = rows * blocks if step else rows
-        with nogil, parallel(num_threads=threads):
-            off = scratch + k * threadid()
+        with nogil, parallel(num_threads=lay.threads):
+            off = scratch + lay.k * threadid()
             for c in prange(units, schedule="static"):
                 if step:
                     row = c // blocks
                     j0 = (c - row * blocks) * BLOCK
-                    _backward_unit(code, &lay, src, off, &dy[0], index, &dx[0], kept, n_kept,
+                    _backward_unit(lay.code, &lay, src, off, &dy[0], index, &dx[0], kept, n_kept,
                                    summed, n_summed, row, j0, min(<Py_ssize_t>BLOCK, lay.inner - j0))
                 else:
-                    _backward_unit(code, &lay, src, off, &dy[0], index, &dx[0], kept, n_kept,
+                    _backward_unit(lay.code, &lay, src, off, &dy[0], index, &dx[0], kept, n_kept,
                                    summed, n_summed, c, 0, 1)
     finally:
         free(src)

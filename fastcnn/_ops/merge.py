@@ -8,8 +8,8 @@ import numbers
 import numpy as np
 
 from .._ext import merge as _merge
-from .checks import (as_kernel_array, check_apart, check_array, check_index_range, out_buffer,
-                     shape_arg)
+from .checks import (as_kernel_array, check_apart, check_array, check_index_range, memoized,
+                     out_buffer, shape_arg)
 from .threads import effective_n_threads
 
 
@@ -144,13 +144,22 @@ def _collapsed(shape, strides):
             dims.append(shape[d])
             for s, st in zip(steps, strides):
                 s.append(st[d])
-    return np.array(dims, np.intp), np.array(steps, np.intp).reshape(len(strides), len(dims))
+    return _frozen(dims), _frozen(steps).reshape(len(strides), len(dims))
 
 
+def _frozen(values):
+    """values as a read-only intp array, which memoized layouts share between calls."""
+    a = np.array(values, np.intp)
+    a.setflags(write=False)
+    return a
+
+
+@memoized
 def broadcast_layout(shapes):
-    """(output shape, collapsed shape, strides) of arrays of ``shapes`` broadcast together by
-    NumPy's rules (aligned on their last axes; a size of 1 repeats): the kernels' layout, each
-    input C-contiguous and read with stride 0 along the axes it is broadcast along."""
+    """(output shape, collapsed shape, strides) of arrays of ``shapes`` (a tuple of shapes)
+    broadcast together by NumPy's rules (aligned on their last axes; a size of 1 repeats): the
+    kernels' layout, each input C-contiguous and read with stride 0 along the axes it is
+    broadcast along. The arrays are shared between calls: read only."""
     try:
         out_shape = np.broadcast_shapes(*shapes)
     except ValueError:
@@ -161,7 +170,7 @@ def broadcast_layout(shapes):
         padded = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
         strides.append([0 if size == 1 else st for size, st in zip(padded, _c_strides(padded))])
     if not out_shape:  # scalars
-        return out_shape, np.ones(1, np.intp), np.zeros((len(shapes), 1), np.intp)
+        return out_shape, _frozen([1]), _frozen([[0]] * len(shapes))
     return (out_shape, *_collapsed(out_shape, strides))
 
 
@@ -172,7 +181,7 @@ def _elementwise_args(op, inputs):
     if op == "subtract" and len(arrays) != 2:
         raise ValueError(f"Expected inputs to hold exactly two arrays for op 'subtract', "
                          f"received {len(arrays)}")
-    out_shape, shape, strides = broadcast_layout([a.shape for a in arrays])
+    out_shape, shape, strides = broadcast_layout(tuple(a.shape for a in arrays))
     check_index_range(out_shape, "the output", batch_axis=False)
     return arrays, out_shape, shape, strides
 
@@ -230,10 +239,17 @@ def transpose(x, axes, out=None, n_threads=None):
     out_shape = tuple(x.shape[a] for a in axes)
     out = out_buffer(out, out_shape, x.dtype, "out")
     check_apart({"out": out}, {"x": x})
-    steps = _c_strides(x.shape)
     if not out_shape:
         out[...] = x
         return out
-    shape, strides = _collapsed(out_shape, [[steps[a] for a in axes]])
-    _merge.elementwise_forward("copy", [x.reshape(-1)], shape, strides, out.reshape(-1), n_threads)
+    _merge.elementwise_forward("copy", [x.reshape(-1)], *_transpose_layout(x.shape, tuple(axes)),
+                               out.reshape(-1), n_threads)
     return out
+
+
+@memoized
+def _transpose_layout(shape, axes):
+    """The kernels' (shape, strides) of a C-contiguous array of ``shape`` read as transposed by
+    ``axes``; shared between calls: read only."""
+    steps = _c_strides(shape)
+    return _collapsed(tuple(shape[a] for a in axes), [[steps[a] for a in axes]])

@@ -167,34 +167,17 @@ class Concatenate(_Merge):
         return {**super().get_config(), "axis": self.axis}
 
 
-def add(inputs, **kwargs):
-    """``Add(**kwargs)(inputs)``."""
-    return Add(**kwargs)(inputs)
+def _functional_form(cls):
+    """Keras's function of a merging layer: ``cls(**kwargs)(inputs)``."""
+    def merge_inputs(inputs, **kwargs):
+        return cls(**kwargs)(inputs)
+    merge_inputs.__name__ = merge_inputs.__qualname__ = cls.__name__.lower()
+    merge_inputs.__doc__ = f"``{cls.__name__}(**kwargs)(inputs)``."
+    return merge_inputs
 
 
-def subtract(inputs, **kwargs):
-    """``Subtract(**kwargs)(inputs)``."""
-    return Subtract(**kwargs)(inputs)
-
-
-def multiply(inputs, **kwargs):
-    """``Multiply(**kwargs)(inputs)``."""
-    return Multiply(**kwargs)(inputs)
-
-
-def average(inputs, **kwargs):
-    """``Average(**kwargs)(inputs)``."""
-    return Average(**kwargs)(inputs)
-
-
-def maximum(inputs, **kwargs):
-    """``Maximum(**kwargs)(inputs)``."""
-    return Maximum(**kwargs)(inputs)
-
-
-def minimum(inputs, **kwargs):
-    """``Minimum(**kwargs)(inputs)``."""
-    return Minimum(**kwargs)(inputs)
+add, subtract, multiply, average, maximum, minimum = map(
+    _functional_form, (Add, Subtract, Multiply, Average, Maximum, Minimum))
 
 
 def concatenate(inputs, axis=-1, **kwargs):

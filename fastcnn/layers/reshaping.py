@@ -25,28 +25,23 @@ def normalize_padding2d(padding, name="padding"):
                          f"ints, all >= 0, received {name}={padding!r}") from None
 
 
-class ZeroPadding2D(Layer):
-    """Pad NHWC images with zero rows at the top and bottom and zero columns left and right."""
+class _Shift2D(Layer):
+    """A layer whose output pixel (i, j) is input pixel (i + row_shift, j + col_shift), or zero
+    where that lies outside the image: padding (negative shifts) or cropping (positive ones).
+    Forward and backward are the remap kernel's gather and its adjoint."""
 
-    def __init__(self, padding=(1, 1), **kwargs):
-        super().__init__(**kwargs)
-        self.padding = normalize_padding2d(padding)
-
-    def compute_output_shape(self, input_shape):
-        self._check_image_input(input_shape)
-        (top, bottom), (left, right) = self.padding
-        n, h, w, c = input_shape
-        return (n, None if h is None else h + top + bottom,
-                None if w is None else w + left + right, c)
+    def _shifts(self):
+        """(row_shift, col_shift)."""
+        raise NotImplementedError
 
     def _maps(self, x_shape):
         """The row and column index maps, one for every image: each batch passes a broadcast
         view of them."""
-        (top, _), (left, _) = self.padding
+        row_shift, col_shift = self._shifts()
         n, h, w, _ = x_shape
         _, oh, ow, _ = self.compute_output_shape(x_shape)
-        rows = source_index(np.arange(oh) - top, h, "constant")[None]
-        cols = source_index(np.arange(ow) - left, w, "constant")[None]
+        rows = source_index(np.arange(oh) + row_shift, h, "constant")[None]
+        cols = source_index(np.arange(ow) + col_shift, w, "constant")[None]
         return np.broadcast_to(rows, (n, oh)), np.broadcast_to(cols, (n, ow))
 
     def forward(self, x, ctx, training):
@@ -60,6 +55,25 @@ class ZeroPadding2D(Layer):
         return remap.remap2d_backward(dy, *self._maps(ctx.x_shape), ctx.x_shape,
                                       out=ctx.buffer("dx", ctx.x_shape))
 
+
+class ZeroPadding2D(_Shift2D):
+    """Pad NHWC images with zero rows at the top and bottom and zero columns left and right."""
+
+    def __init__(self, padding=(1, 1), **kwargs):
+        super().__init__(**kwargs)
+        self.padding = normalize_padding2d(padding)
+
+    def compute_output_shape(self, input_shape):
+        self._check_image_input(input_shape)
+        (top, bottom), (left, right) = self.padding
+        n, h, w, c = input_shape
+        return (n, None if h is None else h + top + bottom,
+                None if w is None else w + left + right, c)
+
+    def _shifts(self):
+        (top, _), (left, _) = self.padding
+        return -top, -left
+
     def get_config(self):
         return {**super().get_config(), "padding": self.padding}
 
@@ -72,7 +86,7 @@ def _channels_last(data_format):
     return "channels_last"
 
 
-class Cropping2D(Layer):
+class Cropping2D(_Shift2D):
     """Cut rows off the top and bottom and columns off the left and right of NHWC images."""
 
     def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
@@ -91,25 +105,9 @@ class Cropping2D(Layer):
         return (n, None if h is None else h - top - bottom,
                 None if w is None else w - left - right, c)
 
-    def _maps(self, x_shape):
-        """The row and column index maps (the kept rows and columns), one broadcast view for
-        every image."""
+    def _shifts(self):
         (top, _), (left, _) = self.cropping
-        n, oh, ow, _ = self.compute_output_shape(x_shape)
-        rows = np.arange(top, top + oh, dtype=np.int32)[None]
-        cols = np.arange(left, left + ow, dtype=np.int32)[None]
-        return np.broadcast_to(rows, (n, oh)), np.broadcast_to(cols, (n, ow))
-
-    def forward(self, x, ctx, training):
-        ctx.x_shape = x.shape
-        return remap.remap2d_forward(x, *self._maps(x.shape), 0.0,
-                                     out=ctx.buffer("y", self.compute_output_shape(x.shape)))
-
-    def backward(self, dy, ctx, need_dx):
-        if not need_dx:
-            return None
-        return remap.remap2d_backward(dy, *self._maps(ctx.x_shape), ctx.x_shape,
-                                      out=ctx.buffer("dx", ctx.x_shape))
+        return top, left
 
     def get_config(self):
         return {**super().get_config(), "cropping": self.cropping,
