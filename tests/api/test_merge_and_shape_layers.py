@@ -281,3 +281,34 @@ def test_a_model_of_every_merge_and_shape_layer_saves_and_loads(rng, tmp_path):
         [type(layer).__name__ for layer in model.layers]
     for layer in model.layers:
         assert type(layer).from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def test_training_is_bitwise_the_same_at_one_and_two_threads(rng):
+    """Large enough that the kernels split their work: every merge, broadcast, and the shape
+    layers, trained a few steps at each thread count from the same start."""
+    x = rng.standard_normal((32, 16, 16, 3)).astype(np.float32)
+    y = rng.integers(0, 3, 32)
+
+    def trained(threads):
+        fastcnn.utils.set_random_seed(7)
+        image = fastcnn.Input((16, 16, 3))
+        h = layers.Conv2D(8, 1, activation="tanh")(image)
+        cropped = layers.Cropping2D(((1, 1), (2, 0)))(h)  # (14, 14, 8)
+        gate = layers.Dense(8, activation="sigmoid")(layers.GlobalAveragePooling2D()(h))
+        scaled = layers.multiply([cropped, layers.Reshape((1, 1, 8))(gate)])  # broadcast
+        merged = [f([scaled, cropped]) for f in (layers.add, layers.subtract, layers.average,
+                                                 layers.maximum, layers.minimum)]
+        joined = layers.Permute((3, 1, 2))(layers.concatenate(merged))
+        model = fastcnn.Model(image, layers.Dense(3, activation="softmax")(
+            layers.Flatten()(joined)))
+        model.compile(optimizer=fastcnn.optimizers.SGD(0.05),
+                      loss="sparse_categorical_crossentropy")
+        fastcnn.set_num_threads(threads)
+        try:
+            model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False)
+        finally:
+            fastcnn.set_num_threads(None)
+        return model.get_weights()
+
+    for got, want in zip(trained(2), trained(1), strict=True):
+        np.testing.assert_array_equal(got, want)

@@ -7,7 +7,7 @@ import pytest
 
 from fastcnn._ext import merge as kernels
 from fastcnn._ops import merge
-from conftest import numeric_grad
+from conftest import numeric_grad, variants
 
 OPS = ("add", "subtract", "multiply", "average", "maximum", "minimum")
 DTYPES = [np.float32, np.float64]
@@ -211,3 +211,18 @@ def test_kernels_refuse_layouts_that_reach_outside_their_arrays(call, message):
 def test_ops_refuse_bad_arguments_by_name(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("kind", ["contiguous", "strided", "readonly"])
+@pytest.mark.parametrize("op", OPS)
+def test_strided_and_read_only_inputs_give_the_same_results(op, kind, rng):
+    xs = [rng.standard_normal((3, 4, 5)).astype(np.float32),
+          rng.standard_normal((4, 1)).astype(np.float32)]
+    dy = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    held = [variants(x)[kind] for x in xs]
+    np.testing.assert_array_equal(merge.elementwise_forward(op, held), numpy_fold(op, xs))
+    for i in range(2):
+        np.testing.assert_array_equal(merge.elementwise_backward(op, variants(dy)[kind], held, i),
+                                      merge.elementwise_backward(op, dy, xs, i))
+    np.testing.assert_array_equal(merge.transpose(variants(xs[0])[kind], (2, 0, 1)),
+                                  xs[0].transpose(2, 0, 1))
