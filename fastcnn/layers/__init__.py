@@ -10,9 +10,10 @@ from .normalization import BatchNormalization
 from .pooling import (AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D,
                       SumPooling2D)
 from .preprocessing import RandomFlip, RandomTranslation
-from .merge import Add, Concatenate
+from .merge import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add, average,
+                    concatenate, maximum, minimum, multiply, subtract)
 from .noise import GaussianDropout, GaussianNoise, SpatialDropout2D
-from .reshaping import ZeroPadding2D
+from .reshaping import Cropping2D, Permute, Reshape, ZeroPadding2D
 
 Convolution2D = Conv2D
 MaxPool2D = MaxPooling2D
@@ -20,16 +21,16 @@ AvgPool2D = AveragePooling2D
 GlobalAvgPool2D = GlobalAveragePooling2D
 GlobalMaxPool2D = GlobalMaxPooling2D
 
-__all__ = ["Activation", "Add", "AveragePooling2D", "AvgPool2D", "BatchNormalization",
-           "Concatenate", "Conv2D", "Convolution2D", "Dense", "Dropout", "Flatten",
-           "GaussianDropout", "GaussianNoise",
-           "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "GlobalMaxPooling2D",
-           "GroupNormalization",
-           "Input", "InputLayer", "Layer", "LayerNormalization",
-           "MaxPool2D", "MaxPooling2D", "RandomFlip",
-           "RandomTranslation", "ReLU", "SpatialDropout2D", "SumPooling2D", "ZeroPadding2D"]
+__all__ = ["Activation", "Add", "Average", "AveragePooling2D", "AvgPool2D", "BatchNormalization",
+           "Concatenate", "Conv2D", "Convolution2D", "Cropping2D", "Dense", "Dropout", "Flatten",
+           "GaussianDropout", "GaussianNoise", "GlobalAveragePooling2D", "GlobalAvgPool2D",
+           "GlobalMaxPool2D", "GlobalMaxPooling2D", "GroupNormalization", "Input", "InputLayer",
+           "Layer", "LayerNormalization", "MaxPool2D", "MaxPooling2D", "Maximum", "Minimum",
+           "Multiply", "Permute", "RandomFlip", "RandomTranslation", "ReLU", "Reshape",
+           "SpatialDropout2D", "Subtract", "SumPooling2D", "ZeroPadding2D", "add", "average",
+           "concatenate", "maximum", "minimum", "multiply", "subtract"]
 
 # Saved configs name these classes; the aliases (MaxPool2D...) save as the class they stand for.
-for _cls in {globals()[name] for name in __all__ if name != "Input"} - {Layer}:
+for _cls in {globals()[name] for name in __all__ if isinstance(globals()[name], type)} - {Layer}:
     register_builtin(_cls)
 del _cls

@@ -1,4 +1,6 @@
-"""Add and Concatenate: the layers that join branches of a graph."""
+"""The merging layers that join branches of a graph, and their functional forms: the elementwise
+Add, Subtract, Multiply, Average, Maximum and Minimum (with Keras's broadcasting), and
+Concatenate."""
 import numbers
 
 from .._ops import merge
@@ -15,26 +17,110 @@ class _Merge(Layer):
                              f"inputs, received {input_shape!r}")
 
 
-class Add(_Merge):
-    """The elementwise sum of its inputs, which share one shape."""
+def _broadcast_dims(first, second):
+    """Keras's rule for two shapes without their batch axis: aligned on their last axes, a size
+    of 1 repeats, an unknown size (None) stays unknown, and the longer shape's leading axes stay."""
+    if len(first) < len(second):
+        first, second = second, first
+    lead, dims = list(first[:len(first) - len(second)]), []
+    for a, b in zip(first[len(first) - len(second):], second):
+        if a is not None and b is not None and a != b and 1 not in (a, b):
+            raise ValueError
+        dims.append(None if a is None or b is None else b if a == 1 else a)
+    return (*lead, *dims)
+
+
+class _Elementwise(_Merge):
+    """An elementwise merge of inputs broadcast together as in Keras: the batch sizes agree, and
+    the other axes are aligned on the last one, where a size of 1 repeats; an input of lower
+    rank gets axes of size 1 after its batch axis."""
+
+    op = None  # the operation of _ops.merge.elementwise_forward
 
     def compute_output_shape(self, input_shape):
         self._check_inputs(input_shape)
-        first = tuple(input_shape[0])
-        for shape in input_shape[1:]:
-            if not compatible_shapes(first, tuple(shape)):
-                raise ValueError(f"Add {self.name!r} expects inputs of one shape, received "
-                                 f"{[tuple(s) for s in input_shape]}")
-        return tuple(next((d for d in dims if d is not None), None) for dims in zip(*input_shape))
+        shapes = [tuple(s) for s in input_shape]
+        batch = {s[0] for s in shapes if s} - {None}
+        dims = shapes[0][1:]
+        try:
+            if len(batch) > 1 or not all(shapes):
+                raise ValueError
+            for shape in shapes[1:]:
+                dims = _broadcast_dims(dims, shape[1:])
+        except ValueError:
+            raise ValueError(f"{type(self).__name__} {self.name!r} expects inputs of one batch "
+                             f"size whose other axes broadcast together (aligned on the last, "
+                             f"a size of 1 repeating), received input shapes {shapes}") from None
+        return (batch.pop() if batch else None, *dims)
 
     def forward(self, x, ctx, training):
-        self.compute_output_shape([a.shape for a in x])
-        ctx.n = len(x)
-        return merge.add_forward(x, out=ctx.buffer("y", x[0].shape))
+        shape = self.compute_output_shape([a.shape for a in x])
+        ctx.shapes = [a.shape for a in x]
+        ctx.x = [a.reshape(a.shape[0], *(1,) * (len(shape) - a.ndim), *a.shape[1:]) for a in x]
+        return merge.elementwise_forward(self.op, ctx.x, out=ctx.buffer("y", shape))
 
     def backward(self, dy, ctx, need_dx):
-        # Each input's gradient is dy itself; the engine never writes into a gradient it holds.
-        return [dy] * ctx.n if need_dx else None
+        if not need_dx:
+            return None
+        return [self._input_grad(dy, ctx, i).reshape(shape) for i, shape in enumerate(ctx.shapes)]
+
+    def _input_grad(self, dy, ctx, i):
+        return merge.elementwise_backward(self.op, dy, ctx.x, i,
+                                          out=ctx.buffer(i, ctx.x[i].shape))
+
+
+class Add(_Elementwise):
+    """The elementwise sum of its inputs."""
+
+    op = "add"
+
+    def _input_grad(self, dy, ctx, i):
+        # An input of the output's shape gets dy itself: the engine never writes into a
+        # gradient it holds.
+        return dy if ctx.x[i].shape == dy.shape else super()._input_grad(dy, ctx, i)
+
+
+class Subtract(_Elementwise):
+    """``inputs[0] - inputs[1]``: exactly two inputs."""
+
+    op = "subtract"
+
+    def compute_output_shape(self, input_shape):
+        self._check_inputs(input_shape)
+        if len(input_shape) != 2:
+            raise ValueError(f"Subtract {self.name!r} expects exactly two inputs, received "
+                             f"{len(input_shape)}: input shapes {input_shape!r}")
+        return super().compute_output_shape(input_shape)
+
+    def _input_grad(self, dy, ctx, i):
+        return dy if i == 0 and ctx.x[0].shape == dy.shape else super()._input_grad(dy, ctx, i)
+
+
+class Multiply(_Elementwise):
+    """The elementwise product of its inputs."""
+
+    op = "multiply"
+
+
+class Average(_Elementwise):
+    """The elementwise mean of its inputs: their sum divided by their count."""
+
+    op = "average"
+
+
+class Maximum(_Elementwise):
+    """The elementwise maximum of its inputs. Each element's gradient goes to one input: the
+    first that holds the maximum (as TensorFlow's gradient of Keras's left-to-right fold, where
+    maximum(x, y) sends it to x wherever x >= y); NaN counts as the maximum, as in NumPy."""
+
+    op = "maximum"
+
+
+class Minimum(_Elementwise):
+    """The elementwise minimum of its inputs; ties send the gradient to the first input that
+    holds the minimum, as Maximum's do."""
+
+    op = "minimum"
 
 
 class Concatenate(_Merge):
@@ -79,3 +165,21 @@ class Concatenate(_Merge):
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
+
+
+def _functional_form(cls):
+    """Keras's function of a merging layer: ``cls(**kwargs)(inputs)``."""
+    def merge_inputs(inputs, **kwargs):
+        return cls(**kwargs)(inputs)
+    merge_inputs.__name__ = merge_inputs.__qualname__ = cls.__name__.lower()
+    merge_inputs.__doc__ = f"``{cls.__name__}(**kwargs)(inputs)``."
+    return merge_inputs
+
+
+add, subtract, multiply, average, maximum, minimum = map(
+    _functional_form, (Add, Subtract, Multiply, Average, Maximum, Minimum))
+
+
+def concatenate(inputs, axis=-1, **kwargs):
+    """``Concatenate(axis=axis, **kwargs)(inputs)``."""
+    return Concatenate(axis=axis, **kwargs)(inputs)

@@ -276,6 +276,38 @@ def concatenate_backward(rng, dtype):
                [unset((outer, w), dtype) for w in widths], THREADS)
 
 
+# (input shapes, op): equal shapes, broadcasting along leading, middle and last axes, a
+# transpose (copy), and ties between inputs for maximum and minimum
+ELEMENTWISE = [([(3, 4, 5), (3, 4, 5)], "add"), ([(2, 1, 5), (2, 3, 1), (5,)], "multiply"),
+               ([(1, 300), (4, 300)], "subtract"), ([(6, 1, 7), (6, 5, 7), (1, 5, 7)], "average"),
+               ([(3, 6), (3, 1), (1, 6)], "maximum"), ([(4, 3, 2), (3, 1)], "minimum")]
+
+
+def _broadcast_case(rng, dtype, shapes, op):
+    from fastcnn._ops.merge import broadcast_layout
+    out_shape, shape, strides = broadcast_layout(shapes)
+    inputs = [rng.integers(-3, 4, s).astype(dtype).reshape(-1) if op in ("maximum", "minimum")
+              else normal(rng, s, dtype).reshape(-1) for s in shapes]
+    return out_shape, shape, strides, inputs
+
+
+def elementwise_forward(rng, dtype):
+    for shapes, op in ELEMENTWISE:
+        out_shape, shape, strides, inputs = _broadcast_case(rng, dtype, shapes, op)
+        yield op, inputs, shape, strides, unset(int(np.prod(out_shape)), dtype), THREADS
+    x = normal(rng, (3, 4, 5), dtype)  # the transpose (2, 0, 1)
+    yield ("copy", [x.reshape(-1)], np.array([5, 3, 4], np.intp),
+           np.array([[1, 20, 5]], np.intp), unset(60, dtype), THREADS)
+
+
+def elementwise_backward(rng, dtype):
+    for shapes, op in ELEMENTWISE:
+        out_shape, shape, strides, inputs = _broadcast_case(rng, dtype, shapes, op)
+        for index in range(len(shapes)):
+            yield (op, normal(rng, int(np.prod(out_shape)), dtype), inputs, shape, strides,
+                   index, unset(inputs[index].size, dtype), THREADS)
+
+
 REMAPS = [((2, 5, 6, 3), (7, 4)), ((1, 1, 1, 1), (3, 2))]  # (N, H, W, C), (OH, OW)
 
 
@@ -484,6 +516,8 @@ CASES = {
     "add_forward": add_forward,
     "concatenate_forward": concatenate_forward,
     "concatenate_backward": concatenate_backward,
+    "elementwise_forward": elementwise_forward,
+    "elementwise_backward": elementwise_backward,
     "remap2d_forward": remap2d_forward,
     "remap2d_backward": remap2d_backward,
     "maxpool2d_forward": maxpool2d_forward,
