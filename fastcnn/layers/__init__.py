@@ -1,6 +1,6 @@
 """Layers with Keras's names and constructor arguments."""
 from ..serialization import register_builtin
-from .activation import Activation, ReLU
+from .activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax
 from .base import Layer
 from .input_layer import Input, InputLayer
 from .conv import Conv2D
@@ -19,10 +19,10 @@ GlobalAvgPool2D = GlobalAveragePooling2D
 GlobalMaxPool2D = GlobalMaxPooling2D
 
 __all__ = ["Activation", "Add", "AveragePooling2D", "AvgPool2D", "BatchNormalization",
-           "Concatenate", "Conv2D", "Convolution2D", "Dense", "Dropout", "Flatten",
+           "Concatenate", "Conv2D", "Convolution2D", "Dense", "Dropout", "ELU", "Flatten",
            "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "GlobalMaxPooling2D",
-           "Input", "InputLayer", "Layer", "MaxPool2D", "MaxPooling2D", "RandomFlip",
-           "RandomTranslation", "ReLU", "SumPooling2D", "ZeroPadding2D"]
+           "Input", "InputLayer", "Layer", "LeakyReLU", "MaxPool2D", "MaxPooling2D", "PReLU",
+           "RandomFlip", "RandomTranslation", "ReLU", "Softmax", "SumPooling2D", "ZeroPadding2D"]
 
 # Saved configs name these classes; the aliases (MaxPool2D...) save as the class they stand for.
 for _cls in {globals()[name] for name in __all__ if name != "Input"} - {Layer}:
