@@ -37,20 +37,22 @@ _ROWS = {"softmax": (_activation.softmax_forward, _activation.softmax_backward),
 _READS_INPUT = {"gelu", "silu", "hard_silu", "mish"}
 
 
+def _kernel_args(name, o):
+    """(kernel module name, its extra arguments) of pointwise activation ``name`` with options
+    ``o``: leaky_relu, relu6 and relu with options are general_relu; selu is a scaled elu."""
+    if name == "relu" and o != OPTIONS["relu"]:
+        cap = math.inf if o["max_value"] is None else o["max_value"]
+        return "general_relu", (o["negative_slope"], cap, o["threshold"])
+    return {"leaky_relu": ("general_relu", (o.get("negative_slope"), math.inf, 0.0)),
+            "relu6": ("general_relu", (0.0, 6.0, 0.0)),
+            "elu": ("elu", (o.get("alpha"), 1.0)),
+            "selu": ("elu", (SELU_ALPHA, SELU_SCALE)),
+            "gelu": ("gelu", (o.get("approximate"),))}.get(name, (name, ()))
+
+
 def _pointwise(name, options):
     """(forward kernel, backward kernel, their extra arguments) of a pointwise activation."""
-    if name == "relu" and options == OPTIONS["relu"]:
-        return _activation.relu_forward, _activation.relu_backward, ()
-    if name in ("relu", "leaky_relu", "relu6"):
-        relu_args = {"relu": lambda o: (o["negative_slope"],
-                                        math.inf if o["max_value"] is None else o["max_value"],
-                                        o["threshold"]),
-                     "leaky_relu": lambda o: (o["negative_slope"], math.inf, 0.0),
-                     "relu6": lambda o: (0.0, 6.0, 0.0)}[name](options)
-        return _activation.general_relu_forward, _activation.general_relu_backward, relu_args
-    args = {"elu": lambda: (options["alpha"], 1.0), "selu": lambda: (SELU_ALPHA, SELU_SCALE),
-            "gelu": lambda: (options["approximate"],)}.get(name, tuple)()
-    kernel = "elu" if name == "selu" else name
+    kernel, args = _kernel_args(name, options)
     return (getattr(_activation, f"{kernel}_forward"), getattr(_activation, f"{kernel}_backward"),
             args)
 

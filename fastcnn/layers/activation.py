@@ -1,5 +1,7 @@
 """Activation handling shared by layers that end in one, and the activation layers: Activation,
 ReLU, LeakyReLU, ELU, Softmax and PReLU."""
+import warnings
+
 from .. import activations, initializers, regularizers
 from .._ops import activation as activation_ops
 from .base import Layer
@@ -114,9 +116,14 @@ class ReLU(_ActivationLayer):
 
 class LeakyReLU(_ActivationLayer):
     """x where x > 0, else negative_slope * x (>= 0; the layer's default 0.3, where the
-    ``leaky_relu`` function's is 0.2)."""
+    ``leaky_relu`` function's is 0.2). Keras 2's name for it, ``alpha``, is taken with Keras 3's
+    deprecation warning."""
 
     def __init__(self, negative_slope=0.3, **kwargs):
+        if "alpha" in kwargs:
+            negative_slope = kwargs.pop("alpha")
+            warnings.warn("Argument `alpha` is deprecated. Use `negative_slope` instead.",
+                          DeprecationWarning, stacklevel=2)
         super().__init__("leaky_relu", **kwargs)
         self._set_options(negative_slope=negative_slope)
         self.negative_slope = negative_slope

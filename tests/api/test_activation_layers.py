@@ -126,6 +126,8 @@ def test_configs_follow_keras():
         "name": None, "trainable": True, "dtype": "float32", "max_value": 6,
         "negative_slope": 0.0, "threshold": 0.0}
     assert layers.LeakyReLU().get_config()["negative_slope"] == 0.3
+    with pytest.warns(DeprecationWarning, match="negative_slope"):
+        assert layers.LeakyReLU(alpha=0.1).get_config()["negative_slope"] == 0.1
     assert activations.leaky_relu(np.array([-1.0]))[0] == pytest.approx(-0.2)
     assert layers.ELU().get_config()["alpha"] == 1.0
     assert layers.Softmax(axis=[1, 2]).get_config()["axis"] == [1, 2]
