@@ -3,6 +3,8 @@ on tensors): each returns a new array of the input's floating dtype (float32 for
 ``get``, ``serialize`` and ``deserialize`` map between the functions and their names; any of these
 functions, or its name, is a layer's ``activation=``.
 """
+import numpy as np
+
 from ._ops import activation as activation_ops
 
 __all__ = ["deserialize", "elu", "exponential", "gelu", "get", "hard_sigmoid", "hard_silu",
@@ -11,7 +13,8 @@ __all__ = ["deserialize", "elu", "exponential", "gelu", "get", "hard_sigmoid", "
 
 
 def _apply(name, x, **options):
-    return activation_ops.activation_forward(name, x, **options)
+    # the kernels see at least one axis: a scalar comes back as one
+    return activation_ops.activation_forward(name, x, **options).reshape(np.shape(x))
 
 
 def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):

@@ -183,6 +183,7 @@ def test_activations_module_get_serialize_deserialize():
         activations.get("nope")
     x = np.array([[-2, 0, 3]])
     assert activations.relu(x).dtype == np.float32  # integers become float32, as in a layer
+    assert activations.elu(-1.0).shape == () and activations.elu(-1.0) == pytest.approx(-0.632120558)
     assert activations.gelu(x, approximate=True)[0, 2] == pytest.approx(2.9963627, rel=1e-6)
     np.testing.assert_allclose(activations.softmax(x.astype(float), axis=0), np.ones((1, 3)))
 
