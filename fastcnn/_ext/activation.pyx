@@ -6,7 +6,8 @@ log-softmax work on the rows of an (N, K) matrix. A backward pass takes the forw
 wherever the derivative is a function of it (the monotone activations), so that the input need
 not be kept; the others (gelu, silu, hard_silu, mish) take the forward's input ``x``. Each output
 element is computed by one thread, so results do not depend on the thread count. Arithmetic is in
-double, rounded once to the array's type.
+double, rounded once to the array's type, except for the piecewise-linear ones (the relu family,
+hard_sigmoid, hard_silu), which compute in the array's type as Keras does and without branches.
 """
 from cython cimport floating
 from cython.parallel cimport prange
@@ -86,15 +87,17 @@ def general_relu_forward(const floating[::1] x,   # IN  (n,)
                          int n_threads):
     """Keras's relu with its options: out = min(x, max_value) where x > threshold, else
     negative_slope * (x - threshold). leaky_relu (no cap, threshold 0) and relu6 (max_value 6)
-    are its special cases."""
+    are its special cases. Computed in the array's type, as Keras does, from both pieces and a
+    select: the sign of x is as good as random, and a branch would be mispredicted (the loop
+    then vectorises too)."""
     cdef Py_ssize_t i, n = x.shape[0]
-    cdef double v
+    cdef floating v, capped, below
+    cdef floating slope = negative_slope, cap = max_value, thr = threshold
     for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
         v = x[i]
-        if v > threshold:
-            out[i] = v if v < max_value else max_value
-        else:
-            out[i] = negative_slope * (v - threshold)
+        capped = v if v < cap else cap
+        below = slope * (v - thr)
+        out[i] = capped if v > thr else below
 
 
 def general_relu_backward(const floating[::1] y,    # IN  (n,) general_relu's output
@@ -107,17 +110,18 @@ def general_relu_backward(const floating[::1] y,    # IN  (n,) general_relu's ou
     """dx = dy where 0 < y < max_value, negative_slope * dy where y < 0, else 0. With the
     options' signs y tells the pieces apart: y < 0 only below the threshold (where the slope is
     positive), 0 < y < max_value only on the identity piece; y = 0 is the kink (or a flat piece)
-    and y = max_value the cap, both given 0 as Keras's relu and relu6 give them."""
+    and y = max_value the cap, both given 0 as Keras's relu and relu6 give them. The factor is
+    built from the comparisons, branch-free as the forward."""
     cdef Py_ssize_t i, n = y.shape[0]
-    cdef double v
+    cdef floating v, g, inside, below
+    cdef floating slope = negative_slope, cap = max_value
     for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
         v = y[i]
-        if v < 0:
-            dx[i] = negative_slope * dy[i]
-        elif v > 0 and v < max_value:
-            dx[i] = dy[i]
-        else:
-            dx[i] = 0
+        g = dy[i]
+        inside = g if v < cap else 0
+        inside = inside if v > 0 else 0
+        below = slope * g
+        dx[i] = below if v < 0 else inside
 
 
 def elu_forward(const floating[::1] x,   # IN  (n,)
@@ -269,15 +273,19 @@ def softsign_backward(const floating[::1] y,    # IN  (n,) softsign's output
         dx[i] = dy[i] * r * r
 
 
+cdef inline floating _relu6(floating v) noexcept nogil:
+    v = v if v > 0 else 0
+    return v if v < 6 else 6
+
+
 def hard_sigmoid_forward(const floating[::1] x,   # IN  (n,)
                          floating[::1] out,       # OUT (n,)
                          int n_threads):
-    """out = relu6(x + 3) / 6, Keras 3's hard sigmoid (Keras 2's had slope 0.2)."""
+    """out = relu6(x + 3) / 6, Keras 3's hard sigmoid (Keras 2's had slope 0.2), in the array's
+    type as Keras computes it."""
     cdef Py_ssize_t i, n = x.shape[0]
-    cdef double v
     for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
-        v = x[i] + 3.0
-        out[i] = (0 if v < 0 else (6 if v > 6 else v)) / 6.0
+        out[i] = _relu6(x[i] + 3) / 6
 
 
 def hard_sigmoid_backward(const floating[::1] y,    # IN  (n,) hard_sigmoid's output
@@ -289,19 +297,18 @@ def hard_sigmoid_backward(const floating[::1] y,    # IN  (n,) hard_sigmoid's ou
     cdef floating v
     for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
         v = y[i]
-        dx[i] = dy[i] / 6.0 if 0 < v < 1 else 0
+        dx[i] = dy[i] / 6 * ((v > 0) & (v < 1))
 
 
 def hard_silu_forward(const floating[::1] x,   # IN  (n,)
                       floating[::1] out,       # OUT (n,)
                       int n_threads):
-    """out = x * hard_sigmoid(x) (hard swish)."""
+    """out = x * hard_sigmoid(x) (hard swish), in the array's type."""
     cdef Py_ssize_t i, n = x.shape[0]
-    cdef double v, h
+    cdef floating v
     for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
         v = x[i]
-        h = v + 3.0
-        out[i] = v * ((0 if h < 0 else (6 if h > 6 else h)) / 6.0)
+        out[i] = v * (_relu6(v + 3) / 6)
 
 
 def hard_silu_backward(const floating[::1] x,    # IN  (n,) hard_silu's input
@@ -311,15 +318,10 @@ def hard_silu_backward(const floating[::1] x,    # IN  (n,) hard_silu's input
     """dx = 0 for x <= -3, dy for x >= 3, dy * (2x + 3) / 6 between (relu6's kinks count as
     flat, as Keras's relu6 gradient has them)."""
     cdef Py_ssize_t i, n = x.shape[0]
-    cdef double v
+    cdef floating v
     for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
         v = x[i]
-        if v <= -3:
-            dx[i] = 0
-        elif v >= 3:
-            dx[i] = dy[i]
-        else:
-            dx[i] = dy[i] * (2 * v + 3) / 6.0
+        dx[i] = dy[i] * ((v >= 3) + ((v > -3) & (v < 3)) * (2 * v + 3) / 6)
 
 
 def mish_forward(const floating[::1] x,   # IN  (n,)
