@@ -6,11 +6,11 @@ import math
 import numpy as np
 
 # NumPy has no erf, and fastcnn does not depend on SciPy: the twin takes math.erf element by element.
-_erf = np.frompyfunc(math.erf, 1, 1)
+_erf_objects = np.frompyfunc(math.erf, 1, 1)
 
 
-def erf(x):
-    return _erf(x).astype(np.float64)
+def _erf(x):
+    return _erf_objects(x).astype(np.float64)
 
 
 
@@ -52,7 +52,7 @@ def gelu_forward(x, out, approximate, n_threads):
     if approximate:
         out[...] = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
     else:
-        out[...] = 0.5 * x * (1 + erf(x / np.sqrt(2)))
+        out[...] = 0.5 * x * (1 + _erf(x / np.sqrt(2)))
 
 def gelu_backward(x, dy, dx, approximate, n_threads):
     x = np.asarray(x, np.float64)
@@ -61,7 +61,7 @@ def gelu_backward(x, dy, dx, approximate, n_threads):
         t = np.tanh(c * (x + 0.044715 * x**3))
         dx[...] = dy * (0.5 * (1 + t) + 0.5 * x * (1 - t**2) * c * (1 + 3 * 0.044715 * x**2))
     else:
-        dx[...] = dy * (0.5 * (1 + erf(x / np.sqrt(2))) + x * np.exp(-x**2 / 2) / np.sqrt(2 * np.pi))
+        dx[...] = dy * (0.5 * (1 + _erf(x / np.sqrt(2))) + x * np.exp(-x**2 / 2) / np.sqrt(2 * np.pi))
 
 def _sigmoid(x):
     return 1 / (1 + np.exp(-np.asarray(x, np.float64)))
