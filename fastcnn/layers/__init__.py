@@ -1,6 +1,6 @@
 """Layers with Keras's names and constructor arguments."""
 from ..serialization import register_builtin
-from .activation import Activation, ReLU
+from .activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax
 from .base import Layer
 from .input_layer import Input, InputLayer
 from .conv import Conv2D
@@ -22,13 +22,14 @@ GlobalAvgPool2D = GlobalAveragePooling2D
 GlobalMaxPool2D = GlobalMaxPooling2D
 
 __all__ = ["Activation", "Add", "Average", "AveragePooling2D", "AvgPool2D", "BatchNormalization",
-           "Concatenate", "Conv2D", "Convolution2D", "Cropping2D", "Dense", "Dropout", "Flatten",
-           "GaussianDropout", "GaussianNoise", "GlobalAveragePooling2D", "GlobalAvgPool2D",
-           "GlobalMaxPool2D", "GlobalMaxPooling2D", "GroupNormalization", "Input", "InputLayer",
-           "Layer", "LayerNormalization", "MaxPool2D", "MaxPooling2D", "Maximum", "Minimum",
-           "Multiply", "Permute", "RandomFlip", "RandomTranslation", "ReLU", "Reshape",
-           "SpatialDropout2D", "Subtract", "SumPooling2D", "ZeroPadding2D", "add", "average",
-           "concatenate", "maximum", "minimum", "multiply", "subtract"]
+           "Concatenate", "Conv2D", "Convolution2D", "Cropping2D", "Dense", "Dropout", "ELU",
+           "Flatten", "GaussianDropout", "GaussianNoise", "GlobalAveragePooling2D",
+           "GlobalAvgPool2D", "GlobalMaxPool2D", "GlobalMaxPooling2D", "GroupNormalization",
+           "Input", "InputLayer", "Layer", "LayerNormalization", "LeakyReLU", "MaxPool2D",
+           "MaxPooling2D", "Maximum", "Minimum", "Multiply", "PReLU", "Permute", "RandomFlip",
+           "RandomTranslation", "ReLU", "Reshape", "Softmax", "SpatialDropout2D", "Subtract",
+           "SumPooling2D", "ZeroPadding2D", "add", "average", "concatenate", "maximum", "minimum",
+           "multiply", "subtract"]
 
 # Saved configs name these classes; the aliases (MaxPool2D...) save as the class they stand for.
 for _cls in {globals()[name] for name in __all__ if isinstance(globals()[name], type)} - {Layer}:

@@ -82,14 +82,50 @@ def unset(shape, dtype):
 FLAT_SIZES = [1, 7, 1000]
 
 
-def pointwise_forward(rng, dtype):
-    for n in FLAT_SIZES:
-        yield normal(rng, n, dtype, 4), unset(n, dtype), THREADS
+def pointwise_with(*grid):
+    """(forward, backward) case builders of a pointwise kernel taking extra arguments after its
+    output: one tuple of them per grid point."""
+    def forward(rng, dtype):
+        for extra in grid:
+            for n in FLAT_SIZES:
+                yield normal(rng, n, dtype, 4), unset(n, dtype), *extra, THREADS
+
+    def backward(rng, dtype):
+        for extra in grid:
+            for n in FLAT_SIZES:
+                yield (normal(rng, n, dtype, 4), normal(rng, n, dtype), unset(n, dtype), *extra,
+                       THREADS)
+    return forward, backward
 
 
-def pointwise_backward(rng, dtype):
-    for n in FLAT_SIZES:
-        yield normal(rng, n, dtype), normal(rng, n, dtype), unset(n, dtype), THREADS
+POINTWISE_KERNELS = {  # activation kernel: its extra arguments' grid
+    "relu": [()], "sigmoid": [()], "tanh": [()],
+    "general_relu": [(0.2, np.inf, 0.0), (0.0, 6.0, 0.0), (0.5, 1.5, 0.7), (0.1, 0.0, 0.0)],
+    "elu": [(1.0, 1.0), (0.0, 1.0), (1.6732632423543772, 1.0507009873554805)],
+    "gelu": [(False,), (True,)],
+    **{name: [()] for name in ("silu", "softplus", "softsign", "hard_sigmoid", "hard_silu",
+                               "mish", "exponential")},
+}
+
+
+def prelu_operands(rng, dtype, shape):
+    p, q, r, s = shape
+    return normal(rng, shape, dtype, 2), normal(rng, (q, s), dtype)
+
+
+PRELU = [(1, 1, 1, 1), (2, 3, 4, 5), (300, 16, 1, 1), (2, 70, 30, 1)]  # (P, Q, R, S)
+
+
+def prelu_forward(rng, dtype):
+    for shape in PRELU:
+        yield *prelu_operands(rng, dtype, shape), unset(shape, dtype), THREADS
+
+
+def prelu_backward(rng, dtype):
+    for shape, need_dx, need_dalpha in zip(PRELU * 2, [True, False] * 4, [True] * 5 + [False] * 3):
+        x, alpha = prelu_operands(rng, dtype, shape)
+        yield (x, alpha, normal(rng, shape, dtype), unset(shape, dtype) if need_dx else None,
+               unset(alpha.shape, dtype) if need_dalpha else None, THREADS)
 
 
 ROWS = [(1, 1), (5, 3), (33, 10)]  # (N, K)
@@ -483,10 +519,14 @@ def k_smallest(rng, dtype):
 
 
 CASES = {
-    **{f"{name}_forward": pointwise_forward for name in ("relu", "sigmoid", "tanh")},
-    **{f"{name}_backward": pointwise_backward for name in ("relu", "sigmoid", "tanh")},
+    **{f"{name}_{direction}": case for name, grid in POINTWISE_KERNELS.items()
+       for direction, case in zip(("forward", "backward"), pointwise_with(*grid))},
     "softmax_forward": softmax_forward,
     "softmax_backward": softmax_backward,
+    "log_softmax_forward": softmax_forward,
+    "log_softmax_backward": softmax_backward,
+    "prelu_forward": prelu_forward,
+    "prelu_backward": prelu_backward,
     "dropout_forward": dropout_pass,
     "dropout_backward": dropout_pass,
     "softmax_cross_entropy": loss_case("logits", "probabilities"),
