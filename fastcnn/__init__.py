@@ -3,8 +3,8 @@
     import fastcnn as keras
     model = keras.Sequential([keras.Input(shape=(28, 28, 1)), keras.layers.Conv2D(32, 3), ...])
 """
-from . import callbacks, datasets, layers, losses, metrics, optimizers, regularizers, saving, utils
-from . import activations
+from . import (activations, callbacks, datasets, layers, losses, metrics, optimizers, regularizers,
+               saving, utils)
 from ._ops.threads import get_num_threads, set_num_threads, show_config
 from .layers import Input
 from .models import Model, Sequential
