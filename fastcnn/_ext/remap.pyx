@@ -7,9 +7,18 @@ from, adding where a map repeats a pixel; filled pixels pass no gradient. Thread
 images, so no two threads write one element and results do not depend on ``n_threads``.
 
 The index maps may be strided, so a map shared by every image can be a broadcast view.
+
+The affine kernels resample each image through its own affine map of the plane (rotations,
+zooms, fractional translations) with nearest or bilinear interpolation, following TensorFlow's
+ImageProjectiveTransformV3, which Keras's affine_transform calls: output pixel (row i, column j)
+reads the input at column a0*j + a1*i + a2 and row b0*j + b1*i + b2, that point is folded into
+the image by the fill mode, and neighbours still outside read ``fill_value``. Their adjoint
+scatters each output gradient onto the pixels it was read from, with the same weights; threads
+split the images, so each image's sums run in one fixed order.
 """
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.math cimport floor, round
 from libc.string cimport memset
 
 include "_threads.pxi"
@@ -86,3 +95,170 @@ def remap2d_backward(const floating[:, :, :, ::1] dy__nhwc,   # IN  (N, OH, OW, 
                 if r >= 0 and s >= 0:
                     for k in range(c):
                         dx__nhwc[b, r, s, k] += dy__nhwc[b, i, j, k]
+
+
+cdef enum:
+    FILL_CONSTANT = 0
+    FILL_NEAREST = 1
+    FILL_REFLECT = 2
+    FILL_WRAP = 3
+
+
+cdef inline double _clamp(double v, Py_ssize_t size) noexcept nogil:
+    return 0.0 if v < 0 else (<double>(size - 1) if v > size - 1 else v)
+
+
+cdef inline double _fold(double v, Py_ssize_t size, int fill_mode) noexcept nogil:
+    """TensorFlow's map of a coordinate outside [0, size - 1] into the image: "reflect" mirrors
+    about the edges (d c b a | a b c d | d c b a), "wrap" tiles (periods counted as TensorFlow
+    counts them), "nearest" clamps; "constant" leaves it for the fill value."""
+    cdef double period
+    if fill_mode == FILL_CONSTANT:
+        return v
+    if fill_mode == FILL_REFLECT:
+        if v < 0 or v > size - 1:
+            if size <= 1:
+                return 0.0
+            period = 2.0 * size
+            if v < 0:
+                v = v + period * <Py_ssize_t>(-v / period)
+                v = v + period if v < -size else -v - 1
+            else:
+                v = v - period * <Py_ssize_t>(v / period)
+                if v >= size:
+                    v = period - v - 1
+    elif fill_mode == FILL_WRAP:
+        if v < 0 or v > size - 1:
+            if size <= 1:
+                return 0.0
+            if v < 0:
+                v = v + size * (<Py_ssize_t>(-v / (size - 1)) + 1)
+            else:
+                v = v - size * <Py_ssize_t>(v / (size - 1))
+    return _clamp(v, size)
+
+
+cdef int _check_transforms(const double[:, :] transforms, Py_ssize_t n) except -1:
+    if transforms.shape[0] != n or transforms.shape[1] != 6:
+        raise ValueError(f"transforms must have shape ({n}, 6), received "
+                         f"({transforms.shape[0]}, {transforms.shape[1]})")
+    return 0
+
+
+def affine2d_forward(const floating[:, :, :, ::1] x__nhwc,   # IN  (N, H, W, C)
+                     const double[:, :] transforms,           # IN  (N, 6): a0 a1 a2 b0 b1 b2
+                     int fill_mode,                           # 0 constant, 1 nearest, 2 reflect, 3 wrap
+                     bint bilinear,
+                     double fill_value,
+                     floating[:, :, :, ::1] out__nhwc,        # OUT (N, OH, OW, C)
+                     int n_threads):
+    """out[b, i, j] = x[b] sampled at row b0*j + b1*i + b2, column a0*j + a1*i + a2 (the
+    coefficients of transforms[b]), folded by fill_mode; bilinear or rounded to the nearest."""
+    cdef Py_ssize_t n = x__nhwc.shape[0], h = x__nhwc.shape[1], w = x__nhwc.shape[2]
+    cdef Py_ssize_t c = x__nhwc.shape[3]
+    cdef Py_ssize_t oh = out__nhwc.shape[1], ow = out__nhwc.shape[2]
+    if out__nhwc.shape[0] != n or out__nhwc.shape[3] != c:
+        raise ValueError(f"out must hold {n} images of {c} channels, received "
+                         f"{out__nhwc.shape[0]} of {out__nhwc.shape[3]}")
+    _check_transforms(transforms, n)
+    if not 0 <= fill_mode <= 3:
+        raise ValueError(f"fill_mode must be 0, 1, 2 or 3, received {fill_mode}")
+    cdef Py_ssize_t row, b, i, j, k, r0, s0
+    cdef double ys, xs, fy, fx
+    cdef floating wy, wx, v0, v1, fill = <floating>fill_value
+    cdef bint in00, in01, in10, in11
+    for row in prange(n * oh, nogil=True, schedule="static",
+                      num_threads=threads_for(n * oh * ow * c * (4 if bilinear else 1), n_threads)):
+        b = row // oh
+        i = row % oh
+        for j in range(ow):
+            xs = _fold(transforms[b, 0] * j + transforms[b, 1] * i + transforms[b, 2], w, fill_mode)
+            ys = _fold(transforms[b, 3] * j + transforms[b, 4] * i + transforms[b, 5], h, fill_mode)
+            if not bilinear:
+                fy = round(ys)
+                fx = round(xs)
+                if 0 <= fy < h and 0 <= fx < w:
+                    r0 = <Py_ssize_t>fy
+                    s0 = <Py_ssize_t>fx
+                    for k in range(c):
+                        out__nhwc[b, i, j, k] = x__nhwc[b, r0, s0, k]
+                else:
+                    for k in range(c):
+                        out__nhwc[b, i, j, k] = fill
+                continue
+            fy = floor(ys)
+            fx = floor(xs)
+            wy = <floating>(ys - fy)
+            wx = <floating>(xs - fx)
+            in00 = in01 = in10 = in11 = False
+            if -1 <= fy < h and -1 <= fx < w:
+                r0 = <Py_ssize_t>fy
+                s0 = <Py_ssize_t>fx
+                in00 = r0 >= 0 and s0 >= 0
+                in01 = r0 >= 0 and s0 + 1 < w
+                in10 = r0 + 1 < h and s0 >= 0
+                in11 = r0 + 1 < h and s0 + 1 < w
+            for k in range(c):
+                v0 = ((1 - wx) * (x__nhwc[b, r0, s0, k] if in00 else fill)
+                      + wx * (x__nhwc[b, r0, s0 + 1, k] if in01 else fill))
+                v1 = ((1 - wx) * (x__nhwc[b, r0 + 1, s0, k] if in10 else fill)
+                      + wx * (x__nhwc[b, r0 + 1, s0 + 1, k] if in11 else fill))
+                out__nhwc[b, i, j, k] = (1 - wy) * v0 + wy * v1
+
+
+def affine2d_backward(const floating[:, :, :, ::1] dy__nhwc,   # IN  (N, OH, OW, C)
+                      const double[:, :] transforms,            # IN  (N, 6)
+                      int fill_mode,
+                      bint bilinear,
+                      floating[:, :, :, ::1] dx__nhwc,          # OUT (N, H, W, C)
+                      int n_threads):
+    """The adjoint of affine2d_forward in x: each dy[b, i, j] goes back to the pixels it was
+    read from, times the weight it was read with; filled neighbours pass no gradient."""
+    cdef Py_ssize_t n = dx__nhwc.shape[0], h = dx__nhwc.shape[1], w = dx__nhwc.shape[2]
+    cdef Py_ssize_t c = dx__nhwc.shape[3]
+    cdef Py_ssize_t oh = dy__nhwc.shape[1], ow = dy__nhwc.shape[2]
+    if dy__nhwc.shape[0] != n or dy__nhwc.shape[3] != c:
+        raise ValueError(f"dy must hold {n} images of {c} channels, received "
+                         f"{dy__nhwc.shape[0]} of {dy__nhwc.shape[3]}")
+    _check_transforms(transforms, n)
+    if not 0 <= fill_mode <= 3:
+        raise ValueError(f"fill_mode must be 0, 1, 2 or 3, received {fill_mode}")
+    cdef Py_ssize_t b, i, j, k, r0, s0
+    cdef double ys, xs, fy, fx
+    cdef floating wy, wx, g
+    for b in prange(n, nogil=True, schedule="static",
+                    num_threads=threads_for(n * oh * ow * c * (4 if bilinear else 1), n_threads)):
+        memset(&dx__nhwc[b, 0, 0, 0], 0, h * w * c * sizeof(floating))
+        for i in range(oh):
+            for j in range(ow):
+                xs = _fold(transforms[b, 0] * j + transforms[b, 1] * i + transforms[b, 2], w, fill_mode)
+                ys = _fold(transforms[b, 3] * j + transforms[b, 4] * i + transforms[b, 5], h, fill_mode)
+                if not bilinear:
+                    fy = round(ys)
+                    fx = round(xs)
+                    if 0 <= fy < h and 0 <= fx < w:
+                        r0 = <Py_ssize_t>fy
+                        s0 = <Py_ssize_t>fx
+                        for k in range(c):
+                            dx__nhwc[b, r0, s0, k] += dy__nhwc[b, i, j, k]
+                    continue
+                fy = floor(ys)
+                fx = floor(xs)
+                if not (-1 <= fy < h and -1 <= fx < w):
+                    continue
+                wy = <floating>(ys - fy)
+                wx = <floating>(xs - fx)
+                r0 = <Py_ssize_t>fy
+                s0 = <Py_ssize_t>fx
+                if r0 >= 0 and s0 >= 0:
+                    for k in range(c):
+                        dx__nhwc[b, r0, s0, k] += (1 - wy) * (1 - wx) * dy__nhwc[b, i, j, k]
+                if r0 >= 0 and s0 + 1 < w:
+                    for k in range(c):
+                        dx__nhwc[b, r0, s0 + 1, k] += (1 - wy) * wx * dy__nhwc[b, i, j, k]
+                if r0 + 1 < h and s0 >= 0:
+                    for k in range(c):
+                        dx__nhwc[b, r0 + 1, s0, k] += wy * (1 - wx) * dy__nhwc[b, i, j, k]
+                if r0 + 1 < h and s0 + 1 < w:
+                    for k in range(c):
+                        dx__nhwc[b, r0 + 1, s0 + 1, k] += wy * wx * dy__nhwc[b, i, j, k]

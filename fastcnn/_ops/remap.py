@@ -1,7 +1,9 @@
-"""Per-image index maps (flips, translations, zero padding): checked calls of ``_ext.remap``."""
+"""Per-image index maps (flips, translations, zero padding) and per-image affine resampling
+(rotations, zooms, fractional shifts): checked calls of ``_ext.remap``."""
 import numpy as np
 
 from .._ext import remap as _remap
+from ..arguments import finite_float
 from .checks import (as_kernel_array, check_apart, check_index_range, out_buffer,
                      scatter_backward_args)
 from .threads import effective_n_threads
@@ -40,4 +42,57 @@ def remap2d_backward(dy, rows, cols, input_shape, out=None, n_threads=None):
     dx = out_buffer(out, input_shape, dy.dtype, "out")
     check_apart({"out": dx}, {"dy": dy, "rows": rows, "cols": cols})
     _remap.remap2d_backward(dy, rows, cols, dx, n_threads)
+    return dx
+
+
+FILL_MODES = ("constant", "nearest", "reflect", "wrap")  # in the order of the kernels' codes
+AFFINE_INTERPOLATIONS = ("nearest", "bilinear")
+# Transform coefficients beyond this would carry coordinates past what the kernels' int64 pixel
+# indices hold exactly; no augmentation comes near it.
+TRANSFORM_LIMIT = 1e6
+
+
+def _affine_args(transforms, n, fill_mode, interpolation):
+    """(transforms as (n, 6) float64, fill mode code, bilinear): each row a0 a1 a2 b0 b1 b2 maps
+    output (row i, column j) to input column a0*j + a1*i + a2 and row b0*j + b1*i + b2."""
+    if fill_mode not in FILL_MODES:
+        raise ValueError(f"Expected fill_mode in {FILL_MODES}, received fill_mode={fill_mode!r}")
+    if interpolation not in AFFINE_INTERPOLATIONS:
+        raise ValueError(f"Expected interpolation in {AFFINE_INTERPOLATIONS}, received "
+                         f"interpolation={interpolation!r}")
+    transforms = np.asarray(transforms)
+    if transforms.dtype.kind not in "fiu" or transforms.shape != (n, 6):
+        raise ValueError(f"Expected transforms of shape ({n}, 6) holding real numbers, received "
+                         f"shape {transforms.shape} and dtype {transforms.dtype}")
+    transforms = transforms.astype(np.float64, copy=False)
+    if not np.all(np.abs(transforms) <= TRANSFORM_LIMIT):  # also refuses NaN
+        raise ValueError(f"Expected finite transforms within +-{TRANSFORM_LIMIT:g}, received "
+                         f"{transforms[~(np.abs(transforms) <= TRANSFORM_LIMIT)][:3]}")
+    return transforms, FILL_MODES.index(fill_mode), interpolation == "bilinear"
+
+
+def affine2d_forward(x, transforms, fill_mode="reflect", interpolation="bilinear", fill_value=0.0,
+                     out=None, n_threads=None):
+    """Each NHWC image x[b] resampled through the affine map transforms[b] (see _affine_args),
+    as keras.ops.image.affine_transform does with TensorFlow; out has x's shape."""
+    n_threads = effective_n_threads(n_threads)
+    x = as_kernel_array(x, "x", 4)
+    transforms, mode, bilinear = _affine_args(transforms, x.shape[0], fill_mode, interpolation)
+    if finite_float(fill_value) is None:
+        raise ValueError(f"Expected fill_value to be a finite number, received fill_value={fill_value!r}")
+    out = out_buffer(out, x.shape, x.dtype, "out")
+    check_apart({"out": out}, {"x": x, "transforms": transforms})
+    _remap.affine2d_forward(x, transforms, mode, bilinear, float(fill_value), out, n_threads)
+    return out
+
+
+def affine2d_backward(dy, transforms, fill_mode="reflect", interpolation="bilinear", out=None,
+                      n_threads=None):
+    """The adjoint of affine2d_forward: the gradient with respect to x."""
+    n_threads = effective_n_threads(n_threads)
+    dy = as_kernel_array(dy, "dy", 4)
+    transforms, mode, bilinear = _affine_args(transforms, dy.shape[0], fill_mode, interpolation)
+    dx = out_buffer(out, dy.shape, dy.dtype, "out")
+    check_apart({"out": dx}, {"dy": dy, "transforms": transforms})
+    _remap.affine2d_backward(dy, transforms, mode, bilinear, dx, n_threads)
     return dx

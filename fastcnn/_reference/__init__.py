@@ -22,3 +22,4 @@ from .optim import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
 from .regularization import *  # noqa: F401,F403
 from .remap import *  # noqa: F401,F403
+from .resize import *  # noqa: F401,F403
