@@ -15,6 +15,7 @@ from .conv import *  # noqa: F401,F403
 from .dense import *  # noqa: F401,F403
 from .distance import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
+from .intensity import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .merge import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403

@@ -275,6 +275,28 @@ def resize2d_backward(rng, dtype):
                unset((n, h, w, c), dtype), THREADS)
 
 
+INTENSITIES = [((2, 6, 3), -0.5, 0.7), ((3, 1, 1), -np.inf, np.inf)]  # (N, P, C), low, high
+
+
+def intensity_forward(rng, dtype):
+    for (n, p, c), low, high in INTENSITIES:
+        yield (normal(rng, (n, p, c), dtype), normal(rng, (n, c), dtype),
+               np.broadcast_to(normal(rng, (1, c), dtype), (n, c)), low, high,
+               unset((n, p, c), dtype), THREADS)
+
+
+def intensity_backward(rng, dtype):
+    for (n, p, c), low, high in INTENSITIES:
+        yield (normal(rng, (n, p, c), dtype), normal(rng, (n, p, c), dtype),
+               normal(rng, (n, c), dtype), normal(rng, (n, c), dtype), low, high,
+               normal(rng, (n, c), dtype), unset((n, p, c), dtype), THREADS)
+
+
+def channel_means(rng, dtype):
+    for (n, p, c), _, _ in INTENSITIES:
+        yield normal(rng, (n, p, c), dtype), unset((n, c), dtype), THREADS
+
+
 POOLS = [((2, 6, 6, 3), (2, 2), (2, 2), "valid"), ((1, 7, 5, 1), (2, 2), (2, 2), "same"),
          ((1, 11, 7, 2), (2, 3), (3, 2), "same")]  # x's shape, pool, strides, padding
 
@@ -465,6 +487,9 @@ CASES = {
     "affine2d_backward": affine2d_backward,
     "resize2d_forward": resize2d_forward,
     "resize2d_backward": resize2d_backward,
+    "intensity_forward": intensity_forward,
+    "intensity_backward": intensity_backward,
+    "channel_means": channel_means,
     "maxpool2d_forward": maxpool2d_forward,
     "maxpool2d_backward": maxpool_backward(relu=False),
     "maxpool2d_relu_backward": maxpool_backward(relu=True),
