@@ -17,9 +17,9 @@ from typing import NamedTuple
 import numpy as np
 
 from .._ext import resize as _resize
-from ..arguments import finite_float
 from .checks import (as_kernel_array, check_apart, check_index_range, input_shape_arg, memoized,
                      out_buffer, positive_int)
+from .remap import fill_value_arg
 from .threads import effective_n_threads
 
 INTERPOLATIONS = ("bilinear", "nearest")
@@ -119,8 +119,7 @@ def resize2d_forward(x, size, interpolation="bilinear", crop_to_aspect_ratio=Fal
     antialias=False); ``fill_value`` fills the padding of pad_to_aspect_ratio."""
     n_threads = effective_n_threads(n_threads)
     x = as_kernel_array(x, "x", 4)
-    if finite_float(fill_value) is None:
-        raise ValueError(f"Expected fill_value to be a finite number, received fill_value={fill_value!r}")
+    fill_value = fill_value_arg(fill_value)
     size = tuple(size) if isinstance(size, (tuple, list)) else size
     rows, cols = resize_maps(x.shape[1:3], size, interpolation, crop_to_aspect_ratio,
                              pad_to_aspect_ratio)
@@ -129,7 +128,7 @@ def resize2d_forward(x, size, interpolation="bilinear", crop_to_aspect_ratio=Fal
     out = out_buffer(out, shape, x.dtype, "out")
     check_apart({"out": out}, {"x": x})
     _resize.resize2d_forward(x, rows.taps, rows.weights[x.dtype], cols.taps, cols.weights[x.dtype],
-                             float(fill_value), out, n_threads)
+                             fill_value, out, n_threads)
     return out
 
 

@@ -8,9 +8,11 @@ from .core import Dense, Dropout, Flatten
 from .normalization import BatchNormalization
 from .pooling import (AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D,
                       SumPooling2D)
-from .preprocessing import RandomFlip, RandomTranslation
+from .preprocessing import (CenterCrop, RandomBrightness, RandomContrast, RandomCrop, RandomFlip,
+                            RandomRotation, RandomTranslation, RandomZoom, Rescaling, Resizing)
 from .merge import Add, Concatenate
 from .reshaping import ZeroPadding2D
+from .upsampling import UpSampling2D
 
 Convolution2D = Conv2D
 MaxPool2D = MaxPooling2D
@@ -19,10 +21,12 @@ GlobalAvgPool2D = GlobalAveragePooling2D
 GlobalMaxPool2D = GlobalMaxPooling2D
 
 __all__ = ["Activation", "Add", "AveragePooling2D", "AvgPool2D", "BatchNormalization",
-           "Concatenate", "Conv2D", "Convolution2D", "Dense", "Dropout", "Flatten",
+           "CenterCrop", "Concatenate", "Conv2D", "Convolution2D", "Dense", "Dropout", "Flatten",
            "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "GlobalMaxPooling2D",
-           "Input", "InputLayer", "Layer", "MaxPool2D", "MaxPooling2D", "RandomFlip",
-           "RandomTranslation", "ReLU", "SumPooling2D", "ZeroPadding2D"]
+           "Input", "InputLayer", "Layer", "MaxPool2D", "MaxPooling2D", "RandomBrightness",
+           "RandomContrast", "RandomCrop", "RandomFlip", "RandomRotation", "RandomTranslation",
+           "RandomZoom", "ReLU", "Rescaling", "Resizing", "SumPooling2D", "UpSampling2D",
+           "ZeroPadding2D"]
 
 # Saved configs name these classes; the aliases (MaxPool2D...) save as the class they stand for.
 for _cls in {globals()[name] for name in __all__ if name != "Input"} - {Layer}:

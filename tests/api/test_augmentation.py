@@ -60,7 +60,8 @@ def shifted(image, dh, dw, fill):
 
 
 def test_random_translation_shifts_whole_pixels_within_range(rng):
-    layer = layers.RandomTranslation((-0.2, 0.4), 0.5, fill_mode="constant", fill_value=-7.0, seed=3)
+    layer = layers.RandomTranslation((-0.2, 0.4), 0.5, fill_mode="constant", interpolation="nearest",
+                                     fill_value=-7.0, seed=3)
     x = images(rng, h=5, w=6)
     y = layer(x, training=True)
     seen = set()
@@ -73,7 +74,8 @@ def test_random_translation_shifts_whole_pixels_within_range(rng):
 
 
 def test_random_translation_nearest_fill_repeats_the_edge(rng):
-    layer = layers.RandomTranslation((0.4, 0.4), (0.0, 0.0), fill_mode="nearest", seed=0)
+    layer = layers.RandomTranslation((0.4, 0.4), (0.0, 0.0), fill_mode="nearest",
+                                     interpolation="nearest", seed=0)
     x = images(rng, n=2, h=5, w=3)
     y = layer(x, training=True)  # every image moves down by exactly 2 rows
     np.testing.assert_array_equal(y[:, 2:], x[:, :3])
