@@ -1,6 +1,8 @@
 """The resampling, preprocessing and augmentation layers: the layer contract, Keras 3.15's
 formulas, torch as the oracle of UpSampling2D, training-only behaviour, gradients (adjoints of
 the linear transforms), seeds, thread counts and argument checks."""
+import json
+
 import numpy as np
 import pytest
 
@@ -253,3 +255,19 @@ def test_image_layers_refuse_inputs_that_are_not_images():
             layer.compute_output_shape((None, 4, 4))
     with pytest.raises(ValueError, match="one value per channel"):
         layers.Rescaling([1.0, 2.0]).compute_output_shape((None, 4, 3))
+
+
+def test_model_of_image_layers_saves_and_loads(rng, tmp_path):
+    from conftest import reloaded
+    x = images(rng, n=4, h=8, w=8, c=2)
+    model = fastcnn.Sequential([
+        fastcnn.Input(shape=x.shape[1:]), layers.Rescaling([0.5, 2.0], offset=0.1),
+        layers.RandomRotation((-0.1, 0.2), fill_mode="wrap", seed=1),
+        layers.RandomZoom(0.2, 0.1, interpolation="nearest"), layers.RandomContrast((0.1, 0.2)),
+        layers.RandomBrightness(0.1, value_range=[-4, 4]), layers.RandomCrop(6, 7),
+        layers.CenterCrop(5, 5), layers.UpSampling2D((1, 2), interpolation="bilinear"),
+        layers.Resizing(4, 6, pad_to_aspect_ratio=True, fill_value=-1.0), layers.Flatten(),
+        layers.Dense(3)])
+    copy = reloaded(model, x, tmp_path)
+    as_saved = lambda m: json.loads(json.dumps([layer.get_config() for layer in m.layers]))
+    assert as_saved(copy) == as_saved(model)
