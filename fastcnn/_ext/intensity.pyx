@@ -27,6 +27,18 @@ cdef int _check_like(const floating[:, :, ::1] a, const floating[:, :, ::1] b, s
     return 0
 
 
+cdef int _check_map(const floating[:, :, ::1] x, const floating[:, :, ::1] out, str out_name,
+                    const floating[:, :] scale, const floating[:, :] shift) except -1:
+    _check_like(out, x, out_name, "x")
+    _check_coefficients(scale, x.shape[0], x.shape[2], "scale")
+    _check_coefficients(shift, x.shape[0], x.shape[2], "shift")
+    return 0
+
+
+cdef inline floating _unclipped(floating x, floating scale, floating shift) noexcept nogil:
+    return x * scale + shift
+
+
 def intensity_forward(const floating[:, :, ::1] x__npc,    # IN  (N, P, C)
                       const floating[:, :] scale,           # IN  (N, C)
                       const floating[:, :] shift,           # IN  (N, C)
@@ -36,9 +48,7 @@ def intensity_forward(const floating[:, :, ::1] x__npc,    # IN  (N, P, C)
     """out[b, p, c] = x[b, p, c] * scale[b, c] + shift[b, c], clipped to [low, high] (NaN
     stays NaN)."""
     cdef Py_ssize_t n = x__npc.shape[0], p = x__npc.shape[1], c = x__npc.shape[2]
-    _check_like(out__npc, x__npc, "out", "x")
-    _check_coefficients(scale, n, c, "scale")
-    _check_coefficients(shift, n, c, "shift")
+    _check_map(x__npc, out__npc, "out", scale, shift)
     cdef Py_ssize_t row, b, q, k
     cdef floating v, lo = <floating>low, hi = <floating>high
     for row in prange(n * p, nogil=True, schedule="static",
@@ -46,7 +56,7 @@ def intensity_forward(const floating[:, :, ::1] x__npc,    # IN  (N, P, C)
         b = row // p
         q = row % p
         for k in range(c):
-            v = x__npc[b, q, k] * scale[b, k] + shift[b, k]
+            v = _unclipped(x__npc[b, q, k], scale[b, k], shift[b, k])
             if v < lo:
                 v = lo
             elif v > hi:
@@ -65,10 +75,8 @@ def intensity_backward(const floating[:, :, ::1] dy__npc,  # IN  (N, P, C)
     """dx = dy * gain[b, c] where low <= x * scale + shift <= high, else 0: the clip passes the
     gradient only where it did not clip (as tf.clip_by_value's gradient does)."""
     cdef Py_ssize_t n = x__npc.shape[0], p = x__npc.shape[1], c = x__npc.shape[2]
+    _check_map(x__npc, dx__npc, "dx", scale, shift)
     _check_like(dy__npc, x__npc, "dy", "x")
-    _check_like(dx__npc, x__npc, "dx", "x")
-    _check_coefficients(scale, n, c, "scale")
-    _check_coefficients(shift, n, c, "shift")
     _check_coefficients(gain, n, c, "gain")
     cdef Py_ssize_t row, b, q, k
     cdef floating v, lo = <floating>low, hi = <floating>high
@@ -77,7 +85,7 @@ def intensity_backward(const floating[:, :, ::1] dy__npc,  # IN  (N, P, C)
         b = row // p
         q = row % p
         for k in range(c):
-            v = x__npc[b, q, k] * scale[b, k] + shift[b, k]
+            v = _unclipped(x__npc[b, q, k], scale[b, k], shift[b, k])
             if lo <= v <= hi:
                 dx__npc[b, q, k] = dy__npc[b, q, k] * gain[b, k]
             else:

@@ -22,6 +22,7 @@ from libc.math cimport floor, round
 from libc.string cimport memset
 
 include "_threads.pxi"
+include "images.pxi"
 
 
 cdef int _check_map(const int[:, :] index, Py_ssize_t n, Py_ssize_t out_size, Py_ssize_t size,
@@ -47,9 +48,7 @@ def remap2d_forward(const floating[:, :, :, ::1] x__nhwc,   # IN  (N, H, W, C)
     """out[b, i, j, :] = x[b, rows[b, i], cols[b, j], :], or fill_value where an index is -1."""
     cdef Py_ssize_t n = x__nhwc.shape[0], c = x__nhwc.shape[3]
     cdef Py_ssize_t oh = out__nhwc.shape[1], ow = out__nhwc.shape[2]
-    if out__nhwc.shape[0] != n or out__nhwc.shape[3] != c:
-        raise ValueError(f"out must hold {n} images of {c} channels, received "
-                         f"{out__nhwc.shape[0]} of {out__nhwc.shape[3]}")
+    check_same_images(n, c, out__nhwc.shape[0], out__nhwc.shape[3], "out")
     _check_map(rows, n, oh, x__nhwc.shape[1], "rows")
     _check_map(cols, n, ow, x__nhwc.shape[2], "cols")
     cdef Py_ssize_t row, b, i, j, k
@@ -78,9 +77,7 @@ def remap2d_backward(const floating[:, :, :, ::1] dy__nhwc,   # IN  (N, OH, OW, 
     cdef Py_ssize_t n = dx__nhwc.shape[0], h = dx__nhwc.shape[1], w = dx__nhwc.shape[2]
     cdef Py_ssize_t c = dx__nhwc.shape[3]
     cdef Py_ssize_t oh = dy__nhwc.shape[1], ow = dy__nhwc.shape[2]
-    if dy__nhwc.shape[0] != n or dy__nhwc.shape[3] != c:
-        raise ValueError(f"dy must hold {n} images of {c} channels, received "
-                         f"{dy__nhwc.shape[0]} of {dy__nhwc.shape[3]}")
+    check_same_images(n, c, dy__nhwc.shape[0], dy__nhwc.shape[3], "dy")
     _check_map(rows, n, oh, h, "rows")
     _check_map(cols, n, ow, w, "cols")
     cdef Py_ssize_t b, i, j, k
@@ -138,10 +135,36 @@ cdef inline double _fold(double v, Py_ssize_t size, int fill_mode) noexcept nogi
     return _clamp(v, size)
 
 
-cdef int _check_transforms(const double[:, :] transforms, Py_ssize_t n) except -1:
+ctypedef struct Sample:
+    Py_ssize_t row, col  # the pixel read (nearest), or the top-left of the 2x2 read (bilinear)
+    double wy, wx        # bilinear: the weights of the next row and the next column
+    bint inside          # whether the pixel (nearest) or any of the 2x2 (bilinear) is in the image
+
+
+cdef inline Sample _sample(double xs, double ys, Py_ssize_t h, Py_ssize_t w, int fill_mode,
+                           bint bilinear) noexcept nogil:
+    """What the output pixel whose source point is (column xs, row ys) reads."""
+    cdef Sample s
+    xs = _fold(xs, w, fill_mode)
+    ys = _fold(ys, h, fill_mode)
+    cdef double fy = floor(ys) if bilinear else round(ys)
+    cdef double fx = floor(xs) if bilinear else round(xs)
+    cdef double first = -1 if bilinear else 0  # a bilinear read may start one pixel out
+    s.wy, s.wx = ys - fy, xs - fx
+    s.inside = first <= fy < h and first <= fx < w
+    s.row = <Py_ssize_t>fy if s.inside else 0
+    s.col = <Py_ssize_t>fx if s.inside else 0
+    return s
+
+
+cdef int _check_affine(Py_ssize_t n, Py_ssize_t c, const floating[:, :, :, ::1] other,
+                       str name, const double[:, :] transforms, int fill_mode) except -1:
+    check_same_images(n, c, other.shape[0], other.shape[3], name)
     if transforms.shape[0] != n or transforms.shape[1] != 6:
         raise ValueError(f"transforms must have shape ({n}, 6), received "
                          f"({transforms.shape[0]}, {transforms.shape[1]})")
+    if not FILL_CONSTANT <= fill_mode <= FILL_WRAP:
+        raise ValueError(f"fill_mode must be 0, 1, 2 or 3, received {fill_mode}")
     return 0
 
 
@@ -157,14 +180,9 @@ def affine2d_forward(const floating[:, :, :, ::1] x__nhwc,   # IN  (N, H, W, C)
     cdef Py_ssize_t n = x__nhwc.shape[0], h = x__nhwc.shape[1], w = x__nhwc.shape[2]
     cdef Py_ssize_t c = x__nhwc.shape[3]
     cdef Py_ssize_t oh = out__nhwc.shape[1], ow = out__nhwc.shape[2]
-    if out__nhwc.shape[0] != n or out__nhwc.shape[3] != c:
-        raise ValueError(f"out must hold {n} images of {c} channels, received "
-                         f"{out__nhwc.shape[0]} of {out__nhwc.shape[3]}")
-    _check_transforms(transforms, n)
-    if not 0 <= fill_mode <= 3:
-        raise ValueError(f"fill_mode must be 0, 1, 2 or 3, received {fill_mode}")
-    cdef Py_ssize_t row, b, i, j, k, r0, s0
-    cdef double ys, xs, fy, fx
+    _check_affine(n, c, out__nhwc, "out", transforms, fill_mode)
+    cdef Py_ssize_t row, b, i, j, k, r, q
+    cdef Sample s
     cdef floating wy, wx, v0, v1, fill = <floating>fill_value
     cdef bint in00, in01, in10, in11
     for row in prange(n * oh, nogil=True, schedule="static",
@@ -172,37 +190,26 @@ def affine2d_forward(const floating[:, :, :, ::1] x__nhwc,   # IN  (N, H, W, C)
         b = row // oh
         i = row % oh
         for j in range(ow):
-            xs = _fold(transforms[b, 0] * j + transforms[b, 1] * i + transforms[b, 2], w, fill_mode)
-            ys = _fold(transforms[b, 3] * j + transforms[b, 4] * i + transforms[b, 5], h, fill_mode)
+            s = _sample(transforms[b, 0] * j + transforms[b, 1] * i + transforms[b, 2],
+                        transforms[b, 3] * j + transforms[b, 4] * i + transforms[b, 5],
+                        h, w, fill_mode, bilinear)
+            r = s.row
+            q = s.col
             if not bilinear:
-                fy = round(ys)
-                fx = round(xs)
-                if 0 <= fy < h and 0 <= fx < w:
-                    r0 = <Py_ssize_t>fy
-                    s0 = <Py_ssize_t>fx
-                    for k in range(c):
-                        out__nhwc[b, i, j, k] = x__nhwc[b, r0, s0, k]
-                else:
-                    for k in range(c):
-                        out__nhwc[b, i, j, k] = fill
+                for k in range(c):
+                    out__nhwc[b, i, j, k] = x__nhwc[b, r, q, k] if s.inside else fill
                 continue
-            fy = floor(ys)
-            fx = floor(xs)
-            wy = <floating>(ys - fy)
-            wx = <floating>(xs - fx)
-            in00 = in01 = in10 = in11 = False
-            if -1 <= fy < h and -1 <= fx < w:
-                r0 = <Py_ssize_t>fy
-                s0 = <Py_ssize_t>fx
-                in00 = r0 >= 0 and s0 >= 0
-                in01 = r0 >= 0 and s0 + 1 < w
-                in10 = r0 + 1 < h and s0 >= 0
-                in11 = r0 + 1 < h and s0 + 1 < w
+            wy = <floating>s.wy
+            wx = <floating>s.wx
+            in00 = s.inside and r >= 0 and q >= 0
+            in01 = s.inside and r >= 0 and q + 1 < w
+            in10 = s.inside and r + 1 < h and q >= 0
+            in11 = s.inside and r + 1 < h and q + 1 < w
             for k in range(c):
-                v0 = ((1 - wx) * (x__nhwc[b, r0, s0, k] if in00 else fill)
-                      + wx * (x__nhwc[b, r0, s0 + 1, k] if in01 else fill))
-                v1 = ((1 - wx) * (x__nhwc[b, r0 + 1, s0, k] if in10 else fill)
-                      + wx * (x__nhwc[b, r0 + 1, s0 + 1, k] if in11 else fill))
+                v0 = ((1 - wx) * (x__nhwc[b, r, q, k] if in00 else fill)
+                      + wx * (x__nhwc[b, r, q + 1, k] if in01 else fill))
+                v1 = ((1 - wx) * (x__nhwc[b, r + 1, q, k] if in10 else fill)
+                      + wx * (x__nhwc[b, r + 1, q + 1, k] if in11 else fill))
                 out__nhwc[b, i, j, k] = (1 - wy) * v0 + wy * v1
 
 
@@ -217,48 +224,37 @@ def affine2d_backward(const floating[:, :, :, ::1] dy__nhwc,   # IN  (N, OH, OW,
     cdef Py_ssize_t n = dx__nhwc.shape[0], h = dx__nhwc.shape[1], w = dx__nhwc.shape[2]
     cdef Py_ssize_t c = dx__nhwc.shape[3]
     cdef Py_ssize_t oh = dy__nhwc.shape[1], ow = dy__nhwc.shape[2]
-    if dy__nhwc.shape[0] != n or dy__nhwc.shape[3] != c:
-        raise ValueError(f"dy must hold {n} images of {c} channels, received "
-                         f"{dy__nhwc.shape[0]} of {dy__nhwc.shape[3]}")
-    _check_transforms(transforms, n)
-    if not 0 <= fill_mode <= 3:
-        raise ValueError(f"fill_mode must be 0, 1, 2 or 3, received {fill_mode}")
-    cdef Py_ssize_t b, i, j, k, r0, s0
-    cdef double ys, xs, fy, fx
-    cdef floating wy, wx, g
+    _check_affine(n, c, dy__nhwc, "dy", transforms, fill_mode)
+    cdef Py_ssize_t b, i, j, k, r, q
+    cdef Sample s
+    cdef floating wy, wx
     for b in prange(n, nogil=True, schedule="static",
                     num_threads=threads_for(n * oh * ow * c * (4 if bilinear else 1), n_threads)):
         memset(&dx__nhwc[b, 0, 0, 0], 0, h * w * c * sizeof(floating))
         for i in range(oh):
             for j in range(ow):
-                xs = _fold(transforms[b, 0] * j + transforms[b, 1] * i + transforms[b, 2], w, fill_mode)
-                ys = _fold(transforms[b, 3] * j + transforms[b, 4] * i + transforms[b, 5], h, fill_mode)
+                s = _sample(transforms[b, 0] * j + transforms[b, 1] * i + transforms[b, 2],
+                            transforms[b, 3] * j + transforms[b, 4] * i + transforms[b, 5],
+                            h, w, fill_mode, bilinear)
+                if not s.inside:
+                    continue
+                r = s.row
+                q = s.col
                 if not bilinear:
-                    fy = round(ys)
-                    fx = round(xs)
-                    if 0 <= fy < h and 0 <= fx < w:
-                        r0 = <Py_ssize_t>fy
-                        s0 = <Py_ssize_t>fx
-                        for k in range(c):
-                            dx__nhwc[b, r0, s0, k] += dy__nhwc[b, i, j, k]
+                    for k in range(c):
+                        dx__nhwc[b, r, q, k] += dy__nhwc[b, i, j, k]
                     continue
-                fy = floor(ys)
-                fx = floor(xs)
-                if not (-1 <= fy < h and -1 <= fx < w):
-                    continue
-                wy = <floating>(ys - fy)
-                wx = <floating>(xs - fx)
-                r0 = <Py_ssize_t>fy
-                s0 = <Py_ssize_t>fx
-                if r0 >= 0 and s0 >= 0:
+                wy = <floating>s.wy
+                wx = <floating>s.wx
+                if r >= 0 and q >= 0:
                     for k in range(c):
-                        dx__nhwc[b, r0, s0, k] += (1 - wy) * (1 - wx) * dy__nhwc[b, i, j, k]
-                if r0 >= 0 and s0 + 1 < w:
+                        dx__nhwc[b, r, q, k] += (1 - wy) * (1 - wx) * dy__nhwc[b, i, j, k]
+                if r >= 0 and q + 1 < w:
                     for k in range(c):
-                        dx__nhwc[b, r0, s0 + 1, k] += (1 - wy) * wx * dy__nhwc[b, i, j, k]
-                if r0 + 1 < h and s0 >= 0:
+                        dx__nhwc[b, r, q + 1, k] += (1 - wy) * wx * dy__nhwc[b, i, j, k]
+                if r + 1 < h and q >= 0:
                     for k in range(c):
-                        dx__nhwc[b, r0 + 1, s0, k] += wy * (1 - wx) * dy__nhwc[b, i, j, k]
-                if r0 + 1 < h and s0 + 1 < w:
+                        dx__nhwc[b, r + 1, q, k] += wy * (1 - wx) * dy__nhwc[b, i, j, k]
+                if r + 1 < h and q + 1 < w:
                     for k in range(c):
-                        dx__nhwc[b, r0 + 1, s0 + 1, k] += wy * wx * dy__nhwc[b, i, j, k]
+                        dx__nhwc[b, r + 1, q + 1, k] += wy * wx * dy__nhwc[b, i, j, k]

@@ -14,6 +14,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 include "_threads.pxi"
+include "images.pxi"
 
 
 cdef int _check_taps(const int[:, ::1] taps, Py_ssize_t out_size, Py_ssize_t size,
@@ -66,9 +67,7 @@ def resize2d_forward(const floating[:, :, :, ::1] x__nhwc,    # IN  (N, H, W, C)
     x[b, row_taps[i, t], col_taps[j, u]], with fill_value where a tap is -1."""
     cdef Py_ssize_t n = x__nhwc.shape[0], c = x__nhwc.shape[3]
     cdef Py_ssize_t oh = out__nhwc.shape[1], ow = out__nhwc.shape[2]
-    if out__nhwc.shape[0] != n or out__nhwc.shape[3] != c:
-        raise ValueError(f"out must hold {n} images of {c} channels, received "
-                         f"{out__nhwc.shape[0]} of {out__nhwc.shape[3]}")
+    check_same_images(n, c, out__nhwc.shape[0], out__nhwc.shape[3], "out")
     _check_taps(row_taps, oh, x__nhwc.shape[1], row_weights.shape[0], row_weights.shape[1], "row")
     _check_taps(col_taps, ow, x__nhwc.shape[2], col_weights.shape[0], col_weights.shape[1], "col")
     cdef Py_ssize_t nt = row_taps.shape[1], nu = col_taps.shape[1]
@@ -111,9 +110,7 @@ def resize2d_backward(const floating[:, :, :, ::1] dy__nhwc,   # IN  (N, OH, OW,
     cdef Py_ssize_t n = dx__nhwc.shape[0], h = dx__nhwc.shape[1], w = dx__nhwc.shape[2]
     cdef Py_ssize_t c = dx__nhwc.shape[3]
     cdef Py_ssize_t oh = dy__nhwc.shape[1], ow = dy__nhwc.shape[2]
-    if dy__nhwc.shape[0] != n or dy__nhwc.shape[3] != c:
-        raise ValueError(f"dy must hold {n} images of {c} channels, received "
-                         f"{dy__nhwc.shape[0]} of {dy__nhwc.shape[3]}")
+    check_same_images(n, c, dy__nhwc.shape[0], dy__nhwc.shape[3], "dy")
     _check_transposed(row_starts, row_sources, row_shares.shape[0], h, oh, "row")
     _check_transposed(col_starts, col_sources, col_shares.shape[0], w, ow, "col")
     cdef Py_ssize_t row, b, r, s, e, f, k

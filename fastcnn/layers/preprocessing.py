@@ -47,35 +47,34 @@ def source_index(coords, size, fill_mode):
     return index.astype(np.int32)
 
 
-class _RandomRemap(RandomTransformLayer):
-    fill_value = 0.0  # what pixels that the map leaves uncovered get; flips cover every pixel
+class _RandomImageLayer(RandomTransformLayer):
+    """Images in, images of the same shape out, transformed at random in training only: forward
+    keeps x and this batch's draw on ctx (ctx.x, ctx.draw) for the backward pass."""
 
     def compute_output_shape(self, input_shape):
         self._check_image_input(input_shape)
         return input_shape
 
-    def _draw_maps(self, rng, n, h, w):
-        """The (n, h) row map and (n, w) column map of this batch's transforms."""
+    def _draw(self, rng, shape):
+        """This batch's random parameters, for images of ``shape``."""
+        raise NotImplementedError
+
+    def _apply(self, x, ctx, out):
+        """x transformed by ctx.draw, written into out."""
         raise NotImplementedError
 
     def forward(self, x, ctx, training):
         ctx.active = bool(training)
         if not training:
             return x
-        n, h, w, _ = x.shape
-        ctx.rows, ctx.cols = self._draw_maps(ctx.rng, n, h, w)
-        return remap.remap2d_forward(x, ctx.rows, ctx.cols, self.fill_value,
-                                     out=ctx.buffer("y", x.shape))
-
-    def _transform_backward(self, dy, ctx):
-        return remap.remap2d_backward(dy, ctx.rows, ctx.cols, dy.shape,
-                                      out=ctx.buffer("dx", dy.shape))
+        ctx.x, ctx.draw = x, self._draw(ctx.rng, x.shape)
+        return self._apply(x, ctx, ctx.buffer("y", x.shape))
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}
 
 
-class RandomFlip(_RandomRemap):
+class RandomFlip(_RandomImageLayer):
     """Flip each image left-right ("horizontal"), up-down ("vertical") or independently both,
     each with probability 1/2."""
 
@@ -87,13 +86,20 @@ class RandomFlip(_RandomRemap):
             raise ValueError(f"Expected mode in {self.MODES}, received mode={mode!r}")
         self.mode = mode
 
-    def _draw_maps(self, rng, n, h, w):
+    def _draw(self, rng, shape):
+        n, h, w, _ = shape
         flip = rng.random((n, 2)) < 0.5
         flip[:, 0] &= self.mode != "horizontal"  # column 0: up-down, column 1: left-right
         flip[:, 1] &= self.mode != "vertical"
         rows, cols = np.arange(h, dtype=np.int32), np.arange(w, dtype=np.int32)
         return (np.where(flip[:, :1], rows[::-1], rows).astype(np.int32),
                 np.where(flip[:, 1:], cols[::-1], cols).astype(np.int32))
+
+    def _apply(self, x, ctx, out):  # ctx.draw: the (n, h) row and (n, w) column index maps
+        return remap.remap2d_forward(x, *ctx.draw, 0.0, out=out)
+
+    def _transform_backward(self, dy, ctx):
+        return remap.remap2d_backward(dy, *ctx.draw, dy.shape, out=ctx.buffer("dx", dy.shape))
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
@@ -137,7 +143,7 @@ def _value_range(value_range):
     return float(pair[0]), float(pair[1])
 
 
-class _RandomAffine(RandomTransformLayer):
+class _RandomAffine(_RandomImageLayer):
     """Resample each image through a random affine map, as Keras's affine_transform does.
     Outside the image, ``fill_mode`` "reflect" mirrors (d c b a | a b c d | d c b a), "wrap"
     tiles, "nearest" repeats the edge and "constant" reads ``fill_value``."""
@@ -149,32 +155,18 @@ class _RandomAffine(RandomTransformLayer):
         self.interpolation = _choice(interpolation, remap.AFFINE_INTERPOLATIONS, "interpolation")
         self.fill_value = _number(fill_value, "fill_value")
 
-    def compute_output_shape(self, input_shape):
-        self._check_image_input(input_shape)
-        return input_shape
-
-    def _draw_transforms(self, rng, n, h, w):
-        """(n, 6): each image's map a0 a1 a2 b0 b1 b2 from output (row i, column j) to input
-        column a0*j + a1*i + a2 and row b0*j + b1*i + b2."""
-        raise NotImplementedError
-
-    def forward(self, x, ctx, training):
-        ctx.active = bool(training)
-        if not training:
-            return x
-        n, h, w, _ = x.shape
-        ctx.transforms = self._draw_transforms(ctx.rng, n, h, w)
-        return remap.affine2d_forward(x, ctx.transforms, self.fill_mode, self.interpolation,
-                                      self.fill_value, out=ctx.buffer("y", x.shape))
+    def _apply(self, x, ctx, out):  # ctx.draw: (n, 6), each image's map a0 a1 a2 b0 b1 b2
+        # from output (row i, column j) to input column a0*j + a1*i + a2, row b0*j + b1*i + b2
+        return remap.affine2d_forward(x, ctx.draw, self.fill_mode, self.interpolation,
+                                      self.fill_value, out=out)
 
     def _transform_backward(self, dy, ctx):
-        return remap.affine2d_backward(dy, ctx.transforms, self.fill_mode, self.interpolation,
+        return remap.affine2d_backward(dy, ctx.draw, self.fill_mode, self.interpolation,
                                        out=ctx.buffer("dx", dy.shape))
 
     def get_config(self):
         return {**super().get_config(), "fill_mode": self.fill_mode,
-                "interpolation": self.interpolation, "seed": self.seed,
-                "fill_value": self.fill_value}
+                "interpolation": self.interpolation, "fill_value": self.fill_value}
 
 
 class RandomTranslation(_RandomAffine):
@@ -190,7 +182,8 @@ class RandomTranslation(_RandomAffine):
         self.height_factor = height_factor
         self.width_factor = width_factor
 
-    def _draw_transforms(self, rng, n, h, w):
+    def _draw(self, rng, shape):
+        n, h, w, _ = shape
         dy = rng.uniform(*self._height_range, n) * h
         dx = rng.uniform(*self._width_range, n) * w
         one, zero = np.ones(n), np.zeros(n)
@@ -212,7 +205,8 @@ class RandomRotation(_RandomAffine):
         self._range = _factor_range(factor, "factor")
         self.factor = factor
 
-    def _draw_transforms(self, rng, n, h, w):
+    def _draw(self, rng, shape):
+        n, h, w, _ = shape
         theta = np.deg2rad(rng.uniform(self._range[0] * 360.0, self._range[1] * 360.0, n))
         cos, sin = np.cos(theta), np.sin(theta)
         cx, cy = (w - 1) / 2, (h - 1) / 2
@@ -242,7 +236,8 @@ class RandomZoom(_RandomAffine):
         self.height_factor = height_factor
         self.width_factor = width_factor
 
-    def _draw_transforms(self, rng, n, h, w):
+    def _draw(self, rng, shape):
+        n, h, w, _ = shape
         zy = 1.0 + rng.uniform(*self._height_range, n)
         zx = zy if self._width_range is None else 1.0 + rng.uniform(*self._width_range, n)
         zero = np.zeros(n)
@@ -256,6 +251,12 @@ class RandomZoom(_RandomAffine):
 
 def _size(height, width):
     return normalize_tuple((height, width), "(height, width)")
+
+
+def _sized_shape(layer, input_shape):
+    """The output shape of a layer that makes images of (layer.height, layer.width)."""
+    layer._check_image_input(input_shape)
+    return (input_shape[0], layer.height, layer.width, input_shape[3])
 
 
 class Resizing(Layer):
@@ -282,8 +283,7 @@ class Resizing(Layer):
                              f"filter), received antialias={antialias!r}")
 
     def compute_output_shape(self, input_shape):
-        self._check_image_input(input_shape)
-        return (input_shape[0], self.height, self.width, input_shape[3])
+        return _sized_shape(self, input_shape)
 
     def _resize_args(self):
         return ((self.height, self.width), self.interpolation, self.crop_to_aspect_ratio,
@@ -340,8 +340,7 @@ class CenterCrop(Layer):
         self.height, self.width = _size(height, width)
 
     def compute_output_shape(self, input_shape):
-        self._check_image_input(input_shape)
-        return (input_shape[0], self.height, self.width, input_shape[3])
+        return _sized_shape(self, input_shape)
 
     def forward(self, x, ctx, training):
         n, h, w, _ = x.shape
@@ -369,8 +368,7 @@ class RandomCrop(RandomTransformLayer):
         self.height, self.width = _size(height, width)
 
     def compute_output_shape(self, input_shape):
-        self._check_image_input(input_shape)
-        return (input_shape[0], self.height, self.width, input_shape[3])
+        return _sized_shape(self, input_shape)
 
     def forward(self, x, ctx, training):
         n, h, w, _ = x.shape
@@ -433,7 +431,7 @@ class Rescaling(Layer):
         return {**super().get_config(), "scale": self.scale, "offset": self.offset}
 
 
-class _RandomIntensity(RandomTransformLayer):
+class _RandomIntensity(_RandomImageLayer):
     """Per-image random pixel-value maps x * scale + shift clipped to ``value_range``."""
 
     def __init__(self, value_range=(0, 255), seed=None, **kwargs):
@@ -441,12 +439,8 @@ class _RandomIntensity(RandomTransformLayer):
         self._bounds = _value_range(value_range)
         self.value_range = value_range
 
-    def compute_output_shape(self, input_shape):
-        self._check_image_input(input_shape)
-        return input_shape
-
     def get_config(self):
-        return {**super().get_config(), "value_range": self.value_range, "seed": self.seed}
+        return {**super().get_config(), "value_range": self.value_range}
 
 
 class RandomBrightness(_RandomIntensity):
@@ -458,18 +452,16 @@ class RandomBrightness(_RandomIntensity):
         self._range = _factor_range(factor, "factor")
         self.factor = factor
 
-    def forward(self, x, ctx, training):
-        ctx.active = bool(training)
-        if not training:
-            return x
+    def _draw(self, rng, shape):
+        """(n, 1): each image's delta."""
         low, high = self._bounds
-        ctx.x = x
-        ctx.shift = (ctx.rng.uniform(*self._range, x.shape[0]) * (high - low))[:, None]
-        return intensity.intensity_forward(x, 1.0, ctx.shift, low, high,
-                                           out=ctx.buffer("y", x.shape))
+        return (rng.uniform(*self._range, shape[0]) * (high - low))[:, None]
+
+    def _apply(self, x, ctx, out):
+        return intensity.intensity_forward(x, 1.0, ctx.draw, *self._bounds, out=out)
 
     def _transform_backward(self, dy, ctx):
-        return intensity.intensity_backward(dy, ctx.x, 1.0, ctx.shift, *self._bounds,
+        return intensity.intensity_backward(dy, ctx.x, 1.0, ctx.draw, *self._bounds,
                                             out=ctx.buffer("dx", dy.shape))
 
     def get_config(self):
@@ -487,24 +479,22 @@ class RandomContrast(_RandomIntensity):
         self._range = (1.0 - lo, 1.0 + hi)
         self.factor = factor
 
-    def forward(self, x, ctx, training):
-        ctx.active = bool(training)
-        if not training:
-            return x
-        ctx.x = x
-        ctx.factor = ctx.rng.uniform(*self._range, x.shape[0])[:, None]
+    def _draw(self, rng, shape):
+        """(n, 1): each image's contrast factor."""
+        return rng.uniform(*self._range, shape[0])[:, None]
+
+    def _apply(self, x, ctx, out):
         means = intensity.channel_means(x, out=ctx.buffer("means", (x.shape[0], x.shape[-1])))
-        ctx.shift = means * (1.0 - ctx.factor)
-        return intensity.intensity_forward(x, ctx.factor, ctx.shift, *self._bounds,
-                                           out=ctx.buffer("y", x.shape))
+        ctx.shift = means * (1.0 - ctx.draw)
+        return intensity.intensity_forward(x, ctx.draw, ctx.shift, *self._bounds, out=out)
 
     def _transform_backward(self, dy, ctx):
         # y = c * x + (1 - c) * mean(x) where not clipped: with g the unclipped part of dy,
         # dx = c * g + (1 - c) * mean(g), the means taken per image and channel.
-        g = intensity.intensity_backward(dy, ctx.x, ctx.factor, ctx.shift, *self._bounds,
+        g = intensity.intensity_backward(dy, ctx.x, ctx.draw, ctx.shift, *self._bounds,
                                          gain=1.0, out=ctx.buffer("unclipped", dy.shape))
         g_means = intensity.channel_means(g, out=ctx.buffer("means", (dy.shape[0], dy.shape[-1])))
-        return intensity.intensity_forward(g, ctx.factor, g_means * (1.0 - ctx.factor),
+        return intensity.intensity_forward(g, ctx.draw, g_means * (1.0 - ctx.draw),
                                            out=ctx.buffer("dx", dy.shape))
 
     def get_config(self):

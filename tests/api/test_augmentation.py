@@ -99,9 +99,12 @@ def test_augmentation_follows_the_models_epoch_rng(rng):
     weights = []
     for _ in range(2):
         fastcnn.utils.set_random_seed(5)
-        model = fastcnn.Sequential([fastcnn.Input(shape=x.shape[1:]), layers.RandomFlip(),
-                                    layers.RandomTranslation(0.3, 0.3), layers.Flatten(),
-                                    layers.Dense(3, activation="softmax")])
+        model = fastcnn.Sequential([
+            fastcnn.Input(shape=x.shape[1:]), layers.RandomFlip(), layers.RandomTranslation(0.3, 0.3),
+            layers.RandomRotation(0.1), layers.RandomZoom(0.2),
+            layers.RandomContrast(0.2, value_range=(-4, 4)),
+            layers.RandomBrightness(0.1, value_range=(-4, 4)), layers.RandomCrop(4, 5),
+            layers.Flatten(), layers.Dense(3, activation="softmax")])
         model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
         model.fit(x, y, batch_size=8, epochs=2, verbose=0)
         weights.append(model.get_weights())

@@ -199,24 +199,6 @@ def test_layers_are_bitwise_equal_on_1_and_2_threads(name, rng):
         assert np.array_equal(a, b)
 
 
-def test_seeded_fit_draws_the_same_augmentations(rng):
-    x, y = images(rng, n=16, h=8, w=8, c=2), rng.integers(0, 3, 16)
-    weights = []
-    for _ in range(2):
-        fastcnn.utils.set_random_seed(5)
-        model = fastcnn.Sequential([
-            fastcnn.Input(shape=x.shape[1:]), layers.Rescaling(0.5), layers.RandomRotation(0.1),
-            layers.RandomZoom(0.2), layers.RandomContrast(0.2, value_range=(-4, 4)),
-            layers.RandomBrightness(0.1, value_range=(-4, 4)), layers.RandomCrop(6, 6),
-            layers.UpSampling2D(interpolation="bilinear"), layers.Resizing(5, 5), layers.Flatten(),
-            layers.Dense(3, activation="softmax")])
-        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-        model.fit(x, y, batch_size=8, epochs=2, verbose=0)
-        weights.append(model.get_weights())
-    for a, b in zip(*weights):
-        np.testing.assert_array_equal(a, b)
-
-
 @pytest.mark.parametrize("make,message", [
     (lambda: layers.UpSampling2D(0), "size=0"),
     (lambda: layers.UpSampling2D(interpolation="bicubic"), "interpolation='bicubic'"),
