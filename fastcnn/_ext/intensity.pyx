@@ -15,7 +15,8 @@ include "_threads.pxi"
 cdef int _check_coefficients(const floating[:, :] a, Py_ssize_t n, Py_ssize_t c,
                              str name) except -1:
     if a.shape[0] != n or a.shape[1] != c:
-        raise ValueError(f"{name} must have shape ({n}, {c}), received ({a.shape[0]}, {a.shape[1]})")
+        raise ValueError(f"{name} must have shape ({n}, {c}), received "
+                         f"({a.shape[0]}, {a.shape[1]})")
     return 0
 
 

@@ -170,7 +170,7 @@ cdef int _check_affine(Py_ssize_t n, Py_ssize_t c, const floating[:, :, :, ::1] 
 
 def affine2d_forward(const floating[:, :, :, ::1] x__nhwc,   # IN  (N, H, W, C)
                      const double[:, :] transforms,           # IN  (N, 6): a0 a1 a2 b0 b1 b2
-                     int fill_mode,                           # 0 constant, 1 nearest, 2 reflect, 3 wrap
+                     int fill_mode,                           # FILL_CONSTANT ... FILL_WRAP
                      bint bilinear,
                      double fill_value,
                      floating[:, :, :, ::1] out__nhwc,        # OUT (N, OH, OW, C)

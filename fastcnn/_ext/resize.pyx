@@ -26,8 +26,8 @@ cdef int _check_taps(const int[:, ::1] taps, Py_ssize_t out_size, Py_ssize_t siz
         raise ValueError(f"{name}_taps must have shape ({out_size}, T >= 1), received "
                          f"({taps.shape[0]}, {taps.shape[1]})")
     if weight_rows != taps.shape[0] or weight_cols != taps.shape[1]:
-        raise ValueError(f"{name}_weights must have the shape of {name}_taps "
-                         f"({taps.shape[0]}, {taps.shape[1]}), received ({weight_rows}, {weight_cols})")
+        raise ValueError(f"{name}_weights must have the shape of {name}_taps ({taps.shape[0]}, "
+                         f"{taps.shape[1]}), received ({weight_rows}, {weight_cols})")
     for i in range(out_size):
         for t in range(taps.shape[1]):
             if taps[i, t] < -1 or taps[i, t] >= size:

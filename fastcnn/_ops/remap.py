@@ -58,7 +58,8 @@ def fill_value_arg(value):
     """The fill value of a resampling kernel: a finite real number (not a bool), as a float."""
     if (isinstance(value, bool) or not isinstance(value, numbers.Real)
             or not math.isfinite(float(value))):
-        raise ValueError(f"Expected fill_value to be a finite number, received fill_value={value!r}")
+        raise ValueError(f"Expected fill_value to be a finite number, received "
+                         f"fill_value={value!r}")
     return float(value)
 
 

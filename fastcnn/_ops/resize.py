@@ -103,10 +103,11 @@ def resize_maps(input_hw, size, interpolation, crop_to_aspect_ratio, pad_to_aspe
     if not isinstance(size, tuple) or len(size) != 2:
         raise ValueError(f"Expected size to be a pair (height, width), received size={size!r}")
     target_h, target_w = positive_int(size[0], "height"), positive_int(size[1], "width")
-    height, width = positive_int(input_hw[0], "input height"), positive_int(input_hw[1], "input width")
+    height = positive_int(input_hw[0], "input height")
+    width = positive_int(input_hw[1], "input width")
     if crop_to_aspect_ratio and pad_to_aspect_ratio:
-        raise ValueError("Expected at most one of crop_to_aspect_ratio and pad_to_aspect_ratio to be "
-                         "True, received both")
+        raise ValueError("Expected at most one of crop_to_aspect_ratio and pad_to_aspect_ratio "
+                         "to be True, received both")
     (top, rows, pad_h), (left, cols, pad_w) = _aspect_window(
         height, width, target_h, target_w, bool(crop_to_aspect_ratio), bool(pad_to_aspect_ratio))
     return (_axis_map(height, target_h, interpolation, top, rows, pad_h),

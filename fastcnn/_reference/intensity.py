@@ -15,8 +15,8 @@ def intensity_forward(x__npc, scale, shift, low, high, out__npc, n_threads):
 def intensity_backward(dy__npc, x__npc, scale, shift, low, high, gain, dx__npc, n_threads):
     """dx = dy * gain where the forward did not clip, else 0."""
     v = _affine(x__npc, scale, shift)
-    dx__npc[...] = np.where((v >= low) & (v <= high),
-                            np.asarray(dy__npc, np.float64) * np.asarray(gain, np.float64)[:, None, :], 0)
+    dy = np.asarray(dy__npc, np.float64) * np.asarray(gain, np.float64)[:, None, :]
+    dx__npc[...] = np.where((v >= low) & (v <= high), dy, 0)
 
 
 def channel_means(x__npc, out__nc, n_threads):

@@ -138,8 +138,8 @@ def _value_range(value_range):
     """Keras's value_range: a pair (low, high) of numbers, low < high."""
     pair = tuple(value_range) if isinstance(value_range, (tuple, list)) else ()
     if len(pair) != 2 or any(finite_float(v) is None for v in pair) or not pair[0] < pair[1]:
-        raise ValueError(f"Expected value_range to be a pair (low, high) of numbers with low < high, "
-                         f"received value_range={value_range!r}")
+        raise ValueError("Expected value_range to be a pair (low, high) of numbers with "
+                         f"low < high, received value_range={value_range!r}")
     return float(pair[0]), float(pair[1])
 
 
@@ -393,8 +393,9 @@ def _scale_values(value, name):
     """A number, or one number per channel (a list), for Rescaling."""
     if finite_float(value) is not None:
         return float(value)
-    values = np.asarray(value, dtype=object).ravel() if isinstance(value, (list, tuple, np.ndarray)) else None
-    if values is None or values.size == 0 or any(finite_float(v) is None for v in values):
+    values = (np.asarray(value, dtype=object).ravel()
+              if isinstance(value, (list, tuple, np.ndarray)) else np.array([]))
+    if values.size == 0 or any(finite_float(v) is None for v in values):
         raise ValueError(f"Expected {name} to be a number or a list of numbers (one per channel), "
                          f"received {name}={value!r}")
     return [float(v) for v in values]
@@ -415,8 +416,8 @@ class Rescaling(Layer):
                              f"channels), received {tuple(input_shape)}")
         for name, value in (("scale", self.scale), ("offset", self.offset)):
             if isinstance(value, list) and len(value) not in (1, input_shape[-1]):
-                raise ValueError(f"Expected {name} to have one value per channel of inputs of shape "
-                                 f"{tuple(input_shape)}, received {len(value)} values")
+                raise ValueError(f"Expected {name} to have one value per channel of inputs of "
+                                 f"shape {tuple(input_shape)}, received {len(value)} values")
         return input_shape
 
     def forward(self, x, ctx, training):
