@@ -76,6 +76,9 @@ def channel_means(x, out=None, n_threads=None):
     """(N, C): the mean of each image's channel over every other axis."""
     n_threads = effective_n_threads(n_threads)
     x, x3 = _images(x, "x")
+    if x3.shape[1] == 0:
+        raise ValueError(f"Expected x with values to average in each image, received shape "
+                         f"{x.shape}")
     out = out_buffer(out, (x3.shape[0], x3.shape[2]), x.dtype, "out")
     check_apart({"out": out}, {"x": x})
     _intensity.channel_means(x3, out, n_threads)

@@ -27,6 +27,7 @@ def remap2d_forward(x, rows, cols, fill_value=0.0, out=None, n_threads=None):
     -1. The (N, OH) and (N, OW) int32 index maps may be broadcast views."""
     n_threads = effective_n_threads(n_threads)
     x = as_kernel_array(x, "x", 4)
+    fill_value = fill_value_arg(fill_value)
     rows, cols = _index_map(rows, "rows"), _index_map(cols, "cols")
     shape = (x.shape[0], rows.shape[1], cols.shape[1], x.shape[3])
     check_index_range(shape, "out")
@@ -54,6 +55,13 @@ AFFINE_INTERPOLATIONS = ("nearest", "bilinear")
 TRANSFORM_LIMIT = 1e6
 
 
+def choice_arg(value, choices, name):
+    """``value`` when it is one of the strings ``choices``, else a ValueError naming ``name``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"Expected {name} in {choices}, received {name}={value!r}")
+    return value
+
+
 def fill_value_arg(value):
     """The fill value of a resampling kernel: a finite real number (not a bool), as a float."""
     if (isinstance(value, bool) or not isinstance(value, numbers.Real)
@@ -66,11 +74,8 @@ def fill_value_arg(value):
 def _affine_args(transforms, n, fill_mode, interpolation):
     """(transforms as (n, 6) float64, fill mode code, bilinear): each row a0 a1 a2 b0 b1 b2 maps
     output (row i, column j) to input column a0*j + a1*i + a2 and row b0*j + b1*i + b2."""
-    if fill_mode not in FILL_MODES:
-        raise ValueError(f"Expected fill_mode in {FILL_MODES}, received fill_mode={fill_mode!r}")
-    if interpolation not in AFFINE_INTERPOLATIONS:
-        raise ValueError(f"Expected interpolation in {AFFINE_INTERPOLATIONS}, received "
-                         f"interpolation={interpolation!r}")
+    choice_arg(fill_mode, FILL_MODES, "fill_mode")
+    choice_arg(interpolation, AFFINE_INTERPOLATIONS, "interpolation")
     transforms = np.asarray(transforms)
     if transforms.dtype.kind not in "fiu" or transforms.shape != (n, 6):
         raise ValueError(f"Expected transforms of shape ({n}, 6) holding real numbers, received "

@@ -19,7 +19,7 @@ import numpy as np
 from .._ext import resize as _resize
 from .checks import (as_kernel_array, check_apart, check_index_range, input_shape_arg, memoized,
                      out_buffer, positive_int)
-from .remap import fill_value_arg
+from .remap import choice_arg, fill_value_arg
 from .threads import effective_n_threads
 
 INTERPOLATIONS = ("bilinear", "nearest")
@@ -97,9 +97,7 @@ def _aspect_window(height, width, target_h, target_w, crop, pad):
 @memoized
 def resize_maps(input_hw, size, interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio):
     """(rows, cols): the AxisMaps of a resize of images of ``input_hw`` to ``size``."""
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"Expected interpolation in {INTERPOLATIONS}, received "
-                         f"interpolation={interpolation!r}")
+    choice_arg(interpolation, INTERPOLATIONS, "interpolation")
     if not isinstance(size, tuple) or len(size) != 2:
         raise ValueError(f"Expected size to be a pair (height, width), received size={size!r}")
     target_h, target_w = positive_int(size[0], "height"), positive_int(size[1], "width")

@@ -19,7 +19,7 @@ import numpy as np
 
 from .._ops import intensity, remap, resize
 from .._ops.checks import INDEX_LIMIT
-from .._ops.remap import FILL_MODES
+from .._ops.remap import FILL_MODES, choice_arg
 from ..arguments import finite_float
 from .arguments import normalize_tuple
 from .base import Layer, RandomTransformLayer
@@ -122,12 +122,6 @@ def _factor_range(factor, name, low=-1.0, single_low=None):
     return float(pair[0]), float(pair[1])
 
 
-def _choice(value, choices, name):
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"Expected {name} in {choices}, received {name}={value!r}")
-    return value
-
-
 def _number(value, name):
     if finite_float(value) is None:
         raise ValueError(f"Expected {name} to be a number, received {name}={value!r}")
@@ -151,8 +145,9 @@ class _RandomAffine(_RandomImageLayer):
     def __init__(self, fill_mode="reflect", interpolation="bilinear", seed=None, fill_value=0.0,
                  **kwargs):
         super().__init__(seed=seed, **kwargs)
-        self.fill_mode = _choice(fill_mode, FILL_MODES, "fill_mode")
-        self.interpolation = _choice(interpolation, remap.AFFINE_INTERPOLATIONS, "interpolation")
+        self.fill_mode = choice_arg(fill_mode, FILL_MODES, "fill_mode")
+        self.interpolation = choice_arg(interpolation, remap.AFFINE_INTERPOLATIONS,
+                                        "interpolation")
         self.fill_value = _number(fill_value, "fill_value")
 
     def _apply(self, x, ctx, out):  # ctx.draw: (n, 6), each image's map a0 a1 a2 b0 b1 b2
@@ -269,14 +264,14 @@ class Resizing(Layer):
                  **kwargs):
         super().__init__(**kwargs)
         self.height, self.width = _size(height, width)
-        self.interpolation = _choice(interpolation, resize.INTERPOLATIONS, "interpolation")
+        self.interpolation = choice_arg(interpolation, resize.INTERPOLATIONS, "interpolation")
         if crop_to_aspect_ratio and pad_to_aspect_ratio:
             raise ValueError("Expected at most one of crop_to_aspect_ratio and pad_to_aspect_ratio "
                              "to be True, received crop_to_aspect_ratio=True, "
                              "pad_to_aspect_ratio=True")
         self.crop_to_aspect_ratio = bool(crop_to_aspect_ratio)
         self.pad_to_aspect_ratio = bool(pad_to_aspect_ratio)
-        self.fill_mode = _choice(fill_mode, ("constant",), "fill_mode")
+        self.fill_mode = choice_arg(fill_mode, ("constant",), "fill_mode")
         self.fill_value = _number(fill_value, "fill_value")
         if antialias:
             raise ValueError("Expected antialias=False (fastcnn resizes without an antialiasing "

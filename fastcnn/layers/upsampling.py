@@ -1,5 +1,6 @@
 """UpSampling2D: images enlarged by whole factors through the resize kernel."""
 from .._ops import resize
+from .._ops.remap import choice_arg
 from .arguments import normalize_tuple
 from .base import Layer
 
@@ -12,11 +13,9 @@ class UpSampling2D(Layer):
     def __init__(self, size=(2, 2), interpolation="nearest", **kwargs):
         super().__init__(**kwargs)
         self.size = normalize_tuple(size, "size")
-        name = interpolation.lower() if isinstance(interpolation, str) else interpolation
-        if name not in resize.INTERPOLATIONS:
-            raise ValueError(f"Expected interpolation in {resize.INTERPOLATIONS} (the ones fastcnn "
-                             f"implements), received interpolation={interpolation!r}")
-        self.interpolation = name
+        self.interpolation = choice_arg(
+            interpolation.lower() if isinstance(interpolation, str) else interpolation,
+            resize.INTERPOLATIONS, "interpolation")
 
     def compute_output_shape(self, input_shape):
         self._check_image_input(input_shape)
