@@ -95,6 +95,11 @@ def test_affine_refuses_bad_arguments(call, message):
         call()
 
 
+def test_channel_means_refuses_images_without_positions():
+    with pytest.raises(ValueError, match="values to average"):
+        intensity.channel_means(np.zeros((2, 3, 0, 4)))
+
+
 def test_intensity_clips_and_passes_gradients_only_where_it_did_not(rng):
     x = np.array([[[-2.0, 0.5], [1.0, 3.0]]])  # (1, 2, 2)
     y = intensity.intensity_forward(x, [2.0, 1.0], [0.5, 0.0], -1.0, 2.0)

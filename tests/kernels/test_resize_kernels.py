@@ -92,6 +92,7 @@ def test_resize_threads_are_bitwise_equal(rng):
 
 @pytest.mark.parametrize("call,message", [
     (lambda: resize.resize2d_forward(np.zeros((1, 2, 2, 1)), (2, 2), "bicubic"), "interpolation='bicubic'"),
+    (lambda: resize.resize2d_forward(np.zeros((1, 2, 2, 1)), (2, 2), np.zeros(9)), "interpolation"),
     (lambda: resize.resize2d_forward(np.zeros((1, 2, 2, 1)), (0, 2)), "height"),
     (lambda: resize.resize2d_forward(np.zeros((1, 2, 2, 1)), (2,)), "size"),
     (lambda: resize.resize2d_forward(np.zeros((1, 2, 2, 1)), (2, 2), fill_value=np.nan), "fill_value"),
