@@ -12,7 +12,6 @@ pass is the gradient of what it applied, so they may sit anywhere in a model, no
 - Resizing, CenterCrop and RandomCrop resize or crop through the resize kernel;
 - Rescaling, RandomBrightness and RandomContrast map pixel values through the intensity kernel.
 """
-import math
 import numbers
 
 import numpy as np
