@@ -16,9 +16,8 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 EXT_DIR = os.path.join("fastcnn", "_ext")
-MODULES = ["conv", "dense", "distance", "pool", "activation", "dropout", "loss", "optim",
-           "regularization", "runtime", "normalization", "remap", "merge", "layer_norm",
-           "noise"]
+MODULES = sorted(os.path.basename(path)[:-len(".pyx")]
+                 for path in glob.glob(os.path.join(EXT_DIR, "*.pyx")))
 OPENMP_PROBE = r"""
 #include <omp.h>
 #include <stdio.h>

@@ -1,5 +1,9 @@
-"""Per-image index maps (flips, translations, zero padding): checked calls of ``_ext.remap``."""
+"""Per-image index maps (flips, translations, zero padding) and per-image affine resampling
+(rotations, zooms, fractional shifts): checked calls of ``_ext.remap``."""
 import numpy as np
+
+import math
+import numbers
 
 from .._ext import remap as _remap
 from .checks import (as_kernel_array, check_apart, check_index_range, out_buffer,
@@ -23,6 +27,7 @@ def remap2d_forward(x, rows, cols, fill_value=0.0, out=None, n_threads=None):
     -1. The (N, OH) and (N, OW) int32 index maps may be broadcast views."""
     n_threads = effective_n_threads(n_threads)
     x = as_kernel_array(x, "x", 4)
+    fill_value = fill_value_arg(fill_value)
     rows, cols = _index_map(rows, "rows"), _index_map(cols, "cols")
     shape = (x.shape[0], rows.shape[1], cols.shape[1], x.shape[3])
     check_index_range(shape, "out")
@@ -40,4 +45,69 @@ def remap2d_backward(dy, rows, cols, input_shape, out=None, n_threads=None):
     dx = out_buffer(out, input_shape, dy.dtype, "out")
     check_apart({"out": dx}, {"dy": dy, "rows": rows, "cols": cols})
     _remap.remap2d_backward(dy, rows, cols, dx, n_threads)
+    return dx
+
+
+FILL_MODES = ("constant", "nearest", "reflect", "wrap")  # in the order of the kernels' codes
+AFFINE_INTERPOLATIONS = ("nearest", "bilinear")
+# Transform coefficients beyond this would carry coordinates past what the kernels' int64 pixel
+# indices hold exactly; no augmentation comes near it.
+TRANSFORM_LIMIT = 1e6
+
+
+def choice_arg(value, choices, name):
+    """``value`` when it is one of the strings ``choices``, else a ValueError naming ``name``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"Expected {name} in {choices}, received {name}={value!r}")
+    return value
+
+
+def fill_value_arg(value):
+    """The fill value of a resampling kernel: a finite real number (not a bool), as a float."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(float(value))):
+        raise ValueError(f"Expected fill_value to be a finite number, received "
+                         f"fill_value={value!r}")
+    return float(value)
+
+
+def _affine_args(transforms, n, fill_mode, interpolation):
+    """(transforms as (n, 6) float64, fill mode code, bilinear): each row a0 a1 a2 b0 b1 b2 maps
+    output (row i, column j) to input column a0*j + a1*i + a2 and row b0*j + b1*i + b2."""
+    choice_arg(fill_mode, FILL_MODES, "fill_mode")
+    choice_arg(interpolation, AFFINE_INTERPOLATIONS, "interpolation")
+    transforms = np.asarray(transforms)
+    if transforms.dtype.kind not in "fiu" or transforms.shape != (n, 6):
+        raise ValueError(f"Expected transforms of shape ({n}, 6) holding real numbers, received "
+                         f"shape {transforms.shape} and dtype {transforms.dtype}")
+    transforms = transforms.astype(np.float64, copy=False)
+    if not np.all(np.abs(transforms) <= TRANSFORM_LIMIT):  # also refuses NaN
+        raise ValueError(f"Expected finite transforms within +-{TRANSFORM_LIMIT:g}, received "
+                         f"{transforms[~(np.abs(transforms) <= TRANSFORM_LIMIT)][:3]}")
+    return transforms, FILL_MODES.index(fill_mode), interpolation == "bilinear"
+
+
+def affine2d_forward(x, transforms, fill_mode="reflect", interpolation="bilinear", fill_value=0.0,
+                     out=None, n_threads=None):
+    """Each NHWC image x[b] resampled through the affine map transforms[b] (see _affine_args),
+    as keras.ops.image.affine_transform does with TensorFlow; out has x's shape."""
+    n_threads = effective_n_threads(n_threads)
+    x = as_kernel_array(x, "x", 4)
+    transforms, mode, bilinear = _affine_args(transforms, x.shape[0], fill_mode, interpolation)
+    fill_value = fill_value_arg(fill_value)
+    out = out_buffer(out, x.shape, x.dtype, "out")
+    check_apart({"out": out}, {"x": x, "transforms": transforms})
+    _remap.affine2d_forward(x, transforms, mode, bilinear, fill_value, out, n_threads)
+    return out
+
+
+def affine2d_backward(dy, transforms, fill_mode="reflect", interpolation="bilinear", out=None,
+                      n_threads=None):
+    """The adjoint of affine2d_forward: the gradient with respect to x."""
+    n_threads = effective_n_threads(n_threads)
+    dy = as_kernel_array(dy, "dy", 4)
+    transforms, mode, bilinear = _affine_args(transforms, dy.shape[0], fill_mode, interpolation)
+    dx = out_buffer(out, dy.shape, dy.dtype, "out")
+    check_apart({"out": dx}, {"dy": dy, "transforms": transforms})
+    _remap.affine2d_backward(dy, transforms, mode, bilinear, dx, n_threads)
     return dx

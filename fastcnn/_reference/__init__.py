@@ -1,8 +1,7 @@
 """NumPy twins of every kernel in ``fastcnn._ext``: slow, obvious, used by the tests.
 
-One module per kernel module, with the same name (``conv``, ``dense``, ``pool``, ``activation``,
-``dropout``, ``loss``, ``normalization``, ``optim``, ``regularization``, ``remap``, ``distance``,
-``merge``); this package also exports every twin by name. Each twin has the name and exactly the
+One module per kernel module, with the same name (``conv``, ``dense``, ``pool``...); this
+package also exports every twin by name. Each twin has the name and exactly the
 signature of its kernel: it reads the ``# IN`` arrays and writes the ``# OUT`` arrays in place.
 ``n_threads`` is accepted and ignored. Names starting with ``_`` are the twins' own helpers.
 Layouts: activations NHWC, conv weights HWIO ``(kh, kw, c_in, c_out)``, dense weights ``(in, out)``.
@@ -15,6 +14,7 @@ from .conv import *  # noqa: F401,F403
 from .dense import *  # noqa: F401,F403
 from .distance import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
+from .intensity import *  # noqa: F401,F403
 from .layer_norm import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .merge import *  # noqa: F401,F403
@@ -24,3 +24,4 @@ from .optim import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
 from .regularization import *  # noqa: F401,F403
 from .remap import *  # noqa: F401,F403
+from .resize import *  # noqa: F401,F403

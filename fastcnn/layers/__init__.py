@@ -9,11 +9,13 @@ from .layer_normalization import GroupNormalization, LayerNormalization
 from .normalization import BatchNormalization
 from .pooling import (AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D,
                       SumPooling2D)
-from .preprocessing import RandomFlip, RandomTranslation
 from .merge import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add, average,
                     concatenate, maximum, minimum, multiply, subtract)
 from .noise import GaussianDropout, GaussianNoise, SpatialDropout2D
+from .preprocessing import (CenterCrop, RandomBrightness, RandomContrast, RandomCrop, RandomFlip,
+                            RandomRotation, RandomTranslation, RandomZoom, Rescaling, Resizing)
 from .reshaping import Cropping2D, Permute, Reshape, ZeroPadding2D
+from .upsampling import UpSampling2D
 
 Convolution2D = Conv2D
 MaxPool2D = MaxPooling2D
@@ -22,14 +24,16 @@ GlobalAvgPool2D = GlobalAveragePooling2D
 GlobalMaxPool2D = GlobalMaxPooling2D
 
 __all__ = ["Activation", "Add", "Average", "AveragePooling2D", "AvgPool2D", "BatchNormalization",
-           "Concatenate", "Conv2D", "Convolution2D", "Cropping2D", "Dense", "Dropout", "ELU",
-           "Flatten", "GaussianDropout", "GaussianNoise", "GlobalAveragePooling2D",
-           "GlobalAvgPool2D", "GlobalMaxPool2D", "GlobalMaxPooling2D", "GroupNormalization",
-           "Input", "InputLayer", "Layer", "LayerNormalization", "LeakyReLU", "MaxPool2D",
-           "MaxPooling2D", "Maximum", "Minimum", "Multiply", "PReLU", "Permute", "RandomFlip",
-           "RandomTranslation", "ReLU", "Reshape", "Softmax", "SpatialDropout2D", "Subtract",
-           "SumPooling2D", "ZeroPadding2D", "add", "average", "concatenate", "maximum", "minimum",
-           "multiply", "subtract"]
+           "CenterCrop", "Concatenate", "Conv2D", "Convolution2D", "Cropping2D", "Dense",
+           "Dropout", "ELU", "Flatten", "GaussianDropout", "GaussianNoise",
+           "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "GlobalMaxPooling2D",
+           "GroupNormalization", "Input", "InputLayer", "Layer", "LayerNormalization", "LeakyReLU",
+           "MaxPool2D", "MaxPooling2D", "Maximum", "Minimum", "Multiply", "PReLU", "Permute",
+           "RandomBrightness", "RandomContrast", "RandomCrop", "RandomFlip", "RandomRotation",
+           "RandomTranslation", "RandomZoom", "ReLU", "Rescaling", "Reshape", "Resizing",
+           "Softmax", "SpatialDropout2D", "Subtract", "SumPooling2D", "UpSampling2D",
+           "ZeroPadding2D", "add", "average", "concatenate", "maximum", "minimum", "multiply",
+           "subtract"]
 
 # Saved configs name these classes; the aliases (MaxPool2D...) save as the class they stand for.
 for _cls in {globals()[name] for name in __all__ if isinstance(globals()[name], type)} - {Layer}:

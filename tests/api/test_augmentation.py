@@ -60,7 +60,8 @@ def shifted(image, dh, dw, fill):
 
 
 def test_random_translation_shifts_whole_pixels_within_range(rng):
-    layer = layers.RandomTranslation((-0.2, 0.4), 0.5, fill_mode="constant", fill_value=-7.0, seed=3)
+    layer = layers.RandomTranslation((-0.2, 0.4), 0.5, fill_mode="constant", interpolation="nearest",
+                                     fill_value=-7.0, seed=3)
     x = images(rng, h=5, w=6)
     y = layer(x, training=True)
     seen = set()
@@ -73,7 +74,8 @@ def test_random_translation_shifts_whole_pixels_within_range(rng):
 
 
 def test_random_translation_nearest_fill_repeats_the_edge(rng):
-    layer = layers.RandomTranslation((0.4, 0.4), (0.0, 0.0), fill_mode="nearest", seed=0)
+    layer = layers.RandomTranslation((0.4, 0.4), (0.0, 0.0), fill_mode="nearest",
+                                     interpolation="nearest", seed=0)
     x = images(rng, n=2, h=5, w=3)
     y = layer(x, training=True)  # every image moves down by exactly 2 rows
     np.testing.assert_array_equal(y[:, 2:], x[:, :3])
@@ -97,9 +99,12 @@ def test_augmentation_follows_the_models_epoch_rng(rng):
     weights = []
     for _ in range(2):
         fastcnn.utils.set_random_seed(5)
-        model = fastcnn.Sequential([fastcnn.Input(shape=x.shape[1:]), layers.RandomFlip(),
-                                    layers.RandomTranslation(0.3, 0.3), layers.Flatten(),
-                                    layers.Dense(3, activation="softmax")])
+        model = fastcnn.Sequential([
+            fastcnn.Input(shape=x.shape[1:]), layers.RandomFlip(), layers.RandomTranslation(0.3, 0.3),
+            layers.RandomRotation(0.1), layers.RandomZoom(0.2),
+            layers.RandomContrast(0.2, value_range=(-4, 4)),
+            layers.RandomBrightness(0.1, value_range=(-4, 4)), layers.RandomCrop(4, 5),
+            layers.Flatten(), layers.Dense(3, activation="softmax")])
         model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
         model.fit(x, y, batch_size=8, epochs=2, verbose=0)
         weights.append(model.get_weights())

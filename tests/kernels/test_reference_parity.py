@@ -359,6 +359,74 @@ def remap2d_backward(rng, dtype):
                random_maps(rng, n, ow, w), unset((n, h, w, c), dtype), THREADS)
 
 
+AFFINES = [((2, 5, 6, 3), mode, bilinear) for mode in range(4) for bilinear in (False, True)]
+
+
+def affine_transforms(rng, n):
+    """n random rotations with zoom and shift: coordinates fall inside, near and far outside."""
+    angle, zoom = rng.uniform(-3, 3, n), rng.uniform(0.5, 1.5, n)
+    return np.stack([zoom * np.cos(angle), -zoom * np.sin(angle), rng.uniform(-8, 8, n),
+                     zoom * np.sin(angle), zoom * np.cos(angle), rng.uniform(-8, 8, n)], axis=1)
+
+
+def affine2d_forward(rng, dtype):
+    for shape, mode, bilinear in AFFINES:
+        yield (normal(rng, shape, dtype), affine_transforms(rng, shape[0]), mode, bilinear, 0.5,
+               unset(shape, dtype), THREADS)
+
+
+def affine2d_backward(rng, dtype):
+    for shape, mode, bilinear in AFFINES:
+        yield (normal(rng, shape, dtype), affine_transforms(rng, shape[0]), mode, bilinear,
+               unset(shape, dtype), THREADS)
+
+
+# (N, H, W, C), size, interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio
+RESIZES = [((2, 5, 7, 3), (9, 4), "bilinear", False, False),
+           ((1, 6, 4, 2), (3, 5), "nearest", False, False),
+           ((2, 8, 5, 1), (4, 4), "bilinear", True, False),
+           ((1, 4, 9, 2), (6, 6), "bilinear", False, True)]
+
+
+def resize2d_forward(rng, dtype):
+    from fastcnn._ops.resize import resize_maps
+    for (n, h, w, c), size, interpolation, crop, pad in RESIZES:
+        rows, cols = resize_maps((h, w), size, interpolation, crop, pad)
+        yield (normal(rng, (n, h, w, c), dtype), rows.taps, rows.weights[np.dtype(dtype)],
+               cols.taps, cols.weights[np.dtype(dtype)], 1.5, unset((n, *size, c), dtype), THREADS)
+
+
+def resize2d_backward(rng, dtype):
+    from fastcnn._ops.resize import resize_maps
+    for (n, h, w, c), size, interpolation, crop, pad in RESIZES:
+        rows, cols = resize_maps((h, w), size, interpolation, crop, pad)
+        yield (normal(rng, (n, *size, c), dtype), rows.starts, rows.sources,
+               rows.shares[np.dtype(dtype)], cols.starts, cols.sources, cols.shares[np.dtype(dtype)],
+               unset((n, h, w, c), dtype), THREADS)
+
+
+INTENSITIES = [((2, 6, 3), -0.5, 0.7), ((3, 1, 1), -np.inf, np.inf)]  # (N, P, C), low, high
+
+
+def intensity_forward(rng, dtype):
+    for (n, p, c), low, high in INTENSITIES:
+        yield (normal(rng, (n, p, c), dtype), normal(rng, (n, c), dtype),
+               np.broadcast_to(normal(rng, (1, c), dtype), (n, c)), low, high,
+               unset((n, p, c), dtype), THREADS)
+
+
+def intensity_backward(rng, dtype):
+    for (n, p, c), low, high in INTENSITIES:
+        yield (normal(rng, (n, p, c), dtype), normal(rng, (n, p, c), dtype),
+               normal(rng, (n, c), dtype), normal(rng, (n, c), dtype), low, high,
+               normal(rng, (n, c), dtype), unset((n, p, c), dtype), THREADS)
+
+
+def channel_means(rng, dtype):
+    for (n, p, c), _, _ in INTENSITIES:
+        yield normal(rng, (n, p, c), dtype), unset((n, c), dtype), THREADS
+
+
 POOLS = [((2, 6, 6, 3), (2, 2), (2, 2), "valid"), ((1, 7, 5, 1), (2, 2), (2, 2), "same"),
          ((1, 11, 7, 2), (2, 3), (3, 2), "same")]  # x's shape, pool, strides, padding
 
@@ -560,6 +628,13 @@ CASES = {
     "elementwise_backward": elementwise_backward,
     "remap2d_forward": remap2d_forward,
     "remap2d_backward": remap2d_backward,
+    "affine2d_forward": affine2d_forward,
+    "affine2d_backward": affine2d_backward,
+    "resize2d_forward": resize2d_forward,
+    "resize2d_backward": resize2d_backward,
+    "intensity_forward": intensity_forward,
+    "intensity_backward": intensity_backward,
+    "channel_means": channel_means,
     "maxpool2d_forward": maxpool2d_forward,
     "maxpool2d_backward": maxpool_backward(relu=False),
     "maxpool2d_relu_backward": maxpool_backward(relu=True),
