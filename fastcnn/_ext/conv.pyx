@@ -58,20 +58,14 @@ cdef extern from "conv_passes.h" nogil:
                                 float *dst)
     void fcnn_pack_split_dx_f64(int level, const double *w, const fcnn_split *s, double *tmp,
                                 double *dst)
-    void fcnn_split_forward_image_f32(int level, const fcnn_split *s, const float *wp,
-                                      const float *bp, int relu, const float *x, float *out,
-                                      float *scratch)
-    void fcnn_split_forward_image_f64(int level, const fcnn_split *s, const double *wp,
-                                      const double *bp, int relu, const double *x, double *out,
-                                      double *scratch)
-    void fcnn_split_dx_image_f32(int level, const fcnn_split *s, const float *wt, const float *dy,
-                                 float *dx, float *scratch)
-    void fcnn_split_dx_image_f64(int level, const fcnn_split *s, const double *wt,
-                                 const double *dy, double *dx, double *scratch)
-    void fcnn_split_dw_image_f32(int level, const fcnn_split *s, const float *x, const float *dy,
-                                 float *dw, int with_db, float *scratch)
-    void fcnn_split_dw_image_f64(int level, const fcnn_split *s, const double *x,
-                                 const double *dy, double *dw, int with_db, double *scratch)
+    enum:
+        FCNN_SPLIT_FORWARD, FCNN_SPLIT_DX, FCNN_SPLIT_DW
+    void fcnn_split_image_f32(int level, int split_pass, const fcnn_split *s, const float *w,
+                              const float *bias, int flag, const float *x, const float *dy,
+                              float *out, float *scratch)
+    void fcnn_split_image_f64(int level, int split_pass, const fcnn_split *s, const double *w,
+                              const double *bias, int flag, const double *x, const double *dy,
+                              double *out, double *scratch)
 
 include "maxpool.pxi"
 include "dropout.pxi"
@@ -125,31 +119,13 @@ cdef inline void _pack_split_dx(int level, const floating *w, const fcnn_split *
         fcnn_pack_split_dx_f64(level, w, s, tmp, dst)
 
 
-cdef inline void _split_forward_image(int level, const fcnn_split *s, const floating *wp,
-                                      const floating *bp, int relu, const floating *x,
-                                      floating *out, floating *scratch) noexcept nogil:
+cdef inline void _split_image(int level, int split_pass, const fcnn_split *s, const floating *w,
+                              const floating *bias, int flag, const floating *x,
+                              const floating *dy, floating *out, floating *scratch) noexcept nogil:
     if floating is float:
-        fcnn_split_forward_image_f32(level, s, wp, bp, relu, x, out, scratch)
+        fcnn_split_image_f32(level, split_pass, s, w, bias, flag, x, dy, out, scratch)
     else:
-        fcnn_split_forward_image_f64(level, s, wp, bp, relu, x, out, scratch)
-
-
-cdef inline void _split_dx_image(int level, const fcnn_split *s, const floating *wt,
-                                 const floating *dy, floating *dx,
-                                 floating *scratch) noexcept nogil:
-    if floating is float:
-        fcnn_split_dx_image_f32(level, s, wt, dy, dx, scratch)
-    else:
-        fcnn_split_dx_image_f64(level, s, wt, dy, dx, scratch)
-
-
-cdef inline void _split_dw_image(int level, const fcnn_split *s, const floating *x,
-                                 const floating *dy, floating *dw, int with_db,
-                                 floating *scratch) noexcept nogil:
-    if floating is float:
-        fcnn_split_dw_image_f32(level, s, x, dy, dw, with_db, scratch)
-    else:
-        fcnn_split_dw_image_f64(level, s, x, dy, dw, with_db, scratch)
+        fcnn_split_image_f64(level, split_pass, s, w, bias, flag, x, dy, out, scratch)
 
 
 cdef struct _dropout:
@@ -600,7 +576,8 @@ cdef int _split_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, 
     with nogil, parallel(num_threads=n_threads):
         scratch = buf + nw + nb + threadid() * per
         for i in prange(x.shape[0], schedule="dynamic"):
-            _split_forward_image(level, s, buf, bp, relu, px + i * sx, po + i * so, scratch)
+            _split_image(level, FCNN_SPLIT_FORWARD, s, buf, bp, relu, px + i * sx, NULL,
+                         po + i * so, scratch)
     free(buf)
     return 0
 
@@ -624,7 +601,8 @@ cdef int _split_backward_input(const floating[:, :, :, ::1] dy, const floating[:
     with nogil, parallel(num_threads=n_threads):
         scratch = buf + nw + nt + threadid() * per
         for i in prange(dx.shape[0], schedule="dynamic"):
-            _split_dx_image(level, s, buf, pdy + i * sdy, pdx + i * sdx, scratch)
+            _split_image(level, FCNN_SPLIT_DX, s, buf, NULL, 0, NULL, pdy + i * sdy,
+                         pdx + i * sdx, scratch)
             if epilogue:
                 _bias_relu(pdx + i * sdx, <size_t>s.g.h * s.g.w, s.g.ci, bias, relu)
     free(buf)
@@ -661,7 +639,8 @@ cdef int _split_backward(const floating[:, :, :, ::1] x, const floating[:, :, :,
                 part = buf + c * step
                 memset(part, 0, step * sizeof(floating))
                 for i in range(starts[c], starts[c + 1]):
-                    _split_dw_image(level, s, px + i * sx, pdy + i * sdy, part, has_db, scratch)
+                    _split_image(level, FCNN_SPLIT_DW, s, NULL, NULL, has_db, px + i * sx,
+                                 pdy + i * sdy, part, scratch)
         for q in prange(s.groups * kk, nogil=True, schedule="static", num_threads=n_threads):
             k = q % kk
             _sum_parts(buf + (q // kk) * gstep + k * c16, nchunks, step, p.co,

@@ -159,6 +159,9 @@ static size_t fcnn_split_dw_step(const fcnn_split *s)
     return ((size_t)p.kh * p.kw * p.ci + 1) * fcnn_round16(p.co);
 }
 
+/* The passes of fcnn_split_image. */
+enum { FCNN_SPLIT_FORWARD, FCNN_SPLIT_DX, FCNN_SPLIT_DW };
+
 #define FCNN_F64 0
 #include "conv_passes.h"
 #define FCNN_F64 1
@@ -341,44 +344,30 @@ static void FCNN_TN(fcnn_pack_split_dx)(int level, const FCNN_T *w, const fcnn_s
     }
 }
 
-/* fcnn_forward_image of a split convolution; wp, bp: fcnn_pack_split's. */
-static void FCNN_TN(fcnn_split_forward_image)(int level, const fcnn_split *s, const FCNN_T *wp,
-                                              const FCNN_T *bp, int relu, const FCNN_T *x,
-                                              FCNN_T *out, FCNN_T *scratch)
-{
-    const fcnn_geom *g = &s->g, p0 = fcnn_split_part(s, 0, 0);
-    const int wc = fcnn_split_canvas_w(s);
-    const size_t ws = fcnn_split_w_step(level, s, sizeof(FCNN_T));
-    const size_t bs = fcnn_split_b_step(level, s, sizeof(FCNN_T));
-    FCNN_T *canvas = scratch, *xs = canvas + fcnn_split_canvas_size(s);
-    FCNN_T *ys = xs + (size_t)p0.h * p0.w * p0.ci;
-    FCNN_TN(fcnn_place)(x, g->h, g->w, g->ci, 1, 1, g->pt, g->pl, canvas, fcnn_split_canvas_h(s), wc);
-    for (int gi = 0; gi < s->groups; gi++)
-        for (int py = 0; py < s->dh; py++)
-            for (int px = 0; px < s->dw; px++) {
-                const fcnn_geom p = fcnn_split_part(s, py, px);
-                fcnn_lattice in, o;
-                if (p.oh < 1 || p.ow < 1)
-                    continue;
-                fcnn_split_lattices(s, &p, gi, py, px, &in, &o);
-                FCNN_TN(fcnn_gather)(canvas, wc, g->ci, &in, xs);
-                FCNN_TN(fcnn_forward_image)(level, &p, wp + gi * ws, bp ? bp + gi * bs : NULL,
-                                            relu, xs, ys, NULL);
-                FCNN_TN(fcnn_scatter)(ys, out, g->ow, g->co, &o);
-            }
-}
-
-/* fcnn_dx_image of a split convolution; wt: fcnn_pack_split_dx's. The parts' inputs tile the
- * padded image without overlapping, so their gradients are copied, not added, into it. */
-static void FCNN_TN(fcnn_split_dx_image)(int level, const fcnn_split *s, const FCNN_T *wt,
-                                         const FCNN_T *dy, FCNN_T *dx, FCNN_T *scratch)
+/* One image of a split convolution, part by part, in one of three passes:
+ *   FCNN_SPLIT_FORWARD  out = relu?(conv(x) + bias): w, bias from fcnn_pack_split (bias may be
+ *                       NULL), flag = relu; the parts' outputs are copied into out.
+ *   FCNN_SPLIT_DX       out (dx) from dy: w from fcnn_pack_split_dx. The parts' inputs tile the
+ *                       padded image without overlapping, so their gradients are copied, not
+ *                       added, into it.
+ *   FCNN_SPLIT_DW       out (the groups' partial dW, fcnn_split_dw_step apart, each its rows
+ *                       then its db row) += the gradients from x and dy; flag: sum db too. */
+static void FCNN_TN(fcnn_split_image)(int level, int pass, const fcnn_split *s, const FCNN_T *w,
+                                      const FCNN_T *bias, int flag, const FCNN_T *x,
+                                      const FCNN_T *dy, FCNN_T *out, FCNN_T *scratch)
 {
     const fcnn_geom *g = &s->g, p0 = fcnn_split_part(s, 0, 0);
     const int hc = fcnn_split_canvas_h(s), wc = fcnn_split_canvas_w(s);
-    const size_t ts = fcnn_split_t_step(level, s, sizeof(FCNN_T));
+    const size_t ws = pass == FCNN_SPLIT_DX ? fcnn_split_t_step(level, s, sizeof(FCNN_T))
+                                            : fcnn_split_w_step(level, s, sizeof(FCNN_T));
+    const size_t bs = fcnn_split_b_step(level, s, sizeof(FCNN_T)), dws = fcnn_split_dw_step(s);
+    const size_t rows = (size_t)p0.kh * p0.kw * p0.ci;
     FCNN_T *canvas = scratch, *xs = canvas + fcnn_split_canvas_size(s);
     FCNN_T *ys = xs + (size_t)p0.h * p0.w * p0.ci, *inner = ys + (size_t)p0.oh * p0.ow * p0.co;
-    memset(canvas, 0, fcnn_split_canvas_size(s) * sizeof(FCNN_T));
+    if (pass == FCNN_SPLIT_DX)
+        memset(canvas, 0, fcnn_split_canvas_size(s) * sizeof(FCNN_T));
+    else
+        FCNN_TN(fcnn_place)(x, g->h, g->w, g->ci, 1, 1, g->pt, g->pl, canvas, hc, wc);
     for (int gi = 0; gi < s->groups; gi++)
         for (int py = 0; py < s->dh; py++)
             for (int px = 0; px < s->dw; px++) {
@@ -387,39 +376,25 @@ static void FCNN_TN(fcnn_split_dx_image)(int level, const fcnn_split *s, const F
                 if (p.oh < 1 || p.ow < 1)
                     continue;
                 fcnn_split_lattices(s, &p, gi, py, px, &in, &o);
-                FCNN_TN(fcnn_gather)(dy, g->ow, g->co, &o, ys);
-                FCNN_TN(fcnn_dx_image)(level, &p, wt + gi * ts, ys, xs, inner);
-                FCNN_TN(fcnn_scatter)(xs, canvas, wc, g->ci, &in);
+                if (pass != FCNN_SPLIT_DX)
+                    FCNN_TN(fcnn_gather)(canvas, wc, g->ci, &in, xs);
+                if (pass != FCNN_SPLIT_FORWARD)
+                    FCNN_TN(fcnn_gather)(dy, g->ow, g->co, &o, ys);
+                if (pass == FCNN_SPLIT_FORWARD) {
+                    FCNN_TN(fcnn_forward_image)(level, &p, w + gi * ws,
+                                                bias ? bias + gi * bs : NULL, flag, xs, ys, NULL);
+                    FCNN_TN(fcnn_scatter)(ys, out, g->ow, g->co, &o);
+                } else if (pass == FCNN_SPLIT_DX) {
+                    FCNN_TN(fcnn_dx_image)(level, &p, w + gi * ws, ys, xs, inner);
+                    FCNN_TN(fcnn_scatter)(xs, canvas, wc, g->ci, &in);
+                } else {
+                    FCNN_T *part = out + gi * dws;
+                    FCNN_TN(fcnn_dw_image)(level, &p, xs, ys, part,
+                                           flag ? part + rows * fcnn_round16(p.co) : NULL, inner);
+                }
             }
-    FCNN_TN(fcnn_place)(canvas, hc, wc, g->ci, 1, 1, -g->pt, -g->pl, dx, g->h, g->w);
-}
-
-/* fcnn_dw_image of a split convolution: dw holds the groups' partial sums fcnn_split_dw_step
- * apart, each its rows then its db row (summed into unless with_db is 0). */
-static void FCNN_TN(fcnn_split_dw_image)(int level, const fcnn_split *s, const FCNN_T *x,
-                                         const FCNN_T *dy, FCNN_T *dw, int with_db,
-                                         FCNN_T *scratch)
-{
-    const fcnn_geom *g = &s->g, p0 = fcnn_split_part(s, 0, 0);
-    const int wc = fcnn_split_canvas_w(s);
-    const size_t step = fcnn_split_dw_step(s), rows = (size_t)p0.kh * p0.kw * p0.ci;
-    FCNN_T *canvas = scratch, *xs = canvas + fcnn_split_canvas_size(s);
-    FCNN_T *ys = xs + (size_t)p0.h * p0.w * p0.ci, *inner = ys + (size_t)p0.oh * p0.ow * p0.co;
-    FCNN_TN(fcnn_place)(x, g->h, g->w, g->ci, 1, 1, g->pt, g->pl, canvas, fcnn_split_canvas_h(s), wc);
-    for (int gi = 0; gi < s->groups; gi++)
-        for (int py = 0; py < s->dh; py++)
-            for (int px = 0; px < s->dw; px++) {
-                const fcnn_geom p = fcnn_split_part(s, py, px);
-                FCNN_T *part = dw + gi * step;
-                fcnn_lattice in, o;
-                if (p.oh < 1 || p.ow < 1)
-                    continue;
-                fcnn_split_lattices(s, &p, gi, py, px, &in, &o);
-                FCNN_TN(fcnn_gather)(canvas, wc, g->ci, &in, xs);
-                FCNN_TN(fcnn_gather)(dy, g->ow, g->co, &o, ys);
-                FCNN_TN(fcnn_dw_image)(level, &p, xs, ys, part,
-                                       with_db ? part + rows * fcnn_round16(p.co) : NULL, inner);
-            }
+    if (pass == FCNN_SPLIT_DX)
+        FCNN_TN(fcnn_place)(canvas, hc, wc, g->ci, 1, 1, -g->pt, -g->pl, out, g->h, g->w);
 }
 
 /* dx[i] = 0 where y[i] <= 0: the backward of the relu whose output y was this conv's input. The
