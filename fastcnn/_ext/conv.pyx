@@ -276,7 +276,7 @@ def conv2d_general_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w
 
 
 def conv2d_general_backward_input(const floating[:, :, :, ::1] dy__nhwc,  # IN  (n, oh, ow, c_out)
-                                  const floating[:, :, :, ::1] w__hwio,   # IN  (kh, kw, c_in/groups, c_out)
+                                  const floating[:, :, :, ::1] w__hwio,   # IN  (kh, kw, c_in/g, c_out)
                                   floating[:, :, :, ::1] dx__nhwc,        # OUT (n, h, w, c_in)
                                   int stride_h, int stride_w, int pad_top, int pad_left,
                                   int dilation_h, int dilation_w, int groups, int n_threads):
@@ -293,7 +293,7 @@ def conv2d_general_backward_input(const floating[:, :, :, ::1] dy__nhwc,  # IN  
 
 def conv2d_general_backward_weight(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in)
                                    const floating[:, :, :, ::1] dy__nhwc,  # IN  (n, oh, ow, c_out)
-                                   floating[:, :, :, ::1] dw__hwio,        # OUT (kh, kw, c_in/groups, c_out)
+                                   floating[:, :, :, ::1] dw__hwio,        # OUT (kh, kw, c_in/g, c_out)
                                    floating[::1] db,                       # OUT (c_out,) or None
                                    int stride_h, int stride_w, int pad_top, int pad_left,
                                    int dilation_h, int dilation_w, int groups, int n_threads):
@@ -351,10 +351,10 @@ def conv2d_transpose_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h,
         _backward_input(x__nhwc, w__hwio, out__nhwc, &g, max(1, n_threads), pb, relu)
 
 
-def conv2d_transpose_backward_weight(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in)
-                                     const floating[:, :, :, ::1] dy__nhwc,  # IN  (n, oh, ow, filters)
-                                     floating[:, :, :, ::1] dw__hwio,        # OUT (kh, kw, filters, c_in)
-                                     floating[::1] db,                       # OUT (filters,) or None
+def conv2d_transpose_backward_weight(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c_in)
+                                     const floating[:, :, :, ::1] dy__nhwc,  # IN  (n, oh, ow, f)
+                                     floating[:, :, :, ::1] dw__hwio,   # OUT (kh, kw, f, c_in)
+                                     floating[::1] db,                  # OUT (f,) or None
                                      int stride_h, int stride_w, int pad_top, int pad_left,
                                      int dilation_h, int dilation_w, int n_threads):
     """dw and db of conv2d_transpose_forward (without its relu) from dy, its output's gradient:

@@ -130,7 +130,8 @@ static size_t fcnn_split_scratch_size(const fcnn_split *s)
     const fcnn_geom p = fcnn_split_part(s, 0, 0);
     const size_t inner = fcnn_dx_scratch_size(&p) > fcnn_dw_scratch_size(&p)
                              ? fcnn_dx_scratch_size(&p) : fcnn_dw_scratch_size(&p);
-    return fcnn_split_canvas_size(s) + (size_t)p.h * p.w * p.ci + (size_t)p.oh * p.ow * p.co + inner;
+    return fcnn_split_canvas_size(s) + (size_t)p.h * p.w * p.ci + (size_t)p.oh * p.ow * p.co
+           + inner;
 }
 
 /* Packed forward weights and bias of one group (the groups follow each other). */
@@ -340,7 +341,8 @@ static void FCNN_TN(fcnn_pack_split_dx)(int level, const FCNN_T *w, const fcnn_s
         for (int k = 0; k < kk; k++)
             memcpy(tmp + (size_t)k * p.co, w + (size_t)k * s->g.co + gi * p.co,
                    (size_t)p.co * sizeof(FCNN_T));
-        FCNN_TN(fcnn_pack_dx)(level, tmp, &p, dst + gi * fcnn_split_t_step(level, s, sizeof(FCNN_T)));
+        FCNN_TN(fcnn_pack_dx)(level, tmp, &p,
+                              dst + gi * fcnn_split_t_step(level, s, sizeof(FCNN_T)));
     }
 }
 

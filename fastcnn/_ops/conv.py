@@ -131,7 +131,10 @@ def transpose_output_size(size, kernel_size, stride, padding, output_padding, di
         out = (size - 1) * stride + (max(span, stride) if output_padding is None
                                      else span + output_padding)
         return out, 0
-    out = size * stride if output_padding is None else (size - 1) * stride + span % 2 + output_padding
+    if output_padding is None:
+        out = size * stride
+    else:
+        out = (size - 1) * stride + span % 2 + output_padding
     return out, max((size - 1) * stride + span - out, 0) // 2
 
 
@@ -163,9 +166,9 @@ def _transpose_geometry(x_shape, kernel_shape, strides, padding, output_padding,
     shape = (x_shape[0], oh, ow, kernel_shape[2])
     check_index_range(x_shape, x_name)
     check_index_range(shape, "conv transpose output")
-    check_index_range((x_shape[0], (x_shape[1] - 1) * strides[0] + _span(kernel_shape[0], dilation[0]),
-                       (x_shape[2] - 1) * strides[1] + _span(kernel_shape[1], dilation[1]),
-                       kernel_shape[2]), "conv transpose window extent")
+    extent = tuple((n - 1) * s + _span(k, d) for n, k, s, d in
+                   zip(x_shape[1:3], kernel_shape[:2], strides, dilation))
+    check_index_range((x_shape[0], *extent, kernel_shape[2]), "conv transpose window extent")
     return shape, top, left
 
 
