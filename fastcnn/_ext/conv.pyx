@@ -37,6 +37,35 @@ cdef extern from "conv_passes.h" nogil:
     void fcnn_dx_image_f64(int level, const fcnn_geom *g, const double *wt, const double *dy,
                            double *dx, double *scratch)
     void fcnn_relu_mask_f32(const float *y, float *dx, size_t n)
+    void fcnn_bias_relu_f32(float *y, size_t npix, int c, const float *bias, int relu)
+    void fcnn_bias_relu_f64(double *y, size_t npix, int c, const double *bias, int relu)
+    void fcnn_channel_sums_f32(const float *y, size_t npix, int c, float *sums)
+    void fcnn_channel_sums_f64(const double *y, size_t npix, int c, double *sums)
+    ctypedef struct fcnn_split:
+        fcnn_geom g
+        int dh, dw, groups
+    fcnn_geom fcnn_split_part(const fcnn_split *s, int py, int px)
+    size_t fcnn_split_scratch_size(const fcnn_split *s)
+    size_t fcnn_split_w_step(int level, const fcnn_split *s, int size)
+    size_t fcnn_split_b_step(int level, const fcnn_split *s, int size)
+    size_t fcnn_split_t_step(int level, const fcnn_split *s, int size)
+    size_t fcnn_split_dw_step(const fcnn_split *s)
+    void fcnn_pack_split_f32(int level, const float *w, const float *bias, const fcnn_split *s,
+                             float *wp, float *bp)
+    void fcnn_pack_split_f64(int level, const double *w, const double *bias, const fcnn_split *s,
+                             double *wp, double *bp)
+    void fcnn_pack_split_dx_f32(int level, const float *w, const fcnn_split *s, float *tmp,
+                                float *dst)
+    void fcnn_pack_split_dx_f64(int level, const double *w, const fcnn_split *s, double *tmp,
+                                double *dst)
+    enum:
+        FCNN_SPLIT_FORWARD, FCNN_SPLIT_DX, FCNN_SPLIT_DW
+    void fcnn_split_image_f32(int level, int split_pass, const fcnn_split *s, const float *w,
+                              const float *bias, int flag, const float *x, const float *dy,
+                              float *out, float *scratch)
+    void fcnn_split_image_f64(int level, int split_pass, const fcnn_split *s, const double *w,
+                              const double *bias, int flag, const double *x, const double *dy,
+                              double *out, double *scratch)
 
 include "maxpool.pxi"
 include "dropout.pxi"
@@ -56,6 +85,47 @@ cdef inline void _dx_image(int level, const fcnn_geom *g, const floating *wt, co
         fcnn_dx_image_f32(level, g, wt, dy, dx, scratch)
     else:
         fcnn_dx_image_f64(level, g, wt, dy, dx, scratch)
+
+
+cdef inline void _bias_relu(floating *y, size_t npix, int c, const floating *bias,
+                            int relu) noexcept nogil:
+    if floating is float:
+        fcnn_bias_relu_f32(y, npix, c, bias, relu)
+    else:
+        fcnn_bias_relu_f64(y, npix, c, bias, relu)
+
+
+cdef inline void _channel_sums(const floating *y, size_t npix, int c,
+                               floating *sums) noexcept nogil:
+    if floating is float:
+        fcnn_channel_sums_f32(y, npix, c, sums)
+    else:
+        fcnn_channel_sums_f64(y, npix, c, sums)
+
+
+cdef inline void _pack_split(int level, const floating *w, const floating *bias,
+                             const fcnn_split *s, floating *wp, floating *bp) noexcept nogil:
+    if floating is float:
+        fcnn_pack_split_f32(level, w, bias, s, wp, bp)
+    else:
+        fcnn_pack_split_f64(level, w, bias, s, wp, bp)
+
+
+cdef inline void _pack_split_dx(int level, const floating *w, const fcnn_split *s, floating *tmp,
+                                floating *dst) noexcept nogil:
+    if floating is float:
+        fcnn_pack_split_dx_f32(level, w, s, tmp, dst)
+    else:
+        fcnn_pack_split_dx_f64(level, w, s, tmp, dst)
+
+
+cdef inline void _split_image(int level, int split_pass, const fcnn_split *s, const floating *w,
+                              const floating *bias, int flag, const floating *x,
+                              const floating *dy, floating *out, floating *scratch) noexcept nogil:
+    if floating is float:
+        fcnn_split_image_f32(level, split_pass, s, w, bias, flag, x, dy, out, scratch)
+    else:
+        fcnn_split_image_f64(level, split_pass, s, w, bias, flag, x, dy, out, scratch)
 
 
 cdef struct _dropout:
@@ -162,6 +232,155 @@ def conv2d_backward_weight(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, 
         _zero_gradients(dw__hwio, db)
         return
     _backward(x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads))
+
+
+# ---- grouped and dilated convolutions ------------------------------------------------------
+# Run as groups x dilation phases of plain convolutions on per-thread copies (fcnn_split in
+# conv_passes.h): the plain kernels above are not touched, so their speed is not either.
+
+cdef fcnn_split _split_geom(const Py_ssize_t *xs, const Py_ssize_t *ws, const Py_ssize_t *os,
+                            int stride_h, int stride_w, int pad_top, int pad_left,
+                            int dilation_h, int dilation_w, int groups) except *:
+    """The geometry of a grouped and/or dilated convolution, whose weights hold c_in / groups
+    input channels; raises if the shapes disagree."""
+    cdef fcnn_split s
+    cdef Py_ssize_t full[4]
+    if (groups < 1 or dilation_h < 1 or dilation_w < 1 or ws[3] % groups != 0
+            or (max(stride_h, stride_w) > 1 and max(dilation_h, dilation_w) > 1)):
+        raise ValueError(f"inconsistent convolution: {groups} groups for weights "
+                         f"{[ws[k] for k in range(4)]}, dilation {(dilation_h, dilation_w)}, "
+                         f"strides {(stride_h, stride_w)} (dilation needs strides 1)")
+    full[0], full[1], full[2], full[3] = ws[0], ws[1], ws[2] * groups, ws[3]
+    s.g = _geom(xs, full, os, stride_h, stride_w, pad_top, pad_left)
+    s.dh, s.dw, s.groups = dilation_h, dilation_w, groups
+    return s
+
+
+def conv2d_general_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c_in)
+                           const floating[:, :, :, ::1] w__hwio,  # IN  (kh, kw, c_in/groups, c_out)
+                           const floating[::1] bias,              # IN  (c_out,) or None
+                           floating[:, :, :, ::1] out__nhwc,      # OUT (n, oh, ow, c_out)
+                           int stride_h, int stride_w, int pad_top, int pad_left,
+                           int dilation_h, int dilation_w, int groups, bint relu, int n_threads):
+    """conv2d_forward with dilated windows and grouped channels: output channel o of group
+    q = o // (c_out/groups) is bias[o] + sum_{i, j, c} x[n, y*stride_h + i*dilation_h - pad_top,
+    x*stride_w + j*dilation_w - pad_left, q*(c_in/groups) + c] * w[i, j, c, o]. Dilation > 1
+    needs strides 1."""
+    cdef fcnn_split s = _split_geom(x__nhwc.shape, w__hwio.shape, out__nhwc.shape, stride_h,
+                                    stride_w, pad_top, pad_left, dilation_h, dilation_w, groups)
+    if bias is not None and bias.shape[0] != s.g.co:
+        raise ValueError(f"bias has {bias.shape[0]} entries, expected {s.g.co}")
+    if out__nhwc.size == 0:
+        return
+    _split_forward(x__nhwc, w__hwio, bias, out__nhwc, &s, relu, max(1, n_threads))
+
+
+def conv2d_general_backward_input(const floating[:, :, :, ::1] dy__nhwc,  # IN  (n, oh, ow, c_out)
+                                  const floating[:, :, :, ::1] w__hwio,   # IN  (kh, kw, c_in/g, c_out)
+                                  floating[:, :, :, ::1] dx__nhwc,        # OUT (n, h, w, c_in)
+                                  int stride_h, int stride_w, int pad_top, int pad_left,
+                                  int dilation_h, int dilation_w, int groups, int n_threads):
+    """dx = d(sum(dy * conv2d_general_forward(x, w))) / dx."""
+    cdef fcnn_split s = _split_geom(dx__nhwc.shape, w__hwio.shape, dy__nhwc.shape, stride_h,
+                                    stride_w, pad_top, pad_left, dilation_h, dilation_w, groups)
+    if dx__nhwc.size == 0:
+        return
+    if dy__nhwc.size == 0:
+        dx__nhwc[...] = 0
+        return
+    _split_backward_input(dy__nhwc, w__hwio, dx__nhwc, &s, max(1, n_threads))
+
+
+def conv2d_general_backward_weight(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in)
+                                   const floating[:, :, :, ::1] dy__nhwc,  # IN  (n, oh, ow, c_out)
+                                   floating[:, :, :, ::1] dw__hwio,        # OUT (kh, kw, c_in/g, c_out)
+                                   floating[::1] db,                       # OUT (c_out,) or None
+                                   int stride_h, int stride_w, int pad_top, int pad_left,
+                                   int dilation_h, int dilation_w, int groups, int n_threads):
+    """dw and db (sum of dy over n, y, x) of conv2d_general_forward; overwritten."""
+    cdef fcnn_split s = _split_geom(x__nhwc.shape, dw__hwio.shape, dy__nhwc.shape, stride_h,
+                                    stride_w, pad_top, pad_left, dilation_h, dilation_w, groups)
+    if db is not None and db.shape[0] != s.g.co:
+        raise ValueError(f"db has {db.shape[0]} entries, expected {s.g.co}")
+    if dy__nhwc.size == 0:
+        _zero_gradients(dw__hwio, db)
+        return
+    _split_backward(x__nhwc, dy__nhwc, dw__hwio, db, &s, max(1, n_threads))
+
+
+# ---- transposed convolutions: a convolution's dX pass with the roles swapped ----------------
+# The transposed convolution from x to out is the dX pass of the convolution from out to x,
+# whose kernel w (kh, kw, filters, c_in) is, and whose pads the arguments give. Its gradient
+# with respect to x is that convolution's forward (conv2d_forward, conv2d_general_forward).
+
+def conv2d_transpose_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c_in)
+                             const floating[:, :, :, ::1] w__hwio,  # IN  (kh, kw, filters, c_in)
+                             const floating[::1] bias,              # IN  (filters,) or None
+                             floating[:, :, :, ::1] out__nhwc,      # OUT (n, oh, ow, filters)
+                             int stride_h, int stride_w, int pad_top, int pad_left,
+                             int dilation_h, int dilation_w, bint relu, int n_threads):
+    """out = relu?(conv^T(x) + bias): out[n, y*stride_h + i*dilation_h - pad_top,
+    x*stride_w + j*dilation_w - pad_left, f] += x[n, y, x, c] * w[i, j, f, c] over every input
+    pixel (y, x), channel c and tap (i, j), dropping what falls outside out; then the bias and
+    the relu, on each image while it is in cache."""
+    cdef fcnn_split s
+    cdef fcnn_geom g
+    cdef const floating *pb = NULL
+    cdef floating *po
+    cdef bint dilated = dilation_h > 1 or dilation_w > 1
+    if dilated:
+        s = _split_geom(out__nhwc.shape, w__hwio.shape, x__nhwc.shape, stride_h, stride_w,
+                        pad_top, pad_left, dilation_h, dilation_w, 1)
+    else:
+        g = _geom(out__nhwc.shape, w__hwio.shape, x__nhwc.shape, stride_h, stride_w, pad_top,
+                  pad_left)
+    if bias is not None:
+        if bias.shape[0] != w__hwio.shape[2]:
+            raise ValueError(f"bias has {bias.shape[0]} entries, expected {w__hwio.shape[2]}")
+        pb = &bias[0]
+    if out__nhwc.size == 0:
+        return
+    if x__nhwc.size == 0:
+        out__nhwc[...] = 0
+        po = &out__nhwc[0, 0, 0, 0]
+        _bias_relu(po, <size_t>(out__nhwc.size // out__nhwc.shape[3]), <int>out__nhwc.shape[3],
+                   pb, relu)
+    elif dilated:
+        _split_backward_input(x__nhwc, w__hwio, out__nhwc, &s, max(1, n_threads), pb, relu)
+    else:
+        _backward_input(x__nhwc, w__hwio, out__nhwc, &g, max(1, n_threads), pb, relu)
+
+
+def conv2d_transpose_backward_weight(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c_in)
+                                     const floating[:, :, :, ::1] dy__nhwc,  # IN  (n, oh, ow, f)
+                                     floating[:, :, :, ::1] dw__hwio,   # OUT (kh, kw, f, c_in)
+                                     floating[::1] db,                  # OUT (f,) or None
+                                     int stride_h, int stride_w, int pad_top, int pad_left,
+                                     int dilation_h, int dilation_w, int n_threads):
+    """dw and db of conv2d_transpose_forward (without its relu) from dy, its output's gradient:
+    dw is the dW pass of the convolution from dy's shape to x's with dy as its input and x as
+    its output gradient; db[f] = sum_{n, y, x} dy[n, y, x, f]. Both overwritten."""
+    cdef fcnn_split s
+    cdef fcnn_geom g
+    cdef floating[::1] no_db = None
+    cdef bint dilated = dilation_h > 1 or dilation_w > 1
+    if dilated:
+        s = _split_geom(dy__nhwc.shape, dw__hwio.shape, x__nhwc.shape, stride_h, stride_w,
+                        pad_top, pad_left, dilation_h, dilation_w, 1)
+    else:
+        g = _geom(dy__nhwc.shape, dw__hwio.shape, x__nhwc.shape, stride_h, stride_w, pad_top,
+                  pad_left)
+    if db is not None and db.shape[0] != dw__hwio.shape[2]:
+        raise ValueError(f"db has {db.shape[0]} entries, expected {dw__hwio.shape[2]}")
+    if x__nhwc.size == 0 or dy__nhwc.size == 0:
+        _zero_gradients(dw__hwio, db)
+        return
+    if dilated:
+        _split_backward(dy__nhwc, x__nhwc, dw__hwio, no_db, &s, max(1, n_threads))
+    else:
+        _backward(dy__nhwc, x__nhwc, dw__hwio, no_db, &g, max(1, n_threads))
+    if db is not None:
+        _sum_channels(dy__nhwc, db, max(1, n_threads))
 
 
 # ---- a convolution fused with the max pooling after it (float32) ------------------------
@@ -315,8 +534,11 @@ cdef int _forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
 
 
 cdef int _backward_input(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] w,
-                         floating[:, :, :, ::1] dx, const fcnn_geom *g, int n_threads) except -1:
+                         floating[:, :, :, ::1] dx, const fcnn_geom *g, int n_threads,
+                         const floating *bias=NULL, bint relu=False) except -1:
+    # With bias or relu (a transposed convolution's forward), each image's dx gets them after.
     cdef int level = fcnn_simd_level()
+    cdef bint epilogue = bias != NULL or relu
     cdef size_t nw = fcnn_dx_packed_size(level, g, sizeof(floating))
     cdef size_t per = fcnn_dx_scratch_size(g), sdy = dy[0].size, sdx = dx[0].size
     cdef floating *buf = <floating *>_alloc(nw + n_threads * per, sizeof(floating))
@@ -329,7 +551,131 @@ cdef int _backward_input(const floating[:, :, :, ::1] dy, const floating[:, :, :
         scratch = buf + nw + threadid() * per
         for i in prange(dx.shape[0], schedule="dynamic"):
             _dx_image(level, g, buf, pdy + i * sdy, pdx + i * sdx, scratch)
+            if epilogue:
+                _bias_relu(pdx + i * sdx, <size_t>g.h * g.w, g.ci, bias, relu)
     free(buf)
+    return 0
+
+
+cdef int _split_forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
+                        const floating[::1] bias, floating[:, :, :, ::1] out, const fcnn_split *s,
+                        bint relu, int n_threads) except -1:
+    cdef int level = fcnn_simd_level()
+    cdef size_t nw = s.groups * fcnn_split_w_step(level, s, sizeof(floating))
+    cdef size_t nb = s.groups * fcnn_split_b_step(level, s, sizeof(floating))
+    cdef size_t per = fcnn_split_scratch_size(s), sx = x[0].size, so = out[0].size
+    cdef floating *buf = <floating *>_alloc(nw + nb + n_threads * per, sizeof(floating))
+    cdef floating *bp = NULL
+    cdef floating *scratch = NULL
+    cdef const floating *px = &x[0, 0, 0, 0]
+    cdef floating *po = &out[0, 0, 0, 0]
+    cdef Py_ssize_t i
+    if bias is not None:
+        bp = buf + nw
+    _pack_split(level, &w[0, 0, 0, 0], &bias[0] if bias is not None else NULL, s, buf, bp)
+    with nogil, parallel(num_threads=n_threads):
+        scratch = buf + nw + nb + threadid() * per
+        for i in prange(x.shape[0], schedule="dynamic"):
+            _split_image(level, FCNN_SPLIT_FORWARD, s, buf, bp, relu, px + i * sx, NULL,
+                         po + i * so, scratch)
+    free(buf)
+    return 0
+
+
+cdef int _split_backward_input(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] w,
+                               floating[:, :, :, ::1] dx, const fcnn_split *s, int n_threads,
+                               const floating *bias=NULL, bint relu=False) except -1:
+    # bias and relu as in _backward_input.
+    cdef int level = fcnn_simd_level()
+    cdef fcnn_geom p = fcnn_split_part(s, 0, 0)
+    cdef size_t nw = s.groups * fcnn_split_t_step(level, s, sizeof(floating))
+    cdef size_t nt = <size_t>p.kh * p.kw * p.ci * p.co
+    cdef size_t per = fcnn_split_scratch_size(s), sdy = dy[0].size, sdx = dx[0].size
+    cdef floating *buf = <floating *>_alloc(nw + nt + n_threads * per, sizeof(floating))
+    cdef floating *scratch = NULL
+    cdef const floating *pdy = &dy[0, 0, 0, 0]
+    cdef floating *pdx = &dx[0, 0, 0, 0]
+    cdef bint epilogue = bias != NULL or relu
+    cdef Py_ssize_t i
+    _pack_split_dx(level, &w[0, 0, 0, 0], s, buf + nw, buf)
+    with nogil, parallel(num_threads=n_threads):
+        scratch = buf + nw + nt + threadid() * per
+        for i in prange(dx.shape[0], schedule="dynamic"):
+            _split_image(level, FCNN_SPLIT_DX, s, buf, NULL, 0, NULL, pdy + i * sdy,
+                         pdx + i * sdx, scratch)
+            if epilogue:
+                _bias_relu(pdx + i * sdx, <size_t>s.g.h * s.g.w, s.g.ci, bias, relu)
+    free(buf)
+    return 0
+
+
+cdef int _split_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
+                         floating[:, :, :, ::1] dw, floating[::1] db, const fcnn_split *s,
+                         int n_threads) except -1:
+    """dW and db of a split convolution: per chunk of images, each group's partial rows and db
+    row (fcnn_split_dw_step apart), then the chunks summed in chunk order, as _backward does."""
+    cdef int level = fcnn_simd_level()
+    cdef fcnn_geom p = fcnn_split_part(s, 0, 0)
+    cdef int kk = p.kh * p.kw * p.ci, c16 = fcnn_round16(p.co)
+    cdef size_t gstep = fcnn_split_dw_step(s), step = s.groups * gstep
+    cdef size_t per = fcnn_split_scratch_size(s), sx = x[0].size, sdy = dy[0].size
+    cdef Py_ssize_t n = x.shape[0], nchunks, c, i, k, q
+    cdef Py_ssize_t *starts = <Py_ssize_t *>malloc((n + 1) * sizeof(Py_ssize_t))
+    cdef floating *buf = NULL
+    cdef floating *scratch = NULL
+    cdef floating *part
+    cdef const floating *px = &x[0, 0, 0, 0]
+    cdef const floating *pdy = &dy[0, 0, 0, 0]
+    cdef floating *pdw = &dw[0, 0, 0, 0]
+    cdef bint has_db = db is not None
+    if starts == NULL:
+        raise MemoryError()
+    try:
+        nchunks = _dw_chunks(n, starts)
+        buf = <floating *>_alloc(nchunks * step + n_threads * per, sizeof(floating))
+        with nogil, parallel(num_threads=n_threads):
+            scratch = buf + nchunks * step + threadid() * per
+            for c in prange(nchunks, schedule="dynamic"):
+                part = buf + c * step
+                memset(part, 0, step * sizeof(floating))
+                for i in range(starts[c], starts[c + 1]):
+                    _split_image(level, FCNN_SPLIT_DW, s, NULL, NULL, has_db, px + i * sx,
+                                 pdy + i * sdy, part, scratch)
+        for q in prange(s.groups * kk, nogil=True, schedule="static", num_threads=n_threads):
+            k = q % kk
+            _sum_parts(buf + (q // kk) * gstep + k * c16, nchunks, step, p.co,
+                       pdw + k * s.g.co + (q // kk) * p.co)
+        if has_db:
+            for q in range(s.groups):
+                _sum_parts(buf + q * gstep + kk * c16, nchunks, step, p.co, &db[q * p.co])
+    finally:
+        free(starts)
+        free(buf)
+    return 0
+
+
+cdef int _sum_channels(const floating[:, :, :, ::1] y, floating[::1] out,
+                       int n_threads) except -1:
+    """out[c] = the sum of y[..., c]: per chunk of images (_dw_chunks), then in chunk order."""
+    cdef int c = y.shape[3], c16 = fcnn_round16(y.shape[3])
+    cdef size_t npix = <size_t>y.shape[1] * y.shape[2], sy = y[0].size
+    cdef Py_ssize_t n = y.shape[0], nchunks, k, i
+    cdef Py_ssize_t *starts = <Py_ssize_t *>malloc((n + 1) * sizeof(Py_ssize_t))
+    cdef floating *buf = NULL
+    cdef const floating *py = &y[0, 0, 0, 0]
+    if starts == NULL:
+        raise MemoryError()
+    try:
+        nchunks = _dw_chunks(n, starts)
+        buf = <floating *>_alloc(nchunks * c16, sizeof(floating))
+        for k in prange(nchunks, nogil=True, schedule="dynamic", num_threads=n_threads):
+            memset(buf + k * c16, 0, c16 * sizeof(floating))
+            for i in range(starts[k], starts[k + 1]):
+                _channel_sums(py + i * sy, npix, c, buf + k * c16)
+        _sum_parts(buf, nchunks, c16, c, &out[0])
+    finally:
+        free(starts)
+        free(buf)
     return 0
 
 

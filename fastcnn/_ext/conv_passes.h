@@ -67,6 +67,102 @@ static size_t fcnn_dw_scratch_size(const fcnn_geom *g)
     return fcnn_canvas_size(g) + (g->co % 16 ? (size_t)g->oh * g->ow * fcnn_round16(g->co) : 0);
 }
 
+/* A grouped and/or dilated convolution (g counts all channels; dilation only with stride 1),
+ * run per image as groups x dh x dw plain convolutions, its "parts", through the passes below on
+ * contiguous copies. Part (group gi, phase py, px) reads the padded input's channels of group gi
+ * at rows py, py + dh, ... and columns px, px + dw, ..., where a dilated window becomes a plain
+ * one, and writes the output's channels of group gi at the rows py + t*dh and columns px + u*dw
+ * of the phase. The copies cost one pass over each image; the tiles they feed stay the plain
+ * convolution's, and that convolution's code is not touched. */
+typedef struct {
+    fcnn_geom g;
+    int dh, dw, groups;
+} fcnn_split;
+
+/* Pixels (r0 + t*rs, c0 + u*cs) for t < nh, u < nw, channels ch0 .. ch0+n-1, of an image. */
+typedef struct {
+    int r0, rs, c0, cs, ch0, nh, nw, n;
+} fcnn_lattice;
+
+static int fcnn_split_canvas_h(const fcnn_split *s)
+{
+    return (s->g.oh - 1) * s->g.sh + (s->g.kh - 1) * s->dh + 1;
+}
+static int fcnn_split_canvas_w(const fcnn_split *s)
+{
+    return (s->g.ow - 1) * s->g.sw + (s->g.kw - 1) * s->dw + 1;
+}
+
+/* The plain convolution of phase (py, px) of any group: unpadded, its input exactly the window
+ * extent; oh (ow) is 0 for a phase no output row (column) falls in. */
+static fcnn_geom fcnn_split_part(const fcnn_split *s, int py, int px)
+{
+    fcnn_geom p = s->g;
+    p.ci /= s->groups;
+    p.co /= s->groups;
+    p.oh = py < s->g.oh ? (s->g.oh - py + s->dh - 1) / s->dh : 0;
+    p.ow = px < s->g.ow ? (s->g.ow - px + s->dw - 1) / s->dw : 0;
+    p.h = (p.oh - 1) * p.sh + p.kh;
+    p.w = (p.ow - 1) * p.sw + p.kw;
+    p.pt = p.pl = 0;
+    return p;
+}
+
+/* Where part p (group gi, phase py, px) reads in the padded input and writes in the output. */
+static void fcnn_split_lattices(const fcnn_split *s, const fcnn_geom *p, int gi, int py, int px,
+                                fcnn_lattice *in, fcnn_lattice *out)
+{
+    const fcnn_lattice a = {py, s->dh, px, s->dw, gi * p->ci, p->h, p->w, p->ci};
+    const fcnn_lattice b = {py, s->dh, px, s->dw, gi * p->co, p->oh, p->ow, p->co};
+    *in = a;
+    *out = b;
+}
+
+static size_t fcnn_split_canvas_size(const fcnn_split *s)
+{
+    return (size_t)fcnn_split_canvas_h(s) * fcnn_split_canvas_w(s) * s->g.ci;
+}
+
+/* Per-thread scratch elements for the split passes: the padded image, one part's input and
+ * output (phase (0, 0) is the largest), and the plain passes' own scratch. */
+static size_t fcnn_split_scratch_size(const fcnn_split *s)
+{
+    const fcnn_geom p = fcnn_split_part(s, 0, 0);
+    const size_t inner = fcnn_dx_scratch_size(&p) > fcnn_dw_scratch_size(&p)
+                             ? fcnn_dx_scratch_size(&p) : fcnn_dw_scratch_size(&p);
+    return fcnn_split_canvas_size(s) + (size_t)p.h * p.w * p.ci + (size_t)p.oh * p.ow * p.co
+           + inner;
+}
+
+/* Packed forward weights and bias of one group (the groups follow each other). */
+static size_t fcnn_split_w_step(int level, const fcnn_split *s, int size)
+{
+    const fcnn_geom p = fcnn_split_part(s, 0, 0);
+    return fcnn_packed_size(p.kh * p.kw * p.ci, p.co, fcnn_block(level, p.co, size));
+}
+static size_t fcnn_split_b_step(int level, const fcnn_split *s, int size)
+{
+    const fcnn_geom p = fcnn_split_part(s, 0, 0);
+    return fcnn_packed_size(1, p.co, fcnn_block(level, p.co, size));
+}
+
+/* Packed dX weights of one group (fcnn_pack_dx of the group's kernel). */
+static size_t fcnn_split_t_step(int level, const fcnn_split *s, int size)
+{
+    const fcnn_geom p = fcnn_split_part(s, 0, 0);
+    return fcnn_dx_packed_size(level, &p, size);
+}
+
+/* Partial dW of one group: its kh*kw*ci/groups rows, then its db row, round16(co/groups) wide. */
+static size_t fcnn_split_dw_step(const fcnn_split *s)
+{
+    const fcnn_geom p = fcnn_split_part(s, 0, 0);
+    return ((size_t)p.kh * p.kw * p.ci + 1) * fcnn_round16(p.co);
+}
+
+/* The passes of fcnn_split_image. */
+enum { FCNN_SPLIT_FORWARD, FCNN_SPLIT_DX, FCNN_SPLIT_DW };
+
 #define FCNN_F64 0
 #include "conv_passes.h"
 #define FCNN_F64 1
@@ -174,6 +270,133 @@ static void FCNN_TN(fcnn_dw_image)(int level, const fcnn_geom *g, const FCNN_T *
     const FCNN_TN(fcnn_dw_job) jb = {src, g->sh * row, g->sw * g->ci, row, g->kh, g->kw * g->ci,
                                      d, dy_px, g->oh, g->ow, co, dw, c16, db};
     FCNN_TN(fcnn_dw)(level, &jb);
+}
+
+/* y (npix, c) = y + bias (unless NULL), then max(y, 0) with relu (keeping NaN): the epilogue of
+ * a transposed convolution, run on each image while it is in cache. */
+static void FCNN_TN(fcnn_bias_relu)(FCNN_T *y, size_t npix, int c, const FCNN_T *bias, int relu)
+{
+    for (size_t q = 0; q < npix; q++, y += c) {
+        if (bias)
+            for (int j = 0; j < c; j++)
+                y[j] += bias[j];
+        if (relu)
+            for (int j = 0; j < c; j++)
+                y[j] = y[j] < 0 ? (FCNN_T)0 : y[j];
+    }
+}
+
+/* sums (c) += the sums over the npix pixels of y (npix, c), pixels in order. */
+static void FCNN_TN(fcnn_channel_sums)(const FCNN_T *y, size_t npix, int c, FCNN_T *sums)
+{
+    for (size_t q = 0; q < npix; q++, y += c)
+        for (int j = 0; j < c; j++)
+            sums[j] += y[j];
+}
+
+/* buf (nh, nw, n) = the lattice l of img (rows of w pixels of c channels). */
+static void FCNN_TN(fcnn_gather)(const FCNN_T *img, int w, int c, const fcnn_lattice *l,
+                                 FCNN_T *buf)
+{
+    for (int t = 0; t < l->nh; t++)
+        for (int u = 0; u < l->nw; u++, buf += l->n)
+            memcpy(buf, img + ((size_t)(l->r0 + t * l->rs) * w + l->c0 + u * l->cs) * c + l->ch0,
+                   (size_t)l->n * sizeof(FCNN_T));
+}
+
+/* The lattice l of img = buf (nh, nw, n). */
+static void FCNN_TN(fcnn_scatter)(const FCNN_T *buf, FCNN_T *img, int w, int c,
+                                  const fcnn_lattice *l)
+{
+    for (int t = 0; t < l->nh; t++)
+        for (int u = 0; u < l->nw; u++, buf += l->n)
+            memcpy(img + ((size_t)(l->r0 + t * l->rs) * w + l->c0 + u * l->cs) * c + l->ch0, buf,
+                   (size_t)l->n * sizeof(FCNN_T));
+}
+
+/* The packed forward weights (and bias, unless NULL) of every group, fcnn_split_w_step (and
+ * _b_step) apart: group gi's columns of the HWIO kernel, as the plain pass packs its whole. */
+static void FCNN_TN(fcnn_pack_split)(int level, const FCNN_T *w, const FCNN_T *bias,
+                                     const fcnn_split *s, FCNN_T *wp, FCNN_T *bp)
+{
+    const fcnn_geom p = fcnn_split_part(s, 0, 0);
+    const int cb = fcnn_block(level, p.co, sizeof(FCNN_T)), kk = p.kh * p.kw * p.ci;
+    const size_t ws = fcnn_split_w_step(level, s, sizeof(FCNN_T));
+    const size_t bs = fcnn_split_b_step(level, s, sizeof(FCNN_T));
+    for (int gi = 0; gi < s->groups; gi++) {
+        FCNN_TN(fcnn_pack_cols)(w + gi * p.co, kk, p.co, s->g.co, 1, cb, wp + gi * ws);
+        if (bias)
+            FCNN_TN(fcnn_pack_cols)(bias + gi * p.co, 1, p.co, 0, 1, cb, bp + gi * bs);
+    }
+}
+
+/* The packed dX weights of every group, fcnn_split_t_step apart; tmp holds one group's kernel
+ * (kh*kw*ci/groups*co/groups elements), which fcnn_pack_dx reads contiguous. */
+static void FCNN_TN(fcnn_pack_split_dx)(int level, const FCNN_T *w, const fcnn_split *s,
+                                        FCNN_T *tmp, FCNN_T *dst)
+{
+    const fcnn_geom p = fcnn_split_part(s, 0, 0);
+    const int kk = p.kh * p.kw * p.ci;
+    for (int gi = 0; gi < s->groups; gi++) {
+        for (int k = 0; k < kk; k++)
+            memcpy(tmp + (size_t)k * p.co, w + (size_t)k * s->g.co + gi * p.co,
+                   (size_t)p.co * sizeof(FCNN_T));
+        FCNN_TN(fcnn_pack_dx)(level, tmp, &p,
+                              dst + gi * fcnn_split_t_step(level, s, sizeof(FCNN_T)));
+    }
+}
+
+/* One image of a split convolution, part by part, in one of three passes:
+ *   FCNN_SPLIT_FORWARD  out = relu?(conv(x) + bias): w, bias from fcnn_pack_split (bias may be
+ *                       NULL), flag = relu; the parts' outputs are copied into out.
+ *   FCNN_SPLIT_DX       out (dx) from dy: w from fcnn_pack_split_dx. The parts' inputs tile the
+ *                       padded image without overlapping, so their gradients are copied, not
+ *                       added, into it.
+ *   FCNN_SPLIT_DW       out (the groups' partial dW, fcnn_split_dw_step apart, each its rows
+ *                       then its db row) += the gradients from x and dy; flag: sum db too. */
+static void FCNN_TN(fcnn_split_image)(int level, int pass, const fcnn_split *s, const FCNN_T *w,
+                                      const FCNN_T *bias, int flag, const FCNN_T *x,
+                                      const FCNN_T *dy, FCNN_T *out, FCNN_T *scratch)
+{
+    const fcnn_geom *g = &s->g, p0 = fcnn_split_part(s, 0, 0);
+    const int hc = fcnn_split_canvas_h(s), wc = fcnn_split_canvas_w(s);
+    const size_t ws = pass == FCNN_SPLIT_DX ? fcnn_split_t_step(level, s, sizeof(FCNN_T))
+                                            : fcnn_split_w_step(level, s, sizeof(FCNN_T));
+    const size_t bs = fcnn_split_b_step(level, s, sizeof(FCNN_T)), dws = fcnn_split_dw_step(s);
+    const size_t rows = (size_t)p0.kh * p0.kw * p0.ci;
+    FCNN_T *canvas = scratch, *xs = canvas + fcnn_split_canvas_size(s);
+    FCNN_T *ys = xs + (size_t)p0.h * p0.w * p0.ci, *inner = ys + (size_t)p0.oh * p0.ow * p0.co;
+    if (pass == FCNN_SPLIT_DX)
+        memset(canvas, 0, fcnn_split_canvas_size(s) * sizeof(FCNN_T));
+    else
+        FCNN_TN(fcnn_place)(x, g->h, g->w, g->ci, 1, 1, g->pt, g->pl, canvas, hc, wc);
+    for (int gi = 0; gi < s->groups; gi++)
+        for (int py = 0; py < s->dh; py++)
+            for (int px = 0; px < s->dw; px++) {
+                const fcnn_geom p = fcnn_split_part(s, py, px);
+                fcnn_lattice in, o;
+                if (p.oh < 1 || p.ow < 1)
+                    continue;
+                fcnn_split_lattices(s, &p, gi, py, px, &in, &o);
+                if (pass != FCNN_SPLIT_DX)
+                    FCNN_TN(fcnn_gather)(canvas, wc, g->ci, &in, xs);
+                if (pass != FCNN_SPLIT_FORWARD)
+                    FCNN_TN(fcnn_gather)(dy, g->ow, g->co, &o, ys);
+                if (pass == FCNN_SPLIT_FORWARD) {
+                    FCNN_TN(fcnn_forward_image)(level, &p, w + gi * ws,
+                                                bias ? bias + gi * bs : NULL, flag, xs, ys, NULL);
+                    FCNN_TN(fcnn_scatter)(ys, out, g->ow, g->co, &o);
+                } else if (pass == FCNN_SPLIT_DX) {
+                    FCNN_TN(fcnn_dx_image)(level, &p, w + gi * ws, ys, xs, inner);
+                    FCNN_TN(fcnn_scatter)(xs, canvas, wc, g->ci, &in);
+                } else {
+                    FCNN_T *part = out + gi * dws;
+                    FCNN_TN(fcnn_dw_image)(level, &p, xs, ys, part,
+                                           flag ? part + rows * fcnn_round16(p.co) : NULL, inner);
+                }
+            }
+    if (pass == FCNN_SPLIT_DX)
+        FCNN_TN(fcnn_place)(canvas, hc, wc, g->ci, 1, 1, -g->pt, -g->pl, out, g->h, g->w);
 }
 
 /* dx[i] = 0 where y[i] <= 0: the backward of the relu whose output y was this conv's input. The

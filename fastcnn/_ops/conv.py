@@ -1,70 +1,230 @@
 """Convolution, and the fused convolution + max-pooling step: checked calls of ``_ext.conv``."""
+import numbers
+
 import numpy as np
 
 from .._ext import conv as _conv
-from .checks import (argmax_array, as_kernel_array, bias_array, check_apart, check_array,
-                     check_index_range,
+from .checks import (_check_pair, argmax_array, as_kernel_array, bias_array, check_apart,
+                     check_array, check_index_range,
                      check_weight_shape, memoized, out_buffer, shape_arg, weights_array,
                      window_output_shape)
 from .dropout import dropout_args
 from .threads import effective_n_threads
 
 
+PLAIN = ((1, 1), 1)  # (dilation_rate, groups) of the convolutions the plain kernels run
+
+
+def _span(kernel_size, dilation):
+    """The extent of a dilated window."""
+    return (kernel_size - 1) * dilation + 1
+
+
+def _check_variant(dilation, groups, strides):
+    _check_pair(strides, "strides")
+    _check_pair(dilation, "dilation_rate")
+    if not (isinstance(groups, numbers.Integral) and not isinstance(groups, bool) and groups >= 1):
+        raise ValueError(f"Expected groups to be a positive int, received groups={groups!r}")
+    if max(strides) > 1 and max(dilation) > 1:
+        raise ValueError(f"Expected strides of 1 with dilation_rate > 1, received "
+                         f"strides={tuple(strides)} and dilation_rate={tuple(dilation)}")
+
+
 @memoized
-def _conv_geometry(x_shape, kernel_shape, strides, padding, x_name="x"):
+def _conv_geometry(x_shape, kernel_shape, strides, padding, dilation=(1, 1), groups=1,
+                   x_name="x"):
     """(output shape, pad_top, pad_left), once every per-image size the kernels index with 32-bit
-    ints fits: the input, the output, and the padded input they copy windows from."""
-    if x_shape[3] != kernel_shape[2]:
+    ints fits: the input, the output, and the padded input they copy windows from. The kernel
+    holds c_in / groups input channels; "causal" pads only before (top and left) by the window's
+    extent less one."""
+    _check_variant(dilation, groups, strides)
+    if groups == 1 and x_shape[3] != kernel_shape[2]:
         raise ValueError(f"Expected {x_name} with {kernel_shape[2]} channels to match the kernel "
                          f"of shape {tuple(kernel_shape)}, received shape {tuple(x_shape)}")
-    (oh, ow), (top, left) = window_output_shape(x_shape[1:3], kernel_shape[:2], strides, padding,
-                                                "kernel_size")
+    if x_shape[3] != kernel_shape[2] * groups or kernel_shape[3] % groups:
+        raise ValueError(f"Expected {x_name} with {kernel_shape[2] * groups} channels and a "
+                         f"kernel whose {kernel_shape[3]} filters split into {groups} groups, "
+                         f"received {x_name} of shape {tuple(x_shape)} and kernel of shape "
+                         f"{tuple(kernel_shape)}")
+    spans = tuple(_span(k, d) for k, d in zip(kernel_shape[:2], dilation))
+    if padding == "causal":
+        (oh, ow), (top, left) = ((-(-n // s) for n, s in zip(x_shape[1:3], strides)),
+                                 (k - 1 for k in spans))
+    else:
+        (oh, ow), (top, left) = window_output_shape(x_shape[1:3], spans, strides, padding,
+                                                    "kernel_size")
     shape = (x_shape[0], oh, ow, kernel_shape[3])
-    padded = (x_shape[0], (oh - 1) * strides[0] + kernel_shape[0],
-              (ow - 1) * strides[1] + kernel_shape[1], x_shape[3])
+    padded = (x_shape[0], (oh - 1) * strides[0] + spans[0], (ow - 1) * strides[1] + spans[1],
+              x_shape[3])
     check_index_range(x_shape, x_name)
     check_index_range(shape, "conv output")
     check_index_range(padded, f"padded {x_name}")
     return shape, top, left
 
 
-def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_threads=None):
-    """NHWC x, HWIO kernel -> NHWC out, with bias and relu fused when given."""
+def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_threads=None,
+                   dilation_rate=(1, 1), groups=1):
+    """NHWC x, HWIO kernel -> NHWC out, with bias and relu fused when given. With groups, the
+    kernel holds c_in / groups input channels, and group q maps input channels
+    [q*c_in/groups, (q+1)*c_in/groups) to filters [q*f/groups, (q+1)*f/groups)."""
     n_threads = effective_n_threads(n_threads)
     kernel = weights_array(kernel, "kernel", 4)
-    shape, top, left = _conv_geometry(check_array(x, "x", 4).shape, kernel.shape, strides, padding)
+    shape, top, left = _conv_geometry(check_array(x, "x", 4).shape, kernel.shape, strides, padding,
+                                      dilation_rate, groups)
     x = as_kernel_array(x, "x", 4, kernel.dtype)
     bias = bias_array(bias, kernel.shape[3], kernel.dtype)
     out = out_buffer(out, shape, kernel.dtype, "out")
     check_apart({"out": out}, {"x": x, "kernel": kernel, "bias": bias})
-    _conv.conv2d_forward(x, kernel, bias, out, strides[0], strides[1], top, left, relu, n_threads)
+    if (tuple(dilation_rate), groups) == PLAIN:
+        _conv.conv2d_forward(x, kernel, bias, out, *strides, top, left, relu, n_threads)
+    else:
+        _conv.conv2d_general_forward(x, kernel, bias, out, *strides, top, left, *dilation_rate,
+                                     groups, relu, n_threads)
     return out
 
 
-def conv2d_backward_input(dy, kernel, input_shape, strides, padding, out=None, n_threads=None):
+def conv2d_backward_input(dy, kernel, input_shape, strides, padding, out=None, n_threads=None,
+                          dilation_rate=(1, 1), groups=1):
     n_threads = effective_n_threads(n_threads)
     kernel = weights_array(kernel, "kernel", 4)
     input_shape = shape_arg(input_shape, "input_shape", 4)
-    shape, top, left = _conv_geometry(input_shape, kernel.shape, strides, padding, "input_shape")
+    shape, top, left = _conv_geometry(input_shape, kernel.shape, strides, padding, dilation_rate,
+                                      groups, "input_shape")
     dy = as_kernel_array(dy, "dy", dtype=kernel.dtype, shape=shape)
     dx = out_buffer(out, input_shape, kernel.dtype, "out")
     check_apart({"out": dx}, {"dy": dy, "kernel": kernel})
-    _conv.conv2d_backward_input(dy, kernel, dx, strides[0], strides[1], top, left, n_threads)
+    if (tuple(dilation_rate), groups) == PLAIN:
+        _conv.conv2d_backward_input(dy, kernel, dx, *strides, top, left, n_threads)
+    else:
+        _conv.conv2d_general_backward_input(dy, kernel, dx, *strides, top, left, *dilation_rate,
+                                            groups, n_threads)
     return dx
 
 
 def conv2d_backward_weight(x, dy, kernel_shape, strides, padding, dw=None, db=None,
-                           n_threads=None):
+                           n_threads=None, dilation_rate=(1, 1), groups=1):
     n_threads = effective_n_threads(n_threads)
     kernel_shape = shape_arg(kernel_shape, "kernel_shape", 4)
     check_weight_shape(kernel_shape, "kernel_shape")
-    shape, top, left = _conv_geometry(check_array(x, "x", 4).shape, kernel_shape, strides, padding)
+    shape, top, left = _conv_geometry(check_array(x, "x", 4).shape, kernel_shape, strides, padding,
+                                      dilation_rate, groups)
     x = as_kernel_array(x, "x", 4)
     dy = as_kernel_array(dy, "dy", dtype=x.dtype, shape=shape)
     dw = out_buffer(dw, kernel_shape, x.dtype, "dw")
     db = None if db is None else out_buffer(db, kernel_shape[3:], x.dtype, "db")
     check_apart({"dw": dw, "db": db}, {"x": x, "dy": dy})
-    _conv.conv2d_backward_weight(x, dy, dw, db, strides[0], strides[1], top, left, n_threads)
+    if (tuple(dilation_rate), groups) == PLAIN:
+        _conv.conv2d_backward_weight(x, dy, dw, db, *strides, top, left, n_threads)
+    else:
+        _conv.conv2d_general_backward_weight(x, dy, dw, db, *strides, top, left, *dilation_rate,
+                                             groups, n_threads)
+    return dw
+
+
+# ---- transposed convolutions ---------------------------------------------------------------
+
+def transpose_output_size(size, kernel_size, stride, padding, output_padding, dilation):
+    """Keras's output size of a transposed convolution on one axis, and the padding before of
+    the convolution from that output back to the input (TensorFlow's rule for "same")."""
+    span = _span(kernel_size, dilation)
+    if padding == "valid":
+        out = (size - 1) * stride + (max(span, stride) if output_padding is None
+                                     else span + output_padding)
+        return out, 0
+    if output_padding is None:
+        out = size * stride
+    else:
+        out = (size - 1) * stride + span % 2 + output_padding
+    return out, max((size - 1) * stride + span - out, 0) // 2
+
+
+@memoized
+def _transpose_geometry(x_shape, kernel_shape, strides, padding, output_padding, dilation,
+                        x_name="x"):
+    """(output shape, pad_top, pad_left) of a transposed convolution with kernel
+    (kh, kw, filters, c_in); the pads are those of the convolution from the output to x."""
+    _check_pair(kernel_shape[:2], "kernel_size")
+    _check_variant(dilation, 1, strides)
+    if padding not in ("valid", "same"):
+        raise ValueError(f'Expected padding "valid" or "same", received padding={padding!r}')
+    if output_padding is not None and not (
+            isinstance(output_padding, tuple) and len(output_padding) == 2
+            and all(isinstance(p, numbers.Integral) and not isinstance(p, bool) and 0 <= p < s
+                    for p, s in zip(output_padding, strides))):
+        raise ValueError(f"Expected output_padding None or a pair of ints each in [0, its "
+                         f"stride), received output_padding={output_padding!r} with strides="
+                         f"{tuple(strides)}")
+    if x_shape[3] != kernel_shape[3]:
+        raise ValueError(f"Expected {x_name} with {kernel_shape[3]} channels to match the kernel "
+                         f"of shape {tuple(kernel_shape)}, received shape {tuple(x_shape)}")
+    pads = output_padding or (None, None)
+    (oh, top), (ow, left) = (transpose_output_size(n, k, s, padding, p, d) for n, k, s, p, d in
+                             zip(x_shape[1:3], kernel_shape[:2], strides, pads, dilation))
+    if oh < 1 or ow < 1:
+        raise ValueError(f"Expected a transposed convolution output of at least one pixel, "
+                         f"received {(oh, ow)} for {x_name} of shape {tuple(x_shape)}")
+    shape = (x_shape[0], oh, ow, kernel_shape[2])
+    check_index_range(x_shape, x_name)
+    check_index_range(shape, "conv transpose output")
+    extent = tuple((n - 1) * s + _span(k, d) for n, k, s, d in
+                   zip(x_shape[1:3], kernel_shape[:2], strides, dilation))
+    check_index_range((x_shape[0], *extent, kernel_shape[2]), "conv transpose window extent")
+    return shape, top, left
+
+
+def conv2d_transpose_forward(x, kernel, bias, strides, padding, output_padding=None,
+                             dilation_rate=(1, 1), relu=False, out=None, n_threads=None):
+    """The transposed convolution of NHWC x with kernel (kh, kw, filters, c_in), Keras's layout,
+    and bias and relu fused when given: the dX pass of the convolution from the output to x."""
+    n_threads = effective_n_threads(n_threads)
+    kernel = weights_array(kernel, "kernel", 4)
+    shape, top, left = _transpose_geometry(check_array(x, "x", 4).shape, kernel.shape, strides,
+                                           padding, output_padding, dilation_rate)
+    x = as_kernel_array(x, "x", 4, kernel.dtype)
+    bias = bias_array(bias, kernel.shape[2], kernel.dtype)
+    out = out_buffer(out, shape, kernel.dtype, "out")
+    check_apart({"out": out}, {"x": x, "kernel": kernel, "bias": bias})
+    _conv.conv2d_transpose_forward(x, kernel, bias, out, *strides, top, left, *dilation_rate,
+                                   relu, n_threads)
+    return out
+
+
+def conv2d_transpose_backward_input(dy, kernel, input_shape, strides, padding,
+                                    output_padding=None, dilation_rate=(1, 1), out=None,
+                                    n_threads=None):
+    """dX of conv2d_transpose_forward (without its relu): the forward pass of the convolution
+    from the output to x, on dy."""
+    n_threads = effective_n_threads(n_threads)
+    kernel = weights_array(kernel, "kernel", 4)
+    input_shape = shape_arg(input_shape, "input_shape", 4)
+    shape, top, left = _transpose_geometry(input_shape, kernel.shape, strides, padding,
+                                           output_padding, dilation_rate, "input_shape")
+    dy = as_kernel_array(dy, "dy", dtype=kernel.dtype, shape=shape)
+    dx = out_buffer(out, input_shape, kernel.dtype, "out")
+    check_apart({"out": dx}, {"dy": dy, "kernel": kernel})
+    if tuple(dilation_rate) == (1, 1):
+        _conv.conv2d_forward(dy, kernel, None, dx, *strides, top, left, False, n_threads)
+    else:
+        _conv.conv2d_general_forward(dy, kernel, None, dx, *strides, top, left, *dilation_rate,
+                                     1, False, n_threads)
+    return dx
+
+
+def conv2d_transpose_backward_weight(x, dy, kernel_shape, strides, padding, output_padding=None,
+                                     dilation_rate=(1, 1), dw=None, db=None, n_threads=None):
+    """dW (and db when given) of conv2d_transpose_forward (without its relu)."""
+    n_threads = effective_n_threads(n_threads)
+    kernel_shape = shape_arg(kernel_shape, "kernel_shape", 4)
+    check_weight_shape(kernel_shape, "kernel_shape")
+    shape, top, left = _transpose_geometry(check_array(x, "x", 4).shape, kernel_shape, strides,
+                                           padding, output_padding, dilation_rate)
+    x = as_kernel_array(x, "x", 4)
+    dy = as_kernel_array(dy, "dy", dtype=x.dtype, shape=shape)
+    dw = out_buffer(dw, kernel_shape, x.dtype, "dw")
+    db = None if db is None else out_buffer(db, kernel_shape[2:3], x.dtype, "db")
+    check_apart({"dw": dw, "db": db}, {"x": x, "dy": dy})
+    _conv.conv2d_transpose_backward_weight(x, dy, dw, db, *strides, top, left, *dilation_rate,
+                                           n_threads)
     return dw
 
 
@@ -72,7 +232,7 @@ def conv2d_backward_weight(x, dy, kernel_shape, strides, padding, dw=None, db=No
 def _conv_pool_geometry(x_shape, kernel_shape, strides, padding, pool_size, pool_strides,
                         x_name="x"):
     """(pooled shape, pad_top, pad_left) of a convolution followed by "valid" max pooling."""
-    shape, top, left = _conv_geometry(x_shape, kernel_shape, strides, padding, x_name)
+    shape, top, left = _conv_geometry(x_shape, kernel_shape, strides, padding, (1, 1), 1, x_name)
     (ph, pw), _ = window_output_shape(shape[1:3], pool_size, pool_strides, "valid", "pool_size")
     return (shape[0], ph, pw, shape[3]), top, left
 

@@ -7,45 +7,100 @@ from .dropout import dropout_backward, dropout_forward
 from .pool import maxpool2d_backward, maxpool2d_forward, maxpool2d_relu_backward
 
 
-def conv2d_forward(x__nhwc, w__hwio, bias, out__nhwc, stride_h, stride_w, pad_top, pad_left,
-                   relu, n_threads):
+def _dilated_canvas(x, out_h, out_w, kh, kw, sh, sw, pad_top, pad_left, dh, dw):
+    return _canvas(x, out_h, out_w, (kh - 1) * dh + 1, (kw - 1) * dw + 1, sh, sw, pad_top,
+                   pad_left)
+
+
+def _group_slices(groups, c_in, c_out):
+    """(input channels, output channels) of each group."""
+    gi, go = c_in // groups, c_out // groups
+    return [(slice(q * gi, (q + 1) * gi), slice(q * go, (q + 1) * go)) for q in range(groups)]
+
+
+def conv2d_general_forward(x__nhwc, w__hwio, bias, out__nhwc, stride_h, stride_w, pad_top,
+                           pad_left, dilation_h, dilation_w, groups, relu, n_threads):
     kh, kw = w__hwio.shape[:2]
     oh, ow = out__nhwc.shape[1:3]
-    xp = _canvas(x__nhwc, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left)
+    xp = _dilated_canvas(x__nhwc, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left,
+                         dilation_h, dilation_w)
     acc = np.zeros(out__nhwc.shape)
-    for i in range(kh):
-        for j in range(kw):
-            acc += _windows(xp, i, j, oh, ow, stride_h, stride_w) @ w__hwio[i, j].astype(np.float64)
+    for cin, cout in _group_slices(groups, x__nhwc.shape[3], out__nhwc.shape[3]):
+        for i in range(kh):
+            for j in range(kw):
+                window = _windows(xp, i * dilation_h, j * dilation_w, oh, ow, stride_h, stride_w)
+                acc[..., cout] += window[..., cin] @ w__hwio[i, j][:, cout].astype(np.float64)
     if bias is not None:
         acc += bias
     if relu:
         np.maximum(acc, 0, out=acc)
     out__nhwc[...] = acc
 
-def conv2d_backward_input(dy__nhwc, w__hwio, dx__nhwc, stride_h, stride_w, pad_top, pad_left,
-                          n_threads):
+def conv2d_general_backward_input(dy__nhwc, w__hwio, dx__nhwc, stride_h, stride_w, pad_top,
+                                  pad_left, dilation_h, dilation_w, groups, n_threads):
     kh, kw = w__hwio.shape[:2]
     oh, ow = dy__nhwc.shape[1:3]
     h, w = dx__nhwc.shape[1:3]
-    dxp = _canvas(np.zeros(dx__nhwc.shape), oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left)
+    dxp = _dilated_canvas(np.zeros(dx__nhwc.shape), oh, ow, kh, kw, stride_h, stride_w, pad_top,
+                          pad_left, dilation_h, dilation_w)
     dy = np.asarray(dy__nhwc, dtype=np.float64)
-    for i in range(kh):
-        for j in range(kw):
-            _windows(dxp, i, j, oh, ow, stride_h, stride_w)[...] += dy @ w__hwio[i, j].T
+    for cin, cout in _group_slices(groups, dx__nhwc.shape[3], dy.shape[3]):
+        for i in range(kh):
+            for j in range(kw):
+                window = _windows(dxp, i * dilation_h, j * dilation_w, oh, ow, stride_h, stride_w)
+                window[..., cin] += dy[..., cout] @ w__hwio[i, j][:, cout].T
     dx__nhwc[...] = dxp[:, pad_top:pad_top + h, pad_left:pad_left + w]
+
+def conv2d_general_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, stride_w, pad_top,
+                                   pad_left, dilation_h, dilation_w, groups, n_threads):
+    kh, kw = dw__hwio.shape[:2]
+    oh, ow = dy__nhwc.shape[1:3]
+    xp = _dilated_canvas(x__nhwc, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left,
+                         dilation_h, dilation_w)
+    dy = np.asarray(dy__nhwc, dtype=np.float64)
+    for cin, cout in _group_slices(groups, x__nhwc.shape[3], dy.shape[3]):
+        for i in range(kh):
+            for j in range(kw):
+                window = _windows(xp, i * dilation_h, j * dilation_w, oh, ow, stride_h, stride_w)
+                dw__hwio[i, j][:, cout] = np.einsum("nhwc,nhwo->co", window[..., cin],
+                                                    dy[..., cout])
+    if db is not None:
+        db[...] = dy.sum(axis=(0, 1, 2))
+
+def conv2d_forward(x__nhwc, w__hwio, bias, out__nhwc, stride_h, stride_w, pad_top, pad_left,
+                   relu, n_threads):
+    conv2d_general_forward(x__nhwc, w__hwio, bias, out__nhwc, stride_h, stride_w, pad_top,
+                           pad_left, 1, 1, 1, relu, n_threads)
+
+def conv2d_backward_input(dy__nhwc, w__hwio, dx__nhwc, stride_h, stride_w, pad_top, pad_left,
+                          n_threads):
+    conv2d_general_backward_input(dy__nhwc, w__hwio, dx__nhwc, stride_h, stride_w, pad_top,
+                                  pad_left, 1, 1, 1, n_threads)
 
 def conv2d_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, stride_w, pad_top, pad_left,
                            n_threads):
-    kh, kw = dw__hwio.shape[:2]
-    oh, ow = dy__nhwc.shape[1:3]
-    xp = _canvas(x__nhwc, oh, ow, kh, kw, stride_h, stride_w, pad_top, pad_left)
-    dy = np.asarray(dy__nhwc, dtype=np.float64)
-    for i in range(kh):
-        for j in range(kw):
-            window = _windows(xp, i, j, oh, ow, stride_h, stride_w)
-            dw__hwio[i, j] = np.einsum("nhwc,nhwo->co", window, dy)
+    conv2d_general_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, stride_w, pad_top,
+                                   pad_left, 1, 1, 1, n_threads)
+
+def conv2d_transpose_forward(x__nhwc, w__hwio, bias, out__nhwc, stride_h, stride_w, pad_top,
+                             pad_left, dilation_h, dilation_w, relu, n_threads):
+    """The dX pass of the convolution from out to x, then bias and relu."""
+    acc = np.empty(out__nhwc.shape)
+    conv2d_general_backward_input(x__nhwc, w__hwio, acc, stride_h, stride_w, pad_top, pad_left,
+                                  dilation_h, dilation_w, 1, n_threads)
+    if bias is not None:
+        acc += bias
+    if relu:
+        np.maximum(acc, 0, out=acc)
+    out__nhwc[...] = acc
+
+def conv2d_transpose_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, stride_w, pad_top,
+                                     pad_left, dilation_h, dilation_w, n_threads):
+    """The dW pass of the convolution from dy's shape to x's, dy its input; db sums dy."""
+    conv2d_general_backward_weight(dy__nhwc, x__nhwc, dw__hwio, None, stride_h, stride_w, pad_top,
+                                   pad_left, dilation_h, dilation_w, 1, n_threads)
     if db is not None:
-        db[...] = dy.sum(axis=(0, 1, 2))
+        db[...] = np.asarray(dy__nhwc, dtype=np.float64).sum(axis=(0, 1, 2))
 
 def _unpooled_shape(pooled_shape, pool_h, pool_w, pool_stride_h, pool_stride_w):
     """The part of a conv output that max pooling windows read."""

@@ -3,7 +3,8 @@ from ..serialization import register_builtin
 from .activation import ELU, Activation, LeakyReLU, PReLU, ReLU, Softmax
 from .base import Layer
 from .input_layer import Input, InputLayer
-from .conv import Conv2D
+from .conv import Conv1D, Conv2D
+from .conv_transpose import Conv2DTranspose
 from .core import Dense, Dropout, Flatten
 from .layer_normalization import GroupNormalization, LayerNormalization
 from .normalization import BatchNormalization
@@ -17,15 +18,18 @@ from .preprocessing import (CenterCrop, RandomBrightness, RandomContrast, Random
 from .reshaping import Cropping2D, Permute, Reshape, ZeroPadding2D
 from .upsampling import UpSampling2D
 
+Convolution1D = Conv1D
 Convolution2D = Conv2D
+Convolution2DTranspose = Conv2DTranspose
 MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
 GlobalAvgPool2D = GlobalAveragePooling2D
 GlobalMaxPool2D = GlobalMaxPooling2D
 
 __all__ = ["Activation", "Add", "Average", "AveragePooling2D", "AvgPool2D", "BatchNormalization",
-           "CenterCrop", "Concatenate", "Conv2D", "Convolution2D", "Cropping2D", "Dense",
-           "Dropout", "ELU", "Flatten", "GaussianDropout", "GaussianNoise",
+           "CenterCrop", "Concatenate", "Conv1D", "Conv2D", "Conv2DTranspose", "Convolution1D",
+           "Convolution2D", "Convolution2DTranspose", "Cropping2D", "Dense", "Dropout", "ELU",
+           "Flatten", "GaussianDropout", "GaussianNoise"]
            "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "GlobalMaxPooling2D",
            "GroupNormalization", "Input", "InputLayer", "Layer", "LayerNormalization", "LeakyReLU",
            "MaxPool2D", "MaxPooling2D", "Maximum", "Minimum", "Multiply", "PReLU", "Permute",

@@ -513,6 +513,69 @@ def conv2d_backward_weight(rng, dtype):
         yield x, dy, unset(w.shape, dtype), db, *geometry, THREADS
 
 
+GENERAL_CONVS = [  # (n, h, w, c_in, c_out), kernel, strides, pads, dilation, groups, bias, relu
+    ((2, 9, 8, 4, 6), (3, 3), (1, 1), (2, 2), (2, 2), 2, True, True),
+    ((2, 7, 9, 6, 9), (2, 3), (2, 1), (1, 0), (1, 1), 3, False, False),
+    ((1, 8, 7, 3, 17), (3, 2), (1, 1), (0, 1), (3, 1), 1, True, False),
+]
+
+
+def general_conv_operands(rng, dtype, case):
+    """x, w (c_in / groups inputs), bias (or None), dy, the geometry (strides, pads, dilation,
+    groups), relu."""
+    (n, h, w, ci, co), (kh, kw), (sh, sw), (pt, pl), (dh, dw), groups, bias, relu = case
+    oh = (h + 2 * pt - (kh - 1) * dh - 1) // sh + 1
+    ow = (w + 2 * pl - (kw - 1) * dw - 1) // sw + 1
+    return (normal(rng, (n, h, w, ci), dtype), normal(rng, (kh, kw, ci // groups, co), dtype),
+            normal(rng, co, dtype) if bias else None, normal(rng, (n, oh, ow, co), dtype),
+            (sh, sw, pt, pl, dh, dw, groups), relu)
+
+
+def conv2d_general_forward(rng, dtype):
+    for case in GENERAL_CONVS:
+        x, w, bias, dy, geometry, relu = general_conv_operands(rng, dtype, case)
+        yield x, w, bias, unset(dy.shape, dtype), *geometry, relu, THREADS
+
+
+def conv2d_general_backward_input(rng, dtype):
+    for case in GENERAL_CONVS:
+        x, w, _, dy, geometry, _ = general_conv_operands(rng, dtype, case)
+        yield dy, w, unset(x.shape, dtype), *geometry, THREADS
+
+
+def conv2d_general_backward_weight(rng, dtype):
+    for case in GENERAL_CONVS:
+        x, w, bias, dy, geometry, _ = general_conv_operands(rng, dtype, case)
+        db = None if bias is None else unset(bias.shape, dtype)
+        yield x, dy, unset(w.shape, dtype), db, *geometry, THREADS
+
+
+def transpose_cases(rng, dtype):
+    """Transposed convolutions as the convolutions from their outputs to their inputs: plain
+    ones and a dilated one (groups 1), yielding x, w (kh, kw, filters, c_in), bias, out's shape,
+    the geometry (strides, pads, dilation) and relu."""
+    for case in CONVS + GENERAL_CONVS[2:]:
+        if len(case) == 6:
+            out, w, bias, x, (sh, sw, pt, pl), relu = conv_operands(rng, dtype, case)
+            geometry = (sh, sw, pt, pl, 1, 1)
+        else:
+            out, w, bias, x, geometry, relu = general_conv_operands(rng, dtype, case)
+            geometry = geometry[:-1]
+        bias = None if bias is None else normal(rng, w.shape[2], dtype)  # one per filter
+        yield x, w, bias, out.shape, geometry, relu
+
+
+def conv2d_transpose_forward(rng, dtype):
+    for x, w, bias, out_shape, geometry, relu in transpose_cases(rng, dtype):
+        yield x, w, bias, unset(out_shape, dtype), *geometry, relu, THREADS
+
+
+def conv2d_transpose_backward_weight(rng, dtype):
+    for x, w, bias, out_shape, geometry, _ in transpose_cases(rng, dtype):
+        db = None if bias is None else unset(bias.shape, dtype)
+        yield x, normal(rng, out_shape, dtype), unset(w.shape, dtype), db, *geometry, THREADS
+
+
 # conv case, pool, pool strides, dropout (seed, rate): pools that tile the conv output and ones
 # that overlap or leave gaps
 FUSED = [(CONVS[0], (2, 2), (2, 2), (0, 0.0)), (CONVS[1], (3, 3), (2, 2), (5, 0.5)),
@@ -645,6 +708,11 @@ CASES = {
     "conv2d_forward": conv2d_forward,
     "conv2d_backward_input": conv2d_backward_input,
     "conv2d_backward_weight": conv2d_backward_weight,
+    "conv2d_general_forward": conv2d_general_forward,
+    "conv2d_general_backward_input": conv2d_general_backward_input,
+    "conv2d_general_backward_weight": conv2d_general_backward_weight,
+    "conv2d_transpose_forward": conv2d_transpose_forward,
+    "conv2d_transpose_backward_weight": conv2d_transpose_backward_weight,
     "conv2d_maxpool_forward": conv2d_maxpool_forward,
     "conv2d_maxpool_backward": conv2d_maxpool_backward,
     "dense_forward": dense_forward,
