@@ -17,7 +17,7 @@ from setuptools.command.build_ext import build_ext
 
 EXT_DIR = os.path.join("fastcnn", "_ext")
 MODULES = ["conv", "dense", "distance", "pool", "activation", "dropout", "loss", "optim",
-           "regularization", "runtime", "normalization", "remap", "merge"]
+           "regularization", "runtime", "normalization", "remap", "merge", "depthwise"]
 OPENMP_PROBE = r"""
 #include <omp.h>
 #include <stdio.h>

@@ -1,8 +1,8 @@
 """NumPy twins of every kernel in ``fastcnn._ext``: slow, obvious, used by the tests.
 
 One module per kernel module, with the same name (``conv``, ``dense``, ``pool``, ``activation``,
-``dropout``, ``loss``, ``normalization``, ``optim``, ``regularization``, ``remap``, ``distance``,
-``merge``); this package also exports every twin by name. Each twin has the name and exactly the
+``depthwise``, ``dropout``, ``loss``, ``normalization``, ``optim``, ``regularization``, ``remap``,
+``distance``, ``merge``); this package also exports every twin by name. Each twin has the name and exactly the
 signature of its kernel: it reads the ``# IN`` arrays and writes the ``# OUT`` arrays in place.
 ``n_threads`` is accepted and ignored. Names starting with ``_`` are the twins' own helpers.
 Layouts: activations NHWC, conv weights HWIO ``(kh, kw, c_in, c_out)``, dense weights ``(in, out)``.
@@ -13,6 +13,7 @@ window reaches past the input on the bottom/right count as zeros (conv) or are i
 from .activation import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .dense import *  # noqa: F401,F403
+from .depthwise import *  # noqa: F401,F403
 from .distance import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403

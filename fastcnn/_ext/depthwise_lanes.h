@@ -1,0 +1,226 @@
+/* The depthwise passes, included by depthwise.h once per element type FCNN_T and vector width:
+ * define FCNN_W (16, 8 or 4 floats; 8, 4 or 2 doubles) before each inclusion; every name gets the
+ * suffix _w<W>_f32 or _w<W>_f64 (vectors.h's FCNN_NAME). Channels go four vectors at a time, then
+ * one, then one by one: four vectors of accumulators and their operands fit the registers of
+ * every level. Deliberately no include guard. */
+
+/* relu that keeps NaN, as np.maximum(v, 0) does: only lanes below zero become zero. */
+#define FCNN_DWISE_RELU(v) ((FCNN_VT)((FCNN_VIT)(v) & ~((v) < (FCNN_VT){0})))
+
+/* out[k] = init[k] (0 when init is NULL; init may be out) + sum_{t < nt} a[t][k] * b[t][k] for
+ * k < n, the taps added in order, then relu? on the sum. */
+FCNN_INLINE void FCNN_NAME(fcnn_dwise_taps)(int nt, const FCNN_T *const *a,
+                                            const FCNN_T *const *b, int n, const FCNN_T *init,
+                                            int relu, FCNN_T *out)
+{
+    int k = 0;
+    for (; k + 4 * FCNN_W <= n; k += 4 * FCNN_W) {
+        FCNN_VT s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+        if (init) {
+            s0 = FCNN_LDW(init + k);
+            s1 = FCNN_LDW(init + k + FCNN_W);
+            s2 = FCNN_LDW(init + k + 2 * FCNN_W);
+            s3 = FCNN_LDW(init + k + 3 * FCNN_W);
+        }
+        for (int t = 0; t < nt; t++) {
+            const FCNN_T *p = a[t] + k, *q = b[t] + k;
+            s0 += FCNN_LDW(p) * FCNN_LDW(q);
+            s1 += FCNN_LDW(p + FCNN_W) * FCNN_LDW(q + FCNN_W);
+            s2 += FCNN_LDW(p + 2 * FCNN_W) * FCNN_LDW(q + 2 * FCNN_W);
+            s3 += FCNN_LDW(p + 3 * FCNN_W) * FCNN_LDW(q + 3 * FCNN_W);
+        }
+        if (relu) {
+            s0 = FCNN_DWISE_RELU(s0);
+            s1 = FCNN_DWISE_RELU(s1);
+            s2 = FCNN_DWISE_RELU(s2);
+            s3 = FCNN_DWISE_RELU(s3);
+        }
+        FCNN_STW(out + k, s0);
+        FCNN_STW(out + k + FCNN_W, s1);
+        FCNN_STW(out + k + 2 * FCNN_W, s2);
+        FCNN_STW(out + k + 3 * FCNN_W, s3);
+    }
+    for (; k + FCNN_W <= n; k += FCNN_W) {
+        FCNN_VT s = {0};
+        if (init)
+            s = FCNN_LDW(init + k);
+        for (int t = 0; t < nt; t++)
+            s += FCNN_LDW(a[t] + k) * FCNN_LDW(b[t] + k);
+        FCNN_STW(out + k, relu ? FCNN_DWISE_RELU(s) : s);
+    }
+    for (; k < n; k++) {
+        FCNN_T s = init ? init[k] : (FCNN_T)0;
+        for (int t = 0; t < nt; t++)
+            s += a[t][k] * b[t][k];
+        out[k] = relu && s < 0 ? (FCNN_T)0 : s;
+    }
+}
+
+/* acc[k] += sum_{j < m} p[j*ps + k] * q[j*qs + k] for k < n, the pixels added in order. */
+FCNN_INLINE void FCNN_NAME(fcnn_dwise_strided)(int m, const FCNN_T *p, size_t ps,
+                                               const FCNN_T *q, size_t qs, int n, FCNN_T *acc)
+{
+    int k = 0;
+    for (; k + 4 * FCNN_W <= n; k += 4 * FCNN_W) {
+        FCNN_VT s0 = FCNN_LDW(acc + k), s1 = FCNN_LDW(acc + k + FCNN_W);
+        FCNN_VT s2 = FCNN_LDW(acc + k + 2 * FCNN_W), s3 = FCNN_LDW(acc + k + 3 * FCNN_W);
+        const FCNN_T *pj = p + k, *qj = q + k;
+        for (int j = 0; j < m; j++, pj += ps, qj += qs) {
+            s0 += FCNN_LDW(pj) * FCNN_LDW(qj);
+            s1 += FCNN_LDW(pj + FCNN_W) * FCNN_LDW(qj + FCNN_W);
+            s2 += FCNN_LDW(pj + 2 * FCNN_W) * FCNN_LDW(qj + 2 * FCNN_W);
+            s3 += FCNN_LDW(pj + 3 * FCNN_W) * FCNN_LDW(qj + 3 * FCNN_W);
+        }
+        FCNN_STW(acc + k, s0);
+        FCNN_STW(acc + k + FCNN_W, s1);
+        FCNN_STW(acc + k + 2 * FCNN_W, s2);
+        FCNN_STW(acc + k + 3 * FCNN_W, s3);
+    }
+    for (; k + FCNN_W <= n; k += FCNN_W) {
+        FCNN_VT s = FCNN_LDW(acc + k);
+        const FCNN_T *pj = p + k, *qj = q + k;
+        for (int j = 0; j < m; j++, pj += ps, qj += qs)
+            s += FCNN_LDW(pj) * FCNN_LDW(qj);
+        FCNN_STW(acc + k, s);
+    }
+    for (; k < n; k++) {
+        FCNN_T s = acc[k];
+        for (int j = 0; j < m; j++)
+            s += p[j * ps + k] * q[j * qs + k];
+        acc[k] = s;
+    }
+}
+
+FCNN_INLINE void FCNN_NAME(fcnn_dwise_forward_row)(const fcnn_dwise_geom *g, const FCNN_T *x,
+                                                   const FCNN_T *w, const FCNN_T *bias, int relu,
+                                                   int i, FCNN_T *out)
+{
+    const int c = g->c, dm = g->dm, co = c * dm;
+    const long long top = (long long)i * g->sh - g->pt;
+    int a0, a1;
+    fcnn_dwise_span(top, g->rh, g->h, g->kh, &a0, &a1);
+    const FCNN_T *pa[FCNN_DWISE_TAPS], *pb[FCNN_DWISE_TAPS];
+    for (int j = 0; j < g->ow; j++) {
+        const long long left = (long long)j * g->sw - g->pl;
+        int b0, b1;
+        fcnn_dwise_span(left, g->rw, g->w, g->kw, &b0, &b1);
+        FCNN_T *o = out + (size_t)j * co;
+        const FCNN_T *init = bias;
+        int nt = 0;
+        for (int a = a0; a < a1; a++) {
+            const FCNN_T *xr = x + (size_t)(top + (long long)a * g->rh) * g->w * c;
+            for (int b = b0; b < b1; b++) {
+                pa[nt] = xr + (size_t)(left + (long long)b * g->rw) * c;
+                pb[nt] = w + ((size_t)a * g->kw + b) * co;
+                if (++nt == FCNN_DWISE_TAPS) { /* a window of more taps: carry on from out */
+                    if (dm == 1)
+                        FCNN_NAME(fcnn_dwise_taps)(nt, pa, pb, c, init, 0, o);
+                    else
+                        FCNN_TN(fcnn_dwise_taps_dm)(nt, pa, pb, c, dm, init, 0, o);
+                    init = o;
+                    nt = 0;
+                }
+            }
+        }
+        if (dm == 1)
+            FCNN_NAME(fcnn_dwise_taps)(nt, pa, pb, c, init, relu, o);
+        else
+            FCNN_TN(fcnn_dwise_taps_dm)(nt, pa, pb, c, dm, init, relu, o);
+    }
+}
+
+/* The output row (or column) that tap t of a window reads input row r from: (r + pad - t*rate)
+ * / stride when that divides and lies in [0, n), else -1. */
+static inline long long FCNN_NAME(fcnn_dwise_source)(long long r, int pad, int t, int rate,
+                                                     int stride, int n)
+{
+    const long long s = r + pad - (long long)t * rate;
+    if (s < 0 || s % stride)
+        return -1;
+    return s / stride < n ? s / stride : -1;
+}
+
+FCNN_INLINE void FCNN_NAME(fcnn_dwise_dx_row)(const fcnn_dwise_geom *g, const FCNN_T *dy,
+                                              const FCNN_T *w, int r, FCNN_T *dx)
+{
+    const int c = g->c, dm = g->dm, co = c * dm;
+    const FCNN_T *pa[FCNN_DWISE_TAPS], *pb[FCNN_DWISE_TAPS];
+    for (int q = 0; q < g->w; q++) {
+        FCNN_T *o = dx + (size_t)q * c;
+        const FCNN_T *init = NULL;
+        int nt = 0;
+        for (int a = 0; a < g->kh; a++) {
+            const long long i = FCNN_NAME(fcnn_dwise_source)(r, g->pt, a, g->rh, g->sh, g->oh);
+            if (i < 0)
+                continue;
+            for (int b = 0; b < g->kw; b++) {
+                const long long j = FCNN_NAME(fcnn_dwise_source)(q, g->pl, b, g->rw, g->sw,
+                                                                 g->ow);
+                if (j < 0)
+                    continue;
+                pa[nt] = dy + ((size_t)i * g->ow + (size_t)j) * co;
+                pb[nt] = w + ((size_t)a * g->kw + b) * co;
+                if (++nt == FCNN_DWISE_TAPS) {
+                    if (dm == 1)
+                        FCNN_NAME(fcnn_dwise_taps)(nt, pa, pb, c, init, 0, o);
+                    else
+                        FCNN_TN(fcnn_dwise_reduce_dm)(nt, pa, pb, c, dm, init, o);
+                    init = o;
+                    nt = 0;
+                }
+            }
+        }
+        if (nt > 0 || init == NULL) { /* the last taps, or none reached this pixel */
+            if (dm == 1)
+                FCNN_NAME(fcnn_dwise_taps)(nt, pa, pb, c, init, 0, o);
+            else
+                FCNN_TN(fcnn_dwise_reduce_dm)(nt, pa, pb, c, dm, init, o);
+        }
+    }
+}
+
+FCNN_INLINE void FCNN_NAME(fcnn_dwise_dw_rows)(const fcnn_dwise_geom *g, const FCNN_T *x,
+                                               const FCNN_T *dy, ptrdiff_t r0, ptrdiff_t r1,
+                                               FCNN_T *part_w, FCNN_T *part_b)
+{
+    const int c = g->c, dm = g->dm, co = c * dm;
+    const size_t image = (size_t)g->h * g->w * c;
+    for (size_t k = 0; k < (size_t)g->kh * g->kw * co; k++)
+        part_w[k] = 0;
+    if (part_b)
+        for (int k = 0; k < co; k++)
+            part_b[k] = 0;
+    for (ptrdiff_t row = r0; row < r1; row++) {
+        const ptrdiff_t n = row / g->oh;
+        const int i = (int)(row - n * g->oh);
+        const FCNN_T *xi = x + (size_t)n * image;
+        const FCNN_T *dyr = dy + (size_t)row * g->ow * co;
+        const long long top = (long long)i * g->sh - g->pt;
+        int a0, a1;
+        fcnn_dwise_span(top, g->rh, g->h, g->kh, &a0, &a1);
+        for (int a = a0; a < a1; a++) {
+            const FCNN_T *xr = xi + (size_t)(top + (long long)a * g->rh) * g->w * c;
+            for (int b = 0; b < g->kw; b++) {
+                /* the output pixels j whose tap b lies inside the row */
+                const long long first = (long long)b * g->rw - g->pl;
+                int j0, j1;
+                fcnn_dwise_span(first, g->sw, g->w, g->ow, &j0, &j1);
+                if (j0 >= j1)
+                    continue;
+                const FCNN_T *p = xr + (size_t)(first + (long long)j0 * g->sw) * c;
+                const FCNN_T *q = dyr + (size_t)j0 * co;
+                FCNN_T *acc = part_w + ((size_t)a * g->kw + b) * co;
+                if (dm == 1)
+                    FCNN_NAME(fcnn_dwise_strided)(j1 - j0, p, (size_t)g->sw * c, q, co, c, acc);
+                else
+                    FCNN_TN(fcnn_dwise_strided_dm)(j1 - j0, p, (size_t)g->sw * c, q, co, c, dm,
+                                                   acc);
+            }
+        }
+        if (part_b)
+            FCNN_TN(fcnn_dwise_colsum)(g->ow, dyr, co, co, part_b);
+    }
+}
+
+#undef FCNN_DWISE_RELU
+#undef FCNN_W
