@@ -22,7 +22,8 @@ EXEMPT = {
     "simd_path": "reports the SIMD code path of a module's kernels",
 }
 # Arguments the kernel uses as scratch and the twin leaves alone.
-SCRATCH = {"partial__k2c": "batch normalisation's per-chunk column sums"}
+SCRATCH = {"partial__k2c": "batch normalisation's per-chunk column sums",
+           "partial__kp": "depthwise dW's per-chunk sums"}
 # Kernels without a float64 version.
 FLOAT32_ONLY = {
     "conv2d_maxpool_forward": "the fused conv + pool step trains float32 models only",
@@ -348,6 +349,44 @@ def conv2d_maxpool_backward(rng, dtype):
                *dropout)
 
 
+# (n, h, w, c, dm), kernel, strides, dilation, padding, bias, relu
+DEPTHWISE = [
+    ((2, 7, 6, 5, 1), (3, 3), (1, 1), (1, 1), "same", True, False),
+    ((2, 9, 8, 70, 1), (3, 3), (2, 2), (1, 1), "valid", False, True),
+    ((1, 9, 8, 3, 3), (3, 2), (1, 1), (2, 3), "same", True, True),
+]
+
+
+def depthwise_operands(rng, dtype, case):
+    """x, w, bias (or None), dy, the geometry (strides, dilation, pad_top, pad_left), relu."""
+    (n, h, w, c, dm), (kh, kw), (sh, sw), (rh, rw), padding, bias, relu = case
+    (oh, pt), (ow, pl) = (out_and_pad(size, (k - 1) * r + 1, s, padding)
+                          for size, k, s, r in ((h, kh, sh, rh), (w, kw, sw, rw)))
+    return (normal(rng, (n, h, w, c), dtype), normal(rng, (kh, kw, c, dm), dtype),
+            normal(rng, c * dm, dtype) if bias else None, normal(rng, (n, oh, ow, c * dm), dtype),
+            (sh, sw, rh, rw, pt, pl), relu)
+
+
+def depthwise_forward(rng, dtype):
+    for case in DEPTHWISE:
+        x, w, bias, dy, geometry, relu = depthwise_operands(rng, dtype, case)
+        yield x, w, bias, unset(dy.shape, dtype), *geometry, relu, THREADS
+
+
+def depthwise_backward_input(rng, dtype):
+    for case in DEPTHWISE:
+        x, w, _, dy, geometry, _ = depthwise_operands(rng, dtype, case)
+        yield dy, w, unset(x.shape, dtype), *geometry, THREADS
+
+
+def depthwise_backward_weight(rng, dtype):
+    for case in DEPTHWISE:
+        x, w, bias, dy, geometry, _ = depthwise_operands(rng, dtype, case)
+        db = None if bias is None else unset(bias.shape, dtype)
+        partial = np.empty((3, w.size + dy.shape[3]), dtype)  # dW then db, per chunk
+        yield x, dy, unset(w.shape, dtype), db, partial, *geometry, THREADS
+
+
 DENSE = [(1, 1, 1, True, False), (5, 3, 17, False, True), (9, 40, 15, True, True)]
 
 
@@ -427,6 +466,9 @@ CASES = {
     "conv2d_backward_weight": conv2d_backward_weight,
     "conv2d_maxpool_forward": conv2d_maxpool_forward,
     "conv2d_maxpool_backward": conv2d_maxpool_backward,
+    "depthwise_forward": depthwise_forward,
+    "depthwise_backward_input": depthwise_backward_input,
+    "depthwise_backward_weight": depthwise_backward_weight,
     "dense_forward": dense_forward,
     "dense_backward_input": dense_backward_input,
     "dense_backward_weight": dense_backward_weight,
