@@ -297,23 +297,34 @@ def conv_operands(rng, dtype, case):
             (sh, sw, pt, pl), relu)
 
 
-def conv2d_forward(rng, dtype):
-    for case in CONVS:
-        x, w, bias, dy, geometry, relu = conv_operands(rng, dtype, case)
-        yield x, w, bias, unset(dy.shape, dtype), *geometry, relu, THREADS
+def forward_cases(cases, operands):
+    """A convolution forward kernel's grid: operands(rng, dtype, case) gives x, w, bias (or
+    None), dy, the geometry arguments and relu of each case."""
+    def build(rng, dtype):
+        for case in cases:
+            x, w, bias, dy, geometry, relu = operands(rng, dtype, case)
+            yield x, w, bias, unset(dy.shape, dtype), *geometry, relu, THREADS
+    return build
 
 
-def conv2d_backward_input(rng, dtype):
-    for case in CONVS:
-        x, w, _, dy, geometry, _ = conv_operands(rng, dtype, case)
-        yield dy, w, unset(x.shape, dtype), *geometry, THREADS
+def backward_input_cases(cases, operands):
+    def build(rng, dtype):
+        for case in cases:
+            x, w, _, dy, geometry, _ = operands(rng, dtype, case)
+            yield dy, w, unset(x.shape, dtype), *geometry, THREADS
+    return build
 
 
-def conv2d_backward_weight(rng, dtype):
-    for case in CONVS:
-        x, w, bias, dy, geometry, _ = conv_operands(rng, dtype, case)
-        db = None if bias is None else unset(bias.shape, dtype)
-        yield x, dy, unset(w.shape, dtype), db, *geometry, THREADS
+def backward_weight_cases(cases, operands, scratch=None):
+    """The dW kernel's grid; ``scratch(w, dy, dtype)``, when given, is the scratch argument
+    that follows db."""
+    def build(rng, dtype):
+        for case in cases:
+            x, w, bias, dy, geometry, _ = operands(rng, dtype, case)
+            db = None if bias is None else unset(bias.shape, dtype)
+            extra = () if scratch is None else (scratch(w, dy, dtype),)
+            yield x, dy, unset(w.shape, dtype), db, *extra, *geometry, THREADS
+    return build
 
 
 # conv case, pool, pool strides, dropout (seed, rate): pools that tile the conv output and ones
@@ -365,26 +376,6 @@ def depthwise_operands(rng, dtype, case):
     return (normal(rng, (n, h, w, c), dtype), normal(rng, (kh, kw, c, dm), dtype),
             normal(rng, c * dm, dtype) if bias else None, normal(rng, (n, oh, ow, c * dm), dtype),
             (sh, sw, rh, rw, pt, pl), relu)
-
-
-def depthwise_forward(rng, dtype):
-    for case in DEPTHWISE:
-        x, w, bias, dy, geometry, relu = depthwise_operands(rng, dtype, case)
-        yield x, w, bias, unset(dy.shape, dtype), *geometry, relu, THREADS
-
-
-def depthwise_backward_input(rng, dtype):
-    for case in DEPTHWISE:
-        x, w, _, dy, geometry, _ = depthwise_operands(rng, dtype, case)
-        yield dy, w, unset(x.shape, dtype), *geometry, THREADS
-
-
-def depthwise_backward_weight(rng, dtype):
-    for case in DEPTHWISE:
-        x, w, bias, dy, geometry, _ = depthwise_operands(rng, dtype, case)
-        db = None if bias is None else unset(bias.shape, dtype)
-        partial = np.empty((3, w.size + dy.shape[3]), dtype)  # dW then db, per chunk
-        yield x, dy, unset(w.shape, dtype), db, partial, *geometry, THREADS
 
 
 DENSE = [(1, 1, 1, True, False), (5, 3, 17, False, True), (9, 40, 15, True, True)]
@@ -461,14 +452,17 @@ CASES = {
     "avgpool2d_backward": window_backward,
     "sumpool2d_forward": window_forward,
     "sumpool2d_backward": window_backward,
-    "conv2d_forward": conv2d_forward,
-    "conv2d_backward_input": conv2d_backward_input,
-    "conv2d_backward_weight": conv2d_backward_weight,
+    "conv2d_forward": forward_cases(CONVS, conv_operands),
+    "conv2d_backward_input": backward_input_cases(CONVS, conv_operands),
+    "conv2d_backward_weight": backward_weight_cases(CONVS, conv_operands),
     "conv2d_maxpool_forward": conv2d_maxpool_forward,
     "conv2d_maxpool_backward": conv2d_maxpool_backward,
-    "depthwise_forward": depthwise_forward,
-    "depthwise_backward_input": depthwise_backward_input,
-    "depthwise_backward_weight": depthwise_backward_weight,
+    "depthwise_forward": forward_cases(DEPTHWISE, depthwise_operands),
+    "depthwise_backward_input": backward_input_cases(DEPTHWISE, depthwise_operands),
+    # dW then db per chunk, in 3 chunks
+    "depthwise_backward_weight": backward_weight_cases(
+        DEPTHWISE, depthwise_operands, lambda w, dy, dtype: np.empty((3, w.size + dy.shape[3]),
+                                                                     dtype)),
     "dense_forward": dense_forward,
     "dense_backward_input": dense_backward_input,
     "dense_backward_weight": dense_backward_weight,
