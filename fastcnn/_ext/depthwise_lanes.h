@@ -99,11 +99,15 @@ FCNN_INLINE void FCNN_NAME(fcnn_dwise_forward_row)(const fcnn_dwise_geom *g, con
     const long long top = (long long)i * g->sh - g->pt;
     int a0, a1;
     fcnn_dwise_span(top, g->rh, g->h, g->kh, &a0, &a1);
+    /* pixels [j0, j1) see the whole kernel width inside the row: no clipping, no division */
+    int j0, j1;
+    fcnn_dwise_span(-(long long)g->pl, g->sw, g->w - (g->kw - 1) * g->rw, g->ow, &j0, &j1);
     const FCNN_T *pa[FCNN_DWISE_TAPS], *pb[FCNN_DWISE_TAPS];
     for (int j = 0; j < g->ow; j++) {
         const long long left = (long long)j * g->sw - g->pl;
-        int b0, b1;
-        fcnn_dwise_span(left, g->rw, g->w, g->kw, &b0, &b1);
+        int b0 = 0, b1 = g->kw;
+        if (j < j0 || j >= j1)
+            fcnn_dwise_span(left, g->rw, g->w, g->kw, &b0, &b1);
         FCNN_T *o = out + (size_t)j * co;
         const FCNN_T *init = bias;
         int nt = 0;
@@ -130,14 +134,22 @@ FCNN_INLINE void FCNN_NAME(fcnn_dwise_forward_row)(const fcnn_dwise_geom *g, con
 }
 
 /* The output row (or column) that tap t of a window reads input row r from: (r + pad - t*rate)
- * / stride when that divides and lies in [0, n), else -1. */
+ * / stride when that divides and lies in [0, n), else -1. Strides 1 and 2, nearly every net's,
+ * take no division. */
 static inline long long FCNN_NAME(fcnn_dwise_source)(long long r, int pad, int t, int rate,
                                                      int stride, int n)
 {
     const long long s = r + pad - (long long)t * rate;
-    if (s < 0 || s % stride)
+    long long q;
+    if (s < 0)
         return -1;
-    return s / stride < n ? s / stride : -1;
+    if (stride == 1)
+        q = s;
+    else if (stride == 2)
+        q = s & 1 ? -1 : s >> 1;
+    else
+        q = s % stride ? -1 : s / stride;
+    return q < n ? q : -1;
 }
 
 FCNN_INLINE void FCNN_NAME(fcnn_dwise_dx_row)(const fcnn_dwise_geom *g, const FCNN_T *dy,
