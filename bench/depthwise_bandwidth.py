@@ -11,7 +11,9 @@ on one thread and on two threads each copying half. The backward passes are time
 dy read + dx written (dX) and x + dy read (dW).
 
 The host is shared: each measurement alternates 1 and 2 threads and is repeated; the figures are
-medians, and the load average before and after is printed beside them.
+medians, and the load average before and after is printed beside them. On one thread the bytes
+per second of the calling thread's CPU time (time.thread_time) are printed too ("cpu GB/s"):
+they leave out the time the thread waited for a core, which wall time on a busy host does not.
 """
 import argparse
 import os
@@ -33,16 +35,16 @@ SHAPES = [(32, 32, 32, 1), (32, 32, 96, 1), (32, 32, 144, 1), (32, 32, 144, 2),
 COPY_BYTES = 256 << 20
 
 
-def median_time(run, repeats):
+def median_time(run, repeats, clock=time.perf_counter):
     times = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = clock()
         run()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return float(np.median(times))
 
 
-def copy_bandwidth(threads, repeats):
+def copy_bandwidth(threads, repeats, clock=time.perf_counter):
     """GB/s of np.copyto on ``threads`` Python threads, each copying its share (numpy releases
     the GIL for the copy)."""
     src = np.ones(COPY_BYTES // 4, np.float32)
@@ -62,7 +64,7 @@ def copy_bandwidth(threads, repeats):
             w.join()
 
     run()
-    return 2 * src.nbytes / median_time(run, repeats) / 1e9
+    return 2 * src.nbytes / median_time(run, repeats, clock) / 1e9
 
 
 def load_average():
@@ -106,9 +108,11 @@ def main():
     print(f"cpu: {cpu_model()}; simd path: {_depthwise.simd_path()}; "
           f"load average before: {load_average()}")
     copy = {t: copy_bandwidth(t, a.repeats) for t in (1, 2)}
-    print(f"np.copyto of {COPY_BYTES >> 20} MiB: {copy[1]:.1f} GB/s on 1 thread, "
-          f"{copy[2]:.1f} GB/s on 2")
-    header = "layer (batch %d)          threads  fwd GB/s  %%copy  fwd ms  dX GB/s  dW GB/s" % a.batch
+    copy_cpu = copy_bandwidth(1, a.repeats, time.thread_time)
+    print(f"np.copyto of {COPY_BYTES >> 20} MiB: {copy[1]:.1f} GB/s on 1 thread "
+          f"({copy_cpu:.1f} per CPU second), {copy[2]:.1f} GB/s on 2")
+    header = ("layer (batch %d)          threads  fwd GB/s  %%copy  fwd ms  dX GB/s  dW GB/s"
+              "  cpu GB/s  %%copy" % a.batch)
     if a.torch:
         header += "  torch fwd GB/s"
     print(header)
@@ -141,6 +145,11 @@ def main():
                     f"{100 * fwd / copy[threads]:4.0f}%  {seconds['fwd'] * 1e3:6.2f}  "
                     f"{moved / seconds['dx'] / 1e9:7.1f}  "
                     f"{(x.nbytes + dy.nbytes) / seconds['dw'] / 1e9:7.1f}")
+            if threads == 1:
+                cpu = moved / median_time(runs["fwd"], a.repeats, time.thread_time) / 1e9
+                line += f"  {cpu:8.1f}  {100 * cpu / copy_cpu:4.0f}%"
+            else:
+                line += " " * 16
             if a.torch:
                 line += f"  {moved / seconds['torch'] / 1e9:14.1f}"
             print(line, flush=True)

@@ -56,6 +56,84 @@ FCNN_INLINE void FCNN_NAME(fcnn_dwise_taps)(int nt, const FCNN_T *const *a,
     }
 }
 
+/* fcnn_dwise_taps for two pixels whose inputs lie ``next`` elements apart (neighbours in an output
+ * row, where the window moves by the stride): out and out2. Each weight vector is loaded once for
+ * both, which cuts the loads per FMA from 2 to 1.5; every sum is the one fcnn_dwise_taps makes. */
+FCNN_INLINE void FCNN_NAME(fcnn_dwise_taps2)(int nt, const FCNN_T *const *a,
+                                             const FCNN_T *const *b, int n, size_t next,
+                                             const FCNN_T *init, int relu, FCNN_T *out,
+                                             FCNN_T *out2)
+{
+    int k = 0;
+    for (; k + 4 * FCNN_W <= n; k += 4 * FCNN_W) {
+        FCNN_VT s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+        if (init) {
+            s0 = FCNN_LDW(init + k);
+            s1 = FCNN_LDW(init + k + FCNN_W);
+            s2 = FCNN_LDW(init + k + 2 * FCNN_W);
+            s3 = FCNN_LDW(init + k + 3 * FCNN_W);
+        }
+        FCNN_VT u0 = s0, u1 = s1, u2 = s2, u3 = s3;
+        for (int t = 0; t < nt; t++) {
+            const FCNN_T *p = a[t] + k, *q = b[t] + k, *p2 = p + next;
+            const FCNN_VT w0 = FCNN_LDW(q), w1 = FCNN_LDW(q + FCNN_W);
+            const FCNN_VT w2 = FCNN_LDW(q + 2 * FCNN_W), w3 = FCNN_LDW(q + 3 * FCNN_W);
+            s0 += FCNN_LDW(p) * w0;
+            s1 += FCNN_LDW(p + FCNN_W) * w1;
+            s2 += FCNN_LDW(p + 2 * FCNN_W) * w2;
+            s3 += FCNN_LDW(p + 3 * FCNN_W) * w3;
+            u0 += FCNN_LDW(p2) * w0;
+            u1 += FCNN_LDW(p2 + FCNN_W) * w1;
+            u2 += FCNN_LDW(p2 + 2 * FCNN_W) * w2;
+            u3 += FCNN_LDW(p2 + 3 * FCNN_W) * w3;
+        }
+        if (relu) {
+            s0 = FCNN_DWISE_RELU(s0);
+            s1 = FCNN_DWISE_RELU(s1);
+            s2 = FCNN_DWISE_RELU(s2);
+            s3 = FCNN_DWISE_RELU(s3);
+            u0 = FCNN_DWISE_RELU(u0);
+            u1 = FCNN_DWISE_RELU(u1);
+            u2 = FCNN_DWISE_RELU(u2);
+            u3 = FCNN_DWISE_RELU(u3);
+        }
+        FCNN_STW(out + k, s0);
+        FCNN_STW(out + k + FCNN_W, s1);
+        FCNN_STW(out + k + 2 * FCNN_W, s2);
+        FCNN_STW(out + k + 3 * FCNN_W, s3);
+        FCNN_STW(out2 + k, u0);
+        FCNN_STW(out2 + k + FCNN_W, u1);
+        FCNN_STW(out2 + k + 2 * FCNN_W, u2);
+        FCNN_STW(out2 + k + 3 * FCNN_W, u3);
+    }
+    for (; k + FCNN_W <= n; k += FCNN_W) {
+        FCNN_VT s = {0};
+        if (init)
+            s = FCNN_LDW(init + k);
+        FCNN_VT u = s;
+        for (int t = 0; t < nt; t++) {
+            const FCNN_VT wv = FCNN_LDW(b[t] + k);
+            s += FCNN_LDW(a[t] + k) * wv;
+            u += FCNN_LDW(a[t] + k + next) * wv;
+        }
+        FCNN_STW(out + k, relu ? FCNN_DWISE_RELU(s) : s);
+        FCNN_STW(out2 + k, relu ? FCNN_DWISE_RELU(u) : u);
+    }
+    /* the last channels one pixel after the other: GCC pairs the two pixels' products into one
+     * vector multiply when they share a loop, and the adds after it no longer fuse into FMAs as
+     * fcnn_dwise_taps's do */
+    for (int p = 0; p < 2; p++) {
+        const size_t off = p ? next : 0;
+        FCNN_T *o = p ? out2 : out;
+        for (int kk = k; kk < n; kk++) {
+            FCNN_T s = init ? init[kk] : (FCNN_T)0;
+            for (int t = 0; t < nt; t++)
+                s += a[t][kk + off] * b[t][kk];
+            o[kk] = relu && s < 0 ? (FCNN_T)0 : s;
+        }
+    }
+}
+
 /* acc[k] += sum_{j < m} p[j*ps + k] * q[j*qs + k] for k < n, the pixels added in order. */
 FCNN_INLINE void FCNN_NAME(fcnn_dwise_strided)(int m, const FCNN_T *p, size_t ps,
                                                const FCNN_T *q, size_t qs, int n, FCNN_T *acc)
@@ -103,12 +181,27 @@ FCNN_INLINE void FCNN_NAME(fcnn_dwise_forward_row)(const fcnn_dwise_geom *g, con
     int j0, j1;
     fcnn_dwise_span(-(long long)g->pl, g->sw, g->w - (g->kw - 1) * g->rw, g->ow, &j0, &j1);
     const FCNN_T *pa[FCNN_DWISE_TAPS], *pb[FCNN_DWISE_TAPS];
-    for (int j = 0; j < g->ow; j++) {
+    /* two interior pixels at a time when their taps fit one batch */
+    const int pairs = dm == 1 && (a1 - a0) * g->kw <= FCNN_DWISE_TAPS;
+    for (int j = 0; j < g->ow;) {
         const long long left = (long long)j * g->sw - g->pl;
+        FCNN_T *o = out + (size_t)j * co;
+        if (pairs && j >= j0 && j + 1 < j1) {
+            int nt = 0;
+            for (int a = a0; a < a1; a++) {
+                const FCNN_T *xr = x + (size_t)(top + (long long)a * g->rh) * g->w * c;
+                for (int b = 0; b < g->kw; b++, nt++) {
+                    pa[nt] = xr + (size_t)(left + (long long)b * g->rw) * c;
+                    pb[nt] = w + ((size_t)a * g->kw + b) * co;
+                }
+            }
+            FCNN_NAME(fcnn_dwise_taps2)(nt, pa, pb, c, (size_t)g->sw * c, bias, relu, o, o + co);
+            j += 2;
+            continue;
+        }
         int b0 = 0, b1 = g->kw;
         if (j < j0 || j >= j1)
             fcnn_dwise_span(left, g->rw, g->w, g->kw, &b0, &b1);
-        FCNN_T *o = out + (size_t)j * co;
         const FCNN_T *init = bias;
         int nt = 0;
         for (int a = a0; a < a1; a++) {
@@ -130,6 +223,7 @@ FCNN_INLINE void FCNN_NAME(fcnn_dwise_forward_row)(const fcnn_dwise_geom *g, con
             FCNN_NAME(fcnn_dwise_taps)(nt, pa, pb, c, init, relu, o);
         else
             FCNN_TN(fcnn_dwise_taps_dm)(nt, pa, pb, c, dm, init, relu, o);
+        j++;
     }
 }
 
