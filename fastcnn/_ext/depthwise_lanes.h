@@ -251,8 +251,31 @@ FCNN_INLINE void FCNN_NAME(fcnn_dwise_dx_row)(const fcnn_dwise_geom *g, const FC
 {
     const int c = g->c, dm = g->dm, co = c * dm;
     const FCNN_T *pa[FCNN_DWISE_TAPS], *pb[FCNN_DWISE_TAPS];
+    /* At stride 1, pixels [q0, q1) take every kernel column, from dY pixels that move with q:
+     * two such neighbours at a time when their taps fit one batch. */
+    int rows = 0;
+    for (int a = 0; a < g->kh; a++)
+        rows += FCNN_NAME(fcnn_dwise_source)(r, g->pt, a, g->rh, g->sh, g->oh) >= 0;
+    const int pairs = g->sw == 1 && dm == 1 && rows * g->kw <= FCNN_DWISE_TAPS;
+    const long long q0 = (long long)(g->kw - 1) * g->rw - g->pl, q1 = (long long)g->ow - g->pl;
     for (int q = 0; q < g->w; q++) {
         FCNN_T *o = dx + (size_t)q * c;
+        if (pairs && q >= q0 && q + 1 < q1) {
+            int nt = 0;
+            for (int a = 0; a < g->kh; a++) {
+                const long long i = FCNN_NAME(fcnn_dwise_source)(r, g->pt, a, g->rh, g->sh,
+                                                                 g->oh);
+                if (i < 0)
+                    continue;
+                for (int b = 0; b < g->kw; b++, nt++) {
+                    pa[nt] = dy + ((size_t)i * g->ow + (size_t)(q + g->pl - b * g->rw)) * co;
+                    pb[nt] = w + ((size_t)a * g->kw + b) * co;
+                }
+            }
+            FCNN_NAME(fcnn_dwise_taps2)(nt, pa, pb, c, co, NULL, 0, o, o + c);
+            q++;
+            continue;
+        }
         const FCNN_T *init = NULL;
         int nt = 0;
         for (int a = 0; a < g->kh; a++) {
