@@ -6,8 +6,10 @@
  * of memory, not of the FMA units: every loop here streams the channels of one pixel, contiguous
  * in NHWC, against the same channels of one weight tap (kh, kw, c, dm), with the accumulators of
  * a block of channels held in registers across the taps (forward, dX) or across the pixels of an
- * output row (dW). Windows are never copied into a padded canvas: each pixel's taps are cut to
- * those inside the image, which is where zero padding would have put zeros.
+ * output row (dW). Inside the image, forward and stride-1 dX take two neighbouring pixels per
+ * pass so that each weight vector loaded serves both: the loads, not the FMAs, limit the loop
+ * once the data is in cache. Windows are never copied into a padded canvas: each pixel's taps
+ * are cut to those inside the image, which is where zero padding would have put zeros.
  *
  * Output channel k = ch * dm + m comes from input channel ch and weight w[.., ch, m]. */
 #ifndef FCNN_F64
