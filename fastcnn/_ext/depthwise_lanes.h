@@ -7,6 +7,37 @@
 /* relu that keeps NaN, as np.maximum(v, 0) does: only lanes below zero become zero. */
 #define FCNN_DWISE_RELU(v) ((FCNN_VT)((FCNN_VIT)(v) & ~((v) < (FCNN_VT){0})))
 
+/* s[v] = the V vectors at init + k, or zeros when init is NULL. */
+FCNN_INLINE void FCNN_NAME(fcnn_dwise_start)(const int V, const FCNN_T *init, int k, FCNN_VT *s)
+{
+#pragma GCC unroll 4
+    for (int v = 0; v < V; v++)
+        s[v] = init ? FCNN_LDW(init + k + v * FCNN_W) : (FCNN_VT){0};
+}
+
+/* The V vectors s, through relu when asked, stored at out + k. */
+FCNN_INLINE void FCNN_NAME(fcnn_dwise_store)(const int V, const FCNN_VT *s, int relu, FCNN_T *out,
+                                             int k)
+{
+#pragma GCC unroll 4
+    for (int v = 0; v < V; v++)
+        FCNN_STW(out + k + v * FCNN_W, relu ? FCNN_DWISE_RELU(s[v]) : s[v]);
+}
+
+/* Channels [k, n) one by one: out[j] = init[j] (0 when NULL) + sum_t a[t][j + off] * b[t][j],
+ * then relu?. */
+FCNN_INLINE void FCNN_NAME(fcnn_dwise_tail)(int nt, const FCNN_T *const *a,
+                                            const FCNN_T *const *b, size_t off, int k, int n,
+                                            const FCNN_T *init, int relu, FCNN_T *out)
+{
+    for (int j = k; j < n; j++) {
+        FCNN_T s = init ? init[j] : (FCNN_T)0;
+        for (int t = 0; t < nt; t++)
+            s += a[t][j + off] * b[t][j];
+        out[j] = relu && s < 0 ? (FCNN_T)0 : s;
+    }
+}
+
 /* out[k] = init[k] (0 when init is NULL; init may be out) + sum_{t < nt} a[t][k] * b[t][k] for
  * k < n, the taps added in order, then relu? on the sum. */
 FCNN_INLINE void FCNN_NAME(fcnn_dwise_taps)(int nt, const FCNN_T *const *a,
@@ -14,46 +45,19 @@ FCNN_INLINE void FCNN_NAME(fcnn_dwise_taps)(int nt, const FCNN_T *const *a,
                                             int relu, FCNN_T *out)
 {
     int k = 0;
-    for (; k + 4 * FCNN_W <= n; k += 4 * FCNN_W) {
-        FCNN_VT s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
-        if (init) {
-            s0 = FCNN_LDW(init + k);
-            s1 = FCNN_LDW(init + k + FCNN_W);
-            s2 = FCNN_LDW(init + k + 2 * FCNN_W);
-            s3 = FCNN_LDW(init + k + 3 * FCNN_W);
+    for (int V = 4; V >= 1; V -= 3)
+        for (; k + V * FCNN_W <= n; k += V * FCNN_W) {
+            FCNN_VT s[4];
+            FCNN_NAME(fcnn_dwise_start)(V, init, k, s);
+            for (int t = 0; t < nt; t++) {
+                const FCNN_T *p = a[t] + k, *q = b[t] + k;
+#pragma GCC unroll 4
+                for (int v = 0; v < V; v++)
+                    s[v] += FCNN_LDW(p + v * FCNN_W) * FCNN_LDW(q + v * FCNN_W);
+            }
+            FCNN_NAME(fcnn_dwise_store)(V, s, relu, out, k);
         }
-        for (int t = 0; t < nt; t++) {
-            const FCNN_T *p = a[t] + k, *q = b[t] + k;
-            s0 += FCNN_LDW(p) * FCNN_LDW(q);
-            s1 += FCNN_LDW(p + FCNN_W) * FCNN_LDW(q + FCNN_W);
-            s2 += FCNN_LDW(p + 2 * FCNN_W) * FCNN_LDW(q + 2 * FCNN_W);
-            s3 += FCNN_LDW(p + 3 * FCNN_W) * FCNN_LDW(q + 3 * FCNN_W);
-        }
-        if (relu) {
-            s0 = FCNN_DWISE_RELU(s0);
-            s1 = FCNN_DWISE_RELU(s1);
-            s2 = FCNN_DWISE_RELU(s2);
-            s3 = FCNN_DWISE_RELU(s3);
-        }
-        FCNN_STW(out + k, s0);
-        FCNN_STW(out + k + FCNN_W, s1);
-        FCNN_STW(out + k + 2 * FCNN_W, s2);
-        FCNN_STW(out + k + 3 * FCNN_W, s3);
-    }
-    for (; k + FCNN_W <= n; k += FCNN_W) {
-        FCNN_VT s = {0};
-        if (init)
-            s = FCNN_LDW(init + k);
-        for (int t = 0; t < nt; t++)
-            s += FCNN_LDW(a[t] + k) * FCNN_LDW(b[t] + k);
-        FCNN_STW(out + k, relu ? FCNN_DWISE_RELU(s) : s);
-    }
-    for (; k < n; k++) {
-        FCNN_T s = init ? init[k] : (FCNN_T)0;
-        for (int t = 0; t < nt; t++)
-            s += a[t][k] * b[t][k];
-        out[k] = relu && s < 0 ? (FCNN_T)0 : s;
-    }
+    FCNN_NAME(fcnn_dwise_tail)(nt, a, b, 0, k, n, init, relu, out);
 }
 
 /* fcnn_dwise_taps for two pixels whose inputs lie ``next`` elements apart (neighbours in an output
@@ -65,73 +69,28 @@ FCNN_INLINE void FCNN_NAME(fcnn_dwise_taps2)(int nt, const FCNN_T *const *a,
                                              FCNN_T *out2)
 {
     int k = 0;
-    for (; k + 4 * FCNN_W <= n; k += 4 * FCNN_W) {
-        FCNN_VT s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
-        if (init) {
-            s0 = FCNN_LDW(init + k);
-            s1 = FCNN_LDW(init + k + FCNN_W);
-            s2 = FCNN_LDW(init + k + 2 * FCNN_W);
-            s3 = FCNN_LDW(init + k + 3 * FCNN_W);
+    for (int V = 4; V >= 1; V -= 3)
+        for (; k + V * FCNN_W <= n; k += V * FCNN_W) {
+            FCNN_VT s[4], u[4];
+            FCNN_NAME(fcnn_dwise_start)(V, init, k, s);
+            FCNN_NAME(fcnn_dwise_start)(V, init, k, u);
+            for (int t = 0; t < nt; t++) {
+                const FCNN_T *p = a[t] + k, *q = b[t] + k, *p2 = p + next;
+#pragma GCC unroll 4
+                for (int v = 0; v < V; v++) {
+                    const FCNN_VT w = FCNN_LDW(q + v * FCNN_W);
+                    s[v] += FCNN_LDW(p + v * FCNN_W) * w;
+                    u[v] += FCNN_LDW(p2 + v * FCNN_W) * w;
+                }
+            }
+            FCNN_NAME(fcnn_dwise_store)(V, s, relu, out, k);
+            FCNN_NAME(fcnn_dwise_store)(V, u, relu, out2, k);
         }
-        FCNN_VT u0 = s0, u1 = s1, u2 = s2, u3 = s3;
-        for (int t = 0; t < nt; t++) {
-            const FCNN_T *p = a[t] + k, *q = b[t] + k, *p2 = p + next;
-            const FCNN_VT w0 = FCNN_LDW(q), w1 = FCNN_LDW(q + FCNN_W);
-            const FCNN_VT w2 = FCNN_LDW(q + 2 * FCNN_W), w3 = FCNN_LDW(q + 3 * FCNN_W);
-            s0 += FCNN_LDW(p) * w0;
-            s1 += FCNN_LDW(p + FCNN_W) * w1;
-            s2 += FCNN_LDW(p + 2 * FCNN_W) * w2;
-            s3 += FCNN_LDW(p + 3 * FCNN_W) * w3;
-            u0 += FCNN_LDW(p2) * w0;
-            u1 += FCNN_LDW(p2 + FCNN_W) * w1;
-            u2 += FCNN_LDW(p2 + 2 * FCNN_W) * w2;
-            u3 += FCNN_LDW(p2 + 3 * FCNN_W) * w3;
-        }
-        if (relu) {
-            s0 = FCNN_DWISE_RELU(s0);
-            s1 = FCNN_DWISE_RELU(s1);
-            s2 = FCNN_DWISE_RELU(s2);
-            s3 = FCNN_DWISE_RELU(s3);
-            u0 = FCNN_DWISE_RELU(u0);
-            u1 = FCNN_DWISE_RELU(u1);
-            u2 = FCNN_DWISE_RELU(u2);
-            u3 = FCNN_DWISE_RELU(u3);
-        }
-        FCNN_STW(out + k, s0);
-        FCNN_STW(out + k + FCNN_W, s1);
-        FCNN_STW(out + k + 2 * FCNN_W, s2);
-        FCNN_STW(out + k + 3 * FCNN_W, s3);
-        FCNN_STW(out2 + k, u0);
-        FCNN_STW(out2 + k + FCNN_W, u1);
-        FCNN_STW(out2 + k + 2 * FCNN_W, u2);
-        FCNN_STW(out2 + k + 3 * FCNN_W, u3);
-    }
-    for (; k + FCNN_W <= n; k += FCNN_W) {
-        FCNN_VT s = {0};
-        if (init)
-            s = FCNN_LDW(init + k);
-        FCNN_VT u = s;
-        for (int t = 0; t < nt; t++) {
-            const FCNN_VT wv = FCNN_LDW(b[t] + k);
-            s += FCNN_LDW(a[t] + k) * wv;
-            u += FCNN_LDW(a[t] + k + next) * wv;
-        }
-        FCNN_STW(out + k, relu ? FCNN_DWISE_RELU(s) : s);
-        FCNN_STW(out2 + k, relu ? FCNN_DWISE_RELU(u) : u);
-    }
     /* the last channels one pixel after the other: GCC pairs the two pixels' products into one
      * vector multiply when they share a loop, and the adds after it no longer fuse into FMAs as
      * fcnn_dwise_taps's do */
-    for (int p = 0; p < 2; p++) {
-        const size_t off = p ? next : 0;
-        FCNN_T *o = p ? out2 : out;
-        for (int kk = k; kk < n; kk++) {
-            FCNN_T s = init ? init[kk] : (FCNN_T)0;
-            for (int t = 0; t < nt; t++)
-                s += a[t][kk + off] * b[t][kk];
-            o[kk] = relu && s < 0 ? (FCNN_T)0 : s;
-        }
-    }
+    FCNN_NAME(fcnn_dwise_tail)(nt, a, b, 0, k, n, init, relu, out);
+    FCNN_NAME(fcnn_dwise_tail)(nt, a, b, next, k, n, init, relu, out2);
 }
 
 /* acc[k] += sum_{j < m} p[j*ps + k] * q[j*qs + k] for k < n, the pixels added in order. */
@@ -139,28 +98,17 @@ FCNN_INLINE void FCNN_NAME(fcnn_dwise_strided)(int m, const FCNN_T *p, size_t ps
                                                const FCNN_T *q, size_t qs, int n, FCNN_T *acc)
 {
     int k = 0;
-    for (; k + 4 * FCNN_W <= n; k += 4 * FCNN_W) {
-        FCNN_VT s0 = FCNN_LDW(acc + k), s1 = FCNN_LDW(acc + k + FCNN_W);
-        FCNN_VT s2 = FCNN_LDW(acc + k + 2 * FCNN_W), s3 = FCNN_LDW(acc + k + 3 * FCNN_W);
-        const FCNN_T *pj = p + k, *qj = q + k;
-        for (int j = 0; j < m; j++, pj += ps, qj += qs) {
-            s0 += FCNN_LDW(pj) * FCNN_LDW(qj);
-            s1 += FCNN_LDW(pj + FCNN_W) * FCNN_LDW(qj + FCNN_W);
-            s2 += FCNN_LDW(pj + 2 * FCNN_W) * FCNN_LDW(qj + 2 * FCNN_W);
-            s3 += FCNN_LDW(pj + 3 * FCNN_W) * FCNN_LDW(qj + 3 * FCNN_W);
+    for (int V = 4; V >= 1; V -= 3)
+        for (; k + V * FCNN_W <= n; k += V * FCNN_W) {
+            FCNN_VT s[4];
+            FCNN_NAME(fcnn_dwise_start)(V, acc, k, s);
+            const FCNN_T *pj = p + k, *qj = q + k;
+            for (int j = 0; j < m; j++, pj += ps, qj += qs)
+#pragma GCC unroll 4
+                for (int v = 0; v < V; v++)
+                    s[v] += FCNN_LDW(pj + v * FCNN_W) * FCNN_LDW(qj + v * FCNN_W);
+            FCNN_NAME(fcnn_dwise_store)(V, s, 0, acc, k);
         }
-        FCNN_STW(acc + k, s0);
-        FCNN_STW(acc + k + FCNN_W, s1);
-        FCNN_STW(acc + k + 2 * FCNN_W, s2);
-        FCNN_STW(acc + k + 3 * FCNN_W, s3);
-    }
-    for (; k + FCNN_W <= n; k += FCNN_W) {
-        FCNN_VT s = FCNN_LDW(acc + k);
-        const FCNN_T *pj = p + k, *qj = q + k;
-        for (int j = 0; j < m; j++, pj += ps, qj += qs)
-            s += FCNN_LDW(pj) * FCNN_LDW(qj);
-        FCNN_STW(acc + k, s);
-    }
     for (; k < n; k++) {
         FCNN_T s = acc[k];
         for (int j = 0; j < m; j++)
