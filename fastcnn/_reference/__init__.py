@@ -12,6 +12,7 @@ window reaches past the input on the bottom/right count as zeros (conv) or are i
 from .activation import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .dense import *  # noqa: F401,F403
+from .depthwise import *  # noqa: F401,F403
 from .distance import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
 from .intensity import *  # noqa: F401,F403

@@ -23,7 +23,8 @@ EXEMPT = {
 }
 # Arguments the kernel uses as scratch and the twin leaves alone.
 SCRATCH = {"partial__k2c": "batch normalisation's per-chunk column sums",
-           "partial__n2c": "group normalisation's per-sample channel sums"}
+           "partial__n2c": "group normalisation's per-sample channel sums",
+           "partial__kp": "depthwise dW's per-chunk sums"}
 # Kernels without a float64 version.
 FLOAT32_ONLY = {
     "conv2d_maxpool_forward": "the fused conv + pool step trains float32 models only",
@@ -494,23 +495,34 @@ def conv_operands(rng, dtype, case):
             (sh, sw, pt, pl), relu)
 
 
-def conv2d_forward(rng, dtype):
-    for case in CONVS:
-        x, w, bias, dy, geometry, relu = conv_operands(rng, dtype, case)
-        yield x, w, bias, unset(dy.shape, dtype), *geometry, relu, THREADS
+def forward_cases(cases, operands):
+    """A convolution forward kernel's grid: operands(rng, dtype, case) gives x, w, bias (or
+    None), dy, the geometry arguments and relu of each case."""
+    def build(rng, dtype):
+        for case in cases:
+            x, w, bias, dy, geometry, relu = operands(rng, dtype, case)
+            yield x, w, bias, unset(dy.shape, dtype), *geometry, relu, THREADS
+    return build
 
 
-def conv2d_backward_input(rng, dtype):
-    for case in CONVS:
-        x, w, _, dy, geometry, _ = conv_operands(rng, dtype, case)
-        yield dy, w, unset(x.shape, dtype), *geometry, THREADS
+def backward_input_cases(cases, operands):
+    def build(rng, dtype):
+        for case in cases:
+            x, w, _, dy, geometry, _ = operands(rng, dtype, case)
+            yield dy, w, unset(x.shape, dtype), *geometry, THREADS
+    return build
 
 
-def conv2d_backward_weight(rng, dtype):
-    for case in CONVS:
-        x, w, bias, dy, geometry, _ = conv_operands(rng, dtype, case)
-        db = None if bias is None else unset(bias.shape, dtype)
-        yield x, dy, unset(w.shape, dtype), db, *geometry, THREADS
+def backward_weight_cases(cases, operands, scratch=None):
+    """The dW kernel's grid; ``scratch(w, dy, dtype)``, when given, is the scratch argument
+    that follows db."""
+    def build(rng, dtype):
+        for case in cases:
+            x, w, bias, dy, geometry, _ = operands(rng, dtype, case)
+            db = None if bias is None else unset(bias.shape, dtype)
+            extra = () if scratch is None else (scratch(w, dy, dtype),)
+            yield x, dy, unset(w.shape, dtype), db, *extra, *geometry, THREADS
+    return build
 
 
 GENERAL_CONVS = [  # (n, h, w, c_in, c_out), kernel, strides, pads, dilation, groups, bias, relu
@@ -529,25 +541,6 @@ def general_conv_operands(rng, dtype, case):
     return (normal(rng, (n, h, w, ci), dtype), normal(rng, (kh, kw, ci // groups, co), dtype),
             normal(rng, co, dtype) if bias else None, normal(rng, (n, oh, ow, co), dtype),
             (sh, sw, pt, pl, dh, dw, groups), relu)
-
-
-def conv2d_general_forward(rng, dtype):
-    for case in GENERAL_CONVS:
-        x, w, bias, dy, geometry, relu = general_conv_operands(rng, dtype, case)
-        yield x, w, bias, unset(dy.shape, dtype), *geometry, relu, THREADS
-
-
-def conv2d_general_backward_input(rng, dtype):
-    for case in GENERAL_CONVS:
-        x, w, _, dy, geometry, _ = general_conv_operands(rng, dtype, case)
-        yield dy, w, unset(x.shape, dtype), *geometry, THREADS
-
-
-def conv2d_general_backward_weight(rng, dtype):
-    for case in GENERAL_CONVS:
-        x, w, bias, dy, geometry, _ = general_conv_operands(rng, dtype, case)
-        db = None if bias is None else unset(bias.shape, dtype)
-        yield x, dy, unset(w.shape, dtype), db, *geometry, THREADS
 
 
 def transpose_cases(rng, dtype):
@@ -607,6 +600,24 @@ def conv2d_maxpool_backward(rng, dtype):
         yield (x, normal(rng, pooled, dtype), out, argmax, w, unset(w.shape, dtype),
                unset(bias.shape, dtype), dx, *geometry, relu, *pool, input_relu, THREADS,
                *dropout)
+
+
+# (n, h, w, c, dm), kernel, strides, dilation, padding, bias, relu
+DEPTHWISE = [
+    ((2, 7, 6, 5, 1), (3, 3), (1, 1), (1, 1), "same", True, False),
+    ((2, 9, 8, 70, 1), (3, 3), (2, 2), (1, 1), "valid", False, True),
+    ((1, 9, 8, 3, 3), (3, 2), (1, 1), (2, 3), "same", True, True),
+]
+
+
+def depthwise_operands(rng, dtype, case):
+    """x, w, bias (or None), dy, the geometry (strides, dilation, pad_top, pad_left), relu."""
+    (n, h, w, c, dm), (kh, kw), (sh, sw), (rh, rw), padding, bias, relu = case
+    (oh, pt), (ow, pl) = (out_and_pad(size, (k - 1) * r + 1, s, padding)
+                          for size, k, s, r in ((h, kh, sh, rh), (w, kw, sw, rw)))
+    return (normal(rng, (n, h, w, c), dtype), normal(rng, (kh, kw, c, dm), dtype),
+            normal(rng, c * dm, dtype) if bias else None, normal(rng, (n, oh, ow, c * dm), dtype),
+            (sh, sw, rh, rw, pt, pl), relu)
 
 
 DENSE = [(1, 1, 1, True, False), (5, 3, 17, False, True), (9, 40, 15, True, True)]
@@ -705,16 +716,22 @@ CASES = {
     "avgpool2d_backward": window_backward,
     "sumpool2d_forward": window_forward,
     "sumpool2d_backward": window_backward,
-    "conv2d_forward": conv2d_forward,
-    "conv2d_backward_input": conv2d_backward_input,
-    "conv2d_backward_weight": conv2d_backward_weight,
-    "conv2d_general_forward": conv2d_general_forward,
-    "conv2d_general_backward_input": conv2d_general_backward_input,
-    "conv2d_general_backward_weight": conv2d_general_backward_weight,
+    "conv2d_forward": forward_cases(CONVS, conv_operands),
+    "conv2d_backward_input": backward_input_cases(CONVS, conv_operands),
+    "conv2d_backward_weight": backward_weight_cases(CONVS, conv_operands),
+    "conv2d_general_forward": forward_cases(GENERAL_CONVS, general_conv_operands),
+    "conv2d_general_backward_input": backward_input_cases(GENERAL_CONVS, general_conv_operands),
+    "conv2d_general_backward_weight": backward_weight_cases(GENERAL_CONVS, general_conv_operands),
     "conv2d_transpose_forward": conv2d_transpose_forward,
     "conv2d_transpose_backward_weight": conv2d_transpose_backward_weight,
     "conv2d_maxpool_forward": conv2d_maxpool_forward,
     "conv2d_maxpool_backward": conv2d_maxpool_backward,
+    "depthwise_forward": forward_cases(DEPTHWISE, depthwise_operands),
+    "depthwise_backward_input": backward_input_cases(DEPTHWISE, depthwise_operands),
+    # dW then db per chunk, in 3 chunks
+    "depthwise_backward_weight": backward_weight_cases(
+        DEPTHWISE, depthwise_operands, lambda w, dy, dtype: np.empty((3, w.size + dy.shape[3]),
+                                                                     dtype)),
     "dense_forward": dense_forward,
     "dense_backward_input": dense_backward_input,
     "dense_backward_weight": dense_backward_weight,
