@@ -21,8 +21,8 @@ from .upsampling import UpSampling2D
 
 Convolution1D = Conv1D
 Convolution2D = Conv2D
-from Conv2DTranspose import 
-from SeparableConv2D import 
+Convolution2DTranspose = Conv2DTranspose
+SeparableConvolution2D = SeparableConv2D
 MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
 GlobalAvgPool2D = GlobalAveragePooling2D
