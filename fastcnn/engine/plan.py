@@ -5,6 +5,11 @@
   pooling, or after a Flatten after it, joins the step when it is the pooling's only reader; the
   Flatten then runs after the step (both keep each image's values in row-major order, so they
   commute). Each image's conv output then stays in per-thread scratch.
+- **batch normalisation -> (Add ->) activation**: a BatchNormalization whose output feeds
+  nothing but an Activation ("relu" or "linear"), or a two-input Add whose output may feed
+  nothing but such an Activation, runs with them as one step (``BatchNormStep``): one pass
+  normalises, adds the Add's other input and applies the relu, and one backward computes the
+  relu's mask, the Add's gradient for the other input and the normalisation's in two passes.
 - **relu-gradient handoff**: a layer ending in relu whose output feeds nothing but a max pooling
   (or a fused step) leaves its relu backward to that reader, which applies it in its own pass.
 - **softmax + cross-entropy**: an output whose layer ends in softmax, with a cross-entropy loss on
@@ -19,6 +24,7 @@ from collections import Counter
 from .._ops import conv as conv_ops
 
 ACTIVATION_KINDS = ("conv2d", "dense", "activation")  # layers whose activation the planner moves
+BATCHNORM_ACTIVATIONS = ("relu", "linear")  # what BatchNormStep applies (relu6: a follow-up)
 
 
 class LayerStep:
@@ -98,6 +104,33 @@ class ConvMaxPoolStep:
         return [dx]
 
 
+class BatchNormStep:
+    """A BatchNormalization, the two-input Add reading it (if any) and the Activation after
+    (if any), as one call of the fused kernels: inputs [the normalised value, the Add's other
+    input], output the last member's."""
+
+    def __init__(self, bn_call, add_call, residual, act_call, output):
+        self.layer, self.add = bn_call.layer, add_call.layer if add_call else None
+        self.inputs = [bn_call.inputs[0]] + ([residual] if add_call else [])
+        self.outputs = [output]
+        self.training, self.trainable = bn_call.training, bn_call.trainable
+        self.relu = act_call is not None and act_call.layer.activation == "relu"
+        self.random_index = self.random_layer = None
+        self.flags = {}
+
+    def forward(self, values, ctx):
+        x = values[self.inputs[0]]
+        residual = values[self.inputs[1]] if self.add else None
+        if self.add:
+            self.add.compute_output_shape([x.shape, residual.shape])  # the Add's own checks
+        values[self.outputs[0]] = self.layer.forward_fused(x, ctx, self.training, residual,
+                                                           self.relu)
+
+    def backward(self, dys, ctx, need_dx):
+        dx, dres = self.layer.backward_fused(dys[0], ctx, need_dx)
+        return [dx, dres] if self.add else [dx]
+
+
 class Plan:
     """The steps of a flat graph, and what its backward pass computes.
 
@@ -159,9 +192,37 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None):
         groups[max(m for m in members if m is not None)] = members
         grouped.update(m for m in members if m is not None)
 
+    norm_groups = {}  # index of the call a group runs at -> (batchnorm, add, activation) indices
+    for i, c in enumerate(calls):
+        if not (fuse and _kind(c.layer) == "batchnorm") or i in grouped:
+            continue
+        end = c.outputs[0]
+        add = sole_reader(end, "add")
+        if add is not None and (len(calls[add].inputs) != 2 or add in grouped):
+            add = None
+        if add is not None:
+            end = calls[add].outputs[0]
+        act = sole_reader(end, "activation")
+        if act is not None and calls[act].layer.activation not in BATCHNORM_ACTIVATIONS:
+            act = None
+        members = [m for m in (i, add, act) if m is not None]
+        if len(members) > 1:
+            norm_groups[max(members)] = (i, add, act)
+            grouped.update(members)
+
     steps, step_of_call = [], {}
     for i, c in enumerate(calls):
-        if i in groups:
+        if i in norm_groups:
+            bn, add, act = norm_groups[i]
+            residual = None
+            if add is not None:
+                first, second = calls[add].inputs
+                residual = second if first == calls[bn].outputs[0] else first
+            steps.append(BatchNormStep(calls[bn], calls[add] if add is not None else None,
+                                       residual, calls[act] if act is not None else None,
+                                       calls[i].outputs[0]))
+            step_of_call[bn] = steps[-1]
+        elif i in groups:
             conv, pool, flatten, dropout = groups[i]
             out = calls[dropout if dropout is not None else pool].outputs[0]
             if flatten is not None:  # the group ends at the pooling; the Flatten follows it

@@ -18,6 +18,8 @@ class _Merge(Layer):
 class Add(_Merge):
     """The elementwise sum of its inputs, which share one shape."""
 
+    fusion = "add"
+
     def compute_output_shape(self, input_shape):
         self._check_inputs(input_shape)
         first = tuple(input_shape[0])

@@ -19,6 +19,8 @@ class BatchNormalization(Layer):
     beta (if ``center``), then the non-trainable moving_mean and moving_variance.
     """
 
+    fusion = "batchnorm"
+
     def __init__(self, axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones", **kwargs):
