@@ -281,3 +281,37 @@ def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
                                            &partial__k2c[0, 0, 0], &partial__k2c[0, 1, 0], relu,
                                            _out_row(dx__mc, r0))
     free(scale)
+
+
+def batchnorm_fold(const floating[:, ::1] kernel__kc,          # IN  (K, C) a kernel's columns
+                   const floating[::1] bias,                  # IN  (C,), or None for zeros
+                   const floating[::1] gamma,                 # IN  (C,)
+                   const floating[::1] beta,                  # IN  (C,)
+                   const floating[::1] moving_mean,           # IN  (C,)
+                   const floating[::1] moving_var,            # IN  (C,)
+                   floating[:, ::1] out_kernel__kc,           # OUT (K, C)
+                   floating[::1] out_bias,                    # OUT (C,)
+                   double epsilon, int n_threads):
+    """The kernel and bias of a linear layer followed by inference-mode batch normalisation of
+    its C outputs, as one linear layer: with s = gamma / sqrt(moving_var + epsilon) per output,
+    kernel * s and (bias - moving_mean) * s + beta (s and the bias in double)."""
+    cdef Py_ssize_t k = kernel__kc.shape[0], c = kernel__kc.shape[1], r, j
+    _check(k, c, out_kernel__kc.shape, min(gamma.shape[0], beta.shape[0], moving_mean.shape[0],
+                                           moving_var.shape[0], out_bias.shape[0]), NULL)
+    if bias is not None and bias.shape[0] != c:
+        raise ValueError(f"inconsistent batch normalisation fold: kernel of {c} outputs, bias "
+                         f"of {bias.shape[0]}")
+    cdef double s
+    cdef floating *scale = <floating *>malloc(max(c, 1) * sizeof(floating))
+    if scale == NULL:
+        raise MemoryError()
+    with nogil:
+        for j in range(c):
+            s = gamma[j] / sqrt(<double>moving_var[j] + epsilon)
+            scale[j] = <floating>s
+            out_bias[j] = <floating>(((bias[j] if bias is not None else 0) - <double>moving_mean[j])
+                                     * s + beta[j])
+        for r in prange(k, schedule="static", num_threads=threads_for(k * c, n_threads)):
+            for j in range(c):
+                out_kernel__kc[r, j] = kernel__kc[r, j] * scale[j]
+    free(scale)

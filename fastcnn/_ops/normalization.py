@@ -110,3 +110,25 @@ def batchnorm_backward(x, dy, gamma, beta, mean, inv_std, batch_stats, dgamma, d
         x.reshape(-1, c), dy.reshape(-1, c), _rows(residual, c), gamma, beta, mean, inv_std,
         _rows(dx, c), dgamma, dbeta, _rows(dres, c), partial, bool(relu), batch_stats, n_threads)
     return dx, dres
+
+
+def batchnorm_fold(kernel, bias, gamma, beta, moving_mean, moving_var, epsilon, out_kernel=None,
+                   out_bias=None, n_threads=None):
+    """(kernel, bias) of a conv or dense layer (the last axis of its kernel: its outputs)
+    followed by inference-mode batch normalisation, folded into one: with s = gamma /
+    sqrt(moving_var + epsilon), kernel * s and (bias - moving_mean) * s + beta. ``bias`` None
+    counts as zeros."""
+    n_threads = effective_n_threads(n_threads)
+    kernel, c = _batchnorm_operands(kernel, gamma=gamma, beta=beta, moving_mean=moving_mean,
+                                    moving_var=moving_var)
+    if bias is not None:
+        _batchnorm_operands(kernel, gamma=gamma, bias=bias)
+    out_kernel = out_buffer(out_kernel, kernel.shape, kernel.dtype, "out_kernel")
+    out_bias = out_buffer(out_bias, (c,), kernel.dtype, "out_bias")
+    check_apart({"out_kernel": out_kernel, "out_bias": out_bias},
+                {"kernel": kernel, "bias": bias, "gamma": gamma, "beta": beta,
+                 "moving_mean": moving_mean, "moving_var": moving_var})
+    _normalization.batchnorm_fold(kernel.reshape(-1, c), bias, gamma, beta, moving_mean,
+                                  moving_var, out_kernel.reshape(-1, c), out_bias, epsilon,
+                                  n_threads)
+    return out_kernel, out_bias

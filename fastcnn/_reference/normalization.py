@@ -47,3 +47,10 @@ def batchnorm_backward(x__mc, dy__mc, residual__mc, gamma, beta, mean, inv_std, 
     if batch_stats:
         dy = dy - dy.mean(axis=0) - xhat * (dy * xhat).mean(axis=0)
     dx__mc[...] = gamma * np.asarray(inv_std, np.float64) * dy
+
+
+def batchnorm_fold(kernel__kc, bias, gamma, beta, moving_mean, moving_var, out_kernel__kc,
+                   out_bias, epsilon, n_threads):
+    s = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(moving_var, np.float64) + epsilon)
+    out_kernel__kc[...] = np.asarray(kernel__kc, np.float64) * s
+    out_bias[...] = ((0 if bias is None else np.asarray(bias, np.float64)) - moving_mean) * s + beta

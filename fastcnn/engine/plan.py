@@ -10,6 +10,11 @@
   nothing but such an Activation, runs with them as one step (``BatchNormStep``): one pass
   normalises, adds the Add's other input and applies the relu, and one backward computes the
   relu's mask, the Add's gradient for the other input and the normalisation's in two passes.
+- **conv -> batch normalisation in inference (-> activation)**: in a plan without a backward
+  pass, a linear Conv2D whose output feeds nothing but a BatchNormalization that uses its
+  moving statistics (and does not feed an Add: that one goes to ``BatchNormStep``) runs as one
+  conv whose kernel and bias fold the normalisation in (``ConvBatchNormStep``), with the relu
+  of a relu/linear Activation after it fused too.
 - **relu-gradient handoff**: a layer ending in relu whose output feeds nothing but a max pooling
   (or a fused step) leaves its relu backward to that reader, which applies it in its own pass.
 - **softmax + cross-entropy**: an output whose layer ends in softmax, with a cross-entropy loss on
@@ -22,6 +27,7 @@ gives the same results within float32 round-off.
 from collections import Counter
 
 from .._ops import conv as conv_ops
+from .._ops import normalization as normalization_ops
 
 ACTIVATION_KINDS = ("conv2d", "dense", "activation")  # layers whose activation the planner moves
 BATCHNORM_ACTIVATIONS = ("relu", "linear")  # what BatchNormStep applies (relu6: a follow-up)
@@ -131,6 +137,38 @@ class BatchNormStep:
         return [dx, dres] if self.add else [dx]
 
 
+class ConvBatchNormStep:
+    """A Conv2D, the inference-mode BatchNormalization reading it and the Activation after (if
+    any), as one conv call with the normalisation folded into its kernel and bias, folded again
+    at every call since the weights may have changed between calls. Plans without backward."""
+
+    single_input = True
+
+    def __init__(self, conv_call, bn_call, act_call, output):
+        self.layer, self.bn = conv_call.layer, bn_call.layer
+        self.inputs, self.outputs = conv_call.inputs, [output]
+        self.trainable = False
+        self.relu = act_call is not None and act_call.layer.activation == "relu"
+        self.random_index = self.random_layer = None
+        self.flags = {}
+
+    def forward(self, values, ctx):
+        conv, bn, x = self.layer, self.bn, values[self.inputs[0]]
+        kernel, bias = normalization_ops.batchnorm_fold(
+            conv.kernel, conv.bias, bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance,
+            bn.epsilon, out_kernel=ctx.buffer("kernel", conv.kernel.shape, conv.kernel.dtype),
+            out_bias=ctx.buffer("bias", bn.moving_mean.shape, conv.kernel.dtype))
+        values[self.outputs[0]] = conv_ops.conv2d_forward(
+            x, kernel, bias, conv.strides, conv.padding, relu=self.relu,
+            out=ctx.buffer("y", conv.compute_output_shape(x.shape), conv.kernel.dtype))
+
+
+def _plain_conv(layer):
+    """A Conv2D that the fused steps may run with conv2d_forward's arguments alone."""
+    return (getattr(layer, "dilation_rate", (1, 1)) in ((1, 1), 1)
+            and getattr(layer, "groups", 1) == 1)
+
+
 class Plan:
     """The steps of a flat graph, and what its backward pass computes.
 
@@ -192,6 +230,24 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None):
         groups[max(m for m in members if m is not None)] = members
         grouped.update(m for m in members if m is not None)
 
+    folds = {}  # index of the call a fold runs at -> (conv, batchnorm, activation) indices
+    for i, c in enumerate(calls):
+        if not (fuse and loss_outputs is None and _kind(c.layer) == "conv2d"
+                and c.layer.activation == "linear" and _plain_conv(c.layer)) or i in grouped:
+            continue
+        bn = sole_reader(c.outputs[0], "batchnorm")
+        # Before an Add, BatchNormStep's one pass (normalise, add, relu) beats a fold, which
+        # leaves the Add and the relu a pass each.
+        if (bn is None or bn in grouped or (calls[bn].training and calls[bn].layer.trainable)
+                or sole_reader(calls[bn].outputs[0], "add") is not None):
+            continue
+        act = sole_reader(calls[bn].outputs[0], "activation")
+        if act is not None and calls[act].layer.activation not in BATCHNORM_ACTIVATIONS:
+            act = None
+        members = [m for m in (i, bn, act) if m is not None]
+        folds[max(members)] = (i, bn, act)
+        grouped.update(members)
+
     norm_groups = {}  # index of the call a group runs at -> (batchnorm, add, activation) indices
     for i, c in enumerate(calls):
         if not (fuse and _kind(c.layer) == "batchnorm") or i in grouped:
@@ -212,7 +268,13 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None):
 
     steps, step_of_call = [], {}
     for i, c in enumerate(calls):
-        if i in norm_groups:
+        if i in folds:
+            conv, bn, act = folds[i]
+            steps.append(ConvBatchNormStep(calls[conv], calls[bn],
+                                           calls[act] if act is not None else None,
+                                           calls[i].outputs[0]))
+            step_of_call[conv] = steps[-1]
+        elif i in norm_groups:
             bn, add, act = norm_groups[i]
             residual = None
             if add is not None:

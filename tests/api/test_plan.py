@@ -168,16 +168,19 @@ def test_batchnorm_runs_with_its_add_and_activation_as_one_step():
 @pytest.mark.parametrize("frozen", [False, True], ids=["trainable", "frozen"])
 def test_fused_batchnorm_trains_bitwise_as_the_layers_apart(frozen, monkeypatch):
     """The fused pass rounds the normalised value, adds the residual and applies the relu as
-    the three layers do one after another, and the gradients add up in the same order."""
+    the three layers do one after another, and the gradients add up in the same order; a frozen
+    BN (moving statistics) too."""
     fused_run, fused_loss = train(lambda: residual_net(3, frozen))
     monkeypatch.setattr(layers.BatchNormalization, "fusion", None)  # the planner no longer takes it
     apart_model = residual_net(3, frozen)
     apart_model.compile("adam", "sparse_categorical_crossentropy")
     assert "BatchNormStep" not in step_names(training_plan(apart_model))
     apart_run, apart_loss = train(lambda: residual_net(3, frozen))
-    for a, b in zip(fused_run, apart_run):
+    for a, b in zip(fused_run[:-1], apart_run[:-1]):  # the weights
         np.testing.assert_array_equal(a, b)
     assert fused_loss == apart_loss
+    # predict folds the BNs into the convs before them: the same within float32 round-off
+    np.testing.assert_allclose(fused_run[-1], apart_run[-1], rtol=1e-5, atol=1e-6)
 
 
 def test_batchnorm_read_twice_or_before_a_wide_add_stays_a_layer():
@@ -190,3 +193,40 @@ def test_batchnorm_read_twice_or_before_a_wide_add_stays_a_layer():
     assert step_names(training_plan(model)) == [
         "Conv2D", "BatchNormalization", "Activation", "Add", "BatchNormalization", "Add",
         "Activation"]
+
+
+def inference_plan(model):
+    from fastcnn.engine.graph import FlatGraph
+    from fastcnn.engine.plan import make_plan
+    return make_plan(FlatGraph(model._built_graph(), False), True)
+
+
+def test_inference_folds_batchnorm_into_the_conv_before_it(monkeypatch):
+    """predict runs conv + BN (+ relu) as one conv with the folded kernel and bias, except
+    where the BN feeds an Add, which BatchNormStep takes whole; after training (moving
+    statistics away from their initial values) the outputs match the layers apart."""
+    model = residual_net(5)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(2).random((16, 12, 12, 2), dtype=np.float32)
+    model.fit(x, np.arange(16) % 3, batch_size=8, epochs=2, verbose=0)
+    plan = inference_plan(model)
+    assert step_names(plan) == [
+        "ConvBatchNormStep", "Conv2D", "ConvBatchNormStep", "Conv2D", "BatchNormalization",
+        "BatchNormStep", "ConvBatchNormStep", "Activation", "GlobalAveragePooling2D", "Dense"]
+    assert [s.relu for s in plan.steps if type(s).__name__ == "ConvBatchNormStep"] == [
+        True, True, False]  # the last BN is followed by a sigmoid, which stays a layer
+    folded = model.predict(x, verbose=0)
+    monkeypatch.setattr(layers.BatchNormalization, "fusion", None)
+    apart = fastcnn.Model(model.inputs[0], model.outputs[0])  # a new model: a new plan
+    assert "ConvBatchNormStep" not in step_names(inference_plan(apart))
+    np.testing.assert_allclose(folded, apart.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_training_and_batch_statistics_keep_batchnorm_apart_from_the_conv():
+    model = residual_net(5)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    assert "ConvBatchNormStep" not in step_names(training_plan(model))
+    from fastcnn.engine.graph import FlatGraph
+    from fastcnn.engine.plan import make_plan
+    eager_training = make_plan(FlatGraph(model._built_graph(), True), True)  # model(x, training=True)
+    assert "ConvBatchNormStep" not in step_names(eager_training)

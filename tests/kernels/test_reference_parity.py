@@ -161,6 +161,13 @@ def batchnorm_backward(rng, dtype):
                THREADS)
 
 
+def batchnorm_fold(rng, dtype):
+    for (k, c), with_bias in zip([(27, 4), (1, 1), (300, 17)], [True, False, True]):
+        bias = normal(rng, c, dtype) if with_bias else None
+        yield (normal(rng, (k, c), dtype), bias, *bn_params(rng, c, dtype), unset((k, c), dtype),
+               unset(c, dtype), 1e-3, THREADS)
+
+
 UPDATE_SIZES = [4097, 0, 1, 10]  # a model's tensors, updated in one call
 
 
@@ -412,6 +419,7 @@ CASES = {
     "batchnorm_forward_training": batchnorm_forward_training,
     "batchnorm_forward_inference": batchnorm_forward_inference,
     "batchnorm_backward": batchnorm_backward,
+    "batchnorm_fold": batchnorm_fold,
     "sgd_update": sgd_update,
     "adam_update": adam_update,
     "rmsprop_update": rmsprop_update,
