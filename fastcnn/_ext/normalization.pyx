@@ -54,6 +54,50 @@ cdef extern from "normalization.h" nogil:
                                 const double *mean_gx, int relu, double *dx)
 
 
+# One name per pass for both float types (the C functions have one per type).
+cdef inline void _moments(const floating *x, Py_ssize_t rows, Py_ssize_t c, double *mean,
+                          double *m2) noexcept nogil:
+    if floating is float:
+        fcnn_bn_moments_f32(x, rows, c, mean, m2)
+    else:
+        fcnn_bn_moments_f64(x, rows, c, mean, m2)
+
+
+cdef inline void _apply_rows(const floating *x, const floating *res, Py_ssize_t rows,
+                             Py_ssize_t c, const floating *mean, const floating *scale,
+                             const floating *beta, int relu, floating *y) noexcept nogil:
+    if floating is float:
+        fcnn_bn_apply_f32(x, res, rows, c, mean, scale, beta, relu, y)
+    else:
+        fcnn_bn_apply_f64(x, res, rows, c, mean, scale, beta, relu, y)
+
+
+cdef inline void _grad_sums(const floating *x, const floating *dy, const floating *res,
+                            Py_ssize_t rows, Py_ssize_t c, const floating *mean,
+                            const floating *inv_std, const floating *scale, const floating *beta,
+                            int relu, floating *g_out, double *sum_g,
+                            double *sum_gx) noexcept nogil:
+    if floating is float:
+        fcnn_bn_grad_sums_f32(x, dy, res, rows, c, mean, inv_std, scale, beta, relu, g_out,
+                              sum_g, sum_gx)
+    else:
+        fcnn_bn_grad_sums_f64(x, dy, res, rows, c, mean, inv_std, scale, beta, relu, g_out,
+                              sum_g, sum_gx)
+
+
+cdef inline void _grad_input(const floating *x, const floating *dy, const floating *g_in,
+                             Py_ssize_t rows, Py_ssize_t c, const floating *mean,
+                             const floating *inv_std, const floating *scale,
+                             const floating *beta, const floating *gamma, const double *mean_g,
+                             const double *mean_gx, int relu, floating *dx) noexcept nogil:
+    if floating is float:
+        fcnn_bn_grad_input_f32(x, dy, g_in, rows, c, mean, inv_std, scale, beta, gamma, mean_g,
+                               mean_gx, relu, dx)
+    else:
+        fcnn_bn_grad_input_f64(x, dy, g_in, rows, c, mean, inv_std, scale, beta, gamma, mean_g,
+                               mean_gx, relu, dx)
+
+
 cdef enum:
     BLOCK = 8192  # values per chunk of rows where no partial operand fixes the chunks
 
@@ -102,12 +146,8 @@ cdef void _apply(const floating[:, ::1] x__mc, const floating[:, ::1] res__mc,
     cdef Py_ssize_t n_blocks = (m + rows - 1) // rows
     for k in prange(n_blocks, schedule="static", num_threads=threads_for(m * c, n_threads)):
         r0 = k * rows
-        if floating is float:
-            fcnn_bn_apply_f32(_row(x__mc, r0), _row(res__mc, r0), min(rows, m - r0), c,
-                              &center[0], scale, &beta[0], relu, _out_row(y__mc, r0))
-        else:
-            fcnn_bn_apply_f64(_row(x__mc, r0), _row(res__mc, r0), min(rows, m - r0), c,
-                              &center[0], scale, &beta[0], relu, _out_row(y__mc, r0))
+        _apply_rows(_row(x__mc, r0), _row(res__mc, r0), min(rows, m - r0), c, &center[0], scale,
+                    &beta[0], relu, _out_row(y__mc, r0))
 
 
 cdef int _check_like(const floating[:, ::1] a, Py_ssize_t m, Py_ssize_t c, str name) except -1:
@@ -147,12 +187,8 @@ def batchnorm_forward_training(const floating[:, ::1] x__mc,        # IN  (M, C)
     with nogil:
         for k in prange(n_chunks, schedule="static", num_threads=threads_for(m * c, n_threads)):
             r0 = min(k * rows, m)
-            if floating is float:
-                fcnn_bn_moments_f32(_row(x__mc, r0), min(rows, m - r0), c,
-                                    &partial__k2c[k, 0, 0], &partial__k2c[k, 1, 0])
-            else:
-                fcnn_bn_moments_f64(_row(x__mc, r0), min(rows, m - r0), c,
-                                    &partial__k2c[k, 0, 0], &partial__k2c[k, 1, 0])
+            _moments(_row(x__mc, r0), min(rows, m - r0), c, &partial__k2c[k, 0, 0],
+                     &partial__k2c[k, 1, 0])
         for j in range(c):
             total = 0
             for k in range(n_chunks):
@@ -240,20 +276,9 @@ def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
     with nogil:
         for k in prange(n_chunks, schedule="static", num_threads=threads):
             r0 = min(k * rows, m)
-            if floating is float:
-                fcnn_bn_grad_sums_f32(_row(x__mc, r0), _row(dy__mc, r0),
-                                      _row(residual__mc, r0),
-                                      min(rows, m - r0), c, &mean[0], &inv_std[0], scale,
-                                      &beta[0], relu,
-                                      _out_row(g_out, r0),
-                                      &partial__k2c[k, 0, 0], &partial__k2c[k, 1, 0])
-            else:
-                fcnn_bn_grad_sums_f64(_row(x__mc, r0), _row(dy__mc, r0),
-                                      _row(residual__mc, r0),
-                                      min(rows, m - r0), c, &mean[0], &inv_std[0], scale,
-                                      &beta[0], relu,
-                                      _out_row(g_out, r0),
-                                      &partial__k2c[k, 0, 0], &partial__k2c[k, 1, 0])
+            _grad_sums(_row(x__mc, r0), _row(dy__mc, r0), _row(residual__mc, r0),
+                       min(rows, m - r0), c, &mean[0], &inv_std[0], scale, &beta[0], relu,
+                       _out_row(g_out, r0), &partial__k2c[k, 0, 0], &partial__k2c[k, 1, 0])
         for j in range(c):
             sum_g = 0
             sum_gx = 0
@@ -268,18 +293,10 @@ def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
         if want_dx:
             for k in prange(n_chunks, schedule="static", num_threads=threads):
                 r0 = min(k * rows, m)
-                if floating is float:
-                    fcnn_bn_grad_input_f32(_row(x__mc, r0), _row(dy__mc, r0), _row(g_out, r0),
-                                           min(rows, m - r0), c, &mean[0], &inv_std[0], scale,
-                                           &beta[0], &gamma[0],
-                                           &partial__k2c[0, 0, 0], &partial__k2c[0, 1, 0], relu,
-                                           _out_row(dx__mc, r0))
-                else:
-                    fcnn_bn_grad_input_f64(_row(x__mc, r0), _row(dy__mc, r0), _row(g_out, r0),
-                                           min(rows, m - r0), c, &mean[0], &inv_std[0], scale,
-                                           &beta[0], &gamma[0],
-                                           &partial__k2c[0, 0, 0], &partial__k2c[0, 1, 0], relu,
-                                           _out_row(dx__mc, r0))
+                _grad_input(_row(x__mc, r0), _row(dy__mc, r0), _row(g_out, r0),
+                            min(rows, m - r0), c, &mean[0], &inv_std[0], scale, &beta[0],
+                            &gamma[0], &partial__k2c[0, 0, 0], &partial__k2c[0, 1, 0], relu,
+                            _out_row(dx__mc, r0))
     free(scale)
 
 

@@ -140,7 +140,9 @@ def test_fused_batchnorm_training_is_thread_count_independent():
         z = layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same")(inputs))
         y = layers.BatchNormalization()(
             layers.Conv2D(8, 3, padding="same")(layers.Activation("relu")(z)))
-        x = layers.Activation("relu")(layers.Add()([layers.Conv2D(8, 1)(inputs), y]))
+        # a name of its own: test_functional_api expects the first unnamed Add to be "add"
+        add = layers.Add(name="block_add")
+        x = layers.Activation("relu")(add([layers.Conv2D(8, 1)(inputs), y]))
         model = fastcnn.Model(inputs, layers.Dense(2, activation="softmax")(
             layers.GlobalAveragePooling2D()(x)))
         model.compile("sgd", "sparse_categorical_crossentropy")
