@@ -26,17 +26,32 @@
 #define FCNN_BN_MASKED(v) ((v) > 0 ? d : 0)
 
 /* The loops over a row's channels of the backward passes, for one expression G of g each, of
- * d = SRC[j] (loaded whatever G is, so that the select needs no branch and the loop
+ * d = LOAD (loaded whatever G is, so that the select needs no branch and the loop
  * vectorises). */
-#define FCNN_BN_SUMS_LOOP(T, SRC, G, STORE)                                                        \
+#define FCNN_BN_SUMS_LOOP(T, LOAD, G, STORE)                                                       \
     for (ptrdiff_t j = 0; j < c; j++) {                                                            \
-        T d = SRC[j];                                                                              \
+        T d = LOAD;                                                                                \
         T g = (G);                                                                                 \
         double xhat = ((double)xr[j] - mean[j]) * inv_std[j];                                      \
         sum_g[j] += g;                                                                             \
         sum_gx[j] += g * xhat;                                                                     \
         STORE;                                                                                     \
     }
+
+/* grad_sums' loop for each case of relu, res and g_out, with d = LOAD. */
+#define FCNN_BN_SUMS_CASES(T, LOAD)                                                                \
+    if (relu && res && g_out)                                                                      \
+        FCNN_BN_SUMS_LOOP(T, LOAD, FCNN_BN_MASKED(FCNN_BN_PRE_AT(j) + rr[j]), gr[j] = g)           \
+    else if (relu && res)                                                                          \
+        FCNN_BN_SUMS_LOOP(T, LOAD, FCNN_BN_MASKED(FCNN_BN_PRE_AT(j) + rr[j]), (void)0)             \
+    else if (relu && g_out)                                                                        \
+        FCNN_BN_SUMS_LOOP(T, LOAD, FCNN_BN_MASKED(FCNN_BN_PRE_AT(j)), gr[j] = g)                   \
+    else if (relu)                                                                                 \
+        FCNN_BN_SUMS_LOOP(T, LOAD, FCNN_BN_MASKED(FCNN_BN_PRE_AT(j)), (void)0)                     \
+    else if (g_out)                                                                                \
+        FCNN_BN_SUMS_LOOP(T, LOAD, d, gr[j] = g)                                                   \
+    else                                                                                           \
+        FCNN_BN_SUMS_LOOP(T, LOAD, d, (void)0)
 
 #define FCNN_BN_DX_LOOP(T, SRC, G)                                                                 \
     for (ptrdiff_t j = 0; j < c; j++) {                                                            \
@@ -75,7 +90,7 @@
         }                                                                                          \
     }                                                                                              \
                                                                                                    \
-    /* y = act(FCNN_BN_PRE [+ res]) over `rows` rows, act relu or the identity; res may be NULL. */ \
+    /* y = act(FCNN_BN_PRE [+ res]) over `rows` rows, act relu or the identity (res: or NULL). */  \
     ATTR static void fcnn_bn_apply_##SUFFIX(const T *x, const T *res, ptrdiff_t rows, ptrdiff_t c, \
                                             const T *restrict mean, const T *restrict scale,       \
                                             const T *restrict beta, int relu, T *y)                \
@@ -105,12 +120,13 @@
         }                                                                                          \
     }                                                                                              \
                                                                                                    \
-    /* g = dy, or with relu dy where the forward's value before the relu (recomputed from x and    \
-     * res as the forward computed it) is positive and 0 elsewhere. Over `rows` rows: the column   \
+    /* g = dy (+ dy2, a second part of the gradient, unless NULL), or with relu that where the     \
+     * forward's value before the relu (recomputed from x and res as the forward computed it) is   \
+     * positive and 0 elsewhere. Over `rows` rows: the column                                      \
      * sums of g and of g * xhat, xhat = (x - mean) * inv_std, in double; g also goes to g_out     \
      * unless it is NULL. Each case has its own loop, without branches, so that it vectorises. */  \
     ATTR static void fcnn_bn_grad_sums_##SUFFIX(                                                   \
-        const T *x, const T *dy, const T *res, ptrdiff_t rows, ptrdiff_t c,                        \
+        const T *x, const T *dy, const T *dy2, const T *res, ptrdiff_t rows, ptrdiff_t c,          \
         const T *restrict mean, const T *restrict inv_std, const T *restrict scale,                \
         const T *restrict beta, int relu, T *g_out, double *restrict sum_g,                        \
         double *restrict sum_gx)                                                                   \
@@ -122,18 +138,12 @@
         for (ptrdiff_t r = 0; r < rows; r++) {                                                     \
             const T *xr = x + r * c, *dyr = dy + r * c, *rr = res ? res + r * c : NULL;            \
             T *gr = g_out ? g_out + r * c : NULL;                                                  \
-            if (relu && res && g_out)                                                              \
-                FCNN_BN_SUMS_LOOP(T, dyr, FCNN_BN_MASKED(FCNN_BN_PRE_AT(j) + rr[j]), gr[j] = g)    \
-            else if (relu && res)                                                                  \
-                FCNN_BN_SUMS_LOOP(T, dyr, FCNN_BN_MASKED(FCNN_BN_PRE_AT(j) + rr[j]), (void)0)      \
-            else if (relu && g_out)                                                                \
-                FCNN_BN_SUMS_LOOP(T, dyr, FCNN_BN_MASKED(FCNN_BN_PRE_AT(j)), gr[j] = g)            \
-            else if (relu)                                                                         \
-                FCNN_BN_SUMS_LOOP(T, dyr, FCNN_BN_MASKED(FCNN_BN_PRE_AT(j)), (void)0)              \
-            else if (g_out)                                                                        \
-                FCNN_BN_SUMS_LOOP(T, dyr, d, gr[j] = g)                                            \
-            else                                                                                   \
-                FCNN_BN_SUMS_LOOP(T, dyr, d, (void)0)                                              \
+            if (dy2) {                                                                             \
+                const T *d2r = dy2 + r * c;                                                        \
+                FCNN_BN_SUMS_CASES(T, dyr[j] + d2r[j])                                             \
+            } else {                                                                               \
+                FCNN_BN_SUMS_CASES(T, dyr[j])                                                      \
+            }                                                                                      \
         }                                                                                          \
     }                                                                                              \
                                                                                                    \
@@ -192,13 +202,13 @@ FCNN_BN_LEVEL(FCNN_TARGET_AVX2_NOFMA, avx2)
         FCNN_DISPATCH(fcnn_level, fcnn_bn_apply_##SUFFIX, x, res, rows, c, mean, scale, beta,      \
                       relu, y);                                                                    \
     }                                                                                              \
-    static void fcnn_bn_grad_sums_##SUFFIX(const T *x, const T *dy, const T *res, ptrdiff_t rows,  \
-                                           ptrdiff_t c, const T *mean, const T *inv_std,           \
-                                           const T *scale, const T *beta, int relu, T *g_out,      \
-                                           double *sum_g, double *sum_gx)                          \
+    static void fcnn_bn_grad_sums_##SUFFIX(const T *x, const T *dy, const T *dy2, const T *res,    \
+                                           ptrdiff_t rows, ptrdiff_t c, const T *mean,             \
+                                           const T *inv_std, const T *scale, const T *beta,        \
+                                           int relu, T *g_out, double *sum_g, double *sum_gx)      \
     {                                                                                              \
-        FCNN_DISPATCH(fcnn_level, fcnn_bn_grad_sums_##SUFFIX, x, dy, res, rows, c, mean, inv_std,  \
-                      scale, beta, relu, g_out, sum_g, sum_gx);                                    \
+        FCNN_DISPATCH(fcnn_level, fcnn_bn_grad_sums_##SUFFIX, x, dy, dy2, res, rows, c, mean,      \
+                      inv_std, scale, beta, relu, g_out, sum_g, sum_gx);                           \
     }                                                                                              \
     static void fcnn_bn_grad_input_##SUFFIX(const T *x, const T *dy, const T *g_in,                \
                                             ptrdiff_t rows, ptrdiff_t c, const T *mean,            \

@@ -34,12 +34,12 @@ cdef extern from "normalization.h" nogil:
     void fcnn_bn_apply_f64(const double *x, const double *res, Py_ssize_t rows, Py_ssize_t c,
                            const double *mean, const double *scale, const double *beta,
                            int relu, double *y)
-    void fcnn_bn_grad_sums_f32(const float *x, const float *dy, const float *res,
+    void fcnn_bn_grad_sums_f32(const float *x, const float *dy, const float *dy2, const float *res,
                                Py_ssize_t rows, Py_ssize_t c, const float *mean,
                                const float *inv_std, const float *scale, const float *beta,
                                int relu, float *g_out, double *sum_g, double *sum_gx)
-    void fcnn_bn_grad_sums_f64(const double *x, const double *dy, const double *res,
-                               Py_ssize_t rows, Py_ssize_t c, const double *mean,
+    void fcnn_bn_grad_sums_f64(const double *x, const double *dy, const double *dy2,
+                               const double *res, Py_ssize_t rows, Py_ssize_t c, const double *mean,
                                const double *inv_std, const double *scale, const double *beta,
                                int relu, double *g_out, double *sum_g, double *sum_gx)
     void fcnn_bn_grad_input_f32(const float *x, const float *dy, const float *g_in,
@@ -72,16 +72,16 @@ cdef inline void _apply_rows(const floating *x, const floating *res, Py_ssize_t 
         fcnn_bn_apply_f64(x, res, rows, c, mean, scale, beta, relu, y)
 
 
-cdef inline void _grad_sums(const floating *x, const floating *dy, const floating *res,
-                            Py_ssize_t rows, Py_ssize_t c, const floating *mean,
-                            const floating *inv_std, const floating *scale, const floating *beta,
-                            int relu, floating *g_out, double *sum_g,
+cdef inline void _grad_sums(const floating *x, const floating *dy, const floating *dy2,
+                            const floating *res, Py_ssize_t rows, Py_ssize_t c,
+                            const floating *mean, const floating *inv_std, const floating *scale,
+                            const floating *beta, int relu, floating *g_out, double *sum_g,
                             double *sum_gx) noexcept nogil:
     if floating is float:
-        fcnn_bn_grad_sums_f32(x, dy, res, rows, c, mean, inv_std, scale, beta, relu, g_out,
+        fcnn_bn_grad_sums_f32(x, dy, dy2, res, rows, c, mean, inv_std, scale, beta, relu, g_out,
                               sum_g, sum_gx)
     else:
-        fcnn_bn_grad_sums_f64(x, dy, res, rows, c, mean, inv_std, scale, beta, relu, g_out,
+        fcnn_bn_grad_sums_f64(x, dy, dy2, res, rows, c, mean, inv_std, scale, beta, relu, g_out,
                               sum_g, sum_gx)
 
 
@@ -236,6 +236,7 @@ def batchnorm_forward_inference(const floating[:, ::1] x__mc,        # IN  (M, C
 
 def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
                        const floating[:, ::1] dy__mc,       # IN  (M, C) the gradient of y
+                       const floating[:, ::1] dy2__mc,      # IN  (M, C) a second part, or None
                        const floating[:, ::1] residual__mc, # IN  (M, C) the forward's, or None
                        const floating[::1] gamma,           # IN  (C,)
                        const floating[::1] beta,            # IN  (C,)
@@ -247,7 +248,8 @@ def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
                        floating[:, ::1] dres__mc,           # OUT (M, C) residual's, or None
                        double[:, :, ::1] partial__k2c,      # OUT scratch (K, 2, C)
                        bint relu, bint batch_stats, int n_threads):
-    """With g = dy, or with relu dy masked where the forward's pre-activation value was not
+    """With g = dy (+ dy2: the gradient of y in two parts, added here as the engine would
+    add them), or with relu that masked where the forward's pre-activation value was not
     positive, and xhat = (x - mean) * inv_std: dbeta = sum(g), dgamma = sum(g * xhat) over rows,
     dres = g (the residual's gradient), and
 
@@ -259,6 +261,7 @@ def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
     _check(m, c, dy__mc.shape, min(gamma.shape[0], beta.shape[0], mean.shape[0],
                                    inv_std.shape[0], dgamma.shape[0], dbeta.shape[0]),
            partial__k2c.shape)
+    _check_like(dy2__mc, m, c, "dy2")
     _check_like(residual__mc, m, c, "residual")
     _check_like(dx__mc, m, c, "dx")
     _check_like(dres__mc, m, c, "dres")
@@ -267,17 +270,18 @@ def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
     cdef int threads = threads_for(m * c, n_threads)
     cdef bint want_dx = dx__mc is not None
     cdef double sum_g, sum_gx
-    # g goes to dres when asked for; with a residual and relu the dx pass needs it too (its
-    # mask needs the residual), so it goes to dx, which that pass then overwrites in place.
+    # g goes to dres when asked for; the dx pass reads it back where it cannot make it from dy
+    # alone (the mask needs the residual, or dy comes in two parts), from dx, which that pass
+    # then overwrites in place.
     cdef floating[:, ::1] g_out = dres__mc
-    if g_out is None and relu and residual__mc is not None and want_dx:
+    if g_out is None and want_dx and (relu and residual__mc is not None or dy2__mc is not None):
         g_out = dx__mc
     cdef floating *scale = _scale(gamma, inv_std)
     with nogil:
         for k in prange(n_chunks, schedule="static", num_threads=threads):
             r0 = min(k * rows, m)
-            _grad_sums(_row(x__mc, r0), _row(dy__mc, r0), _row(residual__mc, r0),
-                       min(rows, m - r0), c, &mean[0], &inv_std[0], scale, &beta[0], relu,
+            _grad_sums(_row(x__mc, r0), _row(dy__mc, r0), _row(dy2__mc, r0),
+                       _row(residual__mc, r0), min(rows, m - r0), c, &mean[0], &inv_std[0], scale, &beta[0], relu,
                        _out_row(g_out, r0), &partial__k2c[k, 0, 0], &partial__k2c[k, 1, 0])
         for j in range(c):
             sum_g = 0

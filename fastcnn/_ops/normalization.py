@@ -90,24 +90,26 @@ def batchnorm_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon
 
 def batchnorm_backward(x, dy, gamma, beta, mean, inv_std, batch_stats, dgamma, dbeta,
                        residual=None, relu=False, need_dx=True, need_dres=False, out=None,
-                       dres=None, partial=None, n_threads=None):
+                       dres=None, partial=None, dy2=None, n_threads=None):
     """Fill dgamma and dbeta; return (dx, dres): dx None unless need_dx, and dres, the gradient
     of the residual (dy through the relu), None unless need_dres. ``batch_stats`` says whether
     the forward pass normalised with the batch's statistics or with constant moving ones;
-    ``residual`` and ``relu`` are the forward's."""
+    ``residual`` and ``relu`` are the forward's. ``dy2``: a second part of the output's
+    gradient, which the kernel adds to dy (dy + dy2 in float, as merge.add_forward adds)."""
     n_threads = effective_n_threads(n_threads)
     x, c = _batchnorm_operands(x, gamma=gamma, beta=beta, mean=mean, inv_std=inv_std,
                                dgamma=dgamma, dbeta=dbeta)
     dy = _like_x(dy, x, "dy")
+    dy2 = _like_x(dy2, x, "dy2")
     residual = _like_x(residual, x, "residual")
     dx = out_buffer(out, x.shape, x.dtype, "dx") if need_dx else None
     dres = out_buffer(dres, x.shape, x.dtype, "dres") if need_dres else None
     partial = out_buffer(partial, batchnorm_partial_shape(x.shape), np.float64, "partial")
     check_apart({"dx": dx, "dres": dres, "dgamma": dgamma, "dbeta": dbeta, "partial": partial},
-                {"x": x, "dy": dy, "residual": residual, "gamma": gamma, "beta": beta,
-                 "mean": mean, "inv_std": inv_std})
+                {"x": x, "dy": dy, "dy2": dy2, "residual": residual, "gamma": gamma,
+                 "beta": beta, "mean": mean, "inv_std": inv_std})
     _normalization.batchnorm_backward(
-        x.reshape(-1, c), dy.reshape(-1, c), _rows(residual, c), gamma, beta, mean, inv_std,
+        x.reshape(-1, c), dy.reshape(-1, c), _rows(dy2, c), _rows(residual, c), gamma, beta, mean, inv_std,
         _rows(dx, c), dgamma, dbeta, _rows(dres, c), partial, bool(relu), batch_stats, n_threads)
     return dx, dres
 

@@ -32,10 +32,11 @@ def batchnorm_forward_inference(x__mc, residual__mc, gamma, beta, moving_mean, m
                            residual__mc, relu)
 
 
-def batchnorm_backward(x__mc, dy__mc, residual__mc, gamma, beta, mean, inv_std, dx__mc, dgamma,
-                       dbeta, dres__mc, partial__k2c, relu, batch_stats, n_threads):
+def batchnorm_backward(x__mc, dy__mc, dy2__mc, residual__mc, gamma, beta, mean, inv_std, dx__mc,
+                       dgamma, dbeta, dres__mc, partial__k2c, relu, batch_stats, n_threads):
     xhat = (np.asarray(x__mc, np.float64) - mean) * inv_std
-    dy = np.asarray(dy__mc, np.float64)
+    # The two parts add in their own dtype, as the kernel (and merge.add_forward) adds them.
+    dy = np.asarray(dy__mc if dy2__mc is None else dy__mc + dy2__mc, np.float64)
     if relu:
         dy = np.where(_activate(xhat * gamma + beta, residual__mc, False) > 0, dy, 0)
     dbeta[...] = dy.sum(axis=0)

@@ -113,7 +113,10 @@ class ConvMaxPoolStep:
 class BatchNormStep:
     """A BatchNormalization, the two-input Add reading it (if any) and the Activation after
     (if any), as one call of the fused kernels: inputs [the normalised value, the Add's other
-    input], output the last member's."""
+    input], output the last member's. Its backward takes its output's gradient in two parts
+    (``Execution``: a value two steps read), which its first pass adds as it reads them."""
+
+    gradient_parts = 2
 
     def __init__(self, bn_call, add_call, residual, act_call, output):
         self.layer, self.add = bn_call.layer, add_call.layer if add_call else None
@@ -133,7 +136,8 @@ class BatchNormStep:
                                                            self.relu)
 
     def backward(self, dys, ctx, need_dx):
-        dx, dres = self.layer.backward_fused(dys[0], ctx, need_dx)
+        dy, dy2 = dys[0] if isinstance(dys[0], tuple) else (dys[0], None)
+        dx, dres = self.layer.backward_fused(dy, ctx, need_dx, dy2)
         return [dx, dres] if self.add else [dx]
 
 

@@ -104,13 +104,14 @@ class BatchNormalization(Layer):
             ctx.mean = self.moving_mean
         return y
 
-    def backward_fused(self, dy, ctx, need_dx):
+    def backward_fused(self, dy, ctx, need_dx, dy2=None):
         """(dx, dresidual) of forward_fused's call: each None unless need_dx, dresidual also
-        when that call had no residual."""
+        when that call had no residual. ``dy2``: a second part of the output's gradient, to
+        add to dy (the engine's sum of the gradients of two readers)."""
         x, residual = ctx.x, ctx.residual
-        # Without relu the residual's gradient is dy itself; with it, the kernel writes dy
-        # through the relu's mask as it goes.
-        need_dres = need_dx and residual is not None and ctx.relu
+        # Without relu the residual's gradient is dy itself (in one part); otherwise the
+        # kernel writes it as it goes.
+        need_dres = need_dx and residual is not None and (ctx.relu or dy2 is not None)
         dx, dres = normalization.batchnorm_backward(
             x, dy, self.gamma, self.beta, ctx.mean, ctx.inv_std, ctx.batch_stats,
             dgamma=self._param_grad(ctx, self.scale, 0, "dgamma"),
@@ -118,8 +119,8 @@ class BatchNormalization(Layer):
             residual=residual, relu=ctx.relu, need_dx=need_dx, need_dres=need_dres,
             out=ctx.buffer("dx", x.shape) if need_dx else None,
             dres=ctx.buffer("dres", x.shape) if need_dres else None,
-            partial=self._partial(ctx, x.shape))
-        if need_dx and residual is not None and not ctx.relu:
+            partial=self._partial(ctx, x.shape), dy2=dy2)
+        if need_dx and residual is not None and not need_dres:
             dres = dy
         return dx, dres
 

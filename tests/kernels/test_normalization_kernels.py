@@ -30,13 +30,13 @@ def bn_infer(module, x, gamma, beta, moving_mean, moving_var, threads=2, epsilon
 
 
 def bn_back(module, x, dy, gamma, beta, mean, inv_std, batch_stats, n_chunks=3, threads=2,
-            want_dx=True, residual=None, relu=False, want_dres=False):
+            want_dx=True, residual=None, relu=False, want_dres=False, dy2=None):
     """(dx, dgamma, dbeta, dres), dx and dres None unless wanted."""
     c = x.shape[1]
     dx = np.empty_like(x) if want_dx else None
     dres = np.empty_like(x) if want_dres else None
     dgamma, dbeta = np.empty(c, x.dtype), np.empty(c, x.dtype)
-    module.batchnorm_backward(x, dy, residual, gamma, beta, mean, inv_std, dx, dgamma, dbeta,
+    module.batchnorm_backward(x, dy, dy2, residual, gamma, beta, mean, inv_std, dx, dgamma, dbeta,
                               dres, np.empty((n_chunks, 2, c)), relu, batch_stats, threads)
     return dx, dgamma, dbeta, dres
 
@@ -65,11 +65,12 @@ def test_batchnorm_matches_reference(shape, dtype, n_chunks, with_residual, relu
                     bn_infer(ref, x, *params, **fused)):
         np.testing.assert_allclose(a, b, **tol)
 
-    dy = rng.standard_normal(shape).astype(dtype)
+    dy, dy2 = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
     gamma, beta, mean, inv_std = params[0], params[1], got[1], got[2]
-    for batch_stats in (True, False):
+    for batch_stats, two_parts in ((True, False), (False, False), (True, True)):
         for want_dx, want_dres in ((True, True), (True, False), (False, False), (False, True)):
-            options = dict(want_dx=want_dx, want_dres=want_dres, **fused)
+            options = dict(want_dx=want_dx, want_dres=want_dres, dy2=dy2 if two_parts else None,
+                           **fused)
             expected = bn_back(ref, x, dy, gamma, beta, mean, inv_std, batch_stats, **options)
             actual = bn_back(normalization, x, dy, gamma, beta, mean, inv_std, batch_stats,
                              n_chunks, **options)
@@ -199,3 +200,19 @@ def test_batchnorm_kernel_rejects_inconsistent_shapes(rng):
     with pytest.raises(ValueError, match="residual"):
         normalization.batchnorm_forward_inference(x, x[:4], gamma, beta, mm, mv,
                                                   np.empty_like(x), np.empty(3), 1e-3, True, 1)
+
+
+@pytest.mark.parametrize("with_residual,relu", FUSIONS)
+def test_batchnorm_backward_of_two_parts_is_that_of_their_float_sum(with_residual, relu, rng):
+    """dy given as dy + dy2 (the engine's two readers) gives bitwise the gradients of the
+    float32 sum, as merge.add_forward would have made it."""
+    x = (rng.standard_normal((500, 6)) * 2 + 1).astype(np.float32)
+    params = bn_params(rng, 6, np.float32)
+    res = rng.standard_normal(x.shape).astype(np.float32) if with_residual else None
+    _, mean, inv_std, _, _ = bn_train(normalization, x, *params, residual=res, relu=relu)
+    dy, dy2 = (rng.standard_normal(x.shape).astype(np.float32) for _ in range(2))
+    options = dict(residual=res, relu=relu, want_dres=True)
+    parts = bn_back(normalization, x, dy, *params[:2], mean, inv_std, True, dy2=dy2, **options)
+    summed = bn_back(normalization, x, dy + dy2, *params[:2], mean, inv_std, True, **options)
+    for a, b in zip(parts, summed):
+        np.testing.assert_array_equal(a, b)

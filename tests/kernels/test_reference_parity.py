@@ -154,9 +154,10 @@ def batchnorm_backward(rng, dtype):
         mean, inv_std = x.mean(axis=0), rng.uniform(0.5, 2, c).astype(dtype)
         gamma, beta = bn_params(rng, c, dtype)[:2]
         res = normal(rng, (m, c), dtype) if relu and want_dx else None
+        dy2 = normal(rng, (m, c), dtype) if batch_stats and relu else None
         dx = unset((m, c), dtype) if want_dx else None
         dres = unset((m, c), dtype) if res is not None else None
-        yield (x, normal(rng, (m, c), dtype), res, gamma, beta, mean, inv_std, dx,
+        yield (x, normal(rng, (m, c), dtype), dy2, res, gamma, beta, mean, inv_std, dx,
                unset(c, dtype), unset(c, dtype), dres, np.empty((3, 2, c)), relu, batch_stats,
                THREADS)
 
