@@ -1,9 +1,12 @@
-"""fastcnn against Keras/TF and PyTorch on both workloads, run alternately, medians and ratios.
+"""fastcnn against Keras/TF and PyTorch on the workloads, run alternately, medians and ratios.
 
     python bench/compare.py --rounds 3 --epochs 3 --threads 2 [--keras-python PATH] [--torch-python PATH]
+    python bench/compare.py --workloads resnet20 --epochs 2
 
 Each framework runs in its own process, so peak RSS is per framework: bench/workloads.py, except
-Keras and PyTorch on MNIST, which run the shared anchor scripts (../shared/anchors). Keras or
+Keras and PyTorch on MNIST and ResNet-20, which run the shared anchor scripts (../shared/anchors:
+keras_convnet.py and torch_convnet.py, keras_zoo.py and torch_zoo.py; the zoo reports no test
+accuracy, shown as "-"). Keras or
 PyTorch, where its interpreter cannot import it, is left out, and the script says why; without
 fastcnn it refuses to run. The rounds alternate the frameworks so that slow phases of a shared
 machine hit all of them alike. Ends with fastcnn's conv GFLOP/s on conv2 of the MNIST net and
@@ -20,9 +23,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODULES = {"fastcnn": "fastcnn", "keras": "tensorflow", "torch": "torch"}
-# On MNIST the other frameworks run the shared anchor scripts themselves, unchanged.
+# On MNIST and ResNet-20 the other frameworks run the shared anchor scripts themselves, unchanged.
 ANCHORS = os.path.join(HERE, "..", "..", "shared", "anchors")
-ANCHOR_SCRIPTS = {"keras": "keras_convnet.py", "torch": "torch_convnet.py"}
+ANCHOR_SCRIPTS = {("mnist", "keras"): ["keras_convnet.py"],
+                  ("mnist", "torch"): ["torch_convnet.py"],
+                  ("resnet20", "keras"): ["keras_zoo.py", "--net", "resnet20"],
+                  ("resnet20", "torch"): ["torch_zoo.py", "--net", "resnet20"]}
 
 
 def import_failures(pythons):
@@ -45,8 +51,9 @@ def import_failures(pythons):
 def run(python, framework, workload, epochs, threads):
     # Each framework gets the thread count through its own setting (--threads), and the
     # environment as it is: an OMP_NUM_THREADS override slows TensorFlow's oneDNN.
-    if workload == "mnist" and framework in ANCHOR_SCRIPTS:
-        command = [os.path.join(ANCHORS, ANCHOR_SCRIPTS[framework])]
+    anchor = ANCHOR_SCRIPTS.get((workload, framework))
+    if anchor:
+        command = [os.path.join(ANCHORS, anchor[0]), *anchor[1:]]
     else:
         command = [os.path.join(HERE, "workloads.py"), "--framework", framework, "--workload", workload]
     out = subprocess.run([python, *command, "--epochs", str(epochs), "--threads", str(threads)],
@@ -122,11 +129,13 @@ def main():
         for framework in frameworks:
             rs = results[(workload, framework)]
             med = {k: statistics.median(r[k] for r in rs)
-                   for k in ("epoch_s", "train_img_s", "infer_img_s", "peak_rss_mb", "test_acc")}
+                   for k in ("epoch_s", "train_img_s", "infer_img_s", "peak_rss_mb")}
+            accuracy = [r["test_acc"] for r in rs if "test_acc" in r]
+            shown = f"{statistics.median(accuracy):.4f}" if accuracy else "-"
             train_ratio = statistics.median(r["train_img_s"] for r in ours) / med["train_img_s"]
             infer_ratio = statistics.median(r["infer_img_s"] for r in ours) / med["infer_img_s"]
             print(f"| {workload} | {framework} | {med['epoch_s']:.2f} | {med['train_img_s']:,.0f} | "
-                  f"{med['infer_img_s']:,.0f} | {med['peak_rss_mb']:.0f} | {med['test_acc']:.4f} | "
+                  f"{med['infer_img_s']:,.0f} | {med['peak_rss_mb']:.0f} | {shown} | "
                   f"{train_ratio:.2f}x | {infer_ratio:.2f}x |")
     g = conv_gflops(a.threads)
     med, best, gemm = g["median"], g["min"], g["gemm"]

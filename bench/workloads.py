@@ -1,4 +1,4 @@
-"""The two benchmark workloads, in fastcnn, Keras/TF or PyTorch; prints one JSON line.
+"""The benchmark workloads, in fastcnn, Keras/TF or PyTorch; prints one JSON line.
 
     python bench/workloads.py --framework fastcnn --workload mnist --epochs 3 --threads 2
 
@@ -7,6 +7,10 @@
 mnist: the Keras MNIST convnet on real MNIST ($FASTCNN_DATA), batch 128, as ../shared/anchors.
 vgg:   a CIFAR-10-shaped VGG-style net on synthetic data, "same" padding, ReLU, batch 64:
        Conv32 Conv32 Pool Conv64 Conv64 Pool Conv128 Pool Flatten Dense10-softmax.
+resnet20: ResNet-20 for CIFAR-10 on the same synthetic data, batch 128, SGD(0.1, momentum 0.9):
+       the functional net of ../shared/anchors/keras_zoo.py (Conv2D, BatchNormalization, ReLU,
+       Add, 1x1 projection shortcuts, GlobalAveragePooling2D, Dense10-softmax), fastcnn and
+       Keras only; PyTorch runs the anchors' torch_zoo.py (bench/compare.py does).
 The reported epoch time is the median of the epochs after the first (which warms up).
 """
 import argparse
@@ -39,9 +43,35 @@ def vgg_data():
     return x[:VGG_TRAIN], y[:VGG_TRAIN], x[VGG_TRAIN:], y[VGG_TRAIN:]
 
 
+def resnet20(keras, layers):
+    """ResNet-20 as keras_zoo.py builds it."""
+    def conv_bn(x, filters, kernel=3, strides=1, activation="relu"):
+        x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+                          kernel_initializer="he_normal")(x)
+        x = layers.BatchNormalization()(x)
+        return layers.Activation(activation)(x) if activation else x
+
+    inputs = keras.Input(shape=(32, 32, 3))
+    x = conv_bn(inputs, 16)
+    for stage, filters in enumerate((16, 32, 64)):
+        for block in range(3):
+            strides = 2 if stage > 0 and block == 0 else 1
+            y = conv_bn(x, filters, strides=strides)
+            y = conv_bn(y, filters, activation=None)
+            if strides != 1:
+                x = conv_bn(x, filters, kernel=1, strides=strides, activation=None)
+            x = layers.Activation("relu")(layers.Add()([x, y]))
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(10, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="resnet20")
+
+
 def keras_style_model(keras, layers, workload, graph=False):
     """The same architecture through the Keras API, which fastcnn and Keras share: a
-    Sequential, or with ``graph`` the functional Model of the same layers."""
+    Sequential, or with ``graph`` the functional Model of the same layers (ResNet-20 is always
+    functional)."""
+    if workload == "resnet20":
+        return resnet20(keras, layers)
     if workload == "mnist":
         stack = [keras.Input(shape=(28, 28, 1)),
                  layers.Conv2D(32, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)),
@@ -63,7 +93,8 @@ def keras_style_model(keras, layers, workload, graph=False):
 def run_keras_api(keras, layers, workload, data, epochs, batch, graph=False):
     x, y, xt, yt = data
     model = keras_style_model(keras, layers, workload, graph)
-    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    optimizer = (keras.optimizers.SGD(0.1, momentum=0.9) if workload == "resnet20" else "adam")
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"])
     times = []
     for _ in range(epochs):
         start = time.perf_counter()
@@ -134,12 +165,14 @@ def run_torch(workload, data, epochs, batch, threads):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--framework", choices=["fastcnn", "keras", "torch"], default="fastcnn")
-    p.add_argument("--workload", choices=["mnist", "vgg"], default="mnist")
+    p.add_argument("--workload", choices=["mnist", "vgg", "resnet20"], default="mnist")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--graph", action="store_true", help="a functional Model, not a Sequential")
     a = p.parse_args()
-    batch = 128 if a.workload == "mnist" else 64
+    if a.workload == "resnet20" and a.framework == "torch":
+        p.error("PyTorch's ResNet-20 is the anchors' torch_zoo.py: run that, or bench/compare.py")
+    batch = 64 if a.workload == "vgg" else 128
     data = mnist_data() if a.workload == "mnist" else vgg_data()
     if a.framework == "fastcnn":
         import fastcnn

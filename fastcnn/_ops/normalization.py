@@ -32,59 +32,105 @@ def _batchnorm_operands(x, **per_channel):
     return x, c
 
 
+def _like_x(a, x, name):
+    """``a`` (None, or an array of x's shape) as a kernel array of x's dtype."""
+    if a is None:
+        return None
+    a = as_kernel_array(a, name, x.ndim, x.dtype)
+    if a.shape != x.shape:
+        raise ValueError(f"Expected {name} of shape {x.shape}, received {a.shape}")
+    return a
+
+
+def _rows(a, c):
+    return None if a is None else a.reshape(-1, c)
+
+
 def batchnorm_forward_training(x, gamma, beta, moving_mean, moving_var, momentum, epsilon,
-                               out=None, mean=None, inv_std=None, partial=None, n_threads=None):
+                               residual=None, relu=False, out=None, mean=None, inv_std=None,
+                               partial=None, n_threads=None):
     """Normalise each channel (the last axis) of x with the batch's mean and biased variance,
-    and move the moving statistics in place. Returns (out, mean, inv_std) for the backward pass.
-    """
+    add ``residual`` when given and apply relu when asked, and move the moving statistics in
+    place. Returns (out, mean, inv_std) for the backward pass."""
     n_threads = effective_n_threads(n_threads)
     x, c = _batchnorm_operands(x, gamma=gamma, beta=beta, moving_mean=moving_mean,
                                moving_var=moving_var)
+    residual = _like_x(residual, x, "residual")
     out = out_buffer(out, x.shape, x.dtype, "out")
     mean = out_buffer(mean, (c,), x.dtype, "mean")
     inv_std = out_buffer(inv_std, (c,), x.dtype, "inv_std")
     partial = out_buffer(partial, batchnorm_partial_shape(x.shape), np.float64, "partial")
     check_apart({"out": out, "mean": mean, "inv_std": inv_std, "partial": partial,
                  "moving_mean": moving_mean, "moving_var": moving_var},
-                {"x": x, "gamma": gamma, "beta": beta})
+                {"x": x, "residual": residual, "gamma": gamma, "beta": beta})
     _normalization.batchnorm_forward_training(
-        x.reshape(-1, c), gamma, beta, moving_mean, moving_var, out.reshape(-1, c), mean, inv_std,
-        partial, momentum, epsilon, n_threads)
+        x.reshape(-1, c), _rows(residual, c), gamma, beta, moving_mean, moving_var,
+        out.reshape(-1, c), mean, inv_std, partial, momentum, epsilon, bool(relu), n_threads)
     return out, mean, inv_std
 
 
-def batchnorm_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon, out=None,
-                                inv_std=None, n_threads=None):
-    """Normalise each channel of x with the moving statistics. Returns (out, inv_std)."""
+def batchnorm_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon, residual=None,
+                                relu=False, out=None, inv_std=None, n_threads=None):
+    """Normalise each channel of x with the moving statistics, add ``residual`` when given and
+    apply relu when asked. Returns (out, inv_std)."""
     n_threads = effective_n_threads(n_threads)
     x, c = _batchnorm_operands(x, gamma=gamma, beta=beta, moving_mean=moving_mean,
                                moving_var=moving_var)
+    residual = _like_x(residual, x, "residual")
     out = out_buffer(out, x.shape, x.dtype, "out")
     inv_std = out_buffer(inv_std, (c,), x.dtype, "inv_std")
-    check_apart({"out": out, "inv_std": inv_std}, {"x": x, "gamma": gamma, "beta": beta,
-                                                   "moving_mean": moving_mean,
-                                                   "moving_var": moving_var})
-    _normalization.batchnorm_forward_inference(x.reshape(-1, c), gamma, beta, moving_mean,
-                                               moving_var, out.reshape(-1, c), inv_std, epsilon,
-                                               n_threads)
+    check_apart({"out": out, "inv_std": inv_std},
+                {"x": x, "residual": residual, "gamma": gamma, "beta": beta,
+                 "moving_mean": moving_mean, "moving_var": moving_var})
+    _normalization.batchnorm_forward_inference(
+        x.reshape(-1, c), _rows(residual, c), gamma, beta, moving_mean, moving_var,
+        out.reshape(-1, c), inv_std, epsilon, bool(relu), n_threads)
     return out, inv_std
 
 
-def batchnorm_backward(x, dy, gamma, mean, inv_std, batch_stats, dgamma, dbeta, need_dx=True,
-                       out=None, partial=None, n_threads=None):
-    """Fill dgamma and dbeta; return dx (None unless need_dx). ``batch_stats`` says whether the
-    forward pass normalised with the batch's statistics or with constant moving ones."""
+def batchnorm_backward(x, dy, gamma, beta, mean, inv_std, batch_stats, dgamma, dbeta,
+                       residual=None, relu=False, need_dx=True, need_dres=False, out=None,
+                       dres=None, partial=None, dy2=None, n_threads=None):
+    """Fill dgamma and dbeta; return (dx, dres): dx None unless need_dx, and dres, the gradient
+    of the residual (dy through the relu), None unless need_dres. ``batch_stats`` says whether
+    the forward pass normalised with the batch's statistics or with constant moving ones;
+    ``residual`` and ``relu`` are the forward's. ``dy2``: a second part of the output's
+    gradient, which the kernel adds to dy (dy + dy2 in float, as merge.add_forward adds)."""
     n_threads = effective_n_threads(n_threads)
-    x, c = _batchnorm_operands(x, gamma=gamma, mean=mean, inv_std=inv_std, dgamma=dgamma,
-                               dbeta=dbeta)
-    dy = as_kernel_array(dy, "dy", x.ndim, x.dtype)
-    if dy.shape != x.shape:
-        raise ValueError(f"Expected dy of shape {x.shape}, received {dy.shape}")
+    x, c = _batchnorm_operands(x, gamma=gamma, beta=beta, mean=mean, inv_std=inv_std,
+                               dgamma=dgamma, dbeta=dbeta)
+    dy = _like_x(dy, x, "dy")
+    dy2 = _like_x(dy2, x, "dy2")
+    residual = _like_x(residual, x, "residual")
     dx = out_buffer(out, x.shape, x.dtype, "dx") if need_dx else None
+    dres = out_buffer(dres, x.shape, x.dtype, "dres") if need_dres else None
     partial = out_buffer(partial, batchnorm_partial_shape(x.shape), np.float64, "partial")
-    check_apart({"dx": dx, "dgamma": dgamma, "dbeta": dbeta, "partial": partial},
-                {"x": x, "dy": dy, "gamma": gamma, "mean": mean, "inv_std": inv_std})
-    _normalization.batchnorm_backward(x.reshape(-1, c), dy.reshape(-1, c), gamma, mean, inv_std,
-                                      None if dx is None else dx.reshape(-1, c), dgamma, dbeta,
-                                      partial, batch_stats, n_threads)
-    return dx
+    check_apart({"dx": dx, "dres": dres, "dgamma": dgamma, "dbeta": dbeta, "partial": partial},
+                {"x": x, "dy": dy, "dy2": dy2, "residual": residual, "gamma": gamma,
+                 "beta": beta, "mean": mean, "inv_std": inv_std})
+    _normalization.batchnorm_backward(
+        x.reshape(-1, c), dy.reshape(-1, c), _rows(dy2, c), _rows(residual, c), gamma, beta, mean, inv_std,
+        _rows(dx, c), dgamma, dbeta, _rows(dres, c), partial, bool(relu), batch_stats, n_threads)
+    return dx, dres
+
+
+def batchnorm_fold(kernel, bias, gamma, beta, moving_mean, moving_var, epsilon, out_kernel=None,
+                   out_bias=None, n_threads=None):
+    """(kernel, bias) of a conv or dense layer (the last axis of its kernel: its outputs)
+    followed by inference-mode batch normalisation, folded into one: with s = gamma /
+    sqrt(moving_var + epsilon), kernel * s and (bias - moving_mean) * s + beta. ``bias`` None
+    counts as zeros."""
+    n_threads = effective_n_threads(n_threads)
+    kernel, c = _batchnorm_operands(kernel, gamma=gamma, beta=beta, moving_mean=moving_mean,
+                                    moving_var=moving_var)
+    if bias is not None:
+        _batchnorm_operands(kernel, gamma=gamma, bias=bias)
+    out_kernel = out_buffer(out_kernel, kernel.shape, kernel.dtype, "out_kernel")
+    out_bias = out_buffer(out_bias, (c,), kernel.dtype, "out_bias")
+    check_apart({"out_kernel": out_kernel, "out_bias": out_bias},
+                {"kernel": kernel, "bias": bias, "gamma": gamma, "beta": beta,
+                 "moving_mean": moving_mean, "moving_var": moving_var})
+    _normalization.batchnorm_fold(kernel.reshape(-1, c), bias, gamma, beta, moving_mean,
+                                  moving_var, out_kernel.reshape(-1, c), out_bias, epsilon,
+                                  n_threads)
+    return out_kernel, out_bias

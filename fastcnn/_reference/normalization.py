@@ -1,10 +1,17 @@
 """NumPy twins of ``fastcnn._ext.normalization``: batch normalisation of the columns of an (M, C)
-matrix."""
+matrix, with the relu and residual that may follow it."""
 import numpy as np
 
 
-def batchnorm_forward_training(x__mc, gamma, beta, moving_mean, moving_var, y__mc, mean, inv_std,
-                               partial__k2c, momentum, epsilon, n_threads):
+def _activate(z, residual, relu):
+    """act(z [+ residual]) in float64."""
+    if residual is not None:
+        z = z + residual
+    return np.maximum(z, 0) if relu else z
+
+
+def batchnorm_forward_training(x__mc, residual__mc, gamma, beta, moving_mean, moving_var, y__mc,
+                               mean, inv_std, partial__k2c, momentum, epsilon, relu, n_threads):
     """Batch statistics (biased variance) normalise x and move the moving ones; ``partial`` is
     the kernel's scratch and is left alone here."""
     x = np.asarray(x__mc, np.float64)
@@ -14,22 +21,37 @@ def batchnorm_forward_training(x__mc, gamma, beta, moving_mean, moving_var, y__m
     inv_std[...] = 1 / np.sqrt(var + epsilon)
     moving_mean[...] = moving_mean * momentum + mu * (1 - momentum)
     moving_var[...] = moving_var * momentum + var * (1 - momentum)
-    y__mc[...] = (x - mu) / np.sqrt(var + epsilon) * gamma + beta
+    y__mc[...] = _activate((x - mu) / np.sqrt(var + epsilon) * gamma + beta, residual__mc, relu)
 
-def batchnorm_forward_inference(x__mc, gamma, beta, moving_mean, moving_var, y__mc, inv_std,
-                                epsilon, n_threads):
+
+def batchnorm_forward_inference(x__mc, residual__mc, gamma, beta, moving_mean, moving_var, y__mc,
+                                inv_std, epsilon, relu, n_threads):
     s = 1 / np.sqrt(np.asarray(moving_var, np.float64) + epsilon)
     inv_std[...] = s
-    y__mc[...] = (np.asarray(x__mc, np.float64) - moving_mean) * s * gamma + beta
+    y__mc[...] = _activate((np.asarray(x__mc, np.float64) - moving_mean) * s * gamma + beta,
+                           residual__mc, relu)
 
-def batchnorm_backward(x__mc, dy__mc, gamma, mean, inv_std, dx__mc, dgamma, dbeta, partial__k2c,
-                       batch_stats, n_threads):
+
+def batchnorm_backward(x__mc, dy__mc, dy2__mc, residual__mc, gamma, beta, mean, inv_std, dx__mc,
+                       dgamma, dbeta, dres__mc, partial__k2c, relu, batch_stats, n_threads):
     xhat = (np.asarray(x__mc, np.float64) - mean) * inv_std
-    dy = np.asarray(dy__mc, np.float64)
+    # The two parts add in their own dtype, as the kernel (and merge.add_forward) adds them.
+    dy = np.asarray(dy__mc if dy2__mc is None else dy__mc + dy2__mc, np.float64)
+    if relu:
+        dy = np.where(_activate(xhat * gamma + beta, residual__mc, False) > 0, dy, 0)
     dbeta[...] = dy.sum(axis=0)
     dgamma[...] = (dy * xhat).sum(axis=0)
+    if dres__mc is not None:
+        dres__mc[...] = dy
     if dx__mc is None:
         return
     if batch_stats:
         dy = dy - dy.mean(axis=0) - xhat * (dy * xhat).mean(axis=0)
     dx__mc[...] = gamma * np.asarray(inv_std, np.float64) * dy
+
+
+def batchnorm_fold(kernel__kc, bias, gamma, beta, moving_mean, moving_var, out_kernel__kc,
+                   out_bias, epsilon, n_threads):
+    s = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(moving_var, np.float64) + epsilon)
+    out_kernel__kc[...] = np.asarray(kernel__kc, np.float64) * s
+    out_bias[...] = ((0 if bias is None else np.asarray(bias, np.float64)) - moving_mean) * s + beta

@@ -105,19 +105,22 @@ class Execution:
     def backward(self, output_grads):
         """Back-propagate ``output_grads`` (one per output, None where it has no loss) and fill
         ``gradients``. A value read at several places gets the sum of their gradients, added
-        in the fixed order of the steps (last first)."""
+        left to right in the fixed order of the steps (last first), when the step that made the
+        value runs its backward: a step whose ``gradient_parts`` is 2 takes a gradient of two
+        parts as a tuple and adds them itself, in that order, in its own first pass."""
         plan = self.plan
-        grads = [None] * plan.n_slots
+        parts = [[] for _ in range(plan.n_slots)]
         for slot, g in zip(plan.output_slots, output_grads):
             if g is not None:
-                self._add(grads, slot, g)
+                parts[slot].append(g)
         for index in plan.backward_steps:
             step, ctx = plan.steps[index], self.contexts[index]
-            dys = [grads[s] if grads[s] is not None else self._zeros(s) for s in step.outputs]
+            dys = [self._gradient(s, parts[s], getattr(step, "gradient_parts", 1))
+                   for s in step.outputs]
             dxs = step.backward(dys, ctx, plan.need_dx[index])
             for slot, dx in zip(step.inputs, dxs):
                 if dx is not None and plan.needs_grad[slot]:
-                    self._add(grads, slot, dx)
+                    parts[slot].append(dx)
             for scratch, total in self._additions[index]:
                 merge.add_forward([total, scratch], out=total)
 
@@ -127,12 +130,17 @@ class Execution:
         buf[...] = 0
         return buf
 
-    def _add(self, grads, slot, g):
-        if grads[slot] is None:
-            grads[slot] = g
-            return
-        total = self._sums.get(slot, g.shape, g.dtype)
-        grads[slot] = merge.add_forward([grads[slot], g], out=total)
+    def _gradient(self, slot, parts, taken):
+        """The gradient of ``slot`` from its parts: zeros, the one part, the parts as a tuple
+        for a step that takes that many, or their sum."""
+        if not parts:
+            return self._zeros(slot)
+        if len(parts) == 1:
+            return parts[0]
+        if len(parts) <= taken:
+            return tuple(parts)
+        total = self._sums.get(slot, parts[0].shape, parts[0].dtype)
+        return merge.add_forward(parts, out=total)
 
 
 class ExecutionPool:

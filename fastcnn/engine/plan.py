@@ -5,6 +5,16 @@
   pooling, or after a Flatten after it, joins the step when it is the pooling's only reader; the
   Flatten then runs after the step (both keep each image's values in row-major order, so they
   commute). Each image's conv output then stays in per-thread scratch.
+- **batch normalisation -> (Add ->) activation**: a BatchNormalization whose output feeds
+  nothing but an Activation ("relu" or "linear"), or a two-input Add whose output may feed
+  nothing but such an Activation, runs with them as one step (``BatchNormStep``): one pass
+  normalises, adds the Add's other input and applies the relu, and one backward computes the
+  relu's mask, the Add's gradient for the other input and the normalisation's in two passes.
+- **conv -> batch normalisation in inference (-> activation)**: in a plan without a backward
+  pass, a linear Conv2D whose output feeds nothing but a BatchNormalization that uses its
+  moving statistics (and does not feed an Add: that one goes to ``BatchNormStep``) runs as one
+  conv whose kernel and bias fold the normalisation in (``ConvBatchNormStep``), with the relu
+  of a relu/linear Activation after it fused too.
 - **relu-gradient handoff**: a layer ending in relu whose output feeds nothing but a max pooling
   (or a fused step) leaves its relu backward to that reader, which applies it in its own pass.
 - **softmax + cross-entropy**: an output whose layer ends in softmax, with a cross-entropy loss on
@@ -17,8 +27,10 @@ gives the same results within float32 round-off.
 from collections import Counter
 
 from .._ops import conv as conv_ops
+from .._ops import normalization as normalization_ops
 
 ACTIVATION_KINDS = ("conv2d", "dense", "activation")  # layers whose activation the planner moves
+BATCHNORM_ACTIVATIONS = ("relu", "linear")  # what BatchNormStep applies (relu6: a follow-up)
 
 
 class LayerStep:
@@ -98,6 +110,69 @@ class ConvMaxPoolStep:
         return [dx]
 
 
+class BatchNormStep:
+    """A BatchNormalization, the two-input Add reading it (if any) and the Activation after
+    (if any), as one call of the fused kernels: inputs [the normalised value, the Add's other
+    input], output the last member's. Its backward takes its output's gradient in two parts
+    (``Execution``: a value two steps read), which its first pass adds as it reads them."""
+
+    gradient_parts = 2
+
+    def __init__(self, bn_call, add_call, residual, act_call, output):
+        self.layer, self.add = bn_call.layer, add_call.layer if add_call else None
+        self.inputs = [bn_call.inputs[0]] + ([residual] if add_call else [])
+        self.outputs = [output]
+        self.training, self.trainable = bn_call.training, bn_call.trainable
+        self.relu = act_call is not None and act_call.layer.activation == "relu"
+        self.random_index = self.random_layer = None
+        self.flags = {}
+
+    def forward(self, values, ctx):
+        x = values[self.inputs[0]]
+        residual = values[self.inputs[1]] if self.add else None
+        if self.add:
+            self.add.compute_output_shape([x.shape, residual.shape])  # the Add's own checks
+        values[self.outputs[0]] = self.layer.forward_fused(x, ctx, self.training, residual,
+                                                           self.relu)
+
+    def backward(self, dys, ctx, need_dx):
+        dy, dy2 = dys[0] if isinstance(dys[0], tuple) else (dys[0], None)
+        dx, dres = self.layer.backward_fused(dy, ctx, need_dx, dy2)
+        return [dx, dres] if self.add else [dx]
+
+
+class ConvBatchNormStep:
+    """A Conv2D, the inference-mode BatchNormalization reading it and the Activation after (if
+    any), as one conv call with the normalisation folded into its kernel and bias, folded again
+    at every call since the weights may have changed between calls. Plans without backward."""
+
+    single_input = True
+
+    def __init__(self, conv_call, bn_call, act_call, output):
+        self.layer, self.bn = conv_call.layer, bn_call.layer
+        self.inputs, self.outputs = conv_call.inputs, [output]
+        self.trainable = False
+        self.relu = act_call is not None and act_call.layer.activation == "relu"
+        self.random_index = self.random_layer = None
+        self.flags = {}
+
+    def forward(self, values, ctx):
+        conv, bn, x = self.layer, self.bn, values[self.inputs[0]]
+        kernel, bias = normalization_ops.batchnorm_fold(
+            conv.kernel, conv.bias, bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance,
+            bn.epsilon, out_kernel=ctx.buffer("kernel", conv.kernel.shape, conv.kernel.dtype),
+            out_bias=ctx.buffer("bias", bn.moving_mean.shape, conv.kernel.dtype))
+        values[self.outputs[0]] = conv_ops.conv2d_forward(
+            x, kernel, bias, conv.strides, conv.padding, relu=self.relu,
+            out=ctx.buffer("y", conv.compute_output_shape(x.shape), conv.kernel.dtype))
+
+
+def _plain_conv(layer):
+    """A Conv2D that the fused steps may run with conv2d_forward's arguments alone."""
+    return (getattr(layer, "dilation_rate", (1, 1)) in ((1, 1), 1)
+            and getattr(layer, "groups", 1) == 1)
+
+
 class Plan:
     """The steps of a flat graph, and what its backward pass computes.
 
@@ -159,9 +234,61 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None):
         groups[max(m for m in members if m is not None)] = members
         grouped.update(m for m in members if m is not None)
 
+    folds = {}  # index of the call a fold runs at -> (conv, batchnorm, activation) indices
+    for i, c in enumerate(calls):
+        if not (fuse and loss_outputs is None and _kind(c.layer) == "conv2d"
+                and c.layer.activation == "linear" and _plain_conv(c.layer)) or i in grouped:
+            continue
+        bn = sole_reader(c.outputs[0], "batchnorm")
+        # Before an Add, BatchNormStep's one pass (normalise, add, relu) beats a fold, which
+        # leaves the Add and the relu a pass each.
+        if (bn is None or bn in grouped or (calls[bn].training and calls[bn].layer.trainable)
+                or sole_reader(calls[bn].outputs[0], "add") is not None):
+            continue
+        act = sole_reader(calls[bn].outputs[0], "activation")
+        if act is not None and calls[act].layer.activation not in BATCHNORM_ACTIVATIONS:
+            act = None
+        members = [m for m in (i, bn, act) if m is not None]
+        folds[max(members)] = (i, bn, act)
+        grouped.update(members)
+
+    norm_groups = {}  # index of the call a group runs at -> (batchnorm, add, activation) indices
+    for i, c in enumerate(calls):
+        if not (fuse and _kind(c.layer) == "batchnorm") or i in grouped:
+            continue
+        end = c.outputs[0]
+        add = sole_reader(end, "add")
+        if add is not None and (len(calls[add].inputs) != 2 or add in grouped):
+            add = None
+        if add is not None:
+            end = calls[add].outputs[0]
+        act = sole_reader(end, "activation")
+        if act is not None and calls[act].layer.activation not in BATCHNORM_ACTIVATIONS:
+            act = None
+        members = [m for m in (i, add, act) if m is not None]
+        if len(members) > 1:
+            norm_groups[max(members)] = (i, add, act)
+            grouped.update(members)
+
     steps, step_of_call = [], {}
     for i, c in enumerate(calls):
-        if i in groups:
+        if i in folds:
+            conv, bn, act = folds[i]
+            steps.append(ConvBatchNormStep(calls[conv], calls[bn],
+                                           calls[act] if act is not None else None,
+                                           calls[i].outputs[0]))
+            step_of_call[conv] = steps[-1]
+        elif i in norm_groups:
+            bn, add, act = norm_groups[i]
+            residual = None
+            if add is not None:
+                first, second = calls[add].inputs
+                residual = second if first == calls[bn].outputs[0] else first
+            steps.append(BatchNormStep(calls[bn], calls[add] if add is not None else None,
+                                       residual, calls[act] if act is not None else None,
+                                       calls[i].outputs[0]))
+            step_of_call[bn] = steps[-1]
+        elif i in groups:
             conv, pool, flatten, dropout = groups[i]
             out = calls[dropout if dropout is not None else pool].outputs[0]
             if flatten is not None:  # the group ends at the pooling; the Flatten follows it

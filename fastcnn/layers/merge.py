@@ -37,6 +37,8 @@ class _Elementwise(_Merge):
 
     op = None  # the operation of _ops.merge.elementwise_forward
 
+    fusion = "add"
+
     def compute_output_shape(self, input_shape):
         self._check_inputs(input_shape)
         shapes = [tuple(s) for s in input_shape]

@@ -19,6 +19,8 @@ class BatchNormalization(Layer):
     beta (if ``center``), then the non-trainable moving_mean and moving_variance.
     """
 
+    fusion = "batchnorm"
+
     def __init__(self, axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones", **kwargs):
@@ -75,7 +77,16 @@ class BatchNormalization(Layer):
         return grad if grad is not None else ctx.buffer(name, self.moving_mean.shape)
 
     def forward(self, x, ctx, training):
-        ctx.x = x
+        return self.forward_fused(x, ctx, training)
+
+    def backward(self, dy, ctx, need_dx):
+        return self.backward_fused(dy, ctx, need_dx)[0]
+
+    def forward_fused(self, x, ctx, training, residual=None, relu=False):
+        """act(BN(x) [+ residual]), act relu or the identity, in one pass over x after the
+        statistics: the planner's fusion of this layer with an Add and an Activation after it
+        (engine/plan.py)."""
+        ctx.x, ctx.residual, ctx.relu = x, residual, relu
         # A frozen layer normalises with its moving statistics, as in Keras 3.
         ctx.batch_stats = bool(training and self.trainable)
         out = ctx.buffer("y", x.shape)
@@ -83,23 +94,35 @@ class BatchNormalization(Layer):
         if ctx.batch_stats:
             y, ctx.mean, ctx.inv_std = normalization.batchnorm_forward_training(
                 x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.momentum,
-                self.epsilon, out=out, mean=ctx.buffer("mean", (x.shape[-1],)),
-                inv_std=inv_std, partial=self._partial(ctx, x.shape))
+                self.epsilon, residual=residual, relu=relu, out=out,
+                mean=ctx.buffer("mean", (x.shape[-1],)), inv_std=inv_std,
+                partial=self._partial(ctx, x.shape))
         else:
             y, ctx.inv_std = normalization.batchnorm_forward_inference(
                 x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.epsilon,
-                out=out, inv_std=inv_std)
+                residual=residual, relu=relu, out=out, inv_std=inv_std)
             ctx.mean = self.moving_mean
         return y
 
-    def backward(self, dy, ctx, need_dx):
-        x = ctx.x
-        return normalization.batchnorm_backward(
-            x, dy, self.gamma, ctx.mean, ctx.inv_std, ctx.batch_stats,
+    def backward_fused(self, dy, ctx, need_dx, dy2=None):
+        """(dx, dresidual) of forward_fused's call: each None unless need_dx, dresidual also
+        when that call had no residual. ``dy2``: a second part of the output's gradient, to
+        add to dy (the engine's sum of the gradients of two readers)."""
+        x, residual = ctx.x, ctx.residual
+        # Without relu the residual's gradient is dy itself (in one part); otherwise the
+        # kernel writes it as it goes.
+        need_dres = need_dx and residual is not None and (ctx.relu or dy2 is not None)
+        dx, dres = normalization.batchnorm_backward(
+            x, dy, self.gamma, self.beta, ctx.mean, ctx.inv_std, ctx.batch_stats,
             dgamma=self._param_grad(ctx, self.scale, 0, "dgamma"),
             dbeta=self._param_grad(ctx, self.center, int(self.scale), "dbeta"),
-            need_dx=need_dx, out=ctx.buffer("dx", x.shape) if need_dx else None,
-            partial=self._partial(ctx, x.shape))
+            residual=residual, relu=ctx.relu, need_dx=need_dx, need_dres=need_dres,
+            out=ctx.buffer("dx", x.shape) if need_dx else None,
+            dres=ctx.buffer("dres", x.shape) if need_dres else None,
+            partial=self._partial(ctx, x.shape), dy2=dy2)
+        if need_dx and residual is not None and not need_dres:
+            dres = dy
+        return dx, dres
 
     @staticmethod
     def _partial(ctx, x_shape):

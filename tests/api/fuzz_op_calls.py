@@ -164,8 +164,8 @@ def op_argument(g, fn_name, param, geo):
         return 1e-7
     if param in ("learning_rate", "grad_scale", "alpha", "fill_value"):
         return float(g.rng.random())
-    if param in ("relu", "nesterov", "centered", "need_dx", "batch_stats", "from_logits",
-                 "batch_axis", "zero"):
+    if param in ("relu", "nesterov", "centered", "need_dx", "need_dres", "batch_stats",
+                 "from_logits", "batch_axis", "zero"):
         return g.chance(0.5)
     if param == "input_hw":
         return (h, w)

@@ -104,6 +104,61 @@ def test_batchnorm_matches_torch(training, shape, rng):
     np.testing.assert_allclose(grads[1], tb.grad.numpy(), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_batchnorm_add_relu_matches_torch(training, rng):
+    """relu(BN(x) + residual), the planner's fused step, forward and every gradient."""
+    torch = pytest.importorskip("torch")
+    from fastcnn.engine.execution import CallContext
+    c = 3
+    bn = random_bn(c, rng)
+    gamma, beta, moving_mean, moving_var = bn.get_weights()
+    x = (rng.standard_normal((6, 5, 4, c)) * 2 + 1).astype(np.float32)
+    res, dy = (rng.standard_normal(x.shape).astype(np.float32) for _ in range(2))
+    ctx = CallContext()
+    ctx.grads = [np.zeros_like(w) if t else None for w, t in zip(bn._weights, bn._weight_trainable)]
+    y = bn.forward_fused(x, ctx, training, residual=res, relu=True).copy()
+    dx, dres = bn.backward_fused(dy, ctx, True)
+
+    as_t = lambda a, grad=False: torch.tensor(a.reshape(-1, c) if a.ndim > 1 else a,
+                                              dtype=torch.float64, requires_grad=grad)
+    tx, tg, tb, tr = as_t(x, True), as_t(gamma, True), as_t(beta, True), as_t(res, True)
+    ty = torch.relu(torch.nn.functional.batch_norm(
+        tx, as_t(moving_mean), as_t(moving_var), tg, tb, training=training, eps=1e-3) + tr)
+    (ty * as_t(dy)).sum().backward()
+    tol = dict(rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(y.reshape(-1, c), ty.detach().numpy(), **tol)
+    for got, want in ((dx, tx), (dres, tr), (ctx.grads[0], tg), (ctx.grads[1], tb)):
+        np.testing.assert_allclose(got.reshape(want.grad.shape), want.grad.numpy(), **tol)
+
+
+def test_fused_batchnorm_training_is_thread_count_independent():
+    """A residual block whose fused steps have enough rows to run on several threads."""
+    def fit(threads):
+        fastcnn.set_num_threads(threads)
+        fastcnn.utils.set_random_seed(4)
+        inputs = fastcnn.Input((16, 16, 4))
+        z = layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same")(inputs))
+        y = layers.BatchNormalization()(
+            layers.Conv2D(8, 3, padding="same")(layers.Activation("relu")(z)))
+        # a name of its own: test_functional_api expects the first unnamed Add to be "add"
+        add = layers.Add(name="block_add")
+        x = layers.Activation("relu")(add([layers.Conv2D(8, 1)(inputs), y]))
+        model = fastcnn.Model(inputs, layers.Dense(2, activation="softmax")(
+            layers.GlobalAveragePooling2D()(x)))
+        model.compile("sgd", "sparse_categorical_crossentropy")
+        rng = np.random.default_rng(0)
+        model.fit(rng.standard_normal((96, 16, 16, 4)).astype(np.float32) * 2 + 1,
+                  rng.integers(0, 2, 96), batch_size=48, epochs=2, verbose=0)
+        return model.get_weights()
+    try:
+        runs = [fit(t) for t in (1, 2, 3)]
+    finally:
+        fastcnn.set_num_threads(None)
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_batchnorm_trains_after_conv_and_dense():
     fastcnn.utils.set_random_seed(0)
     rng = np.random.default_rng(0)

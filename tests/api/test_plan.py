@@ -134,3 +134,99 @@ def test_evaluate_and_predict_share_one_execution_and_each_gets_its_outputs():
                                    rtol=1e-5)
     pools = [pool for _, pool in model._runners.values()]
     assert len(pools) == 1 and len(pools[0]._idle) == 1
+
+
+def residual_net(seed, frozen=False):
+    """Conv -> BN -> relu, conv -> BN, a projection shortcut's BN, Add, relu: ResNet's block."""
+    fastcnn.utils.set_random_seed(seed)
+    inputs = fastcnn.Input((12, 12, 2))  # train()'s data
+    conv_bn = lambda x, f, s=1: layers.BatchNormalization(trainable=not frozen)(
+        layers.Conv2D(f, 3, strides=s, padding="same", use_bias=False)(x))
+    x = layers.Activation("relu")(conv_bn(inputs, 4))
+    y = conv_bn(layers.Activation("relu")(conv_bn(x, 6, 2)), 6)
+    x = layers.Activation("relu")(layers.Add()([conv_bn(x, 6, 2), y]))
+    x = layers.Activation("sigmoid")(conv_bn(x, 6))
+    outputs = layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling2D()(x))
+    return fastcnn.Model(inputs, outputs)
+
+
+def test_batchnorm_runs_with_its_add_and_activation_as_one_step():
+    model = residual_net(0)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    plan = training_plan(model)
+    # the first BN reading into the Add (the shortcut's, planned first) takes the Add and the
+    # relu; the other stays a layer, as does a BN before a sigmoid
+    assert step_names(plan) == [
+        "Conv2D", "BatchNormStep", "Conv2D", "Conv2D", "BatchNormStep", "Conv2D",
+        "BatchNormalization", "BatchNormStep", "Conv2D", "BatchNormalization", "Activation",
+        "GlobalAveragePooling2D", "Dense"]
+    block = plan.steps[7]
+    assert block.relu and len(block.inputs) == 2 and block.inputs[1] == plan.steps[6].outputs[0]
+    assert plan.need_dx[1] and not plan.need_dx[0]
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["trainable", "frozen"])
+def test_fused_batchnorm_trains_bitwise_as_the_layers_apart(frozen, monkeypatch):
+    """The fused pass rounds the normalised value, adds the residual and applies the relu as
+    the three layers do one after another, and the gradients add up in the same order; a frozen
+    BN (moving statistics) too."""
+    fused_run, fused_loss = train(lambda: residual_net(3, frozen))
+    monkeypatch.setattr(layers.BatchNormalization, "fusion", None)  # the planner no longer takes it
+    apart_model = residual_net(3, frozen)
+    apart_model.compile("adam", "sparse_categorical_crossentropy")
+    assert "BatchNormStep" not in step_names(training_plan(apart_model))
+    apart_run, apart_loss = train(lambda: residual_net(3, frozen))
+    for a, b in zip(fused_run[:-1], apart_run[:-1]):  # the weights
+        np.testing.assert_array_equal(a, b)
+    assert fused_loss == apart_loss
+    # predict folds the BNs into the convs before them: the same within float32 round-off
+    np.testing.assert_allclose(fused_run[-1], apart_run[-1], rtol=1e-5, atol=1e-6)
+
+
+def test_batchnorm_read_twice_or_before_a_wide_add_stays_a_layer():
+    inputs = fastcnn.Input((6, 6, 2))
+    z = layers.BatchNormalization()(layers.Conv2D(2, 3, padding="same")(inputs))
+    twice = layers.Add()([layers.Activation("relu")(z), z])  # z read twice
+    three = layers.Add()([twice, layers.BatchNormalization()(twice), inputs])
+    model = fastcnn.Model(inputs, layers.Activation("relu")(three))
+    model.compile("sgd", "mse")
+    assert step_names(training_plan(model)) == [
+        "Conv2D", "BatchNormalization", "Activation", "Add", "BatchNormalization", "Add",
+        "Activation"]
+
+
+def inference_plan(model):
+    from fastcnn.engine.graph import FlatGraph
+    from fastcnn.engine.plan import make_plan
+    return make_plan(FlatGraph(model._built_graph(), False), True)
+
+
+def test_inference_folds_batchnorm_into_the_conv_before_it(monkeypatch):
+    """predict runs conv + BN (+ relu) as one conv with the folded kernel and bias, except
+    where the BN feeds an Add, which BatchNormStep takes whole; after training (moving
+    statistics away from their initial values) the outputs match the layers apart."""
+    model = residual_net(5)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(2).random((16, 12, 12, 2), dtype=np.float32)
+    model.fit(x, np.arange(16) % 3, batch_size=8, epochs=2, verbose=0)
+    plan = inference_plan(model)
+    assert step_names(plan) == [
+        "ConvBatchNormStep", "Conv2D", "ConvBatchNormStep", "Conv2D", "BatchNormalization",
+        "BatchNormStep", "ConvBatchNormStep", "Activation", "GlobalAveragePooling2D", "Dense"]
+    assert [s.relu for s in plan.steps if type(s).__name__ == "ConvBatchNormStep"] == [
+        True, True, False]  # the last BN is followed by a sigmoid, which stays a layer
+    folded = model.predict(x, verbose=0)
+    monkeypatch.setattr(layers.BatchNormalization, "fusion", None)
+    apart = fastcnn.Model(model.inputs[0], model.outputs[0])  # a new model: a new plan
+    assert "ConvBatchNormStep" not in step_names(inference_plan(apart))
+    np.testing.assert_allclose(folded, apart.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_training_and_batch_statistics_keep_batchnorm_apart_from_the_conv():
+    model = residual_net(5)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    assert "ConvBatchNormStep" not in step_names(training_plan(model))
+    from fastcnn.engine.graph import FlatGraph
+    from fastcnn.engine.plan import make_plan
+    eager_training = make_plan(FlatGraph(model._built_graph(), True), True)  # model(x, training=True)
+    assert "ConvBatchNormStep" not in step_names(eager_training)

@@ -171,25 +171,40 @@ BN_SHAPES = [(1, 3), (7, 5), (300, 17)]  # (M, C)
 
 
 def batchnorm_forward_training(rng, dtype):
-    for m, c in BN_SHAPES:
-        yield (normal(rng, (m, c), dtype, 2) + 3, *bn_params(rng, c, dtype), unset((m, c), dtype),
-               unset(c, dtype), unset(c, dtype), np.empty((3, 2, c)), 0.9, 1e-3, THREADS)
+    for (m, c), residual, relu in zip(BN_SHAPES * 2, [False, True] * 3, [False] * 3 + [True] * 3):
+        res = normal(rng, (m, c), dtype) if residual else None
+        yield (normal(rng, (m, c), dtype, 2) + 3, res, *bn_params(rng, c, dtype),
+               unset((m, c), dtype), unset(c, dtype), unset(c, dtype), np.empty((3, 2, c)), 0.9,
+               1e-3, relu, THREADS)
 
 
 def batchnorm_forward_inference(rng, dtype):
-    for m, c in BN_SHAPES:
-        yield (normal(rng, (m, c), dtype, 2) + 3, *bn_params(rng, c, dtype), unset((m, c), dtype),
-               unset(c, dtype), 1e-3, THREADS)
+    for (m, c), residual, relu in zip(BN_SHAPES * 2, [False, True] * 3, [False] * 3 + [True] * 3):
+        res = normal(rng, (m, c), dtype) if residual else None
+        yield (normal(rng, (m, c), dtype, 2) + 3, res, *bn_params(rng, c, dtype),
+               unset((m, c), dtype), unset(c, dtype), 1e-3, relu, THREADS)
 
 
 def batchnorm_backward(rng, dtype):
-    for (m, c), batch_stats, want_dx in zip(BN_SHAPES * 2, [True] * 3 + [False] * 3,
-                                            [True, False] * 3):
+    for (m, c), batch_stats, want_dx, relu in zip(BN_SHAPES * 4, [True] * 6 + [False] * 6,
+                                                  [True, False] * 6, [False] * 3 + [True] * 9):
         x = normal(rng, (m, c), dtype, 2) + 3
         mean, inv_std = x.mean(axis=0), rng.uniform(0.5, 2, c).astype(dtype)
+        gamma, beta = bn_params(rng, c, dtype)[:2]
+        res = normal(rng, (m, c), dtype) if relu and want_dx else None
+        dy2 = normal(rng, (m, c), dtype) if batch_stats and relu else None
         dx = unset((m, c), dtype) if want_dx else None
-        yield (x, normal(rng, (m, c), dtype), bn_params(rng, c, dtype)[0], mean, inv_std, dx,
-               unset(c, dtype), unset(c, dtype), np.empty((3, 2, c)), batch_stats, THREADS)
+        dres = unset((m, c), dtype) if res is not None else None
+        yield (x, normal(rng, (m, c), dtype), dy2, res, gamma, beta, mean, inv_std, dx,
+               unset(c, dtype), unset(c, dtype), dres, np.empty((3, 2, c)), relu, batch_stats,
+               THREADS)
+
+
+def batchnorm_fold(rng, dtype):
+    for (k, c), with_bias in zip([(27, 4), (1, 1), (300, 17)], [True, False, True]):
+        bias = normal(rng, c, dtype) if with_bias else None
+        yield (normal(rng, (k, c), dtype), bias, *bn_params(rng, c, dtype), unset((k, c), dtype),
+               unset(c, dtype), 1e-3, THREADS)
 
 
 LN_SHAPES = [(1, 1), (7, 5), (300, 17)]  # (R, K)
@@ -681,6 +696,7 @@ CASES = {
     "batchnorm_forward_training": batchnorm_forward_training,
     "batchnorm_forward_inference": batchnorm_forward_inference,
     "batchnorm_backward": batchnorm_backward,
+    "batchnorm_fold": batchnorm_fold,
     "layernorm_forward": layernorm_forward,
     "layernorm_backward": layernorm_backward,
     "groupnorm_forward": groupnorm_forward,

@@ -7,20 +7,24 @@ from fastcnn._ops import normalization as normalization_ops
 from conftest import bn_params
 
 
-def test_batchnorm_ops_ignore_thread_count(rng):
+@pytest.mark.parametrize("relu", [False, True])
+def test_batchnorm_ops_ignore_thread_count(relu, rng):
     """Through the ops room, whose chunking depends on the shape only."""
     x = rng.standard_normal((64, 9, 9, 8)).astype(np.float32)
+    res = rng.standard_normal(x.shape).astype(np.float32)
     results = []
-    for threads in (1, 2):
+    for threads in (1, 2, 3):
         gamma, beta, mm, mv = bn_params(np.random.default_rng(0), 8, np.float32)
         y, mean, inv_std = normalization_ops.batchnorm_forward_training(
-            x, gamma, beta, mm, mv, 0.99, 1e-3, n_threads=threads)
+            x, gamma, beta, mm, mv, 0.99, 1e-3, residual=res, relu=relu, n_threads=threads)
         dgamma, dbeta = np.empty(8, np.float32), np.empty(8, np.float32)
-        dx = normalization_ops.batchnorm_backward(x, y, gamma, mean, inv_std, True, dgamma, dbeta,
-                                                  n_threads=threads)
-        results.append((y, mm, mv, dx, dgamma, dbeta))
-    for a, b in zip(*results):
-        assert np.array_equal(a, b)
+        dx, dres = normalization_ops.batchnorm_backward(
+            x, y, gamma, beta, mean, inv_std, True, dgamma, dbeta, residual=res, relu=relu,
+            need_dres=True, n_threads=threads)
+        results.append((y, mm, mv, dx, dres, dgamma, dbeta))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert np.array_equal(a, b)
 
 
 def test_batchnorm_ops_check_shapes_and_dtypes(rng):
@@ -30,3 +34,6 @@ def test_batchnorm_ops_check_shapes_and_dtypes(rng):
         normalization_ops.batchnorm_forward_training(x, gamma[:2], beta, mm, mv, 0.9, 1e-3)
     with pytest.raises(ValueError, match="moving_var .* float64"):  # updated in place: no copies
         normalization_ops.batchnorm_forward_training(x, gamma, beta, mm, mv.astype(np.float64), 0.9, 1e-3)
+    with pytest.raises(ValueError, match=r"Expected residual of shape \(5, 3\)"):
+        normalization_ops.batchnorm_forward_training(x, gamma, beta, mm, mv, 0.9, 1e-3,
+                                                     residual=x[:4])
