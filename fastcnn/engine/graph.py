@@ -94,12 +94,15 @@ class FlatGraph:
 
     Each call's training mode is its node's explicit ``training`` argument, else that of the
     call it was inlined from, else the model's. A call inside a frozen model or composite layer
-    trains no weight, whatever its own layer says, as Keras 3's trainable_weights has it."""
+    trains no weight, whatever its own layer says, as Keras 3's trainable_weights has it.
+    ``shapes`` maps each slot to its symbolic shape (batch axis first, None where unknown)."""
 
     def __init__(self, graph, training, trainable=True):
         self.calls = []
         self.n_slots = 0
+        self.shapes = {}
         self.input_slots = [self._new_slot() for _ in graph.inputs]
+        self.shapes.update(zip(self.input_slots, (t.shape for t in graph.inputs)))
         self.output_slots = self._inline(graph, self.input_slots, bool(training), trainable)
 
     def _new_slot(self):
@@ -117,6 +120,7 @@ class FlatGraph:
                                        trainable and node.operation.trainable)
             else:
                 outputs = [self._new_slot() for _ in node.output_tensors]
+                self.shapes.update(zip(outputs, (t.shape for t in node.output_tensors)))
                 self.calls.append(Call(node.operation, inputs,
                                        not isinstance(node.inputs, (list, tuple)), outputs,
                                        training, trainable))

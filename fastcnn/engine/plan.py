@@ -167,6 +167,12 @@ class ConvBatchNormStep:
             out=ctx.buffer("y", conv.compute_output_shape(x.shape), conv.kernel.dtype))
 
 
+def _same_known_shape(shapes, slots):
+    """Whether the values of ``slots`` have one shape, known but for the batch axis."""
+    first = shapes[slots[0]]
+    return None not in first[1:] and all(shapes[s][1:] == first[1:] for s in slots[1:])
+
+
 def _plain_conv(layer):
     """A Conv2D that the fused steps may run with conv2d_forward's arguments alone."""
     return (getattr(layer, "dilation_rate", (1, 1)) in ((1, 1), 1)
@@ -258,8 +264,9 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None):
             continue
         end = c.outputs[0]
         add = sole_reader(end, "add")
-        if add is not None and (len(calls[add].inputs) != 2 or add in grouped):
-            add = None
+        if add is not None and (len(calls[add].inputs) != 2 or add in grouped
+                                or not _same_known_shape(flat.shapes, calls[add].inputs)):
+            add = None  # the fused kernel adds a residual of the normalised value's own shape
         if add is not None:
             end = calls[add].outputs[0]
         act = sole_reader(end, "activation")

@@ -195,6 +195,31 @@ def test_batchnorm_read_twice_or_before_a_wide_add_stays_a_layer():
         "Activation"]
 
 
+def test_batchnorm_before_a_broadcasting_add_stays_a_layer():
+    """Add broadcasts a (1, 1, C) residual as Keras does; the fused pass adds one of the
+    normalised value's own shape, so the planner leaves that Add apart, and training matches
+    the unfused plan bitwise."""
+    def make():
+        fastcnn.utils.set_random_seed(0)
+        maps, bias = fastcnn.Input((4, 4, 3)), fastcnn.Input((1, 1, 3))
+        y = layers.Add()([layers.BatchNormalization()(maps), bias])
+        return fastcnn.Model([maps, bias], layers.Activation("relu")(y))
+
+    rng = np.random.default_rng(0)
+    x = [rng.random((8, 4, 4, 3), dtype=np.float32), rng.random((8, 1, 1, 3), dtype=np.float32)]
+    target = rng.random((8, 4, 4, 3), dtype=np.float32)
+    runs = []
+    for fuse in (True, False):
+        model = make()
+        model.compile("sgd", "mse", fuse=fuse)
+        if fuse:
+            assert step_names(training_plan(model)) == ["BatchNormalization", "Add", "Activation"]
+        model.fit(x, target, batch_size=4, epochs=2, verbose=0, shuffle=False)
+        runs.append(model.get_weights())
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def inference_plan(model):
     from fastcnn.engine.graph import FlatGraph
     from fastcnn.engine.plan import make_plan
