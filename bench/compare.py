@@ -1,12 +1,14 @@
 """fastcnn against Keras/TF and PyTorch on the workloads, run alternately, medians and ratios.
 
     python bench/compare.py --rounds 3 --epochs 3 --threads 2 [--keras-python PATH] [--torch-python PATH]
-    python bench/compare.py --workloads resnet20 --epochs 2
+    python bench/compare.py --workloads resnet20,mobilenetv2,unet --epochs 2 --images 2048
 
 Each framework runs in its own process, so peak RSS is per framework: bench/workloads.py, except
-Keras and PyTorch on MNIST and ResNet-20, which run the shared anchor scripts (../shared/anchors:
-keras_convnet.py and torch_convnet.py, keras_zoo.py and torch_zoo.py; the zoo reports no test
-accuracy, shown as "-"). Keras or
+Keras and PyTorch on MNIST, which run the shared anchor scripts keras_convnet.py and
+torch_convnet.py (../shared/anchors), and every framework on the three nets of the anchors' zoo
+(resnet20, mobilenetv2, unet), which run keras_zoo.py (Keras, and fastcnn with --framework
+fastcnn) and torch_zoo.py on ``--images`` synthetic images (the zoo reports no test accuracy,
+shown as "-"). Keras or
 PyTorch, where its interpreter cannot import it, is left out, and the script says why; without
 fastcnn it refuses to run. The rounds alternate the frameworks so that slow phases of a shared
 machine hit all of them alike. Ends with fastcnn's conv GFLOP/s on conv2 of the MNIST net and
@@ -23,12 +25,16 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODULES = {"fastcnn": "fastcnn", "keras": "tensorflow", "torch": "torch"}
-# On MNIST and ResNet-20 the other frameworks run the shared anchor scripts themselves, unchanged.
+# The shared anchor scripts run unchanged: the other frameworks' MNIST convnet, and every
+# framework's zoo nets.
 ANCHORS = os.path.join(HERE, "..", "..", "shared", "anchors")
+ZOO = ("resnet20", "mobilenetv2", "unet")
 ANCHOR_SCRIPTS = {("mnist", "keras"): ["keras_convnet.py"],
                   ("mnist", "torch"): ["torch_convnet.py"],
-                  ("resnet20", "keras"): ["keras_zoo.py", "--net", "resnet20"],
-                  ("resnet20", "torch"): ["torch_zoo.py", "--net", "resnet20"]}
+                  **{(net, "keras"): ["keras_zoo.py", "--net", net] for net in ZOO},
+                  **{(net, "fastcnn"): ["keras_zoo.py", "--net", net, "--framework", "fastcnn"]
+                     for net in ZOO},
+                  **{(net, "torch"): ["torch_zoo.py", "--net", net] for net in ZOO}}
 
 
 def import_failures(pythons):
@@ -48,12 +54,14 @@ def import_failures(pythons):
     return failures
 
 
-def run(python, framework, workload, epochs, threads):
+def run(python, framework, workload, epochs, threads, images):
     # Each framework gets the thread count through its own setting (--threads), and the
     # environment as it is: an OMP_NUM_THREADS override slows TensorFlow's oneDNN.
     anchor = ANCHOR_SCRIPTS.get((workload, framework))
     if anchor:
         command = [os.path.join(ANCHORS, anchor[0]), *anchor[1:]]
+        if workload in ZOO:
+            command += ["--n", str(images)]
     else:
         command = [os.path.join(HERE, "workloads.py"), "--framework", framework, "--workload", workload]
     out = subprocess.run([python, *command, "--epochs", str(epochs), "--threads", str(threads)],
@@ -98,6 +106,7 @@ def main():
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workloads", default="mnist,vgg")
+    p.add_argument("--images", type=int, default=2048, help="training images of the zoo nets")
     p.add_argument("--keras-python", default=sys.executable)
     p.add_argument("--torch-python", default=sys.executable)
     a = p.parse_args()
@@ -114,7 +123,7 @@ def main():
     for round_ in range(a.rounds):
         for workload in a.workloads.split(","):
             for framework in frameworks:
-                r = run(pythons[framework], framework, workload, a.epochs, a.threads)
+                r = run(pythons[framework], framework, workload, a.epochs, a.threads, a.images)
                 results.setdefault((workload, framework), []).append(r)
                 print(f"round {round_ + 1}: {json.dumps(r)}", file=sys.stderr)
 
