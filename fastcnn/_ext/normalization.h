@@ -21,9 +21,10 @@
  * against the spread, where x * scale + (beta - mean * scale) would cancel. */
 #define FCNN_BN_PRE(x, m, s, b) (((x) - (m)) * (s) + (b))
 
-/* FCNN_BN_PRE at channel j of row xr; d where the value v is positive, else 0. */
+/* FCNN_BN_PRE at channel j of row xr; d where the value v is in the relu's open range (0, cap),
+ * else 0 (cap is +inf for a plain relu). */
 #define FCNN_BN_PRE_AT(j) FCNN_BN_PRE(xr[j], mean[j], scale[j], beta[j])
-#define FCNN_BN_MASKED(v) ((v) > 0 ? d : 0)
+#define FCNN_BN_MASKED(v) ((((v) > 0) & ((v) < cap)) ? d : 0)
 
 /* The loops over a row's channels of the backward passes, for one expression G of g each, of
  * d = LOAD (loaded whatever G is, so that the select needs no branch and the loop
@@ -90,10 +91,11 @@
         }                                                                                          \
     }                                                                                              \
                                                                                                    \
-    /* y = act(FCNN_BN_PRE [+ res]) over `rows` rows, act relu or the identity (res: or NULL). */  \
+    /* y = act(FCNN_BN_PRE [+ res]) over `rows` rows, act relu capped at cap (+inf: no cap) or     \
+     * the identity (res: or NULL). */                                                            \
     ATTR static void fcnn_bn_apply_##SUFFIX(const T *x, const T *res, ptrdiff_t rows, ptrdiff_t c, \
                                             const T *restrict mean, const T *restrict scale,       \
-                                            const T *restrict beta, int relu, T *y)                \
+                                            const T *restrict beta, int relu, T cap, T *y)         \
     {                                                                                              \
         for (ptrdiff_t r = 0; r < rows; r++) {                                                     \
             const T *xr = x + r * c;                                                               \
@@ -103,7 +105,7 @@
                 if (relu)                                                                          \
                     for (ptrdiff_t j = 0; j < c; j++) {                                            \
                         T v = FCNN_BN_PRE_AT(j) + rr[j];                                           \
-                        yr[j] = v > 0 ? v : 0;                                                     \
+                        yr[j] = v > 0 ? (v < cap ? v : cap) : 0;                                   \
                     }                                                                              \
                 else                                                                               \
                     for (ptrdiff_t j = 0; j < c; j++)                                              \
@@ -111,7 +113,7 @@
             } else if (relu) {                                                                     \
                 for (ptrdiff_t j = 0; j < c; j++) {                                                \
                     T v = FCNN_BN_PRE_AT(j);                                                       \
-                    yr[j] = v > 0 ? v : 0;                                                         \
+                    yr[j] = v > 0 ? (v < cap ? v : cap) : 0;                                       \
                 }                                                                                  \
             } else {                                                                               \
                 for (ptrdiff_t j = 0; j < c; j++)                                                  \
@@ -122,13 +124,13 @@
                                                                                                    \
     /* g = dy (+ dy2, a second part of the gradient, unless NULL), or with relu that where the     \
      * forward's value before the relu (recomputed from x and res as the forward computed it) is   \
-     * positive and 0 elsewhere. Over `rows` rows: the column                                      \
+     * in (0, cap) and 0 elsewhere. Over `rows` rows: the column                                      \
      * sums of g and of g * xhat, xhat = (x - mean) * inv_std, in double; g also goes to g_out     \
      * unless it is NULL. Each case has its own loop, without branches, so that it vectorises. */  \
     ATTR static void fcnn_bn_grad_sums_##SUFFIX(                                                   \
         const T *x, const T *dy, const T *dy2, const T *res, ptrdiff_t rows, ptrdiff_t c,          \
         const T *restrict mean, const T *restrict inv_std, const T *restrict scale,                \
-        const T *restrict beta, int relu, T *g_out, double *restrict sum_g,                        \
+        const T *restrict beta, int relu, T cap, T *g_out, double *restrict sum_g,                 \
         double *restrict sum_gx)                                                                   \
     {                                                                                              \
         for (ptrdiff_t j = 0; j < c; j++) {                                                        \
@@ -154,7 +156,7 @@
         const T *x, const T *dy, const T *g_in, ptrdiff_t rows, ptrdiff_t c,                       \
         const T *restrict mean, const T *restrict inv_std, const T *restrict scale,                \
         const T *restrict beta, const T *restrict gamma, const double *restrict mean_g,            \
-        const double *restrict mean_gx, int relu, T *dx)                                           \
+        const double *restrict mean_gx, int relu, T cap, T *dx)                                    \
     {                                                                                              \
         for (ptrdiff_t r = 0; r < rows; r++) {                                                     \
             const T *xr = x + r * c, *dyr = dy + r * c, *gir = g_in ? g_in + r * c : NULL;         \
@@ -197,27 +199,28 @@ FCNN_BN_LEVEL(FCNN_TARGET_AVX2_NOFMA, avx2)
     }                                                                                              \
     static void fcnn_bn_apply_##SUFFIX(const T *x, const T *res, ptrdiff_t rows, ptrdiff_t c,      \
                                        const T *mean, const T *scale, const T *beta, int relu,     \
-                                       T *y)                                                       \
+                                       T cap, T *y)                                                \
     {                                                                                              \
         FCNN_DISPATCH(fcnn_level, fcnn_bn_apply_##SUFFIX, x, res, rows, c, mean, scale, beta,      \
-                      relu, y);                                                                    \
+                      relu, cap, y);                                                               \
     }                                                                                              \
     static void fcnn_bn_grad_sums_##SUFFIX(const T *x, const T *dy, const T *dy2, const T *res,    \
                                            ptrdiff_t rows, ptrdiff_t c, const T *mean,             \
                                            const T *inv_std, const T *scale, const T *beta,        \
-                                           int relu, T *g_out, double *sum_g, double *sum_gx)      \
+                                           int relu, T cap, T *g_out, double *sum_g,               \
+                                           double *sum_gx)                                         \
     {                                                                                              \
         FCNN_DISPATCH(fcnn_level, fcnn_bn_grad_sums_##SUFFIX, x, dy, dy2, res, rows, c, mean,      \
-                      inv_std, scale, beta, relu, g_out, sum_g, sum_gx);                           \
+                      inv_std, scale, beta, relu, cap, g_out, sum_g, sum_gx);                      \
     }                                                                                              \
     static void fcnn_bn_grad_input_##SUFFIX(const T *x, const T *dy, const T *g_in,                \
                                             ptrdiff_t rows, ptrdiff_t c, const T *mean,            \
                                             const T *inv_std, const T *scale, const T *beta,       \
                                             const T *gamma, const double *mean_g,                  \
-                                            const double *mean_gx, int relu, T *dx)                \
+                                            const double *mean_gx, int relu, T cap, T *dx)         \
     {                                                                                              \
         FCNN_DISPATCH(fcnn_level, fcnn_bn_grad_input_##SUFFIX, x, dy, g_in, rows, c, mean,         \
-                      inv_std, scale, beta, gamma, mean_g, mean_gx, relu, dx);                     \
+                      inv_std, scale, beta, gamma, mean_g, mean_gx, relu, cap, dx);                \
     }
 
 FCNN_BN_DISPATCHERS(float, f32)

@@ -9,7 +9,7 @@ to its own ``partial[k]``, combined afterwards in chunk order. The result depend
 caller derives from the shape, but never on ``n_threads``. Statistics accumulate in double.
 
 The forward computes y = act((x - mean) * scale + beta [+ residual]) with per-channel scale =
-gamma * inv_std, act relu or the identity; ``inv_std`` is
+gamma * inv_std, act relu capped at ``relu_max`` (inf: no cap) or the identity; ``inv_std`` is
 1 / sqrt(variance + epsilon), the variance the biased one, as in Keras. The backward recomputes
 the relu's mask from x (and the residual) with the forward's own arithmetic (normalization.h),
 so the forward's output need not be kept.
@@ -30,28 +30,30 @@ cdef extern from "normalization.h" nogil:
                              double *m2)
     void fcnn_bn_apply_f32(const float *x, const float *res, Py_ssize_t rows, Py_ssize_t c,
                            const float *mean, const float *scale, const float *beta, int relu,
-                           float *y)
+                           float cap, float *y)
     void fcnn_bn_apply_f64(const double *x, const double *res, Py_ssize_t rows, Py_ssize_t c,
                            const double *mean, const double *scale, const double *beta,
-                           int relu, double *y)
+                           int relu, double cap, double *y)
     void fcnn_bn_grad_sums_f32(const float *x, const float *dy, const float *dy2, const float *res,
                                Py_ssize_t rows, Py_ssize_t c, const float *mean,
                                const float *inv_std, const float *scale, const float *beta,
-                               int relu, float *g_out, double *sum_g, double *sum_gx)
+                               int relu, float cap, float *g_out, double *sum_g, double *sum_gx)
     void fcnn_bn_grad_sums_f64(const double *x, const double *dy, const double *dy2,
                                const double *res, Py_ssize_t rows, Py_ssize_t c, const double *mean,
                                const double *inv_std, const double *scale, const double *beta,
-                               int relu, double *g_out, double *sum_g, double *sum_gx)
+                               int relu, double cap, double *g_out, double *sum_g,
+                               double *sum_gx)
     void fcnn_bn_grad_input_f32(const float *x, const float *dy, const float *g_in,
                                 Py_ssize_t rows, Py_ssize_t c, const float *mean,
                                 const float *inv_std, const float *scale, const float *beta,
                                 const float *gamma, const double *mean_g, const double *mean_gx,
-                                int relu, float *dx)
+                                int relu, float cap, float *dx)
     void fcnn_bn_grad_input_f64(const double *x, const double *dy, const double *g_in,
                                 Py_ssize_t rows, Py_ssize_t c, const double *mean,
                                 const double *inv_std, const double *scale, const double *beta,
                                 const double *gamma, const double *mean_g,
-                                const double *mean_gx, int relu, double *dx)
+                                const double *mean_gx, int relu, double cap,
+                                double *dx)
 
 
 # One name per pass for both float types (the C functions have one per type).
@@ -65,37 +67,39 @@ cdef inline void _moments(const floating *x, Py_ssize_t rows, Py_ssize_t c, doub
 
 cdef inline void _apply_rows(const floating *x, const floating *res, Py_ssize_t rows,
                              Py_ssize_t c, const floating *mean, const floating *scale,
-                             const floating *beta, int relu, floating *y) noexcept nogil:
+                             const floating *beta, int relu, floating cap,
+                             floating *y) noexcept nogil:
     if floating is float:
-        fcnn_bn_apply_f32(x, res, rows, c, mean, scale, beta, relu, y)
+        fcnn_bn_apply_f32(x, res, rows, c, mean, scale, beta, relu, cap, y)
     else:
-        fcnn_bn_apply_f64(x, res, rows, c, mean, scale, beta, relu, y)
+        fcnn_bn_apply_f64(x, res, rows, c, mean, scale, beta, relu, cap, y)
 
 
 cdef inline void _grad_sums(const floating *x, const floating *dy, const floating *dy2,
                             const floating *res, Py_ssize_t rows, Py_ssize_t c,
                             const floating *mean, const floating *inv_std, const floating *scale,
-                            const floating *beta, int relu, floating *g_out, double *sum_g,
-                            double *sum_gx) noexcept nogil:
+                            const floating *beta, int relu, floating cap, floating *g_out,
+                            double *sum_g, double *sum_gx) noexcept nogil:
     if floating is float:
-        fcnn_bn_grad_sums_f32(x, dy, dy2, res, rows, c, mean, inv_std, scale, beta, relu, g_out,
-                              sum_g, sum_gx)
+        fcnn_bn_grad_sums_f32(x, dy, dy2, res, rows, c, mean, inv_std, scale, beta, relu, cap,
+                              g_out, sum_g, sum_gx)
     else:
-        fcnn_bn_grad_sums_f64(x, dy, dy2, res, rows, c, mean, inv_std, scale, beta, relu, g_out,
-                              sum_g, sum_gx)
+        fcnn_bn_grad_sums_f64(x, dy, dy2, res, rows, c, mean, inv_std, scale, beta, relu, cap,
+                              g_out, sum_g, sum_gx)
 
 
 cdef inline void _grad_input(const floating *x, const floating *dy, const floating *g_in,
                              Py_ssize_t rows, Py_ssize_t c, const floating *mean,
                              const floating *inv_std, const floating *scale,
                              const floating *beta, const floating *gamma, const double *mean_g,
-                             const double *mean_gx, int relu, floating *dx) noexcept nogil:
+                             const double *mean_gx, int relu, floating cap,
+                             floating *dx) noexcept nogil:
     if floating is float:
         fcnn_bn_grad_input_f32(x, dy, g_in, rows, c, mean, inv_std, scale, beta, gamma, mean_g,
-                               mean_gx, relu, dx)
+                               mean_gx, relu, cap, dx)
     else:
         fcnn_bn_grad_input_f64(x, dy, g_in, rows, c, mean, inv_std, scale, beta, gamma, mean_g,
-                               mean_gx, relu, dx)
+                               mean_gx, relu, cap, dx)
 
 
 cdef enum:
@@ -139,7 +143,8 @@ cdef floating *_scale(const floating[::1] gamma, const floating[::1] inv_std) ex
 
 cdef void _apply(const floating[:, ::1] x__mc, const floating[:, ::1] res__mc,
                  const floating[::1] center, const floating *scale, const floating[::1] beta,
-                 bint relu, floating[:, ::1] y__mc, Py_ssize_t rows, int n_threads) noexcept nogil:
+                 bint relu, floating cap, floating[:, ::1] y__mc, Py_ssize_t rows,
+                 int n_threads) noexcept nogil:
     """y = act((x - center) * scale + beta [+ res]) in blocks of ``rows`` rows, one block per
     parallel step."""
     cdef Py_ssize_t m = x__mc.shape[0], c = x__mc.shape[1], k, r0
@@ -147,7 +152,7 @@ cdef void _apply(const floating[:, ::1] x__mc, const floating[:, ::1] res__mc,
     for k in prange(n_blocks, schedule="static", num_threads=threads_for(m * c, n_threads)):
         r0 = k * rows
         _apply_rows(_row(x__mc, r0), _row(res__mc, r0), min(rows, m - r0), c, &center[0], scale,
-                    &beta[0], relu, _out_row(y__mc, r0))
+                    &beta[0], relu, cap, _out_row(y__mc, r0))
 
 
 cdef int _check_like(const floating[:, ::1] a, Py_ssize_t m, Py_ssize_t c, str name) except -1:
@@ -167,7 +172,8 @@ def batchnorm_forward_training(const floating[:, ::1] x__mc,        # IN  (M, C)
                                floating[::1] mean,                  # OUT (C,) batch mean
                                floating[::1] inv_std,               # OUT (C,)
                                double[:, :, ::1] partial__k2c,      # OUT scratch (K, 2, C)
-                               double momentum, double epsilon, bint relu, int n_threads):
+                               double momentum, double epsilon, bint relu, double relu_max,
+                               int n_threads):
     """y = act((x - mean) * inv_std * gamma + beta [+ residual]) with the batch's statistics,
     which also move the moving ones: moving = moving * momentum + batch * (1 - momentum).
 
@@ -205,7 +211,8 @@ def batchnorm_forward_training(const floating[:, ::1] x__mc,        # IN  (M, C)
             moving_var[j] = moving_var[j] * momentum + variance * (1 - momentum)
     scale = _scale(gamma, inv_std)
     with nogil:
-        _apply(x__mc, residual__mc, mean, scale, beta, relu, y__mc, rows, n_threads)
+        _apply(x__mc, residual__mc, mean, scale, beta, relu, <floating>relu_max, y__mc, rows,
+               n_threads)
     free(scale)
 
 
@@ -217,7 +224,7 @@ def batchnorm_forward_inference(const floating[:, ::1] x__mc,        # IN  (M, C
                                 const floating[::1] moving_var,      # IN  (C,)
                                 floating[:, ::1] y__mc,              # OUT (M, C)
                                 floating[::1] inv_std,               # OUT (C,)
-                                double epsilon, bint relu, int n_threads):
+                                double epsilon, bint relu, double relu_max, int n_threads):
     """y = act((x - moving_mean) * inv_std * gamma + beta [+ residual]), inv_std from the moving
     variance."""
     cdef Py_ssize_t m = x__mc.shape[0], c = x__mc.shape[1], j
@@ -229,8 +236,8 @@ def batchnorm_forward_inference(const floating[:, ::1] x__mc,        # IN  (M, C
         inv_std[j] = 1 / sqrt(<double>moving_var[j] + epsilon)
     scale = _scale(gamma, inv_std)
     with nogil:
-        _apply(x__mc, residual__mc, moving_mean, scale, beta, relu, y__mc, max(1, BLOCK // c),
-               n_threads)
+        _apply(x__mc, residual__mc, moving_mean, scale, beta, relu, <floating>relu_max, y__mc,
+               max(1, BLOCK // c), n_threads)
     free(scale)
 
 
@@ -247,10 +254,10 @@ def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
                        floating[::1] dbeta,                 # OUT (C,)
                        floating[:, ::1] dres__mc,           # OUT (M, C) residual's, or None
                        double[:, :, ::1] partial__k2c,      # OUT scratch (K, 2, C)
-                       bint relu, bint batch_stats, int n_threads):
+                       bint relu, double relu_max, bint batch_stats, int n_threads):
     """With g = dy (+ dy2: the gradient of y in two parts, added here as the engine would
-    add them), or with relu that masked where the forward's pre-activation value was not
-    positive, and xhat = (x - mean) * inv_std: dbeta = sum(g), dgamma = sum(g * xhat) over rows,
+    add them), or with relu that masked where the forward's pre-activation value was not in
+    (0, relu_max), and xhat = (x - mean) * inv_std: dbeta = sum(g), dgamma = sum(g * xhat) over rows,
     dres = g (the residual's gradient), and
 
     - batch_stats (the forward used the batch's statistics, which depend on x):
@@ -277,12 +284,13 @@ def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
     if g_out is None and want_dx and (relu and residual__mc is not None or dy2__mc is not None):
         g_out = dx__mc
     cdef floating *scale = _scale(gamma, inv_std)
+    cdef floating cap = <floating>relu_max
     with nogil:
         for k in prange(n_chunks, schedule="static", num_threads=threads):
             r0 = min(k * rows, m)
             _grad_sums(_row(x__mc, r0), _row(dy__mc, r0), _row(dy2__mc, r0),
                        _row(residual__mc, r0), min(rows, m - r0), c, &mean[0], &inv_std[0], scale, &beta[0], relu,
-                       _out_row(g_out, r0), &partial__k2c[k, 0, 0], &partial__k2c[k, 1, 0])
+                       cap, _out_row(g_out, r0), &partial__k2c[k, 0, 0], &partial__k2c[k, 1, 0])
         for j in range(c):
             sum_g = 0
             sum_gx = 0
@@ -300,7 +308,7 @@ def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
                 _grad_input(_row(x__mc, r0), _row(dy__mc, r0), _row(g_out, r0),
                             min(rows, m - r0), c, &mean[0], &inv_std[0], scale, &beta[0],
                             &gamma[0], &partial__k2c[0, 0, 0], &partial__k2c[0, 1, 0], relu,
-                            _out_row(dx__mc, r0))
+                            cap, _out_row(dx__mc, r0))
     free(scale)
 
 

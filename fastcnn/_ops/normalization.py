@@ -42,16 +42,28 @@ def _like_x(a, x, name):
     return a
 
 
+def _relu_cap(relu_max):
+    """The kernels' cap of the relu: +inf for none, else a positive number (relu6: 6)."""
+    if relu_max is None:
+        return np.inf
+    cap = float(relu_max)
+    if not cap > 0:
+        raise ValueError(f"Expected relu_max to be a positive number or None, received "
+                         f"{relu_max!r}")
+    return cap
+
+
 def _rows(a, c):
     return None if a is None else a.reshape(-1, c)
 
 
 def batchnorm_forward_training(x, gamma, beta, moving_mean, moving_var, momentum, epsilon,
-                               residual=None, relu=False, out=None, mean=None, inv_std=None,
-                               partial=None, n_threads=None):
+                               residual=None, relu=False, relu_max=None, out=None, mean=None,
+                               inv_std=None, partial=None, n_threads=None):
     """Normalise each channel (the last axis) of x with the batch's mean and biased variance,
-    add ``residual`` when given and apply relu when asked, and move the moving statistics in
-    place. Returns (out, mean, inv_std) for the backward pass."""
+    add ``residual`` when given and apply relu (capped at ``relu_max`` unless None) when asked,
+    and move the moving statistics in place. Returns (out, mean, inv_std) for the backward
+    pass."""
     n_threads = effective_n_threads(n_threads)
     x, c = _batchnorm_operands(x, gamma=gamma, beta=beta, moving_mean=moving_mean,
                                moving_var=moving_var)
@@ -65,14 +77,16 @@ def batchnorm_forward_training(x, gamma, beta, moving_mean, moving_var, momentum
                 {"x": x, "residual": residual, "gamma": gamma, "beta": beta})
     _normalization.batchnorm_forward_training(
         x.reshape(-1, c), _rows(residual, c), gamma, beta, moving_mean, moving_var,
-        out.reshape(-1, c), mean, inv_std, partial, momentum, epsilon, bool(relu), n_threads)
+        out.reshape(-1, c), mean, inv_std, partial, momentum, epsilon, bool(relu),
+        _relu_cap(relu_max), n_threads)
     return out, mean, inv_std
 
 
 def batchnorm_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon, residual=None,
-                                relu=False, out=None, inv_std=None, n_threads=None):
+                                relu=False, relu_max=None, out=None, inv_std=None,
+                                n_threads=None):
     """Normalise each channel of x with the moving statistics, add ``residual`` when given and
-    apply relu when asked. Returns (out, inv_std)."""
+    apply relu (capped at ``relu_max`` unless None) when asked. Returns (out, inv_std)."""
     n_threads = effective_n_threads(n_threads)
     x, c = _batchnorm_operands(x, gamma=gamma, beta=beta, moving_mean=moving_mean,
                                moving_var=moving_var)
@@ -84,17 +98,17 @@ def batchnorm_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon
                  "moving_mean": moving_mean, "moving_var": moving_var})
     _normalization.batchnorm_forward_inference(
         x.reshape(-1, c), _rows(residual, c), gamma, beta, moving_mean, moving_var,
-        out.reshape(-1, c), inv_std, epsilon, bool(relu), n_threads)
+        out.reshape(-1, c), inv_std, epsilon, bool(relu), _relu_cap(relu_max), n_threads)
     return out, inv_std
 
 
 def batchnorm_backward(x, dy, gamma, beta, mean, inv_std, batch_stats, dgamma, dbeta,
-                       residual=None, relu=False, need_dx=True, need_dres=False, out=None,
-                       dres=None, partial=None, dy2=None, n_threads=None):
+                       residual=None, relu=False, relu_max=None, need_dx=True, need_dres=False,
+                       out=None, dres=None, partial=None, dy2=None, n_threads=None):
     """Fill dgamma and dbeta; return (dx, dres): dx None unless need_dx, and dres, the gradient
     of the residual (dy through the relu), None unless need_dres. ``batch_stats`` says whether
     the forward pass normalised with the batch's statistics or with constant moving ones;
-    ``residual`` and ``relu`` are the forward's. ``dy2``: a second part of the output's
+    ``residual``, ``relu`` and ``relu_max`` are the forward's. ``dy2``: a second part of the output's
     gradient, which the kernel adds to dy (dy + dy2 in float, as merge.add_forward adds)."""
     n_threads = effective_n_threads(n_threads)
     x, c = _batchnorm_operands(x, gamma=gamma, beta=beta, mean=mean, inv_std=inv_std,
@@ -110,7 +124,8 @@ def batchnorm_backward(x, dy, gamma, beta, mean, inv_std, batch_stats, dgamma, d
                  "beta": beta, "mean": mean, "inv_std": inv_std})
     _normalization.batchnorm_backward(
         x.reshape(-1, c), dy.reshape(-1, c), _rows(dy2, c), _rows(residual, c), gamma, beta, mean, inv_std,
-        _rows(dx, c), dgamma, dbeta, _rows(dres, c), partial, bool(relu), batch_stats, n_threads)
+        _rows(dx, c), dgamma, dbeta, _rows(dres, c), partial, bool(relu), _relu_cap(relu_max),
+        batch_stats, n_threads)
     return dx, dres
 
 

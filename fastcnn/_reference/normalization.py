@@ -3,15 +3,16 @@ matrix, with the relu and residual that may follow it."""
 import numpy as np
 
 
-def _activate(z, residual, relu):
-    """act(z [+ residual]) in float64."""
+def _activate(z, residual, relu, relu_max=np.inf):
+    """act(z [+ residual]) in float64, act relu capped at relu_max or the identity."""
     if residual is not None:
         z = z + residual
-    return np.maximum(z, 0) if relu else z
+    return np.clip(z, 0, relu_max) if relu else z
 
 
 def batchnorm_forward_training(x__mc, residual__mc, gamma, beta, moving_mean, moving_var, y__mc,
-                               mean, inv_std, partial__k2c, momentum, epsilon, relu, n_threads):
+                               mean, inv_std, partial__k2c, momentum, epsilon, relu, relu_max,
+                               n_threads):
     """Batch statistics (biased variance) normalise x and move the moving ones; ``partial`` is
     the kernel's scratch and is left alone here."""
     x = np.asarray(x__mc, np.float64)
@@ -21,24 +22,27 @@ def batchnorm_forward_training(x__mc, residual__mc, gamma, beta, moving_mean, mo
     inv_std[...] = 1 / np.sqrt(var + epsilon)
     moving_mean[...] = moving_mean * momentum + mu * (1 - momentum)
     moving_var[...] = moving_var * momentum + var * (1 - momentum)
-    y__mc[...] = _activate((x - mu) / np.sqrt(var + epsilon) * gamma + beta, residual__mc, relu)
+    y__mc[...] = _activate((x - mu) / np.sqrt(var + epsilon) * gamma + beta, residual__mc, relu,
+                           relu_max)
 
 
 def batchnorm_forward_inference(x__mc, residual__mc, gamma, beta, moving_mean, moving_var, y__mc,
-                                inv_std, epsilon, relu, n_threads):
+                                inv_std, epsilon, relu, relu_max, n_threads):
     s = 1 / np.sqrt(np.asarray(moving_var, np.float64) + epsilon)
     inv_std[...] = s
     y__mc[...] = _activate((np.asarray(x__mc, np.float64) - moving_mean) * s * gamma + beta,
-                           residual__mc, relu)
+                           residual__mc, relu, relu_max)
 
 
 def batchnorm_backward(x__mc, dy__mc, dy2__mc, residual__mc, gamma, beta, mean, inv_std, dx__mc,
-                       dgamma, dbeta, dres__mc, partial__k2c, relu, batch_stats, n_threads):
+                       dgamma, dbeta, dres__mc, partial__k2c, relu, relu_max, batch_stats,
+                       n_threads):
     xhat = (np.asarray(x__mc, np.float64) - mean) * inv_std
     # The two parts add in their own dtype, as the kernel (and merge.add_forward) adds them.
     dy = np.asarray(dy__mc if dy2__mc is None else dy__mc + dy2__mc, np.float64)
     if relu:
-        dy = np.where(_activate(xhat * gamma + beta, residual__mc, False) > 0, dy, 0)
+        pre = _activate(xhat * gamma + beta, residual__mc, False)
+        dy = np.where((pre > 0) & (pre < relu_max), dy, 0)
     dbeta[...] = dy.sum(axis=0)
     dgamma[...] = (dy * xhat).sum(axis=0)
     if dres__mc is not None:

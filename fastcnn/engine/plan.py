@@ -30,7 +30,8 @@ from .._ops import conv as conv_ops
 from .._ops import normalization as normalization_ops
 
 ACTIVATION_KINDS = ("conv2d", "dense", "activation")  # layers whose activation the planner moves
-BATCHNORM_ACTIVATIONS = ("relu", "linear")  # what BatchNormStep applies (relu6: a follow-up)
+# What BatchNormStep applies after the normalisation (and the Add), with the relu cap of each.
+BATCHNORM_ACTIVATIONS = {"relu": None, "relu6": 6.0, "linear": None}
 
 
 class LayerStep:
@@ -123,7 +124,9 @@ class BatchNormStep:
         self.inputs = [bn_call.inputs[0]] + ([residual] if add_call else [])
         self.outputs = [output]
         self.training, self.trainable = bn_call.training, bn_call.trainable
-        self.relu = act_call is not None and act_call.layer.activation == "relu"
+        activation = act_call.layer.activation if act_call is not None else "linear"
+        self.relu = activation != "linear"
+        self.relu_max = BATCHNORM_ACTIVATIONS[activation]
         self.random_index = self.random_layer = None
         self.flags = {}
 
@@ -133,7 +136,7 @@ class BatchNormStep:
         if self.add:
             self.add.compute_output_shape([x.shape, residual.shape])  # the Add's own checks
         values[self.outputs[0]] = self.layer.forward_fused(x, ctx, self.training, residual,
-                                                           self.relu)
+                                                           self.relu, self.relu_max)
 
     def backward(self, dys, ctx, need_dx):
         dy, dy2 = dys[0] if isinstance(dys[0], tuple) else (dys[0], None)
@@ -252,8 +255,8 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None):
                 or sole_reader(calls[bn].outputs[0], "add") is not None):
             continue
         act = sole_reader(calls[bn].outputs[0], "activation")
-        if act is not None and calls[act].layer.activation not in BATCHNORM_ACTIVATIONS:
-            act = None
+        if act is not None and calls[act].layer.activation not in ("relu", "linear"):
+            act = None  # the conv kernel fuses a plain relu only
         members = [m for m in (i, bn, act) if m is not None]
         folds[max(members)] = (i, bn, act)
         grouped.update(members)

@@ -108,6 +108,9 @@ class ReLU(_ActivationLayer):
         self._set_options(max_value=max_value, negative_slope=negative_slope,
                           threshold=threshold)
         self.max_value, self.negative_slope, self.threshold = max_value, negative_slope, threshold
+        if self.activation_options == {"max_value": 6}:
+            # ReLU(6.0), as MobileNets write it, is the relu6 activation, which the planner fuses
+            self.activation, self.activation_options, self.fusion = "relu6", {}, "activation"
 
     def get_config(self):
         return {**super().get_config(), "max_value": self.max_value,

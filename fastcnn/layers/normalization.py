@@ -82,11 +82,11 @@ class BatchNormalization(Layer):
     def backward(self, dy, ctx, need_dx):
         return self.backward_fused(dy, ctx, need_dx)[0]
 
-    def forward_fused(self, x, ctx, training, residual=None, relu=False):
-        """act(BN(x) [+ residual]), act relu or the identity, in one pass over x after the
-        statistics: the planner's fusion of this layer with an Add and an Activation after it
-        (engine/plan.py)."""
-        ctx.x, ctx.residual, ctx.relu = x, residual, relu
+    def forward_fused(self, x, ctx, training, residual=None, relu=False, relu_max=None):
+        """act(BN(x) [+ residual]), act relu (capped at relu_max unless None: relu6) or the
+        identity, in one pass over x after the statistics: the planner's fusion of this layer
+        with an Add and an Activation after it (engine/plan.py)."""
+        ctx.x, ctx.residual, ctx.relu, ctx.relu_max = x, residual, relu, relu_max
         # A frozen layer normalises with its moving statistics, as in Keras 3.
         ctx.batch_stats = bool(training and self.trainable)
         out = ctx.buffer("y", x.shape)
@@ -94,13 +94,13 @@ class BatchNormalization(Layer):
         if ctx.batch_stats:
             y, ctx.mean, ctx.inv_std = normalization.batchnorm_forward_training(
                 x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.momentum,
-                self.epsilon, residual=residual, relu=relu, out=out,
+                self.epsilon, residual=residual, relu=relu, relu_max=relu_max, out=out,
                 mean=ctx.buffer("mean", (x.shape[-1],)), inv_std=inv_std,
                 partial=self._partial(ctx, x.shape))
         else:
             y, ctx.inv_std = normalization.batchnorm_forward_inference(
                 x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.epsilon,
-                residual=residual, relu=relu, out=out, inv_std=inv_std)
+                residual=residual, relu=relu, relu_max=relu_max, out=out, inv_std=inv_std)
             ctx.mean = self.moving_mean
         return y
 
@@ -116,7 +116,8 @@ class BatchNormalization(Layer):
             x, dy, self.gamma, self.beta, ctx.mean, ctx.inv_std, ctx.batch_stats,
             dgamma=self._param_grad(ctx, self.scale, 0, "dgamma"),
             dbeta=self._param_grad(ctx, self.center, int(self.scale), "dbeta"),
-            residual=residual, relu=ctx.relu, need_dx=need_dx, need_dres=need_dres,
+            residual=residual, relu=ctx.relu, relu_max=ctx.relu_max, need_dx=need_dx,
+            need_dres=need_dres,
             out=ctx.buffer("dx", x.shape) if need_dx else None,
             dres=ctx.buffer("dres", x.shape) if need_dres else None,
             partial=self._partial(ctx, x.shape), dy2=dy2)

@@ -136,22 +136,27 @@ def test_evaluate_and_predict_share_one_execution_and_each_gets_its_outputs():
     assert len(pools) == 1 and len(pools[0]._idle) == 1
 
 
-def residual_net(seed, frozen=False):
+RELUS = {"relu": lambda: layers.Activation("relu"), "relu6": lambda: layers.Activation("relu6"),
+         "ReLU(6)": lambda: layers.ReLU(6.0)}  # the last two are MobileNets' relu6
+
+
+def residual_net(seed, frozen=False, relu="relu"):
     """Conv -> BN -> relu, conv -> BN, a projection shortcut's BN, Add, relu: ResNet's block."""
     fastcnn.utils.set_random_seed(seed)
     inputs = fastcnn.Input((12, 12, 2))  # train()'s data
     conv_bn = lambda x, f, s=1: layers.BatchNormalization(trainable=not frozen)(
         layers.Conv2D(f, 3, strides=s, padding="same", use_bias=False)(x))
-    x = layers.Activation("relu")(conv_bn(inputs, 4))
-    y = conv_bn(layers.Activation("relu")(conv_bn(x, 6, 2)), 6)
-    x = layers.Activation("relu")(layers.Add()([conv_bn(x, 6, 2), y]))
+    x = RELUS[relu]()(conv_bn(inputs, 4))
+    y = conv_bn(RELUS[relu]()(conv_bn(x, 6, 2)), 6)
+    x = RELUS[relu]()(layers.Add()([conv_bn(x, 6, 2), y]))
     x = layers.Activation("sigmoid")(conv_bn(x, 6))
     outputs = layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling2D()(x))
     return fastcnn.Model(inputs, outputs)
 
 
-def test_batchnorm_runs_with_its_add_and_activation_as_one_step():
-    model = residual_net(0)
+@pytest.mark.parametrize("relu", sorted(RELUS))
+def test_batchnorm_runs_with_its_add_and_activation_as_one_step(relu):
+    model = residual_net(0, relu=relu)
     model.compile("adam", "sparse_categorical_crossentropy")
     plan = training_plan(model)
     # the first BN reading into the Add (the shortcut's, planned first) takes the Add and the
@@ -165,17 +170,18 @@ def test_batchnorm_runs_with_its_add_and_activation_as_one_step():
     assert plan.need_dx[1] and not plan.need_dx[0]
 
 
+@pytest.mark.parametrize("relu", sorted(RELUS))
 @pytest.mark.parametrize("frozen", [False, True], ids=["trainable", "frozen"])
-def test_fused_batchnorm_trains_bitwise_as_the_layers_apart(frozen, monkeypatch):
-    """The fused pass rounds the normalised value, adds the residual and applies the relu as
-    the three layers do one after another, and the gradients add up in the same order; a frozen
-    BN (moving statistics) too."""
-    fused_run, fused_loss = train(lambda: residual_net(3, frozen))
+def test_fused_batchnorm_trains_bitwise_as_the_layers_apart(frozen, relu, monkeypatch):
+    """The fused pass rounds the normalised value, adds the residual and applies the relu (or
+    relu6) as the three layers do one after another, and the gradients add up in the same
+    order; a frozen BN (moving statistics) too."""
+    fused_run, fused_loss = train(lambda: residual_net(3, frozen, relu))
     monkeypatch.setattr(layers.BatchNormalization, "fusion", None)  # the planner no longer takes it
-    apart_model = residual_net(3, frozen)
+    apart_model = residual_net(3, frozen, relu)
     apart_model.compile("adam", "sparse_categorical_crossentropy")
     assert "BatchNormStep" not in step_names(training_plan(apart_model))
-    apart_run, apart_loss = train(lambda: residual_net(3, frozen))
+    apart_run, apart_loss = train(lambda: residual_net(3, frozen, relu))
     for a, b in zip(fused_run[:-1], apart_run[:-1]):  # the weights
         np.testing.assert_array_equal(a, b)
     assert fused_loss == apart_loss

@@ -10,6 +10,11 @@ from conftest import bn_params, numeric_grad
 BN_SHAPES = [(1, 3), (7, 5), (300, 17)]  # (rows M, channels C)
 
 
+def relu_args(relu):
+    """The kernels' (relu, relu_max) for ``relu``: False, True, or a number, the relu's cap."""
+    return relu is not False, np.inf if isinstance(relu, bool) else relu
+
+
 def bn_train(module, x, gamma, beta, moving_mean, moving_var, n_chunks=3, threads=2,
              momentum=0.9, epsilon=1e-3, residual=None, relu=False):
     """(y, mean, inv_std, moving_mean', moving_var'), leaving the inputs untouched."""
@@ -17,7 +22,8 @@ def bn_train(module, x, gamma, beta, moving_mean, moving_var, n_chunks=3, thread
     mm, mv = moving_mean.copy(), moving_var.copy()
     y, mean, inv_std = np.empty_like(x), np.empty(c, x.dtype), np.empty(c, x.dtype)
     module.batchnorm_forward_training(x, residual, gamma, beta, mm, mv, y, mean, inv_std,
-                                      np.empty((n_chunks, 2, c)), momentum, epsilon, relu, threads)
+                                      np.empty((n_chunks, 2, c)), momentum, epsilon,
+                                      *relu_args(relu), threads)
     return y, mean, inv_std, mm, mv
 
 
@@ -25,7 +31,7 @@ def bn_infer(module, x, gamma, beta, moving_mean, moving_var, threads=2, epsilon
              residual=None, relu=False):
     y, inv_std = np.empty_like(x), np.empty(x.shape[1], x.dtype)
     module.batchnorm_forward_inference(x, residual, gamma, beta, moving_mean, moving_var, y,
-                                       inv_std, epsilon, relu, threads)
+                                       inv_std, epsilon, *relu_args(relu), threads)
     return y, inv_std
 
 
@@ -37,12 +43,14 @@ def bn_back(module, x, dy, gamma, beta, mean, inv_std, batch_stats, n_chunks=3, 
     dres = np.empty_like(x) if want_dres else None
     dgamma, dbeta = np.empty(c, x.dtype), np.empty(c, x.dtype)
     module.batchnorm_backward(x, dy, dy2, residual, gamma, beta, mean, inv_std, dx, dgamma, dbeta,
-                              dres, np.empty((n_chunks, 2, c)), relu, batch_stats, threads)
+                              dres, np.empty((n_chunks, 2, c)), *relu_args(relu), batch_stats,
+                              threads)
     return dx, dgamma, dbeta, dres
 
 
-# What follows the normalisation in one pass: (a residual added, relu).
-FUSIONS = [(False, False), (True, False), (False, True), (True, True)]
+# What follows the normalisation in one pass: (a residual added, relu: False, True or its cap,
+# as relu6's 6, here 1.5 so that about a tenth of the values reach it).
+FUSIONS = [(False, False), (True, False), (False, True), (True, True), (False, 1.5), (True, 1.5)]
 
 
 @pytest.mark.parametrize("shape", BN_SHAPES)
@@ -193,13 +201,15 @@ def test_batchnorm_kernel_rejects_inconsistent_shapes(rng):
     with pytest.raises(ValueError, match="partial"):
         normalization.batchnorm_forward_training(x, None, gamma, beta, mm, mv, np.empty_like(x),
                                                  np.empty(3), np.empty(3), np.empty((2, 2, 4)),
-                                                 0.9, 1e-3, False, 1)
+                                                 0.9, 1e-3, False, np.inf, 1)
     with pytest.raises(ValueError, match="inconsistent"):
         normalization.batchnorm_forward_inference(x, None, gamma[:2], beta, mm, mv,
-                                                  np.empty_like(x), np.empty(3), 1e-3, False, 1)
+                                                  np.empty_like(x), np.empty(3), 1e-3, False,
+                                                  np.inf, 1)
     with pytest.raises(ValueError, match="residual"):
         normalization.batchnorm_forward_inference(x, x[:4], gamma, beta, mm, mv,
-                                                  np.empty_like(x), np.empty(3), 1e-3, True, 1)
+                                                  np.empty_like(x), np.empty(3), 1e-3, True,
+                                                  np.inf, 1)
 
 
 @pytest.mark.parametrize("with_residual,relu", FUSIONS)
