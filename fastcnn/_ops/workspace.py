@@ -1,4 +1,6 @@
 """The buffers a layer or a model reuses from batch to batch."""
+from collections import defaultdict
+
 import numpy as np
 
 
@@ -18,3 +20,42 @@ class Workspace:
             buf = np.empty(shape, dtype)
             self._buffers[name] = buf
         return buf[: shape[0]]
+
+
+class BufferPool:
+    """Buffers lent for a while and given back once nothing reads them, to be lent again in any
+    shape that fits: the passes of one backward sweep share them, so the sweep holds about the
+    bytes alive at once rather than one set of buffers per pass."""
+
+    def __init__(self):
+        self._free = defaultdict(list)  # dtype -> flat buffers
+        self._lent = []
+
+    def take(self, shape, dtype=np.float32):
+        """A buffer of ``shape``: the smallest free one that holds it, else a new one."""
+        dtype, size = np.dtype(dtype), int(np.prod(shape))
+        free = self._free[dtype]
+        fits = [i for i, b in enumerate(free) if b.size >= size]
+        if fits:
+            buf = free.pop(min(fits, key=lambda i: free[i].size))
+        else:
+            buf = np.empty(size, dtype)
+        self._lent.append(buf)
+        return buf[:size].reshape(shape)
+
+    def give_back(self, still_read):
+        """Take back every lent buffer for which ``still_read(buffer)`` is false."""
+        kept = []
+        for buf in self._lent:
+            if still_read(buf):
+                kept.append(buf)
+            else:
+                self._free[buf.dtype].append(buf)
+        self._lent = kept
+
+
+def root(a):
+    """The array that owns ``a``'s memory (``a`` itself unless it is a view)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a

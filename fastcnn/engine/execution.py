@@ -7,17 +7,21 @@ models and from several threads at once; ``ExecutionPool`` hands each concurrent
 execution.
 """
 import threading
+from collections import Counter
 
 import numpy as np
 
 from .._ops import merge
-from .._ops.workspace import Workspace
+from .._ops.workspace import BufferPool, Workspace, root
 
 
 class CallContext:
     """Per call and per execution: attributes a layer's forward sets for its backward, and:
 
-    - ``buffer(name, shape, dtype)``: a buffer reused from batch to batch;
+    - ``buffer(name, shape, dtype)``: a buffer reused from batch to batch; while the call's
+      backward runs, and in the forward pass of a plan without backward, a buffer from the
+      execution's pool instead, which other calls reuse once nothing reads it (so backward must
+      not expect what forward wrote in a buffer of the same name);
     - ``rng``: the generator a random layer draws from;
     - ``grads``: None, or one array per weight of the layer (None for a weight not trained),
       which backward overwrites with that weight's gradient;
@@ -29,6 +33,7 @@ class CallContext:
     emit_logits = False
     defer_relu_grad = False
     apply_input_relu_grad = False
+    pool = None  # the execution's BufferPool while it lends this call its buffers
 
     def __init__(self, rng=None):
         self.rng = rng
@@ -36,6 +41,8 @@ class CallContext:
         self._workspace = Workspace()
 
     def buffer(self, name, shape, dtype=np.float32):
+        if self.pool is not None:
+            return self.pool.take(shape, dtype)
         return self._workspace.get(name, shape, dtype)
 
 
@@ -60,6 +67,9 @@ class Execution:
         self.logits_outputs = list(plan.logits_outputs)
         self.workspace = Workspace()
         self._sums = Workspace()
+        self._pool = BufferPool()
+        self._readers = Counter(s for step in plan.steps for s in step.inputs)
+        self._readers.update(plan.output_slots)  # the caller reads the outputs
         self.gradients = [np.zeros_like(w) for w in plan.trained]
         store = {id(w): g for w, g in zip(plan.trained, self.gradients)}
         self._additions = [[] for _ in plan.steps]  # (scratch, total) pairs added after a step
@@ -98,9 +108,30 @@ class Execution:
         values = self.values
         for slot, x in zip(plan.input_slots, inputs):
             values[slot] = x
-        for step, ctx in zip(plan.steps, self.contexts):
-            step.forward(values, ctx)
+        if plan.backward_steps:  # backward reads what forward keeps
+            for step, ctx in zip(plan.steps, self.contexts):
+                step.forward(values, ctx)
+        else:
+            self._forward_sharing_buffers(values)
         return [values[s] for s in plan.output_slots]
+
+    def _forward_sharing_buffers(self, values):
+        """Forward without backward: each buffer goes back to the pool once every reader of the
+        values in it has run, the outputs' (read by the caller) at the next run."""
+        pool = self._pool
+        pool.give_back(lambda buf: False)
+        reads = Counter()  # id of a buffer's owner -> reads to come of the values in it
+        for step, ctx in zip(self.plan.steps, self.contexts):
+            ctx.pool = pool
+            try:
+                step.forward(values, ctx)
+            finally:
+                ctx.pool = None
+            for slot in step.outputs:
+                reads[id(root(values[slot]))] += self._readers[slot]
+            for slot in step.inputs:
+                reads[id(root(values[slot]))] -= 1
+            pool.give_back(lambda buf: reads[id(buf)] > 0)
 
     def backward(self, output_grads):
         """Back-propagate ``output_grads`` (one per output, None where it has no loss) and fill
@@ -108,8 +139,9 @@ class Execution:
         left to right in the fixed order of the steps (last first), when the step that made the
         value runs its backward: a step whose ``gradient_parts`` is 2 takes a gradient of two
         parts as a tuple and adds them itself, in that order, in its own first pass."""
-        plan = self.plan
+        plan, pool = self.plan, self._pool
         parts = [[] for _ in range(plan.n_slots)]
+        reads = Counter()  # id of a buffer's owner -> gradient parts not yet consumed in it
         for slot, g in zip(plan.output_slots, output_grads):
             if g is not None:
                 parts[slot].append(g)
@@ -117,12 +149,23 @@ class Execution:
             step, ctx = plan.steps[index], self.contexts[index]
             dys = [self._gradient(s, parts[s], getattr(step, "gradient_parts", 1))
                    for s in step.outputs]
-            dxs = step.backward(dys, ctx, plan.need_dx[index])
+            ctx.pool = pool
+            try:
+                dxs = step.backward(dys, ctx, plan.need_dx[index])
+            finally:
+                ctx.pool = None
             for slot, dx in zip(step.inputs, dxs):
                 if dx is not None and plan.needs_grad[slot]:
                     parts[slot].append(dx)
+                    reads[id(root(dx))] += 1
+            for slot in step.outputs:  # consumed: this step's gradients
+                for g in parts[slot]:
+                    reads[id(root(g))] -= 1
+                parts[slot] = []
+            pool.give_back(lambda buf: reads[id(buf)] > 0)
             for scratch, total in self._additions[index]:
                 merge.add_forward([total, scratch], out=total)
+        pool.give_back(lambda buf: False)
 
     def _zeros(self, slot):
         value = self.values[slot]
