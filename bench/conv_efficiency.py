@@ -73,13 +73,15 @@ def main():
         t = time.perf_counter()
         model.fit(x, y, batch_size=128, epochs=1, verbose=0)
         times.append(time.perf_counter() - t)
-    epoch = sorted(times[1:] or times)[len(times[1:] or times) // 2]
-    flops = training_flops(model) * a.images / epoch / 1e9
+    timed = sorted(times[1:] or times)  # the first epoch warms up
+    epoch = timed[len(timed) // 2]
+    per_image = training_flops(model)
+    flops = per_image * a.images / epoch / 1e9
     peak = sgemm_peak(a.threads)
     print(json.dumps({"cpu": platform.processor() or platform.machine(),
                       "simd": simd_path(),
                       "threads": a.threads, "train_img_s": round(a.images / epoch),
-                      "conv_gflop_per_image": round(training_flops(model) / 1e9, 4),
+                      "conv_gflop_per_image": round(per_image / 1e9, 4),
                       "effective_conv_gflops": round(flops, 1), "sgemm_peak_gflops": round(peak, 1),
                       "fraction_of_peak": round(flops / peak, 3)}))
 

@@ -3,6 +3,7 @@
 import numbers
 
 from .. import layers
+from .._ops.checks import positive_int
 from ..engine.tensor import KerasTensor
 from ..layers.activation import normalize_activation
 from ..models import Model
@@ -19,13 +20,6 @@ def check_weights(weights):
     if weights is not None and not isinstance(weights, str):
         raise TypeError(f"Expected weights to be None or a file path, received {weights!r}")
     return weights
-
-
-def check_classes(classes):
-    if (not isinstance(classes, numbers.Integral) or isinstance(classes, bool)
-            or not 0 < classes <= 2**31 - 1):
-        raise ValueError(f"Expected classes to be a positive int, received classes={classes!r}")
-    return int(classes)
 
 
 def image_input(input_tensor, input_shape, default_shape, min_size):
@@ -60,7 +54,7 @@ def check_head(include_top, pooling, classes, classifier_activation):
     if pooling not in POOLINGS:
         raise ValueError(f"Expected pooling to be one of {POOLINGS}, received {pooling!r}")
     if include_top:
-        check_classes(classes)
+        positive_int(classes, "classes")
         normalize_activation(classifier_activation)
 
 

@@ -3,19 +3,10 @@
 level), a bottleneck, and an expanding path that upsamples with 2x2 transposed convolutions of
 stride 2 and concatenates the contracting path's maps at the same resolution. "same" padding
 keeps the output the size of the input."""
-import numbers
-
 from .. import layers
+from .._ops.checks import positive_int
 from ..layers.activation import normalize_activation
-from .builder import check_classes, check_weights, finish, image_input
-
-
-def _positive_int(value, name, limit):
-    if (not isinstance(value, numbers.Integral) or isinstance(value, bool)
-            or not 0 < value <= limit):
-        raise ValueError(f"Expected {name} to be an int in [1, {limit}], received "
-                         f"{name}={value!r}")
-    return int(value)
+from .builder import check_weights, finish, image_input
 
 
 def _twice(x, filters, batch_norm, name):
@@ -41,9 +32,10 @@ def UNet(input_shape=(128, 128, 3), depth=4, filters=64, classes=1,
     channels at the input's resolution; ``classifier_activation="auto"`` is a sigmoid for one
     class (binary masks, with binary cross-entropy) and a softmax over the channels otherwise."""
     check_weights(weights)
-    depth = _positive_int(depth, "depth", 16)
-    filters = _positive_int(filters, "filters", 2**31 - 1)
-    classes = check_classes(classes)
+    depth, filters = positive_int(depth, "depth"), positive_int(filters, "filters")
+    classes = positive_int(classes, "classes")
+    if depth > 16:  # 2**depth pixels a side at least: beyond any image
+        raise ValueError(f"Expected depth to be at most 16, received depth={depth}")
     if classifier_activation == "auto":
         classifier_activation = "sigmoid" if classes == 1 else "softmax"
     normalize_activation(classifier_activation)

@@ -8,6 +8,7 @@ execution.
 """
 import threading
 from collections import Counter
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -44,6 +45,15 @@ class CallContext:
         if self.pool is not None:
             return self.pool.take(shape, dtype)
         return self._workspace.get(name, shape, dtype)
+
+    @contextmanager
+    def lending(self, pool):
+        """Within it, the call's buffers come from ``pool``."""
+        self.pool = pool
+        try:
+            yield
+        finally:
+            self.pool = None
 
 
 class Execution:
@@ -122,11 +132,8 @@ class Execution:
         pool.give_back(lambda buf: False)
         reads = Counter()  # id of a buffer's owner -> reads to come of the values in it
         for step, ctx in zip(self.plan.steps, self.contexts):
-            ctx.pool = pool
-            try:
+            with ctx.lending(pool):
                 step.forward(values, ctx)
-            finally:
-                ctx.pool = None
             for slot in step.outputs:
                 reads[id(root(values[slot]))] += self._readers[slot]
             for slot in step.inputs:
@@ -145,15 +152,13 @@ class Execution:
         for slot, g in zip(plan.output_slots, output_grads):
             if g is not None:
                 parts[slot].append(g)
+                reads[id(root(g))] += 1
         for index in plan.backward_steps:
             step, ctx = plan.steps[index], self.contexts[index]
             dys = [self._gradient(s, parts[s], getattr(step, "gradient_parts", 1))
                    for s in step.outputs]
-            ctx.pool = pool
-            try:
+            with ctx.lending(pool):
                 dxs = step.backward(dys, ctx, plan.need_dx[index])
-            finally:
-                ctx.pool = None
             for slot, dx in zip(step.inputs, dxs):
                 if dx is not None and plan.needs_grad[slot]:
                     parts[slot].append(dx)

@@ -6,10 +6,11 @@
   Flatten then runs after the step (both keep each image's values in row-major order, so they
   commute). Each image's conv output then stays in per-thread scratch.
 - **batch normalisation -> (Add ->) activation**: a BatchNormalization whose output feeds
-  nothing but an Activation ("relu" or "linear"), or a two-input Add whose output may feed
-  nothing but such an Activation, runs with them as one step (``BatchNormStep``): one pass
-  normalises, adds the Add's other input and applies the relu, and one backward computes the
-  relu's mask, the Add's gradient for the other input and the normalisation's in two passes.
+  nothing but an Activation ("relu", "relu6" or "linear"), or a two-input Add of its own shape
+  whose output may feed nothing but such an Activation, runs with them as one step
+  (``BatchNormStep``): one pass normalises, adds the Add's other input and applies the (capped)
+  relu, and one backward computes the relu's mask, the Add's gradient for the other input and
+  the normalisation's in two passes.
 - **conv -> batch normalisation in inference (-> activation)**: in a plan without a backward
   pass, a linear Conv2D whose output feeds nothing but a BatchNormalization that uses its
   moving statistics (and does not feed an Add: that one goes to ``BatchNormStep``) runs as one
@@ -176,12 +177,6 @@ def _same_known_shape(shapes, slots):
     return None not in first[1:] and all(shapes[s][1:] == first[1:] for s in slots[1:])
 
 
-def _plain_conv(layer):
-    """A Conv2D that the fused steps may run with conv2d_forward's arguments alone."""
-    return (getattr(layer, "dilation_rate", (1, 1)) in ((1, 1), 1)
-            and getattr(layer, "groups", 1) == 1)
-
-
 class Plan:
     """The steps of a flat graph, and what its backward pass computes.
 
@@ -246,7 +241,7 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None):
     folds = {}  # index of the call a fold runs at -> (conv, batchnorm, activation) indices
     for i, c in enumerate(calls):
         if not (fuse and loss_outputs is None and _kind(c.layer) == "conv2d"
-                and c.layer.activation == "linear" and _plain_conv(c.layer)) or i in grouped:
+                and c.layer.activation == "linear") or i in grouped:
             continue
         bn = sole_reader(c.outputs[0], "batchnorm")
         # Before an Add, BatchNormStep's one pass (normalise, add, relu) beats a fold, which

@@ -253,6 +253,20 @@ def test_inference_folds_batchnorm_into_the_conv_before_it(monkeypatch):
     np.testing.assert_allclose(folded, apart.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
+def test_inference_fold_and_relu6_keep_to_what_the_conv_kernel_runs():
+    """A dilated or grouped conv (whose fusion is None) is not folded; relu6 after a folded BN
+    stays a layer, since the conv kernel fuses a plain relu only."""
+    inputs = fastcnn.Input((8, 8, 4))
+    bn_after = lambda conv: layers.BatchNormalization()(conv(inputs))
+    outputs = [bn_after(layers.Conv2D(4, 3, dilation_rate=2)),
+               bn_after(layers.Conv2D(4, 3, groups=2)),
+               layers.Activation("relu6")(bn_after(layers.Conv2D(4, 3)))]
+    model = fastcnn.Model(inputs, outputs)
+    assert step_names(inference_plan(model)) == [
+        "Conv2D", "BatchNormalization", "Conv2D", "BatchNormalization", "ConvBatchNormStep",
+        "Activation"]
+
+
 def test_training_and_batch_statistics_keep_batchnorm_apart_from_the_conv():
     model = residual_net(5)
     model.compile("adam", "sparse_categorical_crossentropy")
