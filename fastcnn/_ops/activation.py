@@ -13,6 +13,7 @@ import numpy as np
 
 from .._ext import activation as _activation
 from .checks import as_kernel_array, check_apart, out_buffer
+from .rows import as_rows, from_rows, rows_buffer, rows_layout
 from .threads import effective_n_threads
 
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax", "elu", "selu", "gelu", "silu",
@@ -126,27 +127,13 @@ def _row_axes(a, axis, a_name):
     return axes
 
 
-def _as_rows(a, axes):
-    """``a`` with ``axes`` moved last and merged, as (rows, entries): a view when they are the
-    trailing axes already, else a copy. Also the shape to move back from."""
-    rest = [ax for ax in range(a.ndim) if ax not in axes]
-    moved = a if axes == list(range(a.ndim - len(axes), a.ndim)) else \
-        np.ascontiguousarray(a.transpose(rest + axes))
-    k = math.prod(a.shape[ax] for ax in axes)
-    return moved.reshape(-1, k), moved.shape, rest + axes
-
-
 def _run_rows(kernel, arrays, out, axes, n_threads):
     """Run a row kernel over ``axes`` of ``arrays`` into ``out``: directly when those are the
     trailing axes, else through transposed copies."""
-    rows = [_as_rows(a, axes) for a in arrays]
-    moved_shape, order = rows[0][1], rows[0][2]
-    if order == list(range(out.ndim)):
-        kernel(*(r[0] for r in rows), out.reshape(rows[0][0].shape), n_threads)
-        return out
-    result = np.empty(rows[0][0].shape, out.dtype)
-    kernel(*(r[0] for r in rows), result, n_threads)
-    out[...] = result.reshape(moved_shape).transpose(np.argsort(order))
+    perm, rows, k = rows_layout(out.shape, axes)
+    result = rows_buffer(out, perm, rows, k)
+    kernel(*(as_rows(a, perm, rows, k) for a in arrays), result, n_threads)
+    from_rows(result, perm, out)
     return out
 
 

@@ -5,13 +5,13 @@ normalised values, so when ``axes`` are not the trailing axes the wrappers move 
 copy (and the results back), which the usual case, the last axis or the trailing ones, skips.
 gamma and beta hold one value per normalised position, in the order of the sorted axes.
 """
-import math
 import numbers
 
 import numpy as np
 
 from .._ext import layer_norm as _layer_norm
 from .checks import as_kernel_array, check_apart, out_buffer, positive_int
+from .rows import as_rows, from_rows, rows_buffer, rows_layout
 from .threads import effective_n_threads
 
 # The dgamma/dbeta column sums run over chunks of whole rows: short rows are grouped up to about
@@ -45,23 +45,8 @@ def normalized_axes(axes, ndim):
 
 
 def _layout(shape, axes):
-    """(permutation that moves ``axes`` last, or None when they are last already; R; K)."""
-    axes = normalized_axes(axes, len(shape))
-    rest = [a for a in range(len(shape)) if a not in axes]
-    k = math.prod(shape[a] for a in axes)
-    perm = None if rest == list(range(len(rest))) else (*rest, *axes)
-    return perm, math.prod(shape[a] for a in rest), k
-
-
-def _rows(a, perm, rows, k):
-    """a as (R, K) rows: a view, or a copy with the normalised axes moved last."""
-    return (a if perm is None else np.ascontiguousarray(a.transpose(perm))).reshape(rows, k)
-
-
-def _unrows(rows, perm, out):
-    """Rows of the kernel's result back in ``out``'s layout (a no-op without a permutation)."""
-    if perm is not None:
-        out[...] = rows.reshape([out.shape[a] for a in perm]).transpose(np.argsort(perm))
+    """(permutation moving ``axes`` last or None, R, K) for axes checked against ``shape``."""
+    return rows_layout(shape, normalized_axes(axes, len(shape)))
 
 
 def _per_position(a, k, dtype, name):
@@ -94,10 +79,10 @@ def layernorm_forward(x, gamma, beta, axes, epsilon, out=None, mean=None, inv_st
     inv_std = out_buffer(inv_std, (rows,), x.dtype, "inv_std")
     check_apart({"out": out, "mean": mean, "inv_std": inv_std},
                 {"x": x, "gamma": gamma, "beta": beta})
-    y = out.reshape(rows, k) if perm is None else np.empty((rows, k), x.dtype)
-    _layer_norm.layernorm_forward(_rows(x, perm, rows, k), gamma, beta, y, mean, inv_std,
+    y = rows_buffer(out, perm, rows, k)
+    _layer_norm.layernorm_forward(as_rows(x, perm, rows, k), gamma, beta, y, mean, inv_std,
                                   float(epsilon), n_threads)
-    _unrows(y, perm, out)
+    from_rows(y, perm, out)
     return out, mean, inv_std
 
 
@@ -117,12 +102,11 @@ def layernorm_backward(x, dy, gamma, mean, inv_std, axes, dgamma, dbeta, need_dx
     partial = out_buffer(partial, layernorm_partial_shape(rows, k), np.float64, "partial")
     check_apart({"dx": dx, "dgamma": dgamma, "dbeta": dbeta, "partial": partial},
                 {"x": x, "dy": dy, "gamma": gamma, "mean": mean, "inv_std": inv_std})
-    dx_rows = None if dx is None else (dx.reshape(rows, k) if perm is None
-                                       else np.empty((rows, k), x.dtype))
-    _layer_norm.layernorm_backward(_rows(x, perm, rows, k), _rows(dy, perm, rows, k), gamma, mean,
-                                   inv_std, dx_rows, dgamma, dbeta, partial, n_threads)
+    dx_rows = None if dx is None else rows_buffer(dx, perm, rows, k)
+    _layer_norm.layernorm_backward(as_rows(x, perm, rows, k), as_rows(dy, perm, rows, k), gamma,
+                                   mean, inv_std, dx_rows, dgamma, dbeta, partial, n_threads)
     if dx is not None:
-        _unrows(dx_rows, perm, dx)
+        from_rows(dx_rows, perm, dx)
     return dx
 
 
