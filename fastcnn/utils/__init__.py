@@ -1,7 +1,7 @@
 """Keras's utilities that scripts reach for: to_categorical and set_random_seed."""
 import numpy as np
 
-from .random import set_random_seed
+from ..random import set_random_seed
 
 __all__ = ["set_random_seed", "to_categorical"]
 
