@@ -279,26 +279,77 @@ def tensors(rng, dtype, scale=1.0, shift=0.0):
     return [(rng.random(n) * scale + shift).astype(dtype) for n in UPDATE_SIZES]
 
 
+# The gradient transforms every update kernel takes: none; a scale per tensor (the clipping
+# norms'), clipping, and weight decay with one tensor left out.
+TRANSFORMS = [(None, 0.0, None),
+              (np.array([0.5, 1.0, 2.0, 0.25]), 0.3, np.array([0.01, 0.0, 0.02, 0.01]))]
+
+
 def sgd_update(rng, dtype):
-    for momentum, nesterov in ((0.0, False), (0.9, False), (0.9, True)):
+    for (momentum, nesterov), transforms in zip(((0.0, False), (0.9, False), (0.9, True)),
+                                                TRANSFORMS * 2):
         yield (tensors(rng, dtype), tensors(rng, dtype), tensors(rng, dtype, 0.1), 0.1, momentum,
-               nesterov, THREADS)
+               nesterov, *transforms, THREADS)
 
 
 def adam_update(rng, dtype):
-    for weight_decay in (0.0, 0.05):
+    none = [None] * len(UPDATE_SIZES)
+    for amsgrad, transforms in zip((False, True), TRANSFORMS):
         yield (tensors(rng, dtype), tensors(rng, dtype), tensors(rng, dtype, 0.1),
-               tensors(rng, dtype, 0.1), 1e-2, 0.9, 0.999, 1e-7, 3, weight_decay, THREADS)
+               tensors(rng, dtype, 0.1), tensors(rng, dtype, 0.1) if amsgrad else none,
+               1e-2, 0.9, 0.999, 1e-7, 3, *transforms, THREADS)
 
 
 def rmsprop_update(rng, dtype):
     none = [None] * len(UPDATE_SIZES)
-    for momentum, centered in ((0.0, False), (0.5, True)):
+    for (momentum, centered), transforms in zip(((0.0, False), (0.5, True)), TRANSFORMS):
         # mean_square above mean_grad^2, as it stays in training
         yield (tensors(rng, dtype), tensors(rng, dtype), tensors(rng, dtype, 0.1, 1),
                tensors(rng, dtype, 0.1) if momentum else none,
                tensors(rng, dtype, 0.1) if centered else none,
-               0.01, 0.9, momentum, 1e-7, centered, THREADS)
+               0.01, 0.9, momentum, 1e-7, centered, *transforms, THREADS)
+
+
+def nadam_update(rng, dtype):
+    for step, transforms in zip((1, 4), TRANSFORMS):
+        u_product = np.prod([0.9 * (1 - 0.5 * 0.96 ** k) for k in range(1, step + 1)])
+        yield (tensors(rng, dtype), tensors(rng, dtype), tensors(rng, dtype, 0.1),
+               tensors(rng, dtype, 0.1), 1e-2, 0.9, 0.999, 1e-7, step, u_product, *transforms,
+               THREADS)
+
+
+def adagrad_update(rng, dtype):
+    for transforms in TRANSFORMS:
+        yield (tensors(rng, dtype), tensors(rng, dtype), tensors(rng, dtype, 0.1, 0.1), 0.01,
+               1e-7, *transforms, THREADS)
+
+
+def adadelta_update(rng, dtype):
+    for transforms in TRANSFORMS:
+        yield (tensors(rng, dtype), tensors(rng, dtype), tensors(rng, dtype, 0.1),
+               tensors(rng, dtype, 0.1), 1.0, 0.95, 1e-7, *transforms, THREADS)
+
+
+def adamax_update(rng, dtype):
+    for transforms in TRANSFORMS:
+        yield (tensors(rng, dtype), tensors(rng, dtype), tensors(rng, dtype, 0.1),
+               tensors(rng, dtype, 0.1), 1e-2, 0.9, 0.999, 1e-7, 3, *transforms, THREADS)
+
+
+def lion_update(rng, dtype):
+    for transforms in TRANSFORMS:
+        yield (tensors(rng, dtype), tensors(rng, dtype, 2.0, -1.0), tensors(rng, dtype, 0.1),
+               1e-2, 0.9, 0.99, *transforms, THREADS)
+
+
+def accumulate_gradients(rng, dtype):
+    for mode in (0, 1, 2):
+        yield tensors(rng, dtype), tensors(rng, dtype), mode, 4, THREADS
+
+
+def moving_average(rng, dtype):
+    for momentum in (0.0, 0.99):
+        yield tensors(rng, dtype), tensors(rng, dtype), momentum, THREADS
 
 
 def axpy(rng, dtype):
@@ -713,6 +764,13 @@ CASES = {
     "sgd_update": sgd_update,
     "adam_update": adam_update,
     "rmsprop_update": rmsprop_update,
+    "nadam_update": nadam_update,
+    "adagrad_update": adagrad_update,
+    "adadelta_update": adadelta_update,
+    "adamax_update": adamax_update,
+    "lion_update": lion_update,
+    "accumulate_gradients": accumulate_gradients,
+    "moving_average": moving_average,
     "axpy": axpy,
     "sum_of_squares": sum_of_squares,
     "add_forward": add_forward,
