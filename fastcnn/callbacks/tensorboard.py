@@ -1,11 +1,11 @@
 """TensorBoard: losses, metrics and the learning rate as scalar summaries, and optionally the
-weights as histograms, in event files that TensorBoard reads (written by event_file, without
+weights as histograms, in event files that TensorBoard reads (written by _event_file, without
 TensorFlow)."""
 import numbers
 import os
 
 from .base import Callback
-from .event_file import EventFileWriter
+from ._event_file import EventFileWriter
 
 
 class TensorBoard(Callback):

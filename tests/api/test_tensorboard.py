@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import fastcnn
-from fastcnn.callbacks import TensorBoard, event_file
+from fastcnn.callbacks import TensorBoard
+from fastcnn.callbacks import _event_file as event_file
 from fastcnn.optimizers import schedules
 
 tensorboard = pytest.importorskip("tensorboard")
