@@ -63,7 +63,8 @@ class Optimizer:
                                                      "ema_overwrite_frequency", 1)
         self.gradient_accumulation_steps = _optional_int(gradient_accumulation_steps,
                                                          "gradient_accumulation_steps", 2)
-        self._excluded = set()  # ids of the weights left out of weight decay
+        # id -> weight, of the weights left out of weight decay (held, so no id is reused)
+        self._excluded = {}
         # id(weight) -> (weight, its slots): keyed by the array, as PyTorch keys state by the
         # parameter, so that a change of the trainable set between fits (a layer frozen or
         # unfrozen) leaves every weight with its own state. The entry holds the weight, so its
@@ -176,9 +177,7 @@ class Optimizer:
             raise ValueError("Expected var_list (the weight arrays) to exclude from weight "
                              f"decay; fastcnn's weights have no names, received "
                              f"var_names={var_names!r}")
-        self._excluded = {id(w) for w in _weight_list(list(var_list or []))}
-        # Hold the arrays, so that their ids are not reused.
-        self._excluded_weights = list(var_list or [])
+        self._excluded = {id(w): w for w in _weight_list(list(var_list or []))}
 
     # -- one step ---------------------------------------------------------------------------
     def apply(self, weights, grads):
