@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from .._ext import optim as _optim
-from .checks import as_kernel_array, in_place, out_buffer
+from .checks import as_kernel_array, in_place, out_buffer, positive_int
 from .threads import effective_n_threads
 
 
@@ -177,8 +177,8 @@ def accumulate_gradients(accumulators, grads, mode, steps, operands=None, n_thre
     n_threads = effective_n_threads(n_threads)
     if mode not in (0, 1, 2):
         raise ValueError(f"Expected mode 0, 1 or 2, received mode={mode!r}")
-    _optim.accumulate_gradients(*_operands(operands, accumulators, grads), mode, _step(steps),
-                                n_threads)
+    _optim.accumulate_gradients(*_operands(operands, accumulators, grads), mode,
+                                positive_int(steps, "steps"), n_threads)
 
 
 def moving_average(averages, weights, momentum, operands=None, n_threads=None):

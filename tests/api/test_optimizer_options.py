@@ -379,6 +379,21 @@ def test_accumulated_micro_batches_train_as_one_batch_of_their_sum(rng):
     assert not np.allclose(trained(4).get_weights()[0], big.get_weights()[0], rtol=1e-3)
 
 
+def test_accumulation_decays_once_per_update_at_the_rate_of_that_call(rng):
+    """Weight decay and the rate belong to the update: at the n-th call, with the schedule's
+    rate for that call's count."""
+    w, grads = rng.standard_normal(4), [rng.standard_normal(4) for _ in range(4)]
+    opt = optimizers.SGD(lambda step: 0.1 * (step + 1), weight_decay=0.5,
+                         gradient_accumulation_steps=2)
+    got, want = w.copy(), w.copy()
+    for k, g in enumerate(grads):
+        opt.apply([got], [g])
+        if k % 2:
+            lr = 0.1 * (k + 1)
+            want = want - lr * 0.5 * want - lr * (grads[k - 1] + g) / 2
+        np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
 def test_accumulation_argument_checks():
     with pytest.raises(ValueError, match="gradient_accumulation_steps to be an int >= 2"):
         optimizers.Adam(gradient_accumulation_steps=1)
