@@ -6,20 +6,27 @@ names and string aliases, found by ``get`` and, for ``compile``, by ``resolve``.
 ``counts``); Keras's per-prediction functions of those names live in ``metrics.accuracy_metrics``.
 """
 from .accuracy_metrics import (Accuracy, BinaryAccuracy, CategoricalAccuracy,
-                       SparseCategoricalAccuracy, accuracy)
+                               SparseCategoricalAccuracy, SparseTopKCategoricalAccuracy,
+                               TopKCategoricalAccuracy, accuracy,
+                               sparse_top_k_categorical_accuracy, top_k_categorical_accuracy)
 from .base import Mean, MeanMetricWrapper, Metric
+from .confusion import AUC, Precision, Recall
 from .counts import (binary_accuracy, categorical_accuracy, resolve_accuracy,
                      sparse_categorical_accuracy)
+from .fscore import F1Score, FBetaScore
+from .iou import MeanIoU
 from .loss_metrics import (BinaryCrossentropy, CategoricalCrossentropy, CategoricalHinge,
                            LossMetric, SparseCategoricalCrossentropy)
 from .registry import deserialize, get, resolve, serialize
 from .regression import (MeanAbsoluteError, MeanSquaredError, RootMeanSquaredError,
                          mean_absolute_error, mean_squared_error)
 
-__all__ = ["Accuracy", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy",
-           "CategoricalCrossentropy", "CategoricalHinge", "LossMetric", "Mean",
-           "MeanAbsoluteError", "MeanMetricWrapper", "MeanSquaredError", "Metric",
-           "RootMeanSquaredError", "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy",
-           "accuracy", "binary_accuracy", "categorical_accuracy", "deserialize", "get",
-           "mean_absolute_error", "mean_squared_error", "resolve", "resolve_accuracy",
-           "serialize", "sparse_categorical_accuracy"]
+__all__ = ["AUC", "Accuracy", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy",
+           "CategoricalCrossentropy", "CategoricalHinge", "F1Score", "FBetaScore", "LossMetric",
+           "Mean", "MeanAbsoluteError", "MeanIoU", "MeanMetricWrapper", "MeanSquaredError",
+           "Metric", "Precision", "Recall", "RootMeanSquaredError", "SparseCategoricalAccuracy",
+           "SparseCategoricalCrossentropy", "SparseTopKCategoricalAccuracy",
+           "TopKCategoricalAccuracy", "accuracy", "binary_accuracy", "categorical_accuracy",
+           "deserialize", "get", "mean_absolute_error", "mean_squared_error", "resolve",
+           "resolve_accuracy", "serialize", "sparse_categorical_accuracy",
+           "sparse_top_k_categorical_accuracy", "top_k_categorical_accuracy"]

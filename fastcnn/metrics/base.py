@@ -87,6 +87,21 @@ def real_array(a, name):
     return a
 
 
+def broadcast_weights(sample_weight, shape):
+    """Sample weights broadcast to the predictions' shape; weights of their leading axes (one
+    per sample) cover every prediction of the sample."""
+    if sample_weight is None:
+        return np.ones(shape)
+    weight = real_array(sample_weight, "sample_weight")
+    if 0 < weight.ndim < len(shape) and weight.shape == shape[:weight.ndim]:
+        weight = weight.reshape(weight.shape + (1,) * (len(shape) - weight.ndim))
+    try:
+        return np.broadcast_to(weight, shape)
+    except ValueError:
+        raise ValueError(f"Expected sample_weight of a shape that broadcasts to y_pred's {shape}, "
+                         f"received shape {weight.shape}") from None
+
+
 def samplewise(values, sample_weight):
     """(per-sample values, their weights) whose sums give Keras's weighted mean.
 
