@@ -199,13 +199,16 @@ class AUC(_ThresholdCounts):
         return 0.5 * (1 + np.tanh(y_pred / 2)) if self.from_logits else y_pred
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        if self.label_weights is not None and not self.multi_label:
-            # each prediction weighs its label's weight (its position along the last axis)
-            shape = np.shape(y_pred)
+        shape = np.shape(y_pred)
+        if self.multi_label and len(shape) < 2:
+            raise ValueError(f"Expected y_pred of shape (samples, labels) for a multi-label "
+                             f"{self.name}, received shape {shape}")
+        if self.label_weights is not None:
             if not shape or shape[-1] != len(self.label_weights):
                 raise ValueError(f"Expected y_pred with {len(self.label_weights)} labels in its "
                                  f"last axis, one per label weight, received shape {shape}")
-            sample_weight = broadcast_weights(sample_weight, shape) * self.label_weights
+            if not self.multi_label:  # each prediction weighs its label's weight
+                sample_weight = broadcast_weights(sample_weight, shape) * self.label_weights
         super().update_state(y_true, y_pred, sample_weight)
 
     def result(self):

@@ -132,6 +132,10 @@ def test_auc_multi_label_label_weights_and_logits(rng):
     flat = metrics.AUC(num_thresholds=50)
     flat.update_state(y_true, y_pred, np.broadcast_to([1.0, 0.0, 3.0], (200, 3)))
     assert pooled(y_true, y_pred) == pytest.approx(flat.result())
+    with pytest.raises(ValueError, match="one per label weight"):
+        weighted.update_state(y_true[:, :2], y_pred[:, :2])
+    with pytest.raises(ValueError, match="multi-label"):
+        multi.update_state(y_true[:, 0], y_pred[:, 0])
     logits = np.log(y_pred + 1e-3) - np.log1p(1e-3 - y_pred)
     assert metrics.AUC(num_thresholds=50, from_logits=True)(y_true, logits) == pytest.approx(
         metrics.AUC(num_thresholds=50)(y_true, 1 / (1 + np.exp(-logits))))
