@@ -18,15 +18,20 @@ from .iou import MeanIoU
 from .loss_metrics import (BinaryCrossentropy, CategoricalCrossentropy, CategoricalHinge,
                            LossMetric, SparseCategoricalCrossentropy)
 from .registry import deserialize, get, resolve, serialize
-from .regression import (MeanAbsoluteError, MeanSquaredError, RootMeanSquaredError,
-                         mean_absolute_error, mean_squared_error)
+from .regression import (CosineSimilarity, MeanAbsoluteError, MeanAbsolutePercentageError,
+                         MeanSquaredError, MeanSquaredLogarithmicError, RootMeanSquaredError,
+                         cosine_similarity, mean_absolute_error, mean_absolute_percentage_error,
+                         mean_squared_error, mean_squared_logarithmic_error)
 
 __all__ = ["AUC", "Accuracy", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy",
-           "CategoricalCrossentropy", "CategoricalHinge", "F1Score", "FBetaScore", "LossMetric",
-           "Mean", "MeanAbsoluteError", "MeanIoU", "MeanMetricWrapper", "MeanSquaredError",
+           "CategoricalCrossentropy", "CategoricalHinge", "CosineSimilarity", "F1Score",
+           "FBetaScore", "LossMetric", "Mean", "MeanAbsoluteError", "MeanAbsolutePercentageError",
+           "MeanIoU", "MeanMetricWrapper", "MeanSquaredError", "MeanSquaredLogarithmicError",
            "Metric", "Precision", "Recall", "RootMeanSquaredError", "SparseCategoricalAccuracy",
            "SparseCategoricalCrossentropy", "SparseTopKCategoricalAccuracy",
            "TopKCategoricalAccuracy", "accuracy", "binary_accuracy", "categorical_accuracy",
-           "deserialize", "get", "mean_absolute_error", "mean_squared_error", "resolve",
-           "resolve_accuracy", "serialize", "sparse_categorical_accuracy",
-           "sparse_top_k_categorical_accuracy", "top_k_categorical_accuracy"]
+           "cosine_similarity", "deserialize", "get", "mean_absolute_error",
+           "mean_absolute_percentage_error", "mean_squared_error",
+           "mean_squared_logarithmic_error", "resolve", "resolve_accuracy", "serialize",
+           "sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy",
+           "top_k_categorical_accuracy"]

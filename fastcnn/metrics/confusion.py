@@ -84,7 +84,7 @@ class _ThresholdCounts(Metric):
                              f"axis, as before, received shape {y_pred.shape}")
         if self.true_positives is None:
             (self.true_positives, self.false_positives, self.true_negatives,
-             self.false_negatives) = (c.copy() for c in counts)
+             self.false_negatives) = counts
         else:
             for state, c in zip((self.true_positives, self.false_positives,
                                  self.true_negatives, self.false_negatives), counts):

@@ -12,7 +12,8 @@ CLASSES = (Mean, MeanMetricWrapper, loss_metrics.LossMetric,
            confusion.Precision, confusion.Recall, confusion.AUC, fscore.FBetaScore, fscore.F1Score,
            iou.MeanIoU,
            regression.MeanSquaredError, regression.MeanAbsoluteError,
-           regression.RootMeanSquaredError,
+           regression.RootMeanSquaredError, regression.MeanAbsolutePercentageError,
+           regression.MeanSquaredLogarithmicError, regression.CosineSimilarity,
            loss_metrics.BinaryCrossentropy, loss_metrics.CategoricalCrossentropy,
            loss_metrics.SparseCategoricalCrossentropy, loss_metrics.CategoricalHinge)
 _BY_CLASS_NAME = {cls.__name__: cls for cls in CLASSES}
@@ -22,7 +23,9 @@ _BY_NAME = {snake_case(cls.__name__): cls for cls in CLASSES
             if cls not in (MeanMetricWrapper, loss_metrics.LossMetric)}
 _BY_NAME.update({alias: cls for short, cls in (("bce", loss_metrics.BinaryCrossentropy),
                                                 ("mse", regression.MeanSquaredError),
-                                                ("mae", regression.MeanAbsoluteError))
+                                                ("mae", regression.MeanAbsoluteError),
+                                                ("mape", regression.MeanAbsolutePercentageError),
+                                                ("msle", regression.MeanSquaredLogarithmicError))
                  for alias in (short, short.upper())})
 _BY_NAME["acc"] = accuracy.Accuracy
 # The functions a MeanMetricWrapper's config may name.
@@ -30,7 +33,8 @@ FUNCTIONS = {fn.__name__: fn for fn in (
     accuracy.accuracy, accuracy.binary_accuracy, accuracy.categorical_accuracy,
     accuracy.sparse_categorical_accuracy, accuracy.top_k_categorical_accuracy,
     accuracy.sparse_top_k_categorical_accuracy, regression.mean_squared_error,
-    regression.mean_absolute_error)}
+    regression.mean_absolute_error, regression.mean_absolute_percentage_error,
+    regression.mean_squared_logarithmic_error, regression.cosine_similarity)}
 
 
 def get(identifier):

@@ -106,6 +106,16 @@ def test_regression_errors(rng):
         assert m(y_true, y_pred, sample_weight=w) == pytest.approx(weighted_mean(per_sample, w))
     rmse = metrics.RootMeanSquaredError()
     assert rmse(y_true, y_pred, w) == pytest.approx(np.sqrt(weighted_mean((d ** 2).mean(1), w)))
+    y_true[0, 0] = 0.0  # |y_true| below 1e-7 counts as 1e-7
+    mape = 100 * (np.abs(y_pred - y_true) / np.maximum(np.abs(y_true), 1e-7)).mean(1)
+    assert metrics.MeanAbsolutePercentageError()(y_true, y_pred) == pytest.approx(mape.mean())
+    msle = ((np.log(1 + y_pred) - np.log(1 + np.maximum(y_true, 1e-7))) ** 2).mean(1)
+    assert metrics.MeanSquaredLogarithmicError()(y_true, y_pred, w) == \
+        pytest.approx(weighted_mean(msle, w))
+    cosines = [a @ b / np.linalg.norm(a) / np.linalg.norm(b) for a, b in zip(y_true, y_pred)]
+    assert metrics.CosineSimilarity()(y_true, y_pred) == pytest.approx(np.mean(cosines))
+    assert metrics.CosineSimilarity(axis=0)(y_true, y_pred) == pytest.approx(np.mean(
+        [a @ b / np.linalg.norm(a) / np.linalg.norm(b) for a, b in zip(y_true.T, y_pred.T)]))
 
 
 def test_losses_as_metrics_average_the_per_sample_losses(rng):
@@ -142,6 +152,8 @@ EVERY_MEAN_METRIC = [metrics.Accuracy, metrics.BinaryAccuracy, metrics.Categoric
                      metrics.SparseCategoricalAccuracy, metrics.TopKCategoricalAccuracy,
                      metrics.SparseTopKCategoricalAccuracy, metrics.MeanSquaredError,
                      metrics.MeanAbsoluteError, metrics.RootMeanSquaredError,
+                     metrics.MeanAbsolutePercentageError, metrics.MeanSquaredLogarithmicError,
+                     metrics.CosineSimilarity,
                      metrics.CategoricalCrossentropy, metrics.SparseCategoricalCrossentropy,
                      metrics.BinaryCrossentropy, metrics.CategoricalHinge]
 
@@ -177,6 +189,11 @@ NAMES = {
     "MSE": metrics.MeanSquaredError, "mean_absolute_error": metrics.MeanAbsoluteError,
     "mae": metrics.MeanAbsoluteError, "MAE": metrics.MeanAbsoluteError,
     "root_mean_squared_error": metrics.RootMeanSquaredError, "mean": metrics.Mean,
+    "mape": metrics.MeanAbsolutePercentageError, "MAPE": metrics.MeanAbsolutePercentageError,
+    "mean_absolute_percentage_error": metrics.MeanAbsolutePercentageError,
+    "msle": metrics.MeanSquaredLogarithmicError, "MSLE": metrics.MeanSquaredLogarithmicError,
+    "mean_squared_logarithmic_error": metrics.MeanSquaredLogarithmicError,
+    "cosine_similarity": metrics.CosineSimilarity,
     "binary_crossentropy": metrics.BinaryCrossentropy, "bce": metrics.BinaryCrossentropy,
     "BCE": metrics.BinaryCrossentropy,
     "categorical_crossentropy": metrics.CategoricalCrossentropy,
