@@ -14,8 +14,8 @@ from ..serialization import Configurable
 
 
 def snake_case(name):
-    """Keras's snake case of a class name: "TopKCategoricalAccuracy" -> "top_k_categorical_accuracy",
-    "MeanIoU" -> "mean_io_u"."""
+    """Keras's snake case of a class name: "TopKCategoricalAccuracy" ->
+    "top_k_categorical_accuracy", "MeanIoU" -> "mean_io_u"."""
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 

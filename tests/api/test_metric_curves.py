@@ -92,7 +92,7 @@ def test_auc_summations_and_pr_interpolation(rng):
     y_true, y_pred, w = binary_data(rng, 300)
     thresholds = metrics.AUC(num_thresholds=20).thresholds
     c = np.array([counts_at(y_true, y_pred, w, t) for t in thresholds])
-    tp, fp, tn, fn = c.T
+    tp, fp, _, fn = c.T
     recall, precision = tp / (tp + fn), np.divide(tp, tp + fp, out=np.zeros(20),
                                                   where=tp + fp > 0)
     for method, height in [("minoring", np.minimum), ("majoring", np.maximum)]:
