@@ -52,6 +52,7 @@ class _ThresholdCounts(Metric):
         self.class_id = class_id
         self.multi_label = multi_label
         super().__init__(name=name, dtype=dtype)
+        self.reset_state()
 
     def reset_state(self):
         self.true_positives = self.false_positives = None

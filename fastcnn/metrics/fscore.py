@@ -38,6 +38,7 @@ class FBetaScore(Metric):
         self.average, self.beta = average, float(beta)
         self.threshold = None if threshold is None else float(threshold)
         super().__init__(name=name, dtype=dtype)
+        self.reset_state()
 
     def reset_state(self):
         self.true_positives = self.false_positives = None

@@ -33,6 +33,7 @@ class MeanIoU(Metric):
         self.sparse_y_true, self.sparse_y_pred = bool(sparse_y_true), bool(sparse_y_pred)
         self.axis = axis
         super().__init__(name=name, dtype=dtype)
+        self.reset_state()
 
     def reset_state(self):
         self.total_cm = np.zeros((self.num_classes, self.num_classes))

@@ -39,6 +39,46 @@ def test_per_value_weights_give_the_weighted_mean_over_every_value(rng):
         m.update_state(values, np.ones(3))
 
 
+class PositivesAbove(metrics.Metric):
+    """A metric written as Keras's guide writes one: state in variables, no reset_state."""
+
+    def __init__(self, cut=0.5, name="positives_above", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.cut = cut
+        self.hits = self.add_variable(shape=(), initializer="zeros", name="hits")
+        self.seen = self.add_weight(name="seen")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        above = (np.asarray(y_pred) > self.cut) & (np.asarray(y_true) == 1)
+        self.hits.assign_add(np.sum(above))
+        self.seen.assign(self.seen + len(y_pred))
+
+    def result(self):
+        return self.hits / np.maximum(self.seen, 1)
+
+    def get_config(self):
+        return {**super().get_config(), "cut": self.cut}
+
+
+def test_a_keras_style_subclass_keeps_its_state_in_variables():
+    m = PositivesAbove(cut=0.4)
+    assert float(m([1, 0, 1, 1], [0.5, 0.9, 0.3, 0.8])) == 0.5
+    assert float(m([1], [0.6])) == pytest.approx(3 / 5)
+    assert [v.name for v in m.variables] == ["hits", "seen"] and m.hits.numpy() == 3
+    m.reset_state()
+    assert float(m.hits) == 0 and float(m.seen) == 0 and m.dtype == "float32"
+    clone = metrics.deserialize(metrics.serialize(m), custom_objects={"PositivesAbove":
+                                                                      PositivesAbove})
+    assert type(clone) is PositivesAbove and clone.cut == 0.4 and clone.name == m.name
+
+    class Forgetful(metrics.Metric):
+        def __init__(self):
+            self.total = self.add_variable()
+
+    with pytest.raises(RuntimeError, match=r"super\(\).__init__\(\)"):
+        Forgetful()
+
+
 def test_call_updates_then_returns_the_running_result():
     m = metrics.BinaryAccuracy()
     assert m([[1], [0]], [[0.9], [0.8]]) == 0.5
