@@ -9,12 +9,13 @@ from .accuracy_metrics import (Accuracy, BinaryAccuracy, CategoricalAccuracy,
                                SparseCategoricalAccuracy, SparseTopKCategoricalAccuracy,
                                TopKCategoricalAccuracy, accuracy,
                                sparse_top_k_categorical_accuracy, top_k_categorical_accuracy)
-from .base import Mean, MeanMetricWrapper, Metric
-from .confusion import AUC, Precision, Recall
+from .base import Mean, MeanMetricWrapper, Metric, Sum, Variable
+from .confusion import (AUC, FalseNegatives, FalsePositives, Precision, Recall, TrueNegatives,
+                        TruePositives)
 from .counts import (binary_accuracy, categorical_accuracy, resolve_accuracy,
                      sparse_categorical_accuracy)
 from .fscore import F1Score, FBetaScore
-from .iou import MeanIoU
+from .iou import BinaryIoU, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU
 from .loss_metrics import (BinaryCrossentropy, CategoricalCrossentropy, CategoricalHinge,
                            LossMetric, SparseCategoricalCrossentropy)
 from .registry import deserialize, get, resolve, serialize
@@ -23,13 +24,15 @@ from .regression import (CosineSimilarity, MeanAbsoluteError, MeanAbsolutePercen
                          cosine_similarity, mean_absolute_error, mean_absolute_percentage_error,
                          mean_squared_error, mean_squared_logarithmic_error)
 
-__all__ = ["AUC", "Accuracy", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy",
-           "CategoricalCrossentropy", "CategoricalHinge", "CosineSimilarity", "F1Score",
-           "FBetaScore", "LossMetric", "Mean", "MeanAbsoluteError", "MeanAbsolutePercentageError",
-           "MeanIoU", "MeanMetricWrapper", "MeanSquaredError", "MeanSquaredLogarithmicError",
-           "Metric", "Precision", "Recall", "RootMeanSquaredError", "SparseCategoricalAccuracy",
-           "SparseCategoricalCrossentropy", "SparseTopKCategoricalAccuracy",
-           "TopKCategoricalAccuracy", "accuracy", "binary_accuracy", "categorical_accuracy",
+__all__ = ["AUC", "Accuracy", "BinaryAccuracy", "BinaryCrossentropy", "BinaryIoU",
+           "CategoricalAccuracy", "CategoricalCrossentropy", "CategoricalHinge",
+           "CosineSimilarity", "F1Score", "FBetaScore", "FalseNegatives", "FalsePositives", "IoU",
+           "LossMetric", "Mean", "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanIoU",
+           "MeanMetricWrapper", "MeanSquaredError", "MeanSquaredLogarithmicError", "Metric",
+           "OneHotIoU", "OneHotMeanIoU", "Precision", "Recall", "RootMeanSquaredError",
+           "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy",
+           "SparseTopKCategoricalAccuracy", "Sum", "TopKCategoricalAccuracy", "TrueNegatives",
+           "TruePositives", "Variable", "accuracy", "binary_accuracy", "categorical_accuracy",
            "cosine_similarity", "deserialize", "get", "mean_absolute_error",
            "mean_absolute_percentage_error", "mean_squared_error",
            "mean_squared_logarithmic_error", "resolve", "resolve_accuracy", "serialize",

@@ -245,6 +245,27 @@ class Mean(Metric):
         return self.total / self.count if self.count else 0.0
 
 
+class Sum(Metric):
+    """The weighted sum of every value given: sum(w * v), weights 1 by default."""
+
+    def __init__(self, name="sum", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.reset_state()
+
+    def reset_state(self):
+        self.total = 0.0
+
+    def update_state(self, values, sample_weight=None):
+        values = real_array(values, "values").astype(np.float64)
+        if sample_weight is not None:
+            values, weights = same_rank(values, real_array(sample_weight, "sample_weight"))
+            values = values * broadcast_weights(weights, values.shape)
+        self.total += float(values.sum())
+
+    def result(self):
+        return self.total
+
+
 class MeanMetricWrapper(Mean):
     """The weighted mean of ``fn(y_true, y_pred, **kwargs)``, a function returning one value per
     sample or per position. y_true and y_pred first have their ranks matched as Keras does."""

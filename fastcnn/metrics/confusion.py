@@ -1,4 +1,5 @@
-"""Keras's metrics of the confusion counts at thresholds: Precision, Recall and AUC.
+"""Keras's metrics of the confusion counts at thresholds: Precision, Recall, AUC, and the
+counts themselves (TruePositives, FalsePositives, TrueNegatives, FalseNegatives).
 
 A prediction is positive at a threshold when it exceeds it. The counts are weighted: a target y
 adds its weight times y to the positives and times 1 - y to the negatives (y is 0 or 1 for hard
@@ -110,9 +111,12 @@ def _keep_top_k(y_pred, k):
     return kept
 
 
-class _PrecisionRecall(_ThresholdCounts):
-    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
-        if thresholds is None:  # with top_k, every kept score is a positive
+class _AtThresholds(_ThresholdCounts):
+    """A value of the counts at each threshold (0.5 by default; with top_k, every kept score):
+    a float for one threshold, else an array."""
+
+    def __init__(self, thresholds, name, dtype, top_k=None, class_id=None):
+        if thresholds is None:
             values = [-np.inf if top_k is not None else 0.5]
         else:
             values = _unit_thresholds(thresholds, "thresholds")
@@ -120,12 +124,19 @@ class _PrecisionRecall(_ThresholdCounts):
         super().__init__(values, name, dtype, top_k=top_k, class_id=class_id)
 
     def result(self):
-        value = self._ratio_of_counts(*(c[0] for c in self._counts()))
+        value = self._value(*(c[0] for c in self._counts()))
         return float(value[0]) if len(value) == 1 else value
 
     def get_config(self):
-        return {**super().get_config(), "thresholds": self.init_thresholds, "top_k": self.top_k,
-                "class_id": self.class_id}
+        return {**super().get_config(), "thresholds": self.init_thresholds}
+
+
+class _PrecisionRecall(_AtThresholds):
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
+        super().__init__(thresholds, name, dtype, top_k=top_k, class_id=class_id)
+
+    def get_config(self):
+        return {**super().get_config(), "top_k": self.top_k, "class_id": self.class_id}
 
 
 class Precision(_PrecisionRecall):
@@ -134,7 +145,7 @@ class Precision(_PrecisionRecall):
     ``class_id`` only that class's column."""
 
     @staticmethod
-    def _ratio_of_counts(tp, fp, tn, fn):
+    def _value(tp, fp, tn, fn):
         return _ratio(tp, tp + fp)
 
 
@@ -142,8 +153,36 @@ class Recall(_PrecisionRecall):
     """tp / (tp + fn) at each threshold, with Precision's arguments."""
 
     @staticmethod
-    def _ratio_of_counts(tp, fp, tn, fn):
+    def _value(tp, fp, tn, fn):
         return _ratio(tp, tp + fn)
+
+
+class _Count(_AtThresholds):
+    """One of the weighted counts at each threshold."""
+
+    index = None  # of the count in (tp, fp, tn, fn)
+
+    def __init__(self, thresholds=None, name=None, dtype=None):
+        super().__init__(thresholds, name, dtype)
+
+    def _value(self, *counts):
+        return counts[self.index]
+
+
+class TruePositives(_Count):
+    index = 0
+
+
+class FalsePositives(_Count):
+    index = 1
+
+
+class TrueNegatives(_Count):
+    index = 2
+
+
+class FalseNegatives(_Count):
+    index = 3
 
 
 class AUC(_ThresholdCounts):

@@ -3,14 +3,16 @@
 model's loss and shapes."""
 from .. import losses, serialization
 from . import accuracy_metrics as accuracy, confusion, fscore, iou, loss_metrics, regression
-from .base import Mean, MeanMetricWrapper, Metric, snake_case
+from .base import Mean, MeanMetricWrapper, Metric, Sum, snake_case
 
 CLASSES = (Mean, MeanMetricWrapper, loss_metrics.LossMetric,
            accuracy.Accuracy, accuracy.BinaryAccuracy, accuracy.CategoricalAccuracy,
            accuracy.SparseCategoricalAccuracy, accuracy.TopKCategoricalAccuracy,
            accuracy.SparseTopKCategoricalAccuracy,
            confusion.Precision, confusion.Recall, confusion.AUC, fscore.FBetaScore, fscore.F1Score,
-           iou.MeanIoU,
+           iou.IoU, iou.MeanIoU, iou.BinaryIoU, iou.OneHotIoU, iou.OneHotMeanIoU,
+           confusion.TruePositives, confusion.FalsePositives, confusion.TrueNegatives,
+           confusion.FalseNegatives, Sum,
            regression.MeanSquaredError, regression.MeanAbsoluteError,
            regression.RootMeanSquaredError, regression.MeanAbsolutePercentageError,
            regression.MeanSquaredLogarithmicError, regression.CosineSimilarity,

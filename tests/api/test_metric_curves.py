@@ -237,3 +237,42 @@ def test_mean_iou_ignores_a_class_and_takes_scores():
     assert metrics.MeanIoU(3)(np.zeros(0, int), np.zeros(0, int)) == 0.0
     with pytest.raises(ValueError, match=r"labels in \[0, 3\)"):
         metrics.MeanIoU(3).update_state([[0, 3]], [[0, 1]])
+
+
+def test_confusion_counts_at_thresholds(rng):
+    y_true, y_pred, w = binary_data(rng)
+    for i, cls in enumerate([metrics.TruePositives, metrics.FalsePositives,
+                             metrics.TrueNegatives, metrics.FalseNegatives]):
+        assert cls()(y_true, y_pred, w) == pytest.approx(counts_at(y_true, y_pred, w, 0.5)[i])
+        many = cls(thresholds=[0.2, 0.7])(y_true, y_pred)
+        np.testing.assert_array_equal(many, [counts_at(y_true, y_pred, 1, t)[i]
+                                             for t in (0.2, 0.7)])
+        clone = metrics.deserialize(metrics.serialize(cls(thresholds=0.3)))
+        assert clone.get_config()["thresholds"] == 0.3
+
+
+def test_iou_of_chosen_classes_binary_and_one_hot(rng):
+    y_true, y_pred = rng.integers(0, 4, 400), rng.integers(0, 4, 400)
+    cm = np.zeros((4, 4))
+    np.add.at(cm, (y_true, y_pred), 1)
+    iou = np.diag(cm) / (cm.sum(0) + cm.sum(1) - np.diag(cm))
+    assert metrics.IoU(4, [1, 3])(y_true, y_pred) == pytest.approx(iou[[1, 3]].mean(), rel=1e-6)
+    assert metrics.IoU(4, 2)(y_true, y_pred) == pytest.approx(iou[2], rel=1e-6)
+    onehot, scores = np.eye(4)[y_true], np.eye(4)[y_pred] + 0.1
+    assert metrics.OneHotIoU(4, [0, 2])(onehot, scores) == pytest.approx(iou[[0, 2]].mean(),
+                                                                          rel=1e-6)
+    assert metrics.OneHotMeanIoU(4)(onehot, scores) == pytest.approx(iou.mean(), rel=1e-6)
+    labels, probs = rng.integers(0, 2, 300), rng.random(300)
+    predicted = (probs > 0.3).astype(int)
+    binary = [((labels == c) & (predicted == c)).sum() / ((labels == c) | (predicted == c)).sum()
+              for c in (0, 1)]
+    assert metrics.BinaryIoU(threshold=0.3)(labels, probs) == pytest.approx(np.mean(binary),
+                                                                             rel=1e-6)
+    assert metrics.BinaryIoU([1], threshold=0.3)(labels, probs) == pytest.approx(binary[1],
+                                                                                 rel=1e-6)
+    for m in (metrics.IoU(4, [1, 3], ignore_class=0), metrics.BinaryIoU([0], threshold=0.2),
+              metrics.OneHotIoU(3, [2]), metrics.OneHotMeanIoU(3, sparse_y_pred=True)):
+        clone = metrics.deserialize(metrics.serialize(m))
+        assert type(clone) is type(m) and clone.get_config() == m.get_config()
+    with pytest.raises(ValueError, match="target_class_ids"):
+        metrics.IoU(3, [3])

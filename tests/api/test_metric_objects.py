@@ -26,6 +26,17 @@ def test_mean_is_the_weighted_mean_and_resets():
     assert isinstance(m.result(), float)
 
 
+def test_sum_is_the_weighted_sum(rng):
+    values, weights = rng.random((4, 3)), rng.random(4)
+    m = metrics.Sum()
+    m.update_state(values, weights)
+    m.update_state([1.0, 2.0])
+    assert m.result() == pytest.approx((values * weights[:, None]).sum() + 3)
+    assert metrics.get("sum").name == "sum"
+    m.reset_state()
+    assert m.result() == 0.0
+
+
 def test_per_value_weights_give_the_weighted_mean_over_every_value(rng):
     values, weights = rng.random((4, 3, 5)), rng.random((4, 3, 5))
     m = metrics.Mean()
@@ -233,7 +244,9 @@ NAMES = {
     "mean_absolute_percentage_error": metrics.MeanAbsolutePercentageError,
     "msle": metrics.MeanSquaredLogarithmicError, "MSLE": metrics.MeanSquaredLogarithmicError,
     "mean_squared_logarithmic_error": metrics.MeanSquaredLogarithmicError,
-    "cosine_similarity": metrics.CosineSimilarity,
+    "cosine_similarity": metrics.CosineSimilarity, "true_positives": metrics.TruePositives,
+    "false_positives": metrics.FalsePositives, "true_negatives": metrics.TrueNegatives,
+    "false_negatives": metrics.FalseNegatives, "TruePositives": metrics.TruePositives,
     "binary_crossentropy": metrics.BinaryCrossentropy, "bce": metrics.BinaryCrossentropy,
     "BCE": metrics.BinaryCrossentropy,
     "categorical_crossentropy": metrics.CategoricalCrossentropy,
