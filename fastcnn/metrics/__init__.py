@@ -10,8 +10,9 @@ from .accuracy_metrics import (Accuracy, BinaryAccuracy, CategoricalAccuracy,
                                TopKCategoricalAccuracy, accuracy,
                                sparse_top_k_categorical_accuracy, top_k_categorical_accuracy)
 from .base import Mean, MeanMetricWrapper, Metric, Sum, Variable
-from .confusion import (AUC, FalseNegatives, FalsePositives, Precision, Recall, TrueNegatives,
-                        TruePositives)
+from .confusion import (AUC, FalseNegatives, FalsePositives, Precision, PrecisionAtRecall, Recall,
+                        RecallAtPrecision, SensitivityAtSpecificity, SpecificityAtSensitivity,
+                        TrueNegatives, TruePositives)
 from .counts import (binary_accuracy, categorical_accuracy, resolve_accuracy,
                      sparse_categorical_accuracy)
 from .fscore import F1Score, FBetaScore
@@ -29,12 +30,13 @@ __all__ = ["AUC", "Accuracy", "BinaryAccuracy", "BinaryCrossentropy", "BinaryIoU
            "CosineSimilarity", "F1Score", "FBetaScore", "FalseNegatives", "FalsePositives", "IoU",
            "LossMetric", "Mean", "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanIoU",
            "MeanMetricWrapper", "MeanSquaredError", "MeanSquaredLogarithmicError", "Metric",
-           "OneHotIoU", "OneHotMeanIoU", "Precision", "Recall", "RootMeanSquaredError",
+           "OneHotIoU", "OneHotMeanIoU", "Precision", "PrecisionAtRecall", "Recall",
+           "RecallAtPrecision", "RootMeanSquaredError", "SensitivityAtSpecificity",
            "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy",
-           "SparseTopKCategoricalAccuracy", "Sum", "TopKCategoricalAccuracy", "TrueNegatives",
-           "TruePositives", "Variable", "accuracy", "binary_accuracy", "categorical_accuracy",
-           "cosine_similarity", "deserialize", "get", "mean_absolute_error",
-           "mean_absolute_percentage_error", "mean_squared_error",
+           "SparseTopKCategoricalAccuracy", "SpecificityAtSensitivity", "Sum",
+           "TopKCategoricalAccuracy", "TrueNegatives", "TruePositives", "Variable", "accuracy",
+           "binary_accuracy", "categorical_accuracy", "cosine_similarity", "deserialize", "get",
+           "mean_absolute_error", "mean_absolute_percentage_error", "mean_squared_error",
            "mean_squared_logarithmic_error", "resolve", "resolve_accuracy", "serialize",
            "sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy",
            "top_k_categorical_accuracy"]

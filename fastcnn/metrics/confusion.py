@@ -1,5 +1,7 @@
-"""Keras's metrics of the confusion counts at thresholds: Precision, Recall, AUC, and the
-counts themselves (TruePositives, FalsePositives, TrueNegatives, FalseNegatives).
+"""Keras's metrics of the confusion counts at thresholds: Precision, Recall, AUC, the counts
+themselves (TruePositives, FalsePositives, TrueNegatives, FalseNegatives), and the best of one
+rate where another reaches a bound (SensitivityAtSpecificity, SpecificityAtSensitivity,
+PrecisionAtRecall, RecallAtPrecision).
 
 A prediction is positive at a threshold when it exceeds it. The counts are weighted: a target y
 adds its weight times y to the positives and times 1 - y to the negatives (y is 0 or 1 for hard
@@ -185,6 +187,95 @@ class FalseNegatives(_Count):
     index = 3
 
 
+def _evenly_spaced(num_thresholds):
+    """num_thresholds thresholds spaced evenly over [0, 1], the end ones moved out by 1e-7 so
+    that scores of exactly 0 and 1 fall inside."""
+    if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, numbers.Integral) \
+            or num_thresholds < 2:
+        raise ValueError(f"Expected num_thresholds > 1, received "
+                         f"num_thresholds={num_thresholds!r:.200}")
+    inner = [(i + 1) / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+    return [-EPSILON, *inner, 1 + EPSILON]
+
+
+class _BestUnderBound(_ThresholdCounts):
+    """The largest value of one rate over the thresholds at which another rate reaches
+    ``bound``; 0 when none does. ``num_thresholds`` is as AUC's (1 means just 0.5)."""
+
+    bound_name = None
+
+    def __init__(self, bound, num_thresholds=200, class_id=None, name=None, dtype=None):
+        if isinstance(bound, bool) or not isinstance(bound, numbers.Real) or not 0 <= bound <= 1:
+            raise ValueError(f"Expected {self.bound_name} in [0, 1], received "
+                             f"{self.bound_name}={bound!r:.200}")
+        self.bound = float(bound)
+        self.num_thresholds = num_thresholds
+        thresholds = [0.5] if num_thresholds == 1 else _evenly_spaced(num_thresholds)
+        super().__init__(thresholds, name, dtype, class_id=class_id)
+
+    def result(self):
+        bounded, best = self._rates(*(c[0] for c in self._counts()))
+        feasible = bounded >= self.bound
+        return float(best[feasible].max()) if feasible.any() else 0.0
+
+    def get_config(self):
+        return {**super().get_config(), self.bound_name: self.bound,
+                "num_thresholds": self.num_thresholds, "class_id": self.class_id}
+
+
+class SensitivityAtSpecificity(_BestUnderBound):
+    """The best sensitivity (recall, tp / (tp + fn)) where specificity (tn / (tn + fp)) is at
+    least ``specificity``."""
+
+    bound_name = "specificity"
+
+    def __init__(self, specificity, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(specificity, num_thresholds, class_id, name, dtype)
+
+    @staticmethod
+    def _rates(tp, fp, tn, fn):
+        return _ratio(tn, tn + fp), _ratio(tp, tp + fn)
+
+
+class SpecificityAtSensitivity(_BestUnderBound):
+    """The best specificity where sensitivity is at least ``sensitivity``."""
+
+    bound_name = "sensitivity"
+
+    def __init__(self, sensitivity, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(sensitivity, num_thresholds, class_id, name, dtype)
+
+    @staticmethod
+    def _rates(tp, fp, tn, fn):
+        return _ratio(tp, tp + fn), _ratio(tn, tn + fp)
+
+
+class PrecisionAtRecall(_BestUnderBound):
+    """The best precision where recall is at least ``recall``."""
+
+    bound_name = "recall"
+
+    def __init__(self, recall, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(recall, num_thresholds, class_id, name, dtype)
+
+    @staticmethod
+    def _rates(tp, fp, tn, fn):
+        return _ratio(tp, tp + fn), _ratio(tp, tp + fp)
+
+
+class RecallAtPrecision(_BestUnderBound):
+    """The best recall where precision is at least ``precision``."""
+
+    bound_name = "precision"
+
+    def __init__(self, precision, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(precision, num_thresholds, class_id, name, dtype)
+
+    @staticmethod
+    def _rates(tp, fp, tn, fn):
+        return _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+
+
 class AUC(_ThresholdCounts):
     """The area under the ROC or precision-recall curve, from the confusion counts at
     ``num_thresholds`` thresholds: evenly spaced over [0, 1], the end ones moved out by 1e-7
@@ -212,12 +303,7 @@ class AUC(_ThresholdCounts):
             inner = sorted(_unit_thresholds(thresholds, "thresholds"))
             num_thresholds = len(inner) + 2
         else:
-            if isinstance(num_thresholds, bool) or not isinstance(num_thresholds,
-                                                                  numbers.Integral) \
-                    or num_thresholds < 2:
-                raise ValueError(f"Expected num_thresholds > 1, received "
-                                 f"num_thresholds={num_thresholds!r:.200}")
-            inner = [(i + 1) / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+            inner = _evenly_spaced(num_thresholds)[1:-1]
         self.num_thresholds, self.curve = int(num_thresholds), curve
         self.summation_method, self.from_logits = summation_method, bool(from_logits)
         self.init_thresholds = _as_given(thresholds, inner)

@@ -276,3 +276,28 @@ def test_iou_of_chosen_classes_binary_and_one_hot(rng):
         assert type(clone) is type(m) and clone.get_config() == m.get_config()
     with pytest.raises(ValueError, match="target_class_ids"):
         metrics.IoU(3, [3])
+
+
+@pytest.mark.parametrize("cls,bound_rate,best_rate", [
+    (metrics.SensitivityAtSpecificity, "specificity", "sensitivity"),
+    (metrics.SpecificityAtSensitivity, "sensitivity", "specificity"),
+    (metrics.PrecisionAtRecall, "sensitivity", "precision"),
+    (metrics.RecallAtPrecision, "precision", "sensitivity"),
+])
+def test_best_rate_where_another_reaches_a_bound(cls, bound_rate, best_rate, rng):
+    y_true, y_pred, w = binary_data(rng)
+    thresholds = metrics.AUC(num_thresholds=50).thresholds  # the same spacing
+    rates = {"sensitivity": [], "specificity": [], "precision": []}
+    for t in thresholds:
+        tp, fp, tn, fn = counts_at(y_true, y_pred, w, t)
+        rates["sensitivity"].append(tp / (tp + fn))
+        rates["specificity"].append(tn / (tn + fp))
+        rates["precision"].append(tp / (tp + fp) if tp + fp else 0.0)
+    for bound in (0.3, 0.8, 0.95):
+        feasible = [b for a, b in zip(rates[bound_rate], rates[best_rate]) if a >= bound]
+        m = cls(bound, num_thresholds=50)
+        assert m(y_true, y_pred, w) == pytest.approx(max(feasible, default=0.0))
+        clone = metrics.deserialize(metrics.serialize(m))
+        assert clone.get_config() == m.get_config()
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        cls(1.5)
