@@ -21,7 +21,8 @@ from .loss_metrics import (BinaryCrossentropy, CategoricalCrossentropy, Categori
                            LossMetric, SparseCategoricalCrossentropy)
 from .registry import deserialize, get, resolve, serialize
 from .regression import (CosineSimilarity, MeanAbsoluteError, MeanAbsolutePercentageError,
-                         MeanSquaredError, MeanSquaredLogarithmicError, RootMeanSquaredError,
+                         MeanSquaredError, MeanSquaredLogarithmicError, R2Score,
+                         RootMeanSquaredError,
                          cosine_similarity, mean_absolute_error, mean_absolute_percentage_error,
                          mean_squared_error, mean_squared_logarithmic_error)
 
@@ -30,7 +31,7 @@ __all__ = ["AUC", "Accuracy", "BinaryAccuracy", "BinaryCrossentropy", "BinaryIoU
            "CosineSimilarity", "F1Score", "FBetaScore", "FalseNegatives", "FalsePositives", "IoU",
            "LossMetric", "Mean", "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanIoU",
            "MeanMetricWrapper", "MeanSquaredError", "MeanSquaredLogarithmicError", "Metric",
-           "OneHotIoU", "OneHotMeanIoU", "Precision", "PrecisionAtRecall", "Recall",
+           "OneHotIoU", "OneHotMeanIoU", "Precision", "PrecisionAtRecall", "R2Score", "Recall",
            "RecallAtPrecision", "RootMeanSquaredError", "SensitivityAtSpecificity",
            "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy",
            "SparseTopKCategoricalAccuracy", "SpecificityAtSensitivity", "Sum",

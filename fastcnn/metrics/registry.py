@@ -18,6 +18,7 @@ CLASSES = (Mean, MeanMetricWrapper, loss_metrics.LossMetric,
            regression.MeanSquaredError, regression.MeanAbsoluteError,
            regression.RootMeanSquaredError, regression.MeanAbsolutePercentageError,
            regression.MeanSquaredLogarithmicError, regression.CosineSimilarity,
+           regression.R2Score,
            loss_metrics.BinaryCrossentropy, loss_metrics.CategoricalCrossentropy,
            loss_metrics.SparseCategoricalCrossentropy, loss_metrics.CategoricalHinge)
 _BY_CLASS_NAME = {cls.__name__: cls for cls in CLASSES}

@@ -169,6 +169,35 @@ def test_regression_errors(rng):
         [a @ b / np.linalg.norm(a) / np.linalg.norm(b) for a, b in zip(y_true.T, y_pred.T)]))
 
 
+@pytest.mark.parametrize("aggregation,sk_name", [
+    ("uniform_average", "uniform_average"), ("variance_weighted_average", "variance_weighted"),
+    (None, "raw_values")])
+def test_r2_score(aggregation, sk_name, rng):
+    y_true = rng.random((40, 3)) * [1, 2, 3]
+    y_pred, w = y_true + rng.standard_normal((40, 3)) * 0.3, rng.random(40)
+    m = metrics.R2Score(class_aggregation=aggregation)
+    for part in np.array_split(np.arange(40), 3):
+        m.update_state(y_true[part], y_pred[part], w[part])
+    mean = (w[:, None] * y_true).sum(0) / w.sum()
+    raw = 1 - (w[:, None] * (y_true - y_pred) ** 2).sum(0) / (w[:, None] * (y_true - mean) ** 2
+                                                              ).sum(0)
+    total = (w[:, None] * (y_true - mean) ** 2).sum(0)
+    want = {"uniform_average": raw.mean(), "variance_weighted_average":
+            (raw * total).sum() / total.sum(), None: raw}[aggregation]
+    np.testing.assert_allclose(m.result(), want, rtol=1e-10)
+    assert metrics.deserialize(metrics.serialize(m)).get_config() == m.get_config()
+    sk = pytest.importorskip("sklearn.metrics")
+    np.testing.assert_allclose(m.result(), sk.r2_score(y_true, y_pred, sample_weight=w,
+                                                       multioutput=sk_name), rtol=1e-10)
+    adjusted = metrics.R2Score(class_aggregation=aggregation, num_regressors=4)
+    adjusted.update_state(y_true, y_pred, w)
+    n = y_true.size  # every target value counts, as in Keras
+    np.testing.assert_allclose(adjusted.result(), 1 - (1 - np.asarray(want)) * (n - 1) /
+                               (n - 4 - 1), rtol=1e-10)
+    with pytest.warns(UserWarning, match="degrees of freedom"):
+        metrics.R2Score(num_regressors=200)(y_true[:2], y_pred[:2])
+
+
 def test_losses_as_metrics_average_the_per_sample_losses(rng):
     logits = rng.standard_normal((8, 5))
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
@@ -247,6 +276,7 @@ NAMES = {
     "cosine_similarity": metrics.CosineSimilarity, "true_positives": metrics.TruePositives,
     "false_positives": metrics.FalsePositives, "true_negatives": metrics.TrueNegatives,
     "false_negatives": metrics.FalseNegatives, "TruePositives": metrics.TruePositives,
+    "r2_score": metrics.R2Score,
     "binary_crossentropy": metrics.BinaryCrossentropy, "bce": metrics.BinaryCrossentropy,
     "BCE": metrics.BinaryCrossentropy,
     "categorical_crossentropy": metrics.CategoricalCrossentropy,
