@@ -52,10 +52,14 @@ def top_k_categorical_accuracy(y_true, y_pred, k=5):
     return _top_k(y_true.argmax(axis=-1), y_pred, k)
 
 
-def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5):
+def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5, from_sorted_ids=False):
     """1 where the integer label is among the k largest outputs (ties as in
-    top_k_categorical_accuracy)."""
-    return _top_k(_labels(y_true, y_pred, "sparse_top_k_categorical_accuracy"), y_pred, k)
+    top_k_categorical_accuracy); with ``from_sorted_ids``, y_pred holds class ids, best first,
+    and the label must be among the first k."""
+    y_true = _labels(y_true, y_pred, "sparse_top_k_categorical_accuracy")
+    if from_sorted_ids:
+        return (y_pred[..., :k] == y_true[..., None]).any(axis=-1).astype(np.float64)
+    return _top_k(y_true, y_pred, k)
 
 
 def _top_k(labels, y_pred, k):
@@ -120,6 +124,7 @@ class TopKCategoricalAccuracy(MeanMetricWrapper):
 class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
     """How often the integer label is among the k largest outputs."""
 
-    def __init__(self, k=5, name="sparse_top_k_categorical_accuracy", dtype=None):
+    def __init__(self, k=5, name="sparse_top_k_categorical_accuracy", dtype=None,
+                 from_sorted_ids=False):
         super().__init__(sparse_top_k_categorical_accuracy, name=name, dtype=dtype,
-                         k=positive_int(k, "k"))
+                         k=positive_int(k, "k"), from_sorted_ids=bool(from_sorted_ids))

@@ -126,6 +126,11 @@ def test_categorical_accuracies_and_top_k(shape, rng):
         assert metrics.SparseTopKCategoricalAccuracy(k=k)(labels, y_pred) == pytest.approx(want_k)
         assert metrics.TopKCategoricalAccuracy(k=k)(onehot, y_pred) == pytest.approx(want_k)
     assert metrics.TopKCategoricalAccuracy()(onehot, y_pred) == 1.0  # k=5 >= 4 classes
+    ids = np.argsort(-y_pred, axis=-1, kind="stable")[..., :3]  # best first, ties to the first
+    for k in (1, 2, 3):
+        want_k = np.mean([t in row[:k] for row, t in zip(ids.reshape(-1, 3), flat)])
+        m = metrics.SparseTopKCategoricalAccuracy(k=k, from_sorted_ids=True)
+        assert m(labels, ids) == pytest.approx(want_k)
 
 
 def test_accuracy_compares_exactly():
