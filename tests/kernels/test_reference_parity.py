@@ -167,6 +167,28 @@ def loss_case(predictions, target):
     return build
 
 
+def loss_with_options(predictions, target, *option_sets):
+    """loss_case once per set of options, which the kernel takes after its outputs."""
+    def build(rng, dtype):
+        for y_pred, y_true, grad, loss, scale, threads in loss_case(predictions, target)(rng, dtype):
+            for options in option_sets:
+                yield y_pred, y_true, grad, loss, *options, scale, threads
+    return build
+
+
+def categorical_focal_crossentropy(rng, dtype):
+    """Probabilities (some clipped) and logits; one alpha for all classes or one per class;
+    no focus (plain cross-entropy), whole and fractional gamma."""
+    for from_logits in (False, True):
+        case = loss_case("logits" if from_logits else "probabilities", "probabilities")
+        for y_pred, y_true, grad, loss, scale, threads in case(rng, dtype):
+            k = y_pred.shape[1]
+            for alpha, gamma in ((np.ones(k), 0.0), (np.full(k, 0.25), 2.0),
+                                 (rng.uniform(0.1, 1, k), 0.5)):
+                yield (y_pred, y_true, alpha.astype(dtype), grad, loss, gamma, from_logits, scale,
+                       threads)
+
+
 BN_SHAPES = [(1, 3), (7, 5), (300, 17)]  # (M, C)
 
 
@@ -697,6 +719,15 @@ CASES = {
     "sigmoid_binary_crossentropy": loss_case("logits", "probabilities"),
     "categorical_hinge": loss_case("logits", "one_hot"),
     "multiclass_hinge": loss_case("logits", "labels"),
+    "mean_absolute_error": loss_case("logits", "any"),
+    "huber": loss_with_options("logits", "any", (1.0,), (0.3,)),
+    "log_cosh": loss_case("logits", "any"),
+    "kl_divergence": loss_case("probabilities", "probabilities"),
+    "poisson": loss_case("probabilities", "probabilities"),
+    "categorical_focal_crossentropy": categorical_focal_crossentropy,
+    "binary_focal_crossentropy": loss_with_options(
+        "probabilities", "probabilities", (0.25, 2.0, False, False), (0.25, 0.5, True, False)),
+    "dice": loss_case("probabilities", "one_hot"),
     "batchnorm_forward_training": batchnorm_forward_training,
     "batchnorm_forward_inference": batchnorm_forward_inference,
     "batchnorm_backward": batchnorm_backward,
