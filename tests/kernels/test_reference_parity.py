@@ -328,6 +328,13 @@ def axpy(rng, dtype):
         yield normal(rng, n, dtype), normal(rng, n, dtype), 0.3, THREADS
 
 
+def add_sign(rng, dtype):
+    for n in FLAT_SIZES:
+        x = normal(rng, n, dtype)
+        x[::5] = 0
+        yield x, normal(rng, n, dtype), 0.3, THREADS
+
+
 def sum_of_squares(rng, dtype):
     for n, chunks in ((1, 1), (10, 3), (1000, 7)):
         yield normal(rng, n, dtype), unset(chunks, np.float64), THREADS
@@ -746,6 +753,8 @@ CASES = {
     "rmsprop_update": rmsprop_update,
     "axpy": axpy,
     "sum_of_squares": sum_of_squares,
+    "add_sign": add_sign,
+    "sum_of_abs": sum_of_squares,
     "add_forward": add_forward,
     "concatenate_forward": concatenate_forward,
     "concatenate_backward": concatenate_backward,
