@@ -20,10 +20,13 @@ def floatx():
     return FLOATX
 
 
+def _only(value, fixed, what, why):
+    if value != fixed:
+        raise ValueError(f"Expected {what} {fixed!r} ({why}), received {value!r:.200}")
+
+
 def set_floatx(value):
-    if value != FLOATX:
-        raise ValueError(f'Expected floatx "float32" (fastcnn computes in float32 only), received '
-                         f"{value!r:.200}")
+    _only(value, FLOATX, "floatx", "fastcnn computes in float32 only")
 
 
 def image_data_format():
@@ -32,9 +35,7 @@ def image_data_format():
 
 
 def set_image_data_format(data_format):
-    if data_format != IMAGE_DATA_FORMAT:
-        raise ValueError(f'Expected image data format "channels_last" (fastcnn lays images out '
-                         f"NHWC only), received {data_format!r:.200}")
+    _only(data_format, IMAGE_DATA_FORMAT, "image data format", "fastcnn lays images out NHWC only")
 
 
 def epsilon():
@@ -43,6 +44,4 @@ def epsilon():
 
 
 def set_epsilon(value):
-    if value != EPSILON:
-        raise ValueError(f"Expected epsilon 1e-07 (the value fastcnn's kernels use), received "
-                         f"{value!r:.200}")
+    _only(value, EPSILON, "epsilon", "the value fastcnn's kernels use")

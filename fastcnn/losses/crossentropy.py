@@ -39,7 +39,23 @@ class _OneHotTargets:
         return as_kernel_array(y, "y", dtype=self.target_dtype)
 
 
-class CategoricalCrossentropy(_OneHotTargets, Loss):
+class _Crossentropy(Loss):
+    """Keras's arguments of the cross-entropies: from_logits, label_smoothing and axis (the
+    classes' axis, the last)."""
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
+                 reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(name, reduction, dtype)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = check_label_smoothing(label_smoothing)
+        self.axis = check_axis_last(axis, self.name)
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing, "axis": self.axis}
+
+
+class CategoricalCrossentropy(_OneHotTargets, _Crossentropy):
     """Keras's categorical cross-entropy, -sum(t log p) over the classes (the last axis).
 
     On probabilities it normalises each row to sum 1 and clips it to [1e-7, 1 - 1e-7], as Keras
@@ -50,13 +66,6 @@ class CategoricalCrossentropy(_OneHotTargets, Loss):
 
     name = "categorical_crossentropy"
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
-                 reduction="sum_over_batch_size", name=None, dtype=None):
-        super().__init__(name, reduction, dtype)
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = check_label_smoothing(label_smoothing)
-        self.axis = check_axis_last(axis, self.name)
-
     def _row_losses(self, y_pred, y_true, logits, grad, loss, grad_scale):
         y_true = _smoothed(y_true, self.label_smoothing, 1 / y_pred.shape[1])
         if logits or self.from_logits:
@@ -64,11 +73,6 @@ class CategoricalCrossentropy(_OneHotTargets, Loss):
         else:  # the focal kernel with no focus and no weights is Keras's formula on probabilities
             loss_ops.categorical_focal_crossentropy(y_pred, y_true, grad_scale, alpha=1.0,
                                                     gamma=0.0, grad=grad, loss=loss)
-
-    def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing, "axis": self.axis}
-
 
 class SparseCategoricalCrossentropy(Loss):
     """Categorical cross-entropy with integer class labels, (samples, ...) or (samples, ..., 1).
@@ -98,7 +102,7 @@ class SparseCategoricalCrossentropy(Loss):
         return {**super().get_config(), "from_logits": self.from_logits}
 
 
-class BinaryCrossentropy(Loss):
+class BinaryCrossentropy(_Crossentropy):
     """Keras's binary cross-entropy, averaged over the outputs of a position.
 
     On probabilities (a sigmoid output) it clips them to [1e-7, 1 - 1e-7] as Keras does; with
@@ -109,13 +113,6 @@ class BinaryCrossentropy(Loss):
 
     name = "binary_crossentropy"
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
-                 reduction="sum_over_batch_size", name=None, dtype=None):
-        super().__init__(name, reduction, dtype)
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = check_label_smoothing(label_smoothing)
-        self.axis = check_axis_last(axis, self.name)
-
     def check_targets(self, y, output_shape):
         return targets_like_outputs(y, output_shape_tuple(output_shape), self.name,
                                     self.target_dtype)
@@ -125,12 +122,8 @@ class BinaryCrossentropy(Loss):
                                      grad_scale, from_logits=logits or self.from_logits,
                                      grad=grad, loss=loss)
 
-    def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing, "axis": self.axis}
 
-
-class CategoricalFocalCrossentropy(_OneHotTargets, Loss):
+class CategoricalFocalCrossentropy(_OneHotTargets, _Crossentropy):
     """Keras's focal cross-entropy of classes: sum over the classes of
     alpha (1 - o)^gamma (-t log o), o the probabilities (softmax of logits) normalised and clipped
     as by CategoricalCrossentropy. ``alpha`` is one number or a list, one per class; gamma = 0
@@ -140,16 +133,13 @@ class CategoricalFocalCrossentropy(_OneHotTargets, Loss):
 
     def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name=None, dtype=None):
-        super().__init__(name, reduction, dtype)
+        super().__init__(from_logits, label_smoothing, axis, reduction, name, dtype)
         alpha = np.asarray(alpha, np.float64)
         if alpha.ndim > 1 or alpha.dtype.kind != "f" or not np.all(np.isfinite(alpha)):
             raise ValueError(f"Expected alpha to be a finite number or a list of them (one per "
                              f"class), received alpha={alpha.tolist()!r:.200}")
         self.alpha = alpha.tolist()
         self.gamma = real_number(gamma, "gamma", 0)
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = check_label_smoothing(label_smoothing)
-        self.axis = check_axis_last(axis, self.name)
 
     def _row_losses(self, y_pred, y_true, logits, grad, loss, grad_scale):
         loss_ops.categorical_focal_crossentropy(
@@ -158,9 +148,7 @@ class CategoricalFocalCrossentropy(_OneHotTargets, Loss):
             grad=grad, loss=loss)
 
     def get_config(self):
-        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma,
-                "from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
-                "axis": self.axis}
+        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma}
 
 
 class BinaryFocalCrossentropy(BinaryCrossentropy):

@@ -12,9 +12,9 @@ def test_settings_and_setters():
     config.set_floatx("float32")
     config.set_image_data_format("channels_last")
     config.set_epsilon(1e-7)
-    with pytest.raises(ValueError, match='Expected floatx "float32".*received \'float64\''):
+    with pytest.raises(ValueError, match="Expected floatx 'float32'.*received 'float64'"):
         config.set_floatx("float64")
-    with pytest.raises(ValueError, match='"channels_last".*received \'channels_first\''):
+    with pytest.raises(ValueError, match="'channels_last'.*received 'channels_first'"):
         config.set_image_data_format("channels_first")
     with pytest.raises(ValueError, match="Expected epsilon 1e-07"):
         config.set_epsilon(1e-8)
