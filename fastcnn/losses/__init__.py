@@ -74,7 +74,8 @@ mean_absolute_error = _function_form(MeanAbsoluteError, "mean_absolute_error")
 mean_squared_error = _function_form(MeanSquaredError, "mean_squared_error")
 poisson = _function_form(Poisson, "poisson")
 sparse_categorical_crossentropy = _function_form(
-    SparseCategoricalCrossentropy, "sparse_categorical_crossentropy", ("from_logits",))
+    SparseCategoricalCrossentropy, "sparse_categorical_crossentropy",
+    ("from_logits", "ignore_class"))
 kld = kl_divergence
 mae = mean_absolute_error
 mse = mean_squared_error

@@ -140,7 +140,12 @@ class Loss(Configurable):
         n, positions = len(y_pred), y_pred.shape[1:-1]
         weights = _sample_weights(sample_weight, n, positions)
         n_values = n * math.prod(positions)
-        divisor = self._divisor(weights, n_values)
+        mask = self._mask(y_true)
+        if mask is None:
+            divisor = self._divisor(weights, n_values)
+        else:  # as Keras: masked positions weigh 0, and a mean is over the others
+            weights = mask if weights is None else weights * mask
+            divisor = self._divisor(weights, int(np.count_nonzero(mask)))
         scale = 1 / divisor if divisor else 0.0
         if self._custom():
             values = self._custom_values(y_pred, y_true, grad, scale)
@@ -159,6 +164,10 @@ class Loss(Configurable):
             values *= weights.astype(values.dtype)
             grad *= weights.astype(grad.dtype)[..., None]
         return values, divisor
+
+    def _mask(self, y_true):
+        """None, or which positions (N, *positions) count: the loss ignores the others."""
+        return None
 
     def _divisor(self, weights, n_values):
         if self.reduction in ("sum", "none", None):
@@ -223,9 +232,10 @@ def shape_text(sample_shape):
     return "(" + ", ".join(["samples", *map(str, sample_shape)]) + ("," * (not sample_shape)) + ")"
 
 
-def class_labels(y, output_shape, loss_name):
-    """y as int64 class indices in [0, classes) of shape (samples, *positions), for outputs of
-    shape (*positions, classes); labels with a trailing axis of 1 are accepted too."""
+def class_labels(y, output_shape, loss_name, ignore_class=None):
+    """y as int64 class indices in [0, classes) (or ``ignore_class``) of shape (samples,
+    *positions), for outputs of shape (*positions, classes); labels with a trailing axis of 1
+    are accepted too."""
     positions, n_classes = output_shape[:-1], output_shape[-1]
     y = np.asarray(y)
     if y.shape[1:] == (*positions, 1):
@@ -240,9 +250,11 @@ def class_labels(y, output_shape, loss_name):
             raise ValueError(f"Expected integer class labels in y, received {float(fractional[0])}")
     elif y.dtype.kind not in "iu":
         raise TypeError(f"Expected integer class labels in y, received dtype {y.dtype}")
-    if y.size and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(f"Expected labels in [0, {n_classes}), received values from "
-                         f"{y.min()} to {y.max()} in y")
+    counted = y if ignore_class is None else y[y != ignore_class]
+    if counted.size and (counted.min() < 0 or counted.max() >= n_classes):
+        also = "" if ignore_class is None else f" (or ignore_class={ignore_class})"
+        raise ValueError(f"Expected labels in [0, {n_classes}){also}, received values from "
+                         f"{counted.min()} to {counted.max()} in y")
     return np.ascontiguousarray(y, dtype=np.int64)
 
 

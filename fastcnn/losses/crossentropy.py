@@ -4,6 +4,8 @@ outputs (sigmoid outputs), with Keras's label smoothing.
 Cross-entropy after a softmax layer is computed from that layer's logits by the fused kernel
 (the model arranges this), which is both faster and stable where log(softmax) would underflow.
 """
+import numbers
+
 import numpy as np
 
 from .._ops import loss as loss_ops
@@ -76,19 +78,31 @@ class CategoricalCrossentropy(_OneHotTargets, _Crossentropy):
 
 class SparseCategoricalCrossentropy(Loss):
     """Categorical cross-entropy with integer class labels, (samples, ...) or (samples, ..., 1).
-    (Keras 3's has no label smoothing either.)"""
+    (Keras 3's has no label smoothing either.) Positions labelled ``ignore_class`` (a "void"
+    class of segmentation maps, such as -1 or 255) have no loss and no gradient, and a mean is
+    taken over the other positions, as in Keras."""
 
     name = "sparse_categorical_crossentropy"
 
-    def __init__(self, from_logits=False, reduction="sum_over_batch_size", name=None,
-                 dtype=None):
+    def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
+                 name=None, dtype=None):
         super().__init__(name, reduction, dtype)
         self.from_logits = bool(from_logits)
+        if ignore_class is not None and (isinstance(ignore_class, bool) or
+                                         not isinstance(ignore_class, numbers.Integral)):
+            raise ValueError(f"Expected ignore_class to be None or an int, received "
+                             f"ignore_class={ignore_class!r}")
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
 
     def check_targets(self, y, output_shape):
-        return class_labels(y, output_shape_tuple(output_shape), self.name)
+        return class_labels(y, output_shape_tuple(output_shape), self.name, self.ignore_class)
+
+    def _mask(self, y_true):
+        return None if self.ignore_class is None else y_true != self.ignore_class
 
     def _row_losses(self, y_pred, y_true, logits, grad, loss, grad_scale):
+        if self.ignore_class is not None:  # any class will do: the mask zeroes these rows
+            y_true = np.where(y_true == self.ignore_class, 0, y_true)
         if logits or self.from_logits:
             loss_ops.sparse_softmax_cross_entropy(y_pred, y_true, grad_scale, grad=grad,
                                                   loss=loss)
@@ -99,7 +113,8 @@ class SparseCategoricalCrossentropy(Loss):
                                                 grad=grad, loss=loss)
 
     def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits}
+        return {**super().get_config(), "from_logits": self.from_logits,
+                "ignore_class": self.ignore_class}
 
 
 class BinaryCrossentropy(_Crossentropy):

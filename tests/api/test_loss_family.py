@@ -335,3 +335,33 @@ def test_model_with_new_loss_saves_and_loads(rng, tmp_path):
     loaded = fastcnn.models.load_model(tmp_path / "m.keras")
     assert isinstance(loaded.loss, losses.Huber)
     assert loaded.loss.get_config() == model.loss.get_config()
+
+
+def test_sparse_ignore_class(rng):
+    """Keras's ignore_class: those positions have no loss and no gradient; "sum_over_batch_size"
+    averages over the other positions, "sum" sums them."""
+    logits = rng.standard_normal((3, 4, 5))
+    labels = rng.integers(0, 5, (3, 4))
+    labels[0, 1] = labels[2, 3] = 255
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    valid = labels != 255
+    each = -np.take_along_axis(logp, np.where(valid, labels, 0)[..., None], -1)[..., 0] * valid
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255,
+                                                dtype="float64")
+    assert loss(labels, logits) == pytest.approx(each.sum() / valid.sum(), rel=1e-12)
+    loss.reduction = "sum"
+    assert loss(labels, logits) == pytest.approx(each.sum(), rel=1e-12)
+    loss.reduction = "sum_over_batch_size"
+    shares, grad = np.empty(3), np.empty_like(logits)
+
+    def batch_loss():
+        loss.forward_backward(logits, labels, False, np.empty_like(logits), shares)
+        return shares.mean()
+
+    loss.forward_backward(logits, labels, False, grad, shares)
+    assert shares.mean() == pytest.approx(each.sum() / valid.sum(), rel=1e-12)
+    assert not grad[0, 1].any() and not grad[2, 3].any()
+    np.testing.assert_allclose(grad, numeric_grad(batch_loss, logits), rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match=r"labels in \[0, 5\) \(or ignore_class=255\)"):
+        loss(np.full((3, 4), 7), logits)
+    assert losses.SparseCategoricalCrossentropy(ignore_class=-1).get_config()["ignore_class"] == -1
