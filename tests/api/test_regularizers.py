@@ -239,3 +239,27 @@ def test_new_arguments_in_layer_configs():
                                                "config": {"max_value": 1.5, "axis": 0}}
         assert config["bias_constraint"] == {"class_name": "NonNeg", "config": {}}
         assert type(layer).from_config(config).get_config() == config
+
+
+def test_depthwise_and_separable_take_the_new_arguments(rng):
+    from fastcnn import constraints
+    for make, constrained in ((layers.DepthwiseConv2D, "depthwise_constraint"),
+                              (lambda k, **a: layers.SeparableConv2D(3, k, **a),
+                               "pointwise_constraint")):
+        layer = make(2, activity_regularizer=regularizers.L2(0.2), bias_constraint="non_neg",
+                     **{constrained: constraints.MaxNorm(0.1, axis=[0, 1, 2])})
+        config = layer.get_config()
+        assert config[constrained]["class_name"] == "MaxNorm"
+        assert type(layer).from_config(config).get_config() == config
+        model = fastcnn.Sequential([fastcnn.Input(shape=(5, 5, 2)), layer, layers.Flatten()])
+        model.compile(optimizer=fastcnn.optimizers.SGD(0.5), loss="mse")
+        x = rng.standard_normal((6, 5, 5, 2)).astype(np.float32)
+        out = model.predict(x, verbose=0)
+        y = rng.standard_normal(out.shape).astype(np.float32)
+        expected = ((out - y) ** 2).mean() + 0.2 * (out.astype(np.float64) ** 2).sum() / len(x)
+        assert model.evaluate(x, y, batch_size=6, verbose=0) == pytest.approx(expected, rel=1e-5)
+        model.fit(x, y, batch_size=3, epochs=1, verbose=0)
+        kernel = getattr(layer, "kernel", None)
+        kernel = kernel if constrained == "depthwise_constraint" else layer.pointwise_kernel
+        norms = np.sqrt((kernel.astype(np.float64) ** 2).sum(axis=(0, 1, 2)))
+        assert np.all(norms <= 0.1 + 1e-6) and np.all(layer.bias >= 0)
