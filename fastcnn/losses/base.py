@@ -115,14 +115,16 @@ class Loss(Configurable):
         if per_sample.shape[1] == 1 and divisor == n:
             loss[...] = per_sample[:, 0]
         else:
-            loss[...] = per_sample.sum(axis=1, dtype=np.float64) * (n / divisor if divisor else 0)
+            # sum / (divisor / n): the mean over the positions when the divisor counts them all
+            totals = per_sample.sum(axis=1, dtype=np.float64)
+            loss[...] = totals / (divisor / n) if divisor else 0
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         """The loss as Keras's ``loss(y_true, y_pred, sample_weight)`` gives it."""
         y_pred = as_kernel_array(y_pred, "y_pred", dtype=self.dtype or np.float32)
-        if y_pred.ndim < 2:
-            raise ValueError(f"Expected y_pred of shape (samples, ..., outputs), received shape "
-                             f"{y_pred.shape}")
+        one_sample = y_pred.ndim == 1  # Keras's losses take one sample's outputs (K,) too
+        if one_sample:
+            y_pred, y_true = y_pred[None], np.asarray(y_true)[None]
         y_true = self.check_targets(y_true, y_pred.shape[1:])
         if len(y_true) != len(y_pred):
             raise ValueError(f"Expected y_true and y_pred of the same length, received "
@@ -130,7 +132,7 @@ class Loss(Configurable):
         values, divisor = self._weighted_values(y_pred, y_true, self.from_logits,
                                                 np.empty_like(y_pred), sample_weight)
         if self.reduction in ("none", None):
-            return values
+            return values[0] if one_sample and values.ndim else values
         total = float(values.sum(dtype=np.float64))
         return total / divisor if divisor else 0.0
 

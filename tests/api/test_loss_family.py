@@ -365,3 +365,10 @@ def test_sparse_ignore_class(rng):
     with pytest.raises(ValueError, match=r"labels in \[0, 5\) \(or ignore_class=255\)"):
         loss(np.full((3, 4), 7), logits)
     assert losses.SparseCategoricalCrossentropy(ignore_class=-1).get_config()["ignore_class"] == -1
+
+
+def test_one_sample_without_a_batch_axis():
+    """Keras's losses take one sample's outputs (K,): its loss, unreduced or reduced alike."""
+    assert losses.MeanSquaredError()([0.0, 1.0], [1.0, 1.0]) == pytest.approx(0.5)
+    assert float(losses.mean_absolute_error([0.0, 1.0], [1.0, 1.0])) == pytest.approx(0.5)
+    assert losses.SparseCategoricalCrossentropy()(1, [0.1, 0.9]) == pytest.approx(-np.log(0.9))
