@@ -86,6 +86,12 @@ def _metric_names(metrics):
     return ["accuracy"] if metrics else []
 
 
+def _activity_penalty(execution):
+    """The activity regularizers' penalties of the last forward pass, which Keras adds to the
+    loss (see engine.plan.LayerStep)."""
+    return sum(getattr(ctx, "activity_penalty", 0.0) for ctx in execution.contexts)
+
+
 class _Output:
     """One model output as compile configured it, and its accuracy counter once resolved."""
 
@@ -292,7 +298,8 @@ class Trainer:
         regularized, constrained = updates
         outs = execution.forward(xs)
         grads = self._batch_losses(execution, outs, ys, outputs, sums, True,
-                                   sum(reg(w) for reg, w, _ in regularized))
+                                   sum(reg(w) for reg, w, _ in regularized)
+                                   + _activity_penalty(execution))
         execution.backward(grads)
         for reg, w, g in regularized:
             reg.add_gradient(w, g)
@@ -424,7 +431,7 @@ class Trainer:
                 sl = slice(step * batch_size, (step + 1) * batch_size)
                 outs = execution.forward([a[sl] for a in xs], logits_ok)
                 self._batch_losses(execution, outs, [None if a is None else a[sl] for a in ys],
-                                   outputs, sums, False, penalty)
+                                   outputs, sums, False, penalty + _activity_penalty(execution))
                 if bar:
                     bar.update(step + 1, self._logs(sums, min(sl.stop, n), outputs))
             return sums

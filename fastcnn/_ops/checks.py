@@ -153,6 +153,16 @@ def check_index_range(shape, name, batch_axis=True):
                          f"of the kernels' 32-bit indices; received shape {tuple(shape)}")
 
 
+def real_number(value, name, minimum=None):
+    """``value`` as a finite float (not a bool), at least ``minimum`` if given, or a ValueError
+    naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"Expected {name} to be a finite number, received {name}={value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"Expected {name} >= {minimum}, received {name}={value!r}")
+    return float(value)
+
+
 def positive_int(value, name):
     """``value`` as an int >= 1 (not a bool), or a ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:

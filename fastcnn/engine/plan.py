@@ -53,11 +53,22 @@ class LayerStep:
         y = self.layer.forward(x, ctx, self.training)
         if len(self.outputs) == 1:
             values[self.outputs[0]] = y
+            regularizer = getattr(self.layer, "activity_regularizer", None)
+            if regularizer is not None:  # Keras's penalty on the output, per sample of the batch
+                ctx.activity_output = y
+                ctx.activity_penalty = regularizer(y) / len(y)
             return
         for slot, value in zip(self.outputs, y):
             values[slot] = value
 
     def backward(self, dys, ctx, need_dx):
+        regularizer = getattr(self.layer, "activity_regularizer", None)
+        if regularizer is not None:
+            y = ctx.activity_output
+            dy = ctx.buffer("activity_dy", y.shape, y.dtype)
+            dy[...] = dys[0]
+            regularizer.add_gradient(y, dy, 1 / len(y))
+            dys = [dy]
         dx = self.layer.backward(dys[0] if len(self.outputs) == 1 else dys, ctx, need_dx)
         if self.single_input:
             return [dx]
@@ -199,6 +210,9 @@ class Plan:
 
 
 def _kind(layer):
+    # A layer with an activity regularizer runs as its own step, which penalises its output.
+    if getattr(layer, "activity_regularizer", None) is not None:
+        return None
     return getattr(layer, "fusion", None)
 
 

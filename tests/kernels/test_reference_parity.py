@@ -167,6 +167,28 @@ def loss_case(predictions, target):
     return build
 
 
+def loss_with_options(predictions, target, *option_sets):
+    """loss_case once per set of options, which the kernel takes after its outputs."""
+    def build(rng, dtype):
+        for y_pred, y_true, grad, loss, scale, threads in loss_case(predictions, target)(rng, dtype):
+            for options in option_sets:
+                yield y_pred, y_true, grad, loss, *options, scale, threads
+    return build
+
+
+def categorical_focal_crossentropy(rng, dtype):
+    """Probabilities (some clipped) and logits; one alpha for all classes or one per class;
+    no focus (plain cross-entropy), whole and fractional gamma."""
+    for from_logits in (False, True):
+        case = loss_case("logits" if from_logits else "probabilities", "probabilities")
+        for y_pred, y_true, grad, loss, scale, threads in case(rng, dtype):
+            k = y_pred.shape[1]
+            for alpha, gamma in ((np.ones(k), 0.0), (np.full(k, 0.25), 2.0),
+                                 (rng.uniform(0.1, 1, k), 0.5)):
+                yield (y_pred, y_true, alpha.astype(dtype), grad, loss, gamma, from_logits, scale,
+                       threads)
+
+
 BN_SHAPES = [(1, 3), (7, 5), (300, 17)]  # (M, C)
 
 
@@ -355,6 +377,13 @@ def moving_average(rng, dtype):
 def axpy(rng, dtype):
     for n in FLAT_SIZES:
         yield normal(rng, n, dtype), normal(rng, n, dtype), 0.3, THREADS
+
+
+def add_sign(rng, dtype):
+    for n in FLAT_SIZES:
+        x = normal(rng, n, dtype)
+        x[::5] = 0
+        yield x, normal(rng, n, dtype), 0.3, THREADS
 
 
 def sum_of_squares(rng, dtype):
@@ -780,6 +809,15 @@ CASES = {
     "sigmoid_binary_crossentropy": loss_case("logits", "probabilities"),
     "categorical_hinge": loss_case("logits", "one_hot"),
     "multiclass_hinge": loss_case("logits", "labels"),
+    "mean_absolute_error": loss_case("logits", "any"),
+    "huber": loss_with_options("logits", "any", (1.0,), (0.3,)),
+    "log_cosh": loss_case("logits", "any"),
+    "kl_divergence": loss_case("probabilities", "probabilities"),
+    "poisson": loss_case("probabilities", "probabilities"),
+    "categorical_focal_crossentropy": categorical_focal_crossentropy,
+    "binary_focal_crossentropy": loss_with_options(
+        "probabilities", "probabilities", (0.25, 2.0, False, False), (0.25, 0.5, True, False)),
+    "dice": loss_case("probabilities", "one_hot"),
     "batchnorm_forward_training": batchnorm_forward_training,
     "batchnorm_forward_inference": batchnorm_forward_inference,
     "batchnorm_backward": batchnorm_backward,
@@ -805,6 +843,8 @@ CASES = {
     "moving_average": moving_average,
     "axpy": axpy,
     "sum_of_squares": sum_of_squares,
+    "add_sign": add_sign,
+    "sum_of_abs": sum_of_squares,
     "add_forward": add_forward,
     "concatenate_forward": concatenate_forward,
     "concatenate_backward": concatenate_backward,
