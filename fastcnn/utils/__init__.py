@@ -1,9 +1,10 @@
-"""Keras's utilities that scripts reach for: to_categorical and set_random_seed."""
+"""Keras's utilities that scripts reach for: to_categorical, set_random_seed and PyDataset."""
 import numpy as np
 
 from ..random import set_random_seed
+from .py_dataset import PyDataset
 
-__all__ = ["set_random_seed", "to_categorical"]
+__all__ = ["PyDataset", "set_random_seed", "to_categorical"]
 
 
 def to_categorical(y, num_classes=None, dtype="float32"):
