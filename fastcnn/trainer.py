@@ -87,7 +87,8 @@ def _metric_names(metrics):
     for m in metrics:
         if not (isinstance(m, str) and m.lower() in RESOLVED_BY_LOSS):
             metrics_module.get(m)
-    return list(dict.fromkeys(metrics))
+    return [m for k, m in enumerate(metrics)
+            if not isinstance(m, str) or m not in metrics[:k]]
 
 
 # The metric names whose class follows the loss and the shapes (metrics.resolve).

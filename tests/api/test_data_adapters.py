@@ -345,3 +345,16 @@ def test_compile_takes_metric_objects_and_names_per_output_each_reset_per_epoch(
     val = model.evaluate(x[:10], [y[:10], yb[:10]], return_dict=True, verbose=0)
     assert history.history["val_a_acc"][-1] == val["a_acc"]
     assert history.history["val_b_mae"][-1] == val["b_mae"]
+
+
+def test_a_model_compiled_with_metric_objects_saves_and_loads(tmp_path):
+    x, y = _data()
+    yb = (y == 1).astype(np.float32)
+    model = fastcnn.Sequential([fastcnn.Input((6,)), layers.Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy",
+                  metrics=["acc", fastcnn.metrics.MeanAbsoluteError(name="err")])
+    model.fit(x, yb, verbose=0)
+    model.save(tmp_path / "m.keras")
+    copy = fastcnn.models.load_model(tmp_path / "m.keras")
+    assert copy.evaluate(x, yb, return_dict=True, verbose=0) == model.evaluate(
+        x, yb, return_dict=True, verbose=0)
