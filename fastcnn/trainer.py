@@ -694,6 +694,8 @@ class Trainer:
                 raise TypeError(f"Expected arrays for one batch, received {type(x).__name__}")
             source = self._source(x, y, sample_weight, class_weight, 1, False, training,
                                   targets=targets)
+        if targets:  # the results are this batch's alone, as in Keras
+            _reset_metrics(source.outputs)
         adapter = source.adapter
         weights = adapter.weights
         xs = [np.ascontiguousarray(a, dtype=np.float32) for a in adapter.xs]

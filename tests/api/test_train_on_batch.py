@@ -61,3 +61,27 @@ def test_test_and_predict_on_batch_equal_evaluate_and_predict():
                                                                           verbose=0))
     with pytest.raises(TypeError, match="Expected arrays for one batch"):
         model.predict_on_batch(iter([x]))
+
+
+def test_a_metric_object_reports_each_batch_alone():
+    x, y = _data()
+    model = _model()
+    model.compile("adam", "sparse_categorical_crossentropy",
+                  metrics=[fastcnn.metrics.SparseCategoricalAccuracy(name="hits")])
+    first = model.test_on_batch(x[:8], y[:8], return_dict=True)["hits"]
+    second = model.test_on_batch(x[8:], y[8:], return_dict=True)["hits"]
+    probs = model.predict(x, verbose=0)
+    assert (first, second) == (np.mean(probs[:8].argmax(1) == y[:8]),
+                               np.mean(probs[8:].argmax(1) == y[8:]))
+
+
+def test_fit_ends_with_the_optimizer_finalize_variable_values():
+    """As Keras: an optimizer with finalize_variable_values (EMA weights) gets the trainable
+    weights once fit ends."""
+    x, y = _data()
+    model = _model()
+    seen = []
+    model.optimizer.finalize_variable_values = lambda weights: seen.append(
+        [id(w) for w in weights])
+    model.fit(x, y, epochs=2, verbose=0)
+    assert seen == [[id(w) for w in model.trainable_weights]]
