@@ -9,11 +9,27 @@ a ``num_batches`` property; None there means endless, and fit then needs ``steps
 import numbers
 
 
-def _count(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"Expected {name} to be an integer >= {minimum}, received "
-                         f"{name}={value!r:.200}")
+def _count(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"Expected {name} to be an integer >= 1, received {name}={value!r:.200}")
     return int(value)
+
+
+def _flag(value, name):
+    if not isinstance(value, bool):
+        raise TypeError(f"Expected {name} to be True or False, received {name}={value!r:.200}")
+    return value
+
+
+def _option(name, default, check):
+    """A checked attribute with Keras's default, which a subclass that forgets to call
+    super().__init__() still gets."""
+    def get(self):
+        return getattr(self, "_" + name, default)
+
+    def set(self, value):
+        setattr(self, "_" + name, check(value, name))
+    return property(get, set)
 
 
 class PyDataset:
@@ -32,40 +48,13 @@ class PyDataset:
     """
 
     def __init__(self, workers=1, use_multiprocessing=False, max_queue_size=10):
-        self._workers = _count(workers, "workers", 1)
-        if not isinstance(use_multiprocessing, bool):
-            raise TypeError(f"Expected use_multiprocessing to be True or False, received "
-                            f"use_multiprocessing={use_multiprocessing!r:.200}")
-        self._use_multiprocessing = use_multiprocessing
-        self._max_queue_size = _count(max_queue_size, "max_queue_size", 1)
+        self.workers = workers
+        self.use_multiprocessing = use_multiprocessing
+        self.max_queue_size = max_queue_size
 
-    # A subclass that forgets super().__init__() still gets Keras's defaults.
-    @property
-    def workers(self):
-        return getattr(self, "_workers", 1)
-
-    @workers.setter
-    def workers(self, value):
-        self._workers = _count(value, "workers", 1)
-
-    @property
-    def use_multiprocessing(self):
-        return getattr(self, "_use_multiprocessing", False)
-
-    @use_multiprocessing.setter
-    def use_multiprocessing(self, value):
-        if not isinstance(value, bool):
-            raise TypeError(f"Expected use_multiprocessing to be True or False, received "
-                            f"use_multiprocessing={value!r:.200}")
-        self._use_multiprocessing = value
-
-    @property
-    def max_queue_size(self):
-        return getattr(self, "_max_queue_size", 10)
-
-    @max_queue_size.setter
-    def max_queue_size(self, value):
-        self._max_queue_size = _count(value, "max_queue_size", 1)
+    workers = _option("workers", 1, _count)
+    use_multiprocessing = _option("use_multiprocessing", False, _flag)
+    max_queue_size = _option("max_queue_size", 10, _count)
 
     def __getitem__(self, index):
         """Batch ``index``: x, (x, y) or (x, y, sample_weight)."""
