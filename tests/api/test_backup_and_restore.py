@@ -105,3 +105,34 @@ if __name__ == "__main__":
     weights, logged = train(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]),
                             json.loads(sys.argv[4]))
     print(json.dumps([weights, logged]))
+
+
+def test_a_generator_restarts_the_interrupted_epoch(tmp_path):
+    """A generator cannot be rewound: the resumed fit runs the interrupted epoch in full, from
+    the weights of the last backup."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((N, 6)).astype(np.float32), rng.integers(0, 3, N)
+    def forever():
+        while True:
+            for i in range(0, N, BATCH):
+                yield x[i:i + BATCH], y[i:i + BATCH]
+
+    class Crash(fastcnn.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if len(epochs_seen) == 2 and batch == 3:  # mid-epoch 1, after a backup
+                raise KeyboardInterrupt
+
+    epochs_seen = []
+    record = fastcnn.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: epochs_seen.append(epoch))
+    model = fastcnn.Sequential([fastcnn.Input((6,)), layers.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    backup = fastcnn.callbacks.BackupAndRestore(tmp_path, save_freq=2)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(forever(), steps_per_epoch=6, epochs=EPOCHS, verbose=0,
+                  callbacks=[backup, record, Crash()])
+    assert epochs_seen == [0, 1]
+    epochs_seen.clear()
+    history = model.fit(forever(), steps_per_epoch=6, epochs=EPOCHS, verbose=0,
+                        callbacks=[backup, record])
+    assert epochs_seen == [1, 2] and len(history.history["loss"]) == 2
