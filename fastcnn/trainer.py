@@ -19,9 +19,9 @@ from . import data_adapters
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
-from .arguments import finite_float
 from ._ops import activation as activation_ops
 from ._ops.checks import check_array, check_memory, copy_bytes, positive_int
+from .arguments import finite_float
 from .callbacks import CallbackList, History, ProgbarLogger
 from .engine.execution import Execution
 from .engine.graph import FlatGraph, infer_shapes
@@ -271,7 +271,7 @@ class Trainer:
         return data_adapters.class_weights(class_weight, targets[0])
 
     def _source(self, x, y, sample_weight, class_weight, batch_size, shuffle, training,
-                targets=True, names=("x", "y"), graph=None, whole_outputs=False):
+                targets=True, names=("x", "y"), whole_outputs=False):
         """The checked data (arrays, a generator or a PyDataset) as a _Source."""
         x_name, y_name = names
         class_weight = data_adapters.check_class_weight(class_weight)
@@ -284,16 +284,14 @@ class Trainer:
             else:
                 adapter = data_adapters.GeneratorAdapter(x, x_name)
             first = adapter.peek()
-            structure, first_graph, arrays = self._checked_inputs(first[0], x_name, training)
-            graph = graph or first_graph
+            _, graph, _ = self._checked_inputs(first[0], x_name, training)
             outputs = self._outputs_for(graph, use_compiled=True) if targets else None
             source = _Source(graph, outputs, adapter, None)
             source.convert = functools.partial(self._convert_batch, source, class_weight,
                                                targets, names)
             source.convert(first)  # checks the first batch and resolves the metrics now
             return source
-        structure, first_graph, xs = self._checked_inputs(x, x_name, training)
-        graph = graph or first_graph
+        structure, graph, xs = self._checked_inputs(x, x_name, training)
         outputs, ys, weights = None, [], None
         if targets:
             outputs = self._outputs_for(graph, use_compiled=True)
@@ -304,8 +302,7 @@ class Trainer:
         if whole_outputs:
             needs.append(("the float32 outputs", _output_bytes(graph, xs)))
         check_memory(needs, x_name)
-        source = _Source(graph, outputs, adapter, structure)
-        return source
+        return _Source(graph, outputs, adapter, structure)
 
     def _convert_batch(self, source, class_weight, targets, names, batch):
         """One raw batch (x, y, sample_weight) of a generator or PyDataset as (float32 inputs,

@@ -12,7 +12,7 @@ from .prefetch import RING, Prefetcher
 from .py_dataset_adapter import PyDatasetAdapter
 from .weights import check_class_weight, class_weights, sample_weights
 
-__all__ = ["ArrayAdapter", "GeneratorAdapter", "Prefetcher", "PyDatasetAdapter", "RING",
+__all__ = ["RING", "ArrayAdapter", "GeneratorAdapter", "Prefetcher", "PyDatasetAdapter",
            "StepError", "check_class_weight", "class_weights", "epoch_order", "is_batched",
            "sample_weights", "unpack_batch"]
 

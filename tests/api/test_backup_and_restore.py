@@ -67,7 +67,7 @@ def _run(kind, backup_dir, save_freq, kill_at):
     here = os.path.dirname(os.path.abspath(__file__))
     args = [sys.executable, __file__, kind, str(backup_dir), json.dumps(save_freq),
             json.dumps(kill_at)]
-    return subprocess.run(args, capture_output=True, text=True, timeout=300,
+    return subprocess.run(args, check=False, capture_output=True, text=True, timeout=300,
                           env=child_env(here))
 
 
