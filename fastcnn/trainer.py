@@ -438,7 +438,11 @@ class Trainer:
         ``fastcnn.data_adapters`` for how each is read. Arrays are converted to float32 one
         batch at a time, and the next batch is prepared on a background thread while the
         current one trains. ``shuffle`` reorders the samples of arrays, or the batches of a
-        PyDataset, each epoch; a generator's order is its own."""
+        PyDataset, each epoch; a generator's order is its own. With ``steps_per_epoch``, each
+        epoch of arrays or of a PyDataset takes its first steps_per_epoch batches (Keras 3
+        would go on through one pass over the data instead); a generator goes on where the
+        last epoch stopped, and one that runs out is an error naming the step (Keras 3 warns
+        and stops training)."""
         if not self._fit_lock.acquire(blocking=False):
             raise RuntimeError(f"Model {self.name!r} is already training: a second fit must wait "
                                "for the first to return")
