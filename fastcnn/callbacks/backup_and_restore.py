@@ -65,6 +65,8 @@ class BackupAndRestore(Callback):
                 w[...] = archive[f"weights/{k:04d}"]
             optimizer, trainable = model.optimizer, model.trainable_weights
             optimizer.iterations = meta["iterations"]
+            if meta.get("calls") is not None:
+                optimizer._iterations = meta["calls"]
             if meta["slots"]:
                 optimizer.set_slots(trainable, [
                     [archive[f"slots/{s}/{k:04d}"] for k in range(len(trainable))]
@@ -97,7 +99,11 @@ class BackupAndRestore(Callback):
         if slots:
             for name, values in zip(optimizer.slot_names, optimizer.slots_for(trainable)):
                 arrays.update({f"slots/{name}/{k:04d}": v for k, v in enumerate(values)})
+        # An optimizer that accumulates gradients counts its calls apart from its updates
+        # (``_iterations``); the calls within an unfinished cycle must come back too.
+        calls = getattr(optimizer, "_iterations", None)
         meta = {"weights": len(model.weights), "iterations": int(optimizer.iterations),
+                "calls": None if calls is None else int(calls),
                 "slots": slots, "seed": int(model.seed), "batches": self._batches,
                 "fit": fit_state}
         os.makedirs(self.backup_dir, exist_ok=True)
