@@ -136,3 +136,53 @@ def test_a_generator_restarts_the_interrupted_epoch(tmp_path):
     history = model.fit(forever(), steps_per_epoch=6, epochs=EPOCHS, verbose=0,
                         callbacks=[backup, record])
     assert epochs_seen == [1, 2] and len(history.history["loss"]) == 2
+
+
+class Crash(Exception):
+    pass
+
+
+def _dense_fit(optimizer, backup_dir=None, crash_at=None):
+    """The weights of a seeded fit, or None when it crashed after ``crash_at`` batches."""
+    fastcnn.utils.set_random_seed(7)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((N, 6)).astype(np.float32), rng.integers(0, 3, N)
+    model = fastcnn.Sequential([fastcnn.Input((6,)), layers.Dense(8, activation="relu"),
+                                layers.Dropout(0.3), layers.Dense(3, activation="softmax")])
+    model.compile(optimizer(), "sparse_categorical_crossentropy", metrics=["acc"])
+    callbacks = [] if backup_dir is None else [
+        fastcnn.callbacks.BackupAndRestore(backup_dir, save_freq=1)]
+    done = []
+
+    def count(batch, logs):
+        done.append(batch)
+        if len(done) == crash_at:
+            raise Crash
+
+    callbacks.append(fastcnn.callbacks.LambdaCallback(on_train_batch_end=count))
+    try:
+        model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, callbacks=callbacks, verbose=0)
+    except Crash:
+        return None
+    return model.get_weights()
+
+
+@pytest.mark.parametrize("options", [{"use_ema": True, "ema_overwrite_frequency": 4},
+                                     {"gradient_accumulation_steps": 4}],
+                         ids=["ema", "accumulation"])
+def test_optimizer_state_of_ema_and_gradient_accumulation_comes_back(tmp_path, options):
+    """The weights' moving average and the gradients summed in an unfinished accumulation
+    cycle (a crash after 7 batches, within the second cycle of 4) are restored too."""
+    try:
+        fastcnn.optimizers.SGD(0.1, momentum=0.9, **options)
+    except TypeError:
+        pytest.skip("these optimizer options come with [data]'s optimizers")
+
+    def optimizer():
+        return fastcnn.optimizers.SGD(0.1, momentum=0.9, **options)
+
+    want = _dense_fit(optimizer)
+    assert _dense_fit(optimizer, tmp_path, crash_at=7) is None
+    got = _dense_fit(optimizer, tmp_path)
+    for a, b in zip(want, got, strict=True):
+        np.testing.assert_array_equal(a, b)
