@@ -74,8 +74,9 @@ def threshold_confusion(y_pred, y_true, weight, thresholds, n_threads=None):
     order = np.argsort(thresholds, kind="stable")
     ascending = np.ascontiguousarray(thresholds[order])
     n_t, n_labels = len(ascending), y_pred.shape[1]
-    span = ascending[-1] - ascending[0]
-    scale = (n_t - 1) / span if n_t > 1 and math.isfinite(span) and span > 0 else 0.0
+    ends_finite = math.isfinite(ascending[0]) and math.isfinite(ascending[-1])
+    span = ascending[-1] - ascending[0] if ends_finite else 0.0
+    scale = (n_t - 1) / span if span > 0 else 0.0
     chunks = _chunks(len(y_pred), 2 * n_labels * (n_t + 1))
     positive = np.empty((chunks, n_labels, n_t + 1))
     negative = np.empty_like(positive)

@@ -7,6 +7,8 @@ first.
 """
 import numpy as np
 
+from .._ops import metrics as metric_ops
+from .._ops.checks import positive_int
 from ..arguments import finite_float
 from .base import MeanMetricWrapper
 
@@ -41,6 +43,32 @@ def sparse_categorical_accuracy(y_true, y_pred):
     or with a last axis of 1."""
     y_true = _labels(y_true, y_pred, "sparse_categorical_accuracy")
     return (y_pred.argmax(axis=-1) == y_true).astype(np.float64)
+
+
+def top_k_categorical_accuracy(y_true, y_pred, k=5):
+    """1 where the one-hot target's class is among the k largest outputs (outputs tied with the
+    k-th largest count as among them)."""
+    _check_shapes(y_true, y_pred, y_pred.shape, "top_k_categorical_accuracy")
+    return _top_k(y_true.argmax(axis=-1), y_pred, k)
+
+
+def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5, from_sorted_ids=False):
+    """1 where the integer label is among the k largest outputs (ties as in
+    top_k_categorical_accuracy); with ``from_sorted_ids``, y_pred holds class ids, best first,
+    and the label must be among the first k."""
+    y_true = _labels(y_true, y_pred, "sparse_top_k_categorical_accuracy")
+    if from_sorted_ids:
+        return (y_pred[..., :k] == y_true[..., None]).any(axis=-1).astype(np.float64)
+    return _top_k(y_true, y_pred, k)
+
+
+def _top_k(labels, y_pred, k):
+    """The top-k hits of each position, in the positions' shape."""
+    if y_pred.ndim < 2:
+        raise ValueError(f"Expected y_pred of shape (samples, ..., classes), received shape "
+                         f"{y_pred.shape}")
+    hits = metric_ops.top_k_hits(y_pred.reshape(-1, y_pred.shape[-1]), labels.reshape(-1), k)
+    return hits.reshape(labels.shape)
 
 
 def _labels(y_true, y_pred, fn):
@@ -83,3 +111,20 @@ class SparseCategoricalAccuracy(MeanMetricWrapper):
 
     def __init__(self, name="sparse_categorical_accuracy", dtype=None):
         super().__init__(sparse_categorical_accuracy, name=name, dtype=dtype)
+
+
+class TopKCategoricalAccuracy(MeanMetricWrapper):
+    """How often the one-hot target's class is among the k largest outputs."""
+
+    def __init__(self, k=5, name="top_k_categorical_accuracy", dtype=None):
+        super().__init__(top_k_categorical_accuracy, name=name, dtype=dtype,
+                         k=positive_int(k, "k"))
+
+
+class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
+    """How often the integer label is among the k largest outputs."""
+
+    def __init__(self, k=5, name="sparse_top_k_categorical_accuracy", dtype=None,
+                 from_sorted_ids=False):
+        super().__init__(sparse_top_k_categorical_accuracy, name=name, dtype=dtype,
+                         k=positive_int(k, "k"), from_sorted_ids=bool(from_sorted_ids))

@@ -1,39 +1,131 @@
 """The metric protocol, Keras 3's: state that ``update_state`` accumulates batch by batch,
-``result`` reads and ``reset_state`` clears; ``Mean``, the weighted mean of values that most
-metrics reduce to; and ``MeanMetricWrapper``, the mean of a function's values.
+``result`` reads and ``reset_state`` clears, kept by a user's metric in ``Variable``s; ``Mean``,
+the weighted mean of values that most metrics reduce to; and ``MeanMetricWrapper``, the mean of a
+function's values.
 
-States are accumulated in float64 whatever the metric's ``dtype`` (which names the precision
+fastcnn's metrics accumulate in float64 whatever their ``dtype`` (which names the precision
 Keras would keep them in); ``result`` returns a Python float, or an array where Keras returns a
 vector.
 """
+import numbers
 import re
 
 import numpy as np
+import numpy.lib.mixins
 
 from ..serialization import Configurable
 
 
 def snake_case(name):
-    """Keras's snake case of a class name: "TopKCategoricalAccuracy" -> "top_k_categorical_accuracy",
-    "MeanIoU" -> "mean_io_u"."""
+    """Keras's snake case of a class name: "TopKCategoricalAccuracy" ->
+    "top_k_categorical_accuracy", "MeanIoU" -> "mean_io_u"."""
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
+class Variable(np.lib.mixins.NDArrayOperatorsMixin):
+    """A metric's state, as ``Metric.add_variable`` makes it: an array that ``assign``,
+    ``assign_add`` and ``assign_sub`` update in place, that NumPy functions and operators read
+    as an array, and that ``reset`` returns to its initial value."""
+
+    def __init__(self, shape, initializer, dtype, name):
+        self.name = name
+        shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+        if initializer is None or initializer == "zeros":
+            initial = np.zeros(shape, dtype)
+        elif initializer == "ones":
+            initial = np.ones(shape, dtype)
+        elif isinstance(initializer, numbers.Real) and not isinstance(initializer, bool):
+            initial = np.full(shape, initializer, dtype)
+        elif callable(initializer):
+            initial = np.asarray(initializer(shape, dtype=dtype), dtype)
+        else:
+            raise ValueError(f"Expected initializer 'zeros', 'ones', a number or a function of "
+                             f"(shape, dtype), received initializer={initializer!r:.200}")
+        self._initial = np.broadcast_to(initial, shape).copy()
+        self.value = self._initial.copy()
+
+    @property
+    def shape(self):
+        return self.value.shape
+
+    @property
+    def dtype(self):
+        return self.value.dtype
+
+    def reset(self):
+        self.value[...] = self._initial
+
+    def assign(self, value):
+        self.value[...] = np.asarray(value)
+        return self
+
+    def assign_add(self, value):
+        self.value += np.asarray(value, self.value.dtype)
+        return self
+
+    def assign_sub(self, value):
+        self.value -= np.asarray(value, self.value.dtype)
+        return self
+
+    def numpy(self):
+        return self.value.copy()
+
+    def __array__(self, dtype=None, copy=None):
+        return self.value if dtype is None else self.value.astype(dtype)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        inputs = [i.value if isinstance(i, Variable) else i for i in inputs]
+        if "out" in kwargs:
+            kwargs["out"] = tuple(o.value if isinstance(o, Variable) else o
+                                  for o in kwargs["out"])
+        return getattr(ufunc, method)(*inputs, **kwargs)
+
+    def __float__(self):
+        return float(self.value)
+
+    def __repr__(self):
+        return f"<Variable {self.name} value={self.value!r}>"
+
+
 class Metric(Configurable):
-    """Keras's Metric. A subclass sets its state in ``reset_state`` (which the constructor
-    calls), adds one batch to it in ``update_state`` and reads it in ``result``.
+    """Keras's Metric: ``update_state`` adds a batch to the state, ``result`` reads it and
+    ``reset_state`` clears it.
+
+    A subclass keeps its state in variables made by ``add_variable`` (or ``add_weight``) in its
+    constructor, after calling ``super().__init__()``; the default ``reset_state`` returns them
+    to their initial values. fastcnn's own metrics keep plain attributes, set by their
+    ``reset_state``.
 
     ``metric(y_true, y_pred)`` updates the state with the batch and returns ``result()``, the
     value over every batch seen since the last reset, as Keras 3 does.
     """
 
-    def __init__(self, name=None, dtype=None):
+    def __init__(self, dtype=None, name=None):
         if name is not None and not isinstance(name, str):
             raise TypeError(f"Expected name to be a string, received {name!r:.200}")
         self.name = name or snake_case(type(self).__name__)
         self.dtype = _float_dtype(dtype)
-        self.reset_state()
+        self._variables = []
+
+    def add_variable(self, shape=(), initializer="zeros", dtype=None, aggregation="sum",
+                     name=None):
+        """A state Variable of ``shape``, initially ``initializer`` ("zeros", "ones", a number,
+        or a function of (shape, dtype)), of ``dtype`` (the metric's by default). Keras's
+        ``aggregation`` (how replicas combine it) is accepted and has no effect here."""
+        if "_variables" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() "
+                               "before adding variables")
+        variable = Variable(shape, initializer, _float_dtype(dtype or self.dtype), name)
+        self._variables.append(variable)
+        return variable
+
+    def add_weight(self, shape=(), initializer=None, dtype=None, name=None):
+        return self.add_variable(shape, initializer, dtype, name=name)
+
+    @property
+    def variables(self):
+        return list(self._variables)
 
     def update_state(self, *args, **kwargs):
         raise NotImplementedError
@@ -42,7 +134,8 @@ class Metric(Configurable):
         raise NotImplementedError
 
     def reset_state(self):
-        raise NotImplementedError
+        for variable in self._variables:
+            variable.reset()
 
     def __call__(self, *args, **kwargs):
         self.update_state(*args, **kwargs)
@@ -87,6 +180,21 @@ def real_array(a, name):
     return a
 
 
+def broadcast_weights(sample_weight, shape):
+    """Sample weights broadcast to the predictions' shape; weights of their leading axes (one
+    per sample) cover every prediction of the sample."""
+    if sample_weight is None:
+        return np.ones(shape)
+    weight = real_array(sample_weight, "sample_weight")
+    if 0 < weight.ndim < len(shape) and weight.shape == shape[:weight.ndim]:
+        weight = weight.reshape(weight.shape + (1,) * (len(shape) - weight.ndim))
+    try:
+        return np.broadcast_to(weight, shape)
+    except ValueError:
+        raise ValueError(f"Expected sample_weight of a shape that broadcasts to y_pred's {shape}, "
+                         f"received shape {weight.shape}") from None
+
+
 def samplewise(values, sample_weight):
     """(per-sample values, their weights) whose sums give Keras's weighted mean.
 
@@ -121,6 +229,10 @@ class Mean(Metric):
     """The weighted mean of every value given: sum(w * v) / sum(w), weights 1 by default; 0
     before any weight was seen."""
 
+    def __init__(self, name="mean", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.reset_state()
+
     def reset_state(self):
         self.total, self.count = 0.0, 0.0
 
@@ -131,6 +243,27 @@ class Mean(Metric):
 
     def result(self):
         return self.total / self.count if self.count else 0.0
+
+
+class Sum(Metric):
+    """The weighted sum of every value given: sum(w * v), weights 1 by default."""
+
+    def __init__(self, name="sum", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.reset_state()
+
+    def reset_state(self):
+        self.total = 0.0
+
+    def update_state(self, values, sample_weight=None):
+        values = real_array(values, "values").astype(np.float64)
+        if sample_weight is not None:
+            values, weights = same_rank(values, real_array(sample_weight, "sample_weight"))
+            values = values * broadcast_weights(weights, values.shape)
+        self.total += float(values.sum())
+
+    def result(self):
+        return self.total
 
 
 class MeanMetricWrapper(Mean):

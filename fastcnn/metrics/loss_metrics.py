@@ -14,7 +14,7 @@ class LossMetric(Mean):
     ``fastcnn.losses.get`` knows). Sample weights are per sample: (samples,) or (samples, 1)."""
 
     def __init__(self, loss, name=None, dtype=None):
-        self.loss = losses.get(loss)
+        self.loss = _averaging(losses.get(loss))
         self._scratch = None
         super().__init__(name=name or self.loss.name, dtype=dtype)
 
@@ -59,17 +59,28 @@ class LossMetric(Mean):
         return cls(loss, **config)
 
 
+def _averaging(loss):
+    """``loss``, or a copy whose per-sample values are the samples' mean losses where its
+    reduction would scale them (a sum, or none)."""
+    if getattr(loss, "reduction", "sum_over_batch_size") not in ("sum", "none", None):
+        return loss
+    return type(loss).from_config({**loss.get_config(), "reduction": "sum_over_batch_size"})
+
+
 class _FromLogitsLossMetric(LossMetric):
-    """A loss metric of one Loss class, with Keras's from_logits switch."""
+    """A loss metric of one Loss class, with Keras's from_logits switch and whatever other
+    options the loss takes (``label_smoothing``...)."""
 
     loss_class = None
 
-    def __init__(self, name=None, dtype=None, from_logits=False):
-        super().__init__(self.loss_class(from_logits=from_logits),
+    def __init__(self, name=None, dtype=None, from_logits=False, **options):
+        super().__init__(self.loss_class(from_logits=from_logits, **options),
                          name=name or self.loss_class.name, dtype=dtype)
 
     def get_config(self):
-        return {"name": self.name, "dtype": self.dtype, "from_logits": self.loss.from_logits}
+        options = {key: value for key, value in self.loss.get_config().items()
+                   if key not in ("name", "reduction", "dtype")}
+        return {"name": self.name, "dtype": self.dtype, **options}
 
 
 class CategoricalCrossentropy(_FromLogitsLossMetric):

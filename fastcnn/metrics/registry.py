@@ -2,14 +2,23 @@
 ``resolve``, which also turns "accuracy" and "crossentropy" into the variant that suits a
 model's loss and shapes."""
 from .. import losses, serialization
-from . import accuracy_metrics as accuracy, loss_metrics, regression
-from .base import Mean, MeanMetricWrapper, Metric, snake_case
+from . import accuracy_metrics as accuracy, confusion, fscore, iou, loss_metrics, regression
+from .base import Mean, MeanMetricWrapper, Metric, Sum, snake_case
 
 CLASSES = (Mean, MeanMetricWrapper, loss_metrics.LossMetric,
            accuracy.Accuracy, accuracy.BinaryAccuracy, accuracy.CategoricalAccuracy,
-           accuracy.SparseCategoricalAccuracy,
+           accuracy.SparseCategoricalAccuracy, accuracy.TopKCategoricalAccuracy,
+           accuracy.SparseTopKCategoricalAccuracy,
+           confusion.Precision, confusion.Recall, confusion.AUC, fscore.FBetaScore, fscore.F1Score,
+           iou.IoU, iou.MeanIoU, iou.BinaryIoU, iou.OneHotIoU, iou.OneHotMeanIoU,
+           confusion.TruePositives, confusion.FalsePositives, confusion.TrueNegatives,
+           confusion.FalseNegatives, confusion.SensitivityAtSpecificity,
+           confusion.SpecificityAtSensitivity, confusion.PrecisionAtRecall,
+           confusion.RecallAtPrecision, Sum,
            regression.MeanSquaredError, regression.MeanAbsoluteError,
-           regression.RootMeanSquaredError,
+           regression.RootMeanSquaredError, regression.MeanAbsolutePercentageError,
+           regression.MeanSquaredLogarithmicError, regression.CosineSimilarity,
+           regression.R2Score,
            loss_metrics.BinaryCrossentropy, loss_metrics.CategoricalCrossentropy,
            loss_metrics.SparseCategoricalCrossentropy, loss_metrics.CategoricalHinge)
 _BY_CLASS_NAME = {cls.__name__: cls for cls in CLASSES}
@@ -17,13 +26,20 @@ _BY_CLASS_NAME = {cls.__name__: cls for cls in CLASSES}
 # it averages, and the short aliases.
 _BY_NAME = {snake_case(cls.__name__): cls for cls in CLASSES
             if cls not in (MeanMetricWrapper, loss_metrics.LossMetric)}
-_BY_NAME.update({"acc": accuracy.Accuracy, "bce": loss_metrics.BinaryCrossentropy,
-                 "mse": regression.MeanSquaredError, "mae": regression.MeanAbsoluteError})
+_BY_NAME.update({alias: cls for short, cls in (("bce", loss_metrics.BinaryCrossentropy),
+                                                ("mse", regression.MeanSquaredError),
+                                                ("mae", regression.MeanAbsoluteError),
+                                                ("mape", regression.MeanAbsolutePercentageError),
+                                                ("msle", regression.MeanSquaredLogarithmicError))
+                 for alias in (short, short.upper())})
+_BY_NAME["acc"] = accuracy.Accuracy
 # The functions a MeanMetricWrapper's config may name.
 FUNCTIONS = {fn.__name__: fn for fn in (
     accuracy.accuracy, accuracy.binary_accuracy, accuracy.categorical_accuracy,
-    accuracy.sparse_categorical_accuracy, regression.mean_squared_error,
-    regression.mean_absolute_error)}
+    accuracy.sparse_categorical_accuracy, accuracy.top_k_categorical_accuracy,
+    accuracy.sparse_top_k_categorical_accuracy, regression.mean_squared_error,
+    regression.mean_absolute_error, regression.mean_absolute_percentage_error,
+    regression.mean_squared_logarithmic_error, regression.cosine_similarity)}
 
 
 def get(identifier):
