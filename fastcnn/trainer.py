@@ -846,24 +846,30 @@ def _reset_metrics(outputs):
 
 
 def _metric_state(metric):
-    """A metric's state as JSON values: its number and array attributes (metrics keep their
-    state in such attributes)."""
-    state = {}
+    """A metric's state as JSON values: its number and array attributes (fastcnn's metrics
+    keep their state in such attributes) and its ``variables`` (a metric written as Keras's
+    guide writes one keeps it there)."""
+    def array(a):
+        return {"array": a.tolist(), "dtype": a.dtype.str, "shape": a.shape}
+
+    state = {"attributes": {}, "variables": [array(v.value) for v in metric.variables]}
     for key, value in vars(metric).items():
         if isinstance(value, np.ndarray) and value.dtype.kind in "fiub":
-            state[key] = {"array": value.tolist(), "dtype": value.dtype.str, "shape": value.shape}
+            state["attributes"][key] = array(value)
         elif isinstance(value, (numbers.Number, np.generic)) and not isinstance(value, complex):
-            state[key] = {"number": value.item() if isinstance(value, np.generic) else value}
+            state["attributes"][key] = {
+                "number": value.item() if isinstance(value, np.generic) else value}
     return state
 
 
 def _set_metric_state(metric, state):
-    for key, value in state.items():
-        if "array" in value:
-            setattr(metric, key, np.array(value["array"], np.dtype(value["dtype"])).reshape(
-                value["shape"]))
-        else:
-            setattr(metric, key, value["number"])
+    def array(value):
+        return np.array(value["array"], np.dtype(value["dtype"])).reshape(value["shape"])
+
+    for key, value in state["attributes"].items():
+        setattr(metric, key, array(value) if "array" in value else value["number"])
+    for variable, value in zip(metric.variables, state["variables"], strict=True):
+        variable.assign(array(value))
 
 
 def _batch_size(value, name):

@@ -142,14 +142,15 @@ class Crash(Exception):
     pass
 
 
-def _dense_fit(optimizer, backup_dir=None, crash_at=None):
-    """The weights of a seeded fit, or None when it crashed after ``crash_at`` batches."""
+def _dense_fit(optimizer, backup_dir=None, crash_at=None, metrics=("acc",)):
+    """(weights, history) of a seeded fit, or None when it crashed after ``crash_at``
+    batches."""
     fastcnn.utils.set_random_seed(7)
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((N, 6)).astype(np.float32), rng.integers(0, 3, N)
     model = fastcnn.Sequential([fastcnn.Input((6,)), layers.Dense(8, activation="relu"),
                                 layers.Dropout(0.3), layers.Dense(3, activation="softmax")])
-    model.compile(optimizer(), "sparse_categorical_crossentropy", metrics=["acc"])
+    model.compile(optimizer(), "sparse_categorical_crossentropy", metrics=list(metrics))
     callbacks = [] if backup_dir is None else [
         fastcnn.callbacks.BackupAndRestore(backup_dir, save_freq=1)]
     done = []
@@ -161,10 +162,11 @@ def _dense_fit(optimizer, backup_dir=None, crash_at=None):
 
     callbacks.append(fastcnn.callbacks.LambdaCallback(on_train_batch_end=count))
     try:
-        model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, callbacks=callbacks, verbose=0)
+        history = model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, callbacks=callbacks,
+                            verbose=0)
     except Crash:
         return None
-    return model.get_weights()
+    return model.get_weights(), history.history
 
 
 @pytest.mark.parametrize("options", [{"use_ema": True, "ema_overwrite_frequency": 4},
@@ -181,8 +183,33 @@ def test_optimizer_state_of_ema_and_gradient_accumulation_comes_back(tmp_path, o
     def optimizer():
         return fastcnn.optimizers.SGD(0.1, momentum=0.9, **options)
 
-    want = _dense_fit(optimizer)
+    want, _ = _dense_fit(optimizer)
     assert _dense_fit(optimizer, tmp_path, crash_at=7) is None
-    got = _dense_fit(optimizer, tmp_path)
+    got, _ = _dense_fit(optimizer, tmp_path)
     for a, b in zip(want, got, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+class LabelCount(fastcnn.metrics.Metric):
+    """A metric written as Keras's guide writes one: state in add_variable's variables."""
+
+    def __init__(self, name="label_count", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.seen = self.add_variable(shape=(3,), name="seen")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.seen.assign_add(np.bincount(np.asarray(y_true).reshape(-1), minlength=3))
+
+    def result(self):
+        return float(self.seen.value @ [1, 100, 10000])
+
+
+def test_the_state_of_metrics_comes_back_mid_epoch(tmp_path):
+    def metrics():
+        return ["acc", "crossentropy", LabelCount()]
+
+    want = _dense_fit(lambda: fastcnn.optimizers.Adam(), metrics=metrics())
+    assert _dense_fit(lambda: fastcnn.optimizers.Adam(), tmp_path, crash_at=9,
+                      metrics=metrics()) is None
+    got = _dense_fit(lambda: fastcnn.optimizers.Adam(), tmp_path, metrics=metrics())
+    assert got[1] == {k: v[1:] for k, v in want[1].items()}  # epochs 2 and 3, the first resumed
