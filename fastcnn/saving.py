@@ -41,6 +41,7 @@ except ImportError:  # Windows
     fcntl = None
 
 from . import losses, optimizers
+from . import metrics as metrics_module
 from .serialization import (
     custom_object_scope,
     get_class,
@@ -217,6 +218,16 @@ def _serialize_losses(loss):
     return None if loss is None else serialize(loss)
 
 
+def _serialize_metrics(metrics):
+    """compile's metrics as JSON: Metric objects as their configs (compile takes those back)."""
+    if isinstance(metrics, dict):
+        return {k: _serialize_metrics(v) for k, v in metrics.items()}
+    if isinstance(metrics, (list, tuple)):
+        return [_serialize_metrics(m) for m in metrics]
+    return metrics_module.serialize(metrics) if isinstance(metrics, metrics_module.Metric) \
+        else metrics
+
+
 def _compile_config(model):
     """The compiled state as JSON, or None for a model that was never compiled."""
     if model.optimizer is None:
@@ -232,7 +243,7 @@ def _compile_config(model):
                           "has_slots": optimizer.has_slots(model.trainable_weights)},
             "loss": _serialize_losses(model.loss),
             "loss_weights": model.loss_weights,
-            "metrics": model.metrics,
+            "metrics": _serialize_metrics(model.metrics),
             "fuse": model.fuse}
 
 

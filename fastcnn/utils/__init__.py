@@ -1,5 +1,5 @@
-"""Keras's utilities that scripts reach for: to_categorical, set_random_seed and
-clear_session."""
+"""Keras's utilities that scripts reach for: to_categorical, set_random_seed, clear_session
+and PyDataset."""
 import itertools
 import random as _py_random
 
@@ -10,8 +10,9 @@ from ..engine import tensor as _tensor
 from ..layers import base as _layer_base
 from ..layers import input_layer as _input_layer
 from ..random import set_random_seed
+from .py_dataset import PyDataset
 
-__all__ = ["clear_session", "set_random_seed", "to_categorical"]
+__all__ = ["PyDataset", "clear_session", "set_random_seed", "to_categorical"]
 
 
 def clear_session(free_memory=True):

@@ -44,7 +44,11 @@ def test_epoch_scalars_in_train_and_validation_runs(tmp_path):
     model, history, schedule = _fit(str(tmp_path))
     train, validation = _read(str(tmp_path / "train")), _read(str(tmp_path / "validation"))
     assert sorted(train.Tags()["scalars"]) == ["epoch_learning_rate", "epoch_loss"]
-    assert validation.Tags()["scalars"] == ["epoch_loss"]
+    # fit's validation fires on_test_end, which logs the evaluation against the update count,
+    # as Keras's callback does
+    assert sorted(validation.Tags()["scalars"]) == ["epoch_loss", "evaluation_loss_vs_iterations"]
+    assert _scalars(validation, "evaluation_loss_vs_iterations") == list(
+        zip(range(3, 10, 3), [float(np.float32(v)) for v in history.history["val_loss"]]))
     f32 = lambda values: [float(np.float32(v)) for v in values]  # noqa: E731  simple_value is a float
     assert _scalars(train, "epoch_loss") == list(zip(range(3), f32(history.history["loss"])))
     assert _scalars(validation, "epoch_loss") == list(zip(range(3),
