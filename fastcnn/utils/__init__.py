@@ -1,10 +1,14 @@
-"""Keras's utilities that scripts reach for: to_categorical, set_random_seed and PyDataset."""
+"""Keras's utilities that scripts reach for: to_categorical, set_random_seed, PyDataset, and
+the image files and folders (load_img, save_img, image_dataset_from_directory...)."""
 import numpy as np
 
 from ..random import set_random_seed
+from .image_dataset import image_dataset_from_directory
+from .image_utils import array_to_img, img_to_array, load_img, save_img
 from .py_dataset import PyDataset
 
-__all__ = ["PyDataset", "set_random_seed", "to_categorical"]
+__all__ = ["PyDataset", "array_to_img", "image_dataset_from_directory", "img_to_array",
+           "load_img", "save_img", "set_random_seed", "to_categorical"]
 
 
 def to_categorical(y, num_classes=None, dtype="float32"):
