@@ -5,9 +5,10 @@ predict take, with the methods Keras users chain onto a tf.data dataset: ``map``
 Each method returns a new dataset reading from the one it was called on. Every element is
 computed from its index and the epoch alone (a shuffle's order comes from its seed and the
 epoch), so element i of epoch e can be rebuilt at any time: a resumed fit calls
-``set_epoch(e)`` and asks for the batches it has not trained on. ``on_epoch_end`` (which fit
-calls, and which a complete ``for`` loop over the dataset calls) moves the whole chain to the
-next epoch, so that each pass over a shuffled dataset has its own order, as with tf.data.
+``set_epoch(e)`` and asks for the batches it has not trained on. The datasets chained from one
+source share one epoch count: ``on_epoch_end`` (which fit calls, and which a complete ``for``
+loop over a dataset calls) moves them all to the next epoch, so that each pass over a shuffled
+dataset has its own order, as with tf.data.
 
 An element is an array or a tuple of arrays (``(x, y)``); ``map(f)`` calls ``f(x, y)`` on a
 tuple, as tf.data does. After ``batch`` an element is a batch: its arrays stacked on a new first
@@ -59,6 +60,14 @@ def _count_arg(value, name):
     return int(value)
 
 
+class _Clock:
+    """The epoch count that the datasets chained from one source share."""
+    __slots__ = ("epoch",)
+
+    def __init__(self):
+        self.epoch = 0
+
+
 class Dataset(PyDataset):
     """Elements by index (batches once batched). Subclasses define ``__len__`` and
     ``_element(index)``; ``_elements(indices)`` (the batch of those elements) may be
@@ -67,7 +76,7 @@ class Dataset(PyDataset):
     def __init__(self, source=None):
         super().__init__()
         self._source = source
-        self._epoch = 0
+        self._clock = _Clock() if source is None else source._clock
 
     # -- what the chain shares -------------------------------------------------------------
     @property
@@ -93,19 +102,18 @@ class Dataset(PyDataset):
 
     @property
     def epoch(self):
-        return self._epoch
+        """The epoch whose order the dataset serves (0 first)."""
+        return self._clock.epoch
 
     def set_epoch(self, epoch):
-        """Make this dataset (and the datasets it reads from) serve epoch ``epoch``'s order."""
+        """Serve epoch ``epoch``'s order (this dataset and those chained with it)."""
         epoch = operator.index(epoch)
         if epoch < 0:
             raise ValueError(f"Expected epoch >= 0, received epoch={epoch}")
-        self._epoch = epoch
-        if self._source is not None:
-            self._source.set_epoch(epoch)
+        self._clock.epoch = epoch
 
     def on_epoch_end(self):
-        self.set_epoch(self._epoch + 1)
+        self._clock.epoch += 1
 
     # -- access ----------------------------------------------------------------------------
     def __len__(self):
@@ -237,9 +245,9 @@ class _Unbatched(Dataset):
 
     def _offsets(self):
         layout = self._layout
-        if layout is None or layout[0] != self._epoch:
+        if layout is None or layout[0] != self.epoch:
             sizes = self._source._batch_sizes()
-            layout = self._layout = (self._epoch, np.concatenate([[0], np.cumsum(sizes)]))
+            layout = self._layout = (self.epoch, np.concatenate([[0], np.cumsum(sizes)]))
         return layout[1]
 
     def __len__(self):
@@ -249,13 +257,13 @@ class _Unbatched(Dataset):
         offsets = self._offsets()
         b = int(np.searchsorted(offsets, index, side="right")) - 1
         last = self._last
-        if last is None or last[:2] != (self._epoch, b):
+        if last is None or last[:2] != (self.epoch, b):
             batch = self._source._element(b)
             if _rows(batch) != offsets[b + 1] - offsets[b]:
                 raise ValueError(f"Expected batch {b} to hold {offsets[b + 1] - offsets[b]} "
                                  f"samples, received {_rows(batch)} (a map that changes the "
                                  f"batch size cannot be unbatched)")
-            last = self._last = (self._epoch, b, batch)
+            last = self._last = (self.epoch, b, batch)
         return _row(last[2], index - offsets[b])
 
 
@@ -267,7 +275,7 @@ class _Shuffled(Dataset):
         self._order = None  # (epoch, permutation)
 
     def _permutation(self):
-        epoch = self._epoch if self._reshuffle else 0
+        epoch = self.epoch if self._reshuffle else 0
         order = self._order
         if order is None or order[0] != epoch:
             perm = np.random.default_rng((self._seed, epoch)).permutation(len(self._source))
