@@ -257,3 +257,33 @@ def test_unbatched_and_batched_serve_the_same_images(folder):
         xs, ys = single[3 + k]
         np.testing.assert_array_equal(x[k], xs)
         assert y[k] == ys
+
+
+def test_fit_evaluate_and_predict_take_it_in_its_own_epoch_order(folder):
+    import fastcnn
+    from fastcnn import layers
+
+    def model():
+        fastcnn.utils.set_random_seed(0)
+        net = fastcnn.Sequential([fastcnn.Input((4, 4, 3)), layers.Rescaling(1 / 255),
+                                  layers.Flatten(), layers.Dense(3, activation="softmax")])
+        net.compile("sgd", "sparse_categorical_crossentropy", metrics=["acc"])
+        return net
+
+    ds = _load(folder, seed=9, batch_size=3)
+    fitted = model()
+    history = fitted.fit(ds.prefetch(2), epochs=2, verbose=0, validation_data=ds.take(1))
+    assert set(history.history) == {"acc", "loss", "val_acc", "val_loss"}
+    # The same batches, epoch by epoch, in the dataset's order (fit's shuffle leaves a
+    # Dataset's order to it, as Keras does with tf.data), give the same weights.
+    stepped = model()
+    replay = _load(folder, seed=9, batch_size=3)
+    for epoch in range(2):
+        replay.set_epoch(epoch)
+        for x, y in [replay[i] for i in range(len(replay))]:
+            stepped.train_on_batch(x, y)
+    for got, want in zip(fitted.get_weights(), stepped.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    loss, acc = fitted.evaluate(ds, verbose=0)
+    assert np.isfinite(loss) and 0 <= acc <= 1
+    assert fitted.predict(ds.map(lambda x, y: x), verbose=0).shape == (7, 3)
