@@ -60,7 +60,11 @@ def _merge(state, batch):
 
 def _x_of(batch):
     """The inputs of a batch: x of (x, y) or (x, y, sample_weight)."""
-    return batch[0] if isinstance(batch, tuple) else batch
+    if not isinstance(batch, tuple):
+        return batch
+    if not batch:
+        raise ValueError("Expected batches x, (x, y) or (x, y, sample_weight), received ()")
+    return batch[0]
 
 
 class Normalization(Layer):

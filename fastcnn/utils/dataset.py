@@ -130,7 +130,7 @@ class Dataset(PyDataset):
         index = operator.index(index)
         if not -n <= index < n:
             raise IndexError(f"Expected an index in [-{n}, {n}) of a dataset of {n} elements, "
-                             f"received {index}")
+                             f"received {str(index)[:40]}")
         return self._element(index % n)
 
     def __iter__(self):

@@ -35,6 +35,15 @@ def data_format_arg(data_format):
                                                                    "data_format")
 
 
+def _as_array(x, dtype, name):
+    """``x`` as a NumPy array of ``dtype`` (float32 for None), or a ValueError/TypeError."""
+    try:
+        return np.array(x, dtype=np.float32 if dtype is None else dtype)
+    except OverflowError:
+        raise ValueError(f"Expected {name} to hold values that fit the dtype, received "
+                         f"{x!r:.100}") from None
+
+
 def _convert(img, color_mode):
     """``img`` in the Pillow mode of ``color_mode``; grayscale keeps 16- and 32-bit integer
     images as they are, as Keras does."""
@@ -92,7 +101,7 @@ def img_to_array(img, data_format=None, dtype=None):
     """A Pillow image as a float32 (or ``dtype``) array (height, width, channels); a
     single-channel image gets a channel axis of 1."""
     data_format = data_format_arg(data_format)
-    x = np.asarray(img, dtype=np.float32 if dtype is None else dtype)
+    x = _as_array(img, dtype, "img")
     if x.ndim == 2:
         x = x[:, :, None]
     elif x.ndim != 3:
@@ -106,7 +115,7 @@ def array_to_img(x, data_format=None, scale=True, dtype=None):
     uint8 as they are. A single channel above 255 gives a 32-bit integer image (mode "I")."""
     Image = _pil_image()
     data_format = data_format_arg(data_format)
-    x = np.array(x, dtype=np.float32 if dtype is None else dtype)
+    x = _as_array(x, dtype, "x")
     if x.ndim != 3:
         raise ValueError(f"Expected an image array of rank 3 (one image), received shape "
                          f"{x.shape}")
@@ -132,8 +141,16 @@ def save_img(path, x, data_format=None, file_format=None, scale=True, **kwargs):
     """Write the array ``x`` (see array_to_img) to ``path`` with Pillow, in ``file_format`` or
     the format of the file name's extension; an RGBA image saved as JPEG loses its alpha channel
     (with a warning). ``kwargs`` go to Pillow's save."""
-    if isinstance(file_format, str) and file_format.lower() == "jpg":
-        file_format = "jpeg"
+    if file_format is not None:
+        Image = _pil_image()
+        Image.init()
+        if not isinstance(file_format, str) or file_format.upper().replace("JPG", "JPEG") \
+                not in Image.SAVE:
+            raise ValueError(f"Expected file_format to be None or a format Pillow writes "
+                             f"({', '.join(sorted(Image.SAVE))}), received "
+                             f"file_format={file_format!r:.100}")
+        if file_format.lower() == "jpg":
+            file_format = "jpeg"
     img = array_to_img(x, data_format=data_format, scale=scale)
     is_jpeg = (file_format or "").lower() == "jpeg" or (
         file_format is None and isinstance(path, (str, os.PathLike))

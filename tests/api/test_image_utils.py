@@ -99,3 +99,10 @@ def test_unreadable_files_are_named(tmp_path):
         utils.load_img(tmp_path / "bad.png")
     with pytest.raises(TypeError, match="path"):
         utils.load_img(42)
+
+
+def test_bad_values_are_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match="file_format"):
+        utils.save_img(tmp_path / "a.png", np.zeros((2, 2, 3)), file_format="bogus")
+    with pytest.raises(ValueError, match="x"):
+        utils.array_to_img([[[10**400]]])
