@@ -48,6 +48,16 @@ def _decode_pool():
         return _pool
 
 
+def _forget_pool():
+    # A forked child has none of the parent's threads: it starts a pool of its own.
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _class_folders(directory, class_names):
     folders = sorted(name for name in os.listdir(directory)
                      if not name.startswith(".") and os.path.isdir(os.path.join(directory, name)))

@@ -287,3 +287,14 @@ def test_fit_evaluate_and_predict_take_it_in_its_own_epoch_order(folder):
     loss, acc = fitted.evaluate(ds, verbose=0)
     assert np.isfinite(loss) and 0 <= acc <= 1
     assert fitted.predict(ds.map(lambda x, y: x), verbose=0).shape == (7, 3)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_forked_child_decodes_with_threads_of_its_own(folder):
+    import multiprocessing
+    ds = _load(folder, seed=1, batch_size=4)
+    want = ds[0][0]  # the parent's decoding threads exist now
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        got = pool.apply_async(ds.__getitem__, (0,)).get(timeout=60)[0]
+    np.testing.assert_array_equal(got, want)
