@@ -777,7 +777,7 @@ class FitState:
         the random streams and sums back where the backup left them."""
         self.epoch, self.step, self.sums = epoch, 0, {"loss": 0.0}
         resume, self._resume = self._resume, None
-        if resume is not None and resume["epoch"] == epoch and self.resumable:
+        if resume is not None and resume["epoch"] == epoch and resume["step"] and self.resumable:
             self.step, self.sums = resume["step"], resume["sums"]
             for ctx, state in zip(self._random_contexts(), resume["random"]):
                 ctx.rng.bit_generator.state = state

@@ -18,6 +18,7 @@ from .dropout import *  # noqa: F401,F403
 from .intensity import *  # noqa: F401,F403
 from .layer_norm import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
+from .metrics import *  # noqa: F401,F403
 from .merge import *  # noqa: F401,F403
 from .noise import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403

@@ -679,6 +679,38 @@ def k_smallest(rng, dtype):
         yield dist, np.full((37, k), -7, np.intp), unset((37, k), dtype), THREADS
 
 
+def top_k_hits(rng, dtype):
+    scores = rng.integers(0, 5, (40, 7)).astype(dtype)  # ties at the k-th largest
+    scores[3, 2] = np.nan
+    targets = rng.integers(0, 7, 40)
+    targets[3] = 2  # a NaN target score is never in the top k
+    for k in (1, 3, 7, 9):
+        yield scores, targets, k, unset(40, dtype), THREADS
+
+
+def threshold_histograms(rng, dtype):
+    evenly = np.array([-1e-7, *np.arange(1, 9) / 9, 1 + 1e-7])
+    for n, labels, thresholds, chunks in [(1, 1, evenly, 1), (50, 3, evenly, 4),
+                                          (30, 2, np.array([0.5]), 2),
+                                          (40, 1, np.array([-1e10, 0.1, 0.7, 0.71]), 3)]:
+        y_pred = rng.random((n, labels)).astype(dtype)
+        y_pred.flat[::7] = evenly[rng.integers(0, 10, y_pred.flat[::7].shape)]  # on thresholds
+        y_pred.flat[1::11] = np.nan
+        span = thresholds[-1] - thresholds[0]
+        scale = (len(thresholds) - 1) / span if np.isfinite(span) and span > 0 else 0.0
+        origin = thresholds[0] if np.isfinite(thresholds[0]) else 0.0
+        yield (y_pred, (rng.random((n, labels)) > 0.5).astype(dtype),
+               rng.random((n, labels)).astype(dtype), thresholds, origin, scale,
+               unset((chunks, labels, len(thresholds) + 1), np.float64),
+               unset((chunks, labels, len(thresholds) + 1), np.float64), THREADS)
+
+
+def confusion_matrix(rng, dtype):
+    for n, k, chunks in [(1, 1, 1), (100, 4, 3), (37, 6, 5)]:
+        yield (rng.integers(0, k, n), rng.integers(0, k, n), rng.random(n).astype(dtype),
+               unset((chunks, k, k), np.float64), THREADS)
+
+
 CASES = {
     **{f"{name}_{direction}": case for name, grid in POINTWISE_KERNELS.items()
        for direction, case in zip(("forward", "backward"), pointwise_with(*grid))},
@@ -757,6 +789,9 @@ CASES = {
     "dense_backward_weight": dense_backward_weight,
     "pairwise_distances": pairwise_distances,
     "k_smallest": k_smallest,
+    "top_k_hits": top_k_hits,
+    "threshold_histograms": threshold_histograms,
+    "confusion_matrix": confusion_matrix,
 }
 
 

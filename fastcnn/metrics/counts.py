@@ -1,4 +1,4 @@
-"""Keras's accuracy metrics, as counts that a training loop sums over its batches.
+"""The accuracy counts that the training loop sums over its batches, until it keeps metric objects.
 
 Each takes one batch's targets and outputs y_pred (samples, ..., units) and returns (correct,
 total): how many of the batch's predictions are right, and how many there are. A position (a pixel
@@ -12,8 +12,8 @@ import functools
 
 import numpy as np
 
-from .arguments import finite_float
-from .losses import BinaryCrossentropy, Loss
+from ..arguments import finite_float
+from ..losses import BinaryCrossentropy, Loss
 
 
 def binary_accuracy(y_true, y_pred, threshold=0.5):
