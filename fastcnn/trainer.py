@@ -7,6 +7,7 @@ shuffles and draws its random transforms with RNG (seed, e).
 Each fit plans the model's graph once (``engine.plan``) and runs it in one ``Execution``;
 evaluate and predict borrow executions from a pool, so several threads may call them at once.
 """
+import copy
 import functools
 import math
 import numbers
@@ -19,6 +20,7 @@ from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from .arguments import finite_float
+from ._ops import activation as activation_ops
 from ._ops.checks import check_array, check_memory, copy_bytes, positive_int
 from .callbacks import CallbackList, History, ProgbarLogger
 from .engine.execution import Execution
@@ -26,8 +28,6 @@ from .engine.graph import FlatGraph, infer_shapes
 from .engine.plan import make_plan
 from .engine.tensor import as_data_structure, compatible_shapes, flatten, pack_like
 from .progbar import Progbar
-
-ACCURACY_NAMES = ("accuracy", "acc")
 
 
 def _check_verbose(verbose):
@@ -76,25 +76,40 @@ def _metrics_per_output(metrics):
 
 
 def _metric_names(metrics):
-    """One output's metrics: a list of names, each "accuracy" or "acc", kept as written (the
-    logs name them so), each once."""
+    """One output's metrics: a list of identifiers (names as ``metrics.resolve`` reads them,
+    Metric objects, functions), each checked; a name is kept as written, since the logs name
+    the metric so, and given once."""
     if metrics is None:
         return []
     if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
         raise ValueError(f"Expected metrics to be a list such as ['accuracy'], received "
-                         f"metrics={metrics!r}")
+                         f"metrics={metrics!r:.200}")
     for m in metrics:
-        if m not in ACCURACY_NAMES:
-            raise ValueError(f'Unknown metric {m!r}; expected "accuracy"')
+        if not (isinstance(m, str) and m.lower() in RESOLVED_BY_LOSS):
+            metrics_module.get(m)
     return list(dict.fromkeys(metrics))
 
 
+# The metric names whose class follows the loss and the shapes (metrics.resolve).
+RESOLVED_BY_LOSS = ("accuracy", "acc", "crossentropy", "ce")
+
+
 class _Output:
-    """One model output as compile configured it, and its accuracy counter once resolved."""
+    """One model output as compile configured it, and its metric objects once resolved (from
+    the first targets seen: "accuracy" depends on their shape)."""
 
     def __init__(self, name, loss, weight, metrics):
         self.name, self.loss, self.weight, self.metrics = name, loss, weight, metrics
-        self.count = None
+        self.resolved = None
+
+    def fresh(self):
+        """A copy with metrics of its own, reset: the validation's."""
+        other = copy.copy(self)
+        if self.resolved is not None:
+            other.resolved = [copy.deepcopy(m) for m in self.resolved]
+            for m in other.resolved:
+                m.reset_state()
+        return other
 
 
 class Trainer:
@@ -236,8 +251,9 @@ class Trainer:
                 raise ValueError(f"Expected {x_name} and {name} of the same length, received "
                                  f"{n} and {len(target)}")
             checked.append(o.loss.check_targets(target, shape[1:]))
-            if o.metrics and o.count is None:
-                o.count = metrics_module.resolve_accuracy(o.loss, shape[1:], checked[-1].shape[1:])
+            if o.resolved is None:
+                o.resolved = [metrics_module.resolve(m, o.loss, shape[1:], checked[-1].shape[1:])
+                              for m in o.metrics]
         return checked
 
     def _loss_weights_for(self, outputs, ys, sample_weight, class_weight, n):
@@ -266,13 +282,14 @@ class Trainer:
                 adapter = data_adapters.PyDatasetAdapter(x, shuffle, x_name)
             else:
                 adapter = data_adapters.GeneratorAdapter(x, x_name)
-            x0, y0, _ = adapter.peek()
-            structure, first_graph, arrays = self._checked_inputs(x0, x_name, training)
+            first = adapter.peek()
+            structure, first_graph, arrays = self._checked_inputs(first[0], x_name, training)
             graph = graph or first_graph
             outputs = self._outputs_for(graph, use_compiled=True) if targets else None
             source = _Source(graph, outputs, adapter, None)
             source.convert = functools.partial(self._convert_batch, source, class_weight,
                                                targets, names)
+            source.convert(first)  # checks the first batch and resolves the metrics now
             return source
         structure, first_graph, xs = self._checked_inputs(x, x_name, training)
         graph = graph or first_graph
@@ -339,26 +356,28 @@ class Trainer:
             value = float(loss.sum(dtype=np.float64))
             sums[("loss", k)] = sums.get(("loss", k), 0.0) + value
             total += o.weight * value
-            if o.count is not None:
-                correct, positions = o.count(y, out)
-                sums[("correct", k)] = sums.get(("correct", k), 0) + correct
-                sums[("total", k)] = sums.get(("total", k), 0) + positions
+            if o.resolved:
+                # Metrics read probabilities: a softmax the loss took as logits is applied here.
+                probs = (activation_ops.activation_forward("softmax", out)
+                         if execution.logits_outputs[k] else out)
+                for m in o.resolved:
+                    m.update_state(y, probs)
             grads.append(grad)
         sums["loss"] += total + penalty * n
         sums["seen"] = sums.get("seen", 0) + n
         return grads
 
     def _logs(self, sums, outputs, prefix=""):
-        """Keras's logs: the total loss, and per output its loss and metrics, each metric named
-        as compile was given it (named after the output too when the model has several)."""
+        """Keras's logs: the total loss, and per output its loss and metrics' results, each
+        metric named as compile was given it (and after the output when the model has several).
+        A metric's result covers the batches since its last reset."""
         logs = {}
         multi = len(outputs) > 1
         seen = max(sums.get("seen", 0), 1)
-        for k, o in enumerate(outputs):
-            if o.count is not None and ("total", k) in sums:
-                for name in o.metrics:
-                    key = f"{o.name}_{name}" if multi else name
-                    logs[prefix + key] = sums[("correct", k)] / max(sums[("total", k)], 1)
+        for o in outputs:
+            for m in o.resolved or ():
+                key = f"{o.name}_{m.name}" if multi else m.name
+                logs[prefix + key] = m.result() if sums.get("seen") else 0.0
         logs[prefix + "loss"] = sums.get("loss", 0.0) / seen
         if multi:
             for k, o in enumerate(outputs):
@@ -369,9 +388,7 @@ class Trainer:
     def _log_names(self, outputs, validation):
         """The names in the logs of fit's epochs, known before the first batch (for callbacks
         to check their arguments at on_train_begin)."""
-        counted = {key: 0 for k, o in enumerate(outputs) if o.count is not None
-                   for key in (("correct", k), ("total", k))}
-        names = list(self._logs({"loss": 0.0, **counted}, outputs))
+        names = list(self._logs({"loss": 0.0}, outputs))
         return names + [f"val_{n}" for n in names] if validation else names
 
     def _trained_owners(self):
@@ -466,6 +483,8 @@ class Trainer:
                                          validation_batch_size, shuffle)
         execution, updates = self._training_run(train.graph, train.outputs)
         outputs = train.outputs
+        if val is not None:
+            val.outputs = [o.fresh() for o in outputs]
         steps = train.steps(steps_per_epoch, "steps_per_epoch")
         history = History()
         extra = [ProgbarLogger(verbose)] if verbose else []
@@ -476,7 +495,8 @@ class Trainer:
         params = {"epochs": epochs, "steps": steps, "verbose": verbose, "metrics": names}
         cbs = CallbackList(callbacks, self, params)
         self.stop_training = False
-        state = self._fit_state = FitState(execution, train.adapter.resumable, initial_epoch)
+        state = self._fit_state = FitState(execution, outputs, train.adapter.resumable,
+                                           initial_epoch)
         try:
             cbs.on_train_begin()
             logs = {}
@@ -499,7 +519,7 @@ class Trainer:
                     params["steps"] = state.step
                 if val is not None and validate_at(epoch + 1):
                     val_sums = self._evaluate_source(val, validation_steps, cbs)
-                    logs.update(self._logs(val_sums, outputs, prefix="val_"))
+                    logs.update(self._logs(val_sums, val.outputs, prefix="val_"))
                 cbs.on_epoch_end(epoch, logs)
                 state.end_epoch()
                 if self.stop_training:
@@ -564,6 +584,7 @@ class Trainer:
         logits_ok = self._logits_ok(graph, outputs)
         penalty = self._regularization_loss()
         sums = {"loss": 0.0}
+        _reset_metrics(outputs)
         cbs.on_test_begin()
         execution = pool.acquire()
         try:
@@ -765,27 +786,34 @@ class FitState:
     and metric sums, and the random streams of the execution's random layers. ``resumable``
     says whether the data can restart mid-epoch (a generator cannot)."""
 
-    def __init__(self, execution, resumable, initial_epoch):
-        self.execution = execution
+    def __init__(self, execution, outputs, resumable, initial_epoch):
+        self.execution, self.outputs = execution, outputs
         self.resumable = resumable
         self.epoch, self.step = initial_epoch, 0
         self.sums = {"loss": 0.0}
         self._resume = None
 
     def begin_epoch(self, epoch):
-        """(sums, first step) for ``epoch``, after seed_random: a restored mid-epoch state puts
-        the random streams and sums back where the backup left them."""
+        """(sums, first step) for ``epoch``, after seed_random, with the metrics reset: a
+        restored mid-epoch state puts the random streams, sums and metrics back where the
+        backup left them."""
         self.epoch, self.step, self.sums = epoch, 0, {"loss": 0.0}
+        _reset_metrics(self.outputs)
         resume, self._resume = self._resume, None
         if resume is not None and resume["epoch"] == epoch and resume["step"] and self.resumable:
             self.step, self.sums = resume["step"], resume["sums"]
             for ctx, state in zip(self._random_contexts(), resume["random"]):
                 ctx.rng.bit_generator.state = state
+            for m, state in zip(self._metrics(), resume["metrics"], strict=True):
+                _set_metric_state(m, state)
         return self.sums, self.step
 
     def end_epoch(self):
         self.epoch, self.step = self.epoch + 1, 0
         self.sums = {"loss": 0.0}
+
+    def _metrics(self):
+        return [m for o in self.outputs for m in o.resolved or ()]
 
     def _random_contexts(self):
         return [ctx for step, ctx in zip(self.execution.plan.steps, self.execution.contexts)
@@ -796,7 +824,8 @@ class FitState:
         return {"epoch": self.epoch, "step": self.step,
                 "sums": [[list(k) if isinstance(k, tuple) else k, v]
                          for k, v in self.sums.items()],
-                "random": [ctx.rng.bit_generator.state for ctx in self._random_contexts()]}
+                "random": [ctx.rng.bit_generator.state for ctx in self._random_contexts()],
+                "metrics": [_metric_state(m) for m in self._metrics()]}
 
     def restore(self, snapshot):
         """Continue from ``snapshot`` (as ``snapshot`` returned it): its epoch, and for data that
@@ -804,6 +833,33 @@ class FitState:
         self.epoch = snapshot["epoch"]
         self._resume = {**snapshot, "sums": {tuple(k) if isinstance(k, list) else k: v
                                               for k, v in snapshot["sums"]}}
+
+
+def _reset_metrics(outputs):
+    for o in outputs:
+        for m in o.resolved or ():
+            m.reset_state()
+
+
+def _metric_state(metric):
+    """A metric's state as JSON values: its number and array attributes (metrics keep their
+    state in such attributes)."""
+    state = {}
+    for key, value in vars(metric).items():
+        if isinstance(value, np.ndarray) and value.dtype.kind in "fiub":
+            state[key] = {"array": value.tolist(), "dtype": value.dtype.str, "shape": value.shape}
+        elif isinstance(value, (numbers.Number, np.generic)) and not isinstance(value, complex):
+            state[key] = {"number": value.item() if isinstance(value, np.generic) else value}
+    return state
+
+
+def _set_metric_state(metric, state):
+    for key, value in state.items():
+        if "array" in value:
+            setattr(metric, key, np.array(value["array"], np.dtype(value["dtype"])).reshape(
+                value["shape"]))
+        else:
+            setattr(metric, key, value["number"])
 
 
 def _batch_size(value, name):

@@ -87,9 +87,10 @@ def test_a_killed_fit_resumes_bitwise(tmp_path, kind, save_freq, kills):
     assert done.returncode == 0, done.stderr
     got, history = json.loads(done.stdout)
     assert got == want
-    # the resumed epochs log what the uninterrupted fit logged for them
+    # the resumed epochs log what the uninterrupted fit logged for them, metrics included
     last = len(history["loss"])
-    assert history["loss"] == want_history["loss"][EPOCHS - last:]
+    assert set(history) == {"loss", "acc"}
+    assert history == {k: v[EPOCHS - last:] for k, v in want_history.items()}
     assert not os.path.exists(tmp_path / "backup.npz")  # delete_checkpoint
 
 

@@ -311,3 +311,37 @@ def test_logs_are_dicts_named_as_written_and_evaluate_and_predict_fire_their_hoo
     model.predict(x, batch_size=16, callbacks=[Record()], verbose=0)
     assert calls == ["on_predict_begin"] + ["on_predict_batch_begin",
                                             "on_predict_batch_end"] * 3 + ["on_predict_end"]
+
+
+# -- metric objects ----------------------------------------------------------------------------
+def test_compile_takes_metric_objects_and_names_per_output_each_reset_per_epoch():
+    """Keras's logs: each metric named as written (the output's name first when the model has
+    several), its result over the epoch's batches, and the validation's from a state of its
+    own."""
+    x, y = _data()
+    inputs = fastcnn.Input((6,))
+    hidden = layers.Dense(8, activation="relu")(inputs)
+    out_a = layers.Dense(3, activation="softmax", name="a")(hidden)
+    out_b = layers.Dense(1, activation="sigmoid", name="b")(hidden)
+    model = fastcnn.Model(inputs, [out_a, out_b])
+    auc = fastcnn.metrics.get("mae")
+    model.compile("sgd", ["sparse_categorical_crossentropy", "binary_crossentropy"],
+                  metrics=[["acc", "crossentropy"], ["accuracy", auc]])
+    yb = (y == 1).astype(np.float32)
+    history = model.fit(x, [y, yb], validation_data=(x[:10], [y[:10], yb[:10]]), epochs=2,
+                        batch_size=40, shuffle=False, verbose=0)
+    assert set(history.history) == {
+        "loss", "a_loss", "b_loss", "a_acc", "a_crossentropy", "b_accuracy", "b_mae",
+        *("val_" + k for k in ("loss", "a_loss", "b_loss", "a_acc", "a_crossentropy",
+                               "b_accuracy", "b_mae"))}
+    # one batch an epoch: each epoch's metrics are those of the weights before its step
+    probs_a, probs_b = model.predict(x, verbose=0)
+    logs = model.evaluate(x, [y, yb], batch_size=40, return_dict=True, verbose=0)
+    assert logs["a_acc"] == np.mean(probs_a.argmax(1) == y)
+    assert logs["b_accuracy"] == np.mean((probs_b[:, 0] > 0.5) == yb)
+    assert logs["b_mae"] == pytest.approx(np.mean(np.abs(probs_b[:, 0] - yb)), rel=1e-6)
+    assert logs["a_crossentropy"] == pytest.approx(
+        -np.mean(np.log(probs_a[np.arange(40), y])), rel=1e-5)
+    val = model.evaluate(x[:10], [y[:10], yb[:10]], return_dict=True, verbose=0)
+    assert history.history["val_a_acc"][-1] == val["a_acc"]
+    assert history.history["val_b_mae"][-1] == val["b_mae"]
