@@ -13,8 +13,9 @@ fit, evaluate and predict take, with Keras 3's arguments and semantics.
 - The pixels: decoded by Pillow on worker threads (it releases the GIL while decoding), converted
   to grayscale, RGB or RGBA, and resized to ``image_size`` as Keras does (half-pixel centres, no
   antialiasing; see fastcnn/_ops/resize.py), as float32 values in 0-255. PNG pixels come out
-  as Keras's; JPEG decoders differ by a few levels (TensorFlow's default IDCT is libjpeg's fast
-  integer one, Pillow's the accurate one), and so does the conversion of colour to grayscale.
+  as Keras's (a colour PNG in grayscale within a level: libpng and Pillow weigh the channels
+  differently); JPEG decoders differ by a level or a few, and a JPEG in grayscale is its luma
+  plane, as TensorFlow decodes it.
 """
 import os
 import threading

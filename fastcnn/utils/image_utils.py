@@ -53,8 +53,9 @@ def _convert(img, color_mode):
     return img.convert(mode)
 
 
-def _open(path):
-    """A Pillow image of ``path`` (a path or a binary file object), decoded in full."""
+def _open(path, jpeg_mode=None):
+    """A Pillow image of ``path`` (a path or a binary file object), decoded in full; a JPEG in
+    ``jpeg_mode`` ("L": its luma plane) when given."""
     Image = _pil_image()
     if isinstance(path, (io.IOBase, io.BytesIO)):
         img = Image.open(path)
@@ -64,6 +65,8 @@ def _open(path):
     else:
         raise TypeError(f"Expected path to be a path or a binary file object, received "
                         f"{type(path).__name__}")
+    if jpeg_mode is not None and img.format == "JPEG":
+        img.draft(jpeg_mode, img.size)
     img.load()
     return img
 
@@ -164,9 +167,10 @@ def save_img(path, x, data_format=None, file_format=None, scale=True, **kwargs):
 def decode_file(path, color_mode):
     """The image file at ``path`` as a uint8 (or, for 16/32-bit grayscale, integer) array
     (height, width, channels), the first frame of an animation; a ValueError naming the file
-    when it cannot be read or decoded."""
+    when it cannot be read or decoded. A JPEG in grayscale is its luma plane, decoded without
+    colour, as TensorFlow's decoder (and so Keras's image_dataset_from_directory) gives it."""
     try:
-        img = _convert(_open(path), color_mode)
+        img = _convert(_open(path, "L" if color_mode == "grayscale" else None), color_mode)
         x = np.asarray(img)
     except ImportError:
         raise

@@ -180,6 +180,13 @@ def test_color_modes_and_channels_first(folder):
     np.testing.assert_array_equal(rgba[:, :, 3], 255)
     first = _load(folder, data_format="channels_first", **kw)[1]
     np.testing.assert_array_equal(first, exact.transpose(2, 0, 1))
+    # A JPEG in grayscale is its luma plane (as TensorFlow's decoder gives it), not a
+    # conversion of its RGB decode: the Y of its undecoded-colour YCbCr planes.
+    jpeg = _load(folder, color_mode="grayscale", **{**kw, "image_size": (8, 8)})[4]
+    planes = Image.open(folder / "b_dog" / "0.jpg")
+    planes.draft("YCbCr", planes.size)
+    assert planes.mode == "YCbCr"
+    np.testing.assert_array_equal(jpeg[:, :, 0], np.asarray(planes)[:, :, 0])
 
 
 @pytest.mark.parametrize("size", [(4, 5), (9, 14), (3, 3)])
