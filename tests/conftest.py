@@ -409,7 +409,7 @@ def check_layer(make_layer, input_shape, output_shape, n_params):
 
 
 # ---- image files and folders (tests/api/test_image_utils.py, test_image_dataset.py,
-# test_dataset_methods.py) ---------------------------------------------------------------------
+# test_dataset_methods.py, test_feature_normalization.py, test_image_folder_resume.py) ---------
 
 def write_images(root, files):
     """Write {relative path: uint8 array (H, W) or (H, W, C)} under ``root`` with Pillow (the

@@ -4,7 +4,7 @@ kept axes from the right) or learned by adapt() as NumPy's mean and (biased) var
 other axes, whether the data comes as one array or streams in batches."""
 import numpy as np
 import pytest
-from conftest import call_layer, reloaded, write_images
+from conftest import call_layer, check_layer, reloaded, write_images
 
 import fastcnn
 from fastcnn import layers, utils
@@ -175,3 +175,11 @@ def test_weights_config_and_saving(rng, tmp_path):
 def test_bad_arguments_are_refused(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
         make()
+
+
+@pytest.mark.parametrize("make, n_params", [
+    (lambda: layers.Normalization(), 2 * 4 + 1),  # mean, variance and Keras's count
+    (lambda: layers.Normalization(axis=None, mean=2.0, variance=9.0), 0),
+])
+def test_layer_contract(make, n_params):
+    check_layer(make, (3, 4), (3, 4), n_params)
