@@ -167,11 +167,15 @@ def save_img(path, x, data_format=None, file_format=None, scale=True, **kwargs):
 def decode_file(path, color_mode):
     """The image file at ``path`` as a uint8 (or, for 16/32-bit grayscale, integer) array
     (height, width, channels), the first frame of an animation; a ValueError naming the file
-    when it cannot be read or decoded. A JPEG in grayscale is its luma plane, decoded without
-    colour, as TensorFlow's decoder (and so Keras's image_dataset_from_directory) gives it."""
+    when it cannot be read or decoded. As TensorFlow's decoders (and so Keras's
+    image_dataset_from_directory) give them, a JPEG in grayscale is its luma plane, decoded
+    without colour, and a 16-bit image keeps the high byte of each value (Pillow's own
+    conversion would clip values above 255)."""
     try:
-        img = _convert(_open(path, "L" if color_mode == "grayscale" else None), color_mode)
-        x = np.asarray(img)
+        img = _open(path, "L" if color_mode == "grayscale" else None)
+        if img.mode.startswith("I;16"):
+            img = _pil_image().fromarray((np.asarray(img) >> 8).astype(np.uint8), "L")
+        x = np.asarray(_convert(img, color_mode))
     except ImportError:
         raise
     except Exception as error:

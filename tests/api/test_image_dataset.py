@@ -305,3 +305,21 @@ def test_a_forked_child_decodes_with_threads_of_its_own(folder):
     with context.Pool(1) as pool:
         got = pool.apply_async(ds.__getitem__, (0,)).get(timeout=60)[0]
     np.testing.assert_array_equal(got, want)
+
+
+def test_other_formats_and_16_bit_images(tmp_path):
+    from PIL import Image
+    root = tmp_path / "formats"
+    frames = [Image.fromarray(np.full((3, 4, 3), v, np.uint8)) for v in (40, 200)]
+    (root / "c").mkdir(parents=True)
+    frames[0].save(root / "c" / "a.gif", save_all=True, append_images=frames[1:])
+    write_images(root, {"c/b.bmp": np.full((3, 4, 3), 90)})
+    # 16-bit grey keeps the high byte of each value, as TensorFlow's decoder gives it.
+    Image.fromarray(np.array([[0, 1000, 65535, 300]] * 3, np.uint16)).save(root / "c" / "d.png")
+    kw = {"shuffle": False, "image_size": (3, 4), "batch_size": None, "label_mode": None}
+    rgb = _load(root, **kw)
+    np.testing.assert_array_equal(rgb[0], 40)  # an animation's first frame
+    np.testing.assert_array_equal(rgb[1], 90)
+    np.testing.assert_array_equal(rgb[2][0, :, 0], [0, 3, 255, 1])
+    gray = _load(root, color_mode="grayscale", **kw)
+    np.testing.assert_array_equal(gray[2][0, :, 0], [0, 3, 255, 1])
