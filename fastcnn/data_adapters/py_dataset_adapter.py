@@ -9,6 +9,7 @@ import itertools
 
 import numpy as np
 
+from ..utils.dataset import Dataset
 from ..utils.py_dataset import PyDataset
 from .batches import at_step, unpack_batch
 
@@ -20,7 +21,9 @@ class PyDatasetAdapter:
         if not isinstance(dataset, PyDataset):
             raise TypeError(f"Expected a fastcnn.utils.PyDataset, received {type(dataset).__name__}")
         self.dataset = dataset
-        self.shuffle = shuffle
+        # A utils.Dataset (image_dataset_from_directory's) orders itself from (its seed, the
+        # epoch), as Keras leaves a tf.data dataset's order to the dataset.
+        self.shuffle = shuffle and not isinstance(dataset, Dataset)
         self.name = name
         try:
             num = dataset.num_batches
@@ -54,6 +57,8 @@ class PyDatasetAdapter:
         elif self.num_batches is not None and steps > self.num_batches:
             raise ValueError(f"Expected steps of at most the {self.num_batches} batches of "
                              f"{self.name}, received {steps}")
+        if isinstance(dataset, Dataset):
+            dataset.set_epoch(epoch)  # so that a resumed fit gets back the epoch's order
         dataset.on_epoch_begin()
         indices = itertools.islice(self._order(seed, epoch, steps), start, steps)
         ahead = max(1, min(dataset.max_queue_size, steps - start))

@@ -1,5 +1,5 @@
-"""Keras's utilities that scripts reach for: to_categorical, set_random_seed, clear_session
-and PyDataset."""
+"""Keras's utilities that scripts reach for: to_categorical, set_random_seed, clear_session,
+PyDataset, and the image files and folders (load_img, save_img, image_dataset_from_directory...)."""
 import itertools
 import random as _py_random
 
@@ -10,9 +10,12 @@ from ..engine import tensor as _tensor
 from ..layers import base as _layer_base
 from ..layers import input_layer as _input_layer
 from ..random import set_random_seed
+from .image_dataset import image_dataset_from_directory
+from .image_utils import array_to_img, img_to_array, load_img, save_img
 from .py_dataset import PyDataset
 
-__all__ = ["PyDataset", "clear_session", "set_random_seed", "to_categorical"]
+__all__ = ["PyDataset", "array_to_img", "clear_session", "image_dataset_from_directory",
+           "img_to_array", "load_img", "save_img", "set_random_seed", "to_categorical"]
 
 
 def clear_session(free_memory=True):
