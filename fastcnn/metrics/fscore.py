@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from ..arguments import one_of
+from ..arguments import finite_float, one_of
 from .base import Metric, real_array, real_pair
 
 EPSILON = 1e-7  # Keras's backend epsilon, which keeps the ratios finite
@@ -27,8 +27,8 @@ class FBetaScore(Metric):
 
     def __init__(self, average=None, beta=1.0, threshold=None, name="fbeta_score", dtype=None):
         one_of(average, AVERAGES, "average")
-        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not beta > 0:
-            raise ValueError(f"Expected beta > 0, received beta={beta!r:.200}")
+        if finite_float(beta) is None or not beta > 0:
+            raise ValueError(f"Expected a finite beta > 0, received beta={beta!r:.200}")
         if threshold is not None and (isinstance(threshold, bool)
                                       or not isinstance(threshold, numbers.Real)
                                       or not 0 < threshold <= 1):

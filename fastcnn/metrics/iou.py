@@ -7,7 +7,7 @@ import numpy as np
 
 from .._ops import metrics as metric_ops
 from .._ops.checks import check_memory, positive_int
-from ..arguments import axis_index
+from ..arguments import axis_index, finite_float
 from .base import Metric, broadcast_weights, real_array, real_pair
 
 EPSILON = 1e-7  # Keras's backend epsilon, in the ratios' denominators
@@ -107,8 +107,7 @@ class BinaryIoU(IoU):
     over the classes ``target_class_ids`` (0, 1 or both)."""
 
     def __init__(self, target_class_ids=(0, 1), threshold=0.5, name=None, dtype=None):
-        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) \
-                or not np.isfinite(threshold):
+        if finite_float(threshold) is None:
             raise ValueError(f"Expected threshold to be a finite number, received "
                              f"threshold={threshold!r:.200}")
         self.threshold = float(threshold)
