@@ -196,10 +196,12 @@ def same_rank(a, b):
 
 
 def real_array(a, name):
-    """``a`` as an array of real numbers (bools count as 0 and 1)."""
+    """``a`` as an array of real numbers (bools count as 0 and 1) whose float64 copy, which
+    the metrics compute in, fits in memory (a broadcast view can be vast)."""
     a = np.asarray(a)
     if a.dtype.kind not in "fiub":
         raise TypeError(f"Expected {name} to hold real numbers, received dtype {a.dtype}")
+    check_memory([(f"a float64 copy of {name}", 8 * a.size)], name)
     return a
 
 
