@@ -62,15 +62,15 @@ class Variable(np.lib.mixins.NDArrayOperatorsMixin):
         self.value[...] = self._initial
 
     def assign(self, value):
-        self.value[...] = np.asarray(value)
+        self.value[...] = real_array(value, "value")
         return self
 
     def assign_add(self, value):
-        self.value += np.asarray(value, self.value.dtype)
+        self.value += real_array(value, "value")
         return self
 
     def assign_sub(self, value):
-        self.value -= np.asarray(value, self.value.dtype)
+        self.value -= real_array(value, "value")
         return self
 
     def numpy(self):
