@@ -74,12 +74,23 @@ class ExponentialDecay(LearningRateSchedule):
                 "staircase": self.staircase, "name": self.name}
 
 
+def _flat_list(values, name):
+    """``values``, a list or tuple of them or a 1-d array, as a list: another iterable (a
+    string, the rows of a 2-d array) is no list of numbers."""
+    if getattr(values, "ndim", None) == 1 and hasattr(values, "tolist"):
+        return values.tolist()
+    if not isinstance(values, (list, tuple)):
+        raise TypeError(f"Expected {name} to be a list of numbers, received "
+                        f"{type(values).__name__}")
+    return list(values)
+
+
 class PiecewiseConstantDecay(LearningRateSchedule):
     """values[0] up to and including step boundaries[0], values[i] for boundaries[i-1] < step
     <= boundaries[i], values[-1] after the last boundary."""
 
     def __init__(self, boundaries, values, name="PiecewiseConstant"):
-        boundaries, values = list(boundaries), list(values)
+        boundaries, values = _flat_list(boundaries, "boundaries"), _flat_list(values, "values")
         if len(boundaries) != len(values) - 1:
             raise ValueError(f"Expected one boundary fewer than values, received "
                              f"{len(boundaries)} boundaries and {len(values)} values")

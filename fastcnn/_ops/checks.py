@@ -68,6 +68,8 @@ def available_memory():
 
 
 def _size_text(nbytes):
+    if nbytes >= 1024**5:  # beyond any machine, and maybe beyond a float
+        return "over 1024 TiB"
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
         if nbytes < 1024 or unit == "TiB":
             return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"

@@ -51,7 +51,9 @@ def top_k_hits(y_pred, targets, k, n_threads=None):
                          f"{y_pred.shape}")
     targets = class_labels(targets, y_pred.shape[1], "targets", y_pred.shape[:1])
     hits = np.empty(len(y_pred), y_pred.dtype)
-    _metrics.top_k_hits(y_pred, targets, positive_int(k, "k"), hits, n_threads)
+    # every class is among the k largest for any k from the number of classes up
+    k = min(positive_int(k, "k"), y_pred.shape[1])
+    _metrics.top_k_hits(y_pred, targets, k, hits, n_threads)
     return hits
 
 

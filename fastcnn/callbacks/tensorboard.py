@@ -33,9 +33,9 @@ class TensorBoard(Callback):
             raise ValueError(f"Expected histogram_freq to be an int >= 0, received "
                              f"histogram_freq={histogram_freq!r}")
         self.histogram_freq = int(histogram_freq)
-        if update_freq == "batch":
+        if isinstance(update_freq, str) and update_freq == "batch":
             update_freq = 1
-        if update_freq != "epoch" and (isinstance(update_freq, bool) or not isinstance(
+        if not (isinstance(update_freq, str) and update_freq == "epoch") and (isinstance(update_freq, bool) or not isinstance(
                 update_freq, numbers.Integral) or update_freq < 1):
             raise ValueError(f"Expected update_freq to be 'epoch', 'batch' or an int >= 1, "
                              f"received update_freq={update_freq!r}")

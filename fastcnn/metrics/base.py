@@ -7,12 +7,15 @@ fastcnn's metrics accumulate in float64 whatever their ``dtype`` (which names th
 Keras would keep them in); ``result`` returns a Python float, or an array where Keras returns a
 vector.
 """
+import math
 import numbers
 import re
 
 import numpy as np
 import numpy.lib.mixins
 
+from .._ops.checks import check_memory
+from ..arguments import finite_float
 from ..serialization import Configurable
 
 
@@ -30,13 +33,15 @@ class Variable(np.lib.mixins.NDArrayOperatorsMixin):
 
     def __init__(self, shape, initializer, dtype, name):
         self.name = name
-        shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
-        if initializer is None or initializer == "zeros":
+        shape = _variable_shape(shape)
+        # the initial value, its copy and the value itself
+        check_memory([("a variable", 3 * math.prod(shape) * np.dtype(dtype).itemsize)], "shape")
+        if initializer is None or _is_string(initializer, "zeros"):
             initial = np.zeros(shape, dtype)
-        elif initializer == "ones":
+        elif _is_string(initializer, "ones"):
             initial = np.ones(shape, dtype)
-        elif isinstance(initializer, numbers.Real) and not isinstance(initializer, bool):
-            initial = np.full(shape, initializer, dtype)
+        elif finite_float(initializer) is not None:
+            initial = np.full(shape, finite_float(initializer), dtype)
         elif callable(initializer):
             initial = np.asarray(initializer(shape, dtype=dtype), dtype)
         else:
@@ -57,15 +62,15 @@ class Variable(np.lib.mixins.NDArrayOperatorsMixin):
         self.value[...] = self._initial
 
     def assign(self, value):
-        self.value[...] = np.asarray(value)
+        self.value[...] = real_array(value, "value")
         return self
 
     def assign_add(self, value):
-        self.value += np.asarray(value, self.value.dtype)
+        self.value += real_array(value, "value")
         return self
 
     def assign_sub(self, value):
-        self.value -= np.asarray(value, self.value.dtype)
+        self.value -= real_array(value, "value")
         return self
 
     def numpy(self):
@@ -86,6 +91,22 @@ class Variable(np.lib.mixins.NDArrayOperatorsMixin):
 
     def __repr__(self):
         return f"<Variable {self.name} value={self.value!r}>"
+
+
+def _variable_shape(shape):
+    """``shape`` (an int, or a list or tuple of them) as a tuple of non-negative ints."""
+    dims = (shape,) if isinstance(shape, numbers.Integral) else shape
+    if not isinstance(dims, (tuple, list)) or not all(
+            isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 0 for d in dims):
+        raise ValueError(f"Expected shape to be a non-negative int or a tuple of them, received "
+                         f"shape={shape!r:.200}")
+    return tuple(int(d) for d in dims)
+
+
+def _is_string(value, text):
+    """Whether ``value`` is the string ``text`` (an array argument is compared with nothing:
+    == would compare every element)."""
+    return isinstance(value, str) and value == text
 
 
 class Metric(Configurable):
@@ -128,10 +149,12 @@ class Metric(Configurable):
         return list(self._variables)
 
     def update_state(self, *args, **kwargs):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} has no update_state: a subclass of "
+                                  "Metric defines update_state and result")
 
     def result(self):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} has no result: a subclass of Metric "
+                                  "defines update_state and result")
 
     def reset_state(self):
         for variable in self._variables:
@@ -173,11 +196,19 @@ def same_rank(a, b):
 
 
 def real_array(a, name):
-    """``a`` as an array of real numbers (bools count as 0 and 1)."""
+    """``a`` as an array of real numbers (bools count as 0 and 1) whose float64 copy, which
+    the metrics compute in, fits in memory (a broadcast view can be vast)."""
     a = np.asarray(a)
     if a.dtype.kind not in "fiub":
         raise TypeError(f"Expected {name} to hold real numbers, received dtype {a.dtype}")
+    check_memory([(f"a float64 copy of {name}", 8 * a.size)], name)
     return a
+
+
+def real_pair(y_true, y_pred):
+    """y_true and y_pred as arrays of real numbers: the first check of every metric function
+    and of every metric's update_state."""
+    return real_array(y_true, "y_true"), real_array(y_pred, "y_pred")
 
 
 def broadcast_weights(sample_weight, shape):
@@ -277,7 +308,7 @@ class MeanMetricWrapper(Mean):
         super().__init__(name=name or getattr(fn, "__name__", None), dtype=dtype)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true, y_pred = same_rank(real_array(y_true, "y_true"), real_array(y_pred, "y_pred"))
+        y_true, y_pred = same_rank(*real_pair(y_true, y_pred))
         super().update_state(self._fn(y_true, y_pred, **self._fn_kwargs), sample_weight)
 
     def get_config(self):

@@ -12,8 +12,9 @@ import numbers
 import numpy as np
 
 from .._ops import metrics as metric_ops
-from .._ops.checks import positive_int
-from .base import Metric, broadcast_weights, real_array, same_rank
+from .._ops.checks import check_memory, positive_int
+from ..arguments import one_of
+from .base import Metric, broadcast_weights, real_array, real_pair, same_rank
 
 EPSILON = 1e-7  # Keras's backend epsilon: how far AUC's end thresholds lie outside [0, 1]
 
@@ -24,14 +25,24 @@ def _ratio(a, b):
 
 
 def _unit_thresholds(thresholds, name):
-    """A list of the thresholds, each a number in [0, 1]."""
-    values = [thresholds] if isinstance(thresholds, numbers.Real) else list(np.ravel(thresholds))
-    for t in values:
-        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0 <= t <= 1:
-            raise ValueError(f"Expected {name} in [0, 1], received {name}={thresholds!r:.200}")
-    if not values:
+    """A list of the thresholds (a number, or a list of them), each in [0, 1]."""
+    values = np.asarray(thresholds)
+    if values.ndim > 1 or values.dtype.kind not in "fiu":
+        raise ValueError(f"Expected {name}: a number in [0, 1] or a list of them, received "
+                         f"{name}={thresholds!r:.200}")
+    values = values.reshape(-1)
+    _check_thresholds_memory(values.size, name)
+    if not ((values >= 0) & (values <= 1)).all():
+        raise ValueError(f"Expected {name} in [0, 1], received {name}={thresholds!r:.200}")
+    if not values.size:
         raise ValueError(f"Expected at least one threshold, received {name}={thresholds!r}")
-    return [float(t) for t in values]
+    return values.astype(np.float64).tolist()
+
+
+def _check_thresholds_memory(count, name):
+    """Refuse more thresholds than memory holds: each keeps its value and four counts per
+    label, and a Python float while the metric is built."""
+    check_memory([(f"{count} thresholds", 8 * 8 * count)], name)
 
 
 def _as_given(thresholds, values):
@@ -65,7 +76,7 @@ class _ThresholdCounts(Metric):
         return y_pred
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true, y_pred = same_rank(real_array(y_true, "y_true"), real_array(y_pred, "y_pred"))
+        y_true, y_pred = same_rank(*real_pair(y_true, y_pred))
         if y_true.shape != y_pred.shape:
             raise ValueError(f"Expected y_true of y_pred's shape {y_pred.shape} for {self.name}, "
                              f"received shape {y_true.shape}")
@@ -187,15 +198,33 @@ class FalseNegatives(_Count):
     index = 3
 
 
+def _label_weights(label_weights):
+    """AUC's label weights as a float64 vector of non-negative numbers."""
+    weights = real_array(label_weights, "label_weights")
+    if weights.ndim > 1:
+        raise ValueError(f"Expected label_weights of rank 0 or 1, received shape {weights.shape}")
+    weights = weights.astype(np.float64).reshape(-1)
+    if not (np.isfinite(weights) & (weights >= 0)).all():
+        raise ValueError(f"Expected non-negative finite label_weights, received {weights}")
+    return weights
+
+
+def _num_thresholds(num_thresholds, minimum):
+    """``num_thresholds`` as an int of at least ``minimum`` that memory holds."""
+    if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, numbers.Integral) \
+            or num_thresholds < minimum:
+        raise ValueError(f"Expected num_thresholds >= {minimum}, received "
+                         f"num_thresholds={num_thresholds!r:.200}")
+    _check_thresholds_memory(num_thresholds, "num_thresholds")
+    return int(num_thresholds)
+
+
 def _evenly_spaced(num_thresholds):
     """num_thresholds thresholds spaced evenly over [0, 1], the end ones moved out by 1e-7 so
     that scores of exactly 0 and 1 fall inside."""
-    if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, numbers.Integral) \
-            or num_thresholds < 2:
-        raise ValueError(f"Expected num_thresholds > 1, received "
-                         f"num_thresholds={num_thresholds!r:.200}")
-    inner = [(i + 1) / (num_thresholds - 1) for i in range(num_thresholds - 2)]
-    return [-EPSILON, *inner, 1 + EPSILON]
+    n = _num_thresholds(num_thresholds, 2)
+    inner = np.arange(1, n - 1) / (n - 1)  # each (i + 1) / (n - 1), as Keras computes it
+    return [-EPSILON, *inner.tolist(), 1 + EPSILON]
 
 
 class _BestUnderBound(_ThresholdCounts):
@@ -209,8 +238,8 @@ class _BestUnderBound(_ThresholdCounts):
             raise ValueError(f"Expected {self.bound_name} in [0, 1], received "
                              f"{self.bound_name}={bound!r:.200}")
         self.bound = float(bound)
-        self.num_thresholds = num_thresholds
-        thresholds = [0.5] if num_thresholds == 1 else _evenly_spaced(num_thresholds)
+        self.num_thresholds = _num_thresholds(num_thresholds, 1)
+        thresholds = [0.5] if self.num_thresholds == 1 else _evenly_spaced(self.num_thresholds)
         super().__init__(thresholds, name, dtype, class_id=class_id)
 
     def result(self):
@@ -294,11 +323,8 @@ class AUC(_ThresholdCounts):
     def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation",
                  name=None, dtype=None, thresholds=None, multi_label=False, num_labels=None,
                  label_weights=None, from_logits=False):
-        if curve not in ("ROC", "PR"):
-            raise ValueError(f"Expected curve 'ROC' or 'PR', received curve={curve!r:.200}")
-        if summation_method not in ("interpolation", "minoring", "majoring"):
-            raise ValueError("Expected summation_method 'interpolation', 'minoring' or "
-                             f"'majoring', received summation_method={summation_method!r:.200}")
+        one_of(curve, ("ROC", "PR"), "curve")
+        one_of(summation_method, ("interpolation", "minoring", "majoring"), "summation_method")
         if thresholds is not None:
             inner = sorted(_unit_thresholds(thresholds, "thresholds"))
             num_thresholds = len(inner) + 2
@@ -308,11 +334,7 @@ class AUC(_ThresholdCounts):
         self.summation_method, self.from_logits = summation_method, bool(from_logits)
         self.init_thresholds = _as_given(thresholds, inner)
         self.num_labels = num_labels
-        self.label_weights = (None if label_weights is None
-                              else np.asarray(label_weights, np.float64).reshape(-1))
-        if self.label_weights is not None and (self.label_weights < 0).any():
-            raise ValueError("Expected non-negative label_weights, received "
-                             f"{self.label_weights}")
+        self.label_weights = None if label_weights is None else _label_weights(label_weights)
         super().__init__([-EPSILON, *inner, 1 + EPSILON], name or "auc", dtype,
                          multi_label=bool(multi_label))
 

@@ -7,7 +7,8 @@ import numbers
 
 import numpy as np
 
-from .base import Metric, real_array
+from ..arguments import finite_float, one_of
+from .base import Metric, real_array, real_pair
 
 EPSILON = 1e-7  # Keras's backend epsilon, which keeps the ratios finite
 
@@ -25,11 +26,9 @@ class FBetaScore(Metric):
     """
 
     def __init__(self, average=None, beta=1.0, threshold=None, name="fbeta_score", dtype=None):
-        if average not in AVERAGES:
-            raise ValueError(f"Expected average to be one of {AVERAGES}, received "
-                             f"average={average!r:.200}")
-        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not beta > 0:
-            raise ValueError(f"Expected beta > 0, received beta={beta!r:.200}")
+        one_of(average, AVERAGES, "average")
+        if finite_float(beta) is None or not beta > 0:
+            raise ValueError(f"Expected a finite beta > 0, received beta={beta!r:.200}")
         if threshold is not None and (isinstance(threshold, bool)
                                       or not isinstance(threshold, numbers.Real)
                                       or not 0 < threshold <= 1):
@@ -45,8 +44,8 @@ class FBetaScore(Metric):
         self.false_negatives = self.intermediate_weights = None
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true = real_array(y_true, "y_true").astype(np.float64)
-        y_pred = real_array(y_pred, "y_pred")
+        y_true, y_pred = real_pair(y_true, y_pred)
+        y_true = y_true.astype(np.float64)
         if y_pred.ndim != 2 or y_true.shape != y_pred.shape:
             raise ValueError(f"Expected y_true and y_pred of one shape (samples, classes) for "
                              f"{self.name}, received {y_true.shape} and {y_pred.shape}")

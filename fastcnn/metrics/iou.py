@@ -6,10 +6,19 @@ import numbers
 import numpy as np
 
 from .._ops import metrics as metric_ops
-from .._ops.checks import positive_int
-from .base import Metric, broadcast_weights, real_array
+from .._ops.checks import check_memory, positive_int
+from ..arguments import axis_index, finite_float
+from .base import Metric, broadcast_weights, real_array, real_pair
 
 EPSILON = 1e-7  # Keras's backend epsilon, in the ratios' denominators
+
+
+def _num_classes(num_classes):
+    """``num_classes`` as a positive int whose confusion matrix memory holds."""
+    num_classes = positive_int(num_classes, "num_classes")
+    check_memory([(f"a {num_classes} x {num_classes} confusion matrix",
+                   8 * num_classes * num_classes)], "num_classes")
+    return num_classes
 
 
 class IoU(Metric):
@@ -25,21 +34,20 @@ class IoU(Metric):
 
     def __init__(self, num_classes, target_class_ids, name=None, dtype=None, ignore_class=None,
                  sparse_y_true=True, sparse_y_pred=True, axis=-1):
-        self.num_classes = positive_int(num_classes, "num_classes")
-        ids = [target_class_ids] if isinstance(target_class_ids, numbers.Integral) \
-            else list(target_class_ids)
-        if not ids or any(isinstance(c, bool) or not isinstance(c, numbers.Integral)
-                          or not 0 <= c < self.num_classes for c in ids):
-            raise ValueError(f"Expected target_class_ids in [0, {self.num_classes}), received "
-                             f"target_class_ids={target_class_ids!r:.200}")
-        self.target_class_ids = [int(c) for c in ids]
+        self.num_classes = _num_classes(num_classes)
+        ids = np.asarray(target_class_ids)
+        if ids.ndim > 1 or ids.dtype.kind not in "iu" or not ids.size \
+                or not ((ids >= 0) & (ids < self.num_classes)).all():
+            raise ValueError(f"Expected target_class_ids: an int in [0, {self.num_classes}) or a "
+                             f"list of them, received target_class_ids={target_class_ids!r:.200}")
+        self.target_class_ids = ids.reshape(-1).tolist()
         if ignore_class is not None and (isinstance(ignore_class, bool)
                                          or not isinstance(ignore_class, numbers.Integral)):
             raise ValueError(f"Expected ignore_class to be an int or None, received "
                              f"ignore_class={ignore_class!r:.200}")
         self.ignore_class = ignore_class
         self.sparse_y_true, self.sparse_y_pred = bool(sparse_y_true), bool(sparse_y_pred)
-        self.axis = axis
+        self.axis = axis_index(axis)
         super().__init__(name=name, dtype=dtype)
         self.reset_state()
 
@@ -47,7 +55,7 @@ class IoU(Metric):
         self.total_cm = np.zeros((self.num_classes, self.num_classes))
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true, y_pred = real_array(y_true, "y_true"), real_array(y_pred, "y_pred")
+        y_true, y_pred = real_pair(y_true, y_pred)
         if not self.sparse_y_true:
             y_true = y_true.argmax(axis=self.axis)
         if not self.sparse_y_pred:
@@ -84,7 +92,7 @@ class MeanIoU(IoU):
 
     def __init__(self, num_classes, name=None, dtype=None, ignore_class=None, sparse_y_true=True,
                  sparse_y_pred=True, axis=-1):
-        super().__init__(num_classes, list(range(positive_int(num_classes, "num_classes"))),
+        super().__init__(num_classes, list(range(_num_classes(num_classes))),
                          name=name, dtype=dtype, ignore_class=ignore_class,
                          sparse_y_true=sparse_y_true, sparse_y_pred=sparse_y_pred, axis=axis)
 
@@ -99,8 +107,7 @@ class BinaryIoU(IoU):
     over the classes ``target_class_ids`` (0, 1 or both)."""
 
     def __init__(self, target_class_ids=(0, 1), threshold=0.5, name=None, dtype=None):
-        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) \
-                or not np.isfinite(threshold):
+        if finite_float(threshold) is None:
             raise ValueError(f"Expected threshold to be a finite number, received "
                              f"threshold={threshold!r:.200}")
         self.threshold = float(threshold)

@@ -6,6 +6,7 @@ a scratch buffer that the metric keeps for the next batch of the same shape.
 import numpy as np
 
 from .. import losses
+from ..serialization import checked_config
 from .base import Mean, real_array
 
 
@@ -46,9 +47,9 @@ class LossMetric(Mean):
     @classmethod
     def from_config(cls, config):
         """The metric of a config; a subclass's config names no loss, its class fixes it."""
+        config = dict(checked_config(config, cls.__name__))
         if "loss" not in config:
             return cls(**config)
-        config = dict(config)
         loss = config.pop("loss")
         if isinstance(loss, dict):
             loss_class = getattr(losses, str(loss.get("class_name")), None)

@@ -5,49 +5,55 @@ import warnings
 
 import numpy as np
 
-from .base import Mean, MeanMetricWrapper, Metric, real_array, same_rank
+from ..arguments import axis_index, one_of
+from .base import Mean, MeanMetricWrapper, Metric, real_array, real_pair, same_rank
 
 EPSILON = 1e-7  # Keras's backend epsilon
 
 
-def _difference(y_true, y_pred, fn):
+def _pair(y_true, y_pred, fn):
+    """y_true and y_pred as float64 arrays of one shape."""
+    y_true, y_pred = real_pair(y_true, y_pred)
     if y_true.shape != y_pred.shape:
         raise ValueError(f"Expected targets of shape {y_pred.shape} for {fn}, received shape "
                          f"{y_true.shape}")
-    return y_pred.astype(np.float64) - y_true
+    return y_true.astype(np.float64), y_pred.astype(np.float64)
 
 
 def mean_squared_error(y_true, y_pred):
     """The mean of the squared differences over the last axis."""
-    return np.square(_difference(y_true, y_pred, "mean_squared_error")).mean(axis=-1)
+    y_true, y_pred = _pair(y_true, y_pred, "mean_squared_error")
+    return np.square(y_pred - y_true).mean(axis=-1)
 
 
 def mean_absolute_error(y_true, y_pred):
     """The mean of the absolute differences over the last axis."""
-    return np.abs(_difference(y_true, y_pred, "mean_absolute_error")).mean(axis=-1)
+    y_true, y_pred = _pair(y_true, y_pred, "mean_absolute_error")
+    return np.abs(y_pred - y_true).mean(axis=-1)
 
 
 def mean_absolute_percentage_error(y_true, y_pred):
     """100 times the mean over the last axis of |y_true - y_pred| / |y_true|, |y_true| raised
     to at least 1e-7."""
-    d = _difference(y_true, y_pred, "mean_absolute_percentage_error")
-    return 100 * (np.abs(d) / np.maximum(np.abs(y_true), EPSILON)).mean(axis=-1)
+    y_true, y_pred = _pair(y_true, y_pred, "mean_absolute_percentage_error")
+    return 100 * (np.abs(y_pred - y_true) / np.maximum(np.abs(y_true), EPSILON)).mean(axis=-1)
 
 
 def mean_squared_logarithmic_error(y_true, y_pred):
     """The mean over the last axis of (log(1 + y_pred) - log(1 + y_true))^2, each value raised
     to at least 1e-7 first."""
-    _difference(y_true, y_pred, "mean_squared_logarithmic_error")
-    logs = [np.log1p(np.maximum(np.asarray(a, np.float64), EPSILON)) for a in (y_pred, y_true)]
+    y_true, y_pred = _pair(y_true, y_pred, "mean_squared_logarithmic_error")
+    logs = [np.log1p(np.maximum(a, EPSILON)) for a in (y_pred, y_true)]
     return np.square(logs[0] - logs[1]).mean(axis=-1)
 
 
 def cosine_similarity(y_true, y_pred, axis=-1):
     """The cosine of the angle between y_true and y_pred along ``axis``; a norm below 1e-6
     counts as 1e-6."""
-    _difference(y_true, y_pred, "cosine_similarity")
+    y_true, y_pred = _pair(y_true, y_pred, "cosine_similarity")
+    axis = axis_index(axis)
     unit = [a / np.sqrt(np.maximum(np.square(a).sum(axis=axis, keepdims=True), 1e-12))
-            for a in (np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64))]
+            for a in (y_true, y_pred)]
     return (unit[0] * unit[1]).sum(axis=axis)
 
 
@@ -73,7 +79,7 @@ class MeanSquaredLogarithmicError(MeanMetricWrapper):
 
 class CosineSimilarity(MeanMetricWrapper):
     def __init__(self, name="cosine_similarity", dtype=None, axis=-1):
-        super().__init__(cosine_similarity, name=name, dtype=dtype, axis=axis)
+        super().__init__(cosine_similarity, name=name, dtype=dtype, axis=axis_index(axis))
 
 
 class RootMeanSquaredError(Mean):
@@ -84,8 +90,8 @@ class RootMeanSquaredError(Mean):
         super().__init__(name=name, dtype=dtype)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true, y_pred = same_rank(real_array(y_true, "y_true"), real_array(y_pred, "y_pred"))
-        squares = np.square(_difference(y_true, y_pred, "root_mean_squared_error"))
+        y_true, y_pred = _pair(*same_rank(*real_pair(y_true, y_pred)), "root_mean_squared_error")
+        squares = np.square(y_pred - y_true)
         super().update_state(squares, sample_weight)
 
     def result(self):
@@ -107,9 +113,7 @@ class R2Score(Metric):
 
     def __init__(self, class_aggregation="uniform_average", num_regressors=0, name="r2_score",
                  dtype=None):
-        if class_aggregation not in self.AGGREGATIONS:
-            raise ValueError(f"Expected class_aggregation to be one of {self.AGGREGATIONS}, "
-                             f"received class_aggregation={class_aggregation!r:.200}")
+        one_of(class_aggregation, self.AGGREGATIONS, "class_aggregation")
         if isinstance(num_regressors, bool) or not isinstance(num_regressors, numbers.Integral) \
                 or num_regressors < 0:
             raise ValueError(f"Expected num_regressors to be a non-negative int, received "
@@ -123,8 +127,7 @@ class R2Score(Metric):
         self.num_samples = 0
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true = real_array(y_true, "y_true").astype(np.float64)
-        y_pred = real_array(y_pred, "y_pred").astype(np.float64)
+        y_true, y_pred = (a.astype(np.float64) for a in real_pair(y_true, y_pred))
         if y_pred.ndim != 2 or y_true.shape != y_pred.shape:
             raise ValueError(f"Expected y_true and y_pred of one shape (samples, outputs) for "
                              f"{self.name}, received {y_true.shape} and {y_pred.shape}")

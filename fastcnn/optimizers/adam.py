@@ -1,5 +1,6 @@
 """Adam and its family: AdamW, Nadam (Nesterov momentum) and Adamax (the infinity norm)."""
 from .._ops import optim
+from .._ops.checks import positive_int
 from .base import Optimizer, check_epsilon, check_rate
 
 
@@ -56,24 +57,27 @@ class Nadam(_Moments):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, **kwargs)
-        self._u_product = (0, 1.0)  # (t, the product of u_1 .. u_t)
+        self._u_products = (None, None)  # (beta_1, the products of its first caches)
 
     def _momentum_cache(self, t):
         return self.beta_1 * (1 - 0.5 * 0.96 ** t)
 
     def u_product(self, step):
-        """The product of the momentum caches u_1 .. u_step. Kept from the last step, and
-        recomputed from the step count otherwise (after a load): the product reaches 0
-        within a few thousand steps, where the loop stops."""
-        done, product = self._u_product
-        if done != step - 1:
-            done, product = 0, 1.0
-            while done < step - 1 and product:
-                done += 1
-                product *= self._momentum_cache(done)
-        product *= self._momentum_cache(step)
-        self._u_product = (step, product)
-        return product
+        """The product of the momentum caches u_1 .. u_step (steps count from 1). After the
+        first few hundred steps 0.96^t / 2 no longer changes 1 - 0.96^t / 2 in float64 and every
+        cache is beta_1 itself: the product is that of the steps before, computed once, times a
+        power of beta_1, so that any step costs the same, after a load too."""
+        step = positive_int(step, "step")
+        if self._u_products[0] != self.beta_1:
+            products = [1.0]  # products[t]: the product of u_1 .. u_t
+            while self._momentum_cache(len(products)) != self.beta_1:
+                products.append(products[-1] * self._momentum_cache(len(products)))
+            self._u_products = (self.beta_1, products)
+        products = self._u_products[1]
+        if step < len(products):
+            return products[step]
+        # beta_1 < 1: its powers beyond 2**64 are all 0, and a vaster int makes no float
+        return products[-1] * self.beta_1 ** min(step - len(products) + 1, 2**64)
 
     def _update(self, weights, grads, slots, learning_rate, step, **transforms):
         optim.nadam_update(weights, grads, slots[0], slots[1], learning_rate, self.beta_1,

@@ -186,7 +186,7 @@ class Optimizer:
         weights = _weight_list(weights)
         if len({id(w) for w in weights}) != len(weights):
             raise ValueError("Expected every weight once, received one listed twice")
-        grads = list(grads)
+        grads = _array_list(grads, "grads")
         if len(grads) != len(weights):
             raise ValueError(f"Expected one gradient per weight ({len(weights)}), received "
                              f"{len(grads)}")
@@ -292,12 +292,18 @@ def _optional_int(value, name, lower):
     return int(value)
 
 
+def _array_list(values, name):
+    """``values``, a list or tuple, as a list. An array is refused: iterated, it would be one
+    weight (or gradient) per row."""
+    if not isinstance(values, (list, tuple)):
+        raise TypeError(f"Expected {name} to be a list of arrays, received "
+                        f"{type(values).__name__}")
+    return list(values)
+
+
 def _weight_list(weights):
-    """``weights`` as a list of arrays. An array is refused: iterated, it would be one weight
-    per row."""
-    if not isinstance(weights, (list, tuple)):
-        raise TypeError(f"Expected weights to be a list of arrays, received "
-                        f"{type(weights).__name__}")
+    """``weights`` as a list of arrays."""
+    weights = _array_list(weights, "weights")
     if not all(isinstance(w, np.ndarray) for w in weights):
         raise TypeError(f"Expected weights to be a list of arrays, received a list of "
                         f"{sorted({type(w).__name__ for w in weights})}")
