@@ -14,6 +14,7 @@ import numpy as np
 
 from ._ops import loss as loss_ops
 from ._ops.checks import as_kernel_array, out_buffer
+from .serialization import get_class
 
 EPSILON = 1e-7  # Keras's clip for probabilities given to cross-entropy
 
@@ -260,4 +261,9 @@ def get(identifier):
         return identifier
     if isinstance(identifier, str) and identifier in LOSSES:
         return LOSSES[identifier]()
-    raise ValueError(f"Unknown loss {identifier!r}; expected one of {sorted(LOSSES)} or a Loss")
+    if callable(identifier) and not isinstance(identifier, type):
+        # fn(y_true, y_pred) written with fastcnn.ops: traced and differentiated by the
+        # wrapper fastcnn.ops registers (fastcnn/ops/loss_function.py)
+        return get_class("LossFunctionWrapper")(identifier)
+    raise ValueError(f"Unknown loss {identifier!r}; expected one of {sorted(LOSSES)}, a Loss or "
+                     "a function fn(y_true, y_pred)")

@@ -1,0 +1,270 @@
+"""Elementwise arithmetic with NumPy's broadcasting, and the comparisons.
+
+Add, subtract, multiply, maximum and minimum of floating operands run the merge kernels
+(broadcast strides, forward and the gradient's sum over broadcast axes in one kernel pass);
+the other functions are single whole-array NumPy calls. Gradients of maximum and minimum go to
+the first operand at ties, as TensorFlow's do.
+"""
+import numpy as np
+
+from .._ops import merge
+from .core import Op, Spec, broadcast_shapes, result_dtype
+
+_KERNEL_DTYPES = (np.float32, np.float64)
+
+
+def _kernel_operands(xs):
+    """The operands as arrays of their common float dtype when the merge kernels can take
+    them (every operand floating, or a Python number), else None."""
+    dtype = np.result_type(*xs)
+    if dtype not in _KERNEL_DTYPES:
+        return None
+    return [np.asarray(x, dtype) for x in xs]
+
+
+class Elementwise(Op):
+    """An elementwise function of broadcast operands: ``fn`` the NumPy function, ``grad(dy,
+    xs, y)`` the gradients before they are summed back over broadcast axes, ``kernel`` the merge
+    kernel's op name where one exists."""
+
+    def __init__(self, fn, grad=None, kernel=None, dtype=None):
+        self.fn, self.grad, self.kernel, self.dtype = fn, grad, kernel, dtype
+
+    def compute(self, *xs):
+        if self.kernel is not None:
+            arrays = _kernel_operands(xs)
+            if arrays is not None:
+                return merge.elementwise_forward(self.kernel, arrays)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return np.asarray(self.fn(*xs))
+
+    def spec(self, *specs):
+        dtype = self.dtype or result_dtype(self.fn, *specs)
+        return Spec(broadcast_shapes(*(s.shape for s in specs)), dtype)
+
+    def gradients(self, dy, xs, y):
+        if self.grad is None:
+            return [None] * len(xs)
+        if self.kernel is not None and dy.dtype in _KERNEL_DTYPES:
+            arrays = _kernel_operands(xs)
+            if arrays is not None:
+                return [merge.elementwise_backward(self.kernel, dy, arrays, i)
+                        for i in range(len(xs))]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return self.grad(dy, xs, y)
+
+    def __repr__(self):
+        return f"Elementwise({self.fn.__name__})"
+
+
+def _first_wins(compare):
+    def grad(dy, xs, y):
+        mask = compare(xs[0], xs[1])
+        return [dy * mask, dy * ~mask]
+    return grad
+
+
+def _power_grad(dy, xs, y):
+    a, b = xs
+    da = dy * b * np.power(a, np.asarray(b) - 1)
+    db = None
+    if np.asarray(b).dtype.kind == "f" or isinstance(b, float):
+        db = dy * y * np.log(np.where(a > 0, a, 1))  # 0 where a <= 0, as JAX's power gives
+    return [da, db]
+
+
+_ADD = Elementwise(np.add, lambda dy, xs, y: [dy, dy], "add")
+_SUBTRACT = Elementwise(np.subtract, lambda dy, xs, y: [dy, -dy], "subtract")
+_MULTIPLY = Elementwise(np.multiply, lambda dy, xs, y: [dy * xs[1], dy * xs[0]], "multiply")
+_DIVIDE = Elementwise(np.true_divide,
+                      lambda dy, xs, y: [dy / xs[1], -dy * y / xs[1]])
+_POWER = Elementwise(np.power, _power_grad)
+_MAXIMUM = Elementwise(np.maximum, _first_wins(np.greater_equal), "maximum")
+_MINIMUM = Elementwise(np.minimum, _first_wins(np.less_equal), "minimum")
+_NEGATIVE = Elementwise(np.negative, lambda dy, xs, y: [-dy])
+_SQUARE = Elementwise(np.square, lambda dy, xs, y: [2 * xs[0] * dy])
+_SQRT = Elementwise(np.sqrt, lambda dy, xs, y: [dy / (2 * y)])
+_ABS = Elementwise(np.abs, lambda dy, xs, y: [dy * np.sign(xs[0])])
+_EXP = Elementwise(np.exp, lambda dy, xs, y: [dy * y])
+_LOG = Elementwise(np.log, lambda dy, xs, y: [dy / xs[0]])
+_LOG1P = Elementwise(np.log1p, lambda dy, xs, y: [dy / (1 + xs[0])])
+_SIGN = Elementwise(np.sign)
+_FLOOR = Elementwise(np.floor)
+_ROUND = Elementwise(np.round)
+
+
+def _float_fn(fn):
+    """Keras turns integer operands of these functions into floats."""
+    def wrapped(x):
+        x = np.asarray(x)
+        return fn(x if x.dtype.kind in "fc" else x.astype(np.float32))
+    wrapped.__name__ = fn.__name__
+    return wrapped
+
+
+def add(x1, x2):
+    return _ADD(x1, x2)
+
+
+def subtract(x1, x2):
+    return _SUBTRACT(x1, x2)
+
+
+def multiply(x1, x2):
+    return _MULTIPLY(x1, x2)
+
+
+def divide(x1, x2):
+    return _DIVIDE(x1, x2)
+
+
+true_divide = divide
+
+
+def power(x1, x2):
+    return _POWER(x1, x2)
+
+
+def negative(x):
+    return _NEGATIVE(x)
+
+
+def square(x):
+    return _SQUARE(x)
+
+
+def sqrt(x):
+    return _SQRT(x)
+
+
+def abs(x):  # noqa: A001 - Keras's name
+    return _ABS(x)
+
+
+absolute = abs
+
+
+def exp(x):
+    return _EXP(x)
+
+
+def log(x):
+    return _LOG(x)
+
+
+def log1p(x):
+    return _LOG1P(x)
+
+
+def sign(x):
+    return _SIGN(x)
+
+
+def floor(x):
+    return _FLOOR(x)
+
+
+def round(x, decimals=0):  # noqa: A001 - Keras's name
+    if decimals != 0:
+        raise ValueError(f"Expected decimals=0, received decimals={decimals!r}")
+    return _ROUND(x)
+
+
+def maximum(x1, x2):
+    return _MAXIMUM(x1, x2)
+
+
+def minimum(x1, x2):
+    return _MINIMUM(x1, x2)
+
+
+class _Clip(Op):
+    def __init__(self, x_min, x_max):
+        self.x_min, self.x_max = x_min, x_max
+
+    def compute(self, x):
+        return np.asarray(np.clip(x, self.x_min, self.x_max))
+
+    def spec(self, x):
+        return Spec(x.shape, result_dtype(lambda v: np.clip(v, self.x_min, self.x_max), x))
+
+    def gradients(self, dy, xs, y):
+        x = xs[0]
+        return [dy * ((x >= self.x_min) & (x <= self.x_max))]
+
+
+def clip(x, x_min, x_max):
+    """Values of ``x`` limited to [x_min, x_max] (numbers); the gradient passes where x is
+    inside, bounds included."""
+    return _Clip(x_min, x_max)(x)
+
+
+class _Where(Op):
+    def compute(self, condition, x1, x2):
+        return np.asarray(np.where(condition, x1, x2))
+
+    def spec(self, condition, x1, x2):
+        return Spec(broadcast_shapes(condition.shape, x1.shape, x2.shape),
+                    result_dtype(lambda a, b: np.where(True, a, b), x1, x2))
+
+    def gradients(self, dy, xs, y):
+        condition = np.asarray(xs[0], bool)
+        return [None, np.where(condition, dy, 0), np.where(condition, 0, dy)]
+
+
+def where(condition, x1=None, x2=None):
+    if x1 is None or x2 is None:
+        raise ValueError("Expected both x1 and x2: where(condition) alone gives indices, which "
+                         "fastcnn does not provide")
+    return _Where()(condition, x1, x2)
+
+
+_COMPARISONS = {name: Elementwise(getattr(np, name), dtype="bool")
+                for name in ("equal", "not_equal", "greater", "greater_equal", "less",
+                             "less_equal", "logical_and", "logical_or")}
+_LOGICAL_NOT = Elementwise(np.logical_not, dtype="bool")
+
+
+def equal(x1, x2):
+    return _COMPARISONS["equal"](x1, x2)
+
+
+def not_equal(x1, x2):
+    return _COMPARISONS["not_equal"](x1, x2)
+
+
+def greater(x1, x2):
+    return _COMPARISONS["greater"](x1, x2)
+
+
+def greater_equal(x1, x2):
+    return _COMPARISONS["greater_equal"](x1, x2)
+
+
+def less(x1, x2):
+    return _COMPARISONS["less"](x1, x2)
+
+
+def less_equal(x1, x2):
+    return _COMPARISONS["less_equal"](x1, x2)
+
+
+def logical_and(x1, x2):
+    return _COMPARISONS["logical_and"](x1, x2)
+
+
+def logical_or(x1, x2):
+    return _COMPARISONS["logical_or"](x1, x2)
+
+
+def logical_not(x):
+    return _LOGICAL_NOT(x)
+
+
+# The NumPy ufuncs behind Python's operators: what a KerasTensor's operator maps to when a
+# NumPy array is on its left, and a weight's arithmetic inside a traced call (core.Variable).
+OPERATOR_UFUNCS = {"add": add, "subtract": subtract, "multiply": multiply,
+                   "true_divide": divide, "divide": divide, "power": power,
+                   "negative": negative, "equal": equal, "not_equal": not_equal,
+                   "greater": greater, "greater_equal": greater_equal, "less": less,
+                   "less_equal": less_equal}
