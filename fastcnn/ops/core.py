@@ -147,6 +147,12 @@ class OpCall(Operation):
         """Frozen when a layer owning one of its weights is frozen."""
         return all(owner.trainable for owner in self._owners)
 
+    def get_config(self):
+        raise TypeError(f"A functional model with a fastcnn.ops call ({self.name}) between its "
+                        "layers cannot be saved by its config: put the ops in a custom layer "
+                        "(saved through register_keras_serializable or custom_objects), or save "
+                        "the weights alone with save_weights")
+
     def compute_output_shape(self, input_shape):
         shapes = iter(input_shape)
         specs = [Spec(next(shapes), "float32") if kind == "input" else spec_of(

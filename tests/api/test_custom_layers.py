@@ -1,0 +1,321 @@
+"""The Keras guide's custom-layer patterns written with fastcnn.ops, in our own words: each is
+traced when built, trains in fit with no hand-written backward, and its weight gradients match
+finite differences. Plus: custom losses and metrics as plain functions, what cannot be traced,
+and saving a model that holds an ops-based layer."""
+import numpy as np
+import pytest
+
+import fastcnn
+from fastcnn import layers, ops
+from fastcnn.saving import register_keras_serializable
+from tests.conftest import check_weight_gradients, reloaded
+
+
+@register_keras_serializable(package="ops_tests")
+class Linear(layers.Layer):
+    """y = x w + b, its weights made in build."""
+
+    def __init__(self, units=4, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], self.units), initializer="random_normal")
+        self.b = self.add_weight(shape=(self.units,), initializer="random_normal")
+
+    def call(self, inputs):
+        return ops.matmul(inputs, self.w) + self.b
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+class Doubler(layers.Layer):
+    def call(self, inputs):
+        return inputs * 2.0
+
+
+class RunningMean(layers.Layer):
+    """Subtracts the mean of every batch it has seen in training: a non-trainable weight
+    written in call through Variable.assign."""
+
+    def build(self, input_shape):
+        self.mean = self.add_weight(shape=(input_shape[-1],), initializer="zeros",
+                                    trainable=False)
+        self.seen = self.add_weight(shape=(), initializer="zeros", trainable=False)
+
+    def call(self, inputs, training=False):
+        if training:
+            self.seen.assign_add(1.0)
+            self.mean.assign(self.mean + (ops.mean(inputs, axis=0) - self.mean) / self.seen)
+        return inputs - self.mean
+
+
+@register_keras_serializable(package="ops_tests")
+class Residual(layers.Layer):
+    """relu(x + dense2(relu(dense1(x)))) scaled by a trained gain: sublayers and ops."""
+
+    def __init__(self, width, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+        self.inner = layers.Dense(width, activation="relu")
+        self.outer = layers.Dense(width)
+
+    def build(self, input_shape):
+        self.gain = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, inputs):
+        return ops.relu(inputs + self.outer(self.inner(inputs))) * self.gain
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width}
+
+
+def _data(n=64, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    y = (x @ np.array([[1.0], [2.0], [-1.0]])[:d] + 0.5).astype(np.float32)
+    return x, y
+
+
+def _fit(model, x, y, loss="mse", epochs=30):
+    model.compile(fastcnn.optimizers.SGD(0.05), loss)
+    return model.fit(x, y, epochs=epochs, batch_size=16, verbose=0).history["loss"]
+
+
+def test_stateless_call_doubles_and_trains_under_it():
+    x, y = _data()
+    inputs = fastcnn.Input((3,))
+    model = fastcnn.Model(inputs, layers.Dense(1)(Doubler()(inputs)))
+    np.testing.assert_array_equal(Doubler()(x), x * 2)
+    losses = _fit(model, x, y)
+    assert losses[-1] < 0.05 * losses[0]
+
+
+def test_linear_layer_trains_and_its_gradients_match_finite_differences():
+    fastcnn.utils.set_random_seed(0)
+    x, y = _data()
+    inputs = fastcnn.Input((3,))
+    linear = Linear(2)
+    model = fastcnn.Model(inputs, Linear(1)(ops.tanh(linear(inputs))))
+    rng = np.random.default_rng(1)
+    check_weight_gradients(model, [x[:8]], [rng.normal(size=(8, 1)).astype(np.float32)],
+                           model.trainable_weights)
+    assert len(model.trainable_weights) == 4
+    losses = _fit(model, x, y, epochs=40)
+    assert losses[-1] < 0.2 * losses[0]
+
+
+def test_linear_matches_dense_with_the_same_weights():
+    x, _ = _data()
+    dense = layers.Dense(4)
+    linear = Linear(4)
+    dense.build((None, 3))
+    linear.build((None, 3))
+    linear.set_weights(dense.get_weights())
+    np.testing.assert_allclose(linear(x), dense(x), rtol=1e-6, atol=1e-6)
+
+
+def test_running_mean_is_updated_in_training_only():
+    x, y = _data()
+    inputs = fastcnn.Input((3,))
+    running = RunningMean()
+    model = fastcnn.Model(inputs, layers.Dense(1)(running(inputs)))
+    model.compile("sgd", "mse")
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, shuffle=False)
+    assert float(running.seen) == 8
+    np.testing.assert_allclose(running.mean, x.mean(axis=0), rtol=1e-5, atol=1e-6)
+    before = np.array(running.mean)
+    model.predict(x, verbose=0)
+    model.evaluate(x, y, verbose=0)
+    np.testing.assert_array_equal(running.mean, before)
+    assert running.trainable_weights == [] and len(running.non_trainable_weights) == 2
+
+
+def test_assignment_read_back_in_the_same_call_sees_the_new_value():
+    class Counter(layers.Layer):
+        def build(self, input_shape):
+            self.count = self.add_weight(shape=(), initializer="zeros", trainable=False)
+
+        def call(self, inputs):
+            self.count.assign_add(1.0)
+            return inputs * 0.0 + self.count
+
+    counter = Counter()
+    x = np.zeros((2, 3), np.float32)
+    np.testing.assert_array_equal(counter(x), np.ones((2, 3)))
+    np.testing.assert_array_equal(counter(x), np.full((2, 3), 2.0))
+    assert float(counter.count) == 2
+
+
+def test_residual_block_trains_and_its_gradients_match_finite_differences():
+    fastcnn.utils.set_random_seed(2)
+    x, y = _data()
+    inputs = fastcnn.Input((3,))
+    model = fastcnn.Model(inputs, layers.Dense(1)(Residual(3)(inputs)))
+    rng = np.random.default_rng(3)
+    check_weight_gradients(model, [x[:8]], [rng.normal(size=(8, 1)).astype(np.float32)],
+                           model.trainable_weights)
+    assert len(model.trainable_weights) == 7
+    losses = _fit(model, x, y, epochs=40)
+    assert losses[-1] < 0.2 * losses[0]
+
+
+def test_frozen_custom_layer_keeps_its_weights():
+    x, y = _data()
+    inputs = fastcnn.Input((3,))
+    linear = Linear(1)
+    model = fastcnn.Model(inputs, linear(inputs))
+    model.build((None, 3))
+    linear.trainable = False
+    before = linear.get_weights()
+    model.compile("sgd", "mse")
+    model.fit(x, y, epochs=1, verbose=0)
+    for w, b in zip(linear.get_weights(), before):
+        np.testing.assert_array_equal(w, b)
+
+
+def test_functional_model_of_ops_alone_trains():
+    x, y = _data()
+    inputs = fastcnn.Input((3,))
+    hidden = layers.Dense(8)(inputs)
+    out = layers.Dense(1)(ops.maximum(hidden, 0.1 * hidden) + ops.square(inputs[:, :1]) * 0.0)
+    model = fastcnn.Model(inputs, out)
+    assert [type(l).__name__ for l in model.layers] == ["InputLayer", "Dense", "Dense"]
+    losses = _fit(model, x, y)
+    assert losses[-1] < 0.1 * losses[0]
+
+
+def test_custom_loss_function_trains_as_the_builtin_loss_does():
+    x, y = _data()
+
+    def my_mse(y_true, y_pred):
+        return ops.mean(ops.square(y_true - y_pred), axis=-1)
+
+    histories = []
+    for loss in ("mse", my_mse):
+        fastcnn.utils.set_random_seed(5)
+        model = fastcnn.Sequential([fastcnn.Input((3,)), layers.Dense(1)])
+        histories.append(_fit(model, x, y, loss=loss, epochs=3))
+    np.testing.assert_allclose(histories[1], histories[0], rtol=1e-5)
+
+
+def test_custom_loss_gradient_matches_finite_differences():
+    from fastcnn.ops.loss_function import LossFunctionWrapper
+
+    def huber(y_true, y_pred):
+        error = ops.abs(y_true - y_pred)
+        return ops.sum(ops.where(error < 1.0, 0.5 * ops.square(error), error - 0.5), axis=-1)
+
+    rng = np.random.default_rng(4)
+    y_pred = rng.normal(size=(6, 3)) * 2
+    y_true = rng.normal(size=(6, 3))
+    loss = LossFunctionWrapper(huber)
+    grad, per_sample = np.empty_like(y_pred), np.empty(6)
+    loss.forward_backward(y_pred, y_true, False, grad, per_sample)
+    error = np.abs(y_true - y_pred)
+    want = np.where(error < 1, 0.5 * error ** 2, error - 0.5).sum(-1)
+    np.testing.assert_allclose(per_sample, want, rtol=1e-12)
+
+    from tests.conftest import numeric_grad
+
+    def mean_loss():
+        e = np.abs(y_true - y_pred)
+        return np.where(e < 1, 0.5 * e ** 2, e - 0.5).sum(-1).mean()
+
+    np.testing.assert_allclose(grad, numeric_grad(mean_loss, y_pred), rtol=1e-6, atol=1e-9)
+
+
+def test_custom_loss_of_one_number_and_of_positions():
+    x, y = _data()
+    for fn in (lambda t, p: ops.mean(ops.square(t - p)),  # one number
+               lambda t, p: ops.square(t - p)):  # one value per position
+        fastcnn.utils.set_random_seed(5)
+        model = fastcnn.Sequential([fastcnn.Input((3,)), layers.Dense(1)])
+        model.compile(fastcnn.optimizers.SGD(0.05), fn)
+        want = float(np.mean((model.predict(x, verbose=0) - y) ** 2))
+        assert model.evaluate(x, y, verbose=0) == pytest.approx(want, rel=1e-5)
+
+
+def test_custom_metric_function_is_evaluated_on_arrays():
+    def mean_abs(y_true, y_pred):
+        return ops.mean(ops.abs(y_true - y_pred), axis=-1)
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    np.testing.assert_allclose(mean_abs(a, b), np.abs(a - b).mean(-1))
+
+
+def test_python_control_flow_on_a_tensor_is_refused_at_build():
+    class Branchy(layers.Layer):
+        def call(self, inputs):
+            if ops.sum(inputs) > 0:
+                return inputs
+            return -inputs
+
+    with pytest.raises(TypeError, match="cannot be traced.*truth value"):
+        Branchy()(fastcnn.Input((3,)))
+
+
+def test_numpy_function_on_a_tensor_is_refused_at_build():
+    class NumPyCall(layers.Layer):
+        def call(self, inputs):
+            return np.exp(inputs)
+
+    with pytest.raises(TypeError, match="cannot be traced.*exp"):
+        NumPyCall()(fastcnn.Input((3,)))
+
+    class NumPyOnWeight(layers.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(3,))
+
+        def call(self, inputs):
+            return inputs * np.exp(self.w)
+
+    with pytest.raises(TypeError, match="cannot be traced.*exp"):
+        NumPyOnWeight()(fastcnn.Input((3,)))
+
+
+def test_saving_a_model_with_an_ops_layer(tmp_path):
+    x, y = _data()
+    inputs = fastcnn.Input((3,))
+    model = fastcnn.Model(inputs, Linear(1)(Residual(2)(Linear(2)(inputs))))
+    _fit(model, x, y, epochs=1)
+    copy = reloaded(model, x, tmp_path)
+    assert [type(l).__name__ for l in copy.layers] == ["InputLayer", "Linear", "Residual",
+                                                        "Linear"]
+    with pytest.raises(TypeError, match="cannot be saved by its config"):
+        fastcnn.Model(inputs, ops.tanh(inputs)).save(tmp_path / "ops.keras")
+
+    class Unregistered(Linear):
+        pass
+
+    inputs = fastcnn.Input((3,))
+    model = fastcnn.Model(inputs, Unregistered(2)(inputs))
+    reloaded(model, x, tmp_path, custom_objects={"Unregistered": Unregistered})
+
+
+def test_saving_a_model_compiled_with_a_custom_loss(tmp_path):
+    @register_keras_serializable(package="ops_tests")
+    def scaled_mse(y_true, y_pred):
+        return ops.mean(ops.square(y_true - y_pred), axis=-1) * 2.0
+
+    x, y = _data()
+    model = fastcnn.Sequential([fastcnn.Input((3,)), layers.Dense(1)])
+    model.compile("sgd", scaled_mse)
+    model.fit(x, y, epochs=1, verbose=0)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    copy = fastcnn.models.load_model(path)
+    assert copy.evaluate(x, y, verbose=0) == pytest.approx(model.evaluate(x, y, verbose=0))
+    assert copy.loss.fn is scaled_mse
+
+    def plain_mse(y_true, y_pred):
+        return ops.mean(ops.square(y_true - y_pred), axis=-1)
+
+    model.compile("sgd", plain_mse)
+    model.save(path)
+    with pytest.raises(ValueError, match="Unknown function 'plain_mse'"):
+        fastcnn.models.load_model(path)
+    copy = fastcnn.models.load_model(path, custom_objects={"plain_mse": plain_mse})
+    assert copy.loss.fn is plain_mse
