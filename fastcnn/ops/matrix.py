@@ -23,7 +23,7 @@ class _MatMul(Op):
         a, b = np.asarray(a), np.asarray(b)
         if _dense_pair(a, b):
             return dense.dense_forward(a, b, None)
-        return np.matmul(a, b)
+        return np.asarray(np.matmul(a, b))
 
     def spec(self, a, b):
         if not a.shape or not b.shape:
@@ -134,6 +134,8 @@ class _Einsum(Op):
             if "..." in term and "..." not in output + "".join(others):
                 raise NotImplementedError(f"einsum {self.subscripts!r}: no gradient when '...' "
                                           "is summed out")
+            if "..." in output + "".join(others) and "..." not in term:
+                target = "..." + target  # NumPy sums no broadcast axis away: unbroadcast does
             g = np.einsum(",".join([output, *others]) + "->" + target, dy,
                           *[xs[j] for j in range(len(xs)) if j != i])
             if missing:
