@@ -8,7 +8,18 @@ import math
 
 import numpy as np
 
+from .._ops import reduce as reduce_ops
 from .core import Op, Spec, normalize_axis, result_dtype
+
+_KERNEL_DTYPES = (np.float32, np.float64)
+
+
+def _kernel_reduce(op, x, axes, keepdims):
+    """The reduce kernel's answer for a float array, or None for other dtypes (NumPy's)."""
+    if x.dtype not in _KERNEL_DTYPES or not axes:
+        return None
+    out = reduce_ops.reduce_forward(op, x, axes)
+    return np.expand_dims(out, axes) if keepdims else out
 
 
 class Reduction(Op):
@@ -43,7 +54,8 @@ class Reduction(Op):
 class _Sum(Reduction):
     @staticmethod
     def reduce(x, axes, keepdims):
-        return np.sum(x, axis=axes, keepdims=keepdims)
+        out = _kernel_reduce("sum", x, axes, keepdims)
+        return np.sum(x, axis=axes, keepdims=keepdims) if out is None else out
 
     def gradients(self, dy, xs, y):
         return [np.broadcast_to(self._kept(dy, xs[0]), np.shape(xs[0]))]
@@ -52,22 +64,28 @@ class _Sum(Reduction):
 class _Mean(Reduction):
     @staticmethod
     def reduce(x, axes, keepdims):
-        return np.mean(x, axis=axes, keepdims=keepdims)
+        out = _kernel_reduce("mean", x, axes, keepdims)
+        return np.mean(x, axis=axes, keepdims=keepdims) if out is None else out
 
     def gradients(self, dy, xs, y):
         return [np.broadcast_to(self._kept(dy, xs[0]) / self._count(xs[0]), np.shape(xs[0]))]
 
 
 class _Extreme(Reduction):
-    def __init__(self, fn, axis=None, keepdims=False):
+    def __init__(self, name, axis=None, keepdims=False):
         super().__init__(axis, keepdims)
-        self.fn = fn
+        self.name, self.fn = name, getattr(np, name)
 
     def reduce(self, x, axes, keepdims):
-        return self.fn(x, axis=axes, keepdims=keepdims)
+        out = _kernel_reduce(self.name, x, axes, keepdims) if x.size else None
+        return self.fn(x, axis=axes, keepdims=keepdims) if out is None else out
 
     def gradients(self, dy, xs, y):
         x = xs[0]
+        axes = self._axes(x.ndim)
+        if x.dtype in _KERNEL_DTYPES and dy.dtype == x.dtype and axes:
+            kept = tuple(d for a, d in enumerate(x.shape) if a not in axes)
+            return [reduce_ops.extreme_backward(x, y.reshape(kept), dy.reshape(kept), axes)]
         mask = x == self._kept(y, x)
         count = mask.sum(axis=self._axes(x.ndim), keepdims=True)
         return [mask * (self._kept(dy, x) / count)]
@@ -142,13 +160,13 @@ def mean(x, axis=None, keepdims=False):
 def max(x, axis=None, keepdims=False, initial=None):  # noqa: A001 - Keras's name
     if initial is not None:
         raise ValueError(f"Expected initial=None, received initial={initial!r}")
-    return _Extreme(np.max, axis, keepdims)(x)
+    return _Extreme("max", axis, keepdims)(x)
 
 
 def min(x, axis=None, keepdims=False, initial=None):  # noqa: A001 - Keras's name
     if initial is not None:
         raise ValueError(f"Expected initial=None, received initial={initial!r}")
-    return _Extreme(np.min, axis, keepdims)(x)
+    return _Extreme("min", axis, keepdims)(x)
 
 
 amax, amin = max, min

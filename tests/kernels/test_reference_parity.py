@@ -679,6 +679,25 @@ def k_smallest(rng, dtype):
         yield dist, np.full((37, k), -7, np.intp), unset((37, k), dtype), THREADS
 
 
+REDUCE_LAYOUTS = [(1, 1, 1), (3, 7, 1), (2, 5, 300), (1, 1000, 3), (4, 1, 5)]  # (outer, n, inner)
+
+
+def reduce_forward(rng, dtype):
+    for op in ("sum", "mean", "max", "min"):
+        for shape in REDUCE_LAYOUTS:
+            x = normal(rng, shape, dtype)
+            x[0, -1, 0] = np.nan if op in ("max", "min") else x[0, -1, 0]  # NaN wins
+            yield op, x, unset((shape[0], shape[2]), dtype), THREADS
+
+
+def extreme_backward(rng, dtype):
+    for reduce in (np.max, np.min):
+        for shape in REDUCE_LAYOUTS:
+            x = rng.integers(-2, 3, shape).astype(dtype)  # ties
+            yield (x, reduce(x, axis=1), normal(rng, (shape[0], shape[2]), dtype),
+                   unset(shape, dtype), THREADS)
+
+
 CASES = {
     **{f"{name}_{direction}": case for name, grid in POINTWISE_KERNELS.items()
        for direction, case in zip(("forward", "backward"), pointwise_with(*grid))},
@@ -720,6 +739,8 @@ CASES = {
     "concatenate_backward": concatenate_backward,
     "elementwise_forward": elementwise_forward,
     "elementwise_backward": elementwise_backward,
+    "reduce_forward": reduce_forward,
+    "extreme_backward": extreme_backward,
     "remap2d_forward": remap2d_forward,
     "remap2d_backward": remap2d_backward,
     "affine2d_forward": affine2d_forward,
