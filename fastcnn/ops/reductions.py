@@ -51,34 +51,29 @@ class Reduction(Op):
         return math.prod(np.shape(x)[a] for a in self._axes(np.ndim(x)))
 
 
-class _Sum(Reduction):
-    @staticmethod
-    def reduce(x, axes, keepdims):
-        out = _kernel_reduce("sum", x, axes, keepdims)
-        return np.sum(x, axis=axes, keepdims=keepdims) if out is None else out
+class _Kernel(Reduction):
+    """A reduction the reduce kernels run on float arrays: ``name`` is its kernel op and NumPy
+    function."""
 
-    def gradients(self, dy, xs, y):
-        return [np.broadcast_to(self._kept(dy, xs[0]), np.shape(xs[0]))]
-
-
-class _Mean(Reduction):
-    @staticmethod
-    def reduce(x, axes, keepdims):
-        out = _kernel_reduce("mean", x, axes, keepdims)
-        return np.mean(x, axis=axes, keepdims=keepdims) if out is None else out
-
-    def gradients(self, dy, xs, y):
-        return [np.broadcast_to(self._kept(dy, xs[0]) / self._count(xs[0]), np.shape(xs[0]))]
-
-
-class _Extreme(Reduction):
     def __init__(self, name, axis=None, keepdims=False):
         super().__init__(axis, keepdims)
-        self.name, self.fn = name, getattr(np, name)
+        self.name = name
 
     def reduce(self, x, axes, keepdims):
         out = _kernel_reduce(self.name, x, axes, keepdims) if x.size else None
-        return self.fn(x, axis=axes, keepdims=keepdims) if out is None else out
+        return getattr(np, self.name)(x, axis=axes, keepdims=keepdims) if out is None else out
+
+
+class _Total(_Kernel):
+    """sum, and mean: the sum over the count."""
+
+    def gradients(self, dy, xs, y):
+        scale = 1 / self._count(xs[0]) if self.name == "mean" else 1
+        return [np.broadcast_to(self._kept(dy, xs[0]) * scale, np.shape(xs[0]))]
+
+
+class _Extreme(_Kernel):
+    """max and min."""
 
     def gradients(self, dy, xs, y):
         x = xs[0]
@@ -87,7 +82,7 @@ class _Extreme(Reduction):
             kept = tuple(d for a, d in enumerate(x.shape) if a not in axes)
             return [reduce_ops.extreme_backward(x, y.reshape(kept), dy.reshape(kept), axes)]
         mask = x == self._kept(y, x)
-        count = mask.sum(axis=self._axes(x.ndim), keepdims=True)
+        count = mask.sum(axis=axes, keepdims=True)
         return [mask * (self._kept(dy, x) / count)]
 
 
@@ -150,11 +145,11 @@ class _ArgExtreme(Op):
 
 
 def sum(x, axis=None, keepdims=False):  # noqa: A001 - Keras's name
-    return _Sum(axis, keepdims)(x)
+    return _Total("sum", axis, keepdims)(x)
 
 
 def mean(x, axis=None, keepdims=False):
-    return _Mean(axis, keepdims)(x)
+    return _Total("mean", axis, keepdims)(x)
 
 
 def max(x, axis=None, keepdims=False, initial=None):  # noqa: A001 - Keras's name
