@@ -8,7 +8,7 @@ the first operand at ties, as TensorFlow's do.
 import numpy as np
 
 from .._ops import merge
-from .core import Op, Spec, broadcast_shapes, result_dtype
+from .core import Op, Spec, broadcast_shapes, recordable, result_dtype
 
 _KERNEL_DTYPES = (np.float32, np.float64)
 
@@ -102,18 +102,22 @@ def _float_fn(fn):
     return wrapped
 
 
+@recordable
 def add(x1, x2):
     return _ADD(x1, x2)
 
 
+@recordable
 def subtract(x1, x2):
     return _SUBTRACT(x1, x2)
 
 
+@recordable
 def multiply(x1, x2):
     return _MULTIPLY(x1, x2)
 
 
+@recordable
 def divide(x1, x2):
     return _DIVIDE(x1, x2)
 
@@ -121,22 +125,27 @@ def divide(x1, x2):
 true_divide = divide
 
 
+@recordable
 def power(x1, x2):
     return _POWER(x1, x2)
 
 
+@recordable
 def negative(x):
     return _NEGATIVE(x)
 
 
+@recordable
 def square(x):
     return _SQUARE(x)
 
 
+@recordable
 def sqrt(x):
     return _SQRT(x)
 
 
+@recordable
 def abs(x):  # noqa: A001 - Keras's name
     return _ABS(x)
 
@@ -144,36 +153,44 @@ def abs(x):  # noqa: A001 - Keras's name
 absolute = abs
 
 
+@recordable
 def exp(x):
     return _EXP(x)
 
 
+@recordable
 def log(x):
     return _LOG(x)
 
 
+@recordable
 def log1p(x):
     return _LOG1P(x)
 
 
+@recordable
 def sign(x):
     return _SIGN(x)
 
 
+@recordable
 def floor(x):
     return _FLOOR(x)
 
 
+@recordable
 def round(x, decimals=0):  # noqa: A001 - Keras's name
     if decimals != 0:
         raise ValueError(f"Expected decimals=0, received decimals={decimals!r}")
     return _ROUND(x)
 
 
+@recordable
 def maximum(x1, x2):
     return _MAXIMUM(x1, x2)
 
 
+@recordable
 def minimum(x1, x2):
     return _MINIMUM(x1, x2)
 
@@ -193,6 +210,7 @@ class _Clip(Op):
         return [dy * ((x >= self.x_min) & (x <= self.x_max))]
 
 
+@recordable
 def clip(x, x_min, x_max):
     """Values of ``x`` limited to [x_min, x_max] (numbers); the gradient passes where x is
     inside, bounds included."""
@@ -212,6 +230,7 @@ class _Where(Op):
         return [None, np.where(condition, dy, 0), np.where(condition, 0, dy)]
 
 
+@recordable
 def where(condition, x1=None, x2=None):
     if x1 is None or x2 is None:
         raise ValueError("Expected both x1 and x2: where(condition) alone gives indices, which "
@@ -225,38 +244,47 @@ _COMPARISONS = {name: Elementwise(getattr(np, name), dtype="bool")
 _LOGICAL_NOT = Elementwise(np.logical_not, dtype="bool")
 
 
+@recordable
 def equal(x1, x2):
     return _COMPARISONS["equal"](x1, x2)
 
 
+@recordable
 def not_equal(x1, x2):
     return _COMPARISONS["not_equal"](x1, x2)
 
 
+@recordable
 def greater(x1, x2):
     return _COMPARISONS["greater"](x1, x2)
 
 
+@recordable
 def greater_equal(x1, x2):
     return _COMPARISONS["greater_equal"](x1, x2)
 
 
+@recordable
 def less(x1, x2):
     return _COMPARISONS["less"](x1, x2)
 
 
+@recordable
 def less_equal(x1, x2):
     return _COMPARISONS["less_equal"](x1, x2)
 
 
+@recordable
 def logical_and(x1, x2):
     return _COMPARISONS["logical_and"](x1, x2)
 
 
+@recordable
 def logical_or(x1, x2):
     return _COMPARISONS["logical_or"](x1, x2)
 
 
+@recordable
 def logical_not(x):
     return _LOGICAL_NOT(x)
 

@@ -15,12 +15,14 @@ node that writes the variable when the graph runs (after every op that read the 
 later reads in the same ``call`` see the assigned value.
 """
 import contextlib
+import functools
 import threading
 
 import numpy as np
 
 from ..engine.operation import Operation
-from ..engine.tensor import OPERATORS, KerasTensor, Node, unique_name
+from ..engine.tensor import OPERATORS, KerasTensor, Node, flatten, unique_name
+from ..serialization import register_builtin
 
 FLOAT_KINDS = "fc"
 
@@ -130,13 +132,16 @@ def _eager(operand):
     return np.asarray(operand)
 
 
+@register_builtin
 class OpCall(Operation):
     """One node of an op: its operands in order, each a node input ("input", k), a weight of a
-    traced layer ("weight", j) or a constant ("constant", value)."""
+    traced layer ("weight", j) or a constant ("constant", value). ``call``: the public function
+    call that recorded it, (name, args, kwargs), when calling it again on the node's inputs
+    records this node again (what a saved functional model keeps), else None."""
 
-    def __init__(self, op, layout, weights, owners):
+    def __init__(self, op, layout, weights, owners, call=None):
         super().__init__()
-        self.op, self.layout = op, layout
+        self.op, self.layout, self.call = op, layout, call
         self.name = unique_name(type(op).__name__.lower())
         self._weights = weights
         self._weight_trainable = [owner._weight_trainable[i] for owner, i in owners]
@@ -148,10 +153,29 @@ class OpCall(Operation):
         return all(owner.trainable for owner in self._owners)
 
     def get_config(self):
-        raise TypeError(f"A functional model with a fastcnn.ops call ({self.name}) between its "
-                        "layers cannot be saved by its config: put the ops in a custom layer "
-                        "(saved through register_keras_serializable or custom_objects), or save "
-                        "the weights alone with save_weights")
+        """The public call that recorded the node, its tensors as positions among the node's
+        inputs: from_config gives what calls it again."""
+        try:
+            if self.call is None:
+                raise TypeError("it was recorded inside another op")
+            name, args, kwargs = self.call
+            inputs = {id(t): k for k, t in reversed(list(enumerate(
+                self._inbound_nodes[0].input_tensors)))}
+            return {"function": name, "args": _encode(list(args), inputs),
+                    "kwargs": _encode(kwargs, inputs)}
+        except TypeError as e:
+            raise TypeError(f"A functional model with the fastcnn.ops call {self.name} cannot be "
+                            f"saved by its config ({e}): put the ops in a custom layer (saved "
+                            "through register_keras_serializable or custom_objects), or save "
+                            "the weights alone with save_weights") from None
+
+    @classmethod
+    def from_config(cls, config):
+        if not isinstance(config, dict) or config.get("function") not in _FUNCTIONS:
+            raise ValueError(f"Expected the config of a fastcnn.ops call, received "
+                             f"{config!r:.200}")
+        return _Replay(_FUNCTIONS[config["function"]], config.get("args", []),
+                       config.get("kwargs", {}))
 
     def compute_output_shape(self, input_shape):
         shapes = iter(input_shape)
@@ -187,6 +211,8 @@ class OpCall(Operation):
 
 def _record(op, operands, scope):
     inputs, layout, weights, owners = [], [], [], []
+    calls = getattr(_local, "calls", None)
+    call = calls[-1] if calls else None
     for o in operands:
         if scope is not None and not isinstance(o, KerasTensor):
             o = scope.current_value(o)
@@ -203,7 +229,10 @@ def _record(op, operands, scope):
             if isinstance(o, (list, tuple)):
                 o = np.asarray(o)
             layout.append(("constant", o))
-    call = OpCall(op, layout, weights, owners)
+    if call is not None and [id(t) for t in flatten([call[1], call[2]])
+                             if isinstance(t, KerasTensor)] != [id(t) for t in inputs]:
+        call = None  # the public call's tensors are not this node's inputs
+    call = OpCall(op, layout, weights, owners, call)
     specs = [Spec(inputs[v].shape, inputs[v].dtype) if kind == "input" else
              spec_of(weights[v] if kind == "weight" else v) for kind, v in layout]
     spec = op.spec(*specs)
@@ -216,6 +245,88 @@ def _record(op, operands, scope):
         for w in weights:
             scope.readers.setdefault(id(w), []).extend(outputs)
     return outputs if many else outputs[0]
+
+
+# -- the public functions, and calling them again from a saved config ----------------------
+_FUNCTIONS = {}  # "module.name" -> public function (ops.arithmetic.add: "arithmetic.add")
+
+
+def recordable(fn):
+    """Mark a public function of fastcnn.ops: the nodes its own op calls record keep how to
+    call it again, which is how a functional model with ops is saved."""
+    name = f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__}"
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        calls = _local.__dict__.setdefault("calls", [])
+        calls.append((name, args, kwargs))
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            calls.pop()
+
+    _FUNCTIONS[name] = wrapper
+    return wrapper
+
+
+class _Replay:
+    """A saved op call, called on its node's input tensors like a layer."""
+
+    def __init__(self, function, args, kwargs):
+        self.function, self.args, self.kwargs = function, args, kwargs
+
+    def __call__(self, inputs, training=None):
+        inputs = flatten(inputs)
+        return self.function(*_decode(self.args, inputs), **_decode(self.kwargs, inputs))
+
+
+def _encode(value, inputs):
+    """``value`` (an argument of a public op) as JSON; tensors as {"tensor": k}."""
+    if isinstance(value, KerasTensor):
+        return {"tensor": inputs[id(value)]}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list):
+        return [_encode(v, inputs) for v in value]
+    if isinstance(value, tuple):
+        return {"tuple": [_encode(v, inputs) for v in value]}
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {"dict": {k: _encode(v, inputs) for k, v in value.items()}}
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"an array of dtype {value.dtype} has no JSON form")
+        return {"array": value.tolist(), "dtype": value.dtype.name}
+    if isinstance(value, slice):
+        return {"slice": [_encode(v, inputs) for v in (value.start, value.stop, value.step)]}
+    if value is Ellipsis:
+        return {"ellipsis": True}
+    if isinstance(value, (np.dtype, type)):
+        return {"dtype": np.dtype(value).name}
+    raise TypeError(f"an argument {value!r:.100} has no JSON form")
+
+
+def _decode(value, inputs):
+    if isinstance(value, list):
+        return [_decode(v, inputs) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "tensor" in value:
+        return inputs[value["tensor"]]
+    if "tuple" in value:
+        return tuple(_decode(v, inputs) for v in value["tuple"])
+    if "dict" in value:
+        return {k: _decode(v, inputs) for k, v in value["dict"].items()}
+    if "array" in value:
+        return np.array(value["array"], dtype=value["dtype"])
+    if "slice" in value:
+        return slice(*_decode(value["slice"], inputs))
+    if "ellipsis" in value:
+        return Ellipsis
+    if "dtype" in value:
+        return np.dtype(value["dtype"])
+    raise ValueError(f"Expected an encoded op argument, received {value!r:.100}")
 
 
 # -- tracing scope -------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .._ops import resize as resize_ops
-from .core import Op, Spec, spec_of
+from .core import Op, Spec, recordable, spec_of
 from .shape import expand_dims, squeeze
 
 
@@ -36,6 +36,7 @@ class _Resize(Op):
         return [resize_ops.resize2d_backward(dy, np.shape(xs[0]), self.size, **self._args())]
 
 
+@recordable
 def resize(images, size, interpolation="bilinear", antialias=False, crop_to_aspect_ratio=False,
            pad_to_aspect_ratio=False, fill_mode="constant", fill_value=0.0, data_format=None):
     """NHWC ``images`` resized to ``size`` (height, width), as Keras's image.resize with

@@ -8,7 +8,8 @@ import numpy as np
 
 from .._ops import dense
 from .arithmetic import multiply
-from .core import Op, Spec, broadcast_shapes, result_dtype, spec_of, unbroadcast
+from .core import (Op, Spec, broadcast_shapes, recordable, result_dtype, spec_of,
+                   unbroadcast)
 
 _KERNEL_DTYPES = (np.float32, np.float64)
 
@@ -56,6 +57,7 @@ class _MatMul(Op):
         return [da, db]
 
 
+@recordable
 def matmul(x1, x2):
     return _MatMul()(x1, x2)
 
@@ -155,12 +157,14 @@ class _Einsum(Op):
         return grads
 
 
+@recordable
 def einsum(subscripts, *operands):
     if not isinstance(subscripts, str):
         raise TypeError(f"Expected subscripts to be a string, received {subscripts!r}")
     return _Einsum(subscripts)(*operands)
 
 
+@recordable
 def dot(x1, x2):
     """NumPy's dot: a product with a scalar, matmul for vectors and matrices, and for higher
     ranks the sum over the last axis of x1 and the second-to-last of x2."""
@@ -179,6 +183,7 @@ def dot(x1, x2):
     return einsum(f"{la},{lb}->{out}", x1, x2)
 
 
+@recordable
 def tensordot(x1, x2, axes=2):
     a, b = spec_of(x1), spec_of(x2)
     if isinstance(axes, int):

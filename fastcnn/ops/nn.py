@@ -16,7 +16,7 @@ from .._ops import loss as loss_ops
 from .._ops import pool as pool_ops
 from .arithmetic import abs as absolute
 from .arithmetic import add, clip, divide, log, maximum, multiply, negative, sqrt, subtract
-from .core import FLOAT_KINDS, Op, Spec, spec_of
+from .core import Op, Spec, recordable, spec_of
 from .reductions import mean, sum, var
 from .shape import cast, expand_dims, reshape
 
@@ -48,30 +48,37 @@ class _Activation(Op):
         return [activation_ops.activation_backward(self.name, saved, dy, **self.options)]
 
 
+@recordable
 def relu(x):
     return _Activation("relu")(x)
 
 
+@recordable
 def relu6(x):
     return _Activation("relu6")(x)
 
 
+@recordable
 def sigmoid(x):
     return _Activation("sigmoid")(x)
 
 
+@recordable
 def tanh(x):
     return _Activation("tanh")(x)
 
 
+@recordable
 def softplus(x):
     return _Activation("softplus")(x)
 
 
+@recordable
 def gelu(x, approximate=True):
     return _Activation("gelu", approximate=bool(approximate))(x)
 
 
+@recordable
 def silu(x):
     return _Activation("silu")(x)
 
@@ -79,18 +86,22 @@ def silu(x):
 swish = silu
 
 
+@recordable
 def leaky_relu(x, negative_slope=0.2):
     return _Activation("leaky_relu", negative_slope=negative_slope)(x)
 
 
+@recordable
 def elu(x, alpha=1.0):
     return _Activation("elu", alpha=alpha)(x)
 
 
+@recordable
 def softmax(x, axis=-1):
     return _Activation("softmax", axis=axis)(x)
 
 
+@recordable
 def log_softmax(x, axis=-1):
     return _Activation("log_softmax", axis=axis)(x)
 
@@ -113,6 +124,7 @@ class _OneHot(Op):
         return Spec(tuple(shape), self.dtype)
 
 
+@recordable
 def one_hot(x, num_classes, axis=-1, dtype=None, sparse=False):
     """Rows of zeros with a one at each index of ``x``; an index outside [0, num_classes)
     gives a row of zeros, as in Keras."""
@@ -183,6 +195,7 @@ class _Conv(_Windowed):
                                                 **args)]
 
 
+@recordable
 def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
     """2-D convolution of NHWC ``inputs`` with ``kernel`` (kh, kw, in_channels / groups,
     filters)."""
@@ -205,6 +218,7 @@ class _DepthwiseConv(_Conv):
                                                         self.padding, self.dilation)]
 
 
+@recordable
 def depthwise_conv(inputs, kernel, strides=1, padding="valid", data_format=None,
                    dilation_rate=1):
     """Depthwise 2-D convolution of NHWC ``inputs`` with ``kernel`` (kh, kw, channels,
@@ -235,6 +249,7 @@ class _ConvTranspose(_Conv):
                                                           self.padding, **self._args())]
 
 
+@recordable
 def conv_transpose(inputs, kernel, strides=1, padding="valid", output_padding=None,
                    data_format=None, dilation_rate=1):
     """Transposed 2-D convolution of NHWC ``inputs`` with ``kernel`` (kh, kw, filters,
@@ -272,20 +287,24 @@ def _pool(kind, inputs, pool_size, strides, padding, data_format):
     return _Pool(kind, pool_size, strides, padding)(inputs)
 
 
+@recordable
 def max_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
     return _pool("max", inputs, pool_size, strides, padding, data_format)
 
 
+@recordable
 def average_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
     return _pool("average", inputs, pool_size, strides, padding, data_format)
 
 
 # -- normalisation -------------------------------------------------------------------------
+@recordable
 def moments(x, axes, keepdims=False, synchronized=False):
     """(mean, variance) over ``axes``."""
     return mean(x, axis=axes, keepdims=keepdims), var(x, axis=axes, keepdims=keepdims)
 
 
+@recordable
 def batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilon=1e-3):
     """(x - mean) / sqrt(variance + epsilon) * scale + offset, with mean, variance, scale and
     offset of the size of ``x``'s axis ``axis``."""
@@ -334,6 +353,7 @@ class _SoftmaxCrossEntropy(Op):
         return [None, grad.reshape(np.shape(xs[1])) * dy[..., None]]
 
 
+@recordable
 def categorical_crossentropy(target, output, from_logits=False, axis=-1):
     """Each position's cross-entropy over ``axis``: of the softmax of logits, or of
     probabilities normalised to sum to one and clipped to [1e-7, 1 - 1e-7] as Keras does."""
@@ -346,6 +366,7 @@ def categorical_crossentropy(target, output, from_logits=False, axis=-1):
     return negative(sum(multiply(target, log(clip(probs, EPSILON, 1 - EPSILON))), axis=axis))
 
 
+@recordable
 def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
     """categorical_crossentropy with integer labels (of the output's shape without ``axis``,
     or with a trailing axis of 1)."""
@@ -361,6 +382,7 @@ def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
     return categorical_crossentropy(labels, output, False, axis)
 
 
+@recordable
 def binary_crossentropy(target, output, from_logits=False):
     """Elementwise binary cross-entropy: of sigmoid(logits) in a form that cannot overflow,
     or of probabilities clipped to [1e-7, 1 - 1e-7], as Keras computes it."""

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from .._ops import reduce as reduce_ops
-from .core import Op, Spec, normalize_axis, result_dtype
+from .core import Op, Spec, normalize_axis, recordable, result_dtype
 
 _KERNEL_DTYPES = (np.float32, np.float64)
 
@@ -144,20 +144,24 @@ class _ArgExtreme(Op):
         return Spec(shape, "int64")
 
 
+@recordable
 def sum(x, axis=None, keepdims=False):  # noqa: A001 - Keras's name
     return _Total("sum", axis, keepdims)(x)
 
 
+@recordable
 def mean(x, axis=None, keepdims=False):
     return _Total("mean", axis, keepdims)(x)
 
 
+@recordable
 def max(x, axis=None, keepdims=False, initial=None):  # noqa: A001 - Keras's name
     if initial is not None:
         raise ValueError(f"Expected initial=None, received initial={initial!r}")
     return _Extreme("max", axis, keepdims)(x)
 
 
+@recordable
 def min(x, axis=None, keepdims=False, initial=None):  # noqa: A001 - Keras's name
     if initial is not None:
         raise ValueError(f"Expected initial=None, received initial={initial!r}")
@@ -167,36 +171,44 @@ def min(x, axis=None, keepdims=False, initial=None):  # noqa: A001 - Keras's nam
 amax, amin = max, min
 
 
+@recordable
 def var(x, axis=None, keepdims=False):
     return _Var(axis, keepdims)(x)
 
 
+@recordable
 def std(x, axis=None, keepdims=False):
     return _Var(axis, keepdims, root=True)(x)
 
 
+@recordable
 def logsumexp(x, axis=None, keepdims=False):
     return _LogSumExp(axis, keepdims)(x)
 
 
+@recordable
 def prod(x, axis=None, keepdims=False, dtype=None):
     if dtype is not None:
         raise ValueError(f"Expected dtype=None, received dtype={dtype!r}")
     return _Prod(axis, keepdims)(x)
 
 
+@recordable
 def argmax(x, axis=None, keepdims=False):
     return _ArgExtreme(np.argmax, axis, keepdims)(x)
 
 
+@recordable
 def argmin(x, axis=None, keepdims=False):
     return _ArgExtreme(np.argmin, axis, keepdims)(x)
 
 
+@recordable
 def all(x, axis=None, keepdims=False):  # noqa: A001 - Keras's name
     return _Any(np.all, axis, keepdims)(x)
 
 
+@recordable
 def any(x, axis=None, keepdims=False):  # noqa: A001 - Keras's name
     return _Any(np.any, axis, keepdims)(x)
 

@@ -5,7 +5,7 @@ import numbers
 
 import numpy as np
 
-from .core import Op, Spec, normalize_axis, spec_of
+from .core import Op, Spec, broadcast_shapes, normalize_axis, recordable, spec_of
 from ..engine.tensor import KerasTensor
 
 
@@ -49,6 +49,7 @@ class _Reshape(Op):
         return [np.reshape(dy, np.shape(xs[0]))]
 
 
+@recordable
 def reshape(x, newshape):
     return _Reshape(newshape)(x)
 
@@ -74,10 +75,12 @@ class _Transpose(Op):
         return [np.transpose(dy, np.argsort(self._perm(np.ndim(xs[0]))))]
 
 
+@recordable
 def transpose(x, axes=None):
     return _Transpose(axes)(x)
 
 
+@recordable
 def swapaxes(x, axis1, axis2):
     ndim = len(spec_of(x).shape)
     perm = list(range(ndim))
@@ -101,6 +104,7 @@ class _Regroup(Op):
         return [np.reshape(dy, np.shape(xs[0]))]
 
 
+@recordable
 def expand_dims(x, axis):
     shape = spec_of(x).shape
     count = 1 if _index_ok(axis) else len(axis)
@@ -111,6 +115,7 @@ def expand_dims(x, axis):
     return _Regroup(np.expand_dims, axes, tuple(out))(x)
 
 
+@recordable
 def squeeze(x, axis=None):
     shape = spec_of(x).shape
     axes = normalize_axis(axis, len(shape)) if axis is not None else tuple(
@@ -147,6 +152,7 @@ class _Concatenate(Op):
         return np.split(dy, bounds, axis=a)
 
 
+@recordable
 def concatenate(xs, axis=0):
     return _Concatenate(axis)(*xs)
 
@@ -169,6 +175,7 @@ class _Stack(Op):
         return [np.take(dy, i, axis=a) for i in range(len(xs))]
 
 
+@recordable
 def stack(x, axis=0):
     return _Stack(axis)(*x)
 
@@ -201,6 +208,7 @@ class _Split(Op):
         return [np.concatenate(dy, axis=self.axis)]
 
 
+@recordable
 def split(x, indices_or_sections, axis=0):
     return _Split(indices_or_sections, axis)(x)
 
@@ -227,6 +235,7 @@ class _Tile(Op):
         return [g.reshape(x.shape)]
 
 
+@recordable
 def tile(x, repeats):
     return _Tile(repeats)(x)
 
@@ -260,6 +269,7 @@ class _Repeat(Op):
         return [g.reshape(x.shape)]
 
 
+@recordable
 def repeat(x, repeats, axis=None):
     return _Repeat(repeats, axis)(x)
 
@@ -288,6 +298,7 @@ class _Pad(Op):
         return [dy[tuple(slice(int(a), dy.shape[i] - int(b)) for i, (a, b) in enumerate(width))]]
 
 
+@recordable
 def pad(x, pad_width, mode="constant", constant_values=None):
     if mode not in ("constant", "edge", "reflect", "symmetric"):
         raise ValueError(f"Expected mode in ('constant', 'edge', 'reflect', 'symmetric'), "
@@ -313,6 +324,7 @@ class _Cast(Op):
         return [dy.astype(np.asarray(xs[0]).dtype)]
 
 
+@recordable
 def cast(x, dtype):
     return _Cast(dtype)(x)
 
@@ -356,6 +368,7 @@ class _GetItem(Op):
         return [g]
 
 
+@recordable
 def getitem(x, key):
     return _GetItem(key)(x)
 
@@ -387,6 +400,7 @@ class _Take(Op):
         return [g, None]
 
 
+@recordable
 def take(x, indices, axis=None):
     return _Take(axis)(x, indices)
 
@@ -399,7 +413,6 @@ class _TakeAlongAxis(Op):
         return np.take_along_axis(x, np.asarray(indices, np.int64), axis=self.axis)
 
     def spec(self, x, indices):
-        from .core import broadcast_shapes
         (a,) = normalize_axis(self.axis, len(x.shape))
         batch = broadcast_shapes(x.shape[:a] + (1,) + x.shape[a + 1:],
                                  indices.shape[:a] + (1,) + indices.shape[a + 1:])
@@ -416,6 +429,7 @@ class _TakeAlongAxis(Op):
         return [g, None]
 
 
+@recordable
 def take_along_axis(x, indices, axis=None):
     if axis is None:
         raise ValueError("Expected an int axis for take_along_axis")
@@ -433,13 +447,16 @@ class _ZerosLike(Op):
         return Spec(x.shape, self.dtype or x.dtype)
 
 
+@recordable
 def zeros_like(x, dtype=None):
     return _ZerosLike(0, dtype)(x)
 
 
+@recordable
 def ones_like(x, dtype=None):
     return _ZerosLike(1, dtype)(x)
 
 
+@recordable
 def full_like(x, fill_value, dtype=None):
     return _ZerosLike(fill_value, dtype)(x)

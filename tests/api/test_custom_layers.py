@@ -279,8 +279,26 @@ def test_saving_a_model_with_an_ops_layer(tmp_path):
     copy = reloaded(model, x, tmp_path)
     assert [type(l).__name__ for l in copy.layers] == ["InputLayer", "Linear", "Residual",
                                                         "Linear"]
+
+def test_saving_a_functional_model_with_ops_between_its_layers(tmp_path):
+    x, y = _data()
+    inputs = fastcnn.Input((3,))
+    h = layers.Dense(4)(inputs)
+    h = ops.concatenate([ops.tanh(h), h[:, :2] * 2.0, ops.expand_dims(ops.mean(h, axis=-1), 1)],
+                        axis=-1)
+    h = ops.batch_normalization(h, np.zeros(7, np.float32), np.ones(7, np.float32), axis=-1)
+    parts = ops.split(h, [3], axis=1)
+    model = fastcnn.Model(inputs, layers.Dense(1)(ops.maximum(parts[0], 0.1) @ np.ones(
+        (3, 2), np.float32) + ops.sum(parts[1], axis=1, keepdims=True)))
+    _fit(model, x, y, epochs=1)
+    reloaded(model, x, tmp_path)
+
+    # an op recorded inside another op's function, on tensors that function made itself
+    labels = fastcnn.Input((1,))
+    logits = fastcnn.Input((4,))
+    loss = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
     with pytest.raises(TypeError, match="cannot be saved by its config"):
-        fastcnn.Model(inputs, ops.tanh(inputs)).save(tmp_path / "ops.keras")
+        fastcnn.Model([labels, logits], loss).save(tmp_path / "ops.keras")
 
     class Unregistered(Linear):
         pass
