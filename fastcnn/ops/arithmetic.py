@@ -1,6 +1,6 @@
 """Elementwise arithmetic with NumPy's broadcasting, and the comparisons.
 
-Add, subtract, multiply, maximum and minimum of floating operands run the merge kernels
+Add, subtract, multiply, divide, maximum and minimum of floating operands run the merge kernels
 (broadcast strides, forward and the gradient's sum over broadcast axes in one kernel pass);
 the other functions are single whole-array NumPy calls. Gradients of maximum and minimum go to
 the first operand at ties, as TensorFlow's do.
@@ -76,8 +76,8 @@ def _power_grad(dy, xs, y):
 _ADD = Elementwise(np.add, lambda dy, xs, y: [dy, dy], "add")
 _SUBTRACT = Elementwise(np.subtract, lambda dy, xs, y: [dy, -dy], "subtract")
 _MULTIPLY = Elementwise(np.multiply, lambda dy, xs, y: [dy * xs[1], dy * xs[0]], "multiply")
-_DIVIDE = Elementwise(np.true_divide,
-                      lambda dy, xs, y: [dy / xs[1], -dy * y / xs[1]])
+_DIVIDE = Elementwise(np.true_divide, lambda dy, xs, y: [dy / xs[1], -dy * y / xs[1]],
+                      "divide")
 _POWER = Elementwise(np.power, _power_grad)
 _MAXIMUM = Elementwise(np.maximum, _first_wins(np.greater_equal), "maximum")
 _MINIMUM = Elementwise(np.minimum, _first_wins(np.less_equal), "minimum")
@@ -91,15 +91,6 @@ _LOG1P = Elementwise(np.log1p, lambda dy, xs, y: [dy / (1 + xs[0])])
 _SIGN = Elementwise(np.sign)
 _FLOOR = Elementwise(np.floor)
 _ROUND = Elementwise(np.round)
-
-
-def _float_fn(fn):
-    """Keras turns integer operands of these functions into floats."""
-    def wrapped(x):
-        x = np.asarray(x)
-        return fn(x if x.dtype.kind in "fc" else x.astype(np.float32))
-    wrapped.__name__ = fn.__name__
-    return wrapped
 
 
 @recordable

@@ -336,7 +336,8 @@ def concatenate_backward(rng, dtype):
 # transpose (copy), and ties between inputs for maximum and minimum
 ELEMENTWISE = [([(3, 4, 5), (3, 4, 5)], "add"), ([(2, 1, 5), (2, 3, 1), (5,)], "multiply"),
                ([(1, 300), (4, 300)], "subtract"), ([(6, 1, 7), (6, 5, 7), (1, 5, 7)], "average"),
-               ([(3, 6), (3, 1), (1, 6)], "maximum"), ([(4, 3, 2), (3, 1)], "minimum")]
+               ([(3, 6), (3, 1), (1, 6)], "maximum"), ([(4, 3, 2), (3, 1)], "minimum"),
+               ([(2, 5, 3), (5, 1)], "divide")]
 
 
 def _broadcast_case(rng, dtype, shapes, op):
