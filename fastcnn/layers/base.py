@@ -31,7 +31,6 @@ from ..engine.execution import CallContext, ExecutionPool
 from ..engine.graph import FlatGraph, Graph
 from ..engine.operation import Operation
 from ..engine.plan import make_plan
-from ..ops.core import Variable, tracing, untraced
 from ..engine.tensor import (
     KerasTensor,
     Node,
@@ -44,6 +43,7 @@ from ..engine.tensor import (
     shapes_of,
     template_of,
 )
+from ..ops.core import Variable, tracing, untraced
 from ..serialization import Configurable, claim_weight
 from .arguments import normalize_seed, normalize_shape
 

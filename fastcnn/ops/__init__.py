@@ -13,23 +13,106 @@ and functional models written with them train without a hand-written backward.
 docs/ops.md lists what is supported and what cannot be traced.
 """
 from ..engine.tensor import OPERATORS
-from . import image, loss_function, nn
-from .arithmetic import (OPERATOR_UFUNCS, abs, absolute, add, clip, divide, equal, exp, floor,
-                         greater, greater_equal, less, less_equal, log, log1p, logical_and,
-                         logical_not, logical_or, maximum, minimum, multiply, negative,
-                         not_equal, power, round, sign, sqrt, square, subtract, true_divide,
-                         where)
+from . import image, nn
+from . import loss_function  # noqa: F401 - registers the wrapper that losses.get gives functions
+from .arithmetic import (
+                         OPERATOR_UFUNCS,
+                         abs,
+                         absolute,
+                         add,
+                         clip,
+                         divide,
+                         equal,
+                         exp,
+                         floor,
+                         greater,
+                         greater_equal,
+                         less,
+                         less_equal,
+                         log,
+                         log1p,
+                         logical_and,
+                         logical_not,
+                         logical_or,
+                         maximum,
+                         minimum,
+                         multiply,
+                         negative,
+                         not_equal,
+                         power,
+                         round,
+                         sign,
+                         sqrt,
+                         square,
+                         subtract,
+                         true_divide,
+                         where,
+)
 from .core import Variable, convert_to_numpy, convert_to_tensor, is_tensor
 from .matrix import dot, einsum, matmul, tensordot
-from .nn import (average_pool, batch_normalization, binary_crossentropy,
-                 categorical_crossentropy, conv, conv_transpose, depthwise_conv, elu, gelu,
-                 leaky_relu, log_softmax, max_pool, moments, one_hot, relu, relu6, sigmoid, silu,
-                 softmax, softplus, sparse_categorical_crossentropy, tanh)
-from .reductions import (all, amax, amin, any, argmax, argmin, logsumexp, max, mean, min, prod,
-                         std, sum, var)
-from .shape import (cast, concatenate, expand_dims, full_like, getitem, ndim, ones_like, pad,
-                    repeat, reshape, shape, size, split, squeeze, stack, swapaxes, take,
-                    take_along_axis, tile, transpose, zeros_like)
+from .nn import (
+                         average_pool,
+                         batch_normalization,
+                         binary_crossentropy,
+                         categorical_crossentropy,
+                         conv,
+                         conv_transpose,
+                         depthwise_conv,
+                         elu,
+                         gelu,
+                         leaky_relu,
+                         log_softmax,
+                         max_pool,
+                         moments,
+                         one_hot,
+                         relu,
+                         relu6,
+                         sigmoid,
+                         silu,
+                         softmax,
+                         softplus,
+                         sparse_categorical_crossentropy,
+                         tanh,
+)
+from .reductions import (
+                         all,
+                         amax,
+                         amin,
+                         any,
+                         argmax,
+                         argmin,
+                         logsumexp,
+                         max,
+                         mean,
+                         min,
+                         prod,
+                         std,
+                         sum,
+                         var,
+)
+from .shape import (
+                         cast,
+                         concatenate,
+                         expand_dims,
+                         full_like,
+                         getitem,
+                         ndim,
+                         ones_like,
+                         pad,
+                         repeat,
+                         reshape,
+                         shape,
+                         size,
+                         split,
+                         squeeze,
+                         stack,
+                         swapaxes,
+                         take,
+                         take_along_axis,
+                         tile,
+                         transpose,
+                         zeros_like,
+)
 
 OPERATORS.update(OPERATOR_UFUNCS, matmul=matmul, getitem=getitem, cast=cast, absolute=abs)
 

@@ -137,7 +137,7 @@ def sqrt(x):
 
 
 @recordable
-def abs(x):  # noqa: A001 - Keras's name
+def abs(x):
     return _ABS(x)
 
 
@@ -170,7 +170,7 @@ def floor(x):
 
 
 @recordable
-def round(x, decimals=0):  # noqa: A001 - Keras's name
+def round(x, decimals=0):
     if decimals != 0:
         raise ValueError(f"Expected decimals=0, received decimals={decimals!r}")
     return _ROUND(x)

@@ -105,8 +105,6 @@ class Op:
     differentiable, ``gradients``. Parameters (an axis, a shape) are attributes set by the
     public function that builds the op."""
 
-    n_outputs = 1  # ops with several outputs (split) set their count per call
-
     def compute(self, *xs):
         raise NotImplementedError
 
@@ -447,8 +445,10 @@ class Variable(np.ndarray):
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         scope = _scope()
-        if scope is not None and scope.owner(self) is not None:
-            if method == "__call__" and ufunc.__name__ in OPERATORS and "out" not in kwargs:
+        if scope is not None and "out" not in kwargs and scope.owner(self) is not None:
+            # inside a traced call: arithmetic on a weight is recorded; a write into it
+            # (out=...) is an explicit assignment, made at once
+            if method == "__call__" and ufunc.__name__ in OPERATORS:
                 return OPERATORS[ufunc.__name__](*inputs)
             raise TypeError(f"NumPy's {ufunc.__name__}.{method} cannot be traced on a weight "
                             "inside a layer's call: use the fastcnn.ops function")

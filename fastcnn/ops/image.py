@@ -13,8 +13,8 @@ class _Resize(Op):
         self.crop, self.pad, self.fill_value = crop_to_aspect_ratio, pad_to_aspect_ratio, fill_value
 
     def _args(self):
-        return dict(interpolation=self.interpolation, crop_to_aspect_ratio=self.crop,
-                    pad_to_aspect_ratio=self.pad)
+        return {"interpolation": self.interpolation, "crop_to_aspect_ratio": self.crop,
+                "pad_to_aspect_ratio": self.pad}
 
     def compute(self, images):
         images = np.asarray(images)

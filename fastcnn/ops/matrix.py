@@ -8,8 +8,15 @@ import numpy as np
 
 from .._ops import dense
 from .arithmetic import multiply
-from .core import (Op, Spec, broadcast_shapes, recordable, result_dtype, spec_of,
-                   unbroadcast)
+from .core import (
+    Op,
+    Spec,
+    broadcast_shapes,
+    recordable,
+    result_dtype,
+    spec_of,
+    unbroadcast,
+)
 
 _KERNEL_DTYPES = (np.float32, np.float64)
 

@@ -15,7 +15,17 @@ from .._ops import depthwise as depthwise_ops
 from .._ops import loss as loss_ops
 from .._ops import pool as pool_ops
 from .arithmetic import abs as absolute
-from .arithmetic import add, clip, divide, log, maximum, multiply, negative, sqrt, subtract
+from .arithmetic import (
+    add,
+    clip,
+    divide,
+    log,
+    maximum,
+    multiply,
+    negative,
+    sqrt,
+    subtract,
+)
 from .core import Op, Spec, recordable, spec_of
 from .reductions import mean, sum, var
 from .shape import cast, expand_dims, reshape
@@ -188,7 +198,7 @@ class _Conv(_Windowed):
     def gradients(self, dy, xs, y):
         x, kernel = _floating(xs[0]).astype(dy.dtype), _floating(xs[1]).astype(dy.dtype)
         groups = x.shape[-1] // kernel.shape[2]
-        args = dict(dilation_rate=self.dilation, groups=groups)
+        args = {"dilation_rate": self.dilation, "groups": groups}
         return [conv_ops.conv2d_backward_input(dy, kernel, x.shape, self.strides, self.padding,
                                                **args),
                 conv_ops.conv2d_backward_weight(x, dy, kernel.shape, self.strides, self.padding,
@@ -234,7 +244,7 @@ class _ConvTranspose(_Conv):
         self.output_padding = output_padding
 
     def _args(self):
-        return dict(output_padding=self.output_padding, dilation_rate=self.dilation)
+        return {"output_padding": self.output_padding, "dilation_rate": self.dilation}
 
     def compute(self, x, kernel):
         kernel = _floating(kernel)

@@ -145,7 +145,7 @@ class _ArgExtreme(Op):
 
 
 @recordable
-def sum(x, axis=None, keepdims=False):  # noqa: A001 - Keras's name
+def sum(x, axis=None, keepdims=False):
     return _Total("sum", axis, keepdims)(x)
 
 
@@ -155,14 +155,14 @@ def mean(x, axis=None, keepdims=False):
 
 
 @recordable
-def max(x, axis=None, keepdims=False, initial=None):  # noqa: A001 - Keras's name
+def max(x, axis=None, keepdims=False, initial=None):
     if initial is not None:
         raise ValueError(f"Expected initial=None, received initial={initial!r}")
     return _Extreme("max", axis, keepdims)(x)
 
 
 @recordable
-def min(x, axis=None, keepdims=False, initial=None):  # noqa: A001 - Keras's name
+def min(x, axis=None, keepdims=False, initial=None):
     if initial is not None:
         raise ValueError(f"Expected initial=None, received initial={initial!r}")
     return _Extreme("min", axis, keepdims)(x)
@@ -204,12 +204,12 @@ def argmin(x, axis=None, keepdims=False):
 
 
 @recordable
-def all(x, axis=None, keepdims=False):  # noqa: A001 - Keras's name
+def all(x, axis=None, keepdims=False):
     return _Any(np.all, axis, keepdims)(x)
 
 
 @recordable
-def any(x, axis=None, keepdims=False):  # noqa: A001 - Keras's name
+def any(x, axis=None, keepdims=False):
     return _Any(np.any, axis, keepdims)(x)
 
 

@@ -5,8 +5,8 @@ import numbers
 
 import numpy as np
 
-from .core import Op, Spec, broadcast_shapes, normalize_axis, recordable, spec_of
 from ..engine.tensor import KerasTensor
+from .core import Op, Spec, broadcast_shapes, normalize_axis, recordable, spec_of
 
 
 def _known(shape, what):

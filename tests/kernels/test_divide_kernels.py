@@ -2,9 +2,9 @@
 bitwise, gradients against central differences in float64, any thread count bitwise alike."""
 import numpy as np
 import pytest
+from conftest import numeric_grad
 
 from fastcnn._ops import merge
-from conftest import numeric_grad
 
 BROADCASTS = [[(4, 5, 6), (4, 5, 6)], [(3, 1, 6), (3, 5, 1)], [(2, 3, 4, 5), (5,)],
               [(2, 9000), (1, 9000)], [(3, 700), (3, 1)], [(0, 4), (1, 4)]]

@@ -94,9 +94,9 @@ def test_pooling_matches_torch(pool_size, strides):
     x = np.random.default_rng(5).permutation(2 * 7 * 6 * 3).reshape(2, 7, 6, 3) * 0.1
     torch_strides = pool_size if strides is None else strides
     for fn, torch_pool in ((ops.max_pool, F.max_pool2d), (ops.average_pool, F.avg_pool2d)):
-        _compare(lambda a: fn(a, pool_size, strides),
-                 lambda a: torch_pool(a.permute(0, 3, 1, 2), pool_size,
-                                      torch_strides).permute(0, 2, 3, 1), [x], [0])
+        _compare(lambda a, fn=fn: fn(a, pool_size, strides),
+                 lambda a, pool=torch_pool: pool(a.permute(0, 3, 1, 2), pool_size,
+                                                 torch_strides).permute(0, 2, 3, 1), [x], [0])
 
 
 def test_image_resize_matches_torch_bilinear():
@@ -104,9 +104,10 @@ def test_image_resize_matches_torch_bilinear():
     for size in ((9, 4), (3, 11)):
         # the resize maps' weights are computed in float32, as TensorFlow's are, whatever the
         # images' dtype: float32 round-off bounds the difference
-        _compare(lambda a: ops.image.resize(a, size),
-                 lambda a: F.interpolate(a.permute(0, 3, 1, 2), size=size, mode="bilinear",
-                                         align_corners=False).permute(0, 2, 3, 1), [x], [0],
+        _compare(lambda a, size=size: ops.image.resize(a, size),
+                 lambda a, size=size: F.interpolate(a.permute(0, 3, 1, 2), size=size,
+                                                    mode="bilinear", align_corners=False
+                                                    ).permute(0, 2, 3, 1), [x], [0],
                  rtol=1e-6, atol=2e-6)
     assert ops.image.resize(x[0], (4, 4)).shape == (4, 4, 3)
 
