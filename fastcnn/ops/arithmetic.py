@@ -1,8 +1,10 @@
 """Elementwise arithmetic with NumPy's broadcasting, and the comparisons.
 
 Add, subtract, multiply, divide, maximum and minimum of floating operands run the merge kernels
-(broadcast strides, forward and the gradient's sum over broadcast axes in one kernel pass);
-the other functions are single whole-array NumPy calls. Gradients of maximum and minimum go to
+(broadcast strides; the gradients of multiply, divide, maximum and minimum too, with their sum
+over broadcast axes in the same pass; those of add and subtract are dy itself, or -dy, summed
+back by the reduce kernel where broadcast); the other functions are single whole-array NumPy
+calls. Gradients of maximum and minimum go to
 the first operand at ties, as TensorFlow's do.
 """
 import numpy as np
@@ -42,14 +44,15 @@ class Elementwise(Op):
         dtype = self.dtype or result_dtype(self.fn, *specs)
         return Spec(broadcast_shapes(*(s.shape for s in specs)), dtype)
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         if self.grad is None:
             return [None] * len(xs)
-        if self.kernel is not None and dy.dtype in _KERNEL_DTYPES:
+        if self.kernel is not None and self.kernel not in ("add", "subtract") \
+                and dy.dtype in _KERNEL_DTYPES:
             arrays = _kernel_operands(xs)
             if arrays is not None:
-                return [merge.elementwise_backward(self.kernel, dy, arrays, i)
-                        for i in range(len(xs))]
+                return [merge.elementwise_backward(self.kernel, dy, arrays, i) if needed[i]
+                        else None for i in range(len(xs))]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return self.grad(dy, xs, y)
 
@@ -196,7 +199,7 @@ class _Clip(Op):
     def spec(self, x):
         return Spec(x.shape, result_dtype(lambda v: np.clip(v, self.x_min, self.x_max), x))
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         x = xs[0]
         return [dy * ((x >= self.x_min) & (x <= self.x_max))]
 
@@ -216,7 +219,7 @@ class _Where(Op):
         return Spec(broadcast_shapes(condition.shape, x1.shape, x2.shape),
                     result_dtype(lambda a, b: np.where(True, a, b), x1, x2))
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         condition = np.asarray(xs[0], bool)
         return [None, np.where(condition, dy, 0), np.where(condition, 0, dy)]
 

@@ -20,6 +20,7 @@ import threading
 
 import numpy as np
 
+from .._ops import reduce as reduce_ops
 from ..engine.operation import Operation
 from ..engine.tensor import OPERATORS, KerasTensor, Node, flatten, unique_name
 from ..serialization import register_builtin
@@ -75,14 +76,19 @@ def broadcast_shapes(*shapes):
 
 
 def unbroadcast(grad, shape):
-    """``grad`` (of a broadcast result) summed back to an operand of ``shape``."""
+    """``grad`` (of a broadcast result) summed back to an operand of ``shape``: the reduce
+    kernel's sum over the broadcast axes for float gradients."""
     shape = tuple(shape)
     if grad.shape == shape:
         return grad
     lead = grad.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape)
                                       if d == 1 and grad.shape[lead + i] != 1)
-    return grad.sum(axis=axes, keepdims=True).reshape(shape) if axes else grad.reshape(shape)
+    if not axes:
+        return grad.reshape(shape)
+    if grad.dtype in (np.float32, np.float64) and grad.size:
+        return reduce_ops.reduce_forward("sum", grad, axes).reshape(shape)
+    return grad.sum(axis=axes).reshape(shape)
 
 
 def normalize_axis(axis, ndim, name="axis"):
@@ -111,9 +117,10 @@ class Op:
     def spec(self, *specs):
         raise NotImplementedError
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         """One gradient per operand of ``xs``, of that operand's shape or broadcastable to it
-        (OpCall sums it back), or None."""
+        (OpCall sums it back), or None; ``needed[i]``: whether operand i's is used (an op may
+        skip the others)."""
         return [None] * len(xs)
 
     def __call__(self, *operands):
@@ -194,7 +201,10 @@ class OpCall(Operation):
 
     def backward(self, dy, ctx, need_dx):
         xs = ctx.xs
-        grads = self.op.gradients(dy, xs, ctx.y)
+        needed = [(need_dx if kind == "input" else kind == "weight" and ctx.grads is not None
+                   and ctx.grads[v] is not None) and np.asarray(x).dtype.kind in FLOAT_KINDS
+                  for (kind, v), x in zip(self.layout, xs)]
+        grads = self.op.gradients(dy, xs, ctx.y, needed)
         dxs = []
         for (kind, v), x, g in zip(self.layout, xs, grads):
             if g is not None:
@@ -405,7 +415,7 @@ class Assign(Op):
     def spec(self, value, *after):
         return Spec(self.variable.shape, self.variable.dtype)
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         return [dy] + [None] * (len(xs) - 1)
 
 

@@ -32,7 +32,7 @@ class _Resize(Op):
         dtype = images.dtype if images.dtype in (np.float32, np.float64) else np.float32
         return Spec((images.shape[0], len(rows.taps), len(cols.taps), images.shape[3]), dtype)
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         return [resize_ops.resize2d_backward(dy, np.shape(xs[0]), self.size, **self._args())]
 
 

@@ -47,11 +47,12 @@ class _MatMul(Op):
         rows = a_rows[-1:] if len(a.shape) > 1 else ()
         return Spec(batch + rows + b_cols, result_dtype(np.multiply, a, b))
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         a, b = np.asarray(xs[0]), np.asarray(xs[1])
         if _dense_pair(a, b) and dy.dtype == a.dtype:
             dy = np.ascontiguousarray(dy)
-            return [dense.dense_backward_input(dy, b), dense.dense_backward_weight(a, dy)]
+            return [dense.dense_backward_input(dy, b) if needed[0] else None,
+                    dense.dense_backward_weight(a, dy) if needed[1] else None]
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         dy2 = dy
@@ -59,8 +60,11 @@ class _MatMul(Op):
             dy2 = np.expand_dims(dy2, -2 if b.ndim > 1 else -1)
         if b.ndim == 1:
             dy2 = np.expand_dims(dy2, -1)
-        da = unbroadcast(np.matmul(dy2, np.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
-        db = unbroadcast(np.matmul(np.swapaxes(a2, -1, -2), dy2), b2.shape).reshape(b.shape)
+        da = db = None
+        if needed[0]:
+            da = unbroadcast(np.matmul(dy2, np.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
+        if needed[1]:
+            db = unbroadcast(np.matmul(np.swapaxes(a2, -1, -2), dy2), b2.shape).reshape(b.shape)
         return [da, db]
 
 
@@ -122,12 +126,12 @@ class _Einsum(Op):
             out = [sizes[c] for c in output]
         return Spec(tuple(out), np.result_type(*(s.dtype for s in specs)))
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         terms, output = _parse(self.subscripts, len(xs))
         grads = []
         for i, (term, x) in enumerate(zip(terms, xs)):
             x = np.asarray(x)
-            if x.dtype.kind != "f":
+            if not needed[i]:
                 grads.append(None)
                 continue
             others = [t for j, t in enumerate(terms) if j != i]

@@ -53,7 +53,7 @@ class _Activation(Op):
     def spec(self, x):
         return Spec(x.shape, _float_dtype(x.dtype))
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         saved = _floating(xs[0]) if activation_ops.backward_reads_input(self.name) else y
         return [activation_ops.activation_backward(self.name, saved, dy, **self.options)]
 
@@ -195,14 +195,14 @@ class _Conv(_Windowed):
         return conv_ops.conv2d_forward(x.astype(kernel.dtype), kernel, None, self.strides,
                                        self.padding, dilation_rate=self.dilation, groups=groups)
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         x, kernel = _floating(xs[0]).astype(dy.dtype), _floating(xs[1]).astype(dy.dtype)
         groups = x.shape[-1] // kernel.shape[2]
         args = {"dilation_rate": self.dilation, "groups": groups}
         return [conv_ops.conv2d_backward_input(dy, kernel, x.shape, self.strides, self.padding,
-                                               **args),
+                                               **args) if needed[0] else None,
                 conv_ops.conv2d_backward_weight(x, dy, kernel.shape, self.strides, self.padding,
-                                                **args)]
+                                                **args) if needed[1] else None]
 
 
 @recordable
@@ -220,12 +220,14 @@ class _DepthwiseConv(_Conv):
         return depthwise_ops.depthwise_forward(_floating(x).astype(kernel.dtype), kernel, None,
                                                self.strides, self.padding, self.dilation)
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         x, kernel = _floating(xs[0]).astype(dy.dtype), _floating(xs[1]).astype(dy.dtype)
         return [depthwise_ops.depthwise_backward_input(dy, kernel, x.shape, self.strides,
-                                                       self.padding, self.dilation),
+                                                       self.padding, self.dilation)
+                if needed[0] else None,
                 depthwise_ops.depthwise_backward_weight(x, dy, kernel.shape, self.strides,
-                                                        self.padding, self.dilation)]
+                                                        self.padding, self.dilation)
+                if needed[1] else None]
 
 
 @recordable
@@ -251,12 +253,14 @@ class _ConvTranspose(_Conv):
         return conv_ops.conv2d_transpose_forward(_floating(x).astype(kernel.dtype), kernel, None,
                                                  self.strides, self.padding, **self._args())
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         x, kernel = _floating(xs[0]).astype(dy.dtype), _floating(xs[1]).astype(dy.dtype)
         return [conv_ops.conv2d_transpose_backward_input(dy, kernel, x.shape, self.strides,
-                                                         self.padding, **self._args()),
+                                                         self.padding, **self._args())
+                if needed[0] else None,
                 conv_ops.conv2d_transpose_backward_weight(x, dy, kernel.shape, self.strides,
-                                                          self.padding, **self._args())]
+                                                          self.padding, **self._args())
+                if needed[1] else None]
 
 
 @recordable
@@ -281,7 +285,7 @@ class _Pool(_Windowed):
             return pool_ops.maxpool2d_forward(x, self.pool_size, self.strides, self.padding)[0]
         return pool_ops.avgpool2d_forward(x, self.pool_size, self.strides, self.padding)
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         x = _floating(xs[0]).astype(dy.dtype)
         if self.kind == "max":  # the argmax again: the op keeps nothing between calls
             _, argmax = pool_ops.maxpool2d_forward(x, self.pool_size, self.strides, self.padding)
@@ -358,7 +362,7 @@ class _SoftmaxCrossEntropy(Op):
     def spec(self, target, logits):
         return Spec(logits.shape[:-1], _float_dtype(logits.dtype))
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         _, grad = self._run(*xs)
         return [None, grad.reshape(np.shape(xs[1])) * dy[..., None]]
 

@@ -67,7 +67,7 @@ class _Kernel(Reduction):
 class _Total(_Kernel):
     """sum, and mean: the sum over the count."""
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         scale = 1 / self._count(xs[0]) if self.name == "mean" else 1
         return [np.broadcast_to(self._kept(dy, xs[0]) * scale, np.shape(xs[0]))]
 
@@ -75,7 +75,7 @@ class _Total(_Kernel):
 class _Extreme(_Kernel):
     """max and min."""
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         x = xs[0]
         axes = self._axes(x.ndim)
         if x.dtype in _KERNEL_DTYPES and dy.dtype == x.dtype and axes:
@@ -94,7 +94,7 @@ class _Var(Reduction):
     def reduce(self, x, axes, keepdims):
         return (np.std if self.root else np.var)(x, axis=axes, keepdims=keepdims)
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         x = xs[0]
         axes = self._axes(x.ndim)
         deviation = x - x.mean(axis=axes, keepdims=True)
@@ -113,7 +113,7 @@ class _LogSumExp(Reduction):
         out = np.log(np.sum(np.exp(x - peak), axis=axes, keepdims=True)) + peak
         return out if keepdims else np.squeeze(out, axis=axes)
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         x = xs[0]
         return [np.exp(x - self._kept(y, x)) * self._kept(dy, x)]
 

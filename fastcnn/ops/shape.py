@@ -45,7 +45,7 @@ class _Reshape(Op):
             raise ValueError(f"Cannot reshape {x.shape} into {shape}")
         return Spec(shape, x.dtype)
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         return [np.reshape(dy, np.shape(xs[0]))]
 
 
@@ -71,7 +71,7 @@ class _Transpose(Op):
     def spec(self, x):
         return Spec(tuple(x.shape[a] for a in self._perm(len(x.shape))), x.dtype)
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         return [np.transpose(dy, np.argsort(self._perm(np.ndim(xs[0]))))]
 
 
@@ -100,7 +100,7 @@ class _Regroup(Op):
     def spec(self, x):
         return Spec(self.target, x.dtype)
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         return [np.reshape(dy, np.shape(xs[0]))]
 
 
@@ -146,7 +146,7 @@ class _Concatenate(Op):
         out[a] = None if None in sizes else builtins.sum(sizes)
         return Spec(tuple(out), np.result_type(*(s.dtype for s in specs)))
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         a = self.axis % dy.ndim
         bounds = np.cumsum([np.shape(x)[a] for x in xs])[:-1]
         return np.split(dy, bounds, axis=a)
@@ -170,7 +170,7 @@ class _Stack(Op):
         return Spec(shape[:a] + (len(specs),) + shape[a:],
                     np.result_type(*(s.dtype for s in specs)))
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         a = self.axis % dy.ndim
         return [np.take(dy, i, axis=a) for i in range(len(xs))]
 
@@ -204,7 +204,7 @@ class _Split(Op):
                                     - builtins.min(start, size),) + x.shape[a + 1:], x.dtype)
                 for start, end in zip(edges[:-1], edges[1:])]
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         return [np.concatenate(dy, axis=self.axis)]
 
 
@@ -226,7 +226,7 @@ class _Tile(Op):
         reps = (1,) * (ndim - len(self.repeats)) + self.repeats
         return Spec(tuple(None if d is None else d * r for d, r in zip(shape, reps)), x.dtype)
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         x = np.asarray(xs[0])
         shape = (1,) * (dy.ndim - x.ndim) + x.shape
         reps = (1,) * (dy.ndim - len(self.repeats)) + self.repeats
@@ -257,7 +257,7 @@ class _Repeat(Op):
         total = None if size is None else int(np.sum(np.broadcast_to(self.repeats, (size,))))
         return Spec(x.shape[:a] + (total,) + x.shape[a + 1:], x.dtype)
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         x = np.asarray(xs[0])
         axis = 0 if self.axis is None else self.axis % x.ndim
         size = x.size if self.axis is None else x.shape[axis]
@@ -290,7 +290,7 @@ class _Pad(Op):
         return Spec(tuple(None if d is None else d + int(a) + int(b)
                           for d, (a, b) in zip(x.shape, width)), x.dtype)
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         if self.mode != "constant":
             raise NotImplementedError(f"pad has a gradient in mode 'constant' only, received "
                                       f"mode={self.mode!r}")
@@ -318,7 +318,7 @@ class _Cast(Op):
     def spec(self, x):
         return Spec(x.shape, self.dtype)
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         if self.dtype.kind != "f":
             return [None]
         return [dy.astype(np.asarray(xs[0]).dtype)]
@@ -361,7 +361,7 @@ class _GetItem(Op):
         out1, out2 = sample[self.key].shape, marker[self.key].shape
         return Spec(tuple(None if a != b else a for a, b in zip(out1, out2)), x.dtype)
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         x = np.asarray(xs[0])
         g = np.zeros(x.shape, dy.dtype)
         np.add.at(g, self.key, dy)
@@ -386,7 +386,7 @@ class _Take(Op):
         (a,) = normalize_axis(self.axis, len(x.shape))
         return Spec(x.shape[:a] + indices.shape + x.shape[a + 1:], x.dtype)
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         x, indices = np.asarray(xs[0]), np.asarray(xs[1], np.int64)
         if self.axis is None:
             g = np.zeros(x.size, dy.dtype)
@@ -418,7 +418,7 @@ class _TakeAlongAxis(Op):
                                  indices.shape[:a] + (1,) + indices.shape[a + 1:])
         return Spec(batch[:a] + (indices.shape[a],) + batch[a + 1:], x.dtype)
 
-    def gradients(self, dy, xs, y):
+    def gradients(self, dy, xs, y, needed):
         x, indices = np.asarray(xs[0]), np.asarray(xs[1], np.int64)
         a = self.axis % x.ndim
         index = list(np.ix_(*[np.arange(d) for d in dy.shape]))
