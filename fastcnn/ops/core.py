@@ -95,7 +95,10 @@ def normalize_axis(axis, ndim, name="axis"):
     """``axis`` (an int, a sequence of ints or None) as a sorted tuple of axes in [0, ndim)."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    try:
+        axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    except TypeError:
+        axes = (axis,)  # refused below
     out = []
     for a in axes:
         if not isinstance(a, (int, np.integer)) or isinstance(a, bool) or not -ndim <= a < max(ndim, 1):
@@ -124,11 +127,38 @@ class Op:
         return [None] * len(xs)
 
     def __call__(self, *operands):
+        operands = [_checked_operand(o) for o in operands]
         scope = _scope()
         if any(isinstance(o, KerasTensor) for o in operands) or (
                 scope is not None and any(scope.is_weight(o) for o in operands)):
             return _record(self, operands, scope)
         return self.compute(*(_eager(o) for o in operands))
+
+
+_INT64 = np.iinfo(np.int64)
+
+
+def _checked_operand(operand):
+    """A symbolic tensor, a Python number or an array of real numbers (a nested list of
+    numbers made one); TypeError or ValueError for anything else."""
+    if isinstance(operand, (KerasTensor, np.ndarray)) and not (
+            isinstance(operand, np.ndarray) and operand.dtype.kind not in "biuf"):
+        return operand
+    if isinstance(operand, (bool, float)):
+        return operand
+    if isinstance(operand, int):
+        if not _INT64.min <= operand <= _INT64.max:
+            raise ValueError(f"Expected numbers within int64's range, received {operand:.3g}")
+        return operand
+    if isinstance(operand, (np.generic, list, tuple)):
+        try:
+            array = np.asarray(operand)
+        except (ValueError, TypeError, OverflowError, RecursionError):
+            array = None
+        if array is not None and array.dtype.kind in "biuf":
+            return array if isinstance(operand, (list, tuple)) else operand
+    raise TypeError(f"Expected a tensor, an array of real numbers or a number, received "
+                    f"{operand!r:.100}")
 
 
 def _eager(operand):
@@ -270,6 +300,13 @@ def recordable(fn):
         calls.append((name, args, kwargs))
         try:
             return fn(*args, **kwargs)
+        except (IndexError, ZeroDivisionError, OverflowError, KeyError) as e:
+            if len(calls) > 1:  # the outermost public call reports it
+                raise
+            # arguments NumPy cannot index, divide by or convert (an axis out of range, a
+            # size of zero, a number too large): the caller's error
+            raise ValueError(f"{fn.__name__}: invalid arguments ({type(e).__name__}: "
+                             f"{e})") from None
         finally:
             calls.pop()
 

@@ -26,7 +26,7 @@ from .arithmetic import (
     sqrt,
     subtract,
 )
-from .core import Op, Spec, recordable, spec_of
+from .core import Op, Spec, normalize_axis, recordable, spec_of
 from .reductions import mean, sum, var
 from .shape import cast, expand_dims, reshape
 
@@ -323,7 +323,7 @@ def batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilo
     """(x - mean) / sqrt(variance + epsilon) * scale + offset, with mean, variance, scale and
     offset of the size of ``x``'s axis ``axis``."""
     ndim = len(spec_of(x).shape)
-    axis = axis % ndim
+    (axis,) = normalize_axis(axis, ndim)
     others = tuple(a for a in range(ndim) if a != axis)
 
     def along(v):

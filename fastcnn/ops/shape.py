@@ -410,7 +410,7 @@ class _TakeAlongAxis(Op):
         self.axis = axis
 
     def compute(self, x, indices):
-        return np.take_along_axis(x, np.asarray(indices, np.int64), axis=self.axis)
+        return np.take_along_axis(np.asarray(x), np.asarray(indices, np.int64), axis=self.axis)
 
     def spec(self, x, indices):
         (a,) = normalize_axis(self.axis, len(x.shape))
@@ -431,8 +431,8 @@ class _TakeAlongAxis(Op):
 
 @recordable
 def take_along_axis(x, indices, axis=None):
-    if axis is None:
-        raise ValueError("Expected an int axis for take_along_axis")
+    if not _index_ok(axis):
+        raise ValueError(f"Expected an int axis for take_along_axis, received axis={axis!r:.100}")
     return _TakeAlongAxis(axis)(x, indices)
 
 

@@ -273,3 +273,19 @@ def test_broadcasting_mismatch_is_refused():
         ops.add(_symbolic((None, 3), "float32"), _symbolic((None, 4), "float32"))
     with pytest.raises(ValueError):
         ops.add(np.ones((2, 3)), np.ones((2, 4)))
+
+
+def test_bad_operands_and_arguments_are_refused_by_name():
+    x = np.ones((2, 3))
+    with pytest.raises(TypeError, match="Expected a tensor, an array of real numbers"):
+        ops.add(x, None)
+    with pytest.raises(TypeError, match="Expected a tensor, an array of real numbers"):
+        ops.exp(np.array(["a"]))
+    with pytest.raises(ValueError, match="within int64's range"):
+        ops.multiply(x, 2**70)
+    with pytest.raises(ValueError, match="split: invalid arguments"):
+        ops.split(x, 0)
+    with pytest.raises(ValueError, match="getitem: invalid arguments"):
+        ops.getitem(x, 5)
+    with pytest.raises(ValueError, match="Expected axis"):
+        ops.batch_normalization(x, 0.0, 1.0, axis=4)
