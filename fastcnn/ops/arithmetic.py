@@ -76,100 +76,41 @@ def _power_grad(dy, xs, y):
     return [da, db]
 
 
-_ADD = Elementwise(np.add, lambda dy, xs, y: [dy, dy], "add")
-_SUBTRACT = Elementwise(np.subtract, lambda dy, xs, y: [dy, -dy], "subtract")
-_MULTIPLY = Elementwise(np.multiply, lambda dy, xs, y: [dy * xs[1], dy * xs[0]], "multiply")
-_DIVIDE = Elementwise(np.true_divide, lambda dy, xs, y: [dy / xs[1], -dy * y / xs[1]],
-                      "divide")
-_POWER = Elementwise(np.power, _power_grad)
-_MAXIMUM = Elementwise(np.maximum, _first_wins(np.greater_equal), "maximum")
-_MINIMUM = Elementwise(np.minimum, _first_wins(np.less_equal), "minimum")
-_NEGATIVE = Elementwise(np.negative, lambda dy, xs, y: [-dy])
-_SQUARE = Elementwise(np.square, lambda dy, xs, y: [2 * xs[0] * dy])
-_SQRT = Elementwise(np.sqrt, lambda dy, xs, y: [dy / (2 * y)])
-_ABS = Elementwise(np.abs, lambda dy, xs, y: [dy * np.sign(xs[0])])
-_EXP = Elementwise(np.exp, lambda dy, xs, y: [dy * y])
-_LOG = Elementwise(np.log, lambda dy, xs, y: [dy / xs[0]])
-_LOG1P = Elementwise(np.log1p, lambda dy, xs, y: [dy / (1 + xs[0])])
-_SIGN = Elementwise(np.sign)
-_FLOOR = Elementwise(np.floor)
-_ROUND = Elementwise(np.round)
+def _public(name, op, n_operands):
+    """The public function ``name``, which applies ``op`` to its x (one operand) or x1, x2."""
+    if n_operands == 1:
+        def fn(x):
+            return op(x)
+    else:
+        def fn(x1, x2):
+            return op(x1, x2)
+    fn.__name__ = fn.__qualname__ = name
+    return recordable(fn)
 
 
-@recordable
-def add(x1, x2):
-    return _ADD(x1, x2)
-
-
-@recordable
-def subtract(x1, x2):
-    return _SUBTRACT(x1, x2)
-
-
-@recordable
-def multiply(x1, x2):
-    return _MULTIPLY(x1, x2)
-
-
-@recordable
-def divide(x1, x2):
-    return _DIVIDE(x1, x2)
-
-
+add = _public("add", Elementwise(np.add, lambda dy, xs, y: [dy, dy], "add"), 2)
+subtract = _public("subtract", Elementwise(np.subtract, lambda dy, xs, y: [dy, -dy], "subtract"),
+                   2)
+multiply = _public("multiply", Elementwise(np.multiply, lambda dy, xs, y: [dy * xs[1], dy * xs[0]],
+                                           "multiply"), 2)
+divide = _public("divide", Elementwise(np.true_divide,
+                                       lambda dy, xs, y: [dy / xs[1], -dy * y / xs[1]], "divide"),
+                 2)
 true_divide = divide
-
-
-@recordable
-def power(x1, x2):
-    return _POWER(x1, x2)
-
-
-@recordable
-def negative(x):
-    return _NEGATIVE(x)
-
-
-@recordable
-def square(x):
-    return _SQUARE(x)
-
-
-@recordable
-def sqrt(x):
-    return _SQRT(x)
-
-
-@recordable
-def abs(x):
-    return _ABS(x)
-
-
+power = _public("power", Elementwise(np.power, _power_grad), 2)
+maximum = _public("maximum", Elementwise(np.maximum, _first_wins(np.greater_equal), "maximum"), 2)
+minimum = _public("minimum", Elementwise(np.minimum, _first_wins(np.less_equal), "minimum"), 2)
+negative = _public("negative", Elementwise(np.negative, lambda dy, xs, y: [-dy]), 1)
+square = _public("square", Elementwise(np.square, lambda dy, xs, y: [2 * xs[0] * dy]), 1)
+sqrt = _public("sqrt", Elementwise(np.sqrt, lambda dy, xs, y: [dy / (2 * y)]), 1)
+abs = _public("abs", Elementwise(np.abs, lambda dy, xs, y: [dy * np.sign(xs[0])]), 1)
 absolute = abs
-
-
-@recordable
-def exp(x):
-    return _EXP(x)
-
-
-@recordable
-def log(x):
-    return _LOG(x)
-
-
-@recordable
-def log1p(x):
-    return _LOG1P(x)
-
-
-@recordable
-def sign(x):
-    return _SIGN(x)
-
-
-@recordable
-def floor(x):
-    return _FLOOR(x)
+exp = _public("exp", Elementwise(np.exp, lambda dy, xs, y: [dy * y]), 1)
+log = _public("log", Elementwise(np.log, lambda dy, xs, y: [dy / xs[0]]), 1)
+log1p = _public("log1p", Elementwise(np.log1p, lambda dy, xs, y: [dy / (1 + xs[0])]), 1)
+sign = _public("sign", Elementwise(np.sign), 1)
+floor = _public("floor", Elementwise(np.floor), 1)
+_ROUND = Elementwise(np.round)
 
 
 @recordable
@@ -177,16 +118,6 @@ def round(x, decimals=0):
     if decimals != 0:
         raise ValueError(f"Expected decimals=0, received decimals={decimals!r}")
     return _ROUND(x)
-
-
-@recordable
-def maximum(x1, x2):
-    return _MAXIMUM(x1, x2)
-
-
-@recordable
-def minimum(x1, x2):
-    return _MINIMUM(x1, x2)
 
 
 class _Clip(Op):
@@ -232,55 +163,12 @@ def where(condition, x1=None, x2=None):
     return _Where()(condition, x1, x2)
 
 
-_COMPARISONS = {name: Elementwise(getattr(np, name), dtype="bool")
-                for name in ("equal", "not_equal", "greater", "greater_equal", "less",
-                             "less_equal", "logical_and", "logical_or")}
-_LOGICAL_NOT = Elementwise(np.logical_not, dtype="bool")
-
-
-@recordable
-def equal(x1, x2):
-    return _COMPARISONS["equal"](x1, x2)
-
-
-@recordable
-def not_equal(x1, x2):
-    return _COMPARISONS["not_equal"](x1, x2)
-
-
-@recordable
-def greater(x1, x2):
-    return _COMPARISONS["greater"](x1, x2)
-
-
-@recordable
-def greater_equal(x1, x2):
-    return _COMPARISONS["greater_equal"](x1, x2)
-
-
-@recordable
-def less(x1, x2):
-    return _COMPARISONS["less"](x1, x2)
-
-
-@recordable
-def less_equal(x1, x2):
-    return _COMPARISONS["less_equal"](x1, x2)
-
-
-@recordable
-def logical_and(x1, x2):
-    return _COMPARISONS["logical_and"](x1, x2)
-
-
-@recordable
-def logical_or(x1, x2):
-    return _COMPARISONS["logical_or"](x1, x2)
-
-
-@recordable
-def logical_not(x):
-    return _LOGICAL_NOT(x)
+# The comparisons and logical functions: bool results, no gradient.
+equal, not_equal, greater, greater_equal, less, less_equal, logical_and, logical_or = (
+    _public(name, Elementwise(getattr(np, name), dtype="bool"), 2)
+    for name in ("equal", "not_equal", "greater", "greater_equal", "less", "less_equal",
+                 "logical_and", "logical_or"))
+logical_not = _public("logical_not", Elementwise(np.logical_not, dtype="bool"), 1)
 
 
 # The NumPy ufuncs behind Python's operators: what a KerasTensor's operator maps to when a

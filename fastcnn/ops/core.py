@@ -101,7 +101,8 @@ def normalize_axis(axis, ndim, name="axis"):
         axes = (axis,)  # refused below
     out = []
     for a in axes:
-        if not isinstance(a, (int, np.integer)) or isinstance(a, bool) or not -ndim <= a < max(ndim, 1):
+        if (not isinstance(a, (int, np.integer)) or isinstance(a, bool)
+                or not -ndim <= a < max(ndim, 1)):
             raise ValueError(f"Expected {name} in [{-ndim}, {ndim}), received {name}={axis!r}")
         out.append(int(a) % max(ndim, 1))
     if len(set(out)) != len(out):

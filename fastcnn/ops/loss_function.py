@@ -18,7 +18,8 @@ from .function import Function
 class LossFunctionWrapper(Loss):
     def __init__(self, fn, name=None, **kwargs):
         if not callable(fn):
-            raise TypeError(f"Expected fn to be a callable fn(y_true, y_pred), received {fn!r:.200}")
+            raise TypeError(f"Expected fn to be a callable fn(y_true, y_pred), received "
+                            f"{fn!r:.200}")
         super().__init__(name=name or getattr(fn, "__name__", type(fn).__name__))
         self.fn, self.fn_kwargs = fn, kwargs
         self._function = Function(lambda y_true, y_pred: fn(y_true, y_pred, **kwargs),
