@@ -3,8 +3,8 @@ runs a custom loss ``fn(y_true, y_pred)``, and what the tests check gradients wi
 
 ``Function(fn)`` traces ``fn`` on symbolic tensors of its arguments' shapes and dtypes, once
 per shapes and dtypes (a last, smaller batch is one more trace), and runs the graph with the
-engine's planner and execution; ``value_and_grad`` gives the output and the gradients of ``sum(output * upstream)``
-with respect to the arguments asked for.
+engine's planner and execution; ``value_and_grad`` gives the output and the gradients of
+``sum(output * upstream)`` with respect to the arguments asked for.
 """
 import threading
 
