@@ -332,3 +332,29 @@ def test_saving_a_model_compiled_with_a_custom_loss(tmp_path):
         fastcnn.models.load_model(path)
     copy = fastcnn.models.load_model(path, custom_objects={"plain_mse": plain_mse})
     assert copy.loss.fn is plain_mse
+
+
+def test_training_an_ops_model_is_bitwise_the_same_for_any_thread_count():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(256, 160)).astype(np.float32)
+    y = rng.normal(size=(256, 1)).astype(np.float32)
+
+    def my_loss(y_true, y_pred):
+        return ops.mean(ops.square(y_true - y_pred), axis=-1) + 0.1 * ops.max(ops.abs(y_pred))
+
+    weights = []
+    previous = fastcnn.get_num_threads()
+    try:
+        for n_threads in (1, 3):
+            fastcnn.set_num_threads(n_threads)
+            fastcnn.utils.set_random_seed(7)
+            inputs = fastcnn.Input((160,))
+            h = Residual(160)(Linear(160)(inputs))
+            model = fastcnn.Model(inputs, Linear(1)(h / (ops.std(h, axis=-1, keepdims=True) + 1)))
+            model.compile(fastcnn.optimizers.SGD(0.01), my_loss)
+            model.fit(x, y, epochs=3, batch_size=256, verbose=0, shuffle=False)
+            weights.append(model.get_weights())
+    finally:
+        fastcnn.set_num_threads(previous)
+    for got, want in zip(weights[1], weights[0], strict=True):
+        np.testing.assert_array_equal(got, want)
