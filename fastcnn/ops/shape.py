@@ -20,30 +20,44 @@ def _index_ok(n):
 
 
 class _Reshape(Op):
+    """``new_shape``'s None on an axis stands for the input's size there (a symbolic batch),
+    its -1 for what the other sizes leave."""
+
     def __init__(self, new_shape):
-        self.new_shape = tuple(int(d) if d is not None else -1 for d in new_shape)
+        self.new_shape = tuple(None if d is None else int(d) for d in new_shape)
+        if self.new_shape.count(-1) > 1 or any(d is not None and d < -1 for d in self.new_shape):
+            raise ValueError(f"Expected sizes >= 0, None or one -1 in the new shape, received "
+                             f"{new_shape!r:.100}")
+
+    def _copied(self, shape):
+        """The axes whose None copies the input's size."""
+        copied = [i for i, d in enumerate(self.new_shape) if d is None]
+        if copied and copied[-1] >= len(shape):
+            raise ValueError(f"Cannot reshape {shape} into {self.new_shape}: None stands for the "
+                             "input's size on that axis")
+        return copied
 
     def compute(self, x):
-        return np.reshape(x, self.new_shape)
+        shape = np.shape(x)
+        copied = self._copied(shape)
+        return np.reshape(x, tuple(shape[i] if i in copied else d
+                                   for i, d in enumerate(self.new_shape)))
 
     def spec(self, x):
-        shape = self.new_shape
-        if shape.count(-1) > 1:
-            raise ValueError(f"Expected at most one -1 in the new shape, received {shape}")
-        if -1 in shape:
-            known = [d for d in x.shape if d is not None]
-            rest = int(np.prod([d for d in shape if d != -1]))
-            if None in x.shape:
-                dims = tuple(None if d == -1 else d for d in shape)
-            else:
-                total = int(np.prod(known))
-                if rest == 0 or total % rest:
-                    raise ValueError(f"Cannot reshape {x.shape} into {shape}")
-                dims = tuple(total // rest if d == -1 else d for d in shape)
-            return Spec(dims, x.dtype)
-        if None not in x.shape and int(np.prod(x.shape)) != int(np.prod(shape)):
-            raise ValueError(f"Cannot reshape {x.shape} into {shape}")
-        return Spec(shape, x.dtype)
+        copied = self._copied(x.shape)
+        dims = [x.shape[i] if i in copied else d for i, d in enumerate(self.new_shape)]
+        rest = [d for i, d in enumerate(x.shape) if i not in copied]
+        given = [d for i, d in enumerate(self.new_shape) if i not in copied and d != -1]
+        if None in rest:  # sizes not known while tracing: what -1 stands for is not either
+            return Spec(tuple(None if d == -1 else d for d in dims), x.dtype)
+        total, kept = int(np.prod(rest)), int(np.prod(given))
+        if -1 in dims:
+            if kept == 0 or total % kept:
+                raise ValueError(f"Cannot reshape {x.shape} into {self.new_shape}")
+            dims[dims.index(-1)] = total // kept
+        elif total != kept:
+            raise ValueError(f"Cannot reshape {x.shape} into {self.new_shape}")
+        return Spec(tuple(dims), x.dtype)
 
     def gradients(self, dy, xs, y, needed):
         return [np.reshape(dy, np.shape(xs[0]))]
