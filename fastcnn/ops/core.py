@@ -292,7 +292,8 @@ _FUNCTIONS = {}  # "module.name" -> public function (ops.arithmetic.add: "arithm
 
 def recordable(fn):
     """Mark a public function of fastcnn.ops: the nodes its own op calls record keep how to
-    call it again, which is how a functional model with ops is saved."""
+    call it again, which is how a functional model with ops is saved; and NumPy's errors on
+    arguments it cannot index, divide by or convert become the caller's ValueError."""
     name = f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__}"
 
     @functools.wraps(fn)
@@ -537,6 +538,7 @@ def _value_of_shape(value, variable):
 
 
 # -- conversion ----------------------------------------------------------------------------
+@recordable
 def convert_to_tensor(x, dtype=None, sparse=None, ragged=None):
     """``x`` as an array (NumPy arrays are fastcnn's tensors); a symbolic tensor as it is."""
     if isinstance(x, KerasTensor):
@@ -548,6 +550,7 @@ def convert_to_tensor(x, dtype=None, sparse=None, ragged=None):
     return np.asarray(x, dtype=None if dtype is None else np.dtype(dtype)).view(np.ndarray)
 
 
+@recordable
 def convert_to_numpy(x):
     if isinstance(x, KerasTensor):
         raise TypeError(f"A symbolic tensor ({x.name}) has no values to convert: it stands for "

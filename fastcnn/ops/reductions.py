@@ -193,6 +193,34 @@ def prod(x, axis=None, keepdims=False, dtype=None):
     return _Prod(axis, keepdims)(x)
 
 
+class _CumSum(Op):
+    def __init__(self, axis):
+        self.axis = axis
+
+    def compute(self, x):
+        return np.cumsum(x, axis=self.axis)
+
+    def spec(self, x):
+        if self.axis is None:
+            n = None if None in x.shape else int(np.prod(x.shape))
+            return Spec((n,), result_dtype(np.cumsum, x))
+        normalize_axis(self.axis, len(x.shape))
+        return Spec(x.shape, result_dtype(np.cumsum, x))
+
+    def gradients(self, dy, xs, y, needed):
+        x = np.asarray(xs[0])
+        axis = 0 if self.axis is None else self.axis
+        g = np.flip(np.cumsum(np.flip(dy, axis), axis=axis), axis)  # sums of the later dy
+        return [g.reshape(x.shape)]
+
+
+@recordable
+def cumsum(x, axis=None, dtype=None):
+    if dtype is not None:
+        raise ValueError(f"Expected dtype=None, received dtype={dtype!r}")
+    return _CumSum(axis)(x)
+
+
 @recordable
 def argmax(x, axis=None, keepdims=False):
     return _ArgExtreme(np.argmax, axis, keepdims)(x)

@@ -23,9 +23,12 @@ BINARY = {"add": np.add, "subtract": np.subtract, "multiply": np.multiply,
           "divide": np.true_divide, "maximum": np.maximum, "minimum": np.minimum,
           "power": np.power, "equal": np.equal, "not_equal": np.not_equal,
           "greater": np.greater, "greater_equal": np.greater_equal, "less": np.less,
-          "less_equal": np.less_equal}
+          "less_equal": np.less_equal, "mod": np.mod, "floor_divide": np.floor_divide}
 UNARY = {"negative": np.negative, "square": np.square, "sqrt": np.sqrt, "abs": np.abs,
-         "exp": np.exp, "log": np.log, "log1p": np.log1p, "sign": np.sign}
+         "exp": np.exp, "log": np.log, "log1p": np.log1p, "sign": np.sign, "expm1": np.expm1,
+         "log2": np.log2, "log10": np.log10, "sin": np.sin, "cos": np.cos, "floor": np.floor,
+         "round": np.round, "isnan": np.isnan, "isinf": np.isinf, "isfinite": np.isfinite,
+         "stop_gradient": np.positive}
 
 
 def _assert_same(got, want):
@@ -51,7 +54,7 @@ def _check_spec(fn, arrays, result):
 @pytest.mark.parametrize("shapes", SHAPE_PAIRS, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_binary_ops_match_numpy(name, shapes, dtype, rng):
-    positive = name == "power"
+    positive = name in ("power", "mod", "floor_divide")
     a, b = (_array(rng, s, dtype, positive) for s in shapes)
     if name == "power":
         b = (b % 3).astype(dtype)
@@ -77,10 +80,29 @@ def test_binary_ops_keep_the_dtype_with_a_python_number(name, rng):
 @pytest.mark.parametrize("shape", [(3, 4), (5,), (), (2, 3, 4)], ids=str)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_unary_ops_match_numpy(name, shape, dtype, rng):
-    a = _array(rng, shape, dtype, positive=name in ("sqrt", "log", "log1p"))
+    a = _array(rng, shape, dtype, positive=name in ("sqrt", "log", "log1p", "log2", "log10"))
     got = getattr(ops, name)(a)
     _assert_same(got, UNARY[name](a))
     _check_spec(getattr(ops, name), [a], got)
+
+
+@pytest.mark.parametrize("axis", [None, 0, 2, -1], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_cumsum_matches_numpy(axis, dtype, rng):
+    a = _array(rng, (3, 4, 5), dtype)
+    got = ops.cumsum(a, axis=axis)
+    _assert_same(got, np.cumsum(a, axis=axis))
+    _check_spec(lambda x: ops.cumsum(x, axis=axis), [a], got)
+
+
+def test_creation_functions_take_keras_dtypes():
+    assert ops.zeros((2, 3)).dtype == np.float32 and ops.zeros((2, 3)).shape == (2, 3)
+    np.testing.assert_array_equal(ops.ones(3, dtype="int32"), [1, 1, 1])
+    np.testing.assert_array_equal(ops.full((2,), 7), [7, 7])
+    np.testing.assert_array_equal(ops.eye(3, k=1), np.eye(3, k=1))
+    assert ops.eye(2).dtype == np.float32
+    assert ops.arange(5).dtype == np.int32 and ops.arange(0.0, 1.0, 0.25).dtype == np.float32
+    np.testing.assert_array_equal(ops.arange(2, 8, 3), [2, 5])
 
 
 def test_clip_where_and_logical_ops_match_numpy(rng):

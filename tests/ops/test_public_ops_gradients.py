@@ -57,7 +57,8 @@ def test_power_gradients():
 
 
 UNARY = {"negative": None, "square": None, "sqrt": "positive", "abs": None, "exp": None,
-         "log": "positive", "log1p": "positive"}
+         "log": "positive", "log1p": "positive", "expm1": None, "log2": "positive",
+         "log10": "positive", "sin": None, "cos": None}
 
 
 @pytest.mark.parametrize("name", sorted(UNARY))
@@ -66,6 +67,18 @@ def test_unary_op_gradients(name):
     if UNARY[name] == "positive":
         x = np.abs(x) + 0.2
     check_gradients(getattr(ops, name), x)
+
+
+@pytest.mark.parametrize("axis", [None, 0, 2], ids=str)
+def test_cumsum_gradients(axis):
+    check_gradients(lambda v: ops.cumsum(v, axis=axis), _apart((2, 3, 4)))
+
+
+def test_stop_gradient_passes_none():
+    x = _apart((3, 4))
+    _, (grad,) = Function(lambda v: v * 2 + ops.stop_gradient(v) * v).value_and_grad(
+        [x], 1.0, [0])
+    np.testing.assert_allclose(grad, 2 + x)
 
 
 def test_clip_and_where_gradients():
