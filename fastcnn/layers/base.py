@@ -43,7 +43,8 @@ from ..engine.tensor import (
     shapes_of,
     template_of,
 )
-from ..ops.core import Variable, tracing, untraced
+from ..ops.tracing import tracing, untraced
+from ..ops.variables import Variable
 from ..serialization import Configurable, claim_weight
 from .arguments import normalize_seed, normalize_shape
 
@@ -343,7 +344,7 @@ class Layer(Operation, Configurable):
     def _trace(self, inputs, shapes, training):
         """``call`` traced on symbolic inputs shaped like ``inputs`` (batch axis free), once per
         input shape and mode: a ``training`` argument may change what ``call`` does. Ops on
-        its weights record weight reads, and assignments to its variables (fastcnn.ops.core)
+        its weights record weight reads, and assignments to its variables (fastcnn.ops.variables)
         join the graph as effects, which run whenever it runs."""
         shapes = [(None, *s[1:]) for s in shapes]
         key = (tuple(shapes), bool(training))

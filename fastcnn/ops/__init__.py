@@ -2,13 +2,18 @@
 here) and record differentiable graph nodes on symbolic tensors, so that custom layers, losses
 and functional models written with them train without a hand-written backward.
 
-- ``core``: the op machinery (eager or recorded), tracing, ``Variable``, conversions;
+- ``core``: the op machinery (eager or recorded) and conversions; ``tracing``: the scope of a
+  layer's traced ``call``; ``variables``: ``Variable``, with ``assign`` traced in ``call``;
+  ``recording``: the public calls a saved functional model keeps;
 - ``arithmetic``: broadcasting elementwise arithmetic and comparisons;
 - ``reductions``: sum, mean, max, min, var, std, logsumexp, argmax...;
 - ``shape``: reshape, transpose, concatenate, slicing, take...;
 - ``matrix``: matmul, dot, einsum, tensordot;
 - ``nn``: activations, convolutions, pooling, normalisation, cross-entropies;
-- ``image``: resize.
+- ``image``: resize;
+- ``creation``: zeros, ones, full, eye, arange;
+- ``function``: a Python function of ops traced and differentiated; ``loss_function``: a custom
+  loss function given to compile, as a Loss.
 
 docs/ops.md lists what is supported and what cannot be traced.
 """
@@ -62,7 +67,7 @@ from .arithmetic import (
     true_divide,
     where,
 )
-from .core import Variable, convert_to_numpy, convert_to_tensor, is_tensor
+from .core import convert_to_numpy, convert_to_tensor, is_tensor
 from .creation import arange, eye, full, ones, zeros
 from .matrix import dot, einsum, matmul, tensordot
 from .nn import (
@@ -129,6 +134,7 @@ from .shape import (
     transpose,
     zeros_like,
 )
+from .variables import Variable
 
 OPERATORS.update(OPERATOR_UFUNCS, matmul=matmul, getitem=getitem, cast=cast, absolute=abs)
 

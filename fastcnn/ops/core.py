@@ -1,32 +1,24 @@
 """The machinery under every op: eager on arrays, a graph node on symbolic tensors.
 
 An ``Op`` holds the math of one operation: ``compute(*arrays)`` (its forward, also its eager
-answer), ``gradients(dy, xs, y)`` (one gradient per operand, None where there is none) and
-``spec(*specs)`` (the output's shape and dtype from the operands', as Keras infers them).
+answer), ``gradients(dy, xs, y, needed)`` (one gradient per operand, None where there is none)
+and ``spec(*specs)`` (the output's shape and dtype from the operands', as Keras infers them).
 Calling an op on operands of which one is symbolic (a ``KerasTensor``) records a ``Node`` whose
 operation is an ``OpCall``: a leaf with forward and backward like any layer, so the engine's
 planner and execution run and differentiate it. Operands that are not symbolic are constants of
-the node, except the weights of the layer being traced: those become the call's weights, and
-their gradients go where the planner routes every weight gradient.
-
-``Variable`` is the weight array ``Layer.add_weight`` returns: an ndarray with Keras's
-``assign``, ``assign_add`` and ``assign_sub``. Inside a traced ``call`` an assignment records a
-node that writes the variable when the graph runs (after every op that read the old value);
-later reads in the same ``call`` see the assigned value.
+the node, except the weights of the layer being traced (``tracing``): those become the call's
+weights, and their gradients go where the planner routes every weight gradient.
 """
-import contextlib
-import functools
-import threading
-
 import numpy as np
 
 from .._ops import reduce as reduce_ops
 from ..engine.operation import Operation
 from ..engine.tensor import OPERATORS, KerasTensor, Node, flatten, unique_name
 from ..serialization import register_builtin
+from .recording import FUNCTIONS, Replay, current_call, encode, recordable
+from .tracing import current_scope
 
 FLOAT_KINDS = "fc"
-
 
 class Spec:
     """What an op knows of a symbolic operand, or of a constant: shape (None where unknown)
@@ -129,10 +121,10 @@ class Op:
 
     def __call__(self, *operands):
         operands = [_checked_operand(o) for o in operands]
-        scope = _scope()
+        scope = current_scope()
         if any(isinstance(o, KerasTensor) for o in operands) or (
                 scope is not None and any(scope.is_weight(o) for o in operands)):
-            return _record(self, operands, scope)
+            return record(self, operands, scope)
         return self.compute(*(_eager(o) for o in operands))
 
 
@@ -197,8 +189,8 @@ class OpCall(Operation):
             name, args, kwargs = self.call
             inputs = {id(t): k for k, t in reversed(list(enumerate(
                 self._inbound_nodes[0].input_tensors)))}
-            return {"function": name, "args": _encode(list(args), inputs),
-                    "kwargs": _encode(kwargs, inputs)}
+            return {"function": name, "args": encode(list(args), inputs),
+                    "kwargs": encode(kwargs, inputs)}
         except TypeError as e:
             raise TypeError(f"A functional model with the fastcnn.ops call {self.name} cannot be "
                             f"saved by its config ({e}): put the ops in a custom layer (saved "
@@ -207,10 +199,10 @@ class OpCall(Operation):
 
     @classmethod
     def from_config(cls, config):
-        if not isinstance(config, dict) or config.get("function") not in _FUNCTIONS:
+        if not isinstance(config, dict) or config.get("function") not in FUNCTIONS:
             raise ValueError(f"Expected the config of a fastcnn.ops call, received "
                              f"{config!r:.200}")
-        return _Replay(_FUNCTIONS[config["function"]], config.get("args", []),
+        return Replay(FUNCTIONS[config["function"]], config.get("args", []),
                        config.get("kwargs", {}))
 
     def compute_output_shape(self, input_shape):
@@ -248,10 +240,9 @@ class OpCall(Operation):
         return dxs if need_dx else None
 
 
-def _record(op, operands, scope):
+def record(op, operands, scope):
     inputs, layout, weights, owners = [], [], [], []
-    calls = getattr(_local, "calls", None)
-    call = calls[-1] if calls else None
+    call = current_call()
     for o in operands:
         if scope is not None and not isinstance(o, KerasTensor):
             o = scope.current_value(o)
@@ -284,257 +275,6 @@ def _record(op, operands, scope):
         for w in weights:
             scope.readers.setdefault(id(w), []).extend(outputs)
     return outputs if many else outputs[0]
-
-
-# -- the public functions, and calling them again from a saved config ----------------------
-_FUNCTIONS = {}  # "module.name" -> public function (ops.arithmetic.add: "arithmetic.add")
-
-
-def recordable(fn):
-    """Mark a public function of fastcnn.ops: the nodes its own op calls record keep how to
-    call it again, which is how a functional model with ops is saved; and NumPy's errors on
-    arguments it cannot index, divide by or convert become the caller's ValueError."""
-    name = f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__}"
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        calls = _local.__dict__.setdefault("calls", [])
-        calls.append((name, args, kwargs))
-        try:
-            return fn(*args, **kwargs)
-        except (IndexError, ZeroDivisionError, OverflowError, KeyError) as e:
-            if len(calls) > 1:  # the outermost public call reports it
-                raise
-            # arguments NumPy cannot index, divide by or convert (an axis out of range, a
-            # size of zero, a number too large): the caller's error
-            raise ValueError(f"{fn.__name__}: invalid arguments ({type(e).__name__}: "
-                             f"{e})") from None
-        finally:
-            calls.pop()
-
-    _FUNCTIONS[name] = wrapper
-    return wrapper
-
-
-class _Replay:
-    """A saved op call, called on its node's input tensors like a layer."""
-
-    def __init__(self, function, args, kwargs):
-        self.function, self.args, self.kwargs = function, args, kwargs
-
-    def __call__(self, inputs, training=None):
-        inputs = flatten(inputs)
-        return self.function(*_decode(self.args, inputs), **_decode(self.kwargs, inputs))
-
-
-def _encode(value, inputs):
-    """``value`` (an argument of a public op) as JSON; tensors as {"tensor": k}."""
-    if isinstance(value, KerasTensor):
-        return {"tensor": inputs[id(value)]}
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, list):
-        return [_encode(v, inputs) for v in value]
-    if isinstance(value, tuple):
-        return {"tuple": [_encode(v, inputs) for v in value]}
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {"dict": {k: _encode(v, inputs) for k, v in value.items()}}
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "biuf":
-            raise TypeError(f"an array of dtype {value.dtype} has no JSON form")
-        return {"array": value.tolist(), "dtype": value.dtype.name}
-    if isinstance(value, slice):
-        return {"slice": [_encode(v, inputs) for v in (value.start, value.stop, value.step)]}
-    if value is Ellipsis:
-        return {"ellipsis": True}
-    if isinstance(value, (np.dtype, type)):
-        return {"dtype": np.dtype(value).name}
-    raise TypeError(f"an argument {value!r:.100} has no JSON form")
-
-
-def _decode(value, inputs):
-    if isinstance(value, list):
-        return [_decode(v, inputs) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if "tensor" in value:
-        return inputs[value["tensor"]]
-    if "tuple" in value:
-        return tuple(_decode(v, inputs) for v in value["tuple"])
-    if "dict" in value:
-        return {k: _decode(v, inputs) for k, v in value["dict"].items()}
-    if "array" in value:
-        return np.array(value["array"], dtype=value["dtype"])
-    if "slice" in value:
-        return slice(*_decode(value["slice"], inputs))
-    if "ellipsis" in value:
-        return Ellipsis
-    if "dtype" in value:
-        return np.dtype(value["dtype"])
-    raise ValueError(f"Expected an encoded op argument, received {value!r:.100}")
-
-
-# -- tracing scope -------------------------------------------------------------------------
-_local = threading.local()
-
-
-class TraceScope:
-    """What a traced ``call`` of ``layer`` records beside its outputs: the weights it may
-    read, the variables it assigns (and the nodes that read them before) and the effect
-    tensors (assignments) that the traced graph must run."""
-
-    def __init__(self, layer):
-        self.layer = layer
-        self.readers = {}  # id(variable) -> symbolic tensors computed from its old value
-        self.assigned = {}  # id(variable) -> (variable, the symbolic tensor of its new value)
-        self.effects = []
-
-    def owner(self, value):
-        """(layer, index) of ``value`` among the traced layer's weights (its sublayers'
-        included), or None."""
-        if not isinstance(value, np.ndarray):
-            return None
-        for owner, i in self.layer._weight_owners():
-            if owner._weights[i] is value:
-                return owner, i
-        return None
-
-    def is_weight(self, value):
-        return self.owner(value) is not None
-
-    def current_value(self, value):
-        entry = self.assigned.get(id(value))
-        return entry[1] if entry is not None and entry[0] is value else value
-
-
-def _scope():
-    stack = getattr(_local, "stack", None)
-    return stack[-1] if stack else None
-
-
-@contextlib.contextmanager
-def tracing(layer):
-    """While ``layer.call`` is traced: ops read its weights as weights, and assignments are
-    recorded. Yields the scope, whose ``effects`` the traced graph must include."""
-    stack = _local.__dict__.setdefault("stack", [])
-    stack.append(TraceScope(layer))
-    try:
-        yield stack[-1]
-    finally:
-        stack.pop()
-
-
-@contextlib.contextmanager
-def untraced():
-    """Meanwhile, arithmetic on weights runs on arrays (a leaf layer's forward run to find its
-    output shape during a trace)."""
-    stack = _local.__dict__.setdefault("stack", [])
-    saved = stack[:]
-    stack.clear()
-    try:
-        yield
-    finally:
-        stack[:] = saved
-
-
-# -- variables -----------------------------------------------------------------------------
-class Assign(Op):
-    """Writes its first operand into ``variable`` and returns it; the other operands only order
-    it after the nodes that read the variable's old value."""
-
-    def __init__(self, variable):
-        self.variable = variable
-
-    def compute(self, value, *after):
-        self.variable[...] = value
-        return np.array(self.variable, copy=True).view(np.ndarray)
-
-    def spec(self, value, *after):
-        return Spec(self.variable.shape, self.variable.dtype)
-
-    def gradients(self, dy, xs, y, needed):
-        return [dy] + [None] * (len(xs) - 1)
-
-
-class Variable(np.ndarray):
-    """A layer's weight: an ndarray that Keras's ``assign`` methods write in place.
-
-    Arithmetic on a variable gives plain arrays; inside a traced ``call`` it records nodes, as
-    the ops do, so that it follows the weight's values as it trains."""
-
-    def assign(self, value):
-        scope = _scope()
-        if isinstance(value, KerasTensor) or (scope is not None and scope.owner(self) is not None):
-            return _assign_symbolic(self, value, scope)
-        value = np.asarray(value)
-        if np.broadcast_shapes(value.shape, self.shape) != self.shape:
-            raise ValueError(f"Expected a value of shape {self.shape} to assign, received shape "
-                             f"{value.shape}")
-        self[...] = value
-        return self
-
-    def assign_add(self, value):
-        return self.assign(OPERATORS["add"](self._current(), value))
-
-    def assign_sub(self, value):
-        return self.assign(OPERATORS["subtract"](self._current(), value))
-
-    def _current(self):
-        scope = _scope()
-        return self if scope is None else scope.current_value(self)
-
-    @property
-    def value(self):
-        return self._current()
-
-    def numpy(self):
-        return np.array(self).view(np.ndarray)
-
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        scope = _scope()
-        if scope is not None and "out" not in kwargs and scope.owner(self) is not None:
-            # inside a traced call: arithmetic on a weight is recorded; a write into it
-            # (out=...) is an explicit assignment, made at once
-            if method == "__call__" and ufunc.__name__ in OPERATORS:
-                return OPERATORS[ufunc.__name__](*inputs)
-            raise TypeError(f"NumPy's {ufunc.__name__}.{method} cannot be traced on a weight "
-                            "inside a layer's call: use the fastcnn.ops function")
-        plain = [i.view(np.ndarray) if isinstance(i, Variable) else i for i in inputs]
-        out = kwargs.get("out")
-        if out is not None:
-            kwargs["out"] = tuple(o.view(np.ndarray) if isinstance(o, Variable) else o
-                                  for o in out)
-        result = getattr(ufunc, method)(*plain, **kwargs)
-        if out is not None:
-            return out[0] if len(out) == 1 else out
-        return result
-
-    def __array_wrap__(self, array, context=None, return_scalar=False):
-        return array.view(np.ndarray) if array.shape else array[()]
-
-
-def _assign_symbolic(variable, value, scope):
-    if scope is None:
-        raise ValueError("A variable can take a symbolic value only inside a layer's call, "
-                         "which traces the assignment")
-    after = scope.readers.pop(id(variable), [])
-    previous = scope.assigned.get(id(variable))
-    if previous is not None:
-        after.append(previous[1])
-    new = _record(Assign(variable), [_value_of_shape(value, variable), *after], None)
-    scope.assigned[id(variable)] = (variable, new)
-    scope.effects.append(new)
-    return new
-
-
-def _value_of_shape(value, variable):
-    spec = spec_of(value)
-    if broadcast_shapes(spec.shape, variable.shape) != variable.shape:
-        raise ValueError(f"Expected a value of shape {variable.shape} to assign, received shape "
-                         f"{spec.shape}")
-    return value
 
 
 # -- conversion ----------------------------------------------------------------------------
