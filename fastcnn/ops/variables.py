@@ -41,11 +41,7 @@ class Variable(np.ndarray):
         scope = current_scope()
         if isinstance(value, KerasTensor) or (scope is not None and scope.owner(self) is not None):
             return _assign_symbolic(self, value, scope)
-        value = np.asarray(value)
-        if np.broadcast_shapes(value.shape, self.shape) != self.shape:
-            raise ValueError(f"Expected a value of shape {self.shape} to assign, received shape "
-                             f"{value.shape}")
-        self[...] = value
+        self[...] = _value_of_shape(np.asarray(value), self)
         return self
 
     def assign_add(self, value):
@@ -103,8 +99,13 @@ def _assign_symbolic(variable, value, scope):
 
 
 def _value_of_shape(value, variable):
-    spec = spec_of(value)
-    if broadcast_shapes(spec.shape, variable.shape) != variable.shape:
+    """``value``, when it broadcasts to the variable's shape."""
+    shape = spec_of(value).shape
+    try:
+        fits = broadcast_shapes(shape, variable.shape) == variable.shape
+    except ValueError:
+        fits = False
+    if not fits:
         raise ValueError(f"Expected a value of shape {variable.shape} to assign, received shape "
-                         f"{spec.shape}")
+                         f"{shape}")
     return value

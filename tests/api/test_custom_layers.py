@@ -358,3 +358,39 @@ def test_training_an_ops_model_is_bitwise_the_same_for_any_thread_count():
         fastcnn.set_num_threads(previous)
     for got, want in zip(weights[1], weights[0], strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_subclassed_model_with_ops_and_its_own_weight_trains():
+    class Scaled(fastcnn.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = layers.Dense(8, activation="relu")
+            self.out = Linear(1)
+            self.scale = self.add_weight(shape=(), initializer="ones")
+
+        def call(self, inputs, training=False):
+            h = self.hidden(inputs)
+            return self.out(ops.concatenate([h, ops.square(inputs)], axis=-1)) * self.scale
+
+    fastcnn.utils.set_random_seed(8)
+    x, y = _data()
+    model = Scaled()
+    losses = _fit(model, x, y)
+    assert losses[-1] < 0.2 * losses[0]
+    assert float(model.scale) != 1.0  # the model's own weight trained too
+    assert len(model.trainable_weights) == 5
+
+
+def test_variable_assign_outside_a_trace_writes_at_once():
+    layer = Linear(2)
+    layer.build((None, 3))
+    layer.b.assign(np.array([1.0, 2.0]))
+    np.testing.assert_array_equal(layer.b, [1.0, 2.0])
+    layer.b.assign_add(1.0)
+    layer.b.assign_sub(np.array([0.5, 0.5]))
+    np.testing.assert_array_equal(layer.b, [1.5, 2.5])
+    with pytest.raises(ValueError, match="Expected a value of shape"):
+        layer.b.assign(np.ones(3))
+    with pytest.raises(ValueError, match="only inside a layer's call"):
+        layer.b.assign(fastcnn.Input((2,))[0])
+    assert type(layer.b * 2) is np.ndarray  # arithmetic on a variable gives plain arrays
