@@ -4,7 +4,7 @@
     model = keras.Sequential([keras.Input(shape=(28, 28, 1)), keras.layers.Conv2D(32, 3), ...])
 """
 from . import (activations, callbacks, config, constraints, datasets, initializers, layers, losses,
-               metrics, optimizers, regularizers, saving, utils)
+               metrics, ops, optimizers, regularizers, saving, utils)
 from ._ops.threads import get_num_threads, set_num_threads, show_config
 from .layers import Input
 from .models import Model, Sequential
@@ -14,5 +14,5 @@ __version__ = "0.1.0"
 
 __all__ = ["Input", "Model", "Sequential", "activations", "applications", "callbacks", "config",
            "constraints", "datasets", "get_num_threads", "initializers", "layers", "losses",
-           "metrics", "models", "optimizers", "regularizers", "saving", "set_num_threads",
+           "metrics", "models", "ops", "optimizers", "regularizers", "saving", "set_num_threads",
            "show_config", "utils"]

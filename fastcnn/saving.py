@@ -44,6 +44,7 @@ from . import losses, optimizers
 from . import metrics as metrics_module
 from .serialization import (
     custom_object_scope,
+    deserialize,
     get_class,
     register_keras_serializable,
     serialize,
@@ -449,6 +450,8 @@ def _deserialize_losses(entry, archive):
     if isinstance(entry, dict) and set(entry) == {"dict"}:
         return {k: _deserialize_losses(v, archive)
                 for k, v in _mapping(entry["dict"], "loss", archive).items()}
+    if isinstance(entry, dict) and entry.get("class_name") == "LossFunctionWrapper":
+        return deserialize(entry)  # a custom loss function, found by its registered name
     return None if entry is None else _named(losses.LOSSES, entry, "loss", archive)
 
 

@@ -105,7 +105,12 @@ def get(identifier):
         return deserialize(identifier)
     if callable(identifier) and identifier in _FUNCTIONS:
         return _FUNCTIONS[identifier]()
-    raise ValueError(f"Unknown loss {identifier!r}; expected one of {sorted(LOSSES)} or a Loss")
+    if callable(identifier) and not isinstance(identifier, type):
+        # fn(y_true, y_pred) written with fastcnn.ops: traced and differentiated by the
+        # wrapper fastcnn.ops registers (fastcnn/ops/loss_function.py)
+        return serialization.get_class("LossFunctionWrapper")(identifier)
+    raise ValueError(f"Unknown loss {identifier!r}; expected one of {sorted(LOSSES)}, a Loss or "
+                     "a function fn(y_true, y_pred)")
 
 
 __all__ = ["BinaryCrossentropy", "BinaryFocalCrossentropy", "CategoricalCrossentropy",

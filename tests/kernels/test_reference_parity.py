@@ -416,7 +416,8 @@ def concatenate_backward(rng, dtype):
 # transpose (copy), and ties between inputs for maximum and minimum
 ELEMENTWISE = [([(3, 4, 5), (3, 4, 5)], "add"), ([(2, 1, 5), (2, 3, 1), (5,)], "multiply"),
                ([(1, 300), (4, 300)], "subtract"), ([(6, 1, 7), (6, 5, 7), (1, 5, 7)], "average"),
-               ([(3, 6), (3, 1), (1, 6)], "maximum"), ([(4, 3, 2), (3, 1)], "minimum")]
+               ([(3, 6), (3, 1), (1, 6)], "maximum"), ([(4, 3, 2), (3, 1)], "minimum"),
+               ([(2, 5, 3), (5, 1)], "divide")]
 
 
 def _broadcast_case(rng, dtype, shapes, op):
@@ -791,6 +792,25 @@ def confusion_matrix(rng, dtype):
                unset((chunks, k, k), np.float64), THREADS)
 
 
+REDUCE_LAYOUTS = [(1, 1, 1), (3, 7, 1), (2, 5, 300), (1, 1000, 3), (4, 1, 5)]  # (outer, n, inner)
+
+
+def reduce_forward(rng, dtype):
+    for op in ("sum", "mean", "max", "min"):
+        for shape in REDUCE_LAYOUTS:
+            x = normal(rng, shape, dtype)
+            x[0, -1, 0] = np.nan if op in ("max", "min") else x[0, -1, 0]  # NaN wins
+            yield op, x, unset((shape[0], shape[2]), dtype), THREADS
+
+
+def extreme_backward(rng, dtype):
+    for reduce in (np.max, np.min):
+        for shape in REDUCE_LAYOUTS:
+            x = rng.integers(-2, 3, shape).astype(dtype)  # ties
+            yield (x, reduce(x, axis=1), normal(rng, (shape[0], shape[2]), dtype),
+                   unset(shape, dtype), THREADS)
+
+
 CASES = {
     **{f"{name}_{direction}": case for name, grid in POINTWISE_KERNELS.items()
        for direction, case in zip(("forward", "backward"), pointwise_with(*grid))},
@@ -850,6 +870,8 @@ CASES = {
     "concatenate_backward": concatenate_backward,
     "elementwise_forward": elementwise_forward,
     "elementwise_backward": elementwise_backward,
+    "reduce_forward": reduce_forward,
+    "extreme_backward": extreme_backward,
     "remap2d_forward": remap2d_forward,
     "remap2d_backward": remap2d_backward,
     "affine2d_forward": affine2d_forward,
