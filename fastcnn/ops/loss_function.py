@@ -10,6 +10,7 @@ import numpy as np
 
 from .._ops.checks import as_kernel_array
 from ..losses import Loss
+from ..losses.base import _sample_weights
 from ..serialization import get_function, register_builtin, registered_name
 from .function import Function
 
@@ -32,13 +33,26 @@ class LossFunctionWrapper(Loss):
                             f"dtype {y.dtype}")
         return as_kernel_array(y, "y", dtype=np.float32)
 
-    def forward_backward(self, y_pred, y_true, logits, grad, loss):
+    def forward_backward(self, y_pred, y_true, logits, grad, loss, sample_weight=None):
         n = len(y_pred)
-        out, (dy_pred,) = self._function.value_and_grad(
-            [y_true, y_pred], lambda out: np.full(out.shape, 1.0 / max(out.size, 1), out.dtype),
-            wrt=(1,))
+        weights = None if sample_weight is None else _sample_weights(sample_weight, n, ())
+
+        def upstream(out):
+            # d mean(out) / d out, each sample's entries weighed by its sample weight
+            g = np.full(out.shape, 1.0 / max(out.size, 1), out.dtype)
+            if weights is not None:
+                if not (out.ndim and out.shape[0] == n):
+                    raise ValueError(f"Expected {self.name} to return one loss per sample (a "
+                                     f"first axis of {n}) for sample weights, received shape "
+                                     f"{out.shape}")
+                g *= weights.reshape(n, *(1,) * (out.ndim - 1)).astype(out.dtype)
+            return g
+
+        out, (dy_pred,) = self._function.value_and_grad([y_true, y_pred], upstream, wrt=(1,))
         if out.ndim and out.shape[0] == n:
             loss[...] = out.reshape(n, -1).mean(axis=1)
+            if weights is not None:
+                loss *= weights.astype(loss.dtype)
         else:
             loss[...] = out.mean()
         grad[...] = dy_pred

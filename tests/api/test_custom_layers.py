@@ -195,6 +195,30 @@ def test_custom_loss_function_trains_as_the_builtin_loss_does():
     np.testing.assert_allclose(histories[1], histories[0], rtol=1e-5)
 
 
+def test_custom_loss_function_weighs_samples_as_the_builtin_loss_does():
+    x, y = _data()
+    weights = np.random.default_rng(8).random(len(x))
+
+    def my_mse(y_true, y_pred):
+        return ops.mean(ops.square(y_true - y_pred), axis=-1)
+
+    results = []
+    for loss in ("mse", my_mse):
+        fastcnn.utils.set_random_seed(5)
+        model = fastcnn.Sequential([fastcnn.Input((3,)), layers.Dense(1)])
+        model.compile(fastcnn.optimizers.SGD(0.05), loss)
+        before = model.evaluate(x, y, sample_weight=weights, verbose=0)
+        model.fit(x, y, sample_weight=weights, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        results.append((before, *model.get_weights()))
+    # sum(w_i * l_i) / n, with the per-sample squared errors of the untrained model
+    fastcnn.utils.set_random_seed(5)
+    model = fastcnn.Sequential([fastcnn.Input((3,)), layers.Dense(1)])
+    errors = ((model.predict(x, verbose=0) - y) ** 2).mean(axis=-1)
+    assert results[1][0] == pytest.approx(float((weights * errors).mean()), rel=1e-5)
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
 def test_custom_loss_gradient_matches_finite_differences():
     from fastcnn.ops.loss_function import LossFunctionWrapper
 
