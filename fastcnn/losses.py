@@ -32,10 +32,11 @@ class Loss:
         stands for (n,)."""
         raise NotImplementedError
 
-    def forward_backward(self, y_pred, y_true, logits, grad, loss):
+    def forward_backward(self, y_pred, y_true, logits, grad, loss, batch=None):
         """Fill ``loss`` (N,), each sample's mean loss over its positions, and ``grad`` (the
         shape of y_pred (N, ..., K)) = d mean(loss) / d y_pred. ``y_true`` is as check_targets
-        returns it; ``logits`` says whether y_pred are pre-softmax scores."""
+        returns it; ``logits`` says whether y_pred are pre-softmax scores. ``batch`` (default
+        N): the samples the mean runs over, when y_pred is one process's share of a batch."""
         n, k = len(y_pred), y_pred.shape[-1]
         positions = y_pred.shape[1:-1]
         if y_true.shape[:y_pred.ndim - 1] != y_pred.shape[:-1]:
@@ -49,13 +50,14 @@ class Loss:
         row_loss = loss if n_rows == n else np.empty(n_rows, y_pred.dtype)
         self._row_losses(y_pred.reshape(n_rows, k),
                          y_true.reshape(n_rows, *y_true.shape[y_pred.ndim - 1:]),
-                         logits, grad, row_loss, n_rows)
+                         logits, grad, row_loss, (batch or n) * math.prod(positions))
         if n_rows != n:
             loss[...] = row_loss.reshape(n, -1).mean(axis=1, dtype=np.float64)
 
     def _row_losses(self, y_pred, y_true, logits, grad, loss, n_rows):
         """Fill ``loss`` (R,) and ``grad`` (R, K) = d sum(loss) / d y_pred / n_rows for the
-        rows y_pred (R, K) and their targets, y_true (R, K) or labels (R,)."""
+        rows y_pred (R, K) and their targets, y_true (R, K) or labels (R,); n_rows counts the
+        rows of the whole batch the mean runs over (R, or more for a process's share)."""
         raise NotImplementedError
 
     def __call__(self, y_true, y_pred):

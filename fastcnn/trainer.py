@@ -239,7 +239,8 @@ class Trainer:
                 continue
             grad = work.get(("grad", k), out.shape)
             loss = work.get(("loss", k), (n,))
-            o.loss.forward_backward(out, y, execution.logits_outputs[k], grad, loss)
+            o.loss.forward_backward(out, y, execution.logits_outputs[k], grad, loss,
+                                    execution.whole_batch)
             if need_grads and o.weight != 1.0:
                 np.multiply(grad, np.float32(o.weight), out=grad)
             value = float(loss.sum(dtype=np.float64))
@@ -290,10 +291,13 @@ class Trainer:
         """One batch; ``updates`` is (regularized, constrained), listed once per fit: like
         Keras, a change of ``trainable`` takes effect at the next fit."""
         regularized, constrained = updates
-        outs = execution.forward(xs)
-        grads = self._batch_losses(execution, outs, ys, outputs, sums, True,
-                                   sum(reg(w) for reg, w, _ in regularized))
-        execution.backward(grads)
+        if len(xs[0]):
+            outs = execution.forward(xs)
+            grads = self._batch_losses(execution, outs, ys, outputs, sums, True,
+                                       sum(reg(w) for reg, w, _ in regularized))
+            execution.backward(grads)
+        else:  # a process with no share of this batch (fastcnn.distributed)
+            execution.backward_without_samples()
         for reg, w, g in regularized:
             reg.add_gradient(w, g)
         self.optimizer.apply(execution.plan.trained, execution.gradients)
@@ -365,6 +369,7 @@ class Trainer:
 
         n = len(xs[0])
         steps = -(-n // batch_size)
+        share = getattr(self.optimizer, "share_batch", None)  # fastcnn.distributed's
         history = History()
         extra = [ProgbarLogger(verbose)] if verbose else []
         callbacks = list(callbacks or []) + extra + [history]
@@ -384,13 +389,15 @@ class Trainer:
             sums, seen = {"loss": 0.0}, 0
             for step in range(steps):
                 index = order[step * batch_size:(step + 1) * batch_size]
+                if share is not None:  # this process's part of the batch
+                    index = share(execution, index)
                 cbs.on_train_batch_begin(step)
                 batch_x = [self._gather(execution, ("x", k), a, index) for k, a in enumerate(xs)]
                 batch_y = [None if a is None else self._gather(execution, ("y", k), a, index)
                            for k, a in enumerate(ys)]
                 self._train_step(execution, batch_x, batch_y, outputs, sums, updates)
                 seen += len(index)
-                logs = self._logs(sums, seen, outputs)
+                logs = self._logs(sums, max(seen, 1), outputs)
                 cbs.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break
