@@ -161,3 +161,25 @@ def test_without_mpi4py_the_error_says_how_to_install_it():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=child_env(), check=True)
     assert "pip install fastcnn[mpi]" in result.stdout
+
+
+def test_cli_trains_the_mnist_convnet_data_parallel(tmp_path):
+    """python -m fastcnn --distributed under mpiexec -n 2: one progress bar, and the model of the
+    one-process run (saved by rank 0 alone)."""
+    argv = ["-m", "fastcnn", "--epochs", "2", "--limit", "512", "--seed", "1"]
+    env = _environment()
+    one = subprocess.run([sys.executable, *argv, "--save", str(tmp_path / "one.keras")],
+                         capture_output=True, text=True, env=env, timeout=TIMEOUT)
+    assert one.returncode == 0, one.stderr
+    launcher = [MPIEXEC, "-n", "2", *(["--oversubscribe"] if _open_mpi() else [])]
+    two = subprocess.run([*launcher, sys.executable, *argv, "--distributed",
+                          "--save", str(tmp_path / "two.keras")],
+                         capture_output=True, text=True, env=env, timeout=TIMEOUT)
+    assert two.returncode == 0, two.stdout + two.stderr
+    assert two.stdout.count("Epoch 2/2") == 1 and two.stdout.count("Test loss") == 1
+    assert "on 2 processes" in two.stdout
+    report = [line for line in one.stdout.splitlines() if line.startswith("Test ")]
+    assert report == [line for line in two.stdout.splitlines() if line.startswith("Test ")]
+    from fastcnn.models import load_model
+    assert_bitwise(load_model(tmp_path / "two.keras").get_weights(),
+                   load_model(tmp_path / "one.keras").get_weights())
