@@ -3,7 +3,6 @@ with the same global batch, for 1, 2 and 4 ranks; a failing rank stops the run; 
 the averaged logs, and output and checkpoints on rank 0 only. Skipped without mpi4py or
 mpiexec."""
 import importlib.util
-import os
 import shutil
 import subprocess
 import sys
