@@ -153,7 +153,7 @@ cdef _dropout _dropout_of(uint64_t seed, double rate, uint64_t first) except *:
 # on where a batch is cut into the shares of several processes (fastcnn.distributed cuts at
 # multiples of it).
 cdef enum:
-    DW_CHUNK = FCNN_SAMPLES_PER_PARTIAL
+    DW_CHUNK = FCNN_IMAGES_PER_PARTIAL
 
 SAMPLES_PER_PARTIAL = DW_CHUNK
 

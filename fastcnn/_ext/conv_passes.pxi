@@ -6,7 +6,8 @@ cdef extern from "tile_kernels.h" nogil:
     int fcnn_panel_bytes_set(int bytes)
 
 cdef extern from "pack.h" nogil:
-    enum: FCNN_SAMPLES_PER_PARTIAL
+    enum: FCNN_IMAGES_PER_PARTIAL
+    enum: FCNN_ROWS_PER_PARTIAL
     int fcnn_block(int level, int cols, int size)
     int fcnn_round16(int n)
     size_t fcnn_packed_size(int rows, int cols, int cb)

@@ -57,11 +57,13 @@ cdef extern from "dense_narrow.h" nogil:
     void fcnn_narrow_db_f32(const float *dy, int n, int o, float *db)
     void fcnn_narrow_db_f64(const double *dy, int n, int o, double *db)
 
-# Rows per dW partial sum: conv.pyx's images per partial, so that a batch cut into the shares of
-# several processes (fastcnn.distributed) cuts no chunk of either. Fixed, so that the summation
-# order depends neither on n_threads nor on that cut.
+# Rows per dW partial sum. Fixed, so that the summation order depends neither on n_threads nor
+# on where a batch is cut into the shares of several processes (fastcnn.distributed cuts at
+# multiples of it).
 cdef enum:
-    DW_CHUNK = FCNN_SAMPLES_PER_PARTIAL
+    DW_CHUNK = FCNN_ROWS_PER_PARTIAL
+
+SAMPLES_PER_PARTIAL = DW_CHUNK
 
 # Forward/dX row blocks are multiples of this (every tile height divides it), so no thread gets
 # a ragged tile in the middle of the batch; capped so that in-block offsets stay within int.

@@ -34,7 +34,7 @@ static int fcnn_narrow_kp(int k) { return fcnn_round16(k); }
 static int fcnn_narrow_stack_levels(int n)
 {
     int levels = 1;
-    for (int chunks = (n + FCNN_SAMPLES_PER_PARTIAL - 1) / FCNN_SAMPLES_PER_PARTIAL; chunks;
+    for (int chunks = (n + FCNN_ROWS_PER_PARTIAL - 1) / FCNN_ROWS_PER_PARTIAL; chunks;
          chunks >>= 1)
         levels++;
     return levels;
@@ -164,16 +164,16 @@ static void FCNN_TN(fcnn_narrow_dw)(int level, const FCNN_TN(fcnn_narrow_job) *j
             dw[(size_t)i * jb->o + c] = jb->dwt[(size_t)c * jb->kp + i];
 }
 
-/* db[c] = the sum of dy[:, c]: per chunk of FCNN_SAMPLES_PER_PARTIAL rows, rows in order, then
+/* db[c] = the sum of dy[:, c]: per chunk of FCNN_ROWS_PER_PARTIAL rows, rows in order, then
  * the chunk sums along fcnn_sum_parts's tree, built as fcnn_narrow_dw builds it. */
 static void FCNN_TN(fcnn_narrow_db)(const FCNN_T *dy, int n, int o, FCNN_T *db)
 {
     FCNN_T stack[64][FCNN_NARROW_MAX];
     int size[64], top = 0;
-    for (int r0 = 0; r0 < n; r0 += FCNN_SAMPLES_PER_PARTIAL) {
+    for (int r0 = 0; r0 < n; r0 += FCNN_ROWS_PER_PARTIAL) {
         FCNN_T *part = stack[top];
         memset(part, 0, (size_t)o * sizeof(FCNN_T));
-        for (int r = r0; r < fcnn_min(r0 + FCNN_SAMPLES_PER_PARTIAL, n); r++)
+        for (int r = r0; r < fcnn_min(r0 + FCNN_ROWS_PER_PARTIAL, n); r++)
             for (int c = 0; c < o; c++)
                 part[c] += dy[(size_t)r * o + c];
         size[top++] = 1;

@@ -187,7 +187,7 @@ FCNN_INLINE void FCNN_NAME(fcnn_narrow_add)(const int O, int kp, FCNN_T *a, cons
 }
 
 /* dwt[c, j*W ..] = the sum over all rows of dy[r, c] * x[r, j*W ..] for the vectors j in
- * [j0, j1): per chunk of FCNN_SAMPLES_PER_PARTIAL rows, rows in order, then the chunk sums along
+ * [j0, j1): per chunk of FCNN_ROWS_PER_PARTIAL rows, rows in order, then the chunk sums along
  * fcnn_sum_parts's tree. That tree is built as the chunks come, in a stack of partial sums (a
  * binary counter: two sums of as many chunks merge at once, the rest right to left at the end),
  * level 0 being dwt and level l >= 1 jb->stack's (l - 1)th (O, kp) block, so each row of x is
@@ -195,7 +195,7 @@ FCNN_INLINE void FCNN_NAME(fcnn_narrow_add)(const int O, int kp, FCNN_T *a, cons
 FCNN_INLINE void FCNN_NAME(fcnn_narrow_dw)(const int O, const int R,
                                            const FCNN_TN(fcnn_narrow_job) *jb, int j0, int j1)
 {
-    const int kp = jb->kp, G = FCNN_SAMPLES_PER_PARTIAL;
+    const int kp = jb->kp, G = FCNN_ROWS_PER_PARTIAL;
     const size_t level = (size_t)O * kp;
     int size[64], top = 0; /* chunks in each stack entry */
     for (int c = 0; c < O; c++)

@@ -12,10 +12,11 @@
 #include "cpu.h"
 #include "vectors.h"
 
-/* Samples per partial sum of a weight gradient (dW, db) in every kernel that sums over the batch:
- * fixed, and the same for all, so that a batch cut at multiples of it (fastcnn.distributed's
- * shares) cuts no kernel's chunk. */
-enum { FCNN_SAMPLES_PER_PARTIAL = 8 };
+/* Images (conv) and rows (dense) per partial sum of a weight gradient (dW, db): fixed, and powers
+ * of two, so that a batch cut at multiples of the larger (fastcnn.distributed's shares) cuts no
+ * kernel's chunk and gives every kernel whole subtrees of its summation tree. Conv images are few
+ * per batch and each is much work: small chunks let the threads share them out. */
+enum { FCNN_IMAGES_PER_PARTIAL = 8, FCNN_ROWS_PER_PARTIAL = 32 };
 
 static int fcnn_min(int a, int b) { return a < b ? a : b; }
 static int fcnn_round16(int n) { return (n + 15) & ~15; }

@@ -1,19 +1,22 @@
 """How the kernels sum a weight gradient over a batch, for the processes that split one batch.
 
-Every kernel that sums over the batch (conv and dense dW and db) sums fixed chunks of
-``SAMPLES_PER_PARTIAL`` samples separately, then adds the chunk sums along one binary tree: the
-tree that splits n chunks at the largest power of two below n, and each side the same way. Each
-of its subtrees holds an aligned run of chunks, so a batch cut at the subtrees of one level gives
-each process a share whose sum is that subtree's; adding the shares' sums pairwise along the top
-of the tree then gives the bits that one process summing the whole batch gets. ``shares`` makes
-that cut, ``combine`` adds per-process sums along the tree's top.
+Every kernel that sums over the batch (conv and dense dW and db) sums fixed chunks separately
+(8 images for conv, 32 rows for dense), then adds the chunk sums along one binary tree: the tree
+that splits n chunks at the largest power of two below n, and each side the same way. Each of its
+subtrees holds an aligned run of chunks, so a batch cut at the subtrees of one level gives each
+process a share whose sum is that subtree's; adding the shares' sums pairwise along the top of
+the tree then gives the bits that one process summing the whole batch gets. ``shares`` makes that
+cut in units of ``GRAIN`` samples, the larger chunk: both are powers of two, so a cut that is a
+subtree cut of the tree over units is one of either kernel's tree too (a Dense layer on inputs
+of rank > 2 sums positions x samples rows: a power of two of positions keeps that true).
+``combine`` adds per-process sums along the tree's top.
 """
 import functools
 
 from .._ext import conv as _conv
+from .._ext import dense as _dense
 
-# pack.h's FCNN_SAMPLES_PER_PARTIAL, which conv.pyx and dense.pyx both chunk by.
-SAMPLES_PER_PARTIAL = _conv.SAMPLES_PER_PARTIAL
+GRAIN = max(_conv.SAMPLES_PER_PARTIAL, _dense.SAMPLES_PER_PARTIAL)
 
 
 def _split(chunks):
@@ -43,8 +46,8 @@ def shares(n, parts):
         cut(lo, mid, first, left)
         cut(mid, hi, first + left, count - left)
 
-    cut(0, -(-n // SAMPLES_PER_PARTIAL), 0, parts)
-    return tuple((min(a * SAMPLES_PER_PARTIAL, n), min(b * SAMPLES_PER_PARTIAL, n))
+    cut(0, -(-n // GRAIN), 0, parts)
+    return tuple((min(a * GRAIN, n), min(b * GRAIN, n))
                  for a, b in bounds)
 
 

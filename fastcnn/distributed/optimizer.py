@@ -10,8 +10,8 @@ from .runtime import rank, size
 
 def share(n):
     """(start, stop): this process's share of a batch of ``n`` samples. The shares follow the
-    kernels' summation tree (chunks of 8 samples; see docs/distributed.md), so they are as even
-    as whole chunks allow; with fewer chunks than processes some are empty."""
+    kernels' summation tree in units of 32 samples (see docs/distributed.md), so they are as
+    even as whole units allow; with fewer units than processes some are empty."""
     return partials.shares(n, size())[rank()]
 
 

@@ -8,7 +8,7 @@ import pytest
 from fastcnn._ops import conv, dense, dropout, partials
 
 PARTS = [1, 2, 3, 4, 5, 8]
-BATCHES = [1, 7, 8, 20, 40, 61, 128]
+BATCHES = [1, 7, 8, 20, 40, 61, 128, 300]
 
 
 def by_shares(n, parts, gradient):
@@ -25,14 +25,17 @@ def test_shares_cover_the_batch_in_order_at_chunk_bounds(n, parts):
     assert len(bounds) == parts
     assert bounds[0][0] == 0 and bounds[-1][1] == n
     assert all(b[1] == c[0] for b, c in zip(bounds, bounds[1:]))
-    assert all(a % partials.SAMPLES_PER_PARTIAL == 0 for a, b in bounds if b > a)
+    assert all(a % partials.GRAIN == 0 for a, b in bounds if b > a)
     assert bounds[0][1] > 0  # the first process always has samples: it reports progress
 
 
 def test_shares_are_even_for_a_power_of_two_of_chunks():
+    """Units of 32 samples (the dense kernels' chunk; conv chunks are 8 images)."""
+    assert partials.GRAIN == 32
     assert partials.shares(128, 4) == ((0, 32), (32, 64), (64, 96), (96, 128))
-    assert partials.shares(96, 4) == ((0, 32), (32, 64), (64, 80), (80, 96))
-    assert partials.shares(20, 4) == ((0, 8), (8, 16), (16, 20), (20, 20))
+    assert partials.shares(256, 2) == ((0, 128), (128, 256))
+    assert partials.shares(160, 4) == ((0, 64), (64, 128), (128, 160), (160, 160))
+    assert partials.shares(20, 2) == ((0, 20), (20, 20))
 
 
 def test_combine_adds_along_the_tree():
@@ -51,7 +54,7 @@ def test_combine_adds_along_the_tree():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("parts", PARTS)
-@pytest.mark.parametrize("n, features, outputs", [(61, 37, 10), (40, 20, 16), (128, 9, 3)])
+@pytest.mark.parametrize("n, features, outputs", [(61, 37, 10), (200, 20, 16), (300, 9, 3)])
 def test_dense_gradient_is_the_sum_of_the_shares(dtype, parts, n, features, outputs):
     """The narrow (<= 14 outputs) and the general dW kernels, and db."""
     rng = np.random.default_rng(n + parts)
@@ -70,7 +73,7 @@ def test_dense_gradient_is_the_sum_of_the_shares(dtype, parts, n, features, outp
 
 
 @pytest.mark.parametrize("parts", PARTS)
-@pytest.mark.parametrize("n", [20, 61])
+@pytest.mark.parametrize("n", [20, 130])
 def test_conv_gradient_is_the_sum_of_the_shares(parts, n):
     rng = np.random.default_rng(n * parts)
     x = rng.standard_normal((n, 7, 6, 3)).astype(np.float32)
@@ -93,7 +96,7 @@ def test_fused_conv_pool_dropout_shares_draw_the_whole_batch_mask(parts):
     """conv -> max pool -> dropout in one step: each share's output is the whole batch's rows,
     and its gradients add up to the whole batch's."""
     rng = np.random.default_rng(parts)
-    n = 37
+    n = 100
     x = rng.standard_normal((n, 8, 8, 2)).astype(np.float32)
     w = rng.standard_normal((3, 3, 2, 4)).astype(np.float32)
     bias = rng.standard_normal(4).astype(np.float32)
@@ -121,9 +124,9 @@ def test_fused_conv_pool_dropout_shares_draw_the_whole_batch_mask(parts):
 
 def test_dropout_share_draws_its_rows_of_the_whole_batch_mask():
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((24, 5, 3)).astype(np.float32)
+    x = rng.standard_normal((100, 5, 3)).astype(np.float32)
     whole = dropout.dropout_forward(x, 99, 0.5)
-    for a, b in partials.shares(24, 3):
+    for a, b in partials.shares(100, 3):
         part = dropout.dropout_forward(x[a:b], 99, 0.5, first=a)
         assert part.tobytes() == whole[a:b].tobytes()
         back = dropout.dropout_backward(x[a:b], 99, 0.5, first=a)

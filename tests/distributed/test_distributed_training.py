@@ -81,9 +81,9 @@ def single(single_run):
 
 @pytest.mark.parametrize("ranks", [1, 2, 4])
 def test_ranks_give_the_one_process_weights_bitwise(single_run, ranks, tmp_path):
-    """The 4-rank run oversubscribes a small machine, and its rank 3 has no sample at all
-    (batches of 40 and 20 samples make 5 and 3 chunks of 8: ranks 0-2 take them). The logs,
-    averaged over the ranks by samples, are the one process's within rounding."""
+    """The 4-rank run oversubscribes a small machine; ranks 1 and 3 have no sample of the last
+    batch (44 samples: shares of 32, 0, 12 and 0). The logs, averaged over the ranks by samples,
+    are the one process's within rounding."""
     single, single_history = single_run
     out = tmp_path / "w.npz"
     result = run(ranks, "distributed", out)
@@ -120,12 +120,12 @@ def test_broadcast_gives_every_rank_rank_0s_initial_weights(single, tmp_path):
 
 
 def test_metric_average_callback_averages_the_logs_by_samples(tmp_path):
-    """Rank r logs loss r + 1 and accuracy 10 r. Of each epoch's 100 samples rank 0 trains on
-    80 (32 + 32 + 16) and rank 1 on 20 (8 + 8 + 4): the means are 1.2 and 2."""
+    """Rank r logs loss r + 1 and accuracy 10 r. Of each epoch's 300 samples rank 0 trains on
+    160 (64 + 64 + 32) and rank 1 on 140 (64 + 64 + 12)."""
     run(2, "metrics", tmp_path / "w.npz")
     logs = history(tmp_path / "w.npz")
-    np.testing.assert_allclose(logs["loss"], [1.2, 1.2], rtol=1e-12)
-    np.testing.assert_allclose(logs["accuracy"], [2.0, 2.0], rtol=1e-12)
+    np.testing.assert_allclose(logs["loss"], [(160 + 2 * 140) / 300] * 2, rtol=1e-12)
+    np.testing.assert_allclose(logs["accuracy"], [10 * 140 / 300] * 2, rtol=1e-12)
 
 
 def test_a_rank_that_raises_stops_every_rank(single, tmp_path):

@@ -9,7 +9,7 @@ import fastcnn
 from fastcnn import callbacks, layers, optimizers
 from conftest import toy_data
 
-SAMPLES = 100  # batches of 40, 40 and 20: a last batch smaller than the others
+SAMPLES, BATCH = 300, 128  # batches of 128, 128 and 44: a last batch smaller than the others
 
 
 def make_model(seed):
@@ -40,7 +40,7 @@ def main():
         model = make_model(1)
         model.compile(optimizer=optimizers.Adam(0.01), loss="categorical_crossentropy",
                       metrics=["accuracy"])
-        history = model.fit(x, y, batch_size=40, epochs=args.epochs, verbose=0)
+        history = model.fit(x, y, batch_size=BATCH, epochs=args.epochs, verbose=0)
         np.savez(args.out, *model.get_weights())
         np.savez(args.out + ".history.npz", **{k: np.array(v) for k, v in history.history.items()})
         return
@@ -70,7 +70,7 @@ def main():
     if rank == 0:
         cbs.append(callbacks.ModelCheckpoint(args.out + ".ckpt.weights.h5",
                                              save_weights_only=True))
-    history = model.fit(x, y, batch_size=40, epochs=args.epochs, callbacks=cbs,
+    history = model.fit(x, y, batch_size=BATCH, epochs=args.epochs, callbacks=cbs,
                         verbose=2 if rank == 0 else 0)
     np.savez(f"{args.out}.rank{rank}.npz", *model.get_weights())
     if rank == 0:
