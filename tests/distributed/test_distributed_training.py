@@ -16,7 +16,7 @@ from conftest import child_env
 
 HERE = Path(__file__).parent
 MPIEXEC = shutil.which("mpiexec")
-pytestmark = pytest.mark.skipif(
+needs_mpi = pytest.mark.skipif(
     MPIEXEC is None or importlib.util.find_spec("mpi4py") is None,
     reason="needs mpi4py and mpiexec (pip install fastcnn[mpi])")
 TIMEOUT = 180
@@ -79,6 +79,7 @@ def single(single_run):
     return single_run[0]
 
 
+@needs_mpi
 @pytest.mark.parametrize("ranks", [1, 2, 4])
 def test_ranks_give_the_one_process_weights_bitwise(single_run, ranks, tmp_path):
     """The 4-rank run oversubscribes a small machine; ranks 1 and 3 have no sample of the last
@@ -100,18 +101,21 @@ def test_ranks_give_the_one_process_weights_bitwise(single_run, ranks, tmp_path)
     assert sorted(p.name for p in tmp_path.glob("*.ckpt*")) == ["w.npz.ckpt.weights.h5"]
 
 
+@needs_mpi
 def test_two_runs_repeat_bitwise(single, tmp_path):
     run(2, "distributed", tmp_path / "a.npz")
     run(2, "distributed", tmp_path / "b.npz")
     assert_bitwise(weights(tmp_path / "a.npz"), weights(tmp_path / "b.npz"))
 
 
+@needs_mpi
 def test_plain_allreduce_trains_the_same_model_within_rounding(single, tmp_path):
     run(2, "distributed", tmp_path / "w.npz", "--plain")
     for u, v in zip(weights(tmp_path / "w.npz"), single):
         np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
 
 
+@needs_mpi
 def test_broadcast_gives_every_rank_rank_0s_initial_weights(single, tmp_path):
     """Each rank initialises from its own seed; rank 0's seed is the one-process run's."""
     run(2, "distributed", tmp_path / "w.npz", "--seed-by-rank")
@@ -119,6 +123,7 @@ def test_broadcast_gives_every_rank_rank_0s_initial_weights(single, tmp_path):
         assert_bitwise(weights(f"{tmp_path / 'w.npz'}.rank{r}.npz"), single)
 
 
+@needs_mpi
 def test_metric_average_callback_averages_the_logs_by_samples(tmp_path):
     """Rank r logs loss r + 1 and accuracy 10 r. Of each epoch's 300 samples rank 0 trains on
     160 (64 + 64 + 32) and rank 1 on 140 (64 + 64 + 12)."""
@@ -128,6 +133,7 @@ def test_metric_average_callback_averages_the_logs_by_samples(tmp_path):
     np.testing.assert_allclose(logs["accuracy"], [10 * 140 / 300] * 2, rtol=1e-12)
 
 
+@needs_mpi
 def test_a_rank_that_raises_stops_every_rank(single, tmp_path):
     """Rank 1 raises at step 1 of epoch 2; without the abort hook rank 0 would wait for it
     forever in the next gradient sum."""
@@ -162,6 +168,7 @@ def test_without_mpi4py_the_error_says_how_to_install_it():
     assert "pip install fastcnn[mpi]" in result.stdout
 
 
+@needs_mpi
 def test_cli_trains_the_mnist_convnet_data_parallel(tmp_path):
     """python -m fastcnn --distributed under mpiexec -n 2: one progress bar, and the model of the
     one-process run (saved by rank 0 alone)."""
