@@ -3,8 +3,8 @@
     import fastcnn as keras
     model = keras.Sequential([keras.Input(shape=(28, 28, 1)), keras.layers.Conv2D(32, 3), ...])
 """
-from . import (activations, callbacks, datasets, layers, losses, metrics, optimizers, regularizers,
-               saving, utils)
+from . import (activations, callbacks, config, constraints, datasets, initializers, layers, losses,
+               metrics, ops, optimizers, regularizers, saving, utils)
 from ._ops.threads import get_num_threads, set_num_threads, show_config
 from .layers import Input
 from .models import Model, Sequential
@@ -12,6 +12,7 @@ from . import applications, models
 
 __version__ = "0.1.0"
 
-__all__ = ["Input", "Model", "Sequential", "activations", "applications", "callbacks", "datasets",
-           "get_num_threads", "layers", "losses", "metrics", "models", "optimizers", "regularizers",
-           "saving", "set_num_threads", "show_config", "utils"]
+__all__ = ["Input", "Model", "Sequential", "activations", "applications", "callbacks", "config",
+           "constraints", "datasets", "get_num_threads", "initializers", "layers", "losses",
+           "metrics", "models", "ops", "optimizers", "regularizers", "saving", "set_num_threads",
+           "show_config", "utils"]

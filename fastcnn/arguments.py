@@ -14,3 +14,20 @@ def finite_float(value):
     except OverflowError:
         return None
     return value if math.isfinite(value) else None
+
+
+def one_of(value, options, name):
+    """``value`` when it is one of ``options`` (strings, None), else a ValueError naming
+    ``name``. An array is one of none of them: ``in`` would compare each of its elements."""
+    if any(value is option or (isinstance(value, type(option)) and value == option)
+           for option in options):
+        return value
+    raise ValueError(f"Expected {name} to be one of {options}, received {name}={value!r:.200}")
+
+
+def axis_index(axis, name="axis"):
+    """``axis`` as an int (not a bool) that can index an axis of an array: within NumPy's 64
+    axes, counted from either end. Whether the array has that axis is its own check."""
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or not -64 <= axis < 64:
+        raise ValueError(f"Expected {name} to be an int in [-64, 64), received {name}={axis!r:.200}")
+    return int(axis)

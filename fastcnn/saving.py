@@ -41,8 +41,10 @@ except ImportError:  # Windows
     fcntl = None
 
 from . import losses, optimizers
+from . import metrics as metrics_module
 from .serialization import (
     custom_object_scope,
+    deserialize,
     get_class,
     register_keras_serializable,
     serialize,
@@ -217,20 +219,32 @@ def _serialize_losses(loss):
     return None if loss is None else serialize(loss)
 
 
+def _serialize_metrics(metrics):
+    """compile's metrics as JSON: Metric objects as their configs (compile takes those back)."""
+    if isinstance(metrics, dict):
+        return {k: _serialize_metrics(v) for k, v in metrics.items()}
+    if isinstance(metrics, (list, tuple)):
+        return [_serialize_metrics(m) for m in metrics]
+    return metrics_module.serialize(metrics) if isinstance(metrics, metrics_module.Metric) \
+        else metrics
+
+
 def _compile_config(model):
     """The compiled state as JSON, or None for a model that was never compiled."""
     if model.optimizer is None:
         return None
     optimizer = model.optimizer
-    if callable(optimizer.learning_rate):
-        raise ValueError(f"Expected a number as the optimizer's learning_rate to save the model, "
-                         f"received learning_rate={optimizer.learning_rate!r}; save_weights "
-                         "saves the weights alone")
-    return {"optimizer": {**serialize(optimizer), "iterations": int(optimizer.iterations),
+    schedule = optimizer.schedule
+    if schedule is not None and not isinstance(schedule, optimizers.schedules.LearningRateSchedule):
+        raise ValueError(f"Expected a number or a LearningRateSchedule as the optimizer's "
+                         f"learning rate to save the model, received the function {schedule!r}; "
+                         "save_weights saves the weights alone")
+    # the calls of apply, which with gradient accumulation are more than the updates
+    return {"optimizer": {**serialize(optimizer), "iterations": int(optimizer._iterations),
                           "has_slots": optimizer.has_slots(model.trainable_weights)},
             "loss": _serialize_losses(model.loss),
             "loss_weights": model.loss_weights,
-            "metrics": model.metrics,
+            "metrics": _serialize_metrics(model.metrics),
             "fuse": model.fuse}
 
 
@@ -412,15 +426,16 @@ def _mapping(value, name, archive):
     return value
 
 
-def _named(registry, entry, name, archive):
-    """The class in ``registry`` that ``entry["class_name"]`` names, built from ``entry["config"]``."""
+def _named(registry, entry, name, archive, build=lambda cls, config: cls(**config)):
+    """The class in ``registry`` that ``entry["class_name"]`` names, built from ``entry["config"]``
+    by ``build(cls, config)``."""
     classes = {cls.__name__: cls for cls in registry.values()}
     entry = _mapping(entry, name, archive)
     cls = classes.get(entry.get("class_name"))
     if cls is None:
         archive.fail(f"Expected the {name} class_name to be one of {sorted(classes)}, received "
                      f"class_name={entry.get('class_name')!r}")
-    return cls(**_mapping(entry.get("config"), f"the {name} config", archive))
+    return build(cls, _mapping(entry.get("config"), f"the {name} config", archive))
 
 
 def _check_int(value, name, archive, upper=2**64):
@@ -435,6 +450,8 @@ def _deserialize_losses(entry, archive):
     if isinstance(entry, dict) and set(entry) == {"dict"}:
         return {k: _deserialize_losses(v, archive)
                 for k, v in _mapping(entry["dict"], "loss", archive).items()}
+    if isinstance(entry, dict) and entry.get("class_name") == "LossFunctionWrapper":
+        return deserialize(entry)  # a custom loss function, found by its registered name
     return None if entry is None else _named(losses.LOSSES, entry, "loss", archive)
 
 
@@ -488,7 +505,8 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
             if state is not None:
                 state = _mapping(state, "compile_config", archive)
                 entry = _mapping(state.get("optimizer"), "optimizer", archive)
-                optimizer = _named(optimizers.OPTIMIZERS, entry, "optimizer", archive)
+                optimizer = _named(optimizers.OPTIMIZERS, entry, "optimizer", archive,
+                                   build=lambda cls, config: cls.from_config(config))
                 iterations = _check_int(entry.get("iterations"), "iterations", archive,
                                         ITERATIONS_LIMIT)
                 if entry.get("has_slots") not in (True, False):
@@ -515,7 +533,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     model.set_weights(weights)
     model.seed = seed
     if compile and state is not None:
-        optimizer.iterations = iterations
+        optimizer._iterations = iterations
         if slots:
             optimizer.set_slots(trainable, slots)
     return model

@@ -81,6 +81,19 @@ def get_class(class_name):
                      "with fastcnn.saving.register_keras_serializable")
 
 
+def get_function(name):
+    """The function (a custom loss, say) a config names, from custom_objects or
+    register_keras_serializable, or a ValueError that says how to make it known."""
+    if isinstance(name, str):
+        scoped = getattr(_scope, "objects", {})
+        for table, key in ((scoped, name), (scoped, name.split(">")[-1]), (_REGISTERED, name)):
+            fn = table.get(key)
+            if callable(fn) and not isinstance(fn, type):
+                return fn
+    raise ValueError(f"Unknown function {name!r}: pass it in custom_objects, or register it "
+                     "with fastcnn.saving.register_keras_serializable")
+
+
 def checked_config(config, owner, required=(), lists=()):
     """``config``, once it is a dict that holds every key of ``required`` and a list under each
     key of ``lists``: what a from_config needs before it reads anything."""

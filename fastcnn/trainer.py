@@ -7,25 +7,27 @@ shuffles and draws its random transforms with RNG (seed, e).
 Each fit plans the model's graph once (``engine.plan``) and runs it in one ``Execution``;
 evaluate and predict borrow executions from a pool, so several threads may call them at once.
 """
+import copy
+import functools
 import math
 import numbers
 import threading
 
 import numpy as np
 
+from . import data_adapters
 from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
-from .arguments import finite_float
+from ._ops import activation as activation_ops
 from ._ops.checks import check_array, check_memory, copy_bytes, positive_int
+from .arguments import finite_float
 from .callbacks import CallbackList, History, ProgbarLogger
 from .engine.execution import Execution
 from .engine.graph import FlatGraph, infer_shapes
 from .engine.plan import make_plan
 from .engine.tensor import as_data_structure, compatible_shapes, flatten, pack_like
 from .progbar import Progbar
-
-ACCURACY_NAMES = ("accuracy", "acc")
 
 
 def _check_verbose(verbose):
@@ -74,24 +76,47 @@ def _metrics_per_output(metrics):
 
 
 def _metric_names(metrics):
-    """One output's metrics: a list of names, each "accuracy" or "acc"."""
+    """One output's metrics: a list of identifiers (names as ``metrics.resolve`` reads them,
+    Metric objects, functions), each checked; a name is kept as written, since the logs name
+    the metric so, and given once."""
     if metrics is None:
         return []
     if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
         raise ValueError(f"Expected metrics to be a list such as ['accuracy'], received "
-                         f"metrics={metrics!r}")
+                         f"metrics={metrics!r:.200}")
     for m in metrics:
-        if m not in ACCURACY_NAMES:
-            raise ValueError(f'Unknown metric {m!r}; expected "accuracy"')
-    return ["accuracy"] if metrics else []
+        if not (isinstance(m, str) and m.lower() in RESOLVED_BY_LOSS):
+            metrics_module.get(m)
+    return [m for k, m in enumerate(metrics)
+            if not isinstance(m, str) or m not in metrics[:k]]
+
+
+# The metric names whose class follows the loss and the shapes (metrics.resolve).
+RESOLVED_BY_LOSS = ("accuracy", "acc", "crossentropy", "ce")
+
+
+def _activity_penalty(execution):
+    """The activity regularizers' penalties of the last forward pass, which Keras adds to the
+    loss (see engine.plan.LayerStep)."""
+    return sum(getattr(ctx, "activity_penalty", 0.0) for ctx in execution.contexts)
 
 
 class _Output:
-    """One model output as compile configured it, and its accuracy counter once resolved."""
+    """One model output as compile configured it, and its metric objects once resolved (from
+    the first targets seen: "accuracy" depends on their shape)."""
 
     def __init__(self, name, loss, weight, metrics):
         self.name, self.loss, self.weight, self.metrics = name, loss, weight, metrics
-        self.count = None
+        self.resolved = None
+
+    def fresh(self):
+        """A copy with metrics of its own, reset: the validation's."""
+        other = copy.copy(self)
+        if self.resolved is not None:
+            other.resolved = [copy.deepcopy(m) for m in self.resolved]
+            for m in other.resolved:
+                m.reset_state()
+        return other
 
 
 class Trainer:
@@ -152,16 +177,21 @@ class Trainer:
                 for n, lo, w, m in zip(names, losses, weights, per_output)]
 
     # -- data ------------------------------------------------------------------------------
-    def _model_inputs(self, x, name="x", training=False, whole_outputs=False):
-        """(graph, one float32 array per graph input) for the data ``x``: an array, a list (one
-        per input) or a dict (by input name), and mode ``training`` (a subclassed model's
-        ``call`` may differ between modes). Builds an unbuilt model for x's shapes. Refuses,
-        before converting anything, data whose float32 copy (and, with ``whole_outputs``, the
-        outputs for all of it, as predict returns) would not fit the available memory."""
+    def _checked_inputs(self, x, name="x", training=False):
+        """(structure, graph, arrays) for the data ``x``: an array, a list (one per input) or a
+        dict (by input name), and mode ``training`` (a subclassed model's ``call`` may differ
+        between modes); the arrays, unconverted, in the order of the graph's inputs. Builds an
+        unbuilt model for x's shapes."""
         if x is None:
             raise ValueError(f"Expected {name} to be an array, received None")
         x = as_data_structure(x)
         arrays = [check_array(a, name) for a in flatten(x)]
+        self._check_samples(arrays, name)
+        graph = self._graph_for_data(pack_like(x, arrays), training)
+        return x, graph, self._input_arrays(graph, x, arrays, name)
+
+    @staticmethod
+    def _check_samples(arrays, name):
         for a in arrays:
             if a.ndim < 1 or a.size == 0:
                 raise ValueError(f"Expected a non-empty {name} with a batch axis, received shape "
@@ -169,16 +199,25 @@ class Trainer:
         if len({len(a) for a in arrays}) > 1:
             raise ValueError(f"Expected every array of {name} to hold the same number of "
                              f"samples, received {[len(a) for a in arrays]}")
-        graph = self._graph_for_data(pack_like(x, arrays), training)
+
+    def _input_arrays(self, graph, x, arrays, name):
+        """The arrays of the structure ``x`` in the order of ``graph``'s inputs, each checked
+        against its input's shape."""
         arrays = self._align(x, arrays, self._input_names(graph), name)
         for a, t in zip(arrays, graph.inputs):
             if not compatible_shapes(a.shape[1:], t.shape[1:]):
                 raise ValueError(f"Expected {name} of shape (samples, *{t.shape[1:]}), received "
                                  f"{a.shape}")
+        return arrays
+
+    def _model_inputs(self, x, name="x", training=False, whole_outputs=False):
+        """(graph, one float32 array per graph input) for the data ``x``, as _checked_inputs
+        reads it. Refuses, before converting anything, data whose float32 copy (and, with
+        ``whole_outputs``, the outputs for all of it) would not fit the available memory."""
+        _, graph, arrays = self._checked_inputs(x, name, training)
         needs = [(f"a float32 copy of {name}", sum(copy_bytes(a, np.float32) for a in arrays))]
         if whole_outputs:
-            shapes = infer_shapes(graph, [a.shape for a in arrays])
-            needs.append(("the float32 outputs", sum(math.prod(s) * 4 for s in shapes)))
+            needs.append(("the float32 outputs", _output_bytes(graph, arrays)))
         check_memory(needs, name)
         return graph, [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
 
@@ -194,8 +233,9 @@ class Trainer:
                              f"{names}, received {len(flat)}")
         return flat
 
-    def _model_targets(self, y, graph, outputs, xs, name="y", x_name="x"):
-        """One checked target array per output (None for an output without a loss)."""
+    def _model_targets(self, y, graph, outputs, input_shapes, name="y", x_name="x"):
+        """One checked target array per output (None for an output without a loss), for
+        inputs of ``input_shapes``."""
         if y is None:
             raise ValueError(f"Expected {name} to be an array, received None")
         y = as_data_structure(y)
@@ -204,7 +244,8 @@ class Trainer:
             y = {**{o.name: None for o in outputs if o.loss is None}, **y}
         ys = self._align(y, [None if a is None else np.asarray(a) for a in flatten(y)], names,
                          name)
-        shapes = infer_shapes(graph, [(len(xs[0]), *a.shape[1:]) for a in xs])
+        n = input_shapes[0][0]
+        shapes = infer_shapes(graph, [tuple(s) for s in input_shapes])
         checked = []
         for o, target, shape in zip(outputs, ys, shapes):
             if o.loss is None:
@@ -213,13 +254,82 @@ class Trainer:
             if target is None:
                 raise ValueError(f"Expected {name} to hold targets for output {o.name!r}, which "
                                  "has a loss, received None")
-            if target.ndim and len(target) != len(xs[0]):
+            if target.ndim and len(target) != n:
                 raise ValueError(f"Expected {x_name} and {name} of the same length, received "
-                                 f"{len(xs[0])} and {len(target)}")
+                                 f"{n} and {len(target)}")
             checked.append(o.loss.check_targets(target, shape[1:]))
-            if o.metrics:
-                o.count = metrics_module.resolve_accuracy(o.loss, shape[1:], checked[-1].shape[1:])
+            if o.resolved is None:
+                o.resolved = [metrics_module.resolve(m, o.loss, shape[1:], checked[-1].shape[1:])
+                              for m in o.metrics]
         return checked
+
+    def _loss_weights_for(self, outputs, ys, sample_weight, class_weight, n):
+        """The per-sample loss weights (float32 (n,)) of sample_weight or class_weight, or None."""
+        if class_weight is None:
+            return data_adapters.sample_weights(sample_weight, n)
+        if sample_weight is not None:
+            raise ValueError("Expected class_weight or sample_weight, received both: give the "
+                             "per-sample weights in sample_weight alone")
+        targets = [y for y in ys if y is not None]
+        if len(targets) != 1:
+            raise ValueError(f"Expected class_weight with a single output that has a loss, "
+                             f"received {len(targets)}")
+        return data_adapters.class_weights(class_weight, targets[0])
+
+    def _source(self, x, y, sample_weight, class_weight, batch_size, shuffle, training,
+                targets=True, names=("x", "y"), whole_outputs=False):
+        """The checked data (arrays, a generator or a PyDataset) as a _Source."""
+        x_name, y_name = names
+        class_weight = data_adapters.check_class_weight(class_weight)
+        if data_adapters.is_batched(x):
+            if y is not None or sample_weight is not None:
+                raise ValueError(f"Expected no {y_name} or sample_weight with {x_name} a "
+                                 f"{type(x).__name__}: its batches hold the targets and weights")
+            if isinstance(x, data_adapters.PyDataset):
+                adapter = data_adapters.PyDatasetAdapter(x, shuffle, x_name)
+            else:
+                adapter = data_adapters.GeneratorAdapter(x, x_name)
+            first = adapter.peek()
+            _, graph, _ = self._checked_inputs(first[0], x_name, training)
+            outputs = self._outputs_for(graph, use_compiled=True) if targets else None
+            source = _Source(graph, outputs, adapter, None)
+            source.convert = functools.partial(self._convert_batch, source, class_weight,
+                                               targets, names)
+            source.convert(first)  # checks the first batch and resolves the metrics now
+            return source
+        structure, graph, xs = self._checked_inputs(x, x_name, training)
+        outputs, ys, weights = None, [], None
+        if targets:
+            outputs = self._outputs_for(graph, use_compiled=True)
+            ys = self._model_targets(y, graph, outputs, [a.shape for a in xs], y_name, x_name)
+            weights = self._loss_weights_for(outputs, ys, sample_weight, class_weight, len(xs[0]))
+        adapter = data_adapters.ArrayAdapter(xs, ys, weights, batch_size, shuffle)
+        needs = [("the batch buffers", adapter.memory_bytes())]
+        if whole_outputs:
+            needs.append(("the float32 outputs", _output_bytes(graph, xs)))
+        check_memory(needs, x_name)
+        return _Source(graph, outputs, adapter, structure)
+
+    def _convert_batch(self, source, class_weight, targets, names, batch):
+        """One raw batch (x, y, sample_weight) of a generator or PyDataset as (float32 inputs,
+        checked targets, loss weights)."""
+        x_name, y_name = names
+        x, y, sample_weight = batch
+        x = as_data_structure(x)
+        arrays = [check_array(a, x_name) for a in flatten(x)]
+        self._check_samples(arrays, x_name)
+        arrays = self._input_arrays(source.graph, x, arrays, x_name)
+        xs = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+        if not targets:
+            return xs, None, None
+        if y is None:
+            raise ValueError(f"Expected batches (x, y) or (x, y, sample_weight) in {x_name}, "
+                             "received x alone")
+        ys = self._model_targets(y, source.graph, source.outputs, [a.shape for a in xs],
+                                 y_name, x_name)
+        weights = self._loss_weights_for(source.outputs, ys, sample_weight, class_weight,
+                                         len(xs[0]))
+        return xs, ys, weights
 
     def _check_compiled(self):
         if self.optimizer is None:
@@ -227,9 +337,10 @@ class Trainer:
                                "call model.compile(optimizer, loss, metrics)")
 
     # -- one batch -------------------------------------------------------------------------
-    def _batch_losses(self, execution, outs, ys, outputs, sums, need_grads, penalty):
+    def _batch_losses(self, execution, outs, ys, weights, outputs, sums, need_grads, penalty):
         """Add this batch's losses (the weighted sum, plus ``penalty`` per sample) and accuracy
-        counts to ``sums``; returns the loss gradients (None for an output without a loss)."""
+        counts to ``sums``; returns the loss gradients (None for an output without a loss).
+        ``weights`` (n,), or None, weighs each sample's loss and gradient."""
         grads, total = [], 0.0
         n = len(outs[0])
         work = execution.workspace
@@ -240,29 +351,34 @@ class Trainer:
             grad = work.get(("grad", k), out.shape)
             loss = work.get(("loss", k), (n,))
             o.loss.forward_backward(out, y, execution.logits_outputs[k], grad, loss,
-                                    execution.whole_batch)
+                                    sample_weight=weights, batch=execution.whole_batch)
             if need_grads and o.weight != 1.0:
                 np.multiply(grad, np.float32(o.weight), out=grad)
             value = float(loss.sum(dtype=np.float64))
             sums[("loss", k)] = sums.get(("loss", k), 0.0) + value
             total += o.weight * value
-            if o.count is not None:
-                correct, positions = o.count(y, out)
-                sums[("correct", k)] = sums.get(("correct", k), 0) + correct
-                sums[("total", k)] = sums.get(("total", k), 0) + positions
+            if o.resolved:
+                # Metrics read probabilities: a softmax the loss took as logits is applied here.
+                probs = (activation_ops.activation_forward("softmax", out)
+                         if execution.logits_outputs[k] else out)
+                for m in o.resolved:
+                    m.update_state(y, probs)
             grads.append(grad)
         sums["loss"] += total + penalty * n
+        sums["seen"] = sums.get("seen", 0) + n
         return grads
 
-    def _logs(self, sums, seen, outputs, prefix=""):
-        """Keras's logs: the total loss, and per output its loss and accuracy (named after the
-        output when the model has several)."""
+    def _logs(self, sums, outputs, prefix=""):
+        """Keras's logs: the total loss, and per output its loss and metrics' results, each
+        metric named as compile was given it (and after the output when the model has several).
+        A metric's result covers the batches since its last reset."""
         logs = {}
         multi = len(outputs) > 1
-        for k, o in enumerate(outputs):
-            if o.count is not None and ("total", k) in sums:
-                key = f"{o.name}_accuracy" if multi else "accuracy"
-                logs[prefix + key] = sums[("correct", k)] / max(sums[("total", k)], 1)
+        seen = max(sums.get("seen", 0), 1)
+        for o in outputs:
+            for m in o.resolved or ():
+                key = f"{o.name}_{m.name}" if multi else m.name
+                logs[prefix + key] = m.result() if sums.get("seen") else 0.0
         logs[prefix + "loss"] = sums.get("loss", 0.0) / seen
         if multi:
             for k, o in enumerate(outputs):
@@ -273,9 +389,7 @@ class Trainer:
     def _log_names(self, outputs, validation):
         """The names in the logs of fit's epochs, known before the first batch (for callbacks
         to check their arguments at on_train_begin)."""
-        counted = {key: 0 for k, o in enumerate(outputs) if o.count is not None
-                   for key in (("correct", k), ("total", k))}
-        names = list(self._logs({"loss": 0.0, **counted}, 1, outputs))
+        names = list(self._logs({"loss": 0.0}, outputs))
         return names + [f"val_{n}" for n in names] if validation else names
 
     def _trained_owners(self):
@@ -287,75 +401,10 @@ class Trainer:
         return sum(o._weight_regularizers[i](o._weights[i]) for o, i in self._trained_owners()
                    if o._weight_regularizers[i] is not None)
 
-    def _train_step(self, execution, xs, ys, outputs, sums, updates):
-        """One batch; ``updates`` is (regularized, constrained), listed once per fit: like
-        Keras, a change of ``trainable`` takes effect at the next fit."""
-        regularized, constrained = updates
-        if len(xs[0]):
-            outs = execution.forward(xs)
-            grads = self._batch_losses(execution, outs, ys, outputs, sums, True,
-                                       sum(reg(w) for reg, w, _ in regularized))
-            execution.backward(grads)
-        else:  # a process with no share of this batch (fastcnn.distributed)
-            execution.backward_without_samples()
-        for reg, w, g in regularized:
-            reg.add_gradient(w, g)
-        self.optimizer.apply(execution.plan.trained, execution.gradients)
-        for constraint, w in constrained:
-            w[...] = constraint(w)
-
-    @staticmethod
-    def _gather(execution, key, source, index):
-        buf = execution.workspace.get(key, (len(index), *source.shape[1:]), source.dtype)
-        # The indices are a permutation's, all in range; mode "raise" would buffer the output.
-        return np.take(source, index, axis=0, out=buf, mode="wrap")
-
-    # -- fit / evaluate / predict ----------------------------------------------------------
-    def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
-        if not self._fit_lock.acquire(blocking=False):
-            raise RuntimeError(f"Model {self.name!r} is already training: a second fit must wait "
-                               "for the first to return")
-        try:
-            return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
-                             validation_data, shuffle, initial_epoch)
-        finally:
-            self._fit_lock.release()
-
-    def _fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
-             validation_data, shuffle, initial_epoch):
-        self._check_compiled()
-        batch_size = positive_int(batch_size, "batch_size")
-        epochs = positive_int(epochs, "epochs")
-        verbose = _check_verbose(verbose)
-        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) \
-                or initial_epoch < 0:
-            raise ValueError(f"Expected initial_epoch >= 0, received initial_epoch={initial_epoch!r}")
-        if not isinstance(validation_split, numbers.Real) or not 0 <= validation_split < 1:
-            raise ValueError(f"Expected validation_split in [0, 1), received "
-                             f"validation_split={validation_split!r}")
-        with self._build_rollback():
-            graph, xs = self._model_inputs(x, training=True)
-            outputs = self._outputs_for(graph, use_compiled=True)
-            ys = self._model_targets(y, graph, outputs, xs)
-            if validation_data is not None:
-                if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                    raise ValueError("Expected validation_data to be a tuple (x_val, y_val)")
-                val_graph, xs_val = self._model_inputs(validation_data[0], "x_val")
-                ys_val = self._model_targets(validation_data[1], val_graph, outputs, xs_val,
-                                             "y_val", "x_val")
-            elif validation_split > 0:
-                # Keras takes the validation samples from the end, before any shuffling.
-                split = int(len(xs[0]) * (1 - validation_split))
-                if split < 1 or split == len(xs[0]):
-                    raise ValueError(f"validation_split={validation_split} leaves no samples for "
-                                     f"training or validation out of {len(xs[0])}")
-                val_graph = self._graph_for_data(pack_like(as_data_structure(x), xs), False)
-                xs, xs_val = [a[:split] for a in xs], [a[split:] for a in xs]
-                ys, ys_val = ([None if a is None else a[:split] for a in ys],
-                              [None if a is None else a[split:] for a in ys])
-            else:
-                xs_val = None
+    def _training_run(self, graph, outputs):
+        """(execution, updates) for training ``graph``: its plan's execution, and the
+        (regularized, constrained) weights, listed once: like Keras, a change of ``trainable``
+        takes effect at the next fit."""
         plan = make_plan(FlatGraph(graph, True, self.trainable), self.fuse,
                          loss_outputs=[o.loss is not None for o in outputs],
                          logits_ok=self._logits_ok(graph, outputs))
@@ -366,50 +415,174 @@ class Trainer:
                     for o, i in owners if o._weight_regularizers[i] is not None],
                    [(o._weight_constraints[i], o._weights[i])
                     for o, i in owners if o._weight_constraints[i] is not None])
+        return execution, updates
 
-        n = len(xs[0])
-        steps = -(-n // batch_size)
+    def _train_step(self, execution, batch, outputs, sums, updates):
+        """One batch (xs, ys, weights)."""
+        xs, ys, weights = batch
+        regularized, constrained = updates
+        if len(xs[0]):
+            outs = execution.forward(xs)
+            grads = self._batch_losses(execution, outs, ys, weights, outputs, sums, True,
+                                       sum(reg(w) for reg, w, _ in regularized)
+                                       + _activity_penalty(execution))
+            execution.backward(grads)
+        else:  # a process with no share of this batch (fastcnn.distributed)
+            execution.backward_without_samples()
+        for reg, w, g in regularized:
+            reg.add_gradient(w, g)
+        self.optimizer.apply(execution.plan.trained, execution.gradients)
+        for constraint, w in constrained:
+            w[...] = constraint(w)
+
+    # -- fit / evaluate / predict ----------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1):
+        """Keras's fit. ``x`` may be arrays (with targets ``y``), a Python generator or other
+        iterable of batches (x, y) or (x, y, sample_weight), or a ``utils.PyDataset``; see
+        ``fastcnn.data_adapters`` for how each is read. Arrays are converted to float32 one
+        batch at a time, and the next batch is prepared on a background thread while the
+        current one trains. ``shuffle`` reorders the samples of arrays, or the batches of a
+        PyDataset, each epoch; a generator's order is its own. With ``steps_per_epoch``, each
+        epoch of arrays or of a PyDataset takes its first steps_per_epoch batches (Keras 3
+        would go on through one pass over the data instead); a generator goes on where the
+        last epoch stopped, and one that runs out is an error naming the step (Keras 3 warns
+        and stops training)."""
+        if not self._fit_lock.acquire(blocking=False):
+            raise RuntimeError(f"Model {self.name!r} is already training: a second fit must wait "
+                               "for the first to return")
+        try:
+            return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                             validation_data, shuffle, class_weight, sample_weight,
+                             initial_epoch, steps_per_epoch, validation_steps,
+                             validation_batch_size, validation_freq)
+        finally:
+            self._fit_lock.release()
+
+    def _fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
+             validation_data, shuffle, class_weight, sample_weight, initial_epoch,
+             steps_per_epoch, validation_steps, validation_batch_size, validation_freq):
+        self._check_compiled()
+        batch_size = _batch_size(batch_size, "batch_size")
+        validation_batch_size = (batch_size if validation_batch_size is None
+                                 else _batch_size(validation_batch_size, "validation_batch_size"))
+        epochs = positive_int(epochs, "epochs")
+        verbose = _check_verbose(verbose)
+        steps_per_epoch = _steps(steps_per_epoch, "steps_per_epoch")
+        validation_steps = _steps(validation_steps, "validation_steps")
+        validate_at = _validation_epochs(validation_freq)
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) \
+                or initial_epoch < 0:
+            raise ValueError(f"Expected initial_epoch >= 0, received initial_epoch={initial_epoch!r}")
+        if not isinstance(validation_split, numbers.Real) or not 0 <= validation_split < 1:
+            raise ValueError(f"Expected validation_split in [0, 1), received "
+                             f"validation_split={validation_split!r}")
+        with self._build_rollback():
+            train = self._source(x, y, sample_weight, class_weight, batch_size, shuffle, True)
+            val = None
+            if validation_data is not None:
+                val = self._validation_source(validation_data, validation_batch_size)
+            elif validation_split > 0:
+                if not isinstance(train.adapter, data_adapters.ArrayAdapter):
+                    raise ValueError("Expected arrays with validation_split, received "
+                                     f"{type(x).__name__}: pass validation_data instead")
+                train, val = self._split(train, validation_split, batch_size,
+                                         validation_batch_size, shuffle)
+        execution, updates = self._training_run(train.graph, train.outputs)
+        outputs = train.outputs
+        if val is not None:
+            val.outputs = [o.fresh() for o in outputs]
+        steps = train.steps(steps_per_epoch, "steps_per_epoch")
         share = getattr(self.optimizer, "share_batch", None)  # fastcnn.distributed's
+        arrays = isinstance(train.adapter, data_adapters.ArrayAdapter)
+        if share is not None and arrays:  # each process gathers its own share of each batch
+            train.adapter.share = self.optimizer.share
         history = History()
         extra = [ProgbarLogger(verbose)] if verbose else []
         callbacks = list(callbacks or []) + extra + [history]
         # As in Keras 2, params["metrics"] lists every name an epoch's logs may hold.
-        names = self._log_names(outputs, xs_val is not None) + [
+        names = self._log_names(outputs, val is not None) + [
             n for cb in callbacks for n in getattr(cb, "logged_names", ())]
-        cbs = CallbackList(callbacks, self, {"epochs": epochs, "steps": steps,
-                                             "verbose": verbose, "metrics": names})
+        params = {"epochs": epochs, "steps": steps, "verbose": verbose, "metrics": names}
+        cbs = CallbackList(callbacks, self, params)
         self.stop_training = False
-        cbs.on_train_begin()
-        logs = {}
-        for epoch in range(initial_epoch, epochs):
-            rng = np.random.default_rng([self.seed, epoch])
-            execution.seed_random(self.seed, epoch)
-            order = rng.permutation(n) if shuffle else np.arange(n)
-            cbs.on_epoch_begin(epoch)
-            sums, seen = {"loss": 0.0}, 0
-            for step in range(steps):
-                index = order[step * batch_size:(step + 1) * batch_size]
-                if share is not None:  # this process's part of the batch
-                    index = share(execution, index)
-                cbs.on_train_batch_begin(step)
-                batch_x = [self._gather(execution, ("x", k), a, index) for k, a in enumerate(xs)]
-                batch_y = [None if a is None else self._gather(execution, ("y", k), a, index)
-                           for k, a in enumerate(ys)]
-                self._train_step(execution, batch_x, batch_y, outputs, sums, updates)
-                seen += len(index)
-                logs = self._logs(sums, max(seen, 1), outputs)
-                cbs.on_train_batch_end(step, logs)
+        state = self._fit_state = FitState(execution, outputs, train.adapter.resumable,
+                                           initial_epoch)
+        try:
+            cbs.on_train_begin()
+            logs = {}
+            for epoch in range(state.epoch, epochs):
+                execution.seed_random(self.seed, epoch)
+                sums, start = state.begin_epoch(epoch)
+                cbs.on_epoch_begin(epoch)
+                logs = self._logs(sums, outputs)
+                batches = enumerate(train.adapter.batches(self.seed, epoch, steps, start), start)
+                with data_adapters.Prefetcher(batches, train.prepare(epoch)) as prefetched:
+                    for step, batch in prefetched:
+                        if share is not None:  # this process's part of the batch
+                            batch = share(execution, batch,
+                                          train.adapter.batch_samples(step) if arrays else None)
+                        cbs.on_train_batch_begin(step)
+                        self._train_step(execution, batch, outputs, sums, updates)
+                        state.step = step + 1
+                        logs = self._logs(sums, outputs)
+                        cbs.on_train_batch_end(step, logs)
+                        if self.stop_training:
+                            break
+                if params["steps"] is None:  # a generator's length, known once read
+                    params["steps"] = state.step
+                if val is not None and validate_at(epoch + 1):
+                    val_sums = self._evaluate_source(val, validation_steps, cbs)
+                    logs.update(self._logs(val_sums, val.outputs, prefix="val_"))
+                cbs.on_epoch_end(epoch, logs)
+                state.end_epoch()
                 if self.stop_training:
                     break
-            if xs_val is not None:
-                val_sums = self._evaluate_arrays(val_graph, xs_val, ys_val, outputs, batch_size)
-                logs.update(self._logs(val_sums, len(xs_val[0]), outputs, prefix="val_"))
-            cbs.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
-        cbs.on_train_end(logs)
+            if hasattr(self.optimizer, "finalize_variable_values"):
+                self.optimizer.finalize_variable_values(self.trainable_weights)
+            cbs.on_train_end(logs)
+        finally:
+            self._fit_state = None
         self.history = history
         return history
+
+    def _validation_source(self, validation_data, batch_size):
+        """validation_data: a tuple (x_val, y_val) or (x_val, y_val, val_sample_weight) of
+        arrays, a generator or a PyDataset."""
+        if data_adapters.is_batched(validation_data):
+            return self._source(validation_data, None, None, None, batch_size, False, False,
+                                names=("validation_data", "y_val"))
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("Expected validation_data to be a tuple (x_val, y_val) or (x_val, "
+                             "y_val, val_sample_weight), a generator or a PyDataset")
+        x_val, y_val, w_val = (*validation_data, None)[:3]
+        return self._source(x_val, y_val, w_val, None, batch_size, False, False,
+                            names=("x_val", "y_val"))
+
+    def _split(self, train, validation_split, batch_size, validation_batch_size, shuffle):
+        """(training, validation) sources: Keras takes the validation samples from the end,
+        before any shuffling."""
+        adapter = train.adapter
+        split = int(adapter.n * (1 - validation_split))
+        if split < 1 or split == adapter.n:
+            raise ValueError(f"validation_split={validation_split} leaves no samples for "
+                             f"training or validation out of {adapter.n}")
+
+        def part(arrays, sl):
+            return [None if a is None else a[sl] for a in arrays]
+
+        head, tail = slice(None, split), slice(split, None)
+        w = adapter.weights
+        fit_part = data_adapters.ArrayAdapter(part(adapter.xs, head), part(adapter.ys, head),
+                                              None if w is None else w[head], batch_size, shuffle)
+        val_part = data_adapters.ArrayAdapter(part(adapter.xs, tail), part(adapter.ys, tail),
+                                              None if w is None else w[tail],
+                                              validation_batch_size)
+        val_graph = self._graph_for_data(pack_like(train.structure, adapter.xs), False)
+        return (_Source(train.graph, train.outputs, fit_part, train.structure),
+                _Source(val_graph, train.outputs, val_part, train.structure))
 
     def _logits_ok(self, graph, outputs):
         """Which outputs' losses may take a softmax's logits (cross-entropy on probabilities
@@ -419,38 +592,49 @@ class Trainer:
                 and not o.loss.from_logits and t.shape[-1] != 1
                 for o, t in zip(outputs, graph.outputs)]
 
-    def _evaluate_arrays(self, graph, xs, ys, outputs, batch_size, bar=None):
+    def _evaluate_source(self, source, steps, cbs, bar=None):
+        """The loss and metric sums over ``steps`` batches of ``source`` (all, for None)."""
+        graph, outputs = source.graph, source.outputs
+        steps = source.steps(steps, "steps")
         pool = self._runner(graph, False, self.fuse)
         logits_ok = self._logits_ok(graph, outputs)
+        penalty = self._regularization_loss()
+        sums = {"loss": 0.0}
+        _reset_metrics(outputs)
+        cbs.on_test_begin()
         execution = pool.acquire()
         try:
-            sums = {"loss": 0.0}
-            penalty = self._regularization_loss()
-            n = len(xs[0])
-            for step in range(-(-n // batch_size)):
-                sl = slice(step * batch_size, (step + 1) * batch_size)
-                outs = execution.forward([a[sl] for a in xs], logits_ok)
-                self._batch_losses(execution, outs, [None if a is None else a[sl] for a in ys],
-                                   outputs, sums, False, penalty)
-                if bar:
-                    bar.update(step + 1, self._logs(sums, min(sl.stop, n), outputs))
-            return sums
+            batches = enumerate(source.adapter.batches(self.seed, 0, steps))
+            with data_adapters.Prefetcher(batches, source.prepare(0)) as prefetched:
+                for step, (xs, ys, weights) in prefetched:
+                    cbs.on_test_batch_begin(step)
+                    outs = execution.forward(xs, logits_ok)
+                    self._batch_losses(execution, outs, ys, weights, outputs, sums, False,
+                                       penalty + _activity_penalty(execution))
+                    logs = self._logs(sums, outputs)
+                    if bar:
+                        bar.update(step + 1, logs)
+                    cbs.on_test_batch_end(step, logs)
         finally:
             pool.release(execution)
+        cbs.on_test_end(self._logs(sums, outputs))
+        return sums
 
-    def evaluate(self, x=None, y=None, batch_size=32, verbose="auto", return_dict=False):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False):
         """The loss, or [loss, *metrics] when the model logs more (as Keras orders them), or
-        the logs dict with ``return_dict``."""
+        the logs dict with ``return_dict``. ``x`` is read as fit reads it; ``callbacks`` get
+        the on_test_* hooks."""
         self._check_compiled()
-        batch_size = positive_int(batch_size, "batch_size")
+        batch_size = _batch_size(batch_size, "batch_size")
         verbose = _check_verbose(verbose)
+        steps = _steps(steps, "steps")
         with self._build_rollback():
-            graph, xs = self._model_inputs(x)
-            outputs = self._outputs_for(graph, use_compiled=True)
-            ys = self._model_targets(y, graph, outputs, xs)
-        bar = Progbar(-(-len(xs[0]) // batch_size)) if verbose else None
-        logs = self._logs(self._evaluate_arrays(graph, xs, ys, outputs, batch_size, bar),
-                          len(xs[0]), outputs)
+            source = self._source(x, y, sample_weight, None, batch_size, False, False)
+        total = source.steps(steps, "steps")
+        cbs = CallbackList(callbacks or [], self, {"steps": total, "verbose": verbose})
+        bar = Progbar(total) if verbose and total else None
+        logs = self._logs(self._evaluate_source(source, steps, cbs, bar), source.outputs)
         if bar:
             bar.finish(logs)
         if return_dict:
@@ -458,31 +642,271 @@ class Trainer:
         ordered = [logs["loss"]] + [v for k, v in logs.items() if k != "loss"]
         return ordered if len(ordered) > 1 else ordered[0]
 
-    def predict(self, x, batch_size=32, verbose="auto"):
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """The model's outputs for x (probabilities after a softmax), batch by batch: an array,
-        or a list or dict of them as the model's outputs are structured."""
-        batch_size = positive_int(batch_size, "batch_size")
+        or a list or dict of them as the model's outputs are structured. Arrays are converted
+        one batch at a time, so predict on a uint8 array or an np.memmap holds only a few
+        batches besides its outputs. ``callbacks`` get the on_predict_* hooks."""
+        batch_size = _batch_size(batch_size, "batch_size")
         verbose = _check_verbose(verbose)
+        steps = _steps(steps, "steps")
         with self._build_rollback():
-            graph, xs = self._model_inputs(x, whole_outputs=True)
-        pool = self._runner(graph, False, self.fuse)
-        n = len(xs[0])
-        steps = -(-n // batch_size)
-        bar = Progbar(steps) if verbose else None
-        results = None
+            source = self._source(x, None, None, None, batch_size, False, False, targets=False,
+                                  whole_outputs=True)
+        total = source.steps(steps, "steps")
+        n = getattr(source.adapter, "n", None)
+        if steps is not None and n is not None:
+            n = min(n, steps * batch_size)
+        cbs = CallbackList(callbacks or [], self, {"steps": total, "verbose": verbose})
+        bar = Progbar(total) if verbose and total else None
+        pool = self._runner(source.graph, False, self.fuse)
+        results, parts, done = None, [], 0
+        cbs.on_predict_begin()
         execution = pool.acquire()
         try:
-            for step in range(steps):
-                sl = slice(step * batch_size, (step + 1) * batch_size)
-                outs = execution.forward([a[sl] for a in xs])
-                if results is None:
-                    results = [np.empty((n, *o.shape[1:]), np.float32) for o in outs]
-                for result, out in zip(results, outs):
-                    result[sl] = out
-                if bar:
-                    bar.update(step + 1, {})
+            batches = enumerate(source.adapter.batches(self.seed, 0, total))
+            with data_adapters.Prefetcher(batches, source.prepare(0)) as prefetched:
+                for step, (xs, _, _) in prefetched:
+                    cbs.on_predict_batch_begin(step)
+                    outs = execution.forward(xs)
+                    if n is None:  # a generator's total is known at its end
+                        parts.append([np.array(o) for o in outs])
+                    else:
+                        if results is None:
+                            results = [np.empty((n, *o.shape[1:]), np.float32) for o in outs]
+                        for result, out in zip(results, outs):
+                            result[done:done + len(out)] = out
+                    done += len(outs[0])
+                    if bar:
+                        bar.update(step + 1, {})
+                    cbs.on_predict_batch_end(step, {"outputs": outs})
         finally:
             pool.release(execution)
+        if n is None:
+            results = [np.concatenate(p) for p in zip(*parts)]
         if bar:
             bar.finish({})
-        return pack_like(graph.output_structure, results)
+        cbs.on_predict_end()
+        return pack_like(source.graph.output_structure, results)
+
+    # -- one batch, by hand -----------------------------------------------------------------
+    def _batch_run(self, graph, outputs):
+        """The training execution that train_on_batch reuses from call to call while the graph,
+        the trained weights and the optimizer stay the same. Its random layers draw as the
+        first epoch of a fit does, call after call."""
+        key = (id(graph), self.fuse, id(self.optimizer),
+               tuple(id(w) for w in self.trainable_weights))
+        cached = getattr(self, "_batch_cache", None)
+        if cached is None or cached[0] != key:
+            execution, updates = self._training_run(graph, outputs)
+            execution.seed_random(self.seed, 0)
+            cached = self._batch_cache = (key, graph, execution, updates)
+        return cached[2], cached[3]
+
+    def _one_batch(self, x, y, sample_weight, class_weight, training, targets=True):
+        with self._build_rollback():
+            if data_adapters.is_batched(x):
+                raise TypeError(f"Expected arrays for one batch, received {type(x).__name__}")
+            source = self._source(x, y, sample_weight, class_weight, 1, False, training,
+                                  targets=targets)
+        if targets:  # the results are this batch's alone, as in Keras
+            _reset_metrics(source.outputs)
+        adapter = source.adapter
+        weights = adapter.weights
+        xs = [np.ascontiguousarray(a, dtype=np.float32) for a in adapter.xs]
+        return source, (xs, adapter.ys, weights)
+
+    def _batch_result(self, logs, return_dict):
+        if return_dict:
+            return logs
+        ordered = [logs["loss"]] + [v for k, v in logs.items() if k != "loss"]
+        return ordered if len(ordered) > 1 else ordered[0]
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=False):
+        """One optimizer step on the batch (x, y), as one step of fit: the loss (and metrics)
+        of that batch, or the logs dict with ``return_dict``."""
+        self._check_compiled()
+        if not self._fit_lock.acquire(blocking=False):
+            raise RuntimeError(f"Model {self.name!r} is already training")
+        try:
+            source, batch = self._one_batch(x, y, sample_weight, class_weight, True)
+            execution, updates = self._batch_run(source.graph, source.outputs)
+            share = getattr(self.optimizer, "share_batch", None)  # fastcnn.distributed's
+            if share is not None:  # this process's part of the batch
+                batch = share(execution, batch)
+            sums = {"loss": 0.0}
+            self._train_step(execution, batch, source.outputs, sums, updates)
+        finally:
+            self._fit_lock.release()
+        return self._batch_result(self._logs(sums, source.outputs), return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """The loss (and metrics) of the batch (x, y), as evaluate computes them."""
+        self._check_compiled()
+        source, (xs, ys, weights) = self._one_batch(x, y, sample_weight, None, False)
+        pool = self._runner(source.graph, False, self.fuse)
+        sums = {"loss": 0.0}
+        execution = pool.acquire()
+        try:
+            outs = execution.forward(xs, self._logits_ok(source.graph, source.outputs))
+            self._batch_losses(execution, outs, ys, weights, source.outputs, sums, False,
+                               self._regularization_loss())
+        finally:
+            pool.release(execution)
+        return self._batch_result(self._logs(sums, source.outputs), return_dict)
+
+    def predict_on_batch(self, x):
+        """The model's outputs for the batch x, as predict returns them."""
+        source, (xs, _, _) = self._one_batch(x, None, None, None, False, targets=False)
+        return pack_like(source.graph.output_structure,
+                         self._run_graph(source.graph, xs, False, self.fuse))
+
+
+class _Source:
+    """Checked data for one graph: its ``adapter`` of batches and how a raw batch becomes
+    (float32 inputs, targets, weights): ``convert`` (None where the adapter's batches are
+    ready: arrays). ``structure`` is how arrays' inputs were structured."""
+
+    def __init__(self, graph, outputs, adapter, structure):
+        self.graph, self.outputs, self.adapter, self.structure = graph, outputs, adapter, structure
+        self.convert = None
+
+    def steps(self, steps, name):
+        """The batches one pass takes: ``steps`` if given, else the adapter's count (None: a
+        generator's, until it ends)."""
+        count = self.adapter.num_batches
+        if steps is None:
+            if count is None and isinstance(self.adapter, data_adapters.PyDatasetAdapter):
+                raise ValueError(f"Expected {name} with an endless PyDataset, received None")
+            return count
+        if isinstance(self.adapter, data_adapters.ArrayAdapter) and steps > count:
+            raise ValueError(f"Expected {name} of at most {count}, the batches the arrays hold, "
+                             f"received {name}={steps}")
+        return steps
+
+    def prepare(self, epoch):
+        """The function that turns (step, raw batch) into (step, batch) on the prefetching
+        thread, naming the step in the errors of a batch it cannot use."""
+        convert, name = self.convert, getattr(self.adapter, "name", "x")
+        if convert is None:
+            return lambda item: item
+
+        def prepare(item):
+            step, batch = item
+            try:
+                return step, convert(batch)
+            except (ValueError, TypeError) as error:
+                raise data_adapters.batches.at_step(error, step, epoch, name) from error
+        return prepare
+
+
+class FitState:
+    """Where a running fit is, for callbacks that back it up and restore it
+    (BackupAndRestore): the ``epoch`` and the ``step`` (batches done in it), the running loss
+    and metric sums, and the random streams of the execution's random layers. ``resumable``
+    says whether the data can restart mid-epoch (a generator cannot)."""
+
+    def __init__(self, execution, outputs, resumable, initial_epoch):
+        self.execution, self.outputs = execution, outputs
+        self.resumable = resumable
+        self.epoch, self.step = initial_epoch, 0
+        self.sums = {"loss": 0.0}
+        self._resume = None
+
+    def begin_epoch(self, epoch):
+        """(sums, first step) for ``epoch``, after seed_random, with the metrics reset: a
+        restored mid-epoch state puts the random streams, sums and metrics back where the
+        backup left them."""
+        self.epoch, self.step, self.sums = epoch, 0, {"loss": 0.0}
+        _reset_metrics(self.outputs)
+        resume, self._resume = self._resume, None
+        if resume is not None and resume["epoch"] == epoch and resume["step"] and self.resumable:
+            self.step, self.sums = resume["step"], resume["sums"]
+            for ctx, state in zip(self._random_contexts(), resume["random"]):
+                ctx.rng.bit_generator.state = state
+            for m, state in zip(self._metrics(), resume["metrics"], strict=True):
+                _set_metric_state(m, state)
+        return self.sums, self.step
+
+    def end_epoch(self):
+        self.epoch, self.step = self.epoch + 1, 0
+        self.sums = {"loss": 0.0}
+
+    def _metrics(self):
+        return [m for o in self.outputs for m in o.resolved or ()]
+
+    def _random_contexts(self):
+        return [ctx for step, ctx in zip(self.execution.plan.steps, self.execution.contexts)
+                if step.random_index is not None]
+
+    def snapshot(self):
+        """The state to back up: JSON values."""
+        return {"epoch": self.epoch, "step": self.step,
+                "sums": [[list(k) if isinstance(k, tuple) else k, v]
+                         for k, v in self.sums.items()],
+                "random": [ctx.rng.bit_generator.state for ctx in self._random_contexts()],
+                "metrics": [_metric_state(m) for m in self._metrics()]}
+
+    def restore(self, snapshot):
+        """Continue from ``snapshot`` (as ``snapshot`` returned it): its epoch, and for data that
+        can resume mid-epoch, its step, sums and random streams."""
+        self.epoch = snapshot["epoch"]
+        self._resume = {**snapshot, "sums": {tuple(k) if isinstance(k, list) else k: v
+                                              for k, v in snapshot["sums"]}}
+
+
+def _reset_metrics(outputs):
+    for o in outputs:
+        for m in o.resolved or ():
+            m.reset_state()
+
+
+def _metric_state(metric):
+    """A metric's state as JSON values: its number and array attributes (fastcnn's metrics
+    keep their state in such attributes) and its ``variables`` (a metric written as Keras's
+    guide writes one keeps it there)."""
+    def array(a):
+        return {"array": a.tolist(), "dtype": a.dtype.str, "shape": a.shape}
+
+    state = {"attributes": {}, "variables": [array(v.value) for v in metric.variables]}
+    for key, value in vars(metric).items():
+        if isinstance(value, np.ndarray) and value.dtype.kind in "fiub":
+            state["attributes"][key] = array(value)
+        elif isinstance(value, (numbers.Number, np.generic)) and not isinstance(value, complex):
+            state["attributes"][key] = {
+                "number": value.item() if isinstance(value, np.generic) else value}
+    return state
+
+
+def _set_metric_state(metric, state):
+    def array(value):
+        return np.array(value["array"], np.dtype(value["dtype"])).reshape(value["shape"])
+
+    for key, value in state["attributes"].items():
+        setattr(metric, key, array(value) if "array" in value else value["number"])
+    for variable, value in zip(metric.variables, state["variables"], strict=True):
+        variable.assign(array(value))
+
+
+def _batch_size(value, name):
+    return 32 if value is None else positive_int(value, name)
+
+
+def _steps(value, name):
+    return None if value is None else positive_int(value, name)
+
+
+def _validation_epochs(freq):
+    """Whether fit validates after the 1-based epoch e, as a function of e: every ``freq``
+    epochs for an int, at the epochs listed for a list, tuple or set."""
+    if isinstance(freq, (list, tuple, set, frozenset)):
+        epochs = {positive_int(e, "validation_freq") for e in freq}
+        return epochs.__contains__
+    freq = positive_int(freq, "validation_freq")
+    return lambda e: e % freq == 0
+
+
+def _output_bytes(graph, arrays):
+    """The bytes of the float32 outputs of ``graph`` for all of ``arrays``."""
+    return sum(math.prod(s) * 4 for s in infer_shapes(graph, [a.shape for a in arrays]))

@@ -406,3 +406,35 @@ def check_layer(make_layer, input_shape, output_shape, n_params):
     before = model.evaluate(x, y, verbose=0)
     model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
     assert model.evaluate(x, y, verbose=0) < before
+
+
+# ---- image files and folders (tests/api/test_image_utils.py, test_image_dataset.py,
+# test_dataset_methods.py, test_feature_normalization.py, test_image_folder_resume.py) ---------
+
+def write_images(root, files):
+    """Write {relative path: uint8 array (H, W) or (H, W, C)} under ``root`` with Pillow (the
+    format from the extension; JPEG at quality 95); returns ``root``."""
+    from PIL import Image
+    root = Path(root)
+    for name, pixels in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.asarray(pixels, np.uint8)).save(path, quality=95)
+    return root
+
+
+def bilinear_reference(image, size):
+    """(H, W, C) resized to ``size`` by half-pixel bilinear interpolation without antialiasing
+    (TensorFlow's and torch's align_corners=False), in float64, written from the formula."""
+    def matrix(n_in, n_out):
+        source = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+        below = np.floor(source)
+        frac = source - below
+        m = np.zeros((n_out, n_in))
+        rows = np.arange(n_out)
+        np.add.at(m, (rows, np.clip(below, 0, n_in - 1).astype(int)), 1 - frac)
+        np.add.at(m, (rows, np.clip(below + 1, 0, n_in - 1).astype(int)), frac)
+        return m
+    image = np.asarray(image, np.float64)
+    return np.einsum("ih,hwc,jw->ijc", matrix(image.shape[0], size[0]), image,
+                     matrix(image.shape[1], size[1]))

@@ -6,7 +6,7 @@ order so that the total does not depend on the thread count.
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp, fabs, log, log1p
+from libc.math cimport exp, fabs, log, log1p, pow
 from libc.stdint cimport int64_t
 
 from .activation cimport row_softmax
@@ -68,7 +68,8 @@ def sparse_softmax_cross_entropy(const floating[:, ::1] logits__nk,   # IN  (N, 
     _labels_in_range(bad, labels__n, k)
 
 
-EPSILON = 1e-7  # Keras's clip for probabilities given to cross-entropy
+EPSILON = 1e-7  # Keras's epsilon: the clip for probabilities, the guard of logs and divisions
+cdef double LOG2 = log(2.0)
 
 
 def mean_squared_error(const floating[:, ::1] y_pred__nk,   # IN  (N, K)
@@ -194,3 +195,226 @@ def multiclass_hinge(const floating[:, ::1] scores__nk,   # IN  (N, K)
         grad__nk[i, y] = -grad_scale * violated
         loss__n[i] = total
     _labels_in_range(bad, labels__n, k)
+
+
+def mean_absolute_error(const floating[:, ::1] y_pred__nk,   # IN  (N, K)
+                        const floating[:, ::1] target__nk,   # IN  (N, K)
+                        floating[:, ::1] grad__nk,           # OUT (N, K) d loss / d y_pred
+                        floating[::1] loss__n,               # OUT (N,) per-row loss
+                        double grad_scale, int n_threads):
+    """loss_i = mean_k |p_ik - t_ik|; grad = grad_scale * sign(p_i - t_i) / K, 0 where equal."""
+    cdef Py_ssize_t n = y_pred__nk.shape[0], k = y_pred__nk.shape[1], i, j
+    cdef double d, total, scale = grad_scale / k
+    for i in prange(n, nogil=True, schedule="static",
+                    num_threads=threads_for(n * k, n_threads)):
+        total = 0
+        for j in range(k):
+            d = <double>y_pred__nk[i, j] - target__nk[i, j]
+            total = total + fabs(d)
+            grad__nk[i, j] = scale if d > 0 else (-scale if d < 0 else 0)
+        loss__n[i] = total / k
+
+
+def huber(const floating[:, ::1] y_pred__nk,   # IN  (N, K)
+          const floating[:, ::1] target__nk,   # IN  (N, K)
+          floating[:, ::1] grad__nk,           # OUT (N, K)
+          floating[::1] loss__n,               # OUT (N,)
+          double delta, double grad_scale, int n_threads):
+    """Keras's Huber loss of d = p - t, averaged over the row: d^2 / 2 where |d| <= delta, else
+    delta |d| - delta^2 / 2; its derivative is d, or delta sign(d) beyond delta."""
+    cdef Py_ssize_t n = y_pred__nk.shape[0], k = y_pred__nk.shape[1], i, j
+    cdef double d, a, total, scale = grad_scale / k
+    for i in prange(n, nogil=True, schedule="static",
+                    num_threads=threads_for(n * k, n_threads)):
+        total = 0
+        for j in range(k):
+            d = <double>y_pred__nk[i, j] - target__nk[i, j]
+            a = fabs(d)
+            if a <= delta:
+                total = total + 0.5 * d * d
+                grad__nk[i, j] = scale * d
+            else:
+                total = total + delta * a - 0.5 * delta * delta
+                grad__nk[i, j] = scale * delta if d > 0 else -scale * delta
+        loss__n[i] = total / k
+
+
+def log_cosh(const floating[:, ::1] y_pred__nk,   # IN  (N, K)
+             const floating[:, ::1] target__nk,   # IN  (N, K)
+             floating[:, ::1] grad__nk,           # OUT (N, K)
+             floating[::1] loss__n,               # OUT (N,)
+             double grad_scale, int n_threads):
+    """loss_i = mean_k log(cosh(d)), d = p - t, as |d| + log1p(exp(-2|d|)) - log 2, which never
+    overflows; grad = grad_scale * tanh(d) / K."""
+    cdef Py_ssize_t n = y_pred__nk.shape[0], k = y_pred__nk.shape[1], i, j
+    cdef double d, a, e, total, scale = grad_scale / k
+    for i in prange(n, nogil=True, schedule="static",
+                    num_threads=threads_for(n * k, n_threads)):
+        total = 0
+        for j in range(k):
+            d = <double>y_pred__nk[i, j] - target__nk[i, j]
+            a = fabs(d)
+            e = exp(-2 * a)
+            total = total + a + log1p(e) - LOG2
+            grad__nk[i, j] = scale * (1 - e) / (1 + e) * (1 if d >= 0 else -1)
+        loss__n[i] = total / k
+
+
+def kl_divergence(const floating[:, ::1] y_pred__nk,   # IN  (N, K) probabilities
+                  const floating[:, ::1] target__nk,   # IN  (N, K) probabilities
+                  floating[:, ::1] grad__nk,           # OUT (N, K)
+                  floating[::1] loss__n,               # OUT (N,)
+                  double grad_scale, int n_threads):
+    """Keras's KL divergence, a sum over the row: both sides clipped to [EPSILON, 1],
+    loss_i = sum_k t log(t / p); grad = -grad_scale t / p, zero where p is clipped."""
+    cdef Py_ssize_t n = y_pred__nk.shape[0], k = y_pred__nk.shape[1], i, j
+    cdef floating low = EPSILON
+    cdef double p, t, total
+    for i in prange(n, nogil=True, schedule="static",
+                    num_threads=threads_for(n * k, n_threads)):
+        total = 0
+        for j in range(k):
+            p = y_pred__nk[i, j]
+            t = target__nk[i, j]
+            t = low if t < low else (1 if t > 1 else t)
+            if p < low or p > 1:
+                p = low if p < low else 1
+                grad__nk[i, j] = 0
+            else:
+                grad__nk[i, j] = -grad_scale * t / p
+            total = total + t * log(t / p)
+        loss__n[i] = total
+
+
+def poisson(const floating[:, ::1] y_pred__nk,   # IN  (N, K) rates
+            const floating[:, ::1] target__nk,   # IN  (N, K) counts
+            floating[:, ::1] grad__nk,           # OUT (N, K)
+            floating[::1] loss__n,               # OUT (N,)
+            double grad_scale, int n_threads):
+    """Keras's Poisson loss: loss_i = mean_k p - t log(p + EPSILON);
+    grad = grad_scale (1 - t / (p + EPSILON)) / K."""
+    cdef Py_ssize_t n = y_pred__nk.shape[0], k = y_pred__nk.shape[1], i, j
+    cdef floating eps = EPSILON
+    cdef double p, t, total, scale = grad_scale / k
+    for i in prange(n, nogil=True, schedule="static",
+                    num_threads=threads_for(n * k, n_threads)):
+        total = 0
+        for j in range(k):
+            p = y_pred__nk[i, j]
+            t = target__nk[i, j]
+            total = total + p - t * log(p + eps)
+            grad__nk[i, j] = scale * (1 - t / (p + eps))
+        loss__n[i] = total / k
+
+
+cdef inline double _focal_term(double o, double t, double alpha, double gamma, double low,
+                               double high, double* loss) noexcept nogil:
+    """Adds alpha (1 - o)^gamma (-t log o) to loss, o clipped to [low, high]; returns its
+    derivative with respect to o (zero where the clip bites)."""
+    cdef double c = low if o < low else (high if o > high else o)
+    cdef double focal = pow(1 - c, gamma)
+    loss[0] = loss[0] - alpha * focal * t * log(c)
+    if o < low or o > high:
+        return 0
+    if gamma == 0:
+        return -alpha * t / c
+    return alpha * t * (gamma * pow(1 - c, gamma - 1) * log(c) - focal / c)
+
+
+def categorical_focal_crossentropy(const floating[:, ::1] y_pred__nk,   # IN  (N, K)
+                                   const floating[:, ::1] target__nk,   # IN  (N, K)
+                                   const floating[::1] alpha__k,        # IN  (K,) class weights
+                                   floating[:, ::1] grad__nk,           # OUT (N, K)
+                                   floating[::1] loss__n,               # OUT (N,)
+                                   double gamma, bint from_logits, double grad_scale,
+                                   int n_threads):
+    """Keras's categorical focal cross-entropy: p = softmax(y_pred) from logits, or y_pred;
+    o = p / sum(p) clipped to [EPSILON, 1 - EPSILON];
+    loss_i = sum_k alpha_k (1 - o_k)^gamma (-t_k log o_k). With gamma 0 and alpha 1 it is
+    Keras's categorical cross-entropy of probabilities. The gradient goes back through the
+    normalisation (and the softmax), zero where the clip bites."""
+    cdef Py_ssize_t n = y_pred__nk.shape[0], k = y_pred__nk.shape[1], i, j
+    cdef floating low = EPSILON, high = 1 - EPSILON
+    cdef double s, o, g, dot, total, p
+    for i in prange(n, nogil=True, schedule="static",
+                    num_threads=threads_for(n * k, n_threads)):
+        if from_logits:  # the probabilities wait in the gradient's row
+            row_softmax(&y_pred__nk[i, 0], &grad__nk[i, 0], k)
+        s = 0
+        for j in range(k):
+            s = s + (grad__nk[i, j] if from_logits else y_pred__nk[i, j])
+        total = 0
+        dot = 0
+        for j in range(k):
+            o = (grad__nk[i, j] if from_logits else y_pred__nk[i, j]) / s
+            dot = dot + o * _focal_term(o, target__nk[i, j], alpha__k[j], gamma, low, high,
+                                        &total)
+        loss__n[i] = total
+        for j in range(k):
+            p = grad__nk[i, j] if from_logits else 1
+            o = (grad__nk[i, j] if from_logits else y_pred__nk[i, j]) / s
+            g = _focal_term(o, target__nk[i, j], alpha__k[j], gamma, low, high, &total)
+            # through o = p / s (and p = softmax(z), whose chain term vanishes as sum(o) = 1)
+            grad__nk[i, j] = grad_scale * p * (g - dot) / s
+
+
+def binary_focal_crossentropy(const floating[:, ::1] y_pred__nk,   # IN  (N, K)
+                              const floating[:, ::1] target__nk,   # IN  (N, K)
+                              floating[:, ::1] grad__nk,           # OUT (N, K)
+                              floating[::1] loss__n,               # OUT (N,)
+                              double alpha, double gamma, bint apply_class_balancing,
+                              bint from_logits, double grad_scale, int n_threads):
+    """Keras's binary focal cross-entropy, averaged over the row: p = sigmoid(y_pred) from
+    logits, or y_pred; bce = -(t log c + (1 - t) log(1 - c)) with c = p clipped to
+    [EPSILON, 1 - EPSILON]; p_t = t p + (1 - t)(1 - p); loss = w (1 - p_t)^gamma bce, with
+    w = t alpha + (1 - t)(1 - alpha) under class balancing, else 1."""
+    cdef Py_ssize_t n = y_pred__nk.shape[0], k = y_pred__nk.shape[1], i, j
+    cdef floating low = EPSILON, high = 1 - EPSILON
+    cdef double z, p, c, t, e, u, w, bce, focal, dbce, dfocal, total, scale = grad_scale / k
+    for i in prange(n, nogil=True, schedule="static",
+                    num_threads=threads_for(n * k, n_threads)):
+        total = 0
+        for j in range(k):
+            t = target__nk[i, j]
+            if from_logits:
+                z = y_pred__nk[i, j]
+                e = exp(-fabs(z))
+                p = 1 / (1 + e) if z >= 0 else e / (1 + e)
+            else:
+                p = y_pred__nk[i, j]
+            c = low if p < low else (high if p > high else p)
+            bce = -(t * log(c) + (1 - t) * log(1 - c))
+            dbce = 0 if (p < low or p > high) else (c - t) / (c * (1 - c))
+            u = 1 - (t * p + (1 - t) * (1 - p))
+            focal = pow(u, gamma)
+            # d focal / d p; a zero base with 0 < gamma < 1 has no derivative: none is taken
+            dfocal = 0 if gamma == 0 or (u <= 0 and gamma < 1) else \
+                -(2 * t - 1) * gamma * pow(u, gamma - 1)
+            w = t * alpha + (1 - t) * (1 - alpha) if apply_class_balancing else 1
+            total = total + w * focal * bce
+            grad__nk[i, j] = scale * w * (dfocal * bce + focal * dbce) * \
+                (p * (1 - p) if from_logits else 1)
+        loss__n[i] = total / k
+
+
+def dice(const floating[:, ::1] y_pred__gm,   # IN  (G, M) one group of values per row
+         const floating[:, ::1] target__gm,   # IN  (G, M)
+         floating[:, ::1] grad__gm,           # OUT (G, M)
+         floating[::1] loss__g,               # OUT (G,) per-group loss
+         double grad_scale, int n_threads):
+    """Keras's Dice loss of each row: 1 - 2 sum(t p) / (sum(t) + sum(p) + EPSILON);
+    grad = grad_scale (2 I / D^2 - 2 t / D) with I = sum(t p) and D the denominator."""
+    cdef Py_ssize_t n = y_pred__gm.shape[0], m = y_pred__gm.shape[1], i, j
+    cdef floating eps = EPSILON
+    cdef double inter, denom
+    for i in prange(n, nogil=True, schedule="static",
+                    num_threads=threads_for(n * m, n_threads)):
+        inter = 0
+        denom = 0
+        for j in range(m):
+            inter = inter + <double>target__gm[i, j] * y_pred__gm[i, j]
+            denom = denom + <double>target__gm[i, j] + y_pred__gm[i, j]
+        denom = denom + eps
+        loss__g[i] = 1 - 2 * inter / denom
+        for j in range(m):
+            grad__gm[i, j] = grad_scale * 2 * (inter / denom - target__gm[i, j]) / denom

@@ -1,6 +1,7 @@
 """The merge kernels: the elementwise sum of k arrays (the Add layer, and the engine's sum of the
 gradients of a tensor with several consumers), the elementwise merges of k broadcast arrays
-(Add, Subtract, Multiply, Average, Maximum, Minimum) forward beside their backward, and the
+(Add, Subtract, Multiply, Average, Maximum, Minimum, and fastcnn.ops' divide) forward beside
+their backward, and the
 concatenation of k arrays along their columns, forward beside its split backward.
 
 Every output element is written by one thread from values read in a fixed order, so the results
@@ -168,10 +169,11 @@ cdef enum:
     AVERAGE = 4
     MAXIMUM = 5
     MINIMUM = 6
+    DIVIDE = 7
     MAX_RANK = 64  # NumPy's
 
 _OPS = {"copy": COPY, "add": ADD, "subtract": SUBTRACT, "multiply": MULTIPLY,
-        "average": AVERAGE, "maximum": MAXIMUM, "minimum": MINIMUM}
+        "average": AVERAGE, "maximum": MAXIMUM, "minimum": MINIMUM, "divide": DIVIDE}
 
 
 cdef struct _Layout:
@@ -243,6 +245,9 @@ cdef void _forward_run(int op, const _Layout *lay, floating **src, Py_ssize_t *o
             elif op == MULTIPLY:
                 for j in range(m):
                     acc[j] = acc[j] * v[j]
+            elif op == DIVIDE:
+                for j in range(m):
+                    acc[j] = acc[j] / v[j]
             elif op == MAXIMUM:  # NaN wins, as in NumPy; of equal values the first stays
                 for j in range(m):
                     if v[j] > acc[j] or v[j] != v[j]:
@@ -279,6 +284,11 @@ cdef inline floating _grad(int op, const _Layout *lay, floating **src, const Py_
             if t != w:
                 p = p * src[t][off[t] + j * lay.strides[t * lay.r + last]]
         return dy * p
+    if op == DIVIDE:  # a / b: dy / b for a, -dy * a / b^2 for b
+        p = src[1][off[1] + j * lay.strides[lay.r + last]]
+        if w == 0:
+            return dy / p
+        return -dy * (src[0][off[0] + j * lay.strides[last]] / p) / p
     best = src[0][off[0] + j * lay.strides[last]]
     for t in range(1, lay.k):
         x = src[t][off[t] + j * lay.strides[t * lay.r + last]]
@@ -338,8 +348,9 @@ cdef int _operands(str op, inputs, const Py_ssize_t[::1] shape,
     cdef Py_ssize_t k = len(inputs), r = shape.shape[0], t, d, reach, n = 1
     if op not in _OPS:
         raise ValueError(f"Expected op in {sorted(_OPS)}, received op={op!r}")
-    wanted = {"copy": "one input", "subtract": "two inputs"}.get(op, "at least one input")
-    if k < 1 or (op == "copy" and k != 1) or (op == "subtract" and k != 2):
+    wanted = {"copy": "one input", "subtract": "two inputs", "divide": "two inputs"}.get(
+        op, "at least one input")
+    if k < 1 or (op == "copy" and k != 1) or (op in ("subtract", "divide") and k != 2):
         raise ValueError(f"Expected {wanted} for op {op!r}, received {k}")
     if strides.shape[0] != k or strides.shape[1] != r or not 1 <= r <= MAX_RANK:
         raise ValueError(f"Expected strides of shape ({k}, rank) for {k} inputs and shape of "
@@ -373,7 +384,7 @@ cdef int _operands(str op, inputs, const Py_ssize_t[::1] shape,
     return 0
 
 
-def elementwise_forward(str op,                            # "copy", "add", "subtract", "multiply", "average", "maximum" or "minimum"
+def elementwise_forward(str op,                            # "copy", "add", "subtract", "multiply", "average", "maximum", "minimum" or "divide"
                         inputs,                            # IN  k arrays, each flat (n_t,)
                         const Py_ssize_t[::1] shape,       # IN  (r,) the output's shape
                         const Py_ssize_t[:, ::1] strides,  # IN  (k, r) each input's strides over it

@@ -1,7 +1,9 @@
-"""The L2 regulariser's kernels on flat arrays: the penalty's gradient (and decoupled weight decay)
-as y += alpha x, and the penalty itself as chunked sums of squares."""
+"""The L1 and L2 regularisers' kernels on flat arrays: the penalties' gradients as y += alpha x
+(also decoupled weight decay) and y += alpha sign(x), and the penalties as chunked sums of
+squares and of absolute values."""
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.math cimport fabs
 
 include "_threads.pxi"
 
@@ -29,4 +31,31 @@ def sum_of_squares(const floating[::1] x,   # IN  (n,)
         total = 0
         for i in range(c * size, min(n, (c + 1) * size)):
             total = total + <double>x[i] * x[i]
+        partial[c] = total
+
+
+def add_sign(const floating[::1] x,   # IN  (n,)
+             floating[::1] y,         # IN/OUT (n,)
+             double alpha, int n_threads):
+    """y += alpha sign(x), sign(0) = 0: the L1 penalty's gradient."""
+    cdef Py_ssize_t i, n = y.shape[0]
+    cdef floating a = alpha
+    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
+        if x[i] > 0:
+            y[i] += a
+        elif x[i] < 0:
+            y[i] -= a
+
+
+def sum_of_abs(const floating[::1] x,   # IN  (n,)
+               double[::1] partial,     # OUT (chunks,) one sum per chunk
+               int n_threads):
+    """partial[c] = sum of |x_i| over chunk c, chunked as by sum_of_squares."""
+    cdef Py_ssize_t c, i, n = x.shape[0], chunks = partial.shape[0]
+    cdef Py_ssize_t size = (n + chunks - 1) // chunks
+    cdef double total
+    for c in prange(chunks, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
+        total = 0
+        for i in range(c * size, min(n, (c + 1) * size)):
+            total = total + fabs(x[i])
         partial[c] = total

@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 
 from .._ext import activation as _activation
-from .checks import as_kernel_array, check_apart, out_buffer
+from .checks import as_kernel_array, check_apart, out_buffer, real_number
 from .rows import as_rows, from_rows, rows_buffer, rows_layout
 from .threads import effective_n_threads
 
@@ -65,14 +65,6 @@ def canonical_name(name):
     return ALIASES.get(name, name)
 
 
-def _real(value, name, minimum=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"Expected {name} to be a finite number, received {name}={value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"Expected {name} >= {minimum}, received {name}={value!r}")
-    return float(value)
-
-
 def check_options(name, options):
     """The options of activation ``name`` (canonical) with Keras's defaults filled in and their
     values checked: slopes, caps and thresholds >= 0 (the backward passes, which read the
@@ -86,9 +78,9 @@ def check_options(name, options):
     merged = {**known, **options}
     for key, value in merged.items():
         if key in ("negative_slope", "threshold", "alpha"):
-            merged[key] = _real(value, key, 0)
+            merged[key] = real_number(value, key, 0)
         elif key == "max_value" and value is not None:
-            merged[key] = _real(value, key, 0)
+            merged[key] = real_number(value, key, 0)
         elif key == "approximate":
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"Expected approximate to be a bool, received {value!r}")

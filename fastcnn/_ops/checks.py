@@ -68,6 +68,8 @@ def available_memory():
 
 
 def _size_text(nbytes):
+    if nbytes >= 1024**5:  # beyond any machine, and maybe beyond a float
+        return "over 1024 TiB"
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
         if nbytes < 1024 or unit == "TiB":
             return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
@@ -151,6 +153,16 @@ def check_index_range(shape, name, batch_axis=True):
         scope = "per sample" if batch_axis else "in all"
         raise ValueError(f"Expected {name} with at most {INDEX_LIMIT} values {scope}, the limit "
                          f"of the kernels' 32-bit indices; received shape {tuple(shape)}")
+
+
+def real_number(value, name, minimum=None):
+    """``value`` as a finite float (not a bool), at least ``minimum`` if given, or a ValueError
+    naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"Expected {name} to be a finite number, received {name}={value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"Expected {name} >= {minimum}, received {name}={value!r}")
+    return float(value)
 
 
 def positive_int(value, name):

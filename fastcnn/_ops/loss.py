@@ -4,7 +4,7 @@ import numbers
 import numpy as np
 
 from .._ext import loss as _loss
-from .checks import as_kernel_array, check_apart, out_buffer
+from .checks import as_kernel_array, check_apart, out_buffer, real_number
 from .threads import effective_n_threads
 
 
@@ -92,3 +92,70 @@ def multiclass_hinge(scores, labels, grad_scale, grad=None, loss=None, n_threads
     """The multiclass SVM loss per row, with integer labels in [0, K)."""
     return _label_loss(_loss.multiclass_hinge, "scores", scores, labels, grad_scale, grad, loss,
                        effective_n_threads(n_threads))
+
+
+def mean_absolute_error(y_pred, target, grad_scale, grad=None, loss=None, n_threads=None):
+    """Per-row mean absolute error and grad_scale times its gradient wrt y_pred."""
+    return _dense_target_loss(_loss.mean_absolute_error, "y_pred", y_pred, target, grad_scale,
+                              grad, loss, effective_n_threads(n_threads))
+
+
+def huber(y_pred, target, grad_scale, delta=1.0, grad=None, loss=None, n_threads=None):
+    """Per-row mean Huber loss with threshold ``delta`` (> 0)."""
+    if real_number(delta, "delta") <= 0:
+        raise ValueError(f"Expected delta > 0, received delta={delta!r}")
+    kernel = lambda *a: _loss.huber(*a[:4], delta, *a[4:])
+    return _dense_target_loss(kernel, "y_pred", y_pred, target, grad_scale, grad, loss,
+                              effective_n_threads(n_threads))
+
+
+def log_cosh(y_pred, target, grad_scale, grad=None, loss=None, n_threads=None):
+    return _dense_target_loss(_loss.log_cosh, "y_pred", y_pred, target, grad_scale, grad, loss,
+                              effective_n_threads(n_threads))
+
+
+def kl_divergence(y_pred, target, grad_scale, grad=None, loss=None, n_threads=None):
+    """Per-row KL divergence (a sum over the row) of probabilities."""
+    return _dense_target_loss(_loss.kl_divergence, "y_pred", y_pred, target, grad_scale, grad,
+                              loss, effective_n_threads(n_threads))
+
+
+def poisson(y_pred, target, grad_scale, grad=None, loss=None, n_threads=None):
+    return _dense_target_loss(_loss.poisson, "y_pred", y_pred, target, grad_scale, grad, loss,
+                              effective_n_threads(n_threads))
+
+
+def categorical_focal_crossentropy(y_pred, target, grad_scale, alpha=0.25, gamma=2.0,
+                                   from_logits=False, grad=None, loss=None, n_threads=None):
+    """Per-row focal cross-entropy; ``alpha`` is one number or one per class (K,)."""
+    gamma = real_number(gamma, "gamma", 0)
+    scores = _scores(y_pred, "y_pred")
+    alpha = np.asarray(alpha, np.float64)
+    if alpha.ndim > 1 or (alpha.ndim == 1 and alpha.shape != scores.shape[1:]) or \
+            alpha.dtype.kind not in "iuf" or not np.all(np.isfinite(alpha)):
+        raise ValueError(f"Expected alpha to be a finite number or one per class "
+                         f"({scores.shape[1]}), received alpha={alpha.tolist()!r:.200}")
+    alpha = np.ascontiguousarray(np.broadcast_to(alpha, scores.shape[1:]), scores.dtype)
+    kernel = lambda s, t, g, l, *a: _loss.categorical_focal_crossentropy(
+        s, t, alpha, g, l, gamma, bool(from_logits), *a)
+    return _dense_target_loss(kernel, "y_pred", scores, target, grad_scale, grad, loss,
+                              effective_n_threads(n_threads))
+
+
+def binary_focal_crossentropy(y_pred, target, grad_scale, apply_class_balancing=False,
+                              alpha=0.25, gamma=2.0, from_logits=False, grad=None, loss=None,
+                              n_threads=None):
+    """Per-row mean binary focal cross-entropy."""
+    gamma = real_number(gamma, "gamma", 0)
+    alpha = real_number(alpha, "alpha")
+    kernel = lambda s, t, g, l, *a: _loss.binary_focal_crossentropy(
+        s, t, g, l, alpha, gamma, bool(apply_class_balancing), bool(from_logits), *a)
+    return _dense_target_loss(kernel, "y_pred", y_pred, target, grad_scale, grad, loss,
+                              effective_n_threads(n_threads))
+
+
+def dice(y_pred, target, grad_scale, grad=None, loss=None, n_threads=None):
+    """The Dice loss of each row (G, M): one group of values per row."""
+    return _dense_target_loss(_loss.dice, "y_pred", y_pred, target, grad_scale, grad, loss,
+                              effective_n_threads(n_threads))
+

@@ -120,7 +120,7 @@ def concatenate_backward(dy, sizes, axis=-1, outs=None, n_threads=None):
     return outs
 
 
-ELEMENTWISE_OPS = ("add", "subtract", "multiply", "average", "maximum", "minimum")
+ELEMENTWISE_OPS = ("add", "subtract", "multiply", "average", "maximum", "minimum", "divide")
 
 
 def _c_strides(shape):
@@ -178,8 +178,8 @@ def _elementwise_args(op, inputs):
     if op not in ELEMENTWISE_OPS:
         raise ValueError(f"Expected op in {ELEMENTWISE_OPS}, received op={op!r}")
     arrays = _array_list(inputs, "inputs")
-    if op == "subtract" and len(arrays) != 2:
-        raise ValueError(f"Expected inputs to hold exactly two arrays for op 'subtract', "
+    if op in ("subtract", "divide") and len(arrays) != 2:
+        raise ValueError(f"Expected inputs to hold exactly two arrays for op {op!r}, "
                          f"received {len(arrays)}")
     out_shape, shape, strides = broadcast_layout(tuple(a.shape for a in arrays))
     check_index_range(out_shape, "the output", batch_axis=False)
@@ -189,7 +189,7 @@ def _elementwise_args(op, inputs):
 def elementwise_forward(op, inputs, out=None, n_threads=None):
     """``op`` of the inputs broadcast together (NumPy's rules), folded left to right as Keras's
     merging layers do: "add", "subtract" (two inputs), "multiply", "average" (the sum over the
-    count), "maximum" or "minimum" (NaN wins, as in NumPy)."""
+    count), "maximum" or "minimum" (NaN wins, as in NumPy), or "divide" (two inputs)."""
     arrays, out_shape, shape, strides = _elementwise_args(op, inputs)
     if op == "add" and all(a.shape == out_shape for a in arrays):
         return add_forward(arrays, out, n_threads)  # the engine's sum, which skips the strides

@@ -1,11 +1,11 @@
-"""Weight penalties: checked calls of the axpy and sum_of_squares kernels."""
+"""Weight penalties: checked calls of the regularization kernels."""
 import numpy as np
 
 from .._ext import regularization as _regularization
 from .checks import as_kernel_array, check_apart, in_place
 from .threads import effective_n_threads
 
-SUM_CHUNK = 16384  # elements per partial sum in sum_of_squares
+SUM_CHUNK = 16384  # elements per partial sum in sum_of_squares and sum_of_abs
 
 
 def axpy(alpha, x, y, n_threads=None):
@@ -17,10 +17,28 @@ def axpy(alpha, x, y, n_threads=None):
     _regularization.axpy(x.reshape(-1), y.reshape(-1), alpha, n_threads)
 
 
-def sum_of_squares(x, n_threads=None):
-    """sum(x**2), accumulated in float64 and the same for any thread count."""
+def add_sign(alpha, x, y, n_threads=None):
+    """y += alpha * sign(x) in place (sign(0) = 0)."""
     n_threads = effective_n_threads(n_threads)
+    y = in_place(y, "y")
+    x = as_kernel_array(x, "x", dtype=y.dtype, shape=y.shape)
+    check_apart({"y": y}, {"x": x}, may_equal={("y", "x")})
+    _regularization.add_sign(x.reshape(-1), y.reshape(-1), alpha, n_threads)
+
+
+def _chunked_sum(kernel, x, n_threads):
+    """The total of a chunked-sum kernel over x, in float64, the same for any thread count."""
     x = as_kernel_array(x, "x").reshape(-1)
     partial = np.empty(max(1, -(-x.size // SUM_CHUNK)))
-    _regularization.sum_of_squares(x, partial, n_threads)
+    kernel(x, partial, effective_n_threads(n_threads))
     return float(partial.sum())
+
+
+def sum_of_squares(x, n_threads=None):
+    """sum(x**2), accumulated in float64 and the same for any thread count."""
+    return _chunked_sum(_regularization.sum_of_squares, x, n_threads)
+
+
+def sum_of_abs(x, n_threads=None):
+    """sum(|x|), accumulated in float64 and the same for any thread count."""
+    return _chunked_sum(_regularization.sum_of_abs, x, n_threads)

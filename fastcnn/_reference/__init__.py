@@ -18,11 +18,13 @@ from .dropout import *  # noqa: F401,F403
 from .intensity import *  # noqa: F401,F403
 from .layer_norm import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
+from .metrics import *  # noqa: F401,F403
 from .merge import *  # noqa: F401,F403
 from .noise import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
+from .reduce import *  # noqa: F401,F403
 from .regularization import *  # noqa: F401,F403
 from .remap import *  # noqa: F401,F403
 from .resize import *  # noqa: F401,F403

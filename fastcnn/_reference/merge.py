@@ -31,7 +31,8 @@ def _fold(op, views):
     if op == "copy":
         return views[0].copy()
     combine = {"add": np.add, "average": np.add, "subtract": np.subtract,
-               "multiply": np.multiply, "maximum": np.maximum, "minimum": np.minimum}[op]
+               "multiply": np.multiply, "maximum": np.maximum, "minimum": np.minimum,
+               "divide": np.divide}[op]
     total = views[0].copy()
     for v in views[1:]:
         total = combine(total, v)
@@ -65,6 +66,8 @@ def elementwise_backward(op, dy, inputs, shape, strides, index, dx, n_threads):
         g = dy / len(inputs)
     elif op == "multiply":
         g = dy * np.prod([v for t, v in enumerate(views) if t != index], axis=0)
+    elif op == "divide":
+        g = dy / views[1] if index == 0 else -dy * (views[0] / views[1]) / views[1]
     else:
         g = np.where(_winner(op, views) == index, dy, 0)
     summed = tuple(d for d, s in enumerate(strides[index]) if s == 0)

@@ -11,3 +11,11 @@ def sum_of_squares(x, partial, n_threads):
     for c in range(len(partial)):
         run = np.asarray(x[c * size:(c + 1) * size], np.float64)
         partial[c] = (run * run).sum()
+
+def add_sign(x, y, alpha, n_threads):
+    y += (alpha * np.sign(x)).astype(y.dtype)
+
+def sum_of_abs(x, partial, n_threads):
+    size = -(-len(x) // len(partial))
+    for c in range(len(partial)):
+        partial[c] = np.abs(np.asarray(x[c * size:(c + 1) * size], np.float64)).sum()

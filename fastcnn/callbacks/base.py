@@ -24,6 +24,14 @@ class Callback:
     def on_epoch_end(self, epoch, logs=None): pass
     def on_train_batch_begin(self, batch, logs=None): pass
     def on_train_batch_end(self, batch, logs=None): pass
+    def on_test_begin(self, logs=None): pass
+    def on_test_end(self, logs=None): pass
+    def on_test_batch_begin(self, batch, logs=None): pass
+    def on_test_batch_end(self, batch, logs=None): pass
+    def on_predict_begin(self, logs=None): pass
+    def on_predict_end(self, logs=None): pass
+    def on_predict_batch_begin(self, batch, logs=None): pass
+    def on_predict_batch_end(self, batch, logs=None): pass
 
     # Keras 2 names, still used by many scripts
     def on_batch_begin(self, batch, logs=None): pass
@@ -31,7 +39,9 @@ class Callback:
 
 
 class CallbackList:
-    """Calls every callback's hook in order; ``on_train_batch_*`` also reach ``on_batch_*``."""
+    """Calls every callback's hook in order; ``on_train_batch_*`` also reach ``on_batch_*``.
+    fit fires the on_train_*, on_epoch_* and (while it validates) on_test_* hooks, evaluate the
+    on_test_* hooks and predict the on_predict_* hooks."""
 
     def __init__(self, callbacks, model, params):
         self.callbacks = list(callbacks)
@@ -46,12 +56,13 @@ class CallbackList:
             raise AttributeError(hook)
         legacy = {"on_train_batch_begin": "on_batch_begin",
                   "on_train_batch_end": "on_batch_end"}.get(hook)
-        # Keras hands every hook its logs, None when there are none, so hooks written as
-        # plain functions of (logs) or (epoch, logs) work: LambdaCallback's, for one.
+        # Every hook gets its logs, a dict (empty when there is nothing to log), so hooks
+        # written as plain functions of (logs) or (epoch, logs) work: LambdaCallback's, for one.
         arity = 2 if "epoch" in hook or "batch" in hook else 1
 
         def call(*args):
-            args += (None,) * (arity - len(args))
+            if len(args) < arity:
+                args += ({},)
             for cb in self.callbacks:
                 getattr(cb, hook)(*args)
                 if legacy:
@@ -89,13 +100,18 @@ class ProgbarLogger(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._bar = Progbar(self.params["steps"], self.stream)
         self._bar.write(f"Epoch {epoch + 1}/{self.params['epochs']}\n")
-        if self.verbose != 1:
+        # A generator's first epoch has no known length to draw a bar against.
+        if self.verbose != 1 or self._bar.total is None:
             self._bar.interactive = False
+        self._steps = 0
 
     def on_train_batch_end(self, batch, logs=None):
+        self._steps = batch + 1
         self._bar.update(batch + 1, logs or {})
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._bar.total is None:
+            self._bar.total = self._steps
         self._bar.finish(logs or {})
 
 

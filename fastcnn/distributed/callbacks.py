@@ -30,7 +30,9 @@ class BroadcastGlobalVariablesCallback(Callback):
             for slot in optimizer.slots_for(weights):
                 for values in slot:
                     comm.Bcast(values, root=self.root_rank)
-            optimizer.iterations = comm.bcast(optimizer.iterations, root=self.root_rank)
+            # the raw count of apply calls (as saved files hold it): with gradient
+            # accumulation it also says where in the accumulation the processes are
+            optimizer._iterations = comm.bcast(optimizer._iterations, root=self.root_rank)
             self._state_sent = True
 
     def on_train_begin(self, logs=None):

@@ -22,17 +22,30 @@ class _Distributed:
     deterministic = True
     shared_samples = 0  # samples this process has trained on (MetricAverageCallback weighs by it)
 
-    def share_batch(self, execution, index):
-        """The fit's hook: this process's part of ``index`` (a global batch's sample indices),
-        with ``execution`` set up to train on it: the loss averaged over the whole batch,
-        dropout masks keyed by the whole batch's sample indices, and the gradients summed
-        across the processes after each backward pass."""
+    share = staticmethod(share)  # what an array fit's batches gather (ArrayAdapter.share)
+
+    def share_batch(self, execution, batch, whole=None):
+        """The fit's hook, on the training thread before each step: this process's part of
+        ``batch`` (xs, ys, weights), with ``execution`` set up to train on it: the loss
+        averaged over the whole batch, dropout masks keyed by the whole batch's sample
+        indices, and the gradients summed across the processes after each backward pass.
+        ``whole`` is the size of the batch whose share ``batch`` already is (arrays gather the
+        share alone); None says that ``batch`` is the whole batch (a generator's or a
+        PyDataset's, the same on every process), which is cut here."""
         if not isinstance(execution.reduce, GradientSum):
             execution.reduce = GradientSum(execution.gradients, self.deterministic)
-        start, stop = share(len(index))
-        execution.share(start, len(index))
+        cut = whole is None
+        if cut:
+            whole = len(batch[0][0])
+        start, stop = share(whole)
+        execution.share(start, whole)
         self.shared_samples += stop - start
-        return index[start:stop]
+        if not cut:
+            return batch
+        xs, ys, weights = batch
+        return ([x[start:stop] for x in xs],
+                [None if y is None else y[start:stop] for y in ys],
+                None if weights is None else weights[start:stop])
 
 
 _classes = {}

@@ -63,7 +63,9 @@ class CallContext:
 class Execution:
     """Buffers, contexts and (for training) weight gradients of one run of ``plan``.
 
-    ``gradients`` is aligned with ``plan.trained``: after ``backward`` it holds their gradients.
+    ``gradients`` is aligned with ``plan.trained``: after ``backward`` it holds their gradients,
+    and ``input_gradients`` those of the inputs the plan was asked for (None for the others),
+    valid until the next run.
     ``logits_outputs`` says which outputs of the last run are a softmax's logits.
     ``workspace`` holds the caller's own per-batch buffers (the batch, the loss and its
     gradient), so that those are private to the execution too.
@@ -95,6 +97,7 @@ class Execution:
         self._readers = Counter(s for step in plan.steps for s in step.inputs)
         self._readers.update(plan.output_slots)  # the caller reads the outputs
         self.gradients = [np.zeros_like(w) for w in plan.trained]
+        self.input_gradients = [None] * len(plan.input_slots)
         store = {id(w): g for w, g in zip(plan.trained, self.gradients)}
         self._additions = [[] for _ in plan.steps]  # (scratch, total) pairs added after a step
         for index in plan.backward_steps:
@@ -198,6 +201,8 @@ class Execution:
             pool.give_back(lambda buf: reads[id(buf)] > 0)
             for scratch, total in self._additions[index]:
                 merge.add_forward([total, scratch], out=total)
+        self.input_gradients = [np.array(self._gradient(s, parts[s], 1)) if wanted else None
+                                for s, wanted in zip(plan.input_slots, plan.input_grads)]
         pool.give_back(lambda buf: False)
         if self.reduce is not None:
             self.reduce(self.gradients, True)

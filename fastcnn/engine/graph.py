@@ -13,9 +13,11 @@ from .tensor import KerasTensor, flatten
 class Graph:
     """The nodes from ``inputs`` to ``outputs`` (each a tensor, or a list or dict of them),
     parents first. ``inputs`` and ``outputs`` are the flat lists; ``input_structure`` and
-    ``output_structure`` the structures as given."""
+    ``output_structure`` the structures as given. ``effects``: tensors that are not outputs
+    but whose nodes must run (a traced call's variable assignments), after the outputs' nodes
+    they do not feed."""
 
-    def __init__(self, inputs, outputs):
+    def __init__(self, inputs, outputs, effects=()):
         for what, structure in (("inputs", inputs), ("outputs", outputs)):
             if not flatten(structure) or not all(isinstance(t, KerasTensor)
                                                  for t in flatten(structure)):
@@ -27,7 +29,7 @@ class Graph:
         if len({id(t) for t in self.inputs}) != len(self.inputs):
             raise ValueError("Expected each input tensor once in the model's inputs")
         sources = {id(t) for t in self.inputs}
-        self.nodes = _topological(self.outputs, sources)
+        self.nodes = _topological(self.outputs + list(effects), sources)
         self.consumers = {}  # id(tensor) -> number of nodes reading it (each use counted)
         for node in self.nodes:
             for t in node.input_tensors:

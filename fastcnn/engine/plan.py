@@ -53,11 +53,22 @@ class LayerStep:
         y = self.layer.forward(x, ctx, self.training)
         if len(self.outputs) == 1:
             values[self.outputs[0]] = y
+            regularizer = getattr(self.layer, "activity_regularizer", None)
+            if regularizer is not None:  # Keras's penalty on the output, per sample of the batch
+                ctx.activity_output = y
+                ctx.activity_penalty = regularizer(y) / len(y)
             return
         for slot, value in zip(self.outputs, y):
             values[slot] = value
 
     def backward(self, dys, ctx, need_dx):
+        regularizer = getattr(self.layer, "activity_regularizer", None)
+        if regularizer is not None:
+            y = ctx.activity_output
+            dy = ctx.buffer("activity_dy", y.shape, y.dtype)
+            dy[...] = dys[0]
+            regularizer.add_gradient(y, dy, 1 / len(y))
+            dys = [dy]
         dx = self.layer.backward(dys[0] if len(self.outputs) == 1 else dys, ctx, need_dx)
         if self.single_input:
             return [dx]
@@ -194,17 +205,23 @@ class Plan:
         self.input_slots, self.output_slots = flat.input_slots, flat.output_slots
         self.logits_outputs, self.logits_steps = logits_outputs, logits_steps
         self.trained, self.backward_steps, self.needs_grad = [], [], []
+        self.input_grads = [False] * len(self.input_slots)
         self.need_dx = [False] * len(steps)
         self.grad_routes = [None] * len(steps)  # per step: per weight None/"write"/"add"
 
 
 def _kind(layer):
+    # A layer with an activity regularizer runs as its own step, which penalises its output.
+    if getattr(layer, "activity_regularizer", None) is not None:
+        return None
     return getattr(layer, "fusion", None)
 
 
-def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None):
+def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None, input_grads=None):
     """The plan of ``flat``. ``loss_outputs`` (one bool per output: it has a loss) asks for a
-    backward pass; ``logits_ok`` (one bool per output) says which losses take softmax logits."""
+    backward pass; ``logits_ok`` (one bool per output) says which losses take softmax logits;
+    ``input_grads`` (one bool per input) which inputs backward gives gradients for
+    (``Execution.input_gradients``)."""
     calls = flat.calls
     uses = Counter(s for c in calls for s in c.inputs) + Counter(flat.output_slots)
     readers = {}
@@ -326,7 +343,7 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None):
                 logits_outputs[k] = True
     plan = Plan(flat, steps, logits_outputs, logits_steps)
     if loss_outputs is not None:
-        _plan_backward(plan, loss_outputs)
+        _plan_backward(plan, loss_outputs, input_grads or [False] * len(plan.input_slots))
     return plan
 
 
@@ -354,12 +371,15 @@ def _trained_weights(step):
     return [w for w, t in zip(step.layer._weights, step.layer._weight_trainable) if t]
 
 
-def _plan_backward(plan, loss_outputs):
+def _plan_backward(plan, loss_outputs, input_grads):
     """Which steps run backward, which of their inputs need dX, and where each weight's
     gradient goes: the first step to reach a weight (backward runs last step first) writes its
     gradient, every later one adds to it, in that fixed order."""
     steps = plan.steps
     needs_grad = [False] * plan.n_slots
+    plan.input_grads = [bool(g) for g in input_grads]
+    for slot, wanted in zip(plan.input_slots, plan.input_grads):
+        needs_grad[slot] = needs_grad[slot] or wanted
     for step in steps:
         if _trained_weights(step) or any(needs_grad[s] for s in step.inputs):
             for s in step.outputs:

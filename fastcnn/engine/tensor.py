@@ -13,6 +13,9 @@ from collections import defaultdict
 import numpy as np
 
 _tensor_counters = defaultdict(itertools.count)
+# The ops behind a symbolic tensor's operators, by NumPy ufunc name (and "matmul", "getitem",
+# "cast"): filled by fastcnn.ops, which imports this module.
+OPERATORS = {}
 
 
 def unique_name(base):
@@ -21,24 +24,28 @@ def unique_name(base):
     return base if index == 0 else f"{base}_{index}"
 
 
-def normalize_batch_shape(shape, name):
-    """A full shape (batch axis first) of None or positive ints, as a tuple."""
+def normalize_batch_shape(shape, name, any_rank=False):
+    """A full shape (batch axis first) of None or positive ints, as a tuple; ``any_rank``: of
+    any rank (a scalar's, ()) and sizes >= 0, as an op's result may have."""
     try:
         dims = tuple(shape)
     except TypeError:
         dims = None
-    if not dims or not all(d is None or (isinstance(d, numbers.Integral)
-                                         and not isinstance(d, bool) and d > 0) for d in dims):
+    least = 0 if any_rank else 1
+    if dims is None or not (dims or any_rank) or not all(
+            d is None or (isinstance(d, numbers.Integral) and not isinstance(d, bool)
+                          and d >= least) for d in dims):
         raise ValueError(f"Expected {name} to be a tuple of positive ints or None, received "
                          f"{name}={shape!r}")
     return tuple(None if d is None else int(d) for d in dims)
 
 
 class KerasTensor:
-    """A placeholder with a shape (batch axis first; None where unknown) and a dtype."""
+    """A placeholder with a shape (batch axis first; None where unknown) and a dtype. An op's
+    result (``any_rank``) may be a scalar or hold no values."""
 
-    def __init__(self, shape, dtype="float32", name=None, node=None, index=0):
-        self.shape = normalize_batch_shape(shape, "shape")
+    def __init__(self, shape, dtype="float32", name=None, node=None, index=0, any_rank=False):
+        self.shape = normalize_batch_shape(shape, "shape", any_rank)
         self.dtype = np.dtype(dtype).name
         self.name = name or unique_name("keras_tensor")
         self.node = node  # the Node whose output this is
@@ -60,7 +67,95 @@ class KerasTensor:
 
     def __bool__(self):
         raise TypeError(f"A symbolic tensor ({self.name}) has no truth value: Python control "
-                        "flow on tensor values cannot be traced")
+                        "flow on tensor values (if, while, and, or) cannot be traced; use "
+                        "fastcnn.ops.where to choose between values")
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """A NumPy array on the left of an operator calls the op; any other NumPy function
+        on a symbolic tensor is refused."""
+        if method == "__call__" and ufunc.__name__ in OPERATORS and not kwargs:
+            return OPERATORS[ufunc.__name__](*inputs)
+        raise TypeError(f"NumPy's {ufunc.__name__} cannot run on a symbolic tensor "
+                        f"({self.name}): it has no values while a model or layer is traced; use "
+                        "the fastcnn.ops function of that name")
+
+    __hash__ = object.__hash__  # comparisons give tensors, so identity hashes them
+
+    def __add__(self, other):
+        return OPERATORS["add"](self, other)
+
+    def __radd__(self, other):
+        return OPERATORS["add"](other, self)
+
+    def __sub__(self, other):
+        return OPERATORS["subtract"](self, other)
+
+    def __rsub__(self, other):
+        return OPERATORS["subtract"](other, self)
+
+    def __mul__(self, other):
+        return OPERATORS["multiply"](self, other)
+
+    def __rmul__(self, other):
+        return OPERATORS["multiply"](other, self)
+
+    def __truediv__(self, other):
+        return OPERATORS["true_divide"](self, other)
+
+    def __rtruediv__(self, other):
+        return OPERATORS["true_divide"](other, self)
+
+    def __matmul__(self, other):
+        return OPERATORS["matmul"](self, other)
+
+    def __rmatmul__(self, other):
+        return OPERATORS["matmul"](other, self)
+
+    def __pow__(self, other):
+        return OPERATORS["power"](self, other)
+
+    def __rpow__(self, other):
+        return OPERATORS["power"](other, self)
+
+    def __neg__(self):
+        return OPERATORS["negative"](self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return OPERATORS["absolute"](self)
+
+    def __eq__(self, other):
+        return OPERATORS["equal"](self, other)
+
+    def __ne__(self, other):
+        return OPERATORS["not_equal"](self, other)
+
+    def __lt__(self, other):
+        return OPERATORS["less"](self, other)
+
+    def __le__(self, other):
+        return OPERATORS["less_equal"](self, other)
+
+    def __gt__(self, other):
+        return OPERATORS["greater"](self, other)
+
+    def __ge__(self, other):
+        return OPERATORS["greater_equal"](self, other)
+
+    def __getitem__(self, key):
+        return OPERATORS["getitem"](self, key)
+
+    def __len__(self):
+        if not self.shape or self.shape[0] is None:
+            raise TypeError(f"A symbolic tensor ({self.name}) of shape {self.shape} has no "
+                            "known length")
+        return self.shape[0]
+
+    def __iter__(self):
+        raise TypeError(f"A symbolic tensor ({self.name}) cannot be iterated while it is "
+                        "traced: use fastcnn.ops.split or slicing")
 
 
 class Node:

@@ -7,6 +7,7 @@ from .conv import Conv1D, Conv2D
 from .conv_transpose import Conv2DTranspose
 from .core import Dense, Dropout, Flatten
 from .depthwise_conv import DepthwiseConv2D, SeparableConv2D
+from .feature_normalization import Normalization
 from .layer_normalization import GroupNormalization, LayerNormalization
 from .normalization import BatchNormalization
 from .pooling import (AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D,
@@ -34,9 +35,10 @@ __all__ = ["Activation", "Add", "Average", "AveragePooling2D", "AvgPool2D", "Bat
            "Dropout", "ELU", "Flatten", "GaussianDropout", "GaussianNoise",
            "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D", "GlobalMaxPooling2D",
            "GroupNormalization", "Input", "InputLayer", "Layer", "LayerNormalization", "LeakyReLU",
-           "MaxPool2D", "MaxPooling2D", "Maximum", "Minimum", "Multiply", "PReLU", "Permute",
-           "RandomBrightness", "RandomContrast", "RandomCrop", "RandomFlip", "RandomRotation",
-           "RandomTranslation", "RandomZoom", "ReLU", "Rescaling", "Reshape", "Resizing",
+           "MaxPool2D", "MaxPooling2D", "Maximum", "Minimum", "Multiply", "Normalization", "PReLU",
+           "Permute", "RandomBrightness", "RandomContrast", "RandomCrop", "RandomFlip",
+           "RandomRotation", "RandomTranslation", "RandomZoom", "ReLU", "Rescaling", "Reshape",
+           "Resizing",
            "SeparableConv2D", "SeparableConvolution2D", "Softmax", "SpatialDropout2D", "Subtract",
            "SumPooling2D", "UpSampling2D", "ZeroPadding2D", "add", "average", "concatenate",
            "maximum", "minimum", "multiply", "subtract"]

@@ -43,6 +43,8 @@ from ..engine.tensor import (
     shapes_of,
     template_of,
 )
+from ..ops.tracing import tracing, untraced
+from ..ops.variables import Variable
 from ..serialization import Configurable, claim_weight
 from .arguments import normalize_seed, normalize_shape
 
@@ -177,7 +179,8 @@ class Layer(Operation, Configurable):
                              f"{input_shape}")
         sample = pack_like(template_of(input_shape), [np.zeros((1, *s[1:]), np.float32)
                                                     for s in shapes])
-        out = self.forward(sample, CallContext(rng=np.random.default_rng(0)), False)
+        with untraced():  # a leaf's forward runs on arrays, even inside a traced call
+            out = self.forward(sample, CallContext(rng=np.random.default_rng(0)), False)
         batch = shapes[0][0]
         if isinstance(out, (list, tuple)):
             return [(batch, *np.shape(o)[1:]) for o in out]
@@ -197,7 +200,8 @@ class Layer(Operation, Configurable):
 
     def add_weight(self, shape=None, initializer=None, dtype=None, trainable=True,
                    regularizer=None, constraint=None, name=None):
-        """A new weight (a float32 array the layer owns), in Keras 3's argument order.
+        """A new weight (a float32 ``Variable``: an array the layer owns, with Keras's
+        ``assign`` methods), in Keras 3's argument order.
 
         ``initializer`` defaults to "glorot_uniform" as in Keras; ``regularizer`` adds its
         penalty to the loss; ``constraint`` (a callable) maps the weight after each update."""
@@ -214,7 +218,8 @@ class Layer(Operation, Configurable):
                              f"constraint={constraint!r}")
         regularizer = regularizers.get(regularizer)
         claim_weight(shape)
-        value = initializers.initialize(initializers.validate(initializer or "glorot_uniform"), shape)
+        value = initializers.initialize(initializers.validate(initializer or "glorot_uniform"),
+                                        shape).view(Variable)
         name = name or f"variable_{len(self._weights)}"
         for entries, entry in zip(self._weight_lists(),
                                   (value, name, bool(trainable), regularizer, constraint)):
@@ -338,7 +343,9 @@ class Layer(Operation, Configurable):
 
     def _trace(self, inputs, shapes, training):
         """``call`` traced on symbolic inputs shaped like ``inputs`` (batch axis free), once per
-        input shape and mode: a ``training`` argument may change what ``call`` does."""
+        input shape and mode: a ``training`` argument may change what ``call`` does. Ops on
+        its weights record weight reads, and assignments to its variables (fastcnn.ops.variables)
+        join the graph as effects, which run whenever it runs."""
         shapes = [(None, *s[1:]) for s in shapes]
         key = (tuple(shapes), bool(training))
         with self._lock:
@@ -346,7 +353,13 @@ class Layer(Operation, Configurable):
             if graph is None:
                 symbolic = pack_like(inputs, [KerasTensor(s) for s in shapes])
                 kwargs = {"training": bool(training)} if _takes_training(self.call) else {}
-                graph = self._traces[key] = Graph(symbolic, self.call(symbolic, **kwargs))
+                with tracing(self) as scope:
+                    try:
+                        outputs = self.call(symbolic, **kwargs)
+                    except TypeError as e:
+                        raise TypeError(f"{type(self).__name__} {self.name!r}: its call cannot "
+                                        f"be traced. {e}") from e
+                graph = self._traces[key] = Graph(symbolic, outputs, effects=scope.effects)
         return graph
 
     # -- nodes -----------------------------------------------------------------------------

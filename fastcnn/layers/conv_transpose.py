@@ -50,11 +50,8 @@ class Conv2DTranspose(KernelLayer):
 
     def build(self, input_shape):
         self._check_image_input(input_shape)
-        self.kernel = self.add_weight((*self.kernel_size, self.filters, input_shape[-1]),
-                                      self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer, name="kernel")
-        self.bias = (self.add_weight((self.filters,), self.bias_initializer, name="bias")
-                     if self.use_bias else None)
+        self._add_kernel_and_bias((*self.kernel_size, self.filters, input_shape[-1]),
+                                  self.filters)
 
     def forward(self, x, ctx, training):
         ctx.x = x

@@ -3,7 +3,7 @@ and for the separable one a 1x1 convolution mixing the channels after it. Keras 
 weights (depthwise ``(kh, kw, c, depth_multiplier)``, pointwise ``(1, 1, c * depth_multiplier,
 filters)``) and output channel order (channel ``ch * depth_multiplier + m`` from input channel
 ``ch``); channels_last only."""
-from .. import initializers, regularizers
+from .. import constraints, initializers, regularizers
 from .._ops import conv, depthwise
 from .._ops.checks import positive_int
 from .activation import ActivationMixin, normalize_activation
@@ -20,12 +20,18 @@ def normalize_data_format(data_format):
 
 
 class _DepthwiseBase(ActivationMixin, Layer):
-    """The depthwise part both layers share: its arguments, its output shape and its passes."""
+    """The depthwise part both layers share: its arguments, its output shape and its passes.
+    Both also take Keras's keywords ``activity_regularizer`` (a penalty on the layer's output,
+    divided by the batch size), ``depthwise_constraint`` and ``bias_constraint``."""
 
     def __init__(self, kernel_size, strides, padding, depth_multiplier, data_format,
                  dilation_rate, activation, use_bias, depthwise_initializer, bias_initializer,
-                 depthwise_regularizer, bias_regularizer, **kwargs):
+                 depthwise_regularizer, bias_regularizer, activity_regularizer=None,
+                 depthwise_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self.depthwise_constraint = constraints.get(depthwise_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
         self.kernel_size = normalize_tuple(kernel_size, "kernel_size")
         self.strides = normalize_tuple(strides, "strides")
         self.padding = normalize_padding(padding)
@@ -54,11 +60,12 @@ class _DepthwiseBase(ActivationMixin, Layer):
         self._check_image_input(input_shape)
         return self.add_weight((*self.kernel_size, input_shape[-1], self.depth_multiplier),
                                self.depthwise_initializer, regularizer=self.depthwise_regularizer,
-                               name=name)
+                               constraint=self.depthwise_constraint, name=name)
 
     def _add_bias(self, n):
         return (self.add_weight((n,), self.bias_initializer, regularizer=self.bias_regularizer,
-                                name="bias") if self.use_bias else None)
+                                constraint=self.bias_constraint, name="bias")
+                if self.use_bias else None)
 
     def _geometry(self):
         return dict(strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate)
@@ -88,7 +95,10 @@ class _DepthwiseBase(ActivationMixin, Layer):
                 "depthwise_initializer": self.depthwise_initializer,
                 "bias_initializer": self.bias_initializer,
                 "depthwise_regularizer": regularizers.serialize(self.depthwise_regularizer),
-                "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "activity_regularizer": regularizers.serialize(self.activity_regularizer),
+                "depthwise_constraint": constraints.serialize(self.depthwise_constraint),
+                "bias_constraint": constraints.serialize(self.bias_constraint)}
 
 
 class DepthwiseConv2D(_DepthwiseBase):
@@ -138,13 +148,14 @@ class SeparableConv2D(_DepthwiseBase):
                  dilation_rate=(1, 1), depth_multiplier=1, activation=None, use_bias=True,
                  depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
                  bias_initializer="zeros", depthwise_regularizer=None, pointwise_regularizer=None,
-                 bias_regularizer=None, **kwargs):
+                 bias_regularizer=None, pointwise_constraint=None, **kwargs):
         super().__init__(kernel_size, strides, padding, depth_multiplier, data_format,
                          dilation_rate, activation, use_bias, depthwise_initializer,
                          bias_initializer, depthwise_regularizer, bias_regularizer, **kwargs)
         self.filters = positive_int(filters, "filters")
         self.pointwise_initializer = initializers.validate(pointwise_initializer)
         self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
+        self.pointwise_constraint = constraints.get(pointwise_constraint)
 
     def _in_channels(self):
         return self.depthwise_kernel.shape[2]
@@ -158,7 +169,7 @@ class SeparableConv2D(_DepthwiseBase):
         self.pointwise_kernel = self.add_weight(
             (1, 1, input_shape[-1] * self.depth_multiplier, self.filters),
             self.pointwise_initializer, regularizer=self.pointwise_regularizer,
-            name="pointwise_kernel")
+            constraint=self.pointwise_constraint, name="pointwise_kernel")
         self.bias = self._add_bias(self.filters)
 
     def forward(self, x, ctx, training):
@@ -188,4 +199,5 @@ class SeparableConv2D(_DepthwiseBase):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "pointwise_initializer": self.pointwise_initializer,
-                "pointwise_regularizer": regularizers.serialize(self.pointwise_regularizer)}
+                "pointwise_regularizer": regularizers.serialize(self.pointwise_regularizer),
+                "pointwise_constraint": constraints.serialize(self.pointwise_constraint)}

@@ -180,12 +180,12 @@ class Model(Trainer, Layer):
         if self._is_functional():
             sources = [t.node.operation for t in self._graph.inputs
                        if t.node is not None and t.node.operation.is_input]
-            return sources + self._graph.operations
+            return sources + self._sublayers()
         return self._sublayers()
 
     def _sublayers(self):
-        if self._is_functional():
-            return self._graph.operations
+        if self._is_functional():  # the layers among the operations: not fastcnn.ops' nodes
+            return [op for op in self._graph.operations if isinstance(op, Layer)]
         return Layer._sublayers(self)
 
     def get_layer(self, name=None, index=None):

@@ -1,9 +1,33 @@
-"""Keras's utilities that scripts reach for: to_categorical and set_random_seed."""
+"""Keras's utilities that scripts reach for: to_categorical, set_random_seed, clear_session,
+PyDataset, and the image files and folders (load_img, save_img, image_dataset_from_directory...)."""
+import itertools
+import random as _py_random
+
 import numpy as np
 
+from .. import random as _random
+from ..engine import tensor as _tensor
+from ..layers import base as _layer_base
+from ..layers import input_layer as _input_layer
 from ..random import set_random_seed
+from .image_dataset import image_dataset_from_directory
+from .image_utils import array_to_img, img_to_array, load_img, save_img
+from .py_dataset import PyDataset
 
-__all__ = ["set_random_seed", "to_categorical"]
+__all__ = ["PyDataset", "array_to_img", "clear_session", "image_dataset_from_directory",
+           "img_to_array", "load_img", "save_img", "set_random_seed", "to_categorical"]
+
+
+def clear_session(free_memory=True):
+    """Keras's reset of the global state: new layers and tensors are named from scratch again
+    ("dense", "dense_1", ...), and the generator that draws unseeded weights starts a new stream
+    from Python's random module (so that after ``set_random_seed`` it is reproducible, as in
+    Keras). Models already built keep their names and weights. ``free_memory`` is accepted as
+    Keras's; there is no device memory to free."""
+    _layer_base._name_counters.clear()
+    _tensor._tensor_counters.clear()
+    _input_layer._input_counter = itertools.count()
+    _random._generator = np.random.default_rng(_py_random.getrandbits(64))
 
 
 def to_categorical(y, num_classes=None, dtype="float32"):

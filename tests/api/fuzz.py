@@ -7,6 +7,7 @@ arguments in child processes.
     python tests/api/fuzz.py --only op_call              # or layer_call, model_call, misc_call
     python tests/api/fuzz.py --only crash_call --calls 9  # check that crashes are caught
     python tests/api/fuzz.py --calls 10000 --memory-limit 2  # children under 2 GiB of memory
+    python tests/api/fuzz.py --only public_call --under fastcnn.metrics  # one module's names
 
 Call i is drawn from the RNG (seed, i) alone, so any call can be replayed. A child logs each
 call's description, flushed, before making it, and its outcome after; when a child dies by a
@@ -49,6 +50,7 @@ import numpy as np
 
 from fuzz_api_calls import layer_call, misc_call, model_call
 from fuzz_op_calls import op_call
+import fuzz_public_calls
 from fuzz_public_calls import graph_call, public_call
 from fuzz_values import Gen
 
@@ -106,12 +108,13 @@ def classify(exc):
     return "internal", where
 
 
-def child(seed, start, stop, log_path, only, memory_limit):
+def child(seed, start, stop, log_path, only, memory_limit, under=()):
     # Under AddressSanitizer (scripts/asan.sh) the shadow memory needs terabytes of address
     # space, so the limit is left to ASan's own max_allocation_size_mb.
     if "libasan" not in os.environ.get("LD_PRELOAD", ""):
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     warnings.simplefilter("ignore")
+    fuzz_public_calls.UNDER[:] = under
     sys.path.insert(0, ROOT)
     import fastcnn  # noqa: F401  (imported before the first call is timed)
     with open(log_path, "a") as log, tempfile.TemporaryDirectory() as tmpdir:
@@ -150,10 +153,12 @@ def read_log(path):
     return calls, outcomes
 
 
-def run(calls, seed=0, per_child=1000, only=None, stream=None, memory_limit=MEMORY_LIMIT):
+def run(calls, seed=0, per_child=1000, only=None, stream=None, memory_limit=MEMORY_LIMIT,
+        under=()):
     """Make ``calls`` fuzz calls in child processes (all kinds, or the ``only`` builder), each
-    child under an address-space limit of ``memory_limit`` bytes; returns the report as a
-    dict."""
+    child under an address-space limit of ``memory_limit`` bytes, public_call's sweep
+    restricted to the qualified names starting with one of ``under`` when it is not empty;
+    returns the report as a dict."""
     stream = stream or sys.stdout
     report = {"calls": 0, "seed": seed, "memory_limit": memory_limit,
               "counts": collections.Counter(), "crashes": [],
@@ -169,6 +174,7 @@ def run(calls, seed=0, per_child=1000, only=None, stream=None, memory_limit=MEMO
                        "--start", str(next_call), "--stop", str(stop), "--log", log_path,
                        "--memory-limit", str(memory_limit / 2**30)]
             command += ["--only", only] if only else []
+            command += [arg for prefix in under for arg in ("--under", prefix)]
             with open(err_path, "wb") as err:  # a file, not a pipe: a chatty child never blocks
                 proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err,
                                         env={**os.environ, "PYTHONPATH": ROOT})
@@ -249,7 +255,8 @@ def format_report(report):
     return "\n".join(lines)
 
 
-def replay(seed, index, only):
+def replay(seed, index, only, under=()):
+    fuzz_public_calls.UNDER[:] = under
     sys.path.insert(0, ROOT)
     with tempfile.TemporaryDirectory() as tmpdir:
         text, call = make_call(seed, index, tmpdir, only)
@@ -267,6 +274,9 @@ def main():
     parser.add_argument("--only", choices=sorted(BUILDERS))
     parser.add_argument("--memory-limit", type=float, default=MEMORY_LIMIT / 2**30,
                         help="each child's address-space limit, GiB")
+    parser.add_argument("--under", action="append", default=[], metavar="PREFIX",
+                        help="restrict public_call to the public names starting with PREFIX "
+                             "(fastcnn.metrics, say); repeatable")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--start", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--stop", type=int, help=argparse.SUPPRESS)
@@ -274,12 +284,12 @@ def main():
     args = parser.parse_args()
     if args.child:
         child(args.seed, args.start, args.stop, args.log, args.only,
-              int(args.memory_limit * 2**30))
+              int(args.memory_limit * 2**30), args.under)
     elif args.replay is not None:
-        replay(args.seed, args.replay, args.only)
+        replay(args.seed, args.replay, args.only, args.under)
     else:
         report = run(args.calls, args.seed, args.per_child, args.only,
-                     memory_limit=int(args.memory_limit * 2**30))
+                     memory_limit=int(args.memory_limit * 2**30), under=args.under)
         print(format_report(report))
         sys.exit(1 if report["crashes"] or report["counts"]["internal"] else 0)
 

@@ -75,10 +75,13 @@ def test_each_weight_keeps_its_own_state_when_the_updated_set_changes(rng):
     opt.apply([b], [gb[0]])                  # step 1: b alone
     opt.apply([a, b], [ga[1], gb[1]])        # step 2: a joins
     opt.apply([a], [ga[2]])                  # step 3: b frozen
-    ref.adam_update([want_b], [gb[0]], [state_b[0]], [state_b[1]], 0.01, 0.9, 0.999, 1e-7, 1, 0.0, 1)
+    plain = (None, 0.0, None, 1)  # no gradient transforms, one thread
+    ref.adam_update([want_b], [gb[0]], [state_b[0]], [state_b[1]], [None], 0.01, 0.9, 0.999, 1e-7,
+                    1, *plain)
     ref.adam_update([want_a, want_b], [ga[1], gb[1]], [state_a[0], state_b[0]],
-                    [state_a[1], state_b[1]], 0.01, 0.9, 0.999, 1e-7, 2, 0.0, 1)
-    ref.adam_update([want_a], [ga[2]], [state_a[0]], [state_a[1]], 0.01, 0.9, 0.999, 1e-7, 3, 0.0, 1)
+                    [state_a[1], state_b[1]], [None, None], 0.01, 0.9, 0.999, 1e-7, 2, *plain)
+    ref.adam_update([want_a], [ga[2]], [state_a[0]], [state_a[1]], [None], 0.01, 0.9, 0.999, 1e-7,
+                    3, *plain)
     np.testing.assert_allclose(a, want_a, rtol=1e-13)
     np.testing.assert_allclose(b, want_b, rtol=1e-13)
     for got, want in zip(opt.slots_for([a, b]), zip(state_a, state_b)):
@@ -247,7 +250,7 @@ def test_rmsprop_rejects_bad_arguments(kwargs, message):
 
 
 def test_adamw_rejects_negative_weight_decay():
-    with pytest.raises(ValueError, match=r"Expected weight_decay >= 0, received weight_decay=-1"):
+    with pytest.raises(ValueError, match=r"Expected weight_decay >= 0 or None, received weight_decay=-1"):
         optimizers.AdamW(weight_decay=-1)
 
 

@@ -103,6 +103,17 @@ def test_ranks_give_the_one_process_weights_bitwise(single_run, ranks, tmp_path)
 
 
 @needs_mpi
+def test_a_pydataset_with_sample_weights_gives_the_one_process_weights_bitwise(tmp_path):
+    """Every rank reads the same global batches (x, y, sample_weight) from the PyDataset and
+    keeps its share of each; the weights follow their samples."""
+    run(None, "single", tmp_path / "one.npz", "--data", "pydataset")
+    run(2, "distributed", tmp_path / "two.npz", "--data", "pydataset")
+    assert_bitwise(weights(tmp_path / "two.npz"), weights(tmp_path / "one.npz"))
+    for name, values in history(tmp_path / "one.npz").items():
+        np.testing.assert_allclose(history(tmp_path / "two.npz")[name], values, rtol=1e-6)
+
+
+@needs_mpi
 def test_two_runs_repeat_bitwise(single, tmp_path):
     run(2, "distributed", tmp_path / "a.npz")
     run(2, "distributed", tmp_path / "b.npz")

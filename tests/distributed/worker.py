@@ -26,6 +26,30 @@ def make_model(seed):
     ])
 
 
+class Batches(fastcnn.utils.PyDataset):
+    """(x, y, sample_weight) in batches of BATCH, in order: the same global batches on every
+    process."""
+
+    def __init__(self, x, y, weights):
+        super().__init__()
+        self.x, self.y, self.weights = x, y, weights
+
+    def __len__(self):
+        return -(-len(self.x) // BATCH)
+
+    def __getitem__(self, i):
+        rows = slice(i * BATCH, (i + 1) * BATCH)
+        return self.x[rows], self.y[rows], self.weights[rows]
+
+
+def fit(model, x, y, args, **kwargs):
+    """model.fit on the data that ``--data`` names; with a PyDataset, sample weights too."""
+    if args.data == "pydataset":
+        weights = 1 + np.arange(len(x), dtype=np.float32) % 3
+        return model.fit(Batches(x, y, weights), epochs=args.epochs, shuffle=False, **kwargs)
+    return model.fit(x, y, batch_size=BATCH, epochs=args.epochs, **kwargs)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=["single", "distributed", "fail", "metrics"])
@@ -34,13 +58,14 @@ def main():
     parser.add_argument("--seed-by-rank", action="store_true")
     parser.add_argument("--fail-step", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--data", choices=["arrays", "pydataset"], default="arrays")
     args = parser.parse_args()
     x, y = toy_data(SAMPLES)
     if args.mode == "single":
         model = make_model(1)
         model.compile(optimizer=optimizers.Adam(0.01), loss="categorical_crossentropy",
                       metrics=["accuracy"])
-        history = model.fit(x, y, batch_size=BATCH, epochs=args.epochs, verbose=0)
+        history = fit(model, x, y, args, verbose=0)
         np.savez(args.out, *model.get_weights())
         np.savez(args.out + ".history.npz", **{k: np.array(v) for k, v in history.history.items()})
         return
@@ -70,8 +95,7 @@ def main():
     if rank == 0:
         cbs.append(callbacks.ModelCheckpoint(args.out + ".ckpt.weights.h5",
                                              save_weights_only=True))
-    history = model.fit(x, y, batch_size=BATCH, epochs=args.epochs, callbacks=cbs,
-                        verbose=2 if rank == 0 else 0)
+    history = fit(model, x, y, args, callbacks=cbs, verbose=2 if rank == 0 else 0)
     np.savez(f"{args.out}.rank{rank}.npz", *model.get_weights())
     if rank == 0:
         np.savez(args.out, *model.get_weights())

@@ -167,6 +167,28 @@ def loss_case(predictions, target):
     return build
 
 
+def loss_with_options(predictions, target, *option_sets):
+    """loss_case once per set of options, which the kernel takes after its outputs."""
+    def build(rng, dtype):
+        for y_pred, y_true, grad, loss, scale, threads in loss_case(predictions, target)(rng, dtype):
+            for options in option_sets:
+                yield y_pred, y_true, grad, loss, *options, scale, threads
+    return build
+
+
+def categorical_focal_crossentropy(rng, dtype):
+    """Probabilities (some clipped) and logits; one alpha for all classes or one per class;
+    no focus (plain cross-entropy), whole and fractional gamma."""
+    for from_logits in (False, True):
+        case = loss_case("logits" if from_logits else "probabilities", "probabilities")
+        for y_pred, y_true, grad, loss, scale, threads in case(rng, dtype):
+            k = y_pred.shape[1]
+            for alpha, gamma in ((np.ones(k), 0.0), (np.full(k, 0.25), 2.0),
+                                 (rng.uniform(0.1, 1, k), 0.5)):
+                yield (y_pred, y_true, alpha.astype(dtype), grad, loss, gamma, from_logits, scale,
+                       threads)
+
+
 BN_SHAPES = [(1, 3), (7, 5), (300, 17)]  # (M, C)
 
 
@@ -279,31 +301,89 @@ def tensors(rng, dtype, scale=1.0, shift=0.0):
     return [(rng.random(n) * scale + shift).astype(dtype) for n in UPDATE_SIZES]
 
 
+# The gradient transforms every update kernel takes: none; a scale per tensor (the clipping
+# norms'), clipping, and weight decay with one tensor left out.
+TRANSFORMS = [(None, 0.0, None),
+              (np.array([0.5, 1.0, 2.0, 0.25]), 0.3, np.array([0.01, 0.0, 0.02, 0.01]))]
+
+
 def sgd_update(rng, dtype):
-    for momentum, nesterov in ((0.0, False), (0.9, False), (0.9, True)):
+    for (momentum, nesterov), transforms in zip(((0.0, False), (0.9, False), (0.9, True)),
+                                                TRANSFORMS * 2):
         yield (tensors(rng, dtype), tensors(rng, dtype), tensors(rng, dtype, 0.1), 0.1, momentum,
-               nesterov, THREADS)
+               nesterov, *transforms, THREADS)
 
 
 def adam_update(rng, dtype):
-    for weight_decay in (0.0, 0.05):
+    none = [None] * len(UPDATE_SIZES)
+    for amsgrad, transforms in zip((False, True), TRANSFORMS):
         yield (tensors(rng, dtype), tensors(rng, dtype), tensors(rng, dtype, 0.1),
-               tensors(rng, dtype, 0.1), 1e-2, 0.9, 0.999, 1e-7, 3, weight_decay, THREADS)
+               tensors(rng, dtype, 0.1), tensors(rng, dtype, 0.1) if amsgrad else none,
+               1e-2, 0.9, 0.999, 1e-7, 3, *transforms, THREADS)
 
 
 def rmsprop_update(rng, dtype):
     none = [None] * len(UPDATE_SIZES)
-    for momentum, centered in ((0.0, False), (0.5, True)):
+    for (momentum, centered), transforms in zip(((0.0, False), (0.5, True)), TRANSFORMS):
         # mean_square above mean_grad^2, as it stays in training
         yield (tensors(rng, dtype), tensors(rng, dtype), tensors(rng, dtype, 0.1, 1),
                tensors(rng, dtype, 0.1) if momentum else none,
                tensors(rng, dtype, 0.1) if centered else none,
-               0.01, 0.9, momentum, 1e-7, centered, THREADS)
+               0.01, 0.9, momentum, 1e-7, centered, *transforms, THREADS)
+
+
+def nadam_update(rng, dtype):
+    for step, transforms in zip((1, 4), TRANSFORMS):
+        u_product = np.prod([0.9 * (1 - 0.5 * 0.96 ** k) for k in range(1, step + 1)])
+        yield (tensors(rng, dtype), tensors(rng, dtype), tensors(rng, dtype, 0.1),
+               tensors(rng, dtype, 0.1), 1e-2, 0.9, 0.999, 1e-7, step, u_product, *transforms,
+               THREADS)
+
+
+def adagrad_update(rng, dtype):
+    for transforms in TRANSFORMS:
+        yield (tensors(rng, dtype), tensors(rng, dtype), tensors(rng, dtype, 0.1, 0.1), 0.01,
+               1e-7, *transforms, THREADS)
+
+
+def adadelta_update(rng, dtype):
+    for transforms in TRANSFORMS:
+        yield (tensors(rng, dtype), tensors(rng, dtype), tensors(rng, dtype, 0.1),
+               tensors(rng, dtype, 0.1), 1.0, 0.95, 1e-7, *transforms, THREADS)
+
+
+def adamax_update(rng, dtype):
+    for transforms in TRANSFORMS:
+        yield (tensors(rng, dtype), tensors(rng, dtype), tensors(rng, dtype, 0.1),
+               tensors(rng, dtype, 0.1), 1e-2, 0.9, 0.999, 1e-7, 3, *transforms, THREADS)
+
+
+def lion_update(rng, dtype):
+    for transforms in TRANSFORMS:
+        yield (tensors(rng, dtype), tensors(rng, dtype, 2.0, -1.0), tensors(rng, dtype, 0.1),
+               1e-2, 0.9, 0.99, *transforms, THREADS)
+
+
+def accumulate_gradients(rng, dtype):
+    for mode in (0, 1, 2):
+        yield tensors(rng, dtype), tensors(rng, dtype), mode, 4, THREADS
+
+
+def moving_average(rng, dtype):
+    for momentum in (0.0, 0.99):
+        yield tensors(rng, dtype), tensors(rng, dtype), momentum, THREADS
 
 
 def axpy(rng, dtype):
     for n in FLAT_SIZES:
         yield normal(rng, n, dtype), normal(rng, n, dtype), 0.3, THREADS
+
+
+def add_sign(rng, dtype):
+    for n in FLAT_SIZES:
+        x = normal(rng, n, dtype)
+        x[::5] = 0
+        yield x, normal(rng, n, dtype), 0.3, THREADS
 
 
 def sum_of_squares(rng, dtype):
@@ -336,7 +416,8 @@ def concatenate_backward(rng, dtype):
 # transpose (copy), and ties between inputs for maximum and minimum
 ELEMENTWISE = [([(3, 4, 5), (3, 4, 5)], "add"), ([(2, 1, 5), (2, 3, 1), (5,)], "multiply"),
                ([(1, 300), (4, 300)], "subtract"), ([(6, 1, 7), (6, 5, 7), (1, 5, 7)], "average"),
-               ([(3, 6), (3, 1), (1, 6)], "maximum"), ([(4, 3, 2), (3, 1)], "minimum")]
+               ([(3, 6), (3, 1), (1, 6)], "maximum"), ([(4, 3, 2), (3, 1)], "minimum"),
+               ([(2, 5, 3), (5, 1)], "divide")]
 
 
 def _broadcast_case(rng, dtype, shapes, op):
@@ -679,6 +760,57 @@ def k_smallest(rng, dtype):
         yield dist, np.full((37, k), -7, np.intp), unset((37, k), dtype), THREADS
 
 
+def top_k_hits(rng, dtype):
+    scores = rng.integers(0, 5, (40, 7)).astype(dtype)  # ties at the k-th largest
+    scores[3, 2] = np.nan
+    targets = rng.integers(0, 7, 40)
+    targets[3] = 2  # a NaN target score is never in the top k
+    for k in (1, 3, 7, 9):
+        yield scores, targets, k, unset(40, dtype), THREADS
+
+
+def threshold_histograms(rng, dtype):
+    evenly = np.array([-1e-7, *np.arange(1, 9) / 9, 1 + 1e-7])
+    for n, labels, thresholds, chunks in [(1, 1, evenly, 1), (50, 3, evenly, 4),
+                                          (30, 2, np.array([0.5]), 2),
+                                          (40, 1, np.array([-1e10, 0.1, 0.7, 0.71]), 3)]:
+        y_pred = rng.random((n, labels)).astype(dtype)
+        y_pred.flat[::7] = evenly[rng.integers(0, 10, y_pred.flat[::7].shape)]  # on thresholds
+        y_pred.flat[1::11] = np.nan
+        span = thresholds[-1] - thresholds[0]
+        scale = (len(thresholds) - 1) / span if np.isfinite(span) and span > 0 else 0.0
+        origin = thresholds[0] if np.isfinite(thresholds[0]) else 0.0
+        yield (y_pred, (rng.random((n, labels)) > 0.5).astype(dtype),
+               rng.random((n, labels)).astype(dtype), thresholds, origin, scale,
+               unset((chunks, labels, len(thresholds) + 1), np.float64),
+               unset((chunks, labels, len(thresholds) + 1), np.float64), THREADS)
+
+
+def confusion_matrix(rng, dtype):
+    for n, k, chunks in [(1, 1, 1), (100, 4, 3), (37, 6, 5)]:
+        yield (rng.integers(0, k, n), rng.integers(0, k, n), rng.random(n).astype(dtype),
+               unset((chunks, k, k), np.float64), THREADS)
+
+
+REDUCE_LAYOUTS = [(1, 1, 1), (3, 7, 1), (2, 5, 300), (1, 1000, 3), (4, 1, 5)]  # (outer, n, inner)
+
+
+def reduce_forward(rng, dtype):
+    for op in ("sum", "mean", "max", "min"):
+        for shape in REDUCE_LAYOUTS:
+            x = normal(rng, shape, dtype)
+            x[0, -1, 0] = np.nan if op in ("max", "min") else x[0, -1, 0]  # NaN wins
+            yield op, x, unset((shape[0], shape[2]), dtype), THREADS
+
+
+def extreme_backward(rng, dtype):
+    for reduce in (np.max, np.min):
+        for shape in REDUCE_LAYOUTS:
+            x = rng.integers(-2, 3, shape).astype(dtype)  # ties
+            yield (x, reduce(x, axis=1), normal(rng, (shape[0], shape[2]), dtype),
+                   unset(shape, dtype), THREADS)
+
+
 CASES = {
     **{f"{name}_{direction}": case for name, grid in POINTWISE_KERNELS.items()
        for direction, case in zip(("forward", "backward"), pointwise_with(*grid))},
@@ -697,6 +829,15 @@ CASES = {
     "sigmoid_binary_crossentropy": loss_case("logits", "probabilities"),
     "categorical_hinge": loss_case("logits", "one_hot"),
     "multiclass_hinge": loss_case("logits", "labels"),
+    "mean_absolute_error": loss_case("logits", "any"),
+    "huber": loss_with_options("logits", "any", (1.0,), (0.3,)),
+    "log_cosh": loss_case("logits", "any"),
+    "kl_divergence": loss_case("probabilities", "probabilities"),
+    "poisson": loss_case("probabilities", "probabilities"),
+    "categorical_focal_crossentropy": categorical_focal_crossentropy,
+    "binary_focal_crossentropy": loss_with_options(
+        "probabilities", "probabilities", (0.25, 2.0, False, False), (0.25, 0.5, True, False)),
+    "dice": loss_case("probabilities", "one_hot"),
     "batchnorm_forward_training": batchnorm_forward_training,
     "batchnorm_forward_inference": batchnorm_forward_inference,
     "batchnorm_backward": batchnorm_backward,
@@ -713,13 +854,24 @@ CASES = {
     "sgd_update": sgd_update,
     "adam_update": adam_update,
     "rmsprop_update": rmsprop_update,
+    "nadam_update": nadam_update,
+    "adagrad_update": adagrad_update,
+    "adadelta_update": adadelta_update,
+    "adamax_update": adamax_update,
+    "lion_update": lion_update,
+    "accumulate_gradients": accumulate_gradients,
+    "moving_average": moving_average,
     "axpy": axpy,
     "sum_of_squares": sum_of_squares,
+    "add_sign": add_sign,
+    "sum_of_abs": sum_of_squares,
     "add_forward": add_forward,
     "concatenate_forward": concatenate_forward,
     "concatenate_backward": concatenate_backward,
     "elementwise_forward": elementwise_forward,
     "elementwise_backward": elementwise_backward,
+    "reduce_forward": reduce_forward,
+    "extreme_backward": extreme_backward,
     "remap2d_forward": remap2d_forward,
     "remap2d_backward": remap2d_backward,
     "affine2d_forward": affine2d_forward,
@@ -757,6 +909,9 @@ CASES = {
     "dense_backward_weight": dense_backward_weight,
     "pairwise_distances": pairwise_distances,
     "k_smallest": k_smallest,
+    "top_k_hits": top_k_hits,
+    "threshold_histograms": threshold_histograms,
+    "confusion_matrix": confusion_matrix,
 }
 
 

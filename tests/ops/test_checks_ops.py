@@ -221,10 +221,18 @@ def test_sizes_beyond_32_bit_indices(call, exc, fragments):
     ("sgd param strided", lambda: optim_ops.sgd_update([np.zeros((4, 6), np.float32)[:, ::2]], [W],
                                                        [np.zeros_like(W)], 0.1, 0.0, False), ValueError,
      ["params[0]", "contiguous"]),
-    ("adam m", lambda: optim_ops.adam_update([W.copy()], [W], [np.zeros(2, np.float32)], [np.zeros_like(W)], 1e-3,
-                                             0.9, 0.999, 1e-7, 1), ValueError, ["m[0]", "(2,)"]),
-    ("adam step", lambda: optim_ops.adam_update([W.copy()], [W], [np.zeros_like(W)], [np.zeros_like(W)], 1e-3, 0.9,
-                                                0.999, 1e-7, 0), ValueError, ["step", "0"]),
+    ("adam m", lambda: optim_ops.adam_update([W.copy()], [W], [np.zeros(2, np.float32)], [np.zeros_like(W)], None,
+                                             1e-3, 0.9, 0.999, 1e-7, 1), ValueError, ["m[0]", "(2,)"]),
+    ("adam step", lambda: optim_ops.adam_update([W.copy()], [W], [np.zeros_like(W)], [np.zeros_like(W)], None, 1e-3,
+                                                0.9, 0.999, 1e-7, 0), ValueError, ["step", "0"]),
+    ("adam v_hat", lambda: optim_ops.adam_update([W.copy()], [W], [np.zeros_like(W)], [np.zeros_like(W)],
+                                                 [np.zeros(3, np.float32)], 1e-3, 0.9, 0.999, 1e-7, 1), ValueError,
+     ["v_hat[0]"]),
+    ("sgd grad_scale", lambda: optim_ops.sgd_update([W.copy()], [W], [np.zeros_like(W)], 0.1, 0.9, False,
+                                                    grad_scale=[1.0, 2.0]), ValueError, ["grad_scale", "(2,)"]),
+    ("sgd clip_value", lambda: optim_ops.sgd_update([W.copy()], [W], [np.zeros_like(W)], 0.1, 0.9, False,
+                                                    clip_value=-1), ValueError, ["clip_value", "-1"]),
+    ("accumulate mode", lambda: optim_ops.accumulate_gradients([W.copy()], [W], 3, 2), ValueError, ["mode", "3"]),
 )
 def test_ops_refuse_mismatched_arguments(call, exc, fragments):
     assert_refused(call, exc, fragments)

@@ -1,4 +1,4 @@
-"""Keras's accuracy metrics, as counts that a training loop sums over its batches.
+"""The accuracy counts that the training loop sums over its batches, until it keeps metric objects.
 
 Each takes one batch's targets and outputs y_pred (samples, ..., units) and returns (correct,
 total): how many of the batch's predictions are right, and how many there are. A position (a pixel
@@ -12,8 +12,9 @@ import functools
 
 import numpy as np
 
-from .arguments import finite_float
-from .losses import BinaryCrossentropy, Loss
+from ..arguments import finite_float
+from ..losses import BinaryCrossentropy, Loss
+from .base import real_array
 
 
 def binary_accuracy(y_true, y_pred, threshold=0.5):
@@ -23,7 +24,7 @@ def binary_accuracy(y_true, y_pred, threshold=0.5):
     if finite_float(threshold) is None:
         raise ValueError(f"Expected threshold to be a finite number, received "
                          f"threshold={threshold!r:.200}")
-    y_pred = np.asarray(y_pred)
+    y_pred = real_array(y_pred, "y_pred")
     y_true = _targets(y_true, y_pred.shape, "binary_accuracy")
     return int(np.count_nonzero((y_pred > threshold) == y_true)), y_pred.size
 
@@ -31,7 +32,7 @@ def binary_accuracy(y_true, y_pred, threshold=0.5):
 def categorical_accuracy(y_true, y_pred):
     """Positions whose largest output (the first, on ties) is where the one-hot target is 1;
     targets of y_pred's shape."""
-    y_pred = np.asarray(y_pred)
+    y_pred = real_array(y_pred, "y_pred")
     y_true = _targets(y_true, y_pred.shape, "categorical_accuracy")
     predicted = y_pred.argmax(axis=-1)
     return int(np.count_nonzero(predicted == y_true.argmax(axis=-1))), predicted.size
@@ -40,7 +41,7 @@ def categorical_accuracy(y_true, y_pred):
 def sparse_categorical_accuracy(y_true, y_pred):
     """Positions whose largest output (the first, on ties) is at the integer label; labels of
     shape y_pred.shape[:-1], or with a trailing axis of 1."""
-    y_pred = np.asarray(y_pred)
+    y_pred = real_array(y_pred, "y_pred")
     predicted = y_pred.argmax(axis=-1)
     y_true = _targets(y_true, predicted.shape, "sparse_categorical_accuracy")
     return int(np.count_nonzero(predicted == y_true)), predicted.size
@@ -49,7 +50,7 @@ def sparse_categorical_accuracy(y_true, y_pred):
 def _targets(y_true, shape, metric):
     """y_true with the given shape, from that shape, or from it with an axis of 1 added or taken
     away at the end (Keras squeezes or expands the targets so)."""
-    y_true = np.asarray(y_true)
+    y_true = real_array(y_true, "y_true")
     if y_true.shape in (shape, (*shape, 1)) or (*y_true.shape, 1) == shape:
         return y_true.reshape(shape)
     raise ValueError(f"Expected targets of shape {shape} for {metric}, received shape "

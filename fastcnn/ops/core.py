@@ -1,0 +1,302 @@
+"""The machinery under every op: eager on arrays, a graph node on symbolic tensors.
+
+An ``Op`` holds the math of one operation: ``compute(*arrays)`` (its forward, also its eager
+answer), ``gradients(dy, xs, y, needed)`` (one gradient per operand, None where there is none)
+and ``spec(*specs)`` (the output's shape and dtype from the operands', as Keras infers them).
+Calling an op on operands of which one is symbolic (a ``KerasTensor``) records a ``Node`` whose
+operation is an ``OpCall``: a leaf with forward and backward like any layer, so the engine's
+planner and execution run and differentiate it. Operands that are not symbolic are constants of
+the node, except the weights of the layer being traced (``tracing``): those become the call's
+weights, and their gradients go where the planner routes every weight gradient.
+"""
+import numpy as np
+
+from .._ops import reduce as reduce_ops
+from ..engine.operation import Operation
+from ..engine.tensor import OPERATORS, KerasTensor, Node, flatten, unique_name
+from ..serialization import register_builtin
+from .recording import FUNCTIONS, Replay, current_call, encode, recordable
+from .tracing import current_scope
+
+FLOAT_KINDS = "fc"
+
+class Spec:
+    """What an op knows of a symbolic operand, or of a constant: shape (None where unknown)
+    and dtype."""
+
+    __slots__ = ("dtype", "shape", "value")
+
+    def __init__(self, shape, dtype, value=None):
+        self.shape, self.dtype, self.value = tuple(shape), np.dtype(dtype), value
+
+
+def spec_of(operand):
+    if isinstance(operand, KerasTensor):
+        return Spec(operand.shape, operand.dtype)
+    if isinstance(operand, (bool, int, float)):  # Python numbers stay weakly typed, as in NumPy
+        return Spec((), np.asarray(operand).dtype, operand)
+    array = np.asarray(operand)
+    return Spec(array.shape, array.dtype, array)
+
+
+def dtype_sample(spec):
+    """A value standing for ``spec`` in a dtype computation: the constant itself when it is a
+    Python number (weak), else a 0-d array of the dtype."""
+    if isinstance(spec.value, (bool, int, float)):
+        return spec.value
+    return np.zeros((), spec.dtype)
+
+
+def result_dtype(fn, *specs):
+    """The dtype ``fn`` gives on operands of ``specs``' dtypes, as NumPy decides it."""
+    with np.errstate(all="ignore"):
+        return np.asarray(fn(*(dtype_sample(s) for s in specs))).dtype
+
+
+def broadcast_shapes(*shapes):
+    """NumPy's broadcast of shapes that may hold None (unknown): None with 1 stays None, None
+    with n is n."""
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for dims in zip(*[(1,) * (ndim - len(s)) + tuple(s) for s in shapes]):
+        known = {d for d in dims if d is not None and d != 1}
+        if len(known) > 1:
+            raise ValueError(f"Expected shapes that broadcast together, received "
+                             f"{', '.join(str(tuple(s)) for s in shapes)}")
+        out.append(known.pop() if known else (None if None in dims else 1))
+    return tuple(out)
+
+
+def unbroadcast(grad, shape):
+    """``grad`` (of a broadcast result) summed back to an operand of ``shape``: the reduce
+    kernel's sum over the broadcast axes for float gradients."""
+    shape = tuple(shape)
+    if grad.shape == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape)
+                                      if d == 1 and grad.shape[lead + i] != 1)
+    if not axes:
+        return grad.reshape(shape)
+    if grad.dtype in (np.float32, np.float64) and grad.size:
+        return reduce_ops.reduce_forward("sum", grad, axes).reshape(shape)
+    return grad.sum(axis=axes).reshape(shape)
+
+
+def normalize_axis(axis, ndim, name="axis"):
+    """``axis`` (an int, a sequence of ints or None) as a sorted tuple of axes in [0, ndim)."""
+    if axis is None:
+        return tuple(range(ndim))
+    try:
+        axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    except TypeError:
+        axes = (axis,)  # refused below
+    out = []
+    for a in axes:
+        if (not isinstance(a, (int, np.integer)) or isinstance(a, bool)
+                or not -ndim <= a < max(ndim, 1)):
+            raise ValueError(f"Expected {name} in [{-ndim}, {ndim}), received {name}={axis!r}")
+        out.append(int(a) % max(ndim, 1))
+    if len(set(out)) != len(out):
+        raise ValueError(f"Expected distinct axes, received {name}={axis!r}")
+    return tuple(sorted(out))
+
+
+class Op:
+    """The math of one operation; subclasses define ``compute``, ``spec`` and, when
+    differentiable, ``gradients``. Parameters (an axis, a shape) are attributes set by the
+    public function that builds the op."""
+
+    def compute(self, *xs):
+        raise NotImplementedError
+
+    def spec(self, *specs):
+        raise NotImplementedError
+
+    def gradients(self, dy, xs, y, needed):
+        """One gradient per operand of ``xs``, of that operand's shape or broadcastable to it
+        (OpCall sums it back), or None; ``needed[i]``: whether operand i's is used (an op may
+        skip the others)."""
+        return [None] * len(xs)
+
+    def __call__(self, *operands):
+        operands = [_checked_operand(o) for o in operands]
+        scope = current_scope()
+        if any(isinstance(o, KerasTensor) for o in operands) or (
+                scope is not None and any(scope.is_weight(o) for o in operands)):
+            return record(self, operands, scope)
+        return self.compute(*(_eager(o) for o in operands))
+
+
+_INT64 = np.iinfo(np.int64)
+
+
+def _checked_operand(operand):
+    """A symbolic tensor, a Python number or an array of real numbers (a nested list of
+    numbers made one); TypeError or ValueError for anything else."""
+    if isinstance(operand, (KerasTensor, np.ndarray)) and not (
+            isinstance(operand, np.ndarray) and operand.dtype.kind not in "biuf"):
+        return operand
+    if isinstance(operand, (bool, float)):
+        return operand
+    if isinstance(operand, int):
+        if not _INT64.min <= operand <= _INT64.max:
+            raise ValueError(f"Expected numbers within int64's range, received {operand:.3g}")
+        return operand
+    if isinstance(operand, (np.generic, list, tuple)):
+        try:
+            array = np.asarray(operand)
+        except (ValueError, TypeError, OverflowError, RecursionError):
+            array = None
+        if array is not None and array.dtype.kind in "biuf":
+            return array if isinstance(operand, (list, tuple)) else operand
+    raise TypeError(f"Expected a tensor, an array of real numbers or a number, received "
+                    f"{operand!r:.100}")
+
+
+def _eager(operand):
+    if isinstance(operand, (bool, int, float)):
+        return operand
+    return np.asarray(operand)
+
+
+@register_builtin
+class OpCall(Operation):
+    """One node of an op: its operands in order, each a node input ("input", k), a weight of a
+    traced layer ("weight", j) or a constant ("constant", value). ``call``: the public function
+    call that recorded it, (name, args, kwargs), when calling it again on the node's inputs
+    records this node again (what a saved functional model keeps), else None."""
+
+    def __init__(self, op, layout, weights, owners, call=None):
+        super().__init__()
+        self.op, self.layout, self.call = op, layout, call
+        self.name = unique_name(type(op).__name__.lower())
+        self._weights = weights
+        self._weight_trainable = [owner._weight_trainable[i] for owner, i in owners]
+        self._owners = [owner for owner, _ in owners]
+
+    @property
+    def trainable(self):
+        """Frozen when a layer owning one of its weights is frozen."""
+        return all(owner.trainable for owner in self._owners)
+
+    def get_config(self):
+        """The public call that recorded the node, its tensors as positions among the node's
+        inputs: from_config gives what calls it again."""
+        try:
+            if self.call is None:
+                raise TypeError("it was recorded inside another op")
+            name, args, kwargs = self.call
+            inputs = {id(t): k for k, t in reversed(list(enumerate(
+                self._inbound_nodes[0].input_tensors)))}
+            return {"function": name, "args": encode(list(args), inputs),
+                    "kwargs": encode(kwargs, inputs)}
+        except TypeError as e:
+            raise TypeError(f"A functional model with the fastcnn.ops call {self.name} cannot be "
+                            f"saved by its config ({e}): put the ops in a custom layer (saved "
+                            "through register_keras_serializable or custom_objects), or save "
+                            "the weights alone with save_weights") from None
+
+    @classmethod
+    def from_config(cls, config):
+        if not isinstance(config, dict) or config.get("function") not in FUNCTIONS:
+            raise ValueError(f"Expected the config of a fastcnn.ops call, received "
+                             f"{config!r:.200}")
+        return Replay(FUNCTIONS[config["function"]], config.get("args", []),
+                       config.get("kwargs", {}))
+
+    def compute_output_shape(self, input_shape):
+        shapes = iter(input_shape)
+        specs = [Spec(next(shapes), "float32") if kind == "input" else spec_of(
+            self._weights[v] if kind == "weight" else v) for kind, v in self.layout]
+        spec = self.op.spec(*specs)
+        return [s.shape for s in spec] if isinstance(spec, list) else spec.shape
+
+    def _operands(self, x):
+        return [x[v] if kind == "input" else self._weights[v] if kind == "weight" else
+                _eager(v) for kind, v in self.layout]
+
+    def forward(self, x, ctx, training):
+        xs = self._operands(x)
+        y = self.op.compute(*xs)
+        ctx.xs, ctx.y = xs, y
+        return y
+
+    def backward(self, dy, ctx, need_dx):
+        xs = ctx.xs
+        needed = [(need_dx if kind == "input" else kind == "weight" and ctx.grads is not None
+                   and ctx.grads[v] is not None) and np.asarray(x).dtype.kind in FLOAT_KINDS
+                  for (kind, v), x in zip(self.layout, xs)]
+        grads = self.op.gradients(dy, xs, ctx.y, needed)
+        dxs = []
+        for (kind, v), x, g in zip(self.layout, xs, grads):
+            if g is not None:
+                g = np.asarray(unbroadcast(np.asarray(g), np.shape(x)), dtype=np.asarray(x).dtype)
+            if kind == "input":
+                dxs.append(g if need_dx and np.asarray(x).dtype.kind in FLOAT_KINDS else None)
+            elif kind == "weight" and ctx.grads is not None and ctx.grads[v] is not None:
+                ctx.grads[v][...] = 0 if g is None else g
+        ctx.xs = ctx.y = None
+        return dxs if need_dx else None
+
+
+def record(op, operands, scope):
+    inputs, layout, weights, owners = [], [], [], []
+    call = current_call()
+    for o in operands:
+        if scope is not None and not isinstance(o, KerasTensor):
+            o = scope.current_value(o)
+        if isinstance(o, KerasTensor):
+            layout.append(("input", len(inputs)))
+            inputs.append(o)
+            continue
+        owner = scope.owner(o) if scope is not None else None
+        if owner is not None:
+            layout.append(("weight", len(weights)))
+            weights.append(o)
+            owners.append(owner)
+        else:
+            if isinstance(o, (list, tuple)):
+                o = np.asarray(o)
+            layout.append(("constant", o))
+    if call is not None and [id(t) for t in flatten([call[1], call[2]])
+                             if isinstance(t, KerasTensor)] != [id(t) for t in inputs]:
+        call = None  # the public call's tensors are not this node's inputs
+    call = OpCall(op, layout, weights, owners, call)
+    specs = [Spec(inputs[v].shape, inputs[v].dtype) if kind == "input" else
+             spec_of(weights[v] if kind == "weight" else v) for kind, v in layout]
+    spec = op.spec(*specs)
+    many = isinstance(spec, list)
+    outputs = [KerasTensor(s.shape, s.dtype, name=unique_name(f"{call.name}_output"),
+                           any_rank=True)
+               for s in (spec if many else [spec])]
+    Node(call, inputs, outputs if many else outputs[0])
+    if scope is not None:
+        for w in weights:
+            scope.readers.setdefault(id(w), []).extend(outputs)
+    return outputs if many else outputs[0]
+
+
+# -- conversion ----------------------------------------------------------------------------
+@recordable
+def convert_to_tensor(x, dtype=None, sparse=None, ragged=None):
+    """``x`` as an array (NumPy arrays are fastcnn's tensors); a symbolic tensor as it is."""
+    if isinstance(x, KerasTensor):
+        if dtype is not None and np.dtype(dtype) != np.dtype(x.dtype):
+            return OPERATORS["cast"](x, dtype)
+        return x
+    if sparse or ragged:
+        raise ValueError("Expected sparse=None and ragged=None: fastcnn has dense arrays only")
+    return np.asarray(x, dtype=None if dtype is None else np.dtype(dtype)).view(np.ndarray)
+
+
+@recordable
+def convert_to_numpy(x):
+    if isinstance(x, KerasTensor):
+        raise TypeError(f"A symbolic tensor ({x.name}) has no values to convert: it stands for "
+                        "data while a model or layer is traced")
+    return np.array(x).view(np.ndarray)
+
+
+def is_tensor(x):
+    return isinstance(x, (np.ndarray, KerasTensor))

@@ -1,0 +1,253 @@
+"""Reductions over axes, with ``axis`` (None: all, an int or a tuple) and ``keepdims``.
+
+Each reduction's gradient spreads ``dy`` back over the reduced axes: evenly for mean, through
+the deviations for var and std, through the softmax for logsumexp, and among the places that
+hold the extreme value (split evenly at ties, as TensorFlow does) for max and min.
+"""
+import math
+
+import numpy as np
+
+from .._ops import reduce as reduce_ops
+from .core import Op, Spec, normalize_axis, recordable, result_dtype
+
+_KERNEL_DTYPES = (np.float32, np.float64)
+
+
+def _kernel_reduce(op, x, axes, keepdims):
+    """The reduce kernel's answer for a float array, or None for other dtypes (NumPy's)."""
+    if x.dtype not in _KERNEL_DTYPES or not axes:
+        return None
+    out = reduce_ops.reduce_forward(op, x, axes)
+    return np.expand_dims(out, axes) if keepdims else out
+
+
+class Reduction(Op):
+    def __init__(self, axis=None, keepdims=False):
+        self.axis, self.keepdims = axis, bool(keepdims)
+
+    def _axes(self, ndim):
+        return normalize_axis(self.axis, ndim)
+
+    def spec(self, x):
+        axes = self._axes(len(x.shape))
+        shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape)) if self.keepdims \
+            else tuple(d for i, d in enumerate(x.shape) if i not in axes)
+        return Spec(shape, self._dtype(x))
+
+    def _dtype(self, x):
+        return result_dtype(lambda v: self.reduce(np.zeros(1, np.asarray(v).dtype), (0,), False),
+                            x)
+
+    def compute(self, x):
+        x = np.asarray(x)
+        return np.asarray(self.reduce(x, self._axes(x.ndim), self.keepdims))
+
+    def _kept(self, a, x):
+        """``a`` (a reduced result) with the reduced axes restored as size 1."""
+        return a if self.keepdims else np.expand_dims(a, self._axes(np.ndim(x)))
+
+    def _count(self, x):
+        return math.prod(np.shape(x)[a] for a in self._axes(np.ndim(x)))
+
+
+class _Kernel(Reduction):
+    """A reduction the reduce kernels run on float arrays: ``name`` is its kernel op and NumPy
+    function."""
+
+    def __init__(self, name, axis=None, keepdims=False):
+        super().__init__(axis, keepdims)
+        self.name = name
+
+    def reduce(self, x, axes, keepdims):
+        out = _kernel_reduce(self.name, x, axes, keepdims) if x.size else None
+        return getattr(np, self.name)(x, axis=axes, keepdims=keepdims) if out is None else out
+
+
+class _Total(_Kernel):
+    """sum, and mean: the sum over the count."""
+
+    def gradients(self, dy, xs, y, needed):
+        scale = 1 / self._count(xs[0]) if self.name == "mean" else 1
+        return [np.broadcast_to(self._kept(dy, xs[0]) * scale, np.shape(xs[0]))]
+
+
+class _Extreme(_Kernel):
+    """max and min."""
+
+    def gradients(self, dy, xs, y, needed):
+        x = xs[0]
+        axes = self._axes(x.ndim)
+        if x.dtype in _KERNEL_DTYPES and dy.dtype == x.dtype and axes:
+            kept = tuple(d for a, d in enumerate(x.shape) if a not in axes)
+            return [reduce_ops.extreme_backward(x, y.reshape(kept), dy.reshape(kept), axes)]
+        mask = x == self._kept(y, x)
+        count = mask.sum(axis=axes, keepdims=True)
+        return [mask * (self._kept(dy, x) / count)]
+
+
+class _Var(Reduction):
+    def __init__(self, axis=None, keepdims=False, root=False):
+        super().__init__(axis, keepdims)
+        self.root = root
+
+    def reduce(self, x, axes, keepdims):
+        return (np.std if self.root else np.var)(x, axis=axes, keepdims=keepdims)
+
+    def gradients(self, dy, xs, y, needed):
+        x = xs[0]
+        axes = self._axes(x.ndim)
+        deviation = x - x.mean(axis=axes, keepdims=True)
+        scale = self._kept(dy, x) * (2.0 / self._count(x))
+        if self.root:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                scale = scale / (2 * self._kept(y, x))
+        return [deviation * scale]
+
+
+class _LogSumExp(Reduction):
+    @staticmethod
+    def reduce(x, axes, keepdims):
+        peak = np.max(x, axis=axes, keepdims=True)
+        peak = np.where(np.isfinite(peak), peak, 0)
+        out = np.log(np.sum(np.exp(x - peak), axis=axes, keepdims=True)) + peak
+        return out if keepdims else np.squeeze(out, axis=axes)
+
+    def gradients(self, dy, xs, y, needed):
+        x = xs[0]
+        return [np.exp(x - self._kept(y, x)) * self._kept(dy, x)]
+
+
+class _Prod(Reduction):
+    @staticmethod
+    def reduce(x, axes, keepdims):
+        return np.prod(x, axis=axes, keepdims=keepdims)
+
+
+class _ArgExtreme(Op):
+    def __init__(self, fn, axis, keepdims):
+        self.fn, self.axis, self.keepdims = fn, axis, bool(keepdims)
+
+    def compute(self, x):
+        x = np.asarray(x)
+        if self.axis is not None:
+            normalize_axis(self.axis, x.ndim)
+        return np.asarray(self.fn(x, axis=self.axis, keepdims=self.keepdims))
+
+    def spec(self, x):
+        if self.axis is None:
+            shape = (1,) * len(x.shape) if self.keepdims else ()
+        else:
+            (a,) = normalize_axis(self.axis, len(x.shape))
+            shape = tuple(1 if i == a else d for i, d in enumerate(x.shape)) if self.keepdims \
+                else x.shape[:a] + x.shape[a + 1:]
+        return Spec(shape, "int64")
+
+
+@recordable
+def sum(x, axis=None, keepdims=False):
+    return _Total("sum", axis, keepdims)(x)
+
+
+@recordable
+def mean(x, axis=None, keepdims=False):
+    return _Total("mean", axis, keepdims)(x)
+
+
+@recordable
+def max(x, axis=None, keepdims=False, initial=None):
+    if initial is not None:
+        raise ValueError(f"Expected initial=None, received initial={initial!r}")
+    return _Extreme("max", axis, keepdims)(x)
+
+
+@recordable
+def min(x, axis=None, keepdims=False, initial=None):
+    if initial is not None:
+        raise ValueError(f"Expected initial=None, received initial={initial!r}")
+    return _Extreme("min", axis, keepdims)(x)
+
+
+amax, amin = max, min
+
+
+@recordable
+def var(x, axis=None, keepdims=False):
+    return _Var(axis, keepdims)(x)
+
+
+@recordable
+def std(x, axis=None, keepdims=False):
+    return _Var(axis, keepdims, root=True)(x)
+
+
+@recordable
+def logsumexp(x, axis=None, keepdims=False):
+    return _LogSumExp(axis, keepdims)(x)
+
+
+@recordable
+def prod(x, axis=None, keepdims=False, dtype=None):
+    if dtype is not None:
+        raise ValueError(f"Expected dtype=None, received dtype={dtype!r}")
+    return _Prod(axis, keepdims)(x)
+
+
+class _CumSum(Op):
+    def __init__(self, axis):
+        self.axis = axis
+
+    def compute(self, x):
+        return np.cumsum(x, axis=self.axis)
+
+    def spec(self, x):
+        if self.axis is None:
+            n = None if None in x.shape else int(np.prod(x.shape))
+            return Spec((n,), result_dtype(np.cumsum, x))
+        normalize_axis(self.axis, len(x.shape))
+        return Spec(x.shape, result_dtype(np.cumsum, x))
+
+    def gradients(self, dy, xs, y, needed):
+        x = np.asarray(xs[0])
+        axis = 0 if self.axis is None else self.axis
+        g = np.flip(np.cumsum(np.flip(dy, axis), axis=axis), axis)  # sums of the later dy
+        return [g.reshape(x.shape)]
+
+
+@recordable
+def cumsum(x, axis=None, dtype=None):
+    if dtype is not None:
+        raise ValueError(f"Expected dtype=None, received dtype={dtype!r}")
+    return _CumSum(axis)(x)
+
+
+@recordable
+def argmax(x, axis=None, keepdims=False):
+    return _ArgExtreme(np.argmax, axis, keepdims)(x)
+
+
+@recordable
+def argmin(x, axis=None, keepdims=False):
+    return _ArgExtreme(np.argmin, axis, keepdims)(x)
+
+
+@recordable
+def all(x, axis=None, keepdims=False):
+    return _Any(np.all, axis, keepdims)(x)
+
+
+@recordable
+def any(x, axis=None, keepdims=False):
+    return _Any(np.any, axis, keepdims)(x)
+
+
+class _Any(Reduction):
+    def __init__(self, fn, axis, keepdims):
+        super().__init__(axis, keepdims)
+        self.fn = fn
+
+    def reduce(self, x, axes, keepdims):
+        return self.fn(x, axis=axes, keepdims=keepdims)
+
+    def _dtype(self, x):
+        return np.dtype(bool)
