@@ -1,6 +1,9 @@
 """python -m fastcnn: train a model on a dataset and print its test accuracy.
 
 With no options it trains Keras's MNIST convnet for 15 epochs with Adam, as Keras's example does.
+With --distributed, started as ``mpiexec -n N python -m fastcnn --distributed``, the N processes
+train it data-parallel (fastcnn.distributed): each takes its share of every batch of
+--batch-size samples, and rank 0 alone reports and saves.
 """
 import argparse
 import os
@@ -78,6 +81,11 @@ def parse_args(argv=None):
                         help="save the trained model (model.save)")
     parser.add_argument("--plot", metavar="PATH", type=_output_path,
                         help="draw the learning curves to PATH (needs matplotlib)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="data-parallel over MPI: start under mpiexec -n N (needs "
+                             "pip install fastcnn[mpi]); --batch-size is the global batch, and "
+                             "each process runs cores / processes per host threads unless "
+                             "--threads or OMP_NUM_THREADS says otherwise")
     # For the tests: train and test on the first N samples of each split only.
     parser.add_argument("--limit", type=_positive, default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -97,27 +105,47 @@ def load(dataset, limit=None):
     return tuple(prepared)
 
 
+def _distributed(args):
+    """fastcnn.distributed, joined, with this process's thread count set: (module, whether this
+    process reports)."""
+    from fastcnn import distributed
+    distributed.init()
+    if args.threads is None and "OMP_NUM_THREADS" not in os.environ:
+        fastcnn.set_num_threads(max(1, max_threads() // distributed.local_size()))
+    return distributed, distributed.rank() == 0
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.threads is not None:
         fastcnn.set_num_threads(args.threads)
+    dist, reports = _distributed(args) if args.distributed else (None, True)
     if args.seed is not None:
         fastcnn.utils.set_random_seed(args.seed)
-    fastcnn.show_config()
+    if reports:
+        fastcnn.show_config()
     (x, y), (xt, yt) = load(args.dataset, args.limit)
 
     model = applications.MODELS[args.model](input_shape=x.shape[1:], classes=10)
-    model.summary()
+    if reports:
+        model.summary()
     optimizer = optimizers.OPTIMIZERS[args.optimizer]
     optimizer = optimizer() if args.learning_rate is None else optimizer(args.learning_rate)
+    callbacks = []
+    if dist:
+        optimizer = dist.DistributedOptimizer(optimizer)
+        callbacks = [dist.BroadcastGlobalVariablesCallback(0), dist.MetricAverageCallback()]
     model.compile(loss="categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"])
     start = time.perf_counter()
     history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs,
-                        validation_split=0.1)
+                        validation_split=0.1, callbacks=callbacks, verbose=1 if reports else 0)
     elapsed = time.perf_counter() - start
+    if not reports:
+        return
     loss, accuracy = model.evaluate(xt, yt, verbose=0)
-    print(f"Trained {args.model} on {args.dataset} for {args.epochs} epochs in {elapsed:.1f} s "
-          f"({elapsed / args.epochs:.2f} s/epoch)")
+    where = f" on {dist.size()} processes" if dist else ""
+    print(f"Trained {args.model} on {args.dataset}{where} for {args.epochs} epochs in "
+          f"{elapsed:.1f} s ({elapsed / args.epochs:.2f} s/epoch)")
     print(f"Test loss: {loss:.4f}")
     print(f"Test accuracy: {accuracy:.4f}")
     if args.save:

@@ -351,7 +351,7 @@ class Trainer:
             grad = work.get(("grad", k), out.shape)
             loss = work.get(("loss", k), (n,))
             o.loss.forward_backward(out, y, execution.logits_outputs[k], grad, loss,
-                                    sample_weight=weights)
+                                    sample_weight=weights, batch=execution.whole_batch)
             if need_grads and o.weight != 1.0:
                 np.multiply(grad, np.float32(o.weight), out=grad)
             value = float(loss.sum(dtype=np.float64))
@@ -421,11 +421,14 @@ class Trainer:
         """One batch (xs, ys, weights)."""
         xs, ys, weights = batch
         regularized, constrained = updates
-        outs = execution.forward(xs)
-        grads = self._batch_losses(execution, outs, ys, weights, outputs, sums, True,
-                                   sum(reg(w) for reg, w, _ in regularized)
-                                   + _activity_penalty(execution))
-        execution.backward(grads)
+        if len(xs[0]):
+            outs = execution.forward(xs)
+            grads = self._batch_losses(execution, outs, ys, weights, outputs, sums, True,
+                                       sum(reg(w) for reg, w, _ in regularized)
+                                       + _activity_penalty(execution))
+            execution.backward(grads)
+        else:  # a process with no share of this batch (fastcnn.distributed)
+            execution.backward_without_samples()
         for reg, w, g in regularized:
             reg.add_gradient(w, g)
         self.optimizer.apply(execution.plan.trained, execution.gradients)
@@ -492,6 +495,10 @@ class Trainer:
         if val is not None:
             val.outputs = [o.fresh() for o in outputs]
         steps = train.steps(steps_per_epoch, "steps_per_epoch")
+        share = getattr(self.optimizer, "share_batch", None)  # fastcnn.distributed's
+        arrays = isinstance(train.adapter, data_adapters.ArrayAdapter)
+        if share is not None and arrays:  # each process gathers its own share of each batch
+            train.adapter.share = self.optimizer.share
         history = History()
         extra = [ProgbarLogger(verbose)] if verbose else []
         callbacks = list(callbacks or []) + extra + [history]
@@ -514,6 +521,9 @@ class Trainer:
                 batches = enumerate(train.adapter.batches(self.seed, epoch, steps, start), start)
                 with data_adapters.Prefetcher(batches, train.prepare(epoch)) as prefetched:
                     for step, batch in prefetched:
+                        if share is not None:  # this process's part of the batch
+                            batch = share(execution, batch,
+                                          train.adapter.batch_samples(step) if arrays else None)
                         cbs.on_train_batch_begin(step)
                         self._train_step(execution, batch, outputs, sums, updates)
                         state.step = step + 1
@@ -722,6 +732,9 @@ class Trainer:
         try:
             source, batch = self._one_batch(x, y, sample_weight, class_weight, True)
             execution, updates = self._batch_run(source.graph, source.outputs)
+            share = getattr(self.optimizer, "share_batch", None)  # fastcnn.distributed's
+            if share is not None:  # this process's part of the batch
+                batch = share(execution, batch)
             sums = {"loss": 0.0}
             self._train_step(execution, batch, source.outputs, sums, updates)
         finally:

@@ -10,7 +10,8 @@ gradient check in float64 tests the code that trains in float32. The fused convo
 pooling is float32 only.
 
 Results do not depend on ``n_threads``: images are independent in forward and dX, and dW sums
-fixed chunks of images separately (``_dw_chunks``), then adds the chunk sums in chunk order.
+fixed chunks of images separately (``_dw_chunks``), then adds the chunk sums along a fixed binary
+tree (``_sum_parts``), which also makes them independent of how many processes share a batch.
 
 Threads take images (and chunks) one at a time ("dynamic"), not in fixed halves: on a shared
 host one core often runs slower than the other for seconds at a time (bench/scaling.py's probe),
@@ -131,37 +132,40 @@ cdef inline void _split_image(int level, int split_pass, const fcnn_split *s, co
 cdef struct _dropout:
     # A Dropout after the pooling, applied to each image's pooled output (forward) and to its
     # gradient (backward) while they are in cache. The mask indexes the batch's pooled output
-    # row-major, as the Dropout layer's own kernel does, so the masks are the same.
+    # row-major, as the Dropout layer's own kernel does, so the masks are the same; image i is
+    # image first + i of the whole batch when the batch is one process's share of it.
     uint64_t seed
     uint32_t threshold  # 0: no dropout
     float scale
+    uint64_t first
 
 
-cdef _dropout _dropout_of(uint64_t seed, double rate) except *:
+cdef _dropout _dropout_of(uint64_t seed, double rate, uint64_t first) except *:
     cdef _dropout d
     if not 0 <= rate < 1:
         raise ValueError(f"dropout rate must be in [0, 1), received {rate}")
     d.seed, d.threshold, d.scale = seed, fcnn_dropout_threshold(rate), 1.0 / (1.0 - rate)
+    d.first = first
     return d
 
 
-# Images per dW partial sum, at most. Fixed, so that the summation order never depends on n_threads.
+# Images per dW partial sum. Fixed, so that the summation order depends neither on n_threads nor
+# on where a batch is cut into the shares of several processes (fastcnn.distributed cuts at
+# multiples of it).
 cdef enum:
-    DW_CHUNK = 8
+    DW_CHUNK = FCNN_IMAGES_PER_PARTIAL
+
+SAMPLES_PER_PARTIAL = DW_CHUNK
 
 
 cdef Py_ssize_t _dw_chunks(Py_ssize_t n, Py_ssize_t *starts) noexcept nogil:
     """Splits n images into the chunks of dW's partial sums and returns their count: chunk c is
-    images [starts[c], starts[c + 1]). starts holds n + 1 entries, enough for any split.
-
-    Chunks hold DW_CHUNK images, then shrink to a third of the images left, down to one. Threads
-    take them in order, so the last ones taken are small and the threads finish close together:
-    with equal chunks, a core running behind would leave the other one waiting up to a whole
-    chunk. The split depends on n alone."""
+    images [starts[c], starts[c + 1]), DW_CHUNK images each but the last. starts holds n + 1
+    entries, enough for any split. The chunk sums add along _sum_parts's tree."""
     cdef Py_ssize_t c = 0, i = 0
     while i < n:
         starts[c] = i
-        i += min(<Py_ssize_t>DW_CHUNK, max(<Py_ssize_t>1, (n - i) // 3))
+        i += min(<Py_ssize_t>DW_CHUNK, n - i)
         c += 1
     starts[c] = n
     return c
@@ -413,9 +417,11 @@ def conv2d_maxpool_forward(const float[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, 
                            int[:, :, :, ::1] argmax__nhwc,      # OUT (n, ph, pw, c_out) or None
                            int stride_h, int stride_w, int pad_top, int pad_left, bint relu,
                            int pool_h, int pool_w, int pool_stride_h, int pool_stride_w,
-                           int n_threads, uint64_t dropout_seed=0, double dropout_rate=0):
+                           int n_threads, uint64_t dropout_seed=0, double dropout_rate=0,
+                           uint64_t dropout_first=0):
     """out = maxpool(relu?(conv(x, w) + bias)): conv2d_forward, then max pooling without padding,
-    then, with dropout_rate > 0, dropout.dropout_forward of out (flat) with dropout_seed.
+    then, with dropout_rate > 0, dropout.dropout_forward of out (flat) with dropout_seed, x's
+    first image being image dropout_first of the batch the mask covers.
 
     Only the conv output z that windows read is computed, (n, zh, zw, c_out) with
     zh = (ph - 1) * pool_stride_h + pool_h and zw likewise, and it never leaves the cache. argmax
@@ -431,7 +437,7 @@ def conv2d_maxpool_forward(const float[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, 
         raise ValueError("argmax must have the shape of out")
     if out__nhwc.size == 0:
         return
-    cdef _dropout drop = _dropout_of(dropout_seed, dropout_rate)
+    cdef _dropout drop = _dropout_of(dropout_seed, dropout_rate, dropout_first)
     _forward(x__nhwc, w__hwio, bias, out__nhwc, &g, relu, max(1, n_threads), &pool,
              NULL if argmax__nhwc is None else &argmax__nhwc[0, 0, 0, 0], &drop)
 
@@ -447,7 +453,7 @@ def conv2d_maxpool_backward(const float[:, :, :, ::1] x__nhwc,     # IN  (n, h, 
                             int stride_h, int stride_w, int pad_top, int pad_left, bint relu,
                             int pool_h, int pool_w, int pool_stride_h, int pool_stride_w,
                             bint input_relu, int n_threads, uint64_t dropout_seed=0,
-                            double dropout_rate=0):
+                            double dropout_rate=0, uint64_t dropout_first=0):
     """dw, db and (unless None) dx of conv2d_maxpool_forward, from dy, the gradient of its output
     (with dropout, of the output after the dropout, which then passes dy through the same mask).
 
@@ -466,7 +472,7 @@ def conv2d_maxpool_backward(const float[:, :, :, ::1] x__nhwc,     # IN  (n, h, 
     cdef float *wt = NULL
     cdef const float *pooled = NULL
     cdef Py_ssize_t skipped
-    cdef _dropout drop = _dropout_of(dropout_seed, dropout_rate)
+    cdef _dropout drop = _dropout_of(dropout_seed, dropout_rate, dropout_first)
     if (not _same_shape(argmax__nhwc.shape, dy__nhwc.shape) or (relu and out__nhwc is None)
             or (out__nhwc is not None and not _same_shape(out__nhwc.shape, dy__nhwc.shape))
             or not _same_shape(dw__hwio.shape, w__hwio.shape)
@@ -527,8 +533,8 @@ cdef int _forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
                 fcnn_maxpool_rows_f32(level, pool, z, g.ow, g.co, 0, pool.ph, po + i * so,
                                       NULL if argmax == NULL else argmax + i * so)
                 if drop != NULL and drop.threshold != 0:
-                    fcnn_dropout_array_f32(po + i * so, po + i * so, so, i * so, drop.seed,
-                                           drop.threshold, drop.scale)
+                    fcnn_dropout_array_f32(po + i * so, po + i * so, so, (drop.first + i) * so,
+                                           drop.seed, drop.threshold, drop.scale)
     free(buf)
     return 0
 
@@ -613,7 +619,7 @@ cdef int _split_backward(const floating[:, :, :, ::1] x, const floating[:, :, :,
                          floating[:, :, :, ::1] dw, floating[::1] db, const fcnn_split *s,
                          int n_threads) except -1:
     """dW and db of a split convolution: per chunk of images, each group's partial rows and db
-    row (fcnn_split_dw_step apart), then the chunks summed in chunk order, as _backward does."""
+    row (fcnn_split_dw_step apart), then the chunks summed along the tree, as _backward does."""
     cdef int level = fcnn_simd_level()
     cdef fcnn_geom p = fcnn_split_part(s, 0, 0)
     cdef int kk = p.kh * p.kw * p.ci, c16 = fcnn_round16(p.co)
@@ -656,7 +662,7 @@ cdef int _split_backward(const floating[:, :, :, ::1] x, const floating[:, :, :,
 
 cdef int _sum_channels(const floating[:, :, :, ::1] y, floating[::1] out,
                        int n_threads) except -1:
-    """out[c] = the sum of y[..., c]: per chunk of images (_dw_chunks), then in chunk order."""
+    """out[c] = the sum of y[..., c]: per chunk of images (_dw_chunks), then along the tree."""
     cdef int c = y.shape[3], c16 = fcnn_round16(y.shape[3])
     cdef size_t npix = <size_t>y.shape[1] * y.shape[2], sy = y[0].size
     cdef Py_ssize_t n = y.shape[0], nchunks, k, i
@@ -727,8 +733,8 @@ cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :
                     d = pdy + i * sdy
                     if floating is float:
                         if masked:
-                            fcnn_dropout_array_f32(d, dm, sdy, i * sdy, drop.seed,
-                                                   drop.threshold, drop.scale)
+                            fcnn_dropout_array_f32(d, dm, sdy, (drop.first + i) * sdy,
+                                                   drop.seed, drop.threshold, drop.scale)
                             d = dm
                         if pool != NULL:
                             pi = pooled + i * sdy if pooled != NULL else NULL

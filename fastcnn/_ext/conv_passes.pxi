@@ -6,14 +6,16 @@ cdef extern from "tile_kernels.h" nogil:
     int fcnn_panel_bytes_set(int bytes)
 
 cdef extern from "pack.h" nogil:
+    enum: FCNN_IMAGES_PER_PARTIAL
+    enum: FCNN_ROWS_PER_PARTIAL
     int fcnn_block(int level, int cols, int size)
     int fcnn_round16(int n)
     size_t fcnn_packed_size(int rows, int cols, int cb)
     void fcnn_pack_cols_f32(const float *m, int rows, int cols, int rs, int cs, int cb, float *dst)
     void fcnn_pack_cols_f64(const double *m, int rows, int cols, int rs, int cs, int cb,
                             double *dst)
-    void fcnn_sum_parts_f32(const float *parts, int nparts, size_t step, int n, float *out)
-    void fcnn_sum_parts_f64(const double *parts, int nparts, size_t step, int n, double *out)
+    void fcnn_sum_parts_f32(float *parts, int nparts, size_t step, int n, float *out)
+    void fcnn_sum_parts_f64(double *parts, int nparts, size_t step, int n, double *out)
 
 cdef extern from "conv_passes.h" nogil:
     ctypedef struct fcnn_geom:
@@ -37,7 +39,7 @@ cdef inline void _pack_cols(const floating *m, int rows, int cols, int rs, int c
         fcnn_pack_cols_f64(m, rows, cols, rs, cs, cb, dst)
 
 
-cdef inline void _sum_parts(const floating *parts, int nparts, size_t step, int n,
+cdef inline void _sum_parts(floating *parts, int nparts, size_t step, int n,
                             floating *out) noexcept nogil:
     if floating is float:
         fcnn_sum_parts_f32(parts, nparts, step, n, out)

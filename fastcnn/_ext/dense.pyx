@@ -7,7 +7,8 @@ with ``in`` channels under a 1x1 kernel; layers with at most 14 outputs run ``de
 float32 and float64 run the same SIMD code, compiled once per element type, so a float64
 gradient check tests the code that trains.
 Results do not depend on ``n_threads``: rows are independent in forward and dX, and dW sums fixed
-chunks of ``DW_CHUNK`` rows separately, then adds the chunk sums in chunk order.
+chunks of ``DW_CHUNK`` rows separately, then adds the chunk sums along the fixed binary tree of
+``_sum_parts`` (which makes them independent of how many processes share a batch, too).
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
@@ -27,6 +28,7 @@ cdef extern from "dense_narrow.h" nogil:
         float *out
         float *dx
         float *dwt
+        float *stack
         int n, k, kp, o, relu
     ctypedef struct fcnn_narrow_job_f64:
         const double *x
@@ -36,6 +38,7 @@ cdef extern from "dense_narrow.h" nogil:
         double *out
         double *dx
         double *dwt
+        double *stack
         int n, k, kp, o, relu
     enum:
         FCNN_NARROW_FWD
@@ -43,6 +46,7 @@ cdef extern from "dense_narrow.h" nogil:
     int fcnn_narrow(int o)
     int fcnn_narrow_rows(int o)
     int fcnn_narrow_kp(int k)
+    int fcnn_narrow_stack_levels(int n)
     int fcnn_narrow_dw_range(int kp, int o, int n_threads)
     void fcnn_narrow_pass_f32(int level, int which, const fcnn_narrow_job_f32 *jb, int a, int b)
     void fcnn_narrow_pass_f64(int level, int which, const fcnn_narrow_job_f64 *jb, int a, int b)
@@ -53,9 +57,13 @@ cdef extern from "dense_narrow.h" nogil:
     void fcnn_narrow_db_f32(const float *dy, int n, int o, float *db)
     void fcnn_narrow_db_f64(const double *dy, int n, int o, double *db)
 
-# Rows per dW partial sum. Fixed, so that the summation order never depends on n_threads.
+# Rows per dW partial sum. Fixed, so that the summation order depends neither on n_threads nor
+# on where a batch is cut into the shares of several processes (fastcnn.distributed cuts at
+# multiples of it).
 cdef enum:
-    DW_CHUNK = 32
+    DW_CHUNK = FCNN_ROWS_PER_PARTIAL
+
+SAMPLES_PER_PARTIAL = DW_CHUNK
 
 # Forward/dX row blocks are multiples of this (every tile height divides it), so no thread gets
 # a ragged tile in the middle of the batch; capped so that in-block offsets stay within int.
@@ -267,7 +275,8 @@ cdef int _narrow_backward_weight(const floating[:, ::1] x, const floating[:, ::1
     cdef int level = fcnn_simd_level(), kp = fcnn_narrow_kp(k)
     cdef int span = fcnn_narrow_dw_range(kp, o, n_threads)
     cdef Py_ssize_t i
-    cdef floating *dwt = <floating *>_alloc(<size_t>fcnn_narrow_rows(o) * kp, sizeof(floating))
+    cdef size_t block = <size_t>fcnn_narrow_rows(o) * kp
+    cdef floating *dwt = <floating *>_alloc(block * fcnn_narrow_stack_levels(n), sizeof(floating))
     cdef floating *pdw = &dw[0, 0]
     cdef fcnn_narrow_job_f32 jb32
     cdef fcnn_narrow_job_f64 jb64
@@ -275,10 +284,10 @@ cdef int _narrow_backward_weight(const floating[:, ::1] x, const floating[:, ::1
     memset(&jb64, 0, sizeof(jb64))
     # the same fields in the job of the element type
     if floating is float:
-        jb32.x, jb32.dy, jb32.dwt = &x[0, 0], &dy[0, 0], dwt
+        jb32.x, jb32.dy, jb32.dwt, jb32.stack = &x[0, 0], &dy[0, 0], dwt, dwt + block
         jb32.n, jb32.k, jb32.kp, jb32.o = n, k, kp, o
     else:
-        jb64.x, jb64.dy, jb64.dwt = &x[0, 0], &dy[0, 0], dwt
+        jb64.x, jb64.dy, jb64.dwt, jb64.stack = &x[0, 0], &dy[0, 0], dwt, dwt + block
         jb64.n, jb64.k, jb64.kp, jb64.o = n, k, kp, o
     for i in prange((kp + span - 1) // span, nogil=True, schedule="static",
                     num_threads=n_threads):

@@ -29,6 +29,17 @@ static int fcnn_narrow(int o) { return o <= FCNN_NARROW_MAX; }
 static int fcnn_narrow_rows(int o) { return (o + 1) & ~1; }
 static int fcnn_narrow_kp(int k) { return fcnn_round16(k); }
 
+/* The most partial sums of dW that fcnn_narrow_dw holds at once for n rows: one more than the
+ * bits of its chunk count. */
+static int fcnn_narrow_stack_levels(int n)
+{
+    int levels = 1;
+    for (int chunks = (n + FCNN_ROWS_PER_PARTIAL - 1) / FCNN_ROWS_PER_PARTIAL; chunks;
+         chunks >>= 1)
+        levels++;
+    return levels;
+}
+
 /* Inputs per span, a multiple of 16: the span's slice of wt or dwt, o_rows rows of it, fills at
  * most 16 KB of floats (32 KB of doubles), a third of a typical L1 and the rest for x, dx or dy. */
 static int fcnn_narrow_span(int o_rows) { return fcnn_imax(16, (4096 / o_rows) & ~15); }
@@ -90,6 +101,7 @@ static int fcnn_narrow_dw_range(int kp, int o, int n_threads)
 typedef struct {
     const FCNN_T *x, *wt, *bias, *dy;
     FCNN_T *out, *dx, *dwt;
+    FCNN_T *stack; /* dW: fcnn_narrow_stack_levels(n) - 1 more (O, kp) blocks */
     int n, k, kp, o, relu;
 } FCNN_TN(fcnn_narrow_job);
 
@@ -152,13 +164,33 @@ static void FCNN_TN(fcnn_narrow_dw)(int level, const FCNN_TN(fcnn_narrow_job) *j
             dw[(size_t)i * jb->o + c] = jb->dwt[(size_t)c * jb->kp + i];
 }
 
-/* db[c] = the sum of dy[:, c], rows in order. */
+/* db[c] = the sum of dy[:, c]: per chunk of FCNN_ROWS_PER_PARTIAL rows, rows in order, then
+ * the chunk sums along fcnn_sum_parts's tree, built as fcnn_narrow_dw builds it. */
 static void FCNN_TN(fcnn_narrow_db)(const FCNN_T *dy, int n, int o, FCNN_T *db)
 {
-    memset(db, 0, (size_t)o * sizeof(FCNN_T));
-    for (int r = 0; r < n; r++)
+    FCNN_T stack[64][FCNN_NARROW_MAX];
+    int size[64], top = 0;
+    for (int r0 = 0; r0 < n; r0 += FCNN_ROWS_PER_PARTIAL) {
+        FCNN_T *part = stack[top];
+        memset(part, 0, (size_t)o * sizeof(FCNN_T));
+        for (int r = r0; r < fcnn_min(r0 + FCNN_ROWS_PER_PARTIAL, n); r++)
+            for (int c = 0; c < o; c++)
+                part[c] += dy[(size_t)r * o + c];
+        size[top++] = 1;
+        while (top >= 2 && size[top - 1] == size[top - 2]) {
+            for (int c = 0; c < o; c++)
+                stack[top - 2][c] += stack[top - 1][c];
+            size[top - 2] *= 2;
+            top--;
+        }
+    }
+    for (; top >= 2; top--)
         for (int c = 0; c < o; c++)
-            db[c] += dy[(size_t)r * o + c];
+            stack[top - 2][c] += stack[top - 1][c];
+    if (top)
+        memcpy(db, stack[0], (size_t)o * sizeof(FCNN_T));
+    else
+        memset(db, 0, (size_t)o * sizeof(FCNN_T));
 }
 
 #undef FCNN_F64

@@ -144,13 +144,12 @@ FCNN_INLINE void FCNN_NAME(fcnn_narrow_dx)(const int O, const int JV,
 }
 
 /* dwt[c, j*W ..] += dy[r, c] * x[r, j*W ..] for rows r .. r+R-1, in order, the vectors j in
- * [j0, j1) and c < O (dy's padding columns count as zero). */
+ * [j0, j1) and c < O (dy's padding columns count as zero); dwt is (O, kp). */
 FCNN_INLINE void FCNN_NAME(fcnn_narrow_dw_rows)(const int O, const int R,
                                                 const FCNN_TN(fcnn_narrow_job) *jb, int r, int j0,
-                                                int j1)
+                                                int j1, FCNN_T *const dwt)
 {
     const int k = jb->k, kp = jb->kp, o = jb->o;
-    FCNN_T *const dwt = jb->dwt; /* a local copy: the stores below could alias jb->dwt */
     FCNN_VT s[2][FCNN_NARROW_MAX];
     const FCNN_T *xr[2];
 #pragma GCC unroll 2
@@ -178,21 +177,54 @@ FCNN_INLINE void FCNN_NAME(fcnn_narrow_dw_rows)(const int O, const int R,
     }
 }
 
-/* dwt[c, j*W ..] = the sum over all rows, in order, of dy[r, c] * x[r, j*W ..] for the vectors j
- * in [j0, j1): each row of x is read once along the range, and the range's rows of dwt stay in
- * L1. */
+/* Columns [j0, j1) (vectors) of the O rows of a (O, kp) += those of b. */
+FCNN_INLINE void FCNN_NAME(fcnn_narrow_add)(const int O, int kp, FCNN_T *a, const FCNN_T *b,
+                                            int j0, int j1)
+{
+    for (int c = 0; c < O; c++)
+        for (int i = j0 * FCNN_W; i < j1 * FCNN_W; i++)
+            a[(size_t)c * kp + i] += b[(size_t)c * kp + i];
+}
+
+/* dwt[c, j*W ..] = the sum over all rows of dy[r, c] * x[r, j*W ..] for the vectors j in
+ * [j0, j1): per chunk of FCNN_ROWS_PER_PARTIAL rows, rows in order, then the chunk sums along
+ * fcnn_sum_parts's tree. That tree is built as the chunks come, in a stack of partial sums (a
+ * binary counter: two sums of as many chunks merge at once, the rest right to left at the end),
+ * level 0 being dwt and level l >= 1 jb->stack's (l - 1)th (O, kp) block, so each row of x is
+ * read once along the range and the range's rows stay in L1. */
 FCNN_INLINE void FCNN_NAME(fcnn_narrow_dw)(const int O, const int R,
                                            const FCNN_TN(fcnn_narrow_job) *jb, int j0, int j1)
 {
-    int r = 0;
+    const int kp = jb->kp, G = FCNN_ROWS_PER_PARTIAL;
+    const size_t level = (size_t)O * kp;
+    int size[64], top = 0; /* chunks in each stack entry */
     for (int c = 0; c < O; c++)
-        memset(jb->dwt + (size_t)c * jb->kp + j0 * FCNN_W, 0,
+        memset(jb->dwt + (size_t)c * kp + j0 * FCNN_W, 0,
                (size_t)(j1 - j0) * FCNN_W * sizeof(FCNN_T));
     j1 = fcnn_min(j1, (jb->k + FCNN_W - 1) / FCNN_W); /* past that, x has nothing to add */
-    for (; r + R <= jb->n; r += R)
-        FCNN_NAME(fcnn_narrow_dw_rows)(O, R, jb, r, j0, j1);
-    for (; r < jb->n; r++)
-        FCNN_NAME(fcnn_narrow_dw_rows)(O, 1, jb, r, j0, j1);
+    for (int r0 = 0; r0 < jb->n; r0 += G) {
+        FCNN_T *part = top ? jb->stack + (top - 1) * level : jb->dwt;
+        const int r1 = fcnn_min(r0 + G, jb->n);
+        int r = r0;
+        if (top)
+            for (int c = 0; c < O; c++)
+                memset(part + (size_t)c * kp + j0 * FCNN_W, 0,
+                       (size_t)(j1 - j0) * FCNN_W * sizeof(FCNN_T));
+        for (; r + R <= r1; r += R)
+            FCNN_NAME(fcnn_narrow_dw_rows)(O, R, jb, r, j0, j1, part);
+        for (; r < r1; r++)
+            FCNN_NAME(fcnn_narrow_dw_rows)(O, 1, jb, r, j0, j1, part);
+        size[top++] = 1;
+        while (top >= 2 && size[top - 1] == size[top - 2]) {
+            FCNN_NAME(fcnn_narrow_add)(O, kp, top == 2 ? jb->dwt : jb->stack + (top - 3) * level,
+                                       jb->stack + (top - 2) * level, j0, j1);
+            size[top - 2] *= 2;
+            top--;
+        }
+    }
+    for (; top >= 2; top--)
+        FCNN_NAME(fcnn_narrow_add)(O, kp, top == 2 ? jb->dwt : jb->stack + (top - 3) * level,
+                                   jb->stack + (top - 2) * level, j0, j1);
 }
 
 #undef FCNN_W

@@ -41,11 +41,11 @@ cdef extern from "depthwise.h" nogil:
                                 double *part_b)
 
 cdef extern from "pack.h" nogil:
-    void fcnn_sum_parts_f32(const float *parts, int nparts, size_t step, int n, float *out)
-    void fcnn_sum_parts_f64(const double *parts, int nparts, size_t step, int n, double *out)
+    void fcnn_sum_parts_f32(float *parts, int nparts, size_t step, int n, float *out)
+    void fcnn_sum_parts_f64(double *parts, int nparts, size_t step, int n, double *out)
 
 
-cdef inline void _sum_parts(const floating *parts, int nparts, size_t step, int n,
+cdef inline void _sum_parts(floating *parts, int nparts, size_t step, int n,
                             floating *out) noexcept nogil:
     if floating is float:
         fcnn_sum_parts_f32(parts, nparts, step, n, out)
@@ -190,7 +190,7 @@ def depthwise_backward_weight(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, 
         for k in prange(n_chunks, schedule="dynamic", num_threads=threads):
             _dw_rows(level, &g, xp, dyp, min(k * per, rows), min((k + 1) * per, rows),
                      part + k * (size_w + co), part + k * (size_w + co) + size_w if dbp else NULL)
-        # the chunk sums in chunk order, RUN values of dW (then of db) per step
+        # the chunk sums along the tree of _sum_parts, RUN values of dW (then of db) per step
         for r in prange(runs_w + runs_b, schedule="static", num_threads=sum_threads):
             if r < runs_w:
                 t = r * RUN

@@ -12,6 +12,12 @@
 #include "cpu.h"
 #include "vectors.h"
 
+/* Images (conv) and rows (dense) per partial sum of a weight gradient (dW, db): fixed, and powers
+ * of two, so that a batch cut at multiples of the larger (fastcnn.distributed's shares) cuts no
+ * kernel's chunk and gives every kernel whole subtrees of its summation tree. Conv images are few
+ * per batch and each is much work: small chunks let the threads share them out. */
+enum { FCNN_IMAGES_PER_PARTIAL = 8, FCNN_ROWS_PER_PARTIAL = 32 };
+
 static int fcnn_min(int a, int b) { return a < b ? a : b; }
 static int fcnn_round16(int n) { return (n + 15) & ~15; }
 static int fcnn_imax(int a, int b) { return a > b ? a : b; }
@@ -78,15 +84,19 @@ static void FCNN_TN(fcnn_place)(const FCNN_T *src, int h, int w, int c, int dy, 
     }
 }
 
-/* out[j] = parts[0][j] + parts[1][j] + ... in that order, whatever thread produced each part:
- * this fixed order is what makes dW independent of the thread count. */
-static void FCNN_TN(fcnn_sum_parts)(const FCNN_T *parts, int nparts, size_t step, int n,
-                                    FCNN_T *out)
+/* out[j] = the sum of parts[k][j] over k along a fixed binary tree, whatever thread produced each
+ * part: at level s = 1, 2, 4, ... part k (a multiple of 2s) adds part k + s where that exists, in
+ * place, so parts are scratch. Parts of fixed chunks of samples summed along this tree make any
+ * aligned block of 2^l parts a subtree: processes holding such blocks of a batch combine their
+ * sums pairwise (fastcnn.distributed) into the bits that one process summing the whole batch
+ * gets. The order is fixed by nparts alone, which makes dW independent of the thread count. */
+static void FCNN_TN(fcnn_sum_parts)(FCNN_T *parts, int nparts, size_t step, int n, FCNN_T *out)
 {
+    for (int s = 1; s < nparts; s *= 2)
+        for (int k = 0; k + s < nparts; k += 2 * s)
+            for (int j = 0; j < n; j++)
+                parts[(size_t)k * step + j] += parts[(size_t)(k + s) * step + j];
     memcpy(out, parts, (size_t)n * sizeof(FCNN_T));
-    for (int k = 1; k < nparts; k++)
-        for (int j = 0; j < n; j++)
-            out[j] += parts[k * step + j];
 }
 
 #undef FCNN_F64

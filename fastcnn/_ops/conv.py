@@ -242,7 +242,8 @@ def conv2d_maxpool_forward(x, kernel, bias, strides, padding, pool_size, pool_st
     """maxpool(relu?(conv(x, kernel) + bias)) with "valid" pooling, in one float32 pass that
     computes only the conv outputs some window reads. Returns (pooled, argmax); argmax indexes
     that part of the conv output, of shape (n, (ph-1)*stride+pool, (pw-1)*stride+pool, c_out).
-    ``dropout=(seed, rate)`` also applies dropout_forward(pooled, seed, rate) in the same pass."""
+    ``dropout=(seed, rate, first)`` also applies dropout_forward(pooled, seed, rate, first=first)
+    in the same pass."""
     n_threads = effective_n_threads(n_threads)
     kernel = weights_array(kernel, "kernel", 4).astype(np.float32, copy=False)
     shape, top, left = _conv_pool_geometry(check_array(x, "x", 4).shape, kernel.shape, strides,

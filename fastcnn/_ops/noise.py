@@ -23,7 +23,7 @@ def spatial_dropout_forward(x, seed, rate, out=None, keep=None, n_threads=None):
     n_threads = effective_n_threads(n_threads)
     x = as_kernel_array(x, "x")
     x3 = _channels(x, "x")
-    seed, rate = dropout_args((seed, rate))
+    seed, rate, _ = dropout_args((seed, rate))
     out = out_buffer(out, x.shape, x.dtype, "out")
     keep = out_buffer(keep, (x3.shape[0], x3.shape[2]), x.dtype, "keep")
     check_apart({"out": out, "keep": keep}, {"x": x}, may_equal={("out", "x")})
@@ -46,7 +46,7 @@ def spatial_dropout_backward(dy, keep, out=None, n_threads=None):
 def _noise_operands(x, name, seed, stddev, out):
     """The flat operands of a Gaussian kernel; out may be x itself."""
     x = as_kernel_array(x, name)
-    seed, _ = dropout_args((seed, 0.0))
+    seed, _, _ = dropout_args((seed, 0.0))
     # written so that NaN, the infinities and ints beyond a float fail
     if (isinstance(stddev, bool) or not isinstance(stddev, numbers.Real)
             or not 0 <= stddev <= sys.float_info.max):

@@ -109,9 +109,9 @@ def _unpooled_shape(pooled_shape, pool_h, pool_w, pool_stride_h, pool_stride_w):
 
 def conv2d_maxpool_forward(x__nhwc, w__hwio, bias, out__nhwc, argmax__nhwc, stride_h, stride_w,
                            pad_top, pad_left, relu, pool_h, pool_w, pool_stride_h, pool_stride_w,
-                           n_threads, dropout_seed=0, dropout_rate=0):
+                           n_threads, dropout_seed=0, dropout_rate=0, dropout_first=0):
     """conv2d_forward of the conv output that windows read, then maxpool2d_forward of that, then
-    dropout_forward."""
+    dropout_forward (x's first image being image dropout_first of the mask's batch)."""
     z = np.empty(_unpooled_shape(out__nhwc.shape, pool_h, pool_w, pool_stride_h, pool_stride_w),
                  out__nhwc.dtype)
     conv2d_forward(x__nhwc, w__hwio, bias, z, stride_h, stride_w, pad_top, pad_left, relu,
@@ -120,18 +120,20 @@ def conv2d_maxpool_forward(x__nhwc, w__hwio, bias, out__nhwc, argmax__nhwc, stri
     maxpool2d_forward(z, out__nhwc, where, pool_h, pool_w, pool_stride_h, pool_stride_w, 0, 0,
                       n_threads)
     if dropout_rate > 0:
-        dropout_forward(out__nhwc, dropout_seed, dropout_rate, out__nhwc, n_threads)
+        dropout_forward(out__nhwc, dropout_seed, dropout_rate, out__nhwc, n_threads,
+                        dropout_first * out__nhwc[0].size)
 
 def conv2d_maxpool_backward(x__nhwc, dy__nhwc, out__nhwc, argmax__nhwc, w__hwio, dw__hwio, db,
                             dx__nhwc, stride_h, stride_w, pad_top, pad_left, relu, pool_h, pool_w,
                             pool_stride_h, pool_stride_w, input_relu, n_threads, dropout_seed=0,
-                            dropout_rate=0):
+                            dropout_rate=0, dropout_first=0):
     """The dropout's backward, the pooling's (and the relu's), then conv2d_backward_weight and
     _input, and with input_relu the backward of a relu whose output was x. Returns how many
     argmax entries fell outside z, as the kernel does."""
     if dropout_rate > 0:
         masked = np.empty_like(dy__nhwc)
-        dropout_backward(dy__nhwc, dropout_seed, dropout_rate, masked, n_threads)
+        dropout_backward(dy__nhwc, dropout_seed, dropout_rate, masked, n_threads,
+                         dropout_first * dy__nhwc[0].size)
         dy__nhwc = masked
     dz = np.empty(_unpooled_shape(dy__nhwc.shape, pool_h, pool_w, pool_stride_h, pool_stride_w),
                   dy__nhwc.dtype)

@@ -16,9 +16,13 @@ class ArrayAdapter:
     """Batches of the arrays ``xs`` (float32 model inputs are made of them), ``ys`` (targets as
     the losses take them, None for an output without a loss) and ``weights`` (per-sample loss
     weights, or None), all with the same number of samples. Each batch's arrays live in one of
-    ``RING`` sets of buffers, reused ``RING`` batches later."""
+    ``RING`` sets of buffers, reused ``RING`` batches later.
+
+    ``share`` (fastcnn.distributed sets it), a function of a batch's size that gives the
+    (start, stop) of the samples this process trains on, makes each batch hold only those."""
 
     resumable = True
+    share = None
 
     def __init__(self, xs, ys, weights, batch_size, shuffle=False):
         self.xs, self.ys, self.weights = xs, ys, weights
@@ -47,15 +51,21 @@ class ArrayAdapter:
         """(xs, ys, weights) of the batches ``start`` to ``steps - 1`` of epoch ``epoch``."""
         order = epoch_order(seed, epoch, self.n, self.shuffle)
         for step in range(start, steps):
-            lo = step * self.batch_size
-            index = (slice(lo, lo + self.batch_size) if order is None
-                     else order[lo:lo + self.batch_size])
+            lo, hi = step * self.batch_size, step * self.batch_size + self.batch_samples(step)
+            if self.share is not None:
+                first, stop = self.share(hi - lo)
+                lo, hi = lo + first, lo + stop
+            index = slice(lo, hi) if order is None else order[lo:hi]
             work = self._ring[step % RING]
             xs = [_float32(work, k, _rows(work, ("x", k), a, index)) for k, a in enumerate(self.xs)]
             ys = [None if a is None else _rows(work, ("y", k), a, index)
                   for k, a in enumerate(self.ys)]
             weights = None if self.weights is None else _rows(work, "w", self.weights, index)
             yield xs, ys, weights
+
+    def batch_samples(self, step):
+        """The number of samples in batch ``step``: the batch size, or fewer in the last."""
+        return min(self.batch_size, self.n - step * self.batch_size)
 
 
 def _rows(work, key, source, index):

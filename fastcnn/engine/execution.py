@@ -28,9 +28,13 @@ class CallContext:
       which backward overwrites with that weight's gradient;
     - planner flags: ``emit_logits`` (return the logits of a final softmax), ``defer_relu_grad``
       (leave the relu backward to the reader of the output), ``apply_input_relu_grad`` (the
-      input is a relu's output: apply its backward to dX).
+      input is a relu's output: apply its backward to dX);
+    - ``first_sample``: the index of the batch's first sample in the whole batch it is one
+      process's share of (0 for a whole batch): random masks key on the sample's index in the
+      whole batch.
     """
 
+    first_sample = 0
     emit_logits = False
     defer_relu_grad = False
     apply_input_relu_grad = False
@@ -65,7 +69,17 @@ class Execution:
     ``logits_outputs`` says which outputs of the last run are a softmax's logits.
     ``workspace`` holds the caller's own per-batch buffers (the batch, the loss and its
     gradient), so that those are private to the execution too.
+
+    For data-parallel training (fastcnn.distributed), where each process runs a share of every
+    batch: ``whole_batch`` (None: the inputs are the whole batch) is the batch's size, over which
+    the loss gradient averages; ``share(first, whole_batch)`` places the share; ``reduce``
+    (None: no other process), called as ``reduce(gradients, present)`` after each backward, sums
+    the gradients of all the processes into ``gradients``; ``present`` is False for a process
+    with no sample of the batch (``backward_without_samples``).
     """
+
+    whole_batch = None
+    reduce = None
 
     def __init__(self, plan):
         self.plan = plan
@@ -98,6 +112,20 @@ class Execution:
                     self._additions[index].append((ctx.grads[-1], store[id(w)]))
                 else:
                     ctx.grads.append(store[id(w)] if route == "write" else None)
+
+    def share(self, first, whole_batch):
+        """The next inputs are samples [first, first + their count) of a batch of whole_batch."""
+        self.whole_batch = whole_batch
+        for ctx in self.contexts:
+            ctx.first_sample = first
+
+    def backward_without_samples(self):
+        """In place of forward and backward for a process with no sample of the batch: zero
+        gradients, which ``reduce`` leaves out of the sum."""
+        for g in self.gradients:
+            g[...] = 0
+        if self.reduce is not None:
+            self.reduce(self.gradients, False)
 
     def seed_random(self, seed, epoch):
         """Epoch ``epoch`` of a fit seeded with ``seed``: each random step draws from RNG
@@ -176,6 +204,8 @@ class Execution:
         self.input_gradients = [np.array(self._gradient(s, parts[s], 1)) if wanted else None
                                 for s, wanted in zip(plan.input_slots, plan.input_grads)]
         pool.give_back(lambda buf: False)
+        if self.reduce is not None:
+            self.reduce(self.gradients, True)
 
     def _zeros(self, slot):
         value = self.values[slot]

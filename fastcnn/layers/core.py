@@ -89,13 +89,15 @@ class Dropout(RandomTransformLayer):
         self.rate = float(rate)
 
     def draw_mask(self, ctx, training):
-        """Starts a forward pass: the (seed, rate) of its mask, or None when it passes x through.
-        A fused step that applies this dropout draws here too, so its masks are the layer's."""
+        """Starts a forward pass: the (seed, rate, first sample) of its mask, or None when it
+        passes x through. A fused step that applies this dropout draws here too, so its masks are
+        the layer's. The mask is keyed by the index of each sample in the whole batch (the
+        batch's ``ctx.first_sample`` onwards), so processes sharing a batch draw its mask."""
         ctx.active = bool(training) and self.rate > 0
         if not ctx.active:
             return None
         ctx.mask = (int(ctx.rng.integers(2**64, dtype=np.uint64)), self.rate)
-        return ctx.mask
+        return (*ctx.mask, ctx.first_sample)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -103,10 +105,12 @@ class Dropout(RandomTransformLayer):
     def forward(self, x, ctx, training):
         if self.draw_mask(ctx, training) is None:
             return x
-        return dropout.dropout_forward(x, *ctx.mask, out=ctx.buffer("y", x.shape))
+        return dropout.dropout_forward(x, *ctx.mask, out=ctx.buffer("y", x.shape),
+                                       first=ctx.first_sample)
 
     def _transform_backward(self, dy, ctx):
-        return dropout.dropout_backward(dy, *ctx.mask, out=ctx.buffer("dx", dy.shape))
+        return dropout.dropout_backward(dy, *ctx.mask, out=ctx.buffer("dx", dy.shape),
+                                        first=ctx.first_sample)
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}

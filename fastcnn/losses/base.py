@@ -99,25 +99,30 @@ class Loss(Configurable):
         return type(self).call is not Loss.call
 
     # -- one batch -------------------------------------------------------------------------
-    def forward_backward(self, y_pred, y_true, logits, grad, loss, sample_weight=None):
+    def forward_backward(self, y_pred, y_true, logits, grad, loss, sample_weight=None,
+                         batch=None):
         """Fill ``loss`` (N,), each sample's share of the batch loss (their mean is the batch
         loss that ``reduction`` defines), and ``grad`` (y_pred's shape) = d batch loss /
         d y_pred. ``y_true`` is as check_targets returns it; ``logits`` says whether y_pred are
-        pre-softmax scores; ``sample_weight`` is None or as in ``__call__``."""
+        pre-softmax scores; ``sample_weight`` is None or as in ``__call__``. ``batch`` (None:
+        N) is the size of the batch whose samples y_pred are, when they are one process's
+        share of it (fastcnn.distributed): the batch loss is that whole batch's."""
         n = len(y_pred)
         grad = out_buffer(grad, y_pred.shape, y_pred.dtype, "grad")
         loss = out_buffer(loss, (n,), y_pred.dtype, "loss")
-        values, divisor = self._weighted_values(y_pred, y_true, logits, grad, sample_weight)
+        values, divisor = self._weighted_values(y_pred, y_true, logits, grad, sample_weight,
+                                                batch)
         if values.ndim == 0:  # one loss for the whole batch
             loss[...] = float(values) / divisor
             return
-        per_sample = values.reshape(n, -1)
-        if per_sample.shape[1] == 1 and divisor == n:
+        per_sample, whole = values.reshape(n, -1), batch or n
+        if per_sample.shape[1] == 1 and divisor == whole:
             loss[...] = per_sample[:, 0]
         else:
-            # sum / (divisor / n): the mean over the positions when the divisor counts them all
+            # sum / (divisor / whole): the mean over the positions when the divisor counts
+            # them all
             totals = per_sample.sum(axis=1, dtype=np.float64)
-            loss[...] = totals / (divisor / n) if divisor else 0
+            loss[...] = totals / (divisor / whole) if divisor else 0
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         """The loss as Keras's ``loss(y_true, y_pred, sample_weight)`` gives it."""
@@ -136,15 +141,20 @@ class Loss(Configurable):
         total = float(values.sum(dtype=np.float64))
         return total / divisor if divisor else 0.0
 
-    def _weighted_values(self, y_pred, y_true, logits, grad, sample_weight):
+    def _weighted_values(self, y_pred, y_true, logits, grad, sample_weight, batch=None):
         """(the weighted loss of each position, (N, *positions); the divisor of their sum that
-        the reduction makes the batch loss), with ``grad`` filled with d batch loss / d y_pred."""
+        the reduction makes the batch loss), with ``grad`` filled with d batch loss / d y_pred.
+        ``batch`` as in forward_backward."""
         n, positions = len(y_pred), y_pred.shape[1:-1]
         weights = _sample_weights(sample_weight, n, positions)
         n_values = n * math.prod(positions)
         mask = self._mask(y_true)
+        if batch is not None and (mask is not None or (
+                weights is not None and self.reduction == "mean_with_sample_weight")):
+            raise self._share_error("ignore_class" if mask is not None
+                                    else 'reduction="mean_with_sample_weight" and sample weights')
         if mask is None:
-            divisor = self._divisor(weights, n_values)
+            divisor = self._divisor(weights, (batch or n) * math.prod(positions))
         else:  # as Keras: masked positions weigh 0, and a mean is over the others
             weights = mask if weights is None else weights * mask
             divisor = self._divisor(weights, int(np.count_nonzero(mask)))
@@ -170,6 +180,13 @@ class Loss(Configurable):
     def _mask(self, y_true):
         """None, or which positions (N, *positions) count: the loss ignores the others."""
         return None
+
+    def _share_error(self, what):
+        """The error of a distributed fit (a process's share of each batch) with a loss whose
+        divisor would need every process's samples."""
+        return ValueError(f"Expected a loss that divides by the batch's size or not at all in "
+                          f"a distributed fit, received {self.name} with {what}: its divisor "
+                          f"depends on the samples of every process")
 
     def _divisor(self, weights, n_values):
         if self.reduction in ("sum", "none", None):

@@ -37,11 +37,13 @@ class Dice(RawOutputLoss):
                              f"received axis={self.axis}")
         return True
 
-    def _weighted_values(self, y_pred, y_true, logits, grad, sample_weight):
+    def _weighted_values(self, y_pred, y_true, logits, grad, sample_weight, batch=None):
         n = len(y_pred)
         if self._per_sample(y_pred.ndim):  # one row per sample, reduced as any loss
             return super()._weighted_values(y_pred.reshape(n, -1), y_true.reshape(n, -1),
-                                            logits, grad.reshape(n, -1), sample_weight)
+                                            logits, grad.reshape(n, -1), sample_weight, batch)
+        if batch is not None:
+            raise self._share_error("axis=None (one Dice loss over the whole batch)")
         # One loss L for the batch: the weights scale it (L w per sample), and the reduction
         # sums or averages those, or leaves L alone without weights.
         weights = _sample_weights(sample_weight, n, ())

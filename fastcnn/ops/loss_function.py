@@ -33,13 +33,19 @@ class LossFunctionWrapper(Loss):
                             f"dtype {y.dtype}")
         return as_kernel_array(y, "y", dtype=np.float32)
 
-    def forward_backward(self, y_pred, y_true, logits, grad, loss, sample_weight=None):
+    def forward_backward(self, y_pred, y_true, logits, grad, loss, sample_weight=None,
+                         batch=None):
         n = len(y_pred)
         weights = None if sample_weight is None else _sample_weights(sample_weight, n, ())
 
         def upstream(out):
-            # d mean(out) / d out, each sample's entries weighed by its sample weight
-            g = np.full(out.shape, 1.0 / max(out.size, 1), out.dtype)
+            # d mean(out) / d out, each sample's entries weighed by its sample weight; for one
+            # process's share of a batch (``batch``), the mean over the whole batch's entries
+            if batch is not None and not (out.ndim and out.shape[0] == n):
+                raise self._share_error(f"a result of shape {out.shape} (a distributed fit "
+                                        "needs one loss per sample)")
+            entries = out.size if batch is None else out.size // n * batch
+            g = np.full(out.shape, 1.0 / max(entries, 1), out.dtype)
             if weights is not None:
                 if not (out.ndim and out.shape[0] == n):
                     raise ValueError(f"Expected {self.name} to return one loss per sample (a "
