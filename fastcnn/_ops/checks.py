@@ -165,6 +165,28 @@ def real_number(value, name, minimum=None):
     return float(value)
 
 
+def distinct_view(a):
+    """``a`` with each axis it is broadcast along (stride 0) cut to length 1: the same values,
+    so that a check of them reads each stored element once, not each position of the view."""
+    return a[tuple(slice(0, 1) if stride == 0 and size else slice(None)
+                   for stride, size in zip(a.strides, a.shape))]
+
+
+def choice_arg(value, choices, name):
+    """``value`` when it is one of the strings ``choices``, else a ValueError naming ``name``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"Expected {name} in {choices}, received {name}={value!r:.200}")
+    return value
+
+
+def flag(value, name):
+    """``value`` as a bool when it is one (Python's or NumPy's), else a TypeError naming
+    ``name``: a kernel's bint would take any object's truth, and an array's is ambiguous."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"Expected {name} to be a bool, received {name}={value!r:.200}")
+    return bool(value)
+
+
 def positive_int(value, name):
     """``value`` as an int >= 1 (not a bool), or a ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:

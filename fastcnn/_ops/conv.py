@@ -6,7 +6,7 @@ import numpy as np
 from .._ext import conv as _conv
 from .checks import (_check_pair, argmax_array, as_kernel_array, bias_array, check_apart,
                      check_array, check_index_range,
-                     check_weight_shape, memoized, out_buffer, shape_arg, weights_array,
+                     check_weight_shape, flag, memoized, out_buffer, shape_arg, weights_array,
                      window_output_shape)
 from .dropout import dropout_args
 from .threads import effective_n_threads
@@ -73,6 +73,7 @@ def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_th
                                       dilation_rate, groups)
     x = as_kernel_array(x, "x", 4, kernel.dtype)
     bias = bias_array(bias, kernel.shape[3], kernel.dtype)
+    relu = flag(relu, "relu")
     out = out_buffer(out, shape, kernel.dtype, "out")
     check_apart({"out": out}, {"x": x, "kernel": kernel, "bias": bias})
     if (tuple(dilation_rate), groups) == PLAIN:
@@ -182,6 +183,7 @@ def conv2d_transpose_forward(x, kernel, bias, strides, padding, output_padding=N
                                            padding, output_padding, dilation_rate)
     x = as_kernel_array(x, "x", 4, kernel.dtype)
     bias = bias_array(bias, kernel.shape[2], kernel.dtype)
+    relu = flag(relu, "relu")
     out = out_buffer(out, shape, kernel.dtype, "out")
     check_apart({"out": out}, {"x": x, "kernel": kernel, "bias": bias})
     _conv.conv2d_transpose_forward(x, kernel, bias, out, *strides, top, left, *dilation_rate,
@@ -249,6 +251,7 @@ def conv2d_maxpool_forward(x, kernel, bias, strides, padding, pool_size, pool_st
                                            padding, pool_size, pool_strides)
     x = as_kernel_array(x, "x", 4, np.float32)
     bias = bias_array(bias, kernel.shape[3], np.float32)
+    relu = flag(relu, "relu")
     out = out_buffer(out, shape, np.float32, "out")
     argmax = out_buffer(argmax, shape, np.int32, "argmax")
     check_apart({"out": out, "argmax": argmax}, {"x": x, "kernel": kernel, "bias": bias})
@@ -272,6 +275,7 @@ def conv2d_maxpool_backward(x, dy, pooled, argmax, kernel, strides, padding, poo
     x = as_kernel_array(x, "x", 4, np.float32)
     dy = as_kernel_array(dy, "dy", dtype=np.float32, shape=shape)
     argmax = argmax_array(argmax, shape)
+    relu, input_relu = flag(relu, "relu"), flag(input_relu, "input_relu")
     if relu:
         pooled = as_kernel_array(pooled, "pooled", dtype=np.float32, shape=shape)
     else:
