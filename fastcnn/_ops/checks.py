@@ -55,16 +55,33 @@ def copy_bytes(a, dtype):
 
 def available_memory():
     """Bytes the machine can still give this process: MemAvailable plus free swap where Linux
-    reports them, else the physical memory; None when neither is known."""
+    reports them, else the physical memory; None when neither is known. Under an address-space
+    limit (ulimit -v), no more than the address space left below it."""
     try:
         with open("/proc/meminfo") as f:
             info = {key: value.split() for key, value in (line.split(":", 1) for line in f)}
-        return (int(info["MemAvailable"][0]) + int(info.get("SwapFree", ["0"])[0])) * 1024
+        available = (int(info["MemAvailable"][0]) + int(info.get("SwapFree", ["0"])[0])) * 1024
     except (OSError, KeyError, ValueError, IndexError):
         try:
-            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+            available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         except (AttributeError, ValueError, OSError):
+            available = None
+    left = _address_space_left()
+    return left if available is None else available if left is None else min(available, left)
+
+
+def _address_space_left():
+    """Bytes of address space left below this process's RLIMIT_AS, or None without one."""
+    try:
+        import resource
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit == resource.RLIM_INFINITY:
             return None
+        with open("/proc/self/status") as f:
+            used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+        return max(0, limit - used)
+    except (ImportError, OSError, StopIteration, ValueError, IndexError):
+        return None
 
 
 def _size_text(nbytes):

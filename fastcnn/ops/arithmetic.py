@@ -7,6 +7,8 @@ back by the reduce kernel where broadcast); the other functions are single whole
 calls. Gradients of maximum and minimum go to
 the first operand at ties, as TensorFlow's do.
 """
+import numbers
+
 import numpy as np
 
 from .._ops import merge
@@ -126,7 +128,7 @@ _ROUND = Elementwise(np.round)
 
 @recordable
 def round(x, decimals=0):
-    if decimals != 0:
+    if isinstance(decimals, bool) or not isinstance(decimals, numbers.Integral) or decimals != 0:
         raise ValueError(f"Expected decimals=0, received decimals={decimals!r}")
     return _ROUND(x)
 

@@ -12,6 +12,8 @@ weights, and their gradients go where the planner routes every weight gradient.
 import numpy as np
 
 from .._ops import reduce as reduce_ops
+from .._ops.checks import check_memory
+from ..arguments import short_tuple
 from ..engine.operation import Operation
 from ..engine.tensor import OPERATORS, KerasTensor, Node, flatten, unique_name
 from ..serialization import register_builtin
@@ -88,7 +90,7 @@ def normalize_axis(axis, ndim, name="axis"):
     if axis is None:
         return tuple(range(ndim))
     try:
-        axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+        axes = (axis,) if isinstance(axis, (int, np.integer)) else short_tuple(axis, name)
     except TypeError:
         axes = (axis,)  # refused below
     out = []
@@ -131,11 +133,21 @@ class Op:
 _INT64 = np.iinfo(np.int64)
 
 
+def fits_in_memory(array):
+    """``array``, refused when it is a broadcast view whose values would not fit in memory as
+    the tensor it stands for: an op's result, or a gradient, is at least as large."""
+    if 0 in array.strides and array.size > 1:
+        check_memory([("its values", array.nbytes)], f"an array of shape {array.shape}")
+    return array
+
+
 def _checked_operand(operand):
     """A symbolic tensor, a Python number or an array of real numbers (a nested list of
-    numbers made one); TypeError or ValueError for anything else."""
-    if isinstance(operand, (KerasTensor, np.ndarray)) and not (
-            isinstance(operand, np.ndarray) and operand.dtype.kind not in "biuf"):
+    numbers made one); TypeError or ValueError for anything else. A broadcast view must fit in
+    memory as the tensor it stands for: the op's result, or a gradient, is at least as large."""
+    if isinstance(operand, np.ndarray) and operand.dtype.kind in "biuf":
+        return fits_in_memory(operand)
+    if isinstance(operand, KerasTensor):
         return operand
     if isinstance(operand, (bool, float)):
         return operand
@@ -295,6 +307,8 @@ def convert_to_numpy(x):
     if isinstance(x, KerasTensor):
         raise TypeError(f"A symbolic tensor ({x.name}) has no values to convert: it stands for "
                         "data while a model or layer is traced")
+    if isinstance(x, np.ndarray):
+        fits_in_memory(x)
     return np.array(x).view(np.ndarray)
 
 

@@ -6,7 +6,9 @@ import numbers
 import numpy as np
 
 from ..engine.tensor import KerasTensor
-from .core import Op, Spec, broadcast_shapes, normalize_axis, recordable, spec_of
+from ..arguments import one_of, short_tuple
+from .core import (Op, Spec, broadcast_shapes, fits_in_memory, normalize_axis, recordable,
+                   spec_of)
 
 
 def _known(shape, what):
@@ -70,7 +72,7 @@ def reshape(x, newshape):
 
 class _Transpose(Op):
     def __init__(self, axes):
-        self.axes = None if axes is None else tuple(axes)
+        self.axes = None if axes is None else short_tuple(axes, "axes")
 
     def _perm(self, ndim):
         perm = tuple(range(ndim))[::-1] if self.axes is None else self.axes
@@ -166,9 +168,15 @@ class _Concatenate(Op):
         return np.split(dy, bounds, axis=a)
 
 
+def _tensor_list(xs):
+    """The tensors of ``xs`` (a list, or an array whose rows are unpacked as Keras's unstacks
+    a tensor), checked before they are unpacked."""
+    return fits_in_memory(xs) if isinstance(xs, np.ndarray) else xs
+
+
 @recordable
 def concatenate(xs, axis=0):
-    return _Concatenate(axis)(*xs)
+    return _Concatenate(axis)(*_tensor_list(xs))
 
 
 class _Stack(Op):
@@ -191,7 +199,7 @@ class _Stack(Op):
 
 @recordable
 def stack(x, axis=0):
-    return _Stack(axis)(*x)
+    return _Stack(axis)(*_tensor_list(x))
 
 
 class _Split(Op):
@@ -229,7 +237,7 @@ def split(x, indices_or_sections, axis=0):
 
 class _Tile(Op):
     def __init__(self, repeats):
-        self.repeats = (repeats,) if _index_ok(repeats) else tuple(repeats)
+        self.repeats = (repeats,) if _index_ok(repeats) else short_tuple(repeats, "repeats")
 
     def compute(self, x):
         return np.tile(x, self.repeats)
@@ -314,9 +322,7 @@ class _Pad(Op):
 
 @recordable
 def pad(x, pad_width, mode="constant", constant_values=None):
-    if mode not in ("constant", "edge", "reflect", "symmetric"):
-        raise ValueError(f"Expected mode in ('constant', 'edge', 'reflect', 'symmetric'), "
-                         f"received mode={mode!r}")
+    one_of(mode, ("constant", "edge", "reflect", "symmetric"), "mode")
     if constant_values is not None and mode != "constant":
         raise ValueError("Expected constant_values only with mode='constant'")
     return _Pad(pad_width, mode, 0 if constant_values is None else constant_values)(x)
