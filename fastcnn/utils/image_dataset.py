@@ -25,7 +25,7 @@ import numpy as np
 
 from .._ops import resize
 from .._ops.checks import positive_int
-from .._ops.remap import choice_arg
+from .._ops.checks import choice_arg
 from .._ops.threads import effective_n_threads
 from .dataset import Dataset, _row
 from .image_utils import COLOR_MODES, data_format_arg, decode_file
