@@ -17,6 +17,7 @@ _TooHardError = getattr(np, "exceptions", np).TooHardError  # numpy < 1.25: np.T
 # Allocations below this many bytes are not checked against the available memory: reading it
 # costs more than they do, and they cannot exhaust a machine fastcnn runs on.
 MEMORY_CHECK_BYTES = 1 << 26
+FLOAT_MAX = float(np.finfo(np.float64).max)
 
 
 def check_array(a, name, ndim=None):
@@ -175,11 +176,23 @@ def check_index_range(shape, name, batch_axis=True):
 def real_number(value, name, minimum=None):
     """``value`` as a finite float (not a bool), at least ``minimum`` if given, or a ValueError
     naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"Expected {name} to be a finite number, received {name}={value!r}")
+    # An int too large for a float compares as finite (10**400 < inf) but float() overflows.
+    finite = not isinstance(value, bool) and isinstance(value, numbers.Real) and (
+        math.isfinite(value) if not isinstance(value, numbers.Integral)
+        else -FLOAT_MAX <= value <= FLOAT_MAX)
+    if not finite:
+        raise ValueError(f"Expected {name} to be a finite number, received {name}={shown(value)}")
     if minimum is not None and value < minimum:
         raise ValueError(f"Expected {name} >= {minimum}, received {name}={value!r}")
     return float(value)
+
+
+def shown(value, width=200):
+    """``value``'s repr for an error message, cut to ``width`` characters; an int too long for
+    Python to print (past its 4300-digit limit) by its size."""
+    if isinstance(value, int) and value.bit_length() > 4096:
+        return f"<an int of {value.bit_length()} bits>"
+    return repr(value)[:width]
 
 
 def distinct_view(a):
@@ -192,7 +205,7 @@ def distinct_view(a):
 def choice_arg(value, choices, name):
     """``value`` when it is one of the strings ``choices``, else a ValueError naming ``name``."""
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"Expected {name} in {choices}, received {name}={value!r:.200}")
+        raise ValueError(f"Expected {name} in {choices}, received {name}={shown(value)}")
     return value
 
 
@@ -200,7 +213,7 @@ def flag(value, name):
     """``value`` as a bool when it is one (Python's or NumPy's), else a TypeError naming
     ``name``: a kernel's bint would take any object's truth, and an array's is ambiguous."""
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"Expected {name} to be a bool, received {name}={value!r:.200}")
+        raise TypeError(f"Expected {name} to be a bool, received {name}={shown(value)}")
     return bool(value)
 
 

@@ -122,7 +122,7 @@ class Op:
         return [None] * len(xs)
 
     def __call__(self, *operands):
-        operands = [_checked_operand(o) for o in operands]
+        operands = [checked_operand(o) for o in operands]
         scope = current_scope()
         if any(isinstance(o, KerasTensor) for o in operands) or (
                 scope is not None and any(scope.is_weight(o) for o in operands)):
@@ -141,7 +141,7 @@ def fits_in_memory(array):
     return array
 
 
-def _checked_operand(operand):
+def checked_operand(operand):
     """A symbolic tensor, a Python number or an array of real numbers (a nested list of
     numbers made one); TypeError or ValueError for anything else. A broadcast view must fit in
     memory as the tensor it stands for: the op's result, or a gradient, is at least as large."""

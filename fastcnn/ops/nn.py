@@ -26,7 +26,7 @@ from .arithmetic import (
     sqrt,
     subtract,
 )
-from ..arguments import one_of, short_tuple
+from ..arguments import axis_index, one_of, short_tuple
 from .core import Op, Spec, normalize_axis, recordable, spec_of
 from .reductions import mean, sum, var
 from .shape import cast, expand_dims, reshape
@@ -368,6 +368,7 @@ class _SoftmaxCrossEntropy(Op):
 def categorical_crossentropy(target, output, from_logits=False, axis=-1):
     """Each position's cross-entropy over ``axis``: of the softmax of logits, or of
     probabilities normalised to sum to one and clipped to [1e-7, 1 - 1e-7] as Keras does."""
+    axis = axis_index(axis)
     ndim = len(spec_of(output).shape)
     if from_logits and axis % ndim == ndim - 1:
         return _SoftmaxCrossEntropy(False)(target, output)
@@ -381,6 +382,7 @@ def categorical_crossentropy(target, output, from_logits=False, axis=-1):
 def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
     """categorical_crossentropy with integer labels (of the output's shape without ``axis``,
     or with a trailing axis of 1)."""
+    axis = axis_index(axis)
     out_shape, target_shape = spec_of(output).shape, spec_of(target).shape
     if len(target_shape) == len(out_shape) and target_shape[-1] == 1:
         target = reshape(target, target_shape[:-1])

@@ -6,6 +6,7 @@ import random as _py_random
 import numpy as np
 
 from .. import random as _random
+from .._ops.checks import check_memory
 from ..engine import tensor as _tensor
 from ..layers import base as _layer_base
 from ..layers import input_layer as _input_layer
@@ -33,6 +34,7 @@ def clear_session(free_memory=True):
 def to_categorical(y, num_classes=None, dtype="float32"):
     """One-hot encode integer labels: (N,) or (N, 1) -> (N, num_classes)."""
     y = np.asarray(y)
+    check_memory([("the labels as int64", 8 * y.size)], "y")  # a broadcast view can be vast
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
