@@ -33,6 +33,9 @@ class _OneHotTargets:
 
     def check_targets(self, y, output_shape):
         output_shape = output_shape_tuple(output_shape)
+        if output_shape and output_shape[-1] == 0:  # a distribution over no classes
+            raise ValueError(f"Expected outputs with at least one class for {self.name}, "
+                             f"received output shape {shape_text(output_shape)}")
         y = np.asarray(y)
         if y.shape[1:] != output_shape:
             raise ValueError(f"Expected one-hot targets y of shape {shape_text(output_shape)} "

@@ -2,10 +2,12 @@
 the places its values came from (scatter-adds where a value is read several times)."""
 import builtins
 import numbers
+import sys
 
 import numpy as np
 
 from ..engine.tensor import KerasTensor
+from .._ops.checks import check_memory
 from ..arguments import one_of, short_tuple
 from .core import (Op, Spec, broadcast_shapes, fits_in_memory, normalize_axis, recordable,
                    spec_of)
@@ -15,6 +17,9 @@ def _known(shape, what):
     if None in shape:
         raise ValueError(f"{what} needs sizes known while tracing, received shape {shape}")
     return shape
+
+
+ARRAY_OBJECT_BYTES = sys.getsizeof(np.empty(0))  # what each piece of a split costs at least
 
 
 def _index_ok(n):
@@ -208,9 +213,14 @@ class _Split(Op):
 
     def _bounds(self, size):
         if _index_ok(self.sections):
+            if self.sections < 1:
+                raise ValueError(f"Expected indices_or_sections to be a positive int or a list "
+                                 f"of indices, received {self.sections}")
             if size is None or size % self.sections:
                 raise ValueError(f"Expected a size divisible by {self.sections} on axis "
                                  f"{self.axis}, received {size}")
+            # An empty axis splits into any number of empty pieces: each is an array object.
+            check_memory([("the pieces", ARRAY_OBJECT_BYTES * self.sections)], "the split")
             step = size // self.sections
             return [step * i for i in range(1, self.sections)]
         return list(self.sections)
