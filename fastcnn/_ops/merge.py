@@ -161,7 +161,8 @@ def broadcast_layout(shapes):
     kernels' layout, each input C-contiguous and read with stride 0 along the axes it is
     broadcast along. The arrays are shared between calls: read only."""
     # An array would be iterated row by row (a broadcast view of billions of rows, forever).
-    if not isinstance(shapes, tuple) or not all(isinstance(s, tuple) for s in shapes):
+    if not isinstance(shapes, (tuple, list)) or not all(isinstance(s, (tuple, list))
+                                                         for s in shapes):
         raise TypeError(f"Expected shapes to be a tuple of shape tuples, received "
                         f"{type(shapes).__name__}")
     try:
