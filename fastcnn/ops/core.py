@@ -12,7 +12,7 @@ weights, and their gradients go where the planner routes every weight gradient.
 import numpy as np
 
 from .._ops import reduce as reduce_ops
-from .._ops.checks import check_memory
+from .._ops.checks import check_memory, shown
 from ..arguments import short_tuple
 from ..engine.operation import Operation
 from ..engine.tensor import OPERATORS, KerasTensor, Node, flatten, unique_name
@@ -153,7 +153,7 @@ def checked_operand(operand):
         return operand
     if isinstance(operand, int):
         if not _INT64.min <= operand <= _INT64.max:
-            raise ValueError(f"Expected numbers within int64's range, received {operand:.3g}")
+            raise ValueError(f"Expected numbers within int64's range, received {shown(operand)}")
         return operand
     if isinstance(operand, (np.generic, list, tuple)):
         try:
