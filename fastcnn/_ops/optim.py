@@ -76,11 +76,10 @@ def _per_tensor(values, params, name):
     """values (one number per param) as a float64 array, or None."""
     if values is None:
         return None
-    values = np.asarray(values, np.float64)
-    if values.shape != (len(params),):
+    if np.shape(values) != (len(params),):  # before a conversion that copies a vast view
         raise ValueError(f"Expected one {name} per param ({len(params)}), received shape "
-                         f"{values.shape}")
-    return values
+                         f"{np.shape(values)}")
+    return np.asarray(values, np.float64)
 
 
 def _step(step):
@@ -189,7 +188,7 @@ def accumulate_gradients(accumulators, grads, mode, steps, operands=None, n_thre
     """Gradient accumulation in place: mode 0 sets each accumulator to its gradient, 1 adds the
     gradient, 2 leaves the mean (accumulator + gradient) / steps."""
     n_threads = effective_n_threads(n_threads)
-    if mode not in (0, 1, 2):
+    if isinstance(mode, bool) or not isinstance(mode, numbers.Integral) or mode not in (0, 1, 2):
         raise ValueError(f"Expected mode 0, 1 or 2, received mode={mode!r}")
     _optim.accumulate_gradients(*_operands(operands, accumulators, grads), mode,
                                 positive_int(steps, "steps"), n_threads)

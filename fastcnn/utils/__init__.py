@@ -1,12 +1,13 @@
 """Keras's utilities that scripts reach for: to_categorical, set_random_seed, clear_session,
 PyDataset, and the image files and folders (load_img, save_img, image_dataset_from_directory...)."""
 import itertools
+import numbers
 import random as _py_random
 
 import numpy as np
 
 from .. import random as _random
-from .._ops.checks import check_memory
+from .._ops.checks import check_memory, shown
 from ..engine import tensor as _tensor
 from ..layers import base as _layer_base
 from ..layers import input_layer as _input_layer
@@ -46,6 +47,10 @@ def to_categorical(y, num_classes=None, dtype="float32"):
     top = int(y.max()) + 1 if y.size else 0
     if num_classes is None:
         num_classes = top
+    elif isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) \
+            or num_classes < 0:
+        raise ValueError(f"Expected num_classes to be None or an int >= 0, received "
+                         f"num_classes={shown(num_classes)}")
     elif top > num_classes:
         raise ValueError(f"Expected labels below num_classes={num_classes}, received {top - 1}")
     out = np.zeros((*y.shape, num_classes), dtype=dtype)

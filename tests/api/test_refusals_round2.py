@@ -142,9 +142,18 @@ VAST = huge(2**31, 3)  # 6 GiB as bools, 24 GiB as float32; held in no memory
     lambda: layers.Normalization(axis=VAST),
     lambda: losses.BinaryFocalCrossentropy(axis=VAST),
     lambda: fastcnn.utils.image_dataset_from_directory("missing", labels=VAST),
+    lambda: fastcnn.callbacks.EarlyStopping(min_delta=VAST),
+    lambda: fastcnn.callbacks.EarlyStopping(mode=VAST),
+    lambda: fastcnn.utils.to_categorical([0, 1], num_classes=VAST),
+    lambda: optim.accumulate_gradients([np.zeros(3, np.float32)], [np.ones(3, np.float32)],
+                                       VAST, 1),
+    lambda: optim.sgd_update([np.zeros(3, np.float32)], [np.ones(3, np.float32)],
+                             [np.zeros(3, np.float32)], 0.1, 0.9, False, decay=VAST),
 ], ids=["merge-op", "transpose", "tile", "round", "pad", "conv", "depthwise", "crossentropy",
         "arange", "set_epsilon", "ModelCheckpoint", "CallbackList", "initialize",
-        "Normalization", "BinaryFocalCrossentropy", "image_dataset_from_directory"])
+        "Normalization", "BinaryFocalCrossentropy", "image_dataset_from_directory",
+        "EarlyStopping-min_delta", "EarlyStopping-mode", "to_categorical", "accumulate",
+        "sgd-decay"])
 def test_vast_option_arguments_are_refused_without_a_vast_allocation(call):
     """Each once compared the view elementwise (`in`, `!=`) or unpacked it row by row: a
     MemoryError, or minutes."""
