@@ -223,6 +223,7 @@ class _Split(Op):
             check_memory([("the pieces", ARRAY_OBJECT_BYTES * self.sections)], "the split")
             step = size // self.sections
             return [step * i for i in range(1, self.sections)]
+        check_memory([("the pieces", ARRAY_OBJECT_BYTES * (len(self.sections) + 1))], "the split")
         return list(self.sections)
 
     def compute(self, x):
@@ -311,6 +312,9 @@ class _Pad(Op):
         self.pad_width, self.mode, self.constant_values = pad_width, mode, constant_values
 
     def _width(self, ndim):
+        if np.size(self.pad_width) > 2 * max(ndim, 1):  # before a conversion of a vast view
+            raise ValueError(f"Expected pad_width to hold at most one (before, after) pair per "
+                             f"axis ({ndim}), received shape {np.shape(self.pad_width)}")
         return np.broadcast_to(np.asarray(self.pad_width, np.int64), (ndim, 2))
 
     def compute(self, x):

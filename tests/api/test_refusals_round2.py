@@ -149,11 +149,14 @@ VAST = huge(2**31, 3)  # 6 GiB as bools, 24 GiB as float32; held in no memory
                                        VAST, 1),
     lambda: optim.sgd_update([np.zeros(3, np.float32)], [np.ones(3, np.float32)],
                              [np.zeros(3, np.float32)], 0.1, 0.9, False, decay=VAST),
+    lambda: fastcnn.regularizers.L1L2(0.1, 0.1).add_gradient(
+        np.ones(3, np.float32), np.zeros(3, np.float32), VAST),
+    lambda: ops.pad(np.ones(3), VAST),
 ], ids=["merge-op", "transpose", "tile", "round", "pad", "conv", "depthwise", "crossentropy",
         "arange", "set_epsilon", "ModelCheckpoint", "CallbackList", "initialize",
         "Normalization", "BinaryFocalCrossentropy", "image_dataset_from_directory",
         "EarlyStopping-min_delta", "EarlyStopping-mode", "to_categorical", "accumulate",
-        "sgd-decay"])
+        "sgd-decay", "add_gradient", "pad_width"])
 def test_vast_option_arguments_are_refused_without_a_vast_allocation(call):
     """Each once compared the view elementwise (`in`, `!=`) or unpacked it row by row: a
     MemoryError, or minutes."""
@@ -165,9 +168,11 @@ def test_vast_option_arguments_are_refused_without_a_vast_allocation(call):
 @pytest.mark.parametrize("call", [
     lambda: ops.isnan(VAST), lambda: ops.add(VAST, 1.0), lambda: ops.convert_to_numpy(VAST),
     lambda: ops.stack(VAST), lambda: ops.concatenate(VAST),
-    lambda: ops.split(np.zeros(0), 2**63), lambda: fastcnn.utils.to_categorical(VAST),
+    lambda: ops.split(np.zeros(0), 2**63), lambda: ops.split(np.zeros(3), VAST),
+    lambda: fastcnn.utils.to_categorical(VAST),
     lambda: fastcnn.utils.img_to_array(VAST), lambda: fastcnn.utils.save_img("x.png", VAST),
-], ids=["isnan", "add", "convert_to_numpy", "stack", "concatenate", "split", "to_categorical",
+], ids=["isnan", "add", "convert_to_numpy", "stack", "concatenate", "split", "split-indices",
+        "to_categorical",
         "img_to_array", "save_img"])
 def test_results_that_cannot_fit_are_refused_saying_how_much_they_need(call):
     with little_address_space():
