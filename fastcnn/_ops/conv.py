@@ -5,9 +5,8 @@ import numpy as np
 
 from .._ext import conv as _conv
 from .checks import (_check_pair, argmax_array, as_kernel_array, bias_array, check_apart,
-                     check_array, check_index_range,
-                     check_weight_shape, flag, memoized, out_buffer, shape_arg, weights_array,
-                     window_output_shape)
+                     check_array, check_index_range, check_weight_shape, flag, memoized,
+                     out_buffer, positive_int, shape_arg, weights_array, window_output_shape)
 from .dropout import dropout_args
 from .threads import effective_n_threads
 
@@ -127,6 +126,11 @@ def conv2d_backward_weight(x, dy, kernel_shape, strides, padding, dw=None, db=No
 def transpose_output_size(size, kernel_size, stride, padding, output_padding, dilation):
     """Keras's output size of a transposed convolution on one axis, and the padding before of
     the convolution from that output back to the input (TensorFlow's rule for "same")."""
+    kernel_size, stride, dilation = (positive_int(v, name) for v, name in (
+        (kernel_size, "kernel_size"), (stride, "stride"), (dilation, "dilation")))
+    size = shape_arg((size,), "size", 1)[0]
+    if output_padding is not None:
+        output_padding = shape_arg((output_padding,), "output_padding", 1)[0]
     span = _span(kernel_size, dilation)
     if padding == "valid":
         out = (size - 1) * stride + (max(span, stride) if output_padding is None

@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 
 from .._ops import merge
-from .core import Op, Spec, broadcast_shapes, recordable, result_dtype
+from .core import Op, Spec, broadcast_shapes, checked_operand, recordable, result_dtype
 
 _KERNEL_DTYPES = (np.float32, np.float64)
 
@@ -152,7 +152,7 @@ class _Clip(Op):
 def clip(x, x_min, x_max):
     """Values of ``x`` limited to [x_min, x_max] (numbers); the gradient passes where x is
     inside, bounds included."""
-    return _Clip(x_min, x_max)(x)
+    return _Clip(checked_operand(x_min), checked_operand(x_max))(x)
 
 
 class _Where(Op):

@@ -9,7 +9,7 @@ import pytest
 
 import fastcnn
 from fastcnn import layers, losses, ops
-from fastcnn._ops import checks, dense, merge, normalization, optim, regularization, remap
+from fastcnn._ops import checks, conv, dense, merge, normalization, optim, regularization, remap
 from fastcnn.utils import PyDataset
 
 from conftest import huge, readonly
@@ -152,11 +152,13 @@ VAST = huge(2**31, 3)  # 6 GiB as bools, 24 GiB as float32; held in no memory
     lambda: fastcnn.regularizers.L1L2(0.1, 0.1).add_gradient(
         np.ones(3, np.float32), np.zeros(3, np.float32), VAST),
     lambda: ops.pad(np.ones(3), VAST),
+    lambda: ops.clip(np.ones(3), VAST, lambda: 1),
+    lambda: conv.transpose_output_size(2, VAST, 1, "same", None, 1),
 ], ids=["merge-op", "transpose", "tile", "round", "pad", "conv", "depthwise", "crossentropy",
         "arange", "set_epsilon", "ModelCheckpoint", "CallbackList", "initialize",
         "Normalization", "BinaryFocalCrossentropy", "image_dataset_from_directory",
         "EarlyStopping-min_delta", "EarlyStopping-mode", "to_categorical", "accumulate",
-        "sgd-decay", "add_gradient", "pad_width"])
+        "sgd-decay", "add_gradient", "pad_width", "clip", "transpose_output_size"])
 def test_vast_option_arguments_are_refused_without_a_vast_allocation(call):
     """Each once compared the view elementwise (`in`, `!=`) or unpacked it row by row: a
     MemoryError, or minutes."""
