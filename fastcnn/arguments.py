@@ -2,6 +2,8 @@
 import math
 import numbers
 
+from ._ops.checks import shown
+
 
 def finite_float(value):
     """``value`` as a float when it is a real number (not a bool) that a float64 holds finitely;
@@ -22,7 +24,7 @@ def one_of(value, options, name):
     if any(value is option or (isinstance(value, type(option)) and value == option)
            for option in options):
         return value
-    raise ValueError(f"Expected {name} to be one of {options}, received {name}={value!r:.200}")
+    raise ValueError(f"Expected {name} to be one of {options}, received {name}={shown(value)}")
 
 
 def axis_index(axis, name="axis"):
@@ -31,3 +33,17 @@ def axis_index(axis, name="axis"):
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or not -64 <= axis < 64:
         raise ValueError(f"Expected {name} to be an int in [-64, 64), received {name}={axis!r:.200}")
     return int(axis)
+
+
+def short_tuple(value, name, limit=64):
+    """``value`` (a sequence: axes, repeats, a pair) as a tuple of at most ``limit`` items (NumPy's
+    64 axes by default), its length checked before it is iterated: an array of billions of rows
+    would otherwise be unpacked row by row."""
+    try:
+        length = len(value)
+    except TypeError:
+        raise TypeError(f"Expected {name} to be a sequence, received "
+                        f"{name}={shown(value)}") from None
+    if length > limit:
+        raise ValueError(f"Expected {name} to hold at most {limit} items, received {length}")
+    return tuple(value)

@@ -21,7 +21,7 @@ def floatx():
 
 
 def _only(value, fixed, what, why):
-    if value != fixed:
+    if not (isinstance(value, type(fixed)) and value == fixed):  # no elementwise comparison
         raise ValueError(f"Expected {what} {fixed!r} ({why}), received {value!r:.200}")
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import random as fc_random
 from . import serialization
-from .arguments import finite_float
+from .arguments import finite_float, short_tuple
 from .serialization import Configurable
 
 TRUNCATED_STD = 0.87962566103423978  # std of a unit normal truncated to [-2, 2]
@@ -289,5 +289,5 @@ def validate(identifier):
 
 
 def initialize(identifier, shape, dtype=np.float32):
-    values = get(identifier)(tuple(shape), dtype=dtype)
+    values = get(identifier)(short_tuple(shape, "shape"), dtype=dtype)
     return np.asarray(values, dtype=dtype, order="C")

@@ -11,6 +11,7 @@ penalises the layer's output on each batch, divided by the batch size, as Keras 
 from . import serialization
 from .arguments import finite_float
 from ._ops import regularization
+from ._ops.checks import real_number
 from .serialization import Configurable
 
 
@@ -46,6 +47,7 @@ class L1L2(Regularizer):
         return penalty
 
     def add_gradient(self, x, grad, scale=1.0):
+        scale = real_number(scale, "scale")
         if self.l1:
             regularization.add_sign(scale * self.l1, x, grad)
         if self.l2:

@@ -17,6 +17,7 @@ _TooHardError = getattr(np, "exceptions", np).TooHardError  # numpy < 1.25: np.T
 # Allocations below this many bytes are not checked against the available memory: reading it
 # costs more than they do, and they cannot exhaust a machine fastcnn runs on.
 MEMORY_CHECK_BYTES = 1 << 26
+FLOAT_MAX = float(np.finfo(np.float64).max)
 
 
 def check_array(a, name, ndim=None):
@@ -55,16 +56,33 @@ def copy_bytes(a, dtype):
 
 def available_memory():
     """Bytes the machine can still give this process: MemAvailable plus free swap where Linux
-    reports them, else the physical memory; None when neither is known."""
+    reports them, else the physical memory; None when neither is known. Under an address-space
+    limit (ulimit -v), no more than the address space left below it."""
     try:
         with open("/proc/meminfo") as f:
             info = {key: value.split() for key, value in (line.split(":", 1) for line in f)}
-        return (int(info["MemAvailable"][0]) + int(info.get("SwapFree", ["0"])[0])) * 1024
+        available = (int(info["MemAvailable"][0]) + int(info.get("SwapFree", ["0"])[0])) * 1024
     except (OSError, KeyError, ValueError, IndexError):
         try:
-            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+            available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         except (AttributeError, ValueError, OSError):
+            available = None
+    left = _address_space_left()
+    return left if available is None else available if left is None else min(available, left)
+
+
+def _address_space_left():
+    """Bytes of address space left below this process's RLIMIT_AS, or None without one."""
+    try:
+        import resource
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit == resource.RLIM_INFINITY:
             return None
+        with open("/proc/self/status") as f:
+            used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+        return max(0, limit - used)
+    except (ImportError, OSError, StopIteration, ValueError, IndexError):
+        return None
 
 
 def _size_text(nbytes):
@@ -158,11 +176,45 @@ def check_index_range(shape, name, batch_axis=True):
 def real_number(value, name, minimum=None):
     """``value`` as a finite float (not a bool), at least ``minimum`` if given, or a ValueError
     naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"Expected {name} to be a finite number, received {name}={value!r}")
+    # An int too large for a float compares as finite (10**400 < inf) but float() overflows.
+    finite = not isinstance(value, bool) and isinstance(value, numbers.Real) and (
+        math.isfinite(value) if not isinstance(value, numbers.Integral)
+        else -FLOAT_MAX <= value <= FLOAT_MAX)
+    if not finite:
+        raise ValueError(f"Expected {name} to be a finite number, received {name}={shown(value)}")
     if minimum is not None and value < minimum:
         raise ValueError(f"Expected {name} >= {minimum}, received {name}={value!r}")
     return float(value)
+
+
+def shown(value, width=200):
+    """``value``'s repr for an error message, cut to ``width`` characters; an int too long for
+    Python to print (past its 4300-digit limit) by its size."""
+    if isinstance(value, int) and value.bit_length() > 4096:
+        return f"<an int of {value.bit_length()} bits>"
+    return repr(value)[:width]
+
+
+def distinct_view(a):
+    """``a`` with each axis it is broadcast along (stride 0) cut to length 1: the same values,
+    so that a check of them reads each stored element once, not each position of the view."""
+    return a[tuple(slice(0, 1) if stride == 0 and size else slice(None)
+                   for stride, size in zip(a.strides, a.shape))]
+
+
+def choice_arg(value, choices, name):
+    """``value`` when it is one of the strings ``choices``, else a ValueError naming ``name``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"Expected {name} in {choices}, received {name}={shown(value)}")
+    return value
+
+
+def flag(value, name):
+    """``value`` as a bool when it is one (Python's or NumPy's), else a TypeError naming
+    ``name``: a kernel's bint would take any object's truth, and an array's is ambiguous."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"Expected {name} to be a bool, received {name}={shown(value)}")
+    return bool(value)
 
 
 def positive_int(value, name):

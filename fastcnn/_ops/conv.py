@@ -5,9 +5,8 @@ import numpy as np
 
 from .._ext import conv as _conv
 from .checks import (_check_pair, argmax_array, as_kernel_array, bias_array, check_apart,
-                     check_array, check_index_range,
-                     check_weight_shape, memoized, out_buffer, shape_arg, weights_array,
-                     window_output_shape)
+                     check_array, check_index_range, check_weight_shape, flag, memoized,
+                     out_buffer, positive_int, shape_arg, weights_array, window_output_shape)
 from .dropout import dropout_args
 from .threads import effective_n_threads
 
@@ -73,6 +72,7 @@ def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_th
                                       dilation_rate, groups)
     x = as_kernel_array(x, "x", 4, kernel.dtype)
     bias = bias_array(bias, kernel.shape[3], kernel.dtype)
+    relu = flag(relu, "relu")
     out = out_buffer(out, shape, kernel.dtype, "out")
     check_apart({"out": out}, {"x": x, "kernel": kernel, "bias": bias})
     if (tuple(dilation_rate), groups) == PLAIN:
@@ -126,6 +126,11 @@ def conv2d_backward_weight(x, dy, kernel_shape, strides, padding, dw=None, db=No
 def transpose_output_size(size, kernel_size, stride, padding, output_padding, dilation):
     """Keras's output size of a transposed convolution on one axis, and the padding before of
     the convolution from that output back to the input (TensorFlow's rule for "same")."""
+    kernel_size, stride, dilation = (positive_int(v, name) for v, name in (
+        (kernel_size, "kernel_size"), (stride, "stride"), (dilation, "dilation")))
+    size = shape_arg((size,), "size", 1)[0]
+    if output_padding is not None:
+        output_padding = shape_arg((output_padding,), "output_padding", 1)[0]
     span = _span(kernel_size, dilation)
     if padding == "valid":
         out = (size - 1) * stride + (max(span, stride) if output_padding is None
@@ -182,6 +187,7 @@ def conv2d_transpose_forward(x, kernel, bias, strides, padding, output_padding=N
                                            padding, output_padding, dilation_rate)
     x = as_kernel_array(x, "x", 4, kernel.dtype)
     bias = bias_array(bias, kernel.shape[2], kernel.dtype)
+    relu = flag(relu, "relu")
     out = out_buffer(out, shape, kernel.dtype, "out")
     check_apart({"out": out}, {"x": x, "kernel": kernel, "bias": bias})
     _conv.conv2d_transpose_forward(x, kernel, bias, out, *strides, top, left, *dilation_rate,
@@ -250,6 +256,7 @@ def conv2d_maxpool_forward(x, kernel, bias, strides, padding, pool_size, pool_st
                                            padding, pool_size, pool_strides)
     x = as_kernel_array(x, "x", 4, np.float32)
     bias = bias_array(bias, kernel.shape[3], np.float32)
+    relu = flag(relu, "relu")
     out = out_buffer(out, shape, np.float32, "out")
     argmax = out_buffer(argmax, shape, np.int32, "argmax")
     check_apart({"out": out, "argmax": argmax}, {"x": x, "kernel": kernel, "bias": bias})
@@ -273,6 +280,7 @@ def conv2d_maxpool_backward(x, dy, pooled, argmax, kernel, strides, padding, poo
     x = as_kernel_array(x, "x", 4, np.float32)
     dy = as_kernel_array(dy, "dy", dtype=np.float32, shape=shape)
     argmax = argmax_array(argmax, shape)
+    relu, input_relu = flag(relu, "relu"), flag(input_relu, "input_relu")
     if relu:
         pooled = as_kernel_array(pooled, "pooled", dtype=np.float32, shape=shape)
     else:

@@ -1,7 +1,7 @@
 """Fully connected layers: checked calls of ``_ext.dense``."""
 from .._ext import dense as _dense
 from .checks import (as_kernel_array, bias_array, check_apart, check_array, check_index_range,
-                     check_weight_shape, out_buffer, weights_array)
+                     check_weight_shape, flag, out_buffer, weights_array)
 from .threads import effective_n_threads
 
 
@@ -31,7 +31,7 @@ def dense_forward(x, kernel, bias, relu=False, out=None, n_threads=None):
     bias = bias_array(bias, kernel.shape[1], kernel.dtype)
     out = out_buffer(out, shape, kernel.dtype, "out")
     check_apart({"out": out}, {"x": x, "kernel": kernel, "bias": bias})
-    _dense.dense_forward(x, kernel, bias, out, relu, n_threads)
+    _dense.dense_forward(x, kernel, bias, out, flag(relu, "relu"), n_threads)
     return out
 
 

@@ -4,7 +4,7 @@ import math
 
 from .._ext import depthwise as _depthwise
 from .checks import (as_kernel_array, bias_array, check_apart, check_array, check_index_range,
-                     check_weight_shape, memoized, out_buffer, positive_int, shape_arg,
+                     check_weight_shape, flag, memoized, out_buffer, positive_int, shape_arg,
                      weights_array, window_output_shape)
 from .threads import effective_n_threads
 
@@ -48,6 +48,7 @@ def depthwise_forward(x, kernel, bias, strides, padding, dilation_rate=(1, 1), r
                                 dilation_rate)
     x = as_kernel_array(x, "x", 4, kernel.dtype)
     bias = bias_array(bias, shape[3], kernel.dtype)
+    relu = flag(relu, "relu")
     out = out_buffer(out, shape, kernel.dtype, "out")
     check_apart({"out": out}, {"x": x, "kernel": kernel, "bias": bias})
     _depthwise.depthwise_forward(x, kernel, bias, out, *geometry, relu, n_threads)

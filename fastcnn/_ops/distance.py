@@ -3,7 +3,7 @@
 import numpy as np
 
 from .._ext import distance as _distance
-from .checks import as_kernel_array, check_apart, out_buffer
+from .checks import as_kernel_array, check_apart, choice_arg, out_buffer
 from .threads import effective_n_threads
 
 DISTANCE_METRICS = ("l1", "l2")
@@ -13,8 +13,7 @@ def pairwise_distances(x, yt, metric, out=None, n_threads=None):
     """(n, m) distances from the rows of x (n, d) to the columns of yt (d, m): L1 for "l1",
     squared L2 for "l2"."""
     n_threads = effective_n_threads(n_threads)
-    if metric not in DISTANCE_METRICS:
-        raise ValueError(f'Expected metric "l1" or "l2", received metric={metric!r}')
+    choice_arg(metric, DISTANCE_METRICS, "metric")
     yt = as_kernel_array(yt, "yt", 2)
     x = as_kernel_array(x, "x", 2, yt.dtype)
     if x.shape[1] != yt.shape[0]:

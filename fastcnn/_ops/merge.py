@@ -8,8 +8,8 @@ import numbers
 import numpy as np
 
 from .._ext import merge as _merge
-from .checks import (as_kernel_array, check_apart, check_array, check_index_range, memoized,
-                     out_buffer, shape_arg)
+from .checks import (as_kernel_array, check_apart, check_array, check_index_range, choice_arg,
+                     memoized, out_buffer, shape_arg)
 from .threads import effective_n_threads
 
 
@@ -160,6 +160,11 @@ def broadcast_layout(shapes):
     broadcast together by NumPy's rules (aligned on their last axes; a size of 1 repeats): the
     kernels' layout, each input C-contiguous and read with stride 0 along the axes it is
     broadcast along. The arrays are shared between calls: read only."""
+    # An array would be iterated row by row (a broadcast view of billions of rows, forever).
+    if not isinstance(shapes, (tuple, list)) or not all(isinstance(s, (tuple, list))
+                                                         for s in shapes):
+        raise TypeError(f"Expected shapes to be a tuple of shape tuples, received "
+                        f"{type(shapes).__name__}")
     try:
         out_shape = np.broadcast_shapes(*shapes)
     except ValueError:
@@ -175,8 +180,7 @@ def broadcast_layout(shapes):
 
 
 def _elementwise_args(op, inputs):
-    if op not in ELEMENTWISE_OPS:
-        raise ValueError(f"Expected op in {ELEMENTWISE_OPS}, received op={op!r}")
+    choice_arg(op, ELEMENTWISE_OPS, "op")
     arrays = _array_list(inputs, "inputs")
     if op in ("subtract", "divide") and len(arrays) != 2:
         raise ValueError(f"Expected inputs to hold exactly two arrays for op {op!r}, "

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .._ext import normalization as _normalization
-from .checks import as_kernel_array, check_apart, out_buffer
+from .checks import as_kernel_array, check_apart, flag, out_buffer, real_number
 from .threads import effective_n_threads
 
 BATCHNORM_CHUNK = 8192  # values per partial column sum; fixed, so sums ignore the thread count
@@ -17,9 +17,10 @@ def batchnorm_partial_shape(x_shape):
     return (max(1, -(-rows // max(1, BATCHNORM_CHUNK // max(c, 1)))), 2, c)
 
 
-def _batchnorm_operands(x, **per_channel):
+def _batchnorm_operands(x, written=(), **per_channel):
     """x as a kernel array in gamma's dtype, and its channel count (the last axis). The
-    per-channel arrays are checked, never copied: the kernels read or write them in place."""
+    per-channel arrays are checked, never copied: the kernels read or write them in place, and
+    those named in ``written`` must be writeable."""
     x = as_kernel_array(x, "x", dtype=getattr(per_channel["gamma"], "dtype", None))
     if x.ndim < 2:
         raise ValueError(f"Expected x of shape (batch, ..., channels), received shape {x.shape}")
@@ -29,6 +30,8 @@ def _batchnorm_operands(x, **per_channel):
                 and a.flags.c_contiguous):
             raise ValueError(f"Expected {name} to be a contiguous {x.dtype} array of shape ({c},), "
                              f"received {getattr(a, 'shape', None)} {getattr(a, 'dtype', type(a))}")
+        if name in written and not a.flags.writeable:
+            raise ValueError(f"Expected {name} to be writeable: the kernel updates it in place")
     return x, c
 
 
@@ -65,8 +68,9 @@ def batchnorm_forward_training(x, gamma, beta, moving_mean, moving_var, momentum
     and move the moving statistics in place. Returns (out, mean, inv_std) for the backward
     pass."""
     n_threads = effective_n_threads(n_threads)
-    x, c = _batchnorm_operands(x, gamma=gamma, beta=beta, moving_mean=moving_mean,
-                               moving_var=moving_var)
+    x, c = _batchnorm_operands(x, ("moving_mean", "moving_var"), gamma=gamma, beta=beta,
+                               moving_mean=moving_mean, moving_var=moving_var)
+    momentum, epsilon = real_number(momentum, "momentum"), real_number(epsilon, "epsilon")
     residual = _like_x(residual, x, "residual")
     out = out_buffer(out, x.shape, x.dtype, "out")
     mean = out_buffer(mean, (c,), x.dtype, "mean")
@@ -77,7 +81,7 @@ def batchnorm_forward_training(x, gamma, beta, moving_mean, moving_var, momentum
                 {"x": x, "residual": residual, "gamma": gamma, "beta": beta})
     _normalization.batchnorm_forward_training(
         x.reshape(-1, c), _rows(residual, c), gamma, beta, moving_mean, moving_var,
-        out.reshape(-1, c), mean, inv_std, partial, momentum, epsilon, bool(relu),
+        out.reshape(-1, c), mean, inv_std, partial, momentum, epsilon, flag(relu, "relu"),
         _relu_cap(relu_max), n_threads)
     return out, mean, inv_std
 
@@ -98,7 +102,8 @@ def batchnorm_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon
                  "moving_mean": moving_mean, "moving_var": moving_var})
     _normalization.batchnorm_forward_inference(
         x.reshape(-1, c), _rows(residual, c), gamma, beta, moving_mean, moving_var,
-        out.reshape(-1, c), inv_std, epsilon, bool(relu), _relu_cap(relu_max), n_threads)
+        out.reshape(-1, c), inv_std, real_number(epsilon, "epsilon"), flag(relu, "relu"),
+        _relu_cap(relu_max), n_threads)
     return out, inv_std
 
 
@@ -111,8 +116,8 @@ def batchnorm_backward(x, dy, gamma, beta, mean, inv_std, batch_stats, dgamma, d
     ``residual``, ``relu`` and ``relu_max`` are the forward's. ``dy2``: a second part of the output's
     gradient, which the kernel adds to dy (dy + dy2 in float, as merge.add_forward adds)."""
     n_threads = effective_n_threads(n_threads)
-    x, c = _batchnorm_operands(x, gamma=gamma, beta=beta, mean=mean, inv_std=inv_std,
-                               dgamma=dgamma, dbeta=dbeta)
+    x, c = _batchnorm_operands(x, ("dgamma", "dbeta"), gamma=gamma, beta=beta, mean=mean,
+                               inv_std=inv_std, dgamma=dgamma, dbeta=dbeta)
     dy = _like_x(dy, x, "dy")
     dy2 = _like_x(dy2, x, "dy2")
     residual = _like_x(residual, x, "residual")
@@ -124,8 +129,8 @@ def batchnorm_backward(x, dy, gamma, beta, mean, inv_std, batch_stats, dgamma, d
                  "beta": beta, "mean": mean, "inv_std": inv_std})
     _normalization.batchnorm_backward(
         x.reshape(-1, c), dy.reshape(-1, c), _rows(dy2, c), _rows(residual, c), gamma, beta, mean, inv_std,
-        _rows(dx, c), dgamma, dbeta, _rows(dres, c), partial, bool(relu), _relu_cap(relu_max),
-        batch_stats, n_threads)
+        _rows(dx, c), dgamma, dbeta, _rows(dres, c), partial, flag(relu, "relu"),
+        _relu_cap(relu_max), flag(batch_stats, "batch_stats"), n_threads)
     return dx, dres
 
 

@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from .._ext import optim as _optim
-from .checks import as_kernel_array, in_place, out_buffer, positive_int
+from .checks import as_kernel_array, flag, in_place, out_buffer, positive_int, real_number
 from .threads import effective_n_threads
 
 
@@ -76,11 +76,10 @@ def _per_tensor(values, params, name):
     """values (one number per param) as a float64 array, or None."""
     if values is None:
         return None
-    values = np.asarray(values, np.float64)
-    if values.shape != (len(params),):
+    if np.shape(values) != (len(params),):  # before a conversion that copies a vast view
         raise ValueError(f"Expected one {name} per param ({len(params)}), received shape "
-                         f"{values.shape}")
-    return values
+                         f"{np.shape(values)}")
+    return np.asarray(values, np.float64)
 
 
 def _step(step):
@@ -89,18 +88,27 @@ def _step(step):
     return int(step)
 
 
+def _hyper(values):
+    """The hyper-parameters by name, in order: the flags as bools, step as checked, the rest as
+    finite floats, so that the kernel's double and bint arguments never meet another object."""
+    flags, ints = ("nesterov", "centered"), ("step",)
+    return [flag(v, name) if name in flags else v if name in ints else real_number(v, name)
+            for name, v in values.items()]
+
+
 def _run(kernel, params, grads, slots, hyper, grad_scale, clip_value, decay, operands,
          n_threads):
-    """One call of an update kernel: the checked operands, then the hyper-parameters, then the
-    gradient transforms (grad_scale and decay: one number per param, or None)."""
+    """One call of an update kernel: the checked operands, then the hyper-parameters (a dict by
+    name, in the kernel's order), then the gradient transforms (grad_scale and decay: one number
+    per param, or None)."""
     n_threads = effective_n_threads(n_threads)
     params = list(params)
-    if not clip_value >= 0:
-        raise ValueError(f"Expected clip_value >= 0, received clip_value={clip_value!r}")
+    clip_value = real_number(clip_value, "clip_value", minimum=0)
+    hyper = _hyper(hyper)
     grad_scale = _per_tensor(grad_scale, params, "grad_scale")
     decay = _per_tensor(decay, params, "decay")
-    kernel(*_operands(operands, params, grads, **slots), *hyper, grad_scale, float(clip_value),
-           decay, n_threads)
+    kernel(*_operands(operands, params, grads, **slots), *hyper, grad_scale, clip_value, decay,
+           n_threads)
 
 
 def sgd_update(params, grads, velocities, learning_rate, momentum, nesterov, grad_scale=None,
@@ -109,7 +117,8 @@ def sgd_update(params, grads, velocities, learning_rate, momentum, nesterov, gra
     the caller's UpdateOperands, to reuse the checks of its last step. grad_scale, clip_value
     and decay: the gradient transforms of ``_ext.optim``."""
     _run(_optim.sgd_update, params, grads, {"velocities": velocities},
-         (learning_rate, momentum, nesterov), grad_scale, clip_value, decay, operands, n_threads)
+         dict(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov), grad_scale,
+         clip_value, decay, operands, n_threads)
 
 
 def adam_update(params, grads, m, v, v_hat, learning_rate, beta_1, beta_2, epsilon, step,
@@ -117,8 +126,8 @@ def adam_update(params, grads, m, v, v_hat, learning_rate, beta_1, beta_2, epsil
     """One Adam step of every param (AMSGrad's with v_hat, else None); the slots updated in
     place."""
     _run(_optim.adam_update, params, grads, {"m": m, "v": v, "v_hat": v_hat},
-         (learning_rate, beta_1, beta_2, epsilon, _step(step)), grad_scale, clip_value, decay,
-         operands, n_threads)
+         dict(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+              step=_step(step)), grad_scale, clip_value, decay, operands, n_threads)
 
 
 def rmsprop_update(params, grads, mean_square, momentum_buffer, mean_grad, learning_rate, rho,
@@ -127,8 +136,8 @@ def rmsprop_update(params, grads, mean_square, momentum_buffer, mean_grad, learn
     """One RMSprop step of every param; the slots in use updated in place."""
     _run(_optim.rmsprop_update, params, grads,
          {"mean_square": mean_square, "momentum_buffer": momentum_buffer, "mean_grad": mean_grad},
-         (learning_rate, rho, momentum, epsilon, centered), grad_scale, clip_value, decay,
-         operands, n_threads)
+         dict(learning_rate=learning_rate, rho=rho, momentum=momentum, epsilon=epsilon,
+              centered=centered), grad_scale, clip_value, decay, operands, n_threads)
 
 
 def nadam_update(params, grads, m, v, learning_rate, beta_1, beta_2, epsilon, step, u_product,
@@ -136,7 +145,8 @@ def nadam_update(params, grads, m, v, learning_rate, beta_1, beta_2, epsilon, st
     """One Nadam step of every param; u_product: the product of the momentum caches of steps
     1 .. step."""
     _run(_optim.nadam_update, params, grads, {"m": m, "v": v},
-         (learning_rate, beta_1, beta_2, epsilon, _step(step), u_product), grad_scale,
+         dict(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+              step=_step(step), u_product=u_product), grad_scale,
          clip_value, decay, operands, n_threads)
 
 
@@ -144,7 +154,8 @@ def adagrad_update(params, grads, accumulators, learning_rate, epsilon, grad_sca
                    clip_value=0.0, decay=None, operands=None, n_threads=None):
     """One Adagrad step of every param; the accumulators updated in place."""
     _run(_optim.adagrad_update, params, grads, {"accumulators": accumulators},
-         (learning_rate, epsilon), grad_scale, clip_value, decay, operands, n_threads)
+         dict(learning_rate=learning_rate, epsilon=epsilon), grad_scale, clip_value, decay,
+         operands, n_threads)
 
 
 def adadelta_update(params, grads, accumulated_grad, accumulated_delta, learning_rate, rho,
@@ -153,29 +164,31 @@ def adadelta_update(params, grads, accumulated_grad, accumulated_delta, learning
     """One Adadelta step of every param; both accumulators updated in place."""
     _run(_optim.adadelta_update, params, grads,
          {"accumulated_grad": accumulated_grad, "accumulated_delta": accumulated_delta},
-         (learning_rate, rho, epsilon), grad_scale, clip_value, decay, operands, n_threads)
+         dict(learning_rate=learning_rate, rho=rho, epsilon=epsilon), grad_scale, clip_value, decay,
+         operands, n_threads)
 
 
 def adamax_update(params, grads, m, u, learning_rate, beta_1, beta_2, epsilon, step,
                   grad_scale=None, clip_value=0.0, decay=None, operands=None, n_threads=None):
     """One Adamax step of every param; m and u updated in place."""
     _run(_optim.adamax_update, params, grads, {"m": m, "u": u},
-         (learning_rate, beta_1, beta_2, epsilon, _step(step)), grad_scale, clip_value, decay,
-         operands, n_threads)
+         dict(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+              step=_step(step)), grad_scale, clip_value, decay, operands, n_threads)
 
 
 def lion_update(params, grads, m, learning_rate, beta_1, beta_2, grad_scale=None,
                 clip_value=0.0, decay=None, operands=None, n_threads=None):
     """One Lion step of every param; m updated in place."""
-    _run(_optim.lion_update, params, grads, {"m": m}, (learning_rate, beta_1, beta_2),
-         grad_scale, clip_value, decay, operands, n_threads)
+    _run(_optim.lion_update, params, grads, {"m": m},
+         dict(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2), grad_scale, clip_value,
+         decay, operands, n_threads)
 
 
 def accumulate_gradients(accumulators, grads, mode, steps, operands=None, n_threads=None):
     """Gradient accumulation in place: mode 0 sets each accumulator to its gradient, 1 adds the
     gradient, 2 leaves the mean (accumulator + gradient) / steps."""
     n_threads = effective_n_threads(n_threads)
-    if mode not in (0, 1, 2):
+    if isinstance(mode, bool) or not isinstance(mode, numbers.Integral) or mode not in (0, 1, 2):
         raise ValueError(f"Expected mode 0, 1 or 2, received mode={mode!r}")
     _optim.accumulate_gradients(*_operands(operands, accumulators, grads), mode,
                                 positive_int(steps, "steps"), n_threads)
@@ -184,4 +197,5 @@ def accumulate_gradients(accumulators, grads, mode, steps, operands=None, n_thre
 def moving_average(averages, weights, momentum, operands=None, n_threads=None):
     """averages = momentum * averages + (1 - momentum) * weights, in place."""
     n_threads = effective_n_threads(n_threads)
-    _optim.moving_average(*_operands(operands, averages, weights), float(momentum), n_threads)
+    _optim.moving_average(*_operands(operands, averages, weights),
+                          real_number(momentum, "momentum"), n_threads)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from .._ext import reduce as _reduce
-from .checks import as_kernel_array, check_array, out_buffer
+from .checks import as_kernel_array, check_array, choice_arg, out_buffer
 from .rows import as_rows, from_rows, rows_buffer, rows_layout
 from .threads import effective_n_threads
 
@@ -43,8 +43,7 @@ def reduce_forward(op, x, axes, out=None, n_threads=None):
     """``op`` ("sum", "mean", "max" or "min") of float x over ``axes`` (sorted distinct ints),
     of the kept axes' shape; NaN wins max and min. Sums accumulate in double."""
     n_threads = effective_n_threads(n_threads)
-    if op not in REDUCTIONS:
-        raise ValueError(f"Expected op in {REDUCTIONS}, received op={op!r}")
+    choice_arg(op, REDUCTIONS, "op")
     x, axes, view, kept, shape = _operands(x, axes)
     out = out_buffer(out, shape, x.dtype, "out")
     if view.shape[1] == 0:

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .._ext import regularization as _regularization
-from .checks import as_kernel_array, check_apart, in_place
+from .checks import as_kernel_array, check_apart, in_place, real_number
 from .threads import effective_n_threads
 
 SUM_CHUNK = 16384  # elements per partial sum in sum_of_squares and sum_of_abs
@@ -14,7 +14,7 @@ def axpy(alpha, x, y, n_threads=None):
     y = in_place(y, "y")
     x = as_kernel_array(x, "x", dtype=y.dtype, shape=y.shape)
     check_apart({"y": y}, {"x": x}, may_equal={("y", "x")})
-    _regularization.axpy(x.reshape(-1), y.reshape(-1), alpha, n_threads)
+    _regularization.axpy(x.reshape(-1), y.reshape(-1), real_number(alpha, "alpha"), n_threads)
 
 
 def add_sign(alpha, x, y, n_threads=None):
@@ -23,7 +23,8 @@ def add_sign(alpha, x, y, n_threads=None):
     y = in_place(y, "y")
     x = as_kernel_array(x, "x", dtype=y.dtype, shape=y.shape)
     check_apart({"y": y}, {"x": x}, may_equal={("y", "x")})
-    _regularization.add_sign(x.reshape(-1), y.reshape(-1), alpha, n_threads)
+    _regularization.add_sign(x.reshape(-1), y.reshape(-1), real_number(alpha, "alpha"),
+                              n_threads)
 
 
 def _chunked_sum(kernel, x, n_threads):

@@ -6,19 +6,29 @@ import math
 import numbers
 
 from .._ext import remap as _remap
-from .checks import (as_kernel_array, check_apart, check_index_range, out_buffer,
-                     scatter_backward_args)
+from .checks import (as_kernel_array, check_apart, check_index_range, choice_arg, distinct_view,
+                     out_buffer, scatter_backward_args)
 from .threads import effective_n_threads
 
 
-def _index_map(index, name):
-    """A (batch, positions) int32 index map; a broadcast view stays a view. The kernels check
-    each index against the image before using it."""
+def _index_map(index, name, n, size, positions=None):
+    """A (n, positions) int32 index map of an axis of ``size`` pixels: each entry -1 (fill) or
+    in [0, size). The range is checked before the cast, which would wrap a wider integer into
+    range; a broadcast view stays a view."""
     index = np.asarray(index)
     if index.dtype.kind not in "iu":
         raise TypeError(f"Expected {name} to hold integers, received dtype {index.dtype}")
-    if index.ndim != 2:
-        raise ValueError(f"Expected {name} of rank 2 (batch, positions), received shape {index.shape}")
+    if index.ndim != 2 or index.shape[0] != n or positions not in (None, index.shape[1]):
+        expected = f"({n}, {'positions' if positions is None else positions})"
+        raise ValueError(f"Expected {name} of shape {expected} (batch, positions), received "
+                         f"shape {index.shape}")
+    check_index_range(index.shape, name)
+    values = distinct_view(index)
+    outside = (values < -1) | (values >= size)
+    if outside.any():
+        b, i = np.argwhere(outside)[0]
+        raise ValueError(f"Expected {name} to hold -1 or indices in [0, {size}): {name}[{b}, {i}] "
+                         f"= {values[b, i]} is outside [-1, {size})")
     return index.astype(np.int32, copy=False)
 
 
@@ -28,7 +38,8 @@ def remap2d_forward(x, rows, cols, fill_value=0.0, out=None, n_threads=None):
     n_threads = effective_n_threads(n_threads)
     x = as_kernel_array(x, "x", 4)
     fill_value = fill_value_arg(fill_value)
-    rows, cols = _index_map(rows, "rows"), _index_map(cols, "cols")
+    rows = _index_map(rows, "rows", x.shape[0], x.shape[1])
+    cols = _index_map(cols, "cols", x.shape[0], x.shape[2])
     shape = (x.shape[0], rows.shape[1], cols.shape[1], x.shape[3])
     check_index_range(shape, "out")
     out = out_buffer(out, shape, x.dtype, "out")
@@ -41,7 +52,8 @@ def remap2d_backward(dy, rows, cols, input_shape, out=None, n_threads=None):
     """The adjoint of remap2d_forward: each gradient goes back to the pixel it was read from."""
     n_threads = effective_n_threads(n_threads)
     input_shape, dy = scatter_backward_args(dy, input_shape)
-    rows, cols = _index_map(rows, "rows"), _index_map(cols, "cols")
+    rows = _index_map(rows, "rows", input_shape[0], input_shape[1], dy.shape[1])
+    cols = _index_map(cols, "cols", input_shape[0], input_shape[2], dy.shape[2])
     dx = out_buffer(out, input_shape, dy.dtype, "out")
     check_apart({"out": dx}, {"dy": dy, "rows": rows, "cols": cols})
     _remap.remap2d_backward(dy, rows, cols, dx, n_threads)
@@ -53,13 +65,6 @@ AFFINE_INTERPOLATIONS = ("nearest", "bilinear")
 # Transform coefficients beyond this would carry coordinates past what the kernels' int64 pixel
 # indices hold exactly; no augmentation comes near it.
 TRANSFORM_LIMIT = 1e6
-
-
-def choice_arg(value, choices, name):
-    """``value`` when it is one of the strings ``choices``, else a ValueError naming ``name``."""
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"Expected {name} in {choices}, received {name}={value!r}")
-    return value
 
 
 def fill_value_arg(value):

@@ -17,9 +17,9 @@ from typing import NamedTuple
 import numpy as np
 
 from .._ext import resize as _resize
-from .checks import (as_kernel_array, check_apart, check_index_range, input_shape_arg, memoized,
-                     out_buffer, positive_int)
-from .remap import choice_arg, fill_value_arg
+from .checks import (as_kernel_array, check_apart, check_index_range, choice_arg, input_shape_arg,
+                     memoized, out_buffer, positive_int)
+from .remap import fill_value_arg
 from .threads import effective_n_threads
 
 INTERPOLATIONS = ("bilinear", "nearest")

@@ -44,6 +44,9 @@ class CallbackList:
     on_test_* hooks and predict the on_predict_* hooks."""
 
     def __init__(self, callbacks, model, params):
+        if not isinstance(callbacks, (list, tuple)):  # an array would be unpacked row by row
+            raise TypeError(f"Expected callbacks to be a list of Callback instances, received "
+                            f"{type(callbacks).__name__}")
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
             if not isinstance(cb, Callback):

@@ -6,6 +6,7 @@ import re
 import string
 import warnings
 
+from ..arguments import one_of
 from .base import Callback, check_monitor
 
 # Longest width or precision a filepath field may ask for: a file name holds at most 255 bytes
@@ -68,10 +69,10 @@ class ModelCheckpoint(Callback):
                  save_weights_only=False, mode="auto", save_freq="epoch",
                  initial_value_threshold=None):
         super().__init__()
-        if mode not in ("auto", "min", "max"):  # Keras warns and falls back to "auto"
-            raise ValueError(f'Expected mode "auto", "min" or "max", received mode={mode!r}')
-        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int)
-                                     or save_freq < 1):
+        one_of(mode, ("auto", "min", "max"), "mode")  # Keras warns and falls back to "auto"
+        by_epoch = isinstance(save_freq, str) and save_freq == "epoch"  # no elementwise ==
+        if not by_epoch and (isinstance(save_freq, bool) or not isinstance(save_freq, int)
+                             or save_freq < 1):
             raise ValueError(f'Expected save_freq "epoch" or an int > 0, received '
                              f'save_freq={save_freq!r}')
         self.filepath = os.fspath(filepath)

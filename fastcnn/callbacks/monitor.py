@@ -4,6 +4,8 @@ import math
 import numbers
 import warnings
 
+from .._ops.checks import shown
+from ..arguments import finite_float, one_of
 from .base import Callback, check_monitor
 
 
@@ -21,8 +23,7 @@ def _monitor_op(mode, monitor, min_delta):
     """``better(current, best)``: whether current improves on best (None: nothing yet) by more
     than min_delta. Mode "auto" maximises names containing "acc" and minimises the rest."""
     check_monitor(monitor)
-    if mode not in ("auto", "min", "max"):  # Keras warns and falls back to "auto"
-        raise ValueError(f'Expected mode "auto", "min" or "max", received mode={mode!r}')
+    one_of(mode, ("auto", "min", "max"), "mode")  # Keras warns and falls back to "auto"
     if mode == "max" or (mode == "auto" and "acc" in monitor):
         return lambda current, best: best is None or current - min_delta > best
     return lambda current, best: best is None or current + min_delta < best
@@ -46,6 +47,9 @@ class EarlyStopping(Callback):
                  baseline=None, restore_best_weights=False, start_from_epoch=0):
         super().__init__()
         self.monitor = monitor
+        if finite_float(min_delta) is None:  # abs() of an array would copy it whole
+            raise ValueError(f"Expected min_delta to be a finite number, received "
+                             f"min_delta={shown(min_delta)}")
         self.min_delta = abs(min_delta)
         self.patience = patience
         self.verbose = verbose

@@ -9,6 +9,7 @@ import itertools
 
 import numpy as np
 
+from .._ops.checks import check_memory
 from ..utils.dataset import Dataset
 from ..utils.py_dataset import PyDataset
 from .batches import at_step, unpack_batch
@@ -29,7 +30,8 @@ class PyDatasetAdapter:
             num = dataset.num_batches
         except NotImplementedError as error:
             raise TypeError(str(error)) from None
-        if num is not None and (not isinstance(num, (int, np.integer)) or num < 1):
+        if num is not None and (isinstance(num, bool) or not isinstance(num, (int, np.integer))
+                                or num < 1):
             raise ValueError(f"Expected {name}'s number of batches to be a positive int or "
                              f"None (endless), received {num!r:.200}")
         self.num_batches = None if num is None else int(num)
@@ -44,10 +46,10 @@ class PyDatasetAdapter:
     def _order(self, seed, epoch, steps):
         if self.num_batches is None:  # endless: indices go on counting
             return itertools.count()
-        if self.shuffle:
-            order = np.random.default_rng([seed, epoch]).permutation(self.num_batches)
-        else:
-            order = np.arange(self.num_batches)
+        if not self.shuffle:  # a range: a count of batches may be vast, and need not be held
+            return iter(range(self.num_batches)[:steps])
+        check_memory([("the shuffled order of its batches", 8 * self.num_batches)], self.name)
+        order = np.random.default_rng([seed, epoch]).permutation(self.num_batches)
         return iter(order[:steps].tolist())
 
     def batches(self, seed, epoch, steps, start=0):

@@ -17,6 +17,7 @@ import numbers
 import numpy as np
 
 from .._ops import intensity
+from ..arguments import short_tuple
 from .base import Layer
 
 EPSILON = 1e-7  # keras.config.epsilon(): the floor of the standard deviation
@@ -28,7 +29,7 @@ def _axis_arg(axis):
         return ()
     items = (axis,) if isinstance(axis, numbers.Integral) else axis
     try:
-        items = tuple(items)
+        items = short_tuple(items, "axis")
     except TypeError:
         items = None
     if items is None or not all(isinstance(a, numbers.Integral) and not isinstance(a, bool)

@@ -18,7 +18,8 @@ import numpy as np
 
 from .._ops import intensity, remap, resize
 from .._ops.checks import INDEX_LIMIT
-from .._ops.remap import FILL_MODES, choice_arg
+from .._ops.checks import choice_arg
+from .._ops.remap import FILL_MODES
 from ..arguments import finite_float
 from .arguments import normalize_tuple
 from .base import Layer, RandomTransformLayer

@@ -1,6 +1,6 @@
 """UpSampling2D: images enlarged by whole factors through the resize kernel."""
 from .._ops import resize
-from .._ops.remap import choice_arg
+from .._ops.checks import choice_arg
 from .arguments import normalize_tuple
 from .base import Layer
 

@@ -294,7 +294,7 @@ def targets_like_outputs(y, output_shape, loss_name, dtype=np.float32):
 
 def check_axis_last(axis, loss_name):
     """Keras's ``axis`` of the cross-entropies: the classes' axis, which is the last here."""
-    if isinstance(axis, bool) or axis != -1:
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or axis != -1:
         raise ValueError(f"Expected axis=-1 for {loss_name} (the outputs' last axis holds the "
                          f"classes), received axis={axis!r}")
     return -1

@@ -18,7 +18,7 @@ from .base import (
     shape_text,
     targets_like_outputs,
 )
-from .._ops.checks import as_kernel_array, real_number
+from .._ops.checks import as_kernel_array, real_number, shown
 
 
 def _smoothed(y_true, label_smoothing, toward):
@@ -33,6 +33,9 @@ class _OneHotTargets:
 
     def check_targets(self, y, output_shape):
         output_shape = output_shape_tuple(output_shape)
+        if output_shape and output_shape[-1] == 0:  # a distribution over no classes
+            raise ValueError(f"Expected outputs with at least one class for {self.name}, "
+                             f"received output shape {shape_text(output_shape)}")
         y = np.asarray(y)
         if y.shape[1:] != output_shape:
             raise ValueError(f"Expected one-hot targets y of shape {shape_text(output_shape)} "
@@ -149,10 +152,13 @@ class CategoricalFocalCrossentropy(_OneHotTargets, _Crossentropy):
     def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(from_logits, label_smoothing, axis, reduction, name, dtype)
-        alpha = np.asarray(alpha, np.float64)
+        given = alpha
+        alpha = np.asarray(alpha)  # an int beyond int64 makes an object array, refused here
+        if alpha.dtype.kind in "iu":
+            alpha = alpha.astype(np.float64)
         if alpha.ndim > 1 or alpha.dtype.kind != "f" or not np.all(np.isfinite(alpha)):
             raise ValueError(f"Expected alpha to be a finite number or a list of them (one per "
-                             f"class), received alpha={alpha.tolist()!r:.200}")
+                             f"class), received alpha={shown(given)}")
         self.alpha = alpha.tolist()
         self.gamma = real_number(gamma, "gamma", 0)
 

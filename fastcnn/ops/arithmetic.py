@@ -7,10 +7,12 @@ back by the reduce kernel where broadcast); the other functions are single whole
 calls. Gradients of maximum and minimum go to
 the first operand at ties, as TensorFlow's do.
 """
+import numbers
+
 import numpy as np
 
 from .._ops import merge
-from .core import Op, Spec, broadcast_shapes, recordable, result_dtype
+from .core import Op, Spec, broadcast_shapes, checked_operand, recordable, result_dtype
 
 _KERNEL_DTYPES = (np.float32, np.float64)
 
@@ -126,7 +128,7 @@ _ROUND = Elementwise(np.round)
 
 @recordable
 def round(x, decimals=0):
-    if decimals != 0:
+    if isinstance(decimals, bool) or not isinstance(decimals, numbers.Integral) or decimals != 0:
         raise ValueError(f"Expected decimals=0, received decimals={decimals!r}")
     return _ROUND(x)
 
@@ -150,7 +152,7 @@ class _Clip(Op):
 def clip(x, x_min, x_max):
     """Values of ``x`` limited to [x_min, x_max] (numbers); the gradient passes where x is
     inside, bounds included."""
-    return _Clip(x_min, x_max)(x)
+    return _Clip(checked_operand(x_min), checked_operand(x_max))(x)
 
 
 class _Where(Op):

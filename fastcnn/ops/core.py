@@ -12,6 +12,8 @@ weights, and their gradients go where the planner routes every weight gradient.
 import numpy as np
 
 from .._ops import reduce as reduce_ops
+from .._ops.checks import check_memory, shown
+from ..arguments import short_tuple
 from ..engine.operation import Operation
 from ..engine.tensor import OPERATORS, KerasTensor, Node, flatten, unique_name
 from ..serialization import register_builtin
@@ -88,7 +90,7 @@ def normalize_axis(axis, ndim, name="axis"):
     if axis is None:
         return tuple(range(ndim))
     try:
-        axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+        axes = (axis,) if isinstance(axis, (int, np.integer)) else short_tuple(axis, name)
     except TypeError:
         axes = (axis,)  # refused below
     out = []
@@ -120,7 +122,7 @@ class Op:
         return [None] * len(xs)
 
     def __call__(self, *operands):
-        operands = [_checked_operand(o) for o in operands]
+        operands = [checked_operand(o) for o in operands]
         scope = current_scope()
         if any(isinstance(o, KerasTensor) for o in operands) or (
                 scope is not None and any(scope.is_weight(o) for o in operands)):
@@ -131,17 +133,27 @@ class Op:
 _INT64 = np.iinfo(np.int64)
 
 
-def _checked_operand(operand):
+def fits_in_memory(array):
+    """``array``, refused when it is a broadcast view whose values would not fit in memory as
+    the tensor it stands for: an op's result, or a gradient, is at least as large."""
+    if 0 in array.strides and array.size > 1:
+        check_memory([("its values", array.nbytes)], f"an array of shape {array.shape}")
+    return array
+
+
+def checked_operand(operand):
     """A symbolic tensor, a Python number or an array of real numbers (a nested list of
-    numbers made one); TypeError or ValueError for anything else."""
-    if isinstance(operand, (KerasTensor, np.ndarray)) and not (
-            isinstance(operand, np.ndarray) and operand.dtype.kind not in "biuf"):
+    numbers made one); TypeError or ValueError for anything else. A broadcast view must fit in
+    memory as the tensor it stands for: the op's result, or a gradient, is at least as large."""
+    if isinstance(operand, np.ndarray) and operand.dtype.kind in "biuf":
+        return fits_in_memory(operand)
+    if isinstance(operand, KerasTensor):
         return operand
     if isinstance(operand, (bool, float)):
         return operand
     if isinstance(operand, int):
         if not _INT64.min <= operand <= _INT64.max:
-            raise ValueError(f"Expected numbers within int64's range, received {operand:.3g}")
+            raise ValueError(f"Expected numbers within int64's range, received {shown(operand)}")
         return operand
     if isinstance(operand, (np.generic, list, tuple)):
         try:
@@ -295,6 +307,8 @@ def convert_to_numpy(x):
     if isinstance(x, KerasTensor):
         raise TypeError(f"A symbolic tensor ({x.name}) has no values to convert: it stands for "
                         "data while a model or layer is traced")
+    if isinstance(x, np.ndarray):
+        fits_in_memory(x)
     return np.array(x).view(np.ndarray)
 
 

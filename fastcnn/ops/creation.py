@@ -30,6 +30,10 @@ def eye(N, M=None, k=0, dtype=None):
 @recordable
 def arange(start, stop=None, step=1, dtype=None):
     """Keras's arange: int32 for int arguments, float32 for float ones, unless dtype says."""
+    for name, value in (("start", start), ("stop", stop), ("step", step)):
+        if np.ndim(value) != 0:  # NumPy would convert a whole array to find that out
+            raise TypeError(f"Expected {name} to be a number, received an array of shape "
+                            f"{np.shape(value)}")
     values = np.arange(start, stop, step)
     if dtype is None:
         dtype = "int32" if values.dtype.kind in "iu" else FLOATX

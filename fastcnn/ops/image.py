@@ -2,6 +2,7 @@
 import numpy as np
 
 from .._ops import resize as resize_ops
+from ..arguments import one_of
 from .core import Op, Spec, recordable, spec_of
 from .shape import expand_dims, squeeze
 
@@ -43,11 +44,8 @@ def resize(images, size, interpolation="bilinear", antialias=False, crop_to_aspe
     antialias=False; a single image (rank 3) is resized as a batch of one."""
     if antialias:
         raise ValueError("Expected antialias=False: fastcnn resizes without antialiasing")
-    if data_format not in (None, "channels_last"):
-        raise ValueError(f'Expected data_format "channels_last" (or None), received '
-                         f"data_format={data_format!r}")
-    if fill_mode != "constant":
-        raise ValueError(f"Expected fill_mode='constant', received fill_mode={fill_mode!r}")
+    one_of(data_format, (None, "channels_last"), "data_format")
+    one_of(fill_mode, ("constant",), "fill_mode")
     size = tuple(size) if isinstance(size, (list, tuple)) else size
     op = _Resize(size, interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio, fill_value)
     if len(spec_of(images).shape) == 3:

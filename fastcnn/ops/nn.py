@@ -26,6 +26,7 @@ from .arithmetic import (
     sqrt,
     subtract,
 )
+from ..arguments import axis_index, one_of, short_tuple
 from .core import Op, Spec, normalize_axis, recordable, spec_of
 from .reductions import mean, sum, var
 from .shape import cast, expand_dims, reshape
@@ -151,7 +152,7 @@ def one_hot(x, num_classes, axis=-1, dtype=None, sparse=False):
 def _pair(value, name):
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return (int(value), int(value))
-    value = tuple(value)
+    value = short_tuple(value, name)
     if len(value) != 2:
         raise ValueError(f"Expected {name} to be an int or a pair of ints (2-D images), "
                          f"received {name}={value!r}")
@@ -159,13 +160,9 @@ def _pair(value, name):
 
 
 def _check_format(data_format, padding):
-    if data_format not in (None, "channels_last"):
-        raise ValueError(f'Expected data_format "channels_last" (or None), received '
-                         f"data_format={data_format!r}")
+    one_of(data_format, (None, "channels_last"), "data_format")
     padding = padding.lower() if isinstance(padding, str) else padding
-    if padding not in ("valid", "same"):
-        raise ValueError(f'Expected padding "valid" or "same", received padding={padding!r}')
-    return padding
+    return one_of(padding, ("valid", "same"), "padding")
 
 
 class _Windowed(Op):
@@ -371,6 +368,7 @@ class _SoftmaxCrossEntropy(Op):
 def categorical_crossentropy(target, output, from_logits=False, axis=-1):
     """Each position's cross-entropy over ``axis``: of the softmax of logits, or of
     probabilities normalised to sum to one and clipped to [1e-7, 1 - 1e-7] as Keras does."""
+    axis = axis_index(axis)
     ndim = len(spec_of(output).shape)
     if from_logits and axis % ndim == ndim - 1:
         return _SoftmaxCrossEntropy(False)(target, output)
@@ -384,6 +382,7 @@ def categorical_crossentropy(target, output, from_logits=False, axis=-1):
 def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
     """categorical_crossentropy with integer labels (of the output's shape without ``axis``,
     or with a trailing axis of 1)."""
+    axis = axis_index(axis)
     out_shape, target_shape = spec_of(output).shape, spec_of(target).shape
     if len(target_shape) == len(out_shape) and target_shape[-1] == 1:
         target = reshape(target, target_shape[:-1])

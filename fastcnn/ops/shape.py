@@ -2,17 +2,24 @@
 the places its values came from (scatter-adds where a value is read several times)."""
 import builtins
 import numbers
+import sys
 
 import numpy as np
 
 from ..engine.tensor import KerasTensor
-from .core import Op, Spec, broadcast_shapes, normalize_axis, recordable, spec_of
+from .._ops.checks import check_memory
+from ..arguments import one_of, short_tuple
+from .core import (Op, Spec, broadcast_shapes, fits_in_memory, normalize_axis, recordable,
+                   spec_of)
 
 
 def _known(shape, what):
     if None in shape:
         raise ValueError(f"{what} needs sizes known while tracing, received shape {shape}")
     return shape
+
+
+ARRAY_OBJECT_BYTES = sys.getsizeof(np.empty(0))  # what each piece of a split costs at least
 
 
 def _index_ok(n):
@@ -70,7 +77,7 @@ def reshape(x, newshape):
 
 class _Transpose(Op):
     def __init__(self, axes):
-        self.axes = None if axes is None else tuple(axes)
+        self.axes = None if axes is None else short_tuple(axes, "axes")
 
     def _perm(self, ndim):
         perm = tuple(range(ndim))[::-1] if self.axes is None else self.axes
@@ -166,9 +173,15 @@ class _Concatenate(Op):
         return np.split(dy, bounds, axis=a)
 
 
+def _tensor_list(xs):
+    """The tensors of ``xs`` (a list, or an array whose rows are unpacked as Keras's unstacks
+    a tensor), checked before they are unpacked."""
+    return fits_in_memory(xs) if isinstance(xs, np.ndarray) else xs
+
+
 @recordable
 def concatenate(xs, axis=0):
-    return _Concatenate(axis)(*xs)
+    return _Concatenate(axis)(*_tensor_list(xs))
 
 
 class _Stack(Op):
@@ -191,7 +204,7 @@ class _Stack(Op):
 
 @recordable
 def stack(x, axis=0):
-    return _Stack(axis)(*x)
+    return _Stack(axis)(*_tensor_list(x))
 
 
 class _Split(Op):
@@ -200,11 +213,17 @@ class _Split(Op):
 
     def _bounds(self, size):
         if _index_ok(self.sections):
+            if self.sections < 1:
+                raise ValueError(f"Expected indices_or_sections to be a positive int or a list "
+                                 f"of indices, received {self.sections}")
             if size is None or size % self.sections:
                 raise ValueError(f"Expected a size divisible by {self.sections} on axis "
                                  f"{self.axis}, received {size}")
+            # An empty axis splits into any number of empty pieces: each is an array object.
+            check_memory([("the pieces", ARRAY_OBJECT_BYTES * self.sections)], "the split")
             step = size // self.sections
             return [step * i for i in range(1, self.sections)]
+        check_memory([("the pieces", ARRAY_OBJECT_BYTES * (len(self.sections) + 1))], "the split")
         return list(self.sections)
 
     def compute(self, x):
@@ -229,7 +248,7 @@ def split(x, indices_or_sections, axis=0):
 
 class _Tile(Op):
     def __init__(self, repeats):
-        self.repeats = (repeats,) if _index_ok(repeats) else tuple(repeats)
+        self.repeats = (repeats,) if _index_ok(repeats) else short_tuple(repeats, "repeats")
 
     def compute(self, x):
         return np.tile(x, self.repeats)
@@ -293,6 +312,9 @@ class _Pad(Op):
         self.pad_width, self.mode, self.constant_values = pad_width, mode, constant_values
 
     def _width(self, ndim):
+        if np.size(self.pad_width) > 2 * max(ndim, 1):  # before a conversion of a vast view
+            raise ValueError(f"Expected pad_width to hold at most one (before, after) pair per "
+                             f"axis ({ndim}), received shape {np.shape(self.pad_width)}")
         return np.broadcast_to(np.asarray(self.pad_width, np.int64), (ndim, 2))
 
     def compute(self, x):
@@ -314,9 +336,7 @@ class _Pad(Op):
 
 @recordable
 def pad(x, pad_width, mode="constant", constant_values=None):
-    if mode not in ("constant", "edge", "reflect", "symmetric"):
-        raise ValueError(f"Expected mode in ('constant', 'edge', 'reflect', 'symmetric'), "
-                         f"received mode={mode!r}")
+    one_of(mode, ("constant", "edge", "reflect", "symmetric"), "mode")
     if constant_values is not None and mode != "constant":
         raise ValueError("Expected constant_values only with mode='constant'")
     return _Pad(pad_width, mode, 0 if constant_values is None else constant_values)(x)

@@ -9,7 +9,7 @@ recorded as the ops' is.
 import numpy as np
 
 from ..engine.tensor import OPERATORS, KerasTensor
-from .core import Op, Spec, broadcast_shapes, record, spec_of
+from .core import Op, Spec, broadcast_shapes, checked_operand, record, spec_of
 from .tracing import current_scope
 
 
@@ -41,7 +41,7 @@ class Variable(np.ndarray):
         scope = current_scope()
         if isinstance(value, KerasTensor) or (scope is not None and scope.owner(self) is not None):
             return _assign_symbolic(self, value, scope)
-        self[...] = _value_of_shape(np.asarray(value), self)
+        self[...] = _value_of_shape(np.asarray(checked_operand(value)), self)
         return self
 
     def assign_add(self, value):

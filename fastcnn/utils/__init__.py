@@ -1,11 +1,13 @@
 """Keras's utilities that scripts reach for: to_categorical, set_random_seed, clear_session,
 PyDataset, and the image files and folders (load_img, save_img, image_dataset_from_directory...)."""
 import itertools
+import numbers
 import random as _py_random
 
 import numpy as np
 
 from .. import random as _random
+from .._ops.checks import check_memory, shown
 from ..engine import tensor as _tensor
 from ..layers import base as _layer_base
 from ..layers import input_layer as _input_layer
@@ -33,6 +35,7 @@ def clear_session(free_memory=True):
 def to_categorical(y, num_classes=None, dtype="float32"):
     """One-hot encode integer labels: (N,) or (N, 1) -> (N, num_classes)."""
     y = np.asarray(y)
+    check_memory([("the labels as int64", 8 * y.size)], "y")  # a broadcast view can be vast
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
@@ -44,6 +47,10 @@ def to_categorical(y, num_classes=None, dtype="float32"):
     top = int(y.max()) + 1 if y.size else 0
     if num_classes is None:
         num_classes = top
+    elif isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) \
+            or num_classes < 0:
+        raise ValueError(f"Expected num_classes to be None or an int >= 0, received "
+                         f"num_classes={shown(num_classes)}")
     elif top > num_classes:
         raise ValueError(f"Expected labels below num_classes={num_classes}, received {top - 1}")
     out = np.zeros((*y.shape, num_classes), dtype=dtype)

@@ -24,9 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .._ops import resize
-from .._ops.checks import positive_int
-from .._ops.remap import choice_arg
+from .._ops.checks import choice_arg, positive_int
 from .._ops.threads import effective_n_threads
+from ..arguments import one_of
 from .dataset import Dataset, _row
 from .image_utils import COLOR_MODES, data_format_arg, decode_file
 
@@ -275,12 +275,11 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
       centred in zeros (tf.image.resize_with_pad, as Keras's TensorFlow pipeline does).
     """
     directory = os.fspath(directory)
-    if not (labels in ("inferred", None) or isinstance(labels, (list, tuple, np.ndarray))):
+    if not (labels is None or isinstance(labels, (list, tuple, np.ndarray))
+            or isinstance(labels, str) and labels == "inferred"):  # no elementwise ==
         raise ValueError(f"Expected labels to be \"inferred\", None or a list of ints, received "
                          f"labels={labels!r:.200}")
-    if label_mode not in LABEL_MODES:
-        raise ValueError(f"Expected label_mode in {LABEL_MODES}, received "
-                         f"label_mode={label_mode!r}")
+    one_of(label_mode, LABEL_MODES, "label_mode")
     if labels is None or label_mode is None:
         labels, label_mode = None, None
     choice_arg(color_mode, tuple(COLOR_MODES), "color_mode")

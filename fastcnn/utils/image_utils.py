@@ -11,8 +11,8 @@ import warnings
 
 import numpy as np
 
-from .._ops.checks import positive_int
-from .._ops.remap import choice_arg
+from .._ops.checks import check_memory, positive_int
+from .._ops.checks import choice_arg
 
 COLOR_MODES = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -37,8 +37,11 @@ def data_format_arg(data_format):
 
 def _as_array(x, dtype, name):
     """``x`` as a NumPy array of ``dtype`` (float32 for None), or a ValueError/TypeError."""
+    dtype = np.float32 if dtype is None else dtype
+    if isinstance(x, np.ndarray):  # a broadcast view's copy can be far larger than it
+        check_memory([(f"{name} as an array", x.size * np.dtype(dtype).itemsize)], name)
     try:
-        return np.array(x, dtype=np.float32 if dtype is None else dtype)
+        return np.array(x, dtype=dtype)
     except OverflowError:
         raise ValueError(f"Expected {name} to hold values that fit the dtype, received "
                          f"{x!r:.100}") from None

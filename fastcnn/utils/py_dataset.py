@@ -68,8 +68,10 @@ class PyDataset:
 
     @property
     def num_batches(self):
-        """The number of batches in one epoch, or None for an endless dataset."""
-        return len(self)
+        """The number of batches in one epoch, or None for an endless dataset. ``__len__`` is
+        called directly: ``len()`` would raise its own errors on a count that is not an int
+        or that it cannot hold, before the adapter can name the dataset."""
+        return self.__len__()
 
     def on_epoch_begin(self):
         """Called before each pass over the dataset."""

@@ -4,7 +4,7 @@ arguments in child processes.
 
     python tests/api/fuzz.py --calls 10000 [--seed 0] [--per-child 1000]
     python tests/api/fuzz.py --replay 1234 [--seed 0]     # rerun one call here, with a traceback
-    python tests/api/fuzz.py --only op_call              # or layer_call, model_call, misc_call
+    python tests/api/fuzz.py --only op_call   # or layer_call, model_call, misc_call, source_call
     python tests/api/fuzz.py --only crash_call --calls 9  # check that crashes are caught
     python tests/api/fuzz.py --calls 10000 --memory-limit 2  # children under 2 GiB of memory
     python tests/api/fuzz.py --only public_call --under fastcnn.metrics  # one module's names
@@ -18,8 +18,10 @@ Outcomes:
 - internal: an exception raised inside fastcnn other than ValueError, TypeError or one of the
   library's documented errors: OSError (FileExistsError for overwrite=False among them), a
   RuntimeError or NotImplementedError with a message ("not compiled", "already training", a
-  subclassed model without get_config saved whole), ImportError (a missing optional extra), and
-  the IndexError of Sequential.pop on an empty model (a list's pop). Anything else (IndexError,
+  subclassed model without get_config saved whole), ImportError (a missing optional extra),
+  data_adapters.StepError (a data source's own code failed while making a batch; the message
+  names the step and the error), and the IndexError of Sequential.pop on an empty model (a
+  list's pop). Anything else (IndexError,
   AttributeError, KeyError, ZeroDivisionError, OverflowError, RecursionError, ...) is a finding.
 - kernel-level: a ValueError/TypeError that only the Cython kernel caught (Cython's own buffer
   checks, say), which means the ops room (fastcnn._ops) let it through. Safe, but worth a check
@@ -51,7 +53,7 @@ import numpy as np
 from fuzz_api_calls import layer_call, misc_call, model_call
 from fuzz_op_calls import op_call
 import fuzz_public_calls
-from fuzz_public_calls import graph_call, public_call
+from fuzz_public_calls import graph_call, public_call, source_call
 from fuzz_values import Gen
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -67,9 +69,10 @@ def crash_call(g):
 
 
 TARGETS = [(op_call, 0.3), (layer_call, 0.15), (model_call, 0.15), (misc_call, 0.03),
-           (public_call, 0.22), (graph_call, 0.15)]
+           (public_call, 0.22), (graph_call, 0.15), (source_call, 0.05)]
 BUILDERS = {builder.__name__: builder for builder in (op_call, layer_call, model_call, misc_call,
-                                                      public_call, graph_call, crash_call)}
+                                                      public_call, graph_call, source_call,
+                                                      crash_call)}
 
 
 def make_call(seed, index, tmpdir, only=None):
@@ -97,7 +100,8 @@ def classify(exc):
     where = f"{name}:{last.lineno}"
     if isinstance(exc, MemoryError):
         return "memory", where
-    acceptable = isinstance(exc, (ValueError, TypeError, OSError, ImportError)) or (
+    from fastcnn.data_adapters import StepError
+    acceptable = isinstance(exc, (ValueError, TypeError, OSError, ImportError, StepError)) or (
         type(exc) in (RuntimeError, NotImplementedError) and str(exc)) or (
         type(exc) is IndexError and last.filename.endswith(os.path.join("models", "sequential.py"))
         and last.name == "pop")

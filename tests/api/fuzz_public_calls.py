@@ -403,3 +403,83 @@ def graph_call(g):
     if method == "pop" and kind != "sequential":
         return text, lambda: None
     return text, run
+
+
+def junk_batch(g, n):
+    """One batch a data source might serve: valid (x, y), or one part of it made wrong."""
+    x, y = g.array((n, 6, 6, 2)), np.eye(3, dtype=np.float32)[g.labels(n, 3)]
+    return g.choice([
+        lambda: (x, y), lambda: (x, y), lambda: (x, y, g.array((n,))), lambda: x,
+        lambda: (x,), lambda: [x, y], lambda: (x, y, None), lambda: (x, y, g.array((n,)), x),
+        lambda: (), lambda: None, lambda: "batch", lambda: {"a": x}, lambda: (g.mutate(x), y),
+        lambda: (x, g.mutate(y)), lambda: (x, y, g.mutate(g.array((n,)))),
+        lambda: (x[:0], y[:0]), lambda: (x, y[:max(0, n - 1)]), lambda: (hostile(g), y),
+        lambda: (x, hostile(g)), lambda: (x, y, hostile(g)), lambda: hostile(g),
+        lambda: (g.array((n, 3, 3, 2)), y), lambda: (np.asarray(x, np.float64), y.astype(np.int64)),
+    ])()
+
+
+class HostileSource:
+    """A data source made lazily (fastcnn is imported in the child): a PyDataset whose
+    __len__ may lie (more batches than it holds, none, a negative or absurd count, not an int)
+    and whose batches may be junk, or a generator yielding junk."""
+
+    @staticmethod
+    def make(g, kind, n_batches, n):
+        from fastcnn.utils import PyDataset
+        batches = [junk_batch(g, n) if g.chance(0.3) else
+                   (g.array((n, 6, 6, 2)), np.eye(3, dtype=np.float32)[g.labels(n, 3)])
+                   for _ in range(n_batches)]
+        length = g.choice([n_batches, n_batches, n_batches + 2, 0, -1, 2**63, 1.5, "3", None,
+                           np.int64(n_batches), True])
+
+        if kind == "generator":
+            def generate():
+                yield from batches
+            return generate()
+        if kind == "iterable":
+            return iter(batches)
+
+        class Lying(PyDataset):
+            def __len__(self):
+                return length
+
+            def __getitem__(self, index):
+                # Slicing past the end, as a real dataset's arrays would: empty batches
+                return batches[index] if index < len(batches) else tuple(
+                    b[:0] for b in batches[0]) if isinstance(batches[0], tuple) else batches[0]
+
+        return Lying(**g.choice([{}, {}, {"workers": 2}, {"max_queue_size": 1}]))
+
+
+def source_call(g):
+    """fit, evaluate or predict of a small model on a hostile data source (see HostileSource),
+    with steps_per_epoch, steps, validation data and class weights sometimes set."""
+    import fastcnn
+    kind = g.choice(["pydataset", "pydataset", "generator", "iterable"])
+    method = g.choice(["fit", "fit", "evaluate", "predict"])
+    n_batches, n = g.choice([0, 1, 2, 3, 4]), g.choice([0, 1, 2, 3, 3])
+    steps = g.choice([None] * 6 + [1, 2, n_batches + 3, 0, -1, 1.5, 2**63])
+    validation = g.choice([None, None, "source", "arrays"])
+    class_weight = g.choice([None] * 4 + [{0: 1.0, 1: 2.0, 2: 0.5}, {5: 1.0}, {0: math.nan}])
+    text = (f"{method} on a {kind} of {n_batches} batches of {n} (seed-drawn junk), steps={steps!r}, "
+            f"validation={validation}, class_weight={class_weight!r}")
+
+    def run():
+        # one input and one output, so that the batches' structure is not what is refused
+        model = random_sequential(g)
+        model.compile(g.choice(["sgd", "adam"]), loss="categorical_crossentropy",
+                      metrics=["accuracy"])
+        source = HostileSource.make(g, kind, n_batches, n)
+        if method == "fit":
+            kwargs = {"steps_per_epoch": steps, "class_weight": class_weight}
+            if validation == "source":
+                kwargs["validation_data"] = HostileSource.make(g, kind, n_batches, n)
+            elif validation == "arrays":
+                kwargs["validation_data"] = (g.array((2, 6, 6, 2)), np.eye(3, dtype=np.float32)[:2])
+            model.fit(source, epochs=g.int(1, 2), verbose=0, **kwargs)
+        elif method == "evaluate":
+            model.evaluate(source, steps=steps, verbose=0)
+        else:
+            model.predict(source, steps=steps, verbose=0)
+    return text, run
