@@ -8,7 +8,7 @@ import pytest
 import fastcnn
 from fastcnn import layers, ops
 from fastcnn.saving import register_keras_serializable
-from tests.conftest import check_weight_gradients, reloaded
+from conftest import check_weight_gradients, reloaded
 
 
 @register_keras_serializable(package="ops_tests")
@@ -236,7 +236,7 @@ def test_custom_loss_gradient_matches_finite_differences():
     want = np.where(error < 1, 0.5 * error ** 2, error - 0.5).sum(-1)
     np.testing.assert_allclose(per_sample, want, rtol=1e-12)
 
-    from tests.conftest import numeric_grad
+    from conftest import numeric_grad
 
     def mean_loss():
         e = np.abs(y_true - y_pred)

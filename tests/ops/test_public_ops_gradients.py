@@ -5,7 +5,7 @@ import pytest
 
 from fastcnn import ops
 from fastcnn.ops.function import Function
-from tests.conftest import numeric_grad
+from conftest import numeric_grad
 
 
 def check_gradients(fn, *arrays, wrt=None, rtol=1e-6, atol=1e-8, eps=1e-6, seed=0):
