@@ -1,11 +1,13 @@
 """The processes of a run: their ranks, and the exception hook that stops them all when one
 fails."""
 import sys
+import time
 
 from mpi4py import MPI
 
 _local = None
 _previous_hook = None
+_ABORT_GRACE_SECONDS = 1.0
 
 
 def rank():
@@ -45,6 +47,9 @@ def _abort(kind, value, traceback):
     sys.stderr.write(f"fastcnn.distributed: rank {rank()} of {size()} failed with "
                      f"{kind.__name__}; aborting all ranks\n")
     sys.stderr.flush()
+    # mpiexec's proxies forward a rank's output on their own schedule, and an Abort ends them
+    # at once: the pause lets the traceback reach the user before it does.
+    time.sleep(_ABORT_GRACE_SECONDS)
     MPI.COMM_WORLD.Abort(1)
 
 
