@@ -359,7 +359,8 @@ class Trainer:
             total += o.weight * value
             if o.resolved:
                 # Metrics read probabilities: a softmax the loss took as logits is applied here.
-                probs = (activation_ops.activation_forward("softmax", out)
+                probs = (activation_ops.activation_forward(
+                             "softmax", out, out=work.get(("probs", k), out.shape, out.dtype))
                          if execution.logits_outputs[k] else out)
                 for m in o.resolved:
                     m.update_state(y, probs)
