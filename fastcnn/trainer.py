@@ -638,10 +638,7 @@ class Trainer:
         logs = self._logs(self._evaluate_source(source, steps, cbs, bar), source.outputs)
         if bar:
             bar.finish(logs)
-        if return_dict:
-            return logs
-        ordered = [logs["loss"]] + [v for k, v in logs.items() if k != "loss"]
-        return ordered if len(ordered) > 1 else ordered[0]
+        return self._batch_result(logs, return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """The model's outputs for x (probabilities after a softmax), batch by batch: an array,
@@ -718,6 +715,8 @@ class Trainer:
         return source, (xs, adapter.ys, weights)
 
     def _batch_result(self, logs, return_dict):
+        """logs as evaluate and the *_on_batch methods return them: the dict with
+        ``return_dict``, else the loss, or [loss, *metrics] when there is more."""
         if return_dict:
             return logs
         ordered = [logs["loss"]] + [v for k, v in logs.items() if k != "loss"]
