@@ -1,20 +1,15 @@
 """Keras's metrics: stateful objects (``update_state``, ``result``, ``reset_state``) with Keras's
 names and string aliases, found by ``get`` and, for ``compile``, by ``resolve``.
-
-``binary_accuracy``, ``categorical_accuracy``, ``sparse_categorical_accuracy`` and
-``resolve_accuracy`` here are the (correct, total) counts the training loop still sums (see
-``counts``); Keras's per-prediction functions of those names live in ``metrics.accuracy_metrics``.
 """
 from .accuracy_metrics import (Accuracy, BinaryAccuracy, CategoricalAccuracy,
                                SparseCategoricalAccuracy, SparseTopKCategoricalAccuracy,
-                               TopKCategoricalAccuracy, accuracy,
+                               TopKCategoricalAccuracy, accuracy, binary_accuracy,
+                               categorical_accuracy, sparse_categorical_accuracy,
                                sparse_top_k_categorical_accuracy, top_k_categorical_accuracy)
 from .base import Mean, MeanMetricWrapper, Metric, Sum, Variable
 from .confusion import (AUC, FalseNegatives, FalsePositives, Precision, PrecisionAtRecall, Recall,
                         RecallAtPrecision, SensitivityAtSpecificity, SpecificityAtSensitivity,
                         TrueNegatives, TruePositives)
-from .counts import (binary_accuracy, categorical_accuracy, resolve_accuracy,
-                     sparse_categorical_accuracy)
 from .fscore import F1Score, FBetaScore
 from .iou import BinaryIoU, IoU, MeanIoU, OneHotIoU, OneHotMeanIoU
 from .loss_metrics import (BinaryCrossentropy, CategoricalCrossentropy, CategoricalHinge,
@@ -38,6 +33,6 @@ __all__ = ["AUC", "Accuracy", "BinaryAccuracy", "BinaryCrossentropy", "BinaryIoU
            "TopKCategoricalAccuracy", "TrueNegatives", "TruePositives", "Variable", "accuracy",
            "binary_accuracy", "categorical_accuracy", "cosine_similarity", "deserialize", "get",
            "mean_absolute_error", "mean_absolute_percentage_error", "mean_squared_error",
-           "mean_squared_logarithmic_error", "resolve", "resolve_accuracy", "serialize",
+           "mean_squared_logarithmic_error", "resolve", "serialize",
            "sparse_categorical_accuracy", "sparse_top_k_categorical_accuracy",
            "top_k_categorical_accuracy"]

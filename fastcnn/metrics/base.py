@@ -235,12 +235,12 @@ def samplewise(values, sample_weight):
     value and weight are then the means of those products and of its weights, so that
     sum(values) / sum(weights) is the weighted mean over every position.
     """
-    values = real_array(values, "values").astype(np.float64)
+    values = real_array(values, "values").astype(np.float64, copy=False)
     if sample_weight is None:
         if values.ndim > 1:
             values = values.reshape(len(values), -1).mean(axis=1)
         return values.reshape(-1), np.ones(values.size)
-    weights = real_array(sample_weight, "sample_weight").astype(np.float64)
+    weights = real_array(sample_weight, "sample_weight").astype(np.float64, copy=False)
     values, weights = same_rank(values, weights)
     if values.ndim > weights.ndim:
         values = values.mean(axis=tuple(range(weights.ndim, values.ndim)))
@@ -287,7 +287,7 @@ class Sum(Metric):
         self.total = 0.0
 
     def update_state(self, values, sample_weight=None):
-        values = real_array(values, "values").astype(np.float64)
+        values = real_array(values, "values").astype(np.float64, copy=False)
         if sample_weight is not None:
             values, weights = same_rank(values, real_array(sample_weight, "sample_weight"))
             values = values * broadcast_weights(weights, values.shape)

@@ -45,7 +45,7 @@ class FBetaScore(Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true, y_pred = real_pair(y_true, y_pred)
-        y_true = y_true.astype(np.float64)
+        y_true = y_true.astype(np.float64, copy=False)
         if y_pred.ndim != 2 or y_true.shape != y_pred.shape:
             raise ValueError(f"Expected y_true and y_pred of one shape (samples, classes) for "
                              f"{self.name}, received {y_true.shape} and {y_pred.shape}")
@@ -55,7 +55,7 @@ class FBetaScore(Metric):
             predicted = y_pred > self.threshold
         predicted = predicted.astype(np.float64)
         if sample_weight is not None:
-            weight = real_array(sample_weight, "sample_weight").astype(np.float64)
+            weight = real_array(sample_weight, "sample_weight").astype(np.float64, copy=False)
             if weight.shape not in ((len(y_pred),), (len(y_pred), 1)):
                 raise ValueError(f"Expected sample_weight of shape ({len(y_pred)},), one per "
                                  f"sample, received shape {weight.shape}")

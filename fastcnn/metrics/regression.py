@@ -17,7 +17,7 @@ def _pair(y_true, y_pred, fn):
     if y_true.shape != y_pred.shape:
         raise ValueError(f"Expected targets of shape {y_pred.shape} for {fn}, received shape "
                          f"{y_true.shape}")
-    return y_true.astype(np.float64), y_pred.astype(np.float64)
+    return y_true.astype(np.float64, copy=False), y_pred.astype(np.float64, copy=False)
 
 
 def mean_squared_error(y_true, y_pred):
@@ -127,12 +127,12 @@ class R2Score(Metric):
         self.num_samples = 0
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true, y_pred = (a.astype(np.float64) for a in real_pair(y_true, y_pred))
+        y_true, y_pred = (a.astype(np.float64, copy=False) for a in real_pair(y_true, y_pred))
         if y_pred.ndim != 2 or y_true.shape != y_pred.shape:
             raise ValueError(f"Expected y_true and y_pred of one shape (samples, outputs) for "
                              f"{self.name}, received {y_true.shape} and {y_pred.shape}")
         weight = np.ones(1) if sample_weight is None else \
-            real_array(sample_weight, "sample_weight").astype(np.float64)
+            real_array(sample_weight, "sample_weight").astype(np.float64, copy=False)
         if weight.ndim == 1 and sample_weight is not None:
             weight = weight[:, None]
         try:

@@ -335,12 +335,14 @@ def threshold_of(metric):
     (losses.BinaryCrossentropy(), (1,), (1,), "binary"),
     (losses.MeanSquaredError(), (1,), (1,), "binary"),          # one unit, whatever the loss
     (losses.BinaryCrossentropy(), (5,), (5,), "binary"),        # multi-label
+    (losses.BinaryCrossentropy(), (8, 8, 1), (8, 8, 1), "binary"),
     (losses.BinaryCrossentropy(), (8, 8, 3), (8, 8, 3), "binary"),
     (losses.MeanSquaredError(), (8, 8, 1), (8, 8, 1), "binary"),  # per-pixel masks
     (losses.BinaryCrossentropy(from_logits=True), (4,), (4,), "binary"),
     (losses.SparseCategoricalCrossentropy(), (10,), (), "sparse"),
     (losses.SparseCategoricalCrossentropy(), (10,), (1,), "sparse"),
     (losses.SparseCategoricalCrossentropy(from_logits=True), (8, 8, 4), (8, 8), "sparse"),
+    (losses.SparseCategoricalCrossentropy(), (8, 8, 4), (8, 8, 1), "sparse"),
     (losses.MulticlassHinge(), (10,), (), "sparse"),
     (losses.CategoricalCrossentropy(), (10,), (10,), "categorical"),
     (losses.CategoricalCrossentropy(from_logits=True), (8, 8, 4), (8, 8, 4), "categorical"),
@@ -362,6 +364,19 @@ def test_resolve_picks_the_variant_and_keeps_the_name(loss, output_shape, target
                 "sparse": metrics.SparseCategoricalCrossentropy,
                 "categorical": metrics.CategoricalCrossentropy}[kind]
         assert type(metric) is want and metric.loss.from_logits == loss.from_logits
+
+
+def test_resolved_accuracy_takes_the_checked_targets(rng):
+    """The shapes given to resolve are those check_targets returns, the arrays the resolved
+    metric then takes: its value matches the argmax formula."""
+    y_pred = rng.random((3, 4, 5, 6))
+    labels = rng.integers(0, 6, (3, 4, 5, 1))
+    for loss, y in [(losses.SparseCategoricalCrossentropy(), labels),
+                    (losses.CategoricalCrossentropy(), np.eye(6)[labels[..., 0]])]:
+        checked = loss.check_targets(y, y_pred.shape[1:])
+        metric = metrics.resolve("accuracy", loss, y_pred.shape[1:], checked.shape[1:])
+        assert metric(checked, y_pred) == pytest.approx(
+            np.count_nonzero(y_pred.argmax(axis=-1) == labels[..., 0]) / 60)
 
 
 def test_resolve_names_other_metrics_as_written():

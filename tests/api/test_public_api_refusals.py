@@ -97,12 +97,12 @@ def test_fit_refuses_no_targets_for_an_output_with_a_loss():
 def test_resolve_accuracy_refuses_a_loss_name():
     """The model's Loss object, not its name (an AttributeError once)."""
     with pytest.raises(TypeError, match="loss"):
-        metrics.resolve_accuracy("categorical_hinge", (3,), (3,))
+        metrics.resolve("accuracy", "categorical_hinge", (3,), (3,))
 
 
 def test_resolve_accuracy_refuses_a_shape_without_axes():
     with pytest.raises(ValueError, match="output_shape"):
-        metrics.resolve_accuracy(fastcnn.losses.get("mse"), (), (3,))
+        metrics.resolve("accuracy", fastcnn.losses.get("mse"), (), (3,))
 
 
 @pytest.mark.parametrize("shape", [(10**400,), (2**31, 2), (-1, 3)])
