@@ -251,6 +251,7 @@ INITIALIZERS = {"constant": Constant, "glorot_normal": GlorotNormal,
                 "variance_scaling": VarianceScaling, "zeros": Zeros}
 ALIASES = {**{cls.__name__: cls for cls in CLASSES}, "normal": RandomNormal,
            "uniform": RandomUniform, "one": Ones, "zero": Zeros}
+NAMES = {**INITIALIZERS, **ALIASES}  # every name get() accepts
 
 
 def serialize(initializer):
@@ -269,8 +270,8 @@ def get(identifier):
     returned as it is and called as Keras calls it, ``fn(shape, dtype=...)``."""
     if isinstance(identifier, Initializer):
         return identifier
-    if isinstance(identifier, str) and identifier in {**INITIALIZERS, **ALIASES}:
-        return {**INITIALIZERS, **ALIASES}[identifier]()
+    if isinstance(identifier, str) and identifier in NAMES:
+        return NAMES[identifier]()
     if isinstance(identifier, dict) and identifier.get("class_name") in ALIASES:
         return deserialize(identifier)
     if callable(identifier) and not isinstance(identifier, type):

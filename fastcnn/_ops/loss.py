@@ -130,7 +130,7 @@ def categorical_focal_crossentropy(y_pred, target, grad_scale, alpha=0.25, gamma
     """Per-row focal cross-entropy; ``alpha`` is one number or one per class (K,)."""
     gamma = real_number(gamma, "gamma", 0)
     scores = _scores(y_pred, "y_pred")
-    alpha = np.asarray(alpha, np.float64)
+    alpha = np.asarray(alpha)  # its kind checked before the cast to the scores' dtype
     if alpha.ndim > 1 or (alpha.ndim == 1 and alpha.shape != scores.shape[1:]) or \
             alpha.dtype.kind not in "iuf" or not np.all(np.isfinite(alpha)):
         raise ValueError(f"Expected alpha to be a finite number or one per class "

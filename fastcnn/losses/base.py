@@ -172,9 +172,10 @@ class Loss(Configurable):
                              y_true.reshape(n_values, *y_true.shape[y_pred.ndim - 1:]),
                              logits, grad.reshape(n_values, k), values, scale)
         values = values.reshape(n, *positions)
-        if weights is not None:
-            values *= weights.astype(values.dtype)
-            grad *= weights.astype(grad.dtype)[..., None]
+        if weights is not None:  # cast once (values and grad share y_pred's dtype)
+            weights = weights.astype(values.dtype, copy=False)
+            values *= weights
+            grad *= weights[..., None]
         return values, divisor
 
     def _mask(self, y_true):
@@ -224,7 +225,7 @@ def _sample_weights(sample_weight, n, positions):
     w = check_array(sample_weight, "sample_weight")
     if w.dtype.kind not in "iuf" or not np.all(np.isfinite(w)):
         raise ValueError("Expected sample_weight of finite numbers")
-    w = w.astype(np.float64)
+    w = w.astype(np.float64, copy=False)
     if w.ndim and w.shape[-1] == 1 and w.shape[:-1] in ((n,), (n, *positions)):
         w = w[..., 0]
     if w.shape == (n,):

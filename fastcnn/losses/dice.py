@@ -55,7 +55,7 @@ class Dice(RawOutputLoss):
         loss = np.empty(1, y_pred.dtype)
         loss_ops.dice(y_pred.reshape(1, -1), y_true.reshape(1, -1), factor,
                       grad=grad.reshape(1, -1), loss=loss)
-        values = loss[0] if weights is None else (loss[0] * weights).astype(y_pred.dtype)
+        values = loss[0] if weights is None else loss[0] * weights
         return np.asarray(values, y_pred.dtype), divisor
 
     def _row_losses(self, y_pred, y_true, logits, grad, loss, grad_scale):
