@@ -46,14 +46,14 @@ class Optimizer:
         self.name = name or type(self).__name__.lower()
         # Calls of apply; with gradient accumulation, iterations counts the updates among them.
         self._iterations = 0
-        self.weight_decay = _optional_number(weight_decay, "weight_decay", 0)
+        self.weight_decay = _optional_number(weight_decay, "weight_decay", allow_zero=True)
         clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
         given = {k: v for k, v in clips.items() if v is not None}
         if len(given) > 1:
             raise ValueError(f"Expected at most one of clipnorm, clipvalue and global_clipnorm, "
                              f"received {given}")
         for key, value in clips.items():
-            setattr(self, key, _optional_number(value, key, 0))
+            setattr(self, key, _optional_number(value, key))
         self.use_ema = bool(use_ema)
         if finite_float(ema_momentum) is None or not 0 <= ema_momentum <= 1:
             raise ValueError(f"Expected ema_momentum in [0, 1], received "
@@ -272,14 +272,14 @@ def _clip_factor(norm, clip):
     return clip / max(norm, clip)
 
 
-def _optional_number(value, name, lower):
-    """None, or a finite float > lower (weight_decay also takes lower itself)."""
+def _optional_number(value, name, allow_zero=False):
+    """None, or a finite float > 0 (>= 0 with allow_zero)."""
     if value is None:
         return None
     number = finite_float(value)
-    if number is None or number < lower or (number == lower and name != "weight_decay"):
-        relation = ">=" if name == "weight_decay" else ">"
-        raise ValueError(f"Expected {name} {relation} {lower} or None, received {name}={value!r}")
+    if number is None or number < 0 or (number == 0 and not allow_zero):
+        relation = ">=" if allow_zero else ">"
+        raise ValueError(f"Expected {name} {relation} 0 or None, received {name}={value!r}")
     return number
 
 
