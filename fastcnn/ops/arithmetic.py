@@ -12,16 +12,22 @@ import numbers
 import numpy as np
 
 from .._ops import merge
-from .core import Op, Spec, broadcast_shapes, checked_operand, recordable, result_dtype
-
-_KERNEL_DTYPES = (np.float32, np.float64)
+from .core import (
+    KERNEL_DTYPES,
+    Op,
+    Spec,
+    broadcast_shapes,
+    checked_operand,
+    recordable,
+    result_dtype,
+)
 
 
 def _kernel_operands(xs):
     """The operands as arrays of their common float dtype when the merge kernels can take
     them (every operand floating, or a Python number), else None."""
     dtype = np.result_type(*xs)
-    if dtype not in _KERNEL_DTYPES:
+    if dtype not in KERNEL_DTYPES:
         return None
     return [np.asarray(x, dtype) for x in xs]
 
@@ -50,7 +56,7 @@ class Elementwise(Op):
         if self.grad is None:
             return [None] * len(xs)
         if self.kernel is not None and self.kernel not in ("add", "subtract") \
-                and dy.dtype in _KERNEL_DTYPES:
+                and dy.dtype in KERNEL_DTYPES:
             arrays = _kernel_operands(xs)
             if arrays is not None:
                 return [merge.elementwise_backward(self.kernel, dy, arrays, i) if needed[i]

@@ -21,6 +21,20 @@ from .recording import FUNCTIONS, Replay, current_call, encode, recordable
 from .tracing import current_scope
 
 FLOAT_KINDS = "fc"
+KERNEL_DTYPES = (np.float32, np.float64)  # the dtypes the Cython kernels run in
+
+
+def float_dtype(dtype):
+    """``dtype`` if the kernels run in it, else float32."""
+    dtype = np.dtype(dtype)
+    return dtype if dtype in KERNEL_DTYPES else np.dtype(np.float32)
+
+
+def floating(x):
+    """``x`` as an array of a kernel dtype (float32 unless it is float32 or float64)."""
+    x = np.asarray(x)
+    return x if x.dtype in KERNEL_DTYPES else x.astype(np.float32)
+
 
 class Spec:
     """What an op knows of a symbolic operand, or of a constant: shape (None where unknown)
@@ -80,7 +94,7 @@ def unbroadcast(grad, shape):
                                       if d == 1 and grad.shape[lead + i] != 1)
     if not axes:
         return grad.reshape(shape)
-    if grad.dtype in (np.float32, np.float64) and grad.size:
+    if grad.dtype in KERNEL_DTYPES and grad.size:
         return reduce_ops.reduce_forward("sum", grad, axes).reshape(shape)
     return grad.sum(axis=axes).reshape(shape)
 

@@ -3,7 +3,7 @@ import numpy as np
 
 from .._ops import resize as resize_ops
 from ..arguments import one_of
-from .core import Op, Spec, recordable, spec_of
+from .core import Op, Spec, float_dtype, floating, recordable, spec_of
 from .shape import expand_dims, squeeze
 
 
@@ -18,11 +18,8 @@ class _Resize(Op):
                 "pad_to_aspect_ratio": self.pad}
 
     def compute(self, images):
-        images = np.asarray(images)
-        if images.dtype not in (np.float32, np.float64):
-            images = images.astype(np.float32)
-        return resize_ops.resize2d_forward(images, self.size, fill_value=self.fill_value,
-                                           **self._args())
+        return resize_ops.resize2d_forward(floating(images), self.size,
+                                           fill_value=self.fill_value, **self._args())
 
     def spec(self, images):
         if len(images.shape) != 4 or None in images.shape[1:]:
@@ -30,8 +27,8 @@ class _Resize(Op):
                              f"the sizes but the batch known, received shape {images.shape}")
         rows, cols = resize_ops.resize_maps(images.shape[1:3], self.size, self.interpolation,
                                             self.crop, self.pad)
-        dtype = images.dtype if images.dtype in (np.float32, np.float64) else np.float32
-        return Spec((images.shape[0], len(rows.taps), len(cols.taps), images.shape[3]), dtype)
+        return Spec((images.shape[0], len(rows.taps), len(cols.taps), images.shape[3]),
+                    float_dtype(images.dtype))
 
     def gradients(self, dy, xs, y, needed):
         return [resize_ops.resize2d_backward(dy, np.shape(xs[0]), self.size, **self._args())]

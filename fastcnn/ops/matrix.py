@@ -9,6 +9,7 @@ import numpy as np
 from .._ops import dense
 from .arithmetic import multiply
 from .core import (
+    KERNEL_DTYPES,
     Op,
     Spec,
     broadcast_shapes,
@@ -18,11 +19,9 @@ from .core import (
     unbroadcast,
 )
 
-_KERNEL_DTYPES = (np.float32, np.float64)
-
 
 def _dense_pair(a, b):
-    return (a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype and a.dtype in _KERNEL_DTYPES
+    return (a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype and a.dtype in KERNEL_DTYPES
             and a.size and b.size)
 
 

@@ -27,21 +27,11 @@ from .arithmetic import (
     subtract,
 )
 from ..arguments import axis_index, one_of, short_tuple
-from .core import Op, Spec, normalize_axis, recordable, spec_of
+from .core import Op, Spec, float_dtype, floating, normalize_axis, recordable, spec_of
 from .reductions import mean, sum, var
 from .shape import cast, expand_dims, reshape
 
 EPSILON = 1e-7  # Keras's clip of probabilities in the cross-entropies
-
-
-def _floating(x):
-    x = np.asarray(x)
-    return x if x.dtype in (np.float32, np.float64) else x.astype(np.float32)
-
-
-def _float_dtype(dtype):
-    dtype = np.dtype(dtype)
-    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)
 
 
 class _Activation(Op):
@@ -49,13 +39,13 @@ class _Activation(Op):
         self.name, self.options = name, options
 
     def compute(self, x):
-        return activation_ops.activation_forward(self.name, _floating(x), **self.options)
+        return activation_ops.activation_forward(self.name, floating(x), **self.options)
 
     def spec(self, x):
-        return Spec(x.shape, _float_dtype(x.dtype))
+        return Spec(x.shape, float_dtype(x.dtype))
 
     def gradients(self, dy, xs, y, needed):
-        saved = _floating(xs[0]) if activation_ops.backward_reads_input(self.name) else y
+        saved = floating(xs[0]) if activation_ops.backward_reads_input(self.name) else y
         return [activation_ops.activation_backward(self.name, saved, dy, **self.options)]
 
 
@@ -176,10 +166,10 @@ class _Windowed(Op):
                 raise ValueError(f"{type(self).__name__[1:]} needs the sizes but the batch "
                                  f"known while tracing, received shape {s.shape}")
             samples.append(np.zeros(s.shape if s is not specs[0] else (1, *s.shape[1:]),
-                                    _float_dtype(s.dtype)))
+                                    float_dtype(s.dtype)))
         out = self.compute(*samples)
         return Spec((specs[0].shape[0], *out.shape[1:]),
-                    np.result_type(*(_float_dtype(s.dtype) for s in specs)))
+                    np.result_type(*(float_dtype(s.dtype) for s in specs)))
 
 
 class _Conv(_Windowed):
@@ -187,13 +177,13 @@ class _Conv(_Windowed):
         self.strides, self.padding, self.dilation = strides, padding, dilation_rate
 
     def compute(self, x, kernel):
-        x, kernel = _floating(x), _floating(kernel)
+        x, kernel = floating(x), floating(kernel)
         groups = x.shape[-1] // kernel.shape[2] if kernel.shape[2] else 1
         return conv_ops.conv2d_forward(x.astype(kernel.dtype), kernel, None, self.strides,
                                        self.padding, dilation_rate=self.dilation, groups=groups)
 
     def gradients(self, dy, xs, y, needed):
-        x, kernel = _floating(xs[0]).astype(dy.dtype), _floating(xs[1]).astype(dy.dtype)
+        x, kernel = floating(xs[0]).astype(dy.dtype), floating(xs[1]).astype(dy.dtype)
         groups = x.shape[-1] // kernel.shape[2]
         args = {"dilation_rate": self.dilation, "groups": groups}
         return [conv_ops.conv2d_backward_input(dy, kernel, x.shape, self.strides, self.padding,
@@ -213,12 +203,12 @@ def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_
 
 class _DepthwiseConv(_Conv):
     def compute(self, x, kernel):
-        kernel = _floating(kernel)
-        return depthwise_ops.depthwise_forward(_floating(x).astype(kernel.dtype), kernel, None,
+        kernel = floating(kernel)
+        return depthwise_ops.depthwise_forward(floating(x).astype(kernel.dtype), kernel, None,
                                                self.strides, self.padding, self.dilation)
 
     def gradients(self, dy, xs, y, needed):
-        x, kernel = _floating(xs[0]).astype(dy.dtype), _floating(xs[1]).astype(dy.dtype)
+        x, kernel = floating(xs[0]).astype(dy.dtype), floating(xs[1]).astype(dy.dtype)
         return [depthwise_ops.depthwise_backward_input(dy, kernel, x.shape, self.strides,
                                                        self.padding, self.dilation)
                 if needed[0] else None,
@@ -246,12 +236,12 @@ class _ConvTranspose(_Conv):
         return {"output_padding": self.output_padding, "dilation_rate": self.dilation}
 
     def compute(self, x, kernel):
-        kernel = _floating(kernel)
-        return conv_ops.conv2d_transpose_forward(_floating(x).astype(kernel.dtype), kernel, None,
+        kernel = floating(kernel)
+        return conv_ops.conv2d_transpose_forward(floating(x).astype(kernel.dtype), kernel, None,
                                                  self.strides, self.padding, **self._args())
 
     def gradients(self, dy, xs, y, needed):
-        x, kernel = _floating(xs[0]).astype(dy.dtype), _floating(xs[1]).astype(dy.dtype)
+        x, kernel = floating(xs[0]).astype(dy.dtype), floating(xs[1]).astype(dy.dtype)
         return [conv_ops.conv2d_transpose_backward_input(dy, kernel, x.shape, self.strides,
                                                          self.padding, **self._args())
                 if needed[0] else None,
@@ -277,13 +267,13 @@ class _Pool(_Windowed):
         self.kind, self.pool_size, self.strides, self.padding = kind, pool_size, strides, padding
 
     def compute(self, x):
-        x = _floating(x)
+        x = floating(x)
         if self.kind == "max":
             return pool_ops.maxpool2d_forward(x, self.pool_size, self.strides, self.padding)[0]
         return pool_ops.avgpool2d_forward(x, self.pool_size, self.strides, self.padding)
 
     def gradients(self, dy, xs, y, needed):
-        x = _floating(xs[0]).astype(dy.dtype)
+        x = floating(xs[0]).astype(dy.dtype)
         if self.kind == "max":  # the argmax again: the op keeps nothing between calls
             _, argmax = pool_ops.maxpool2d_forward(x, self.pool_size, self.strides, self.padding)
             return [pool_ops.maxpool2d_backward(dy, argmax, x.shape)]
@@ -344,7 +334,7 @@ class _SoftmaxCrossEntropy(Op):
         self.sparse = sparse
 
     def _run(self, target, logits):
-        logits = _floating(logits)
+        logits = floating(logits)
         rows = logits.reshape(-1, logits.shape[-1])
         if self.sparse:
             labels = np.asarray(target).reshape(-1)
@@ -357,7 +347,7 @@ class _SoftmaxCrossEntropy(Op):
         return loss.reshape(np.shape(logits)[:-1])
 
     def spec(self, target, logits):
-        return Spec(logits.shape[:-1], _float_dtype(logits.dtype))
+        return Spec(logits.shape[:-1], float_dtype(logits.dtype))
 
     def gradients(self, dy, xs, y, needed):
         _, grad = self._run(*xs)
@@ -391,7 +381,7 @@ def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
                          f"axis={axis!r}")
     if from_logits:
         return _SoftmaxCrossEntropy(True)(target, output)
-    labels = one_hot(target, out_shape[-1], dtype=_float_dtype(spec_of(output).dtype))
+    labels = one_hot(target, out_shape[-1], dtype=float_dtype(spec_of(output).dtype))
     return categorical_crossentropy(labels, output, False, axis)
 
 
@@ -399,7 +389,7 @@ def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
 def binary_crossentropy(target, output, from_logits=False):
     """Elementwise binary cross-entropy: of sigmoid(logits) in a form that cannot overflow,
     or of probabilities clipped to [1e-7, 1 - 1e-7], as Keras computes it."""
-    output_dtype = _float_dtype(spec_of(output).dtype)
+    output_dtype = float_dtype(spec_of(output).dtype)
     target = cast(target, output_dtype)
     if from_logits:
         # max(x, 0) - x * z + log(1 + exp(-|x|))

@@ -9,14 +9,12 @@ import math
 import numpy as np
 
 from .._ops import reduce as reduce_ops
-from .core import Op, Spec, normalize_axis, recordable, result_dtype
-
-_KERNEL_DTYPES = (np.float32, np.float64)
+from .core import KERNEL_DTYPES, Op, Spec, normalize_axis, recordable, result_dtype
 
 
 def _kernel_reduce(op, x, axes, keepdims):
     """The reduce kernel's answer for a float array, or None for other dtypes (NumPy's)."""
-    if x.dtype not in _KERNEL_DTYPES or not axes:
+    if x.dtype not in KERNEL_DTYPES or not axes:
         return None
     out = reduce_ops.reduce_forward(op, x, axes)
     return np.expand_dims(out, axes) if keepdims else out
@@ -78,7 +76,7 @@ class _Extreme(_Kernel):
     def gradients(self, dy, xs, y, needed):
         x = xs[0]
         axes = self._axes(x.ndim)
-        if x.dtype in _KERNEL_DTYPES and dy.dtype == x.dtype and axes:
+        if x.dtype in KERNEL_DTYPES and dy.dtype == x.dtype and axes:
             kept = tuple(d for a, d in enumerate(x.shape) if a not in axes)
             return [reduce_ops.extreme_backward(x, y.reshape(kept), dy.reshape(kept), axes)]
         mask = x == self._kept(y, x)
