@@ -3,6 +3,7 @@ in one step."""
 import numpy as np
 
 from .window import _canvas, _windows
+from .dense import _store_biased
 from .dropout import dropout_backward, dropout_forward
 from .pool import maxpool2d_backward, maxpool2d_forward, maxpool2d_relu_backward
 
@@ -30,11 +31,7 @@ def conv2d_general_forward(x__nhwc, w__hwio, bias, out__nhwc, stride_h, stride_w
             for j in range(kw):
                 window = _windows(xp, i * dilation_h, j * dilation_w, oh, ow, stride_h, stride_w)
                 acc[..., cout] += window[..., cin] @ w__hwio[i, j][:, cout].astype(np.float64)
-    if bias is not None:
-        acc += bias
-    if relu:
-        np.maximum(acc, 0, out=acc)
-    out__nhwc[...] = acc
+    _store_biased(acc, bias, relu, out__nhwc)
 
 def conv2d_general_backward_input(dy__nhwc, w__hwio, dx__nhwc, stride_h, stride_w, pad_top,
                                   pad_left, dilation_h, dilation_w, groups, n_threads):
@@ -88,11 +85,7 @@ def conv2d_transpose_forward(x__nhwc, w__hwio, bias, out__nhwc, stride_h, stride
     acc = np.empty(out__nhwc.shape)
     conv2d_general_backward_input(x__nhwc, w__hwio, acc, stride_h, stride_w, pad_top, pad_left,
                                   dilation_h, dilation_w, 1, n_threads)
-    if bias is not None:
-        acc += bias
-    if relu:
-        np.maximum(acc, 0, out=acc)
-    out__nhwc[...] = acc
+    _store_biased(acc, bias, relu, out__nhwc)
 
 def conv2d_transpose_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, stride_w, pad_top,
                                      pad_left, dilation_h, dilation_w, n_threads):

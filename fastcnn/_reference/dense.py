@@ -2,13 +2,19 @@
 import numpy as np
 
 
-def dense_forward(x__nk, w__ko, bias, out__no, relu, n_threads):
-    acc = np.asarray(x__nk, np.float64) @ np.asarray(w__ko, np.float64)
+def _store_biased(acc, bias, relu, out):
+    """out = acc + bias (bias may be None), then relu'd if relu: the epilogue of a forward
+    twin."""
     if bias is not None:
         acc += bias
     if relu:
         np.maximum(acc, 0, out=acc)
-    out__no[...] = acc
+    out[...] = acc
+
+
+def dense_forward(x__nk, w__ko, bias, out__no, relu, n_threads):
+    acc = np.asarray(x__nk, np.float64) @ np.asarray(w__ko, np.float64)
+    _store_biased(acc, bias, relu, out__no)
 
 def dense_backward_input(dy__no, w__ko, dx__nk, n_threads):
     dx__nk[...] = np.asarray(dy__no, np.float64) @ np.asarray(w__ko, np.float64).T

@@ -2,7 +2,9 @@
 output channel ``ch * dm + m`` from input channel ``ch``."""
 import numpy as np
 
-from .window import _canvas, _windows
+from .conv import _dilated_canvas
+from .dense import _store_biased
+from .window import _windows
 
 
 def _taps(w__hwcm, dilation_h, dilation_w):
@@ -15,8 +17,8 @@ def _padded(a, out_shape, w__hwcm, stride_h, stride_w, dilation_h, dilation_w, p
             pad_left):
     """a on a canvas that every dilated window of the output fits in."""
     kh, kw = w__hwcm.shape[:2]
-    return _canvas(a, out_shape[1], out_shape[2], (kh - 1) * dilation_h + 1,
-                   (kw - 1) * dilation_w + 1, stride_h, stride_w, pad_top, pad_left)
+    return _dilated_canvas(a, out_shape[1], out_shape[2], kh, kw, stride_h, stride_w, pad_top,
+                           pad_left, dilation_h, dilation_w)
 
 
 def depthwise_forward(x__nhwc, w__hwcm, bias, out__nhwc, stride_h, stride_w, dilation_h,
@@ -29,11 +31,7 @@ def depthwise_forward(x__nhwc, w__hwcm, bias, out__nhwc, stride_h, stride_w, dil
     for i, j, di, dj in _taps(w__hwcm, dilation_h, dilation_w):
         acc += _windows(xp, di, dj, oh, ow, stride_h, stride_w)[..., None] * w__hwcm[i, j]
     acc = acc.reshape(n, oh, ow, co)
-    if bias is not None:
-        acc += bias
-    if relu:
-        np.maximum(acc, 0, out=acc)
-    out__nhwc[...] = acc
+    _store_biased(acc, bias, relu, out__nhwc)
 
 def depthwise_backward_input(dy__nhwc, w__hwcm, dx__nhwc, stride_h, stride_w, dilation_h,
                              dilation_w, pad_top, pad_left, n_threads):
