@@ -26,6 +26,7 @@ import numpy as np
 from .._ops import resize
 from .._ops.checks import choice_arg, positive_int
 from .._ops.threads import effective_n_threads
+from ..layers.arguments import normalize_seed
 from .dataset import Dataset, _row
 from .image_utils import COLOR_MODES, data_format_arg, decode_file
 
@@ -292,10 +293,9 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
                          "to be True, received both")
     data_format = data_format_arg(data_format)
     _check_split_args(validation_split, subset, shuffle, seed)
+    seed = normalize_seed(seed)
     if seed is None:
         seed = int(np.random.randint(1e6))
-    elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"Expected seed to be None or an int >= 0, received seed={seed!r}")
 
     paths, found, classes = index_directory(directory, labels, class_names, bool(shuffle),
                                             int(seed), bool(follow_links))
