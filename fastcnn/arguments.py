@@ -1,30 +1,7 @@
 """Checks of the public API's number arguments (hyperparameters: rates, epsilons, factors)."""
-import math
 import numbers
 
-from ._ops.checks import shown
-
-
-def finite_float(value):
-    """``value`` as a float when it is a real number (not a bool) that a float64 holds finitely;
-    None otherwise: NaN, the infinities, and ints too large for a float, which compare as finite
-    (10**400 < math.inf) but which float() refuses with OverflowError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return None
-    try:
-        value = float(value)
-    except OverflowError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def one_of(value, options, name):
-    """``value`` when it is one of ``options`` (strings, None), else a ValueError naming
-    ``name``. An array is one of none of them: ``in`` would compare each of its elements."""
-    if any(value is option or (isinstance(value, type(option)) and value == option)
-           for option in options):
-        return value
-    raise ValueError(f"Expected {name} to be one of {options}, received {name}={shown(value)}")
+from ._ops.checks import choice_arg as one_of, finite_float, shown  # noqa: F401 (re-exported)
 
 
 def axis_index(axis, name="axis"):

@@ -17,7 +17,6 @@ _TooHardError = getattr(np, "exceptions", np).TooHardError  # numpy < 1.25: np.T
 # Allocations below this many bytes are not checked against the available memory: reading it
 # costs more than they do, and they cannot exhaust a machine fastcnn runs on.
 MEMORY_CHECK_BYTES = 1 << 26
-FLOAT_MAX = float(np.finfo(np.float64).max)
 
 
 def check_array(a, name, ndim=None):
@@ -173,18 +172,28 @@ def check_index_range(shape, name, batch_axis=True):
                          f"of the kernels' 32-bit indices; received shape {tuple(shape)}")
 
 
+def finite_float(value):
+    """``value`` as a float when it is a real number (not a bool) that a float64 holds finitely;
+    None otherwise: NaN, the infinities, and ints too large for a float, which compare as finite
+    (10**400 < math.inf) but which float() refuses with OverflowError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def real_number(value, name, minimum=None):
     """``value`` as a finite float (not a bool), at least ``minimum`` if given, or a ValueError
     naming ``name``."""
-    # An int too large for a float compares as finite (10**400 < inf) but float() overflows.
-    finite = not isinstance(value, bool) and isinstance(value, numbers.Real) and (
-        math.isfinite(value) if not isinstance(value, numbers.Integral)
-        else -FLOAT_MAX <= value <= FLOAT_MAX)
-    if not finite:
+    number = finite_float(value)
+    if number is None:
         raise ValueError(f"Expected {name} to be a finite number, received {name}={shown(value)}")
-    if minimum is not None and value < minimum:
+    if minimum is not None and number < minimum:
         raise ValueError(f"Expected {name} >= {minimum}, received {name}={value!r}")
-    return float(value)
+    return number
 
 
 def shown(value, width=200):
@@ -203,8 +212,9 @@ def distinct_view(a):
 
 
 def choice_arg(value, choices, name):
-    """``value`` when it is one of the strings ``choices``, else a ValueError naming ``name``."""
-    if not isinstance(value, str) or value not in choices:
+    """``value`` when it is one of ``choices`` (strings, None), else a ValueError naming ``name``.
+    An array is one of none of them: ``in`` would compare each of its elements."""
+    if not (isinstance(value, str) or value is None) or value not in choices:
         raise ValueError(f"Expected {name} in {choices}, received {name}={shown(value)}")
     return value
 

@@ -3,8 +3,8 @@ the output has ``c * dm`` channels, channel ``ch * dm + m`` from input channel `
 import math
 
 from .._ext import depthwise as _depthwise
-from .checks import (as_kernel_array, bias_array, check_apart, check_array, check_index_range,
-                     check_weight_shape, flag, memoized, out_buffer, positive_int, shape_arg,
+from .checks import (_check_pair, as_kernel_array, bias_array, check_apart, check_array,
+                     check_index_range, check_weight_shape, flag, memoized, out_buffer, shape_arg,
                      weights_array, window_output_shape)
 from .threads import effective_n_threads
 
@@ -14,13 +14,6 @@ MAX_CHUNKS = 64
 PARTIAL_VALUES = 1 << 20
 
 
-def _dilation_arg(dilation_rate):
-    if not (isinstance(dilation_rate, (tuple, list)) and len(dilation_rate) == 2):
-        raise ValueError(f"Expected dilation_rate to be a pair of positive ints, received "
-                         f"dilation_rate={dilation_rate!r}")
-    return tuple(positive_int(d, "dilation_rate") for d in dilation_rate)
-
-
 @memoized
 def _geometry(x_shape, kernel_shape, strides, padding, dilation_rate, x_name="x"):
     """(output shape, pad_top, pad_left): a window of the dilated kernel's extent
@@ -28,7 +21,8 @@ def _geometry(x_shape, kernel_shape, strides, padding, dilation_rate, x_name="x"
     if x_shape[3] != kernel_shape[2]:
         raise ValueError(f"Expected {x_name} with {kernel_shape[2]} channels to match the kernel "
                          f"of shape {tuple(kernel_shape)}, received shape {tuple(x_shape)}")
-    rates = _dilation_arg(dilation_rate)
+    _check_pair(dilation_rate, "dilation_rate")
+    rates = tuple(int(r) for r in dilation_rate)
     extent = tuple((k - 1) * r + 1 for k, r in zip(kernel_shape[:2], rates))
     (oh, ow), (top, left) = window_output_shape(x_shape[1:3], extent, strides, padding,
                                                 "kernel_size")

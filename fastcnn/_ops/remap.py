@@ -2,12 +2,9 @@
 (rotations, zooms, fractional shifts): checked calls of ``_ext.remap``."""
 import numpy as np
 
-import math
-import numbers
-
 from .._ext import remap as _remap
 from .checks import (as_kernel_array, check_apart, check_index_range, choice_arg, distinct_view,
-                     out_buffer, scatter_backward_args)
+                     out_buffer, real_number, scatter_backward_args)
 from .threads import effective_n_threads
 
 
@@ -37,7 +34,7 @@ def remap2d_forward(x, rows, cols, fill_value=0.0, out=None, n_threads=None):
     -1. The (N, OH) and (N, OW) int32 index maps may be broadcast views."""
     n_threads = effective_n_threads(n_threads)
     x = as_kernel_array(x, "x", 4)
-    fill_value = fill_value_arg(fill_value)
+    fill_value = real_number(fill_value, "fill_value")
     rows = _index_map(rows, "rows", x.shape[0], x.shape[1])
     cols = _index_map(cols, "cols", x.shape[0], x.shape[2])
     shape = (x.shape[0], rows.shape[1], cols.shape[1], x.shape[3])
@@ -67,15 +64,6 @@ AFFINE_INTERPOLATIONS = ("nearest", "bilinear")
 TRANSFORM_LIMIT = 1e6
 
 
-def fill_value_arg(value):
-    """The fill value of a resampling kernel: a finite real number (not a bool), as a float."""
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-            or not math.isfinite(float(value))):
-        raise ValueError(f"Expected fill_value to be a finite number, received "
-                         f"fill_value={value!r}")
-    return float(value)
-
-
 def _affine_args(transforms, n, fill_mode, interpolation):
     """(transforms as (n, 6) float64, fill mode code, bilinear): each row a0 a1 a2 b0 b1 b2 maps
     output (row i, column j) to input column a0*j + a1*i + a2 and row b0*j + b1*i + b2."""
@@ -99,7 +87,7 @@ def affine2d_forward(x, transforms, fill_mode="reflect", interpolation="bilinear
     n_threads = effective_n_threads(n_threads)
     x = as_kernel_array(x, "x", 4)
     transforms, mode, bilinear = _affine_args(transforms, x.shape[0], fill_mode, interpolation)
-    fill_value = fill_value_arg(fill_value)
+    fill_value = real_number(fill_value, "fill_value")
     out = out_buffer(out, x.shape, x.dtype, "out")
     check_apart({"out": out}, {"x": x, "transforms": transforms})
     _remap.affine2d_forward(x, transforms, mode, bilinear, fill_value, out, n_threads)

@@ -18,8 +18,7 @@ import numpy as np
 
 from .._ext import resize as _resize
 from .checks import (as_kernel_array, check_apart, check_index_range, choice_arg, input_shape_arg,
-                     memoized, out_buffer, positive_int)
-from .remap import fill_value_arg
+                     memoized, out_buffer, positive_int, real_number)
 from .threads import effective_n_threads
 
 INTERPOLATIONS = ("bilinear", "nearest")
@@ -118,7 +117,7 @@ def resize2d_forward(x, size, interpolation="bilinear", crop_to_aspect_ratio=Fal
     antialias=False); ``fill_value`` fills the padding of pad_to_aspect_ratio."""
     n_threads = effective_n_threads(n_threads)
     x = as_kernel_array(x, "x", 4)
-    fill_value = fill_value_arg(fill_value)
+    fill_value = real_number(fill_value, "fill_value")
     size = tuple(size) if isinstance(size, (tuple, list)) else size
     rows, cols = resize_maps(x.shape[1:3], size, interpolation, crop_to_aspect_ratio,
                              pad_to_aspect_ratio)

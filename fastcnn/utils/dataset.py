@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .._ops.checks import positive_int
+from ..layers.arguments import normalize_seed
 from ..random import draw_seed
 from .py_dataset import PyDataset
 
@@ -167,11 +168,9 @@ class Dataset(PyDataset):
         tf.data shuffle with a buffer as large as the dataset: random access makes that free.
         ``buffer_size`` is checked and otherwise unused."""
         positive_int(buffer_size, "buffer_size")
-        if seed is None:
-            seed = draw_seed()
-        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"Expected seed to be None or an int >= 0, received seed={seed!r}")
-        return _Shuffled(self, int(seed), bool(reshuffle_each_iteration))
+        seed = normalize_seed(seed)
+        return _Shuffled(self, draw_seed() if seed is None else seed,
+                         bool(reshuffle_each_iteration))
 
     def take(self, count, name=None):
         """The first ``count`` elements (all of them for -1)."""

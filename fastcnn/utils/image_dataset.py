@@ -26,7 +26,7 @@ import numpy as np
 from .._ops import resize
 from .._ops.checks import choice_arg, positive_int
 from .._ops.threads import effective_n_threads
-from ..arguments import one_of
+from ..layers.arguments import normalize_seed
 from .dataset import Dataset, _row
 from .image_utils import COLOR_MODES, data_format_arg, decode_file
 
@@ -279,7 +279,7 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
             or isinstance(labels, str) and labels == "inferred"):  # no elementwise ==
         raise ValueError(f"Expected labels to be \"inferred\", None or a list of ints, received "
                          f"labels={labels!r:.200}")
-    one_of(label_mode, LABEL_MODES, "label_mode")
+    choice_arg(label_mode, LABEL_MODES, "label_mode")
     if labels is None or label_mode is None:
         labels, label_mode = None, None
     choice_arg(color_mode, tuple(COLOR_MODES), "color_mode")
@@ -293,10 +293,9 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
                          "to be True, received both")
     data_format = data_format_arg(data_format)
     _check_split_args(validation_split, subset, shuffle, seed)
+    seed = normalize_seed(seed)
     if seed is None:
         seed = int(np.random.randint(1e6))
-    elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"Expected seed to be None or an int >= 0, received seed={seed!r}")
 
     paths, found, classes = index_directory(directory, labels, class_names, bool(shuffle),
                                             int(seed), bool(follow_links))
