@@ -10,14 +10,16 @@ import numpy as np
 from .._ops import metrics as metric_ops
 from .._ops.checks import positive_int
 from ..arguments import finite_float
-from .base import MeanMetricWrapper, real_pair
+from .base import MeanMetricWrapper, real_pair, same_rank
 
 
 def _targets(y_true, y_pred, fn, classes=False, sparse=False):
-    """y_true and y_pred as real arrays, the targets of y_pred's shape; with ``classes``,
-    y_pred's last axis holds the classes, which ``sparse`` targets (integer labels) lack or
-    hold as an axis of 1."""
+    """y_true and y_pred as real arrays, the targets of y_pred's shape (ranks matched first, as
+    Keras does); with ``classes``, y_pred's last axis holds the classes, which ``sparse``
+    targets (integer labels) lack or hold as an axis of 1."""
     y_true, y_pred = real_pair(y_true, y_pred)
+    if not sparse:
+        y_true, y_pred = same_rank(y_true, y_pred)
     if classes and y_pred.ndim == 0:
         raise ValueError(f"Expected y_pred with a last axis of classes for {fn}, received a "
                          "scalar")

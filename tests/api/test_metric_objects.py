@@ -106,6 +106,9 @@ def test_binary_accuracy_thresholds_every_value(shape, rng):
     if shape[-1] == 1:  # targets without the axis of one unit
         assert metrics.BinaryAccuracy()(y_true[..., 0], y_pred) == \
             metrics.BinaryAccuracy()(y_true, y_pred)
+        # the function form matches the ranks as the metric does
+        np.testing.assert_array_equal(metrics.binary_accuracy(y_true[..., 0], y_pred),
+                                      metrics.binary_accuracy(y_true, y_pred))
 
 
 @pytest.mark.parametrize("shape", [(20, 4), (3, 5, 6, 4)])
