@@ -4,6 +4,14 @@ import numbers
 from ._ops.checks import choice_arg as one_of, finite_float, shown  # noqa: F401 (re-exported)
 
 
+def non_negative_float(value, name):
+    """``value`` as a float, refused unless it is a finite number >= 0 (a penalty factor, a
+    norm bound)."""
+    if finite_float(value) is None or value < 0:
+        raise ValueError(f"Expected {name} to be a finite number >= 0, received {name}={value!r}")
+    return float(value)
+
+
 def axis_index(axis, name="axis"):
     """``axis`` as an int (not a bool) that can index an axis of an array: within NumPy's 64
     axes, counted from either end. Whether the array has that axis is its own check."""

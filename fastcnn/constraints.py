@@ -11,10 +11,9 @@ import numbers
 import numpy as np
 
 from . import serialization
-from .arguments import finite_float
+from .arguments import non_negative_float
+from .config import EPSILON
 from .serialization import Configurable
-
-EPSILON = 1e-7  # Keras's epsilon: keeps a zero norm from dividing by zero
 
 
 def _axis(axis):
@@ -23,12 +22,6 @@ def _axis(axis):
             isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in axes):
         raise ValueError(f"Expected axis to be an int or a list of ints, received axis={axis!r}")
     return int(axis) if isinstance(axis, numbers.Integral) else [int(a) for a in axes]
-
-
-def _value(value, name):
-    if finite_float(value) is None or value < 0:
-        raise ValueError(f"Expected {name} to be a finite number >= 0, received {name}={value!r}")
-    return float(value)
 
 
 class Constraint(Configurable):
@@ -63,7 +56,7 @@ class MaxNorm(_NormConstraint):
 
     def __init__(self, max_value=2, axis=0):
         super().__init__(axis)
-        self.max_value = _value(max_value, "max_value")
+        self.max_value = non_negative_float(max_value, "max_value")
 
     def _target(self, norms):
         return np.clip(norms, 0, self.max_value)
@@ -88,9 +81,9 @@ class MinMaxNorm(_NormConstraint):
 
     def __init__(self, min_value=0.0, max_value=1.0, rate=1.0, axis=0):
         super().__init__(axis)
-        self.min_value = _value(min_value, "min_value")
-        self.max_value = _value(max_value, "max_value")
-        self.rate = _value(rate, "rate")
+        self.min_value = non_negative_float(min_value, "min_value")
+        self.max_value = non_negative_float(max_value, "max_value")
+        self.rate = non_negative_float(rate, "rate")
         if self.min_value > self.max_value:
             raise ValueError(f"Expected min_value <= max_value, received min_value={min_value!r} "
                              f"and max_value={max_value!r}")

@@ -9,16 +9,10 @@ penalises the layer's output on each batch, divided by the batch size, as Keras 
 """
 
 from . import serialization
-from .arguments import finite_float
+from .arguments import non_negative_float
 from ._ops import regularization
 from ._ops.checks import real_number
 from .serialization import Configurable
-
-
-def _factor(value, name):
-    if finite_float(value) is None or value < 0:
-        raise ValueError(f"Expected {name} to be a finite number >= 0, received {name}={value!r}")
-    return float(value)
 
 
 class Regularizer(Configurable):
@@ -36,7 +30,7 @@ class L1L2(Regularizer):
     """penalty = l1 * sum(|x|) + l2 * sum(x ** 2) (no gradient from |x| where x = 0)."""
 
     def __init__(self, l1=0.0, l2=0.0):
-        self.l1, self.l2 = _factor(l1, "l1"), _factor(l2, "l2")
+        self.l1, self.l2 = non_negative_float(l1, "l1"), non_negative_float(l2, "l2")
 
     def __call__(self, x):
         penalty = 0.0

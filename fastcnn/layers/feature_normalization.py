@@ -18,9 +18,9 @@ import numpy as np
 
 from .._ops import intensity
 from ..arguments import short_tuple
+from ..config import EPSILON
 from .base import Layer
 
-EPSILON = 1e-7  # keras.config.epsilon(): the floor of the standard deviation
 ADAPT_CHUNK = 1 << 22  # values per chunk when adapting to one array
 
 

@@ -6,7 +6,8 @@ Each loss gives, in one pass per batch, every sample's share of the batch loss a
 of the batch loss (``Loss.forward_backward``), which is what fit trains on.
 """
 from .. import serialization
-from .base import EPSILON, REDUCTIONS, Loss
+from ..config import EPSILON
+from .base import REDUCTIONS, Loss
 from .crossentropy import (
     BinaryCrossentropy,
     BinaryFocalCrossentropy,

@@ -14,8 +14,6 @@ import numpy as np
 from .._ops.checks import as_kernel_array, check_array, out_buffer
 from ..serialization import Configurable
 
-EPSILON = 1e-7  # Keras's epsilon: the clip of probabilities, the guard of logs and divisions
-
 # Keras's reductions of the weighted per-position losses: "sum_over_batch_size" and "mean" divide
 # the sum by the number of positions, "mean_with_sample_weight" by the sum of the weights, "sum"
 # and "none" (None) keep the sum (fit trains on the sum of an unreduced loss, as Keras's does).

@@ -14,9 +14,8 @@ import numpy as np
 from .._ops import metrics as metric_ops
 from .._ops.checks import check_memory, positive_int
 from ..arguments import one_of
+from ..config import EPSILON
 from .base import Metric, broadcast_weights, real_array, real_pair, same_rank
-
-EPSILON = 1e-7  # Keras's backend epsilon: how far AUC's end thresholds lie outside [0, 1]
 
 
 def _ratio(a, b):

@@ -8,9 +8,8 @@ import numbers
 import numpy as np
 
 from ..arguments import finite_float, one_of
+from ..config import EPSILON
 from .base import Metric, real_array, real_pair
-
-EPSILON = 1e-7  # Keras's backend epsilon, which keeps the ratios finite
 
 AVERAGES = (None, "micro", "macro", "weighted")
 

@@ -8,9 +8,8 @@ import numpy as np
 from .._ops import metrics as metric_ops
 from .._ops.checks import check_memory, positive_int
 from ..arguments import axis_index, finite_float
+from ..config import EPSILON
 from .base import Metric, broadcast_weights, real_array, real_pair
-
-EPSILON = 1e-7  # Keras's backend epsilon, in the ratios' denominators
 
 
 def _num_classes(num_classes):

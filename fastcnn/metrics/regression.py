@@ -6,9 +6,8 @@ import warnings
 import numpy as np
 
 from ..arguments import axis_index, one_of
+from ..config import EPSILON
 from .base import Mean, MeanMetricWrapper, Metric, real_array, real_pair, same_rank
-
-EPSILON = 1e-7  # Keras's backend epsilon
 
 
 def _pair(y_true, y_pred, fn):

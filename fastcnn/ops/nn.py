@@ -14,6 +14,8 @@ from .._ops import conv as conv_ops
 from .._ops import depthwise as depthwise_ops
 from .._ops import loss as loss_ops
 from .._ops import pool as pool_ops
+from ..arguments import axis_index, one_of, short_tuple
+from ..config import EPSILON
 from .arithmetic import abs as absolute
 from .arithmetic import (
     add,
@@ -26,12 +28,9 @@ from .arithmetic import (
     sqrt,
     subtract,
 )
-from ..arguments import axis_index, one_of, short_tuple
 from .core import Op, Spec, float_dtype, floating, normalize_axis, recordable, spec_of
 from .reductions import mean, sum, var
 from .shape import cast, expand_dims, reshape
-
-EPSILON = 1e-7  # Keras's clip of probabilities in the cross-entropies
 
 
 class _Activation(Op):
