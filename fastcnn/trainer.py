@@ -532,6 +532,8 @@ class Trainer:
         if not isinstance(validation_split, numbers.Real) or not 0 <= validation_split < 1:
             raise ValueError(f"Expected validation_split in [0, 1), received "
                              f"validation_split={validation_split!r}")
+        if isinstance(shuffle, np.bool_):
+            shuffle = bool(shuffle)
         if not isinstance(shuffle, bool) and not (isinstance(shuffle, str)
                                                   and shuffle == "batch"):
             raise ValueError(f'Expected shuffle to be True, False or "batch", received '
