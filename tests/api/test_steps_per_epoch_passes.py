@@ -176,3 +176,32 @@ def test_a_crashed_fit_resumes_bitwise_where_the_pass_had_got_to(tmp_path, kind,
         np.testing.assert_array_equal(a, b)
     last = len(history["loss"])
     assert history == {k: v[4 - last:] for k, v in want_history.items()}
+
+
+class Elements(fastcnn.utils.dataset.Dataset):
+    """Samples of (x, y) as a dataset's elements, recording which are read."""
+
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y, self.read = x, y, []
+
+    def __len__(self):
+        return len(self.x)
+
+    def _element(self, index):
+        self.read.append(index)
+        return self.x[index], self.y[index]
+
+
+def test_a_shuffled_dataset_keeps_its_order_through_a_pass():
+    """image_dataset_from_directory's kind of dataset orders itself from its epoch: the pass
+    that epochs 0 and 1 share reads every sample once, in the order of its first epoch; the
+    pass of epochs 2 and 3 reads them all again, reshuffled."""
+    x, y = _data()
+    source = Elements(x, y)
+    dataset = source.shuffle(N, seed=9).batch(BATCH)
+    with pytest.warns(UserWarning):
+        _model().fit(dataset, epochs=4, steps_per_epoch=3, verbose=0)
+    read = source.read[BATCH:]  # after fit's first look at batch 0
+    first, second = read[:N], read[N:]
+    assert sorted(first) == sorted(second) == list(range(N)) and first != second
