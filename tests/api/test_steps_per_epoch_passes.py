@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import Crash, crash_after
 
 import fastcnn
 from fastcnn import layers
@@ -131,10 +132,6 @@ def test_a_divisor_of_the_batches_gives_no_warning():
         _model().fit(x, y, batch_size=BATCH // 2, epochs=2, steps_per_epoch=5, verbose=0)
 
 
-class Crash(Exception):
-    pass
-
-
 def _fit(kind, backup_dir=None, crash_at=None, save_freq=1):
     """(weights, history) of a seeded fit of 4 epochs of 3 steps over 5 batches (epochs of
     3, 2, 3, 2 batches), with dropout; None when it crashed after ``crash_at`` batches."""
@@ -143,14 +140,7 @@ def _fit(kind, backup_dir=None, crash_at=None, save_freq=1):
     data = (Recorded(x, y),) if kind == "pydataset" else (x, y)
     callbacks = [] if backup_dir is None else [
         fastcnn.callbacks.BackupAndRestore(backup_dir, save_freq=save_freq)]
-    done = []
-
-    def count(batch, logs):
-        done.append(batch)
-        if len(done) == crash_at:
-            raise Crash
-
-    callbacks.append(fastcnn.callbacks.LambdaCallback(on_train_batch_end=count))
+    callbacks.append(crash_after(crash_at))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -40,7 +40,7 @@ def test_a_metric_in_both_lists_is_logged_twice_the_weighted_one_as_weighted_nam
     np.testing.assert_allclose(logs["acc"], plain, rtol=1e-12)
     np.testing.assert_allclose(logs["weighted_acc"], weighted, rtol=1e-6)
     # evaluate's list: the loss, then the metrics, then the weighted metrics
-    loss, acc, weighted_acc = model.evaluate(x, y, sample_weight=w, verbose=0)
+    _, acc, weighted_acc = model.evaluate(x, y, sample_weight=w, verbose=0)
     assert (acc, weighted_acc) == (logs["acc"], logs["weighted_acc"])
 
 
