@@ -245,6 +245,7 @@ def _compile_config(model):
             "loss": _serialize_losses(model.loss),
             "loss_weights": model.loss_weights,
             "metrics": _serialize_metrics(model.metrics),
+            "weighted_metrics": _serialize_metrics(model.weighted_metrics),
             "fuse": model.fuse}
 
 
@@ -517,7 +518,9 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
                 if compile:
                     model.compile(optimizer=optimizer, loss=loss,
                                   loss_weights=state.get("loss_weights"),
-                                  metrics=state.get("metrics"), fuse=state.get("fuse", True))
+                                  metrics=state.get("metrics"),
+                                  weighted_metrics=state.get("weighted_metrics"),
+                                  fuse=state.get("fuse", True))
         except InvalidSaveFileError:
             raise
         except (KeyError, TypeError, ValueError, NotImplementedError) as error:

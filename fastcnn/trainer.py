@@ -12,6 +12,7 @@ import functools
 import math
 import numbers
 import threading
+import warnings
 
 import numpy as np
 
@@ -75,15 +76,15 @@ def _metrics_per_output(metrics):
                                                  for m in metrics))
 
 
-def _metric_names(metrics):
-    """One output's metrics: a list of identifiers (names as ``metrics.resolve`` reads them,
-    Metric objects, functions), each checked; a name is kept as written, since the logs name
-    the metric so, and given once."""
+def _metric_names(metrics, what="metrics"):
+    """One output's metrics (of compile's argument ``what``): a list of identifiers (names as
+    ``metrics.resolve`` reads them, Metric objects, functions), each checked; a name is kept as
+    written, since the logs name the metric so, and given once."""
     if metrics is None:
         return []
     if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
-        raise ValueError(f"Expected metrics to be a list such as ['accuracy'], received "
-                         f"metrics={metrics!r:.200}")
+        raise ValueError(f"Expected {what} to be a list such as ['accuracy'], received "
+                         f"{what}={metrics!r:.200}")
     for m in metrics:
         if not (isinstance(m, str) and m.lower() in RESOLVED_BY_LOSS):
             metrics_module.get(m)
@@ -95,6 +96,31 @@ def _metric_names(metrics):
 RESOLVED_BY_LOSS = ("accuracy", "acc", "crossentropy", "ce")
 
 
+def _metric_keys(outputs):
+    """(log name, metric) of each resolved metric, named as Keras names them: as compile was
+    given it (after the output's name when the model has several), metrics before weighted
+    metrics; a metric whose name is taken is "<name>_1", "<name>_2"..., except a weighted
+    metric, which is "weighted_<name>" first."""
+    multi = len(outputs) > 1
+    taken, keys = {}, []
+    for weighted in (False, True):
+        for o in outputs:
+            resolved = o.resolved or []
+            part = resolved[o.weighted_from:] if weighted else resolved[:o.weighted_from]
+            for m in part:
+                prefix = f"{o.name}_" if multi else ""
+                key = prefix + m.name
+                if key in taken and weighted:
+                    key = f"{prefix}weighted_{m.name}"
+                if key in taken:
+                    taken[key] += 1
+                    key = f"{key}_{taken[key] - 1}"
+                else:
+                    taken[key] = 1
+                keys.append((key, m))
+    return keys
+
+
 def _activity_penalty(execution):
     """The activity regularizers' penalties of the last forward pass, which Keras adds to the
     loss (see engine.plan.LayerStep)."""
@@ -103,10 +129,14 @@ def _activity_penalty(execution):
 
 class _Output:
     """One model output as compile configured it, and its metric objects once resolved (from
-    the first targets seen: "accuracy" depends on their shape)."""
+    the first targets seen: "accuracy" depends on their shape): those of ``metrics``, then
+    those of ``weighted_metrics``, from index ``weighted_from`` on, which the sample weights
+    (and class weights) weigh, as in Keras."""
 
-    def __init__(self, name, loss, weight, metrics):
-        self.name, self.loss, self.weight, self.metrics = name, loss, weight, metrics
+    def __init__(self, name, loss, weight, metrics, weighted_metrics=()):
+        self.name, self.loss, self.weight = name, loss, weight
+        self.metrics = list(metrics) + list(weighted_metrics)
+        self.weighted_from = len(metrics)
         self.resolved = None
 
     def fresh(self):
@@ -127,16 +157,21 @@ class Trainer:
         self.loss = None
         self.loss_weights = None
         self.metrics = []
+        self.weighted_metrics = []
         self.fuse = True
         self.stop_training = False
         self.history = None
         self._fit_lock = threading.Lock()
 
     # -- compile ---------------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, fuse=True):
-        """As Keras's compile; ``loss``, ``loss_weights`` and ``metrics`` may be lists (one per
-        output) or dicts (by output name). ``fuse=False`` runs every layer as its own step, with
-        no fused kernels (for comparison: results agree within float32 round-off)."""
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
+                weighted_metrics=None, fuse=True):
+        """As Keras's compile; ``loss``, ``loss_weights``, ``metrics`` and ``weighted_metrics``
+        may be lists (one per output) or dicts (by output name). ``metrics`` ignore the sample
+        and class weights; ``weighted_metrics`` are weighed by them, and are logged under their
+        names, or as Keras does under "weighted_<name>" when a metric of ``metrics`` has that
+        name already. ``fuse=False`` runs every layer as its own step, with no fused kernels
+        (for comparison: results agree within float32 round-off)."""
         optimizer = optimizers_module.get(optimizer)
         if isinstance(loss, dict):
             loss = {k: _loss(v) for k, v in loss.items()}
@@ -148,33 +183,42 @@ class Trainer:
             loss_weights = [loss_weights]
         for w in (loss_weights.values() if isinstance(loss_weights, dict) else loss_weights or []):
             _loss_weight(w)
-        if _metrics_per_output(metrics):
-            for v in (metrics.values() if isinstance(metrics, dict) else metrics):
-                _metric_names(v)
-        else:
-            _metric_names(metrics)
+        for given, name in ((metrics, "metrics"), (weighted_metrics, "weighted_metrics")):
+            if _metrics_per_output(given):
+                for v in (given.values() if isinstance(given, dict) else given):
+                    _metric_names(v, name)
+            else:
+                _metric_names(given, name)
         if not isinstance(fuse, bool):
             raise ValueError(f"Expected fuse to be True or False, received fuse={fuse!r}")
         if self.built:
-            self._outputs_for(self._graph_for_data(None, False), loss, loss_weights, metrics)
+            self._outputs_for(self._graph_for_data(None, False), loss, loss_weights, metrics,
+                              weighted_metrics)
         self.optimizer, self.loss, self.loss_weights = optimizer, loss, loss_weights
         self.metrics, self.fuse = metrics if metrics is not None else [], fuse
+        self.weighted_metrics = weighted_metrics if weighted_metrics is not None else []
 
-    def _outputs_for(self, graph, loss=None, loss_weights=None, metrics=None, use_compiled=False):
+    def _outputs_for(self, graph, loss=None, loss_weights=None, metrics=None,
+                     weighted_metrics=None, use_compiled=False):
         """The _Output of each of ``graph``'s outputs, from compile's arguments."""
         if use_compiled:
-            loss, loss_weights, metrics = self.loss, self.loss_weights, self.metrics
+            loss, loss_weights = self.loss, self.loss_weights
+            metrics, weighted_metrics = self.metrics, self.weighted_metrics
         names = self._output_names(graph)
         losses = _per_output(loss, names, "loss", lambda v: v)
         weights = _per_output(loss_weights, names, "loss_weights", _loss_weight)
-        if _metrics_per_output(metrics):
-            per_output = _per_output(metrics, names, "metrics", _metric_names)
-        else:
-            per_output = [_metric_names(metrics)] * len(names)
+
+        def per_output(given, what):
+            if _metrics_per_output(given):
+                return _per_output(given, names, what, lambda v: _metric_names(v, what))
+            return [_metric_names(given, what)] * len(names)
+
         if all(lo is None for lo in losses):
             raise ValueError("Expected a loss for at least one output, received none")
-        return [_Output(n, lo, 1.0 if w is None else w, m or [])
-                for n, lo, w, m in zip(names, losses, weights, per_output)]
+        return [_Output(n, lo, 1.0 if w is None else w, m or [], wm or [])
+                for n, lo, w, m, wm in zip(names, losses, weights,
+                                           per_output(metrics, "metrics"),
+                                           per_output(weighted_metrics, "weighted_metrics"))]
 
     # -- data ------------------------------------------------------------------------------
     def _checked_inputs(self, x, name="x", training=False):
@@ -234,8 +278,8 @@ class Trainer:
         return flat
 
     def _model_targets(self, y, graph, outputs, input_shapes, name="y", x_name="x"):
-        """One checked target array per output (None for an output without a loss), for
-        inputs of ``input_shapes``."""
+        """(one checked target array per output (None for an output without a loss), the
+        outputs' shapes) for inputs of ``input_shapes``."""
         if y is None:
             raise ValueError(f"Expected {name} to be an array, received None")
         y = as_data_structure(y)
@@ -261,20 +305,24 @@ class Trainer:
             if o.resolved is None:
                 o.resolved = [metrics_module.resolve(m, o.loss, shape[1:], checked[-1].shape[1:])
                               for m in o.metrics]
-        return checked
+        return checked, shapes
 
-    def _loss_weights_for(self, outputs, ys, sample_weight, class_weight, n):
-        """The per-sample loss weights (float32 (n,)) of sample_weight or class_weight, or None."""
+    def _loss_weights_for(self, ys, shapes, sample_weight, class_weight, n):
+        """The loss weights (float32) of sample_weight or class_weight, or None: one per sample
+        (n,), or for a model whose one output with a loss has positions (an image output (n,
+        H, W, classes)), one per position (n, H, W) as Keras weighs each position's loss."""
+        scored = [k for k, y in enumerate(ys) if y is not None]
         if class_weight is None:
-            return data_adapters.sample_weights(sample_weight, n)
+            positions = shapes[scored[0]][1:-1] if len(scored) == 1 else ()
+            return data_adapters.sample_weights(sample_weight, n, positions,
+                                                several_outputs=len(scored) > 1)
         if sample_weight is not None:
             raise ValueError("Expected class_weight or sample_weight, received both: give the "
                              "per-sample weights in sample_weight alone")
-        targets = [y for y in ys if y is not None]
-        if len(targets) != 1:
+        if len(scored) != 1:
             raise ValueError(f"Expected class_weight with a single output that has a loss, "
-                             f"received {len(targets)}")
-        return data_adapters.class_weights(class_weight, targets[0])
+                             f"received {len(scored)}")
+        return data_adapters.class_weights(class_weight, ys[scored[0]], shapes[scored[0]])
 
     def _source(self, x, y, sample_weight, class_weight, batch_size, shuffle, training,
                 targets=True, names=("x", "y"), whole_outputs=False):
@@ -301,8 +349,9 @@ class Trainer:
         outputs, ys, weights = None, [], None
         if targets:
             outputs = self._outputs_for(graph, use_compiled=True)
-            ys = self._model_targets(y, graph, outputs, [a.shape for a in xs], y_name, x_name)
-            weights = self._loss_weights_for(outputs, ys, sample_weight, class_weight, len(xs[0]))
+            ys, shapes = self._model_targets(y, graph, outputs, [a.shape for a in xs], y_name,
+                                             x_name)
+            weights = self._loss_weights_for(ys, shapes, sample_weight, class_weight, len(xs[0]))
         adapter = data_adapters.ArrayAdapter(xs, ys, weights, batch_size, shuffle)
         needs = [("the batch buffers", adapter.memory_bytes())]
         if whole_outputs:
@@ -325,10 +374,9 @@ class Trainer:
         if y is None:
             raise ValueError(f"Expected batches (x, y) or (x, y, sample_weight) in {x_name}, "
                              "received x alone")
-        ys = self._model_targets(y, source.graph, source.outputs, [a.shape for a in xs],
-                                 y_name, x_name)
-        weights = self._loss_weights_for(source.outputs, ys, sample_weight, class_weight,
-                                         len(xs[0]))
+        ys, shapes = self._model_targets(y, source.graph, source.outputs, [a.shape for a in xs],
+                                         y_name, x_name)
+        weights = self._loss_weights_for(ys, shapes, sample_weight, class_weight, len(xs[0]))
         return xs, ys, weights
 
     def _check_compiled(self):
@@ -340,7 +388,8 @@ class Trainer:
     def _batch_losses(self, execution, outs, ys, weights, outputs, sums, need_grads, penalty):
         """Add this batch's losses (the weighted sum, plus ``penalty`` per sample) and accuracy
         counts to ``sums``; returns the loss gradients (None for an output without a loss).
-        ``weights`` (n,), or None, weighs each sample's loss and gradient."""
+        ``weights`` (n,) or (n, *positions), or None, weighs each sample's (or position's) loss
+        and gradient, and the weighted metrics."""
         grads, total = [], 0.0
         n = len(outs[0])
         work = execution.workspace
@@ -362,8 +411,11 @@ class Trainer:
                 probs = (activation_ops.activation_forward(
                              "softmax", out, out=work.get(("probs", k), out.shape, out.dtype))
                          if execution.logits_outputs[k] else out)
-                for m in o.resolved:
-                    m.update_state(y, probs)
+                for i, m in enumerate(o.resolved):
+                    if i >= o.weighted_from and weights is not None:
+                        m.update_state(y, probs, sample_weight=weights)
+                    else:
+                        m.update_state(y, probs)
             grads.append(grad)
         sums["loss"] += total + penalty * n
         sums["seen"] = sums.get("seen", 0) + n
@@ -371,15 +423,13 @@ class Trainer:
 
     def _logs(self, sums, outputs, prefix=""):
         """Keras's logs: the total loss, and per output its loss and metrics' results, each
-        metric named as compile was given it (and after the output when the model has several).
-        A metric's result covers the batches since its last reset."""
+        metric named as in _metric_keys. A metric's result covers the batches since its last
+        reset."""
         logs = {}
         multi = len(outputs) > 1
         seen = max(sums.get("seen", 0), 1)
-        for o in outputs:
-            for m in o.resolved or ():
-                key = f"{o.name}_{m.name}" if multi else m.name
-                logs[prefix + key] = m.result() if sums.get("seen") else 0.0
+        for key, m in _metric_keys(outputs):
+            logs[prefix + key] = m.result() if sums.get("seen") else 0.0
         logs[prefix + "loss"] = sums.get("loss", 0.0) / seen
         if multi:
             for k, o in enumerate(outputs):
@@ -446,11 +496,13 @@ class Trainer:
         ``fastcnn.data_adapters`` for how each is read. Arrays are converted to float32 one
         batch at a time, and the next batch is prepared on a background thread while the
         current one trains. ``shuffle`` reorders the samples of arrays, or the batches of a
-        PyDataset, each epoch; a generator's order is its own. With ``steps_per_epoch``, each
-        epoch of arrays or of a PyDataset takes its first steps_per_epoch batches (Keras 3
-        would go on through one pass over the data instead); a generator goes on where the
-        last epoch stopped, and one that runs out is an error naming the step (Keras 3 warns
-        and stops training)."""
+        PyDataset, each pass over the data; ``shuffle="batch"`` (arrays) keeps each batch's
+        samples and shuffles them within it. A generator's order is its own. With
+        ``steps_per_epoch``, as in Keras 3, each epoch takes the next steps_per_epoch batches
+        of one pass over the data, which goes on from epoch to epoch: the epoch that reaches
+        the end of the arrays or PyDataset stops there, and the next one starts a new pass
+        (see ``data_adapters.passes``); a generator goes on where the last epoch stopped, and
+        one that runs out is an error naming the step (Keras 3 warns and stops training)."""
         if not self._fit_lock.acquire(blocking=False):
             raise RuntimeError(f"Model {self.name!r} is already training: a second fit must wait "
                                "for the first to return")
@@ -480,6 +532,12 @@ class Trainer:
         if not isinstance(validation_split, numbers.Real) or not 0 <= validation_split < 1:
             raise ValueError(f"Expected validation_split in [0, 1), received "
                              f"validation_split={validation_split!r}")
+        if isinstance(shuffle, np.bool_):
+            shuffle = bool(shuffle)
+        if not isinstance(shuffle, bool) and not (isinstance(shuffle, str)
+                                                  and shuffle == "batch"):
+            raise ValueError(f'Expected shuffle to be True, False or "batch", received '
+                             f'shuffle={shuffle!r:.200}')
         with self._build_rollback():
             train = self._source(x, y, sample_weight, class_weight, batch_size, shuffle, True)
             val = None
@@ -495,7 +553,9 @@ class Trainer:
         outputs = train.outputs
         if val is not None:
             val.outputs = [o.fresh() for o in outputs]
-        steps = train.steps(steps_per_epoch, "steps_per_epoch")
+        steps = train.steps(steps_per_epoch, "steps_per_epoch", capped=False)
+        passes = data_adapters.Passes(train.adapter.num_batches, steps_per_epoch)
+        _warn_short_epochs(train.adapter, steps_per_epoch)
         share = getattr(self.optimizer, "share_batch", None)  # fastcnn.distributed's
         arrays = isinstance(train.adapter, data_adapters.ArrayAdapter)
         if share is not None and arrays:  # each process gathers its own share of each batch
@@ -510,7 +570,7 @@ class Trainer:
         cbs = CallbackList(callbacks, self, params)
         self.stop_training = False
         state = self._fit_state = FitState(execution, outputs, train.adapter.resumable,
-                                           initial_epoch)
+                                           initial_epoch, passes)
         try:
             cbs.on_train_begin()
             logs = {}
@@ -519,12 +579,18 @@ class Trainer:
                 sums, start = state.begin_epoch(epoch)
                 cbs.on_epoch_begin(epoch)
                 logs = self._logs(sums, outputs)
-                batches = enumerate(train.adapter.batches(self.seed, epoch, steps, start), start)
+                if train.adapter.resumable:  # read by index: from where the pass has got to
+                    order_epoch, first, stop = passes.span(epoch)
+                else:  # a generator goes on by itself
+                    order_epoch, first, stop = epoch, 0, steps
+                batches = enumerate(train.adapter.batches(self.seed, order_epoch, stop,
+                                                          first + start), start)
                 with data_adapters.Prefetcher(batches, train.prepare(epoch)) as prefetched:
                     for step, batch in prefetched:
                         if share is not None:  # this process's part of the batch
                             batch = share(execution, batch,
-                                          train.adapter.batch_samples(step) if arrays else None)
+                                          train.adapter.batch_samples(first + step)
+                                          if arrays else None)
                         cbs.on_train_batch_begin(step)
                         self._train_step(execution, batch, outputs, sums, updates)
                         state.step = step + 1
@@ -534,6 +600,7 @@ class Trainer:
                             break
                 if params["steps"] is None:  # a generator's length, known once read
                     params["steps"] = state.step
+                passes.advance(state.step)
                 if val is not None and validate_at(epoch + 1):
                     val_sums = self._evaluate_source(val, validation_steps, cbs)
                     logs.update(self._logs(val_sums, val.outputs, prefix="val_"))
@@ -772,15 +839,16 @@ class _Source:
         self.graph, self.outputs, self.adapter, self.structure = graph, outputs, adapter, structure
         self.convert = None
 
-    def steps(self, steps, name):
+    def steps(self, steps, name, capped=True):
         """The batches one pass takes: ``steps`` if given, else the adapter's count (None: a
-        generator's, until it ends)."""
+        generator's, until it ends). ``capped``: arrays hold at most ``steps`` batches (fit's
+        epochs stop at the end of the arrays instead)."""
         count = self.adapter.num_batches
         if steps is None:
             if count is None and isinstance(self.adapter, data_adapters.PyDatasetAdapter):
                 raise ValueError(f"Expected {name} with an endless PyDataset, received None")
             return count
-        if isinstance(self.adapter, data_adapters.ArrayAdapter) and steps > count:
+        if capped and isinstance(self.adapter, data_adapters.ArrayAdapter) and steps > count:
             raise ValueError(f"Expected {name} of at most {count}, the batches the arrays hold, "
                              f"received {name}={steps}")
         return steps
@@ -804,12 +872,14 @@ class _Source:
 class FitState:
     """Where a running fit is, for callbacks that back it up and restore it
     (BackupAndRestore): the ``epoch`` and the ``step`` (batches done in it), the running loss
-    and metric sums, and the random streams of the execution's random layers. ``resumable``
-    says whether the data can restart mid-epoch (a generator cannot)."""
+    and metric sums, the random streams of the execution's random layers, and the position in
+    the pass over the data that epochs share with steps_per_epoch (``passes``, a
+    data_adapters.Passes). ``resumable`` says whether the data can restart mid-epoch (a
+    generator cannot)."""
 
-    def __init__(self, execution, outputs, resumable, initial_epoch):
+    def __init__(self, execution, outputs, resumable, initial_epoch, passes):
         self.execution, self.outputs = execution, outputs
-        self.resumable = resumable
+        self.resumable, self.passes = resumable, passes
         self.epoch, self.step = initial_epoch, 0
         self.sums = {"loss": 0.0}
         self._resume = None
@@ -841,17 +911,26 @@ class FitState:
                 if step.random_index is not None]
 
     def snapshot(self):
-        """The state to back up: JSON values."""
+        """The state to back up mid-epoch: JSON values."""
         return {"epoch": self.epoch, "step": self.step,
                 "sums": [[list(k) if isinstance(k, tuple) else k, v]
                          for k, v in self.sums.items()],
                 "random": [ctx.rng.bit_generator.state for ctx in self._random_contexts()],
-                "metrics": [_metric_state(m) for m in self._metrics()]}
+                "metrics": [_metric_state(m) for m in self._metrics()],
+                "pass": self.passes.state()}
+
+    def epoch_end_snapshot(self):
+        """The state to back up once the current epoch's batches are done (and the pass has
+        moved on past them): the next epoch, from its start."""
+        return {"epoch": self.epoch + 1, "step": 0, "sums": [], "random": [],
+                "pass": self.passes.state()}
 
     def restore(self, snapshot):
         """Continue from ``snapshot`` (as ``snapshot`` returned it): its epoch, and for data that
-        can resume mid-epoch, its step, sums and random streams."""
+        can resume mid-epoch, its position in the pass, step, sums and random streams."""
         self.epoch = snapshot["epoch"]
+        if self.resumable and snapshot.get("pass") is not None:
+            self.passes.set_state(snapshot["pass"])
         self._resume = {**snapshot, "sums": {tuple(k) if isinstance(k, list) else k: v
                                               for k, v in snapshot["sums"]}}
 
@@ -887,6 +966,19 @@ def _set_metric_state(metric, state):
         setattr(metric, key, array(value) if "array" in value else value["number"])
     for variable, value in zip(metric.variables, state["variables"], strict=True):
         variable.assign(array(value))
+
+
+def _warn_short_epochs(adapter, steps_per_epoch):
+    """Keras's warning that the data runs out within an epoch of steps_per_epoch batches (the
+    epoch then stops at the end of the data); given once per fit."""
+    count = adapter.num_batches
+    if steps_per_epoch is None or not adapter.resumable or count is None \
+            or count % steps_per_epoch == 0:
+        return
+    warnings.warn(f"steps_per_epoch={steps_per_epoch} does not divide the {count} batches of "
+                  f"{getattr(adapter, 'name', 'x')}: as in Keras, the epoch that reaches the end "
+                  f"of the data stops there, after {count % steps_per_epoch} of them, and the "
+                  f"next epoch starts a new pass over the data", stacklevel=4)
 
 
 def _batch_size(value, name):

@@ -331,6 +331,26 @@ def step_names(plan):
             for s in plan.steps]
 
 
+# ---- fits stopped part way (tests/api/test_backup_and_restore.py, test_steps_per_epoch_passes.py)
+
+class Crash(Exception):
+    """What the callback of ``crash_after`` raises."""
+
+
+def crash_after(count):
+    """A callback that raises Crash once ``count`` training batches, counted over the whole
+    fit, have ended (never for None)."""
+    import fastcnn
+    done = []
+
+    def batch_end(batch, logs):
+        done.append(batch)
+        if len(done) == count:
+            raise Crash
+
+    return fastcnn.callbacks.LambdaCallback(on_train_batch_end=batch_end)
+
+
 # ---- the Keras guides' patterns (tests/api/test_functional_api.py, test_subclassing.py,
 # test_transfer_learning.py) -------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ class BackupAndRestore(Callback):
     """Back up a fit to ``backup_dir`` at the end of every epoch (``save_freq="epoch"``) or every
     ``save_freq`` batches (an int), and restore the latest backup when a fit starts: the weights,
     the optimizer's slots and step count, the model's seed, the epoch and the step within it, the
-    running loss and metric sums and the random streams of the dropout and augmentation layers.
-    Arrays and PyDatasets then continue from the next batch, in the order the uninterrupted
+    running loss and metric sums, the random streams of the dropout and augmentation layers, and
+    the position in the pass over the data that epochs of ``steps_per_epoch`` share. Arrays and PyDatasets then continue from the next batch, in the order the uninterrupted
     fit would have used, so the final weights are bitwise the same. A generator's position
     cannot be saved: with one, a fit restarts the interrupted epoch from the generator's next
     batch (with the weights of the backup).
@@ -84,7 +84,7 @@ class BackupAndRestore(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.save_freq == "epoch":
-            self._save({"epoch": epoch + 1, "step": 0, "sums": [], "random": []})
+            self._save(self._state().epoch_end_snapshot())
 
     def on_train_end(self, logs=None):
         if self.delete_checkpoint:

@@ -1,18 +1,20 @@
 """The data fit, evaluate and predict take, one batch at a time: arrays (``ArrayAdapter``),
 Python generators and iterables (``GeneratorAdapter``) and PyDatasets (``PyDatasetAdapter``),
-with the per-sample loss weights of ``sample_weight`` and ``class_weight``, and the thread
-that prepares the next batch while the current one trains (``Prefetcher``)."""
+with the loss weights of ``sample_weight`` and ``class_weight``, the batches each epoch takes
+(``Passes``), and the thread that prepares the next batch while the current one trains
+(``Prefetcher``)."""
 import numpy as np
 
 from ..utils.py_dataset import PyDataset
 from .array_adapter import ArrayAdapter, epoch_order
 from .batches import StepError, unpack_batch
 from .generator_adapter import GeneratorAdapter
+from .passes import Passes
 from .prefetch import RING, Prefetcher
 from .py_dataset_adapter import PyDatasetAdapter
 from .weights import check_class_weight, class_weights, sample_weights
 
-__all__ = ["RING", "ArrayAdapter", "GeneratorAdapter", "Prefetcher", "PyDatasetAdapter",
+__all__ = ["RING", "ArrayAdapter", "GeneratorAdapter", "Passes", "Prefetcher", "PyDatasetAdapter",
            "StepError", "check_class_weight", "class_weights", "epoch_order", "is_batched",
            "sample_weights", "unpack_batch"]
 

@@ -6,10 +6,17 @@ from .._ops.workspace import Workspace
 from .prefetch import RING
 
 
-def epoch_order(seed, epoch, n, shuffle):
-    """The sample order of epoch ``epoch`` of a fit seeded with ``seed``: a permutation drawn
-    from RNG (seed, epoch), or None (in order) without shuffling."""
-    return np.random.default_rng([seed, epoch]).permutation(n) if shuffle else None
+def epoch_order(seed, epoch, n, shuffle, batch_size):
+    """The sample order of epoch ``epoch`` of a fit seeded with ``seed``, drawn from RNG (seed,
+    epoch): a permutation for ``shuffle=True``; for ``shuffle="batch"`` (Keras's), each batch of
+    ``batch_size`` keeps its samples, in a random order within it; None (in order) without
+    shuffling."""
+    if not shuffle:
+        return None
+    rng = np.random.default_rng([seed, epoch])
+    if shuffle == "batch":  # sorted by batch, then by a random key within each batch
+        return np.lexsort((rng.random(n), np.arange(n) // batch_size))
+    return rng.permutation(n)
 
 
 class ArrayAdapter:
@@ -44,12 +51,15 @@ class ArrayAdapter:
             per_sample += gathered + (0 if plain else a[0].size * 4)
         if self.shuffle:
             per_sample += sum(a[0].nbytes for a in self.ys if a is not None)
-            per_sample += 0 if self.weights is None else 4
-        return RING * rows * per_sample + (self.n * 8 if self.shuffle else 0)
+            per_sample += 0 if self.weights is None else self.weights[0].nbytes
+        # the order, and for shuffle="batch" the keys and batch indices that sort into it
+        order = {True: 8, "batch": 24}.get(self.shuffle, 0)
+        return RING * rows * per_sample + self.n * order
 
     def batches(self, seed, epoch, steps, start=0):
-        """(xs, ys, weights) of the batches ``start`` to ``steps - 1`` of epoch ``epoch``."""
-        order = epoch_order(seed, epoch, self.n, self.shuffle)
+        """(xs, ys, weights) of the batches ``start`` to ``steps - 1`` of the pass ordered as
+        epoch ``epoch`` orders it."""
+        order = epoch_order(seed, epoch, self.n, self.shuffle, self.batch_size)
         for step in range(start, steps):
             lo, hi = step * self.batch_size, step * self.batch_size + self.batch_samples(step)
             if self.share is not None:

@@ -1,7 +1,8 @@
 """PyDatasets: batch ``i`` is ``dataset[i]``, fetched ahead by ``dataset.workers`` threads.
 
-With ``shuffle``, each epoch visits the batches in a permutation drawn from RNG (seed, epoch),
-so a fit resumed mid-epoch by BackupAndRestore visits the same batches in the same order.
+With ``shuffle``, each pass visits the batches in a permutation drawn from RNG (seed, the epoch
+the pass starts in; see passes.py), so a fit resumed mid-epoch by BackupAndRestore visits the
+same batches in the same order.
 """
 import collections
 import concurrent.futures

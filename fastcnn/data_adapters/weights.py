@@ -1,6 +1,8 @@
-"""Per-sample loss weights, as Keras reads them: ``sample_weight`` gives each sample's weight,
-``class_weight`` maps a class index to the weight of the samples of that class (a class it does
-not name weighs 1). A batch's loss is then sum(w_i * loss_i) / n over its n samples."""
+"""Loss weights, as Keras reads them: ``sample_weight`` gives each sample's weight (or each
+position's, for outputs with positions), ``class_weight`` maps a class index to the weight of
+the samples of that class (a class it does not name weighs 1). With the default reduction a
+batch's loss is then sum(w_i * loss_i) / m over its m loss values (samples, or samples times
+positions)."""
 import numbers
 
 import numpy as np
@@ -28,33 +30,50 @@ def check_class_weight(class_weight):
     return checked
 
 
-def sample_weights(weights, n, name="sample_weight"):
-    """``weights`` as a float32 array (n,): one finite weight per sample, (n,) or (n, 1)."""
+def sample_weights(weights, n, positions=(), name="sample_weight", several_outputs=False):
+    """``weights`` as a float32 array: one finite weight per sample, (n,) or (n, 1), or for an
+    output with ``positions`` (the axes between the samples and the last, such as (H, W) for
+    outputs (n, H, W, classes)), one per position, (n, *positions) or (n, *positions, 1): Keras
+    multiplies each position's loss by its weight, and the mean is still over every position.
+    ``several_outputs``: the model scores several outputs, which one array weighs per sample
+    alone (as in Keras)."""
     if weights is None:
         return None
     w = check_array(weights, name)
-    if w.ndim == 2 and w.shape[1] == 1:
-        w = w[:, 0]
-    if w.shape != (n,):
-        raise ValueError(f"Expected {name} of shape ({n},), one weight per sample, received "
-                         f"shape {w.shape}")
+    per_position = (n, *positions) if positions else None
+    if w.ndim >= 2 and w.shape[-1] == 1 and w.shape[:-1] in ((n,), per_position):
+        w = w[..., 0]
+    if w.shape not in ((n,), per_position):
+        accepted = f"({n},), one weight per sample"
+        if per_position:
+            accepted += f", or {per_position}, one per position of the output"
+        elif several_outputs:
+            accepted += " (a model with several outputs takes one weight per sample)"
+        raise ValueError(f"Expected {name} of shape {accepted}, received shape {w.shape}")
     w = np.asarray(w, dtype=np.float32)
     if not np.all(np.isfinite(w)):
         raise ValueError(f"Expected finite {name}, received non-finite values")
     return w
 
 
-def class_weights(class_weight, y, name="y"):
+def class_weights(class_weight, y, output_shape, name="y"):
     """The float32 weight (n,) of each sample of the targets ``y``: integer labels (n,) or
-    (n, 1), or one-hot rows (n, classes) whose largest entry is the class."""
+    (n, 1), or one-hot rows (n, classes) whose largest entry is the class, for outputs of shape
+    ``output_shape`` (batch axis first). As in Keras, a sample has one class: targets of 3 or
+    more dimensions, and any output with a class per position, are refused."""
     y = np.asarray(y)
+    if len(output_shape) > 2 or y.ndim > 2:
+        raise ValueError(
+            f"Expected class_weight with targets of one class per sample, (samples,), "
+            f"(samples, 1) or (samples, classes), received targets {name} of shape {y.shape} "
+            f"for outputs of shape {tuple(output_shape)}: like Keras, class_weight is not "
+            f"supported for 3+ dimensional targets or per-position outputs. Pass sample_weight "
+            f"of shape (samples, *positions) holding the weight of each position's class "
+            f"instead")
     if y.ndim == 2 and y.shape[1] > 1:
         labels = y.argmax(axis=1)
-    elif y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1):
-        labels = np.rint(y.reshape(-1)).astype(np.int64)
     else:
-        raise ValueError(f"Expected class_weight with targets {name} of shape (samples,), "
-                         f"(samples, 1) or (samples, classes), received shape {y.shape}")
+        labels = np.rint(y.reshape(-1)).astype(np.int64)
     if labels.size and labels.min() < 0:
         raise ValueError(f"Expected class indices >= 0 in {name} for class_weight, received "
                          f"{labels.min()}")

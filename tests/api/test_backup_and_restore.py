@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import Crash, crash_after
 
 import fastcnn
 from fastcnn import layers
@@ -138,10 +139,6 @@ def test_a_generator_restarts_the_interrupted_epoch(tmp_path):
     assert epochs_seen == [1, 2] and len(history.history["loss"]) == 2
 
 
-class Crash(Exception):
-    pass
-
-
 def _dense_fit(optimizer, backup_dir=None, crash_at=None, metrics=("acc",)):
     """(weights, history) of a seeded fit, or None when it crashed after ``crash_at``
     batches."""
@@ -153,14 +150,7 @@ def _dense_fit(optimizer, backup_dir=None, crash_at=None, metrics=("acc",)):
     model.compile(optimizer(), "sparse_categorical_crossentropy", metrics=list(metrics))
     callbacks = [] if backup_dir is None else [
         fastcnn.callbacks.BackupAndRestore(backup_dir, save_freq=1)]
-    done = []
-
-    def count(batch, logs):
-        done.append(batch)
-        if len(done) == crash_at:
-            raise Crash
-
-    callbacks.append(fastcnn.callbacks.LambdaCallback(on_train_batch_end=count))
+    callbacks.append(crash_after(crash_at))
     try:
         history = model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, callbacks=callbacks,
                             verbose=0)
