@@ -10,12 +10,13 @@ fit, evaluate and predict take, with Keras 3's arguments and semantics.
   Keras does, so the same seed gives Keras's file order (``file_paths``) and the same
   training/validation split: the last ``int(validation_split * n)`` files are the validation
   subset. Each epoch then serves the files in an order drawn from (seed, epoch).
-- The pixels: decoded by Pillow on worker threads (it releases the GIL while decoding), converted
-  to grayscale, RGB or RGBA, and resized to ``image_size`` as Keras does (half-pixel centres, no
-  antialiasing; see fastcnn/_ops/resize.py), as float32 values in 0-255. PNG pixels come out
-  as Keras's (a colour PNG in grayscale within a level: libpng and Pillow weigh the channels
-  differently); JPEG decoders differ by a level or a few, and a JPEG in grayscale is its luma
-  plane, as TensorFlow decodes it.
+- The pixels: decoded on worker threads, each taking a run of a batch's files (JPEGs by
+  simplejpeg, other formats by Pillow, both releasing the GIL while decoding; see
+  image_utils.decode_file), converted to grayscale, RGB or RGBA, and resized to ``image_size``
+  as Keras does (half-pixel centres, no antialiasing; see fastcnn/_ops/resize.py), as float32
+  values in 0-255. PNG pixels come out as Keras's (a colour PNG in grayscale within a level:
+  libpng and Pillow weigh the channels differently); JPEG decoders differ by a level or a few,
+  and a JPEG in grayscale is its luma plane, as TensorFlow decodes it.
 """
 import os
 import threading
