@@ -80,7 +80,7 @@ def _simplejpeg():
 
 
 def _read(path):
-    with open(path, "rb") as f:
+    with open(path, "rb", buffering=0) as f:  # one read of the whole file: no buffer to fill
         return f.read()
 
 
