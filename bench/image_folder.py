@@ -7,8 +7,11 @@ images held in memory. Prints one JSON line per measurement.
 The folders (10 classes of JPEGs, quality 90, smooth random pictures so that they compress like
 photographs) are written once under --root and reused. Decoding is timed over whole passes
 after a warm-up pass (the files then sit in the page cache for both frameworks); Keras runs the
-same folder in a subprocess of --keras-python with the same thread count. The VGG epochs are
-timed as in bench/workloads.py: the median of the epochs after the first.
+same folder in a subprocess of --keras-python with the same thread count. Each decoding row
+gives the wall rate, the CPU time per image of all the process's threads (what decoding takes
+from training when the cores are busy) and the load average when it began, as the rate depends
+on what else the machine runs. The VGG epochs are timed as in bench/workloads.py: the median of
+the epochs after the first.
 """
 import argparse
 import json
@@ -43,11 +46,12 @@ def make_folder(root, n, size, seed=0):
 
 
 def _timed_passes(batches_of, passes):
-    """Images per second over ``passes`` whole passes after a warm-up pass."""
+    """{images_s, cpu_us_per_image} over ``passes`` whole passes after a warm-up pass."""
     batches_of()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     count = sum(batches_of() for _ in range(passes))
-    return count / (time.perf_counter() - start)
+    return {"images_s": round(count / (time.perf_counter() - start)),
+            "cpu_us_per_image": round((time.process_time() - cpu) / count * 1e6, 1)}
 
 
 def fastcnn_decode_rate(folder, image_size, threads, passes):
@@ -135,8 +139,8 @@ def main():
     a = p.parse_args()
     if a.keras_worker:
         folder, height, width = a.keras_worker
-        rate = keras_decode_rate(folder, (int(height), int(width)), a.threads, a.passes)
-        print(json.dumps({"images_s": round(rate)}))
+        print(json.dumps(keras_decode_rate(folder, (int(height), int(width)), a.threads,
+                                           a.passes)))
         return
 
     small = make_folder(os.path.join(a.root, f"jpeg32_{a.n32}"), a.n32, 32)
@@ -145,9 +149,8 @@ def main():
     for folder, source, image_size in ((small, 32, (32, 32)), (large, 224, (224, 224)),
                                        (large, 224, (180, 180))):
         row = {"measure": "decode", "jpeg": source, "image_size": list(image_size),
-               "threads": a.threads,
-               "fastcnn_images_s": round(fastcnn_decode_rate(folder, image_size, a.threads,
-                                                             a.passes))}
+               "threads": a.threads, "load_average": round(os.getloadavg()[0], 2),
+               "fastcnn": fastcnn_decode_rate(folder, image_size, a.threads, a.passes)}
         if a.keras_python:
             row["keras"] = keras_in_subprocess(a.keras_python, folder, image_size, a.threads,
                                                a.passes)

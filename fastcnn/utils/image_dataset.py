@@ -10,12 +10,13 @@ fit, evaluate and predict take, with Keras 3's arguments and semantics.
   Keras does, so the same seed gives Keras's file order (``file_paths``) and the same
   training/validation split: the last ``int(validation_split * n)`` files are the validation
   subset. Each epoch then serves the files in an order drawn from (seed, epoch).
-- The pixels: decoded by Pillow on worker threads (it releases the GIL while decoding), converted
-  to grayscale, RGB or RGBA, and resized to ``image_size`` as Keras does (half-pixel centres, no
-  antialiasing; see fastcnn/_ops/resize.py), as float32 values in 0-255. PNG pixels come out
-  as Keras's (a colour PNG in grayscale within a level: libpng and Pillow weigh the channels
-  differently); JPEG decoders differ by a level or a few, and a JPEG in grayscale is its luma
-  plane, as TensorFlow decodes it.
+- The pixels: decoded on worker threads, each taking a run of a batch's files (JPEGs by
+  simplejpeg, other formats by Pillow, both releasing the GIL while decoding; see
+  image_utils.decode_file), converted to grayscale, RGB or RGBA, and resized to ``image_size``
+  as Keras does (half-pixel centres, no antialiasing; see fastcnn/_ops/resize.py), as float32
+  values in 0-255. PNG pixels come out as Keras's (a colour PNG in grayscale within a level:
+  libpng and Pillow weigh the channels differently); JPEG decoders differ by a level or a few,
+  and a JPEG in grayscale is its luma plane, as TensorFlow decodes it.
 """
 import os
 import threading
@@ -40,12 +41,13 @@ _pool = None
 
 
 def _decode_pool():
-    """The threads that decode image files, one per core the kernels use by default."""
+    """(pool, threads): the threads that decode image files, one per core the kernels use by
+    default."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(effective_n_threads(None),
-                                       thread_name_prefix="fastcnn-decode")
+            threads = effective_n_threads(None)
+            _pool = ThreadPoolExecutor(threads, thread_name_prefix="fastcnn-decode"), threads
         return _pool
 
 
@@ -211,13 +213,19 @@ class ImageFolderDataset(Dataset):
         indices = np.asarray(indices, np.int64)
         out = np.empty((len(indices), *self._size, CHANNELS[self._color_mode]), np.float32)
 
-        def load(k):
-            self._load(indices[k], out[k:k + 1])
+        def load(ks):
+            for k in ks:
+                self._load(indices[k], out[k:k + 1])
 
-        if len(indices) == 1:
-            load(0)
+        # One run of consecutive images per decoding thread: a task per image would cost more
+        # than decoding a small one.
+        if len(indices) <= 1:
+            load(range(len(indices)))
         else:
-            for _ in _decode_pool().map(load, range(len(indices))):
+            pool, threads = _decode_pool()
+            step = -(-len(indices) // threads)
+            for _ in pool.map(load, [range(k, min(k + step, len(indices)))
+                                     for k in range(0, len(indices), step)]):
                 pass
         x = np.ascontiguousarray(out.transpose(0, 3, 1, 2)) if self._channels_first else out
         return x if self._labels is None else (x, self._labels[indices])

@@ -9,8 +9,12 @@ folders):
 - images are float32 in 0-255, resized by half-pixel bilinear interpolation without
   antialiasing (checked against a NumPy reference written from the formula, and torch);
   crop_to_aspect_ratio takes the centred window, pad_to_aspect_ratio is
-  tf.image.resize_with_pad's fit-then-centre.
+  tf.image.resize_with_pad's fit-then-centre;
+- JPEG pixels are Pillow's decode of the file in each colour mode (a JPEG in grayscale its luma
+  plane), whether simplejpeg decodes them or leaves them to Pillow (CMYK, libjpeg warnings, or
+  simplejpeg not installed); a file that neither decodes is named.
 """
+import importlib.util
 import os
 
 import numpy as np
@@ -18,6 +22,7 @@ import pytest
 from conftest import bilinear_reference, write_images
 
 from fastcnn import utils
+from fastcnn.utils import image_utils
 
 pytest.importorskip("PIL")
 
@@ -323,3 +328,92 @@ def test_other_formats_and_16_bit_images(tmp_path):
     np.testing.assert_array_equal(rgb[2][0, :, 0], [0, 3, 255, 1])
     gray = _load(root, color_mode="grayscale", **kw)
     np.testing.assert_array_equal(gray[2][0, :, 0], [0, 3, 255, 1])
+
+
+def _pillow_decode(path, color_mode):
+    """The oracle: Pillow's decode of ``path`` in ``color_mode``, a JPEG in grayscale as its
+    luma plane (libjpeg asked for one channel)."""
+    from PIL import Image
+    img = Image.open(path)
+    if color_mode == "grayscale":
+        img.draft("L", img.size)
+    x = np.asarray(img.convert({"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}[color_mode]))
+    return x[:, :, None] if x.ndim == 2 else x
+
+
+def _jpeg_kinds(root):
+    """JPEGs of every chroma subsampling, grayscale, progressive, low quality and odd sizes."""
+    from PIL import Image
+    kinds = {"420.jpg": ((13, 17, 3), {}), "422.jpg": ((9, 20, 3), {"subsampling": 1}),
+             "444.jpg": ((16, 16, 3), {"subsampling": 0}), "gray.jpg": ((11, 7), {}),
+             "progressive.jpeg": ((21, 10, 3), {"progressive": True}),
+             "q40.jpg": ((33, 31, 3), {"quality": 40})}
+    (root / "c").mkdir(parents=True)
+    for k, (name, (shape, options)) in enumerate(kinds.items()):
+        smooth = np.random.default_rng(k).integers(0, 256, (4, 4) + shape[2:], dtype=np.uint8)
+        Image.fromarray(smooth.squeeze()).resize(shape[1::-1], Image.Resampling.BICUBIC).save(
+            root / "c" / name, quality=options.pop("quality", 90), **options)
+    return sorted((root / "c").iterdir())
+
+
+@pytest.mark.parametrize("color_mode", ["grayscale", "rgb", "rgba"])
+def test_jpegs_decode_to_pillows_pixels(tmp_path, color_mode):
+    pytest.importorskip("simplejpeg")
+    for path in _jpeg_kinds(tmp_path):
+        want = _pillow_decode(path, color_mode)
+        got = image_utils.decode_file(path, color_mode)
+        assert got.dtype == np.uint8
+        np.testing.assert_array_equal(got, want, err_msg=path.name)
+        # ... through simplejpeg, not a fallback to Pillow.
+        assert image_utils._decode_jpeg(path.read_bytes(), color_mode) is not None
+    ds = _load(tmp_path, image_size=(13, 17), color_mode=color_mode, shuffle=False,
+               batch_size=None, label_mode=None)
+    np.testing.assert_array_equal(ds[0], _pillow_decode(tmp_path / "c" / "420.jpg", color_mode))
+
+
+def test_jpegs_simplejpeg_leaves_to_pillow_decode_as_pillow_does(tmp_path):
+    from PIL import Image
+    (tmp_path / "c").mkdir()
+    smooth = Image.fromarray(_pixels(0, 3, 3)).resize((12, 10), Image.Resampling.BICUBIC)
+    # CMYK: Pillow's conversion to RGB, not libjpeg-turbo's (they differ by a level).
+    smooth.convert("CMYK").save(tmp_path / "c" / "cmyk.jpg", quality=90)
+    # Bytes between two markers: libjpeg-turbo warns, Pillow decodes all the same.
+    smooth.save(tmp_path / "c" / "warned.jpg", quality=90)
+    data = (tmp_path / "c" / "warned.jpg").read_bytes()
+    scan = data.index(b"\xff\xda")
+    (tmp_path / "c" / "warned.jpg").write_bytes(data[:scan] + b"\0\0" + data[scan:])
+    # A PNG named .jpg is read by what it holds.
+    smooth.save(tmp_path / "c" / "png_inside.jpg", format="PNG")
+    for color_mode in ("grayscale", "rgb", "rgba"):
+        for name in ("cmyk.jpg", "warned.jpg", "png_inside.jpg"):
+            path = tmp_path / "c" / name
+            np.testing.assert_array_equal(image_utils.decode_file(path, color_mode),
+                                          _pillow_decode(path, color_mode), err_msg=name)
+    if importlib.util.find_spec("simplejpeg"):
+        for name in ("cmyk.jpg", "warned.jpg"):
+            assert image_utils._decode_jpeg((tmp_path / "c" / name).read_bytes(), "rgb") is None
+
+
+def test_without_simplejpeg_pillow_gives_the_same_batches(tmp_path, monkeypatch):
+    _jpeg_kinds(tmp_path)
+    kw = {"image_size": (9, 12), "seed": 3, "batch_size": 4}
+    for color_mode in ("grayscale", "rgb", "rgba"):
+        fast = [x for x, _ in _load(tmp_path, color_mode=color_mode, **kw)]
+        with monkeypatch.context() as patched:
+            patched.setattr(image_utils, "_simplejpeg", lambda: None)
+            slow = [x for x, _ in _load(tmp_path, color_mode=color_mode, **kw)]
+        assert len(fast) == len(slow) == 2
+        for a, b in zip(fast, slow):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("content", [b"\xff\xd8\xff\xe0" + b"\0" * 40, "truncated"],
+                         ids=["garbage", "truncated"])
+def test_a_corrupt_jpeg_is_named_when_decoded(folder, content):
+    if content == "truncated":
+        content = (folder / "b_dog" / "0.jpg").read_bytes()[:150]
+    (folder / "b_dog" / "broken.jpg").write_bytes(content)
+    ds = _load(folder, shuffle=False, batch_size=None)
+    assert ds.file_paths[7].endswith("broken.jpg")
+    with pytest.raises(ValueError, match="Could not decode the image file .*broken.jpg"):
+        ds[7]
