@@ -232,3 +232,62 @@ def test_batchnorm_backward_of_two_parts_is_that_of_their_float_sum(with_residua
     summed = bn_back(normalization, x, dy + dy2, *params[:2], mean, inv_std, True, **options)
     for a, b in zip(parts, summed):
         np.testing.assert_array_equal(a, b)
+
+
+def _in_processes(work, shares):
+    """work(share, across) on a thread per share, the threads standing in for processes: each
+    call of ``across`` waits for every thread's, then gives each the total (shares of two, as
+    the distributed sum adds them). The kernels release the GIL between calls."""
+    import threading
+    barrier, sent, results = threading.Barrier(len(shares)), [None] * len(shares), [None] * len(shares)
+
+    def run(k):
+        def across(sums):
+            sums = np.asarray(sums)
+            sent[k] = sums.copy()
+            barrier.wait()
+            sums[...] = sent[0] + sent[1]
+            barrier.wait()
+        results[k] = work(shares[k], across)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(len(shares))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+@pytest.mark.parametrize("cut", [256, 300])  # a subtree of 16 of the 19 chunks; all (one empty)
+@pytest.mark.parametrize("with_residual,relu", [(False, False), (True, 1.5)])
+def test_batchnorm_across_shares_gives_the_whole_batch_bitwise(cut, with_residual, relu, rng):
+    """Two shares of one batch cut at a subtree of its chunks, their sums totalled through
+    ``across``: each gets the whole batch's statistics, moving statistics, dgamma and dbeta,
+    and its rows of y and dx, bitwise as one call on the whole batch. In float64, where the
+    sums round (float32 values summed in double mostly do not), so that another order of
+    additions would show."""
+    rows = 16
+    x = rng.standard_normal((300, 5)) * 2 + 3
+    dy = rng.standard_normal(x.shape)
+    res = rng.standard_normal(x.shape) if with_residual else None
+    params = bn_params(rng, 5, np.float64)
+    fused = dict(relu=relu)
+
+    def both(share, across=None):
+        part = lambda a: None if a is None else a[share]  # noqa: E731
+        y, mean, inv_std, mm, mv = bn_train(normalization, x[share], *params, rows,
+                                            residual=part(res), across=across, **fused)
+        back = bn_back(normalization, x[share], dy[share], *params[:2], mean, inv_std, True,
+                       rows, residual=part(res), want_dres=with_residual, across=across,
+                       **fused)
+        return y, mean, inv_std, mm, mv, *back
+
+    whole = both(slice(None))
+    shares = _in_processes(both, [slice(0, cut), slice(cut, None)])
+    for k, (a, b) in enumerate(zip(whole, zip(*shares))):
+        if a is None:
+            continue
+        per_row = a.shape == x.shape  # y, dx, dres: each share has its rows
+        got = np.concatenate(b) if per_row else b
+        for g in ([got] if per_row else got):
+            assert np.array_equal(g, a), k
