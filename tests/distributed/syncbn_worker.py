@@ -1,6 +1,6 @@
 """A fit of a small conv net with batch normalisation, for the synchronized batch normalisation
-tests: started by them as ``[mpiexec -n N] python syncbn_worker.py MODE OUT [options]``. Rank 0
-writes the weights (moving statistics included) to OUT."""
+tests: started by them as ``[mpiexec -n N] python syncbn_worker.py MODE OUT [options]``. Each
+rank writes its weights (moving statistics included) to OUT.rankR.npz."""
 import argparse
 
 import numpy as np
@@ -45,8 +45,7 @@ def main():
         optimizer = dist.DistributedOptimizer(optimizer, deterministic=not args.plain)
     model.compile(optimizer=optimizer, loss="categorical_crossentropy")
     model.fit(x, y, batch_size=BATCH, epochs=2, verbose=0)
-    if rank == 0:
-        np.savez(args.out, *model.get_weights())
+    np.savez(f"{args.out}.rank{rank}.npz", *model.get_weights())
 
 
 if __name__ == "__main__":
