@@ -123,8 +123,10 @@ cdef enum:
 
 cdef int _check(Py_ssize_t m, Py_ssize_t c, const Py_ssize_t *y_shape, Py_ssize_t n_channels,
                 const Py_ssize_t *partial_shape) except -1:
-    """Raise unless the shapes agree; past this point the kernels run without bounds checks."""
-    if m < (0 if partial_shape != NULL else 1) or y_shape[0] != m or y_shape[1] != c or n_channels != c:
+    """Raise unless the shapes agree; past this point the kernels run without bounds checks. M
+    may be 0 for the training kernels (those with partial sums: see _check_chunks)."""
+    cdef Py_ssize_t least = 0 if partial_shape != NULL else 1
+    if m < least or y_shape[0] != m or y_shape[1] != c or n_channels != c:
         raise ValueError(f"inconsistent batch normalisation: x ({m}, {c}), output "
                          f"({y_shape[0]}, {y_shape[1]}), per-channel arrays of {n_channels}")
     if partial_shape != NULL and (partial_shape[1] != 2 or partial_shape[2] != c):
@@ -167,7 +169,7 @@ cdef void _tree_sum(double *parts, Py_ssize_t n_parts, Py_ssize_t step, Py_ssize
 
 
 cdef inline const floating *_row(const floating[:, ::1] a, Py_ssize_t r) noexcept nogil:
-    """Row r of a (r = M for the start of an empty chunk), or NULL for an operand not given."""
+    """Row r of a, or NULL for an operand not given."""
     return &a[0, 0] + r * a.shape[1] if a is not None else NULL
 
 

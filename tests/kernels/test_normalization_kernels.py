@@ -1,5 +1,8 @@
 """The batch-normalisation kernels against their twins, the moving statistics, float64 gradient
-checks, thread independence and shape checks."""
+checks, thread independence, shape checks, and shares of a batch totalled through ``across``
+(synchronized batch normalisation) against the whole batch."""
+import threading
+
 import numpy as np
 import pytest
 
@@ -235,11 +238,11 @@ def test_batchnorm_backward_of_two_parts_is_that_of_their_float_sum(with_residua
 
 
 def _in_processes(work, shares):
-    """work(share, across) on a thread per share, the threads standing in for processes: each
-    call of ``across`` waits for every thread's, then gives each the total (shares of two, as
-    the distributed sum adds them). The kernels release the GIL between calls."""
-    import threading
-    barrier, sent, results = threading.Barrier(len(shares)), [None] * len(shares), [None] * len(shares)
+    """work(share, across) on a thread per share (two), the threads standing in for processes:
+    each call of ``across`` waits for both threads' call, then gives each the total. The kernels
+    release the GIL between calls."""
+    barrier = threading.Barrier(len(shares))
+    sent, results = [None] * len(shares), [None] * len(shares)
 
     def run(k):
         def across(sums):
