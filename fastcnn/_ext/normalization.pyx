@@ -3,10 +3,20 @@ an optional residual added before that activation: forward (training and inferen
 backward side by side.
 
 Callers view NHWC activations as (N*H*W, C) and dense activations as (N, C), so each channel is
-a column. The passes run over fixed chunks of rows: with ``partial__k2c`` of shape (K, 2, C),
-chunk k covers rows [k*R, (k+1)*R) where R = ceil(M / K), and each chunk's column statistics go
-to its own ``partial[k]``, combined afterwards in chunk order. The result depends on K, which the
-caller derives from the shape, but never on ``n_threads``. Statistics accumulate in double.
+a column. The passes run over fixed chunks of ``chunk_rows`` rows (the last may be shorter):
+with ``partial__k2c`` of shape (K, 2, C), K = ceil(M / chunk_rows), each chunk's column
+statistics go to its own ``partial[k]``, and the chunks' sums add along the fixed binary tree of
+``fcnn_sum_parts`` (pack.h). The result depends on chunk_rows, which the caller derives from the
+shape, but never on ``n_threads``. Statistics accumulate in double.
+
+Synchronized batch normalisation (several processes, each with a share of one batch): the
+training kernels take ``across``, None or a callable that replaces a 1-D float64 array, in
+place, by its total over the processes: this process's per-channel sums followed by its number
+of rows (0: no share, and then x has no row). The forward calls it twice, on C + 1 values (the
+sums of x, then of the squared deviations from the whole batch's mean), the backward once, on
+2C + 1 (the sums of g and of g * xhat). A process whose share is a whole subtree of chunks of
+the whole batch's tree, added to the others' along the tree's top, gets the bits of one process
+running the whole batch.
 
 The forward computes y = act((x - mean) * scale + beta [+ residual]) with per-channel scale =
 gamma * inv_std, act relu capped at ``relu_max`` (inf: no cap) or the identity; ``inv_std`` is
@@ -18,6 +28,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
 from libc.stdlib cimport free, malloc
+from cython.view cimport array as cvarray
 
 include "_threads.pxi"
 include "cpu.pxi"
@@ -102,25 +113,63 @@ cdef inline void _grad_input(const floating *x, const floating *dy, const floati
                                mean_gx, relu, cap, dx)
 
 
+cdef extern from "pack.h" nogil:
+    void fcnn_sum_parts_f64(double *parts, int nparts, size_t step, int n, double *out)
+
+
 cdef enum:
     BLOCK = 8192  # values per chunk of rows where no partial operand fixes the chunks
 
 
 cdef int _check(Py_ssize_t m, Py_ssize_t c, const Py_ssize_t *y_shape, Py_ssize_t n_channels,
                 const Py_ssize_t *partial_shape) except -1:
-    """Raise unless the shapes agree; past this point the kernels run without bounds checks."""
-    if m < 1 or y_shape[0] != m or y_shape[1] != c or n_channels != c:
+    """Raise unless the shapes agree; past this point the kernels run without bounds checks. M
+    may be 0 for the training kernels (those with partial sums: see _check_chunks)."""
+    cdef Py_ssize_t least = 0 if partial_shape != NULL else 1
+    if m < least or y_shape[0] != m or y_shape[1] != c or n_channels != c:
         raise ValueError(f"inconsistent batch normalisation: x ({m}, {c}), output "
                          f"({y_shape[0]}, {y_shape[1]}), per-channel arrays of {n_channels}")
-    if partial_shape != NULL and (partial_shape[0] < 1 or partial_shape[1] != 2
-                                  or partial_shape[2] != c):
-        raise ValueError(f"partial must have shape (K >= 1, 2, {c}), received "
+    if partial_shape != NULL and (partial_shape[1] != 2 or partial_shape[2] != c):
+        raise ValueError(f"partial must have shape (K, 2, {c}), received "
                          f"({partial_shape[0]}, {partial_shape[1]}, {partial_shape[2]})")
     return 0
 
 
+cdef int _check_chunks(Py_ssize_t m, Py_ssize_t n_chunks, Py_ssize_t chunk_rows,
+                       across) except -1:
+    """Raise unless the partial sums' chunks fit x's M rows, M >= 1 unless across is given."""
+    if chunk_rows < 1 or n_chunks != (m + chunk_rows - 1) // chunk_rows:
+        raise ValueError(f"partial must have ceil(M / chunk_rows) chunks: M = {m}, "
+                         f"chunk_rows = {chunk_rows}, received {n_chunks} chunks")
+    if n_chunks > 0x7fffffff:
+        raise ValueError(f"Expected at most 2**31 - 1 chunks, received {n_chunks}")
+    if across is not None and not callable(across):
+        raise TypeError(f"Expected across to be None or callable, received {across!r}")
+    if m == 0 and across is None:
+        raise ValueError("Expected x with at least one row: only a process's share of a batch "
+                         "(with across) may be empty")
+    return 0
+
+
+cdef double[::1] _sums(Py_ssize_t n):
+    """A new float64 array of n values, an object that ``across`` can read and write (the
+    buffer protocol)."""
+    return cvarray(shape=(n,), itemsize=sizeof(double), format="d")
+
+
+cdef void _tree_sum(double *parts, Py_ssize_t n_parts, Py_ssize_t step, Py_ssize_t n,
+                    double *out) noexcept nogil:
+    """out = the sum of n_parts parts along fcnn_sum_parts's tree (zeros for none)."""
+    cdef Py_ssize_t j
+    if n_parts == 0:
+        for j in range(n):
+            out[j] = 0
+    else:
+        fcnn_sum_parts_f64(parts, <int>n_parts, step, <int>n, out)
+
+
 cdef inline const floating *_row(const floating[:, ::1] a, Py_ssize_t r) noexcept nogil:
-    """Row r of a (r = M for the start of an empty chunk), or NULL for an operand not given."""
+    """Row r of a, or NULL for an operand not given."""
     return &a[0, 0] + r * a.shape[1] if a is not None else NULL
 
 
@@ -172,48 +221,73 @@ def batchnorm_forward_training(const floating[:, ::1] x__mc,        # IN  (M, C)
                                floating[::1] mean,                  # OUT (C,) batch mean
                                floating[::1] inv_std,               # OUT (C,)
                                double[:, :, ::1] partial__k2c,      # OUT scratch (K, 2, C)
+                               Py_ssize_t chunk_rows, object across,
                                double momentum, double epsilon, bint relu, double relu_max,
                                int n_threads):
     """y = act((x - mean) * inv_std * gamma + beta [+ residual]) with the batch's statistics,
     which also move the moving ones: moving = moving * momentum + batch * (1 - momentum).
 
     One read of x gives the statistics: each chunk's mean and sum of squared deviations from it
-    (two loops over the chunk while it is in cache), combined in chunk order with the
-    parallel-variance formula, which stays accurate when the mean is large against the spread.
+    (two loops over the chunk while it is in cache). The batch's mean is the tree sum of the
+    chunks' sums over the rows; its variance the tree sum of each chunk's squared deviations
+    from that mean (the chunk's own plus rows * (chunk mean - mean)^2: the parallel-variance
+    formula, which stays accurate when the mean is large against the spread) over the rows.
+    With ``across`` (see the module) both sums and the rows are the whole batch's.
     """
     cdef Py_ssize_t m = x__mc.shape[0], c = x__mc.shape[1]
     _check(m, c, y__mc.shape, min(gamma.shape[0], beta.shape[0], moving_mean.shape[0],
                                   moving_var.shape[0], mean.shape[0], inv_std.shape[0]),
            partial__k2c.shape)
     _check_like(residual__mc, m, c, "residual")
-    cdef Py_ssize_t n_chunks = partial__k2c.shape[0], rows = (m + n_chunks - 1) // n_chunks
+    cdef Py_ssize_t n_chunks = partial__k2c.shape[0], rows = chunk_rows
+    _check_chunks(m, n_chunks, rows, across)
     cdef Py_ssize_t k, j, r0, n_k
-    cdef double total, variance, d
-    cdef floating *scale
-    with nogil:
-        for k in prange(n_chunks, schedule="static", num_threads=threads_for(m * c, n_threads)):
-            r0 = min(k * rows, m)
-            _moments(_row(x__mc, r0), min(rows, m - r0), c, &partial__k2c[k, 0, 0],
-                     &partial__k2c[k, 1, 0])
+    cdef double variance, d, rows_all
+    # [sums of x, rows | sums of squared deviations, rows]: what ``across`` totals.
+    cdef double[::1] sums = _sums(2 * c + 2)
+    cdef double *deviations = &sums[c + 1]
+    cdef double *leaves = <double *>malloc(max(n_chunks * c, 1) * sizeof(double))
+    cdef floating *scale = NULL
+    if leaves == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            for k in prange(n_chunks, schedule="static", num_threads=threads_for(m * c, n_threads)):
+                r0 = k * rows
+                _moments(_row(x__mc, r0), min(rows, m - r0), c, &partial__k2c[k, 0, 0],
+                         &partial__k2c[k, 1, 0])
+            for k in range(n_chunks):
+                n_k = min(rows, m - k * rows)
+                for j in range(c):
+                    leaves[k * c + j] = partial__k2c[k, 0, j] * n_k
+            _tree_sum(leaves, n_chunks, c, c, &sums[0])
+        sums[c] = m
+        if across is not None:
+            across(sums[:c + 1])
+        rows_all = sums[c]
+        with nogil:
+            for k in range(n_chunks):
+                n_k = min(rows, m - k * rows)
+                for j in range(c):
+                    d = partial__k2c[k, 0, j] - sums[j] / rows_all
+                    leaves[k * c + j] = partial__k2c[k, 1, j] + n_k * d * d
+            _tree_sum(leaves, n_chunks, c, c, deviations)
+        deviations[c] = m
+        if across is not None:
+            across(sums[c + 1:])
         for j in range(c):
-            total = 0
-            for k in range(n_chunks):
-                total += partial__k2c[k, 0, j] * max(0, min(rows, m - k * rows))
-            mean[j] = total / m
-            variance = 0
-            for k in range(n_chunks):
-                n_k = max(0, min(rows, m - k * rows))
-                d = partial__k2c[k, 0, j] - total / m
-                variance += partial__k2c[k, 1, j] + n_k * d * d
-            variance /= m
+            mean[j] = sums[j] / rows_all
+            variance = deviations[j] / rows_all
             inv_std[j] = 1 / sqrt(variance + epsilon)
-            moving_mean[j] = moving_mean[j] * momentum + (total / m) * (1 - momentum)
+            moving_mean[j] = moving_mean[j] * momentum + (sums[j] / rows_all) * (1 - momentum)
             moving_var[j] = moving_var[j] * momentum + variance * (1 - momentum)
-    scale = _scale(gamma, inv_std)
-    with nogil:
-        _apply(x__mc, residual__mc, mean, scale, beta, relu, <floating>relu_max, y__mc, rows,
-               n_threads)
-    free(scale)
+        scale = _scale(gamma, inv_std)
+        with nogil:
+            _apply(x__mc, residual__mc, mean, scale, beta, relu, <floating>relu_max, y__mc, rows,
+                   n_threads)
+    finally:
+        free(leaves)
+        free(scale)
 
 
 def batchnorm_forward_inference(const floating[:, ::1] x__mc,        # IN  (M, C)
@@ -254,6 +328,7 @@ def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
                        floating[::1] dbeta,                 # OUT (C,)
                        floating[:, ::1] dres__mc,           # OUT (M, C) residual's, or None
                        double[:, :, ::1] partial__k2c,      # OUT scratch (K, 2, C)
+                       Py_ssize_t chunk_rows, object across,
                        bint relu, double relu_max, bint batch_stats, int n_threads):
     """With g = dy (+ dy2: the gradient of y in two parts, added here as the engine would
     add them), or with relu that masked where the forward's pre-activation value was not in
@@ -263,6 +338,9 @@ def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
     - batch_stats (the forward used the batch's statistics, which depend on x):
       dx = gamma * inv_std * (g - dbeta / M - xhat * dgamma / M);
     - otherwise (moving statistics, constants): dx = gamma * inv_std * g.
+
+    With ``across`` (see the module) the sums, dbeta and dgamma included, and M are the whole
+    batch's.
     """
     cdef Py_ssize_t m = x__mc.shape[0], c = x__mc.shape[1]
     _check(m, c, dy__mc.shape, min(gamma.shape[0], beta.shape[0], mean.shape[0],
@@ -272,44 +350,53 @@ def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
     _check_like(residual__mc, m, c, "residual")
     _check_like(dx__mc, m, c, "dx")
     _check_like(dres__mc, m, c, "dres")
-    cdef Py_ssize_t n_chunks = partial__k2c.shape[0], rows = (m + n_chunks - 1) // n_chunks
+    cdef Py_ssize_t n_chunks = partial__k2c.shape[0], rows = chunk_rows
+    _check_chunks(m, n_chunks, rows, across)
     cdef Py_ssize_t k, j, r0
+    cdef double rows_all
     cdef int threads = threads_for(m * c, n_threads)
     cdef bint want_dx = dx__mc is not None
-    cdef double sum_g, sum_gx
     # g goes to dres when asked for; the dx pass reads it back where it cannot make it from dy
     # alone (the mask needs the residual, or dy comes in two parts), from dx, which that pass
     # then overwrites in place.
     cdef floating[:, ::1] g_out = dres__mc
     if g_out is None and want_dx and (relu and residual__mc is not None or dy2__mc is not None):
         g_out = dx__mc
+    # [sums of g, sums of g * xhat, rows]: what ``across`` totals.
+    cdef double[::1] sums = _sums(2 * c + 1)
     cdef floating *scale = _scale(gamma, inv_std)
     cdef floating cap = <floating>relu_max
-    with nogil:
-        for k in prange(n_chunks, schedule="static", num_threads=threads):
-            r0 = min(k * rows, m)
-            _grad_sums(_row(x__mc, r0), _row(dy__mc, r0), _row(dy2__mc, r0),
-                       _row(residual__mc, r0), min(rows, m - r0), c, &mean[0], &inv_std[0], scale, &beta[0], relu,
-                       cap, _out_row(g_out, r0), &partial__k2c[k, 0, 0], &partial__k2c[k, 1, 0])
-        for j in range(c):
-            sum_g = 0
-            sum_gx = 0
-            for k in range(n_chunks):
-                sum_g += partial__k2c[k, 0, j]
-                sum_gx += partial__k2c[k, 1, j]
-            dbeta[j] = sum_g
-            dgamma[j] = sum_gx
-            # The double totals, kept per channel (chunk 0 is spent) for the dx pass below.
-            partial__k2c[0, 0, j] = sum_g / m if batch_stats else 0
-            partial__k2c[0, 1, j] = sum_gx / m if batch_stats else 0
-        if want_dx:
+    try:
+        with nogil:
             for k in prange(n_chunks, schedule="static", num_threads=threads):
-                r0 = min(k * rows, m)
-                _grad_input(_row(x__mc, r0), _row(dy__mc, r0), _row(g_out, r0),
-                            min(rows, m - r0), c, &mean[0], &inv_std[0], scale, &beta[0],
-                            &gamma[0], &partial__k2c[0, 0, 0], &partial__k2c[0, 1, 0], relu,
-                            cap, _out_row(dx__mc, r0))
-    free(scale)
+                r0 = k * rows
+                _grad_sums(_row(x__mc, r0), _row(dy__mc, r0), _row(dy2__mc, r0),
+                           _row(residual__mc, r0), min(rows, m - r0), c, &mean[0], &inv_std[0],
+                           scale, &beta[0], relu, cap, _out_row(g_out, r0),
+                           &partial__k2c[k, 0, 0], &partial__k2c[k, 1, 0])
+            # Both sums of a chunk are one part of 2C values, so one pass adds both trees.
+            _tree_sum(&partial__k2c[0, 0, 0] if n_chunks else NULL, n_chunks, 2 * c, 2 * c,
+                      &sums[0])
+        sums[2 * c] = m
+        if across is not None:
+            across(sums)
+        rows_all = sums[2 * c]
+        with nogil:
+            for j in range(c):
+                dbeta[j] = sums[j]
+                dgamma[j] = sums[c + j]
+                # The double means, kept per channel for the dx pass below.
+                sums[j] = sums[j] / rows_all if batch_stats else 0
+                sums[c + j] = sums[c + j] / rows_all if batch_stats else 0
+            if want_dx:
+                for k in prange(n_chunks, schedule="static", num_threads=threads):
+                    r0 = k * rows
+                    _grad_input(_row(x__mc, r0), _row(dy__mc, r0), _row(g_out, r0),
+                                min(rows, m - r0), c, &mean[0], &inv_std[0], scale, &beta[0],
+                                &gamma[0], &sums[0], &sums[c], relu, cap,
+                                _out_row(dx__mc, r0))
+    finally:
+        free(scale)
 
 
 def batchnorm_fold(const floating[:, ::1] kernel__kc,          # IN  (K, C) a kernel's columns

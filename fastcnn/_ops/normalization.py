@@ -2,19 +2,43 @@
 import numpy as np
 
 from .._ext import normalization as _normalization
+from . import partials
 from .checks import as_kernel_array, check_apart, flag, out_buffer, real_number
 from .threads import effective_n_threads
 
-BATCHNORM_CHUNK = 8192  # values per partial column sum; fixed, so sums ignore the thread count
+BATCHNORM_CHUNK = 8192  # values per partial column sum, at most where the shape allows
+
+
+def batchnorm_chunk_rows(x_shape):
+    """Rows per chunk of the kernels' partial sums for inputs of ``x_shape`` (batch first,
+    channels last): the rows of ``partials.GRAIN`` samples, halved while even and the chunk
+    holds more than BATCHNORM_CHUNK values. A power of two of chunks then fills each
+    GRAIN-sample unit, so fastcnn.distributed's shares of a batch are whole subtrees of the
+    chunks' summation tree (synchronized batch normalisation sums them across processes). It
+    depends on the sample's shape alone, never on the batch size or the thread count."""
+    c = max(int(x_shape[-1]), 1)
+    rows = partials.GRAIN * max(int(np.prod(x_shape[1:-1], dtype=np.int64)), 1)
+    while rows % 2 == 0 and rows * c > BATCHNORM_CHUNK:
+        rows //= 2
+    return rows
 
 
 def batchnorm_partial_shape(x_shape):
     """The shape of the kernels' ``partial`` operand for inputs of ``x_shape`` (channels last):
     the float64 scratch they sum each chunk's column sums into. A layer that calls them every
     batch allocates it once from this."""
-    c = x_shape[-1]
     rows = int(np.prod(x_shape[:-1], dtype=np.int64))
-    return (max(1, -(-rows // max(1, BATCHNORM_CHUNK // max(c, 1)))), 2, c)
+    return (-(-rows // batchnorm_chunk_rows(x_shape)), 2, x_shape[-1])
+
+
+def _across_arg(x, across):
+    """``across`` for the training kernels: None, or a callable when x may be a process's share
+    of a batch (which may be empty); x has rows unless it is given."""
+    if across is not None and not callable(across):
+        raise TypeError(f"Expected across to be None or callable, received {across!r}")
+    if across is None and x.size == 0:
+        raise ValueError(f"Expected x with at least one value, received shape {x.shape}")
+    return across
 
 
 def _batchnorm_operands(x, written=(), **per_channel):
@@ -62,11 +86,16 @@ def _rows(a, c):
 
 def batchnorm_forward_training(x, gamma, beta, moving_mean, moving_var, momentum, epsilon,
                                residual=None, relu=False, relu_max=None, out=None, mean=None,
-                               inv_std=None, partial=None, n_threads=None):
+                               inv_std=None, partial=None, across=None, n_threads=None):
     """Normalise each channel (the last axis) of x with the batch's mean and biased variance,
     add ``residual`` when given and apply relu (capped at ``relu_max`` unless None) when asked,
     and move the moving statistics in place. Returns (out, mean, inv_std) for the backward
-    pass."""
+    pass.
+
+    Synchronized over processes: x is one process's share of a batch (no sample for a process
+    without one), and ``across`` replaces a 1-D float64 array of per-channel sums and a row
+    count, in place, by its total over the processes (see ``_ext.normalization``); the
+    statistics are then the whole batch's."""
     n_threads = effective_n_threads(n_threads)
     x, c = _batchnorm_operands(x, ("moving_mean", "moving_var"), gamma=gamma, beta=beta,
                                moving_mean=moving_mean, moving_var=moving_var)
@@ -76,13 +105,14 @@ def batchnorm_forward_training(x, gamma, beta, moving_mean, moving_var, momentum
     mean = out_buffer(mean, (c,), x.dtype, "mean")
     inv_std = out_buffer(inv_std, (c,), x.dtype, "inv_std")
     partial = out_buffer(partial, batchnorm_partial_shape(x.shape), np.float64, "partial")
+    across = _across_arg(x, across)
     check_apart({"out": out, "mean": mean, "inv_std": inv_std, "partial": partial,
                  "moving_mean": moving_mean, "moving_var": moving_var},
                 {"x": x, "residual": residual, "gamma": gamma, "beta": beta})
     _normalization.batchnorm_forward_training(
         x.reshape(-1, c), _rows(residual, c), gamma, beta, moving_mean, moving_var,
-        out.reshape(-1, c), mean, inv_std, partial, momentum, epsilon, flag(relu, "relu"),
-        _relu_cap(relu_max), n_threads)
+        out.reshape(-1, c), mean, inv_std, partial, batchnorm_chunk_rows(x.shape), across,
+        momentum, epsilon, flag(relu, "relu"), _relu_cap(relu_max), n_threads)
     return out, mean, inv_std
 
 
@@ -109,12 +139,14 @@ def batchnorm_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon
 
 def batchnorm_backward(x, dy, gamma, beta, mean, inv_std, batch_stats, dgamma, dbeta,
                        residual=None, relu=False, relu_max=None, need_dx=True, need_dres=False,
-                       out=None, dres=None, partial=None, dy2=None, n_threads=None):
+                       out=None, dres=None, partial=None, dy2=None, across=None,
+                       n_threads=None):
     """Fill dgamma and dbeta; return (dx, dres): dx None unless need_dx, and dres, the gradient
     of the residual (dy through the relu), None unless need_dres. ``batch_stats`` says whether
     the forward pass normalised with the batch's statistics or with constant moving ones;
     ``residual``, ``relu`` and ``relu_max`` are the forward's. ``dy2``: a second part of the output's
-    gradient, which the kernel adds to dy (dy + dy2 in float, as merge.add_forward adds)."""
+    gradient, which the kernel adds to dy (dy + dy2 in float, as merge.add_forward adds).
+    ``across``: the forward's (batch_stats only); dgamma and dbeta are then the whole batch's."""
     n_threads = effective_n_threads(n_threads)
     x, c = _batchnorm_operands(x, ("dgamma", "dbeta"), gamma=gamma, beta=beta, mean=mean,
                                inv_std=inv_std, dgamma=dgamma, dbeta=dbeta)
@@ -124,13 +156,18 @@ def batchnorm_backward(x, dy, gamma, beta, mean, inv_std, batch_stats, dgamma, d
     dx = out_buffer(out, x.shape, x.dtype, "dx") if need_dx else None
     dres = out_buffer(dres, x.shape, x.dtype, "dres") if need_dres else None
     partial = out_buffer(partial, batchnorm_partial_shape(x.shape), np.float64, "partial")
+    batch_stats = flag(batch_stats, "batch_stats")
+    if across is not None and not batch_stats:
+        raise ValueError("Expected across=None with batch_stats=False: the moving statistics "
+                         "are the same on every process")
+    across = _across_arg(x, across)
     check_apart({"dx": dx, "dres": dres, "dgamma": dgamma, "dbeta": dbeta, "partial": partial},
                 {"x": x, "dy": dy, "dy2": dy2, "residual": residual, "gamma": gamma,
                  "beta": beta, "mean": mean, "inv_std": inv_std})
     _normalization.batchnorm_backward(
         x.reshape(-1, c), dy.reshape(-1, c), _rows(dy2, c), _rows(residual, c), gamma, beta, mean, inv_std,
-        _rows(dx, c), dgamma, dbeta, _rows(dres, c), partial, flag(relu, "relu"),
-        _relu_cap(relu_max), flag(batch_stats, "batch_stats"), n_threads)
+        _rows(dx, c), dgamma, dbeta, _rows(dres, c), partial, batchnorm_chunk_rows(x.shape),
+        across, flag(relu, "relu"), _relu_cap(relu_max), batch_stats, n_threads)
     return dx, dres
 
 

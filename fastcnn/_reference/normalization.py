@@ -10,14 +10,25 @@ def _activate(z, residual, relu, relu_max=np.inf):
     return np.clip(z, 0, relu_max) if relu else z
 
 
+def _total(sums, rows, across):
+    """(sums, rows), or their totals over the processes through ``across`` (which takes the
+    sums followed by the rows, as from the kernel)."""
+    both = np.append(sums, rows)
+    if across is not None:
+        across(both)
+    return both[:-1], both[-1]
+
+
 def batchnorm_forward_training(x__mc, residual__mc, gamma, beta, moving_mean, moving_var, y__mc,
-                               mean, inv_std, partial__k2c, momentum, epsilon, relu, relu_max,
-                               n_threads):
-    """Batch statistics (biased variance) normalise x and move the moving ones; ``partial`` is
-    the kernel's scratch and is left alone here."""
+                               mean, inv_std, partial__k2c, chunk_rows, across, momentum,
+                               epsilon, relu, relu_max, n_threads):
+    """Batch statistics (biased variance; with ``across``, the whole batch's) normalise x and
+    move the moving ones; ``partial`` and ``chunk_rows`` are the kernel's scratch and its
+    layout, unused here."""
     x = np.asarray(x__mc, np.float64)
-    mu = x.mean(axis=0)
-    var = ((x - mu) ** 2).mean(axis=0)
+    total, rows = _total(x.sum(axis=0), len(x), across)
+    mu = total / rows
+    var = _total(((x - mu) ** 2).sum(axis=0), len(x), across)[0] / rows
     mean[...] = mu
     inv_std[...] = 1 / np.sqrt(var + epsilon)
     moving_mean[...] = moving_mean * momentum + mu * (1 - momentum)
@@ -35,22 +46,24 @@ def batchnorm_forward_inference(x__mc, residual__mc, gamma, beta, moving_mean, m
 
 
 def batchnorm_backward(x__mc, dy__mc, dy2__mc, residual__mc, gamma, beta, mean, inv_std, dx__mc,
-                       dgamma, dbeta, dres__mc, partial__k2c, relu, relu_max, batch_stats,
-                       n_threads):
+                       dgamma, dbeta, dres__mc, partial__k2c, chunk_rows, across, relu, relu_max,
+                       batch_stats, n_threads):
     xhat = (np.asarray(x__mc, np.float64) - mean) * inv_std
     # The two parts add in their own dtype, as the kernel (and merge.add_forward) adds them.
     dy = np.asarray(dy__mc if dy2__mc is None else dy__mc + dy2__mc, np.float64)
     if relu:
         pre = _activate(xhat * gamma + beta, residual__mc, False)
         dy = np.where((pre > 0) & (pre < relu_max), dy, 0)
-    dbeta[...] = dy.sum(axis=0)
-    dgamma[...] = (dy * xhat).sum(axis=0)
+    sums, rows = _total(np.concatenate([dy.sum(axis=0), (dy * xhat).sum(axis=0)]), len(dy),
+                        across)
+    c = len(sums) // 2
+    dbeta[...], dgamma[...] = sums[:c], sums[c:]
     if dres__mc is not None:
         dres__mc[...] = dy
     if dx__mc is None:
         return
     if batch_stats:
-        dy = dy - dy.mean(axis=0) - xhat * (dy * xhat).mean(axis=0)
+        dy = dy - sums[:c] / rows - xhat * (sums[c:] / rows)
     dx__mc[...] = gamma * np.asarray(inv_std, np.float64) * dy
 
 

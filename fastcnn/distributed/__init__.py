@@ -13,7 +13,8 @@ Every process holds the whole training set; ``batch_size`` is the global batch. 
 shuffle is drawn once (the same on every process) and each process trains on its share of every
 batch (``share``); the gradients are summed across processes in one reduction per step. With
 ``deterministic=True`` (the default), N processes give bitwise the weights that one process gives
-with the same batch size (see docs/distributed.md).
+with the same batch size (see docs/distributed.md). BatchNormalization keeps per-process batch
+statistics unless built with ``synchronized=True``, which totals them over the processes.
 
 Needs ``pip install fastcnn[mpi]``; ``import fastcnn`` alone never imports mpi4py.
 """

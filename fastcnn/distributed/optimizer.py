@@ -4,7 +4,7 @@ import copy
 
 from .. import optimizers
 from .._ops import partials
-from .reduction import GradientSum
+from .reduction import GradientSum, StatisticSum
 from .runtime import rank, size
 
 
@@ -28,12 +28,15 @@ class _Distributed:
         """The fit's hook, on the training thread before each step: this process's part of
         ``batch`` (xs, ys, weights), with ``execution`` set up to train on it: the loss
         averaged over the whole batch, dropout masks keyed by the whole batch's sample
-        indices, and the gradients summed across the processes after each backward pass.
+        indices, the gradients summed across the processes after each backward pass, and the
+        statistics of synchronized batch normalisation totalled across them.
         ``whole`` is the size of the batch whose share ``batch`` already is (arrays gather the
         share alone); None says that ``batch`` is the whole batch (a generator's or a
         PyDataset's, the same on every process), which is cut here."""
         if not isinstance(execution.reduce, GradientSum):
             execution.reduce = GradientSum(execution.gradients, self.deterministic)
+            if size() > 1:
+                execution.sum_across = StatisticSum(self.deterministic)
         cut = whole is None
         if cut:
             whole = len(batch[0][0])

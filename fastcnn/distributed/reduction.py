@@ -1,4 +1,5 @@
-"""The sum of every process's weight gradients, in one exchange per step.
+"""The sum of every process's weight gradients, in one exchange per step, and of the
+per-channel statistics of synchronized batch normalisation, in the same ways.
 
 The gradients are packed into one buffer (one message per step, whatever the number of
 weights), with one more entry saying whether this process had samples of the batch.
@@ -63,3 +64,23 @@ class GradientSum:
         self.comm.Allgather(self.buffer, every)
         total = partials.combine([row if row[-1] else None for row in every], np.add)
         self.buffer[...] = 0 if total is None else total
+
+
+class StatisticSum:
+    """``statistic_sum(sums)`` replaces the 1-D float64 array ``sums`` by its total over the
+    processes, in place, as GradientSum sums gradients (deterministic or not): the hook of
+    synchronized batch normalisation (``CallContext.sum_across``). The last entry of ``sums``
+    counts what this process summed; 0 says it has no sample of the batch, and the
+    deterministic sum then leaves it out, as it does a process's gradients."""
+
+    def __init__(self, deterministic, comm=None):
+        self.comm = comm or MPI.COMM_WORLD
+        self.deterministic = deterministic
+        self._sums = {}  # array size -> its GradientSum, with its message buffers
+
+    def __call__(self, sums):
+        sums = np.asarray(sums)
+        total = self._sums.get(sums.size)
+        if total is None:
+            total = self._sums[sums.size] = GradientSum([sums], self.deterministic, self.comm)
+        total([sums], bool(sums[-1] > 0))

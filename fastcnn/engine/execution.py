@@ -31,10 +31,15 @@ class CallContext:
       input is a relu's output: apply its backward to dX);
     - ``first_sample``: the index of the batch's first sample in the whole batch it is one
       process's share of (0 for a whole batch): random masks key on the sample's index in the
-      whole batch.
+      whole batch;
+    - ``sum_across``: None, or (in a data-parallel fit) a callable that replaces a 1-D float64
+      array, in place, by its total over the processes (the last entry of the array: this
+      process's number of values summed, 0 for none); synchronized batch normalisation totals
+      its statistics through it.
     """
 
     first_sample = 0
+    sum_across = None
     emit_logits = False
     defer_relu_grad = False
     apply_input_relu_grad = False
@@ -75,11 +80,13 @@ class Execution:
     the loss gradient averages; ``share(first, whole_batch)`` places the share; ``reduce``
     (None: no other process), called as ``reduce(gradients, present)`` after each backward, sums
     the gradients of all the processes into ``gradients``; ``present`` is False for a process
-    with no sample of the batch (``backward_without_samples``).
+    with no sample of the batch (``backward_without_samples``); ``sum_across`` (None: no other
+    process) is what the steps' contexts get as theirs (see CallContext).
     """
 
     whole_batch = None
     reduce = None
+    sum_across = None
 
     def __init__(self, plan):
         self.plan = plan
@@ -118,10 +125,24 @@ class Execution:
         self.whole_batch = whole_batch
         for ctx in self.contexts:
             ctx.first_sample = first
+            ctx.sum_across = self.sum_across
 
     def backward_without_samples(self):
         """In place of forward and backward for a process with no sample of the batch: zero
-        gradients, which ``reduce`` leaves out of the sum."""
+        gradients, which ``reduce`` leaves out of the sum. Layers that total values over the
+        processes in their own passes (``forward_without_samples(ctx, training)`` and
+        ``backward_without_samples(ctx)``) take their part in those totals, in the order of the
+        passes of the processes that have samples."""
+        if self.sum_across is not None:
+            plan = self.plan
+            for step, ctx in zip(plan.steps, self.contexts):
+                idle = getattr(step.layer, "forward_without_samples", None)
+                if idle is not None:
+                    idle(ctx, step.training)
+            for index in plan.backward_steps:
+                idle = getattr(plan.steps[index].layer, "backward_without_samples", None)
+                if idle is not None:
+                    idle(self.contexts[index])
         for g in self.gradients:
             g[...] = 0
         if self.reduce is not None:

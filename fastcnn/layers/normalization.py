@@ -17,14 +17,25 @@ class BatchNormalization(Layer):
     ``moving = moving * momentum + batch * (1 - momentum)``. Otherwise, as in Keras 3, the
     moving statistics are used and stay put. Weights, in Keras's order: gamma (if ``scale``),
     beta (if ``center``), then the non-trainable moving_mean and moving_variance.
+
+    ``synchronized=True``: in a data-parallel fit over several processes (fastcnn.distributed's
+    DistributedOptimizer), the batch statistics, their moving averages and the gradients are
+    those of the whole batch, every process's share of it, rather than of this process's share:
+    the per-channel sums are totalled across the processes, and the weights then match one
+    process training on the whole batch (bitwise, with ``deterministic=True``). Anywhere else
+    (one process, a call outside such a fit, inference) it changes nothing.
     """
 
     fusion = "batchnorm"
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",
-                 moving_mean_initializer="zeros", moving_variance_initializer="ones", **kwargs):
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 synchronized=False, **kwargs):
         super().__init__(**kwargs)
+        if not isinstance(synchronized, bool):
+            raise TypeError(f"Expected synchronized to be True or False, received "
+                            f"synchronized={synchronized!r}")
         if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
             raise ValueError(f"Expected axis to be an int, received axis={axis!r}")
         if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1:
@@ -36,6 +47,7 @@ class BatchNormalization(Layer):
         self.epsilon = float(epsilon)
         self.center = bool(center)
         self.scale = bool(scale)
+        self.synchronized = synchronized
         self.beta_initializer = initializers.validate(beta_initializer)
         self.gamma_initializer = initializers.validate(gamma_initializer)
         self.moving_mean_initializer = initializers.validate(moving_mean_initializer)
@@ -96,7 +108,7 @@ class BatchNormalization(Layer):
                 x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.momentum,
                 self.epsilon, residual=residual, relu=relu, relu_max=relu_max, out=out,
                 mean=ctx.buffer("mean", (x.shape[-1],)), inv_std=inv_std,
-                partial=self._partial(ctx, x.shape))
+                partial=self._partial(ctx, x.shape), across=self._across(ctx))
         else:
             y, ctx.inv_std = normalization.batchnorm_forward_inference(
                 x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.epsilon,
@@ -120,10 +132,36 @@ class BatchNormalization(Layer):
             need_dres=need_dres,
             out=ctx.buffer("dx", x.shape) if need_dx else None,
             dres=ctx.buffer("dres", x.shape) if need_dres else None,
-            partial=self._partial(ctx, x.shape), dy2=dy2)
+            partial=self._partial(ctx, x.shape), dy2=dy2, across=self._across(ctx))
+        if self._across(ctx) is not None and ctx.first_sample != 0:
+            # dgamma and dbeta are the whole batch's on every process, and the optimizer sums
+            # the processes' gradients: the first share's process alone gives them, so that the
+            # sum keeps their bits (x + 0 == x).
+            self._param_grad(ctx, self.scale, 0, "dgamma")[...] = 0
+            self._param_grad(ctx, self.center, int(self.scale), "dbeta")[...] = 0
         if need_dx and residual is not None and not need_dres:
             dres = dy
         return dx, dres
+
+    def forward_without_samples(self, ctx, training):
+        """In place of forward, on a process with no sample of a batch that the others train
+        on: a synchronized layer's part in the totals over the processes, which also move its
+        moving statistics as the others' move."""
+        ctx.batch_stats = bool(training and self.trainable)
+        if self._across(ctx) is not None:
+            self.forward_fused(np.zeros((0, self.moving_mean.shape[0]), self.moving_mean.dtype),
+                               ctx, training)
+
+    def backward_without_samples(self, ctx):
+        """In place of backward, after forward_without_samples: its part in the totals."""
+        if self._across(ctx) is not None:
+            self.backward_fused(ctx.x, ctx, False)
+
+    def _across(self, ctx):
+        """The total over the processes of a data-parallel fit that a synchronized layer
+        normalising with batch statistics takes its sums through (``CallContext.sum_across``),
+        else None."""
+        return ctx.sum_across if self.synchronized and ctx.batch_stats else None
 
     @staticmethod
     def _partial(ctx, x_shape):
@@ -135,4 +173,5 @@ class BatchNormalization(Layer):
                 "beta_initializer": self.beta_initializer,
                 "gamma_initializer": self.gamma_initializer,
                 "moving_mean_initializer": self.moving_mean_initializer,
-                "moving_variance_initializer": self.moving_variance_initializer}
+                "moving_variance_initializer": self.moving_variance_initializer,
+                "synchronized": self.synchronized}

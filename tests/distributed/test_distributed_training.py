@@ -35,14 +35,14 @@ def _open_mpi():
     return "Open MPI" in version.stdout + version.stderr
 
 
-def run(ranks, *args, check=True):
-    """``mpiexec -n ranks python worker.py args`` (no mpiexec for ranks None)."""
+def run(ranks, *args, check=True, script="worker.py"):
+    """``mpiexec -n ranks python script args`` (no mpiexec for ranks None)."""
     launcher = []
     if ranks is not None:
         launcher = [MPIEXEC, "-n", str(ranks)]
         if _open_mpi():
             launcher.append("--oversubscribe")
-    result = subprocess.run([*launcher, sys.executable, str(HERE / "worker.py"), *map(str, args)],
+    result = subprocess.run([*launcher, sys.executable, str(HERE / script), *map(str, args)],
                             capture_output=True, text=True, env=_environment(), timeout=TIMEOUT)
     if check:
         assert result.returncode == 0, result.stdout + result.stderr

@@ -1,5 +1,8 @@
 """The batch-normalisation kernels against their twins, the moving statistics, float64 gradient
-checks, thread independence and shape checks."""
+checks, thread independence, shape checks, and shares of a batch totalled through ``across``
+(synchronized batch normalisation) against the whole batch."""
+import threading
+
 import numpy as np
 import pytest
 
@@ -15,15 +18,20 @@ def relu_args(relu):
     return relu is not False, np.inf if isinstance(relu, bool) else relu
 
 
-def bn_train(module, x, gamma, beta, moving_mean, moving_var, n_chunks=3, threads=2,
-             momentum=0.9, epsilon=1e-3, residual=None, relu=False):
+def partial(x, chunk_rows):
+    """The kernels' scratch for chunks of ``chunk_rows`` rows of x."""
+    return np.empty((-(-len(x) // chunk_rows), 2, x.shape[1]))
+
+
+def bn_train(module, x, gamma, beta, moving_mean, moving_var, chunk_rows=3, threads=2,
+             momentum=0.9, epsilon=1e-3, residual=None, relu=False, across=None):
     """(y, mean, inv_std, moving_mean', moving_var'), leaving the inputs untouched."""
     m, c = x.shape
     mm, mv = moving_mean.copy(), moving_var.copy()
     y, mean, inv_std = np.empty_like(x), np.empty(c, x.dtype), np.empty(c, x.dtype)
     module.batchnorm_forward_training(x, residual, gamma, beta, mm, mv, y, mean, inv_std,
-                                      np.empty((n_chunks, 2, c)), momentum, epsilon,
-                                      *relu_args(relu), threads)
+                                      partial(x, chunk_rows), chunk_rows, across, momentum,
+                                      epsilon, *relu_args(relu), threads)
     return y, mean, inv_std, mm, mv
 
 
@@ -35,16 +43,16 @@ def bn_infer(module, x, gamma, beta, moving_mean, moving_var, threads=2, epsilon
     return y, inv_std
 
 
-def bn_back(module, x, dy, gamma, beta, mean, inv_std, batch_stats, n_chunks=3, threads=2,
-            want_dx=True, residual=None, relu=False, want_dres=False, dy2=None):
+def bn_back(module, x, dy, gamma, beta, mean, inv_std, batch_stats, chunk_rows=3, threads=2,
+            want_dx=True, residual=None, relu=False, want_dres=False, dy2=None, across=None):
     """(dx, dgamma, dbeta, dres), dx and dres None unless wanted."""
     c = x.shape[1]
     dx = np.empty_like(x) if want_dx else None
     dres = np.empty_like(x) if want_dres else None
     dgamma, dbeta = np.empty(c, x.dtype), np.empty(c, x.dtype)
     module.batchnorm_backward(x, dy, dy2, residual, gamma, beta, mean, inv_std, dx, dgamma, dbeta,
-                              dres, np.empty((n_chunks, 2, c)), *relu_args(relu), batch_stats,
-                              threads)
+                              dres, partial(x, chunk_rows), chunk_rows, across, *relu_args(relu),
+                              batch_stats, threads)
     return dx, dgamma, dbeta, dres
 
 
@@ -55,9 +63,9 @@ FUSIONS = [(False, False), (True, False), (False, True), (True, True), (False, 1
 
 @pytest.mark.parametrize("shape", BN_SHAPES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_chunks", [1, 4, 400])  # 400 > M leaves chunks empty
+@pytest.mark.parametrize("chunk_rows", [1, 4, 400])  # 400 > M: one chunk
 @pytest.mark.parametrize("with_residual,relu", FUSIONS)
-def test_batchnorm_matches_reference(shape, dtype, n_chunks, with_residual, relu, rng):
+def test_batchnorm_matches_reference(shape, dtype, chunk_rows, with_residual, relu, rng):
     x = (3 + 2 * rng.standard_normal(shape)).astype(dtype)
     params = bn_params(rng, shape[1], dtype)
     res = rng.standard_normal(shape).astype(dtype) if with_residual else None
@@ -66,7 +74,7 @@ def test_batchnorm_matches_reference(shape, dtype, n_chunks, with_residual, relu
     # roundings of the outputs: 8 eps of the dtype.
     bound = 8 * np.finfo(dtype).eps + shape[0] * np.finfo(np.float64).eps
     tol = dict(rtol=bound, atol=bound)
-    got = bn_train(normalization, x, *params, n_chunks=n_chunks, **fused)
+    got = bn_train(normalization, x, *params, chunk_rows=chunk_rows, **fused)
     for a, b in zip(got, bn_train(ref, x, *params, **fused)):
         np.testing.assert_allclose(a, b, **tol)
     for a, b in zip(bn_infer(normalization, x, *params, **fused),
@@ -81,7 +89,7 @@ def test_batchnorm_matches_reference(shape, dtype, n_chunks, with_residual, relu
                            **fused)
             expected = bn_back(ref, x, dy, gamma, beta, mean, inv_std, batch_stats, **options)
             actual = bn_back(normalization, x, dy, gamma, beta, mean, inv_std, batch_stats,
-                             n_chunks, **options)
+                             chunk_rows, **options)
             for a, b in zip(actual, expected):
                 if b is None:
                     assert a is None
@@ -94,7 +102,7 @@ def test_batchnorm_statistics_stay_accurate_far_from_zero(rng):
     round-off, where sum(x^2) - M mean^2 would lose it entirely in float32 terms."""
     x = 1e4 + rng.standard_normal((3000, 4))
     _, mean, inv_std, _, _ = bn_train(normalization, x, *bn_params(rng, 4, np.float64),
-                                      n_chunks=7, epsilon=1e-12)
+                                      chunk_rows=500, epsilon=1e-12)
     np.testing.assert_allclose(mean, x.mean(axis=0), rtol=1e-14)
     np.testing.assert_allclose(1 / inv_std ** 2, x.var(axis=0), rtol=1e-9)
 
@@ -143,13 +151,14 @@ def test_batchnorm_threads_bitwise_equal(with_residual, relu, rng):
     res = rng.standard_normal(x.shape).astype(np.float32) if with_residual else None
     fused = dict(residual=res, relu=relu)
     dy = rng.standard_normal(x.shape).astype(np.float32)
-    runs = [bn_train(normalization, x, *params, n_chunks=8, threads=t, **fused) for t in (1, 2, 3)]
+    runs = [bn_train(normalization, x, *params, chunk_rows=512, threads=t, **fused)
+            for t in (1, 2, 3)]
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             assert np.array_equal(a, b)
     mean, inv_std = runs[0][1], runs[0][2]
     for batch_stats in (True, False):
-        back = [bn_back(normalization, x, dy, params[0], params[1], mean, inv_std, batch_stats, 8,
+        back = [bn_back(normalization, x, dy, params[0], params[1], mean, inv_std, batch_stats, 512,
                         t, want_dres=True, **fused) for t in (1, 2, 3)]
         for other in back[1:]:
             for a, b in zip(back[0], other):
@@ -201,7 +210,7 @@ def test_batchnorm_kernel_rejects_inconsistent_shapes(rng):
     with pytest.raises(ValueError, match="partial"):
         normalization.batchnorm_forward_training(x, None, gamma, beta, mm, mv, np.empty_like(x),
                                                  np.empty(3), np.empty(3), np.empty((2, 2, 4)),
-                                                 0.9, 1e-3, False, np.inf, 1)
+                                                 3, None, 0.9, 1e-3, False, np.inf, 1)
     with pytest.raises(ValueError, match="inconsistent"):
         normalization.batchnorm_forward_inference(x, None, gamma[:2], beta, mm, mv,
                                                   np.empty_like(x), np.empty(3), 1e-3, False,
@@ -226,3 +235,62 @@ def test_batchnorm_backward_of_two_parts_is_that_of_their_float_sum(with_residua
     summed = bn_back(normalization, x, dy + dy2, *params[:2], mean, inv_std, True, **options)
     for a, b in zip(parts, summed):
         np.testing.assert_array_equal(a, b)
+
+
+def _in_processes(work, shares):
+    """work(share, across) on a thread per share (two), the threads standing in for processes:
+    each call of ``across`` waits for both threads' call, then gives each the total. The kernels
+    release the GIL between calls."""
+    barrier = threading.Barrier(len(shares))
+    sent, results = [None] * len(shares), [None] * len(shares)
+
+    def run(k):
+        def across(sums):
+            sums = np.asarray(sums)
+            sent[k] = sums.copy()
+            barrier.wait()
+            sums[...] = sent[0] + sent[1]
+            barrier.wait()
+        results[k] = work(shares[k], across)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(len(shares))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+@pytest.mark.parametrize("cut", [256, 300])  # a subtree of 16 of the 19 chunks; all (one empty)
+@pytest.mark.parametrize("with_residual,relu", [(False, False), (True, 1.5)])
+def test_batchnorm_across_shares_gives_the_whole_batch_bitwise(cut, with_residual, relu, rng):
+    """Two shares of one batch cut at a subtree of its chunks, their sums totalled through
+    ``across``: each gets the whole batch's statistics, moving statistics, dgamma and dbeta,
+    and its rows of y and dx, bitwise as one call on the whole batch. In float64, where the
+    sums round (float32 values summed in double mostly do not), so that another order of
+    additions would show."""
+    rows = 16
+    x = rng.standard_normal((300, 5)) * 2 + 3
+    dy = rng.standard_normal(x.shape)
+    res = rng.standard_normal(x.shape) if with_residual else None
+    params = bn_params(rng, 5, np.float64)
+    fused = dict(relu=relu)
+
+    def both(share, across=None):
+        part = lambda a: None if a is None else a[share]  # noqa: E731
+        y, mean, inv_std, mm, mv = bn_train(normalization, x[share], *params, rows,
+                                            residual=part(res), across=across, **fused)
+        back = bn_back(normalization, x[share], dy[share], *params[:2], mean, inv_std, True,
+                       rows, residual=part(res), want_dres=with_residual, across=across,
+                       **fused)
+        return y, mean, inv_std, mm, mv, *back
+
+    whole = both(slice(None))
+    shares = _in_processes(both, [slice(0, cut), slice(cut, None)])
+    for k, (a, b) in enumerate(zip(whole, zip(*shares))):
+        if a is None:
+            continue
+        per_row = a.shape == x.shape  # y, dx, dres: each share has its rows
+        got = np.concatenate(b) if per_row else b
+        for g in ([got] if per_row else got):
+            assert np.array_equal(g, a), k

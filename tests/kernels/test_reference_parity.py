@@ -196,12 +196,19 @@ BN_SHAPES = [(1, 3), (7, 5), (300, 17)]  # (M, C)
 BN_RELUS = [(False, np.inf)] * 3 + [(True, np.inf), (True, 1.5), (True, np.inf)]
 
 
+def _two_alike(sums):
+    """``across`` of two processes with the same share: the total is twice this one's."""
+    sums = np.asarray(sums)
+    sums *= 2
+
+
 def batchnorm_forward_training(rng, dtype):
-    for (m, c), residual, relu in zip(BN_SHAPES * 2, [False, True] * 3, BN_RELUS):
+    for (m, c), residual, relu, across in zip(BN_SHAPES * 2, [False, True] * 3, BN_RELUS,
+                                              [None] * 5 + [_two_alike]):
         res = normal(rng, (m, c), dtype) if residual else None
         yield (normal(rng, (m, c), dtype, 2) + 3, res, *bn_params(rng, c, dtype),
-               unset((m, c), dtype), unset(c, dtype), unset(c, dtype), np.empty((3, 2, c)), 0.9,
-               1e-3, *relu, THREADS)
+               unset((m, c), dtype), unset(c, dtype), unset(c, dtype), np.empty((-(-m // 3), 2, c)),
+               3, across, 0.9, 1e-3, *relu, THREADS)
 
 
 def batchnorm_forward_inference(rng, dtype):
@@ -222,7 +229,8 @@ def batchnorm_backward(rng, dtype):
         dx = unset((m, c), dtype) if want_dx else None
         dres = unset((m, c), dtype) if res is not None else None
         yield (x, normal(rng, (m, c), dtype), dy2, res, gamma, beta, mean, inv_std, dx,
-               unset(c, dtype), unset(c, dtype), dres, np.empty((3, 2, c)), relu,
+               unset(c, dtype), unset(c, dtype), dres, np.empty((-(-m // 3), 2, c)), 3,
+               _two_alike if batch_stats and relu else None, relu,
                1.5 if relu and m % 2 else np.inf, batch_stats, THREADS)
 
 
