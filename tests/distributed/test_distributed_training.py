@@ -166,6 +166,20 @@ def test_a_rank_that_raises_stops_every_rank(single, tmp_path):
     assert [w.shape for w in model.get_weights()] == [w.shape for w in single]
 
 
+@needs_mpi
+def test_a_run_stopped_by_a_failed_rank_resumes_from_its_backups(single, tmp_path):
+    """Rank 1 raises in epoch 2 and every rank stops; the same command started again restores
+    each rank's end-of-epoch-1 backup and ends with the one-process weights."""
+    backup = tmp_path / "backup"
+    failed = run(2, "fail", tmp_path / "w.npz", "--backup", backup, check=False)
+    assert failed.returncode != 0 and "planned failure" in failed.stderr
+    assert sorted(p.name for p in backup.iterdir()) == ["rank0", "rank1"]
+    resumed = run(2, "distributed", tmp_path / "w.npz", "--backup", backup)
+    assert "Epoch 2/2" in resumed.stdout and "Epoch 1/2" not in resumed.stdout  # epoch 1 restored
+    assert_bitwise(weights(tmp_path / "w.npz"), single)
+    assert not any(backup.glob("rank*/*"))  # a finished fit deletes its backups
+
+
 def test_importing_fastcnn_does_not_import_mpi4py():
     code = "import sys, fastcnn; assert 'mpi4py' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, env=child_env())

@@ -59,6 +59,7 @@ def main():
     parser.add_argument("--fail-step", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--data", choices=["arrays", "pydataset"], default="arrays")
+    parser.add_argument("--backup", help="a BackupAndRestore folder per rank under this one")
     args = parser.parse_args()
     x, y = toy_data(SAMPLES)
     if args.mode == "single":
@@ -92,6 +93,8 @@ def main():
             logs.update(loss=float(rank + 1), accuracy=float(10 * rank))
         extra.append(callbacks.LambdaCallback(on_epoch_end=known))
     cbs = [dist.BroadcastGlobalVariablesCallback(0), *extra, dist.MetricAverageCallback()]
+    if args.backup:
+        cbs.append(callbacks.BackupAndRestore(f"{args.backup}/rank{rank}"))
     if rank == 0:
         cbs.append(callbacks.ModelCheckpoint(args.out + ".ckpt.weights.h5",
                                              save_weights_only=True))
