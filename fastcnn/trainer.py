@@ -522,7 +522,11 @@ class Trainer:
         of one pass over the data, which goes on from epoch to epoch: the epoch that reaches
         the end of the arrays or PyDataset stops there, and the next one starts a new pass
         (see ``data_adapters.passes``); a generator goes on where the last epoch stopped, and
-        one that runs out is an error naming the step (Keras 3 warns and stops training)."""
+        one that runs out is an error naming the step (Keras 3 warns and stops training); an
+        iterable that starts over keeps one pass going, as Keras reads a torch DataLoader (see
+        ``data_adapters.generator_adapter``). ``sample_weight`` for a model with several
+        outputs is one array for all, a list (one per output) or a dict by output name.
+        ``validation_steps`` beyond the validation data warn and validate on all of it."""
         if not self._fit_lock.acquire(blocking=False):
             raise RuntimeError(f"Model {self.name!r} is already training: a second fit must wait "
                                "for the first to return")
@@ -714,7 +718,8 @@ class Trainer:
                  steps=None, callbacks=None, return_dict=False):
         """The loss, or [loss, *metrics] when the model logs more (as Keras orders them), or
         the logs dict with ``return_dict``. ``x`` is read as fit reads it; ``callbacks`` get
-        the on_test_* hooks."""
+        the on_test_* hooks. ``steps`` beyond the batches of the data warn that the input ran
+        out and take the batches there are, as in Keras."""
         self._check_compiled()
         batch_size = _batch_size(batch_size, "batch_size")
         verbose = _check_verbose(verbose)
@@ -733,7 +738,8 @@ class Trainer:
         """The model's outputs for x (probabilities after a softmax), batch by batch: an array,
         or a list or dict of them as the model's outputs are structured. Arrays are converted
         one batch at a time, so predict on a uint8 array or an np.memmap holds only a few
-        batches besides its outputs. ``callbacks`` get the on_predict_* hooks."""
+        batches besides its outputs. ``callbacks`` get the on_predict_* hooks. ``steps``
+        beyond the batches of the data warn, as in Keras, and predict every sample there is."""
         batch_size = _batch_size(batch_size, "batch_size")
         verbose = _check_verbose(verbose)
         steps = _steps(steps, "steps")
