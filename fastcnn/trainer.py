@@ -307,22 +307,39 @@ class Trainer:
                               for m in o.metrics]
         return checked, shapes
 
-    def _loss_weights_for(self, ys, shapes, sample_weight, class_weight, n):
-        """The loss weights (float32) of sample_weight or class_weight, or None: one per sample
-        (n,), or for a model whose one output with a loss has positions (an image output (n,
-        H, W, classes)), one per position (n, H, W) as Keras weighs each position's loss."""
+    def _loss_weights_for(self, ys, shapes, sample_weight, class_weight, n, outputs):
+        """The loss weights of sample_weight or class_weight: None, or one entry per output,
+        None for an output that is not weighed (or has no loss), else float32 weights (n,),
+        one per sample, or for an output with positions (an image output (n, H, W, classes))
+        possibly one per position (n, H, W), as Keras weighs each position's loss. One array
+        weighs every output; a list (one entry per output) or a dict (by output name) weighs
+        each its own way (see data_adapters.weights)."""
         scored = [k for k, y in enumerate(ys) if y is not None]
+        names = [o.name for o in outputs]
         if class_weight is None:
-            positions = shapes[scored[0]][1:-1] if len(scored) == 1 else ()
-            return data_adapters.sample_weights(sample_weight, n, positions,
-                                                several_outputs=len(scored) > 1)
+            if sample_weight is None:
+                return None
+            if len(names) == 1 and not isinstance(sample_weight, dict):
+                sample_weight = [sample_weight]  # one output: a list is its array
+            given = _per_output(sample_weight, names, "sample_weight", lambda w: w)
+            weights = [None] * len(names)
+            for k in scored:
+                if given[k] is not None:
+                    name = ("sample_weight" if len(scored) == 1
+                            else f"sample_weight for output {names[k]!r}")
+                    weights[k] = data_adapters.sample_weights(given[k], n, shapes[k][1:-1],
+                                                              name)
+            return weights if any(w is not None for w in weights) else None
         if sample_weight is not None:
             raise ValueError("Expected class_weight or sample_weight, received both: give the "
                              "per-sample weights in sample_weight alone")
         if len(scored) != 1:
             raise ValueError(f"Expected class_weight with a single output that has a loss, "
                              f"received {len(scored)}")
-        return data_adapters.class_weights(class_weight, ys[scored[0]], shapes[scored[0]])
+        weights = [None] * len(names)
+        weights[scored[0]] = data_adapters.class_weights(class_weight, ys[scored[0]],
+                                                         shapes[scored[0]])
+        return weights
 
     def _source(self, x, y, sample_weight, class_weight, batch_size, shuffle, training,
                 targets=True, names=("x", "y"), whole_outputs=False):
@@ -351,7 +368,8 @@ class Trainer:
             outputs = self._outputs_for(graph, use_compiled=True)
             ys, shapes = self._model_targets(y, graph, outputs, [a.shape for a in xs], y_name,
                                              x_name)
-            weights = self._loss_weights_for(ys, shapes, sample_weight, class_weight, len(xs[0]))
+            weights = self._loss_weights_for(ys, shapes, sample_weight, class_weight, len(xs[0]),
+                                             outputs)
         adapter = data_adapters.ArrayAdapter(xs, ys, weights, batch_size, shuffle)
         needs = [("the batch buffers", adapter.memory_bytes())]
         if whole_outputs:
@@ -376,7 +394,8 @@ class Trainer:
                              "received x alone")
         ys, shapes = self._model_targets(y, source.graph, source.outputs, [a.shape for a in xs],
                                          y_name, x_name)
-        weights = self._loss_weights_for(ys, shapes, sample_weight, class_weight, len(xs[0]))
+        weights = self._loss_weights_for(ys, shapes, sample_weight, class_weight, len(xs[0]),
+                                         source.outputs)
         return xs, ys, weights
 
     def _check_compiled(self):
@@ -388,8 +407,8 @@ class Trainer:
     def _batch_losses(self, execution, outs, ys, weights, outputs, sums, need_grads, penalty):
         """Add this batch's losses (the weighted sum, plus ``penalty`` per sample) and accuracy
         counts to ``sums``; returns the loss gradients (None for an output without a loss).
-        ``weights`` (n,) or (n, *positions), or None, weighs each sample's (or position's) loss
-        and gradient, and the weighted metrics."""
+        ``weights``, None or one entry per output (None, or (n,) or (n, *positions)), weighs
+        each output's samples' (or positions') loss and gradient, and its weighted metrics."""
         grads, total = [], 0.0
         n = len(outs[0])
         work = execution.workspace
@@ -399,8 +418,9 @@ class Trainer:
                 continue
             grad = work.get(("grad", k), out.shape)
             loss = work.get(("loss", k), (n,))
+            w = None if weights is None else weights[k]
             o.loss.forward_backward(out, y, execution.logits_outputs[k], grad, loss,
-                                    sample_weight=weights, batch=execution.whole_batch)
+                                    sample_weight=w, batch=execution.whole_batch)
             if need_grads and o.weight != 1.0:
                 np.multiply(grad, np.float32(o.weight), out=grad)
             value = float(loss.sum(dtype=np.float64))
@@ -412,8 +432,8 @@ class Trainer:
                              "softmax", out, out=work.get(("probs", k), out.shape, out.dtype))
                          if execution.logits_outputs[k] else out)
                 for i, m in enumerate(o.resolved):
-                    if i >= o.weighted_from and weights is not None:
-                        m.update_state(y, probs, sample_weight=weights)
+                    if i >= o.weighted_from and w is not None:
+                        m.update_state(y, probs, sample_weight=w)
                     else:
                         m.update_state(y, probs)
             grads.append(grad)
@@ -502,7 +522,11 @@ class Trainer:
         of one pass over the data, which goes on from epoch to epoch: the epoch that reaches
         the end of the arrays or PyDataset stops there, and the next one starts a new pass
         (see ``data_adapters.passes``); a generator goes on where the last epoch stopped, and
-        one that runs out is an error naming the step (Keras 3 warns and stops training)."""
+        one that runs out is an error naming the step (Keras 3 warns and stops training); an
+        iterable that starts over keeps one pass going, as Keras reads a torch DataLoader (see
+        ``data_adapters.generator_adapter``). ``sample_weight`` for a model with several
+        outputs is one array for all, a list (one per output) or a dict by output name.
+        ``validation_steps`` beyond the validation data warn and validate on all of it."""
         if not self._fit_lock.acquire(blocking=False):
             raise RuntimeError(f"Model {self.name!r} is already training: a second fit must wait "
                                "for the first to return")
@@ -581,10 +605,12 @@ class Trainer:
                 logs = self._logs(sums, outputs)
                 if train.adapter.resumable:  # read by index: from where the pass has got to
                     order_epoch, first, stop = passes.span(epoch)
+                    batches = train.adapter.batches(self.seed, order_epoch, stop, first + start)
                 else:  # a generator goes on by itself
-                    order_epoch, first, stop = epoch, 0, steps
-                batches = enumerate(train.adapter.batches(self.seed, order_epoch, stop,
-                                                          first + start), start)
+                    first = 0
+                    batches = train.adapter.batches(self.seed, epoch, steps, start,
+                                                    go_on=steps_per_epoch is not None)
+                batches = enumerate(batches, start)
                 with data_adapters.Prefetcher(batches, train.prepare(epoch)) as prefetched:
                     for step, batch in prefetched:
                         if share is not None:  # this process's part of the batch
@@ -602,7 +628,8 @@ class Trainer:
                     params["steps"] = state.step
                 passes.advance(state.step)
                 if val is not None and validate_at(epoch + 1):
-                    val_sums = self._evaluate_source(val, validation_steps, cbs)
+                    val_sums = self._evaluate_source(val, validation_steps, cbs,
+                                                     name="validation_steps")
                     logs.update(self._logs(val_sums, val.outputs, prefix="val_"))
                 cbs.on_epoch_end(epoch, logs)
                 state.end_epoch()
@@ -639,15 +666,14 @@ class Trainer:
                              f"training or validation out of {adapter.n}")
 
         def part(arrays, sl):
-            return [None if a is None else a[sl] for a in arrays]
+            return None if arrays is None else [None if a is None else a[sl] for a in arrays]
 
         head, tail = slice(None, split), slice(split, None)
         w = adapter.weights
         fit_part = data_adapters.ArrayAdapter(part(adapter.xs, head), part(adapter.ys, head),
-                                              None if w is None else w[head], batch_size, shuffle)
+                                              part(w, head), batch_size, shuffle)
         val_part = data_adapters.ArrayAdapter(part(adapter.xs, tail), part(adapter.ys, tail),
-                                              None if w is None else w[tail],
-                                              validation_batch_size)
+                                              part(w, tail), validation_batch_size)
         val_graph = self._graph_for_data(pack_like(train.structure, adapter.xs), False)
         return (_Source(train.graph, train.outputs, fit_part, train.structure),
                 _Source(val_graph, train.outputs, val_part, train.structure))
@@ -660,10 +686,10 @@ class Trainer:
                 and not o.loss.from_logits and t.shape[-1] != 1
                 for o, t in zip(outputs, graph.outputs)]
 
-    def _evaluate_source(self, source, steps, cbs, bar=None):
+    def _evaluate_source(self, source, steps, cbs, bar=None, name="steps"):
         """The loss and metric sums over ``steps`` batches of ``source`` (all, for None)."""
         graph, outputs = source.graph, source.outputs
-        steps = source.steps(steps, "steps")
+        steps = source.steps(steps, name)
         pool = self._runner(graph, False, self.fuse)
         logits_ok = self._logits_ok(graph, outputs)
         penalty = self._regularization_loss()
@@ -692,7 +718,8 @@ class Trainer:
                  steps=None, callbacks=None, return_dict=False):
         """The loss, or [loss, *metrics] when the model logs more (as Keras orders them), or
         the logs dict with ``return_dict``. ``x`` is read as fit reads it; ``callbacks`` get
-        the on_test_* hooks."""
+        the on_test_* hooks. ``steps`` beyond the batches of the data warn that the input ran
+        out and take the batches there are, as in Keras."""
         self._check_compiled()
         batch_size = _batch_size(batch_size, "batch_size")
         verbose = _check_verbose(verbose)
@@ -702,7 +729,7 @@ class Trainer:
         total = source.steps(steps, "steps")
         cbs = CallbackList(callbacks or [], self, {"steps": total, "verbose": verbose})
         bar = Progbar(total) if verbose and total else None
-        logs = self._logs(self._evaluate_source(source, steps, cbs, bar), source.outputs)
+        logs = self._logs(self._evaluate_source(source, total, cbs, bar), source.outputs)
         if bar:
             bar.finish(logs)
         return self._batch_result(logs, return_dict)
@@ -711,7 +738,8 @@ class Trainer:
         """The model's outputs for x (probabilities after a softmax), batch by batch: an array,
         or a list or dict of them as the model's outputs are structured. Arrays are converted
         one batch at a time, so predict on a uint8 array or an np.memmap holds only a few
-        batches besides its outputs. ``callbacks`` get the on_predict_* hooks."""
+        batches besides its outputs. ``callbacks`` get the on_predict_* hooks. ``steps``
+        beyond the batches of the data warn, as in Keras, and predict every sample there is."""
         batch_size = _batch_size(batch_size, "batch_size")
         verbose = _check_verbose(verbose)
         steps = _steps(steps, "steps")
@@ -720,8 +748,8 @@ class Trainer:
                                   whole_outputs=True)
         total = source.steps(steps, "steps")
         n = getattr(source.adapter, "n", None)
-        if steps is not None and n is not None:
-            n = min(n, steps * batch_size)
+        if total is not None and n is not None:
+            n = min(n, total * batch_size)
         cbs = CallbackList(callbacks or [], self, {"steps": total, "verbose": verbose})
         bar = Progbar(total) if verbose and total else None
         pool = self._runner(source.graph, False, self.fuse)
@@ -841,16 +869,19 @@ class _Source:
 
     def steps(self, steps, name, capped=True):
         """The batches one pass takes: ``steps`` if given, else the adapter's count (None: a
-        generator's, until it ends). ``capped``: arrays hold at most ``steps`` batches (fit's
-        epochs stop at the end of the arrays instead)."""
+        generator's, until it ends). ``capped`` (evaluation): like Keras, steps beyond the
+        batches the data holds warn that the input ran out and take the batches there are
+        (fit's epochs stop at the end of the data instead, see data_adapters.passes)."""
         count = self.adapter.num_batches
         if steps is None:
             if count is None and isinstance(self.adapter, data_adapters.PyDatasetAdapter):
                 raise ValueError(f"Expected {name} with an endless PyDataset, received None")
             return count
-        if capped and isinstance(self.adapter, data_adapters.ArrayAdapter) and steps > count:
-            raise ValueError(f"Expected {name} of at most {count}, the batches the arrays hold, "
-                             f"received {name}={steps}")
+        if capped and count is not None and steps > count:
+            warnings.warn(f"{name}={steps} asks for more than the {count} batches of "
+                          f"{getattr(self.adapter, 'name', 'x')}: as in Keras, the input runs "
+                          f"out of data and the {count} batches it holds are used", stacklevel=3)
+            return count
         return steps
 
     def prepare(self, epoch):
@@ -972,8 +1003,7 @@ def _warn_short_epochs(adapter, steps_per_epoch):
     """Keras's warning that the data runs out within an epoch of steps_per_epoch batches (the
     epoch then stops at the end of the data); given once per fit."""
     count = adapter.num_batches
-    if steps_per_epoch is None or not adapter.resumable or count is None \
-            or count % steps_per_epoch == 0:
+    if steps_per_epoch is None or count is None or count % steps_per_epoch == 0:
         return
     warnings.warn(f"steps_per_epoch={steps_per_epoch} does not divide the {count} batches of "
                   f"{getattr(adapter, 'name', 'x')}: as in Keras, the epoch that reaches the end "

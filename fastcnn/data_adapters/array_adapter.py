@@ -21,8 +21,8 @@ def epoch_order(seed, epoch, n, shuffle, batch_size):
 
 class ArrayAdapter:
     """Batches of the arrays ``xs`` (float32 model inputs are made of them), ``ys`` (targets as
-    the losses take them, None for an output without a loss) and ``weights`` (per-sample loss
-    weights, or None), all with the same number of samples. Each batch's arrays live in one of
+    the losses take them, None for an output without a loss) and ``weights`` (None, or per
+    output None or its loss weights), all with the same number of samples. Each batch's arrays live in one of
     ``RING`` sets of buffers, reused ``RING`` batches later.
 
     ``share`` (fastcnn.distributed sets it), a function of a batch's size that gives the
@@ -51,7 +51,7 @@ class ArrayAdapter:
             per_sample += gathered + (0 if plain else a[0].size * 4)
         if self.shuffle:
             per_sample += sum(a[0].nbytes for a in self.ys if a is not None)
-            per_sample += 0 if self.weights is None else self.weights[0].nbytes
+            per_sample += sum(w[0].nbytes for w in self.weights or () if w is not None)
         # the order, and for shuffle="batch" the keys and batch indices that sort into it
         order = {True: 8, "batch": 24}.get(self.shuffle, 0)
         return RING * rows * per_sample + self.n * order
@@ -70,7 +70,9 @@ class ArrayAdapter:
             xs = [_float32(work, k, _rows(work, ("x", k), a, index)) for k, a in enumerate(self.xs)]
             ys = [None if a is None else _rows(work, ("y", k), a, index)
                   for k, a in enumerate(self.ys)]
-            weights = None if self.weights is None else _rows(work, "w", self.weights, index)
+            weights = None if self.weights is None else [
+                None if w is None else _rows(work, ("w", k), w, index)
+                for k, w in enumerate(self.weights)]
             yield xs, ys, weights
 
     def batch_samples(self, step):

@@ -2,7 +2,12 @@
 position's, for outputs with positions), ``class_weight`` maps a class index to the weight of
 the samples of that class (a class it does not name weighs 1). With the default reduction a
 batch's loss is then sum(w_i * loss_i) / m over its m loss values (samples, or samples times
-positions)."""
+positions).
+
+For a model with several outputs, Keras hands each output's loss (and weighted metrics) its own
+weights: one array given alone is every output's, a list holds one entry per output and a dict
+one per output name, where None (or a name left out) leaves that output unweighted. Each
+output's weights are per sample, or per position of that output."""
 import numbers
 
 import numpy as np
@@ -30,13 +35,11 @@ def check_class_weight(class_weight):
     return checked
 
 
-def sample_weights(weights, n, positions=(), name="sample_weight", several_outputs=False):
+def sample_weights(weights, n, positions=(), name="sample_weight"):
     """``weights`` as a float32 array: one finite weight per sample, (n,) or (n, 1), or for an
     output with ``positions`` (the axes between the samples and the last, such as (H, W) for
     outputs (n, H, W, classes)), one per position, (n, *positions) or (n, *positions, 1): Keras
-    multiplies each position's loss by its weight, and the mean is still over every position.
-    ``several_outputs``: the model scores several outputs, which one array weighs per sample
-    alone (as in Keras)."""
+    multiplies each position's loss by its weight, and the mean is still over every position."""
     if weights is None:
         return None
     w = check_array(weights, name)
@@ -47,8 +50,6 @@ def sample_weights(weights, n, positions=(), name="sample_weight", several_outpu
         accepted = f"({n},), one weight per sample"
         if per_position:
             accepted += f", or {per_position}, one per position of the output"
-        elif several_outputs:
-            accepted += " (a model with several outputs takes one weight per sample)"
         raise ValueError(f"Expected {name} of shape {accepted}, received shape {w.shape}")
     w = np.asarray(w, dtype=np.float32)
     if not np.all(np.isfinite(w)):

@@ -48,7 +48,8 @@ class _Distributed:
         xs, ys, weights = batch
         return ([x[start:stop] for x in xs],
                 [None if y is None else y[start:stop] for y in ys],
-                None if weights is None else weights[start:stop])
+                None if weights is None else [None if w is None else w[start:stop]
+                                              for w in weights])
 
 
 _classes = {}

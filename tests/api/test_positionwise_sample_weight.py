@@ -135,19 +135,6 @@ def test_a_dense_output_takes_one_weight_per_sample():
                   sample_weight=np.ones((8, 3)), verbose=0)
 
 
-def test_a_model_with_two_outputs_takes_one_weight_per_sample():
-    inputs = fastcnn.Input((H, W, C))
-    a = layers.Conv2D(K, 1, activation="softmax", name="a")(inputs)
-    b = layers.Conv2D(K, 1, activation="softmax", name="b")(inputs)
-    model = fastcnn.Model(inputs, [a, b])
-    model.compile("sgd", "sparse_categorical_crossentropy")
-    x, labels, weights = _data()
-    with pytest.raises(ValueError, match="a model with several outputs takes one weight per "
-                                         "sample"):
-        model.fit(x, [labels, labels], sample_weight=weights, verbose=0)
-    model.fit(x, [labels, labels], sample_weight=weights[:, 0, 0], verbose=0)  # per sample
-
-
 def test_class_weight_is_refused_for_a_class_per_pixel_as_keras_refuses_it():
     x, labels, _ = _data()
     with pytest.raises(ValueError, match=r"class_weight is not supported for 3\+ dimensional "
