@@ -16,6 +16,12 @@ cdef extern from "pack.h" nogil:
                             double *dst)
     void fcnn_sum_parts_f32(float *parts, int nparts, size_t step, int n, float *out)
     void fcnn_sum_parts_f64(double *parts, int nparts, size_t step, int n, double *out)
+    int fcnn_tree_level(Py_ssize_t chunks, int n_threads)
+    Py_ssize_t fcnn_tree_blocks(Py_ssize_t chunks, int level)
+    float *fcnn_tree_slot_f32(float *root, float *stack, size_t step, Py_ssize_t j)
+    double *fcnn_tree_slot_f64(double *root, double *stack, size_t step, Py_ssize_t j)
+    void fcnn_tree_add_f32(float *root, float *stack, size_t step, Py_ssize_t j, int last)
+    void fcnn_tree_add_f64(double *root, double *stack, size_t step, Py_ssize_t j, int last)
 
 cdef extern from "conv_passes.h" nogil:
     ctypedef struct fcnn_geom:
@@ -45,6 +51,22 @@ cdef inline void _sum_parts(floating *parts, int nparts, size_t step, int n,
         fcnn_sum_parts_f32(parts, nparts, step, n, out)
     else:
         fcnn_sum_parts_f64(parts, nparts, step, n, out)
+
+
+cdef inline floating *_tree_slot(floating *root, floating *stack, size_t step,
+                                 Py_ssize_t j) noexcept nogil:
+    if floating is float:
+        return fcnn_tree_slot_f32(root, stack, step, j)
+    else:
+        return fcnn_tree_slot_f64(root, stack, step, j)
+
+
+cdef inline void _tree_add(floating *root, floating *stack, size_t step, Py_ssize_t j,
+                           bint last) noexcept nogil:
+    if floating is float:
+        fcnn_tree_add_f32(root, stack, step, j, last)
+    else:
+        fcnn_tree_add_f64(root, stack, step, j, last)
 
 
 cdef inline void _forward_image(int level, const fcnn_geom *g, const floating *wp,

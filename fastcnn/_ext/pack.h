@@ -38,6 +38,33 @@ static size_t fcnn_packed_size(int rows, int cols, int cb)
     return (size_t)((cols + cb - 1) / cb) * rows * cb;
 }
 
+/* Summing the chunk sums of a batch along fcnn_sum_parts's tree in scratch bounded by the thread
+ * count, not the batch: the chunks are cut into blocks of 2^level, aligned, so each block is a
+ * subtree (the last one clipped as the tree clips it). A thread sums a block's chunks one after
+ * another into a stack of partial sums, a binary counter (fcnn_tree_slot, fcnn_tree_add), which
+ * leaves the block's subtree sum in the block's root; fcnn_sum_parts over the roots adds the top
+ * of the same tree. The bits are those of fcnn_sum_parts over every chunk's sum, whatever the
+ * level, so the level may follow the thread count. Blocks per thread: enough that threads taking
+ * blocks one at a time end together; the roots are at most that many per thread. */
+enum { FCNN_BLOCKS_PER_THREAD = 8 };
+
+/* The block level for chunks (> 0) chunk sums and n_threads threads: the least that leaves at
+ * most FCNN_BLOCKS_PER_THREAD blocks per thread. A thread's stack holds level partial sums
+ * besides the root. */
+static int fcnn_tree_level(ptrdiff_t chunks, int n_threads)
+{
+    int level = 0;
+    while (((chunks - 1) >> level) + 1 > (ptrdiff_t)FCNN_BLOCKS_PER_THREAD * n_threads)
+        level++;
+    return level;
+}
+
+/* How many blocks of 2^level cover chunks chunks. */
+static ptrdiff_t fcnn_tree_blocks(ptrdiff_t chunks, int level)
+{
+    return chunks > 0 ? ((chunks - 1) >> level) + 1 : 0;
+}
+
 #define FCNN_F64 0
 #include "pack.h"
 #define FCNN_F64 1
@@ -97,6 +124,36 @@ static void FCNN_TN(fcnn_sum_parts)(FCNN_T *parts, int nparts, size_t step, int 
             for (int j = 0; j < n; j++)
                 parts[(size_t)k * step + j] += parts[(size_t)(k + s) * step + j];
     memcpy(out, parts, (size_t)n * sizeof(FCNN_T));
+}
+
+/* Entry i of a block's stack of partial sums, each step values: the block's root, then the
+ * thread's stack. */
+static FCNN_T *FCNN_TN(fcnn_tree_entry)(FCNN_T *root, FCNN_T *stack, size_t step, int i)
+{
+    return i ? stack + (size_t)(i - 1) * step : root;
+}
+
+/* Where chunk j (from 0) of a block writes its sum: on top of the sums of chunks 0..j-1, which
+ * the stack holds as one entry per set bit of j. */
+static FCNN_T *FCNN_TN(fcnn_tree_slot)(FCNN_T *root, FCNN_T *stack, size_t step, ptrdiff_t j)
+{
+    return FCNN_TN(fcnn_tree_entry)(root, stack, step, __builtin_popcountll(j));
+}
+
+/* After chunk j's sum: adds the top entry into the one below while the two sum as many chunks
+ * (as many times as j + 1 ends in zero bits: the binary counter's carries), so that two sibling
+ * subtrees are added as soon as both are complete. After a block's last chunk, adds the rest
+ * top down as well, which is how the tree adds a clipped right edge. */
+static void FCNN_TN(fcnn_tree_add)(FCNN_T *root, FCNN_T *stack, size_t step, ptrdiff_t j,
+                                   int last)
+{
+    int top = __builtin_popcountll(j) + 1;
+    for (int merges = last ? top - 1 : __builtin_ctzll(j + 1); merges > 0; merges--, top--) {
+        FCNN_T *a = FCNN_TN(fcnn_tree_entry)(root, stack, step, top - 2);
+        const FCNN_T *b = FCNN_TN(fcnn_tree_entry)(root, stack, step, top - 1);
+        for (size_t k = 0; k < step; k++)
+            a[k] += b[k];
+    }
 }
 
 #undef FCNN_F64
