@@ -12,7 +12,7 @@ pooling is float32 only.
 Results do not depend on ``n_threads``: images are independent in forward and dX, and dW sums
 fixed chunks of ``DW_CHUNK`` images separately, then adds the chunk sums along a fixed binary
 tree (``_sum_parts``), which also makes them independent of how many processes share a batch.
-The chunk sums are added as they come, block by block (``_tree_slot``, ``_tree_add``), so the
+The chunk sums are added as they come, block by block (``_tree_part``, ``_tree_add``), so the
 scratch holds a few partial sums per thread, not one per chunk of the batch.
 
 Threads take images (and blocks of chunks) one at a time ("dynamic"), not in fixed halves: on a
@@ -23,7 +23,6 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free
-from libc.string cimport memset
 
 include "cpu.pxi"
 include "scratch.pxi"
@@ -619,38 +618,34 @@ cdef int _split_backward(const floating[:, :, :, ::1] x, const floating[:, :, :,
     cdef int kk = p.kh * p.kw * p.ci, c16 = fcnn_round16(p.co)
     cdef size_t gstep = fcnn_split_dw_step(s), step = s.groups * gstep
     cdef size_t per = fcnn_split_scratch_size(s), sx = x[0].size, sdy = dy[0].size
-    cdef Py_ssize_t n = x.shape[0], nchunks = (n + DW_CHUNK - 1) // DW_CHUNK, b, c, c0, c1, i, k, q
-    cdef int depth = fcnn_tree_level(nchunks, n_threads)
-    cdef Py_ssize_t blocks = fcnn_tree_blocks(nchunks, depth)
-    cdef size_t sums = (blocks + n_threads * depth) * step
+    cdef Py_ssize_t n = x.shape[0], b, c, i, k, q
+    cdef fcnn_tree t = fcnn_tree_plan((n + DW_CHUNK - 1) // DW_CHUNK, n_threads, step)
+    cdef size_t sums = fcnn_tree_size(&t, n_threads)
     cdef floating *buf = <floating *>_alloc(sums + n_threads * per, sizeof(floating))
-    cdef floating *stack = NULL
     cdef floating *scratch = NULL
+    cdef int me
     cdef floating *part
     cdef const floating *px = &x[0, 0, 0, 0]
     cdef const floating *pdy = &dy[0, 0, 0, 0]
     cdef floating *pdw = &dw[0, 0, 0, 0]
     cdef bint has_db = db is not None
     with nogil, parallel(num_threads=n_threads):
-        stack = buf + (blocks + threadid() * depth) * step
-        scratch = buf + sums + threadid() * per
-        for b in prange(blocks, schedule="dynamic"):
-            c0 = b << depth
-            c1 = min(c0 + (<Py_ssize_t>1 << depth), nchunks)
-            for c in range(c0, c1):
-                part = _tree_slot(buf + b * step, stack, step, c - c0)
-                memset(part, 0, step * sizeof(floating))
+        me = threadid()
+        scratch = buf + sums + me * per
+        for b in prange(t.blocks, schedule="dynamic"):
+            for c in range(fcnn_tree_first(&t, b), fcnn_tree_end(&t, b)):
+                part = _tree_part(&t, buf, me, c)
                 for i in range(c * DW_CHUNK, _chunk_end(c, n)):
                     _split_image(level, FCNN_SPLIT_DW, s, NULL, NULL, has_db, px + i * sx,
                                  pdy + i * sdy, part, scratch)
-                _tree_add(buf + b * step, stack, step, c - c0, c + 1 == c1)
+                _tree_add(&t, buf, me, c)
     for q in prange(s.groups * kk, nogil=True, schedule="static", num_threads=n_threads):
         k = q % kk
-        _sum_parts(buf + (q // kk) * gstep + k * c16, blocks, step, p.co,
+        _sum_parts(buf + (q // kk) * gstep + k * c16, t.blocks, step, p.co,
                    pdw + k * s.g.co + (q // kk) * p.co)
     if has_db:
         for q in range(s.groups):
-            _sum_parts(buf + q * gstep + kk * c16, blocks, step, p.co, &db[q * p.co])
+            _sum_parts(buf + q * gstep + kk * c16, t.blocks, step, p.co, &db[q * p.co])
     free(buf)
     return 0
 
@@ -661,25 +656,21 @@ cdef int _sum_channels(const floating[:, :, :, ::1] y, floating[::1] out,
     sums db."""
     cdef int c = y.shape[3], c16 = fcnn_round16(y.shape[3])
     cdef size_t npix = <size_t>y.shape[1] * y.shape[2], sy = y[0].size
-    cdef Py_ssize_t n = y.shape[0], nchunks = (n + DW_CHUNK - 1) // DW_CHUNK, b, k, k0, k1, i
-    cdef int depth = fcnn_tree_level(nchunks, n_threads)
-    cdef Py_ssize_t blocks = fcnn_tree_blocks(nchunks, depth)
-    cdef floating *buf = <floating *>_alloc((blocks + n_threads * depth) * c16, sizeof(floating))
-    cdef floating *stack = NULL
+    cdef Py_ssize_t n = y.shape[0], b, k, i
+    cdef fcnn_tree t = fcnn_tree_plan((n + DW_CHUNK - 1) // DW_CHUNK, n_threads, c16)
+    cdef floating *buf = <floating *>_alloc(fcnn_tree_size(&t, n_threads), sizeof(floating))
     cdef floating *part
     cdef const floating *py = &y[0, 0, 0, 0]
+    cdef int me
     with nogil, parallel(num_threads=n_threads):
-        stack = buf + (blocks + threadid() * depth) * c16
-        for b in prange(blocks, schedule="dynamic"):
-            k0 = b << depth
-            k1 = min(k0 + (<Py_ssize_t>1 << depth), nchunks)
-            for k in range(k0, k1):
-                part = _tree_slot(buf + b * c16, stack, c16, k - k0)
-                memset(part, 0, c16 * sizeof(floating))
+        me = threadid()
+        for b in prange(t.blocks, schedule="dynamic"):
+            for k in range(fcnn_tree_first(&t, b), fcnn_tree_end(&t, b)):
+                part = _tree_part(&t, buf, me, k)
                 for i in range(k * DW_CHUNK, _chunk_end(k, n)):
                     _channel_sums(py + i * sy, npix, c, part)
-                _tree_add(buf + b * c16, stack, c16, k - k0, k + 1 == k1)
-    _sum_parts(buf, blocks, c16, c, &out[0])
+                _tree_add(&t, buf, me, k)
+    _sum_parts(buf, t.blocks, c16, c, &out[0])
     free(buf)
     return 0
 
@@ -695,20 +686,18 @@ cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :
     first, with drop), made in per-thread scratch. With dx (and wt, the fcnn_pack_dx weights),
     also dX from the same hot dY, masked where x <= 0 with input_relu. Returns the skipped argmax
     count."""
-    # Partial sums: per chunk, dw rows padded to c16 channels, then one db row; the roots of the
-    # blocks first, then each thread's stack (fcnn_tree_level in pack.h), then its scratch.
+    # Partial sums: per chunk, dw rows padded to c16 channels, then one db row, in the scratch of
+    # a fcnn_tree (pack.h); each thread's own scratch after it.
     cdef int level = fcnn_simd_level(), kk = g.kh * g.kw * g.ci, c16 = fcnn_round16(g.co)
-    cdef Py_ssize_t n = x.shape[0], nchunks = (n + DW_CHUNK - 1) // DW_CHUNK, b, c, c0, c1, i, k
-    cdef int depth = fcnn_tree_level(nchunks, n_threads)
-    cdef Py_ssize_t blocks = fcnn_tree_blocks(nchunks, depth)
+    cdef Py_ssize_t n = x.shape[0], b, c, i, k
     cdef size_t sx = x[0].size, sdy = dy[0].size
     cdef bint masked = drop != NULL and drop.threshold != 0
     cdef size_t step = (<size_t>kk + 1) * c16, nd = <size_t>g.oh * g.ow * g.co if pool else 0
     cdef size_t nm = fcnn_round16(sdy) if masked else 0
     cdef size_t per = nd + nm + max(fcnn_dw_scratch_size(g), fcnn_dx_scratch_size(g) if dx else 0)
-    cdef size_t sums = (blocks + n_threads * depth) * step
+    cdef fcnn_tree t = fcnn_tree_plan((n + DW_CHUNK - 1) // DW_CHUNK, n_threads, step)
+    cdef size_t sums = fcnn_tree_size(&t, n_threads)
     cdef floating *buf = <floating *>_alloc(sums + n_threads * per, sizeof(floating))
-    cdef floating *stack = NULL
     cdef floating *scratch = NULL
     cdef floating *dz = NULL
     cdef floating *dm = NULL
@@ -720,17 +709,15 @@ cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :
     cdef floating *pdw = &dw[0, 0, 0, 0]
     cdef bint has_db = db is not None
     cdef Py_ssize_t bad = 0
+    cdef int me
     with nogil, parallel(num_threads=n_threads):
-        stack = buf + (blocks + threadid() * depth) * step
-        dz = buf + sums + threadid() * per
+        me = threadid()
+        dz = buf + sums + me * per
         dm = dz + nd
         scratch = dm + nm
-        for b in prange(blocks, schedule="dynamic"):
-            c0 = b << depth
-            c1 = min(c0 + (<Py_ssize_t>1 << depth), nchunks)
-            for c in range(c0, c1):
-                part = _tree_slot(buf + b * step, stack, step, c - c0)
-                memset(part, 0, step * sizeof(floating))
+        for b in prange(t.blocks, schedule="dynamic"):
+            for c in range(fcnn_tree_first(&t, b), fcnn_tree_end(&t, b)):
+                part = _tree_part(&t, buf, me, c)
                 for i in range(c * DW_CHUNK, _chunk_end(c, n)):
                     d = pdy + i * sdy
                     if floating is float:
@@ -750,10 +737,10 @@ cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :
                         if floating is float:
                             if input_relu:
                                 fcnn_relu_mask_f32(px + i * sx, dx + i * sx, sx)
-                _tree_add(buf + b * step, stack, step, c - c0, c + 1 == c1)
+                _tree_add(&t, buf, me, c)
     for k in prange(kk, nogil=True, schedule="static", num_threads=n_threads):
-        _sum_parts(buf + k * c16, blocks, step, g.co, pdw + k * g.co)
+        _sum_parts(buf + k * c16, t.blocks, step, g.co, pdw + k * g.co)
     if has_db:
-        _sum_parts(buf + kk * c16, blocks, step, g.co, &db[0])
+        _sum_parts(buf + kk * c16, t.blocks, step, g.co, &db[0])
     free(buf)
     return bad

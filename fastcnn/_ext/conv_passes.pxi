@@ -16,12 +16,18 @@ cdef extern from "pack.h" nogil:
                             double *dst)
     void fcnn_sum_parts_f32(float *parts, int nparts, size_t step, int n, float *out)
     void fcnn_sum_parts_f64(double *parts, int nparts, size_t step, int n, double *out)
-    int fcnn_tree_level(Py_ssize_t chunks, int n_threads)
-    Py_ssize_t fcnn_tree_blocks(Py_ssize_t chunks, int level)
-    float *fcnn_tree_slot_f32(float *root, float *stack, size_t step, Py_ssize_t j)
-    double *fcnn_tree_slot_f64(double *root, double *stack, size_t step, Py_ssize_t j)
-    void fcnn_tree_add_f32(float *root, float *stack, size_t step, Py_ssize_t j, int last)
-    void fcnn_tree_add_f64(double *root, double *stack, size_t step, Py_ssize_t j, int last)
+    ctypedef struct fcnn_tree:
+        Py_ssize_t chunks, blocks
+        size_t step
+        int depth
+    fcnn_tree fcnn_tree_plan(Py_ssize_t chunks, int n_threads, size_t step)
+    size_t fcnn_tree_size(const fcnn_tree *t, int n_threads)
+    Py_ssize_t fcnn_tree_first(const fcnn_tree *t, Py_ssize_t b)
+    Py_ssize_t fcnn_tree_end(const fcnn_tree *t, Py_ssize_t b)
+    float *fcnn_tree_part_f32(const fcnn_tree *t, float *sums, int thread, Py_ssize_t c)
+    double *fcnn_tree_part_f64(const fcnn_tree *t, double *sums, int thread, Py_ssize_t c)
+    void fcnn_tree_add_f32(const fcnn_tree *t, float *sums, int thread, Py_ssize_t c)
+    void fcnn_tree_add_f64(const fcnn_tree *t, double *sums, int thread, Py_ssize_t c)
 
 cdef extern from "conv_passes.h" nogil:
     ctypedef struct fcnn_geom:
@@ -53,20 +59,20 @@ cdef inline void _sum_parts(floating *parts, int nparts, size_t step, int n,
         fcnn_sum_parts_f64(parts, nparts, step, n, out)
 
 
-cdef inline floating *_tree_slot(floating *root, floating *stack, size_t step,
-                                 Py_ssize_t j) noexcept nogil:
+cdef inline floating *_tree_part(const fcnn_tree *t, floating *sums, int thread,
+                                 Py_ssize_t c) noexcept nogil:
     if floating is float:
-        return fcnn_tree_slot_f32(root, stack, step, j)
+        return fcnn_tree_part_f32(t, sums, thread, c)
     else:
-        return fcnn_tree_slot_f64(root, stack, step, j)
+        return fcnn_tree_part_f64(t, sums, thread, c)
 
 
-cdef inline void _tree_add(floating *root, floating *stack, size_t step, Py_ssize_t j,
-                           bint last) noexcept nogil:
+cdef inline void _tree_add(const fcnn_tree *t, floating *sums, int thread,
+                           Py_ssize_t c) noexcept nogil:
     if floating is float:
-        fcnn_tree_add_f32(root, stack, step, j, last)
+        fcnn_tree_add_f32(t, sums, thread, c)
     else:
-        fcnn_tree_add_f64(root, stack, step, j, last)
+        fcnn_tree_add_f64(t, sums, thread, c)
 
 
 cdef inline void _forward_image(int level, const fcnn_geom *g, const floating *wp,

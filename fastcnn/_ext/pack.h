@@ -39,30 +39,45 @@ static size_t fcnn_packed_size(int rows, int cols, int cb)
 }
 
 /* Summing the chunk sums of a batch along fcnn_sum_parts's tree in scratch bounded by the thread
- * count, not the batch: the chunks are cut into blocks of 2^level, aligned, so each block is a
+ * count, not the batch: the chunks are cut into blocks of 2^depth, aligned, so each block is a
  * subtree (the last one clipped as the tree clips it). A thread sums a block's chunks one after
- * another into a stack of partial sums, a binary counter (fcnn_tree_slot, fcnn_tree_add), which
+ * another into a stack of partial sums, a binary counter (fcnn_tree_part, fcnn_tree_add), which
  * leaves the block's subtree sum in the block's root; fcnn_sum_parts over the roots adds the top
  * of the same tree. The bits are those of fcnn_sum_parts over every chunk's sum, whatever the
- * level, so the level may follow the thread count. Blocks per thread: enough that threads taking
+ * depth, so the depth may follow the thread count. Blocks per thread: enough that threads taking
  * blocks one at a time end together; the roots are at most that many per thread. */
 enum { FCNN_BLOCKS_PER_THREAD = 8 };
 
-/* The block level for chunks (> 0) chunk sums and n_threads threads: the least that leaves at
- * most FCNN_BLOCKS_PER_THREAD blocks per thread. A thread's stack holds level partial sums
- * besides the root. */
-static int fcnn_tree_level(ptrdiff_t chunks, int n_threads)
+/* The plan of a sum of chunks chunk sums of step values each. Its scratch (fcnn_tree_size) holds
+ * the blocks' roots, then each thread's stack: depth partial sums besides the root. */
+typedef struct {
+    ptrdiff_t chunks, blocks;
+    size_t step;
+    int depth;
+} fcnn_tree;
+
+/* The least depth that leaves at most FCNN_BLOCKS_PER_THREAD blocks per thread. */
+static fcnn_tree fcnn_tree_plan(ptrdiff_t chunks, int n_threads, size_t step)
 {
-    int level = 0;
-    while (((chunks - 1) >> level) + 1 > (ptrdiff_t)FCNN_BLOCKS_PER_THREAD * n_threads)
-        level++;
-    return level;
+    fcnn_tree t = {chunks, 0, step, 0};
+    while (((chunks - 1) >> t.depth) + 1 > (ptrdiff_t)FCNN_BLOCKS_PER_THREAD * n_threads)
+        t.depth++;
+    t.blocks = chunks > 0 ? ((chunks - 1) >> t.depth) + 1 : 0;
+    return t;
 }
 
-/* How many blocks of 2^level cover chunks chunks. */
-static ptrdiff_t fcnn_tree_blocks(ptrdiff_t chunks, int level)
+/* Values of the scratch of plan t for n_threads threads. */
+static size_t fcnn_tree_size(const fcnn_tree *t, int n_threads)
 {
-    return chunks > 0 ? ((chunks - 1) >> level) + 1 : 0;
+    return ((size_t)t->blocks + (size_t)n_threads * t->depth) * t->step;
+}
+
+/* The chunks [fcnn_tree_first, fcnn_tree_end) of block b. */
+static ptrdiff_t fcnn_tree_first(const fcnn_tree *t, ptrdiff_t b) { return b << t->depth; }
+static ptrdiff_t fcnn_tree_end(const fcnn_tree *t, ptrdiff_t b)
+{
+    const ptrdiff_t end = (b + 1) << t->depth;
+    return end < t->chunks ? end : t->chunks;
 }
 
 #define FCNN_F64 0
@@ -126,32 +141,39 @@ static void FCNN_TN(fcnn_sum_parts)(FCNN_T *parts, int nparts, size_t step, int 
     memcpy(out, parts, (size_t)n * sizeof(FCNN_T));
 }
 
-/* Entry i of a block's stack of partial sums, each step values: the block's root, then the
- * thread's stack. */
-static FCNN_T *FCNN_TN(fcnn_tree_entry)(FCNN_T *root, FCNN_T *stack, size_t step, int i)
+/* Entry i of the stack of chunk c's block, in scratch sums: the block's root, then the stack of
+ * thread (the one that sums the block). */
+static FCNN_T *FCNN_TN(fcnn_tree_entry)(const fcnn_tree *t, FCNN_T *sums, int thread,
+                                        ptrdiff_t c, int i)
 {
-    return i ? stack + (size_t)(i - 1) * step : root;
+    if (i == 0)
+        return sums + (size_t)(c >> t->depth) * t->step;
+    return sums + ((size_t)t->blocks + (size_t)thread * t->depth + i - 1) * t->step;
 }
 
-/* Where chunk j (from 0) of a block writes its sum: on top of the sums of chunks 0..j-1, which
- * the stack holds as one entry per set bit of j. */
-static FCNN_T *FCNN_TN(fcnn_tree_slot)(FCNN_T *root, FCNN_T *stack, size_t step, ptrdiff_t j)
+/* Where chunk c writes its sum, zeroed: on top of the sums of the chunks before it in its block,
+ * j of them, which the stack holds as one entry per set bit of j. */
+static FCNN_T *FCNN_TN(fcnn_tree_part)(const fcnn_tree *t, FCNN_T *sums, int thread, ptrdiff_t c)
 {
-    return FCNN_TN(fcnn_tree_entry)(root, stack, step, __builtin_popcountll(j));
+    const ptrdiff_t j = c - fcnn_tree_first(t, c >> t->depth);
+    FCNN_T *part = FCNN_TN(fcnn_tree_entry)(t, sums, thread, c, __builtin_popcountll(j));
+    memset(part, 0, t->step * sizeof(FCNN_T));
+    return part;
 }
 
-/* After chunk j's sum: adds the top entry into the one below while the two sum as many chunks
+/* After chunk c's sum: adds the top entry into the one below while the two sum as many chunks
  * (as many times as j + 1 ends in zero bits: the binary counter's carries), so that two sibling
  * subtrees are added as soon as both are complete. After a block's last chunk, adds the rest
  * top down as well, which is how the tree adds a clipped right edge. */
-static void FCNN_TN(fcnn_tree_add)(FCNN_T *root, FCNN_T *stack, size_t step, ptrdiff_t j,
-                                   int last)
+static void FCNN_TN(fcnn_tree_add)(const fcnn_tree *t, FCNN_T *sums, int thread, ptrdiff_t c)
 {
+    const ptrdiff_t j = c - fcnn_tree_first(t, c >> t->depth);
+    const int last = c + 1 == fcnn_tree_end(t, c >> t->depth);
     int top = __builtin_popcountll(j) + 1;
     for (int merges = last ? top - 1 : __builtin_ctzll(j + 1); merges > 0; merges--, top--) {
-        FCNN_T *a = FCNN_TN(fcnn_tree_entry)(root, stack, step, top - 2);
-        const FCNN_T *b = FCNN_TN(fcnn_tree_entry)(root, stack, step, top - 1);
-        for (size_t k = 0; k < step; k++)
+        FCNN_T *a = FCNN_TN(fcnn_tree_entry)(t, sums, thread, c, top - 2);
+        const FCNN_T *b = FCNN_TN(fcnn_tree_entry)(t, sums, thread, c, top - 1);
+        for (size_t k = 0; k < t->step; k++)
             a[k] += b[k];
     }
 }
