@@ -10,18 +10,19 @@ gradient check in float64 tests the code that trains in float32. The fused convo
 pooling is float32 only.
 
 Results do not depend on ``n_threads``: images are independent in forward and dX, and dW sums
-fixed chunks of images separately (``_dw_chunks``), then adds the chunk sums along a fixed binary
+fixed chunks of ``DW_CHUNK`` images separately, then adds the chunk sums along a fixed binary
 tree (``_sum_parts``), which also makes them independent of how many processes share a batch.
+The chunk sums are added as they come, block by block (``_tree_part``, ``_tree_add``), so the
+scratch holds a few partial sums per thread, not one per chunk of the batch.
 
-Threads take images (and chunks) one at a time ("dynamic"), not in fixed halves: on a shared
-host one core often runs slower than the other for seconds at a time (bench/scaling.py's probe),
-and fixed halves leave the faster core waiting.
+Threads take images (and blocks of chunks) one at a time ("dynamic"), not in fixed halves: on a
+shared host one core often runs slower than the other for seconds at a time (bench/scaling.py's
+probe), and fixed halves leave the faster core waiting.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.stdint cimport uint32_t, uint64_t
-from libc.stdlib cimport free, malloc
-from libc.string cimport memset
+from libc.stdlib cimport free
 
 include "cpu.pxi"
 include "scratch.pxi"
@@ -158,17 +159,9 @@ cdef enum:
 SAMPLES_PER_PARTIAL = DW_CHUNK
 
 
-cdef Py_ssize_t _dw_chunks(Py_ssize_t n, Py_ssize_t *starts) noexcept nogil:
-    """Splits n images into the chunks of dW's partial sums and returns their count: chunk c is
-    images [starts[c], starts[c + 1]), DW_CHUNK images each but the last. starts holds n + 1
-    entries, enough for any split. The chunk sums add along _sum_parts's tree."""
-    cdef Py_ssize_t c = 0, i = 0
-    while i < n:
-        starts[c] = i
-        i += min(<Py_ssize_t>DW_CHUNK, n - i)
-        c += 1
-    starts[c] = n
-    return c
+cdef inline Py_ssize_t _chunk_end(Py_ssize_t c, Py_ssize_t n) noexcept nogil:
+    """The end of chunk c of n images, which starts at image c * DW_CHUNK."""
+    return min(c * DW_CHUNK + DW_CHUNK, n)
 
 
 cdef fcnn_geom _geom(const Py_ssize_t *xs, const Py_ssize_t *ws, const Py_ssize_t *os,
@@ -625,63 +618,60 @@ cdef int _split_backward(const floating[:, :, :, ::1] x, const floating[:, :, :,
     cdef int kk = p.kh * p.kw * p.ci, c16 = fcnn_round16(p.co)
     cdef size_t gstep = fcnn_split_dw_step(s), step = s.groups * gstep
     cdef size_t per = fcnn_split_scratch_size(s), sx = x[0].size, sdy = dy[0].size
-    cdef Py_ssize_t n = x.shape[0], nchunks, c, i, k, q
-    cdef Py_ssize_t *starts = <Py_ssize_t *>malloc((n + 1) * sizeof(Py_ssize_t))
-    cdef floating *buf = NULL
+    cdef Py_ssize_t n = x.shape[0], b, c, i, k, q
+    cdef fcnn_tree t = fcnn_tree_plan((n + DW_CHUNK - 1) // DW_CHUNK, n_threads, step)
+    cdef size_t sums = fcnn_tree_size(&t, n_threads)
+    cdef floating *buf = <floating *>_alloc(sums + n_threads * per, sizeof(floating))
     cdef floating *scratch = NULL
+    cdef int me
     cdef floating *part
     cdef const floating *px = &x[0, 0, 0, 0]
     cdef const floating *pdy = &dy[0, 0, 0, 0]
     cdef floating *pdw = &dw[0, 0, 0, 0]
     cdef bint has_db = db is not None
-    if starts == NULL:
-        raise MemoryError()
-    try:
-        nchunks = _dw_chunks(n, starts)
-        buf = <floating *>_alloc(nchunks * step + n_threads * per, sizeof(floating))
-        with nogil, parallel(num_threads=n_threads):
-            scratch = buf + nchunks * step + threadid() * per
-            for c in prange(nchunks, schedule="dynamic"):
-                part = buf + c * step
-                memset(part, 0, step * sizeof(floating))
-                for i in range(starts[c], starts[c + 1]):
+    with nogil, parallel(num_threads=n_threads):
+        me = threadid()
+        scratch = buf + sums + me * per
+        for b in prange(t.blocks, schedule="dynamic"):
+            for c in range(fcnn_tree_first(&t, b), fcnn_tree_end(&t, b)):
+                part = _tree_part(&t, buf, me, c)
+                for i in range(c * DW_CHUNK, _chunk_end(c, n)):
                     _split_image(level, FCNN_SPLIT_DW, s, NULL, NULL, has_db, px + i * sx,
                                  pdy + i * sdy, part, scratch)
-        for q in prange(s.groups * kk, nogil=True, schedule="static", num_threads=n_threads):
-            k = q % kk
-            _sum_parts(buf + (q // kk) * gstep + k * c16, nchunks, step, p.co,
-                       pdw + k * s.g.co + (q // kk) * p.co)
-        if has_db:
-            for q in range(s.groups):
-                _sum_parts(buf + q * gstep + kk * c16, nchunks, step, p.co, &db[q * p.co])
-    finally:
-        free(starts)
-        free(buf)
+                _tree_add(&t, buf, me, c)
+    for q in prange(s.groups * kk, nogil=True, schedule="static", num_threads=n_threads):
+        k = q % kk
+        _sum_parts(buf + (q // kk) * gstep + k * c16, t.blocks, step, p.co,
+                   pdw + k * s.g.co + (q // kk) * p.co)
+    if has_db:
+        for q in range(s.groups):
+            _sum_parts(buf + q * gstep + kk * c16, t.blocks, step, p.co, &db[q * p.co])
+    free(buf)
     return 0
 
 
 cdef int _sum_channels(const floating[:, :, :, ::1] y, floating[::1] out,
                        int n_threads) except -1:
-    """out[c] = the sum of y[..., c]: per chunk of images (_dw_chunks), then along the tree."""
+    """out[c] = the sum of y[..., c]: per chunk of images, then along the tree, as _backward
+    sums db."""
     cdef int c = y.shape[3], c16 = fcnn_round16(y.shape[3])
     cdef size_t npix = <size_t>y.shape[1] * y.shape[2], sy = y[0].size
-    cdef Py_ssize_t n = y.shape[0], nchunks, k, i
-    cdef Py_ssize_t *starts = <Py_ssize_t *>malloc((n + 1) * sizeof(Py_ssize_t))
-    cdef floating *buf = NULL
+    cdef Py_ssize_t n = y.shape[0], b, k, i
+    cdef fcnn_tree t = fcnn_tree_plan((n + DW_CHUNK - 1) // DW_CHUNK, n_threads, c16)
+    cdef floating *buf = <floating *>_alloc(fcnn_tree_size(&t, n_threads), sizeof(floating))
+    cdef floating *part
     cdef const floating *py = &y[0, 0, 0, 0]
-    if starts == NULL:
-        raise MemoryError()
-    try:
-        nchunks = _dw_chunks(n, starts)
-        buf = <floating *>_alloc(nchunks * c16, sizeof(floating))
-        for k in prange(nchunks, nogil=True, schedule="dynamic", num_threads=n_threads):
-            memset(buf + k * c16, 0, c16 * sizeof(floating))
-            for i in range(starts[k], starts[k + 1]):
-                _channel_sums(py + i * sy, npix, c, buf + k * c16)
-        _sum_parts(buf, nchunks, c16, c, &out[0])
-    finally:
-        free(starts)
-        free(buf)
+    cdef int me
+    with nogil, parallel(num_threads=n_threads):
+        me = threadid()
+        for b in prange(t.blocks, schedule="dynamic"):
+            for k in range(fcnn_tree_first(&t, b), fcnn_tree_end(&t, b)):
+                part = _tree_part(&t, buf, me, k)
+                for i in range(k * DW_CHUNK, _chunk_end(k, n)):
+                    _channel_sums(py + i * sy, npix, c, part)
+                _tree_add(&t, buf, me, k)
+    _sum_parts(buf, t.blocks, c16, c, &out[0])
+    free(buf)
     return 0
 
 
@@ -696,16 +686,18 @@ cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :
     first, with drop), made in per-thread scratch. With dx (and wt, the fcnn_pack_dx weights),
     also dX from the same hot dY, masked where x <= 0 with input_relu. Returns the skipped argmax
     count."""
-    # Partial sums: per chunk, dw rows padded to c16 channels, then one db row.
+    # Partial sums: per chunk, dw rows padded to c16 channels, then one db row, in the scratch of
+    # a fcnn_tree (pack.h); each thread's own scratch after it.
     cdef int level = fcnn_simd_level(), kk = g.kh * g.kw * g.ci, c16 = fcnn_round16(g.co)
-    cdef Py_ssize_t n = x.shape[0], nchunks, c, i, k
+    cdef Py_ssize_t n = x.shape[0], b, c, i, k
     cdef size_t sx = x[0].size, sdy = dy[0].size
     cdef bint masked = drop != NULL and drop.threshold != 0
     cdef size_t step = (<size_t>kk + 1) * c16, nd = <size_t>g.oh * g.ow * g.co if pool else 0
     cdef size_t nm = fcnn_round16(sdy) if masked else 0
     cdef size_t per = nd + nm + max(fcnn_dw_scratch_size(g), fcnn_dx_scratch_size(g) if dx else 0)
-    cdef Py_ssize_t *starts = <Py_ssize_t *>malloc((n + 1) * sizeof(Py_ssize_t))
-    cdef floating *buf = NULL
+    cdef fcnn_tree t = fcnn_tree_plan((n + DW_CHUNK - 1) // DW_CHUNK, n_threads, step)
+    cdef size_t sums = fcnn_tree_size(&t, n_threads)
+    cdef floating *buf = <floating *>_alloc(sums + n_threads * per, sizeof(floating))
     cdef floating *scratch = NULL
     cdef floating *dz = NULL
     cdef floating *dm = NULL
@@ -717,19 +709,16 @@ cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :
     cdef floating *pdw = &dw[0, 0, 0, 0]
     cdef bint has_db = db is not None
     cdef Py_ssize_t bad = 0
-    if starts == NULL:
-        raise MemoryError()
-    try:
-        nchunks = _dw_chunks(n, starts)
-        buf = <floating *>_alloc(nchunks * step + n_threads * per, sizeof(floating))
-        with nogil, parallel(num_threads=n_threads):
-            dz = buf + nchunks * step + threadid() * per
-            dm = dz + nd
-            scratch = dm + nm
-            for c in prange(nchunks, schedule="dynamic"):
-                part = buf + c * step
-                memset(part, 0, step * sizeof(floating))
-                for i in range(starts[c], starts[c + 1]):
+    cdef int me
+    with nogil, parallel(num_threads=n_threads):
+        me = threadid()
+        dz = buf + sums + me * per
+        dm = dz + nd
+        scratch = dm + nm
+        for b in prange(t.blocks, schedule="dynamic"):
+            for c in range(fcnn_tree_first(&t, b), fcnn_tree_end(&t, b)):
+                part = _tree_part(&t, buf, me, c)
+                for i in range(c * DW_CHUNK, _chunk_end(c, n)):
                     d = pdy + i * sdy
                     if floating is float:
                         if masked:
@@ -738,8 +727,8 @@ cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :
                             d = dm
                         if pool != NULL:
                             pi = pooled + i * sdy if pooled != NULL else NULL
-                            bad += fcnn_unpool_image(level, pool, d, pi, argmax + i * sdy, g.ow,
-                                                     g.co, relu, dz)
+                            bad += fcnn_unpool_image(level, pool, d, pi, argmax + i * sdy,
+                                                     g.ow, g.co, relu, dz)
                             d = dz
                     _dw_image(level, g, px + i * sx, d, part,
                               part + kk * c16 if has_db else NULL, scratch)
@@ -748,11 +737,10 @@ cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :
                         if floating is float:
                             if input_relu:
                                 fcnn_relu_mask_f32(px + i * sx, dx + i * sx, sx)
-        for k in prange(kk, nogil=True, schedule="static", num_threads=n_threads):
-            _sum_parts(buf + k * c16, nchunks, step, g.co, pdw + k * g.co)
-        if has_db:
-            _sum_parts(buf + kk * c16, nchunks, step, g.co, &db[0])
-    finally:
-        free(starts)
-        free(buf)
+                _tree_add(&t, buf, me, c)
+    for k in prange(kk, nogil=True, schedule="static", num_threads=n_threads):
+        _sum_parts(buf + k * c16, t.blocks, step, g.co, pdw + k * g.co)
+    if has_db:
+        _sum_parts(buf + kk * c16, t.blocks, step, g.co, &db[0])
+    free(buf)
     return bad

@@ -16,6 +16,18 @@ cdef extern from "pack.h" nogil:
                             double *dst)
     void fcnn_sum_parts_f32(float *parts, int nparts, size_t step, int n, float *out)
     void fcnn_sum_parts_f64(double *parts, int nparts, size_t step, int n, double *out)
+    ctypedef struct fcnn_tree:
+        Py_ssize_t chunks, blocks
+        size_t step
+        int depth
+    fcnn_tree fcnn_tree_plan(Py_ssize_t chunks, int n_threads, size_t step)
+    size_t fcnn_tree_size(const fcnn_tree *t, int n_threads)
+    Py_ssize_t fcnn_tree_first(const fcnn_tree *t, Py_ssize_t b)
+    Py_ssize_t fcnn_tree_end(const fcnn_tree *t, Py_ssize_t b)
+    float *fcnn_tree_part_f32(const fcnn_tree *t, float *sums, int thread, Py_ssize_t c)
+    double *fcnn_tree_part_f64(const fcnn_tree *t, double *sums, int thread, Py_ssize_t c)
+    void fcnn_tree_add_f32(const fcnn_tree *t, float *sums, int thread, Py_ssize_t c)
+    void fcnn_tree_add_f64(const fcnn_tree *t, double *sums, int thread, Py_ssize_t c)
 
 cdef extern from "conv_passes.h" nogil:
     ctypedef struct fcnn_geom:
@@ -45,6 +57,22 @@ cdef inline void _sum_parts(floating *parts, int nparts, size_t step, int n,
         fcnn_sum_parts_f32(parts, nparts, step, n, out)
     else:
         fcnn_sum_parts_f64(parts, nparts, step, n, out)
+
+
+cdef inline floating *_tree_part(const fcnn_tree *t, floating *sums, int thread,
+                                 Py_ssize_t c) noexcept nogil:
+    if floating is float:
+        return fcnn_tree_part_f32(t, sums, thread, c)
+    else:
+        return fcnn_tree_part_f64(t, sums, thread, c)
+
+
+cdef inline void _tree_add(const fcnn_tree *t, floating *sums, int thread,
+                           Py_ssize_t c) noexcept nogil:
+    if floating is float:
+        fcnn_tree_add_f32(t, sums, thread, c)
+    else:
+        fcnn_tree_add_f64(t, sums, thread, c)
 
 
 cdef inline void _forward_image(int level, const fcnn_geom *g, const floating *wp,

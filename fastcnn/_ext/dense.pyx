@@ -8,7 +8,9 @@ float32 and float64 run the same SIMD code, compiled once per element type, so a
 gradient check tests the code that trains.
 Results do not depend on ``n_threads``: rows are independent in forward and dX, and dW sums fixed
 chunks of ``DW_CHUNK`` rows separately, then adds the chunk sums along the fixed binary tree of
-``_sum_parts`` (which makes them independent of how many processes share a batch, too).
+``_sum_parts`` (which makes them independent of how many processes share a batch, too), as they
+come, block by block (``_tree_part``, ``_tree_add``): the scratch holds a few partial sums per
+thread, not one per chunk of the batch.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
@@ -191,34 +193,41 @@ cdef int _backward_input(const floating[:, ::1] dy, const floating[:, ::1] w,
 
 cdef int _backward_weight(const floating[:, ::1] x, const floating[:, ::1] dy,
                           floating[:, ::1] dw, floating[::1] db, int n_threads) except -1:
-    # Partial sums: per chunk, dw rows padded to c16 channels, then one db row.
+    # Partial sums: per chunk, dw rows padded to c16 channels, then one db row, in the scratch of
+    # a fcnn_tree (pack.h); each thread's own scratch after it. Threads take the blocks one at a
+    # time: they are few, and a core may run slower a while.
     cdef int level = fcnn_simd_level(), n = x.shape[0], k = x.shape[1], o = dy.shape[1]
     if fcnn_narrow(o):
         return _narrow_backward_weight(x, dy, dw, db, n_threads)
     cdef int c16 = fcnn_round16(o)
-    cdef Py_ssize_t nchunks = (n + DW_CHUNK - 1) // DW_CHUNK, c, r0, j
+    cdef Py_ssize_t b, c, r0, j
     cdef fcnn_geom g = _rows(DW_CHUNK, k, o)
     cdef size_t step = (<size_t>k + 1) * c16, per = fcnn_dw_scratch_size(&g)
-    cdef floating *buf = <floating *>_alloc(nchunks * step + n_threads * per, sizeof(floating))
+    cdef fcnn_tree t = fcnn_tree_plan((n + DW_CHUNK - 1) // DW_CHUNK, n_threads, step)
+    cdef size_t sums = fcnn_tree_size(&t, n_threads)
+    cdef floating *buf = <floating *>_alloc(sums + n_threads * per, sizeof(floating))
     cdef floating *scratch = NULL
     cdef floating *part
     cdef const floating *px = &x[0, 0]
     cdef const floating *pdy = &dy[0, 0]
     cdef floating *pdw = &dw[0, 0]
     cdef bint has_db = db is not None
+    cdef int me
     with nogil, parallel(num_threads=n_threads):
-        scratch = buf + nchunks * step + threadid() * per
-        for c in prange(nchunks, schedule="static"):
-            part = buf + c * step
-            r0 = c * DW_CHUNK
-            memset(part, 0, step * sizeof(floating))
-            g = _rows(min(DW_CHUNK, n - r0), k, o)
-            _dw_image(level, &g, px + r0 * k, pdy + r0 * o, part,
-                      part + k * c16 if has_db else NULL, scratch)
+        me = threadid()
+        scratch = buf + sums + me * per
+        for b in prange(t.blocks, schedule="dynamic"):
+            for c in range(fcnn_tree_first(&t, b), fcnn_tree_end(&t, b)):
+                part = _tree_part(&t, buf, me, c)
+                r0 = c * DW_CHUNK
+                g = _rows(min(DW_CHUNK, n - r0), k, o)
+                _dw_image(level, &g, px + r0 * k, pdy + r0 * o, part,
+                          part + k * c16 if has_db else NULL, scratch)
+                _tree_add(&t, buf, me, c)
     for j in prange(k, nogil=True, schedule="static", num_threads=n_threads):
-        _sum_parts(buf + j * c16, nchunks, step, o, pdw + j * o)
+        _sum_parts(buf + j * c16, t.blocks, step, o, pdw + j * o)
     if has_db:
-        _sum_parts(buf + k * c16, nchunks, step, o, &db[0])
+        _sum_parts(buf + k * c16, t.blocks, step, o, &db[0])
     free(buf)
     return 0
 

@@ -38,6 +38,48 @@ static size_t fcnn_packed_size(int rows, int cols, int cb)
     return (size_t)((cols + cb - 1) / cb) * rows * cb;
 }
 
+/* Summing the chunk sums of a batch along fcnn_sum_parts's tree in scratch bounded by the thread
+ * count, not the batch: the chunks are cut into blocks of 2^depth, aligned, so each block is a
+ * subtree (the last one clipped as the tree clips it). A thread sums a block's chunks one after
+ * another into a stack of partial sums, a binary counter (fcnn_tree_part, fcnn_tree_add), which
+ * leaves the block's subtree sum in the block's root; fcnn_sum_parts over the roots adds the top
+ * of the same tree. The bits are those of fcnn_sum_parts over every chunk's sum, whatever the
+ * depth, so the depth may follow the thread count. Blocks per thread: enough that threads taking
+ * blocks one at a time end together; the roots are at most that many per thread. */
+enum { FCNN_BLOCKS_PER_THREAD = 8 };
+
+/* The plan of a sum of chunks chunk sums of step values each. Its scratch (fcnn_tree_size) holds
+ * the blocks' roots, then each thread's stack: depth partial sums besides the root. */
+typedef struct {
+    ptrdiff_t chunks, blocks;
+    size_t step;
+    int depth;
+} fcnn_tree;
+
+/* The least depth that leaves at most FCNN_BLOCKS_PER_THREAD blocks per thread. */
+static fcnn_tree fcnn_tree_plan(ptrdiff_t chunks, int n_threads, size_t step)
+{
+    fcnn_tree t = {chunks, 0, step, 0};
+    while (((chunks - 1) >> t.depth) + 1 > (ptrdiff_t)FCNN_BLOCKS_PER_THREAD * n_threads)
+        t.depth++;
+    t.blocks = chunks > 0 ? ((chunks - 1) >> t.depth) + 1 : 0;
+    return t;
+}
+
+/* Values of the scratch of plan t for n_threads threads. */
+static size_t fcnn_tree_size(const fcnn_tree *t, int n_threads)
+{
+    return ((size_t)t->blocks + (size_t)n_threads * t->depth) * t->step;
+}
+
+/* The chunks [fcnn_tree_first, fcnn_tree_end) of block b. */
+static ptrdiff_t fcnn_tree_first(const fcnn_tree *t, ptrdiff_t b) { return b << t->depth; }
+static ptrdiff_t fcnn_tree_end(const fcnn_tree *t, ptrdiff_t b)
+{
+    const ptrdiff_t end = (b + 1) << t->depth;
+    return end < t->chunks ? end : t->chunks;
+}
+
 #define FCNN_F64 0
 #include "pack.h"
 #define FCNN_F64 1
@@ -97,6 +139,43 @@ static void FCNN_TN(fcnn_sum_parts)(FCNN_T *parts, int nparts, size_t step, int 
             for (int j = 0; j < n; j++)
                 parts[(size_t)k * step + j] += parts[(size_t)(k + s) * step + j];
     memcpy(out, parts, (size_t)n * sizeof(FCNN_T));
+}
+
+/* Entry i of the stack of chunk c's block, in scratch sums: the block's root, then the stack of
+ * thread (the one that sums the block). */
+static FCNN_T *FCNN_TN(fcnn_tree_entry)(const fcnn_tree *t, FCNN_T *sums, int thread,
+                                        ptrdiff_t c, int i)
+{
+    if (i == 0)
+        return sums + (size_t)(c >> t->depth) * t->step;
+    return sums + ((size_t)t->blocks + (size_t)thread * t->depth + i - 1) * t->step;
+}
+
+/* Where chunk c writes its sum, zeroed: on top of the sums of the chunks before it in its block,
+ * j of them, which the stack holds as one entry per set bit of j. */
+static FCNN_T *FCNN_TN(fcnn_tree_part)(const fcnn_tree *t, FCNN_T *sums, int thread, ptrdiff_t c)
+{
+    const ptrdiff_t j = c - fcnn_tree_first(t, c >> t->depth);
+    FCNN_T *part = FCNN_TN(fcnn_tree_entry)(t, sums, thread, c, __builtin_popcountll(j));
+    memset(part, 0, t->step * sizeof(FCNN_T));
+    return part;
+}
+
+/* After chunk c's sum: adds the top entry into the one below while the two sum as many chunks
+ * (as many times as j + 1 ends in zero bits: the binary counter's carries), so that two sibling
+ * subtrees are added as soon as both are complete. After a block's last chunk, adds the rest
+ * top down as well, which is how the tree adds a clipped right edge. */
+static void FCNN_TN(fcnn_tree_add)(const fcnn_tree *t, FCNN_T *sums, int thread, ptrdiff_t c)
+{
+    const ptrdiff_t j = c - fcnn_tree_first(t, c >> t->depth);
+    const int last = c + 1 == fcnn_tree_end(t, c >> t->depth);
+    int top = __builtin_popcountll(j) + 1;
+    for (int merges = last ? top - 1 : __builtin_ctzll(j + 1); merges > 0; merges--, top--) {
+        FCNN_T *a = FCNN_TN(fcnn_tree_entry)(t, sums, thread, c, top - 2);
+        const FCNN_T *b = FCNN_TN(fcnn_tree_entry)(t, sums, thread, c, top - 1);
+        for (size_t k = 0; k < t->step; k++)
+            a[k] += b[k];
+    }
 }
 
 #undef FCNN_F64

@@ -26,6 +26,7 @@ from .._ops.checks import (
     as_kernel_array,
     check_array,
     check_index_range,
+    check_memory,
 )
 from ..engine.execution import CallContext, ExecutionPool
 from ..engine.graph import FlatGraph, Graph
@@ -302,7 +303,8 @@ class Layer(Operation, Configurable):
                                        build_shape=shape)
         if graph is None:
             self._maybe_build(shape)
-            self.compute_output_shape(shape)
+            for out_shape in shapes_of(self.compute_output_shape(shape)):
+                _check_sample_size(out_shape, f"layer {self.name!r} output")
             ctx = CallContext(rng=getattr(self, "rng", None))
             return _copies(self.forward(packed, ctx, training))
         return pack_like(graph.output_structure, self._run_graph(graph, arrays, training))
@@ -494,8 +496,12 @@ _UNTRACKED = {"_inbound_nodes", "_traces", "_runners"}
 
 
 def _check_sample_size(shape, name):
-    """Refuse, when a layer is called, shapes beyond the kernels' 32-bit indices."""
+    """Refuse, when a layer is called, shapes beyond the memory (the float32 values of the
+    batch, or of one sample while the batch size is unknown) or the kernels' 32-bit indices."""
     if None not in shape[1:]:
+        what = "one sample" if shape[0] is None else "the batch"
+        values = math.prod(shape[1:]) * (1 if shape[0] is None else shape[0])
+        check_memory([(f"{what} of shape {tuple(shape)} in float32", 4 * values)], name)
         check_index_range(shape, name)
 
 
