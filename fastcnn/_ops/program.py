@@ -19,6 +19,8 @@ _UNARY = ("negative", "exp", "log", "log1p", "expm1", "sqrt", "square", "abs", "
 ARITY = {**dict.fromkeys(_BINARY, 2), **dict.fromkeys(_UNARY, 1), "where": 3}
 KINDS = ("full", "row", "col")
 _LOADS = {"full": "load", "row": "load_row", "col": "load_col"}
+_NAMES = {v: k for k, v in OPCODES.items()}
+_SOURCES = {OPCODES[name] for name in ("load", "load_row", "load_col", "const")}
 
 
 class Builder:
@@ -71,8 +73,25 @@ class Builder:
         return len(self.output_kinds) - 1
 
     def build(self, dtype):
-        return Program(self.code, self.constants, self.input_kinds, self.output_kinds,
-                       self.n_registers, dtype)
+        """The program in ``dtype``, without the instructions no output depends on (registers
+        renumbered in order)."""
+        live = set()
+        for op, dst, a, b, c in reversed(self.code):
+            if op in (OPCODES["store"], OPCODES["row_sum"]):
+                live.add(a)
+            elif dst in live and op not in _SOURCES:
+                live.update((a, b, c)[:ARITY[_NAMES[op]]])
+        number, code = {}, []
+        for op, dst, a, b, c in self.code:
+            if op in (OPCODES["store"], OPCODES["row_sum"]):
+                code.append((op, dst, number[a], b, c))
+            elif dst in live:
+                if op not in _SOURCES:
+                    a, b, c = (number.get(r, 0) for r in (a, b, c))
+                number[dst] = len(number)
+                code.append((op, number[dst], a, b, c))
+        return Program(code, self.constants, self.input_kinds, self.output_kinds, len(number),
+                       dtype)
 
 
 class Program:
@@ -132,8 +151,8 @@ class Program:
             raise ValueError("Invalid program: an output that no instruction writes")
 
 
-def _sizes(kinds, rows, cols):
-    return [rows * cols if k == "full" else rows if k == "row" else cols for k in kinds]
+def _sizes(rows, cols):
+    return {"full": rows * cols, "row": rows, "col": cols}
 
 
 def run(program, inputs, rows, cols, outputs=None, n_threads=None):
@@ -147,25 +166,39 @@ def run(program, inputs, rows, cols, outputs=None, n_threads=None):
     rows, cols = int(rows), int(cols)
     if rows < 0 or cols < 0:
         raise ValueError(f"Expected rows and cols >= 0, received {rows} and {cols}")
-    dtype = program.dtype
-    for i, (x, size) in enumerate(zip(inputs, _sizes(program.input_kinds, rows, cols))):
+    dtype, sizes = program.dtype, _sizes(rows, cols)
+    flat = []
+    for i, (x, kind) in enumerate(zip(inputs, program.input_kinds)):
         if not (isinstance(x, np.ndarray) and x.dtype == dtype and x.flags.c_contiguous
-                and x.size == size):
+                and x.size == sizes[kind]):
             raise ValueError(f"Expected inputs[{i}] to be a C-contiguous {dtype} array of "
-                             f"{size} elements, received {type(x).__name__} "
+                             f"{sizes[kind]} elements, received {type(x).__name__} "
                              f"{getattr(x, 'dtype', '')} of shape {np.shape(x)}")
-    sizes = _sizes(program.output_kinds, rows, cols)
+        flat.append(x.reshape(-1))
     if outputs is None:
-        outputs = [np.empty(size, dtype) for size in sizes]
+        outputs = [np.empty(sizes[kind], dtype) for kind in program.output_kinds]
     else:
-        for i, (y, size) in enumerate(zip(outputs, sizes)):
+        if len(outputs) != len(program.output_kinds):
+            raise ValueError(f"Expected {len(program.output_kinds)} outputs, received "
+                             f"{len(outputs)}")
+        for i, (y, kind) in enumerate(zip(outputs, program.output_kinds)):
             if not (isinstance(y, np.ndarray) and y.dtype == dtype and y.flags.c_contiguous
-                    and y.flags.writeable and y.size == size):
+                    and y.flags.writeable and y.size == sizes[kind]):
                 raise ValueError(f"Expected outputs[{i}] to be a writable C-contiguous {dtype} "
-                                 f"array of {size} elements, received shape {np.shape(y)}")
+                                 f"array of {sizes[kind]} elements, received shape "
+                                 f"{np.shape(y)}")
             if any(np.may_share_memory(y, x) for x in inputs):
                 raise ValueError(f"Expected outputs[{i}] apart from the inputs")
-    _program.program_run(program.code, program.constants, [x.reshape(-1) for x in inputs],
+    _program.program_run(program.code, program.constants, flat,
                          [y.reshape(-1) for y in outputs], rows, cols, program.n_registers,
                          effective_n_threads(n_threads))
     return outputs
+
+
+def rows_cols(shape):
+    """(rows, cols) of an array of ``shape`` seen as rows along its last axis."""
+    cols = shape[-1] if shape else 1
+    rows = 1
+    for d in shape[:-1]:
+        rows *= d
+    return rows, cols

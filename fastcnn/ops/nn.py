@@ -352,6 +352,11 @@ class _SoftmaxCrossEntropy(Op):
         _, grad = self._run(*xs)
         return [None, grad.reshape(np.shape(xs[1])) * dy[..., None]]
 
+    def forward_backward(self, xs, dy, needed):
+        loss, grad = self._run(*xs)
+        return (loss.reshape(np.shape(xs[1])[:-1]),
+                [None, grad.reshape(np.shape(xs[1])) * dy[..., None]])
+
 
 @recordable
 def categorical_crossentropy(target, output, from_logits=False, axis=-1):
