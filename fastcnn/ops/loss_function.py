@@ -59,10 +59,8 @@ class LossFunctionWrapper(Loss):
             return g
 
         out, (dy_pred,) = self._function.value_and_grad([y_true, y_pred], upstream, wrt=(1,))
-        if out.shape == (n,):
-            loss[...] = out
-        elif out.ndim and out.shape[0] == n:
-            loss[...] = out.reshape(n, -1).mean(axis=1)
+        if out.ndim and out.shape[0] == n:
+            loss[...] = out if out.ndim == 1 else out.reshape(n, -1).mean(axis=1)
             if weights is not None:
                 loss *= weights.astype(loss.dtype)
         else:
