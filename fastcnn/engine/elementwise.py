@@ -5,11 +5,13 @@ than keeping them.
 
 The planner (plan.py) decides the members; this module compiles them, once per dtype and
 shapes, into a forward and a backward program. Each member writes itself into the programs
-(``emit``, ``emit_gradients`` of its op), with the same instructions it runs alone, so a fused
-result equals the unfused one bit for bit, but for the order in which a value read both inside
-and outside the step adds its gradient parts (the step's own parts come after the rest's sum)
-and the sign of a zero gradient summed over a broadcast axis. Arrays that are not what the plan
-expected (another dtype, shapes that broadcast otherwise) run the members one by one.
+(``emit``, ``emit_gradients`` of its op), with the same instructions it runs alone, and
+gradient parts within the step are added in the order the execution adds them, so a fused
+result equals the unfused one bit for bit. Two exceptions, within round-off: a value read both
+by members and by steps outside adds the step's gradient parts together, before or after the
+outside ones as the steps run, where an unfused plan interleaves them; and a zero gradient
+summed over a broadcast axis may differ in sign. Arrays that are not what the plan expected
+(another dtype, shapes that broadcast otherwise) run the members one by one.
 """
 import numpy as np
 
