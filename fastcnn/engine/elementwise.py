@@ -73,6 +73,7 @@ class ElementwiseStep:
                                    for x, k in zip(xs, self.input_kinds)):
                 compiled = _Compiled(rows, cols, domain, dtypes.pop())
                 compiled.forward, compiled.slots, _ = self._program(compiled, True, False)
+                compiled.shapes = {s: self._shape(s, compiled) for s in compiled.slots}
         if len(self._compiled) < 64:
             self._compiled[key] = compiled
         return compiled
@@ -156,7 +157,7 @@ class ElementwiseStep:
             return
         outs = programs.run(compiled.forward, xs, compiled.rows, compiled.cols)
         for s, out in zip(compiled.slots, outs):
-            values[s] = out.reshape(self._shape(s, compiled))
+            values[s] = out.reshape(compiled.shapes[s])
         ctx.xs = xs
 
     def _shape(self, slot, compiled):
@@ -200,16 +201,20 @@ class ElementwiseStep:
         compiled = self._geometry(xs)
         if compiled is None:
             return None
-        xs = [np.ascontiguousarray(x) for x in xs]
         if compiled.combined is None:
-            compiled.combined = self._program(compiled, True, True)
-        program, slots, given = compiled.combined
-        dy = dict(zip(self.outputs, dys))
-        outs = programs.run(program, xs + [np.ascontiguousarray(dy[s], compiled.dtype)
-                                           for s in slots], compiled.rows, compiled.cols)
-        values = dict(zip(slots, outs))
-        return ([values[s].reshape(self._shape(s, compiled)) for s in self.outputs],
-                self._input_gradients(compiled, xs, dict(zip(given, outs[len(slots):]))))
+            program, slots, given = self._program(compiled, True, True)
+            order = [self.outputs.index(s) for s in slots]
+            compiled.combined = (program, slots, order,
+                                 {s: len(slots) + i for i, s in enumerate(given)})
+        program, slots, order, given = compiled.combined
+        arrays = [np.ascontiguousarray(x) for x in xs]
+        arrays += [np.ascontiguousarray(dys[k], compiled.dtype) for k in order]
+        outs = programs.run(program, arrays, compiled.rows, compiled.cols)
+        values = [None] * len(self.outputs)
+        for s, k, out in zip(slots, order, outs):
+            values[k] = out.reshape(compiled.shapes[s])
+        return values, self._input_gradients(compiled, xs,
+                                             {s: outs[i] for s, i in given.items()})
 
     def _backward_members(self, dys, ctx):
         """Backward member by member, last first, each value's gradient parts added in the

@@ -43,7 +43,10 @@ class Function:
         return Graph(symbolic, outputs)
 
     def _pool(self, arrays, grads):
-        key = (tuple((a.shape, a.dtype.str) for a in arrays), grads)
+        key = (tuple([(a.shape, a.dtype) for a in arrays]), grads)
+        pool = self._pools.get(key)
+        if pool is not None:
+            return pool
         with self._lock:
             pool = self._pools.get(key)
             if pool is None:
@@ -93,7 +96,7 @@ class Function:
             out = execution.forward(arrays)[0]
             if not known or out.shape != shape or out.dtype != dtype:
                 dy = gradient(out.shape, out.dtype)
-            execution.backward([dy])
+            execution.backward([dy if dy.flags.writeable else dy.copy()])
             return np.array(out), [execution.input_gradients[i] for i in wrt]
         finally:
             pool.release(execution)
@@ -117,9 +120,10 @@ def _whole_step(plan):
                 found[s] = dx if s not in found else found[s] + dx
         return [found.get(s) for s in slots]
 
+    positions = [slots.index(s) for s in step.inputs]
     if isinstance(step, ElementwiseStep):  # one program
         def run(arrays, dy):
-            done = step.forward_backward([arrays[slots.index(s)] for s in step.inputs], [dy])
+            done = step.forward_backward([arrays[k] for k in positions], [dy])
             if done is None:
                 return None
             (out,), dxs = done
@@ -129,7 +133,7 @@ def _whole_step(plan):
         call = step.layer
 
         def run(arrays, dy):
-            out, dxs = call.forward_backward([arrays[slots.index(s)] for s in step.inputs], dy)
+            out, dxs = call.forward_backward([arrays[k] for k in positions], dy)
             return np.asarray(out), arguments(dxs)
         return run
     return None

@@ -27,6 +27,7 @@ class LossFunctionWrapper(Loss):
         self.fn, self.fn_kwargs = fn, kwargs
         self._function = Function(lambda y_true, y_pred: fn(y_true, y_pred, **kwargs),
                                   self.name)
+        self._upstreams = {}
 
     def check_targets(self, y, output_shape):
         y = np.asarray(y)
@@ -49,13 +50,20 @@ class LossFunctionWrapper(Loss):
                                         "one loss per sample)")
             size = math.prod(shape)
             entries = size if batch is None else size // n * batch
+            if weights is None:  # one number for every entry: a read-only broadcast view,
+                key = (shape, dtype, entries)  # the same every batch of this size
+                g = self._upstreams.get(key)
+                if g is None:
+                    g = np.broadcast_to(np.asarray(1.0 / max(entries, 1), dtype), shape)
+                    if len(self._upstreams) < 16:
+                        self._upstreams[key] = g
+                return g
+            if not per_sample:
+                raise ValueError(f"Expected {self.name} to return one loss per sample (a "
+                                 f"first axis of {n}) for sample weights, received shape "
+                                 f"{shape}")
             g = np.full(shape, 1.0 / max(entries, 1), dtype)
-            if weights is not None:
-                if not per_sample:
-                    raise ValueError(f"Expected {self.name} to return one loss per sample (a "
-                                     f"first axis of {n}) for sample weights, received shape "
-                                     f"{shape}")
-                g *= weights.reshape(n, *(1,) * (len(shape) - 1)).astype(dtype)
+            g *= weights.reshape(n, *(1,) * (len(shape) - 1)).astype(dtype)
             return g
 
         out, (dy_pred,) = self._function.value_and_grad([y_true, y_pred], upstream, wrt=(1,))
