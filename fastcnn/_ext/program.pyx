@@ -284,9 +284,7 @@ cdef void _block(const _Run *run, floating **inputs, floating **outputs, floatin
             for q in range(nr):
                 memcpy(d + q * w, inputs[ins[2]] + c0, w * sizeof(floating))
         elif op == CONST:
-            v = <floating>run.constants[ins[2]]
-            for j in range(m):
-                d[j] = v
+            pass  # filled once per thread, before the first block (_execute)
         elif op == WHERE:
             for j in range(m):
                 d[j] = reg[ins[3]][j] if reg[ins[2]][j] != 0 else reg[ins[4]][j]
@@ -304,12 +302,22 @@ cdef int _execute(const _Run *run, floating **inputs, floating **outputs) except
     cdef Py_ssize_t groups = (run.rows + per - 1) // per, g, c0, m, nr
     cdef Py_ssize_t nreg = run.n_registers + 1, nacc = (run.n_outputs + 1) * BLOCK
     cdef int t
+    cdef Py_ssize_t i, j
+    cdef const int *ins
+    cdef floating v
     cdef floating **regs = <floating **>malloc(run.threads * nreg * sizeof(floating *))
     cdef floating *space = <floating *>malloc(run.threads * nreg * BLOCK * sizeof(floating))
     cdef double *acc = <double *>malloc(run.threads * nacc * sizeof(double))
     try:
         if regs == NULL or space == NULL or acc == NULL:
             raise MemoryError()
+        for i in range(run.n_code):  # every thread's constant registers, whole blocks
+            ins = run.code + 5 * i
+            if ins[0] == CONST:
+                v = <floating>run.constants[ins[2]]
+                for t in range(run.threads):
+                    for j in range(BLOCK):
+                        space[(t * nreg + ins[1]) * BLOCK + j] = v
         with nogil, parallel(num_threads=run.threads):
             for g in prange(groups, schedule="static"):
                 t = threadid()

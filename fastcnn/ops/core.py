@@ -314,10 +314,12 @@ class OpCall(Operation):
         dtypes; the weights' written into ``weight_grads``."""
         dxs = []
         for (kind, v), x, g in zip(self.layout, xs, grads):
-            if g is not None:
-                g = np.asarray(unbroadcast(np.asarray(g), np.shape(x)), dtype=np.asarray(x).dtype)
+            x = np.asarray(x)
+            if g is not None and not (type(g) is np.ndarray and g.shape == x.shape
+                                      and g.dtype == x.dtype):
+                g = np.asarray(unbroadcast(np.asarray(g), x.shape), dtype=x.dtype)
             if kind == "input":
-                dxs.append(g if need_dx and np.asarray(x).dtype.kind in FLOAT_KINDS else None)
+                dxs.append(g if need_dx and x.dtype.kind in FLOAT_KINDS else None)
             elif kind == "weight" and weight_grads is not None and weight_grads[v] is not None:
                 weight_grads[v][...] = 0 if g is None else g
         return dxs

@@ -73,7 +73,7 @@ class Function:
         ``upstream`` may be a callable of the output's shape and dtype, giving the upstream
         gradient."""
         arrays = [np.asarray(a) for a in arrays]
-        grads = tuple(i in wrt for i in range(len(arrays)))
+        grads = tuple([i in wrt for i in range(len(arrays))])
         pool = self._pool(arrays, grads)
         shape, dtype = pool.shape, pool.dtype
         known = None not in shape  # then the upstream gradient is known before the output
