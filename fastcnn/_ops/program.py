@@ -176,9 +176,10 @@ def run(program, inputs, rows, cols, outputs=None, n_threads=None):
                 raise ValueError(f"Expected inputs[{i}] to be a C-contiguous {dtype} array of "
                                  f"{sizes[kind]} elements, received {type(x).__name__} "
                                  f"{getattr(x, 'dtype', '')} of shape {np.shape(x)}")
-        flat.append(x.reshape(-1))
+        flat.append(x if x.ndim == 1 else x.reshape(-1))
     if outputs is None:
         outputs = [np.empty(sizes[kind], dtype) for kind in program.output_kinds]
+        flat_outputs = outputs
     else:
         if len(outputs) != len(program.output_kinds):
             raise ValueError(f"Expected {len(program.output_kinds)} outputs, received "
@@ -191,9 +192,9 @@ def run(program, inputs, rows, cols, outputs=None, n_threads=None):
                                  f"{np.shape(y)}")
             if any(np.may_share_memory(y, x) for x in inputs):
                 raise ValueError(f"Expected outputs[{i}] apart from the inputs")
-    _program.program_run(program.code, program.constants, flat,
-                         [y.reshape(-1) for y in outputs], rows, cols, program.n_registers,
-                         effective_n_threads(n_threads))
+        flat_outputs = [y.reshape(-1) for y in outputs]
+    _program.program_run(program.code, program.constants, flat, flat_outputs, rows, cols,
+                         program.n_registers, effective_n_threads(n_threads))
     return outputs
 
 

@@ -121,13 +121,16 @@ def _whole_step(plan):
         return [found.get(s) for s in slots]
 
     positions = [slots.index(s) for s in step.inputs]
-    if isinstance(step, ElementwiseStep):  # one program
+    if isinstance(step, ElementwiseStep):  # one program; its inputs are distinct slots
         def run(arrays, dy):
             done = step.forward_backward([arrays[k] for k in positions], [dy])
             if done is None:
                 return None
             (out,), dxs = done
-            return out, arguments(dxs)
+            found = [None] * len(slots)
+            for k, dx in zip(positions, dxs):
+                found[k] = dx
+            return out, found
         return run
     if isinstance(step.layer, OpCall) and not step.layer._weights:  # one op
         call = step.layer
