@@ -125,41 +125,11 @@ cdef inline floating _unary(int op, floating v) noexcept nogil:
 
 
 cdef void _math(int op, floating *d, const floating *a, Py_ssize_t m) noexcept nogil:
-    """d = op(a) for the library's functions; the switch is outside the loop."""
+    """d = op(a) for the library's functions, which do not vectorise: a predictable branch per
+    element costs little beside the call."""
     cdef Py_ssize_t j
-    if op == EXP:
-        for j in range(m):
-            d[j] = _unary(EXP, a[j])
-    elif op == LOG:
-        for j in range(m):
-            d[j] = _unary(LOG, a[j])
-    elif op == LOG1P:
-        for j in range(m):
-            d[j] = _unary(LOG1P, a[j])
-    elif op == EXPM1:
-        for j in range(m):
-            d[j] = _unary(EXPM1, a[j])
-    elif op == SQRT:
-        for j in range(m):
-            d[j] = _unary(SQRT, a[j])
-    elif op == SIN:
-        for j in range(m):
-            d[j] = _unary(SIN, a[j])
-    elif op == COS:
-        for j in range(m):
-            d[j] = _unary(COS, a[j])
-    elif op == FLOOR:
-        for j in range(m):
-            d[j] = _unary(FLOOR, a[j])
-    elif op == RINT:
-        for j in range(m):
-            d[j] = _unary(RINT, a[j])
-    elif op == LOG2:
-        for j in range(m):
-            d[j] = _unary(LOG2, a[j])
-    else:
-        for j in range(m):
-            d[j] = _unary(LOG10, a[j])
+    for j in range(m):
+        d[j] = _unary(op, a[j])
 
 
 cdef void _binary(int op, floating *d, const floating *a, const floating *b,
@@ -339,6 +309,30 @@ cdef int _execute(const _Run *run, floating **inputs, floating **outputs) except
     return 0
 
 
+cdef void *_address(array, bint single, bint written, list keep) except NULL:
+    """The first element of ``array``, a non-empty 1-D C-contiguous array of float32
+    (``single``) or float64, writable when ``written``; its view is kept in ``keep``."""
+    cdef const float[::1] f32
+    cdef const double[::1] f64
+    cdef float[::1] w32
+    cdef double[::1] w64
+    if single and written:
+        w32 = array
+        keep.append(w32)
+        return &w32[0]
+    if written:
+        w64 = array
+        keep.append(w64)
+        return &w64[0]
+    if single:
+        f32 = array
+        keep.append(f32)
+        return <void *>&f32[0]
+    f64 = array
+    keep.append(f64)
+    return <void *>&f64[0]
+
+
 def program_run(const int[:, ::1] code,          # IN  (n_code, 5) instructions, checked
                 const double[::1] constants,     # IN  the scalars CONST and ROW_SUM read
                 inputs,                          # IN  arrays: (rows * cols,), (rows,) or (cols,)
@@ -353,10 +347,6 @@ def program_run(const int[:, ::1] code,          # IN  (n_code, 5) instructions,
     size its instructions read or write."""
     cdef _Run run
     cdef Py_ssize_t k, n_in = len(inputs), n_out = len(outputs)
-    cdef float[::1] f32
-    cdef const float[::1] cf32
-    cdef double[::1] f64
-    cdef const double[::1] cf64
     if code.shape[1] != 5:
         raise ValueError(f"Expected code of 5 columns, received {code.shape[1]}")
     if n_out == 0:
@@ -375,23 +365,9 @@ def program_run(const int[:, ::1] code,          # IN  (n_code, 5) instructions,
         if ins == NULL or outs == NULL:
             raise MemoryError()
         for k in range(n_in):
-            if single:
-                cf32 = inputs[k]
-                keep.append(cf32)
-                ins[k] = <void *>&cf32[0]
-            else:
-                cf64 = inputs[k]
-                keep.append(cf64)
-                ins[k] = <void *>&cf64[0]
+            ins[k] = _address(inputs[k], single, False, keep)
         for k in range(n_out):
-            if single:
-                f32 = outputs[k]
-                keep.append(f32)
-                outs[k] = <void *>&f32[0]
-            else:
-                f64 = outputs[k]
-                keep.append(f64)
-                outs[k] = <void *>&f64[0]
+            outs[k] = _address(outputs[k], single, True, keep)
         if single:
             _execute(&run, <float **>ins, <float **>outs)
         else:
