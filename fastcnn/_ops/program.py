@@ -169,13 +169,11 @@ def run(program, inputs, rows, cols, outputs=None, n_threads=None):
     dtype, sizes = program.dtype, _sizes(rows, cols)
     flat = []
     for i, (x, kind) in enumerate(zip(inputs, program.input_kinds)):
-        if not (type(x) is np.ndarray and x.dtype is dtype and x.size == sizes[kind]
+        if not (isinstance(x, np.ndarray) and x.dtype == dtype and x.size == sizes[kind]
                 and x.flags.c_contiguous):
-            if not (isinstance(x, np.ndarray) and x.dtype == dtype and x.flags.c_contiguous
-                    and x.size == sizes[kind]):
-                raise ValueError(f"Expected inputs[{i}] to be a C-contiguous {dtype} array of "
-                                 f"{sizes[kind]} elements, received {type(x).__name__} "
-                                 f"{getattr(x, 'dtype', '')} of shape {np.shape(x)}")
+            raise ValueError(f"Expected inputs[{i}] to be a C-contiguous {dtype} array of "
+                             f"{sizes[kind]} elements, received {type(x).__name__} "
+                             f"{getattr(x, 'dtype', '')} of shape {np.shape(x)}")
         flat.append(x if x.ndim == 1 else x.reshape(-1))
     if outputs is None:
         outputs = [np.empty(sizes[kind], dtype) for kind in program.output_kinds]

@@ -145,8 +145,7 @@ class Op:
         """What the planner may fuse a node of this op as, on ``n_operands`` operands:
         "elementwise" (it writes itself into a program: ``emit(b, regs)`` and
         ``emit_gradients(b, dy, regs, y)``, see ops.arithmetic), "row_sum" (a sum or mean over
-        the last axis, ops.reductions), or None."""
-        return None
+        the last axis, ops.reductions), or None (this default)."""
 
     def __call__(self, *operands):
         operands = [checked_operand(o) for o in operands]
