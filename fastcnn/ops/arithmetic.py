@@ -4,10 +4,11 @@ Add, subtract, multiply, divide, maximum and minimum of floating operands run th
 (broadcast strides; the gradients of multiply, divide, maximum and minimum too, with their sum
 over broadcast axes in the same pass; those of add and subtract are dy itself, or -dy, summed
 back by the reduce kernel where broadcast). The unary functions and ``clip`` of float32 and
-float64 arrays, and their gradients, run as one-instruction programs of the program kernel
+float64 arrays, and their gradients, run as one-op programs of the program kernel
 (``_ops.program``); each op here also writes itself into a program (``emit``, and
 ``emit_gradients`` for its gradient), which is how the planner fuses a chain of them into one
-pass (``engine.elementwise``). Integer and bool operands, the comparisons, ``power``, ``where``,
+pass (``engine.elementwise``). ``power`` of float arrays of one shape, or of a float array and a
+Python number, runs as a program too. Integer and bool operands, the comparisons, ``where``,
 ``mod`` and ``floor_divide`` are single whole-array NumPy calls. Gradients of maximum and
 minimum go to the first operand at ties, as TensorFlow's do.
 """
@@ -65,8 +66,8 @@ class Elementwise(Op):
             arrays = _kernel_operands(xs)
             if arrays is not None:
                 return merge.elementwise_forward(self.kernel, arrays)
-        elif self.program is not None and len(xs) == 1 and _programmable(xs[0]):
-            return run_single(self, False, xs[0], [xs[0]])
+        elif self.program is not None and _program_operands(xs) is not None:
+            return run_program(self, xs)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return np.asarray(self.fn(*xs))
 
@@ -83,9 +84,9 @@ class Elementwise(Op):
             if arrays is not None:
                 return [merge.elementwise_backward(self.kernel, dy, arrays, i) if needed[i]
                         else None for i in range(len(xs))]
-        elif self.emit_grad is not None and len(xs) == 1 and _programmable(xs[0]) \
-                and dy.dtype == xs[0].dtype and dy.shape == xs[0].shape:
-            return [run_single(self, True, xs[0], [xs[0], y, dy])]
+        elif self.emit_grad is not None and self.kernel is None \
+                and _program_operands(xs) == (dy.shape, dy.dtype):
+            return run_program(self, xs, (y, dy))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return self.grad(dy, xs, y)
 
@@ -93,26 +94,58 @@ class Elementwise(Op):
         return f"Elementwise({self.fn.__name__})"
 
 
-def _programmable(x):
-    return isinstance(x, np.ndarray) and x.dtype in KERNEL_DTYPES
+def _number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def run_single(op, gradient, x, arrays):
-    """``op`` on the float array ``x`` (``arrays`` = [x]), or its gradient (``arrays`` = [x,
-    y, dy]), as a program of one op, made once per dtype."""
-    key = (gradient, x.dtype)
-    program = op._programs.get(key)
-    if program is None:
+def _program_operands(xs):
+    """(shape, dtype) of the operands when the program kernel can take them: float32 or
+    float64 arrays of one shape and dtype, and Python numbers (which keep the arrays' dtype),
+    at least one array; else None."""
+    arrays = [x for x in xs if not _number(x)]
+    if not arrays or not all(isinstance(x, np.ndarray) for x in arrays):
+        return None
+    shape, dtype = arrays[0].shape, arrays[0].dtype
+    if dtype not in KERNEL_DTYPES or any(x.shape != shape or x.dtype != dtype
+                                         for x in arrays[1:]):
+        return None
+    return shape, dtype
+
+
+def run_program(op, xs, gradient=None):
+    """``op`` on operands ``xs`` (as _program_operands takes them), or with ``gradient`` = (y,
+    dy) its gradients (None for the numbers, and where it has none), as a program of that one
+    op, made once per dtype and numbers."""
+    shape, dtype = _program_operands(xs)
+    numbers = tuple(x if _number(x) else None for x in xs)
+    key = (gradient is not None, dtype, numbers)
+    made = op._programs.get(key)
+    if made is None:
         b = programs.Builder()
-        regs = [b.input() for _ in arrays]
-        out = op.emit(b, regs[:1])
-        if gradient:
-            out = op.emit_gradients(b, regs[2], regs[:1], regs[1])[0]
-        b.store(out)
-        program = op._programs[key] = b.build(x.dtype)
-    rows, cols = programs.rows_cols(x.shape)
-    (out,) = programs.run(program, [np.ascontiguousarray(a) for a in arrays], rows, cols)
-    return out.reshape(x.shape)
+        regs = [b.input() if v is None else b.constant(v) for v in numbers]
+        given = []
+        if gradient is None:
+            b.store(op.emit(b, regs))
+        else:
+            y, dy = b.input(), b.input()
+            for i, g in enumerate(op.emit_gradients(b, dy, regs, y)):
+                if g is not None and numbers[i] is None:
+                    b.store(g)
+                    given.append(i)
+        made = (b.build(dtype), given) if gradient is None or given else (None, given)
+        if len(op._programs) < 64:
+            op._programs[key] = made
+    program, given = made
+    if program is None:
+        return [None] * len(xs)
+    arrays = [np.ascontiguousarray(x) for x in xs if not _number(x)]
+    if gradient is not None:
+        arrays += [np.ascontiguousarray(a) for a in gradient]
+    outs = programs.run(program, arrays, *programs.rows_cols(shape))
+    if gradient is None:
+        return outs[0].reshape(shape)
+    found = dict(zip(given, outs))
+    return [found[i].reshape(shape) if i in found else None for i in range(len(xs))]
 
 
 def _first_wins(compare):
@@ -173,7 +206,16 @@ divide = _public("divide", Elementwise(
     np.true_divide, lambda dy, xs, y: [dy / xs[1], -dy * y / xs[1]], "divide", program="divide",
     emit_grad=_divide_program), 2)
 true_divide = divide
-power = _public("power", Elementwise(np.power, _power_grad), 2)
+def _power_program(b, dy, regs, y):
+    a, e = regs
+    one = b.constant(1.0)
+    return [b.op("multiply", b.op("multiply", dy, e), b.op("power", a, b.op("subtract", e, one))),
+            b.op("multiply", b.op("multiply", dy, y),
+                 b.op("log", b.op("where", b.op("greater", a, b.constant(0.0)), a, one)))]
+
+
+power = _public("power", Elementwise(np.power, _power_grad, program="power",
+                                     emit_grad=_power_program), 2)
 maximum = _public("maximum", Elementwise(np.maximum, _first_wins(np.greater_equal), "maximum",
                                          program="maximum",
                                          emit_grad=_first_wins_program("greater")), 2)
@@ -261,8 +303,8 @@ class _Clip(Op):
         return [b.op("multiply", dy, inside)]
 
     def compute(self, x):
-        if self._numbers() and _programmable(x):
-            return run_single(self, False, x, [x])
+        if self._numbers() and _program_operands([x]) is not None:
+            return run_program(self, [x])
         return np.asarray(np.clip(x, self.x_min, self.x_max))
 
     def spec(self, x):
@@ -270,9 +312,8 @@ class _Clip(Op):
 
     def gradients(self, dy, xs, y, needed):
         x = xs[0]
-        if self._numbers() and _programmable(x) and dy.dtype == x.dtype \
-                and dy.shape == x.shape:
-            return [run_single(self, True, x, [x, y, dy])]
+        if self._numbers() and _program_operands([x]) == (dy.shape, dy.dtype):
+            return run_program(self, [x], (y, dy))
         return [dy * ((x >= self.x_min) & (x <= self.x_max))]
 
 

@@ -51,7 +51,13 @@ def read_outside(t, p):
     return ops.sum(ops.log(a + b) * t, axis=-1)
 
 
-FUNCTIONS = {"mse": mse, "chain": chain, "fan_out": fan_out, "read_outside": read_outside}
+def powers(t, p):
+    """power by Python numbers and by a tensor."""
+    return ops.mean((t - p) ** 2 + ops.abs(p) ** 1.5 + (ops.abs(t) + 0.5) ** p, axis=-1)
+
+
+FUNCTIONS = {"mse": mse, "chain": chain, "fan_out": fan_out, "read_outside": read_outside,
+             "powers": powers}
 
 
 def run_plan(fn, arrays, upstream, fuse, feed=None):
@@ -110,7 +116,7 @@ def test_gradient_parts_from_inside_and_outside_a_chain_agree_to_round_off(dtype
         np.testing.assert_allclose(got, want, rtol=4 * np.finfo(dtype).eps, atol=1e-30)
 
 
-@pytest.mark.parametrize("fn", [mse, fan_out, read_outside, read_inside_and_outside],
+@pytest.mark.parametrize("fn", [mse, fan_out, read_outside, read_inside_and_outside, powers],
                          ids=lambda f: f.__name__)
 def test_fused_gradients_match_finite_differences(fn, rng):
     arrays = _arrays(rng, np.float64, (3, 5))
@@ -218,6 +224,18 @@ def test_unary_ops_on_any_layout(name, dtype, rng):
         got = fn(x)
         assert got.shape == x.shape and got.dtype == x.dtype
         np.testing.assert_allclose(got, want_fn(x), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("exponent", [2, 3, 0.5, -1.5])
+def test_power_by_a_number_matches_numpy(dtype, exponent, rng):
+    x = np.abs(rng.standard_normal((4, 6))).astype(dtype) + 0.1
+    got = ops.power(x, exponent)
+    assert got.dtype == dtype
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(got, np.power(x, exponent), rtol=tol)
+    _, (grad,) = Function(lambda v: v ** exponent).value_and_grad([x], 1.0, (0,))
+    np.testing.assert_allclose(grad, exponent * np.power(x, exponent - 1), rtol=4 * tol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
