@@ -50,6 +50,9 @@ class ElementwiseStep:
                     self.input_kinds.append(operand[2])
         self.outputs = outputs
         self.wanted = [True] * len(self.inputs)  # the inputs whose gradients backward gives
+        # comparisons' results, 1 or 0 in a program: bool arrays when read after the step
+        self.bools = {c.outputs[0] for c in calls
+                      if getattr(c.layer.op, "dtype", None) == "bool"}
         self._compiled = {}
 
     # -- compiling -------------------------------------------------------------------------
@@ -74,6 +77,7 @@ class ElementwiseStep:
                 compiled = _Compiled(rows, cols, domain, dtypes.pop())
                 compiled.forward, compiled.slots, _ = self._program(compiled, True, False)
                 compiled.shapes = {s: self._shape(s, compiled) for s in compiled.slots}
+                compiled.bools = [s in self.bools for s in compiled.slots]
         if len(self._compiled) < 64:
             self._compiled[key] = compiled
         return compiled
@@ -156,8 +160,9 @@ class ElementwiseStep:
                 values[c.outputs[0]] = c.layer.forward(x, member_ctx, c.training)
             return
         outs = programs.run(compiled.forward, xs, compiled.rows, compiled.cols)
-        for s, out in zip(compiled.slots, outs):
-            values[s] = out.reshape(compiled.shapes[s])
+        for s, out, boolean in zip(compiled.slots, outs, compiled.bools):
+            values[s] = out.reshape(compiled.shapes[s]).astype(bool) if boolean else \
+                out.reshape(compiled.shapes[s])
         ctx.xs = xs
 
     def _shape(self, slot, compiled):
@@ -211,8 +216,9 @@ class ElementwiseStep:
         arrays += [np.ascontiguousarray(dys[k], compiled.dtype) for k in order]
         outs = programs.run(program, arrays, compiled.rows, compiled.cols)
         values = [None] * len(self.outputs)
-        for s, k, out in zip(slots, order, outs):
-            values[k] = out.reshape(compiled.shapes[s])
+        for s, k, out, boolean in zip(slots, order, outs, compiled.bools):
+            values[k] = out.reshape(compiled.shapes[s]).astype(bool) if boolean else \
+                out.reshape(compiled.shapes[s])
         return values, self._input_gradients(compiled, xs,
                                              {s: outs[i] for s, i in given.items()})
 

@@ -9,7 +9,8 @@ float64 arrays, and their gradients, run as one-op programs of the program kerne
 ``emit_gradients`` for its gradient), which is how the planner fuses a chain of them into one
 pass (``engine.elementwise``). ``power`` of float arrays of one shape, or of a float array and a
 Python number, runs as a program too. Integer and bool operands, the comparisons, ``where``,
-``mod`` and ``floor_divide`` are single whole-array NumPy calls. Gradients of maximum and
+``mod`` and ``floor_divide`` are single whole-array NumPy calls; comparisons and ``where`` fuse
+into chains. Gradients of maximum and
 minimum go to the first operand at ties, as TensorFlow's do.
 """
 import numbers
@@ -66,7 +67,8 @@ class Elementwise(Op):
             arrays = _kernel_operands(xs)
             if arrays is not None:
                 return merge.elementwise_forward(self.kernel, arrays)
-        elif self.program is not None and _program_operands(xs) is not None:
+        elif self.program is not None and self.dtype is None \
+                and _program_operands(xs) is not None:
             return run_program(self, xs)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return np.asarray(self.fn(*xs))
@@ -325,6 +327,19 @@ def clip(x, x_min, x_max):
 
 
 class _Where(Op):
+    """Inside a fused chain, the condition is a comparison's 1 or 0 (a bool tensor from
+    outside the chain runs the chain op by op)."""
+
+    def fusion(self, n_operands):
+        return "elementwise"
+
+    def emit(self, b, regs):
+        return b.op("where", *regs)
+
+    def emit_gradients(self, b, dy, regs, y):
+        zero = b.constant(0.0)
+        return [None, b.op("where", regs[0], dy, zero), b.op("where", regs[0], zero, dy)]
+
     def compute(self, condition, x1, x2):
         return np.asarray(np.where(condition, x1, x2))
 
@@ -345,11 +360,13 @@ def where(condition, x1=None, x2=None):
     return _Where()(condition, x1, x2)
 
 
-# The comparisons and logical functions: bool results, no gradient.
-equal, not_equal, greater, greater_equal, less, less_equal, logical_and, logical_or = (
-    _public(name, Elementwise(getattr(np, name), dtype="bool"), 2)
-    for name in ("equal", "not_equal", "greater", "greater_equal", "less", "less_equal",
-                 "logical_and", "logical_or"))
+# The comparisons and logical functions: bool results (NumPy's), no gradient. Inside a fused
+# chain a comparison gives 1 or 0, made bool where the chain's result is read outside it.
+equal, not_equal, greater, greater_equal, less, less_equal = (
+    _public(name, Elementwise(getattr(np, name), dtype="bool", program=name), 2)
+    for name in ("equal", "not_equal", "greater", "greater_equal", "less", "less_equal"))
+logical_and, logical_or = (_public(name, Elementwise(getattr(np, name), dtype="bool"), 2)
+                           for name in ("logical_and", "logical_or"))
 logical_not = _public("logical_not", Elementwise(np.logical_not, dtype="bool"), 1)
 
 

@@ -56,8 +56,16 @@ def powers(t, p):
     return ops.mean((t - p) ** 2 + ops.abs(p) ** 1.5 + (ops.abs(t) + 0.5) ** p, axis=-1)
 
 
+def huber(t, p):
+    """where on comparisons made in the chain; a comparison read after the chain too."""
+    e = t - p
+    small = ops.abs(e) <= 0.5
+    loss = ops.where(small, 0.5 * ops.square(e), 0.5 * ops.abs(e) - 0.125)
+    return ops.mean(loss + ops.where(e > p, e, 0.0) * ops.cast(small, "float32"), axis=-1)
+
+
 FUNCTIONS = {"mse": mse, "chain": chain, "fan_out": fan_out, "read_outside": read_outside,
-             "powers": powers}
+             "powers": powers, "huber": huber}
 
 
 def run_plan(fn, arrays, upstream, fuse, feed=None):
@@ -116,7 +124,8 @@ def test_gradient_parts_from_inside_and_outside_a_chain_agree_to_round_off(dtype
         np.testing.assert_allclose(got, want, rtol=4 * np.finfo(dtype).eps, atol=1e-30)
 
 
-@pytest.mark.parametrize("fn", [mse, fan_out, read_outside, read_inside_and_outside, powers],
+@pytest.mark.parametrize("fn", [mse, fan_out, read_outside, read_inside_and_outside, powers,
+                                huber],
                          ids=lambda f: f.__name__)
 def test_fused_gradients_match_finite_differences(fn, rng):
     arrays = _arrays(rng, np.float64, (3, 5))
