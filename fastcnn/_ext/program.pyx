@@ -87,8 +87,6 @@ cdef inline floating _unary(int op, floating v) noexcept nogil:
             return log1pf(v)
         if op == EXPM1:
             return expm1f(v)
-        if op == SQRT:
-            return sqrtf(v)
         if op == SIN:
             return sinf(v)
         if op == COS:
@@ -109,8 +107,6 @@ cdef inline floating _unary(int op, floating v) noexcept nogil:
             return log1p(v)
         if op == EXPM1:
             return expm1(v)
-        if op == SQRT:
-            return sqrt(v)
         if op == SIN:
             return sin(v)
         if op == COS:
@@ -180,6 +176,7 @@ cdef void _binary(int op, floating *d, const floating *a, const floating *b,
 
 
 cdef void _simple(int op, floating *d, const floating *a, Py_ssize_t m) noexcept nogil:
+    """d = op(a) for the operations that vectorise."""
     cdef Py_ssize_t j
     if op == NEG:
         for j in range(m):
@@ -193,6 +190,12 @@ cdef void _simple(int op, floating *d, const floating *a, Py_ssize_t m) noexcept
     elif op == RECIPROCAL:
         for j in range(m):
             d[j] = 1 / a[j]
+    elif op == SQRT:
+        for j in range(m):
+            if floating is float:
+                d[j] = sqrtf(a[j])
+            else:
+                d[j] = sqrt(a[j])
     else:  # SIGN
         for j in range(m):
             d[j] = 1 if a[j] > 0 else (-1 if a[j] < 0 else (0 if a[j] == 0 else a[j]))
@@ -201,6 +204,8 @@ cdef void _simple(int op, floating *d, const floating *a, Py_ssize_t m) noexcept
 cdef struct _Run:
     const int *code         # (n_code, 5)
     Py_ssize_t n_code
+    const int *home         # per register: the full output it is computed in place in, or -1
+    const int *direct       # per instruction: 1 for a store of a register computed in place
     const double *constants
     Py_ssize_t rows, cols
     Py_ssize_t n_registers, n_outputs
@@ -223,7 +228,8 @@ cdef void _block(const _Run *run, floating **inputs, floating **outputs, floatin
         ins = run.code + 5 * i
         op = ins[0]
         if op == STORE:
-            memcpy(outputs[ins[1]] + start, reg[ins[2]], m * sizeof(floating))
+            if not run.direct[i]:
+                memcpy(outputs[ins[1]] + start, reg[ins[2]], m * sizeof(floating))
             continue
         if op == ROW_SUM:
             a = reg[ins[2]]
@@ -241,7 +247,10 @@ cdef void _block(const _Run *run, floating **inputs, floating **outputs, floatin
                         s = s / run.constants[ins[3]]
                     outputs[ins[1]][r0 + q] = <floating>s
             continue
-        d = space + ins[1] * BLOCK
+        if run.home[ins[1]] >= 0:
+            d = outputs[run.home[ins[1]]] + start
+        else:
+            d = space + ins[1] * BLOCK
         reg[ins[1]] = d
         if op == LOAD:
             reg[ins[1]] = inputs[ins[2]] + start  # read in place: registers are read only
@@ -260,7 +269,8 @@ cdef void _block(const _Run *run, floating **inputs, floating **outputs, floatin
                 d[j] = reg[ins[3]][j] if reg[ins[2]][j] != 0 else reg[ins[4]][j]
         elif op >= ADD and op <= NE:
             _binary(op, d, reg[ins[2]], reg[ins[3]], m)
-        elif op == NEG or op == SQUARE or op == ABS or op == SIGN or op == RECIPROCAL:
+        elif (op == NEG or op == SQUARE or op == ABS or op == SIGN or op == RECIPROCAL
+              or op == SQRT):
             _simple(op, d, reg[ins[2]], m)
         else:
             _math(op, d, reg[ins[2]], m)
@@ -306,6 +316,35 @@ cdef int _execute(const _Run *run, floating **inputs, floating **outputs) except
         free(regs)
         free(space)
         free(acc)
+    return 0
+
+
+cdef void _homes(const _Run *run, Py_ssize_t n_registers, int *home, int *direct) noexcept:
+    """A register that a full output stores (the first such store), computed by an operation
+    rather than loaded, is computed in place in that output: its store copies nothing. The
+    outputs are apart from the inputs, so no load reads what such a register writes."""
+    cdef Py_ssize_t i
+    cdef const int *ins
+    cdef int op
+    for i in range(n_registers + 1):
+        home[i] = -1
+    for i in range(run.n_code):
+        ins = run.code + 5 * i
+        direct[i] = 0
+        if ins[0] == STORE:
+            op = run.code[5 * _writer(run, ins[2])]
+            if op >= ADD and home[ins[2]] < 0:
+                home[ins[2]] = ins[1]
+                direct[i] = 1
+
+
+cdef Py_ssize_t _writer(const _Run *run, int register) noexcept:
+    """The instruction that writes ``register``."""
+    cdef Py_ssize_t i
+    for i in range(run.n_code):
+        if run.code[5 * i] != STORE and run.code[5 * i] != ROW_SUM \
+                and run.code[5 * i + 1] == register:
+            return i
     return 0
 
 
@@ -360,10 +399,14 @@ def program_run(const int[:, ::1] code,          # IN  (n_code, 5) instructions,
     run.threads = threads_for(rows * cols * max(1, run.n_code // 4), n_threads)
     cdef void **ins = <void **>malloc((n_in + 1) * sizeof(void *))
     cdef void **outs = <void **>malloc((n_out + 1) * sizeof(void *))
+    cdef int *home = <int *>malloc((n_registers + 1) * sizeof(int))
+    cdef int *direct = <int *>malloc((run.n_code + 1) * sizeof(int))
     keep = []  # the views, so that no buffer goes away while the loop runs without the GIL
     try:
-        if ins == NULL or outs == NULL:
+        if ins == NULL or outs == NULL or home == NULL or direct == NULL:
             raise MemoryError()
+        _homes(&run, n_registers, home, direct)
+        run.home, run.direct = home, direct
         for k in range(n_in):
             ins[k] = _address(inputs[k], single, False, keep)
         for k in range(n_out):
@@ -375,3 +418,5 @@ def program_run(const int[:, ::1] code,          # IN  (n_code, 5) instructions,
     finally:
         free(ins)
         free(outs)
+        free(home)
+        free(direct)

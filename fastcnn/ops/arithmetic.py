@@ -283,9 +283,16 @@ def round(x, decimals=0):
 
 
 class _Clip(Op):
+    _caches = {}  # (bounds) -> the programs of a clip to them: each call makes a new _Clip
+
     def __init__(self, x_min, x_max):
         self.x_min, self.x_max = x_min, x_max
-        self._programs = {}
+        key = (type(x_min), x_min, type(x_max), x_max) if self._numbers() else None
+        self._programs = self._caches.get(key) if key is not None else {}
+        if self._programs is None:
+            self._programs = {}
+            if len(self._caches) < 64:
+                self._caches[key] = self._programs
 
     def _numbers(self):
         """Whether both bounds are Python numbers, which keep a float array's dtype."""
