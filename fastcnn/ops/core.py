@@ -192,6 +192,10 @@ def checked_operand(operand):
                     f"{operand!r:.100}")
 
 
+def _dtype(x):
+    return x.dtype if isinstance(x, np.ndarray) else np.asarray(x).dtype
+
+
 def _eager(operand):
     if isinstance(operand, (bool, int, float)):
         return operand
@@ -291,7 +295,7 @@ class OpCall(Operation):
 
     def _needed(self, xs, need_dx, grads):
         return [(need_dx if kind == "input" else kind == "weight" and grads is not None
-                 and grads[v] is not None) and np.asarray(x).dtype.kind in FLOAT_KINDS
+                 and grads[v] is not None) and _dtype(x).kind in FLOAT_KINDS
                 for (kind, v), x in zip(self.layout, xs)]
 
     def forward_backward(self, x, dy):

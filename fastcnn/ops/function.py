@@ -112,25 +112,23 @@ def _whole_step(plan):
     if step.outputs != list(plan.output_slots) or not set(step.inputs) <= set(slots):
         return None
 
+    positions = [slots.index(s) for s in step.inputs]
+
     def arguments(dxs):
         """Each argument's gradient: the sum of the step's for its slot, in input order."""
-        found = {}
-        for s, dx in zip(step.inputs, dxs):
+        found = [None] * len(slots)
+        for k, dx in zip(positions, dxs):
             if dx is not None:
-                found[s] = dx if s not in found else found[s] + dx
-        return [found.get(s) for s in slots]
+                found[k] = dx if found[k] is None else found[k] + dx
+        return found
 
-    positions = [slots.index(s) for s in step.inputs]
-    if isinstance(step, ElementwiseStep):  # one program; its inputs are distinct slots
+    if isinstance(step, ElementwiseStep):  # one program
         def run(arrays, dy):
             done = step.forward_backward([arrays[k] for k in positions], [dy])
             if done is None:
                 return None
             (out,), dxs = done
-            found = [None] * len(slots)
-            for k, dx in zip(positions, dxs):
-                found[k] = dx
-            return out, found
+            return out, arguments(dxs)
         return run
     if isinstance(step.layer, OpCall) and not step.layer._weights:  # one op
         call = step.layer
