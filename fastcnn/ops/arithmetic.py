@@ -97,7 +97,9 @@ class Elementwise(Op):
 
 
 def _number(x):
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+    """Whether ``x`` is a Python int or float, which NumPy reads as weakly typed (a NumPy
+    scalar is not: np.float64 keeps its dtype)."""
+    return type(x) in (int, float)
 
 
 def _program_operands(xs):
@@ -296,8 +298,7 @@ class _Clip(Op):
 
     def _numbers(self):
         """Whether both bounds are Python numbers, which keep a float array's dtype."""
-        return all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                   for v in (self.x_min, self.x_max))
+        return _number(self.x_min) and _number(self.x_max)
 
     def fusion(self, n_operands):
         return "elementwise" if self._numbers() else None

@@ -230,7 +230,7 @@ class OpCall(Operation):
         kinds = []
         for kind, v in self.layout:
             if kind == "constant":
-                if not isinstance(v, (int, float)) or isinstance(v, bool):
+                if type(v) not in (int, float):  # weakly typed, as NumPy reads them
                     return None
                 kinds.append(("constant", v))
                 continue
