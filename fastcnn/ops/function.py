@@ -53,10 +53,11 @@ class Function:
                 graph = self.graph([(a.shape, a.dtype) for a in arrays])
                 plan = make_plan(FlatGraph(graph, False), True,
                                  loss_outputs=[True] if grads else None, input_grads=grads)
-                pool = self._pools[key] = ExecutionPool(plan)
+                pool = ExecutionPool(plan)
                 output = graph.outputs[0]
                 pool.shape, pool.dtype = output.shape, np.dtype(output.dtype)
                 pool.step = _whole_step(plan)
+                self._pools[key] = pool  # complete before another thread can see it
         return pool
 
     def __call__(self, *arrays):
