@@ -151,10 +151,6 @@ class Program:
             raise ValueError("Invalid program: an output that no instruction writes")
 
 
-def _sizes(rows, cols):
-    return {"full": rows * cols, "row": rows, "col": cols}
-
-
 def run(program, inputs, rows, cols, outputs=None, n_threads=None):
     """The program's outputs for ``inputs`` (arrays of the program's dtype, each C-contiguous of
     the size its kind gives over (rows, cols)); full outputs flat (rows * cols,), row outputs
@@ -166,7 +162,7 @@ def run(program, inputs, rows, cols, outputs=None, n_threads=None):
     rows, cols = int(rows), int(cols)
     if rows < 0 or cols < 0:
         raise ValueError(f"Expected rows and cols >= 0, received {rows} and {cols}")
-    dtype, sizes = program.dtype, _sizes(rows, cols)
+    dtype, sizes = program.dtype, {"full": rows * cols, "row": rows, "col": cols}
     flat = []
     for i, (x, kind) in enumerate(zip(inputs, program.input_kinds)):
         if not (isinstance(x, np.ndarray) and x.dtype == dtype and x.size == sizes[kind]

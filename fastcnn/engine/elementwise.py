@@ -149,10 +149,10 @@ class ElementwiseStep:
 
     # -- running ---------------------------------------------------------------------------
     def forward(self, values, ctx):
-        xs = [values[s] for s in self.inputs]
-        compiled = self._geometry(xs)
-        xs = [np.ascontiguousarray(x) for x in xs]
-        ctx.compiled = compiled
+        given = [values[s] for s in self.inputs]
+        compiled = self._geometry(given)
+        xs = [np.ascontiguousarray(x) for x in given]  # (which makes a 0-d array 1-d)
+        ctx.compiled, ctx.shapes = compiled, [x.shape for x in given]
         if compiled is None:
             ctx.members = getattr(ctx, "members", None) or [type(ctx)() for _ in self.calls]
             for c, member_ctx in zip(self.calls, ctx.members):
@@ -185,18 +185,19 @@ class ElementwiseStep:
         outs = programs.run(program, ctx.xs + [np.ascontiguousarray(dy[s], compiled.dtype)
                                                for s in compiled.slots],
                             compiled.rows, compiled.cols)
-        dxs = self._input_gradients(compiled, ctx.xs, dict(zip(given, outs)))
+        dxs = self._input_gradients(compiled, ctx.shapes, dict(zip(given, outs)))
         ctx.xs = None
         return dxs
 
-    def _input_gradients(self, compiled, xs, found):
+    def _input_gradients(self, compiled, shapes, found):
+        """The inputs' gradients (of ``shapes``) from the program's, ``found`` by slot."""
         dxs = []
-        for s, x, kind in zip(self.inputs, xs, self.input_kinds):
+        for s, shape, kind in zip(self.inputs, shapes, self.input_kinds):
             g = found.get(s)
             if g is not None and kind == "col":  # summed over the rows, as unbroadcast does
                 g = reduce_ops.reduce_forward("sum", g.reshape(compiled.rows, compiled.cols),
                                               (0,))
-            dxs.append(None if g is None else g.reshape(x.shape))
+            dxs.append(None if g is None else g.reshape(shape))
         return dxs
 
     def forward_backward(self, xs, dys):
@@ -219,7 +220,7 @@ class ElementwiseStep:
         for s, k, out, boolean in zip(slots, order, outs, compiled.bools):
             values[k] = out.reshape(compiled.shapes[s]).astype(bool) if boolean else \
                 out.reshape(compiled.shapes[s])
-        return values, self._input_gradients(compiled, xs,
+        return values, self._input_gradients(compiled, [x.shape for x in xs],
                                              {s: outs[i] for s, i in given.items()})
 
     def _backward_members(self, dys, ctx):

@@ -120,36 +120,45 @@ def run_program(op, xs, gradient=None):
     """``op`` on operands ``xs`` (as _program_operands takes them), or with ``gradient`` = (y,
     dy) its gradients (None for the numbers, and where it has none), as a program of that one
     op, made once per dtype and numbers."""
-    shape, dtype = _program_operands(xs)
-    numbers = tuple(x if _number(x) else None for x in xs)
+    arrays = [x for x in xs if not _number(x)]
+    shape, dtype = arrays[0].shape, arrays[0].dtype
+    arrays = [np.ascontiguousarray(x) for x in arrays]  # (ascontiguousarray makes 0-d 1-d)
+    numbers = tuple([x if _number(x) else None for x in xs])
     key = (gradient is not None, dtype, numbers)
     made = op._programs.get(key)
     if made is None:
-        b = programs.Builder()
-        regs = [b.input() if v is None else b.constant(v) for v in numbers]
-        given = []
-        if gradient is None:
-            b.store(op.emit(b, regs))
-        else:
-            y, dy = b.input(), b.input()
-            for i, g in enumerate(op.emit_gradients(b, dy, regs, y)):
-                if g is not None and numbers[i] is None:
-                    b.store(g)
-                    given.append(i)
-        made = (b.build(dtype), given) if gradient is None or given else (None, given)
+        made = _one_op_program(op, dtype, numbers, gradient is not None)
         if len(op._programs) < 64:
             op._programs[key] = made
     program, given = made
     if program is None:
         return [None] * len(xs)
-    arrays = [np.ascontiguousarray(x) for x in xs if not _number(x)]
     if gradient is not None:
         arrays += [np.ascontiguousarray(a) for a in gradient]
-    outs = programs.run(program, arrays, *programs.rows_cols(shape))
+    size = arrays[0].size
+    cols = shape[-1] if shape else 1
+    outs = programs.run(program, arrays, size // cols if cols else 0, cols)
     if gradient is None:
         return outs[0].reshape(shape)
     found = dict(zip(given, outs))
     return [found[i].reshape(shape) if i in found else None for i in range(len(xs))]
+
+
+def _one_op_program(op, dtype, numbers, gradient):
+    """(the program of ``op`` on inputs where ``numbers`` holds None and constants elsewhere,
+    or of its gradients; the operands whose gradients it gives)."""
+    b = programs.Builder()
+    regs = [b.input() if v is None else b.constant(v) for v in numbers]
+    if not gradient:
+        b.store(op.emit(b, regs))
+        return b.build(dtype), []
+    y, dy = b.input(), b.input()
+    given = []
+    for i, g in enumerate(op.emit_gradients(b, dy, regs, y)):
+        if g is not None and numbers[i] is None:
+            b.store(g)
+            given.append(i)
+    return (b.build(dtype) if given else None), given
 
 
 def _first_wins(compare):

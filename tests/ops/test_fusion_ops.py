@@ -103,6 +103,28 @@ def test_fused_equals_unfused_bitwise(name, dtype, rng):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("shape", [(), (1,), (3, 1), (2, 3, 4)], ids=str)
+def test_fused_chains_of_any_rank(shape, rng):
+    """0-d values too; unfused, the engine cannot sum two gradient parts of a 0-d value, so
+    those are checked against the same values laid out as (1,)."""
+    def fn(t, p):
+        return ops.exp(t * p) / (ops.abs(p) + 1.0) - ops.square(t)
+
+    arrays = _arrays(rng, np.float64, shape)
+    upstream = rng.standard_normal(shape)
+    fused = run_plan(fn, arrays, upstream, True)
+    assert isinstance(fused[2].steps[0], ElementwiseStep)
+    unfused = run_plan(fn, [a.reshape(shape or (1,)) for a in arrays],
+                       upstream.reshape(shape or (1,)), False)
+    out, grads = Function(fn).value_and_grad(arrays, upstream, (0, 1))
+    for got in (fused, (out, grads)):
+        assert got[0].shape == shape
+        np.testing.assert_array_equal(got[0], unfused[0].reshape(shape))
+        for g, want in zip(got[1], unfused[1]):
+            assert g.shape == shape
+            np.testing.assert_array_equal(g, want.reshape(shape))
+
+
 def test_chains_are_planned_as_documented():
     t = KerasTensor((4, 5), "float32")
     p = KerasTensor((4, 5), "float32")
