@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from fastcnn import _ext
+from fastcnn._ops.program import ARITY, Builder
 
 
 def numeric_grad(f, x, eps=1e-6):
@@ -458,3 +459,25 @@ def bilinear_reference(image, size):
     image = np.asarray(image, np.float64)
     return np.einsum("ih,hwc,jw->ijc", matrix(image.shape[0], size[0]), image,
                      matrix(image.shape[1], size[1]))
+
+
+def every_opcode_program(dtype):
+    """A program of the program kernel that runs every opcode, on full inputs x and y, a row
+    input and a column input, with full and row outputs."""
+    b = Builder()
+    x, y, row, col = b.input(), b.input(), b.input("row"), b.input("col")
+    positive = b.op("add", b.op("abs", y), b.constant(0.5))
+    results = [b.op("add", b.op("multiply", x, row), col)]
+    for name, arity in sorted(ARITY.items()):
+        if arity == 2:
+            results.append(b.op(name, positive if name == "power" else x,
+                                positive if name in ("divide", "power") else y))
+        elif arity == 1:
+            results.append(b.op(name, positive if name.startswith("log") or name in (
+                "sqrt", "reciprocal") else x))
+    results.append(b.op("where", b.op("greater", x, y), x, b.constant(-2.0)))
+    for r in results:
+        b.store(r)
+    b.row_sum(results[0], 3.0)
+    b.row_sum(results[-1])
+    return b.build(dtype)

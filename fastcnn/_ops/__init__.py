@@ -1,7 +1,8 @@
 """The ops room: checked calls of the kernels in ``fastcnn._ext``.
 
 Each wrapper module here has the name of the ``_ext`` module it calls (conv, dense, pool,
-activation, dropout, loss, metrics, normalization, optim, regularization, remap, distance, merge). A wrapper
+activation, dropout, loss, metrics, normalization, optim, regularization, remap, distance, merge,
+program). A wrapper
 checks its arguments (``checks``), makes every array a kernel reads C-contiguous in one floating
 dtype (copying once, never reinterpreting), allocates or checks the output buffers the kernel
 writes (refusing one that overlaps an input, unless the kernel works in place: ``check_apart``),

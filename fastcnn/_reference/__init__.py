@@ -24,6 +24,7 @@ from .noise import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
+from .program import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403
 from .regularization import *  # noqa: F401,F403
 from .remap import *  # noqa: F401,F403

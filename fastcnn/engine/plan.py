@@ -18,6 +18,12 @@
   of a relu/linear Activation after it fused too.
 - **relu-gradient handoff**: a layer ending in relu whose output feeds nothing but a max pooling
   (or a fused step) leaves its relu backward to that reader, which applies it in its own pass.
+- **elementwise chains**: op nodes of fastcnn.ops that compute elementwise on one shape
+  (arithmetic, the unary functions, clip; operands of that shape, one value per row or per
+  column, or Python numbers) and read no weight, each reading a value that another member made,
+  run as one program (``ElementwiseStep``, engine/elementwise.py), ended by a sum or mean over
+  the last axis when one reads the chain. A chain takes no member after a step outside it has
+  read one of its values, so that it runs before every reader.
 - **softmax + cross-entropy**: an output whose layer ends in softmax, with a cross-entropy loss on
   probabilities, emits its logits, and the loss runs the fused, stable kernel on them.
 
@@ -29,6 +35,7 @@ from collections import Counter
 
 from .._ops import conv as conv_ops
 from .._ops import normalization as normalization_ops
+from .elementwise import ElementwiseStep
 
 ACTIVATION_KINDS = ("conv2d", "dense", "activation")  # layers whose activation the planner moves
 # What BatchNormStep applies after the normalisation (and the Add), with the relu cap of each.
@@ -292,9 +299,20 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None, input_grads=No
             norm_groups[max(members)] = (i, add, act)
             grouped.update(members)
 
+    chains = _elementwise_chains(flat, calls, grouped) if fuse else {}
+    grouped.update(m for members, _ in chains.values() for m in members)
     steps, step_of_call = [], {}
     for i, c in enumerate(calls):
-        if i in folds:
+        if i in chains:
+            members, kinds = chains[i]
+            made = {calls[m].outputs[0] for m in members}
+            internal = Counter(calls[m].inputs[o[1]] for m, operands in zip(members, kinds)
+                               for o in operands if o[0] == "input")
+            outputs = [s for s in made if uses[s] > internal[s]
+                       or _kind(calls[members[-1]].layer) == "row_sum" and s == c.outputs[0]]
+            steps.append(ElementwiseStep([calls[m] for m in members], kinds,
+                                         sorted(outputs)))
+        elif i in folds:
             conv, bn, act = folds[i]
             steps.append(ConvBatchNormStep(calls[conv], calls[bn],
                                            calls[act] if act is not None else None,
@@ -345,6 +363,61 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None, input_grads=No
     if loss_outputs is not None:
         _plan_backward(plan, loss_outputs, input_grads or [False] * len(plan.input_slots))
     return plan
+
+
+def _elementwise_chains(flat, calls, grouped):
+    """{index of the call a chain runs at: (member indices, their operand kinds)} for the
+    chains of two members or more (see the module's docstring)."""
+    shapes = flat.shapes
+    producer = {s: i for i, c in enumerate(calls) for s in c.outputs}
+    chains, chain_of, closed = [], {}, set()
+    for i, c in enumerate(calls):
+        kind = None if i in grouped else _kind(c.layer)
+        chain = None
+        if kind == "elementwise":
+            domain = tuple(shapes[c.outputs[0]])
+            kinds = c.layer.operand_kinds([shapes[s] for s in c.inputs], domain)
+        elif kind == "row_sum":
+            domain = tuple(shapes[c.inputs[0]])
+            kinds = [("input", 0, "full")]
+            if not c.layer.op.row_divisor(len(domain))[0]:
+                kinds = None
+        else:
+            kinds = None
+        if kinds is not None:
+            for o in kinds:  # join the open chains of this shape it reads, merged as one
+                g = chain_of.get(producer.get(c.inputs[o[1]])) if o[0] == "input" else None
+                if (g is None or g == chain or g in closed or o[2] != "full"
+                        or chains[g][0] != domain):
+                    continue
+                if chain is None:
+                    chain = g
+                    continue
+                for m, k in zip(chains[g][1], chains[g][2]):
+                    chain_of[m] = chain
+                    chains[chain][1].append(m)
+                    chains[chain][2].append(k)
+                chains[g] = (domain, [], [])
+            if chain is None and kind == "elementwise":
+                chains.append((domain, [], []))
+                chain = len(chains) - 1
+        for s in c.inputs:  # a chain read by a step outside it takes no more members
+            g = chain_of.get(producer.get(s))
+            if g is not None and g != chain:
+                closed.add(g)
+        if chain is None:
+            continue
+        chain_of[i] = chain
+        chains[chain][1].append(i)
+        chains[chain][2].append(kinds)
+        if kind == "row_sum":
+            closed.add(chain)
+    found = {}
+    for _, members, kinds in chains:
+        if len(members) > 1:
+            order = sorted(range(len(members)), key=members.__getitem__)
+            found[members[order[-1]]] = ([members[j] for j in order], [kinds[j] for j in order])
+    return found
 
 
 def _hand_off_relu_gradients(calls, step_of_call, sole_reader):
@@ -413,3 +486,6 @@ def _plan_backward(plan, loss_outputs, input_grads):
                 routes.append("write")
         plan.grad_routes[index] = routes
     plan.needs_grad = needs_grad
+    for step in steps:
+        if isinstance(step, ElementwiseStep):
+            step.wanted = [needs_grad[s] for s in step.inputs]

@@ -3,15 +3,22 @@
 Add, subtract, multiply, divide, maximum and minimum of floating operands run the merge kernels
 (broadcast strides; the gradients of multiply, divide, maximum and minimum too, with their sum
 over broadcast axes in the same pass; those of add and subtract are dy itself, or -dy, summed
-back by the reduce kernel where broadcast); the other functions are single whole-array NumPy
-calls. Gradients of maximum and minimum go to
-the first operand at ties, as TensorFlow's do.
+back by the reduce kernel where broadcast). The unary functions and ``clip`` of float32 and
+float64 arrays, and their gradients, run as one-op programs of the program kernel
+(``_ops.program``); each op here also writes itself into a program (``emit``, and
+``emit_gradients`` for its gradient), which is how the planner fuses a chain of them into one
+pass (``engine.elementwise``). ``power`` of float arrays of one shape, or of a float array and a
+Python number, runs as a program too. Integer and bool operands, the comparisons, ``where``,
+``mod`` and ``floor_divide`` are single whole-array NumPy calls; comparisons and ``where`` fuse
+into chains. Gradients of maximum and
+minimum go to the first operand at ties, as TensorFlow's do.
 """
 import numbers
 
 import numpy as np
 
 from .._ops import merge
+from .._ops import program as programs
 from .core import (
     KERNEL_DTYPES,
     Op,
@@ -35,16 +42,34 @@ def _kernel_operands(xs):
 class Elementwise(Op):
     """An elementwise function of broadcast operands: ``fn`` the NumPy function, ``grad(dy,
     xs, y)`` the gradients before they are summed back over broadcast axes, ``kernel`` the merge
-    kernel's op name where one exists."""
+    kernel's op name where one exists, ``program`` its opcode in the program kernel and
+    ``emit_grad(b, dy, regs, y)`` its gradient written into a program (registers of dy, the
+    operands and the result; a register or None per operand)."""
 
-    def __init__(self, fn, grad=None, kernel=None, dtype=None):
+    def __init__(self, fn, grad=None, kernel=None, dtype=None, program=None, emit_grad=None):
         self.fn, self.grad, self.kernel, self.dtype = fn, grad, kernel, dtype
+        self.program, self.emit_grad = program, emit_grad
+        self._programs = {}
+
+    def fusion(self, n_operands):
+        return "elementwise" if self.program is not None else None
+
+    def emit(self, b, regs):
+        return b.op(self.program, *regs)
+
+    def emit_gradients(self, b, dy, regs, y):
+        if self.emit_grad is None:
+            return [None] * len(regs)
+        return self.emit_grad(b, dy, regs, y)
 
     def compute(self, *xs):
         if self.kernel is not None:
             arrays = _kernel_operands(xs)
             if arrays is not None:
                 return merge.elementwise_forward(self.kernel, arrays)
+        elif self.program is not None and self.dtype is None \
+                and _program_operands(xs) is not None:
+            return run_program(self, xs)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return np.asarray(self.fn(*xs))
 
@@ -61,11 +86,79 @@ class Elementwise(Op):
             if arrays is not None:
                 return [merge.elementwise_backward(self.kernel, dy, arrays, i) if needed[i]
                         else None for i in range(len(xs))]
+        elif self.emit_grad is not None and self.kernel is None \
+                and _program_operands(xs) == (dy.shape, dy.dtype):
+            return run_program(self, xs, (y, dy))
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return self.grad(dy, xs, y)
 
     def __repr__(self):
         return f"Elementwise({self.fn.__name__})"
+
+
+def _number(x):
+    """Whether ``x`` is a Python int or float, which NumPy reads as weakly typed (a NumPy
+    scalar is not: np.float64 keeps its dtype)."""
+    return type(x) in (int, float)
+
+
+def _program_operands(xs):
+    """(shape, dtype) of the operands when the program kernel can take them: float32 or
+    float64 arrays of one shape and dtype, and Python numbers (which keep the arrays' dtype),
+    at least one array; else None."""
+    arrays = [x for x in xs if not _number(x)]
+    if not arrays or not all(isinstance(x, np.ndarray) for x in arrays):
+        return None
+    shape, dtype = arrays[0].shape, arrays[0].dtype
+    if dtype not in KERNEL_DTYPES or any(x.shape != shape or x.dtype != dtype
+                                         for x in arrays[1:]):
+        return None
+    return shape, dtype
+
+
+def run_program(op, xs, gradient=None):
+    """``op`` on operands ``xs`` (as _program_operands takes them), or with ``gradient`` = (y,
+    dy) its gradients (None for the numbers, and where it has none), as a program of that one
+    op, made once per dtype and numbers."""
+    arrays = [x for x in xs if not _number(x)]
+    shape, dtype = arrays[0].shape, arrays[0].dtype
+    arrays = [np.ascontiguousarray(x) for x in arrays]  # (ascontiguousarray makes 0-d 1-d)
+    numbers = tuple([x if _number(x) else None for x in xs])
+    key = (gradient is not None, dtype, numbers)
+    made = op._programs.get(key)
+    if made is None:
+        made = _one_op_program(op, dtype, numbers, gradient is not None)
+        if len(op._programs) < 64:
+            op._programs[key] = made
+    program, given = made
+    if program is None:
+        return [None] * len(xs)
+    if gradient is not None:
+        arrays += [np.ascontiguousarray(a) for a in gradient]
+    size = arrays[0].size
+    cols = shape[-1] if shape else 1
+    outs = programs.run(program, arrays, size // cols if cols else 0, cols)
+    if gradient is None:
+        return outs[0].reshape(shape)
+    found = dict(zip(given, outs))
+    return [found[i].reshape(shape) if i in found else None for i in range(len(xs))]
+
+
+def _one_op_program(op, dtype, numbers, gradient):
+    """(the program of ``op`` on inputs where ``numbers`` holds None and constants elsewhere,
+    or of its gradients; the operands whose gradients it gives)."""
+    b = programs.Builder()
+    regs = [b.input() if v is None else b.constant(v) for v in numbers]
+    if not gradient:
+        b.store(op.emit(b, regs))
+        return b.build(dtype), []
+    y, dy = b.input(), b.input()
+    given = []
+    for i, g in enumerate(op.emit_gradients(b, dy, regs, y)):
+        if g is not None and numbers[i] is None:
+            b.store(g)
+            given.append(i)
+    return (b.build(dtype) if given else None), given
 
 
 def _first_wins(compare):
@@ -96,40 +189,101 @@ def _public(name, op, n_operands):
     return recordable(fn)
 
 
-add = _public("add", Elementwise(np.add, lambda dy, xs, y: [dy, dy], "add"), 2)
-subtract = _public("subtract", Elementwise(np.subtract, lambda dy, xs, y: [dy, -dy], "subtract"),
-                   2)
-multiply = _public("multiply", Elementwise(np.multiply, lambda dy, xs, y: [dy * xs[1], dy * xs[0]],
-                                           "multiply"), 2)
-divide = _public("divide", Elementwise(np.true_divide,
-                                       lambda dy, xs, y: [dy / xs[1], -dy * y / xs[1]], "divide"),
-                 2)
+def _first_wins_program(compare):
+    """maximum's or minimum's gradient in a program, as the merge kernel gives it: to the
+    second operand where it beats the first (``compare``) or is NaN, else to the first."""
+    def emit(b, dy, regs, y):
+        x0, x1 = regs
+        second = b.op("maximum", b.op(compare, x1, x0), b.op("not_equal", x1, x1))
+        zero = b.constant(0.0)
+        return [b.op("where", second, zero, dy), b.op("where", second, dy, zero)]
+    return emit
+
+
+def _divide_program(b, dy, regs, y):
+    x0, x1 = regs
+    return [b.op("divide", dy, x1),
+            b.op("divide", b.op("multiply", b.op("negative", dy), b.op("divide", x0, x1)), x1)]
+
+
+add = _public("add", Elementwise(np.add, lambda dy, xs, y: [dy, dy], "add", program="add",
+                                 emit_grad=lambda b, dy, regs, y: [dy, dy]), 2)
+subtract = _public("subtract", Elementwise(
+    np.subtract, lambda dy, xs, y: [dy, -dy], "subtract", program="subtract",
+    emit_grad=lambda b, dy, regs, y: [dy, b.op("negative", dy)]), 2)
+multiply = _public("multiply", Elementwise(
+    np.multiply, lambda dy, xs, y: [dy * xs[1], dy * xs[0]], "multiply", program="multiply",
+    emit_grad=lambda b, dy, regs, y: [b.op("multiply", dy, regs[1]),
+                                      b.op("multiply", dy, regs[0])]), 2)
+divide = _public("divide", Elementwise(
+    np.true_divide, lambda dy, xs, y: [dy / xs[1], -dy * y / xs[1]], "divide", program="divide",
+    emit_grad=_divide_program), 2)
 true_divide = divide
-power = _public("power", Elementwise(np.power, _power_grad), 2)
-maximum = _public("maximum", Elementwise(np.maximum, _first_wins(np.greater_equal), "maximum"), 2)
-minimum = _public("minimum", Elementwise(np.minimum, _first_wins(np.less_equal), "minimum"), 2)
-negative = _public("negative", Elementwise(np.negative, lambda dy, xs, y: [-dy]), 1)
-square = _public("square", Elementwise(np.square, lambda dy, xs, y: [2 * xs[0] * dy]), 1)
-sqrt = _public("sqrt", Elementwise(np.sqrt, lambda dy, xs, y: [dy / (2 * y)]), 1)
-abs = _public("abs", Elementwise(np.abs, lambda dy, xs, y: [dy * np.sign(xs[0])]), 1)
+def _power_program(b, dy, regs, y):
+    a, e = regs
+    one = b.constant(1.0)
+    return [b.op("multiply", b.op("multiply", dy, e), b.op("power", a, b.op("subtract", e, one))),
+            b.op("multiply", b.op("multiply", dy, y),
+                 b.op("log", b.op("where", b.op("greater", a, b.constant(0.0)), a, one)))]
+
+
+power = _public("power", Elementwise(np.power, _power_grad, program="power",
+                                     emit_grad=_power_program), 2)
+maximum = _public("maximum", Elementwise(np.maximum, _first_wins(np.greater_equal), "maximum",
+                                         program="maximum",
+                                         emit_grad=_first_wins_program("greater")), 2)
+minimum = _public("minimum", Elementwise(np.minimum, _first_wins(np.less_equal), "minimum",
+                                         program="minimum",
+                                         emit_grad=_first_wins_program("less")), 2)
+
+
+def _unary(name, fn, grad=None, emit_grad=None, program=None):
+    """The public unary function ``name``: NumPy's ``fn``, the program kernel's opcode
+    ``program`` (``name`` by default) for float arrays, and its gradient: ``grad(dy, x, y)``
+    with NumPy (other dtypes), ``emit_grad(b, dy, x, y)`` written into a program (registers);
+    None where it has none."""
+    op = Elementwise(fn, grad and (lambda dy, xs, y: [grad(dy, xs[0], y)]),
+                     program=program or name,
+                     emit_grad=emit_grad and (lambda b, dy, regs, y: [emit_grad(b, dy, regs[0],
+                                                                                 y)]))
+    return _public(name, op, 1)
+
+
+negative = _unary("negative", np.negative, lambda dy, x, y: -dy,
+                  lambda b, dy, x, y: b.op("negative", dy))
+square = _unary("square", np.square, lambda dy, x, y: 2 * x * dy,
+                lambda b, dy, x, y: b.op("multiply", b.op("multiply", b.constant(2.0), x), dy))
+sqrt = _unary("sqrt", np.sqrt, lambda dy, x, y: dy / (2 * y),
+              lambda b, dy, x, y: b.op("divide", dy, b.op("multiply", b.constant(2.0), y)))
+abs = _unary("abs", np.abs, lambda dy, x, y: dy * np.sign(x),
+             lambda b, dy, x, y: b.op("multiply", dy, b.op("sign", x)))
 absolute = abs
-exp = _public("exp", Elementwise(np.exp, lambda dy, xs, y: [dy * y]), 1)
-log = _public("log", Elementwise(np.log, lambda dy, xs, y: [dy / xs[0]]), 1)
-log1p = _public("log1p", Elementwise(np.log1p, lambda dy, xs, y: [dy / (1 + xs[0])]), 1)
-expm1 = _public("expm1", Elementwise(np.expm1, lambda dy, xs, y: [dy * (y + 1)]), 1)
-log2 = _public("log2", Elementwise(np.log2, lambda dy, xs, y: [dy / (xs[0] * np.log(2.0))]), 1)
-log10 = _public("log10", Elementwise(np.log10, lambda dy, xs, y: [dy / (xs[0] * np.log(10.0))]),
-                1)
-sin = _public("sin", Elementwise(np.sin, lambda dy, xs, y: [dy * np.cos(xs[0])]), 1)
-cos = _public("cos", Elementwise(np.cos, lambda dy, xs, y: [-dy * np.sin(xs[0])]), 1)
+exp = _unary("exp", np.exp, lambda dy, x, y: dy * y,
+             lambda b, dy, x, y: b.op("multiply", dy, y))
+log = _unary("log", np.log, lambda dy, x, y: dy / x,
+             lambda b, dy, x, y: b.op("divide", dy, x))
+log1p = _unary("log1p", np.log1p, lambda dy, x, y: dy / (1 + x),
+               lambda b, dy, x, y: b.op("divide", dy, b.op("add", b.constant(1.0), x)))
+expm1 = _unary("expm1", np.expm1, lambda dy, x, y: dy * (y + 1),
+               lambda b, dy, x, y: b.op("multiply", dy, b.op("add", y, b.constant(1.0))))
+log2 = _unary("log2", np.log2, lambda dy, x, y: dy / (x * np.log(2.0)),
+              lambda b, dy, x, y: b.op("divide", dy, b.op("multiply", x,
+                                                          b.constant(np.log(2.0)))))
+log10 = _unary("log10", np.log10, lambda dy, x, y: dy / (x * np.log(10.0)),
+               lambda b, dy, x, y: b.op("divide", dy, b.op("multiply", x,
+                                                           b.constant(np.log(10.0)))))
+sin = _unary("sin", np.sin, lambda dy, x, y: dy * np.cos(x),
+             lambda b, dy, x, y: b.op("multiply", dy, b.op("cos", x)))
+cos = _unary("cos", np.cos, lambda dy, x, y: -dy * np.sin(x),
+             lambda b, dy, x, y: b.op("multiply", b.op("negative", dy), b.op("sin", x)))
 stop_gradient = _public("stop_gradient", Elementwise(np.positive), 1)
 mod = _public("mod", Elementwise(np.mod), 2)
 floor_divide = _public("floor_divide", Elementwise(np.floor_divide), 2)
 isnan, isinf, isfinite = (_public(name, Elementwise(getattr(np, name), dtype="bool"), 1)
                           for name in ("isnan", "isinf", "isfinite"))
-sign = _public("sign", Elementwise(np.sign), 1)
-floor = _public("floor", Elementwise(np.floor), 1)
-_ROUND = Elementwise(np.round)
+sign = _unary("sign", np.sign)
+floor = _unary("floor", np.floor)
+_ROUND = Elementwise(np.round, program="rint")
 
 
 @recordable
@@ -140,10 +294,36 @@ def round(x, decimals=0):
 
 
 class _Clip(Op):
+    _caches = {}  # (bounds) -> the programs of a clip to them: each call makes a new _Clip
+
     def __init__(self, x_min, x_max):
         self.x_min, self.x_max = x_min, x_max
+        key = (type(x_min), x_min, type(x_max), x_max) if self._numbers() else None
+        self._programs = self._caches.get(key) if key is not None else {}
+        if self._programs is None:
+            self._programs = {}
+            if len(self._caches) < 64:
+                self._caches[key] = self._programs
+
+    def _numbers(self):
+        """Whether both bounds are Python numbers, which keep a float array's dtype."""
+        return _number(self.x_min) and _number(self.x_max)
+
+    def fusion(self, n_operands):
+        return "elementwise" if self._numbers() else None
+
+    def emit(self, b, regs):
+        return b.op("minimum", b.op("maximum", regs[0], b.constant(self.x_min)),
+                    b.constant(self.x_max))
+
+    def emit_gradients(self, b, dy, regs, y):
+        inside = b.op("multiply", b.op("greater_equal", regs[0], b.constant(self.x_min)),
+                      b.op("less_equal", regs[0], b.constant(self.x_max)))
+        return [b.op("multiply", dy, inside)]
 
     def compute(self, x):
+        if self._numbers() and _program_operands([x]) is not None:
+            return run_program(self, [x])
         return np.asarray(np.clip(x, self.x_min, self.x_max))
 
     def spec(self, x):
@@ -151,6 +331,8 @@ class _Clip(Op):
 
     def gradients(self, dy, xs, y, needed):
         x = xs[0]
+        if self._numbers() and _program_operands([x]) == (dy.shape, dy.dtype):
+            return run_program(self, [x], (y, dy))
         return [dy * ((x >= self.x_min) & (x <= self.x_max))]
 
 
@@ -162,6 +344,19 @@ def clip(x, x_min, x_max):
 
 
 class _Where(Op):
+    """Inside a fused chain, the condition is a comparison's 1 or 0 (a bool tensor from
+    outside the chain runs the chain op by op)."""
+
+    def fusion(self, n_operands):
+        return "elementwise"
+
+    def emit(self, b, regs):
+        return b.op("where", *regs)
+
+    def emit_gradients(self, b, dy, regs, y):
+        zero = b.constant(0.0)
+        return [None, b.op("where", regs[0], dy, zero), b.op("where", regs[0], zero, dy)]
+
     def compute(self, condition, x1, x2):
         return np.asarray(np.where(condition, x1, x2))
 
@@ -182,11 +377,13 @@ def where(condition, x1=None, x2=None):
     return _Where()(condition, x1, x2)
 
 
-# The comparisons and logical functions: bool results, no gradient.
-equal, not_equal, greater, greater_equal, less, less_equal, logical_and, logical_or = (
-    _public(name, Elementwise(getattr(np, name), dtype="bool"), 2)
-    for name in ("equal", "not_equal", "greater", "greater_equal", "less", "less_equal",
-                 "logical_and", "logical_or"))
+# The comparisons and logical functions: bool results (NumPy's), no gradient. Inside a fused
+# chain a comparison gives 1 or 0, made bool where the chain's result is read outside it.
+equal, not_equal, greater, greater_equal, less, less_equal = (
+    _public(name, Elementwise(getattr(np, name), dtype="bool", program=name), 2)
+    for name in ("equal", "not_equal", "greater", "greater_equal", "less", "less_equal"))
+logical_and, logical_or = (_public(name, Elementwise(getattr(np, name), dtype="bool"), 2)
+                           for name in ("logical_and", "logical_or"))
 logical_not = _public("logical_not", Elementwise(np.logical_not, dtype="bool"), 1)
 
 

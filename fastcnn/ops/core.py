@@ -135,6 +135,18 @@ class Op:
         skip the others)."""
         return [None] * len(xs)
 
+    def forward_backward(self, xs, dy, needed):
+        """(compute's result, gradients' result) when the output's gradient ``dy`` is known
+        before the output: an op whose forward gives its gradient too runs once."""
+        y = self.compute(*xs)
+        return y, self.gradients(dy, xs, y, needed)
+
+    def fusion(self, n_operands):
+        """What the planner may fuse a node of this op as, on ``n_operands`` operands:
+        "elementwise" (it writes itself into a program: ``emit(b, regs)`` and
+        ``emit_gradients(b, dy, regs, y)``, see ops.arithmetic), "row_sum" (a sum or mean over
+        the last axis, ops.reductions), or None (this default)."""
+
     def __call__(self, *operands):
         operands = [checked_operand(o) for o in operands]
         scope = current_scope()
@@ -180,6 +192,10 @@ def checked_operand(operand):
                     f"{operand!r:.100}")
 
 
+def _dtype(x):
+    return x.dtype if isinstance(x, np.ndarray) else np.asarray(x).dtype
+
+
 def _eager(operand):
     if isinstance(operand, (bool, int, float)):
         return operand
@@ -200,6 +216,35 @@ class OpCall(Operation):
         self._weights = weights
         self._weight_trainable = [owner._weight_trainable[i] for owner, i in owners]
         self._owners = [owner for owner, _ in owners]
+
+    @property
+    def fusion(self):
+        """The op's fusion (Op.fusion) for a node that reads no weight, else None."""
+        return None if self._weights else self.op.fusion(len(self.layout))
+
+    def operand_kinds(self, shapes, domain):
+        """For each operand, how a program over ``domain`` (a symbolic shape) reads it:
+        ("input", k, kind) with kind "full" (``domain``'s shape), "row" (one value per row:
+        ``domain[:-1] + (1,)``) or "col" (one per column), ("constant", number) for a Python
+        number; None when an operand is none of these (``shapes``: the node inputs' shapes)."""
+        kinds = []
+        for kind, v in self.layout:
+            if kind == "constant":
+                if type(v) not in (int, float):  # weakly typed, as NumPy reads them
+                    return None
+                kinds.append(("constant", v))
+                continue
+            shape = tuple(shapes[v])
+            if shape == domain:
+                kinds.append(("input", v, "full"))
+            elif domain and shape == domain[:-1] + (1,):
+                kinds.append(("input", v, "row"))
+            elif (domain and shape and len(shape) <= len(domain) and domain[-1] is not None
+                  and shape[-1] == domain[-1] and all(d == 1 for d in shape[:-1])):
+                kinds.append(("input", v, "col"))
+            else:
+                return None
+        return kinds
 
     @property
     def trainable(self):
@@ -248,22 +293,39 @@ class OpCall(Operation):
         ctx.xs, ctx.y = xs, y
         return y
 
+    def _needed(self, xs, need_dx, grads):
+        return [(need_dx if kind == "input" else kind == "weight" and grads is not None
+                 and grads[v] is not None) and _dtype(x).kind in FLOAT_KINDS
+                for (kind, v), x in zip(self.layout, xs)]
+
+    def forward_backward(self, x, dy):
+        """(forward's output, backward's input gradients) of a node that reads no weight, for
+        its inputs ``x`` (a list) and the gradient ``dy`` of its output, known beforehand."""
+        xs = self._operands(x)
+        y, grads = self.op.forward_backward(xs, dy, self._needed(xs, True, None))
+        return y, self._input_gradients(xs, grads, True, None)
+
     def backward(self, dy, ctx, need_dx):
         xs = ctx.xs
-        needed = [(need_dx if kind == "input" else kind == "weight" and ctx.grads is not None
-                   and ctx.grads[v] is not None) and np.asarray(x).dtype.kind in FLOAT_KINDS
-                  for (kind, v), x in zip(self.layout, xs)]
-        grads = self.op.gradients(dy, xs, ctx.y, needed)
+        grads = self.op.gradients(dy, xs, ctx.y, self._needed(xs, need_dx, ctx.grads))
+        ctx.xs = ctx.y = None
+        dxs = self._input_gradients(xs, grads, need_dx, ctx.grads)
+        return dxs if need_dx else None
+
+    def _input_gradients(self, xs, grads, need_dx, weight_grads):
+        """The gradients of the node's inputs (None where not needed), of their shapes and
+        dtypes; the weights' written into ``weight_grads``."""
         dxs = []
         for (kind, v), x, g in zip(self.layout, xs, grads):
-            if g is not None:
-                g = np.asarray(unbroadcast(np.asarray(g), np.shape(x)), dtype=np.asarray(x).dtype)
+            x = np.asarray(x)
+            if g is not None and not (type(g) is np.ndarray and g.shape == x.shape
+                                      and g.dtype == x.dtype):
+                g = np.asarray(unbroadcast(np.asarray(g), x.shape), dtype=x.dtype)
             if kind == "input":
-                dxs.append(g if need_dx and np.asarray(x).dtype.kind in FLOAT_KINDS else None)
-            elif kind == "weight" and ctx.grads is not None and ctx.grads[v] is not None:
-                ctx.grads[v][...] = 0 if g is None else g
-        ctx.xs = ctx.y = None
-        return dxs if need_dx else None
+                dxs.append(g if need_dx and x.dtype.kind in FLOAT_KINDS else None)
+            elif kind == "weight" and weight_grads is not None and weight_grads[v] is not None:
+                weight_grads[v][...] = 0 if g is None else g
+        return dxs
 
 
 def record(op, operands, scope):

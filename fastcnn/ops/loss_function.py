@@ -6,6 +6,8 @@ reduces it ("sum_over_batch_size"), the batch loss is the mean of everything it 
 each sample's logged loss is the mean of its own entries (of the one number, when it returns
 one). The targets are given to ``fn`` as float32, as Keras converts them to the loss's dtype.
 """
+import math
+
 import numpy as np
 
 from .._ops.checks import as_kernel_array
@@ -25,6 +27,7 @@ class LossFunctionWrapper(Loss):
         self.fn, self.fn_kwargs = fn, kwargs
         self._function = Function(lambda y_true, y_pred: fn(y_true, y_pred, **kwargs),
                                   self.name)
+        self._upstreams = {}
 
     def check_targets(self, y, output_shape):
         y = np.asarray(y)
@@ -38,25 +41,34 @@ class LossFunctionWrapper(Loss):
         n = len(y_pred)
         weights = None if sample_weight is None else _sample_weights(sample_weight, n, ())
 
-        def upstream(out):
+        def upstream(shape, dtype):
             # d mean(out) / d out, each sample's entries weighed by its sample weight; for one
             # process's share of a batch (``batch``), the mean over the whole batch's entries
-            if batch is not None and not (out.ndim and out.shape[0] == n):
-                raise self._share_error(f"a result of shape {out.shape} (a distributed fit "
-                                        "needs one loss per sample)")
-            entries = out.size if batch is None else out.size // n * batch
-            g = np.full(out.shape, 1.0 / max(entries, 1), out.dtype)
-            if weights is not None:
-                if not (out.ndim and out.shape[0] == n):
-                    raise ValueError(f"Expected {self.name} to return one loss per sample (a "
-                                     f"first axis of {n}) for sample weights, received shape "
-                                     f"{out.shape}")
-                g *= weights.reshape(n, *(1,) * (out.ndim - 1)).astype(out.dtype)
+            per_sample = bool(shape) and shape[0] == n
+            if batch is not None and not per_sample:
+                raise self._share_error(f"a result of shape {shape} (a distributed fit needs "
+                                        "one loss per sample)")
+            size = math.prod(shape)
+            entries = size if batch is None else size // n * batch
+            if weights is None:  # one number for every entry: a read-only broadcast view,
+                key = (shape, dtype, entries)  # the same every batch of this size
+                g = self._upstreams.get(key)
+                if g is None:
+                    g = np.broadcast_to(np.asarray(1.0 / max(entries, 1), dtype), shape)
+                    if len(self._upstreams) < 16:
+                        self._upstreams[key] = g
+                return g
+            if not per_sample:
+                raise ValueError(f"Expected {self.name} to return one loss per sample (a "
+                                 f"first axis of {n}) for sample weights, received shape "
+                                 f"{shape}")
+            g = np.full(shape, 1.0 / max(entries, 1), dtype)
+            g *= weights.reshape(n, *(1,) * (len(shape) - 1)).astype(dtype)
             return g
 
         out, (dy_pred,) = self._function.value_and_grad([y_true, y_pred], upstream, wrt=(1,))
         if out.ndim and out.shape[0] == n:
-            loss[...] = out.reshape(n, -1).mean(axis=1)
+            loss[...] = out if out.ndim == 1 else out.reshape(n, -1).mean(axis=1)
             if weights is not None:
                 loss *= weights.astype(loss.dtype)
         else:

@@ -332,14 +332,14 @@ class _SoftmaxCrossEntropy(Op):
     def __init__(self, sparse):
         self.sparse = sparse
 
-    def _run(self, target, logits):
+    def _run(self, target, logits, scale=1.0):
         logits = floating(logits)
         rows = logits.reshape(-1, logits.shape[-1])
         if self.sparse:
             labels = np.asarray(target).reshape(-1)
-            return loss_ops.sparse_softmax_cross_entropy(rows, labels, 1.0)
+            return loss_ops.sparse_softmax_cross_entropy(rows, labels, scale)
         return loss_ops.softmax_cross_entropy(rows, np.asarray(target, logits.dtype).reshape(
-            rows.shape), 1.0)
+            rows.shape), scale)
 
     def compute(self, target, logits):
         loss, _ = self._run(target, logits)
@@ -351,6 +351,17 @@ class _SoftmaxCrossEntropy(Op):
     def gradients(self, dy, xs, y, needed):
         _, grad = self._run(*xs)
         return [None, grad.reshape(np.shape(xs[1])) * dy[..., None]]
+
+    def forward_backward(self, xs, dy, needed):
+        """One kernel call; an upstream gradient of one number for every row (a broadcast
+        view, as a loss's mean gives) scales the gradient in the kernel, as the built-in loss
+        does."""
+        shape = np.shape(xs[1])
+        if dy.size and not any(dy.strides):
+            loss, grad = self._run(*xs, scale=float(dy.flat[0]))
+            return loss.reshape(shape[:-1]), [None, grad.reshape(shape)]
+        loss, grad = self._run(*xs)
+        return loss.reshape(shape[:-1]), [None, grad.reshape(shape) * dy[..., None]]
 
 
 @recordable

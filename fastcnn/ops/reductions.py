@@ -63,7 +63,15 @@ class _Kernel(Reduction):
 
 
 class _Total(_Kernel):
-    """sum, and mean: the sum over the count."""
+    """sum, and mean: the sum over the count. Over the last axis alone, the planner may fuse
+    it at the end of a program (``row_sum``)."""
+
+    def fusion(self, n_operands):
+        return "row_sum"
+
+    def row_divisor(self, ndim):
+        """(whether it reduces the last axis alone, over the count for a mean)."""
+        return self._axes(ndim) == (ndim - 1,) and ndim > 0, self.name == "mean"
 
     def gradients(self, dy, xs, y, needed):
         scale = 1 / self._count(xs[0]) if self.name == "mean" else 1

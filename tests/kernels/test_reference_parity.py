@@ -14,7 +14,7 @@ import pytest
 
 from fastcnn import _ext
 from fastcnn import _reference as ref
-from conftest import assert_close, bn_params, out_and_pad, random_maps
+from conftest import assert_close, bn_params, every_opcode_program, out_and_pad, random_maps
 
 # Public functions of _ext that compute on no arrays, so have no twin.
 EXEMPT = {
@@ -453,6 +453,16 @@ def elementwise_backward(rng, dtype):
                    index, unset(inputs[index].size, dtype), THREADS)
 
 
+def program_run(rng, dtype):
+    program = every_opcode_program(dtype)
+    for rows, cols in [(7, 3), (3, 300), (1, 1), (40, 1)]:
+        inputs = [normal(rng, n, dtype) for n in (rows * cols, rows * cols, rows, cols)]
+        outputs = [unset(rows * cols if kind == "full" else rows, dtype)
+                   for kind in program.output_kinds]
+        yield (program.code, program.constants, inputs, outputs, rows, cols,
+               program.n_registers, THREADS)
+
+
 REMAPS = [((2, 5, 6, 3), (7, 4)), ((1, 1, 1, 1), (3, 2))]  # (N, H, W, C), (OH, OW)
 
 
@@ -877,6 +887,7 @@ CASES = {
     "concatenate_forward": concatenate_forward,
     "concatenate_backward": concatenate_backward,
     "elementwise_forward": elementwise_forward,
+    "program_run": program_run,
     "elementwise_backward": elementwise_backward,
     "reduce_forward": reduce_forward,
     "extreme_backward": extreme_backward,

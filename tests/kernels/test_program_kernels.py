@@ -1,0 +1,101 @@
+"""The program kernel through its checked wrapper (fastcnn._ops.program): results against the
+NumPy twin, bitwise the same for 1, 2 and 3 threads, row sums as the reduce kernel sums, and the
+programs and arrays it refuses."""
+import numpy as np
+import pytest
+
+from fastcnn import _reference as ref
+from fastcnn._ops import program
+from fastcnn._ops import reduce as reduce_ops
+from conftest import every_opcode_program
+
+DTYPES = [np.float32, np.float64]
+
+
+def _inputs(rng, dtype, rows, cols):
+    return [rng.standard_normal(n).astype(dtype) for n in (rows * cols, rows * cols, rows, cols)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("rows,cols", [(300, 40), (20, 700), (5000, 1)])
+def test_results_do_not_depend_on_the_thread_count(dtype, rows, cols, rng):
+    prog = every_opcode_program(dtype)
+    inputs = _inputs(rng, dtype, rows, cols)
+    runs = [program.run(prog, inputs, rows, cols, n_threads=t) for t in (1, 2, 3)]
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_every_opcode_matches_numpy(dtype, rng):
+    prog = every_opcode_program(dtype)
+    rows, cols = 9, 260  # a row longer than a block: row sums carried across blocks
+    inputs = _inputs(rng, dtype, rows, cols)
+    got = program.run(prog, inputs, rows, cols)
+    want = [np.empty_like(g) for g in got]
+    ref.program_run(prog.code, prog.constants, inputs, want, rows, cols, prog.n_registers, 1)
+    tol = 2e-6 if dtype == np.float32 else 1e-13
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=tol, atol=tol, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("rows,cols", [(13, 7), (3, 1000)])
+def test_row_sums_equal_the_reduce_kernels(dtype, rows, cols, rng):
+    b = program.Builder()
+    x = b.input()
+    b.row_sum(x)
+    b.row_sum(x, cols)
+    data = rng.standard_normal(rows * cols).astype(dtype)
+    total, mean = program.run(b.build(dtype), [data], rows, cols)
+    x2 = data.reshape(rows, cols)
+    np.testing.assert_array_equal(total, reduce_ops.reduce_forward("sum", x2, (1,)))
+    np.testing.assert_array_equal(mean, reduce_ops.reduce_forward("mean", x2, (1,)))
+
+
+def test_numpy_semantics_at_the_edges():
+    b = program.Builder()
+    x, y = b.input(), b.input()
+    for name in ("maximum", "minimum"):
+        b.store(b.op(name, x, y))
+    b.store(b.op("sign", x))
+    b.store(b.op("rint", x))
+    prog = b.build(np.float64)
+    xs = np.array([np.nan, 1.0, -0.0, 2.5, -1.5, 0.5])
+    ys = np.array([1.0, np.nan, 0.0, 3.5, -2.5, 0.0])
+    got = program.run(prog, [xs, ys], 1, 6)
+    for g, w in zip(got, [np.maximum(xs, ys), np.minimum(xs, ys), np.sign(xs), np.rint(xs)]):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_unused_instructions_are_dropped():
+    b = program.Builder()
+    x = b.input()
+    b.op("exp", x)  # read by no output
+    b.store(b.op("negative", x))
+    prog = b.build(np.float32)
+    assert prog.code.shape[0] == 3 and prog.n_registers == 2
+
+
+def test_refused_programs_and_arrays():
+    code = [(program.OPCODES["negative"], 0, 0, 0, 0),
+            (program.OPCODES["store"], 0, 0, 0, 0)]
+    with pytest.raises(ValueError, match="read before it is written"):
+        program.Program(code, [], [], ["full"], 1, np.float32)
+    with pytest.raises(ValueError, match="unknown opcode"):
+        program.Program([(99, 0, 0, 0, 0)], [], [], ["full"], 1, np.float32)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        program.Program([], [], [], ["full"], 0, np.int32)
+    b = program.Builder()
+    b.store(b.op("exp", b.input()))
+    prog = b.build(np.float32)
+    with pytest.raises(ValueError, match="inputs\\[0\\]"):
+        program.run(prog, [np.zeros(6, np.float64)], 2, 3)
+    with pytest.raises(ValueError, match="inputs\\[0\\]"):
+        program.run(prog, [np.zeros(5, np.float32)], 2, 3)
+    with pytest.raises(ValueError, match="apart from the inputs"):
+        x = np.zeros(6, np.float32)
+        program.run(prog, [x], 2, 3, outputs=[x])
+    with pytest.raises(ValueError, match="1 outputs"):
+        program.run(prog, [np.zeros(6, np.float32)], 2, 3, outputs=[])
