@@ -33,7 +33,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("old")
     p.add_argument("new")
-    p.add_argument("--workloads", nargs="+", choices=["mnist", "vgg"], default=["mnist", "vgg"])
+    p.add_argument("--workloads", nargs="+", choices=["mnist", "vgg", "resnet20"], default=["mnist", "vgg"])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
