@@ -22,6 +22,7 @@ from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from ._ops import activation as activation_ops
 from ._ops.checks import check_array, check_memory, copy_bytes, positive_int
+from ._ops.threads import get_num_threads
 from .arguments import finite_float
 from .callbacks import CallbackList, History, ProgbarLogger
 from .engine.execution import Execution
@@ -29,6 +30,7 @@ from .engine.graph import FlatGraph, infer_shapes
 from .engine.plan import make_plan
 from .engine.tensor import as_data_structure, compatible_shapes, flatten, pack_like
 from .progbar import Progbar
+from .step_threads import StepThreads
 
 
 def _check_verbose(verbose):
@@ -595,6 +597,7 @@ class Trainer:
         self.stop_training = False
         state = self._fit_state = FitState(execution, outputs, train.adapter.resumable,
                                            initial_epoch, passes)
+        step_threads = StepThreads(get_num_threads())
         try:
             cbs.on_train_begin()
             logs = {}
@@ -618,7 +621,9 @@ class Trainer:
                                           train.adapter.batch_samples(first + step)
                                           if arrays else None)
                         cbs.on_train_batch_begin(step)
-                        self._train_step(execution, batch, outputs, sums, updates)
+                        step_threads.run(functools.partial(self._train_step, execution, batch,
+                                                           outputs, sums, updates),
+                                         len(batch[0][0]))
                         state.step = step + 1
                         logs = self._logs(sums, outputs)
                         cbs.on_train_batch_end(step, logs)

@@ -6,11 +6,14 @@ kernel gets with ``effective_n_threads``, once, at the top of the call.
 """
 import functools
 import os
+import threading
 import warnings
+from contextlib import contextmanager
 
 from .._ext import runtime
 
 _num_threads = None
+_cap = threading.local()  # .n: a calling thread's own upper bound (capped_threads)
 # libgomp exits the process, with no Python exception, when it cannot create a thread (its stack
 # does not fit an address-space limit, say); more threads than this many per logical CPU only
 # take turns on the cores, so larger counts are clamped to it.
@@ -96,9 +99,23 @@ def effective_n_threads(n_threads=None):
     """The thread count a kernel call gets: ``n_threads`` when given (as for set_num_threads),
     else get_num_threads(). A serial build runs one thread whatever is asked."""
     if n_threads is None:
-        return get_num_threads()
+        n = get_num_threads()
+        cap = getattr(_cap, "n", None)
+        return n if cap is None else min(n, cap)
     n_threads = _checked_count(n_threads)
     return n_threads if runtime.openmp_enabled() else 1
+
+
+@contextmanager
+def capped_threads(n):
+    """Within it, the kernels this thread calls without an explicit n_threads use at most n
+    threads (fit's StepThreads); other threads are not affected."""
+    previous = getattr(_cap, "n", None)
+    _cap.n = n
+    try:
+        yield
+    finally:
+        _cap.n = previous
 
 
 def simd_path():
