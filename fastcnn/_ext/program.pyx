@@ -77,80 +77,55 @@ OPCODES = {"load": LOAD, "load_row": LOAD_ROW, "load_col": LOAD_COL, "const": CO
            "reciprocal": RECIPROCAL}
 
 
+cdef inline floating _unary(int op, floating v) noexcept nogil:
+    if floating is float:
+        if op == EXP:
+            return expf(v)
+        if op == LOG:
+            return logf(v)
+        if op == LOG1P:
+            return log1pf(v)
+        if op == EXPM1:
+            return expm1f(v)
+        if op == SIN:
+            return sinf(v)
+        if op == COS:
+            return cosf(v)
+        if op == FLOOR:
+            return floorf(v)
+        if op == RINT:
+            return rintf(v)
+        if op == LOG2:
+            return log2f(v)
+        return log10f(v)
+    else:
+        if op == EXP:
+            return exp(v)
+        if op == LOG:
+            return log(v)
+        if op == LOG1P:
+            return log1p(v)
+        if op == EXPM1:
+            return expm1(v)
+        if op == SIN:
+            return sin(v)
+        if op == COS:
+            return cos(v)
+        if op == FLOOR:
+            return floor(v)
+        if op == RINT:
+            return rint(v)
+        if op == LOG2:
+            return log2(v)
+        return log10(v)
+
+
 cdef void _math(int op, floating *d, const floating *a, Py_ssize_t m) noexcept nogil:
-    """d = op(a) for the library's functions, one loop per function so that each element costs
-    the call alone."""
+    """d = op(a) for the library's functions, which do not vectorise: a predictable branch per
+    element costs little beside the call."""
     cdef Py_ssize_t j
-    if op == EXP:
-        if floating is float:
-            for j in range(m):
-                d[j] = expf(a[j])
-        else:
-            for j in range(m):
-                d[j] = exp(a[j])
-    elif op == LOG:
-        if floating is float:
-            for j in range(m):
-                d[j] = logf(a[j])
-        else:
-            for j in range(m):
-                d[j] = log(a[j])
-    elif op == LOG1P:
-        if floating is float:
-            for j in range(m):
-                d[j] = log1pf(a[j])
-        else:
-            for j in range(m):
-                d[j] = log1p(a[j])
-    elif op == EXPM1:
-        if floating is float:
-            for j in range(m):
-                d[j] = expm1f(a[j])
-        else:
-            for j in range(m):
-                d[j] = expm1(a[j])
-    elif op == SIN:
-        if floating is float:
-            for j in range(m):
-                d[j] = sinf(a[j])
-        else:
-            for j in range(m):
-                d[j] = sin(a[j])
-    elif op == COS:
-        if floating is float:
-            for j in range(m):
-                d[j] = cosf(a[j])
-        else:
-            for j in range(m):
-                d[j] = cos(a[j])
-    elif op == FLOOR:
-        if floating is float:
-            for j in range(m):
-                d[j] = floorf(a[j])
-        else:
-            for j in range(m):
-                d[j] = floor(a[j])
-    elif op == RINT:
-        if floating is float:
-            for j in range(m):
-                d[j] = rintf(a[j])
-        else:
-            for j in range(m):
-                d[j] = rint(a[j])
-    elif op == LOG2:
-        if floating is float:
-            for j in range(m):
-                d[j] = log2f(a[j])
-        else:
-            for j in range(m):
-                d[j] = log2(a[j])
-    else:  # LOG10
-        if floating is float:
-            for j in range(m):
-                d[j] = log10f(a[j])
-        else:
-            for j in range(m):
-                d[j] = log10(a[j])
+    for j in range(m):
+        d[j] = _unary(op, a[j])
 
 
 cdef void _binary(int op, floating *d, const floating *a, const floating *b,
