@@ -16,9 +16,9 @@ order, so the results do not depend on the thread count.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport (cos, cosf, exp, expf, expm1, expm1f, fabs, floor, floorf, log, log1p,
-                        log1pf, log2, log2f, log10, log10f, logf, pow, powf, rint, rintf, sin,
-                        sinf, sqrt, sqrtf)
+from libc.math cimport (copysign, copysignf, cos, cosf, exp, expf, expm1, expm1f, fabs, floor,
+                        floorf, fmod, fmodf, log, log1p, log1pf, log2, log2f, log10, log10f, logf,
+                        pow, powf, rint, rintf, sin, sinf, sqrt, sqrtf)
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
@@ -43,6 +43,8 @@ cdef enum:
     MAX = 14      # NaN wins, as in NumPy
     MIN = 15
     POW = 16
+    FLOOR_DIVIDE = 17  # rounds toward -inf, as NumPy's floor_divide
+    MOD = 18           # the divisor's sign, as NumPy's mod
     GT = 20       # comparisons give 1 or 0
     GE = 21
     LT = 22
@@ -69,7 +71,7 @@ cdef enum:
 
 OPCODES = {"load": LOAD, "load_row": LOAD_ROW, "load_col": LOAD_COL, "const": CONST,
            "store": STORE, "row_sum": ROW_SUM, "add": ADD, "subtract": SUB, "multiply": MUL,
-           "divide": DIV, "maximum": MAX, "minimum": MIN, "power": POW, "greater": GT,
+           "divide": DIV, "maximum": MAX, "minimum": MIN, "power": POW, "floor_divide": FLOOR_DIVIDE, "mod": MOD, "greater": GT,
            "greater_equal": GE, "less": LT, "less_equal": LE, "equal": EQ, "not_equal": NE,
            "where": WHERE, "negative": NEG, "exp": EXP, "log": LOG, "log1p": LOG1P,
            "expm1": EXPM1, "sqrt": SQRT, "square": SQUARE, "abs": ABS, "sign": SIGN, "sin": SIN,
@@ -128,6 +130,42 @@ cdef void _math(int op, floating *d, const floating *a, Py_ssize_t m) noexcept n
         d[j] = _unary(op, a[j])
 
 
+cdef inline floating _divmod(floating a, floating b, bint quotient) noexcept nogil:
+    """a // b (``quotient``) or a % b, step for step as NumPy's divmod: the remainder from
+    fmod moved to the divisor's sign, the quotient snapped to the nearest whole number; a zero
+    divisor gives a / b and fmod's NaN."""
+    cdef floating m, div, q
+    if floating is float:
+        m = fmodf(a, b)
+    else:
+        m = fmod(a, b)
+    if b == 0:
+        return a / b if quotient else m
+    div = (a - m) / b
+    if m != 0:
+        if (b < 0) != (m < 0):
+            m = m + b
+            div = div - 1
+    else:
+        if floating is float:
+            m = copysignf(0, b)
+        else:
+            m = copysign(0, b)
+    if not quotient:
+        return m
+    if div != 0:
+        if floating is float:
+            q = floorf(div)
+        else:
+            q = floor(div)
+        if div - q > 0.5:
+            q = q + 1
+        return q
+    if floating is float:
+        return copysignf(0, a / b)
+    return copysign(0, a / b)
+
+
 cdef void _binary(int op, floating *d, const floating *a, const floating *b,
                   Py_ssize_t m) noexcept nogil:
     cdef Py_ssize_t j
@@ -155,6 +193,12 @@ cdef void _binary(int op, floating *d, const floating *a, const floating *b,
                 d[j] = powf(a[j], b[j])
             else:
                 d[j] = pow(a[j], b[j])
+    elif op == FLOOR_DIVIDE:
+        for j in range(m):
+            d[j] = _divmod(a[j], b[j], True)
+    elif op == MOD:
+        for j in range(m):
+            d[j] = _divmod(a[j], b[j], False)
     elif op == GT:
         for j in range(m):
             d[j] = a[j] > b[j]

@@ -12,8 +12,9 @@ from .._ext import program as _program
 from .threads import effective_n_threads
 
 OPCODES = _program.OPCODES
-_BINARY = ("add", "subtract", "multiply", "divide", "maximum", "minimum", "power", "greater",
-           "greater_equal", "less", "less_equal", "equal", "not_equal")
+_BINARY = ("add", "subtract", "multiply", "divide", "maximum", "minimum", "power",
+           "floor_divide", "mod", "greater", "greater_equal", "less", "less_equal", "equal",
+           "not_equal")
 _UNARY = ("negative", "exp", "log", "log1p", "expm1", "sqrt", "square", "abs", "sign", "sin",
           "cos", "floor", "rint", "log2", "log10", "reciprocal")
 ARITY = {**dict.fromkeys(_BINARY, 2), **dict.fromkeys(_UNARY, 1), "where": 3}

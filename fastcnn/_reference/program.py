@@ -7,7 +7,8 @@ from .._ext.program import OPCODES
 _NAMES = {v: k for k, v in OPCODES.items()}
 _UFUNCS = {"add": np.add, "subtract": np.subtract, "multiply": np.multiply,
            "divide": np.divide, "maximum": np.maximum, "minimum": np.minimum,
-           "power": np.power, "greater": np.greater, "greater_equal": np.greater_equal,
+           "power": np.power, "floor_divide": np.floor_divide, "mod": np.mod,
+           "greater": np.greater, "greater_equal": np.greater_equal,
            "less": np.less, "less_equal": np.less_equal, "equal": np.equal,
            "not_equal": np.not_equal, "negative": np.negative, "exp": np.exp, "log": np.log,
            "log1p": np.log1p, "expm1": np.expm1, "sqrt": np.sqrt, "square": np.square,

@@ -8,10 +8,10 @@ float64 arrays, and their gradients, run as one-op programs of the program kerne
 (``_ops.program``); each op here also writes itself into a program (``emit``, and
 ``emit_gradients`` for its gradient), which is how the planner fuses a chain of them into one
 pass (``engine.elementwise``). ``power`` of float arrays of one shape, or of a float array and a
-Python number, runs as a program too. Integer and bool operands, the comparisons, ``where``,
-``mod`` and ``floor_divide`` are single whole-array NumPy calls; comparisons and ``where`` fuse
-into chains. Gradients of maximum and
-minimum go to the first operand at ties, as TensorFlow's do.
+Python number, runs as a program too, and so do the comparisons (their 1 or 0 made bool),
+``mod``, ``floor_divide`` and ``where`` on such operands. Integer and bool operands, the logical
+functions and ``isnan``/``isinf``/``isfinite`` are single whole-array NumPy calls. Gradients of
+maximum and minimum go to the first operand at ties, as TensorFlow's do.
 """
 import numbers
 
@@ -67,9 +67,9 @@ class Elementwise(Op):
             arrays = _kernel_operands(xs)
             if arrays is not None:
                 return merge.elementwise_forward(self.kernel, arrays)
-        elif self.program is not None and self.dtype is None \
-                and _program_operands(xs) is not None:
-            return run_program(self, xs)
+        elif self.program is not None and _program_operands(xs) is not None:
+            out = run_program(self, xs)
+            return out if self.dtype is None else out.astype(self.dtype)  # 1 or 0 as bool
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return np.asarray(self.fn(*xs))
 
@@ -277,8 +277,8 @@ sin = _unary("sin", np.sin, lambda dy, x, y: dy * np.cos(x),
 cos = _unary("cos", np.cos, lambda dy, x, y: -dy * np.sin(x),
              lambda b, dy, x, y: b.op("multiply", b.op("negative", dy), b.op("sin", x)))
 stop_gradient = _public("stop_gradient", Elementwise(np.positive), 1)
-mod = _public("mod", Elementwise(np.mod), 2)
-floor_divide = _public("floor_divide", Elementwise(np.floor_divide), 2)
+mod = _public("mod", Elementwise(np.mod, program="mod"), 2)
+floor_divide = _public("floor_divide", Elementwise(np.floor_divide, program="floor_divide"), 2)
 isnan, isinf, isfinite = (_public(name, Elementwise(getattr(np, name), dtype="bool"), 1)
                           for name in ("isnan", "isinf", "isfinite"))
 sign = _unary("sign", np.sign)
@@ -345,7 +345,11 @@ def clip(x, x_min, x_max):
 
 class _Where(Op):
     """Inside a fused chain, the condition is a comparison's 1 or 0 (a bool tensor from
-    outside the chain runs the chain op by op)."""
+    outside the chain runs the chain op by op). Eagerly, float values of one shape and dtype
+    (or numbers) under a bool or same-dtype condition of that shape run as a program, the
+    condition as 1 or 0 in the values' dtype."""
+
+    _programs = {}  # shared: each call makes a new _Where, and the key says all
 
     def fusion(self, n_operands):
         return "elementwise"
@@ -358,6 +362,9 @@ class _Where(Op):
         return [None, b.op("where", regs[0], dy, zero), b.op("where", regs[0], zero, dy)]
 
     def compute(self, condition, x1, x2):
+        operands = _where_operands(condition, x1, x2)
+        if operands is not None:
+            return run_program(self, operands)
         return np.asarray(np.where(condition, x1, x2))
 
     def spec(self, condition, x1, x2):
@@ -365,8 +372,22 @@ class _Where(Op):
                     result_dtype(lambda a, b: np.where(True, a, b), x1, x2))
 
     def gradients(self, dy, xs, y, needed):
+        operands = _where_operands(*xs)
+        if operands is not None and (dy.shape, dy.dtype) == (operands[0].shape,
+                                                             operands[0].dtype):
+            return run_program(self, operands, (y, dy))
         condition = np.asarray(xs[0], bool)
         return [None, np.where(condition, dy, 0), np.where(condition, 0, dy)]
+
+
+def _where_operands(condition, x1, x2):
+    """where's operands as run_program takes them, or None where the program kernel cannot
+    take them."""
+    found = _program_operands([x1, x2])
+    if found is None or not isinstance(condition, np.ndarray) or condition.shape != found[0] \
+            or condition.dtype not in (np.bool_, found[1]):
+        return None
+    return [condition.astype(found[1], copy=False), x1, x2]
 
 
 @recordable

@@ -1,15 +1,17 @@
 """Reductions over axes, with ``axis`` (None: all, an int or a tuple) and ``keepdims``.
 
-Each reduction's gradient spreads ``dy`` back over the reduced axes: evenly for mean, through
-the deviations for var and std, through the softmax for logsumexp, and among the places that
-hold the extreme value (split evenly at ties, as TensorFlow does) for max and min.
+Each reduction's gradient spreads ``dy`` back over the reduced axes: evenly for mean, among the
+places that hold the extreme value (split evenly at ties, as TensorFlow does) for max and min,
+and through the ops they are composed of for var, std and logsumexp.
 """
 import math
 
 import numpy as np
 
 from .._ops import reduce as reduce_ops
-from .core import KERNEL_DTYPES, Op, Spec, normalize_axis, recordable, result_dtype
+from .arithmetic import add, exp, isfinite, log, sqrt, square, stop_gradient, subtract, where
+from .core import KERNEL_DTYPES, Op, Spec, normalize_axis, recordable, result_dtype, spec_of
+from .shape import squeeze
 
 
 def _kernel_reduce(op, x, axes, keepdims):
@@ -92,38 +94,6 @@ class _Extreme(_Kernel):
         return [mask * (self._kept(dy, x) / count)]
 
 
-class _Var(Reduction):
-    def __init__(self, axis=None, keepdims=False, root=False):
-        super().__init__(axis, keepdims)
-        self.root = root
-
-    def reduce(self, x, axes, keepdims):
-        return (np.std if self.root else np.var)(x, axis=axes, keepdims=keepdims)
-
-    def gradients(self, dy, xs, y, needed):
-        x = xs[0]
-        axes = self._axes(x.ndim)
-        deviation = x - x.mean(axis=axes, keepdims=True)
-        scale = self._kept(dy, x) * (2.0 / self._count(x))
-        if self.root:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                scale = scale / (2 * self._kept(y, x))
-        return [deviation * scale]
-
-
-class _LogSumExp(Reduction):
-    @staticmethod
-    def reduce(x, axes, keepdims):
-        peak = np.max(x, axis=axes, keepdims=True)
-        peak = np.where(np.isfinite(peak), peak, 0)
-        out = np.log(np.sum(np.exp(x - peak), axis=axes, keepdims=True)) + peak
-        return out if keepdims else np.squeeze(out, axis=axes)
-
-    def gradients(self, dy, xs, y, needed):
-        x = xs[0]
-        return [np.exp(x - self._kept(y, x)) * self._kept(dy, x)]
-
-
 class _Prod(Reduction):
     @staticmethod
     def reduce(x, axes, keepdims):
@@ -179,17 +149,28 @@ amax, amin = max, min
 
 @recordable
 def var(x, axis=None, keepdims=False):
-    return _Var(axis, keepdims)(x)
+    """The mean square deviation from the mean, composed of kernel-backed ops (as NumPy
+    computes it), which differentiate it."""
+    deviation = subtract(x, mean(x, axis=axis, keepdims=True))
+    return mean(square(deviation), axis=axis, keepdims=keepdims)
 
 
 @recordable
 def std(x, axis=None, keepdims=False):
-    return _Var(axis, keepdims, root=True)(x)
+    """The root of var: its gradient at zero variance is NaN (0 / 0)."""
+    return sqrt(var(x, axis=axis, keepdims=keepdims))
 
 
 @recordable
 def logsumexp(x, axis=None, keepdims=False):
-    return _LogSumExp(axis, keepdims)(x)
+    """log(sum(exp(x))) with the largest value taken out before exp (0 where it is not finite,
+    so that -inf everywhere gives -inf): its gradient is the softmax of x."""
+    peak = max(x, axis=axis, keepdims=True)
+    peak = stop_gradient(where(isfinite(peak), peak, 0))
+    total = sum(exp(subtract(x, peak)), axis=axis, keepdims=keepdims)
+    if not keepdims:
+        peak = squeeze(peak, normalize_axis(axis, len(spec_of(x).shape)))
+    return add(log(total), peak)
 
 
 @recordable

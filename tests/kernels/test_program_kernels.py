@@ -99,3 +99,29 @@ def test_refused_programs_and_arrays():
         program.run(prog, [x], 2, 3, outputs=[x])
     with pytest.raises(ValueError, match="1 outputs"):
         program.run(prog, [np.zeros(6, np.float32)], 2, 3, outputs=[])
+
+
+EDGES = [0.0, -0.0, 1.0, -1.0, 2.5, -2.5, 7.0, -7.0, 0.3, -0.7, 3.0, 1e30, -1e-30, np.inf,
+         -np.inf, np.nan]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_floor_divide_and_mod_are_numpys_bit_for_bit(dtype, rng):
+    # every pair of edge values (zero and negative divisors, signed zeros, inf, nan), then
+    # random ones: the values and the signs of zeros, for 1, 2 and 3 threads
+    a, b = (v.reshape(-1).copy() for v in np.meshgrid(np.array(EDGES, dtype),
+                                                      np.array(EDGES, dtype)))
+    a = np.concatenate([a, (rng.standard_normal(4744) * 50).astype(dtype)])
+    b = np.concatenate([b, (rng.standard_normal(4744) * 3).astype(dtype)])
+    builder = program.Builder()
+    x, y = builder.input(), builder.input()
+    builder.store(builder.op("floor_divide", x, y))
+    builder.store(builder.op("mod", x, y))
+    prog = builder.build(dtype)
+    with np.errstate(all="ignore"):
+        want = [np.floor_divide(a, b), np.mod(a, b)]
+    for threads in (1, 2, 3):
+        got = program.run(prog, [a, b], 50, a.size // 50, n_threads=threads)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+            np.testing.assert_array_equal(np.signbit(g), np.signbit(w))
