@@ -1,9 +1,9 @@
-"""The reduction kernels of fastcnn.ops: sum, mean, max and min over the middle axis of an
+"""The reduction kernels of fastcnn.ops: sum, mean, max, min and prod over the middle axis of an
 array seen as (outer, n, inner) (any contiguous block of axes: the wrapper moves the reduced
 axes together), and the gradient of max and min, which splits each output's gradient evenly
 among the entries that hold the extreme value.
 
-Sums accumulate in double. Every output element is computed by one thread, reading its n
+Sums and products accumulate in double. Every output element is computed by one thread, reading its n
 values in order (j = 0, 1, ... n - 1), so the results do not depend on the thread count.
 """
 from cython cimport floating
@@ -18,8 +18,9 @@ cdef enum:
     MEAN = 1
     MAX = 2
     MIN = 3
+    PROD = 4
 
-_OPS = {"sum": SUM, "mean": MEAN, "max": MAX, "min": MIN}
+_OPS = {"sum": SUM, "mean": MEAN, "max": MAX, "min": MIN, "prod": PROD}
 
 
 cdef void _reduce_block(int op, const floating *x, Py_ssize_t n, Py_ssize_t inner,
@@ -37,6 +38,9 @@ cdef void _reduce_block(int op, const floating *x, Py_ssize_t n, Py_ssize_t inne
         if op == SUM or op == MEAN:
             for i in range(m):
                 acc[i] = acc[i] + row[i]
+        elif op == PROD:
+            for i in range(m):
+                acc[i] = acc[i] * row[i]
         elif op == MAX:
             for i in range(m):
                 v = row[i]
@@ -55,7 +59,7 @@ cdef void _reduce_block(int op, const floating *x, Py_ssize_t n, Py_ssize_t inne
             out[i] = <floating>acc[i]
 
 
-def reduce_forward(str op,                          # IN  "sum", "mean", "max" or "min"
+def reduce_forward(str op,                          # IN  "sum", "mean", "max", "min", "prod"
                    const floating[:, :, ::1] x,     # IN  (outer, n, inner), n >= 1
                    floating[:, ::1] out,            # OUT (outer, inner)
                    int n_threads):

@@ -10,7 +10,7 @@ from .checks import as_kernel_array, check_array, choice_arg, out_buffer
 from .rows import as_rows, from_rows, rows_buffer, rows_layout
 from .threads import effective_n_threads
 
-REDUCTIONS = ("sum", "mean", "max", "min")
+REDUCTIONS = ("sum", "mean", "max", "min", "prod")
 
 
 def _axes_arg(axes, ndim):
@@ -40,8 +40,9 @@ def _operands(x, axes):
 
 
 def reduce_forward(op, x, axes, out=None, n_threads=None):
-    """``op`` ("sum", "mean", "max" or "min") of float x over ``axes`` (sorted distinct ints),
-    of the kept axes' shape; NaN wins max and min. Sums accumulate in double."""
+    """``op`` ("sum", "mean", "max", "min" or "prod") of float x over ``axes`` (sorted distinct
+    ints), of the kept axes' shape; NaN wins max and min. Sums and products accumulate in
+    double."""
     n_threads = effective_n_threads(n_threads)
     choice_arg(op, REDUCTIONS, "op")
     x, axes, view, kept, shape = _operands(x, axes)
@@ -49,7 +50,7 @@ def reduce_forward(op, x, axes, out=None, n_threads=None):
     if view.shape[1] == 0:
         if op in ("max", "min"):
             raise ValueError(f"Expected values to take the {op} of, received an empty axis")
-        out[...] = 0 if op == "sum" else np.nan
+        out[...] = {"sum": 0, "prod": 1}.get(op, np.nan)
         return out
     _reduce.reduce_forward(op, view, out.reshape(kept), n_threads)
     return out

@@ -3,10 +3,12 @@ import numpy as np
 
 
 def reduce_forward(op, x, out, n_threads):
-    """out[o, i] = op over j of x[o, j, i]; sums in float64."""
+    """out[o, i] = op over j of x[o, j, i]; sums and products in float64."""
     if op in ("sum", "mean"):
         total = np.add.reduce(x.astype(np.float64), axis=1)
         out[...] = total / x.shape[1] if op == "mean" else total
+    elif op == "prod":
+        out[...] = np.multiply.reduce(x.astype(np.float64), axis=1)
     else:
         out[...] = (np.max if op == "max" else np.min)(x, axis=1)
 

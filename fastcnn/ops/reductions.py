@@ -94,12 +94,6 @@ class _Extreme(_Kernel):
         return [mask * (self._kept(dy, x) / count)]
 
 
-class _Prod(Reduction):
-    @staticmethod
-    def reduce(x, axes, keepdims):
-        return np.prod(x, axis=axes, keepdims=keepdims)
-
-
 class _ArgExtreme(Op):
     def __init__(self, fn, axis, keepdims):
         self.fn, self.axis, self.keepdims = fn, axis, bool(keepdims)
@@ -177,7 +171,7 @@ def logsumexp(x, axis=None, keepdims=False):
 def prod(x, axis=None, keepdims=False, dtype=None):
     if dtype is not None:
         raise ValueError(f"Expected dtype=None, received dtype={dtype!r}")
-    return _Prod(axis, keepdims)(x)
+    return _Kernel("prod", axis, keepdims)(x)
 
 
 class _CumSum(Op):

@@ -1,4 +1,4 @@
-"""The reduce kernels (fastcnn.ops' sum, mean, max and min) through their wrapper: against
+"""The reduce kernels (fastcnn.ops' sum, mean, max, min and prod) through their wrapper: against
 NumPy over axes in one block or apart, and bitwise the same for any thread count."""
 import numpy as np
 import pytest

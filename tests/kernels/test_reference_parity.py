@@ -814,7 +814,7 @@ REDUCE_LAYOUTS = [(1, 1, 1), (3, 7, 1), (2, 5, 300), (1, 1000, 3), (4, 1, 5)]  #
 
 
 def reduce_forward(rng, dtype):
-    for op in ("sum", "mean", "max", "min"):
+    for op in ("sum", "mean", "max", "min", "prod"):
         for shape in REDUCE_LAYOUTS:
             x = normal(rng, shape, dtype)
             x[0, -1, 0] = np.nan if op in ("max", "min") else x[0, -1, 0]  # NaN wins
