@@ -1,7 +1,7 @@
 """The reduction kernels of fastcnn.ops: sum, mean, max, min and prod over the middle axis of an
 array seen as (outer, n, inner) (any contiguous block of axes: the wrapper moves the reduced
 axes together), and the gradient of max and min, which splits each output's gradient evenly
-among the entries that hold the extreme value.
+among the entries that hold the extreme value; and cumsum, the running sums along that axis.
 
 Sums and products accumulate in double. Every output element is computed by one thread, reading its n
 values in order (j = 0, 1, ... n - 1), so the results do not depend on the thread count.
@@ -122,3 +122,36 @@ def extreme_backward(const floating[:, :, ::1] x,   # IN  (outer, n, inner): max
         i0 = (b % blocks) * BLOCK
         _extreme_block(&x[o, 0, i0], &y[o, i0], &dy[o, i0], n, inner, &dx[o, 0, i0],
                        min(<Py_ssize_t>BLOCK, inner - i0))
+
+
+cdef void _cumsum_block(const floating *x, Py_ssize_t n, Py_ssize_t inner, floating *out,
+                        Py_ssize_t m, bint reverse) noexcept nogil:
+    """out[j * inner + i] = the sum of x[k * inner + i] over k <= j (k >= j: ``reverse``),
+    accumulated in double from the first value (so that -0.0 stays -0.0), for i < m <= BLOCK."""
+    cdef double acc[BLOCK]
+    cdef Py_ssize_t i, j, k
+    for k in range(n):
+        j = n - 1 - k if reverse else k
+        for i in range(m):
+            acc[i] = x[j * inner + i] if k == 0 else acc[i] + x[j * inner + i]
+            out[j * inner + i] = <floating>acc[i]
+
+
+def cumsum(const floating[:, :, ::1] x,     # IN  (outer, n, inner)
+           floating[:, :, ::1] out,         # OUT (outer, n, inner)
+           bint reverse,                    # IN  sums of the later values (cumsum's gradient)
+           int n_threads):
+    """out[o, j, i] = the sum of x[o, k, i] over k <= j (k >= j: ``reverse``): each line (o, i)
+    summed by one thread, in order."""
+    cdef Py_ssize_t outer = x.shape[0], n = x.shape[1], inner = x.shape[2]
+    if out.shape[0] != outer or out.shape[1] != n or out.shape[2] != inner:
+        raise ValueError("Expected out of x's shape")
+    cdef Py_ssize_t blocks = (inner + BLOCK - 1) // BLOCK, b, o, i0
+    cdef int threads = threads_for(outer * n * inner, n_threads)
+    if outer == 0 or inner == 0 or n == 0:
+        return
+    for b in prange(outer * blocks, nogil=True, num_threads=threads, schedule="static"):
+        o = b // blocks
+        i0 = (b % blocks) * BLOCK
+        _cumsum_block(&x[o, 0, i0], n, inner, &out[o, 0, i0], min(<Py_ssize_t>BLOCK, inner - i0),
+                      reverse)

@@ -1,12 +1,13 @@
 """Reductions over axes: checked calls of ``_ext.reduce``. The reduced axes, when they are one
 block of neighbouring axes, are the middle of an (outer, n, inner) view of the array; otherwise
-they are moved last (``rows``) in a copy, and inner is 1."""
+they are moved last (``rows``) in a copy, and inner is 1. Running sums (cumsum) run along one
+axis, the middle of (outer, n, inner)."""
 import math
 
 import numpy as np
 
 from .._ext import reduce as _reduce
-from .checks import as_kernel_array, check_array, choice_arg, out_buffer
+from .checks import as_kernel_array, check_array, choice_arg, flag, out_buffer
 from .rows import as_rows, from_rows, rows_buffer, rows_layout
 from .threads import effective_n_threads
 
@@ -70,3 +71,16 @@ def extreme_backward(x, y, dy, axes, out=None, n_threads=None):
                              target.reshape(outer, n, inner), n_threads)
     from_rows(target, perm, dx)
     return dx
+
+
+def cumsum(x, axis, reverse=False, out=None, n_threads=None):
+    """The running sums of float x along ``axis`` (an int in [0, ndim)), of x's shape, in
+    double; from the end with ``reverse`` (the sums of the later values: cumsum's gradient)."""
+    n_threads = effective_n_threads(n_threads)
+    x = as_kernel_array(check_array(x, "x"), "x")
+    (axis,) = _axes_arg((axis,), x.ndim)
+    reverse = flag(reverse, "reverse")
+    out = out_buffer(out, x.shape, x.dtype, "out")
+    lines = (math.prod(x.shape[:axis]), x.shape[axis], math.prod(x.shape[axis + 1:]))
+    _reduce.cumsum(x.reshape(lines), out.reshape(lines), reverse, n_threads)
+    return out

@@ -17,3 +17,9 @@ def extreme_backward(x, y, dy, dx, n_threads):
     """dy split evenly among the entries of each column of x equal to y."""
     hits = x == y[:, None, :]
     dx[...] = np.where(hits, (dy / hits.sum(axis=1))[:, None, :], 0)
+
+
+def cumsum(x, out, reverse, n_threads):
+    """Running sums along axis 1 in float64, from the end with ``reverse``."""
+    total = np.cumsum(x.astype(np.float64)[:, ::-1] if reverse else x.astype(np.float64), axis=1)
+    out[...] = total[:, ::-1] if reverse else total

@@ -175,11 +175,25 @@ def prod(x, axis=None, keepdims=False, dtype=None):
 
 
 class _CumSum(Op):
+    """Running sums along an axis (of the flattened array for axis None): the reduce module's
+    cumsum kernel for float arrays, and from the end for the gradient (the sums of the later
+    dy)."""
+
     def __init__(self, axis):
         self.axis = axis
 
+    def _run(self, x, reverse):
+        """The kernel's running sums of the float array ``x``, else None."""
+        if x.dtype not in KERNEL_DTYPES:
+            return None
+        lines = x.reshape(-1) if self.axis is None else x
+        (axis,) = normalize_axis(0 if self.axis is None else self.axis, lines.ndim)
+        return reduce_ops.cumsum(lines, axis, reverse)
+
     def compute(self, x):
-        return np.cumsum(x, axis=self.axis)
+        x = np.asarray(x)
+        out = self._run(x, False)
+        return np.cumsum(x, axis=self.axis) if out is None else out
 
     def spec(self, x):
         if self.axis is None:
@@ -190,8 +204,10 @@ class _CumSum(Op):
 
     def gradients(self, dy, xs, y, needed):
         x = np.asarray(xs[0])
-        axis = 0 if self.axis is None else self.axis
-        g = np.flip(np.cumsum(np.flip(dy, axis), axis=axis), axis)  # sums of the later dy
+        g = self._run(np.asarray(dy), True)
+        if g is None:
+            axis = 0 if self.axis is None else self.axis
+            g = np.flip(np.cumsum(np.flip(dy, axis), axis=axis), axis)
         return [g.reshape(x.shape)]
 
 

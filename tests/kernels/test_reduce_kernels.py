@@ -57,3 +57,39 @@ def test_reduce_is_bitwise_the_same_for_any_thread_count(axes, dtype, rng):
     grads = [reduce.extreme_backward(x, y, dy, axes, n_threads=t) for t in (1, 2, 3)]
     for g in grads[1:]:
         np.testing.assert_array_equal(g, grads[0])
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cumsum_matches_numpy_forward_and_from_the_end(axis, dtype, rng):
+    x = rng.normal(size=(5, 6, 300)).astype(dtype)
+    exact = np.cumsum(x.astype(np.float64), axis=axis)
+    from_end = np.flip(np.cumsum(np.flip(x.astype(np.float64), axis), axis=axis), axis)
+    for reverse, want in [(False, exact), (True, from_end)]:
+        got = reduce.cumsum(x, axis, reverse)
+        assert got.dtype == dtype and got.shape == x.shape
+        np.testing.assert_array_equal(got, want.astype(dtype))  # in double, rounded once
+    signed = np.array([[-0.0, -0.0], [1.0, -0.0]], dtype)
+    np.testing.assert_array_equal(np.signbit(reduce.cumsum(signed, 1)), np.signbit(
+        np.cumsum(signed, axis=1)))
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cumsum_is_bitwise_the_same_for_any_thread_count(axis, dtype, rng):
+    x = rng.normal(size=(40, 30, 50)).astype(dtype) * 1e3
+    for reverse in (False, True):
+        results = [reduce.cumsum(x, axis, reverse, n_threads=t) for t in (1, 2, 3)]
+        for r in results[1:]:
+            np.testing.assert_array_equal(r, results[0])
+
+
+def test_cumsum_refuses_bad_arguments(rng):
+    x = rng.normal(size=(3, 4))
+    with pytest.raises(ValueError, match="Expected axes"):
+        reduce.cumsum(x, 2)
+    with pytest.raises(TypeError, match="reverse"):
+        reduce.cumsum(x, 0, reverse=np.ones(2))
+    with pytest.raises(ValueError, match="out"):
+        reduce.cumsum(x, 0, out=np.empty((4, 3)))
+    assert reduce.cumsum(np.zeros((0, 3)), 0).shape == (0, 3)

@@ -821,6 +821,12 @@ def reduce_forward(rng, dtype):
             yield op, x, unset((shape[0], shape[2]), dtype), THREADS
 
 
+def cumsum(rng, dtype):
+    for shape in REDUCE_LAYOUTS + [(2, 0, 3)]:
+        for reverse in (False, True):
+            yield normal(rng, shape, dtype), unset(shape, dtype), reverse, THREADS
+
+
 def extreme_backward(rng, dtype):
     for reduce in (np.max, np.min):
         for shape in REDUCE_LAYOUTS:
@@ -891,6 +897,7 @@ CASES = {
     "elementwise_backward": elementwise_backward,
     "reduce_forward": reduce_forward,
     "extreme_backward": extreme_backward,
+    "cumsum": cumsum,
     "remap2d_forward": remap2d_forward,
     "remap2d_backward": remap2d_backward,
     "affine2d_forward": affine2d_forward,

@@ -135,3 +135,20 @@ def test_compositions_inside_traced_layers_match_eager(name, rng):
         [x], np.ones((4, 1)), [0])
     np.testing.assert_allclose(value, fn(x, axis=-1, keepdims=True), rtol=1e-14)
     check_gradients(lambda v: fn(v * 0.5, axis=0), x)
+
+
+def test_prod_and_cumsum_run_the_reduce_kernels(monkeypatch, rng):
+    calls = []
+    for name in ("reduce_forward", "cumsum"):
+        kernel = getattr(reductions.reduce_ops, name)
+        monkeypatch.setattr(reductions.reduce_ops, name,
+                            lambda *a, kernel=kernel, name=name: calls.append(name) or kernel(*a))
+    x = rng.normal(size=(3, 4, 5))
+    np.testing.assert_allclose(ops.prod(x, axis=(0, 2)), np.prod(x, axis=(0, 2)), rtol=1e-13)
+    np.testing.assert_array_equal(ops.cumsum(x, axis=1), np.cumsum(x, axis=1))
+    _, (grad,) = Function(lambda v: ops.cumsum(v)).value_and_grad([x], np.ones(60), [0])
+    np.testing.assert_array_equal(grad.reshape(-1), np.arange(60, 0, -1))
+    assert calls == ["reduce_forward", "cumsum", "cumsum", "cumsum"]
+    np.testing.assert_array_equal(ops.cumsum(np.arange(6).reshape(2, 3), axis=0),
+                                  [[0, 1, 2], [3, 5, 7]])  # integers: NumPy's
+    assert len(calls) == 4
