@@ -124,12 +124,15 @@ def extreme_backward(const floating[:, :, ::1] x,   # IN  (outer, n, inner): max
                        min(<Py_ssize_t>BLOCK, inner - i0))
 
 
-cdef void _cumsum_block(const floating *x, Py_ssize_t n, Py_ssize_t inner, floating *out,
-                        Py_ssize_t m, bint reverse) noexcept nogil:
-    """out[j * inner + i] = the sum of x[k * inner + i] over k <= j (k >= j: ``reverse``),
-    accumulated in double from the first value (so that -0.0 stays -0.0), for i < m <= BLOCK."""
+cdef void _cumsum_block(const floating *x, floating *out, Py_ssize_t b, Py_ssize_t blocks,
+                        Py_ssize_t n, Py_ssize_t inner, bint reverse) noexcept nogil:
+    """Block b of the lines (o, i) of (outer, n, inner) x, BLOCK columns i of one o: out[o, j,
+    i] = the sum of x[o, k, i] over k <= j (k >= j: ``reverse``), accumulated in double from the
+    first value (so that -0.0 stays -0.0)."""
     cdef double acc[BLOCK]
-    cdef Py_ssize_t i, j, k
+    cdef Py_ssize_t i, j, k, i0 = (b % blocks) * BLOCK, start = (b // blocks) * n * inner + i0
+    cdef Py_ssize_t m = min(<Py_ssize_t>BLOCK, inner - i0)
+    x, out = x + start, out + start
     for k in range(n):
         j = n - 1 - k if reverse else k
         for i in range(m):
@@ -146,12 +149,9 @@ def cumsum(const floating[:, :, ::1] x,     # IN  (outer, n, inner)
     cdef Py_ssize_t outer = x.shape[0], n = x.shape[1], inner = x.shape[2]
     if out.shape[0] != outer or out.shape[1] != n or out.shape[2] != inner:
         raise ValueError("Expected out of x's shape")
-    cdef Py_ssize_t blocks = (inner + BLOCK - 1) // BLOCK, b, o, i0
+    cdef Py_ssize_t blocks = (inner + BLOCK - 1) // BLOCK, b
     cdef int threads = threads_for(outer * n * inner, n_threads)
     if outer == 0 or inner == 0 or n == 0:
         return
     for b in prange(outer * blocks, nogil=True, num_threads=threads, schedule="static"):
-        o = b // blocks
-        i0 = (b % blocks) * BLOCK
-        _cumsum_block(&x[o, 0, i0], n, inner, &out[o, 0, i0], min(<Py_ssize_t>BLOCK, inner - i0),
-                      reverse)
+        _cumsum_block(&x[0, 0, 0], &out[0, 0, 0], b, blocks, n, inner, reverse)
