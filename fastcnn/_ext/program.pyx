@@ -8,8 +8,8 @@ over the rows); constants are scalars. The program runs over blocks of at most B
 whole rows at a time when a row is shorter than a block, else one segment of a row: for each
 block every instruction runs a tight loop over the block's values in per-thread registers, so
 the dispatch of an instruction is paid once per block, not per element. Row sums (the mean or
-sum over the last axis that may end a program) accumulate in double from a row's first element,
-left to right, as the reduce kernel sums.
+sum over the last axis that may end a program) accumulate in double in lanes (lanes.pxi), as the
+reduce kernel sums a contiguous run.
 
 Threads take groups of whole rows; every output element is computed by one thread, in a fixed
 order, so the results do not depend on the thread count.
@@ -23,6 +23,7 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
 include "_threads.pxi"
+include "lanes.pxi"
 
 cdef enum:
     BLOCK = 256  # elements per block: its registers stay in the first-level cache
@@ -261,7 +262,7 @@ cdef void _block(const _Run *run, floating **inputs, floating **outputs, floatin
                  Py_ssize_t m, bint first, bint last) noexcept nogil:
     """Runs the program on rows [r0, r0 + nr), columns [c0, c0 + m / nr): m elements; ``first``
     and ``last`` say whether this block starts and ends its rows (row sums start and finish)."""
-    cdef Py_ssize_t i, j, j0, q, w = m // nr, start = r0 * run.cols + c0
+    cdef Py_ssize_t i, j, q, w = m // nr, start = r0 * run.cols + c0
     cdef const int *ins
     cdef int op
     cdef floating *d
@@ -277,19 +278,25 @@ cdef void _block(const _Run *run, floating **inputs, floating **outputs, floatin
             continue
         if op == ROW_SUM:
             a = reg[ins[2]]
-            for q in range(nr):
-                j0 = 0
-                if first:
-                    acc[ins[1] * BLOCK + q] = a[q * w]
-                    j0 = 1
-                s = acc[ins[1] * BLOCK + q]
-                for j in range(j0, w):
-                    s = s + a[q * w + j]
-                acc[ins[1] * BLOCK + q] = s
-                if last:
+            if first and last:
+                for q in range(nr):
+                    s = _lane_sum(a + q * w, w)
                     if ins[3] >= 0:
                         s = s / run.constants[ins[3]]
                     outputs[ins[1]][r0 + q] = <floating>s
+                continue
+            # One row in segments of BLOCK values (a multiple of LANES, so that a segment
+            # starts at lane 0), longer than LANES: its lanes carried from block to block.
+            if first:
+                _lanes_start(acc + ins[1] * BLOCK, a)
+                _lanes_add(acc + ins[1] * BLOCK, a + LANES, w - LANES)
+            else:
+                _lanes_add(acc + ins[1] * BLOCK, a, w)
+            if last:
+                s = _lanes_total(acc + ins[1] * BLOCK)
+                if ins[3] >= 0:
+                    s = s / run.constants[ins[3]]
+                outputs[ins[1]][r0] = <floating>s
             continue
         if run.home[ins[1]] >= 0:
             d = outputs[run.home[ins[1]]] + start

@@ -3,6 +3,7 @@ instruction."""
 import numpy as np
 
 from .._ext.program import OPCODES
+from .reduce import lane_sum
 
 _NAMES = {v: k for k, v in OPCODES.items()}
 _UFUNCS = {"add": np.add, "subtract": np.subtract, "multiply": np.multiply,
@@ -19,8 +20,8 @@ _UNARY = {"negative", "exp", "log", "log1p", "expm1", "sqrt", "square", "abs", "
 
 
 def program_run(code, constants, inputs, outputs, rows, cols, n_registers, n_threads):
-    """Each register a (rows, cols) array; row sums left to right in double (a cumulative
-    sum's last column), over the divisor for a mean."""
+    """Each register a (rows, cols) array; row sums in double in the kernels' lane order,
+    over the divisor for a mean."""
     dtype = outputs[0].dtype
     reg = {}
     with np.errstate(all="ignore"):
@@ -29,7 +30,7 @@ def program_run(code, constants, inputs, outputs, rows, cols, n_registers, n_thr
             if name == "store":
                 outputs[dst][...] = reg[a].reshape(-1)
             elif name == "row_sum":
-                total = np.cumsum(reg[a].astype(np.float64), axis=1)[:, -1]
+                total = lane_sum(reg[a])
                 outputs[dst][...] = total / constants[b] if b >= 0 else total
             elif name == "load":
                 reg[dst] = np.asarray(inputs[a]).reshape(rows, cols)

@@ -43,7 +43,7 @@ def test_reduce_refuses_bad_arguments(rng):
                                   np.zeros(3))
 
 
-@pytest.mark.parametrize("axes", [(0,), (1,), (0, 2)], ids=str)
+@pytest.mark.parametrize("axes", [(0,), (1,), (2,), (0, 2)], ids=str)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_reduce_is_bitwise_the_same_for_any_thread_count(axes, dtype, rng):
     x = rng.normal(size=(40, 30, 50)).astype(dtype) * 1e3

@@ -455,7 +455,7 @@ def elementwise_backward(rng, dtype):
 
 def program_run(rng, dtype):
     program = every_opcode_program(dtype)
-    for rows, cols in [(7, 3), (3, 300), (1, 1), (40, 1)]:
+    for rows, cols in [(7, 3), (5, 37), (3, 300), (1, 1), (40, 1)]:
         inputs = [normal(rng, n, dtype) for n in (rows * cols, rows * cols, rows, cols)]
         outputs = [unset(rows * cols if kind == "full" else rows, dtype)
                    for kind in program.output_kinds]
@@ -810,7 +810,8 @@ def confusion_matrix(rng, dtype):
                unset((chunks, k, k), np.float64), THREADS)
 
 
-REDUCE_LAYOUTS = [(1, 1, 1), (3, 7, 1), (2, 5, 300), (1, 1000, 3), (4, 1, 5)]  # (outer, n, inner)
+REDUCE_LAYOUTS = [(1, 1, 1), (3, 7, 1), (2, 37, 1), (2, 5, 300), (1, 1000, 3),
+                  (4, 1, 5)]  # (outer, n, inner)
 
 
 def reduce_forward(rng, dtype):

@@ -1,0 +1,50 @@
+# Sums over a contiguous run of values in LANES independent double accumulators, in a fixed
+# order: value j goes to lane j % LANES, each lane from its first value on, and the lanes are
+# folded in halves at the end (lane k += lane k + width, width = LANES / 2, ... 1). The lanes
+# do not depend on one another, so the compiler keeps them in vector registers; the order does
+# not depend on the thread count. Runs shorter than LANES are summed left to right. The NumPy
+# twin is fastcnn._reference.reduce.lane_sum.
+
+cdef enum:
+    LANES = 16
+
+
+cdef inline void _lanes_start(double *lane, const floating *x) noexcept nogil:
+    """The lanes from the first LANES values (so that -0.0 stays -0.0)."""
+    cdef Py_ssize_t k
+    for k in range(LANES):
+        lane[k] = x[k]
+
+
+cdef inline void _lanes_add(double *lane, const floating *x, Py_ssize_t n) noexcept nogil:
+    """n values into the lanes, x[0] being lane 0's next value."""
+    cdef Py_ssize_t c, k, full = n - n % LANES
+    for c in range(n // LANES):
+        for k in range(LANES):
+            lane[k] = lane[k] + x[c * LANES + k]
+    for k in range(n - full):
+        lane[k] = lane[k] + x[full + k]
+
+
+cdef inline double _lanes_total(double *lane) noexcept nogil:
+    cdef Py_ssize_t k, width = LANES // 2
+    while width >= 1:
+        for k in range(width):
+            lane[k] = lane[k] + lane[k + width]
+        width = width // 2
+    return lane[0]
+
+
+cdef inline double _lane_sum(const floating *x, Py_ssize_t n) noexcept nogil:
+    """The sum of x[0 .. n - 1], n >= 1."""
+    cdef double lane[LANES]
+    cdef double s
+    cdef Py_ssize_t j
+    if n < LANES:
+        s = x[0]
+        for j in range(1, n):
+            s = s + x[j]
+        return s
+    _lanes_start(lane, x)
+    _lanes_add(lane, x + LANES, n - LANES)
+    return _lanes_total(lane)
