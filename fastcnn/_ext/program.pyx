@@ -16,7 +16,7 @@ order, so the results do not depend on the thread count.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport (copysign, copysignf, cos, cosf, exp, expf, expm1, expm1f, fabs, floor,
+from libc.math cimport (INFINITY, NAN, copysign, copysignf, cos, cosf, exp, expf, expm1, expm1f, fabs, floor,
                         floorf, fmod, fmodf, log, log1p, log1pf, log2, log2f, log10, log10f, logf,
                         pow, powf, rint, rintf, sin, sinf, sqrt, sqrtf)
 from libc.stdlib cimport free, malloc
@@ -24,6 +24,7 @@ from libc.string cimport memcpy
 
 include "_threads.pxi"
 include "lanes.pxi"
+include "vecmath.pxi"
 
 cdef enum:
     BLOCK = 256  # elements per block: its registers stay in the first-level cache
@@ -124,9 +125,16 @@ cdef inline floating _unary(int op, floating v) noexcept nogil:
 
 
 cdef void _math(int op, floating *d, const floating *a, Py_ssize_t m) noexcept nogil:
-    """d = op(a) for the library's functions, which do not vectorise: a predictable branch per
-    element costs little beside the call."""
+    """d = op(a): exp and log of float32 in vecmath.pxi; otherwise the library's functions,
+    which do not vectorise: a predictable branch per element costs little beside the call."""
     cdef Py_ssize_t j
+    if floating is float:
+        if op == EXP:
+            _expf(d, a, m)
+            return
+        if op == LOG:
+            _logf(d, a, m)
+            return
     for j in range(m):
         d[j] = _unary(op, a[j])
 

@@ -19,6 +19,54 @@ _UNARY = {"negative", "exp", "log", "log1p", "expm1", "sqrt", "square", "abs", "
           "cos", "floor", "rint", "log2", "log10", "reciprocal"}
 
 
+F = np.float32
+
+
+def _pow2f(n):
+    return ((n + 127).astype(np.uint32) << np.uint32(23)).view(F)
+
+
+def _expf(x):
+    """vecmath.pxi's float32 exp, step for step."""
+    x = np.where(x > F(89.0), F(89.0), x)
+    x = np.where(x < F(-104.0), F(-104.0), x)
+    nf = (x * F(1.44269504088896341) + F(12582912.0)) - F(12582912.0)
+    n = nf.astype(np.int32)
+    r = (x - nf * F(0.693359375)) - nf * F(-2.12194440e-4)
+    z = r * r
+    p = (((((F(1.9875691500e-4) * r + F(1.3981999507e-3)) * r + F(8.3334519073e-3)) * r
+           + F(4.1665795894e-2)) * r + F(1.6666665459e-1)) * r + F(5.0000001201e-1))
+    p = (p * z + r) + F(1.0)
+    half = n >> 1
+    return (p * _pow2f(half)) * _pow2f(n - half)
+
+
+def _logf(x):
+    """vecmath.pxi's float32 log, step for step."""
+    tiny = x < F(1.17549435e-38)
+    u = np.where(tiny, x * F(33554432.0), x).view(np.uint32)
+    e = ((u >> np.uint32(23)) & np.uint32(0xff)).astype(np.int32) - 126 - np.where(tiny, 25, 0)
+    f = ((u & np.uint32(0x007fffff)) | np.uint32(0x3f000000)).view(F)
+    low = f < F(0.707106781186547524)
+    e = e - low
+    f = np.where(low, f + f, f) - F(1.0)
+    z = f * f
+    y = ((((((((F(7.0376836292e-2) * f - F(1.1514610310e-1)) * f + F(1.1676998740e-1)) * f
+               - F(1.2420140846e-1)) * f + F(1.4249322787e-1)) * f - F(1.6668057665e-1)) * f
+            + F(2.0000714765e-1)) * f - F(2.4999993993e-1)) * f + F(3.3333331174e-1))
+    y = (y * f) * z
+    fe = e.astype(F)
+    y = y + fe * F(-2.12194440e-4)
+    y = y - z * F(0.5)
+    r = (f + y) + fe * F(0.693359375)
+    r = np.where(x == 0, F(-np.inf), r)
+    r = np.where(x < 0, F(np.nan), r)
+    return np.where((x != x) | (x == F(np.inf)), x, r)
+
+
+_FLOAT32 = {"exp": _expf, "log": _logf}  # the kernel's own float32 functions (vecmath.pxi)
+
+
 def program_run(code, constants, inputs, outputs, rows, cols, n_registers, n_threads):
     """Each register a (rows, cols) array; row sums in double in the kernels' lane order,
     over the divisor for a mean."""
@@ -44,4 +92,7 @@ def program_run(code, constants, inputs, outputs, rows, cols, n_registers, n_thr
                 reg[dst] = np.where(reg[a] != 0, reg[b], reg[c])
             else:
                 args = [reg[r] for r in (a, b)[:1 if name in _UNARY else 2]]
-                reg[dst] = _UFUNCS[name](*args).astype(dtype)
+                if dtype == np.float32 and name in _FLOAT32:
+                    reg[dst] = _FLOAT32[name](args[0].astype(F))
+                else:
+                    reg[dst] = _UFUNCS[name](*args).astype(dtype)
