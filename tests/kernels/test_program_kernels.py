@@ -125,3 +125,26 @@ def test_floor_divide_and_mod_are_numpys_bit_for_bit(dtype, rng):
         for g, w in zip(got, want):
             np.testing.assert_array_equal(g, w)
             np.testing.assert_array_equal(np.signbit(g), np.signbit(w))
+
+
+@pytest.mark.parametrize("name", ["exp", "log"])
+def test_float32_exp_and_log_are_within_an_ulp(name):
+    # vecmath.pxi's own float32 exp and log against float64's: a sweep over every sign and
+    # exponent (one bit pattern in 4099) and the edges: overflow, underflow into subnormals,
+    # zeros, negatives, inf and NaN (where the answer is not finite, exactly NumPy's)
+    x = np.arange(0, 2 ** 32, 4099, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    edges = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 88.72283, 88.7228394, 89.0,
+             -87.33654, -103.27893, -103.97, -104.0, -200.0, 1.17549435e-38, 1.4e-45,
+             3.4028235e38, -1.4e-45]
+    x = np.append(x, np.array(edges, np.float32))
+    b = program.Builder()
+    b.store(b.op(name, b.input()))
+    prog = b.build(np.float32)
+    ufunc = getattr(np, name)
+    with np.errstate(all="ignore"):
+        got, = program.run(prog, [x], 1, x.size)
+        exact = ufunc(x.astype(np.float64))
+        finite = np.isfinite(exact) & np.isfinite(got)
+        ulp = np.spacing(np.abs(exact[finite].astype(np.float32))).astype(np.float64)
+        assert np.max(np.abs(got[finite] - exact[finite]) / ulp) < 1
+        np.testing.assert_array_equal(got[~finite], exact[~finite].astype(np.float32))
