@@ -20,6 +20,7 @@ nothing.
 import os
 import statistics
 import time
+from collections import deque
 
 from ._ops import threads
 
@@ -56,8 +57,9 @@ class StepThreads:
         self.full = self.current = full
         self.clock, self.cpu_clock = clock, cpu_clock
         self.idle_clock = idle_clock or system_idle_seconds
-        self._recent = []       # seconds per sample of the latest steps at the current count
-        self._window = None     # (steps, wall, cpu and idle clocks at the start) of a window
+        self._recent = deque(maxlen=PROBE)  # seconds per sample of the latest steps at this count
+        self._window_steps = 0
+        self._window_start = None  # the wall, cpu and idle clocks when the window began
         self._probe = None      # seconds per sample of the steps at one thread more so far
         self._wait = {"up": UP_WAIT, "down": 0}       # steps before the next move that way
         self._interval = {"up": UP_WAIT, "down": DOWN_WAIT}
@@ -74,29 +76,33 @@ class StepThreads:
         if self._probe is not None:
             self._probe_step(per_sample)
         else:
-            self._recent = (self._recent + [per_sample])[-PROBE:]
+            self._recent.append(per_sample)
             self._watch(start, cpu)
 
     def _watch(self, start, cpu):
         """Count the step towards the next move: one thread more timed, now and then, below
         the full count; one thread fewer when a window of steps got less CPU than its threads'
         wall time."""
-        self._wait = {way: wait - 1 for way, wait in self._wait.items()}
+        self._wait["up"] -= 1
+        self._wait["down"] -= 1
         if self.current < self.full and self._wait["up"] <= 0 and len(self._recent) == PROBE:
             self._probe = []
             return
-        steps, wall_start, cpu_start, idle_start = self._window or (0, start, cpu,
-                                                                    self.idle_clock())
-        steps += 1
-        self._window = (steps, wall_start, cpu_start, idle_start) if steps < WINDOW else None
-        if steps < WINDOW or self.current < 2 or self._wait["down"] > 0:
+        if self._window_steps == 0:
+            self._window_start = (start, cpu, self.idle_clock())
+        self._window_steps += 1
+        if self._window_steps < WINDOW:
             return
+        self._window_steps = 0
+        if self.current < 2 or self._wait["down"] > 0:
+            return
+        wall_start, cpu_start, idle_start = self._window_start
         wall, used = self.clock() - wall_start, self.cpu_clock() - cpu_start
         idle = self.idle_clock()
         free = idle - idle_start if idle is not None and idle_start is not None else 0.0
         if wall > 0 and used < LOST_CORE * wall * self.current and free < NO_IDLE * wall:
             self.current -= 1
-            self._recent = []
+            self._recent.clear()
             self._wait["up"] = self._interval["up"] = UP_WAIT
 
     def _probe_step(self, per_sample):
@@ -107,7 +113,7 @@ class StepThreads:
         self._probe = None
         if faster:  # the core is free again; if that undid a drop at once, drop later next time
             self.current += 1
-            self._recent = []
+            self._recent.clear()
             self._wait["down"] = self._interval["down"]
             self._interval["down"] = min(2 * self._interval["down"], LAST_WAIT)
         else:  # the drop was right: wait longer before timing one thread more again
