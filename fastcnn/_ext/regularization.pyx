@@ -18,19 +18,23 @@ def axpy(const floating[::1] x,   # IN  (n,), may be y itself
         y[i] += a * x[i]
 
 
-def sum_of_squares(const floating[::1] x,   # IN  (n,)
-                   double[::1] partial,     # OUT (chunks,) one sum per chunk
-                   int n_threads):
-    """partial[c] = sum of x_i^2 over chunk c, x being cut into len(partial) runs of equal
-    length (the last may be shorter). Summing partial in order gives a total that does not
-    depend on the thread count, unlike an OpenMP reduction."""
+def chunk_sums(const floating[::1] x,   # IN  (n,)
+               double[::1] partial,     # OUT (chunks,) one sum per chunk
+               bint absolute, int n_threads):
+    """partial[c] = sum over chunk c of |x_i| (absolute) or x_i^2, x being cut into
+    len(partial) runs of equal length (the last may be shorter). Summing partial in order gives
+    a total that does not depend on the thread count, unlike an OpenMP reduction."""
     cdef Py_ssize_t c, i, n = x.shape[0], chunks = partial.shape[0]
     cdef Py_ssize_t size = (n + chunks - 1) // chunks
     cdef double total
     for c in prange(chunks, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
         total = 0
-        for i in range(c * size, min(n, (c + 1) * size)):
-            total = total + <double>x[i] * x[i]
+        if absolute:
+            for i in range(c * size, min(n, (c + 1) * size)):
+                total = total + fabs(x[i])
+        else:
+            for i in range(c * size, min(n, (c + 1) * size)):
+                total = total + <double>x[i] * x[i]
         partial[c] = total
 
 
@@ -45,17 +49,3 @@ def add_sign(const floating[::1] x,   # IN  (n,)
             y[i] += a
         elif x[i] < 0:
             y[i] -= a
-
-
-def sum_of_abs(const floating[::1] x,   # IN  (n,)
-               double[::1] partial,     # OUT (chunks,) one sum per chunk
-               int n_threads):
-    """partial[c] = sum of |x_i| over chunk c, chunked as by sum_of_squares."""
-    cdef Py_ssize_t c, i, n = x.shape[0], chunks = partial.shape[0]
-    cdef Py_ssize_t size = (n + chunks - 1) // chunks
-    cdef double total
-    for c in prange(chunks, nogil=True, schedule="static", num_threads=threads_for(n, n_threads)):
-        total = 0
-        for i in range(c * size, min(n, (c + 1) * size)):
-            total = total + fabs(x[i])
-        partial[c] = total

@@ -27,19 +27,19 @@ def add_sign(alpha, x, y, n_threads=None):
                               n_threads)
 
 
-def _chunked_sum(kernel, x, n_threads):
-    """The total of a chunked-sum kernel over x, in float64, the same for any thread count."""
+def _chunked_sum(x, absolute, n_threads):
+    """The total of |x| or x**2 over x, in float64, the same for any thread count."""
     x = as_kernel_array(x, "x").reshape(-1)
     partial = np.empty(max(1, -(-x.size // SUM_CHUNK)))
-    kernel(x, partial, effective_n_threads(n_threads))
+    _regularization.chunk_sums(x, partial, absolute, effective_n_threads(n_threads))
     return float(partial.sum())
 
 
 def sum_of_squares(x, n_threads=None):
     """sum(x**2), accumulated in float64 and the same for any thread count."""
-    return _chunked_sum(_regularization.sum_of_squares, x, n_threads)
+    return _chunked_sum(x, False, n_threads)
 
 
 def sum_of_abs(x, n_threads=None):
     """sum(|x|), accumulated in float64 and the same for any thread count."""
-    return _chunked_sum(_regularization.sum_of_abs, x, n_threads)
+    return _chunked_sum(x, True, n_threads)

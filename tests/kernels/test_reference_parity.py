@@ -394,9 +394,10 @@ def add_sign(rng, dtype):
         yield x, normal(rng, n, dtype), 0.3, THREADS
 
 
-def sum_of_squares(rng, dtype):
+def chunk_sums(rng, dtype):
     for n, chunks in ((1, 1), (10, 3), (1000, 7)):
-        yield normal(rng, n, dtype), unset(chunks, np.float64), THREADS
+        for absolute in (False, True):
+            yield normal(rng, n, dtype), unset(chunks, np.float64), absolute, THREADS
 
 
 def add_forward(rng, dtype):
@@ -887,9 +888,8 @@ CASES = {
     "accumulate_gradients": accumulate_gradients,
     "moving_average": moving_average,
     "axpy": axpy,
-    "sum_of_squares": sum_of_squares,
+    "chunk_sums": chunk_sums,
     "add_sign": add_sign,
-    "sum_of_abs": sum_of_squares,
     "add_forward": add_forward,
     "concatenate_forward": concatenate_forward,
     "concatenate_backward": concatenate_backward,

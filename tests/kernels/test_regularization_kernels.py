@@ -1,4 +1,4 @@
-"""The regularization kernels (axpy, sum_of_squares) against their twins, and thread
+"""The regularization kernels (axpy, chunk_sums) against their twins, and thread
 independence."""
 import numpy as np
 import pytest
@@ -9,11 +9,12 @@ from fastcnn._ext import regularization
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("size,chunks", [(1, 1), (10, 3), (100_003, 7)])
-def test_sum_of_squares_matches_reference(dtype, size, chunks, rng):
+@pytest.mark.parametrize("absolute", [False, True])
+def test_chunk_sums_match_reference(dtype, size, chunks, absolute, rng):
     x = rng.standard_normal(size).astype(dtype)
     partial, ref_partial = np.empty(chunks), np.empty(chunks)
-    regularization.sum_of_squares(x, partial, 2)
-    ref.sum_of_squares(x, ref_partial, 2)
+    regularization.chunk_sums(x, partial, absolute, 2)
+    ref.chunk_sums(x, ref_partial, absolute, 2)
     np.testing.assert_allclose(partial, ref_partial, rtol=1e-12)
 
 
