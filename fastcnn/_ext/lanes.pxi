@@ -5,8 +5,11 @@
 # not depend on the thread count. Runs shorter than LANES are summed left to right. The NumPy
 # twin is fastcnn._reference.reduce.lane_sum.
 
-cdef enum:
-    LANES = 16
+cdef extern from "lanes.h" nogil:
+    enum:
+        LANES "FCNN_LANES"
+    void fcnn_lanes_add_f32(double *lane, const float *x, Py_ssize_t n)
+    void fcnn_lanes_add_f64(double *lane, const double *x, Py_ssize_t n)
 
 
 cdef inline void _lanes_start(double *lane, const floating *x) noexcept nogil:
@@ -17,13 +20,12 @@ cdef inline void _lanes_start(double *lane, const floating *x) noexcept nogil:
 
 
 cdef inline void _lanes_add(double *lane, const floating *x, Py_ssize_t n) noexcept nogil:
-    """n values into the lanes, x[0] being lane 0's next value."""
-    cdef Py_ssize_t c, k, full = n - n % LANES
-    for c in range(n // LANES):
-        for k in range(LANES):
-            lane[k] = lane[k] + x[c * LANES + k]
-    for k in range(n - full):
-        lane[k] = lane[k] + x[full + k]
+    """n values into the lanes, x[0] being lane 0's next value (lanes.h, at the module's SIMD
+    level)."""
+    if floating is float:
+        fcnn_lanes_add_f32(lane, x, n)
+    else:
+        fcnn_lanes_add_f64(lane, x, n)
 
 
 cdef inline double _lanes_total(double *lane) noexcept nogil:

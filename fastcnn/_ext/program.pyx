@@ -16,60 +16,68 @@ order, so the results do not depend on the thread count.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
-from libc.math cimport (INFINITY, NAN, copysign, copysignf, cos, cosf, exp, expf, expm1, expm1f, fabs, floor,
-                        floorf, fmod, fmodf, log, log1p, log1pf, log2, log2f, log10, log10f, logf,
-                        pow, powf, rint, rintf, sin, sinf, sqrt, sqrtf)
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
 include "_threads.pxi"
+include "cpu.pxi"
 include "lanes.pxi"
-include "vecmath.pxi"
 
 cdef enum:
     BLOCK = 256  # elements per block: its registers stay in the first-level cache
 
-# The opcodes; an instruction is (opcode, destination, a, b, c). Registers are written once.
-cdef enum:
-    LOAD = 0      # dst <- full input a
-    LOAD_ROW = 1  # dst <- row input a, each row's value along the row
-    LOAD_COL = 2  # dst <- column input a, repeated in every row
-    CONST = 3     # dst <- constants[a]
-    STORE = 4     # full output dst <- register a
-    ROW_SUM = 5   # row output dst <- the sum of register a along each row, over constants[b]
-                  # (b >= 0: a mean) or not divided (b < 0)
-    ADD = 10
-    SUB = 11
-    MUL = 12
-    DIV = 13
-    MAX = 14      # NaN wins, as in NumPy
-    MIN = 15
-    POW = 16
-    FLOOR_DIVIDE = 17  # rounds toward -inf, as NumPy's floor_divide
-    MOD = 18           # the divisor's sign, as NumPy's mod
-    GT = 20       # comparisons give 1 or 0
-    GE = 21
-    LT = 22
-    LE = 23
-    EQ = 24
-    NE = 25
-    WHERE = 26    # dst <- b where a != 0 else c
-    NEG = 30
-    EXP = 31
-    LOG = 32
-    LOG1P = 33
-    EXPM1 = 34
-    SQRT = 35
-    SQUARE = 36
-    ABS = 37
-    SIGN = 38     # NaN stays NaN, zeros give 0
-    SIN = 39
-    COS = 40
-    FLOOR = 41
-    RINT = 42     # halves to even, as NumPy's round
-    LOG2 = 43
-    LOG10 = 44
-    RECIPROCAL = 45
+# The opcodes (program.h says what each does) and the per-instruction loops, at the module's
+# SIMD level.
+cdef extern from "program.h" nogil:
+    enum:
+        LOAD "FCNN_OP_LOAD"
+        LOAD_ROW "FCNN_OP_LOAD_ROW"
+        LOAD_COL "FCNN_OP_LOAD_COL"
+        CONST "FCNN_OP_CONST"
+        STORE "FCNN_OP_STORE"
+        ROW_SUM "FCNN_OP_ROW_SUM"
+        ADD "FCNN_OP_ADD"
+        SUB "FCNN_OP_SUB"
+        MUL "FCNN_OP_MUL"
+        DIV "FCNN_OP_DIV"
+        MAX "FCNN_OP_MAX"
+        MIN "FCNN_OP_MIN"
+        POW "FCNN_OP_POW"
+        FLOOR_DIVIDE "FCNN_OP_FLOOR_DIVIDE"
+        MOD "FCNN_OP_MOD"
+        GT "FCNN_OP_GT"
+        GE "FCNN_OP_GE"
+        LT "FCNN_OP_LT"
+        LE "FCNN_OP_LE"
+        EQ "FCNN_OP_EQ"
+        NE "FCNN_OP_NE"
+        WHERE "FCNN_OP_WHERE"
+        NEG "FCNN_OP_NEG"
+        EXP "FCNN_OP_EXP"
+        LOG "FCNN_OP_LOG"
+        LOG1P "FCNN_OP_LOG1P"
+        EXPM1 "FCNN_OP_EXPM1"
+        SQRT "FCNN_OP_SQRT"
+        SQUARE "FCNN_OP_SQUARE"
+        ABS "FCNN_OP_ABS"
+        SIGN "FCNN_OP_SIGN"
+        SIN "FCNN_OP_SIN"
+        COS "FCNN_OP_COS"
+        FLOOR "FCNN_OP_FLOOR"
+        RINT "FCNN_OP_RINT"
+        LOG2 "FCNN_OP_LOG2"
+        LOG10 "FCNN_OP_LOG10"
+        RECIPROCAL "FCNN_OP_RECIPROCAL"
+    void fcnn_program_binary_f32(int op, float *d, const float *a, const float *b,
+                                 Py_ssize_t m)
+    void fcnn_program_binary_f64(int op, double *d, const double *a, const double *b,
+                                 Py_ssize_t m)
+    void fcnn_program_unary_f32(int op, float *d, const float *a, Py_ssize_t m)
+    void fcnn_program_unary_f64(int op, double *d, const double *a, Py_ssize_t m)
+    void fcnn_program_where_f32(float *d, const float *c, const float *x, const float *y,
+                                Py_ssize_t m)
+    void fcnn_program_where_f64(double *d, const double *c, const double *x, const double *y,
+                                Py_ssize_t m)
 
 OPCODES = {"load": LOAD, "load_row": LOAD_ROW, "load_col": LOAD_COL, "const": CONST,
            "store": STORE, "row_sum": ROW_SUM, "add": ADD, "subtract": SUB, "multiply": MUL,
@@ -79,179 +87,6 @@ OPCODES = {"load": LOAD, "load_row": LOAD_ROW, "load_col": LOAD_COL, "const": CO
            "expm1": EXPM1, "sqrt": SQRT, "square": SQUARE, "abs": ABS, "sign": SIGN, "sin": SIN,
            "cos": COS, "floor": FLOOR, "rint": RINT, "log2": LOG2, "log10": LOG10,
            "reciprocal": RECIPROCAL}
-
-
-cdef inline floating _unary(int op, floating v) noexcept nogil:
-    if floating is float:
-        if op == EXP:
-            return expf(v)
-        if op == LOG:
-            return logf(v)
-        if op == LOG1P:
-            return log1pf(v)
-        if op == EXPM1:
-            return expm1f(v)
-        if op == SIN:
-            return sinf(v)
-        if op == COS:
-            return cosf(v)
-        if op == FLOOR:
-            return floorf(v)
-        if op == RINT:
-            return rintf(v)
-        if op == LOG2:
-            return log2f(v)
-        return log10f(v)
-    else:
-        if op == EXP:
-            return exp(v)
-        if op == LOG:
-            return log(v)
-        if op == LOG1P:
-            return log1p(v)
-        if op == EXPM1:
-            return expm1(v)
-        if op == SIN:
-            return sin(v)
-        if op == COS:
-            return cos(v)
-        if op == FLOOR:
-            return floor(v)
-        if op == RINT:
-            return rint(v)
-        if op == LOG2:
-            return log2(v)
-        return log10(v)
-
-
-cdef void _math(int op, floating *d, const floating *a, Py_ssize_t m) noexcept nogil:
-    """d = op(a): exp and log of float32 in vecmath.pxi; otherwise the library's functions,
-    which do not vectorise: a predictable branch per element costs little beside the call."""
-    cdef Py_ssize_t j
-    if floating is float:
-        if op == EXP:
-            _expf(d, a, m)
-            return
-        if op == LOG:
-            _logf(d, a, m)
-            return
-    for j in range(m):
-        d[j] = _unary(op, a[j])
-
-
-cdef inline floating _divmod(floating a, floating b, bint quotient) noexcept nogil:
-    """a // b (``quotient``) or a % b, step for step as NumPy's divmod: the remainder from
-    fmod moved to the divisor's sign, the quotient snapped to the nearest whole number; a zero
-    divisor gives a / b and fmod's NaN."""
-    cdef floating m, div, q
-    if floating is float:
-        m = fmodf(a, b)
-    else:
-        m = fmod(a, b)
-    if b == 0:
-        return a / b if quotient else m
-    div = (a - m) / b
-    if m != 0:
-        if (b < 0) != (m < 0):
-            m = m + b
-            div = div - 1
-    else:
-        if floating is float:
-            m = copysignf(0, b)
-        else:
-            m = copysign(0, b)
-    if not quotient:
-        return m
-    if div != 0:
-        if floating is float:
-            q = floorf(div)
-        else:
-            q = floor(div)
-        if div - q > 0.5:
-            q = q + 1
-        return q
-    if floating is float:
-        return copysignf(0, a / b)
-    return copysign(0, a / b)
-
-
-cdef void _binary(int op, floating *d, const floating *a, const floating *b,
-                  Py_ssize_t m) noexcept nogil:
-    cdef Py_ssize_t j
-    if op == ADD:
-        for j in range(m):
-            d[j] = a[j] + b[j]
-    elif op == SUB:
-        for j in range(m):
-            d[j] = a[j] - b[j]
-    elif op == MUL:
-        for j in range(m):
-            d[j] = a[j] * b[j]
-    elif op == DIV:
-        for j in range(m):
-            d[j] = a[j] / b[j]
-    elif op == MAX:
-        for j in range(m):
-            d[j] = a[j] if a[j] >= b[j] or a[j] != a[j] else b[j]
-    elif op == MIN:
-        for j in range(m):
-            d[j] = a[j] if a[j] <= b[j] or a[j] != a[j] else b[j]
-    elif op == POW:
-        for j in range(m):
-            if floating is float:
-                d[j] = powf(a[j], b[j])
-            else:
-                d[j] = pow(a[j], b[j])
-    elif op == FLOOR_DIVIDE:
-        for j in range(m):
-            d[j] = _divmod(a[j], b[j], True)
-    elif op == MOD:
-        for j in range(m):
-            d[j] = _divmod(a[j], b[j], False)
-    elif op == GT:
-        for j in range(m):
-            d[j] = a[j] > b[j]
-    elif op == GE:
-        for j in range(m):
-            d[j] = a[j] >= b[j]
-    elif op == LT:
-        for j in range(m):
-            d[j] = a[j] < b[j]
-    elif op == LE:
-        for j in range(m):
-            d[j] = a[j] <= b[j]
-    elif op == EQ:
-        for j in range(m):
-            d[j] = a[j] == b[j]
-    else:
-        for j in range(m):
-            d[j] = a[j] != b[j]
-
-
-cdef void _simple(int op, floating *d, const floating *a, Py_ssize_t m) noexcept nogil:
-    """d = op(a) for the operations that vectorise."""
-    cdef Py_ssize_t j
-    if op == NEG:
-        for j in range(m):
-            d[j] = -a[j]
-    elif op == SQUARE:
-        for j in range(m):
-            d[j] = a[j] * a[j]
-    elif op == ABS:
-        for j in range(m):
-            d[j] = fabs(a[j])
-    elif op == RECIPROCAL:
-        for j in range(m):
-            d[j] = 1 / a[j]
-    elif op == SQRT:
-        for j in range(m):
-            if floating is float:
-                d[j] = sqrtf(a[j])
-            else:
-                d[j] = sqrt(a[j])
-    else:  # SIGN
-        for j in range(m):
-            d[j] = 1 if a[j] > 0 else (-1 if a[j] < 0 else (0 if a[j] == 0 else a[j]))
 
 
 cdef struct _Run:
@@ -324,15 +159,19 @@ cdef void _block(const _Run *run, floating **inputs, floating **outputs, floatin
         elif op == CONST:
             pass  # filled once per thread, before the first block (_execute)
         elif op == WHERE:
-            for j in range(m):
-                d[j] = reg[ins[3]][j] if reg[ins[2]][j] != 0 else reg[ins[4]][j]
+            if floating is float:
+                fcnn_program_where_f32(d, reg[ins[2]], reg[ins[3]], reg[ins[4]], m)
+            else:
+                fcnn_program_where_f64(d, reg[ins[2]], reg[ins[3]], reg[ins[4]], m)
         elif op >= ADD and op <= NE:
-            _binary(op, d, reg[ins[2]], reg[ins[3]], m)
-        elif (op == NEG or op == SQUARE or op == ABS or op == SIGN or op == RECIPROCAL
-              or op == SQRT):
-            _simple(op, d, reg[ins[2]], m)
+            if floating is float:
+                fcnn_program_binary_f32(op, d, reg[ins[2]], reg[ins[3]], m)
+            else:
+                fcnn_program_binary_f64(op, d, reg[ins[2]], reg[ins[3]], m)
+        elif floating is float:
+            fcnn_program_unary_f32(op, d, reg[ins[2]], m)
         else:
-            _math(op, d, reg[ins[2]], m)
+            fcnn_program_unary_f64(op, d, reg[ins[2]], m)
 
 
 cdef int _execute(const _Run *run, floating **inputs, floating **outputs) except -1:

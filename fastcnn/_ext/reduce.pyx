@@ -11,6 +11,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 
 include "_threads.pxi"
+include "cpu.pxi"
 include "lanes.pxi"
 
 

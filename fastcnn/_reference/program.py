@@ -27,7 +27,7 @@ def _pow2f(n):
 
 
 def _expf(x):
-    """vecmath.pxi's float32 exp, step for step."""
+    """vecmath.h's float32 exp, step for step."""
     x = np.where(x > F(89.0), F(89.0), x)
     x = np.where(x < F(-104.0), F(-104.0), x)
     nf = (x * F(1.44269504088896341) + F(12582912.0)) - F(12582912.0)
@@ -42,7 +42,7 @@ def _expf(x):
 
 
 def _logf(x):
-    """vecmath.pxi's float32 log, step for step."""
+    """vecmath.h's float32 log, step for step."""
     tiny = x < F(1.17549435e-38)
     u = np.where(tiny, x * F(33554432.0), x).view(np.uint32)
     e = ((u >> np.uint32(23)) & np.uint32(0xff)).astype(np.int32) - 126 - np.where(tiny, 25, 0)
@@ -64,7 +64,36 @@ def _logf(x):
     return np.where((x != x) | (x == F(np.inf)), x, r)
 
 
-_FLOAT32 = {"exp": _expf, "log": _logf}  # the kernel's own float32 functions (vecmath.pxi)
+TRIG_LIMIT = F(1.0e6)  # as vecmath.h's FCNN_TRIG_LIMIT
+
+
+def _sincosf(x, shift):
+    """vecmath.h's float32 sin (shift 0) or cos (shift 1), step for step: reduced and evaluated
+    in float64; beyond TRIG_LIMIT, inf and NaN, float64 sin or cos."""
+    inside = np.abs(x) < TRIG_LIMIT
+    xd = np.where(inside, x, F(0)).astype(np.float64)
+    t = xd * 6.36619772367581382433e-01 + 6755399441055744.0
+    nd = t - 6755399441055744.0
+    n = t.view(np.uint64) + np.uint64(shift)
+    r = (xd - nd * 1.57079631090164184570e+00) - nd * 1.58932547735281966916e-08
+    z = r * r
+    w = z * z
+    s = ((r + (z * r) * (-1.66666666416265235595e-01 + z * 8.33332938588946318e-03))
+         + ((z * r) * w) * (-1.98393348360966317347e-04 + z * 2.71831149398982191e-06))
+    c = (((1.0 + z * -4.99999997251031003120e-01) + w * 4.16666233237390631894e-02)
+         + (w * z) * (-1.38867637746099294692e-03 + z * 2.43904487962774090654e-05))
+    v = np.where(n & np.uint64(1), c, s)
+    result = np.where(n & np.uint64(2), -v, v).astype(F)
+    if shift == 0:
+        result = np.where(x == 0, x, result)
+    far = (np.cos if shift else np.sin)(x[~inside].astype(np.float64)).astype(F)
+    result[~inside] = far
+    return result
+
+
+# the kernel's own float32 functions (vecmath.h)
+_FLOAT32 = {"exp": _expf, "log": _logf, "sin": lambda x: _sincosf(x, 0),
+            "cos": lambda x: _sincosf(x, 1)}
 
 
 def program_run(code, constants, inputs, outputs, rows, cols, n_registers, n_threads):

@@ -127,15 +127,17 @@ def test_floor_divide_and_mod_are_numpys_bit_for_bit(dtype, rng):
             np.testing.assert_array_equal(np.signbit(g), np.signbit(w))
 
 
-@pytest.mark.parametrize("name", ["exp", "log"])
-def test_float32_exp_and_log_are_within_an_ulp(name):
-    # vecmath.pxi's own float32 exp and log against float64's: a sweep over every sign and
-    # exponent (one bit pattern in 4099) and the edges: overflow, underflow into subnormals,
-    # zeros, negatives, inf and NaN (where the answer is not finite, exactly NumPy's)
+@pytest.mark.parametrize("name", ["exp", "log", "sin", "cos"])
+def test_float32_functions_are_within_an_ulp(name, simd_path):
+    # vecmath.h's own float32 exp, log, sin and cos against float64's: a sweep over every sign
+    # and exponent (one bit pattern in 4099) and the edges: overflow, underflow into subnormals,
+    # zeros, negatives, multiples of pi / 2, sin and cos beyond their reduction's limit, inf and
+    # NaN (where the answer is not finite, exactly NumPy's)
     x = np.arange(0, 2 ** 32, 4099, dtype=np.uint64).astype(np.uint32).view(np.float32)
     edges = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 88.72283, 88.7228394, 89.0,
              -87.33654, -103.27893, -103.97, -104.0, -200.0, 1.17549435e-38, 1.4e-45,
-             3.4028235e38, -1.4e-45]
+             3.4028235e38, -1.4e-45, 1.5707964, 3.1415927, -4.712389, 99999.99, 999999.9,
+             1000000.0, -1000000.0, 12345678.0]
     x = np.append(x, np.array(edges, np.float32))
     b = program.Builder()
     b.store(b.op(name, b.input()))
@@ -148,3 +150,35 @@ def test_float32_exp_and_log_are_within_an_ulp(name):
         ulp = np.spacing(np.abs(exact[finite].astype(np.float32))).astype(np.float64)
         assert np.max(np.abs(got[finite] - exact[finite]) / ulp) < 1
         np.testing.assert_array_equal(got[~finite], exact[~finite].astype(np.float32))
+        assert np.signbit(got[x == 0]).tolist() == np.signbit(ufunc(x[x == 0])).tolist()
+
+
+# The opcodes whose every step is an IEEE operation, or one of vecmath.h's float32 functions:
+# the same bits at every SIMD level and in the NumPy twin.
+EXACT = ["add", "subtract", "multiply", "divide", "maximum", "minimum", "greater",
+         "greater_equal", "less", "less_equal", "equal", "not_equal", "negative", "sqrt",
+         "square", "abs", "sign", "floor", "rint", "reciprocal"]
+FLOAT32_FUNCTIONS = ["exp", "log", "sin", "cos"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_every_simd_path_matches_the_twin_bit_for_bit(dtype, simd_path, rng):
+    b = program.Builder()
+    x, y = b.input(), b.input()
+    positive = b.op("add", b.op("abs", y), b.constant(0.5))
+    names = EXACT + (FLOAT32_FUNCTIONS if dtype == np.float32 else [])
+    results = [b.op(name, x, y) if program.ARITY[name] == 2 else
+               b.op(name, positive if name in ("log", "sqrt") else x) for name in names]
+    results.append(b.op("where", b.op("greater", x, y), x, y))
+    for r in results:
+        b.store(r)
+    b.row_sum(results[0], 3.0)
+    prog = b.build(dtype)
+    rows, cols = 7, 300  # a row longer than a block
+    data = [(rng.standard_normal(rows * cols) * 4).astype(dtype) for _ in range(2)]
+    data[0][:8] = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e7, -3e-39, 1.5707964]
+    got = program.run(prog, data, rows, cols)
+    want = [np.empty_like(g) for g in got]
+    ref.program_run(prog.code, prog.constants, data, want, rows, cols, prog.n_registers, 1)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.view(f"u{g.itemsize}"), w.view(f"u{w.itemsize}"))
