@@ -4,8 +4,9 @@ axes together), and the gradient of max and min, which splits each output's grad
 among the entries that hold the extreme value; and cumsum, the running sums along that axis.
 
 Sums and products accumulate in double. Every output element is computed by one thread, reading its n
-values in order (j = 0, 1, ... n - 1), so the results do not depend on the thread count; a sum or
-mean over a contiguous run (inner == 1) runs in lanes instead (lanes.pxi), which vectorise.
+values in order (j = 0, 1, ... n - 1), so the results do not depend on the thread count; a sum,
+mean or product over a contiguous run (inner == 1) runs in lanes instead (lanes.pxi), which
+vectorise.
 """
 from cython cimport floating
 from cython.parallel cimport prange
@@ -80,9 +81,10 @@ def reduce_forward(str op,                          # IN  "sum", "mean", "max", 
     cdef int threads = threads_for(outer * n * inner, n_threads)
     if outer == 0 or inner == 0:
         return
-    if inner == 1 and (code == SUM or code == MEAN):
+    if inner == 1 and (code == SUM or code == MEAN or code == PROD):
         for o in prange(outer, nogil=True, num_threads=threads, schedule="static"):
-            out[o, 0] = <floating>(_lane_sum(&x[o, 0, 0], n) / (n if code == MEAN else 1))
+            out[o, 0] = <floating>(_lane_sum(&x[o, 0, 0], n, code == PROD)
+                                   / (n if code == MEAN else 1))
         return
     for b in prange(outer * blocks, nogil=True, num_threads=threads, schedule="static"):
         o = b // blocks

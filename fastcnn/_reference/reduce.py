@@ -4,22 +4,32 @@ import numpy as np
 LANES = 16  # as fastcnn/_ext/lanes.pxi
 
 
-def lane_sum(x):
-    """The sums along the last axis of 2-D ``x`` in float64, in the kernels' lane order: value j
-    into lane j % LANES, each lane left to right, the lanes folded in halves; runs shorter than
-    LANES left to right."""
+def _lanes(x, ufunc):
+    """ufunc (np.add or np.multiply) folded along the last axis of 2-D ``x`` in float64, in the
+    kernels' lane order: value j into lane j % LANES, each lane left to right, the lanes folded
+    in halves; runs shorter than LANES left to right."""
     x = np.asarray(x, np.float64)
     n = x.shape[1]
     if n < LANES:
-        return np.cumsum(x, axis=1)[:, -1]
+        return ufunc.accumulate(x, axis=1)[:, -1]
     full = n - n % LANES
-    lane = np.cumsum(x[:, :full].reshape(len(x), full // LANES, LANES), axis=1)[:, -1]
-    lane[:, :n - full] += x[:, full:]
+    lane = ufunc.accumulate(x[:, :full].reshape(len(x), full // LANES, LANES), axis=1)[:, -1]
+    lane[:, :n - full] = ufunc(lane[:, :n - full], x[:, full:])
     width = LANES // 2
     while width >= 1:
-        lane = lane[:, :width] + lane[:, width:2 * width]
+        lane = ufunc(lane[:, :width], lane[:, width:2 * width])
         width //= 2
     return lane[:, 0]
+
+
+def lane_sum(x):
+    """The sums along the last axis of 2-D ``x`` in the kernels' lane order."""
+    return _lanes(x, np.add)
+
+
+def lane_prod(x):
+    """The products along the last axis of 2-D ``x`` in the kernels' lane order."""
+    return _lanes(x, np.multiply)
 
 
 def reduce_forward(op, x, out, n_threads):
@@ -29,7 +39,8 @@ def reduce_forward(op, x, out, n_threads):
             np.add.reduce(x.astype(np.float64), axis=1)
         out[...] = total / x.shape[1] if op == "mean" else total
     elif op == "prod":
-        out[...] = np.multiply.reduce(x.astype(np.float64), axis=1)
+        out[...] = lane_prod(x[:, :, 0])[:, None] if x.shape[2] == 1 else \
+            np.multiply.reduce(x.astype(np.float64), axis=1)
     else:
         out[...] = (np.max if op == "max" else np.min)(x, axis=1)
 

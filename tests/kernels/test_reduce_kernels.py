@@ -1,8 +1,11 @@
 """The reduce kernels (fastcnn.ops' sum, mean, max, min and prod) through their wrapper: against
-NumPy over axes in one block or apart, and bitwise the same for any thread count."""
+NumPy over axes in one block or apart, bitwise the same for any thread count, and the lane sums
+and products bitwise the twin's on every SIMD path."""
 import numpy as np
 import pytest
 
+from fastcnn import _reference as ref
+from fastcnn._ext import reduce as _ext_reduce
 from fastcnn._ops import reduce
 
 AXES = [(0,), (1,), (2,), (0, 1), (1, 2), (0, 2), (0, 1, 2)]
@@ -57,6 +60,23 @@ def test_reduce_is_bitwise_the_same_for_any_thread_count(axes, dtype, rng):
     grads = [reduce.extreme_backward(x, y, dy, axes, n_threads=t) for t in (1, 2, 3)]
     for g in grads[1:]:
         np.testing.assert_array_equal(g, grads[0])
+
+
+@pytest.mark.parametrize("op", ["sum", "mean", "prod"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lane_reductions_match_the_twin_bit_for_bit_on_every_simd_path(op, dtype, simd_path,
+                                                                       rng):
+    # runs of 1 to 300 values (shorter and longer than the lanes, with a partial last round),
+    # products near 1 so that they stay finite
+    for n in (1, 7, 16, 17, 45, 300):
+        x = (1 + rng.normal(size=(6, n, 1)) / 8).astype(dtype)
+        x[0, 0, 0] = -0.0
+        got = np.empty((6, 1), dtype)
+        _ext_reduce.reduce_forward(op, x, got, 1)
+        want = np.empty_like(got)
+        ref.reduce_forward(op, x, want, 1)
+        np.testing.assert_array_equal(got.view(f"u{got.itemsize}"),
+                                      want.view(f"u{want.itemsize}"))
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2])
