@@ -8,10 +8,12 @@ import math
 
 import numpy as np
 
+from .._ops import program as programs
 from .._ops import reduce as reduce_ops
 from .arithmetic import add, exp, isfinite, log, sqrt, square, stop_gradient, subtract, where
 from .core import KERNEL_DTYPES, Op, Spec, normalize_axis, recordable, result_dtype, spec_of
 from .shape import squeeze
+from .tracing import current_scope
 
 
 def _kernel_reduce(op, x, axes, keepdims):
@@ -141,10 +143,43 @@ def min(x, axis=None, keepdims=False, initial=None):
 amax, amin = max, min
 
 
+_VARIANCE_PROGRAMS = {}  # (dtype, count) -> the program of _eager_var
+
+
+def _eager_var(x, axis, keepdims):
+    """var of an array that no op records, over trailing axes, in two passes: the mean (the
+    reduce kernel), then one program that takes each deviation from it, squares it and averages
+    the squares along the row, with no array of deviations between them. Those are the steps
+    of var's composition, row_sum being the reduce kernel's mean, so the bits are the same.
+    None where it does not apply."""
+    if type(x) is not np.ndarray or x.dtype not in KERNEL_DTYPES or current_scope() is not None:
+        return None
+    axes = normalize_axis(axis, x.ndim)
+    count = math.prod(x.shape[a] for a in axes)
+    if not axes or axes != tuple(range(x.ndim - len(axes), x.ndim)) or not x.size:
+        return None
+    x = np.ascontiguousarray(x)
+    key = (x.dtype, count)
+    program = _VARIANCE_PROGRAMS.get(key)
+    if program is None:
+        b = programs.Builder()
+        b.row_sum(b.op("square", b.op("subtract", b.input(), b.input("row"))), count)
+        program = b.build(x.dtype)
+        if len(_VARIANCE_PROGRAMS) < 64:
+            _VARIANCE_PROGRAMS[key] = program
+    center = reduce_ops.reduce_forward("mean", x, axes)
+    (out,) = programs.run(program, [x, center.reshape(-1)], x.size // count, count)
+    out = out.reshape(center.shape)
+    return np.expand_dims(out, axes) if keepdims else out
+
+
 @recordable
 def var(x, axis=None, keepdims=False):
     """The mean square deviation from the mean, composed of kernel-backed ops (as NumPy
-    computes it), which differentiate it."""
+    computes it), which differentiate it; on a float array, the same steps fused (_eager_var)."""
+    out = _eager_var(x, axis, keepdims)
+    if out is not None:
+        return out
     deviation = subtract(x, mean(x, axis=axis, keepdims=True))
     return mean(square(deviation), axis=axis, keepdims=keepdims)
 

@@ -1,10 +1,12 @@
 """The ops that run on kernels rather than whole-array NumPy calls: comparisons, where, mod and
 floor_divide of float arrays as programs of the program kernel (NumPy's results at the edges,
 bool comparisons), var, std and logsumexp as compositions of kernel-backed ops (their values at
-the edges and their gradients, traced, against finite differences)."""
+the edges and their gradients, traced, against finite differences), var of an array over
+trailing axes as the same steps fused."""
 import numpy as np
 import pytest
 
+import fastcnn
 from fastcnn import ops
 from fastcnn.ops import arithmetic
 from fastcnn.ops import reductions
@@ -101,6 +103,29 @@ def test_var_std_and_logsumexp_run_the_reduce_kernels(monkeypatch, rng):
     np.testing.assert_allclose(ops.logsumexp(x, axis=1),
                                np.log(np.exp(x).sum(axis=1)), rtol=1e-13)
     assert calls == ["mean", "mean"] * 2 + ["max", "sum"]
+
+
+@pytest.mark.parametrize("axis", [None, -1, (1, 2)], ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_eager_var_over_trailing_axes_is_its_composition_bit_for_bit(axis, dtype, rng):
+    # one program after the mean, no array of deviations: the composition's steps, for any
+    # thread count
+    x = (rng.normal(size=(6, 5, 70)) * 30 + 4).astype(dtype)
+    x[0, 0, :3] = [np.inf, np.nan, -0.0]
+    composed = ops.mean(ops.square(ops.subtract(x, ops.mean(x, axis=axis, keepdims=True))),
+                        axis=axis, keepdims=True)
+    previous = fastcnn.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            fastcnn.set_num_threads(threads)
+            got = ops.var(x, axis=axis, keepdims=True)
+            assert got.dtype == dtype and got.shape == composed.shape
+            np.testing.assert_array_equal(got.view(f"u{got.itemsize}"),
+                                          composed.view(f"u{got.itemsize}"))
+    finally:
+        fastcnn.set_num_threads(previous)
+    np.testing.assert_array_equal(ops.var(x, axis=axis), composed.reshape(
+        ops.var(x, axis=axis).shape))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
