@@ -461,11 +461,21 @@ def bilinear_reference(image, size):
                      matrix(image.shape[1], size[1]))
 
 
+def program_inputs(rng, program, rows, cols):
+    """Random inputs of ``program`` over (rows, cols): normal values, bools for a mask."""
+    sizes = {"full": rows * cols, "row": rows, "col": cols, "mask": rows * cols}
+    return [rng.random(sizes[kind]) < 0.5 if kind == "mask" else
+            rng.standard_normal(sizes[kind]).astype(program.dtype)
+            for kind in program.input_kinds]
+
+
 def every_opcode_program(dtype):
     """A program of the program kernel that runs every opcode, on full inputs x and y, a row
-    input and a column input, with full and row outputs."""
+    input, a column input and a mask, with full, row and mask outputs (its inputs:
+    program_inputs)."""
     b = Builder()
     x, y, row, col = b.input(), b.input(), b.input("row"), b.input("col")
+    b.store_mask(b.op("greater", b.op("where", b.input("mask"), x, y), row))
     positive = b.op("add", b.op("abs", y), b.constant(0.5))
     results = [b.op("add", b.op("multiply", x, row), col)]
     for name, arity in sorted(ARITY.items()):

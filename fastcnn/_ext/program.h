@@ -27,6 +27,8 @@ enum {
     FCNN_OP_STORE = 4,     /* full output dst <- register a */
     FCNN_OP_ROW_SUM = 5,   /* row output dst <- the sum of register a along each row, over
                               constants[b] (b >= 0: a mean) or not divided (b < 0) */
+    FCNN_OP_LOAD_MASK = 6, /* dst <- full bool input a, as 1 or 0 */
+    FCNN_OP_STORE_MASK = 7, /* full bool output dst <- whether register a is nonzero */
     FCNN_OP_ADD = 10,
     FCNN_OP_SUB = 11,
     FCNN_OP_MUL = 12,
@@ -197,6 +199,21 @@ FCNN_LIBM_UNARY(double, f64, exp, log, log1p, expm1, sin, cos, floor, rint, log2
         }                                                                                         \
     }
 
+/* d = the bools of mask as 1 or 0, and mask = whether each of a is nonzero, over m values. */
+#define FCNN_PROGRAM_MASKS(ATTR, LEVEL, T, SFX)                                                   \
+    ATTR static void fcnn_program_load_mask_##SFX##_##LEVEL(T *restrict d,                        \
+                                                             const unsigned char *mask,           \
+                                                             ptrdiff_t m)                         \
+    {                                                                                             \
+        FCNN_LOOP(mask[j] != 0);                                                                  \
+    }                                                                                             \
+    ATTR static void fcnn_program_store_mask_##SFX##_##LEVEL(unsigned char *restrict mask,        \
+                                                              const T *a, ptrdiff_t m)            \
+    {                                                                                             \
+        for (ptrdiff_t j = 0; j < m; j++)                                                         \
+            mask[j] = a[j] != 0;                                                                  \
+    }
+
 #define FCNN_PROGRAM_LEVEL(ATTR, LEVEL)                                                           \
     FCNN_PROGRAM_VECMATH(ATTR, fcnn_program_vecmath_f32_##LEVEL)                                  \
     FCNN_PROGRAM_UNARY(ATTR, fcnn_program_unary_f32_##LEVEL, float, f32, sqrtf, fabsf,            \
@@ -205,7 +222,9 @@ FCNN_LIBM_UNARY(double, f64, exp, log, log1p, expm1, sin, cos, floor, rint, log2
     FCNN_PROGRAM_BINARY(ATTR, fcnn_program_binary_f32_##LEVEL, float, f32, powf)                  \
     FCNN_PROGRAM_BINARY(ATTR, fcnn_program_binary_f64_##LEVEL, double, f64, pow)                  \
     FCNN_PROGRAM_WHERE(ATTR, fcnn_program_where_f32_##LEVEL, float)                               \
-    FCNN_PROGRAM_WHERE(ATTR, fcnn_program_where_f64_##LEVEL, double)
+    FCNN_PROGRAM_WHERE(ATTR, fcnn_program_where_f64_##LEVEL, double)                              \
+    FCNN_PROGRAM_MASKS(ATTR, LEVEL, float, f32)                                                   \
+    FCNN_PROGRAM_MASKS(ATTR, LEVEL, double, f64)
 
 FCNN_PROGRAM_LEVEL(, scalar)
 #if FCNN_X86
@@ -225,6 +244,14 @@ FCNN_PROGRAM_LEVEL(FCNN_TARGET_AVX2_NOFMA, avx2)
     static void fcnn_program_where_##SFX(T *d, const T *c, const T *x, const T *y, ptrdiff_t m)   \
     {                                                                                             \
         FCNN_DISPATCH(fcnn_level, fcnn_program_where_##SFX, d, c, x, y, m);                       \
+    }                                                                                             \
+    static void fcnn_program_load_mask_##SFX(T *d, const unsigned char *mask, ptrdiff_t m)        \
+    {                                                                                             \
+        FCNN_DISPATCH(fcnn_level, fcnn_program_load_mask_##SFX, d, mask, m);                      \
+    }                                                                                             \
+    static void fcnn_program_store_mask_##SFX(unsigned char *mask, const T *a, ptrdiff_t m)       \
+    {                                                                                             \
+        FCNN_DISPATCH(fcnn_level, fcnn_program_store_mask_##SFX, mask, a, m);                     \
     }
 FCNN_PROGRAM_DISPATCHED(float, f32)
 FCNN_PROGRAM_DISPATCHED(double, f64)

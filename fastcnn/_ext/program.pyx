@@ -19,6 +19,8 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
+import numpy as np
+
 include "_threads.pxi"
 include "cpu.pxi"
 include "lanes.pxi"
@@ -36,6 +38,8 @@ cdef extern from "program.h" nogil:
         CONST "FCNN_OP_CONST"
         STORE "FCNN_OP_STORE"
         ROW_SUM "FCNN_OP_ROW_SUM"
+        LOAD_MASK "FCNN_OP_LOAD_MASK"
+        STORE_MASK "FCNN_OP_STORE_MASK"
         ADD "FCNN_OP_ADD"
         SUB "FCNN_OP_SUB"
         MUL "FCNN_OP_MUL"
@@ -78,9 +82,14 @@ cdef extern from "program.h" nogil:
                                 Py_ssize_t m)
     void fcnn_program_where_f64(double *d, const double *c, const double *x, const double *y,
                                 Py_ssize_t m)
+    void fcnn_program_load_mask_f32(float *d, const unsigned char *mask, Py_ssize_t m)
+    void fcnn_program_load_mask_f64(double *d, const unsigned char *mask, Py_ssize_t m)
+    void fcnn_program_store_mask_f32(unsigned char *mask, const float *a, Py_ssize_t m)
+    void fcnn_program_store_mask_f64(unsigned char *mask, const double *a, Py_ssize_t m)
 
 OPCODES = {"load": LOAD, "load_row": LOAD_ROW, "load_col": LOAD_COL, "const": CONST,
-           "store": STORE, "row_sum": ROW_SUM, "add": ADD, "subtract": SUB, "multiply": MUL,
+           "store": STORE, "row_sum": ROW_SUM, "load_mask": LOAD_MASK, "store_mask": STORE_MASK,
+           "add": ADD, "subtract": SUB, "multiply": MUL,
            "divide": DIV, "maximum": MAX, "minimum": MIN, "power": POW, "floor_divide": FLOOR_DIVIDE, "mod": MOD, "greater": GT,
            "greater_equal": GE, "less": LT, "less_equal": LE, "equal": EQ, "not_equal": NE,
            "where": WHERE, "negative": NEG, "exp": EXP, "log": LOG, "log1p": LOG1P,
@@ -119,6 +128,12 @@ cdef void _block(const _Run *run, floating **inputs, floating **outputs, floatin
             if not run.direct[i]:
                 memcpy(outputs[ins[1]] + start, reg[ins[2]], m * sizeof(floating))
             continue
+        if op == STORE_MASK:  # a bool output: its pointer is to bytes
+            if floating is float:
+                fcnn_program_store_mask_f32(<unsigned char *>outputs[ins[1]] + start, reg[ins[2]], m)
+            else:
+                fcnn_program_store_mask_f64(<unsigned char *>outputs[ins[1]] + start, reg[ins[2]], m)
+            continue
         if op == ROW_SUM:
             a = reg[ins[2]]
             if first and last:
@@ -156,6 +171,11 @@ cdef void _block(const _Run *run, floating **inputs, floating **outputs, floatin
         elif op == LOAD_COL:
             for q in range(nr):
                 memcpy(d + q * w, inputs[ins[2]] + c0, w * sizeof(floating))
+        elif op == LOAD_MASK:  # a bool input: its pointer is to bytes
+            if floating is float:
+                fcnn_program_load_mask_f32(d, <unsigned char *>inputs[ins[2]] + start, m)
+            else:
+                fcnn_program_load_mask_f64(d, <unsigned char *>inputs[ins[2]] + start, m)
         elif op == CONST:
             pass  # filled once per thread, before the first block (_execute)
         elif op == WHERE:
@@ -241,18 +261,29 @@ cdef Py_ssize_t _writer(const _Run *run, int register) noexcept:
     cdef Py_ssize_t i
     for i in range(run.n_code):
         if run.code[5 * i] != STORE and run.code[5 * i] != ROW_SUM \
-                and run.code[5 * i + 1] == register:
+                and run.code[5 * i] != STORE_MASK and run.code[5 * i + 1] == register:
             return i
     return 0
 
 
 cdef void *_address(array, bint single, bint written, list keep) except NULL:
     """The first element of ``array``, a non-empty 1-D C-contiguous array of float32
-    (``single``) or float64, writable when ``written``; its view is kept in ``keep``."""
+    (``single``) or float64, or of bools (a mask), writable when ``written``; its view is kept
+    in ``keep``."""
     cdef const float[::1] f32
     cdef const double[::1] f64
     cdef float[::1] w32
     cdef double[::1] w64
+    cdef const unsigned char[::1] mask
+    cdef unsigned char[::1] w_mask
+    if array.dtype == bool and written:
+        w_mask = array.view(np.uint8)
+        keep.append(w_mask)
+        return &w_mask[0]
+    if array.dtype == bool:
+        mask = array.view(np.uint8)
+        keep.append(mask)
+        return <void *>&mask[0]
     if single and written:
         w32 = array
         keep.append(w32)
@@ -272,16 +303,18 @@ cdef void *_address(array, bint single, bint written, list keep) except NULL:
 
 def program_run(const int[:, ::1] code,          # IN  (n_code, 5) instructions, checked
                 const double[::1] constants,     # IN  the scalars CONST and ROW_SUM read
-                inputs,                          # IN  arrays: (rows * cols,), (rows,) or (cols,)
-                outputs,                         # OUT k >= 1 arrays: (rows * cols,) or (rows,)
+                inputs,                          # IN  arrays: (rows * cols,), (rows,) or (cols,);
+                                                 #     bool (rows * cols,) for a mask
+                outputs,                         # OUT k >= 1 arrays: (rows * cols,) or (rows,);
+                                                 #     bool (rows * cols,) for a mask
                 Py_ssize_t rows,
                 Py_ssize_t cols,
                 int n_registers,
                 int n_threads):
     """Runs the program ``code`` over (rows, cols) elements, in the dtype of the arrays
-    (float32 or float64, all alike). The caller (fastcnn._ops.program) has checked that every
-    register is written before it is read, every index is in range and every array has the
-    size its instructions read or write."""
+    (float32 or float64, all alike but the masks, bool). The caller (fastcnn._ops.program) has
+    checked that every register is written before it is read, every index is in range and
+    every array has the size and dtype its instructions read or write."""
     cdef _Run run
     cdef Py_ssize_t k, n_in = len(inputs), n_out = len(outputs)
     if code.shape[1] != 5:
@@ -290,7 +323,11 @@ def program_run(const int[:, ::1] code,          # IN  (n_code, 5) instructions,
         raise ValueError("Expected at least one output, received none")
     if rows == 0 or cols == 0:
         return
-    single = outputs[0].dtype.itemsize == 4
+    floats = [a for a in list(outputs) + list(inputs) if a.dtype != bool]
+    if not floats:
+        raise ValueError("Expected a float32 or float64 array among the inputs and outputs, "
+                         "received masks only")
+    single = floats[0].dtype.itemsize == 4
     run.code, run.n_code = &code[0, 0], code.shape[0]
     run.constants = &constants[0] if constants.shape[0] else NULL
     run.rows, run.cols, run.n_registers, run.n_outputs = rows, cols, n_registers, n_out

@@ -1,10 +1,11 @@
 """Elementwise programs: a ``Builder`` writes one (instructions on registers, each written
 once), ``Program`` is its checked, immutable form, and ``run`` evaluates it with the program
 kernel over operands laid out as (rows, cols): full operands of rows * cols elements, row
-operands of one value per row, column operands of one value per column.
+operands of one value per row, column operands of one value per column, and masks: full
+operands of bools (a comparison's result, where's condition), read as 1 or 0.
 
 A program is checked once, when it is made, so that a call repeated every batch checks only
-its arrays: their dtype (the program's), layout and sizes.
+its arrays: their dtype (the program's, bool for masks), layout and sizes.
 """
 import numpy as np
 
@@ -18,10 +19,12 @@ _BINARY = ("add", "subtract", "multiply", "divide", "maximum", "minimum", "power
 _UNARY = ("negative", "exp", "log", "log1p", "expm1", "sqrt", "square", "abs", "sign", "sin",
           "cos", "floor", "rint", "log2", "log10", "reciprocal")
 ARITY = {**dict.fromkeys(_BINARY, 2), **dict.fromkeys(_UNARY, 1), "where": 3}
-KINDS = ("full", "row", "col")
-_LOADS = {"full": "load", "row": "load_row", "col": "load_col"}
+KINDS = ("full", "row", "col", "mask")
+_LOADS = {"full": "load", "row": "load_row", "col": "load_col", "mask": "load_mask"}
+_STORES = {"store": "full", "row_sum": "row", "store_mask": "mask"}  # and their output kinds
 _NAMES = {v: k for k, v in OPCODES.items()}
-_SOURCES = {OPCODES[name] for name in ("load", "load_row", "load_col", "const")}
+_SOURCES = {OPCODES[name] for name in ("load", "load_row", "load_col", "load_mask", "const")}
+_OUTPUTS = {OPCODES[name] for name in _STORES}
 
 
 class Builder:
@@ -39,7 +42,8 @@ class Builder:
         return dst
 
     def input(self, kind="full"):
-        """A register holding a new input of ``kind`` ("full", "row" or "col")."""
+        """A register holding a new input of ``kind`` ("full", "row", "col", or "mask": full
+        bools, as 1 or 0)."""
         self.input_kinds.append(kind)
         return self._emit(_LOADS[kind], len(self.input_kinds) - 1)
 
@@ -63,6 +67,12 @@ class Builder:
         self._emit("store", register, dst=len(self.output_kinds) - 1)
         return len(self.output_kinds) - 1
 
+    def store_mask(self, register):
+        """A full bool output holding whether ``register`` is nonzero."""
+        self.output_kinds.append("mask")
+        self._emit("store_mask", register, dst=len(self.output_kinds) - 1)
+        return len(self.output_kinds) - 1
+
     def row_sum(self, register, divisor=None):
         """A row output holding each row's sum of ``register`` (over ``divisor``: a mean)."""
         self.output_kinds.append("row")
@@ -78,13 +88,13 @@ class Builder:
         renumbered in order)."""
         live = set()
         for op, dst, a, b, c in reversed(self.code):
-            if op in (OPCODES["store"], OPCODES["row_sum"]):
+            if op in _OUTPUTS:
                 live.add(a)
             elif dst in live and op not in _SOURCES:
                 live.update((a, b, c)[:ARITY[_NAMES[op]]])
         number, code = {}, []
         for op, dst, a, b, c in self.code:
-            if op in (OPCODES["store"], OPCODES["row_sum"]):
+            if op in _OUTPUTS:
                 code.append((op, dst, number[a], b, c))
             elif dst in live:
                 if op not in _SOURCES:
@@ -128,10 +138,10 @@ class Program:
             name = names.get(op)
             if name is None:
                 refuse("unknown opcode")
-            if name in ("store", "row_sum"):
+            if name in _STORES:
                 if not 0 <= dst < n_out or dst in stored or a not in written:
                     refuse("an output written twice or out of range, or an unwritten register")
-                if self.output_kinds[dst] != ("full" if name == "store" else "row"):
+                if self.output_kinds[dst] != _STORES[name]:
                     refuse("an output of the other kind")
                 if name == "row_sum" and not -1 <= b < n_const:
                     refuse("a divisor out of range")
@@ -163,28 +173,29 @@ def run(program, inputs, rows, cols, outputs=None, n_threads=None):
     rows, cols = int(rows), int(cols)
     if rows < 0 or cols < 0:
         raise ValueError(f"Expected rows and cols >= 0, received {rows} and {cols}")
-    dtype, sizes = program.dtype, {"full": rows * cols, "row": rows, "col": cols}
+    sizes = {"full": rows * cols, "row": rows, "col": cols, "mask": rows * cols}
+    dtypes = dict.fromkeys(KINDS, program.dtype) | {"mask": np.dtype(bool)}
     flat = []
     for i, (x, kind) in enumerate(zip(inputs, program.input_kinds)):
-        if not (isinstance(x, np.ndarray) and x.dtype == dtype and x.size == sizes[kind]
+        if not (isinstance(x, np.ndarray) and x.dtype == dtypes[kind] and x.size == sizes[kind]
                 and x.flags.c_contiguous):
-            raise ValueError(f"Expected inputs[{i}] to be a C-contiguous {dtype} array of "
-                             f"{sizes[kind]} elements, received {type(x).__name__} "
+            raise ValueError(f"Expected inputs[{i}] to be a C-contiguous {dtypes[kind]} array "
+                             f"of {sizes[kind]} elements, received {type(x).__name__} "
                              f"{getattr(x, 'dtype', '')} of shape {np.shape(x)}")
         flat.append(x if x.ndim == 1 else x.reshape(-1))
     if outputs is None:
-        outputs = [np.empty(sizes[kind], dtype) for kind in program.output_kinds]
+        outputs = [np.empty(sizes[kind], dtypes[kind]) for kind in program.output_kinds]
         flat_outputs = outputs
     else:
         if len(outputs) != len(program.output_kinds):
             raise ValueError(f"Expected {len(program.output_kinds)} outputs, received "
                              f"{len(outputs)}")
         for i, (y, kind) in enumerate(zip(outputs, program.output_kinds)):
-            if not (isinstance(y, np.ndarray) and y.dtype == dtype and y.flags.c_contiguous
-                    and y.flags.writeable and y.size == sizes[kind]):
-                raise ValueError(f"Expected outputs[{i}] to be a writable C-contiguous {dtype} "
-                                 f"array of {sizes[kind]} elements, received shape "
-                                 f"{np.shape(y)}")
+            if not (isinstance(y, np.ndarray) and y.dtype == dtypes[kind]
+                    and y.flags.c_contiguous and y.flags.writeable and y.size == sizes[kind]):
+                raise ValueError(f"Expected outputs[{i}] to be a writable C-contiguous "
+                                 f"{dtypes[kind]} array of {sizes[kind]} elements, received "
+                                 f"shape {np.shape(y)}")
             if any(np.may_share_memory(y, x) for x in inputs):
                 raise ValueError(f"Expected outputs[{i}] apart from the inputs")
         flat_outputs = [y.reshape(-1) for y in outputs]

@@ -99,13 +99,17 @@ _FLOAT32 = {"exp": _expf, "log": _logf, "sin": lambda x: _sincosf(x, 0),
 def program_run(code, constants, inputs, outputs, rows, cols, n_registers, n_threads):
     """Each register a (rows, cols) array; row sums in double in the kernels' lane order,
     over the divisor for a mean."""
-    dtype = outputs[0].dtype
+    dtype = next(a.dtype for a in list(outputs) + list(inputs) if a.dtype != bool)
     reg = {}
     with np.errstate(all="ignore"):
         for op, dst, a, b, c in np.asarray(code).tolist():
             name = _NAMES[op]
             if name == "store":
                 outputs[dst][...] = reg[a].reshape(-1)
+            elif name == "store_mask":
+                outputs[dst][...] = reg[a].reshape(-1) != 0
+            elif name == "load_mask":
+                reg[dst] = np.asarray(inputs[a]).reshape(rows, cols).astype(dtype)
             elif name == "row_sum":
                 total = lane_sum(reg[a])
                 outputs[dst][...] = total / constants[b] if b >= 0 else total

@@ -68,8 +68,7 @@ class Elementwise(Op):
             if arrays is not None:
                 return merge.elementwise_forward(self.kernel, arrays)
         elif self.program is not None and _program_operands(xs) is not None:
-            out = run_program(self, xs)
-            return out if self.dtype is None else out.astype(self.dtype)  # 1 or 0 as bool
+            return run_program(self, xs)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return np.asarray(self.fn(*xs))
 
@@ -121,9 +120,11 @@ def run_program(op, xs, gradient=None):
     dy) its gradients (None for the numbers, and where it has none), as a program of that one
     op, made once per dtype and numbers."""
     arrays = [x for x in xs if not _number(x)]
-    shape, dtype = arrays[0].shape, arrays[0].dtype
+    shape = arrays[0].shape
+    dtype = next(x.dtype for x in arrays if x.dtype != bool)
     arrays = [np.ascontiguousarray(x) for x in arrays]  # (ascontiguousarray makes 0-d 1-d)
-    numbers = tuple([x if _number(x) else None for x in xs])
+    # a bool operand (where's condition) is read as a mask: 1 or 0
+    numbers = tuple([x if _number(x) else "mask" if x.dtype == bool else None for x in xs])
     key = (gradient is not None, dtype, numbers)
     made = op._programs.get(key)
     if made is None:
@@ -145,12 +146,18 @@ def run_program(op, xs, gradient=None):
 
 
 def _one_op_program(op, dtype, numbers, gradient):
-    """(the program of ``op`` on inputs where ``numbers`` holds None and constants elsewhere,
-    or of its gradients; the operands whose gradients it gives)."""
+    """(the program of ``op`` on inputs where ``numbers`` holds None (or "mask": bools) and
+    constants elsewhere, or of its gradients; the operands whose gradients it gives). A bool
+    result (a comparison's) is stored as a mask."""
     b = programs.Builder()
-    regs = [b.input() if v is None else b.constant(v) for v in numbers]
+    regs = [b.input() if v is None else b.input("mask") if v == "mask" else b.constant(v)
+            for v in numbers]
     if not gradient:
-        b.store(op.emit(b, regs))
+        result = op.emit(b, regs)
+        if getattr(op, "dtype", None) == "bool":
+            b.store_mask(result)
+        else:
+            b.store(result)
         return b.build(dtype), []
     y, dy = b.input(), b.input()
     given = []
@@ -346,8 +353,8 @@ def clip(x, x_min, x_max):
 class _Where(Op):
     """Inside a fused chain, the condition is a comparison's 1 or 0 (a bool tensor from
     outside the chain runs the chain op by op). Eagerly, float values of one shape and dtype
-    (or numbers) under a bool or same-dtype condition of that shape run as a program, the
-    condition as 1 or 0 in the values' dtype."""
+    (or numbers) under a bool or same-dtype condition of that shape run as a program, a bool
+    condition read as a mask (1 or 0)."""
 
     _programs = {}  # shared: each call makes a new _Where, and the key says all
 
@@ -387,7 +394,7 @@ def _where_operands(condition, x1, x2):
     if found is None or not isinstance(condition, np.ndarray) or condition.shape != found[0] \
             or condition.dtype not in (np.bool_, found[1]):
         return None
-    return [condition.astype(found[1], copy=False), x1, x2]
+    return [condition, x1, x2]
 
 
 @recordable

@@ -7,20 +7,16 @@ import pytest
 from fastcnn import _reference as ref
 from fastcnn._ops import program
 from fastcnn._ops import reduce as reduce_ops
-from conftest import every_opcode_program
+from conftest import every_opcode_program, program_inputs
 
 DTYPES = [np.float32, np.float64]
-
-
-def _inputs(rng, dtype, rows, cols):
-    return [rng.standard_normal(n).astype(dtype) for n in (rows * cols, rows * cols, rows, cols)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("rows,cols", [(300, 40), (20, 700), (5000, 1)])
 def test_results_do_not_depend_on_the_thread_count(dtype, rows, cols, rng):
     prog = every_opcode_program(dtype)
-    inputs = _inputs(rng, dtype, rows, cols)
+    inputs = program_inputs(rng, prog, rows, cols)
     runs = [program.run(prog, inputs, rows, cols, n_threads=t) for t in (1, 2, 3)]
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
@@ -31,7 +27,7 @@ def test_results_do_not_depend_on_the_thread_count(dtype, rows, cols, rng):
 def test_every_opcode_matches_numpy(dtype, rng):
     prog = every_opcode_program(dtype)
     rows, cols = 9, 260  # a row longer than a block: row sums carried across blocks
-    inputs = _inputs(rng, dtype, rows, cols)
+    inputs = program_inputs(rng, prog, rows, cols)
     got = program.run(prog, inputs, rows, cols)
     want = [np.empty_like(g) for g in got]
     ref.program_run(prog.code, prog.constants, inputs, want, rows, cols, prog.n_registers, 1)
@@ -170,13 +166,16 @@ def test_every_simd_path_matches_the_twin_bit_for_bit(dtype, simd_path, rng):
     results = [b.op(name, x, y) if program.ARITY[name] == 2 else
                b.op(name, positive if name in ("log", "sqrt") else x) for name in names]
     results.append(b.op("where", b.op("greater", x, y), x, y))
+    results.append(b.op("where", b.input("mask"), x, y))
     for r in results:
         b.store(r)
+    b.store_mask(b.op("less", x, y))
     b.row_sum(results[0], 3.0)
     prog = b.build(dtype)
     rows, cols = 7, 300  # a row longer than a block
     data = [(rng.standard_normal(rows * cols) * 4).astype(dtype) for _ in range(2)]
     data[0][:8] = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e7, -3e-39, 1.5707964]
+    data.append(rng.random(rows * cols) < 0.5)
     got = program.run(prog, data, rows, cols)
     want = [np.empty_like(g) for g in got]
     ref.program_run(prog.code, prog.constants, data, want, rows, cols, prog.n_registers, 1)

@@ -14,7 +14,8 @@ import pytest
 
 from fastcnn import _ext
 from fastcnn import _reference as ref
-from conftest import assert_close, bn_params, every_opcode_program, out_and_pad, random_maps
+from conftest import (assert_close, bn_params, every_opcode_program, out_and_pad, program_inputs,
+                      random_maps)
 
 # Public functions of _ext that compute on no arrays, so have no twin.
 EXEMPT = {
@@ -457,8 +458,9 @@ def elementwise_backward(rng, dtype):
 def program_run(rng, dtype):
     program = every_opcode_program(dtype)
     for rows, cols in [(7, 3), (5, 37), (3, 300), (1, 1), (40, 1)]:
-        inputs = [normal(rng, n, dtype) for n in (rows * cols, rows * cols, rows, cols)]
-        outputs = [unset(rows * cols if kind == "full" else rows, dtype)
+        inputs = program_inputs(rng, program, rows, cols)
+        outputs = [np.zeros(rows * cols, bool) if kind == "mask" else
+                   unset(rows * cols if kind == "full" else rows, dtype)
                    for kind in program.output_kinds]
         yield (program.code, program.constants, inputs, outputs, rows, cols,
                program.n_registers, THREADS)
