@@ -170,7 +170,8 @@ FCNN_LIBM_UNARY(double, f64, exp, log, log1p, expm1, sin, cos, floor, rint, log2
         FCNN_LOOP(c[j] != 0 ? x[j] : y[j]);                                                       \
     }
 
-/* d = op(a) by vecmath.h for exp, log, sin and cos of float32 (returns 1), else returns 0. */
+/* d = op(a) by vecmath.h for exp, log, log1p, expm1, sin and cos of float32 (returns 1), else
+ * returns 0. */
 #define FCNN_PROGRAM_VECMATH(ATTR, name)                                                          \
     ATTR FCNN_INLINE int name(int op, float *restrict d, const float *a, ptrdiff_t m)             \
     {                                                                                             \
@@ -183,6 +184,14 @@ FCNN_LIBM_UNARY(double, f64, exp, log, log1p, expm1, sin, cos, floor, rint, log2
         case FCNN_OP_LOG:                                                                         \
             for (ptrdiff_t j = 0; j < m; j++)                                                     \
                 d[j] = fcnn_logf(a[j]);                                                           \
+            return 1;                                                                             \
+        case FCNN_OP_LOG1P:                                                                       \
+            for (ptrdiff_t j = 0; j < m; j++)                                                     \
+                d[j] = fcnn_log1pf(a[j]);                                                         \
+            return 1;                                                                             \
+        case FCNN_OP_EXPM1:                                                                       \
+            for (ptrdiff_t j = 0; j < m; j++)                                                     \
+                d[j] = fcnn_expm1f(a[j]);                                                         \
             return 1;                                                                             \
         case FCNN_OP_SIN:                                                                         \
         case FCNN_OP_COS:                                                                         \

@@ -9,7 +9,11 @@
  * exact for the n reached here, and a 53-bit tail), and evaluate the minimax polynomials of
  * FreeBSD's k_sinf.c and k_cosf.c in double (errors near 2^-37 relative on [-pi/4, pi/4]): the
  * one rounding to float32 at the end puts the result within an ulp. Beyond FCNN_TRIG_LIMIT, and
- * for inf and NaN, program.h takes the library's double sin and cos instead.
+ * for inf and NaN, program.h takes the library's double sin and cos instead. log1p and expm1
+ * work in double too: log1p as log(u) * x / (u - 1), u = 1 + x (exact but for huge x, and the
+ * quotient undoes u's rounding), log from its exponent and 2 atanh((m - 1) / (m + 1)) as a series;
+ * expm1 as 2^n exp(r) - 1, exp(r) a Taylor polynomial, and x + x^2 / 2 for tiny x. Their
+ * series are long enough for errors far below a float32 ulp.
  */
 #ifndef FASTCNN_VECMATH_H
 #define FASTCNN_VECMATH_H
@@ -107,6 +111,54 @@ FCNN_INLINE float fcnn_sincosf(float x, int shift)
     const double v = n & 1 ? c : s;
     const float result = (float)(n & 2 ? -v : v);
     return shift == 0 && x == 0 ? x : result; /* sin keeps the sign of zero */
+}
+
+/* log1p(x): -1 gives -inf, below it NaN, inf and NaN themselves, zeros keep their sign. */
+FCNN_INLINE float fcnn_log1pf(float x)
+{
+    const double xd = x, u = xd > -1.0 && xd < INFINITY ? 1.0 + xd : 1.0;
+    uint64_t bits;
+    memcpy(&bits, &u, sizeof bits);
+    /* u = 2^k m with m in [sqrt(1/2), sqrt(2)): the exponent taken from bits moved so that
+     * the mantissa of sqrt(1/2) starts a new binade */
+    bits = bits + ((uint64_t)0x95f62 << 32);
+    const double k = (double)((int)(bits >> 52) - 0x3ff);
+    bits = (bits & 0x000fffffffffffffULL) + ((uint64_t)0x3fe6a09e << 32);
+    double m;
+    memcpy(&m, &bits, sizeof m);
+    const double f = m - 1.0, s = f / (2.0 + f), z = s * s;
+    const double series =
+        1.0 + z * (1.0 / 3 + z * (1.0 / 5 + z * (1.0 / 7 + z * (1.0 / 9 + z * (1.0 / 11
+        + z * (1.0 / 13 + z * (1.0 / 15 + z * (1.0 / 17))))))));
+    const double log_u = k * 6.93147180559945286227e-01 + (2.0 * s) * series;
+    double r = u == 1.0 ? xd : log_u * (xd / (u - 1.0));
+    r = xd == -1.0 ? -INFINITY : r;
+    r = xd < -1.0 ? NAN : r;
+    return (x != x) | (x == INFINITY) ? x : (float)r;
+}
+
+/* expm1(x): inputs clamped to [-104, 89] as in fcnn_expf (-1 and inf beyond); zeros keep their
+ * sign. */
+FCNN_INLINE float fcnn_expm1f(float x)
+{
+    float xc = x > 89.0f ? 89.0f : x;
+    xc = xc < -104.0f ? -104.0f : xc;
+    const double xd = xc;
+    /* n = x / log 2 rounded, as in fcnn_sincosf; 2^n from n's bits */
+    const double t = xd * 1.44269504088896338700e+00 + 6755399441055744.0;
+    const double nd = t - 6755399441055744.0;
+    uint64_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    bits = (bits - 0x4338000000000000ULL + 1023) << 52;
+    double scale;
+    memcpy(&scale, &bits, sizeof scale);
+    const double r = (xd - nd * 6.93147180369123816490e-01) - nd * 1.90821492927058770002e-10;
+    const double p =
+        1.0 + r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120
+        + r * (1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880
+        + r * (1.0 / 3628800))))))))));
+    const double v = fabs(xd) < 0x1p-20 ? xd + (xd * xd) * 0.5 : p * scale - 1.0;
+    return x == 0 ? x : (float)v;
 }
 
 #endif

@@ -91,9 +91,48 @@ def _sincosf(x, shift):
     return result
 
 
+def _log1pf(x):
+    """vecmath.h's float32 log1p, step for step (in float64)."""
+    xd = x.astype(np.float64)
+    u = np.where((xd > -1.0) & (xd < np.inf), 1.0 + xd, 1.0)
+    bits = u.view(np.uint64) + np.uint64(0x95f62 << 32)
+    k = ((bits >> np.uint64(52)).astype(np.int64) - 0x3ff).astype(np.float64)
+    m = ((bits & np.uint64(0x000fffffffffffff)) + np.uint64(0x3fe6a09e << 32)).view(np.float64)
+    f = m - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    series = 1.0 / 17
+    for odd in (15, 13, 11, 9, 7, 5, 3):
+        series = 1.0 / odd + z * series
+    series = 1.0 + z * series
+    log_u = k * 6.93147180559945286227e-01 + (2.0 * s) * series
+    with np.errstate(all="ignore"):
+        r = np.where(u == 1.0, xd, log_u * (xd / (u - 1.0)))
+    r = np.where(xd == -1.0, -np.inf, r)
+    r = np.where(xd < -1.0, np.nan, r)
+    return np.where((x != x) | (x == F(np.inf)), x, r.astype(F))
+
+
+def _expm1f(x):
+    """vecmath.h's float32 expm1, step for step (in float64 after the clamps)."""
+    xc = np.where(x > F(89.0), F(89.0), x)
+    xd = np.where(xc < F(-104.0), F(-104.0), xc).astype(np.float64)
+    t = xd * 1.44269504088896338700e+00 + 6755399441055744.0
+    nd = t - 6755399441055744.0
+    scale = ((t.view(np.uint64) - np.uint64(0x4338000000000000) + np.uint64(1023))
+             << np.uint64(52)).view(np.float64)
+    r = (xd - nd * 6.93147180369123816490e-01) - nd * 1.90821492927058770002e-10
+    p = 1.0 / 3628800
+    for k in (362880, 40320, 5040, 720, 120, 24, 6, 2, 1):
+        p = 1.0 / k + r * p
+    p = 1.0 + r * p
+    v = np.where(np.abs(xd) < 2.0 ** -20, xd + (xd * xd) * 0.5, p * scale - 1.0)
+    return np.where(x == 0, x, v.astype(F))
+
+
 # the kernel's own float32 functions (vecmath.h)
-_FLOAT32 = {"exp": _expf, "log": _logf, "sin": lambda x: _sincosf(x, 0),
-            "cos": lambda x: _sincosf(x, 1)}
+_FLOAT32 = {"exp": _expf, "log": _logf, "log1p": _log1pf, "expm1": _expm1f,
+            "sin": lambda x: _sincosf(x, 0), "cos": lambda x: _sincosf(x, 1)}
 
 
 def program_run(code, constants, inputs, outputs, rows, cols, n_registers, n_threads):

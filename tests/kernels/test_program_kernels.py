@@ -123,9 +123,9 @@ def test_floor_divide_and_mod_are_numpys_bit_for_bit(dtype, rng):
             np.testing.assert_array_equal(np.signbit(g), np.signbit(w))
 
 
-@pytest.mark.parametrize("name", ["exp", "log", "sin", "cos"])
+@pytest.mark.parametrize("name", ["exp", "log", "log1p", "expm1", "sin", "cos"])
 def test_float32_functions_are_within_an_ulp(name, simd_path):
-    # vecmath.h's own float32 exp, log, sin and cos against float64's: a sweep over every sign
+    # vecmath.h's own float32 functions against float64's: a sweep over every sign
     # and exponent (one bit pattern in 4099) and the edges: overflow, underflow into subnormals,
     # zeros, negatives, multiples of pi / 2, sin and cos beyond their reduction's limit, inf and
     # NaN (where the answer is not finite, exactly NumPy's)
@@ -133,7 +133,8 @@ def test_float32_functions_are_within_an_ulp(name, simd_path):
     edges = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 88.72283, 88.7228394, 89.0,
              -87.33654, -103.27893, -103.97, -104.0, -200.0, 1.17549435e-38, 1.4e-45,
              3.4028235e38, -1.4e-45, 1.5707964, 3.1415927, -4.712389, 99999.99, 999999.9,
-             1000000.0, -1000000.0, 12345678.0]
+             1000000.0, -1000000.0, 12345678.0, -0.99999994, -1.0000001, 1e-7, -1e-7,
+             9.5e-7, 1e-30]
     x = np.append(x, np.array(edges, np.float32))
     b = program.Builder()
     b.store(b.op(name, b.input()))
@@ -154,7 +155,7 @@ def test_float32_functions_are_within_an_ulp(name, simd_path):
 EXACT = ["add", "subtract", "multiply", "divide", "maximum", "minimum", "greater",
          "greater_equal", "less", "less_equal", "equal", "not_equal", "negative", "sqrt",
          "square", "abs", "sign", "floor", "rint", "reciprocal"]
-FLOAT32_FUNCTIONS = ["exp", "log", "sin", "cos"]
+FLOAT32_FUNCTIONS = ["exp", "log", "log1p", "expm1", "sin", "cos"]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
