@@ -63,12 +63,14 @@ class Elementwise(Op):
         return self.emit_grad(b, dy, regs, y)
 
     def compute(self, *xs):
+        # operands of one shape: the program kernel, which reads them in place in loops
+        # compiled per SIMD level; broadcast ones: the merge kernels
+        if self.program is not None and _program_operands(xs) is not None:
+            return run_program(self, xs)
         if self.kernel is not None:
             arrays = _kernel_operands(xs)
             if arrays is not None:
                 return merge.elementwise_forward(self.kernel, arrays)
-        elif self.program is not None and _program_operands(xs) is not None:
-            return run_program(self, xs)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return np.asarray(self.fn(*xs))
 
