@@ -63,35 +63,58 @@ enum {
     FCNN_OP_RECIPROCAL = 45,
 };
 
-/* a // b (quotient) or a % b, step for step as NumPy's divmod: the remainder from fmod moved to
- * the divisor's sign, the quotient snapped to the nearest whole number; a zero divisor gives
- * a / b and fmod's NaN. */
-#define FCNN_DIVMOD(T, SFX, FMOD, FLOOR, COPYSIGN)                                                \
-    static inline T fcnn_divmod_##SFX(T a, T b, int quotient)                                    \
+/* NumPy's a % b from m = fmod(a, b): moved to the divisor's sign; a zero divisor gives fmod's
+ * NaN. Selects, so that a loop of it vectorises. */
+#define FCNN_REMAINDER(T, SFX, COPYSIGN)                                                          \
+    FCNN_INLINE T fcnn_remainder_##SFX(T b, T m)                                                  \
     {                                                                                             \
-        T m = FMOD(a, b), div, q;                                                                 \
+        T r = (m != 0) & ((b < 0) != (m < 0)) ? m + b : m;                                        \
+        r = m == 0 ? COPYSIGN(0, b) : r;                                                          \
+        return b == 0 ? m : r;                                                                    \
+    }
+FCNN_REMAINDER(float, f32, copysignf)
+FCNN_REMAINDER(double, f64, copysign)
+
+/* NumPy's a // b from m = fmod(a, b), step for step as its divmod: the quotient snapped to the
+ * nearest whole number; a zero divisor gives a / b. */
+#define FCNN_FLOOR_DIVIDE(T, SFX, FLOOR, COPYSIGN)                                                \
+    static inline T fcnn_floor_divide_##SFX(T a, T b, T m)                                        \
+    {                                                                                             \
         if (b == 0)                                                                               \
-            return quotient ? a / b : m;                                                          \
-        div = (a - m) / b;                                                                        \
-        if (m != 0) {                                                                             \
-            if ((b < 0) != (m < 0)) {                                                             \
-                m = m + b;                                                                        \
-                div = div - 1;                                                                    \
-            }                                                                                     \
-        } else                                                                                    \
-            m = COPYSIGN(0, b);                                                                   \
-        if (!quotient)                                                                            \
-            return m;                                                                             \
+            return a / b;                                                                         \
+        T div = (a - m) / b;                                                                      \
+        if (m != 0 && (b < 0) != (m < 0))                                                         \
+            div = div - 1;                                                                        \
         if (div != 0) {                                                                           \
-            q = FLOOR(div);                                                                       \
+            T q = FLOOR(div);                                                                     \
             if (div - q > (T)0.5)                                                                 \
                 q = q + 1;                                                                        \
             return q;                                                                             \
         }                                                                                         \
         return COPYSIGN(0, a / b);                                                                \
     }
-FCNN_DIVMOD(float, f32, fmodf, floorf, copysignf)
-FCNN_DIVMOD(double, f64, fmod, floor, copysign)
+FCNN_FLOOR_DIVIDE(float, f32, floorf, copysignf)
+FCNN_FLOOR_DIVIDE(double, f64, floor, copysign)
+
+/* Whether fcnn_fmodf_exact covers (a, b): both finite, b nonzero, |a / b| < 2^29. */
+FCNN_INLINE int fcnn_fmodf_exact_covers(float a, float b)
+{
+    const double A = fabs((double)a), B = fabs((double)b);
+    return (A < B * 536870912.0) & (B != 0) & (B < INFINITY);
+}
+
+/* fmod(a, b) of float32 where fcnn_fmodf_exact_covers (else any value), exactly, in code that
+ * vectorises: |a| - q |b| in double with q = trunc(|a| / |b|) is exact (q |b| fits 53 bits, the
+ * difference is a multiple of b's last bit below 2 |b|); q is one too large when the quotient
+ * rounded up to a whole number, which the difference's sign shows. */
+FCNN_INLINE float fcnn_fmodf_exact(float a, float b)
+{
+    const double A = fabs((double)a), B = fabs((double)b);
+    const double q = trunc(A / B);
+    double r = A - q * B;
+    r = r < 0 ? r + B : r;
+    return copysignf((float)r, a);
+}
 
 /* The library's functions, for the unary opcodes vecmath.h does not cover (all of them in
  * float64): they do not vectorise, and a predictable branch per element costs little beside the
@@ -120,8 +143,9 @@ FCNN_LIBM_UNARY(double, f64, exp, log, log1p, expm1, sin, cos, floor, rint, log2
         d[j] = (expr);                                                                            \
     return
 
-/* d = op(a, b) over m values, for the opcodes from ADD to NE. */
-#define FCNN_PROGRAM_BINARY(ATTR, name, T, SFX, POW)                                              \
+/* d = op(a, b) over m values, for the opcodes from ADD to NE; FAST_MOD, an expression, runs
+ * fcnn_program_mod_f32's loop (1) or not (0). */
+#define FCNN_PROGRAM_BINARY(ATTR, name, T, SFX, POW, FMOD, FAST_MOD)                              \
     ATTR static void name(int op, T *restrict d, const T *a, const T *b, ptrdiff_t m)             \
     {                                                                                             \
         switch (op) {                                                                             \
@@ -132,8 +156,12 @@ FCNN_LIBM_UNARY(double, f64, exp, log, log1p, expm1, sin, cos, floor, rint, log2
         case FCNN_OP_MAX: FCNN_LOOP(a[j] >= b[j] || a[j] != a[j] ? a[j] : b[j]);                  \
         case FCNN_OP_MIN: FCNN_LOOP(a[j] <= b[j] || a[j] != a[j] ? a[j] : b[j]);                  \
         case FCNN_OP_POW: FCNN_LOOP(POW(a[j], b[j]));                                             \
-        case FCNN_OP_FLOOR_DIVIDE: FCNN_LOOP(fcnn_divmod_##SFX(a[j], b[j], 1));                   \
-        case FCNN_OP_MOD: FCNN_LOOP(fcnn_divmod_##SFX(a[j], b[j], 0));                            \
+        case FCNN_OP_FLOOR_DIVIDE:                                                                \
+            FCNN_LOOP(fcnn_floor_divide_##SFX(a[j], b[j], FMOD(a[j], b[j])));                     \
+        case FCNN_OP_MOD:                                                                         \
+            if (FAST_MOD)                                                                         \
+                return;                                                                           \
+            FCNN_LOOP(fcnn_remainder_##SFX(b[j], FMOD(a[j], b[j])));                              \
         case FCNN_OP_GT: FCNN_LOOP(a[j] > b[j]);                                                  \
         case FCNN_OP_GE: FCNN_LOOP(a[j] >= b[j]);                                                 \
         case FCNN_OP_LT: FCNN_LOOP(a[j] < b[j]);                                                  \
@@ -168,6 +196,22 @@ FCNN_LIBM_UNARY(double, f64, exp, log, log1p, expm1, sin, cos, floor, rint, log2
     ATTR static void name(T *restrict d, const T *c, const T *x, const T *y, ptrdiff_t m)         \
     {                                                                                             \
         FCNN_LOOP(c[j] != 0 ? x[j] : y[j]);                                                       \
+    }
+
+/* d = a % b of float32 (NumPy's mod), fmod exact in double where it covers and the library's
+ * fmodf elsewhere, in a second pass; returns 1. */
+#define FCNN_PROGRAM_MOD(ATTR, name)                                                              \
+    ATTR FCNN_INLINE int name(float *restrict d, const float *a, const float *b, ptrdiff_t m)     \
+    {                                                                                             \
+        int beyond = 0;                                                                           \
+        for (ptrdiff_t j = 0; j < m; j++) {                                                       \
+            d[j] = fcnn_remainder_f32(b[j], fcnn_fmodf_exact(a[j], b[j]));                        \
+            beyond |= !fcnn_fmodf_exact_covers(a[j], b[j]);                                       \
+        }                                                                                         \
+        for (ptrdiff_t j = 0; beyond && j < m; j++)                                               \
+            if (!fcnn_fmodf_exact_covers(a[j], b[j]))                                             \
+                d[j] = fcnn_remainder_f32(b[j], fmodf(a[j], b[j]));                               \
+        return 1;                                                                                 \
     }
 
 /* d = op(a) by vecmath.h for exp, log, log1p, expm1, sin and cos of float32 (returns 1), else
@@ -228,8 +272,10 @@ FCNN_LIBM_UNARY(double, f64, exp, log, log1p, expm1, sin, cos, floor, rint, log2
     FCNN_PROGRAM_UNARY(ATTR, fcnn_program_unary_f32_##LEVEL, float, f32, sqrtf, fabsf,            \
                        fcnn_program_vecmath_f32_##LEVEL(op, d, a, m))                             \
     FCNN_PROGRAM_UNARY(ATTR, fcnn_program_unary_f64_##LEVEL, double, f64, sqrt, fabs, 0)         \
-    FCNN_PROGRAM_BINARY(ATTR, fcnn_program_binary_f32_##LEVEL, float, f32, powf)                  \
-    FCNN_PROGRAM_BINARY(ATTR, fcnn_program_binary_f64_##LEVEL, double, f64, pow)                  \
+    FCNN_PROGRAM_MOD(ATTR, fcnn_program_mod_f32_##LEVEL)                                          \
+    FCNN_PROGRAM_BINARY(ATTR, fcnn_program_binary_f32_##LEVEL, float, f32, powf, fmodf,           \
+                        fcnn_program_mod_f32_##LEVEL(d, a, b, m))                                 \
+    FCNN_PROGRAM_BINARY(ATTR, fcnn_program_binary_f64_##LEVEL, double, f64, pow, fmod, 0)         \
     FCNN_PROGRAM_WHERE(ATTR, fcnn_program_where_f32_##LEVEL, float)                               \
     FCNN_PROGRAM_WHERE(ATTR, fcnn_program_where_f64_##LEVEL, double)                              \
     FCNN_PROGRAM_MASKS(ATTR, LEVEL, float, f32)                                                   \
