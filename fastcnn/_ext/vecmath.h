@@ -10,8 +10,8 @@
  * FreeBSD's k_sinf.c and k_cosf.c in double (errors near 2^-37 relative on [-pi/4, pi/4]): the
  * one rounding to float32 at the end puts the result within an ulp. Beyond FCNN_TRIG_LIMIT, and
  * for inf and NaN, program.h takes the library's double sin and cos instead. log1p and expm1
- * work in double too: log1p as log(u) * x / (u - 1), u = 1 + x (exact but for huge x, and the
- * quotient undoes u's rounding), log from its exponent and 2 atanh((m - 1) / (m + 1)) as a series;
+ * work in double too: log1p as log(1 + x) (exact but for tiny and huge x) from its exponent and
+ * 2 atanh((m - 1) / (m + 1)) as a series, and x - x^2 / 2 for tiny x;
  * expm1 as 2^n exp(r) - 1, exp(r) a Taylor polynomial, and x + x^2 / 2 for tiny x. Their
  * series are long enough for errors far below a float32 ulp.
  */
@@ -131,7 +131,9 @@ FCNN_INLINE float fcnn_log1pf(float x)
         1.0 + z * (1.0 / 3 + z * (1.0 / 5 + z * (1.0 / 7 + z * (1.0 / 9 + z * (1.0 / 11
         + z * (1.0 / 13 + z * (1.0 / 15 + z * (1.0 / 17))))))));
     const double log_u = k * 6.93147180559945286227e-01 + (2.0 * s) * series;
-    double r = u == 1.0 ? xd : log_u * (xd / (u - 1.0));
+    /* 1 + x is exact in double for float32 x from 2^-29 on; below, x - x^2 / 2 is within
+     * 2^-58 of log1p(x) (and keeps -0.0); far above, u's rounding moves log(u) by 2^-53 */
+    double r = fabs(xd) < 0x1p-29 ? xd - (xd * xd) * 0.5 : log_u;
     r = xd == -1.0 ? -INFINITY : r;
     r = xd < -1.0 ? NAN : r;
     return (x != x) | (x == INFINITY) ? x : (float)r;

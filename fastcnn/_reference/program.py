@@ -106,8 +106,7 @@ def _log1pf(x):
         series = 1.0 / odd + z * series
     series = 1.0 + z * series
     log_u = k * 6.93147180559945286227e-01 + (2.0 * s) * series
-    with np.errstate(all="ignore"):
-        r = np.where(u == 1.0, xd, log_u * (xd / (u - 1.0)))
+    r = np.where(np.abs(xd) < 2.0 ** -29, xd - (xd * xd) * 0.5, log_u)
     r = np.where(xd == -1.0, -np.inf, r)
     r = np.where(xd < -1.0, np.nan, r)
     return np.where((x != x) | (x == F(np.inf)), x, r.astype(F))
