@@ -214,6 +214,12 @@ FCNN_LIBM_UNARY(double, f64, exp, log, log1p, expm1, sin, cos, floor, rint, log2
         return 1;                                                                                 \
     }
 
+/* d[j] = f(a[j]) for j < m, then return 1. */
+#define FCNN_MAP(f)                                                                               \
+    for (ptrdiff_t j = 0; j < m; j++)                                                             \
+        d[j] = f(a[j]);                                                                           \
+    return 1
+
 /* d = op(a) by vecmath.h for exp, log, log1p, expm1, sin and cos of float32 (returns 1), else
  * returns 0. */
 #define FCNN_PROGRAM_VECMATH(ATTR, name)                                                          \
@@ -221,22 +227,10 @@ FCNN_LIBM_UNARY(double, f64, exp, log, log1p, expm1, sin, cos, floor, rint, log2
     {                                                                                             \
         int shift = op == FCNN_OP_COS, beyond = 0;                                                \
         switch (op) {                                                                             \
-        case FCNN_OP_EXP:                                                                         \
-            for (ptrdiff_t j = 0; j < m; j++)                                                     \
-                d[j] = fcnn_expf(a[j]);                                                           \
-            return 1;                                                                             \
-        case FCNN_OP_LOG:                                                                         \
-            for (ptrdiff_t j = 0; j < m; j++)                                                     \
-                d[j] = fcnn_logf(a[j]);                                                           \
-            return 1;                                                                             \
-        case FCNN_OP_LOG1P:                                                                       \
-            for (ptrdiff_t j = 0; j < m; j++)                                                     \
-                d[j] = fcnn_log1pf(a[j]);                                                         \
-            return 1;                                                                             \
-        case FCNN_OP_EXPM1:                                                                       \
-            for (ptrdiff_t j = 0; j < m; j++)                                                     \
-                d[j] = fcnn_expm1f(a[j]);                                                         \
-            return 1;                                                                             \
+        case FCNN_OP_EXP: FCNN_MAP(fcnn_expf);                                                    \
+        case FCNN_OP_LOG: FCNN_MAP(fcnn_logf);                                                    \
+        case FCNN_OP_LOG1P: FCNN_MAP(fcnn_log1pf);                                                \
+        case FCNN_OP_EXPM1: FCNN_MAP(fcnn_expm1f);                                                \
         case FCNN_OP_SIN:                                                                         \
         case FCNN_OP_COS:                                                                         \
             for (ptrdiff_t j = 0; j < m; j++) {                                                   \
