@@ -13,7 +13,8 @@
  * work in double too: log1p as log(1 + x) (exact but for tiny and huge x) from its exponent and
  * 2 atanh((m - 1) / (m + 1)) as a series, and x - x^2 / 2 for tiny x;
  * expm1 as 2^n exp(r) - 1, exp(r) a Taylor polynomial, and x + x^2 / 2 for tiny x. Their
- * series are long enough for errors far below a float32 ulp.
+ * series stop where the next term is below 2^-30 of the result (|s| <= 0.1716, |r| <= 0.3466):
+ * errors of a hundredth of a float32 ulp.
  */
 #ifndef FASTCNN_VECMATH_H
 #define FASTCNN_VECMATH_H
@@ -129,7 +130,7 @@ FCNN_INLINE float fcnn_log1pf(float x)
     const double f = m - 1.0, s = f / (2.0 + f), z = s * s;
     const double series =
         1.0 + z * (1.0 / 3 + z * (1.0 / 5 + z * (1.0 / 7 + z * (1.0 / 9 + z * (1.0 / 11
-        + z * (1.0 / 13 + z * (1.0 / 15 + z * (1.0 / 17))))))));
+        + z * (1.0 / 13))))));
     const double log_u = k * 6.93147180559945286227e-01 + (2.0 * s) * series;
     /* 1 + x is exact in double for float32 x from 2^-29 on; below, x - x^2 / 2 is within
      * 2^-58 of log1p(x) (and keeps -0.0); far above, u's rounding moves log(u) by 2^-53 */
@@ -157,8 +158,7 @@ FCNN_INLINE float fcnn_expm1f(float x)
     const double r = (xd - nd * 6.93147180369123816490e-01) - nd * 1.90821492927058770002e-10;
     const double p =
         1.0 + r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120
-        + r * (1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880
-        + r * (1.0 / 3628800))))))))));
+        + r * (1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320))))))));
     const double v = fabs(xd) < 0x1p-20 ? xd + (xd * xd) * 0.5 : p * scale - 1.0;
     return x == 0 ? x : (float)v;
 }

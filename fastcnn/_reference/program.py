@@ -101,8 +101,8 @@ def _log1pf(x):
     f = m - 1.0
     s = f / (2.0 + f)
     z = s * s
-    series = 1.0 / 17
-    for odd in (15, 13, 11, 9, 7, 5, 3):
+    series = 1.0 / 13
+    for odd in (11, 9, 7, 5, 3):
         series = 1.0 / odd + z * series
     series = 1.0 + z * series
     log_u = k * 6.93147180559945286227e-01 + (2.0 * s) * series
@@ -121,8 +121,8 @@ def _expm1f(x):
     scale = ((t.view(np.uint64) - np.uint64(0x4338000000000000) + np.uint64(1023))
              << np.uint64(52)).view(np.float64)
     r = (xd - nd * 6.93147180369123816490e-01) - nd * 1.90821492927058770002e-10
-    p = 1.0 / 3628800
-    for k in (362880, 40320, 5040, 720, 120, 24, 6, 2, 1):
+    p = 1.0 / 40320
+    for k in (5040, 720, 120, 24, 6, 2, 1):
         p = 1.0 / k + r * p
     p = 1.0 + r * p
     v = np.where(np.abs(xd) < 2.0 ** -20, xd + (xd * xd) * 0.5, p * scale - 1.0)
