@@ -220,8 +220,8 @@ def batchnorm_forward_training(const floating[:, ::1] x__mc,        # IN  (M, C)
                                floating[:, ::1] y__mc,              # OUT (M, C)
                                floating[::1] mean,                  # OUT (C,) batch mean
                                floating[::1] inv_std,               # OUT (C,)
-                               double[:, :, ::1] partial__k2c,      # OUT scratch (K, 2, C)
-                               Py_ssize_t chunk_rows, object across,
+                               double[:, :, ::1] partial__k2c,      # IN/OUT (K, 2, C)
+                               Py_ssize_t chunk_rows, bint moments_given, object across,
                                double momentum, double epsilon, bint relu, double relu_max,
                                int n_threads):
     """y = act((x - mean) * inv_std * gamma + beta [+ residual]) with the batch's statistics,
@@ -233,6 +233,10 @@ def batchnorm_forward_training(const floating[:, ::1] x__mc,        # IN  (M, C)
     from that mean (the chunk's own plus rows * (chunk mean - mean)^2: the parallel-variance
     formula, which stays accurate when the mean is large against the spread) over the rows.
     With ``across`` (see the module) both sums and the rows are the whole batch's.
+
+    ``moments_given``: partial already holds each chunk's mean and squared deviations (the conv
+    that made x summed them as it wrote x: ``conv.conv2d_forward``'s moments, by the same
+    function), so x is read once, to normalise.
     """
     cdef Py_ssize_t m = x__mc.shape[0], c = x__mc.shape[1]
     _check(m, c, y__mc.shape, min(gamma.shape[0], beta.shape[0], moving_mean.shape[0],
@@ -252,7 +256,8 @@ def batchnorm_forward_training(const floating[:, ::1] x__mc,        # IN  (M, C)
         raise MemoryError()
     try:
         with nogil:
-            for k in prange(n_chunks, schedule="static", num_threads=threads_for(m * c, n_threads)):
+            for k in prange(0 if moments_given else n_chunks, schedule="static",
+                            num_threads=threads_for(m * c, n_threads)):
                 r0 = k * rows
                 _moments(_row(x__mc, r0), min(rows, m - r0), c, &partial__k2c[k, 0, 0],
                          &partial__k2c[k, 1, 0])
