@@ -100,8 +100,8 @@ def test_forward_in_k_slices_matches_reference(case, relu, conv_panel_bytes, sim
     rng = np.random.default_rng(ci * co)
     x, wt, bias, dy, geo = conv_case(rng, np.float32, 2, 9, 8, ci, co, kernel, strides, padding)
     got, want = np.empty(dy.shape, np.float32), np.empty(dy.shape, np.float32)
-    conv.conv2d_forward(x, wt, bias, got, *geo, relu, 2)
-    ref.conv2d_forward(x, wt, bias, want, *geo, relu, 2)
+    conv.conv2d_forward(x, wt, bias, got, None, *geo, relu, 1, 2)
+    ref.conv2d_forward(x, wt, bias, want, None, *geo, relu, 1, 2)
     assert_close(got, want, np.float32)
 
 
@@ -127,7 +127,8 @@ def test_inconsistent_shapes_raise():
     x = np.zeros((2, 5, 5, 3), np.float32)
     with pytest.raises(ValueError, match="inconsistent convolution"):
         conv.conv2d_forward(x, np.zeros((3, 3, 4, 8), np.float32), None,
-                            np.zeros((2, 3, 3, 8), np.float32), 1, 1, 0, 0, False, 1)
+                            np.zeros((2, 3, 3, 8), np.float32), None, 1, 1, 0, 0, False, 1,
+                            1)
 
 
 @pytest.mark.parametrize("case", [
@@ -157,7 +158,7 @@ def test_gradients_by_central_differences(kernel, strides, padding):
 
     def loss():
         out = np.empty(g_out.shape)
-        conv.conv2d_forward(x, wt, bias, out, *geo, False, 1)
+        conv.conv2d_forward(x, wt, bias, out, None, *geo, False, 1, 1)
         return float((out * g_out).sum())
 
     dx, dw, db = np.empty_like(x), np.empty_like(wt), np.empty_like(bias)
