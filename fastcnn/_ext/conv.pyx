@@ -71,20 +71,7 @@ cdef extern from "conv_passes.h" nogil:
 
 include "maxpool.pxi"
 include "dropout.pxi"
-
-cdef extern from "normalization.h" nogil:
-    void fcnn_bn_moments_f32(const float *x, Py_ssize_t rows, Py_ssize_t c, double *mean,
-                             double *m2)
-    void fcnn_bn_moments_f64(const double *x, Py_ssize_t rows, Py_ssize_t c, double *mean,
-                             double *m2)
-
-
-cdef inline void _moments(const floating *x, Py_ssize_t rows, Py_ssize_t c, double *mean,
-                          double *m2) noexcept nogil:
-    if floating is float:
-        fcnn_bn_moments_f32(x, rows, c, mean, m2)
-    else:
-        fcnn_bn_moments_f64(x, rows, c, mean, m2)
+include "bn_moments.pxi"
 
 
 cdef inline void _pack_dx(int level, const floating *w, const fcnn_geom *g,

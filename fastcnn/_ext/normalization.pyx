@@ -32,13 +32,10 @@ from cython.view cimport array as cvarray
 
 include "_threads.pxi"
 include "cpu.pxi"
+include "bn_moments.pxi"
 
 
 cdef extern from "normalization.h" nogil:
-    void fcnn_bn_moments_f32(const float *x, Py_ssize_t rows, Py_ssize_t c, double *mean,
-                             double *m2)
-    void fcnn_bn_moments_f64(const double *x, Py_ssize_t rows, Py_ssize_t c, double *mean,
-                             double *m2)
     void fcnn_bn_apply_f32(const float *x, const float *res, Py_ssize_t rows, Py_ssize_t c,
                            const float *mean, const float *scale, const float *beta, int relu,
                            float cap, float *y)
@@ -68,14 +65,6 @@ cdef extern from "normalization.h" nogil:
 
 
 # One name per pass for both float types (the C functions have one per type).
-cdef inline void _moments(const floating *x, Py_ssize_t rows, Py_ssize_t c, double *mean,
-                          double *m2) noexcept nogil:
-    if floating is float:
-        fcnn_bn_moments_f32(x, rows, c, mean, m2)
-    else:
-        fcnn_bn_moments_f64(x, rows, c, mean, m2)
-
-
 cdef inline void _apply_rows(const floating *x, const floating *res, Py_ssize_t rows,
                              Py_ssize_t c, const floating *mean, const floating *scale,
                              const floating *beta, int relu, floating cap,
