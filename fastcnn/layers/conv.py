@@ -6,8 +6,8 @@ Conv1D runs the 2-D kernels on images of height 1: its (steps, channels) inputs 
 import numpy as np
 
 from .._ops import conv
-from .._ops.normalization import batchnorm_partial_shape
 from .._ops.checks import positive_int
+from .._ops.normalization import batchnorm_partial_shape
 from .arguments import normalize_padding, normalize_tuple, window_output_hw
 from .kernel import KernelLayer
 
