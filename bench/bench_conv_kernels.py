@@ -66,7 +66,8 @@ def make_call(module, name, kind, n_threads, batch=None):
     geo = (1, 1, pad, pad)
     if kind == "forward":
         out = np.empty((x.shape[0], oh, ow, co), np.float32)
-        return (lambda: module.conv2d_forward(x, wt, bias, out, *geo, True, n_threads)), (out,)
+        return ((lambda: module.conv2d_forward(x, wt, bias, out, None, *geo, True, 1, n_threads)),
+                (out,))
     if kind == "backward_input":
         dx = np.empty_like(x)
         return (lambda: module.conv2d_backward_input(dy, wt, dx, *geo, n_threads)), (dx,)

@@ -203,7 +203,7 @@ def conv_case(rng, dtype, n, h, w, ci, co, kernel, strides, padding):
 def run_conv_kernels(module, x, wt, bias, dy, geo, relu, n_threads):
     """Forward, dX and (dW, db) of the conv kernels of ``module`` (``_ext.conv`` or its twins)."""
     out = np.empty(dy.shape, x.dtype)
-    module.conv2d_forward(x, wt, bias, out, *geo, relu, n_threads)
+    module.conv2d_forward(x, wt, bias, out, None, *geo, relu, 1, n_threads)
     dx = np.empty_like(x)
     module.conv2d_backward_input(dy, wt, dx, *geo, n_threads)
     dw = np.empty_like(wt)

@@ -71,6 +71,7 @@ cdef extern from "conv_passes.h" nogil:
 
 include "maxpool.pxi"
 include "dropout.pxi"
+include "bn_moments.pxi"
 
 
 cdef inline void _pack_dx(int level, const floating *w, const fcnn_geom *g,
@@ -185,18 +186,39 @@ def conv2d_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c_in)
                    const floating[:, :, :, ::1] w__hwio,  # IN  (kh, kw, c_in, c_out)
                    const floating[::1] bias,              # IN  (c_out,) or None
                    floating[:, :, :, ::1] out__nhwc,      # OUT (n, oh, ow, c_out)
+                   double[:, :, ::1] moments__k2c,        # OUT (K, 2, c_out), or None
                    int stride_h, int stride_w, int pad_top, int pad_left,
-                   bint relu, int n_threads):
+                   bint relu, Py_ssize_t chunk_rows, int n_threads):
     """out = relu?(conv(x, w) + bias), all NHWC:
     out[n, y, x, o] = bias[o] + sum_{i, j, c} x[n, y*stride_h + i - pad_top, x*stride_w + j - pad_left, c]
-    * w[i, j, c, o], with cells outside x counted as zeros."""
+    * w[i, j, c, o], with cells outside x counted as zeros.
+
+    With ``moments__k2c``: viewing out as (n*oh*ow, c_out) rows in chunks of ``chunk_rows`` (a
+    multiple or a divisor of oh*ow, so that a chunk is whole images or part of one), each
+    chunk's per-channel mean and sum of squared deviations from it go to moments[k, 0] and
+    moments[k, 1]: the partial sums of ``normalization.batchnorm_forward_training``, by the
+    same function, computed as each chunk's last image is done, while it is in cache."""
     cdef fcnn_geom g = _geom(x__nhwc.shape, w__hwio.shape, out__nhwc.shape,
                              stride_h, stride_w, pad_top, pad_left)
     if bias is not None and bias.shape[0] != g.co:
         raise ValueError(f"bias has {bias.shape[0]} entries, expected {g.co}")
+    cdef Py_ssize_t pixels = <Py_ssize_t>g.oh * g.ow, rows = out__nhwc.shape[0] * pixels
+    cdef double *moments = NULL
+    if moments__k2c is not None:
+        if chunk_rows < 1 or pixels == 0 or (chunk_rows % pixels and pixels % chunk_rows):
+            raise ValueError(f"Expected chunk_rows to be a multiple or a divisor of the "
+                             f"{pixels} pixels of an output image, received {chunk_rows}")
+        if (moments__k2c.shape[0] != (rows + chunk_rows - 1) // chunk_rows
+                or moments__k2c.shape[1] != 2 or moments__k2c.shape[2] != g.co):
+            raise ValueError(f"Expected moments of shape ({(rows + chunk_rows - 1) // chunk_rows}"
+                             f", 2, {g.co}), received ({moments__k2c.shape[0]}, "
+                             f"{moments__k2c.shape[1]}, {moments__k2c.shape[2]})")
+        if moments__k2c.shape[0] > 0:
+            moments = &moments__k2c[0, 0, 0]
     if out__nhwc.size == 0:
         return
-    _forward(x__nhwc, w__hwio, bias, out__nhwc, &g, relu, max(1, n_threads))
+    _forward(x__nhwc, w__hwio, bias, out__nhwc, &g, relu, max(1, n_threads), NULL, NULL, NULL,
+             moments, chunk_rows)
 
 
 def conv2d_backward_input(const floating[:, :, :, ::1] dy__nhwc,  # IN  (n, oh, ow, c_out)
@@ -496,9 +518,12 @@ def conv2d_maxpool_backward(const float[:, :, :, ::1] x__nhwc,     # IN  (n, h, 
 cdef int _forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                   const floating[::1] bias, floating[:, :, :, ::1] out, const fcnn_geom *g,
                   bint relu, int n_threads, const fcnn_pool_geom *pool=NULL,
-                  int *argmax=NULL, const _dropout *drop=NULL) except -1:
+                  int *argmax=NULL, const _dropout *drop=NULL, double *moments=NULL,
+                  Py_ssize_t chunk_rows=0) except -1:
     # With pool (float32 only), each image's conv output goes to per-thread scratch (it stays in
-    # cache) and out receives its max pooling instead, then the dropout if any.
+    # cache) and out receives its max pooling instead, then the dropout if any. With moments
+    # (no pool), a prange step takes the images of whole chunks of rows (or one image of
+    # several chunks) and then sums those chunks' moments.
     cdef int level = fcnn_simd_level(), kk = g.kh * g.kw * g.ci
     cdef int cb = fcnn_block(level, g.co, sizeof(floating))
     cdef size_t nw = fcnn_packed_size(kk, g.co, cb), nb = fcnn_packed_size(1, g.co, cb)
@@ -510,7 +535,8 @@ cdef int _forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
     cdef floating *z = NULL
     cdef const floating *px = &x[0, 0, 0, 0]
     cdef floating *po = &out[0, 0, 0, 0]
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, u, k, n = x.shape[0], pixels = <Py_ssize_t>g.oh * g.ow
+    cdef Py_ssize_t rows = n * pixels, unit = max(1, chunk_rows // pixels) if moments else 1
     _pack_cols(&w[0, 0, 0, 0], kk, g.co, g.co, 1, cb, buf)
     if bias is not None:
         bp = buf + nw
@@ -518,7 +544,15 @@ cdef int _forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
     with nogil, parallel(num_threads=n_threads):
         canvas = buf + nw + nb + threadid() * per
         z = canvas + nc
-        for i in prange(x.shape[0], schedule="dynamic"):
+        if moments != NULL:
+            for u in prange((n + unit - 1) // unit, schedule="dynamic"):
+                for i in range(u * unit, min(u * unit + unit, n)):
+                    _forward_image(level, g, buf, bp, relu, px + i * sx, po + i * so, canvas)
+                for k in range(u * unit * pixels // chunk_rows,
+                               (min(u * unit + unit, n) * pixels + chunk_rows - 1) // chunk_rows):
+                    _moments(po + k * chunk_rows * g.co, min(chunk_rows, rows - k * chunk_rows),
+                             g.co, moments + k * 2 * g.co, moments + (k * 2 + 1) * g.co)
+        for i in prange(n if moments == NULL else 0, schedule="dynamic"):
             if pool == NULL:
                 _forward_image(level, g, buf, bp, relu, px + i * sx, po + i * so, canvas)
             elif floating is float:

@@ -169,7 +169,7 @@ FCNN_INLINE void FCNN_NAME(fcnn_dw_tile)(const int R, const int NV, const int DB
     const int ow = jb->ow, dw_row = jb->dw_row;
     FCNN_VT acc[FCNN_PMAX][4];
     int o[FCNN_PMAX];
-#pragma GCC unroll 12
+#pragma GCC unroll 24
     for (int r = 0; r < R - DB; r++) {
         o[r] = koff[r];
 #pragma GCC unroll 4
@@ -187,7 +187,7 @@ FCNN_INLINE void FCNN_NAME(fcnn_dw_tile)(const int R, const int NV, const int DB
 #pragma GCC unroll 4
             for (int v = 0; v < NV; v++)
                 d[v] = FCNN_LDW(dy + FCNN_W * v);
-#pragma GCC unroll 12
+#pragma GCC unroll 24
             for (int r = 0; r < R - DB; r++) {
                 const FCNN_T s = xr[o[r]];
 #pragma GCC unroll 4
@@ -200,7 +200,7 @@ FCNN_INLINE void FCNN_NAME(fcnn_dw_tile)(const int R, const int NV, const int DB
                     acc[R - 1][v] += d[v];
         }
     }
-#pragma GCC unroll 12
+#pragma GCC unroll 24
     for (int r = 0; r < R - DB; r++) {
         if (r >= nr)
             break;
@@ -229,8 +229,10 @@ FCNN_INLINE void FCNN_NAME(fcnn_dw_taps)(const int R, const int NV, const int DB
                             jb->dw + (size_t)k0 * jb->dw_row + b0, DB ? jb->db + b0 : NULL);
 }
 
-/* All taps for the channel block at b0, R at a time, the first tile also summing db. */
-FCNN_INLINE void FCNN_NAME(fcnn_dw_block)(const int R, const int NV,
+/* All taps for the channel block at b0, R at a time, the first tile also summing db, and the
+ * taps left when fewer than R remain RT at a time: a tall tile sweeps dY and the windows fewer
+ * times, a short one computes fewer rows past the last tap. */
+FCNN_INLINE void FCNN_NAME(fcnn_dw_block)(const int R, const int RT, const int NV,
                                           const FCNN_TN(fcnn_dw_job) *jb, int b0)
 {
     const int kk = jb->kh * jb->kwci;
@@ -239,19 +241,23 @@ FCNN_INLINE void FCNN_NAME(fcnn_dw_block)(const int R, const int NV,
         FCNN_NAME(fcnn_dw_taps)(R, NV, 1, jb, b0, 0);
         k0 = R - 1;
     }
-    for (; k0 < kk; k0 += R)
+    for (; k0 + R <= kk; k0 += R)
         FCNN_NAME(fcnn_dw_taps)(R, NV, 0, jb, b0, k0);
+    for (; k0 < kk; k0 += RT)
+        FCNN_NAME(fcnn_dw_taps)(RT, NV, 0, jb, b0, k0);
 }
 
-FCNN_INLINE void FCNN_NAME(fcnn_dw_core)(const int CB, const int R1, const int R2, const int R3,
-                                         const int R4, const FCNN_TN(fcnn_dw_job) *jb)
+/* R1T: the height of the one-vector tiles' last taps (see fcnn_dw_block). */
+FCNN_INLINE void FCNN_NAME(fcnn_dw_core)(const int CB, const int R1, const int R1T, const int R2,
+                                         const int R3, const int R4,
+                                         const FCNN_TN(fcnn_dw_job) *jb)
 {
     for (int b0 = 0; b0 < jb->co; b0 += CB) {
         switch ((fcnn_min(CB, jb->co - b0) + FCNN_W - 1) / FCNN_W) {
-        case 1: FCNN_NAME(fcnn_dw_block)(R1, 1, jb, b0); break;
-        case 2: if (CB >= 2 * FCNN_W) FCNN_NAME(fcnn_dw_block)(R2, 2, jb, b0); break;
-        case 3: if (CB >= 3 * FCNN_W) FCNN_NAME(fcnn_dw_block)(R3, 3, jb, b0); break;
-        default: if (CB >= 4 * FCNN_W) FCNN_NAME(fcnn_dw_block)(R4, 4, jb, b0); break;
+        case 1: FCNN_NAME(fcnn_dw_block)(R1, R1T, 1, jb, b0); break;
+        case 2: if (CB >= 2 * FCNN_W) FCNN_NAME(fcnn_dw_block)(R2, R2, 2, jb, b0); break;
+        case 3: if (CB >= 3 * FCNN_W) FCNN_NAME(fcnn_dw_block)(R3, R3, 3, jb, b0); break;
+        default: if (CB >= 4 * FCNN_W) FCNN_NAME(fcnn_dw_block)(R4, R4, 4, jb, b0); break;
         }
     }
 }

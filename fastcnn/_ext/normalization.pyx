@@ -32,13 +32,10 @@ from cython.view cimport array as cvarray
 
 include "_threads.pxi"
 include "cpu.pxi"
+include "bn_moments.pxi"
 
 
 cdef extern from "normalization.h" nogil:
-    void fcnn_bn_moments_f32(const float *x, Py_ssize_t rows, Py_ssize_t c, double *mean,
-                             double *m2)
-    void fcnn_bn_moments_f64(const double *x, Py_ssize_t rows, Py_ssize_t c, double *mean,
-                             double *m2)
     void fcnn_bn_apply_f32(const float *x, const float *res, Py_ssize_t rows, Py_ssize_t c,
                            const float *mean, const float *scale, const float *beta, int relu,
                            float cap, float *y)
@@ -68,14 +65,6 @@ cdef extern from "normalization.h" nogil:
 
 
 # One name per pass for both float types (the C functions have one per type).
-cdef inline void _moments(const floating *x, Py_ssize_t rows, Py_ssize_t c, double *mean,
-                          double *m2) noexcept nogil:
-    if floating is float:
-        fcnn_bn_moments_f32(x, rows, c, mean, m2)
-    else:
-        fcnn_bn_moments_f64(x, rows, c, mean, m2)
-
-
 cdef inline void _apply_rows(const floating *x, const floating *res, Py_ssize_t rows,
                              Py_ssize_t c, const floating *mean, const floating *scale,
                              const floating *beta, int relu, floating cap,
@@ -220,8 +209,8 @@ def batchnorm_forward_training(const floating[:, ::1] x__mc,        # IN  (M, C)
                                floating[:, ::1] y__mc,              # OUT (M, C)
                                floating[::1] mean,                  # OUT (C,) batch mean
                                floating[::1] inv_std,               # OUT (C,)
-                               double[:, :, ::1] partial__k2c,      # OUT scratch (K, 2, C)
-                               Py_ssize_t chunk_rows, object across,
+                               double[:, :, ::1] partial__k2c,      # IN/OUT (K, 2, C)
+                               Py_ssize_t chunk_rows, bint moments_given, object across,
                                double momentum, double epsilon, bint relu, double relu_max,
                                int n_threads):
     """y = act((x - mean) * inv_std * gamma + beta [+ residual]) with the batch's statistics,
@@ -233,6 +222,10 @@ def batchnorm_forward_training(const floating[:, ::1] x__mc,        # IN  (M, C)
     from that mean (the chunk's own plus rows * (chunk mean - mean)^2: the parallel-variance
     formula, which stays accurate when the mean is large against the spread) over the rows.
     With ``across`` (see the module) both sums and the rows are the whole batch's.
+
+    ``moments_given``: partial already holds each chunk's mean and squared deviations (the conv
+    that made x summed them as it wrote x: ``conv.conv2d_forward``'s moments, by the same
+    function), so x is read once, to normalise.
     """
     cdef Py_ssize_t m = x__mc.shape[0], c = x__mc.shape[1]
     _check(m, c, y__mc.shape, min(gamma.shape[0], beta.shape[0], moving_mean.shape[0],
@@ -252,7 +245,8 @@ def batchnorm_forward_training(const floating[:, ::1] x__mc,        # IN  (M, C)
         raise MemoryError()
     try:
         with nogil:
-            for k in prange(n_chunks, schedule="static", num_threads=threads_for(m * c, n_threads)):
+            for k in prange(0 if moments_given else n_chunks, schedule="static",
+                            num_threads=threads_for(m * c, n_threads)):
                 r0 = k * rows
                 _moments(_row(x__mc, r0), min(rows, m - r0), c, &partial__k2c[k, 0, 0],
                          &partial__k2c[k, 1, 0])

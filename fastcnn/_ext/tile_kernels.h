@@ -30,7 +30,7 @@
 #include "pack.h"
 #include "vectors.h"
 
-#define FCNN_PMAX 12 /* the tallest tile */
+#define FCNN_PMAX 24 /* the tallest tile */
 
 /* The most weight-panel bytes one sweep of the forward tiles reads: half the L1 data cache, so the
  * panel slice stays there beside the windows and outputs. A whole panel (conv 32 -> 32: 37 KB of
@@ -102,7 +102,9 @@ typedef struct {
 
 /* The three compilations. Tile heights keep P*NV accumulators + NV panel vectors + a broadcast
  * within the register file: 32 zmm, 16 ymm, 16 xmm. The widest tile, CBMAX = fcnn_block_max
- * lanes, is 4, 2 and 4 vectors. */
+ * lanes, is 4, 2 and 4 vectors. dW's one-vector tile on AVX-512 is 24 taps tall (24 accumulators
+ * + dY + a broadcast), its last taps 8 at a time: each tile sweeps dY and the windows once, and
+ * 8 taps a sweep had left 16-channel dW streaming them from L2 three times as often. */
 #if FCNN_X86
 FCNN_TARGET_AVX512 static void FCNN_TLEVEL(fcnn_tiles, _avx512)(const FCNN_TN(fcnn_tile_job) *jb)
 {
@@ -110,7 +112,7 @@ FCNN_TARGET_AVX512 static void FCNN_TLEVEL(fcnn_tiles, _avx512)(const FCNN_TN(fc
 }
 FCNN_TARGET_AVX512 static void FCNN_TLEVEL(fcnn_dw, _avx512)(const FCNN_TN(fcnn_dw_job) *jb)
 {
-    FCNN_AT(fcnn_dw_core, FCNN_W512)(4 * FCNN_W512, 8, 12, 8, 6, jb);
+    FCNN_AT(fcnn_dw_core, FCNN_W512)(4 * FCNN_W512, 24, 8, 12, 8, 6, jb);
 }
 FCNN_TARGET_AVX2 static void FCNN_TLEVEL(fcnn_tiles, _avx2)(const FCNN_TN(fcnn_tile_job) *jb)
 {
@@ -118,7 +120,7 @@ FCNN_TARGET_AVX2 static void FCNN_TLEVEL(fcnn_tiles, _avx2)(const FCNN_TN(fcnn_t
 }
 FCNN_TARGET_AVX2 static void FCNN_TLEVEL(fcnn_dw, _avx2)(const FCNN_TN(fcnn_dw_job) *jb)
 {
-    FCNN_AT(fcnn_dw_core, FCNN_W256)(2 * FCNN_W256, 12, 6, 1, 1, jb);
+    FCNN_AT(fcnn_dw_core, FCNN_W256)(2 * FCNN_W256, 12, 12, 6, 1, 1, jb);
 }
 #endif
 static void FCNN_TLEVEL(fcnn_tiles, _scalar)(const FCNN_TN(fcnn_tile_job) *jb)
@@ -127,7 +129,7 @@ static void FCNN_TLEVEL(fcnn_tiles, _scalar)(const FCNN_TN(fcnn_tile_job) *jb)
 }
 static void FCNN_TLEVEL(fcnn_dw, _scalar)(const FCNN_TN(fcnn_dw_job) *jb)
 {
-    FCNN_AT(fcnn_dw_core, FCNN_W128)(4 * FCNN_W128, 12, 6, 4, 2, jb);
+    FCNN_AT(fcnn_dw_core, FCNN_W128)(4 * FCNN_W128, 12, 12, 6, 4, 2, jb);
 }
 
 static void FCNN_TN(fcnn_tiles)(int level, const FCNN_TN(fcnn_tile_job) *jb)

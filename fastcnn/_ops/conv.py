@@ -8,6 +8,7 @@ from .checks import (_check_pair, argmax_array, as_kernel_array, bias_array, che
                      check_array, check_index_range, check_weight_shape, flag, memoized,
                      out_buffer, positive_int, shape_arg, weights_array, window_output_shape)
 from .dropout import dropout_args
+from .normalization import batchnorm_chunk_rows, batchnorm_partial_shape
 from .threads import effective_n_threads
 
 
@@ -62,10 +63,16 @@ def _conv_geometry(x_shape, kernel_shape, strides, padding, dilation=(1, 1), gro
 
 
 def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_threads=None,
-                   dilation_rate=(1, 1), groups=1):
+                   dilation_rate=(1, 1), groups=1, moments=None):
     """NHWC x, HWIO kernel -> NHWC out, with bias and relu fused when given. With groups, the
     kernel holds c_in / groups input channels, and group q maps input channels
-    [q*c_in/groups, (q+1)*c_in/groups) to filters [q*f/groups, (q+1)*f/groups)."""
+    [q*c_in/groups, (q+1)*c_in/groups) to filters [q*f/groups, (q+1)*f/groups).
+
+    ``moments`` (plain convolutions only): a float64 array of
+    ``normalization.batchnorm_partial_shape(out.shape)``, which receives the partial sums of
+    the batch normalisation of out (each chunk's mean and squared deviations), as
+    ``normalization.batchnorm_forward_training`` would compute them, for its
+    ``moments_given``."""
     n_threads = effective_n_threads(n_threads)
     kernel = weights_array(kernel, "kernel", 4)
     shape, top, left = _conv_geometry(check_array(x, "x", 4).shape, kernel.shape, strides, padding,
@@ -74,9 +81,17 @@ def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_th
     bias = bias_array(bias, kernel.shape[3], kernel.dtype)
     relu = flag(relu, "relu")
     out = out_buffer(out, shape, kernel.dtype, "out")
-    check_apart({"out": out}, {"x": x, "kernel": kernel, "bias": bias})
-    if (tuple(dilation_rate), groups) == PLAIN:
-        _conv.conv2d_forward(x, kernel, bias, out, *strides, top, left, relu, n_threads)
+    plain = (tuple(dilation_rate), groups) == PLAIN
+    if moments is not None:
+        if not plain:
+            raise ValueError(f"Expected moments=None for a dilated or grouped convolution, "
+                             f"received dilation_rate={tuple(dilation_rate)}, groups={groups}")
+        moments = out_buffer(moments, batchnorm_partial_shape(shape), np.float64, "moments")
+    check_apart({"out": out, "moments": moments}, {"x": x, "kernel": kernel, "bias": bias})
+    if plain:
+        _conv.conv2d_forward(x, kernel, bias, out, moments, *strides, top, left, relu,
+                             batchnorm_chunk_rows(shape) if moments is not None else 1,
+                             n_threads)
     else:
         _conv.conv2d_general_forward(x, kernel, bias, out, *strides, top, left, *dilation_rate,
                                      groups, relu, n_threads)
@@ -209,7 +224,8 @@ def conv2d_transpose_backward_input(dy, kernel, input_shape, strides, padding,
     dx = out_buffer(out, input_shape, kernel.dtype, "out")
     check_apart({"out": dx}, {"dy": dy, "kernel": kernel})
     if tuple(dilation_rate) == (1, 1):
-        _conv.conv2d_forward(dy, kernel, None, dx, *strides, top, left, False, n_threads)
+        _conv.conv2d_forward(dy, kernel, None, dx, None, *strides, top, left, False, 1,
+                             n_threads)
     else:
         _conv.conv2d_general_forward(dy, kernel, None, dx, *strides, top, left, *dilation_rate,
                                      1, False, n_threads)

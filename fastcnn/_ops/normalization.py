@@ -86,7 +86,8 @@ def _rows(a, c):
 
 def batchnorm_forward_training(x, gamma, beta, moving_mean, moving_var, momentum, epsilon,
                                residual=None, relu=False, relu_max=None, out=None, mean=None,
-                               inv_std=None, partial=None, across=None, n_threads=None):
+                               inv_std=None, partial=None, across=None, moments_given=False,
+                               n_threads=None):
     """Normalise each channel (the last axis) of x with the batch's mean and biased variance,
     add ``residual`` when given and apply relu (capped at ``relu_max`` unless None) when asked,
     and move the moving statistics in place. Returns (out, mean, inv_std) for the backward
@@ -95,7 +96,10 @@ def batchnorm_forward_training(x, gamma, beta, moving_mean, moving_var, momentum
     Synchronized over processes: x is one process's share of a batch (no sample for a process
     without one), and ``across`` replaces a 1-D float64 array of per-channel sums and a row
     count, in place, by its total over the processes (see ``_ext.normalization``); the
-    statistics are then the whole batch's."""
+    statistics are then the whole batch's.
+
+    ``moments_given``: ``partial`` holds x's partial sums already, from the conv that made x
+    (``conv.conv2d_forward``'s ``moments``), so that x is read once, to normalise."""
     n_threads = effective_n_threads(n_threads)
     x, c = _batchnorm_operands(x, ("moving_mean", "moving_var"), gamma=gamma, beta=beta,
                                moving_mean=moving_mean, moving_var=moving_var)
@@ -104,6 +108,9 @@ def batchnorm_forward_training(x, gamma, beta, moving_mean, moving_var, momentum
     out = out_buffer(out, x.shape, x.dtype, "out")
     mean = out_buffer(mean, (c,), x.dtype, "mean")
     inv_std = out_buffer(inv_std, (c,), x.dtype, "inv_std")
+    moments_given = flag(moments_given, "moments_given")
+    if moments_given and partial is None:
+        raise ValueError("Expected partial with moments_given=True: the sums it holds")
     partial = out_buffer(partial, batchnorm_partial_shape(x.shape), np.float64, "partial")
     across = _across_arg(x, across)
     check_apart({"out": out, "mean": mean, "inv_std": inv_std, "partial": partial,
@@ -111,8 +118,9 @@ def batchnorm_forward_training(x, gamma, beta, moving_mean, moving_var, momentum
                 {"x": x, "residual": residual, "gamma": gamma, "beta": beta})
     _normalization.batchnorm_forward_training(
         x.reshape(-1, c), _rows(residual, c), gamma, beta, moving_mean, moving_var,
-        out.reshape(-1, c), mean, inv_std, partial, batchnorm_chunk_rows(x.shape), across,
-        momentum, epsilon, flag(relu, "relu"), _relu_cap(relu_max), n_threads)
+        out.reshape(-1, c), mean, inv_std, partial, batchnorm_chunk_rows(x.shape),
+        moments_given, across, momentum, epsilon, flag(relu, "relu"), _relu_cap(relu_max),
+        n_threads)
     return out, mean, inv_std
 
 

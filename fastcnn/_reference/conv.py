@@ -5,6 +5,7 @@ import numpy as np
 from .window import _canvas, _windows
 from .dense import _store_biased
 from .dropout import dropout_backward, dropout_forward
+from .normalization import _chunk_moments
 from .pool import maxpool2d_backward, maxpool2d_forward, maxpool2d_relu_backward
 
 
@@ -64,10 +65,13 @@ def conv2d_general_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, st
     if db is not None:
         db[...] = dy.sum(axis=(0, 1, 2))
 
-def conv2d_forward(x__nhwc, w__hwio, bias, out__nhwc, stride_h, stride_w, pad_top, pad_left,
-                   relu, n_threads):
+def conv2d_forward(x__nhwc, w__hwio, bias, out__nhwc, moments__k2c, stride_h, stride_w, pad_top,
+                   pad_left, relu, chunk_rows, n_threads):
+    """The plain convolution; moments (unless None) of out's rows in chunks of chunk_rows."""
     conv2d_general_forward(x__nhwc, w__hwio, bias, out__nhwc, stride_h, stride_w, pad_top,
                            pad_left, 1, 1, 1, relu, n_threads)
+    if moments__k2c is not None:
+        moments__k2c[...] = _chunk_moments(out__nhwc.reshape(-1, out__nhwc.shape[3]), chunk_rows)
 
 def conv2d_backward_input(dy__nhwc, w__hwio, dx__nhwc, stride_h, stride_w, pad_top, pad_left,
                           n_threads):
@@ -107,8 +111,8 @@ def conv2d_maxpool_forward(x__nhwc, w__hwio, bias, out__nhwc, argmax__nhwc, stri
     dropout_forward (x's first image being image dropout_first of the mask's batch)."""
     z = np.empty(_unpooled_shape(out__nhwc.shape, pool_h, pool_w, pool_stride_h, pool_stride_w),
                  out__nhwc.dtype)
-    conv2d_forward(x__nhwc, w__hwio, bias, z, stride_h, stride_w, pad_top, pad_left, relu,
-                   n_threads)
+    conv2d_forward(x__nhwc, w__hwio, bias, z, None, stride_h, stride_w, pad_top, pad_left, relu,
+                   1, n_threads)
     where = np.empty(out__nhwc.shape, np.int32) if argmax__nhwc is None else argmax__nhwc
     maxpool2d_forward(z, out__nhwc, where, pool_h, pool_w, pool_stride_h, pool_stride_w, 0, 0,
                       n_threads)

@@ -19,16 +19,37 @@ def _total(sums, rows, across):
     return both[:-1], both[-1]
 
 
-def batchnorm_forward_training(x__mc, residual__mc, gamma, beta, moving_mean, moving_var, y__mc,
-                               mean, inv_std, partial__k2c, chunk_rows, across, momentum,
-                               epsilon, relu, relu_max, n_threads):
-    """Batch statistics (biased variance; with ``across``, the whole batch's) normalise x and
-    move the moving ones; ``partial`` and ``chunk_rows`` are the kernel's scratch and its
-    layout, unused here."""
+def _chunk_rows(m, chunk_rows):
+    """The number of rows of each chunk of an (m, C) matrix."""
+    return np.minimum(chunk_rows, m - chunk_rows * np.arange(-(-m // chunk_rows)))
+
+
+def _chunk_moments(x__mc, chunk_rows):
+    """(K, 2, C): each chunk's column means and sums of squared deviations from them."""
     x = np.asarray(x__mc, np.float64)
-    total, rows = _total(x.sum(axis=0), len(x), across)
-    mu = total / rows
-    var = _total(((x - mu) ** 2).sum(axis=0), len(x), across)[0] / rows
+    chunks = [x[k:k + chunk_rows] for k in range(0, len(x), chunk_rows)]
+    return np.array([[c.mean(axis=0), ((c - c.mean(axis=0)) ** 2).sum(axis=0)] for c in chunks]
+                    ).reshape(len(chunks), 2, x.shape[1])
+
+
+def batchnorm_forward_training(x__mc, residual__mc, gamma, beta, moving_mean, moving_var, y__mc,
+                               mean, inv_std, partial__k2c, chunk_rows, moments_given, across,
+                               momentum, epsilon, relu, relu_max, n_threads):
+    """Batch statistics (biased variance; with ``across``, the whole batch's) normalise x and
+    move the moving ones. Without ``moments_given``, ``partial`` and ``chunk_rows`` are the
+    kernel's scratch and its layout, unused here; with it, the statistics come from the chunks'
+    means and squared deviations in ``partial`` (parallel-variance formula)."""
+    x = np.asarray(x__mc, np.float64)
+    if moments_given:
+        counts = _chunk_rows(len(x), chunk_rows)[:, None]
+        means, squares = partial__k2c[:, 0], partial__k2c[:, 1]
+        total, rows = _total((means * counts).sum(axis=0), len(x), across)
+        mu = total / rows
+        var = _total((squares + counts * (means - mu) ** 2).sum(axis=0), len(x), across)[0] / rows
+    else:
+        total, rows = _total(x.sum(axis=0), len(x), across)
+        mu = total / rows
+        var = _total(((x - mu) ** 2).sum(axis=0), len(x), across)[0] / rows
     mean[...] = mu
     inv_std[...] = 1 / np.sqrt(var + epsilon)
     moving_mean[...] = moving_mean * momentum + mu * (1 - momentum)

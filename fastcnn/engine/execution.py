@@ -28,7 +28,9 @@ class CallContext:
       which backward overwrites with that weight's gradient;
     - planner flags: ``emit_logits`` (return the logits of a final softmax), ``defer_relu_grad``
       (leave the relu backward to the reader of the output), ``apply_input_relu_grad`` (the
-      input is a relu's output: apply its backward to dX);
+      input is a relu's output: apply its backward to dX), ``batchnorm_moments`` (a linear
+      Conv2D read by a training BatchNormalization only: leave the partial sums of its
+      statistics in ``ctx.moments``);
     - ``first_sample``: the index of the batch's first sample in the whole batch it is one
       process's share of (0 for a whole batch): random masks key on the sample's index in the
       whole batch;
@@ -43,6 +45,7 @@ class CallContext:
     emit_logits = False
     defer_relu_grad = False
     apply_input_relu_grad = False
+    batchnorm_moments = False
     pool = None  # the execution's BufferPool while it lends this call its buffers
 
     def __init__(self, rng=None):

@@ -54,10 +54,13 @@ class LayerStep:
         self.random_index = index + 1 if getattr(call.layer, "draws_random", False) else None
         self.random_layer = call.layer if self.random_index else None
         self.flags = {}  # context flags set by the planner: see CallContext
+        self.moments_slot = None  # where a conv leaves its output's batchnorm_moments
 
     def forward(self, values, ctx):
         x = values[self.inputs[0]] if self.single_input else [values[s] for s in self.inputs]
         y = self.layer.forward(x, ctx, self.training)
+        if self.moments_slot is not None:
+            values[self.moments_slot] = ctx.moments
         if len(self.outputs) == 1:
             values[self.outputs[0]] = y
             regularizer = getattr(self.layer, "activity_regularizer", None)
@@ -148,14 +151,16 @@ class BatchNormStep:
         self.relu_max = BATCHNORM_ACTIVATIONS[activation]
         self.random_index = self.random_layer = None
         self.flags = {}
+        self.moments_slot = None  # where the conv making the input leaves its statistics' sums
 
     def forward(self, values, ctx):
         x = values[self.inputs[0]]
         residual = values[self.inputs[1]] if self.add else None
         if self.add:
             self.add.compute_output_shape([x.shape, residual.shape])  # the Add's own checks
+        moments = values[self.moments_slot] if self.moments_slot is not None else None
         values[self.outputs[0]] = self.layer.forward_fused(x, ctx, self.training, residual,
-                                                           self.relu, self.relu_max)
+                                                           self.relu, self.relu_max, moments)
 
     def backward(self, dys, ctx, need_dx):
         dy, dy2 = dys[0] if isinstance(dys[0], tuple) else (dys[0], None)
@@ -362,6 +367,8 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None, input_grads=No
     plan = Plan(flat, steps, logits_outputs, logits_steps)
     if loss_outputs is not None:
         _plan_backward(plan, loss_outputs, input_grads or [False] * len(plan.input_slots))
+    if fuse and plan.backward_steps:
+        _batchnorm_moments_from_convs(plan, calls, step_of_call, sole_reader)
     return plan
 
 
@@ -436,6 +443,28 @@ def _hand_off_relu_gradients(calls, step_of_call, sole_reader):
         else:
             continue
         step.flags["defer_relu_grad"] = True
+
+
+def _batchnorm_moments_from_convs(plan, calls, step_of_call, sole_reader):
+    """A linear plain Conv2D read only by a BatchNormStep's BatchNormalization, which trains
+    with the batch's statistics, sums their per-chunk partials as it writes its output (its
+    ``batchnorm_moments`` flag), and leaves them in a slot of their own past the graph's, which
+    the BatchNormStep reads: the normalisation then reads its input once. Plans with a backward
+    pass only, whose forward keeps every buffer (a shared forward would lend the sums' buffer
+    to the next step)."""
+    for i, c in enumerate(calls):
+        conv = step_of_call.get(i)
+        if not (isinstance(conv, LayerStep) and _kind(c.layer) == "conv2d"
+                and c.layer.activation == "linear"):
+            continue
+        bn = sole_reader(c.outputs[0], "batchnorm")
+        step = step_of_call.get(bn)
+        if not (isinstance(step, BatchNormStep) and calls[bn].training
+                and calls[bn].layer.trainable):
+            continue
+        conv.flags["batchnorm_moments"] = True
+        conv.moments_slot = step.moments_slot = plan.n_slots
+        plan.n_slots += 1
 
 
 def _trained_weights(step):

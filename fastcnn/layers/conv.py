@@ -3,8 +3,11 @@
 Conv1D runs the 2-D kernels on images of height 1: its (steps, channels) inputs and its
 (kernel_size, channels, filters) kernel are reshaped views, never copies.
 """
+import numpy as np
+
 from .._ops import conv
 from .._ops.checks import positive_int
+from .._ops.normalization import batchnorm_partial_shape
 from .arguments import normalize_padding, normalize_tuple, window_output_hw
 from .kernel import KernelLayer
 
@@ -54,10 +57,10 @@ class _Conv(KernelLayer):
         """The kernel arguments that Conv2D and Conv1D give as 2-D."""
         return {"dilation_rate": self._dilation_2d, "groups": self.groups}
 
-    def _forward_2d(self, x, kernel, z, ctx):
+    def _forward_2d(self, x, kernel, z, ctx, moments=None):
         return conv.conv2d_forward(x, kernel, self.bias, self._strides_2d, self._padding_2d,
                                    relu=self._pending_activation(ctx) == "relu", out=z,
-                                   **self._variant())
+                                   moments=moments, **self._variant())
 
     def _backward_2d(self, dz, x, kernel, dw, db, dx):
         if dw is not None:
@@ -114,8 +117,11 @@ class Conv2D(_Conv):
 
     def forward(self, x, ctx, training):
         ctx.x = x
-        z = self._forward_2d(x, self.kernel, ctx.buffer("z", self.compute_output_shape(x.shape)),
-                             ctx)
+        shape = self.compute_output_shape(x.shape)
+        # The BatchNormalization reading z may take its statistics' partial sums from here.
+        ctx.moments = (ctx.buffer("moments", batchnorm_partial_shape(shape), np.float64)
+                       if ctx.batchnorm_moments else None)
+        z = self._forward_2d(x, self.kernel, ctx.buffer("z", shape), ctx, ctx.moments)
         return self._activate(z, ctx, relu_fused=True)
 
     def backward(self, dy, ctx, need_dx):

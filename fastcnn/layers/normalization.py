@@ -94,10 +94,12 @@ class BatchNormalization(Layer):
     def backward(self, dy, ctx, need_dx):
         return self.backward_fused(dy, ctx, need_dx)[0]
 
-    def forward_fused(self, x, ctx, training, residual=None, relu=False, relu_max=None):
+    def forward_fused(self, x, ctx, training, residual=None, relu=False, relu_max=None,
+                      moments=None):
         """act(BN(x) [+ residual]), act relu (capped at relu_max unless None: relu6) or the
         identity, in one pass over x after the statistics: the planner's fusion of this layer
-        with an Add and an Activation after it (engine/plan.py)."""
+        with an Add and an Activation after it (engine/plan.py). ``moments``: None, or the
+        partial sums of x's statistics, which the conv that made x summed as it wrote it."""
         ctx.x, ctx.residual, ctx.relu, ctx.relu_max = x, residual, relu, relu_max
         # A frozen layer normalises with its moving statistics, as in Keras 3.
         ctx.batch_stats = bool(training and self.trainable)
@@ -108,7 +110,8 @@ class BatchNormalization(Layer):
                 x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.momentum,
                 self.epsilon, residual=residual, relu=relu, relu_max=relu_max, out=out,
                 mean=ctx.buffer("mean", (x.shape[-1],)), inv_std=inv_std,
-                partial=self._partial(ctx, x.shape), across=self._across(ctx))
+                partial=moments if moments is not None else self._partial(ctx, x.shape),
+                across=self._across(ctx), moments_given=moments is not None)
         else:
             y, ctx.inv_std = normalization.batchnorm_forward_inference(
                 x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.epsilon,

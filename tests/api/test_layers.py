@@ -77,7 +77,7 @@ def test_layer_forward_matches_reference_through_ops():
     x = np.random.default_rng(1).standard_normal((2, 9, 8, 3)).astype(np.float32)
     y = layer(x)
     expected = np.zeros(y.shape, np.float32)
-    ref.conv2d_forward(x, layer.kernel, layer.bias, expected, 1, 1, 1, 1, True, 1)
+    ref.conv2d_forward(x, layer.kernel, layer.bias, expected, None, 1, 1, 1, 1, True, 1, 1)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 

@@ -100,9 +100,36 @@ def test_forward_in_k_slices_matches_reference(case, relu, conv_panel_bytes, sim
     rng = np.random.default_rng(ci * co)
     x, wt, bias, dy, geo = conv_case(rng, np.float32, 2, 9, 8, ci, co, kernel, strides, padding)
     got, want = np.empty(dy.shape, np.float32), np.empty(dy.shape, np.float32)
-    conv.conv2d_forward(x, wt, bias, got, *geo, relu, 2)
-    ref.conv2d_forward(x, wt, bias, want, *geo, relu, 2)
+    conv.conv2d_forward(x, wt, bias, got, None, *geo, relu, 1, 2)
+    ref.conv2d_forward(x, wt, bias, want, None, *geo, relu, 1, 2)
     assert_close(got, want, np.float32)
+
+
+# (kernel, c_in, c_out): dW tiles of one vector of channels take 24 taps (the first 23 and db)
+# then the last ones 8 at a time on AVX-512; tap counts below, at and past those heights.
+DW_TAPS = [((1, 1), 5, 16), ((1, 1), 23, 10), ((1, 1), 24, 16), ((3, 3), 3, 16),
+           ((3, 3), 5, 12), ((3, 3), 16, 16), ((2, 3), 9, 7)]
+
+
+@pytest.mark.parametrize("kernel, ci, co", DW_TAPS, ids=str)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_weight_gradient_of_narrow_layers_matches_reference(kernel, ci, co, with_bias, simd_path):
+    rng = np.random.default_rng(ci * co)
+    x, wt, bias, dy, geo = conv_case(rng, np.float32, 3, 7, 6, ci, co, kernel, (1, 1), "same")
+    db = np.full(co, np.nan, np.float32) if with_bias else None
+    results = []
+    for n_threads in (1, 2, 3):
+        dw = np.full(wt.shape, np.nan, np.float32)
+        conv.conv2d_backward_weight(x, dy, dw, db, *geo, n_threads)
+        results.append((dw, None if db is None else db.copy()))
+    want_dw, want_db = np.empty(wt.shape, np.float32), np.empty(co, np.float32)
+    ref.conv2d_backward_weight(x, dy, want_dw, want_db if with_bias else None, *geo, 1)
+    assert_close(results[0][0], want_dw, np.float32)
+    if with_bias:
+        assert_close(results[0][1], want_db, np.float32)
+    for dw, db_got in results[1:]:
+        np.testing.assert_array_equal(dw, results[0][0])
+        np.testing.assert_array_equal(db_got, results[0][1])
 
 
 def test_read_only_inputs():
@@ -127,7 +154,8 @@ def test_inconsistent_shapes_raise():
     x = np.zeros((2, 5, 5, 3), np.float32)
     with pytest.raises(ValueError, match="inconsistent convolution"):
         conv.conv2d_forward(x, np.zeros((3, 3, 4, 8), np.float32), None,
-                            np.zeros((2, 3, 3, 8), np.float32), 1, 1, 0, 0, False, 1)
+                            np.zeros((2, 3, 3, 8), np.float32), None, 1, 1, 0, 0, False, 1,
+                            1)
 
 
 @pytest.mark.parametrize("case", [
@@ -157,7 +185,7 @@ def test_gradients_by_central_differences(kernel, strides, padding):
 
     def loss():
         out = np.empty(g_out.shape)
-        conv.conv2d_forward(x, wt, bias, out, *geo, False, 1)
+        conv.conv2d_forward(x, wt, bias, out, None, *geo, False, 1, 1)
         return float((out * g_out).sum())
 
     dx, dw, db = np.empty_like(x), np.empty_like(wt), np.empty_like(bias)

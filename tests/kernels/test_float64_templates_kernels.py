@@ -58,11 +58,11 @@ def test_conv_float64_forward_in_k_slices(panel_bytes, f64_path):
     previous = conv._set_panel_bytes(panel_bytes)
     try:
         got = np.empty(dy.shape)
-        conv.conv2d_forward(x, wt, bias, got, *geo, True, 2)
+        conv.conv2d_forward(x, wt, bias, got, None, *geo, True, 1, 2)
     finally:
         conv._set_panel_bytes(previous)
     want = np.empty(dy.shape)
-    ref.conv2d_forward(x, wt, bias, want, *geo, True, 2)
+    ref.conv2d_forward(x, wt, bias, want, None, *geo, True, 1, 2)
     assert_f64_close(got, want)
 
 
@@ -116,7 +116,7 @@ def test_conv_float64_gradients_by_central_differences(ci, co, kernel, strides, 
 
     def forward():
         out = np.empty(g_out.shape)
-        conv.conv2d_forward(x, wt, bias, out, *geo, False, 1)
+        conv.conv2d_forward(x, wt, bias, out, None, *geo, False, 1, 1)
         return out
 
     def backward():

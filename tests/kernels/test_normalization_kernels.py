@@ -30,7 +30,7 @@ def bn_train(module, x, gamma, beta, moving_mean, moving_var, chunk_rows=3, thre
     mm, mv = moving_mean.copy(), moving_var.copy()
     y, mean, inv_std = np.empty_like(x), np.empty(c, x.dtype), np.empty(c, x.dtype)
     module.batchnorm_forward_training(x, residual, gamma, beta, mm, mv, y, mean, inv_std,
-                                      partial(x, chunk_rows), chunk_rows, across, momentum,
+                                      partial(x, chunk_rows), chunk_rows, False, across, momentum,
                                       epsilon, *relu_args(relu), threads)
     return y, mean, inv_std, mm, mv
 
@@ -210,7 +210,8 @@ def test_batchnorm_kernel_rejects_inconsistent_shapes(rng):
     with pytest.raises(ValueError, match="partial"):
         normalization.batchnorm_forward_training(x, None, gamma, beta, mm, mv, np.empty_like(x),
                                                  np.empty(3), np.empty(3), np.empty((2, 2, 4)),
-                                                 3, None, 0.9, 1e-3, False, np.inf, 1)
+                                                 3, False, None, 0.9, 1e-3, False, np.inf,
+                                                 1)
     with pytest.raises(ValueError, match="inconsistent"):
         normalization.batchnorm_forward_inference(x, None, gamma[:2], beta, mm, mv,
                                                   np.empty_like(x), np.empty(3), 1e-3, False,

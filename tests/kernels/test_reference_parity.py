@@ -204,12 +204,16 @@ def _two_alike(sums):
 
 
 def batchnorm_forward_training(rng, dtype):
-    for (m, c), residual, relu, across in zip(BN_SHAPES * 2, [False, True] * 3, BN_RELUS,
-                                              [None] * 5 + [_two_alike]):
+    """The kernel's own statistics, then (moments_given) those summed from each chunk's moments
+    in partial, as a conv forward leaves them."""
+    for (m, c), residual, relu, across, given in zip(
+            BN_SHAPES * 4, [False, True] * 6, BN_RELUS * 2, ([None] * 5 + [_two_alike]) * 2,
+            [False] * 6 + [True] * 6):
+        x = normal(rng, (m, c), dtype, 2) + 3
         res = normal(rng, (m, c), dtype) if residual else None
-        yield (normal(rng, (m, c), dtype, 2) + 3, res, *bn_params(rng, c, dtype),
-               unset((m, c), dtype), unset(c, dtype), unset(c, dtype), np.empty((-(-m // 3), 2, c)),
-               3, across, 0.9, 1e-3, *relu, THREADS)
+        partial = ref.normalization._chunk_moments(x, 3) if given else np.empty((-(-m // 3), 2, c))
+        yield (x, res, *bn_params(rng, c, dtype), unset((m, c), dtype), unset(c, dtype),
+               unset(c, dtype), partial, 3, given, across, 0.9, 1e-3, *relu, THREADS)
 
 
 def batchnorm_forward_inference(rng, dtype):
@@ -616,6 +620,21 @@ def conv_operands(rng, dtype, case):
             (sh, sw, pt, pl), relu)
 
 
+# Rows per chunk of conv2d_forward's moments for each of CONVS (None: no moments), as a
+# fraction or a multiple of an output image's pixels, and a case whose last chunk is short.
+CONV_MOMENTS = [1 / 3, 2, None, 1]
+CONV_SHORT_CHUNK = ((3, 6, 6, 4, 8), (3, 3), (1, 1), "same", False, False)
+
+
+def conv2d_forward_cases(rng, dtype):
+    for case, chunk in zip(CONVS + [CONV_SHORT_CHUNK], CONV_MOMENTS + [2]):
+        x, w, bias, dy, geometry, relu = conv_operands(rng, dtype, case)
+        n, oh, ow, co = dy.shape
+        rows = 1 if chunk is None else int(oh * ow * chunk)
+        moments = None if chunk is None else np.full((-(-n * oh * ow // rows), 2, co), np.nan)
+        yield x, w, bias, unset(dy.shape, dtype), moments, *geometry, relu, rows, THREADS
+
+
 def forward_cases(cases, operands):
     """A convolution forward kernel's grid: operands(rng, dtype, case) gives x, w, bias (or
     None), dy, the geometry arguments and relu of each case."""
@@ -917,7 +936,7 @@ CASES = {
     "avgpool2d_backward": window_backward,
     "sumpool2d_forward": window_forward,
     "sumpool2d_backward": window_backward,
-    "conv2d_forward": forward_cases(CONVS, conv_operands),
+    "conv2d_forward": conv2d_forward_cases,
     "conv2d_backward_input": backward_input_cases(CONVS, conv_operands),
     "conv2d_backward_weight": backward_weight_cases(CONVS, conv_operands),
     "conv2d_general_forward": forward_cases(GENERAL_CONVS, general_conv_operands),

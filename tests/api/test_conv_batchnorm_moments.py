@@ -1,0 +1,147 @@
+"""A linear Conv2D read only by a training BatchNormalization step sums the partials of its
+statistics as it writes its output (engine/plan.py's ``batchnorm_moments``): the planner's
+choice, and training that gives the bits of the step's own statistics pass."""
+import numpy as np
+import pytest
+
+import fastcnn
+from fastcnn import layers
+from fastcnn.engine.execution import Execution
+from fastcnn.engine.plan import BatchNormStep
+from conftest import training_plan
+
+
+def residual_net(seed=0):
+    """conv -> BN -> relu, conv -> BN -> Add -> relu, a strided conv -> BN -> relu, and a conv
+    whose BN stands alone (a plain layer step)."""
+    fastcnn.utils.set_random_seed(seed)
+    inputs = fastcnn.Input((8, 8, 8))
+    a = layers.Activation("relu")(layers.BatchNormalization()(
+        layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs)))
+    b = layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same")(a))
+    c = layers.Activation("relu")(layers.Add()([b, a]))
+    d = layers.Activation("relu")(layers.BatchNormalization()(
+        layers.Conv2D(16, 3, strides=2, padding="same")(c)))
+    e = layers.BatchNormalization()(layers.Conv2D(16, 1)(d))
+    outputs = layers.Dense(3)(layers.GlobalAveragePooling2D()(e))
+    model = fastcnn.Model(inputs, outputs)
+    model.compile(fastcnn.optimizers.SGD(0.05), "mse")
+    return model
+
+
+def data(n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, 8, 8, 8)).astype(np.float32) + 1,
+            rng.standard_normal((n, 3)).astype(np.float32))
+
+
+def linked_convs(plan):
+    return [s for s in plan.steps if s.flags.get("batchnorm_moments")]
+
+
+def test_planner_links_each_linear_conv_to_the_training_batchnorm_step_reading_it():
+    model = residual_net()
+    model.build((None, 8, 8, 8))
+    plan = training_plan(model)
+    convs = linked_convs(plan)
+    assert len(convs) == 3  # not the conv before the lone BN
+    slots = {s.moments_slot for s in convs}
+    assert len(slots) == 3 and min(slots) >= max(s for step in plan.steps
+                                                 for s in step.inputs + step.outputs) + 1
+    readers = [s for s in plan.steps if isinstance(s, BatchNormStep)]
+    assert sorted(s.moments_slot for s in readers) == sorted(slots)
+
+
+def test_no_link_for_relu_convs_shared_outputs_frozen_batchnorm_or_inference():
+    fastcnn.utils.set_random_seed(0)
+    inputs = fastcnn.Input((6, 6, 4))
+    relu_conv = layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    a = layers.Activation("relu")(layers.BatchNormalization()(relu_conv))
+    shared = layers.Conv2D(4, 3, padding="same")(a)  # read by the BN and the Add
+    b = layers.Activation("relu")(layers.Add()([layers.BatchNormalization()(shared), shared]))
+    frozen = layers.BatchNormalization()
+    c = layers.Activation("relu")(frozen(layers.Conv2D(4, 3, padding="same")(b)))
+    model = fastcnn.Model(inputs, c)
+    model.compile("sgd", "mse")
+    model.build((None, 6, 6, 4))
+    frozen.trainable = False
+    assert linked_convs(training_plan(model)) == []
+    frozen.trainable = True
+    assert len(linked_convs(training_plan(model))) == 1
+    assert linked_convs(training_plan(model, fuse=False)) == []
+    from fastcnn.engine.graph import FlatGraph
+    from fastcnn.engine.plan import make_plan
+    assert linked_convs(make_plan(FlatGraph(model._built_graph(), True), True)) == []
+
+
+def unlinked(plan):
+    """The plan with every conv -> BN link taken out: the BN steps sum their own statistics."""
+    for step in plan.steps:
+        step.flags.pop("batchnorm_moments", None)
+        if hasattr(step, "moments_slot"):
+            step.moments_slot = None
+    return plan
+
+
+def one_step(model, x, upstream, link):
+    plan = training_plan(model)
+    execution = Execution(plan if link else unlinked(plan))
+    y = execution.forward([x])[0].copy()
+    execution.backward([upstream])
+    return [y] + [g.copy() for g in execution.gradients] + [w.copy() for w in model.weights]
+
+
+def test_linked_step_gives_the_bits_of_the_batchnorm_statistics_pass():
+    x, _ = data()
+    model = residual_net()
+    model.build((None, 8, 8, 8))
+    upstream = np.random.default_rng(2).standard_normal((len(x), 3)).astype(np.float32)
+    start = model.get_weights()
+    linked = one_step(model, x, upstream, True)
+    model.set_weights(start)
+    alone = one_step(model, x, upstream, False)
+    assert len(linked_convs(training_plan(model))) == 3
+    for got, want in zip(linked, alone):  # outputs, gradients, moved moving statistics
+        np.testing.assert_array_equal(got, want)
+
+
+def fitted_weights(n_threads, fuse=True):
+    previous = fastcnn.get_num_threads()
+    fastcnn.set_num_threads(n_threads)
+    try:
+        model = residual_net()
+        model.compile(fastcnn.optimizers.SGD(0.05), "mse", fuse=fuse)
+        x, y = data(40)
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)  # a short last batch
+        return model.get_weights(), history.history["loss"]
+    finally:
+        fastcnn.set_num_threads(previous)
+
+
+def test_training_is_bitwise_the_same_on_1_2_and_3_threads():
+    one, losses = fitted_weights(1)
+    assert losses[-1] < losses[0]
+    for n_threads in (2, 3):
+        for got, want in zip(fitted_weights(n_threads)[0], one):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_fused_training_matches_unfused_layers():
+    fused, _ = fitted_weights(2)
+    layered, _ = fitted_weights(2, fuse=False)
+    for got, want in zip(fused, layered):
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_batches_smaller_than_a_chunk(batch):
+    """One image or three: a single, short chunk of the 4x4x16 conv's rows."""
+    x, _ = data(batch)
+    model = residual_net()
+    model.build((None, 8, 8, 8))
+    upstream = np.ones((batch, 3), np.float32)
+    start = model.get_weights()
+    linked = one_step(model, x, upstream, True)
+    model.set_weights(start)
+    for got, want in zip(linked, one_step(model, x, upstream, False)):
+        np.testing.assert_array_equal(got, want)
