@@ -7,6 +7,7 @@ models and from several threads at once; ``ExecutionPool`` hands each concurrent
 execution.
 """
 import threading
+import types
 from collections import Counter
 from contextlib import contextmanager
 
@@ -23,6 +24,9 @@ class CallContext:
       backward runs, and in the forward pass of a plan without backward, a buffer from the
       execution's pool instead, which other calls reuse once nothing reads it (so backward must
       not expect what forward wrote in a buffer of the same name);
+    - ``scratch(name, shape, dtype)``: a buffer the call reads only until it returns: like
+      ``buffer``, but in the forward pass of a plan with backward too it comes from the
+      execution's pool (``scratch_pool``), which lends it again once the call has returned;
     - ``rng``: the generator a random layer draws from;
     - ``grads``: None, or one array per weight of the layer (None for a weight not trained),
       which backward overwrites with that weight's gradient;
@@ -44,6 +48,9 @@ class CallContext:
     defer_relu_grad = False
     apply_input_relu_grad = False
     pool = None  # the execution's BufferPool while it lends this call its buffers
+    # The execution's BufferPool during a forward pass that backward follows: scratch comes
+    # from it, and so does the output of a step that backward recomputes rather than keeps.
+    scratch_pool = None
 
     def __init__(self, rng=None):
         self.rng = rng
@@ -55,6 +62,12 @@ class CallContext:
             return self.pool.take(shape, dtype)
         return self._workspace.get(name, shape, dtype)
 
+    def scratch(self, name, shape, dtype=np.float32):
+        pool = self.pool if self.pool is not None else self.scratch_pool
+        if pool is not None:
+            return pool.take(shape, dtype)
+        return self._workspace.get(name, shape, dtype)
+
     @contextmanager
     def lending(self, pool):
         """Within it, the call's buffers come from ``pool``."""
@@ -63,6 +76,38 @@ class CallContext:
             yield
         finally:
             self.pool = None
+
+
+def _holders(ctx, value):
+    """The names of ``ctx``'s attributes that are ``value`` itself, or None when ctx may hold
+    value's memory in another form (a view, in a container, in an object it cannot see
+    into)."""
+    owner, names = root(value), []
+    for name, held in vars(ctx).items():
+        if held is value:
+            names.append(name)
+        elif _may_share(held, owner):
+            return None
+    return names
+
+
+def _may_share(held, owner):
+    if isinstance(held, np.ndarray):
+        return root(held) is owner
+    if isinstance(held, (list, tuple)):
+        return any(_may_share(h, owner) for h in held)
+    if isinstance(held, dict):
+        return any(_may_share(h, owner) for h in held.values())
+    if isinstance(held, CallContext):
+        return any(_may_share(h, owner) for h in vars(held).values())
+    return not isinstance(held, _HOLDING_NO_ARRAY)
+
+
+# What a context may hold that cannot hold an array: numbers, flags, names, its own workspace,
+# its generator, dtypes, functions (a data-parallel fit's ``sum_across``).
+_HOLDING_NO_ARRAY = (type(None), bool, int, float, str, np.generic, np.dtype, Workspace,
+                     np.random.Generator, types.FunctionType, types.MethodType,
+                     types.BuiltinFunctionType)
 
 
 class Execution:
@@ -101,6 +146,8 @@ class Execution:
         self.workspace = Workspace()
         self._sums = Workspace()
         self._pool = BufferPool()
+        # what the last forward pass left for backward to recompute (see _forward_keeping)
+        self._kept, self._dropped, self._restore, self._uses = [], {}, {}, Counter()
         self._readers = Counter(s for step in plan.steps for s in step.inputs)
         self._readers.update(plan.output_slots)  # the caller reads the outputs
         self.gradients = [np.zeros_like(w) for w in plan.trained]
@@ -171,8 +218,7 @@ class Execution:
         for slot, x in zip(plan.input_slots, inputs):
             values[slot] = x
         if plan.backward_steps:  # backward reads what forward keeps
-            for step, ctx in zip(plan.steps, self.contexts):
-                step.forward(values, ctx)
+            self._forward_keeping(values)
         else:
             self._forward_sharing_buffers(values)
         return [values[s] for s in plan.output_slots]
@@ -192,6 +238,54 @@ class Execution:
                 reads[id(root(values[slot]))] -= 1
             pool.give_back(lambda buf: reads[id(buf)] > 0)
 
+    def _forward_keeping(self, values):
+        """Forward for backward: each call keeps what its backward reads, but scratch goes back
+        to the pool after each call, and so does a recomputed output (``BatchNormStep``) once
+        its forward readers have run, unless one of them holds it otherwise than as attributes
+        of its context that are the value itself (``_holders``). Backward then recomputes it
+        for the readers that hold it (``_restore``: step index -> [(slot, attribute names)])."""
+        plan, pool = self.plan, self._pool
+        pool.give_back(lambda buf: False)
+        pending = {}  # id of a recomputed output's buffer -> [slot, reads to come, droppable]
+        self._kept, self._dropped, restore = [], {}, {}
+        for index, (step, ctx) in enumerate(zip(plan.steps, self.contexts)):
+            ctx.scratch_pool = pool
+            try:
+                step.forward(values, ctx)
+            finally:
+                ctx.scratch_pool = None
+            for slot, count in Counter(step.inputs).items():
+                entry = pending.get(id(root(values[slot])))
+                if entry is None:
+                    continue
+                names = _holders(ctx, values[slot]) if slot == entry[0] else None
+                if names is None:  # a view of it, or it held in some other form
+                    entry[2] = False
+                elif names:
+                    restore.setdefault(index, []).append((slot, names))
+                entry[1] -= count
+            for slot in step.outputs:
+                entry = pending.get(id(root(values[slot])))
+                if entry is not None and slot != entry[0]:  # an output that is a view of it
+                    entry[2] = False
+            if getattr(step, "recompute", False):
+                slot = step.outputs[0]
+                pending[id(root(values[slot]))] = [slot, self._readers[slot], True, index]
+            for key in [k for k, entry in pending.items() if entry[1] == 0]:
+                slot, _, droppable, producer = pending.pop(key)
+                if droppable:
+                    self._dropped[slot] = (producer, values[slot].shape)
+                else:
+                    self._kept.append(root(values[slot]))
+            kept = {id(buf) for buf in self._kept}
+            pool.give_back(lambda buf: id(buf) in pending or id(buf) in kept)
+        self._kept += [root(values[entry[0]]) for entry in pending.values()]
+        running = set(plan.backward_steps)
+        self._restore = {index: [(slot, names) for slot, names in entries
+                                 if slot in self._dropped]
+                         for index, entries in restore.items() if index in running}
+        self._uses = Counter(slot for entries in self._restore.values() for slot, _ in entries)
+
     def backward(self, output_grads):
         """Back-propagate ``output_grads`` (one per output, None where it has no loss) and fill
         ``gradients``. A value read at several places gets the sum of their gradients, added
@@ -200,17 +294,31 @@ class Execution:
         parts as a tuple and adds them itself, in that order, in its own first pass."""
         plan, pool = self.plan, self._pool
         parts = [[] for _ in range(plan.n_slots)]
-        reads = Counter()  # id of a buffer's owner -> gradient parts not yet consumed in it
+        # id of a buffer's owner -> gradient parts not yet consumed in it, and backward passes
+        # still to read a recomputed output in it; a kept output stays to the end
+        reads = Counter(id(buf) for buf in self._kept)
         for slot, g in zip(plan.output_slots, output_grads):
             if g is not None:
                 parts[slot].append(g)
                 reads[id(root(g))] += 1
+        again = {}  # slot -> its recomputed output
         for index in plan.backward_steps:
             step, ctx = plan.steps[index], self.contexts[index]
+            restore = self._restore.get(index, ())
+            for slot, names in restore:
+                if slot not in again:
+                    producer, shape = self._dropped[slot]
+                    again[slot] = plan.steps[producer].output_again(self.contexts[producer],
+                                                                    pool.take(shape))
+                    reads[id(root(again[slot]))] += self._uses[slot]
+                for name in names:
+                    setattr(ctx, name, again[slot])
             dys = [self._gradient(s, parts[s], getattr(step, "gradient_parts", 1))
                    for s in step.outputs]
             with ctx.lending(pool):
                 dxs = step.backward(dys, ctx, plan.need_dx[index])
+            for slot, _ in restore:
+                reads[id(root(again[slot]))] -= 1
             for slot, dx in zip(step.inputs, dxs):
                 if dx is not None and plan.needs_grad[slot]:
                     parts[slot].append(dx)
