@@ -32,13 +32,19 @@ class BufferPool:
         self._lent = []
 
     def take(self, shape, dtype=np.float32):
-        """A buffer of ``shape``: the smallest free one that holds it, else a new one."""
+        """A buffer of ``shape``: the smallest free one that holds it, else a new one. Free
+        buffers too small for it go back to the allocator when together they hold as much: the
+        pool then stays near the most bytes lent at once, rather than keeping one buffer per
+        size that a sweep ever asked for while smaller ones were lent (a sweep asks for the
+        same sizes in the same order from batch to batch, so this settles after one batch)."""
         dtype, size = np.dtype(dtype), int(np.prod(shape))
         free = self._free[dtype]
         fits = [i for i, b in enumerate(free) if b.size >= size]
         if fits:
             buf = free.pop(min(fits, key=lambda i: free[i].size))
         else:
+            if sum(b.size for b in free) >= size:
+                free.clear()
             buf = np.empty(size, dtype)
         self._lent.append(buf)
         return buf[:size].reshape(shape)

@@ -273,8 +273,10 @@ class Execution:
                 pending[id(root(values[slot]))] = [slot, self._readers[slot], True, index]
             for key in [k for k, entry in pending.items() if entry[1] == 0]:
                 slot, _, droppable, producer = pending.pop(key)
-                if droppable:
+                if droppable:  # no reference left to the buffer but the pool's
                     self._dropped[slot] = (producer, values[slot].shape)
+                    values[slot] = None
+                    self._let_go(restore, slot)
                 else:
                     self._kept.append(root(values[slot]))
             kept = {id(buf) for buf in self._kept}
@@ -285,6 +287,14 @@ class Execution:
                                  if slot in self._dropped]
                          for index, entries in restore.items() if index in running}
         self._uses = Counter(slot for entries in self._restore.values() for slot, _ in entries)
+
+    def _let_go(self, restore, slot):
+        """Drop the references to ``slot``'s value that the readers in ``restore`` hold."""
+        for index, entries in restore.items():
+            for held, names in entries:
+                if held == slot:
+                    for name in names:
+                        setattr(self.contexts[index], name, None)
 
     def backward(self, output_grads):
         """Back-propagate ``output_grads`` (one per output, None where it has no loss) and fill
@@ -301,7 +311,7 @@ class Execution:
             if g is not None:
                 parts[slot].append(g)
                 reads[id(root(g))] += 1
-        again = {}  # slot -> its recomputed output
+        again, uses = {}, Counter(self._uses)  # slot -> its recomputed output, reads to come
         for index in plan.backward_steps:
             step, ctx = plan.steps[index], self.contexts[index]
             restore = self._restore.get(index, ())
@@ -310,15 +320,20 @@ class Execution:
                     producer, shape = self._dropped[slot]
                     again[slot] = plan.steps[producer].output_again(self.contexts[producer],
                                                                     pool.take(shape))
-                    reads[id(root(again[slot]))] += self._uses[slot]
+                    reads[id(root(again[slot]))] += uses[slot]
                 for name in names:
                     setattr(ctx, name, again[slot])
             dys = [self._gradient(s, parts[s], getattr(step, "gradient_parts", 1))
                    for s in step.outputs]
             with ctx.lending(pool):
                 dxs = step.backward(dys, ctx, plan.need_dx[index])
-            for slot, _ in restore:
+            for slot, names in restore:
                 reads[id(root(again[slot]))] -= 1
+                for name in names:
+                    setattr(ctx, name, None)
+                uses[slot] -= 1
+                if not uses[slot]:  # no reference left to the buffer but the pool's
+                    del again[slot]
             for slot, dx in zip(step.inputs, dxs):
                 if dx is not None and plan.needs_grad[slot]:
                     parts[slot].append(dx)
@@ -338,7 +353,9 @@ class Execution:
 
     def _zeros(self, slot):
         value = self.values[slot]
-        buf = self._sums.get(("zeros", slot), value.shape, value.dtype)
+        shape, dtype = ((value.shape, value.dtype) if value is not None
+                        else (self._dropped[slot][1], np.float32))  # as BatchNormStep takes it
+        buf = self._sums.get(("zeros", slot), shape, dtype)
         buf[...] = 0
         return buf
 
