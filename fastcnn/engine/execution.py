@@ -144,7 +144,6 @@ class Execution:
         self.values = [None] * plan.n_slots
         self.logits_outputs = list(plan.logits_outputs)
         self.workspace = Workspace()
-        self._sums = Workspace()
         self._pool = BufferPool()
         # what the last forward pass left for backward to recompute (see _forward_keeping)
         self._kept, self._dropped, self._restore, self._uses = [], {}, {}, Counter()
@@ -355,20 +354,21 @@ class Execution:
         value = self.values[slot]
         shape, dtype = ((value.shape, value.dtype) if value is not None
                         else (self._dropped[slot][1], np.float32))  # as BatchNormStep takes it
-        buf = self._sums.get(("zeros", slot), shape, dtype)
+        buf = self._pool.take(shape, dtype)
         buf[...] = 0
         return buf
 
     def _gradient(self, slot, parts, taken):
         """The gradient of ``slot`` from its parts: zeros, the one part, the parts as a tuple
-        for a step that takes that many, or their sum."""
+        for a step that takes that many, or their sum (zeros and sums in a buffer of the pool,
+        which takes it back after the step that reads it)."""
         if not parts:
             return self._zeros(slot)
         if len(parts) == 1:
             return parts[0]
         if len(parts) <= taken:
             return tuple(parts)
-        total = self._sums.get(slot, parts[0].shape, parts[0].dtype)
+        total = self._pool.take(parts[0].shape, parts[0].dtype)
         return merge.add_forward(parts, out=total)
 
 
