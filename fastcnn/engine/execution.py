@@ -311,6 +311,9 @@ class Execution:
                 parts[slot].append(g)
                 reads[id(root(g))] += 1
         again, uses = {}, Counter(self._uses)  # slot -> its recomputed output, reads to come
+        # A step's own buffers are free once its backward has run, until the next forward
+        # (the steps that read them run their backward before it), but for the outputs'.
+        outputs = {id(root(self.values[s])) for s in plan.output_slots}
         for index in plan.backward_steps:
             step, ctx = plan.steps[index], self.contexts[index]
             restore = self._restore.get(index, ())
@@ -342,11 +345,13 @@ class Execution:
                     reads[id(root(g))] -= 1
                 parts[slot] = []
             pool.give_back(lambda buf: reads[id(buf)] > 0)
+            pool.borrow(buf for buf in ctx._workspace.buffers() if id(buf) not in outputs)
             for scratch, total in self._additions[index]:
                 merge.add_forward([total, scratch], out=total)
         self.input_gradients = [np.array(self._gradient(s, parts[s], 1)) if wanted else None
                                 for s, wanted in zip(plan.input_slots, plan.input_grads)]
         pool.give_back(lambda buf: False)
+        pool.reclaim()
         if self.reduce is not None:
             self.reduce(self.gradients, True)
 

@@ -1,6 +1,7 @@
 """Training does not keep the outputs of batch normalisation steps without an Add: backward
 recomputes them for the readers that keep them (a conv's dW), bit for bit, so that a fit holds
-BN's input and not both; results stay bitwise those of keeping them."""
+BN's input and not both; and backward lends the buffers of the steps it is done with. Results
+stay bitwise those of keeping every output in its own buffer."""
 import functools
 
 import numpy as np
@@ -115,6 +116,7 @@ def test_fit_is_bitwise_that_of_keeping_every_output(threads, monkeypatch):
     recomputed = fit()
     monkeypatch.setattr(fastcnn.trainer, "make_plan",
                         functools.partial(make_plan, recompute=False))
+    monkeypatch.setattr(BufferPool, "borrow", lambda self, buffers: None)
     for a, b in zip(recomputed, fit(), strict=True):
         assert np.array_equal(a, b)
 
@@ -132,3 +134,31 @@ def test_pool_hands_back_free_buffers_too_small_for_a_request():
     assert root(e) is not root(a) and root(e) is not root(b)
     pool.give_back(lambda buf: False)
     assert [f.size for f in pool._free[np.dtype(np.float32)]] == [12]
+
+
+def test_pool_lends_borrowed_buffers_until_reclaimed():
+    pool = BufferPool()
+    owned = np.zeros((2, 3, 4), np.float32)
+    pool.borrow([owned])
+    a = pool.take((5, 4))  # the borrowed 24 floats hold it
+    assert root(a) is owned
+    b = pool.take((30,))  # too big for anything free: a new buffer, the borrowed one kept
+    pool.give_back(lambda buf: buf is root(b))
+    pool.reclaim()
+    assert not any(buf is owned for free in pool._free.values() for buf in free)
+    c = pool.take((2, 2))
+    assert root(c) is not owned
+    pool.borrow([owned])
+    pool.take((4,))
+    pool.reclaim()  # lent and never given back: out of the pool all the same
+    assert not any(buf is owned for buf in pool._lent)
+
+
+def test_backward_gives_every_borrowed_buffer_back_to_its_step():
+    model = inverted_residual()
+    execution = Execution(plan_of(model))
+    out = execution.forward([batch()])[0]
+    owned = {id(b) for ctx in execution.contexts for b in ctx._workspace.buffers()}
+    execution.backward([np.ones_like(out)])
+    assert not execution._pool._lent
+    assert not any(id(b) in owned for free in execution._pool._free.values() for b in free)
