@@ -31,7 +31,8 @@ class BufferPool:
     shape that fits: the passes of one backward sweep share them, so the sweep holds about the
     bytes alive at once rather than one set of buffers per pass."""
 
-    def __init__(self):
+    def __init__(self, hand_back_small=False):
+        self._hand_back_small = hand_back_small  # see take
         self._free = defaultdict(list)  # dtype -> contiguous buffers
         self._lent = []
         self._borrowed = set()  # ids of the free buffers that ``borrow`` lends
@@ -53,11 +54,13 @@ class BufferPool:
         self._borrowed.clear()
 
     def take(self, shape, dtype=np.float32):
-        """A buffer of ``shape``: the smallest free one that holds it, else a new one. Free
-        buffers too small for it go back to the allocator when together they hold as much: the
-        pool then stays near the most bytes lent at once, rather than keeping one buffer per
-        size that a sweep ever asked for while smaller ones were lent (a sweep asks for the
-        same sizes in the same order from batch to batch, so this settles after one batch)."""
+        """A buffer of ``shape``: the smallest free one that holds it, else a new one. With
+        ``hand_back_small``, free buffers too small for it (but borrowed ones) go back to the
+        allocator when together they hold as much: the pool then stays near the most bytes
+        lent at once, rather than keeping one buffer per size that a sweep ever asked for while
+        smaller ones were lent (a sweep asks for the same sizes in the same order from batch to
+        batch, so this settles after one batch). The caller then keeps no reference to a
+        buffer it has given back, which would keep its memory from the allocator."""
         dtype, size = np.dtype(dtype), int(np.prod(shape))
         free = self._free[dtype]
         fits = [i for i, b in enumerate(free) if b.size >= size]
@@ -65,7 +68,7 @@ class BufferPool:
             buf = free.pop(min(fits, key=lambda i: free[i].size))
         else:
             own = [b for b in free if id(b) not in self._borrowed]
-            if sum(b.size for b in own) >= size:
+            if self._hand_back_small and sum(b.size for b in own) >= size:
                 free[:] = [b for b in free if id(b) in self._borrowed]
             buf = np.empty(size, dtype)
         self._lent.append(buf)

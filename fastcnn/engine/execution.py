@@ -144,7 +144,8 @@ class Execution:
         self.values = [None] * plan.n_slots
         self.logits_outputs = list(plan.logits_outputs)
         self.workspace = Workspace()
-        self._pool = BufferPool()
+        # training drops every reference to a buffer it gives back (see _forward_keeping)
+        self._pool = BufferPool(hand_back_small=bool(plan.backward_steps))
         # what the last forward pass left for backward to recompute (see _forward_keeping)
         self._kept, self._dropped, self._restore, self._uses = [], {}, {}, Counter()
         self._readers = Counter(s for step in plan.steps for s in step.inputs)

@@ -122,7 +122,7 @@ def test_fit_is_bitwise_that_of_keeping_every_output(threads, monkeypatch):
 
 
 def test_pool_hands_back_free_buffers_too_small_for_a_request():
-    pool = BufferPool()
+    pool = BufferPool(hand_back_small=True)
     a, b = pool.take((4,)), pool.take((8,))
     pool.give_back(lambda buf: False)
     c = pool.take((6,))  # fits in b
