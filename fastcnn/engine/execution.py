@@ -86,7 +86,7 @@ def _holders(ctx, value):
     for name, held in vars(ctx).items():
         if held is value:
             names.append(name)
-        elif _may_share(held, owner):
+        elif name != "sum_across" and _may_share(held, owner):  # the execution's, not a step's
             return None
     return names
 
