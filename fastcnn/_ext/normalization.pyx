@@ -309,6 +309,28 @@ def batchnorm_forward_inference(const floating[:, ::1] x__mc,        # IN  (M, C
     free(scale)
 
 
+def batchnorm_apply(const floating[:, ::1] x__mc,        # IN  (M, C)
+                    const floating[:, ::1] residual__mc, # IN  (M, C), or None
+                    const floating[::1] gamma,           # IN  (C,)
+                    const floating[::1] beta,            # IN  (C,)
+                    const floating[::1] mean,            # IN  (C,) a forward's centre
+                    const floating[::1] inv_std,         # IN  (C,) that forward's inv_std
+                    floating[:, ::1] y__mc,              # OUT (M, C)
+                    bint relu, double relu_max, int n_threads):
+    """y = act((x - mean) * inv_std * gamma + beta [+ residual]) with the mean and inv_std a
+    forward kernel returned: that forward's output again, bit for bit (the same scale and
+    per-row pass), for a backward pass that recomputes an output rather than keeping it."""
+    cdef Py_ssize_t m = x__mc.shape[0], c = x__mc.shape[1]
+    _check(m, c, y__mc.shape, min(gamma.shape[0], beta.shape[0], mean.shape[0],
+                                  inv_std.shape[0]), NULL)
+    _check_like(residual__mc, m, c, "residual")
+    cdef floating *scale = _scale(gamma, inv_std)
+    with nogil:
+        _apply(x__mc, residual__mc, mean, scale, beta, relu, <floating>relu_max, y__mc,
+               max(1, BLOCK // c), n_threads)
+    free(scale)
+
+
 def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
                        const floating[:, ::1] dy__mc,       # IN  (M, C) the gradient of y
                        const floating[:, ::1] dy2__mc,      # IN  (M, C) a second part, or None

@@ -145,6 +145,23 @@ def batchnorm_forward_inference(x, gamma, beta, moving_mean, moving_var, epsilon
     return out, inv_std
 
 
+def batchnorm_apply(x, gamma, beta, mean, inv_std, residual=None, relu=False, relu_max=None,
+                    out=None, n_threads=None):
+    """act((x - mean) * inv_std * gamma + beta [+ residual]) with the ``mean`` and ``inv_std``
+    that a forward call returned for x: that call's output again, bit for bit (same x, residual,
+    gamma, beta and activation), so that a backward pass may recompute it rather than keep it."""
+    n_threads = effective_n_threads(n_threads)
+    x, c = _batchnorm_operands(x, gamma=gamma, beta=beta, mean=mean, inv_std=inv_std)
+    residual = _like_x(residual, x, "residual")
+    out = out_buffer(out, x.shape, x.dtype, "out")
+    check_apart({"out": out}, {"x": x, "residual": residual, "gamma": gamma, "beta": beta,
+                               "mean": mean, "inv_std": inv_std})
+    _normalization.batchnorm_apply(x.reshape(-1, c), _rows(residual, c), gamma, beta, mean,
+                                   inv_std, out.reshape(-1, c), flag(relu, "relu"),
+                                   _relu_cap(relu_max), n_threads)
+    return out
+
+
 def batchnorm_backward(x, dy, gamma, beta, mean, inv_std, batch_stats, dgamma, dbeta,
                        residual=None, relu=False, relu_max=None, need_dx=True, need_dres=False,
                        out=None, dres=None, partial=None, dy2=None, across=None,

@@ -66,6 +66,12 @@ def batchnorm_forward_inference(x__mc, residual__mc, gamma, beta, moving_mean, m
                            residual__mc, relu, relu_max)
 
 
+def batchnorm_apply(x__mc, residual__mc, gamma, beta, mean, inv_std, y__mc, relu, relu_max,
+                    n_threads):
+    y__mc[...] = _activate((np.asarray(x__mc, np.float64) - mean) * inv_std * gamma + beta,
+                           residual__mc, relu, relu_max)
+
+
 def batchnorm_backward(x__mc, dy__mc, dy2__mc, residual__mc, gamma, beta, mean, inv_std, dx__mc,
                        dgamma, dbeta, dres__mc, partial__k2c, chunk_rows, across, relu, relu_max,
                        batch_stats, n_threads):

@@ -7,6 +7,7 @@ models and from several threads at once; ``ExecutionPool`` hands each concurrent
 execution.
 """
 import threading
+import types
 from collections import Counter
 from contextlib import contextmanager
 
@@ -23,6 +24,9 @@ class CallContext:
       backward runs, and in the forward pass of a plan without backward, a buffer from the
       execution's pool instead, which other calls reuse once nothing reads it (so backward must
       not expect what forward wrote in a buffer of the same name);
+    - ``scratch(name, shape, dtype)``: a buffer the call reads only until it returns: like
+      ``buffer``, but in the forward pass of a plan with backward too it comes from the
+      execution's pool (``scratch_pool``), which lends it again once the call has returned;
     - ``rng``: the generator a random layer draws from;
     - ``grads``: None, or one array per weight of the layer (None for a weight not trained),
       which backward overwrites with that weight's gradient;
@@ -47,6 +51,9 @@ class CallContext:
     apply_input_relu_grad = False
     batchnorm_moments = False
     pool = None  # the execution's BufferPool while it lends this call its buffers
+    # The execution's BufferPool during a forward pass that backward follows: scratch comes
+    # from it, and so does the output of a step that backward recomputes rather than keeps.
+    scratch_pool = None
 
     def __init__(self, rng=None):
         self.rng = rng
@@ -58,6 +65,12 @@ class CallContext:
             return self.pool.take(shape, dtype)
         return self._workspace.get(name, shape, dtype)
 
+    def scratch(self, name, shape, dtype=np.float32):
+        pool = self.pool if self.pool is not None else self.scratch_pool
+        if pool is not None:
+            return pool.take(shape, dtype)
+        return self._workspace.get(name, shape, dtype)
+
     @contextmanager
     def lending(self, pool):
         """Within it, the call's buffers come from ``pool``."""
@@ -66,6 +79,38 @@ class CallContext:
             yield
         finally:
             self.pool = None
+
+
+def _holders(ctx, value):
+    """The names of ``ctx``'s attributes that are ``value`` itself, or None when ctx may hold
+    value's memory in another form (a view, in a container, in an object it cannot see
+    into)."""
+    owner, names = root(value), []
+    for name, held in vars(ctx).items():
+        if held is value:
+            names.append(name)
+        elif name != "sum_across" and _may_share(held, owner):  # the execution's, not a step's
+            return None
+    return names
+
+
+def _may_share(held, owner):
+    if isinstance(held, np.ndarray):
+        return root(held) is owner
+    if isinstance(held, (list, tuple)):
+        return any(_may_share(h, owner) for h in held)
+    if isinstance(held, dict):
+        return any(_may_share(h, owner) for h in held.values())
+    if isinstance(held, CallContext):
+        return any(_may_share(h, owner) for h in vars(held).values())
+    return not isinstance(held, _HOLDING_NO_ARRAY)
+
+
+# What a context may hold that cannot hold an array: numbers, flags, names, its own workspace,
+# its generator, dtypes, functions (a data-parallel fit's ``sum_across``).
+_HOLDING_NO_ARRAY = (type(None), bool, int, float, str, np.generic, np.dtype, Workspace,
+                     np.random.Generator, types.FunctionType, types.MethodType,
+                     types.BuiltinFunctionType)
 
 
 class Execution:
@@ -102,8 +147,10 @@ class Execution:
         self.values = [None] * plan.n_slots
         self.logits_outputs = list(plan.logits_outputs)
         self.workspace = Workspace()
-        self._sums = Workspace()
-        self._pool = BufferPool()
+        # training drops every reference to a buffer it gives back (see _forward_keeping)
+        self._pool = BufferPool(hand_back_small=bool(plan.backward_steps))
+        # what the last forward pass left for backward to recompute (see _forward_keeping)
+        self._kept, self._dropped, self._restore, self._uses = [], {}, {}, Counter()
         self._readers = Counter(s for step in plan.steps for s in step.inputs)
         self._readers.update(plan.output_slots)  # the caller reads the outputs
         self.gradients = [np.zeros_like(w) for w in plan.trained]
@@ -174,8 +221,7 @@ class Execution:
         for slot, x in zip(plan.input_slots, inputs):
             values[slot] = x
         if plan.backward_steps:  # backward reads what forward keeps
-            for step, ctx in zip(plan.steps, self.contexts):
-                step.forward(values, ctx)
+            self._forward_keeping(values)
         else:
             self._forward_sharing_buffers(values)
         return [values[s] for s in plan.output_slots]
@@ -195,6 +241,64 @@ class Execution:
                 reads[id(root(values[slot]))] -= 1
             pool.give_back(lambda buf: reads[id(buf)] > 0)
 
+    def _forward_keeping(self, values):
+        """Forward for backward: each call keeps what its backward reads, but scratch goes back
+        to the pool after each call, and so does a recomputed output (``BatchNormStep``) once
+        its forward readers have run, unless one of them holds it otherwise than as attributes
+        of its context that are the value itself (``_holders``). Backward then recomputes it
+        for the readers that hold it (``_restore``: step index -> [(slot, attribute names)])."""
+        plan, pool = self.plan, self._pool
+        pool.give_back(lambda buf: False)
+        pending = {}  # id of a recomputed output's buffer -> [slot, reads to come, droppable]
+        self._kept, self._dropped, restore = [], {}, {}
+        for index, (step, ctx) in enumerate(zip(plan.steps, self.contexts)):
+            ctx.scratch_pool = pool
+            try:
+                step.forward(values, ctx)
+            finally:
+                ctx.scratch_pool = None
+            for slot, count in Counter(step.inputs).items():
+                entry = pending.get(id(root(values[slot])))
+                if entry is None:
+                    continue
+                names = _holders(ctx, values[slot]) if slot == entry[0] else None
+                if names is None:  # a view of it, or it held in some other form
+                    entry[2] = False
+                elif names:
+                    restore.setdefault(index, []).append((slot, names))
+                entry[1] -= count
+            for slot in step.outputs:
+                entry = pending.get(id(root(values[slot])))
+                if entry is not None and slot != entry[0]:  # an output that is a view of it
+                    entry[2] = False
+            if getattr(step, "recompute", False):
+                slot = step.outputs[0]
+                pending[id(root(values[slot]))] = [slot, self._readers[slot], True, index]
+            for key in [k for k, entry in pending.items() if entry[1] == 0]:
+                slot, _, droppable, producer = pending.pop(key)
+                if droppable:  # no reference left to the buffer but the pool's
+                    self._dropped[slot] = (producer, values[slot].shape)
+                    values[slot] = None
+                    self._let_go(restore, slot)
+                else:
+                    self._kept.append(root(values[slot]))
+            kept = {id(buf) for buf in self._kept}
+            pool.give_back(lambda buf: id(buf) in pending or id(buf) in kept)
+        self._kept += [root(values[entry[0]]) for entry in pending.values()]
+        running = set(plan.backward_steps)
+        self._restore = {index: [(slot, names) for slot, names in entries
+                                 if slot in self._dropped]
+                         for index, entries in restore.items() if index in running}
+        self._uses = Counter(slot for entries in self._restore.values() for slot, _ in entries)
+
+    def _let_go(self, restore, slot):
+        """Drop the references to ``slot``'s value that the readers in ``restore`` hold."""
+        for index, entries in restore.items():
+            for held, names in entries:
+                if held == slot:
+                    for name in names:
+                        setattr(self.contexts[index], name, None)
+
     def backward(self, output_grads):
         """Back-propagate ``output_grads`` (one per output, None where it has no loss) and fill
         ``gradients``. A value read at several places gets the sum of their gradients, added
@@ -203,17 +307,39 @@ class Execution:
         parts as a tuple and adds them itself, in that order, in its own first pass."""
         plan, pool = self.plan, self._pool
         parts = [[] for _ in range(plan.n_slots)]
-        reads = Counter()  # id of a buffer's owner -> gradient parts not yet consumed in it
+        # id of a buffer's owner -> gradient parts not yet consumed in it, and backward passes
+        # still to read a recomputed output in it; a kept output stays to the end
+        reads = Counter(id(buf) for buf in self._kept)
         for slot, g in zip(plan.output_slots, output_grads):
             if g is not None:
                 parts[slot].append(g)
                 reads[id(root(g))] += 1
+        again, uses = {}, Counter(self._uses)  # slot -> its recomputed output, reads to come
+        # A step's own buffers are free once its backward has run, until the next forward
+        # (the steps that read them run their backward before it), but for the outputs'.
+        outputs = {id(root(self.values[s])) for s in plan.output_slots}
         for index in plan.backward_steps:
             step, ctx = plan.steps[index], self.contexts[index]
+            restore = self._restore.get(index, ())
+            for slot, names in restore:
+                if slot not in again:
+                    producer, shape = self._dropped[slot]
+                    again[slot] = plan.steps[producer].output_again(self.contexts[producer],
+                                                                    pool.take(shape))
+                    reads[id(root(again[slot]))] += uses[slot]
+                for name in names:
+                    setattr(ctx, name, again[slot])
             dys = [self._gradient(s, parts[s], getattr(step, "gradient_parts", 1))
                    for s in step.outputs]
             with ctx.lending(pool):
                 dxs = step.backward(dys, ctx, plan.need_dx[index])
+            for slot, names in restore:
+                reads[id(root(again[slot]))] -= 1
+                for name in names:
+                    setattr(ctx, name, None)
+                uses[slot] -= 1
+                if not uses[slot]:  # no reference left to the buffer but the pool's
+                    del again[slot]
             for slot, dx in zip(step.inputs, dxs):
                 if dx is not None and plan.needs_grad[slot]:
                     parts[slot].append(dx)
@@ -223,30 +349,35 @@ class Execution:
                     reads[id(root(g))] -= 1
                 parts[slot] = []
             pool.give_back(lambda buf: reads[id(buf)] > 0)
+            pool.borrow(buf for buf in ctx._workspace.buffers() if id(buf) not in outputs)
             for scratch, total in self._additions[index]:
                 merge.add_forward([total, scratch], out=total)
         self.input_gradients = [np.array(self._gradient(s, parts[s], 1)) if wanted else None
                                 for s, wanted in zip(plan.input_slots, plan.input_grads)]
         pool.give_back(lambda buf: False)
+        pool.reclaim()
         if self.reduce is not None:
             self.reduce(self.gradients, True)
 
     def _zeros(self, slot):
         value = self.values[slot]
-        buf = self._sums.get(("zeros", slot), value.shape, value.dtype)
+        shape, dtype = ((value.shape, value.dtype) if value is not None
+                        else (self._dropped[slot][1], np.float32))  # as BatchNormStep takes it
+        buf = self._pool.take(shape, dtype)
         buf[...] = 0
         return buf
 
     def _gradient(self, slot, parts, taken):
         """The gradient of ``slot`` from its parts: zeros, the one part, the parts as a tuple
-        for a step that takes that many, or their sum."""
+        for a step that takes that many, or their sum (zeros and sums in a buffer of the pool,
+        which takes it back after the step that reads it)."""
         if not parts:
             return self._zeros(slot)
         if len(parts) == 1:
             return parts[0]
         if len(parts) <= taken:
             return tuple(parts)
-        total = self._sums.get(slot, parts[0].shape, parts[0].dtype)
+        total = self._pool.take(parts[0].shape, parts[0].dtype)
         return merge.add_forward(parts, out=total)
 
 

@@ -11,6 +11,10 @@
   (``BatchNormStep``): one pass normalises, adds the Add's other input and applies the (capped)
   relu, and one backward computes the relu's mask, the Add's gradient for the other input and
   the normalisation's in two passes.
+  In a plan with backward, a step without an Add keeps its output only while forward reads
+  it: the backward of each reader that keeps it recomputes it first (one elementwise pass from
+  BN's input and batch statistics, bit for bit the forward's), into a buffer of the
+  execution's pool (``Execution``), so that training holds BN's input and not both.
 - **conv -> batch normalisation in inference (-> activation)**: in a plan without a backward
   pass, a linear Conv2D whose output feeds nothing but a BatchNormalization that uses its
   moving statistics (and does not feed an Add: that one goes to ``BatchNormStep``) runs as one
@@ -137,9 +141,15 @@ class BatchNormStep:
     """A BatchNormalization, the two-input Add reading it (if any) and the Activation after
     (if any), as one call of the fused kernels: inputs [the normalised value, the Add's other
     input], output the last member's. Its backward takes its output's gradient in two parts
-    (``Execution``: a value two steps read), which its first pass adds as it reads them."""
+    (``Execution``: a value two steps read), which its first pass adds as it reads them.
+
+    ``recompute`` (set by the planner): in a forward pass that backward follows, the output's
+    buffer comes from the execution's pool (``CallContext.scratch_pool``), and the execution
+    may hand it back once the forward readers have run and have the backward of the readers
+    that keep it get it again from ``output_again``. Its own backward reads x, not the output."""
 
     gradient_parts = 2
+    recompute = False
 
     def __init__(self, bn_call, add_call, residual, act_call, output):
         self.layer, self.add = bn_call.layer, add_call.layer if add_call else None
@@ -159,8 +169,15 @@ class BatchNormStep:
         if self.add:
             self.add.compute_output_shape([x.shape, residual.shape])  # the Add's own checks
         moments = values[self.moments_slot] if self.moments_slot is not None else None
+        out = None
+        if self.recompute and ctx.scratch_pool is not None:
+            out = ctx.scratch_pool.take(x.shape)
         values[self.outputs[0]] = self.layer.forward_fused(x, ctx, self.training, residual,
-                                                           self.relu, self.relu_max, moments)
+                                                           self.relu, self.relu_max, moments, out)
+
+    def output_again(self, ctx, out):
+        """The last forward's output, bit for bit, into ``out`` (before the weights change)."""
+        return self.layer.output_again(ctx, out)
 
     def backward(self, dys, ctx, need_dx):
         dy, dy2 = dys[0] if isinstance(dys[0], tuple) else (dys[0], None)
@@ -229,11 +246,13 @@ def _kind(layer):
     return getattr(layer, "fusion", None)
 
 
-def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None, input_grads=None):
+def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None, input_grads=None,
+              recompute=True):
     """The plan of ``flat``. ``loss_outputs`` (one bool per output: it has a loss) asks for a
     backward pass; ``logits_ok`` (one bool per output) says which losses take softmax logits;
     ``input_grads`` (one bool per input) which inputs backward gives gradients for
-    (``Execution.input_gradients``)."""
+    (``Execution.input_gradients``); ``recompute=False`` keeps every output for backward
+    rather than recomputing those of batch normalisation steps without an Add."""
     calls = flat.calls
     uses = Counter(s for c in calls for s in c.inputs) + Counter(flat.output_slots)
     readers = {}
@@ -332,6 +351,8 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None, input_grads=No
             steps.append(BatchNormStep(calls[bn], calls[add] if add is not None else None,
                                        residual, calls[act] if act is not None else None,
                                        calls[i].outputs[0]))
+            # With an Add, recomputing would need the residual alive as long as the output.
+            steps[-1].recompute = recompute and loss_outputs is not None and add is None
             step_of_call[bn] = steps[-1]
         elif i in groups:
             conv, pool, flatten, dropout = groups[i]

@@ -95,15 +95,16 @@ class BatchNormalization(Layer):
         return self.backward_fused(dy, ctx, need_dx)[0]
 
     def forward_fused(self, x, ctx, training, residual=None, relu=False, relu_max=None,
-                      moments=None):
+                      moments=None, out=None):
         """act(BN(x) [+ residual]), act relu (capped at relu_max unless None: relu6) or the
-        identity, in one pass over x after the statistics: the planner's fusion of this layer
-        with an Add and an Activation after it (engine/plan.py). ``moments``: None, or the
-        partial sums of x's statistics, which the conv that made x summed as it wrote it."""
+        identity, in one pass over x after the statistics, into ``out`` (None: the call's own
+        buffer): the planner's fusion of this layer with an Add and an Activation after it
+        (engine/plan.py). ``moments``: None, or the partial sums of x's statistics, which the
+        conv that made x summed as it wrote it."""
         ctx.x, ctx.residual, ctx.relu, ctx.relu_max = x, residual, relu, relu_max
         # A frozen layer normalises with its moving statistics, as in Keras 3.
         ctx.batch_stats = bool(training and self.trainable)
-        out = ctx.buffer("y", x.shape)
+        out = ctx.buffer("y", x.shape) if out is None else out
         inv_std = ctx.buffer("inv_std", (x.shape[-1],))
         if ctx.batch_stats:
             y, ctx.mean, ctx.inv_std = normalization.batchnorm_forward_training(
@@ -118,6 +119,14 @@ class BatchNormalization(Layer):
                 residual=residual, relu=relu, relu_max=relu_max, out=out, inv_std=inv_std)
             ctx.mean = self.moving_mean
         return y
+
+    def output_again(self, ctx, out):
+        """forward_fused's output of the call whose ``ctx`` this is, recomputed bit for bit into
+        ``out`` from what its backward keeps (x, the statistics, the residual), before the
+        weights change."""
+        return normalization.batchnorm_apply(ctx.x, self.gamma, self.beta, ctx.mean,
+                                             ctx.inv_std, residual=ctx.residual, relu=ctx.relu,
+                                             relu_max=ctx.relu_max, out=out)
 
     def backward_fused(self, dy, ctx, need_dx, dy2=None):
         """(dx, dresidual) of forward_fused's call: each None unless need_dx, dresidual also
@@ -168,7 +177,7 @@ class BatchNormalization(Layer):
 
     @staticmethod
     def _partial(ctx, x_shape):
-        return ctx.buffer("partial", normalization.batchnorm_partial_shape(x_shape), np.float64)
+        return ctx.scratch("partial", normalization.batchnorm_partial_shape(x_shape), np.float64)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,

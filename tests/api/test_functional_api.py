@@ -114,6 +114,7 @@ def test_multi_input_multi_output_with_lists(tmp_path):
 # -- a shared layer ----------------------------------------------------------------------------
 
 def test_shared_layer_gradient_is_the_sum_over_its_uses(tmp_path):
+    fastcnn.utils.clear_session()  # the automatic names below count from a fresh session
     fastcnn.utils.set_random_seed(3)
     a, b = fastcnn.Input(shape=(4,), name="a"), fastcnn.Input(shape=(4,), name="b")
     shared = layers.Dense(3, name="shared")

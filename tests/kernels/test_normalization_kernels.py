@@ -165,6 +165,26 @@ def test_batchnorm_threads_bitwise_equal(with_residual, relu, rng):
                 assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("with_residual,relu", FUSIONS)
+def test_batchnorm_apply_is_the_forward_output_bitwise(dtype, with_residual, relu, rng):
+    """From the mean and inv_std a forward returned (training or inference), the output again,
+    bit for bit, for any thread count: what the engine recomputes in backward."""
+    x = (rng.standard_normal((4096, 16)) * 2 + 5).astype(dtype)
+    gamma, beta, moving_mean, moving_var = bn_params(rng, 16, dtype)
+    res = rng.standard_normal(x.shape).astype(dtype) if with_residual else None
+    y, mean, inv_std = bn_train(normalization, x, gamma, beta, moving_mean, moving_var,
+                                chunk_rows=512, residual=res, relu=relu)[:3]
+    y_inf, inv_inf = bn_infer(normalization, x, gamma, beta, moving_mean, moving_var,
+                              residual=res, relu=relu)
+    for forward, centre, inv in ((y, mean, inv_std), (y_inf, moving_mean, inv_inf)):
+        for threads in (1, 2, 3):
+            again = np.full_like(x, np.nan)
+            normalization.batchnorm_apply(x, res, gamma, beta, centre, inv, again,
+                                          *relu_args(relu), threads)
+            assert np.array_equal(again, forward)
+
+
 @pytest.mark.parametrize("with_residual", [False, True])
 def test_batchnorm_backward_mask_is_the_forward_relu(with_residual, rng):
     """The backward recomputes the relu's mask from x: it must be exactly where the forward's

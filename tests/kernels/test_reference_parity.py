@@ -223,6 +223,14 @@ def batchnorm_forward_inference(rng, dtype):
                unset((m, c), dtype), unset(c, dtype), 1e-3, *relu, THREADS)
 
 
+def batchnorm_apply(rng, dtype):
+    for (m, c), residual, relu in zip(BN_SHAPES * 2, [False, True] * 3, BN_RELUS):
+        res = normal(rng, (m, c), dtype) if residual else None
+        gamma, beta = bn_params(rng, c, dtype)[:2]
+        yield (normal(rng, (m, c), dtype, 2) + 3, res, gamma, beta, normal(rng, c, dtype) + 3,
+               rng.uniform(0.5, 2, c).astype(dtype), unset((m, c), dtype), *relu, THREADS)
+
+
 def batchnorm_backward(rng, dtype):
     for (m, c), batch_stats, want_dx, relu in zip(BN_SHAPES * 4, [True] * 6 + [False] * 6,
                                                   [True, False] * 6, [False] * 3 + [True] * 9):
@@ -887,6 +895,7 @@ CASES = {
     "dice": loss_case("probabilities", "one_hot"),
     "batchnorm_forward_training": batchnorm_forward_training,
     "batchnorm_forward_inference": batchnorm_forward_inference,
+    "batchnorm_apply": batchnorm_apply,
     "batchnorm_backward": batchnorm_backward,
     "batchnorm_fold": batchnorm_fold,
     "layernorm_forward": layernorm_forward,

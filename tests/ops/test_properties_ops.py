@@ -71,7 +71,7 @@ def test_conv_matches_reference(case, filters, use_bias, relu, dtype, seed):
     out, dx, dw, db = conv_all(x, kernel, bias, dy, strides, padding, relu)
     want_out, want_dx, want_dw = np.empty_like(out), np.empty_like(x), np.empty_like(kernel)
     want_db = None if bias is None else np.empty_like(bias)
-    ref.conv2d_forward(x, kernel, bias, want_out, *geometry, relu, 1)
+    ref.conv2d_forward(x, kernel, bias, want_out, None, *geometry, relu, 1, 1)
     ref.conv2d_backward_input(dy, kernel, want_dx, *geometry, 1)
     ref.conv2d_backward_weight(x, dy, want_dw, want_db, *geometry, 1)
     for got, want in ((out, want_out), (dx, want_dx), (dw, want_dw), (db, want_db)):
