@@ -5,8 +5,9 @@ import numpy as np
 
 from .._ext import conv as _conv
 from .checks import (_check_pair, argmax_array, as_kernel_array, bias_array, check_apart,
-                     check_array, check_index_range, check_weight_shape, flag, memoized,
-                     out_buffer, positive_int, shape_arg, weights_array, window_output_shape)
+                     check_array, check_index_range, check_weight_shape, epilogue_activation,
+                     flag, memoized, out_buffer, positive_int, shape_arg, weights_array,
+                     window_output_shape)
 from .dropout import dropout_args
 from .threads import effective_n_threads
 
@@ -62,22 +63,26 @@ def _conv_geometry(x_shape, kernel_shape, strides, padding, dilation=(1, 1), gro
 
 
 def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_threads=None,
-                   dilation_rate=(1, 1), groups=1):
-    """NHWC x, HWIO kernel -> NHWC out, with bias and relu fused when given. With groups, the
-    kernel holds c_in / groups input channels, and group q maps input channels
-    [q*c_in/groups, (q+1)*c_in/groups) to filters [q*f/groups, (q+1)*f/groups)."""
+                   dilation_rate=(1, 1), groups=1, relu6=False):
+    """NHWC x, HWIO kernel -> NHWC out, with bias and relu (or with ``relu6``, relu capped at 6)
+    fused when given. With groups, the kernel holds c_in / groups input channels, and group q
+    maps input channels [q*c_in/groups, (q+1)*c_in/groups) to filters [q*f/groups,
+    (q+1)*f/groups)."""
     n_threads = effective_n_threads(n_threads)
     kernel = weights_array(kernel, "kernel", 4)
     shape, top, left = _conv_geometry(check_array(x, "x", 4).shape, kernel.shape, strides, padding,
                                       dilation_rate, groups)
     x = as_kernel_array(x, "x", 4, kernel.dtype)
     bias = bias_array(bias, kernel.shape[3], kernel.dtype)
-    relu = flag(relu, "relu")
+    relu = epilogue_activation(relu, relu6)
     out = out_buffer(out, shape, kernel.dtype, "out")
     check_apart({"out": out}, {"x": x, "kernel": kernel, "bias": bias})
     if (tuple(dilation_rate), groups) == PLAIN:
         _conv.conv2d_forward(x, kernel, bias, out, *strides, top, left, relu, n_threads)
     else:
+        if relu6:
+            raise ValueError("Expected relu6=False with a dilation_rate or groups: the general "
+                             "convolution kernels fuse a plain relu only")
         _conv.conv2d_general_forward(x, kernel, bias, out, *strides, top, left, *dilation_rate,
                                      groups, relu, n_threads)
     return out

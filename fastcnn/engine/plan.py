@@ -12,10 +12,11 @@
   relu, and one backward computes the relu's mask, the Add's gradient for the other input and
   the normalisation's in two passes.
 - **conv -> batch normalisation in inference (-> activation)**: in a plan without a backward
-  pass, a linear Conv2D whose output feeds nothing but a BatchNormalization that uses its
-  moving statistics (and does not feed an Add: that one goes to ``BatchNormStep``) runs as one
-  conv whose kernel and bias fold the normalisation in (``ConvBatchNormStep``), with the relu
-  of a relu/linear Activation after it fused too.
+  pass, a linear Conv2D or DepthwiseConv2D whose output feeds nothing but a BatchNormalization
+  that uses its moving statistics (and does not feed an Add: that one goes to
+  ``BatchNormStep``) runs as one conv whose kernel and bias fold the normalisation in
+  (``ConvBatchNormStep``), with a relu or relu6 Activation after it fused in the conv's
+  epilogue too.
 - **relu-gradient handoff**: a layer ending in relu whose output feeds nothing but a max pooling
   (or a fused step) leaves its relu backward to that reader, which applies it in its own pass.
 - **elementwise chains**: op nodes of fastcnn.ops that compute elementwise on one shape
@@ -34,11 +35,13 @@ gives the same results within float32 round-off.
 from collections import Counter
 
 from .._ops import conv as conv_ops
+from .._ops import depthwise as depthwise_ops
 from .._ops import normalization as normalization_ops
 from .elementwise import ElementwiseStep
 
 ACTIVATION_KINDS = ("conv2d", "dense", "activation")  # layers whose activation the planner moves
-# What BatchNormStep applies after the normalisation (and the Add), with the relu cap of each.
+# What BatchNormStep applies after the normalisation (and the Add), with the relu cap of each;
+# ConvBatchNormStep's conv and depthwise kernels apply the same in their epilogue.
 BATCHNORM_ACTIVATIONS = {"relu": None, "relu6": 6.0, "linear": None}
 
 
@@ -164,9 +167,10 @@ class BatchNormStep:
 
 
 class ConvBatchNormStep:
-    """A Conv2D, the inference-mode BatchNormalization reading it and the Activation after (if
-    any), as one conv call with the normalisation folded into its kernel and bias, folded again
-    at every call since the weights may have changed between calls. Plans without backward."""
+    """A Conv2D or DepthwiseConv2D, the inference-mode BatchNormalization reading it and the
+    Activation after (if any), as one conv call with the normalisation folded into its kernel
+    and bias, folded again at every call since the weights may have changed between calls.
+    Plans without backward."""
 
     single_input = True
 
@@ -174,19 +178,30 @@ class ConvBatchNormStep:
         self.layer, self.bn = conv_call.layer, bn_call.layer
         self.inputs, self.outputs = conv_call.inputs, [output]
         self.trainable = False
-        self.relu = act_call is not None and act_call.layer.activation == "relu"
+        activation = act_call.layer.activation if act_call is not None else "linear"
+        self.relu, self.relu6 = activation != "linear", activation == "relu6"
+        self.depthwise = _kind(self.layer) == "depthwise2d"
         self.random_index = self.random_layer = None
         self.flags = {}
 
     def forward(self, values, ctx):
         conv, bn, x = self.layer, self.bn, values[self.inputs[0]]
+        kernel = conv.kernel
+        if self.depthwise:  # output channel ch * dm + m: the last two axes, flattened
+            kernel = kernel.reshape(*kernel.shape[:2], 1, -1)
         kernel, bias = normalization_ops.batchnorm_fold(
-            conv.kernel, conv.bias, bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance,
-            bn.epsilon, out_kernel=ctx.buffer("kernel", conv.kernel.shape, conv.kernel.dtype),
-            out_bias=ctx.buffer("bias", bn.moving_mean.shape, conv.kernel.dtype))
-        values[self.outputs[0]] = conv_ops.conv2d_forward(
-            x, kernel, bias, conv.strides, conv.padding, relu=self.relu,
-            out=ctx.buffer("y", conv.compute_output_shape(x.shape), conv.kernel.dtype))
+            kernel, conv.bias, bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance,
+            bn.epsilon, out_kernel=ctx.buffer("kernel", kernel.shape, kernel.dtype),
+            out_bias=ctx.buffer("bias", bn.moving_mean.shape, kernel.dtype))
+        out = ctx.buffer("y", conv.compute_output_shape(x.shape), kernel.dtype)
+        if self.depthwise:
+            values[self.outputs[0]] = depthwise_ops.depthwise_forward(
+                x, kernel.reshape(conv.kernel.shape), bias, conv.strides, conv.padding,
+                conv.dilation_rate, relu=self.relu, relu6=self.relu6, out=out)
+        else:
+            values[self.outputs[0]] = conv_ops.conv2d_forward(
+                x, kernel, bias, conv.strides, conv.padding, relu=self.relu, relu6=self.relu6,
+                out=out)
 
 
 def _same_known_shape(shapes, slots):
@@ -264,7 +279,7 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None, input_grads=No
 
     folds = {}  # index of the call a fold runs at -> (conv, batchnorm, activation) indices
     for i, c in enumerate(calls):
-        if not (fuse and loss_outputs is None and _kind(c.layer) == "conv2d"
+        if not (fuse and loss_outputs is None and _kind(c.layer) in ("conv2d", "depthwise2d")
                 and c.layer.activation == "linear") or i in grouped:
             continue
         bn = sole_reader(c.outputs[0], "batchnorm")
@@ -274,8 +289,8 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None, input_grads=No
                 or sole_reader(calls[bn].outputs[0], "add") is not None):
             continue
         act = sole_reader(calls[bn].outputs[0], "activation")
-        if act is not None and calls[act].layer.activation not in ("relu", "linear"):
-            act = None  # the conv kernel fuses a plain relu only
+        if act is not None and calls[act].layer.activation not in BATCHNORM_ACTIVATIONS:
+            act = None  # the conv kernels fuse relu and relu6 only
         members = [m for m in (i, bn, act) if m is not None]
         folds[max(members)] = (i, bn, act)
         grouped.update(members)

@@ -106,6 +106,8 @@ class DepthwiseConv2D(_DepthwiseBase):
     has ``channels * depth_multiplier`` channels. Weights ``kernel`` and ``bias``, as Keras 3
     names them."""
 
+    fusion = "depthwise2d"
+
     def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1,
                  data_format=None, dilation_rate=(1, 1), activation=None, use_bias=True,
                  depthwise_initializer="glorot_uniform", bias_initializer="zeros",
