@@ -28,10 +28,20 @@
 - **softmax + cross-entropy**: an output whose layer ends in softmax, with a cross-entropy loss on
   probabilities, emits its logits, and the loss runs the fused, stable kernel on them.
 
+- **sub-batches in inference**: a plan without backward whose steps all compute each sample
+  from that sample alone (``per_sample`` layers, none in training mode) runs a large batch in
+  parts of ``Plan.sub_batch`` samples (``Execution.forward``), each part through every step
+  before the next, so that a part's values stay in cache from one step to the next and the
+  buffers are those of a part. A part's largest value holds about ``SUB_BATCH_BYTES``, and a
+  part at least ``MIN_SUB_BATCH`` samples, which keeps the per-step call overhead small. The
+  kernels compute each sample in the same order whatever the batch, so the outputs are
+  bitwise those of the whole batch.
+
 Layers say what they are to the planner through their ``fusion`` attribute; nothing else
 about fusion lives outside this module. ``fuse=False`` plans every layer as its own step, which
 gives the same results within float32 round-off.
 """
+import math
 from collections import Counter
 
 from .._ops import conv as conv_ops
@@ -43,6 +53,8 @@ ACTIVATION_KINDS = ("conv2d", "dense", "activation")  # layers whose activation 
 # What BatchNormStep applies after the normalisation (and the Add), with the relu cap of each;
 # ConvBatchNormStep's conv and depthwise kernels apply the same in their epilogue.
 BATCHNORM_ACTIVATIONS = {"relu": None, "relu6": 6.0, "linear": None}
+SUB_BATCH_BYTES = 8 << 20  # the bytes of a sub-batch's largest value, about (see above)
+MIN_SUB_BATCH = 32
 
 
 class LayerStep:
@@ -57,6 +69,8 @@ class LayerStep:
         self.random_index = index + 1 if getattr(call.layer, "draws_random", False) else None
         self.random_layer = call.layer if self.random_index else None
         self.flags = {}  # context flags set by the planner: see CallContext
+        self.per_sample = (call.layer.per_sample and not call.training
+                           and getattr(call.layer, "activity_regularizer", None) is None)
 
     def forward(self, values, ctx):
         x = values[self.inputs[0]] if self.single_input else [values[s] for s in self.inputs]
@@ -103,6 +117,7 @@ class ConvMaxPoolStep:
         self.random_layer = self.dropout
         self.flags = {}
         self.input_relu = False
+        self.per_sample = not self.dropout_training
 
     def _args(self):
         conv, pool = self.layer, self.pool
@@ -151,6 +166,7 @@ class BatchNormStep:
         self.relu_max = BATCHNORM_ACTIVATIONS[activation]
         self.random_index = self.random_layer = None
         self.flags = {}
+        self.per_sample = not self.training
 
     def forward(self, values, ctx):
         x = values[self.inputs[0]]
@@ -183,6 +199,7 @@ class ConvBatchNormStep:
         self.depthwise = _kind(self.layer) == "depthwise2d"
         self.random_index = self.random_layer = None
         self.flags = {}
+        self.per_sample = True
 
     def forward(self, values, ctx):
         conv, bn, x = self.layer, self.bn, values[self.inputs[0]]
@@ -219,10 +236,13 @@ class Plan:
     serves both evaluate (logits into the loss) and predict (probabilities).
     ``trained``: the weights whose gradients backward computes, in first-use order.
     ``backward_steps``: indices of the steps backward runs, last first.
+    ``sub_batch``: None, or the samples per part a larger batch runs in (see the module's
+    docstring).
     """
 
-    def __init__(self, flat, steps, logits_outputs, logits_steps):
+    def __init__(self, flat, steps, logits_outputs, logits_steps, sub_batch=None):
         self.steps = steps
+        self.sub_batch = sub_batch
         self.n_slots = flat.n_slots
         self.input_slots, self.output_slots = flat.input_slots, flat.output_slots
         self.logits_outputs, self.logits_steps = logits_outputs, logits_steps
@@ -374,10 +394,23 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None, input_grads=No
             if logits_ok and logits_ok[k]:
                 producer.flags["emit_logits"] = True
                 logits_outputs[k] = True
-    plan = Plan(flat, steps, logits_outputs, logits_steps)
+    sub_batch = _sub_batch(flat, steps) if fuse and loss_outputs is None else None
+    plan = Plan(flat, steps, logits_outputs, logits_steps, sub_batch)
     if loss_outputs is not None:
         _plan_backward(plan, loss_outputs, input_grads or [False] * len(plan.input_slots))
     return plan
+
+
+def _sub_batch(flat, steps):
+    """The samples per part of a forward plan whose steps all run per sample and whose values
+    have known sizes (see the module's docstring), else None."""
+    if not all(getattr(step, "per_sample", False) for step in steps):
+        return None
+    shapes = [tuple(shape[1:]) for shape in flat.shapes.values()]
+    if any(None in shape for shape in shapes):
+        return None
+    largest = max((math.prod(shape) for shape in shapes), default=1) * 4  # float32
+    return max(MIN_SUB_BATCH, SUB_BATCH_BYTES // max(largest, 1))
 
 
 def _elementwise_chains(flat, calls, grouped):
