@@ -64,8 +64,8 @@ class _WindowSumPooling2D(_Pooling2D):
 
 
 class AveragePooling2D(_WindowSumPooling2D):
-
     per_sample = True
+
     _forward_op = staticmethod(pool.avgpool2d_forward)
     _backward_op = staticmethod(pool.avgpool2d_backward)
 
@@ -105,8 +105,8 @@ class _GlobalPooling2D(Layer):
 
 
 class GlobalAveragePooling2D(_GlobalPooling2D):
-
     per_sample = True
+
     def forward(self, x, ctx, training):
         return self._shaped(pool.global_avgpool2d_forward(x, out=self._pooled(x, ctx)), x)
 
