@@ -105,3 +105,15 @@ def test_training_keeps_the_depthwise_conv_and_batchnorm_apart():
                      loss_outputs=[True] * len(model.outputs))
     assert "ConvBatchNormStep" not in step_names(plan)
     assert "DepthwiseConv2D" in step_names(plan)
+
+
+def test_relu6_flag_is_checked():
+    from fastcnn._ops import conv, depthwise
+    x = np.zeros((1, 5, 5, 2), np.float32)
+    kernel = np.zeros((3, 3, 2, 2), np.float32)
+    with pytest.raises(TypeError, match="relu6"):
+        conv.conv2d_forward(x, kernel, None, (1, 1), "same", relu6=1)
+    with pytest.raises(TypeError, match="relu6"):
+        depthwise.depthwise_forward(x, kernel[..., :1], None, (1, 1), "same", relu6="yes")
+    with pytest.raises(ValueError, match="relu6=False"):
+        conv.conv2d_forward(x, kernel, None, (1, 1), "same", dilation_rate=(2, 2), relu6=True)
