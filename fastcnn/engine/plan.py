@@ -30,12 +30,13 @@
 
 - **sub-batches in inference**: a plan without backward whose steps all compute each sample
   from that sample alone (``per_sample`` layers, none in training mode) runs a large batch in
-  parts of ``Plan.sub_batch`` samples (``Execution.forward``), each part through every step
-  before the next, so that a part's values stay in cache from one step to the next and the
-  buffers are those of a part. A part's largest value holds about ``SUB_BATCH_BYTES``, and a
-  part at least ``MIN_SUB_BATCH`` samples, which keeps the per-step call overhead small. The
-  kernels compute each sample in the same order whatever the batch, so the outputs are
-  bitwise those of the whole batch.
+  parts of ``Plan.sub_batch`` samples (``Execution.forward``): each kernel thread takes a part
+  through every step with one kernel thread, then the next part, so that no step waits at a
+  barrier (a loaded machine's time slices hold barriers back), a part's values stay in its
+  core's caches from one step to the next and the buffers are those of a part. A part's
+  largest value holds about ``SUB_BATCH_BYTES``, and a part at least ``MIN_SUB_BATCH``
+  samples, which keeps the per-step call overhead small. The kernels compute each sample in
+  the same order whatever the batch, so the outputs are bitwise those of the whole batch.
 
 Layers say what they are to the planner through their ``fusion`` attribute; nothing else
 about fusion lives outside this module. ``fuse=False`` plans every layer as its own step, which
