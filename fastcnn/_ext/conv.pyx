@@ -188,8 +188,8 @@ def conv2d_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c_in)
                    floating[:, :, :, ::1] out__nhwc,      # OUT (n, oh, ow, c_out)
                    double[:, :, ::1] moments__k2c,        # OUT (K, 2, c_out), or None
                    int stride_h, int stride_w, int pad_top, int pad_left,
-                   bint relu, Py_ssize_t chunk_rows, int n_threads):
-    """out = relu?(conv(x, w) + bias), all NHWC:
+                   int relu, Py_ssize_t chunk_rows, int n_threads):
+    """out = relu?(conv(x, w) + bias), all NHWC; relu 0 (none), 1 (relu) or 2 (relu6):
     out[n, y, x, o] = bias[o] + sum_{i, j, c} x[n, y*stride_h + i - pad_top, x*stride_w + j - pad_left, c]
     * w[i, j, c, o], with cells outside x counted as zeros.
 
@@ -517,7 +517,7 @@ def conv2d_maxpool_backward(const float[:, :, :, ::1] x__nhwc,     # IN  (n, h, 
 
 cdef int _forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                   const floating[::1] bias, floating[:, :, :, ::1] out, const fcnn_geom *g,
-                  bint relu, int n_threads, const fcnn_pool_geom *pool=NULL,
+                  int relu, int n_threads, const fcnn_pool_geom *pool=NULL,
                   int *argmax=NULL, const _dropout *drop=NULL, double *moments=NULL,
                   Py_ssize_t chunk_rows=0) except -1:
     # With pool (float32 only), each image's conv output goes to per-thread scratch (it stays in

@@ -7,7 +7,7 @@
  * no include guard. */
 
 /* acc[p] = sum_{r<kh, j<kwci} x_p[r*k_row + j] * w[(r*kwci + j)*cb + (0 .. FCNN_W*NV)] for P pixels;
- * then bias, ReLU and a store (or an add) of the nco real channels for the np real pixels. */
+ * then bias, ReLU (or relu6: relu == FCNN_RELU6) and a store (or an add) of the nco real channels for the np real pixels. */
 FCNN_INLINE void FCNN_NAME(fcnn_tile)(const int P, const int NV, const int ACC, const FCNN_T *x,
                                       const int *xoff, int k_row, int kh, int kwci,
                                       const FCNN_T *w, int cb, const FCNN_T *bias, int relu,
@@ -65,6 +65,8 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile)(const int P, const int NV, const int ACC, 
                 a += FCNN_LDW(bias + FCNN_W * v);
             if (relu) /* max(a, 0) that keeps NaN, as np.maximum does */
                 a = (FCNN_VT)((FCNN_VIT)a & ~(a < zero));
+            if (relu == FCNN_RELU6) /* then min(a, 6), NaN kept as relu6's select keeps it */
+                a = FCNN_CAP6(a);
             FCNN_STW(dst + FCNN_W * v, a);
         }
         if (!full)
@@ -148,7 +150,7 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile_core)(const int CBMAX, const int P1, const 
                 part.x = jb->x + (size_t)r * jb->k_row + j0;
                 part.kh = fcnn_min(rpc, kh - r);
                 part.kwci = fcnn_min(piece, kwci - j0);
-                part.relu = jb->relu && r + part.kh == kh && j0 + part.kwci == kwci;
+                part.relu = r + part.kh == kh && j0 + part.kwci == kwci ? jb->relu : 0;
                 part.accumulate = jb->accumulate || !first;
                 FCNN_NAME(fcnn_tile_pass)(CBMAX, P1, P2, P3, P4, cb, &part,
                                           w + ((size_t)r * kwci + j0) * cb, first ? bias : NULL,

@@ -74,6 +74,9 @@ FCNN_INLINE void FCNN_TN(fcnn_dwise_taps_dm)(int nt, const FCNN_T *const *a,
     if (relu)
         for (int k = 0; k < co; k++)
             out[k] = out[k] < 0 ? (FCNN_T)0 : out[k];
+    if (relu == FCNN_RELU6)
+        for (int k = 0; k < co; k++)
+            out[k] = out[k] > 6 ? (FCNN_T)6 : out[k];
 }
 
 /* out[ch] = init[ch] (0 when NULL) + sum_t sum_m a[t][ch*dm + m] * b[t][ch*dm + m]. */

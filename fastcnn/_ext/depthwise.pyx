@@ -105,8 +105,8 @@ def depthwise_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c)
                       const floating[::1] bias,              # IN  (c*dm,) or None
                       floating[:, :, :, ::1] out__nhwc,      # OUT (n, oh, ow, c*dm)
                       int stride_h, int stride_w, int dilation_h, int dilation_w,
-                      int pad_top, int pad_left, bint relu, int n_threads):
-    """out = relu?(depthwise_conv(x, w) + bias), all NHWC:
+                      int pad_top, int pad_left, int relu, int n_threads):
+    """out = relu?(depthwise_conv(x, w) + bias), all NHWC; relu 0 (none), 1 (relu) or 2 (relu6):
     out[n, y, x, ch*dm + m] = bias[ch*dm + m] + sum_{i, j} w[i, j, ch, m]
     * x[n, y*stride_h + i*dilation_h - pad_top, x*stride_w + j*dilation_w - pad_left, ch],
     with cells outside x counted as zeros."""

@@ -15,13 +15,14 @@ FCNN_INLINE void FCNN_NAME(fcnn_dwise_start)(const int V, const FCNN_T *init, in
         s[v] = init ? FCNN_LDW(init + k + v * FCNN_W) : (FCNN_VT){0};
 }
 
-/* The V vectors s, through relu when asked, stored at out + k. */
+/* The V vectors s, through relu (or relu6) when asked, stored at out + k. */
 FCNN_INLINE void FCNN_NAME(fcnn_dwise_store)(const int V, const FCNN_VT *s, int relu, FCNN_T *out,
                                              int k)
 {
 #pragma GCC unroll 4
     for (int v = 0; v < V; v++)
-        FCNN_STW(out + k + v * FCNN_W, relu ? FCNN_DWISE_RELU(s[v]) : s[v]);
+        FCNN_STW(out + k + v * FCNN_W, relu == FCNN_RELU6 ? FCNN_CAP6(FCNN_DWISE_RELU(s[v]))
+                                       : relu ? FCNN_DWISE_RELU(s[v]) : s[v]);
 }
 
 /* Channels [k, n) one by one: out[j] = init[j] (0 when NULL) + sum_t a[t][j + off] * b[t][j],
@@ -34,7 +35,8 @@ FCNN_INLINE void FCNN_NAME(fcnn_dwise_tail)(int nt, const FCNN_T *const *a,
         FCNN_T s = init ? init[j] : (FCNN_T)0;
         for (int t = 0; t < nt; t++)
             s += a[t][j + off] * b[t][j];
-        out[j] = relu && s < 0 ? (FCNN_T)0 : s;
+        s = relu && s < 0 ? (FCNN_T)0 : s;
+        out[j] = relu == FCNN_RELU6 && s > 6 ? (FCNN_T)6 : s;
     }
 }
 

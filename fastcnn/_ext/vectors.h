@@ -61,4 +61,12 @@ typedef double fcnn_vd2u __attribute__((vector_size(16), aligned(8), may_alias))
 #define FCNN_DISPATCH_X(level, f, ...) FCNN_DISPATCH(level, f, __VA_ARGS__)
 #define FCNN_TDISPATCH(level, f, ...) FCNN_DISPATCH_X(level, FCNN_TN(f), __VA_ARGS__)
 
+/* The activation flag of the conv and depthwise epilogues: 0 none, 1 relu, FCNN_RELU6 relu then
+ * a cap at 6 (the relu6 of inference's folded conv -> batch normalisation -> relu6). */
+#define FCNN_RELU6 2
+/* min(v, 6) in each lane of a vector of FCNN_VT, keeping NaN (NaN is not above 6). */
+#define FCNN_CAP6(v)                                                                              \
+    ((FCNN_VT)(((FCNN_VIT)(v) & ~((v) > ((FCNN_VT){0} + 6)))                                      \
+               | ((FCNN_VIT)((FCNN_VT){0} + 6) & ((v) > ((FCNN_VT){0} + 6)))))
+
 #endif /* FASTCNN_VECTORS_H */

@@ -227,6 +227,12 @@ def flag(value, name):
     return bool(value)
 
 
+def epilogue_activation(relu, relu6):
+    """The activation flag of the conv and depthwise forward kernels from their wrappers' two
+    bools: 0 none, 1 relu, 2 relu capped at 6 (``relu6``, which implies the relu)."""
+    return 2 if flag(relu6, "relu6") else int(flag(relu, "relu"))
+
+
 def positive_int(value, name):
     """``value`` as an int >= 1 (not a bool), or a ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:

@@ -5,8 +5,9 @@ import numpy as np
 
 from .._ext import conv as _conv
 from .checks import (_check_pair, argmax_array, as_kernel_array, bias_array, check_apart,
-                     check_array, check_index_range, check_weight_shape, flag, memoized,
-                     out_buffer, positive_int, shape_arg, weights_array, window_output_shape)
+                     check_array, check_index_range, check_weight_shape, epilogue_activation,
+                     flag, memoized, out_buffer, positive_int, shape_arg, weights_array,
+                     window_output_shape)
 from .dropout import dropout_args
 from .normalization import batchnorm_chunk_rows, batchnorm_partial_shape
 from .threads import effective_n_threads
@@ -63,10 +64,11 @@ def _conv_geometry(x_shape, kernel_shape, strides, padding, dilation=(1, 1), gro
 
 
 def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_threads=None,
-                   dilation_rate=(1, 1), groups=1, moments=None):
-    """NHWC x, HWIO kernel -> NHWC out, with bias and relu fused when given. With groups, the
-    kernel holds c_in / groups input channels, and group q maps input channels
-    [q*c_in/groups, (q+1)*c_in/groups) to filters [q*f/groups, (q+1)*f/groups).
+                   dilation_rate=(1, 1), groups=1, moments=None, relu6=False):
+    """NHWC x, HWIO kernel -> NHWC out, with bias and relu (or with ``relu6``, relu capped at 6)
+    fused when given. With groups, the kernel holds c_in / groups input channels, and group q
+    maps input channels [q*c_in/groups, (q+1)*c_in/groups) to filters [q*f/groups,
+    (q+1)*f/groups).
 
     ``moments`` (plain convolutions only): a float64 array of
     ``normalization.batchnorm_partial_shape(out.shape)``, which receives the partial sums of
@@ -79,7 +81,7 @@ def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_th
                                       dilation_rate, groups)
     x = as_kernel_array(x, "x", 4, kernel.dtype)
     bias = bias_array(bias, kernel.shape[3], kernel.dtype)
-    relu = flag(relu, "relu")
+    relu = epilogue_activation(relu, relu6)
     out = out_buffer(out, shape, kernel.dtype, "out")
     plain = (tuple(dilation_rate), groups) == PLAIN
     if moments is not None:
@@ -93,6 +95,9 @@ def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_th
                              batchnorm_chunk_rows(shape) if moments is not None else 1,
                              n_threads)
     else:
+        if relu6:
+            raise ValueError("Expected relu6=False with a dilation_rate or groups: the general "
+                             "convolution kernels fuse a plain relu only")
         _conv.conv2d_general_forward(x, kernel, bias, out, *strides, top, left, *dilation_rate,
                                      groups, relu, n_threads)
     return out

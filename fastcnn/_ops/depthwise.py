@@ -4,8 +4,8 @@ import math
 
 from .._ext import depthwise as _depthwise
 from .checks import (_check_pair, as_kernel_array, bias_array, check_apart, check_array,
-                     check_index_range, check_weight_shape, flag, memoized, out_buffer, shape_arg,
-                     weights_array, window_output_shape)
+                     check_index_range, check_weight_shape, epilogue_activation, memoized,
+                     out_buffer, shape_arg, weights_array, window_output_shape)
 from .threads import effective_n_threads
 
 # dW's partial sums: at most this many chunks of output rows (enough for 16 threads to share),
@@ -33,16 +33,16 @@ def _geometry(x_shape, kernel_shape, strides, padding, dilation_rate, x_name="x"
 
 
 def depthwise_forward(x, kernel, bias, strides, padding, dilation_rate=(1, 1), relu=False,
-                      out=None, n_threads=None):
-    """NHWC x, (kh, kw, c, dm) kernel -> NHWC out with c * dm channels, bias and relu fused
-    when given."""
+                      out=None, n_threads=None, relu6=False):
+    """NHWC x, (kh, kw, c, dm) kernel -> NHWC out with c * dm channels, bias and relu (or with
+    ``relu6``, relu capped at 6) fused when given."""
     n_threads = effective_n_threads(n_threads)
     kernel = weights_array(kernel, "kernel", 4)
     shape, geometry = _geometry(check_array(x, "x", 4).shape, kernel.shape, strides, padding,
                                 dilation_rate)
     x = as_kernel_array(x, "x", 4, kernel.dtype)
     bias = bias_array(bias, shape[3], kernel.dtype)
-    relu = flag(relu, "relu")
+    relu = epilogue_activation(relu, relu6)
     out = out_buffer(out, shape, kernel.dtype, "out")
     check_apart({"out": out}, {"x": x, "kernel": kernel, "bias": bias})
     _depthwise.depthwise_forward(x, kernel, bias, out, *geometry, relu, n_threads)

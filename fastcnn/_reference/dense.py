@@ -3,12 +3,14 @@ import numpy as np
 
 
 def _store_biased(acc, bias, relu, out):
-    """out = acc + bias (bias may be None), then relu'd if relu: the epilogue of a forward
-    twin."""
+    """out = acc + bias (bias may be None), then relu'd if relu, and capped at 6 too if relu is
+    2 (relu6): the epilogue of a forward twin."""
     if bias is not None:
         acc += bias
     if relu:
         np.maximum(acc, 0, out=acc)
+    if relu == 2:
+        np.minimum(acc, 6, out=acc)
     out[...] = acc
 
 

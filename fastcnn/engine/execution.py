@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .._ops import merge
+from .._ops import merge, threads
 from .._ops.workspace import BufferPool, Workspace, root
 
 
@@ -153,6 +153,7 @@ class Execution:
         self._kept, self._dropped, self._restore, self._uses = [], {}, {}, Counter()
         self._readers = Counter(s for step in plan.steps for s in step.inputs)
         self._readers.update(plan.output_slots)  # the caller reads the outputs
+        self._helpers = []  # the executions that run sub-batches beside this one
         self.gradients = [np.zeros_like(w) for w in plan.trained]
         self.input_gradients = [None] * len(plan.input_slots)
         store = {id(w): g for w, g in zip(plan.trained, self.gradients)}
@@ -222,9 +223,63 @@ class Execution:
             values[slot] = x
         if plan.backward_steps:  # backward reads what forward keeps
             self._forward_keeping(values)
-        else:
-            self._forward_sharing_buffers(values)
+            return [values[s] for s in plan.output_slots]
+        n = len(inputs[0]) if inputs else 0
+        if plan.sub_batch and n > plan.sub_batch and all(len(x) == n for x in inputs):
+            return self._forward_in_parts(inputs, n, plan.sub_batch)
+        self._forward_sharing_buffers(values)
         return [values[s] for s in plan.output_slots]
+
+    def _forward_in_parts(self, inputs, n, part):
+        """Forward of a batch of n samples (more than ``part``) ``part`` samples at a time
+        (Plan.sub_batch). The parts run on up to get_num_threads() threads, each with an
+        execution of its own and one kernel thread, each taking the next part when it is done
+        with one: a part runs every step with no barrier, which a loaded machine's time slices
+        would hold back. The kernels compute each sample alone in a fixed order, so the outputs
+        are the same for any thread count. Each part's outputs are copied into the batch's."""
+        plan, lock = self.plan, threading.Lock()
+        parts = iter(range(0, n, part))
+        outputs, errors = [], []
+        workers = min(threads.effective_n_threads(), -(-n // part))
+        while len(self._helpers) < workers - 1:
+            self._helpers.append(Execution(plan))
+        for helper in self._helpers:
+            for ctx, own in zip(helper.contexts, self.contexts):
+                ctx.emit_logits = own.emit_logits
+
+        def work(execution):
+            try:
+                with threads.capped_threads(1):
+                    while True:
+                        with lock:
+                            start = next(parts, None)
+                        if start is None or errors:
+                            return
+                        values = execution.values
+                        for slot, x in zip(plan.input_slots, inputs):
+                            values[slot] = x[start:start + part]
+                        execution._forward_sharing_buffers(values)
+                        with lock:
+                            if not outputs:
+                                outputs.extend(
+                                    self.workspace.get(("output", k), (n, *values[s].shape[1:]),
+                                                       values[s].dtype)
+                                    for k, s in enumerate(plan.output_slots))
+                        for out, slot in zip(outputs, plan.output_slots):
+                            out[start:start + part] = values[slot]
+            except BaseException as error:  # re-raised on the calling thread
+                errors.append(error)
+
+        helpers = [threading.Thread(target=work, args=(helper,), daemon=True)
+                   for helper in self._helpers[:workers - 1]]
+        for thread in helpers:
+            thread.start()
+        work(self)
+        for thread in helpers:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return outputs
 
     def _forward_sharing_buffers(self, values):
         """Forward without backward: each buffer goes back to the pool once every reader of the

@@ -9,7 +9,11 @@ of ``fastcnn.ops`` are meant to be). The engine reads only what this class decla
   several inputs, None unless ``need_dx``) and writes weight gradients into ``ctx.grads``;
 - ``_graph_for(node, training)``: a graph to inline in place of the node, or None for a leaf;
 - ``_weights`` / ``_weight_trainable`` and ``trainable``: the weights the planner may train;
-- ``fusion``, ``draws_random``, ``is_input``: what the planner and the graph need to know.
+- ``fusion``, ``draws_random``, ``is_input``: what the planner and the graph need to know;
+- ``per_sample``: forward outside training computes each sample's outputs from that sample's
+  inputs alone, and keeps nothing from the call but its outputs, so that a batch may run in
+  parts (engine/execution.py). Layers declare it class by class: a subclass does not inherit
+  it.
 """
 
 
@@ -17,6 +21,7 @@ class Operation:
     fusion = None  # what the planner may fuse this as (see engine/plan.py); None: never
     draws_random = False  # whether forward draws from ctx.rng
     is_input = False  # a graph's source (InputLayer)
+    per_sample = False  # whether a batch may run in parts outside training (see above)
     trainable = True
     _weights = ()
     _weight_trainable = ()

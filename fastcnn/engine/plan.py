@@ -16,10 +16,11 @@
   BN's input and batch statistics, bit for bit the forward's), into a buffer of the
   execution's pool (``Execution``), so that training holds BN's input and not both.
 - **conv -> batch normalisation in inference (-> activation)**: in a plan without a backward
-  pass, a linear Conv2D whose output feeds nothing but a BatchNormalization that uses its
-  moving statistics (and does not feed an Add: that one goes to ``BatchNormStep``) runs as one
-  conv whose kernel and bias fold the normalisation in (``ConvBatchNormStep``), with the relu
-  of a relu/linear Activation after it fused too.
+  pass, a linear Conv2D or DepthwiseConv2D whose output feeds nothing but a BatchNormalization
+  that uses its moving statistics (and does not feed an Add: that one goes to
+  ``BatchNormStep``) runs as one conv whose kernel and bias fold the normalisation in
+  (``ConvBatchNormStep``), with a relu or relu6 Activation after it fused in the conv's
+  epilogue too.
 - **relu-gradient handoff**: a layer ending in relu whose output feeds nothing but a max pooling
   (or a fused step) leaves its relu backward to that reader, which applies it in its own pass.
 - **elementwise chains**: op nodes of fastcnn.ops that compute elementwise on one shape
@@ -31,19 +32,34 @@
 - **softmax + cross-entropy**: an output whose layer ends in softmax, with a cross-entropy loss on
   probabilities, emits its logits, and the loss runs the fused, stable kernel on them.
 
+- **sub-batches in inference**: a plan without backward whose steps all compute each sample
+  from that sample alone (``per_sample`` layers, none in training mode) runs a large batch in
+  parts of ``Plan.sub_batch`` samples (``Execution.forward``): each kernel thread takes a part
+  through every step with one kernel thread, then the next part, so that no step waits at a
+  barrier (a loaded machine's time slices hold barriers back), a part's values stay in its
+  core's caches from one step to the next and the buffers are those of a part. A part's
+  largest value holds about ``SUB_BATCH_BYTES``, and a part at least ``MIN_SUB_BATCH``
+  samples, which keeps the per-step call overhead small. The kernels compute each sample in
+  the same order whatever the batch, so the outputs are bitwise those of the whole batch.
+
 Layers say what they are to the planner through their ``fusion`` attribute; nothing else
 about fusion lives outside this module. ``fuse=False`` plans every layer as its own step, which
 gives the same results within float32 round-off.
 """
+import math
 from collections import Counter
 
 from .._ops import conv as conv_ops
+from .._ops import depthwise as depthwise_ops
 from .._ops import normalization as normalization_ops
 from .elementwise import ElementwiseStep
 
 ACTIVATION_KINDS = ("conv2d", "dense", "activation")  # layers whose activation the planner moves
-# What BatchNormStep applies after the normalisation (and the Add), with the relu cap of each.
+# What BatchNormStep applies after the normalisation (and the Add), with the relu cap of each;
+# ConvBatchNormStep's conv and depthwise kernels apply the same in their epilogue.
 BATCHNORM_ACTIVATIONS = {"relu": None, "relu6": 6.0, "linear": None}
+SUB_BATCH_BYTES = 8 << 20  # the bytes of a sub-batch's largest value, about (see above)
+MIN_SUB_BATCH = 32
 
 
 class LayerStep:
@@ -59,6 +75,8 @@ class LayerStep:
         self.random_layer = call.layer if self.random_index else None
         self.flags = {}  # context flags set by the planner: see CallContext
         self.moments_slot = None  # where a conv leaves its output's batchnorm_moments
+        self.per_sample = (call.layer.per_sample and not call.training
+                           and getattr(call.layer, "activity_regularizer", None) is None)
 
     def forward(self, values, ctx):
         x = values[self.inputs[0]] if self.single_input else [values[s] for s in self.inputs]
@@ -107,6 +125,7 @@ class ConvMaxPoolStep:
         self.random_layer = self.dropout
         self.flags = {}
         self.input_relu = False
+        self.per_sample = not self.dropout_training
 
     def _args(self):
         conv, pool = self.layer, self.pool
@@ -162,6 +181,7 @@ class BatchNormStep:
         self.random_index = self.random_layer = None
         self.flags = {}
         self.moments_slot = None  # where the conv making the input leaves its statistics' sums
+        self.per_sample = not self.training
 
     def forward(self, values, ctx):
         x = values[self.inputs[0]]
@@ -186,9 +206,10 @@ class BatchNormStep:
 
 
 class ConvBatchNormStep:
-    """A Conv2D, the inference-mode BatchNormalization reading it and the Activation after (if
-    any), as one conv call with the normalisation folded into its kernel and bias, folded again
-    at every call since the weights may have changed between calls. Plans without backward."""
+    """A Conv2D or DepthwiseConv2D, the inference-mode BatchNormalization reading it and the
+    Activation after (if any), as one conv call with the normalisation folded into its kernel
+    and bias, folded again at every call since the weights may have changed between calls.
+    Plans without backward."""
 
     single_input = True
 
@@ -196,19 +217,31 @@ class ConvBatchNormStep:
         self.layer, self.bn = conv_call.layer, bn_call.layer
         self.inputs, self.outputs = conv_call.inputs, [output]
         self.trainable = False
-        self.relu = act_call is not None and act_call.layer.activation == "relu"
+        activation = act_call.layer.activation if act_call is not None else "linear"
+        self.relu, self.relu6 = activation != "linear", activation == "relu6"
+        self.depthwise = _kind(self.layer) == "depthwise2d"
         self.random_index = self.random_layer = None
         self.flags = {}
+        self.per_sample = True
 
     def forward(self, values, ctx):
         conv, bn, x = self.layer, self.bn, values[self.inputs[0]]
+        kernel = conv.kernel
+        if self.depthwise:  # output channel ch * dm + m: the last two axes, flattened
+            kernel = kernel.reshape(*kernel.shape[:2], 1, -1)
         kernel, bias = normalization_ops.batchnorm_fold(
-            conv.kernel, conv.bias, bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance,
-            bn.epsilon, out_kernel=ctx.buffer("kernel", conv.kernel.shape, conv.kernel.dtype),
-            out_bias=ctx.buffer("bias", bn.moving_mean.shape, conv.kernel.dtype))
-        values[self.outputs[0]] = conv_ops.conv2d_forward(
-            x, kernel, bias, conv.strides, conv.padding, relu=self.relu,
-            out=ctx.buffer("y", conv.compute_output_shape(x.shape), conv.kernel.dtype))
+            kernel, conv.bias, bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance,
+            bn.epsilon, out_kernel=ctx.buffer("kernel", kernel.shape, kernel.dtype),
+            out_bias=ctx.buffer("bias", bn.moving_mean.shape, kernel.dtype))
+        out = ctx.buffer("y", conv.compute_output_shape(x.shape), kernel.dtype)
+        if self.depthwise:
+            values[self.outputs[0]] = depthwise_ops.depthwise_forward(
+                x, kernel.reshape(conv.kernel.shape), bias, conv.strides, conv.padding,
+                conv.dilation_rate, relu=self.relu, relu6=self.relu6, out=out)
+        else:
+            values[self.outputs[0]] = conv_ops.conv2d_forward(
+                x, kernel, bias, conv.strides, conv.padding, relu=self.relu, relu6=self.relu6,
+                out=out)
 
 
 def _same_known_shape(shapes, slots):
@@ -226,10 +259,13 @@ class Plan:
     serves both evaluate (logits into the loss) and predict (probabilities).
     ``trained``: the weights whose gradients backward computes, in first-use order.
     ``backward_steps``: indices of the steps backward runs, last first.
+    ``sub_batch``: None, or the samples per part a larger batch runs in (see the module's
+    docstring).
     """
 
-    def __init__(self, flat, steps, logits_outputs, logits_steps):
+    def __init__(self, flat, steps, logits_outputs, logits_steps, sub_batch=None):
         self.steps = steps
+        self.sub_batch = sub_batch
         self.n_slots = flat.n_slots
         self.input_slots, self.output_slots = flat.input_slots, flat.output_slots
         self.logits_outputs, self.logits_steps = logits_outputs, logits_steps
@@ -288,7 +324,7 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None, input_grads=No
 
     folds = {}  # index of the call a fold runs at -> (conv, batchnorm, activation) indices
     for i, c in enumerate(calls):
-        if not (fuse and loss_outputs is None and _kind(c.layer) == "conv2d"
+        if not (fuse and loss_outputs is None and _kind(c.layer) in ("conv2d", "depthwise2d")
                 and c.layer.activation == "linear") or i in grouped:
             continue
         bn = sole_reader(c.outputs[0], "batchnorm")
@@ -298,8 +334,8 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None, input_grads=No
                 or sole_reader(calls[bn].outputs[0], "add") is not None):
             continue
         act = sole_reader(calls[bn].outputs[0], "activation")
-        if act is not None and calls[act].layer.activation not in ("relu", "linear"):
-            act = None  # the conv kernel fuses a plain relu only
+        if act is not None and calls[act].layer.activation not in BATCHNORM_ACTIVATIONS:
+            act = None  # the conv kernels fuse relu and relu6 only
         members = [m for m in (i, bn, act) if m is not None]
         folds[max(members)] = (i, bn, act)
         grouped.update(members)
@@ -385,12 +421,25 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None, input_grads=No
             if logits_ok and logits_ok[k]:
                 producer.flags["emit_logits"] = True
                 logits_outputs[k] = True
-    plan = Plan(flat, steps, logits_outputs, logits_steps)
+    sub_batch = _sub_batch(flat, steps) if fuse and loss_outputs is None else None
+    plan = Plan(flat, steps, logits_outputs, logits_steps, sub_batch)
     if loss_outputs is not None:
         _plan_backward(plan, loss_outputs, input_grads or [False] * len(plan.input_slots))
     if fuse and plan.backward_steps:
         _batchnorm_moments_from_convs(plan, calls, step_of_call, sole_reader)
     return plan
+
+
+def _sub_batch(flat, steps):
+    """The samples per part of a forward plan whose steps all run per sample and whose values
+    have known sizes (see the module's docstring), else None."""
+    if not all(getattr(step, "per_sample", False) for step in steps):
+        return None
+    shapes = [tuple(shape[1:]) for shape in flat.shapes.values()]
+    if any(None in shape for shape in shapes):
+        return None
+    largest = max((math.prod(shape) for shape in shapes), default=1) * 4  # float32
+    return max(MIN_SUB_BATCH, SUB_BATCH_BYTES // max(largest, 1))
 
 
 def _elementwise_chains(flat, calls, grouped):

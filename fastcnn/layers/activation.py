@@ -61,6 +61,7 @@ class Activation(ActivationMixin, Layer):
     """Applies an activation function, given by Keras's name or a fastcnn.activations function."""
 
     fusion = "activation"
+    per_sample = True
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
@@ -103,6 +104,8 @@ class ReLU(_ActivationLayer):
     """Keras's rectifier: min(x, max_value) above ``threshold``, ``negative_slope * (x -
     threshold)`` below; all three >= 0."""
 
+    per_sample = True
+
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__("relu", **kwargs)
         self._set_options(max_value=max_value, negative_slope=negative_slope,
@@ -122,6 +125,8 @@ class LeakyReLU(_ActivationLayer):
     ``leaky_relu`` function's is 0.2). Keras 2's name for it, ``alpha``, is taken with Keras 3's
     deprecation warning."""
 
+    per_sample = True
+
     def __init__(self, negative_slope=0.3, **kwargs):
         if "alpha" in kwargs:
             negative_slope = kwargs.pop("alpha")
@@ -138,6 +143,8 @@ class LeakyReLU(_ActivationLayer):
 class ELU(_ActivationLayer):
     """x where x > 0, else alpha * (exp(x) - 1). alpha >= 0: its backward reads the output,
     which for a negative alpha would not tell the two pieces apart (torch refuses that too)."""
+
+    per_sample = True
 
     def __init__(self, alpha=1.0, **kwargs):
         super().__init__("elu", **kwargs)

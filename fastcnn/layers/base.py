@@ -128,6 +128,8 @@ class Layer(Operation, Configurable):
         if "fusion" not in cls.__dict__ and any(k in cls.__dict__
                                                 for k in ("forward", "backward", "call")):
             cls.fusion = None
+        # Only a class that says so runs a batch in parts: a subclass may mix its samples.
+        cls.per_sample = cls.__dict__.get("per_sample", False)
         if "build" in cls.__dict__:
             cls.build = _atomic_build(cls.__dict__["build"])
         if "compute_output_shape" in cls.__dict__:

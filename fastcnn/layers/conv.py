@@ -83,6 +83,8 @@ class Conv2D(_Conv):
     input channels [q*c/groups, (q+1)*c/groups) into filters [q*f/groups, (q+1)*f/groups) with a
     kernel of shape (kh, kw, c/groups, filters)."""
 
+    per_sample = True
+
     @property
     def fusion(self):
         # The fused conv + max-pool kernels run plain convolutions only.
@@ -135,6 +137,8 @@ class Conv1D(_Conv):
     """Keras's Conv1D on (batch, steps, channels), with padding "valid", "same" or "causal"
     (zeros before the sequence only, so that output t sees inputs up to t), dilation_rate and
     groups; kernel (kernel_size, channels/groups, filters)."""
+
+    per_sample = True
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",

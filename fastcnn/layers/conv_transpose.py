@@ -11,6 +11,8 @@ class Conv2DTranspose(KernelLayer):
     """Keras's Conv2DTranspose on NHWC images: kernel (kh, kw, filters, channels), output size
     per axis as Keras computes it (see _ops.conv.transpose_output_size)."""
 
+    per_sample = True
+
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", output_padding=None,
                  dilation_rate=(1, 1), activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",

@@ -14,6 +14,7 @@ class Dense(KernelLayer):
     axis of inputs of any rank, as in Keras."""
 
     fusion = "dense"
+    per_sample = True
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, **kwargs):
@@ -63,6 +64,7 @@ class Flatten(Layer):
     """Reshape (batch, ...) to (batch, features) in NHWC order, exactly as Keras does: a view."""
 
     fusion = "flatten"
+    per_sample = True
 
     def compute_output_shape(self, input_shape):
         rest = input_shape[1:]
@@ -81,6 +83,7 @@ class Dropout(RandomTransformLayer):
     at inference it is the identity."""
 
     fusion = "dropout"
+    per_sample = True
 
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)

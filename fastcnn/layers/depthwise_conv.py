@@ -106,6 +106,9 @@ class DepthwiseConv2D(_DepthwiseBase):
     has ``channels * depth_multiplier`` channels. Weights ``kernel`` and ``bias``, as Keras 3
     names them."""
 
+    fusion = "depthwise2d"
+    per_sample = True
+
     def __init__(self, kernel_size, strides=(1, 1), padding="valid", depth_multiplier=1,
                  data_format=None, dilation_rate=(1, 1), activation=None, use_bias=True,
                  depthwise_initializer="glorot_uniform", bias_initializer="zeros",
@@ -143,6 +146,8 @@ class SeparableConv2D(_DepthwiseBase):
     """DepthwiseConv2D without its bias, then a 1x1 convolution to ``filters`` channels with
     the bias and the activation. Weights ``depthwise_kernel``, ``pointwise_kernel`` and
     ``bias``, as Keras 3 names them."""
+
+    per_sample = True
 
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
                  dilation_rate=(1, 1), depth_multiplier=1, activation=None, use_bias=True,

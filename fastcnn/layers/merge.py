@@ -74,6 +74,8 @@ class _Elementwise(_Merge):
 class Add(_Elementwise):
     """The elementwise sum of its inputs."""
 
+    per_sample = True
+
     op = "add"
 
     def _input_grad(self, dy, ctx, i):
@@ -84,6 +86,8 @@ class Add(_Elementwise):
 
 class Subtract(_Elementwise):
     """``inputs[0] - inputs[1]``: exactly two inputs."""
+
+    per_sample = True
 
     op = "subtract"
 
@@ -101,11 +105,15 @@ class Subtract(_Elementwise):
 class Multiply(_Elementwise):
     """The elementwise product of its inputs."""
 
+    per_sample = True
+
     op = "multiply"
 
 
 class Average(_Elementwise):
     """The elementwise mean of its inputs: their sum divided by their count."""
+
+    per_sample = True
 
     op = "average"
 
@@ -115,6 +123,8 @@ class Maximum(_Elementwise):
     first that holds the maximum (as TensorFlow's gradient of Keras's left-to-right fold, where
     maximum(x, y) sends it to x wherever x >= y); NaN counts as the maximum, as in NumPy."""
 
+    per_sample = True
+
     op = "maximum"
 
 
@@ -122,11 +132,15 @@ class Minimum(_Elementwise):
     """The elementwise minimum of its inputs; ties send the gradient to the first input that
     holds the minimum, as Maximum's do."""
 
+    per_sample = True
+
     op = "minimum"
 
 
 class Concatenate(_Merge):
     """Its inputs joined along ``axis`` (default -1, the channels); the other axes must agree."""
+
+    per_sample = True
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)

@@ -27,6 +27,7 @@ class BatchNormalization(Layer):
     """
 
     fusion = "batchnorm"
+    per_sample = True
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",

@@ -28,6 +28,7 @@ class MaxPooling2D(_Pooling2D):
     backward pass also applies that relu's backward (see _ops.pool.maxpool2d_backward)."""
 
     fusion = "maxpool2d"
+    per_sample = True
 
     def forward(self, x, ctx, training):
         ctx.x_shape = x.shape
@@ -63,6 +64,8 @@ class _WindowSumPooling2D(_Pooling2D):
 
 
 class AveragePooling2D(_WindowSumPooling2D):
+    per_sample = True
+
     _forward_op = staticmethod(pool.avgpool2d_forward)
     _backward_op = staticmethod(pool.avgpool2d_backward)
 
@@ -102,6 +105,8 @@ class _GlobalPooling2D(Layer):
 
 
 class GlobalAveragePooling2D(_GlobalPooling2D):
+    per_sample = True
+
     def forward(self, x, ctx, training):
         return self._shaped(pool.global_avgpool2d_forward(x, out=self._pooled(x, ctx)), x)
 
@@ -114,6 +119,8 @@ class GlobalAveragePooling2D(_GlobalPooling2D):
 
 class GlobalMaxPooling2D(_GlobalPooling2D):
     """Ties send the gradient to the first maximum in row-major order, as MaxPooling2D does."""
+
+    per_sample = True
 
     def forward(self, x, ctx, training):
         out, ctx.argmax = pool.global_maxpool2d_forward(

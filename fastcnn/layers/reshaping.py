@@ -59,6 +59,8 @@ class _Shift2D(Layer):
 class ZeroPadding2D(_Shift2D):
     """Pad NHWC images with zero rows at the top and bottom and zero columns left and right."""
 
+    per_sample = True
+
     def __init__(self, padding=(1, 1), **kwargs):
         super().__init__(**kwargs)
         self.padding = normalize_padding2d(padding)
@@ -88,6 +90,8 @@ def _channels_last(data_format):
 
 class Cropping2D(_Shift2D):
     """Cut rows off the top and bottom and columns off the left and right of NHWC images."""
+
+    per_sample = True
 
     def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
         super().__init__(**kwargs)

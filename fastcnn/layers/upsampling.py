@@ -10,6 +10,8 @@ class UpSampling2D(Layer):
     interpolate bilinearly with half-pixel centres ("bilinear"), as Keras does (its resize with
     antialias=False). Keras's bicubic and lanczos interpolations are not implemented."""
 
+    per_sample = True
+
     def __init__(self, size=(2, 2), interpolation="nearest", **kwargs):
         super().__init__(**kwargs)
         self.size = normalize_tuple(size, "size")

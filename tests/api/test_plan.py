@@ -253,9 +253,9 @@ def test_inference_folds_batchnorm_into_the_conv_before_it(monkeypatch):
     np.testing.assert_allclose(folded, apart.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
-def test_inference_fold_and_relu6_keep_to_what_the_conv_kernel_runs():
+def test_inference_fold_keeps_to_what_the_conv_kernel_runs():
     """A dilated or grouped conv (whose fusion is None) is not folded; relu6 after a folded BN
-    stays a layer, since the conv kernel fuses a plain relu only."""
+    joins the fold (the conv kernel's epilogue caps it)."""
     inputs = fastcnn.Input((8, 8, 4))
     bn_after = lambda conv: layers.BatchNormalization()(conv(inputs))
     outputs = [bn_after(layers.Conv2D(4, 3, dilation_rate=2)),
@@ -263,8 +263,7 @@ def test_inference_fold_and_relu6_keep_to_what_the_conv_kernel_runs():
                layers.Activation("relu6")(bn_after(layers.Conv2D(4, 3)))]
     model = fastcnn.Model(inputs, outputs)
     assert step_names(inference_plan(model)) == [
-        "Conv2D", "BatchNormalization", "Conv2D", "BatchNormalization", "ConvBatchNormStep",
-        "Activation"]
+        "Conv2D", "BatchNormalization", "Conv2D", "BatchNormalization", "ConvBatchNormStep"]
 
 
 def test_training_and_batch_statistics_keep_batchnorm_apart_from_the_conv():

@@ -617,6 +617,9 @@ CONVS = [  # (n, h, w, c_in, c_out), kernel, strides, padding, bias, relu
     ((1, 6, 5, 8, 37), (2, 3), (2, 1), "same", False, True),
     ((2, 8, 10, 5, 70), (3, 3), (2, 2), "valid", False, False),
 ]
+# relu 2: the forward kernels' relu6 (capped at 6; outputs of these sizes pass 6 often)
+CONVS_RELU6 = [((2, 9, 7, 3, 16), (3, 3), (1, 1), "same", True, 2),
+               ((1, 6, 5, 8, 37), (2, 3), (2, 1), "same", False, 2)]
 
 
 def conv_operands(rng, dtype, case):
@@ -635,7 +638,8 @@ CONV_SHORT_CHUNK = ((3, 6, 6, 4, 8), (3, 3), (1, 1), "same", False, False)
 
 
 def conv2d_forward_cases(rng, dtype):
-    for case, chunk in zip(CONVS + [CONV_SHORT_CHUNK], CONV_MOMENTS + [2]):
+    for case, chunk in zip(CONVS + [CONV_SHORT_CHUNK] + CONVS_RELU6,
+                           CONV_MOMENTS + [2] + [None] * len(CONVS_RELU6)):
         x, w, bias, dy, geometry, relu = conv_operands(rng, dtype, case)
         n, oh, ow, co = dy.shape
         rows = 1 if chunk is None else int(oh * ow * chunk)
@@ -756,6 +760,8 @@ DEPTHWISE = [
     ((2, 9, 8, 70, 1), (3, 3), (2, 2), (1, 1), "valid", False, True),
     ((1, 9, 8, 3, 3), (3, 2), (1, 1), (2, 3), "same", True, True),
 ]
+DEPTHWISE_RELU6 = [((2, 9, 8, 70, 1), (3, 3), (1, 1), (1, 1), "same", True, 2),
+                   ((1, 9, 8, 3, 3), (3, 3), (1, 1), (1, 1), "same", False, 2)]
 
 
 def depthwise_operands(rng, dtype, case):
@@ -955,7 +961,7 @@ CASES = {
     "conv2d_transpose_backward_weight": conv2d_transpose_backward_weight,
     "conv2d_maxpool_forward": conv2d_maxpool_forward,
     "conv2d_maxpool_backward": conv2d_maxpool_backward,
-    "depthwise_forward": forward_cases(DEPTHWISE, depthwise_operands),
+    "depthwise_forward": forward_cases(DEPTHWISE + DEPTHWISE_RELU6, depthwise_operands),
     "depthwise_backward_input": backward_input_cases(DEPTHWISE, depthwise_operands),
     # dW then db per chunk, in 3 chunks
     "depthwise_backward_weight": backward_weight_cases(
