@@ -66,7 +66,10 @@ typedef double fcnn_vd2u __attribute__((vector_size(16), aligned(8), may_alias))
 #define FCNN_RELU6 2
 /* min(v, 6) in each lane of a vector of FCNN_VT, keeping NaN (NaN is not above 6). */
 #define FCNN_CAP6(v)                                                                              \
-    ((FCNN_VT)(((FCNN_VIT)(v) & ~((v) > ((FCNN_VT){0} + 6)))                                      \
-               | ((FCNN_VIT)((FCNN_VT){0} + 6) & ((v) > ((FCNN_VT){0} + 6)))))
+    __extension__({                                                                               \
+        const FCNN_VT cap_v_ = (v), cap_six_ = (FCNN_VT){0} + 6;                                  \
+        const FCNN_VIT cap_over_ = (FCNN_VIT)(cap_six_ < cap_v_);                                 \
+        (FCNN_VT)(((FCNN_VIT)cap_v_ & ~cap_over_) | ((FCNN_VIT)cap_six_ & cap_over_));            \
+    })
 
 #endif /* FASTCNN_VECTORS_H */
