@@ -332,7 +332,7 @@ class Execution:
             for key in [k for k, entry in pending.items() if entry[1] == 0]:
                 slot, _, droppable, producer = pending.pop(key)
                 if droppable:  # no reference left to the buffer but the pool's
-                    self._dropped[slot] = (producer, values[slot].shape)
+                    self._dropped[slot] = (producer, values[slot].shape, values[slot].dtype)
                     values[slot] = None
                     self._let_go(restore, slot)
                 else:
@@ -378,9 +378,9 @@ class Execution:
             restore = self._restore.get(index, ())
             for slot, names in restore:
                 if slot not in again:
-                    producer, shape = self._dropped[slot]
+                    producer, shape, dtype = self._dropped[slot]
                     again[slot] = plan.steps[producer].output_again(self.contexts[producer],
-                                                                    pool.take(shape))
+                                                                    pool.take(shape, dtype))
                     reads[id(root(again[slot]))] += uses[slot]
                 for name in names:
                     setattr(ctx, name, again[slot])
@@ -416,8 +416,7 @@ class Execution:
 
     def _zeros(self, slot):
         value = self.values[slot]
-        shape, dtype = ((value.shape, value.dtype) if value is not None
-                        else (self._dropped[slot][1], np.float32))  # as BatchNormStep takes it
+        shape, dtype = (value.shape, value.dtype) if value is not None else self._dropped[slot][1:]
         buf = self._pool.take(shape, dtype)
         buf[...] = 0
         return buf

@@ -191,7 +191,7 @@ class BatchNormStep:
         moments = values[self.moments_slot] if self.moments_slot is not None else None
         out = None
         if self.recompute and ctx.scratch_pool is not None:
-            out = ctx.scratch_pool.take(x.shape)
+            out = ctx.scratch_pool.take(x.shape, x.dtype)
         values[self.outputs[0]] = self.layer.forward_fused(x, ctx, self.training, residual,
                                                            self.relu, self.relu_max, moments, out)
 
