@@ -2,8 +2,7 @@
 
 A training step runs many short parallel loops, each ending at a barrier. When another process
 keeps one of the cores busy, the kernel thread that shares that core holds every barrier back
-now and then for a whole time slice, and n threads become slower than n - 1 (the MNIST convnet
-at 2 threads on 2 cores: 2.4-4.3x its idle time, against 1.75x at 1 thread). Results are
+now and then for a whole time slice, and n threads become slower than n - 1. Results are
 bitwise the same for any thread count, so the count can change between steps with no effect on
 them.
 
@@ -14,8 +13,8 @@ CPU left (/proc/stat, where there is one: a thread that sleeps at barriers under
 policy also uses less, but leaves its core idle), and the next steps run with one thread
 fewer. Below the full count it times a few steps with one thread more now and then
 (at doubling intervals while that loses), and keeps that count when its steps are faster, so
-the threads come back once the core is free. On an idle machine it changes nothing and times
-nothing.
+the threads come back once the core is free. On an idle machine it keeps every thread and
+never probes.
 """
 import os
 import statistics

@@ -67,8 +67,8 @@ class BufferPool:
         if fits:
             buf = free.pop(min(fits, key=lambda i: free[i].size))
         else:
-            own = [b for b in free if id(b) not in self._borrowed]
-            if self._hand_back_small and sum(b.size for b in own) >= size:
+            if self._hand_back_small and sum(
+                    b.size for b in free if id(b) not in self._borrowed) >= size:
                 free[:] = [b for b in free if id(b) in self._borrowed]
             buf = np.empty(size, dtype)
         self._lent.append(buf)

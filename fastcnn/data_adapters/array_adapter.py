@@ -22,8 +22,8 @@ def epoch_order(seed, epoch, n, shuffle, batch_size):
 class ArrayAdapter:
     """Batches of the arrays ``xs`` (float32 model inputs are made of them), ``ys`` (targets as
     the losses take them, None for an output without a loss) and ``weights`` (None, or per
-    output None or its loss weights), all with the same number of samples. Each batch's arrays live in one of
-    ``RING`` sets of buffers, reused ``RING`` batches later.
+    output None or its loss weights), all with the same number of samples. Each batch's arrays
+    live in one of ``RING`` sets of buffers, reused ``RING`` batches later.
 
     ``share`` (fastcnn.distributed sets it), a function of a batch's size that gives the
     (start, stop) of the samples this process trains on, makes each batch hold only those."""

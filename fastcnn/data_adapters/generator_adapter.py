@@ -72,13 +72,11 @@ class GeneratorAdapter:
             if step and self._restarts and self._pass_over():
                 return  # the pass ended within this epoch: the next one starts a new pass
             try:
-                batch = self._next()
+                # at step 0, the running pass may have ended with the last epoch
+                batch = self._next(restart=step == 0 and go_on and self._restarts)
             except StopIteration:
                 self._ended = True
-                if step == 0 and go_on and self._restarts and self._read:
-                    self._start_over()  # the running pass ended with the last epoch
-                    batch = self._checked_next(step, epoch, steps)
-                elif step > 0 and (steps is None or self._restarts or not go_on):
+                if step > 0 and (steps is None or self._restarts or not go_on):
                     if steps is not None:
                         warnings.warn(
                             f"{self.name} ran out of data after {step} of the {steps} batches "
@@ -91,18 +89,18 @@ class GeneratorAdapter:
                 raise at_step(error, step, epoch, self.name) from error
             yield unpack_batch(batch, step, self.name)
 
-    def _next(self):
-        batch = self._peeked.pop() if self._peeked else next(self._iterator)
+    def _next(self, restart=False):
+        """The next batch; with ``restart``, from a new pass when the running one (which gave
+        batches) has ended."""
+        try:
+            batch = self._peeked.pop() if self._peeked else next(self._iterator)
+        except StopIteration:
+            if not (restart and self._read):
+                raise
+            self._start_over()
+            batch = next(self._iterator)
         self._read += 1
         return batch
-
-    def _checked_next(self, step, epoch, steps):
-        try:
-            return self._next()
-        except StopIteration:
-            raise self._ran_out(step, epoch, steps) from None
-        except Exception as error:
-            raise at_step(error, step, epoch, self.name) from error
 
     def _ran_out(self, step, epoch, steps):
         expected = "at least one batch" if steps is None else f"steps_per_epoch={steps} batches"

@@ -26,7 +26,7 @@ import numpy as np
 
 from .._ops import resize
 from .._ops.checks import choice_arg, positive_int
-from .._ops.threads import effective_n_threads
+from .._ops.threads import get_num_threads
 from ..layers.arguments import normalize_seed
 from .dataset import Dataset, _row
 from .image_utils import COLOR_MODES, data_format_arg, decode_file
@@ -46,7 +46,7 @@ def _decode_pool():
     global _pool
     with _pool_lock:
         if _pool is None:
-            threads = effective_n_threads(None)
+            threads = get_num_threads()  # not a step's cap on the thread that asks first
             _pool = ThreadPoolExecutor(threads, thread_name_prefix="fastcnn-decode"), threads
         return _pool
 
