@@ -1,5 +1,6 @@
-/* The inner loop of the lane sums and products (lanes.pxi says the order), compiled once per SIMD level (cpu.h), with
- * no FMA and no contraction, so that every level adds in the same order and gives the same bits.
+/* The inner loop of the lane sums and products (lanes.pxi says the order), compiled once per
+ * SIMD level (cpu.h), with no FMA and no contraction, so that every level adds in the same order
+ * and gives the same bits.
  */
 #ifndef FASTCNN_LANES_H
 #define FASTCNN_LANES_H

@@ -1,5 +1,5 @@
-/* The program kernel's per-instruction loops (program.pyx), compiled once per SIMD level (cpu.h) so that the wheel, built without -march, runs AVX-512 or
- * AVX2 code where the CPU has it.
+/* The program kernel's per-instruction loops (program.pyx), compiled once per SIMD level (cpu.h)
+ * so that the wheel, built without -march, runs AVX-512 or AVX2 code where the CPU has it.
  *
  * The targets have no FMA and contraction is off here: each a * b + c of the source rounds twice
  * at every level, as the NumPy twins round it, and no level reorders an operation, so every level

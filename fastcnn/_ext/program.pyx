@@ -90,7 +90,8 @@ cdef extern from "program.h" nogil:
 OPCODES = {"load": LOAD, "load_row": LOAD_ROW, "load_col": LOAD_COL, "const": CONST,
            "store": STORE, "row_sum": ROW_SUM, "load_mask": LOAD_MASK, "store_mask": STORE_MASK,
            "add": ADD, "subtract": SUB, "multiply": MUL,
-           "divide": DIV, "maximum": MAX, "minimum": MIN, "power": POW, "floor_divide": FLOOR_DIVIDE, "mod": MOD, "greater": GT,
+           "divide": DIV, "maximum": MAX, "minimum": MIN, "power": POW,
+           "floor_divide": FLOOR_DIVIDE, "mod": MOD, "greater": GT,
            "greater_equal": GE, "less": LT, "less_equal": LE, "equal": EQ, "not_equal": NE,
            "where": WHERE, "negative": NEG, "exp": EXP, "log": LOG, "log1p": LOG1P,
            "expm1": EXPM1, "sqrt": SQRT, "square": SQUARE, "abs": ABS, "sign": SIGN, "sin": SIN,
@@ -130,9 +131,11 @@ cdef void _block(const _Run *run, floating **inputs, floating **outputs, floatin
             continue
         if op == STORE_MASK:  # a bool output: its pointer is to bytes
             if floating is float:
-                fcnn_program_store_mask_f32(<unsigned char *>outputs[ins[1]] + start, reg[ins[2]], m)
+                fcnn_program_store_mask_f32(<unsigned char *>outputs[ins[1]] + start,
+                                            reg[ins[2]], m)
             else:
-                fcnn_program_store_mask_f64(<unsigned char *>outputs[ins[1]] + start, reg[ins[2]], m)
+                fcnn_program_store_mask_f64(<unsigned char *>outputs[ins[1]] + start,
+                                            reg[ins[2]], m)
             continue
         if op == ROW_SUM:
             a = reg[ins[2]]
@@ -146,12 +149,12 @@ cdef void _block(const _Run *run, floating **inputs, floating **outputs, floatin
             # One row in segments of BLOCK values (a multiple of LANES, so that a segment
             # starts at lane 0), longer than LANES: its lanes carried from block to block.
             if first:
-                _lanes_start(acc + ins[1] * BLOCK, a)
-                _lanes_add(acc + ins[1] * BLOCK, a + LANES, w - LANES)
+                _lanes_start(acc + ins[1] * LANES, a)
+                _lanes_add(acc + ins[1] * LANES, a + LANES, w - LANES)
             else:
-                _lanes_add(acc + ins[1] * BLOCK, a, w)
+                _lanes_add(acc + ins[1] * LANES, a, w)
             if last:
-                s = _lanes_total(acc + ins[1] * BLOCK)
+                s = _lanes_total(acc + ins[1] * LANES)
                 if ins[3] >= 0:
                     s = s / run.constants[ins[3]]
                 outputs[ins[1]][r0] = <floating>s
@@ -198,7 +201,7 @@ cdef int _execute(const _Run *run, floating **inputs, floating **outputs) except
     """Every block of the program, groups of whole rows to each thread."""
     cdef Py_ssize_t per = max(1, BLOCK // run.cols)  # rows per block
     cdef Py_ssize_t groups = (run.rows + per - 1) // per, g, c0, m, nr
-    cdef Py_ssize_t nreg = run.n_registers + 1, nacc = (run.n_outputs + 1) * BLOCK
+    cdef Py_ssize_t nreg = run.n_registers + 1, nacc = (run.n_outputs + 1) * LANES
     cdef int t
     cdef Py_ssize_t i, j
     cdef const int *ins

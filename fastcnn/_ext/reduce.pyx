@@ -3,10 +3,10 @@ array seen as (outer, n, inner) (any contiguous block of axes: the wrapper moves
 axes together), and the gradient of max and min, which splits each output's gradient evenly
 among the entries that hold the extreme value; and cumsum, the running sums along that axis.
 
-Sums and products accumulate in double. Every output element is computed by one thread, reading its n
-values in order (j = 0, 1, ... n - 1), so the results do not depend on the thread count; a sum,
-mean or product over a contiguous run (inner == 1) runs in lanes instead (lanes.pxi), which
-vectorise.
+Sums and products accumulate in double. Every output element is computed by one thread, reading
+its n values in order (j = 0, 1, ... n - 1), so the results do not depend on the thread count;
+a sum, mean or product over a contiguous run (inner == 1) runs in lanes instead (lanes.pxi),
+which vectorise.
 """
 from cython cimport floating
 from cython.parallel cimport prange

@@ -23,7 +23,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define FCNN_INLINE static inline __attribute__((always_inline))
+#include "cpu.h"
 
 FCNN_INLINE uint32_t fcnn_bits_f32(float x)
 {

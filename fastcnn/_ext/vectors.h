@@ -3,6 +3,8 @@
 #ifndef FASTCNN_VECTORS_H
 #define FASTCNN_VECTORS_H
 
+#include "cpu.h"
+
 /* Vectors of 16, 8 and 4 floats, and of 8, 4 and 2 doubles: the registers of AVX-512, AVX2 and
  * SSE2. */
 typedef float fcnn_v16 __attribute__((vector_size(64)));
@@ -24,7 +26,6 @@ typedef double fcnn_vd4u __attribute__((vector_size(32), aligned(8), may_alias))
 typedef double fcnn_vd2 __attribute__((vector_size(16)));
 typedef long long fcnn_vl2 __attribute__((vector_size(16)));
 typedef double fcnn_vd2u __attribute__((vector_size(16), aligned(8), may_alias));
-#define FCNN_INLINE static inline __attribute__((always_inline))
 
 #define FCNN_CAT(a, b) a##b
 #define FCNN_XCAT(a, b) FCNN_CAT(a, b)

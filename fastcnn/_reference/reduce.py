@@ -27,20 +27,13 @@ def lane_sum(x):
     return _lanes(x, np.add)
 
 
-def lane_prod(x):
-    """The products along the last axis of 2-D ``x`` in the kernels' lane order."""
-    return _lanes(x, np.multiply)
-
-
 def reduce_forward(op, x, out, n_threads):
     """out[o, i] = op over j of x[o, j, i]; sums and products in float64."""
-    if op in ("sum", "mean"):
-        total = lane_sum(x[:, :, 0])[:, None] if x.shape[2] == 1 else \
-            np.add.reduce(x.astype(np.float64), axis=1)
+    if op in ("sum", "mean", "prod"):
+        ufunc = np.multiply if op == "prod" else np.add
+        total = _lanes(x[:, :, 0], ufunc)[:, None] if x.shape[2] == 1 else \
+            ufunc.reduce(x.astype(np.float64), axis=1)
         out[...] = total / x.shape[1] if op == "mean" else total
-    elif op == "prod":
-        out[...] = lane_prod(x[:, :, 0])[:, None] if x.shape[2] == 1 else \
-            np.multiply.reduce(x.astype(np.float64), axis=1)
     else:
         out[...] = (np.max if op == "max" else np.min)(x, axis=1)
 

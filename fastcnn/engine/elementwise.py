@@ -77,7 +77,6 @@ class ElementwiseStep:
                 compiled = _Compiled(rows, cols, domain, dtypes.pop())
                 compiled.forward, compiled.slots, _ = self._program(compiled, True, False)
                 compiled.shapes = {s: self._shape(s, compiled) for s in compiled.slots}
-                compiled.bools = [s in self.bools for s in compiled.slots]
         if len(self._compiled) < 64:
             self._compiled[key] = compiled
         return compiled
@@ -112,8 +111,8 @@ class ElementwiseStep:
         if forward:
             for i, reg in sums:
                 b.row_sum(reg, self._divisor(self.calls[i], compiled))
-            for s in slots[len(sums):]:
-                b.store(regs[s])
+            for s in slots[len(sums):]:  # a comparison's value as the bools it is read as
+                (b.store_mask if s in self.bools else b.store)(regs[s])
         grad_slots = self._emit_backward(b, compiled, regs, slots, len(sums)) if backward else []
         if not (forward or grad_slots):
             return None, slots, grad_slots
@@ -160,9 +159,8 @@ class ElementwiseStep:
                 values[c.outputs[0]] = c.layer.forward(x, member_ctx, c.training)
             return
         outs = programs.run(compiled.forward, xs, compiled.rows, compiled.cols)
-        for s, out, boolean in zip(compiled.slots, outs, compiled.bools):
-            values[s] = out.reshape(compiled.shapes[s]).astype(bool) if boolean else \
-                out.reshape(compiled.shapes[s])
+        for s, out in zip(compiled.slots, outs):
+            values[s] = out.reshape(compiled.shapes[s])
         ctx.xs = xs
 
     def _shape(self, slot, compiled):
@@ -217,9 +215,8 @@ class ElementwiseStep:
         arrays += [np.ascontiguousarray(dys[k], compiled.dtype) for k in order]
         outs = programs.run(program, arrays, compiled.rows, compiled.cols)
         values = [None] * len(self.outputs)
-        for s, k, out, boolean in zip(slots, order, outs, compiled.bools):
-            values[k] = out.reshape(compiled.shapes[s]).astype(bool) if boolean else \
-                out.reshape(compiled.shapes[s])
+        for s, k, out in zip(slots, order, outs):
+            values[k] = out.reshape(compiled.shapes[s])
         return values, self._input_gradients(compiled, [x.shape for x in xs],
                                              {s: outs[i] for s, i in given.items()})
 

@@ -138,9 +138,7 @@ def run_program(op, xs, gradient=None):
         return [None] * len(xs)
     if gradient is not None:
         arrays += [np.ascontiguousarray(a) for a in gradient]
-    size = arrays[0].size
-    cols = shape[-1] if shape else 1
-    outs = programs.run(program, arrays, size // cols if cols else 0, cols)
+    outs = programs.run(program, arrays, *programs.rows_cols(shape))
     if gradient is None:
         return outs[0].reshape(shape)
     found = dict(zip(given, outs))
@@ -382,8 +380,9 @@ class _Where(Op):
 
     def gradients(self, dy, xs, y, needed):
         operands = _where_operands(*xs)
-        if operands is not None and (dy.shape, dy.dtype) == (operands[0].shape,
-                                                             operands[0].dtype):
+        # dy like the values (the condition may be bool)
+        if operands is not None and (dy.shape, dy.dtype) == (operands[1].shape,
+                                                             operands[1].dtype):
             return run_program(self, operands, (y, dy))
         condition = np.asarray(xs[0], bool)
         return [None, np.where(condition, dy, 0), np.where(condition, 0, dy)]

@@ -89,6 +89,12 @@ def test_where_gradients_through_the_program_kernel(program_calls):
     np.testing.assert_array_equal(dx, np.where(condition, np.arange(20.0).reshape(4, 5), 0))
     np.testing.assert_array_equal(dy, np.where(condition, 0, np.arange(20.0).reshape(4, 5)))
     assert program_calls[0] > 0
+    calls, upstream = program_calls[0], np.arange(20.0).reshape(4, 5)
+    grads = arithmetic._Where().gradients(upstream, [condition, x, y], np.where(condition, x, y),
+                                          [False, True, True])
+    assert program_calls[0] == calls + 1  # the bool condition's gradient on the kernel too
+    np.testing.assert_array_equal(grads[1], dx)
+    np.testing.assert_array_equal(grads[2], dy)
     check_gradients(lambda a, b: ops.where(condition, a * 3, b), x, y)
 
 
