@@ -31,6 +31,10 @@ SHAPES = {
     "vgg-16x16x32-64": (64, 16, 16, 32, 64, 3, "same"),
     "vgg-16x16x64-64": (64, 16, 16, 64, 64, 3, "same"),
     "vgg-8x8x64-128": (64, 8, 8, 64, 128, 3, "same"),
+    "resnet-32x32x16-16": (128, 32, 32, 16, 16, 3, "same"),
+    "unet-64x64x16-16": (32, 64, 64, 16, 16, 3, "same"),
+    "unet-64x64x32-16": (32, 64, 64, 32, 16, 3, "same"),
+    "unet-32x32x32-32": (32, 32, 32, 32, 32, 3, "same"),
 }
 PASSES = ("forward", "backward_input", "backward_weight")
 CHECK_IMAGES = 4  # forward and dX are per image, so checking a few images checks the kernel

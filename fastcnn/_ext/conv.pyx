@@ -39,6 +39,9 @@ cdef extern from "conv_passes.h" nogil:
     void fcnn_dx_image_f64(int level, const fcnn_geom *g, const double *wt, const double *dy,
                            double *dx, double *scratch)
     void fcnn_relu_mask_f32(const float *y, float *dx, size_t n)
+    void fcnn_relu_mask_f64(const double *y, double *dx, size_t n)
+    void fcnn_add_relu_f32(float *y, const float *res, size_t n, int relu)
+    void fcnn_add_relu_f64(double *y, const double *res, size_t n, int relu)
     void fcnn_bias_relu_f32(float *y, size_t npix, int c, const float *bias, int relu)
     void fcnn_bias_relu_f64(double *y, size_t npix, int c, const double *bias, int relu)
     void fcnn_channel_sums_f32(const float *y, size_t npix, int c, float *sums)
@@ -96,6 +99,24 @@ cdef inline void _bias_relu(floating *y, size_t npix, int c, const floating *bia
         fcnn_bias_relu_f32(y, npix, c, bias, relu)
     else:
         fcnn_bias_relu_f64(y, npix, c, bias, relu)
+
+
+cdef tuple _shape4(const Py_ssize_t *shape):
+    return (shape[0], shape[1], shape[2], shape[3])
+
+
+cdef inline void _relu_mask(const floating *y, floating *dx, size_t n) noexcept nogil:
+    if floating is float:
+        fcnn_relu_mask_f32(y, dx, n)
+    else:
+        fcnn_relu_mask_f64(y, dx, n)
+
+
+cdef inline void _add_relu(floating *y, const floating *res, size_t n, int relu) noexcept nogil:
+    if floating is float:
+        fcnn_add_relu_f32(y, res, n, relu)
+    else:
+        fcnn_add_relu_f64(y, res, n, relu)
 
 
 cdef inline void _channel_sums(const floating *y, size_t npix, int c,
@@ -188,10 +209,13 @@ def conv2d_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c_in)
                    floating[:, :, :, ::1] out__nhwc,      # OUT (n, oh, ow, c_out)
                    double[:, :, ::1] moments__k2c,        # OUT (K, 2, c_out), or None
                    int stride_h, int stride_w, int pad_top, int pad_left,
-                   int relu, Py_ssize_t chunk_rows, int n_threads):
+                   int relu, Py_ssize_t chunk_rows, int n_threads,
+                   const floating[:, :, :, ::1] residual__nhwc=None):  # IN (n, oh, ow, c_out)
     """out = relu?(conv(x, w) + bias), all NHWC; relu 0 (none), 1 (relu) or 2 (relu6):
     out[n, y, x, o] = bias[o] + sum_{i, j, c} x[n, y*stride_h + i - pad_top, x*stride_w + j - pad_left, c]
-    * w[i, j, c, o], with cells outside x counted as zeros.
+    * w[i, j, c, o], with cells outside x counted as zeros. With ``residual__nhwc``, out =
+    relu?((conv(x, w) + bias) + residual): the Add before the activation, on each image while it
+    is in cache.
 
     With ``moments__k2c``: viewing out as (n*oh*ow, c_out) rows in chunks of ``chunk_rows`` (a
     multiple or a divisor of oh*ow, so that a chunk is whole images or part of one), each
@@ -215,25 +239,45 @@ def conv2d_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c_in)
                              f"{moments__k2c.shape[1]}, {moments__k2c.shape[2]})")
         if moments__k2c.shape[0] > 0:
             moments = &moments__k2c[0, 0, 0]
+    cdef const floating *residual = NULL
+    if residual__nhwc is not None:
+        if moments__k2c is not None:
+            raise ValueError("Expected moments=None with a residual: the moments are of the "
+                             "conv's own output")
+        if _shape4(residual__nhwc.shape) != _shape4(out__nhwc.shape):
+            raise ValueError(f"residual has shape {_shape4(residual__nhwc.shape)}, expected "
+                             f"{_shape4(out__nhwc.shape)}")
+        if residual__nhwc.size > 0:
+            residual = &residual__nhwc[0, 0, 0, 0]
     if out__nhwc.size == 0:
         return
     _forward(x__nhwc, w__hwio, bias, out__nhwc, &g, relu, max(1, n_threads), NULL, NULL, NULL,
-             moments, chunk_rows)
+             moments, chunk_rows, residual)
 
 
 def conv2d_backward_input(const floating[:, :, :, ::1] dy__nhwc,  # IN  (n, oh, ow, c_out)
                           const floating[:, :, :, ::1] w__hwio,   # IN  (kh, kw, c_in, c_out)
                           floating[:, :, :, ::1] dx__nhwc,        # OUT (n, h, w, c_in)
-                          int stride_h, int stride_w, int pad_top, int pad_left, int n_threads):
-    """dx = d(sum(dy * conv(x, w))) / dx: the transposed convolution of dy, all NHWC."""
+                          int stride_h, int stride_w, int pad_top, int pad_left, int n_threads,
+                          const floating[:, :, :, ::1] relu_output__nhwc=None):  # IN (n, h, w, c_in)
+    """dx = d(sum(dy * conv(x, w))) / dx: the transposed convolution of dy, all NHWC. With
+    ``relu_output__nhwc`` (x, the output of a relu), dx also gets that relu's backward: 0 where
+    relu_output <= 0, on each image while it is in cache."""
     cdef fcnn_geom g = _geom(dx__nhwc.shape, w__hwio.shape, dy__nhwc.shape,
                              stride_h, stride_w, pad_top, pad_left)
+    cdef const floating *relu_output = NULL
+    if relu_output__nhwc is not None:
+        if _shape4(relu_output__nhwc.shape) != _shape4(dx__nhwc.shape):
+            raise ValueError(f"relu_output has shape {_shape4(relu_output__nhwc.shape)}, "
+                             f"expected {_shape4(dx__nhwc.shape)}")
+        if relu_output__nhwc.size > 0:
+            relu_output = &relu_output__nhwc[0, 0, 0, 0]
     if dx__nhwc.size == 0:
         return
     if dy__nhwc.size == 0:
         dx__nhwc[...] = 0
         return
-    _backward_input(dy__nhwc, w__hwio, dx__nhwc, &g, max(1, n_threads))
+    _backward_input(dy__nhwc, w__hwio, dx__nhwc, &g, max(1, n_threads), NULL, False, relu_output)
 
 
 def conv2d_backward_weight(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in)
@@ -519,11 +563,12 @@ cdef int _forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
                   const floating[::1] bias, floating[:, :, :, ::1] out, const fcnn_geom *g,
                   int relu, int n_threads, const fcnn_pool_geom *pool=NULL,
                   int *argmax=NULL, const _dropout *drop=NULL, double *moments=NULL,
-                  Py_ssize_t chunk_rows=0) except -1:
+                  Py_ssize_t chunk_rows=0, const floating *residual=NULL) except -1:
     # With pool (float32 only), each image's conv output goes to per-thread scratch (it stays in
     # cache) and out receives its max pooling instead, then the dropout if any. With moments
     # (no pool), a prange step takes the images of whole chunks of rows (or one image of
-    # several chunks) and then sums those chunks' moments.
+    # several chunks) and then sums those chunks' moments. With residual (neither), each
+    # image's output gets it added before the activation.
     cdef int level = fcnn_simd_level(), kk = g.kh * g.kw * g.ci
     cdef int cb = fcnn_block(level, g.co, sizeof(floating))
     cdef size_t nw = fcnn_packed_size(kk, g.co, cb), nb = fcnn_packed_size(1, g.co, cb)
@@ -553,7 +598,10 @@ cdef int _forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
                     _moments(po + k * chunk_rows * g.co, min(chunk_rows, rows - k * chunk_rows),
                              g.co, moments + k * 2 * g.co, moments + (k * 2 + 1) * g.co)
         for i in prange(n if moments == NULL else 0, schedule="dynamic"):
-            if pool == NULL:
+            if residual != NULL:
+                _forward_image(level, g, buf, bp, 0, px + i * sx, po + i * so, canvas)
+                _add_relu(po + i * so, residual + i * so, so, relu)
+            elif pool == NULL:
                 _forward_image(level, g, buf, bp, relu, px + i * sx, po + i * so, canvas)
             elif floating is float:
                 _forward_image(level, g, buf, bp, relu, px + i * sx, z, canvas)
@@ -568,8 +616,10 @@ cdef int _forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
 
 cdef int _backward_input(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] w,
                          floating[:, :, :, ::1] dx, const fcnn_geom *g, int n_threads,
-                         const floating *bias=NULL, bint relu=False) except -1:
-    # With bias or relu (a transposed convolution's forward), each image's dx gets them after.
+                         const floating *bias=NULL, bint relu=False,
+                         const floating *relu_output=NULL) except -1:
+    # With bias or relu (a transposed convolution's forward), each image's dx gets them after;
+    # with relu_output, the backward of the relu that made x.
     cdef int level = fcnn_simd_level()
     cdef bint epilogue = bias != NULL or relu
     cdef size_t nw = fcnn_dx_packed_size(level, g, sizeof(floating))
@@ -586,6 +636,8 @@ cdef int _backward_input(const floating[:, :, :, ::1] dy, const floating[:, :, :
             _dx_image(level, g, buf, pdy + i * sdy, pdx + i * sdx, scratch)
             if epilogue:
                 _bias_relu(pdx + i * sdx, <size_t>g.h * g.w, g.ci, bias, relu)
+            if relu_output != NULL:
+                _relu_mask(relu_output + i * sdx, pdx + i * sdx, sdx)
     free(buf)
     return 0
 

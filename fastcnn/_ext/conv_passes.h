@@ -286,6 +286,28 @@ static void FCNN_TN(fcnn_bias_relu)(FCNN_T *y, size_t npix, int c, const FCNN_T 
     }
 }
 
+/* y (n) = y + res, then the epilogue's activation (relu: 0 none, 1 relu, FCNN_RELU6 relu then a
+ * cap at 6), keeping NaN as the tile stores do: a convolution followed by an Add (and a relu),
+ * run on each image while it is in cache. */
+static void FCNN_TN(fcnn_add_relu)(FCNN_T *y, const FCNN_T *res, size_t n, int relu)
+{
+    /* One loop per activation, each without a branch, so that GCC vectorises each. */
+    if (relu == FCNN_RELU6)
+        for (size_t i = 0; i < n; i++) {
+            FCNN_T v = y[i] + res[i];
+            v = v < 0 ? (FCNN_T)0 : v;
+            y[i] = v > 6 ? (FCNN_T)6 : v;
+        }
+    else if (relu)
+        for (size_t i = 0; i < n; i++) {
+            FCNN_T v = y[i] + res[i];
+            y[i] = v < 0 ? (FCNN_T)0 : v;
+        }
+    else
+        for (size_t i = 0; i < n; i++)
+            y[i] += res[i];
+}
+
 /* sums (c) += the sums over the npix pixels of y (npix, c), pixels in order. */
 static void FCNN_TN(fcnn_channel_sums)(const FCNN_T *y, size_t npix, int c, FCNN_T *sums)
 {

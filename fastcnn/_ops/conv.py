@@ -64,9 +64,10 @@ def _conv_geometry(x_shape, kernel_shape, strides, padding, dilation=(1, 1), gro
 
 
 def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_threads=None,
-                   dilation_rate=(1, 1), groups=1, moments=None, relu6=False):
+                   dilation_rate=(1, 1), groups=1, moments=None, relu6=False, residual=None):
     """NHWC x, HWIO kernel -> NHWC out, with bias and relu (or with ``relu6``, relu capped at 6)
-    fused when given. With groups, the kernel holds c_in / groups input channels, and group q
+    fused when given; with ``residual`` (plain convolutions only, out's shape), the relu is of
+    conv + bias + residual, as an Add before the activation gives it. With groups, the kernel holds c_in / groups input channels, and group q
     maps input channels [q*c_in/groups, (q+1)*c_in/groups) to filters [q*f/groups,
     (q+1)*f/groups).
 
@@ -89,11 +90,18 @@ def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_th
             raise ValueError(f"Expected moments=None for a dilated or grouped convolution, "
                              f"received dilation_rate={tuple(dilation_rate)}, groups={groups}")
         moments = out_buffer(moments, batchnorm_partial_shape(shape), np.float64, "moments")
-    check_apart({"out": out, "moments": moments}, {"x": x, "kernel": kernel, "bias": bias})
+    if residual is not None:
+        if not plain or moments is not None:
+            raise ValueError("Expected a residual for a plain convolution without moments, "
+                             f"received dilation_rate={tuple(dilation_rate)}, groups={groups} "
+                             f"and moments={'None' if moments is None else 'given'}")
+        residual = as_kernel_array(residual, "residual", dtype=kernel.dtype, shape=shape)
+    check_apart({"out": out, "moments": moments},
+                {"x": x, "kernel": kernel, "bias": bias, "residual": residual})
     if plain:
         _conv.conv2d_forward(x, kernel, bias, out, moments, *strides, top, left, relu,
                              batchnorm_chunk_rows(shape) if moments is not None else 1,
-                             n_threads)
+                             n_threads, residual)
     else:
         if relu6:
             raise ValueError("Expected relu6=False with a dilation_rate or groups: the general "
@@ -104,7 +112,9 @@ def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_th
 
 
 def conv2d_backward_input(dy, kernel, input_shape, strides, padding, out=None, n_threads=None,
-                          dilation_rate=(1, 1), groups=1):
+                          dilation_rate=(1, 1), groups=1, relu_output=None):
+    """dX of the convolution; with ``relu_output`` (plain convolutions only, input_shape), x is
+    a relu's output and dX also gets that relu's backward (0 where relu_output <= 0)."""
     n_threads = effective_n_threads(n_threads)
     kernel = weights_array(kernel, "kernel", 4)
     input_shape = shape_arg(input_shape, "input_shape", 4)
@@ -112,9 +122,16 @@ def conv2d_backward_input(dy, kernel, input_shape, strides, padding, out=None, n
                                       groups, "input_shape")
     dy = as_kernel_array(dy, "dy", dtype=kernel.dtype, shape=shape)
     dx = out_buffer(out, input_shape, kernel.dtype, "out")
-    check_apart({"out": dx}, {"dy": dy, "kernel": kernel})
-    if (tuple(dilation_rate), groups) == PLAIN:
-        _conv.conv2d_backward_input(dy, kernel, dx, *strides, top, left, n_threads)
+    plain = (tuple(dilation_rate), groups) == PLAIN
+    if relu_output is not None:
+        if not plain:
+            raise ValueError(f"Expected relu_output=None for a dilated or grouped convolution, "
+                             f"received dilation_rate={tuple(dilation_rate)}, groups={groups}")
+        relu_output = as_kernel_array(relu_output, "relu_output", dtype=kernel.dtype,
+                                      shape=tuple(input_shape))
+    check_apart({"out": dx}, {"dy": dy, "kernel": kernel, "relu_output": relu_output})
+    if plain:
+        _conv.conv2d_backward_input(dy, kernel, dx, *strides, top, left, n_threads, relu_output)
     else:
         _conv.conv2d_general_backward_input(dy, kernel, dx, *strides, top, left, *dilation_rate,
                                             groups, n_threads)

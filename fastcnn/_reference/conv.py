@@ -66,17 +66,24 @@ def conv2d_general_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, st
         db[...] = dy.sum(axis=(0, 1, 2))
 
 def conv2d_forward(x__nhwc, w__hwio, bias, out__nhwc, moments__k2c, stride_h, stride_w, pad_top,
-                   pad_left, relu, chunk_rows, n_threads):
-    """The plain convolution; moments (unless None) of out's rows in chunks of chunk_rows."""
+                   pad_left, relu, chunk_rows, n_threads, residual__nhwc=None):
+    """The plain convolution; moments (unless None) of out's rows in chunks of chunk_rows; with
+    a residual, out = relu?(conv + bias + residual), the conv rounded to out's type first."""
     conv2d_general_forward(x__nhwc, w__hwio, bias, out__nhwc, stride_h, stride_w, pad_top,
-                           pad_left, 1, 1, 1, relu, n_threads)
+                           pad_left, 1, 1, 1, 0 if residual__nhwc is not None else relu, n_threads)
+    if residual__nhwc is not None:
+        out__nhwc += residual__nhwc
+        _store_biased(out__nhwc, None, relu, out__nhwc)
     if moments__k2c is not None:
         moments__k2c[...] = _chunk_moments(out__nhwc.reshape(-1, out__nhwc.shape[3]), chunk_rows)
 
 def conv2d_backward_input(dy__nhwc, w__hwio, dx__nhwc, stride_h, stride_w, pad_top, pad_left,
-                          n_threads):
+                          n_threads, relu_output__nhwc=None):
+    """The plain convolution's dX; 0 where relu_output (unless None) is not above 0."""
     conv2d_general_backward_input(dy__nhwc, w__hwio, dx__nhwc, stride_h, stride_w, pad_top,
                                   pad_left, 1, 1, 1, n_threads)
+    if relu_output__nhwc is not None:
+        dx__nhwc[~(relu_output__nhwc > 0)] = 0
 
 def conv2d_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, stride_w, pad_top, pad_left,
                            n_threads):

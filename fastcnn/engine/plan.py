@@ -21,8 +21,9 @@
   ``BatchNormStep``) runs as one conv whose kernel and bias fold the normalisation in
   (``ConvBatchNormStep``), with a relu or relu6 Activation after it fused in the conv's
   epilogue too.
-- **relu-gradient handoff**: a layer ending in relu whose output feeds nothing but a max pooling
-  (or a fused step) leaves its relu backward to that reader, which applies it in its own pass.
+- **relu-gradient handoff**: a layer ending in relu whose output feeds nothing but a max pooling,
+  a Conv2D or a fused conv + max-pool step leaves its relu backward to that reader, which
+  applies it in its own pass (a Conv2D in its dX kernel, on each image while it is in cache).
 - **elementwise chains**: op nodes of fastcnn.ops that compute elementwise on one shape
   (arithmetic, the unary functions, clip; operands of that shape, one value per row or per
   column, or Python numbers) and read no weight, each reading a value that another member made,
@@ -206,16 +207,18 @@ class BatchNormStep:
 
 
 class ConvBatchNormStep:
-    """A Conv2D or DepthwiseConv2D, the inference-mode BatchNormalization reading it and the
-    Activation after (if any), as one conv call with the normalisation folded into its kernel
-    and bias, folded again at every call since the weights may have changed between calls.
-    Plans without backward."""
+    """A Conv2D or DepthwiseConv2D, the inference-mode BatchNormalization reading it, the
+    two-input Add reading that (if any; Conv2D only) and the Activation after (if any), as one
+    conv call with the normalisation folded into its kernel and bias, folded again at every call
+    since the weights may have changed between calls, and the Add's other input added in the
+    kernel's epilogue: inputs [the conv's input, the Add's other input]. Plans without
+    backward."""
 
-    single_input = True
-
-    def __init__(self, conv_call, bn_call, act_call, output):
+    def __init__(self, conv_call, bn_call, add_call, residual, act_call, output):
         self.layer, self.bn = conv_call.layer, bn_call.layer
-        self.inputs, self.outputs = conv_call.inputs, [output]
+        self.add = add_call.layer if add_call is not None else None
+        self.inputs = conv_call.inputs + ([residual] if add_call is not None else [])
+        self.outputs = [output]
         self.trainable = False
         activation = act_call.layer.activation if act_call is not None else "linear"
         self.relu, self.relu6 = activation != "linear", activation == "relu6"
@@ -234,6 +237,9 @@ class ConvBatchNormStep:
             bn.epsilon, out_kernel=ctx.buffer("kernel", kernel.shape, kernel.dtype),
             out_bias=ctx.buffer("bias", bn.moving_mean.shape, kernel.dtype))
         out = ctx.buffer("y", conv.compute_output_shape(x.shape), kernel.dtype)
+        residual = values[self.inputs[1]] if self.add is not None else None
+        if residual is not None:
+            self.add.compute_output_shape([out.shape, residual.shape])  # the Add's own checks
         if self.depthwise:
             values[self.outputs[0]] = depthwise_ops.depthwise_forward(
                 x, kernel.reshape(conv.kernel.shape), bias, conv.strides, conv.padding,
@@ -241,7 +247,13 @@ class ConvBatchNormStep:
         else:
             values[self.outputs[0]] = conv_ops.conv2d_forward(
                 x, kernel, bias, conv.strides, conv.padding, relu=self.relu, relu6=self.relu6,
-                out=out)
+                out=out, residual=residual)
+
+
+def _other_input(add_call, slot):
+    """The input of a two-input Add other than ``slot``."""
+    first, second = add_call.inputs
+    return second if first == slot else first
 
 
 def _same_known_shape(shapes, slots):
@@ -328,16 +340,25 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None, input_grads=No
                 and c.layer.activation == "linear") or i in grouped:
             continue
         bn = sole_reader(c.outputs[0], "batchnorm")
-        # Before an Add, BatchNormStep's one pass (normalise, add, relu) beats a fold, which
-        # leaves the Add and the relu a pass each.
-        if (bn is None or bn in grouped or (calls[bn].training and calls[bn].layer.trainable)
-                or sole_reader(calls[bn].outputs[0], "add") is not None):
+        if bn is None or bn in grouped or (calls[bn].training and calls[bn].layer.trainable):
             continue
-        act = sole_reader(calls[bn].outputs[0], "activation")
+        end = calls[bn].outputs[0]
+        add = sole_reader(end, "add")
+        if add in grouped:  # the fold of the Add's other input adds this one
+            add = None
+        elif add is not None:
+            # The conv kernel adds a residual of its output's shape in its epilogue; the
+            # depthwise kernel does not, and BatchNormStep's one pass (normalise, add, relu)
+            # then beats a fold, which would leave the Add and the relu a pass each.
+            if (_kind(c.layer) != "conv2d" or len(calls[add].inputs) != 2
+                    or not _same_known_shape(flat.shapes, calls[add].inputs)):
+                continue
+            end = calls[add].outputs[0]
+        act = sole_reader(end, "activation")
         if act is not None and calls[act].layer.activation not in BATCHNORM_ACTIVATIONS:
             act = None  # the conv kernels fuse relu and relu6 only
-        members = [m for m in (i, bn, act) if m is not None]
-        folds[max(members)] = (i, bn, act)
+        members = [m for m in (i, bn, add, act) if m is not None]
+        folds[max(members)] = (i, bn, add, act)
         grouped.update(members)
 
     norm_groups = {}  # index of the call a group runs at -> (batchnorm, add, activation) indices
@@ -373,17 +394,18 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None, input_grads=No
             steps.append(ElementwiseStep([calls[m] for m in members], kinds,
                                          sorted(outputs)))
         elif i in folds:
-            conv, bn, act = folds[i]
+            conv, bn, add, act = folds[i]
             steps.append(ConvBatchNormStep(calls[conv], calls[bn],
+                                           calls[add] if add is not None else None,
+                                           _other_input(calls[add], calls[bn].outputs[0])
+                                           if add is not None else None,
                                            calls[act] if act is not None else None,
                                            calls[i].outputs[0]))
             step_of_call[conv] = steps[-1]
         elif i in norm_groups:
             bn, add, act = norm_groups[i]
-            residual = None
-            if add is not None:
-                first, second = calls[add].inputs
-                residual = second if first == calls[bn].outputs[0] else first
+            residual = (_other_input(calls[add], calls[bn].outputs[0]) if add is not None
+                        else None)
             steps.append(BatchNormStep(calls[bn], calls[add] if add is not None else None,
                                        residual, calls[act] if act is not None else None,
                                        calls[i].outputs[0]))
@@ -510,6 +532,8 @@ def _hand_off_relu_gradients(calls, step_of_call, sole_reader):
             step_of_call[pool].flags["apply_input_relu_grad"] = True
         elif conv is not None and isinstance(step_of_call.get(conv), ConvMaxPoolStep):
             step_of_call[conv].input_relu = True
+        elif conv is not None and isinstance(step_of_call.get(conv), LayerStep):
+            step_of_call[conv].flags["apply_input_relu_grad"] = True  # in its dX's epilogue
         else:
             continue
         step.flags["defer_relu_grad"] = True

@@ -62,14 +62,15 @@ class _Conv(KernelLayer):
                                    relu=self._pending_activation(ctx) == "relu", out=z,
                                    moments=moments, **self._variant())
 
-    def _backward_2d(self, dz, x, kernel, dw, db, dx):
+    def _backward_2d(self, dz, x, kernel, dw, db, dx, relu_output=None):
         if dw is not None:
             conv.conv2d_backward_weight(x, dz, kernel.shape, self._strides_2d, self._padding_2d,
                                         dw=dw, db=db, **self._variant())
         if dx is None:
             return None
         return conv.conv2d_backward_input(dz, kernel, x.shape, self._strides_2d,
-                                          self._padding_2d, out=dx, **self._variant())
+                                          self._padding_2d, out=dx, relu_output=relu_output,
+                                          **self._variant())
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
@@ -130,7 +131,10 @@ class Conv2D(_Conv):
         dz = self._deactivate(dy, ctx)
         dw, db = self._weight_grads(ctx)
         dx = ctx.buffer("dx", ctx.x.shape) if need_dx else None
-        return self._backward_2d(dz, ctx.x, self.kernel, dw, db, dx)
+        # With the planner's apply_input_relu_grad, x is a relu's output whose backward the
+        # dX kernel applies too.
+        return self._backward_2d(dz, ctx.x, self.kernel, dw, db, dx,
+                                 ctx.x if ctx.apply_input_relu_grad else None)
 
 
 class Conv1D(_Conv):

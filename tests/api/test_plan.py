@@ -37,6 +37,34 @@ def test_conv_and_pool_run_as_one_step():
     assert model.layers[1](model.layers[0](x)).shape == (2, 10, 10, 8)
 
 
+def test_a_relu_conv_read_by_a_conv_leaves_its_relu_backward_to_that_conv_bitwise(monkeypatch):
+    """conv (relu) -> conv: the second conv's dX kernel applies the first conv's relu backward;
+    training gives bitwise the weights of a plan without the handoff, where the first conv's
+    backward applies it in a pass of its own."""
+    def build():
+        fastcnn.utils.set_random_seed(3)
+        return fastcnn.Sequential([
+            layers.Input((12, 12, 2)), layers.Conv2D(4, 3, activation="relu", padding="same"),
+            layers.Conv2D(5, 3, activation="relu", padding="same"), layers.Conv2D(3, 3),
+            layers.Flatten(), layers.Dense(3, activation="softmax")])
+
+    model = build()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    plan = training_plan(model)
+    assert [s.flags for s in plan.steps[:3]] == [
+        {"defer_relu_grad": True}, {"defer_relu_grad": True, "apply_input_relu_grad": True},
+        {"apply_input_relu_grad": True}]
+    handed_off = train(build)
+    from fastcnn.engine import plan as planner
+    monkeypatch.setattr(planner, "_hand_off_relu_gradients", lambda *args: None)
+    model.compile("adam", "sparse_categorical_crossentropy")  # plans afresh
+    assert not any(s.flags for s in training_plan(model).steps[:3])
+    (fused, fused_loss), (plain, plain_loss) = handed_off, train(build)
+    assert fused_loss == plain_loss
+    for a, b in zip(fused, plain, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_conv_whose_output_is_read_twice_is_not_fused():
     inputs = fastcnn.Input((8, 8, 2))
     conv = layers.Conv2D(4, 3, activation="relu")(inputs)
@@ -233,19 +261,23 @@ def inference_plan(model):
 
 
 def test_inference_folds_batchnorm_into_the_conv_before_it(monkeypatch):
-    """predict runs conv + BN (+ relu) as one conv with the folded kernel and bias, except
-    where the BN feeds an Add, which BatchNormStep takes whole; after training (moving
-    statistics away from their initial values) the outputs match the layers apart."""
+    """predict runs conv + BN (+ Add) (+ relu) as one conv with the folded kernel and bias,
+    the Add's other input added in the conv kernel's epilogue; of the two convs + BNs an Add
+    reads, the first in call order takes the Add and the other folds alone. After training
+    (moving statistics away from their initial values) the outputs match the layers apart."""
     model = residual_net(5)
     model.compile("adam", "sparse_categorical_crossentropy")
     x = np.random.default_rng(2).random((16, 12, 12, 2), dtype=np.float32)
     model.fit(x, np.arange(16) % 3, batch_size=8, epochs=2, verbose=0)
     plan = inference_plan(model)
-    assert step_names(plan) == [
-        "ConvBatchNormStep", "Conv2D", "ConvBatchNormStep", "Conv2D", "BatchNormalization",
-        "BatchNormStep", "ConvBatchNormStep", "Activation", "GlobalAveragePooling2D", "Dense"]
-    assert [s.relu for s in plan.steps if type(s).__name__ == "ConvBatchNormStep"] == [
-        True, True, False]  # the last BN is followed by a sigmoid, which stays a layer
+    assert step_names(plan) == ["ConvBatchNormStep"] * 5 + [
+        "Activation", "GlobalAveragePooling2D", "Dense"]
+    folds = plan.steps[:5]
+    # the projection shortcut (reading the first fold's output) takes the Add and its relu; the
+    # last BN is followed by a sigmoid, which stays a layer
+    assert [s.add is not None for s in folds] == [False, False, False, True, False]
+    assert folds[3].inputs == [folds[0].outputs[0], folds[2].outputs[0]]
+    assert [s.relu for s in folds] == [True, True, False, True, False]
     folded = model.predict(x, verbose=0)
     monkeypatch.setattr(layers.BatchNormalization, "fusion", None)
     apart = fastcnn.Model(model.inputs[0], model.outputs[0])  # a new model: a new plan

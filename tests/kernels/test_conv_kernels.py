@@ -193,3 +193,61 @@ def test_gradients_by_central_differences(kernel, strides, padding):
     conv.conv2d_backward_weight(x, g_out, dw, db, *geo, 1)
     for analytic, param in ((dx, x), (dw, wt), (db, bias)):
         np.testing.assert_allclose(analytic, numeric_grad(loss, param), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("relu", [0, 1, 2], ids=["linear", "relu", "relu6"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_forward_residual_is_the_add_before_the_activation_bitwise(relu, dtype, n_threads,
+                                                                    simd_path):
+    """With a residual, out = act((conv + bias) + residual): the conv rounded to out's type,
+    then one addition, bit for bit the composition, at any thread count."""
+    rng = np.random.default_rng(3)
+    x, wt, bias, dy, geo = conv_case(rng, dtype, 5, 7, 6, 3, 20, (3, 3), (1, 1), "same")
+    residual = (rng.standard_normal(dy.shape) * 3).astype(dtype)
+    plain, got = np.empty_like(dy), np.empty_like(dy)
+    conv.conv2d_forward(x, wt, bias, plain, None, *geo, 0, 1, n_threads)
+    conv.conv2d_forward(x, wt, bias, got, None, *geo, relu, 1, n_threads, residual)
+    want = plain + residual
+    if relu:
+        want = np.maximum(want, 0)
+    if relu == 2:
+        want = np.minimum(want, 6)
+    np.testing.assert_array_equal(got, want)
+    assert (relu != 2) or (got == 6).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_backward_input_applies_the_input_relus_backward_bitwise(dtype, n_threads, simd_path):
+    """With relu_output (x, a relu's output), dX is the plain dX zeroed where x <= 0."""
+    rng = np.random.default_rng(4)
+    x, wt, _, dy, geo = conv_case(rng, dtype, 5, 7, 6, 3, 20, (3, 3), (1, 1), "same")
+    relu_output = np.maximum(x, 0)
+    want, got = np.empty_like(x), np.empty_like(x)
+    conv.conv2d_backward_input(dy, wt, want, *geo, n_threads)
+    conv.conv2d_backward_input(dy, wt, got, *geo, n_threads, relu_output)
+    want[relu_output <= 0] = 0
+    np.testing.assert_array_equal(got, want)
+
+
+def test_residual_and_relu_output_are_checked():
+    from fastcnn._ops import conv as conv_ops
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    y = conv_ops.conv2d_forward(x, k, None, (1, 1), "same")
+    with pytest.raises(ValueError, match="residual"):
+        conv_ops.conv2d_forward(x, k, None, (1, 1), "same", residual=y[:, :5])
+    with pytest.raises(ValueError, match="residual"):
+        conv_ops.conv2d_forward(x, k, None, (1, 1), "same", residual=y, dilation_rate=(2, 2))
+    with pytest.raises(ValueError, match="residual"):
+        conv_ops.conv2d_forward(x, k, None, (1, 1), "same", residual=y,
+                                moments=np.empty((1, 2, 4)))
+    with pytest.raises(ValueError, match="relu_output"):
+        conv_ops.conv2d_backward_input(y, k, x.shape, (1, 1), "same", relu_output=x[:1])
+    with pytest.raises(ValueError, match="relu_output"):
+        conv_ops.conv2d_backward_input(y, k, x.shape, (1, 1), "same", relu_output=x, groups=1,
+                                       dilation_rate=(2, 2))
+    with pytest.raises(ValueError, match="residual"):
+        conv.conv2d_forward(x, k, None, np.empty_like(y), None, 1, 1, 1, 1, 0, 1, 1, y[:1])

@@ -645,6 +645,17 @@ def conv2d_forward_cases(rng, dtype):
         rows = 1 if chunk is None else int(oh * ow * chunk)
         moments = None if chunk is None else np.full((-(-n * oh * ow // rows), 2, co), np.nan)
         yield x, w, bias, unset(dy.shape, dtype), moments, *geometry, relu, rows, THREADS
+    for case in CONVS + CONVS_RELU6:  # a residual added before the activation
+        x, w, bias, dy, geometry, relu = conv_operands(rng, dtype, case)
+        yield (x, w, bias, unset(dy.shape, dtype), None, *geometry, relu, 1, THREADS,
+               normal(rng, dy.shape, dtype))
+
+
+def conv2d_backward_input_cases(rng, dtype):
+    yield from backward_input_cases(CONVS, conv_operands)(rng, dtype)
+    for case in CONVS:  # x a relu's output, whose backward dX applies too
+        x, w, _, dy, geometry, _ = conv_operands(rng, dtype, case)
+        yield dy, w, unset(x.shape, dtype), *geometry, THREADS, np.maximum(x, 0)
 
 
 def forward_cases(cases, operands):
@@ -952,7 +963,7 @@ CASES = {
     "sumpool2d_forward": window_forward,
     "sumpool2d_backward": window_backward,
     "conv2d_forward": conv2d_forward_cases,
-    "conv2d_backward_input": backward_input_cases(CONVS, conv_operands),
+    "conv2d_backward_input": conv2d_backward_input_cases,
     "conv2d_backward_weight": backward_weight_cases(CONVS, conv_operands),
     "conv2d_general_forward": forward_cases(GENERAL_CONVS, general_conv_operands),
     "conv2d_general_backward_input": backward_input_cases(GENERAL_CONVS, general_conv_operands),
