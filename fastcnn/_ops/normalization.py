@@ -1,4 +1,7 @@
 """Batch normalisation: checked calls of ``_ext.normalization``."""
+import functools
+import math
+
 import numpy as np
 
 from .._ext import normalization as _normalization
@@ -9,6 +12,15 @@ from .threads import effective_n_threads
 BATCHNORM_CHUNK = 8192  # values per partial column sum, at most where the shape allows
 
 
+@functools.lru_cache(maxsize=256)
+def _chunk_rows(sample_shape):
+    c = max(sample_shape[-1], 1)
+    rows = partials.GRAIN * max(math.prod(sample_shape[:-1]), 1)
+    while rows % 2 == 0 and rows * c > BATCHNORM_CHUNK:
+        rows //= 2
+    return rows
+
+
 def batchnorm_chunk_rows(x_shape):
     """Rows per chunk of the kernels' partial sums for inputs of ``x_shape`` (batch first,
     channels last): the rows of ``partials.GRAIN`` samples, halved while even and the chunk
@@ -16,18 +28,14 @@ def batchnorm_chunk_rows(x_shape):
     GRAIN-sample unit, so fastcnn.distributed's shares of a batch are whole subtrees of the
     chunks' summation tree (synchronized batch normalisation sums them across processes). It
     depends on the sample's shape alone, never on the batch size or the thread count."""
-    c = max(int(x_shape[-1]), 1)
-    rows = partials.GRAIN * max(int(np.prod(x_shape[1:-1], dtype=np.int64)), 1)
-    while rows % 2 == 0 and rows * c > BATCHNORM_CHUNK:
-        rows //= 2
-    return rows
+    return _chunk_rows(tuple(int(d) for d in x_shape[1:]))
 
 
 def batchnorm_partial_shape(x_shape):
     """The shape of the kernels' ``partial`` operand for inputs of ``x_shape`` (channels last):
     the float64 scratch they sum each chunk's column sums into. A layer that calls them every
     batch allocates it once from this."""
-    rows = int(np.prod(x_shape[:-1], dtype=np.int64))
+    rows = math.prod(int(d) for d in x_shape[:-1])
     return (-(-rows // batchnorm_chunk_rows(x_shape)), 2, x_shape[-1])
 
 

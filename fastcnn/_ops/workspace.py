@@ -1,4 +1,5 @@
 """The buffers a layer or a model reuses from batch to batch."""
+import math
 from collections import defaultdict
 
 import numpy as np
@@ -61,7 +62,7 @@ class BufferPool:
         smaller ones were lent (a sweep asks for the same sizes in the same order from batch to
         batch, so this settles after one batch). The caller then keeps no reference to a
         buffer it has given back, which would keep its memory from the allocator."""
-        dtype, size = np.dtype(dtype), int(np.prod(shape))
+        dtype, size = np.dtype(dtype), math.prod(shape)
         free = self._free[dtype]
         fits = [i for i, b in enumerate(free) if b.size >= size]
         if fits:
