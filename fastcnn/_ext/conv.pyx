@@ -297,6 +297,41 @@ def conv2d_backward_weight(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, 
     _backward(x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads))
 
 
+def conv2d_backward(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in)
+                    const floating[:, :, :, ::1] dy__nhwc,  # IN  (n, oh, ow, c_out)
+                    const floating[:, :, :, ::1] w__hwio,   # IN  (kh, kw, c_in, c_out)
+                    floating[:, :, :, ::1] dw__hwio,        # OUT (kh, kw, c_in, c_out)
+                    floating[::1] db,                       # OUT (c_out,) or None
+                    floating[:, :, :, ::1] dx__nhwc,        # OUT (n, h, w, c_in)
+                    int stride_h, int stride_w, int pad_top, int pad_left, bint input_relu,
+                    int n_threads):
+    """conv2d_backward_weight and conv2d_backward_input in one pass over dy: each image's part of
+    dw (and db) and its dx from the same dy while it is in cache, bit for bit the two kernels'
+    results. With input_relu, x is a relu's output, and dx also gets that relu's backward (0
+    where x <= 0)."""
+    cdef fcnn_geom g = _geom(x__nhwc.shape, dw__hwio.shape, dy__nhwc.shape,
+                             stride_h, stride_w, pad_top, pad_left)
+    if not _same_shape(w__hwio.shape, dw__hwio.shape) or not _same_shape(dx__nhwc.shape,
+                                                                          x__nhwc.shape):
+        raise ValueError(f"dw has shape {_shape4(dw__hwio.shape)} and dx "
+                         f"{_shape4(dx__nhwc.shape)}, expected w's {_shape4(w__hwio.shape)} "
+                         f"and x's {_shape4(x__nhwc.shape)}")
+    if db is not None and db.shape[0] != g.co:
+        raise ValueError(f"db has {db.shape[0]} entries, expected {g.co}")
+    if dy__nhwc.size == 0:
+        _zero_gradients(dw__hwio, db, dx__nhwc)
+        return
+    cdef int level = fcnn_simd_level()
+    cdef floating *wt = <floating *>_alloc(fcnn_dx_packed_size(level, &g, sizeof(floating)),
+                                           sizeof(floating))
+    _pack_dx(level, &w__hwio[0, 0, 0, 0], &g, wt)
+    try:
+        _backward(x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads), wt,
+                  &dx__nhwc[0, 0, 0, 0], NULL, NULL, NULL, False, input_relu)
+    finally:
+        free(wt)
+
+
 # ---- grouped and dilated convolutions ------------------------------------------------------
 # Run as groups x dilation phases of plain convolutions on per-thread copies (fcnn_split in
 # conv_passes.h): the plain kernels above are not touched, so their speed is not either.
@@ -820,9 +855,8 @@ cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :
                               part + kk * c16 if has_db else NULL, scratch)
                     if dx != NULL:
                         _dx_image(level, g, wt, d, dx + i * sx, scratch)
-                        if floating is float:
-                            if input_relu:
-                                fcnn_relu_mask_f32(px + i * sx, dx + i * sx, sx)
+                        if input_relu:
+                            _relu_mask(px + i * sx, dx + i * sx, sx)
                 _tree_add(&t, buf, me, c)
     for k in prange(kk, nogil=True, schedule="static", num_threads=n_threads):
         _sum_parts(buf + k * c16, t.blocks, step, g.co, pdw + k * g.co)

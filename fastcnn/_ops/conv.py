@@ -158,6 +158,26 @@ def conv2d_backward_weight(x, dy, kernel_shape, strides, padding, dw=None, db=No
     return dw
 
 
+def conv2d_backward(x, dy, kernel, strides, padding, dw=None, db=None, dx=None,
+                    input_relu=False, n_threads=None):
+    """(dw, dx) of a plain convolution in one pass over dy: conv2d_backward_weight (db too,
+    unless None) and conv2d_backward_input, bit for bit. ``input_relu``: x is a relu's output,
+    and dx also gets that relu's backward (0 where x <= 0)."""
+    n_threads = effective_n_threads(n_threads)
+    kernel = weights_array(kernel, "kernel", 4)
+    shape, top, left = _conv_geometry(check_array(x, "x", 4).shape, kernel.shape, strides, padding,
+                                      (1, 1), 1)
+    x = as_kernel_array(x, "x", 4, kernel.dtype)
+    dy = as_kernel_array(dy, "dy", dtype=kernel.dtype, shape=shape)
+    dw = out_buffer(dw, kernel.shape, kernel.dtype, "dw")
+    db = None if db is None else out_buffer(db, kernel.shape[3:], kernel.dtype, "db")
+    dx = out_buffer(dx, x.shape, kernel.dtype, "dx")
+    check_apart({"dw": dw, "db": db, "dx": dx}, {"x": x, "dy": dy, "kernel": kernel})
+    _conv.conv2d_backward(x, dy, kernel, dw, db, dx, *strides, top, left,
+                          flag(input_relu, "input_relu"), n_threads)
+    return dw, dx
+
+
 # ---- transposed convolutions ---------------------------------------------------------------
 
 def transpose_output_size(size, kernel_size, stride, padding, output_padding, dilation):

@@ -90,6 +90,15 @@ def conv2d_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, stride_w, 
     conv2d_general_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, stride_w, pad_top,
                                    pad_left, 1, 1, 1, n_threads)
 
+def conv2d_backward(x__nhwc, dy__nhwc, w__hwio, dw__hwio, db, dx__nhwc, stride_h, stride_w,
+                    pad_top, pad_left, input_relu, n_threads):
+    """conv2d_backward_weight, then conv2d_backward_input (masked where x <= 0 with
+    input_relu)."""
+    conv2d_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, stride_w, pad_top,
+                           pad_left, n_threads)
+    conv2d_backward_input(dy__nhwc, w__hwio, dx__nhwc, stride_h, stride_w, pad_top, pad_left,
+                          n_threads, x__nhwc if input_relu else None)
+
 def conv2d_transpose_forward(x__nhwc, w__hwio, bias, out__nhwc, stride_h, stride_w, pad_top,
                              pad_left, dilation_h, dilation_w, relu, n_threads):
     """The dX pass of the convolution from out to x, then bias and relu."""

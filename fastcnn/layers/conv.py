@@ -62,15 +62,21 @@ class _Conv(KernelLayer):
                                    relu=self._pending_activation(ctx) == "relu", out=z,
                                    moments=moments, **self._variant())
 
-    def _backward_2d(self, dz, x, kernel, dw, db, dx, relu_output=None):
+    def _backward_2d(self, dz, x, kernel, dw, db, dx, input_relu=False):
+        """dW (and db) unless dw is None, and dX unless dx is None; ``input_relu``: x is a relu's
+        output whose backward dX gets too. Both from one pass over dz when the kernels allow."""
+        variant = self._variant()
+        if dw is not None and dx is not None and (self._dilation_2d, self.groups) == conv.PLAIN:
+            return conv.conv2d_backward(x, dz, kernel, self._strides_2d, self._padding_2d, dw=dw,
+                                        db=db, dx=dx, input_relu=input_relu)[1]
         if dw is not None:
             conv.conv2d_backward_weight(x, dz, kernel.shape, self._strides_2d, self._padding_2d,
-                                        dw=dw, db=db, **self._variant())
+                                        dw=dw, db=db, **variant)
         if dx is None:
             return None
         return conv.conv2d_backward_input(dz, kernel, x.shape, self._strides_2d,
-                                          self._padding_2d, out=dx, relu_output=relu_output,
-                                          **self._variant())
+                                          self._padding_2d, out=dx,
+                                          relu_output=x if input_relu else None, **variant)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
@@ -133,8 +139,7 @@ class Conv2D(_Conv):
         dx = ctx.buffer("dx", ctx.x.shape) if need_dx else None
         # With the planner's apply_input_relu_grad, x is a relu's output whose backward the
         # dX kernel applies too.
-        return self._backward_2d(dz, ctx.x, self.kernel, dw, db, dx,
-                                 ctx.x if ctx.apply_input_relu_grad else None)
+        return self._backward_2d(dz, ctx.x, self.kernel, dw, db, dx, ctx.apply_input_relu_grad)
 
 
 class Conv1D(_Conv):

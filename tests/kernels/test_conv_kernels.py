@@ -251,3 +251,21 @@ def test_residual_and_relu_output_are_checked():
                                        dilation_rate=(2, 2))
     with pytest.raises(ValueError, match="residual"):
         conv.conv2d_forward(x, k, None, np.empty_like(y), None, 1, 1, 1, 1, 0, 1, 1, y[:1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("input_relu", [False, True])
+def test_backward_in_one_pass_is_bitwise_the_two_kernels(dtype, n_threads, input_relu,
+                                                         simd_path):
+    rng = np.random.default_rng(6)
+    x, wt, bias, dy, geo = conv_case(rng, dtype, 11, 7, 6, 5, 20, (3, 3), (2, 1), "same")
+    if input_relu:
+        x = np.maximum(x, 0)
+    dw, db, dx = np.empty_like(wt), np.empty_like(bias), np.empty_like(x)
+    conv.conv2d_backward(x, dy, wt, dw, db, dx, *geo, input_relu, n_threads)
+    want_dw, want_db, want_dx = np.empty_like(wt), np.empty_like(bias), np.empty_like(x)
+    conv.conv2d_backward_weight(x, dy, want_dw, want_db, *geo, n_threads)
+    conv.conv2d_backward_input(dy, wt, want_dx, *geo, n_threads, x if input_relu else None)
+    for got, want in ((dw, want_dw), (db, want_db), (dx, want_dx)):
+        np.testing.assert_array_equal(got, want)

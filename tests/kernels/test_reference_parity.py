@@ -6,6 +6,7 @@ has a twin of the same signature and a case below (or an entry in EXEMPT, with i
 """
 import importlib
 import inspect
+import itertools
 import pkgutil
 import zlib
 
@@ -676,6 +677,15 @@ def backward_input_cases(cases, operands):
     return build
 
 
+def conv2d_backward_cases(rng, dtype):
+    """dW (db where the case has a bias) and dX in one pass, x a relu's output or not."""
+    for case, input_relu in zip(CONVS, itertools.cycle((False, True))):
+        x, w, bias, dy, geometry, _ = conv_operands(rng, dtype, case)
+        db = None if bias is None else unset(bias.shape, dtype)
+        yield (np.maximum(x, 0) if input_relu else x, dy, w, unset(w.shape, dtype), db,
+               unset(x.shape, dtype), *geometry, input_relu, THREADS)
+
+
 def backward_weight_cases(cases, operands, scratch=None):
     """The dW kernel's grid; ``scratch(w, dy, dtype)``, when given, is the scratch argument
     that follows db."""
@@ -963,6 +973,7 @@ CASES = {
     "sumpool2d_forward": window_forward,
     "sumpool2d_backward": window_backward,
     "conv2d_forward": conv2d_forward_cases,
+    "conv2d_backward": conv2d_backward_cases,
     "conv2d_backward_input": conv2d_backward_input_cases,
     "conv2d_backward_weight": backward_weight_cases(CONVS, conv_operands),
     "conv2d_general_forward": forward_cases(GENERAL_CONVS, general_conv_operands),
