@@ -22,7 +22,7 @@ probe), and fixed halves leave the faster core waiting.
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.stdint cimport uint32_t, uint64_t
-from libc.stdlib cimport free
+from libc.stdlib cimport free, malloc
 
 include "cpu.pxi"
 include "scratch.pxi"
@@ -74,7 +74,7 @@ cdef extern from "conv_passes.h" nogil:
 
 include "maxpool.pxi"
 include "dropout.pxi"
-include "bn_moments.pxi"
+include "bn_passes.pxi"
 
 
 cdef inline void _pack_dx(int level, const floating *w, const fcnn_geom *g,
@@ -302,34 +302,66 @@ def conv2d_backward(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in
                     const floating[:, :, :, ::1] w__hwio,   # IN  (kh, kw, c_in, c_out)
                     floating[:, :, :, ::1] dw__hwio,        # OUT (kh, kw, c_in, c_out)
                     floating[::1] db,                       # OUT (c_out,) or None
-                    floating[:, :, :, ::1] dx__nhwc,        # OUT (n, h, w, c_in)
+                    floating[:, :, :, ::1] dx__nhwc,        # OUT (n, h, w, c_in) or None
                     int stride_h, int stride_w, int pad_top, int pad_left, bint input_relu,
-                    int n_threads):
-    """conv2d_backward_weight and conv2d_backward_input in one pass over dy: each image's part of
-    dw (and db) and its dx from the same dy while it is in cache, bit for bit the two kernels'
-    results. With input_relu, x is a relu's output, and dx also gets that relu's backward (0
-    where x <= 0)."""
+                    int n_threads,
+                    const floating[:, :, :, ::1] bn_x__nhwc=None,  # IN (n, oh, ow, c_out)
+                    const floating[::1] bn_mean=None, const floating[::1] bn_inv_std=None,
+                    const floating[::1] bn_gamma=None, const floating[::1] bn_beta=None,
+                    const double[:, ::1] bn_grad_means__2c=None, bint bn_relu=False,
+                    double bn_relu_max=0):
+    """conv2d_backward_weight and (unless dx is None) conv2d_backward_input in one pass over
+    dy: each image's part of dw (and db) and its dx from the same dy while it is in cache, bit
+    for bit the two kernels' results. With input_relu, x is a relu's output, and dx also gets
+    that relu's backward (0 where x <= 0).
+
+    With ``bn_x__nhwc``, this conv's output, a training batch normalisation read it: dy is then
+    the gradient of that normalisation's output, and the conv's own output gradient is the
+    normalisation's dx, which each image makes in scratch first, bit for bit as
+    normalization.batchnorm_backward would (``bn_relu`` and ``bn_relu_max`` are its, and
+    ``bn_grad_means__2c`` what it gave as grad_means)."""
     cdef fcnn_geom g = _geom(x__nhwc.shape, dw__hwio.shape, dy__nhwc.shape,
                              stride_h, stride_w, pad_top, pad_left)
-    if not _same_shape(w__hwio.shape, dw__hwio.shape) or not _same_shape(dx__nhwc.shape,
-                                                                          x__nhwc.shape):
-        raise ValueError(f"dw has shape {_shape4(dw__hwio.shape)} and dx "
-                         f"{_shape4(dx__nhwc.shape)}, expected w's {_shape4(w__hwio.shape)} "
-                         f"and x's {_shape4(x__nhwc.shape)}")
+    if not _same_shape(w__hwio.shape, dw__hwio.shape) or (
+            dx__nhwc is not None and not _same_shape(dx__nhwc.shape, x__nhwc.shape)):
+        raise ValueError(f"dw has shape {_shape4(dw__hwio.shape)}, expected w's "
+                         f"{_shape4(w__hwio.shape)}, and dx that of x, {_shape4(x__nhwc.shape)}")
     if db is not None and db.shape[0] != g.co:
         raise ValueError(f"db has {db.shape[0]} entries, expected {g.co}")
+    cdef _bn_dx bn
+    bn.x = NULL
+    if bn_x__nhwc is not None:
+        if (not _same_shape(bn_x__nhwc.shape, dy__nhwc.shape) or bn_grad_means__2c is None
+                or bn_grad_means__2c.shape[0] != 2 or min(
+                    bn_mean.shape[0], bn_inv_std.shape[0], bn_gamma.shape[0], bn_beta.shape[0],
+                    bn_grad_means__2c.shape[1]) < g.co):
+            raise ValueError(f"Expected bn_x of dy's shape {_shape4(dy__nhwc.shape)}, "
+                             f"bn_grad_means of shape (2, {g.co}) and {g.co} entries in each "
+                             f"of the normalisation's statistics and weights")
     if dy__nhwc.size == 0:
         _zero_gradients(dw__hwio, db, dx__nhwc)
         return
     cdef int level = fcnn_simd_level()
-    cdef floating *wt = <floating *>_alloc(fcnn_dx_packed_size(level, &g, sizeof(floating)),
-                                           sizeof(floating))
-    _pack_dx(level, &w__hwio[0, 0, 0, 0], &g, wt)
+    cdef floating *wt = NULL
+    if bn_x__nhwc is not None:
+        bn.x, bn.mean, bn.inv_std = &bn_x__nhwc[0, 0, 0, 0], &bn_mean[0], &bn_inv_std[0]
+        bn.gamma, bn.beta = &bn_gamma[0], &bn_beta[0]
+        bn.mean_g, bn.mean_gx = &bn_grad_means__2c[0, 0], &bn_grad_means__2c[1, 0]
+        bn.relu, bn.cap = bn_relu, bn_relu_max
     try:
+        if bn_x__nhwc is not None:
+            bn.scale = _scale(bn_gamma, bn_inv_std)
+        if dx__nhwc is not None:
+            wt = <floating *>_alloc(fcnn_dx_packed_size(level, &g, sizeof(floating)),
+                                    sizeof(floating))
+            _pack_dx(level, &w__hwio[0, 0, 0, 0], &g, wt)
         _backward(x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads), wt,
-                  &dx__nhwc[0, 0, 0, 0], NULL, NULL, NULL, False, input_relu)
+                  NULL if dx__nhwc is None else &dx__nhwc[0, 0, 0, 0], NULL, NULL, NULL,
+                  False, input_relu, NULL, &bn if bn_x__nhwc is not None else NULL)
     finally:
         free(wt)
+        if bn_x__nhwc is not None:
+            free(bn.scale)
 
 
 # ---- grouped and dilated convolutions ------------------------------------------------------
@@ -796,24 +828,44 @@ cdef int _sum_channels(const floating[:, :, :, ::1] y, floating[::1] out,
     return 0
 
 
+ctypedef struct _bn_dx:
+    # A training batch normalisation of the conv's output, whose input gradient the conv's
+    # backward makes from the normalisation's output gradient (conv2d_backward): its input
+    # (the conv's output), statistics, scale (_scale), weights (all of the kernel's float type)
+    # and the means of its gradient sums.
+    const void *x
+    const void *mean
+    const void *inv_std
+    void *scale
+    const void *gamma
+    const void *beta
+    const double *mean_g
+    const double *mean_gx
+    int relu
+    double cap
+
+
 cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
                           floating[:, :, :, ::1] dw, floating[::1] db, const fcnn_geom *g,
                           int n_threads, const floating *wt=NULL, floating *dx=NULL,
                           const fcnn_pool_geom *pool=NULL, const floating *pooled=NULL,
                           const int *argmax=NULL, bint relu=False,
-                          bint input_relu=False, const _dropout *drop=NULL) except -1:
+                          bint input_relu=False, const _dropout *drop=NULL,
+                          const _bn_dx *bn=NULL) except -1:
     """dW and db, and (float32 only) with pool the backward of the max pooling (and relu) first:
     each image's dY is then the scatter of the pooled gradient dy (through the dropout's mask
     first, with drop), made in per-thread scratch. With dx (and wt, the fcnn_pack_dx weights),
-    also dX from the same hot dY, masked where x <= 0 with input_relu. Returns the skipped argmax
-    count."""
+    also dX from the same hot dY, masked where x <= 0 with input_relu. With bn, each image's dY
+    is the normalisation's input gradient, made in per-thread scratch from dy. Returns the
+    skipped argmax count."""
     # Partial sums: per chunk, dw rows padded to c16 channels, then one db row, in the scratch of
     # a fcnn_tree (pack.h); each thread's own scratch after it.
     cdef int level = fcnn_simd_level(), kk = g.kh * g.kw * g.ci, c16 = fcnn_round16(g.co)
     cdef Py_ssize_t n = x.shape[0], b, c, i, k
     cdef size_t sx = x[0].size, sdy = dy[0].size
     cdef bint masked = drop != NULL and drop.threshold != 0
-    cdef size_t step = (<size_t>kk + 1) * c16, nd = <size_t>g.oh * g.ow * g.co if pool else 0
+    cdef size_t step = (<size_t>kk + 1) * c16
+    cdef size_t nd = <size_t>g.oh * g.ow * g.co if pool != NULL or bn != NULL else 0
     cdef size_t nm = fcnn_round16(sdy) if masked else 0
     cdef size_t per = nd + nm + max(fcnn_dw_scratch_size(g), fcnn_dx_scratch_size(g) if dx else 0)
     cdef fcnn_tree t = fcnn_tree_plan((n + DW_CHUNK - 1) // DW_CHUNK, n_threads, step)
@@ -841,6 +893,13 @@ cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :
                 part = _tree_part(&t, buf, me, c)
                 for i in range(c * DW_CHUNK, _chunk_end(c, n)):
                     d = pdy + i * sdy
+                    if bn != NULL:
+                        _grad_input(<const floating *>bn.x + i * sdy, d, NULL,
+                                    <Py_ssize_t>g.oh * g.ow, g.co, <const floating *>bn.mean,
+                                    <const floating *>bn.inv_std, <const floating *>bn.scale,
+                                    <const floating *>bn.beta, <const floating *>bn.gamma,
+                                    bn.mean_g, bn.mean_gx, bn.relu, <floating>bn.cap, dz)
+                        d = dz
                     if floating is float:
                         if masked:
                             fcnn_dropout_array_f32(d, dm, sdy, (drop.first + i) * sdy,

@@ -32,7 +32,7 @@ from cython.view cimport array as cvarray
 
 include "_threads.pxi"
 include "cpu.pxi"
-include "bn_moments.pxi"
+include "bn_passes.pxi"
 
 
 cdef extern from "normalization.h" nogil:
@@ -51,17 +51,6 @@ cdef extern from "normalization.h" nogil:
                                const double *inv_std, const double *scale, const double *beta,
                                int relu, double cap, double *g_out, double *sum_g,
                                double *sum_gx)
-    void fcnn_bn_grad_input_f32(const float *x, const float *dy, const float *g_in,
-                                Py_ssize_t rows, Py_ssize_t c, const float *mean,
-                                const float *inv_std, const float *scale, const float *beta,
-                                const float *gamma, const double *mean_g, const double *mean_gx,
-                                int relu, float cap, float *dx)
-    void fcnn_bn_grad_input_f64(const double *x, const double *dy, const double *g_in,
-                                Py_ssize_t rows, Py_ssize_t c, const double *mean,
-                                const double *inv_std, const double *scale, const double *beta,
-                                const double *gamma, const double *mean_g,
-                                const double *mean_gx, int relu, double cap,
-                                double *dx)
 
 
 # One name per pass for both float types (the C functions have one per type).
@@ -86,20 +75,6 @@ cdef inline void _grad_sums(const floating *x, const floating *dy, const floatin
     else:
         fcnn_bn_grad_sums_f64(x, dy, dy2, res, rows, c, mean, inv_std, scale, beta, relu, cap,
                               g_out, sum_g, sum_gx)
-
-
-cdef inline void _grad_input(const floating *x, const floating *dy, const floating *g_in,
-                             Py_ssize_t rows, Py_ssize_t c, const floating *mean,
-                             const floating *inv_std, const floating *scale,
-                             const floating *beta, const floating *gamma, const double *mean_g,
-                             const double *mean_gx, int relu, floating cap,
-                             floating *dx) noexcept nogil:
-    if floating is float:
-        fcnn_bn_grad_input_f32(x, dy, g_in, rows, c, mean, inv_std, scale, beta, gamma, mean_g,
-                               mean_gx, relu, cap, dx)
-    else:
-        fcnn_bn_grad_input_f64(x, dy, g_in, rows, c, mean, inv_std, scale, beta, gamma, mean_g,
-                               mean_gx, relu, cap, dx)
 
 
 cdef extern from "pack.h" nogil:
@@ -164,19 +139,6 @@ cdef inline const floating *_row(const floating[:, ::1] a, Py_ssize_t r) noexcep
 
 cdef inline floating *_out_row(floating[:, ::1] a, Py_ssize_t r) noexcept nogil:
     return &a[0, 0] + r * a.shape[1] if a is not None else NULL
-
-
-cdef floating *_scale(const floating[::1] gamma, const floating[::1] inv_std) except NULL:
-    """A new array of scale = gamma * inv_std per channel, rounded once from double; the
-    forward and backward kernels both make it here, so that the backward's recomputed relu mask
-    sees the forward's values."""
-    cdef Py_ssize_t c = gamma.shape[0], j
-    cdef floating *scale = <floating *>malloc(max(c, 1) * sizeof(floating))
-    if scale == NULL:
-        raise MemoryError()
-    for j in range(c):
-        scale[j] = <floating>(<double>gamma[j] * inv_std[j])
-    return scale
 
 
 cdef void _apply(const floating[:, ::1] x__mc, const floating[:, ::1] res__mc,
@@ -345,7 +307,8 @@ def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
                        floating[:, ::1] dres__mc,           # OUT (M, C) residual's, or None
                        double[:, :, ::1] partial__k2c,      # OUT scratch (K, 2, C)
                        Py_ssize_t chunk_rows, object across,
-                       bint relu, double relu_max, bint batch_stats, int n_threads):
+                       bint relu, double relu_max, bint batch_stats, int n_threads,
+                       double[:, ::1] grad_means__2c=None):  # OUT (2, C), or None
     """With g = dy (+ dy2: the gradient of y in two parts, added here as the engine would
     add them), or with relu that masked where the forward's pre-activation value was not in
     (0, relu_max), and xhat = (x - mean) * inv_std: dbeta = sum(g), dgamma = sum(g * xhat) over rows,
@@ -356,7 +319,9 @@ def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
     - otherwise (moving statistics, constants): dx = gamma * inv_std * g.
 
     With ``across`` (see the module) the sums, dbeta and dgamma included, and M are the whole
-    batch's.
+    batch's. ``grad_means__2c`` receives dbeta / M and dgamma / M in double (0 without
+    batch_stats), the means dx is made with, for a conv backward to make dx itself from dy as it
+    reads it (conv2d_backward), with dx None here.
     """
     cdef Py_ssize_t m = x__mc.shape[0], c = x__mc.shape[1]
     _check(m, c, dy__mc.shape, min(gamma.shape[0], beta.shape[0], mean.shape[0],
@@ -366,6 +331,10 @@ def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
     _check_like(residual__mc, m, c, "residual")
     _check_like(dx__mc, m, c, "dx")
     _check_like(dres__mc, m, c, "dres")
+    if grad_means__2c is not None and (grad_means__2c.shape[0] != 2
+                                       or grad_means__2c.shape[1] != c):
+        raise ValueError(f"grad_means has shape ({grad_means__2c.shape[0]}, "
+                         f"{grad_means__2c.shape[1]}), expected (2, {c})")
     cdef Py_ssize_t n_chunks = partial__k2c.shape[0], rows = chunk_rows
     _check_chunks(m, n_chunks, rows, across)
     cdef Py_ssize_t k, j, r0
@@ -404,6 +373,9 @@ def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
                 # The double means, kept per channel for the dx pass below.
                 sums[j] = sums[j] / rows_all if batch_stats else 0
                 sums[c + j] = sums[c + j] / rows_all if batch_stats else 0
+                if grad_means__2c is not None:
+                    grad_means__2c[0, j] = sums[j]
+                    grad_means__2c[1, j] = sums[c + j]
             if want_dx:
                 for k in prange(n_chunks, schedule="static", num_threads=threads):
                     r0 = k * rows

@@ -9,7 +9,8 @@ from .checks import (_check_pair, argmax_array, as_kernel_array, bias_array, che
                      flag, memoized, out_buffer, positive_int, shape_arg, weights_array,
                      window_output_shape)
 from .dropout import dropout_args
-from .normalization import batchnorm_chunk_rows, batchnorm_partial_shape
+from .normalization import (BatchNormInputGradient, batchnorm_chunk_rows,
+                            batchnorm_partial_shape)
 from .threads import effective_n_threads
 
 
@@ -158,11 +159,15 @@ def conv2d_backward_weight(x, dy, kernel_shape, strides, padding, dw=None, db=No
     return dw
 
 
-def conv2d_backward(x, dy, kernel, strides, padding, dw=None, db=None, dx=None,
-                    input_relu=False, n_threads=None):
+def conv2d_backward(x, dy, kernel, strides, padding, dw=None, db=None, dx=None, need_dx=True,
+                    input_relu=False, batchnorm=None, n_threads=None):
     """(dw, dx) of a plain convolution in one pass over dy: conv2d_backward_weight (db too,
-    unless None) and conv2d_backward_input, bit for bit. ``input_relu``: x is a relu's output,
-    and dx also gets that relu's backward (0 where x <= 0)."""
+    unless None) and conv2d_backward_input (dx None unless need_dx), bit for bit.
+    ``input_relu``: x is a relu's output, and dx also gets that relu's backward (0 where
+    x <= 0). ``batchnorm`` (a normalization.BatchNormInputGradient): a training batch
+    normalisation read the conv's output, and dy is the gradient of that normalisation's
+    output, whose input gradient the kernel makes from it image by image, bit for bit
+    normalization.batchnorm_backward's dx."""
     n_threads = effective_n_threads(n_threads)
     kernel = weights_array(kernel, "kernel", 4)
     shape, top, left = _conv_geometry(check_array(x, "x", 4).shape, kernel.shape, strides, padding,
@@ -171,10 +176,16 @@ def conv2d_backward(x, dy, kernel, strides, padding, dw=None, db=None, dx=None,
     dy = as_kernel_array(dy, "dy", dtype=kernel.dtype, shape=shape)
     dw = out_buffer(dw, kernel.shape, kernel.dtype, "dw")
     db = None if db is None else out_buffer(db, kernel.shape[3:], kernel.dtype, "db")
-    dx = out_buffer(dx, x.shape, kernel.dtype, "dx")
-    check_apart({"dw": dw, "db": db, "dx": dx}, {"x": x, "dy": dy, "kernel": kernel})
+    dx = out_buffer(dx, x.shape, kernel.dtype, "dx") if need_dx else None
+    if batchnorm is not None and not isinstance(batchnorm, BatchNormInputGradient):
+        raise TypeError(f"Expected batchnorm to be None or a BatchNormInputGradient, received "
+                        f"{type(batchnorm).__name__}")
+    bn = () if batchnorm is None else batchnorm.kernel_args(kernel.dtype, shape)
+    check_apart({"dw": dw, "db": db, "dx": dx},
+                {"x": x, "dy": dy, "kernel": kernel, **{f"batchnorm {name}": a for name, a in zip(
+                    ("x", "mean", "inv_std", "gamma", "beta", "grad_means"), bn)}})
     _conv.conv2d_backward(x, dy, kernel, dw, db, dx, *strides, top, left,
-                          flag(input_relu, "input_relu"), n_threads)
+                          flag(input_relu, "input_relu"), n_threads, *bn)
     return dw, dx
 
 

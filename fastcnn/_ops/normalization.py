@@ -1,6 +1,7 @@
 """Batch normalisation: checked calls of ``_ext.normalization``."""
 import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -75,6 +76,33 @@ def _like_x(a, x, name):
     if a.shape != x.shape:
         raise ValueError(f"Expected {name} of shape {x.shape}, received {a.shape}")
     return a
+
+
+class BatchNormInputGradient(NamedTuple):
+    """What a conv's backward needs to make the input gradient of the training batch
+    normalisation that read its output, from that normalisation's output gradient
+    (conv.conv2d_backward): its forward's input (the conv's output), statistics and relu, its
+    weights, and the means of the gradient sums that batchnorm_backward gave as
+    ``grad_means``."""
+    x: np.ndarray
+    mean: np.ndarray
+    inv_std: np.ndarray
+    gamma: np.ndarray
+    beta: np.ndarray
+    grad_means: np.ndarray
+    relu: bool
+    relu_max: float = None
+
+    def kernel_args(self, dtype, shape):
+        """The checked trailing arguments of the conv kernels for a conv output of ``shape``
+        and ``dtype``."""
+        c = shape[-1]
+        vectors = [as_kernel_array(a, name, dtype=dtype, shape=(c,)) for a, name in (
+            (self.mean, "mean"), (self.inv_std, "inv_std"), (self.gamma, "gamma"),
+            (self.beta, "beta"))]
+        return (as_kernel_array(self.x, "x", dtype=dtype, shape=tuple(shape)), *vectors,
+                as_kernel_array(self.grad_means, "grad_means", dtype=np.float64, shape=(2, c)),
+                flag(self.relu, "relu"), _relu_cap(self.relu_max))
 
 
 def _relu_cap(relu_max):
@@ -173,13 +201,14 @@ def batchnorm_apply(x, gamma, beta, mean, inv_std, residual=None, relu=False, re
 def batchnorm_backward(x, dy, gamma, beta, mean, inv_std, batch_stats, dgamma, dbeta,
                        residual=None, relu=False, relu_max=None, need_dx=True, need_dres=False,
                        out=None, dres=None, partial=None, dy2=None, across=None,
-                       n_threads=None):
+                       grad_means=None, n_threads=None):
     """Fill dgamma and dbeta; return (dx, dres): dx None unless need_dx, and dres, the gradient
     of the residual (dy through the relu), None unless need_dres. ``batch_stats`` says whether
     the forward pass normalised with the batch's statistics or with constant moving ones;
     ``residual``, ``relu`` and ``relu_max`` are the forward's. ``dy2``: a second part of the output's
     gradient, which the kernel adds to dy (dy + dy2 in float, as merge.add_forward adds).
-    ``across``: the forward's (batch_stats only); dgamma and dbeta are then the whole batch's."""
+    ``across``: the forward's (batch_stats only); dgamma and dbeta are then the whole batch's.
+    ``grad_means`` (2, C) float64 receives the means dx is made with (BatchNormInputGradient)."""
     n_threads = effective_n_threads(n_threads)
     x, c = _batchnorm_operands(x, ("dgamma", "dbeta"), gamma=gamma, beta=beta, mean=mean,
                                inv_std=inv_std, dgamma=dgamma, dbeta=dbeta)
@@ -189,18 +218,21 @@ def batchnorm_backward(x, dy, gamma, beta, mean, inv_std, batch_stats, dgamma, d
     dx = out_buffer(out, x.shape, x.dtype, "dx") if need_dx else None
     dres = out_buffer(dres, x.shape, x.dtype, "dres") if need_dres else None
     partial = out_buffer(partial, batchnorm_partial_shape(x.shape), np.float64, "partial")
+    if grad_means is not None:
+        grad_means = out_buffer(grad_means, (2, c), np.float64, "grad_means")
     batch_stats = flag(batch_stats, "batch_stats")
     if across is not None and not batch_stats:
         raise ValueError("Expected across=None with batch_stats=False: the moving statistics "
                          "are the same on every process")
     across = _across_arg(x, across)
-    check_apart({"dx": dx, "dres": dres, "dgamma": dgamma, "dbeta": dbeta, "partial": partial},
+    check_apart({"dx": dx, "dres": dres, "dgamma": dgamma, "dbeta": dbeta, "partial": partial,
+                 "grad_means": grad_means},
                 {"x": x, "dy": dy, "dy2": dy2, "residual": residual, "gamma": gamma,
                  "beta": beta, "mean": mean, "inv_std": inv_std})
     _normalization.batchnorm_backward(
         x.reshape(-1, c), dy.reshape(-1, c), _rows(dy2, c), _rows(residual, c), gamma, beta, mean, inv_std,
         _rows(dx, c), dgamma, dbeta, _rows(dres, c), partial, batchnorm_chunk_rows(x.shape),
-        across, flag(relu, "relu"), _relu_cap(relu_max), batch_stats, n_threads)
+        across, flag(relu, "relu"), _relu_cap(relu_max), batch_stats, n_threads, grad_means)
     return dx, dres
 
 

@@ -5,7 +5,7 @@ import numpy as np
 from .window import _canvas, _windows
 from .dense import _store_biased
 from .dropout import dropout_backward, dropout_forward
-from .normalization import _chunk_moments
+from .normalization import _chunk_moments, input_gradient
 from .pool import maxpool2d_backward, maxpool2d_forward, maxpool2d_relu_backward
 
 
@@ -91,13 +91,23 @@ def conv2d_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, stride_w, 
                                    pad_left, 1, 1, 1, n_threads)
 
 def conv2d_backward(x__nhwc, dy__nhwc, w__hwio, dw__hwio, db, dx__nhwc, stride_h, stride_w,
-                    pad_top, pad_left, input_relu, n_threads):
+                    pad_top, pad_left, input_relu, n_threads, bn_x__nhwc=None, bn_mean=None,
+                    bn_inv_std=None, bn_gamma=None, bn_beta=None, bn_grad_means__2c=None,
+                    bn_relu=False, bn_relu_max=0):
     """conv2d_backward_weight, then conv2d_backward_input (masked where x <= 0 with
-    input_relu)."""
+    input_relu, unless dx is None); with bn_x, of the normalisation's input gradient made from
+    dy."""
+    if bn_x__nhwc is not None:
+        c = dy__nhwc.shape[-1]
+        dy__nhwc = input_gradient(
+            bn_x__nhwc.reshape(-1, c), dy__nhwc.reshape(-1, c), None, bn_gamma, bn_beta,
+            bn_mean, bn_inv_std, bn_relu, bn_relu_max, bn_grad_means__2c
+        ).astype(dw__hwio.dtype).reshape(dy__nhwc.shape)
     conv2d_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, stride_w, pad_top,
                            pad_left, n_threads)
-    conv2d_backward_input(dy__nhwc, w__hwio, dx__nhwc, stride_h, stride_w, pad_top, pad_left,
-                          n_threads, x__nhwc if input_relu else None)
+    if dx__nhwc is not None:
+        conv2d_backward_input(dy__nhwc, w__hwio, dx__nhwc, stride_h, stride_w, pad_top,
+                              pad_left, n_threads, x__nhwc if input_relu else None)
 
 def conv2d_transpose_forward(x__nhwc, w__hwio, bias, out__nhwc, stride_h, stride_w, pad_top,
                              pad_left, dilation_h, dilation_w, relu, n_threads):

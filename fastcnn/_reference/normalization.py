@@ -74,24 +74,41 @@ def batchnorm_apply(x__mc, residual__mc, gamma, beta, mean, inv_std, y__mc, relu
 
 def batchnorm_backward(x__mc, dy__mc, dy2__mc, residual__mc, gamma, beta, mean, inv_std, dx__mc,
                        dgamma, dbeta, dres__mc, partial__k2c, chunk_rows, across, relu, relu_max,
-                       batch_stats, n_threads):
-    xhat = (np.asarray(x__mc, np.float64) - mean) * inv_std
+                       batch_stats, n_threads, grad_means__2c=None):
     # The two parts add in their own dtype, as the kernel (and merge.add_forward) adds them.
-    dy = np.asarray(dy__mc if dy2__mc is None else dy__mc + dy2__mc, np.float64)
-    if relu:
-        pre = _activate(xhat * gamma + beta, residual__mc, False)
-        dy = np.where((pre > 0) & (pre < relu_max), dy, 0)
-    sums, rows = _total(np.concatenate([dy.sum(axis=0), (dy * xhat).sum(axis=0)]), len(dy),
-                        across)
+    dy = dy__mc if dy2__mc is None else dy__mc + dy2__mc
+    g = _masked(x__mc, dy, residual__mc, gamma, beta, mean, inv_std, relu, relu_max)
+    xhat = (np.asarray(x__mc, np.float64) - mean) * inv_std
+    sums, rows = _total(np.concatenate([g.sum(axis=0), (g * xhat).sum(axis=0)]), len(g), across)
     c = len(sums) // 2
     dbeta[...], dgamma[...] = sums[:c], sums[c:]
+    means = sums.reshape(2, c) / rows if batch_stats else np.zeros((2, c))
+    if grad_means__2c is not None:
+        grad_means__2c[...] = means
     if dres__mc is not None:
-        dres__mc[...] = dy
-    if dx__mc is None:
-        return
-    if batch_stats:
-        dy = dy - sums[:c] / rows - xhat * (sums[c:] / rows)
-    dx__mc[...] = gamma * np.asarray(inv_std, np.float64) * dy
+        dres__mc[...] = g
+    if dx__mc is not None:
+        dx__mc[...] = input_gradient(x__mc, dy, residual__mc, gamma, beta, mean, inv_std, relu,
+                                     relu_max, means)
+
+
+def _masked(x__mc, dy, residual__mc, gamma, beta, mean, inv_std, relu, relu_max):
+    """dy in float64, 0 where the relu (if any) after the normalisation (and the residual) was
+    flat."""
+    dy = np.asarray(dy, np.float64)
+    if not relu:
+        return dy
+    xhat = (np.asarray(x__mc, np.float64) - mean) * inv_std
+    pre = _activate(xhat * gamma + beta, residual__mc, False)
+    return np.where((pre > 0) & (pre < relu_max), dy, 0)
+
+
+def input_gradient(x__mc, dy, residual__mc, gamma, beta, mean, inv_std, relu, relu_max, means):
+    """The normalisation's dx from its output's gradient dy and the means (2, C) of the
+    gradient sums."""
+    g = _masked(x__mc, dy, residual__mc, gamma, beta, mean, inv_std, relu, relu_max)
+    xhat = (np.asarray(x__mc, np.float64) - mean) * inv_std
+    return gamma * np.asarray(inv_std, np.float64) * (g - means[0] - xhat * means[1])
 
 
 def batchnorm_fold(kernel__kc, bias, gamma, beta, moving_mean, moving_var, out_kernel__kc,

@@ -34,7 +34,9 @@ class CallContext:
       (leave the relu backward to the reader of the output), ``apply_input_relu_grad`` (the
       input is a relu's output: apply its backward to dX), ``batchnorm_moments`` (a linear
       Conv2D read by a training BatchNormalization only: leave the partial sums of its
-      statistics in ``ctx.moments``);
+      statistics in ``ctx.moments``); then ``batchnorm_dx``: None, or (set by that
+      normalisation's backward) what the conv's backward needs to make the normalisation's
+      dx from the gradient it gets, the normalisation's dy;
     - ``first_sample``: the index of the batch's first sample in the whole batch it is one
       process's share of (0 for a whole batch): random masks key on the sample's index in the
       whole batch;
@@ -50,6 +52,7 @@ class CallContext:
     defer_relu_grad = False
     apply_input_relu_grad = False
     batchnorm_moments = False
+    batchnorm_dx = None
     pool = None  # the execution's BufferPool while it lends this call its buffers
     # The execution's BufferPool during a forward pass that backward follows: scratch comes
     # from it, and so does the output of a step that backward recomputes rather than keeps.

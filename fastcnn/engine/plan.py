@@ -75,7 +75,7 @@ class LayerStep:
         self.random_index = index + 1 if getattr(call.layer, "draws_random", False) else None
         self.random_layer = call.layer if self.random_index else None
         self.flags = {}  # context flags set by the planner: see CallContext
-        self.moments_slot = None  # where a conv leaves its output's batchnorm_moments
+        self.moments_slot = None  # where a conv leaves its context, with batchnorm_moments
         self.per_sample = (call.layer.per_sample and not call.training
                            and getattr(call.layer, "activity_regularizer", None) is None)
 
@@ -83,7 +83,7 @@ class LayerStep:
         x = values[self.inputs[0]] if self.single_input else [values[s] for s in self.inputs]
         y = self.layer.forward(x, ctx, self.training)
         if self.moments_slot is not None:
-            values[self.moments_slot] = ctx.moments
+            values[self.moments_slot] = ctx
         if len(self.outputs) == 1:
             values[self.outputs[0]] = y
             regularizer = getattr(self.layer, "activity_regularizer", None)
@@ -181,7 +181,9 @@ class BatchNormStep:
         self.relu_max = BATCHNORM_ACTIVATIONS[activation]
         self.random_index = self.random_layer = None
         self.flags = {}
-        self.moments_slot = None  # where the conv making the input leaves its statistics' sums
+        self.moments_slot = None  # where the conv making the input leaves its context
+        # (set by the planner) that conv's backward makes this step's dx from dy as it reads it
+        self.dx_by_conv = False
         self.per_sample = not self.training
 
     def forward(self, values, ctx):
@@ -189,7 +191,9 @@ class BatchNormStep:
         residual = values[self.inputs[1]] if self.add else None
         if self.add:
             self.add.compute_output_shape([x.shape, residual.shape])  # the Add's own checks
-        moments = values[self.moments_slot] if self.moments_slot is not None else None
+        conv = values[self.moments_slot] if self.moments_slot is not None else None
+        moments = conv.moments if conv is not None else None
+        ctx.conv = conv if self.dx_by_conv else None
         out = None
         if self.recompute and ctx.scratch_pool is not None:
             out = ctx.scratch_pool.take(x.shape, x.dtype)
@@ -202,6 +206,11 @@ class BatchNormStep:
 
     def backward(self, dys, ctx, need_dx):
         dy, dy2 = dys[0] if isinstance(dys[0], tuple) else (dys[0], None)
+        if ctx.conv is not None and need_dx and dy2 is None:
+            # The conv's backward makes dx from dy as it reads it: dy goes on as the gradient
+            # its backward gets.
+            ctx.conv.batchnorm_dx = self.layer.input_gradient_for_conv(dy, ctx)
+            return [dy]
         dx, dres = self.layer.backward_fused(dy, ctx, need_dx, dy2)
         return [dx, dres] if self.add else [dx]
 
@@ -559,6 +568,11 @@ def _batchnorm_moments_from_convs(plan, calls, step_of_call, sole_reader):
         conv.flags["batchnorm_moments"] = True
         conv.moments_slot = step.moments_slot = plan.n_slots
         plan.n_slots += 1
+        # Without an Add (whose relu mask needs the residual) the conv's backward makes the
+        # normalisation's dx from its dy, as it reads it for its own dW and dX (which needs the
+        # conv's kernel trained: its dW pass is the one that reads dy).
+        routes = plan.grad_routes[plan.steps.index(conv)]
+        step.dx_by_conv = step.add is None and bool(routes) and routes[0] == "write"
 
 
 def _trained_weights(step):

@@ -62,13 +62,17 @@ class _Conv(KernelLayer):
                                    relu=self._pending_activation(ctx) == "relu", out=z,
                                    moments=moments, **self._variant())
 
-    def _backward_2d(self, dz, x, kernel, dw, db, dx, input_relu=False):
+    def _backward_2d(self, dz, x, kernel, dw, db, dx, input_relu=False, batchnorm=None):
         """dW (and db) unless dw is None, and dX unless dx is None; ``input_relu``: x is a relu's
-        output whose backward dX gets too. Both from one pass over dz when the kernels allow."""
+        output whose backward dX gets too. Both from one pass over dz when the kernels allow.
+        ``batchnorm`` (plain convolutions): dz is the gradient of the batch normalisation that
+        read the output, whose input gradient the kernel makes (conv.conv2d_backward)."""
         variant = self._variant()
-        if dw is not None and dx is not None and (self._dilation_2d, self.groups) == conv.PLAIN:
+        if batchnorm is not None or (dw is not None and dx is not None
+                                     and (self._dilation_2d, self.groups) == conv.PLAIN):
             return conv.conv2d_backward(x, dz, kernel, self._strides_2d, self._padding_2d, dw=dw,
-                                        db=db, dx=dx, input_relu=input_relu)[1]
+                                        db=db, dx=dx, need_dx=dx is not None,
+                                        input_relu=input_relu, batchnorm=batchnorm)[1]
         if dw is not None:
             conv.conv2d_backward_weight(x, dz, kernel.shape, self._strides_2d, self._padding_2d,
                                         dw=dw, db=db, **variant)
@@ -138,8 +142,11 @@ class Conv2D(_Conv):
         dw, db = self._weight_grads(ctx)
         dx = ctx.buffer("dx", ctx.x.shape) if need_dx else None
         # With the planner's apply_input_relu_grad, x is a relu's output whose backward the
-        # dX kernel applies too.
-        return self._backward_2d(dz, ctx.x, self.kernel, dw, db, dx, ctx.apply_input_relu_grad)
+        # dX kernel applies too; with batchnorm_dx, dy is the gradient of the normalisation
+        # that read the output, whose dx the kernel makes as it reads dy.
+        batchnorm, ctx.batchnorm_dx = ctx.batchnorm_dx, None
+        return self._backward_2d(dz, ctx.x, self.kernel, dw, db, dx, ctx.apply_input_relu_grad,
+                                 batchnorm)
 
 
 class Conv1D(_Conv):

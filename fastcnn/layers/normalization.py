@@ -133,28 +133,44 @@ class BatchNormalization(Layer):
         """(dx, dresidual) of forward_fused's call: each None unless need_dx, dresidual also
         when that call had no residual. ``dy2``: a second part of the output's gradient, to
         add to dy (the engine's sum of the gradients of two readers)."""
-        x, residual = ctx.x, ctx.residual
+        residual = ctx.residual
         # Without relu the residual's gradient is dy itself (in one part); otherwise the
         # kernel writes it as it goes.
         need_dres = need_dx and residual is not None and (ctx.relu or dy2 is not None)
-        dx, dres = normalization.batchnorm_backward(
+        dx, dres = self._backward(dy, ctx, need_dx, need_dres, dy2)
+        if need_dx and residual is not None and not need_dres:
+            dres = dy
+        return dx, dres
+
+    def input_gradient_for_conv(self, dy, ctx):
+        """The gradients of gamma and beta of forward_fused's call (made without a residual),
+        and what the backward of the conv that made x needs to make dx itself from dy, as it
+        reads dy (normalization.BatchNormInputGradient): bit for bit backward_fused's dx."""
+        grad_means = ctx.buffer("grad_means", (2, ctx.x.shape[-1]), np.float64)
+        self._backward(dy, ctx, False, False, None, grad_means)
+        return normalization.BatchNormInputGradient(ctx.x, ctx.mean, ctx.inv_std, self.gamma,
+                                                    self.beta, grad_means, ctx.relu,
+                                                    ctx.relu_max)
+
+    def _backward(self, dy, ctx, need_dx, need_dres, dy2, grad_means=None):
+        x = ctx.x
+        result = normalization.batchnorm_backward(
             x, dy, self.gamma, self.beta, ctx.mean, ctx.inv_std, ctx.batch_stats,
             dgamma=self._param_grad(ctx, self.scale, 0, "dgamma"),
             dbeta=self._param_grad(ctx, self.center, int(self.scale), "dbeta"),
-            residual=residual, relu=ctx.relu, relu_max=ctx.relu_max, need_dx=need_dx,
+            residual=ctx.residual, relu=ctx.relu, relu_max=ctx.relu_max, need_dx=need_dx,
             need_dres=need_dres,
             out=ctx.buffer("dx", x.shape) if need_dx else None,
             dres=ctx.buffer("dres", x.shape) if need_dres else None,
-            partial=self._partial(ctx, x.shape), dy2=dy2, across=self._across(ctx))
+            partial=self._partial(ctx, x.shape), dy2=dy2, across=self._across(ctx),
+            grad_means=grad_means)
         if self._across(ctx) is not None and ctx.first_sample != 0:
             # dgamma and dbeta are the whole batch's on every process, and the optimizer sums
             # the processes' gradients: the first share's process alone gives them, so that the
             # sum keeps their bits (x + 0 == x).
             self._param_grad(ctx, self.scale, 0, "dgamma")[...] = 0
             self._param_grad(ctx, self.center, int(self.scale), "dbeta")[...] = 0
-        if need_dx and residual is not None and not need_dres:
-            dres = dy
-        return dx, dres
+        return result
 
     def forward_without_samples(self, ctx, training):
         """In place of forward, on a process with no sample of a batch that the others train

@@ -1,6 +1,8 @@
 """A linear Conv2D read only by a training BatchNormalization step sums the partials of its
-statistics as it writes its output (engine/plan.py's ``batchnorm_moments``): the planner's
-choice, and training that gives the bits of the step's own statistics pass."""
+statistics as it writes its output (engine/plan.py's ``batchnorm_moments``), and, where the
+step has no Add, makes the normalisation's dx in its own backward as it reads dy
+(``BatchNormStep.dx_by_conv``): the planner's choices, and training that gives the bits of the
+step's own passes."""
 import numpy as np
 import pytest
 
@@ -50,6 +52,9 @@ def test_planner_links_each_linear_conv_to_the_training_batchnorm_step_reading_i
                                                  for s in step.inputs + step.outputs) + 1
     readers = [s for s in plan.steps if isinstance(s, BatchNormStep)]
     assert sorted(s.moments_slot for s in readers) == sorted(slots)
+    # the BN with the Add makes its own dx: its relu mask needs the residual
+    assert [(s.add is not None, s.dx_by_conv) for s in readers] == [
+        (False, True), (True, False), (False, True)]
 
 
 def test_no_link_for_relu_convs_shared_outputs_frozen_batchnorm_or_inference():
@@ -103,6 +108,44 @@ def test_linked_step_gives_the_bits_of_the_batchnorm_statistics_pass():
     assert len(linked_convs(training_plan(model))) == 3
     for got, want in zip(linked, alone):  # outputs, gradients, moved moving statistics
         np.testing.assert_array_equal(got, want)
+
+
+def test_the_conv_makes_the_batchnorm_dx_bitwise_as_the_step_would(monkeypatch):
+    """Training with the conv's backward making the normalisation's dx gives the bits of the
+    step making it itself, which also reads its dy once more."""
+    from fastcnn.engine import plan as planner
+    x, y = data(40)
+    made = []
+    original = layers.BatchNormalization.input_gradient_for_conv
+
+    def spy(self, dy, ctx):
+        made.append(dy.shape)
+        return original(self, dy, ctx)
+
+    monkeypatch.setattr(layers.BatchNormalization, "input_gradient_for_conv", spy)
+    runs = []
+    for by_conv in (True, False):
+        if not by_conv:
+            link = planner._batchnorm_moments_from_convs
+
+            def without_dx(plan, *args):
+                link(plan, *args)
+                for step in plan.steps:
+                    if isinstance(step, BatchNormStep):
+                        step.dx_by_conv = False
+
+            monkeypatch.setattr(planner, "_batchnorm_moments_from_convs", without_dx)
+        model = residual_net()
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        runs.append((model.get_weights(), history.history["loss"]))
+        if by_conv:  # steps of 16, 16 and 8 samples; the first BN's output has two readers,
+            # so its gradient comes in two parts, which the step adds as it makes dx itself
+            assert made == [(16, 4, 4, 16), (16, 4, 4, 16), (8, 4, 4, 16)] * 2
+    assert len(made) == 6  # none without the conv making dx
+    (got, got_loss), (want, want_loss) = runs
+    assert got_loss == want_loss
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def fitted_weights(n_threads, fuse=True):

@@ -269,3 +269,50 @@ def test_backward_in_one_pass_is_bitwise_the_two_kernels(dtype, n_threads, input
     conv.conv2d_backward_input(dy, wt, want_dx, *geo, n_threads, x if input_relu else None)
     for got, want in ((dw, want_dw), (db, want_db), (dx, want_dx)):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("relu_max", [None, np.inf, 6.0], ids=["linear", "relu", "relu6"])
+def test_backward_makes_the_batchnorm_dx_bitwise(dtype, n_threads, relu_max, simd_path):
+    """With a training batch normalisation of the conv's output, the one-pass backward takes
+    that normalisation's dy and gives the gradients that its dx (batchnorm_backward's) gives."""
+    from fastcnn._ops import normalization
+    rng = np.random.default_rng(7)
+    x, wt, bias, _, geo = conv_case(rng, dtype, 11, 7, 6, 5, 20, (3, 3), (1, 1), "same")
+    z = np.empty((11, 7, 6, 20), dtype)
+    conv.conv2d_forward(x, wt, bias, z, None, *geo, 0, 1, n_threads)
+    gamma = (rng.random(20) + 0.5).astype(dtype)
+    beta = (rng.standard_normal(20) * 0.5).astype(dtype)
+    mean, inv_std = np.empty(20, dtype), np.empty(20, dtype)
+    relu = relu_max is not None
+    cap = relu_max if relu_max != np.inf else None
+    normalization.batchnorm_forward_training(
+        z, gamma, beta, np.zeros(20, dtype), np.ones(20, dtype), 0.9, 1e-3, relu=relu,
+        relu_max=cap, mean=mean, inv_std=inv_std, n_threads=n_threads)
+    dy = rng.standard_normal(z.shape).astype(dtype)
+    grads = lambda: (np.empty(20, dtype), np.empty(20, dtype))
+    dgamma, dbeta = grads()
+    dz, _ = normalization.batchnorm_backward(z, dy, gamma, beta, mean, inv_std, True, dgamma,
+                                             dbeta, relu=relu, relu_max=cap,
+                                             n_threads=n_threads)
+    want_dw, want_db, want_dx = np.empty_like(wt), np.empty_like(bias), np.empty_like(x)
+    conv.conv2d_backward(x, dz, wt, want_dw, want_db, want_dx, *geo, False, n_threads)
+    means = np.empty((2, 20))
+    dgamma2, dbeta2 = grads()
+    assert normalization.batchnorm_backward(
+        z, dy, gamma, beta, mean, inv_std, True, dgamma2, dbeta2, relu=relu, relu_max=cap,
+        need_dx=False, grad_means=means, n_threads=n_threads)[0] is None
+    np.testing.assert_array_equal(dgamma2, dgamma)
+    np.testing.assert_array_equal(dbeta2, dbeta)
+    recipe = normalization.BatchNormInputGradient(z, mean, inv_std, gamma, beta, means, relu,
+                                                  cap)
+    from fastcnn._ops import conv as conv_ops
+    dw, dx = conv_ops.conv2d_backward(x, dy, wt, (1, 1), "same", db=(db := np.empty_like(bias)),
+                                      batchnorm=recipe, n_threads=n_threads)
+    for got, want in ((dw, want_dw), (db, want_db), (dx, want_dx)):
+        np.testing.assert_array_equal(got, want)
+    dw_only, none = conv_ops.conv2d_backward(x, dy, wt, (1, 1), "same", need_dx=False,
+                                             batchnorm=recipe, n_threads=n_threads)
+    assert none is None
+    np.testing.assert_array_equal(dw_only, want_dw)

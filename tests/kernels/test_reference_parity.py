@@ -245,7 +245,8 @@ def batchnorm_backward(rng, dtype):
         yield (x, normal(rng, (m, c), dtype), dy2, res, gamma, beta, mean, inv_std, dx,
                unset(c, dtype), unset(c, dtype), dres, np.empty((-(-m // 3), 2, c)), 3,
                _two_alike if batch_stats and relu else None, relu,
-               1.5 if relu and m % 2 else np.inf, batch_stats, THREADS)
+               1.5 if relu and m % 2 else np.inf, batch_stats, THREADS,
+               np.full((2, c), np.nan) if not want_dx else None)  # the means dx is made with
 
 
 def batchnorm_fold(rng, dtype):
@@ -678,12 +679,24 @@ def backward_input_cases(cases, operands):
 
 
 def conv2d_backward_cases(rng, dtype):
-    """dW (db where the case has a bias) and dX in one pass, x a relu's output or not."""
+    """dW (db where the case has a bias) and dX in one pass, x a relu's output or not; then
+    with a batch normalisation of the output (relu, linear, relu6) whose dx the kernel makes,
+    and dX not asked for in one case."""
     for case, input_relu in zip(CONVS, itertools.cycle((False, True))):
         x, w, bias, dy, geometry, _ = conv_operands(rng, dtype, case)
         db = None if bias is None else unset(bias.shape, dtype)
         yield (np.maximum(x, 0) if input_relu else x, dy, w, unset(w.shape, dtype), db,
                unset(x.shape, dtype), *geometry, input_relu, THREADS)
+    for case, (relu, cap), need_dx in zip(CONVS, [(True, np.inf), (False, np.inf), (True, 6.0)],
+                                         (True, True, False)):
+        x, w, bias, dy, geometry, _ = conv_operands(rng, dtype, case)
+        c = dy.shape[-1]
+        z = normal(rng, dy.shape, dtype)
+        stats = [normal(rng, c, dtype) * 0.3, np.abs(normal(rng, c, dtype)) + 0.5,
+                 np.abs(normal(rng, c, dtype)) + 0.5, normal(rng, c, dtype)]
+        yield (x, dy, w, unset(w.shape, dtype), None,
+               unset(x.shape, dtype) if need_dx else None, *geometry, False, THREADS, z, *stats,
+               normal(rng, (2, c), np.float64) * 0.1, relu, cap)
 
 
 def backward_weight_cases(cases, operands, scratch=None):
