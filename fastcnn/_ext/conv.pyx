@@ -259,7 +259,7 @@ def conv2d_backward_input(const floating[:, :, :, ::1] dy__nhwc,  # IN  (n, oh, 
                           const floating[:, :, :, ::1] w__hwio,   # IN  (kh, kw, c_in, c_out)
                           floating[:, :, :, ::1] dx__nhwc,        # OUT (n, h, w, c_in)
                           int stride_h, int stride_w, int pad_top, int pad_left, int n_threads,
-                          const floating[:, :, :, ::1] relu_output__nhwc=None):  # IN (n, h, w, c_in)
+                          const floating[:, :, :, ::1] relu_output__nhwc=None):  # IN like dx
     """dx = d(sum(dy * conv(x, w))) / dx: the transposed convolution of dy, all NHWC. With
     ``relu_output__nhwc`` (x, the output of a relu), dx also gets that relu's backward: 0 where
     relu_output <= 0, on each image while it is in cache."""

@@ -68,9 +68,9 @@ def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_th
                    dilation_rate=(1, 1), groups=1, moments=None, relu6=False, residual=None):
     """NHWC x, HWIO kernel -> NHWC out, with bias and relu (or with ``relu6``, relu capped at 6)
     fused when given; with ``residual`` (plain convolutions only, out's shape), the relu is of
-    conv + bias + residual, as an Add before the activation gives it. With groups, the kernel holds c_in / groups input channels, and group q
-    maps input channels [q*c_in/groups, (q+1)*c_in/groups) to filters [q*f/groups,
-    (q+1)*f/groups).
+    conv + bias + residual, as an Add before the activation gives it. With groups, the kernel
+    holds c_in / groups input channels, and group q maps input channels
+    [q*c_in/groups, (q+1)*c_in/groups) to filters [q*f/groups, (q+1)*f/groups).
 
     ``moments`` (plain convolutions only): a float64 array of
     ``normalization.batchnorm_partial_shape(out.shape)``, which receives the partial sums of

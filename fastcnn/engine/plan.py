@@ -15,12 +15,20 @@
   it: the backward of each reader that keeps it recomputes it first (one elementwise pass from
   BN's input and batch statistics, bit for bit the forward's), into a buffer of the
   execution's pool (``Execution``), so that training holds BN's input and not both.
-- **conv -> batch normalisation in inference (-> activation)**: in a plan without a backward
-  pass, a linear Conv2D or DepthwiseConv2D whose output feeds nothing but a BatchNormalization
-  that uses its moving statistics (and does not feed an Add: that one goes to
-  ``BatchNormStep``) runs as one conv whose kernel and bias fold the normalisation in
-  (``ConvBatchNormStep``), with a relu or relu6 Activation after it fused in the conv's
-  epilogue too.
+- **conv -> batch normalisation in inference (-> Add) (-> activation)**: in a plan without a
+  backward pass, a linear Conv2D or DepthwiseConv2D whose output feeds nothing but a
+  BatchNormalization that uses its moving statistics runs as one conv whose kernel and bias fold
+  the normalisation in (``ConvBatchNormStep``), with a relu or relu6 Activation after it fused
+  in the conv's epilogue too. A Conv2D's fold also takes a two-input Add of its output's shape
+  reading the BN (the first of two such folds reading one Add takes it), whose other input the
+  conv kernel adds in its epilogue before the activation; a DepthwiseConv2D's BN feeding an Add
+  goes to ``BatchNormStep`` instead.
+- **a conv's backward makes BN's dx**: a linear plain Conv2D read only by a training
+  BatchNormStep without an Add sums that step's statistics in its forward (its
+  ``batchnorm_moments``), and, when its kernel trains, makes the step's dx in its backward
+  (``BatchNormStep.dx_by_conv``): the step runs its sums pass only and leaves what the dx pass
+  needs in the conv's context, and the conv's backward makes each image's dx from dy as it
+  reads it.
 - **relu-gradient handoff**: a layer ending in relu whose output feeds nothing but a max pooling,
   a Conv2D or a fused conv + max-pool step leaves its relu backward to that reader, which
   applies it in its own pass (a Conv2D in its dX kernel, on each image while it is in cache).
@@ -551,10 +559,11 @@ def _hand_off_relu_gradients(calls, step_of_call, sole_reader):
 def _batchnorm_moments_from_convs(plan, calls, step_of_call, sole_reader):
     """A linear plain Conv2D read only by a BatchNormStep's BatchNormalization, which trains
     with the batch's statistics, sums their per-chunk partials as it writes its output (its
-    ``batchnorm_moments`` flag), and leaves them in a slot of their own past the graph's, which
-    the BatchNormStep reads: the normalisation then reads its input once. Plans with a backward
-    pass only, whose forward keeps every buffer (a shared forward would lend the sums' buffer
-    to the next step)."""
+    ``batchnorm_moments`` flag), and leaves its context in a slot of its own past the graph's,
+    which the BatchNormStep reads: the normalisation then reads its input once, and the conv's
+    backward may make the step's dx (``dx_by_conv``: see the module's docstring). Plans with a
+    backward pass only, whose forward keeps every buffer (a shared forward would lend the
+    sums' buffer to the next step)."""
     for i, c in enumerate(calls):
         conv = step_of_call.get(i)
         if not (isinstance(conv, LayerStep) and _kind(c.layer) == "conv2d"
