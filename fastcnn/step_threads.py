@@ -14,7 +14,8 @@ policy also uses less, but leaves its core idle), and the next steps run with on
 fewer. Below the full count it times a few steps with one thread more now and then
 (at doubling intervals while that loses), and keeps that count when its steps are faster, so
 the threads come back once the core is free. On an idle machine it keeps every thread and
-never probes.
+never probes. A model keeps its StepThreads from fit to fit (``new_fit`` at each), so that a
+loop of short fits finds a taken core once.
 """
 import os
 import statistics
@@ -62,6 +63,11 @@ class StepThreads:
         self._probe = None      # seconds per sample of the steps at one thread more so far
         self._wait = {"up": UP_WAIT, "down": 0}       # steps before the next move that way
         self._interval = {"up": UP_WAIT, "down": DOWN_WAIT}
+
+    def new_fit(self):
+        """A fit begins: the window of steps starts again (the time since the last fit's steps
+        is no step's), while the thread count and the waits go on from the last fit."""
+        self._window_steps = 0
 
     def run(self, step, samples):
         if self.full < 2 or samples == 0:

@@ -164,6 +164,9 @@ class Trainer:
         self.stop_training = False
         self.history = None
         self._fit_lock = threading.Lock()
+        # Kept from fit to fit: a core another process has taken is not found again at each
+        # fit of a loop of one-epoch fits (each would start with a window at every thread).
+        self._step_threads = None
 
     # -- compile ---------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
@@ -597,7 +600,10 @@ class Trainer:
         self.stop_training = False
         state = self._fit_state = FitState(execution, outputs, train.adapter.resumable,
                                            initial_epoch, passes)
-        step_threads = StepThreads(get_num_threads())
+        if self._step_threads is None or self._step_threads.full != get_num_threads():
+            self._step_threads = StepThreads(get_num_threads())
+        step_threads = self._step_threads
+        step_threads.new_fit()
         try:
             cbs.on_train_begin()
             logs = {}

@@ -109,6 +109,49 @@ def test_a_drop_undone_at_once_waits_longer_each_time():
     assert late.count(1) <= 2 * (step_threads.UP_WAIT + step_threads.PROBE)
 
 
+def test_a_taken_core_found_in_one_fit_stays_found_in_the_next():
+    """A loop of one-epoch fits: the drop carries over, so only the first fit runs a window at
+    every thread, and each fit's window starts afresh (the time between fits is no step's)."""
+    machine = Machine(**BUSY)
+    governor = governed(machine)
+    for fit in range(5):
+        governor.new_fit()
+        for _ in range(60):
+            governor.run(machine.step, 128)
+        machine.wall += 100.0  # between fits: the wall clock runs, the process's CPU does not
+        if fit == 0:
+            assert machine.counts.index(1) == step_threads.WINDOW
+    # after the first window, two threads again only for the probes after 128 and 256 steps
+    assert machine.counts[step_threads.WINDOW:].count(2) == 2 * step_threads.PROBE
+
+
+def test_the_time_between_fits_is_no_steps():
+    """On an idle machine, a window that spanned the pause between two fits would see little
+    CPU and no idle time recorded, and drop a thread; each fit's window starts afresh."""
+    machine = Machine(**IDLE)
+    governor = governed(machine)
+    for _ in range(7):
+        governor.new_fit()
+        for _ in range(step_threads.WINDOW // 2 + 1):  # windows would straddle the pauses
+            governor.run(machine.step, 128)
+        machine.wall += 100.0
+    assert set(machine.counts) == {2}
+
+
+def test_a_model_keeps_its_governor_from_fit_to_fit(monkeypatch):
+    fastcnn.utils.set_random_seed(4)
+    model = fastcnn.Sequential([fastcnn.Input((4,)), layers.Dense(2)])
+    model.compile("sgd", "mse")
+    x, y = np.ones((8, 4), np.float32), np.ones((8, 2), np.float32)
+    model.fit(x, y, epochs=1, verbose=0)
+    governor = model._step_threads
+    model.fit(x, y, epochs=1, verbose=0)
+    assert model._step_threads is governor
+    fastcnn.set_num_threads(1)  # another count: another governor
+    model.fit(x, y, epochs=1, verbose=0)
+    assert model._step_threads is not governor and model._step_threads.full == 1
+
+
 def test_one_thread_or_an_empty_share_is_left_alone():
     machine = Machine(**BUSY)
     for full, samples in ((1, 128), (2, 0)):
