@@ -216,8 +216,8 @@ class BatchNormStep:
         dy, dy2 = dys[0] if isinstance(dys[0], tuple) else (dys[0], None)
         if ctx.conv is not None and need_dx and dy2 is None:
             # The conv's backward makes dx from dy as it reads it: dy goes on as the gradient
-            # its backward gets.
-            ctx.conv.batchnorm_dx = self.layer.input_gradient_for_conv(dy, ctx)
+            # its backward gets, and what else it reads is kept in the conv's own buffers.
+            ctx.conv.batchnorm_dx = self.layer.input_gradient_for_conv(dy, ctx, ctx.conv.buffer)
             return [dy]
         dx, dres = self.layer.backward_fused(dy, ctx, need_dx, dy2)
         return [dx, dres] if self.add else [dx]

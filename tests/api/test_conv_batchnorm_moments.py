@@ -118,9 +118,9 @@ def test_the_conv_makes_the_batchnorm_dx_bitwise_as_the_step_would(monkeypatch):
     made = []
     original = layers.BatchNormalization.input_gradient_for_conv
 
-    def spy(self, dy, ctx):
+    def spy(self, dy, ctx, buffer):
         made.append(dy.shape)
-        return original(self, dy, ctx)
+        return original(self, dy, ctx, buffer)
 
     monkeypatch.setattr(layers.BatchNormalization, "input_gradient_for_conv", spy)
     runs = []
@@ -146,6 +146,30 @@ def test_the_conv_makes_the_batchnorm_dx_bitwise_as_the_step_would(monkeypatch):
     assert got_loss == want_loss
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_what_the_conv_reads_of_the_batchnorm_stays_while_other_steps_take_buffers(monkeypatch):
+    """Between the normalisation's backward and the conv's, the execution lends the
+    normalisation's buffers to other steps: the conv's backward, which here first scribbles on
+    the first element of every small buffer the pool lends, must still read the statistics and
+    gradient means the normalisation left it."""
+    x, y = data(40)
+    model = residual_net()
+    want = model.fit(x, y, batch_size=16, epochs=2, verbose=0).history["loss"]
+    want_weights = model.get_weights()
+    original = layers.Conv2D.backward
+
+    def scribbling(self, dy, ctx, need_dx):
+        for dtype in (np.float32, np.float64):
+            for _ in range(32):
+                ctx.pool.take((1,), dtype)[...] = np.nan
+        return original(self, dy, ctx, need_dx)
+
+    monkeypatch.setattr(layers.Conv2D, "backward", scribbling)
+    model = residual_net()
+    assert model.fit(x, y, batch_size=16, epochs=2, verbose=0).history["loss"] == want
+    for got, expected in zip(model.get_weights(), want_weights, strict=True):
+        np.testing.assert_array_equal(got, expected)
 
 
 def fitted_weights(n_threads, fuse=True):
