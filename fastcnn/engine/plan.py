@@ -83,15 +83,15 @@ class LayerStep:
         self.random_index = index + 1 if getattr(call.layer, "draws_random", False) else None
         self.random_layer = call.layer if self.random_index else None
         self.flags = {}  # context flags set by the planner: see CallContext
-        self.moments_slot = None  # where a conv leaves its context, with batchnorm_moments
+        self.conv_slot = None  # where a conv leaves its context, with batchnorm_moments
         self.per_sample = (call.layer.per_sample and not call.training
                            and getattr(call.layer, "activity_regularizer", None) is None)
 
     def forward(self, values, ctx):
         x = values[self.inputs[0]] if self.single_input else [values[s] for s in self.inputs]
         y = self.layer.forward(x, ctx, self.training)
-        if self.moments_slot is not None:
-            values[self.moments_slot] = ctx
+        if self.conv_slot is not None:
+            values[self.conv_slot] = ctx
         if len(self.outputs) == 1:
             values[self.outputs[0]] = y
             regularizer = getattr(self.layer, "activity_regularizer", None)
@@ -189,7 +189,7 @@ class BatchNormStep:
         self.relu_max = BATCHNORM_ACTIVATIONS[activation]
         self.random_index = self.random_layer = None
         self.flags = {}
-        self.moments_slot = None  # where the conv making the input leaves its context
+        self.conv_slot = None  # where the conv making the input leaves its context
         # (set by the planner) that conv's backward makes this step's dx from dy as it reads it
         self.dx_by_conv = False
         self.per_sample = not self.training
@@ -199,7 +199,7 @@ class BatchNormStep:
         residual = values[self.inputs[1]] if self.add else None
         if self.add:
             self.add.compute_output_shape([x.shape, residual.shape])  # the Add's own checks
-        conv = values[self.moments_slot] if self.moments_slot is not None else None
+        conv = values[self.conv_slot] if self.conv_slot is not None else None
         moments = conv.moments if conv is not None else None
         ctx.conv = conv if self.dx_by_conv else None
         out = None
@@ -575,13 +575,13 @@ def _batchnorm_moments_from_convs(plan, calls, step_of_call, sole_reader):
                 and calls[bn].layer.trainable):
             continue
         conv.flags["batchnorm_moments"] = True
-        conv.moments_slot = step.moments_slot = plan.n_slots
+        conv.conv_slot = step.conv_slot = plan.n_slots
         plan.n_slots += 1
         # Without an Add (whose relu mask needs the residual) the conv's backward makes the
         # normalisation's dx from its dy, as it reads it for its own dW and dX (which needs the
         # conv's kernel trained: its dW pass is the one that reads dy).
         routes = plan.grad_routes[plan.steps.index(conv)]
-        step.dx_by_conv = step.add is None and bool(routes) and routes[0] == "write"
+        step.dx_by_conv = step.add is None and bool(routes) and routes[0] is not None
 
 
 def _trained_weights(step):

@@ -47,11 +47,11 @@ def test_planner_links_each_linear_conv_to_the_training_batchnorm_step_reading_i
     plan = training_plan(model)
     convs = linked_convs(plan)
     assert len(convs) == 3  # not the conv before the lone BN
-    slots = {s.moments_slot for s in convs}
+    slots = {s.conv_slot for s in convs}
     assert len(slots) == 3 and min(slots) >= max(s for step in plan.steps
                                                  for s in step.inputs + step.outputs) + 1
     readers = [s for s in plan.steps if isinstance(s, BatchNormStep)]
-    assert sorted(s.moments_slot for s in readers) == sorted(slots)
+    assert sorted(s.conv_slot for s in readers) == sorted(slots)
     # the BN with the Add makes its own dx: its relu mask needs the residual
     assert [(s.add is not None, s.dx_by_conv) for s in readers] == [
         (False, True), (True, False), (False, True)]
@@ -83,8 +83,8 @@ def unlinked(plan):
     """The plan with every conv -> BN link taken out: the BN steps sum their own statistics."""
     for step in plan.steps:
         step.flags.pop("batchnorm_moments", None)
-        if hasattr(step, "moments_slot"):
-            step.moments_slot = None
+        if hasattr(step, "conv_slot"):
+            step.conv_slot = None
     return plan
 
 
@@ -146,6 +146,43 @@ def test_the_conv_makes_the_batchnorm_dx_bitwise_as_the_step_would(monkeypatch):
     assert got_loss == want_loss
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_conv_called_twice_makes_each_of_its_batchnorms_dx(monkeypatch):
+    """One Conv2D at two places, each call read by a BN of its own: the call whose kernel
+    gradient is added to the other's makes its BN's dx too, bitwise as the BN step would."""
+    from fastcnn.engine import plan as planner
+
+    def shared_net():
+        fastcnn.utils.set_random_seed(5)
+        inputs = fastcnn.Input((8, 8, 8))
+        conv = layers.Conv2D(8, 3, padding="same", use_bias=False)
+        a = layers.Activation("relu")(layers.BatchNormalization()(conv(inputs)))
+        b = layers.Activation("relu")(layers.BatchNormalization()(conv(a)))
+        model = fastcnn.Model(inputs, layers.Dense(3)(layers.GlobalAveragePooling2D()(b)))
+        model.compile(fastcnn.optimizers.SGD(0.05), "mse")
+        return model
+
+    x, y = data(32)
+    model = shared_net()
+    plan = training_plan(model)
+    assert sorted(plan.grad_routes[i][0] for i, s in enumerate(plan.steps)
+                  if s.flags.get("batchnorm_moments")) == ["add", "write"]
+    assert [s.dx_by_conv for s in plan.steps if isinstance(s, BatchNormStep)] == [True, True]
+    want = model.fit(x, y, batch_size=16, epochs=2, verbose=0).history["loss"]
+    link = planner._batchnorm_moments_from_convs
+
+    def without_dx(plan, *args):
+        link(plan, *args)
+        for step in plan.steps:
+            if isinstance(step, BatchNormStep):
+                step.dx_by_conv = False
+
+    monkeypatch.setattr(planner, "_batchnorm_moments_from_convs", without_dx)
+    other = shared_net()
+    assert other.fit(x, y, batch_size=16, epochs=2, verbose=0).history["loss"] == want
+    for got, expected in zip(model.get_weights(), other.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_what_the_conv_reads_of_the_batchnorm_stays_while_other_steps_take_buffers(monkeypatch):
