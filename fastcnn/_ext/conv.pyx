@@ -244,7 +244,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c_in)
         if moments__k2c is not None:
             raise ValueError("Expected moments=None with a residual: the moments are of the "
                              "conv's own output")
-        if _shape4(residual__nhwc.shape) != _shape4(out__nhwc.shape):
+        if not _same_shape(residual__nhwc.shape, out__nhwc.shape):
             raise ValueError(f"residual has shape {_shape4(residual__nhwc.shape)}, expected "
                              f"{_shape4(out__nhwc.shape)}")
         if residual__nhwc.size > 0:
@@ -267,7 +267,7 @@ def conv2d_backward_input(const floating[:, :, :, ::1] dy__nhwc,  # IN  (n, oh, 
                              stride_h, stride_w, pad_top, pad_left)
     cdef const floating *relu_output = NULL
     if relu_output__nhwc is not None:
-        if _shape4(relu_output__nhwc.shape) != _shape4(dx__nhwc.shape):
+        if not _same_shape(relu_output__nhwc.shape, dx__nhwc.shape):
             raise ValueError(f"relu_output has shape {_shape4(relu_output__nhwc.shape)}, "
                              f"expected {_shape4(dx__nhwc.shape)}")
         if relu_output__nhwc.size > 0:
@@ -331,7 +331,8 @@ def conv2d_backward(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in
     cdef _bn_dx bn
     bn.x = NULL
     if bn_x__nhwc is not None:
-        if (not _same_shape(bn_x__nhwc.shape, dy__nhwc.shape) or bn_grad_means__2c is None
+        if (bn_mean is None or bn_inv_std is None or bn_gamma is None or bn_beta is None
+                or bn_grad_means__2c is None or not _same_shape(bn_x__nhwc.shape, dy__nhwc.shape)
                 or bn_grad_means__2c.shape[0] != 2 or min(
                     bn_mean.shape[0], bn_inv_std.shape[0], bn_gamma.shape[0], bn_beta.shape[0],
                     bn_grad_means__2c.shape[1]) < g.co):

@@ -7,7 +7,8 @@
  * no include guard. */
 
 /* acc[p] = sum_{r<kh, j<kwci} x_p[r*k_row + j] * w[(r*kwci + j)*cb + (0 .. FCNN_W*NV)] for P pixels;
- * then bias, ReLU (or relu6: relu == FCNN_RELU6) and a store (or an add) of the nco real channels for the np real pixels. */
+ * then bias, ReLU (or relu6: relu == FCNN_RELU6) and a store (or an add) of the nco real channels
+ * for the np real pixels. */
 FCNN_INLINE void FCNN_NAME(fcnn_tile)(const int P, const int NV, const int ACC, const FCNN_T *x,
                                       const int *xoff, int k_row, int kh, int kwci,
                                       const FCNN_T *w, int cb, const FCNN_T *bias, int relu,

@@ -251,6 +251,8 @@ def test_residual_and_relu_output_are_checked():
                                        dilation_rate=(2, 2))
     with pytest.raises(ValueError, match="residual"):
         conv.conv2d_forward(x, k, None, np.empty_like(y), None, 1, 1, 1, 1, 0, 1, 1, y[:1])
+    with pytest.raises(ValueError, match="bn_grad_means"):  # a statistic missing
+        conv.conv2d_backward(x, y, k, np.empty_like(k), None, None, 1, 1, 1, 1, False, 1, y)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
