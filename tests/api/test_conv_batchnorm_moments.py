@@ -110,10 +110,24 @@ def test_linked_step_gives_the_bits_of_the_batchnorm_statistics_pass():
         np.testing.assert_array_equal(got, want)
 
 
+def plan_without_dx_by_conv(monkeypatch):
+    """From now on the planner links convs to BN steps for their statistics only: each BN
+    step makes its own dx."""
+    from fastcnn.engine import plan as planner
+    link = planner._batchnorm_moments_from_convs
+
+    def without_dx(plan, *args):
+        link(plan, *args)
+        for step in plan.steps:
+            if isinstance(step, BatchNormStep):
+                step.dx_by_conv = False
+
+    monkeypatch.setattr(planner, "_batchnorm_moments_from_convs", without_dx)
+
+
 def test_the_conv_makes_the_batchnorm_dx_bitwise_as_the_step_would(monkeypatch):
     """Training with the conv's backward making the normalisation's dx gives the bits of the
     step making it itself, which also reads its dy once more."""
-    from fastcnn.engine import plan as planner
     x, y = data(40)
     made = []
     original = layers.BatchNormalization.input_gradient_for_conv
@@ -126,15 +140,7 @@ def test_the_conv_makes_the_batchnorm_dx_bitwise_as_the_step_would(monkeypatch):
     runs = []
     for by_conv in (True, False):
         if not by_conv:
-            link = planner._batchnorm_moments_from_convs
-
-            def without_dx(plan, *args):
-                link(plan, *args)
-                for step in plan.steps:
-                    if isinstance(step, BatchNormStep):
-                        step.dx_by_conv = False
-
-            monkeypatch.setattr(planner, "_batchnorm_moments_from_convs", without_dx)
+            plan_without_dx_by_conv(monkeypatch)
         model = residual_net()
         history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
         runs.append((model.get_weights(), history.history["loss"]))
@@ -151,8 +157,6 @@ def test_the_conv_makes_the_batchnorm_dx_bitwise_as_the_step_would(monkeypatch):
 def test_a_conv_called_twice_makes_each_of_its_batchnorms_dx(monkeypatch):
     """One Conv2D at two places, each call read by a BN of its own: the call whose kernel
     gradient is added to the other's makes its BN's dx too, bitwise as the BN step would."""
-    from fastcnn.engine import plan as planner
-
     def shared_net():
         fastcnn.utils.set_random_seed(5)
         inputs = fastcnn.Input((8, 8, 8))
@@ -170,15 +174,7 @@ def test_a_conv_called_twice_makes_each_of_its_batchnorms_dx(monkeypatch):
                   if s.flags.get("batchnorm_moments")) == ["add", "write"]
     assert [s.dx_by_conv for s in plan.steps if isinstance(s, BatchNormStep)] == [True, True]
     want = model.fit(x, y, batch_size=16, epochs=2, verbose=0).history["loss"]
-    link = planner._batchnorm_moments_from_convs
-
-    def without_dx(plan, *args):
-        link(plan, *args)
-        for step in plan.steps:
-            if isinstance(step, BatchNormStep):
-                step.dx_by_conv = False
-
-    monkeypatch.setattr(planner, "_batchnorm_moments_from_convs", without_dx)
+    plan_without_dx_by_conv(monkeypatch)
     other = shared_net()
     assert other.fit(x, y, batch_size=16, epochs=2, verbose=0).history["loss"] == want
     for got, expected in zip(model.get_weights(), other.get_weights(), strict=True):
