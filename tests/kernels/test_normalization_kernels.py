@@ -107,6 +107,25 @@ def test_batchnorm_statistics_stay_accurate_far_from_zero(rng):
     np.testing.assert_allclose(1 / inv_std ** 2, x.var(axis=0), rtol=1e-9)
 
 
+@pytest.mark.parametrize("channels", [5, 31, 32, 33, 70, 144])  # the kernel sums 32 at a time
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batchnorm_chunk_moments_sum_the_rows_in_order(channels, dtype, rng):
+    """Each chunk's mean and squared deviations are its rows added one after another in double
+    (a sequential cumsum, not NumPy's pairwise sum), whatever the channel count: the bits of
+    the statistics, and so of training, do not depend on how the kernel blocks the channels."""
+    x = (3 + 2 * rng.standard_normal((40, channels))).astype(dtype)
+    part = partial(x, 8)
+    normalization.batchnorm_forward_training(
+        x, None, *bn_params(rng, channels, dtype), np.empty_like(x), np.empty(channels, dtype),
+        np.empty(channels, dtype), part, 8, False, None, 0.9, 1e-3, False, np.inf, 2)
+    for k in range(5):
+        rows = x[8 * k:8 * k + 8].astype(np.float64)
+        mean = np.cumsum(rows, axis=0)[-1] / 8
+        deviation = rows - mean
+        assert np.array_equal(part[k, 0], mean)
+        assert np.array_equal(part[k, 1], np.cumsum(deviation * deviation, axis=0)[-1])
+
+
 def test_batchnorm_moving_statistics_formula(rng):
     x = rng.standard_normal((50, 4)) * 3 + 1
     gamma, beta, moving_mean, moving_var = bn_params(rng, 4, np.float64)
