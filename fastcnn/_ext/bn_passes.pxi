@@ -1,8 +1,8 @@
-# Included by normalization.pyx and conv.pyx: the passes of batch normalisation that a conv also
-# runs (normalization.h; one name for both float types): each chunk's column means and squared
-# deviations, the partial sums of the statistics, which a conv forward sums as it writes its
-# output; and the input gradient, which a conv backward makes from the normalisation's output
-# gradient as it reads it.
+# Included by normalization.pyx, conv.pyx and depthwise.pyx: the passes of batch normalisation
+# that a conv also runs (normalization.h; one name for both float types): each chunk's column
+# means and squared deviations, the partial sums of the statistics, which a conv or depthwise
+# forward sums as it writes its output; and the input gradient, which a conv backward makes from
+# the normalisation's output gradient as it reads it.
 cdef extern from "normalization.h" nogil:
     void fcnn_bn_moments_f32(const float *x, Py_ssize_t rows, Py_ssize_t c, double *mean,
                              double *m2)

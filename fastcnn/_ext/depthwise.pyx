@@ -9,6 +9,8 @@ float32 and float64 run the same SIMD code of ``depthwise.h`` (AVX-512, AVX2 or 
 ISA, chosen at import), compiled once per element type.
 
 Results do not depend on ``n_threads``: forward rows and dX rows are each computed by one thread,
+a forward's batch normalisation moments (``moments__k2c``) are each chunk's, by the function of
+normalization.pyx's own pass,
 and dW sums the output rows of the batch in the fixed chunks of ``partial__kp`` (K chunks of
 ceil(rows / K) rows; the caller derives K from the shapes), then adds the chunk sums in chunk
 order. Threads take rows and chunks one at a time ("dynamic"): on a shared host one core often
@@ -16,9 +18,11 @@ runs behind the other, and fixed halves would leave the faster one waiting.
 """
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.stdlib cimport malloc
 
 include "cpu.pxi"
 include "_threads.pxi"
+include "bn_passes.pxi"
 
 cdef extern from "depthwise.h" nogil:
     ctypedef struct fcnn_dwise_geom:
@@ -105,28 +109,65 @@ def depthwise_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c)
                       const floating[::1] bias,              # IN  (c*dm,) or None
                       floating[:, :, :, ::1] out__nhwc,      # OUT (n, oh, ow, c*dm)
                       int stride_h, int stride_w, int dilation_h, int dilation_w,
-                      int pad_top, int pad_left, int relu, int n_threads):
+                      int pad_top, int pad_left, int relu, int n_threads,
+                      double[:, :, ::1] moments__k2c=None,   # OUT (K, 2, c*dm), or None
+                      Py_ssize_t chunk_rows=1):
     """out = relu?(depthwise_conv(x, w) + bias), all NHWC; relu 0 (none), 1 (relu) or 2 (relu6):
     out[n, y, x, ch*dm + m] = bias[ch*dm + m] + sum_{i, j} w[i, j, ch, m]
     * x[n, y*stride_h + i*dilation_h - pad_top, x*stride_w + j*dilation_w - pad_left, ch],
-    with cells outside x counted as zeros."""
+    with cells outside x counted as zeros.
+
+    With ``moments__k2c``: viewing out as (n*oh*ow, c*dm) rows in chunks of ``chunk_rows`` (a
+    multiple or a divisor of oh*ow), each chunk's per-channel mean and sum of squared deviations
+    from it go to moments[k, 0] and moments[k, 1], as conv.conv2d_forward's do: the partial
+    sums of ``normalization.batchnorm_forward_training``, computed as each chunk's last image is
+    done, while it is in cache."""
     cdef fcnn_dwise_geom g = _geom(x__nhwc.shape, w__hwcm.shape, out__nhwc.shape, stride_h,
                                    stride_w, dilation_h, dilation_w, pad_top, pad_left)
     if bias is not None and bias.shape[0] != g.c * g.dm:
         raise ValueError(f"bias has {bias.shape[0]} entries, expected {g.c * g.dm}")
+    cdef Py_ssize_t pixels = <Py_ssize_t>g.oh * g.ow, co = g.c * g.dm
+    cdef Py_ssize_t total = out__nhwc.shape[0] * pixels, n_chunks = 0
+    if moments__k2c is not None:
+        if chunk_rows < 1 or pixels == 0 or (chunk_rows % pixels and pixels % chunk_rows):
+            raise ValueError(f"Expected chunk_rows to be a multiple or a divisor of the "
+                             f"{pixels} pixels of an output image, received {chunk_rows}")
+        n_chunks = (total + chunk_rows - 1) // chunk_rows
+        if (moments__k2c.shape[0] != n_chunks or moments__k2c.shape[1] != 2
+                or moments__k2c.shape[2] != co):
+            raise ValueError(f"Expected moments of shape ({n_chunks}, 2, {co}), received "
+                             f"({moments__k2c.shape[0]}, {moments__k2c.shape[1]}, "
+                             f"{moments__k2c.shape[2]})")
     if out__nhwc.size == 0:
         return
     cdef int level = fcnn_simd_level()
-    cdef Py_ssize_t rows = out__nhwc.shape[0] * g.oh, q, n
+    cdef Py_ssize_t rows = out__nhwc.shape[0] * g.oh, q, n, u, k
     cdef int threads = threads_for(rows * g.ow * g.c * g.dm * g.kh * g.kw, n_threads)
     cdef size_t image = <size_t>g.h * g.w * g.c
     cdef const floating *xp = &x__nhwc[0, 0, 0, 0] if g.h * g.w else NULL
     cdef const floating *bp = &bias[0] if bias is not None else NULL
+    cdef floating *po = &out__nhwc[0, 0, 0, 0]
+    cdef double *moments = &moments__k2c[0, 0, 0] if n_chunks else NULL
+    # With moments, a step takes the images of whole chunks (or one image of several chunks),
+    # then sums those chunks' moments while the images are in cache.
+    cdef Py_ssize_t unit = max(1, chunk_rows // pixels), count = out__nhwc.shape[0]
     with nogil:
-        for q in prange(rows, schedule="dynamic", num_threads=threads):
-            n = q // g.oh
-            _forward_row(level, &g, xp + n * image, &w__hwcm[0, 0, 0, 0], bp, relu,
-                         q - n * g.oh, &out__nhwc[n, q - n * g.oh, 0, 0])
+        if moments != NULL:
+            for u in prange((count + unit - 1) // unit, schedule="dynamic", num_threads=threads):
+                for q in range(u * unit * g.oh, min(u * unit + unit, count) * g.oh):
+                    n = q // g.oh
+                    _forward_row(level, &g, xp + n * image, &w__hwcm[0, 0, 0, 0], bp, relu,
+                                 q - n * g.oh, po + q * g.ow * co)
+                for k in range(u * unit * pixels // chunk_rows,
+                               (min(u * unit + unit, count) * pixels + chunk_rows - 1)
+                               // chunk_rows):
+                    _moments(po + k * chunk_rows * co, min(chunk_rows, total - k * chunk_rows),
+                             co, moments + k * 2 * co, moments + (k * 2 + 1) * co)
+        else:
+            for q in prange(rows, schedule="dynamic", num_threads=threads):
+                n = q // g.oh
+                _forward_row(level, &g, xp + n * image, &w__hwcm[0, 0, 0, 0], bp, relu,
+                             q - n * g.oh, po + q * g.ow * co)
 
 
 def depthwise_backward_input(const floating[:, :, :, ::1] dy__nhwc,  # IN  (n, oh, ow, c*dm)

@@ -2,10 +2,13 @@
 the output has ``c * dm`` channels, channel ``ch * dm + m`` from input channel ``ch``."""
 import math
 
+import numpy as np
+
 from .._ext import depthwise as _depthwise
 from .checks import (_check_pair, as_kernel_array, bias_array, check_apart, check_array,
                      check_index_range, check_weight_shape, epilogue_activation, memoized,
                      out_buffer, shape_arg, weights_array, window_output_shape)
+from .normalization import batchnorm_chunk_rows, batchnorm_partial_shape
 from .threads import effective_n_threads
 
 # dW's partial sums: at most this many chunks of output rows (enough for 16 threads to share),
@@ -33,9 +36,13 @@ def _geometry(x_shape, kernel_shape, strides, padding, dilation_rate, x_name="x"
 
 
 def depthwise_forward(x, kernel, bias, strides, padding, dilation_rate=(1, 1), relu=False,
-                      out=None, n_threads=None, relu6=False):
+                      out=None, n_threads=None, relu6=False, moments=None):
     """NHWC x, (kh, kw, c, dm) kernel -> NHWC out with c * dm channels, bias and relu (or with
-    ``relu6``, relu capped at 6) fused when given."""
+    ``relu6``, relu capped at 6) fused when given.
+
+    ``moments``: as conv.conv2d_forward's, a float64 array of
+    ``normalization.batchnorm_partial_shape(out.shape)`` that receives the partial sums of the
+    batch normalisation of out, for ``batchnorm_forward_training``'s ``moments_given``."""
     n_threads = effective_n_threads(n_threads)
     kernel = weights_array(kernel, "kernel", 4)
     shape, geometry = _geometry(check_array(x, "x", 4).shape, kernel.shape, strides, padding,
@@ -44,8 +51,11 @@ def depthwise_forward(x, kernel, bias, strides, padding, dilation_rate=(1, 1), r
     bias = bias_array(bias, shape[3], kernel.dtype)
     relu = epilogue_activation(relu, relu6)
     out = out_buffer(out, shape, kernel.dtype, "out")
-    check_apart({"out": out}, {"x": x, "kernel": kernel, "bias": bias})
-    _depthwise.depthwise_forward(x, kernel, bias, out, *geometry, relu, n_threads)
+    if moments is not None:
+        moments = out_buffer(moments, batchnorm_partial_shape(shape), np.float64, "moments")
+    check_apart({"out": out, "moments": moments}, {"x": x, "kernel": kernel, "bias": bias})
+    _depthwise.depthwise_forward(x, kernel, bias, out, *geometry, relu, n_threads, moments,
+                                 batchnorm_chunk_rows(shape) if moments is not None else 1)
     return out
 
 

@@ -4,6 +4,7 @@ import numpy as np
 
 from .conv import _dilated_canvas
 from .dense import _store_biased
+from .normalization import _chunk_moments
 from .window import _windows
 
 
@@ -22,7 +23,9 @@ def _padded(a, out_shape, w__hwcm, stride_h, stride_w, dilation_h, dilation_w, p
 
 
 def depthwise_forward(x__nhwc, w__hwcm, bias, out__nhwc, stride_h, stride_w, dilation_h,
-                      dilation_w, pad_top, pad_left, relu, n_threads):
+                      dilation_w, pad_top, pad_left, relu, n_threads, moments__k2c=None,
+                      chunk_rows=1):
+    """The depthwise convolution; moments (unless None) of out's rows in chunks of chunk_rows."""
     n, oh, ow, co = out__nhwc.shape
     c, dm = w__hwcm.shape[2:]
     xp = _padded(x__nhwc, out__nhwc.shape, w__hwcm, stride_h, stride_w, dilation_h, dilation_w,
@@ -32,6 +35,8 @@ def depthwise_forward(x__nhwc, w__hwcm, bias, out__nhwc, stride_h, stride_w, dil
         acc += _windows(xp, di, dj, oh, ow, stride_h, stride_w)[..., None] * w__hwcm[i, j]
     acc = acc.reshape(n, oh, ow, co)
     _store_biased(acc, bias, relu, out__nhwc)
+    if moments__k2c is not None:
+        moments__k2c[...] = _chunk_moments(out__nhwc.reshape(-1, co), chunk_rows)
 
 def depthwise_backward_input(dy__nhwc, w__hwcm, dx__nhwc, stride_h, stride_w, dilation_h,
                              dilation_w, pad_top, pad_left, n_threads):

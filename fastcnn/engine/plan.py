@@ -25,7 +25,8 @@
   goes to ``BatchNormStep`` instead.
 - **a conv's backward makes BN's dx**: a linear plain Conv2D read only by a training
   BatchNormStep without an Add sums that step's statistics in its forward (its
-  ``batchnorm_moments``), and, when its kernel trains, makes the step's dx in its backward
+  ``batchnorm_moments``, which a DepthwiseConv2D's forward also takes, with or without an
+  Add), and, when its kernel trains, makes the step's dx in its backward
   (``BatchNormStep.dx_by_conv``): the step runs its sums pass only and leaves what the dx pass
   needs in the conv's context, and the conv's backward makes each image's dx from dy as it
   reads it.
@@ -557,16 +558,17 @@ def _hand_off_relu_gradients(calls, step_of_call, sole_reader):
 
 
 def _batchnorm_moments_from_convs(plan, calls, step_of_call, sole_reader):
-    """A linear plain Conv2D read only by a BatchNormStep's BatchNormalization, which trains
-    with the batch's statistics, sums their per-chunk partials as it writes its output (its
-    ``batchnorm_moments`` flag), and leaves its context in a slot of its own past the graph's,
-    which the BatchNormStep reads: the normalisation then reads its input once, and the conv's
-    backward may make the step's dx (``dx_by_conv``: see the module's docstring). Plans with a
-    backward pass only, whose forward keeps every buffer (a shared forward would lend the
-    sums' buffer to the next step)."""
+    """A linear plain Conv2D or DepthwiseConv2D read only by a BatchNormStep's
+    BatchNormalization, which trains with the batch's statistics, sums their per-chunk partials
+    as it writes its output (its ``batchnorm_moments`` flag), and leaves its context in a slot
+    of its own past the graph's, which the BatchNormStep reads: the normalisation then reads its
+    input once, and a Conv2D's backward may make the step's dx (``dx_by_conv``: see the
+    module's docstring). Plans with a backward pass only, whose forward keeps every buffer (a
+    shared forward would lend the sums' buffer to the next step)."""
     for i, c in enumerate(calls):
         conv = step_of_call.get(i)
-        if not (isinstance(conv, LayerStep) and _kind(c.layer) == "conv2d"
+        kind = _kind(c.layer)
+        if not (isinstance(conv, LayerStep) and kind in ("conv2d", "depthwise2d")
                 and c.layer.activation == "linear"):
             continue
         bn = sole_reader(c.outputs[0], "batchnorm")
@@ -581,7 +583,8 @@ def _batchnorm_moments_from_convs(plan, calls, step_of_call, sole_reader):
         # normalisation's dx from its dy, as it reads it for its own dW and dX (which needs the
         # conv's kernel trained: its dW pass is the one that reads dy).
         routes = plan.grad_routes[plan.steps.index(conv)]
-        step.dx_by_conv = step.add is None and bool(routes) and routes[0] is not None
+        step.dx_by_conv = (kind == "conv2d" and step.add is None and bool(routes)
+                           and routes[0] is not None)
 
 
 def _trained_weights(step):

@@ -3,9 +3,12 @@ and for the separable one a 1x1 convolution mixing the channels after it. Keras 
 weights (depthwise ``(kh, kw, c, depth_multiplier)``, pointwise ``(1, 1, c * depth_multiplier,
 filters)``) and output channel order (channel ``ch * depth_multiplier + m`` from input channel
 ``ch``); channels_last only."""
+import numpy as np
+
 from .. import constraints, initializers, regularizers
 from .._ops import conv, depthwise
 from .._ops.checks import positive_int
+from .._ops.normalization import batchnorm_partial_shape
 from .activation import ActivationMixin, normalize_activation
 from .arguments import normalize_padding, normalize_tuple, window_output_hw
 from .base import Layer
@@ -70,9 +73,9 @@ class _DepthwiseBase(ActivationMixin, Layer):
     def _geometry(self):
         return dict(strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate)
 
-    def _depthwise_forward(self, x, kernel, bias, relu, out):
+    def _depthwise_forward(self, x, kernel, bias, relu, out, moments=None):
         return depthwise.depthwise_forward(x, kernel, bias, **self._geometry(), relu=relu,
-                                           out=out)
+                                           out=out, moments=moments)
 
     def _depthwise_backward(self, x, dz, kernel, dw, db, ctx, need_dx):
         """dW (and db) into the engine's buffers when trained, and dX when asked for."""
@@ -130,9 +133,13 @@ class DepthwiseConv2D(_DepthwiseBase):
 
     def forward(self, x, ctx, training):
         ctx.x = x
+        shape = self.compute_output_shape(x.shape)
+        # The BatchNormalization reading z may take its statistics' partial sums from here.
+        ctx.moments = (ctx.buffer("moments", batchnorm_partial_shape(shape), np.float64)
+                       if ctx.batchnorm_moments else None)
         z = self._depthwise_forward(x, self.kernel, self.bias,
                                     self._pending_activation(ctx) == "relu",
-                                    ctx.buffer("z", self.compute_output_shape(x.shape)))
+                                    ctx.buffer("z", shape), ctx.moments)
         return self._activate(z, ctx, relu_fused=True)
 
     def backward(self, dy, ctx, need_dx):

@@ -245,3 +245,46 @@ def test_batches_smaller_than_a_chunk(batch):
     model.set_weights(start)
     for got, want in zip(linked, one_step(model, x, upstream, False)):
         np.testing.assert_array_equal(got, want)
+
+
+def inverted_residual_net(seed=0):
+    """MobileNetV2's block: 1x1 conv -> BN -> relu6, depthwise -> BN -> relu6, 1x1 conv -> BN
+    -> Add; then a strided depthwise -> BN -> relu, and a depthwise with a relu of its own, whose
+    BN sums its own statistics."""
+    fastcnn.utils.set_random_seed(seed)
+    inputs = fastcnn.Input((8, 8, 8))
+    a = layers.Activation("relu6")(layers.BatchNormalization()(
+        layers.Conv2D(24, 1, use_bias=False)(inputs)))
+    b = layers.Activation("relu6")(layers.BatchNormalization()(
+        layers.DepthwiseConv2D(3, padding="same", use_bias=False)(a)))
+    c = layers.Add()([inputs, layers.BatchNormalization()(layers.Conv2D(8, 1)(b))])
+    d = layers.Activation("relu")(layers.BatchNormalization()(layers.DepthwiseConv2D(
+        3, strides=2, padding="same", depth_multiplier=2)(c)))
+    e = layers.Activation("relu6")(layers.BatchNormalization()(
+        layers.DepthwiseConv2D(3, activation="relu")(d)))
+    outputs = layers.Dense(3)(layers.GlobalAveragePooling2D()(e))
+    model = fastcnn.Model(inputs, outputs)
+    model.compile(fastcnn.optimizers.SGD(0.05), "mse")
+    return model
+
+
+def test_a_depthwise_conv_sums_its_batchnorms_statistics_bitwise():
+    """A linear DepthwiseConv2D read by a training BN step sums its statistics too (not one
+    with a relu); its backward leaves the BN's dx to the step. Training gives the bits of the
+    BN steps' own statistics passes."""
+    x, _ = data(40)
+    model = inverted_residual_net()
+    model.build((None, 8, 8, 8))
+    plan = training_plan(model)
+    kinds = [type(s.layer).__name__ for s in linked_convs(plan)]
+    assert kinds == ["Conv2D", "DepthwiseConv2D", "Conv2D", "DepthwiseConv2D"]
+    readers = {s.conv_slot: s for s in plan.steps if isinstance(s, BatchNormStep)}
+    assert [readers[s.conv_slot].dx_by_conv for s in linked_convs(plan)] == [
+        True, False, False, False]  # the second 1x1 conv's BN feeds the Add
+    upstream = np.random.default_rng(2).standard_normal((len(x), 3)).astype(np.float32)
+    start = model.get_weights()
+    linked = one_step(model, x, upstream, True)
+    model.set_weights(start)
+    alone = one_step(model, x, upstream, False)
+    for got, want in zip(linked, alone):
+        np.testing.assert_array_equal(got, want)

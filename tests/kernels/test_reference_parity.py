@@ -798,6 +798,18 @@ DEPTHWISE_RELU6 = [((2, 9, 8, 70, 1), (3, 3), (1, 1), (1, 1), "same", True, 2),
                    ((1, 9, 8, 3, 3), (3, 3), (1, 1), (1, 1), "same", False, 2)]
 
 
+def depthwise_forward_cases(rng, dtype):
+    """The grid, then its linear cases again with moments, in chunks of a third of an output
+    image (rounded down to a divisor) and of two images, the last one short."""
+    yield from forward_cases(DEPTHWISE + DEPTHWISE_RELU6, depthwise_operands)(rng, dtype)
+    for case in DEPTHWISE:
+        x, w, bias, dy, geometry, _ = depthwise_operands(rng, dtype, case)
+        n, oh, ow, co = dy.shape
+        for rows in (oh * ow // max(d for d in (1, 2, 3) if oh * ow % d == 0), 2 * oh * ow):
+            yield (x, w, bias, unset(dy.shape, dtype), *geometry, 0, THREADS,
+                   np.full((-(-n * oh * ow // rows), 2, co), np.nan), rows)
+
+
 def depthwise_operands(rng, dtype, case):
     """x, w, bias (or None), dy, the geometry (strides, dilation, pad_top, pad_left), relu."""
     (n, h, w, c, dm), (kh, kw), (sh, sw), (rh, rw), padding, bias, relu = case
@@ -996,7 +1008,7 @@ CASES = {
     "conv2d_transpose_backward_weight": conv2d_transpose_backward_weight,
     "conv2d_maxpool_forward": conv2d_maxpool_forward,
     "conv2d_maxpool_backward": conv2d_maxpool_backward,
-    "depthwise_forward": forward_cases(DEPTHWISE + DEPTHWISE_RELU6, depthwise_operands),
+    "depthwise_forward": depthwise_forward_cases,
     "depthwise_backward_input": backward_input_cases(DEPTHWISE, depthwise_operands),
     # dW then db per chunk, in 3 chunks
     "depthwise_backward_weight": backward_weight_cases(
