@@ -163,13 +163,21 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile_core)(const int CBMAX, const int P1, const 
 /* R rows x FCNN_W*NV output channels: broadcast one tap value per FMA against the dY row. With DB
  * the last row sums dY itself, into db, in place of a tap: the same registers, and no second pass
  * over dY (it had cost as much as the product on conv1 of the MNIST net, whose 9 taps leave 3 of
- * the 12 rows spare anyway). */
+ * the 12 rows spare anyway). Where neighbouring windows do not overlap along a row and a pixel's
+ * step is wide (FCNN_DW_WIDE bytes or more, as a 1x1 conv's of many channels), the tile's taps
+ * are a line or two of each window, a different one for each tile, so each sweep reads new lines
+ * at a stride the hardware prefetcher misses: the tile asks for the lines FCNN_DW_AHEAD pixels
+ * ahead itself. Overlapping windows reuse their lines from pixel to pixel, and the prefetches
+ * would only take load slots. */
 FCNN_INLINE void FCNN_NAME(fcnn_dw_tile)(const int R, const int NV, const int DB,
                                          const FCNN_TN(fcnn_dw_job) *jb, const int *koff, int nr,
                                          const FCNN_T *dy, FCNN_T *dw, FCNN_T *db)
 {
     const int px_row = jb->px_row, px_col = jb->px_col, dy_px = jb->dy_px, oh = jb->oh;
     const int ow = jb->ow, dw_row = jb->dw_row;
+    const int ahead = px_col >= jb->kwci && px_col * (int)sizeof(FCNN_T) >= FCNN_DW_WIDE
+                          ? FCNN_DW_AHEAD * px_col
+                          : 0;
     FCNN_VT acc[FCNN_PMAX][4];
     int o[FCNN_PMAX];
 #pragma GCC unroll 24
@@ -187,6 +195,10 @@ FCNN_INLINE void FCNN_NAME(fcnn_dw_tile)(const int R, const int NV, const int DB
         const FCNN_T *xr = jb->x + (size_t)y * px_row;
         for (int xq = 0; xq < ow; xq++, xr += px_col, dy += dy_px) {
             FCNN_VT d[4];
+            if (ahead) {
+                __builtin_prefetch(xr + ahead + o[0]);
+                __builtin_prefetch(xr + ahead + o[R - DB - 1]);
+            }
 #pragma GCC unroll 4
             for (int v = 0; v < NV; v++)
                 d[v] = FCNN_LDW(dy + FCNN_W * v);

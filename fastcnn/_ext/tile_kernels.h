@@ -93,6 +93,11 @@ typedef struct {
     FCNN_T *db;
 } FCNN_TN(fcnn_dw_job);
 
+/* dW's software prefetch (conv_tiles.h's fcnn_dw_tile): pixels ahead, and the narrowest row of x
+ * in bytes that it is for. */
+#define FCNN_DW_AHEAD 16
+#define FCNN_DW_WIDE 256
+
 #define FCNN_W FCNN_W512
 #include "conv_tiles.h"
 #define FCNN_W FCNN_W256
