@@ -30,12 +30,13 @@
  * d = LOAD (loaded whatever G is, so that the select needs no branch and the loop
  * vectorises). */
 #define FCNN_BN_SUMS_LOOP(T, LOAD, G, STORE)                                                       \
-    for (ptrdiff_t j = 0; j < c; j++) {                                                            \
+    for (ptrdiff_t jj = 0; jj < w_; jj++) {                                                        \
+        const ptrdiff_t j = j0 + jj;                                                               \
         T d = LOAD;                                                                                \
         T g = (G);                                                                                 \
         double xhat = ((double)xr[j] - mean[j]) * inv_std[j];                                      \
-        sum_g[j] += g;                                                                             \
-        sum_gx[j] += g * xhat;                                                                     \
+        sg_[jj] += g;                                                                              \
+        sgx_[jj] += g * xhat;                                                                      \
         STORE;                                                                                     \
     }
 
@@ -62,9 +63,10 @@
         dxr[j] = (T)((double)gamma[j] * inv_std[j] * (g - mean_g[j] - xhat * mean_gx[j]));         \
     }
 
-/* Channels per block of fcnn_bn_moments: a full block's sums stay in registers across the rows
- * (4 AVX-512 vectors of doubles), where sums in memory cost a load and a store per vector and
- * row. Each column is still summed row by row from 0, so the bits do not depend on it. */
+/* Channels per block of fcnn_bn_moments and fcnn_bn_grad_sums: a full block's sums stay in
+ * registers across the rows (4 AVX-512 vectors of doubles each), where sums in memory cost a load
+ * and a store per vector and row. Each column is still summed row by row from 0, so the bits do
+ * not depend on it. */
 #define FCNN_BN_BLOCK 32
 
 /* The moments of columns j0 .. j0+W-1 (W <= FCNN_BN_BLOCK). */
@@ -91,6 +93,29 @@
         for (ptrdiff_t j = 0; j < w_; j++) {                                                       \
             mean[j0 + j] = s_[j];                                                                  \
             m2[j0 + j] = q_[j];                                                                    \
+        }                                                                                          \
+    } while (0)
+
+/* grad_sums' sums of columns j0 .. j0+W-1 (W <= FCNN_BN_BLOCK), in registers as the moments'. */
+#define FCNN_BN_SUMS_BLOCK(T, W)                                                                   \
+    do {                                                                                           \
+        double sg_[FCNN_BN_BLOCK], sgx_[FCNN_BN_BLOCK];                                            \
+        const ptrdiff_t w_ = (W);                                                                  \
+        for (ptrdiff_t jj = 0; jj < w_; jj++)                                                      \
+            sg_[jj] = sgx_[jj] = 0;                                                                \
+        for (ptrdiff_t r = 0; r < rows; r++) {                                                     \
+            const T *xr = x + r * c, *dyr = dy + r * c, *rr = res ? res + r * c : NULL;            \
+            T *gr = g_out ? g_out + r * c : NULL;                                                  \
+            if (dy2) {                                                                             \
+                const T *d2r = dy2 + r * c;                                                        \
+                FCNN_BN_SUMS_CASES(T, dyr[j] + d2r[j])                                             \
+            } else {                                                                               \
+                FCNN_BN_SUMS_CASES(T, dyr[j])                                                      \
+            }                                                                                      \
+        }                                                                                          \
+        for (ptrdiff_t jj = 0; jj < w_; jj++) {                                                    \
+            sum_g[j0 + jj] = sg_[jj];                                                              \
+            sum_gx[j0 + jj] = sgx_[jj];                                                            \
         }                                                                                          \
     } while (0)
 
@@ -141,29 +166,20 @@
                                                                                                    \
     /* g = dy (+ dy2, a second part of the gradient, unless NULL), or with relu that where the     \
      * forward's value before the relu (recomputed from x and res as the forward computed it) is   \
-     * in (0, cap) and 0 elsewhere. Over `rows` rows: the column                                      \
-     * sums of g and of g * xhat, xhat = (x - mean) * inv_std, in double; g also goes to g_out     \
-     * unless it is NULL. Each case has its own loop, without branches, so that it vectorises. */  \
+     * in (0, cap) and 0 elsewhere. Over `rows` rows: the column sums of g and of g * xhat,       \
+     * xhat = (x - mean) * inv_std, in double; g also goes to g_out unless it is NULL. Each case   \
+     * has its own loop, without branches, so that it vectorises. */                               \
     ATTR static void fcnn_bn_grad_sums_##SUFFIX(                                                   \
         const T *x, const T *dy, const T *dy2, const T *res, ptrdiff_t rows, ptrdiff_t c,          \
         const T *restrict mean, const T *restrict inv_std, const T *restrict scale,                \
         const T *restrict beta, int relu, T cap, T *g_out, double *restrict sum_g,                 \
         double *restrict sum_gx)                                                                   \
     {                                                                                              \
-        for (ptrdiff_t j = 0; j < c; j++) {                                                        \
-            sum_g[j] = 0;                                                                          \
-            sum_gx[j] = 0;                                                                         \
-        }                                                                                          \
-        for (ptrdiff_t r = 0; r < rows; r++) {                                                     \
-            const T *xr = x + r * c, *dyr = dy + r * c, *rr = res ? res + r * c : NULL;            \
-            T *gr = g_out ? g_out + r * c : NULL;                                                  \
-            if (dy2) {                                                                             \
-                const T *d2r = dy2 + r * c;                                                        \
-                FCNN_BN_SUMS_CASES(T, dyr[j] + d2r[j])                                             \
-            } else {                                                                               \
-                FCNN_BN_SUMS_CASES(T, dyr[j])                                                      \
-            }                                                                                      \
-        }                                                                                          \
+        ptrdiff_t j0 = 0;                                                                          \
+        for (; j0 + FCNN_BN_BLOCK <= c; j0 += FCNN_BN_BLOCK)                                       \
+            FCNN_BN_SUMS_BLOCK(T, FCNN_BN_BLOCK);                                                  \
+        if (j0 < c)                                                                                \
+            FCNN_BN_SUMS_BLOCK(T, c - j0);                                                         \
     }                                                                                              \
                                                                                                    \
     /* dx = gamma * inv_std * (g - mean_g - xhat * mean_gx) over `rows` rows, in double, with g    \

@@ -10,7 +10,7 @@ from fastcnn import _reference as ref
 from fastcnn._ext import normalization
 from conftest import bn_params, numeric_grad
 
-BN_SHAPES = [(1, 3), (7, 5), (300, 17)]  # (rows M, channels C)
+BN_SHAPES = [(1, 3), (7, 5), (300, 17), (64, 70)]  # (rows M, channels C); 70: blocks of 32 + 6
 
 
 def relu_args(relu):
