@@ -167,17 +167,14 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile_core)(const int CBMAX, const int P1, const 
  * step is wide (FCNN_DW_WIDE bytes or more, as a 1x1 conv's of many channels), the tile's taps
  * are a line or two of each window, a different one for each tile, so each sweep reads new lines
  * at a stride the hardware prefetcher misses: the tile asks for the lines FCNN_DW_AHEAD pixels
- * ahead itself. Overlapping windows reuse their lines from pixel to pixel, and the prefetches
- * would only take load slots. */
-FCNN_INLINE void FCNN_NAME(fcnn_dw_tile)(const int R, const int NV, const int DB,
+ * ahead itself (PF: a separate compilation, so that other tiles keep their loop). Overlapping
+ * windows reuse their lines from pixel to pixel, and the prefetches would only take load slots. */
+FCNN_INLINE void FCNN_NAME(fcnn_dw_tile)(const int R, const int NV, const int DB, const int PF,
                                          const FCNN_TN(fcnn_dw_job) *jb, const int *koff, int nr,
                                          const FCNN_T *dy, FCNN_T *dw, FCNN_T *db)
 {
     const int px_row = jb->px_row, px_col = jb->px_col, dy_px = jb->dy_px, oh = jb->oh;
-    const int ow = jb->ow, dw_row = jb->dw_row;
-    const int ahead = px_col >= jb->kwci && px_col * (int)sizeof(FCNN_T) >= FCNN_DW_WIDE
-                          ? FCNN_DW_AHEAD * px_col
-                          : 0;
+    const int ow = jb->ow, dw_row = jb->dw_row, ahead = FCNN_DW_AHEAD * px_col;
     FCNN_VT acc[FCNN_PMAX][4];
     int o[FCNN_PMAX];
 #pragma GCC unroll 24
@@ -195,7 +192,7 @@ FCNN_INLINE void FCNN_NAME(fcnn_dw_tile)(const int R, const int NV, const int DB
         const FCNN_T *xr = jb->x + (size_t)y * px_row;
         for (int xq = 0; xq < ow; xq++, xr += px_col, dy += dy_px) {
             FCNN_VT d[4];
-            if (ahead) {
+            if (PF) {
                 __builtin_prefetch(xr + ahead + o[0]);
                 __builtin_prefetch(xr + ahead + o[R - DB - 1]);
             }
@@ -240,8 +237,11 @@ FCNN_INLINE void FCNN_NAME(fcnn_dw_taps)(const int R, const int NV, const int DB
         const int k = k0 + fcnn_min(r, nr - 1), a = k / kwci;
         koff[r] = a * jb->k_row + (k - a * kwci);
     }
-    FCNN_NAME(fcnn_dw_tile)(R, NV, DB, jb, koff, nr, jb->dy + b0,
-                            jb->dw + (size_t)k0 * jb->dw_row + b0, DB ? jb->db + b0 : NULL);
+    FCNN_T *dw = jb->dw + (size_t)k0 * jb->dw_row + b0, *db = DB ? jb->db + b0 : NULL;
+    if (jb->px_col >= jb->kwci && jb->px_col * (int)sizeof(FCNN_T) >= FCNN_DW_WIDE)
+        FCNN_NAME(fcnn_dw_tile)(R, NV, DB, 1, jb, koff, nr, jb->dy + b0, dw, db);
+    else
+        FCNN_NAME(fcnn_dw_tile)(R, NV, DB, 0, jb, koff, nr, jb->dy + b0, dw, db);
 }
 
 /* All taps for the channel block at b0, R at a time, the first tile also summing db, and the

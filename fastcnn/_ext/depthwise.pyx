@@ -9,11 +9,10 @@ float32 and float64 run the same SIMD code of ``depthwise.h`` (AVX-512, AVX2 or 
 ISA, chosen at import), compiled once per element type.
 
 Results do not depend on ``n_threads``: forward rows and dX rows are each computed by one thread,
-a forward's batch normalisation moments (``moments__k2c``) are each chunk's, by the function of
-normalization.pyx's own pass,
-and dW sums the output rows of the batch in the fixed chunks of ``partial__kp`` (K chunks of
-ceil(rows / K) rows; the caller derives K from the shapes), then adds the chunk sums in chunk
-order. Threads take rows and chunks one at a time ("dynamic"): on a shared host one core often
+a forward's batch normalisation moments (``moments__k2c``) chunk by chunk with the function of
+normalization.pyx's own pass, and dW sums the output rows of the batch in the fixed chunks of
+``partial__kp`` (K chunks of ceil(rows / K) rows; the caller derives K from the shapes), then
+adds the chunk sums in chunk order. Threads take rows and chunks one at a time ("dynamic"): on a shared host one core often
 runs behind the other, and fixed halves would leave the faster one waiting.
 """
 from cython cimport floating
