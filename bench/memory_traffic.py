@@ -33,8 +33,7 @@ import fastcnn  # noqa: E402
 from fastcnn import layers  # noqa: E402
 from fastcnn._ext import normalization as _normalization  # noqa: E402
 from fastcnn._ops.threads import simd_path  # noqa: E402
-from fastcnn.engine.graph import FlatGraph  # noqa: E402
-from fastcnn.engine.plan import BatchNormStep, LayerStep, make_plan  # noqa: E402
+from fastcnn.engine.plan import BatchNormStep, LayerStep  # noqa: E402
 
 ANCHORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..",
                        "shared", "anchors", "keras_zoo.py")
@@ -46,13 +45,6 @@ def anchor_net(name):
     scope = {"keras": fastcnn, "layers": layers}
     exec(source[source.index("def conv_bn"):source.index("\nrng = ")], scope)
     return scope[name]()
-
-
-def training_plan(model):
-    graph = model._built_graph()
-    outputs = model._outputs_for(graph, use_compiled=True)
-    return make_plan(FlatGraph(graph, True), True, loss_outputs=[True] * len(outputs),
-                     logits_ok=model._logits_ok(graph, outputs))
 
 
 def per_image(tensor):
@@ -104,7 +96,8 @@ def main():
     model = anchor_net(args.net)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.build((None, 32, 32, 3))
-    plan = training_plan(model)
+    graph = model._built_graph()
+    plan = model._training_plan(graph, model._outputs_for(graph, use_compiled=True))
     totals, kinds = np.zeros(3), {}
     for step in plan.steps:
         moved = np.array(step_bytes(step, plan), dtype=float)

@@ -477,13 +477,17 @@ class Trainer:
         return sum(o._weight_regularizers[i](o._weights[i]) for o, i in self._trained_owners()
                    if o._weight_regularizers[i] is not None)
 
+    def _training_plan(self, graph, outputs):
+        """The plan a fit runs for ``graph`` and its compiled ``outputs``."""
+        return make_plan(FlatGraph(graph, True, self.trainable), self.fuse,
+                         loss_outputs=[o.loss is not None for o in outputs],
+                         logits_ok=self._logits_ok(graph, outputs))
+
     def _training_run(self, graph, outputs):
         """(execution, updates) for training ``graph``: its plan's execution, and the
         (regularized, constrained) weights, listed once: like Keras, a change of ``trainable``
         takes effect at the next fit."""
-        plan = make_plan(FlatGraph(graph, True, self.trainable), self.fuse,
-                         loss_outputs=[o.loss is not None for o in outputs],
-                         logits_ok=self._logits_ok(graph, outputs))
+        plan = self._training_plan(graph, outputs)
         execution = Execution(plan)
         gradient_of = {id(w): g for w, g in zip(plan.trained, execution.gradients)}
         owners = [(o, i) for o, i in self._trained_owners() if id(o._weights[i]) in gradient_of]

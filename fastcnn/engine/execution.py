@@ -33,8 +33,8 @@ class CallContext:
     - planner flags: ``emit_logits`` (return the logits of a final softmax), ``defer_relu_grad``
       (leave the relu backward to the reader of the output), ``apply_input_relu_grad`` (the
       input is a relu's output: apply its backward to dX), ``batchnorm_moments`` (a linear
-      Conv2D read by a training BatchNormalization only: leave the partial sums of its
-      statistics in ``ctx.moments``); then ``batchnorm_dx``: None, or (set by that
+      Conv2D or DepthwiseConv2D read by a training BatchNormalization only: leave the partial
+      sums of its statistics in ``ctx.moments``); then ``batchnorm_dx``: None, or (set by that
       normalisation's backward) what the conv's backward needs to make the normalisation's
       dx from the gradient it gets, the normalisation's dy;
     - ``first_sample``: the index of the batch's first sample in the whole batch it is one

@@ -23,13 +23,12 @@
   reading the BN (the first of two such folds reading one Add takes it), whose other input the
   conv kernel adds in its epilogue before the activation; a DepthwiseConv2D's BN feeding an Add
   goes to ``BatchNormStep`` instead.
-- **a conv's backward makes BN's dx**: a linear plain Conv2D read only by a training
-  BatchNormStep without an Add sums that step's statistics in its forward (its
-  ``batchnorm_moments``, which a DepthwiseConv2D's forward also takes, with or without an
-  Add), and, when its kernel trains, makes the step's dx in its backward
-  (``BatchNormStep.dx_by_conv``): the step runs its sums pass only and leaves what the dx pass
-  needs in the conv's context, and the conv's backward makes each image's dx from dy as it
-  reads it.
+- **a conv's backward makes BN's dx**: a linear plain Conv2D or DepthwiseConv2D read only by a
+  training BatchNormStep sums that step's statistics in its forward (its
+  ``batchnorm_moments``). A Conv2D whose kernel trains, read by a step without an Add, also
+  makes the step's dx in its backward (``BatchNormStep.dx_by_conv``): the step runs its sums
+  pass only and leaves what the dx pass needs in the conv's context, and the conv's backward
+  makes each image's dx from dy as it reads it.
 - **relu-gradient handoff**: a layer ending in relu whose output feeds nothing but a max pooling,
   a Conv2D or a fused conv + max-pool step leaves its relu backward to that reader, which
   applies it in its own pass (a Conv2D in its dX kernel, on each image while it is in cache).

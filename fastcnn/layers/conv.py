@@ -3,13 +3,11 @@
 Conv1D runs the 2-D kernels on images of height 1: its (steps, channels) inputs and its
 (kernel_size, channels, filters) kernel are reshaped views, never copies.
 """
-import numpy as np
-
 from .._ops import conv
 from .._ops.checks import positive_int
-from .._ops.normalization import batchnorm_partial_shape
 from .arguments import normalize_padding, normalize_tuple, window_output_hw
 from .kernel import KernelLayer
+from .normalization import conv_moments_buffer
 
 
 def normalize_groups(groups, filters):
@@ -132,8 +130,7 @@ class Conv2D(_Conv):
         ctx.x = x
         shape = self.compute_output_shape(x.shape)
         # The BatchNormalization reading z may take its statistics' partial sums from here.
-        ctx.moments = (ctx.buffer("moments", batchnorm_partial_shape(shape), np.float64)
-                       if ctx.batchnorm_moments else None)
+        ctx.moments = conv_moments_buffer(ctx, shape)
         z = self._forward_2d(x, self.kernel, ctx.buffer("z", shape), ctx, ctx.moments)
         return self._activate(z, ctx, relu_fused=True)
 

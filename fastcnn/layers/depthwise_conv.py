@@ -3,15 +3,13 @@ and for the separable one a 1x1 convolution mixing the channels after it. Keras 
 weights (depthwise ``(kh, kw, c, depth_multiplier)``, pointwise ``(1, 1, c * depth_multiplier,
 filters)``) and output channel order (channel ``ch * depth_multiplier + m`` from input channel
 ``ch``); channels_last only."""
-import numpy as np
-
 from .. import constraints, initializers, regularizers
 from .._ops import conv, depthwise
 from .._ops.checks import positive_int
-from .._ops.normalization import batchnorm_partial_shape
 from .activation import ActivationMixin, normalize_activation
 from .arguments import normalize_padding, normalize_tuple, window_output_hw
 from .base import Layer
+from .normalization import conv_moments_buffer
 
 
 def normalize_data_format(data_format):
@@ -135,8 +133,7 @@ class DepthwiseConv2D(_DepthwiseBase):
         ctx.x = x
         shape = self.compute_output_shape(x.shape)
         # The BatchNormalization reading z may take its statistics' partial sums from here.
-        ctx.moments = (ctx.buffer("moments", batchnorm_partial_shape(shape), np.float64)
-                       if ctx.batchnorm_moments else None)
+        ctx.moments = conv_moments_buffer(ctx, shape)
         z = self._depthwise_forward(x, self.kernel, self.bias,
                                     self._pending_activation(ctx) == "relu",
                                     ctx.buffer("z", shape), ctx.moments)

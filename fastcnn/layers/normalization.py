@@ -9,6 +9,14 @@ from .._ops import normalization
 from .base import Layer
 
 
+def conv_moments_buffer(ctx, shape):
+    """A conv's buffer for the partial sums of the statistics of the training
+    BatchNormalization reading its output of ``shape`` (the planner's ``batchnorm_moments``),
+    or None."""
+    return (ctx.buffer("moments", normalization.batchnorm_partial_shape(shape), np.float64)
+            if ctx.batchnorm_moments else None)
+
+
 class BatchNormalization(Layer):
     """Normalise each channel: ``(x - mean) / sqrt(var + epsilon) * gamma + beta``.
 
