@@ -1,36 +1,41 @@
-"""How many kernel threads fit's training steps use, chosen by watching them.
+"""How fit's training steps use the kernel threads, chosen by watching them: how many threads,
+and whether each is pinned to a core of its own.
 
 A training step runs many short parallel loops, each ending at a barrier. When another process
-keeps one of the cores busy, the kernel thread that shares that core holds every barrier back
-now and then for a whole time slice, and n threads become slower than n - 1. Results are
-bitwise the same for any thread count, so the count can change between steps with no effect on
-them.
+keeps one of the cores busy, three runnable threads share two cores: the scheduler now and then
+puts both kernel threads on one core while the other process has the second, and the barriers
+wait for whichever thread is off its core. Pinned each to a core of its own, the threads keep
+one core and a half between them (the loops hand out their work units dynamically, so the
+thread on the shared core takes fewer), and 2 threads beat 1. Results are bitwise the same for
+any thread count and placement, so both can change between steps with no effect on them.
 
 ``StepThreads`` compares the steps' CPU time with their wall time. While the threads have their
 cores the two agree (an OpenMP thread waiting at a barrier spins, and spinning counts); when a
 core is taken, the process gets less CPU than wall time x threads while the machine has no idle
 CPU left (/proc/stat, where there is one: a thread that sleeps at barriers under a passive wait
-policy also uses less, but leaves its core idle), and the next steps run with one thread
-fewer. Below the full count it times a few steps with one thread more now and then
-(at doubling intervals while that loses), and keeps that count when its steps are faster, so
-the threads come back once the core is free. On an idle machine it keeps every thread and
-never probes. A model keeps its StepThreads from fit to fit (``new_fit`` at each), so that a
-loop of short fits finds a taken core once.
+policy also uses less, but leaves its core idle). Then it times the next move down for a few
+steps and keeps it when faster: the threads pinned, or, once pinned, one thread fewer. Below
+the full count it times one thread more now and then; each wait doubles while its move is
+undone or loses. A window of steps at every thread that gets its full CPU unpins the threads.
+On an idle machine it keeps every thread unpinned and never times anything. A model keeps its
+StepThreads from fit to fit (``new_fit`` at each), so that a loop of short fits finds a taken
+core once.
 """
 import os
 import statistics
 import time
 from collections import deque
+from contextlib import nullcontext
 
 from ._ops import threads
 
 WINDOW = 8           # steps over which CPU time is compared with wall time
 LOST_CORE = 0.85     # CPU time below this share of wall time x threads: a core is taken,
 NO_IDLE = 0.15       # when the machine's idle CPU time is below this share of wall time
-PROBE = 6            # steps timed at one thread more (their mean: the slow steps count)
-FASTER = 0.9         # one thread more is kept when its steps take less than this share
-UP_WAIT = 128        # steps after a drop before one thread more is timed
-DOWN_WAIT = 128      # steps after a drop was undone before a thread is dropped again
+PROBE = 6            # steps timed for a move (their mean: the slow steps count)
+FASTER = 0.9         # a move is kept when its steps take less than this share
+UP_WAIT = 128        # steps after a move down before one thread more is timed
+DOWN_WAIT = 128      # steps after a move down lost before the next is timed
 LAST_WAIT = 2048     # the longest wait either way (each doubles while its move is undone)
 
 
@@ -46,52 +51,60 @@ def system_idle_seconds():
 
 
 class StepThreads:
-    """Run fit's steps with the thread count that is fastest now: ``run(step, samples)`` calls
-    ``step()`` with the kernels capped at the count chosen and times it. ``full`` is the count
-    the user set (set_num_threads, OMP_NUM_THREADS or the cores); ``clock`` and ``cpu_clock``
-    are the wall and process-CPU clocks and ``idle_clock`` the machine's idle CPU time (None:
-    system_idle_seconds), parameters for the tests."""
+    """Run fit's steps with the threads that are fastest now: ``run(step, samples)`` calls
+    ``step()`` with the kernels capped at the count chosen, on the cores chosen, and times it.
+    ``full`` is the count the user set (set_num_threads, OMP_NUM_THREADS or the cores);
+    ``current`` the count used and ``cpus`` the cores the team is pinned to (None: unpinned).
+    ``clock`` and ``cpu_clock`` are the wall and process-CPU clocks, ``idle_clock`` the
+    machine's idle CPU time (None: system_idle_seconds), ``spread_cpus`` and ``pinned_team``
+    choose cores and pin a team to them (threads'); parameters for the tests."""
 
     def __init__(self, full, clock=time.perf_counter, cpu_clock=time.process_time,
-                 idle_clock=None):
+                 idle_clock=None, spread_cpus=threads.spread_cpus,
+                 pinned_team=threads.pinned_team):
         self.full = self.current = full
+        self.cpus = None
         self.clock, self.cpu_clock = clock, cpu_clock
         self.idle_clock = idle_clock or system_idle_seconds
-        self._recent = deque(maxlen=PROBE)  # seconds per sample of the latest steps at this count
+        self.spread_cpus, self.pinned_team = spread_cpus, pinned_team
+        self._recent = deque(maxlen=PROBE)  # seconds per sample of the latest steps as they run
         self._window_steps = 0
         self._window_start = None  # the wall, cpu and idle clocks when the window began
-        self._probe = None      # seconds per sample of the steps at one thread more so far
+        self._move = None    # (direction, count, cpus) of the move being timed
+        self._pinning_lost = False  # pinned threads were timed slower: move down by a thread
+        self._probe = []     # seconds per sample of its steps so far
         self._wait = {"up": UP_WAIT, "down": 0}       # steps before the next move that way
         self._interval = {"up": UP_WAIT, "down": DOWN_WAIT}
 
     def new_fit(self):
         """A fit begins: the window of steps starts again (the time since the last fit's steps
-        is no step's), while the thread count and the waits go on from the last fit."""
+        is no step's), while the threads and the waits go on from the last fit."""
         self._window_steps = 0
 
     def run(self, step, samples):
         if self.full < 2 or samples == 0:
             step()
             return
-        count = self.current + 1 if self._probe is not None else self.current
+        count, cpus = self._move[1:] if self._move else (self.current, self.cpus)
+        pinned = self.pinned_team(cpus[:count]) if cpus and count > 1 else nullcontext()
         start, cpu = self.clock(), self.cpu_clock()
-        with threads.capped_threads(count):
+        with threads.capped_threads(count), pinned:
             step()
         per_sample = (self.clock() - start) / samples
-        if self._probe is not None:
-            self._probe_step(per_sample)
+        if self._move is not None:
+            self._timed(per_sample)
         else:
             self._recent.append(per_sample)
             self._watch(start, cpu)
 
     def _watch(self, start, cpu):
         """Count the step towards the next move: one thread more timed, now and then, below
-        the full count; one thread fewer when a window of steps got less CPU than its threads'
-        wall time."""
+        the full count; a move down timed when a window of steps got less CPU than its
+        threads' wall time; the threads unpinned when a window at every thread got all of it."""
         self._wait["up"] -= 1
         self._wait["down"] -= 1
         if self.current < self.full and self._wait["up"] <= 0 and len(self._recent) == PROBE:
-            self._probe = []
+            self._move = ("up", self.current + 1, self.cpus)
             return
         if self._window_steps == 0:
             self._window_start = (start, cpu, self.idle_clock())
@@ -99,29 +112,43 @@ class StepThreads:
         if self._window_steps < WINDOW:
             return
         self._window_steps = 0
-        if self.current < 2 or self._wait["down"] > 0:
+        if self.current < 2:
             return
         wall_start, cpu_start, idle_start = self._window_start
         wall, used = self.clock() - wall_start, self.cpu_clock() - cpu_start
         idle = self.idle_clock()
         free = idle - idle_start if idle is not None and idle_start is not None else 0.0
-        if wall > 0 and used < LOST_CORE * wall * self.current and free < NO_IDLE * wall:
-            self.current -= 1
-            self._recent.clear()
-            self._wait["up"] = self._interval["up"] = UP_WAIT
+        lost = wall > 0 and used < LOST_CORE * wall * self.current and free < NO_IDLE * wall
+        if not lost:
+            if self.current == self.full:
+                self.cpus, self._pinning_lost = None, False
+        elif self._wait["down"] <= 0 and len(self._recent) == PROBE:
+            cpus = None if self.cpus or self._pinning_lost else self.spread_cpus(self.full)
+            self._move = (("down", self.current, cpus) if cpus
+                          else ("down", self.current - 1, self.cpus))
 
-    def _probe_step(self, per_sample):
+    def _timed(self, per_sample):
+        """One more step of the move being timed; after PROBE, keep it or not."""
         self._probe.append(per_sample)
         if len(self._probe) < PROBE:
             return
+        direction, count, cpus = self._move
         faster = statistics.fmean(self._probe) < FASTER * statistics.fmean(self._recent)
-        self._probe = None
-        if faster:  # the core is free again; if that undid a drop at once, drop later next time
-            self.current += 1
+        self._move, self._probe = None, []
+        self._window_steps = 0
+        if faster:
+            self.current, self.cpus = count, cpus
             self._recent.clear()
-            self._wait["down"] = self._interval["down"]
+        if direction == "up" and faster:  # the core is free again; if that undid a move down
+            self._wait["down"] = self._interval["down"]         # at once, move later next time
             self._interval["down"] = min(2 * self._interval["down"], LAST_WAIT)
-        else:  # the drop was right: wait longer before timing one thread more again
+        elif direction == "up":  # the move down was right: wait longer before timing one more
             self._wait["up"] = self._interval["up"]
             self._interval["up"] = min(2 * self._interval["up"], LAST_WAIT)
             self._interval["down"] = DOWN_WAIT
+        elif faster:
+            self._wait["up"] = self._interval["up"] = UP_WAIT
+        else:  # the move down lost: wait longer before timing the next
+            self._pinning_lost = self._pinning_lost or count == self.current
+            self._wait["down"] = self._interval["down"]
+            self._interval["down"] = min(2 * self._interval["down"], LAST_WAIT)

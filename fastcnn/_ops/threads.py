@@ -118,6 +118,40 @@ def capped_threads(n):
         _cap.n = previous
 
 
+def spread_cpus(n):
+    """Distinct logical CPUs, one for each thread of the calling thread's team of n threads:
+    the CPU a thread runs on now, unless another took it first, else the lowest this process
+    may use that no thread has. None where threads cannot be pinned, or the process may use
+    fewer than n CPUs."""
+    if n < 2 or not runtime.can_pin():
+        return None
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    now = runtime.team_cpus(n) if len(allowed) >= n else None
+    if now is None:
+        return None
+    spread = []
+    for cpu in now.tolist():
+        spread.append(cpu if cpu in allowed and cpu not in spread else None)
+    free = iter(c for c in allowed if c not in spread)
+    return [next(free) if cpu is None else cpu for cpu in spread]
+
+
+@contextmanager
+def pinned_team(cpus):
+    """Within it, thread t of the calling thread's team of len(cpus) threads runs on logical CPU
+    cpus[t] alone, as every kernel's parallel loop from this thread reuses that team; after
+    it, each has its own CPUs again. Where pinning fails, nothing is pinned."""
+    previous = runtime.pin_team(cpus)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            runtime.restore_team(previous)
+
+
 def simd_path():
     from .._ext import conv
     return conv.simd_path()

@@ -22,6 +22,10 @@ from conftest import (assert_close, bn_params, every_opcode_program, out_and_pad
 EXEMPT = {
     "openmp_enabled": "reports whether the build has OpenMP",
     "simd_path": "reports the SIMD code path of a module's kernels",
+    "can_pin": "reports whether threads can be pinned to CPUs",
+    "team_cpus": "reports the CPU each thread of the kernels' team runs on",
+    "pin_team": "places the kernels' threads on CPUs (tests/api/test_step_threads.py)",
+    "restore_team": "places the kernels' threads on CPUs (tests/api/test_step_threads.py)",
 }
 # Arguments the kernel uses as scratch and the twin leaves alone.
 SCRATCH = {"partial__k2c": "batch normalisation's per-chunk column sums",
