@@ -13,11 +13,11 @@ any thread count and placement, so both can change between steps with no effect 
 cores the two agree (an OpenMP thread waiting at a barrier spins, and spinning counts); when a
 core is taken, the process gets less CPU than wall time x threads while the machine has no idle
 CPU left (/proc/stat, where there is one: a thread that sleeps at barriers under a passive wait
-policy also uses less, but leaves its core idle). Then it times the next move down for a few
-steps and keeps it when faster: the threads pinned, or, once pinned, one thread fewer. Below
-the full count it times one thread more now and then; each wait doubles while its move is
-undone or loses. A window of steps at every thread that gets its full CPU unpins the threads.
-On an idle machine it keeps every thread unpinned and never times anything. A model keeps its
+policy also uses less, but leaves its core idle). Then it pins the threads, each to a core of
+its own, where it can; once they are pinned (or where they cannot be), it times one thread
+fewer for a few steps and keeps that count when faster. Below the full count it times one
+thread more now and then; each wait doubles while its move is undone or loses. A window of
+steps at every thread that gets its full CPU unpins the threads. On an idle machine it keeps every thread unpinned and never times anything. A model keeps its
 StepThreads from fit to fit (``new_fit`` at each), so that a loop of short fits finds a taken
 core once.
 """
@@ -70,8 +70,7 @@ class StepThreads:
         self._recent = deque(maxlen=PROBE)  # seconds per sample of the latest steps as they run
         self._window_steps = 0
         self._window_start = None  # the wall, cpu and idle clocks when the window began
-        self._move = None    # (direction, count, cpus) of the move being timed
-        self._pinning_lost = False  # pinned threads were timed slower: move down by a thread
+        self._move = None    # (direction, count, cpus) of the thread count being timed
         self._probe = []     # seconds per sample of its steps so far
         self._wait = {"up": UP_WAIT, "down": 0}       # steps before the next move that way
         self._interval = {"up": UP_WAIT, "down": DOWN_WAIT}
@@ -99,8 +98,9 @@ class StepThreads:
 
     def _watch(self, start, cpu):
         """Count the step towards the next move: one thread more timed, now and then, below
-        the full count; a move down timed when a window of steps got less CPU than its
-        threads' wall time; the threads unpinned when a window at every thread got all of it."""
+        the full count; when a window of steps got less CPU than its threads' wall time, the
+        threads pinned, or (pinned already, or where they cannot be) one thread fewer timed;
+        the threads unpinned when a window at every thread got all of it."""
         self._wait["up"] -= 1
         self._wait["down"] -= 1
         if self.current < self.full and self._wait["up"] <= 0 and len(self._recent) == PROBE:
@@ -121,11 +121,12 @@ class StepThreads:
         lost = wall > 0 and used < LOST_CORE * wall * self.current and free < NO_IDLE * wall
         if not lost:
             if self.current == self.full:
-                self.cpus, self._pinning_lost = None, False
+                self.cpus = None
+        elif self.cpus is None and (cpus := self.spread_cpus(self.full)):
+            self.cpus = cpus
+            self._recent.clear()
         elif self._wait["down"] <= 0 and len(self._recent) == PROBE:
-            cpus = None if self.cpus or self._pinning_lost else self.spread_cpus(self.full)
-            self._move = (("down", self.current, cpus) if cpus
-                          else ("down", self.current - 1, self.cpus))
+            self._move = ("down", self.current - 1, self.cpus)
 
     def _timed(self, per_sample):
         """One more step of the move being timed; after PROBE, keep it or not."""
@@ -149,6 +150,5 @@ class StepThreads:
         elif faster:
             self._wait["up"] = self._interval["up"] = UP_WAIT
         else:  # the move down lost: wait longer before timing the next
-            self._pinning_lost = self._pinning_lost or count == self.current
             self._wait["down"] = self._interval["down"]
             self._interval["down"] = min(2 * self._interval["down"], LAST_WAIT)
