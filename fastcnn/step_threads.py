@@ -17,9 +17,9 @@ policy also uses less, but leaves its core idle). Then it pins the threads, each
 its own, where it can; once they are pinned (or where they cannot be), it times one thread
 fewer for a few steps and keeps that count when faster. Below the full count it times one
 thread more now and then; each wait doubles while its move is undone or loses. A window of
-steps at every thread that gets its full CPU unpins the threads. On an idle machine it keeps every thread unpinned and never times anything. A model keeps its
-StepThreads from fit to fit (``new_fit`` at each), so that a loop of short fits finds a taken
-core once.
+steps at every thread that gets its full CPU unpins the threads. On an idle machine it keeps
+every thread unpinned and never times anything. A model keeps its StepThreads from fit to fit
+(``new_fit`` at each), so that a loop of short fits finds a taken core once.
 """
 import os
 import statistics
@@ -70,7 +70,7 @@ class StepThreads:
         self._recent = deque(maxlen=PROBE)  # seconds per sample of the latest steps as they run
         self._window_steps = 0
         self._window_start = None  # the wall, cpu and idle clocks when the window began
-        self._move = None    # (direction, count, cpus) of the thread count being timed
+        self._move = None    # (direction, count) of the thread count being timed
         self._probe = []     # seconds per sample of its steps so far
         self._wait = {"up": UP_WAIT, "down": 0}       # steps before the next move that way
         self._interval = {"up": UP_WAIT, "down": DOWN_WAIT}
@@ -84,8 +84,8 @@ class StepThreads:
         if self.full < 2 or samples == 0:
             step()
             return
-        count, cpus = self._move[1:] if self._move else (self.current, self.cpus)
-        pinned = self.pinned_team(cpus[:count]) if cpus and count > 1 else nullcontext()
+        count = self._move[1] if self._move else self.current
+        pinned = self.pinned_team(self.cpus[:count]) if self.cpus and count > 1 else nullcontext()
         start, cpu = self.clock(), self.cpu_clock()
         with threads.capped_threads(count), pinned:
             step()
@@ -104,7 +104,7 @@ class StepThreads:
         self._wait["up"] -= 1
         self._wait["down"] -= 1
         if self.current < self.full and self._wait["up"] <= 0 and len(self._recent) == PROBE:
-            self._move = ("up", self.current + 1, self.cpus)
+            self._move = ("up", self.current + 1)
             return
         if self._window_steps == 0:
             self._window_start = (start, cpu, self.idle_clock())
@@ -126,19 +126,19 @@ class StepThreads:
             self.cpus = cpus
             self._recent.clear()
         elif self._wait["down"] <= 0 and len(self._recent) == PROBE:
-            self._move = ("down", self.current - 1, self.cpus)
+            self._move = ("down", self.current - 1)
 
     def _timed(self, per_sample):
         """One more step of the move being timed; after PROBE, keep it or not."""
         self._probe.append(per_sample)
         if len(self._probe) < PROBE:
             return
-        direction, count, cpus = self._move
+        direction, count = self._move
         faster = statistics.fmean(self._probe) < FASTER * statistics.fmean(self._recent)
         self._move, self._probe = None, []
         self._window_steps = 0
         if faster:
-            self.current, self.cpus = count, cpus
+            self.current = count
             self._recent.clear()
         if direction == "up" and faster:  # the core is free again; if that undid a move down
             self._wait["down"] = self._interval["down"]         # at once, move later next time
