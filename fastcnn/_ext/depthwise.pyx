@@ -12,8 +12,9 @@ Results do not depend on ``n_threads``: forward rows and dX rows are each comput
 a forward's batch normalisation moments (``moments__k2c``) chunk by chunk with the function of
 normalization.pyx's own pass, and dW sums the output rows of the batch in the fixed chunks of
 ``partial__kp`` (K chunks of ceil(rows / K) rows; the caller derives K from the shapes), then
-adds the chunk sums in chunk order. Threads take rows and chunks one at a time ("dynamic"): on a shared host one core often
-runs behind the other, and fixed halves would leave the faster one waiting.
+adds the chunk sums in chunk order. Threads take rows and chunks one at a time ("dynamic"): on a
+shared host one core often runs behind the other, and fixed halves would leave the faster one
+waiting.
 """
 from cython cimport floating
 from cython.parallel cimport prange

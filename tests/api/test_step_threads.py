@@ -1,7 +1,7 @@
 """fit's StepThreads: on a machine model where steps at each thread count, pinned or not, take
 known times and get known CPU, it keeps the full count unpinned while the cores are free (timing
-nothing); when one core is taken it pins the threads or drops one, whichever is timed faster,
-and undoes that when the core is free again. In a real fit, changing the count and pinning the
+nothing); when one core is taken it pins the threads (where it can), then drops one if that is
+timed faster, and undoes both when the core is free again. In a real fit, changing the count and pinning the
 team between steps leave the weights bitwise the same, and the pins hold during the step only."""
 import os
 from contextlib import contextmanager
@@ -111,7 +111,7 @@ def test_the_thread_comes_back_when_the_core_is_free_again():
     assert governor.current == 2 and machine.counts[-50:] == [2] * 50
 
 
-def test_a_taken_core_pins_the_threads_when_that_is_faster():
+def test_a_taken_core_pins_the_threads_and_keeps_them_while_they_beat_one_fewer():
     machine = Machine(**BUSY_PINNABLE)
     governor = governed(machine, pinning=True)
     for _ in range(3000):
