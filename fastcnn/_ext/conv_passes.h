@@ -32,32 +32,62 @@ static size_t fcnn_canvas_size(const fcnn_geom *g)
     return fcnn_needs_canvas(g) ? (size_t)fcnn_canvas_h(g) * fcnn_canvas_w(g) * g->ci : 0;
 }
 
-/* dX works one of two ways. Usually (kw*ci >= 16) the tile computes, for each kernel row a, the
- * dY pixel's column-matrix row dY . W_a^T and adds it straight into the window it came from:
- * col2im fused into the epilogue. When kw*ci < 16 (first layers) those rows would fill a fraction
- * of a vector, so instead the whole column-matrix row dY . W^T (kh*kw*ci wide) is stored to
- * scratch and then added into the window by plain loops. */
+/* dX works one of three ways.
+ * - Where the input is no larger than the output and the stride is 1 ("same" padding), dX is the
+ *   forward convolution of dY, padded by (kh-1-pt, kw-1-pl), with the kernel turned 180 degrees
+ *   and its channels swapped: no multiply falls on padding, and the forward tile keeps its K of
+ *   kh*kw*co in registers and stores each pixel once.
+ * - Otherwise (a valid or strided conv, whose full convolution would multiply padding), when
+ *   kw*ci >= 16, the tile computes for each kernel row a the dY pixel's column-matrix row
+ *   dY . W_a^T and adds it straight into the window it came from: col2im fused into the epilogue.
+ * - When kw*ci < 16 (first layers) those rows would fill a fraction of a vector, so instead the
+ *   whole column-matrix row dY . W^T (kh*kw*ci wide) is stored to scratch and then added into the
+ *   window by plain loops. */
 static int fcnn_dx_narrow(const fcnn_geom *g) { return g->kw * g->ci < 16; }
 
-/* Packed weights for fcnn_dx_image: W^T (co, kh*kw*ci) when narrow, else W_a^T (co, kw*ci) for
- * each kernel row a, by fcnn_pack_cols, in blocks of fcnn_dx_block. */
+static int fcnn_dx_as_forward(const fcnn_geom *g)
+{
+    return g->sh == 1 && g->sw == 1 && !fcnn_dx_narrow(g) && g->pt < g->kh && g->pl < g->kw
+           && (long)g->h * g->w <= (long)g->oh * g->ow;
+}
+
+/* The forward convolution that is dX: input dY (oh, ow, co), output dx (h, w, ci). */
+static fcnn_geom fcnn_dx_forward_geom(const fcnn_geom *g)
+{
+    const fcnn_geom t = {g->oh, g->ow, g->co, g->kh, g->kw, g->ci, g->h, g->w, 1, 1,
+                         g->kh - 1 - g->pt, g->kw - 1 - g->pl};
+    return t;
+}
+
+/* Packed weights for fcnn_dx_image, by fcnn_pack_cols in blocks of fcnn_dx_block: as forward,
+ * the turned kernel (kh*kw*co, ci); when narrow, W^T (co, kh*kw*ci); else W_a^T (co, kw*ci) for
+ * each kernel row a. */
 static int fcnn_dx_block(int level, const fcnn_geom *g, int size)
 {
+    if (fcnn_dx_as_forward(g))
+        return fcnn_block(level, g->ci, size);
     return fcnn_block(level, fcnn_dx_narrow(g) ? g->kh * g->kw * g->ci : g->kw * g->ci, size);
 }
 
 static size_t fcnn_dx_packed_size(int level, const fcnn_geom *g, int size)
 {
     const int kwci = g->kw * g->ci, cb = fcnn_dx_block(level, g, size);
+    if (fcnn_dx_as_forward(g))
+        return fcnn_packed_size(g->kh * g->kw * g->co, g->ci, cb);
     if (fcnn_dx_narrow(g))
         return fcnn_packed_size(g->co, g->kh * kwci, cb);
     return (size_t)g->kh * fcnn_packed_size(g->co, kwci, cb);
 }
 
-/* Per-thread scratch elements for fcnn_dx_image: the canvas, then the narrow case's column rows. */
+/* Per-thread scratch elements for fcnn_dx_image: the canvas (of padded dY as forward), then the
+ * narrow case's column rows. */
 static size_t fcnn_dx_scratch_size(const fcnn_geom *g)
 {
     const size_t cols = (size_t)g->oh * g->ow * fcnn_round16(g->kh * g->kw * g->ci);
+    if (fcnn_dx_as_forward(g)) {
+        const fcnn_geom t = fcnn_dx_forward_geom(g);
+        return fcnn_canvas_size(&t);
+    }
     return fcnn_canvas_size(g) + (fcnn_dx_narrow(g) ? cols : 0);
 }
 
@@ -203,6 +233,17 @@ static void FCNN_TN(fcnn_forward_image)(int level, const fcnn_geom *g, const FCN
 static void FCNN_TN(fcnn_pack_dx)(int level, const FCNN_T *w, const fcnn_geom *g, FCNN_T *dst)
 {
     const int kwci = g->kw * g->ci, cb = fcnn_dx_block(level, g, sizeof(FCNN_T));
+    if (fcnn_dx_as_forward(g)) {
+        /* block blk's rows t*co .. t*co+co-1 are tap t of the turned kernel: tap kk-1-t of W,
+         * read (co, ci) with the channels swapped */
+        const int kk = g->kh * g->kw;
+        for (int b0 = 0, blk = 0; b0 < g->ci; b0 += cb, blk++)
+            for (int t = 0; t < kk; t++)
+                FCNN_TN(fcnn_pack_cols)(w + ((size_t)(kk - 1 - t) * g->ci + b0) * g->co, g->co,
+                                        fcnn_min(cb, g->ci - b0), 1, g->co, cb,
+                                        dst + ((size_t)blk * kk + t) * g->co * cb);
+        return;
+    }
     if (fcnn_dx_narrow(g)) {
         FCNN_TN(fcnn_pack_cols)(w, g->co, g->kh * kwci, 1, g->co, cb, dst);
         return;
@@ -216,6 +257,11 @@ static void FCNN_TN(fcnn_pack_dx)(int level, const FCNN_T *w, const fcnn_geom *g
 static void FCNN_TN(fcnn_dx_image)(int level, const fcnn_geom *g, const FCNN_T *wt,
                                    const FCNN_T *dy, FCNN_T *dx, FCNN_T *scratch)
 {
+    if (fcnn_dx_as_forward(g)) {
+        const fcnn_geom t = fcnn_dx_forward_geom(g);
+        FCNN_TN(fcnn_forward_image)(level, &t, wt, NULL, 0, dy, dx, scratch);
+        return;
+    }
     const int canvas_used = fcnn_needs_canvas(g);
     FCNN_T *dst = canvas_used ? scratch : dx;
     const int hd = canvas_used ? fcnn_canvas_h(g) : g->h, wd = canvas_used ? fcnn_canvas_w(g) : g->w;
@@ -250,7 +296,9 @@ static void FCNN_TN(fcnn_dx_image)(int level, const fcnn_geom *g, const FCNN_T *
 }
 
 /* dw (kh*kw*ci, round16(co)) += windows(x)^T . dy for one image, and db (co) += the column sums of
- * dy unless db is NULL; pixels in row-major order. */
+ * dy unless db is NULL; pixels in row-major order. The tiles run over bands of output rows whose
+ * dY and input rows fit in fcnn_band_bytes, each band through all of them: a tile takes its sums
+ * up where the band before left them, so each element is summed in the same order. */
 static void FCNN_TN(fcnn_dw_image)(int level, const fcnn_geom *g, const FCNN_T *x,
                                    const FCNN_T *dy, FCNN_T *dw, FCNN_T *db, FCNN_T *scratch)
 {
@@ -267,9 +315,15 @@ static void FCNN_TN(fcnn_dw_image)(int level, const fcnn_geom *g, const FCNN_T *
         d = pad;
         dy_px = c16;
     }
-    const FCNN_TN(fcnn_dw_job) jb = {src, g->sh * row, g->sw * g->ci, row, g->kh, g->kw * g->ci,
-                                     d, dy_px, g->oh, g->ow, co, dw, c16, db};
-    FCNN_TN(fcnn_dw)(level, &jb);
+    const size_t row_bytes = ((size_t)g->ow * dy_px + (size_t)g->sh * row) * sizeof(FCNN_T);
+    const int band = (int)(fcnn_band_bytes / row_bytes > 1 ? fcnn_band_bytes / row_bytes : 1);
+    for (int y0 = 0; y0 < g->oh; y0 += band) {
+        const FCNN_TN(fcnn_dw_job) jb = {src + (size_t)y0 * g->sh * row, g->sh * row,
+                                         g->sw * g->ci, row, g->kh, g->kw * g->ci,
+                                         d + (size_t)y0 * g->ow * dy_px, dy_px,
+                                         fcnn_min(band, g->oh - y0), g->ow, co, dw, c16, db};
+        FCNN_TN(fcnn_dw)(level, &jb);
+    }
 }
 
 /* y (npix, c) = y + bias (unless NULL), then max(y, 0) with relu (keeping NaN): the epilogue of

@@ -4,6 +4,7 @@
 # compilation of the same code; the fused wrappers here pick one by the type of their arguments.
 cdef extern from "tile_kernels.h" nogil:
     int fcnn_panel_bytes_set(int bytes)
+    long fcnn_band_bytes_set(long bytes)
 
 cdef extern from "pack.h" nogil:
     enum: FCNN_IMAGES_PER_PARTIAL
@@ -96,3 +97,9 @@ def _set_panel_bytes(n):
     """Bounds the weight-panel bytes of one forward sweep (for tests of the K slicing); returns
     the bound it replaces."""
     return fcnn_panel_bytes_set(n)
+
+
+def _set_band_bytes(n):
+    """Bounds the bytes of dY and input rows in one band of the dW pass (for tests of the
+    banding); returns the bound it replaces."""
+    return fcnn_band_bytes_set(n)

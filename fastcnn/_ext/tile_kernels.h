@@ -38,6 +38,12 @@
  * the C library's L1 size where it knows it. */
 static int fcnn_panel_bytes = 16384;
 
+/* The most bytes of dY and input rows one band of a dW pass reads (conv_passes.h's
+ * fcnn_dw_image): half the L2 cache. Every dW tile sweeps its band once, so a band kept in L2
+ * is read from there by all the tiles; a whole 64x64 image of 32 channels and its 16-channel dY
+ * (800 KB) was streamed from L3 by each of its 48 tiles. Set at load like fcnn_panel_bytes. */
+static long fcnn_band_bytes = 262144;
+
 __attribute__((constructor)) static void fcnn_panel_init(void)
 {
 #ifdef _SC_LEVEL1_DCACHE_SIZE
@@ -45,13 +51,24 @@ __attribute__((constructor)) static void fcnn_panel_init(void)
     if (l1 >= 8192 && l1 <= (1L << 24))
         fcnn_panel_bytes = (int)(l1 / 2);
 #endif
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (l2 >= 65536 && l2 <= (1L << 30))
+        fcnn_band_bytes = l2 / 2;
+#endif
 }
 
-/* Lets tests cut K into slices of any size; returns the previous bound. */
+/* Let tests cut K into slices, and dW's rows into bands, of any size; return the previous bound. */
 static int fcnn_panel_bytes_set(int bytes)
 {
     const int old = fcnn_panel_bytes;
     fcnn_panel_bytes = fcnn_imax(bytes, 1);
+    return old;
+}
+static long fcnn_band_bytes_set(long bytes)
+{
+    const long old = fcnn_band_bytes;
+    fcnn_band_bytes = bytes > 1 ? bytes : 1;
     return old;
 }
 

@@ -105,6 +105,60 @@ def test_forward_in_k_slices_matches_reference(case, relu, conv_panel_bytes, sim
     assert_close(got, want, np.float32)
 
 
+# Stride 1 with "same" padding and kw*c_in >= 16: dX runs as the forward convolution of padded
+# dY by the kernel turned 180 degrees with its channels swapped. Odd and even kernels (an even
+# one pads less before than after), one and more 16-channel blocks of c_in, c_out off the grid.
+AS_FORWARD = [((1, 1), (16, 5)), ((3, 3), (8, 37)), ((5, 5), (6, 70)), ((2, 3), (70, 16)),
+              ((4, 4), (20, 3)), ((3, 3), (16, 16))]
+
+
+@pytest.mark.parametrize("kernel, channels", AS_FORWARD, ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_same_padding_dx_as_a_forward_convolution_matches_reference(kernel, channels, dtype,
+                                                                    simd_path):
+    (ci, co) = channels
+    rng = np.random.default_rng(ci * co)
+    x, wt, bias, dy, geo = conv_case(rng, dtype, 3, 9, 7, ci, co, kernel, (1, 1), "same")
+    want = np.empty_like(x)
+    ref.conv2d_backward_input(dy, wt, want, *geo, 1)
+    first = None
+    for n_threads in (1, 2, 3):
+        got = np.full_like(x, np.nan)
+        conv.conv2d_backward_input(dy, wt, got, *geo, n_threads)
+        assert_close(got, want, dtype)
+        if first is None:
+            first = got
+        np.testing.assert_array_equal(got, first)
+
+
+@pytest.mark.parametrize("band_bytes", [1, 5000])
+@pytest.mark.parametrize("kernel, strides, channels", [((3, 3), (1, 1), (16, 16)),
+                                                       ((2, 3), (2, 1), (5, 37)),
+                                                       ((1, 1), (1, 1), (70, 20))], ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_gradient_in_row_bands_is_bitwise_unbanded(band_bytes, kernel, strides, channels,
+                                                          dtype, simd_path):
+    """dW over bands of output rows (one row each, or a few) sums every element in the order of
+    one sweep over the whole image: the same bits, db included."""
+    ci, co = channels
+    rng = np.random.default_rng(ci + co)
+    x, wt, bias, dy, geo = conv_case(rng, dtype, 3, 11, 9, ci, co, kernel, strides, "same")
+    got = []
+    for bound in (band_bytes, 1 << 30):
+        previous = conv._set_band_bytes(bound)
+        try:
+            dw, db = np.empty_like(wt), np.empty_like(bias)
+            conv.conv2d_backward_weight(x, dy, dw, db, *geo, 2)
+        finally:
+            conv._set_band_bytes(previous)
+        got.append((dw, db))
+    np.testing.assert_array_equal(got[0][0], got[1][0])
+    np.testing.assert_array_equal(got[0][1], got[1][1])
+    want = np.empty_like(wt)
+    ref.conv2d_backward_weight(x, dy, want, None, *geo, 1)
+    assert_close(got[0][0], want, dtype)
+
+
 # (kernel, c_in, c_out): dW tiles of one vector of channels take 24 taps (the first 23 and db)
 # then the last ones 8 at a time on AVX-512; tap counts below, at and past those heights.
 DW_TAPS = [((1, 1), 5, 16), ((1, 1), 23, 10), ((1, 1), 24, 16), ((3, 3), 3, 16),
@@ -162,6 +216,7 @@ def test_inconsistent_shapes_raise():
     ((3, 3), (1, 1), "valid", (32, 64)),
     ((3, 3), (1, 1), "same", (3, 37)),
     ((2, 3), (2, 1), "same", (5, 70)),
+    ((3, 3), (1, 1), "same", (16, 37)),
 ], ids=grid_id)
 def test_thread_count_does_not_change_results(case, simd_path):
     # 19 images make eight dW chunks (6, 4, 3, 2, 1, 1, 1, 1), so partial sums really are split
@@ -175,13 +230,15 @@ def test_thread_count_does_not_change_results(case, simd_path):
             assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("kernel, strides, padding", [
-    ((3, 2), (2, 1), "same"),
-    ((3, 3), (2, 2), "valid"),
+@pytest.mark.parametrize("kernel, strides, padding, ci", [
+    ((3, 2), (2, 1), "same", 3),
+    ((3, 3), (2, 2), "valid", 3),
+    ((3, 3), (1, 1), "same", 6),  # dX as a forward convolution
+    ((2, 4), (1, 1), "same", 5),
 ])
-def test_gradients_by_central_differences(kernel, strides, padding):
+def test_gradients_by_central_differences(kernel, strides, padding, ci):
     rng = np.random.default_rng(7)
-    x, wt, bias, g_out, geo = conv_case(rng, np.float64, 2, 5, 6, 3, 4, kernel, strides, padding)
+    x, wt, bias, g_out, geo = conv_case(rng, np.float64, 2, 5, 6, ci, 4, kernel, strides, padding)
 
     def loss():
         out = np.empty(g_out.shape)
@@ -219,10 +276,11 @@ def test_forward_residual_is_the_add_before_the_activation_bitwise(relu, dtype, 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
-def test_backward_input_applies_the_input_relus_backward_bitwise(dtype, n_threads, simd_path):
+@pytest.mark.parametrize("ci", [3, 8])
+def test_backward_input_applies_the_input_relus_backward_bitwise(dtype, n_threads, ci, simd_path):
     """With relu_output (x, a relu's output), dX is the plain dX zeroed where x <= 0."""
     rng = np.random.default_rng(4)
-    x, wt, _, dy, geo = conv_case(rng, dtype, 5, 7, 6, 3, 20, (3, 3), (1, 1), "same")
+    x, wt, _, dy, geo = conv_case(rng, dtype, 5, 7, 6, ci, 20, (3, 3), (1, 1), "same")
     relu_output = np.maximum(x, 0)
     want, got = np.empty_like(x), np.empty_like(x)
     conv.conv2d_backward_input(dy, wt, want, *geo, n_threads)
@@ -258,10 +316,11 @@ def test_residual_and_relu_output_are_checked():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
 @pytest.mark.parametrize("input_relu", [False, True])
-def test_backward_in_one_pass_is_bitwise_the_two_kernels(dtype, n_threads, input_relu,
-                                                         simd_path):
+@pytest.mark.parametrize("strides, ci", [((2, 1), 5), ((1, 1), 8)])
+def test_backward_in_one_pass_is_bitwise_the_two_kernels(dtype, n_threads, input_relu, strides,
+                                                         ci, simd_path):
     rng = np.random.default_rng(6)
-    x, wt, bias, dy, geo = conv_case(rng, dtype, 11, 7, 6, 5, 20, (3, 3), (2, 1), "same")
+    x, wt, bias, dy, geo = conv_case(rng, dtype, 11, 7, 6, ci, 20, (3, 3), strides, "same")
     if input_relu:
         x = np.maximum(x, 0)
     dw, db, dx = np.empty_like(wt), np.empty_like(bias), np.empty_like(x)
@@ -276,12 +335,13 @@ def test_backward_in_one_pass_is_bitwise_the_two_kernels(dtype, n_threads, input
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
 @pytest.mark.parametrize("relu_max", [None, np.inf, 6.0], ids=["linear", "relu", "relu6"])
-def test_backward_makes_the_batchnorm_dx_bitwise(dtype, n_threads, relu_max, simd_path):
+@pytest.mark.parametrize("ci", [5, 6])  # dX of 3*5 columns by its narrow tiles, of 3*6 as forward
+def test_backward_makes_the_batchnorm_dx_bitwise(dtype, n_threads, relu_max, ci, simd_path):
     """With a training batch normalisation of the conv's output, the one-pass backward takes
     that normalisation's dy and gives the gradients that its dx (batchnorm_backward's) gives."""
     from fastcnn._ops import normalization
     rng = np.random.default_rng(7)
-    x, wt, bias, _, geo = conv_case(rng, dtype, 11, 7, 6, 5, 20, (3, 3), (1, 1), "same")
+    x, wt, bias, _, geo = conv_case(rng, dtype, 11, 7, 6, ci, 20, (3, 3), (1, 1), "same")
     z = np.empty((11, 7, 6, 20), dtype)
     conv.conv2d_forward(x, wt, bias, z, None, *geo, 0, 1, n_threads)
     gamma = (rng.random(20) + 0.5).astype(dtype)
