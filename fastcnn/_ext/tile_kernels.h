@@ -14,7 +14,9 @@
  *                                        epilogue = scatter-add into the (padded) dX image (col2im
  *                                        fused; see fcnn_dx_image for narrow first layers)
  *   dW       rows = (kh, kw, ci) taps,   panel = dY pixels (co),               reduction over pixels
- * dX this way does no multiplications by the zeros a "full" convolution of padded dY would.
+ * dX this way does no multiplications by the zeros a "full" convolution of padded dY would; a
+ * stride-1 "same" conv, whose full convolution has no such zeros, runs its dX as the forward
+ * (fcnn_dx_image).
  */
 #ifndef FCNN_F64
 #ifndef FASTCNN_TILE_KERNELS_H
