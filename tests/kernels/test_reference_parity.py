@@ -622,6 +622,7 @@ CONVS = [  # (n, h, w, c_in, c_out), kernel, strides, padding, bias, relu
     ((2, 9, 7, 3, 16), (3, 3), (2, 2), "same", True, True),
     ((1, 6, 5, 8, 37), (2, 3), (2, 1), "same", False, True),
     ((2, 8, 10, 5, 70), (3, 3), (2, 2), "valid", False, False),
+    ((2, 7, 6, 6, 20), (3, 3), (1, 1), "same", True, False),  # dX as the forward
 ]
 # relu 2: the forward kernels' relu6 (capped at 6; outputs of these sizes pass 6 often)
 CONVS_RELU6 = [((2, 9, 7, 3, 16), (3, 3), (1, 1), "same", True, 2),
@@ -718,6 +719,7 @@ def backward_weight_cases(cases, operands, scratch=None):
 GENERAL_CONVS = [  # (n, h, w, c_in, c_out), kernel, strides, pads, dilation, groups, bias, relu
     ((2, 9, 8, 4, 6), (3, 3), (1, 1), (2, 2), (2, 2), 2, True, True),
     ((2, 7, 9, 6, 9), (2, 3), (2, 1), (1, 0), (1, 1), 3, False, False),
+    ((2, 5, 6, 32, 24), (1, 1), (1, 1), (0, 0), (1, 1), 2, True, False),  # parts' dX as forward
     ((1, 8, 7, 3, 17), (3, 2), (1, 1), (0, 1), (3, 1), 1, True, False),
 ]
 
@@ -737,7 +739,7 @@ def transpose_cases(rng, dtype):
     """Transposed convolutions as the convolutions from their outputs to their inputs: plain
     ones and a dilated one (groups 1), yielding x, w (kh, kw, filters, c_in), bias, out's shape,
     the geometry (strides, pads, dilation) and relu."""
-    for case in CONVS + GENERAL_CONVS[2:]:
+    for case in CONVS + GENERAL_CONVS[3:]:
         if len(case) == 6:
             out, w, bias, x, (sh, sw, pt, pl), relu = conv_operands(rng, dtype, case)
             geometry = (sh, sw, pt, pl, 1, 1)
