@@ -13,7 +13,7 @@ POOLINGS = (None, "avg", "max")
 
 def check_weights(weights):
     """None (random initialisation) or the path of a weights file; no pretrained weights ship."""
-    if weights == "imagenet":
+    if isinstance(weights, str) and weights == "imagenet":
         raise ValueError("Received weights='imagenet', but fastcnn ships no pretrained weights: "
                          "pass weights=None to initialise at random, or the path of a weights "
                          "file written by model.save_weights")

@@ -11,7 +11,7 @@ def normalize_tuple(value, name, allow_zero=False):
     """An int or a pair of ints -> a pair of positive ints, or a ValueError naming ``name``."""
     pair = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
     try:
-        pair = tuple(pair)
+        pair = tuple(pair) if not hasattr(pair, "__len__") or len(pair) == 2 else None
     except TypeError:
         pair = None
     lowest = 0 if allow_zero else 1
@@ -28,7 +28,8 @@ def normalize_shape(shape, name, allow_none=False):
     or a ValueError naming ``name``."""
     dims = (shape,) if isinstance(shape, numbers.Integral) else shape
     try:
-        dims = tuple(dims)
+        # more dims than NumPy allows is no shape, and a huge array would not fit as a tuple
+        dims = tuple(dims) if not hasattr(dims, "__len__") or len(dims) <= 64 else ()
     except TypeError:
         dims = ()
     if not dims or not all((d is None and allow_none) or (isinstance(d, numbers.Integral)

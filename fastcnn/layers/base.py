@@ -468,10 +468,12 @@ class Layer(Operation, Configurable):
         """Set every weight from ``weights``: each array is checked, and copied (it may be one
         of the layer's own), before any weight changes."""
         owners = self._weight_owners()
-        weights = list(weights)
-        if len(weights) != len(owners):
+        if not hasattr(weights, "__len__"):
+            weights = list(weights)
+        if len(weights) != len(owners):  # before a list of a huge array's rows is made
             raise ValueError(f"Layer {self.name!r} expects {len(owners)} weight arrays, "
                              f"received {len(weights)}")
+        weights = list(weights)
         arrays = []
         for (owner, i), new in zip(owners, weights):
             current, name = owner._weights[i], f"{owner.name}/{owner._weight_names[i]}"

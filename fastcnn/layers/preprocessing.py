@@ -389,7 +389,9 @@ def _scale_values(value, name):
     if finite_float(value) is not None:
         return float(value)
     values = (np.asarray(value, dtype=object).ravel()
-              if isinstance(value, (list, tuple, np.ndarray)) else np.array([]))
+              if isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray)
+                                                     and value.size <= INDEX_LIMIT)
+              else np.array([]))
     if values.size == 0 or any(finite_float(v) is None for v in values):
         raise ValueError(f"Expected {name} to be a number or a list of numbers (one per channel), "
                          f"received {name}={value!r}")

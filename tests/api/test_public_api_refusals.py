@@ -186,3 +186,22 @@ def test_save_takes_a_bytes_path_and_refuses_a_null_byte(tmp_path):
     assert fastcnn.models.load_model(path).get_config() == model.get_config()
     with pytest.raises(ValueError):
         model.save(b"\x00")
+
+
+# The fuzzer's huge argument: 2^31 x 3 floats that take no memory (a broadcast view), where a
+# shape, a pair, a weight list, a scale or a weights path is expected. Each once raised MemoryError
+# under a 2 GiB address space, from a tuple, list or object array of its rows, or an elementwise
+# comparison with "imagenet".
+HUGE = np.broadcast_to(np.float32(0), (2**31, 3))
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: layers.Minimum(input_shape=HUGE), ValueError, "input_shape"),
+    (lambda: layers.SeparableConv2D(2, kernel_size=HUGE), ValueError, "kernel_size"),
+    (lambda: layers.Rescaling(scale=HUGE), ValueError, "scale"),
+    (lambda: fastcnn.applications.MobileNetV2(weights=HUGE), TypeError, "weights"),
+    (lambda: fastcnn.Sequential([layers.Dense(2)]).set_weights(HUGE), ValueError, "expects"),
+], ids=["input_shape", "kernel_size", "rescaling_scale", "applications_weights", "set_weights"])
+def test_a_huge_array_argument_is_refused_without_materialising_it(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
