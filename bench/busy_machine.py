@@ -20,8 +20,9 @@ import subprocess
 import sys
 import time
 
+from compare import ANCHORS
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-ANCHORS = os.path.join(HERE, "..", "..", "shared", "anchors")
 
 
 def command(framework, threads, epochs, pythons, workload="mnist"):

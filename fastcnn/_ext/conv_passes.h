@@ -83,11 +83,11 @@ static size_t fcnn_dx_packed_size(int level, const fcnn_geom *g, int size)
  * narrow case's column rows. */
 static size_t fcnn_dx_scratch_size(const fcnn_geom *g)
 {
-    const size_t cols = (size_t)g->oh * g->ow * fcnn_round16(g->kh * g->kw * g->ci);
     if (fcnn_dx_as_forward(g)) {
         const fcnn_geom t = fcnn_dx_forward_geom(g);
         return fcnn_canvas_size(&t);
     }
+    const size_t cols = (size_t)g->oh * g->ow * fcnn_round16(g->kh * g->kw * g->ci);
     return fcnn_canvas_size(g) + (fcnn_dx_narrow(g) ? cols : 0);
 }
 

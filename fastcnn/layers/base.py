@@ -473,7 +473,6 @@ class Layer(Operation, Configurable):
         if len(weights) != len(owners):  # before a list of a huge array's rows is made
             raise ValueError(f"Layer {self.name!r} expects {len(owners)} weight arrays, "
                              f"received {len(weights)}")
-        weights = list(weights)
         arrays = []
         for (owner, i), new in zip(owners, weights):
             current, name = owner._weights[i], f"{owner.name}/{owner._weight_names[i]}"
