@@ -1,13 +1,20 @@
 # Included by normalization.pyx, conv.pyx and depthwise.pyx: the passes of batch normalisation
 # that a conv also runs (normalization.h; one name for both float types): each chunk's column
 # means and squared deviations, the partial sums of the statistics, which a conv or depthwise
-# forward sums as it writes its output; and the input gradient, which a conv backward makes from
-# the normalisation's output gradient as it reads it.
+# forward sums as it writes its output; the normalisation itself, which a conv applies to its
+# input as it loads each image; and the input gradient, which a conv backward makes from the
+# normalisation's output gradient as it reads it.
 cdef extern from "normalization.h" nogil:
     void fcnn_bn_moments_f32(const float *x, Py_ssize_t rows, Py_ssize_t c, double *mean,
                              double *m2)
     void fcnn_bn_moments_f64(const double *x, Py_ssize_t rows, Py_ssize_t c, double *mean,
                              double *m2)
+    void fcnn_bn_apply_f32(const float *x, const float *res, Py_ssize_t rows, Py_ssize_t c,
+                           const float *mean, const float *scale, const float *beta, int relu,
+                           float cap, float *y)
+    void fcnn_bn_apply_f64(const double *x, const double *res, Py_ssize_t rows, Py_ssize_t c,
+                           const double *mean, const double *scale, const double *beta,
+                           int relu, double cap, double *y)
     void fcnn_bn_grad_input_f32(const float *x, const float *dy, const float *g_in,
                                 Py_ssize_t rows, Py_ssize_t c, const float *mean,
                                 const float *inv_std, const float *scale, const float *beta,
@@ -27,6 +34,16 @@ cdef inline void _moments(const floating *x, Py_ssize_t rows, Py_ssize_t c, doub
         fcnn_bn_moments_f32(x, rows, c, mean, m2)
     else:
         fcnn_bn_moments_f64(x, rows, c, mean, m2)
+
+
+cdef inline void _apply_rows(const floating *x, const floating *res, Py_ssize_t rows,
+                             Py_ssize_t c, const floating *mean, const floating *scale,
+                             const floating *beta, int relu, floating cap,
+                             floating *y) noexcept nogil:
+    if floating is float:
+        fcnn_bn_apply_f32(x, res, rows, c, mean, scale, beta, relu, cap, y)
+    else:
+        fcnn_bn_apply_f64(x, res, rows, c, mean, scale, beta, relu, cap, y)
 
 
 cdef inline void _grad_input(const floating *x, const floating *dy, const floating *g_in,

@@ -23,12 +23,15 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
+from libc.string cimport memset
 
 include "cpu.pxi"
 include "scratch.pxi"
 include "conv_passes.pxi"
 
 cdef extern from "conv_passes.h" nogil:
+    int fcnn_canvas_h(const fcnn_geom *g)
+    int fcnn_canvas_w(const fcnn_geom *g)
     size_t fcnn_canvas_size(const fcnn_geom *g)
     size_t fcnn_dx_packed_size(int level, const fcnn_geom *g, int size)
     void fcnn_pack_dx_f32(int level, const float *w, const fcnn_geom *g, float *dst)
@@ -210,7 +213,10 @@ def conv2d_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c_in)
                    double[:, :, ::1] moments__k2c,        # OUT (K, 2, c_out), or None
                    int stride_h, int stride_w, int pad_top, int pad_left,
                    int relu, Py_ssize_t chunk_rows, int n_threads,
-                   const floating[:, :, :, ::1] residual__nhwc=None):  # IN (n, oh, ow, c_out)
+                   const floating[:, :, :, ::1] residual__nhwc=None,  # IN (n, oh, ow, c_out)
+                   const floating[::1] in_mean=None, const floating[::1] in_inv_std=None,
+                   const floating[::1] in_gamma=None, const floating[::1] in_beta=None,
+                   bint in_relu=False, double in_relu_max=0):
     """out = relu?(conv(x, w) + bias), all NHWC; relu 0 (none), 1 (relu) or 2 (relu6):
     out[n, y, x, o] = bias[o] + sum_{i, j, c} x[n, y*stride_h + i - pad_top, x*stride_w + j - pad_left, c]
     * w[i, j, c, o], with cells outside x counted as zeros. With ``residual__nhwc``, out =
@@ -221,7 +227,11 @@ def conv2d_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c_in)
     multiple or a divisor of oh*ow, so that a chunk is whole images or part of one), each
     chunk's per-channel mean and sum of squared deviations from it go to moments[k, 0] and
     moments[k, 1]: the partial sums of ``normalization.batchnorm_forward_training``, by the
-    same function, computed as each chunk's last image is done, while it is in cache."""
+    same function, computed as each chunk's last image is done, while it is in cache.
+
+    With ``in_mean``, x is the input of a training batch normalisation (``in_*`` its statistics,
+    weights and relu, as normalization.batchnorm_apply takes them) whose output the conv reads:
+    each image is normalised as it is loaded, bit for bit that function's output."""
     cdef fcnn_geom g = _geom(x__nhwc.shape, w__hwio.shape, out__nhwc.shape,
                              stride_h, stride_w, pad_top, pad_left)
     if bias is not None and bias.shape[0] != g.co:
@@ -249,10 +259,41 @@ def conv2d_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c_in)
                              f"{_shape4(out__nhwc.shape)}")
         if residual__nhwc.size > 0:
             residual = &residual__nhwc[0, 0, 0, 0]
+    cdef _bn_in bn_in
+    _check_bn_in(in_mean, in_inv_std, in_gamma, in_beta, g.ci)
     if out__nhwc.size == 0:
         return
-    _forward(x__nhwc, w__hwio, bias, out__nhwc, &g, relu, max(1, n_threads), NULL, NULL, NULL,
-             moments, chunk_rows, residual)
+    bn_in.scale = NULL
+    try:
+        if in_mean is not None:
+            _fill_bn_in(&bn_in, in_mean, in_inv_std, in_gamma, in_beta, in_relu, in_relu_max)
+        _forward(x__nhwc, w__hwio, bias, out__nhwc, &g, relu, max(1, n_threads), NULL, NULL,
+                 NULL, moments, chunk_rows, residual, &bn_in if in_mean is not None else NULL)
+    finally:
+        free(bn_in.scale)
+
+
+cdef int _check_bn_in(const floating[::1] mean, const floating[::1] inv_std,
+                      const floating[::1] gamma, const floating[::1] beta, int c) except -1:
+    """Raises unless the input normalisation's vectors are all None or all of c entries."""
+    cdef int given = (mean is not None) + (inv_std is not None) + (gamma is not None) + (
+        beta is not None)
+    if given == 0:
+        return 0
+    if given != 4 or min(mean.shape[0], inv_std.shape[0], gamma.shape[0], beta.shape[0]) != c:
+        raise ValueError(f"Expected in_mean, in_inv_std, in_gamma and in_beta all None or all "
+                         f"of the input's {c} channels")
+    return 0
+
+
+cdef int _fill_bn_in(_bn_in *b, const floating[::1] mean, const floating[::1] inv_std,
+                     const floating[::1] gamma, const floating[::1] beta, bint relu,
+                     double relu_max) except -1:
+    """b = the input normalisation of these checked vectors (b.scale allocated: the caller
+    frees it)."""
+    b.mean, b.beta, b.relu, b.cap = &mean[0], &beta[0], relu, relu_max
+    b.scale = _scale(gamma, inv_std)
+    return 0
 
 
 def conv2d_backward_input(const floating[:, :, :, ::1] dy__nhwc,  # IN  (n, oh, ow, c_out)
@@ -309,7 +350,10 @@ def conv2d_backward(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in
                     const floating[::1] bn_mean=None, const floating[::1] bn_inv_std=None,
                     const floating[::1] bn_gamma=None, const floating[::1] bn_beta=None,
                     const double[:, ::1] bn_grad_means__2c=None, bint bn_relu=False,
-                    double bn_relu_max=0):
+                    double bn_relu_max=0,
+                    const floating[::1] in_mean=None, const floating[::1] in_inv_std=None,
+                    const floating[::1] in_gamma=None, const floating[::1] in_beta=None,
+                    bint in_relu=False, double in_relu_max=0):
     """conv2d_backward_weight and (unless dx is None) conv2d_backward_input in one pass over
     dy: each image's part of dw (and db) and its dx from the same dy while it is in cache, bit
     for bit the two kernels' results. With input_relu, x is a relu's output, and dx also gets
@@ -319,7 +363,11 @@ def conv2d_backward(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in
     the gradient of that normalisation's output, and the conv's own output gradient is the
     normalisation's dx, which each image makes in scratch first, bit for bit as
     normalization.batchnorm_backward would (``bn_relu`` and ``bn_relu_max`` are its, and
-    ``bn_grad_means__2c`` what it gave as grad_means)."""
+    ``bn_grad_means__2c`` what it gave as grad_means).
+
+    With ``in_mean``, x is the input of a training batch normalisation whose output the conv
+    reads (conv2d_forward's ``in_*``): dW reads each image normalised as it loads it, and dx is
+    the gradient of that normalisation's output (input_relu must be False)."""
     cdef fcnn_geom g = _geom(x__nhwc.shape, dw__hwio.shape, dy__nhwc.shape,
                              stride_h, stride_w, pad_top, pad_left)
     if not _same_shape(w__hwio.shape, dw__hwio.shape) or (
@@ -339,11 +387,17 @@ def conv2d_backward(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in
             raise ValueError(f"Expected bn_x of dy's shape {_shape4(dy__nhwc.shape)}, "
                              f"bn_grad_means of shape (2, {g.co}) and {g.co} entries in each "
                              f"of the normalisation's statistics and weights")
+    _check_bn_in(in_mean, in_inv_std, in_gamma, in_beta, g.ci)
+    if in_mean is not None and input_relu:
+        raise ValueError("Expected input_relu=False with an input normalisation: its relu's "
+                         "backward is the normalisation's")
     if dy__nhwc.size == 0:
         _zero_gradients(dw__hwio, db, dx__nhwc)
         return
     cdef int level = fcnn_simd_level()
     cdef floating *wt = NULL
+    cdef _bn_in bn_in
+    bn_in.scale = NULL
     if bn_x__nhwc is not None:
         bn.x, bn.mean, bn.inv_std = &bn_x__nhwc[0, 0, 0, 0], &bn_mean[0], &bn_inv_std[0]
         bn.gamma, bn.beta = &bn_gamma[0], &bn_beta[0]
@@ -352,15 +406,19 @@ def conv2d_backward(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in
     try:
         if bn_x__nhwc is not None:
             bn.scale = _scale(bn_gamma, bn_inv_std)
+        if in_mean is not None:
+            _fill_bn_in(&bn_in, in_mean, in_inv_std, in_gamma, in_beta, in_relu, in_relu_max)
         if dx__nhwc is not None:
             wt = <floating *>_alloc(fcnn_dx_packed_size(level, &g, sizeof(floating)),
                                     sizeof(floating))
             _pack_dx(level, &w__hwio[0, 0, 0, 0], &g, wt)
         _backward(x__nhwc, dy__nhwc, dw__hwio, db, &g, max(1, n_threads), wt,
                   NULL if dx__nhwc is None else &dx__nhwc[0, 0, 0, 0], NULL, NULL, NULL,
-                  False, input_relu, NULL, &bn if bn_x__nhwc is not None else NULL)
+                  False, input_relu, NULL, &bn if bn_x__nhwc is not None else NULL,
+                  &bn_in if in_mean is not None else NULL)
     finally:
         free(wt)
+        free(bn_in.scale)
         if bn_x__nhwc is not None:
             free(bn.scale)
 
@@ -627,20 +685,77 @@ def conv2d_maxpool_backward(const float[:, :, :, ::1] x__nhwc,     # IN  (n, h, 
 
 # ---- packed weights, then one image (or one chunk of images) per prange step ---------------
 
+ctypedef struct _bn_in:
+    # A training batch normalisation (and its relu) whose output is the conv's input, applied
+    # as the conv loads each image, so that the normalised value is never written whole: its
+    # statistics' mean, scale (_scale), beta (all of the kernel's float type) and relu.
+    const void *mean
+    void *scale
+    const void *beta
+    int relu
+    double cap
+
+
+cdef inline fcnn_geom _canvas_geom(const fcnn_geom *g) noexcept nogil:
+    """The convolution of g on its canvas (the input padded and cut, fcnn_canvas_h/_w): the same
+    windows, with no padding left to add."""
+    cdef fcnn_geom c = g[0]
+    c.h, c.w, c.pt, c.pl = fcnn_canvas_h(g), fcnn_canvas_w(g), 0, 0
+    return c
+
+
+cdef inline void _normalised_canvas(const fcnn_geom *g, const _bn_in *bn, const floating *x,
+                                    floating *canvas) noexcept nogil:
+    """canvas = the image x normalised by bn's own per-row pass (so bit for bit its output),
+    placed on g's canvas: zeros where the padding is, and cut where no window reaches."""
+    cdef int ch = fcnn_canvas_h(g), cw = fcnn_canvas_w(g), r, src
+    cdef int lo = min(g.pl, cw), hi = min(cw, g.pl + g.w)
+    cdef size_t row = <size_t>cw * g.ci
+    for r in range(ch):
+        src = r - g.pt
+        if src < 0 or src >= g.h or hi <= lo:
+            memset(canvas + r * row, 0, row * sizeof(floating))
+            continue
+        memset(canvas + r * row, 0, <size_t>lo * g.ci * sizeof(floating))
+        _apply_rows(x + (<size_t>src * g.w + lo - g.pl) * g.ci, NULL, hi - lo, g.ci,
+                    <const floating *>bn.mean, <const floating *>bn.scale,
+                    <const floating *>bn.beta, bn.relu, <floating>bn.cap,
+                    canvas + r * row + <size_t>lo * g.ci)
+        memset(canvas + r * row + <size_t>hi * g.ci, 0,
+               <size_t>(cw - hi) * g.ci * sizeof(floating))
+
+
+cdef inline void _forward_loaded(int level, const fcnn_geom *g, const fcnn_geom *gc,
+                                 const _bn_in *bn, const floating *wp, const floating *bp,
+                                 int relu, const floating *x, floating *out,
+                                 floating *canvas) noexcept nogil:
+    """One image's forward; with bn, of x normalised into the canvas (gc: _canvas_geom(g), which
+    has no padding to place, so the canvas is only read)."""
+    if bn == NULL:
+        _forward_image(level, g, wp, bp, relu, x, out, canvas)
+    else:
+        _normalised_canvas(g, bn, x, canvas)
+        _forward_image(level, gc, wp, bp, relu, canvas, out, canvas)
+
+
 cdef int _forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
                   const floating[::1] bias, floating[:, :, :, ::1] out, const fcnn_geom *g,
                   int relu, int n_threads, const fcnn_pool_geom *pool=NULL,
                   int *argmax=NULL, const _dropout *drop=NULL, double *moments=NULL,
-                  Py_ssize_t chunk_rows=0, const floating *residual=NULL) except -1:
+                  Py_ssize_t chunk_rows=0, const floating *residual=NULL,
+                  const _bn_in *bn_in=NULL) except -1:
     # With pool (float32 only), each image's conv output goes to per-thread scratch (it stays in
     # cache) and out receives its max pooling instead, then the dropout if any. With moments
     # (no pool), a prange step takes the images of whole chunks of rows (or one image of
     # several chunks) and then sums those chunks' moments. With residual (neither), each
-    # image's output gets it added before the activation.
+    # image's output gets it added before the activation. With bn_in (no pool), each image is
+    # normalised into the canvas as it is loaded.
     cdef int level = fcnn_simd_level(), kk = g.kh * g.kw * g.ci
     cdef int cb = fcnn_block(level, g.co, sizeof(floating))
+    cdef fcnn_geom gc = _canvas_geom(g)
     cdef size_t nw = fcnn_packed_size(kk, g.co, cb), nb = fcnn_packed_size(1, g.co, cb)
-    cdef size_t nc = fcnn_canvas_size(g), nz = <size_t>g.oh * g.ow * g.co if pool else 0
+    cdef size_t nc = <size_t>gc.h * gc.w * g.ci if bn_in else fcnn_canvas_size(g)
+    cdef size_t nz = <size_t>g.oh * g.ow * g.co if pool else 0
     cdef size_t sx = x[0].size, so = out[0].size, per = nc + nz
     cdef floating *buf = <floating *>_alloc(nw + nb + n_threads * per, sizeof(floating))
     cdef floating *bp = NULL
@@ -660,17 +775,20 @@ cdef int _forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
         if moments != NULL:
             for u in prange((n + unit - 1) // unit, schedule="dynamic"):
                 for i in range(u * unit, min(u * unit + unit, n)):
-                    _forward_image(level, g, buf, bp, relu, px + i * sx, po + i * so, canvas)
+                    _forward_loaded(level, g, &gc, bn_in, buf, bp, relu, px + i * sx,
+                                    po + i * so, canvas)
                 for k in range(u * unit * pixels // chunk_rows,
                                (min(u * unit + unit, n) * pixels + chunk_rows - 1) // chunk_rows):
                     _moments(po + k * chunk_rows * g.co, min(chunk_rows, rows - k * chunk_rows),
                              g.co, moments + k * 2 * g.co, moments + (k * 2 + 1) * g.co)
         for i in prange(n if moments == NULL else 0, schedule="dynamic"):
             if residual != NULL:
-                _forward_image(level, g, buf, bp, 0, px + i * sx, po + i * so, canvas)
+                _forward_loaded(level, g, &gc, bn_in, buf, bp, 0, px + i * sx, po + i * so,
+                                canvas)
                 _add_relu(po + i * so, residual + i * so, so, relu)
             elif pool == NULL:
-                _forward_image(level, g, buf, bp, relu, px + i * sx, po + i * so, canvas)
+                _forward_loaded(level, g, &gc, bn_in, buf, bp, relu, px + i * sx, po + i * so,
+                                canvas)
             elif floating is float:
                 _forward_image(level, g, buf, bp, relu, px + i * sx, z, canvas)
                 fcnn_maxpool_rows_f32(level, pool, z, g.ow, g.co, 0, pool.ph, po + i * so,
@@ -852,13 +970,14 @@ cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :
                           const fcnn_pool_geom *pool=NULL, const floating *pooled=NULL,
                           const int *argmax=NULL, bint relu=False,
                           bint input_relu=False, const _dropout *drop=NULL,
-                          const _bn_dx *bn=NULL) except -1:
+                          const _bn_dx *bn=NULL, const _bn_in *bn_in=NULL) except -1:
     """dW and db, and (float32 only) with pool the backward of the max pooling (and relu) first:
     each image's dY is then the scatter of the pooled gradient dy (through the dropout's mask
     first, with drop), made in per-thread scratch. With dx (and wt, the fcnn_pack_dx weights),
     also dX from the same hot dY, masked where x <= 0 with input_relu. With bn, each image's dY
-    is the normalisation's input gradient, made in per-thread scratch from dy. Returns the
-    skipped argmax count."""
+    is the normalisation's input gradient, made in per-thread scratch from dy. With bn_in, dW
+    reads each image normalised into per-thread scratch as it loads it (dX does not read x).
+    Returns the skipped argmax count."""
     # Partial sums: per chunk, dw rows padded to c16 channels, then one db row, in the scratch of
     # a fcnn_tree (pack.h); each thread's own scratch after it.
     cdef int level = fcnn_simd_level(), kk = g.kh * g.kw * g.ci, c16 = fcnn_round16(g.co)
@@ -868,13 +987,17 @@ cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :
     cdef size_t step = (<size_t>kk + 1) * c16
     cdef size_t nd = <size_t>g.oh * g.ow * g.co if pool != NULL or bn != NULL else 0
     cdef size_t nm = fcnn_round16(sdy) if masked else 0
-    cdef size_t per = nd + nm + max(fcnn_dw_scratch_size(g), fcnn_dx_scratch_size(g) if dx else 0)
+    cdef fcnn_geom gc = _canvas_geom(g)
+    cdef size_t nc = <size_t>gc.h * gc.w * g.ci if bn_in else 0
+    cdef size_t per = nd + nm + nc + max(fcnn_dw_scratch_size(&gc if bn_in else g),
+                                         fcnn_dx_scratch_size(g) if dx else 0)
     cdef fcnn_tree t = fcnn_tree_plan((n + DW_CHUNK - 1) // DW_CHUNK, n_threads, step)
     cdef size_t sums = fcnn_tree_size(&t, n_threads)
     cdef floating *buf = <floating *>_alloc(sums + n_threads * per, sizeof(floating))
     cdef floating *scratch = NULL
     cdef floating *dz = NULL
     cdef floating *dm = NULL
+    cdef floating *cv = NULL
     cdef const floating *d
     cdef const floating *pi
     cdef floating *part
@@ -888,7 +1011,8 @@ cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :
         me = threadid()
         dz = buf + sums + me * per
         dm = dz + nd
-        scratch = dm + nm
+        cv = dm + nm
+        scratch = cv + nc
         for b in prange(t.blocks, schedule="dynamic"):
             for c in range(fcnn_tree_first(&t, b), fcnn_tree_end(&t, b)):
                 part = _tree_part(&t, buf, me, c)
@@ -911,8 +1035,13 @@ cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :
                             bad += fcnn_unpool_image(level, pool, d, pi, argmax + i * sdy,
                                                      g.ow, g.co, relu, dz)
                             d = dz
-                    _dw_image(level, g, px + i * sx, d, part,
-                              part + kk * c16 if has_db else NULL, scratch)
+                    if bn_in != NULL:
+                        _normalised_canvas(g, bn_in, px + i * sx, cv)
+                        _dw_image(level, &gc, cv, d, part, part + kk * c16 if has_db else NULL,
+                                  scratch)
+                    else:
+                        _dw_image(level, g, px + i * sx, d, part,
+                                  part + kk * c16 if has_db else NULL, scratch)
                     if dx != NULL:
                         _dx_image(level, g, wt, d, dx + i * sx, scratch)
                         if input_relu:

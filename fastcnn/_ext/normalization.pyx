@@ -36,12 +36,6 @@ include "bn_passes.pxi"
 
 
 cdef extern from "normalization.h" nogil:
-    void fcnn_bn_apply_f32(const float *x, const float *res, Py_ssize_t rows, Py_ssize_t c,
-                           const float *mean, const float *scale, const float *beta, int relu,
-                           float cap, float *y)
-    void fcnn_bn_apply_f64(const double *x, const double *res, Py_ssize_t rows, Py_ssize_t c,
-                           const double *mean, const double *scale, const double *beta,
-                           int relu, double cap, double *y)
     void fcnn_bn_grad_sums_f32(const float *x, const float *dy, const float *dy2, const float *res,
                                Py_ssize_t rows, Py_ssize_t c, const float *mean,
                                const float *inv_std, const float *scale, const float *beta,
@@ -54,16 +48,6 @@ cdef extern from "normalization.h" nogil:
 
 
 # One name per pass for both float types (the C functions have one per type).
-cdef inline void _apply_rows(const floating *x, const floating *res, Py_ssize_t rows,
-                             Py_ssize_t c, const floating *mean, const floating *scale,
-                             const floating *beta, int relu, floating cap,
-                             floating *y) noexcept nogil:
-    if floating is float:
-        fcnn_bn_apply_f32(x, res, rows, c, mean, scale, beta, relu, cap, y)
-    else:
-        fcnn_bn_apply_f64(x, res, rows, c, mean, scale, beta, relu, cap, y)
-
-
 cdef inline void _grad_sums(const floating *x, const floating *dy, const floating *dy2,
                             const floating *res, Py_ssize_t rows, Py_ssize_t c,
                             const floating *mean, const floating *inv_std, const floating *scale,
@@ -168,7 +152,7 @@ def batchnorm_forward_training(const floating[:, ::1] x__mc,        # IN  (M, C)
                                const floating[::1] beta,            # IN  (C,)
                                floating[::1] moving_mean,           # IN/OUT (C,)
                                floating[::1] moving_var,            # IN/OUT (C,)
-                               floating[:, ::1] y__mc,              # OUT (M, C)
+                               floating[:, ::1] y__mc,              # OUT (M, C), or None
                                floating[::1] mean,                  # OUT (C,) batch mean
                                floating[::1] inv_std,               # OUT (C,)
                                double[:, :, ::1] partial__k2c,      # IN/OUT (K, 2, C)
@@ -187,11 +171,15 @@ def batchnorm_forward_training(const floating[:, ::1] x__mc,        # IN  (M, C)
 
     ``moments_given``: partial already holds each chunk's mean and squared deviations (the conv
     that made x summed them as it wrote x: ``conv.conv2d_forward``'s moments, by the same
-    function), so x is read once, to normalise.
+    function), so x is read once, to normalise. With y None, the statistics alone: a conv
+    reading y normalises x as it loads it (``conv.conv2d_forward``'s ``in_*``).
     """
     cdef Py_ssize_t m = x__mc.shape[0], c = x__mc.shape[1]
-    _check(m, c, y__mc.shape, min(gamma.shape[0], beta.shape[0], moving_mean.shape[0],
-                                  moving_var.shape[0], mean.shape[0], inv_std.shape[0]),
+    cdef const Py_ssize_t *y_shape = x__mc.shape
+    if y__mc is not None:
+        y_shape = y__mc.shape
+    _check(m, c, y_shape, min(gamma.shape[0], beta.shape[0], moving_mean.shape[0],
+                              moving_var.shape[0], mean.shape[0], inv_std.shape[0]),
            partial__k2c.shape)
     _check_like(residual__mc, m, c, "residual")
     cdef Py_ssize_t n_chunks = partial__k2c.shape[0], rows = chunk_rows
@@ -237,10 +225,11 @@ def batchnorm_forward_training(const floating[:, ::1] x__mc,        # IN  (M, C)
             inv_std[j] = 1 / sqrt(variance + epsilon)
             moving_mean[j] = moving_mean[j] * momentum + (sums[j] / rows_all) * (1 - momentum)
             moving_var[j] = moving_var[j] * momentum + variance * (1 - momentum)
-        scale = _scale(gamma, inv_std)
-        with nogil:
-            _apply(x__mc, residual__mc, mean, scale, beta, relu, <floating>relu_max, y__mc, rows,
-                   n_threads)
+        if y__mc is not None:
+            scale = _scale(gamma, inv_std)
+            with nogil:
+                _apply(x__mc, residual__mc, mean, scale, beta, relu, <floating>relu_max, y__mc,
+                       rows, n_threads)
     finally:
         free(leaves)
         free(scale)

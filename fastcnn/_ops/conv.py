@@ -9,7 +9,7 @@ from .checks import (_check_pair, argmax_array, as_kernel_array, bias_array, che
                      flag, memoized, out_buffer, positive_int, shape_arg, weights_array,
                      window_output_shape)
 from .dropout import dropout_args
-from .normalization import (BatchNormInputGradient, batchnorm_chunk_rows,
+from .normalization import (BatchNormInputGradient, InputBatchNorm, batchnorm_chunk_rows,
                             batchnorm_partial_shape)
 from .threads import effective_n_threads
 
@@ -65,7 +65,8 @@ def _conv_geometry(x_shape, kernel_shape, strides, padding, dilation=(1, 1), gro
 
 
 def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_threads=None,
-                   dilation_rate=(1, 1), groups=1, moments=None, relu6=False, residual=None):
+                   dilation_rate=(1, 1), groups=1, moments=None, relu6=False, residual=None,
+                   input_batchnorm=None):
     """NHWC x, HWIO kernel -> NHWC out, with bias and relu (or with ``relu6``, relu capped at 6)
     fused when given; with ``residual`` (plain convolutions only, out's shape), the relu is of
     conv + bias + residual, as an Add before the activation gives it. With groups, the kernel
@@ -76,7 +77,11 @@ def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_th
     ``normalization.batchnorm_partial_shape(out.shape)``, which receives the partial sums of
     the batch normalisation of out (each chunk's mean and squared deviations), as
     ``normalization.batchnorm_forward_training`` would compute them, for its
-    ``moments_given``."""
+    ``moments_given``.
+
+    ``input_batchnorm`` (plain convolutions only; a normalization.InputBatchNorm): x is the
+    input of a training batch normalisation whose output the conv convolves; the kernel
+    normalises each image as it loads it, bit for bit that normalisation's output."""
     n_threads = effective_n_threads(n_threads)
     kernel = weights_array(kernel, "kernel", 4)
     shape, top, left = _conv_geometry(check_array(x, "x", 4).shape, kernel.shape, strides, padding,
@@ -97,12 +102,14 @@ def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_th
                              f"received dilation_rate={tuple(dilation_rate)}, groups={groups} "
                              f"and moments={'None' if moments is None else 'given'}")
         residual = as_kernel_array(residual, "residual", dtype=kernel.dtype, shape=shape)
+    normalised = _input_batchnorm_args(input_batchnorm, plain, kernel.dtype, x.shape[3])
     check_apart({"out": out, "moments": moments},
-                {"x": x, "kernel": kernel, "bias": bias, "residual": residual})
+                {"x": x, "kernel": kernel, "bias": bias, "residual": residual,
+                 **_named_input_batchnorm(normalised)})
     if plain:
         _conv.conv2d_forward(x, kernel, bias, out, moments, *strides, top, left, relu,
                              batchnorm_chunk_rows(shape) if moments is not None else 1,
-                             n_threads, residual)
+                             n_threads, residual, *normalised)
     else:
         if relu6:
             raise ValueError("Expected relu6=False with a dilation_rate or groups: the general "
@@ -110,6 +117,25 @@ def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_th
         _conv.conv2d_general_forward(x, kernel, bias, out, *strides, top, left, *dilation_rate,
                                      groups, relu, n_threads)
     return out
+
+
+def _input_batchnorm_args(input_batchnorm, plain, dtype, c):
+    """The kernels' ``in_*`` arguments of an InputBatchNorm (or None) for an input of c
+    channels."""
+    if input_batchnorm is None:
+        return ()
+    if not isinstance(input_batchnorm, InputBatchNorm):
+        raise TypeError(f"Expected input_batchnorm to be None or an InputBatchNorm, received "
+                        f"{type(input_batchnorm).__name__}")
+    if not plain:
+        raise ValueError("Expected input_batchnorm=None for a dilated or grouped convolution")
+    return input_batchnorm.kernel_args(dtype, c)
+
+
+def _named_input_batchnorm(args):
+    """The arrays of _input_batchnorm_args by name, for check_apart."""
+    return {f"input_batchnorm {name}": a
+            for name, a in zip(("mean", "inv_std", "gamma", "beta"), args)}
 
 
 def conv2d_backward_input(dy, kernel, input_shape, strides, padding, out=None, n_threads=None,
@@ -160,14 +186,16 @@ def conv2d_backward_weight(x, dy, kernel_shape, strides, padding, dw=None, db=No
 
 
 def conv2d_backward(x, dy, kernel, strides, padding, dw=None, db=None, dx=None, need_dx=True,
-                    input_relu=False, batchnorm=None, n_threads=None):
+                    input_relu=False, batchnorm=None, input_batchnorm=None, n_threads=None):
     """(dw, dx) of a plain convolution in one pass over dy: conv2d_backward_weight (db too,
     unless None) and conv2d_backward_input (dx None unless need_dx), bit for bit.
     ``input_relu``: x is a relu's output, and dx also gets that relu's backward (0 where
     x <= 0). ``batchnorm`` (a normalization.BatchNormInputGradient): a training batch
     normalisation read the conv's output, and dy is the gradient of that normalisation's
     output, whose input gradient the kernel makes from it image by image, bit for bit
-    normalization.batchnorm_backward's dx."""
+    normalization.batchnorm_backward's dx. ``input_batchnorm``: x is the input of a training
+    batch normalisation whose output the conv read (conv2d_forward's), and dx the gradient of
+    that output."""
     n_threads = effective_n_threads(n_threads)
     kernel = weights_array(kernel, "kernel", 4)
     shape, top, left = _conv_geometry(check_array(x, "x", 4).shape, kernel.shape, strides, padding,
@@ -180,12 +208,15 @@ def conv2d_backward(x, dy, kernel, strides, padding, dw=None, db=None, dx=None, 
     if batchnorm is not None and not isinstance(batchnorm, BatchNormInputGradient):
         raise TypeError(f"Expected batchnorm to be None or a BatchNormInputGradient, received "
                         f"{type(batchnorm).__name__}")
-    bn = () if batchnorm is None else batchnorm.kernel_args(kernel.dtype, shape)
+    bn = ((None,) * 6 + (False, 0) if batchnorm is None
+          else batchnorm.kernel_args(kernel.dtype, shape))
+    normalised = _input_batchnorm_args(input_batchnorm, True, kernel.dtype, x.shape[3])
     check_apart({"dw": dw, "db": db, "dx": dx},
                 {"x": x, "dy": dy, "kernel": kernel, **{f"batchnorm {name}": a for name, a in zip(
-                    ("x", "mean", "inv_std", "gamma", "beta", "grad_means"), bn)}})
+                    ("x", "mean", "inv_std", "gamma", "beta", "grad_means"), bn)},
+                 **_named_input_batchnorm(normalised)})
     _conv.conv2d_backward(x, dy, kernel, dw, db, dx, *strides, top, left,
-                          flag(input_relu, "input_relu"), n_threads, *bn)
+                          flag(input_relu, "input_relu"), n_threads, *bn, *normalised)
     return dw, dx
 
 

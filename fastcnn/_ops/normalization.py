@@ -97,12 +97,34 @@ class BatchNormInputGradient(NamedTuple):
         """The checked trailing arguments of the conv kernels for a conv output of ``shape``
         and ``dtype``."""
         c = shape[-1]
-        vectors = [as_kernel_array(a, name, dtype=dtype, shape=(c,)) for a, name in (
-            (self.mean, "mean"), (self.inv_std, "inv_std"), (self.gamma, "gamma"),
-            (self.beta, "beta"))]
-        return (as_kernel_array(self.x, "x", dtype=dtype, shape=tuple(shape)), *vectors,
+        return (as_kernel_array(self.x, "x", dtype=dtype, shape=tuple(shape)),
+                *_statistics_args(self, dtype, c),
                 as_kernel_array(self.grad_means, "grad_means", dtype=np.float64, shape=(2, c)),
                 flag(self.relu, "relu"), _relu_cap(self.relu_max))
+
+
+class InputBatchNorm(NamedTuple):
+    """A training batch normalisation (and its relu) whose output a conv reads, which the conv
+    applies to the normalisation's input as it loads each image (conv.conv2d_forward and
+    conv2d_backward's ``input_batchnorm``), bit for bit batchnorm_apply: the statistics its
+    forward returned, its weights and its relu."""
+    mean: np.ndarray
+    inv_std: np.ndarray
+    gamma: np.ndarray
+    beta: np.ndarray
+    relu: bool
+    relu_max: float = None
+
+    def kernel_args(self, dtype, c):
+        """The checked ``in_*`` arguments of the conv kernels for an input of c channels."""
+        return (*_statistics_args(self, dtype, c), flag(self.relu, "relu"),
+                _relu_cap(self.relu_max))
+
+
+def _statistics_args(bn, dtype, c):
+    """bn's mean, inv_std, gamma and beta as kernel arrays of ``dtype`` and c entries."""
+    return tuple(as_kernel_array(getattr(bn, name), name, dtype=dtype, shape=(c,))
+                 for name in ("mean", "inv_std", "gamma", "beta"))
 
 
 def _relu_cap(relu_max):
@@ -123,7 +145,7 @@ def _rows(a, c):
 def batchnorm_forward_training(x, gamma, beta, moving_mean, moving_var, momentum, epsilon,
                                residual=None, relu=False, relu_max=None, out=None, mean=None,
                                inv_std=None, partial=None, across=None, moments_given=False,
-                               n_threads=None):
+                               normalise=True, n_threads=None):
     """Normalise each channel (the last axis) of x with the batch's mean and biased variance,
     add ``residual`` when given and apply relu (capped at ``relu_max`` unless None) when asked,
     and move the moving statistics in place. Returns (out, mean, inv_std) for the backward
@@ -135,13 +157,15 @@ def batchnorm_forward_training(x, gamma, beta, moving_mean, moving_var, momentum
     statistics are then the whole batch's.
 
     ``moments_given``: ``partial`` holds x's partial sums already, from the conv that made x
-    (``conv.conv2d_forward``'s ``moments``), so that x is read once, to normalise."""
+    (``conv.conv2d_forward``'s ``moments``), so that x is read once, to normalise.
+    ``normalise=False``: the statistics (and moving ones) alone, and out None: a conv reading the
+    output normalises x as it loads it (``InputBatchNorm``)."""
     n_threads = effective_n_threads(n_threads)
     x, c = _batchnorm_operands(x, ("moving_mean", "moving_var"), gamma=gamma, beta=beta,
                                moving_mean=moving_mean, moving_var=moving_var)
     momentum, epsilon = real_number(momentum, "momentum"), real_number(epsilon, "epsilon")
     residual = _like_x(residual, x, "residual")
-    out = out_buffer(out, x.shape, x.dtype, "out")
+    out = out_buffer(out, x.shape, x.dtype, "out") if flag(normalise, "normalise") else None
     mean = out_buffer(mean, (c,), x.dtype, "mean")
     inv_std = out_buffer(inv_std, (c,), x.dtype, "inv_std")
     moments_given = flag(moments_given, "moments_given")
@@ -154,7 +178,7 @@ def batchnorm_forward_training(x, gamma, beta, moving_mean, moving_var, momentum
                 {"x": x, "residual": residual, "gamma": gamma, "beta": beta})
     _normalization.batchnorm_forward_training(
         x.reshape(-1, c), _rows(residual, c), gamma, beta, moving_mean, moving_var,
-        out.reshape(-1, c), mean, inv_std, partial, batchnorm_chunk_rows(x.shape),
+        _rows(out, c), mean, inv_std, partial, batchnorm_chunk_rows(x.shape),
         moments_given, across, momentum, epsilon, flag(relu, "relu"), _relu_cap(relu_max),
         n_threads)
     return out, mean, inv_std

@@ -5,7 +5,7 @@ import numpy as np
 from .window import _canvas, _windows
 from .dense import _store_biased
 from .dropout import dropout_backward, dropout_forward
-from .normalization import _chunk_moments, input_gradient
+from .normalization import _chunk_moments, batchnorm_apply, input_gradient
 from .pool import maxpool2d_backward, maxpool2d_forward, maxpool2d_relu_backward
 
 
@@ -65,10 +65,25 @@ def conv2d_general_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, st
     if db is not None:
         db[...] = dy.sum(axis=(0, 1, 2))
 
+def _normalised_input(x__nhwc, mean, inv_std, gamma, beta, relu, relu_max):
+    """x through the training batch normalisation (and relu) of the in_* arguments, rounded to
+    x's type: the conv kernels' input when they normalise it as they load it."""
+    if mean is None:
+        return x__nhwc
+    c = x__nhwc.shape[-1]
+    y = np.empty(x__nhwc.shape, x__nhwc.dtype)
+    batchnorm_apply(x__nhwc.reshape(-1, c), None, gamma, beta, mean, inv_std, y.reshape(-1, c),
+                    relu, relu_max, 1)
+    return y
+
 def conv2d_forward(x__nhwc, w__hwio, bias, out__nhwc, moments__k2c, stride_h, stride_w, pad_top,
-                   pad_left, relu, chunk_rows, n_threads, residual__nhwc=None):
+                   pad_left, relu, chunk_rows, n_threads, residual__nhwc=None, in_mean=None,
+                   in_inv_std=None, in_gamma=None, in_beta=None, in_relu=False, in_relu_max=0):
     """The plain convolution; moments (unless None) of out's rows in chunks of chunk_rows; with
-    a residual, out = relu?(conv + bias + residual), the conv rounded to out's type first."""
+    a residual, out = relu?(conv + bias + residual), the conv rounded to out's type first; with
+    in_mean, of x normalised by the in_* batch normalisation first."""
+    x__nhwc = _normalised_input(x__nhwc, in_mean, in_inv_std, in_gamma, in_beta, in_relu,
+                                in_relu_max)
     conv2d_general_forward(x__nhwc, w__hwio, bias, out__nhwc, stride_h, stride_w, pad_top,
                            pad_left, 1, 1, 1, 0 if residual__nhwc is not None else relu, n_threads)
     if residual__nhwc is not None:
@@ -93,10 +108,13 @@ def conv2d_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, stride_w, 
 def conv2d_backward(x__nhwc, dy__nhwc, w__hwio, dw__hwio, db, dx__nhwc, stride_h, stride_w,
                     pad_top, pad_left, input_relu, n_threads, bn_x__nhwc=None, bn_mean=None,
                     bn_inv_std=None, bn_gamma=None, bn_beta=None, bn_grad_means__2c=None,
-                    bn_relu=False, bn_relu_max=0):
+                    bn_relu=False, bn_relu_max=0, in_mean=None, in_inv_std=None, in_gamma=None,
+                    in_beta=None, in_relu=False, in_relu_max=0):
     """conv2d_backward_weight, then conv2d_backward_input (masked where x <= 0 with
     input_relu, unless dx is None); with bn_x, of the normalisation's input gradient made from
-    dy."""
+    dy; with in_mean, dW of x normalised as conv2d_forward's."""
+    x__nhwc = _normalised_input(x__nhwc, in_mean, in_inv_std, in_gamma, in_beta, in_relu,
+                                in_relu_max)
     if bn_x__nhwc is not None:
         c = dy__nhwc.shape[-1]
         dy__nhwc = input_gradient(

@@ -38,7 +38,8 @@ def batchnorm_forward_training(x__mc, residual__mc, gamma, beta, moving_mean, mo
     """Batch statistics (biased variance; with ``across``, the whole batch's) normalise x and
     move the moving ones. Without ``moments_given``, ``partial`` and ``chunk_rows`` are the
     kernel's scratch and its layout, unused here; with it, the statistics come from the chunks'
-    means and squared deviations in ``partial`` (parallel-variance formula)."""
+    means and squared deviations in ``partial`` (parallel-variance formula). y None: the
+    statistics alone."""
     x = np.asarray(x__mc, np.float64)
     if moments_given:
         counts = _chunk_rows(len(x), chunk_rows)[:, None]
@@ -54,6 +55,8 @@ def batchnorm_forward_training(x__mc, residual__mc, gamma, beta, moving_mean, mo
     inv_std[...] = 1 / np.sqrt(var + epsilon)
     moving_mean[...] = moving_mean * momentum + mu * (1 - momentum)
     moving_var[...] = moving_var * momentum + var * (1 - momentum)
+    if y__mc is None:
+        return
     y__mc[...] = _activate((x - mu) / np.sqrt(var + epsilon) * gamma + beta, residual__mc, relu,
                            relu_max)
 

@@ -36,7 +36,9 @@ class CallContext:
       Conv2D or DepthwiseConv2D read by a training BatchNormalization only: leave the partial
       sums of its statistics in ``ctx.moments``); then ``batchnorm_dx``: None, or (set by that
       normalisation's backward) what the conv's backward needs to make the normalisation's
-      dx from the gradient it gets, the normalisation's dy;
+      dx from the gradient it gets, the normalisation's dy; ``input_batchnorm``: None, or
+      (a plain Conv2D whose input a training batch normalisation's output is) that
+      normalisation, which the conv applies to x, its input, as it loads it;
     - ``first_sample``: the index of the batch's first sample in the whole batch it is one
       process's share of (0 for a whole batch): random masks key on the sample's index in the
       whole batch;
@@ -53,6 +55,7 @@ class CallContext:
     apply_input_relu_grad = False
     batchnorm_moments = False
     batchnorm_dx = None
+    input_batchnorm = None
     pool = None  # the execution's BufferPool while it lends this call its buffers
     # The execution's BufferPool during a forward pass that backward follows: scratch comes
     # from it, and so does the output of a step that backward recomputes rather than keeps.

@@ -29,6 +29,10 @@
   makes the step's dx in its backward (``BatchNormStep.dx_by_conv``): the step runs its sums
   pass only and leaves what the dx pass needs in the conv's context, and the conv's backward
   makes each image's dx from dy as it reads it.
+- **batch normalisation applied as the next conv loads it**: in a plan with backward, a
+  training BatchNormStep without an Add whose output only a plain Conv2D reads computes its
+  statistics only; the conv normalises (and rectifies) each image of the step's input as it
+  loads it, in its forward and its dW (``BatchNormStep.norm_slot``).
 - **relu-gradient handoff**: a layer ending in relu whose output feeds nothing but a max pooling,
   a Conv2D or a fused conv + max-pool step leaves its relu backward to that reader, which
   applies it in its own pass (a Conv2D in its dX kernel, on each image while it is in cache).
@@ -84,11 +88,15 @@ class LayerStep:
         self.random_layer = call.layer if self.random_index else None
         self.flags = {}  # context flags set by the planner: see CallContext
         self.conv_slot = None  # where a conv leaves its context, with batchnorm_moments
+        # where the BatchNormStep whose output a conv reads leaves the normalisation for it
+        self.input_norm_slot = None
         self.per_sample = (call.layer.per_sample and not call.training
                            and getattr(call.layer, "activity_regularizer", None) is None)
 
     def forward(self, values, ctx):
         x = values[self.inputs[0]] if self.single_input else [values[s] for s in self.inputs]
+        if self.input_norm_slot is not None:
+            ctx.input_batchnorm = values[self.input_norm_slot]
         y = self.layer.forward(x, ctx, self.training)
         if self.conv_slot is not None:
             values[self.conv_slot] = ctx
@@ -192,6 +200,9 @@ class BatchNormStep:
         self.conv_slot = None  # where the conv making the input leaves its context
         # (set by the planner) that conv's backward makes this step's dx from dy as it reads it
         self.dx_by_conv = False
+        # (set by the planner) where this step leaves its normalisation for the conv reading
+        # its output, which applies it as it loads its input: the output slot then holds x
+        self.norm_slot = None
         self.per_sample = not self.training
 
     def forward(self, values, ctx):
@@ -202,6 +213,11 @@ class BatchNormStep:
         conv = values[self.conv_slot] if self.conv_slot is not None else None
         moments = conv.moments if conv is not None else None
         ctx.conv = conv if self.dx_by_conv else None
+        if self.norm_slot is not None:
+            values[self.norm_slot] = self.layer.forward_fused(
+                x, ctx, self.training, None, self.relu, self.relu_max, moments, normalise=False)
+            values[self.outputs[0]] = x
+            return
         out = None
         if self.recompute and ctx.scratch_pool is not None:
             out = ctx.scratch_pool.take(x.shape, x.dtype)
@@ -466,6 +482,7 @@ def make_plan(flat, fuse=True, loss_outputs=None, logits_ok=None, input_grads=No
         _plan_backward(plan, loss_outputs, input_grads or [False] * len(plan.input_slots))
     if fuse and plan.backward_steps:
         _batchnorm_moments_from_convs(plan, calls, step_of_call, sole_reader)
+        _batchnorm_applied_by_convs(plan, calls, step_of_call, sole_reader)
     return plan
 
 
@@ -584,6 +601,26 @@ def _batchnorm_moments_from_convs(plan, calls, step_of_call, sole_reader):
         routes = plan.grad_routes[plan.steps.index(conv)]
         step.dx_by_conv = (kind == "conv2d" and step.add is None and bool(routes)
                            and routes[0] is not None)
+
+
+def _batchnorm_applied_by_convs(plan, calls, step_of_call, sole_reader):
+    """A training BatchNormStep without an Add whose output only a plain Conv2D reads leaves
+    the normalisation (and its relu) to that conv, which applies it to the step's input as it
+    loads each image, in its forward and again in its dW (``norm_slot``, ``input_norm_slot``):
+    the normalised value is neither written whole nor recomputed for backward, whose dX is the
+    normalisation's output gradient as before. Plans with a backward pass only, like the
+    moments."""
+    for i, c in enumerate(calls):
+        step = step_of_call.get(i)
+        if not (isinstance(step, BatchNormStep) and step.add is None and c.training
+                and c.layer.trainable):
+            continue
+        conv = step_of_call.get(sole_reader(step.outputs[0], "conv2d"))
+        if not isinstance(conv, LayerStep):
+            continue
+        step.norm_slot = conv.input_norm_slot = plan.n_slots
+        plan.n_slots += 1
+        step.recompute = False
 
 
 def _trained_weights(step):

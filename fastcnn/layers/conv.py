@@ -55,22 +55,28 @@ class _Conv(KernelLayer):
         """The kernel arguments that Conv2D and Conv1D give as 2-D."""
         return {"dilation_rate": self._dilation_2d, "groups": self.groups}
 
-    def _forward_2d(self, x, kernel, z, ctx, moments=None):
+    def _forward_2d(self, x, kernel, z, ctx, moments=None, input_batchnorm=None):
         return conv.conv2d_forward(x, kernel, self.bias, self._strides_2d, self._padding_2d,
                                    relu=self._pending_activation(ctx) == "relu", out=z,
-                                   moments=moments, **self._variant())
+                                   moments=moments, input_batchnorm=input_batchnorm,
+                                   **self._variant())
 
-    def _backward_2d(self, dz, x, kernel, dw, db, dx, input_relu=False, batchnorm=None):
+    def _backward_2d(self, dz, x, kernel, dw, db, dx, input_relu=False, batchnorm=None,
+                     input_batchnorm=None):
         """dW (and db) unless dw is None, and dX unless dx is None; ``input_relu``: x is a relu's
         output whose backward dX gets too. Both from one pass over dz when the kernels allow.
         ``batchnorm`` (plain convolutions): dz is the gradient of the batch normalisation that
-        read the output, whose input gradient the kernel makes (conv.conv2d_backward)."""
+        read the output, whose input gradient the kernel makes (conv.conv2d_backward).
+        ``input_batchnorm`` (plain convolutions): x is the input of the batch normalisation
+        whose output the forward read (conv.conv2d_forward); dX does not read x."""
         variant = self._variant()
-        if batchnorm is not None or (dw is not None and dx is not None
-                                     and (self._dilation_2d, self.groups) == conv.PLAIN):
+        if (batchnorm is not None or (input_batchnorm is not None and dw is not None)
+                or (dw is not None and dx is not None
+                    and (self._dilation_2d, self.groups) == conv.PLAIN)):
             return conv.conv2d_backward(x, dz, kernel, self._strides_2d, self._padding_2d, dw=dw,
                                         db=db, dx=dx, need_dx=dx is not None,
-                                        input_relu=input_relu, batchnorm=batchnorm)[1]
+                                        input_relu=input_relu, batchnorm=batchnorm,
+                                        input_batchnorm=input_batchnorm)[1]
         if dw is not None:
             conv.conv2d_backward_weight(x, dz, kernel.shape, self._strides_2d, self._padding_2d,
                                         dw=dw, db=db, **variant)
@@ -129,9 +135,11 @@ class Conv2D(_Conv):
     def forward(self, x, ctx, training):
         ctx.x = x
         shape = self.compute_output_shape(x.shape)
-        # The BatchNormalization reading z may take its statistics' partial sums from here.
+        # The BatchNormalization reading z may take its statistics' partial sums from here;
+        # with the planner's input_batchnorm, x is the input of the one whose output it reads.
         ctx.moments = conv_moments_buffer(ctx, shape)
-        z = self._forward_2d(x, self.kernel, ctx.buffer("z", shape), ctx, ctx.moments)
+        z = self._forward_2d(x, self.kernel, ctx.buffer("z", shape), ctx, ctx.moments,
+                             ctx.input_batchnorm)
         return self._activate(z, ctx, relu_fused=True)
 
     def backward(self, dy, ctx, need_dx):
@@ -143,7 +151,7 @@ class Conv2D(_Conv):
         # that read the output, whose dx the kernel makes as it reads dy.
         batchnorm, ctx.batchnorm_dx = ctx.batchnorm_dx, None
         return self._backward_2d(dz, ctx.x, self.kernel, dw, db, dx, ctx.apply_input_relu_grad,
-                                 batchnorm)
+                                 batchnorm, ctx.input_batchnorm)
 
 
 class Conv1D(_Conv):

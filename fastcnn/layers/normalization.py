@@ -104,16 +104,22 @@ class BatchNormalization(Layer):
         return self.backward_fused(dy, ctx, need_dx)[0]
 
     def forward_fused(self, x, ctx, training, residual=None, relu=False, relu_max=None,
-                      moments=None, out=None):
+                      moments=None, out=None, normalise=True):
         """act(BN(x) [+ residual]), act relu (capped at relu_max unless None: relu6) or the
         identity, in one pass over x after the statistics, into ``out`` (None: the call's own
         buffer): the planner's fusion of this layer with an Add and an Activation after it
         (engine/plan.py). ``moments``: None, or the partial sums of x's statistics, which the
-        conv that made x summed as it wrote it."""
+        conv that made x summed as it wrote it. ``normalise=False`` (training with the batch's
+        statistics, no residual): the statistics alone, and in place of the output the
+        normalization.InputBatchNorm with which the conv reading it normalises x as it loads
+        it."""
         ctx.x, ctx.residual, ctx.relu, ctx.relu_max = x, residual, relu, relu_max
         # A frozen layer normalises with its moving statistics, as in Keras 3.
         ctx.batch_stats = bool(training and self.trainable)
-        out = ctx.buffer("y", x.shape) if out is None else out
+        if not normalise and not (ctx.batch_stats and residual is None):
+            raise ValueError("Expected normalise=False in training with the batch's statistics "
+                             "and no residual only")
+        out = ctx.buffer("y", x.shape) if out is None and normalise else out
         inv_std = ctx.buffer("inv_std", (x.shape[-1],))
         if ctx.batch_stats:
             y, ctx.mean, ctx.inv_std = normalization.batchnorm_forward_training(
@@ -121,7 +127,11 @@ class BatchNormalization(Layer):
                 self.epsilon, residual=residual, relu=relu, relu_max=relu_max, out=out,
                 mean=ctx.buffer("mean", (x.shape[-1],)), inv_std=inv_std,
                 partial=moments if moments is not None else self._partial(ctx, x.shape),
-                across=self._across(ctx), moments_given=moments is not None)
+                across=self._across(ctx), moments_given=moments is not None,
+                normalise=normalise)
+            if not normalise:
+                return normalization.InputBatchNorm(ctx.mean, ctx.inv_std, self.gamma,
+                                                    self.beta, relu, relu_max)
         else:
             y, ctx.inv_std = normalization.batchnorm_forward_inference(
                 x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.epsilon,

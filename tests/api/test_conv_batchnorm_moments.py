@@ -288,3 +288,93 @@ def test_a_depthwise_conv_sums_its_batchnorms_statistics_bitwise():
     alone = one_step(model, x, upstream, False)
     for got, want in zip(linked, alone):
         np.testing.assert_array_equal(got, want)
+
+
+def normalising_net(seed=0):
+    """Three training BN steps whose only reader is a plain Conv2D (3x3 "same", 1x1 strided,
+    3x3 strided; relu, relu6 and linear after them), and one whose output an Add reads too."""
+    fastcnn.utils.set_random_seed(seed)
+    inputs = fastcnn.Input((8, 8, 8))
+
+    def bn(x, activation):
+        return layers.Activation(activation)(layers.BatchNormalization()(x))
+
+    a = bn(layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs), "relu")
+    b = bn(layers.Conv2D(8, 3, padding="same")(a), "relu6")
+    c = bn(layers.Conv2D(12, 1, strides=2)(b), "linear")
+    d = bn(layers.Conv2D(12, 3, strides=2, padding="same")(c), "relu")
+    e = layers.Add()([layers.Conv2D(12, 3, padding="same")(d), d])
+    model = fastcnn.Model(inputs, layers.Dense(3)(layers.GlobalAveragePooling2D()(e)))
+    model.compile(fastcnn.optimizers.SGD(0.05), "mse")
+    return model
+
+
+def normalising_steps(plan):
+    return [s for s in plan.steps if isinstance(s, BatchNormStep) and s.norm_slot is not None]
+
+
+def test_planner_leaves_a_batchnorm_read_by_one_conv_to_that_conv():
+    model = normalising_net()
+    model.build((None, 8, 8, 8))
+    plan = training_plan(model)
+    steps = normalising_steps(plan)
+    assert [s.relu_max for s in steps] == [None, 6.0, None] and not any(s.recompute for s in steps)
+    readers = {s.input_norm_slot: s for s in plan.steps if getattr(s, "input_norm_slot", None)}
+    assert sorted(readers) == sorted(s.norm_slot for s in steps)
+    assert all(isinstance(r.layer, layers.Conv2D) for r in readers.values())
+    # the fourth BN's output is read by a conv and the Add
+    assert len([s for s in plan.steps if isinstance(s, BatchNormStep)]) == 4
+    assert normalising_steps(training_plan(model, fuse=False)) == []
+    first = next(l for l in model.layers if isinstance(l, layers.BatchNormalization))
+    first.trainable = False  # it normalises with its moving statistics
+    assert len(normalising_steps(training_plan(model))) == 2
+
+
+def plan_without_input_normalisation(monkeypatch):
+    from fastcnn.engine import plan as planner
+    monkeypatch.setattr(planner, "_batchnorm_applied_by_convs", lambda *args: None)
+
+
+def test_normalising_as_the_conv_loads_gives_the_bits_of_the_normalised_value(monkeypatch):
+    x, y = data(40)
+    applied = []
+    original = layers.BatchNormalization.output_again
+
+    def spy(self, ctx, out):
+        applied.append(out.shape)
+        return original(self, ctx, out)
+
+    monkeypatch.setattr(layers.BatchNormalization, "output_again", spy)
+    runs, counts = [], []
+    for by_conv in (True, False):
+        if not by_conv:
+            plan_without_input_normalisation(monkeypatch)
+        model = normalising_net()
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        runs.append((model.get_weights(), history.history["loss"]))
+        counts.append(len(applied))
+
+    # 6 steps: the three outputs that the convs normalise as they load are recomputed for
+    # backward otherwise
+    assert counts == [0, 3 * 6]
+    (got, got_loss), (want, want_loss) = runs
+    assert got_loss == want_loss and got_loss[-1] < got_loss[0]
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_normalising_as_the_conv_loads_is_bitwise_the_same_on_1_2_and_3_threads():
+    x, y = data(40)
+    runs = []
+    for n_threads in (1, 2, 3):
+        previous = fastcnn.get_num_threads()
+        fastcnn.set_num_threads(n_threads)
+        try:
+            model = normalising_net()
+            model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+            runs.append(model.get_weights())
+        finally:
+            fastcnn.set_num_threads(previous)
+    for other in runs[1:]:
+        for a, b in zip(other, runs[0], strict=True):
+            np.testing.assert_array_equal(a, b)

@@ -378,3 +378,104 @@ def test_backward_makes_the_batchnorm_dx_bitwise(dtype, n_threads, relu_max, ci,
                                              batchnorm=recipe, n_threads=n_threads)
     assert none is None
     np.testing.assert_array_equal(dw_only, want_dw)
+
+
+# Input normalisation: (kernel, strides, padding) with a canvas (padded, cut by the stride) and
+# without one (1x1 valid, read in place when not normalised).
+INPUT_BN_CASES = [((3, 3), (1, 1), "same"), ((3, 3), (2, 2), "same"), ((1, 1), (1, 1), "valid"),
+                  ((3, 2), (2, 1), "valid")]
+
+
+def input_bn_case(rng, dtype, ci, relu_max, n_threads):
+    """x with a mean and spread of its own per channel, its training batch normalisation's
+    InputBatchNorm (relu capped at relu_max; None: linear) and that normalisation's output."""
+    from fastcnn._ops import normalization
+    x = (rng.standard_normal((7, 9, 8, ci)) * rng.uniform(0.5, 2, ci)
+         + rng.standard_normal(ci)).astype(dtype)
+    gamma = (rng.random(ci) + 0.5).astype(dtype)
+    beta = (rng.standard_normal(ci) * 0.5).astype(dtype)
+    relu, cap = relu_max is not None, relu_max if relu_max != np.inf else None
+    y, mean, inv_std = normalization.batchnorm_forward_training(
+        x, gamma, beta, np.zeros(ci, dtype), np.ones(ci, dtype), 0.9, 1e-3, relu=relu,
+        relu_max=cap, n_threads=n_threads)
+    return x, normalization.InputBatchNorm(mean, inv_std, gamma, beta, relu, cap), y
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("relu_max", [None, np.inf, 6.0], ids=["linear", "relu", "relu6"])
+@pytest.mark.parametrize("case", INPUT_BN_CASES, ids=lambda c: f"k{c[0]}-s{c[1]}-{c[2]}")
+def test_input_normalised_as_loaded_is_bitwise_the_normalised_input(dtype, n_threads, relu_max,
+                                                                     case, simd_path):
+    """A conv that normalises its input as it loads it gives, forward (with the moments of its
+    own output) and backward, the bits of the conv of the normalisation's output."""
+    from fastcnn._ops import conv as conv_ops
+    kernel, strides, padding = case
+    rng = np.random.default_rng(11)
+    x, bn, y = input_bn_case(rng, dtype, 6, relu_max, n_threads)
+    wt = rng.standard_normal((*kernel, 6, 20)).astype(dtype)
+    bias = rng.standard_normal(20).astype(dtype)
+    shape = conv_ops.conv2d_forward(y, wt, bias, strides, padding, n_threads=n_threads).shape
+    moments = lambda: np.empty(conv_ops.batchnorm_partial_shape(shape))
+    want_m, got_m = moments(), moments()
+    want = conv_ops.conv2d_forward(y, wt, bias, strides, padding, relu=True, moments=want_m,
+                                   n_threads=n_threads)
+    got = conv_ops.conv2d_forward(x, wt, bias, strides, padding, relu=True, moments=got_m,
+                                  input_batchnorm=bn, n_threads=n_threads)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_m, want_m)
+    dy = rng.standard_normal(shape).astype(dtype)
+    grads = lambda: (np.empty_like(wt), np.empty_like(bias))
+    (want_dw, want_db), (got_dw, got_db) = grads(), grads()
+    want_dw, want_dx = conv_ops.conv2d_backward(y, dy, wt, strides, padding, dw=want_dw,
+                                                db=want_db, n_threads=n_threads)
+    got_dw, got_dx = conv_ops.conv2d_backward(x, dy, wt, strides, padding, dw=got_dw, db=got_db,
+                                              input_batchnorm=bn, n_threads=n_threads)
+    for g, w in ((got_dw, want_dw), (got_db, want_db), (got_dx, want_dx)):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", INPUT_BN_CASES, ids=lambda c: f"k{c[0]}-s{c[1]}-{c[2]}")
+def test_input_normalisation_matches_the_reference(dtype, case):
+    from fastcnn._ops import conv as conv_ops
+    kernel, strides, padding = case
+    rng = np.random.default_rng(12)
+    x, bn, _ = input_bn_case(rng, dtype, 5, 6.0, 2)
+    wt = rng.standard_normal((*kernel, 5, 9)).astype(dtype)
+    _, top, left = conv_ops._conv_geometry(x.shape, wt.shape, strides, padding)
+    args = bn.kernel_args(dtype, 5)
+    results = []
+    for module in (conv, ref):
+        out = np.empty(conv_ops.conv2d_forward(x, wt, None, strides, padding).shape, dtype)
+        module.conv2d_forward(x, wt, None, out, None, *strides, top, left, 0, 1, 2, None, *args)
+        dy = np.random.default_rng(13).standard_normal(out.shape).astype(dtype)
+        dw, dx = np.empty_like(wt), np.empty_like(x)
+        module.conv2d_backward(x, dy, wt, dw, None, dx, *strides, top, left, False, 2,
+                               *(None,) * 6, False, 0, *args)
+        results.append((out, dw, dx))
+    for got, want in zip(*results):
+        assert_close(got, want, dtype)
+
+
+def test_input_normalisation_refusals():
+    from fastcnn._ops import conv as conv_ops
+    from fastcnn._ops import normalization
+    rng = np.random.default_rng(14)
+    x, bn, _ = input_bn_case(rng, np.float32, 4, None, 1)
+    wt = rng.standard_normal((3, 3, 4, 8)).astype(np.float32)
+    with pytest.raises(TypeError, match="input_batchnorm"):
+        conv_ops.conv2d_forward(x, wt, None, (1, 1), "same", input_batchnorm=(1, 2))
+    with pytest.raises(ValueError, match="dilated or grouped"):
+        conv_ops.conv2d_forward(x, wt, None, (1, 1), "same", dilation_rate=(2, 2),
+                                input_batchnorm=bn)
+    with pytest.raises(ValueError, match="mean"):
+        conv_ops.conv2d_forward(x, wt, None, (1, 1), "same",
+                                input_batchnorm=bn._replace(mean=bn.mean[:3]))
+    dy = np.ones((7, 9, 8, 8), np.float32)
+    with pytest.raises(ValueError, match="input_relu"):
+        conv_ops.conv2d_backward(x, dy, wt, (1, 1), "same", input_relu=True, input_batchnorm=bn)
+    with pytest.raises(ValueError, match="all None or all"):
+        conv.conv2d_forward(x, wt, None, np.empty((7, 9, 8, 8), np.float32), None, 1, 1, 1, 1, 0,
+                            1, 1, None, bn.mean, None, bn.gamma, bn.beta)
+    assert isinstance(bn, normalization.InputBatchNorm)
