@@ -350,7 +350,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in
                     const floating[::1] bn_mean=None, const floating[::1] bn_inv_std=None,
                     const floating[::1] bn_gamma=None, const floating[::1] bn_beta=None,
                     const double[:, ::1] bn_grad_means__2c=None, bint bn_relu=False,
-                    double bn_relu_max=0,
+                    double bn_relu_max=0, bint bn_g_given=False,
                     const floating[::1] in_mean=None, const floating[::1] in_inv_std=None,
                     const floating[::1] in_gamma=None, const floating[::1] in_beta=None,
                     bint in_relu=False, double in_relu_max=0):
@@ -363,7 +363,9 @@ def conv2d_backward(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in
     the gradient of that normalisation's output, and the conv's own output gradient is the
     normalisation's dx, which each image makes in scratch first, bit for bit as
     normalization.batchnorm_backward would (``bn_relu`` and ``bn_relu_max`` are its, and
-    ``bn_grad_means__2c`` what it gave as grad_means).
+    ``bn_grad_means__2c`` what it gave as grad_means). With ``bn_g_given``, dy is already the
+    gradient of the normalised value (through the relu, its parts added: what that function's
+    sums pass wrote as the residual's gradient), which dx is made from as read.
 
     With ``in_mean``, x is the input of a training batch normalisation whose output the conv
     reads (conv2d_forward's ``in_*``): dW reads each image normalised as it loads it, and dx is
@@ -402,7 +404,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in
         bn.x, bn.mean, bn.inv_std = &bn_x__nhwc[0, 0, 0, 0], &bn_mean[0], &bn_inv_std[0]
         bn.gamma, bn.beta = &bn_gamma[0], &bn_beta[0]
         bn.mean_g, bn.mean_gx = &bn_grad_means__2c[0, 0], &bn_grad_means__2c[1, 0]
-        bn.relu, bn.cap = bn_relu, bn_relu_max
+        bn.relu, bn.cap, bn.g_given = bn_relu, bn_relu_max, bn_g_given
     try:
         if bn_x__nhwc is not None:
             bn.scale = _scale(bn_gamma, bn_inv_std)
@@ -962,6 +964,7 @@ ctypedef struct _bn_dx:
     const double *mean_gx
     int relu
     double cap
+    int g_given  # dY is the gradient of the normalised value already (see conv2d_backward)
 
 
 cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
@@ -1019,7 +1022,8 @@ cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :
                 for i in range(c * DW_CHUNK, _chunk_end(c, n)):
                     d = pdy + i * sdy
                     if bn != NULL:
-                        _grad_input(<const floating *>bn.x + i * sdy, d, NULL,
+                        _grad_input(<const floating *>bn.x + i * sdy, d,
+                                    d if bn.g_given else NULL,
                                     <Py_ssize_t>g.oh * g.ow, g.co, <const floating *>bn.mean,
                                     <const floating *>bn.inv_std, <const floating *>bn.scale,
                                     <const floating *>bn.beta, <const floating *>bn.gamma,

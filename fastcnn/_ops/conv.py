@@ -208,7 +208,7 @@ def conv2d_backward(x, dy, kernel, strides, padding, dw=None, db=None, dx=None, 
     if batchnorm is not None and not isinstance(batchnorm, BatchNormInputGradient):
         raise TypeError(f"Expected batchnorm to be None or a BatchNormInputGradient, received "
                         f"{type(batchnorm).__name__}")
-    bn = ((None,) * 6 + (False, 0) if batchnorm is None
+    bn = ((None,) * 6 + (False, 0, False) if batchnorm is None
           else batchnorm.kernel_args(kernel.dtype, shape))
     normalised = _input_batchnorm_args(input_batchnorm, True, kernel.dtype, x.shape[3])
     check_apart({"dw": dw, "db": db, "dx": dx},

@@ -83,7 +83,8 @@ class BatchNormInputGradient(NamedTuple):
     normalisation that read its output, from that normalisation's output gradient
     (conv.conv2d_backward): its forward's input (the conv's output), statistics and relu, its
     weights, and the means of the gradient sums that batchnorm_backward gave as
-    ``grad_means``."""
+    ``grad_means``. ``g_given``: the conv gets the gradient of the normalised value instead
+    (through the relu, with the gradient's parts added: batchnorm_backward's ``dres``)."""
     x: np.ndarray
     mean: np.ndarray
     inv_std: np.ndarray
@@ -92,6 +93,7 @@ class BatchNormInputGradient(NamedTuple):
     grad_means: np.ndarray
     relu: bool
     relu_max: float = None
+    g_given: bool = False
 
     def kernel_args(self, dtype, shape):
         """The checked trailing arguments of the conv kernels for a conv output of ``shape``
@@ -100,7 +102,7 @@ class BatchNormInputGradient(NamedTuple):
         return (as_kernel_array(self.x, "x", dtype=dtype, shape=tuple(shape)),
                 *_statistics_args(self, dtype, c),
                 as_kernel_array(self.grad_means, "grad_means", dtype=np.float64, shape=(2, c)),
-                flag(self.relu, "relu"), _relu_cap(self.relu_max))
+                flag(self.relu, "relu"), _relu_cap(self.relu_max), flag(self.g_given, "g_given"))
 
 
 class InputBatchNorm(NamedTuple):

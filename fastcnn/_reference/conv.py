@@ -108,18 +108,18 @@ def conv2d_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, stride_w, 
 def conv2d_backward(x__nhwc, dy__nhwc, w__hwio, dw__hwio, db, dx__nhwc, stride_h, stride_w,
                     pad_top, pad_left, input_relu, n_threads, bn_x__nhwc=None, bn_mean=None,
                     bn_inv_std=None, bn_gamma=None, bn_beta=None, bn_grad_means__2c=None,
-                    bn_relu=False, bn_relu_max=0, in_mean=None, in_inv_std=None, in_gamma=None,
+                    bn_relu=False, bn_relu_max=0, bn_g_given=False, in_mean=None, in_inv_std=None, in_gamma=None,
                     in_beta=None, in_relu=False, in_relu_max=0):
     """conv2d_backward_weight, then conv2d_backward_input (masked where x <= 0 with
     input_relu, unless dx is None); with bn_x, of the normalisation's input gradient made from
-    dy; with in_mean, dW of x normalised as conv2d_forward's."""
+    dy (the normalised value's gradient already with bn_g_given); with in_mean, dW of x normalised as conv2d_forward's."""
     x__nhwc = _normalised_input(x__nhwc, in_mean, in_inv_std, in_gamma, in_beta, in_relu,
                                 in_relu_max)
     if bn_x__nhwc is not None:
         c = dy__nhwc.shape[-1]
         dy__nhwc = input_gradient(
             bn_x__nhwc.reshape(-1, c), dy__nhwc.reshape(-1, c), None, bn_gamma, bn_beta,
-            bn_mean, bn_inv_std, bn_relu, bn_relu_max, bn_grad_means__2c
+            bn_mean, bn_inv_std, bn_relu and not bn_g_given, bn_relu_max, bn_grad_means__2c
         ).astype(dw__hwio.dtype).reshape(dy__nhwc.shape)
     conv2d_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, stride_w, pad_top,
                            pad_left, n_threads)

@@ -25,10 +25,12 @@
   goes to ``BatchNormStep`` instead.
 - **a conv's backward makes BN's dx**: a linear plain Conv2D or DepthwiseConv2D read only by a
   training BatchNormStep sums that step's statistics in its forward (its
-  ``batchnorm_moments``). A Conv2D whose kernel trains, read by a step without an Add, also
-  makes the step's dx in its backward (``BatchNormStep.dx_by_conv``): the step runs its sums
-  pass only and leaves what the dx pass needs in the conv's context, and the conv's backward
-  makes each image's dx from dy as it reads it.
+  ``batchnorm_moments``). A Conv2D whose kernel trains also makes the step's dx in its
+  backward (``BatchNormStep.dx_by_conv``): the step runs its sums pass only and leaves what
+  the dx pass needs in the conv's context, and the conv's backward makes each image's dx as
+  it reads the gradient it gets: dy, or where the relu's mask needs the residual or the
+  gradient comes in two parts, the normalised value's gradient, which the sums pass writes
+  (it is the residual's too).
 - **batch normalisation applied as the next conv loads it**: in a plan with backward, a
   training BatchNormStep without an Add whose output only a plain Conv2D reads computes its
   statistics only; the conv normalises (and rectifies) each image of the step's input as it
@@ -230,11 +232,13 @@ class BatchNormStep:
 
     def backward(self, dys, ctx, need_dx):
         dy, dy2 = dys[0] if isinstance(dys[0], tuple) else (dys[0], None)
-        if ctx.conv is not None and need_dx and dy2 is None:
-            # The conv's backward makes dx from dy as it reads it: dy goes on as the gradient
-            # its backward gets, and what else it reads is kept in the conv's own buffers.
-            ctx.conv.batchnorm_dx = self.layer.input_gradient_for_conv(dy, ctx, ctx.conv.buffer)
-            return [dy]
+        if ctx.conv is not None and need_dx:
+            # The conv's backward makes dx from the gradient g it gets as it reads it (dy, or
+            # the normalised value's gradient, which is also the residual's), and what else it
+            # reads is kept in the conv's own buffers.
+            ctx.conv.batchnorm_dx, g = self.layer.input_gradient_for_conv(dy, ctx,
+                                                                          ctx.conv.buffer, dy2)
+            return [g, g] if self.add else [g]
         dx, dres = self.layer.backward_fused(dy, ctx, need_dx, dy2)
         return [dx, dres] if self.add else [dx]
 
@@ -595,12 +599,11 @@ def _batchnorm_moments_from_convs(plan, calls, step_of_call, sole_reader):
         conv.flags["batchnorm_moments"] = True
         conv.conv_slot = step.conv_slot = plan.n_slots
         plan.n_slots += 1
-        # Without an Add (whose relu mask needs the residual) the conv's backward makes the
-        # normalisation's dx from its dy, as it reads it for its own dW and dX (which needs the
-        # conv's kernel trained: its dW pass is the one that reads dy).
+        # The conv's backward makes the normalisation's dx from the gradient it gets, as it
+        # reads it for its own dW and dX (which needs the conv's kernel trained: its dW pass is
+        # the one that reads it).
         routes = plan.grad_routes[plan.steps.index(conv)]
-        step.dx_by_conv = (kind == "conv2d" and step.add is None and bool(routes)
-                           and routes[0] is not None)
+        step.dx_by_conv = kind == "conv2d" and bool(routes) and routes[0] is not None
 
 
 def _batchnorm_applied_by_convs(plan, calls, step_of_call, sole_reader):

@@ -160,21 +160,27 @@ class BatchNormalization(Layer):
             dres = dy
         return dx, dres
 
-    def input_gradient_for_conv(self, dy, ctx, buffer):
-        """The gradients of gamma and beta of forward_fused's call (made without a residual),
-        and what the backward of the conv that made x needs to make dx itself from dy, as it
-        reads dy (normalization.BatchNormInputGradient): bit for bit backward_fused's dx.
+    def input_gradient_for_conv(self, dy, ctx, buffer, dy2=None):
+        """The gradients of gamma and beta of forward_fused's call, and what the backward of the
+        conv that made x needs to make dx itself as it reads its own dy
+        (normalization.BatchNormInputGradient): bit for bit backward_fused's dx. Returns that
+        and g, the gradient the conv gets: dy itself where the conv can mask it alone (one part,
+        no residual), else the normalised value's gradient, which is also the residual's.
         ``buffer(name, shape, dtype)`` gives the buffers that hold the statistics and the
         gradient means for the conv: this call's own go to other steps once its backward is
         done, before the conv's runs."""
         c = ctx.x.shape[-1]
         grad_means = buffer("batchnorm grad_means", (2, c), np.float64)
-        self._backward(dy, ctx, False, False, None, grad_means)
+        g_given = dy2 is not None or ctx.residual is not None
+        _, g = self._backward(dy, ctx, False, g_given and (ctx.relu or dy2 is not None), dy2,
+                              grad_means)
         mean = buffer("batchnorm mean", (c,), ctx.mean.dtype)
         inv_std = buffer("batchnorm inv_std", (c,), ctx.inv_std.dtype)
         mean[...], inv_std[...] = ctx.mean, ctx.inv_std
-        return normalization.BatchNormInputGradient(ctx.x, mean, inv_std, self.gamma, self.beta,
-                                                    grad_means, ctx.relu, ctx.relu_max)
+        recipe = normalization.BatchNormInputGradient(ctx.x, mean, inv_std, self.gamma,
+                                                      self.beta, grad_means, ctx.relu,
+                                                      ctx.relu_max, g_given)
+        return recipe, dy if g is None else g
 
     def _backward(self, dy, ctx, need_dx, need_dres, dy2, grad_means=None):
         x = ctx.x

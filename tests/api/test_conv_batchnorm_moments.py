@@ -52,9 +52,8 @@ def test_planner_links_each_linear_conv_to_the_training_batchnorm_step_reading_i
                                                  for s in step.inputs + step.outputs) + 1
     readers = [s for s in plan.steps if isinstance(s, BatchNormStep)]
     assert sorted(s.conv_slot for s in readers) == sorted(slots)
-    # the BN with the Add makes its own dx: its relu mask needs the residual
     assert [(s.add is not None, s.dx_by_conv) for s in readers] == [
-        (False, True), (True, False), (False, True)]
+        (False, True), (True, True), (False, True)]
 
 
 def test_no_link_for_relu_convs_shared_outputs_frozen_batchnorm_or_inference():
@@ -132,9 +131,9 @@ def test_the_conv_makes_the_batchnorm_dx_bitwise_as_the_step_would(monkeypatch):
     made = []
     original = layers.BatchNormalization.input_gradient_for_conv
 
-    def spy(self, dy, ctx, buffer):
-        made.append(dy.shape)
-        return original(self, dy, ctx, buffer)
+    def spy(self, dy, ctx, buffer, dy2=None):
+        made.append((dy.shape, ctx.residual is not None, dy2 is not None))
+        return original(self, dy, ctx, buffer, dy2)
 
     monkeypatch.setattr(layers.BatchNormalization, "input_gradient_for_conv", spy)
     runs = []
@@ -144,10 +143,13 @@ def test_the_conv_makes_the_batchnorm_dx_bitwise_as_the_step_would(monkeypatch):
         model = residual_net()
         history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
         runs.append((model.get_weights(), history.history["loss"]))
-        if by_conv:  # steps of 16, 16 and 8 samples; the first BN's output has two readers,
-            # so its gradient comes in two parts, which the step adds as it makes dx itself
-            assert made == [(16, 4, 4, 16), (16, 4, 4, 16), (8, 4, 4, 16)] * 2
-    assert len(made) == 6  # none without the conv making dx
+        if by_conv:  # steps of 16, 16 and 8 samples, backward from the last BN: the strided
+            # conv's, the one with the Add (the conv gets the normalised value's gradient), and
+            # the first, whose output has two readers (so does its gradient come in two parts)
+            assert made == [step for n in (16, 16, 8) for step in (
+                ((n, 4, 4, 16), False, False), ((n, 8, 8, 8), True, False),
+                ((n, 8, 8, 8), False, True))] * 2
+    assert len(made) == 18  # none without the conv making dx
     (got, got_loss), (want, want_loss) = runs
     assert got_loss == want_loss
     for a, b in zip(got, want, strict=True):
@@ -280,7 +282,7 @@ def test_a_depthwise_conv_sums_its_batchnorms_statistics_bitwise():
     assert kinds == ["Conv2D", "DepthwiseConv2D", "Conv2D", "DepthwiseConv2D"]
     readers = {s.conv_slot: s for s in plan.steps if isinstance(s, BatchNormStep)}
     assert [readers[s.conv_slot].dx_by_conv for s in linked_convs(plan)] == [
-        True, False, False, False]  # the second 1x1 conv's BN feeds the Add
+        True, False, True, False]  # the depthwise convs' BNs make their own
     upstream = np.random.default_rng(2).standard_normal((len(x), 3)).astype(np.float32)
     start = model.get_weights()
     linked = one_step(model, x, upstream, True)

@@ -380,6 +380,52 @@ def test_backward_makes_the_batchnorm_dx_bitwise(dtype, n_threads, relu_max, ci,
     np.testing.assert_array_equal(dw_only, want_dw)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("relu_max", [None, np.inf, 6.0], ids=["linear", "relu", "relu6"])
+@pytest.mark.parametrize("parts", ["residual", "two-parts", "both"])
+def test_backward_makes_the_batchnorm_dx_from_the_normalised_gradient(dtype, n_threads, relu_max,
+                                                                     parts, simd_path):
+    """Where the normalisation adds a residual before its relu, or its output's gradient comes
+    in two parts, its sums pass writes g, the normalised value's gradient (as the residual's
+    gradient), and the conv's backward makes dx from g: the bits of batchnorm_backward's dx."""
+    from fastcnn._ops import conv as conv_ops
+    from fastcnn._ops import normalization
+    rng = np.random.default_rng(8)
+    x, wt, bias, _, geo = conv_case(rng, dtype, 9, 7, 6, 6, 20, (3, 3), (1, 1), "same")
+    z = conv_ops.conv2d_forward(x, wt, bias, (1, 1), "same", n_threads=n_threads)
+    gamma = (rng.random(20) + 0.5).astype(dtype)
+    beta = (rng.standard_normal(20) * 0.5).astype(dtype)
+    residual = rng.standard_normal(z.shape).astype(dtype) if parts != "two-parts" else None
+    dy2 = rng.standard_normal(z.shape).astype(dtype) if parts != "residual" else None
+    relu, cap = relu_max is not None, relu_max if relu_max != np.inf else None
+    _, mean, inv_std = normalization.batchnorm_forward_training(
+        z, gamma, beta, np.zeros(20, dtype), np.ones(20, dtype), 0.9, 1e-3, residual=residual,
+        relu=relu, relu_max=cap, n_threads=n_threads)
+    dy = rng.standard_normal(z.shape).astype(dtype)
+    sums = lambda: (np.empty(20, dtype), np.empty(20, dtype))
+    dz, _ = normalization.batchnorm_backward(z, dy, gamma, beta, mean, inv_std, True, *sums(),
+                                             residual=residual, relu=relu, relu_max=cap, dy2=dy2,
+                                             n_threads=n_threads)
+    want_dw, want_dx = conv_ops.conv2d_backward(x, dz, wt, (1, 1), "same", n_threads=n_threads)
+    means = np.empty((2, 20))
+    _, g = normalization.batchnorm_backward(z, dy, gamma, beta, mean, inv_std, True, *sums(),
+                                            residual=residual, relu=relu, relu_max=cap, dy2=dy2,
+                                            need_dx=False, need_dres=True, grad_means=means,
+                                            n_threads=n_threads)
+    recipe = normalization.BatchNormInputGradient(z, mean, inv_std, gamma, beta, means, relu,
+                                                  cap, g_given=True)
+    dw, dx = conv_ops.conv2d_backward(x, g, wt, (1, 1), "same", batchnorm=recipe,
+                                      n_threads=n_threads)
+    np.testing.assert_array_equal(dw, want_dw)
+    np.testing.assert_array_equal(dx, want_dx)
+    ref_dw, ref_dx = np.empty_like(wt), np.empty_like(x)
+    ref.conv2d_backward(x, g, wt, ref_dw, None, ref_dx, *geo, False, 1,
+                        *recipe.kernel_args(dtype, z.shape))
+    assert_close(dw, ref_dw, dtype)
+    assert_close(dx, ref_dx, dtype)
+
+
 # Input normalisation: (kernel, strides, padding) with a canvas (padded, cut by the stride) and
 # without one (1x1 valid, read in place when not normalised).
 INPUT_BN_CASES = [((3, 3), (1, 1), "same"), ((3, 3), (2, 2), "same"), ((1, 1), (1, 1), "valid"),
@@ -452,7 +498,7 @@ def test_input_normalisation_matches_the_reference(dtype, case):
         dy = np.random.default_rng(13).standard_normal(out.shape).astype(dtype)
         dw, dx = np.empty_like(wt), np.empty_like(x)
         module.conv2d_backward(x, dy, wt, dw, None, dx, *strides, top, left, False, 2,
-                               *(None,) * 6, False, 0, *args)
+                               *(None,) * 6, False, 0, False, *args)
         results.append((out, dw, dx))
     for got, want in zip(*results):
         assert_close(got, want, dtype)
