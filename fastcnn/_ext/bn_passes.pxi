@@ -2,8 +2,9 @@
 # that a conv also runs (normalization.h; one name for both float types): each chunk's column
 # means and squared deviations, the partial sums of the statistics, which a conv or depthwise
 # forward sums as it writes its output; the normalisation itself, which a conv applies to its
-# input as it loads each image; and the input gradient, which a conv backward makes from the
-# normalisation's output gradient as it reads it.
+# input as it loads each image, and its gradient sums, which that conv's backward sums as it
+# writes its dX; and the input gradient, which a conv backward makes from the normalisation's
+# output gradient as it reads it.
 cdef extern from "normalization.h" nogil:
     void fcnn_bn_moments_f32(const float *x, Py_ssize_t rows, Py_ssize_t c, double *mean,
                              double *m2)
@@ -15,6 +16,15 @@ cdef extern from "normalization.h" nogil:
     void fcnn_bn_apply_f64(const double *x, const double *res, Py_ssize_t rows, Py_ssize_t c,
                            const double *mean, const double *scale, const double *beta,
                            int relu, double cap, double *y)
+    void fcnn_bn_grad_sums_f32(const float *x, const float *dy, const float *dy2, const float *res,
+                               Py_ssize_t rows, Py_ssize_t c, const float *mean,
+                               const float *inv_std, const float *scale, const float *beta,
+                               int relu, float cap, float *g_out, double *sum_g, double *sum_gx)
+    void fcnn_bn_grad_sums_f64(const double *x, const double *dy, const double *dy2,
+                               const double *res, Py_ssize_t rows, Py_ssize_t c, const double *mean,
+                               const double *inv_std, const double *scale, const double *beta,
+                               int relu, double cap, double *g_out, double *sum_g,
+                               double *sum_gx)
     void fcnn_bn_grad_input_f32(const float *x, const float *dy, const float *g_in,
                                 Py_ssize_t rows, Py_ssize_t c, const float *mean,
                                 const float *inv_std, const float *scale, const float *beta,
@@ -44,6 +54,19 @@ cdef inline void _apply_rows(const floating *x, const floating *res, Py_ssize_t 
         fcnn_bn_apply_f32(x, res, rows, c, mean, scale, beta, relu, cap, y)
     else:
         fcnn_bn_apply_f64(x, res, rows, c, mean, scale, beta, relu, cap, y)
+
+
+cdef inline void _grad_sums(const floating *x, const floating *dy, const floating *dy2,
+                            const floating *res, Py_ssize_t rows, Py_ssize_t c,
+                            const floating *mean, const floating *inv_std, const floating *scale,
+                            const floating *beta, int relu, floating cap, floating *g_out,
+                            double *sum_g, double *sum_gx) noexcept nogil:
+    if floating is float:
+        fcnn_bn_grad_sums_f32(x, dy, dy2, res, rows, c, mean, inv_std, scale, beta, relu, cap,
+                              g_out, sum_g, sum_gx)
+    else:
+        fcnn_bn_grad_sums_f64(x, dy, dy2, res, rows, c, mean, inv_std, scale, beta, relu, cap,
+                              g_out, sum_g, sum_gx)
 
 
 cdef inline void _grad_input(const floating *x, const floating *dy, const floating *g_in,

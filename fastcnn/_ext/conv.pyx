@@ -289,9 +289,10 @@ cdef int _check_bn_in(const floating[::1] mean, const floating[::1] inv_std,
 cdef int _fill_bn_in(_bn_in *b, const floating[::1] mean, const floating[::1] inv_std,
                      const floating[::1] gamma, const floating[::1] beta, bint relu,
                      double relu_max) except -1:
-    """b = the input normalisation of these checked vectors (b.scale allocated: the caller
-    frees it)."""
-    b.mean, b.beta, b.relu, b.cap = &mean[0], &beta[0], relu, relu_max
+    """b = the input normalisation of these checked vectors, without gradient sums (b.scale
+    allocated: the caller frees it)."""
+    b.mean, b.inv_std, b.beta, b.relu, b.cap = &mean[0], &inv_std[0], &beta[0], relu, relu_max
+    b.partial, b.chunk_rows = NULL, 0
     b.scale = _scale(gamma, inv_std)
     return 0
 
@@ -353,7 +354,8 @@ def conv2d_backward(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in
                     double bn_relu_max=0, bint bn_g_given=False,
                     const floating[::1] in_mean=None, const floating[::1] in_inv_std=None,
                     const floating[::1] in_gamma=None, const floating[::1] in_beta=None,
-                    bint in_relu=False, double in_relu_max=0):
+                    bint in_relu=False, double in_relu_max=0,
+                    double[:, :, ::1] in_partial__k2c=None, Py_ssize_t in_chunk_rows=0):
     """conv2d_backward_weight and (unless dx is None) conv2d_backward_input in one pass over
     dy: each image's part of dw (and db) and its dx from the same dy while it is in cache, bit
     for bit the two kernels' results. With input_relu, x is a relu's output, and dx also gets
@@ -369,7 +371,13 @@ def conv2d_backward(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in
 
     With ``in_mean``, x is the input of a training batch normalisation whose output the conv
     reads (conv2d_forward's ``in_*``): dW reads each image normalised as it loads it, and dx is
-    the gradient of that normalisation's output (input_relu must be False)."""
+    the gradient of that normalisation's output (input_relu must be False). With
+    ``in_partial__k2c`` too (and dx), viewing x as (n*h*w, c_in) rows in chunks of
+    ``in_chunk_rows`` (a divisor of SAMPLES_PER_PARTIAL images' rows, and a multiple or a
+    divisor of an image's), each chunk's sums of that gradient through the relu and of it times
+    the normalised x go to partial[k, 0] and partial[k, 1]: the partial sums of
+    normalization.batchnorm_backward, by the same function, made as the chunk's dx is written,
+    for its ``sums_given``."""
     cdef fcnn_geom g = _geom(x__nhwc.shape, dw__hwio.shape, dy__nhwc.shape,
                              stride_h, stride_w, pad_top, pad_left)
     if not _same_shape(w__hwio.shape, dw__hwio.shape) or (
@@ -393,6 +401,22 @@ def conv2d_backward(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in
     if in_mean is not None and input_relu:
         raise ValueError("Expected input_relu=False with an input normalisation: its relu's "
                          "backward is the normalisation's")
+    cdef Py_ssize_t pixels = <Py_ssize_t>g.h * g.w, rows = x__nhwc.shape[0] * pixels
+    if in_partial__k2c is not None:
+        if in_mean is None or dx__nhwc is None:
+            raise ValueError("Expected in_partial with an input normalisation and dx: its sums "
+                             "are of dx")
+        if (in_chunk_rows < 1 or pixels == 0 or (DW_CHUNK * pixels) % in_chunk_rows
+                or (in_chunk_rows % pixels and pixels % in_chunk_rows)):
+            raise ValueError(f"Expected in_chunk_rows to divide {DW_CHUNK} images' rows and be a "
+                             f"multiple or a divisor of an image's {pixels}, received "
+                             f"{in_chunk_rows}")
+        if (in_partial__k2c.shape[0] != (rows + in_chunk_rows - 1) // in_chunk_rows
+                or in_partial__k2c.shape[1] != 2 or in_partial__k2c.shape[2] != g.ci):
+            raise ValueError(f"Expected in_partial of shape "
+                             f"({(rows + in_chunk_rows - 1) // in_chunk_rows}, 2, {g.ci}), "
+                             f"received ({in_partial__k2c.shape[0]}, {in_partial__k2c.shape[1]}, "
+                             f"{in_partial__k2c.shape[2]})")
     if dy__nhwc.size == 0:
         _zero_gradients(dw__hwio, db, dx__nhwc)
         return
@@ -410,6 +434,8 @@ def conv2d_backward(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in
             bn.scale = _scale(bn_gamma, bn_inv_std)
         if in_mean is not None:
             _fill_bn_in(&bn_in, in_mean, in_inv_std, in_gamma, in_beta, in_relu, in_relu_max)
+            if in_partial__k2c is not None and in_partial__k2c.shape[0] > 0:
+                bn_in.partial, bn_in.chunk_rows = &in_partial__k2c[0, 0, 0], in_chunk_rows
         if dx__nhwc is not None:
             wt = <floating *>_alloc(fcnn_dx_packed_size(level, &g, sizeof(floating)),
                                     sizeof(floating))
@@ -690,12 +716,18 @@ def conv2d_maxpool_backward(const float[:, :, :, ::1] x__nhwc,     # IN  (n, h, 
 ctypedef struct _bn_in:
     # A training batch normalisation (and its relu) whose output is the conv's input, applied
     # as the conv loads each image, so that the normalised value is never written whole: its
-    # statistics' mean, scale (_scale), beta (all of the kernel's float type) and relu.
+    # statistics' mean and inv_std, scale (_scale), beta (all of the kernel's float type) and
+    # relu. With partial (backward only), the normalisation's gradient sums of each chunk of
+    # chunk_rows rows of its output, made from the conv's dX as it is written (see
+    # _input_grad_sums).
     const void *mean
+    const void *inv_std
     void *scale
     const void *beta
     int relu
     double cap
+    double *partial
+    Py_ssize_t chunk_rows
 
 
 cdef inline fcnn_geom _canvas_geom(const fcnn_geom *g) noexcept nogil:
@@ -725,6 +757,23 @@ cdef inline void _normalised_canvas(const fcnn_geom *g, const _bn_in *bn, const 
                     canvas + r * row + <size_t>lo * g.ci)
         memset(canvas + r * row + <size_t>hi * g.ci, 0,
                <size_t>(cw - hi) * g.ci * sizeof(floating))
+
+
+cdef inline void _input_grad_sums(const _bn_in *bn, Py_ssize_t i, Py_ssize_t n,
+                                  Py_ssize_t pixels, int c, const floating *x,
+                                  const floating *dx) noexcept nogil:
+    """After image i's dx (of n images, pixels rows each): the gradient sums of the chunks of
+    bn's rows that it completes, each by the normalisation's own sums pass on its input x and its
+    output's gradient dx, into bn.partial. A chunk is part of an image or whole images within
+    one chunk of the dW tree, which one thread takes in order, so each chunk is summed once."""
+    cdef Py_ssize_t cr = bn.chunk_rows, rows = n * pixels, k, r0
+    cdef Py_ssize_t end = (i + 1) * pixels // cr if i < n - 1 else (rows + cr - 1) // cr
+    for k in range(i * pixels // cr, end):
+        r0 = k * cr
+        _grad_sums(x + r0 * c, dx + r0 * c, NULL, NULL, min(cr, rows - r0), c,
+                   <const floating *>bn.mean, <const floating *>bn.inv_std,
+                   <const floating *>bn.scale, <const floating *>bn.beta, bn.relu,
+                   <floating>bn.cap, NULL, bn.partial + k * 2 * c, bn.partial + (k * 2 + 1) * c)
 
 
 cdef inline void _forward_loaded(int level, const fcnn_geom *g, const fcnn_geom *gc,
@@ -979,7 +1028,8 @@ cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :
     first, with drop), made in per-thread scratch. With dx (and wt, the fcnn_pack_dx weights),
     also dX from the same hot dY, masked where x <= 0 with input_relu. With bn, each image's dY
     is the normalisation's input gradient, made in per-thread scratch from dy. With bn_in, dW
-    reads each image normalised into per-thread scratch as it loads it (dX does not read x).
+    reads each image normalised into per-thread scratch as it loads it (dX does not read x),
+    and with its partial, each image's dX also gives the normalisation's gradient sums.
     Returns the skipped argmax count."""
     # Partial sums: per chunk, dw rows padded to c16 channels, then one db row, in the scratch of
     # a fcnn_tree (pack.h); each thread's own scratch after it.
@@ -1050,6 +1100,8 @@ cdef Py_ssize_t _backward(const floating[:, :, :, ::1] x, const floating[:, :, :
                         _dx_image(level, g, wt, d, dx + i * sx, scratch)
                         if input_relu:
                             _relu_mask(px + i * sx, dx + i * sx, sx)
+                        if bn_in != NULL and bn_in.partial != NULL:
+                            _input_grad_sums(bn_in, i, n, <Py_ssize_t>g.h * g.w, g.ci, px, dx)
                 _tree_add(&t, buf, me, c)
     for k in prange(kk, nogil=True, schedule="static", num_threads=n_threads):
         _sum_parts(buf + k * c16, t.blocks, step, g.co, pdw + k * g.co)

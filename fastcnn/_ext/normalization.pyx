@@ -35,32 +35,6 @@ include "cpu.pxi"
 include "bn_passes.pxi"
 
 
-cdef extern from "normalization.h" nogil:
-    void fcnn_bn_grad_sums_f32(const float *x, const float *dy, const float *dy2, const float *res,
-                               Py_ssize_t rows, Py_ssize_t c, const float *mean,
-                               const float *inv_std, const float *scale, const float *beta,
-                               int relu, float cap, float *g_out, double *sum_g, double *sum_gx)
-    void fcnn_bn_grad_sums_f64(const double *x, const double *dy, const double *dy2,
-                               const double *res, Py_ssize_t rows, Py_ssize_t c, const double *mean,
-                               const double *inv_std, const double *scale, const double *beta,
-                               int relu, double cap, double *g_out, double *sum_g,
-                               double *sum_gx)
-
-
-# One name per pass for both float types (the C functions have one per type).
-cdef inline void _grad_sums(const floating *x, const floating *dy, const floating *dy2,
-                            const floating *res, Py_ssize_t rows, Py_ssize_t c,
-                            const floating *mean, const floating *inv_std, const floating *scale,
-                            const floating *beta, int relu, floating cap, floating *g_out,
-                            double *sum_g, double *sum_gx) noexcept nogil:
-    if floating is float:
-        fcnn_bn_grad_sums_f32(x, dy, dy2, res, rows, c, mean, inv_std, scale, beta, relu, cap,
-                              g_out, sum_g, sum_gx)
-    else:
-        fcnn_bn_grad_sums_f64(x, dy, dy2, res, rows, c, mean, inv_std, scale, beta, relu, cap,
-                              g_out, sum_g, sum_gx)
-
-
 cdef extern from "pack.h" nogil:
     void fcnn_sum_parts_f64(double *parts, int nparts, size_t step, int n, double *out)
 
@@ -297,7 +271,8 @@ def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
                        double[:, :, ::1] partial__k2c,      # OUT scratch (K, 2, C)
                        Py_ssize_t chunk_rows, object across,
                        bint relu, double relu_max, bint batch_stats, int n_threads,
-                       double[:, ::1] grad_means__2c=None):  # OUT (2, C), or None
+                       double[:, ::1] grad_means__2c=None,  # OUT (2, C), or None
+                       bint sums_given=False):
     """With g = dy (+ dy2: the gradient of y in two parts, added here as the engine would
     add them), or with relu that masked where the forward's pre-activation value was not in
     (0, relu_max), and xhat = (x - mean) * inv_std: dbeta = sum(g), dgamma = sum(g * xhat) over rows,
@@ -311,6 +286,10 @@ def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
     batch's. ``grad_means__2c`` receives dbeta / M and dgamma / M in double (0 without
     batch_stats), the means dx is made with, for a conv backward to make dx itself from dy as it
     reads it (conv2d_backward), with dx None here.
+
+    ``sums_given``: partial already holds each chunk's two sums (the conv that read y summed
+    them as it wrote dy: ``conv.conv2d_backward``'s ``in_partial``, by the same function), so
+    dy is not read for them; dres must then be None, and g be dy alone.
     """
     cdef Py_ssize_t m = x__mc.shape[0], c = x__mc.shape[1]
     _check(m, c, dy__mc.shape, min(gamma.shape[0], beta.shape[0], mean.shape[0],
@@ -336,13 +315,17 @@ def batchnorm_backward(const floating[:, ::1] x__mc,        # IN  (M, C)
     cdef floating[:, ::1] g_out = dres__mc
     if g_out is None and want_dx and (relu and residual__mc is not None or dy2__mc is not None):
         g_out = dx__mc
+    if sums_given and g_out is not None:
+        raise ValueError("Expected sums_given with neither dres nor a gradient that the dx pass "
+                         "needs from the sums pass (a residual under the relu, or dy2)")
     # [sums of g, sums of g * xhat, rows]: what ``across`` totals.
     cdef double[::1] sums = _sums(2 * c + 1)
     cdef floating *scale = _scale(gamma, inv_std)
     cdef floating cap = <floating>relu_max
     try:
         with nogil:
-            for k in prange(n_chunks, schedule="static", num_threads=threads):
+            for k in prange(0 if sums_given else n_chunks, schedule="static",
+                            num_threads=threads):
                 r0 = k * rows
                 _grad_sums(_row(x__mc, r0), _row(dy__mc, r0), _row(dy2__mc, r0),
                            _row(residual__mc, r0), min(rows, m - r0), c, &mean[0], &inv_std[0],

@@ -1,4 +1,5 @@
 """Convolution, and the fused convolution + max-pooling step: checked calls of ``_ext.conv``."""
+import math
 import numbers
 
 import numpy as np
@@ -119,6 +120,15 @@ def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_th
     return out
 
 
+def batchnorm_sums_fit(x_shape):
+    """Whether conv2d_backward can sum the gradient sums of the training batch normalisation
+    whose output, of ``x_shape``, is its input (InputBatchNorm's ``grad_partial``): where that
+    normalisation's chunks of rows (batchnorm_chunk_rows) fit in the kernel's chunks of
+    SAMPLES_PER_PARTIAL images."""
+    pixels = math.prod(int(d) for d in x_shape[1:-1])
+    return pixels > 0 and (_conv.SAMPLES_PER_PARTIAL * pixels) % batchnorm_chunk_rows(x_shape) == 0
+
+
 def _input_batchnorm_args(input_batchnorm, plain, dtype, c):
     """The kernels' ``in_*`` arguments of an InputBatchNorm (or None) for an input of c
     channels."""
@@ -195,7 +205,8 @@ def conv2d_backward(x, dy, kernel, strides, padding, dw=None, db=None, dx=None, 
     output, whose input gradient the kernel makes from it image by image, bit for bit
     normalization.batchnorm_backward's dx. ``input_batchnorm``: x is the input of a training
     batch normalisation whose output the conv read (conv2d_forward's), and dx the gradient of
-    that output."""
+    that output; with its ``grad_partial``, the kernel also sums that normalisation's gradient
+    sums of each chunk of dx as it writes it."""
     n_threads = effective_n_threads(n_threads)
     kernel = weights_array(kernel, "kernel", 4)
     shape, top, left = _conv_geometry(check_array(x, "x", 4).shape, kernel.shape, strides, padding,
@@ -211,12 +222,13 @@ def conv2d_backward(x, dy, kernel, strides, padding, dw=None, db=None, dx=None, 
     bn = ((None,) * 6 + (False, 0, False) if batchnorm is None
           else batchnorm.kernel_args(kernel.dtype, shape))
     normalised = _input_batchnorm_args(input_batchnorm, True, kernel.dtype, x.shape[3])
-    check_apart({"dw": dw, "db": db, "dx": dx},
+    sums = {} if input_batchnorm is None else input_batchnorm.sums_args(x.shape)
+    check_apart({"dw": dw, "db": db, "dx": dx, "grad_partial": sums.get("in_partial__k2c")},
                 {"x": x, "dy": dy, "kernel": kernel, **{f"batchnorm {name}": a for name, a in zip(
                     ("x", "mean", "inv_std", "gamma", "beta", "grad_means"), bn)},
                  **_named_input_batchnorm(normalised)})
     _conv.conv2d_backward(x, dy, kernel, dw, db, dx, *strides, top, left,
-                          flag(input_relu, "input_relu"), n_threads, *bn, *normalised)
+                          flag(input_relu, "input_relu"), n_threads, *bn, *normalised, **sums)
     return dw, dx
 
 

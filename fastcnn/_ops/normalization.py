@@ -109,18 +109,30 @@ class InputBatchNorm(NamedTuple):
     """A training batch normalisation (and its relu) whose output a conv reads, which the conv
     applies to the normalisation's input as it loads each image (conv.conv2d_forward and
     conv2d_backward's ``input_batchnorm``), bit for bit batchnorm_apply: the statistics its
-    forward returned, its weights and its relu."""
+    forward returned, its weights and its relu. ``grad_partial``: None, or the float64 array of
+    ``batchnorm_partial_shape`` of the input into which the conv's backward sums the
+    normalisation's gradient sums as it writes dX (batchnorm_backward's ``sums_given``)."""
     mean: np.ndarray
     inv_std: np.ndarray
     gamma: np.ndarray
     beta: np.ndarray
     relu: bool
     relu_max: float = None
+    grad_partial: np.ndarray = None
 
     def kernel_args(self, dtype, c):
         """The checked ``in_*`` arguments of the conv kernels for an input of c channels."""
         return (*_statistics_args(self, dtype, c), flag(self.relu, "relu"),
                 _relu_cap(self.relu_max))
+
+    def sums_args(self, x_shape):
+        """The checked ``in_partial__k2c`` and ``in_chunk_rows`` of the conv backward kernel for
+        an input of ``x_shape``: None and 0 without grad_partial."""
+        if self.grad_partial is None:
+            return {}
+        return {"in_partial__k2c": out_buffer(self.grad_partial, batchnorm_partial_shape(x_shape),
+                                              np.float64, "grad_partial"),
+                "in_chunk_rows": batchnorm_chunk_rows(x_shape)}
 
 
 def _statistics_args(bn, dtype, c):
@@ -227,14 +239,16 @@ def batchnorm_apply(x, gamma, beta, mean, inv_std, residual=None, relu=False, re
 def batchnorm_backward(x, dy, gamma, beta, mean, inv_std, batch_stats, dgamma, dbeta,
                        residual=None, relu=False, relu_max=None, need_dx=True, need_dres=False,
                        out=None, dres=None, partial=None, dy2=None, across=None,
-                       grad_means=None, n_threads=None):
+                       grad_means=None, sums_given=False, n_threads=None):
     """Fill dgamma and dbeta; return (dx, dres): dx None unless need_dx, and dres, the gradient
     of the residual (dy through the relu), None unless need_dres. ``batch_stats`` says whether
     the forward pass normalised with the batch's statistics or with constant moving ones;
     ``residual``, ``relu`` and ``relu_max`` are the forward's. ``dy2``: a second part of the output's
     gradient, which the kernel adds to dy (dy + dy2 in float, as merge.add_forward adds).
     ``across``: the forward's (batch_stats only); dgamma and dbeta are then the whole batch's.
-    ``grad_means`` (2, C) float64 receives the means dx is made with (BatchNormInputGradient)."""
+    ``grad_means`` (2, C) float64 receives the means dx is made with (BatchNormInputGradient).
+    ``sums_given``: ``partial`` holds the sums of each chunk already, from the conv that read
+    the output (InputBatchNorm's ``grad_partial``), so that dy is not read for them."""
     n_threads = effective_n_threads(n_threads)
     x, c = _batchnorm_operands(x, ("dgamma", "dbeta"), gamma=gamma, beta=beta, mean=mean,
                                inv_std=inv_std, dgamma=dgamma, dbeta=dbeta)
@@ -243,6 +257,9 @@ def batchnorm_backward(x, dy, gamma, beta, mean, inv_std, batch_stats, dgamma, d
     residual = _like_x(residual, x, "residual")
     dx = out_buffer(out, x.shape, x.dtype, "dx") if need_dx else None
     dres = out_buffer(dres, x.shape, x.dtype, "dres") if need_dres else None
+    sums_given = flag(sums_given, "sums_given")
+    if sums_given and partial is None:
+        raise ValueError("Expected partial with sums_given=True: the sums it holds")
     partial = out_buffer(partial, batchnorm_partial_shape(x.shape), np.float64, "partial")
     if grad_means is not None:
         grad_means = out_buffer(grad_means, (2, c), np.float64, "grad_means")
@@ -258,7 +275,8 @@ def batchnorm_backward(x, dy, gamma, beta, mean, inv_std, batch_stats, dgamma, d
     _normalization.batchnorm_backward(
         x.reshape(-1, c), dy.reshape(-1, c), _rows(dy2, c), _rows(residual, c), gamma, beta, mean, inv_std,
         _rows(dx, c), dgamma, dbeta, _rows(dres, c), partial, batchnorm_chunk_rows(x.shape),
-        across, flag(relu, "relu"), _relu_cap(relu_max), batch_stats, n_threads, grad_means)
+        across, flag(relu, "relu"), _relu_cap(relu_max), batch_stats, n_threads, grad_means,
+        sums_given)
     return dx, dres
 
 

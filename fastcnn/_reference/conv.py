@@ -5,7 +5,7 @@ import numpy as np
 from .window import _canvas, _windows
 from .dense import _store_biased
 from .dropout import dropout_backward, dropout_forward
-from .normalization import _chunk_moments, batchnorm_apply, input_gradient
+from .normalization import _chunk_moments, batchnorm_apply, chunk_grad_sums, input_gradient
 from .pool import maxpool2d_backward, maxpool2d_forward, maxpool2d_relu_backward
 
 
@@ -108,11 +108,14 @@ def conv2d_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, stride_w, 
 def conv2d_backward(x__nhwc, dy__nhwc, w__hwio, dw__hwio, db, dx__nhwc, stride_h, stride_w,
                     pad_top, pad_left, input_relu, n_threads, bn_x__nhwc=None, bn_mean=None,
                     bn_inv_std=None, bn_gamma=None, bn_beta=None, bn_grad_means__2c=None,
-                    bn_relu=False, bn_relu_max=0, bn_g_given=False, in_mean=None, in_inv_std=None, in_gamma=None,
-                    in_beta=None, in_relu=False, in_relu_max=0):
+                    bn_relu=False, bn_relu_max=0, bn_g_given=False, in_mean=None,
+                    in_inv_std=None, in_gamma=None, in_beta=None, in_relu=False, in_relu_max=0,
+                    in_partial__k2c=None, in_chunk_rows=0):
     """conv2d_backward_weight, then conv2d_backward_input (masked where x <= 0 with
     input_relu, unless dx is None); with bn_x, of the normalisation's input gradient made from
-    dy (the normalised value's gradient already with bn_g_given); with in_mean, dW of x normalised as conv2d_forward's."""
+    dy (the normalised value's gradient already with bn_g_given); with in_mean, dW of x
+    normalised as conv2d_forward's, and with in_partial that normalisation's chunk sums of dx."""
+    x_in = x__nhwc
     x__nhwc = _normalised_input(x__nhwc, in_mean, in_inv_std, in_gamma, in_beta, in_relu,
                                 in_relu_max)
     if bn_x__nhwc is not None:
@@ -126,6 +129,11 @@ def conv2d_backward(x__nhwc, dy__nhwc, w__hwio, dw__hwio, db, dx__nhwc, stride_h
     if dx__nhwc is not None:
         conv2d_backward_input(dy__nhwc, w__hwio, dx__nhwc, stride_h, stride_w, pad_top,
                               pad_left, n_threads, x__nhwc if input_relu else None)
+    if in_partial__k2c is not None:
+        c = x_in.shape[-1]
+        in_partial__k2c[...] = chunk_grad_sums(x_in.reshape(-1, c), dx__nhwc.reshape(-1, c),
+                                               in_gamma, in_beta, in_mean, in_inv_std, in_relu,
+                                               in_relu_max, in_chunk_rows)
 
 def conv2d_transpose_forward(x__nhwc, w__hwio, bias, out__nhwc, stride_h, stride_w, pad_top,
                              pad_left, dilation_h, dilation_w, relu, n_threads):

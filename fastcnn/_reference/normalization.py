@@ -32,6 +32,14 @@ def _chunk_moments(x__mc, chunk_rows):
                     ).reshape(len(chunks), 2, x.shape[1])
 
 
+def chunk_grad_sums(x__mc, dy__mc, gamma, beta, mean, inv_std, relu, relu_max, chunk_rows):
+    """(K, 2, C): each chunk's column sums of g (dy through the relu) and of g * xhat."""
+    g = _masked(x__mc, dy__mc, None, gamma, beta, mean, inv_std, relu, relu_max)
+    gx = g * (np.asarray(x__mc, np.float64) - mean) * inv_std
+    return np.array([[g[k:k + chunk_rows].sum(axis=0), gx[k:k + chunk_rows].sum(axis=0)]
+                     for k in range(0, len(g), chunk_rows)]).reshape(-1, 2, g.shape[1])
+
+
 def batchnorm_forward_training(x__mc, residual__mc, gamma, beta, moving_mean, moving_var, y__mc,
                                mean, inv_std, partial__k2c, chunk_rows, moments_given, across,
                                momentum, epsilon, relu, relu_max, n_threads):
@@ -77,12 +85,15 @@ def batchnorm_apply(x__mc, residual__mc, gamma, beta, mean, inv_std, y__mc, relu
 
 def batchnorm_backward(x__mc, dy__mc, dy2__mc, residual__mc, gamma, beta, mean, inv_std, dx__mc,
                        dgamma, dbeta, dres__mc, partial__k2c, chunk_rows, across, relu, relu_max,
-                       batch_stats, n_threads, grad_means__2c=None):
+                       batch_stats, n_threads, grad_means__2c=None, sums_given=False):
+    """With sums_given, the sums are those of the chunks in partial."""
     # The two parts add in their own dtype, as the kernel (and merge.add_forward) adds them.
     dy = dy__mc if dy2__mc is None else dy__mc + dy2__mc
     g = _masked(x__mc, dy, residual__mc, gamma, beta, mean, inv_std, relu, relu_max)
     xhat = (np.asarray(x__mc, np.float64) - mean) * inv_std
-    sums, rows = _total(np.concatenate([g.sum(axis=0), (g * xhat).sum(axis=0)]), len(g), across)
+    local = (partial__k2c.sum(axis=0).reshape(-1) if sums_given
+             else np.concatenate([g.sum(axis=0), (g * xhat).sum(axis=0)]))
+    sums, rows = _total(local, len(g), across)
     c = len(sums) // 2
     dbeta[...], dgamma[...] = sums[:c], sums[c:]
     means = sums.reshape(2, c) / rows if batch_stats else np.zeros((2, c))

@@ -34,7 +34,9 @@
 - **batch normalisation applied as the next conv loads it**: in a plan with backward, a
   training BatchNormStep without an Add whose output only a plain Conv2D reads computes its
   statistics only; the conv normalises (and rectifies) each image of the step's input as it
-  loads it, in its forward and its dW (``BatchNormStep.norm_slot``).
+  loads it, in its forward and its dW (``BatchNormStep.norm_slot``), and where its kernel
+  trains, its backward sums the step's gradient sums as it writes dX, the step's dy
+  (``BatchNormStep.sums_by_conv``).
 - **relu-gradient handoff**: a layer ending in relu whose output feeds nothing but a max pooling,
   a Conv2D or a fused conv + max-pool step leaves its relu backward to that reader, which
   applies it in its own pass (a Conv2D in its dX kernel, on each image while it is in cache).
@@ -203,8 +205,10 @@ class BatchNormStep:
         # (set by the planner) that conv's backward makes this step's dx from dy as it reads it
         self.dx_by_conv = False
         # (set by the planner) where this step leaves its normalisation for the conv reading
-        # its output, which applies it as it loads its input: the output slot then holds x
+        # its output, which applies it as it loads its input: the output slot then holds x;
+        # and whether that conv's backward sums this step's gradient sums as it writes dX
         self.norm_slot = None
+        self.sums_by_conv = False
         self.per_sample = not self.training
 
     def forward(self, values, ctx):
@@ -217,7 +221,8 @@ class BatchNormStep:
         ctx.conv = conv if self.dx_by_conv else None
         if self.norm_slot is not None:
             values[self.norm_slot] = self.layer.forward_fused(
-                x, ctx, self.training, None, self.relu, self.relu_max, moments, normalise=False)
+                x, ctx, self.training, None, self.relu, self.relu_max, moments, normalise=False,
+                conv_sums=self.sums_by_conv)
             values[self.outputs[0]] = x
             return
         out = None
@@ -611,8 +616,9 @@ def _batchnorm_applied_by_convs(plan, calls, step_of_call, sole_reader):
     the normalisation (and its relu) to that conv, which applies it to the step's input as it
     loads each image, in its forward and again in its dW (``norm_slot``, ``input_norm_slot``):
     the normalised value is neither written whole nor recomputed for backward, whose dX is the
-    normalisation's output gradient as before. Plans with a backward pass only, like the
-    moments."""
+    normalisation's output gradient as before, and which also sums the step's gradient sums
+    where the conv's kernel trains (``sums_by_conv``). Plans with a backward pass only, like
+    the moments."""
     for i, c in enumerate(calls):
         step = step_of_call.get(i)
         if not (isinstance(step, BatchNormStep) and step.add is None and c.training
@@ -624,6 +630,12 @@ def _batchnorm_applied_by_convs(plan, calls, step_of_call, sole_reader):
         step.norm_slot = conv.input_norm_slot = plan.n_slots
         plan.n_slots += 1
         step.recompute = False
+        # The conv's one-pass backward (its kernel trains) writes the step's dy as its dX, and
+        # sums the step's gradient sums of each chunk as it does.
+        index = plan.steps.index(conv)
+        routes = plan.grad_routes[index]
+        step.sums_by_conv = (index in plan.backward_steps and plan.need_dx[index]
+                             and bool(routes) and routes[0] is not None)
 
 
 def _trained_weights(step):

@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import initializers
 from ..arguments import finite_float
-from .._ops import normalization
+from .._ops import conv, normalization
 from .base import Layer
 
 
@@ -104,7 +104,7 @@ class BatchNormalization(Layer):
         return self.backward_fused(dy, ctx, need_dx)[0]
 
     def forward_fused(self, x, ctx, training, residual=None, relu=False, relu_max=None,
-                      moments=None, out=None, normalise=True):
+                      moments=None, out=None, normalise=True, conv_sums=False):
         """act(BN(x) [+ residual]), act relu (capped at relu_max unless None: relu6) or the
         identity, in one pass over x after the statistics, into ``out`` (None: the call's own
         buffer): the planner's fusion of this layer with an Add and an Activation after it
@@ -112,8 +112,10 @@ class BatchNormalization(Layer):
         conv that made x summed as it wrote it. ``normalise=False`` (training with the batch's
         statistics, no residual): the statistics alone, and in place of the output the
         normalization.InputBatchNorm with which the conv reading it normalises x as it loads
-        it."""
+        it; with ``conv_sums`` that conv's backward also sums this call's gradient sums where
+        their chunks fit its own (conv.batchnorm_sums_fit)."""
         ctx.x, ctx.residual, ctx.relu, ctx.relu_max = x, residual, relu, relu_max
+        ctx.grad_partial = None
         # A frozen layer normalises with its moving statistics, as in Keras 3.
         ctx.batch_stats = bool(training and self.trainable)
         if not normalise and not (ctx.batch_stats and residual is None):
@@ -130,8 +132,12 @@ class BatchNormalization(Layer):
                 across=self._across(ctx), moments_given=moments is not None,
                 normalise=normalise)
             if not normalise:
+                if conv_sums and conv.batchnorm_sums_fit(x.shape):
+                    ctx.grad_partial = ctx.buffer("grad_partial",
+                                                  normalization.batchnorm_partial_shape(x.shape),
+                                                  np.float64)
                 return normalization.InputBatchNorm(ctx.mean, ctx.inv_std, self.gamma,
-                                                    self.beta, relu, relu_max)
+                                                    self.beta, relu, relu_max, ctx.grad_partial)
         else:
             y, ctx.inv_std = normalization.batchnorm_forward_inference(
                 x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.epsilon,
@@ -192,8 +198,10 @@ class BatchNormalization(Layer):
             need_dres=need_dres,
             out=ctx.buffer("dx", x.shape) if need_dx else None,
             dres=ctx.buffer("dres", x.shape) if need_dres else None,
-            partial=self._partial(ctx, x.shape), dy2=dy2, across=self._across(ctx),
-            grad_means=grad_means)
+            partial=(ctx.grad_partial if ctx.grad_partial is not None
+                     else self._partial(ctx, x.shape)),
+            dy2=dy2, across=self._across(ctx), grad_means=grad_means,
+            sums_given=ctx.grad_partial is not None)
         if self._across(ctx) is not None and ctx.first_sample != 0:
             # dgamma and dbeta are the whole batch's on every process, and the optimizer sums
             # the processes' gradients: the first share's process alone gives them, so that the

@@ -292,17 +292,17 @@ def test_a_depthwise_conv_sums_its_batchnorms_statistics_bitwise():
         np.testing.assert_array_equal(got, want)
 
 
-def normalising_net(seed=0):
+def normalising_net(seed=0, side=8, filters=8):
     """Three training BN steps whose only reader is a plain Conv2D (3x3 "same", 1x1 strided,
     3x3 strided; relu, relu6 and linear after them), and one whose output an Add reads too."""
     fastcnn.utils.set_random_seed(seed)
-    inputs = fastcnn.Input((8, 8, 8))
+    inputs = fastcnn.Input((side, side, 8))
 
     def bn(x, activation):
         return layers.Activation(activation)(layers.BatchNormalization()(x))
 
-    a = bn(layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs), "relu")
-    b = bn(layers.Conv2D(8, 3, padding="same")(a), "relu6")
+    a = bn(layers.Conv2D(filters, 3, padding="same", use_bias=False)(inputs), "relu")
+    b = bn(layers.Conv2D(filters, 3, padding="same")(a), "relu6")
     c = bn(layers.Conv2D(12, 1, strides=2)(b), "linear")
     d = bn(layers.Conv2D(12, 3, strides=2, padding="same")(c), "relu")
     e = layers.Add()([layers.Conv2D(12, 3, padding="same")(d), d])
@@ -321,6 +321,7 @@ def test_planner_leaves_a_batchnorm_read_by_one_conv_to_that_conv():
     plan = training_plan(model)
     steps = normalising_steps(plan)
     assert [s.relu_max for s in steps] == [None, 6.0, None] and not any(s.recompute for s in steps)
+    assert all(s.sums_by_conv for s in steps)  # each conv's kernel trains
     readers = {s.input_norm_slot: s for s in plan.steps if getattr(s, "input_norm_slot", None)}
     assert sorted(readers) == sorted(s.norm_slot for s in steps)
     assert all(isinstance(r.layer, layers.Conv2D) for r in readers.values())
@@ -337,8 +338,17 @@ def plan_without_input_normalisation(monkeypatch):
     monkeypatch.setattr(planner, "_batchnorm_applied_by_convs", lambda *args: None)
 
 
-def test_normalising_as_the_conv_loads_gives_the_bits_of_the_normalised_value(monkeypatch):
-    x, y = data(40)
+@pytest.mark.parametrize("side, filters, sums_fit", [(8, 8, False), (16, 32, True)])
+def test_normalising_as_the_conv_loads_gives_the_bits_of_the_normalised_value(
+        monkeypatch, side, filters, sums_fit):
+    """On 8x8x8 maps the normalisations' chunks are 16 images and more, so each sums its own
+    gradient sums; on 16x16x32 (one image a chunk) and 8x8x12 (8 images) the convs sum them."""
+    from fastcnn._ops import conv as conv_ops
+    assert conv_ops.batchnorm_sums_fit((1, side, side, filters)) == sums_fit
+    assert conv_ops.batchnorm_sums_fit((1, side // 2, side // 2, 12)) == sums_fit
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, side, side, 8)).astype(np.float32) + 1
+    y = rng.standard_normal((40, 3)).astype(np.float32)
     applied = []
     original = layers.BatchNormalization.output_again
 
@@ -347,14 +357,27 @@ def test_normalising_as_the_conv_loads_gives_the_bits_of_the_normalised_value(mo
         return original(self, ctx, out)
 
     monkeypatch.setattr(layers.BatchNormalization, "output_again", spy)
+    from fastcnn._ops import normalization
+    given = []
+    backward = normalization.batchnorm_backward
+
+    def sums_spy(*args, **kwargs):
+        given.append(kwargs.get("sums_given", False))
+        return backward(*args, **kwargs)
+
+    monkeypatch.setattr(normalization, "batchnorm_backward", sums_spy)
     runs, counts = [], []
     for by_conv in (True, False):
         if not by_conv:
             plan_without_input_normalisation(monkeypatch)
-        model = normalising_net()
+        model = normalising_net(side=side, filters=filters)
         history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
         runs.append((model.get_weights(), history.history["loss"]))
         counts.append(len(applied))
+        # 4 BN steps, 6 steps of training: the three that the convs read sum their own sums
+        # only where their chunks do not fit the convs' (or without the convs normalising)
+        assert given.count(True) == (3 * 6 if by_conv and sums_fit else 0)
+        given.clear()
 
     # 6 steps: the three outputs that the convs normalise as they load are recomputed for
     # backward otherwise
@@ -366,13 +389,15 @@ def test_normalising_as_the_conv_loads_gives_the_bits_of_the_normalised_value(mo
 
 
 def test_normalising_as_the_conv_loads_is_bitwise_the_same_on_1_2_and_3_threads():
-    x, y = data(40)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((40, 16, 16, 8)).astype(np.float32)
+    y = rng.standard_normal((40, 3)).astype(np.float32)
     runs = []
     for n_threads in (1, 2, 3):
         previous = fastcnn.get_num_threads()
         fastcnn.set_num_threads(n_threads)
         try:
-            model = normalising_net()
+            model = normalising_net(side=16, filters=32)
             model.fit(x, y, batch_size=16, epochs=2, verbose=0)
             runs.append(model.get_weights())
         finally:

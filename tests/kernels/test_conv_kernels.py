@@ -482,6 +482,75 @@ def test_input_normalised_as_loaded_is_bitwise_the_normalised_input(dtype, n_thr
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("relu_max", [None, np.inf, 6.0], ids=["linear", "relu", "relu6"])
+@pytest.mark.parametrize("hw", [(16, 16), (16, 8), (8, 8)], ids=["half-image-chunks",
+                                                                 "image-chunks",
+                                                                 "two-image-chunks"])
+def test_backward_sums_the_input_normalisations_gradient_bitwise(dtype, n_threads, relu_max,
+                                                                 hw, simd_path):
+    """The conv's backward sums the gradient sums of the normalisation of its input as it
+    writes dX, that normalisation's dy: batchnorm_backward given them (sums_given) gives the
+    bits of its own sums pass, on chunks of half an image, one and two images (and a short
+    last chunk of 11 images)."""
+    from fastcnn._ops import conv as conv_ops
+    from fastcnn._ops import normalization
+    rng = np.random.default_rng(15)
+    x = (rng.standard_normal((11, *hw, 64)) + 0.3).astype(dtype)
+    gamma = (rng.random(64) + 0.5).astype(dtype)
+    beta = (rng.standard_normal(64) * 0.5).astype(dtype)
+    relu, cap = relu_max is not None, relu_max if relu_max != np.inf else None
+    _, mean, inv_std = normalization.batchnorm_forward_training(
+        x, gamma, beta, np.zeros(64, dtype), np.ones(64, dtype), 0.9, 1e-3, relu=relu,
+        relu_max=cap, n_threads=n_threads)
+    chunk = normalization.batchnorm_chunk_rows(x.shape)
+    assert chunk == 128 and conv_ops.batchnorm_sums_fit(x.shape)  # 8192 values
+    partial = np.full(normalization.batchnorm_partial_shape(x.shape), np.nan)
+    bn = normalization.InputBatchNorm(mean, inv_std, gamma, beta, relu, cap, partial)
+    wt = rng.standard_normal((3, 3, 64, 16)).astype(dtype)
+    dy = rng.standard_normal((11, *hw, 16)).astype(dtype)
+    _, dx = conv_ops.conv2d_backward(x, dy, wt, (1, 1), "same", input_batchnorm=bn,
+                                     n_threads=n_threads)
+    runs = []
+    for sums_given in (True, False):
+        grads = np.empty(64, dtype), np.empty(64, dtype)
+        means = np.empty((2, 64))
+        normalization.batchnorm_backward(
+            x, dx, gamma, beta, mean, inv_std, True, *grads, relu=relu, relu_max=cap,
+            need_dx=False, partial=partial.copy() if sums_given else None, grad_means=means,
+            sums_given=sums_given, n_threads=n_threads)
+        runs.append((*grads, means))
+    for got, want in zip(*runs):
+        np.testing.assert_array_equal(got, want)
+    want_partial = ref.chunk_grad_sums(x.reshape(-1, 64), dx.reshape(-1, 64), gamma, beta, mean,
+                                       inv_std, relu, cap or np.inf, chunk)
+    np.testing.assert_allclose(partial, want_partial, rtol=1e-9 if dtype == np.float64 else 1e-4,
+                               atol=1e-6 * np.abs(want_partial).max())
+
+
+def test_backward_refuses_gradient_sums_that_do_not_fit_its_chunks():
+    from fastcnn._ops import conv as conv_ops
+    from fastcnn._ops import normalization
+    rng = np.random.default_rng(16)
+    x, bn, _ = input_bn_case(rng, np.float32, 2, None, 1)  # 9x8x2: one chunk of 7 images
+    assert not conv_ops.batchnorm_sums_fit(x.shape)
+    wt = rng.standard_normal((3, 3, 2, 4)).astype(np.float32)
+    dy = np.ones((7, 9, 8, 4), np.float32)
+    partial = np.empty(normalization.batchnorm_partial_shape(x.shape))
+    with pytest.raises(ValueError, match="in_chunk_rows"):
+        conv_ops.conv2d_backward(x, dy, wt, (1, 1), "same", input_batchnorm=bn._replace(
+            grad_partial=partial))
+    with pytest.raises(ValueError, match="in_partial with an input normalisation and dx"):
+        conv.conv2d_backward(x, dy, wt, np.empty_like(wt), None, None, 1, 1, 1, 1, False, 1,
+                             *(None,) * 6, False, 0, False, *bn.kernel_args(np.float32, 2),
+                             in_partial__k2c=partial, in_chunk_rows=72)
+    with pytest.raises(ValueError, match="sums_given"):
+        normalization.batchnorm_backward(x, dy[..., :2], bn.gamma, bn.beta, bn.mean, bn.inv_std,
+                                         True, np.empty(2, np.float32), np.empty(2, np.float32),
+                                         need_dres=True, partial=partial, sums_given=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", INPUT_BN_CASES, ids=lambda c: f"k{c[0]}-s{c[1]}-{c[2]}")
 def test_input_normalisation_matches_the_reference(dtype, case):
     from fastcnn._ops import conv as conv_ops
