@@ -8,13 +8,17 @@ Each step of the training plan counts the arrays its kernels read and write once
 run today (a batch of activations is far larger than the caches):
 
 - Conv2D: forward reads x, writes z; backward reads x and dy (or, where it makes its batch
-  normalisation's dx, that normalisation's input and output gradient) and writes dx.
+  normalisation's dx, that normalisation's input and output gradient) and writes dx. Where it
+  normalises its input as it loads it, x is that normalisation's input, and the gradient sums
+  it makes from its dx come from cache.
 - DepthwiseConv2D: forward reads x, writes z; backward's dX reads dy, writes dx; its dW reads x
   and dy.
-- A fused BatchNormalization step: forward reads x (twice without the conv's moments) and the Add's
-  other input, writes y; backward's sums pass reads x and dy (and the residual), its dx pass
-  (unless the conv makes dx) reads x and dy and writes dx (and the residual's gradient); the
-  recomputed output (before its readers' backward) reads x and writes y.
+- A fused BatchNormalization step: forward reads x (for its statistics, unless the conv's
+  moments give them) and, unless the conv reading it normalises as it loads, reads x and the
+  Add's other input and writes y; backward's sums pass (unless that conv sums) reads x and dy
+  (and the residual) and, with an Add, writes the residual's gradient; its dx pass (unless the
+  conv making x makes dx) reads x and dy and writes dx; the recomputed output (before its
+  readers' backward) reads x and writes y.
 - Other layers read their inputs and write their outputs each way.
 
 The rate is ``batchnorm_apply`` (read x, write y) on a 128x32x32x144 float32 tensor, alternating
@@ -32,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import fastcnn  # noqa: E402
 from fastcnn import layers  # noqa: E402
 from fastcnn._ext import normalization as _normalization  # noqa: E402
+from fastcnn._ops.conv import batchnorm_sums_fit  # noqa: E402
 from fastcnn._ops.threads import simd_path  # noqa: E402
 from fastcnn.engine.plan import BatchNormStep, LayerStep  # noqa: E402
 
@@ -59,8 +64,11 @@ def step_bytes(step, plan):
     if isinstance(step, BatchNormStep):
         x = per_image(layer.input)
         res = x if step.add is not None else 0
-        forward = x + res + x + (0 if step.conv_slot is not None else x)
-        backward = 2 * x + res + (0 if step.dx_by_conv else 3 * x + res)
+        forward = ((0 if step.conv_slot is not None else x)
+                   + (0 if step.norm_slot is not None else x + res + x))
+        summed = step.sums_by_conv and batchnorm_sums_fit((1, *layer.input.shape[1:]))
+        sums = 0 if summed else 2 * x + 2 * res
+        backward = sums + (0 if step.dx_by_conv else 3 * x)
         return forward, backward, 2 * x if step.recompute else 0
     if isinstance(step, LayerStep) and type(layer).__name__ == "Conv2D":
         makes_dx = any(isinstance(s, BatchNormStep) and s.dx_by_conv
