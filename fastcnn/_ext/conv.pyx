@@ -239,14 +239,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c_in)
     cdef Py_ssize_t pixels = <Py_ssize_t>g.oh * g.ow, rows = out__nhwc.shape[0] * pixels
     cdef double *moments = NULL
     if moments__k2c is not None:
-        if chunk_rows < 1 or pixels == 0 or (chunk_rows % pixels and pixels % chunk_rows):
-            raise ValueError(f"Expected chunk_rows to be a multiple or a divisor of the "
-                             f"{pixels} pixels of an output image, received {chunk_rows}")
-        if (moments__k2c.shape[0] != (rows + chunk_rows - 1) // chunk_rows
-                or moments__k2c.shape[1] != 2 or moments__k2c.shape[2] != g.co):
-            raise ValueError(f"Expected moments of shape ({(rows + chunk_rows - 1) // chunk_rows}"
-                             f", 2, {g.co}), received ({moments__k2c.shape[0]}, "
-                             f"{moments__k2c.shape[1]}, {moments__k2c.shape[2]})")
+        _check_chunks(moments__k2c, "moments", chunk_rows, "chunk_rows", pixels, rows, g.co)
         if moments__k2c.shape[0] > 0:
             moments = &moments__k2c[0, 0, 0]
     cdef const floating *residual = NULL
@@ -271,6 +264,20 @@ def conv2d_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c_in)
                  NULL, moments, chunk_rows, residual, &bn_in if in_mean is not None else NULL)
     finally:
         free(bn_in.scale)
+
+
+cdef int _check_chunks(double[:, :, ::1] partial, str name, Py_ssize_t chunk_rows,
+                       str rows_name, Py_ssize_t pixels, Py_ssize_t rows, int c) except -1:
+    """Raises unless chunks of chunk_rows rows are whole images or parts of one (of ``pixels``
+    rows each) and partial holds (K, 2, c) sums for the chunks of ``rows`` rows."""
+    cdef Py_ssize_t k = (rows + chunk_rows - 1) // chunk_rows if chunk_rows > 0 else 0
+    if chunk_rows < 1 or pixels == 0 or (chunk_rows % pixels and pixels % chunk_rows):
+        raise ValueError(f"Expected {rows_name} to be a multiple or a divisor of the {pixels} "
+                         f"pixels of an image, received {chunk_rows}")
+    if partial.shape[0] != k or partial.shape[1] != 2 or partial.shape[2] != c:
+        raise ValueError(f"Expected {name} of shape ({k}, 2, {c}), received ({partial.shape[0]}, "
+                         f"{partial.shape[1]}, {partial.shape[2]})")
+    return 0
 
 
 cdef int _check_bn_in(const floating[::1] mean, const floating[::1] inv_std,
@@ -406,17 +413,11 @@ def conv2d_backward(const floating[:, :, :, ::1] x__nhwc,   # IN  (n, h, w, c_in
         if in_mean is None or dx__nhwc is None:
             raise ValueError("Expected in_partial with an input normalisation and dx: its sums "
                              "are of dx")
-        if (in_chunk_rows < 1 or pixels == 0 or (DW_CHUNK * pixels) % in_chunk_rows
-                or (in_chunk_rows % pixels and pixels % in_chunk_rows)):
-            raise ValueError(f"Expected in_chunk_rows to divide {DW_CHUNK} images' rows and be a "
-                             f"multiple or a divisor of an image's {pixels}, received "
-                             f"{in_chunk_rows}")
-        if (in_partial__k2c.shape[0] != (rows + in_chunk_rows - 1) // in_chunk_rows
-                or in_partial__k2c.shape[1] != 2 or in_partial__k2c.shape[2] != g.ci):
-            raise ValueError(f"Expected in_partial of shape "
-                             f"({(rows + in_chunk_rows - 1) // in_chunk_rows}, 2, {g.ci}), "
-                             f"received ({in_partial__k2c.shape[0]}, {in_partial__k2c.shape[1]}, "
-                             f"{in_partial__k2c.shape[2]})")
+        _check_chunks(in_partial__k2c, "in_partial", in_chunk_rows, "in_chunk_rows", pixels,
+                      rows, g.ci)
+        if (DW_CHUNK * pixels) % in_chunk_rows:
+            raise ValueError(f"Expected in_chunk_rows to divide {DW_CHUNK} images' rows, "
+                             f"received {in_chunk_rows}")
     if dy__nhwc.size == 0:
         _zero_gradients(dw__hwio, db, dx__nhwc)
         return

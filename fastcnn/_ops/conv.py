@@ -103,14 +103,14 @@ def conv2d_forward(x, kernel, bias, strides, padding, relu=False, out=None, n_th
                              f"received dilation_rate={tuple(dilation_rate)}, groups={groups} "
                              f"and moments={'None' if moments is None else 'given'}")
         residual = as_kernel_array(residual, "residual", dtype=kernel.dtype, shape=shape)
-    normalised = _input_batchnorm_args(input_batchnorm, plain, kernel.dtype, x.shape[3])
+    normalised = _input_batchnorm_args(input_batchnorm, plain, kernel.dtype, x.shape)
     check_apart({"out": out, "moments": moments},
                 {"x": x, "kernel": kernel, "bias": bias, "residual": residual,
                  **_named_input_batchnorm(normalised)})
     if plain:
         _conv.conv2d_forward(x, kernel, bias, out, moments, *strides, top, left, relu,
                              batchnorm_chunk_rows(shape) if moments is not None else 1,
-                             n_threads, residual, *normalised)
+                             n_threads, residual, **normalised)
     else:
         if relu6:
             raise ValueError("Expected relu6=False with a dilation_rate or groups: the general "
@@ -129,23 +129,23 @@ def batchnorm_sums_fit(x_shape):
     return pixels > 0 and (_conv.SAMPLES_PER_PARTIAL * pixels) % batchnorm_chunk_rows(x_shape) == 0
 
 
-def _input_batchnorm_args(input_batchnorm, plain, dtype, c):
-    """The kernels' ``in_*`` arguments of an InputBatchNorm (or None) for an input of c
-    channels."""
+def _input_batchnorm_args(input_batchnorm, plain, dtype, x_shape, backward=False):
+    """The kernels' ``in_*`` keyword arguments of an InputBatchNorm (or None) for an input of
+    ``x_shape`` (InputBatchNorm.kernel_args)."""
     if input_batchnorm is None:
-        return ()
+        return {}
     if not isinstance(input_batchnorm, InputBatchNorm):
         raise TypeError(f"Expected input_batchnorm to be None or an InputBatchNorm, received "
                         f"{type(input_batchnorm).__name__}")
     if not plain:
         raise ValueError("Expected input_batchnorm=None for a dilated or grouped convolution")
-    return input_batchnorm.kernel_args(dtype, c)
+    return input_batchnorm.kernel_args(dtype, x_shape, backward)
 
 
 def _named_input_batchnorm(args):
-    """The arrays of _input_batchnorm_args by name, for check_apart."""
-    return {f"input_batchnorm {name}": a
-            for name, a in zip(("mean", "inv_std", "gamma", "beta"), args)}
+    """The arrays the kernels read of _input_batchnorm_args, by name, for check_apart."""
+    return {f"input_batchnorm {name[3:]}": args.get(name)
+            for name in ("in_mean", "in_inv_std", "in_gamma", "in_beta")}
 
 
 def conv2d_backward_input(dy, kernel, input_shape, strides, padding, out=None, n_threads=None,
@@ -219,16 +219,14 @@ def conv2d_backward(x, dy, kernel, strides, padding, dw=None, db=None, dx=None, 
     if batchnorm is not None and not isinstance(batchnorm, BatchNormInputGradient):
         raise TypeError(f"Expected batchnorm to be None or a BatchNormInputGradient, received "
                         f"{type(batchnorm).__name__}")
-    bn = ((None,) * 6 + (False, 0, False) if batchnorm is None
-          else batchnorm.kernel_args(kernel.dtype, shape))
-    normalised = _input_batchnorm_args(input_batchnorm, True, kernel.dtype, x.shape[3])
-    sums = {} if input_batchnorm is None else input_batchnorm.sums_args(x.shape)
-    check_apart({"dw": dw, "db": db, "dx": dx, "grad_partial": sums.get("in_partial__k2c")},
+    bn = () if batchnorm is None else batchnorm.kernel_args(kernel.dtype, shape)
+    normalised = _input_batchnorm_args(input_batchnorm, True, kernel.dtype, x.shape, True)
+    check_apart({"dw": dw, "db": db, "dx": dx, "grad_partial": normalised.get("in_partial__k2c")},
                 {"x": x, "dy": dy, "kernel": kernel, **{f"batchnorm {name}": a for name, a in zip(
                     ("x", "mean", "inv_std", "gamma", "beta", "grad_means"), bn)},
                  **_named_input_batchnorm(normalised)})
     _conv.conv2d_backward(x, dy, kernel, dw, db, dx, *strides, top, left,
-                          flag(input_relu, "input_relu"), n_threads, *bn, *normalised, **sums)
+                          flag(input_relu, "input_relu"), n_threads, *bn, **normalised)
     return dw, dx
 
 

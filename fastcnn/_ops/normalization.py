@@ -120,19 +120,19 @@ class InputBatchNorm(NamedTuple):
     relu_max: float = None
     grad_partial: np.ndarray = None
 
-    def kernel_args(self, dtype, c):
-        """The checked ``in_*`` arguments of the conv kernels for an input of c channels."""
-        return (*_statistics_args(self, dtype, c), flag(self.relu, "relu"),
-                _relu_cap(self.relu_max))
-
-    def sums_args(self, x_shape):
-        """The checked ``in_partial__k2c`` and ``in_chunk_rows`` of the conv backward kernel for
-        an input of ``x_shape``: None and 0 without grad_partial."""
-        if self.grad_partial is None:
-            return {}
-        return {"in_partial__k2c": out_buffer(self.grad_partial, batchnorm_partial_shape(x_shape),
-                                              np.float64, "grad_partial"),
-                "in_chunk_rows": batchnorm_chunk_rows(x_shape)}
+    def kernel_args(self, dtype, x_shape, backward=False):
+        """The checked ``in_*`` keyword arguments of the conv kernels for an input of
+        ``x_shape``; for the backward kernel, with grad_partial, also ``in_partial__k2c`` and
+        ``in_chunk_rows``."""
+        args = dict(zip(("in_mean", "in_inv_std", "in_gamma", "in_beta"),
+                        _statistics_args(self, dtype, x_shape[-1])),
+                    in_relu=flag(self.relu, "relu"), in_relu_max=_relu_cap(self.relu_max))
+        if backward and self.grad_partial is not None:
+            args["in_partial__k2c"] = out_buffer(self.grad_partial,
+                                                 batchnorm_partial_shape(x_shape), np.float64,
+                                                 "grad_partial")
+            args["in_chunk_rows"] = batchnorm_chunk_rows(x_shape)
+        return args
 
 
 def _statistics_args(bn, dtype, c):

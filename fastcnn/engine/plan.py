@@ -220,9 +220,8 @@ class BatchNormStep:
         moments = conv.moments if conv is not None else None
         ctx.conv = conv if self.dx_by_conv else None
         if self.norm_slot is not None:
-            values[self.norm_slot] = self.layer.forward_fused(
-                x, ctx, self.training, None, self.relu, self.relu_max, moments, normalise=False,
-                conv_sums=self.sums_by_conv)
+            values[self.norm_slot] = self.layer.normalisation_for_conv(
+                x, ctx, self.relu, self.relu_max, moments, self.sums_by_conv)
             values[self.outputs[0]] = x
             return
         out = None

@@ -104,45 +104,59 @@ class BatchNormalization(Layer):
         return self.backward_fused(dy, ctx, need_dx)[0]
 
     def forward_fused(self, x, ctx, training, residual=None, relu=False, relu_max=None,
-                      moments=None, out=None, normalise=True, conv_sums=False):
+                      moments=None, out=None):
         """act(BN(x) [+ residual]), act relu (capped at relu_max unless None: relu6) or the
         identity, in one pass over x after the statistics, into ``out`` (None: the call's own
         buffer): the planner's fusion of this layer with an Add and an Activation after it
         (engine/plan.py). ``moments``: None, or the partial sums of x's statistics, which the
-        conv that made x summed as it wrote it. ``normalise=False`` (training with the batch's
-        statistics, no residual): the statistics alone, and in place of the output the
-        normalization.InputBatchNorm with which the conv reading it normalises x as it loads
-        it; with ``conv_sums`` that conv's backward also sums this call's gradient sums where
-        their chunks fit its own (conv.batchnorm_sums_fit)."""
+        conv that made x summed as it wrote it."""
+        self._start(x, ctx, training, residual, relu, relu_max)
+        out = ctx.buffer("y", x.shape) if out is None else out
+        if ctx.batch_stats:
+            return self._batch_forward(x, ctx, moments, out)
+        y, ctx.inv_std = normalization.batchnorm_forward_inference(
+            x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.epsilon,
+            residual=residual, relu=relu, relu_max=relu_max, out=out,
+            inv_std=ctx.buffer("inv_std", (x.shape[-1],)))
+        ctx.mean = self.moving_mean
+        return y
+
+    def normalisation_for_conv(self, x, ctx, relu=False, relu_max=None, moments=None,
+                               conv_sums=False):
+        """forward_fused's call in training with the batch's statistics and no residual, for a
+        conv that reads its output and normalises x as it loads it: the statistics alone (the
+        moving ones move as ever), and the normalization.InputBatchNorm the conv applies. With
+        ``conv_sums`` that conv's backward also sums this call's gradient sums, where their
+        chunks fit its own (conv.batchnorm_sums_fit)."""
+        self._start(x, ctx, True, None, relu, relu_max)
+        if not ctx.batch_stats:
+            raise ValueError(f"BatchNormalization {self.name!r}: a conv normalises its input "
+                             f"with the batch's statistics of a trainable layer only")
+        self._batch_forward(x, ctx, moments, None)
+        if conv_sums and conv.batchnorm_sums_fit(x.shape):
+            ctx.grad_partial = ctx.buffer("grad_partial",
+                                          normalization.batchnorm_partial_shape(x.shape),
+                                          np.float64)
+        return normalization.InputBatchNorm(ctx.mean, ctx.inv_std, self.gamma, self.beta, relu,
+                                            relu_max, ctx.grad_partial)
+
+    def _start(self, x, ctx, training, residual, relu, relu_max):
+        """What a call's backward reads of it."""
         ctx.x, ctx.residual, ctx.relu, ctx.relu_max = x, residual, relu, relu_max
         ctx.grad_partial = None
         # A frozen layer normalises with its moving statistics, as in Keras 3.
         ctx.batch_stats = bool(training and self.trainable)
-        if not normalise and not (ctx.batch_stats and residual is None):
-            raise ValueError("Expected normalise=False in training with the batch's statistics "
-                             "and no residual only")
-        out = ctx.buffer("y", x.shape) if out is None and normalise else out
-        inv_std = ctx.buffer("inv_std", (x.shape[-1],))
-        if ctx.batch_stats:
-            y, ctx.mean, ctx.inv_std = normalization.batchnorm_forward_training(
-                x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.momentum,
-                self.epsilon, residual=residual, relu=relu, relu_max=relu_max, out=out,
-                mean=ctx.buffer("mean", (x.shape[-1],)), inv_std=inv_std,
-                partial=moments if moments is not None else self._partial(ctx, x.shape),
-                across=self._across(ctx), moments_given=moments is not None,
-                normalise=normalise)
-            if not normalise:
-                if conv_sums and conv.batchnorm_sums_fit(x.shape):
-                    ctx.grad_partial = ctx.buffer("grad_partial",
-                                                  normalization.batchnorm_partial_shape(x.shape),
-                                                  np.float64)
-                return normalization.InputBatchNorm(ctx.mean, ctx.inv_std, self.gamma,
-                                                    self.beta, relu, relu_max, ctx.grad_partial)
-        else:
-            y, ctx.inv_std = normalization.batchnorm_forward_inference(
-                x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.epsilon,
-                residual=residual, relu=relu, relu_max=relu_max, out=out, inv_std=inv_std)
-            ctx.mean = self.moving_mean
+
+    def _batch_forward(self, x, ctx, moments, out):
+        """The batch's statistics (into ctx), the moving ones moved, and act(BN(x) [+
+        residual]) into out, unless out is None."""
+        y, ctx.mean, ctx.inv_std = normalization.batchnorm_forward_training(
+            x, self.gamma, self.beta, self.moving_mean, self.moving_variance, self.momentum,
+            self.epsilon, residual=ctx.residual, relu=ctx.relu, relu_max=ctx.relu_max, out=out,
+            mean=ctx.buffer("mean", (x.shape[-1],)), inv_std=ctx.buffer("inv_std", (x.shape[-1],)),
+            partial=moments if moments is not None else self._partial(ctx, x.shape),
+            across=self._across(ctx), moments_given=moments is not None,
+            normalise=out is not None)
         return y
 
     def output_again(self, ctx, out):

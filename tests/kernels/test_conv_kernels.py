@@ -542,8 +542,8 @@ def test_backward_refuses_gradient_sums_that_do_not_fit_its_chunks():
             grad_partial=partial))
     with pytest.raises(ValueError, match="in_partial with an input normalisation and dx"):
         conv.conv2d_backward(x, dy, wt, np.empty_like(wt), None, None, 1, 1, 1, 1, False, 1,
-                             *(None,) * 6, False, 0, False, *bn.kernel_args(np.float32, 2),
-                             in_partial__k2c=partial, in_chunk_rows=72)
+                             **bn.kernel_args(np.float32, x.shape), in_partial__k2c=partial,
+                             in_chunk_rows=72)
     with pytest.raises(ValueError, match="sums_given"):
         normalization.batchnorm_backward(x, dy[..., :2], bn.gamma, bn.beta, bn.mean, bn.inv_std,
                                          True, np.empty(2, np.float32), np.empty(2, np.float32),
@@ -559,15 +559,14 @@ def test_input_normalisation_matches_the_reference(dtype, case):
     x, bn, _ = input_bn_case(rng, dtype, 5, 6.0, 2)
     wt = rng.standard_normal((*kernel, 5, 9)).astype(dtype)
     _, top, left = conv_ops._conv_geometry(x.shape, wt.shape, strides, padding)
-    args = bn.kernel_args(dtype, 5)
+    args = bn.kernel_args(dtype, x.shape)
     results = []
     for module in (conv, ref):
         out = np.empty(conv_ops.conv2d_forward(x, wt, None, strides, padding).shape, dtype)
-        module.conv2d_forward(x, wt, None, out, None, *strides, top, left, 0, 1, 2, None, *args)
+        module.conv2d_forward(x, wt, None, out, None, *strides, top, left, 0, 1, 2, None, **args)
         dy = np.random.default_rng(13).standard_normal(out.shape).astype(dtype)
         dw, dx = np.empty_like(wt), np.empty_like(x)
-        module.conv2d_backward(x, dy, wt, dw, None, dx, *strides, top, left, False, 2,
-                               *(None,) * 6, False, 0, False, *args)
+        module.conv2d_backward(x, dy, wt, dw, None, dx, *strides, top, left, False, 2, **args)
         results.append((out, dw, dx))
     for got, want in zip(*results):
         assert_close(got, want, dtype)
