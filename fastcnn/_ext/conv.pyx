@@ -219,7 +219,9 @@ def conv2d_forward(const floating[:, :, :, ::1] x__nhwc,  # IN  (n, h, w, c_in)
                    bint in_relu=False, double in_relu_max=0):
     """out = relu?(conv(x, w) + bias), all NHWC; relu 0 (none), 1 (relu) or 2 (relu6):
     out[n, y, x, o] = bias[o] + sum_{i, j, c} x[n, y*stride_h + i - pad_top, x*stride_w + j - pad_left, c]
-    * w[i, j, c, o], with cells outside x counted as zeros. With ``residual__nhwc``, out =
+    * w[i, j, c, o], with cells outside x counted as zeros. A 3x3 stride-1 convolution of 32
+    channels or more on each side runs as Winograd's F(2x2, 3x3) (winograd.h; the twin's
+    conv2d_winograd), equal to that sum to round-off. With ``residual__nhwc``, out =
     relu?((conv(x, w) + bias) + residual): the Add before the activation, on each image while it
     is in cache.
 
@@ -784,10 +786,11 @@ cdef inline void _forward_loaded(int level, const fcnn_geom *g, const fcnn_geom 
     """One image's forward; with bn, of x normalised into the canvas (gc: _canvas_geom(g), which
     has no padding to place, so the canvas is only read)."""
     if bn == NULL:
-        _forward_image(level, g, wp, bp, relu, x, out, canvas)
+        _conv_image(level, g, wp, bp, relu, x, out, canvas)
     else:
         _normalised_canvas(g, bn, x, canvas)
-        _forward_image(level, gc, wp, bp, relu, canvas, out, canvas)
+        _conv_image(level, gc, wp, bp, relu, canvas, out,
+                    canvas + <size_t>gc.h * gc.w * g.ci)
 
 
 cdef int _forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w,
@@ -802,11 +805,12 @@ cdef int _forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
     # several chunks) and then sums those chunks' moments. With residual (neither), each
     # image's output gets it added before the activation. With bn_in (no pool), each image is
     # normalised into the canvas as it is loaded.
-    cdef int level = fcnn_simd_level(), kk = g.kh * g.kw * g.ci
-    cdef int cb = fcnn_block(level, g.co, sizeof(floating))
+    cdef int level = fcnn_simd_level(), cb = fcnn_block(level, g.co, sizeof(floating))
     cdef fcnn_geom gc = _canvas_geom(g)
-    cdef size_t nw = fcnn_packed_size(kk, g.co, cb), nb = fcnn_packed_size(1, g.co, cb)
-    cdef size_t nc = <size_t>gc.h * gc.w * g.ci if bn_in else fcnn_canvas_size(g)
+    cdef size_t nw = fcnn_conv_packed_size(level, g, sizeof(floating))
+    cdef size_t nb = fcnn_packed_size(1, g.co, cb)
+    cdef size_t nc = (<size_t>gc.h * gc.w * g.ci + fcnn_conv_scratch_size(&gc) if bn_in
+                      else fcnn_conv_scratch_size(g))
     cdef size_t nz = <size_t>g.oh * g.ow * g.co if pool else 0
     cdef size_t sx = x[0].size, so = out[0].size, per = nc + nz
     cdef floating *buf = <floating *>_alloc(nw + nb + n_threads * per, sizeof(floating))
@@ -817,7 +821,7 @@ cdef int _forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
     cdef floating *po = &out[0, 0, 0, 0]
     cdef Py_ssize_t i, u, k, n = x.shape[0], pixels = <Py_ssize_t>g.oh * g.ow
     cdef Py_ssize_t rows = n * pixels, unit = max(1, chunk_rows // pixels) if moments else 1
-    _pack_cols(&w[0, 0, 0, 0], kk, g.co, g.co, 1, cb, buf)
+    _pack_conv(level, &w[0, 0, 0, 0], g, buf)
     if bias is not None:
         bp = buf + nw
         _pack_cols(&bias[0], 1, g.co, 0, 1, cb, bp)
@@ -842,7 +846,7 @@ cdef int _forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] w
                 _forward_loaded(level, g, &gc, bn_in, buf, bp, relu, px + i * sx, po + i * so,
                                 canvas)
             elif floating is float:
-                _forward_image(level, g, buf, bp, relu, px + i * sx, z, canvas)
+                _conv_image(level, g, buf, bp, relu, px + i * sx, z, canvas)
                 fcnn_maxpool_rows_f32(level, pool, z, g.ow, g.co, 0, pool.ph, po + i * so,
                                       NULL if argmax == NULL else argmax + i * so)
                 if drop != NULL and drop.threshold != 0:

@@ -32,6 +32,23 @@ static size_t fcnn_canvas_size(const fcnn_geom *g)
     return fcnn_needs_canvas(g) ? (size_t)fcnn_canvas_h(g) * fcnn_canvas_w(g) * g->ci : 0;
 }
 
+#include "winograd.h"
+
+/* The forward convolution of g runs as Winograd's F(2x2, 3x3) where fcnn_winograd, else on the
+ * direct tiles (fcnn_forward_image): its packed weights and per-thread scratch elements, for
+ * fcnn_pack_conv and fcnn_conv_image. */
+static size_t fcnn_conv_packed_size(int level, const fcnn_geom *g, int size)
+{
+    if (fcnn_winograd(g))
+        return fcnn_wg_packed_size(level, g, size);
+    return fcnn_packed_size(g->kh * g->kw * g->ci, g->co, fcnn_block(level, g->co, size));
+}
+
+static size_t fcnn_conv_scratch_size(const fcnn_geom *g)
+{
+    return fcnn_winograd(g) ? fcnn_wg_scratch_size(g) : fcnn_canvas_size(g);
+}
+
 /* dX works one of three ways.
  * - Where the input is no larger than the output and the stride is 1 ("same" padding), dX is the
  *   forward convolution of dY, padded by (kh-1-pt, kw-1-pl), with the kernel turned 180 degrees
@@ -72,8 +89,10 @@ static int fcnn_dx_block(int level, const fcnn_geom *g, int size)
 static size_t fcnn_dx_packed_size(int level, const fcnn_geom *g, int size)
 {
     const int kwci = g->kw * g->ci, cb = fcnn_dx_block(level, g, size);
-    if (fcnn_dx_as_forward(g))
-        return fcnn_packed_size(g->kh * g->kw * g->co, g->ci, cb);
+    if (fcnn_dx_as_forward(g)) {
+        const fcnn_geom t = fcnn_dx_forward_geom(g);
+        return fcnn_conv_packed_size(level, &t, size);
+    }
     if (fcnn_dx_narrow(g))
         return fcnn_packed_size(g->co, g->kh * kwci, cb);
     return (size_t)g->kh * fcnn_packed_size(g->co, kwci, cb);
@@ -85,7 +104,7 @@ static size_t fcnn_dx_scratch_size(const fcnn_geom *g)
 {
     if (fcnn_dx_as_forward(g)) {
         const fcnn_geom t = fcnn_dx_forward_geom(g);
-        return fcnn_canvas_size(&t);
+        return fcnn_conv_scratch_size(&t);
     }
     const size_t cols = (size_t)g->oh * g->ow * fcnn_round16(g->kh * g->kw * g->ci);
     return fcnn_canvas_size(g) + (fcnn_dx_narrow(g) ? cols : 0);
@@ -229,11 +248,39 @@ static void FCNN_TN(fcnn_forward_image)(int level, const fcnn_geom *g, const FCN
     FCNN_TN(fcnn_tiles)(level, &jb);
 }
 
+/* See fcnn_conv_packed_size. */
+static void FCNN_TN(fcnn_pack_conv)(int level, const FCNN_T *w, const fcnn_geom *g, FCNN_T *dst)
+{
+    if (fcnn_winograd(g))
+        FCNN_TN(fcnn_wg_pack)(level, w, g, 0, dst);
+    else
+        FCNN_TN(fcnn_pack_cols)(w, g->kh * g->kw * g->ci, g->co, g->co, 1,
+                                fcnn_block(level, g->co, sizeof(FCNN_T)), dst);
+}
+
+/* out (oh, ow, co) = relu?(conv(x (h, w, ci)) + bias): fcnn_forward_image, or Winograd's where
+ * fcnn_winograd. wp: fcnn_pack_conv's; bp as fcnn_forward_image's; scratch: fcnn_conv_scratch_size
+ * elements. */
+static void FCNN_TN(fcnn_conv_image)(int level, const fcnn_geom *g, const FCNN_T *wp,
+                                     const FCNN_T *bp, int relu, const FCNN_T *x, FCNN_T *out,
+                                     FCNN_T *scratch)
+{
+    if (fcnn_winograd(g))
+        FCNN_TN(fcnn_winograd_image)(level, g, wp, bp, relu, x, out, scratch);
+    else
+        FCNN_TN(fcnn_forward_image)(level, g, wp, bp, relu, x, out, scratch);
+}
+
 /* See fcnn_dx_packed_size. */
 static void FCNN_TN(fcnn_pack_dx)(int level, const FCNN_T *w, const fcnn_geom *g, FCNN_T *dst)
 {
     const int kwci = g->kw * g->ci, cb = fcnn_dx_block(level, g, sizeof(FCNN_T));
     if (fcnn_dx_as_forward(g)) {
+        const fcnn_geom t = fcnn_dx_forward_geom(g);
+        if (fcnn_winograd(&t)) {
+            FCNN_TN(fcnn_wg_pack)(level, w, &t, 1, dst);
+            return;
+        }
         /* block blk's rows t*co .. t*co+co-1 are tap t of the turned kernel: tap kk-1-t of W,
          * read (co, ci) with the channels swapped */
         const int kk = g->kh * g->kw;
@@ -259,7 +306,7 @@ static void FCNN_TN(fcnn_dx_image)(int level, const fcnn_geom *g, const FCNN_T *
 {
     if (fcnn_dx_as_forward(g)) {
         const fcnn_geom t = fcnn_dx_forward_geom(g);
-        FCNN_TN(fcnn_forward_image)(level, &t, wt, NULL, 0, dy, dx, scratch);
+        FCNN_TN(fcnn_conv_image)(level, &t, wt, NULL, 0, dy, dx, scratch);
         return;
     }
     const int canvas_used = fcnn_needs_canvas(g);

@@ -37,6 +37,14 @@ cdef extern from "conv_passes.h" nogil:
                                 int relu, const float *x, float *out, float *canvas)
     void fcnn_forward_image_f64(int level, const fcnn_geom *g, const double *wp, const double *bp,
                                 int relu, const double *x, double *out, double *canvas)
+    size_t fcnn_conv_packed_size(int level, const fcnn_geom *g, int size)
+    size_t fcnn_conv_scratch_size(const fcnn_geom *g)
+    void fcnn_pack_conv_f32(int level, const float *w, const fcnn_geom *g, float *dst)
+    void fcnn_pack_conv_f64(int level, const double *w, const fcnn_geom *g, double *dst)
+    void fcnn_conv_image_f32(int level, const fcnn_geom *g, const float *wp, const float *bp,
+                             int relu, const float *x, float *out, float *scratch)
+    void fcnn_conv_image_f64(int level, const fcnn_geom *g, const double *wp, const double *bp,
+                             int relu, const double *x, double *out, double *scratch)
     size_t fcnn_dw_scratch_size(const fcnn_geom *g)
     void fcnn_dw_image_f32(int level, const fcnn_geom *g, const float *x, const float *dy,
                            float *dw, float *db, float *scratch)
@@ -83,6 +91,23 @@ cdef inline void _forward_image(int level, const fcnn_geom *g, const floating *w
         fcnn_forward_image_f32(level, g, wp, bp, relu, x, out, canvas)
     else:
         fcnn_forward_image_f64(level, g, wp, bp, relu, x, out, canvas)
+
+
+cdef inline void _pack_conv(int level, const floating *w, const fcnn_geom *g,
+                            floating *dst) noexcept nogil:
+    if floating is float:
+        fcnn_pack_conv_f32(level, w, g, dst)
+    else:
+        fcnn_pack_conv_f64(level, w, g, dst)
+
+
+cdef inline void _conv_image(int level, const fcnn_geom *g, const floating *wp,
+                             const floating *bp, int relu, const floating *x, floating *out,
+                             floating *scratch) noexcept nogil:
+    if floating is float:
+        fcnn_conv_image_f32(level, g, wp, bp, relu, x, out, scratch)
+    else:
+        fcnn_conv_image_f64(level, g, wp, bp, relu, x, out, scratch)
 
 
 cdef inline void _dw_image(int level, const fcnn_geom *g, const floating *x, const floating *dy,

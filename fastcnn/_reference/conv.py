@@ -65,6 +65,32 @@ def conv2d_general_backward_weight(x__nhwc, dy__nhwc, dw__hwio, db, stride_h, st
     if db is not None:
         db[...] = dy.sum(axis=(0, 1, 2))
 
+# Winograd's F(2x2, 3x3): B^T, G and A^T.
+_WINOGRAD_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
+_WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+_WINOGRAD_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])
+
+
+def conv2d_winograd(x__nhwc, w__hwio, out_h, out_w, pad_top, pad_left):
+    """The 3x3 stride-1 convolution (no bias) by Winograd's F(2x2, 3x3), the algorithm the
+    kernels run it by (winograd.h), in x's dtype: each 2x2 block of output pixels is
+    A^T [(G w G^T) * (B^T d B)] A for its 4x4 patch d of the zero-padded input. In exact
+    arithmetic it is the convolution; in floating point it differs from it by round-off."""
+    n, h, w, c = x__nhwc.shape
+    th, tw = -(-out_h // 2), -(-out_w // 2)
+    canvas = np.zeros((n, 2 * th + 2, 2 * tw + 2, c), x__nhwc.dtype)
+    rows, cols = min(h, canvas.shape[1] - pad_top), min(w, canvas.shape[2] - pad_left)
+    canvas[:, pad_top:pad_top + rows, pad_left:pad_left + cols] = x__nhwc[:, :rows, :cols]
+    patches = np.stack([np.stack([canvas[:, i:i + 2 * th:2, j:j + 2 * tw:2] for j in range(4)],
+                                 axis=3) for i in range(4)], axis=3)  # (n, th, tw, 4, 4, c)
+    bt, g, at = (m.astype(x__nhwc.dtype) for m in (_WINOGRAD_BT, _WINOGRAD_G, _WINOGRAD_AT))
+    v = np.einsum("ai,ntsijc,bj->ntsabc", bt, patches, bt)
+    u = np.einsum("ai,ijco,bj->abco", g, w__hwio.astype(x__nhwc.dtype), g)
+    m = np.einsum("ntsabc,abco->ntsabo", v, u)
+    y = np.einsum("pa,ntsabo,qb->ntpsqo", at, m, at)
+    return y.reshape(n, 2 * th, 2 * tw, -1)[:, :out_h, :out_w]
+
+
 def _normalised_input(x__nhwc, mean, inv_std, gamma, beta, relu, relu_max):
     """x through the training batch normalisation (and relu) of the in_* arguments, rounded to
     x's type: the conv kernels' input when they normalise it as they load it."""
