@@ -42,7 +42,6 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile)(const int P, const int NV, const int ACC, 
         for (int p = 0; p < P; p++)
             xp[p] += k_row;
     }
-    const FCNN_VT zero = {0};
     const int full = nco == FCNN_W * NV;
 #pragma GCC unroll 12
     for (int p = 0; p < P; p++) {
@@ -64,8 +63,8 @@ FCNN_INLINE void FCNN_NAME(fcnn_tile)(const int P, const int NV, const int ACC, 
                 a = FCNN_LDW(dst + FCNN_W * v) + a;
             if (bias)
                 a += FCNN_LDW(bias + FCNN_W * v);
-            if (relu) /* max(a, 0) that keeps NaN, as np.maximum does */
-                a = (FCNN_VT)((FCNN_VIT)a & ~(a < zero));
+            if (relu)
+                a = FCNN_RELU(a);
             if (relu == FCNN_RELU6) /* then min(a, 6), NaN kept as relu6's select keeps it */
                 a = FCNN_CAP6(a);
             FCNN_STW(dst + FCNN_W * v, a);

@@ -4,9 +4,6 @@
  * one, then one by one: four vectors of accumulators and their operands fit the registers of
  * every level. Deliberately no include guard. */
 
-/* relu that keeps NaN, as np.maximum(v, 0) does: only lanes below zero become zero. */
-#define FCNN_DWISE_RELU(v) ((FCNN_VT)((FCNN_VIT)(v) & ~((v) < (FCNN_VT){0})))
-
 /* s[v] = the V vectors at init + k, or zeros when init is NULL. */
 FCNN_INLINE void FCNN_NAME(fcnn_dwise_start)(const int V, const FCNN_T *init, int k, FCNN_VT *s)
 {
@@ -21,8 +18,8 @@ FCNN_INLINE void FCNN_NAME(fcnn_dwise_store)(const int V, const FCNN_VT *s, int 
 {
 #pragma GCC unroll 4
     for (int v = 0; v < V; v++)
-        FCNN_STW(out + k + v * FCNN_W, relu == FCNN_RELU6 ? FCNN_CAP6(FCNN_DWISE_RELU(s[v]))
-                                       : relu ? FCNN_DWISE_RELU(s[v]) : s[v]);
+        FCNN_STW(out + k + v * FCNN_W, relu == FCNN_RELU6 ? FCNN_CAP6(FCNN_RELU(s[v]))
+                                       : relu ? FCNN_RELU(s[v]) : s[v]);
 }
 
 /* Channels [k, n) one by one: out[j] = init[j] (0 when NULL) + sum_t a[t][j + off] * b[t][j],
@@ -301,5 +298,4 @@ FCNN_INLINE void FCNN_NAME(fcnn_dwise_dw_rows)(const fcnn_dwise_geom *g, const F
     }
 }
 
-#undef FCNN_DWISE_RELU
 #undef FCNN_W

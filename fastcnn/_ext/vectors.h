@@ -65,6 +65,9 @@ typedef double fcnn_vd2u __attribute__((vector_size(16), aligned(8), may_alias))
 /* The activation flag of the conv and depthwise epilogues: 0 none, 1 relu, FCNN_RELU6 relu then
  * a cap at 6 (the relu6 of inference's folded conv -> batch normalisation -> relu6). */
 #define FCNN_RELU6 2
+/* max(v, 0) in each lane of a vector of FCNN_VT, keeping NaN as np.maximum does: only lanes
+ * below zero become zero. */
+#define FCNN_RELU(v) ((FCNN_VT)((FCNN_VIT)(v) & ~((v) < (FCNN_VT){0})))
 /* min(v, 6) in each lane of a vector of FCNN_VT, keeping NaN (NaN is not above 6). */
 #define FCNN_CAP6(v)                                                                              \
     __extension__({                                                                               \

@@ -55,7 +55,7 @@ static int fcnn_wg_band(const fcnn_geom *g)
 {
     const int th = (g->oh + 1) / 2, tw = (g->ow + 1) / 2;
     const long tiles = fcnn_band_bytes / ((long)sizeof(float) * 16 * (g->ci + g->co));
-    return fcnn_min(th, (int)fcnn_imax(1, (int)(tiles / tw)));
+    return fcnn_min(th, fcnn_imax(1, (int)(tiles / tw)));
 }
 
 /* Per-thread scratch elements for fcnn_winograd_image: V (16, tiles, ci),
@@ -87,6 +87,13 @@ static size_t fcnn_wg_packed_size(int level, const fcnn_geom *g, int size)
 #endif /* FASTCNN_WINOGRAD_H */
 #else /* the part over FCNN_T */
 
+/* Row i of G (rows 1, 0, 0; 1/2, 1/2, 1/2; 1/2, -1/2, 1/2; 0, 0, 1) times (t0, t1, t2). */
+FCNN_INLINE FCNN_T FCNN_TN(fcnn_wg_g)(int i, FCNN_T t0, FCNN_T t1, FCNN_T t2)
+{
+    return i == 0 ? t0 : i == 3 ? t2
+         : i == 1 ? (t0 + t1 + t2) * (FCNN_T)0.5 : (t0 - t1 + t2) * (FCNN_T)0.5;
+}
+
 /* dst = the 16 panels of U_e = G w G^T for the 3x3 kernel w of g, whose tap (a, b) of input
  * channel c and output channel k is w[(a*3 + b)*ci*co + c*co + k]; turned: w is the kernel of the
  * convolution whose dX g is (fcnn_dx_forward_geom), so tap (a, b) of g is tap (2-a, 2-b) of w
@@ -106,14 +113,9 @@ static void FCNN_TN(fcnn_wg_pack)(int level, const FCNN_T *w, const fcnn_geom *g
             for (int k = 0; k < co; k++) {
                 const FCNN_T *t = base + c * sc + k * sk;
                 FCNN_T gw[3]; /* row i of G w: a weighted sum of the kernel's rows */
-                for (int b = 0; b < 3; b++) {
-                    const FCNN_T t0 = t[b * sb], t1 = t[sa + b * sb], t2 = t[2 * sa + b * sb];
-                    gw[b] = i == 0 ? t0 : i == 3 ? t2
-                          : i == 1 ? (t0 + t1 + t2) * (FCNN_T)0.5 : (t0 - t1 + t2) * (FCNN_T)0.5;
-                }
-                u[(size_t)c * co + k] = j == 0 ? gw[0] : j == 3 ? gw[2]
-                    : j == 1 ? (gw[0] + gw[1] + gw[2]) * (FCNN_T)0.5
-                             : (gw[0] - gw[1] + gw[2]) * (FCNN_T)0.5;
+                for (int b = 0; b < 3; b++)
+                    gw[b] = FCNN_TN(fcnn_wg_g)(i, t[b * sb], t[sa + b * sb], t[2 * sa + b * sb]);
+                u[(size_t)c * co + k] = FCNN_TN(fcnn_wg_g)(j, gw[0], gw[1], gw[2]);
             }
         FCNN_TN(fcnn_pack_cols)(u, ci, co, co, 1, cb, dst + e * panel);
     }

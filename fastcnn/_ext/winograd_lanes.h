@@ -87,7 +87,6 @@ FCNN_INLINE void FCNN_NAME(fcnn_wg_input_core)(const FCNN_T *x, const fcnn_geom 
 FCNN_INLINE void FCNN_NAME(fcnn_wg_out_tile)(const FCNN_T *m, size_t ms, int c,
                                              const FCNN_T *bias, int relu, FCNN_T *const *o)
 {
-    const FCNN_VT zero = {0};
     int j = 0;
     for (; j + FCNN_W <= c; j += FCNN_W) {
         FCNN_VT t[16], y[4];
@@ -101,7 +100,7 @@ FCNN_INLINE void FCNN_NAME(fcnn_wg_out_tile)(const FCNN_T *m, size_t ms, int c,
             if (bias)
                 a += FCNN_LDW(bias + j);
             if (relu)
-                a = (FCNN_VT)((FCNN_VIT)a & ~(a < zero));
+                a = FCNN_RELU(a);
             if (relu == FCNN_RELU6)
                 a = FCNN_CAP6(a);
             FCNN_STW(o[q] + j, a);
