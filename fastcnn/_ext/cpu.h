@@ -14,7 +14,8 @@ enum { FCNN_SCALAR = 0, FCNN_AVX2 = 1, FCNN_AVX512 = 2 };
 
 #define FCNN_INLINE static inline __attribute__((always_inline))
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+/* clang-cl (Windows) is clang without __GNUC__ */
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #define FCNN_X86 1
 #else
 #define FCNN_X86 0
