@@ -8,11 +8,11 @@ from . import (activations, callbacks, config, constraints, datasets, initialize
 from ._ops.threads import get_num_threads, set_num_threads, show_config
 from .layers import Input
 from .models import Model, Sequential
-from . import applications, models
+from . import applications, interop, models, onnx
 
 __version__ = "0.1.0"
 
 __all__ = ["Input", "Model", "Sequential", "activations", "applications", "callbacks", "config",
-           "constraints", "datasets", "get_num_threads", "initializers", "layers", "losses",
-           "metrics", "models", "ops", "optimizers", "regularizers", "saving", "set_num_threads",
-           "show_config", "utils"]
+           "constraints", "datasets", "get_num_threads", "initializers", "interop", "layers",
+           "losses", "metrics", "models", "onnx", "ops", "optimizers", "regularizers", "saving",
+           "set_num_threads", "show_config", "utils"]

@@ -13,17 +13,18 @@ A weights file holds metadata.json (kind "weights") and weights/ only, which als
 dtype against the model, before it changes anything; whatever it refuses raises
 ``InvalidSaveFileError``, a ValueError.
 
-Loading takes time linear in the file's size and memory bounded by what the file holds. It
-refuses, before the work they would cause:
+Keras 3's files are read and written too (``fastcnn.keras_format``): ``load_model`` and
+``load_weights`` tell them by their content, ``save(..., format="keras")`` writes a ``.keras``
+zip, and ``save_weights`` writes Keras's HDF5 layout to a name ending ``.weights.h5``.
 
-- more than ``MEMBER_LIMIT`` (20,000) members;
-- a JSON member over ``JSON_LIMIT`` (4 MiB), nested deeper than ``JSON_DEPTH_LIMIT`` (100), or
-  with an integer of more than ``JSON_INT_DIGITS`` (30) digits;
+Loading takes time linear in the file's size and memory bounded by what the file holds. Besides
+the limits of ``fastcnn.file_limits`` (members, JSON size, depth and integers), it refuses,
+before the work they would cause:
+
 - a config whose layers would create more weight values than the file's weight members hold
   (4 bytes each): the weights are counted as they are declared, before they are allocated;
 - an optimizer step count of ``ITERATIONS_LIMIT`` (2**62) or more, so that training can go on.
 """
-import collections
 import contextlib
 import io
 import json
@@ -31,7 +32,6 @@ import os
 import re
 import secrets
 import zipfile
-import zlib
 
 import numpy as np
 
@@ -42,6 +42,9 @@ except ImportError:  # Windows
 
 from . import losses, optimizers
 from . import metrics as metrics_module
+from .file_limits import (  # noqa: F401 - the limits, and the error, are saving's names too
+    JSON_DEPTH_LIMIT, JSON_INT_DIGITS, JSON_LIMIT, MEMBER_LIMIT, InvalidSaveFileError, ZipArchive,
+    few, open_zip)
 from .serialization import (
     custom_object_scope,
     deserialize,
@@ -57,33 +60,14 @@ FORMAT_VERSION = 1
 # backslash, a second copy) is refused, so no name is ever trusted further than this pattern.
 _MEMBER_NAME = re.compile(r"(metadata|config)\.json|weights/[0-9]{4,}\.npy"
                           r"|optimizer/[A-Za-z0-9_]+/[0-9]{4,}\.npy")
-MEMBER_LIMIT = 20_000
-JSON_LIMIT = 4 * 2**20
-JSON_DEPTH_LIMIT = 100
-JSON_INT_DIGITS = 30
 ITERATIONS_LIMIT = 2**62
-# A JSON string (escapes included), replaced by "" before counting brackets: those inside
-# strings do not nest.
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_JSON_NESTING = np.zeros(256, np.int8)
-_JSON_NESTING[list(b"[{")] = 1
-_JSON_NESTING[list(b"]}")] = -1
-_DEFLATE_RATIO = 1032  # the most that deflate expands: a member's bytes per stored byte
 _NPY_HEADER_LIMIT = 16 * 2**10  # numpy refuses .npy headers beyond 10000 bytes anyway
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
                 (2, 0): np.lib.format.read_array_header_2_0}
 _ZIP64_THRESHOLD = 2**30  # a zip member written as a stream must announce zip64 before 2 GiB
-# What zipfile and zlib raise on a truncated or damaged archive, found by flipping every byte:
-# OSError from a seek to a negative offset, NotImplementedError from a garbled version field.
-_CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError)
 
 
 __all__ = ["InvalidSaveFileError", "load_model", "register_keras_serializable", "save_model"]
-
-
-class InvalidSaveFileError(ValueError):
-    """A file load_model or load_weights refuses: not a fastcnn file, truncated or corrupt,
-    unsafe (a pickle, an object array, an unexpected member name), or not matching the model."""
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -194,16 +178,21 @@ def _zip_info(name):
     return zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
 
 
-def _write(filepath, kind, config, arrays, overwrite, build_config=None):
+def _replace(filepath, overwrite):
+    """``atomic_write(filepath)``, refused if the file exists and not ``overwrite``."""
     filepath = os.fspath(filepath)
     if not overwrite and os.path.exists(filepath):
         raise FileExistsError(f"Expected a filepath that does not exist with overwrite=False, "
                               f"received filepath={filepath!r}")
+    return atomic_write(filepath)
+
+
+def _write(filepath, kind, config, arrays, overwrite, build_config=None):
     documents = {"metadata.json": {"format": FORMAT, "kind": kind, "format_version": FORMAT_VERSION,
                                    "build_config": build_config}}
     if config is not None:
         documents["config.json"] = config
-    with atomic_write(filepath) as f, zipfile.ZipFile(f, "w") as zf:
+    with _replace(filepath, overwrite) as f, zipfile.ZipFile(f, "w") as zf:
         for name, document in documents.items():
             zf.writestr(_zip_info(name), json.dumps(document, indent=1, default=_json_default))
         for name, array in arrays.items():
@@ -261,10 +250,22 @@ def _check_model(model):
                         f"{type(model).__name__}")
 
 
-def save_model(model, filepath, overwrite=True):
-    """Write the model's architecture, weights and compiled state (optimizer slots and step
-    count, loss, metrics) and its seed to ``filepath``, atomically."""
+def save_model(model, filepath, overwrite=True, format=None):
+    """Write the model to ``filepath``, atomically, in fastcnn's format (``format`` None or
+    "fastcnn", whatever the name): architecture, weights, compiled state (optimizer slots and
+    step count, loss, metrics) and seed, for a bitwise resume; or in Keras 3's (``format``
+    "keras"): a ``.keras`` zip that Keras's load_model opens, without the optimizer's state and
+    the seed (fastcnn.keras_format.keras_zip), refused for a layer or option Keras lacks."""
+    if format not in (None, "fastcnn", "keras"):
+        raise ValueError(f'Expected format None, "fastcnn" or "keras", received format={format!r}')
     _check_model(model)
+    if format == "keras":
+        from .keras_format import keras_zip
+        members = keras_zip.model_members(model)
+        with _replace(filepath, overwrite) as f, zipfile.ZipFile(f, "w") as zf:
+            for name, data in members.items():
+                zf.writestr(_zip_info(name), data)
+        return
     config = {**serialize(model), "build_config": _build_config(model), "seed": int(model.seed),
               "compile_config": _compile_config(model)}
     arrays = {_weight_member(k): w for k, w in enumerate(model.weights)}
@@ -277,37 +278,31 @@ def save_model(model, filepath, overwrite=True):
 
 def save_weights(model, filepath, overwrite=True):
     """Write ``model.weights`` to ``filepath``, atomically, with the input shapes the model was
-    built for, so that a new instance of a subclassed model can load them."""
+    built for, so that a new instance of a subclassed model can load them. A name that ends
+    ``.weights.h5`` gets Keras's HDF5 layout, which Keras's load_weights reads (h5py needed);
+    any other, fastcnn's zip of .npy arrays."""
+    if os.fsdecode(filepath).endswith(".weights.h5"):
+        from .keras_format import keras_h5
+        data = keras_h5.weights_file(model, _build_config(model))
+        with _replace(filepath, overwrite) as f:
+            f.write(data)
+        return
     _write(filepath, "weights", None, {_weight_member(k): w for k, w in enumerate(model.weights)},
            overwrite, build_config=_build_config(model))
 
 
 # -- reading -------------------------------------------------------------------------------
-class _Archive:
-    """A saved file opened for reading, its member names and metadata already checked."""
+class _Archive(ZipArchive):
+    """A saved file opened for reading: Keras's (``kind`` "keras"), whose members the Keras
+    reader checks, or fastcnn's, its member names and metadata already checked."""
 
     def __init__(self, filepath, zf, size):
-        self.filepath = filepath
-        self.zf = zf
-        self.size = size
-        infos = zf.infolist()
-        if len(infos) > MEMBER_LIMIT:
-            self.fail(f"Expected at most {MEMBER_LIMIT} members, received {len(infos)}")
-        names = [info.filename for info in infos]
-        odd = [name for name in names if not _MEMBER_NAME.fullmatch(name)]
-        if odd:
-            self.fail("Expected only the members metadata.json, config.json, weights/NNNN.npy "
-                      f"and optimizer/<slot>/NNNN.npy, received {_few(odd)}")
-        counts = collections.Counter(names)
-        if len(counts) != len(names):
-            self.fail(f"Expected each member once, received duplicates of "
-                      f"{_few(n for n, c in counts.items() if c > 1)}")
-        for info in infos:
-            if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                self.fail(f"Expected member {info.filename!r} stored or deflated without "
-                          f"encryption, received compression {info.compress_type}, flags "
-                          f"{info.flag_bits:#x}")
-        self.members = {info.filename: info for info in infos}
+        super().__init__(filepath, zf, size)
+        if "metadata.json" in self.members and _is_keras(self.json("metadata.json")):
+            self.kind = "keras"
+            return
+        self.check_names(_MEMBER_NAME, "metadata.json, config.json, weights/NNNN.npy and "
+                                       "optimizer/<slot>/NNNN.npy")
         metadata = self.json("metadata.json")
         received = (metadata.get("format"), metadata.get("format_version"))
         if received != (FORMAT, FORMAT_VERSION) or metadata.get("kind") not in ("model", "weights"):
@@ -315,42 +310,12 @@ class _Archive:
                       f"metadata {metadata!r}")
         self.kind = metadata["kind"]
 
-    def fail(self, message):
-        raise InvalidSaveFileError(f"Cannot load {self.filepath!r}: {message}")
-
-    def _read(self, name, limit):
-        info = self.members.get(name)
-        if info is None:
-            self.fail(f"Expected a member {name!r}, received none")
-        if info.file_size > limit:
-            self.fail(f"Expected member {name!r} of at most {limit} bytes, received {info.file_size}")
-        try:
-            return self.zf.read(info)
-        except _CORRUPT as error:
-            self.fail(f"member {name!r} is damaged ({type(error).__name__}: {error})")
-
-    def json(self, name):
-        data = self._read(name, JSON_LIMIT)
-        # Counted before parsing, so that the parser never recurses deeper than the limit.
-        nesting = np.cumsum(_JSON_NESTING[np.frombuffer(_JSON_STRING.sub(b"", data), np.uint8)],
-                            dtype=np.int64)
-        if nesting.size and nesting.max() > JSON_DEPTH_LIMIT:
-            self.fail(f"Expected JSON nested at most {JSON_DEPTH_LIMIT} deep in member {name!r}, "
-                      f"received {nesting.max()} levels")
-        try:
-            document = json.loads(data.decode("utf-8"), parse_int=_parse_int)
-        except (UnicodeDecodeError, ValueError) as error:  # ValueError: JSONDecodeError, _parse_int
-            self.fail(f"Expected JSON in member {name!r}: {error}")
-        if not isinstance(document, dict):
-            self.fail(f"Expected a JSON object in member {name!r}, received {type(document).__name__}")
-        return document
-
     def array(self, name, like, what):
         """Member ``name`` as a float32 array shaped like ``like`` (``what`` names it in errors).
 
         The header is checked before any data is read, so an object array's pickle is never
         touched and a forged shape allocates nothing."""
-        data = self._read(name, like.nbytes + _NPY_HEADER_LIMIT)
+        data = self.read(name, like.nbytes + _NPY_HEADER_LIMIT)
         stream = io.BytesIO(data)
         try:
             version = np.lib.format.read_magic(stream)
@@ -369,46 +334,31 @@ class _Archive:
             self.fail(f"Expected member {name!r} ({what}) to be a .npy array: {error}")
 
     def weight_bytes(self):
-        """The most bytes the weight members can hold: as they declare, but no more than the
-        file's size allows (times deflate's largest ratio where any is deflated)."""
-        infos = [info for name, info in self.members.items() if name.startswith("weights/")]
-        ratio = (1 if all(info.compress_type == zipfile.ZIP_STORED for info in infos)
-                 else _DEFLATE_RATIO)
-        return min(sum(info.file_size for info in infos), self.size * ratio)
+        """The most bytes the weight members can hold."""
+        return self.stored_bytes([name for name in self.members if name.startswith("weights/")])
 
     def check_members(self, expected):
         received, expected = set(self.members), set(expected)
         if received != expected:
-            self.fail(f"Expected the members {_few(expected)}, but {_few(expected - received)} "
-                      f"are missing and {_few(received - expected)} are unexpected")
+            self.fail(f"Expected the members {few(expected)}, but {few(expected - received)} "
+                      f"are missing and {few(received - expected)} are unexpected")
 
 
-def _few(names, shown=5):
-    """Up to ``shown`` of ``names``, sorted, for an error message that stays short."""
-    names = sorted(names)
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return f"{names[:shown]!r}{more}"
+def _is_keras(metadata):
+    """Whether a zip's metadata is that of a file Keras wrote (it names Keras's version)."""
+    return "keras_version" in metadata and "format" not in metadata
 
 
-def _parse_int(text):
-    if len(text) > JSON_INT_DIGITS:
-        raise ValueError(f"Expected integers of at most {JSON_INT_DIGITS} digits, received one "
-                         f"of {len(text)}")
-    return int(text)
-
-
-@contextlib.contextmanager
 def _open(filepath):
-    filepath = os.fspath(filepath)
+    return open_zip(filepath, _Archive)
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _is_hdf5(filepath):
     with open(filepath, "rb") as f:
-        try:
-            zf = zipfile.ZipFile(f)
-        except _CORRUPT as error:
-            raise InvalidSaveFileError(f"Cannot load {filepath!r}: expected a fastcnn zip file, "
-                                       f"received a truncated or foreign file "
-                                       f"({type(error).__name__}: {error})") from None
-        with zf:
-            yield _Archive(filepath, zf, os.fstat(f.fileno()).st_size)
+        return f.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE
 
 
 def _weight_descriptions(model):
@@ -483,8 +433,21 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
 
     Classes that are not fastcnn's are found in ``custom_objects`` ({name: class}) or among
     those registered with ``register_keras_serializable``; any other name is refused. Nothing in
-    the file is executed, whatever ``safe_mode`` says."""
+    the file is executed, whatever ``safe_mode`` says.
+
+    A ``.keras`` file that Keras 3 wrote (told by its metadata, whatever its name) loads as
+    ``fastcnn.keras_format.keras_zip`` describes: Keras's layers that fastcnn has, in a
+    Sequential or functional model, with their weights and, when ``compile`` and fastcnn has
+    every part of it, the compile config; the optimizer starts afresh."""
+    if _is_hdf5(filepath):
+        raise InvalidSaveFileError(f"Cannot load {os.fspath(filepath)!r}: an HDF5 file holds "
+                                   "Keras's weights alone (load them into a built model with "
+                                   "model.load_weights) or a legacy Keras model, which fastcnn "
+                                   "does not read")
     with _open(filepath) as archive, custom_object_scope(custom_objects):
+        if archive.kind == "keras":
+            from .keras_format import keras_zip
+            return keras_zip.load_model(archive, compile)
         if archive.kind != "model":
             archive.fail("Expected a model file, received a weights file; build the model and "
                          "call model.load_weights(filepath)")
@@ -542,22 +505,44 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     return model
 
 
+def _build_to_load(model, source, size, build_config):
+    """Build an unbuilt model for the shapes ``build_config()`` gives, creating no more weight
+    values than ``size`` bytes hold; refuse a model that stays unbuilt."""
+    if not model.built:
+        try:
+            with weight_budget(size // 4):
+                _build_from(model, build_config(), source)
+        except InvalidSaveFileError:
+            raise
+        except ValueError as error:
+            source.fail(f"Expected input shapes in build_config that the model builds for, "
+                        f"received ones that fail with {error}")
+    if not model.built:
+        raise ValueError("Expected a built model to load weights into, received an unbuilt "
+                         "one; declare an Input or call model.build(input_shape) first")
+
+
 def load_weights(model, filepath):
-    """Set ``model.weights`` from a weights file or a model file saved from the same
-    architecture; nothing is changed unless every array matches."""
+    """Set ``model.weights`` from a file saved from the same architecture: fastcnn's weights or
+    model file, or Keras's ``.weights.h5`` or ``.keras`` file, told apart by their content;
+    nothing is changed unless every array matches."""
+    if _is_hdf5(filepath):
+        from .keras_format import keras_h5
+        with keras_h5.open_weights(filepath) as source:
+            _build_to_load(model, source, source.size, source.build_config)
+            weights = source.read_weights(model)
+        model.set_weights(weights)
+        return
     with _open(filepath) as archive:
-        if not model.built:
-            try:
-                with weight_budget(archive.weight_bytes() // 4):
-                    _build_from(model, archive.json("metadata.json").get("build_config"), archive)
-            except InvalidSaveFileError:
-                raise
-            except ValueError as error:
-                archive.fail(f"Expected input shapes in build_config that the model builds "
-                             f"for, received ones that fail with {error}")
-        if not model.built:
-            raise ValueError("Expected a built model to load weights into, received an unbuilt "
-                             "one; declare an Input or call model.build(input_shape) first")
+        if archive.kind == "keras":
+            from .keras_format import keras_zip
+            with keras_zip.weights_of(archive) as source:
+                _build_to_load(model, source, source.size, lambda: None)
+                weights = source.read_weights(model)
+            model.set_weights(weights)
+            return
+        _build_to_load(model, archive, archive.weight_bytes(),
+                       lambda: archive.json("metadata.json").get("build_config"))
         stored = {name for name in archive.members if name.startswith("weights/")}
         expected = {_weight_member(k) for k in range(len(model.weights))}
         if stored != expected:

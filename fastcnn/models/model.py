@@ -272,18 +272,40 @@ class Model(Trainer, Layer):
             return _functional_from_config(cls, config)
         return cls(**config)
 
-    def save(self, filepath, overwrite=True):
+    def save(self, filepath, overwrite=True, *, format=None):
         """Write architecture, weights, seed and compiled state to one zip file, atomically;
-        ``load_model(filepath)`` restores it to predict bitwise alike and to resume training."""
-        saving.save_model(self, filepath, overwrite)
+        ``load_model(filepath)`` restores it to predict bitwise alike and to resume training.
+        ``format="keras"`` writes Keras 3's ``.keras`` layout instead, which Keras loads
+        (without the optimizer's state and the seed; see ``fastcnn.saving.save_model``)."""
+        saving.save_model(self, filepath, overwrite, format=format)
 
     def save_weights(self, filepath, overwrite=True):
-        """Write the weights alone to ``filepath`` (a zip of .npy arrays), atomically."""
+        """Write the weights alone to ``filepath``, atomically: Keras's HDF5 layout for a name
+        ending ``.weights.h5``, a zip of .npy arrays for any other."""
         saving.save_weights(self, filepath, overwrite)
 
     def load_weights(self, filepath):
-        """Set the weights from a file written by save_weights or save for this architecture."""
+        """Set the weights from a file written by save_weights or save for this architecture,
+        by fastcnn or by Keras (``.weights.h5`` or ``.keras``)."""
         saving.load_weights(self, filepath)
+
+    def export(self, filepath, format="onnx", verbose=None, input_signature=None,
+               opset_version=17):
+        """Write the model for inference elsewhere, as Keras's export does, in the one format
+        fastcnn writes: "onnx" (Keras's default, "tf_saved_model", needs TensorFlow), with
+        ONNX operator set ``opset_version`` (see ``fastcnn.onnx.export``). The inputs are the
+        model's own, batch axis free: ``input_signature`` must be None. ``verbose`` prints
+        where the file went."""
+        if format != "onnx":
+            raise ValueError(f'Expected format="onnx" (the only export format fastcnn writes), '
+                             f"received format={format!r}")
+        if input_signature is not None:
+            raise ValueError("Expected input_signature=None: the export takes the model's own "
+                             f"input shapes, received input_signature={input_signature!r:.100}")
+        from .. import onnx
+        onnx.export(self, filepath, opset=opset_version)
+        if verbose:
+            print(f"Saved artifact at '{filepath}'.")
 
 
 def _all_layers(layer):
