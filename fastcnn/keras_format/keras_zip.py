@@ -32,28 +32,26 @@ _RUN_KEYS = {"run_eagerly", "jit_compile", "steps_per_execution", "auto_scale_lo
 
 
 # -- writing ---------------------------------------------------------------------------------
+def _leaves_to_keras(value, leaf):
+    """A compile argument (a loss or metric, or dicts and lists of them) with ``leaf`` applied
+    to each object in it; None and names stay as they are."""
+    if isinstance(value, dict):
+        return {k: _leaves_to_keras(v, leaf) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_leaves_to_keras(v, leaf) for v in value]
+    return value if value is None or isinstance(value, str) else leaf(value)
+
+
 def _loss_to_keras(loss):
-    if isinstance(loss, dict):
-        return {k: _loss_to_keras(v) for k, v in loss.items()}
-    if isinstance(loss, (list, tuple)):
-        return [_loss_to_keras(v) for v in loss]
-    if loss is None or isinstance(loss, str):
-        return loss
     if type(loss) not in set(losses.LOSSES.values()):
         raise ValueError(f"the loss {loss!r:.100} has no Keras class")
     return wrap("keras.losses", type(loss).__name__, loss.get_config())
 
 
-def _metrics_to_keras(metrics):
-    if isinstance(metrics, dict):
-        return {k: _metrics_to_keras(v) for k, v in metrics.items()}
-    if isinstance(metrics, (list, tuple)):
-        return [_metrics_to_keras(m) for m in metrics]
-    if metrics is None or isinstance(metrics, str):
-        return metrics
-    entry = metrics_module.serialize(metrics)
-    if get_class(entry["class_name"]) is not type(metrics):
-        raise ValueError(f"the metric {metrics!r:.100} has no Keras class")
+def _metric_to_keras(metric):
+    entry = metrics_module.serialize(metric)
+    if get_class(entry["class_name"]) is not type(metric):
+        raise ValueError(f"the metric {metric!r:.100} has no Keras class")
     return wrap("keras.metrics", entry["class_name"], entry["config"])
 
 
@@ -74,9 +72,10 @@ def _compile_to_keras(model):
             config["learning_rate"] = wrap("keras.optimizers.schedules", schedule["class_name"],
                                            schedule["config"])
         return {"optimizer": wrap("keras.optimizers", type(optimizer).__name__, config),
-                "loss": _loss_to_keras(model.loss), "loss_weights": model.loss_weights,
-                "metrics": _metrics_to_keras(model.metrics),
-                "weighted_metrics": _metrics_to_keras(model.weighted_metrics)}
+                "loss": _leaves_to_keras(model.loss, _loss_to_keras),
+                "loss_weights": model.loss_weights,
+                "metrics": _leaves_to_keras(model.metrics, _metric_to_keras),
+                "weighted_metrics": _leaves_to_keras(model.weighted_metrics, _metric_to_keras)}
     except (TypeError, ValueError, NotImplementedError) as error:
         warnings.warn(f"The Keras file of model {model.name!r} is written uncompiled: its "
                       f"compiled state does not map onto Keras's ({error})", stacklevel=4)

@@ -3,10 +3,12 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
-from conftest import REPO
+import fastcnn
 
-PACKAGE = REPO / "fastcnn"
+# The package under test without its compiled files: the source folder, or an installed wheel's.
+PACKAGE = Path(fastcnn.__file__).resolve().parent
 COMPILED = ("*.so", "*.pyd", "*.c", "__pycache__")
 
 
