@@ -7,6 +7,7 @@ import pytest
 import fastcnn
 from fastcnn import layers
 from fastcnn.engine import plan as plan_module
+from fastcnn.engine.execution import balanced_parts
 from fastcnn.engine.graph import FlatGraph
 from fastcnn.engine.plan import make_plan
 
@@ -95,3 +96,21 @@ def test_only_layers_that_say_so_run_in_parts(small_parts):
     x = np.random.default_rng(4).normal(size=(8, 4, 4, 2)).astype(np.float32)
     out = mixing.predict(x, batch_size=8, verbose=0)
     np.testing.assert_allclose(out.mean(axis=0), 0, atol=1e-6)  # mixed over the whole batch
+
+
+@pytest.mark.parametrize("n", [2, 33, 97, 98, 128, 129, 1000, 10_000])
+@pytest.mark.parametrize("part", [1, 32, 97])
+@pytest.mark.parametrize("n_threads", [1, 2, 3, 16])
+def test_parts_cover_the_batch_in_equal_sizes_a_multiple_of_the_workers(n, part, n_threads):
+    workers, bounds = balanced_parts(n, part, n_threads)
+    sizes = [stop - start for start, stop in bounds]
+    assert [start for start, _ in bounds] == [0] + [stop for _, stop in bounds[:-1]]
+    assert bounds[-1][1] == n
+    assert max(sizes) <= part and max(sizes) - min(sizes) <= 1
+    assert workers == min(n_threads, -(-n // part)) and len(bounds) % workers == 0
+    # No more parts than the bound asks, but for the rounding up to a multiple of the workers.
+    assert len(bounds) < -(-n // part) + workers
+
+
+def test_a_batch_just_over_a_part_splits_in_halves_not_a_part_and_a_rest():
+    assert balanced_parts(128, 97, 2) == (2, [(0, 64), (64, 128)])
