@@ -162,8 +162,8 @@ def _check_members(archive):
 def weights_of(archive):
     """The HDF5 weights of a Keras zip, for reading (a context manager)."""
     _check_members(archive)
-    return open_member(archive.read(WEIGHTS, archive.stored_bytes([WEIGHTS])), archive.filepath,
-                       archive.stored_bytes([WEIGHTS]))
+    limit = archive.stored_bytes([WEIGHTS])
+    return open_member(archive.read(WEIGHTS, limit), archive.filepath, limit)
 
 
 def load_model(archive, compile=True):
